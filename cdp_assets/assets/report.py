@@ -1,0 +1,120 @@
+"""The final report: per phase tables and rows, and the data quality of the unification."""
+
+
+from datetime import datetime, timezone
+
+from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+
+from cdp_assets.config.models import LoadedConfig
+from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.sql import unification as u
+from cdp_assets.sql.dialects import TableRef, quote
+from cdp_assets.sql.report import component_sizes_sql, id_profile_sql
+
+GROUP = "report"
+
+
+def phase_of(key: AssetKey, loaded: LoadedConfig) -> str:
+    schema, name = key.path[0], key.path[-1]
+    if schema == loaded.pipeline.stg_schema:
+        return "staging"
+    if schema == loaded.pipeline.src_schema:
+        return "hist_union" if name.endswith("_hist_union") else "ingestion"
+    return "unification"
+
+
+def build_report_asset(loaded: LoadedConfig, upstream: list[AssetKey]):
+    @asset(
+        key=AssetKey(["cdp_report"]),
+        group_name=GROUP,
+        deps=upstream,
+        description=f"Markdown report of the pipeline, also written to {loaded.report_path}.",
+    )
+    def cdp_report(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+        with warehouse.session():
+            markdown, quality = render_report(context, loaded, warehouse, upstream)
+        loaded.report_path.parent.mkdir(parents=True, exist_ok=True)
+        loaded.report_path.write_text(markdown, encoding="utf-8")
+        context.log.info(f"report written to {loaded.report_path}")
+        return MaterializeResult(
+            metadata={"report": MetadataValue.md(markdown), "path": MetadataValue.path(str(loaded.report_path)), **quality}
+        )
+
+    return cdp_report
+
+
+def render_report(
+    context: AssetExecutionContext, loaded: LoadedConfig, wh: WarehouseResource, upstream: list[AssetKey]
+) -> tuple[str, dict]:
+    p = loaded.pipeline
+    lines = [
+        f"# CDP pipeline report: {p.client}",
+        "",
+        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC by run `{context.run_id}` on {wh.describe()}.",
+        "",
+    ]
+    for phase in ("ingestion", "hist_union", "staging", "unification"):
+        keys = [k for k in upstream if phase_of(k, loaded) == phase]
+        lines += [f"## {phase.replace('_', '-').title()}", "", "| table | rows | status | last materialized | run |", "|---|---:|---|---|---|"]
+        for key in keys:
+            ref = TableRef(key.path[0], key.path[-1])
+            rows = wh.row_count(ref) if wh.table_exists(ref) else None
+            event = context.instance.get_latest_materialization_event(key)
+            when = datetime.fromtimestamp(event.timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if event else "never"
+            run = event.run_id[:8] if event else ""
+            status = "ok" if rows is not None else "missing"
+            lines.append(f"| `{ref.display}` | {rows if rows is not None else '-'} | {status} | {when} | {run} |")
+        lines.append("")
+
+    quality: dict = {}
+    for plan in u.build_id_plans(loaded):
+        lookup = plan.ref("lookup")
+        if not wh.table_exists(lookup):
+            continue
+        prof = wh.fetch(id_profile_sql(lookup, plan.name)).iloc[0]
+        ids, idents = int(prof["ids"]), int(prof["identifiers"])
+        loop = wh.fetch(
+            f"SELECT iteration, converged FROM {plan.ref('loop_stats').sql} ORDER BY recorded_at DESC, iteration DESC LIMIT 1"
+        ).iloc[0]
+        coverage, rows_with_id, rows_total = {}, 0, 0
+        for t in plan.tables:
+            enriched = TableRef(plan.schema, f"enriched_{t.alias}")
+            if wh.table_exists(enriched):
+                row = wh.fetch(f"SELECT COUNT(*) AS n, COUNT({quote(plan.name)}) AS w FROM {enriched.sql}").iloc[0]
+                n, w = int(row["n"]), int(row["w"])
+                coverage[t.alias] = round(100.0 * w / n, 2) if n else 0.0
+                rows_with_id += w
+                rows_total += n
+        sizes = wh.fetch(component_sizes_sql(lookup, plan.name))
+        overall = round(100.0 * rows_with_id / rows_total, 2) if rows_total else 0.0
+        lines += [
+            f"## Data quality: `{plan.name}`",
+            "",
+            f"- canonical ids: **{ids}**",
+            f"- coverage (rows with an id / rows): **{overall}%** (minimum {p.checks.coverage_min_pct}%)",
+            f"- average identifiers per profile: {idents / ids if ids else 0:.2f}",
+            f"- merge ratio (source rows per id): {rows_with_id / ids if ids else 0:.2f}",
+            f"- loop iterations: {int(loop['iteration'])} ({'converged' if bool(loop['converged']) else 'NOT converged: raise merge_iterations'})",
+            "",
+            "| table | coverage % |",
+            "|---|---:|",
+            *[f"| {a} | {c} |" for a, c in coverage.items()],
+            "",
+            "| component size (identifiers) | ids |",
+            "|---|---:|",
+            *[f"| {r['bucket']} | {int(r['ids'])} |" for _, r in sizes.iterrows()],
+            "",
+        ]
+        quality.update(
+            {
+                f"{plan.name}_ids": ids,
+                f"{plan.name}_coverage_pct": overall,
+                f"{plan.name}_loop_iterations": int(loop["iteration"]),
+            }
+        )
+    lines += ["## Next steps", ""]
+    low = [k for k, v in quality.items() if k.endswith("_coverage_pct") and v < p.checks.coverage_min_pct]
+    if low:
+        lines.append("- Coverage is below the threshold: check the staging rules and the `invalid_texts` of the keys.")
+    lines.append("- Open the Dagster UI (`dagster dev`) to see the checks and the loop iterations of each run.")
+    return "\n".join(lines) + "\n", quality

@@ -1,0 +1,56 @@
+"""Staging: standardised identifiers and cleaned names, one table per source object."""
+
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from cdp_assets.assets.hist_union import hist_union_ref
+from cdp_assets.assets.keys import table_key
+from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
+from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.staging import staged_columns, staging_sql, unparseable_sql
+
+GROUP = "staging"
+
+
+def staging_ref(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject) -> TableRef:
+    return TableRef(loaded.pipeline.stg_schema, f"{source.name}_{obj.name}_stg")
+
+
+def staging_rules(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
+    return loaded.pipeline.staging.get(f"{source.name}_{obj.name}", {})
+
+
+def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
+    upstream = hist_union_ref(loaded, source, obj)
+    target = staging_ref(loaded, source, obj)
+    rules = staging_rules(loaded, source, obj)
+
+    @asset(
+        key=table_key(target),
+        group_name=GROUP,
+        deps=[table_key(upstream)],
+        description=f"{source.name}/{obj.name} standardised: "
+        + (", ".join(c.output for c in staged_columns(rules)) or "no rules, columns pass through"),
+    )
+    def _staging(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+        with warehouse.session():
+            rows = warehouse.build_table(target, staging_sql(upstream, warehouse.columns(upstream), rules))
+            unparseable = {}
+            for col in staged_columns(rules):
+                df = warehouse.fetch(unparseable_sql(target, col))
+                unparseable[col.output] = int(df.iloc[0]["unparseable"])
+        context.log.info(f"{target.display}: {rows} row(s); unparseable values per column: {unparseable}")
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": rows,
+                "unparseable": MetadataValue.json(unparseable),
+                "table": target.display,
+            }
+        )
+
+    return _staging
+
+
+def build_staging_assets(loaded: LoadedConfig) -> list:
+    return [build_staging_asset(loaded, s, o) for s, o in loaded.pipeline.source_objects()]

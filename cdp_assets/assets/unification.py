@@ -1,0 +1,252 @@
+"""Unification: a graph-backed multi-asset (loop op -> dynamic fan-out of enrichment -> collect),
+and one asset per master table."""
+
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetObservation,
+    AssetOut,
+    DynamicOut,
+    DynamicOutput,
+    In,
+    MaterializeResult,
+    MetadataValue,
+    Nothing,
+    OpExecutionContext,
+    Out,
+    Output,
+    asset,
+    graph_multi_asset,
+    op,
+)
+
+from cdp_assets.assets.keys import table_key
+from cdp_assets.config.models import LoadedConfig
+from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.sql import unification as u
+from cdp_assets.sql.dialects import TableRef, quote
+from cdp_assets.sql.master import master_rules_frame, master_table_sql
+from cdp_assets.unify.runner import IterationStats, LoopResult, prepare_inputs, run_loop
+
+GROUP = "unification"
+IO_MANAGER = "table_io_manager"
+LOOP_OUTPUTS = ("graph", "lookup", "keys", "tables", "loop_stats")
+STATS_OUTPUTS = ("source_key_stats", "result_key_stats")
+
+
+def enriched_ref(plan_schema: str, alias: str) -> TableRef:
+    return TableRef(plan_schema, f"enriched_{alias}")
+
+
+def enrich_tables(plans: list[u.IdPlan]) -> dict[str, u.SourceTablePlan]:
+    """Every table that feeds at least one id, by alias, in config order."""
+    out: dict[str, u.SourceTablePlan] = {}
+    for plan in plans:
+        for t in plan.tables:
+            out.setdefault(t.alias, t)
+    return dict(sorted(out.items(), key=lambda kv: kv[1].table_id))
+
+
+def _iterations_markdown(result: LoopResult) -> str:
+    lines = ["| iteration | rows changed | edges left | pointer jumps | seconds |", "|---:|---:|---:|---:|---:|"]
+    lines += [f"| {s.iteration} | {s.rows_changed} | {s.edges_left} | {s.jumps} | {s.seconds:.3f} |" for s in result.iterations]
+    return "\n".join(lines)
+
+
+def loop_stats_frame(run_id: str, result: LoopResult) -> pd.DataFrame:
+    # A run whose graph had no edges converges at iteration 0; it still gets a row, so the
+    # history shows every run.
+    iterations = result.iterations or [IterationStats(0, 0, 0, 0, 0.0, True)]
+    return pd.DataFrame(
+        [
+            {
+                "run_id": run_id,
+                "iteration": s.iteration,
+                "rows_changed": s.rows_changed,
+                "edges_left": s.edges_left,
+                "jumps": s.jumps,
+                "seconds": s.seconds,
+                "converged": s.converged,
+                "recorded_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
+            }
+            for s in iterations
+        ],
+        columns=["run_id", "iteration", "rows_changed", "edges_left", "jumps", "seconds", "converged", "recorded_at"],
+    ).astype({"run_id": "string", "iteration": "int64", "rows_changed": "int64", "edges_left": "int64", "jumps": "int64", "seconds": "float64", "converged": "bool", "recorded_at": "datetime64[us]"})
+
+
+def build_unification_assets(loaded: LoadedConfig) -> list:
+    unify = loaded.unification
+    if unify is None:
+        return []
+    plans = u.build_id_plans(loaded)
+    schema = unify.schema
+    tables = enrich_tables(plans)
+    upstream = {f"in_{i}": table_key(t.ref) for i, t in enumerate(tables.values())}
+
+    loop_outs = {f"{p.name}__{s}": p.ref(s) for p in plans for s in LOOP_OUTPUTS}
+    stats_outs = {f"{p.name}__{s}": p.ref(s) for p in plans for s in STATS_OUTPUTS}
+    enriched_outs = {f"enriched__{alias}": enriched_ref(schema, alias) for alias in tables}
+    all_outs = {**loop_outs, **enriched_outs, **stats_outs}
+
+    @op(
+        name=f"unify_loop_{unify.name}",
+        ins={"upstream": In(Nothing)},
+        out={**{name: Out(io_manager_key=IO_MANAGER) for name in loop_outs}, "to_enrich": DynamicOut(str)},
+        description="Builds each id's graph and iterates hook/compress/contract until it converges or hits its cap.",
+    )
+    def unify_loop(context: OpExecutionContext, warehouse: WarehouseResource):
+        with warehouse.session():
+            for plan in plans:
+                graph_key = table_key(plan.ref("graph"))
+
+                def on_iteration(cid: str, s: IterationStats, graph_key: AssetKey = graph_key) -> None:
+                    context.log.info(
+                        f"{cid}: iteration {s.iteration}: {s.rows_changed} row(s) changed, {s.edges_left} edge(s) left, "
+                        f"{s.jumps} pointer jump(s), {s.seconds:.3f}s"
+                    )
+                    context.log_event(
+                        AssetObservation(
+                            asset_key=graph_key,
+                            metadata={
+                                "iteration": s.iteration,
+                                "rows_changed": s.rows_changed,
+                                "edges_left": s.edges_left,
+                                "seconds": s.seconds,
+                                "converged": s.converged,
+                            },
+                        )
+                    )
+
+                prepare_inputs(warehouse, plan, unify)
+                result = run_loop(warehouse, plan, on_iteration=on_iteration)
+                stats_ref = plan.ref("loop_stats")
+                warehouse.append_dataframe(stats_ref, loop_stats_frame(context.run_id, result))
+                if not result.converged:
+                    context.log.warning(
+                        f"{plan.name}: not converged after {result.rounds} iteration(s) (cap {result.cap}); "
+                        f"{result.iterations[-1].edges_left} edge(s) still to merge"
+                    )
+                loop_meta = {
+                    "iterations": result.rounds,
+                    "converged": result.converged,
+                    "iteration_cap": result.cap,
+                    "rows_changed_per_iteration": MetadataValue.json([s.rows_changed for s in result.iterations]),
+                    "iteration_series": MetadataValue.md(_iterations_markdown(result)),
+                }
+                yield Output(plan.ref("graph").display, f"{plan.name}__graph", metadata={**loop_meta, "nodes": result.nodes, "edges": result.edges, "dagster/row_count": result.tables["graph"]})
+                yield Output(plan.ref("lookup").display, f"{plan.name}__lookup", metadata={"dagster/row_count": result.tables["lookup"], "iterations": result.rounds, "converged": result.converged})
+                for s in ("keys", "tables", "loop_stats"):
+                    yield Output(plan.ref(s).display, f"{plan.name}__{s}", metadata={"dagster/row_count": warehouse.row_count(plan.ref(s))})
+        for alias in tables:
+            yield DynamicOutput(alias, mapping_key=alias, output_name="to_enrich")
+
+    @op(name=f"enrich_table_{unify.name}", description="Adds the canonical id columns to one source table.")
+    def enrich_table(context: OpExecutionContext, warehouse: WarehouseResource, alias: str) -> dict:
+        table = tables[alias]
+        target = enriched_ref(schema, alias)
+        with warehouse.session():
+            rows = warehouse.build_table(target, u.enriched_sql(plans, table, warehouse.columns(table.ref)))
+            with_id = {}
+            for plan in plans:
+                if any(t.alias == alias for t in plan.tables):
+                    with_id[plan.name] = warehouse.scalar(f"SELECT COUNT({quote(plan.name)}) FROM {target.sql}")
+        coverage = {cid: (100.0 * n / rows if rows else 0.0) for cid, n in with_id.items()}
+        context.log.info(f"{target.display}: {rows} row(s); coverage {coverage}")
+        return {"alias": alias, "rows": rows, "with_id": with_id, "coverage_pct": coverage}
+
+    @op(
+        name=f"finish_unification_{unify.name}",
+        out={name: Out(io_manager_key=IO_MANAGER) for name in {**enriched_outs, **stats_outs}},
+        description="Collects the enriched tables and builds the key statistics.",
+    )
+    def finish_unification(context: OpExecutionContext, warehouse: WarehouseResource, results: list):
+        by_alias = {r["alias"]: r for r in results}
+        for alias, ref in ((a, enriched_ref(schema, a)) for a in tables):
+            r = by_alias[alias]
+            yield Output(
+                ref.display,
+                f"enriched__{alias}",
+                metadata={"dagster/row_count": r["rows"], "coverage_pct": MetadataValue.json(r["coverage_pct"]), "rows_with_id": MetadataValue.json(r["with_id"])},
+            )
+        with warehouse.session():
+            for plan in plans:
+                n = warehouse.build_table(plan.ref("source_key_stats"), u.source_key_stats_sql(plan))
+                yield Output(plan.ref("source_key_stats").display, f"{plan.name}__source_key_stats", metadata={"dagster/row_count": n})
+                n = warehouse.build_table(plan.ref("result_key_stats"), u.result_key_stats_sql(plan))
+                yield Output(plan.ref("result_key_stats").display, f"{plan.name}__result_key_stats", metadata={"dagster/row_count": n})
+
+    @graph_multi_asset(
+        name=f"unification_{unify.name}",
+        outs={
+            name: AssetOut(key=table_key(ref), group_name=GROUP, io_manager_key=IO_MANAGER, description=_describe(name))
+            for name, ref in all_outs.items()
+        },
+        ins={name: AssetIn(key=key, dagster_type=Nothing) for name, key in upstream.items()},
+        can_subset=False,
+    )
+    def unification(**staged):
+        loop = unify_loop(upstream=list(staged.values()))
+        enriched = loop.to_enrich.map(enrich_table)
+        finished = finish_unification(enriched.collect())
+        return {
+            **{name: getattr(loop, name) for name in loop_outs},
+            **{name: getattr(finished, name) for name in {**enriched_outs, **stats_outs}},
+        }
+
+    return [unification, *build_master_assets(loaded, plans)]
+
+
+def _describe(out_name: str) -> str:
+    if out_name.startswith("enriched__"):
+        return f"Source table {out_name.split('__', 1)[1]} with its canonical id column(s)."
+    cid, what = out_name.split("__", 1)
+    return {
+        "graph": f"{cid}: every key value with its component leader.",
+        "lookup": f"{cid}: key value -> canonical id, with first/last seen and source tables.",
+        "keys": f"{cid}: the keys, their types and merge priority.",
+        "tables": f"{cid}: the source tables and their ids.",
+        "loop_stats": f"{cid}: one row per loop iteration of every run.",
+        "source_key_stats": f"{cid}: rows and distinct key values per source table and '*'.",
+        "result_key_stats": f"{cid}: ids, ids with each key, and values-per-id histograms per table and '*'.",
+    }[what]
+
+
+def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
+    unify = loaded.unification
+    assert unify is not None
+    schema = unify.schema
+    by_name = {p.name: p for p in plans}
+    seen_at = {t.alias: t.seen_at for p in plans for t in p.tables}
+    assets = []
+    for master in unify.master_tables:
+        plan = by_name[master.id_name]
+        target = TableRef(schema, master.name)
+        aliases = sorted({sc.table for a in master.attributes for sc in a.source_columns})
+        enriched = {a: enriched_ref(schema, a) for a in aliases}
+        deps = [table_key(plan.ref("lookup")), *(table_key(r) for r in enriched.values())]
+
+        def _make(master=master, plan=plan, target=target, enriched=enriched, deps=deps):
+            @asset(
+                key=table_key(target),
+                group_name=GROUP,
+                deps=deps,
+                description=f"Master table: one row per {master.id_name}, attributes "
+                + ", ".join(a.name for a in master.attributes),
+            )
+            def _master(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+                rules = target.sibling(f"{master.name}_attribute_rules")
+                with warehouse.session():
+                    warehouse.replace_with_dataframe(rules, master_rules_frame(master))
+                    sql = master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at)
+                    rows = warehouse.build_table(target, sql)
+                context.log.info(f"{target.display}: {rows} row(s)")
+                return MaterializeResult(metadata={"dagster/row_count": rows, "table": target.display})
+
+            return _master
+
+        assets.append(_make())
+    return assets

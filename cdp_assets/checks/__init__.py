@@ -1,0 +1,1 @@
+"""Asset checks, one module per phase: the validation rules of SPEC §4 live here only."""

@@ -1,0 +1,76 @@
+"""Ingestion checks: the table exists and has rows, the latest load succeeded, the watermark
+never moves backwards."""
+
+
+import pandas as pd
+from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
+
+from cdp_assets.assets.ingestion import ingestion_refs
+from cdp_assets.assets.keys import table_key
+from cdp_assets.config.models import LoadedConfig
+from cdp_assets.connectors.loading import LOG_TABLE
+from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.sql.checks import latest_load_sql
+from cdp_assets.sql.dialects import TableRef
+
+
+def object_loads(wh: WarehouseResource, log: TableRef, source: str, obj: str, mode: str) -> pd.DataFrame:
+    if not wh.table_exists(log):
+        return pd.DataFrame(columns=["status", "records_loaded", "watermark", "message", "loaded_at"])
+    df = wh.fetch(latest_load_sql(log))
+    df = df[(df["source"] == source) & (df["object"] == obj) & (df["mode"] == mode)]
+    return df.sort_values("loaded_at", kind="stable")
+
+
+def build_ingestion_checks(loaded: LoadedConfig) -> list:
+    checks = []
+    log = TableRef(loaded.pipeline.src_schema, LOG_TABLE)
+    for source, obj in loaded.pipeline.source_objects():
+        for mode, ref in ingestion_refs(loaded, source, obj).items():
+            key = table_key(ref)
+
+            def _make(ref=ref, key=key, mode=mode, source=source, obj=obj):
+                @asset_check(asset=key, name="has_rows", description="The table exists (error) and has rows (warning when empty).")
+                def has_rows(warehouse: WarehouseResource) -> AssetCheckResult:
+                    if not warehouse.table_exists(ref):
+                        return AssetCheckResult(passed=False, metadata={"problem": f"{ref.display} does not exist"})
+                    rows = warehouse.row_count(ref)
+                    return AssetCheckResult(
+                        passed=rows > 0,
+                        severity=AssetCheckSeverity.WARN,
+                        metadata={"rows": rows},
+                    )
+
+                @asset_check(asset=key, name="latest_load_succeeded", description="The latest load of this table is logged as success.")
+                def latest_load_succeeded(warehouse: WarehouseResource) -> AssetCheckResult:
+                    loads = object_loads(warehouse, log, source.name, obj.name, mode)
+                    if loads.empty:
+                        return AssetCheckResult(passed=False, metadata={"problem": "no load recorded in ingestion_log"})
+                    last = loads.iloc[-1]
+                    rows = warehouse.row_count(ref) if warehouse.table_exists(ref) else 0
+                    # A rerun with nothing new is a success; a success that left the table empty is not.
+                    ok = last["status"] == "success" and (int(last["records_loaded"]) > 0 or rows > 0)
+                    return AssetCheckResult(
+                        passed=bool(ok),
+                        metadata={
+                            "status": str(last["status"]),
+                            "records_loaded": int(last["records_loaded"]),
+                            "table_rows": rows,
+                            "message": str(last["message"] or ""),
+                        },
+                    )
+
+                @asset_check(asset=key, name="watermark_never_moves_backwards", description="Successive successful loads never lower the watermark.")
+                def watermark_monotonic(warehouse: WarehouseResource) -> AssetCheckResult:
+                    loads = object_loads(warehouse, log, source.name, obj.name, mode)
+                    marks = [w for w in loads[loads["status"] == "success"]["watermark"] if isinstance(w, str) and w]
+                    backwards = [(a, b) for a, b in zip(marks, marks[1:]) if b < a]
+                    return AssetCheckResult(
+                        passed=not backwards,
+                        metadata={"loads": len(marks), "latest_watermark": marks[-1] if marks else "", "backward_moves": len(backwards)},
+                    )
+
+                return [has_rows, latest_load_succeeded, watermark_monotonic]
+
+            checks.extend(_make())
+    return checks

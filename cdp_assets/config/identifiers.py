@@ -1,0 +1,34 @@
+"""The one rule for names that reach SQL: client, source, object, table, column and key names.
+
+Identifiers are validated here (at config load) and quoted by the dialect when SQL is
+rendered; values never become SQL text.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Letters, digits and underscores, not starting with a digit: portable across DuckDB,
+# Spark SQL, Trino and Hive without surprises from case folding or reserved characters.
+IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+LOWER_IDENTIFIER_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def check_identifier(value: str, what: str) -> str:
+    """Return ``value`` when it is a safe SQL identifier, else raise ValueError saying how to fix it."""
+    if not isinstance(value, str) or not IDENTIFIER_PATTERN.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a valid identifier: use letters, digits and underscores "
+            "only, starting with a letter or underscore, at most 128 characters"
+        )
+    return value
+
+
+def check_lower_identifier(value: str, what: str) -> str:
+    """Names used to build schema names must be lowercase so every engine spells them the same."""
+    if not isinstance(value, str) or not LOWER_IDENTIFIER_PATTERN.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not valid: use lowercase letters, digits and underscores, "
+            "starting with a letter, at most 63 characters (for example 'acme')"
+        )
+    return value

@@ -1,0 +1,151 @@
+"""Finding, reading and validating the config file, with errors a user can act on."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from cdp_assets.config.models import LoadedConfig, LocalFilesConnector, PipelineConfig
+from cdp_assets.config.unify import UnifyConfig
+
+CONFIG_ENV = "CDP_CONFIG"
+DUCKDB_PATH_ENV = "CDP_DUCKDB_PATH"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = REPO_ROOT / "examples" / "acme" / "cdp.yml"
+
+# Extra advice for the errors users meet most often; pydantic's own text says what is wrong,
+# these say what to do.
+_HINTS = {
+    "extra_forbidden": "remove it or check its spelling against the configuration reference in README.md",
+    "missing": "add this field",
+    "union_tag_invalid": "use one of the listed kinds",
+    "literal_error": "use one of the listed values",
+}
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file, the field and the fix."""
+
+
+def config_path_from_env() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).expanduser()
+
+
+def load_config(path: str | Path | None = None) -> LoadedConfig:
+    """Load and validate the pipeline config at ``path`` (default: ``$CDP_CONFIG`` or the example)."""
+    config_path = Path(path).expanduser() if path is not None else config_path_from_env()
+    config_path = config_path.resolve()
+    raw = _read_yaml(config_path, "config file", hint=f"set {CONFIG_ENV} to an existing config file")
+    pipeline = _validate(PipelineConfig, raw, config_path)
+    base = config_path.parent
+
+    unification = pipeline.unification
+    if pipeline.unification_file is not None:
+        unify_path = _resolve(base, pipeline.unification_file)
+        raw_unify = _read_yaml(unify_path, "unification_file", hint="fix the path in unification_file")
+        unification = _validate(UnifyConfig, raw_unify, unify_path)
+
+    source_paths: dict[str, Path] = {}
+    for i, source in enumerate(pipeline.sources):
+        if isinstance(source.connector, LocalFilesConnector):
+            folder = _resolve(base, source.connector.path)
+            if not folder.is_dir():
+                raise ConfigError(
+                    f"{config_path}: sources[{i}].connector.path: folder {folder} does not exist; "
+                    "create it or fix the path (relative paths resolve against the config file's folder)"
+                )
+            source_paths[source.name] = folder
+
+    if unification is not None:
+        _check_unification_tables(pipeline, unification, config_path)
+
+    duckdb_path = os.environ.get(DUCKDB_PATH_ENV) or pipeline.engine.duckdb.path
+    return LoadedConfig(
+        pipeline=pipeline,
+        unification=unification,
+        config_path=config_path,
+        duckdb_path=_resolve(base, duckdb_path),
+        report_path=_resolve(base, pipeline.report.path),
+        source_paths=source_paths,
+    )
+
+
+def produced_tables(pipeline: PipelineConfig) -> dict[str, set[str]]:
+    """Every table the ingestion, hist-union and staging phases write, by schema."""
+    src: set[str] = set()
+    stg: set[str] = set()
+    for source, obj in pipeline.source_objects():
+        base = f"{source.name}_{obj.name}"
+        if source.loads_incremental:
+            src.add(base)
+        if source.loads_historical:
+            src.add(f"{base}_hist")
+        src.add(f"{base}_hist_union")
+        stg.add(f"{base}_stg")
+    return {pipeline.src_schema: src, pipeline.stg_schema: stg}
+
+
+def _check_unification_tables(pipeline: PipelineConfig, unification: UnifyConfig, path: Path) -> None:
+    produced = produced_tables(pipeline)
+    for i, table in enumerate(unification.tables):
+        database = table.database or pipeline.stg_schema
+        if database not in produced:
+            raise ConfigError(
+                f"{path}: unification.tables[{i}].database {database!r} is not written by this pipeline; "
+                f"use {pipeline.stg_schema!r} (staged tables) or {pipeline.src_schema!r}"
+            )
+        if table.table not in produced[database]:
+            raise ConfigError(
+                f"{path}: unification.tables[{i}].table {table.table!r} is not produced by any phase in "
+                f"{database!r}; use one of {sorted(produced[database])}"
+            )
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _read_yaml(path: Path, what: str, hint: str) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist; {hint}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of fields at the top level, got {type(data).__name__}")
+    return data
+
+
+def _validate(model: type, raw: Any, path: Path) -> Any:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, path)) from None
+
+
+def format_validation_error(exc: ValidationError, path: Path) -> str:
+    lines = [f"{path}: {exc.error_count()} problem(s) in the configuration:"]
+    for err in exc.errors():
+        field = _field_path(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        hint = _HINTS.get(err["type"])
+        lines.append(f"  - {field}: {msg}" + (f" ({hint})" if hint else ""))
+    return "\n".join(lines)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("local_files", "s3", "table") and out.endswith("connector"):
+            continue  # the discriminator's branch name, not a field the user wrote
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"

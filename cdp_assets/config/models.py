@@ -1,0 +1,236 @@
+"""The pipeline configuration (SPEC §3): one YAML file describes the whole CDP implementation.
+
+Models are strict (unknown fields are errors, since a misspelt field silently ignored is a
+bug a user finds in production) and every identifier that will reach SQL is checked here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cdp_assets.config.identifiers import check_identifier, check_lower_identifier
+from cdp_assets.config.unify import UnifyConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# ---------------------------------------------------------------------------- engine
+
+
+class DuckDBSettings(_Strict):
+    path: str = ".cdp/cdp.duckdb"
+    memory_limit: str | None = None
+    threads: int | None = Field(default=None, ge=1)
+
+
+class DatabricksSettings(_Strict):
+    catalog: str = "main"
+    auth: Literal["pat", "oauth"] = "pat"
+
+    _catalog = field_validator("catalog")(lambda v: check_identifier(v, "databricks catalog"))
+
+
+class TreasureDataSettings(_Strict):
+    query_engine: Literal["presto", "trino", "hive"] = "presto"
+
+
+class EngineConfig(_Strict):
+    kind: Literal["duckdb", "databricks", "treasure_data"] = "duckdb"
+    duckdb: DuckDBSettings = DuckDBSettings()
+    databricks: DatabricksSettings = DatabricksSettings()
+    treasure_data: TreasureDataSettings = TreasureDataSettings()
+
+
+# ---------------------------------------------------------------------------- sources
+
+FileFormat = Literal["auto", "csv", "parquet", "jsonl"]
+
+
+class LocalFilesConnector(_Strict):
+    kind: Literal["local_files"]
+    path: str
+    format: FileFormat = "auto"
+
+
+class S3Connector(_Strict):
+    kind: Literal["s3"]
+    bucket: str
+    prefix: str = ""
+    format: FileFormat = "auto"
+
+
+class TableConnector(_Strict):
+    kind: Literal["table"]
+    database: str
+
+    _database = field_validator("database")(lambda v: check_identifier(v, "connector database"))
+
+
+Connector = Annotated[Union[LocalFilesConnector, S3Connector, TableConnector], Field(discriminator="kind")]
+
+
+class SourceObject(_Strict):
+    name: str
+    primary_key: list[str] = Field(default_factory=list)
+
+    _name = field_validator("name")(lambda v: check_lower_identifier(v, "object name"))
+
+    @field_validator("primary_key", mode="before")
+    @classmethod
+    def _pk(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [value]
+        return [check_identifier(v, "primary_key column") for v in value] if isinstance(value, list) else value
+
+
+class SourceConfig(_Strict):
+    name: str
+    connector: Connector
+    objects: list[SourceObject] = Field(min_length=1)
+    mode: Literal["incremental", "historical", "both"] = "both"
+    incremental_field: str = "updated_at"
+    start_date: datetime | None = None
+
+    _name = field_validator("name")(lambda v: check_lower_identifier(v, "source name"))
+    _field = field_validator("incremental_field")(lambda v: check_identifier(v, "incremental_field"))
+
+    @field_validator("objects", mode="before")
+    @classmethod
+    def _objects(cls, value: object) -> object:
+        # `objects: [customers, orders]` is the short form of `[{name: customers}, ...]`.
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _unique_objects(self) -> "SourceConfig":
+        seen: set[str] = set()
+        for obj in self.objects:
+            if obj.name in seen:
+                raise ValueError(
+                    f"source {self.name!r}: object {obj.name!r} is listed twice in objects; list each once"
+                )
+            seen.add(obj.name)
+        return self
+
+    @property
+    def loads_incremental(self) -> bool:
+        return self.mode in ("incremental", "both")
+
+    @property
+    def loads_historical(self) -> bool:
+        return self.mode in ("historical", "both")
+
+
+# ---------------------------------------------------------------------------- staging
+
+# Rules that standardise an identifier produce `standardized_<name>`; rules that tidy text
+# produce `cleaned_<name>`.
+STANDARDIZING_RULES = ("email", "phone")
+CLEANING_RULES = ("name", "text")
+
+
+class StagingRule(_Strict):
+    rule: Literal["email", "phone", "name", "text"]
+    columns: list[str] = Field(min_length=1)
+    default_region: Literal["US", "CA", "GB", "DE", "FR", "JP", "AU"] = "US"
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: list[str]) -> list[str]:
+        return [check_identifier(v, "staging column") for v in value]
+
+
+class ChecksConfig(_Strict):
+    coverage_min_pct: float = Field(default=90.0, ge=0, le=100)
+    # A standardised column whose share of unparseable values is above this fails its check.
+    unparseable_max_pct: float = Field(default=25.0, ge=0, le=100)
+
+
+class ReportConfig(_Strict):
+    path: str = ".cdp/report.md"
+
+
+class PipelineConfig(_Strict):
+    client: str
+    engine: EngineConfig = EngineConfig()
+    sources: list[SourceConfig] = Field(min_length=1)
+    staging: dict[str, dict[str, StagingRule]] = Field(default_factory=dict)
+    checks: ChecksConfig = ChecksConfig()
+    report: ReportConfig = ReportConfig()
+    unification: UnifyConfig | None = None
+    unification_file: str | None = None
+
+    @field_validator("client")
+    @classmethod
+    def _client(cls, value: str) -> str:
+        return check_lower_identifier(value, "client")
+
+    @field_validator("staging")
+    @classmethod
+    def _staging_names(cls, value: dict[str, dict[str, StagingRule]]) -> dict[str, dict[str, StagingRule]]:
+        for table, rules in value.items():
+            check_identifier(table, "staging table")
+            for out in rules:
+                check_identifier(out, "staging output column")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> "PipelineConfig":
+        names = [s.name for s in self.sources]
+        for n in names:
+            if names.count(n) > 1:
+                raise ValueError(f"sources: {n!r} is listed twice; give each source a unique name")
+        produced = self.object_names
+        for table in self.staging:
+            if table not in produced:
+                raise ValueError(
+                    f"staging.{table}: no source object produces {table!r}; staging tables are named "
+                    f"<source>_<object>, one of {sorted(produced)}"
+                )
+        if self.unification is not None and self.unification_file is not None:
+            raise ValueError("set either unification (inline) or unification_file (a path), not both")
+        return self
+
+    # ----- names of the tables each phase produces (the contract of SPEC §4)
+
+    @property
+    def src_schema(self) -> str:
+        return f"{self.client}_src"
+
+    @property
+    def stg_schema(self) -> str:
+        return f"{self.client}_stg"
+
+    @property
+    def object_names(self) -> list[str]:
+        return [f"{s.name}_{o.name}" for s in self.sources for o in s.objects]
+
+    def source_objects(self) -> list[tuple[SourceConfig, SourceObject]]:
+        return [(s, o) for s in self.sources for o in s.objects]
+
+    def source_of_staged_table(self, table: str) -> tuple[SourceConfig, SourceObject] | None:
+        """The source object behind ``<source>_<object>_stg``, or None."""
+        for source, obj in self.source_objects():
+            if f"{source.name}_{obj.name}_stg" == table:
+                return source, obj
+        return None
+
+
+class LoadedConfig(BaseModel):
+    """A validated config with its paths resolved: what the rest of the package works from."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    pipeline: PipelineConfig
+    unification: UnifyConfig | None
+    config_path: Path
+    duckdb_path: Path
+    report_path: Path
+    source_paths: dict[str, Path]  # source name -> folder, for local_files connectors

@@ -1,0 +1,51 @@
+"""The code location: assets, checks and resources assembled from the loaded config.
+
+``CDP_CONFIG`` names the config file (default: the example in ``examples/``).
+"""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+
+from cdp_assets.assets.hist_union import build_hist_union_assets
+from cdp_assets.assets.ingestion import build_ingestion_assets
+from cdp_assets.assets.io import TableNameIOManager
+from cdp_assets.assets.report import build_report_asset
+from cdp_assets.assets.staging import build_staging_assets
+from cdp_assets.assets.unification import IO_MANAGER, build_unification_assets
+from cdp_assets.checks.hist_union import build_hist_union_checks
+from cdp_assets.checks.ingestion import build_ingestion_checks
+from cdp_assets.checks.staging import build_staging_checks
+from cdp_assets.checks.unification import build_unification_checks
+from cdp_assets.config import LoadedConfig, load_config
+from cdp_assets.engines.factory import build_warehouse
+
+PIPELINE_JOB = "cdp_pipeline"
+
+
+def build_definitions(loaded: LoadedConfig) -> Definitions:
+    assets = [
+        *build_ingestion_assets(loaded),
+        *build_hist_union_assets(loaded),
+        *build_staging_assets(loaded),
+        *build_unification_assets(loaded),
+    ]
+    upstream = [key for a in assets for key in a.keys]
+    assets.append(build_report_asset(loaded, upstream))
+    checks = [
+        *build_ingestion_checks(loaded),
+        *build_hist_union_checks(loaded),
+        *build_staging_checks(loaded),
+        *build_unification_checks(loaded),
+    ]
+    return Definitions(
+        assets=assets,
+        asset_checks=checks,
+        jobs=[define_asset_job(PIPELINE_JOB, selection=AssetSelection.all(), description="The whole pipeline, every phase.")],
+        resources={"warehouse": build_warehouse(loaded), IO_MANAGER: TableNameIOManager()},
+        # DuckDB allows one writing process: steps run one after another in the run's process.
+        executor=in_process_executor,
+    )
+
+
+defs = build_definitions(load_config())

@@ -1,0 +1,154 @@
+"""The warehouse interface every engine implements; assets only talk to this.
+
+Engines execute SQL that the builders rendered; they never build SQL of their own beyond the
+few statements that are engine mechanics (creating schemas, loading a DataFrame).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pandas as pd
+from dagster import ConfigurableResource
+
+from cdp_assets.sql.dialects import Dialect, TableRef
+from cdp_assets.sql.pipeline import create_table_as, drop_table
+
+log = logging.getLogger("cdp_assets.engines")
+
+
+class WarehouseError(RuntimeError):
+    """A statement failed; carries the engine's message and the SQL that failed."""
+
+    def __init__(self, message: str, sql: str | None = None):
+        self.engine_message = message
+        self.sql = sql
+        super().__init__(f"{message}\n-- statement that failed:\n{sql}" if sql else message)
+
+
+class WarehouseResource(ConfigurableResource):
+    """Executes rendered SQL and moves DataFrames in and out of one warehouse."""
+
+    @property
+    @abstractmethod
+    def dialect(self) -> Dialect: ...
+
+    @abstractmethod
+    def execute(self, sql: str) -> None:
+        """Run one statement (already in this engine's dialect)."""
+
+    @abstractmethod
+    def query(self, sql: str) -> pd.DataFrame:
+        """Run one query and return its rows."""
+
+    @abstractmethod
+    def table_exists(self, ref: TableRef) -> bool: ...
+
+    @abstractmethod
+    def columns(self, ref: TableRef) -> list[str]: ...
+
+    @abstractmethod
+    def ensure_schema(self, schema: str) -> None: ...
+
+    @abstractmethod
+    def write_dataframe(self, ref: TableRef, df: pd.DataFrame) -> None:
+        """Create ``ref`` (which must not exist) holding ``df``."""
+
+    @abstractmethod
+    def append_dataframe(self, ref: TableRef, df: pd.DataFrame, log_ref: TableRef | None = None, log_row: pd.DataFrame | None = None) -> None:
+        """Append ``df`` to ``ref`` by column name (adding new columns), and ``log_row`` to ``log_ref``,
+        as one unit: either both land or neither does."""
+
+    @abstractmethod
+    @contextmanager
+    def session(self) -> Iterator["WarehouseResource"]:
+        """Keep one connection open for a block of statements (a loop, a step)."""
+
+    # ---------------------------------------------------------------- shared mechanics
+
+    def run(self, canonical_sql: str) -> None:
+        """Render canonical SQL for this engine and execute it."""
+        self.execute(self.dialect.render(canonical_sql))
+
+    def fetch(self, canonical_sql: str) -> pd.DataFrame:
+        return self.query(self.dialect.render(canonical_sql))
+
+    def scalar(self, canonical_sql: str) -> int:
+        df = self.fetch(canonical_sql)
+        value = df.iloc[0, 0]
+        return 0 if pd.isna(value) else int(value)
+
+    def row_count(self, ref: TableRef) -> int:
+        return self.scalar(f"SELECT COUNT(*) FROM {ref.sql}")
+
+    def drop(self, ref: TableRef) -> None:
+        self.run(drop_table(ref))
+
+    def staging_ref(self, final: TableRef) -> TableRef:
+        """A unique name to build ``final`` under before it is swapped in."""
+        return final.sibling(f"{final.name}__cdp_new_{uuid.uuid4().hex[:8]}")
+
+    def swap_in(self, staging: TableRef, final: TableRef) -> None:
+        for stmt in self.dialect.swap_statements(staging, final):
+            self.execute(stmt)
+
+    def build_table(self, final: TableRef, select_sql: str) -> int:
+        """Build ``final`` from a SELECT under a temporary name, then swap it in.
+
+        A failure at any point leaves the previous ``final`` untouched and drops the
+        half-built table. Returns the new row count.
+        """
+        self.ensure_schema(final.schema)
+        staging = self.staging_ref(final)
+        try:
+            started = time.monotonic()
+            self.run(create_table_as(staging, select_sql))
+            rows = self.row_count(staging)
+            self.swap_in(staging, final)
+            log.debug("built %s (%d rows) in %.2fs", final.display, rows, time.monotonic() - started)
+            return rows
+        except BaseException:
+            self._drop_quietly(staging)
+            raise
+
+    def replace_with_dataframe(self, final: TableRef, df: pd.DataFrame) -> int:
+        """Publish a DataFrame as ``final`` through the same build-then-swap path."""
+        self.ensure_schema(final.schema)
+        staging = self.staging_ref(final)
+        try:
+            self.write_dataframe(staging, df)
+            self.swap_in(staging, final)
+            return len(df)
+        except BaseException:
+            self._drop_quietly(staging)
+            raise
+
+    def drop_leftovers(self, schema: str) -> list[str]:
+        """Drop half-built tables a killed run left behind (names with ``__cdp_new_``)."""
+        dropped = []
+        for name in self.list_tables(schema):
+            if "__cdp_new_" in name:
+                self.drop(TableRef(schema, name, self.catalog_for(schema)))
+                dropped.append(name)
+        return dropped
+
+    def catalog_for(self, schema: str) -> str | None:  # noqa: ARG002 - Databricks overrides
+        return None
+
+    @abstractmethod
+    def list_tables(self, schema: str) -> list[str]: ...
+
+    def _drop_quietly(self, ref: TableRef) -> None:
+        try:
+            self.drop(ref)
+        except Exception as exc:  # the original error matters more than the clean-up's
+            log.warning("could not drop temporary table %s: %s", ref.display, exc)
+
+    def describe(self) -> str:
+        """Which engine and where, for logs; never includes a secret."""
+        return type(self).__name__

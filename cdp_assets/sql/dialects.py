@@ -1,0 +1,99 @@
+"""The one place that knows SQL dialects.
+
+Every builder writes SQL once, in DuckDB's dialect with double-quoted identifiers, and the
+dialect renders it for the engine through sqlglot. Builders never branch on the engine; the
+few statements that cannot be transpiled (swapping a table in) are methods here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import sqlglot
+
+from cdp_assets.config.identifiers import check_identifier
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table in a schema (DuckDB schema, TD database, or Databricks ``catalog.schema``)."""
+
+    schema: str
+    name: str
+    catalog: str | None = None
+
+    def __post_init__(self) -> None:
+        check_identifier(self.schema, "schema")
+        check_identifier(self.name, "table")
+        if self.catalog is not None:
+            check_identifier(self.catalog, "catalog")
+
+    @property
+    def sql(self) -> str:
+        """The quoted, qualified name in the canonical (DuckDB) dialect."""
+        parts = [p for p in (self.catalog, self.schema, self.name) if p is not None]
+        return ".".join(quote(p) for p in parts)
+
+    @property
+    def display(self) -> str:
+        return ".".join(p for p in (self.catalog, self.schema, self.name) if p is not None)
+
+    def sibling(self, name: str) -> "TableRef":
+        return TableRef(self.schema, name, self.catalog)
+
+
+def quote(identifier: str) -> str:
+    """Quote an identifier that has already passed :func:`check_identifier`."""
+    check_identifier(identifier, "identifier")
+    return f'"{identifier}"'
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str  # duckdb | spark | databricks | trino | hive
+    sqlglot_name: str
+    # Engines that can swap a table inside a transaction do it atomically; the others drop
+    # and rename, which leaves a sub-second window and is documented as such.
+    transactional_ddl: bool
+
+    def render(self, sql: str) -> str:
+        """Render canonical SQL for this dialect (identity for DuckDB)."""
+        if self.sqlglot_name == "duckdb":
+            return sql
+        return _transpile(sql, self.sqlglot_name)
+
+    def render_all(self, statements: list[str]) -> list[str]:
+        return [self.render(s) for s in statements]
+
+    def swap_statements(self, staging: TableRef, final: TableRef) -> list[str]:
+        """Statements that replace ``final`` with the fully built ``staging`` table."""
+        rename = f"ALTER TABLE {staging.sql} RENAME TO {quote(final.name)}"
+        if self.sqlglot_name in ("spark", "databricks", "hive"):
+            # Spark's RENAME TO takes a qualified target.
+            rename = f"ALTER TABLE {staging.sql} RENAME TO {final.sql}"
+        stmts = [f"DROP TABLE IF EXISTS {final.sql}", rename]
+        if self.transactional_ddl:
+            stmts = ["BEGIN TRANSACTION", *stmts, "COMMIT"]
+        return [self.render(s) if not s.startswith(("BEGIN", "COMMIT")) else s for s in stmts]
+
+
+@lru_cache(maxsize=4096)
+def _transpile(sql: str, write: str) -> str:
+    return ";\n".join(sqlglot.transpile(sql, read="duckdb", write=write))
+
+
+DIALECTS: dict[str, Dialect] = {
+    "duckdb": Dialect("duckdb", "duckdb", transactional_ddl=True),
+    "spark": Dialect("spark", "spark", transactional_ddl=False),
+    "databricks": Dialect("databricks", "databricks", transactional_ddl=False),
+    "trino": Dialect("trino", "trino", transactional_ddl=False),
+    "hive": Dialect("hive", "hive", transactional_ddl=False),
+}
+
+
+def get_dialect(name: str) -> Dialect:
+    try:
+        return DIALECTS[name]
+    except KeyError:
+        raise ValueError(f"unknown SQL dialect {name!r}; use one of {sorted(DIALECTS)}") from None

@@ -1,0 +1,84 @@
+"""Master tables: one row per canonical id, each attribute chosen by priority and order."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cdp_assets.config.unify import MasterAttribute, MasterTable, UnifyConfig
+from cdp_assets.sql.dialects import TableRef, quote
+
+
+def master_rules_frame(master: MasterTable) -> pd.DataFrame:
+    """Attribute rules (invalid texts, regexps) as rows, so no config value becomes SQL text."""
+    rows = []
+    for attr in master.attributes:
+        if attr.valid_regexp is not None:
+            rows.append({"attribute": attr.name, "kind": "valid_regexp", "value": attr.valid_regexp})
+        rows.extend({"attribute": attr.name, "kind": "invalid_text", "value": t} for t in attr.invalid_texts)
+    return pd.DataFrame(rows, columns=["attribute", "kind", "value"]).astype("string")
+
+
+def _candidates_sql(
+    attr: MasterAttribute,
+    cid: str,
+    enriched: dict[str, TableRef],
+    default_order: dict[str, str | None],
+) -> str:
+    parts = []
+    for sc in attr.source_columns:
+        order_by = sc.order_by or default_order.get(sc.table)
+        # order: last picks the newest value; rank ascending, so negate by sorting direction below.
+        ord_expr = f"CAST(e.{quote(order_by)} AS VARCHAR)" if order_by else "CAST(NULL AS VARCHAR)"
+        parts.append(
+            f"SELECT e.{quote(cid)} AS cid, CAST(e.{quote(sc.column)} AS VARCHAR) AS value, "
+            f"{sc.priority} AS priority, {ord_expr} AS ord, {1 if sc.order == 'last' else 0} AS newest_first "
+            f"FROM {enriched[sc.table].sql} AS e WHERE e.{quote(cid)} IS NOT NULL AND e.{quote(sc.column)} IS NOT NULL"
+        )
+    return "\nUNION ALL\n".join(parts)
+
+
+def master_table_sql(
+    master: MasterTable,
+    unify: UnifyConfig,
+    lookup: TableRef,
+    enriched: dict[str, TableRef],
+    rules: TableRef,
+    default_order: dict[str, str | None],
+) -> str:
+    """SELECT for a master table: distinct ids from the lookup, one column per attribute."""
+    cid = master.id_name
+    ctes, selects, joins = [], [], []
+    for i, attr in enumerate(master.attributes):
+        cand = _candidates_sql(attr, cid, enriched, default_order)
+        # Best first: lowest priority number, then newest (order: last) or oldest (order: first)
+        # by order_by, then value for a deterministic tie-break on every engine.
+        ranking = (
+            "ORDER BY priority, CASE WHEN newest_first = 1 THEN ord END DESC NULLS LAST, "
+            "CASE WHEN newest_first = 0 THEN ord END ASC NULLS LAST, value"
+        )
+        ctes.append(
+            f"""a{i}_valid AS (
+  SELECT c.* FROM ({cand}) AS c
+  WHERE TRIM(c.value) <> ''
+    AND NOT EXISTS (SELECT 1 FROM {rules.sql} AS r WHERE r.attribute = '{attr.name}' AND r.kind = 'invalid_text' AND r.value = c.value)
+    AND NOT EXISTS (SELECT 1 FROM {rules.sql} AS r WHERE r.attribute = '{attr.name}' AND r.kind = 'valid_regexp' AND NOT regexp_matches(c.value, r.value))
+),
+a{i}_ranked AS (
+  SELECT cid, value, ROW_NUMBER() OVER (PARTITION BY cid {ranking}) AS rn
+  FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY cid, value {ranking}) AS dup FROM a{i}_valid) AS d
+  WHERE dup = 1
+)"""
+        )
+        if attr.array_elements:
+            ctes.append(
+                f"a{i} AS (SELECT cid, LIST(value ORDER BY rn) AS v FROM a{i}_ranked "
+                f"WHERE rn <= {attr.array_elements} GROUP BY cid)"
+            )
+        else:
+            ctes.append(f"a{i} AS (SELECT cid, value AS v FROM a{i}_ranked WHERE rn = 1)")
+        joins.append(f"LEFT JOIN a{i} ON a{i}.cid = ids.cid")
+        selects.append(f"a{i}.v AS {quote(attr.name)}")
+    return (
+        "WITH " + ",\n".join(ctes) + f",\nids AS (SELECT DISTINCT {quote(cid)} AS cid FROM {lookup.sql})\n"
+        f"SELECT ids.cid AS {quote(cid)}, {', '.join(selects)}\nFROM ids\n" + "\n".join(joins)
+    )

@@ -1,0 +1,395 @@
+"""Identity unification as set-based SQL: valid keys -> nodes -> edges -> loop -> lookup.
+
+The loop is hook-and-compress over the graph of labels (a Shiloach-Vishkin style
+connected-components algorithm written as relational steps):
+
+1. hook: every label with a smaller neighbour points to its smallest neighbour;
+2. compress: pointers jump (``p <- p(p)``) until every chain ends at a root; each jump
+   halves the depth, so a chain of length d needs log2(d) jumps;
+3. contract: edges are rewritten onto the new labels; self-loops and duplicates vanish.
+
+Every label with a neighbour either hooks or is hooked onto, so each round at least halves
+the number of labels in every component: at most log2(component size) rounds, where plain
+min-label propagation needs one round per link of the longest chain. The loop converges when
+no edge is left, and the final label of a node is the smallest node of its component. Nodes
+are numbered by (key priority, value), so that smallest node is the component's leader as
+SPEC §5 defines it. See docs/unification.md for the measurements.
+
+All functions here are pure: config in, SQL text (canonical DuckDB dialect) out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from cdp_assets.config.models import LoadedConfig
+from cdp_assets.config.unify import CanonicalId, UnifyConfig
+from cdp_assets.sql.dialects import TableRef, quote
+
+# A node id larger than any real one: LEAST() over optional nodes must ignore missing ones,
+# and Trino's LEAST returns NULL when any argument is NULL, so NULLs are replaced by this.
+NO_NODE = 9_000_000_000_000_000_000
+
+
+@dataclass(frozen=True)
+class SourceTablePlan:
+    table_id: int
+    alias: str
+    ref: TableRef
+    key_columns: tuple[tuple[str, str], ...]  # (column, key name)
+    seen_at: str | None  # column with the row's time, for first/last seen
+
+
+@dataclass(frozen=True)
+class IdPlan:
+    """Everything the SQL of one canonical (or persistent) id needs, with names resolved."""
+
+    cid: CanonicalId
+    persistent: bool
+    schema: str
+    catalog: str | None
+    keys: tuple[str, ...]  # every key of the unification, in declaration order (key_type = index + 1)
+    tables: tuple[SourceTablePlan, ...]
+
+    @property
+    def name(self) -> str:
+        return self.cid.name
+
+    def ref(self, suffix: str) -> TableRef:
+        return TableRef(self.schema, f"{self.cid.name}_{suffix}", self.catalog)
+
+    def key_type(self, key: str) -> int:
+        return self.keys.index(key) + 1
+
+    def merge_columns(self, table: SourceTablePlan) -> list[tuple[str, int]]:
+        """(column, key_type) of a table's key columns that this id merges by."""
+        return [(col, self.key_type(key)) for col, key in table.key_columns if key in self.cid.merge_by_keys]
+
+
+def build_id_plans(loaded: LoadedConfig, catalog: str | None = None) -> list[IdPlan]:
+    unify = loaded.unification
+    if unify is None:
+        return []
+    pipeline = loaded.pipeline
+    persistent = {p.name for p in unify.persistent_ids}
+    plans = []
+    all_tables = {t.alias: i + 1 for i, t in enumerate(unify.tables)}
+    for cid in unify.all_ids:
+        tables = []
+        for t in unify.tables_for(cid):
+            found = pipeline.source_of_staged_table(t.table)
+            seen_at = t.incremental_columns[0] if t.incremental_columns else (found[0].incremental_field if found else None)
+            tables.append(
+                SourceTablePlan(
+                    table_id=all_tables[t.alias],
+                    alias=t.alias,
+                    ref=TableRef(t.database or pipeline.stg_schema, t.table, catalog),
+                    key_columns=tuple((kc.column, kc.key) for kc in t.key_columns),
+                    seen_at=seen_at,
+                )
+            )
+        plans.append(
+            IdPlan(
+                cid=cid,
+                persistent=cid.name in persistent,
+                schema=unify.schema,
+                catalog=catalog,
+                keys=tuple(k.name for k in unify.keys),
+                tables=tuple(tables),
+            )
+        )
+    return plans
+
+
+# ---------------------------------------------------------------------------- rule tables
+# Config values (invalid texts, regular expressions, names) reach the warehouse as rows of
+# small tables loaded through the engine's DataFrame API, never as SQL text.
+
+
+def keys_frame(plan: IdPlan, unify: UnifyConfig) -> pd.DataFrame:
+    rows = []
+    for i, name in enumerate(plan.keys):
+        key = unify.key(name)
+        priority = plan.cid.merge_by_keys.index(name) + 1 if name in plan.cid.merge_by_keys else None
+        rows.append({"key_type": i + 1, "key_name": name, "merge_priority": priority, "valid_regexp": key.valid_regexp})
+    df = pd.DataFrame(rows)
+    df["merge_priority"] = df["merge_priority"].astype("Int64")
+    df["valid_regexp"] = df["valid_regexp"].astype("string")
+    return df
+
+
+def invalid_texts_frame(plan: IdPlan, unify: UnifyConfig) -> pd.DataFrame:
+    rows = [
+        {"key_type": i + 1, "invalid_text": text}
+        for i, name in enumerate(plan.keys)
+        for text in unify.key(name).invalid_texts
+    ]
+    return pd.DataFrame(rows, columns=["key_type", "invalid_text"]).astype({"key_type": "int64", "invalid_text": "string"})
+
+
+def tables_frame(plan: IdPlan) -> pd.DataFrame:
+    rows = [
+        {"table_id": t.table_id, "table_alias": t.alias, "database_name": t.ref.schema, "table_name": t.ref.name}
+        for t in plan.tables
+    ]
+    return pd.DataFrame(rows, columns=["table_id", "table_alias", "database_name", "table_name"])
+
+
+# ---------------------------------------------------------------------------- graph build
+
+
+def key_values_sql(plan: IdPlan) -> str:
+    """Every valid (table, key, value, time) of the merge keys: the input of the graph."""
+    parts = []
+    for t in plan.tables:
+        seen = f"CAST({quote(t.seen_at)} AS TIMESTAMP)" if t.seen_at else "CAST(NULL AS TIMESTAMP)"
+        for col, key_type in plan.merge_columns(t):
+            parts.append(
+                f"SELECT {t.table_id} AS table_id, {key_type} AS key_type, "
+                f"CAST({quote(col)} AS VARCHAR) AS value, {seen} AS seen_at FROM {t.ref.sql}"
+            )
+    raw = "\nUNION ALL\n".join(parts)
+    keys, invalid = plan.ref("keys").sql, plan.ref("invalid_texts").sql
+    return f"""
+SELECT r.table_id, r.key_type, r.value, r.seen_at
+FROM (
+{raw}
+) AS r
+JOIN {keys} AS k ON k.key_type = r.key_type
+LEFT JOIN {invalid} AS i ON i.key_type = r.key_type AND i.invalid_text = r.value
+WHERE r.value IS NOT NULL
+  AND i.key_type IS NULL
+  AND (k.valid_regexp IS NULL OR regexp_matches(r.value, k.valid_regexp))
+"""
+
+
+def nodes_sql(plan: IdPlan) -> str:
+    """Number the distinct values by (key priority, value): the smallest node leads its component."""
+    return f"""
+SELECT ROW_NUMBER() OVER (ORDER BY k.merge_priority, v.value) AS node, v.key_type, v.value
+FROM (SELECT DISTINCT key_type, value FROM {plan.ref('key_values').sql}) AS v
+JOIN {plan.ref('keys').sql} AS k ON k.key_type = v.key_type
+"""
+
+
+def edges_sql(plan: IdPlan) -> str:
+    """Link each key value of a row to the row's smallest node (a star per row), as (a > b)."""
+    nodes = plan.ref("nodes").sql
+    parts = []
+    for t in plan.tables:
+        cols = plan.merge_columns(t)
+        if len(cols) < 2:
+            continue  # a row with one key links nothing
+        joins = "\n".join(
+            f"LEFT JOIN {nodes} AS n{i} ON n{i}.key_type = {kt} AND n{i}.value = CAST(s.{quote(col)} AS VARCHAR)"
+            for i, (col, kt) in enumerate(cols)
+        )
+        least = ", ".join(f"COALESCE(n{i}.node, {NO_NODE})" for i in range(len(cols)))
+        picks = ", ".join(f"n{i}.node AS n{i}" for i in range(len(cols)))
+        row_nodes = f"SELECT LEAST({least}) AS rmin, {picks} FROM {t.ref.sql} AS s\n{joins}"
+        for i in range(len(cols)):
+            parts.append(f"SELECT n{i} AS a, rmin AS b FROM ({row_nodes}) AS r WHERE n{i} IS NOT NULL AND n{i} <> rmin")
+    if not parts:
+        return "SELECT CAST(NULL AS BIGINT) AS a, CAST(NULL AS BIGINT) AS b WHERE 1 = 0"
+    return "SELECT DISTINCT a, b FROM (\n" + "\nUNION ALL\n".join(parts) + "\n) AS e"
+
+
+def initial_labels_sql(plan: IdPlan) -> str:
+    return f"SELECT node, node AS label FROM {plan.ref('nodes').sql}"
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def hook_sql(edges: TableRef) -> str:
+    """Each label with a smaller neighbour points at its smallest neighbour (edges hold a > b)."""
+    return f"SELECT a AS node, MIN(b) AS parent FROM {edges.sql} GROUP BY a"
+
+
+def unresolved_pointers_sql(pointers: TableRef) -> str:
+    """How many pointers still point at a node that itself points elsewhere (0: fully compressed)."""
+    return f"SELECT COUNT(*) AS n FROM {pointers.sql} AS h JOIN {pointers.sql} AS h2 ON h.parent = h2.node"
+
+
+def jump_sql(pointers: TableRef) -> str:
+    """One pointer jump: p <- p(p)."""
+    return (
+        f"SELECT h.node, COALESCE(h2.parent, h.parent) AS parent FROM {pointers.sql} AS h "
+        f"LEFT JOIN {pointers.sql} AS h2 ON h.parent = h2.node"
+    )
+
+
+def relabeled_count_sql(labels: TableRef, pointers: TableRef) -> str:
+    """Nodes whose label moves in this round: the loop's 'rows changed'."""
+    return f"SELECT COUNT(*) AS n FROM {labels.sql} AS p JOIN {pointers.sql} AS h ON p.label = h.node"
+
+
+def relabel_sql(labels: TableRef, pointers: TableRef) -> str:
+    return (
+        f"SELECT p.node, COALESCE(h.parent, p.label) AS label FROM {labels.sql} AS p "
+        f"LEFT JOIN {pointers.sql} AS h ON p.label = h.node"
+    )
+
+
+def contract_edges_sql(edges: TableRef, pointers: TableRef) -> str:
+    """Rewrite edges onto the new labels; drop self-loops and duplicates."""
+    return f"""
+SELECT DISTINCT GREATEST(la, lb) AS a, LEAST(la, lb) AS b
+FROM (
+  SELECT COALESCE(ha.parent, e.a) AS la, COALESCE(hb.parent, e.b) AS lb
+  FROM {edges.sql} AS e
+  LEFT JOIN {pointers.sql} AS ha ON e.a = ha.node
+  LEFT JOIN {pointers.sql} AS hb ON e.b = hb.node
+) AS c
+WHERE la <> lb
+"""
+
+
+def count_sql(ref: TableRef) -> str:
+    return f"SELECT COUNT(*) AS n FROM {ref.sql}"
+
+
+# ---------------------------------------------------------------------------- outputs
+
+
+def canonical_id_expr(key_name_sql: str, value_sql: str) -> str:
+    """The canonical id: a deterministic function of the leader, rendered per dialect by sqlglot."""
+    return f"MD5({key_name_sql} || ':' || {value_sql})"
+
+
+def graph_sql(plan: IdPlan, labels: TableRef) -> str:
+    nodes = plan.ref("nodes").sql
+    return f"""
+SELECT p.node AS follower_node, n.key_type AS follower_key_type, n.value AS follower_id,
+       p.label AS leader_node, ln.key_type AS leader_key_type, ln.value AS leader_id
+FROM {labels.sql} AS p
+JOIN {nodes} AS n ON n.node = p.node
+JOIN {nodes} AS ln ON ln.node = p.label
+"""
+
+
+def lookup_sql(plan: IdPlan) -> str:
+    graph, keys, kv = plan.ref("graph").sql, plan.ref("keys").sql, plan.ref("key_values").sql
+    cid = quote(plan.name)
+    return f"""
+SELECT {canonical_id_expr('lk.key_name', 'g.leader_id')} AS {cid},
+       g.follower_id AS id,
+       g.follower_key_type AS id_key_type,
+       k.key_name AS id_key_name,
+       s.first_seen_at AS id_first_seen_at,
+       s.last_seen_at AS id_last_seen_at,
+       s.source_table_ids AS id_source_table_ids
+FROM {graph} AS g
+JOIN {keys} AS k ON k.key_type = g.follower_key_type
+JOIN {keys} AS lk ON lk.key_type = g.leader_key_type
+JOIN (
+  SELECT key_type, value, MIN(seen_at) AS first_seen_at, MAX(seen_at) AS last_seen_at,
+         LIST_SORT(LIST(DISTINCT table_id)) AS source_table_ids
+  FROM {kv}
+  GROUP BY key_type, value
+) AS s ON s.key_type = g.follower_key_type AND s.value = g.follower_id
+"""
+
+
+def enriched_sql(plans: list[IdPlan], table: SourceTablePlan, source_columns: list[str]) -> str:
+    """The source table with one column per canonical id whose graph the table feeds."""
+    joins, id_cols = [], []
+    existing = {c.lower() for c in source_columns}
+    for p_i, plan in enumerate(plans):
+        lookup = plan.ref("lookup").sql
+        cols = plan.merge_columns(table) if any(t.alias == table.alias for t in plan.tables) else []
+        aliases = []
+        for c_i, (col, kt) in enumerate(cols):
+            alias = f"l{p_i}_{c_i}"
+            joins.append(
+                f"LEFT JOIN {lookup} AS {alias} ON {alias}.id_key_type = {kt} "
+                f"AND {alias}.id = CAST(s.{quote(col)} AS VARCHAR)"
+            )
+            aliases.append(f"{alias}.{quote(plan.name)}")
+        if plan.name.lower() in existing:
+            continue  # never shadow a source column; the check on enriched tables reports it
+        expr = f"COALESCE({', '.join(aliases)})" if len(aliases) > 1 else (aliases[0] if aliases else "CAST(NULL AS VARCHAR)")
+        id_cols.append(f"{expr} AS {quote(plan.name)}")
+    select = ", ".join(["s.*", *id_cols])
+    return f"SELECT {select}\nFROM {table.ref.sql} AS s\n" + "\n".join(joins)
+
+
+def source_key_stats_sql(plan: IdPlan) -> str:
+    """Per source table and for all tables ('*'): rows, and distinct valid values of each key."""
+    kv = plan.ref("key_values").sql
+    merge_keys = [k for k in plan.keys if k in plan.cid.merge_by_keys]
+    rows = "\nUNION ALL\n".join(
+        f"SELECT '{t.alias}' AS from_table, COUNT(*) AS total_rows FROM {t.ref.sql}" for t in plan.tables
+    )
+    per_key = ", ".join(
+        f"COUNT(DISTINCT CASE WHEN v.key_type = {plan.key_type(k)} THEN v.value END) AS {quote('distinct_' + k)}"
+        for k in merge_keys
+    )
+    tables = plan.ref("tables").sql
+    return f"""
+WITH row_counts AS (
+{rows}
+),
+per_table AS (
+  SELECT t.table_alias AS from_table, {per_key}
+  FROM {kv} AS v JOIN {tables} AS t ON t.table_id = v.table_id
+  GROUP BY t.table_alias
+),
+all_tables AS (
+  SELECT '*' AS from_table, {per_key} FROM {kv} AS v
+)
+SELECT r.from_table, r.total_rows, {', '.join(f'p.{quote("distinct_" + k)}' for k in merge_keys)}
+FROM row_counts AS r LEFT JOIN per_table AS p ON p.from_table = r.from_table
+UNION ALL
+SELECT '*', (SELECT SUM(total_rows) FROM row_counts), {', '.join(f'a.{quote("distinct_" + k)}' for k in merge_keys)}
+FROM all_tables AS a
+"""
+
+
+def result_key_stats_sql(plan: IdPlan) -> str:
+    """Per table and '*': distinct ids, ids having each key, and a histogram of values per id."""
+    kv, lookup, tables = plan.ref("key_values").sql, plan.ref("lookup").sql, plan.ref("tables").sql
+    cid = quote(plan.name)
+    merge_keys = [k for k in plan.keys if k in plan.cid.merge_by_keys]
+    with_key = ", ".join(
+        f"COUNT(DISTINCT CASE WHEN key_type = {plan.key_type(k)} THEN cid END) AS {quote('distinct_with_' + k)}"
+        for k in merge_keys
+    )
+    histograms = ", ".join(
+        f"MAX(CASE WHEN key_type = {plan.key_type(k)} THEN histogram END) AS {quote('histogram_' + k)}" for k in merge_keys
+    )
+    return f"""
+WITH tagged AS (
+  SELECT DISTINCT t.table_alias AS from_table, l.{cid} AS cid, v.key_type, v.value
+  FROM {kv} AS v
+  JOIN {lookup} AS l ON l.id_key_type = v.key_type AND l.id = v.value
+  JOIN {tables} AS t ON t.table_id = v.table_id
+),
+scoped AS (
+  SELECT from_table, cid, key_type, value FROM tagged
+  UNION ALL
+  SELECT DISTINCT '*' AS from_table, cid, key_type, value FROM tagged
+),
+per_id AS (
+  SELECT from_table, cid, key_type, COUNT(*) AS n_values FROM scoped GROUP BY from_table, cid, key_type
+),
+buckets AS (
+  SELECT from_table, key_type, n_values, COUNT(*) AS n_ids FROM per_id GROUP BY from_table, key_type, n_values
+),
+hist AS (
+  SELECT from_table, key_type,
+         STRING_AGG(CAST(n_values AS VARCHAR) || ':' || CAST(n_ids AS VARCHAR), ',' ORDER BY n_values) AS histogram
+  FROM buckets GROUP BY from_table, key_type
+),
+counts AS (
+  SELECT from_table, COUNT(DISTINCT cid) AS total_distinct, {with_key}
+  FROM per_id GROUP BY from_table
+),
+hists AS (
+  SELECT from_table, {histograms} FROM hist GROUP BY from_table
+)
+SELECT c.*, {', '.join(f'h.{quote("histogram_" + k)}' for k in merge_keys)}
+FROM counts AS c LEFT JOIN hists AS h ON h.from_table = c.from_table
+"""

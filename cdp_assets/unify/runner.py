@@ -1,0 +1,126 @@
+"""Runs the unification SQL for one canonical id on a warehouse: graph, loop, lookup.
+
+The loop is sequential by nature (each round reads the previous one), so it runs here, in
+one op; progress is reported through a callback so the op can log and emit observations.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cdp_assets.config.unify import UnifyConfig
+from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.sql import unification as u
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.pipeline import create_table_as
+
+
+@dataclass(frozen=True)
+class IterationStats:
+    iteration: int
+    rows_changed: int  # nodes whose label moved
+    edges_left: int  # label edges still to contract
+    jumps: int  # pointer jumps needed to compress the hooks
+    seconds: float
+    converged: bool
+
+
+@dataclass
+class LoopResult:
+    cid: str
+    iterations: list[IterationStats] = field(default_factory=list)
+    converged: bool = False
+    cap: int = 0
+    nodes: int = 0
+    edges: int = 0
+    tables: dict[str, int] = field(default_factory=dict)  # table -> rows
+
+    @property
+    def rounds(self) -> int:
+        return len(self.iterations)
+
+
+OnIteration = Callable[[str, IterationStats], None]
+
+
+def prepare_inputs(wh: WarehouseResource, plan: u.IdPlan, unify: UnifyConfig) -> None:
+    """Load the rule tables ({cid}_keys, {cid}_invalid_texts, {cid}_tables) as data."""
+    wh.ensure_schema(plan.schema)
+    wh.replace_with_dataframe(plan.ref("keys"), u.keys_frame(plan, unify))
+    wh.replace_with_dataframe(plan.ref("invalid_texts"), u.invalid_texts_frame(plan, unify))
+    wh.replace_with_dataframe(plan.ref("tables"), u.tables_frame(plan))
+
+
+def run_loop(
+    wh: WarehouseResource,
+    plan: u.IdPlan,
+    on_iteration: OnIteration | None = None,
+    keep_loop_tables: bool = False,
+) -> LoopResult:
+    """Build nodes and edges, iterate hook/compress/contract to convergence or the cap, publish
+    ``{cid}_graph`` and ``{cid}_lookup``. Working tables are dropped whatever happens."""
+    result = LoopResult(cid=plan.name, cap=plan.cid.iteration_cap)
+    scratch: list[TableRef] = []
+
+    def work(suffix: str) -> TableRef:
+        ref = wh.staging_ref(plan.ref(suffix))
+        scratch.append(ref)
+        return ref
+
+    def make(ref: TableRef, select_sql: str) -> None:
+        wh.run(create_table_as(ref, select_sql))
+
+    try:
+        result.tables["key_values"] = wh.build_table(plan.ref("key_values"), u.key_values_sql(plan))
+        result.nodes = wh.build_table(plan.ref("nodes"), u.nodes_sql(plan))
+        edges = work("edges")
+        make(edges, u.edges_sql(plan))
+        result.edges = wh.row_count(edges)
+        labels = work("labels")
+        make(labels, u.initial_labels_sql(plan))
+        edges_left = result.edges
+
+        iteration = 0
+        while edges_left > 0 and iteration < result.cap:
+            iteration += 1
+            started = time.monotonic()
+            pointers = work("hooks")
+            make(pointers, u.hook_sql(edges))
+            jumps = 0
+            while wh.scalar(u.unresolved_pointers_sql(pointers)) > 0:
+                jumped = work("hooks")
+                make(jumped, u.jump_sql(pointers))
+                wh.drop(pointers)
+                pointers = jumped
+                jumps += 1
+            changed = wh.scalar(u.relabeled_count_sql(labels, pointers))
+            new_labels = work("labels")
+            make(new_labels, u.relabel_sql(labels, pointers))
+            new_edges = work("edges")
+            make(new_edges, u.contract_edges_sql(edges, pointers))
+            for old in (labels, edges, pointers):
+                wh.drop(old)
+            labels, edges = new_labels, new_edges
+            edges_left = wh.row_count(edges)
+            if keep_loop_tables:
+                wh.build_table(plan.ref(f"graph_unify_loop_{iteration}"), f"SELECT * FROM {labels.sql}")
+            stats = IterationStats(
+                iteration=iteration,
+                rows_changed=changed,
+                edges_left=edges_left,
+                jumps=jumps,
+                seconds=round(time.monotonic() - started, 4),
+                converged=edges_left == 0,
+            )
+            result.iterations.append(stats)
+            if on_iteration is not None:
+                on_iteration(plan.name, stats)
+        result.converged = edges_left == 0
+        result.tables["graph"] = wh.build_table(plan.ref("graph"), u.graph_sql(plan, labels))
+        result.tables["lookup"] = wh.build_table(plan.ref("lookup"), u.lookup_sql(plan))
+        return result
+    finally:
+        for ref in scratch:
+            wh._drop_quietly(ref)
