@@ -48,9 +48,9 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
             for mode, ref in refs.items():
                 loader = load_historical if mode == "historical" else load_incremental
                 try:
-                    result = loader(warehouse, source, obj, folder, schema, context.run_id)
+                    result = loader(warehouse, source, obj, folder, schema, context.run.run_id)
                 except Exception as exc:
-                    record_failure(warehouse, schema, source.name, obj.name, mode, context.run_id, exc)
+                    record_failure(warehouse, schema, source.name, obj.name, mode, context.run.run_id, exc)
                     raise
                 rows = warehouse.row_count(ref) if warehouse.table_exists(ref) else 0
                 context.log.info(

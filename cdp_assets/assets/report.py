@@ -50,7 +50,7 @@ def render_report(
     lines = [
         f"# CDP pipeline report: {p.client}",
         "",
-        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC by run `{context.run_id}` on {wh.describe()}.",
+        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC by run `{context.run.run_id}` on {wh.describe()}.",
         "",
     ]
     for phase in ("ingestion", "hist_union", "staging", "unification"):

@@ -124,7 +124,7 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                 prepare_inputs(warehouse, plan, unify)
                 result = run_loop(warehouse, plan, on_iteration=on_iteration)
                 stats_ref = plan.ref("loop_stats")
-                warehouse.append_dataframe(stats_ref, loop_stats_frame(context.run_id, result))
+                warehouse.append_dataframe(stats_ref, loop_stats_frame(context.run.run_id, result))
                 if not result.converged:
                     context.log.warning(
                         f"{plan.name}: not converged after {result.rounds} iteration(s) (cap {result.cap}); "

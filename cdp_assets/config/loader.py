@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from cdp_assets.config.models import LoadedConfig, LocalFilesConnector, PipelineConfig
-from cdp_assets.config.unify import UnifyConfig
+from cdp_assets.config.unify import FieldError, UnifyConfig
 
 CONFIG_ENV = "CDP_CONFIG"
 DUCKDB_PATH_ENV = "CDP_DUCKDB_PATH"
@@ -45,14 +45,18 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
 
     unification = pipeline.unification
     if pipeline.unification_file is not None:
-        unify_path = _resolve(base, pipeline.unification_file)
-        raw_unify = _read_yaml(unify_path, "unification_file", hint="fix the path in unification_file")
+        unify_path = _resolve(base, pipeline.unification_file, config_path, "unification_file")
+        raw_unify = _read_yaml(
+            unify_path,
+            f"{config_path}: unification_file:",
+            hint="fix the path in unification_file (relative paths resolve against the config file's folder)",
+        )
         unification = _validate(UnifyConfig, raw_unify, unify_path)
 
     source_paths: dict[str, Path] = {}
     for i, source in enumerate(pipeline.sources):
         if isinstance(source.connector, LocalFilesConnector):
-            folder = _resolve(base, source.connector.path)
+            folder = _resolve(base, source.connector.path, config_path, f"sources[{i}].connector.path")
             if not folder.is_dir():
                 raise ConfigError(
                     f"{config_path}: sources[{i}].connector.path: folder {folder} does not exist; "
@@ -64,12 +68,13 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
         _check_unification_tables(pipeline, unification, config_path)
 
     duckdb_path = os.environ.get(DUCKDB_PATH_ENV) or pipeline.engine.duckdb.path
+    duckdb_field = DUCKDB_PATH_ENV if os.environ.get(DUCKDB_PATH_ENV) else "engine.duckdb.path"
     return LoadedConfig(
         pipeline=pipeline,
         unification=unification,
         config_path=config_path,
-        duckdb_path=_resolve(base, duckdb_path),
-        report_path=_resolve(base, pipeline.report.path),
+        duckdb_path=_resolve(base, duckdb_path, config_path, duckdb_field),
+        report_path=_resolve(base, pipeline.report.path, config_path, "report.path"),
         source_paths=source_paths,
     )
 
@@ -105,9 +110,12 @@ def _check_unification_tables(pipeline: PipelineConfig, unification: UnifyConfig
             )
 
 
-def _resolve(base: Path, value: str) -> Path:
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else (base / p).resolve()
+def _resolve(base: Path, value: str, config_path: Path, field: str) -> Path:
+    try:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (base / p).resolve()
+    except (ValueError, RuntimeError, OSError) as exc:  # e.g. an embedded NUL byte, a symlink loop
+        raise ConfigError(f"{config_path}: {field}: {value!r} is not a usable path ({exc}); fix the path") from None
 
 
 def _read_yaml(path: Path, what: str, hint: str) -> Any:
@@ -115,8 +123,10 @@ def _read_yaml(path: Path, what: str, hint: str) -> Any:
         raise ConfigError(f"{what} {path} does not exist; {hint}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({exc}); save it as UTF-8 YAML") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {exc}; fix the YAML syntax") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of fields at the top level, got {type(data).__name__}")
     return data
@@ -132,7 +142,10 @@ def _validate(model: type, raw: Any, path: Path) -> Any:
 def format_validation_error(exc: ValidationError, path: Path) -> str:
     lines = [f"{path}: {exc.error_count()} problem(s) in the configuration:"]
     for err in exc.errors():
-        field = _field_path(err["loc"])
+        error = (err.get("ctx") or {}).get("error")
+        # Cross-reference checks raise FieldError with the field's path inside the model.
+        extra = error.loc if isinstance(error, FieldError) else ()
+        field = _field_path((*err["loc"], *extra))
         msg = err["msg"].removeprefix("Value error, ")
         hint = _HINTS.get(err["type"])
         lines.append(f"  - {field}: {msg}" + (f" ({hint})" if hint else ""))

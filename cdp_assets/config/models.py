@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cdp_assets.config.identifiers import check_identifier, check_lower_identifier
-from cdp_assets.config.unify import UnifyConfig
+from cdp_assets.config.unify import FieldError, UnifyConfig
 
 
 class _Strict(BaseModel):
@@ -111,10 +111,11 @@ class SourceConfig(_Strict):
     @model_validator(mode="after")
     def _unique_objects(self) -> "SourceConfig":
         seen: set[str] = set()
-        for obj in self.objects:
+        for i, obj in enumerate(self.objects):
             if obj.name in seen:
-                raise ValueError(
-                    f"source {self.name!r}: object {obj.name!r} is listed twice in objects; list each once"
+                raise FieldError(
+                    ("objects", i),
+                    f"source {self.name!r}: object {obj.name!r} is listed twice in objects; list each once",
                 )
             seen.add(obj.name)
         return self
@@ -190,9 +191,10 @@ class PipelineConfig(_Strict):
         produced = self.object_names
         for table in self.staging:
             if table not in produced:
-                raise ValueError(
-                    f"staging.{table}: no source object produces {table!r}; staging tables are named "
-                    f"<source>_<object>, one of {sorted(produced)}"
+                raise FieldError(
+                    ("staging", table),
+                    f"no source object produces {table!r}; staging tables are named "
+                    f"<source>_<object>, one of {sorted(produced)}",
                 )
         if self.unification is not None and self.unification_file is not None:
             raise ValueError("set either unification (inline) or unification_file (a path), not both")

@@ -30,6 +30,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
+class FieldError(ValueError):
+    """A cross-reference error raised by a model validator, with the path of the offending field
+    relative to that model (e.g. ``("tables", 0, "key_columns", 1, "key")``), so the loader can
+    name the exact field instead of the whole model."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 def _check_regexp(value: str | None) -> str | None:
     if value is None:
         return None
@@ -175,53 +185,60 @@ class UnifyConfig(_Strict):
         for i, table in enumerate(self.tables):
             for j, kc in enumerate(table.key_columns):
                 if kc.key not in key_names:
-                    raise ValueError(
-                        f"tables[{i}].key_columns[{j}].key {kc.key!r} is not defined in keys; "
-                        f"add it to keys or use one of {key_names}"
+                    raise FieldError(
+                        ("tables", i, "key_columns", j, "key"),
+                        f"key {kc.key!r} is not defined in keys; add it to keys or use one of {key_names}",
                     )
         ids = self.all_ids
         if not ids:
             raise ValueError("define at least one entry in canonical_ids or persistent_ids")
         _no_duplicates([c.name for c in ids], "canonical_ids/persistent_ids names")
         aliases = [t.alias for t in self.tables]
-        for cid in ids:
-            for key in cid.merge_by_keys:
+        located = [("canonical_ids", n, c) for n, c in enumerate(self.canonical_ids)]
+        located += [("persistent_ids", n, c) for n, c in enumerate(self.persistent_ids)]
+        for section, n, cid in located:
+            for k, key in enumerate(cid.merge_by_keys):
                 if key not in key_names:
-                    raise ValueError(
+                    raise FieldError(
+                        (section, n, "merge_by_keys", k),
                         f"canonical id {cid.name!r}: merge_by_keys entry {key!r} is not defined "
-                        f"in keys; use one of {key_names}"
+                        f"in keys; add it to keys or use one of {key_names}",
                     )
             if cid.do_not_merge_key is not None and cid.do_not_merge_key not in cid.merge_by_keys:
-                raise ValueError(
+                raise FieldError(
+                    (section, n, "do_not_merge_key"),
                     f"canonical id {cid.name!r}: do_not_merge_key {cid.do_not_merge_key!r} must be "
-                    "one of its merge_by_keys"
+                    "one of its merge_by_keys",
                 )
-            for src in cid.source_tables or []:
+            for k, src in enumerate(cid.source_tables or []):
                 if src not in aliases:
-                    raise ValueError(
+                    raise FieldError(
+                        (section, n, "source_tables", k),
                         f"canonical id {cid.name!r}: source_tables entry {src!r} is not in tables; "
-                        f"use one of {aliases}"
+                        f"use one of {aliases}",
                     )
         id_names = {c.name for c in ids}
         persistent = {c.name for c in self.persistent_ids}
         canonical = {c.name for c in self.canonical_ids}
-        for m in self.master_tables:
+        for mi, m in enumerate(self.master_tables):
             wanted, pool, kind = (
                 (m.canonical_id, canonical, "canonical_ids")
                 if m.canonical_id
                 else (m.persistent_id, persistent, "persistent_ids")
             )
             if wanted not in pool:
-                raise ValueError(
+                raise FieldError(
+                    ("master_tables", mi, "canonical_id" if m.canonical_id else "persistent_id"),
                     f"master table {m.name!r} refers to {wanted!r}, which is not defined in {kind} "
-                    f"(defined ids: {sorted(id_names)})"
+                    f"(defined ids: {sorted(id_names)})",
                 )
-            for attr in m.attributes:
-                for sc in attr.source_columns:
+            for ai, attr in enumerate(m.attributes):
+                for si, sc in enumerate(attr.source_columns):
                     if sc.table not in aliases:
-                        raise ValueError(
+                        raise FieldError(
+                            ("master_tables", mi, "attributes", ai, "source_columns", si, "table"),
                             f"master table {m.name!r}, attribute {attr.name!r}: source table "
-                            f"{sc.table!r} is not in tables; use one of {aliases}"
+                            f"{sc.table!r} is not in tables; use one of {aliases}",
                         )
         return self
 

@@ -1,0 +1,160 @@
+"""The whole graph, in process, on a real DuckDB file: runs, reruns, new data, failures."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+
+from cdp_assets.config import load_config
+from cdp_assets.connectors.loading import LOG_TABLE
+from cdp_assets.definitions import build_definitions
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets_tests.conftest import check_results, run_pipeline, warehouse_for, write_project
+
+SCHEMAS = ("acme_src", "acme_stg", "cdp_unification_customer_360")
+# Tables that grow by design on every run (one row per load / per loop iteration).
+HISTORY_TABLES = {LOG_TABLE, "unified_id_loop_stats"}
+
+
+def snapshot(loaded) -> dict[str, pd.DataFrame]:
+    """Every table's rows, sorted, without load timestamps (they differ between runs)."""
+    wh = warehouse_for(loaded)
+    out = {}
+    with wh.session():
+        for schema in SCHEMAS:
+            for name in wh.list_tables(schema):
+                if name in HISTORY_TABLES:
+                    continue
+                df = wh.fetch(f"SELECT * FROM {TableRef(schema, name).sql}")
+                df = df.drop(columns=[c for c in df.columns if c == "_cdp_loaded_at"])
+                df = df.astype(str).sort_values(list(df.columns)).reset_index(drop=True)
+                out[f"{schema}.{name}"] = df
+    return out
+
+
+def test_full_pipeline_materializes_every_asset_and_passes_every_check(project, instance):
+    result = run_pipeline(project, instance)
+    assert result.success
+    defs = build_definitions(project)
+    expected_assets = {k.to_user_string() for a in defs.assets for k in a.keys}
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == expected_assets
+    checks = check_results(result)
+    expected_checks = {f"{c.asset_key.to_user_string()}:{c.name}" for a in defs.asset_checks for c in a.check_specs}
+    assert set(checks) == expected_checks
+    assert all(checks.values()), [k for k, v in checks.items() if not v]
+
+    report = project.report_path.read_text()
+    assert "canonical ids: **" in report and "coverage (rows with an id / rows)" in report
+    assert "loop iterations:" in report and "converged" in report
+
+    wh = warehouse_for(project)
+    with wh.session():
+        lookup = wh.fetch('SELECT * FROM "cdp_unification_customer_360"."unified_id_lookup"')
+        for col in ("unified_id", "id", "id_key_type", "id_first_seen_at", "id_last_seen_at", "id_source_table_ids"):
+            assert col in lookup.columns
+        master = wh.fetch('SELECT * FROM "cdp_unification_customer_360"."customer_master"')
+        assert master["unified_id"].is_unique
+        assert set(master["unified_id"]) == set(lookup["unified_id"])
+        assert all(len(v) <= 5 for v in master["all_emails"].dropna())
+        # No half-built table is left anywhere.
+        for schema in SCHEMAS:
+            assert not [t for t in wh.list_tables(schema) if "__cdp_new_" in t]
+
+
+def test_loop_iterations_are_visible_as_observations_and_metadata(project, instance):
+    result = run_pipeline(project, instance)
+    assert result.success
+    observations = [
+        e.event_specific_data.asset_observation
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
+    iterations = [o.metadata["iteration"].value for o in observations if o.asset_key.path[-1] == "unified_id_graph"]
+    assert iterations == list(range(1, len(iterations) + 1)) and iterations
+    graph_mat = next(
+        e.event_specific_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[-1] == "unified_id_graph"
+    )
+    assert graph_mat.metadata["iterations"].value == len(iterations)
+    assert graph_mat.metadata["converged"].value is True
+    assert len(graph_mat.metadata["rows_changed_per_iteration"].value) == len(iterations)
+
+
+def test_rerun_changes_nothing_and_keeps_the_watermark(project, instance):
+    assert run_pipeline(project, instance).success
+    first = snapshot(project)
+    second_run = run_pipeline(project, instance)
+    assert second_run.success
+    assert all(check_results(second_run).values())
+    second = snapshot(project)
+    assert first.keys() == second.keys()
+    for name in first:
+        pd.testing.assert_frame_equal(first[name], second[name], obj=name)
+
+    wh = warehouse_for(project)
+    log = wh.fetch(f'SELECT * FROM "acme_src"."{LOG_TABLE}" ORDER BY loaded_at')
+    inc = log[log["mode"] == "incremental"]
+    for (_, _), rows in inc.groupby(["source", "object"]):
+        assert list(rows["records_loaded"])[-1] == 0  # the rerun loaded nothing new
+        marks = list(rows["watermark"])
+        assert marks == sorted(marks) and marks[-1] == marks[0]
+
+
+def test_a_new_file_loads_only_its_newer_rows(project, instance):
+    assert run_pipeline(project, instance).success
+    folder = project.source_paths["shop"] / "customers"
+    old = pd.read_csv(folder / "customers_2024-06-02.csv", dtype=str, keep_default_na=False)
+    newer = old.head(3).copy()
+    newer["updated_at"] = "2024-07-01 09:00:00"
+    newer["customer_id"] = ["C900001", "C900002", "C900003"]
+    stale = old.head(2)  # already loaded timestamps: must not load again
+    pd.concat([newer, stale]).to_csv(folder / "customers_2024-07-01.csv", index=False)
+
+    result = run_pipeline(project, instance)
+    assert result.success
+    wh = warehouse_for(project)
+    log = wh.fetch(f'SELECT * FROM "acme_src"."{LOG_TABLE}" ORDER BY loaded_at')
+    last = log[(log["object"] == "customers") & (log["mode"] == "incremental")].iloc[-1]
+    assert last["records_loaded"] == 3
+    assert last["files"] == "customers_2024-07-01.csv"
+    assert last["watermark"].startswith("2024-07-01 09:00:00")
+    ids = wh.fetch('SELECT customer_id FROM "acme_stg"."shop_customers_stg"')["customer_id"]
+    assert {"C900001", "C900002", "C900003"} <= set(ids)
+
+
+def test_a_run_failing_midway_leaves_the_previous_tables_intact(tmp_path, instance):
+    config = write_project(tmp_path)
+    loaded = load_config(config)
+    assert run_pipeline(loaded, instance).success
+    before = snapshot(loaded)
+
+    # New data arrives, and the master table's config now names a column that does not exist:
+    # ingestion, staging and unification succeed, the master table's SQL fails.
+    shutil.copy(
+        loaded.source_paths["shop"] / "customers" / "customers_2024-06-02.csv",
+        loaded.source_paths["shop"] / "customers" / "customers_late.csv",
+    )
+
+    def break_master(cfg: dict) -> None:
+        cfg["unification"]["master_tables"][0]["attributes"][0]["source_columns"][0]["order_by"] = "no_such_column"
+
+    broken = load_config(write_project(tmp_path, mutate=break_master, generate=False))
+    result = run_pipeline(broken, instance)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.to_string()
+    assert "no_such_column" in message and "statement that failed" in message
+
+    after = snapshot(loaded)
+    master = "cdp_unification_customer_360.customer_master"
+    pd.testing.assert_frame_equal(before[master], after[master])
+    wh = warehouse_for(loaded)
+    with wh.session():
+        for schema in SCHEMAS:
+            assert not [t for t in wh.list_tables(schema) if "__cdp_new_" in t]
+    # The report was not rebuilt on a failed run.
+    report_mat = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "cdp_report"]
+    assert report_mat == []
