@@ -1,0 +1,191 @@
+"""The unification loop on real DuckDB against a graph oracle (networkx connected components)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import tempfile
+from pathlib import Path
+
+import networkx as nx
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cdp_assets.config.unify import UnifyConfig
+from cdp_assets.engines.duckdb import DuckDBWarehouse
+from cdp_assets.sql import unification as u
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets.unify.runner import prepare_inputs, run_loop
+
+KEYS = ("email", "phone", "cookie")
+INVALID = "N/A"
+
+
+def make_unify(merge_iterations: int | None = None) -> UnifyConfig:
+    cid: dict = {"name": "unified_id", "merge_by_keys": list(KEYS)}
+    if merge_iterations:
+        cid["merge_iterations"] = merge_iterations
+    return UnifyConfig.model_validate(
+        {
+            "name": "t",
+            "keys": [{"name": "email", "invalid_texts": [INVALID]}, {"name": "phone", "valid_regexp": "^p"}, {"name": "cookie"}],
+            "tables": [{"database": "src", "table": "rows", "key_columns": [{"column": k, "key": k} for k in KEYS]}],
+            "canonical_ids": [cid],
+        }
+    )
+
+
+def unify_rows(wh: DuckDBWarehouse, rows: list[dict], merge_iterations: int | None = None):
+    """Run the real loop on ``rows`` (dicts of key -> value or None); return (lookup, result)."""
+    unify = make_unify(merge_iterations)
+    df = pd.DataFrame(rows, columns=list(KEYS)).astype("string")
+    df["ts"] = pd.Timestamp("2024-01-01")
+    source = TableRef("src", "rows")
+    wh.drop(source)
+    wh.write_dataframe(source, df)
+    plan = u.IdPlan(
+        cid=unify.canonical_ids[0],
+        persistent=False,
+        schema=unify.schema,
+        catalog=None,
+        keys=KEYS,
+        tables=(u.SourceTablePlan(1, "rows", source, tuple((k, k) for k in KEYS), "ts"),),
+    )
+    prepare_inputs(wh, plan, unify)
+    result = run_loop(wh, plan)
+    lookup = wh.fetch(f"SELECT * FROM {plan.ref('lookup').sql}")
+    return lookup, result
+
+
+def valid(key: str, value: str | None) -> bool:
+    if value is None:
+        return False
+    if key == "email":
+        return value != INVALID
+    if key == "phone":
+        return value.startswith("p")
+    return True
+
+
+def oracle_partition(rows: list[dict]) -> tuple[set[frozenset], dict]:
+    g = nx.Graph()
+    for row in rows:
+        nodes = [(k, row.get(k)) for k in KEYS if valid(k, row.get(k))]
+        g.add_nodes_from(nodes)
+        g.add_edges_from(zip(nodes, nodes[1:]))
+    comps = [frozenset(c) for c in nx.connected_components(g)]
+    return set(comps), comps
+
+
+def lookup_partition(lookup: pd.DataFrame) -> set[frozenset]:
+    groups: dict[str, set] = {}
+    for row in lookup.itertuples():
+        groups.setdefault(row.unified_id, set()).add((KEYS[row.id_key_type - 1], row.id))
+    return {frozenset(v) for v in groups.values()}
+
+
+def expected_id(component: frozenset) -> str:
+    key, value = min(component, key=lambda kv: (KEYS.index(kv[0]), kv[1]))
+    return hashlib.md5(f"{key}:{value}".encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def wh():
+    with tempfile.TemporaryDirectory() as d:
+        warehouse = DuckDBWarehouse(path=str(Path(d) / "loop.duckdb"))
+        with warehouse.session():
+            yield warehouse
+
+
+# ---------------------------------------------------------------------------- graph shapes
+
+
+def chain_rows(n: int, seed: int | None = None) -> list[dict]:
+    """n records, each sharing one value with the next: e0-p1, e1-p1, e1-p2, ... (labels shuffled)."""
+    labels = list(range(n + 1))
+    if seed is not None:
+        random.Random(seed).shuffle(labels)
+    rows = []
+    for i in range(n):
+        if i % 2 == 0:
+            rows.append({"email": f"e{labels[i // 2]:05d}", "phone": f"p{labels[i // 2 + 1]:05d}"})
+        else:
+            rows.append({"email": f"e{labels[i // 2 + 1]:05d}", "phone": f"p{labels[i // 2 + 1]:05d}"})
+    return rows
+
+
+def star_rows(n: int, offset: int = 0) -> list[dict]:
+    return [{"email": f"hub{offset}", "cookie": f"c{offset}_{i}"} for i in range(n)]
+
+
+def clique_rows(n: int, offset: int = 0) -> list[dict]:
+    return [{"email": f"q{offset}_{i}", "phone": f"pq{offset}_{j}"} for i in range(n) for j in range(n)]
+
+
+value = st.sampled_from([None, INVALID, *(f"v{i}" for i in range(12))])
+random_row = st.fixed_dictionaries(
+    {
+        "email": st.one_of(st.none(), st.just(INVALID), st.integers(0, 15).map(lambda i: f"e{i}")),
+        "phone": st.one_of(st.none(), st.just("0000"), st.integers(0, 15).map(lambda i: f"p{i}")),
+        "cookie": st.one_of(st.none(), st.integers(0, 15).map(lambda i: f"c{i}")),
+    }
+)
+shape = st.one_of(
+    st.lists(random_row, min_size=1, max_size=40),
+    st.builds(chain_rows, st.integers(1, 120), st.integers(0, 10_000)),
+    st.builds(star_rows, st.integers(1, 30), st.integers(0, 3)),
+    st.builds(clique_rows, st.integers(1, 6), st.integers(0, 3)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(shape, min_size=1, max_size=3))
+def test_partition_equals_connected_components(wh, parts):
+    rows = [r for part in parts for r in part]
+    lookup, result = unify_rows(wh, rows)
+    expected, comps = oracle_partition(rows)
+    assert result.converged
+    assert lookup_partition(lookup) == expected
+    # the id is a function of the component's leader: smallest (key priority, value)
+    ids = {(KEYS[r.id_key_type - 1], r.id): r.unified_id for r in lookup.itertuples()}
+    for comp in comps:
+        assert {ids[n] for n in comp} == {expected_id(comp)}
+
+
+@pytest.mark.parametrize("seed", [None, 7, 99])
+def test_chain_of_1024_records_converges_in_logarithmic_rounds(wh, seed):
+    rows = chain_rows(1024, seed)
+    lookup, result = unify_rows(wh, rows)
+    assert result.converged
+    assert lookup["unified_id"].nunique() == 1 and len(lookup) == 1025
+    print(f"chain of 1024 records (labels {'sorted' if seed is None else f'shuffled, seed {seed}'}): {result.rounds} rounds")
+    assert result.rounds <= 22
+
+
+def test_long_chain_star_and_clique_together(wh):
+    rows = chain_rows(1500, seed=3) + star_rows(200) + clique_rows(12) + [{"email": INVALID, "phone": "0000"}]
+    lookup, result = unify_rows(wh, rows)
+    expected, _ = oracle_partition(rows)
+    assert lookup_partition(lookup) == expected
+    assert result.converged and result.rounds <= 24
+
+
+def test_cap_reports_not_converged_and_keeps_partial_merges_sound(wh):
+    rows = chain_rows(600, seed=5)
+    lookup, result = unify_rows(wh, rows, merge_iterations=1)
+    assert not result.converged and result.rounds == 1
+    assert result.iterations[-1].edges_left > 0
+    # every partial group is still inside one true component: no false merge
+    expected, _ = oracle_partition(rows)
+    (only,) = expected
+    for group in lookup_partition(lookup):
+        assert group <= only
+    assert lookup["unified_id"].nunique() > 1
+
+
+def test_invalid_values_never_link(wh):
+    rows = [{"email": INVALID, "phone": "p1"}, {"email": INVALID, "phone": "p2"}, {"phone": "0000", "cookie": "c1"}, {"phone": "0000", "cookie": "c2"}]
+    lookup, _ = unify_rows(wh, rows)
+    assert lookup_partition(lookup) == {frozenset({("phone", "p1")}), frozenset({("phone", "p2")}), frozenset({("cookie", "c1")}), frozenset({("cookie", "c2")})}
