@@ -33,7 +33,7 @@ from cdp_assets.unify.runner import IterationStats, LoopResult, prepare_inputs, 
 
 GROUP = "unification"
 IO_MANAGER = "table_io_manager"
-LOOP_OUTPUTS = ("graph", "lookup", "keys", "tables", "loop_stats")
+LOOP_OUTPUTS = ("graph", "lookup", "keys", "tables", "loop_stats", "excluded_values")
 STATS_OUTPUTS = ("source_key_stats", "result_key_stats")
 
 
@@ -122,7 +122,9 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                     )
 
                 prepare_inputs(warehouse, plan, unify)
-                result = run_loop(warehouse, plan, on_iteration=on_iteration)
+                result = run_loop(
+                    warehouse, plan, on_iteration=on_iteration, keep_loop_tables=loaded.pipeline.unification_options.keep_loop_tables
+                )
                 stats_ref = plan.ref("loop_stats")
                 warehouse.append_dataframe(stats_ref, loop_stats_frame(context.run.run_id, result))
                 if not result.converged:
@@ -137,9 +139,16 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                     "rows_changed_per_iteration": MetadataValue.json([s.rows_changed for s in result.iterations]),
                     "iteration_series": MetadataValue.md(_iterations_markdown(result)),
                 }
+                if result.excluded_values:
+                    context.log.warning(
+                        f"{plan.name}: {result.excluded_values} key value(s) shared by more rows than their cap were "
+                        f"excluded from the graph; see {plan.ref('excluded_values').display}"
+                    )
+                loop_meta["excluded_values"] = result.excluded_values
+                loop_meta["do_not_merge_conflicts"] = result.dnm_conflicts
                 yield Output(plan.ref("graph").display, f"{plan.name}__graph", metadata={**loop_meta, "nodes": result.nodes, "edges": result.edges, "dagster/row_count": result.tables["graph"]})
                 yield Output(plan.ref("lookup").display, f"{plan.name}__lookup", metadata={"dagster/row_count": result.tables["lookup"], "iterations": result.rounds, "converged": result.converged})
-                for s in ("keys", "tables", "loop_stats"):
+                for s in ("keys", "tables", "loop_stats", "excluded_values"):
                     yield Output(plan.ref(s).display, f"{plan.name}__{s}", metadata={"dagster/row_count": warehouse.row_count(plan.ref(s))})
         for alias in tables:
             yield DynamicOutput(alias, mapping_key=alias, output_name="to_enrich")
@@ -210,6 +219,7 @@ def _describe(out_name: str) -> str:
         "keys": f"{cid}: the keys, their types and merge priority.",
         "tables": f"{cid}: the source tables and their ids.",
         "loop_stats": f"{cid}: one row per loop iteration of every run.",
+        "excluded_values": f"{cid}: key values shared by more rows than their cap, kept out of the graph.",
         "source_key_stats": f"{cid}: rows and distinct key values per source table and '*'.",
         "result_key_stats": f"{cid}: ids, ids with each key, and values-per-id histograms per table and '*'.",
     }[what]

@@ -2,14 +2,14 @@
 master tables), enriched tables carry the id, master tables have one row per id."""
 
 
-from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
+from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
 from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.unification import enrich_tables, enriched_ref
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql import unification as u
-from cdp_assets.sql.checks import coverage_sql, ids_with_many_canonical_ids_sql, latest_loop_sql, master_uniqueness_sql
+from cdp_assets.sql.checks import coverage_sql, excluded_top_sql, ids_with_many_canonical_ids_sql, latest_loop_sql, master_uniqueness_sql
 from cdp_assets.sql.dialects import TableRef
 
 
@@ -53,7 +53,26 @@ def build_unification_checks(loaded: LoadedConfig) -> list:
                     },
                 )
 
-            return [lookup_not_empty, one_canonical_id_per_id, loop_converged]
+            excluded = plan.ref("excluded_values")
+
+            @asset_check(
+                asset=table_key(excluded),
+                name="no_values_over_cap",
+                description="Warns when key values shared by more rows than their cap were excluded (never merged).",
+            )
+            def no_values_over_cap(warehouse: WarehouseResource) -> AssetCheckResult:
+                top = warehouse.fetch(excluded_top_sql(excluded))
+                total = warehouse.row_count(excluded)
+                return AssetCheckResult(
+                    passed=total == 0,
+                    severity=AssetCheckSeverity.WARN,
+                    metadata={
+                        "excluded_values": total,
+                        "largest": MetadataValue.md(top.to_markdown(index=False)) if total else MetadataValue.md("none"),
+                    },
+                )
+
+            return [lookup_not_empty, one_canonical_id_per_id, loop_converged, no_values_over_cap]
 
         checks.extend(_per_id())
 

@@ -66,6 +66,13 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
 
     if unification is not None:
         _check_unification_tables(pipeline, unification, config_path)
+        key_names = [k.name for k in unification.keys]
+        for key in pipeline.unification_options.max_rows_per_value_by_key:
+            if key not in key_names:
+                raise ConfigError(
+                    f"{config_path}: unification_options.max_rows_per_value_by_key.{key}: {key!r} is not a key "
+                    f"of the unification; use one of {key_names}"
+                )
 
     duckdb_path = os.environ.get(DUCKDB_PATH_ENV) or pipeline.engine.duckdb.path
     duckdb_field = DUCKDB_PATH_ENV if os.environ.get(DUCKDB_PATH_ENV) else "engine.duckdb.path"

@@ -154,6 +154,29 @@ class ChecksConfig(_Strict):
     unparseable_max_pct: float = Field(default=25.0, ge=0, le=100)
 
 
+class UnificationOptions(_Strict):
+    """Our settings around Treasure Data's unify.yml (which stays unchanged)."""
+
+    # Guard against over-merging: a key value shared by more rows than this is excluded from
+    # the graph, listed in {cid}_excluded_values and reported by a warning check.
+    max_rows_per_value: int = Field(default=10_000, ge=1)
+    max_rows_per_value_by_key: dict[str, int] = Field(default_factory=dict)
+    # Keep each iteration's labels as {cid}_graph_unify_loop_{n} (debugging only).
+    keep_loop_tables: bool = False
+
+    @field_validator("max_rows_per_value_by_key")
+    @classmethod
+    def _by_key(cls, value: dict[str, int]) -> dict[str, int]:
+        for key, cap in value.items():
+            check_identifier(key, "max_rows_per_value_by_key key")
+            if not isinstance(cap, int) or cap < 1:
+                raise ValueError(f"max_rows_per_value_by_key.{key} must be a positive integer, got {cap!r}")
+        return value
+
+    def cap_for(self, key: str) -> int:
+        return self.max_rows_per_value_by_key.get(key, self.max_rows_per_value)
+
+
 class ReportConfig(_Strict):
     path: str = ".cdp/report.md"
 
@@ -165,6 +188,7 @@ class PipelineConfig(_Strict):
     staging: dict[str, dict[str, StagingRule]] = Field(default_factory=dict)
     checks: ChecksConfig = ChecksConfig()
     report: ReportConfig = ReportConfig()
+    unification_options: UnificationOptions = UnificationOptions()
     unification: UnifyConfig | None = None
     unification_file: str | None = None
 

@@ -36,3 +36,7 @@ def master_uniqueness_sql(master: TableRef, lookup: TableRef, cid: str) -> str:
         f"(SELECT COUNT(DISTINCT {c}) FROM {master.sql}) AS distinct_ids, "
         f"(SELECT COUNT(DISTINCT {c}) FROM {lookup.sql}) AS lookup_ids"
     )
+
+
+def excluded_top_sql(excluded: TableRef, limit: int = 10) -> str:
+    return f"SELECT key_name, value, row_count, max_rows_per_value FROM {excluded.sql} ORDER BY row_count DESC, key_name, value LIMIT {int(limit)}"

@@ -52,6 +52,12 @@ class IdPlan:
     catalog: str | None
     keys: tuple[str, ...]  # every key of the unification, in declaration order (key_type = index + 1)
     tables: tuple[SourceTablePlan, ...]
+    caps: tuple[int, ...] = ()  # max rows per value, per key (same order as keys); empty: no cap
+
+    @property
+    def dnm_key_type(self) -> int | None:
+        """The key type of ``do_not_merge_key``, if any."""
+        return self.key_type(self.cid.do_not_merge_key) if self.cid.do_not_merge_key else None
 
     @property
     def name(self) -> str:
@@ -67,6 +73,10 @@ class IdPlan:
         """(column, key_type) of a table's key columns that this id merges by."""
         return [(col, self.key_type(key)) for col, key in table.key_columns if key in self.cid.merge_by_keys]
 
+    def linking_columns(self, table: SourceTablePlan) -> list[tuple[str, int]]:
+        """Merge columns that build the graph's edges: all but the do-not-merge key's."""
+        return [(c, kt) for c, kt in self.merge_columns(table) if kt != self.dnm_key_type]
+
 
 def build_id_plans(loaded: LoadedConfig, catalog: str | None = None) -> list[IdPlan]:
     unify = loaded.unification
@@ -75,6 +85,8 @@ def build_id_plans(loaded: LoadedConfig, catalog: str | None = None) -> list[IdP
     pipeline = loaded.pipeline
     persistent = {p.name for p in unify.persistent_ids}
     plans = []
+    options = pipeline.unification_options
+    caps = tuple(options.cap_for(k.name) for k in unify.keys)
     all_tables = {t.alias: i + 1 for i, t in enumerate(unify.tables)}
     for cid in unify.all_ids:
         tables = []
@@ -98,6 +110,7 @@ def build_id_plans(loaded: LoadedConfig, catalog: str | None = None) -> list[IdP
                 catalog=catalog,
                 keys=tuple(k.name for k in unify.keys),
                 tables=tuple(tables),
+                caps=caps,
             )
         )
     return plans
@@ -113,9 +126,13 @@ def keys_frame(plan: IdPlan, unify: UnifyConfig) -> pd.DataFrame:
     for i, name in enumerate(plan.keys):
         key = unify.key(name)
         priority = plan.cid.merge_by_keys.index(name) + 1 if name in plan.cid.merge_by_keys else None
-        rows.append({"key_type": i + 1, "key_name": name, "merge_priority": priority, "valid_regexp": key.valid_regexp})
+        cap = plan.caps[i] if plan.caps else None
+        rows.append(
+            {"key_type": i + 1, "key_name": name, "merge_priority": priority, "valid_regexp": key.valid_regexp, "max_rows_per_value": cap}
+        )
     df = pd.DataFrame(rows)
     df["merge_priority"] = df["merge_priority"].astype("Int64")
+    df["max_rows_per_value"] = df["max_rows_per_value"].astype("Int64")
     df["valid_regexp"] = df["valid_regexp"].astype("string")
     return df
 
@@ -165,35 +182,99 @@ WHERE r.value IS NOT NULL
 """
 
 
+def excluded_values_sql(plan: IdPlan) -> str:
+    """Values shared by more rows than their key's cap: kept out of the graph, never merged."""
+    return f"""
+SELECT v.key_type, k.key_name, v.value, COUNT(*) AS row_count, MAX(k.max_rows_per_value) AS max_rows_per_value
+FROM {plan.ref('key_values').sql} AS v
+JOIN {plan.ref('keys').sql} AS k ON k.key_type = v.key_type
+GROUP BY v.key_type, k.key_name, v.value
+HAVING COUNT(*) > MAX(k.max_rows_per_value)
+"""
+
+
 def nodes_sql(plan: IdPlan) -> str:
     """Number the distinct values by (key priority, value): the smallest node leads its component."""
     return f"""
 SELECT ROW_NUMBER() OVER (ORDER BY k.merge_priority, v.value) AS node, v.key_type, v.value
 FROM (SELECT DISTINCT key_type, value FROM {plan.ref('key_values').sql}) AS v
 JOIN {plan.ref('keys').sql} AS k ON k.key_type = v.key_type
+LEFT JOIN {plan.ref('excluded_values').sql} AS x ON x.key_type = v.key_type AND x.value = v.value
+WHERE x.key_type IS NULL
 """
+
+
+def _row_nodes_sql(plan: IdPlan, table: SourceTablePlan, cols: list[tuple[str, int]], extra: str = "") -> str:
+    """Per source row: the node of each of ``cols`` (n0, n1, ...) and the smallest of them (rmin)."""
+    nodes = plan.ref("nodes").sql
+    joins = "\n".join(
+        f"LEFT JOIN {nodes} AS n{i} ON n{i}.key_type = {kt} AND n{i}.value = CAST(s.{quote(col)} AS VARCHAR)"
+        for i, (col, kt) in enumerate(cols)
+    )
+    least = ", ".join(f"COALESCE(n{i}.node, {NO_NODE})" for i in range(len(cols)))
+    picks = ", ".join(f"n{i}.node AS n{i}" for i in range(len(cols)))
+    return f"SELECT LEAST({least}) AS rmin, {picks}{extra} FROM {table.ref.sql} AS s\n{joins}"
 
 
 def edges_sql(plan: IdPlan) -> str:
     """Link each key value of a row to the row's smallest node (a star per row), as (a > b)."""
-    nodes = plan.ref("nodes").sql
     parts = []
     for t in plan.tables:
-        cols = plan.merge_columns(t)
+        cols = plan.linking_columns(t)
         if len(cols) < 2:
             continue  # a row with one key links nothing
-        joins = "\n".join(
-            f"LEFT JOIN {nodes} AS n{i} ON n{i}.key_type = {kt} AND n{i}.value = CAST(s.{quote(col)} AS VARCHAR)"
-            for i, (col, kt) in enumerate(cols)
-        )
-        least = ", ".join(f"COALESCE(n{i}.node, {NO_NODE})" for i in range(len(cols)))
-        picks = ", ".join(f"n{i}.node AS n{i}" for i in range(len(cols)))
-        row_nodes = f"SELECT LEAST({least}) AS rmin, {picks} FROM {t.ref.sql} AS s\n{joins}"
+        row_nodes = _row_nodes_sql(plan, t, cols)
         for i in range(len(cols)):
             parts.append(f"SELECT n{i} AS a, rmin AS b FROM ({row_nodes}) AS r WHERE n{i} IS NOT NULL AND n{i} <> rmin")
     if not parts:
         return "SELECT CAST(NULL AS BIGINT) AS a, CAST(NULL AS BIGINT) AS b WHERE 1 = 0"
     return "SELECT DISTINCT a, b FROM (\n" + "\nUNION ALL\n".join(parts) + "\n) AS e"
+
+
+def dnm_links_sql(plan: IdPlan) -> str:
+    """(do-not-merge node, smallest other node) of every row that has both."""
+    kd = plan.dnm_key_type
+    nodes = plan.ref("nodes").sql
+    parts = []
+    for t in plan.tables:
+        dnm_cols = [c for c, kt in plan.merge_columns(t) if kt == kd]
+        cols = plan.linking_columns(t)
+        if not dnm_cols or not cols:
+            continue
+        for j, dcol in enumerate(dnm_cols):
+            extra = f", d.node AS dnm_node"
+            row_nodes = _row_nodes_sql(plan, t, cols, extra) + (
+                f"\nJOIN {nodes} AS d ON d.key_type = {kd} AND d.value = CAST(s.{quote(dcol)} AS VARCHAR)"
+            )
+            parts.append(f"SELECT dnm_node, rmin AS other FROM ({row_nodes}) AS r WHERE rmin <> {NO_NODE}")
+    if not parts:
+        return "SELECT CAST(NULL AS BIGINT) AS dnm_node, CAST(NULL AS BIGINT) AS other WHERE 1 = 0"
+    return "SELECT DISTINCT dnm_node, other FROM (\n" + "\nUNION ALL\n".join(parts) + "\n) AS l"
+
+
+def dnm_groups_sql(links: TableRef, labels: TableRef) -> str:
+    """Per group of the other keys: the do-not-merge value it attaches to (the smallest when it
+    touches several: a conflict), and how many it touched."""
+    return f"""
+SELECT l.label AS grp, MIN(d.dnm_node) AS dnm_node, COUNT(DISTINCT d.dnm_node) AS touched
+FROM {links.sql} AS d JOIN {labels.sql} AS l ON l.node = d.other
+GROUP BY l.label
+"""
+
+
+def dnm_resolve_sql(labels: TableRef, groups: TableRef) -> str:
+    """Final labels: groups attached to the same do-not-merge value form one component led by
+    its smallest node; every component holds at most one do-not-merge value."""
+    return f"""
+WITH leaders AS (
+  SELECT dnm_node, LEAST(dnm_node, MIN(grp)) AS leader FROM {groups.sql} GROUP BY dnm_node
+)
+SELECT p.node, COALESCE(ld.leader, lg.leader, p.label) AS label
+FROM {labels.sql} AS p
+LEFT JOIN leaders AS ld ON ld.dnm_node = p.node
+LEFT JOIN {groups.sql} AS g ON g.grp = p.label
+LEFT JOIN leaders AS lg ON lg.dnm_node = g.dnm_node
+"""
 
 
 def initial_labels_sql(plan: IdPlan) -> str:
@@ -270,11 +351,50 @@ JOIN {nodes} AS ln ON ln.node = p.label
 """
 
 
-def lookup_sql(plan: IdPlan) -> str:
+def lookup_sql(plan: IdPlan, previous: TableRef | None = None) -> str:
+    """Key value -> id. A canonical id is a function of the component's leader. A persistent id
+    is the previously published id of the component's earliest-seen value when there is one
+    (``previous`` is the lookup being replaced), else a function of its earliest-seen value."""
     graph, keys, kv = plan.ref("graph").sql, plan.ref("keys").sql, plan.ref("key_values").sql
     cid = quote(plan.name)
+    ctes = [
+        f"""seen AS (
+  SELECT key_type, value, MIN(seen_at) AS first_seen_at, MAX(seen_at) AS last_seen_at,
+         LIST_SORT(LIST(DISTINCT table_id)) AS source_table_ids
+  FROM {kv}
+  GROUP BY key_type, value
+)"""
+    ]
+    if not plan.persistent:
+        id_expr = canonical_id_expr("lk.key_name", "g.leader_id")
+        id_joins = f"JOIN {keys} AS lk ON lk.key_type = g.leader_key_type"
+    else:
+        ctes.append(
+            f"""earliest AS (
+  SELECT g.leader_node, k.key_name, g.follower_id,
+         ROW_NUMBER() OVER (PARTITION BY g.leader_node ORDER BY s.first_seen_at NULLS LAST, k.merge_priority, g.follower_id) AS rn
+  FROM {graph} AS g
+  JOIN {keys} AS k ON k.key_type = g.follower_key_type
+  JOIN seen AS s ON s.key_type = g.follower_key_type AND s.value = g.follower_id
+)"""
+        )
+        id_expr = canonical_id_expr("e.key_name", "e.follower_id")
+        id_joins = "JOIN earliest AS e ON e.leader_node = g.leader_node AND e.rn = 1"
+        if previous is not None:
+            ctes.append(
+                f"""published AS (
+  SELECT g.leader_node, p.{cid} AS pid,
+         ROW_NUMBER() OVER (PARTITION BY g.leader_node ORDER BY p.id_first_seen_at NULLS LAST, p.{cid}) AS rn
+  FROM {graph} AS g
+  JOIN {previous.sql} AS p ON p.id_key_type = g.follower_key_type AND p.id = g.follower_id
+)"""
+            )
+            id_expr = f"COALESCE(pub.pid, {id_expr})"
+            id_joins += "\nLEFT JOIN published AS pub ON pub.leader_node = g.leader_node AND pub.rn = 1"
+    with_clause = ",\n".join(ctes)
     return f"""
-SELECT {canonical_id_expr('lk.key_name', 'g.leader_id')} AS {cid},
+WITH {with_clause}
+SELECT {id_expr} AS {cid},
        g.follower_id AS id,
        g.follower_key_type AS id_key_type,
        k.key_name AS id_key_name,
@@ -283,13 +403,8 @@ SELECT {canonical_id_expr('lk.key_name', 'g.leader_id')} AS {cid},
        s.source_table_ids AS id_source_table_ids
 FROM {graph} AS g
 JOIN {keys} AS k ON k.key_type = g.follower_key_type
-JOIN {keys} AS lk ON lk.key_type = g.leader_key_type
-JOIN (
-  SELECT key_type, value, MIN(seen_at) AS first_seen_at, MAX(seen_at) AS last_seen_at,
-         LIST_SORT(LIST(DISTINCT table_id)) AS source_table_ids
-  FROM {kv}
-  GROUP BY key_type, value
-) AS s ON s.key_type = g.follower_key_type AND s.value = g.follower_id
+JOIN seen AS s ON s.key_type = g.follower_key_type AND s.value = g.follower_id
+{id_joins}
 """
 
 
@@ -300,6 +415,8 @@ def enriched_sql(plans: list[IdPlan], table: SourceTablePlan, source_columns: li
     for p_i, plan in enumerate(plans):
         lookup = plan.ref("lookup").sql
         cols = plan.merge_columns(table) if any(t.alias == table.alias for t in plan.tables) else []
+        # A row's do-not-merge value, when it has one, decides which id the row gets.
+        cols.sort(key=lambda c: c[1] != plan.dnm_key_type)
         aliases = []
         for c_i, (col, kt) in enumerate(cols):
             alias = f"l{p_i}_{c_i}"

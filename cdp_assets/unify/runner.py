@@ -35,6 +35,8 @@ class LoopResult:
     cap: int = 0
     nodes: int = 0
     edges: int = 0
+    excluded_values: int = 0  # values over their key's cap, kept out of the graph
+    dnm_conflicts: int = 0  # groups that touched several do-not-merge values
     tables: dict[str, int] = field(default_factory=dict)  # table -> rows
 
     @property
@@ -74,6 +76,7 @@ def run_loop(
 
     try:
         result.tables["key_values"] = wh.build_table(plan.ref("key_values"), u.key_values_sql(plan))
+        result.excluded_values = wh.build_table(plan.ref("excluded_values"), u.excluded_values_sql(plan))
         result.nodes = wh.build_table(plan.ref("nodes"), u.nodes_sql(plan))
         edges = work("edges")
         make(edges, u.edges_sql(plan))
@@ -118,8 +121,17 @@ def run_loop(
             if on_iteration is not None:
                 on_iteration(plan.name, stats)
         result.converged = edges_left == 0
+        if plan.dnm_key_type is not None:
+            links, groups, resolved = work("dnm_links"), work("dnm_groups"), work("labels")
+            make(links, u.dnm_links_sql(plan))
+            make(groups, u.dnm_groups_sql(links, labels))
+            make(resolved, u.dnm_resolve_sql(labels, groups))
+            result.dnm_conflicts = wh.scalar(f"SELECT COUNT(*) FROM {groups.sql} WHERE touched > 1")
+            labels = resolved
         result.tables["graph"] = wh.build_table(plan.ref("graph"), u.graph_sql(plan, labels))
-        result.tables["lookup"] = wh.build_table(plan.ref("lookup"), u.lookup_sql(plan))
+        # A persistent id carries forward the ids the lookup being replaced published.
+        previous = plan.ref("lookup") if plan.persistent and wh.table_exists(plan.ref("lookup")) else None
+        result.tables["lookup"] = wh.build_table(plan.ref("lookup"), u.lookup_sql(plan, previous))
         return result
     finally:
         for ref in scratch:

@@ -23,35 +23,46 @@ KEYS = ("email", "phone", "cookie")
 INVALID = "N/A"
 
 
-def make_unify(merge_iterations: int | None = None) -> UnifyConfig:
+def make_unify(merge_iterations: int | None = None, do_not_merge_key: str | None = None, persistent: bool = False) -> UnifyConfig:
     cid: dict = {"name": "unified_id", "merge_by_keys": list(KEYS)}
     if merge_iterations:
         cid["merge_iterations"] = merge_iterations
+    if do_not_merge_key:
+        cid["do_not_merge_key"] = do_not_merge_key
+    ids = {"persistent_ids": [cid]} if persistent else {"canonical_ids": [cid]}
     return UnifyConfig.model_validate(
         {
             "name": "t",
             "keys": [{"name": "email", "invalid_texts": [INVALID]}, {"name": "phone", "valid_regexp": "^p"}, {"name": "cookie"}],
             "tables": [{"database": "src", "table": "rows", "key_columns": [{"column": k, "key": k} for k in KEYS]}],
-            "canonical_ids": [cid],
+            **ids,
         }
     )
 
 
-def unify_rows(wh: DuckDBWarehouse, rows: list[dict], merge_iterations: int | None = None):
-    """Run the real loop on ``rows`` (dicts of key -> value or None); return (lookup, result)."""
-    unify = make_unify(merge_iterations)
+def unify_rows(
+    wh: DuckDBWarehouse,
+    rows: list[dict],
+    merge_iterations: int | None = None,
+    do_not_merge_key: str | None = None,
+    persistent: bool = False,
+    caps: tuple[int, ...] = (),
+):
+    """Run the real loop on ``rows`` (dicts of key -> value or None, optional ts); return (lookup, result)."""
+    unify = make_unify(merge_iterations, do_not_merge_key, persistent)
     df = pd.DataFrame(rows, columns=list(KEYS)).astype("string")
-    df["ts"] = pd.Timestamp("2024-01-01")
+    df["ts"] = pd.to_datetime([r.get("ts", "2024-01-01") for r in rows]) if rows else pd.Series(dtype="datetime64[ns]")
     source = TableRef("src", "rows")
     wh.drop(source)
     wh.write_dataframe(source, df)
     plan = u.IdPlan(
-        cid=unify.canonical_ids[0],
-        persistent=False,
+        cid=unify.all_ids[0],
+        persistent=persistent,
         schema=unify.schema,
         catalog=None,
         keys=KEYS,
         tables=(u.SourceTablePlan(1, "rows", source, tuple((k, k) for k in KEYS), "ts"),),
+        caps=caps,
     )
     prepare_inputs(wh, plan, unify)
     result = run_loop(wh, plan)
@@ -91,8 +102,9 @@ def expected_id(component: frozenset) -> str:
     return hashlib.md5(f"{key}:{value}".encode()).hexdigest()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def wh():
+    """A fresh database per test (persistent ids read the previous lookup)."""
     with tempfile.TemporaryDirectory() as d:
         warehouse = DuckDBWarehouse(path=str(Path(d) / "loop.duckdb"))
         with warehouse.session():
@@ -189,3 +201,101 @@ def test_invalid_values_never_link(wh):
     rows = [{"email": INVALID, "phone": "p1"}, {"email": INVALID, "phone": "p2"}, {"phone": "0000", "cookie": "c1"}, {"phone": "0000", "cookie": "c2"}]
     lookup, _ = unify_rows(wh, rows)
     assert lookup_partition(lookup) == {frozenset({("phone", "p1")}), frozenset({("phone", "p2")}), frozenset({("cookie", "c1")}), frozenset({("cookie", "c2")})}
+
+
+# ---------------------------------------------------------------------------- guards and ids
+
+
+def dnm_oracle(rows: list[dict], dnm: str) -> set[frozenset]:
+    """Unify on the other keys; each group joins the smallest do-not-merge value it touches."""
+    others = [k for k in KEYS if k != dnm]
+    g = nx.Graph()
+    touches: list[tuple[tuple, tuple]] = []
+    dnm_nodes = set()
+    for row in rows:
+        nodes = [(k, row.get(k)) for k in others if valid(k, row.get(k))]
+        g.add_nodes_from(nodes)
+        g.add_edges_from(zip(nodes, nodes[1:]))
+        if valid(dnm, row.get(dnm)):
+            d = (dnm, row[dnm])
+            dnm_nodes.add(d)
+            if nodes:
+                touches.append((nodes[0], d))
+    comp_of = {n: frozenset(c) for c in nx.connected_components(g) for n in c}
+    chosen: dict[frozenset, tuple] = {}
+    for node, d in touches:
+        c = comp_of[node]
+        chosen[c] = min(chosen.get(c, d), d)
+    groups: dict = {d: {d} for d in dnm_nodes}
+    result = []
+    for c in set(comp_of.values()):
+        if c in chosen:
+            groups[chosen[c]] |= c
+        else:
+            result.append(frozenset(c))
+    return set(result) | {frozenset(v) for v in groups.values()}
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(random_row, min_size=1, max_size=40), dnm=st.sampled_from(KEYS))
+def test_do_not_merge_key_never_joins_two_of_its_values(rows, dnm):
+    with tempfile.TemporaryDirectory() as d:
+        wh = DuckDBWarehouse(path=str(Path(d) / "dnm.duckdb"))
+        with wh.session():
+            lookup, result = unify_rows(wh, rows, do_not_merge_key=dnm)
+    partition = lookup_partition(lookup)
+    for group in partition:
+        assert len({v for k, v in group if k == dnm}) <= 1
+    assert partition == dnm_oracle(rows, dnm)
+
+
+def test_do_not_merge_conflicts_are_counted(wh):
+    # e1 links two customer cookies c1 and c2 through its rows: a conflict; e1 joins c1 only
+    rows = [{"email": "e1", "cookie": "c1"}, {"email": "e1", "cookie": "c2"}, {"email": "e2", "cookie": "c2"}]
+    lookup, result = unify_rows(wh, rows, do_not_merge_key="cookie")
+    assert result.dnm_conflicts == 1  # the e1 group touches c1 and c2; the e2 group only c2
+    partition = lookup_partition(lookup)
+    assert frozenset({("email", "e1"), ("cookie", "c1")}) in partition
+    assert frozenset({("email", "e2"), ("cookie", "c2")}) in partition
+
+
+def test_values_over_the_cap_are_excluded_and_listed(wh):
+    rows = [{"email": "shared@x.com", "cookie": f"c{i}"} for i in range(12)] + [{"email": "e1", "phone": "p1"}]
+    lookup, result = unify_rows(wh, rows, caps=(10, 10, 10))
+    assert result.excluded_values == 1
+    excluded = wh.fetch('SELECT * FROM "cdp_unification_t"."unified_id_excluded_values"')
+    assert list(excluded["value"]) == ["shared@x.com"] and int(excluded["row_count"].iloc[0]) == 12
+    partition = lookup_partition(lookup)
+    assert all(("email", "shared@x.com") not in g for g in partition)
+    assert len(partition) == 13  # 12 lone cookies and {e1, p1}
+
+
+def test_persistent_ids_survive_new_records(wh):
+    day1 = [
+        {"email": "a1", "phone": "pa", "ts": "2024-01-01"},
+        {"email": "b1", "phone": "pb", "ts": "2024-01-02"},
+        {"email": "c1", "ts": "2024-01-03"},
+    ]
+    first, _ = unify_rows(wh, day1, persistent=True)
+    before = {(r.id_key_type, r.id): r.unified_id for r in first.itertuples()}
+    # New records: a new value joins A; B and C are merged by a new row; one new person. Some
+    # new records carry older timestamps than the ones already published.
+    day2 = day1 + [
+        {"email": "a2", "phone": "pa", "ts": "2023-06-01"},
+        {"email": "b1", "cookie": "k9", "ts": "2024-02-01"},
+        {"email": "c1", "cookie": "k9", "ts": "2024-02-01"},
+        {"email": "d1", "ts": "2024-02-02"},
+    ]
+    second, _ = unify_rows(wh, day2, persistent=True)
+    after = {(r.id_key_type, r.id): r.unified_id for r in second.itertuples()}
+    a_id, b_id, c_id = before[(1, "a1")], before[(1, "b1")], before[(1, "c1")]
+    assert after[(1, "a1")] == after[(2, "pa")] == after[(1, "a2")] == a_id  # A keeps its id
+    assert after[(1, "b1")] == after[(1, "c1")] == b_id  # the merged one keeps the earliest-seen id
+    assert after[(1, "d1")] not in {a_id, b_id, c_id}
+    # A full refresh on day-2 data alone picks the earliest-seen value: stable and deterministic.
+    with tempfile.TemporaryDirectory() as d:
+        fresh_wh = DuckDBWarehouse(path=str(Path(d) / "fresh.duckdb"))
+        with fresh_wh.session():
+            fresh, _ = unify_rows(fresh_wh, day2, persistent=True)
+    fresh_ids = {(r.id_key_type, r.id): r.unified_id for r in fresh.itertuples()}
+    assert fresh_ids[(1, "a1")] == expected_id(frozenset({("email", "a2")}))  # a2 was seen first (2023)
