@@ -2,6 +2,8 @@
 
     cdp-assets run [--config FILE]          materialize every asset and check, print a summary
     cdp-assets sample --records N --out DIR generate seeded sample data
+    cdp-assets explain ID [ID]              why two identifiers share a canonical id
+    cdp-assets explain --canonical-id CID   what one canonical id holds
 """
 
 from __future__ import annotations
@@ -67,6 +69,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from cdp_assets.engines.factory import build_warehouse
+    from cdp_assets.unify.explain import ExplainError, explain
+
+    try:
+        loaded = load_config(args.config)
+        print(explain(build_warehouse(loaded), loaded, args.identifiers, args.canonical_id, args.id_name))
+    except (ConfigError, ExplainError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cdp-assets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--out", required=True)
     sample.add_argument("--seed", type=int, default=42)
     sample.set_defaults(func=cmd_sample)
+    exp = sub.add_parser("explain", help="why identifiers share a canonical id, or what an id holds")
+    exp.add_argument("identifiers", nargs="*", help="one or two identifiers, as key:value or a bare value")
+    exp.add_argument("--canonical-id", help="describe this canonical id instead")
+    exp.add_argument("--id-name", help="which canonical id (default: the first of the config)")
+    exp.add_argument("--config", help=f"config file (default: ${CONFIG_ENV} or the bundled example)")
+    exp.set_defaults(func=cmd_explain)
     args = parser.parse_args(argv)
     return args.func(args)
 

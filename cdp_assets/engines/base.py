@@ -43,8 +43,9 @@ class WarehouseResource(ConfigurableResource):
         """Run one statement (already in this engine's dialect)."""
 
     @abstractmethod
-    def query(self, sql: str) -> pd.DataFrame:
-        """Run one query and return its rows."""
+    def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        """Run one query and return its rows; ``?`` placeholders take ``params`` (values never
+        become SQL text)."""
 
     @abstractmethod
     def table_exists(self, ref: TableRef) -> bool: ...
@@ -75,8 +76,8 @@ class WarehouseResource(ConfigurableResource):
         """Render canonical SQL for this engine and execute it."""
         self.execute(self.dialect.render(canonical_sql))
 
-    def fetch(self, canonical_sql: str) -> pd.DataFrame:
-        return self.query(self.dialect.render(canonical_sql))
+    def fetch(self, canonical_sql: str, params: list | None = None) -> pd.DataFrame:
+        return self.query(self.dialect.render(canonical_sql), params)
 
     def scalar(self, canonical_sql: str) -> int:
         df = self.fetch(canonical_sql)
