@@ -1,0 +1,86 @@
+"""Treasure Data's unify.yml format, loaded unchanged, through the whole pipeline."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import yaml
+
+from cdp_assets.config import load_config
+from cdp_assets.config.loader import REPO_ROOT
+from cdp_assets.sample.generator import generate_sample
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets_tests.conftest import check_results, run_pipeline, warehouse_for
+
+EXAMPLE = REPO_ROOT / "examples" / "td_format"
+SCHEMA = "cdp_unification_customer_360_td"
+IDS = ("unified_id", "contact_id", "person_id")
+PER_ID = ("graph", "lookup", "keys", "tables", "loop_stats", "excluded_values", "source_key_stats", "result_key_stats")
+ALIASES = ("customers", "orders", "members", "events")
+
+
+def td_project(tmp_path):
+    generate_sample(tmp_path / "data", 600, seed=5)
+    shutil.copyfile(EXAMPLE / "unify.yml", tmp_path / "unify.yml")  # byte for byte: unchanged
+    cfg = yaml.safe_load((EXAMPLE / "cdp.yml").read_text())
+    for source in cfg["sources"]:
+        source["connector"]["path"] = f"data/{source['name']}"
+    cfg["engine"]["duckdb"]["path"] = "cdp.duckdb"
+    cfg["report"]["path"] = "report.md"
+    (tmp_path / "cdp.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return load_config(tmp_path / "cdp.yml")
+
+
+def test_td_unify_yml_with_two_canonical_ids_a_persistent_id_and_masters(tmp_path, instance):
+    loaded = td_project(tmp_path)
+    assert (tmp_path / "unify.yml").read_bytes() == (EXAMPLE / "unify.yml").read_bytes()
+    result = run_pipeline(loaded, instance)
+    assert result.success
+    checks = check_results(result)
+    assert all(checks.values()), [k for k, v in checks.items() if not v]
+
+    wh = warehouse_for(loaded)
+    with wh.session():
+        tables = set(wh.list_tables(SCHEMA))
+        expected = {f"{cid}_{s}" for cid in IDS for s in PER_ID} | {f"enriched_{a}" for a in ALIASES}
+        expected |= {"customer_master", "person_master"}
+        assert expected <= tables, sorted(expected - tables)
+        cols = wh.columns(TableRef(SCHEMA, "enriched_customers"))
+        assert {"unified_id", "contact_id", "person_id"} <= set(cols)
+        # contact_id only merges by email and phone over its source tables
+        assert set(wh.fetch(f'SELECT DISTINCT id_key_name FROM "{SCHEMA}"."contact_id_lookup"')["id_key_name"]) <= {"email", "phone"}
+        # the do_not_merge_key holds: no person_id has two customer ids
+        worst = wh.scalar(
+            f'SELECT MAX(n) FROM (SELECT person_id, COUNT(DISTINCT id) AS n FROM "{SCHEMA}"."person_id_lookup" '
+            "WHERE id_key_name = 'customer_id' GROUP BY person_id) AS t"
+        )
+        assert worst == 1
+        master = wh.fetch(f'SELECT * FROM "{SCHEMA}"."customer_master"')
+        assert master["unified_id"].is_unique and all(len(v) <= 3 for v in master["recent_emails"].dropna())
+        people = wh.fetch(f'SELECT * FROM "{SCHEMA}"."person_master"')
+        assert people["person_id"].is_unique and all(len(v) == 1 for v in people["customer_ids"].dropna())
+
+
+def test_persistent_ids_of_existing_records_do_not_change_when_new_data_arrives(tmp_path, instance):
+    loaded = td_project(tmp_path)
+    assert run_pipeline(loaded, instance).success
+    wh = warehouse_for(loaded)
+    before = wh.fetch(f'SELECT id_key_name, id, person_id FROM "{SCHEMA}"."person_id_lookup"')
+
+    # New customers arrive: some are new people, some reuse emails of existing people.
+    folder = loaded.source_paths["shop"] / "customers"
+    old = pd.read_csv(folder / "customers_2024-06-02.csv", dtype=str, keep_default_na=False)
+    new = old.head(20).copy()
+    new["customer_id"] = [f"C9{i:05d}" for i in range(len(new))]
+    new["updated_at"] = "2024-08-01 00:00:00"
+    new.loc[10:, "email"] = [f"brand.new.{i}@example.org" for i in range(10, len(new))]
+    new.to_csv(folder / "customers_2024-08-01.csv", index=False)
+    assert run_pipeline(loaded, instance).success
+
+    after = wh.fetch(f'SELECT id_key_name, id, person_id FROM "{SCHEMA}"."person_id_lookup"')
+    merged = before.merge(after, on=["id_key_name", "id"], suffixes=("_before", "_after"))
+    assert len(merged) == len(before)  # every old identifier is still there
+    changed = merged[merged["person_id_before"] != merged["person_id_after"]]
+    assert changed.empty, changed.head()
+    assert len(after) > len(before)
