@@ -8,6 +8,7 @@ from dagster import (
     AssetIn,
     AssetKey,
     AssetObservation,
+    Config,
     AssetOut,
     DynamicOut,
     DynamicOutput,
@@ -29,12 +30,18 @@ from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef, quote
 from cdp_assets.sql.master import master_rules_frame, master_table_sql
-from cdp_assets.unify.runner import IterationStats, LoopResult, prepare_inputs, run_loop
+from cdp_assets.unify.runner import IterationStats, LoopResult, config_fingerprint, prepare_inputs, run_loop
 
 GROUP = "unification"
 IO_MANAGER = "table_io_manager"
 LOOP_OUTPUTS = ("graph", "lookup", "keys", "tables", "loop_stats", "excluded_values")
 STATS_OUTPUTS = ("source_key_stats", "result_key_stats")
+
+
+class UnifyLoopConfig(Config):
+    """Run config of the loop op: ``full_refresh`` ignores the previous graph and watermarks."""
+
+    full_refresh: bool = False
 
 
 def enriched_ref(plan_schema: str, alias: str) -> TableRef:
@@ -98,7 +105,8 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
         out={**{name: Out(io_manager_key=IO_MANAGER) for name in loop_outs}, "to_enrich": DynamicOut(str)},
         description="Builds each id's graph and iterates hook/compress/contract until it converges or hits its cap.",
     )
-    def unify_loop(context: OpExecutionContext, warehouse: WarehouseResource):
+    def unify_loop(context: OpExecutionContext, warehouse: WarehouseResource, config: UnifyLoopConfig):
+        full_refresh = config.full_refresh
         with warehouse.session():
             for plan in plans:
                 graph_key = table_key(plan.ref("graph"))
@@ -123,7 +131,16 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
 
                 prepare_inputs(warehouse, plan, unify)
                 result = run_loop(
-                    warehouse, plan, on_iteration=on_iteration, keep_loop_tables=loaded.pipeline.unification_options.keep_loop_tables
+                    warehouse,
+                    plan,
+                    on_iteration=on_iteration,
+                    keep_loop_tables=loaded.pipeline.unification_options.keep_loop_tables,
+                    fingerprint=config_fingerprint(plan, unify),
+                    full_refresh=full_refresh,
+                )
+                context.log.info(
+                    f"{plan.name}: {result.mode} run"
+                    + (f" ({result.full_refresh_reason})" if result.mode == "full" and result.full_refresh_reason else "")
                 )
                 stats_ref = plan.ref("loop_stats")
                 warehouse.append_dataframe(stats_ref, loop_stats_frame(context.run.run_id, result))
@@ -133,6 +150,8 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                         f"{result.iterations[-1].edges_left} edge(s) still to merge"
                     )
                 loop_meta = {
+                    "mode": result.mode,
+                    "full_refresh_reason": result.full_refresh_reason,
                     "iterations": result.rounds,
                     "converged": result.converged,
                     "iteration_cap": result.cap,

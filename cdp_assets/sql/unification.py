@@ -40,6 +40,7 @@ class SourceTablePlan:
     ref: TableRef
     key_columns: tuple[tuple[str, str], ...]  # (column, key name)
     seen_at: str | None  # column with the row's time, for first/last seen
+    incremental_column: str | None = None  # unify.yml incremental_columns[0]: new rows are newer
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class IdPlan:
     keys: tuple[str, ...]  # every key of the unification, in declaration order (key_type = index + 1)
     tables: tuple[SourceTablePlan, ...]
     caps: tuple[int, ...] = ()  # max rows per value, per key (same order as keys); empty: no cap
+
+    @property
+    def incremental_tables(self) -> list[SourceTablePlan]:
+        return [t for t in self.tables if t.incremental_column]
 
     @property
     def dnm_key_type(self) -> int | None:
@@ -100,6 +105,7 @@ def build_id_plans(loaded: LoadedConfig, catalog: str | None = None) -> list[IdP
                     ref=TableRef(t.database or pipeline.stg_schema, t.table, catalog),
                     key_columns=tuple((kc.column, kc.key) for kc in t.key_columns),
                     seen_at=seen_at,
+                    incremental_column=t.incremental_columns[0] if t.incremental_columns else None,
                 )
             )
         plans.append(
@@ -157,15 +163,28 @@ def tables_frame(plan: IdPlan) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- graph build
 
 
-def key_values_sql(plan: IdPlan) -> str:
-    """Every valid (table, key, value, time) of the merge keys: the input of the graph."""
+def _new_rows_filter(table: SourceTablePlan, since: TableRef | None, alias: str = "s") -> str:
+    """In an incremental run, only rows newer than the table's watermark (read from a table,
+    never pasted); tables without an incremental column are read whole."""
+    if since is None or not table.incremental_column:
+        return ""
+    return (
+        f" WHERE NOT EXISTS (SELECT 1 FROM {since.sql} AS w WHERE w.table_id = {table.table_id} "
+        f"AND w.watermark >= CAST({alias}.{quote(table.incremental_column)} AS TIMESTAMP))"
+    )
+
+
+def key_values_sql(plan: IdPlan, since: TableRef | None = None) -> str:
+    """Every valid (table, key, value, time) of the merge keys: the input of the graph.
+    With ``since`` (the watermarks of the last run), only new rows of incremental tables."""
     parts = []
     for t in plan.tables:
-        seen = f"CAST({quote(t.seen_at)} AS TIMESTAMP)" if t.seen_at else "CAST(NULL AS TIMESTAMP)"
+        seen = f"CAST(s.{quote(t.seen_at)} AS TIMESTAMP)" if t.seen_at else "CAST(NULL AS TIMESTAMP)"
         for col, key_type in plan.merge_columns(t):
             parts.append(
                 f"SELECT {t.table_id} AS table_id, {key_type} AS key_type, "
-                f"CAST({quote(col)} AS VARCHAR) AS value, {seen} AS seen_at FROM {t.ref.sql}"
+                f"CAST(s.{quote(col)} AS VARCHAR) AS value, {seen} AS seen_at FROM {t.ref.sql} AS s"
+                + _new_rows_filter(t, since)
             )
     raw = "\nUNION ALL\n".join(parts)
     keys, invalid = plan.ref("keys").sql, plan.ref("invalid_texts").sql
@@ -204,7 +223,9 @@ WHERE x.key_type IS NULL
 """
 
 
-def _row_nodes_sql(plan: IdPlan, table: SourceTablePlan, cols: list[tuple[str, int]], extra: str = "") -> str:
+def _row_nodes_sql(
+    plan: IdPlan, table: SourceTablePlan, cols: list[tuple[str, int]], extra: str = "", since: TableRef | None = None
+) -> str:
     """Per source row: the node of each of ``cols`` (n0, n1, ...) and the smallest of them (rmin)."""
     nodes = plan.ref("nodes").sql
     joins = "\n".join(
@@ -213,17 +234,30 @@ def _row_nodes_sql(plan: IdPlan, table: SourceTablePlan, cols: list[tuple[str, i
     )
     least = ", ".join(f"COALESCE(n{i}.node, {NO_NODE})" for i in range(len(cols)))
     picks = ", ".join(f"n{i}.node AS n{i}" for i in range(len(cols)))
-    return f"SELECT LEAST({least}) AS rmin, {picks}{extra} FROM {table.ref.sql} AS s\n{joins}"
+    return f"SELECT LEAST({least}) AS rmin, {picks}{extra} FROM {table.ref.sql} AS s\n{joins}" + _new_rows_filter(table, since)
 
 
-def edges_sql(plan: IdPlan) -> str:
-    """Link each key value of a row to the row's smallest node (a star per row), as (a > b)."""
+def edges_sql(plan: IdPlan, since: TableRef | None = None, previous_graph: TableRef | None = None) -> str:
+    """Link each key value of a row to the row's smallest node (a star per row), as (a > b).
+
+    In an incremental run only new rows make stars, and the previous graph adds one star per
+    previous component (follower -> leader): components of (old components + new rows) are the
+    components of all rows, so the loop starts where the last run ended.
+    """
     parts = []
+    if previous_graph is not None:
+        nodes = plan.ref("nodes").sql
+        parts.append(
+            f"SELECT fn.node AS a, ln.node AS b FROM {previous_graph.sql} AS g "
+            f"JOIN {nodes} AS fn ON fn.key_type = g.follower_key_type AND fn.value = g.follower_id "
+            f"JOIN {nodes} AS ln ON ln.key_type = g.leader_key_type AND ln.value = g.leader_id "
+            f"WHERE fn.node <> ln.node"
+        )
     for t in plan.tables:
         cols = plan.linking_columns(t)
         if len(cols) < 2:
             continue  # a row with one key links nothing
-        row_nodes = _row_nodes_sql(plan, t, cols)
+        row_nodes = _row_nodes_sql(plan, t, cols, since=since)
         for i in range(len(cols)):
             parts.append(f"SELECT n{i} AS a, rmin AS b FROM ({row_nodes}) AS r WHERE n{i} IS NOT NULL AND n{i} <> rmin")
     if not parts:
@@ -279,6 +313,37 @@ LEFT JOIN leaders AS lg ON lg.dnm_node = g.dnm_node
 
 def initial_labels_sql(plan: IdPlan) -> str:
     return f"SELECT node, node AS label FROM {plan.ref('nodes').sql}"
+
+
+def merged_key_values_sql(plan: IdPlan, previous: TableRef, new: TableRef) -> str:
+    """Key values after an incremental run: the kept rows of incremental tables plus the new
+    rows (tables without an incremental column are re-read whole, so their old rows go)."""
+    ids = [t.table_id for t in plan.incremental_tables]
+    keep = f"SELECT * FROM {previous.sql} WHERE table_id IN ({', '.join(str(i) for i in ids)})" if ids else None
+    return "\nUNION ALL\n".join(p for p in (keep, f"SELECT * FROM {new.sql}") if p)
+
+
+def watermarks_sql(plan: IdPlan) -> str:
+    """The newest incremental value of each incremental table, as processed by this run."""
+    parts = [
+        f"SELECT {t.table_id} AS table_id, MAX(CAST({quote(t.incremental_column)} AS TIMESTAMP)) AS watermark FROM {t.ref.sql}"
+        for t in plan.incremental_tables
+        if t.incremental_column
+    ]
+    if not parts:
+        return "SELECT CAST(NULL AS BIGINT) AS table_id, CAST(NULL AS TIMESTAMP) AS watermark WHERE 1 = 0"
+    return "\nUNION ALL\n".join(parts)
+
+
+def excluded_difference_sql(old: TableRef, new: TableRef) -> str:
+    """How many values are excluded in one run but not the other."""
+    return f"""
+SELECT COUNT(*) AS n FROM (
+  (SELECT key_type, value FROM {old.sql} EXCEPT SELECT key_type, value FROM {new.sql})
+  UNION ALL
+  (SELECT key_type, value FROM {new.sql} EXCEPT SELECT key_type, value FROM {old.sql})
+) AS d
+"""
 
 
 # ---------------------------------------------------------------------------- the loop

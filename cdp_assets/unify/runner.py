@@ -6,6 +6,7 @@ one op; progress is reported through a callback so the op can log and emit obser
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ class LoopResult:
     cap: int = 0
     nodes: int = 0
     edges: int = 0
+    mode: str = "full"  # full | incremental
+    full_refresh_reason: str = ""  # why an incremental run was not possible
     excluded_values: int = 0  # values over their key's cap, kept out of the graph
     dnm_conflicts: int = 0  # groups that touched several do-not-merge values
     tables: dict[str, int] = field(default_factory=dict)  # table -> rows
@@ -45,6 +48,12 @@ class LoopResult:
 
 
 OnIteration = Callable[[str, IterationStats], None]
+
+
+def config_fingerprint(plan: u.IdPlan, unify: UnifyConfig) -> str:
+    """Changes whenever anything that shapes this id's graph changes (then no incremental run)."""
+    rules = [unify.key(k).model_dump() for k in plan.keys]
+    return hashlib.sha256(repr((plan, rules)).encode()).hexdigest()[:16]
 
 
 def prepare_inputs(wh: WarehouseResource, plan: u.IdPlan, unify: UnifyConfig) -> None:
@@ -60,9 +69,16 @@ def run_loop(
     plan: u.IdPlan,
     on_iteration: OnIteration | None = None,
     keep_loop_tables: bool = False,
+    fingerprint: str = "",
+    full_refresh: bool = False,
 ) -> LoopResult:
     """Build nodes and edges, iterate hook/compress/contract to convergence or the cap, publish
-    ``{cid}_graph`` and ``{cid}_lookup``. Working tables are dropped whatever happens."""
+    ``{cid}_graph`` and ``{cid}_lookup``. Working tables are dropped whatever happens.
+
+    When the last run left its state (graph, key values, watermarks with the same config
+    fingerprint) and tables have incremental columns, only rows newer than the watermarks are
+    read, against the previous graph; the result equals a full refresh on append-only data.
+    """
     result = LoopResult(cid=plan.name, cap=plan.cid.iteration_cap)
     scratch: list[TableRef] = []
 
@@ -74,12 +90,41 @@ def run_loop(
     def make(ref: TableRef, select_sql: str) -> None:
         wh.run(create_table_as(ref, select_sql))
 
-    try:
+    def build_full_inputs() -> TableRef:
         result.tables["key_values"] = wh.build_table(plan.ref("key_values"), u.key_values_sql(plan))
         result.excluded_values = wh.build_table(plan.ref("excluded_values"), u.excluded_values_sql(plan))
         result.nodes = wh.build_table(plan.ref("nodes"), u.nodes_sql(plan))
         edges = work("edges")
         make(edges, u.edges_sql(plan))
+        return edges
+
+    def build_incremental_inputs() -> TableRef | None:
+        since = plan.ref("watermarks")
+        new_values = work("new_key_values")
+        make(new_values, u.key_values_sql(plan, since=since))
+        result.tables["key_values"] = wh.build_table(
+            plan.ref("key_values"), u.merged_key_values_sql(plan, plan.ref("key_values"), new_values)
+        )
+        excluded = work("excluded_values")
+        make(excluded, u.excluded_values_sql(plan))
+        if wh.scalar(u.excluded_difference_sql(plan.ref("excluded_values"), excluded)):
+            result.full_refresh_reason = "the set of values over their cap changed"
+            return None
+        result.excluded_values = wh.row_count(excluded)
+        result.nodes = wh.build_table(plan.ref("nodes"), u.nodes_sql(plan))
+        edges = work("edges")
+        make(edges, u.edges_sql(plan, since=since, previous_graph=plan.ref("graph")))
+        return edges
+
+    try:
+        reason = "full refresh requested" if full_refresh else incremental_blocker(wh, plan, fingerprint)
+        edges = build_incremental_inputs() if reason is None else None
+        if edges is None:
+            result.full_refresh_reason = result.full_refresh_reason or reason or ""
+            edges = build_full_inputs()
+        else:
+            result.mode = "incremental"
+            result.cap = plan.cid.incremental_merge_iterations or plan.cid.iteration_cap
         result.edges = wh.row_count(edges)
         labels = work("labels")
         make(labels, u.initial_labels_sql(plan))
@@ -132,7 +177,25 @@ def run_loop(
         # A persistent id carries forward the ids the lookup being replaced published.
         previous = plan.ref("lookup") if plan.persistent and wh.table_exists(plan.ref("lookup")) else None
         result.tables["lookup"] = wh.build_table(plan.ref("lookup"), u.lookup_sql(plan, previous))
+        watermarks = wh.fetch(u.watermarks_sql(plan))
+        watermarks["fingerprint"] = fingerprint
+        wh.replace_with_dataframe(plan.ref("watermarks"), watermarks.astype({"table_id": "int64", "fingerprint": "string"}))
         return result
     finally:
         for ref in scratch:
             wh._drop_quietly(ref)
+
+
+def incremental_blocker(wh: WarehouseResource, plan: u.IdPlan, fingerprint: str) -> str | None:
+    """Why this run must be a full refresh, or None when it can be incremental."""
+    if not plan.incremental_tables:
+        return "no table of this id has incremental_columns"
+    if plan.dnm_key_type is not None:
+        return "do_not_merge_key is resolved on the whole graph"
+    for suffix in ("graph", "key_values", "excluded_values", "watermarks"):
+        if not wh.table_exists(plan.ref(suffix)):
+            return f"no previous run ({plan.ref(suffix).display} is missing)"
+    previous = wh.fetch(f"SELECT DISTINCT fingerprint FROM {plan.ref('watermarks').sql}")
+    if list(previous["fingerprint"]) != [fingerprint] or not fingerprint:
+        return "the unification config changed since the last run"
+    return None

@@ -62,7 +62,7 @@ def test_td_unify_yml_with_two_canonical_ids_a_persistent_id_and_masters(tmp_pat
         assert people["person_id"].is_unique and all(len(v) == 1 for v in people["customer_ids"].dropna())
 
 
-def test_persistent_ids_of_existing_records_do_not_change_when_new_data_arrives(tmp_path, instance):
+def test_new_data_keeps_persistent_ids_and_incremental_equals_full_refresh(tmp_path, instance, monkeypatch):
     loaded = td_project(tmp_path)
     assert run_pipeline(loaded, instance).success
     wh = warehouse_for(loaded)
@@ -76,7 +76,15 @@ def test_persistent_ids_of_existing_records_do_not_change_when_new_data_arrives(
     new["updated_at"] = "2024-08-01 00:00:00"
     new.loc[10:, "email"] = [f"brand.new.{i}@example.org" for i in range(10, len(new))]
     new.to_csv(folder / "customers_2024-08-01.csv", index=False)
-    assert run_pipeline(loaded, instance).success
+    second = run_pipeline(loaded, instance)
+    assert second.success
+    modes = {
+        e.asset_key.path[-1]: e.event_specific_data.materialization.metadata["mode"].value
+        for e in second.get_asset_materialization_events()
+        if e.asset_key.path[-1].endswith("_graph")
+    }
+    # ids whose tables have incremental_columns run incrementally; do_not_merge_key needs a full run
+    assert modes == {"unified_id_graph": "incremental", "contact_id_graph": "incremental", "person_id_graph": "full"}
 
     after = wh.fetch(f'SELECT id_key_name, id, person_id FROM "{SCHEMA}"."person_id_lookup"')
     merged = before.merge(after, on=["id_key_name", "id"], suffixes=("_before", "_after"))
@@ -84,3 +92,16 @@ def test_persistent_ids_of_existing_records_do_not_change_when_new_data_arrives(
     changed = merged[merged["person_id_before"] != merged["person_id_after"]]
     assert changed.empty, changed.head()
     assert len(after) > len(before)
+
+    # The incremental result equals a full refresh on the same data, in a fresh database.
+    monkeypatch.setenv("CDP_DUCKDB_PATH", str(tmp_path / "fresh.duckdb"))
+    fresh = load_config(tmp_path / "cdp.yml")
+    assert run_pipeline(fresh).success
+    fresh_wh = warehouse_for(fresh)
+    for table in ("unified_id_lookup", "contact_id_lookup", "enriched_customers", "enriched_events"):
+        a = wh.fetch(f'SELECT * FROM "{SCHEMA}"."{table}"').drop(columns=["_cdp_loaded_at", "person_id"], errors="ignore")
+        b = fresh_wh.fetch(f'SELECT * FROM "{SCHEMA}"."{table}"').drop(columns=["_cdp_loaded_at", "person_id"], errors="ignore")
+        key = list(a.columns)
+        a = a.astype(str).sort_values(key).reset_index(drop=True)
+        b = b.astype(str).sort_values(key).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b, obj=table)
