@@ -42,21 +42,30 @@ def prepare_frame(df: pd.DataFrame, path: Path, incremental_field: str, loaded_a
             f"{path}: has no column {incremental_field!r} (the source's incremental_field); its columns are "
             f"{list(df.columns)}. Add the column or set incremental_field to one of them"
         )
-    parsed = pd.to_datetime(df[incremental_field], errors="coerce", format="mixed")
-    bad = parsed.isna() & df[incremental_field].notna()
+    # utc=True: values with offsets (a file spanning a DST change) become UTC; naive values are
+    # taken as UTC. Stored naive, so every engine compares them the same way.
+    parsed = pd.to_datetime(df[incremental_field], errors="coerce", format="mixed", utc=True)
+    bad = parsed.isna()
     if bad.any():
+        # An empty watermark would load once and then never again: fail loudly instead.
         row = int(bad.to_numpy().nonzero()[0][0])
+        raw = df[incremental_field].iloc[row]
+        what = "is empty" if pd.isna(raw) or not str(raw).strip() else f"{raw!r} is not a date/time"
         raise SourceFileError(
             f"{path}: row {row + 2 if path.suffix.lower() == '.csv' else row + 1}: {incremental_field} "
-            f"{df[incremental_field].iloc[row]!r} is not a date/time; use ISO format like 2024-06-01 12:00:00"
+            f"{what}; every row needs one, in ISO format like 2024-06-01 12:00:00"
         )
     out = df.copy()
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    out[incremental_field] = parsed.astype("datetime64[us]")
+    out[incremental_field] = parsed.dt.tz_localize(None).astype("datetime64[us]")
     out["_cdp_file"] = pd.array([path.name] * len(out), dtype="string")
     out["_cdp_loaded_at"] = pd.Series([loaded_at] * len(out), dtype="datetime64[us]")
     return out
+
+
+def naive_utc(value: datetime | str) -> pd.Timestamp:
+    """A timestamp in UTC without zone, as the watermark columns are stored."""
+    ts = pd.Timestamp(value)
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
 
 
 def _iso(ts: pd.Timestamp | datetime | None) -> str | None:
@@ -120,7 +129,7 @@ def load_incremental(
         if watermark is not None:
             keep &= df[field_] > pd.Timestamp(watermark)
         if source.start_date is not None:
-            keep &= df[field_] >= pd.Timestamp(source.start_date)
+            keep &= df[field_] >= naive_utc(source.start_date)
         if keep.any():
             frames.append(df[keep])
             used.append(path.name)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -46,6 +47,26 @@ def normalize_column(name: str) -> str:
     return col[:128]
 
 
+def read_json_lines(path: Path) -> pd.DataFrame:
+    """JSON lines with every value kept as the file wrote it: numbers keep their digits (no
+    float conversion), nothing is parsed as a date, nested values stay JSON text."""
+    records = []
+    with path.open(encoding="utf-8-sig") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line, parse_int=str, parse_float=str)
+            except json.JSONDecodeError as exc:
+                raise SourceFileError(f"{path}: line {line_no}: not valid JSON ({exc.msg}); fix or remove the line") from None
+            if not isinstance(obj, dict):
+                raise SourceFileError(f"{path}: line {line_no}: expected a JSON object, got {type(obj).__name__}")
+            records.append(
+                {k: (json.dumps(v) if isinstance(v, (dict, list)) else None if v is None else str(v) if not isinstance(v, bool) else str(v).lower()) for k, v in obj.items()}
+            )
+    return pd.DataFrame.from_records(records)
+
+
 def read_file(path: Path) -> pd.DataFrame:
     """Read a file with every column as text (raw tables keep what the file said)."""
     kind = FORMATS.get(path.suffix.lower())
@@ -55,7 +76,7 @@ def read_file(path: Path) -> pd.DataFrame:
         elif kind == "parquet":
             df = pd.read_parquet(path)
         elif kind == "jsonl":
-            df = pd.read_json(path, lines=True, dtype=False)
+            df = read_json_lines(path)
         else:
             raise SourceFileError(f"{path}: unsupported file type; use .csv, .parquet or .jsonl")
     except SourceFileError:

@@ -95,8 +95,10 @@ class WarehouseResource(ConfigurableResource):
         return final.sibling(f"{final.name}__cdp_new_{uuid.uuid4().hex[:8]}")
 
     def swap_in(self, staging: TableRef, final: TableRef) -> None:
-        for stmt in self.dialect.swap_statements(staging, final):
-            self.execute(stmt)
+        # One connection for the whole swap: its transaction must not span connections.
+        with self.session():
+            for stmt in self.dialect.swap_statements(staging, final):
+                self.execute(stmt)
 
     def build_table(self, final: TableRef, select_sql: str) -> int:
         """Build ``final`` from a SELECT under a temporary name, then swap it in.
@@ -104,6 +106,10 @@ class WarehouseResource(ConfigurableResource):
         A failure at any point leaves the previous ``final`` untouched and drops the
         half-built table. Returns the new row count.
         """
+        with self.session():
+            return self._build_table(final, select_sql)
+
+    def _build_table(self, final: TableRef, select_sql: str) -> int:
         self.ensure_schema(final.schema)
         staging = self.staging_ref(final)
         try:
@@ -119,6 +125,10 @@ class WarehouseResource(ConfigurableResource):
 
     def replace_with_dataframe(self, final: TableRef, df: pd.DataFrame) -> int:
         """Publish a DataFrame as ``final`` through the same build-then-swap path."""
+        with self.session():
+            return self._replace_with_dataframe(final, df)
+
+    def _replace_with_dataframe(self, final: TableRef, df: pd.DataFrame) -> int:
         self.ensure_schema(final.schema)
         staging = self.staging_ref(final)
         try:

@@ -34,6 +34,9 @@ def hist_union_sql(
         else f"_cdp_input_rank DESC, {quote('_cdp_file')} DESC"
     )
     cols = ", ".join(quote(c) for c in all_columns)
+    # Rows without a primary key value are different records, not duplicates of each other.
+    null_key = " OR ".join(f"{quote(c)} IS NULL" for c in primary_key)
+    keep = f"_cdp_rn = 1 OR {null_key}" if primary_key else "_cdp_rn = 1"
     return f"""
 SELECT {cols}
 FROM (
@@ -42,13 +45,18 @@ FROM (
 {union}
   ) AS u
 ) AS d
-WHERE _cdp_rn = 1
+WHERE {keep}
 """
 
 
 def duplicate_keys_sql(ref: TableRef, primary_key: list[str]) -> str:
+    """Key values held by more than one row (rows with a NULL key part are not duplicates)."""
     keys = ", ".join(quote(c) for c in primary_key)
-    return f"SELECT COUNT(*) AS n FROM (SELECT {keys} FROM {ref.sql} GROUP BY {keys} HAVING COUNT(*) > 1) AS d"
+    present = " AND ".join(f"{quote(c)} IS NOT NULL" for c in primary_key)
+    return (
+        f"SELECT COUNT(*) AS n FROM (SELECT {keys} FROM {ref.sql} WHERE {present} "
+        f"GROUP BY {keys} HAVING COUNT(*) > 1) AS d"
+    )
 
 
 def distinct_count_sql(ref: TableRef, columns: list[str]) -> str:

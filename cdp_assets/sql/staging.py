@@ -43,30 +43,41 @@ def _first_present(columns: tuple[str, ...]) -> str:
     return vals[0] if len(vals) == 1 else f"COALESCE({', '.join(vals)})"
 
 
-def rule_expression(rule: StagingRule, columns: tuple[str, ...]) -> str:
-    x = _first_present(columns)
+def _standardize(rule: StagingRule, column: str) -> str:
+    """The rule applied to one input column."""
+    x = _first_present((column,))
     if rule.rule == "email":
         return f"CASE WHEN regexp_matches(LOWER({x}), '{EMAIL_PATTERN}') THEN LOWER({x}) END"
     if rule.rule == "phone":
         cc, national_len, trunk_zero = PHONE_REGIONS[rule.default_region]
         d = f"regexp_replace({x}, '[^0-9]', '', 'g')"
-        intl = f"CASE WHEN {x} LIKE '+%' AND LENGTH({d}) BETWEEN 8 AND 15 AND {d} NOT LIKE '0%' THEN {d} END"
+        # International forms: +CC... or 00CC...
+        intl_digits = f"CASE WHEN {x} LIKE '+%' THEN {d} WHEN {d} LIKE '00%' THEN SUBSTRING({d}, 3) END"
+        intl = f"CASE WHEN LENGTH({intl_digits}) BETWEEN 8 AND 15 AND {intl_digits} NOT LIKE '0%' THEN {intl_digits} END"
         national = f"CASE WHEN {d} LIKE '0%' THEN SUBSTRING({d}, 2) END" if trunk_zero else f"CASE WHEN {d} NOT LIKE '0%' AND {d} NOT LIKE '1%' THEN {d} END"
         nat = (
-            f"CASE WHEN LENGTH({d}) = {national_len + len(cc)} AND {d} LIKE '{cc}%' THEN {d} "
-            f"WHEN LENGTH({national}) = {national_len} THEN '{cc}' || {national} END"
+            f"CASE WHEN {x} NOT LIKE '+%' AND {d} NOT LIKE '00%' AND LENGTH({d}) = {national_len + len(cc)} AND {d} LIKE '{cc}%' THEN {d} "
+            f"WHEN {x} NOT LIKE '+%' AND LENGTH({national}) = {national_len} THEN '{cc}' || {national} END"
         )
         candidate = f"COALESCE({intl}, {nat})"
+        # North American numbers (+1): area code and exchange never start with 0 or 1.
+        nanp_ok = f"({candidate} NOT LIKE '1%' OR (SUBSTRING({candidate}, 2, 1) BETWEEN '2' AND '9' AND SUBSTRING({candidate}, 5, 1) BETWEEN '2' AND '9' AND LENGTH({candidate}) = 11))"
         # A number made of one repeated digit (0000000000, 1111111111) is a placeholder.
         return (
             f"CASE WHEN {candidate} IS NOT NULL AND REPLACE({candidate}, SUBSTRING({candidate}, 1, 1), '') <> '' "
-            f"THEN {candidate} END"
+            f"AND {nanp_ok} THEN {candidate} END"
         )
     if rule.rule == "name":
         clean = f"TRIM(regexp_replace({x}, '\\s+', ' ', 'g'))"
         return f"NULLIF(UPPER(SUBSTRING({clean}, 1, 1)) || LOWER(SUBSTRING({clean}, 2)), '')"
     # text
     return f"NULLIF(LOWER(TRIM(regexp_replace({x}, '\\s+', ' ', 'g'))), '')"
+
+
+def rule_expression(rule: StagingRule, columns: tuple[str, ...]) -> str:
+    """The first input column that standardises to a value (not merely the first non-empty)."""
+    exprs = [_standardize(rule, c) for c in columns]
+    return exprs[0] if len(exprs) == 1 else f"COALESCE({', '.join(exprs)})"
 
 
 def staged_columns(rules: dict[str, StagingRule]) -> list[StagedColumn]:

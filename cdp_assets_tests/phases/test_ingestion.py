@@ -1,0 +1,467 @@
+"""Ingestion on real DuckDB: hand-written CSV / Parquet / JSON-lines files -> raw tables + log."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cdp_assets.config.models import SourceConfig
+from cdp_assets.connectors.loading import LOG_TABLE, load_historical, load_incremental
+from cdp_assets.connectors.local_files import SourceFileError
+from cdp_assets.engines.duckdb import DuckDBWarehouse
+from cdp_assets.sql.dialects import TableRef
+
+SCHEMA = "acme_src"
+OBJ = "customers"
+TABLE = TableRef(SCHEMA, f"shop_{OBJ}")
+HIST = TableRef(SCHEMA, f"shop_{OBJ}_hist")
+LOG = TableRef(SCHEMA, LOG_TABLE)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def make_source(folder: Path, **overrides) -> SourceConfig:
+    cfg = {
+        "name": "shop",
+        "connector": {"kind": "local_files", "path": str(folder)},
+        "objects": [{"name": OBJ, "primary_key": ["customer_id"]}],
+        "mode": "both",
+        "incremental_field": "updated_at",
+    }
+    cfg.update(overrides)
+    return SourceConfig.model_validate(cfg)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(header), *(",".join(r) for r in rows)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_parquet(path: Path, df: pd.DataFrame) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(path, index=False)
+    return path
+
+
+def incr(folder: Path, name: str) -> Path:
+    return folder / OBJ / name
+
+
+def hist(folder: Path, name: str) -> Path:
+    return folder / OBJ / "historical" / name
+
+
+HEADER = ["customer_id", "email", "updated_at"]
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def wh(tmp_path: Path):
+    """One session per test, as the ingestion asset holds one per step (and it is faster)."""
+    w = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"))
+    with w.session():
+        yield w
+
+
+def column_types(wh: DuckDBWarehouse, ref: TableRef) -> dict[str, str]:
+    df = wh.query(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [ref.schema, ref.name],
+    )
+    return dict(zip(df["column_name"], df["data_type"]))
+
+
+def rows(wh: DuckDBWarehouse, ref: TableRef, order: str = "customer_id") -> pd.DataFrame:
+    return wh.fetch(f"SELECT * FROM {ref.sql} ORDER BY {order}")
+
+
+def log_rows(wh: DuckDBWarehouse) -> pd.DataFrame:
+    return wh.fetch(f"SELECT * FROM {LOG.sql} ORDER BY loaded_at")
+
+
+def inc(wh, source, folder, run_id="run"):
+    return load_incremental(wh, source, source.objects[0], folder, SCHEMA, run_id)
+
+
+def hst(wh, source, folder, run_id="run"):
+    return load_historical(wh, source, source.objects[0], folder, SCHEMA, run_id)
+
+
+# ---------------------------------------------------------------------------- formats, names, types
+
+
+def _write_messy_headers(fmt: str, folder: Path) -> None:
+    header = ["Customer ID", "E-Mail Address", " Zip Code ", "Visits", "updated_at"]
+    data = [
+        ["C1", "a@x.com", "02134", "3", "2024-06-01 10:00:00"],
+        ["C2", "b@x.com", "10001", "12", "2024-06-01 11:00:00"],
+    ]
+    if fmt == "csv":
+        write_csv(incr(folder, "f.csv"), header, data)
+    elif fmt == "parquet":
+        df = pd.DataFrame(data, columns=header)
+        df["Visits"] = df["Visits"].astype("int64")  # a typed column still lands as text
+        df["updated_at"] = pd.to_datetime(df["updated_at"])  # a real timestamp column
+        write_parquet(incr(folder, "f.parquet"), df)
+    else:
+        write_jsonl(
+            incr(folder, "f.jsonl"),
+            [{h: (int(v) if h == "Visits" else v) for h, v in zip(header, r)} for r in data],
+        )
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+def test_headers_normalised_and_every_column_text_except_watermark(fmt, folder, wh):
+    _write_messy_headers(fmt, folder)
+    result = inc(wh, make_source(folder), folder)
+    assert result.records_loaded == 2
+    types = column_types(wh, TABLE)
+    assert list(types) == ["customer_id", "e_mail_address", "zip_code", "visits", "updated_at", "_cdp_file", "_cdp_loaded_at"]
+    for col in ("customer_id", "e_mail_address", "zip_code", "visits", "_cdp_file"):
+        assert types[col] == "VARCHAR", (col, types)
+    assert types["updated_at"] == "TIMESTAMP"
+    df = rows(wh, TABLE)
+    assert list(df["zip_code"]) == ["02134", "10001"]  # leading zero kept: text, not a number
+    assert list(df["visits"]) == ["3", "12"]
+    assert list(df["updated_at"]) == [pd.Timestamp("2024-06-01 10:00:00"), pd.Timestamp("2024-06-01 11:00:00")]
+
+
+def test_cdp_file_lineage_names_each_rows_file(folder, wh):
+    write_csv(incr(folder, "day1.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 00:00:00"]])
+    write_jsonl(incr(folder, "day2.jsonl"), [{"customer_id": "C2", "email": "b@x.com", "updated_at": "2024-06-02 00:00:00"}])
+    result = inc(wh, make_source(folder), folder)
+    assert result.files == ["day1.csv", "day2.jsonl"]
+    df = rows(wh, TABLE)
+    assert dict(zip(df["customer_id"], df["_cdp_file"])) == {"C1": "day1.csv", "C2": "day2.jsonl"}
+    assert df["_cdp_loaded_at"].notna().all()
+
+
+def test_format_filter_ignores_other_extensions(folder, wh):
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 00:00:00"]])
+    write_jsonl(incr(folder, "b.jsonl"), [{"customer_id": "C2", "email": "b@x.com", "updated_at": "2024-06-02 00:00:00"}])
+    source = make_source(folder, connector={"kind": "local_files", "path": str(folder), "format": "csv"})
+    result = inc(wh, source, folder)
+    assert result.files == ["a.csv"]
+    assert list(rows(wh, TABLE)["customer_id"]) == ["C1"]
+
+
+# ---------------------------------------------------------------------------- watermarks
+
+
+def test_second_call_loads_nothing_and_keeps_watermark(folder, wh):
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:30:00"]])
+    source = make_source(folder)
+    first = inc(wh, source, folder)
+    assert (first.records_loaded, first.previous_watermark) == (2, None)
+    assert first.watermark.startswith("2024-06-01 09:30:00")
+    second = inc(wh, source, folder)
+    assert second.records_loaded == 0
+    assert second.files == []
+    assert second.watermark == first.watermark == second.previous_watermark
+    assert wh.row_count(TABLE) == 2
+
+
+def test_new_file_loads_only_rows_newer_than_watermark(folder, wh):
+    source = make_source(folder)
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 12:00:00"]])
+    inc(wh, source, folder)
+    write_csv(
+        incr(folder, "b.csv"),
+        HEADER,
+        [
+            ["C3", "old@x.com", "2024-05-31 23:00:00"],  # older than the watermark: skipped
+            ["C4", "mid@x.com", "2024-06-01 11:59:59"],  # older than the watermark: skipped
+            ["C5", "new@x.com", "2024-06-02 01:00:00"],
+            ["C6", "newer@x.com", "2024-06-02 02:00:00"],
+        ],
+    )
+    result = inc(wh, source, folder)
+    assert result.records_loaded == 2
+    assert result.files == ["b.csv"]
+    assert result.previous_watermark.startswith("2024-06-01 12:00:00")
+    assert result.watermark.startswith("2024-06-02 02:00:00")
+    assert list(rows(wh, TABLE)["customer_id"]) == ["C1", "C2", "C5", "C6"]
+
+
+def test_rows_exactly_at_watermark_are_not_reloaded(folder, wh):
+    source = make_source(folder)
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 12:00:00"]])
+    inc(wh, source, folder)
+    write_csv(incr(folder, "b.csv"), HEADER, [["C2", "same@x.com", "2024-06-01 12:00:00"], ["C3", "later@x.com", "2024-06-01 12:00:01"]])
+    result = inc(wh, source, folder)
+    assert result.records_loaded == 1
+    assert list(rows(wh, TABLE)["customer_id"]) == ["C1", "C3"]
+
+
+def test_start_date_excludes_older_rows(folder, wh):
+    write_csv(
+        incr(folder, "a.csv"),
+        HEADER,
+        [["C1", "a@x.com", "2022-12-31 23:59:59"], ["C2", "b@x.com", "2023-01-01 00:00:00"], ["C3", "c@x.com", "2024-01-01 00:00:00"]],
+    )
+    result = inc(wh, make_source(folder, start_date="2023-01-01T00:00:00"), folder)
+    assert result.records_loaded == 2
+    assert list(rows(wh, TABLE)["customer_id"]) == ["C2", "C3"]
+
+
+def test_all_rows_before_start_date_loads_nothing_and_logs(folder, wh):
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2020-01-01 00:00:00"]])
+    result = inc(wh, make_source(folder, start_date="2023-01-01T00:00:00"), folder)
+    assert result.records_loaded == 0 and result.watermark is None
+    assert not wh.table_exists(TABLE)
+    log = log_rows(wh)
+    assert list(log["records_loaded"]) == [0] and list(log["status"]) == ["success"]
+
+
+@pytest.mark.parametrize("start_date", ["2023-01-01T00:00:00Z", "2023-01-01T01:00:00+01:00"])
+def test_start_date_with_timezone_is_compared_in_utc(start_date, folder, wh):
+    """BUG: a start_date written with a UTC offset (valid ISO 8601, accepted by the config)
+    makes every incremental load fail with a pandas TypeError (tz-aware vs naive comparison)."""
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2022-12-31 23:00:00"], ["C2", "b@x.com", "2023-06-01 00:00:00"]])
+    result = inc(wh, make_source(folder, start_date=start_date), folder)
+    assert result.records_loaded == 1
+    assert list(rows(wh, TABLE)["customer_id"]) == ["C2"]
+
+
+def test_watermark_values_with_different_utc_offsets_are_converted_to_utc(folder, wh):
+    """BUG: one file whose timestamps carry different UTC offsets (an export spanning a DST
+    change) crashes with AttributeError instead of loading (or a SourceFileError)."""
+    write_csv(
+        incr(folder, "a.csv"),
+        HEADER,
+        [["C1", "a@x.com", "2024-03-30T12:00:00+01:00"], ["C2", "b@x.com", "2024-04-01T12:00:00+02:00"]],
+    )
+    inc(wh, make_source(folder), folder)
+    df = rows(wh, TABLE)
+    assert list(df["updated_at"]) == [pd.Timestamp("2024-03-30 11:00:00"), pd.Timestamp("2024-04-01 10:00:00")]
+
+
+def test_utc_timestamps_are_stored_as_naive_utc(folder, wh):
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01T12:00:00+02:00"], ["C2", "b@x.com", "2024-06-01T12:00:00+02:00"]])
+    inc(wh, make_source(folder), folder)
+    assert column_types(wh, TABLE)["updated_at"] == "TIMESTAMP"
+    assert set(rows(wh, TABLE)["updated_at"]) == {pd.Timestamp("2024-06-01 10:00:00")}
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("name", "writer", "row_number"),
+    [
+        ("bad.csv", "csv", 3),  # header is line 1, so the second data row is line 3
+        ("bad.jsonl", "jsonl", 2),  # JSON lines: the second line
+    ],
+)
+def test_bad_timestamp_names_file_and_row(name, writer, row_number, folder, wh):
+    data = [["C1", "a@x.com", "2024-06-01 00:00:00"], ["C2", "b@x.com", "not a date"], ["C3", "c@x.com", "2024-06-02 00:00:00"]]
+    path = incr(folder, name)
+    if writer == "csv":
+        write_csv(path, HEADER, data)
+    else:
+        write_jsonl(path, [dict(zip(HEADER, r)) for r in data])
+    with pytest.raises(SourceFileError) as err:
+        inc(wh, make_source(folder), folder)
+    msg = str(err.value)
+    assert name in msg and str(path) in msg
+    assert f"row {row_number}" in msg
+    assert "not a date" in msg and "updated_at" in msg
+    assert not wh.table_exists(TABLE)  # nothing half-loaded
+
+
+def test_missing_incremental_field_names_file_and_field(folder, wh):
+    path = write_csv(incr(folder, "nots.csv"), ["customer_id", "email", "modified"], [["C1", "a@x.com", "2024-06-01"]])
+    with pytest.raises(SourceFileError) as err:
+        inc(wh, make_source(folder), folder)
+    msg = str(err.value)
+    assert str(path) in msg
+    assert "'updated_at'" in msg
+    assert "modified" in msg  # lists the columns it does have
+
+
+def test_missing_incremental_field_of_custom_name(folder, wh):
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01"]])
+    with pytest.raises(SourceFileError, match=r"a\.csv.*'changed_at'"):
+        inc(wh, make_source(folder, incremental_field="changed_at"), folder)
+
+
+# ---------------------------------------------------------------------------- schema drift
+
+
+def test_new_column_in_later_file_is_added_and_earlier_rows_are_null(folder, wh):
+    source = make_source(folder)
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 00:00:00"]])
+    inc(wh, source, folder)
+    write_csv(
+        incr(folder, "b.csv"),
+        ["customer_id", "email", "Loyalty Tier", "updated_at"],
+        [["C2", "b@x.com", "gold", "2024-06-02 00:00:00"]],
+    )
+    result = inc(wh, source, folder)
+    assert result.records_loaded == 1
+    types = column_types(wh, TABLE)
+    assert types["loyalty_tier"] == "VARCHAR"
+    df = rows(wh, TABLE)
+    assert list(df["customer_id"]) == ["C1", "C2"]
+    assert pd.isna(df.loc[0, "loyalty_tier"]) and df.loc[1, "loyalty_tier"] == "gold"
+
+
+def test_file_missing_a_column_appends_with_null(folder, wh):
+    source = make_source(folder)
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 00:00:00"]])
+    inc(wh, source, folder)
+    write_csv(incr(folder, "b.csv"), ["customer_id", "updated_at"], [["C2", "2024-06-02 00:00:00"]])
+    inc(wh, source, folder)
+    df = rows(wh, TABLE)
+    assert list(df["email"].isna()) == [False, True]
+
+
+# ---------------------------------------------------------------------------- historical
+
+
+def test_historical_replaces_hist_and_skips_unchanged_files(folder, wh):
+    source = make_source(folder)
+    h1 = write_csv(hist(folder, "h1.csv"), HEADER, [["C1", "a@x.com", "2023-01-01 00:00:00"], ["C2", "b@x.com", "2023-02-01 00:00:00"]])
+    first = hst(wh, source, folder)
+    assert (first.records_loaded, first.files) == (2, ["h1.csv"])
+    assert first.watermark.startswith("2023-02-01")
+    assert column_types(wh, HIST)["updated_at"] == "TIMESTAMP"
+
+    # unchanged files: skipped, table untouched
+    again = hst(wh, source, folder)
+    assert again.records_loaded == 0 and again.files == []
+    assert again.watermark == first.watermark
+    assert wh.row_count(HIST) == 2
+    assert log_rows(wh)["message"].iloc[-1] == "historical files unchanged"
+
+    # a replaced file and a new one: the table is replaced, not appended to
+    write_csv(h1, HEADER, [["C9", "z@x.com", "2023-03-01 00:00:00"]])
+    os.utime(h1, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    write_csv(hist(folder, "h2.csv"), HEADER, [["C10", "y@x.com", "2023-04-01 00:00:00"]])
+    third = hst(wh, source, folder)
+    assert third.records_loaded == 2 and third.files == ["h1.csv", "h2.csv"]
+    assert third.previous_watermark == first.watermark
+    df = rows(wh, HIST)
+    assert sorted(df["customer_id"]) == ["C10", "C9"]
+    assert dict(zip(df["customer_id"], df["_cdp_file"])) == {"C9": "h1.csv", "C10": "h2.csv"}
+    assert not any("__cdp_new_" in t for t in wh.list_tables(SCHEMA))
+
+
+def test_incremental_load_outside_a_session(folder, tmp_path):
+    wh = DuckDBWarehouse(path=str(tmp_path / "nosession.duckdb"))
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 00:00:00"]])
+    assert inc(wh, make_source(folder), folder).records_loaded == 1
+    assert wh.row_count(TABLE) == 1
+    assert list(log_rows(wh)["records_loaded"]) == [1]
+
+
+def test_historical_load_outside_a_session(folder, tmp_path):
+    """BUG: outside ``warehouse.session()`` every statement gets its own DuckDB connection, so
+    the swap's BEGIN TRANSACTION / DROP / ALTER / COMMIT (WarehouseResource.swap_in) run on four
+    connections: COMMIT fails with 'no transaction is active' after the non-atomic swap already
+    happened, and the load raises without writing its ingestion_log row.
+    (load_incremental works without a session; build_table / replace_with_dataframe do not.)"""
+    wh = DuckDBWarehouse(path=str(tmp_path / "nosession.duckdb"))
+    source = make_source(folder)
+    write_csv(hist(folder, "h1.csv"), HEADER, [["C1", "a@x.com", "2023-01-01 00:00:00"]])
+    result = load_historical(wh, source, source.objects[0], folder, SCHEMA, "run")
+    assert result.records_loaded == 1
+    assert wh.row_count(HIST) == 1
+    assert list(log_rows(wh)["records_loaded"]) == [1]
+
+
+def test_historical_touching_a_file_reloads(folder, wh):
+    source = make_source(folder)
+    h1 = write_csv(hist(folder, "h1.csv"), HEADER, [["C1", "a@x.com", "2023-01-01 00:00:00"]])
+    hst(wh, source, folder)
+    os.utime(h1, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    assert hst(wh, source, folder).records_loaded == 1
+
+
+def test_historical_and_incremental_are_separate_tables(folder, wh):
+    source = make_source(folder)
+    write_csv(hist(folder, "h.csv"), HEADER, [["C1", "old@x.com", "2023-01-01 00:00:00"]])
+    write_csv(incr(folder, "i.csv"), HEADER, [["C1", "new@x.com", "2024-06-01 00:00:00"]])
+    hst(wh, source, folder)
+    inc(wh, source, folder)
+    assert list(rows(wh, HIST)["email"]) == ["old@x.com"]
+    assert list(rows(wh, TABLE)["email"]) == ["new@x.com"]
+
+
+# ---------------------------------------------------------------------------- ingestion_log
+
+
+def test_ingestion_log_one_row_per_load(folder, wh):
+    source = make_source(folder)
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:00:00"]])
+    write_csv(hist(folder, "h.csv"), HEADER, [["C0", "h@x.com", "2023-01-01 00:00:00"]])
+    inc(wh, source, folder, "r1")
+    inc(wh, source, folder, "r2")
+    hst(wh, source, folder, "r3")
+    hst(wh, source, folder, "r4")
+    write_csv(incr(folder, "b.csv"), HEADER, [["C3", "c@x.com", "2024-06-02 00:00:00"]])
+    inc(wh, source, folder, "r5")
+
+    log = log_rows(wh)
+    assert list(log["run_id"]) == ["r1", "r2", "r3", "r4", "r5"]
+    assert set(log["source"]) == {"shop"} and set(log["object"]) == {OBJ}
+    assert list(log["mode"]) == ["incremental", "incremental", "historical", "historical", "incremental"]
+    assert list(log["status"]) == ["success"] * 5
+    assert list(log["records_loaded"]) == [2, 0, 1, 0, 1]
+    wm = [w[:19] for w in log["watermark"]]
+    assert wm == ["2024-06-01 09:00:00", "2024-06-01 09:00:00", "2023-01-01 00:00:00", "2023-01-01 00:00:00", "2024-06-02 00:00:00"]
+    prev = list(log["previous_watermark"])
+    assert pd.isna(prev[0]) and prev[1][:19] == "2024-06-01 09:00:00" and prev[4][:19] == "2024-06-01 09:00:00"
+    assert list(log["files"]) == ["a.csv", "", "h.csv", "", "b.csv"]
+    assert log["files_fingerprint"].iloc[2] == log["files_fingerprint"].iloc[3]
+    assert pd.isna(log["files_fingerprint"].iloc[0])
+    # the table and the log never disagree
+    assert wh.row_count(TABLE) == int(log.loc[log["mode"] == "incremental", "records_loaded"].sum())
+
+
+# ---------------------------------------------------------------------------- raw values (JSON lines)
+
+
+def test_jsonl_integer_column_with_nulls_keeps_the_files_text(folder, wh):
+    """BUG: a JSON number in a column that also has nulls is read as float, so the raw table
+    holds '2125550100.0' instead of '2125550100' (and the phone rule then rejects it)."""
+    write_jsonl(
+        incr(folder, "e.jsonl"),
+        [
+            {"customer_id": "C1", "phone": 2125550100, "updated_at": "2024-06-01 00:00:00"},
+            {"customer_id": "C2", "phone": None, "updated_at": "2024-06-01 00:00:01"},
+        ],
+    )
+    inc(wh, make_source(folder), folder)
+    df = rows(wh, TABLE)
+    assert df.loc[0, "phone"] == "2125550100"
+    assert pd.isna(df.loc[1, "phone"])
+
+
+def test_jsonl_date_like_column_keeps_the_files_text(folder, wh):
+    """BUG: pandas.read_json converts columns with date-like names (``*_at``, ``modified``,
+    ``*_date``...) so a non-watermark column loses what the file said."""
+    write_jsonl(
+        incr(folder, "e.jsonl"),
+        [{"customer_id": "C1", "modified": "01/02/2024", "updated_at": "2024-06-01 00:00:00"}],
+    )
+    inc(wh, make_source(folder), folder)
+    assert rows(wh, TABLE).loc[0, "modified"] == "01/02/2024"

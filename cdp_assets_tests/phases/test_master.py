@@ -1,0 +1,229 @@
+"""master_table_sql on real DuckDB: small enriched tables, a lookup, rules loaded as data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cdp_assets.config.unify import UnifyConfig
+from cdp_assets.engines.duckdb import DuckDBWarehouse
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.master import master_rules_frame, master_table_sql
+
+SCHEMA = "cdp_unification_t"
+LOOKUP = TableRef(SCHEMA, "unified_id_lookup")
+ENRICHED = {"crm": TableRef(SCHEMA, "enriched_crm"), "pos": TableRef(SCHEMA, "enriched_pos")}
+RULES = TableRef(SCHEMA, "customer_master_attribute_rules")
+DEFAULT_ORDER = {"crm": "updated_at", "pos": "updated_at"}
+COLUMNS = ["unified_id", "email", "tier", "updated_at", "seen_at"]
+
+
+def make_unify(attributes: list[dict]) -> UnifyConfig:
+    return UnifyConfig.model_validate(
+        {
+            "name": "t",
+            "keys": [{"name": "email"}],
+            "tables": [
+                {"database": "acme_stg", "table": t, "key_columns": [{"column": "email", "key": "email"}]}
+                for t in ("crm", "pos")
+            ],
+            "canonical_ids": [{"name": "unified_id", "merge_by_keys": ["email"]}],
+            "master_tables": [{"name": "customer_master", "canonical_id": "unified_id", "attributes": attributes}],
+        }
+    )
+
+
+def enriched_frame(rows: list[tuple]) -> pd.DataFrame:
+    """rows: (unified_id, email, tier, updated_at, seen_at); text columns, TIMESTAMP times."""
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    for c in ("unified_id", "email", "tier"):
+        df[c] = df[c].astype("string")
+    for c in ("updated_at", "seen_at"):
+        df[c] = pd.to_datetime(df[c], format="ISO8601").astype("datetime64[us]")
+    return df
+
+
+@pytest.fixture
+def wh(tmp_path: Path):
+    w = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"))
+    with w.session():
+        yield w
+
+
+def build_master(
+    wh: DuckDBWarehouse,
+    attributes: list[dict],
+    crm: list[tuple],
+    pos: list[tuple] = (),
+    lookup_ids: list[str] = ("U1", "U2", "U3"),
+) -> pd.DataFrame:
+    unify = make_unify(attributes)
+    master = unify.master_tables[0]
+    wh.write_dataframe(ENRICHED["crm"], enriched_frame(list(crm)))
+    wh.write_dataframe(ENRICHED["pos"], enriched_frame(list(pos)))
+    # a real lookup has one row per key value, so an id appears several times
+    lookup = pd.DataFrame({"unified_id": [i for i in lookup_ids for _ in range(2)], "id": [f"v{n}" for n in range(2 * len(lookup_ids))]})
+    wh.write_dataframe(LOOKUP, lookup.astype("string"))
+    wh.write_dataframe(RULES, master_rules_frame(master))
+    sql = master_table_sql(master, unify, LOOKUP, ENRICHED, RULES, DEFAULT_ORDER)
+    out = TableRef(SCHEMA, master.name)
+    wh.build_table(out, sql)
+    df = wh.fetch(f"SELECT * FROM {out.sql} ORDER BY unified_id")
+    assert df["unified_id"].is_unique
+    return df.set_index("unified_id")
+
+
+def val(df: pd.DataFrame, cid: str, col: str):
+    v = df.loc[cid, col]
+    if v is None or (not hasattr(v, "__len__") and pd.isna(v)):
+        return None
+    return list(v) if not isinstance(v, str) else v
+
+
+def test_priority_1_beats_priority_2_even_when_older(wh):
+    attrs = [{
+        "name": "email",
+        "source_columns": [
+            {"table": "crm", "column": "email", "priority": 1},
+            {"table": "pos", "column": "email", "priority": 2},
+        ],
+    }]
+    crm = [
+        ("U1", "crm-old@x.com", None, "2020-01-01", None),
+        ("U1", None, None, "2025-01-01", None),  # NULL: not a candidate
+        ("U1", "   ", None, "2025-01-02", None),  # blank: not a candidate
+    ]
+    pos = [
+        ("U1", "pos-new@x.com", None, "2024-12-31", None),
+        ("U2", "pos-only@x.com", None, "2024-01-01", None),
+    ]
+    df = build_master(wh, attrs, crm, pos)
+    assert val(df, "U1", "email") == "crm-old@x.com"
+    assert val(df, "U2", "email") == "pos-only@x.com"  # falls back to priority 2
+    assert val(df, "U3", "email") is None
+
+
+def test_order_last_picks_newest_and_first_picks_oldest(wh):
+    attrs = [
+        {"name": "latest_tier", "source_columns": [{"table": "crm", "column": "tier", "order": "last"}]},
+        {"name": "first_tier", "source_columns": [{"table": "crm", "column": "tier", "order": "first"}]},
+        # order_by overrides the table's default ordering column
+        {"name": "latest_seen_tier", "source_columns": [{"table": "crm", "column": "tier", "order": "last", "order_by": "seen_at"}]},
+    ]
+    crm = [
+        ("U1", None, "silver", "2023-01-01", "2020-01-01"),
+        ("U1", None, "gold", "2024-01-01", "2019-01-01"),
+        ("U1", None, "bronze", "2022-01-01", "2021-01-01"),
+        ("U2", None, "platinum", "2024-01-01 10:00:00", "2024-01-01"),
+        ("U2", None, "basic", "2024-01-01 09:59:59", "2024-01-01"),
+    ]
+    df = build_master(wh, attrs, crm)
+    assert val(df, "U1", "latest_tier") == "gold"
+    assert val(df, "U1", "first_tier") == "bronze"
+    assert val(df, "U1", "latest_seen_tier") == "bronze"
+    assert val(df, "U2", "latest_tier") == "platinum"
+    assert val(df, "U2", "first_tier") == "basic"
+    assert all(val(df, "U3", c) is None for c in ("latest_tier", "first_tier", "latest_seen_tier"))
+
+
+def test_same_priority_across_tables_ranks_by_order_by(wh):
+    attrs = [{
+        "name": "email",
+        "source_columns": [
+            {"table": "crm", "column": "email", "priority": 1, "order": "last"},
+            {"table": "pos", "column": "email", "priority": 1, "order": "last"},
+        ],
+    }]
+    crm = [("U1", "crm@x.com", None, "2024-01-01", None)]
+    pos = [("U1", "pos@x.com", None, "2024-02-01", None)]
+    assert val(build_master(wh, attrs, crm, pos), "U1", "email") == "pos@x.com"
+
+
+def test_array_elements_keeps_top_distinct_values_in_rank_order(wh):
+    attrs = [{
+        "name": "all_emails",
+        "array_elements": 2,
+        "source_columns": [
+            {"table": "crm", "column": "email", "priority": 1, "order": "last"},
+            {"table": "pos", "column": "email", "priority": 2, "order": "last"},
+        ],
+    }]
+    crm = [
+        ("U1", "e1@x.com", None, "2021-01-01", None),
+        ("U1", "e2@x.com", None, "2023-01-01", None),
+        ("U1", "e3@x.com", None, "2022-01-01", None),
+        ("U1", "e2@x.com", None, "2020-01-01", None),  # duplicate value: counted once
+        ("U2", "only@x.com", None, "2021-01-01", None),
+    ]
+    pos = [
+        ("U1", "p1@x.com", None, "2030-01-01", None),  # priority 2: after every priority-1 value
+        ("U2", "p2@x.com", None, "2020-01-01", None),
+        ("U2", "only@x.com", None, "2029-01-01", None),  # same value from priority 2: not repeated
+    ]
+    df = build_master(wh, attrs, crm, pos)
+    assert val(df, "U1", "all_emails") == ["e2@x.com", "e3@x.com"]
+    assert val(df, "U2", "all_emails") == ["only@x.com", "p2@x.com"]
+    assert val(df, "U3", "all_emails") is None
+
+
+def test_invalid_texts_and_valid_regexp_exclude_values(wh):
+    attrs = [
+        {
+            "name": "email",
+            "invalid_texts": ["N/A", "test@test.com"],
+            "valid_regexp": "^[^@ ]+@[^@ ]+\\.[a-z]+$",
+            "source_columns": [{"table": "crm", "column": "email", "order": "last"}],
+        },
+        # the same column without rules: the rules of one attribute do not leak into another
+        {"name": "raw_email", "source_columns": [{"table": "crm", "column": "email", "order": "last"}]},
+    ]
+    crm = [
+        ("U1", "a@x.com", None, "2020-01-01", None),
+        ("U1", "N/A", None, "2021-01-01", None),
+        ("U1", "test@test.com", None, "2022-01-01", None),
+        ("U1", "nope", None, "2023-01-01", None),
+        ("U2", "N/A", None, "2021-01-01", None),
+        ("U2", "still nope", None, "2022-01-01", None),
+    ]
+    df = build_master(wh, attrs, crm)
+    assert val(df, "U1", "email") == "a@x.com"
+    assert val(df, "U2", "email") is None
+    assert val(df, "U1", "raw_email") == "nope"
+    assert val(df, "U2", "raw_email") == "still nope"
+
+
+def test_master_rules_frame_rows():
+    unify = make_unify([{
+        "name": "email",
+        "invalid_texts": ["N/A", "x"],
+        "valid_regexp": ".+@.+",
+        "source_columns": [{"table": "crm", "column": "email"}],
+    }, {"name": "tier", "source_columns": [{"table": "crm", "column": "tier"}]}])
+    df = master_rules_frame(unify.master_tables[0])
+    assert df.to_dict("records") == [
+        {"attribute": "email", "kind": "valid_regexp", "value": ".+@.+"},
+        {"attribute": "email", "kind": "invalid_text", "value": "N/A"},
+        {"attribute": "email", "kind": "invalid_text", "value": "x"},
+    ]
+
+
+def test_one_row_per_lookup_id_and_null_without_values(wh):
+    attrs = [
+        {"name": "email", "source_columns": [{"table": "crm", "column": "email"}]},
+        {"name": "tier", "source_columns": [{"table": "pos", "column": "tier"}]},
+    ]
+    crm = [
+        ("U1", "a@x.com", None, "2024-01-01", None),
+        ("U9", "orphan@x.com", None, "2024-01-01", None),  # not in the lookup: no row
+        (None, "no-id@x.com", None, "2024-01-01", None),  # no canonical id: ignored
+    ]
+    pos = [("U2", None, "gold", "2024-01-01", None)]
+    df = build_master(wh, attrs, crm, pos, lookup_ids=["U1", "U2", "U3", "U4"])
+    assert list(df.index) == ["U1", "U2", "U3", "U4"]
+    assert val(df, "U1", "email") == "a@x.com" and val(df, "U1", "tier") is None
+    assert val(df, "U2", "email") is None and val(df, "U2", "tier") == "gold"
+    for cid in ("U3", "U4"):
+        assert val(df, cid, "email") is None and val(df, cid, "tier") is None
+    assert list(df.columns) == ["email", "tier"]

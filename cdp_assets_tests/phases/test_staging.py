@@ -1,0 +1,253 @@
+"""Staging rule expressions executed by DuckDB, table-driven.
+
+Expected values follow the rules as written in cdp_assets/sql/staging.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cdp_assets.config.models import StagingRule
+from cdp_assets.engines.duckdb import DuckDBWarehouse
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.staging import staged_columns, staging_sql, unparseable_sql
+
+SRC = TableRef("acme_src", "shop_customers_hist_union")
+STG = TableRef("acme_stg", "shop_customers_stg")
+
+EMAIL_CASES = [
+    ("Foo.Bar@Example.COM", "foo.bar@example.com"),
+    ("  jane.doe@example.com  ", "jane.doe@example.com"),
+    ("first.last+tag@sub.example.co.uk", "first.last+tag@sub.example.co.uk"),
+    ("o'brien@example.com", None),  # apostrophe is outside the pattern's character set
+    ("N/A", None),
+    ("not-an-email", None),
+    ("a@b", None),
+    ("a@b.c", None),  # top-level domain needs 2+ letters
+    ("a b@example.com", None),
+    ("a@@example.com", None),
+    ("", None),
+    ("   ", None),
+    (None, None),
+]
+
+US_PHONE_CASES = [
+    ("(212) 555-0100", "12125550100"),
+    ("+1 212 555 0100", "12125550100"),
+    ("1-212-555-0100", "12125550100"),
+    ("212.555.0100", "12125550100"),
+    ("2125550100", "12125550100"),
+    ("12125550100", "12125550100"),
+    ("+1 (212) 555-0100", "12125550100"),
+    ("  (212) 555-0100  ", "12125550100"),
+    ("(555) 123-4567", None),  # NANP exchange codes never start with 0 or 1
+    ("(555) 223-4567", "15552234567"),
+    ("+44 20 7946 0958", "442079460958"),  # international numbers keep their own country code
+    ("0000000000", None),  # one repeated digit: a placeholder
+    ("1111111111", None),
+    ("11111111111", None),
+    ("123", None),
+    ("555-0100", None),  # 7 digits: no area code
+    ("(012) 555-0100", None),  # national number starting with 0
+    ("2125550100123", None),  # too long
+    ("+0044 20 7946 0958", None),  # '+' then a leading 0
+    ("+1 212", None),  # international but too short
+    ("001 212 555 0100", "12125550100"),  # "00" international prefix
+    ("", None),
+    (None, None),
+]
+
+GB_PHONE_CASES = [
+    ("020 7946 0958", "442079460958"),
+    ("+44 20 7946 0958", "442079460958"),
+    ("44 20 7946 0958", "442079460958"),
+    ("07700 900123", "447700900123"),
+    ("2079460958", None),  # without the trunk 0 a national number is not recognised
+    ("020 7946 095", None),  # too short
+    ("+1 212 555 0100", "12125550100"),
+]
+
+NAME_CASES = [
+    ("  mary   ann  ", "Mary ann"),
+    ("JOHN", "John"),
+    ("jOHN", "John"),
+    ("\tbob\n", "Bob"),
+    ("o'brien", "O'brien"),
+    ("jean-luc", "Jean-luc"),
+    ("élodie", "Élodie"),
+    ("x", "X"),
+    ("", None),
+    ("   ", None),
+    (None, None),
+]
+
+TEXT_CASES = [
+    ("  Hello   World ", "hello world"),
+    ("ABC", "abc"),
+    ("", None),
+    (None, None),
+]
+
+# (first column, second column) -> email from the first non-empty one
+MULTI_CASES = [
+    ("a@x.com", "b@x.com", "a@x.com"),
+    (None, "B@X.com", "b@x.com"),
+    ("", "b@x.com", "b@x.com"),
+    ("   ", "b@x.com", "b@x.com"),
+    ("N/A", "b@x.com", "b@x.com"),  # the first column that standardises, not merely the first non-empty
+    (None, None, None),
+]
+
+CASES: dict[str, list] = {
+    "email": EMAIL_CASES,
+    "phone_us": US_PHONE_CASES,
+    "phone_gb": GB_PHONE_CASES,
+    "name": NAME_CASES,
+    "text": TEXT_CASES,
+}
+RULES = {
+    "email": StagingRule(rule="email", columns=["email"]),
+    "phone_us": StagingRule(rule="phone", columns=["phone"], default_region="US"),
+    "phone_gb": StagingRule(rule="phone", columns=["phone"], default_region="GB"),
+    "name": StagingRule(rule="name", columns=["name"]),
+    "text": StagingRule(rule="text", columns=["name"]),
+    "email_multi": StagingRule(rule="email", columns=["email", "alt_email"]),
+}
+
+
+@pytest.fixture(scope="module")
+def wh(tmp_path_factory) -> DuckDBWarehouse:
+    w = DuckDBWarehouse(path=str(tmp_path_factory.mktemp("staging") / "wh.duckdb"))
+    with w.session():
+        yield w
+
+
+@pytest.fixture(scope="module")
+def staged(wh) -> pd.DataFrame:
+    """One source table holding every case as a row; one staging query over it."""
+    rows = []
+    for kind, cases in CASES.items():
+        col = {"email": "email", "phone_us": "phone", "phone_gb": "phone", "name": "name", "text": "name"}[kind]
+        rows += [{"case_id": f"{kind}:{n}", col: value} for n, (value, _) in enumerate(cases)]
+    rows += [{"case_id": f"multi:{n}", "email": a, "alt_email": b} for n, (a, b, _) in enumerate(MULTI_CASES)]
+    df = pd.DataFrame(rows, columns=["case_id", "email", "alt_email", "phone", "name"]).astype("string")
+    df["updated_at"] = pd.Timestamp("2024-06-01")
+    wh.write_dataframe(SRC, df)
+    wh.build_table(STG, staging_sql(SRC, wh.columns(SRC), {
+        "email": RULES["email"],
+        "phone": RULES["phone_us"],
+        "phone_gb": RULES["phone_gb"],
+        "first_name": RULES["name"],
+        "note": RULES["text"],
+        "any_email": RULES["email_multi"],
+    }))
+    return wh.fetch(f"SELECT * FROM {STG.sql}").set_index("case_id")
+
+
+def _value(staged: pd.DataFrame, case_id: str, column: str):
+    v = staged.loc[case_id, column]
+    return None if pd.isna(v) else v
+
+
+@pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(EMAIL_CASES)], ids=[repr(c[0]) for c in EMAIL_CASES])
+def test_email(staged, n, raw, expected):
+    assert _value(staged, f"email:{n}", "standardized_email") == expected
+
+
+@pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(US_PHONE_CASES)], ids=[repr(c[0]) for c in US_PHONE_CASES])
+def test_phone_us(staged, n, raw, expected):
+    assert _value(staged, f"phone_us:{n}", "standardized_phone") == expected
+
+
+@pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(GB_PHONE_CASES)], ids=[repr(c[0]) for c in GB_PHONE_CASES])
+def test_phone_gb(staged, n, raw, expected):
+    assert _value(staged, f"phone_gb:{n}", "standardized_phone_gb") == expected
+
+
+@pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(NAME_CASES)], ids=[repr(c[0]) for c in NAME_CASES])
+def test_name(staged, n, raw, expected):
+    assert _value(staged, f"name:{n}", "cleaned_first_name") == expected
+
+
+@pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(TEXT_CASES)], ids=[repr(c[0]) for c in TEXT_CASES])
+def test_text(staged, n, raw, expected):
+    assert _value(staged, f"text:{n}", "cleaned_note") == expected
+
+
+@pytest.mark.parametrize(("n", "first", "second", "expected"), [(n, *c) for n, c in enumerate(MULTI_CASES)])
+def test_multiple_columns_first_valid(staged, n, first, second, expected):
+    assert _value(staged, f"multi:{n}", "standardized_any_email") == expected
+
+
+def test_staging_keeps_every_source_column(wh, staged):
+    cols = wh.columns(STG)
+    assert cols[: len(wh.columns(SRC))] == wh.columns(SRC)
+    assert cols[len(wh.columns(SRC)):] == [
+        "standardized_email", "standardized_phone", "standardized_phone_gb",
+        "cleaned_first_name", "cleaned_note", "standardized_any_email",
+    ]
+    # raw values pass through untouched
+    assert staged.loc["email:0", "email"] == "Foo.Bar@Example.COM"
+
+
+@pytest.mark.parametrize(
+    ("output", "present_kinds"),
+    [
+        ("standardized_email", ["email", "multi"]),
+        ("standardized_phone", ["phone_us", "phone_gb"]),
+    ],
+)
+def test_unparseable_counts_non_empty_inputs_that_became_null(wh, staged, output, present_kinds):
+    col = next(c for c in staged_columns({
+        "email": RULES["email"], "phone": RULES["phone_us"],
+    }) if c.output == output)
+    got = wh.fetch(unparseable_sql(STG, col)).iloc[0]
+    raw_col = col.inputs[0]
+    present = staged[staged[raw_col].fillna("").str.strip() != ""]
+    expected_unparseable = int(present[output].isna().sum())
+    assert int(got["present"]) == len(present)
+    assert int(got["unparseable"]) == expected_unparseable
+    assert 0 < expected_unparseable < len(present)
+
+
+def test_unparseable_on_a_small_table(wh):
+    src = TableRef("acme_src", "small_hist_union")
+    stg = TableRef("acme_stg", "small_stg")
+    df = pd.DataFrame({"email": ["a@x.com", "N/A", "", None, "not-an-email", " B@Y.org "]}).astype("string")
+    wh.write_dataframe(src, df)
+    rules = {"email": StagingRule(rule="email", columns=["email"])}
+    wh.build_table(stg, staging_sql(src, wh.columns(src), rules))
+    got = wh.fetch(unparseable_sql(stg, staged_columns(rules)[0])).iloc[0]
+    assert (int(got["unparseable"]), int(got["present"])) == (2, 4)
+
+
+def test_unparseable_multi_column_counts_first_present_input(wh, staged):
+    col = staged_columns({"any_email": RULES["email_multi"]})[0]
+    got = wh.fetch(unparseable_sql(STG, col)).iloc[0]
+    present = staged[[
+        any(isinstance(v, str) and v.strip() for v in (r["email"], r["alt_email"])) for _, r in staged.iterrows()
+    ]]
+    assert int(got["present"]) == len(present)
+    assert int(got["unparseable"]) == int(present["standardized_any_email"].isna().sum())
+
+
+def test_staging_sql_names_missing_columns():
+    rules = {
+        "email": StagingRule(rule="email", columns=["email", "work_email"]),
+        "phone": StagingRule(rule="phone", columns=["mobile"]),
+    }
+    with pytest.raises(ValueError) as err:
+        staging_sql(SRC, ["customer_id", "email", "updated_at"], rules)
+    msg = str(err.value)
+    assert "['mobile', 'work_email']" in msg
+    assert SRC.display in msg
+    assert "customer_id" in msg  # lists the columns the table has
+
+
+def test_staging_without_rules_passes_columns_through(wh, staged):
+    assert staging_sql(SRC, ["a"], {}).startswith("SELECT *\nFROM")
+    n = wh.scalar(f"SELECT COUNT(*) FROM ({staging_sql(SRC, wh.columns(SRC), {})}) AS t")
+    assert n == len(staged)
