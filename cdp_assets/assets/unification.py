@@ -209,8 +209,9 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
 
     @graph_multi_asset(
         name=f"unification_{unify.name}",
+        group_name=GROUP,
         outs={
-            name: AssetOut(key=table_key(ref), group_name=GROUP, io_manager_key=IO_MANAGER, description=_describe(name))
+            name: AssetOut(key=table_key(ref), io_manager_key=IO_MANAGER, description=_describe(name))
             for name, ref in all_outs.items()
         },
         ins={name: AssetIn(key=key, dagster_type=Nothing) for name, key in upstream.items()},
