@@ -201,25 +201,36 @@ WHERE r.value IS NOT NULL
 """
 
 
-def excluded_values_sql(plan: IdPlan) -> str:
-    """Values shared by more rows than their key's cap: kept out of the graph, never merged."""
+def value_stats_sql(plan: IdPlan) -> str:
+    """One row per distinct valid value: how many rows hold it, when it was first and last
+    seen, and in which tables. One aggregation feeds the cap, the nodes and the lookup."""
     return f"""
-SELECT v.key_type, k.key_name, v.value, COUNT(*) AS row_count, MAX(k.max_rows_per_value) AS max_rows_per_value
-FROM {plan.ref('key_values').sql} AS v
-JOIN {plan.ref('keys').sql} AS k ON k.key_type = v.key_type
-GROUP BY v.key_type, k.key_name, v.value
-HAVING COUNT(*) > MAX(k.max_rows_per_value)
+SELECT key_type, value, COUNT(*) AS row_count, MIN(seen_at) AS first_seen_at, MAX(seen_at) AS last_seen_at,
+       LIST_SORT(LIST(DISTINCT table_id)) AS source_table_ids
+FROM {plan.ref('key_values').sql}
+GROUP BY key_type, value
 """
 
 
-def nodes_sql(plan: IdPlan) -> str:
-    """Number the distinct values by (key priority, value): the smallest node leads its component."""
+def excluded_values_sql(plan: IdPlan, stats: TableRef) -> str:
+    """Values shared by more rows than their key's cap: kept out of the graph, never merged."""
     return f"""
-SELECT ROW_NUMBER() OVER (ORDER BY k.merge_priority, v.value) AS node, v.key_type, v.value
-FROM (SELECT DISTINCT key_type, value FROM {plan.ref('key_values').sql}) AS v
-JOIN {plan.ref('keys').sql} AS k ON k.key_type = v.key_type
-LEFT JOIN {plan.ref('excluded_values').sql} AS x ON x.key_type = v.key_type AND x.value = v.value
-WHERE x.key_type IS NULL
+SELECT s.key_type, k.key_name, s.value, s.row_count, k.max_rows_per_value
+FROM {stats.sql} AS s
+JOIN {plan.ref('keys').sql} AS k ON k.key_type = s.key_type
+WHERE s.row_count > k.max_rows_per_value
+"""
+
+
+def nodes_sql(plan: IdPlan, stats: TableRef) -> str:
+    """Number the values under their cap by (key priority, value): the smallest node leads its
+    component. Nodes keep their value's statistics for the lookup."""
+    return f"""
+SELECT ROW_NUMBER() OVER (ORDER BY k.merge_priority, s.value) AS node, s.key_type, s.value,
+       s.first_seen_at, s.last_seen_at, s.source_table_ids
+FROM {stats.sql} AS s
+JOIN {plan.ref('keys').sql} AS k ON k.key_type = s.key_type
+WHERE k.max_rows_per_value IS NULL OR s.row_count <= k.max_rows_per_value
 """
 
 
@@ -420,16 +431,9 @@ def lookup_sql(plan: IdPlan, previous: TableRef | None = None) -> str:
     """Key value -> id. A canonical id is a function of the component's leader. A persistent id
     is the previously published id of the component's earliest-seen value when there is one
     (``previous`` is the lookup being replaced), else a function of its earliest-seen value."""
-    graph, keys, kv = plan.ref("graph").sql, plan.ref("keys").sql, plan.ref("key_values").sql
+    graph, keys, nodes = plan.ref("graph").sql, plan.ref("keys").sql, plan.ref("nodes").sql
     cid = quote(plan.name)
-    ctes = [
-        f"""seen AS (
-  SELECT key_type, value, MIN(seen_at) AS first_seen_at, MAX(seen_at) AS last_seen_at,
-         LIST_SORT(LIST(DISTINCT table_id)) AS source_table_ids
-  FROM {kv}
-  GROUP BY key_type, value
-)"""
-    ]
+    ctes = [f"seen AS (SELECT node, first_seen_at, last_seen_at, source_table_ids FROM {nodes})"]
     if not plan.persistent:
         id_expr = canonical_id_expr("lk.key_name", "g.leader_id")
         id_joins = f"JOIN {keys} AS lk ON lk.key_type = g.leader_key_type"
@@ -440,7 +444,7 @@ def lookup_sql(plan: IdPlan, previous: TableRef | None = None) -> str:
          ROW_NUMBER() OVER (PARTITION BY g.leader_node ORDER BY s.first_seen_at NULLS LAST, k.merge_priority, g.follower_id) AS rn
   FROM {graph} AS g
   JOIN {keys} AS k ON k.key_type = g.follower_key_type
-  JOIN seen AS s ON s.key_type = g.follower_key_type AND s.value = g.follower_id
+  JOIN seen AS s ON s.node = g.follower_node
 )"""
         )
         id_expr = canonical_id_expr("e.key_name", "e.follower_id")
@@ -468,7 +472,7 @@ SELECT {id_expr} AS {cid},
        s.source_table_ids AS id_source_table_ids
 FROM {graph} AS g
 JOIN {keys} AS k ON k.key_type = g.follower_key_type
-JOIN seen AS s ON s.key_type = g.follower_key_type AND s.value = g.follower_id
+JOIN seen AS s ON s.node = g.follower_node
 {id_joins}
 """
 

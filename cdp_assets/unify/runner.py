@@ -92,8 +92,10 @@ def run_loop(
 
     def build_full_inputs() -> TableRef:
         result.tables["key_values"] = wh.build_table(plan.ref("key_values"), u.key_values_sql(plan))
-        result.excluded_values = wh.build_table(plan.ref("excluded_values"), u.excluded_values_sql(plan))
-        result.nodes = wh.build_table(plan.ref("nodes"), u.nodes_sql(plan))
+        stats = work("value_stats")
+        make(stats, u.value_stats_sql(plan))
+        result.excluded_values = wh.build_table(plan.ref("excluded_values"), u.excluded_values_sql(plan, stats))
+        result.nodes = wh.build_table(plan.ref("nodes"), u.nodes_sql(plan, stats))
         edges = work("edges")
         make(edges, u.edges_sql(plan))
         return edges
@@ -105,13 +107,15 @@ def run_loop(
         result.tables["key_values"] = wh.build_table(
             plan.ref("key_values"), u.merged_key_values_sql(plan, plan.ref("key_values"), new_values)
         )
+        stats = work("value_stats")
+        make(stats, u.value_stats_sql(plan))
         excluded = work("excluded_values")
-        make(excluded, u.excluded_values_sql(plan))
+        make(excluded, u.excluded_values_sql(plan, stats))
         if wh.scalar(u.excluded_difference_sql(plan.ref("excluded_values"), excluded)):
             result.full_refresh_reason = "the set of values over their cap changed"
             return None
         result.excluded_values = wh.row_count(excluded)
-        result.nodes = wh.build_table(plan.ref("nodes"), u.nodes_sql(plan))
+        result.nodes = wh.build_table(plan.ref("nodes"), u.nodes_sql(plan, stats))
         edges = work("edges")
         make(edges, u.edges_sql(plan, since=since, previous_graph=plan.ref("graph")))
         return edges

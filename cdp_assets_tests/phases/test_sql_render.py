@@ -3,6 +3,8 @@ renders to SQL that parses in each target dialect."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import re
 
 import pytest
@@ -66,7 +68,14 @@ def build_all_sql() -> dict[str, str]:
         n = plan.name
         sqls.update({
             f"key_values:{n}": u.key_values_sql(plan),
-            f"nodes:{n}": u.nodes_sql(plan),
+            f"value_stats:{n}": u.value_stats_sql(plan),
+            f"excluded_values:{n}": u.excluded_values_sql(plan, plan.ref("value_stats")),
+            f"nodes:{n}": u.nodes_sql(plan, plan.ref("value_stats")),
+            f"dnm_links:{n}": u.dnm_links_sql(plan),
+            f"incremental_key_values:{n}": u.key_values_sql(plan, since=plan.ref("watermarks")),
+            f"incremental_edges:{n}": u.edges_sql(plan, since=plan.ref("watermarks"), previous_graph=plan.ref("graph")),
+            f"watermarks:{n}": u.watermarks_sql(plan),
+            f"persistent_lookup:{n}": u.lookup_sql(replace(plan, persistent=True), previous=plan.ref("lookup")),
             f"edges:{n}": u.edges_sql(plan),
             f"initial_labels:{n}": u.initial_labels_sql(plan),
             f"hook:{n}": u.hook_sql(edges),
