@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from cdp_assets.sample.generator import generate_sample
 
-    summary = generate_sample(args.out, args.records, seed=args.seed)
+    summary = generate_sample(args.out, args.records, seed=args.seed, chain_emails=tuple(args.chain_emails))
     total = sum(summary.records.values())
     print(f"wrote {total} records of {summary.persons} persons to {summary.out_dir} ({len(summary.files)} files)")
     return 0
@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--records", type=int, default=2000)
     sample.add_argument("--out", required=True)
     sample.add_argument("--seed", type=int, default=42)
+    sample.add_argument("--chain-emails", type=int, nargs=2, default=(6, 12), metavar=("LOW", "HIGH"),
+                        help="emails per chain person: a chain of 2(k-1) linked records (default 6 12)")
     sample.set_defaults(func=cmd_sample)
     exp = sub.add_parser("explain", help="why identifiers share a canonical id, or what an id holds")
     exp.add_argument("identifiers", nargs="*", help="one or two identifiers, as key:value or a bare value")

@@ -234,8 +234,16 @@ def generate_sample(
     n_records: int,
     seed: int = 42,
     historical_share: float = 0.7,
+    chain_emails: tuple[int, int] = (6, 12),
 ) -> SampleSummary:
-    """Write the messy multi-source sample under ``out_dir`` (see module docstring)."""
+    """Write the messy multi-source sample under ``out_dir`` (see module docstring).
+
+    ``chain_emails`` bounds the number of emails of a chain person (a chain of 2(k-1) records);
+    benchmarks raise it to stress loops that need one round per link.
+    """
+    lo_chain, hi_chain = (int(x) for x in chain_emails)
+    if not 2 <= lo_chain <= hi_chain:
+        raise ValueError(f"chain_emails must be (low, high) with 2 <= low <= high, got {chain_emails!r}")
     n = int(n_records)
     if n < 0:
         raise ValueError(f"n_records must be >= 0, got {n_records!r}")
@@ -266,7 +274,7 @@ def generate_sample(
     # ---- chain persons (long identity paths) ----------------------------------------
     n_cand = min(_round(n_persons * _CHAIN_SHARE), n_persons - 1)
     cand = np.sort(rng.choice(n_persons, n_cand, replace=False)) if n_cand > 0 else np.zeros(0, np.int64)
-    cand_emails = rng.integers(6, 13, n_cand)  # emails per chain person
+    cand_emails = rng.integers(lo_chain, hi_chain + 1, n_cand)  # emails per chain person
     cand_bridges = cand_emails - 1
     n_bridge_cand = int(cand_bridges.sum())
     bridge_is_phone = rng.random(n_bridge_cand) < 0.5

@@ -343,3 +343,17 @@ def test_tiny_samples(tmp_path, n):
         assert (tmp_path / str(n) / rel).is_file()
     truth = pd.read_csv(tmp_path / str(n) / "ground_truth.csv", dtype=str, keep_default_na=False)
     assert len(truth) <= n
+
+
+def test_longer_chains_on_request(tmp_path):
+    generate_sample(tmp_path, 30_000, seed=4, chain_emails=(40, 50))
+    truth = pd.read_csv(tmp_path / "ground_truth.csv", dtype=str, keep_default_na=False)
+    truth = truth.assign(object=truth["source"] + "/" + truth["object"])
+    recs = _records(tmp_path).merge(truth[["object", "record_id", "person_id"]], on=["object", "record_id"])
+    emails = recs.dropna(subset=["email"]).groupby("person_id")["email"].nunique()
+    assert emails.max() >= 40
+    # a chain of k emails is 2(k-1) records
+    longest = emails.idxmax()
+    assert (recs["person_id"] == longest).sum() == 2 * (emails.max() - 1)
+    with pytest.raises(ValueError, match="chain_emails"):
+        generate_sample(tmp_path / "bad", 100, chain_emails=(5, 2))
