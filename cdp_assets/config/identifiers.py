@@ -14,21 +14,27 @@ IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 LOWER_IDENTIFIER_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
+def _check(value: str, what: str, pattern: re.Pattern[str], rule: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ValueError(f"{what} {value!r} is not valid: {rule}")
+    return value
+
+
 def check_identifier(value: str, what: str) -> str:
     """Return ``value`` when it is a safe SQL identifier, else raise ValueError saying how to fix it."""
-    if not isinstance(value, str) or not IDENTIFIER_PATTERN.match(value):
-        raise ValueError(
-            f"{what} {value!r} is not a valid identifier: use letters, digits and underscores "
-            "only, starting with a letter or underscore, at most 128 characters"
-        )
-    return value
+    return _check(
+        value,
+        what,
+        IDENTIFIER_PATTERN,
+        "use letters, digits and underscores only, starting with a letter or underscore, at most 128 characters",
+    )
 
 
 def check_lower_identifier(value: str, what: str) -> str:
     """Names used to build schema names must be lowercase so every engine spells them the same."""
-    if not isinstance(value, str) or not LOWER_IDENTIFIER_PATTERN.match(value):
-        raise ValueError(
-            f"{what} {value!r} is not valid: use lowercase letters, digits and underscores, "
-            "starting with a letter, at most 63 characters (for example 'acme')"
-        )
-    return value
+    return _check(
+        value,
+        what,
+        LOWER_IDENTIFIER_PATTERN,
+        "use lowercase letters, digits and underscores, starting with a letter, at most 63 characters (for example 'acme')",
+    )
