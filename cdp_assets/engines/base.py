@@ -94,6 +94,13 @@ class WarehouseResource(ConfigurableResource):
         """A unique name to build ``final`` under before it is swapped in."""
         return final.sibling(f"{final.name}__cdp_new_{uuid.uuid4().hex[:8]}")
 
+    def scratch_ref(self, like: TableRef) -> TableRef:
+        """A unique scratch table for work that is not published (dropped by the step)."""
+        return self.dialect.scratch_ref(self.staging_ref(like).name, like)
+
+    def create_scratch(self, ref: TableRef, select_sql: str) -> None:
+        self.run(self.dialect.create_scratch_sql(ref, select_sql))
+
     def swap_in(self, staging: TableRef, final: TableRef) -> None:
         # One connection for the whole swap: its transaction must not span connections.
         with self.session():

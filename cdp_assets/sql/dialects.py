@@ -56,6 +56,17 @@ class Dialect:
     # Engines that can swap a table inside a transaction do it atomically; the others drop
     # and rename, which leaves a sub-second window and is documented as such.
     transactional_ddl: bool
+    # Scratch tables of a step (the loop's labels, edges, pointers) can live in the session's
+    # memory, spilling to disk, instead of being written into the database.
+    session_temp_tables: bool = False
+
+    def scratch_ref(self, name: str, like: TableRef) -> TableRef:
+        """Where a scratch table of ``like``'s step lives."""
+        return TableRef("main", name, "temp") if self.session_temp_tables else like.sibling(name)
+
+    def create_scratch_sql(self, ref: TableRef, select_sql: str) -> str:
+        kind = "TEMP TABLE" if self.session_temp_tables else "TABLE"
+        return f"CREATE {kind} {ref.sql} AS\n{select_sql.strip()}"
 
     def render(self, sql: str) -> str:
         """Render canonical SQL for this dialect (identity for DuckDB)."""
@@ -84,7 +95,7 @@ def _transpile(sql: str, write: str) -> str:
 
 
 DIALECTS: dict[str, Dialect] = {
-    "duckdb": Dialect("duckdb", "duckdb", transactional_ddl=True),
+    "duckdb": Dialect("duckdb", "duckdb", transactional_ddl=True, session_temp_tables=True),
     "spark": Dialect("spark", "spark", transactional_ddl=False),
     "databricks": Dialect("databricks", "databricks", transactional_ddl=False),
     "trino": Dialect("trino", "trino", transactional_ddl=False),

@@ -54,6 +54,11 @@ class IdPlan:
     keys: tuple[str, ...]  # every key of the unification, in declaration order (key_type = index + 1)
     tables: tuple[SourceTablePlan, ...]
     caps: tuple[int, ...] = ()  # max rows per value, per key (same order as keys); empty: no cap
+    nodes_ref: TableRef | None = None  # where this run keeps its nodes (a scratch table)
+
+    @property
+    def nodes(self) -> TableRef:
+        return self.nodes_ref or self.ref("nodes")
 
     @property
     def incremental_tables(self) -> list[SourceTablePlan]:
@@ -206,7 +211,7 @@ def value_stats_sql(plan: IdPlan) -> str:
     seen, and in which tables. One aggregation feeds the cap, the nodes and the lookup."""
     return f"""
 SELECT key_type, value, COUNT(*) AS row_count, MIN(seen_at) AS first_seen_at, MAX(seen_at) AS last_seen_at,
-       LIST_SORT(LIST(DISTINCT table_id)) AS source_table_ids
+       LIST_SORT(LIST_DISTINCT(LIST(table_id))) AS source_table_ids
 FROM {plan.ref('key_values').sql}
 GROUP BY key_type, value
 """
@@ -238,7 +243,7 @@ def _row_nodes_sql(
     plan: IdPlan, table: SourceTablePlan, cols: list[tuple[str, int]], extra: str = "", since: TableRef | None = None
 ) -> str:
     """Per source row: the node of each of ``cols`` (n0, n1, ...) and the smallest of them (rmin)."""
-    nodes = plan.ref("nodes").sql
+    nodes = plan.nodes.sql
     joins = "\n".join(
         f"LEFT JOIN {nodes} AS n{i} ON n{i}.key_type = {kt} AND n{i}.value = CAST(s.{quote(col)} AS VARCHAR)"
         for i, (col, kt) in enumerate(cols)
@@ -255,9 +260,10 @@ def edges_sql(plan: IdPlan, since: TableRef | None = None, previous_graph: Table
     previous component (follower -> leader): components of (old components + new rows) are the
     components of all rows, so the loop starts where the last run ended.
     """
-    parts = []
+    parts: list[str] = []
+    ctes: list[str] = []
     if previous_graph is not None:
-        nodes = plan.ref("nodes").sql
+        nodes = plan.nodes.sql
         parts.append(
             f"SELECT fn.node AS a, ln.node AS b FROM {previous_graph.sql} AS g "
             f"JOIN {nodes} AS fn ON fn.key_type = g.follower_key_type AND fn.value = g.follower_id "
@@ -268,18 +274,20 @@ def edges_sql(plan: IdPlan, since: TableRef | None = None, previous_graph: Table
         cols = plan.linking_columns(t)
         if len(cols) < 2:
             continue  # a row with one key links nothing
-        row_nodes = _row_nodes_sql(plan, t, cols, since=since)
+        # Each row is joined to its nodes once (a CTE per table), then unfolded per key column.
+        ctes.append(f"rows_{t.table_id} AS (\n{_row_nodes_sql(plan, t, cols, since=since)}\n)")
         for i in range(len(cols)):
-            parts.append(f"SELECT n{i} AS a, rmin AS b FROM ({row_nodes}) AS r WHERE n{i} IS NOT NULL AND n{i} <> rmin")
+            parts.append(f"SELECT n{i} AS a, rmin AS b FROM rows_{t.table_id} WHERE n{i} IS NOT NULL AND n{i} <> rmin")
     if not parts:
         return "SELECT CAST(NULL AS BIGINT) AS a, CAST(NULL AS BIGINT) AS b WHERE 1 = 0"
-    return "SELECT DISTINCT a, b FROM (\n" + "\nUNION ALL\n".join(parts) + "\n) AS e"
+    with_clause = f"WITH {', '.join(ctes)}\n" if ctes else ""
+    return with_clause + "SELECT DISTINCT a, b FROM (\n" + "\nUNION ALL\n".join(parts) + "\n) AS e"
 
 
 def dnm_links_sql(plan: IdPlan) -> str:
     """(do-not-merge node, smallest other node) of every row that has both."""
     kd = plan.dnm_key_type
-    nodes = plan.ref("nodes").sql
+    nodes = plan.nodes.sql
     parts = []
     for t in plan.tables:
         dnm_cols = [c for c, kt in plan.merge_columns(t) if kt == kd]
@@ -323,7 +331,7 @@ LEFT JOIN leaders AS lg ON lg.dnm_node = g.dnm_node
 
 
 def initial_labels_sql(plan: IdPlan) -> str:
-    return f"SELECT node, node AS label FROM {plan.ref('nodes').sql}"
+    return f"SELECT node, node AS label FROM {plan.nodes.sql}"
 
 
 def merged_key_values_sql(plan: IdPlan, previous: TableRef, new: TableRef) -> str:
@@ -417,7 +425,7 @@ def canonical_id_expr(key_name_sql: str, value_sql: str) -> str:
 
 
 def graph_sql(plan: IdPlan, labels: TableRef) -> str:
-    nodes = plan.ref("nodes").sql
+    nodes = plan.nodes.sql
     return f"""
 SELECT p.node AS follower_node, n.key_type AS follower_key_type, n.value AS follower_id,
        p.label AS leader_node, ln.key_type AS leader_key_type, ln.value AS leader_id
@@ -431,7 +439,7 @@ def lookup_sql(plan: IdPlan, previous: TableRef | None = None) -> str:
     """Key value -> id. A canonical id is a function of the component's leader. A persistent id
     is the previously published id of the component's earliest-seen value when there is one
     (``previous`` is the lookup being replaced), else a function of its earliest-seen value."""
-    graph, keys, nodes = plan.ref("graph").sql, plan.ref("keys").sql, plan.ref("nodes").sql
+    graph, keys, nodes = plan.ref("graph").sql, plan.ref("keys").sql, plan.nodes.sql
     cid = quote(plan.name)
     ctes = [f"seen AS (SELECT node, first_seen_at, last_seen_at, source_table_ids FROM {nodes})"]
     if not plan.persistent:

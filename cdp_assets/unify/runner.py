@@ -9,13 +9,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cdp_assets.config.unify import UnifyConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.pipeline import create_table_as
 
 
 @dataclass(frozen=True)
@@ -79,23 +78,40 @@ def run_loop(
     fingerprint) and tables have incremental columns, only rows newer than the watermarks are
     read, against the previous graph; the result equals a full refresh on append-only data.
     """
+    # Scratch tables live in the session: keep one connection for the whole run.
+    with wh.session():
+        return _run_loop(wh, plan, on_iteration, keep_loop_tables, fingerprint, full_refresh)
+
+
+def _run_loop(
+    wh: WarehouseResource,
+    plan: u.IdPlan,
+    on_iteration: OnIteration | None = None,
+    keep_loop_tables: bool = False,
+    fingerprint: str = "",
+    full_refresh: bool = False,
+) -> LoopResult:
     result = LoopResult(cid=plan.name, cap=plan.cid.iteration_cap)
     scratch: list[TableRef] = []
 
     def work(suffix: str) -> TableRef:
-        ref = wh.staging_ref(plan.ref(suffix))
+        ref = wh.scratch_ref(plan.ref(suffix))
         scratch.append(ref)
         return ref
 
     def make(ref: TableRef, select_sql: str) -> None:
-        wh.run(create_table_as(ref, select_sql))
+        wh.create_scratch(ref, select_sql)
+
+    # Nodes are this run's working numbering: a scratch table like the loop's.
+    plan = replace(plan, nodes_ref=work("nodes"))
 
     def build_full_inputs() -> TableRef:
         result.tables["key_values"] = wh.build_table(plan.ref("key_values"), u.key_values_sql(plan))
         stats = work("value_stats")
         make(stats, u.value_stats_sql(plan))
         result.excluded_values = wh.build_table(plan.ref("excluded_values"), u.excluded_values_sql(plan, stats))
-        result.nodes = wh.build_table(plan.ref("nodes"), u.nodes_sql(plan, stats))
+        make(plan.nodes, u.nodes_sql(plan, stats))
+        result.nodes = wh.row_count(plan.nodes)
         edges = work("edges")
         make(edges, u.edges_sql(plan))
         return edges
@@ -115,7 +131,8 @@ def run_loop(
             result.full_refresh_reason = "the set of values over their cap changed"
             return None
         result.excluded_values = wh.row_count(excluded)
-        result.nodes = wh.build_table(plan.ref("nodes"), u.nodes_sql(plan, stats))
+        make(plan.nodes, u.nodes_sql(plan, stats))
+        result.nodes = wh.row_count(plan.nodes)
         edges = work("edges")
         make(edges, u.edges_sql(plan, since=since, previous_graph=plan.ref("graph")))
         return edges
