@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import networkx as nx
@@ -81,10 +82,12 @@ def valid(key: str, value: str | None) -> bool:
     return True
 
 
-def oracle_partition(rows: list[dict]) -> tuple[set[frozenset], dict]:
+def oracle_partition(rows: list[dict], cap: int | None = None) -> tuple[set[frozenset], dict]:
+    """networkx connected components over the valid values (those held by at most ``cap`` rows)."""
+    counts = Counter((k, row.get(k)) for row in rows for k in KEYS if valid(k, row.get(k)))
     g = nx.Graph()
     for row in rows:
-        nodes = [(k, row.get(k)) for k in KEYS if valid(k, row.get(k))]
+        nodes = [(k, row.get(k)) for k in KEYS if valid(k, row.get(k)) and (cap is None or counts[(k, row.get(k))] <= cap)]
         g.add_nodes_from(nodes)
         g.add_edges_from(zip(nodes, nodes[1:]))
     comps = [frozenset(c) for c in nx.connected_components(g)]
@@ -148,17 +151,20 @@ random_row = st.fixed_dictionaries(
 shape = st.one_of(
     st.lists(random_row, min_size=1, max_size=40),
     st.builds(chain_rows, st.integers(1, 120), st.integers(0, 10_000)),
+    st.builds(chain_rows, st.integers(1000, 1100), st.integers(0, 10_000)),
     st.builds(star_rows, st.integers(1, 30), st.integers(0, 3)),
     st.builds(clique_rows, st.integers(1, 6), st.integers(0, 3)),
 )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(parts=st.lists(shape, min_size=1, max_size=3))
-def test_partition_equals_connected_components(wh, parts):
+@given(parts=st.lists(shape, min_size=1, max_size=3), cap=st.sampled_from([None, 3, 12]))
+def test_partition_equals_connected_components(wh, parts, cap):
+    """Random rows, chains (up to 1,100 records), stars, cliques, invalid values and values over
+    the per-value cap: the same partition as networkx, and ids from each component's leader."""
     rows = [r for part in parts for r in part]
-    lookup, result = unify_rows(wh, rows)
-    expected, comps = oracle_partition(rows)
+    lookup, result = unify_rows(wh, rows, caps=(cap,) * len(KEYS) if cap else ())
+    expected, comps = oracle_partition(rows, cap)
     assert result.converged
     assert lookup_partition(lookup) == expected
     # the id is a function of the component's leader: smallest (key priority, value)
