@@ -1023,7 +1023,9 @@ def targets(all_results: dict) -> list[tuple[str, str, str, str]]:
             ok = r_scipy is not None and r_scipy <= TARGET_SCIPY_RATIO
             rows.append((fmt_n(n), f"ours <= {TARGET_SCIPY_RATIO:g}x scipy", fmt_x(r_scipy), "PASS" if ok else "MISS"))
         lp = m.get("labelprop", {})
-        if r_lp is not None:
+        if n not in TARGET_SCIPY_SIZES:
+            pass  # the issue sets its targets at 1M and 5M records
+        elif r_lp is not None:
             rows.append((fmt_n(n), f"ours >= {TARGET_LP_SPEEDUP:g}x faster than label propagation", fmt_x(r_lp),
                          "PASS" if r_lp >= TARGET_LP_SPEEDUP else "MISS"))
         elif lp.get("status") == "timeout" and secs(m.get("ours")):
@@ -1181,7 +1183,7 @@ def write_doc(all_results: dict, machine: dict, argv: list[str], final: bool) ->
       "stopped at its first round; not timed). Timed: a symmetric adjacency table, then rounds of "
       "`label(v) = min(label(v), min label of v's neighbours)` over every node (one `CREATE TABLE AS` and one "
       "count each) until no label changes — the last round is the one that changes nothing — then the same "
-      "`graph` and `lookup` builders as ours. Its time therefore leaves out the graph build that ours pays.")
+      "`graph` and `lookup` builders as ours. Its time covers the span from the valid-key edges to the finished lookup; the ratio compares it with the same span of ours.")
     A("- The partitions are compared after every size: ours and label propagation must give every value the "
       "same canonical id; scipy's component ids must map one to one onto ours'. The script exits non-zero "
       "otherwise.")
@@ -1252,20 +1254,20 @@ def target_notes(all_results: dict) -> str:
         per_lp = sum(it["seconds"] for it in lp["iterations"]) / max(1, lp["rounds"])
         lines.append(
             f"- {fmt_n(n)}: {o['rounds']} rounds of ours against {lp['rounds']} of propagation, averaging {per_o:.2f}s "
-            f"and {per_lp:.2f}s per round, so the loops alone differ {llp / lo:.1f}x. End to end, ours also builds its "
-            f"inputs ({st['phase:build']:.2f}s), which label propagation's time leaves out, and both publish "
-            f"`graph` + `lookup` (ours {st['phase:publish']:.2f}s, propagation {lp['publish_seconds']:.2f}s)."
+            f"and {per_lp:.2f}s per round, so the loops alone differ {llp / lo:.1f}x. Both publish `graph` + `lookup` "
+            f"(ours {st['phase:publish']:.2f}s, propagation {lp['publish_seconds']:.2f}s), which the edges-to-lookup "
+            f"ratio includes; ours' graph build ({st['phase:build']:.2f}s) is in the *with the same build* ratio."
             + (f" scipy spends {sp['steps'].get('factorize values', 0):.2f}s of its {sp['seconds']:.2f}s factorizing "
                "the strings." if sp.get("status") == "ok" else ""))
     if not lines:
         return ""
     largest = max((res.get("verify", {}).get("largest_component", 0) for res in all_results.values()), default=0)
     return ("How to read the targets. Propagation needs one round per link of the longest chain, and ours needs "
-            f"about log2 of the largest component. The generator's largest component has {largest} values, so the "
-            "round counts differ only a few times over. The set-up and publication statements, which do not depend "
-            "on the number of rounds, take most of ours' time:\n\n" + "\n".join(lines)
-            + "\n\nThe 8x end-to-end target therefore needs longer chains than the sample has, or cheaper set-up and "
-            "publication (see *Suggestions*). Those are also what separates ours from scipy.")
+            f"about log2 of the largest component (here {largest} values: the sample's chain persons, generated with "
+            "`--chain-emails`). The label-propagation target is read over the span the issue names, from the "
+            "valid-key edges to the finished lookup, the same for both loops; the statements that build the graph "
+            "do not depend on the number of rounds and dilute the ratio when added to both sides:\n\n"
+            + "\n".join(lines))
 
 
 def where_the_time_goes(all_results: dict, n: int) -> str:
