@@ -83,14 +83,7 @@ def run_loop(
         return _run_loop(wh, plan, on_iteration, keep_loop_tables, fingerprint, full_refresh)
 
 
-def _run_loop(
-    wh: WarehouseResource,
-    plan: u.IdPlan,
-    on_iteration: OnIteration | None = None,
-    keep_loop_tables: bool = False,
-    fingerprint: str = "",
-    full_refresh: bool = False,
-) -> LoopResult:
+def _run_loop(wh: WarehouseResource, plan: u.IdPlan, on_iteration: OnIteration | None, keep_loop_tables: bool, fingerprint: str, full_refresh: bool) -> LoopResult:  # noqa: E501
     result = LoopResult(cid=plan.name, cap=plan.cid.iteration_cap)
     scratch: list[TableRef] = []
 
