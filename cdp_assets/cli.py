@@ -4,6 +4,7 @@
     cdp-assets sample --records N --out DIR generate seeded sample data
     cdp-assets explain ID [ID]              why two identifiers share a canonical id
     cdp-assets explain --canonical-id CID   what one canonical id holds
+    cdp-assets render-sql --dialect D --out DIR   every phase's SQL for a dialect, for review
 """
 
 from __future__ import annotations
@@ -82,6 +83,27 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render_sql(args: argparse.Namespace) -> int:
+    import logging
+
+    from cdp_assets.render import write_rendered
+    from cdp_assets.sql.dialects import get_dialect
+
+    # sqlglot warns once per statement about the regex 'g' flag (Spark and Hive replace all
+    # matches anyway); the rendering itself is what the user reviews.
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+    try:
+        loaded = load_config(args.config)
+        files = write_rendered(loaded, get_dialect(args.dialect), Path(args.out))
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    phases = sorted({p.parent.name for p in files})
+    print(f"wrote {len(files)} statement(s) for {args.dialect} to {args.out} ({', '.join(phases)})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cdp-assets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--id-name", help="which canonical id (default: the first of the config)")
     exp.add_argument("--config", help=f"config file (default: ${CONFIG_ENV} or the bundled example)")
     exp.set_defaults(func=cmd_explain)
+    ren = sub.add_parser("render-sql", help="write every phase's SQL for a dialect, one folder per phase")
+    ren.add_argument("--dialect", default="duckdb", help="duckdb, spark, databricks, trino or hive")
+    ren.add_argument("--out", required=True, help="output folder")
+    ren.add_argument("--config", help=f"config file (default: ${CONFIG_ENV} or the bundled example)")
+    ren.set_defaults(func=cmd_render_sql)
     args = parser.parse_args(argv)
     return args.func(args)
 

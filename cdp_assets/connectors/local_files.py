@@ -92,3 +92,26 @@ def read_file(path: Path) -> pd.DataFrame:
         )
     df.columns = renamed
     return df.astype("string")
+
+
+def file_columns(path: Path, sample_lines: int = 1000) -> list[str]:
+    """A file's normalised column names, read from its header (CSV), schema (Parquet) or first
+    lines (JSON lines), without loading the data."""
+    kind = FORMATS.get(path.suffix.lower())
+    if kind == "csv":
+        df = pd.read_csv(path, dtype=str, nrows=0, encoding="utf-8-sig")
+        names = list(df.columns)
+    elif kind == "parquet":
+        import pyarrow.parquet as pq
+
+        names = list(pq.read_schema(path).names)
+    else:
+        names = []
+        with path.open(encoding="utf-8-sig") as fh:
+            for i, line in enumerate(fh):
+                if i >= sample_lines:
+                    break
+                if line.strip():
+                    obj = json.loads(line)
+                    names.extend(k for k in obj if k not in names)
+    return [normalize_column(c) for c in names]
