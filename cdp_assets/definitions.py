@@ -19,6 +19,8 @@ from cdp_assets.checks.staging import build_staging_checks
 from cdp_assets.checks.unification import build_unification_checks
 from cdp_assets.config import LoadedConfig, load_config
 from cdp_assets.engines.factory import build_warehouse
+from cdp_assets.schedules import build_automation_sensor, build_jobs, build_schedules
+from cdp_assets.sensors.file_drop import build_file_drop_sensors
 
 PIPELINE_JOB = "cdp_pipeline"
 
@@ -41,7 +43,12 @@ def build_definitions(loaded: LoadedConfig) -> Definitions:
     return Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=[define_asset_job(PIPELINE_JOB, selection=AssetSelection.all(), description="The whole pipeline, every phase.")],
+        jobs=[
+            define_asset_job(PIPELINE_JOB, selection=AssetSelection.all(), description="The whole pipeline, every phase."),
+            *build_jobs(),
+        ],
+        schedules=build_schedules(loaded),
+        sensors=[*build_file_drop_sensors(loaded), build_automation_sensor()],
         resources={"warehouse": build_warehouse(loaded), IO_MANAGER: TableNameIOManager()},
         # DuckDB allows one writing process: steps run one after another in the run's process.
         executor=in_process_executor,

@@ -7,6 +7,7 @@ from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.keys import table_key
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.schedules import downstream_condition
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.hist_union import hist_union_sql
 
@@ -28,6 +29,7 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
         description=f"{source.name}/{obj.name}: historical and incremental rows, de-duplicated"
         + (f" by {obj.primary_key}" if obj.primary_key else " (exact duplicates)"),
         metadata={"primary_key": ", ".join(obj.primary_key)},
+        automation_condition=downstream_condition(),
     )
     def _hist_union(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         with warehouse.session():

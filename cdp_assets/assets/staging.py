@@ -7,6 +7,7 @@ from cdp_assets.assets.hist_union import hist_union_ref
 from cdp_assets.assets.keys import table_key
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.schedules import downstream_condition
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.staging import staged_columns, staging_sql, unparseable_sql
 
@@ -30,6 +31,7 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
         key=table_key(target),
         group_name=GROUP,
         deps=[table_key(upstream)],
+        automation_condition=downstream_condition(),
         description=f"{source.name}/{obj.name} standardised: "
         + (", ".join(c.output for c in staged_columns(rules)) or "no rules, columns pass through"),
     )

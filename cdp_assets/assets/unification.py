@@ -27,6 +27,7 @@ from dagster import (
 from cdp_assets.assets.keys import table_key
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.schedules import downstream_condition
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef, quote
 from cdp_assets.sql.master import master_rules_frame, master_table_sql
@@ -211,7 +212,12 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
         name=f"unification_{unify.name}",
         group_name=GROUP,
         outs={
-            name: AssetOut(key=table_key(ref), io_manager_key=IO_MANAGER, description=_describe(name))
+            name: AssetOut(
+                key=table_key(ref),
+                io_manager_key=IO_MANAGER,
+                description=_describe(name),
+                automation_condition=downstream_condition(),
+            )
             for name, ref in all_outs.items()
         },
         ins={name: AssetIn(key=key, dagster_type=Nothing) for name, key in upstream.items()},
@@ -264,6 +270,7 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
                 key=table_key(target),
                 group_name=GROUP,
                 deps=deps,
+                automation_condition=downstream_condition(),
                 description=f"Master table: one row per {master.id_name}, attributes "
                 + ", ".join(a.name for a in master.attributes),
             )

@@ -177,6 +177,41 @@ class UnificationOptions(_Strict):
         return self.max_rows_per_value_by_key.get(key, self.max_rows_per_value)
 
 
+class SchedulesConfig(_Strict):
+    """When the scheduled refreshes run (cron, in ``timezone``)."""
+
+    ingestion_cron: str = "0 2 * * *"
+    unification_cron: str = "0 4 * * *"
+    timezone: str = "UTC"
+
+    @field_validator("ingestion_cron", "unification_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(value):
+            raise ValueError(f"{value!r} is not a valid cron expression; use five fields like '0 2 * * *'")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone; use an IANA name like 'Europe/Berlin' or 'UTC'") from None
+        return value
+
+
+class SensorsConfig(_Strict):
+    """File-drop sensors on local source folders start ingestion when files arrive."""
+
+    file_drop: bool = True
+    minimum_interval_seconds: int = Field(default=30, ge=5)
+
+
 class ReportConfig(_Strict):
     path: str = ".cdp/report.md"
 
@@ -189,6 +224,8 @@ class PipelineConfig(_Strict):
     checks: ChecksConfig = ChecksConfig()
     report: ReportConfig = ReportConfig()
     unification_options: UnificationOptions = UnificationOptions()
+    schedules: SchedulesConfig = SchedulesConfig()
+    sensors: SensorsConfig = SensorsConfig()
     unification: UnifyConfig | None = None
     unification_file: str | None = None
 

@@ -1,0 +1,1 @@
+"""Sensors that start refreshes when new source data lands."""

@@ -1,0 +1,94 @@
+"""Operations: file-drop sensors, schedules, and automation of everything downstream."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from dagster import AssetKey, build_sensor_context, evaluate_automation_conditions
+
+from cdp_assets.config import ConfigError, load_config
+from cdp_assets.definitions import build_definitions
+from cdp_assets.schedules import INGESTION_JOB
+from cdp_assets_tests.conftest import write_project
+
+
+def evaluate(defs, sensor_name, instance, cursor=None):
+    sensor_def = defs.resolve_sensor_def(sensor_name)
+    ctx = build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    return sensor_def.evaluate_tick(ctx)
+
+
+def test_file_drop_sensor_requests_each_new_file_once_including_late_ones(project, instance):
+    defs = build_definitions(project)
+    first = evaluate(defs, "shop_file_drop", instance)
+    by_object = {r.tags["cdp/object"]: r for r in first.run_requests}
+    assert set(by_object) == {"customers", "orders"}
+    assert set(by_object["customers"].asset_selection) == {
+        AssetKey(["acme_src", "shop_customers"]),
+        AssetKey(["acme_src", "shop_customers_hist"]),
+    }
+
+    again = evaluate(defs, "shop_file_drop", instance, first.cursor)
+    assert again.run_requests == [] and "no new files" in again.skip_message
+
+    # A file that arrives late, with a modification time older than every file seen so far.
+    folder = project.source_paths["shop"] / "customers"
+    late = folder / "customers_late.csv"
+    late.write_text((folder / "customers_2024-06-01.csv").read_text())
+    old = time.time() - 10 * 86400
+    os.utime(late, (old, old))
+    third = evaluate(defs, "shop_file_drop", instance, again.cursor)
+    assert [r.tags["cdp/object"] for r in third.run_requests] == ["customers"]
+    assert third.run_requests[0].tags["cdp/new_files"] == "1"
+    assert third.run_requests[0].run_key != by_object["customers"].run_key
+
+    # A changed file is new again; an unchanged folder is not.
+    with (folder / "customers_2024-06-02.csv").open("a") as fh:
+        fh.write("C999999,x@example.com,,A,B,2024-09-01 00:00:00\n")
+    fourth = evaluate(defs, "shop_file_drop", instance, third.cursor)
+    assert [r.tags["cdp/object"] for r in fourth.run_requests] == ["customers"]
+    assert evaluate(defs, "shop_file_drop", instance, fourth.cursor).run_requests == []
+
+
+def test_schedules_default_to_two_and_four_and_are_configurable(tmp_path):
+    defs = build_definitions(load_config(write_project(tmp_path / "a", records=50)))
+    crons = {s.name: (s.cron_schedule, s.execution_timezone) for s in defs.schedules}
+    assert crons == {"daily_ingestion": ("0 2 * * *", "UTC"), "daily_unification": ("0 4 * * *", "UTC")}
+
+    def custom(cfg):
+        cfg["schedules"] = {"ingestion_cron": "30 1 * * *", "unification_cron": "0 5 * * 1-5", "timezone": "Europe/Berlin"}
+
+    defs = build_definitions(load_config(write_project(tmp_path / "b", records=50, mutate=custom)))
+    crons = {s.name: (s.cron_schedule, s.execution_timezone) for s in defs.schedules}
+    assert crons == {"daily_ingestion": ("30 1 * * *", "Europe/Berlin"), "daily_unification": ("0 5 * * 1-5", "Europe/Berlin")}
+
+    with pytest.raises(ConfigError, match=r"schedules.ingestion_cron: 'every day' is not a valid cron"):
+        load_config(write_project(tmp_path / "c", records=10, mutate=lambda c: c.update(schedules={"ingestion_cron": "every day"})))
+    with pytest.raises(ConfigError, match=r"schedules.timezone: 'Mars/Base' is not a known time zone"):
+        load_config(write_project(tmp_path / "d", records=10, mutate=lambda c: c.update(schedules={"timezone": "Mars/Base"})))
+
+
+def test_automation_materializes_everything_downstream_after_an_ingestion(project, instance):
+    defs = build_definitions(project)
+    # The first evaluation sees an empty instance and sets the baseline.
+    cursor = evaluate_automation_conditions(defs=defs, instance=instance).cursor
+    assert defs.resolve_job_def(INGESTION_JOB).execute_in_process(instance=instance).success
+
+    waves = []
+    global_job = defs.resolve_implicit_global_asset_job_def()
+    for _ in range(8):
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        requested = {r.key for r in result.results if r.true_subset.size > 0}
+        if not requested:
+            break
+        waves.append({k.path[-1] for k in requested})
+        assert global_job.execute_in_process(instance=instance, asset_selection=list(requested)).success
+    assert waves, "automation requested nothing after the ingestion"
+    assert {"shop_customers_hist_union", "web_events_hist_union"} <= waves[0]
+    done = set().union(*waves)
+    assert {"shop_customers_stg", "unified_id_lookup", "customer_master", "cdp_report"} <= done
+    for key in (["cdp_unification_customer_360", "customer_master"], ["cdp_report"]):
+        assert instance.get_latest_materialization_event(AssetKey(key)) is not None
