@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
+from cdp_assets.alerts import build_check_failure_sensor, build_run_failure_sensor
 from cdp_assets.assets.hist_union import build_hist_union_assets
 from cdp_assets.assets.ingestion import build_ingestion_assets
 from cdp_assets.assets.io import TableNameIOManager
@@ -48,7 +49,12 @@ def build_definitions(loaded: LoadedConfig) -> Definitions:
             *build_jobs(),
         ],
         schedules=build_schedules(loaded),
-        sensors=[*build_file_drop_sensors(loaded), build_automation_sensor()],
+        sensors=[
+            *build_file_drop_sensors(loaded),
+            build_automation_sensor(),
+            build_check_failure_sensor(loaded),
+            build_run_failure_sensor(loaded),
+        ],
         resources={"warehouse": build_warehouse(loaded), IO_MANAGER: TableNameIOManager()},
         # DuckDB allows one writing process: steps run one after another in the run's process.
         executor=in_process_executor,

@@ -212,6 +212,17 @@ class SensorsConfig(_Strict):
     minimum_interval_seconds: int = Field(default=30, ge=5)
 
 
+class AlertsConfig(_Strict):
+    """Where alerts go. They are always logged; with a webhook they are also POSTed as JSON with
+    a ``text`` field, which Slack incoming webhooks accept as they are. The URL is a secret:
+    it comes from the environment variable named here, never from this file."""
+
+    webhook_url_env: str = "CDP_ALERT_WEBHOOK_URL"
+    ui_base_url: str = "http://127.0.0.1:3000"
+
+    _env = field_validator("webhook_url_env")(lambda v: check_identifier(v, "webhook_url_env"))
+
+
 class ReportConfig(_Strict):
     path: str = ".cdp/report.md"
 
@@ -226,6 +237,7 @@ class PipelineConfig(_Strict):
     unification_options: UnificationOptions = UnificationOptions()
     schedules: SchedulesConfig = SchedulesConfig()
     sensors: SensorsConfig = SensorsConfig()
+    alerts: AlertsConfig = AlertsConfig()
     unification: UnifyConfig | None = None
     unification_file: str | None = None
 

@@ -1,0 +1,86 @@
+"""Alerts reach a webhook on loopback: one per failed check, with the value and threshold."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from dagster import DagsterEventType, build_run_status_sensor_context, build_sensor_context
+
+from cdp_assets.config import load_config
+from cdp_assets.definitions import build_definitions
+from cdp_assets_tests.conftest import check_results, run_pipeline, write_project
+
+
+@pytest.fixture
+def receiver(monkeypatch):
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("CDP_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/hook")
+    yield received
+    server.shutdown()
+    server.server_close()
+
+
+def run_failure_alerts(defs, instance, result):
+    sensor_def = defs.resolve_sensor_def("cdp_run_failure_alert")
+    run = instance.get_run_by_id(result.run_id)
+    failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
+    ctx = build_run_status_sensor_context(
+        sensor_name="cdp_run_failure_alert", dagster_event=failure, dagster_instance=instance, dagster_run=run
+    ).for_run_failure()
+    sensor_def(ctx)
+
+
+def test_each_failed_blocking_check_gives_exactly_one_alert_with_value_and_threshold(tmp_path, instance, receiver):
+    def strict(cfg):
+        cfg["checks"]["coverage_min_pct"] = 99.5
+
+    loaded = load_config(write_project(tmp_path, mutate=strict))
+    defs = build_definitions(loaded)
+    result = run_pipeline(loaded, instance)
+    assert not result.success
+    failed = sorted(k for k, ok in check_results(result).items() if not ok)
+    assert failed and all(k.endswith(":coverage") for k in failed)
+
+    sensor_def = defs.resolve_sensor_def("cdp_failed_check_alert")
+    tick = sensor_def.evaluate_tick(build_sensor_context(instance=instance, definitions=defs))
+    run_failure_alerts(defs, instance, result)  # silent: the check alert covers this run
+    assert len(receiver) == len(failed)
+    for alert in receiver:
+        assert alert["check"] == "coverage" and alert["threshold"] == {"threshold_pct": 99.5}
+        assert alert["measured"]["coverage_pct"] < 99.5
+        assert alert["run_url"].endswith(f"/runs/{result.run_id}")
+        assert "coverage" in alert["text"] and "99.5" in alert["text"]
+    # the cursor moves past what was alerted: nothing is sent twice
+    again = sensor_def.evaluate_tick(build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor))
+    assert len(receiver) == len(failed) and "0 failed check(s)" in again.skip_message
+
+
+def test_a_run_that_fails_for_another_reason_is_alerted_with_its_error(tmp_path, instance, receiver):
+    def break_master(cfg):
+        cfg["unification"]["master_tables"][0]["attributes"][0]["source_columns"][0]["order_by"] = "no_such_column"
+
+    loaded = load_config(write_project(tmp_path, mutate=break_master))
+    result = run_pipeline(loaded, instance)
+    assert not result.success
+    run_failure_alerts(build_definitions(loaded), instance, result)
+    assert len(receiver) == 1
+    alert = receiver[0]
+    assert "customer_master" in " ".join(alert["steps"]) and "no_such_column" in alert["error"]
+    assert alert["run_url"].endswith(f"/runs/{result.run_id}")
