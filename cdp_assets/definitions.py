@@ -16,6 +16,7 @@ from cdp_assets.assets.staging import build_staging_assets
 from cdp_assets.assets.unification import IO_MANAGER, build_unification_assets
 from cdp_assets.checks.hist_union import build_hist_union_checks
 from cdp_assets.checks.ingestion import build_ingestion_checks
+from cdp_assets.checks.monitoring import build_monitoring_checks
 from cdp_assets.checks.staging import build_staging_checks
 from cdp_assets.checks.unification import build_unification_checks
 from cdp_assets.config import LoadedConfig, load_config
@@ -40,6 +41,7 @@ def build_definitions(loaded: LoadedConfig) -> Definitions:
         *build_hist_union_checks(loaded),
         *build_staging_checks(loaded),
         *build_unification_checks(loaded),
+        *build_monitoring_checks(loaded),
     ]
     return Definitions(
         assets=assets,

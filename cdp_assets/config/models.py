@@ -152,6 +152,13 @@ class ChecksConfig(_Strict):
     coverage_min_pct: float = Field(default=90.0, ge=0, le=100)
     # A standardised column whose share of unparseable values is above this fails its check.
     unparseable_max_pct: float = Field(default=25.0, ge=0, le=100)
+    # Monitoring (warnings): raw tables older than this, a load this many times smaller or
+    # larger than the trailing loads, a coverage drop of more points than this since the last
+    # run, one canonical id holding more than this share of the rows with an id.
+    freshness_hours: float = Field(default=48.0, gt=0)
+    volume_anomaly_factor: float = Field(default=10.0, gt=1)
+    coverage_drop_max_points: float = Field(default=5.0, ge=0, le=100)
+    largest_component_max_pct: float = Field(default=10.0, gt=0, le=100)
 
 
 class UnificationOptions(_Strict):
