@@ -48,6 +48,8 @@ def test_full_pipeline_materializes_every_asset_and_passes_every_check(project, 
     report = project.report_path.read_text()
     assert "canonical ids: **" in report and "coverage (rows with an id / rows)" in report
     assert "loop iterations:" in report and "converged" in report
+    chart = project.report_path.with_name("report_unified_id.png")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({chart.name})" in report
 
     wh = warehouse_for(project)
     with wh.session():

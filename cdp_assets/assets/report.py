@@ -2,15 +2,17 @@
 
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.schedules import downstream_condition
+from cdp_assets.report_charts import write_chart
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef, quote
-from cdp_assets.sql.report import component_sizes_sql, id_profile_sql
+from cdp_assets.sql.report import component_sizes_sql, id_profile_sql, latest_run_rows_changed_sql
 
 GROUP = "report"
 
@@ -69,6 +71,7 @@ def render_report(
         lines.append("")
 
     quality: dict = {}
+    charts: list[Path] = []
     for plan in u.build_id_plans(loaded):
         lookup = plan.ref("lookup")
         if not wh.table_exists(lookup):
@@ -89,6 +92,16 @@ def render_report(
                 rows_total += n
         sizes = wh.fetch(component_sizes_sql(lookup, plan.name))
         overall = round(100.0 * rows_with_id / rows_total, 2) if rows_total else 0.0
+        changed = wh.fetch(latest_run_rows_changed_sql(plan.ref("loop_stats")))["rows_changed"].astype(int).tolist()
+        chart = write_chart(
+            loaded.report_path.with_name(f"{loaded.report_path.stem}_{plan.name}.png"),
+            coverage,
+            [(str(r["bucket"]), int(r["ids"])) for _, r in sizes.iterrows()],
+            changed,
+            p.checks.coverage_min_pct,
+            f"{p.client}: {plan.name}",
+        )
+        charts.append(chart)
         lines += [
             f"## Data quality: `{plan.name}`",
             "",
@@ -97,6 +110,9 @@ def render_report(
             f"- average identifiers per profile: {idents / ids if ids else 0:.2f}",
             f"- merge ratio (source rows per id): {rows_with_id / ids if ids else 0:.2f}",
             f"- loop iterations: {int(loop['iteration'])} ({'converged' if bool(loop['converged']) else 'NOT converged: raise merge_iterations'})",
+            f"- rows changed per iteration: {changed}",
+            "",
+            f"![coverage, component sizes and loop iterations]({chart.name})",
             "",
             "| table | coverage % |",
             "|---|---:|",
@@ -119,4 +135,5 @@ def render_report(
     if low:
         lines.append("- Coverage is below the threshold: check the staging rules and the `invalid_texts` of the keys.")
     lines.append("- Open the Dagster UI (`dagster dev`) to see the checks and the loop iterations of each run.")
+    quality["charts"] = MetadataValue.json([str(c) for c in charts])
     return "\n".join(lines) + "\n", quality

@@ -21,3 +21,12 @@ FROM (
 GROUP BY bucket
 ORDER BY smallest
 """
+
+
+def latest_run_rows_changed_sql(loop_stats: TableRef) -> str:
+    """Rows changed per iteration of the most recent run."""
+    return f"""
+SELECT iteration, rows_changed FROM {loop_stats.sql}
+WHERE run_id = (SELECT run_id FROM {loop_stats.sql} ORDER BY recorded_at DESC LIMIT 1) AND iteration > 0
+ORDER BY iteration
+"""
