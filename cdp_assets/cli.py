@@ -45,7 +45,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     defs = build_definitions(loaded)
     job = defs.resolve_job_def(PIPELINE_JOB)
     instance = _instance()
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    # INFO: step starts and ends, each asset's rows and each loop iteration, without the DEBUG noise.
+    run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
     materialized = sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()})
     checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     failed = [c for c in checks if not c.passed]
