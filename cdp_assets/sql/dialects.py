@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import sqlglot
+from sqlglot import exp
 
 from cdp_assets.config.identifiers import check_identifier
 
@@ -89,9 +90,44 @@ class Dialect:
         return [self.render(s) if not s.startswith(("BEGIN", "COMMIT")) else s for s in stmts]
 
 
+# Dialects whose ordered aggregate sqlglot cannot render: it turns DuckDB's
+# ``LIST(x ORDER BY k)`` into ``COLLECT_LIST(x)`` and silently drops the order.
+_UNORDERED_COLLECT = ("spark", "databricks")
+
+
+def _ordered_list_as_sorted_structs(tree: exp.Expression) -> exp.Expression:
+    """``LIST(x ORDER BY k1, k2)`` -> ``TRANSFORM(ARRAY_SORT(COLLECT_LIST(STRUCT(k1, k2, x))), e -> e.v)``.
+
+    Structs sort field by field, so the array comes out in (k1, k2, x) order: the ORDER BY,
+    with the value itself as the last tie-break. Only ascending keys can be expressed this
+    way; a descending one is refused rather than rendered unordered.
+    """
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if not (isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Order)):
+            return node
+        order = node.this
+        keys = order.expressions
+        if any(o.args.get("desc") for o in keys):
+            raise ValueError(f"cannot render an array aggregate ordered descending for this dialect: {node.sql('duckdb')}")
+        fields = [
+            exp.PropertyEQ(this=exp.to_identifier(f"_cdp_k{i}"), expression=o.this.copy()) for i, o in enumerate(keys)
+        ]
+        fields.append(exp.PropertyEQ(this=exp.to_identifier("_cdp_v"), expression=order.this.copy()))
+        collected = exp.ArrayAgg(this=exp.Struct(expressions=fields))
+        element = exp.to_identifier("_cdp_e")
+        pick = exp.Lambda(this=exp.Dot(this=element.copy(), expression=exp.to_identifier("_cdp_v")), expressions=[element])
+        return exp.Transform(this=exp.ArraySort(this=collected), expression=pick)
+
+    return tree.transform(rewrite)
+
+
 @lru_cache(maxsize=4096)
 def _transpile(sql: str, write: str) -> str:
-    return ";\n".join(sqlglot.transpile(sql, read="duckdb", write=write))
+    trees = [t for t in sqlglot.parse(sql, read="duckdb") if t is not None]
+    if write in _UNORDERED_COLLECT:
+        trees = [_ordered_list_as_sorted_structs(t) for t in trees]
+    return ";\n".join(t.sql(dialect=write) for t in trees)
 
 
 DIALECTS: dict[str, Dialect] = {
