@@ -33,10 +33,8 @@ def _instance():
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.config:
-        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     try:
-        loaded = load_config()
+        loaded = load_config(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,15 @@ from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sample.generator import generate_sample
 
 EXAMPLE = REPO_ROOT / "examples" / "acme"
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """The CLI sets DAGSTER_HOME for the process; no test may leak such a change into the next."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def example_config_dict() -> dict:
