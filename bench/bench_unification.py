@@ -13,20 +13,24 @@ For every size N (source records) the script
    when present) and builds ONE DuckDB table ``src.rows(email, phone, cookie, ts)`` of
    standardised, valid keys per source record in ``bench/.data/N/rows.duckdb`` (not timed);
 2. runs each method in its own child process on a fresh copy of that database
-   (``bench/.data/N/work_<method>.duckdb``), so that the peak RSS of each method is the child's
-   own high-water mark (``os.wait4`` rusage ``ru_maxrss``):
+   (``bench/.data/N/work_<method>.duckdb``); the peak RSS of a method is its own process's
+   ``VmHWM`` (not ``ru_maxrss``, which can carry the parent's memory at fork time):
 
-   * ``ours``: ``prepare_inputs`` (not timed) then ``run_loop`` (timed: key values, nodes, edges,
-     the loop, graph and lookup), with every statement timed through a ``DuckDBWarehouse``
-     subclass to see where the time goes;
+   * ``ours``: ``prepare_inputs`` (not timed) then ``run_loop`` (timed: its inputs, the loop,
+     graph and lookup), with every statement timed through a ``DuckDBWarehouse`` subclass to see
+     where the time goes;
    * ``scipy``: fetch the rows as Arrow, factorize the values of each key, build a sparse
      matrix, ``scipy.sparse.csgraph.connected_components``, map labels back to the values;
-   * ``labelprop``: key values, nodes and edges built with the same SQL builders (not timed),
-     then plain min-label propagation over all nodes until no label changes (timed), then the
-     same graph and lookup builders as ours (timed);
+   * ``labelprop``: the exact inputs ours starts its loop from (run_loop builds them and is
+     stopped at its first hook; not timed), then plain min-label propagation over all nodes
+     until no label changes, then the same graph and lookup builders as ours (timed);
 
-3. checks that the three partitions are identical (fails loudly otherwise), prints PASS/MISS
-   against the targets and rewrites ``docs/benchmarks.md`` with the results of this run.
+3. checks that the three partitions are identical (fails loudly otherwise), times alternative
+   formulations of ours' heaviest statements at the largest size, prints PASS/MISS against the
+   targets and rewrites ``docs/benchmarks.md`` with the results of this run.
+
+Other processes on the machine are measured during every run (and waited out, up to
+``--wait-quiet`` seconds, before it); with ``--repeat`` the fastest uncontended run is reported.
 
 Internal: ``--method M --db PATH --result PATH`` runs one method (the child process).
 """
@@ -753,6 +757,7 @@ def cpu_jiffies() -> tuple[int, int]:
     return busy, busy + idle
 
 
+CONTENDED_CORES = 0.3  # other processes using more than this during a run: the run is contended
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -854,13 +859,16 @@ def run_child(args, n: int, method: str, rows_db: Path) -> dict:
 
 
 def combine(runs: list[dict]) -> dict:
-    """Several runs of one method: the fastest stands for them (other processes on the machine
-    only ever add time); the peak RSS is the largest; every time is kept."""
+    """Several runs of one method: the fastest run during which other processes stayed quiet
+    stands for them (others only ever add time), else the fastest run, flagged as contended;
+    the peak RSS is the largest; every time is kept."""
     ok = [r for r in runs if r.get("status") == "ok"]
     if not ok:
         return runs[-1]
     ok.sort(key=lambda r: r["seconds"])
-    rep = dict(ok[0])
+    quiet = [r for r in ok if (r.get("others_cores") or 0.0) < CONTENDED_CORES]
+    rep = dict((quiet or ok)[0])
+    rep["contended"] = not quiet
     rep["all_seconds"] = [r["seconds"] for r in runs if r.get("status") == "ok"]
     rep["peak_rss"] = max(r.get("peak_rss") or 0 for r in ok)
     rep["runs"] = len(runs)
@@ -995,9 +1003,10 @@ def status_cell(r: dict | None, spread: bool = False) -> str:
         return "not run"
     if r.get("status") == "ok":
         runs = r.get("all_seconds") or []
+        mark = " †" if r.get("contended") else ""
         if spread and len(runs) > 1:
-            return f"{fmt_s(r['seconds'])} ({fmt_s(min(runs))}–{fmt_s(max(runs))})"
-        return fmt_s(r["seconds"])
+            return f"{fmt_s(r['seconds'])}{mark} ({fmt_s(min(runs))}–{fmt_s(max(runs))})"
+        return fmt_s(r["seconds"]) + mark
     if r.get("status") == "timeout":
         return f"timeout (> {r['timeout']:.0f}s)"
     return r.get("status", "?")
@@ -1128,11 +1137,16 @@ def write_doc(all_results: dict, machine: dict, argv: list[str], final: bool) ->
     A(f"- DuckDB for both SQL methods: `threads={first.get('threads')}`, `memory_limit='{first.get('memory_limit')}'`, "
       "temp_directory under `bench/.data`, database file on local disk; scipy runs single-threaded")
     A(f"- Each method ran {repeat} time(s) per size in its own process, methods interleaved"
-      + ("; the fastest run is reported, with min–max in brackets (other processes only ever add time)"
-         if repeat > 1 else "")
+      + ("; the fastest run during which other processes stayed under "
+         f"{CONTENDED_CORES} of a core is reported, with min–max of all runs in brackets" if repeat > 1 else "")
       + ". The machine is shared: other processes (test suites, for one) may compete for its cores. Before each run "
       "the script waits for them to go quiet, up to a limit, and the per-size tables show how many cores they "
       "used during the reported run.")
+    contended = [f"{fmt_n(n)} {k}" for n, res in all_results.items() for k, r in res["methods"].items()
+                 if r.get("contended")]
+    if contended:
+        A(f"- **†: no run of {', '.join(contended)} was free of other load** (more than {CONTENDED_CORES} of a core "
+          "used by other processes throughout); those figures, and the ratios built on them, overstate the time.")
     if machine.get("commit"):
         A(f"- Repository HEAD `{machine['commit']}` (the working tree may hold uncommitted changes)")
     A("")
@@ -1389,7 +1403,8 @@ def suggestions(o: dict, st: dict, ex: dict, total: float, n: int) -> str:
             f"**Number the nodes without sorting every value.** `ROW_NUMBER() OVER (ORDER BY merge_priority, value)` "
             f"sorts every distinct string, and the statement takes {a:.2f}s. Without the sort it takes {b:.2f}s. Each "
             f"component's leader can then be picked after the loop with `arg_min(node, (merge_priority, value))` "
-            f"per final label, which takes {c:.2f}s, so the net change is {gain:+.2f}s. The catch is that the loop "
+            f"per final label, which takes {c:.2f}s, so the net "
+            + (f"saving is {gain:.2f}s" if gain > 0 else f"cost is {-gain:.2f}s") + ". The catch is that the loop "
             "would then converge to an arbitrary member, so the leader and the canonical id must come from that "
             "extra step. Incremental runs also need stable node numbers."
             + (" Not worth it at this size." if gain <= 0 else ""))
@@ -1411,9 +1426,13 @@ def suggestions(o: dict, st: dict, ex: dict, total: float, n: int) -> str:
         "Work on the loop has a low ceiling; work on the set-up and publication statements has a high one.")
     if ex.get("in_memory_seconds") and ex["in_memory_seconds"] < 0.85 * total:
         mem = ex["in_memory_seconds"]
+        file_k = {k: sum(v) for k, v in by_kind(o["statements"]).items()}
+        mem_k = {k: sum(v) for k, v in by_kind(ex.get("in_memory_statements") or []).items()}
+        gaps = sorted(((file_k[k] - mem_k.get(k, 0.0), k[1]) for k in file_k), reverse=True)[:3]
+        top = ", ".join(f"{name} {g:.2f}s" for g, name in gaps if g > 0.05)
         items.append(
             f"**Write less.** The same run on an in-memory database takes {mem:.2f}s instead of {total:.2f}s. Most of the "
-            "gap is compressing and writing tables into the database file (last column above). Two ways to "
+            f"gap is compressing and writing tables into the database file ({top}). Two ways to "
             "write less: keep the loop's scratch tables (`edges`, `labels`, `hooks`, per-value statistics) in "
             "DuckDB `TEMP` tables, which stay in memory and spill to `temp_directory`; and write the value strings "
             "once, since both `graph` and `lookup` store the strings of every node.")
