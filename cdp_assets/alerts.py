@@ -1,5 +1,5 @@
-"""Alerts: a failed run or a failed asset check is logged, and POSTed to a webhook when one is
-configured (Slack incoming webhooks accept the payload as it is).
+"""Alerts: a failed run or a failed asset check is logged, and POSTed to a webhook and to a
+Slack channel (dagster-slack) when they are configured.
 
 A failed blocking check also fails its run; that run is reported by the check alert, with the
 measured value and the threshold, and the run-failure alert stays silent, so one failure gives
@@ -25,6 +25,9 @@ from dagster import (
     sensor,
 )
 
+from dagster_slack import SlackResource
+from slack_sdk.errors import SlackClientError
+
 from cdp_assets.config.models import AlertsConfig, LoadedConfig
 
 log = logging.getLogger("cdp_assets.alerts")
@@ -35,23 +38,41 @@ THRESHOLD_KEYS = ("threshold_pct", "iteration_cap", "max_rows_per_value")
 
 
 def send_alert(cfg: AlertsConfig, payload: dict, attempts: int = 3) -> bool:
-    """Log the alert; POST it when the webhook is configured. Returns whether it was delivered."""
+    """Log the alert; send it to the webhook and to Slack where configured. Returns whether it
+    was delivered to at least one of them."""
     log.warning("CDP alert: %s", payload["text"])
-    url = os.environ.get(cfg.webhook_url_env)
-    if not url:
-        return False
-    body = json.dumps(payload).encode()
+    delivered = False
+    if os.environ.get(cfg.webhook_url_env):
+        delivered |= _deliver(lambda: _post_webhook(os.environ[cfg.webhook_url_env], payload), cfg.webhook_url_env, attempts)
+    if cfg.slack_channel and os.environ.get(cfg.slack_token_env):
+        delivered |= _deliver(lambda: _post_slack(cfg, os.environ[cfg.slack_token_env], payload), cfg.slack_token_env, attempts)
+    return delivered
+
+
+def _deliver(post, secret_env: str, attempts: int) -> bool:
     for attempt in range(1, attempts + 1):
         try:
-            req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                if 200 <= resp.status < 300:
-                    return True
-        except (urllib.error.URLError, TimeoutError) as exc:
-            # The URL is a secret: name the variable, not its value.
-            log.warning("alert webhook (%s) attempt %d failed: %s", cfg.webhook_url_env, attempt, type(exc).__name__)
+            post()
+            return True
+        except (urllib.error.URLError, TimeoutError, SlackClientError, OSError) as exc:
+            # The URL and the token are secrets: name their variable, never their value.
+            log.warning("alert via %s: attempt %d of %d failed: %s", secret_env, attempt, attempts, type(exc).__name__)
         time.sleep(0.5 * 2 ** (attempt - 1))
     return False
+
+
+def _post_webhook(url: str, payload: dict) -> None:
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        if not 200 <= resp.status < 300:
+            raise urllib.error.URLError(f"HTTP {resp.status}")
+
+
+def _post_slack(cfg: AlertsConfig, token: str, payload: dict) -> None:
+    client = SlackResource(token=token).get_client()
+    client.base_url = cfg.slack_api_url
+    client.timeout = 10
+    client.chat_postMessage(channel=cfg.slack_channel, text=payload["text"])
 
 
 def root_message(error) -> str:

@@ -84,3 +84,62 @@ def test_a_run_that_fails_for_another_reason_is_alerted_with_its_error(tmp_path,
     alert = receiver[0]
     assert "customer_master" in " ".join(alert["steps"]) and "no_such_column" in alert["error"]
     assert alert["run_url"].endswith(f"/runs/{result.run_id}")
+
+
+@pytest.fixture
+def slack_api():
+    """A loopback stand-in for Slack's Web API: records chat.postMessage calls."""
+    calls: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            calls.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": json.loads(body or b"{}")})
+            out = json.dumps({"ok": True, "channel": "C1", "ts": "1.0"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api/", calls
+    server.shutdown()
+    server.server_close()
+
+
+def test_alerts_go_to_a_slack_channel_through_dagster_slack_without_logging_the_token(slack_api, monkeypatch, caplog):
+    from cdp_assets.alerts import send_alert
+    from cdp_assets.config.models import AlertsConfig
+
+    url, calls = slack_api
+    token = "xoxb-" + "7" * 40
+    monkeypatch.delenv("CDP_ALERT_WEBHOOK_URL", raising=False)
+    monkeypatch.setenv("CDP_SLACK_TOKEN", token)
+    cfg = AlertsConfig(slack_channel="#cdp-alerts", slack_api_url=url)
+    with caplog.at_level("DEBUG"):
+        assert send_alert(cfg, {"text": "Check failed: acme_unified/customer_master / coverage"})
+    assert len(calls) == 1 and calls[0]["path"] == "/api/chat.postMessage"
+    assert calls[0]["auth"] == f"Bearer {token}"
+    assert calls[0]["body"]["channel"] == "#cdp-alerts" and "coverage" in calls[0]["body"]["text"]
+    assert token not in caplog.text
+    # Without a channel, or without the token, nothing goes to Slack.
+    monkeypatch.delenv("CDP_SLACK_TOKEN")
+    assert not send_alert(cfg, {"text": "x"}) and len(calls) == 1
+
+
+def test_an_unreachable_slack_is_retried_then_reported_by_variable_name(monkeypatch, caplog):
+    from cdp_assets.alerts import send_alert
+    from cdp_assets.config.models import AlertsConfig
+
+    token = "xoxb-" + "8" * 40
+    monkeypatch.setenv("CDP_SLACK_TOKEN", token)
+    monkeypatch.delenv("CDP_ALERT_WEBHOOK_URL", raising=False)
+    monkeypatch.setattr("cdp_assets.alerts.time.sleep", lambda s: None)
+    cfg = AlertsConfig(slack_channel="#x", slack_api_url="http://127.0.0.1:9/api/")  # discard port: refused
+    assert not send_alert(cfg, {"text": "x"}, attempts=2)
+    assert caplog.text.count("CDP_SLACK_TOKEN: attempt") == 2 and token not in caplog.text

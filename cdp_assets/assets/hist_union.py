@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.keys import table_key
+from cdp_assets.assets.metadata import engine_jobs_metadata
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.schedules import downstream_condition
@@ -42,7 +43,9 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
             input_rows = {ref.display: warehouse.row_count(ref) for ref, _ in present}
             rows = warehouse.build_table(target, hist_union_sql(present, source.incremental_field, list(obj.primary_key)))
         context.log.info(f"{target.display}: {rows} row(s) from {input_rows}")
-        return MaterializeResult(metadata={"dagster/row_count": rows, "input_rows": input_rows, "table": target.display})
+        return MaterializeResult(
+            metadata={"dagster/row_count": rows, "input_rows": input_rows, "table": target.display, **engine_jobs_metadata(warehouse)}
+        )
 
     return _hist_union
 

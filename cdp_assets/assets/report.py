@@ -59,7 +59,7 @@ def render_report(
     ]
     for phase in ("ingestion", "hist_union", "staging", "unification"):
         keys = [k for k in upstream if phase_of(k, loaded) == phase]
-        lines += [f"## {phase.replace('_', '-').title()}", "", "| table | rows | status | last materialized | run |", "|---|---:|---|---|---|"]
+        table_lines, steps, jobs, statuses = [], set(), [], []
         for key in keys:
             ref = TableRef(key.path[0], key.path[-1])
             rows = wh.row_count(ref) if wh.table_exists(ref) else None
@@ -67,8 +67,26 @@ def render_report(
             when = datetime.fromtimestamp(event.timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if event else "never"
             run = event.run_id[:8] if event else ""
             status = "ok" if rows is not None else "missing"
-            lines.append(f"| `{ref.display}` | {rows if rows is not None else '-'} | {status} | {when} | {run} |")
-        lines.append("")
+            statuses.append(status)
+            if event is not None:
+                steps.add((event.run_id, event.step_key))
+                meta = event.asset_materialization.metadata if event.asset_materialization else {}
+                ids = meta.get("engine_job_ids")
+                jobs += [str(j) for j in (ids.value if ids is not None else [])]
+            table_lines.append(f"| `{ref.display}` | {rows if rows is not None else '-'} | {status} | {when} | {run} |")
+        seconds = _steps_seconds(context, steps)
+        lines += [
+            f"## {phase.replace('_', '-').title()}",
+            "",
+            f"Status: **{'ok' if statuses and all(st == 'ok' for st in statuses) else 'incomplete'}**; "
+            f"{len(keys)} table(s); duration {seconds:.1f}s (its latest steps); "
+            + (f"engine jobs: {', '.join(f'`{j}`' for j in jobs[:20])}" + (f" and {len(jobs) - 20} more" if len(jobs) > 20 else "") if jobs else "engine jobs: none (this engine has no job ids)"),
+            "",
+            "| table | rows | status | last materialized | run |",
+            "|---|---:|---|---|---|",
+            *table_lines,
+            "",
+        ]
 
     quality: dict = {}
     charts: list[Path] = []
@@ -137,3 +155,17 @@ def render_report(
     lines.append("- Open the Dagster UI (`dagster dev`) to see the checks and the loop iterations of each run.")
     quality["charts"] = MetadataValue.json([str(c) for c in charts])
     return "\n".join(lines) + "\n", quality
+
+
+def _steps_seconds(context: AssetExecutionContext, steps: set[tuple[str, str | None]]) -> float:
+    """Time spent in the steps that last materialized a phase's tables (each step once)."""
+    by_run: dict[str, set[str]] = {}
+    for run_id, step_key in steps:
+        if step_key:
+            by_run.setdefault(run_id, set()).add(step_key)
+    total = 0.0
+    for run_id, step_keys in by_run.items():
+        for stat in context.instance.get_run_step_stats(run_id, step_keys=sorted(step_keys)):
+            if stat.start_time and stat.end_time:
+                total += stat.end_time - stat.start_time
+    return total

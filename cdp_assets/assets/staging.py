@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from cdp_assets.assets.hist_union import hist_union_ref
 from cdp_assets.assets.keys import table_key
+from cdp_assets.assets.metadata import engine_jobs_metadata
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.schedules import downstream_condition
@@ -48,6 +49,7 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
                 "dagster/row_count": rows,
                 "unparseable": MetadataValue.json(unparseable),
                 "table": target.display,
+                **engine_jobs_metadata(warehouse),
             }
         )
 

@@ -25,6 +25,7 @@ from dagster import (
 )
 
 from cdp_assets.assets.keys import table_key
+from cdp_assets.assets.metadata import engine_jobs_metadata
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.schedules import downstream_condition
@@ -166,7 +167,8 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                     )
                 loop_meta["excluded_values"] = result.excluded_values
                 loop_meta["do_not_merge_conflicts"] = result.dnm_conflicts
-                yield Output(plan.ref("graph").display, f"{plan.name}__graph", metadata={**loop_meta, "nodes": result.nodes, "edges": result.edges, "dagster/row_count": result.tables["graph"]})
+                graph_meta = {**loop_meta, "nodes": result.nodes, "edges": result.edges, "dagster/row_count": result.tables["graph"]}
+                yield Output(plan.ref("graph").display, f"{plan.name}__graph", metadata={**graph_meta, **engine_jobs_metadata(warehouse)})
                 yield Output(plan.ref("lookup").display, f"{plan.name}__lookup", metadata={"dagster/row_count": result.tables["lookup"], "iterations": result.rounds, "converged": result.converged})
                 for s in ("keys", "tables", "loop_stats", "excluded_values"):
                     yield Output(plan.ref(s).display, f"{plan.name}__{s}", metadata={"dagster/row_count": warehouse.row_count(plan.ref(s))})
@@ -185,7 +187,8 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                     with_id[plan.name] = warehouse.scalar(f"SELECT COUNT({quote(plan.name)}) FROM {target.sql}")
         coverage = {cid: (100.0 * n / rows if rows else 0.0) for cid, n in with_id.items()}
         context.log.info(f"{target.display}: {rows} row(s); coverage {coverage}")
-        return {"alias": alias, "rows": rows, "with_id": with_id, "coverage_pct": coverage}
+        jobs = engine_jobs_metadata(warehouse)
+        return {"alias": alias, "rows": rows, "with_id": with_id, "coverage_pct": coverage, "engine_jobs": jobs}
 
     @op(
         name=f"finish_unification_{unify.name}",
@@ -199,14 +202,23 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
             yield Output(
                 ref.display,
                 f"enriched__{alias}",
-                metadata={"dagster/row_count": r["rows"], "coverage_pct": MetadataValue.json(r["coverage_pct"]), "rows_with_id": MetadataValue.json(r["with_id"])},
+                metadata={
+                    "dagster/row_count": r["rows"],
+                    "coverage_pct": MetadataValue.json(r["coverage_pct"]),
+                    "rows_with_id": MetadataValue.json(r["with_id"]),
+                    **r["engine_jobs"],
+                },
             )
         with warehouse.session():
             for plan in plans:
                 n = warehouse.build_table(plan.ref("source_key_stats"), u.source_key_stats_sql(plan))
                 yield Output(plan.ref("source_key_stats").display, f"{plan.name}__source_key_stats", metadata={"dagster/row_count": n})
                 n = warehouse.build_table(plan.ref("result_key_stats"), u.result_key_stats_sql(plan))
-                yield Output(plan.ref("result_key_stats").display, f"{plan.name}__result_key_stats", metadata={"dagster/row_count": n})
+                yield Output(
+                    plan.ref("result_key_stats").display,
+                    f"{plan.name}__result_key_stats",
+                    metadata={"dagster/row_count": n, **engine_jobs_metadata(warehouse)},
+                )
 
     @graph_multi_asset(
         name=f"unification_{unify.name}",
@@ -281,7 +293,7 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
                     sql = master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at)
                     rows = warehouse.build_table(target, sql)
                 context.log.info(f"{target.display}: {rows} row(s)")
-                return MaterializeResult(metadata={"dagster/row_count": rows, "table": target.display})
+                return MaterializeResult(metadata={"dagster/row_count": rows, "table": target.display, **engine_jobs_metadata(warehouse)})
 
             return _master
 

@@ -6,11 +6,12 @@ bug a user finds in production) and every identifier that will reach SQL is chec
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cdp_assets.config.identifiers import check_identifier, check_lower_identifier
 from cdp_assets.config.unify import FieldError, UnifyConfig
@@ -29,15 +30,63 @@ class DuckDBSettings(_Strict):
     threads: int | None = Field(default=None, ge=1)
 
 
+def _check_env_var_name(value: str) -> str:
+    # The value itself is never echoed: a user may have pasted a secret here by mistake.
+    if not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,127}", value):
+        raise ValueError(
+            "give the NAME of an environment variable (uppercase letters, digits and underscores, "
+            "for example DATABRICKS_TOKEN), never the secret itself; set the secret in that variable"
+        )
+    return value
+
+
+EnvVarName = Annotated[str, AfterValidator(_check_env_var_name)]
+
+
 class DatabricksSettings(_Strict):
+    """A Databricks SQL warehouse through databricks-sql-connector; secrets from the environment."""
+
+    # sql_warehouse: a real Databricks SQL warehouse. local_spark: a local Spark session behind
+    # the same cursor interface (development and tests; no Delta, so no OPTIMIZE).
+    connection: Literal["sql_warehouse", "local_spark"] = "sql_warehouse"
     catalog: str = "main"
+    use_catalog: bool = True  # send USE CATALOG once per connection
     auth: Literal["pat", "oauth"] = "pat"
+    optimize: bool = True  # Delta OPTIMIZE after each loop iteration and on final tables
+    host_env: EnvVarName = "DATABRICKS_HOST"
+    http_path_env: EnvVarName = "DATABRICKS_HTTP_PATH"
+    token_env: EnvVarName = "DATABRICKS_TOKEN"  # auth: pat
+    client_id_env: EnvVarName = "DATABRICKS_CLIENT_ID"  # auth: oauth (service principal, M2M)
+    client_secret_env: EnvVarName = "DATABRICKS_CLIENT_SECRET"
+    local_spark_dir: str = ".cdp/spark-warehouse"  # connection: local_spark
 
     _catalog = field_validator("catalog")(lambda v: check_identifier(v, "databricks catalog"))
 
 
+TD_REGION_ENDPOINTS = {
+    "us": "https://api.treasuredata.com",
+    "eu": "https://api.eu01.treasuredata.com",
+    "tokyo": "https://api.treasuredata.co.jp",
+    "ap02": "https://api.ap02.treasuredata.com",
+}
+
+
 class TreasureDataSettings(_Strict):
+    """Treasure Data through pytd; the API key from the environment."""
+
+    # presto and trino are the same engine on Treasure Data (Trino SQL); hive is the option.
     query_engine: Literal["presto", "trino", "hive"] = "presto"
+    region: Literal["us", "eu", "tokyo", "ap02"] = "us"
+    endpoint: str | None = None  # overrides the region's API endpoint (a proxy, a test server)
+    apikey_env: EnvVarName = "TD_API_KEY"
+
+    @property
+    def api_endpoint(self) -> str:
+        return self.endpoint or TD_REGION_ENDPOINTS[self.region]
+
+    @property
+    def dialect_name(self) -> str:
+        return "hive" if self.query_engine == "hive" else "trino"
 
 
 class EngineConfig(_Strict):
@@ -221,13 +270,15 @@ class SensorsConfig(_Strict):
 
 class AlertsConfig(_Strict):
     """Where alerts go. They are always logged; with a webhook they are also POSTed as JSON with
-    a ``text`` field, which Slack incoming webhooks accept as they are. The URL is a secret:
-    it comes from the environment variable named here, never from this file."""
+    a ``text`` field, which Slack incoming webhooks accept as they are; with a Slack bot token
+    and a channel they are posted through dagster-slack. The URL and the token are secrets: they
+    come from the environment variables named here, never from this file."""
 
-    webhook_url_env: str = "CDP_ALERT_WEBHOOK_URL"
+    webhook_url_env: EnvVarName = "CDP_ALERT_WEBHOOK_URL"
+    slack_token_env: EnvVarName = "CDP_SLACK_TOKEN"
+    slack_channel: str | None = None  # e.g. "#cdp-alerts"; Slack is used when this and the token are set
+    slack_api_url: str = "https://slack.com/api/"  # a proxy or a test server may stand in
     ui_base_url: str = "http://127.0.0.1:3000"
-
-    _env = field_validator("webhook_url_env")(lambda v: check_identifier(v, "webhook_url_env"))
 
 
 class ReportConfig(_Strict):

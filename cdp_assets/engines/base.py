@@ -10,16 +10,23 @@ import logging
 import time
 import uuid
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
 
 import pandas as pd
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, get_dagster_logger
+from pydantic import PrivateAttr
 
 from cdp_assets.sql.dialects import Dialect, TableRef
 from cdp_assets.sql.pipeline import create_table_as, drop_table
 
 log = logging.getLogger("cdp_assets.engines")
+
+T = TypeVar("T")
+
+RETRY_ATTEMPTS = 3  # a transient error is tried again up to this many attempts in all
 
 
 class WarehouseError(RuntimeError):
@@ -31,21 +38,125 @@ class WarehouseError(RuntimeError):
         super().__init__(f"{message}\n-- statement that failed:\n{sql}" if sql else message)
 
 
+class TransientWarehouseError(WarehouseError):
+    """A failure worth trying again: a dropped connection, a timeout, an HTTP 5xx."""
+
+
+class WarehouseAuthError(WarehouseError):
+    """The warehouse refused the credentials: never retried."""
+
+
+def mask_secret(value: str | None) -> str:
+    """How a secret may be shown: ``****`` and its last 4 characters (nothing for short ones)."""
+    if not value:
+        return "(not set)"
+    return "****" + value[-4:] if len(value) >= 12 else "****"
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    """One job or statement the warehouse ran for a step, kept in the asset's metadata."""
+
+    job_id: str
+    url: str | None = None
+
+
 class WarehouseResource(ConfigurableResource):
-    """Executes rendered SQL and moves DataFrames in and out of one warehouse."""
+    """Executes rendered SQL and moves DataFrames in and out of one warehouse.
+
+    Engines implement ``_execute`` / ``_query`` (one attempt each); this class adds what every
+    engine needs around them: a connection check before the first statement (logged with the
+    engine, host and schema, secrets masked), retries of transient errors with back-off, and
+    the list of engine job ids a step produced.
+    """
+
+    retry_backoff_seconds: float = 1.0
+
+    _verified: bool = PrivateAttr(default=False)
+    _jobs: list = PrivateAttr(default_factory=list)
 
     @property
     @abstractmethod
     def dialect(self) -> Dialect: ...
 
     @abstractmethod
-    def execute(self, sql: str) -> None:
-        """Run one statement (already in this engine's dialect)."""
+    def _execute(self, sql: str) -> None:
+        """Run one statement (already in this engine's dialect), once."""
 
     @abstractmethod
+    def _query(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        """Run one query once and return its rows; ``?`` placeholders take ``params``."""
+
+    def execute(self, sql: str) -> None:
+        """Run one statement (already in this engine's dialect)."""
+        self.verify_connection()
+        self.with_retries(lambda: self._execute(sql), sql)
+
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         """Run one query and return its rows; ``?`` placeholders take ``params`` (values never
         become SQL text)."""
+        self.verify_connection()
+        return self.with_retries(lambda: self._query(sql, params), sql)
+
+    # ---------------------------------------------------------------- connection and retries
+
+    def connection_info(self) -> dict[str, str]:
+        """Engine, host, database or schema: what the log says this resource uses. Secrets
+        appear only masked (``mask_secret``)."""
+        return {"engine": type(self).__name__}
+
+    def _check_connection(self) -> None:
+        """One cheap round trip that fails if the warehouse cannot be used."""
+        self._query("SELECT 1", None)
+
+    def verify_connection(self) -> None:
+        """Check the connection once per resource instance (a run), before its first statement."""
+        if self._verified:
+            return
+        info = ", ".join(f"{k}={v}" for k, v in self.connection_info().items())
+        self.with_retries(self._check_connection, "-- connection check")
+        self._verified = True
+        _logger().info("warehouse connected: %s", info)
+
+    def with_retries(self, attempt: Callable[[], T], what: str) -> T:
+        """Call ``attempt``; a ``TransientWarehouseError`` is tried again with back-off
+        (1x, 2x the base delay), ``RETRY_ATTEMPTS`` attempts in all. Anything else fails at once."""
+        for n in range(1, RETRY_ATTEMPTS + 1):
+            try:
+                return attempt()
+            except TransientWarehouseError as exc:
+                if n == RETRY_ATTEMPTS:
+                    raise
+                delay = self.retry_backoff_seconds * 2 ** (n - 1)
+                _logger().warning(
+                    "transient warehouse error (attempt %d of %d), retrying in %.1fs: %s | %s",
+                    n, RETRY_ATTEMPTS, delay, exc.engine_message, what.strip().splitlines()[0][:120] if what.strip() else "",
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # ---------------------------------------------------------------- engine jobs
+
+    def record_job(self, job_id: str, url: str | None = None) -> None:
+        """Remember a job or statement id of the warehouse for the running step's metadata."""
+        self._jobs.append(EngineJob(str(job_id), url))
+
+    def take_jobs(self) -> list[EngineJob]:
+        """The jobs recorded since the last call (each step takes its own)."""
+        jobs, self._jobs[:] = list(self._jobs), []
+        return jobs
+
+    # ---------------------------------------------------------------- capabilities
+
+    @property
+    def supports_optimize(self) -> bool:
+        """Can compact a table after it is written (Delta ``OPTIMIZE``)."""
+        return False
+
+    def optimize(self, ref: TableRef) -> None:
+        """Compact ``ref`` where the engine can; a no-op elsewhere."""
+        if self.supports_optimize:
+            self.execute(self.dialect.optimize_sql(ref))
 
     @abstractmethod
     def table_exists(self, ref: TableRef) -> bool: ...
@@ -124,6 +235,7 @@ class WarehouseResource(ConfigurableResource):
             self.run(create_table_as(staging, select_sql))
             rows = self.row_count(staging)
             self.swap_in(staging, final)
+            self.optimize(final)
             log.debug("built %s (%d rows) in %.2fs", final.display, rows, time.monotonic() - started)
             return rows
         except BaseException:
@@ -170,3 +282,8 @@ class WarehouseResource(ConfigurableResource):
     def describe(self) -> str:
         """Which engine and where, for logs; never includes a secret."""
         return type(self).__name__
+
+
+def _logger() -> logging.Logger:
+    # Inside a step this reaches the run's event log; elsewhere it is the plain Python logger.
+    return get_dagster_logger("cdp_assets.engines")

@@ -70,14 +70,14 @@ class DuckDBWarehouse(WarehouseResource):
 
     # ---------------------------------------------------------------- statements
 
-    def execute(self, sql: str) -> None:
+    def _execute(self, sql: str) -> None:
         with self._cursor() as con:
             try:
                 con.execute(sql)
             except duckdb.Error as exc:
                 raise WarehouseError(f"DuckDB: {exc}", sql) from exc
 
-    def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
+    def _query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         with self._cursor() as con:
             try:
                 return con.execute(sql, params or []).df()

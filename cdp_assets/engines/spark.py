@@ -134,13 +134,13 @@ class LocalSparkWarehouse(WarehouseResource):
 
     # ---------------------------------------------------------------- statements
 
-    def execute(self, sql: str) -> None:
+    def _execute(self, sql: str) -> None:
         try:
             self.spark.sql(sql)
         except _spark_errors() as exc:
             raise WarehouseError(f"Spark: {_short(exc)}", sql) from exc
 
-    def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
+    def _query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         try:
             df = self.spark.sql(sql, args=list(params)) if params else self.spark.sql(sql)
             return _to_pandas(df)

@@ -75,6 +75,15 @@ class Dialect:
             return sql
         return _transpile(sql, self.sqlglot_name)
 
+    def optimize_sql(self, ref: TableRef) -> str:
+        """Compact a table's files (Delta ``OPTIMIZE``); only engines that support it run it."""
+        return f"OPTIMIZE {self.table_name(ref)}"
+
+    def table_name(self, ref: TableRef) -> str:
+        """``ref`` as this dialect quotes a qualified table name."""
+        ident = lambda part: exp.to_identifier(part, quoted=True) if part is not None else None  # noqa: E731
+        return exp.Table(this=ident(ref.name), db=ident(ref.schema), catalog=ident(ref.catalog)).sql(dialect=self.sqlglot_name)
+
     def render_all(self, statements: list[str]) -> list[str]:
         return [self.render(s) for s in statements]
 

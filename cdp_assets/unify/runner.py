@@ -165,6 +165,9 @@ def _run_loop(wh: WarehouseResource, plan: u.IdPlan, on_iteration: OnIteration |
             for old in (labels, edges, pointers):
                 wh.drop(old)
             labels, edges = new_labels, new_edges
+            # Delta engines compact the iteration's tables (a no-op where not supported).
+            wh.optimize(labels)
+            wh.optimize(edges)
             edges_left = wh.row_count(edges)
             if keep_loop_tables:
                 wh.build_table(plan.ref(f"graph_unify_loop_{iteration}"), f"SELECT * FROM {labels.sql}")
