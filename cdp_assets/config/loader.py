@@ -24,6 +24,10 @@ _HINTS = {
     "missing": "add this field",
     "union_tag_invalid": "use one of the listed kinds",
     "literal_error": "use one of the listed values",
+    "model_type": "write a mapping of fields here (name: value lines), see the configuration reference in README.md",
+    "model_attributes_type": "write a mapping of fields here (name: value lines), see the configuration reference in README.md",
+    "dict_type": "write a mapping here (name: value lines)",
+    "list_type": "write a list here (lines starting with '- ')",
 }
 
 

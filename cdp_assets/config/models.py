@@ -194,7 +194,11 @@ class StagingRule(_Strict):
     @field_validator("columns")
     @classmethod
     def _columns(cls, value: list[str]) -> list[str]:
-        return [check_identifier(v, "staging column") for v in value]
+        checked = [check_identifier(v, "staging column") for v in value]
+        repeated = sorted({c for c in checked if checked.count(c) > 1})
+        if repeated:
+            raise ValueError(f"column(s) {repeated} listed more than once; list each column once")
+        return checked
 
 
 class ChecksConfig(_Strict):

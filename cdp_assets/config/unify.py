@@ -180,8 +180,9 @@ class UnifyConfig(_Strict):
     @model_validator(mode="after")
     def _cross_references(self) -> "UnifyConfig":
         key_names = [k.name for k in self.keys]
-        _no_duplicates(key_names, "keys")
-        _no_duplicates([t.alias for t in self.tables], "tables (by 'as' or table name)")
+        _no_duplicates(key_names, ("keys",), "name")
+        _no_duplicates([t.alias for t in self.tables], ("tables",), "table", "(by 'as' or table name)")
+        _no_duplicates([m.name for m in self.master_tables], ("master_tables",), "name")
         for i, table in enumerate(self.tables):
             for j, kc in enumerate(table.key_columns):
                 if kc.key not in key_names:
@@ -192,7 +193,11 @@ class UnifyConfig(_Strict):
         ids = self.all_ids
         if not ids:
             raise ValueError("define at least one entry in canonical_ids or persistent_ids")
-        _no_duplicates([c.name for c in ids], "canonical_ids/persistent_ids names")
+        _no_duplicates([c.name for c in self.canonical_ids], ("canonical_ids",), "name")
+        _no_duplicates([c.name for c in self.persistent_ids], ("persistent_ids",), "name")
+        _no_duplicates(
+            [c.name for c in ids], ("persistent_ids",), "name", "(canonical and persistent ids share names)", offset=len(self.canonical_ids)
+        )
         aliases = [t.alias for t in self.tables]
         located = [("canonical_ids", n, c) for n, c in enumerate(self.canonical_ids)]
         located += [("persistent_ids", n, c) for n, c in enumerate(self.persistent_ids)]
@@ -265,9 +270,13 @@ class UnifyConfig(_Strict):
         return f"cdp_unification_{self.name}"
 
 
-def _no_duplicates(names: list[str], where: str) -> None:
+def _no_duplicates(names: list[str], section: tuple[str, ...], field: str, note: str = "", offset: int = 0) -> None:
+    """Name the entry that repeats an earlier name (``keys[4].name``); ``offset`` is subtracted
+    from its position when ``names`` starts with entries of another section."""
     seen: set[str] = set()
-    for n in names:
+    for i, n in enumerate(names):
         if n in seen:
-            raise ValueError(f"{where}: {n!r} is listed twice; each name must be unique")
+            where = f" {note}" if note else ""
+            raise FieldError((*section, i - offset, field), f"{n!r} is listed twice{where}; each name must be unique, list it once")
+        seen.add(n)
         seen.add(n)

@@ -196,6 +196,43 @@ def _duplicate_source(cfg: dict[str, Any], tmp: Path) -> None:
     cfg["sources"].append(copy.deepcopy(cfg["sources"][0]))
 
 
+def _keys_per_table(n: int) -> Mutation:
+    def mutate(cfg: dict[str, Any], tmp: Path) -> None:
+        keys = [{"name": f"k{i}"} for i in range(n)]
+        cfg["unification"]["keys"] += keys
+        cfg["unification"]["tables"][0]["key_columns"] += [{"column": "customer_id", "key": k["name"]} for k in keys]
+
+    return mutate
+
+
+def _tables(n: int) -> Mutation:
+    def mutate(cfg: dict[str, Any], tmp: Path) -> None:
+        first = cfg["unification"]["tables"][0]
+        cfg["unification"]["tables"] += [copy.deepcopy(first) for _ in range(n - len(cfg["unification"]["tables"]))]
+
+    return mutate
+
+
+def _append(path: tuple[Any, ...], value: Any) -> Mutation:
+    def mutate(cfg: dict[str, Any], tmp: Path) -> None:
+        node = cfg
+        for part in path:
+            node = node[part]
+        node.append(copy.deepcopy(value))
+
+    return mutate
+
+
+def _duplicate_first(path: tuple[Any, ...]) -> Mutation:
+    def mutate(cfg: dict[str, Any], tmp: Path) -> None:
+        node = cfg
+        for part in path:
+            node = node[part]
+        node.append(copy.deepcopy(node[0]))
+
+    return mutate
+
+
 BAD_CASES: list[tuple[str, Mutation, str, str]] = [
     # (id, mutation, field path in the message, fragment of the fix)
     ("client-uppercase", _set("client", "Acme"), "client", "use lowercase letters"),
@@ -232,6 +269,49 @@ BAD_CASES: list[tuple[str, Mutation, str, str]] = [
     ("space-in-key-column", _set("unification", "tables", 0, "key_columns", 0, "column", "standardized email"), "unification.tables[0].key_columns[0].column", "use letters, digits and underscores only"),
     ("bad-unification-name", _set("unification", "name", "Customer-360"), "unification.name", "use lowercase letters"),
     ("coverage-over-100", _set("checks", "coverage_min_pct", 150), "checks.coverage_min_pct", "less than or equal to 100"),
+    # wrong types
+    ("client-number", _set("client", 123), "client", "string"),
+    ("engine-not-a-mapping", _set("engine", "duckdb"), "engine", "mapping"),
+    ("threads-text", _set("engine", "duckdb", "threads", "two"), "engine.duckdb.threads", "integer"),
+    ("threads-zero", _set("engine", "duckdb", "threads", 0), "engine.duckdb.threads", "greater than or equal to 1"),
+    ("sources-mapping", _set("sources", {"shop": {}}), "sources", "list"),
+    ("objects-text", _set("sources", 0, "objects", "customers"), "sources[0].objects", "list"),
+    ("coverage-text", _set("checks", "coverage_min_pct", "ninety"), "checks.coverage_min_pct", "number"),
+    ("start-date-text", _set("sources", 0, "start_date", "yesterday"), "sources[0].start_date", "datetime"),
+    ("keys-text", _set("unification", "keys", "email"), "unification.keys", "list"),
+    ("report-list", _set("report", []), "report", "mapping"),
+    ("cap-negative", _set("unification_options", {"max_rows_per_value": -1}), "unification_options.max_rows_per_value", "greater than or equal to 1"),
+    ("mode-bool", _set("sources", 0, "mode", True), "sources[0].mode", "use one of the listed values"),
+    # unknown fields
+    ("unknown-connector-field", _set("sources", 0, "connector", "folder", "x"), "sources[0].connector.folder", "check its spelling"),
+    ("unknown-key-field", _set("unification", "keys", 0, "regex", ".+"), "unification.keys[0].regex", "check its spelling"),
+    ("unknown-staging-field", _set("staging", "shop_customers", "email", "colums", ["email"]), "staging.shop_customers.email.colums", "check its spelling"),
+    ("unknown-checks-field", _set("checks", "coverage", 90), "checks.coverage", "check its spelling"),
+    # identifiers with quotes, semicolons, spaces or non-ASCII
+    ("client-non-ascii", _set("client", "acmé"), "client", "use lowercase letters"),
+    ("source-semicolon", _set("sources", 0, "name", "shop;"), "sources[0].name", "use lowercase letters"),
+    ("primary-key-quote", _set("sources", 0, "objects", 0, "primary_key", ["customer_id'"]), "sources[0].objects[0].primary_key", "use letters, digits and underscores only"),
+    ("incremental-field-space", _set("sources", 0, "incremental_field", "updated at"), "sources[0].incremental_field", "use letters, digits and underscores only"),
+    ("key-name-space", _set("unification", "keys", 0, "name", "e mail"), "unification.keys[0].name", "use"),
+    ("column-double-quote", _set("unification", "tables", 0, "key_columns", 0, "column", 'standardized_email"'), "unification.tables[0].key_columns[0].column", "use letters, digits and underscores only"),
+    ("canonical-id-non-ascii", _set("unification", "canonical_ids", 0, "name", "unified_ïd"), "unification.canonical_ids[0].name", "use"),
+    ("master-name-space", _set("unification", "master_tables", 0, "name", "customer master"), "unification.master_tables[0].name", "use"),
+    ("staging-column-semicolon", _set("staging", "shop_customers", "email", "columns", ["e;mail"]), "staging.shop_customers.email.columns", "use letters, digits and underscores only"),
+    ("catalog-semicolon", _set("engine", "databricks", {"catalog": "main; drop"}), "engine.databricks.catalog", "use letters, digits and underscores only"),
+    ("token-pasted-as-env-name", _set("engine", "databricks", {"token_env": "dapi0123456789abcdef0123"}), "engine.databricks.token_env", "never the secret itself"),
+    ("webhook-url-as-env-name", _set("alerts", {"webhook_url_env": "https://hooks.example/x"}), "alerts.webhook_url_env", "never the secret itself"),
+    # unify.yml limits
+    ("keys-per-table-33", _keys_per_table(30), "unification.tables[0].key_columns", "at most 32"),
+    ("tables-256", _tables(256), "unification.tables", "at most 255"),
+    # unknown references
+    ("master-source-table-unknown", _set("unification", "master_tables", 0, "attributes", 0, "source_columns", 0, "table", "nope_stg"), "unification.master_tables[0].attributes[0].source_columns[0].table", "use one of"),
+    ("persistent-id-unknown", _both_ids, "unification.master_tables[0]", "exactly one of"),
+    # duplicates
+    ("duplicate-key", _duplicate_first(("unification", "keys")), "unification.keys[4].name", "list it once"),
+    ("duplicate-canonical-id", _duplicate_first(("unification", "canonical_ids")), "unification.canonical_ids[1].name", "list it once"),
+    ("duplicate-unification-table", _duplicate_first(("unification", "tables")), "unification.tables[4].table", "list it once"),
+    ("duplicate-master-table", _duplicate_first(("unification", "master_tables")), "unification.master_tables[1].name", "list it once"),
+    ("duplicate-staging-column", _set("staging", "shop_customers", "email", "columns", ["email", "email"]), "staging.shop_customers.email.columns", "once"),
 ]
 
 
@@ -252,7 +332,20 @@ def test_bad_config_names_the_field_and_the_fix(mutate: Mutation, field: str, fi
 
 
 def test_bad_case_ids_are_unique() -> None:
-    assert len({c[0] for c in BAD_CASES}) == len(BAD_CASES) >= 12
+    assert len({c[0] for c in BAD_CASES}) == len(BAD_CASES) >= 50
+
+
+@pytest.mark.parametrize("mutate", [c[1] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
+def test_every_bad_config_is_a_cli_error_naming_the_file_never_a_stack_dump(mutate: Mutation, tmp_path: Path, capsys) -> None:
+    from cdp_assets.cli import main
+
+    cfg = valid_config(tmp_path)
+    mutate(cfg, tmp_path)
+    path = write_yaml(tmp_path / "cdp.yml", cfg)
+    assert main(["render-sql", "--config", str(path), "--out", str(tmp_path / "sql")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}:"), err
+    assert "Traceback (most recent call last)" not in err and '  File "' not in err, err
 
 
 def test_a_valid_config_written_the_same_way_loads(tmp_path: Path) -> None:
@@ -439,7 +532,10 @@ def test_fuzzed_configs_load_or_raise_config_error(raw: dict[str, Any]) -> None:
         try:
             loaded = load_config(path)
         except ConfigError as exc:
-            assert str(exc), "a ConfigError must say what is wrong"
+            message = str(exc)
+            # It names the file, then the field (or the file itself: not YAML, not a mapping).
+            assert message.startswith(f"{path}:") or message.startswith(f"{folder.resolve()}"), message
+            assert "  - " in message or message.count(":") >= 2, message
         else:
             assert loaded.pipeline.client
             assert loaded.duckdb_path.is_absolute()
