@@ -20,6 +20,7 @@ from cdp_assets.checks.monitoring import build_monitoring_checks
 from cdp_assets.checks.staging import build_staging_checks
 from cdp_assets.checks.unification import build_unification_checks
 from cdp_assets.config import LoadedConfig, load_config
+from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.engines.factory import build_warehouse
 from cdp_assets.schedules import build_automation_sensor, build_jobs, build_schedules
 from cdp_assets.sensors.file_drop import build_file_drop_sensors
@@ -27,7 +28,9 @@ from cdp_assets.sensors.file_drop import build_file_drop_sensors
 PIPELINE_JOB = "cdp_pipeline"
 
 
-def build_definitions(loaded: LoadedConfig) -> Definitions:
+def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None = None) -> Definitions:
+    """Everything of one config; ``warehouse`` replaces the engine the config names (tests wrap
+    the real engine to inject faults)."""
     assets = [
         *build_ingestion_assets(loaded),
         *build_hist_union_assets(loaded),
@@ -57,7 +60,7 @@ def build_definitions(loaded: LoadedConfig) -> Definitions:
             build_check_failure_sensor(loaded),
             build_run_failure_sensor(loaded),
         ],
-        resources={"warehouse": build_warehouse(loaded), IO_MANAGER: TableNameIOManager()},
+        resources={"warehouse": warehouse or build_warehouse(loaded), IO_MANAGER: TableNameIOManager()},
         # DuckDB allows one writing process: steps run one after another in the run's process.
         executor=in_process_executor,
     )

@@ -229,6 +229,7 @@ class WarehouseResource(ConfigurableResource):
 
     def _build_table(self, final: TableRef, select_sql: str) -> int:
         self.ensure_schema(final.schema)
+        self.drop_leftovers(final.schema, f"{final.name}__cdp_new_")
         staging = self.staging_ref(final)
         try:
             started = time.monotonic()
@@ -249,6 +250,7 @@ class WarehouseResource(ConfigurableResource):
 
     def _replace_with_dataframe(self, final: TableRef, df: pd.DataFrame) -> int:
         self.ensure_schema(final.schema)
+        self.drop_leftovers(final.schema, f"{final.name}__cdp_new_")
         staging = self.staging_ref(final)
         try:
             self.write_dataframe(staging, df)
@@ -258,13 +260,17 @@ class WarehouseResource(ConfigurableResource):
             self._drop_quietly(staging)
             raise
 
-    def drop_leftovers(self, schema: str) -> list[str]:
-        """Drop half-built tables a killed run left behind (names with ``__cdp_new_``)."""
+    def drop_leftovers(self, schema: str, name_prefix: str = "") -> list[str]:
+        """Drop half-built tables a killed run left behind (names with ``__cdp_new_``) whose name
+        starts with ``name_prefix``. Safe because one run at a time writes an engine's tables
+        (the concurrency pool in dagster.yaml)."""
         dropped = []
         for name in self.list_tables(schema):
-            if "__cdp_new_" in name:
+            if name.startswith(name_prefix) and "__cdp_new_" in name:
                 self.drop(TableRef(schema, name, self.catalog_for(schema)))
                 dropped.append(name)
+        if dropped:
+            _logger().warning("dropped %d half-built table(s) a failed or killed run left in %s: %s", len(dropped), schema, dropped)
         return dropped
 
     def catalog_for(self, schema: str) -> str | None:  # noqa: ARG002 - Databricks overrides

@@ -23,6 +23,9 @@ class DuckDBWarehouse(WarehouseResource):
     temp_directory: str | None = None
 
     _con: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+    # Held open for a whole run: the database stays loaded between steps, so a session is a
+    # cheap cursor instead of a full open and a checkpoint on close (about 20 ms each).
+    _anchor: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
 
     @property
     def dialect(self) -> Dialect:
@@ -33,7 +36,20 @@ class DuckDBWarehouse(WarehouseResource):
 
     # ---------------------------------------------------------------- connections
 
+    def setup_for_execution(self, context) -> None:  # noqa: ARG002 - Dagster's hook
+        self._anchor = self._connect()
+
+    def teardown_after_execution(self, context) -> None:  # noqa: ARG002 - Dagster's hook
+        anchor, self._anchor = self._anchor, None
+        if anchor is not None:
+            anchor.close()
+
     def _open(self) -> duckdb.DuckDBPyConnection:
+        if self._anchor is not None:
+            return self._anchor.cursor()
+        return self._connect()
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # Extensions cannot be downloaded on locked-down machines; the built-in ones suffice.
         # No step relies on the order rows were inserted in (every order is an explicit ORDER

@@ -181,20 +181,23 @@ def _new_rows_filter(table: SourceTablePlan, since: TableRef | None, alias: str 
 
 def key_values_sql(plan: IdPlan, since: TableRef | None = None) -> str:
     """Every valid (table, key, value, time) of the merge keys: the input of the graph.
-    With ``since`` (the watermarks of the last run), only new rows of incremental tables."""
+    With ``since`` (the watermarks of the last run), only new rows of incremental tables.
+    ``inc_at`` keeps each row's incremental value, so that an incremental run can tell the rows
+    a previous run covered from those it must read again (see ``merged_key_values_sql``)."""
     parts = []
     for t in plan.tables:
         seen = f"CAST(s.{quote(t.seen_at)} AS TIMESTAMP)" if t.seen_at else "CAST(NULL AS TIMESTAMP)"
+        inc = f"CAST(s.{quote(t.incremental_column)} AS TIMESTAMP)" if t.incremental_column else "CAST(NULL AS TIMESTAMP)"
         for col, key_type in plan.merge_columns(t):
             parts.append(
                 f"SELECT {t.table_id} AS table_id, {key_type} AS key_type, "
-                f"CAST(s.{quote(col)} AS VARCHAR) AS value, {seen} AS seen_at FROM {t.ref.sql} AS s"
+                f"CAST(s.{quote(col)} AS VARCHAR) AS value, {seen} AS seen_at, {inc} AS inc_at FROM {t.ref.sql} AS s"
                 + _new_rows_filter(t, since)
             )
     raw = "\nUNION ALL\n".join(parts)
     keys, invalid = plan.ref("keys").sql, plan.ref("invalid_texts").sql
     return f"""
-SELECT r.table_id, r.key_type, r.value, r.seen_at
+SELECT r.table_id, r.key_type, r.value, r.seen_at, r.inc_at
 FROM (
 {raw}
 ) AS r
@@ -334,11 +337,18 @@ def initial_labels_sql(plan: IdPlan) -> str:
     return f"SELECT node, node AS label FROM {plan.nodes.sql}"
 
 
-def merged_key_values_sql(plan: IdPlan, previous: TableRef, new: TableRef) -> str:
-    """Key values after an incremental run: the kept rows of incremental tables plus the new
-    rows (tables without an incremental column are re-read whole, so their old rows go)."""
-    ids = [t.table_id for t in plan.incremental_tables]
-    keep = f"SELECT * FROM {previous.sql} WHERE table_id IN ({', '.join(str(i) for i in ids)})" if ids else None
+def merged_key_values_sql(plan: IdPlan, previous: TableRef, new: TableRef, since: TableRef) -> str:
+    """Key values after an incremental run: the previous rows the watermarks ``since`` cover,
+    plus the new rows (exactly the complement: ``_new_rows_filter``). Tables without an
+    incremental column are re-read whole, so their old rows go. Idempotent: when a killed run
+    already published some new rows, they are dropped here and read again, never doubled."""
+    ids = [t.table_id for t in plan.incremental_tables if t.incremental_column]
+    keep = (
+        f"SELECT p.* FROM {previous.sql} AS p WHERE p.table_id IN ({', '.join(str(i) for i in ids)}) "
+        f"AND EXISTS (SELECT 1 FROM {since.sql} AS w WHERE w.table_id = p.table_id AND w.watermark >= p.inc_at)"
+        if ids
+        else None
+    )
     return "\nUNION ALL\n".join(p for p in (keep, f"SELECT * FROM {new.sql}") if p)
 
 

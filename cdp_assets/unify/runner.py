@@ -86,6 +86,8 @@ def run_loop(
 def _run_loop(wh: WarehouseResource, plan: u.IdPlan, on_iteration: OnIteration | None, keep_loop_tables: bool, fingerprint: str, full_refresh: bool) -> LoopResult:  # noqa: E501
     result = LoopResult(cid=plan.name, cap=plan.cid.iteration_cap)
     scratch: list[TableRef] = []
+    # Scratch tables of a killed run (engines without session temp tables keep them).
+    wh.drop_leftovers(plan.ref("graph").schema, f"{plan.name}_")
 
     def work(suffix: str) -> TableRef:
         ref = wh.scratch_ref(plan.ref(suffix))
@@ -114,7 +116,7 @@ def _run_loop(wh: WarehouseResource, plan: u.IdPlan, on_iteration: OnIteration |
         new_values = work("new_key_values")
         make(new_values, u.key_values_sql(plan, since=since))
         result.tables["key_values"] = wh.build_table(
-            plan.ref("key_values"), u.merged_key_values_sql(plan, plan.ref("key_values"), new_values)
+            plan.ref("key_values"), u.merged_key_values_sql(plan, plan.ref("key_values"), new_values, since)
         )
         stats = work("value_stats")
         make(stats, u.value_stats_sql(plan))
@@ -212,6 +214,8 @@ def incremental_blocker(wh: WarehouseResource, plan: u.IdPlan, fingerprint: str)
     for suffix in ("graph", "key_values", "excluded_values", "watermarks"):
         if not wh.table_exists(plan.ref(suffix)):
             return f"no previous run ({plan.ref(suffix).display} is missing)"
+    if "inc_at" not in wh.columns(plan.ref("key_values")):
+        return "the previous run's key values predate incremental bookkeeping (no inc_at column)"
     previous = wh.fetch(f"SELECT DISTINCT fingerprint FROM {plan.ref('watermarks').sql}")
     if list(previous["fingerprint"]) != [fingerprint] or not fingerprint:
         return "the unification config changed since the last run"
