@@ -91,6 +91,8 @@ class TreasureDataSettings(_Strict):
 
 class EngineConfig(_Strict):
     kind: Literal["duckdb", "databricks", "treasure_data"] = "duckdb"
+    # A statement running longer is cancelled and fails its step; none by default.
+    statement_timeout_seconds: float | None = Field(default=None, gt=0)
     duckdb: DuckDBSettings = DuckDBSettings()
     databricks: DatabricksSettings = DatabricksSettings()
     treasure_data: TreasureDataSettings = TreasureDataSettings()

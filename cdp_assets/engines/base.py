@@ -7,6 +7,7 @@ few statements that are engine mechanics (creating schemas, loading a DataFrame)
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from abc import abstractmethod
@@ -46,6 +47,11 @@ class WarehouseAuthError(WarehouseError):
     """The warehouse refused the credentials: never retried."""
 
 
+class StatementTimeoutError(WarehouseError):
+    """A statement ran past ``statement_timeout_seconds`` and was cancelled: never retried (it
+    would most likely run as long again)."""
+
+
 def mask_secret(value: str | None) -> str:
     """How a secret may be shown: ``****`` and its last 4 characters (nothing for short ones)."""
     if not value:
@@ -71,6 +77,8 @@ class WarehouseResource(ConfigurableResource):
     """
 
     retry_backoff_seconds: float = 1.0
+    # A statement running longer is cancelled on the engine and fails its step (None: no limit).
+    statement_timeout_seconds: float | None = None
 
     _verified: bool = PrivateAttr(default=False)
     _jobs: list = PrivateAttr(default_factory=list)
@@ -90,13 +98,44 @@ class WarehouseResource(ConfigurableResource):
     def execute(self, sql: str) -> None:
         """Run one statement (already in this engine's dialect)."""
         self.verify_connection()
-        self.with_retries(lambda: self._execute(sql), sql)
+        self.with_retries(lambda: self._within_time_limit(lambda: self._execute(sql), sql), sql)
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         """Run one query and return its rows; ``?`` placeholders take ``params`` (values never
         become SQL text)."""
         self.verify_connection()
-        return self.with_retries(lambda: self._query(sql, params), sql)
+        return self.with_retries(lambda: self._within_time_limit(lambda: self._query(sql, params), sql), sql)
+
+    def _cancel_running(self) -> None:
+        """Cancel the statement running now (called from a timer thread)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot cancel a running statement")
+
+    def _within_time_limit(self, attempt: Callable[[], T], sql: str) -> T:
+        limit = self.statement_timeout_seconds
+        if not limit:
+            return attempt()
+        fired = threading.Event()
+
+        def cancel() -> None:
+            fired.set()
+            try:
+                self._cancel_running()
+            except Exception as exc:  # noqa: BLE001 - reported by the statement's own failure
+                log.warning("could not cancel a statement over its time limit: %s", exc)
+
+        timer = threading.Timer(limit, cancel)
+        timer.daemon = True
+        timer.start()
+        try:
+            return attempt()
+        except WarehouseError as exc:
+            if fired.is_set():
+                raise StatementTimeoutError(
+                    f"statement cancelled after {limit:g}s (engine.statement_timeout_seconds): {exc.engine_message}", sql
+                ) from exc
+            raise
+        finally:
+            timer.cancel()
 
     # ---------------------------------------------------------------- connection and retries
 

@@ -78,6 +78,10 @@ class DuckDBWarehouse(WarehouseResource):
             con, self._con = self._con, None
             con.close()
 
+    def _cancel_running(self) -> None:
+        if self._con is not None:
+            self._con.interrupt()
+
     @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self.session():

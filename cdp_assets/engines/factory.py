@@ -14,6 +14,7 @@ def build_warehouse(loaded: LoadedConfig) -> WarehouseResource:
             path=str(loaded.duckdb_path),
             memory_limit=engine.duckdb.memory_limit,
             threads=engine.duckdb.threads,
+            statement_timeout_seconds=engine.statement_timeout_seconds,
         )
     raise NotImplementedError(
         f"{loaded.config_path}: engine.kind {engine.kind!r} is not implemented in this version; use 'duckdb'"
