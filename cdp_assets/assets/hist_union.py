@@ -6,6 +6,7 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.metadata import engine_jobs_metadata
+from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.schedules import downstream_condition
@@ -24,6 +25,7 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
     target = hist_union_ref(loaded, source, obj)
 
     @asset(
+        pool=WAREHOUSE_POOL,
         key=table_key(target),
         group_name=GROUP,
         deps=[table_key(r) for r in inputs.values()],

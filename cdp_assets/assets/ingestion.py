@@ -4,6 +4,7 @@
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
 
 from cdp_assets.assets.keys import table_key
+from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.connectors.loading import load_historical, load_incremental, record_failure
 from cdp_assets.engines.base import WarehouseResource
@@ -35,7 +36,7 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
         for mode, ref in refs.items()
     ]
 
-    @multi_asset(name=f"ingest_{source.name}_{obj.name}", specs=specs, can_subset=False)
+    @multi_asset(name=f"ingest_{source.name}_{obj.name}", specs=specs, can_subset=False, pool=WAREHOUSE_POOL)
     def _ingest(context: AssetExecutionContext, warehouse: WarehouseResource):
         if source.connector.kind != "local_files":
             raise NotImplementedError(

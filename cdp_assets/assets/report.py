@@ -6,6 +6,7 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
+from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.schedules import downstream_condition
@@ -28,6 +29,7 @@ def phase_of(key: AssetKey, loaded: LoadedConfig) -> str:
 
 def build_report_asset(loaded: LoadedConfig, upstream: list[AssetKey]):
     @asset(
+        pool=WAREHOUSE_POOL,
         key=AssetKey(["cdp_report"]),
         group_name=GROUP,
         deps=upstream,

@@ -6,6 +6,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from cdp_assets.assets.hist_union import hist_union_ref
 from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.metadata import engine_jobs_metadata
+from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.schedules import downstream_condition
@@ -29,6 +30,7 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
     rules = staging_rules(loaded, source, obj)
 
     @asset(
+        pool=WAREHOUSE_POOL,
         key=table_key(target),
         group_name=GROUP,
         deps=[table_key(upstream)],

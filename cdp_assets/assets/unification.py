@@ -26,6 +26,7 @@ from dagster import (
 
 from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.metadata import engine_jobs_metadata
+from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.schedules import downstream_condition
@@ -102,6 +103,7 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
     all_outs = {**loop_outs, **enriched_outs, **stats_outs}
 
     @op(
+        pool=WAREHOUSE_POOL,
         name=f"unify_loop_{unify.name}",
         ins={"upstream": In(Nothing)},
         out={**{name: Out(io_manager_key=IO_MANAGER) for name in loop_outs}, "to_enrich": DynamicOut(str)},
@@ -175,7 +177,7 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
         for alias in tables:
             yield DynamicOutput(alias, mapping_key=alias, output_name="to_enrich")
 
-    @op(name=f"enrich_table_{unify.name}", description="Adds the canonical id columns to one source table.")
+    @op(name=f"enrich_table_{unify.name}", pool=WAREHOUSE_POOL, description="Adds the canonical id columns to one source table.")
     def enrich_table(context: OpExecutionContext, warehouse: WarehouseResource, alias: str) -> dict:
         table = tables[alias]
         target = enriched_ref(schema, alias)
@@ -191,6 +193,7 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
         return {"alias": alias, "rows": rows, "with_id": with_id, "coverage_pct": coverage, "engine_jobs": jobs}
 
     @op(
+        pool=WAREHOUSE_POOL,
         name=f"finish_unification_{unify.name}",
         out={name: Out(io_manager_key=IO_MANAGER) for name in {**enriched_outs, **stats_outs}},
         description="Collects the enriched tables and builds the key statistics.",
@@ -279,6 +282,7 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
 
         def _make(master=master, plan=plan, target=target, enriched=enriched, deps=deps):
             @asset(
+                pool=WAREHOUSE_POOL,
                 key=table_key(target),
                 group_name=GROUP,
                 deps=deps,

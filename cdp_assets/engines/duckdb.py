@@ -64,6 +64,14 @@ class DuckDBWarehouse(WarehouseResource):
         try:
             return duckdb.connect(self.path, config=config)
         except duckdb.Error as exc:
+            if "lock" in str(exc).lower():
+                # DuckDB has one writing process: a second run fails here, before it writes anything.
+                raise WarehouseError(
+                    f"DuckDB database {self.path} is in use by another process (another run, `dagster dev`'s "
+                    "run or a tool holding it open); nothing was written. Wait for it to finish and retry: "
+                    "runs of one engine are queued one at a time by the run queue in dagster.yaml. "
+                    f"DuckDB said: {str(exc).splitlines()[0]}"
+                ) from exc
             raise WarehouseError(f"cannot open DuckDB database {self.path}: {exc}") from exc
 
     @contextmanager
