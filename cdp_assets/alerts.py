@@ -33,8 +33,8 @@ from cdp_assets.config.models import AlertsConfig, LoadedConfig
 log = logging.getLogger("cdp_assets.alerts")
 CHECK_FAILED_ERROR = "DagsterAssetCheckFailedError"
 # Metadata keys our checks use for the measured value and the threshold.
-MEASURED_KEYS = ("coverage_pct", "worst_pct", "rows", "duplicate_keys", "excluded_values", "ids_with_several_canonical_ids", "edges_left")
-THRESHOLD_KEYS = ("threshold_pct", "iteration_cap", "max_rows_per_value")
+MEASURED_KEYS = ("rejected_rows", "coverage_pct", "worst_pct", "rows", "duplicate_keys", "excluded_values", "ids_with_several_canonical_ids", "edges_left")
+THRESHOLD_KEYS = ("threshold", "threshold_pct", "iteration_cap", "max_rows_per_value")
 
 
 def send_alert(cfg: AlertsConfig, payload: dict, attempts: int = 3) -> bool:

@@ -15,7 +15,8 @@ from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.staging import staging_ref, staging_rules
 from cdp_assets.assets.unification import enrich_tables, enriched_ref
 from cdp_assets.config.models import LoadedConfig, LocalFilesConnector
-from cdp_assets.connectors.local_files import file_columns, object_files
+from cdp_assets.connectors.local_files import object_files
+from cdp_assets.connectors.readers import file_columns
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import Dialect, TableRef
 from cdp_assets.sql.hist_union import LINEAGE_COLUMNS, hist_union_sql

@@ -1,5 +1,5 @@
 """Ingestion checks: the table exists and has rows, the latest load succeeded, the watermark
-never moves backwards."""
+never moves backwards, the latest load rejected no row (a warning)."""
 
 
 import pandas as pd
@@ -8,9 +8,9 @@ from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
 from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.keys import table_key
 from cdp_assets.config.models import LoadedConfig
-from cdp_assets.connectors.loading import LOG_TABLE
+from cdp_assets.connectors.loading import LOG_TABLE, rejected_ref
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.sql.checks import latest_load_sql
+from cdp_assets.sql.checks import latest_load_sql, rejected_in_run_sql
 from cdp_assets.sql.dialects import TableRef
 
 
@@ -70,7 +70,25 @@ def build_ingestion_checks(loaded: LoadedConfig) -> list:
                         metadata={"loads": len(marks), "latest_watermark": marks[-1] if marks else "", "backward_moves": len(backwards)},
                     )
 
-                return [has_rows, latest_load_succeeded, watermark_monotonic]
+                @asset_check(
+                    asset=key,
+                    name="no_rejected_rows",
+                    description=f"The latest load rejected no row (rejected rows are kept in {rejected_ref(ref).display}).",
+                )
+                def no_rejected_rows(warehouse: WarehouseResource) -> AssetCheckResult:
+                    loads = object_loads(warehouse, log, source.name, obj.name, mode)
+                    target = rejected_ref(ref)
+                    if loads.empty or not warehouse.table_exists(target):
+                        return AssetCheckResult(passed=True, metadata={"rejected_rows": 0, "threshold": 0})
+                    rows = warehouse.query(warehouse.dialect.render(rejected_in_run_sql(target)), [mode, str(loads.iloc[-1]["run_id"])])
+                    examples = [f"{r.file} row {r.row}: {r.reason}" for r in rows.head(3).itertuples()]
+                    return AssetCheckResult(
+                        passed=rows.empty,
+                        severity=AssetCheckSeverity.WARN,
+                        metadata={"rejected_rows": len(rows), "threshold": 0, "rejected_table": target.display, "examples": "; ".join(examples)},
+                    )
+
+                return [has_rows, latest_load_succeeded, watermark_monotonic, no_rejected_rows]
 
             checks.extend(_make())
     return checks

@@ -1,7 +1,9 @@
 """Loading source files into raw tables: incremental by watermark, historical by replacement.
 
 Every load appends one row to ``{client}_src.ingestion_log`` in the same unit as the data, so
-the log and the table never disagree.
+the log and the table never disagree. Rows that cannot be loaded go to
+``{client}_src.{source}_{object}_rejected`` (file, row, reason, the row's text) in that same
+unit: loaded plus rejected is every row of the input.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from cdp_assets.config.models import SourceConfig, SourceObject
-from cdp_assets.connectors.local_files import SourceFileError, fingerprint, object_files, read_file
+from cdp_assets.connectors.local_files import fingerprint, object_files
+from cdp_assets.connectors.readers import ROW_COLUMN, FileRead, RejectedRow, SourceFileError, read_source_file
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql.dialects import TableRef, quote
 
@@ -29,37 +32,85 @@ class LoadResult:
     previous_watermark: str | None
     files: list[str] = field(default_factory=list)
     status: str = "success"
+    records_rejected: int = 0
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def prepare_frame(df: pd.DataFrame, path: Path, incremental_field: str, loaded_at: datetime) -> pd.DataFrame:
-    """Parse the watermark column and add lineage columns; name the file and row of a bad value."""
+def rejected_ref(ref: TableRef) -> TableRef:
+    """Where the rows of a raw table's files that could not be loaded go (both modes)."""
+    base = ref.name.removesuffix("_hist")
+    return ref.sibling(f"{base}_rejected")
+
+
+def prepare_frame(read: FileRead, path: Path, incremental_field: str, loaded_at: datetime) -> tuple[pd.DataFrame, list[RejectedRow]]:
+    """Parse the watermark column and add lineage columns. A row whose watermark is empty or not
+    a date/time is rejected (it could never be loaded incrementally); a file without the
+    column fails, naming it."""
+    df, rejected = read.frame, list(read.rejected)
+    if df.empty and len(df.columns) <= 1:
+        return df.drop(columns=[ROW_COLUMN], errors="ignore"), rejected  # an empty file
     if incremental_field not in df.columns:
         raise SourceFileError(
             f"{path}: has no column {incremental_field!r} (the source's incremental_field); its columns are "
-            f"{list(df.columns)}. Add the column or set incremental_field to one of them"
+            f"{[c for c in df.columns if c != ROW_COLUMN]}. Add the column or set incremental_field to one of them"
         )
     # utc=True: values with offsets (a file spanning a DST change) become UTC; naive values are
     # taken as UTC. Stored naive, so every engine compares them the same way.
     parsed = pd.to_datetime(df[incremental_field], errors="coerce", format="mixed", utc=True)
-    bad = parsed.isna()
-    if bad.any():
-        # An empty watermark would load once and then never again: fail loudly instead.
-        row = int(bad.to_numpy().nonzero()[0][0])
-        raw = df[incremental_field].iloc[row]
-        what = "is empty" if pd.isna(raw) or not str(raw).strip() else f"{raw!r} is not a date/time"
-        raise SourceFileError(
-            f"{path}: row {row + 2 if path.suffix.lower() == '.csv' else row + 1}: {incremental_field} "
-            f"{what}; every row needs one, in ISO format like 2024-06-01 12:00:00"
+    bad = parsed.isna().to_numpy()
+    for i in bad.nonzero()[0]:
+        raw = df[incremental_field].iloc[i]
+        what = "is empty" if pd.isna(raw) or not str(raw).strip() else f"{str(raw)[:100]!r} is not a date/time"
+        rejected.append(
+            RejectedRow(int(df[ROW_COLUMN].iloc[i]), f"{incremental_field} {what}; every row needs one, in ISO format like 2024-06-01 12:00:00", _row_text(df.iloc[i]))
         )
-    out = df.copy()
-    out[incremental_field] = parsed.dt.tz_localize(None).astype("datetime64[us]")
+    out = df[~bad].copy()
+    out[incremental_field] = parsed[~bad].dt.tz_localize(None).astype("datetime64[us]")
+    out = out.drop(columns=[ROW_COLUMN])
     out["_cdp_file"] = pd.array([path.name] * len(out), dtype="string")
-    out["_cdp_loaded_at"] = pd.Series([loaded_at] * len(out), dtype="datetime64[us]")
-    return out
+    out["_cdp_loaded_at"] = pd.Series([loaded_at] * len(out), dtype="datetime64[us]", index=out.index)
+    return out.reset_index(drop=True), rejected
+
+
+def _row_text(row: pd.Series) -> str:
+    return ", ".join(f"{k}={v}" for k, v in row.items() if k != ROW_COLUMN and not pd.isna(v))[:1000]
+
+
+def rejected_frame(path: Path, mode: str, rows: list[RejectedRow], run_id: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "file": pd.array([path.name] * len(rows), dtype="string"),
+            "row": pd.Series([r.row for r in rows], dtype="int64"),
+            "reason": pd.array([r.reason for r in rows], dtype="string"),
+            "raw": pd.array([r.raw for r in rows], dtype="string"),
+            "mode": pd.array([mode] * len(rows), dtype="string"),
+            "run_id": pd.array([run_id] * len(rows), dtype="string"),
+            "rejected_at": pd.Series([_now()] * len(rows), dtype="datetime64[us]"),
+        }
+    )
+
+
+def new_rejections(wh: WarehouseResource, ref: TableRef, frames: list[pd.DataFrame]) -> pd.DataFrame | None:
+    """The rejected rows not recorded yet: a file is read again by every incremental load, its
+    bad rows are recorded once (by file, row and reason)."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return None
+    new = pd.concat(frames, ignore_index=True)
+    target = rejected_ref(ref)
+    if wh.table_exists(target):
+        seen = wh.fetch(f"SELECT file, row, reason FROM {target.sql}")
+        known = set(zip(seen["file"], seen["row"].astype(int), seen["reason"]))
+        new = new[[(f, int(r), why) not in known for f, r, why in zip(new["file"], new["row"], new["reason"])]]
+    return new if len(new) else None
+
+
+def _read(path: Path, field_: str, loaded_at: datetime, mode: str, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    good, rejected = prepare_frame(read_source_file(path), path, field_, loaded_at)
+    return good, rejected_frame(path, mode, rejected, run_id)
 
 
 def naive_utc(value: datetime | str) -> pd.Timestamp:
@@ -82,6 +133,7 @@ def log_frame(source: str, obj: str, result: LoadResult, run_id: str, fingerprin
             "mode": [result.mode],
             "status": [result.status],
             "records_loaded": [result.records_loaded],
+            "records_rejected": [result.records_rejected],
             "watermark": [result.watermark],
             "previous_watermark": [result.previous_watermark],
             "files": [",".join(result.files)],
@@ -122,9 +174,10 @@ def load_incremental(
     field_ = source.incremental_field
     watermark = current_watermark(wh, ref, field_)
     loaded_at = _now()
-    frames, used = [], []
+    frames, used, rejects = [], [], []
     for path in object_files(folder, obj.name, historical=False, fmt=getattr(source.connector, "format", "auto")):
-        df = prepare_frame(read_file(path), path, field_, loaded_at)
+        df, rejected = _read(path, field_, loaded_at, "incremental", run_id)
+        rejects.append(rejected)
         keep = pd.Series(True, index=df.index)
         if watermark is not None:
             keep &= df[field_] > pd.Timestamp(watermark)
@@ -137,12 +190,11 @@ def load_incremental(
     new_watermark = watermark
     if new is not None and len(new):
         new_watermark = max(filter(None, [watermark, _iso(new[field_].max())]))
-    result = LoadResult(ref, "incremental", 0 if new is None else len(new), new_watermark, watermark, used)
-    row = log_frame(source.name, obj.name, result, run_id, None)
-    if new is not None and len(new):
-        wh.append_dataframe(ref, new, log_ref, row)
-    else:
-        wh.append_dataframe(log_ref, row)
+    bad = new_rejections(wh, ref, rejects)
+    result = LoadResult(ref, "incremental", 0 if new is None else len(new), new_watermark, watermark, used, records_rejected=0 if bad is None else len(bad))
+    unit = [(ref, new)] if new is not None and len(new) else []
+    unit += [(rejected_ref(ref), bad)] if bad is not None else []
+    wh.append_frames([*unit, (log_ref, log_frame(source.name, obj.name, result, run_id, None))])
     return result
 
 
@@ -160,15 +212,25 @@ def load_historical(
         wh.append_dataframe(log_ref, log_frame(source.name, obj.name, result, run_id, fp, "historical files unchanged"))
         return result
     loaded_at = _now()
-    frames = [prepare_frame(read_file(p), p, source.incremental_field, loaded_at) for p in files]
-    if not frames:
+    read = [_read(p, source.incremental_field, loaded_at, "historical", run_id) for p in files]
+    bad = new_rejections(wh, ref, [rejected for _, rejected in read])
+    unit = [(rejected_ref(ref), bad)] if bad is not None else []
+    rejected_count = 0 if bad is None else len(bad)
+    if not files:
         result = LoadResult(ref, "historical", 0, previous, previous, [])
         wh.append_dataframe(log_ref, log_frame(source.name, obj.name, result, run_id, fp, "no historical files"))
         return result
-    df = pd.concat(frames, ignore_index=True)
+    df = pd.concat([good for good, _ in read], ignore_index=True)
+    if len(df.columns) == 0:  # only empty files: nothing to build a table from
+        result = LoadResult(ref, "historical", 0, previous, previous, [p.name for p in files], records_rejected=rejected_count)
+        wh.append_frames([*unit, (log_ref, log_frame(source.name, obj.name, result, run_id, fp, "historical files hold no rows"))])
+        return result
+    # Replaced first, then logged: a run killed between the two reloads the files next time
+    # (the log has no load with this fingerprint) and records the rejected rows once.
     wh.replace_with_dataframe(ref, df)
-    result = LoadResult(ref, "historical", len(df), _iso(df[source.incremental_field].max()), previous, [p.name for p in files])
-    wh.append_dataframe(log_ref, log_frame(source.name, obj.name, result, run_id, fp))
+    watermark = _iso(df[source.incremental_field].max()) if len(df) else previous
+    result = LoadResult(ref, "historical", len(df), watermark, previous, [p.name for p in files], records_rejected=rejected_count)
+    wh.append_frames([*unit, (log_ref, log_frame(source.name, obj.name, result, run_id, fp))])
     return result
 
 

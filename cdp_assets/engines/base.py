@@ -211,9 +211,13 @@ class WarehouseResource(ConfigurableResource):
         """Create ``ref`` (which must not exist) holding ``df``."""
 
     @abstractmethod
+    def append_frames(self, frames: list[tuple[TableRef, pd.DataFrame]]) -> None:
+        """Append each DataFrame to its table by column name (creating the table, adding new
+        columns), all as one unit where the engine has transactions: either all land or none."""
+
     def append_dataframe(self, ref: TableRef, df: pd.DataFrame, log_ref: TableRef | None = None, log_row: pd.DataFrame | None = None) -> None:
-        """Append ``df`` to ``ref`` by column name (adding new columns), and ``log_row`` to ``log_ref``,
-        as one unit: either both land or neither does."""
+        """Append ``df`` to ``ref`` and ``log_row`` to ``log_ref`` as one unit."""
+        self.append_frames([(ref, df)] + ([(log_ref, log_row)] if log_ref is not None and log_row is not None else []))
 
     @abstractmethod
     @contextmanager

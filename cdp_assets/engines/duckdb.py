@@ -149,20 +149,14 @@ class DuckDBWarehouse(WarehouseResource):
             finally:
                 con.unregister("_cdp_frame")
 
-    def append_dataframe(
-        self,
-        ref: TableRef,
-        df: pd.DataFrame,
-        log_ref: TableRef | None = None,
-        log_row: pd.DataFrame | None = None,
-    ) -> None:
-        self.ensure_schema(ref.schema)
+    def append_frames(self, frames: list[tuple[TableRef, pd.DataFrame]]) -> None:
         with self._cursor() as con:
+            for ref, _ in frames:
+                self.ensure_schema(ref.schema)
             con.execute("BEGIN TRANSACTION")
             try:
-                self._append(con, ref, df)
-                if log_ref is not None and log_row is not None:
-                    self._append(con, log_ref, log_row)
+                for ref, df in frames:
+                    self._append(con, ref, df)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")

@@ -12,7 +12,7 @@ that starts it (``spark.sql.warehouse.dir`` is a static setting); tables live in
 in-memory catalog, so they last as long as the process (enough for tests and dev runs).
 
 Not transactional: a swap is DROP + RENAME (a sub-second window without the table), and
-``append_dataframe`` appends the rows, then the log row; if the second append fails the first
+``append_frames`` appends the rows, then the log row; if the second append fails the first
 is not rolled back (it is reported as a WarehouseError).
 """
 
@@ -183,17 +183,12 @@ class LocalSparkWarehouse(WarehouseResource):
         except _spark_errors() as exc:
             raise WarehouseError(f"Spark: {_short(exc)}", f"CREATE TABLE {ref.display} AS <DataFrame>") from exc
 
-    def append_dataframe(
-        self,
-        ref: TableRef,
-        df: pd.DataFrame,
-        log_ref: TableRef | None = None,
-        log_row: pd.DataFrame | None = None,
-    ) -> None:
-        self.ensure_schema(ref.schema)
-        self._append(ref, df)
-        if log_ref is not None and log_row is not None:
-            self._append(log_ref, log_row)
+    def append_frames(self, frames: list[tuple[TableRef, pd.DataFrame]]) -> None:
+        # Not transactional: appended one after another; a failure part-way is reported (see
+        # the module's docstring).
+        for ref, df in frames:
+            self.ensure_schema(ref.schema)
+            self._append(ref, df)
 
     def _append(self, ref: TableRef, df: pd.DataFrame) -> None:
         if not self.table_exists(ref):

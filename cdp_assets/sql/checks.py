@@ -7,7 +7,12 @@ from cdp_assets.sql.dialects import TableRef, quote
 
 def latest_load_sql(log: TableRef) -> str:
     """Every load of the log; the check picks the object's latest (values are never SQL text)."""
-    return f"SELECT source, object, mode, status, records_loaded, watermark, message, loaded_at FROM {log.sql}"
+    return f"SELECT source, object, mode, status, records_loaded, watermark, message, run_id, loaded_at FROM {log.sql}"
+
+
+def rejected_in_run_sql(rejected: TableRef) -> str:
+    """Rejected rows of one mode and run (both bound as parameters), with a few reasons."""
+    return f"SELECT file, row, reason FROM {rejected.sql} WHERE mode = ? AND run_id = ? ORDER BY file, row"
 
 
 def ids_with_many_canonical_ids_sql(lookup: TableRef, cid: str) -> str:

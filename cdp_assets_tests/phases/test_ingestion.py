@@ -11,7 +11,7 @@ import pytest
 
 from cdp_assets.config.models import SourceConfig
 from cdp_assets.connectors.loading import LOG_TABLE, load_historical, load_incremental
-from cdp_assets.connectors.local_files import SourceFileError
+from cdp_assets.connectors.readers import SourceFileError
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql.dialects import TableRef
 
@@ -271,20 +271,22 @@ def test_utc_timestamps_are_stored_as_naive_utc(folder, wh):
         ("bad.jsonl", "jsonl", 2),  # JSON lines: the second line
     ],
 )
-def test_bad_timestamp_names_file_and_row(name, writer, row_number, folder, wh):
+def test_bad_timestamp_rejects_that_row_with_file_row_and_reason(name, writer, row_number, folder, wh):
     data = [["C1", "a@x.com", "2024-06-01 00:00:00"], ["C2", "b@x.com", "not a date"], ["C3", "c@x.com", "2024-06-02 00:00:00"]]
     path = incr(folder, name)
     if writer == "csv":
         write_csv(path, HEADER, data)
     else:
         write_jsonl(path, [dict(zip(HEADER, r)) for r in data])
-    with pytest.raises(SourceFileError) as err:
-        inc(wh, make_source(folder), folder)
-    msg = str(err.value)
-    assert name in msg and str(path) in msg
-    assert f"row {row_number}" in msg
-    assert "not a date" in msg and "updated_at" in msg
-    assert not wh.table_exists(TABLE)  # nothing half-loaded
+    result = inc(wh, make_source(folder), folder)
+    assert result.records_loaded == 2 and result.records_rejected == 1
+    assert sorted(wh.fetch(f"SELECT customer_id FROM {TABLE.sql}")["customer_id"]) == ["C1", "C3"]
+    rejected = wh.fetch(f"SELECT * FROM {TABLE.sibling('shop_customers_rejected').sql}")
+    assert list(rejected["file"]) == [name] and list(rejected["row"]) == [row_number]
+    assert "not a date" in rejected["reason"][0] and "updated_at" in rejected["reason"][0] and "C2" in rejected["raw"][0]
+    # a rerun reads the file again but records its bad row once
+    inc(wh, make_source(folder), folder)
+    assert wh.row_count(TABLE.sibling("shop_customers_rejected")) == 1
 
 
 def test_missing_incremental_field_names_file_and_field(folder, wh):
