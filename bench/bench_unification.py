@@ -51,6 +51,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_sections import write_section  # noqa: E402 - bench/ is a folder of scripts, not a package
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / ".data"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -1271,7 +1274,7 @@ def write_doc(all_results: dict, machine: dict, argv: list[str], final: bool) ->
     if done:
         A(where_the_time_goes(all_results, max(done)))
     DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text("\n".join(L).rstrip() + "\n")
+    write_section(DOC, "unification", "\n".join(L))
 
 
 def target_notes(all_results: dict) -> str:
