@@ -39,12 +39,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from cdp_assets.definitions import PIPELINE_JOB, build_definitions
+    from cdp_assets.progress import PROGRESS_LOGGER, with_progress_logger
 
-    defs = build_definitions(loaded)
+    defs = with_progress_logger(build_definitions(loaded))
     job = defs.resolve_job_def(PIPELINE_JOB)
     instance = _instance()
-    # INFO: step starts and ends, each asset's rows and each loop iteration, without the DEBUG noise.
-    run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    # Each step's phase and asset as it starts and ends, files read, rows built, loop iterations.
+    run_config = {"loggers": {PROGRESS_LOGGER: {}}}
     result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
     materialized = sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()})
     checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]

@@ -28,8 +28,16 @@ def test_cli_run_materializes_everything_and_says_where_things_are(tmp_path, mon
     config = write_project(tmp_path / "p", records=300)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     assert main(["run", "--config", str(config)]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert ": SUCCESS" in out and "checks passed: " in out
+    # progress: which step runs, each file of a load, each loop iteration with its rows changed
+    log = captured.err
+    assert "[ingestion] ingest_shop_customers: started" in log and "[report] cdp_report: done" in log, log[-2000:]
+    assert "[unification] unification_customer_360.unify_loop_customer_360: started" in log
+    assert "acme_src.shop_customers: read file 1 of 2" in log and "row(s), 0 rejected" in log
+    assert "DEBUG" not in log and "STEP_OUTPUT" not in log
+    assert "unified_id: iteration 1:" in log and "row(s) changed" in log
     passed, total = out.split("checks passed: ")[1].split()[0:3:2]
     assert passed == total and int(total) > 40
     assert f"report:          {tmp_path / 'p' / 'report.md'}" in out

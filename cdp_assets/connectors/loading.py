@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+from dagster import get_dagster_logger
 
 from cdp_assets.config.models import SourceConfig, SourceObject
 from cdp_assets.connectors.local_files import fingerprint, object_files
@@ -108,6 +109,13 @@ def new_rejections(wh: WarehouseResource, ref: TableRef, frames: list[pd.DataFra
     return new if len(new) else None
 
 
+def _progress(ref: TableRef, n: int, total: int, path: Path, good: pd.DataFrame, rejected: pd.DataFrame) -> None:
+    """A long load shows how far it is: one line per file read (the run's log, the CLI)."""
+    get_dagster_logger("cdp_assets.loading").info(
+        f"{ref.display}: read file {n} of {total} ({path.name}): {len(good)} row(s), {len(rejected)} rejected"
+    )
+
+
 def _read(path: Path, field_: str, loaded_at: datetime, mode: str, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     good, rejected = prepare_frame(read_source_file(path), path, field_, loaded_at)
     return good, rejected_frame(path, mode, rejected, run_id)
@@ -175,8 +183,10 @@ def load_incremental(
     watermark = current_watermark(wh, ref, field_)
     loaded_at = _now()
     frames, used, rejects = [], [], []
-    for path in object_files(folder, obj.name, historical=False, fmt=getattr(source.connector, "format", "auto")):
+    paths = object_files(folder, obj.name, historical=False, fmt=getattr(source.connector, "format", "auto"))
+    for n, path in enumerate(paths, start=1):
         df, rejected = _read(path, field_, loaded_at, "incremental", run_id)
+        _progress(ref, n, len(paths), path, df, rejected)
         rejects.append(rejected)
         keep = pd.Series(True, index=df.index)
         if watermark is not None:
@@ -212,7 +222,10 @@ def load_historical(
         wh.append_dataframe(log_ref, log_frame(source.name, obj.name, result, run_id, fp, "historical files unchanged"))
         return result
     loaded_at = _now()
-    read = [_read(p, source.incremental_field, loaded_at, "historical", run_id) for p in files]
+    read = []
+    for n, path in enumerate(files, start=1):
+        read.append(_read(path, source.incremental_field, loaded_at, "historical", run_id))
+        _progress(ref, n, len(files), path, *read[-1])
     bad = new_rejections(wh, ref, [rejected for _, rejected in read])
     unit = [(rejected_ref(ref), bad)] if bad is not None else []
     rejected_count = 0 if bad is None else len(bad)
