@@ -184,8 +184,8 @@ def write_doc(args, results: dict) -> None:
         f"DuckDB spilled up to {gib(lim.get('spill_max_bytes', 0))} to its temp directory.",
         f"- baseline run: {'completed' if base.get('ok') else 'FAILED: ' + str(base.get('error', ''))[:300]}; spilled up to "
         f"{gib(base.get('spill_max_bytes', 0))}.",
-        "- The peak RSS includes pandas frames of the ingestion (files are read into memory one at a time, then "
-        "appended) and the Python process; DuckDB's own buffer memory is what `memory_limit` bounds.",
+        "- The peak RSS includes the Python process and, in ingestion, the pandas frames of one load (its "
+        "files are parsed in Python before they are appended); DuckDB's own buffer memory is what `memory_limit` bounds.",
     ]
     write_section(DOC, "pipeline", "\n".join(L))
 
