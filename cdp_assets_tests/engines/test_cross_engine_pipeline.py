@@ -1,5 +1,7 @@
-"""The whole pipeline on DuckDB and on a local Spark session (the Databricks dialect run for
-real): every output table of every phase is equal, row for row, canonical ids included."""
+"""The whole pipeline on DuckDB and on the Databricks engine driving a local Spark session
+through the databricks-sql-connector cursor interface (the config's ``engine.kind: databricks``
+with ``connection: local_spark``): every output table of every phase is equal, row for row,
+canonical ids included."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from dagster import DagsterInstance
 from cdp_assets.config import load_config
 from cdp_assets.definitions import PIPELINE_JOB, build_definitions
 from cdp_assets.engines.duckdb import DuckDBWarehouse
-from cdp_assets.engines.spark import LocalSparkWarehouse, stop_spark_session
+from cdp_assets.engines.databricks import DatabricksWarehouse
+from cdp_assets.engines.factory import build_warehouse
+from cdp_assets.engines.spark import stop_spark_session
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets_tests.conftest import check_results, write_project
 from cdp_assets_tests.engines.test_spark_unification import normalized
@@ -28,9 +32,13 @@ def both_runs():
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         loaded = load_config(write_project(root / "project", records=150))
+        spark_config = load_config(
+            write_project(root / "project", generate=False, mutate=lambda c: c.update(engine={"kind": "databricks", "databricks": {"connection": "local_spark", "local_spark_dir": str(root / "spark")}}))
+        )
         results = {}
         duck = DuckDBWarehouse(path=str(loaded.duckdb_path))
-        spark = LocalSparkWarehouse(warehouse_dir=str(root / "spark"))
+        spark = build_warehouse(spark_config)
+        assert isinstance(spark, DatabricksWarehouse) and not spark.supports_optimize
         for name, wh in (("duckdb", duck), ("spark", spark)):
             job = build_definitions(loaded, wh).resolve_job_def(PIPELINE_JOB)
             results[name] = job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)

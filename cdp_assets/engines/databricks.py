@@ -1,0 +1,287 @@
+"""Databricks: a SQL warehouse through databricks-sql-connector (PAT or OAuth M2M).
+
+Every statement goes through the connector's DB-API cursor; its query id is kept for the step's
+metadata with a link to the query history. Tables are two-level names resolved in the session's
+catalog (``USE CATALOG`` once per connection). Delta ``OPTIMIZE`` runs after each published table
+and loop iteration when the ``optimize_tables`` capability is on.
+
+With ``local_spark_dir`` set, the same code runs against a local Spark session behind the same
+cursor interface (``spark_dbapi``): the Databricks engine run for real in tests and development.
+Local tables are parquet, so the factory switches ``optimize_tables`` off and sets
+``table_format: parquet``: capabilities, not a test of the engine's name.
+
+DataFrames are written with parameterised ``INSERT ... VALUES`` in batches: values are bound
+(``?`` markers, the connector's native parameters), never pasted into SQL text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pandas as pd
+from pydantic import PrivateAttr
+
+from cdp_assets.engines.base import (
+    TransientWarehouseError,
+    WarehouseAuthError,
+    WarehouseError,
+    WarehouseResource,
+    mask_secret,
+)
+from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef
+
+_AUTH_HINTS = ("401", "403", "invalid access token", "unauthorized", "permission_denied", "invalid_client")
+
+
+class DatabricksWarehouse(WarehouseResource):
+    server_hostname: str | None = None
+    http_path: str | None = None
+    auth: str = "pat"  # pat | oauth (service principal, machine to machine)
+    access_token: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    catalog: str | None = "main"
+    use_catalog: bool = True
+    optimize_tables: bool = True  # Delta OPTIMIZE after each published table and loop iteration
+    table_format: str | None = None  # None: the workspace default (Delta); "parquet" on local Spark
+    sql_dialect: str = "databricks"
+    local_spark_dir: str | None = None
+    insert_batch_rows: int = 500
+    # Names of the variables the secrets came from, for messages that say what to fix.
+    token_env: str = "DATABRICKS_TOKEN"
+
+    _conn: Any = PrivateAttr(default=None)
+    _cur: Any = PrivateAttr(default=None)
+
+    @property
+    def dialect(self) -> Dialect:
+        return DIALECTS[self.sql_dialect]
+
+    @property
+    def supports_optimize(self) -> bool:
+        return self.optimize_tables
+
+    def describe(self) -> str:
+        if self.local_spark_dir:
+            return f"Databricks engine on a local Spark session ({self.local_spark_dir})"
+        return f"Databricks SQL warehouse {self.server_hostname}{self.http_path or ''}"
+
+    def connection_info(self) -> dict[str, str]:
+        if self.local_spark_dir:
+            return {"engine": "databricks (local Spark)", "warehouse_dir": self.local_spark_dir, "dialect": self.sql_dialect}
+        secret = self.access_token if self.auth == "pat" else self.client_secret
+        return {
+            "engine": "databricks",
+            "host": str(self.server_hostname),
+            "http_path": str(self.http_path),
+            "catalog": str(self.catalog),
+            "auth": self.auth,
+            "secret": mask_secret(secret),
+        }
+
+    # ---------------------------------------------------------------- connections
+
+    def _connect(self) -> Any:
+        if self.local_spark_dir:
+            from cdp_assets.engines.spark_dbapi import LocalSparkConnection
+
+            return LocalSparkConnection(self.local_spark_dir)
+        from databricks import sql
+
+        kwargs: dict[str, Any] = {"server_hostname": self.server_hostname, "http_path": self.http_path}
+        if self.auth == "oauth":
+            from databricks.sdk.core import Config, oauth_service_principal
+
+            config = Config(host=f"https://{self.server_hostname}", client_id=self.client_id, client_secret=self.client_secret)
+            kwargs["credentials_provider"] = lambda: oauth_service_principal(config)
+        else:
+            kwargs["access_token"] = self.access_token
+        try:
+            conn = sql.connect(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - mapped to the engine's error kinds
+            raise self._error(exc, "-- connect") from exc
+        if self.use_catalog and self.catalog:
+            cur = conn.cursor()
+            cur.execute(f"USE CATALOG `{self.catalog}`")
+            cur.close()
+        return conn
+
+    @contextmanager
+    def session(self) -> Iterator["DatabricksWarehouse"]:
+        if self._conn is not None:
+            yield self
+            return
+        self._conn = self._connect()
+        try:
+            yield self
+        finally:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        with self.session():
+            cur = self._conn.cursor()
+            self._cur = cur
+            try:
+                yield cur
+            finally:
+                self._cur = None
+                cur.close()
+
+    def _cancel_running(self) -> None:
+        if self._cur is not None:
+            self._cur.cancel()
+
+    def _error(self, exc: BaseException, sql: str) -> WarehouseError:
+        from databricks.sql import exc as dbx
+
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if any(h in text.lower() for h in _AUTH_HINTS):
+            return WarehouseAuthError(
+                f"Databricks refused the credentials ({text}); check the token in ${self.token_env} "
+                "(or the OAuth client id and secret) and the workspace host",
+                sql,
+            )
+        if isinstance(exc, dbx.ServerOperationError):
+            return WarehouseError(f"Databricks: {text}", sql)
+        if isinstance(exc, (dbx.RequestError, dbx.OperationalError, ConnectionError, TimeoutError, OSError)):
+            return TransientWarehouseError(f"Databricks connection: {text}", sql)
+        return WarehouseError(f"Databricks: {text}", sql)
+
+    def _run(self, sql: str, params: list | None = None) -> tuple[list, list]:
+        with self._cursor() as cur:
+            try:
+                cur.execute(sql, params) if params else cur.execute(sql)
+                rows = cur.fetchall() if cur.description else []
+            except Exception as exc:  # noqa: BLE001 - mapped to the engine's error kinds
+                raise self._error(exc, sql) from exc
+            if cur.query_id:
+                url = None if self.local_spark_dir else f"https://{self.server_hostname}/sql/history?queryId={cur.query_id}"
+                self.record_job(cur.query_id, url)
+            return rows, list(cur.description or [])
+
+    # ---------------------------------------------------------------- statements
+
+    def _execute(self, sql: str) -> None:
+        self._run(sql)
+
+    def _query(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        rows, description = self._run(sql, [_param(v) for v in params] if params else None)
+        return _frame(rows, description)
+
+    def list_tables(self, schema: str) -> list[str]:
+        try:
+            rows, description = self._run(f"SHOW TABLES IN `{schema}`")
+        except WarehouseError as exc:
+            if "SCHEMA_NOT_FOUND" in str(exc) or "not found" in str(exc).lower():
+                return []
+            raise
+        names = [d[0] for d in description]
+        col = names.index("tableName")
+        temp = names.index("isTemporary") if "isTemporary" in names else None
+        return sorted(r[col] for r in rows if temp is None or not r[temp])
+
+    def table_exists(self, ref: TableRef) -> bool:
+        return ref.name in self.list_tables(ref.schema)
+
+    def columns(self, ref: TableRef) -> list[str]:
+        if not self.table_exists(ref):
+            raise WarehouseError(f"table {ref.display} does not exist")
+        _, description = self._run(f"SELECT * FROM {self.dialect.table_name(ref)} LIMIT 0")
+        return [d[0] for d in description]
+
+    def ensure_schema(self, schema: str) -> None:
+        self.execute(f"CREATE SCHEMA IF NOT EXISTS `{schema}`")
+
+    # ---------------------------------------------------------------- DataFrames
+
+    def write_dataframe(self, ref: TableRef, df: pd.DataFrame) -> None:
+        self.ensure_schema(ref.schema)
+        cols = ", ".join(f"`{c}` {_sql_type(df[c])}" for c in df.columns)
+        using = f" USING {self.table_format}" if self.table_format else ""
+        self.execute(f"CREATE TABLE {self.dialect.table_name(ref)} ({cols}){using}")
+        self._insert(ref, df)
+
+    def append_frames(self, frames: list[tuple[TableRef, pd.DataFrame]]) -> None:
+        # Not one transaction: Databricks SQL has no multi-statement transactions here. The
+        # frames are appended in order, the log row last, so a failure leaves no log row for
+        # rows that did not land.
+        for ref, df in frames:
+            if not self.table_exists(ref):
+                self.write_dataframe(ref, df)
+                continue
+            have = set(self.columns(ref))
+            new = [c for c in df.columns if c not in have]
+            if new:
+                # New columns in a later file: add them; earlier rows read NULL.
+                added = ", ".join(f"`{c}` {_sql_type(df[c])}" for c in new)
+                self.execute(f"ALTER TABLE {self.dialect.table_name(ref)} ADD COLUMNS ({added})")
+            self._insert(ref, df)
+
+    def _insert(self, ref: TableRef, df: pd.DataFrame) -> None:
+        if df.empty:
+            return
+        columns = list(df.columns)
+        names = ", ".join(f"`{c}`" for c in columns)
+        values = [[_param(v) for v in row] for row in df.astype(object).itertuples(index=False, name=None)]
+        row_marks = "(" + ", ".join("?" for _ in columns) + ")"
+        for start in range(0, len(values), self.insert_batch_rows):
+            batch = values[start : start + self.insert_batch_rows]
+            sql = f"INSERT INTO {self.dialect.table_name(ref)} ({names}) VALUES " + ", ".join(row_marks for _ in batch)
+            self.verify_connection()
+            params = [v for row in batch for v in row]
+            self.with_retries(lambda sql=sql, params=params: self._within_time_limit(lambda: self._run(sql, params), sql), sql)
+
+
+def _sql_type(s: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(s):
+        return "BOOLEAN"
+    if pd.api.types.is_integer_dtype(s):
+        return "BIGINT"
+    if pd.api.types.is_float_dtype(s):
+        return "DOUBLE"
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return "TIMESTAMP"
+    values = [v for v in s.tolist() if v is not None and not (isinstance(v, float) and pd.isna(v)) and v is not pd.NA]
+    if values and all(isinstance(v, (dt.datetime, pd.Timestamp)) for v in values):
+        return "TIMESTAMP"
+    return "STRING"
+
+
+def _param(v: Any) -> Any:
+    """A bound parameter: plain Python values, NULL for every kind of missing."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, float) and v != v:
+        return None
+    if isinstance(v, pd.Timestamp):
+        ts = v.tz_convert("UTC").tz_localize(None) if v.tzinfo is not None else v
+        return ts.to_pydatetime()
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        return v.item()  # numpy scalars
+    return v
+
+
+def _frame(rows: list, description: list) -> pd.DataFrame:
+    """Rows as pandas with the column types of the result: timestamps naive UTC, integers int64
+    (Int64 with NULLs), doubles float64, arrays as lists, the rest as objects."""
+    names = [d[0] for d in description]
+    columns = list(zip(*rows)) if rows else [() for _ in names]
+    out = {}
+    for name, values, d in zip(names, columns, description):
+        kind = str(d[1]).lower()
+        values = list(values)
+        if kind.startswith("timestamp"):
+            utc = [None if v is None else (v.astimezone(dt.timezone.utc).replace(tzinfo=None) if v.tzinfo else v) for v in values]
+            out[name] = pd.Series(pd.to_datetime(utc), dtype="datetime64[ns]") if values else pd.Series([], dtype="datetime64[ns]")
+        elif kind in ("bigint", "int", "integer", "smallint", "tinyint", "long"):
+            out[name] = pd.Series(values, dtype="int64") if None not in values else pd.Series(values, dtype="Int64")
+        elif kind in ("double", "float"):
+            out[name] = pd.Series([float("nan") if v is None else v for v in values], dtype="float64")
+        else:
+            out[name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(out, columns=names)
