@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -38,6 +39,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from dagster import DagsterInvalidConfigError
+
     from cdp_assets.definitions import PIPELINE_JOB, build_definitions
     from cdp_assets.progress import PROGRESS_LOGGER, with_progress_logger
 
@@ -46,7 +49,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     instance = _instance()
     # Each step's phase and asset as it starts and ends, files read, rows built, loop iterations.
     run_config = {"loggers": {PROGRESS_LOGGER: {}}}
-    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
+    try:
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
+    except DagsterInvalidConfigError as exc:
+        # A secret's environment variable is missing: name each one, without Dagster's stack.
+        missing = sorted(set(re.findall(r'environment variable "([A-Z0-9_]+)" which is not set', str(exc))))
+        print(f"error: set the environment variable(s) {', '.join(missing) or '(see below)'} for engine "
+              f"{loaded.pipeline.engine.kind!r}" + ("" if missing else f": {str(exc).splitlines()[0]}"), file=sys.stderr)
+        return 2
     materialized = sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()})
     checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     failed = [c for c in checks if not c.passed]

@@ -1,0 +1,149 @@
+"""The Databricks engine through the connector's cursor interface, on a local Spark session:
+job ids, the OPTIMIZE capability, retries, error mapping, secrets and missing variables."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import DagsterInstance, asset, materialize
+
+from cdp_assets.config import load_config
+from cdp_assets.definitions import PIPELINE_JOB, build_definitions
+from cdp_assets.engines.base import TransientWarehouseError, WarehouseAuthError, WarehouseError
+from cdp_assets.engines.databricks import DatabricksWarehouse
+from cdp_assets.engines.factory import build_warehouse
+from cdp_assets.engines.spark import stop_spark_session
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets_tests.conftest import write_project
+
+TOKEN = "dapi" + "5a1b" * 8
+
+
+@pytest.fixture(scope="module")
+def spark_dir():
+    with tempfile.TemporaryDirectory() as d:
+        yield str(Path(d) / "warehouse")
+        stop_spark_session()
+
+
+def local(spark_dir: str, **kw) -> DatabricksWarehouse:
+    return DatabricksWarehouse(
+        local_spark_dir=spark_dir, sql_dialect="spark", table_format="parquet", optimize_tables=False, use_catalog=False, catalog=None, **kw
+    )
+
+
+class Recording(DatabricksWarehouse):
+    """Records statements; fails the first ``fail`` with a connector error (a dropped connection)."""
+
+    fail: int = 0
+    fail_with: str = "request"
+
+    def _run(self, sql, params=None):
+        from databricks.sql import exc as dbx
+
+        SEEN.append(sql)
+        if self.fail and sum(1 for s in SEEN if s == sql) <= self.fail:
+            err = dbx.RequestError("Error during request to server: connection reset") if self.fail_with == "request" else dbx.RequestError("HTTP 403: Invalid access token")
+            raise self._error(err, sql)
+        if sql.startswith("OPTIMIZE"):
+            return [], []  # local tables are parquet: Delta OPTIMIZE is recorded, not run
+        return super()._run(sql, params)
+
+
+SEEN: list[str] = []
+
+
+def test_dataframes_round_trip_through_bound_inserts(spark_dir):
+    wh = local(spark_dir)
+    ref = TableRef("dbx_src", "frames")
+    wh.run('DROP SCHEMA IF EXISTS "dbx_src" CASCADE')
+    df = pd.DataFrame({"s": pd.array(["a'; DROP TABLE x; --", None], dtype="string"), "n": [1, 2], "t": pd.to_datetime(["2024-06-01 10:00", "2024-06-02 11:00"])})
+    wh.write_dataframe(ref, df)
+    wh.append_frames([(ref, pd.DataFrame({"n": [3], "extra": pd.array(["x"], dtype="string")}))])
+    got = wh.query("SELECT * FROM `dbx_src`.`frames` WHERE n >= ? ORDER BY n", [1])
+    assert list(got.columns) == ["s", "n", "t", "extra"] and list(got["n"]) == [1, 2, 3]
+    assert got["s"][0] == "a'; DROP TABLE x; --" and pd.isna(got["s"][1])
+    assert str(got["t"][1]) == "2024-06-02 11:00:00" and got["extra"][2] == "x"
+    assert wh.table_exists(ref) and not wh.table_exists(ref.sibling("nope")) and wh.list_tables("no_such_schema") == []
+
+
+def test_query_ids_go_to_asset_metadata(spark_dir):
+    wh = local(spark_dir)
+
+    @asset
+    def uses_warehouse(warehouse: DatabricksWarehouse):
+        from cdp_assets.assets.metadata import engine_jobs_metadata
+
+        warehouse.query("SELECT 1 AS x")
+        from dagster import MaterializeResult
+
+        return MaterializeResult(metadata=engine_jobs_metadata(warehouse))
+
+    result = materialize([uses_warehouse], resources={"warehouse": wh})
+    meta = result.asset_materializations_for_node("uses_warehouse")[0].metadata
+    assert meta["engine_job_ids"].value and all(j.startswith("local-") for j in meta["engine_job_ids"].value)
+
+
+def test_optimize_runs_only_with_the_capability(spark_dir):
+    SEEN.clear()
+    ref = TableRef("dbx_src", "opt")
+    for capable in (False, True):
+        wh = Recording(local_spark_dir=spark_dir, sql_dialect="spark", table_format="parquet", use_catalog=False, catalog=None, optimize_tables=capable)
+        wh.build_table(ref, "SELECT 1 AS x")
+    optimizes = [s for s in SEEN if s.startswith("OPTIMIZE")]
+    assert optimizes == ["OPTIMIZE `dbx_src`.`opt`"]  # once: the capable engine's build
+
+
+def test_a_dropped_connection_is_retried_and_a_bad_token_fails_fast(spark_dir, caplog):
+    SEEN.clear()
+    wh = Recording(local_spark_dir=spark_dir, sql_dialect="spark", table_format="parquet", use_catalog=False, catalog=None, optimize_tables=False, fail=2, retry_backoff_seconds=0.01)
+    with caplog.at_level(logging.WARNING):
+        assert int(wh.query("SELECT 7 AS x").iloc[0, 0]) == 7
+    # the connection check and the query each fail twice, then succeed on the third attempt
+    assert SEEN.count("SELECT 1") == 3 and SEEN.count("SELECT 7 AS x") == 3
+    assert caplog.text.count("transient warehouse error") == 4
+    SEEN.clear()
+    bad = Recording(local_spark_dir=spark_dir, sql_dialect="spark", use_catalog=False, catalog=None, fail=5, fail_with="auth")
+    with pytest.raises(WarehouseAuthError) as err:
+        bad.query("SELECT 8 AS x")
+    assert "$DATABRICKS_TOKEN" in str(err.value) and SEEN.count("SELECT 1") == 1  # the connection check, once
+
+
+def test_a_sql_error_carries_the_statement(spark_dir):
+    with pytest.raises(WarehouseError) as err:
+        local(spark_dir).execute("SELECT * FROM `dbx_src`.`missing_table`")
+    assert not isinstance(err.value, TransientWarehouseError)
+    assert "TABLE_OR_VIEW_NOT_FOUND" in str(err.value) and "-- statement that failed:" in str(err.value)
+
+
+def test_a_databricks_config_needs_no_credentials_to_load_and_names_the_missing_variable_at_run(tmp_path, monkeypatch, capsys):
+    from cdp_assets.cli import main
+
+    for var in ("DATABRICKS_HOST", "DATABRICKS_HTTP_PATH", "DATABRICKS_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    config = write_project(tmp_path, records=30, mutate=lambda c: c.update(engine={"kind": "databricks"}))
+    loaded = load_config(config)
+    defs = build_definitions(loaded)
+    assert main(["render-sql", "--config", str(config), "--dialect", "databricks", "--out", str(tmp_path / "sql")]) == 0
+    assert defs.resolve_job_def(PIPELINE_JOB)  # the definitions load without credentials
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    capsys.readouterr()
+    assert main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "DATABRICKS_HOST" in err and "DATABRICKS_HTTP_PATH" in err and "DATABRICKS_TOKEN" in err, err
+    assert "Traceback" not in err and "Stack Trace" not in err
+
+
+def test_the_token_is_masked_in_the_connection_line_and_never_captured_in_definitions(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
+    loaded = load_config(write_project(tmp_path, records=10, mutate=lambda c: c.update(engine={"kind": "databricks"})))
+    wh = build_warehouse(loaded)
+    # the definitions hold the variable's name, not its value: resolved only when a run starts
+    assert TOKEN not in repr(wh.__dict__) and "DATABRICKS_TOKEN" in repr(wh.__dict__)
+    real = DatabricksWarehouse(server_hostname="adb-1.azuredatabricks.net", http_path="/sql/1.0/warehouses/abc", access_token=TOKEN)
+    info = real.connection_info()
+    assert info["secret"] == "****" + TOKEN[-4:] and TOKEN not in str(info) and TOKEN not in real.describe()
