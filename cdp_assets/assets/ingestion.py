@@ -1,12 +1,16 @@
 """Ingestion: one multi-asset per source object, writing the incremental and historical tables."""
 
+from pathlib import Path
 
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
 
 from cdp_assets.assets.keys import table_key
+from cdp_assets.assets.metadata import engine_jobs_metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
-from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
+from cdp_assets.config.models import LoadedConfig, LocalFilesConnector, S3Connector, SourceConfig, SourceObject
 from cdp_assets.connectors.loading import load_historical, load_incremental, record_failure
+from cdp_assets.connectors.readers import SourceFileError
+from cdp_assets.connectors.s3 import s3_client, s3_uri, sync_source
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql.dialects import TableRef
 
@@ -38,18 +42,18 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
 
     @multi_asset(name=f"ingest_{source.name}_{obj.name}", specs=specs, can_subset=False, pool=WAREHOUSE_POOL)
     def _ingest(context: AssetExecutionContext, warehouse: WarehouseResource):
-        if source.connector.kind != "local_files":
-            raise NotImplementedError(
-                f"source {source.name!r}: connector kind {source.connector.kind!r} is not available yet; "
-                "use local_files"
-            )
-        folder = loaded.source_paths[source.name]
+        folder = source_folder(loaded, source)
         schema = loaded.pipeline.src_schema
         with warehouse.session():
             for mode, ref in refs.items():
                 loader = load_historical if mode == "historical" else load_incremental
                 try:
                     result = loader(warehouse, source, obj, folder, schema, context.run.run_id)
+                except SourceFileError as exc:
+                    if isinstance(source.connector, S3Connector):  # name the object, not the cache file
+                        exc = SourceFileError(s3_uri(source.connector, folder, str(exc)))
+                    record_failure(warehouse, schema, source.name, obj.name, mode, context.run.run_id, exc)
+                    raise exc from None
                 except Exception as exc:
                     record_failure(warehouse, schema, source.name, obj.name, mode, context.run.run_id, exc)
                     raise
@@ -67,6 +71,8 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
                         "previous_watermark": result.previous_watermark or "",
                         "files": MetadataValue.json(result.files),
                         "table": ref.display,
+                        "records_rejected": result.records_rejected,
+                        **engine_jobs_metadata(warehouse),
                     },
                 )
 
@@ -75,3 +81,16 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
 
 def build_ingestion_assets(loaded: LoadedConfig) -> list:
     return [build_ingestion_asset(loaded, s, o) for s, o in loaded.pipeline.source_objects()]
+
+
+def source_folder(loaded: LoadedConfig, source: SourceConfig) -> Path:
+    """The local folder the loaders read: the source's own, or the cache an S3 prefix syncs to."""
+    if isinstance(source.connector, S3Connector):
+        cache = loaded.duckdb_path.parent / "s3_cache" / source.name
+        return sync_source(s3_client(source.connector), source.connector, source, cache)
+    if isinstance(source.connector, LocalFilesConnector):
+        return loaded.source_paths[source.name]
+    raise NotImplementedError(
+        f"source {source.name!r}: connector kind {source.connector.kind!r} is not available yet; use local_files or s3"
+    )
+

@@ -110,10 +110,15 @@ class LocalFilesConnector(_Strict):
 
 
 class S3Connector(_Strict):
+    """Objects under s3://bucket/prefix/{object}/ (incremental) and .../{object}/historical/.
+    Credentials: the standard AWS environment variables (AWS_ACCESS_KEY_ID, ...)."""
+
     kind: Literal["s3"]
-    bucket: str
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
     prefix: str = ""
     format: FileFormat = "auto"
+    endpoint_url: str | None = None  # an S3-compatible server (MinIO, a test server)
+    region_name: str | None = None
 
 
 class TableConnector(_Strict):

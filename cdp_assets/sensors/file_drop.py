@@ -1,4 +1,4 @@
-"""A file-drop sensor per local source folder.
+"""A file-drop sensor per local source folder, an S3-prefix sensor per S3 source.
 
 The cursor is the set of files already seen (path -> modification time and size), not a
 high-water mark: a file that arrives late with an older modification time is still new, and
@@ -14,8 +14,9 @@ from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, Se
 
 from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.keys import table_key
-from cdp_assets.config.models import LoadedConfig, LocalFilesConnector, SourceConfig
+from cdp_assets.config.models import LoadedConfig, LocalFilesConnector, S3Connector, SourceConfig
 from cdp_assets.connectors.local_files import object_files
+from cdp_assets.connectors.s3 import s3_client, source_state
 
 
 def folder_state(folder: Path, source: SourceConfig) -> dict[str, dict[str, list[int]]]:
@@ -34,21 +35,22 @@ def folder_state(folder: Path, source: SourceConfig) -> dict[str, dict[str, list
     return state
 
 
-def build_file_drop_sensor(loaded: LoadedConfig, source: SourceConfig):
-    folder = loaded.source_paths[source.name]
+def build_drop_sensor(name: str, description: str, loaded: LoadedConfig, source: SourceConfig, state, where: str):
+    """A sensor that requests an object's ingestion when its files change. ``state()`` returns
+    object -> {file id: version}; the cursor is the merged state seen so far."""
     keys_by_object = {obj.name: [table_key(r) for r in ingestion_refs(loaded, source, obj).values()] for obj in source.objects}
     settings = loaded.pipeline.sensors
 
     @sensor(
-        name=f"{source.name}_file_drop",
-        description=f"Starts ingestion of {source.name} when files are added to or changed in {folder}.",
+        name=name,
+        description=description,
         minimum_interval_seconds=settings.minimum_interval_seconds,
         asset_selection=[k for keys in keys_by_object.values() for k in keys],
         default_status=DefaultSensorStatus.RUNNING,
     )
-    def _file_drop(context: SensorEvaluationContext):
-        seen: dict[str, dict[str, list[int]]] = json.loads(context.cursor) if context.cursor else {}
-        now = folder_state(folder, source)
+    def _drop(context: SensorEvaluationContext):
+        seen: dict[str, dict[str, list]] = json.loads(context.cursor) if context.cursor else {}
+        now = state()
         requests = []
         for obj, files in now.items():
             new = {p: v for p, v in files.items() if seen.get(obj, {}).get(p) != v}
@@ -66,13 +68,41 @@ def build_file_drop_sensor(loaded: LoadedConfig, source: SourceConfig):
         # Merge, never drop: a file that disappears and comes back unchanged is not new again.
         merged = {obj: {**seen.get(obj, {}), **files} for obj, files in now.items()}
         if not requests:
-            return SensorResult(skip_reason=SkipReason(f"no new files under {folder}"), cursor=json.dumps(merged, sort_keys=True))
+            return SensorResult(skip_reason=SkipReason(f"no new files under {where}"), cursor=json.dumps(merged, sort_keys=True))
         return SensorResult(run_requests=requests, cursor=json.dumps(merged, sort_keys=True))
 
-    return _file_drop
+    return _drop
+
+
+def build_file_drop_sensor(loaded: LoadedConfig, source: SourceConfig):
+    folder = loaded.source_paths[source.name]
+    return build_drop_sensor(
+        f"{source.name}_file_drop",
+        f"Starts ingestion of {source.name} when files are added to or changed in {folder}.",
+        loaded,
+        source,
+        lambda: folder_state(folder, source),
+        str(folder),
+    )
+
+
+def build_s3_prefix_sensor(loaded: LoadedConfig, source: SourceConfig):
+    conn = source.connector
+    assert isinstance(conn, S3Connector)
+    where = f"s3://{conn.bucket}/{conn.prefix}"
+    return build_drop_sensor(
+        f"{source.name}_s3_prefix",
+        f"Starts ingestion of {source.name} when objects are added to or changed under {where} (by ETag and last-modified).",
+        loaded,
+        source,
+        lambda: source_state(s3_client(conn), conn, source),
+        where,
+    )
 
 
 def build_file_drop_sensors(loaded: LoadedConfig) -> list:
     if not loaded.pipeline.sensors.file_drop:
         return []
-    return [build_file_drop_sensor(loaded, s) for s in loaded.pipeline.sources if s.name in loaded.source_paths]
+    local = [build_file_drop_sensor(loaded, s) for s in loaded.pipeline.sources if s.name in loaded.source_paths]
+    remote = [build_s3_prefix_sensor(loaded, s) for s in loaded.pipeline.sources if isinstance(s.connector, S3Connector)]
+    return local + remote
