@@ -24,6 +24,7 @@ from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.engines.factory import build_warehouse
 from cdp_assets.schedules import build_automation_sensor, build_jobs, build_schedules
 from cdp_assets.sensors.file_drop import build_file_drop_sensors
+from cdp_assets.sensors.watermark import build_watermark_sensors
 
 PIPELINE_JOB = "cdp_pipeline"
 
@@ -56,6 +57,7 @@ def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None 
         schedules=build_schedules(loaded),
         sensors=[
             *build_file_drop_sensors(loaded),
+            *build_watermark_sensors(loaded),
             build_automation_sensor(),
             build_check_failure_sensor(loaded),
             build_run_failure_sensor(loaded),

@@ -7,7 +7,7 @@ from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, Metadat
 from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.metadata import engine_jobs_metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
-from cdp_assets.config.models import LoadedConfig, LocalFilesConnector, S3Connector, SourceConfig, SourceObject
+from cdp_assets.config.models import LoadedConfig, LocalFilesConnector, S3Connector, SourceConfig, SourceObject, TableConnector
 from cdp_assets.connectors.loading import load_historical, load_incremental, record_failure
 from cdp_assets.connectors.readers import SourceFileError
 from cdp_assets.connectors.s3 import s3_client, s3_uri, sync_source
@@ -83,14 +83,15 @@ def build_ingestion_assets(loaded: LoadedConfig) -> list:
     return [build_ingestion_asset(loaded, s, o) for s, o in loaded.pipeline.source_objects()]
 
 
-def source_folder(loaded: LoadedConfig, source: SourceConfig) -> Path:
-    """The local folder the loaders read: the source's own, or the cache an S3 prefix syncs to."""
+def source_folder(loaded: LoadedConfig, source: SourceConfig) -> Path | None:
+    """The local folder the loaders read: the source's own, or the cache an S3 prefix syncs to;
+    None for a warehouse table (the loaders query it)."""
+    if isinstance(source.connector, TableConnector):
+        return None
     if isinstance(source.connector, S3Connector):
         cache = loaded.duckdb_path.parent / "s3_cache" / source.name
         return sync_source(s3_client(source.connector), source.connector, source, cache)
     if isinstance(source.connector, LocalFilesConnector):
         return loaded.source_paths[source.name]
-    raise NotImplementedError(
-        f"source {source.name!r}: connector kind {source.connector.kind!r} is not available yet; use local_files or s3"
-    )
+    raise NotImplementedError(f"source {source.name!r}: connector kind {source.connector.kind!r} is not supported")
 

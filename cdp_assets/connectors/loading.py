@@ -8,6 +8,7 @@ unit: loaded plus rejected is every row of the input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,11 +16,12 @@ from pathlib import Path
 import pandas as pd
 from dagster import get_dagster_logger
 
-from cdp_assets.config.models import SourceConfig, SourceObject
+from cdp_assets.config.models import SourceConfig, SourceObject, TableConnector
 from cdp_assets.connectors.local_files import fingerprint, object_files
 from cdp_assets.connectors.readers import ROW_COLUMN, FileRead, RejectedRow, SourceFileError, read_source_file
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql.dialects import TableRef, quote
+from cdp_assets.sql.ingestion import source_table_rows_sql
 
 LOG_TABLE = "ingestion_log"
 
@@ -116,9 +118,32 @@ def _progress(ref: TableRef, n: int, total: int, path: Path, good: pd.DataFrame,
     )
 
 
-def _read(path: Path, field_: str, loaded_at: datetime, mode: str, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    good, rejected = prepare_frame(read_source_file(path), path, field_, loaded_at)
+def _read(path: Path, read: FileRead, field_: str, loaded_at: datetime, mode: str, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    good, rejected = prepare_frame(read, path, field_, loaded_at)
     return good, rejected_frame(path, mode, rejected, run_id)
+
+
+Input = tuple[Path, Callable[[], FileRead]]  # a name for lineage and messages, and how to read it
+
+
+def source_inputs(wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path | None, historical: bool, watermark: str | None = None) -> list[Input]:
+    """What one load reads: the object's files (read one at a time), or the rows of a warehouse
+    table (``connector: table``) newer than the watermark."""
+    if isinstance(source.connector, TableConnector):
+        table = TableRef(source.connector.database, obj.name)
+        return [(Path(table.display), lambda: _table_rows(wh, table, source.incremental_field, None if historical else watermark))]
+    fmt = getattr(source.connector, "format", "auto")
+    assert folder is not None
+    return [(p, lambda p=p: read_source_file(p)) for p in object_files(folder, obj.name, historical=historical, fmt=fmt)]
+
+
+def _table_rows(wh: WarehouseResource, table: TableRef, field_: str, watermark: str | None) -> FileRead:
+    if not wh.table_exists(table):
+        raise SourceFileError(f"{table.display}: the source table does not exist; create it or fix connector.database")
+    df = wh.fetch(source_table_rows_sql(table, field_, since=watermark is not None), [watermark] if watermark else None)
+    frame = df.astype("string")
+    frame[ROW_COLUMN] = pd.Series(range(1, len(df) + 1), dtype="int64")
+    return FileRead(frame, [])
 
 
 def naive_utc(value: datetime | str) -> pd.Timestamp:
@@ -174,7 +199,7 @@ def last_fingerprint(wh: WarehouseResource, log_ref: TableRef, source: str, obj:
 
 
 def load_incremental(
-    wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path, schema: str, run_id: str
+    wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path | None, schema: str, run_id: str
 ) -> LoadResult:
     """Append the rows newer than the table's watermark (and not before start_date)."""
     ref = TableRef(schema, f"{source.name}_{obj.name}")
@@ -183,10 +208,10 @@ def load_incremental(
     watermark = current_watermark(wh, ref, field_)
     loaded_at = _now()
     frames, used, rejects = [], [], []
-    paths = object_files(folder, obj.name, historical=False, fmt=getattr(source.connector, "format", "auto"))
-    for n, path in enumerate(paths, start=1):
-        df, rejected = _read(path, field_, loaded_at, "incremental", run_id)
-        _progress(ref, n, len(paths), path, df, rejected)
+    inputs = source_inputs(wh, source, obj, folder, historical=False, watermark=watermark)
+    for n, (path, reader) in enumerate(inputs, start=1):
+        df, rejected = _read(path, reader(), field_, loaded_at, "incremental", run_id)
+        _progress(ref, n, len(inputs), path, df, rejected)
         rejects.append(rejected)
         keep = pd.Series(True, index=df.index)
         if watermark is not None:
@@ -209,23 +234,25 @@ def load_incremental(
 
 
 def load_historical(
-    wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path, schema: str, run_id: str
+    wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path | None, schema: str, run_id: str
 ) -> LoadResult:
     """Replace ``_hist`` with the historical files, unless they are unchanged since the last load."""
     ref = TableRef(schema, f"{source.name}_{obj.name}_hist")
     log_ref = TableRef(schema, LOG_TABLE)
-    files = object_files(folder, obj.name, historical=True, fmt=getattr(source.connector, "format", "auto"))
-    fp = fingerprint(files)
+    inputs = source_inputs(wh, source, obj, folder, historical=True)
+    files = [p for p, _ in inputs]
+    # Files: reloaded only when they changed. A warehouse table: reloaded every time.
+    fp = None if isinstance(source.connector, TableConnector) else fingerprint(files)
     previous = current_watermark(wh, ref, source.incremental_field)
-    if files and wh.table_exists(ref) and last_fingerprint(wh, log_ref, source.name, obj.name) == fp:
+    if fp and files and wh.table_exists(ref) and last_fingerprint(wh, log_ref, source.name, obj.name) == fp:
         result = LoadResult(ref, "historical", 0, previous, previous, [])
         wh.append_dataframe(log_ref, log_frame(source.name, obj.name, result, run_id, fp, "historical files unchanged"))
         return result
     loaded_at = _now()
     read = []
-    for n, path in enumerate(files, start=1):
-        read.append(_read(path, source.incremental_field, loaded_at, "historical", run_id))
-        _progress(ref, n, len(files), path, *read[-1])
+    for n, (path, reader) in enumerate(inputs, start=1):
+        read.append(_read(path, reader(), source.incremental_field, loaded_at, "historical", run_id))
+        _progress(ref, n, len(inputs), path, *read[-1])
     bad = new_rejections(wh, ref, [rejected for _, rejected in read])
     unit = [(rejected_ref(ref), bad)] if bad is not None else []
     rejected_count = 0 if bad is None else len(bad)
