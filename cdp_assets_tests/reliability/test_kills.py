@@ -78,8 +78,12 @@ def _driver(config: Path, kill: str = "") -> Finished:
             fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             os.dup2(fd, 1)
             os.dup2(fd, 2)
+            # pytest replaces sys.stdout/stderr with its capture buffers: write to the file.
+            sys.stdout = os.fdopen(1, "w", closefd=False)
+            sys.stderr = os.fdopen(2, "w", closefd=False)
             code = kill_driver.main([str(config)] + ([kill] if kill else []))
             sys.stdout.flush()
+            sys.stderr.flush()
         finally:
             os._exit(code)
     deadline = time.monotonic() + 300
