@@ -14,7 +14,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
 from dagster import ConfigurableResource, get_dagster_logger
@@ -81,6 +81,7 @@ class WarehouseResource(ConfigurableResource):
     statement_timeout_seconds: float | None = None
 
     _verified: bool = PrivateAttr(default=False)
+    _con: Any = PrivateAttr(default=None)  # the open connection of the current session
     _jobs: list = PrivateAttr(default_factory=list)
 
     @property
@@ -219,10 +220,23 @@ class WarehouseResource(ConfigurableResource):
         """Append ``df`` to ``ref`` and ``log_row`` to ``log_ref`` as one unit."""
         self.append_frames([(ref, df)] + ([(log_ref, log_row)] if log_ref is not None and log_row is not None else []))
 
-    @abstractmethod
+    def _open(self) -> Any:
+        """A new connection (engines with connections implement it)."""
+        raise NotImplementedError(f"{type(self).__name__} has no connections to open")
+
     @contextmanager
     def session(self) -> Iterator["WarehouseResource"]:
-        """Keep one connection open for a block of statements (a loop, a step)."""
+        """Keep one connection open for a block of statements (a loop, a step); nested
+        sessions share it."""
+        if self._con is not None:
+            yield self
+            return
+        self._con = self._open()
+        try:
+            yield self
+        finally:
+            con, self._con = self._con, None
+            con.close()
 
     # ---------------------------------------------------------------- shared mechanics
 

@@ -53,7 +53,6 @@ class DatabricksWarehouse(WarehouseResource):
     # Names of the variables the secrets came from, for messages that say what to fix.
     token_env: str = "DATABRICKS_TOKEN"
 
-    _conn: Any = PrivateAttr(default=None)
     _cur: Any = PrivateAttr(default=None)
 
     @property
@@ -84,7 +83,7 @@ class DatabricksWarehouse(WarehouseResource):
 
     # ---------------------------------------------------------------- connections
 
-    def _connect(self) -> Any:
+    def _open(self) -> Any:
         if self.local_spark_dir:
             from cdp_assets.engines.spark_dbapi import LocalSparkConnection
 
@@ -110,21 +109,9 @@ class DatabricksWarehouse(WarehouseResource):
         return conn
 
     @contextmanager
-    def session(self) -> Iterator["DatabricksWarehouse"]:
-        if self._conn is not None:
-            yield self
-            return
-        self._conn = self._connect()
-        try:
-            yield self
-        finally:
-            conn, self._conn = self._conn, None
-            conn.close()
-
-    @contextmanager
     def _cursor(self) -> Iterator[Any]:
         with self.session():
-            cur = self._conn.cursor()
+            cur = self._con.cursor()
             self._cur = cur
             try:
                 yield cur

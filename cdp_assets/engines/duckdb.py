@@ -22,7 +22,6 @@ class DuckDBWarehouse(WarehouseResource):
     threads: int | None = None
     temp_directory: str | None = None
 
-    _con: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
     # Held open for a whole run: the database stays loaded between steps, so a session is a
     # cheap cursor instead of a full open and a checkpoint on close (about 20 ms each).
     _anchor: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
@@ -73,18 +72,6 @@ class DuckDBWarehouse(WarehouseResource):
                     f"DuckDB said: {str(exc).splitlines()[0]}"
                 ) from exc
             raise WarehouseError(f"cannot open DuckDB database {self.path}: {exc}") from exc
-
-    @contextmanager
-    def session(self) -> Iterator["DuckDBWarehouse"]:
-        if self._con is not None:
-            yield self
-            return
-        self._con = self._open()
-        try:
-            yield self
-        finally:
-            con, self._con = self._con, None
-            con.close()
 
     def _cancel_running(self) -> None:
         if self._con is not None:
