@@ -50,6 +50,10 @@ def test_full_pipeline_materializes_every_asset_and_passes_every_check(project, 
     assert "loop iterations:" in report and "converged" in report
     chart = project.report_path.with_name("report_unified_id.png")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({chart.name})" in report
+    # in the UI the chart is embedded: the Markdown metadata cannot resolve a file name
+    shown = next(e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "cdp_report")
+    md = shown.event_specific_data.materialization.metadata["report"].value
+    assert "](data:image/png;base64,iVBORw0KGgo" in md and f"]({chart.name})" not in md
 
     wh = warehouse_for(project)
     with wh.session():

@@ -1,6 +1,8 @@
 """The final report: per phase tables and rows, and the data quality of the unification."""
 
 
+import base64
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,7 +45,7 @@ def build_report_asset(loaded: LoadedConfig, upstream: list[AssetKey]):
         loaded.report_path.write_text(markdown, encoding="utf-8")
         context.log.info(f"report written to {loaded.report_path}")
         return MaterializeResult(
-            metadata={"report": MetadataValue.md(markdown), "path": MetadataValue.path(str(loaded.report_path)), **quality}
+            metadata={"report": MetadataValue.md(_inline_charts(markdown, loaded.report_path.parent)), "path": MetadataValue.path(str(loaded.report_path)), **quality}
         )
 
     return cdp_report
@@ -171,3 +173,17 @@ def _steps_seconds(context: AssetExecutionContext, steps: set[tuple[str, str | N
             if stat.start_time and stat.end_time:
                 total += stat.end_time - stat.start_time
     return total
+
+
+def _inline_charts(markdown: str, folder: Path) -> str:
+    """The report as the UI shows it: the charts embedded as data URIs (the file next to the
+    Markdown on disk links them by name, which the UI cannot resolve)."""
+
+    def embed(match: re.Match) -> str:
+        path = folder / match.group(2)
+        if not path.exists():
+            return match.group(0)
+        return f"![{match.group(1)}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"
+
+    return re.sub(r"!\[([^\]]*)\]\(([^)/]+\.png)\)", embed, markdown)
+
