@@ -79,6 +79,8 @@ class TreasureDataSettings(_Strict):
     region: Literal["us", "eu", "tokyo", "ap02"] = "us"
     endpoint: str | None = None  # overrides the region's API endpoint (a proxy, a test server)
     apikey_env: EnvVarName = "TD_API_KEY"
+    # How often a running job's or bulk import's status is asked for.
+    poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
     @property
     def api_endpoint(self) -> str:

@@ -1,0 +1,393 @@
+"""Treasure Data through pytd: Trino (Presto) jobs by default, Hive as an option.
+
+Every statement is a TD job issued through pytd's REST path (``force_tdclient``), so each
+has a job id; the step keeps it in its metadata with a link to the job in the TD console.
+DataFrames go in through TD's bulk import (a gzipped msgpack part, freeze, perform, commit),
+driven through pytd's client (``pytd.Client.api_client``). pytd's own writer is not used: it
+waits at least 5 s per commit whatever the job does, and returns no job id.
+Tables are ``database.table``: a TableRef's schema is the TD database.
+
+What TD lacks, the engine does with TD's own API instead of SQL:
+- publishing a finished table is TD's table swap (atomic on TD's side), not DROP + RENAME;
+- the job API has no bind parameters, so ``?`` values are put into the parsed statement as
+  typed literals by sqlglot (quoting escaped for the dialect), never formatted into text;
+- a job that fails carries TD's own message (the job's stderr) into the step failure.
+
+Retries: tdclient's own 5xx retry loop (5 s, 10 s, ... up to 10 minutes) is switched off; the
+base class retries a failed call with its back-off, 3 attempts, like every engine. The API
+key never reaches a message or log line: errors name the variable it came from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import msgpack
+import pandas as pd
+import sqlglot
+from sqlglot import exp
+
+from cdp_assets.engines.base import (
+    TransientWarehouseError,
+    WarehouseAuthError,
+    WarehouseError,
+    WarehouseResource,
+    mask_secret,
+)
+from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef
+
+# The TD console that shows a job, by API endpoint (region); other endpoints get no link.
+TD_CONSOLES = {
+    "https://api.treasuredata.com": "https://console.treasuredata.com",
+    "https://api.eu01.treasuredata.com": "https://console.eu01.treasuredata.com",
+    "https://api.treasuredata.co.jp": "https://console.treasuredata.co.jp",
+    "https://api.ap02.treasuredata.com": "https://console.ap02.treasuredata.com",
+}
+
+_FAILED_JOB = re.compile(r"job error: (\S+): (\w+)")
+
+# tdclient logs every request's headers at DEBUG, the Authorization header (the API key)
+# among them. Whatever a user sets the root logger to, those lines are not emitted.
+logging.getLogger("tdclient.api").setLevel(logging.INFO)
+# pytd warns on every REST-issued query that its cursor fetches whole results; that is intended.
+logging.getLogger("pytd.query_engine").setLevel(logging.ERROR)
+
+
+class TreasureDataWarehouse(WarehouseResource):
+    apikey: str | None = None
+    endpoint: str = "https://api.treasuredata.com"
+    query_engine: str = "presto"  # presto | trino (the same engine on TD) | hive
+    # Jobs run in a database's context (created if missing); statements name their tables in full.
+    database: str = "sample_datasets"
+    console_url: str | None = None  # None: derived from the endpoint
+    job_poll_seconds: float = 1.0  # how often a running job's status is asked for
+    apikey_env: str = "TD_API_KEY"  # where the key came from, for messages that say what to fix
+
+    @property
+    def dialect(self) -> Dialect:
+        return DIALECTS["hive" if self.query_engine == "hive" else "trino"]
+
+    @property
+    def _pytd_engine(self) -> str:
+        return "hive" if self.query_engine == "hive" else "presto"
+
+    def describe(self) -> str:
+        return f"Treasure Data {self.endpoint} ({self.query_engine})"
+
+    def connection_info(self) -> dict[str, str]:
+        return {
+            "engine": f"treasure_data ({self.query_engine})",
+            "endpoint": self.endpoint,
+            "database": self.database,
+            "apikey": mask_secret(self.apikey),
+        }
+
+    def job_url(self, job_id: str) -> str | None:
+        console = self.console_url or TD_CONSOLES.get(self.endpoint.rstrip("/"))
+        return f"{console}/app/jobs/{job_id}" if console else None
+
+    # ---------------------------------------------------------------- connections
+
+    def _open(self) -> Any:
+        import pytd
+
+        if not self.apikey:
+            raise WarehouseAuthError(f"no Treasure Data API key: set ${self.apikey_env}")
+        # max_cumul_retry_delay=-1: tdclient gives up at the first 5xx; the base class retries.
+        return pytd.Client(
+            apikey=self.apikey,
+            endpoint=self.endpoint,
+            database=self.database,
+            default_engine=self._pytd_engine,
+            max_cumul_retry_delay=-1,
+        )
+
+    @contextmanager
+    def _client(self) -> Iterator[Any]:
+        with self.session():
+            yield self._con
+
+    def _check_connection(self) -> None:
+        # API calls, not a query job: they cost nothing and fail fast on a bad key.
+        def check(client):
+            if self.database not in {d.name for d in client.api_client.databases()}:
+                client.api_client.create_database(self.database)
+
+        self._api(check, "-- list databases (connection check)")
+
+    def _error(self, exc: BaseException, what: str) -> WarehouseError:
+        from tdclient import errors as td
+
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, (td.AuthError, td.ForbiddenError)):
+            return WarehouseAuthError(
+                f"Treasure Data refused the API key in ${self.apikey_env} at {self.endpoint} ({text}); "
+                f"set ${self.apikey_env} to a valid master API key for this region",
+                what,
+            )
+        if isinstance(exc, td.APIError) and ("Retrying stopped" in text or re.match(r"5\d\d:", text)):
+            return TransientWarehouseError(f"Treasure Data API unavailable at {self.endpoint} ({text})", what)
+        if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+            return TransientWarehouseError(f"Treasure Data API connection: {text}", what)
+        return WarehouseError(f"Treasure Data: {text}", what)
+
+    def _api(self, call, what: str) -> Any:
+        with self._client() as client:
+            try:
+                return call(client)
+            except WarehouseError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped to the engine's error kinds
+                raise self._error(exc, what) from exc
+
+    # ---------------------------------------------------------------- jobs
+
+    def _job(self, sql: str) -> tuple[list, list[list[str]]]:
+        """Issue ``sql`` as a TD job, wait for it, and return its rows and result schema."""
+        from tdclient import errors as td
+
+        with self._client() as client:
+            try:
+                result = client.query(sql, force_tdclient=True, wait_interval=self.job_poll_seconds)
+            except td.InternalError as exc:
+                failed = _FAILED_JOB.search(str(exc))
+                if not failed:
+                    raise self._error(exc, sql) from exc
+                job_id = failed.group(1)
+                self.record_job(job_id, self.job_url(job_id))
+                raise WarehouseError(self._failure_message(client, job_id, failed.group(2)), sql) from None
+            except Exception as exc:  # noqa: BLE001 - mapped to the engine's error kinds
+                raise self._error(exc, sql) from exc
+            job_id = str(client.query_executed)
+            self.record_job(job_id, self.job_url(job_id))
+            schema: list[list[str]] = []
+            if result["columns"]:
+                schema = self._api(lambda c: c.api_client.job(job_id).result_schema or [], sql)
+            return result["data"], schema
+
+    def _failure_message(self, client: Any, job_id: str, status: str) -> str:
+        try:
+            debug = client.api_client.job(job_id).debug or {}
+            detail = (debug.get("stderr") or debug.get("cmdout") or "").strip()
+        except Exception as exc:  # noqa: BLE001 - the failure itself matters more
+            detail = f"(its message could not be read: {exc})"
+        link = self.job_url(job_id)
+        return f"Treasure Data job {job_id} {status}" + (f" ({link})" if link else "") + (f": {detail}" if detail else "")
+
+    def _execute(self, sql: str) -> None:
+        self._job(sql)
+
+    def _query(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        rows, schema = self._job(bind_literals(sql, params, self.dialect.sqlglot_name) if params else sql)
+        return _frame(rows, schema)
+
+    def _cancel_running(self) -> None:
+        # Jobs are issued and awaited inside pytd; the one to kill is the newest recorded.
+        if self._jobs:
+            job_id = self._jobs[-1].job_id
+            self._api(lambda c: c.api_client.kill(job_id), f"-- kill job {job_id}")
+
+    # ---------------------------------------------------------------- databases and tables
+
+    def list_tables(self, schema: str) -> list[str]:
+        from tdclient import errors as td
+
+        try:
+            return sorted(t.table_name for t in self._api(lambda c: c.api_client.tables(schema), f"-- list tables of {schema}"))
+        except WarehouseError as exc:
+            if isinstance(exc.__cause__, td.NotFoundError):
+                return []
+            raise
+
+    def table_exists(self, ref: TableRef) -> bool:
+        return ref.name in self.list_tables(ref.schema)
+
+    def columns(self, ref: TableRef) -> list[str]:
+        tables = {t.table_name: t for t in self._api(lambda c: c.api_client.tables(ref.schema), f"-- columns of {ref.display}")}
+        if ref.name not in tables:
+            raise WarehouseError(f"table {ref.display} does not exist")
+        # TD's schema leaves out the `time` column every TD table has.
+        return [c[0] for c in tables[ref.name].schema] + ["time"]
+
+    def ensure_schema(self, schema: str) -> None:
+        def create(client):
+            if not client.exists(schema):
+                client.api_client.create_database(schema)
+
+        self.with_retries(lambda: self._api(create, f"-- create database {schema}"), f"-- create database {schema}")
+
+    def swap_in(self, staging: TableRef, final: TableRef) -> None:
+        """TD's table swap exchanges the two names at once; the old table (now under the
+        staging name) is then deleted. A first publish swaps with a new empty table."""
+
+        def swap(client):
+            api = client.api_client
+            if not any(t.table_name == final.name for t in api.tables(final.schema)):
+                api.create_log_table(final.schema, final.name)
+            api.swap_table(final.schema, staging.name, final.name)
+            api.delete_table(final.schema, staging.name)
+
+        what = f"-- swap {staging.display} into {final.display}"
+        self.verify_connection()
+        self.with_retries(lambda: self._api(swap, what), what)
+
+    def drop(self, ref: TableRef) -> None:
+        if self.table_exists(ref):
+            self._api(lambda c: c.api_client.delete_table(ref.schema, ref.name), f"-- delete table {ref.display}")
+
+    # ---------------------------------------------------------------- DataFrames
+
+    def write_dataframe(self, ref: TableRef, df: pd.DataFrame) -> None:
+        self._bulk_import(ref, df, "error")
+
+    def append_frames(self, frames: list[tuple[TableRef, pd.DataFrame]]) -> None:
+        # TD has no transactions: the frames land in order, the log row last, so a failure
+        # leaves no log row for rows that did not land.
+        for ref, df in frames:
+            self._bulk_import(ref, df, "append")
+
+    def _bulk_import(self, ref: TableRef, df: pd.DataFrame, if_exists: str) -> None:
+        self.verify_connection()
+        self.ensure_schema(ref.schema)
+        if df.empty:
+            # No rows to carry the columns: the table is created with its schema declared.
+            def declare(client):
+                api = client.api_client
+                tables = {t.table_name: t for t in api.tables(ref.schema)}
+                if ref.name not in tables:
+                    api.create_log_table(ref.schema, ref.name)
+                have = {c[0] for c in (tables[ref.name].schema or [])} if ref.name in tables else set()
+                new = [[c, _td_column_type(df[c]), c] for c in df.columns if c not in have and c != "time"]
+                if new:
+                    api.api.update_schema(ref.schema, ref.name, json.dumps([list(c) for c in (tables[ref.name].schema or [])] + new if ref.name in tables else new))
+
+            self._api(declare, f"-- create table {ref.display} with its columns")
+            return
+        name = f"cdp_{uuid.uuid4().hex}"
+        what = f"-- bulk import {name} into {ref.display} ({len(df)} rows)"
+        part = _msgpack_part(_for_bulk_import(df))
+        poll = self.job_poll_seconds
+
+        def load(client):
+            api = client.api_client
+            exists = any(t.table_name == ref.name for t in api.tables(ref.schema))
+            if exists and if_exists == "error":
+                raise WarehouseError(f"table {ref.display} already exists", what)
+            if not exists:
+                api.create_log_table(ref.schema, ref.name)
+            session = api.create_bulk_import(name, ref.schema, ref.name, params={"mode": "append"} if exists else None)
+            try:
+                session.upload_part("part-0", io.BytesIO(part), len(part))
+                session.freeze()
+                job = session.perform(wait=True, wait_interval=poll)
+                self.record_job(str(job.job_id), self.job_url(str(job.job_id)))
+                if not job.success():
+                    raise WarehouseError(self._failure_message(client, str(job.job_id), str(job.status())), what)
+                if session.error_records:
+                    raise WarehouseError(f"Treasure Data rejected {session.error_records} of {len(df)} rows of bulk import {name}", what)
+                session.commit(wait=True, wait_interval=poll)
+            finally:
+                session.delete()
+
+        self._api(load, what)
+
+
+def _td_column_type(s: pd.Series) -> str:
+    """The TD schema type of a column (TD stores long, double, boolean, string)."""
+    if pd.api.types.is_bool_dtype(s):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(s):
+        return "long"
+    if pd.api.types.is_float_dtype(s):
+        return "double"
+    return "string"
+
+
+def _msgpack_part(df: pd.DataFrame) -> bytes:
+    """One bulk-import part: gzipped msgpack records. TD needs a ``time`` column (unix
+    seconds); a frame without one gets the load time, as pytd's writer does."""
+    records = df.astype(object).where(df.notna(), None).to_dict(orient="records")
+    now = int(time.time())
+    buf = io.BytesIO()
+    with gzip.GzipFile(mode="wb", fileobj=buf) as gz:
+        packer = msgpack.Packer()
+        for record in records:
+            record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
+            record.setdefault("time", now)
+            gz.write(packer.pack(record))
+    return buf.getvalue()
+
+
+def bind_literals(sql: str, params: list, dialect: str) -> str:
+    """Put ``params`` into ``sql``'s ``?`` placeholders as typed literals of the parsed
+    statement (TD's job API has no bind parameters). Quoting is sqlglot's, per dialect."""
+    values = list(params)
+    tree = sqlglot.parse_one(sql, read=dialect)
+    holes = list(tree.find_all(exp.Placeholder))
+    if len(holes) != len(values):
+        raise WarehouseError(f"the statement has {len(holes)} placeholders but {len(values)} values were given", sql)
+    for hole, value in zip(holes, values):
+        hole.replace(_literal(value))
+    return tree.sql(dialect=dialect)
+
+
+def _literal(v: Any) -> exp.Expression:
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
+        return exp.null()
+    if isinstance(v, bool):
+        return exp.Boolean(this=v)
+    if isinstance(v, (int, float)) or hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        return exp.Literal.number(v.item() if hasattr(v, "item") else v)
+    if isinstance(v, (dt.datetime, pd.Timestamp)):
+        return exp.cast(exp.Literal.string(pd.Timestamp(v).strftime("%Y-%m-%d %H:%M:%S.%f")), exp.DataType.build("timestamp"))
+    if isinstance(v, str):
+        return exp.Literal.string(v)
+    raise WarehouseError(f"cannot bind a value of type {type(v).__name__} for Treasure Data")
+
+
+def _for_bulk_import(df: pd.DataFrame) -> pd.DataFrame:
+    """TD columns are long, double, string or array: timestamps go as text TD and Trino read
+    back (``YYYY-MM-DD hh:mm:ss.ffffff``), missing values as NULL, not the text 'NaT'."""
+    out = df.copy()
+    for col in out.columns:
+        s = out[col]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            out[col] = [None if pd.isna(v) else pd.Timestamp(v).strftime("%Y-%m-%d %H:%M:%S.%f") for v in s]
+        elif s.dtype == object:
+            out[col] = [
+                None if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
+                else pd.Timestamp(v).strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, (dt.datetime, pd.Timestamp))
+                else v
+                for v in s
+            ]  # fmt: skip
+    return out
+
+
+def _frame(rows: list, schema: list[list[str]]) -> pd.DataFrame:
+    """Rows of a job result as pandas, typed by the job's result schema: TD sends timestamps
+    as text; they come back as naive UTC datetimes, integers as int64 (Int64 with NULLs)."""
+    names = [c[0] for c in schema] if schema else [f"_col{i}" for i in range(len(rows[0]))] if rows else []
+    kinds = [str(c[1]).lower() for c in schema] if schema else ["varchar"] * len(names)
+    columns = list(zip(*rows)) if rows else [() for _ in names]
+    out = {}
+    for name, kind, values in zip(names, kinds, columns):
+        values = list(values)
+        if kind.startswith("timestamp") or kind == "date":
+            out[name] = pd.Series(pd.to_datetime(values, utc=True).tz_localize(None), dtype="datetime64[ns]") if values else pd.Series([], dtype="datetime64[ns]")
+        elif kind in ("bigint", "int", "integer", "long", "smallint", "tinyint"):
+            out[name] = pd.Series(values, dtype="int64") if None not in values else pd.Series(values, dtype="Int64")
+        elif kind in ("double", "float", "real") or kind.startswith("decimal"):
+            out[name] = pd.Series([float("nan") if v is None else float(v) for v in values], dtype="float64")
+        else:
+            out[name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(out, columns=names)
