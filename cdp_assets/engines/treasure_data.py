@@ -333,7 +333,7 @@ def bind_literals(sql: str, params: list, dialect: str) -> str:
     statement (TD's job API has no bind parameters). Quoting is sqlglot's, per dialect."""
     values = list(params)
     tree = sqlglot.parse_one(sql, read=dialect)
-    holes = list(tree.find_all(exp.Placeholder))
+    holes = list(tree.find_all(exp.Placeholder, bfs=False))  # in the order they are written
     if len(holes) != len(values):
         raise WarehouseError(f"the statement has {len(holes)} placeholders but {len(values)} values were given", sql)
     for hole, value in zip(holes, values):
@@ -383,7 +383,7 @@ def _frame(rows: list, schema: list[list[str]]) -> pd.DataFrame:
     for name, kind, values in zip(names, kinds, columns):
         values = list(values)
         if kind.startswith("timestamp") or kind == "date":
-            out[name] = pd.Series(pd.to_datetime(values, utc=True).tz_localize(None), dtype="datetime64[ns]") if values else pd.Series([], dtype="datetime64[ns]")
+            out[name] = pd.Series(pd.to_datetime(values, utc=True, format="ISO8601").tz_localize(None), dtype="datetime64[ns]") if values else pd.Series([], dtype="datetime64[ns]")
         elif kind in ("bigint", "int", "integer", "long", "smallint", "tinyint"):
             out[name] = pd.Series(values, dtype="int64") if None not in values else pd.Series(values, dtype="Int64")
         elif kind in ("double", "float", "real") or kind.startswith("decimal"):

@@ -91,6 +91,7 @@ class FakeTreasureData:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body leave at once, not 40 ms apart
 
             def log_message(self, *args):  # quiet: the tests read `requests`
                 pass

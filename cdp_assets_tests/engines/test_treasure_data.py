@@ -1,0 +1,203 @@
+"""The Treasure Data engine: real pytd and tdclient calls against the fake of TD's REST API on
+loopback (cdp_assets_tests/fakes/td_api.py), the one boundary these tests fake.
+
+Covered: a query and its typed result with job ids and console links, a bulk import of a
+DataFrame, a failed job whose TD message reaches the step failure of a real materialization,
+a transient HTTP 5xx that is retried, a bad API key that fails fast, and the whole pipeline
+on the fake with every asset check passing."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import pytest
+from dagster import MaterializeResult, asset, materialize
+
+from cdp_assets.assets.metadata import engine_jobs_metadata
+from cdp_assets.config import load_config
+from cdp_assets.definitions import PIPELINE_JOB, build_definitions
+from cdp_assets.engines.base import TransientWarehouseError, WarehouseAuthError, WarehouseError
+from cdp_assets.engines.factory import build_warehouse
+from cdp_assets.engines.treasure_data import TreasureDataWarehouse, bind_literals
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets_tests.conftest import check_results, run_pipeline, write_project
+from cdp_assets_tests.fakes.td_api import FakeTreasureData
+
+KEY = "4321/" + "9f3c" * 10
+
+
+@pytest.fixture
+def td():
+    fake = FakeTreasureData(KEY)
+    url = fake.start()
+    fake.url = url
+    yield fake
+    fake.stop()
+
+
+def engine(td, **kw) -> TreasureDataWarehouse:
+    kw = {"apikey": KEY, "endpoint": td.url, "database": "cdp_src", "job_poll_seconds": 0.01, "retry_backoff_seconds": 0.01, **kw}
+    return TreasureDataWarehouse(**kw)
+
+
+def test_a_query_returns_typed_rows_and_each_job_id_with_its_console_link(td):
+    wh = engine(td, console_url="https://console.treasuredata.com")
+    df = wh.fetch("SELECT 7 AS n, 2.5 AS x, 'a''b' AS s, TIMESTAMP '2024-05-06 07:08:09' AS ts, NULL AS nothing")
+    assert df.to_dict("records") == [{"n": 7, "x": 2.5, "s": "a'b", "ts": pd.Timestamp("2024-05-06 07:08:09"), "nothing": None}]
+    assert str(df["ts"].dtype) == "datetime64[ns]" and str(df["n"].dtype) == "int64"
+    # the job ran as a Trino (presto) job, through TD's REST job API
+    job = td.jobs[wh.take_jobs()[-1].job_id]
+    assert job.type == "presto" and job.status == "success" and "CAST('2024-05-06 07:08:09' AS TIMESTAMP)" in job.query
+
+    @asset
+    def uses_td(warehouse: TreasureDataWarehouse):
+        warehouse.query("SELECT 1 AS x")
+        return MaterializeResult(metadata=engine_jobs_metadata(warehouse))
+
+    result = materialize([uses_td], resources={"warehouse": wh})
+    meta = result.asset_materializations_for_node("uses_td")[0].metadata
+    ids = meta["engine_job_ids"].value
+    assert ids and all(i in td.jobs for i in ids)
+    assert f"https://console.treasuredata.com/app/jobs/{ids[-1]}" in str(meta.values())
+
+
+def test_the_region_picks_the_api_endpoint_and_the_console(tmp_path, monkeypatch):
+    monkeypatch.delenv("TD_ENDPOINT", raising=False)
+    expected = {
+        "us": ("https://api.treasuredata.com", "https://console.treasuredata.com/app/jobs/1"),
+        "eu": ("https://api.eu01.treasuredata.com", "https://console.eu01.treasuredata.com/app/jobs/1"),
+        "tokyo": ("https://api.treasuredata.co.jp", "https://console.treasuredata.co.jp/app/jobs/1"),
+    }
+    for region, (endpoint, link) in expected.items():
+        loaded = load_config(write_project(tmp_path / region, records=10, mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": {"region": region, "query_engine": "hive"}})))
+        wh = build_warehouse(loaded)
+        assert (wh.endpoint, wh.job_url("1"), wh.dialect.name) == (endpoint, link, "hive")
+    monkeypatch.setenv("TD_ENDPOINT", "https://td-proxy.example.com")
+    assert build_warehouse(loaded).endpoint == "https://td-proxy.example.com"
+
+
+def test_a_dataframe_loads_through_bulk_import_and_appends_new_columns(td):
+    wh = engine(td)
+    ref = TableRef("cdp_src", "people")
+    first = pd.DataFrame({"id": [1, 2, 3], "name": ["Ann", None, "O'Brien"], "seen": pd.to_datetime(["2024-01-01 00:00", None, "2024-03-01 10:00"])})
+    wh.write_dataframe(ref, first)
+    wh.append_frames([(ref, pd.DataFrame({"id": [4], "name": ["Dee"], "tier": ["gold"]}))])
+    back = wh.fetch(f"SELECT id, name, seen, tier FROM {ref.sql} ORDER BY id")
+    assert back["id"].tolist() == [1, 2, 3, 4] and back["name"].tolist() == ["Ann", None, "O'Brien", "Dee"]
+    assert back["seen"].tolist()[:3] == ["2024-01-01 00:00:00.000000", None, "2024-03-01 10:00:00.000000"]  # TD stores timestamps as text
+    assert back["tier"].tolist() == [None, None, None, "gold"]
+    assert set(wh.columns(ref)) == {"id", "name", "seen", "tier", "time"}
+    calls = [p.split("/")[3] for m, p, s in td.requests if p.startswith("/v3/bulk_import/") and "/show/" not in p]
+    assert calls == ["create", "upload_part", "freeze", "perform", "commit", "delete"] * 2
+    performed = [j for j in wh.take_jobs() if td.jobs.get(j.job_id) is not None and td.jobs[j.job_id].type == "bulkload"]
+    assert len(performed) == 2  # each bulk import's job id is kept for the step's metadata
+    with pytest.raises(WarehouseError, match="already exists"):
+        wh.write_dataframe(ref, first)
+
+
+def test_a_table_is_published_by_tds_swap_and_an_empty_frame_keeps_its_columns(td):
+    wh = engine(td)
+    final = TableRef("cdp_src", "scores")
+    assert wh.build_table(final, "SELECT 1 AS a UNION ALL SELECT 2") == 2
+    assert wh.build_table(final, "SELECT 10 AS a, 'x' AS b") == 1
+    assert wh.fetch(f"SELECT a, b FROM {final.sql}").to_dict("records") == [{"a": 10, "b": "x"}]
+    assert wh.list_tables("cdp_src") == ["scores"]  # no staging table left
+    assert any(p.startswith("/v3/table/swap/cdp_src/scores__cdp_new_") for _, p, _ in td.requests)
+    empty = TableRef("cdp_src", "no_rows")
+    wh.write_dataframe(empty, pd.DataFrame({"k": pd.Series([], dtype="int64"), "v": pd.Series([], dtype=object)}))
+    assert wh.fetch(f"SELECT COUNT(k) AS n, COUNT(v) AS m FROM {empty.sql}").iloc[0].tolist() == [0, 0]
+
+
+def test_a_failed_job_fails_the_step_with_treasure_datas_message(td):
+    message = "Query exceeded per-node memory limit of 20GB [marker_7731]"
+    td.fail_jobs("marker_7731", message)
+    wh = engine(td, console_url="https://console.treasuredata.com")
+
+    @asset
+    def heavy(warehouse: TreasureDataWarehouse):
+        warehouse.execute("SELECT 'marker_7731' AS x")
+
+    @asset(deps=[heavy])
+    def downstream():
+        return 1
+
+    result = materialize([heavy, downstream], resources={"warehouse": wh}, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    text = str(failure.event_specific_data.error.cause.message if failure.event_specific_data.error.cause else failure.event_specific_data.error.message)
+    failed_job = next(j for j in td.jobs.values() if j.status == "error")
+    assert message in text and f"job {failed_job.job_id} error" in text
+    assert f"https://console.treasuredata.com/app/jobs/{failed_job.job_id}" in text
+    assert "SELECT 'marker_7731' AS x" in text  # the statement that failed
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_SUCCESS" and e.step_key == "downstream"]
+    assert sum(1 for j in td.jobs.values() if "marker_7731" in j.query) == 1  # a failed job is not retried
+
+    # a statement TD cannot run fails with the engine's own text too
+    with pytest.raises(WarehouseError) as err:
+        wh.execute('SELECT * FROM "cdp_src"."missing_table"')
+    assert "missing_table" in err.value.engine_message and not isinstance(err.value, TransientWarehouseError)
+
+
+def test_a_transient_5xx_is_retried_with_back_off(td, caplog):
+    wh = engine(td)
+    wh.verify_connection()
+    td.fail_requests(503, times=2, path_prefix="/v3/job/issue")
+    with caplog.at_level(logging.WARNING):
+        assert int(wh.fetch("SELECT 41 + 1 AS x").iloc[0, 0]) == 42
+    issued = [s for m, p, s in td.requests if p.startswith("/v3/job/issue")]
+    assert issued == [503, 503, 200]
+    assert caplog.text.count("transient warehouse error") == 2
+    td.fail_requests(503, times=5, path_prefix="/v3/job/issue")
+    with pytest.raises(TransientWarehouseError, match="Treasure Data API unavailable"):
+        wh.fetch("SELECT 1 AS x")  # three attempts, then the step fails
+
+
+def test_a_bad_api_key_fails_fast_naming_the_variable_and_never_the_key(td):
+    wrong = "4321/" + "0bad" * 10
+    wh = engine(td, apikey=wrong, apikey_env="TD_API_KEY")
+    with pytest.raises(WarehouseAuthError) as err:
+        wh.query("SELECT 1 AS x")
+    assert "$TD_API_KEY" in str(err.value) and td.url in str(err.value)
+    assert wrong not in str(err.value) and KEY not in str(err.value) and wrong[-4:] not in str(err.value)
+    assert [s for _, _, s in td.requests] == [401]  # one call: an auth error is not retried
+    assert wh.connection_info()["apikey"] == "****" + wrong[-4:]
+
+
+def test_values_are_bound_as_literals_of_the_parsed_statement():
+    hostile = "x'); DROP TABLE people; --"
+    sql = bind_literals('SELECT * FROM "s"."t" WHERE a = ? AND b = ? AND c IS NOT DISTINCT FROM ?', [hostile, 3, None], "trino")
+    assert sql == "SELECT * FROM \"s\".\"t\" WHERE a = 'x''); DROP TABLE people; --' AND b = 3 AND c IS NOT DISTINCT FROM NULL"
+    assert "'x\\'); DROP" in bind_literals("SELECT ? AS v", [hostile], "hive")  # Hive escapes with a backslash
+    with pytest.raises(WarehouseError, match="2 placeholders but 1 values"):
+        bind_literals("SELECT ? AS a, ? AS b", [1], "trino")
+
+
+def test_a_treasure_data_config_needs_no_key_to_load_and_names_the_missing_variable_at_run(tmp_path, monkeypatch, capsys):
+    from cdp_assets.cli import main
+
+    monkeypatch.delenv("TD_API_KEY", raising=False)
+    config = write_project(tmp_path, records=20, mutate=lambda c: c.update(engine={"kind": "treasure_data"}))
+    defs = build_definitions(load_config(config))
+    assert defs.resolve_job_def(PIPELINE_JOB)
+    for dialect in ("trino", "hive"):
+        assert main(["render-sql", "--config", str(config), "--dialect", dialect, "--out", str(tmp_path / "sql" / dialect)]) == 0
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    capsys.readouterr()
+    assert main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "TD_API_KEY" in err and "Traceback" not in err, err
+
+
+def test_the_whole_pipeline_runs_on_the_fake_with_every_check_passing(td, tmp_path, monkeypatch):
+    monkeypatch.setenv("TD_API_KEY", KEY)
+    config = write_project(tmp_path, records=60, mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}}))
+    loaded = load_config(config)
+    result = run_pipeline(loaded)
+    checks = check_results(result)
+    assert result.success and checks and all(checks.values()), {k: v for k, v in checks.items() if not v}
+    # every statement ran as a TD job; the unified ids exist in TD's tables
+    assert len([j for j in td.jobs.values() if j.type == "presto"]) > 50
+    lookup = td.sql('SELECT COUNT(*) AS n, COUNT(DISTINCT "unified_id") AS ids FROM "cdp_unification_customer_360"."unified_id_lookup"').iloc[0]
+    assert lookup["n"] > 0 and 0 < lookup["ids"] <= lookup["n"]
+    assert not [t for t in td.sql("SELECT table_name FROM information_schema.tables")["table_name"] if "__cdp_new_" in t]
