@@ -31,6 +31,16 @@ def step_phases(defs: Definitions) -> dict[str, str]:
     return phases
 
 
+def step_failure_reason(error) -> str:
+    """The first line of what failed a step: the error Dagster wrapped ("Error occurred while
+    executing op ..."), not the wrapper."""
+    while error is not None and error.cause is not None and "Error occurred while executing" in (error.message or ""):
+        error = error.cause
+    text = (error.message if error is not None else "") or ""
+    first = text.strip().splitlines()[0] if text.strip() else "(no message)"
+    return first.split(": ", 1)[1] if first.startswith(("cdp_assets.", "dagster.")) and ": " in first else first
+
+
 class _ProgressFormatter(logging.Formatter):
     def __init__(self, phases: dict[str, str]):
         super().__init__()
@@ -43,6 +53,8 @@ class _ProgressFormatter(logging.Formatter):
         event = meta.get("dagster_event")
         clock = time.strftime("%H:%M:%S", time.localtime(record.created))
         where = f"[{phase}] {step}" if phase else step
+        if event is not None and event.event_type_value == "STEP_FAILURE":
+            return f"{clock} {where}: FAILED: {step_failure_reason(event.event_specific_data.error)}"
         if event is not None and event.event_type_value in _SHOWN_EVENTS:
             return f"{clock} {where}: {_SHOWN_EVENTS[event.event_type_value]}"
         return f"{clock} {where}: {meta.get('orig_message') or record.getMessage()}"

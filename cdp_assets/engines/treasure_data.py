@@ -123,7 +123,7 @@ class TreasureDataWarehouse(WarehouseResource):
             if self.database not in {d.name for d in client.api_client.databases()}:
                 client.api_client.create_database(self.database)
 
-        self._api(check, "-- list databases (connection check)")
+        self._api(check, "-- list databases (connection check)", verify=False)
 
     def _error(self, exc: BaseException, what: str) -> WarehouseError:
         from tdclient import errors as td
@@ -141,7 +141,10 @@ class TreasureDataWarehouse(WarehouseResource):
             return TransientWarehouseError(f"Treasure Data API connection: {text}", what)
         return WarehouseError(f"Treasure Data: {text}", what)
 
-    def _api(self, call, what: str) -> Any:
+    def _api(self, call, what: str, verify: bool = True) -> Any:
+        """One call of TD's REST API through pytd's client, its errors mapped to the engine's."""
+        if verify:
+            self.verify_connection()
         with self._client() as client:
             try:
                 return call(client)
