@@ -35,6 +35,7 @@ from typing import Any
 import msgpack
 import pandas as pd
 import sqlglot
+from pydantic import PrivateAttr
 from sqlglot import exp
 
 from cdp_assets.engines.base import (
@@ -72,6 +73,8 @@ class TreasureDataWarehouse(WarehouseResource):
     console_url: str | None = None  # None: derived from the endpoint
     job_poll_seconds: float = 1.0  # how often a running job's status is asked for
     apikey_env: str = "TD_API_KEY"  # where the key came from, for messages that say what to fix
+
+    _running_job: str | None = PrivateAttr(default=None)
 
     @property
     def dialect(self) -> Dialect:
@@ -161,7 +164,7 @@ class TreasureDataWarehouse(WarehouseResource):
 
         with self._client() as client:
             try:
-                result = client.query(sql, force_tdclient=True, wait_interval=self.job_poll_seconds)
+                result = client.query(sql, force_tdclient=True, wait_interval=self.job_poll_seconds, wait_callback=self._note_running)
             except td.InternalError as exc:
                 failed = _FAILED_JOB.search(str(exc))
                 if not failed:
@@ -171,6 +174,8 @@ class TreasureDataWarehouse(WarehouseResource):
                 raise WarehouseError(self._failure_message(client, job_id, failed.group(2)), sql) from None
             except Exception as exc:  # noqa: BLE001 - mapped to the engine's error kinds
                 raise self._error(exc, sql) from exc
+            finally:
+                self._running_job = None
             job_id = str(client.query_executed)
             self.record_job(job_id, self.job_url(job_id))
             schema: list[list[str]] = []
@@ -194,10 +199,13 @@ class TreasureDataWarehouse(WarehouseResource):
         rows, schema = self._job(bind_literals(sql, params, self.dialect.sqlglot_name) if params else sql)
         return _frame(rows, schema)
 
+    def _note_running(self, cursor: Any) -> None:
+        # Called by tdclient on each poll of a job still running: its id, for a cancel.
+        self._running_job = str(cursor.show_job()["job_id"])
+
     def _cancel_running(self) -> None:
-        # Jobs are issued and awaited inside pytd; the one to kill is the newest recorded.
-        if self._jobs:
-            job_id = self._jobs[-1].job_id
+        job_id = self._running_job
+        if job_id:
             self._api(lambda c: c.api_client.kill(job_id), f"-- kill job {job_id}")
 
     # ---------------------------------------------------------------- databases and tables

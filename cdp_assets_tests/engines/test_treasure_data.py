@@ -17,7 +17,7 @@ from dagster import MaterializeResult, asset, materialize
 from cdp_assets.assets.metadata import engine_jobs_metadata
 from cdp_assets.config import load_config
 from cdp_assets.definitions import PIPELINE_JOB, build_definitions
-from cdp_assets.engines.base import TransientWarehouseError, WarehouseAuthError, WarehouseError
+from cdp_assets.engines.base import StatementTimeoutError, TransientWarehouseError, WarehouseAuthError, WarehouseError
 from cdp_assets.engines.factory import build_warehouse
 from cdp_assets.engines.treasure_data import TreasureDataWarehouse, bind_literals
 from cdp_assets.sql.dialects import TableRef
@@ -60,6 +60,19 @@ def test_a_query_returns_typed_rows_and_each_job_id_with_its_console_link(td):
     ids = meta["engine_job_ids"].value
     assert ids and all(i in td.jobs for i in ids)
     assert f"https://console.treasuredata.com/app/jobs/{ids[-1]}" in str(meta.values())
+
+
+def test_hive_is_the_option_and_a_job_over_its_time_limit_is_killed(td):
+    hive = engine(td, query_engine="hive")
+    assert hive.fetch("SELECT CONCAT('a', 'b') AS s").iloc[0, 0] == "ab"
+    assert td.jobs[hive.take_jobs()[-1].job_id].type == "hive"
+
+    td.hold_jobs("marker_slow")
+    slow = engine(td, statement_timeout_seconds=0.5, job_poll_seconds=0.05)
+    with pytest.raises(StatementTimeoutError, match="cancelled after 0.5s"):
+        slow.execute("SELECT 'marker_slow' AS x")
+    (job,) = [j for j in td.jobs.values() if "marker_slow" in j.query]
+    assert job.status == "killed" and ("POST", f"/v3/job/kill/{job.job_id}", 200) in td.requests
 
 
 def test_the_region_picks_the_api_endpoint_and_the_console(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ fails here too, and a result is computed, not scripted.
 
 Switches for faults: ``fail_requests`` answers the next N requests under a path with an HTTP
 status (a 5xx outage), ``fail_jobs`` makes jobs whose SQL contains a text end in ``error``
-with a message on the job's stderr, and every request must carry ``Authorization: TD1 <key>``
+with a message on the job's stderr, ``hold_jobs`` keeps such jobs ``running`` until killed, and every request must carry ``Authorization: TD1 <key>``
 with the key the server was started with (401 otherwise).
 """
 
@@ -80,6 +80,7 @@ class FakeTreasureData:
         self._imports: dict[str, _BulkImport] = {}
         self._failures: list[list] = []  # [path prefix, status, remaining]
         self._job_faults: list[tuple[str, str]] = []
+        self._held: list[str] = []
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status answered)
         self.seen_headers: list[dict] = []
         self._server: ThreadingHTTPServer | None = None
@@ -119,6 +120,10 @@ class FakeTreasureData:
     def fail_jobs(self, containing: str, message: str) -> None:
         """Jobs whose SQL contains ``containing`` end in ``error`` with ``message`` on stderr."""
         self._job_faults.append((containing, message))
+
+    def hold_jobs(self, containing: str) -> None:
+        """Jobs whose SQL contains ``containing`` stay ``running`` until killed."""
+        self._held.append(containing)
 
     def sql(self, sql: str, params: list | None = None) -> pd.DataFrame:
         """Look at the backing tables directly (test assertions)."""
@@ -280,6 +285,9 @@ class FakeTreasureData:
         return {"job_id": job.job_id, "database": db}
 
     def _run_job(self, job: _Job) -> None:
+        if any(text in job.query for text in self._held):
+            job.status = "running"
+            return
         for text, message in self._job_faults:
             if text in job.query:
                 job.status, job.stderr = "error", message
