@@ -3,8 +3,9 @@ loopback (cdp_assets_tests/fakes/td_api.py), the one boundary these tests fake.
 
 Covered: a query and its typed result with job ids and console links, a bulk import of a
 DataFrame, a failed job whose TD message reaches the step failure of a real materialization,
-a transient HTTP 5xx that is retried, a bad API key that fails fast, and the whole pipeline
-on the fake with every asset check passing."""
+a transient HTTP 5xx that is retried, a bad API key that fails fast, a job over its time
+limit killed, and the whole pipeline on the fake with every asset check passing and every
+table equal to DuckDB's."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ from cdp_assets.engines.base import StatementTimeoutError, TransientWarehouseErr
 from cdp_assets.engines.factory import build_warehouse
 from cdp_assets.engines.treasure_data import TreasureDataWarehouse, bind_literals
 from cdp_assets.sql.dialects import TableRef
+from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets_tests.conftest import check_results, run_pipeline, write_project
+from cdp_assets_tests.engines.test_cross_engine_pipeline import VOLATILE, VOLATILE_TABLES
+from cdp_assets_tests.engines.test_spark_unification import normalized
 from cdp_assets_tests.fakes.td_api import FakeTreasureData
 
 KEY = "4321/" + "9f3c" * 10
@@ -202,15 +206,32 @@ def test_a_treasure_data_config_needs_no_key_to_load_and_names_the_missing_varia
     assert "TD_API_KEY" in err and "Traceback" not in err, err
 
 
-def test_the_whole_pipeline_runs_on_the_fake_with_every_check_passing(td, tmp_path, monkeypatch):
+def test_the_whole_pipeline_on_the_fake_passes_every_check_and_equals_duckdbs_tables(td, tmp_path, monkeypatch):
+    """Through pytd and TD's REST API, the Trino rendering of every phase gives DuckDB's tables:
+    canonical ids, enriched rows, masters and statistics. What differs is what TD stores
+    differently: a `time` column on each table, timestamps as text."""
     monkeypatch.setenv("TD_API_KEY", KEY)
-    config = write_project(tmp_path, records=60, mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}}))
-    loaded = load_config(config)
-    result = run_pipeline(loaded)
-    checks = check_results(result)
-    assert result.success and checks and all(checks.values()), {k: v for k, v in checks.items() if not v}
-    # every statement ran as a TD job; the unified ids exist in TD's tables
-    assert len([j for j in td.jobs.values() if j.type == "presto"]) > 50
-    lookup = td.sql('SELECT COUNT(*) AS n, COUNT(DISTINCT "unified_id") AS ids FROM "cdp_unification_customer_360"."unified_id_lookup"').iloc[0]
-    assert lookup["n"] > 0 and 0 < lookup["ids"] <= lookup["n"]
-    assert not [t for t in td.sql("SELECT table_name FROM information_schema.tables")["table_name"] if "__cdp_new_" in t]
+    duck_loaded = load_config(write_project(tmp_path, records=60))
+    td_loaded = load_config(write_project(tmp_path, generate=False, mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}})))
+    for loaded in (duck_loaded, td_loaded):
+        result = run_pipeline(loaded)
+        checks = check_results(result)
+        assert result.success and checks and all(checks.values()), {k: v for k, v in checks.items() if not v}
+    assert len([j for j in td.jobs.values() if j.type == "presto"]) > 50  # every statement ran as a TD job
+    duck, tdw = DuckDBWarehouse(path=str(duck_loaded.duckdb_path)), engine(td, database=td_loaded.pipeline.src_schema)
+    schemas = [duck_loaded.pipeline.src_schema, duck_loaded.pipeline.stg_schema, duck_loaded.unification.schema]
+    names = {s: duck.list_tables(s) for s in schemas}
+    assert names == {s: tdw.list_tables(s) for s in schemas} and sum(map(len, names.values())) > 30  # no half-built table left
+    for schema, tables in names.items():
+        for table in tables:
+            if table in VOLATILE_TABLES:
+                continue
+            ref = TableRef(schema, table)
+            d = duck.fetch(f"SELECT * FROM {ref.sql}")
+            t = tdw.fetch(f"SELECT * FROM {ref.sql}").drop(columns=["time"], errors="ignore")
+            d, t = (f.drop(columns=[c for c in f.columns if c in VOLATILE]) for f in (d, t))
+            for col in d.columns:  # TD stores timestamps as text
+                if pd.api.types.is_datetime64_any_dtype(d[col]) and t[col].dtype == object:
+                    t[col] = pd.to_datetime(t[col], format="ISO8601")
+            assert list(d.columns) == list(t.columns) and len(d) == len(t), ref.display
+            pd.testing.assert_frame_equal(normalized(d, list(d.columns)), normalized(t, list(d.columns)), check_dtype=False, obj=ref.display)
