@@ -29,6 +29,7 @@ from cdp_assets.engines.base import (
     WarehouseAuthError,
     WarehouseError,
     WarehouseResource,
+    column_kind,
     mask_secret,
 )
 from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef
@@ -224,19 +225,11 @@ class DatabricksWarehouse(WarehouseResource):
             self.with_retries(lambda sql=sql, params=params: self._within_time_limit(lambda: self._run(sql, params), sql), sql)
 
 
+_SQL_TYPES = {"boolean": "BOOLEAN", "integer": "BIGINT", "float": "DOUBLE", "timestamp": "TIMESTAMP", "text": "STRING"}
+
+
 def _sql_type(s: pd.Series) -> str:
-    if pd.api.types.is_bool_dtype(s):
-        return "BOOLEAN"
-    if pd.api.types.is_integer_dtype(s):
-        return "BIGINT"
-    if pd.api.types.is_float_dtype(s):
-        return "DOUBLE"
-    if pd.api.types.is_datetime64_any_dtype(s):
-        return "TIMESTAMP"
-    values = [v for v in s.tolist() if v is not None and not (isinstance(v, float) and pd.isna(v)) and v is not pd.NA]
-    if values and all(isinstance(v, (dt.datetime, pd.Timestamp)) for v in values):
-        return "TIMESTAMP"
-    return "STRING"
+    return _SQL_TYPES[column_kind(s)]
 
 
 def _param(v: Any) -> Any:

@@ -43,6 +43,7 @@ from cdp_assets.engines.base import (
     WarehouseAuthError,
     WarehouseError,
     WarehouseResource,
+    column_kind,
     mask_secret,
 )
 from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef
@@ -313,15 +314,12 @@ class TreasureDataWarehouse(WarehouseResource):
         self._api(load, what)
 
 
+# TD stores long, double, boolean and string columns; timestamps go in as text.
+_TD_TYPES = {"boolean": "boolean", "integer": "long", "float": "double"}
+
+
 def _td_column_type(s: pd.Series) -> str:
-    """The TD schema type of a column (TD stores long, double, boolean, string)."""
-    if pd.api.types.is_bool_dtype(s):
-        return "boolean"
-    if pd.api.types.is_integer_dtype(s):
-        return "long"
-    if pd.api.types.is_float_dtype(s):
-        return "double"
-    return "string"
+    return _TD_TYPES.get(column_kind(s), "string")
 
 
 def _msgpack_part(df: pd.DataFrame) -> bytes:
