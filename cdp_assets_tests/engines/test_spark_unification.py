@@ -17,7 +17,8 @@ import pytest
 from cdp_assets.config.unify import UnifyConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.engines.duckdb import DuckDBWarehouse
-from cdp_assets.engines.spark import LocalSparkWarehouse, stop_spark_session
+from cdp_assets.engines.databricks import DatabricksWarehouse
+from cdp_assets.engines.spark import stop_spark_session
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import DIALECTS, TableRef
 from cdp_assets.sql.master import master_table_sql
@@ -41,9 +42,13 @@ PLAN_SCHEMA = "cdp_unification_t"
 @pytest.fixture(scope="module")
 def spark_wh():
     with tempfile.TemporaryDirectory() as d:
-        wh = LocalSparkWarehouse(warehouse_dir=str(Path(d) / "warehouse"))
-        wh.spark  # start it once, here
-        yield wh
+        # The Databricks engine on a local Spark session, through the connector's cursor interface.
+        wh = DatabricksWarehouse(
+            local_spark_dir=str(Path(d) / "warehouse"), sql_dialect="spark", table_format="parquet", optimize_tables=False, use_catalog=False, catalog=None
+        )
+        wh.verify_connection()  # start Spark once, here
+        with wh.session():
+            yield wh
         stop_spark_session()
 
 
@@ -153,7 +158,8 @@ def test_engine_basics(spark):
     assert list(got.columns) == ["s", "n", "t", "extra"]
     assert got["s"].tolist() == [None, None] and got["extra"].tolist() == [None, "x"]  # NULL, never 'nan'
     assert got["n"].tolist() == [2, 3] and got["t"].isna().all()
-    types = dict(spark.spark.table("src.basics").dtypes)
+    described = spark.query("DESCRIBE TABLE `src`.`basics`")
+    types = {r.col_name: r.data_type for r in described.itertuples() if r.col_name and not r.col_name.startswith("#")}
     assert types == {"s": "string", "n": "bigint", "t": "timestamp", "extra": "string"}
     with pytest.raises(Exception, match="statement that failed"):
         spark.execute("SELECT * FROM `src`.`missing_table`")
