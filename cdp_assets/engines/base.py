@@ -308,8 +308,7 @@ class WarehouseResource(ConfigurableResource):
         staging = self.staging_ref(final)
         try:
             started = time.monotonic()
-            self.run(create_table_as(staging, select_sql))
-            rows = self.row_count(staging)
+            rows = self.create_table_counted(staging, select_sql)
             self.swap_in(staging, final)
             self.optimize(final)
             log.debug("built %s (%d rows) in %.2fs", final.display, rows, time.monotonic() - started)
@@ -317,6 +316,11 @@ class WarehouseResource(ConfigurableResource):
         except BaseException:
             self._drop_quietly(staging)
             raise
+
+    def create_table_counted(self, ref: TableRef, select_sql: str) -> int:
+        """Create ``ref`` from a SELECT and return how many rows it holds."""
+        self.run(create_table_as(ref, select_sql))
+        return self.row_count(ref)
 
     def replace_with_dataframe(self, final: TableRef, df: pd.DataFrame) -> int:
         """Publish a DataFrame as ``final`` through the same build-then-swap path."""

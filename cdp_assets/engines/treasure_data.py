@@ -47,6 +47,7 @@ from cdp_assets.engines.base import (
     mask_secret,
 )
 from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef
+from cdp_assets.sql.pipeline import create_table_as
 
 # The TD console that shows a job, by API endpoint (region); other endpoints get no link.
 TD_CONSOLES = {
@@ -208,6 +209,14 @@ class TreasureDataWarehouse(WarehouseResource):
         job_id = self._running_job
         if job_id:
             self._api(lambda c: c.api_client.kill(job_id), f"-- kill job {job_id}")
+
+    def create_table_counted(self, ref: TableRef, select_sql: str) -> int:
+        # Trino answers CREATE TABLE AS with one row, the rows written: no second job to count
+        # them. Hive answers nothing, and is counted.
+        answer = self.fetch(create_table_as(ref, select_sql))
+        if list(answer.columns) == ["rows"] and len(answer) == 1:
+            return int(answer.iloc[0, 0])
+        return self.row_count(ref)
 
     # ---------------------------------------------------------------- databases and tables
 

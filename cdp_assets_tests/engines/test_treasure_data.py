@@ -249,3 +249,12 @@ def test_with_hive_the_pipeline_builds_the_lookup_and_stops_at_the_known_statist
     assert "result_key_stats" in str(failed[0].event_specific_data.error.cause or failed[0].event_specific_data.error)
     assert td.sql('SELECT COUNT(*) AS n FROM "cdp_unification_customer_360"."unified_id_lookup"').iloc[0, 0] > 0
     assert {j.type for j in td.jobs.values()} == {"hive", "bulkload"}
+
+
+def test_trinos_answer_to_create_table_as_is_the_row_count_and_hive_is_counted(td):
+    for query_engine, counts in (("presto", 0), ("hive", 1)):
+        wh = engine(td, query_engine=query_engine)
+        before = set(td.jobs)
+        assert wh.build_table(TableRef("cdp_src", f"built_{query_engine}"), "SELECT 1 AS a UNION ALL SELECT 2 UNION ALL SELECT 3") == 3
+        issued = [td.jobs[j].query for j in td.jobs if j not in before]
+        assert sum("COUNT(*)" in q for q in issued) == counts, issued

@@ -302,7 +302,12 @@ class FakeTreasureData:
             cur = None
             for stmt in statements:
                 cur = self._db.execute(stmt)
-            if cur is not None and cur.description:
+            created = _ctas_target(job.query, _JOB_DIALECT[job.type])
+            if created is not None and job.type != "hive":
+                # Trino answers CREATE TABLE AS with the number of rows written; Hive with nothing.
+                job.schema = [["rows", "bigint"]]
+                job.rows = [[self._db.execute(f"SELECT COUNT(*) FROM {created}").fetchone()[0]]]
+            elif created is None and cur is not None and cur.description:
                 job.schema = [[d[0], _td_type(str(d[1]))] for d in cur.description]
                 job.rows = [[_wire(v) for v in row] for row in cur.fetchall()]
             job.status = "success"
@@ -424,6 +429,17 @@ class FakeTreasureData:
             self._db.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _bulk_rows")
         finally:
             self._db.unregister("_bulk_rows")
+
+
+def _ctas_target(query: str, dialect: str) -> str | None:
+    """The table a CREATE TABLE AS statement creates (quoted for DuckDB), else None."""
+    try:
+        tree = sqlglot.parse_one(query, read=dialect)
+    except sqlglot.errors.ParseError:
+        return None
+    if isinstance(tree, sqlglot.exp.Create) and tree.args.get("expression") is not None:
+        return tree.this.find(sqlglot.exp.Table).sql(dialect="duckdb")
+    return None
 
 
 def _q(name: str) -> str:
