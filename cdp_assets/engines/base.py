@@ -6,7 +6,6 @@ few statements that are engine mechanics (creating schemas, loading a DataFrame)
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import time
@@ -51,23 +50,6 @@ class WarehouseAuthError(WarehouseError):
 class StatementTimeoutError(WarehouseError):
     """A statement ran past ``statement_timeout_seconds`` and was cancelled: never retried (it
     would most likely run as long again)."""
-
-
-def column_kind(s: pd.Series) -> str:
-    """What a DataFrame column holds, for an engine to name its type: ``boolean``, ``integer``,
-    ``float``, ``timestamp`` (a datetime dtype, or objects that are all datetimes) or ``text``."""
-    if pd.api.types.is_bool_dtype(s):
-        return "boolean"
-    if pd.api.types.is_integer_dtype(s):
-        return "integer"
-    if pd.api.types.is_float_dtype(s):
-        return "float"
-    if pd.api.types.is_datetime64_any_dtype(s):
-        return "timestamp"
-    values = [v for v in s.tolist() if v is not None and v is not pd.NA and not (isinstance(v, float) and pd.isna(v))]
-    if values and all(isinstance(v, (dt.datetime, pd.Timestamp)) for v in values):
-        return "timestamp"
-    return "text"
 
 
 def mask_secret(value: str | None) -> str:

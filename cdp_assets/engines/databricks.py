@@ -16,7 +16,6 @@ DataFrames are written with parameterised ``INSERT ... VALUES`` in batches: valu
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,9 +28,9 @@ from cdp_assets.engines.base import (
     WarehouseAuthError,
     WarehouseError,
     WarehouseResource,
-    column_kind,
     mask_secret,
 )
+from cdp_assets.engines.frames import column_kind, is_missing, typed_frame
 from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef
 
 _AUTH_HINTS = ("401", "403", "invalid access token", "unauthorized", "permission_denied", "invalid_client")
@@ -234,9 +233,7 @@ def _sql_type(s: pd.Series) -> str:
 
 def _param(v: Any) -> Any:
     """A bound parameter: plain Python values, NULL for every kind of missing."""
-    if v is None or v is pd.NA or v is pd.NaT:
-        return None
-    if isinstance(v, float) and v != v:
+    if is_missing(v):
         return None
     if isinstance(v, pd.Timestamp):
         ts = v.tz_convert("UTC").tz_localize(None) if v.tzinfo is not None else v
@@ -247,21 +244,5 @@ def _param(v: Any) -> Any:
 
 
 def _frame(rows: list, description: list) -> pd.DataFrame:
-    """Rows as pandas with the column types of the result: timestamps naive UTC, integers int64
-    (Int64 with NULLs), doubles float64, arrays as lists, the rest as objects."""
-    names = [d[0] for d in description]
-    columns = list(zip(*rows)) if rows else [() for _ in names]
-    out = {}
-    for name, values, d in zip(names, columns, description):
-        kind = str(d[1]).lower()
-        values = list(values)
-        if kind.startswith("timestamp"):
-            utc = [None if v is None else (v.astimezone(dt.timezone.utc).replace(tzinfo=None) if v.tzinfo else v) for v in values]
-            out[name] = pd.Series(pd.to_datetime(utc), dtype="datetime64[ns]") if values else pd.Series([], dtype="datetime64[ns]")
-        elif kind in ("bigint", "int", "integer", "smallint", "tinyint", "long"):
-            out[name] = pd.Series(values, dtype="int64") if None not in values else pd.Series(values, dtype="Int64")
-        elif kind in ("double", "float"):
-            out[name] = pd.Series([float("nan") if v is None else v for v in values], dtype="float64")
-        else:
-            out[name] = pd.Series(values, dtype=object)
-    return pd.DataFrame(out, columns=names)
+    """Rows as pandas with the column types of the cursor's description."""
+    return typed_frame(rows, [(d[0], d[1]) for d in description])

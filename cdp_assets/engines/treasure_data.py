@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import io
-import json
 import logging
 import re
 import time
@@ -43,9 +42,9 @@ from cdp_assets.engines.base import (
     WarehouseAuthError,
     WarehouseError,
     WarehouseResource,
-    column_kind,
     mask_secret,
 )
+from cdp_assets.engines.frames import column_kind, is_missing, typed_frame
 from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef
 from cdp_assets.sql.pipeline import create_table_as
 
@@ -56,6 +55,8 @@ TD_CONSOLES = {
     "https://api.treasuredata.co.jp": "https://console.treasuredata.co.jp",
     "https://api.ap02.treasuredata.com": "https://console.ap02.treasuredata.com",
 }
+
+TD_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # how timestamps are written as text into TD
 
 _FAILED_JOB = re.compile(r"job error: (\S+): (\w+)")
 
@@ -180,10 +181,10 @@ class TreasureDataWarehouse(WarehouseResource):
                 self._running_job = None
             job_id = str(client.query_executed)
             self.record_job(job_id, self.job_url(job_id))
-            schema: list[list[str]] = []
-            if result["columns"]:
-                schema = self._api(lambda c: c.api_client.job(job_id).result_schema or [], sql)
-            return result["data"], schema
+            if not result["columns"]:
+                return result["data"], []
+            # tdclient's cursor keeps only the names; the types are in the job's result schema.
+            return result["data"], self._api(lambda c: c.api_client.job(job_id).result_schema or [], sql)
 
     def _failure_message(self, client: Any, job_id: str, status: str) -> str:
         try:
@@ -199,7 +200,7 @@ class TreasureDataWarehouse(WarehouseResource):
 
     def _query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         rows, schema = self._job(bind_literals(sql, params, self.dialect.sqlglot_name) if params else sql)
-        return _frame(rows, schema)
+        return typed_frame(rows, [(c[0], c[1]) for c in schema])
 
     def _note_running(self, cursor: Any) -> None:
         # Called by tdclient on each poll of a job still running: its id, for a cancel.
@@ -259,7 +260,6 @@ class TreasureDataWarehouse(WarehouseResource):
             api.delete_table(final.schema, staging.name)
 
         what = f"-- swap {staging.display} into {final.display}"
-        self.verify_connection()
         self.with_retries(lambda: self._api(swap, what), what)
 
     def drop(self, ref: TableRef) -> None:
@@ -278,7 +278,6 @@ class TreasureDataWarehouse(WarehouseResource):
             self._bulk_import(ref, df, "append")
 
     def _bulk_import(self, ref: TableRef, df: pd.DataFrame, if_exists: str) -> None:
-        self.verify_connection()
         self.ensure_schema(ref.schema)
         if df.empty:
             # No rows to carry the columns: the table is created with its schema declared.
@@ -287,16 +286,17 @@ class TreasureDataWarehouse(WarehouseResource):
                 tables = {t.table_name: t for t in api.tables(ref.schema)}
                 if ref.name not in tables:
                     api.create_log_table(ref.schema, ref.name)
-                have = {c[0] for c in (tables[ref.name].schema or [])} if ref.name in tables else set()
-                new = [[c, _td_column_type(df[c]), c] for c in df.columns if c not in have and c != "time"]
+                current = [list(c) for c in (tables[ref.name].schema or [])] if ref.name in tables else []
+                have = {c[0] for c in current} | {"time"}
+                new = [[c, _td_column_type(df[c]), c] for c in df.columns if c not in have]
                 if new:
-                    api.api.update_schema(ref.schema, ref.name, json.dumps([list(c) for c in (tables[ref.name].schema or [])] + new if ref.name in tables else new))
+                    api.update_schema(ref.schema, ref.name, current + new)
 
             self._api(declare, f"-- create table {ref.display} with its columns")
             return
         name = f"cdp_{uuid.uuid4().hex}"
         what = f"-- bulk import {name} into {ref.display} ({len(df)} rows)"
-        part = _msgpack_part(_for_bulk_import(df))
+        part = _msgpack_part(df)
         poll = self.job_poll_seconds
 
         def load(client):
@@ -334,16 +334,25 @@ def _td_column_type(s: pd.Series) -> str:
 def _msgpack_part(df: pd.DataFrame) -> bytes:
     """One bulk-import part: gzipped msgpack records. TD needs a ``time`` column (unix
     seconds); a frame without one gets the load time, as pytd's writer does."""
-    records = df.astype(object).where(df.notna(), None).to_dict(orient="records")
     now = int(time.time())
     buf = io.BytesIO()
     with gzip.GzipFile(mode="wb", fileobj=buf) as gz:
         packer = msgpack.Packer()
-        for record in records:
-            record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
+        for record in df.astype(object).to_dict(orient="records"):
+            record = {k: _td_value(v) for k, v in record.items()}
             record.setdefault("time", now)
             gz.write(packer.pack(record))
     return buf.getvalue()
+
+
+def _td_value(v: Any) -> Any:
+    """A cell as TD stores it: NULL for every kind of missing (never the text 'NaT'),
+    timestamps as the text TD and Trino read back, numpy scalars as Python values."""
+    if is_missing(v):
+        return None
+    if isinstance(v, (dt.datetime, pd.Timestamp)):
+        return pd.Timestamp(v).strftime(TD_TIMESTAMP)
+    return v.item() if hasattr(v, "item") else v
 
 
 def bind_literals(sql: str, params: list, dialect: str) -> str:
@@ -360,52 +369,14 @@ def bind_literals(sql: str, params: list, dialect: str) -> str:
 
 
 def _literal(v: Any) -> exp.Expression:
-    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
+    if is_missing(v):
         return exp.null()
     if isinstance(v, bool):
         return exp.Boolean(this=v)
     if isinstance(v, (int, float)) or hasattr(v, "item") and not isinstance(v, (str, bytes)):
         return exp.Literal.number(v.item() if hasattr(v, "item") else v)
     if isinstance(v, (dt.datetime, pd.Timestamp)):
-        return exp.cast(exp.Literal.string(pd.Timestamp(v).strftime("%Y-%m-%d %H:%M:%S.%f")), exp.DataType.build("timestamp"))
+        return exp.cast(exp.Literal.string(pd.Timestamp(v).strftime(TD_TIMESTAMP)), exp.DataType.build("timestamp"))
     if isinstance(v, str):
         return exp.Literal.string(v)
     raise WarehouseError(f"cannot bind a value of type {type(v).__name__} for Treasure Data")
-
-
-def _for_bulk_import(df: pd.DataFrame) -> pd.DataFrame:
-    """TD columns are long, double, string or array: timestamps go as text TD and Trino read
-    back (``YYYY-MM-DD hh:mm:ss.ffffff``), missing values as NULL, not the text 'NaT'."""
-    out = df.copy()
-    for col in out.columns:
-        s = out[col]
-        if pd.api.types.is_datetime64_any_dtype(s):
-            out[col] = [None if pd.isna(v) else pd.Timestamp(v).strftime("%Y-%m-%d %H:%M:%S.%f") for v in s]
-        elif s.dtype == object:
-            out[col] = [
-                None if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
-                else pd.Timestamp(v).strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, (dt.datetime, pd.Timestamp))
-                else v
-                for v in s
-            ]  # fmt: skip
-    return out
-
-
-def _frame(rows: list, schema: list[list[str]]) -> pd.DataFrame:
-    """Rows of a job result as pandas, typed by the job's result schema: TD sends timestamps
-    as text; they come back as naive UTC datetimes, integers as int64 (Int64 with NULLs)."""
-    names = [c[0] for c in schema] if schema else [f"_col{i}" for i in range(len(rows[0]))] if rows else []
-    kinds = [str(c[1]).lower() for c in schema] if schema else ["varchar"] * len(names)
-    columns = list(zip(*rows)) if rows else [() for _ in names]
-    out = {}
-    for name, kind, values in zip(names, kinds, columns):
-        values = list(values)
-        if kind.startswith("timestamp") or kind == "date":
-            out[name] = pd.Series(pd.to_datetime(values, utc=True, format="ISO8601").tz_localize(None), dtype="datetime64[ns]") if values else pd.Series([], dtype="datetime64[ns]")
-        elif kind in ("bigint", "int", "integer", "long", "smallint", "tinyint"):
-            out[name] = pd.Series(values, dtype="int64") if None not in values else pd.Series(values, dtype="Int64")
-        elif kind in ("double", "float", "real") or kind.startswith("decimal"):
-            out[name] = pd.Series([float("nan") if v is None else float(v) for v in values], dtype="float64")
-        else:
-            out[name] = pd.Series(values, dtype=object)
-    return pd.DataFrame(out, columns=names)
