@@ -129,7 +129,8 @@ class TreasureDataWarehouse(WarehouseResource):
             if self.database not in {d.name for d in client.api_client.databases()}:
                 client.api_client.create_database(self.database)
 
-        self._api(check, "-- list databases (connection check)", verify=False)
+        # verify_connection retries this check itself.
+        self._api(check, "-- list databases (connection check)", verify=False, retry=False)
 
     def _error(self, exc: BaseException, what: str) -> WarehouseError:
         from tdclient import errors as td
@@ -147,17 +148,23 @@ class TreasureDataWarehouse(WarehouseResource):
             return TransientWarehouseError(f"Treasure Data API connection: {text}", what)
         return WarehouseError(f"Treasure Data: {text}", what)
 
-    def _api(self, call, what: str, verify: bool = True) -> Any:
-        """One call of TD's REST API through pytd's client, its errors mapped to the engine's."""
+    def _api(self, call, what: str, verify: bool = True, retry: bool = True) -> Any:
+        """One call of TD's REST API through pytd's client, its errors mapped to the engine's.
+        Transient errors are retried like statements; ``retry=False`` for a call that must not
+        run twice (a swap repeated would swap the tables back)."""
         if verify:
             self.verify_connection()
-        with self._client() as client:
-            try:
-                return call(client)
-            except WarehouseError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - mapped to the engine's error kinds
-                raise self._error(exc, what) from exc
+
+        def attempt() -> Any:
+            with self._client() as client:
+                try:
+                    return call(client)
+                except WarehouseError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - mapped to the engine's error kinds
+                    raise self._error(exc, what) from exc
+
+        return self.with_retries(attempt, what) if retry else attempt()
 
     # ---------------------------------------------------------------- jobs
 
@@ -184,7 +191,8 @@ class TreasureDataWarehouse(WarehouseResource):
             if not result["columns"]:
                 return result["data"], []
             # tdclient's cursor keeps only the names; the types are in the job's result schema.
-            return result["data"], self._api(lambda c: c.api_client.job(job_id).result_schema or [], sql)
+            # Inside the statement's own retries: not retried again here.
+            return result["data"], self._api(lambda c: c.api_client.job(job_id).result_schema or [], sql, retry=False)
 
     def _failure_message(self, client: Any, job_id: str, status: str) -> str:
         try:
@@ -246,21 +254,24 @@ class TreasureDataWarehouse(WarehouseResource):
             if not client.exists(schema):
                 client.api_client.create_database(schema)
 
-        self.with_retries(lambda: self._api(create, f"-- create database {schema}"), f"-- create database {schema}")
+        self._api(create, f"-- create database {schema}")
 
     def swap_in(self, staging: TableRef, final: TableRef) -> None:
         """TD's table swap exchanges the two names at once; the old table (now under the
-        staging name) is then deleted. A first publish swaps with a new empty table."""
+        staging name) is then deleted. A first publish swaps with a new empty table.
 
-        def swap(client):
-            api = client.api_client
-            if not any(t.table_name == final.name for t in api.tables(final.schema)):
-                api.create_log_table(final.schema, final.name)
-            api.swap_table(final.schema, staging.name, final.name)
-            api.delete_table(final.schema, staging.name)
+        The swap itself is not retried: had a lost answer hidden a swap that happened, a second
+        one would put the old table back. A failed swap fails the step, and the build drops
+        the staging table, which holds the old data if the swap did happen, the new if not."""
+
+        def create_final(client):
+            if not any(t.table_name == final.name for t in client.api_client.tables(final.schema)):
+                client.api_client.create_log_table(final.schema, final.name)
 
         what = f"-- swap {staging.display} into {final.display}"
-        self.with_retries(lambda: self._api(swap, what), what)
+        self._api(create_final, what)
+        self._api(lambda c: c.api_client.swap_table(final.schema, staging.name, final.name), what, retry=False)
+        self.drop(staging)
 
     def drop(self, ref: TableRef) -> None:
         if self.table_exists(ref):
@@ -320,7 +331,8 @@ class TreasureDataWarehouse(WarehouseResource):
             finally:
                 session.delete()
 
-        self._api(load, what)
+        # Not retried whole: a commit whose answer was lost would load the rows twice.
+        self._api(load, what, retry=False)
 
 
 # TD stores long, double, boolean and string columns; timestamps go in as text.

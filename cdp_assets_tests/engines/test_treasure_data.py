@@ -258,3 +258,20 @@ def test_trinos_answer_to_create_table_as_is_the_row_count_and_hive_is_counted(t
         assert wh.build_table(TableRef("cdp_src", f"built_{query_engine}"), "SELECT 1 AS a UNION ALL SELECT 2 UNION ALL SELECT 3") == 3
         issued = [td.jobs[j].query for j in td.jobs if j not in before]
         assert sum("COUNT(*)" in q for q in issued) == counts, issued
+
+
+def test_api_calls_are_retried_but_a_failed_swap_is_not_repeated(td):
+    wh = engine(td)
+    final = TableRef("cdp_src", "swapped")
+    wh.build_table(final, "SELECT 1 AS v")
+    td.fail_requests(503, times=2, path_prefix="/v3/table/list/cdp_src")
+    assert wh.list_tables("cdp_src") == ["swapped"]  # an idempotent call: retried
+    td.fail_requests(503, times=1, path_prefix="/v3/table/swap/")
+    with pytest.raises(TransientWarehouseError):
+        wh.build_table(final, "SELECT 2 AS v")
+    assert [s for _, p, s in td.requests if p.startswith("/v3/table/swap/")][-1] == 503  # tried once
+    assert wh.fetch(f"SELECT v FROM {final.sql}")["v"].tolist() == [1]  # the old table stays
+    assert wh.list_tables("cdp_src") == ["swapped"]  # the staging table is dropped
+    td.fail_requests(503, times=1, path_prefix="/v3/table/delete/")
+    assert wh.build_table(final, "SELECT 3 AS v") == 1  # deleting the old table is retried
+    assert wh.fetch(f"SELECT v FROM {final.sql}")["v"].tolist() == [3] and wh.list_tables("cdp_src") == ["swapped"]
