@@ -18,6 +18,17 @@ from cdp_assets.sample.generator import generate_sample
 
 EXAMPLE = REPO_ROOT / "examples" / "acme"
 
+# Tests that use these fixtures start a slow real part; they get its marker, so that
+# `pytest -m "not spark and not browser and not postgres and not kills"` is the fast suite.
+MARKER_OF_FIXTURE = {"spark_dir": "spark", "postgres": "postgres"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, marker in MARKER_OF_FIXTURE.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
 
 @pytest.fixture(autouse=True)
 def _restore_environment():

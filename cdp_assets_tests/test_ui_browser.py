@@ -34,6 +34,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from cdp_assets.config.loader import REPO_ROOT
 from cdp_assets_tests.conftest import write_project
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = Path(os.environ.get("CDP_CHROMIUM", "/usr/bin/chromium"))
 # Without the background-networking flags Chromium keeps trying to reach Google's hosts,
 # which this machine's closed network refuses. Playwright adds --headless and its own new,

@@ -22,6 +22,8 @@ from cdp_assets.sql.dialects import TableRef
 from cdp_assets_tests.conftest import check_results, write_project
 from cdp_assets_tests.engines.test_spark_unification import normalized
 
+pytestmark = pytest.mark.spark
+
 # When or in which run something happened, not what the data is: differs between any two runs.
 VOLATILE = {"_cdp_loaded_at", "loaded_at", "run_id", "seconds", "rejected_at"}
 VOLATILE_TABLES = {"unified_id_loop_stats"}  # per-iteration timings of each run

@@ -35,6 +35,8 @@ from cdp_assets_tests.unify.test_loop import (
     unify_rows,
 )
 
+pytestmark = pytest.mark.spark
+
 SCHEMAS = ("src", "cdp_unification_t")
 PLAN_SCHEMA = "cdp_unification_t"
 

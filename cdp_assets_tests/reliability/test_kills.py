@@ -31,6 +31,8 @@ from cdp_assets.config import load_config
 from cdp_assets_tests.conftest import write_project
 from cdp_assets_tests.reliability import kill_driver
 
+pytestmark = pytest.mark.kills
+
 DAY_TWO = "2024-06-02"
 # Columns that record when or in which run something happened, not what the data is.
 VOLATILE_COLUMNS = {"_cdp_loaded_at", "loaded_at", "run_id", "seconds"}

@@ -16,6 +16,8 @@ from cdp_assets.config import load_config
 from cdp_assets.config.loader import REPO_ROOT
 from cdp_assets_tests.conftest import check_results, run_pipeline, write_project
 
+pytestmark = pytest.mark.postgres
+
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None) if Path("/usr/lib/postgresql").is_dir() else None
 
 

@@ -60,7 +60,9 @@ def engine_settings(request, tmp_path):
         yield {"kind": "duckdb", "duckdb": {"path": "cdp.duckdb"}}, None
 
 
-@pytest.mark.parametrize("engine_settings", ["duckdb", "treasure_data", "databricks"], indirect=True)
+@pytest.mark.parametrize(
+    "engine_settings", ["duckdb", "treasure_data", pytest.param("databricks", marks=pytest.mark.spark)], indirect=True
+)
 def test_no_token_appears_in_any_output_of_a_run(engine_settings, tmp_path):
     settings, td = engine_settings
     config = write_project(tmp_path / "project", records=60, mutate=lambda c: c.update(engine=settings))
