@@ -17,29 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from cdp_assets.config.unify import UnifyConfig
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.unify.runner import prepare_inputs, run_loop
-
-KEYS = ("email", "phone", "cookie")
-
-
-def plan_for(source: TableRef) -> tuple[u.IdPlan, UnifyConfig]:
-    unify = UnifyConfig.model_validate(
-        {
-            "name": "rounds",
-            "keys": [{"name": k} for k in KEYS],
-            "tables": [{"database": source.schema, "table": source.name, "key_columns": [{"column": k, "key": k} for k in KEYS]}],
-            "canonical_ids": [{"name": "unified_id", "merge_by_keys": list(KEYS)}],
-        }
-    )
-    plan = u.IdPlan(
-        cid=unify.canonical_ids[0], persistent=False, schema=unify.schema, catalog=None, keys=KEYS,
-        tables=(u.SourceTablePlan(1, source.name, source, tuple((k, k) for k in KEYS), None),),
-    )
-    return plan, unify
+from unification.base import KEYS, make_plan  # bench/ (this script's folder) is on sys.path
 
 
 def chain(n: int, shuffle: bool) -> pd.DataFrame:
@@ -114,7 +96,7 @@ def measure(name: str, df: pd.DataFrame, folder: Path) -> dict:
     source = TableRef("src", "rows")
     with wh.session():
         wh.write_dataframe(source, df)
-        plan, unify = plan_for(source)
+        unify, plan = make_plan(source, seen_at=None)
         prepare_inputs(wh, plan, unify)
         started = time.monotonic()
         ours = run_loop(wh, plan)
