@@ -13,6 +13,7 @@ import argparse
 import random
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -66,6 +67,11 @@ def sample(records: int, folder: Path) -> pd.DataFrame:
 def label_propagation(wh: DuckDBWarehouse, plan: u.IdPlan, jump: bool, cap: int = 5000) -> tuple[int, float]:
     """Rounds until no label changes: L(v) = min(L(v), L(neighbours)) [then L(v) = L(L(v))]."""
     edges, labels = TableRef(plan.schema, "lp_edges"), TableRef(plan.schema, "lp_labels")
+    # run_loop drops its nodes (a scratch table): number the same nodes again, from its key_values
+    stats, nodes = TableRef(plan.schema, "lp_value_stats"), TableRef(plan.schema, "lp_nodes")
+    wh.run(f"CREATE OR REPLACE TABLE {stats.sql} AS {u.value_stats_sql(plan)}")
+    wh.run(f"CREATE OR REPLACE TABLE {nodes.sql} AS {u.nodes_sql(plan, stats)}")
+    plan = replace(plan, nodes_ref=nodes)
     wh.run(f"CREATE OR REPLACE TABLE {edges.sql} AS {u.edges_sql(plan)}")
     wh.run(f"CREATE OR REPLACE TABLE {edges.sql} AS SELECT a, b FROM {edges.sql} UNION ALL SELECT b, a FROM {edges.sql}")
     wh.run(f"CREATE OR REPLACE TABLE {labels.sql} AS {u.initial_labels_sql(plan)}")
