@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 from cdp_assets.sql import unification as u
-from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.pipeline import create_table_as
 from cdp_assets.unify.runner import prepare_inputs, run_loop
 
@@ -17,6 +16,7 @@ from .warehouses import InputsOnlyDuckDBWarehouse, StopAtLoop, warehouse_kwargs
 
 
 def run(args) -> dict:
+    """Label propagation on the work database ``args.db``: its result and rounds."""
     unify, plan = make_plan()
     edges_ref = plan.ref("lp_edges")
     wh = InputsOnlyDuckDBWarehouse(**warehouse_kwargs(args, "labelprop"))
@@ -36,11 +36,9 @@ def run(args) -> dict:
         edges = wh.row_count(edges_ref)
         wh.run("CHECKPOINT")
 
-        def ref(suffix: str) -> TableRef:
-            return plan.ref(suffix)
-
         rss0 = current_rss()
         t0 = time.perf_counter()
+        ref = plan.ref
         adj = ref("lp_adj")
         wh.run(create_table_as(
             adj, f"SELECT a AS node, b AS nb FROM {edges_ref.sql} UNION ALL SELECT b, a FROM {edges_ref.sql}"))

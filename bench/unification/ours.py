@@ -13,6 +13,7 @@ from .warehouses import ProfiledDuckDBWarehouse, warehouse_kwargs
 
 
 def run(args) -> dict:
+    """Ours on the work database ``args.db``: its result, rounds and every statement's time."""
     unify, plan = make_plan()
     wh = ProfiledDuckDBWarehouse(**warehouse_kwargs(args, "ours"))
     with wh.session():

@@ -20,6 +20,7 @@ from .processes import current_rss
 
 
 def run(args) -> dict:
+    """Components of ``src.rows`` in ``args.db`` in memory; the partition goes to a Parquet file."""
     con = duckdb.connect(args.db, read_only=True,
                          config={"threads": str(args.threads), "memory_limit": args.memory_limit})
     rss0 = current_rss()
