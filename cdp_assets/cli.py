@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from cdp_assets import exit_codes
-from cdp_assets.config.loader import CONFIG_ENV, REPO_ROOT, ConfigError, load_config
+from cdp_assets.config.loader import BUNDLED_DAGSTER_YAML, CONFIG_ENV, REPO_ROOT, ConfigError, load_config
 
 DEFAULT_DAGSTER_HOME = REPO_ROOT / ".cdp" / "dagster_home"
 
@@ -40,7 +40,7 @@ def _instance():
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME)
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+        shutil.copyfile(BUNDLED_DAGSTER_YAML, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return DagsterInstance.get()
 
