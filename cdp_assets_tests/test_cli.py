@@ -130,7 +130,8 @@ def test_a_run_killed_mid_way_is_marked_failed_by_the_next_run_which_says_so(tmp
     assert instance.get_run_by_id(orphan.run_id).status == DagsterRunStatus.FAILURE
     failure = [r.event_log_entry for r in instance.get_records_for_run(orphan.run_id).records
                if r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.event_type_value == "PIPELINE_FAILURE"]
-    assert failure and f"(pid {killed.pid} on " in failure[0].user_message and "killed or crashed" in failure[0].user_message
+    message = failure[0].dagster_event.message if failure else ""
+    assert f"(pid {killed.pid} on " in message and "killed or crashed" in message, message
     # The run that found it finished normally; nothing is left for the next run to mark.
     assert sorted(r.status.value for r in instance.get_runs()) == ["FAILURE", "SUCCESS"]
     assert fail_orphaned_runs(instance) == []
