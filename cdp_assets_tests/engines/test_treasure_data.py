@@ -296,3 +296,18 @@ def test_api_calls_are_retried_but_a_failed_swap_is_not_repeated(td):
     td.fail_requests(503, times=1, path_prefix="/v3/table/delete/")
     assert wh.build_table(final, "SELECT 3 AS v") == 1  # deleting the old table is retried
     assert wh.fetch(f"SELECT v FROM {final.sql}")["v"].tolist() == [3] and wh.list_tables("cdp_src") == ["swapped"]
+
+
+def test_explain_reads_the_key_from_its_variable_and_reaches_treasure_data(td, tmp_path, monkeypatch, capsys):
+    """explain builds the engine outside a run: its EnvVar key is resolved from the environment
+    (it was once passed on unresolved, and every explain on TD failed on EnvVar("TD_API_KEY"))."""
+    from cdp_assets.cli import main
+
+    monkeypatch.setenv("TD_API_KEY", KEY)
+    config = write_project(tmp_path, records=20, mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}}))
+    capsys.readouterr()
+    assert main(["explain", "--config", str(config), "email:a@example.com"]) == 1  # no run yet: no lookup table
+    err = capsys.readouterr().err
+    assert err.startswith("error: Treasure Data job ") and "unified_id_lookup" in err and err.count("\n") == 1, err
+    assert "EnvVar" not in err and KEY not in err
+    assert any(p.startswith("/v3/job/issue") and s == 200 for _, p, s in td.requests)  # the key was accepted
