@@ -64,6 +64,19 @@ def test_a_failed_step_is_printed_with_its_own_message(tmp_path, monkeypatch, ca
     assert "customers_2024-06-03.csv" in failed[0] and "Error occurred while executing" not in out, out
 
 
+def test_a_successful_run_with_a_failed_warn_check_exits_3_not_1(tmp_path, monkeypatch, capsys):
+    config = write_project(tmp_path / "p", records=30)
+    # A row with too many fields is rejected: the WARN check no_rejected_rows fails, the run succeeds.
+    with (tmp_path / "p" / "data" / "shop" / "customers" / "customers_2024-06-02.csv").open("a") as fh:
+        fh.write("C999998,x@example.com,,A,B,2024-06-02 10:00:00,one field too many\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert main(["run", "--config", str(config)]) == exit_codes.SUCCEEDED_WITH_WARNINGS
+    out = capsys.readouterr().out
+    assert ": SUCCESS" in out and "no_rejected_rows" in out and "  failed: " not in out, out
+    failed_checks = [line for line in out.splitlines() if line.startswith("  FAILED check ")]
+    assert failed_checks and all("WARN" in line for line in failed_checks), out
+
+
 @pytest.mark.parametrize(
     ("success", "severities", "code"),
     [
