@@ -5,6 +5,17 @@
     cdp-assets explain ID [ID]              why two identifiers share a canonical id
     cdp-assets explain --canonical-id CID   what one canonical id holds
     cdp-assets render-sql --dialect D --out DIR   every phase's SQL for a dialect, for review
+
+Exit codes (cdp_assets/exit_codes.py, the same for every command):
+    0  success, every check passed
+    1  the run failed, or a check of severity ERROR failed
+    2  usage or configuration error before anything ran (bad config, a credentials variable not set)
+    3  the run succeeded, but one or more checks of severity WARN failed
+
+When a run fails, `run` prints each failing step's own message (or, when no step could start,
+the error that stopped the run, e.g. the DuckDB file in use by another process), not Dagster's
+wrapper. Before it starts, `run` marks failed the runs that a killed `cdp-assets run` left
+STARTED (cdp_assets/orphaned_runs.py) and says so.
 """
 
 from __future__ import annotations
@@ -16,7 +27,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from cdp_assets.config.loader import CONFIG_ENV, REPO_ROOT, ConfigError, load_config
+from cdp_assets import exit_codes
+from cdp_assets.config.loader import BUNDLED_DAGSTER_YAML, CONFIG_ENV, REPO_ROOT, ConfigError, load_config
 
 DEFAULT_DAGSTER_HOME = REPO_ROOT / ".cdp" / "dagster_home"
 
@@ -28,9 +40,13 @@ def _instance():
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME)
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+        shutil.copyfile(BUNDLED_DAGSTER_YAML, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return DagsterInstance.get()
+
+
+def _missing_secrets_message(loaded, names: list[str]) -> str:
+    return f"error: set the environment variable(s) {', '.join(names)} for engine {loaded.pipeline.engine.kind!r}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -38,30 +54,46 @@ def cmd_run(args: argparse.Namespace) -> int:
         loaded = load_config(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_codes.CONFIG_ERROR
     from dagster import DagsterInvalidConfigError
 
     from cdp_assets.definitions import PIPELINE_JOB, build_definitions
-    from cdp_assets.progress import PROGRESS_LOGGER, with_progress_logger
+    from cdp_assets.engines.factory import build_warehouse, unset_secret_variables
+    from cdp_assets.orphaned_runs import fail_orphaned_runs, process_tags
+    from cdp_assets.progress import PROGRESS_LOGGER, run_failure_reasons, with_progress_logger
 
+    missing = unset_secret_variables(build_warehouse(loaded))
+    if missing:  # before the run: it would fail at its start, naming them less clearly
+        print(_missing_secrets_message(loaded, missing), file=sys.stderr)
+        return exit_codes.CONFIG_ERROR
     defs = with_progress_logger(build_definitions(loaded))
     job = defs.resolve_job_def(PIPELINE_JOB)
     instance = _instance()
+    for note in fail_orphaned_runs(instance):
+        print(f"note: {note}", file=sys.stderr)
     # Each step's phase and asset as it starts and ends, files read, rows built, loop iterations.
     run_config = {"loggers": {PROGRESS_LOGGER: {}}}
     try:
-        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False, run_config=run_config, tags=process_tags()
+        )
     except DagsterInvalidConfigError as exc:
         # A secret's environment variable is missing: name each one, without Dagster's stack.
         missing = sorted(set(re.findall(r'environment variable "([A-Z0-9_]+)" which is not set', str(exc))))
         print(f"error: set the environment variable(s) {', '.join(missing) or '(see below)'} for engine "
               f"{loaded.pipeline.engine.kind!r}" + ("" if missing else f": {str(exc).splitlines()[0]}"), file=sys.stderr)
-        return 2
+        return exit_codes.CONFIG_ERROR
     materialized = sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()})
     checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     failed = [c for c in checks if not c.passed]
     print()
     print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+    if not result.success:
+        for where, message in run_failure_reasons(result.all_events):
+            lines = message.splitlines()
+            print(f"  failed: {where}: {lines[0]}")
+            for line in lines[1:]:
+                print(f"          {line}")
     print(f"  assets materialized: {len(materialized)}")
     print(f"  checks passed: {len(checks) - len(failed)} of {len(checks)}")
     for c in failed:
@@ -69,7 +101,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"  report:          {loaded.report_path}")
     print(f"  DuckDB database: {loaded.duckdb_path}" if loaded.pipeline.engine.kind == "duckdb" else "")
     print(f"  Dagster home:    {os.environ['DAGSTER_HOME']} (DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev shows this run)")
-    return 0 if result.success and not failed else 1
+    return run_exit_code(result.success, [c.severity.value for c in failed])
+
+
+def run_exit_code(success: bool, failed_check_severities: list[str]) -> int:
+    """The exit code of a finished run (cdp_assets/exit_codes.py): a failed run or a failed ERROR
+    check is a failure; a successful run whose only failures are WARN checks succeeded with
+    warnings."""
+    if not success or any(s != "WARN" for s in failed_check_severities):
+        return exit_codes.FAILED
+    return exit_codes.SUCCEEDED_WITH_WARNINGS if failed_check_severities else exit_codes.OK
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -78,20 +119,30 @@ def cmd_sample(args: argparse.Namespace) -> int:
     summary = generate_sample(args.out, args.records, seed=args.seed, chain_emails=tuple(args.chain_emails))
     total = sum(summary.records.values())
     print(f"wrote {total} records of {summary.persons} persons to {summary.out_dir} ({len(summary.files)} files)")
-    return 0
+    return exit_codes.OK
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from cdp_assets.engines.factory import build_warehouse
+    from cdp_assets.engines.base import WarehouseError
+    from cdp_assets.engines.factory import build_warehouse, connected_warehouse, unset_secret_variables
     from cdp_assets.unify.explain import ExplainError, explain
 
     try:
         loaded = load_config(args.config)
-        print(explain(build_warehouse(loaded), loaded, args.identifiers, args.canonical_id, args.id_name))
+        # explain reads the warehouse: its credentials must be set (render-sql needs none).
+        missing = unset_secret_variables(build_warehouse(loaded))
+        if missing:
+            print(_missing_secrets_message(loaded, missing), file=sys.stderr)
+            return exit_codes.CONFIG_ERROR
+        with connected_warehouse(loaded) as warehouse:
+            print(explain(warehouse, loaded, args.identifiers, args.canonical_id, args.id_name))
     except (ConfigError, ExplainError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return exit_codes.CONFIG_ERROR
+    except WarehouseError as exc:
+        print(f"error: {exc.engine_message}", file=sys.stderr)
+        return exit_codes.FAILED
+    return exit_codes.OK
 
 
 def cmd_render_sql(args: argparse.Namespace) -> int:
@@ -109,10 +160,10 @@ def cmd_render_sql(args: argparse.Namespace) -> int:
         files = write_rendered(loaded, get_dialect(args.dialect), Path(args.out))
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_codes.CONFIG_ERROR
     phases = sorted({p.parent.name for p in files})
     print(f"wrote {len(files)} statement(s) for {args.dialect} to {args.out} ({', '.join(phases)})")
-    return 0
+    return exit_codes.OK
 
 
 def main(argv: list[str] | None = None) -> int:

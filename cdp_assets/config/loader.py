@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,24 @@ from cdp_assets.config.unify import FieldError, UnifyConfig
 
 CONFIG_ENV = "CDP_CONFIG"
 DUCKDB_PATH_ENV = "CDP_DUCKDB_PATH"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# The example and the instance settings, shipped inside the package (in a checkout, symlinks to
+# examples/acme and dagster.yaml; a wheel holds copies), so that a plain `pip install` works.
+BUNDLED_DIR = PACKAGE_DIR / "bundled"
+BUNDLED_DAGSTER_YAML = BUNDLED_DIR / "dagster.yaml"
+
+
+def _project_root() -> Path:
+    """Where the default config, the run outputs (.cdp/) and the run history go: the source
+    checkout when the package runs from one (an editable install, PYTHONPATH), else the current
+    directory (a regular install: site-packages is no place for a user's data)."""
+    checkout = PACKAGE_DIR.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "examples").is_dir():
+        return checkout
+    return Path.cwd().resolve()
+
+
+REPO_ROOT = _project_root()
 DEFAULT_CONFIG = REPO_ROOT / "examples" / "acme" / "cdp.yml"
 
 # Extra advice for the errors users meet most often; pydantic's own text says what is wrong,
@@ -36,7 +55,21 @@ class ConfigError(ValueError):
 
 
 def config_path_from_env() -> Path:
-    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).expanduser()
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV]).expanduser()
+    if not DEFAULT_CONFIG.exists() and (BUNDLED_DIR / "acme" / "cdp.yml").is_file():
+        _copy_bundled_example()
+    return DEFAULT_CONFIG
+
+
+def _copy_bundled_example() -> None:
+    """Outside a checkout, the default config is the bundled example, copied to
+    ./examples/acme on first use: its relative paths (data, ../../.cdp/) then resolve in the
+    user's folder, as they do in a checkout."""
+    shutil.copytree(BUNDLED_DIR / "acme", DEFAULT_CONFIG.parent, dirs_exist_ok=True)
+    logging.getLogger(__name__).warning(
+        "no config given (--config or $%s): copied the bundled example to %s and using it", CONFIG_ENV, DEFAULT_CONFIG.parent
+    )
 
 
 def load_config(path: str | Path | None = None) -> LoadedConfig:

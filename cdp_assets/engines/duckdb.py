@@ -67,8 +67,8 @@ class DuckDBWarehouse(WarehouseResource):
                 # DuckDB has one writing process: a second run fails here, before it writes anything.
                 raise WarehouseError(
                     f"DuckDB database {self.path} is in use by another process (another run, `dagster dev`'s "
-                    "run or a tool holding it open); nothing was written. Wait for it to finish and retry: "
-                    "runs of one engine are queued one at a time by the run queue in dagster.yaml. "
+                    "run or a tool holding it open); nothing was written. Wait for it to finish and run again: "
+                    "`cdp-assets run` does not queue (runs launched in `dagster dev` wait in its run queue). "
                     f"DuckDB said: {str(exc).splitlines()[0]}"
                 ) from exc
             raise WarehouseError(f"cannot open DuckDB database {self.path}: {exc}") from exc

@@ -77,3 +77,18 @@ def build_databricks(loaded: LoadedConfig) -> DatabricksWarehouse:
         **secrets,
     )
 
+
+
+def unset_secret_variables(warehouse: WarehouseResource) -> list[str]:
+    """The environment variables the warehouse's secrets come from (its ``EnvVar`` fields) that
+    are not set: what a user must set before anything can connect."""
+    return sorted(
+        {v.env_var_name for v in warehouse.__dict__.values() if isinstance(v, EnvVar) and not os.environ.get(v.env_var_name)}
+    )
+
+
+def connected_warehouse(loaded: LoadedConfig):
+    """A context manager giving the config's warehouse with its ``EnvVar`` secrets read from the
+    environment, for use outside a Dagster run (``cdp-assets explain``). Check
+    ``unset_secret_variables`` first: a missing variable fails here with Dagster's config error."""
+    return build_warehouse(loaded).process_config_and_initialize_cm()

@@ -25,8 +25,10 @@ import gzip
 import io
 import logging
 import re
+import threading
 import time
 import uuid
+from urllib.parse import urlsplit, urlunsplit
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -38,6 +40,7 @@ from pydantic import PrivateAttr
 from sqlglot import exp
 
 from cdp_assets.engines.base import (
+    RETRY_ATTEMPTS,
     TransientWarehouseError,
     WarehouseAuthError,
     WarehouseError,
@@ -67,6 +70,36 @@ logging.getLogger("tdclient.api").setLevel(logging.INFO)
 logging.getLogger("pytd.query_engine").setLevel(logging.ERROR)
 
 
+class TreasureDataUnavailable(TransientWarehouseError):
+    """TD's API could not be reached or answered HTTP 5xx: which endpoint, how many attempts,
+    and the last error the HTTP client met (tdclient itself says only "Retrying stopped")."""
+
+    def __init__(self, endpoint: str, last_error: str, what: str | None, attempts: int = 1):
+        self.endpoint, self.last_error, self.attempts = endpoint, last_error, attempts
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        super().__init__(f"Treasure Data API unavailable at {endpoint}{tries}; last error: {last_error}", what)
+
+
+def endpoint_for_messages(endpoint: str) -> str:
+    """The endpoint without user info, query or fragment: a proxy URL may carry a password."""
+    try:
+        parts = urlsplit(endpoint)
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit((parts.scheme, netloc, parts.path, "", "")) if parts.scheme else endpoint.split("@")[-1]
+    except ValueError:
+        return "(the configured endpoint)"
+
+
+def transport_error_text(exc: BaseException) -> str:
+    """What went wrong on the wire, in a line: urllib3's MaxRetryError names its reason."""
+    reason = getattr(exc, "reason", None)
+    exc = reason if isinstance(reason, BaseException) else exc
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = re.sub(r"//[^/@\s]*@", "//", text)  # user info in a URL
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class TreasureDataWarehouse(WarehouseResource):
     apikey: str | None = None
     endpoint: str = "https://api.treasuredata.com"
@@ -78,6 +111,8 @@ class TreasureDataWarehouse(WarehouseResource):
     apikey_env: str = "TD_API_KEY"  # where the key came from, for messages that say what to fix
 
     _running_job: str | None = PrivateAttr(default=None)
+    # The last transport error or HTTP 5xx of this thread's requests (see _watch_transport).
+    _transport: threading.local = PrivateAttr(default_factory=threading.local)
 
     @property
     def dialect(self) -> Dialect:
@@ -110,13 +145,39 @@ class TreasureDataWarehouse(WarehouseResource):
         if not self.apikey:
             raise WarehouseAuthError(f"no Treasure Data API key: set ${self.apikey_env}")
         # max_cumul_retry_delay=-1: tdclient gives up at the first 5xx; the base class retries.
-        return pytd.Client(
+        client = pytd.Client(
             apikey=self.apikey,
             endpoint=self.endpoint,
             database=self.database,
             default_engine=self._pytd_engine,
             max_cumul_retry_delay=-1,
         )
+        engine = client.default_engine
+        for holder in (client.api_client, getattr(engine, "tdclient_connection", None), getattr(engine, "engine", None)):
+            api = getattr(holder, "api", None)
+            if api is not None and hasattr(api, "send_request"):
+                self._watch_transport(api)
+        return client
+
+    def _watch_transport(self, api: Any) -> None:
+        """Remember the last connection error or HTTP 5xx of this client's requests. tdclient
+        swallows them and raises only "Retrying stopped after -1 seconds", which says neither
+        what failed nor where; the engine's error quotes what is remembered here."""
+        send = api.send_request
+        transport = self._transport
+
+        def send_request(*args: Any, **kwargs: Any) -> Any:
+            transport.last = None
+            try:
+                response = send(*args, **kwargs)
+            except Exception as exc:
+                transport.last = transport_error_text(exc)
+                raise
+            if getattr(response, "status", 0) >= 500:
+                transport.last = f"HTTP {response.status} {getattr(response, 'reason', '') or ''}".strip()
+            return response
+
+        api.send_request = send_request  # this client's API object only, not tdclient's class
 
     @contextmanager
     def _client(self) -> Iterator[Any]:
@@ -143,10 +204,19 @@ class TreasureDataWarehouse(WarehouseResource):
                 what,
             )
         if isinstance(exc, td.APIError) and ("Retrying stopped" in text or re.match(r"5\d\d:", text)):
-            return TransientWarehouseError(f"Treasure Data API unavailable at {self.endpoint} ({text})", what)
+            last = getattr(self._transport, "last", None) or text
+            return TreasureDataUnavailable(endpoint_for_messages(self.endpoint), last, what)
         if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
             return TransientWarehouseError(f"Treasure Data API connection: {text}", what)
         return WarehouseError(f"Treasure Data: {text}", what)
+
+    def with_retries(self, attempt, what: str):
+        """The base class's retries; when TD stays unavailable, the error says after how many
+        attempts (a retried call inside a retried statement multiplies them)."""
+        try:
+            return super().with_retries(attempt, what)
+        except TreasureDataUnavailable as exc:
+            raise TreasureDataUnavailable(exc.endpoint, exc.last_error, exc.sql, exc.attempts * RETRY_ATTEMPTS) from exc
 
     def _api(self, call, what: str, verify: bool = True, retry: bool = True) -> Any:
         """One call of TD's REST API through pytd's client, its errors mapped to the engine's.

@@ -166,8 +166,29 @@ def test_a_transient_5xx_is_retried_with_back_off(td, caplog):
     assert issued == [503, 503, 200]
     assert caplog.text.count("transient warehouse error") == 2
     td.fail_requests(503, times=5, path_prefix="/v3/job/issue")
-    with pytest.raises(TransientWarehouseError, match="Treasure Data API unavailable"):
+    with pytest.raises(TransientWarehouseError, match="Treasure Data API unavailable") as err:
         wh.fetch("SELECT 1 AS x")  # three attempts, then the step fails
+    assert f"at {td.url}" in str(err.value) and "after 3 attempts; last error: HTTP 503" in str(err.value), err.value
+    assert "Retrying stopped" not in str(err.value)
+
+
+def test_an_unreachable_endpoint_names_the_endpoint_the_attempts_and_the_last_error(caplog):
+    """A closed loopback port: every connection is refused. tdclient alone reports only
+    `Retrying stopped after -1 seconds. (cumulative: 0/-1)`."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    wh = TreasureDataWarehouse(apikey=KEY, endpoint=f"http://proxyuser:proxypass@127.0.0.1:{port}/", retry_backoff_seconds=0.01)
+    with caplog.at_level(logging.WARNING), pytest.raises(TransientWarehouseError) as err:
+        wh.query("SELECT 1 AS x")
+    message = err.value.engine_message
+    assert message.startswith(f"Treasure Data API unavailable at http://127.0.0.1:{port}/ after 3 attempts; last error: ")
+    assert "Connection refused" in message and "Retrying stopped" not in message, message
+    assert caplog.text.count("transient warehouse error") == 2  # attempts 1 and 2 of 3, each logged
+    for secret in (KEY, KEY[-4:], "proxypass"):
+        assert secret not in str(err.value) and secret not in caplog.text
 
 
 def test_a_bad_api_key_fails_fast_naming_the_variable_and_never_the_key(td):
@@ -275,3 +296,18 @@ def test_api_calls_are_retried_but_a_failed_swap_is_not_repeated(td):
     td.fail_requests(503, times=1, path_prefix="/v3/table/delete/")
     assert wh.build_table(final, "SELECT 3 AS v") == 1  # deleting the old table is retried
     assert wh.fetch(f"SELECT v FROM {final.sql}")["v"].tolist() == [3] and wh.list_tables("cdp_src") == ["swapped"]
+
+
+def test_explain_reads_the_key_from_its_variable_and_reaches_treasure_data(td, tmp_path, monkeypatch, capsys):
+    """explain builds the engine outside a run: its EnvVar key is resolved from the environment
+    (it was once passed on unresolved, and every explain on TD failed on EnvVar("TD_API_KEY"))."""
+    from cdp_assets.cli import main
+
+    monkeypatch.setenv("TD_API_KEY", KEY)
+    config = write_project(tmp_path, records=20, mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}}))
+    capsys.readouterr()
+    assert main(["explain", "--config", str(config), "email:a@example.com"]) == 1  # no run yet: no lookup table
+    err = capsys.readouterr().err
+    assert err.startswith("error: Treasure Data job ") and "unified_id_lookup" in err and err.count("\n") == 1, err
+    assert "EnvVar" not in err and KEY not in err
+    assert any(p.startswith("/v3/job/issue") and s == 200 for _, p, s in td.requests)  # the key was accepted
