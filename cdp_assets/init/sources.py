@@ -1,0 +1,218 @@
+"""Finding the objects of a source and reading a sample of each, for ``cdp-assets init``.
+
+A source is a local folder, an S3 prefix or a warehouse schema (or one table). Folders and
+prefixes are read in the layout the ``local_files`` and ``s3`` connectors load: one subfolder
+per object, files directly in it are incremental loads, files in ``historical/`` the
+historical load. A folder may also hold several such source folders (one level up). Every
+sample is read with the loaders' own readers, so init sees the columns a run will load.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from cdp_assets.config.identifiers import LOWER_IDENTIFIER_PATTERN
+from cdp_assets.connectors.readers import FORMATS, ROW_COLUMN, SourceFileError, normalize_column, read_source_file
+
+SAMPLE_ROWS = 50_000  # rows read per object at most (files in name order, newest last)
+FILE_COLUMN = "_cdp_init_file"  # which file a sampled row came from (primary keys are unique per file)
+
+
+class InitSourceError(ValueError):
+    """A --source that cannot be inspected; the message names it and the fix."""
+
+
+@dataclass
+class ObjectSample:
+    source: str  # the drafted source name
+    name: str  # the object name (its folder or table name)
+    location: str  # where it was read, for the report
+    format: str  # csv | parquet | jsonl | table | mixed
+    connector: dict  # the drafted connector mapping
+    frame: pd.DataFrame  # sampled rows, every column as text, plus FILE_COLUMN
+    incremental_files: int = 0
+    historical_files: int = 0
+    complex_columns: dict[str, str] = field(default_factory=dict)  # column -> its nested type
+    problem: str | None = None  # why the object cannot be used (reported, left out)
+
+    @property
+    def table(self) -> str:
+        return f"{self.source}_{self.name}"
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in self.frame.columns if c != FILE_COLUMN]
+
+
+def _data_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS and not p.name.startswith("."))
+
+
+def _is_object_folder(folder: Path) -> bool:
+    return bool(_data_files(folder) or _data_files(folder / "historical"))
+
+
+def source_name(text: str) -> str:
+    """A folder or prefix name as a source name (lowercase identifier)."""
+    name = normalize_column(text).lstrip("_")
+    if not name or not name[0].isalpha():
+        name = f"src_{name}".rstrip("_")
+    return name[:63]
+
+
+def inspect_local(path: Path) -> list[ObjectSample]:
+    """The objects under a local folder: a source folder (object subfolders), a folder of source
+    folders, or one object folder."""
+    path = path.expanduser().resolve()
+    if not path.is_dir():
+        raise InitSourceError(f"--source {path}: no such folder; give a folder of object subfolders, an s3:// URI or table:schema[.table]")
+    children = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "historical")
+    objects = [c for c in children if _is_object_folder(c)]
+    if objects:
+        return [_sample_folder_object(path, c.name, connector_path=str(path)) for c in objects]
+    out: list[ObjectSample] = []
+    for child in children:
+        out.extend(_sample_folder_object(child, c.name, connector_path=str(child)) for c in sorted(child.iterdir()) if c.is_dir() and _is_object_folder(c))
+    if not out and _is_object_folder(path):
+        return [_sample_folder_object(path.parent, path.name, connector_path=str(path.parent))]
+    if not out:
+        raise InitSourceError(
+            f"--source {path}: no data files found (.csv, .parquet, .jsonl) in the layout init reads: "
+            "<source>/<object>/ for incremental files and <source>/<object>/historical/ for the historical load"
+        )
+    return out
+
+
+def _sample_folder_object(source_dir: Path, obj: str, connector_path: str, connector: dict | None = None, location: str | None = None) -> ObjectSample:
+    folder = source_dir / obj
+    incremental, historical = _data_files(folder), _data_files(folder / "historical")
+    formats = sorted({FORMATS[p.suffix.lower()] for p in incremental + historical})
+    fmt = formats[0] if len(formats) == 1 else "mixed"
+    sample = ObjectSample(
+        source=source_name(source_dir.name),
+        name=obj,
+        location=location or str(folder),
+        format=fmt,
+        connector=connector or {"kind": "local_files", "path": connector_path, **({"format": fmt} if fmt != "mixed" else {})},
+        frame=pd.DataFrame(),
+        incremental_files=len(incremental),
+        historical_files=len(historical),
+    )
+    if not LOWER_IDENTIFIER_PATTERN.match(obj):
+        sample.problem = f"folder name {obj!r} is not a usable object name; rename the folder to lowercase letters, digits and underscores"
+        return sample
+    frames, rows = [], 0
+    # Historical first, then incremental files newest last: the sample covers both layouts.
+    for n, p in enumerate(historical + incremental):
+        if rows >= SAMPLE_ROWS:
+            break
+        try:
+            read = read_source_file(p)
+        except SourceFileError as exc:
+            sample.problem = f"cannot be read: {exc}"
+            return sample
+        frame = read.frame.drop(columns=[ROW_COLUMN], errors="ignore").head(SAMPLE_ROWS - rows)
+        frame[FILE_COLUMN] = n
+        frames.append(frame)
+        rows += len(frame)
+        if FORMATS[p.suffix.lower()] == "parquet":
+            sample.complex_columns.update(_parquet_nested(p))
+    sample.frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if sample.frame.empty:
+        sample.problem = "its files hold no rows"
+    return sample
+
+
+def _parquet_nested(path: Path) -> dict[str, str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    return {
+        normalize_column(f.name): str(f.type)
+        for f in schema
+        if pa.types.is_nested(f.type) or pa.types.is_map(f.type)
+    }
+
+
+def inspect_s3(uri: str, endpoint_url: str | None = None) -> list[ObjectSample]:
+    """Objects under ``s3://bucket/prefix/``: the sample files are downloaded to a temporary
+    folder in the same layout and read as a local source."""
+    from cdp_assets.config.models import S3Connector
+    from cdp_assets.connectors.s3 import s3_client
+
+    m = re.fullmatch(r"s3://([^/]+)/?(.*)", uri)
+    if not m:
+        raise InitSourceError(f"--source {uri}: not an S3 URI; write s3://bucket/prefix")
+    bucket, prefix = m.group(1), m.group(2).strip("/")
+    connector = S3Connector(kind="s3", bucket=bucket, prefix=prefix, endpoint_url=endpoint_url)
+    client = s3_client(connector)
+    base = f"{prefix}/" if prefix else ""
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
+        keys.extend(item["Key"] for item in page.get("Contents", []))
+    layout: dict[str, list[str]] = {}
+    for key in keys:
+        parts = key[len(base):].split("/")
+        ok = (len(parts) == 2 or (len(parts) == 3 and parts[1] == "historical")) and Path(parts[-1]).suffix.lower() in FORMATS
+        if ok and not parts[-1].startswith("."):
+            layout.setdefault(parts[0], []).append(key)
+    if not layout:
+        raise InitSourceError(f"--source {uri}: no data files under {base or 'the bucket root'}<object>/ or <object>/historical/")
+    name = source_name(prefix.rsplit("/", 1)[-1] if prefix else bucket)
+    cache = Path(tempfile.mkdtemp(prefix="cdp_init_s3_")) / name
+    out = []
+    for obj, obj_keys in sorted(layout.items()):
+        for key in obj_keys:
+            local = cache / key[len(base):]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(bucket, key, str(local))
+        drafted = {"kind": "s3", "bucket": bucket, "prefix": prefix, **({"endpoint_url": endpoint_url} if endpoint_url else {})}
+        sample = _sample_folder_object(cache, obj, "", connector=drafted, location=f"s3://{bucket}/{base}{obj}/")
+        if sample.format != "mixed":
+            drafted["format"] = sample.format
+        out.append(sample)
+    return out
+
+
+def inspect_tables(warehouse, spec: str) -> list[ObjectSample]:
+    """``schema`` (every table of it) or ``schema.table`` on the configured engine."""
+    from cdp_assets.sql.dialects import TableRef
+    from cdp_assets.sql.profile import sample_rows_sql
+
+    schema, _, table = spec.partition(".")
+    try:
+        names = [table] if table else warehouse.list_tables(schema)
+        refs = [TableRef(schema, n) for n in names]
+    except ValueError as exc:
+        raise InitSourceError(f"--source table:{spec}: {exc}") from None
+    if not refs:
+        raise InitSourceError(f"--source table:{spec}: schema {schema!r} has no tables on the engine")
+    out = []
+    for ref in refs:
+        sample = ObjectSample(
+            source=source_name(schema), name=ref.name, location=ref.display, format="table",
+            connector={"kind": "table", "database": schema}, frame=pd.DataFrame(), incremental_files=1,
+        )
+        if not warehouse.table_exists(ref):
+            sample.problem = "the table does not exist on the engine"
+        elif not LOWER_IDENTIFIER_PATTERN.match(ref.name):
+            sample.problem = f"table name {ref.name!r} is not a usable object name (lowercase letters, digits, underscores)"
+        else:
+            frame = warehouse.fetch(sample_rows_sql(ref, SAMPLE_ROWS))
+            frame.columns = [normalize_column(c) for c in frame.columns]
+            nested = {c: str(frame[c].dtype) for c in frame.columns if frame[c].map(lambda v: isinstance(v, (list, dict)) or hasattr(v, "tolist") and not isinstance(v, str)).any()}
+            sample.complex_columns.update(nested)
+            sample.frame = frame.astype("string")
+            sample.frame[FILE_COLUMN] = 0
+            if sample.frame.empty:
+                sample.problem = "the table holds no rows"
+        out.append(sample)
+    return out
