@@ -120,6 +120,8 @@ def classify(stats: ColumnStats, complex_type: str | None, unparseable_max: floa
         return k("device_id", "a code; name says device")
     if token and name_hint(c, "customer_id") and (name_hint(c, "id_word") or stats.distinct_ratio >= 0.2):
         return k("customer_id", "a code; name says customer/user/member/account")
+    if token and stats.unique_per_file and name_hint(c, "id_word") and name_hint(stats.table, "customer_id"):
+        return k("customer_id", f"a code unique in every file of {stats.table}, a customer/user table by name: its id")
     if token and name_hint(c, "cookie"):
         return k("cookie", "a code; name says cookie/visitor/browser")
     if s["random_token"] >= 0.9 and stats.mean_length >= 12:
@@ -247,7 +249,7 @@ def watermark(kinds: list[ColumnKind]) -> tuple[ColumnKind, str] | None:
 
 def junk_values(counts: dict[str, int]) -> list[tuple[str, int]]:
     """Frequent placeholders among a key's values: a value carried by far more rows than real
-    identifiers are (at least 10 rows and 10 times the 95th percentile of rows per value), or a
+    identifiers are (at least 5 rows and 5 times the 95th percentile of rows per value), or a
     known placeholder text seen at least twice."""
     if not counts:
         return []
@@ -256,6 +258,6 @@ def junk_values(counts: dict[str, int]) -> list[tuple[str, int]]:
     out = []
     for value, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
         placeholder = value.strip().lower() in PLACEHOLDERS or re.fullmatch(r"(.)\1{4,}", value.strip()) is not None
-        if (len(counts) >= 20 and n >= 10 and n >= 10 * p95) or (placeholder and n >= 2):
+        if (len(counts) >= 20 and n >= 5 and n >= 5 * p95) or (placeholder and n >= 2):
             out.append((value, n))
     return out[:50]

@@ -1,0 +1,144 @@
+"""`cdp-assets init` on small hand-made sources: what it leaves out and why, nested columns,
+the no-overwrite rule, and the other kinds of sources (S3 on moto's server, warehouse tables)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import boto3
+import pandas as pd
+import pytest
+import yaml
+
+from cdp_assets.cli import main
+from cdp_assets.config import load_config
+from cdp_assets.engines.duckdb import DuckDBWarehouse
+from cdp_assets.init import draft_project
+from cdp_assets.sample.generator import generate_sample
+from cdp_assets.sql.dialects import TableRef
+
+
+def _write(path: Path, df: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+
+
+@pytest.fixture
+def shop(tmp_path) -> Path:
+    """A shop with customers (identifiers), products (none), a log without a date column, and
+    profiles carrying a nested attribute."""
+    n = 60
+    root = tmp_path / "shop"
+    _write(root / "customers" / "historical" / "customers.csv", pd.DataFrame({
+        "id": [f"U{i:05d}" for i in range(n)],
+        "email_address": [f"person{i}@mail.example.org" if i % 10 else "noone@test.com" for i in range(n)],
+        "updated": [f"2024-01-{1 + i % 28:02d} 10:00:00" for i in range(n)],
+    }))
+    _write(root / "products" / "products.csv", pd.DataFrame({
+        "sku": [f"SKU-{i}" for i in range(n)], "price": [f"{i}.99" for i in range(n)],
+        "modified_at": ["2024-02-01 00:00:00"] * n,
+    }))
+    _write(root / "clicks" / "clicks.csv", pd.DataFrame({"user_email": [f"person{i}@mail.example.org" for i in range(n)]}))
+    prof = root / "profiles" / "profiles.jsonl"
+    prof.parent.mkdir(parents=True)
+    prof.write_text("".join(json.dumps({"device_id": f"{i:08x}-aaaa-4bbb-8ccc-{i:012x}", "prefs": {"lang": "en", "n": i},
+                                        "seen_at": f"2024-03-{1 + i % 28:02d}T08:00:00Z"}) + "\n" for i in range(n)))
+    return root
+
+
+def test_tables_without_identifiers_or_watermark_are_left_out_with_the_reason(shop, tmp_path, capsys):
+    out = tmp_path / "project"
+    assert main(["init", "--client", "acme", "--source", str(shop), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = (out / "init_report.md").read_text()
+    assert "`shop_products`" in report and "no user identifier" in report
+    assert "`shop_clicks`" in report and "no date/time column" in report
+    assert "`shop_profiles.prefs`" in report and "nested values" in report  # excluded and named
+    assert "left out shop_products" in printed and "email_address" in printed
+    cfg = yaml.safe_load((out / "cdp.yml").read_text())
+    objects = {o["name"] for s in cfg["sources"] for o in s["objects"]}
+    assert objects == {"customers", "profiles"}
+    unify = yaml.safe_load((out / "unify.yml").read_text())
+    keys = {k["name"]: k for k in unify["keys"]}
+    assert set(keys) == {"email", "id", "device_id"}
+    assert "noone@test.com" in keys["email"]["invalid_texts"]  # 6 rows of 60 carry it
+    loaded = load_config(out / "cdp.yml")  # what init drafts, the loader accepts
+    assert loaded.pipeline.sources[0].connector.kind == "local_files"
+
+
+def test_init_never_overwrites_without_force(shop, tmp_path, capsys):
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "cdp.yml").write_text("# my own config\n")
+    assert main(["init", "--client", "acme", "--source", str(shop), "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (out / "cdp.yml").read_text() == "# my own config\n" and not (out / "unify.yml").exists()
+    assert main(["init", "--client", "acme", "--source", str(shop), "--out", str(out), "--force"]) == 0
+    assert (out / "cdp.yml").read_text().startswith("# Drafted by `cdp-assets init`")
+
+
+def test_a_bad_client_name_or_missing_folder_is_a_usage_error(tmp_path, capsys):
+    assert main(["init", "--client", "Acme", "--source", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert main(["init", "--client", "acme", "--source", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--client" in err and "no such folder" in err
+
+
+def test_no_identifier_anywhere_writes_only_the_report_and_fails(tmp_path):
+    _write(tmp_path / "src" / "products" / "p.csv", pd.DataFrame({"sku": ["A1", "B2"], "updated_at": ["2024-01-01", "2024-01-02"]}))
+    assert main(["init", "--client", "acme", "--source", str(tmp_path / "src"), "--out", str(tmp_path / "o")]) == 1
+    assert (tmp_path / "o" / "init_report.md").exists() and not (tmp_path / "o" / "cdp.yml").exists()
+
+
+def test_warehouse_tables_as_a_source(tmp_path):
+    db = tmp_path / "wh.duckdb"
+    wh = DuckDBWarehouse(path=str(db))
+    generate_sample(tmp_path / "gen", 300, seed=5)
+    frame = pd.concat([pd.read_csv(p, dtype=str) for p in sorted((tmp_path / "gen" / "shop" / "customers").rglob("*.csv"))])
+    wh.replace_with_dataframe(TableRef("crm", "contacts"), frame)
+    config = tmp_path / "engine.yml"
+    config.write_text(yaml.safe_dump({"client": "x", "engine": {"kind": "duckdb", "duckdb": {"path": str(db)}},
+                                      "sources": [{"name": "s", "connector": {"kind": "table", "database": "crm"}, "objects": ["contacts"]}]}))
+    result = draft_project("acme", ["table:crm"], tmp_path / "project", warehouse=wh)
+    kinds = {k.column: k.kind for o in result.objects for k in o.kinds}
+    assert kinds["email"] == "email" and kinds["phone"] == "phone" and kinds["customer_id"] == "customer_id"
+    cfg = yaml.safe_load((tmp_path / "project" / "cdp.yml").read_text())
+    assert cfg["sources"][0]["connector"] == {"kind": "table", "database": "crm"}
+    assert cfg["sources"][0]["mode"] == "incremental"
+    # From the command line, the engine comes from --config.
+    assert main(["init", "--client", "acme", "--source", "table:crm.contacts", "--config", str(config), "--out", str(tmp_path / "p2")]) == 0
+    assert "kind: duckdb" in (tmp_path / "p2" / "cdp.yml").read_text()
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch):
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def test_an_s3_prefix_as_a_source(tmp_path, s3_endpoint):
+    generate_sample(tmp_path / "gen", 200, seed=2)
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="landing")
+    for path in sorted((tmp_path / "gen" / "web").rglob("*.*")):
+        client.upload_file(str(path), "landing", f"drops/web/{path.relative_to(tmp_path / 'gen' / 'web').as_posix()}")
+    out = tmp_path / "project"
+    assert main(["init", "--client", "acme", "--source", "s3://landing/drops/web", "--s3-endpoint-url", s3_endpoint, "--out", str(out)]) == 0
+    cfg = yaml.safe_load((out / "cdp.yml").read_text())
+    assert cfg["sources"][0]["connector"] == {"kind": "s3", "bucket": "landing", "prefix": "drops/web", "endpoint_url": s3_endpoint, "format": "jsonl"}
+    assert cfg["sources"][0]["mode"] == "both"
+    unify = yaml.safe_load((out / "unify.yml").read_text())
+    assert {k["name"] for k in unify["keys"]} == {"email", "cookie"}
+    assert load_config(out / "cdp.yml").pipeline.sources[0].objects[0].name == "events"
