@@ -33,7 +33,7 @@ class InitResult:
     drafted: bool  # False when no object had an identifier: only the report was written
 
 
-def inspect_sources(specs: list[str], warehouse=None, s3_endpoint_url: str | None = None) -> list[ObjectSample]:
+def inspect_sources(specs: list[str], warehouse=None, s3_endpoint_url: str | None = None, layout_dir: Path | None = None) -> list[ObjectSample]:
     samples: list[ObjectSample] = []
     for spec in specs:
         if spec.startswith("s3://"):
@@ -43,7 +43,7 @@ def inspect_sources(specs: list[str], warehouse=None, s3_endpoint_url: str | Non
                 raise InitSourceError(f"--source {spec}: a warehouse source needs the engine; pass --config FILE whose engine holds the tables")
             samples += inspect_tables(warehouse, spec.removeprefix("table:"))
         else:
-            samples += inspect_local(Path(spec))
+            samples += inspect_local(Path(spec), layout_dir)
     return samples
 
 
@@ -108,7 +108,8 @@ def draft_project(
     existing = [str(p) for p in files.values() if p.exists()]
     if existing and not force:
         raise InitError(f"{', '.join(existing)} already exist(s); nothing was written. Pass --force to overwrite, or choose another --out")
-    samples = inspect_sources(sources, warehouse, s3_endpoint_url)
+    # Loose files of several objects are linked into the connector's layout here.
+    samples = inspect_sources(sources, warehouse, s3_endpoint_url, layout_dir=out_dir / "sources")
     profiler = Profiler()
     with profiler.open(samples):
         objects = detect_objects(samples, profiler)

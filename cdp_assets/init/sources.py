@@ -67,12 +67,44 @@ def source_name(text: str) -> str:
     return name[:63]
 
 
-def inspect_local(path: Path) -> list[ObjectSample]:
+def flat_object_name(path: Path) -> tuple[str, bool]:
+    """A loose file's object and whether it is a historical load: ``customers_2024-06-01.csv``
+    -> (customers, False), ``orders_hist.parquet`` -> (orders, True)."""
+    stem = normalize_column(path.stem)
+    historical = re.search(r"(^|_)hist(orical|ory)?($|_)", stem) is not None
+    stem = re.sub(r"(^|_)hist(orical|ory)?($|_)", "_", stem)
+    stem = re.sub(r"(_?\d+)+$", "", stem.strip("_")).strip("_")  # dates, numbers, part counters
+    return (stem.lstrip("_") or "data"), historical
+
+
+def _link_flat_layout(path: Path, files: list[Path], layout_dir: Path) -> Path:
+    """Loose files of several objects, linked into the layout the local_files connector reads:
+    ``layout_dir/<source>/<object>/`` (and ``historical/``). The data is not copied."""
+    source_dir = layout_dir / source_name(path.name)
+    for f in files:
+        obj, historical = flat_object_name(f)
+        target = source_dir / obj / ("historical" if historical else "") / f.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        target.symlink_to(f)
+    return source_dir
+
+
+def inspect_local(path: Path, layout_dir: Path | None = None) -> list[ObjectSample]:
     """The objects under a local folder: a source folder (object subfolders), a folder of source
-    folders, or one object folder."""
+    folders, or one object folder. Loose files of several objects (customers.csv, orders.csv)
+    are linked into the connector's layout under ``layout_dir``."""
     path = path.expanduser().resolve()
     if not path.is_dir():
         raise InitSourceError(f"--source {path}: no such folder; give a folder of object subfolders, an s3:// URI or table:schema[.table]")
+    loose = _data_files(path)
+    if loose and layout_dir is not None and len({flat_object_name(f)[0] for f in loose}) > 1:
+        source_dir = _link_flat_layout(path, loose, layout_dir)
+        return [
+            _sample_folder_object(source_dir, obj.name, connector_path=str(source_dir), location=f"{path}/{obj.name}*")
+            for obj in sorted(p for p in source_dir.iterdir() if p.is_dir())
+        ]
     children = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "historical")
     objects = [c for c in children if _is_object_folder(c)]
     if objects:

@@ -142,3 +142,18 @@ def test_an_s3_prefix_as_a_source(tmp_path, s3_endpoint):
     unify = yaml.safe_load((out / "unify.yml").read_text())
     assert {k["name"] for k in unify["keys"]} == {"email", "cookie"}
     assert load_config(out / "cdp.yml").pipeline.sources[0].objects[0].name == "events"
+
+
+def test_loose_files_of_several_objects_are_linked_into_the_connector_layout(tmp_path):
+    generate_sample(tmp_path / "gen", 300, seed=4)
+    flat = tmp_path / "export"
+    flat.mkdir()
+    for path in sorted((tmp_path / "gen" / "shop").rglob("*.csv")):
+        (flat / path.name).write_bytes(path.read_bytes())  # customers_hist.csv, customers_2024-06-01.csv, orders_...
+    out = tmp_path / "project"
+    result = draft_project("acme", [str(flat)], out)
+    assert {o.sample.name for o in result.objects} == {"customers", "orders"}
+    assert (out / "sources" / "export" / "customers" / "historical" / "customers_hist.csv").is_symlink()
+    cfg = yaml.safe_load((out / "cdp.yml").read_text())
+    assert cfg["sources"][0]["connector"]["path"] == "sources/export" and cfg["sources"][0]["mode"] == "both"
+    assert load_config(out / "cdp.yml").source_paths["export"] == (out / "sources" / "export").resolve()
