@@ -21,7 +21,7 @@ import pandas as pd
 
 from cdp_assets import exit_codes
 from cdp_assets.config.loader import ConfigError, load_config
-from cdp_assets.config.models import LoadedConfig, LocalFilesConnector, S3Connector, TableConnector
+from cdp_assets.config.models import DLT_CONNECTORS, LoadedConfig, LocalFilesConnector, S3Connector, TableConnector
 from cdp_assets.engines.base import WarehouseError, WarehouseResource, mask_secret
 
 
@@ -57,6 +57,17 @@ class ValidationReport:
 
 
 def secret_env_names(loaded: LoadedConfig) -> list[str]:
+    """The variables holding secrets: the engine's and the database and API sources'."""
+    names = []
+    for source in loaded.pipeline.sources:
+        c = source.connector
+        names += [getattr(c, "credentials_env", None)]
+        auth = getattr(c, "auth", None)
+        names += [auth.token_env, auth.key_env, auth.password_env] if auth is not None else []
+    return [n for n in names if n] + _engine_secret_env_names(loaded)
+
+
+def _engine_secret_env_names(loaded: LoadedConfig) -> list[str]:
     engine = loaded.pipeline.engine
     if engine.kind == "treasure_data":
         return [engine.treasure_data.apikey_env]
@@ -129,7 +140,19 @@ def _source_columns(loaded: LoadedConfig, warehouse: WarehouseResource | None, r
             modes = [m for m, on in ((False, source.loads_incremental), (True, source.loads_historical)) if on]
             for historical in modes:
                 kind = "historical" if historical else "incremental"
-                if isinstance(source.connector, TableConnector):
+                if isinstance(source.connector, DLT_CONNECTORS):
+                    from cdp_assets.connectors.dlt_sources import source_columns
+                    from cdp_assets.connectors.readers import SourceFileError
+
+                    try:
+                        cols = source_columns(source, obj)
+                    except SourceFileError as exc:
+                        report.problems.append(Problem(cfg, f"sources[{i}].connector", scrub(str(exc), loaded)))
+                        continue
+                    checked = [f"{source.connector.kind} object {obj.name}"]
+                    if source.incremental_field not in cols:
+                        report.problems.append(Problem(cfg, f"sources[{i}].incremental_field", f"{obj.name} has no column {source.incremental_field!r}; its columns are {cols}"))
+                elif isinstance(source.connector, TableConnector):
                     if warehouse is None:
                         continue
                     ref = TableRef(source.connector.database, obj.name)

@@ -87,7 +87,7 @@ def sql_database_rows(source: SourceConfig, obj: SourceObject, watermark: str | 
     return records_frame(records, where)
 
 
-def rest_api_rows(source: SourceConfig, obj: SourceObject, watermark: str | None) -> FileRead:
+def rest_api_rows(source: SourceConfig, obj: SourceObject, watermark: str | None, max_pages: int | None = None) -> FileRead:
     from dlt.sources.rest_api import rest_api_source
 
     conn = source.connector
@@ -123,7 +123,8 @@ def rest_api_rows(source: SourceConfig, obj: SourceObject, watermark: str | None
         }
     config = {"client": client, "resources": [{"name": obj.name, "endpoint": spec}]}
     try:
-        records = list(rest_api_source(config, name=f"cdp_{source.name}").resources[obj.name])
+        resource = rest_api_source(config, name=f"cdp_{source.name}").resources[obj.name]
+        records = list(resource.add_limit(max_pages) if max_pages else resource)
     except Exception as exc:  # noqa: BLE001 - requests and dlt raise many kinds; the step names the endpoint
         raise SourceFileError(f"{where}: cannot be read: {_scrub(_root_message(exc), secrets)}") from None
     return records_frame(records, where)
@@ -143,3 +144,21 @@ def dlt_inputs(source: SourceConfig, obj: SourceObject, watermark: str | None) -
         return [(Path(name), lambda: sql_database_rows(source, obj, watermark))]
     endpoint = source.connector.endpoints[obj.name]
     return [(Path(f"rest_api:{endpoint.path}"), lambda: rest_api_rows(source, obj, watermark))]
+
+
+def source_columns(source: SourceConfig, obj: SourceObject) -> list[str]:
+    """The columns an object will load, without loading it: the database table's reflected
+    columns, or the fields of the API's first page. Raises SourceFileError naming the source."""
+    if isinstance(source.connector, SqlDatabaseConnector):
+        from dlt.sources.sql_database import sql_table
+
+        conn = source.connector
+        where = f"source {source.name!r} (sql_database, table {conn.schema_ + '.' if conn.schema_ else ''}{obj.name})"
+        url = _secret(conn.credentials_env, where)
+        try:
+            schema = sql_table(credentials=url, table=obj.name, schema=conn.schema_).compute_table_schema()
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy and dlt raise many kinds
+            raise SourceFileError(f"{where}: cannot be read: {_scrub(_root_message(exc), [url])}") from None
+        return [normalize_column(c) for c in schema["columns"]]
+    read = rest_api_rows(source, obj, None, max_pages=1)
+    return [c for c in read.frame.columns if c != ROW_COLUMN]

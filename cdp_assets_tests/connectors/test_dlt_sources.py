@@ -205,3 +205,31 @@ def test_a_rest_source_must_name_an_endpoint_per_object_and_load_incrementally(t
     with pytest.raises(ConfigError, match="NAME of an environment variable") as err:
         _project(tmp_path, source, {})
     assert "shop-token-5f2a9c81" not in str(err.value)
+
+
+def test_validate_reads_the_columns_of_database_and_api_sources(postgres, shop_api, tmp_path, monkeypatch, capsys):  # noqa: F811
+    from cdp_assets.validate import validate
+
+    _pg(postgres, "DROP SCHEMA IF EXISTS erp CASCADE; CREATE SCHEMA erp; CREATE TABLE erp.accounts (account_id text, email text, updated_at timestamp)")
+    monkeypatch.setenv("CDP_TEST_PG_URL", f"postgresql+psycopg2://dagster:{PG_PASSWORD}@127.0.0.1:{postgres['port']}/dagster")
+    monkeypatch.setenv("CDP_TEST_SHOP_TOKEN", TOKEN)
+    shop_api.contacts = [_contact(i, T0) for i in range(3)]
+    pg_source = {"name": "erp", "connector": {"kind": "sql_database", "credentials_env": "CDP_TEST_PG_URL", "schema": "erp"},
+                 "objects": ["accounts"], "mode": "incremental", "incremental_field": "updated_at"}
+    cfg = {"client": "acme", "engine": {"kind": "duckdb", "duckdb": {"path": "cdp.duckdb"}}, "sources": [pg_source, _rest_source(shop_api.url)],
+           "staging": {"erp_accounts": {"email": {"rule": "email", "columns": ["email"]}},
+                       "shop_contacts": {"email": {"rule": "email", "columns": ["email"]}, "phone": {"rule": "phone", "columns": ["phone"]}}}}
+    path = tmp_path / "cdp.yml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    report = validate(path)
+    assert [(p.field, p.message.split(";")[0]) for p in report.problems] == [("staging.shop_contacts.phone.columns[0]", "column 'phone' is not in shop_contacts")]
+    assert shop_api.requests and all(q.get("page") in (None, "1") for _, q in shop_api.requests)  # one page read, nothing loaded
+    del cfg["staging"]["shop_contacts"]["phone"]
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    report = validate(path)
+    assert not report.problems and report.statements > 0
+    assert not (tmp_path / "cdp.duckdb").exists()
+    monkeypatch.setenv("CDP_TEST_PG_URL", f"postgresql+psycopg2://dagster:{PG_PASSWORD}@127.0.0.1:1/dagster")  # nothing listens on port 1
+    report = validate(path)
+    assert report.problems[0].field == "sources[0].connector" and "cannot be read" in report.problems[0].message
+    assert all(PG_PASSWORD not in str(p) for p in report.problems)
