@@ -73,7 +73,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def classify(stats: ColumnStats, complex_type: str | None, unparseable_max: float) -> ColumnKind:
+def classify(stats: ColumnStats, complex_type: str | None, unparseable_max: float, object_name: str = "") -> ColumnKind:
     """The kind of one column from its statistics and name. Cross-table evidence (a code shared
     with another table) is added by :func:`link_ids`."""
     c, s = stats.column, stats.shares
@@ -120,8 +120,8 @@ def classify(stats: ColumnStats, complex_type: str | None, unparseable_max: floa
         return k("device_id", "a code; name says device")
     if token and name_hint(c, "customer_id") and (name_hint(c, "id_word") or stats.distinct_ratio >= 0.2):
         return k("customer_id", "a code; name says customer/user/member/account")
-    if token and stats.unique_per_file and name_hint(c, "id_word") and name_hint(stats.table, "customer_id"):
-        return k("customer_id", f"a code unique in every file of {stats.table}, a customer/user table by name: its id")
+    if token and stats.unique_per_file and name_hint(c, "id_word") and name_hint(object_name, "customer_id"):
+        return k("customer_id", f"a code unique in every file of {object_name}, a customer/user table by name: its id")
     if token and name_hint(c, "cookie"):
         return k("cookie", "a code; name says cookie/visitor/browser")
     if s["random_token"] >= 0.9 and stats.mean_length >= 12:

@@ -9,6 +9,7 @@ sample is read with the loaders' own readers, so init sees the columns a run wil
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -245,6 +246,44 @@ def inspect_tables(warehouse, spec: str) -> list[ObjectSample]:
             sample.frame = frame.astype("string")
             sample.frame[FILE_COLUMN] = 0
             if sample.frame.empty:
+                sample.problem = "the table holds no rows"
+        out.append(sample)
+    return out
+
+
+def inspect_sql_database(spec: str) -> list[ObjectSample]:
+    """``sql_database:ENV_VAR[/schema]``: every table of a database whose SQLAlchemy URL is in
+    the environment variable ENV_VAR (never on the command line: it holds the password), read
+    through dlt as a run would read it."""
+    from dlt.sources.sql_database import sql_database
+
+    from cdp_assets.config.models import _check_env_var_name
+    from cdp_assets.connectors.dlt_sources import _root_message, _scrub, records_frame
+
+    env, _, schema = spec.partition("/")
+    try:
+        _check_env_var_name(env)
+    except ValueError as exc:
+        raise InitSourceError(f"--source sql_database:{env}: {exc}") from None
+    url = os.environ.get(env)
+    if not url:
+        raise InitSourceError(f"--source sql_database:{spec}: set the environment variable {env} to the database's SQLAlchemy URL")
+    drafted = {"kind": "sql_database", "credentials_env": env, **({"schema": schema} if schema else {})}
+    try:
+        resources = sql_database(credentials=url, schema=schema or None, chunk_size=SAMPLE_ROWS).resources
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds
+        raise InitSourceError(f"--source sql_database:{spec}: cannot be read: {_scrub(_root_message(exc), [url])}") from None
+    out = []
+    for name, resource in sorted(resources.items()):
+        sample = ObjectSample(source=source_name(schema or env.lower()), name=name, location=f"sql_database:{schema + '.' if schema else ''}{name}",
+                              format="table", connector=drafted, frame=pd.DataFrame(), incremental_files=1)
+        if not LOWER_IDENTIFIER_PATTERN.match(name):
+            sample.problem = f"table name {name!r} is not a usable object name (lowercase letters, digits, underscores)"
+        else:
+            frame = records_frame(list(resource.add_limit(1)), sample.location).frame.drop(columns=[ROW_COLUMN])
+            frame[FILE_COLUMN] = 0
+            sample.frame = frame
+            if frame.empty:
                 sample.problem = "the table holds no rows"
         out.append(sample)
     return out

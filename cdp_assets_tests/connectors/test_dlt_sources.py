@@ -233,3 +233,28 @@ def test_validate_reads_the_columns_of_database_and_api_sources(postgres, shop_a
     report = validate(path)
     assert report.problems[0].field == "sources[0].connector" and "cannot be read" in report.problems[0].message
     assert all(PG_PASSWORD not in str(p) for p in report.problems)
+
+
+def test_init_drafts_a_database_source_that_then_runs(postgres, tmp_path, monkeypatch):  # noqa: F811
+    from cdp_assets.cli import main
+
+    _pg(postgres, "DROP SCHEMA IF EXISTS loyalty CASCADE; CREATE SCHEMA loyalty; "
+        "CREATE TABLE loyalty.members (member_no text, mobile text, mail text, last_change timestamp); "
+        "CREATE TABLE loyalty.stores (store_code text, city text, opened_at timestamp)")
+    for i in range(40):
+        _pg(postgres, "INSERT INTO loyalty.members VALUES (%s, %s, %s, %s)",
+            (f"M{i:04d}", f"(415) 555-{1000 + i}", f"member{i}@example.org" if i % 8 else "none@none.com", T0 + timedelta(minutes=i)))
+        _pg(postgres, "INSERT INTO loyalty.stores VALUES (%s, %s, %s)", (f"ST{i}", "Paris", T0))
+    monkeypatch.setenv("CDP_TEST_PG_URL", f"postgresql+psycopg2://dagster:{PG_PASSWORD}@127.0.0.1:{postgres['port']}/dagster")
+    out = tmp_path / "project"
+    assert main(["init", "--client", "acme", "--source", "sql_database:CDP_TEST_PG_URL/loyalty", "--out", str(out)]) == 0
+    text = (out / "cdp.yml").read_text()
+    assert PG_PASSWORD not in text and "credentials_env" in text
+    report = (out / "init_report.md").read_text()
+    assert "`loyalty_stores`" in report and "no user identifier" in report
+    unify = yaml.safe_load((out / "unify.yml").read_text())
+    assert {k["name"] for k in unify["keys"]} == {"email", "phone", "member_no"}
+    assert main(["validate", "--config", str(out / "cdp.yml")]) == 0
+    result = run_pipeline(load_config(out / "cdp.yml"))
+    checks = check_results(result)
+    assert result.success and checks and all(checks.values()), {k: v for k, v in checks.items() if not v}
