@@ -85,7 +85,7 @@ def classify(stats: ColumnStats, complex_type: str | None, unparseable_max: floa
         return k("empty", "no values in the sample")
     if name_hint(c, "system"):
         return k("system", "system column by name")
-    if stats.email_parse >= parse_min or (s["email"] >= 0.5 and stats.email_parse >= 0.5):
+    if stats.email_parse >= parse_min:
         why = f"{_pct(stats.email_parse)} of values are email addresses" + ("; name says email" if name_hint(c, "email") else "")
         return k("email", why)
     phone_name = name_hint(c, "phone")
@@ -97,8 +97,9 @@ def classify(stats: ColumnStats, complex_type: str | None, unparseable_max: floa
         return k("text", f"named like a phone but only {_pct(stats.phone_parse)} of values parse as phone numbers; not used as a key")
     if s["datetime"] >= 0.9:
         return k("timestamp", f"{_pct(s['datetime'])} of values are dates/times")
-    if name_hint(c, "email"):
-        return k("text", f"named like an email but only {_pct(stats.email_parse)} of values are email addresses; not used as a key")
+    if name_hint(c, "email") or s["email"] >= 0.5:
+        return k("text", f"only {_pct(stats.email_parse)} of values are valid email addresses (the staging check allows "
+                 f"{_pct(unparseable_max)} unparseable); not used as a key: clean the source or add the rule by hand")
     if s["uuid"] >= 0.9:
         if name_hint(c, "device_id"):
             return k("device_id", "UUID values; name says device")
@@ -163,7 +164,6 @@ def link_ids(kinds: list[ColumnKind], min_overlap: float = 0.2) -> None:
                     x.evidence = f"{_pct(overlap)} of its values also appear in {y.table}.{y.column}: an id shared across tables"
                 elif "shared" not in x.evidence:
                     x.evidence += f"; shared with {y.table}.{y.column} ({_pct(overlap)} overlap)"
-                x.stats.values  # noqa: B018 - kept for grouping
 
 
 def _names_agree(a: ColumnKind, b: ColumnKind) -> bool:
