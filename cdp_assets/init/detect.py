@@ -199,8 +199,12 @@ def group_keys(kinds: list[ColumnKind]) -> dict[str, list[ColumnKind]]:
 
 
 def _overlaps(a: ColumnKind, b: ColumnKind) -> bool:
+    """Two id columns are one key when they share a name, or their values overlap (plain
+    integers only with agreeing names: auto-increment ranges of unrelated ids overlap)."""
     if a.column == b.column and a.table != b.table:
         return True
+    if a.stats.shares["digits"] >= 0.95 and b.stats.shares["digits"] >= 0.95 and not _names_agree(a, b):
+        return False
     smaller = min(len(a.stats.values), len(b.stats.values))
     return bool(smaller) and len(a.stats.values & b.stats.values) / smaller >= 0.2
 

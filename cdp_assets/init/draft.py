@@ -306,7 +306,7 @@ def report_markdown(client: str, inputs: list[str], objects: list[DraftObject], 
 
 def summary_table(objects: list[DraftObject], junk) -> str:
     """The printed summary: the report's table without the long columns."""
-    rows = [[r[0], r[1], r[2], r[3], r[4][:70], r[5], r[6], r[10][:40]] for r in report_rows([o for o in objects if o.kinds], junk)]
+    rows = [[r[0], r[1], r[2], r[3], r[4][:90], r[5], r[6], r[10][:40]] for r in report_rows([o for o in objects if o.kinds], junk)]
     head = ["table", "column", "type", "kind", "evidence", "distinct", "nulls", "invalid values"]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     fmt = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731

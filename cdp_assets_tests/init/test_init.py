@@ -157,3 +157,23 @@ def test_loose_files_of_several_objects_are_linked_into_the_connector_layout(tmp
     cfg = yaml.safe_load((out / "cdp.yml").read_text())
     assert cfg["sources"][0]["connector"]["path"] == "sources/export" and cfg["sources"][0]["mode"] == "both"
     assert load_config(out / "cdp.yml").source_paths["export"] == (out / "sources" / "export").resolve()
+
+
+def test_integer_ids_of_different_names_stay_separate_keys_and_shared_codes_join(tmp_path):
+    """Auto-increment ids of members and customers overlap by chance: merging them would merge
+    different people. A code shared by two tables under one name is one key."""
+    n = 50
+    root = tmp_path / "src"
+    _write(root / "members" / "m.csv", pd.DataFrame({"member_id": [str(i) for i in range(1, n + 1)],
+                                                     "email": [f"m{i}@example.org" for i in range(n)], "updated_at": ["2024-01-01"] * n}))
+    _write(root / "customers" / "c.csv", pd.DataFrame({"customer_id": [str(i) for i in range(1, n + 1)],
+                                                       "email": [f"c{i}@example.org" for i in range(n)], "updated_at": ["2024-01-01"] * n}))
+    _write(root / "orders" / "o.csv", pd.DataFrame({"order_ref": [f"R{i}" for i in range(2 * n)], "customer_id": [str(1 + i % n) for i in range(2 * n)],
+                                                    "updated_at": ["2024-01-02"] * (2 * n)}))
+    draft_project("acme", [str(root)], tmp_path / "project")
+    unify = yaml.safe_load((tmp_path / "project" / "unify.yml").read_text())
+    keys = {k["name"] for k in unify["keys"]}
+    assert {"member_id", "customer_id"} <= keys
+    columns = {(t["table"], kc["column"]): kc["key"] for t in unify["tables"] for kc in t["key_columns"]}
+    assert columns[("src_orders_stg", "customer_id")] == columns[("src_customers_stg", "customer_id")] == "customer_id"
+    assert columns[("src_members_stg", "member_id")] == "member_id"
