@@ -258,3 +258,19 @@ def test_init_drafts_a_database_source_that_then_runs(postgres, tmp_path, monkey
     result = run_pipeline(load_config(out / "cdp.yml"))
     checks = check_results(result)
     assert result.success and checks and all(checks.values()), {k: v for k, v in checks.items() if not v}
+
+
+def test_api_records_without_a_usable_cursor_value_are_rejected_like_file_rows(shop_api, tmp_path, monkeypatch):
+    monkeypatch.setenv("CDP_TEST_SHOP_TOKEN", TOKEN)
+    shop_api.contacts = [_contact(i, T0 + timedelta(minutes=i)) for i in range(5)]
+    shop_api.contacts[2]["updated_at"] = "sometime last week"
+    loaded = _project(tmp_path, _rest_source(shop_api.url), {})
+    result = run_pipeline(loaded)
+    assert result.success
+    assert check_results(result)["acme_src/shop_contacts:no_rejected_rows"] is False  # the WARN check shows it
+    wh = warehouse_for(loaded)
+    rejected = wh.fetch("SELECT file, reason, raw FROM acme_src.shop_contacts_rejected")
+    assert len(rejected) == 1 and rejected["file"].iloc[0] == "rest_api:contacts"
+    assert "'sometime last week' is not a date/time" in rejected["reason"].iloc[0] and "id=S002" in rejected["raw"].iloc[0]
+    log = _log(loaded, "contacts")
+    assert list(log["records_loaded"]) == [4] and list(log["records_rejected"]) == [1]
