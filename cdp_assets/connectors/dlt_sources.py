@@ -64,7 +64,7 @@ def _start(watermark: str | None, source: SourceConfig) -> datetime | None:
     return None
 
 
-def sql_database_rows(source: SourceConfig, obj: SourceObject, watermark: str | None) -> FileRead:
+def sql_database_rows(source: SourceConfig, obj: SourceObject, watermark: str | None, limit: int | None = None) -> FileRead:
     import dlt
     from dlt.sources.sql_database import sql_table
 
@@ -81,7 +81,7 @@ def sql_database_rows(source: SourceConfig, obj: SourceObject, watermark: str | 
             chunk_size=conn.chunk_size,
             incremental=dlt.sources.incremental(source.incremental_field, initial_value=start) if start is not None else None,
         )
-        records = [row for row in resource]
+        records = list(resource.add_limit(limit) if limit else resource)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy and dlt raise many kinds; the step names the source
         raise SourceFileError(f"{where}: cannot be read: {_scrub(_root_message(exc), [url])}") from None
     return records_frame(records, where)

@@ -15,7 +15,7 @@ from cdp_assets.config.models import StagingRule
 from cdp_assets.init import detect
 from cdp_assets.init.draft import DraftObject, cdp_yaml, plan_sources, report_markdown, summary_table, unify_yaml
 from cdp_assets.init.profile import Profiler
-from cdp_assets.init.sources import InitSourceError, ObjectSample, inspect_local, inspect_s3, inspect_sql_database, inspect_tables
+from cdp_assets.init.sources import InitSourceError, ObjectSample, inspect_declared, inspect_local, inspect_s3, inspect_sql_database, inspect_tables
 
 OUTPUT_FILES = ("cdp.yml", "unify.yml", "init_report.md")
 UNPARSEABLE_MAX = 0.25  # the default of checks.unparseable_max_pct: a rule is drafted only if its check can pass
@@ -38,6 +38,8 @@ def inspect_sources(specs: list[str], warehouse=None, s3_endpoint_url: str | Non
     for spec in specs:
         if spec.startswith("s3://"):
             samples += inspect_s3(spec, s3_endpoint_url)
+        elif spec.startswith("sources:"):
+            samples += inspect_declared(Path(spec.removeprefix("sources:")))
         elif spec.startswith("sql_database:"):
             samples += inspect_sql_database(spec.removeprefix("sql_database:"))
         elif spec.startswith("table:"):

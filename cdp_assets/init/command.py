@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
     p.add_argument("--client", required=True, help="client name (lowercase identifier), used in schema names")
     p.add_argument("--source", action="append", required=True, metavar="DIR_OR_URI",
                    help="a local folder, s3://bucket/prefix, table:schema[.table] on the engine of --config, or "
-                        "sql_database:ENV_VAR[/schema] (ENV_VAR holds the database's SQLAlchemy URL) (repeatable)")
+                        "sql_database:ENV_VAR[/schema] (ENV_VAR holds the database's SQLAlchemy URL), or sources:FILE "
+                        "(rest_api / sql_database sources written by hand, sampled through dlt) (repeatable)")
     p.add_argument("--out", required=True, help="folder to write cdp.yml, unify.yml and init_report.md to")
     p.add_argument("--force", action="store_true", help="overwrite files that already exist in --out")
     p.add_argument("--config", help="a config whose engine holds the table: sources (its engine section is copied)")

@@ -287,3 +287,50 @@ def inspect_sql_database(spec: str) -> list[ObjectSample]:
                 sample.problem = "the table holds no rows"
         out.append(sample)
     return out
+
+
+def inspect_declared(path: Path) -> list[ObjectSample]:
+    """``sources:FILE``: the database and REST API sources declared in a YAML file (a list under
+    ``sources:``, as in cdp.yml). An API has no schema to list, so its endpoints, paginator and
+    auth are written by hand; init samples each object's first pages through dlt and drafts
+    the rest. The connector is copied into the draft as written."""
+    import yaml
+    from pydantic import ValidationError
+
+    from cdp_assets.config.loader import format_validation_error
+    from cdp_assets.config.models import DLT_CONNECTORS, SourceConfig
+    from cdp_assets.connectors.dlt_sources import rest_api_rows, sql_database_rows
+
+    path = path.expanduser().resolve()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InitSourceError(f"--source sources:{path}: cannot be read as YAML ({exc})") from None
+    entries = raw.get("sources") if isinstance(raw, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise InitSourceError(f"--source sources:{path}: expected a list under 'sources:' (the sources part of a cdp.yml)")
+    out = []
+    for i, entry in enumerate(entries):
+        try:
+            source = SourceConfig.model_validate(entry)
+        except ValidationError as exc:
+            raise InitSourceError(format_validation_error(exc, path).replace("\n  - ", f"\n  - sources[{i}].")) from None
+        if not isinstance(source.connector, DLT_CONNECTORS):
+            raise InitSourceError(f"{path}: sources[{i}]: kind {source.connector.kind!r}: give folders, s3:// or table: sources directly to --source")
+        drafted = entry["connector"]
+        for obj in source.objects:
+            sample = ObjectSample(source=source.name, name=obj.name, location=f"{source.connector.kind}:{source.name}/{obj.name}",
+                                  format=source.connector.kind, connector=drafted, frame=pd.DataFrame(), incremental_files=1)
+            try:
+                read = rest_api_rows(source, obj, None, max_pages=5) if source.connector.kind == "rest_api" else sql_database_rows(source, obj, None, limit=1)
+            except SourceFileError as exc:
+                sample.problem = f"cannot be read: {exc}"
+                out.append(sample)
+                continue
+            frame = read.frame.drop(columns=[ROW_COLUMN])
+            frame[FILE_COLUMN] = 0
+            sample.frame = frame
+            if frame.empty:
+                sample.problem = "no records to sample"
+            out.append(sample)
+    return out

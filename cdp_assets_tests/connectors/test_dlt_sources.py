@@ -274,3 +274,24 @@ def test_api_records_without_a_usable_cursor_value_are_rejected_like_file_rows(s
     assert "'sometime last week' is not a date/time" in rejected["reason"].iloc[0] and "id=S002" in rejected["raw"].iloc[0]
     log = _log(loaded, "contacts")
     assert list(log["records_loaded"]) == [4] and list(log["records_rejected"]) == [1]
+
+
+def test_init_samples_a_hand_written_api_source_and_drafts_the_rest(shop_api, tmp_path, monkeypatch):
+    from cdp_assets.cli import main
+
+    monkeypatch.setenv("CDP_TEST_SHOP_TOKEN", TOKEN)
+    shop_api.contacts = [_contact(i, T0 + timedelta(minutes=i)) for i in range(30)]
+    declared = tmp_path / "sources.yml"
+    declared.write_text(yaml.safe_dump({"sources": [_rest_source(shop_api.url)]}, sort_keys=False))
+    out = tmp_path / "project"
+    assert main(["init", "--client", "acme", "--source", f"sources:{declared}", "--out", str(out)]) == 0
+    text = (out / "cdp.yml").read_text()
+    assert TOKEN not in text and "CDP_TEST_SHOP_TOKEN" in text
+    report = (out / "init_report.md").read_text()
+    assert "`shop_contacts.address`" in report  # nested: excluded and named
+    unify = yaml.safe_load((out / "unify.yml").read_text())
+    assert {k["name"] for k in unify["keys"]} == {"email", "id"}
+    assert main(["validate", "--config", str(out / "cdp.yml")]) == 0
+    result = run_pipeline(load_config(out / "cdp.yml"))
+    checks = check_results(result)
+    assert result.success and checks and all(checks.values()), {k: v for k, v in checks.items() if not v}
