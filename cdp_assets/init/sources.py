@@ -147,7 +147,7 @@ def _sample_folder_object(source_dir: Path, obj: str, connector_path: str, conne
         if rows >= SAMPLE_ROWS:
             break
         try:
-            read = read_source_file(p)
+            read = read_source_file(_head(p))
         except SourceFileError as exc:
             sample.problem = f"cannot be read: {exc}"
             return sample
@@ -161,6 +161,30 @@ def _sample_folder_object(source_dir: Path, obj: str, connector_path: str, conne
     if sample.frame.empty:
         sample.problem = "its files hold no rows"
     return sample
+
+
+HEAD_BYTES = 64 * 2**20  # of a large text file, init reads this much (whole lines)
+
+
+def _head(path: Path) -> Path:
+    """A large file's first rows in a temporary file of the same format (init samples, it does
+    not load): whole lines of CSV and JSON lines, the first row batch of Parquet."""
+    if path.stat().st_size <= HEAD_BYTES:
+        return path
+    tmp = Path(tempfile.mkdtemp(prefix="cdp_init_head_")) / path.name
+    if FORMATS[path.suffix.lower()] == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        batch = next(pq.ParquetFile(path).iter_batches(batch_size=SAMPLE_ROWS), None)
+        if batch is None:
+            return path
+        pq.write_table(pa.Table.from_batches([batch]), tmp)
+        return tmp
+    with path.open("rb") as fh:
+        data = fh.read(HEAD_BYTES)
+    tmp.write_bytes(data[: data.rfind(b"\n") + 1])
+    return tmp
 
 
 def _parquet_nested(path: Path) -> dict[str, str]:

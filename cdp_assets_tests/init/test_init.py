@@ -177,3 +177,18 @@ def test_integer_ids_of_different_names_stay_separate_keys_and_shared_codes_join
     columns = {(t["table"], kc["column"]): kc["key"] for t in unify["tables"] for kc in t["key_columns"]}
     assert columns[("src_orders_stg", "customer_id")] == columns[("src_customers_stg", "customer_id")] == "customer_id"
     assert columns[("src_members_stg", "member_id")] == "member_id"
+
+
+def test_a_large_file_is_sampled_from_its_head(tmp_path, monkeypatch):
+    import cdp_assets.init.sources as sources
+
+    monkeypatch.setattr(sources, "HEAD_BYTES", 2000)  # so a small file counts as large
+    rows = pd.DataFrame({"customer_id": [f"C{i:05d}" for i in range(500)], "email": [f"p{i}@example.org" for i in range(500)],
+                         "updated_at": ["2024-01-01 00:00:00"] * 500})
+    _write(tmp_path / "src" / "customers" / "c.csv", rows)
+    rows.to_parquet(tmp_path / "src" / "customers" / "c2.parquet")
+    result = draft_project("acme", [str(tmp_path / "src")], tmp_path / "project")
+    sample = result.objects[0].sample
+    assert 40 < sum(sample.frame["_cdp_init_file"] == 0) < 500  # the CSV's first whole lines
+    assert sum(sample.frame["_cdp_init_file"] == 1) == 500  # the Parquet file's first batch
+    assert {k.column: k.kind for k in result.objects[0].kinds}["email"] == "email"
