@@ -154,6 +154,8 @@ def _source_columns(loaded: LoadedConfig, warehouse: WarehouseResource | None, r
                         report.problems.append(Problem(cfg, f"sources[{i}].incremental_field", f"{obj.name} has no column {source.incremental_field!r}; its columns are {cols}"))
                 elif isinstance(source.connector, TableConnector):
                     if warehouse is None:
+                        if loaded.pipeline.engine.kind == "duckdb" and not loaded.duckdb_path.exists():
+                            report.problems.append(Problem(cfg, where, f"table {source.connector.database}.{obj.name} cannot exist: the DuckDB database {loaded.duckdb_path} does not exist yet"))
                         continue
                     ref = TableRef(source.connector.database, obj.name)
                     try:
@@ -378,14 +380,14 @@ def validate(config: str | Path | None = None) -> ValidationReport:
         else:
             warehouse_ok = True
         report.summary = _summary(loaded, warehouse)
-        if not warehouse_ok:
-            warehouse = None
+        if not warehouse_ok or (kind == "duckdb" and not loaded.duckdb_path.exists()):
+            warehouse = None  # a DuckDB file is never created by validate
     else:
         report.summary = _summary(loaded, None)
-    columns = _source_columns(loaded, warehouse, report)
     before = len(report.problems)
+    columns = _source_columns(loaded, warehouse, report)
     _staging_and_unification_columns(loaded, columns, report)
-    if len(report.problems) == before:  # SQL over missing columns would only repeat those problems
+    if len(report.problems) == before:  # SQL over missing sources or columns would only repeat those problems
         _check_sql(loaded, columns, report)
     for p in report.problems:
         p.message = scrub(p.message, loaded)

@@ -109,3 +109,24 @@ def test_a_config_that_does_not_load_is_a_configuration_error(tmp_path, capsys):
     config = write_project(tmp_path, records=20, mutate=lambda c: c.update(client="Bad Name"))
     assert main(["validate", "--config", str(config)]) == exit_codes.CONFIG_ERROR
     assert "client" in capsys.readouterr().err
+
+
+def test_warehouse_table_sources_are_checked_on_the_engine(tmp_path):
+    import pandas as pd
+
+    from cdp_assets.engines.duckdb import DuckDBWarehouse
+    from cdp_assets.sql.dialects import TableRef
+
+    def tables(cfg):
+        cfg["sources"] = [{"name": "crm", "connector": {"kind": "table", "database": "landing"}, "objects": ["contacts"], "mode": "incremental"}]
+        cfg["staging"] = {"crm_contacts": {"email": {"rule": "email", "columns": ["email"]}}}
+        cfg.pop("unification")
+
+    config = write_project(tmp_path, records=20, mutate=tables, generate=False)
+    report = validate(config)
+    assert [p.field for p in report.problems] == ["sources[0].objects[0]"] and "does not exist yet" in report.problems[0].message
+    assert not (tmp_path / "cdp.duckdb").exists()
+    DuckDBWarehouse(path=str(tmp_path / "cdp.duckdb")).replace_with_dataframe(
+        TableRef("landing", "contacts"), pd.DataFrame({"mail": ["a@b.co"], "updated_at": [pd.Timestamp("2024-01-01")]}))
+    report = validate(config)
+    assert [(p.field, p.message.split(";")[0]) for p in report.problems] == [("staging.crm_contacts.email.columns[0]", "column 'email' is not in crm_contacts")]
