@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cdp_assets.config.identifiers import LOWER_IDENTIFIER_PATTERN
@@ -265,7 +266,7 @@ def inspect_tables(warehouse, spec: str) -> list[ObjectSample]:
         else:
             frame = warehouse.fetch(sample_rows_sql(ref, SAMPLE_ROWS))
             frame.columns = [normalize_column(c) for c in frame.columns]
-            nested = {c: str(frame[c].dtype) for c in frame.columns if frame[c].map(lambda v: isinstance(v, (list, dict)) or hasattr(v, "tolist") and not isinstance(v, str)).any()}
+            nested = {c: "list or struct" for c in frame.columns if frame[c].map(lambda v: isinstance(v, (list, dict, tuple, np.ndarray))).any()}
             sample.complex_columns.update(nested)
             sample.frame = frame.astype("string")
             sample.frame[FILE_COLUMN] = 0

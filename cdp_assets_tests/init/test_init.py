@@ -97,6 +97,8 @@ def test_warehouse_tables_as_a_source(tmp_path):
     wh = DuckDBWarehouse(path=str(db))
     generate_sample(tmp_path / "gen", 300, seed=5)
     frame = pd.concat([pd.read_csv(p, dtype=str) for p in sorted((tmp_path / "gen" / "shop" / "customers").rglob("*.csv"))])
+    frame["visits"] = range(len(frame))  # a typed column: a number, not a nested value
+    frame["tags"] = [["a", "b"]] * len(frame)  # a list column: excluded and named
     wh.replace_with_dataframe(TableRef("crm", "contacts"), frame)
     config = tmp_path / "engine.yml"
     config.write_text(yaml.safe_dump({"client": "x", "engine": {"kind": "duckdb", "duckdb": {"path": str(db)}},
@@ -104,6 +106,7 @@ def test_warehouse_tables_as_a_source(tmp_path):
     result = draft_project("acme", ["table:crm"], tmp_path / "project", warehouse=wh)
     kinds = {k.column: k.kind for o in result.objects for k in o.kinds}
     assert kinds["email"] == "email" and kinds["phone"] == "phone" and kinds["customer_id"] == "customer_id"
+    assert kinds["visits"] == "measure" and kinds["tags"] == "complex"
     cfg = yaml.safe_load((tmp_path / "project" / "cdp.yml").read_text())
     assert cfg["sources"][0]["connector"] == {"kind": "table", "database": "crm"}
     assert cfg["sources"][0]["mode"] == "incremental"
