@@ -53,5 +53,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     if not result.drafted:
         print("error: no object has a user identifier and a watermark: nothing to unify, only the report was written", file=sys.stderr)
         return exit_codes.FAILED
+    unreadable = [o for o in result.objects if o.sample.problem and ("cannot be read" in o.sample.problem or "not a usable" in o.sample.problem)]
+    if unreadable:
+        # The draft covers what could be read; the rest needs fixing before it can be loaded.
+        print(f"error: {len(unreadable)} object(s) could not be read or named (see above); the draft leaves them out", file=sys.stderr)
+        return exit_codes.FAILED
     print(f"next: review the files, then `cdp-assets validate --config {result.files['cdp.yml']}` and `cdp-assets run --config ...`")
     return exit_codes.OK

@@ -195,3 +195,15 @@ def test_a_large_file_is_sampled_from_its_head(tmp_path, monkeypatch):
     assert 40 < sum(sample.frame["_cdp_init_file"] == 0) < 500  # the CSV's first whole lines
     assert sum(sample.frame["_cdp_init_file"] == 1) == 500  # the Parquet file's first batch
     assert {k.column: k.kind for k in result.objects[0].kinds}["email"] == "email"
+
+
+def test_an_unreadable_file_is_left_out_named_and_fails_the_command(shop, tmp_path, capsys):
+    bad = shop / "returns" / "returns.csv"
+    bad.parent.mkdir()
+    bad.write_text('return_id,email,updated_at\nR1,"a@b.co,2024-01-01\n')  # a quote never closed
+    out = tmp_path / "project"
+    assert main(["init", "--client", "acme", "--source", str(shop), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "left out shop_returns" in captured.out and "cannot be parsed as CSV" in captured.out
+    assert "could not be read" in captured.err
+    assert (out / "cdp.yml").exists()  # the readable objects are drafted
