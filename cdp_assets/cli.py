@@ -5,6 +5,8 @@
     cdp-assets explain ID [ID]              why two identifiers share a canonical id
     cdp-assets explain --canonical-id CID   what one canonical id holds
     cdp-assets render-sql --dialect D --out DIR   every phase's SQL for a dialect, for review
+    cdp-assets init --client NAME --source DIR_OR_URI --out DIR   draft the config from the data
+    cdp-assets validate [--config FILE]     check config, connection, columns and SQL; write nothing
 
 Exit codes (cdp_assets/exit_codes.py, the same for every command):
     0  success, every check passed
@@ -190,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     ren.add_argument("--out", required=True, help="output folder")
     ren.add_argument("--config", help=f"config file (default: ${CONFIG_ENV} or the bundled example)")
     ren.set_defaults(func=cmd_render_sql)
+    from cdp_assets import validate as validate_command
+    from cdp_assets.init import command as init_command
+
+    init_command.add_parser(sub)
+    validate_command.add_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -41,13 +41,16 @@ def _raw_columns(loaded: LoadedConfig, source, obj, historical: bool) -> list[st
     return [*cols, *(c for c in LINEAGE_COLUMNS if c not in cols)]
 
 
-def build_pipelines(loaded: LoadedConfig) -> dict[str, SqlPipeline]:
-    """The statements of each phase, in canonical SQL, named as the runs name them."""
+def build_pipelines(loaded: LoadedConfig, raw_columns=None) -> dict[str, SqlPipeline]:
+    """The statements of each phase, in canonical SQL, named as the runs name them.
+    ``raw_columns(source, obj, historical)`` gives a raw table's columns (default: the local
+    files' headers; validate passes what it read from every kind of source)."""
+    raw_columns = raw_columns or (lambda source, obj, historical: _raw_columns(loaded, source, obj, historical))
     phases = {p: SqlPipeline(p) for p in ("hist_union", "staging", "unification")}
     staged_cols: dict[str, list[str]] = {}
     for source, obj in loaded.pipeline.source_objects():
         inputs = [
-            (ref, _raw_columns(loaded, source, obj, historical=(mode == "historical")))
+            (ref, raw_columns(source, obj, mode == "historical"))
             for mode, ref in ingestion_refs(loaded, source, obj).items()
         ]
         union_ref = hist_union_ref(loaded, source, obj)

@@ -7,7 +7,7 @@ from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, Metadat
 from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.metadata import engine_jobs_metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
-from cdp_assets.config.models import LoadedConfig, LocalFilesConnector, S3Connector, SourceConfig, SourceObject, TableConnector
+from cdp_assets.config.models import DLT_CONNECTORS, LoadedConfig, LocalFilesConnector, S3Connector, SourceConfig, SourceObject, TableConnector
 from cdp_assets.connectors.loading import load_historical, load_incremental, record_failure
 from cdp_assets.connectors.readers import SourceFileError
 from cdp_assets.connectors.s3 import s3_client, s3_uri, sync_source
@@ -86,7 +86,7 @@ def build_ingestion_assets(loaded: LoadedConfig) -> list:
 def source_folder(loaded: LoadedConfig, source: SourceConfig) -> Path | None:
     """The local folder the loaders read: the source's own, or the cache an S3 prefix syncs to;
     None for a warehouse table (the loaders query it)."""
-    if isinstance(source.connector, TableConnector):
+    if isinstance(source.connector, (TableConnector, *DLT_CONNECTORS)):  # queried or extracted, no folder
         return None
     if isinstance(source.connector, S3Connector):
         cache = loaded.duckdb_path.parent / "s3_cache" / source.name

@@ -201,7 +201,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("local_files", "s3", "table") and out.endswith("connector"):
+        elif part in ("local_files", "s3", "table", "sql_database", "rest_api") and out.endswith("connector"):
             continue  # the discriminator's branch name, not a field the user wrote
         else:
             out += f".{part}" if out else str(part)

@@ -130,7 +130,71 @@ class TableConnector(_Strict):
     _database = field_validator("database")(lambda v: check_identifier(v, "connector database"))
 
 
-Connector = Annotated[Union[LocalFilesConnector, S3Connector, TableConnector], Field(discriminator="kind")]
+class SqlDatabaseConnector(_Strict):
+    """Tables of a database (PostgreSQL, MySQL, SQL Server, ... anything SQLAlchemy reaches),
+    extracted by dlt's sql_database source, incrementally by the source's incremental_field.
+    The connection URL holds the password, so it comes from an environment variable."""
+
+    kind: Literal["sql_database"]
+    credentials_env: EnvVarName = "CDP_SQL_DATABASE_URL"  # e.g. postgresql://user:pw@host:5432/db
+    schema_: str | None = Field(default=None, alias="schema")  # the database schema of the objects
+    chunk_size: int = Field(default=10_000, ge=1, le=1_000_000)
+
+    _schema = field_validator("schema_")(lambda v: v if v is None else check_identifier(v, "connector schema"))
+
+
+class RestAuth(_Strict):
+    """How the API authenticates; the secret comes from the environment variable named here."""
+
+    type: Literal["bearer", "api_key", "http_basic"]
+    token_env: EnvVarName | None = None  # bearer
+    key_env: EnvVarName | None = None  # api_key
+    name: str = "Authorization"  # api_key: the header or query parameter carrying the key
+    location: Literal["header", "query"] = "header"  # api_key
+    username: str | None = None  # http_basic
+    password_env: EnvVarName | None = None  # http_basic
+
+    @model_validator(mode="after")
+    def _secret_named(self) -> "RestAuth":
+        needed = {"bearer": "token_env", "api_key": "key_env", "http_basic": "password_env"}[self.type]
+        if getattr(self, needed) is None:
+            raise FieldError((needed,), f"auth type {self.type!r} needs {needed}: the NAME of the environment variable holding the secret")
+        return self
+
+
+class RestEndpoint(_Strict):
+    """One object of a REST API, in the terms of dlt's rest_api source."""
+
+    path: str  # relative to base_url, e.g. customers or v2/contacts
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    data_selector: str | None = None  # JSONPath to the records in a response, e.g. data or results
+    # The query parameter that takes the watermark (the API returns rows newer than it); without
+    # it every page is read and rows are filtered by the watermark after reading.
+    cursor_param: str | None = None
+    paginator: dict | None = None  # dlt's paginator settings; default: the client's
+
+
+class RestApiConnector(_Strict):
+    """A REST/JSON API read with dlt's rest_api source: pagination, auth and the incremental
+    cursor are dlt's; rows land in the raw tables through the ingestion contract."""
+
+    kind: Literal["rest_api"]
+    base_url: str = Field(pattern=r"^https?://")
+    auth: RestAuth | None = None
+    # dlt's paginator settings for every endpoint, e.g. {type: page_number, page_param: page,
+    # total_path: total_pages} or {type: json_link, next_url_path: next}; none: dlt detects it.
+    paginator: dict | None = None
+    endpoints: dict[str, RestEndpoint] = Field(min_length=1)  # object name -> endpoint
+    # How the watermark is written into cursor_param, and compared with the records' cursor
+    # values (dlt compares them as the API writes them: keep the API's format).
+    cursor_format: str = "%Y-%m-%dT%H:%M:%S"
+
+
+DLT_CONNECTORS = (SqlDatabaseConnector, RestApiConnector)
+
+Connector = Annotated[
+    Union[LocalFilesConnector, S3Connector, TableConnector, SqlDatabaseConnector, RestApiConnector], Field(discriminator="kind")
+]
 
 
 class SourceObject(_Strict):
@@ -165,6 +229,16 @@ class SourceConfig(_Strict):
         if isinstance(value, list):
             return [{"name": v} if isinstance(v, str) else v for v in value]
         return value
+
+    @model_validator(mode="after")
+    def _dlt_sources(self) -> "SourceConfig":
+        if isinstance(self.connector, DLT_CONNECTORS) and self.mode != "incremental":
+            raise FieldError(("mode",), f"a {self.connector.kind} source loads by its cursor: set mode: incremental")
+        if isinstance(self.connector, RestApiConnector):
+            missing = [o.name for o in self.objects if o.name not in self.connector.endpoints]
+            if missing:
+                raise FieldError(("connector", "endpoints"), f"objects {missing} have no endpoint; add connector.endpoints.<object>: {{path: ...}}")
+        return self
 
     @model_validator(mode="after")
     def _unique_objects(self) -> "SourceConfig":

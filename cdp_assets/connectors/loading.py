@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from dagster import get_dagster_logger
 
-from cdp_assets.config.models import SourceConfig, SourceObject, TableConnector
+from cdp_assets.config.models import DLT_CONNECTORS, SourceConfig, SourceObject, TableConnector
 from cdp_assets.connectors.local_files import fingerprint, object_files
 from cdp_assets.connectors.readers import ROW_COLUMN, FileRead, RejectedRow, SourceFileError, read_source_file
 from cdp_assets.engines.base import WarehouseResource
@@ -129,6 +129,10 @@ Input = tuple[Path, Callable[[], FileRead]]  # a name for lineage and messages, 
 def source_inputs(wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path | None, historical: bool, watermark: str | None = None) -> list[Input]:
     """What one load reads: the object's files (read one at a time), or the rows of a warehouse
     table (``connector: table``) newer than the watermark."""
+    if isinstance(source.connector, DLT_CONNECTORS):  # a database or an API, read through dlt
+        from cdp_assets.connectors.dlt_sources import dlt_inputs
+
+        return dlt_inputs(source, obj, None if historical else watermark)
     if isinstance(source.connector, TableConnector):
         table = TableRef(source.connector.database, obj.name)
         return [(Path(table.display), lambda: _table_rows(wh, table, source.incremental_field, None if historical else watermark))]
