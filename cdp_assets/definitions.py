@@ -51,7 +51,8 @@ def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None 
         assets=assets,
         asset_checks=checks,
         jobs=[
-            define_asset_job(PIPELINE_JOB, selection=AssetSelection.all(), description="The whole pipeline, every phase."),
+            # Its own assets, not all: as a Component it shares a code location with a team's assets.
+            define_asset_job(PIPELINE_JOB, selection=AssetSelection.assets(*assets), description="The whole pipeline, every phase."),
             *build_jobs(),
         ],
         schedules=build_schedules(loaded),
