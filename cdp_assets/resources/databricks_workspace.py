@@ -7,7 +7,7 @@ and deletes the folder. One statement per load, however many rows, instead of ``
 batches whose bound parameters a SQL warehouse caps at 256 per statement.
 
 Limits kept here (Files API 2.0, ``/api/2.0/fs``):
-- one upload is at most 5 GiB (the API's documented limit);
+- one upload is at most 5 GiB (the API's documented limit), far above the parts' size (next);
 - databricks-sdk sends a stream of 5 MiB or more through its multipart protocol (presigned URLs of
   the workspace's cloud storage, which needs network paths from this process to that storage):
   parts are kept under it, so every part is one ``PUT``, the documented one-shot upload;
@@ -36,7 +36,6 @@ from cdp_assets.engines.databricks import DatabricksWarehouse
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.volume_load import copy_into_from_volume
 
-FILES_API_MAX_UPLOAD_BYTES = 5 * 1024**3
 SDK_MULTIPART_MIN_BYTES = 5 * 1024**2
 STAGING_FOLDER = "cdp_staging"
 
@@ -127,10 +126,7 @@ def _parquet(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
     # Microseconds: the precision of a Databricks TIMESTAMP (nanosecond Parquet timestamps are not read as one).
     pq.write_table(table, buffer, coerce_timestamps="us", allow_truncated_timestamps=True)
-    data = buffer.getvalue()
-    if len(data) > FILES_API_MAX_UPLOAD_BYTES:  # unreachable under max_part_bytes; the API's own limit
-        raise WarehouseError(f"a Parquet part of {len(data):,} bytes is over the Files API's 5 GiB upload limit")
-    return data
+    return buffer.getvalue()
 
 
 def _first_line(exc: BaseException) -> str:

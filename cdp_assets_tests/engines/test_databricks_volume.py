@@ -9,6 +9,8 @@ INTO); its text is checked by sqlglot's Databricks dialect.
 from __future__ import annotations
 
 import io
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,7 +22,9 @@ from dagster_databricks import DatabricksClientResource
 
 from cdp_assets.config import ConfigError, load_config
 from cdp_assets.engines.base import WarehouseAuthError, WarehouseError
+from cdp_assets.engines.databricks import DatabricksWarehouse
 from cdp_assets.engines.factory import build_warehouse
+from cdp_assets.engines.spark import stop_spark_session
 from cdp_assets.resources.databricks_workspace import (
     SDK_MULTIPART_MIN_BYTES,
     DatabricksVolumeStager,
@@ -181,3 +185,50 @@ def test_a_bad_staging_volume_is_a_config_error_naming_the_field(tmp_path, setti
     with pytest.raises(ConfigError) as err:
         load_config(_databricks_config(tmp_path, **settings))
     assert expected in str(err.value) and "engine.databricks" in str(err.value)
+
+
+# ---------------------------------------------------------------------- on local Spark
+
+
+@pytest.fixture(scope="module")
+def spark_dir():
+    with tempfile.TemporaryDirectory() as d:
+        yield str(Path(d) / "warehouse")
+        stop_spark_session()
+
+
+def test_staged_parts_load_into_the_engines_table_types_and_a_failed_load_leaves_no_files(workspace, spark_dir, tmp_path):
+    """Spark reads the staged Parquet into a table created with the engine's column types (what
+    COPY INTO does on Databricks); the engine's own load, whose COPY INTO local Spark cannot run,
+    fails with the statement and still deletes what it staged."""
+    spark = DatabricksWarehouse(local_spark_dir=spark_dir, sql_dialect="spark", table_format="parquet", optimize_tables=False, use_catalog=False, catalog=None)
+    ref = TableRef("vol_src", "customers")
+    df = mixed_frame(3_000)
+    spark.write_dataframe(ref, df.iloc[:0])  # CREATE TABLE with the engine's types, no rows
+
+    folder = stager(workspace).stage_frame(df, "customers")
+    local = tmp_path / "staged"
+    local.mkdir()
+    for path, data in workspace.files.items():
+        (local / path.rsplit("/", 1)[1]).write_bytes(data)
+    columns = ", ".join(f"`{c}`" for c in df.columns)
+    spark.execute(f"INSERT INTO `vol_src`.`customers` ({columns}) SELECT {columns} FROM parquet.`{local}`")
+    got = spark.query("SELECT * FROM `vol_src`.`customers` ORDER BY customer_id")
+    assert got["customer_id"].tolist() == list(range(3_000))
+    assert got["email"].isna().tolist() == df["email"].isna().tolist()
+    assert got["email"].dropna().tolist() == df["email"].dropna().tolist()
+    assert got["active"].tolist() == df["active"].tolist() and np.allclose(got["score"], df["score"])
+    assert [str(t) for t in got["updated_at"]] == [str(t) for t in df["updated_at"]]
+    stager(workspace).remove(folder)
+
+    engine = DatabricksVolumeWarehouse(
+        local_spark_dir=spark_dir, sql_dialect="spark", table_format="parquet", optimize_tables=False, use_catalog=False, catalog=None,
+        staging=stager(workspace),
+    )
+    uploads = len(workspace.upload_sizes)
+    with pytest.raises(WarehouseError) as err:
+        engine.append_frames([(ref, df.iloc[:10])])
+    assert "COPY INTO `vol_src`.`customers` FROM '/Volumes/main/cdp/staging/cdp_staging/customers_" in str(err.value.sql)
+    assert len(workspace.upload_sizes) == uploads + 1  # it staged the rows, then
+    assert workspace.files == {}  # deleted them although the statement failed
+    assert len(spark.query("SELECT * FROM `vol_src`.`customers`")) == 3_000
