@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import sqlglot
-from dagster import EnvVar
+from dagster import DagsterInstance, EnvVar, asset, materialize
 from dagster_databricks import DatabricksClientResource
 
 from cdp_assets.config import ConfigError, load_config
@@ -171,6 +171,30 @@ def test_staging_volume_in_the_config_builds_the_engine_that_loads_through_it(tm
     # The workspace client reads the same variables as the SQL connection, when a run starts.
     assert engine.staging.workspace.host == EnvVar("DATABRICKS_HOST") and engine.staging.workspace.token == EnvVar("DATABRICKS_TOKEN")
     assert engine.server_hostname == EnvVar("DATABRICKS_HOST")
+
+
+def test_a_dagster_run_stages_through_the_workspace_named_by_the_environment(tmp_path, workspace, monkeypatch):
+    """Config -> factory -> EnvVars resolved when the run starts -> DatabricksClientResource ->
+    databricks-sdk -> the workspace; the token appears nowhere in the run's events."""
+    monkeypatch.setenv("DATABRICKS_HOST", workspace.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
+    monkeypatch.setenv("DATABRICKS_HTTP_PATH", "/sql/1.0/warehouses/abc")  # the SQL connection is not opened
+    engine = build_warehouse(load_config(_databricks_config(tmp_path, staging_volume=VOLUME)))
+    seen: dict[str, list[str]] = {}
+
+    @asset
+    def staged(warehouse: DatabricksVolumeWarehouse):
+        folder = warehouse.staging.stage_frame(mixed_frame(100), "orders")
+        seen["files"] = warehouse.staging.staged_files(folder)
+        warehouse.staging.remove(folder)
+
+    instance = DagsterInstance.ephemeral()
+    result = materialize([staged], resources={"warehouse": engine}, instance=instance)
+    assert result.success
+    assert len(seen["files"]) == 1 and seen["files"][0].startswith(f"{VOLUME}/cdp_staging/orders_")
+    assert workspace.files == {} and len(workspace.upload_sizes) == 1
+    events = instance.get_records_for_run(result.run_id).records
+    assert events and not any(TOKEN in str(r.event_log_entry) for r in events)
 
 
 @pytest.mark.parametrize(
