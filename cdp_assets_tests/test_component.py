@@ -9,6 +9,7 @@ materialized in-process from the loaded definitions with every check passing.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -129,8 +130,11 @@ def installed_metadata(tmp_path_factory) -> Path:
     shutil.copytree(REPO_ROOT / "cdp_assets", src / "cdp_assets", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO_ROOT / name, src / name)
+    # The venv's setuptools when it has one (no download); a Python 3.12 venv has none, so pip
+    # fetches the build requirements from the package index.
+    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(work / "dist"), str(src)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", str(work / "dist"), str(src)],
         check=True,
         capture_output=True,
         timeout=300,
