@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+from dagster import AssetSelection, Definitions, define_asset_job, definitions, in_process_executor
 
 from cdp_assets.alerts import build_check_failure_sensor, build_run_failure_sensor
 from cdp_assets.assets.hist_union import build_hist_union_assets
@@ -69,4 +69,8 @@ def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None 
     )
 
 
-defs = build_definitions(load_config())
+@definitions
+def defs() -> Definitions:
+    """The code location of ``$CDP_CONFIG``, built when Dagster loads it, not on import: the
+    Component (cdp_assets/components.py) imports this module for build_definitions alone."""
+    return build_definitions(load_config())

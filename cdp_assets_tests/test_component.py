@@ -146,9 +146,13 @@ def installed_metadata(tmp_path_factory) -> Path:
     return site
 
 
-def run_cli(args: list[str], cwd: Path, pythonpath: list[Path], venv: Path, home: Path) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], cwd: Path, pythonpath: list[Path], venv: Path, home: Path, **extra_env: str
+) -> subprocess.CompletedProcess:
     home.mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, pythonpath)), "VIRTUAL_ENV": str(venv), "DAGSTER_HOME": str(home)}
+    env.pop("CDP_CONFIG", None)
+    env.update(extra_env)
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
@@ -168,7 +172,9 @@ def test_dg_scaffolds_lists_and_checks_the_component_in_a_scratch_project(tmp_pa
     path = [installed_metadata, REPO_ROOT, project]
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return run_cli(list(args), project, path, project / ".venv", tmp_path / "home")
+        # The component reads its defs.yaml, never $CDP_CONFIG: importing the package's
+        # definitions module must not load that config either.
+        return run_cli(list(args), project, path, project / ".venv", tmp_path / "home", CDP_CONFIG=str(tmp_path / "not_this.yml"))
 
     listed = cli(str(BIN / "dg"), "list", "components", "--json")
     assert COMPONENT_TYPE in listed.stdout  # found through the entry point alone
