@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+from dagster import AssetSelection, Definitions, define_asset_job, definitions, in_process_executor
 
 from cdp_assets.alerts import build_check_failure_sensor, build_run_failure_sensor
 from cdp_assets.assets.hist_union import build_hist_union_assets
@@ -51,7 +51,8 @@ def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None 
         assets=assets,
         asset_checks=checks,
         jobs=[
-            define_asset_job(PIPELINE_JOB, selection=AssetSelection.all(), description="The whole pipeline, every phase."),
+            # Its own assets, not all: as a Component it shares a code location with a team's assets.
+            define_asset_job(PIPELINE_JOB, selection=AssetSelection.assets(*assets), description="The whole pipeline, every phase."),
             *build_jobs(),
         ],
         schedules=build_schedules(loaded),
@@ -68,4 +69,8 @@ def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None 
     )
 
 
-defs = build_definitions(load_config())
+@definitions
+def defs() -> Definitions:
+    """The code location of ``$CDP_CONFIG``, built when Dagster loads it, not on import: the
+    Component (cdp_assets/components.py) imports this module for build_definitions alone."""
+    return build_definitions(load_config())

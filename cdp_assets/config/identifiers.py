@@ -38,3 +38,19 @@ def check_lower_identifier(value: str, what: str) -> str:
         LOWER_IDENTIFIER_PATTERN,
         "use lowercase letters, digits and underscores, starting with a letter, at most 63 characters (for example 'acme')",
     )
+
+
+# A Unity Catalog Volume folder: /Volumes/<catalog>/<schema>/<volume>[/<folder>...]. Its parts are
+# identifiers, so the path is safe to appear as a string literal in COPY INTO.
+VOLUME_PATH_PATTERN = re.compile(r"^/Volumes(/[A-Za-z_][A-Za-z0-9_]{0,127}){3}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})*$")
+
+
+def check_volume_path(value: str, what: str) -> str:
+    """Return ``value`` when it is a Unity Catalog Volume folder built from safe names, else raise."""
+    return _check(
+        value,
+        what,
+        VOLUME_PATH_PATTERN,
+        "use /Volumes/<catalog>/<schema>/<volume> with an optional sub-folder, names of letters, digits and "
+        "underscores (for example '/Volumes/main/cdp/staging')",
+    )

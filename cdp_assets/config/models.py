@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cdp_assets.config.identifiers import check_identifier, check_lower_identifier
+from cdp_assets.config.identifiers import check_identifier, check_lower_identifier, check_volume_path
 from cdp_assets.config.unify import FieldError, UnifyConfig
 
 
@@ -59,8 +59,23 @@ class DatabricksSettings(_Strict):
     client_id_env: EnvVarName = "DATABRICKS_CLIENT_ID"  # auth: oauth (service principal, M2M)
     client_secret_env: EnvVarName = "DATABRICKS_CLIENT_SECRET"
     local_spark_dir: str = ".cdp/spark-warehouse"  # connection: local_spark
+    # A Unity Catalog Volume folder: DataFrames are loaded as Parquet files through it with one
+    # COPY INTO (cdp_assets/resources/databricks_workspace.py); unset, by bound INSERT batches.
+    staging_volume: str | None = None
 
     _catalog = field_validator("catalog")(lambda v: check_identifier(v, "databricks catalog"))
+    _staging_volume = field_validator("staging_volume")(
+        lambda v: v if v is None else check_volume_path(v, "databricks staging_volume")
+    )
+
+    @model_validator(mode="after")
+    def _volume_needs_a_warehouse(self) -> DatabricksSettings:
+        if self.staging_volume is not None and self.connection != "sql_warehouse":
+            raise ValueError(
+                "staging_volume needs connection: sql_warehouse (COPY INTO from a Volume runs on a Databricks SQL "
+                "warehouse, not on local Spark); remove staging_volume for local_spark"
+            )
+        return self
 
 
 TD_REGION_ENDPOINTS = {

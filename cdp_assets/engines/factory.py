@@ -65,7 +65,7 @@ def build_databricks(loaded: LoadedConfig) -> DatabricksWarehouse:
         if db.auth == "pat"
         else {"client_id": EnvVar(db.client_id_env), "client_secret": EnvVar(db.client_secret_env)}
     )
-    return DatabricksWarehouse(
+    settings = dict(
         server_hostname=EnvVar(db.host_env),
         http_path=EnvVar(db.http_path_env),
         auth=db.auth,
@@ -76,6 +76,11 @@ def build_databricks(loaded: LoadedConfig) -> DatabricksWarehouse:
         statement_timeout_seconds=engine.statement_timeout_seconds,
         **secrets,
     )
+    if db.staging_volume is not None:
+        from cdp_assets.resources.databricks_workspace import build_volume_warehouse
+
+        return build_volume_warehouse(db, settings)
+    return DatabricksWarehouse(**settings)
 
 
 

@@ -1,0 +1,1 @@
+"""Resources beside the warehouse engines: clients of services the engines use."""
