@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
-from cdp_assets.alerts import build_check_failure_sensor, build_run_failure_sensor
+from cdp_assets.sensors.alerts import build_check_failure_sensor, build_run_failure_sensor
 from cdp_assets.assets.hist_union import build_hist_union_assets
 from cdp_assets.assets.ingestion import build_ingestion_assets
 from cdp_assets.assets.io import TableNameIOManager

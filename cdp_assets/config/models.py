@@ -292,6 +292,8 @@ class AlertsConfig(_Strict):
     slack_channel: str | None = None  # e.g. "#cdp-alerts"; Slack is used when this and the token are set
     slack_api_url: str = "https://slack.com/api/"  # a proxy or a test server may stand in
     ui_base_url: str = "http://127.0.0.1:3000"
+    # How often the alert sensors look for failed checks and runs.
+    minimum_interval_seconds: int = Field(default=30, ge=5)
 
 
 class ReportConfig(_Strict):
