@@ -58,7 +58,7 @@ def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None 
         sensors=[
             *build_file_drop_sensors(loaded),
             *build_watermark_sensors(loaded),
-            build_automation_sensor(),
+            build_automation_sensor(loaded),
             build_check_failure_sensor(loaded),
             build_run_failure_sensor(loaded),
         ],

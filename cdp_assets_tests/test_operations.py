@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from datetime import datetime, timezone
 
 import pytest
-from dagster import AssetKey, build_sensor_context, evaluate_automation_conditions
+from dagster import (
+    AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    build_schedule_context,
+    build_sensor_context,
+    evaluate_automation_conditions,
+)
 
 from cdp_assets.config import ConfigError, load_config
+from cdp_assets.config.loader import DEFAULT_CONFIG, REPO_ROOT
 from cdp_assets.definitions import build_definitions
-from cdp_assets.schedules import INGESTION_JOB
+from cdp_assets.schedules import DOWNSTREAM_JOB, INGESTION_JOB
 from cdp_assets_tests.conftest import write_project
 
 
@@ -70,25 +82,85 @@ def test_schedules_default_to_two_and_four_and_are_configurable(tmp_path):
         load_config(write_project(tmp_path / "d", records=10, mutate=lambda c: c.update(schedules={"timezone": "Mars/Base"})))
 
 
-def test_automation_materializes_everything_downstream_after_an_ingestion(project, instance):
-    defs = build_definitions(project)
-    # The first evaluation sees an empty instance and sets the baseline.
-    cursor = evaluate_automation_conditions(defs=defs, instance=instance).cursor
-    assert defs.resolve_job_def(INGESTION_JOB).execute_in_process(instance=instance).success
+def _materialized_by_run(instance) -> dict[str, set[AssetKey]]:
+    return {
+        run.run_id: {r.event_log_entry.dagster_event.asset_key for r in instance.get_records_for_run(
+            run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records}
+        for run in instance.get_runs()
+    }
 
-    waves = []
-    global_job = defs.resolve_implicit_global_asset_job_def()
-    for _ in range(8):
-        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
-        cursor = result.cursor
-        requested = {r.key for r in result.results if r.true_subset.size > 0}
-        if not requested:
-            break
-        waves.append({k.path[-1] for k in requested})
-        assert global_job.execute_in_process(instance=instance, asset_selection=list(requested)).success
-    assert waves, "automation requested nothing after the ingestion"
-    assert {"shop_customers_hist_union", "web_events_hist_union"} <= waves[0]
-    done = set().union(*waves)
-    assert {"shop_customers_stg", "unified_id_lookup", "customer_master", "cdp_report"} <= done
-    for key in (["cdp_unification_customer_360", "customer_master"], ["cdp_report"]):
-        assert instance.get_latest_materialization_event(AssetKey(key)) is not None
+
+def test_a_day_with_new_data_gives_one_unification_run(project, tmp_path):
+    """02:00 ingestion, automation through the morning, the 04:00 schedule: unification runs once.
+
+    Hist-union and staging follow new data by automation; unification and the report belong to
+    the daily_unification schedule alone (cdp_assets/schedules.py says why)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    defs = build_definitions(project)
+    groups = {key: a.group_names_by_key[key] for a in defs.assets for key in a.keys}
+    unification = {k for k, g in groups.items() if g == "unification"}
+    day = datetime(2024, 6, 3, tzinfo=timezone.utc)
+    with DagsterInstance.from_config(str(home)) as instance:
+        cursor = evaluate_automation_conditions(defs=defs, instance=instance).cursor
+
+        def run_request(schedule_name, hour):
+            ctx = build_schedule_context(instance=instance, scheduled_execution_time=day.replace(hour=hour))
+            requests = defs.resolve_schedule_def(schedule_name).evaluate_tick(ctx).run_requests
+            assert len(requests) == 1
+            return requests[0]
+
+        def automation_waves():
+            nonlocal cursor
+            waves, global_job = [], defs.resolve_implicit_global_asset_job_def()
+            for _ in range(8):
+                result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+                cursor = result.cursor
+                requested = {r.key for r in result.results if r.true_subset.size > 0}
+                if not requested:
+                    return waves
+                waves.append(requested)
+                assert global_job.execute_in_process(instance=instance, asset_selection=list(requested)).success
+            raise AssertionError(f"automation still requesting after 8 waves: {waves}")
+
+        # 02:00: the ingestion schedule's run, then what automation starts from it.
+        request = run_request("daily_ingestion", 2)
+        assert defs.resolve_job_def(request.job_name or INGESTION_JOB).execute_in_process(instance=instance, tags=request.tags).success
+        morning = automation_waves()
+        refreshed = set().union(*morning)
+        assert {groups[k] for k in refreshed} == {"hist_union", "staging"}, refreshed
+        assert not refreshed & unification
+
+        # 04:00: the unification schedule's run; automation has nothing more to do after it.
+        request = run_request("daily_unification", 4)
+        assert request.job_name in (None, DOWNSTREAM_JOB)
+        result = defs.resolve_job_def(DOWNSTREAM_JOB).execute_in_process(instance=instance, tags=request.tags)
+        assert result.success
+        assert automation_waves() == []
+
+        runs_with_unification = [run for run, keys in _materialized_by_run(instance).items() if keys & unification]
+        assert runs_with_unification == [result.run_id]
+        for key in (["cdp_unification_customer_360", "customer_master"], ["cdp_report"]):
+            assert instance.get_latest_materialization_event(AssetKey(key)).run_id == result.run_id
+
+
+def test_the_bundled_sample_starts_no_run_on_its_own_and_a_deployment_can(tmp_path):
+    """`dagster dev` on a fresh home with the bundled example starts nothing by itself: every
+    sensor that starts runs, the automation and the schedules default to stopped; the alert
+    sensors, which start no run, default to running. A config without the setting runs them."""
+    alerts = {"cdp_failed_check_alert", "cdp_run_failure_alert"}
+    sample = build_definitions(load_config(DEFAULT_CONFIG))
+    starters = [s for s in sample.sensors if s.name not in alerts]
+    assert {s.name for s in starters} >= {"shop_file_drop", "loyalty_file_drop", "web_file_drop", "cdp_automation"}
+    assert {s.name: s.default_status for s in starters} == {s.name: DefaultSensorStatus.STOPPED for s in starters}
+    assert {s.name: s.default_status for s in sample.schedules} == {s.name: DefaultScheduleStatus.STOPPED for s in sample.schedules}
+    assert {s.name: s.default_status for s in sample.sensors if s.name in alerts} == dict.fromkeys(alerts, DefaultSensorStatus.RUNNING)
+
+    def deployment(cfg):
+        cfg.pop("sensors", None)
+        cfg.pop("schedules", None)
+
+    deployed = build_definitions(load_config(write_project(tmp_path, records=20, mutate=deployment)))
+    assert {s.default_status for s in deployed.sensors} == {DefaultSensorStatus.RUNNING}
+    assert {s.default_status for s in deployed.schedules} == {DefaultScheduleStatus.RUNNING}

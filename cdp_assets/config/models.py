@@ -252,6 +252,9 @@ class SchedulesConfig(_Strict):
     ingestion_cron: str = "0 2 * * *"
     unification_cron: str = "0 4 * * *"
     timezone: str = "UTC"
+    # Whether the schedules run from the moment a Dagster home first sees them (the UI's toggle
+    # overrides it). The bundled example says "stopped": `dagster dev` on it starts nothing alone.
+    default_status: Literal["running", "stopped"] = "running"
 
     @field_validator("ingestion_cron", "unification_cron")
     @classmethod
@@ -279,6 +282,10 @@ class SensorsConfig(_Strict):
 
     file_drop: bool = True
     minimum_interval_seconds: int = Field(default=30, ge=5)
+    # Whether the sensors that start runs (file drop, S3 prefix, watermark, cdp_automation) run
+    # from the moment a Dagster home first sees them; the UI's toggle overrides it. The alert
+    # sensors start no run and always run. The bundled example says "stopped".
+    default_status: Literal["running", "stopped"] = "running"
 
 
 class AlertsConfig(_Strict):
