@@ -77,7 +77,8 @@ def measurement_text(metadata: Mapping[str, Any]) -> str:
     # "95.2%" and "3.1x", but "12 rows"
     suffix = unit if unit[:1] in ("%", "x") else f" {unit}" if unit else ""
     measured = meta[MEASURED]
-    text = f"measured {_number(measured)}{suffix if measured != 'not measured' else ''} (threshold: {comparison} {_number(meta[THRESHOLD])}{suffix})"
+    value = "not measured" if measured == "not measured" else f"measured {_number(measured)}{suffix}"
+    text = f"{value} (threshold: {comparison} {_number(meta[THRESHOLD])}{suffix})"
     if meta.get(REASON):
         text += f"; {meta[REASON]}"
     return text
