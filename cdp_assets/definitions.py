@@ -40,6 +40,7 @@ def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None 
     ]
     upstream = [key for a in assets for key in a.keys]
     assets.append(build_report_asset(loaded, upstream))
+    groups = {key: a.group_names_by_key[key] for a in assets for key in a.keys}
     checks = [
         *build_ingestion_checks(loaded),
         *build_hist_union_checks(loaded),
@@ -54,7 +55,11 @@ def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None 
             define_asset_job(PIPELINE_JOB, selection=AssetSelection.all(), description="The whole pipeline, every phase."),
             *build_jobs(),
         ],
-        schedules=build_schedules(loaded),
+        schedules=build_schedules(
+            loaded,
+            loaded_keys=[k for k, g in groups.items() if g == "ingestion"],
+            unified_keys=[k for k, g in groups.items() if g in ("unification", "report")],
+        ),
         sensors=[
             *build_file_drop_sensors(loaded),
             *build_watermark_sensors(loaded),

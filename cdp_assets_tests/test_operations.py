@@ -91,25 +91,30 @@ def _materialized_by_run(instance) -> dict[str, set[AssetKey]]:
 
 
 def test_a_day_with_new_data_gives_one_unification_run(project, tmp_path):
-    """02:00 ingestion, automation through the morning, the 04:00 schedule: unification runs once.
-
-    Hist-union and staging follow new data by automation; unification and the report belong to
-    the daily_unification schedule alone (cdp_assets/schedules.py says why)."""
+    """Day 1: the 02:00 ingestion, automation refreshing everything downstream, then the 04:00
+    schedule, which finds the unification up to date and starts nothing. Day 2, automation off:
+    the 04:00 schedule finds the new load and starts the one downstream refresh of the day.
+    (cdp_assets/schedules.py says who owns what.)"""
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     defs = build_definitions(project)
     groups = {key: a.group_names_by_key[key] for a in defs.assets for key in a.keys}
-    unification = {k for k, g in groups.items() if g == "unification"}
-    day = datetime(2024, 6, 3, tzinfo=timezone.utc)
+    # The unification proper: the multi-asset that runs the loop and builds the lookup (the
+    # master tables after it are built from its result, in a wave of their own).
+    unification = set(next(a for a in defs.assets if AssetKey(["cdp_unification_customer_360", "unified_id_lookup"]) in a.keys).keys)
     with DagsterInstance.from_config(str(home)) as instance:
         cursor = evaluate_automation_conditions(defs=defs, instance=instance).cursor
 
-        def run_request(schedule_name, hour):
-            ctx = build_schedule_context(instance=instance, scheduled_execution_time=day.replace(hour=hour))
-            requests = defs.resolve_schedule_def(schedule_name).evaluate_tick(ctx).run_requests
-            assert len(requests) == 1
-            return requests[0]
+        def tick(schedule_name, day, hour):
+            when = datetime(2024, 6, day, hour, tzinfo=timezone.utc)
+            return defs.resolve_schedule_def(schedule_name).evaluate_tick(build_schedule_context(instance=instance, scheduled_execution_time=when))
+
+        def run(request, job_name):
+            assert request.job_name in (None, job_name)
+            result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, tags=request.tags)
+            assert result.success
+            return result.run_id
 
         def automation_waves():
             nonlocal cursor
@@ -124,25 +129,30 @@ def test_a_day_with_new_data_gives_one_unification_run(project, tmp_path):
                 assert global_job.execute_in_process(instance=instance, asset_selection=list(requested)).success
             raise AssertionError(f"automation still requesting after 8 waves: {waves}")
 
-        # 02:00: the ingestion schedule's run, then what automation starts from it.
-        request = run_request("daily_ingestion", 2)
-        assert defs.resolve_job_def(request.job_name or INGESTION_JOB).execute_in_process(instance=instance, tags=request.tags).success
-        morning = automation_waves()
-        refreshed = set().union(*morning)
-        assert {groups[k] for k in refreshed} == {"hist_union", "staging"}, refreshed
-        assert not refreshed & unification
+        def unification_runs() -> list[str]:
+            return [run_id for run_id, keys in _materialized_by_run(instance).items() if keys & unification]
 
-        # 04:00: the unification schedule's run; automation has nothing more to do after it.
-        request = run_request("daily_unification", 4)
-        assert request.job_name in (None, DOWNSTREAM_JOB)
-        result = defs.resolve_job_def(DOWNSTREAM_JOB).execute_in_process(instance=instance, tags=request.tags)
-        assert result.success
-        assert automation_waves() == []
+        # Day 1, 02:00: the ingestion schedule's run; automation refreshes everything downstream.
+        (request,) = tick("daily_ingestion", 1, 2).run_requests
+        run(request, INGESTION_JOB)
+        refreshed = set().union(*automation_waves())
+        assert {"hist_union", "staging", "unification", "report"} <= {groups[k] for k in refreshed}
+        assert len(unification_runs()) == 1
+        # 04:00: the unification schedule finds it up to date and starts nothing.
+        skipped = tick("daily_unification", 1, 4)
+        assert skipped.run_requests == [] and "up to date" in skipped.skip_message
+        assert automation_waves() == [] and len(unification_runs()) == 1
 
-        runs_with_unification = [run for run, keys in _materialized_by_run(instance).items() if keys & unification]
-        assert runs_with_unification == [result.run_id]
+        # Day 2, automation off: a load at 02:00, and the 04:00 schedule's run is the one refresh.
+        (request,) = tick("daily_ingestion", 2, 2).run_requests
+        run(request, INGESTION_JOB)
+        (request,) = tick("daily_unification", 2, 4).run_requests
+        assert "older than the latest load" in request.tags["cdp/reason"]
+        scheduled = run(request, DOWNSTREAM_JOB)
+        assert scheduled in unification_runs() and len(unification_runs()) == 2
+        assert tick("daily_unification", 3, 4).run_requests == []  # day 3, no new load: nothing
         for key in (["cdp_unification_customer_360", "customer_master"], ["cdp_report"]):
-            assert instance.get_latest_materialization_event(AssetKey(key)).run_id == result.run_id
+            assert instance.get_latest_materialization_event(AssetKey(key)).run_id == scheduled
 
 
 def test_the_bundled_sample_starts_no_run_on_its_own_and_a_deployment_can(tmp_path):

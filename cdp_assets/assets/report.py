@@ -11,6 +11,7 @@ from dagster import AssetExecutionContext, AssetKey, MaterializeResult, Metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.schedules import downstream_condition
 from cdp_assets.report_charts import write_chart
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef, quote
@@ -34,6 +35,7 @@ def build_report_asset(loaded: LoadedConfig, upstream: list[AssetKey]):
         key=AssetKey(["cdp_report"]),
         group_name=GROUP,
         deps=upstream,
+        automation_condition=downstream_condition(),
         description=f"Markdown report of the pipeline, also written to {loaded.report_path}.",
     )
     def cdp_report(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:

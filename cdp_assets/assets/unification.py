@@ -29,6 +29,7 @@ from cdp_assets.assets.metadata import engine_jobs_metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.schedules import downstream_condition
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef, quote
 from cdp_assets.sql.master import master_rules_frame, master_table_sql
@@ -230,6 +231,7 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                 key=table_key(ref),
                 io_manager_key=IO_MANAGER,
                 description=_describe(name),
+                automation_condition=downstream_condition(),
             )
             for name, ref in all_outs.items()
         },
@@ -284,6 +286,7 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
                 key=table_key(target),
                 group_name=GROUP,
                 deps=deps,
+                automation_condition=downstream_condition(),
                 description=f"Master table: one row per {master.id_name}, attributes "
                 + ", ".join(a.name for a in master.attributes),
             )
