@@ -98,8 +98,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"          {line}")
     print(f"  assets materialized: {len(materialized)}")
     print(f"  checks passed: {len(checks) - len(failed)} of {len(checks)}")
-    for c in failed:
-        print(f"  FAILED check {c.asset_key.to_user_string()}:{c.check_name} ({c.severity.value})")
+    from cdp_assets.checks import measurement_text
+
+    for c in failed:  # what it measured and against what: the convention the alerts use
+        print(f"  FAILED check {c.asset_key.to_user_string()}:{c.check_name} ({c.severity.value}): {measurement_text(c.metadata or {})}")
     print(f"  report:          {loaded.report_path}")
     print(f"  DuckDB database: {loaded.duckdb_path}" if loaded.pipeline.engine.kind == "duckdb" else "")
     print(f"  Dagster home:    {os.environ['DAGSTER_HOME']} (DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev shows this run)")

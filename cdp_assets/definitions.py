@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, definitions, in_process_executor
 
-from cdp_assets.alerts import build_check_failure_sensor, build_run_failure_sensor
+from cdp_assets.sensors.alerts import build_check_failure_sensor, build_run_failure_sensor
 from cdp_assets.assets.hist_union import build_hist_union_assets
 from cdp_assets.assets.ingestion import build_ingestion_assets
 from cdp_assets.assets.io import TableNameIOManager
@@ -40,6 +40,7 @@ def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None 
     ]
     upstream = [key for a in assets for key in a.keys]
     assets.append(build_report_asset(loaded, upstream))
+    groups = {key: a.group_names_by_key[key] for a in assets for key in a.keys}
     checks = [
         *build_ingestion_checks(loaded),
         *build_hist_union_checks(loaded),
@@ -55,11 +56,15 @@ def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None 
             define_asset_job(PIPELINE_JOB, selection=AssetSelection.assets(*assets), description="The whole pipeline, every phase."),
             *build_jobs(),
         ],
-        schedules=build_schedules(loaded),
+        schedules=build_schedules(
+            loaded,
+            loaded_keys=[k for k, g in groups.items() if g == "ingestion"],
+            unified_keys=[k for k, g in groups.items() if g in ("unification", "report")],
+        ),
         sensors=[
             *build_file_drop_sensors(loaded),
             *build_watermark_sensors(loaded),
-            build_automation_sensor(),
+            build_automation_sensor(loaded),
             build_check_failure_sensor(loaded),
             build_run_failure_sensor(loaded),
         ],

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from dagster import DagsterEventType, build_run_status_sensor_context, build_sensor_context
+from dagster import DagsterEventType, DagsterInstance, build_run_status_sensor_context, build_sensor_context
 
 from cdp_assets.config import load_config
+from cdp_assets.config.loader import REPO_ROOT
 from cdp_assets.definitions import build_definitions
 from cdp_assets_tests.conftest import check_results, run_pipeline, write_project
 
@@ -47,29 +49,49 @@ def run_failure_alerts(defs, instance, result):
     sensor_def(ctx)
 
 
-def test_each_failed_blocking_check_gives_exactly_one_alert_with_value_and_threshold(tmp_path, instance, receiver):
+@pytest.fixture
+def local_instance(tmp_path):
+    """The instance `dagster dev` uses on a fresh home: the repository's dagster.yaml, SQLite with
+    one event database per run. (An ephemeral instance keeps events in one in-memory table, where
+    the old sensor's cursor query worked; that is why its test passed while production failed.)"""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert instance.event_log_storage.is_run_sharded
+        yield instance
+
+
+def test_each_failed_blocking_check_gives_exactly_one_alert_with_value_and_threshold(tmp_path, local_instance, receiver):
+    instance = local_instance
+
     def strict(cfg):
         cfg["checks"]["coverage_min_pct"] = 99.5
 
     loaded = load_config(write_project(tmp_path, mutate=strict))
     defs = build_definitions(loaded)
+    sensor_def = defs.resolve_sensor_def("cdp_failed_check_alert")
+
+    def tick(cursor):
+        return sensor_def.evaluate_tick(build_sensor_context(instance=instance, definitions=defs, cursor=cursor))
+
+    first = tick(None)  # the first tick starts after the runs that ended before it
     result = run_pipeline(loaded, instance)
     assert not result.success
     failed = sorted(k for k, ok in check_results(result).items() if not ok)
     assert failed and all(k.endswith(":coverage") for k in failed)
 
-    sensor_def = defs.resolve_sensor_def("cdp_failed_check_alert")
-    tick = sensor_def.evaluate_tick(build_sensor_context(instance=instance, definitions=defs))
+    second = tick(first.cursor)
     run_failure_alerts(defs, instance, result)  # silent: the check alert covers this run
     assert len(receiver) == len(failed)
     for alert in receiver:
-        assert alert["check"] == "coverage" and alert["threshold"] == {"threshold_pct": 99.5}
-        assert alert["measured"]["coverage_pct"] < 99.5
+        assert alert["check"] == "coverage" and alert["threshold"] == 99.5 and alert["comparison"] == "at_least"
+        assert alert["measured"] < 99.5 and alert["unit"] == "%"
         assert alert["run_url"].endswith(f"/runs/{result.run_id}")
-        assert "coverage" in alert["text"] and "99.5" in alert["text"]
+        assert f"measured {alert['measured']:g}% (threshold: at least 99.5%)" in alert["text"]
     # the cursor moves past what was alerted: nothing is sent twice
-    again = sensor_def.evaluate_tick(build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor))
-    assert len(receiver) == len(failed) and "0 failed check(s)" in again.skip_message
+    third = tick(second.cursor)
+    assert len(receiver) == len(failed) and "0 failed check(s) in 0 ended run(s)" in third.skip_message
 
 
 def test_a_run_that_fails_for_another_reason_is_alerted_with_its_error(tmp_path, instance, receiver):
@@ -113,7 +135,7 @@ def slack_api():
 
 
 def test_alerts_go_to_a_slack_channel_through_dagster_slack_without_logging_the_token(slack_api, monkeypatch, caplog):
-    from cdp_assets.alerts import send_alert
+    from cdp_assets.sensors.alerts import send_alert
     from cdp_assets.config.models import AlertsConfig
 
     url, calls = slack_api
@@ -133,13 +155,13 @@ def test_alerts_go_to_a_slack_channel_through_dagster_slack_without_logging_the_
 
 
 def test_an_unreachable_slack_is_retried_then_reported_by_variable_name(monkeypatch, caplog):
-    from cdp_assets.alerts import send_alert
+    from cdp_assets.sensors.alerts import send_alert
     from cdp_assets.config.models import AlertsConfig
 
     token = "xoxb-" + "8" * 40
     monkeypatch.setenv("CDP_SLACK_TOKEN", token)
     monkeypatch.delenv("CDP_ALERT_WEBHOOK_URL", raising=False)
-    monkeypatch.setattr("cdp_assets.alerts.time.sleep", lambda s: None)
+    monkeypatch.setattr("cdp_assets.sensors.alerts.time.sleep", lambda s: None)
     cfg = AlertsConfig(slack_channel="#x", slack_api_url="http://127.0.0.1:9/api/")  # discard port: refused
     assert not send_alert(cfg, {"text": "x"}, attempts=2)
     assert caplog.text.count("CDP_SLACK_TOKEN: attempt") == 2 and token not in caplog.text

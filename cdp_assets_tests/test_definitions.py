@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from dagster import Definitions
 
 from cdp_assets.cli import main
@@ -51,3 +53,12 @@ def test_cli_run_reports_a_bad_config_without_a_traceback(tmp_path, capsys):
     assert main(["run", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "client" in err and "lowercase" in err and "Traceback" not in err
+
+
+def test_cli_run_prints_each_failed_check_with_its_value_threshold_and_severity(tmp_path, monkeypatch, capsys):
+    config = write_project(tmp_path / "p", records=300, mutate=lambda cfg: cfg["checks"].update(coverage_min_pct=99.5))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert main(["run", "--config", str(config)]) != 0
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines() if "FAILED check" in line]
+    coverage = [line for line in lines if ":coverage (ERROR): measured " in line]
+    assert coverage and all(re.search(r"measured [0-9.]+% \(threshold: at least 99\.5%\)$", line) for line in coverage), lines

@@ -11,7 +11,7 @@ def test_volume_anomaly_against_trailing_loads():
     assert volume_anomaly([100, 120], 10)[0] is False  # not enough history: never a false alarm
     assert volume_anomaly([100, 110, 90, 105], 10)[0] is False
     anomalous, meta = volume_anomaly([100, 110, 90, 105, 5], 10)
-    assert anomalous and meta["latest_rows"] == 5 and meta["threshold_factor"] == 10
+    assert anomalous and meta["latest_rows"] == 5 and meta["measured"] == round(5 / 101.25, 3)
     assert volume_anomaly([100, 110, 90, 105, 2000], 10)[0] is True
     assert volume_anomaly([100, 0, 110, 90, 0, 105], 10)[0] is False  # empty reruns are not loads
 

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from datetime import datetime, timezone
 
 import pytest
-from dagster import AssetKey, build_sensor_context, evaluate_automation_conditions
+from dagster import (
+    AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    build_schedule_context,
+    build_sensor_context,
+    evaluate_automation_conditions,
+)
 
 from cdp_assets.config import ConfigError, load_config
+from cdp_assets.config.loader import DEFAULT_CONFIG, REPO_ROOT
 from cdp_assets.definitions import build_definitions
-from cdp_assets.schedules import INGESTION_JOB
+from cdp_assets.schedules import DOWNSTREAM_JOB, INGESTION_JOB
 from cdp_assets_tests.conftest import write_project
 
 
@@ -70,25 +82,95 @@ def test_schedules_default_to_two_and_four_and_are_configurable(tmp_path):
         load_config(write_project(tmp_path / "d", records=10, mutate=lambda c: c.update(schedules={"timezone": "Mars/Base"})))
 
 
-def test_automation_materializes_everything_downstream_after_an_ingestion(project, instance):
-    defs = build_definitions(project)
-    # The first evaluation sees an empty instance and sets the baseline.
-    cursor = evaluate_automation_conditions(defs=defs, instance=instance).cursor
-    assert defs.resolve_job_def(INGESTION_JOB).execute_in_process(instance=instance).success
+def _materialized_by_run(instance) -> dict[str, set[AssetKey]]:
+    return {
+        run.run_id: {r.event_log_entry.dagster_event.asset_key for r in instance.get_records_for_run(
+            run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records}
+        for run in instance.get_runs()
+    }
 
-    waves = []
-    global_job = defs.resolve_implicit_global_asset_job_def()
-    for _ in range(8):
-        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
-        cursor = result.cursor
-        requested = {r.key for r in result.results if r.true_subset.size > 0}
-        if not requested:
-            break
-        waves.append({k.path[-1] for k in requested})
-        assert global_job.execute_in_process(instance=instance, asset_selection=list(requested)).success
-    assert waves, "automation requested nothing after the ingestion"
-    assert {"shop_customers_hist_union", "web_events_hist_union"} <= waves[0]
-    done = set().union(*waves)
-    assert {"shop_customers_stg", "unified_id_lookup", "customer_master", "cdp_report"} <= done
-    for key in (["cdp_unification_customer_360", "customer_master"], ["cdp_report"]):
-        assert instance.get_latest_materialization_event(AssetKey(key)) is not None
+
+def test_a_day_with_new_data_gives_one_unification_run(project, tmp_path):
+    """Day 1: the 02:00 ingestion, automation refreshing everything downstream, then the 04:00
+    schedule, which finds the unification up to date and starts nothing. Day 2, automation off:
+    the 04:00 schedule finds the new load and starts the one downstream refresh of the day.
+    (cdp_assets/schedules.py says who owns what.)"""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    defs = build_definitions(project)
+    groups = {key: a.group_names_by_key[key] for a in defs.assets for key in a.keys}
+    # The unification proper: the multi-asset that runs the loop and builds the lookup (the
+    # master tables after it are built from its result, in a wave of their own).
+    unification = set(next(a for a in defs.assets if AssetKey(["cdp_unification_customer_360", "unified_id_lookup"]) in a.keys).keys)
+    with DagsterInstance.from_config(str(home)) as instance:
+        cursor = evaluate_automation_conditions(defs=defs, instance=instance).cursor
+
+        def tick(schedule_name, day, hour):
+            when = datetime(2024, 6, day, hour, tzinfo=timezone.utc)
+            return defs.resolve_schedule_def(schedule_name).evaluate_tick(build_schedule_context(instance=instance, scheduled_execution_time=when))
+
+        def run(request, job_name):
+            assert request.job_name in (None, job_name)
+            result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, tags=request.tags)
+            assert result.success
+            return result.run_id
+
+        def automation_waves():
+            nonlocal cursor
+            waves, global_job = [], defs.resolve_implicit_global_asset_job_def()
+            for _ in range(8):
+                result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+                cursor = result.cursor
+                requested = {r.key for r in result.results if r.true_subset.size > 0}
+                if not requested:
+                    return waves
+                waves.append(requested)
+                assert global_job.execute_in_process(instance=instance, asset_selection=list(requested)).success
+            raise AssertionError(f"automation still requesting after 8 waves: {waves}")
+
+        def unification_runs() -> list[str]:
+            return [run_id for run_id, keys in _materialized_by_run(instance).items() if keys & unification]
+
+        # Day 1, 02:00: the ingestion schedule's run; automation refreshes everything downstream.
+        (request,) = tick("daily_ingestion", 1, 2).run_requests
+        run(request, INGESTION_JOB)
+        refreshed = set().union(*automation_waves())
+        assert {"hist_union", "staging", "unification", "report"} <= {groups[k] for k in refreshed}
+        assert len(unification_runs()) == 1
+        # 04:00: the unification schedule finds it up to date and starts nothing.
+        skipped = tick("daily_unification", 1, 4)
+        assert skipped.run_requests == [] and "up to date" in skipped.skip_message
+        assert automation_waves() == [] and len(unification_runs()) == 1
+
+        # Day 2, automation off: a load at 02:00, and the 04:00 schedule's run is the one refresh.
+        (request,) = tick("daily_ingestion", 2, 2).run_requests
+        run(request, INGESTION_JOB)
+        (request,) = tick("daily_unification", 2, 4).run_requests
+        assert "older than the latest load" in request.tags["cdp/reason"]
+        scheduled = run(request, DOWNSTREAM_JOB)
+        assert scheduled in unification_runs() and len(unification_runs()) == 2
+        assert tick("daily_unification", 3, 4).run_requests == []  # day 3, no new load: nothing
+        for key in (["cdp_unification_customer_360", "customer_master"], ["cdp_report"]):
+            assert instance.get_latest_materialization_event(AssetKey(key)).run_id == scheduled
+
+
+def test_the_bundled_sample_starts_no_run_on_its_own_and_a_deployment_can(tmp_path):
+    """`dagster dev` on a fresh home with the bundled example starts nothing by itself: every
+    sensor that starts runs, the automation and the schedules default to stopped; the alert
+    sensors, which start no run, default to running. A config without the setting runs them."""
+    alerts = {"cdp_failed_check_alert", "cdp_run_failure_alert"}
+    sample = build_definitions(load_config(DEFAULT_CONFIG))
+    starters = [s for s in sample.sensors if s.name not in alerts]
+    assert {s.name for s in starters} >= {"shop_file_drop", "loyalty_file_drop", "web_file_drop", "cdp_automation"}
+    assert {s.name: s.default_status for s in starters} == {s.name: DefaultSensorStatus.STOPPED for s in starters}
+    assert {s.name: s.default_status for s in sample.schedules} == {s.name: DefaultScheduleStatus.STOPPED for s in sample.schedules}
+    assert {s.name: s.default_status for s in sample.sensors if s.name in alerts} == dict.fromkeys(alerts, DefaultSensorStatus.RUNNING)
+
+    def deployment(cfg):
+        cfg.pop("sensors", None)
+        cfg.pop("schedules", None)
+
+    deployed = build_definitions(load_config(write_project(tmp_path, records=20, mutate=deployment)))
+    assert {s.default_status for s in deployed.sensors} == {DefaultSensorStatus.RUNNING}
+    assert {s.default_status for s in deployed.schedules} == {DefaultScheduleStatus.RUNNING}

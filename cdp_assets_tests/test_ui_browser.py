@@ -433,7 +433,7 @@ def test_a_failed_coverage_check_shows_in_the_ui_and_blocks_the_master_table(tmp
         open_check(page, server, failed[0], "coverage", "Rows with a canonical id / rows >= 100")
         expect(page.get_by_text("Failed", exact=True).first).to_be_visible()
         expect(page.get_by_text("This is a blocking asset check", exact=False).first).to_be_visible()
-        expect(page.get_by_text(re.compile(r"against a minimum of 100")).first).to_be_visible()
+        expect(page.get_by_text(re.compile(r"\(threshold: at least 100%\)")).first).to_be_visible()
         shot(page, "coverage_check_failed", "check_failure.png")
 
         # In the run, the master table's step never ran: the blocking failure stopped it.

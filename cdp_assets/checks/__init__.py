@@ -1,1 +1,90 @@
-"""Asset checks, one module per phase: the validation rules of SPEC §4 live here only."""
+"""Asset checks, one module per phase: the validation rules of SPEC §4 live here only.
+
+Every check reports under one convention, built here and read by the alerts and the CLI:
+its metadata carries ``measured`` (the value it measured), ``threshold`` (what it compared it
+against), ``unit`` and ``comparison`` (``at_least``, ``at_most``, ``equals`` or
+``within_factor``), and ``reason`` when it could not measure (an empty or missing table) or did
+not judge (too little history). ``measurement_text`` turns that metadata into the one line a
+user reads, in the UI's description, in an alert and in ``cdp-assets run``'s summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import AssetCheckResult, AssetCheckSeverity
+
+MEASURED, THRESHOLD, UNIT, COMPARISON, REASON = "measured", "threshold", "unit", "comparison", "reason"
+COMPARISONS = {
+    "at_least": "at least",
+    "at_most": "at most",
+    "equals": "equal to",
+    "within_factor": "within a factor of",
+}
+
+
+def check_result(
+    passed: bool,
+    *,
+    measured: float | int | str | None,
+    threshold: float | int | str,
+    unit: str,
+    comparison: str,
+    severity: AssetCheckSeverity = AssetCheckSeverity.ERROR,
+    reason: str = "",
+    **details: Any,
+) -> AssetCheckResult:
+    """An AssetCheckResult whose metadata says what was measured and against what.
+
+    ``measured`` is None when nothing could be measured; ``reason`` then says why. ``details``
+    are further metadata (per-column shares, examples) shown beside it."""
+    if comparison not in COMPARISONS:
+        raise ValueError(f"comparison {comparison!r}: use one of {sorted(COMPARISONS)}")
+    metadata: dict[str, Any] = {
+        MEASURED: "not measured" if measured is None else measured,
+        THRESHOLD: threshold,
+        UNIT: unit,
+        COMPARISON: comparison,
+    }
+    if reason:
+        metadata[REASON] = reason
+    metadata.update(details)
+    return AssetCheckResult(passed=bool(passed), severity=severity, metadata=metadata, description=measurement_text(metadata))
+
+
+def _plain(value: Any) -> Any:
+    """A metadata entry's value, whether it is a raw value or a Dagster MetadataValue."""
+    return getattr(value, "value", value)
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}" if abs(value) < 1e15 else str(value)
+    return str(value)
+
+
+def measurement_text(metadata: Mapping[str, Any]) -> str:
+    """``measured 95.2 % (threshold: at least 99.5 %)``, from a check's metadata.
+
+    Metadata without the convention (a check of another code location) is named as such
+    rather than guessed at."""
+    meta = {k: _plain(v) for k, v in metadata.items()}
+    if MEASURED not in meta or THRESHOLD not in meta:
+        return "no measured value or threshold in this check's metadata"
+    unit = meta.get(UNIT) or ""
+    comparison = COMPARISONS.get(str(meta.get(COMPARISON)), str(meta.get(COMPARISON) or ""))
+    # "95.2%" and "3.1x", but "12 rows"
+    suffix = unit if unit[:1] in ("%", "x") else f" {unit}" if unit else ""
+    measured = meta[MEASURED]
+    value = "not measured" if measured == "not measured" else f"measured {_number(measured)}{suffix}"
+    text = f"{value} (threshold: {comparison} {_number(meta[THRESHOLD])}{suffix})"
+    if meta.get(REASON):
+        text += f"; {meta[REASON]}"
+    return text
+
+
+def measurement(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The convention's entries of a check's metadata, as plain values (for alert payloads)."""
+    meta = {k: _plain(v) for k, v in metadata.items()}
+    return {k: meta[k] for k in (MEASURED, THRESHOLD, UNIT, COMPARISON, REASON) if k in meta}

@@ -7,6 +7,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
 
 from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.keys import table_key
+from cdp_assets.checks import check_result
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.connectors.loading import LOG_TABLE, rejected_ref
 from cdp_assets.engines.base import WarehouseResource
@@ -33,31 +34,32 @@ def build_ingestion_checks(loaded: LoadedConfig) -> list:
                 @asset_check(asset=key, name="has_rows", description="The table exists (error) and has rows (warning when empty).")
                 def has_rows(warehouse: WarehouseResource) -> AssetCheckResult:
                     if not warehouse.table_exists(ref):
-                        return AssetCheckResult(passed=False, metadata={"problem": f"{ref.display} does not exist"})
+                        return check_result(False, measured=None, threshold=1, unit="rows", comparison="at_least",
+                                            reason=f"{ref.display} does not exist")
                     rows = warehouse.row_count(ref)
-                    return AssetCheckResult(
-                        passed=rows > 0,
-                        severity=AssetCheckSeverity.WARN,
-                        metadata={"rows": rows},
-                    )
+                    return check_result(rows > 0, measured=rows, threshold=1, unit="rows", comparison="at_least",
+                                        severity=AssetCheckSeverity.WARN)
 
                 @asset_check(asset=key, name="latest_load_succeeded", description="The latest load of this table is logged as success.")
                 def latest_load_succeeded(warehouse: WarehouseResource) -> AssetCheckResult:
                     loads = object_loads(warehouse, log, source.name, obj.name, mode)
                     if loads.empty:
-                        return AssetCheckResult(passed=False, metadata={"problem": "no load recorded in ingestion_log"})
+                        return check_result(False, measured=None, threshold="success", unit="", comparison="equals",
+                                            reason="no load recorded in ingestion_log")
                     last = loads.iloc[-1]
                     rows = warehouse.row_count(ref) if warehouse.table_exists(ref) else 0
                     # A rerun with nothing new is a success; a success that left the table empty is not.
                     ok = last["status"] == "success" and (int(last["records_loaded"]) > 0 or rows > 0)
-                    return AssetCheckResult(
-                        passed=bool(ok),
-                        metadata={
-                            "status": str(last["status"]),
-                            "records_loaded": int(last["records_loaded"]),
-                            "table_rows": rows,
-                            "message": str(last["message"] or ""),
-                        },
+                    return check_result(
+                        bool(ok),
+                        measured=str(last["status"]),
+                        threshold="success",
+                        unit="",
+                        comparison="equals",
+                        reason="" if ok or last["status"] != "success" else "the load succeeded but the table is empty",
+                        records_loaded=int(last["records_loaded"]),
+                        table_rows=rows,
+                        message=str(last["message"] or ""),
                     )
 
                 @asset_check(asset=key, name="watermark_never_moves_backwards", description="Successive successful loads never lower the watermark.")
@@ -65,9 +67,15 @@ def build_ingestion_checks(loaded: LoadedConfig) -> list:
                     loads = object_loads(warehouse, log, source.name, obj.name, mode)
                     marks = [w for w in loads[loads["status"] == "success"]["watermark"] if isinstance(w, str) and w]
                     backwards = [(a, b) for a, b in zip(marks, marks[1:]) if b < a]
-                    return AssetCheckResult(
-                        passed=not backwards,
-                        metadata={"loads": len(marks), "latest_watermark": marks[-1] if marks else "", "backward_moves": len(backwards)},
+                    return check_result(
+                        not backwards,
+                        measured=len(backwards),
+                        threshold=0,
+                        unit="backward move(s)",
+                        comparison="at_most",
+                        reason="" if marks else "no successful load with a watermark yet",
+                        loads=len(marks),
+                        latest_watermark=marks[-1] if marks else "",
                     )
 
                 @asset_check(
@@ -79,13 +87,19 @@ def build_ingestion_checks(loaded: LoadedConfig) -> list:
                     loads = object_loads(warehouse, log, source.name, obj.name, mode)
                     target = rejected_ref(ref)
                     if loads.empty or not warehouse.table_exists(target):
-                        return AssetCheckResult(passed=True, metadata={"rejected_rows": 0, "threshold": 0})
+                        return check_result(True, measured=0, threshold=0, unit="rejected row(s)", comparison="at_most",
+                                            severity=AssetCheckSeverity.WARN)
                     rows = warehouse.query(warehouse.dialect.render(rejected_in_run_sql(target)), [mode, str(loads.iloc[-1]["run_id"])])
                     examples = [f"{r.file} row {r.row}: {r.reason}" for r in rows.head(3).itertuples()]
-                    return AssetCheckResult(
-                        passed=rows.empty,
+                    return check_result(
+                        rows.empty,
+                        measured=len(rows),
+                        threshold=0,
+                        unit="rejected row(s)",
+                        comparison="at_most",
                         severity=AssetCheckSeverity.WARN,
-                        metadata={"rejected_rows": len(rows), "threshold": 0, "rejected_table": target.display, "examples": "; ".join(examples)},
+                        rejected_table=target.display,
+                        examples="; ".join(examples),
                     )
 
                 return [has_rows, latest_load_succeeded, watermark_monotonic, no_rejected_rows]

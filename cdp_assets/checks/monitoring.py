@@ -9,6 +9,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.unification import enrich_tables, enriched_ref
+from cdp_assets.checks import check_result
 from cdp_assets.checks.ingestion import object_loads
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.connectors.loading import LOG_TABLE
@@ -22,14 +23,16 @@ MIN_ROWS_FOR_SHARE = 1000
 
 
 def volume_anomaly(loaded_rows: list[int], factor: float) -> tuple[bool, dict]:
-    """The latest non-empty load against the mean of up to HISTORY earlier non-empty loads."""
+    """The latest non-empty load against the mean of up to HISTORY earlier non-empty loads:
+    whether it is anomalous, and the check's measurement (see ``check_result``)."""
     loads = [n for n in loaded_rows if n > 0]
     if len(loads) < 4:
-        return False, {"note": f"{len(loads)} non-empty load(s): not enough history yet"}
+        return False, {"measured": None, "reason": f"not judged: {len(loads)} non-empty load(s), 4 needed for a trailing mean"}
     latest, trailing = loads[-1], loads[-1 - HISTORY : -1]
     mean = sum(trailing) / len(trailing)
-    ratio = latest / mean if mean else float("inf")
-    return (ratio > factor or ratio < 1 / factor), {"latest_rows": latest, "trailing_mean_rows": round(mean, 1), "ratio": round(ratio, 3), "threshold_factor": factor}
+    ratio = latest / mean  # mean > 0: only non-empty loads are kept
+    details = {"latest_rows": latest, "trailing_mean_rows": round(mean, 1)}
+    return (ratio > factor or ratio < 1 / factor), {"measured": round(ratio, 3), **details}
 
 
 def build_monitoring_checks(loaded: LoadedConfig) -> list:
@@ -44,22 +47,26 @@ def build_monitoring_checks(loaded: LoadedConfig) -> list:
                 def fresh(warehouse: WarehouseResource) -> AssetCheckResult:
                     loads = object_loads(warehouse, log, source.name, obj.name, mode)
                     ok = loads[loads["status"] == "success"]
+                    hours = {"threshold": cfg.freshness_hours, "unit": "hours since the last successful load", "comparison": "at_most"}
                     if ok.empty:
-                        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN, metadata={"problem": "never loaded"})
+                        return check_result(False, measured=None, **hours, severity=AssetCheckSeverity.WARN, reason="never loaded successfully")
                     last = pd.Timestamp(ok["loaded_at"].max())
                     age = (datetime.now(timezone.utc).replace(tzinfo=None) - last.to_pydatetime()).total_seconds() / 3600
-                    return AssetCheckResult(
-                        passed=age <= cfg.freshness_hours,
-                        severity=AssetCheckSeverity.WARN,
-                        metadata={"hours_since_last_load": round(age, 2), "threshold_hours": cfg.freshness_hours},
-                    )
+                    return check_result(age <= cfg.freshness_hours, measured=round(age, 2), **hours, severity=AssetCheckSeverity.WARN)
 
                 @asset_check(asset=table_key(ref), name="volume_anomaly", description=f"The latest load is within {cfg.volume_anomaly_factor}x of the trailing loads.")
                 def volume(warehouse: WarehouseResource) -> AssetCheckResult:
                     loads = object_loads(warehouse, log, source.name, obj.name, mode)
                     rows = [int(n) for n in loads[loads["status"] == "success"]["records_loaded"]]
-                    anomalous, meta = volume_anomaly(rows, cfg.volume_anomaly_factor)
-                    return AssetCheckResult(passed=not anomalous, severity=AssetCheckSeverity.WARN, metadata=meta)
+                    anomalous, measurement = volume_anomaly(rows, cfg.volume_anomaly_factor)
+                    return check_result(
+                        not anomalous,
+                        threshold=cfg.volume_anomaly_factor,
+                        unit="x the trailing mean of loaded rows",
+                        comparison="within_factor",
+                        severity=AssetCheckSeverity.WARN,
+                        **measurement,
+                    )
 
                 return [fresh, volume]
 
@@ -81,15 +88,19 @@ def build_monitoring_checks(loaded: LoadedConfig) -> list:
                 records = context.instance.fetch_materializations(table_key(target), limit=2).records
                 series = [r.asset_materialization.metadata.get("coverage_pct") for r in records if r.asset_materialization]
                 values = [s.value for s in series if s is not None]
+                points = {"threshold": cfg.coverage_drop_max_points, "unit": "points of coverage lost", "comparison": "at_most"}
                 if len(values) < 2:
-                    return AssetCheckResult(passed=True, severity=AssetCheckSeverity.WARN, metadata={"note": "no previous run to compare"})
+                    return check_result(True, measured=None, **points, severity=AssetCheckSeverity.WARN, reason="not judged: no previous run to compare")
                 now, before = values[0], values[1]
                 drops = {cid: round(before[cid] - now.get(cid, 0.0), 3) for cid in before}
                 worst = max(drops.values(), default=0.0)
-                return AssetCheckResult(
-                    passed=worst <= cfg.coverage_drop_max_points,
+                return check_result(
+                    worst <= cfg.coverage_drop_max_points,
+                    measured=worst,
+                    **points,
                     severity=AssetCheckSeverity.WARN,
-                    metadata={"coverage_pct": now, "previous_coverage_pct": before, "drop_points": worst, "threshold_points": cfg.coverage_drop_max_points},
+                    coverage_pct=now,
+                    previous_coverage_pct=before,
                 )
 
             return coverage_trend
@@ -114,25 +125,26 @@ def build_monitoring_checks(loaded: LoadedConfig) -> list:
                     enriched = enriched_ref(plan.schema, t.alias)
                     if warehouse.table_exists(enriched):
                         counts.append(f"SELECT {quote(plan.name)} AS cid FROM {enriched.sql} WHERE {quote(plan.name)} IS NOT NULL")
+                share_of = {"threshold": cfg.largest_component_max_pct, "unit": "% of the rows with an id", "comparison": "at_most"}
                 if not counts:
-                    return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN, metadata={"problem": "no enriched table"})
+                    return check_result(False, measured=None, **share_of, severity=AssetCheckSeverity.WARN, reason="no enriched table exists")
                 row = warehouse.fetch(
                     "SELECT MAX(n) AS largest, SUM(n) AS total FROM (SELECT cid, COUNT(*) AS n FROM ("
                     + " UNION ALL ".join(counts)
                     + ") AS r GROUP BY cid) AS c"
                 ).iloc[0]
-                largest, total = int(row["largest"] or 0), int(row["total"] or 0)
+                # No row with an id gives one row of NULLs (pandas NA, whose truth value raises).
+                largest, total = (0 if pd.isna(row[c]) else int(row[c]) for c in ("largest", "total"))
                 share = round(100.0 * largest / total, 3) if total else 0.0
-                return AssetCheckResult(
-                    passed=share <= cfg.largest_component_max_pct or total < MIN_ROWS_FOR_SHARE,
+                judged = total >= MIN_ROWS_FOR_SHARE
+                return check_result(
+                    share <= cfg.largest_component_max_pct or not judged,
+                    measured=share,
+                    **share_of,
                     severity=AssetCheckSeverity.WARN,
-                    metadata={
-                        "largest_component_rows": largest,
-                        "rows_with_id": total,
-                        "share_pct": share,
-                        "threshold_pct": cfg.largest_component_max_pct,
-                        "judged": total >= MIN_ROWS_FOR_SHARE,
-                    },
+                    reason="" if judged else f"not judged: {total} row(s) with an id, {MIN_ROWS_FOR_SHARE} needed",
+                    largest_component_rows=largest,
+                    rows_with_id=total,
                 )
 
             return largest_component_share

@@ -5,6 +5,7 @@ from dagster import AssetCheckResult, asset_check
 
 from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.staging import staging_ref, staging_rules
+from cdp_assets.checks import check_result
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql.staging import staged_columns, unparseable_sql
@@ -22,10 +23,12 @@ def build_staging_checks(loaded: LoadedConfig) -> list:
             @asset_check(asset=key, name="expected_columns", description="Every standardised/cleaned column is present.")
             def expected_columns(warehouse: WarehouseResource) -> AssetCheckResult:
                 if not warehouse.table_exists(target):
-                    return AssetCheckResult(passed=False, metadata={"problem": f"{target.display} does not exist"})
+                    return check_result(False, measured=None, threshold=0, unit="missing column(s)", comparison="at_most",
+                                        reason=f"{target.display} does not exist")
                 have = set(warehouse.columns(target))
                 missing = [c.output for c in columns if c.output not in have]
-                return AssetCheckResult(passed=not missing, metadata={"missing": ", ".join(missing), "expected": ", ".join(c.output for c in columns)})
+                return check_result(not missing, measured=len(missing), threshold=0, unit="missing column(s)", comparison="at_most",
+                                    missing=", ".join(missing), expected=", ".join(c.output for c in columns))
 
             @asset_check(
                 asset=key,
@@ -39,10 +42,8 @@ def build_staging_checks(loaded: LoadedConfig) -> list:
                     present = int(row["present"])
                     shares[col.output] = round(100.0 * int(row["unparseable"]) / present, 3) if present else 0.0
                 worst = max(shares.values(), default=0.0)
-                return AssetCheckResult(
-                    passed=worst <= threshold,
-                    metadata={"unparseable_pct": shares, "threshold_pct": threshold, "worst_pct": worst},
-                )
+                return check_result(worst <= threshold, measured=worst, threshold=threshold, unit="%",
+                                    comparison="at_most", unparseable_pct=shares)
 
             return [expected_columns, unparseable_share]
 

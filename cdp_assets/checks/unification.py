@@ -6,6 +6,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_c
 
 from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.unification import enrich_tables, enriched_ref
+from cdp_assets.checks import check_result
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql import unification as u
@@ -28,12 +29,13 @@ def build_unification_checks(loaded: LoadedConfig) -> list:
             @asset_check(asset=table_key(lookup), name="lookup_not_empty", description="The lookup has rows.")
             def lookup_not_empty(warehouse: WarehouseResource) -> AssetCheckResult:
                 rows = warehouse.row_count(lookup) if warehouse.table_exists(lookup) else 0
-                return AssetCheckResult(passed=rows > 0, metadata={"rows": rows})
+                return check_result(rows > 0, measured=rows, threshold=1, unit="rows", comparison="at_least",
+                                    reason="" if rows else "no row had a valid key value to unify")
 
             @asset_check(asset=table_key(lookup), name="one_canonical_id_per_id", description="Every id maps to exactly one canonical id.")
             def one_canonical_id_per_id(warehouse: WarehouseResource) -> AssetCheckResult:
-                n = warehouse.scalar(ids_with_many_canonical_ids_sql(lookup, plan.name))
-                return AssetCheckResult(passed=n == 0, metadata={"ids_with_several_canonical_ids": n})
+                n = int(warehouse.scalar(ids_with_many_canonical_ids_sql(lookup, plan.name)))
+                return check_result(n == 0, measured=n, threshold=0, unit="id(s) with several canonical ids", comparison="at_most")
 
             @asset_check(
                 asset=table_key(plan.ref("graph")),
@@ -41,16 +43,23 @@ def build_unification_checks(loaded: LoadedConfig) -> list:
                 description="The loop converged; a warning when it stopped at merge_iterations.",
             )
             def loop_converged(warehouse: WarehouseResource) -> AssetCheckResult:
-                row = warehouse.fetch(latest_loop_sql(plan.ref("loop_stats"))).iloc[0]
-                return AssetCheckResult(
-                    passed=bool(row["converged"]),
+                stats = plan.ref("loop_stats")
+                last = warehouse.fetch(latest_loop_sql(stats)) if warehouse.table_exists(stats) else None
+                if last is None or last.empty:
+                    return check_result(False, measured=None, threshold=0, unit="edge(s) left", comparison="at_most",
+                                        severity=AssetCheckSeverity.WARN, reason=f"no loop iteration recorded in {stats.display}")
+                row = last.iloc[0]
+                return check_result(
+                    bool(row["converged"]),
+                    measured=int(row["edges_left"]),
+                    threshold=0,
+                    unit="edge(s) left",
+                    comparison="at_most",
                     severity=AssetCheckSeverity.WARN,
-                    metadata={
-                        "iterations": int(row["iteration"]),
-                        "iteration_cap": plan.cid.iteration_cap,
-                        "edges_left": int(row["edges_left"]),
-                        "rows_changed_last_iteration": int(row["rows_changed"]),
-                    },
+                    reason="" if bool(row["converged"]) else f"stopped at the iteration cap ({plan.cid.iteration_cap})",
+                    iterations=int(row["iteration"]),
+                    iteration_cap=plan.cid.iteration_cap,
+                    rows_changed_last_iteration=int(row["rows_changed"]),
                 )
 
             excluded = plan.ref("excluded_values")
@@ -63,13 +72,14 @@ def build_unification_checks(loaded: LoadedConfig) -> list:
             def no_values_over_cap(warehouse: WarehouseResource) -> AssetCheckResult:
                 top = warehouse.fetch(excluded_top_sql(excluded))
                 total = warehouse.row_count(excluded)
-                return AssetCheckResult(
-                    passed=total == 0,
+                return check_result(
+                    total == 0,
+                    measured=total,
+                    threshold=0,
+                    unit="key value(s) over their cap",
+                    comparison="at_most",
                     severity=AssetCheckSeverity.WARN,
-                    metadata={
-                        "excluded_values": total,
-                        "largest": MetadataValue.md(top.to_markdown(index=False)) if total else MetadataValue.md("none"),
-                    },
+                    largest=MetadataValue.md(top.to_markdown(index=False)) if total else MetadataValue.md("none"),
                 )
 
             return [lookup_not_empty, one_canonical_id_per_id, loop_converged, no_values_over_cap]
@@ -85,7 +95,8 @@ def build_unification_checks(loaded: LoadedConfig) -> list:
             def has_id_columns(warehouse: WarehouseResource) -> AssetCheckResult:
                 have = set(warehouse.columns(target)) if warehouse.table_exists(target) else set()
                 missing = [c for c in ids if c not in have]
-                return AssetCheckResult(passed=not missing, metadata={"missing": ", ".join(missing)})
+                return check_result(not missing, measured=len(missing), threshold=0, unit="missing column(s)", comparison="at_most",
+                                    missing=", ".join(missing))
 
             @asset_check(
                 asset=table_key(target),
@@ -94,16 +105,21 @@ def build_unification_checks(loaded: LoadedConfig) -> list:
                 description=f"Rows with a canonical id / rows >= {threshold}% (blocks the master tables).",
             )
             def coverage(warehouse: WarehouseResource) -> AssetCheckResult:
-                per_id = {}
+                per_id, rows = {}, 0
                 for cid in ids:
                     row = warehouse.fetch(coverage_sql(target, cid)).iloc[0]
                     total, with_id = int(row["total"]), int(row["with_id"])
+                    rows = max(rows, total)
                     per_id[cid] = round(100.0 * with_id / total, 3) if total else 0.0
                 worst = min(per_id.values(), default=0.0)
-                return AssetCheckResult(
-                    passed=worst >= threshold,
-                    metadata={"coverage_pct": worst, "coverage_pct_by_id": per_id, "threshold_pct": threshold},
-                    description=f"coverage {worst:.2f}% against a minimum of {threshold}%",
+                return check_result(
+                    worst >= threshold,
+                    measured=worst,
+                    threshold=threshold,
+                    unit="%",
+                    comparison="at_least",
+                    reason="" if rows else f"{target.display} has no rows",
+                    coverage_pct_by_id=per_id,
                 )
 
             return [has_id_columns, coverage]
@@ -120,9 +136,14 @@ def build_unification_checks(loaded: LoadedConfig) -> list:
             def one_row_per_id(warehouse: WarehouseResource) -> AssetCheckResult:
                 row = warehouse.fetch(master_uniqueness_sql(target, plan.ref("lookup"), plan.name)).iloc[0]
                 total, distinct, lookup_ids = (int(row[c]) for c in ("total_rows", "distinct_ids", "lookup_ids"))
-                return AssetCheckResult(
-                    passed=total == distinct == lookup_ids,
-                    metadata={"rows": total, "distinct_ids": distinct, "lookup_ids": lookup_ids},
+                return check_result(
+                    total == distinct == lookup_ids,
+                    measured=total,
+                    threshold=lookup_ids,
+                    unit="rows",
+                    comparison="equals",
+                    reason="" if total == distinct else f"{total - distinct} row(s) repeat a canonical id",
+                    distinct_ids=distinct,
                 )
 
             return [one_row_per_id]

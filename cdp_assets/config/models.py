@@ -341,6 +341,9 @@ class SchedulesConfig(_Strict):
     ingestion_cron: str = "0 2 * * *"
     unification_cron: str = "0 4 * * *"
     timezone: str = "UTC"
+    # Whether the schedules run from the moment a Dagster home first sees them (the UI's toggle
+    # overrides it). The bundled example says "stopped": `dagster dev` on it starts nothing alone.
+    default_status: Literal["running", "stopped"] = "running"
 
     @field_validator("ingestion_cron", "unification_cron")
     @classmethod
@@ -368,6 +371,10 @@ class SensorsConfig(_Strict):
 
     file_drop: bool = True
     minimum_interval_seconds: int = Field(default=30, ge=5)
+    # Whether the sensors that start runs (file drop, S3 prefix, watermark, cdp_automation) run
+    # from the moment a Dagster home first sees them; the UI's toggle overrides it. The alert
+    # sensors start no run and always run. The bundled example says "stopped".
+    default_status: Literal["running", "stopped"] = "running"
 
 
 class AlertsConfig(_Strict):
@@ -381,6 +388,8 @@ class AlertsConfig(_Strict):
     slack_channel: str | None = None  # e.g. "#cdp-alerts"; Slack is used when this and the token are set
     slack_api_url: str = "https://slack.com/api/"  # a proxy or a test server may stand in
     ui_base_url: str = "http://127.0.0.1:3000"
+    # How often the alert sensors look for failed checks and runs.
+    minimum_interval_seconds: int = Field(default=30, ge=5)
 
 
 class ReportConfig(_Strict):

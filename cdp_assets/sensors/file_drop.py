@@ -46,7 +46,7 @@ def build_drop_sensor(name: str, description: str, loaded: LoadedConfig, source:
         description=description,
         minimum_interval_seconds=settings.minimum_interval_seconds,
         asset_selection=[k for keys in keys_by_object.values() for k in keys],
-        default_status=DefaultSensorStatus.RUNNING,
+        default_status=DefaultSensorStatus(loaded.pipeline.sensors.default_status.upper()),
     )
     def _drop(context: SensorEvaluationContext):
         seen: dict[str, dict[str, list]] = json.loads(context.cursor) if context.cursor else {}

@@ -109,4 +109,4 @@ def test_a_run_with_a_bad_row_succeeds_and_warns_with_the_count(tmp_path):
         e.event_specific_data for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "no_rejected_rows" and not e.event_specific_data.passed
     )
-    assert evaluation.metadata["rejected_rows"].value == 1 and f"{first.name} row {len(lines) + 1}" in evaluation.metadata["examples"].value
+    assert evaluation.metadata["measured"].value == 1 and f"{first.name} row {len(lines) + 1}" in evaluation.metadata["examples"].value

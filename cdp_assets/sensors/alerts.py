@@ -4,6 +4,18 @@ Slack channel (dagster-slack) when they are configured.
 A failed blocking check also fails its run; that run is reported by the check alert, with the
 measured value and the threshold, and the run-failure alert stays silent, so one failure gives
 exactly one alert.
+
+How the check alert finds failed checks, and why it changed: it used to read every
+``ASSET_CHECK_EVALUATION`` event after a storage-id cursor with ``instance.get_event_records``.
+On Dagster's default local storage (SQLite, one event database per run) that call raises as soon
+as the cursor is set, so in `dagster dev` every tick after the first failed and nobody was
+alerted. Its test passed because it evaluated the sensor once, without a cursor, on an
+ephemeral in-memory instance, whose event storage is not sharded by run. The sensor now follows
+the runs that ended (``fetch_run_status_changes``: Dagster mirrors run status changes into the
+cross-run index, on SQLite as on PostgreSQL, and their storage ids are a valid cursor on both)
+and reads each ended run's check evaluations from that run's own log (``get_records_for_run``).
+So a failed check is alerted when its run ends, once; ``test_alert_daemon.py`` proves it with
+the real daemon ticking on a default SQLite home and on PostgreSQL.
 """
 
 import json
@@ -17,24 +29,25 @@ from dagster import (
     AssetCheckEvaluation,
     DagsterEventType,
     DefaultSensorStatus,
-    EventRecordsFilter,
     RunFailureSensorContext,
+    RunStatusChangeRecordsFilter,
     SensorEvaluationContext,
+    SensorResult,
     SkipReason,
     run_failure_sensor,
     sensor,
 )
-
 from dagster_slack import SlackResource
 from slack_sdk.errors import SlackClientError
 
+from cdp_assets.checks import measurement, measurement_text
 from cdp_assets.config.models import AlertsConfig, LoadedConfig
 
-log = logging.getLogger("cdp_assets.alerts")
+log = logging.getLogger(__name__)
 CHECK_FAILED_ERROR = "DagsterAssetCheckFailedError"
-# Metadata keys our checks use for the measured value and the threshold.
-MEASURED_KEYS = ("rejected_rows", "coverage_pct", "worst_pct", "rows", "duplicate_keys", "excluded_values", "ids_with_several_canonical_ids", "edges_left")
-THRESHOLD_KEYS = ("threshold", "threshold_pct", "iteration_cap", "max_rows_per_value")
+# A run's check evaluations are final once the run has ended in one of these ways.
+RUN_END_EVENTS = (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE, DagsterEventType.RUN_CANCELED)
+RUNS_PER_TICK = 100  # per kind of run end; the rest waits for the next tick
 
 
 def send_alert(cfg: AlertsConfig, payload: dict, attempts: int = 3) -> bool:
@@ -84,17 +97,27 @@ def root_message(error) -> str:
 
 
 def check_alert_payload(cfg: AlertsConfig, evaluation: AssetCheckEvaluation, run_id: str) -> dict:
-    meta = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
-    measured = {k: meta[k] for k in MEASURED_KEYS if k in meta}
-    threshold = {k: meta[k] for k in THRESHOLD_KEYS if k in meta}
+    """The alert of one failed check: what it measured and against what (the checks' metadata
+    convention, ``cdp_assets.checks.check_result``), and a link to the run."""
     asset = evaluation.asset_key.to_user_string()
     link = f"{cfg.ui_base_url.rstrip('/')}/runs/{run_id}"
+    metadata = evaluation.metadata or {}
     text = (
-        f"Check failed ({evaluation.severity.value}): {asset} / {evaluation.check_name}; "
-        f"measured {measured or meta}; threshold {threshold or 'n/a'}; run {link}"
+        f"Check failed ({evaluation.severity.value}): {asset} / {evaluation.check_name}: "
+        f"{measurement_text(metadata)}; run {link}"
     )
     return {"text": text, "asset": asset, "check": evaluation.check_name, "severity": evaluation.severity.value,
-            "measured": measured, "threshold": threshold, "run_id": run_id, "run_url": link}
+            **measurement(metadata), "run_id": run_id, "run_url": link}
+
+
+def _read_cursor(raw: str | None) -> dict[str, int] | None:
+    """event type -> last storage id handled; None for no cursor or one of the old format (a bare
+    storage id of the check events, which the old sensor kept)."""
+    try:
+        cursor = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return cursor if isinstance(cursor, dict) else None
 
 
 def build_check_failure_sensor(loaded: LoadedConfig):
@@ -102,27 +125,40 @@ def build_check_failure_sensor(loaded: LoadedConfig):
 
     @sensor(
         name="cdp_failed_check_alert",
-        description="Alerts on every failed asset check, blocking or not (a cursor over check evaluations).",
-        minimum_interval_seconds=30,
+        description="Alerts on every failed asset check, blocking or not, when its run ends (a cursor over ended runs).",
+        minimum_interval_seconds=cfg.minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
     )
     def failed_check_alert(context: SensorEvaluationContext):
-        after = int(context.cursor) if context.cursor else None
-        records = context.instance.get_event_records(
-            EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
-            ascending=True,
-            limit=1000,
-        )
-        sent = 0
-        for record in records:
-            evaluation = record.event_log_entry.dagster_event.event_specific_data
-            if not evaluation.passed:
-                send_alert(cfg, check_alert_payload(cfg, evaluation, record.event_log_entry.run_id))
-                sent += 1
-            after = record.storage_id
-        if after is not None:
-            context.update_cursor(str(after))
-        return SkipReason(f"{sent} failed check(s) alerted") if not sent else None
+        instance = context.instance
+        cursor = _read_cursor(context.cursor)
+        if cursor is None:
+            # As Dagster's run-status sensors do: start after the latest run end, so turning the
+            # sensor on does not replay the history.
+            cursor = {}
+            for event_type in RUN_END_EVENTS:
+                latest = instance.fetch_run_status_changes(event_type, limit=1).records
+                cursor[event_type.value] = latest[0].storage_id if latest else -1
+            return SensorResult(skip_reason=SkipReason("started: alerting checks of runs that end from now on"),
+                                cursor=json.dumps(cursor, sort_keys=True))
+        sent, runs = 0, 0
+        for event_type in RUN_END_EVENTS:
+            after = cursor.get(event_type.value, -1)
+            ended = instance.fetch_run_status_changes(
+                RunStatusChangeRecordsFilter(event_type, after_storage_id=after), limit=RUNS_PER_TICK, ascending=True
+            ).records
+            for record in ended:
+                run_id = record.event_log_entry.run_id
+                evaluations = instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records
+                for ev in evaluations:
+                    evaluation = ev.event_log_entry.dagster_event.event_specific_data
+                    if not evaluation.passed:
+                        send_alert(cfg, check_alert_payload(cfg, evaluation, run_id))
+                        sent += 1
+                runs += 1
+                cursor[event_type.value] = record.storage_id
+        skip = None if sent else SkipReason(f"0 failed check(s) in {runs} ended run(s)")
+        return SensorResult(skip_reason=skip, cursor=json.dumps(cursor, sort_keys=True))
 
     return failed_check_alert
 
@@ -133,6 +169,7 @@ def build_run_failure_sensor(loaded: LoadedConfig):
     @run_failure_sensor(
         name="cdp_run_failure_alert",
         description="Alerts on failed runs (runs failed only by a blocking check are alerted by the check alert).",
+        minimum_interval_seconds=cfg.minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         monitor_all_code_locations=False,
     )
