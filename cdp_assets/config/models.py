@@ -59,6 +59,9 @@ class DatabricksSettings(_Strict):
     client_id_env: EnvVarName = "DATABRICKS_CLIENT_ID"  # auth: oauth (service principal, M2M)
     client_secret_env: EnvVarName = "DATABRICKS_CLIENT_SECRET"
     local_spark_dir: str = ".cdp/spark-warehouse"  # connection: local_spark
+    # Steps of a run that may write at once (the per-object phases, enrichment). local_spark is
+    # always 1: its tables live in one process's Spark catalog.
+    concurrent_steps: int = Field(default=4, ge=1, le=64)
 
     _catalog = field_validator("catalog")(lambda v: check_identifier(v, "databricks catalog"))
 
@@ -81,6 +84,9 @@ class TreasureDataSettings(_Strict):
     apikey_env: EnvVarName = "TD_API_KEY"
     # How often a running job's or bulk import's status is asked for.
     poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Steps of a run that may write at once, each with its own jobs (the per-object phases,
+    # enrichment); TD queues jobs beyond the account's concurrency.
+    concurrent_steps: int = Field(default=4, ge=1, le=64)
 
     @property
     def api_endpoint(self) -> str:

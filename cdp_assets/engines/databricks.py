@@ -60,6 +60,8 @@ class DatabricksWarehouse(WarehouseResource):
     insert_batch_bytes: int = 4 * 1024 * 1024
     # Names of the variables the secrets came from, for messages that say what to fix.
     token_env: str = "DATABRICKS_TOKEN"
+    # Steps of a run that may write at once, each on its own connection (always 1 on local Spark).
+    max_concurrent_steps: int = 4
 
     _cur: Any = PrivateAttr(default=None)
 
@@ -70,6 +72,12 @@ class DatabricksWarehouse(WarehouseResource):
     @property
     def supports_optimize(self) -> bool:
         return self.optimize_tables
+
+    @property
+    def concurrent_steps(self) -> int:
+        # Local Spark's tables live in this process's catalog: a step in another process would
+        # not see them.
+        return 1 if self.local_spark_dir else self.max_concurrent_steps
 
     def describe(self) -> str:
         if self.local_spark_dir:
@@ -199,11 +207,15 @@ class DatabricksWarehouse(WarehouseResource):
     # ---------------------------------------------------------------- DataFrames
 
     def write_dataframe(self, ref: TableRef, df: pd.DataFrame) -> None:
+        self._create_table(ref, df)
+        self._insert(ref, df)
+
+    def _create_table(self, ref: TableRef, df: pd.DataFrame, if_not_exists: bool = False) -> None:
         self.ensure_schema(ref.schema)
         cols = ", ".join(f"{quote_column(str(c), self.dialect.sqlglot_name)} {_sql_type(df[c])}" for c in df.columns)
         using = f" USING {self.table_format}" if self.table_format else ""
-        self.execute(f"CREATE TABLE {self.dialect.table_name(ref)} ({cols}){using}")
-        self._insert(ref, df)
+        create = "CREATE TABLE IF NOT EXISTS" if if_not_exists else "CREATE TABLE"
+        self.execute(f"{create} {self.dialect.table_name(ref)} ({cols}){using}")
 
     def append_frames(self, frames: list[tuple[TableRef, pd.DataFrame]]) -> None:
         # Not one transaction: Databricks SQL has no multi-statement transactions here. The
@@ -211,8 +223,9 @@ class DatabricksWarehouse(WarehouseResource):
         # rows that did not land.
         for ref, df in frames:
             if not self.table_exists(ref):
-                self.write_dataframe(ref, df)
-                continue
+                # IF NOT EXISTS: a concurrent step may create a shared table (the ingestion log)
+                # first; then the rows are appended to it as to any existing table.
+                self._create_table(ref, df, if_not_exists=True)
             have = set(self.columns(ref))
             new = [c for c in df.columns if c not in have]
             if new:
