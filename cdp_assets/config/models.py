@@ -62,6 +62,9 @@ class DatabricksSettings(_Strict):
     # Steps of a run that may write at once (the per-object phases, enrichment). local_spark is
     # always 1: its tables live in one process's Spark catalog.
     concurrent_steps: int = Field(default=4, ge=1, le=64)
+    # S3 sources are read by the SQL warehouse itself (read_files; the workspace needs access to
+    # the bucket through Unity Catalog). false: objects are fetched and loaded from Python.
+    read_s3_in_warehouse: bool = True
 
     _catalog = field_validator("catalog")(lambda v: check_identifier(v, "databricks catalog"))
 

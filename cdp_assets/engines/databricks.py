@@ -62,6 +62,9 @@ class DatabricksWarehouse(WarehouseResource):
     token_env: str = "DATABRICKS_TOKEN"
     # Steps of a run that may write at once, each on its own connection (always 1 on local Spark).
     max_concurrent_steps: int = 4
+    # S3 sources read by the warehouse (read_files, Unity Catalog's credentials for the bucket);
+    # off: fetched and loaded from Python. Never on local Spark (no read_files, no S3 access).
+    read_cloud_files: bool = True
 
     _cur: Any = PrivateAttr(default=None)
 
@@ -72,6 +75,10 @@ class DatabricksWarehouse(WarehouseResource):
     @property
     def supports_optimize(self) -> bool:
         return self.optimize_tables
+
+    @property
+    def reads_cloud_files(self) -> bool:
+        return self.read_cloud_files and not self.local_spark_dir
 
     @property
     def concurrent_steps(self) -> int:

@@ -74,6 +74,7 @@ def build_databricks(loaded: LoadedConfig) -> DatabricksWarehouse:
         use_catalog=db.use_catalog,
         optimize_tables=db.optimize,
         max_concurrent_steps=db.concurrent_steps,
+        read_cloud_files=db.read_s3_in_warehouse,
         token_env=db.token_env if db.auth == "pat" else db.client_secret_env,
         statement_timeout_seconds=engine.statement_timeout_seconds,
         **secrets,
