@@ -14,7 +14,7 @@ DataFrames are written within the warehouse's limits (at most 256 parameters in 
 16 MiB of query text): each batch of rows is ONE bound parameter, a JSON document that the
 statement parses with ``from_json`` and inserts (``sql/frame_load.py``), cut at
 ``insert_batch_bytes`` of JSON. Values are bound, never pasted into SQL text. Measured in
-``bench/bench_databricks_load.py``: one statement per 10,000 rows of 40 columns, where bound
+``bench/bench_databricks_load.py``: 2 statements per 10,000 rows of 40 columns, where bound
 ``VALUES`` rows under 256 parameters need 1,667.
 """
 
