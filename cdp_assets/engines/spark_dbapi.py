@@ -18,12 +18,16 @@ test fails where production would (``WAREHOUSE_LIMITS``):
   size"; the error text here is the shim's own, the limit is the documented one);
 - parameters either all positional (a list, ``?`` markers) or all named (a dict, ``:name``
   markers), as the connector binds them. Mixing the two kinds of markers in one statement is
-  refused by Spark itself (``INVALID_QUERY_MIXED_QUERY_PARAMETERS``), as on Databricks.
+  refused by Spark itself (``INVALID_QUERY_MIXED_QUERY_PARAMETERS``), as on Databricks;
+- no parameter marker in a DDL statement that keeps an expression: a view, a SQL function, a
+  column's DEFAULT or GENERATED ALWAYS AS ("Applies to Databricks SQL, Databricks Runtime 17.3
+  LTS and prior", the parameter-marker page of the SQL reference). Spark 4 accepts them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +54,12 @@ def _bad_request(message: str) -> Exception:
     return RequestError(text, context={"http-code": 400, "error-message": f"BAD_REQUEST: {message}"})
 
 
+# DDL that stores an expression: parameter markers are refused there by Databricks SQL.
+_STORED_EXPRESSION_DDL = re.compile(
+    r"^\s*(CREATE|ALTER)\b(?=.*\b(VIEW|FUNCTION)\b|.*\bDEFAULT\b|.*\bGENERATED\s+ALWAYS\s+AS\b)", re.IGNORECASE | re.DOTALL
+)
+
+
 def check_statement(operation: str, parameters: list | dict | None, limits: WarehouseLimits = WAREHOUSE_LIMITS) -> None:
     """Refuse a statement the warehouse would refuse, with the connector's error."""
     size = len(operation.encode("utf-8"))
@@ -64,6 +74,13 @@ def check_statement(operation: str, parameters: list | dict | None, limits: Ware
         )
     if parameters is not None and not isinstance(parameters, (list, tuple, dict)):
         raise TypeError(f"parameters must be a list (positional, ?) or a dict (named, :name), not {type(parameters).__name__}")
+    if parameters and _STORED_EXPRESSION_DDL.match(operation):
+        from databricks.sql.exc import ServerOperationError
+
+        raise ServerOperationError(
+            "[UNSUPPORTED_FEATURE.PARAMETER_MARKER_IN_UNEXPECTED_STATEMENT] The feature is not supported: parameter markers "
+            "in a DDL statement that stores an expression (a view, a SQL function, a DEFAULT or generated column)."
+        )
 
 
 class LocalSparkCursor:

@@ -202,6 +202,12 @@ def test_the_shim_refuses_what_a_databricks_warehouse_refuses_once_and_not_retri
         wh.query("SELECT '" + "x" * WAREHOUSE_LIMITS.max_statement_bytes + "' AS s")
     with pytest.raises(WarehouseError, match="INVALID_QUERY_MIXED_QUERY_PARAMETERS"):
         wh.query("SELECT ? AS a, :named AS b", [1])
+    # local Spark 4 would store these; a Databricks SQL warehouse refuses them
+    for ddl in ("CREATE VIEW `dbx_src`.`v` AS SELECT ? AS x", "CREATE TABLE `dbx_src`.`d` (a BIGINT DEFAULT ?) USING parquet"):
+        with pytest.raises(WarehouseError, match="PARAMETER_MARKER_IN_UNEXPECTED_STATEMENT"):
+            wh.query(ddl, [1])
+    assert not wh.table_exists(TableRef("dbx_src", "v")) and not wh.table_exists(TableRef("dbx_src", "d"))
+    assert int(wh.query("SELECT ? AS x", [5]).iloc[0, 0]) == 5  # a query binds as before
 
 
 def test_a_load_of_one_parameter_per_cell_fails_on_the_shim_and_leaves_the_table(spark_dir):
