@@ -5,12 +5,13 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, Definitions, define_asset_job, definitions, in_process_executor
+from dagster import AssetSelection, Definitions, define_asset_job, definitions
 
 from cdp_assets.sensors.alerts import build_check_failure_sensor, build_run_failure_sensor
 from cdp_assets.assets.hist_union import build_hist_union_assets
 from cdp_assets.assets.ingestion import build_ingestion_assets
 from cdp_assets.assets.io import TableNameIOManager
+from cdp_assets.assets.pools import executor_for
 from cdp_assets.assets.report import build_report_asset
 from cdp_assets.assets.staging import build_staging_assets
 from cdp_assets.assets.unification import IO_MANAGER, build_unification_assets
@@ -48,6 +49,7 @@ def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None 
         *build_unification_checks(loaded),
         *build_monitoring_checks(loaded),
     ]
+    warehouse = warehouse or build_warehouse(loaded)
     return Definitions(
         assets=assets,
         asset_checks=checks,
@@ -68,9 +70,9 @@ def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None 
             build_check_failure_sensor(loaded),
             build_run_failure_sensor(loaded),
         ],
-        resources={"warehouse": warehouse or build_warehouse(loaded), IO_MANAGER: TableNameIOManager()},
-        # DuckDB allows one writing process: steps run one after another in the run's process.
-        executor=in_process_executor,
+        resources={"warehouse": warehouse, IO_MANAGER: TableNameIOManager()},
+        # DuckDB: one writer, steps one after another; Databricks, TD: concurrent steps.
+        executor=executor_for(warehouse),
     )
 
 

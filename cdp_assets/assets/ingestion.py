@@ -11,6 +11,7 @@ from cdp_assets.config.models import DLT_CONNECTORS, LoadedConfig, LocalFilesCon
 from cdp_assets.connectors.loading import load_historical, load_incremental, record_failure
 from cdp_assets.connectors.readers import SourceFileError
 from cdp_assets.connectors.s3 import s3_client, s3_uri, sync_source
+from cdp_assets.connectors.s3_in_warehouse import load_in_warehouse, reads_in_warehouse
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql.dialects import TableRef
 
@@ -42,15 +43,20 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
 
     @multi_asset(name=f"ingest_{source.name}_{obj.name}", specs=specs, can_subset=False, pool=WAREHOUSE_POOL)
     def _ingest(context: AssetExecutionContext, warehouse: WarehouseResource):
-        folder = source_folder(loaded, source)
+        # An engine that reads cloud storage itself reads S3 objects in place: nothing is fetched.
+        in_warehouse = reads_in_warehouse(warehouse, source)
+        folder = None if in_warehouse else source_folder(loaded, source)
         schema = loaded.pipeline.src_schema
         with warehouse.session():
             for mode, ref in refs.items():
                 loader = load_historical if mode == "historical" else load_incremental
                 try:
-                    result = loader(warehouse, source, obj, folder, schema, context.run.run_id)
+                    if in_warehouse:
+                        result = load_in_warehouse(warehouse, source, obj, mode, schema, context.run.run_id)
+                    else:
+                        result = loader(warehouse, source, obj, folder, schema, context.run.run_id)
                 except SourceFileError as exc:
-                    if isinstance(source.connector, S3Connector):  # name the object, not the cache file
+                    if isinstance(source.connector, S3Connector) and folder is not None:  # name the object, not the cache file
                         exc = SourceFileError(s3_uri(source.connector, folder, str(exc)))
                     record_failure(warehouse, schema, source.name, obj.name, mode, context.run.run_id, exc)
                     raise exc from None

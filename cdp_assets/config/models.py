@@ -62,6 +62,12 @@ class DatabricksSettings(_Strict):
     # A Unity Catalog Volume folder: DataFrames are loaded as Parquet files through it with one
     # COPY INTO (cdp_assets/resources/databricks_workspace.py); unset, by bound INSERT batches.
     staging_volume: str | None = None
+    # Steps of a run that may write at once (the per-object phases, enrichment). local_spark is
+    # always 1: its tables live in one process's Spark catalog.
+    concurrent_steps: int = Field(default=4, ge=1, le=64)
+    # S3 sources are read by the SQL warehouse itself (read_files; the workspace needs access to
+    # the bucket through Unity Catalog). false: objects are fetched and loaded from Python.
+    read_s3_in_warehouse: bool = True
 
     _catalog = field_validator("catalog")(lambda v: check_identifier(v, "databricks catalog"))
     _staging_volume = field_validator("staging_volume")(
@@ -96,6 +102,9 @@ class TreasureDataSettings(_Strict):
     apikey_env: EnvVarName = "TD_API_KEY"
     # How often a running job's or bulk import's status is asked for.
     poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Steps of a run that may write at once, each with its own jobs (the per-object phases,
+    # enrichment); TD queues jobs beyond the account's concurrency.
+    concurrent_steps: int = Field(default=4, ge=1, le=64)
 
     @property
     def api_endpoint(self) -> str:

@@ -193,6 +193,18 @@ class WarehouseResource(ConfigurableResource):
         """Can compact a table after it is written (Delta ``OPTIMIZE``)."""
         return False
 
+    @property
+    def concurrent_steps(self) -> int:
+        """How many steps of one run may write to this warehouse at once: 1 runs them one after
+        another in the run's process (``assets.pools.executor_for``)."""
+        return 1
+
+    @property
+    def reads_cloud_files(self) -> bool:
+        """Reads files in cloud storage (S3) itself (``read_files``), instead of having them
+        fetched and loaded from Python (``connectors/s3_in_warehouse.py``)."""
+        return False
+
     def optimize(self, ref: TableRef) -> None:
         """Compact ``ref`` where the engine can; a no-op elsewhere."""
         if self.supports_optimize:

@@ -40,6 +40,7 @@ def build_treasure_data(loaded: LoadedConfig) -> TreasureDataWarehouse:
         query_engine=td.query_engine,
         database=loaded.pipeline.src_schema,
         job_poll_seconds=td.poll_seconds,
+        max_concurrent_steps=td.concurrent_steps,
         statement_timeout_seconds=engine.statement_timeout_seconds,
     )
 
@@ -72,6 +73,8 @@ def build_databricks(loaded: LoadedConfig) -> DatabricksWarehouse:
         catalog=db.catalog,
         use_catalog=db.use_catalog,
         optimize_tables=db.optimize,
+        max_concurrent_steps=db.concurrent_steps,
+        read_cloud_files=db.read_s3_in_warehouse,
         token_env=db.token_env if db.auth == "pat" else db.client_secret_env,
         statement_timeout_seconds=engine.statement_timeout_seconds,
         **secrets,

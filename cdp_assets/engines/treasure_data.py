@@ -109,6 +109,7 @@ class TreasureDataWarehouse(WarehouseResource):
     console_url: str | None = None  # None: derived from the endpoint
     job_poll_seconds: float = 1.0  # how often a running job's status is asked for
     apikey_env: str = "TD_API_KEY"  # where the key came from, for messages that say what to fix
+    max_concurrent_steps: int = 4  # steps of a run that may write at once, each with its own jobs
 
     _running_job: str | None = PrivateAttr(default=None)
     # The last transport error or HTTP 5xx of this thread's requests (see _watch_transport).
@@ -117,6 +118,10 @@ class TreasureDataWarehouse(WarehouseResource):
     @property
     def dialect(self) -> Dialect:
         return DIALECTS["hive" if self.query_engine == "hive" else "trino"]
+
+    @property
+    def concurrent_steps(self) -> int:
+        return self.max_concurrent_steps
 
     @property
     def _pytd_engine(self) -> str:
@@ -321,8 +326,13 @@ class TreasureDataWarehouse(WarehouseResource):
 
     def ensure_schema(self, schema: str) -> None:
         def create(client):
+            from tdclient import errors as td_errors
+
             if not client.exists(schema):
-                client.api_client.create_database(schema)
+                try:
+                    client.api_client.create_database(schema)
+                except td_errors.AlreadyExistsError:
+                    pass  # a concurrent step created it first
 
         self._api(create, f"-- create database {schema}")
 
@@ -363,10 +373,15 @@ class TreasureDataWarehouse(WarehouseResource):
         if df.empty:
             # No rows to carry the columns: the table is created with its schema declared.
             def declare(client):
+                from tdclient import errors as td_errors
+
                 api = client.api_client
                 tables = {t.table_name: t for t in api.tables(ref.schema)}
                 if ref.name not in tables:
-                    api.create_log_table(ref.schema, ref.name)
+                    try:
+                        api.create_log_table(ref.schema, ref.name)
+                    except td_errors.AlreadyExistsError:
+                        pass  # a concurrent step created it first
                 current = [list(c) for c in (tables[ref.name].schema or [])] if ref.name in tables else []
                 have = {c[0] for c in current} | {"time"}
                 new = [[c, _td_column_type(df[c]), c] for c in df.columns if c not in have]
@@ -381,12 +396,17 @@ class TreasureDataWarehouse(WarehouseResource):
         poll = self.job_poll_seconds
 
         def load(client):
+            from tdclient import errors as td_errors
+
             api = client.api_client
             exists = any(t.table_name == ref.name for t in api.tables(ref.schema))
             if exists and if_exists == "error":
                 raise WarehouseError(f"table {ref.display} already exists", what)
             if not exists:
-                api.create_log_table(ref.schema, ref.name)
+                try:
+                    api.create_log_table(ref.schema, ref.name)
+                except td_errors.AlreadyExistsError:
+                    exists = True  # a concurrent step created it first: append to it
             session = api.create_bulk_import(name, ref.schema, ref.name, params={"mode": "append"} if exists else None)
             try:
                 session.upload_part("part-0", io.BytesIO(part), len(part))

@@ -1,8 +1,11 @@
 """The Databricks engine through the connector's cursor interface, on a local Spark session:
-job ids, the OPTIMIZE capability, retries, error mapping, secrets and missing variables."""
+job ids, the OPTIMIZE capability, retries, error mapping, secrets and missing variables, and the
+warehouse's limits (256 parameters, 16 MiB of query text) that the shim enforces and the
+engine's DataFrame loads keep to."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import tempfile
 from pathlib import Path
@@ -17,6 +20,7 @@ from cdp_assets.engines.base import TransientWarehouseError, WarehouseAuthError,
 from cdp_assets.engines.databricks import DatabricksWarehouse
 from cdp_assets.engines.factory import build_warehouse
 from cdp_assets.engines.spark import stop_spark_session
+from cdp_assets.engines.spark_dbapi import WAREHOUSE_LIMITS
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets_tests.conftest import write_project
 
@@ -57,7 +61,7 @@ class Recording(DatabricksWarehouse):
 SEEN: list[str] = []
 
 
-def test_dataframes_round_trip_through_bound_inserts(spark_dir):
+def test_dataframes_round_trip_through_bound_json_batches(spark_dir):
     wh = local(spark_dir)
     ref = TableRef("dbx_src", "frames")
     wh.run('DROP SCHEMA IF EXISTS "dbx_src" CASCADE')
@@ -147,3 +151,117 @@ def test_the_token_is_masked_in_the_connection_line_and_never_captured_in_defini
     real = DatabricksWarehouse(server_hostname="adb-1.azuredatabricks.net", http_path="/sql/1.0/warehouses/abc", access_token=TOKEN)
     info = real.connection_info()
     assert info["secret"] == "****" + TOKEN[-4:] and TOKEN not in str(info) and TOKEN not in real.describe()
+
+
+# ---------------------------------------------------------------- the warehouse's limits
+
+
+class Counting(DatabricksWarehouse):
+    """Records every statement the engine sends, with how many parameters it binds."""
+
+    def _run(self, sql, params=None):
+        SENT.append((sql, len(params or [])))
+        return super()._run(sql, params)
+
+
+SENT: list[tuple[str, int]] = []
+
+
+class BoundValuesLoad(DatabricksWarehouse):
+    """The load this engine had before: ``INSERT ... VALUES`` with one parameter per cell, 500
+    rows per statement. Local Spark alone accepts it; a Databricks SQL warehouse does not."""
+
+    def _insert(self, ref, df):
+        from cdp_assets.engines.databricks import _param
+
+        names = ", ".join(f"`{c}`" for c in df.columns)
+        marks = "(" + ", ".join("?" for _ in df.columns) + ")"
+        rows = [[_param(v) for v in row] for row in df.astype(object).itertuples(index=False, name=None)]
+        for start in range(0, len(rows), 500):
+            batch = rows[start : start + 500]
+            sql = f"INSERT INTO {self.dialect.table_name(ref)} ({names}) VALUES " + ", ".join(marks for _ in batch)
+            self._run(sql, [v for row in batch for v in row])
+
+
+def _local_kw() -> dict:
+    return dict(sql_dialect="spark", table_format="parquet", optimize_tables=False, use_catalog=False, catalog=None)
+
+
+def test_the_shim_refuses_what_a_databricks_warehouse_refuses_once_and_not_retried(spark_dir):
+    assert WAREHOUSE_LIMITS.max_parameters == 256 and WAREHOUSE_LIMITS.max_statement_bytes == 16 * 1024 * 1024
+    SEEN.clear()
+    wh = Recording(local_spark_dir=spark_dir, retry_backoff_seconds=0.01, **_local_kw())
+    marks = lambda n: "SELECT " + ", ".join(f"? AS p{i}" for i in range(n))  # noqa: E731
+    assert len(wh.query(marks(256), list(range(256))).columns) == 256  # at the limit: fine
+    with pytest.raises(WarehouseError) as err:
+        wh.query(marks(257), list(range(257)))
+    assert not isinstance(err.value, TransientWarehouseError)  # HTTP 400: the same request fails again
+    assert "Parameterized query has too many parameters: 257 parameters were given but the limit is 256" in str(err.value)
+    assert SEEN.count(marks(257)) == 1
+    with pytest.raises(WarehouseError, match="maximum query text size"):
+        wh.query("SELECT '" + "x" * WAREHOUSE_LIMITS.max_statement_bytes + "' AS s")
+    with pytest.raises(WarehouseError, match="INVALID_QUERY_MIXED_QUERY_PARAMETERS"):
+        wh.query("SELECT ? AS a, :named AS b", [1])
+    # local Spark 4 would store these; a Databricks SQL warehouse refuses them
+    for ddl in ("CREATE VIEW `dbx_src`.`v` AS SELECT ? AS x", "CREATE TABLE `dbx_src`.`d` (a BIGINT DEFAULT ?) USING parquet"):
+        with pytest.raises(WarehouseError, match="PARAMETER_MARKER_IN_UNEXPECTED_STATEMENT"):
+            wh.query(ddl, [1])
+    assert not wh.table_exists(TableRef("dbx_src", "v")) and not wh.table_exists(TableRef("dbx_src", "d"))
+    assert int(wh.query("SELECT ? AS x", [5]).iloc[0, 0]) == 5  # a query binds as before
+
+
+def test_a_load_of_one_parameter_per_cell_fails_on_the_shim_and_leaves_the_table(spark_dir):
+    ref = TableRef("dbx_limits", "old_load")
+    good = local(spark_dir)
+    good.run('DROP SCHEMA IF EXISTS "dbx_limits" CASCADE')
+    good.replace_with_dataframe(ref, pd.DataFrame({"a": [1], "b": ["kept"], "c": [0.5]}))
+    frame = pd.DataFrame({"a": range(100), "b": [f"v{i}" for i in range(100)], "c": [i / 3 for i in range(100)]})  # 300 cells
+    with pytest.raises(WarehouseError, match="300 parameters were given but the limit is 256"):
+        BoundValuesLoad(local_spark_dir=spark_dir, **_local_kw()).replace_with_dataframe(ref, frame)
+    assert good.query("SELECT b FROM `dbx_limits`.`old_load`")["b"].tolist() == ["kept"]
+    assert good.list_tables("dbx_limits") == ["old_load"]  # the half-built table is gone
+
+
+def _cells(df: pd.DataFrame) -> list[tuple]:
+    def norm(v):
+        if v is None or (not isinstance(v, (list, str)) and pd.isna(v)):
+            return None
+        if isinstance(v, (pd.Timestamp, dt.datetime)):
+            return pd.Timestamp(v).isoformat()
+        return v.item() if hasattr(v, "item") else v
+
+    return [tuple(norm(v) for v in row) for row in df.astype(object).itertuples(index=False, name=None)]
+
+
+def _wide_frame(rows: int, per_kind: int) -> pd.DataFrame:
+    cols: dict = {"row": pd.Series(range(rows), dtype="int64")}
+    for k in range(per_kind):
+        cols[f"text_{k}"] = pd.array([None if (i + k) % 7 == 0 else f"v{i}-{k} 'q' é" for i in range(rows)], dtype="string")
+        cols[f"int_{k}"] = pd.array([None if (i + k) % 5 == 0 else i * 1_000_003 - k for i in range(rows)], dtype="Int64")
+        cols[f"float_{k}"] = pd.Series([float("nan") if (i + k) % 6 == 0 else i / 7 + k for i in range(rows)], dtype="float64")
+        cols[f"bool_{k}"] = pd.Series([(i + k) % 2 == 0 for i in range(rows)], dtype="bool")
+        cols[f"when_{k}"] = pd.Series(
+            [pd.NaT if (i + k) % 9 == 0 else pd.Timestamp("2024-03-31 01:30:00") + pd.Timedelta(minutes=i, microseconds=k) for i in range(rows)],
+            dtype="datetime64[us]",
+        )
+    return pd.DataFrame(cols)
+
+
+@pytest.mark.parametrize("batch_bytes", [4 * 1024 * 1024, 64 * 1024])
+def test_the_engine_loads_a_wide_frame_within_the_parameter_limit(spark_dir, batch_bytes):
+    """1,000 rows of 41 columns (all five kinds, with NULLs): bound one cell per parameter that is
+    41,000 parameters. The engine sends each batch as one parameter; the rows come back equal."""
+    ref = TableRef("dbx_limits", f"wide_{batch_bytes}")
+    frame = _wide_frame(1000, 8)
+    assert len(frame.columns) == 41
+    SENT.clear()
+    wh = Counting(local_spark_dir=spark_dir, insert_batch_bytes=batch_bytes, **_local_kw())
+    wh.replace_with_dataframe(ref, frame)
+    inserts = [n for sql, n in SENT if sql.startswith("INSERT")]
+    assert SENT and max(n for _, n in SENT) <= WAREHOUSE_LIMITS.max_parameters
+    assert inserts and set(inserts) == {1}
+    # the budget cuts the frame: one statement at 4 MiB, several at 64 KiB
+    assert len(inserts) == 1 if batch_bytes > 1024 * 1024 else len(inserts) > 3
+    back = wh.query(f"SELECT * FROM `dbx_limits`.`wide_{batch_bytes}` ORDER BY `row`")
+    assert list(back.columns) == list(frame.columns)
+    assert _cells(back) == _cells(frame)

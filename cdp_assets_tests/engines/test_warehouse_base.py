@@ -86,3 +86,21 @@ def test_optimize_is_a_capability_not_an_engine_name(flaky):
     before = flaky._attempts
     flaky.optimize(TableRef("main", "t"))
     assert not flaky.supports_optimize and flaky._attempts == before  # nothing sent
+
+
+def test_concurrency_and_cloud_reads_are_capabilities_each_engine_states(flaky):
+    from cdp_assets.assets.pools import executor_for
+    from cdp_assets.engines.databricks import DatabricksWarehouse
+    from cdp_assets.engines.treasure_data import TreasureDataWarehouse
+
+    # DuckDB: one writing process, and it cannot reach S3 itself
+    assert flaky.concurrent_steps == 1 and not flaky.reads_cloud_files
+    assert executor_for(flaky).name == "in_process"
+    warehouse = DatabricksWarehouse(server_hostname="adb-1.azuredatabricks.net", http_path="/sql/1.0/warehouses/abc", max_concurrent_steps=6)
+    assert warehouse.concurrent_steps == 6 and warehouse.reads_cloud_files
+    assert executor_for(warehouse).name == "cdp_concurrent_6"
+    # local Spark: tables in one process's catalog, no read_files: whatever the settings say
+    spark = DatabricksWarehouse(local_spark_dir="/tmp/unused", sql_dialect="spark", max_concurrent_steps=6, read_cloud_files=True)
+    assert spark.concurrent_steps == 1 and not spark.reads_cloud_files
+    td = TreasureDataWarehouse(apikey="1/abc", max_concurrent_steps=3)
+    assert td.concurrent_steps == 3 and not td.reads_cloud_files
