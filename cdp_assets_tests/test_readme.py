@@ -20,7 +20,6 @@ import duckdb
 import pytest
 
 from cdp_assets.config.loader import REPO_ROOT
-from cdp_assets_tests.conftest import write_project
 
 README = REPO_ROOT / "README.md"
 SKIPPED = ("dagster dev", "pytest", "pip install")  # servers, the test suite, installs
@@ -67,7 +66,7 @@ def checkout(tmp_path: Path) -> Path:
     return root
 
 
-def _translate(argv: list[str], tmp: Path, sample_project: Path) -> list[str]:
+def _translate(argv: list[str], tmp: Path) -> list[str]:
     out = []
     for i, arg in enumerate(argv):
         if arg == ".venv/bin/cdp-assets":
@@ -76,8 +75,6 @@ def _translate(argv: list[str], tmp: Path, sample_project: Path) -> list[str]:
             out.append(sys.executable)
         elif arg.startswith("/tmp/"):
             out.append(str(tmp / arg.removeprefix("/tmp/")))
-        elif arg == "path/to/your/cdp.yml":
-            out.append(str(sample_project / "cdp.yml"))
         elif i > 0 and argv[i - 1] == "--records":
             out.append(SAMPLE_RECORDS)
         else:
@@ -89,21 +86,15 @@ def test_every_readme_command_runs_on_a_fresh_checkout_and_writes_what_the_readm
     text = README.read_text()
     outputs = tmp_path / "out"
     outputs.mkdir()
-    # "Using your own data": the sample goes to /tmp/sample; its config is the example's, pointed at it.
-    sample_project = outputs / "sample"
+    # "Using your own data" (sample -> init -> validate -> run) runs in the checkout's folders as written.
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "CDP_CONFIG", "CDP_DUCKDB_PATH")}
     env["PYTHONPATH"] = str(checkout)
     ran = []
     for assignments, argv in readme_commands(text):
-        if argv[:2] == [".venv/bin/cdp-assets", "run"] and "CDP_CONFIG" in assignments:
-            write_project(sample_project, generate=False)  # the user's config for the sample data
-        cmd = _translate(argv, outputs, sample_project)
-        if argv[:2] == [".venv/bin/cdp-assets", "sample"]:
-            cmd[cmd.index("--out") + 1] = str(sample_project / "data")
-        extra = {k: (str(sample_project / "cdp.yml") if v == "path/to/your/cdp.yml" else v) for k, v in assignments.items()}
-        done = subprocess.run(cmd, cwd=checkout, env={**env, **extra}, capture_output=True, text=True, timeout=600)
+        cmd = _translate(argv, outputs)
+        done = subprocess.run(cmd, cwd=checkout, env={**env, **assignments}, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
-        ran.append((argv, extra, done.stdout))
+        ran.append((argv, assignments, done.stdout))
 
     first = ran[0][2]
     # "It writes:" the files listed under the first command, in the checkout.
@@ -115,10 +106,12 @@ def test_every_readme_command_runs_on_a_fresh_checkout_and_writes_what_the_readm
     # "the whole graph has 30 assets in five groups"
     assets = int(re.search(r"the whole graph has (\d+) assets", text).group(1))
     assert f"assets materialized: {assets}\n" in first, first
-    # With CDP_CONFIG set, runs are still kept in the checkout's .cdp/dagster_home.
-    own = next(out for argv, extra, out in ran if "CDP_CONFIG" in extra)
+    # The config that `init` drafted runs with every check passed; with a config of one's own,
+    # runs are still kept in the checkout's .cdp/dagster_home.
+    own = next(out for argv, extra, out in ran if argv[1:3] == ["run", "--config"])
     assert f"Dagster home:    {checkout / '.cdp' / 'dagster_home'} " in own, own
-    assert f"report:          {sample_project / 'report.md'}" in own and (sample_project / "report.md").exists()
+    own_passed, own_total = own.split("checks passed: ")[1].split()[0:3:2]
+    assert own_passed == own_total and int(own_total) > 0, own
     # render-sql wrote one folder per phase
     rendered = next(out for argv, _, out in ran if "render-sql" in argv)
     folder = outputs / "sql"
