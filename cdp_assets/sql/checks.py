@@ -45,3 +45,10 @@ def master_uniqueness_sql(master: TableRef, lookup: TableRef, cid: str) -> str:
 
 def excluded_top_sql(excluded: TableRef, limit: int = 10) -> str:
     return f"SELECT key_name, value, row_count, max_rows_per_value FROM {excluded.sql} ORDER BY row_count DESC, key_name, value LIMIT {int(limit)}"
+
+
+def outstanding_rejections_sql(rejected: TableRef, has_superseded: bool) -> str:
+    """Rejected rows of one mode (bound as the parameter) that are still wrong: not superseded by
+    a later version of their file (a table written before superseding existed has no column)."""
+    still = " AND superseded_at IS NULL" if has_superseded else ""
+    return f"SELECT file, row, reason FROM {rejected.sql} WHERE mode = ?{still} ORDER BY file, row"

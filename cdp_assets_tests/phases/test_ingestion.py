@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cdp_assets.config.models import SourceConfig
-from cdp_assets.connectors.loading import LOG_TABLE, load_historical, load_incremental
+from cdp_assets.connectors.loading import FILES_TABLE, LOG_TABLE, load_historical, load_incremental
 from cdp_assets.connectors.readers import SourceFileError
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql.dialects import TableRef
@@ -20,6 +20,8 @@ OBJ = "customers"
 TABLE = TableRef(SCHEMA, f"shop_{OBJ}")
 HIST = TableRef(SCHEMA, f"shop_{OBJ}_hist")
 LOG = TableRef(SCHEMA, LOG_TABLE)
+FILES = TableRef(SCHEMA, FILES_TABLE)
+REJECTED = TableRef(SCHEMA, f"shop_{OBJ}_rejected")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -179,7 +181,9 @@ def test_second_call_loads_nothing_and_keeps_watermark(folder, wh):
     assert wh.row_count(TABLE) == 2
 
 
-def test_new_file_loads_only_rows_newer_than_watermark(folder, wh):
+def test_a_late_file_loads_every_row_whatever_the_watermark(folder, wh):
+    """Issue 15: a file arriving late with rows older than the watermark loaded 0 rows, silently.
+    New files are decided by the per-file bookkeeping, not by the watermark."""
     source = make_source(folder)
     write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 12:00:00"]])
     inc(wh, source, folder)
@@ -187,28 +191,95 @@ def test_new_file_loads_only_rows_newer_than_watermark(folder, wh):
         incr(folder, "b.csv"),
         HEADER,
         [
-            ["C3", "old@x.com", "2024-05-31 23:00:00"],  # older than the watermark: skipped
-            ["C4", "mid@x.com", "2024-06-01 11:59:59"],  # older than the watermark: skipped
-            ["C5", "new@x.com", "2024-06-02 01:00:00"],
+            ["C3", "old@x.com", "2024-05-31 23:00:00"],  # older than the watermark: loaded
+            ["C4", "mid@x.com", "2024-06-01 11:59:59"],  # older than the watermark: loaded
+            ["C5", "same@x.com", "2024-06-01 12:00:00"],  # at the watermark, another row: loaded
             ["C6", "newer@x.com", "2024-06-02 02:00:00"],
         ],
     )
     result = inc(wh, source, folder)
-    assert result.records_loaded == 2
+    assert (result.records_loaded, result.records_skipped, result.unchanged_files) == (4, 0, 1)
     assert result.files == ["b.csv"]
     assert result.previous_watermark.startswith("2024-06-01 12:00:00")
-    assert result.watermark.startswith("2024-06-02 02:00:00")
-    assert list(rows(wh, TABLE)["customer_id"]) == ["C1", "C2", "C5", "C6"]
+    assert result.watermark.startswith("2024-06-02 02:00:00")  # never moves backwards
+    assert list(rows(wh, TABLE)["customer_id"]) == ["C1", "C2", "C3", "C4", "C5", "C6"]
+    files = wh.fetch(f"SELECT * FROM {FILES.sql} ORDER BY loaded_at")
+    assert list(files["file"]) == ["a.csv", "b.csv"] and list(files["records_loaded"]) == [2, 4]
+    assert files["file_version"].str.fullmatch("[0-9a-f]{64}").all()
 
 
-def test_rows_exactly_at_watermark_are_not_reloaded(folder, wh):
+def test_an_unchanged_file_is_not_read_again(folder, wh, caplog):
     source = make_source(folder)
-    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 12:00:00"]])
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"]])
     inc(wh, source, folder)
-    write_csv(incr(folder, "b.csv"), HEADER, [["C2", "same@x.com", "2024-06-01 12:00:00"], ["C3", "later@x.com", "2024-06-01 12:00:01"]])
+    caplog.clear()
+    again = inc(wh, source, folder)
+    assert (again.records_loaded, again.unchanged_files, again.files) == (0, 1, [])
+    assert not [r for r in caplog.messages if "read file" in r]
+    assert "1 file(s) unchanged since they were loaded" in log_rows(wh)["message"].iloc[-1]
+
+
+def test_a_file_caught_half_written_then_completed_loads_the_rest_and_supersedes_its_rejection(folder, wh):
+    source = make_source(folder)
+    path = incr(folder, "a.csv")
+    path.parent.mkdir(parents=True)
+    complete = "customer_id,email,updated_at\nC1,a@x.com,2024-06-01 08:00:00\nC2,b@x.com,2024-06-01 09:00:00\n"
+    path.write_text(complete[: complete.index("b@x.com") + 4])  # the writer is in the middle of row 3
+    first = inc(wh, source, folder, "r1")
+    assert (first.records_loaded, first.records_rejected) == (1, 1)
+    path.write_text(complete)
+    second = inc(wh, source, folder, "r2")
+    assert (second.records_loaded, second.skipped_duplicate, second.records_rejected) == (1, 1, 0)
+    assert list(rows(wh, TABLE)["customer_id"]) == ["C1", "C2"]
+    rejected = wh.fetch(f"SELECT * FROM {REJECTED.sql}")
+    assert len(rejected) == 1 and rejected["superseded_at"].notna().all()
+    files = wh.fetch(f"SELECT file_version FROM {FILES.sql} ORDER BY loaded_at")
+    assert rejected["superseded_by_file_version"][0] == files["file_version"].iloc[-1] != rejected["file_version"][0]
+    log = log_rows(wh)
+    assert list(log["records_skipped_duplicate"]) == [0, 1]
+    assert "1 row(s) already loaded from an earlier version of the same file" in log["message"].iloc[-1]
+
+
+def test_a_file_replaced_with_different_content_loads_its_new_rows(folder, wh):
+    source = make_source(folder)
+    path = write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:00:00"]])
+    inc(wh, source, folder)
+    # the same name, the same size and modification time, one row corrected: the content hash differs
+    st = path.stat()
+    write_csv(path, HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "c@x.com", "2024-06-01 09:00:00"]])
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size
     result = inc(wh, source, folder)
-    assert result.records_loaded == 1
-    assert list(rows(wh, TABLE)["customer_id"]) == ["C1", "C3"]
+    assert (result.records_loaded, result.skipped_duplicate) == (1, 1)
+    assert list(rows(wh, TABLE, "customer_id, email")["email"]) == ["a@x.com", "b@x.com", "c@x.com"]
+
+
+def test_a_file_deleted_and_re_added_loads_nothing_twice(folder, wh):
+    source = make_source(folder)
+    data = [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:00:00"]]
+    path = write_csv(incr(folder, "a.csv"), HEADER, data)
+    inc(wh, source, folder)
+    path.unlink()
+    assert inc(wh, source, folder).records_loaded == 0
+    write_csv(path, HEADER, data)  # the same content back, with a new modification time
+    back = inc(wh, source, folder)
+    assert (back.records_loaded, back.unchanged_files, back.records_skipped) == (0, 1, 0)
+    write_csv(path, HEADER, [*data, ["C3", "c@x.com", "2024-05-01 00:00:00"]])  # re-added with one more (older) row
+    more = inc(wh, source, folder)
+    assert (more.records_loaded, more.skipped_duplicate) == (1, 2)
+    assert list(rows(wh, TABLE)["customer_id"]) == ["C1", "C2", "C3"]
+
+
+def test_rows_loaded_before_the_bookkeeping_existed_are_not_loaded_again(folder, wh):
+    """A warehouse loaded by an earlier version has no ingestion_files rows: its files are read
+    again once, and the rows they already gave are skipped as duplicates."""
+    source = make_source(folder)
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C1", "a@x.com", "2024-06-01 08:00:00"]])
+    inc(wh, source, folder)
+    wh.run(f"DROP TABLE {FILES.sql}")
+    again = inc(wh, source, folder)
+    assert (again.records_loaded, again.skipped_duplicate) == (0, 2)
+    assert wh.row_count(TABLE) == 2  # a row the file holds twice is data, kept twice
 
 
 def test_start_date_excludes_older_rows(folder, wh):
@@ -218,8 +289,11 @@ def test_start_date_excludes_older_rows(folder, wh):
         [["C1", "a@x.com", "2022-12-31 23:59:59"], ["C2", "b@x.com", "2023-01-01 00:00:00"], ["C3", "c@x.com", "2024-01-01 00:00:00"]],
     )
     result = inc(wh, make_source(folder, start_date="2023-01-01T00:00:00"), folder)
-    assert result.records_loaded == 2
+    assert (result.records_loaded, result.skipped_before_start_date) == (2, 1)
     assert list(rows(wh, TABLE)["customer_id"]) == ["C2", "C3"]
+    log = log_rows(wh)
+    assert list(log["records_skipped_before_start_date"]) == [1]
+    assert "skipped 1 row(s) older than start_date 2023-01-01 00:00:00" in log["message"][0]
 
 
 def test_all_rows_before_start_date_loads_nothing_and_logs(folder, wh):
