@@ -1,5 +1,7 @@
 """Ingestion checks: the table exists and has rows, the latest load succeeded, the watermark
-never moves backwards, the latest load rejected no row (a warning)."""
+never moves backwards, no rejected row is still outstanding (a warning), the latest load
+skipped no row (a warning: rows older than start_date or already loaded are counted, never
+dropped silently)."""
 
 
 import pandas as pd
@@ -10,7 +12,7 @@ from cdp_assets.assets.keys import table_key
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.connectors.loading import LOG_TABLE, rejected_ref
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.sql.checks import latest_load_sql, rejected_in_run_sql
+from cdp_assets.sql.checks import latest_load_sql, load_skips_sql, outstanding_rejections_sql
 from cdp_assets.sql.dialects import TableRef
 
 
@@ -73,14 +75,17 @@ def build_ingestion_checks(loaded: LoadedConfig) -> list:
                 @asset_check(
                     asset=key,
                     name="no_rejected_rows",
-                    description=f"The latest load rejected no row (rejected rows are kept in {rejected_ref(ref).display}).",
+                    description=(
+                        f"No rejected row of this load mode is still outstanding (rejected rows are kept in "
+                        f"{rejected_ref(ref).display}; a later version of their file supersedes them)."
+                    ),
                 )
                 def no_rejected_rows(warehouse: WarehouseResource) -> AssetCheckResult:
-                    loads = object_loads(warehouse, log, source.name, obj.name, mode)
                     target = rejected_ref(ref)
-                    if loads.empty or not warehouse.table_exists(target):
+                    if not warehouse.table_exists(target):
                         return AssetCheckResult(passed=True, metadata={"rejected_rows": 0, "threshold": 0})
-                    rows = warehouse.query(warehouse.dialect.render(rejected_in_run_sql(target)), [mode, str(loads.iloc[-1]["run_id"])])
+                    has_superseded = "superseded_at" in warehouse.columns(target)
+                    rows = warehouse.query(warehouse.dialect.render(outstanding_rejections_sql(target, has_superseded)), [mode])
                     examples = [f"{r.file} row {r.row}: {r.reason}" for r in rows.head(3).itertuples()]
                     return AssetCheckResult(
                         passed=rows.empty,
@@ -88,7 +93,38 @@ def build_ingestion_checks(loaded: LoadedConfig) -> list:
                         metadata={"rejected_rows": len(rows), "threshold": 0, "rejected_table": target.display, "examples": "; ".join(examples)},
                     )
 
-                return [has_rows, latest_load_succeeded, watermark_monotonic, no_rejected_rows]
+                @asset_check(
+                    asset=key,
+                    name="no_skipped_rows",
+                    description=(
+                        "The latest load skipped no row: rows older than start_date and rows already loaded from an "
+                        "earlier version of the same file are counted in ingestion_log (a warning, never silent)."
+                    ),
+                )
+                def no_skipped_rows(warehouse: WarehouseResource) -> AssetCheckResult:
+                    cols = warehouse.columns(log) if warehouse.table_exists(log) else []
+                    if "records_skipped_duplicate" not in cols:
+                        return AssetCheckResult(passed=True, metadata={"skipped_rows": 0, "threshold": 0})
+                    loads = warehouse.fetch(load_skips_sql(log))
+                    loads = loads[(loads["source"] == source.name) & (loads["object"] == obj.name) & (loads["mode"] == mode)]
+                    if loads.empty:
+                        return AssetCheckResult(passed=True, metadata={"skipped_rows": 0, "threshold": 0})
+                    last = loads.sort_values("loaded_at", kind="stable").iloc[-1]
+                    before = 0 if pd.isna(last["records_skipped_before_start_date"]) else int(last["records_skipped_before_start_date"])
+                    dupes = 0 if pd.isna(last["records_skipped_duplicate"]) else int(last["records_skipped_duplicate"])
+                    return AssetCheckResult(
+                        passed=before + dupes == 0,
+                        severity=AssetCheckSeverity.WARN,
+                        metadata={
+                            "skipped_rows": before + dupes,
+                            "threshold": 0,
+                            "skipped_before_start_date": before,
+                            "skipped_already_loaded": dupes,
+                            "message": str(last["message"] or ""),
+                        },
+                    )
+
+                return [has_rows, latest_load_succeeded, watermark_monotonic, no_rejected_rows, no_skipped_rows]
 
             checks.extend(_make())
     return checks
