@@ -19,6 +19,7 @@ of a file is loaded, the rejections of its earlier versions are marked supersede
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from dagster import get_dagster_logger
 
 from cdp_assets.config.models import SourceConfig, SourceObject, TableConnector
 from cdp_assets.connectors.local_files import file_version, fingerprint, object_files
-from cdp_assets.connectors.readers import ROW_COLUMN, FileRead, RejectedRow, SourceFileError, read_source_file
+from cdp_assets.connectors.readers import ROW_COLUMN, FileRead, RejectedRow, SourceFileError, excerpt, read_source_file
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql.dialects import TableRef, quote
 from cdp_assets.sql.ingestion import (
@@ -87,28 +88,73 @@ def rejected_ref(ref: TableRef) -> TableRef:
     return ref.sibling(f"{base}_rejected")
 
 
-def prepare_frame(read: FileRead, path: Path, incremental_field: str, loaded_at: datetime) -> tuple[pd.DataFrame, list[RejectedRow]]:
-    """Parse the watermark column and add lineage columns. A row whose watermark is empty or not
-    a date/time is rejected (it could never be loaded incrementally); a file without the
-    column fails, naming it."""
+# A date written with the day or month first (06/03/2024, 06.03.2024, 06-03-24): which is which
+# depends on who wrote it, so the source's date_order says; it is never guessed.
+_DAY_MONTH = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})\b")
+# The range a watermark can take: pandas' nanosecond timestamps, in whole days.
+TIMESTAMP_RANGE = (pd.Timestamp.min.ceil("D"), pd.Timestamp.max.floor("D"))
+
+
+def _ambiguous_day_month(value: object) -> bool:
+    m = _DAY_MONTH.match(str(value)) if not pd.isna(value) else None
+    return bool(m) and int(m.group(1)) <= 12 and int(m.group(2)) <= 12 and m.group(1).lstrip("0") != m.group(2).lstrip("0")
+
+
+def _out_of_range(value: str, date_order: str | None) -> bool:
+    """A value that is a date/time, just not one a timestamp column holds (9999-12-31)."""
+    from dateutil import parser
+
+    try:
+        when = parser.parse(value, dayfirst=date_order == "dmy", yearfirst=date_order == "ymd")
+    except (ValueError, OverflowError):
+        return False
+    when = when.replace(tzinfo=None)
+    return not (pd.Timestamp.min.ceil("us").to_pydatetime() <= when <= pd.Timestamp.max.floor("us").to_pydatetime())
+
+
+def prepare_frame(
+    read: FileRead, path: Path, incremental_field: str, loaded_at: datetime, date_order: str | None = None, source: str = ""
+) -> tuple[pd.DataFrame, list[RejectedRow]]:
+    """Parse the watermark column and add lineage columns. A row whose watermark is empty, not a
+    date/time or out of range is rejected (it could never be loaded incrementally); a file
+    without the column, or with day/month dates while the source has no ``date_order``, fails,
+    naming it."""
     df, rejected = read.frame, list(read.rejected)
     if df.empty and len(df.columns) <= 1:
         return df.drop(columns=[ROW_COLUMN], errors="ignore"), rejected  # an empty file
     if incremental_field not in df.columns:
+        columns = [c for c in df.columns if c != ROW_COLUMN]
+        shown = ", ".join(excerpt(c) for c in columns[:10]) + (f" and {len(columns) - 10} more" if len(columns) > 10 else "")
         raise SourceFileError(
-            f"{path}: has no column {incremental_field!r} (the source's incremental_field); its columns are "
-            f"{[c for c in df.columns if c != ROW_COLUMN]}. Add the column or set incremental_field to one of them"
+            f"{path}: has no column {incremental_field!r} (the source's incremental_field); its {len(columns)} column(s) "
+            f"are {shown} (masked). Add the column or set incremental_field to one of them"
         )
+    values = df[incremental_field]
+    if date_order is None:
+        ambiguous = [i for i, v in enumerate(values) if _ambiguous_day_month(v)]
+        if ambiguous:
+            i = ambiguous[0]
+            raise SourceFileError(
+                f"{path}: row {int(df[ROW_COLUMN].iloc[i])}: {incremental_field} {excerpt(values.iloc[i])} has the day and the "
+                f"month in an order that cannot be told from the value ({len(ambiguous)} such row(s)); set date_order of "
+                f"source {source!r} (sources[].date_order in the config) to dmy (day first) or mdy (month first)"
+            )
     # utc=True: values with offsets (a file spanning a DST change) become UTC; naive values are
     # taken as UTC. Stored naive, so every engine compares them the same way.
-    parsed = pd.to_datetime(df[incremental_field], errors="coerce", format="mixed", utc=True)
+    parsed = pd.to_datetime(
+        values, errors="coerce", format="mixed", utc=True, dayfirst=date_order == "dmy", yearfirst=date_order == "ymd"
+    )
     bad = parsed.isna().to_numpy()
+    low, high = (t.strftime("%Y-%m-%d") for t in TIMESTAMP_RANGE)
     for i in bad.nonzero()[0]:
-        raw = df[incremental_field].iloc[i]
-        what = "is empty" if pd.isna(raw) or not str(raw).strip() else f"{str(raw)[:100]!r} is not a date/time"
-        rejected.append(
-            RejectedRow(int(df[ROW_COLUMN].iloc[i]), f"{incremental_field} {what}; every row needs one, in ISO format like 2024-06-01 12:00:00", _row_text(df.iloc[i]))
-        )
+        raw = values.iloc[i]
+        if pd.isna(raw) or not str(raw).strip():
+            what = "is empty; every row needs one, in ISO format like 2024-06-01 12:00:00"
+        elif _out_of_range(str(raw), date_order):
+            what = f"{excerpt(raw)} is out of range: the supported range is {low} to {high} (UTC); use a date within it"
+        else:
+            what = f"{excerpt(raw)} is not a date/time; every row needs one, in ISO format like 2024-06-01 12:00:00"
+        rejected.append(RejectedRow(int(df[ROW_COLUMN].iloc[i]), f"{incremental_field} {what}", _row_text(df.iloc[i])))
     out = df[~bad].copy()
     out[incremental_field] = parsed[~bad].dt.tz_localize(None).astype("datetime64[us]")
     out = out.drop(columns=[ROW_COLUMN])
@@ -248,8 +294,8 @@ def _progress(ref: TableRef, n: int, total: int, path: Path, good: pd.DataFrame,
     )
 
 
-def _read(path: Path, read: FileRead, field_: str, loaded_at: datetime, mode: str, run_id: str, version: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    good, rejected = prepare_frame(read, path, field_, loaded_at)
+def _read(path: Path, read: FileRead, source: SourceConfig, loaded_at: datetime, mode: str, run_id: str, version: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    good, rejected = prepare_frame(read, path, source.incremental_field, loaded_at, source.date_order, source.name)
     return good, rejected_frame(path, mode, rejected, run_id, version)
 
 
@@ -353,7 +399,7 @@ def load_incremental(
         if version is not None and known.get(path.name) == version:
             unchanged += 1  # this content of this file is loaded: nothing in it is new
             continue
-        df, rejected = _read(path, reader(), field_, loaded_at, "incremental", run_id, version)
+        df, rejected = _read(path, reader(), source, loaded_at, "incremental", run_id, version)
         keep = pd.Series(True, index=df.index)
         file_before = file_dupes = 0
         if field_ in df.columns and len(df):
@@ -423,7 +469,7 @@ def load_historical(
     read, book = [], []
     for n, (path, reader) in enumerate(inputs, start=1):
         version = None if from_table else file_version(path)
-        read.append(_read(path, reader(), source.incremental_field, loaded_at, "historical", run_id, version))
+        read.append(_read(path, reader(), source, loaded_at, "historical", run_id, version))
         good, rejected = read[-1]
         _progress(ref, n, len(inputs), path, good, rejected)
         if version is not None:
