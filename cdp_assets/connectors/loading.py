@@ -395,6 +395,8 @@ def load_incremental(
     before_start = duplicate = unchanged = 0
     inputs = source_inputs(wh, source, obj, folder, historical=False, watermark=watermark)
     for n, (path, reader) in enumerate(inputs, start=1):
+        # Hashed before it is read: a file still growing in between is recorded with its older
+        # hash, so the next load reads it again and skips the rows it already gave (no loss).
         version = None if from_table else file_version(path)
         if version is not None and known.get(path.name) == version:
             unchanged += 1  # this content of this file is loaded: nothing in it is new
