@@ -270,6 +270,31 @@ def test_a_file_deleted_and_re_added_loads_nothing_twice(folder, wh):
     assert list(rows(wh, TABLE)["customer_id"]) == ["C1", "C2", "C3"]
 
 
+def test_a_failed_load_records_no_file_as_loaded(folder, wh):
+    source = make_source(folder)
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"]])
+    broken = incr(folder, "b.csv")
+    broken.write_text('customer_id,email,updated_at\nC2,"b@x.com,2024-06-01 09:00:00\n')  # a quote never closed
+    with pytest.raises(SourceFileError, match="line 2"):
+        inc(wh, source, folder)
+    assert not wh.table_exists(TABLE) and not wh.table_exists(FILES)
+    write_csv(broken, HEADER, [["C2", "b@x.com", "2024-06-01 09:00:00"]])
+    result = inc(wh, source, folder)
+    assert (result.records_loaded, result.files) == (2, ["a.csv", "b.csv"])
+    assert sorted(wh.fetch(f"SELECT file FROM {FILES.sql}")["file"]) == ["a.csv", "b.csv"]
+
+
+def test_a_historical_files_rejection_is_superseded_when_the_file_is_fixed(folder, wh):
+    source = make_source(folder)
+    h = write_csv(hist(folder, "h.csv"), HEADER, [["C1", "a@x.com", "2023-01-01 00:00:00"], ["C2", "b@x.com", "someday"]])
+    assert hst(wh, source, folder).records_rejected == 1
+    write_csv(h, HEADER, [["C1", "a@x.com", "2023-01-01 00:00:00"], ["C2", "b@x.com", "2023-01-02 00:00:00"]])
+    assert hst(wh, source, folder).records_loaded == 2
+    rejected = wh.fetch(f"SELECT mode, superseded_at, superseded_by_file_version FROM {REJECTED.sql}")
+    assert list(rejected["mode"]) == ["historical"] and rejected["superseded_at"].notna().all()
+    assert rejected["superseded_by_file_version"][0] == wh.fetch(f"SELECT file_version FROM {FILES.sql} ORDER BY loaded_at")["file_version"].iloc[-1]
+
+
 def test_rows_loaded_before_the_bookkeeping_existed_are_not_loaded_again(folder, wh):
     """A warehouse loaded by an earlier version has no ingestion_files rows: its files are read
     again once, and the rows they already gave are skipped as duplicates."""
