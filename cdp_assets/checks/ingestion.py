@@ -97,8 +97,8 @@ def build_ingestion_checks(loaded: LoadedConfig) -> list:
                     asset=key,
                     name="no_skipped_rows",
                     description=(
-                        "The latest load skipped no row: rows older than start_date and rows already loaded from an "
-                        "earlier version of the same file are counted in ingestion_log (a warning, never silent)."
+                        "The latest load skipped no row: rows older than start_date and exact copies of rows already "
+                        "loaded are counted in ingestion_log (a warning, never silent)."
                     ),
                 )
                 def no_skipped_rows(warehouse: WarehouseResource) -> AssetCheckResult:

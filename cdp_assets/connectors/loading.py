@@ -4,9 +4,9 @@ Incremental loads decide what is new per file, not by the watermark: every file 
 recorded in ``{client}_src.ingestion_files`` (source, object, mode, file name, the SHA-256 of its
 content, what it gave). A file whose name and content are recorded is not read again; a new
 file, or a changed one, is read whatever the dates of its rows, so a late file loads. Of its
-rows, those older than ``start_date`` and those already loaded from an earlier version of the
-same file (a file caught half-written, then completed) are skipped and counted, never dropped
-silently. Sources that are warehouse tables (``connector: table``) have no files and still load
+rows, those older than ``start_date`` and those already loaded (exact copies of rows in the
+table: from an earlier version of the same file, caught half-written and then completed, or a
+file copied under another name) are skipped and counted, never dropped silently. Sources that are warehouse tables (``connector: table``) have no files and still load
 the rows newer than the watermark.
 
 Every load appends one row to ``{client}_src.ingestion_log`` in the same unit as the data and
@@ -37,10 +37,9 @@ from cdp_assets.sql.dialects import TableRef, quote
 from cdp_assets.sql.ingestion import (
     all_rows_sql,
     file_versions_sql,
-    loaded_file_names_sql,
     open_rejections_sql,
     rejection_keys_sql,
-    rows_of_file_sql,
+    rows_in_range_sql,
     source_table_rows_sql,
 )
 
@@ -72,7 +71,7 @@ class LoadResult:
         if self.skipped_before_start_date:
             parts.append(f"skipped {self.skipped_before_start_date} row(s) older than start_date {start_date}")
         if self.skipped_duplicate:
-            parts.append(f"skipped {self.skipped_duplicate} row(s) already loaded from an earlier version of the same file")
+            parts.append(f"skipped {self.skipped_duplicate} row(s) already loaded (exact copies of rows in the table)")
         if self.unchanged_files:
             parts.append(f"{self.unchanged_files} file(s) unchanged since they were loaded")
         return "; ".join(parts)
@@ -269,13 +268,17 @@ def _key(values: list) -> tuple:
     return tuple(None if pd.isna(v) else (pd.Timestamp(v) if isinstance(v, (pd.Timestamp, datetime)) else str(v)) for v in values)
 
 
-def not_loaded_yet(wh: WarehouseResource, ref: TableRef, file: str, df: pd.DataFrame) -> pd.Series:
-    """Which rows of a new version of ``file`` are not already in the table from its earlier
-    versions: exact duplicates (every column of the file equal) are counted off one for one,
-    so a row the file holds twice and the table once loads once more."""
+def not_loaded_yet(
+    wh: WarehouseResource, ref: TableRef, df: pd.DataFrame, field_: str, table_exists: bool, pending: list[pd.DataFrame]
+) -> pd.Series:
+    """Which rows of a file are not already loaded: exact copies (every column of the file
+    equal) of rows in the table (read among its rows in the file's watermark range) or of rows
+    this load takes from an earlier file are counted off one for one, so a row the file holds
+    twice and the table once loads once more, and a row a file holds twice loads twice (it is
+    data)."""
     data_cols = [c for c in df.columns if c not in ("_cdp_file", "_cdp_loaded_at")]
-    have = wh.fetch(rows_of_file_sql(ref), [file])
-    seen = Counter(_key([row.get(c) for c in data_cols]) for row in have.to_dict("records"))
+    have = [wh.fetch(rows_in_range_sql(ref, field_), [_iso(df[field_].min()), _iso(df[field_].max())])] if table_exists else []
+    seen = Counter(_key([row.get(c) for c in data_cols]) for frame in [*have, *pending] for row in frame.to_dict("records"))
     fresh = []
     for values in df[data_cols].itertuples(index=False, name=None):
         key = _key(list(values))
@@ -380,8 +383,8 @@ def load_incremental(
     wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path | None, schema: str, run_id: str
 ) -> LoadResult:
     """Append the rows of new and changed files (a warehouse table: the rows newer than the
-    watermark), except rows older than start_date and rows already loaded from an earlier
-    version of the same file, which are counted as skipped."""
+    watermark), except rows older than start_date and rows already in the table, which are
+    counted as skipped."""
     ref = TableRef(schema, f"{source.name}_{obj.name}")
     log_ref, files_ref = TableRef(schema, LOG_TABLE), TableRef(schema, FILES_TABLE)
     field_ = source.incremental_field
@@ -389,7 +392,7 @@ def load_incremental(
     watermark = current_watermark(wh, ref, field_)
     loaded_at = _now()
     known = {} if from_table else {f: v for (m, f), v in latest_versions(wh, files_ref, source.name, obj.name).items() if m == "incremental"}
-    in_table = set() if from_table or not wh.table_exists(ref) else set(wh.fetch(loaded_file_names_sql(ref))["file"].dropna())
+    table_exists = wh.table_exists(ref)
     start = naive_utc(source.start_date) if source.start_date is not None else None
     frames, used, rejects, book = [], [], [], []
     before_start = duplicate = unchanged = 0
@@ -411,15 +414,15 @@ def load_incremental(
                 old = keep & (df[field_] < start)
                 file_before = int(old.sum())
                 keep &= ~old
-            if path.name in in_table and keep.any():  # an earlier version of this file loaded rows
-                fresh = not_loaded_yet(wh, ref, path.name, df)
+            if (table_exists or frames) and not from_table and keep.any():
+                fresh = not_loaded_yet(wh, ref, df[keep], field_, table_exists, frames).reindex(df.index, fill_value=False)
                 file_dupes = int((keep & ~fresh).sum())
                 keep &= fresh
         _progress(ref, n, len(inputs), path, df, rejected)
         if file_before or file_dupes:
             get_dagster_logger("cdp_assets.loading").info(
                 f"{ref.display}: {path.name}: skipped {file_before} row(s) older than start_date, "
-                f"{file_dupes} row(s) already loaded from an earlier version of this file"
+                f"{file_dupes} row(s) already loaded (exact copies of rows in the table)"
             )
         rejects.append(rejected)
         before_start += file_before

@@ -27,14 +27,11 @@ def file_versions_sql(files_log: TableRef) -> str:
     )
 
 
-def loaded_file_names_sql(table: TableRef) -> str:
-    """The files a raw table holds rows of (its ``_cdp_file`` lineage column)."""
-    return f"SELECT DISTINCT {quote('_cdp_file')} AS file FROM {table.sql}"
-
-
-def rows_of_file_sql(table: TableRef) -> str:
-    """The rows a raw table holds from one file (its name bound as the one parameter)."""
-    return f"SELECT * FROM {table.sql} WHERE {quote('_cdp_file')} = ?"
+def rows_in_range_sql(table: TableRef, incremental_field: str) -> str:
+    """The rows a raw table holds with a watermark between two bounds (bound as the two
+    parameters, inclusive): where an exact copy of a new file's row could be."""
+    col = quote(incremental_field)
+    return f"SELECT * FROM {table.sql} WHERE {col} >= CAST(? AS TIMESTAMP) AND {col} <= CAST(? AS TIMESTAMP)"
 
 
 def rejection_keys_sql(rejected: TableRef, with_version: bool) -> str:

@@ -237,7 +237,7 @@ def test_a_file_caught_half_written_then_completed_loads_the_rest_and_supersedes
     assert rejected["superseded_by_file_version"][0] == files["file_version"].iloc[-1] != rejected["file_version"][0]
     log = log_rows(wh)
     assert list(log["records_skipped_duplicate"]) == [0, 1]
-    assert "1 row(s) already loaded from an earlier version of the same file" in log["message"].iloc[-1]
+    assert "skipped 1 row(s) already loaded (exact copies of rows in the table)" in log["message"].iloc[-1]
 
 
 def test_a_file_replaced_with_different_content_loads_its_new_rows(folder, wh):
@@ -293,6 +293,21 @@ def test_a_historical_files_rejection_is_superseded_when_the_file_is_fixed(folde
     rejected = wh.fetch(f"SELECT mode, superseded_at, superseded_by_file_version FROM {REJECTED.sql}")
     assert list(rejected["mode"]) == ["historical"] and rejected["superseded_at"].notna().all()
     assert rejected["superseded_by_file_version"][0] == wh.fetch(f"SELECT file_version FROM {FILES.sql} ORDER BY loaded_at")["file_version"].iloc[-1]
+
+
+def test_a_copy_under_another_name_loads_only_what_is_not_loaded_yet(folder, wh):
+    """A file copied under another name (and two new files holding the same row) is a new file:
+    read, and its exact copies of loaded rows are skipped and counted; a changed row loads."""
+    source = make_source(folder)
+    data = [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:00:00"]]
+    write_csv(incr(folder, "a.csv"), HEADER, data)
+    inc(wh, source, folder)
+    write_csv(incr(folder, "a_copy.csv"), HEADER, [*data, ["C2", "b-changed@x.com", "2024-06-01 09:00:00"]])
+    write_csv(incr(folder, "b.csv"), HEADER, [["C3", "c@x.com", "2024-05-01 00:00:00"]])
+    write_csv(incr(folder, "b_copy.csv"), HEADER, [["C3", "c@x.com", "2024-05-01 00:00:00"]])
+    result = inc(wh, source, folder)
+    assert (result.records_loaded, result.skipped_duplicate, result.files) == (2, 3, ["a_copy.csv", "b.csv"])
+    assert list(rows(wh, TABLE, "customer_id, email")["email"]) == ["a@x.com", "b-changed@x.com", "b@x.com", "c@x.com"]
 
 
 def test_rows_loaded_before_the_bookkeeping_existed_are_not_loaded_again(folder, wh):
