@@ -213,10 +213,12 @@ def _read_json_lines(path: Path) -> FileRead:
         try:
             obj = json.loads(line, parse_int=str, parse_float=str)
         except json.JSONDecodeError as exc:
-            rejected.append(RejectedRow(line_no, f"is not valid JSON ({exc.msg} at column {exc.colno})", _preview(line)))
+            # A line that is not a record may not be data at all (a symlink to another file):
+            # it is kept as a masked excerpt, like an error's quote.
+            rejected.append(RejectedRow(line_no, f"is not valid JSON ({exc.msg} at column {exc.colno})", excerpt(line)))
             continue
         if not isinstance(obj, dict):
-            rejected.append(RejectedRow(line_no, f"is a JSON {_json_type(line)}, not an object; each line must be one {{...}} record", _preview(line)))
+            rejected.append(RejectedRow(line_no, f"is a JSON {_json_type(line)}, not an object; each line must be one {{...}} record", excerpt(line)))
             continue
         values = {str(k): _json_text(v) for k, v in obj.items()}
         reason = _bad_text(list(values.values()))  # a \u0000 escape decodes to NUL

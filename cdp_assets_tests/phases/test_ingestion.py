@@ -697,9 +697,10 @@ def test_a_symlinked_secret_file_is_never_quoted_in_errors_logs_or_tables(tmp_pa
     loaded = load_config(write_project(tmp_path / "p", records=30))
     link = loaded.source_paths["shop"] / "customers" / "zz_exports.csv"
     link.symlink_to(secret_file)
+    (loaded.source_paths["web"] / "events" / "zz_exports.jsonl").symlink_to(secret_file)  # lines that are not JSON
     defs = build_definitions(loaded)
     instance = DagsterInstance.ephemeral()
-    keys = [k for k in defs.resolve_all_asset_keys() if k.path[-1] in ("shop_customers", "shop_customers_hist")]
+    keys = [k for k in defs.resolve_all_asset_keys() if k.path[-1] in ("shop_customers", "shop_customers_hist", "web_events", "web_events_hist")]
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False)
     assert not result.success
     failure = next(e.event_specific_data.error for e in result.all_events if e.event_type_value == "STEP_FAILURE")
@@ -708,6 +709,8 @@ def test_a_symlinked_secret_file_is_never_quoted_in_errors_logs_or_tables(tmp_pa
     for fragment in ("wJalrXUtnFEMI", "EXAMPLEKEY", SECRET[:30]):
         assert fragment not in failure.to_string() and fragment not in everything
     wh = warehouse_for(loaded)
+    raws = wh.fetch('SELECT file, raw FROM "acme_src"."web_events_rejected"')
+    assert list(raws["file"]) == ["zz_exports.jsonl"] * 2 and raws["raw"][0] == "'aws_*****************=*************/****...'"
     for table in wh.list_tables("acme_src"):
         text = wh.fetch(f'SELECT * FROM "acme_src"."{table}"').astype(str).to_csv()
         assert "wJalrXUtnFEMI" not in text, table
