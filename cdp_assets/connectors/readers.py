@@ -160,6 +160,12 @@ def _read_csv(path: Path) -> FileRead:
             if not record:
                 continue  # a blank line is not a row
             if header is None:
+                if any("\x00" in v for v in record):
+                    # UTF-16 without BOM whose first line is not ASCII is not recognised as such
+                    raise SourceFileError(
+                        f"{path}: line {line}: the header contains NUL bytes, the mark of a UTF-16 file without BOM; "
+                        "convert it: iconv -f UTF-16LE -t UTF-8 FILE > FILE.utf8 (UTF-16BE if that gives no sense)"
+                    )
                 if _bad_text(record):
                     raise SourceFileError(f"{path}: line {line}: the header {_bad_text(record)}")
                 header = record

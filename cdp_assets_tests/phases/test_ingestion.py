@@ -642,6 +642,15 @@ def test_a_cut_utf16_file_fails_saying_utf16_and_how_to_convert(folder, wh):
     assert "NUL" not in str(err.value)
 
 
+def test_utf16_without_bom_and_a_non_ascii_header_fails_saying_utf16_and_how_to_convert(folder, wh):
+    path = incr(folder, "u.csv")
+    path.parent.mkdir(parents=True)
+    path.write_bytes("名前,updated_at\nx,2024-06-01\n".encode("utf-16-le"))
+    with pytest.raises(SourceFileError) as err:
+        inc(wh, make_source(folder), folder)
+    assert str(path) in str(err.value) and "UTF-16 file without BOM" in str(err.value) and "iconv -f UTF-16LE -t UTF-8" in str(err.value)
+
+
 def test_an_empty_header_warns_with_file_and_position_and_gets_a_positional_name(folder, wh, caplog):
     path = write_csv(incr(folder, "e.csv"), ["customer_id", "", "updated_at", " "], [["C1", "a@x.com", "2024-06-01 00:00:00", "x"]])
     inc(wh, make_source(folder), folder)
