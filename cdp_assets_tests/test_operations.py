@@ -174,3 +174,87 @@ def test_the_bundled_sample_starts_no_run_on_its_own_and_a_deployment_can(tmp_pa
     deployed = build_definitions(load_config(write_project(tmp_path, records=20, mutate=deployment)))
     assert {s.default_status for s in deployed.sensors} == {DefaultSensorStatus.RUNNING}
     assert {s.default_status for s in deployed.schedules} == {DefaultScheduleStatus.RUNNING}
+
+
+def test_late_completed_replaced_and_re_added_files_through_the_sensor_and_real_runs(tmp_path):
+    """Issue 15, the way users meet it: files land in the folder, the file-drop sensor ticks, its
+    run requests are executed in-process, and the table, ingestion_log and checks are read."""
+    from cdp_assets.connectors.loading import LOG_TABLE
+    from cdp_assets_tests.conftest import check_results, warehouse_for
+
+    project = load_config(write_project(tmp_path, records=60))
+    defs, instance = build_definitions(project), DagsterInstance.ephemeral()
+    job = defs.resolve_implicit_global_asset_job_def()
+    wh = warehouse_for(project)
+    folder = project.source_paths["shop"] / "customers"
+    header = "customer_id,email,phone,first_name,last_name,updated_at\n"
+    state = {"cursor": None}
+
+    def tick_and_run() -> dict[str, bool]:
+        tick = evaluate(defs, "shop_file_drop", instance, state["cursor"])
+        state["cursor"] = tick.cursor
+        checks: dict[str, bool] = {}
+        state["evaluations"] = {}
+        for request in tick.run_requests:
+            result = job.execute_in_process(instance=instance, asset_selection=request.asset_selection, tags=request.tags)
+            assert result.success
+            checks.update(check_results(result))
+            for e in result.all_events:
+                if e.event_type_value == "ASSET_CHECK_EVALUATION":
+                    c = e.event_specific_data
+                    state["evaluations"][f"{c.asset_key.to_user_string()}:{c.check_name}"] = c
+        return checks
+
+    def ids() -> list[str]:
+        return sorted(wh.fetch('SELECT customer_id FROM "acme_src"."shop_customers"')["customer_id"])
+
+    def last_log() -> dict:
+        log = wh.fetch(f'SELECT * FROM "acme_src"."{LOG_TABLE}" WHERE object = \'customers\' AND mode = \'incremental\' ORDER BY loaded_at')
+        return log.iloc[-1].to_dict()
+
+    checks = tick_and_run()
+    assert checks["acme_src/shop_customers:no_skipped_rows"] and checks["acme_src/shop_customers:no_rejected_rows"]
+    before = ids()
+
+    # 1. A late file: rows older than the watermark (2024-06-02), one older than start_date (2023-01-01).
+    late = folder / "customers_late.csv"
+    late.write_text(header + "L1,l1@x.com,,A,B,2024-05-01 00:00:00\nL2,l2@x.com,,C,D,2024-05-02 00:00:00\nL0,l0@x.com,,E,F,2022-12-31 00:00:00\n")
+    old = time.time() - 10 * 86400
+    os.utime(late, (old, old))
+    checks = tick_and_run()
+    assert ids() == sorted([*before, "L1", "L2"])
+    assert (last_log()["records_loaded"], last_log()["records_skipped_before_start_date"]) == (2, 1)
+    assert checks["acme_src/shop_customers:no_skipped_rows"] is False  # a warning with the count
+    skipped = state["evaluations"]["acme_src/shop_customers:no_skipped_rows"]
+    assert skipped.severity.value == "WARN" and skipped.metadata["skipped_before_start_date"].value == 1
+
+    # 2. A file caught half-written (its last row cut), then completed by its writer.
+    growing = folder / "customers_2024-06-03.csv"
+    full = header + "N1,n1@x.com,,G,H,2024-06-03 01:00:00\nN2,n2@x.com,,I,J,2024-06-03 02:00:00\n"
+    growing.write_text(full[: full.index("n2@x")])
+    checks = tick_and_run()
+    assert "N1" in ids() and "N2" not in ids()
+    assert checks["acme_src/shop_customers:no_rejected_rows"] is False
+    growing.write_text(full)
+    checks = tick_and_run()
+    assert ids().count("N1") == 1 and "N2" in ids()
+    assert (last_log()["records_loaded"], last_log()["records_skipped_duplicate"]) == (1, 1)
+    assert checks["acme_src/shop_customers:no_rejected_rows"] is True  # the stale rejection is superseded
+    assert checks["acme_src/shop_customers:no_skipped_rows"] is False
+
+    # 3. The late file replaced with different content: only the changed row is new.
+    late.write_text(late.read_text().replace("l2@x.com", "l2-new@x.com"))
+    tick_and_run()
+    assert last_log()["records_loaded"] == 1
+    emails = wh.fetch('SELECT email FROM "acme_src"."shop_customers" WHERE customer_id = \'L2\'')["email"]
+    assert sorted(emails) == ["l2-new@x.com", "l2@x.com"]
+
+    # 4. Deleted, then re-added with the same content: the sensor sees a new file, nothing loads twice.
+    content = late.read_text()
+    late.unlink()
+    assert evaluate(defs, "shop_file_drop", instance, state["cursor"]).run_requests == []
+    late.write_text(content)
+    rows_before = len(ids())
+    tick_and_run()
+    assert len(ids()) == rows_before
+    assert last_log()["records_loaded"] == 0 and "unchanged since they were loaded" in last_log()["message"]

@@ -116,7 +116,7 @@ def test_a_new_file_loads_only_its_newer_rows(project, instance):
     newer = old.head(3).copy()
     newer["updated_at"] = "2024-07-01 09:00:00"
     newer["customer_id"] = ["C900001", "C900002", "C900003"]
-    stale = old.head(2)  # already loaded timestamps: must not load again
+    stale = old.head(2)  # rows already loaded (exact copies): skipped and counted, not loaded again
     pd.concat([newer, stale]).to_csv(folder / "customers_2024-07-01.csv", index=False)
 
     result = run_pipeline(project, instance)
@@ -124,7 +124,7 @@ def test_a_new_file_loads_only_its_newer_rows(project, instance):
     wh = warehouse_for(project)
     log = wh.fetch(f'SELECT * FROM "acme_src"."{LOG_TABLE}" ORDER BY loaded_at')
     last = log[(log["object"] == "customers") & (log["mode"] == "incremental")].iloc[-1]
-    assert last["records_loaded"] == 3
+    assert last["records_loaded"] == 3 and last["records_skipped_duplicate"] == 2
     assert last["files"] == "customers_2024-07-01.csv"
     assert last["watermark"].startswith("2024-07-01 09:00:00")
     ids = wh.fetch('SELECT customer_id FROM "acme_stg"."shop_customers_stg"')["customer_id"]

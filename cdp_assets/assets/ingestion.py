@@ -64,9 +64,11 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
                     record_failure(warehouse, schema, source.name, obj.name, mode, context.run.run_id, exc)
                     raise
                 rows = warehouse.row_count(ref) if warehouse.table_exists(ref) else 0
+                skipped = result.summary(source.start_date)
                 context.log.info(
                     f"{ref.display}: loaded {result.records_loaded} row(s) from {len(result.files)} file(s); "
                     f"watermark {result.previous_watermark} -> {result.watermark}; table has {rows} row(s)"
+                    + (f"; {skipped}" if skipped else "")
                 )
                 yield MaterializeResult(
                     asset_key=table_key(ref),
@@ -78,6 +80,8 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
                         "files": MetadataValue.json(result.files),
                         "table": ref.display,
                         "records_rejected": result.records_rejected,
+                        "records_skipped_before_start_date": result.skipped_before_start_date,
+                        "records_skipped_duplicate": result.skipped_duplicate,
                         **engine_jobs_metadata(warehouse),
                     },
                 )

@@ -1,5 +1,7 @@
 """Ingestion checks: the table exists and has rows, the latest load succeeded, the watermark
-never moves backwards, the latest load rejected no row (a warning)."""
+never moves backwards, no rejected row is still outstanding (a warning), the latest load
+skipped no row (a warning: rows older than start_date or already loaded are counted, never
+dropped silently)."""
 
 
 import pandas as pd
@@ -11,7 +13,7 @@ from cdp_assets.checks import check_result
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.connectors.loading import LOG_TABLE, rejected_ref
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.sql.checks import latest_load_sql, rejected_in_run_sql
+from cdp_assets.sql.checks import latest_load_sql, load_skips_sql, outstanding_rejections_sql
 from cdp_assets.sql.dialects import TableRef
 
 
@@ -81,15 +83,18 @@ def build_ingestion_checks(loaded: LoadedConfig) -> list:
                 @asset_check(
                     asset=key,
                     name="no_rejected_rows",
-                    description=f"The latest load rejected no row (rejected rows are kept in {rejected_ref(ref).display}).",
+                    description=(
+                        f"No rejected row of this load mode is still outstanding (rejected rows are kept in "
+                        f"{rejected_ref(ref).display}; a later version of their file supersedes them)."
+                    ),
                 )
                 def no_rejected_rows(warehouse: WarehouseResource) -> AssetCheckResult:
-                    loads = object_loads(warehouse, log, source.name, obj.name, mode)
                     target = rejected_ref(ref)
-                    if loads.empty or not warehouse.table_exists(target):
+                    if not warehouse.table_exists(target):
                         return check_result(True, measured=0, threshold=0, unit="rejected row(s)", comparison="at_most",
                                             severity=AssetCheckSeverity.WARN)
-                    rows = warehouse.query(warehouse.dialect.render(rejected_in_run_sql(target)), [mode, str(loads.iloc[-1]["run_id"])])
+                    has_superseded = "superseded_at" in warehouse.columns(target)
+                    rows = warehouse.query(warehouse.dialect.render(outstanding_rejections_sql(target, has_superseded)), [mode])
                     examples = [f"{r.file} row {r.row}: {r.reason}" for r in rows.head(3).itertuples()]
                     return check_result(
                         rows.empty,
@@ -102,7 +107,41 @@ def build_ingestion_checks(loaded: LoadedConfig) -> list:
                         examples="; ".join(examples),
                     )
 
-                return [has_rows, latest_load_succeeded, watermark_monotonic, no_rejected_rows]
+                @asset_check(
+                    asset=key,
+                    name="no_skipped_rows",
+                    description=(
+                        "The latest load skipped no row: rows older than start_date and exact copies of rows already "
+                        "loaded are counted in ingestion_log (a warning, never silent)."
+                    ),
+                )
+                def no_skipped_rows(warehouse: WarehouseResource) -> AssetCheckResult:
+                    def skipped(before: int, dupes: int, message: str = "") -> AssetCheckResult:
+                        return check_result(
+                            before + dupes == 0,
+                            measured=before + dupes,
+                            threshold=0,
+                            unit="skipped row(s)",
+                            comparison="at_most",
+                            severity=AssetCheckSeverity.WARN,
+                            skipped_before_start_date=before,
+                            skipped_already_loaded=dupes,
+                            message=message,
+                        )
+
+                    cols = warehouse.columns(log) if warehouse.table_exists(log) else []
+                    if "records_skipped_duplicate" not in cols:
+                        return skipped(0, 0)
+                    loads = warehouse.fetch(load_skips_sql(log))
+                    loads = loads[(loads["source"] == source.name) & (loads["object"] == obj.name) & (loads["mode"] == mode)]
+                    if loads.empty:
+                        return skipped(0, 0)
+                    last = loads.sort_values("loaded_at", kind="stable").iloc[-1]
+                    before = 0 if pd.isna(last["records_skipped_before_start_date"]) else int(last["records_skipped_before_start_date"])
+                    dupes = 0 if pd.isna(last["records_skipped_duplicate"]) else int(last["records_skipped_duplicate"])
+                    return skipped(before, dupes, str(last["message"] or ""))
+
+                return [has_rows, latest_load_succeeded, watermark_monotonic, no_rejected_rows, no_skipped_rows]
 
             checks.extend(_make())
     return checks

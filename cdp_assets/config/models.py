@@ -242,6 +242,9 @@ class SourceConfig(_Strict):
     mode: Literal["incremental", "historical", "both"] = "both"
     incremental_field: str = "updated_at"
     start_date: datetime | None = None
+    # How a watermark written as 06/03/2024 is read: dmy (day first), mdy (month first) or ymd.
+    # Unset, such values fail the load naming this field: the order is never guessed.
+    date_order: Literal["dmy", "mdy", "ymd"] | None = None
 
     _name = field_validator("name")(lambda v: check_lower_identifier(v, "source name"))
     _field = field_validator("incremental_field")(lambda v: check_identifier(v, "incremental_field"))

@@ -1,13 +1,26 @@
-"""Loading source files into raw tables: incremental by watermark, historical by replacement.
+"""Loading source files into raw tables: incremental by file, historical by replacement.
 
-Every load appends one row to ``{client}_src.ingestion_log`` in the same unit as the data, so
-the log and the table never disagree. Rows that cannot be loaded go to
-``{client}_src.{source}_{object}_rejected`` (file, row, reason, the row's text) in that same
-unit: loaded plus rejected is every row of the input.
+Incremental loads decide what is new per file, not by the watermark: every file loaded is
+recorded in ``{client}_src.ingestion_files`` (source, object, mode, file name, the SHA-256 of its
+content, what it gave). A file whose name and content are recorded is not read again; a new
+file, or a changed one, is read whatever the dates of its rows, so a late file loads. Of its
+rows, those older than ``start_date`` and those already loaded (exact copies of rows in the
+table: from an earlier version of the same file, caught half-written and then completed, or a
+file copied under another name) are skipped and counted, never dropped silently. Sources that are warehouse tables (``connector: table``) have no files and still load
+the rows newer than the watermark.
+
+Every load appends one row to ``{client}_src.ingestion_log`` in the same unit as the data and
+the file records, so the log, the bookkeeping and the table never disagree (a failed load
+records no file as loaded). Rows that cannot be loaded go to
+``{client}_src.{source}_{object}_rejected`` (file, file version, row, reason, the row's text) in
+that same unit: loaded plus rejected plus skipped is every row of the input. When a later version
+of a file is loaded, the rejections of its earlier versions are marked superseded.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,13 +30,21 @@ import pandas as pd
 from dagster import get_dagster_logger
 
 from cdp_assets.config.models import DLT_CONNECTORS, SourceConfig, SourceObject, TableConnector
-from cdp_assets.connectors.local_files import fingerprint, object_files
-from cdp_assets.connectors.readers import ROW_COLUMN, FileRead, RejectedRow, SourceFileError, read_source_file
+from cdp_assets.connectors.local_files import file_version, fingerprint, object_files
+from cdp_assets.connectors.readers import ROW_COLUMN, FileRead, RejectedRow, SourceFileError, excerpt, read_source_file
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql.dialects import TableRef, quote
-from cdp_assets.sql.ingestion import source_table_rows_sql
+from cdp_assets.sql.ingestion import (
+    all_rows_sql,
+    file_versions_sql,
+    open_rejections_sql,
+    rejection_keys_sql,
+    rows_in_range_sql,
+    source_table_rows_sql,
+)
 
 LOG_TABLE = "ingestion_log"
+FILES_TABLE = "ingestion_files"  # one row per file version loaded (the per-file bookkeeping)
 
 
 @dataclass
@@ -36,6 +57,24 @@ class LoadResult:
     files: list[str] = field(default_factory=list)
     status: str = "success"
     records_rejected: int = 0
+    skipped_before_start_date: int = 0
+    skipped_duplicate: int = 0
+    unchanged_files: int = 0
+
+    @property
+    def records_skipped(self) -> int:
+        return self.skipped_before_start_date + self.skipped_duplicate
+
+    def summary(self, start_date: datetime | None) -> str:
+        """What was deliberately not loaded, in words (the log's message, the run's log)."""
+        parts = []
+        if self.skipped_before_start_date:
+            parts.append(f"skipped {self.skipped_before_start_date} row(s) older than start_date {start_date}")
+        if self.skipped_duplicate:
+            parts.append(f"skipped {self.skipped_duplicate} row(s) already loaded (exact copies of rows in the table)")
+        if self.unchanged_files:
+            parts.append(f"{self.unchanged_files} file(s) unchanged since they were loaded")
+        return "; ".join(parts)
 
 
 def _now() -> datetime:
@@ -48,28 +87,73 @@ def rejected_ref(ref: TableRef) -> TableRef:
     return ref.sibling(f"{base}_rejected")
 
 
-def prepare_frame(read: FileRead, path: Path, incremental_field: str, loaded_at: datetime) -> tuple[pd.DataFrame, list[RejectedRow]]:
-    """Parse the watermark column and add lineage columns. A row whose watermark is empty or not
-    a date/time is rejected (it could never be loaded incrementally); a file without the
-    column fails, naming it."""
+# A date written with the day or month first (06/03/2024, 06.03.2024, 06-03-24): which is which
+# depends on who wrote it, so the source's date_order says; it is never guessed.
+_DAY_MONTH = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})\b")
+# The range a watermark can take: pandas' nanosecond timestamps, in whole days.
+TIMESTAMP_RANGE = (pd.Timestamp.min.ceil("D"), pd.Timestamp.max.floor("D"))
+
+
+def _ambiguous_day_month(value: object) -> bool:
+    m = _DAY_MONTH.match(str(value)) if not pd.isna(value) else None
+    return bool(m) and int(m.group(1)) <= 12 and int(m.group(2)) <= 12 and m.group(1).lstrip("0") != m.group(2).lstrip("0")
+
+
+def _out_of_range(value: str, date_order: str | None) -> bool:
+    """A value that is a date/time, just not one a timestamp column holds (9999-12-31)."""
+    from dateutil import parser
+
+    try:
+        when = parser.parse(value, dayfirst=date_order == "dmy", yearfirst=date_order == "ymd")
+    except (ValueError, OverflowError):
+        return False
+    when = when.replace(tzinfo=None)
+    return not (pd.Timestamp.min.ceil("us").to_pydatetime() <= when <= pd.Timestamp.max.floor("us").to_pydatetime())
+
+
+def prepare_frame(
+    read: FileRead, path: Path, incremental_field: str, loaded_at: datetime, date_order: str | None = None, source: str = ""
+) -> tuple[pd.DataFrame, list[RejectedRow]]:
+    """Parse the watermark column and add lineage columns. A row whose watermark is empty, not a
+    date/time or out of range is rejected (it could never be loaded incrementally); a file
+    without the column, or with day/month dates while the source has no ``date_order``, fails,
+    naming it."""
     df, rejected = read.frame, list(read.rejected)
     if df.empty and len(df.columns) <= 1:
         return df.drop(columns=[ROW_COLUMN], errors="ignore"), rejected  # an empty file
     if incremental_field not in df.columns:
+        columns = [c for c in df.columns if c != ROW_COLUMN]
+        shown = ", ".join(excerpt(c) for c in columns[:10]) + (f" and {len(columns) - 10} more" if len(columns) > 10 else "")
         raise SourceFileError(
-            f"{path}: has no column {incremental_field!r} (the source's incremental_field); its columns are "
-            f"{[c for c in df.columns if c != ROW_COLUMN]}. Add the column or set incremental_field to one of them"
+            f"{path}: has no column {incremental_field!r} (the source's incremental_field); its {len(columns)} column(s) "
+            f"are {shown} (masked). Add the column or set incremental_field to one of them"
         )
+    values = df[incremental_field]
+    if date_order is None:
+        ambiguous = [i for i, v in enumerate(values) if _ambiguous_day_month(v)]
+        if ambiguous:
+            i = ambiguous[0]
+            raise SourceFileError(
+                f"{path}: row {int(df[ROW_COLUMN].iloc[i])}: {incremental_field} {excerpt(values.iloc[i])} has the day and the "
+                f"month in an order that cannot be told from the value ({len(ambiguous)} such row(s)); set date_order of "
+                f"source {source!r} (sources[].date_order in the config) to dmy (day first) or mdy (month first)"
+            )
     # utc=True: values with offsets (a file spanning a DST change) become UTC; naive values are
     # taken as UTC. Stored naive, so every engine compares them the same way.
-    parsed = pd.to_datetime(df[incremental_field], errors="coerce", format="mixed", utc=True)
+    parsed = pd.to_datetime(
+        values, errors="coerce", format="mixed", utc=True, dayfirst=date_order == "dmy", yearfirst=date_order == "ymd"
+    )
     bad = parsed.isna().to_numpy()
+    low, high = (t.strftime("%Y-%m-%d") for t in TIMESTAMP_RANGE)
     for i in bad.nonzero()[0]:
-        raw = df[incremental_field].iloc[i]
-        what = "is empty" if pd.isna(raw) or not str(raw).strip() else f"{str(raw)[:100]!r} is not a date/time"
-        rejected.append(
-            RejectedRow(int(df[ROW_COLUMN].iloc[i]), f"{incremental_field} {what}; every row needs one, in ISO format like 2024-06-01 12:00:00", _row_text(df.iloc[i]))
-        )
+        raw = values.iloc[i]
+        if pd.isna(raw) or not str(raw).strip():
+            what = "is empty; every row needs one, in ISO format like 2024-06-01 12:00:00"
+        elif _out_of_range(str(raw), date_order):
+            what = f"{excerpt(raw)} is out of range: the supported range is {low} to {high} (UTC); use a date within it"
+        else:
+            what = f"{excerpt(raw)} is not a date/time; every row needs one, in ISO format like 2024-06-01 12:00:00"
+        rejected.append(RejectedRow(int(df[ROW_COLUMN].iloc[i]), f"{incremental_field} {what}", _row_text(df.iloc[i])))
     out = df[~bad].copy()
     out[incremental_field] = parsed[~bad].dt.tz_localize(None).astype("datetime64[us]")
     out = out.drop(columns=[ROW_COLUMN])
@@ -82,33 +166,128 @@ def _row_text(row: pd.Series) -> str:
     return ", ".join(f"{k}={v}" for k, v in row.items() if k != ROW_COLUMN and not pd.isna(v))[:1000]
 
 
-def rejected_frame(path: Path, mode: str, rows: list[RejectedRow], run_id: str) -> pd.DataFrame:
+def rejected_frame(path: Path, mode: str, rows: list[RejectedRow], run_id: str, version: str | None = None) -> pd.DataFrame:
+    n = len(rows)
     return pd.DataFrame(
         {
-            "file": pd.array([path.name] * len(rows), dtype="string"),
+            "file": pd.array([path.name] * n, dtype="string"),
             "row": pd.Series([r.row for r in rows], dtype="int64"),
             "reason": pd.array([r.reason for r in rows], dtype="string"),
             "raw": pd.array([r.raw for r in rows], dtype="string"),
-            "mode": pd.array([mode] * len(rows), dtype="string"),
-            "run_id": pd.array([run_id] * len(rows), dtype="string"),
-            "rejected_at": pd.Series([_now()] * len(rows), dtype="datetime64[us]"),
+            "mode": pd.array([mode] * n, dtype="string"),
+            "run_id": pd.array([run_id] * n, dtype="string"),
+            "rejected_at": pd.Series([_now()] * n, dtype="datetime64[us]"),
+            # the file's content hash when it was read; superseded_* are set once a later
+            # version of the file is loaded (supersede_rejections), so what is still wrong shows
+            "file_version": pd.array([version] * n, dtype="string"),
+            "superseded_at": pd.Series([pd.NaT] * n, dtype="datetime64[us]"),
+            "superseded_by_file_version": pd.array([None] * n, dtype="string"),
         }
     )
 
 
 def new_rejections(wh: WarehouseResource, ref: TableRef, frames: list[pd.DataFrame]) -> pd.DataFrame | None:
-    """The rejected rows not recorded yet: a file is read again by every incremental load, its
-    bad rows are recorded once (by file, row and reason)."""
+    """The rejected rows not recorded yet: a version of a file read again (a historical reload)
+    has its bad rows recorded once (by file, version, row and reason)."""
     frames = [f for f in frames if len(f)]
     if not frames:
         return None
     new = pd.concat(frames, ignore_index=True)
     target = rejected_ref(ref)
     if wh.table_exists(target):
-        seen = wh.fetch(f"SELECT file, row, reason FROM {target.sql}")
-        known = set(zip(seen["file"], seen["row"].astype(int), seen["reason"]))
-        new = new[[(f, int(r), why) not in known for f, r, why in zip(new["file"], new["row"], new["reason"])]]
+        with_version = "file_version" in wh.columns(target)
+        seen = wh.fetch(rejection_keys_sql(target, with_version))
+        versions = seen["file_version"] if with_version else [None] * len(seen)
+        known = {(f, int(r), why, None if pd.isna(v) else v) for f, r, why, v in zip(seen["file"], seen["row"], seen["reason"], versions)}
+        keys = zip(new["file"], new["row"], new["reason"], new["file_version"])
+        new = new[[(f, int(r), why, None if pd.isna(v) else v) not in known for f, r, why, v in keys]]
     return new if len(new) else None
+
+
+def latest_versions(wh: WarehouseResource, files_log: TableRef, source: str, obj: str) -> dict[tuple[str, str], str]:
+    """(mode, file) -> the content hash of the file's newest loaded version."""
+    if not wh.table_exists(files_log):
+        return {}
+    df = wh.fetch(file_versions_sql(files_log), [source, obj])
+    return {(m, f): v for m, f, v in zip(df["mode"], df["file"], df["file_version"])}  # ordered by loaded_at: last wins
+
+
+def supersede_rejections(wh: WarehouseResource, ref: TableRef, files_log: TableRef, source: str, obj: str) -> int:
+    """Mark the rejections of files whose newer version has been loaded since (a file caught
+    half-written, then completed; a file replaced): what it said then is no longer what it
+    says. The rejected table is rebuilt and swapped in (every engine; the old one stays on
+    failure). Runs after each load, so a load killed before it is caught up by the next."""
+    target = rejected_ref(ref)
+    if not wh.table_exists(target) or "superseded_at" not in wh.columns(target):
+        return 0
+    latest = latest_versions(wh, files_log, source, obj)
+    if not latest:
+        return 0
+
+    def superseded_by(mode: str, file: str, version) -> str | None:
+        newest = latest.get((mode, file))
+        return newest if newest is not None and (pd.isna(version) or newest != version) else None
+
+    open_ = wh.fetch(open_rejections_sql(target))
+    if not any(superseded_by(m, f, v) for m, f, v in zip(open_["mode"], open_["file"], open_["file_version"])):
+        return 0
+    df = wh.fetch(all_rows_sql(target))
+    by = pd.Series(
+        [None if not pd.isna(s) else superseded_by(m, f, v) for m, f, v, s in zip(df["mode"], df["file"], df["file_version"], df["superseded_at"])],
+        index=df.index, dtype="string",
+    )
+    marked = by.notna()
+    df["superseded_by_file_version"] = df["superseded_by_file_version"].astype("string").where(~marked, by)
+    df["superseded_at"] = pd.to_datetime(df["superseded_at"]).astype("datetime64[us]").where(~marked, pd.Timestamp(_now()))
+    wh.replace_with_dataframe(target, df)
+    get_dagster_logger("cdp_assets.loading").info(
+        f"{target.display}: {int(marked.sum())} rejected row(s) superseded by a later version of their file"
+    )
+    return int(marked.sum())
+
+
+def files_frame(source: str, obj: str, mode: str, run_id: str, rows: list[dict]) -> pd.DataFrame:
+    """The per-file bookkeeping rows of one load (one per file read)."""
+    now = _now()
+    df = pd.DataFrame(
+        rows,
+        columns=["file", "file_version", "size_bytes", "rows_read", "records_loaded", "records_rejected",
+                 "records_skipped_before_start_date", "records_skipped_duplicate"],
+    )
+    df.insert(0, "mode", mode)
+    df.insert(0, "object", obj)
+    df.insert(0, "source", source)
+    df["run_id"] = run_id
+    df["loaded_at"] = pd.Series([now] * len(df), dtype="datetime64[us]")
+    text = ["source", "object", "mode", "file", "file_version", "run_id"]
+    counts = ["size_bytes", "rows_read", "records_loaded", "records_rejected", "records_skipped_before_start_date", "records_skipped_duplicate"]
+    return df.astype({**{c: "string" for c in text}, **{c: "int64" for c in counts}})
+
+
+def _key(values: list) -> tuple:
+    return tuple(None if pd.isna(v) else (pd.Timestamp(v) if isinstance(v, (pd.Timestamp, datetime)) else str(v)) for v in values)
+
+
+def not_loaded_yet(
+    wh: WarehouseResource, ref: TableRef, df: pd.DataFrame, field_: str, table_exists: bool, pending: list[pd.DataFrame]
+) -> pd.Series:
+    """Which rows of a file are not already loaded: exact copies (every column of the file
+    equal) of rows in the table (read among its rows in the file's watermark range) or of rows
+    this load takes from an earlier file are counted off one for one, so a row the file holds
+    twice and the table once loads once more, and a row a file holds twice loads twice (it is
+    data)."""
+    data_cols = [c for c in df.columns if c not in ("_cdp_file", "_cdp_loaded_at")]
+    have = [wh.fetch(rows_in_range_sql(ref, field_), [_iso(df[field_].min()), _iso(df[field_].max())])] if table_exists else []
+    seen = Counter(_key([row.get(c) for c in data_cols]) for frame in [*have, *pending] for row in frame.to_dict("records"))
+    fresh = []
+    for values in df[data_cols].itertuples(index=False, name=None):
+        key = _key(list(values))
+        if seen[key] > 0:
+            seen[key] -= 1
+            fresh.append(False)
+        else:
+            fresh.append(True)
+    return pd.Series(fresh, index=df.index, dtype=bool)
 
 
 def _progress(ref: TableRef, n: int, total: int, path: Path, good: pd.DataFrame, rejected: pd.DataFrame) -> None:
@@ -118,9 +297,9 @@ def _progress(ref: TableRef, n: int, total: int, path: Path, good: pd.DataFrame,
     )
 
 
-def _read(path: Path, read: FileRead, field_: str, loaded_at: datetime, mode: str, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    good, rejected = prepare_frame(read, path, field_, loaded_at)
-    return good, rejected_frame(path, mode, rejected, run_id)
+def _read(path: Path, read: FileRead, source: SourceConfig, loaded_at: datetime, mode: str, run_id: str, version: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    good, rejected = prepare_frame(read, path, source.incremental_field, loaded_at, source.date_order, source.name)
+    return good, rejected_frame(path, mode, rejected, run_id, version)
 
 
 Input = tuple[Path, Callable[[], FileRead]]  # a name for lineage and messages, and how to read it
@@ -171,6 +350,8 @@ def log_frame(source: str, obj: str, result: LoadResult, run_id: str, fingerprin
             "status": [result.status],
             "records_loaded": [result.records_loaded],
             "records_rejected": [result.records_rejected],
+            "records_skipped_before_start_date": [result.skipped_before_start_date],
+            "records_skipped_duplicate": [result.skipped_duplicate],
             "watermark": [result.watermark],
             "previous_watermark": [result.previous_watermark],
             "files": [",".join(result.files)],
@@ -205,35 +386,75 @@ def last_fingerprint(wh: WarehouseResource, log_ref: TableRef, source: str, obj:
 def load_incremental(
     wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path | None, schema: str, run_id: str
 ) -> LoadResult:
-    """Append the rows newer than the table's watermark (and not before start_date)."""
+    """Append the rows of new and changed files (a warehouse table: the rows newer than the
+    watermark), except rows older than start_date and rows already in the table, which are
+    counted as skipped."""
     ref = TableRef(schema, f"{source.name}_{obj.name}")
-    log_ref = TableRef(schema, LOG_TABLE)
+    log_ref, files_ref = TableRef(schema, LOG_TABLE), TableRef(schema, FILES_TABLE)
     field_ = source.incremental_field
+    from_table = isinstance(source.connector, TableConnector)
     watermark = current_watermark(wh, ref, field_)
     loaded_at = _now()
-    frames, used, rejects = [], [], []
+    known = {} if from_table else {f: v for (m, f), v in latest_versions(wh, files_ref, source.name, obj.name).items() if m == "incremental"}
+    table_exists = wh.table_exists(ref)
+    start = naive_utc(source.start_date) if source.start_date is not None else None
+    frames, used, rejects, book = [], [], [], []
+    before_start = duplicate = unchanged = 0
     inputs = source_inputs(wh, source, obj, folder, historical=False, watermark=watermark)
     for n, (path, reader) in enumerate(inputs, start=1):
-        df, rejected = _read(path, reader(), field_, loaded_at, "incremental", run_id)
-        _progress(ref, n, len(inputs), path, df, rejected)
-        rejects.append(rejected)
+        # Hashed before it is read: a file still growing in between is recorded with its older
+        # hash, so the next load reads it again and skips the rows it already gave (no loss).
+        version = None if from_table else file_version(path)
+        if version is not None and known.get(path.name) == version:
+            unchanged += 1  # this content of this file is loaded: nothing in it is new
+            continue
+        df, rejected = _read(path, reader(), source, loaded_at, "incremental", run_id, version)
         keep = pd.Series(True, index=df.index)
-        if watermark is not None:
-            keep &= df[field_] > pd.Timestamp(watermark)
-        if source.start_date is not None:
-            keep &= df[field_] >= naive_utc(source.start_date)
+        file_before = file_dupes = 0
+        if field_ in df.columns and len(df):
+            if from_table and watermark is not None:  # a table has no files: its watermark says what is new
+                keep &= df[field_] > pd.Timestamp(watermark)
+            if start is not None:
+                old = keep & (df[field_] < start)
+                file_before = int(old.sum())
+                keep &= ~old
+            if (table_exists or frames) and not from_table and keep.any():
+                fresh = not_loaded_yet(wh, ref, df[keep], field_, table_exists, frames).reindex(df.index, fill_value=False)
+                file_dupes = int((keep & ~fresh).sum())
+                keep &= fresh
+        _progress(ref, n, len(inputs), path, df, rejected)
+        if file_before or file_dupes:
+            get_dagster_logger("cdp_assets.loading").info(
+                f"{ref.display}: {path.name}: skipped {file_before} row(s) older than start_date, "
+                f"{file_dupes} row(s) already loaded (exact copies of rows in the table)"
+            )
+        rejects.append(rejected)
+        before_start += file_before
+        duplicate += file_dupes
         if keep.any():
             frames.append(df[keep])
             used.append(path.name)
+        if version is not None:
+            book.append({
+                "file": path.name, "file_version": version, "size_bytes": path.stat().st_size,
+                "rows_read": len(df) + len(rejected), "records_loaded": int(keep.sum()), "records_rejected": len(rejected),
+                "records_skipped_before_start_date": file_before, "records_skipped_duplicate": file_dupes,
+            })
     new = pd.concat(frames, ignore_index=True) if frames else None
     new_watermark = watermark
     if new is not None and len(new):
         new_watermark = max(filter(None, [watermark, _iso(new[field_].max())]))
     bad = new_rejections(wh, ref, rejects)
-    result = LoadResult(ref, "incremental", 0 if new is None else len(new), new_watermark, watermark, used, records_rejected=0 if bad is None else len(bad))
+    result = LoadResult(
+        ref, "incremental", 0 if new is None else len(new), new_watermark, watermark, used,
+        records_rejected=0 if bad is None else len(bad), skipped_before_start_date=before_start,
+        skipped_duplicate=duplicate, unchanged_files=unchanged,
+    )
     unit = [(ref, new)] if new is not None and len(new) else []
     unit += [(rejected_ref(ref), bad)] if bad is not None else []
-    wh.append_frames([*unit, (log_ref, log_frame(source.name, obj.name, result, run_id, None))])
+    unit += [(files_ref, files_frame(source.name, obj.name, "incremental", run_id, book))] if book else []
+    wh.append_frames([*unit, (log_ref, log_frame(source.name, obj.name, result, run_id, None, result.summary(source.start_date)))])
+    supersede_rejections(wh, ref, files_ref, source.name, obj.name)
     return result
 
 
@@ -242,23 +463,33 @@ def load_historical(
 ) -> LoadResult:
     """Replace ``_hist`` with the historical files, unless they are unchanged since the last load."""
     ref = TableRef(schema, f"{source.name}_{obj.name}_hist")
-    log_ref = TableRef(schema, LOG_TABLE)
+    log_ref, files_ref = TableRef(schema, LOG_TABLE), TableRef(schema, FILES_TABLE)
     inputs = source_inputs(wh, source, obj, folder, historical=True)
     files = [p for p, _ in inputs]
+    from_table = isinstance(source.connector, TableConnector)
     # Files: reloaded only when they changed. A warehouse table: reloaded every time.
-    fp = None if isinstance(source.connector, TableConnector) else fingerprint(files)
+    fp = None if from_table else fingerprint(files)
     previous = current_watermark(wh, ref, source.incremental_field)
     if fp and files and wh.table_exists(ref) and last_fingerprint(wh, log_ref, source.name, obj.name) == fp:
         result = LoadResult(ref, "historical", 0, previous, previous, [])
         wh.append_dataframe(log_ref, log_frame(source.name, obj.name, result, run_id, fp, "historical files unchanged"))
         return result
     loaded_at = _now()
-    read = []
+    read, book = [], []
     for n, (path, reader) in enumerate(inputs, start=1):
-        read.append(_read(path, reader(), source.incremental_field, loaded_at, "historical", run_id))
-        _progress(ref, n, len(inputs), path, *read[-1])
+        version = None if from_table else file_version(path)
+        read.append(_read(path, reader(), source, loaded_at, "historical", run_id, version))
+        good, rejected = read[-1]
+        _progress(ref, n, len(inputs), path, good, rejected)
+        if version is not None:
+            book.append({
+                "file": path.name, "file_version": version, "size_bytes": path.stat().st_size,
+                "rows_read": len(good) + len(rejected), "records_loaded": len(good), "records_rejected": len(rejected),
+                "records_skipped_before_start_date": 0, "records_skipped_duplicate": 0,
+            })
     bad = new_rejections(wh, ref, [rejected for _, rejected in read])
     unit = [(rejected_ref(ref), bad)] if bad is not None else []
+    unit += [(files_ref, files_frame(source.name, obj.name, "historical", run_id, book))] if book else []
     rejected_count = 0 if bad is None else len(bad)
     if not files:
         result = LoadResult(ref, "historical", 0, previous, previous, [])
@@ -268,6 +499,7 @@ def load_historical(
     if len(df.columns) == 0:  # only empty files: nothing to build a table from
         result = LoadResult(ref, "historical", 0, previous, previous, [p.name for p in files], records_rejected=rejected_count)
         wh.append_frames([*unit, (log_ref, log_frame(source.name, obj.name, result, run_id, fp, "historical files hold no rows"))])
+        supersede_rejections(wh, ref, files_ref, source.name, obj.name)
         return result
     # Replaced first, then logged: a run killed between the two reloads the files next time
     # (the log has no load with this fingerprint) and records the rejected rows once.
@@ -275,6 +507,7 @@ def load_historical(
     watermark = _iso(df[source.incremental_field].max()) if len(df) else previous
     result = LoadResult(ref, "historical", len(df), watermark, previous, [p.name for p in files], records_rejected=rejected_count)
     wh.append_frames([*unit, (log_ref, log_frame(source.name, obj.name, result, run_id, fp))])
+    supersede_rejections(wh, ref, files_ref, source.name, obj.name)
     return result
 
 

@@ -27,3 +27,17 @@ def fingerprint(files: list[Path]) -> str:
         st = p.stat()
         h.update(f"{p.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
+
+
+def file_version(path: Path) -> str:
+    """What the per-file bookkeeping records of a loaded file: the SHA-256 of its bytes.
+
+    The content, not the name, size and modification time: a file copied back, restored from a
+    backup or downloaded again from S3 gets a new modification time but is the same data (not
+    loaded twice), and a writer that rewrites a file in place within the clock's resolution, at
+    the same size, still changes it (loaded again). The file is read to be loaded anyway."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

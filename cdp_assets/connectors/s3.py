@@ -6,6 +6,9 @@ Objects are fetched through dagster-aws's ``S3Resource`` (DuckDB cannot read S3 
 into a local cache laid out like a local source folder, then loaded by the same loaders. An
 object is downloaded again only when its ETag or last-modified time changes, and its cached
 file keeps the object's last-modified time, so the historical fingerprint sees a re-upload.
+What is loaded is decided as for local files, by the SHA-256 of the content
+(``ingestion_files``): the ETag only saves downloads. An object uploaded again unchanged is
+downloaded (its last-modified moved) but not loaded again; a changed one loads its new rows.
 Credentials come from the standard AWS environment variables, never from the config.
 """
 

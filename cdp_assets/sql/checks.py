@@ -10,11 +10,6 @@ def latest_load_sql(log: TableRef) -> str:
     return f"SELECT source, object, mode, status, records_loaded, watermark, message, run_id, loaded_at FROM {log.sql}"
 
 
-def rejected_in_run_sql(rejected: TableRef) -> str:
-    """Rejected rows of one mode and run (both bound as parameters), with a few reasons."""
-    return f"SELECT file, row, reason FROM {rejected.sql} WHERE mode = ? AND run_id = ? ORDER BY file, row"
-
-
 def ids_with_many_canonical_ids_sql(lookup: TableRef, cid: str) -> str:
     return (
         f"SELECT COUNT(*) AS n FROM (SELECT id, id_key_type FROM {lookup.sql} "
@@ -45,3 +40,18 @@ def master_uniqueness_sql(master: TableRef, lookup: TableRef, cid: str) -> str:
 
 def excluded_top_sql(excluded: TableRef, limit: int = 10) -> str:
     return f"SELECT key_name, value, row_count, max_rows_per_value FROM {excluded.sql} ORDER BY row_count DESC, key_name, value LIMIT {int(limit)}"
+
+
+def outstanding_rejections_sql(rejected: TableRef, has_superseded: bool) -> str:
+    """Rejected rows of one mode (bound as the parameter) that are still wrong: not superseded by
+    a later version of their file (a table written before superseding existed has no column)."""
+    still = " AND superseded_at IS NULL" if has_superseded else ""
+    return f"SELECT file, row, reason FROM {rejected.sql} WHERE mode = ?{still} ORDER BY file, row"
+
+
+def load_skips_sql(log: TableRef) -> str:
+    """Every load's deliberately skipped rows; the check picks the object's latest."""
+    return (
+        f"SELECT source, object, mode, records_skipped_before_start_date, records_skipped_duplicate, message, run_id, loaded_at "
+        f"FROM {log.sql}"
+    )

@@ -33,6 +33,9 @@ def hist_union_sql(
         if incremental_field in all_columns
         else f"_cdp_input_rank DESC, {quote('_cdp_file')} DESC"
     )
+    if "_cdp_loaded_at" in all_columns:
+        # A file replaced with a corrected row at the same timestamp: its newer version wins.
+        order += f", {quote('_cdp_loaded_at')} DESC"
     cols = ", ".join(quote(c) for c in all_columns)
     # Rows without a primary key value are different records, not duplicates of each other.
     null_key = " OR ".join(f"{quote(c)} IS NULL" for c in primary_key)

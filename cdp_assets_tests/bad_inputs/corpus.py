@@ -61,6 +61,12 @@ CSV_FILES: dict[str, bytes] = {
     "unterminated_quote.csv": _csv(HEADER, f"1,a@x.com,{T1}", f'2,"b@x.com,{T2}', f"3,c@x.com,{T3}"),
     "no_watermark_column.csv": _csv("id,email,modified", f"1,a@x.com,{T1}"),
     "semicolons.csv": _csv("id;email;updated_at", f"1;a@x.com;{T1}"),
+    "utf16_bom.csv": _csv(HEADER, f"1,café@x.com,{T1}", f"2,b@x.com,{T2}").decode().encode("utf-16"),
+    "utf16_no_bom.csv": _csv(HEADER, f"1,a@x.com,{T1}", f"2,名前@x.com,{T2}").decode().encode("utf-16-le"),
+    "utf16_cut.csv": _csv(HEADER, f"1,a@x.com,{T1}").decode().encode("utf-16-le")[:-1],
+    "empty_header.csv": _csv("id,,updated_at", f"1,a@x.com,{T1}", f"2,b@x.com,{T2}"),
+    "ambiguous_date.csv": _csv(HEADER, "1,a@x.com,06/03/2024 10:00", "2,b@x.com,25/03/2024 10:00"),
+    "out_of_range.csv": _csv(HEADER, f"1,a@x.com,{T1}", "2,b@x.com,9999-12-31T23:59:59"),
 }
 
 JSONL_FILES: dict[str, bytes] = {
@@ -75,6 +81,8 @@ JSONL_FILES: dict[str, bytes] = {
     "empty.jsonl": b"",
     "bad_timestamp.jsonl": _csv(f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}', '{"id": 2, "email": "b@x.com", "updated_at": null}'),
     "sql_like.jsonl": _csv(f'{{"id": 1, "email": "{SQLISH}", "updated_at": "{T1}"}}'),
+    "json_scalars.jsonl": _csv(f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}', "42", '"text"', "true", "null"),
+    "utf16.jsonl": _csv(f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}').decode().encode("utf-16"),
 }
 
 
@@ -92,6 +100,9 @@ PARQUET_FILES: dict[str, bytes] = {
     "nul.parquet": _parquet(pd.DataFrame({"id": ["1", "2"], "email": ["a\x00@x.com", "b@x.com"], "updated_at": [T1, T2]})),
     "null_watermark.parquet": _parquet(pd.DataFrame({"id": ["1", "2"], "email": ["a@x.com", "b@x.com"], "updated_at": [T1, None]})),
     "typed_timestamps.parquet": _parquet(pd.DataFrame({"id": [1, 2], "updated_at": pd.to_datetime([T1, T2]).tz_localize("Europe/Berlin")})),
+    "nested.parquet": _parquet(
+        pd.DataFrame({"id": ["1", "2"], "addr": [{"street": "Main St 1", "tags": ["a", "b"]}, None], "scores": [[1, 2], []], "updated_at": [T1, T2]})
+    ),
 }
 
 CASES: list[Case] = [
@@ -136,6 +147,16 @@ CASES: list[Case] = [
     Case("nul.parquet", 2, loaded=1, rejected=1),
     Case("null_watermark.parquet", 2, loaded=1, rejected=1),
     Case("typed_timestamps.parquet", 2, loaded=2),
+    # issue 15: UTF-16 is read (with or without BOM); a cut UTF-16 file fails with how to convert it
+    Case("utf16_bom.csv", 2, loaded=2, keeps=(("email", "café@x.com"),)),
+    Case("utf16_no_bom.csv", 2, loaded=2, keeps=(("email", "名前@x.com"),)),
+    Case("utf16_cut.csv", 1, error="iconv -f UTF-16-LE -t UTF-8"),
+    Case("utf16.jsonl", 1, loaded=1, keeps=(("email", "a@x.com"),)),
+    Case("empty_header.csv", 2, loaded=2, keeps=(("column_2", "b@x.com"),)),
+    Case("ambiguous_date.csv", 2, error="date_order"),
+    Case("out_of_range.csv", 2, loaded=1, rejected=1),
+    Case("json_scalars.jsonl", 5, loaded=1, rejected=4),
+    Case("nested.parquet", 2, loaded=2, keeps=(("addr", '{"street": "Main St 1", "tags": ["a", "b"]}'), ("scores", "[]"))),
 ]
 
 

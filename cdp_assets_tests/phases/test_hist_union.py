@@ -173,3 +173,15 @@ def test_hist_union_covers_both_inputs(wh):
     i = load(wh, INCR, raw_frame([{"customer_id": f"I{n}", "updated_at": "2024-01-01"} for n in range(3)], "i.csv", LOADED_I))
     assert wh.build_table(OUT, hist_union_sql([h, i], "updated_at", ["customer_id"])) == 8
     assert wh.scalar(duplicate_keys_sql(OUT, ["customer_id"])) == 0
+
+
+def test_a_replaced_files_newer_version_wins_at_the_same_timestamp(wh):
+    """A file replaced with one row corrected and the same updated_at: both versions are in the
+    incremental table (append-only); the later load is the one kept, whatever the row order."""
+    h = load(wh, HIST, raw_frame([{"customer_id": "C0", "email": "h@x.com", "updated_at": "2023-01-01"}], "h.csv", LOADED_H))
+    first = raw_frame([{"customer_id": "C1", "email": "old@x.com", "updated_at": "2024-06-01"}], "a.csv", LOADED_I)
+    second = raw_frame([{"customer_id": "C1", "email": "new@x.com", "updated_at": "2024-06-01"}], "a.csv", LOADED_I + pd.Timedelta(hours=1))
+    for rows in ([first, second], [second, first]):
+        wh.drop(INCR)
+        i = load(wh, INCR, pd.concat(rows, ignore_index=True))
+        assert by_id(union(wh, [h, i]), "email")["C1"] == "new@x.com"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cdp_assets.config.models import SourceConfig
-from cdp_assets.connectors.loading import LOG_TABLE, load_historical, load_incremental
+from cdp_assets.connectors.loading import FILES_TABLE, LOG_TABLE, load_historical, load_incremental
 from cdp_assets.connectors.readers import SourceFileError
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql.dialects import TableRef
@@ -20,6 +20,8 @@ OBJ = "customers"
 TABLE = TableRef(SCHEMA, f"shop_{OBJ}")
 HIST = TableRef(SCHEMA, f"shop_{OBJ}_hist")
 LOG = TableRef(SCHEMA, LOG_TABLE)
+FILES = TableRef(SCHEMA, FILES_TABLE)
+REJECTED = TableRef(SCHEMA, f"shop_{OBJ}_rejected")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -179,7 +181,9 @@ def test_second_call_loads_nothing_and_keeps_watermark(folder, wh):
     assert wh.row_count(TABLE) == 2
 
 
-def test_new_file_loads_only_rows_newer_than_watermark(folder, wh):
+def test_a_late_file_loads_every_row_whatever_the_watermark(folder, wh):
+    """Issue 15: a file arriving late with rows older than the watermark loaded 0 rows, silently.
+    New files are decided by the per-file bookkeeping, not by the watermark."""
     source = make_source(folder)
     write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 12:00:00"]])
     inc(wh, source, folder)
@@ -187,28 +191,135 @@ def test_new_file_loads_only_rows_newer_than_watermark(folder, wh):
         incr(folder, "b.csv"),
         HEADER,
         [
-            ["C3", "old@x.com", "2024-05-31 23:00:00"],  # older than the watermark: skipped
-            ["C4", "mid@x.com", "2024-06-01 11:59:59"],  # older than the watermark: skipped
-            ["C5", "new@x.com", "2024-06-02 01:00:00"],
+            ["C3", "old@x.com", "2024-05-31 23:00:00"],  # older than the watermark: loaded
+            ["C4", "mid@x.com", "2024-06-01 11:59:59"],  # older than the watermark: loaded
+            ["C5", "same@x.com", "2024-06-01 12:00:00"],  # at the watermark, another row: loaded
             ["C6", "newer@x.com", "2024-06-02 02:00:00"],
         ],
     )
     result = inc(wh, source, folder)
-    assert result.records_loaded == 2
+    assert (result.records_loaded, result.records_skipped, result.unchanged_files) == (4, 0, 1)
     assert result.files == ["b.csv"]
     assert result.previous_watermark.startswith("2024-06-01 12:00:00")
-    assert result.watermark.startswith("2024-06-02 02:00:00")
-    assert list(rows(wh, TABLE)["customer_id"]) == ["C1", "C2", "C5", "C6"]
+    assert result.watermark.startswith("2024-06-02 02:00:00")  # never moves backwards
+    assert list(rows(wh, TABLE)["customer_id"]) == ["C1", "C2", "C3", "C4", "C5", "C6"]
+    files = wh.fetch(f"SELECT * FROM {FILES.sql} ORDER BY loaded_at")
+    assert list(files["file"]) == ["a.csv", "b.csv"] and list(files["records_loaded"]) == [2, 4]
+    assert files["file_version"].str.fullmatch("[0-9a-f]{64}").all()
 
 
-def test_rows_exactly_at_watermark_are_not_reloaded(folder, wh):
+def test_an_unchanged_file_is_not_read_again(folder, wh, caplog):
     source = make_source(folder)
-    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 12:00:00"]])
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"]])
     inc(wh, source, folder)
-    write_csv(incr(folder, "b.csv"), HEADER, [["C2", "same@x.com", "2024-06-01 12:00:00"], ["C3", "later@x.com", "2024-06-01 12:00:01"]])
+    caplog.clear()
+    again = inc(wh, source, folder)
+    assert (again.records_loaded, again.unchanged_files, again.files) == (0, 1, [])
+    assert not [r for r in caplog.messages if "read file" in r]
+    assert "1 file(s) unchanged since they were loaded" in log_rows(wh)["message"].iloc[-1]
+
+
+def test_a_file_caught_half_written_then_completed_loads_the_rest_and_supersedes_its_rejection(folder, wh):
+    source = make_source(folder)
+    path = incr(folder, "a.csv")
+    path.parent.mkdir(parents=True)
+    complete = "customer_id,email,updated_at\nC1,a@x.com,2024-06-01 08:00:00\nC2,b@x.com,2024-06-01 09:00:00\n"
+    path.write_text(complete[: complete.index("b@x.com") + 4])  # the writer is in the middle of row 3
+    first = inc(wh, source, folder, "r1")
+    assert (first.records_loaded, first.records_rejected) == (1, 1)
+    path.write_text(complete)
+    second = inc(wh, source, folder, "r2")
+    assert (second.records_loaded, second.skipped_duplicate, second.records_rejected) == (1, 1, 0)
+    assert list(rows(wh, TABLE)["customer_id"]) == ["C1", "C2"]
+    rejected = wh.fetch(f"SELECT * FROM {REJECTED.sql}")
+    assert len(rejected) == 1 and rejected["superseded_at"].notna().all()
+    files = wh.fetch(f"SELECT file_version FROM {FILES.sql} ORDER BY loaded_at")
+    assert rejected["superseded_by_file_version"][0] == files["file_version"].iloc[-1] != rejected["file_version"][0]
+    log = log_rows(wh)
+    assert list(log["records_skipped_duplicate"]) == [0, 1]
+    assert "skipped 1 row(s) already loaded (exact copies of rows in the table)" in log["message"].iloc[-1]
+
+
+def test_a_file_replaced_with_different_content_loads_its_new_rows(folder, wh):
+    source = make_source(folder)
+    path = write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:00:00"]])
+    inc(wh, source, folder)
+    # the same name, the same size and modification time, one row corrected: the content hash differs
+    st = path.stat()
+    write_csv(path, HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "c@x.com", "2024-06-01 09:00:00"]])
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size
     result = inc(wh, source, folder)
-    assert result.records_loaded == 1
-    assert list(rows(wh, TABLE)["customer_id"]) == ["C1", "C3"]
+    assert (result.records_loaded, result.skipped_duplicate) == (1, 1)
+    assert list(rows(wh, TABLE, "customer_id, email")["email"]) == ["a@x.com", "b@x.com", "c@x.com"]
+
+
+def test_a_file_deleted_and_re_added_loads_nothing_twice(folder, wh):
+    source = make_source(folder)
+    data = [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:00:00"]]
+    path = write_csv(incr(folder, "a.csv"), HEADER, data)
+    inc(wh, source, folder)
+    path.unlink()
+    assert inc(wh, source, folder).records_loaded == 0
+    write_csv(path, HEADER, data)  # the same content back, with a new modification time
+    back = inc(wh, source, folder)
+    assert (back.records_loaded, back.unchanged_files, back.records_skipped) == (0, 1, 0)
+    write_csv(path, HEADER, [*data, ["C3", "c@x.com", "2024-05-01 00:00:00"]])  # re-added with one more (older) row
+    more = inc(wh, source, folder)
+    assert (more.records_loaded, more.skipped_duplicate) == (1, 2)
+    assert list(rows(wh, TABLE)["customer_id"]) == ["C1", "C2", "C3"]
+
+
+def test_a_failed_load_records_no_file_as_loaded(folder, wh):
+    source = make_source(folder)
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"]])
+    broken = incr(folder, "b.csv")
+    broken.write_text('customer_id,email,updated_at\nC2,"b@x.com,2024-06-01 09:00:00\n')  # a quote never closed
+    with pytest.raises(SourceFileError, match="line 2"):
+        inc(wh, source, folder)
+    assert not wh.table_exists(TABLE) and not wh.table_exists(FILES)
+    write_csv(broken, HEADER, [["C2", "b@x.com", "2024-06-01 09:00:00"]])
+    result = inc(wh, source, folder)
+    assert (result.records_loaded, result.files) == (2, ["a.csv", "b.csv"])
+    assert sorted(wh.fetch(f"SELECT file FROM {FILES.sql}")["file"]) == ["a.csv", "b.csv"]
+
+
+def test_a_historical_files_rejection_is_superseded_when_the_file_is_fixed(folder, wh):
+    source = make_source(folder)
+    h = write_csv(hist(folder, "h.csv"), HEADER, [["C1", "a@x.com", "2023-01-01 00:00:00"], ["C2", "b@x.com", "someday"]])
+    assert hst(wh, source, folder).records_rejected == 1
+    write_csv(h, HEADER, [["C1", "a@x.com", "2023-01-01 00:00:00"], ["C2", "b@x.com", "2023-01-02 00:00:00"]])
+    assert hst(wh, source, folder).records_loaded == 2
+    rejected = wh.fetch(f"SELECT mode, superseded_at, superseded_by_file_version FROM {REJECTED.sql}")
+    assert list(rejected["mode"]) == ["historical"] and rejected["superseded_at"].notna().all()
+    assert rejected["superseded_by_file_version"][0] == wh.fetch(f"SELECT file_version FROM {FILES.sql} ORDER BY loaded_at")["file_version"].iloc[-1]
+
+
+def test_a_copy_under_another_name_loads_only_what_is_not_loaded_yet(folder, wh):
+    """A file copied under another name (and two new files holding the same row) is a new file:
+    read, and its exact copies of loaded rows are skipped and counted; a changed row loads."""
+    source = make_source(folder)
+    data = [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:00:00"]]
+    write_csv(incr(folder, "a.csv"), HEADER, data)
+    inc(wh, source, folder)
+    write_csv(incr(folder, "a_copy.csv"), HEADER, [*data, ["C2", "b-changed@x.com", "2024-06-01 09:00:00"]])
+    write_csv(incr(folder, "b.csv"), HEADER, [["C3", "c@x.com", "2024-05-01 00:00:00"]])
+    write_csv(incr(folder, "b_copy.csv"), HEADER, [["C3", "c@x.com", "2024-05-01 00:00:00"]])
+    result = inc(wh, source, folder)
+    assert (result.records_loaded, result.skipped_duplicate, result.files) == (2, 3, ["a_copy.csv", "b.csv"])
+    assert list(rows(wh, TABLE, "customer_id, email")["email"]) == ["a@x.com", "b-changed@x.com", "b@x.com", "c@x.com"]
+
+
+def test_rows_loaded_before_the_bookkeeping_existed_are_not_loaded_again(folder, wh):
+    """A warehouse loaded by an earlier version has no ingestion_files rows: its files are read
+    again once, and the rows they already gave are skipped as duplicates."""
+    source = make_source(folder)
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C1", "a@x.com", "2024-06-01 08:00:00"]])
+    inc(wh, source, folder)
+    wh.run(f"DROP TABLE {FILES.sql}")
+    again = inc(wh, source, folder)
+    assert (again.records_loaded, again.skipped_duplicate) == (0, 2)
+    assert wh.row_count(TABLE) == 2  # a row the file holds twice is data, kept twice
 
 
 def test_start_date_excludes_older_rows(folder, wh):
@@ -218,8 +329,11 @@ def test_start_date_excludes_older_rows(folder, wh):
         [["C1", "a@x.com", "2022-12-31 23:59:59"], ["C2", "b@x.com", "2023-01-01 00:00:00"], ["C3", "c@x.com", "2024-01-01 00:00:00"]],
     )
     result = inc(wh, make_source(folder, start_date="2023-01-01T00:00:00"), folder)
-    assert result.records_loaded == 2
+    assert (result.records_loaded, result.skipped_before_start_date) == (2, 1)
     assert list(rows(wh, TABLE)["customer_id"]) == ["C2", "C3"]
+    log = log_rows(wh)
+    assert list(log["records_skipped_before_start_date"]) == [1]
+    assert "skipped 1 row(s) older than start_date 2023-01-01 00:00:00" in log["message"][0]
 
 
 def test_all_rows_before_start_date_loads_nothing_and_logs(folder, wh):
@@ -283,7 +397,7 @@ def test_bad_timestamp_rejects_that_row_with_file_row_and_reason(name, writer, r
     assert sorted(wh.fetch(f"SELECT customer_id FROM {TABLE.sql}")["customer_id"]) == ["C1", "C3"]
     rejected = wh.fetch(f"SELECT * FROM {TABLE.sibling('shop_customers_rejected').sql}")
     assert list(rejected["file"]) == [name] and list(rejected["row"]) == [row_number]
-    assert "not a date" in rejected["reason"][0] and "updated_at" in rejected["reason"][0] and "C2" in rejected["raw"][0]
+    assert "updated_at 'not * ****' is not a date/time" in rejected["reason"][0] and "C2" in rejected["raw"][0]
     # a rerun reads the file again but records its bad row once
     inc(wh, make_source(folder), folder)
     assert wh.row_count(TABLE.sibling("shop_customers_rejected")) == 1
@@ -296,7 +410,7 @@ def test_missing_incremental_field_names_file_and_field(folder, wh):
     msg = str(err.value)
     assert str(path) in msg
     assert "'updated_at'" in msg
-    assert "modified" in msg  # lists the columns it does have
+    assert "3 column(s) are 'cust*******', 'emai*', 'modi****' (masked)" in msg  # the columns it has, masked
 
 
 def test_missing_incremental_field_of_custom_name(folder, wh):
@@ -467,3 +581,145 @@ def test_jsonl_date_like_column_keeps_the_files_text(folder, wh):
     )
     inc(wh, make_source(folder), folder)
     assert rows(wh, TABLE).loc[0, "modified"] == "01/02/2024"
+
+
+# ---------------------------------------------------------------------------- edge cases (issue 15)
+
+
+def test_parquet_struct_and_list_columns_are_json_text_the_engine_can_read(folder, wh):
+    df = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2"],
+            "addr": [{"street": "Main St 1", "tags": ["a", "b"], "since": pd.Timestamp("2020-01-02")}, None],
+            "scores": [[1.5, 2.0], []],
+            "updated_at": ["2024-06-01 00:00:00", "2024-06-01 00:00:01"],
+        }
+    )
+    write_parquet(incr(folder, "n.parquet"), df)
+    inc(wh, make_source(folder), folder)
+    got = wh.fetch(
+        f"SELECT customer_id, addr, json_extract_string(addr, '$.street') AS street, json_extract(addr, '$.tags[1]') AS tag, "
+        f"json_array_length(scores) AS n FROM {TABLE.sql} ORDER BY customer_id"
+    )
+    assert got["addr"][0] == '{"street": "Main St 1", "tags": ["a", "b"], "since": "2020-01-02T00:00:00"}'
+    assert (got["street"][0], json.loads(got["tag"][0]), list(got["n"])) == ("Main St 1", "b", [2, 0])
+    assert pd.isna(got["addr"][1])
+
+
+@pytest.mark.parametrize(("line", "kind"), [("42", "number"), ("-1.5e3", "number"), ('"text"', "string"), ("[1]", "array"), ("true", "boolean"), ("null", "null")])
+def test_a_json_line_that_is_not_an_object_is_named_by_its_json_type(line, kind, folder, wh):
+    path = incr(folder, "s.jsonl")
+    path.parent.mkdir(parents=True)
+    path.write_text(line + "\n")
+    inc(wh, make_source(folder), folder)
+    reason = wh.fetch(f"SELECT reason FROM {REJECTED.sql}")["reason"][0]
+    assert reason.startswith(f"is a JSON {kind}, not an object"), reason
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_utf16_files_are_read(codec, fmt, folder, wh):
+    """Issue 15: a UTF-16 file was refused as 'the header contains a NUL byte'. Its text is
+    unambiguous (a BOM, or a NUL beside each ASCII character), so it is read."""
+    path = incr(folder, f"u.{fmt}")
+    path.parent.mkdir(parents=True)
+    if fmt == "csv":
+        text = "customer_id,email,updated_at\nC1,café@x.com,2024-06-01 00:00:00\n"
+    else:
+        text = json.dumps({"customer_id": "C1", "email": "café@x.com", "updated_at": "2024-06-01 00:00:00"}, ensure_ascii=False) + "\n"
+    path.write_bytes(text.encode(codec))
+    assert inc(wh, make_source(folder), folder).records_loaded == 1
+    assert list(rows(wh, TABLE)["email"]) == ["café@x.com"]
+
+
+def test_a_cut_utf16_file_fails_saying_utf16_and_how_to_convert(folder, wh):
+    path = incr(folder, "u.csv")
+    path.parent.mkdir(parents=True)
+    path.write_bytes("customer_id,updated_at\nC1,2024-06-01\n".encode("utf-16")[:-1])
+    with pytest.raises(SourceFileError) as err:
+        inc(wh, make_source(folder), folder)
+    assert str(path) in str(err.value) and "is UTF-16" in str(err.value) and "iconv -f UTF-16 -t UTF-8" in str(err.value)
+    assert "NUL" not in str(err.value)
+
+
+def test_utf16_without_bom_and_a_non_ascii_header_fails_saying_utf16_and_how_to_convert(folder, wh):
+    path = incr(folder, "u.csv")
+    path.parent.mkdir(parents=True)
+    path.write_bytes("名前,updated_at\nx,2024-06-01\n".encode("utf-16-le"))
+    with pytest.raises(SourceFileError) as err:
+        inc(wh, make_source(folder), folder)
+    assert str(path) in str(err.value) and "UTF-16 file without BOM" in str(err.value) and "iconv -f UTF-16LE -t UTF-8" in str(err.value)
+
+
+def test_an_empty_header_warns_with_file_and_position_and_gets_a_positional_name(folder, wh, caplog):
+    path = write_csv(incr(folder, "e.csv"), ["customer_id", "", "updated_at", " "], [["C1", "a@x.com", "2024-06-01 00:00:00", "x"]])
+    inc(wh, make_source(folder), folder)
+    assert list(column_types(wh, TABLE))[:4] == ["customer_id", "column_2", "updated_at", "column_4"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"{path}: the header of column 2 is empty; it is loaded as 'column_2'. Name the column in the file" in warnings
+    assert any(f"{path}: the header of column 4 is empty" in w for w in warnings)
+
+
+def test_ambiguous_day_month_watermarks_need_date_order(folder, wh):
+    path = write_csv(incr(folder, "d.csv"), HEADER, [["C1", "a@x.com", "13/03/2024"], ["C2", "b@x.com", "06/03/2024"]])
+    with pytest.raises(SourceFileError) as err:
+        inc(wh, make_source(folder), folder)
+    msg = str(err.value)
+    assert str(path) in msg and "row 3" in msg and "set date_order of source 'shop' (sources[].date_order" in msg
+    assert "dmy" in msg and "mdy" in msg
+    assert not wh.table_exists(TABLE)
+    inc(wh, make_source(folder, date_order="dmy"), folder)
+    assert list(rows(wh, TABLE)["updated_at"]) == [pd.Timestamp("2024-03-13"), pd.Timestamp("2024-03-06")]
+
+
+def test_month_first_and_year_first_date_orders(folder, wh, tmp_path):
+    write_csv(incr(folder, "d.csv"), HEADER, [["C1", "a@x.com", "06/03/2024"], ["C2", "b@x.com", "2024-06-03 10:00:00"]])
+    inc(wh, make_source(folder, date_order="mdy"), folder)
+    assert list(rows(wh, TABLE)["updated_at"]) == [pd.Timestamp("2024-06-03"), pd.Timestamp("2024-06-03 10:00:00")]
+    with pytest.raises(ValueError, match="date_order"):
+        make_source(folder, date_order="dym")
+
+
+def test_a_watermark_out_of_range_says_so_and_gives_the_range(folder, wh):
+    write_csv(incr(folder, "r.csv"), HEADER, [["C1", "a@x.com", "2024-06-01"], ["C2", "b@x.com", "9999-12-31T23:59:59"], ["C3", "c@x.com", "soon"]])
+    inc(wh, make_source(folder), folder)
+    reasons = list(wh.fetch(f"SELECT reason FROM {REJECTED.sql} ORDER BY row")["reason"])
+    assert reasons[0] == "updated_at '9999-**-*****:**:**' is out of range: the supported range is 1677-09-22 to 2262-04-11 (UTC); use a date within it"
+    assert reasons[1].startswith("updated_at 'soon' is not a date/time")
+
+
+SECRET = "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def test_a_symlinked_secret_file_is_never_quoted_in_errors_logs_or_tables(tmp_path):
+    """Issue 15: a symlink to a system file had its first line quoted in the error. Errors quote
+    at most a short masked excerpt; the real run's events, the error and the tables are searched."""
+    from dagster import DagsterInstance
+
+    from cdp_assets.config import load_config
+    from cdp_assets.definitions import build_definitions
+    from cdp_assets_tests.conftest import warehouse_for, write_project
+
+    secret_file = tmp_path / "etc" / "credentials"
+    secret_file.parent.mkdir()
+    secret_file.write_text(f"{SECRET}\nsecond {SECRET}\n")
+    loaded = load_config(write_project(tmp_path / "p", records=30))
+    link = loaded.source_paths["shop"] / "customers" / "zz_exports.csv"
+    link.symlink_to(secret_file)
+    (loaded.source_paths["web"] / "events" / "zz_exports.jsonl").symlink_to(secret_file)  # lines that are not JSON
+    defs = build_definitions(loaded)
+    instance = DagsterInstance.ephemeral()
+    keys = [k for k in defs.resolve_all_asset_keys() if k.path[-1] in ("shop_customers", "shop_customers_hist", "web_events", "web_events_hist")]
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False)
+    assert not result.success
+    failure = next(e.event_specific_data.error for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "zz_exports.csv: has no column 'updated_at'" in failure.to_string() and "(masked)" in failure.to_string()
+    everything = "\n".join(str(record) for record in instance.all_logs(result.run_id))
+    for fragment in ("wJalrXUtnFEMI", "EXAMPLEKEY", SECRET[:30]):
+        assert fragment not in failure.to_string() and fragment not in everything
+    wh = warehouse_for(loaded)
+    raws = wh.fetch('SELECT file, raw FROM "acme_src"."web_events_rejected"')
+    assert list(raws["file"]) == ["zz_exports.jsonl"] * 2 and raws["raw"][0] == "'aws_*****************=*************/****...'"
+    for table in wh.list_tables("acme_src"):
+        text = wh.fetch(f'SELECT * FROM "acme_src"."{table}"').astype(str).to_csv()
+        assert "wJalrXUtnFEMI" not in text, table
