@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dagster import (
     AssetKey,
     AssetSelection,
-    AutomationCondition,
     AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
@@ -33,11 +32,6 @@ from cdp_assets.config.models import LoadedConfig
 INGESTION_JOB = "cdp_ingestion"
 DOWNSTREAM_JOB = "cdp_refresh_downstream"
 DOWNSTREAM_GROUPS = ("hist_union", "staging", "unification", "report")
-
-
-def downstream_condition() -> AutomationCondition:
-    """Refresh when an input was updated, but never on top of a failed blocking check."""
-    return AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
 
 
 def build_jobs() -> list:

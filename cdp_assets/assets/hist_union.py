@@ -9,7 +9,7 @@ from cdp_assets.assets.metadata import engine_jobs_metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.schedules import downstream_condition
+from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.hist_union import hist_union_sql
 

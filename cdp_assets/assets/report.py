@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, AssetKey, MaterializeResult, Metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.schedules import downstream_condition
+from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.report_charts import write_chart
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef, quote

@@ -29,7 +29,7 @@ from cdp_assets.assets.metadata import engine_jobs_metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.schedules import downstream_condition
+from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef, quote
 from cdp_assets.sql.master import master_rules_frame, master_table_sql
