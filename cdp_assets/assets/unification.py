@@ -266,6 +266,17 @@ def _describe(out_name: str) -> str:
     }[what]
 
 
+def master_id_tables(master, plan: u.IdPlan, by_name: dict[str, u.IdPlan]) -> dict[str, list[str]]:
+    """For each id a master attribute is taken from: the tables enriched with it and the master's id."""
+    own = [t.alias for t in plan.tables]
+    out = {}
+    for attr in master.attributes:
+        if attr.source_id is not None:
+            other = {t.alias for t in by_name[attr.source_id].tables}
+            out[attr.source_id] = [a for a in own if a in other]
+    return out
+
+
 def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
     unify = loaded.unification
     assert unify is not None
@@ -276,11 +287,12 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
     for master in unify.master_tables:
         plan = by_name[master.id_name]
         target = TableRef(schema, master.name)
-        aliases = sorted({sc.table for a in master.attributes for sc in a.source_columns})
+        id_tables = master_id_tables(master, plan, by_name)
+        aliases = sorted({sc.table for a in master.attributes for sc in a.source_columns} | {t for ts in id_tables.values() for t in ts})
         enriched = {a: enriched_ref(schema, a) for a in aliases}
         deps = [table_key(plan.ref("lookup")), *(table_key(r) for r in enriched.values())]
 
-        def _make(master=master, plan=plan, target=target, enriched=enriched, deps=deps):
+        def _make(master=master, plan=plan, target=target, enriched=enriched, deps=deps, id_tables=id_tables):
             @asset(
                 pool=WAREHOUSE_POOL,
                 key=table_key(target),
@@ -294,7 +306,7 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
                 rules = target.sibling(f"{master.name}_attribute_rules")
                 with warehouse.session():
                     warehouse.replace_with_dataframe(rules, master_rules_frame(master))
-                    sql = master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at)
+                    sql = master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables)
                     rows = warehouse.build_table(target, sql)
                 context.log.info(f"{target.display}: {rows} row(s)")
                 return MaterializeResult(metadata={"dagster/row_count": rows, "table": target.display, **engine_jobs_metadata(warehouse)})

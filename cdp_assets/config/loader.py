@@ -10,7 +10,9 @@ import yaml
 from pydantic import ValidationError
 
 from cdp_assets.config.models import LoadedConfig, LocalFilesConnector, PipelineConfig
+from cdp_assets.config.references import ReferenceError_, check_columns, check_tables, produced_tables  # noqa: F401
 from cdp_assets.config.unify import FieldError, UnifyConfig
+from cdp_assets.config.variables import UnresolvedVariable, resolve
 
 CONFIG_ENV = "CDP_CONFIG"
 DUCKDB_PATH_ENV = "CDP_DUCKDB_PATH"
@@ -44,6 +46,15 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
     config_path = Path(path).expanduser() if path is not None else config_path_from_env()
     config_path = config_path.resolve()
     raw = _read_yaml(config_path, "config file", hint=f"set {CONFIG_ENV} to an existing config file")
+    variables = raw.get("unification_variables") or {}
+    if not isinstance(variables, dict):
+        raise ConfigError(
+            f"{config_path}: unification_variables: expected a mapping of workflow variables "
+            f"(name: value lines), got {type(variables).__name__}"
+        )
+    if raw.get("unification") is not None:
+        # Workflow variables are resolved before validation: every check sees the real names.
+        raw = {**raw, "unification": _resolve_variables(raw["unification"], variables, config_path, "unification")}
     pipeline = _validate(PipelineConfig, raw, config_path)
     base = config_path.parent
 
@@ -55,6 +66,7 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
             f"{config_path}: unification_file:",
             hint="fix the path in unification_file (relative paths resolve against the config file's folder)",
         )
+        raw_unify = _resolve_variables(raw_unify, variables, unify_path, "")
         unification = _validate(UnifyConfig, raw_unify, unify_path)
 
     source_paths: dict[str, Path] = {}
@@ -69,7 +81,8 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
             source_paths[source.name] = folder
 
     if unification is not None:
-        _check_unification_tables(pipeline, unification, config_path)
+        unify_file = unify_path if pipeline.unification_file is not None else config_path
+        _check_unification_references(pipeline, unification, source_paths, unify_file, pipeline.unification_file is None)
         key_names = [k.name for k in unification.keys]
         for key in pipeline.unification_options.max_rows_per_value_by_key:
             if key not in key_names:
@@ -90,35 +103,22 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
     )
 
 
-def produced_tables(pipeline: PipelineConfig) -> dict[str, set[str]]:
-    """Every table the ingestion, hist-union and staging phases write, by schema."""
-    src: set[str] = set()
-    stg: set[str] = set()
-    for source, obj in pipeline.source_objects():
-        base = f"{source.name}_{obj.name}"
-        if source.loads_incremental:
-            src.add(base)
-        if source.loads_historical:
-            src.add(f"{base}_hist")
-        src.add(f"{base}_hist_union")
-        stg.add(f"{base}_stg")
-    return {pipeline.src_schema: src, pipeline.stg_schema: stg}
+def _check_unification_references(
+    pipeline: PipelineConfig, unification: UnifyConfig, source_paths: dict[str, Path], path: Path, inline: bool
+) -> None:
+    prefix = "unification." if inline else ""
+    try:
+        check_tables(pipeline, unification, prefix)
+        check_columns(pipeline, unification, source_paths, prefix)
+    except ReferenceError_ as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
-def _check_unification_tables(pipeline: PipelineConfig, unification: UnifyConfig, path: Path) -> None:
-    produced = produced_tables(pipeline)
-    for i, table in enumerate(unification.tables):
-        database = table.database or pipeline.stg_schema
-        if database not in produced:
-            raise ConfigError(
-                f"{path}: unification.tables[{i}].database {database!r} is not written by this pipeline; "
-                f"use {pipeline.stg_schema!r} (staged tables) or {pipeline.src_schema!r}"
-            )
-        if table.table not in produced[database]:
-            raise ConfigError(
-                f"{path}: unification.tables[{i}].table {table.table!r} is not produced by any phase in "
-                f"{database!r}; use one of {sorted(produced[database])}"
-            )
+def _resolve_variables(data: Any, variables: dict[str, Any], path: Path, where: str) -> Any:
+    try:
+        return resolve(data, variables, path, path.read_text(encoding="utf-8"), where)
+    except UnresolvedVariable as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _resolve(base: Path, value: str, config_path: Path, field: str) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -311,6 +311,9 @@ class PipelineConfig(_Strict):
     alerts: AlertsConfig = AlertsConfig()
     unification: UnifyConfig | None = None
     unification_file: str | None = None
+    # Values for the workflow variables (${name}, ${a.b}) of unify.yml; resolved by the loader
+    # before validation (cdp_assets/config/variables.py).
+    unification_variables: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("client")
     @classmethod

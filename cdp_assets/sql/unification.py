@@ -41,6 +41,24 @@ class SourceTablePlan:
     key_columns: tuple[tuple[str, str], ...]  # (column, key name)
     seen_at: str | None  # column with the row's time, for first/last seen
     incremental_column: str | None = None  # unify.yml incremental_columns[0]: new rows are newer
+    # Columns computed per row, not read: the value of another id this id merges by
+    # (merge_by_canonical_ids), as (column, SQL expression over the source row ``s``).
+    derived: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def from_sql(self) -> str:
+        """What the graph reads: the table, plus its derived columns when it has any."""
+        if not self.derived:
+            return self.ref.sql
+        extra = ", ".join(f"{expr} AS {quote(col)}" for col, expr in self.derived)
+        return f"(SELECT s.*, {extra} FROM {self.ref.sql} AS s)"
+
+    def value_expr(self, column: str, row: str = "s") -> str:
+        """A key column's value as text, read from the source row ``row`` (derived ones computed)."""
+        derived = dict(self.derived)
+        if column in derived:
+            return derived[column] if row == "s" else derived[column].replace("s.", f"{row}.")
+        return f"CAST({row}.{quote(column)} AS VARCHAR)"
 
 
 @dataclass(frozen=True)
@@ -51,7 +69,8 @@ class IdPlan:
     persistent: bool
     schema: str
     catalog: str | None
-    keys: tuple[str, ...]  # every key of the unification, in declaration order (key_type = index + 1)
+    keys: tuple[str, ...]  # every key of the unification, in declaration order (key_type = index + 1),
+    # then the ids this id merges by (merge_by_canonical_ids / merge_by_persistent_ids)
     tables: tuple[SourceTablePlan, ...]
     caps: tuple[int, ...] = ()  # max rows per value, per key (same order as keys); empty: no cap
     nodes_ref: TableRef | None = None  # where this run keeps its nodes (a scratch table)
@@ -73,6 +92,15 @@ class IdPlan:
     def name(self) -> str:
         return self.cid.name
 
+    @property
+    def merge_names(self) -> list[str]:
+        """What links rows, in priority order: the keys (without a persistent id's ``time``),
+        then the ids merged by."""
+        return [*self.cid.graph_keys, *self.cid.merged_ids]
+
+    def table(self, alias: str) -> SourceTablePlan | None:
+        return next((t for t in self.tables if t.alias == alias), None)
+
     def ref(self, suffix: str) -> TableRef:
         return TableRef(self.schema, f"{self.cid.name}_{suffix}", self.catalog)
 
@@ -81,50 +109,89 @@ class IdPlan:
 
     def merge_columns(self, table: SourceTablePlan) -> list[tuple[str, int]]:
         """(column, key_type) of a table's key columns that this id merges by."""
-        return [(col, self.key_type(key)) for col, key in table.key_columns if key in self.cid.merge_by_keys]
+        merge = self.merge_names
+        return [(col, self.key_type(key)) for col, key in table.key_columns if key in merge]
 
     def linking_columns(self, table: SourceTablePlan) -> list[tuple[str, int]]:
         """Merge columns that build the graph's edges: all but the do-not-merge key's."""
         return [(c, kt) for c, kt in self.merge_columns(table) if kt != self.dnm_key_type]
 
 
+DERIVED_PREFIX = "_cdp_id_"
+
+
 def build_id_plans(loaded: LoadedConfig, catalog: str | None = None) -> list[IdPlan]:
+    """One plan per id, each after the ids it merges by (their lookups feed its graph)."""
     unify = loaded.unification
     if unify is None:
         return []
     pipeline = loaded.pipeline
     persistent = {p.name for p in unify.persistent_ids}
-    plans = []
+    plans: dict[str, IdPlan] = {}
     options = pipeline.unification_options
-    caps = tuple(options.cap_for(k.name) for k in unify.keys)
+    real_keys = tuple(k.name for k in unify.keys)
     all_tables = {t.alias: i + 1 for i, t in enumerate(unify.tables)}
-    for cid in unify.all_ids:
+    for cid in unify.ordered_ids():
+        keys = (*real_keys, *cid.merged_ids)
+        caps = tuple(options.cap_for(k) if k in real_keys else None for k in keys)
         tables = []
         for t in unify.tables_for(cid):
             found = pipeline.source_of_staged_table(t.table)
             seen_at = t.incremental_columns[0] if t.incremental_columns else (found[0].incremental_field if found else None)
+            ref = TableRef(t.database or pipeline.stg_schema, t.table, catalog)
+            key_columns = [(kc.column, kc.key) for kc in t.key_columns]
+            derived = []
+            for other in cid.merged_ids:
+                expr = id_of_row_expr(plans[other], t.alias, plans)
+                if expr is not None:
+                    key_columns.append((DERIVED_PREFIX + other, other))
+                    derived.append((DERIVED_PREFIX + other, expr))
             tables.append(
                 SourceTablePlan(
                     table_id=all_tables[t.alias],
                     alias=t.alias,
-                    ref=TableRef(t.database or pipeline.stg_schema, t.table, catalog),
-                    key_columns=tuple((kc.column, kc.key) for kc in t.key_columns),
+                    ref=ref,
+                    key_columns=tuple(key_columns),
                     seen_at=seen_at,
                     incremental_column=t.incremental_columns[0] if t.incremental_columns else None,
+                    derived=tuple(derived),
                 )
             )
-        plans.append(
-            IdPlan(
-                cid=cid,
-                persistent=cid.name in persistent,
-                schema=unify.schema,
-                catalog=catalog,
-                keys=tuple(k.name for k in unify.keys),
-                tables=tuple(tables),
-                caps=caps,
-            )
+        plans[cid.name] = IdPlan(
+            cid=cid,
+            persistent=cid.name in persistent,
+            schema=unify.schema,
+            catalog=catalog,
+            keys=keys,
+            tables=tuple(tables),
+            caps=caps,
         )
-    return plans
+    return list(plans.values())
+
+
+def id_of_row_expr(plan: IdPlan, alias: str, plans: dict[str, IdPlan], row: str = "s", depth: int = 0) -> str | None:
+    """The id ``plan`` gives a row of table ``alias`` (SQL over the row ``row``), read from that
+    id's lookup by the row's key values (its do-not-merge value first, then by priority); None
+    when the table does not feed that id."""
+    table = plan.table(alias)
+    if table is None:
+        return None
+    cols = plan.merge_columns(table)
+    cols.sort(key=lambda c: (c[1] != plan.dnm_key_type, plan.merge_names.index(plan.keys[c[1] - 1])))
+    lookup = plan.ref("lookup").sql
+    parts = []
+    for col, kt in cols:
+        if col.startswith(DERIVED_PREFIX):
+            value = id_of_row_expr(plans[plan.keys[kt - 1]], alias, plans, row, depth + 1)
+        else:
+            value = f"CAST({row}.{quote(col)} AS VARCHAR)"
+        if value is None:
+            continue
+        l = f"idl{depth}_{len(parts)}"
+        parts.append(f"(SELECT MAX({l}.{quote(plan.name)}) FROM {lookup} AS {l} WHERE {l}.id_key_type = {kt} AND {l}.id = {value})")
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else f"COALESCE({', '.join(parts)})"
 
 
 # ---------------------------------------------------------------------------- rule tables
@@ -134,12 +201,14 @@ def build_id_plans(loaded: LoadedConfig, catalog: str | None = None) -> list[IdP
 
 def keys_frame(plan: IdPlan, unify: UnifyConfig) -> pd.DataFrame:
     rows = []
+    merge = plan.merge_names
+    real = {k.name for k in unify.keys}
     for i, name in enumerate(plan.keys):
-        key = unify.key(name)
-        priority = plan.cid.merge_by_keys.index(name) + 1 if name in plan.cid.merge_by_keys else None
+        regexp = unify.key(name).valid_regexp if name in real else None
+        priority = merge.index(name) + 1 if name in merge else None
         cap = plan.caps[i] if plan.caps else None
         rows.append(
-            {"key_type": i + 1, "key_name": name, "merge_priority": priority, "valid_regexp": key.valid_regexp, "max_rows_per_value": cap}
+            {"key_type": i + 1, "key_name": name, "merge_priority": priority, "valid_regexp": regexp, "max_rows_per_value": cap}
         )
     df = pd.DataFrame(rows)
     df["merge_priority"] = df["merge_priority"].astype("Int64")
@@ -152,7 +221,8 @@ def invalid_texts_frame(plan: IdPlan, unify: UnifyConfig) -> pd.DataFrame:
     rows = [
         {"key_type": i + 1, "invalid_text": text}
         for i, name in enumerate(plan.keys)
-        for text in unify.key(name).invalid_texts
+        if name in {k.name for k in unify.keys}
+        for text in unify.key(name).invalid_text_values
     ]
     return pd.DataFrame(rows, columns=["key_type", "invalid_text"]).astype({"key_type": "int64", "invalid_text": "string"})
 
@@ -191,7 +261,7 @@ def key_values_sql(plan: IdPlan, since: TableRef | None = None) -> str:
         for col, key_type in plan.merge_columns(t):
             parts.append(
                 f"SELECT {t.table_id} AS table_id, {key_type} AS key_type, "
-                f"CAST(s.{quote(col)} AS VARCHAR) AS value, {seen} AS seen_at, {inc} AS inc_at FROM {t.ref.sql} AS s"
+                f"CAST(s.{quote(col)} AS VARCHAR) AS value, {seen} AS seen_at, {inc} AS inc_at FROM {t.from_sql} AS s"
                 + _new_rows_filter(t, since)
             )
     raw = "\nUNION ALL\n".join(parts)
@@ -253,7 +323,7 @@ def _row_nodes_sql(
     )
     least = ", ".join(f"COALESCE(n{i}.node, {NO_NODE})" for i in range(len(cols)))
     picks = ", ".join(f"n{i}.node AS n{i}" for i in range(len(cols)))
-    return f"SELECT LEAST({least}) AS rmin, {picks}{extra} FROM {table.ref.sql} AS s\n{joins}" + _new_rows_filter(table, since)
+    return f"SELECT LEAST({least}) AS rmin, {picks}{extra} FROM {table.from_sql} AS s\n{joins}" + _new_rows_filter(table, since)
 
 
 def edges_sql(plan: IdPlan, since: TableRef | None = None, previous_graph: TableRef | None = None) -> str:
@@ -501,7 +571,8 @@ def enriched_sql(plans: list[IdPlan], table: SourceTablePlan, source_columns: li
     existing = {c.lower() for c in source_columns}
     for p_i, plan in enumerate(plans):
         lookup = plan.ref("lookup").sql
-        cols = plan.merge_columns(table) if any(t.alias == table.alias for t in plan.tables) else []
+        own = plan.table(table.alias)
+        cols = plan.merge_columns(own) if own is not None else []
         # A row's do-not-merge value, when it has one, decides which id the row gets.
         cols.sort(key=lambda c: c[1] != plan.dnm_key_type)
         aliases = []
@@ -509,7 +580,7 @@ def enriched_sql(plans: list[IdPlan], table: SourceTablePlan, source_columns: li
             alias = f"l{p_i}_{c_i}"
             joins.append(
                 f"LEFT JOIN {lookup} AS {alias} ON {alias}.id_key_type = {kt} "
-                f"AND {alias}.id = CAST(s.{quote(col)} AS VARCHAR)"
+                f"AND {alias}.id = {own.value_expr(col)}"
             )
             aliases.append(f"{alias}.{quote(plan.name)}")
         if plan.name.lower() in existing:
@@ -523,7 +594,7 @@ def enriched_sql(plans: list[IdPlan], table: SourceTablePlan, source_columns: li
 def source_key_stats_sql(plan: IdPlan) -> str:
     """Per source table and for all tables ('*'): rows, and distinct valid values of each key."""
     kv = plan.ref("key_values").sql
-    merge_keys = [k for k in plan.keys if k in plan.cid.merge_by_keys]
+    merge_keys = [k for k in plan.keys if k in plan.merge_names]
     rows = "\nUNION ALL\n".join(
         f"SELECT '{t.alias}' AS from_table, COUNT(*) AS total_rows FROM {t.ref.sql}" for t in plan.tables
     )
@@ -556,7 +627,7 @@ def result_key_stats_sql(plan: IdPlan) -> str:
     """Per table and '*': distinct ids, ids having each key, and a histogram of values per id."""
     kv, lookup, tables = plan.ref("key_values").sql, plan.ref("lookup").sql, plan.ref("tables").sql
     cid = quote(plan.name)
-    merge_keys = [k for k in plan.keys if k in plan.cid.merge_by_keys]
+    merge_keys = [k for k in plan.keys if k in plan.merge_names]
     with_key = ", ".join(
         f"COUNT(DISTINCT CASE WHEN key_type = {plan.key_type(k)} THEN cid END) AS {quote('distinct_with_' + k)}"
         for k in merge_keys

@@ -51,7 +51,8 @@ OnIteration = Callable[[str, IterationStats], None]
 
 def config_fingerprint(plan: u.IdPlan, unify: UnifyConfig) -> str:
     """Changes whenever anything that shapes this id's graph changes (then no incremental run)."""
-    rules = [unify.key(k).model_dump() for k in plan.keys]
+    real = {k.name for k in unify.keys}
+    rules = [unify.key(k).model_dump() if k in real else k for k in plan.keys]
     return hashlib.sha256(repr((plan, rules)).encode()).hexdigest()[:16]
 
 
@@ -211,6 +212,8 @@ def incremental_blocker(wh: WarehouseResource, plan: u.IdPlan, fingerprint: str)
         return "no table of this id has incremental_columns"
     if plan.dnm_key_type is not None:
         return "do_not_merge_key is resolved on the whole graph"
+    if plan.cid.merged_ids:
+        return "it merges by other ids, whose lookups were rebuilt"
     for suffix in ("graph", "key_values", "excluded_values", "watermarks"):
         if not wh.table_exists(plan.ref(suffix)):
             return f"no previous run ({plan.ref(suffix).display} is missing)"
