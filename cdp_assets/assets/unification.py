@@ -10,6 +10,8 @@ from dagster import (
     AssetObservation,
     Config,
     AssetOut,
+    AssetSpec,
+    AssetsDefinition,
     DynamicOut,
     DynamicOutput,
     In,
@@ -33,6 +35,8 @@ from cdp_assets.schedules import downstream_condition
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef, quote
 from cdp_assets.sql.master import master_rules_frame, master_table_sql
+from cdp_assets.config.references import external_tables
+from cdp_assets.unify.preflight import check_unification_inputs
 from cdp_assets.unify.runner import IterationStats, LoopResult, config_fingerprint, prepare_inputs, run_loop
 
 GROUP = "unification"
@@ -111,7 +115,11 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
     )
     def unify_loop(context: OpExecutionContext, warehouse: WarehouseResource, config: UnifyLoopConfig):
         full_refresh = config.full_refresh
+        for line in unify.differences_from_td():
+            context.log.info(line)
         with warehouse.session():
+            # Before anything is written: the tables unify.yml reads exist, with its columns.
+            check_unification_inputs(warehouse, loaded)
             for plan in plans:
                 graph_key = table_key(plan.ref("graph"))
 
@@ -247,7 +255,24 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
             **{name: getattr(finished, name) for name in {**enriched_outs, **stats_outs}},
         }
 
-    return [unification, *build_master_assets(loaded, plans)]
+    return [unification, *build_master_assets(loaded, plans), *build_external_table_assets(loaded)]
+
+
+def build_external_table_assets(loaded: LoadedConfig) -> list[AssetsDefinition]:
+    """The team's existing tables that unify.yml reads and no phase produces: source assets of
+    the graph (never materialized here; checked when the unification starts)."""
+    unify = loaded.unification
+    if unify is None:
+        return []
+    specs = [
+        AssetSpec(
+            key=table_key(TableRef(t.database or loaded.pipeline.stg_schema, t.table)),
+            group_name="external",
+            description=f"Existing warehouse table read by the unification as it is (unify.yml table {t.alias!r}).",
+        )
+        for t in external_tables(loaded.pipeline, unify)
+    ]
+    return [AssetsDefinition(specs=specs)] if specs else []
 
 
 def _describe(out_name: str) -> str:

@@ -301,7 +301,8 @@ class ReportConfig(_Strict):
 class PipelineConfig(_Strict):
     client: str
     engine: EngineConfig = EngineConfig()
-    sources: list[SourceConfig] = Field(min_length=1)
+    # Empty only for a unification on existing warehouse tables (no ingestion, no staging).
+    sources: list[SourceConfig] = Field(default_factory=list)
     staging: dict[str, dict[str, StagingRule]] = Field(default_factory=dict)
     checks: ChecksConfig = ChecksConfig()
     report: ReportConfig = ReportConfig()
@@ -331,6 +332,11 @@ class PipelineConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_references(self) -> "PipelineConfig":
+        if not self.sources and self.unification is None and self.unification_file is None:
+            raise FieldError(
+                ("sources",),
+                "list at least one source (or give unification / unification_file to unify existing warehouse tables only)",
+            )
         names = [s.name for s in self.sources]
         for n in names:
             if names.count(n) > 1:

@@ -464,6 +464,23 @@ class UnifyConfig(_Strict):
     def schema(self) -> str:
         return f"cdp_unification_{self.name.lower()}"
 
+    def differences_from_td(self) -> list[str]:
+        """One line per place where this config runs differently from Treasure Data (where we
+        deliberately go beyond it); the run logs them."""
+        lines = []
+        for cid in self.all_ids:
+            if cid.merge_iterations is None:
+                lines.append(
+                    f"{cid.name}: merge_iterations is not set: Treasure Data would stop after {DEFAULT_MERGE_ITERATIONS} "
+                    f"iterations; this run iterates until the graph converges (safety cap {CONVERGENCE_SAFETY_CAP})"
+                )
+            if isinstance(cid, PersistentId) and cid.do_not_merge_key is not None:
+                lines.append(
+                    f"{cid.name}: Treasure Data does not support do_not_merge_key on a persistent id; here two values "
+                    f"of {cid.do_not_merge_key!r} never share a {cid.name}, as for a canonical id"
+                )
+        return lines
+
     def id_by_name(self, name: str) -> CanonicalId:
         return next(c for c in self.all_ids if c.name == name)
 

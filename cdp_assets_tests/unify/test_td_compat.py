@@ -1,0 +1,265 @@
+"""Treasure Data compatibility: real unify.yml forms load unchanged and run with TD's meaning.
+
+Workflow variables, ids built from ids, attributes taken from ids, null invalid texts, source
+columns without `column`, `time` in a persistent id, and a unification that only reads a team's
+existing warehouse tables (external source assets). Real DuckDB, real in-process Dagster runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+from dagster import AssetKey
+import pytest
+import yaml
+
+from cdp_assets.config import ConfigError, load_config
+from cdp_assets.config.variables import env_name
+from cdp_assets.render import render
+from cdp_assets.sql.dialects import TableRef, get_dialect
+from cdp_assets_tests.conftest import check_results, run_pipeline, warehouse_for
+
+# A unify.yml written the way TD workflows write them: every name a workflow variable.
+TEMPLATE_UNIFY = """\
+name: ${unif_name}
+keys:
+  - name: td_client_id
+    invalid_texts: ['', null]
+  - name: td_global_id
+    invalid_texts: ['']
+  - name: email
+    valid_regexp: ".+@.+"
+    invalid_texts: ['', null]
+tables:
+  - database: ${client_short_name}_${src}
+    table: ${globals.site_tbl}
+    as: site_aaa
+    key_columns:
+      - {column: td_client_id, key: td_client_id}
+      - {column: td_global_id, key: td_global_id}
+      - {column: email, key: email}
+  - database: ${client_short_name}_${src}
+    table: ${td.tbl_contacts}
+    as: contacts
+    key_columns:
+      - {column: email, key: email}
+canonical_ids:
+  - name: browser_id
+    merge_by_keys: [td_client_id, td_global_id]
+    merge_iterations: ${iterations}
+  - name: email_id
+    merge_by_keys: [email]
+  - name: marketing_id
+    merge_by_canonical_ids: [browser_id]
+    merge_by_keys: [email]
+  - name: household_id
+    merge_by_canonical_ids: [browser_id, email_id]
+    merge_by_keys: []
+persistent_ids:
+  - name: person_id
+    merge_by_keys: [td_client_id, td_global_id, time]
+master_tables:
+  - name: marketing_master
+    canonical_id: marketing_id
+    attributes:
+      - name: browser_ids
+        source_canonical_id: browser_id
+        array_elements: 2
+      - name: name
+        invalid_texts: ['', null]
+        source_columns:
+          - {table: contacts, priority: 1}
+          - {table: site_aaa, priority: 2}
+  - name: person_master
+    persistent_id: person_id
+    attributes:
+      - name: person
+        source_persistent_id: person_id
+      - name: email
+        source_columns:
+          - {table: site_aaa}
+"""
+
+VARIABLES = {
+    "unif_name": "crm360",
+    "client_short_name": "acme",
+    "src": "crm",
+    "iterations": 10,
+    "globals": {"site_tbl": "site_aaa"},
+    "td": {"tbl_contacts": "contacts"},
+}
+
+SITE_ROWS = [
+    # td_client_id, td_global_id, email, name
+    ("c1", "g1", "a@x.com", "Ann"),
+    ("c2", "g1", "", "Ann2"),  # shares g1 with c1: same browser
+    ("c3", "g2", "a@x.com", "Anna"),  # another browser, same email as c1
+    ("c4", "g3", None, "Bob"),
+]
+CONTACT_ROWS = [("a@x.com", "Ann Contact"), ("b@x.com", "")]
+
+
+def write_existing_tables(db: Path) -> None:
+    """The team's own tables, staged elsewhere: acme_crm.site_aaa and acme_crm.contacts."""
+    con = duckdb.connect(str(db))
+    con.execute("CREATE SCHEMA acme_crm")
+    con.execute("CREATE TABLE acme_crm.site_aaa (td_client_id VARCHAR, td_global_id VARCHAR, email VARCHAR, name VARCHAR)")
+    con.executemany("INSERT INTO acme_crm.site_aaa VALUES (?, ?, ?, ?)", SITE_ROWS)
+    con.execute("CREATE TABLE acme_crm.contacts (email VARCHAR, name VARCHAR)")
+    con.executemany("INSERT INTO acme_crm.contacts VALUES (?, ?)", CONTACT_ROWS)
+    con.close()
+
+
+def unification_only_project(tmp: Path, variables: dict | None = None, unify_text: str = TEMPLATE_UNIFY) -> Path:
+    (tmp / "unify.yml").write_text(unify_text, encoding="utf-8")
+    cfg = {
+        "client": "acme",
+        "engine": {"kind": "duckdb", "duckdb": {"path": "cdp.duckdb"}},
+        "sources": [],
+        "report": {"path": "report.md"},
+        # email_id covers the site rows that have an email: 2 of 4
+        "checks": {"coverage_min_pct": 50},
+        "unification_variables": VARIABLES if variables is None else variables,
+        "unification_file": "unify.yml",
+    }
+    path = tmp / "cdp.yml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------- variables
+
+
+def test_workflow_variables_resolve_before_validation(tmp_path: Path) -> None:
+    loaded = load_config(unification_only_project(tmp_path))
+    unify = loaded.unification
+    assert unify.name == "crm360" and unify.schema == "cdp_unification_crm360"
+    assert [(t.database, t.table) for t in unify.tables] == [("acme_crm", "site_aaa"), ("acme_crm", "contacts")]
+    # A value that is exactly one variable keeps the variable's type.
+    assert unify.canonical_ids[0].merge_iterations == 10
+    # The file itself is unchanged: TD's workflow would fill in the same variables.
+    assert "${globals.site_tbl}" in (tmp_path / "unify.yml").read_text()
+
+
+def test_the_environment_overrides_unification_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(env_name("td.tbl_contacts"), "contacts_v2")
+    assert env_name("td.tbl_contacts") == "CDP_UNIFY_VAR_td__tbl_contacts"
+    loaded = load_config(unification_only_project(tmp_path))
+    assert loaded.unification.tables[1].table == "contacts_v2"
+
+
+def test_an_unresolved_variable_names_the_variable_the_file_and_the_line(tmp_path: Path) -> None:
+    variables = {k: v for k, v in VARIABLES.items() if k != "td"}
+    with pytest.raises(ConfigError) as exc:
+        load_config(unification_only_project(tmp_path, variables))
+    message = str(exc.value)
+    line = next(n for n, row in enumerate(TEMPLATE_UNIFY.splitlines(), 1) if "${td.tbl_contacts}" in row)
+    assert f"{tmp_path / 'unify.yml'}:{line}: tables[1].table:" in message, message
+    assert "${td.tbl_contacts} has no value" in message and "CDP_UNIFY_VAR_td__tbl_contacts" in message
+
+
+def test_a_variable_naming_a_mapping_is_an_error(tmp_path: Path) -> None:
+    text = TEMPLATE_UNIFY.replace("${globals.site_tbl}", "${globals}")
+    with pytest.raises(ConfigError, match=r"\$\{globals\} names a dict"):
+        load_config(unification_only_project(tmp_path, unify_text=text))
+
+
+def test_render_sql_works_on_the_resolved_config(tmp_path: Path) -> None:
+    loaded = load_config(unification_only_project(tmp_path))
+    files = render(loaded, get_dialect("duckdb"))
+    text = "\n".join(f.sql for f in files)
+    assert '"acme_crm"."site_aaa"' in text and "${" not in text
+
+
+# ---------------------------------------------------------------------------- TD forms at run time
+
+
+def test_unification_on_existing_tables_with_ids_from_ids(tmp_path: Path, instance) -> None:
+    write_existing_tables(tmp_path / "cdp.duckdb")
+    loaded = load_config(unification_only_project(tmp_path))
+    result = run_pipeline(loaded, instance)
+    assert result.success
+    checks = check_results(result)
+    assert checks and all(checks.values()), [k for k, v in checks.items() if not v]
+
+    wh = warehouse_for(loaded)
+    schema = "cdp_unification_crm360"
+    with wh.session():
+        site = wh.fetch(f'SELECT * FROM "{schema}"."enriched_site_aaa" ORDER BY td_client_id')
+        contacts = wh.fetch(f'SELECT * FROM "{schema}"."enriched_contacts" ORDER BY email')
+        browser = dict(zip(site["td_client_id"], site["browser_id"]))
+        marketing = dict(zip(site["td_client_id"], site["marketing_id"]))
+        household = dict(zip(site["td_client_id"], site["household_id"]))
+        # browser_id: c1 and c2 share g1; c3 and c4 are other browsers.
+        assert browser["c1"] == browser["c2"] and len({browser["c1"], browser["c3"], browser["c4"]}) == 3
+        # marketing_id merges browsers and emails: c1 (a@x.com) links c3's browser; c4 stays alone.
+        assert marketing["c1"] == marketing["c2"] == marketing["c3"] != marketing["c4"]
+        a_contact = contacts.set_index("email").loc["a@x.com"]
+        assert a_contact["marketing_id"] == marketing["c1"]
+        # household_id (merge_by_keys: [], two ids) groups the same way here.
+        assert household["c1"] == household["c2"] == household["c3"] != household["c4"]
+        assert a_contact["household_id"] == household["c1"]
+        # '' and null are invalid: c2's empty email links nothing, b@x.com's contact has its own id.
+        assert contacts.set_index("email").loc["b@x.com", "marketing_id"] not in set(marketing.values())
+
+        master = wh.fetch(f'SELECT * FROM "{schema}"."marketing_master"').set_index("marketing_id")
+        assert len(master) == 3
+        first = master.loc[marketing["c1"]]
+        # source_canonical_id: the entity's browser ids (two browsers, array_elements: 2).
+        assert sorted(first["browser_ids"]) == sorted({browser["c1"], browser["c3"]})
+        # source_columns without column read the attribute's name; contacts has priority 1.
+        assert first["name"] == "Ann Contact"
+        assert master.loc[marketing["c4"], "name"] == "Bob"
+        people = wh.fetch(f'SELECT * FROM "{schema}"."person_master"')
+        assert people["person_id"].is_unique and (people["person"] == people["person_id"]).all()
+
+
+def test_the_run_logs_where_it_differs_from_treasure_data(tmp_path: Path, instance) -> None:
+    write_existing_tables(tmp_path / "cdp.duckdb")
+    loaded = load_config(unification_only_project(tmp_path))
+    result = run_pipeline(loaded, instance)
+    assert result.success
+    messages = [e.user_message for e in instance.all_logs(result.run_id)]
+    td_lines = [m for m in messages if "Treasure Data would stop after 3 iterations" in m]
+    # every id without merge_iterations, one line each; browser_id sets it
+    assert sorted(m.split(":")[0] for m in td_lines) == ["email_id", "household_id", "marketing_id", "person_id"]
+
+
+def test_a_missing_existing_table_fails_at_the_start_naming_it(tmp_path: Path, instance) -> None:
+    write_existing_tables(tmp_path / "cdp.duckdb")
+    con = duckdb.connect(str(tmp_path / "cdp.duckdb"))
+    con.execute("DROP TABLE acme_crm.contacts")
+    con.close()
+    loaded = load_config(unification_only_project(tmp_path))
+    result = run_pipeline(loaded, instance)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    text = str(failure.event_specific_data.error)
+    assert "tables[1]" in text and "acme_crm.contacts" in text and "does not exist" in text, text
+    wh = warehouse_for(loaded)
+    with wh.session():
+        assert wh.list_tables("cdp_unification_crm360") == []  # nothing written
+
+
+def test_a_missing_column_of_an_existing_table_fails_naming_the_field(tmp_path: Path, instance) -> None:
+    write_existing_tables(tmp_path / "cdp.duckdb")
+    text = TEMPLATE_UNIFY.replace("{column: email, key: email}\n  - database", "{column: emial, key: email}\n  - database", 1)
+    assert text != TEMPLATE_UNIFY
+    loaded = load_config(unification_only_project(tmp_path, unify_text=text))
+    result = run_pipeline(loaded, instance)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.error)
+    assert "tables[0].key_columns[2].column" in message and "did you mean 'email'?" in message, message
+
+
+def test_existing_tables_are_external_assets_of_the_graph(tmp_path: Path) -> None:
+    from cdp_assets.definitions import build_definitions
+
+    loaded = load_config(unification_only_project(tmp_path))
+    defs = build_definitions(loaded)
+    graph = defs.resolve_asset_graph()
+    for name in ("site_aaa", "contacts"):
+        node = graph.get(AssetKey(["acme_crm", name]))
+        assert not node.is_executable
