@@ -41,6 +41,8 @@ class SourceTablePlan:
     key_columns: tuple[tuple[str, str], ...]  # (column, key name)
     seen_at: str | None  # column with the row's time, for first/last seen
     incremental_column: str | None = None  # unify.yml incremental_columns[0]: new rows are newer
+    # incremental_columns[1:]: ties of the first column are ordered by these, in turn (TD's meaning)
+    incremental_rest: tuple[str, ...] = ()
     # Columns computed per row, not read: the value of another id this id merges by
     # (merge_by_canonical_ids), as (column, SQL expression over the source row ``s``).
     derived: tuple[tuple[str, str], ...] = ()
@@ -154,6 +156,7 @@ def build_id_plans(loaded: LoadedConfig, catalog: str | None = None) -> list[IdP
                     key_columns=tuple(key_columns),
                     seen_at=seen_at,
                     incremental_column=t.incremental_columns[0] if t.incremental_columns else None,
+                    incremental_rest=tuple(t.incremental_columns[1:]),
                     derived=tuple(derived),
                 )
             )
@@ -238,36 +241,75 @@ def tables_frame(plan: IdPlan) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- graph build
 
 
+def time_expr(column_sql: str) -> str:
+    """A column's value as a TIMESTAMP, whatever it holds: a timestamp, a date/time text, or a Unix
+    epoch in seconds as a number or as digits (Treasure Data's ``time``). Unparseable values give
+    NULL (such rows are read again by every incremental run, never lost)."""
+    text = f"CAST({column_sql} AS VARCHAR)"
+    epoch = f"TRY_CAST({text} AS BIGINT)"
+    return (
+        f"CASE WHEN {epoch} IS NOT NULL THEN CAST(EPOCH_MS({epoch} * 1000) AS TIMESTAMP) "
+        f"ELSE TRY_CAST({text} AS TIMESTAMP) END"
+    )
+
+
+# Later incremental columns are compared as text padded to one width: numbers (ids, epochs) in
+# numeric order, timestamps in time order; a value longer than this is compared by its first
+# characters.
+INCREMENTAL_TEXT_WIDTH = 64
+
+
+def _inc_exprs(table: SourceTablePlan, alias: str = "s") -> tuple[str, str]:
+    """(position in time, tie-break text) of a row of an incremental table: rows are ordered by
+    the incremental columns in turn."""
+    if not table.incremental_column:
+        return "CAST(NULL AS TIMESTAMP)", "CAST(NULL AS VARCHAR)"
+    at = time_expr(f"{alias}.{quote(table.incremental_column)}")
+    if not table.incremental_rest:
+        return at, "''"
+    padded = [
+        f"LPAD(COALESCE(CAST({alias}.{quote(c)} AS VARCHAR), ''), {INCREMENTAL_TEXT_WIDTH}, '0')" for c in table.incremental_rest
+    ]
+    return at, " || '|' || ".join(padded)
+
+
+def _covered(w: str, at: str, rest: str) -> str:
+    """The row at (at, rest) is at or before the watermark row ``w``."""
+    return f"({w}.watermark > {at} OR ({w}.watermark = {at} AND {w}.watermark_rest >= {rest}))"
+
+
 def _new_rows_filter(table: SourceTablePlan, since: TableRef | None, alias: str = "s") -> str:
-    """In an incremental run, only rows newer than the table's watermark (read from a table,
-    never pasted); tables without an incremental column are read whole."""
+    """In an incremental run, only rows after the table's watermark (read from a table, never
+    pasted); tables without an incremental column are read whole."""
     if since is None or not table.incremental_column:
         return ""
+    at, rest = _inc_exprs(table, alias)
     return (
         f" WHERE NOT EXISTS (SELECT 1 FROM {since.sql} AS w WHERE w.table_id = {table.table_id} "
-        f"AND w.watermark >= CAST({alias}.{quote(table.incremental_column)} AS TIMESTAMP))"
+        f"AND {_covered('w', at, rest)})"
     )
 
 
 def key_values_sql(plan: IdPlan, since: TableRef | None = None) -> str:
     """Every valid (table, key, value, time) of the merge keys: the input of the graph.
     With ``since`` (the watermarks of the last run), only new rows of incremental tables.
-    ``inc_at`` keeps each row's incremental value, so that an incremental run can tell the rows
-    a previous run covered from those it must read again (see ``merged_key_values_sql``)."""
+    ``inc_at``/``inc_rest`` keep each row's incremental position, so that an incremental run can
+    tell the rows a previous run covered from those it must read again (``merged_key_values_sql``)."""
     parts = []
     for t in plan.tables:
-        seen = f"CAST(s.{quote(t.seen_at)} AS TIMESTAMP)" if t.seen_at else "CAST(NULL AS TIMESTAMP)"
-        inc = f"CAST(s.{quote(t.incremental_column)} AS TIMESTAMP)" if t.incremental_column else "CAST(NULL AS TIMESTAMP)"
+        seen = time_expr(f"s.{quote(t.seen_at)}") if t.seen_at else "CAST(NULL AS TIMESTAMP)"
+        inc, rest = _inc_exprs(t)
         for col, key_type in plan.merge_columns(t):
             parts.append(
                 f"SELECT {t.table_id} AS table_id, {key_type} AS key_type, "
-                f"CAST(s.{quote(col)} AS VARCHAR) AS value, {seen} AS seen_at, {inc} AS inc_at FROM {t.from_sql} AS s"
+                f"CAST(s.{quote(col)} AS VARCHAR) AS value, {seen} AS seen_at, {inc} AS inc_at, "
+                f"CAST({rest} AS VARCHAR) AS inc_rest FROM {t.from_sql} AS s"
                 + _new_rows_filter(t, since)
             )
     raw = "\nUNION ALL\n".join(parts)
     keys, invalid = plan.ref("keys").sql, plan.ref("invalid_texts").sql
     return f"""
-SELECT r.table_id, r.key_type, r.value, r.seen_at, r.inc_at
+SELECT r.table_id, r.key_type, r.value, r.seen_at, r.inc_at, r.inc_rest
 FROM (
 {raw}
 ) AS r
@@ -415,7 +457,7 @@ def merged_key_values_sql(plan: IdPlan, previous: TableRef, new: TableRef, since
     ids = [t.table_id for t in plan.incremental_tables if t.incremental_column]
     keep = (
         f"SELECT p.* FROM {previous.sql} AS p WHERE p.table_id IN ({', '.join(str(i) for i in ids)}) "
-        f"AND EXISTS (SELECT 1 FROM {since.sql} AS w WHERE w.table_id = p.table_id AND w.watermark >= p.inc_at)"
+        f"AND EXISTS (SELECT 1 FROM {since.sql} AS w WHERE w.table_id = p.table_id AND {_covered('w', 'p.inc_at', 'p.inc_rest')})"
         if ids
         else None
     )
@@ -423,14 +465,21 @@ def merged_key_values_sql(plan: IdPlan, previous: TableRef, new: TableRef, since
 
 
 def watermarks_sql(plan: IdPlan) -> str:
-    """The newest incremental value of each incremental table, as processed by this run."""
-    parts = [
-        f"SELECT {t.table_id} AS table_id, MAX(CAST({quote(t.incremental_column)} AS TIMESTAMP)) AS watermark FROM {t.ref.sql}"
-        for t in plan.incremental_tables
-        if t.incremental_column
-    ]
+    """The last row, by the incremental columns in turn, of each incremental table: its position
+    is where the next incremental run starts."""
+    parts = []
+    for t in plan.incremental_tables:
+        at, rest = _inc_exprs(t)
+        parts.append(
+            f"SELECT table_id, watermark, watermark_rest FROM (SELECT {t.table_id} AS table_id, {at} AS watermark, "
+            f"CAST({rest} AS VARCHAR) AS watermark_rest, ROW_NUMBER() OVER (ORDER BY {at} DESC NULLS LAST, "
+            f"CAST({rest} AS VARCHAR) DESC NULLS LAST) AS rn FROM {t.ref.sql} AS s) AS w{t.table_id} WHERE rn = 1"
+        )
     if not parts:
-        return "SELECT CAST(NULL AS BIGINT) AS table_id, CAST(NULL AS TIMESTAMP) AS watermark WHERE 1 = 0"
+        return (
+            "SELECT CAST(NULL AS BIGINT) AS table_id, CAST(NULL AS TIMESTAMP) AS watermark, "
+            "CAST(NULL AS VARCHAR) AS watermark_rest WHERE 1 = 0"
+        )
     return "\nUNION ALL\n".join(parts)
 
 
