@@ -13,6 +13,7 @@ from cdp_assets.config.models import LoadedConfig, LocalFilesConnector, Pipeline
 from cdp_assets.config.references import ReferenceError_, check_columns, check_tables, produced_tables  # noqa: F401
 from cdp_assets.config.unify import FieldError, UnifyConfig
 from cdp_assets.config.variables import UnresolvedVariable, resolve
+from cdp_assets.sql.regex import unsupported_constructs
 
 CONFIG_ENV = "CDP_CONFIG"
 DUCKDB_PATH_ENV = "CDP_DUCKDB_PATH"
@@ -83,6 +84,7 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
     if unification is not None:
         unify_file = unify_path if pipeline.unification_file is not None else config_path
         _check_unification_references(pipeline, unification, source_paths, unify_file, pipeline.unification_file is None)
+        _check_regexps(unification, pipeline.engine.kind, unify_file, "" if pipeline.unification_file else "unification.")
         key_names = [k.name for k in unification.keys]
         for key in pipeline.unification_options.max_rows_per_value_by_key:
             if key not in key_names:
@@ -101,6 +103,25 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
         report_path=_resolve(base, pipeline.report.path, config_path, "report.path"),
         source_paths=source_paths,
     )
+
+
+def _check_regexps(unification: UnifyConfig, engine: str, path: Path, prefix: str) -> None:
+    """A valid_regexp the engine cannot evaluate with Treasure Data's meaning is refused now,
+    never in the middle of a run."""
+    patterns = [(f"keys[{i}].valid_regexp", k.name, k.valid_regexp) for i, k in enumerate(unification.keys)]
+    patterns += [
+        (f"master_tables[{m}].attributes[{a}].valid_regexp", attr.name, attr.valid_regexp)
+        for m, master in enumerate(unification.master_tables)
+        for a, attr in enumerate(master.attributes)
+    ]
+    for field, name, pattern in patterns:
+        lacking = unsupported_constructs(pattern, engine) if pattern else []
+        if lacking:
+            raise ConfigError(
+                f"{path}: {prefix}{field}: the valid_regexp of {name!r} uses {lacking[0]}, which the {engine} engine's "
+                f"regular expressions (RE2) cannot evaluate, and Treasure Data's can; rewrite the pattern without it "
+                f"(or run on an engine with Java-style regular expressions: databricks, treasure_data)"
+            )
 
 
 def _check_unification_references(

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cdp_assets.config.identifiers import check_identifier
+from cdp_assets.sql.regex import check_syntax
 
 # Limits documented for Treasure Data's unification.
 MAX_MERGE_ITERATIONS = 49
@@ -52,7 +53,7 @@ def _check_regexp(value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        re.compile(value)
+        check_syntax(value)
     except re.error as exc:
         raise ValueError(f"valid_regexp {value!r} is not a valid regular expression: {exc}") from exc
     return value

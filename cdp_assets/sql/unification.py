@@ -27,6 +27,7 @@ import pandas as pd
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.config.unify import CanonicalId, UnifyConfig
 from cdp_assets.sql.dialects import TableRef, quote
+from cdp_assets.sql.regex import pattern_for
 
 # A node id larger than any real one: LEAST() over optional nodes must ignore missing ones,
 # and Trino's LEAST returns NULL when any argument is NULL, so NULLs are replaced by this.
@@ -202,12 +203,14 @@ def id_of_row_expr(plan: IdPlan, alias: str, plans: dict[str, IdPlan], row: str 
 # small tables loaded through the engine's DataFrame API, never as SQL text.
 
 
-def keys_frame(plan: IdPlan, unify: UnifyConfig) -> pd.DataFrame:
+def keys_frame(plan: IdPlan, unify: UnifyConfig, dialect_name: str = "duckdb") -> pd.DataFrame:
+    """The keys as rows; each valid_regexp as the engine must evaluate it to mean what it means
+    on Treasure Data (cdp_assets/sql/regex.py)."""
     rows = []
     merge = plan.merge_names
     real = {k.name for k in unify.keys}
     for i, name in enumerate(plan.keys):
-        regexp = unify.key(name).valid_regexp if name in real else None
+        regexp = pattern_for(unify.key(name).valid_regexp, dialect_name) if name in real else None
         priority = merge.index(name) + 1 if name in merge else None
         cap = plan.caps[i] if plan.caps else None
         rows.append(
