@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 from dagster import AssetKey
 import pytest
 import yaml
@@ -263,3 +264,83 @@ def test_existing_tables_are_external_assets_of_the_graph(tmp_path: Path) -> Non
     for name in ("site_aaa", "contacts"):
         node = graph.get(AssetKey(["acme_crm", name]))
         assert not node.is_executable
+
+
+# ---------------------------------------------------------------------------- epoch time, several incremental columns
+
+INCREMENTAL_UNIFY = """\
+name: inc
+keys:
+  - {name: td_client_id, invalid_texts: ['', null]}
+  - {name: email, invalid_texts: ['', null]}
+tables:
+  - database: acme_crm
+    table: events
+    incremental_columns: [time, seq]
+    key_columns:
+      - {column: td_client_id, key: td_client_id}
+      - {column: email, key: email}
+  - database: acme_crm
+    table: signups
+    incremental_columns: [time]
+    key_columns:
+      - {column: email, key: email}
+canonical_ids:
+  - name: unified_id
+    merge_by_keys: [email, td_client_id]
+"""
+
+# events.time is TD's epoch bigint; signups.time is the same epoch stored as text.
+EVENTS = [("c1", "a@x.com", 1700000000, 1), ("c2", None, 1700000100, 1), ("c3", "b@x.com", 1700000200, 1)]
+SIGNUPS = [("a@x.com", "1700000050"), ("c@x.com", "1700000300")]
+
+
+def write_incremental_tables(db: Path, events, signups, create: bool = True) -> None:
+    con = duckdb.connect(str(db))
+    if create:
+        con.execute("CREATE SCHEMA acme_crm")
+        con.execute("CREATE TABLE acme_crm.events (td_client_id VARCHAR, email VARCHAR, time BIGINT, seq INTEGER)")
+        con.execute("CREATE TABLE acme_crm.signups (email VARCHAR, time VARCHAR)")
+    if events:
+        con.executemany("INSERT INTO acme_crm.events VALUES (?, ?, ?, ?)", events)
+    if signups:
+        con.executemany("INSERT INTO acme_crm.signups VALUES (?, ?)", signups)
+    con.close()
+
+
+def test_epoch_time_and_several_incremental_columns_equal_a_full_refresh(tmp_path: Path, instance) -> None:
+    first, second = tmp_path / "first", tmp_path / "fresh"
+    first.mkdir()
+    second.mkdir()
+    write_incremental_tables(first / "cdp.duckdb", EVENTS, SIGNUPS)
+    loaded = load_config(unification_only_project(first, {}, INCREMENTAL_UNIFY))
+    assert run_pipeline(loaded, instance).success
+    wh = warehouse_for(loaded)
+    lookup = wh.fetch('SELECT * FROM "cdp_unification_inc"."unified_id_lookup"').set_index("id")
+    # first/last seen come from the epoch seconds, bigint and text alike
+    assert lookup.loc["a@x.com", "id_first_seen_at"] == pd.Timestamp("2023-11-14 22:13:20")
+    assert lookup.loc["a@x.com", "id_last_seen_at"] == pd.Timestamp("2023-11-14 22:14:10")  # the signup's text time
+    assert lookup.loc["c2", "id_first_seen_at"] == pd.Timestamp("2023-11-14 22:15:00")
+
+    # New rows: one at the very same time as the last event but a later seq (ordered by the
+    # columns in turn, it is new), one later; c2 now shows its email.
+    more_events = [("c2", "b@x.com", 1700000200, 2), ("c4", "c@x.com", 1700000400, 1)]
+    write_incremental_tables(first / "cdp.duckdb", more_events, [], create=False)
+    second_run = run_pipeline(loaded, instance)
+    assert second_run.success
+    modes = {
+        e.asset_key.path[-1]: e.event_specific_data.materialization.metadata["mode"].value
+        for e in second_run.get_asset_materialization_events()
+        if e.asset_key.path[-1] == "unified_id_graph"
+    }
+    assert modes == {"unified_id_graph": "incremental"}
+    after = wh.fetch('SELECT * FROM "cdp_unification_inc"."unified_id_lookup"').set_index("id")
+    # the tie row linked c2 to b@x.com (and so to c3): it was read although its time equals the watermark
+    assert after.loc["c2", "unified_id"] == after.loc["c3", "unified_id"] == after.loc["b@x.com", "unified_id"]
+
+    write_incremental_tables(second / "cdp.duckdb", EVENTS + more_events, SIGNUPS)
+    fresh = load_config(unification_only_project(second, {}, INCREMENTAL_UNIFY))
+    assert run_pipeline(fresh).success
+    full = warehouse_for(fresh).fetch('SELECT * FROM "cdp_unification_inc"."unified_id_lookup"').set_index("id")
+    cols = ["unified_id", "id_key_type", "id_first_seen_at", "id_last_seen_at"]
+    pd.testing.assert_frame_equal(after.sort_index()[cols], full.sort_index()[cols])
