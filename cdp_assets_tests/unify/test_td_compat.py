@@ -16,113 +16,34 @@ import pytest
 import yaml
 
 from cdp_assets.config import ConfigError, load_config
+from cdp_assets.config.loader import REPO_ROOT
 from cdp_assets.config.variables import env_name
 from cdp_assets.render import render
 from cdp_assets.sql.dialects import TableRef, get_dialect
 from cdp_assets_tests.conftest import check_results, run_pipeline, warehouse_for
 
-# A unify.yml written the way TD workflows write them: every name a workflow variable.
-TEMPLATE_UNIFY = """\
-name: ${unif_name}
-keys:
-  - name: td_client_id
-    invalid_texts: ['', null]
-  - name: td_global_id
-    invalid_texts: ['']
-  - name: email
-    valid_regexp: ".+@.+"
-    invalid_texts: ['', null]
-tables:
-  - database: ${client_short_name}_${src}
-    table: ${globals.site_tbl}
-    as: site_aaa
-    key_columns:
-      - {column: td_client_id, key: td_client_id}
-      - {column: td_global_id, key: td_global_id}
-      - {column: email, key: email}
-  - database: ${client_short_name}_${src}
-    table: ${td.tbl_contacts}
-    as: contacts
-    key_columns:
-      - {column: email, key: email}
-canonical_ids:
-  - name: browser_id
-    merge_by_keys: [td_client_id, td_global_id]
-    merge_iterations: ${iterations}
-  - name: email_id
-    merge_by_keys: [email]
-  - name: marketing_id
-    merge_by_canonical_ids: [browser_id]
-    merge_by_keys: [email]
-  - name: household_id
-    merge_by_canonical_ids: [browser_id, email_id]
-    merge_by_keys: []
-persistent_ids:
-  - name: person_id
-    merge_by_keys: [td_client_id, td_global_id, time]
-master_tables:
-  - name: marketing_master
-    canonical_id: marketing_id
-    attributes:
-      - name: browser_ids
-        source_canonical_id: browser_id
-        array_elements: 2
-      - name: name
-        invalid_texts: ['', null]
-        source_columns:
-          - {table: contacts, priority: 1}
-          - {table: site_aaa, priority: 2}
-  - name: person_master
-    persistent_id: person_id
-    attributes:
-      - name: person
-        source_persistent_id: person_id
-      - name: email
-        source_columns:
-          - {table: site_aaa}
-"""
-
-VARIABLES = {
-    "unif_name": "crm360",
-    "client_short_name": "acme",
-    "src": "crm",
-    "iterations": 10,
-    "globals": {"site_tbl": "site_aaa"},
-    "td": {"tbl_contacts": "contacts"},
-}
-
-SITE_ROWS = [
-    # td_client_id, td_global_id, email, name
-    ("c1", "g1", "a@x.com", "Ann"),
-    ("c2", "g1", "", "Ann2"),  # shares g1 with c1: same browser
-    ("c3", "g2", "a@x.com", "Anna"),  # another browser, same email as c1
-    ("c4", "g3", None, "Bob"),
-]
-CONTACT_ROWS = [("a@x.com", "Ann Contact"), ("b@x.com", "")]
+# The example of a unification on existing tables: its unify.yml is a TD template whose names
+# are all workflow variables; cdp.yml gives them values; seed.sql creates the team's tables.
+EXAMPLE = REPO_ROOT / "examples" / "td_format" / "existing_tables"
+TEMPLATE_UNIFY = (EXAMPLE / "unify.yml").read_text(encoding="utf-8")
+EXAMPLE_CONFIG = yaml.safe_load((EXAMPLE / "cdp.yml").read_text(encoding="utf-8"))
+VARIABLES = EXAMPLE_CONFIG["unification_variables"]
 
 
 def write_existing_tables(db: Path) -> None:
-    """The team's own tables, staged elsewhere: acme_crm.site_aaa and acme_crm.contacts."""
+    """The team's own tables (acme_crm.site_aaa, acme_crm.contacts), from the example's seed.sql."""
     con = duckdb.connect(str(db))
-    con.execute("CREATE SCHEMA acme_crm")
-    con.execute("CREATE TABLE acme_crm.site_aaa (td_client_id VARCHAR, td_global_id VARCHAR, email VARCHAR, name VARCHAR)")
-    con.executemany("INSERT INTO acme_crm.site_aaa VALUES (?, ?, ?, ?)", SITE_ROWS)
-    con.execute("CREATE TABLE acme_crm.contacts (email VARCHAR, name VARCHAR)")
-    con.executemany("INSERT INTO acme_crm.contacts VALUES (?, ?)", CONTACT_ROWS)
+    con.execute((EXAMPLE / "seed.sql").read_text(encoding="utf-8"))
     con.close()
 
 
 def unification_only_project(tmp: Path, variables: dict | None = None, unify_text: str = TEMPLATE_UNIFY) -> Path:
     (tmp / "unify.yml").write_text(unify_text, encoding="utf-8")
     cfg = {
-        "client": "acme",
+        **EXAMPLE_CONFIG,
         "engine": {"kind": "duckdb", "duckdb": {"path": "cdp.duckdb"}},
-        "sources": [],
         "report": {"path": "report.md"},
-        # email_id covers the site rows that have an email: 2 of 4
-        "checks": {"coverage_min_pct": 50},
         "unification_variables": VARIABLES if variables is None else variables,
-        "unification_file": "unify.yml",
     }
     path = tmp / "cdp.yml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
@@ -130,6 +51,11 @@ def unification_only_project(tmp: Path, variables: dict | None = None, unify_tex
 
 
 # ---------------------------------------------------------------------------- variables
+
+
+def test_the_example_loads_unchanged_from_its_folder() -> None:
+    loaded = load_config(EXAMPLE / "cdp.yml")
+    assert loaded.unification.tables[0].table == "site_aaa" and not loaded.pipeline.sources
 
 
 def test_workflow_variables_resolve_before_validation(tmp_path: Path) -> None:
@@ -214,6 +140,10 @@ def test_unification_on_existing_tables_with_ids_from_ids(tmp_path: Path, instan
         assert master.loc[marketing["c4"], "name"] == "Bob"
         people = wh.fetch(f'SELECT * FROM "{schema}"."person_master"')
         assert people["person_id"].is_unique and (people["person"] == people["person_id"]).all()
+        # first/last seen from `time` (epoch bigint in site_aaa, epoch text in contacts)
+        seen = wh.fetch(f'SELECT * FROM "{schema}"."email_id_lookup"').set_index("id")
+        assert seen.loc["a@x.com", "id_first_seen_at"] == pd.Timestamp("2023-11-14 22:13:20")
+        assert seen.loc["a@x.com", "id_last_seen_at"] == pd.Timestamp("2023-11-14 22:16:40")
 
 
 def test_the_run_logs_where_it_differs_from_treasure_data(tmp_path: Path, instance) -> None:
