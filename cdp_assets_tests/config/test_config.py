@@ -285,6 +285,11 @@ def _unresolved_variable(cfg: dict[str, Any], tmp: Path) -> None:
     cfg["unification_variables"] = {"client_short_name": "acme"}
 
 
+def _no_ids(cfg: dict[str, Any], tmp: Path) -> None:
+    del cfg["unification"]["canonical_ids"]
+    del cfg["unification"]["master_tables"]
+
+
 def _duplicate_first(path: tuple[Any, ...]) -> Mutation:
     def mutate(cfg: dict[str, Any], tmp: Path) -> None:
         node = cfg
@@ -399,6 +404,7 @@ BAD_CASES: list[tuple[str, Mutation, str, str]] = [
     ("incremental-column-typo", _set("unification", "tables", 0, "incremental_columns", ["updated"]), "unification.tables[0].incremental_columns[0]", "did you mean 'updated_at'?"),
     ("master-column-typo", _set("unification", "master_tables", 0, "attributes", 0, "source_columns", 0, "column", "standardized_emal"), "unification.master_tables[0].attributes[0].source_columns[0].column", "did you mean 'standardized_email'?"),
     ("unresolved-variable", _unresolved_variable, "unification.tables[0].database", "${stg} has no value"),
+    ("no-ids", _no_ids, "unification", "define at least one entry in canonical_ids or persistent_ids"),
     ("duplicate-staging-column", _set("staging", "shop_customers", "email", "columns", ["email", "email"]), "staging.shop_customers.email.columns", "once"),
 ]
 

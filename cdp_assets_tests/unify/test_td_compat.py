@@ -157,6 +157,21 @@ def test_the_run_logs_where_it_differs_from_treasure_data(tmp_path: Path, instan
     assert sorted(m.split(":")[0] for m in td_lines) == ["email_id", "household_id", "marketing_id", "person_id"]
 
 
+def test_going_beyond_treasure_data_loads_and_says_how_td_would_differ(tmp_path: Path) -> None:
+    # A persistent id with do_not_merge_key (TD does not support it) and ids without
+    # merge_iterations (TD stops after 3): the file loads; each difference is one line.
+    text = TEMPLATE_UNIFY.replace(
+        "    merge_by_keys: [td_client_id, td_global_id, time]",
+        "    merge_by_keys: [td_client_id, td_global_id, time]\n    do_not_merge_key: td_client_id\n    merge_iterations: 5",
+    )
+    assert text != TEMPLATE_UNIFY
+    unify = load_config(unification_only_project(tmp_path, unify_text=text)).unification
+    lines = unify.differences_from_td()
+    assert [line.split(":")[0] for line in lines] == ["email_id", "marketing_id", "household_id", "person_id"]
+    assert "Treasure Data does not support do_not_merge_key on a persistent id" in lines[-1]
+    assert all("Treasure Data would stop after 3 iterations" in line for line in lines[:-1])
+
+
 def test_a_missing_existing_table_fails_at_the_start_naming_it(tmp_path: Path, instance) -> None:
     write_existing_tables(tmp_path / "cdp.duckdb")
     con = duckdb.connect(str(tmp_path / "cdp.duckdb"))
