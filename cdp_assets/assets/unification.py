@@ -330,7 +330,7 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
             def _master(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
                 rules = target.sibling(f"{master.name}_attribute_rules")
                 with warehouse.session():
-                    warehouse.replace_with_dataframe(rules, master_rules_frame(master, warehouse.dialect.name))
+                    warehouse.replace_with_dataframe(rules, master_rules_frame(master))
                     sql = master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables)
                     rows = warehouse.build_table(target, sql)
                 context.log.info(f"{target.display}: {rows} row(s)")

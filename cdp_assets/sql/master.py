@@ -9,13 +9,13 @@ from cdp_assets.sql.dialects import TableRef, quote
 from cdp_assets.sql.regex import pattern_for
 
 
-def master_rules_frame(master: MasterTable, dialect_name: str = "duckdb") -> pd.DataFrame:
+def master_rules_frame(master: MasterTable) -> pd.DataFrame:
     """Attribute rules (invalid texts, regexps) as rows, so no config value becomes SQL text;
-    regexps as the engine must evaluate them to mean what they mean on Treasure Data."""
+    regexps as evaluated, with Treasure Data's meaning on every engine (cdp_assets/sql/regex.py)."""
     rows = []
     for attr in master.attributes:
         if attr.valid_regexp is not None:
-            rows.append({"attribute": attr.name, "kind": "valid_regexp", "value": pattern_for(attr.valid_regexp, dialect_name)})
+            rows.append({"attribute": attr.name, "kind": "valid_regexp", "value": pattern_for(attr.valid_regexp)})
         rows.extend({"attribute": attr.name, "kind": "invalid_text", "value": t} for t in attr.invalid_text_values)
     return pd.DataFrame(rows, columns=["attribute", "kind", "value"]).astype("string")
 

@@ -8,7 +8,9 @@ DuckDB uses RE2, which differs in two ways:
   refused when the config loads, naming the key, the construct and the engine;
 * some constructs mean something else: ``$`` also matches before a final line terminator in
   Java, ``.`` excludes every line terminator (not only ``\\n``) and ``\\s`` includes the vertical
-  tab. For RE2 these are rewritten into what Java means, so the same values match.
+  tab. These are rewritten into what Java means, written so that RE2 and Java read it alike; the
+  rewritten pattern is what every engine evaluates (so the rules tables are the same on every
+  engine, and the Treasure Data fake, which runs on DuckDB, answers as Treasure Data does).
 
 The scanner below reads the pattern once, outside and inside character classes, and never pastes
 a value into SQL: patterns reach the warehouse as rows of a rules table.
@@ -127,10 +129,11 @@ def unsupported_constructs(pattern: str, engine: str) -> list[str]:
     return [c.name for c in _scan(pattern)[0]]
 
 
-def pattern_for(pattern: str | None, dialect_name: str) -> str | None:
-    """The pattern as the engine must evaluate it to mean what Treasure Data means."""
-    if pattern is None or dialect_name not in RE2_ENGINES:
-        return pattern
+def pattern_for(pattern: str | None) -> str | None:
+    """The pattern as engines evaluate it: Treasure Data's (Java's) meaning, in a form RE2 and
+    Java read alike."""
+    if pattern is None:
+        return None
     return _scan(pattern)[1]
 
 

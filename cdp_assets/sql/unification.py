@@ -203,23 +203,31 @@ def id_of_row_expr(plan: IdPlan, alias: str, plans: dict[str, IdPlan], row: str 
 # small tables loaded through the engine's DataFrame API, never as SQL text.
 
 
-def keys_frame(plan: IdPlan, unify: UnifyConfig, dialect_name: str = "duckdb") -> pd.DataFrame:
-    """The keys as rows; each valid_regexp as the engine must evaluate it to mean what it means
-    on Treasure Data (cdp_assets/sql/regex.py)."""
+def keys_frame(plan: IdPlan, unify: UnifyConfig) -> pd.DataFrame:
+    """The keys as rows: each valid_regexp as written, and as evaluated (Treasure Data's meaning
+    on every engine, cdp_assets/sql/regex.py)."""
     rows = []
     merge = plan.merge_names
     real = {k.name for k in unify.keys}
     for i, name in enumerate(plan.keys):
-        regexp = pattern_for(unify.key(name).valid_regexp, dialect_name) if name in real else None
+        regexp = unify.key(name).valid_regexp if name in real else None
         priority = merge.index(name) + 1 if name in merge else None
         cap = plan.caps[i] if plan.caps else None
         rows.append(
-            {"key_type": i + 1, "key_name": name, "merge_priority": priority, "valid_regexp": regexp, "max_rows_per_value": cap}
+            {
+                "key_type": i + 1,
+                "key_name": name,
+                "merge_priority": priority,
+                "valid_regexp": regexp,
+                "max_rows_per_value": cap,
+                "valid_regexp_evaluated": pattern_for(regexp),
+            }
         )
     df = pd.DataFrame(rows)
     df["merge_priority"] = df["merge_priority"].astype("Int64")
     df["max_rows_per_value"] = df["max_rows_per_value"].astype("Int64")
     df["valid_regexp"] = df["valid_regexp"].astype("string")
+    df["valid_regexp_evaluated"] = df["valid_regexp_evaluated"].astype("string")
     return df
 
 
@@ -320,7 +328,7 @@ JOIN {keys} AS k ON k.key_type = r.key_type
 LEFT JOIN {invalid} AS i ON i.key_type = r.key_type AND i.invalid_text = r.value
 WHERE r.value IS NOT NULL
   AND i.key_type IS NULL
-  AND (k.valid_regexp IS NULL OR regexp_matches(r.value, k.valid_regexp))
+  AND (k.valid_regexp_evaluated IS NULL OR regexp_matches(r.value, k.valid_regexp_evaluated))
 """
 
 

@@ -59,7 +59,7 @@ def config_fingerprint(plan: u.IdPlan, unify: UnifyConfig) -> str:
 def prepare_inputs(wh: WarehouseResource, plan: u.IdPlan, unify: UnifyConfig) -> None:
     """Load the rule tables ({cid}_keys, {cid}_invalid_texts, {cid}_tables) as data."""
     wh.ensure_schema(plan.schema)
-    wh.replace_with_dataframe(plan.ref("keys"), u.keys_frame(plan, unify, wh.dialect.name))
+    wh.replace_with_dataframe(plan.ref("keys"), u.keys_frame(plan, unify))
     wh.replace_with_dataframe(plan.ref("invalid_texts"), u.invalid_texts_frame(plan, unify))
     wh.replace_with_dataframe(plan.ref("tables"), u.tables_frame(plan))
 
