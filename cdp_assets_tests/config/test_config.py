@@ -403,6 +403,7 @@ BAD_CASES: list[tuple[str, Mutation, str, str]] = [
     ("key-column-typo", _set("unification", "tables", 0, "key_columns", 0, "column", "standardized_emial"), "unification.tables[0].key_columns[0].column", "did you mean 'standardized_email'?"),
     ("incremental-column-typo", _set("unification", "tables", 0, "incremental_columns", ["updated"]), "unification.tables[0].incremental_columns[0]", "did you mean 'updated_at'?"),
     ("master-column-typo", _set("unification", "master_tables", 0, "attributes", 0, "source_columns", 0, "column", "standardized_emal"), "unification.master_tables[0].attributes[0].source_columns[0].column", "did you mean 'standardized_email'?"),
+    ("key-column-not-staged", _set("unification", "tables", 0, "key_columns", 2, "column", "cleaned_fist_name"), "unification.tables[0].key_columns[2].column", "did you mean 'cleaned_first_name'?"),
     ("unresolved-variable", _unresolved_variable, "unification.tables[0].database", "${stg} has no value"),
     ("no-ids", _no_ids, "unification", "define at least one entry in canonical_ids or persistent_ids"),
     ("duplicate-staging-column", _set("staging", "shop_customers", "email", "columns", ["email", "email"]), "staging.shop_customers.email.columns", "once"),
