@@ -56,13 +56,6 @@ class SourceTablePlan:
         extra = ", ".join(f"{expr} AS {quote(col)}" for col, expr in self.derived)
         return f"(SELECT s.*, {extra} FROM {self.ref.sql} AS s)"
 
-    def value_expr(self, column: str, row: str = "s") -> str:
-        """A key column's value as text, read from the source row ``row`` (derived ones computed)."""
-        derived = dict(self.derived)
-        if column in derived:
-            return derived[column] if row == "s" else derived[column].replace("s.", f"{row}.")
-        return f"CAST({row}.{quote(column)} AS VARCHAR)"
-
 
 @dataclass(frozen=True)
 class IdPlan:
@@ -640,15 +633,26 @@ def enriched_sql(plans: list[IdPlan], table: SourceTablePlan, source_columns: li
             alias = f"l{p_i}_{c_i}"
             joins.append(
                 f"LEFT JOIN {lookup} AS {alias} ON {alias}.id_key_type = {kt} "
-                f"AND {alias}.id = {own.value_expr(col)}"
+                f"AND {alias}.id = CAST(s.{quote(col)} AS VARCHAR)"
             )
             aliases.append(f"{alias}.{quote(plan.name)}")
         if plan.name.lower() in existing:
             continue  # never shadow a source column; the check on enriched tables reports it
         expr = f"COALESCE({', '.join(aliases)})" if len(aliases) > 1 else (aliases[0] if aliases else "CAST(NULL AS VARCHAR)")
         id_cols.append(f"{expr} AS {quote(plan.name)}")
-    select = ", ".join(["s.*", *id_cols])
-    return f"SELECT {select}\nFROM {table.ref.sql} AS s\n" + "\n".join(joins)
+    # Ids merged from ids join on computed columns: they are computed in a projection first
+    # (engines such as Spark allow a correlated subquery there, not in a join condition), and
+    # the output keeps exactly the source's columns.
+    derived = {}
+    for plan in plans:
+        own = plan.table(table.alias)
+        derived.update(dict(own.derived) if own is not None else {})
+    if not derived:
+        select = ", ".join(["s.*", *id_cols])
+        return f"SELECT {select}\nFROM {table.ref.sql} AS s\n" + "\n".join(joins)
+    extra = ", ".join(f"{expr} AS {quote(col)}" for col, expr in derived.items())
+    select = ", ".join([*(f"s.{quote(c)}" for c in source_columns), *id_cols])
+    return f"SELECT {select}\nFROM (SELECT s.*, {extra} FROM {table.ref.sql} AS s) AS s\n" + "\n".join(joins)
 
 
 def source_key_stats_sql(plan: IdPlan) -> str:
