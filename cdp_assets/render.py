@@ -13,7 +13,7 @@ from pathlib import Path
 from cdp_assets.assets.hist_union import hist_union_ref
 from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.staging import staging_ref, staging_rules
-from cdp_assets.assets.unification import enrich_tables, enriched_ref
+from cdp_assets.assets.unification import enrich_tables, enriched_ref, master_id_tables
 from cdp_assets.config.models import LoadedConfig, LocalFilesConnector
 from cdp_assets.connectors.local_files import object_files
 from cdp_assets.connectors.readers import file_columns
@@ -103,9 +103,12 @@ def build_pipelines(loaded: LoadedConfig, raw_columns=None) -> dict[str, SqlPipe
     for master in unify.master_tables:
         plan = by_name[master.id_name]
         target = TableRef(unify.schema, master.name)
-        enriched = {sc.table: enriched_ref(unify.schema, sc.table) for a in master.attributes for sc in a.source_columns}
+        id_tables = master_id_tables(master, plan, by_name)
+        aliases = {sc.table for a in master.attributes for sc in a.source_columns} | {t for ts in id_tables.values() for t in ts}
+        enriched = {a: enriched_ref(unify.schema, a) for a in aliases}
         rules = target.sibling(f"{master.name}_attribute_rules")
-        uni.add(master.name, create_table_as(target, master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at)))
+        sql = master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables)
+        uni.add(master.name, create_table_as(target, sql))
     return phases
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 
 import pandas as pd
+import pytest
 
-from cdp_assets.config import load_config
+from cdp_assets.config.unify import UnifyConfig
+from cdp_assets.config import ConfigError, load_config
 from cdp_assets.connectors.loading import LOG_TABLE
 from cdp_assets.definitions import build_definitions
 from cdp_assets.sql.dialects import TableRef
@@ -138,7 +140,7 @@ def test_a_run_failing_midway_leaves_the_previous_tables_intact(tmp_path, instan
     before = snapshot(loaded)
 
     # New data arrives, and the master table's config now names a column that does not exist:
-    # ingestion, staging and unification succeed, the master table's SQL fails.
+    # ingestion and staging succeed, the unification step fails before it writes anything.
     shutil.copy(
         loaded.source_paths["shop"] / "customers" / "customers_2024-06-02.csv",
         loaded.source_paths["shop"] / "customers" / "customers_late.csv",
@@ -147,12 +149,18 @@ def test_a_run_failing_midway_leaves_the_previous_tables_intact(tmp_path, instan
     def break_master(cfg: dict) -> None:
         cfg["unification"]["master_tables"][0]["attributes"][0]["source_columns"][0]["order_by"] = "no_such_column"
 
-    broken = load_config(write_project(tmp_path, mutate=break_master, generate=False))
+    # The loader refuses such a config (the staged table's columns are known at load) ...
+    with pytest.raises(ConfigError, match="order_by: column 'no_such_column'"):
+        load_config(write_project(tmp_path, mutate=break_master, generate=False))
+    # ... so, to fail in the middle of a run, the same change is made past the loader.
+    raw = loaded.unification.model_dump(by_alias=True)
+    raw["master_tables"][0]["attributes"][0]["source_columns"][0]["order_by"] = "no_such_column"
+    broken = loaded.model_copy(update={"unification": UnifyConfig.model_validate(raw)})
     result = run_pipeline(broken, instance)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.event_specific_data.error.to_string()
-    assert "no_such_column" in message and "statement that failed" in message
+    assert "order_by: column 'no_such_column'" in message and "Nothing was written" in message, message
 
     after = snapshot(loaded)
     master = "cdp_unification_customer_360.customer_master"

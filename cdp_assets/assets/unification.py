@@ -10,6 +10,8 @@ from dagster import (
     AssetObservation,
     Config,
     AssetOut,
+    AssetSpec,
+    AssetsDefinition,
     DynamicOut,
     DynamicOutput,
     In,
@@ -33,6 +35,8 @@ from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef, quote
 from cdp_assets.sql.master import master_rules_frame, master_table_sql
+from cdp_assets.config.references import external_tables
+from cdp_assets.unify.preflight import check_unification_inputs
 from cdp_assets.unify.runner import IterationStats, LoopResult, config_fingerprint, prepare_inputs, run_loop
 
 GROUP = "unification"
@@ -111,7 +115,11 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
     )
     def unify_loop(context: OpExecutionContext, warehouse: WarehouseResource, config: UnifyLoopConfig):
         full_refresh = config.full_refresh
+        for line in unify.differences_from_td():
+            context.log.info(line)
         with warehouse.session():
+            # Before anything is written: the tables unify.yml reads exist, with its columns.
+            check_unification_inputs(warehouse, loaded)
             for plan in plans:
                 graph_key = table_key(plan.ref("graph"))
 
@@ -247,7 +255,24 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
             **{name: getattr(finished, name) for name in {**enriched_outs, **stats_outs}},
         }
 
-    return [unification, *build_master_assets(loaded, plans)]
+    return [unification, *build_master_assets(loaded, plans), *build_external_table_assets(loaded)]
+
+
+def build_external_table_assets(loaded: LoadedConfig) -> list[AssetsDefinition]:
+    """The team's existing tables that unify.yml reads and no phase produces: source assets of
+    the graph (never materialized here; checked when the unification starts)."""
+    unify = loaded.unification
+    if unify is None:
+        return []
+    specs = [
+        AssetSpec(
+            key=table_key(TableRef(t.database or loaded.pipeline.stg_schema, t.table)),
+            group_name="external",
+            description=f"Existing warehouse table read by the unification as it is (unify.yml table {t.alias!r}).",
+        )
+        for t in external_tables(loaded.pipeline, unify)
+    ]
+    return [AssetsDefinition(specs=specs)] if specs else []
 
 
 def _describe(out_name: str) -> str:
@@ -266,6 +291,17 @@ def _describe(out_name: str) -> str:
     }[what]
 
 
+def master_id_tables(master, plan: u.IdPlan, by_name: dict[str, u.IdPlan]) -> dict[str, list[str]]:
+    """For each id a master attribute is taken from: the tables enriched with it and the master's id."""
+    own = [t.alias for t in plan.tables]
+    out = {}
+    for attr in master.attributes:
+        if attr.source_id is not None:
+            other = {t.alias for t in by_name[attr.source_id].tables}
+            out[attr.source_id] = [a for a in own if a in other]
+    return out
+
+
 def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
     unify = loaded.unification
     assert unify is not None
@@ -276,11 +312,12 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
     for master in unify.master_tables:
         plan = by_name[master.id_name]
         target = TableRef(schema, master.name)
-        aliases = sorted({sc.table for a in master.attributes for sc in a.source_columns})
+        id_tables = master_id_tables(master, plan, by_name)
+        aliases = sorted({sc.table for a in master.attributes for sc in a.source_columns} | {t for ts in id_tables.values() for t in ts})
         enriched = {a: enriched_ref(schema, a) for a in aliases}
         deps = [table_key(plan.ref("lookup")), *(table_key(r) for r in enriched.values())]
 
-        def _make(master=master, plan=plan, target=target, enriched=enriched, deps=deps):
+        def _make(master=master, plan=plan, target=target, enriched=enriched, deps=deps, id_tables=id_tables):
             @asset(
                 pool=WAREHOUSE_POOL,
                 key=table_key(target),
@@ -294,7 +331,7 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
                 rules = target.sibling(f"{master.name}_attribute_rules")
                 with warehouse.session():
                     warehouse.replace_with_dataframe(rules, master_rules_frame(master))
-                    sql = master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at)
+                    sql = master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables)
                     rows = warehouse.build_table(target, sql)
                 context.log.info(f"{target.display}: {rows} row(s)")
                 return MaterializeResult(metadata={"dagster/row_count": rows, "table": target.display, **engine_jobs_metadata(warehouse)})

@@ -12,7 +12,10 @@ import yaml
 from pydantic import ValidationError
 
 from cdp_assets.config.models import LoadedConfig, LocalFilesConnector, PipelineConfig
+from cdp_assets.config.references import ReferenceError_, check_columns, check_tables, produced_tables  # noqa: F401
 from cdp_assets.config.unify import FieldError, UnifyConfig
+from cdp_assets.config.variables import UnresolvedVariable, resolve
+from cdp_assets.sql.regex import unsupported_constructs
 
 CONFIG_ENV = "CDP_CONFIG"
 DUCKDB_PATH_ENV = "CDP_DUCKDB_PATH"
@@ -77,6 +80,15 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
     config_path = Path(path).expanduser() if path is not None else config_path_from_env()
     config_path = config_path.resolve()
     raw = _read_yaml(config_path, "config file", hint=f"set {CONFIG_ENV} to an existing config file")
+    variables = raw.get("unification_variables") or {}
+    if not isinstance(variables, dict):
+        raise ConfigError(
+            f"{config_path}: unification_variables: expected a mapping of workflow variables "
+            f"(name: value lines), got {type(variables).__name__}"
+        )
+    if raw.get("unification") is not None:
+        # Workflow variables are resolved before validation: every check sees the real names.
+        raw = {**raw, "unification": _resolve_variables(raw["unification"], variables, config_path, "unification")}
     pipeline = _validate(PipelineConfig, raw, config_path)
     base = config_path.parent
 
@@ -88,6 +100,7 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
             f"{config_path}: unification_file:",
             hint="fix the path in unification_file (relative paths resolve against the config file's folder)",
         )
+        raw_unify = _resolve_variables(raw_unify, variables, unify_path, "")
         unification = _validate(UnifyConfig, raw_unify, unify_path)
 
     source_paths: dict[str, Path] = {}
@@ -102,7 +115,9 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
             source_paths[source.name] = folder
 
     if unification is not None:
-        _check_unification_tables(pipeline, unification, config_path)
+        unify_file = unify_path if pipeline.unification_file is not None else config_path
+        _check_unification_references(pipeline, unification, source_paths, unify_file, pipeline.unification_file is None)
+        _check_regexps(unification, pipeline.engine.kind, unify_file, "" if pipeline.unification_file else "unification.")
         key_names = [k.name for k in unification.keys]
         for key in pipeline.unification_options.max_rows_per_value_by_key:
             if key not in key_names:
@@ -123,35 +138,41 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
     )
 
 
-def produced_tables(pipeline: PipelineConfig) -> dict[str, set[str]]:
-    """Every table the ingestion, hist-union and staging phases write, by schema."""
-    src: set[str] = set()
-    stg: set[str] = set()
-    for source, obj in pipeline.source_objects():
-        base = f"{source.name}_{obj.name}"
-        if source.loads_incremental:
-            src.add(base)
-        if source.loads_historical:
-            src.add(f"{base}_hist")
-        src.add(f"{base}_hist_union")
-        stg.add(f"{base}_stg")
-    return {pipeline.src_schema: src, pipeline.stg_schema: stg}
+def _check_regexps(unification: UnifyConfig, engine: str, path: Path, prefix: str) -> None:
+    """A valid_regexp the engine cannot evaluate with Treasure Data's meaning is refused now,
+    never in the middle of a run."""
+    patterns = [(f"keys[{i}].valid_regexp", k.name, k.valid_regexp) for i, k in enumerate(unification.keys)]
+    patterns += [
+        (f"master_tables[{m}].attributes[{a}].valid_regexp", attr.name, attr.valid_regexp)
+        for m, master in enumerate(unification.master_tables)
+        for a, attr in enumerate(master.attributes)
+    ]
+    for field, name, pattern in patterns:
+        lacking = unsupported_constructs(pattern, engine) if pattern else []
+        if lacking:
+            raise ConfigError(
+                f"{path}: {prefix}{field}: the valid_regexp of {name!r} uses {lacking[0]}, which the {engine} engine's "
+                f"regular expressions (RE2) cannot evaluate, and Treasure Data's can; rewrite the pattern without it "
+                f"(or run on an engine with Java-style regular expressions: databricks, treasure_data)"
+            )
 
 
-def _check_unification_tables(pipeline: PipelineConfig, unification: UnifyConfig, path: Path) -> None:
-    produced = produced_tables(pipeline)
-    for i, table in enumerate(unification.tables):
-        database = table.database or pipeline.stg_schema
-        if database not in produced:
-            raise ConfigError(
-                f"{path}: unification.tables[{i}].database {database!r} is not written by this pipeline; "
-                f"use {pipeline.stg_schema!r} (staged tables) or {pipeline.src_schema!r}"
-            )
-        if table.table not in produced[database]:
-            raise ConfigError(
-                f"{path}: unification.tables[{i}].table {table.table!r} is not produced by any phase in "
-                f"{database!r}; use one of {sorted(produced[database])}"
-            )
+def _check_unification_references(
+    pipeline: PipelineConfig, unification: UnifyConfig, source_paths: dict[str, Path], path: Path, inline: bool
+) -> None:
+    prefix = "unification." if inline else ""
+    try:
+        check_tables(pipeline, unification, prefix)
+        check_columns(pipeline, unification, source_paths, prefix)
+    except ReferenceError_ as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _resolve_variables(data: Any, variables: dict[str, Any], path: Path, where: str) -> Any:
+    try:
+        return resolve(data, variables, path, path.read_text(encoding="utf-8"), where)
+    except UnresolvedVariable as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _resolve(base: Path, value: str, config_path: Path, field: str) -> Path:

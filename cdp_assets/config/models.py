@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -411,7 +411,8 @@ class ReportConfig(_Strict):
 class PipelineConfig(_Strict):
     client: str
     engine: EngineConfig = EngineConfig()
-    sources: list[SourceConfig] = Field(min_length=1)
+    # Empty only for a unification on existing warehouse tables (no ingestion, no staging).
+    sources: list[SourceConfig] = Field(default_factory=list)
     staging: dict[str, dict[str, StagingRule]] = Field(default_factory=dict)
     checks: ChecksConfig = ChecksConfig()
     report: ReportConfig = ReportConfig()
@@ -421,6 +422,9 @@ class PipelineConfig(_Strict):
     alerts: AlertsConfig = AlertsConfig()
     unification: UnifyConfig | None = None
     unification_file: str | None = None
+    # Values for the workflow variables (${name}, ${a.b}) of unify.yml; resolved by the loader
+    # before validation (cdp_assets/config/variables.py).
+    unification_variables: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("client")
     @classmethod
@@ -438,6 +442,11 @@ class PipelineConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_references(self) -> "PipelineConfig":
+        if not self.sources and self.unification is None and self.unification_file is None:
+            raise FieldError(
+                ("sources",),
+                "list at least one source (or give unification / unification_file to unify existing warehouse tables only)",
+            )
         names = [s.name for s in self.sources]
         for n in names:
             if names.count(n) > 1:

@@ -6,15 +6,17 @@ import pandas as pd
 
 from cdp_assets.config.unify import MasterAttribute, MasterTable, UnifyConfig
 from cdp_assets.sql.dialects import TableRef, quote
+from cdp_assets.sql.regex import pattern_for
 
 
 def master_rules_frame(master: MasterTable) -> pd.DataFrame:
-    """Attribute rules (invalid texts, regexps) as rows, so no config value becomes SQL text."""
+    """Attribute rules (invalid texts, regexps) as rows, so no config value becomes SQL text;
+    regexps as evaluated, with Treasure Data's meaning on every engine (cdp_assets/sql/regex.py)."""
     rows = []
     for attr in master.attributes:
         if attr.valid_regexp is not None:
-            rows.append({"attribute": attr.name, "kind": "valid_regexp", "value": attr.valid_regexp})
-        rows.extend({"attribute": attr.name, "kind": "invalid_text", "value": t} for t in attr.invalid_texts)
+            rows.append({"attribute": attr.name, "kind": "valid_regexp", "value": pattern_for(attr.valid_regexp)})
+        rows.extend({"attribute": attr.name, "kind": "invalid_text", "value": t} for t in attr.invalid_text_values)
     return pd.DataFrame(rows, columns=["attribute", "kind", "value"]).astype("string")
 
 
@@ -23,8 +25,25 @@ def _candidates_sql(
     cid: str,
     enriched: dict[str, TableRef],
     default_order: dict[str, str | None],
+    id_tables: dict[str, list[str]] | None = None,
 ) -> str:
     parts = []
+    if attr.source_id is not None:
+        # The entity's value of another id: read from every enriched table carrying both ids,
+        # the newest row first (as order: last by the table's time column).
+        for table in (id_tables or {}).get(attr.source_id, []):
+            order_by = default_order.get(table)
+            ord_expr = f"CAST(e.{quote(order_by)} AS VARCHAR)" if order_by else "CAST(NULL AS VARCHAR)"
+            parts.append(
+                f"SELECT e.{quote(cid)} AS cid, CAST(e.{quote(attr.source_id)} AS VARCHAR) AS value, 1 AS priority, "
+                f"{ord_expr} AS ord, 1 AS newest_first FROM {enriched[table].sql} AS e "
+                f"WHERE e.{quote(cid)} IS NOT NULL AND e.{quote(attr.source_id)} IS NOT NULL"
+            )
+        if not parts:
+            return (
+                "SELECT CAST(NULL AS VARCHAR) AS cid, CAST(NULL AS VARCHAR) AS value, 1 AS priority, "
+                "CAST(NULL AS VARCHAR) AS ord, 1 AS newest_first WHERE 1 = 0"
+            )
     for sc in attr.source_columns:
         order_by = sc.order_by or default_order.get(sc.table)
         # order: last picks the newest value; rank ascending, so negate by sorting direction below.
@@ -44,12 +63,14 @@ def master_table_sql(
     enriched: dict[str, TableRef],
     rules: TableRef,
     default_order: dict[str, str | None],
+    id_tables: dict[str, list[str]] | None = None,
 ) -> str:
-    """SELECT for a master table: distinct ids from the lookup, one column per attribute."""
+    """SELECT for a master table: distinct ids from the lookup, one column per attribute.
+    ``id_tables``: for an attribute taken from another id, the enriched tables holding both ids."""
     cid = master.id_name
     ctes, selects, joins = [], [], []
     for i, attr in enumerate(master.attributes):
-        cand = _candidates_sql(attr, cid, enriched, default_order)
+        cand = _candidates_sql(attr, cid, enriched, default_order, id_tables)
         # Best first: lowest priority number, then newest (order: last) or oldest (order: first)
         # by order_by, then value for a deterministic tie-break on every engine.
         ranking = (

@@ -27,6 +27,7 @@ import pandas as pd
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.config.unify import CanonicalId, UnifyConfig
 from cdp_assets.sql.dialects import TableRef, quote
+from cdp_assets.sql.regex import pattern_for
 
 # A node id larger than any real one: LEAST() over optional nodes must ignore missing ones,
 # and Trino's LEAST returns NULL when any argument is NULL, so NULLs are replaced by this.
@@ -41,6 +42,19 @@ class SourceTablePlan:
     key_columns: tuple[tuple[str, str], ...]  # (column, key name)
     seen_at: str | None  # column with the row's time, for first/last seen
     incremental_column: str | None = None  # unify.yml incremental_columns[0]: new rows are newer
+    # incremental_columns[1:]: ties of the first column are ordered by these, in turn (TD's meaning)
+    incremental_rest: tuple[str, ...] = ()
+    # Columns computed per row, not read: the value of another id this id merges by
+    # (merge_by_canonical_ids), as (column, SQL expression over the source row ``s``).
+    derived: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def from_sql(self) -> str:
+        """What the graph reads: the table, plus its derived columns when it has any."""
+        if not self.derived:
+            return self.ref.sql
+        extra = ", ".join(f"{expr} AS {quote(col)}" for col, expr in self.derived)
+        return f"(SELECT s.*, {extra} FROM {self.ref.sql} AS s)"
 
 
 @dataclass(frozen=True)
@@ -51,7 +65,8 @@ class IdPlan:
     persistent: bool
     schema: str
     catalog: str | None
-    keys: tuple[str, ...]  # every key of the unification, in declaration order (key_type = index + 1)
+    keys: tuple[str, ...]  # every key of the unification, in declaration order (key_type = index + 1),
+    # then the ids this id merges by (merge_by_canonical_ids / merge_by_persistent_ids)
     tables: tuple[SourceTablePlan, ...]
     caps: tuple[int, ...] = ()  # max rows per value, per key (same order as keys); empty: no cap
     nodes_ref: TableRef | None = None  # where this run keeps its nodes (a scratch table)
@@ -73,6 +88,15 @@ class IdPlan:
     def name(self) -> str:
         return self.cid.name
 
+    @property
+    def merge_names(self) -> list[str]:
+        """What links rows, in priority order: the keys (without a persistent id's ``time``),
+        then the ids merged by."""
+        return [*self.cid.graph_keys, *self.cid.merged_ids]
+
+    def table(self, alias: str) -> SourceTablePlan | None:
+        return next((t for t in self.tables if t.alias == alias), None)
+
     def ref(self, suffix: str) -> TableRef:
         return TableRef(self.schema, f"{self.cid.name}_{suffix}", self.catalog)
 
@@ -81,50 +105,90 @@ class IdPlan:
 
     def merge_columns(self, table: SourceTablePlan) -> list[tuple[str, int]]:
         """(column, key_type) of a table's key columns that this id merges by."""
-        return [(col, self.key_type(key)) for col, key in table.key_columns if key in self.cid.merge_by_keys]
+        merge = self.merge_names
+        return [(col, self.key_type(key)) for col, key in table.key_columns if key in merge]
 
     def linking_columns(self, table: SourceTablePlan) -> list[tuple[str, int]]:
         """Merge columns that build the graph's edges: all but the do-not-merge key's."""
         return [(c, kt) for c, kt in self.merge_columns(table) if kt != self.dnm_key_type]
 
 
+DERIVED_PREFIX = "_cdp_id_"
+
+
 def build_id_plans(loaded: LoadedConfig, catalog: str | None = None) -> list[IdPlan]:
+    """One plan per id, each after the ids it merges by (their lookups feed its graph)."""
     unify = loaded.unification
     if unify is None:
         return []
     pipeline = loaded.pipeline
     persistent = {p.name for p in unify.persistent_ids}
-    plans = []
+    plans: dict[str, IdPlan] = {}
     options = pipeline.unification_options
-    caps = tuple(options.cap_for(k.name) for k in unify.keys)
+    real_keys = tuple(k.name for k in unify.keys)
     all_tables = {t.alias: i + 1 for i, t in enumerate(unify.tables)}
-    for cid in unify.all_ids:
+    for cid in unify.ordered_ids():
+        keys = (*real_keys, *cid.merged_ids)
+        caps = tuple(options.cap_for(k) if k in real_keys else None for k in keys)
         tables = []
         for t in unify.tables_for(cid):
             found = pipeline.source_of_staged_table(t.table)
             seen_at = t.incremental_columns[0] if t.incremental_columns else (found[0].incremental_field if found else None)
+            ref = TableRef(t.database or pipeline.stg_schema, t.table, catalog)
+            key_columns = [(kc.column, kc.key) for kc in t.key_columns]
+            derived = []
+            for other in cid.merged_ids:
+                expr = id_of_row_expr(plans[other], t.alias, plans)
+                if expr is not None:
+                    key_columns.append((DERIVED_PREFIX + other, other))
+                    derived.append((DERIVED_PREFIX + other, expr))
             tables.append(
                 SourceTablePlan(
                     table_id=all_tables[t.alias],
                     alias=t.alias,
-                    ref=TableRef(t.database or pipeline.stg_schema, t.table, catalog),
-                    key_columns=tuple((kc.column, kc.key) for kc in t.key_columns),
+                    ref=ref,
+                    key_columns=tuple(key_columns),
                     seen_at=seen_at,
                     incremental_column=t.incremental_columns[0] if t.incremental_columns else None,
+                    incremental_rest=tuple(t.incremental_columns[1:]),
+                    derived=tuple(derived),
                 )
             )
-        plans.append(
-            IdPlan(
-                cid=cid,
-                persistent=cid.name in persistent,
-                schema=unify.schema,
-                catalog=catalog,
-                keys=tuple(k.name for k in unify.keys),
-                tables=tuple(tables),
-                caps=caps,
-            )
+        plans[cid.name] = IdPlan(
+            cid=cid,
+            persistent=cid.name in persistent,
+            schema=unify.schema,
+            catalog=catalog,
+            keys=keys,
+            tables=tuple(tables),
+            caps=caps,
         )
-    return plans
+    return list(plans.values())
+
+
+def id_of_row_expr(plan: IdPlan, alias: str, plans: dict[str, IdPlan], row: str = "s", depth: int = 0) -> str | None:
+    """The id ``plan`` gives a row of table ``alias`` (SQL over the row ``row``), read from that
+    id's lookup by the row's key values (its do-not-merge value first, then by priority); None
+    when the table does not feed that id."""
+    table = plan.table(alias)
+    if table is None:
+        return None
+    cols = plan.merge_columns(table)
+    cols.sort(key=lambda c: (c[1] != plan.dnm_key_type, plan.merge_names.index(plan.keys[c[1] - 1])))
+    lookup = plan.ref("lookup").sql
+    parts = []
+    for col, kt in cols:
+        if col.startswith(DERIVED_PREFIX):
+            value = id_of_row_expr(plans[plan.keys[kt - 1]], alias, plans, row, depth + 1)
+        else:
+            value = f"CAST({row}.{quote(col)} AS VARCHAR)"
+        if value is None:
+            continue
+        l = f"idl{depth}_{len(parts)}"
+        parts.append(f"(SELECT MAX({l}.{quote(plan.name)}) FROM {lookup} AS {l} WHERE {l}.id_key_type = {kt} AND {l}.id = {value})")
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else f"COALESCE({', '.join(parts)})"
 
 
 # ---------------------------------------------------------------------------- rule tables
@@ -133,18 +197,30 @@ def build_id_plans(loaded: LoadedConfig, catalog: str | None = None) -> list[IdP
 
 
 def keys_frame(plan: IdPlan, unify: UnifyConfig) -> pd.DataFrame:
+    """The keys as rows: each valid_regexp as written, and as evaluated (Treasure Data's meaning
+    on every engine, cdp_assets/sql/regex.py)."""
     rows = []
+    merge = plan.merge_names
+    real = {k.name for k in unify.keys}
     for i, name in enumerate(plan.keys):
-        key = unify.key(name)
-        priority = plan.cid.merge_by_keys.index(name) + 1 if name in plan.cid.merge_by_keys else None
+        regexp = unify.key(name).valid_regexp if name in real else None
+        priority = merge.index(name) + 1 if name in merge else None
         cap = plan.caps[i] if plan.caps else None
         rows.append(
-            {"key_type": i + 1, "key_name": name, "merge_priority": priority, "valid_regexp": key.valid_regexp, "max_rows_per_value": cap}
+            {
+                "key_type": i + 1,
+                "key_name": name,
+                "merge_priority": priority,
+                "valid_regexp": regexp,
+                "max_rows_per_value": cap,
+                "valid_regexp_evaluated": pattern_for(regexp),
+            }
         )
     df = pd.DataFrame(rows)
     df["merge_priority"] = df["merge_priority"].astype("Int64")
     df["max_rows_per_value"] = df["max_rows_per_value"].astype("Int64")
     df["valid_regexp"] = df["valid_regexp"].astype("string")
+    df["valid_regexp_evaluated"] = df["valid_regexp_evaluated"].astype("string")
     return df
 
 
@@ -152,7 +228,8 @@ def invalid_texts_frame(plan: IdPlan, unify: UnifyConfig) -> pd.DataFrame:
     rows = [
         {"key_type": i + 1, "invalid_text": text}
         for i, name in enumerate(plan.keys)
-        for text in unify.key(name).invalid_texts
+        if name in {k.name for k in unify.keys}
+        for text in unify.key(name).invalid_text_values
     ]
     return pd.DataFrame(rows, columns=["key_type", "invalid_text"]).astype({"key_type": "int64", "invalid_text": "string"})
 
@@ -168,36 +245,75 @@ def tables_frame(plan: IdPlan) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- graph build
 
 
+def time_expr(column_sql: str) -> str:
+    """A column's value as a TIMESTAMP, whatever it holds: a timestamp, a date/time text, or a Unix
+    epoch in seconds as a number or as digits (Treasure Data's ``time``). Unparseable values give
+    NULL (such rows are read again by every incremental run, never lost)."""
+    text = f"CAST({column_sql} AS VARCHAR)"
+    epoch = f"TRY_CAST({text} AS BIGINT)"
+    return (
+        f"CASE WHEN {epoch} IS NOT NULL THEN CAST(EPOCH_MS({epoch} * 1000) AS TIMESTAMP) "
+        f"ELSE TRY_CAST({text} AS TIMESTAMP) END"
+    )
+
+
+# Later incremental columns are compared as text padded to one width: numbers (ids, epochs) in
+# numeric order, timestamps in time order; a value longer than this is compared by its first
+# characters.
+INCREMENTAL_TEXT_WIDTH = 64
+
+
+def _inc_exprs(table: SourceTablePlan, alias: str = "s") -> tuple[str, str]:
+    """(position in time, tie-break text) of a row of an incremental table: rows are ordered by
+    the incremental columns in turn."""
+    if not table.incremental_column:
+        return "CAST(NULL AS TIMESTAMP)", "CAST(NULL AS VARCHAR)"
+    at = time_expr(f"{alias}.{quote(table.incremental_column)}")
+    if not table.incremental_rest:
+        return at, "''"
+    padded = [
+        f"LPAD(COALESCE(CAST({alias}.{quote(c)} AS VARCHAR), ''), {INCREMENTAL_TEXT_WIDTH}, '0')" for c in table.incremental_rest
+    ]
+    return at, " || '|' || ".join(padded)
+
+
+def _covered(w: str, at: str, rest: str) -> str:
+    """The row at (at, rest) is at or before the watermark row ``w``."""
+    return f"({w}.watermark > {at} OR ({w}.watermark = {at} AND {w}.watermark_rest >= {rest}))"
+
+
 def _new_rows_filter(table: SourceTablePlan, since: TableRef | None, alias: str = "s") -> str:
-    """In an incremental run, only rows newer than the table's watermark (read from a table,
-    never pasted); tables without an incremental column are read whole."""
+    """In an incremental run, only rows after the table's watermark (read from a table, never
+    pasted); tables without an incremental column are read whole."""
     if since is None or not table.incremental_column:
         return ""
+    at, rest = _inc_exprs(table, alias)
     return (
         f" WHERE NOT EXISTS (SELECT 1 FROM {since.sql} AS w WHERE w.table_id = {table.table_id} "
-        f"AND w.watermark >= CAST({alias}.{quote(table.incremental_column)} AS TIMESTAMP))"
+        f"AND {_covered('w', at, rest)})"
     )
 
 
 def key_values_sql(plan: IdPlan, since: TableRef | None = None) -> str:
     """Every valid (table, key, value, time) of the merge keys: the input of the graph.
     With ``since`` (the watermarks of the last run), only new rows of incremental tables.
-    ``inc_at`` keeps each row's incremental value, so that an incremental run can tell the rows
-    a previous run covered from those it must read again (see ``merged_key_values_sql``)."""
+    ``inc_at``/``inc_rest`` keep each row's incremental position, so that an incremental run can
+    tell the rows a previous run covered from those it must read again (``merged_key_values_sql``)."""
     parts = []
     for t in plan.tables:
-        seen = f"CAST(s.{quote(t.seen_at)} AS TIMESTAMP)" if t.seen_at else "CAST(NULL AS TIMESTAMP)"
-        inc = f"CAST(s.{quote(t.incremental_column)} AS TIMESTAMP)" if t.incremental_column else "CAST(NULL AS TIMESTAMP)"
+        seen = time_expr(f"s.{quote(t.seen_at)}") if t.seen_at else "CAST(NULL AS TIMESTAMP)"
+        inc, rest = _inc_exprs(t)
         for col, key_type in plan.merge_columns(t):
             parts.append(
                 f"SELECT {t.table_id} AS table_id, {key_type} AS key_type, "
-                f"CAST(s.{quote(col)} AS VARCHAR) AS value, {seen} AS seen_at, {inc} AS inc_at FROM {t.ref.sql} AS s"
+                f"CAST(s.{quote(col)} AS VARCHAR) AS value, {seen} AS seen_at, {inc} AS inc_at, "
+                f"CAST({rest} AS VARCHAR) AS inc_rest FROM {t.from_sql} AS s"
                 + _new_rows_filter(t, since)
             )
     raw = "\nUNION ALL\n".join(parts)
     keys, invalid = plan.ref("keys").sql, plan.ref("invalid_texts").sql
     return f"""
-SELECT r.table_id, r.key_type, r.value, r.seen_at, r.inc_at
+SELECT r.table_id, r.key_type, r.value, r.seen_at, r.inc_at, r.inc_rest
 FROM (
 {raw}
 ) AS r
@@ -205,7 +321,7 @@ JOIN {keys} AS k ON k.key_type = r.key_type
 LEFT JOIN {invalid} AS i ON i.key_type = r.key_type AND i.invalid_text = r.value
 WHERE r.value IS NOT NULL
   AND i.key_type IS NULL
-  AND (k.valid_regexp IS NULL OR regexp_matches(r.value, k.valid_regexp))
+  AND (k.valid_regexp_evaluated IS NULL OR regexp_matches(r.value, k.valid_regexp_evaluated))
 """
 
 
@@ -253,7 +369,7 @@ def _row_nodes_sql(
     )
     least = ", ".join(f"COALESCE(n{i}.node, {NO_NODE})" for i in range(len(cols)))
     picks = ", ".join(f"n{i}.node AS n{i}" for i in range(len(cols)))
-    return f"SELECT LEAST({least}) AS rmin, {picks}{extra} FROM {table.ref.sql} AS s\n{joins}" + _new_rows_filter(table, since)
+    return f"SELECT LEAST({least}) AS rmin, {picks}{extra} FROM {table.from_sql} AS s\n{joins}" + _new_rows_filter(table, since)
 
 
 def edges_sql(plan: IdPlan, since: TableRef | None = None, previous_graph: TableRef | None = None) -> str:
@@ -345,7 +461,7 @@ def merged_key_values_sql(plan: IdPlan, previous: TableRef, new: TableRef, since
     ids = [t.table_id for t in plan.incremental_tables if t.incremental_column]
     keep = (
         f"SELECT p.* FROM {previous.sql} AS p WHERE p.table_id IN ({', '.join(str(i) for i in ids)}) "
-        f"AND EXISTS (SELECT 1 FROM {since.sql} AS w WHERE w.table_id = p.table_id AND w.watermark >= p.inc_at)"
+        f"AND EXISTS (SELECT 1 FROM {since.sql} AS w WHERE w.table_id = p.table_id AND {_covered('w', 'p.inc_at', 'p.inc_rest')})"
         if ids
         else None
     )
@@ -353,14 +469,21 @@ def merged_key_values_sql(plan: IdPlan, previous: TableRef, new: TableRef, since
 
 
 def watermarks_sql(plan: IdPlan) -> str:
-    """The newest incremental value of each incremental table, as processed by this run."""
-    parts = [
-        f"SELECT {t.table_id} AS table_id, MAX(CAST({quote(t.incremental_column)} AS TIMESTAMP)) AS watermark FROM {t.ref.sql}"
-        for t in plan.incremental_tables
-        if t.incremental_column
-    ]
+    """The last row, by the incremental columns in turn, of each incremental table: its position
+    is where the next incremental run starts."""
+    parts = []
+    for t in plan.incremental_tables:
+        at, rest = _inc_exprs(t)
+        parts.append(
+            f"SELECT table_id, watermark, watermark_rest FROM (SELECT {t.table_id} AS table_id, {at} AS watermark, "
+            f"CAST({rest} AS VARCHAR) AS watermark_rest, ROW_NUMBER() OVER (ORDER BY {at} DESC NULLS LAST, "
+            f"CAST({rest} AS VARCHAR) DESC NULLS LAST) AS rn FROM {t.ref.sql} AS s) AS w{t.table_id} WHERE rn = 1"
+        )
     if not parts:
-        return "SELECT CAST(NULL AS BIGINT) AS table_id, CAST(NULL AS TIMESTAMP) AS watermark WHERE 1 = 0"
+        return (
+            "SELECT CAST(NULL AS BIGINT) AS table_id, CAST(NULL AS TIMESTAMP) AS watermark, "
+            "CAST(NULL AS VARCHAR) AS watermark_rest WHERE 1 = 0"
+        )
     return "\nUNION ALL\n".join(parts)
 
 
@@ -501,7 +624,8 @@ def enriched_sql(plans: list[IdPlan], table: SourceTablePlan, source_columns: li
     existing = {c.lower() for c in source_columns}
     for p_i, plan in enumerate(plans):
         lookup = plan.ref("lookup").sql
-        cols = plan.merge_columns(table) if any(t.alias == table.alias for t in plan.tables) else []
+        own = plan.table(table.alias)
+        cols = plan.merge_columns(own) if own is not None else []
         # A row's do-not-merge value, when it has one, decides which id the row gets.
         cols.sort(key=lambda c: c[1] != plan.dnm_key_type)
         aliases = []
@@ -516,14 +640,25 @@ def enriched_sql(plans: list[IdPlan], table: SourceTablePlan, source_columns: li
             continue  # never shadow a source column; the check on enriched tables reports it
         expr = f"COALESCE({', '.join(aliases)})" if len(aliases) > 1 else (aliases[0] if aliases else "CAST(NULL AS VARCHAR)")
         id_cols.append(f"{expr} AS {quote(plan.name)}")
-    select = ", ".join(["s.*", *id_cols])
-    return f"SELECT {select}\nFROM {table.ref.sql} AS s\n" + "\n".join(joins)
+    # Ids merged from ids join on computed columns: they are computed in a projection first
+    # (engines such as Spark allow a correlated subquery there, not in a join condition), and
+    # the output keeps exactly the source's columns.
+    derived = {}
+    for plan in plans:
+        own = plan.table(table.alias)
+        derived.update(dict(own.derived) if own is not None else {})
+    if not derived:
+        select = ", ".join(["s.*", *id_cols])
+        return f"SELECT {select}\nFROM {table.ref.sql} AS s\n" + "\n".join(joins)
+    extra = ", ".join(f"{expr} AS {quote(col)}" for col, expr in derived.items())
+    select = ", ".join([*(f"s.{quote(c)}" for c in source_columns), *id_cols])
+    return f"SELECT {select}\nFROM (SELECT s.*, {extra} FROM {table.ref.sql} AS s) AS s\n" + "\n".join(joins)
 
 
 def source_key_stats_sql(plan: IdPlan) -> str:
     """Per source table and for all tables ('*'): rows, and distinct valid values of each key."""
     kv = plan.ref("key_values").sql
-    merge_keys = [k for k in plan.keys if k in plan.cid.merge_by_keys]
+    merge_keys = [k for k in plan.keys if k in plan.merge_names]
     rows = "\nUNION ALL\n".join(
         f"SELECT '{t.alias}' AS from_table, COUNT(*) AS total_rows FROM {t.ref.sql}" for t in plan.tables
     )
@@ -556,7 +691,7 @@ def result_key_stats_sql(plan: IdPlan) -> str:
     """Per table and '*': distinct ids, ids having each key, and a histogram of values per id."""
     kv, lookup, tables = plan.ref("key_values").sql, plan.ref("lookup").sql, plan.ref("tables").sql
     cid = quote(plan.name)
-    merge_keys = [k for k in plan.keys if k in plan.cid.merge_by_keys]
+    merge_keys = [k for k in plan.keys if k in plan.merge_names]
     with_key = ", ".join(
         f"COUNT(DISTINCT CASE WHEN key_type = {plan.key_type(k)} THEN cid END) AS {quote('distinct_with_' + k)}"
         for k in merge_keys

@@ -72,7 +72,8 @@ def component_rows(wh: WarehouseResource, plan: u.IdPlan, cid: str) -> list[tupl
     for t in plan.tables:
         enriched = TableRef(plan.schema, f"enriched_{t.alias}", plan.catalog)
         df = wh.fetch(f"SELECT * FROM {enriched.sql} WHERE {quote(plan.name)} = ?", [cid])
-        cols = [(c, k) for c, k in t.key_columns if k in plan.cid.merge_by_keys]
+        # A merged id's value is the enriched table's column of that id.
+        cols = [(c.removeprefix(u.DERIVED_PREFIX), k) for c, k in t.key_columns if k in plan.merge_names]
         for row in df.to_dict("records"):
             ids = [Identifier(k, str(row[c])) for c, k in cols if row.get(c) is not None and not pd.isna(row[c])]
             ids = [i for i in ids if i in inside]

@@ -51,7 +51,8 @@ OnIteration = Callable[[str, IterationStats], None]
 
 def config_fingerprint(plan: u.IdPlan, unify: UnifyConfig) -> str:
     """Changes whenever anything that shapes this id's graph changes (then no incremental run)."""
-    rules = [unify.key(k).model_dump() for k in plan.keys]
+    real = {k.name for k in unify.keys}
+    rules = [unify.key(k).model_dump() if k in real else k for k in plan.keys]
     return hashlib.sha256(repr((plan, rules)).encode()).hexdigest()[:16]
 
 
@@ -198,7 +199,10 @@ def _run_loop(wh: WarehouseResource, plan: u.IdPlan, on_iteration: OnIteration |
         result.tables["lookup"] = wh.build_table(plan.ref("lookup"), u.lookup_sql(plan, previous))
         watermarks = wh.fetch(u.watermarks_sql(plan))
         watermarks["fingerprint"] = fingerprint
-        wh.replace_with_dataframe(plan.ref("watermarks"), watermarks.astype({"table_id": "int64", "fingerprint": "string"}))
+        wh.replace_with_dataframe(
+            plan.ref("watermarks"),
+            watermarks.astype({"table_id": "int64", "watermark": "datetime64[us]", "watermark_rest": "string", "fingerprint": "string"}),
+        )
         return result
     finally:
         for ref in scratch:
@@ -211,11 +215,13 @@ def incremental_blocker(wh: WarehouseResource, plan: u.IdPlan, fingerprint: str)
         return "no table of this id has incremental_columns"
     if plan.dnm_key_type is not None:
         return "do_not_merge_key is resolved on the whole graph"
+    if plan.cid.merged_ids:
+        return "it merges by other ids, whose lookups were rebuilt"
     for suffix in ("graph", "key_values", "excluded_values", "watermarks"):
         if not wh.table_exists(plan.ref(suffix)):
             return f"no previous run ({plan.ref(suffix).display} is missing)"
-    if "inc_at" not in wh.columns(plan.ref("key_values")):
-        return "the previous run's key values predate incremental bookkeeping (no inc_at column)"
+    if "inc_rest" not in wh.columns(plan.ref("key_values")) or "watermark_rest" not in wh.columns(plan.ref("watermarks")):
+        return "the previous run's key values predate the bookkeeping of several incremental columns"
     previous = wh.fetch(f"SELECT DISTINCT fingerprint FROM {plan.ref('watermarks').sql}")
     if list(previous["fingerprint"]) != [fingerprint] or not fingerprint:
         return "the unification config changed since the last run"

@@ -155,8 +155,9 @@ def _append_merge_key(cfg: dict[str, Any], tmp: Path) -> None:
 
 
 def _add_unproduced_table(cfg: dict[str, Any], tmp: Path) -> None:
+    # A plain typo of a staged table: not taken for an existing warehouse table.
     cfg["unification"]["tables"].append(
-        {"database": "acme_stg", "table": "nope_stg", "key_columns": [{"column": "email", "key": "email"}]}
+        {"database": "acme_stg", "table": "shop_customer_stg", "key_columns": [{"column": "email", "key": "email"}]}
     )
 
 
@@ -223,6 +224,72 @@ def _append(path: tuple[Any, ...], value: Any) -> Mutation:
     return mutate
 
 
+def _key_in_many_tables(n: int) -> Mutation:
+    """The email key in ``n`` tables' key_columns (Treasure Data allows 32 per key)."""
+
+    def mutate(cfg: dict[str, Any], tmp: Path) -> None:
+        first = cfg["unification"]["tables"][0]
+        for i in range(n - 4):
+            cfg["unification"]["tables"].append({**copy.deepcopy(first), "as": f"copy_{i}"})
+
+    return mutate
+
+
+def _id_merging_unknown_id(cfg: dict[str, Any], tmp: Path) -> None:
+    cfg["unification"]["canonical_ids"].append({"name": "household_id", "merge_by_canonical_ids": ["nope_id"], "merge_by_keys": ["email"]})
+
+
+def _ids_merging_each_other(cfg: dict[str, Any], tmp: Path) -> None:
+    cfg["unification"]["canonical_ids"][0]["merge_by_canonical_ids"] = ["household_id"]
+    cfg["unification"]["canonical_ids"].append({"name": "household_id", "merge_by_canonical_ids": ["unified_id"], "merge_by_keys": ["phone"]})
+
+
+def _id_merging_one_id_without_keys(cfg: dict[str, Any], tmp: Path) -> None:
+    cfg["unification"]["canonical_ids"].append({"name": "household_id", "merge_by_canonical_ids": ["unified_id"], "merge_by_keys": []})
+
+
+def _persistent_with_canonical_merge(cfg: dict[str, Any], tmp: Path) -> None:
+    cfg["unification"]["persistent_ids"] = [{"name": "pid", "merge_by_keys": ["email"], "merge_by_canonical_ids": ["unified_id"]}]
+
+
+def _persistent_time_twice(cfg: dict[str, Any], tmp: Path) -> None:
+    cfg["unification"]["persistent_ids"] = [{"name": "pid", "merge_by_keys": ["email", "time", "time"]}]
+
+
+def _persistent_time_and_merged_ids(cfg: dict[str, Any], tmp: Path) -> None:
+    cfg["unification"]["persistent_ids"] = [
+        {"name": "pid_a", "merge_by_keys": ["email"]},
+        {"name": "pid_b", "merge_by_keys": ["phone"]},
+        {"name": "pid", "merge_by_keys": ["time"], "merge_by_persistent_ids": ["pid_a", "pid_b"]},
+    ]
+
+
+def _canonical_time_key(cfg: dict[str, Any], tmp: Path) -> None:
+    cfg["unification"]["canonical_ids"][0]["merge_by_keys"].append("time")
+
+
+def _attribute_from_unknown_id(cfg: dict[str, Any], tmp: Path) -> None:
+    cfg["unification"]["master_tables"][0]["attributes"].append({"name": "other_id", "source_canonical_id": "nope_id"})
+
+
+def _attribute_with_two_sources(cfg: dict[str, Any], tmp: Path) -> None:
+    cfg["unification"]["master_tables"][0]["attributes"][0]["source_canonical_id"] = "unified_id"
+
+
+def _attribute_without_source(cfg: dict[str, Any], tmp: Path) -> None:
+    cfg["unification"]["master_tables"][0]["attributes"].append({"name": "nothing"})
+
+
+def _unresolved_variable(cfg: dict[str, Any], tmp: Path) -> None:
+    cfg["unification"]["tables"][0]["database"] = "${client_short_name}_${stg}"
+    cfg["unification_variables"] = {"client_short_name": "acme"}
+
+
+def _no_ids(cfg: dict[str, Any], tmp: Path) -> None:
+    del cfg["unification"]["canonical_ids"]
+    del cfg["unification"]["master_tables"]
+
+
 def _duplicate_first(path: tuple[Any, ...]) -> Mutation:
     def mutate(cfg: dict[str, Any], tmp: Path) -> None:
         node = cfg
@@ -253,8 +320,8 @@ BAD_CASES: list[tuple[str, Mutation, str, str]] = [
     ("source-mode", _set("sources", 1, "mode", "sometimes"), "sources[1].mode", "use one of the listed values"),
     ("key-not-in-keys", _set("unification", "tables", 0, "key_columns", 0, "key", "mail"), "unification.tables[0].key_columns[0].key", "add it to keys or use one of ['email'"),
     ("merge-key-not-in-keys", _append_merge_key, "unification.canonical_ids[0].merge_by_keys[4]", "add it to keys or use one of"),
-    ("table-not-produced", _add_unproduced_table, "unification.tables[4].table", "use one of ['loyalty_members_stg'"),
-    ("database-not-produced", _set("unification", "tables", 0, "database", "other_stg"), "unification.tables[0].database", "use 'acme_stg' (staged tables) or 'acme_src'"),
+    ("table-not-produced", _add_unproduced_table, "unification.tables[4].table", "did you mean 'shop_customers_stg'?"),
+    ("database-not-produced", _set("unification", "tables", 0, "database", "acme_sgt"), "unification.tables[0].database", "did you mean 'acme_stg'?"),
     ("missing-connector-folder", _set("sources", 1, "connector", "path", "data/no_such_folder"), "sources[1].connector.path", "create it or fix the path"),
     ("nul-in-connector-path", _set("sources", 0, "connector", "path", "data/\x00shop"), "sources[0].connector.path", "fix the path"),
     ("missing-unification-file", _missing_unification_file, "unification_file", "fix the path in unification_file"),
@@ -271,7 +338,7 @@ BAD_CASES: list[tuple[str, Mutation, str, str]] = [
     ("staging-rule", _set("staging", "shop_orders", "email", "rule", "zip"), "staging.shop_orders.email.rule", "use one of the listed values"),
     ("bad-valid-regexp", _set("unification", "keys", 0, "valid_regexp", "([a-z"), "unification.keys[0].valid_regexp", "is not a valid regular expression"),
     ("space-in-key-column", _set("unification", "tables", 0, "key_columns", 0, "column", "standardized email"), "unification.tables[0].key_columns[0].column", "use letters, digits and underscores only"),
-    ("bad-unification-name", _set("unification", "name", "Customer-360"), "unification.name", "use lowercase letters"),
+    ("bad-unification-name", _set("unification", "name", "Customer-360"), "unification.name", "use letters, digits and underscores"),
     ("coverage-over-100", _set("checks", "coverage_min_pct", 150), "checks.coverage_min_pct", "less than or equal to 100"),
     # wrong types
     ("client-number", _set("client", 123), "client", "string"),
@@ -315,6 +382,30 @@ BAD_CASES: list[tuple[str, Mutation, str, str]] = [
     ("duplicate-canonical-id", _duplicate_first(("unification", "canonical_ids")), "unification.canonical_ids[1].name", "list it once"),
     ("duplicate-unification-table", _duplicate_first(("unification", "tables")), "unification.tables[4].table", "list it once"),
     ("duplicate-master-table", _duplicate_first(("unification", "master_tables")), "unification.master_tables[1].name", "list it once"),
+    # Treasure Data's documented rules (api-docs.treasuredata.com/en/tools/idu/p10_limitations and the syntax page)
+    ("do-not-merge-key-not-first", _set("unification", "canonical_ids", 0, "do_not_merge_key", "customer_id"), "unification.canonical_ids[0].do_not_merge_key", "must be the first element of merge_by_keys"),
+    ("array-elements-11", _set("unification", "master_tables", 0, "attributes", 0, "array_elements", 11), "unification.master_tables[0].attributes[0].array_elements", "less than or equal to 10"),
+    ("duplicate-attribute", _duplicate_first(("unification", "master_tables", 0, "attributes")), "unification.master_tables[0].attributes[5].name", "list it once"),
+    ("key-in-33-tables", _key_in_many_tables(33), "unification.tables[32].key_columns[0].key", "more than 32 times"),
+    ("merge-iterations-text", _set("unification", "canonical_ids", 0, "merge_iterations", "many"), "unification.canonical_ids[0].merge_iterations", "integer"),
+    ("merge-by-unknown-canonical-id", _id_merging_unknown_id, "unification.canonical_ids[1].merge_by_canonical_ids[0]", "use one of ['unified_id']"),
+    ("merge-by-ids-cycle", _ids_merging_each_other, "unification.canonical_ids[1].merge_by_canonical_ids", "cycle"),
+    ("merge-by-one-id-without-keys", _id_merging_one_id_without_keys, "unification.canonical_ids[1].merge_by_keys", "two or more ids"),
+    ("persistent-merges-canonical-ids", _persistent_with_canonical_merge, "unification.persistent_ids[0].merge_by_canonical_ids", "use merge_by_persistent_ids"),
+    ("persistent-time-twice", _persistent_time_twice, "unification.persistent_ids[0].merge_by_keys", "list each once"),
+    ("persistent-time-with-merged-ids", _persistent_time_and_merged_ids, "unification.persistent_ids[2].merge_by_keys", "'time' cannot be in merge_by_keys together with merge_by_persistent_ids"),
+    ("canonical-id-time-key", _canonical_time_key, "unification.canonical_ids[0].merge_by_keys[4]", "add it to keys"),
+    ("attribute-from-unknown-id", _attribute_from_unknown_id, "unification.master_tables[0].attributes[5].source_canonical_id", "is not defined in canonical_ids"),
+    ("attribute-two-sources", _attribute_with_two_sources, "unification.master_tables[0].attributes[0].source_canonical_id", "exactly one of source_columns, source_canonical_id"),
+    ("attribute-no-source", _attribute_without_source, "unification.master_tables[0].attributes[5].source_columns", "exactly one of source_columns"),
+    ("regexp-too-long", _set("unification", "keys", 0, "valid_regexp", "a" * 513), "unification.keys[0].valid_regexp", "at most 512"),
+    # references that the staged tables' columns (source headers plus staging outputs) rule out
+    ("key-column-typo", _set("unification", "tables", 0, "key_columns", 0, "column", "standardized_emial"), "unification.tables[0].key_columns[0].column", "did you mean 'standardized_email'?"),
+    ("incremental-column-typo", _set("unification", "tables", 0, "incremental_columns", ["updated"]), "unification.tables[0].incremental_columns[0]", "did you mean 'updated_at'?"),
+    ("master-column-typo", _set("unification", "master_tables", 0, "attributes", 0, "source_columns", 0, "column", "standardized_emal"), "unification.master_tables[0].attributes[0].source_columns[0].column", "did you mean 'standardized_email'?"),
+    ("key-column-not-staged", _set("unification", "tables", 0, "key_columns", 2, "column", "cleaned_fist_name"), "unification.tables[0].key_columns[2].column", "did you mean 'cleaned_first_name'?"),
+    ("unresolved-variable", _unresolved_variable, "unification.tables[0].database", "${stg} has no value"),
+    ("no-ids", _no_ids, "unification", "define at least one entry in canonical_ids or persistent_ids"),
     ("duplicate-staging-column", _set("staging", "shop_customers", "email", "columns", ["email", "email"]), "staging.shop_customers.email.columns", "once"),
 ]
 

@@ -11,6 +11,7 @@ from cdp_assets.config.unify import UnifyConfig
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.master import master_rules_frame, master_table_sql
+from cdp_assets.sql.regex import pattern_for
 
 SCHEMA = "cdp_unification_t"
 LOOKUP = TableRef(SCHEMA, "unified_id_lookup")
@@ -203,10 +204,12 @@ def test_master_rules_frame_rows():
     }, {"name": "tier", "source_columns": [{"table": "crm", "column": "tier"}]}])
     df = master_rules_frame(unify.master_tables[0])
     assert df.to_dict("records") == [
-        {"attribute": "email", "kind": "valid_regexp", "value": ".+@.+"},
+        # as evaluated: '.' written with Java's meaning (cdp_assets/sql/regex.py)
+        {"attribute": "email", "kind": "valid_regexp", "value": pattern_for(".+@.+")},
         {"attribute": "email", "kind": "invalid_text", "value": "N/A"},
         {"attribute": "email", "kind": "invalid_text", "value": "x"},
     ]
+    assert pattern_for(".+@.+") != ".+@.+"
 
 
 def test_one_row_per_lookup_id_and_null_without_values(wh):

@@ -29,7 +29,9 @@ def make_unify(merge_iterations: int | None = None, do_not_merge_key: str | None
     if merge_iterations:
         cid["merge_iterations"] = merge_iterations
     if do_not_merge_key:
+        # Treasure Data's rule: the do-not-merge key is the first of merge_by_keys.
         cid["do_not_merge_key"] = do_not_merge_key
+        cid["merge_by_keys"] = [do_not_merge_key, *(k for k in KEYS if k != do_not_merge_key)]
     ids = {"persistent_ids": [cid]} if persistent else {"canonical_ids": [cid]}
     return UnifyConfig.model_validate(
         {

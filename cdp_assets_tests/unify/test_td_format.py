@@ -20,10 +20,10 @@ PER_ID = ("graph", "lookup", "keys", "tables", "loop_stats", "excluded_values", 
 ALIASES = ("customers", "orders", "members", "events")
 
 
-def td_project(tmp_path):
+def td_project(tmp_path, example=EXAMPLE):
     generate_sample(tmp_path / "data", 600, seed=5)
-    shutil.copyfile(EXAMPLE / "unify.yml", tmp_path / "unify.yml")  # byte for byte: unchanged
-    cfg = yaml.safe_load((EXAMPLE / "cdp.yml").read_text())
+    shutil.copyfile(example / "unify.yml", tmp_path / "unify.yml")  # byte for byte: unchanged
+    cfg = yaml.safe_load((example / "cdp.yml").read_text())
     for source in cfg["sources"]:
         source["connector"]["path"] = f"data/{source['name']}"
     cfg["engine"]["duckdb"]["path"] = "cdp.duckdb"
@@ -105,3 +105,40 @@ def test_new_data_keeps_persistent_ids_and_incremental_equals_full_refresh(tmp_p
         a = a.astype(str).sort_values(key).reset_index(drop=True)
         b = b.astype(str).sort_values(key).reset_index(drop=True)
         pd.testing.assert_frame_equal(a, b, obj=table)
+
+
+def test_the_templated_example_runs_with_ids_merged_from_ids(tmp_path, instance):
+    """examples/td_format/templated: workflow variables, ids from ids (one with merge_by_keys: []),
+    attributes from ids, null invalid texts, source columns without `column`, several
+    incremental columns, `time` in a persistent id."""
+    example = EXAMPLE / "templated"
+    loaded = td_project(tmp_path, example)
+    assert (tmp_path / "unify.yml").read_bytes() == (example / "unify.yml").read_bytes()
+    assert "${" in (tmp_path / "unify.yml").read_text()
+    result = run_pipeline(loaded, instance)
+    assert result.success
+    checks = check_results(result)
+    assert checks and all(checks.values()), [k for k, v in checks.items() if not v]
+
+    schema = "cdp_unification_customer_360_tpl"
+    wh = warehouse_for(loaded)
+    with wh.session():
+        rows = pd.concat(
+            [wh.fetch(f'SELECT contact_id, account_id, household_id, unified_id FROM "{schema}"."enriched_{a}"') for a in ("customers", "orders", "members")]
+        )
+        # an id merged from ids never splits what those ids join
+        for by in ("contact_id", "account_id"):
+            for merged in ("unified_id", "household_id"):
+                per = rows.dropna(subset=[by, merged]).groupby(by)[merged].nunique()
+                assert (per == 1).all(), (by, merged)
+        # household_id merges the same ids without cookies: it never spans two unified ids
+        per_household = rows.dropna(subset=["household_id", "unified_id"]).groupby("household_id")["unified_id"].nunique()
+        assert (per_household == 1).all()
+        assert rows["unified_id"].nunique() < rows["contact_id"].nunique()  # merging ids merged something
+        master = wh.fetch(f'SELECT * FROM "{schema}"."customer_master"')
+        contact_ids = set(wh.fetch(f'SELECT DISTINCT contact_id FROM "{schema}"."contact_id_lookup"')["contact_id"])
+        assert master["unified_id"].is_unique
+        assert all(set(v) <= contact_ids and len(v) <= 3 for v in master["contact_ids"].dropna())
+        assert master["email"].notna().any()  # read from the column named like the attribute
+        people = wh.fetch(f'SELECT * FROM "{schema}"."person_master"')
+        assert (people["person"] == people["person_id"]).all()

@@ -1,0 +1,48 @@
+"""Before the unification writes anything: every table it reads exists and has the columns
+``unify.yml`` names. Existing warehouse tables (not produced by this pipeline) can only be
+checked here, against the warehouse; a missing one fails the step at its start, naming it."""
+
+from __future__ import annotations
+
+from cdp_assets.config.models import LoadedConfig
+from cdp_assets.config.references import column_references, database_of, is_produced, missing_column_message
+from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.sql.dialects import TableRef
+
+
+class UnificationInputError(ValueError):
+    """A table or column unify.yml names is not in the warehouse; nothing was written."""
+
+
+def unification_inputs(loaded: LoadedConfig, catalog: str | None = None) -> dict[str, TableRef]:
+    """Every table of unify.yml by alias, where it is read from."""
+    unify = loaded.unification
+    if unify is None:
+        return {}
+    return {t.alias: TableRef(database_of(loaded.pipeline, t), t.table, catalog) for t in unify.tables}
+
+
+def check_unification_inputs(wh: WarehouseResource, loaded: LoadedConfig, catalog: str | None = None) -> None:
+    unify = loaded.unification
+    if unify is None:
+        return
+    refs = unification_inputs(loaded, catalog)
+    where = loaded.pipeline.unification_file or "unification"
+    for i, table in enumerate(unify.tables):
+        ref = refs[table.alias]
+        if not wh.table_exists(ref):
+            kind = "a table this pipeline produces" if is_produced(loaded.pipeline, table) else "an existing warehouse table"
+            raise UnificationInputError(
+                f"{where}: tables[{i}]: {ref.display} does not exist ({kind}, named by unify.yml); create it, "
+                "fix database/table in unify.yml, or run the phases that produce it first. Nothing was written."
+            )
+    columns: dict[str, list[str]] = {}
+    for ref_col in column_references(unify):
+        ref = refs[ref_col.alias]
+        if ref_col.alias not in columns:
+            columns[ref_col.alias] = wh.columns(ref)
+        have = columns[ref_col.alias]
+        if ref_col.column.lower() not in {c.lower() for c in have}:
+            raise UnificationInputError(
+                f"{where}: " + missing_column_message(ref_col, ref.display, have, "in the warehouse") + ". Nothing was written."
+            )

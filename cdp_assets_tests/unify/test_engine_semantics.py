@@ -1,0 +1,265 @@
+"""Treasure Data's meaning on every engine: ``valid_regexp`` (a Java-style regex) and the epoch
+``time`` column, each run as the builders run them (patterns and values as rows, the canonical
+SQL rendered per dialect) on DuckDB, on a local Spark session (the Databricks dialect; Java's own
+regular expressions, so it is also the oracle) and on the Treasure Data fake.
+
+The expected column of ``REGEX_CASES`` is what Java's ``Matcher.find`` answers, which is what
+Treasure Data answers; Spark, running Java, checks the table itself.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cdp_assets.config import ConfigError, load_config
+from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.engines.duckdb import DuckDBWarehouse
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.regex import pattern_for, unsupported_constructs
+from cdp_assets.sql.unification import time_expr
+
+# (pattern, value, Java's answer). Rows marked portable mean the same in RE2 and Java as they are.
+REGEX_CASES: list[tuple[str, str, bool, bool]] = [
+    # pattern, value, java, portable
+    ("^[0-9]+$", "123", True, True),
+    ("^[0-9]+$", "123\n", True, False),  # Java's $ matches before a final line terminator
+    ("^[0-9]+$", "123\r\n", True, False),
+    ("^[0-9]+$", "123\n4", False, True),
+    ("^[0-9]+$", "12a", False, True),
+    (".+@.+", "a@b.com", True, True),
+    (".+@.+", "\r@b", False, False),  # Java's . excludes \r (RE2's only \n)
+    (".+@.+", "\n@b", False, True),
+    ("^\\s*$", "\x0b", True, False),  # Java's \s includes the vertical tab
+    ("^\\S+$", "a\x0bb", False, False),
+    ("3rd_*", "xx3rd_001", True, True),  # find, not a full match (TD's documented example)
+    ("3rd_*", "3r", False, True),
+    ("^C[0-9]+$", "C12", True, True),
+    ("^C[0-9]+$", "c12", False, True),
+    ("[.$]", "a$", True, True),  # inside a class . and $ are literals
+    ("[.$]", "ab", False, True),
+    ("(?i)^abc$", "ABC", True, True),
+    ("(?s)a.b", "a\nb", True, True),
+    ("\\Qa.b\\E", "a.b", True, True),
+    ("\\Qa.b\\E", "axb", False, True),
+    ("^\\p{L}+$", "héllo", True, True),
+    ("^\\p{L}+$", "h3llo", False, True),
+    ("^[^@\\s]+@[^@\\s]+\\.[a-z]{2,}$", "me@example.org", True, True),
+    ("^[^@\\s]+@[^@\\s]+\\.[a-z]{2,}$", "me@example.org\n", True, False),
+]
+
+# Java-only constructs: refused on DuckDB at load, evaluated by Spark (and Treasure Data).
+JAVA_ONLY_CASES: list[tuple[str, str, bool, str]] = [
+    ("^(?!test).*@.*$", "test@x.com", False, "negative lookahead (?!...)"),
+    ("^(?!test).*@.*$", "me@x.com", True, "negative lookahead (?!...)"),
+    ("^(?=.*[0-9]).+$", "abc1", True, "lookahead (?=...)"),
+    ("(?<=@)example", "me@example", True, "lookbehind (?<=...)"),
+    ("^(a)\\1$", "aa", True, "backreference \\1"),
+    ("^a*+a$", "aaa", False, "possessive quantifier (x*+, x++, x?+)"),
+    ("^(?>a+)b$", "aab", True, "atomic group (?>...)"),
+    ("abc\\Z", "abc\n", True, "\\Z (end before a final line terminator)"),
+]
+
+
+def evaluate(wh: WarehouseResource, cases: list[tuple[str, str]]) -> list[bool]:
+    """regexp_matches over (pattern, value) rows, as the unification evaluates valid_regexp."""
+    ref = TableRef("regex_semantics", "cases")
+    wh.ensure_schema(ref.schema)
+    frame = pd.DataFrame(
+        [{"case_id": i, "pattern": pattern_for(p), "value": v} for i, (p, v) in enumerate(cases)]
+    ).astype({"case_id": "int64", "pattern": "string", "value": "string"})
+    wh.replace_with_dataframe(ref, frame)
+    out = wh.fetch(f"SELECT case_id, regexp_matches(value, pattern) AS matched FROM {ref.sql} ORDER BY case_id")
+    return [bool(v) for v in out["matched"]]
+
+
+EPOCH_CASES = [
+    # (as bigint, as text): the same instant
+    (1700000000, "1700000000", pd.Timestamp("2023-11-14 22:13:20")),
+    (0, "0", pd.Timestamp("1970-01-01 00:00:00")),
+    (None, "2024-01-02 03:04:05", pd.Timestamp("2024-01-02 03:04:05")),
+    (None, "not a time", None),
+]
+
+
+def evaluate_times(wh: WarehouseResource) -> pd.DataFrame:
+    ref = TableRef("regex_semantics", "times")
+    wh.ensure_schema(ref.schema)
+    frame = pd.DataFrame(
+        [{"case_id": i, "epoch": e, "text": t} for i, (e, t, _) in enumerate(EPOCH_CASES)]
+    ).astype({"case_id": "int64", "epoch": "Int64", "text": "string"})
+    wh.replace_with_dataframe(ref, frame)
+    sql = (
+        f"SELECT case_id, {time_expr('t.epoch')} AS from_bigint, {time_expr('t.text')} AS from_text "
+        f"FROM {ref.sql} AS t ORDER BY case_id"
+    )
+    return wh.fetch(sql)
+
+
+def assert_times(df: pd.DataFrame) -> None:
+    for (epoch, _, expected), bigint, text in zip(EPOCH_CASES, df["from_bigint"], df["from_text"]):
+        if expected is None:
+            assert pd.isna(text)
+            continue
+        assert pd.Timestamp(text).tz_localize(None) == expected
+        if epoch is not None:
+            assert pd.Timestamp(bigint).tz_localize(None) == expected
+
+
+# ---------------------------------------------------------------------------- DuckDB
+
+
+@pytest.fixture
+def duck():
+    with tempfile.TemporaryDirectory() as d:
+        wh = DuckDBWarehouse(path=str(Path(d) / "semantics.duckdb"))
+        with wh.session():
+            yield wh
+
+
+def test_valid_regexp_on_duckdb_means_what_it_means_on_treasure_data(duck):
+    got = evaluate(duck, [(p, v) for p, v, _, _ in REGEX_CASES])
+    expected = [java for _, _, java, _ in REGEX_CASES]
+    assert got == expected, [c for c, g in zip(REGEX_CASES, got) if g != c[2]]
+
+
+def test_without_the_rewrite_duckdb_would_differ_on_the_non_portable_rows(duck):
+    # The control: RE2 as it is gives another answer exactly where the table says so.
+    ref = TableRef("regex_semantics", "raw")
+    duck.ensure_schema(ref.schema)
+    frame = pd.DataFrame([{"i": i, "p": p, "v": v} for i, (p, v, _, _) in enumerate(REGEX_CASES)]).astype({"i": "int64", "p": "string", "v": "string"})
+    duck.replace_with_dataframe(ref, frame)
+    raw = [bool(x) for x in duck.fetch(f"SELECT regexp_matches(v, p) AS m FROM {ref.sql} ORDER BY i")["m"]]
+    differs = [raw[i] != java for i, (_, _, java, _) in enumerate(REGEX_CASES)]
+    assert differs == [not portable for *_, portable in REGEX_CASES]
+
+
+@pytest.mark.parametrize(("pattern", "construct"), sorted({(p, c) for p, _, _, c in JAVA_ONLY_CASES}))
+def test_duckdb_refuses_java_only_constructs_at_load_naming_key_construct_and_engine(pattern, construct, tmp_path):
+    assert unsupported_constructs(pattern, "duckdb") == [construct]
+    assert unsupported_constructs(pattern, "databricks") == [] and unsupported_constructs(pattern, "treasure_data") == []
+    from cdp_assets_tests.config.test_config import valid_config, write_yaml
+
+    cfg = valid_config(tmp_path)
+    cfg["unification"]["keys"][0]["valid_regexp"] = pattern
+    with pytest.raises(ConfigError) as exc:
+        load_config(write_yaml(tmp_path / "cdp.yml", cfg))
+    message = str(exc.value)
+    assert "unification.keys[0].valid_regexp:" in message and "'email'" in message
+    assert construct in message and "duckdb engine" in message, message
+    # The same file loads for an engine whose regular expressions are Java-style.
+    cfg["engine"]["kind"] = "databricks"
+    assert load_config(write_yaml(tmp_path / "cdp.yml", cfg)).unification.keys[0].valid_regexp == pattern
+
+
+def test_portable_patterns_are_never_refused():
+    for pattern, *_ in REGEX_CASES:
+        assert unsupported_constructs(pattern, "duckdb") == [], pattern
+
+
+def test_epoch_time_bigint_and_text_on_duckdb(duck):
+    assert_times(evaluate_times(duck))
+
+
+# ---------------------------------------------------------------------------- local Spark (Java)
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from cdp_assets.engines.databricks import DatabricksWarehouse
+    from cdp_assets.engines.spark import stop_spark_session
+
+    with tempfile.TemporaryDirectory() as d:
+        wh = DatabricksWarehouse(
+            local_spark_dir=str(Path(d) / "warehouse"), sql_dialect="spark", table_format="parquet",
+            optimize_tables=False, use_catalog=False, catalog=None,
+        )
+        wh.verify_connection()
+        with wh.session():
+            yield wh
+        stop_spark_session()
+
+
+def test_valid_regexp_and_epoch_time_on_local_spark(spark):
+    cases = [(p, v) for p, v, _, _ in REGEX_CASES] + [(p, v) for p, v, _, _ in JAVA_ONLY_CASES]
+    expected = [java for _, _, java, _ in REGEX_CASES] + [java for _, _, java, _ in JAVA_ONLY_CASES]
+    got = evaluate(spark, cases)
+    assert got == expected, [c for c, g, e in zip(cases, got, expected) if g != e]
+    assert_times(evaluate_times(spark))
+
+
+# ---------------------------------------------------------------------------- the Treasure Data fake
+
+
+def test_valid_regexp_and_epoch_time_on_the_treasure_data_fake():
+    from cdp_assets.engines.treasure_data import TreasureDataWarehouse
+    from cdp_assets_tests.fakes.td_api import FakeTreasureData
+
+    key = "4321/" + "9f3c" * 10
+    fake = FakeTreasureData(key)
+    url = fake.start()
+    try:
+        wh = TreasureDataWarehouse(apikey=key, endpoint=url, database="cdp_src", job_poll_seconds=0.01, retry_backoff_seconds=0.01)
+        # The fake runs Trino's SQL on DuckDB (RE2): the patterns as evaluated give Java's answers
+        # there too, as on Treasure Data (Java-only constructs are the fake's limit, not TD's).
+        got = evaluate(wh, [(p, v) for p, v, _, _ in REGEX_CASES])
+        assert got == [java for _, _, java, _ in REGEX_CASES], [c for c, g in zip(REGEX_CASES, got) if g != c[2]]
+        assert_times(evaluate_times(wh))
+    finally:
+        fake.stop()
+
+
+# ---------------------------------------------------------------------------- ids merged from ids
+
+
+def unify_existing_tables(wh: WarehouseResource, loaded) -> dict[str, pd.DataFrame]:
+    """The example on existing tables, run as the loop op runs it: each id after the ids it
+    merges by, then the enriched tables. Returns the enriched tables."""
+    from cdp_assets.assets.unification import enrich_tables, enriched_ref
+    from cdp_assets.sql import unification as u
+    from cdp_assets.unify.runner import config_fingerprint, prepare_inputs, run_loop
+
+    unify = loaded.unification
+    site = pd.DataFrame(
+        [("c1", "g1", "a@x.com", 1700000000), ("c2", "g1", "", 1700000100), ("c3", "g2", "a@x.com", 1700000200), ("c4", "g3", None, 1700000300)],
+        columns=["td_client_id", "td_global_id", "email", "time"],
+    ).astype({"td_client_id": "string", "td_global_id": "string", "email": "string", "time": "int64"})
+    contacts = pd.DataFrame([("a@x.com", "1700000050"), ("b@x.com", "1700000400")], columns=["email", "time"]).astype("string")
+    wh.ensure_schema("acme_crm")
+    wh.replace_with_dataframe(TableRef("acme_crm", "site_aaa"), site)
+    wh.replace_with_dataframe(TableRef("acme_crm", "contacts"), contacts)
+    plans = u.build_id_plans(loaded)
+    for plan in plans:
+        prepare_inputs(wh, plan, unify)
+        assert run_loop(wh, plan, fingerprint=config_fingerprint(plan, unify)).converged
+    out = {}
+    for alias, table in enrich_tables(plans).items():
+        ref = enriched_ref(unify.schema, alias)
+        wh.build_table(ref, u.enriched_sql(plans, table, wh.columns(table.ref)))
+        out[alias] = wh.fetch(f"SELECT * FROM {ref.sql}")
+    return out
+
+
+def partition(df: pd.DataFrame, id_col: str, row_key: str) -> set[frozenset]:
+    groups: dict = {}
+    for key, cid in zip(df[row_key], df[id_col]):
+        if cid is not None and not pd.isna(cid):
+            groups.setdefault(cid, set()).add(key)
+    return {frozenset(g) for g in groups.values()}
+
+
+def test_ids_merged_from_ids_on_local_spark_equal_duckdb(spark, duck, tmp_path):
+    from cdp_assets_tests.unify.test_td_compat import unification_only_project
+
+    loaded = load_config(unification_only_project(tmp_path))
+    duck_out = unify_existing_tables(duck, loaded)
+    spark_out = unify_existing_tables(spark, loaded)
+    for cid in ("browser_id", "email_id", "marketing_id", "household_id"):
+        assert partition(duck_out["site_aaa"], cid, "td_client_id") == partition(spark_out["site_aaa"], cid, "td_client_id"), cid
+        # canonical ids are a function of the leader: the same values on both engines
+        assert sorted(duck_out["site_aaa"][cid].dropna()) == sorted(spark_out["site_aaa"][cid].dropna()), cid
+    marketing = partition(duck_out["site_aaa"], "marketing_id", "td_client_id")
+    assert frozenset({"c1", "c2", "c3"}) in marketing
