@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cdp_assets.config.identifiers import check_identifier, check_lower_identifier
+from cdp_assets.config.phone_regions import check_region
 from cdp_assets.config.unify import FieldError, UnifyConfig
 
 
@@ -189,16 +190,24 @@ class SourceConfig(_Strict):
 
 # ---------------------------------------------------------------------------- staging
 
-# Rules that standardise an identifier produce `standardized_<name>`; rules that tidy text
-# produce `cleaned_<name>`.
+# The one list of staging rule names. Rules that standardise an identifier produce
+# `standardized_<name>`; rules that tidy text produce `cleaned_<name>`.
+StagingRuleName = Literal["email", "phone", "name", "text"]
+STAGING_RULES: tuple[str, ...] = get_args(StagingRuleName)
 STANDARDIZING_RULES = ("email", "phone")
-CLEANING_RULES = ("name", "text")
+CLEANING_RULES = tuple(r for r in STAGING_RULES if r not in STANDARDIZING_RULES)
 
 
 class StagingRule(_Strict):
-    rule: Literal["email", "phone", "name", "text"]
+    rule: StagingRuleName
     columns: list[str] = Field(min_length=1)
-    default_region: Literal["US", "CA", "GB", "DE", "FR", "JP", "AU"] = "US"
+    # With several columns: `first` takes the first column that gives a value; `concat` joins
+    # every column's value with `separator` and is NULL when any of them is NULL (composite keys).
+    combine: Literal["first", "concat"] = "first"
+    separator: str = Field(default="|", pattern=r"^[-|:;,./_ #~]{0,3}$")
+    # Phone numbers written without a country code are read as numbers of this region (any
+    # ISO 3166 code of the phone table, cdp_assets/data/phone_regions.csv).
+    default_region: str = "US"
 
     @field_validator("columns")
     @classmethod
@@ -208,6 +217,11 @@ class StagingRule(_Strict):
         if repeated:
             raise ValueError(f"column(s) {repeated} listed more than once; list each column once")
         return checked
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return check_region(value)
 
 
 class ChecksConfig(_Strict):

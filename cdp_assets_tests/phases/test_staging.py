@@ -1,6 +1,8 @@
 """Staging rule expressions executed by DuckDB, table-driven.
 
-Expected values follow the rules as written in cdp_assets/sql/staging.py.
+Expected phone values are what `phonenumbers` gives (E.164 digits of a valid number, else
+NULL) and expected emails what `email-validator` accepts; the generated corpora against both
+oracles are in test_staging_oracles.py.
 """
 
 from __future__ import annotations
@@ -22,11 +24,17 @@ EMAIL_CASES = [
     ("Foo.Bar@Example.COM", "foo.bar@example.com"),
     ("  jane.doe@example.com  ", "jane.doe@example.com"),
     ("first.last+tag@sub.example.co.uk", "first.last+tag@sub.example.co.uk"),
-    ("o'brien@example.com", None),  # apostrophe is outside the pattern's character set
+    ("o'brien@example.com", "o'brien@example.com"),  # an apostrophe is RFC 5322 atext
+    ("a..b@x.com", None),  # the cases of issue 11
+    (".a@x.com", None),
+    ("a@-x.com", None),
+    ("a@x.test", None),  # special-use domain (RFC 6761)
+    ("a@1.2.com", "a@1.2.com"),
+    ("a@b.c1", None),  # the last label ends in a letter
     ("N/A", None),
     ("not-an-email", None),
     ("a@b", None),
-    ("a@b.c", None),  # top-level domain needs 2+ letters
+    ("a@b.c", "a@b.c"),  # email-validator accepts a one-letter top-level domain
     ("a b@example.com", None),
     ("a@@example.com", None),
     ("", None),
@@ -44,7 +52,10 @@ US_PHONE_CASES = [
     ("+1 (212) 555-0100", "12125550100"),
     ("  (212) 555-0100  ", "12125550100"),
     ("(555) 123-4567", None),  # NANP exchange codes never start with 0 or 1
-    ("(555) 223-4567", "15552234567"),
+    ("(555) 223-4567", None),  # 555 is not an area code in use
+    ("(646) 223-4567", "16462234567"),
+    ("+44 (0) 20 7946 0958", "442079460958"),  # a trunk 0 written after the country code
+    ("011 44 20 7946 0958", "442079460958"),  # the US international prefix
     ("+44 20 7946 0958", "442079460958"),  # international numbers keep their own country code
     ("0000000000", None),  # one repeated digit: a placeholder
     ("1111111111", None),
@@ -55,7 +66,7 @@ US_PHONE_CASES = [
     ("2125550100123", None),  # too long
     ("+0044 20 7946 0958", None),  # '+' then a leading 0
     ("+1 212", None),  # international but too short
-    ("001 212 555 0100", "12125550100"),  # "00" international prefix
+    ("001 212 555 0100", None),  # "00" is not the US international prefix (011)
     ("", None),
     (None, None),
 ]
@@ -64,10 +75,27 @@ GB_PHONE_CASES = [
     ("020 7946 0958", "442079460958"),
     ("+44 20 7946 0958", "442079460958"),
     ("44 20 7946 0958", "442079460958"),
-    ("07700 900123", "447700900123"),
-    ("2079460958", None),  # without the trunk 0 a national number is not recognised
+    ("07400 123456", "447400123456"),
+    ("07700 900123", None),  # Ofcom's drama range: not a valid mobile number
+    ("0800 123 4567", "448001234567"),  # freephone
+    ("2079460958", "442079460958"),  # without the trunk 0, as phonenumbers reads it
     ("020 7946 095", None),  # too short
     ("+1 212 555 0100", "12125550100"),
+]
+
+DE_PHONE_CASES = [
+    ("030 12345678", "493012345678"),
+    ("+49 30 12345678", "493012345678"),
+    ("0151 23456789", "4915123456789"),
+    ("0049 30 12345678", "493012345678"),
+    ("12345", None),
+]
+
+JP_PHONE_CASES = [
+    ("03-1234-5678", "81312345678"),
+    ("090-1234-5678", "819012345678"),
+    ("+81 3 1234 5678", "81312345678"),
+    ("010 81 3 1234 5678", "81312345678"),  # the Japanese international prefix
 ]
 
 NAME_CASES = [
@@ -105,6 +133,8 @@ CASES: dict[str, list] = {
     "email": EMAIL_CASES,
     "phone_us": US_PHONE_CASES,
     "phone_gb": GB_PHONE_CASES,
+    "phone_de": DE_PHONE_CASES,
+    "phone_jp": JP_PHONE_CASES,
     "name": NAME_CASES,
     "text": TEXT_CASES,
 }
@@ -112,6 +142,8 @@ RULES = {
     "email": StagingRule(rule="email", columns=["email"]),
     "phone_us": StagingRule(rule="phone", columns=["phone"], default_region="US"),
     "phone_gb": StagingRule(rule="phone", columns=["phone"], default_region="GB"),
+    "phone_de": StagingRule(rule="phone", columns=["phone"], default_region="DE"),
+    "phone_jp": StagingRule(rule="phone", columns=["phone"], default_region="JP"),
     "name": StagingRule(rule="name", columns=["name"]),
     "text": StagingRule(rule="text", columns=["name"]),
     "email_multi": StagingRule(rule="email", columns=["email", "alt_email"]),
@@ -130,7 +162,7 @@ def staged(wh) -> pd.DataFrame:
     """One source table holding every case as a row; one staging query over it."""
     rows = []
     for kind, cases in CASES.items():
-        col = {"email": "email", "phone_us": "phone", "phone_gb": "phone", "name": "name", "text": "name"}[kind]
+        col = "phone" if kind.startswith("phone") else {"email": "email", "name": "name", "text": "name"}[kind]
         rows += [{"case_id": f"{kind}:{n}", col: value} for n, (value, _) in enumerate(cases)]
     rows += [{"case_id": f"multi:{n}", "email": a, "alt_email": b} for n, (a, b, _) in enumerate(MULTI_CASES)]
     df = pd.DataFrame(rows, columns=["case_id", "email", "alt_email", "phone", "name"]).astype("string")
@@ -140,6 +172,8 @@ def staged(wh) -> pd.DataFrame:
         "email": RULES["email"],
         "phone": RULES["phone_us"],
         "phone_gb": RULES["phone_gb"],
+        "phone_de": RULES["phone_de"],
+        "phone_jp": RULES["phone_jp"],
         "first_name": RULES["name"],
         "note": RULES["text"],
         "any_email": RULES["email_multi"],
@@ -167,6 +201,16 @@ def test_phone_gb(staged, n, raw, expected):
     assert _value(staged, f"phone_gb:{n}", "standardized_phone_gb") == expected
 
 
+@pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(DE_PHONE_CASES)], ids=[repr(c[0]) for c in DE_PHONE_CASES])
+def test_phone_de(staged, n, raw, expected):
+    assert _value(staged, f"phone_de:{n}", "standardized_phone_de") == expected
+
+
+@pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(JP_PHONE_CASES)], ids=[repr(c[0]) for c in JP_PHONE_CASES])
+def test_phone_jp(staged, n, raw, expected):
+    assert _value(staged, f"phone_jp:{n}", "standardized_phone_jp") == expected
+
+
 @pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(NAME_CASES)], ids=[repr(c[0]) for c in NAME_CASES])
 def test_name(staged, n, raw, expected):
     assert _value(staged, f"name:{n}", "cleaned_first_name") == expected
@@ -187,7 +231,7 @@ def test_staging_keeps_every_source_column(wh, staged):
     assert cols[: len(wh.columns(SRC))] == wh.columns(SRC)
     assert cols[len(wh.columns(SRC)):] == [
         "standardized_email", "standardized_phone", "standardized_phone_gb",
-        "cleaned_first_name", "cleaned_note", "standardized_any_email",
+        "standardized_phone_de", "standardized_phone_jp", "cleaned_first_name", "cleaned_note", "standardized_any_email",
     ]
     # raw values pass through untouched
     assert staged.loc["email:0", "email"] == "Foo.Bar@Example.COM"
@@ -197,7 +241,7 @@ def test_staging_keeps_every_source_column(wh, staged):
     ("output", "present_kinds"),
     [
         ("standardized_email", ["email", "multi"]),
-        ("standardized_phone", ["phone_us", "phone_gb"]),
+        ("standardized_phone", ["phone_us", "phone_gb", "phone_de", "phone_jp"]),
     ],
 )
 def test_unparseable_counts_non_empty_inputs_that_became_null(wh, staged, output, present_kinds):
