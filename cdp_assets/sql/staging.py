@@ -26,8 +26,9 @@ EMAIL_PATTERN = (
 )
 SPECIAL_USE_DOMAINS = ("arpa", "invalid", "local", "localhost", "onion", "test")
 EMAIL_SPECIAL_USE_PATTERN = f"[.@]({'|'.join(SPECIAL_USE_DOMAINS)})$"
-# RFC 5321 limits, as email-validator applies them: 64 characters before the @, 254 in all.
-EMAIL_MAX_LOCAL, EMAIL_MAX_LENGTH = 64, 254
+# RFC 5321's limit on the whole address, as email-validator applies it. (Its 64-character
+# limit before the @ is applied by email-validator only in strict mode, so not here either.)
+EMAIL_MAX_LENGTH = 254
 
 # Internal names of the phone table relation, the query's stages and helper columns; a
 # source column may not use the prefix.
@@ -138,7 +139,7 @@ def _email(x: str) -> str:
     return (
         f"CASE WHEN regexp_matches({v}, {_literal(EMAIL_PATTERN)}) "
         f"AND NOT regexp_matches({v}, {_literal(EMAIL_SPECIAL_USE_PATTERN)}) "
-        f"AND LENGTH({v}) <= {EMAIL_MAX_LENGTH} AND POSITION('@' IN {v}) <= {EMAIL_MAX_LOCAL + 1} THEN {v} END"
+        f"AND LENGTH({v}) <= {EMAIL_MAX_LENGTH} THEN {v} END"
     )
 
 
