@@ -5,6 +5,7 @@
     cdp-assets explain ID [ID]              why two identifiers share a canonical id
     cdp-assets explain --canonical-id CID   what one canonical id holds
     cdp-assets render-sql --dialect D --out DIR   every phase's SQL for a dialect, for review
+    cdp-assets regenerate-phone-regions     rewrite the phone region table from phonenumbers
 """
 
 from __future__ import annotations
@@ -95,14 +96,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_render_sql(args: argparse.Namespace) -> int:
-    import logging
-
     from cdp_assets.render import write_rendered
     from cdp_assets.sql.dialects import get_dialect
-
-    # sqlglot warns once per statement about the regex 'g' flag (Spark and Hive replace all
-    # matches anyway); the rendering itself is what the user reviews.
-    logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
     try:
         loaded = load_config(args.config)
@@ -112,6 +107,15 @@ def cmd_render_sql(args: argparse.Namespace) -> int:
         return 2
     phases = sorted({p.parent.name for p in files})
     print(f"wrote {len(files)} statement(s) for {args.dialect} to {args.out} ({', '.join(phases)})")
+    return 0
+
+
+def cmd_regenerate_phone_regions(args: argparse.Namespace) -> int:
+    from cdp_assets.config.phone_regions import DATA_DIR, regenerate
+
+    out = Path(args.out) if args.out else DATA_DIR
+    n_regions, n_codes = regenerate(out)
+    print(f"wrote the phone region table to {out}: {n_regions} regions, {n_codes} country codes")
     return 0
 
 
@@ -139,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     ren.add_argument("--out", required=True, help="output folder")
     ren.add_argument("--config", help=f"config file (default: ${CONFIG_ENV} or the bundled example)")
     ren.set_defaults(func=cmd_render_sql)
+    regen = sub.add_parser("regenerate-phone-regions", help="rewrite the phone region table from the installed phonenumbers")
+    regen.add_argument("--out", help="folder for the CSV files (default: the package's data folder)")
+    regen.set_defaults(func=cmd_regenerate_phone_regions)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -131,11 +131,45 @@ def _ordered_list_as_sorted_structs(tree: exp.Expression) -> exp.Expression:
     return tree.transform(rewrite)
 
 
+# Dialects whose REGEXP_REPLACE replaces every match and takes no flags.
+_REPLACE_ALL = ("spark", "databricks", "hive", "trino")
+
+
+def _regexp_replace_all(tree: exp.Expression, write: str) -> exp.Expression:
+    """DuckDB's ``regexp_replace(x, p, r, 'g')`` -> ``REGEXP_REPLACE(x, p, r)``.
+
+    DuckDB replaces the first match unless told 'g'; the other engines always replace every
+    match and have no flags argument (sqlglot warns and drops it). A replacement without 'g'
+    keeps its meaning only when the pattern is anchored at the start (one match at most); any
+    other is refused, naming the dialect, rather than rendered to replace every match.
+    """
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if not isinstance(node, exp.RegexpReplace):
+            return node
+        flags = node.args.get("modifiers")
+        if flags is not None and flags.is_string and flags.this == "g":
+            node = node.copy()
+            node.set("modifiers", None)
+            return node
+        pattern = node.args.get("expression")
+        if flags is None and isinstance(pattern, exp.Literal) and pattern.this.startswith("^"):
+            return node
+        raise ValueError(
+            f"cannot render {node.sql('duckdb')} for {write}: its REGEXP_REPLACE replaces every match; "
+            "use the 'g' flag or a pattern anchored with ^"
+        )
+
+    return tree.transform(rewrite)
+
+
 @lru_cache(maxsize=4096)
 def _transpile(sql: str, write: str) -> str:
     trees = [t for t in sqlglot.parse(sql, read="duckdb") if t is not None]
     if write in _UNORDERED_COLLECT:
         trees = [_ordered_list_as_sorted_structs(t) for t in trees]
+    if write in _REPLACE_ALL:
+        trees = [_regexp_replace_all(t, write) for t in trees]
     return ";\n".join(t.sql(dialect=write) for t in trees)
 
 

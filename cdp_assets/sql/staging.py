@@ -32,7 +32,7 @@ EMAIL_MAX_LENGTH = 254
 
 # Internal names of the phone table relation, the query's stages and helper columns; a
 # source column may not use the prefix.
-INTERNAL_PREFIX = "_cdp_"
+INTERNAL_PREFIX = "_cdp_stg_"
 PHONE_CODES = "_cdp_phone_country_codes"
 _PHONE_CODE_COLUMNS = ("country_code", "trunk_prefix", "possible_lengths")
 _ROW = "_cdp_in"  # the alias every rule expression reads the row from

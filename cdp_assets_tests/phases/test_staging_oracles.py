@@ -125,6 +125,16 @@ def agreement(rows, got) -> tuple[dict, list]:
     return figures, disagreements
 
 
+def test_shipped_phone_table_is_what_regeneration_writes(tmp_path, capsys):
+    from cdp_assets.cli import main
+    from cdp_assets.config.phone_regions import COUNTRY_CODES_FILE, REGIONS_FILE
+
+    assert main(["regenerate-phone-regions", "--out", str(tmp_path)]) == 0
+    assert "245 regions" in capsys.readouterr().out
+    for shipped in (REGIONS_FILE, COUNTRY_CODES_FILE):
+        assert (tmp_path / shipped.name).read_text() == shipped.read_text(), f"{shipped.name} is stale: regenerate it"
+
+
 def test_phone_table_covers_phonenumbers_metadata():
     assert set(region_names()) == set(phonenumbers.SUPPORTED_REGIONS)
     codes = {str(c) for c in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
