@@ -42,7 +42,7 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
         with warehouse.session():
             rows = warehouse.build_table(target, staging_sql(upstream, warehouse.columns(upstream), rules))
             unparseable = {}
-            for col in staged_columns(rules):
+            for col in (c for c in staged_columns(rules) if c.counted):
                 df = warehouse.fetch(unparseable_sql(target, col))
                 unparseable[col.output] = int(df.iloc[0]["unparseable"])
         context.log.info(f"{target.display}: {rows} row(s); unparseable values per column: {unparseable}")

@@ -34,7 +34,7 @@ def build_staging_checks(loaded: LoadedConfig) -> list:
             )
             def unparseable_share(warehouse: WarehouseResource) -> AssetCheckResult:
                 shares = {}
-                for col in columns:
+                for col in (c for c in columns if c.counted):
                     row = warehouse.fetch(unparseable_sql(target, col)).iloc[0]
                     present = int(row["present"])
                     shares[col.output] = round(100.0 * int(row["unparseable"]) / present, 3) if present else 0.0

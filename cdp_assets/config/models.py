@@ -191,11 +191,14 @@ class SourceConfig(_Strict):
 # ---------------------------------------------------------------------------- staging
 
 # The one list of staging rule names. Rules that standardise an identifier produce
-# `standardized_<name>`; rules that tidy text produce `cleaned_<name>`.
-StagingRuleName = Literal["email", "phone", "name", "text"]
+# `standardized_<name>`, `hash` produces `hashed_<name>`, the others `cleaned_<name>`.
+StagingRuleName = Literal["email", "phone", "name", "text", "number", "boolean", "hash"]
 STAGING_RULES: tuple[str, ...] = get_args(StagingRuleName)
 STANDARDIZING_RULES = ("email", "phone")
-CLEANING_RULES = tuple(r for r in STAGING_RULES if r not in STANDARDIZING_RULES)
+CLEANING_RULES = tuple(r for r in STAGING_RULES if r not in (*STANDARDIZING_RULES, "hash"))
+# Values that mean "no value" in every rule's input unless the rule lists its own
+# (compared after trimming, in any case).
+DEFAULT_NULL_TOKENS: tuple[str, ...] = ("", "NULL", "NONE", "N/A", "NA", "-")
 
 
 class StagingRule(_Strict):
@@ -205,9 +208,19 @@ class StagingRule(_Strict):
     # every column's value with `separator` and is NULL when any of them is NULL (composite keys).
     combine: Literal["first", "concat"] = "first"
     separator: str = Field(default="|", pattern=r"^[-|:;,./_ #~]{0,3}$")
+    # Input values that become NULL before the rule applies; None means DEFAULT_NULL_TOKENS.
+    null_tokens: list[Annotated[str, Field(max_length=64, pattern=r"^[^\\']*$")]] | None = None
     # Phone numbers written without a country code are read as numbers of this region (any
-    # ISO 3166 code of the phone table, cdp_assets/data/phone_regions.csv).
+    # ISO 3166 code of the phone table, cdp_assets/data/phone_regions.csv). Also for `hash` of phones.
     default_region: str = "US"
+    # email and phone: add `<output>_valid` (TRUE valid, FALSE present but invalid, NULL absent).
+    valid_flag: bool = False
+    # number: a decimal comma (1.234,56) instead of a decimal point; round to this many digits.
+    decimal_comma: bool = False
+    decimals: int | None = Field(default=None, ge=0, le=12)
+    # hash: what the value is normalised as before SHA-256 (lowercased trimmed email, E.164
+    # phone digits without '+', or trimmed lowercased text).
+    normalize: Literal["email", "phone", "text"] = "text"
 
     @field_validator("columns")
     @classmethod
@@ -222,6 +235,23 @@ class StagingRule(_Strict):
     @classmethod
     def _region(cls, value: str) -> str:
         return check_region(value)
+
+    @model_validator(mode="after")
+    def _options_fit_the_rule(self) -> "StagingRule":
+        misplaced = {
+            "valid_flag": self.valid_flag and self.rule not in STANDARDIZING_RULES,
+            "decimal_comma": self.decimal_comma and self.rule != "number",
+            "decimals": self.decimals is not None and self.rule != "number",
+            "normalize": self.normalize != "text" and self.rule != "hash",
+        }
+        wrong = [k for k, bad in misplaced.items() if bad]
+        if wrong:
+            raise ValueError(f"option(s) {wrong} do not apply to rule {self.rule!r}; remove them (see docs/staging.md)")
+        return self
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return DEFAULT_NULL_TOKENS if self.null_tokens is None else tuple(self.null_tokens)
 
 
 class ChecksConfig(_Strict):

@@ -163,6 +163,24 @@ def _regexp_replace_all(tree: exp.Expression, write: str) -> exp.Expression:
     return tree.transform(rewrite)
 
 
+def _sha256_of_text(tree: exp.Expression, write: str) -> exp.Expression:
+    """Trino's SHA256 takes VARBINARY: hash the UTF-8 bytes of the text, as DuckDB and Spark do."""
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.SHA2) and not isinstance(node.this, exp.Encode):
+            node = node.copy()
+            node.set("this", exp.Encode(this=node.this, charset=exp.Literal.string("utf-8")))
+        return node
+
+    return tree.transform(rewrite)
+
+
+# Named per-dialect hooks applied after parsing, where sqlglot's translation alone is wrong.
+_HOOKS = {
+    "trino": (_sha256_of_text,),
+}
+
+
 @lru_cache(maxsize=4096)
 def _transpile(sql: str, write: str) -> str:
     trees = [t for t in sqlglot.parse(sql, read="duckdb") if t is not None]
@@ -170,6 +188,8 @@ def _transpile(sql: str, write: str) -> str:
         trees = [_ordered_list_as_sorted_structs(t) for t in trees]
     if write in _REPLACE_ALL:
         trees = [_regexp_replace_all(t, write) for t in trees]
+    for hook in _HOOKS.get(write, ()):
+        trees = [hook(t, write) for t in trees]
     return ";\n".join(t.sql(dialect=write) for t in trees)
 
 

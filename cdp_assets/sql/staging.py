@@ -40,14 +40,20 @@ _ROW = "_cdp_in"  # the alias every rule expression reads the row from
 
 @dataclass(frozen=True)
 class StagedColumn:
-    output: str  # standardized_email, cleaned_first_name, ...
+    output: str  # standardized_email, cleaned_first_name, hashed_email, standardized_email_valid, ...
     inputs: tuple[str, ...]
     rule: str
     expression: str
+    # SQL over the staged table: the input as the rule saw it (after null tokens); NULL when absent.
+    present: str = ""
+    # Whether "present but NULL out" is an unparseable value (not for valid flags).
+    counted: bool = True
 
 
 def output_column(name: str, rule: StagingRule) -> str:
-    return f"standardized_{name}" if rule.rule in ("email", "phone") else f"cleaned_{name}"
+    if rule.rule in ("email", "phone"):
+        return f"standardized_{name}"
+    return f"hashed_{name}" if rule.rule == "hash" else f"cleaned_{name}"
 
 
 def _literal(value: str) -> str:
@@ -57,12 +63,27 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _present(column_sql: str) -> str:
-    return f"NULLIF(TRIM(CAST({column_sql} AS VARCHAR)), '')"
+def _present(column_sql: str, tokens: tuple[str, ...] = ()) -> str:
+    """The trimmed text of a column, NULL when empty or one of the null tokens (any case)."""
+    trimmed = f"TRIM(CAST({column_sql} AS VARCHAR))"
+    listed = sorted({t.strip().upper() for t in tokens} - {""})
+    if not listed:
+        return f"NULLIF({trimmed}, '')"
+    return f"CASE WHEN UPPER({trimmed}) IN ({', '.join(_literal(t) for t in listed)}) THEN NULL ELSE NULLIF({trimmed}, '') END"
 
 
-def _first_present(columns: tuple[str, ...]) -> str:
-    vals = [_present(quote(c)) for c in columns]
+def _first_present(columns: tuple[str, ...], tokens: tuple[str, ...] = ()) -> str:
+    vals = [_present(quote(c), tokens) for c in columns]
+    return vals[0] if len(vals) == 1 else f"COALESCE({', '.join(vals)})"
+
+
+def _input_present(rule: StagingRule, in_query: bool = False) -> str:
+    """The rule's input as the rule sees it, NULL when absent: some input (``first``) or every
+    input (``concat``). Over the staged table, or over the staging query's row."""
+    cols = [f"{quote(_ROW)}.{quote(c)}" if in_query else quote(c) for c in rule.columns]
+    vals = [_present(c, rule.tokens) for c in cols]
+    if rule.combine == "concat" and len(vals) > 1:
+        return f"CASE WHEN {' AND '.join(f'{v} IS NOT NULL' for v in vals)} THEN '1' END"
     return vals[0] if len(vals) == 1 else f"COALESCE({', '.join(vals)})"
 
 
@@ -198,14 +219,56 @@ def _phone(rule: StagingRule, column_sql: str, q: _Query) -> str:
     return f"CASE WHEN {phone_valid_sql(e164)} THEN {e164} END"
 
 
+# Spellings of TRUE and FALSE the boolean rule reads (compared uppercased).
+TRUE_TOKENS = ("TRUE", "T", "YES", "Y", "1", "ON")
+FALSE_TOKENS = ("FALSE", "F", "NO", "N", "0", "OFF")
+
+
+def _number(rule: StagingRule, x: str) -> str:
+    """A DOUBLE from text with currency symbols, spaces and thousands separators."""
+    kept = f"regexp_replace({x}, '[^0-9,.-]', '', 'g')"
+    if rule.decimal_comma:
+        plain = f"REPLACE(REPLACE({kept}, '.', ''), ',', '.')"
+    else:
+        plain = f"REPLACE({kept}, ',', '')"
+    value = f"CAST({plain} AS DOUBLE)"
+    if rule.decimals is not None:
+        value = f"ROUND({value}, {int(rule.decimals)})"
+    return f"CASE WHEN regexp_matches({plain}, '^-?([0-9]+([.][0-9]*)?|[.][0-9]+)$') THEN {value} END"
+
+
+def _boolean(x: str) -> str:
+    u = f"UPPER({x})"
+    yes = ", ".join(_literal(t) for t in TRUE_TOKENS)
+    no = ", ".join(_literal(t) for t in FALSE_TOKENS)
+    return f"CASE WHEN {u} IN ({yes}) THEN TRUE WHEN {u} IN ({no}) THEN FALSE END"
+
+
+def _hash(rule: StagingRule, column_sql: str, x: str, q: _Query) -> str:
+    """SHA-256 hex (lowercase) of the value normalised as ad platforms require it."""
+    if rule.normalize == "email":
+        normalised = _email(x)
+    elif rule.normalize == "phone":
+        normalised = _phone(rule, column_sql, q)
+    else:
+        normalised = f"LOWER({x})"
+    return f"sha256({normalised})"
+
+
 def _standardize(rule: StagingRule, column: str, q: _Query) -> str:
     """The rule applied to one input column of the source row."""
     column_sql = f"{quote(_ROW)}.{quote(column)}"
-    x = _present(column_sql)
+    x = _present(column_sql, rule.tokens)
     if rule.rule == "email":
         return _email(x)
     if rule.rule == "phone":
         return _phone(rule, column_sql, q)
+    if rule.rule == "number":
+        return _number(rule, x)
+    if rule.rule == "boolean":
+        return _boolean(x)
+    if rule.rule == "hash":
+        return _hash(rule, column_sql, x, q)
     if rule.rule == "name":
         clean = f"TRIM(regexp_replace({x}, '\\s+', ' ', 'g'))"
         return f"NULLIF(UPPER(SUBSTRING({clean}, 1, 1)) || LOWER(SUBSTRING({clean}, 2)), '')"
@@ -232,11 +295,16 @@ def rule_expression(rule: StagingRule, columns: tuple[str, ...], q: _Query | Non
 
 def _plan(rules: dict[str, StagingRule]) -> tuple[list[StagedColumn], _Query]:
     q = _Query()
-    cols = [
-        StagedColumn(output_column(name, r), tuple(r.columns), r.rule, rule_expression(r, tuple(r.columns), q))
-        for name, r in rules.items()
-    ]
+    cols = []
+    for name, r in rules.items():
+        expression = rule_expression(r, tuple(r.columns), q)
+        output = output_column(name, r)
+        cols.append(StagedColumn(output, tuple(r.columns), r.rule, expression, _input_present(r)))
+        if r.valid_flag:
+            flag = f"CASE WHEN {_input_present(r, in_query=True)} IS NULL THEN NULL WHEN ({expression}) IS NOT NULL THEN TRUE ELSE FALSE END"
+            cols.append(StagedColumn(f"{output}_valid", tuple(r.columns), f"{r.rule}_valid", flag, _input_present(r), counted=False))
     return cols, q
+
 
 
 def staged_columns(rules: dict[str, StagingRule]) -> list[StagedColumn]:
@@ -279,7 +347,7 @@ def staging_sql(source: TableRef, source_columns: list[str], rules: dict[str, St
 
 def unparseable_sql(table: TableRef, column: StagedColumn) -> str:
     """Rows with some input but no standardised value, and rows with some input."""
-    present = _first_present(column.inputs)
+    present = column.present or _first_present(column.inputs)
     return (
         f"SELECT COUNT(*) FILTER (WHERE {present} IS NOT NULL AND {quote(column.output)} IS NULL) AS unparseable, "
         f"COUNT(*) FILTER (WHERE {present} IS NOT NULL) AS present FROM {table.sql}"

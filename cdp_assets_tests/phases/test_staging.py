@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from cdp_assets.config.models import StagingRule
+from cdp_assets.config.models import DEFAULT_NULL_TOKENS, StagingRule
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.staging import staged_columns, staging_sql, unparseable_sql
@@ -183,7 +184,9 @@ def staged(wh) -> pd.DataFrame:
 
 def _value(staged: pd.DataFrame, case_id: str, column: str):
     v = staged.loc[case_id, column]
-    return None if pd.isna(v) else v
+    if pd.isna(v):
+        return None
+    return bool(v) if isinstance(v, (bool, np.bool_)) else v
 
 
 @pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(EMAIL_CASES)], ids=[repr(c[0]) for c in EMAIL_CASES])
@@ -250,7 +253,7 @@ def test_unparseable_counts_non_empty_inputs_that_became_null(wh, staged, output
     }) if c.output == output)
     got = wh.fetch(unparseable_sql(STG, col)).iloc[0]
     raw_col = col.inputs[0]
-    present = staged[staged[raw_col].fillna("").str.strip() != ""]
+    present = staged[~staged[raw_col].fillna("").str.strip().str.upper().isin(DEFAULT_NULL_TOKENS)]
     expected_unparseable = int(present[output].isna().sum())
     assert int(got["present"]) == len(present)
     assert int(got["unparseable"]) == expected_unparseable
@@ -265,14 +268,16 @@ def test_unparseable_on_a_small_table(wh):
     rules = {"email": StagingRule(rule="email", columns=["email"])}
     wh.build_table(stg, staging_sql(src, wh.columns(src), rules))
     got = wh.fetch(unparseable_sql(stg, staged_columns(rules)[0])).iloc[0]
-    assert (int(got["unparseable"]), int(got["present"])) == (2, 4)
+    # 'N/A' is a default null token: no input rather than an unparseable one.
+    assert (int(got["unparseable"]), int(got["present"])) == (1, 3)
 
 
 def test_unparseable_multi_column_counts_first_present_input(wh, staged):
     col = staged_columns({"any_email": RULES["email_multi"]})[0]
     got = wh.fetch(unparseable_sql(STG, col)).iloc[0]
     present = staged[[
-        any(isinstance(v, str) and v.strip() for v in (r["email"], r["alt_email"])) for _, r in staged.iterrows()
+        any(isinstance(v, str) and v.strip().upper() not in DEFAULT_NULL_TOKENS for v in (r["email"], r["alt_email"]))
+        for _, r in staged.iterrows()
     ]]
     assert int(got["present"]) == len(present)
     assert int(got["unparseable"]) == int(present["standardized_any_email"].isna().sum())
@@ -295,3 +300,134 @@ def test_staging_without_rules_passes_columns_through(wh, staged):
     assert staging_sql(SRC, ["a"], {}).startswith("SELECT *\nFROM")
     n = wh.scalar(f"SELECT COUNT(*) FROM ({staging_sql(SRC, wh.columns(SRC), {})}) AS t")
     assert n == len(staged)
+
+
+# ---------------------------------------------------------------------------- issue 11 rules
+
+import hashlib  # noqa: E402
+
+NEW_SRC = TableRef("acme_src", "rules_hist_union")
+NEW_STG = TableRef("acme_stg", "rules_stg")
+
+NUMBER_CASES = [  # (raw, expected with decimal point, expected with decimal comma)
+    ("12.50", 12.5, 1250.0),
+    ("$1,234.56", 1234.56, 1.23456),
+    ("€ 1.234,56", 1.23456, 1234.56),
+    ("1 000", 1000.0, 1000.0),
+    ("-3.14159", -3.14159, -314159.0),
+    ("12 EUR", 12.0, 12.0),
+    ("abc", None, None),
+    ("1-2", None, None),
+    ("N/A", None, None),
+    ("", None, None),
+    (None, None, None),
+]
+BOOLEAN_CASES = [
+    ("true", True), ("TRUE", True), ("Yes", True), ("y", True), ("1", True), ("on", True), (" ON ", True),
+    ("false", False), ("No", False), ("n", False), ("0", False), ("OFF", False),
+    ("maybe", None), ("2", None), ("NULL", None), ("", None), (None, None),
+]
+# (date of birth, surname) -> concat key; first non-empty
+COMPOSITE_CASES = [
+    ("1980-01-02", "Smith", "1980-01-02|smith", "1980-01-02"),
+    ("1980-01-02", None, None, "1980-01-02"),
+    (None, "Smith", None, "smith"),
+    ("N/A", "Smith", None, "smith"),
+    (None, None, None, None),
+]
+
+NEW_RULES = {
+    "amount": StagingRule(rule="number", columns=["amount"], decimals=5),
+    "amount_eu": StagingRule(rule="number", columns=["amount"], decimal_comma=True, decimals=5),
+    "opt_in": StagingRule(rule="boolean", columns=["flag"]),
+    "dob_surname": StagingRule(rule="text", columns=["dob", "surname"], combine="concat"),
+    "dob_or_surname": StagingRule(rule="text", columns=["dob", "surname"], combine="first"),
+    "email": StagingRule(rule="email", columns=["email"], valid_flag=True),
+    "phone": StagingRule(rule="phone", columns=["phone"], valid_flag=True),
+    "email_sha": StagingRule(rule="hash", columns=["email"], normalize="email"),
+    "phone_sha": StagingRule(rule="hash", columns=["phone"], normalize="phone"),
+    "note": StagingRule(rule="text", columns=["note"], null_tokens=["unknown", "?"]),
+    "note_default": StagingRule(rule="text", columns=["note"]),
+}
+IDENTIFIER_CASES = [  # (email, phone)
+    (" Foo@Example.COM ", "+1 (212) 555-0100"),
+    ("not-an-email", "123"),
+    (None, None),
+    ("NULL", "-"),
+]
+NOTE_CASES = [("Unknown", None, "unknown"), ("?", None, "?"), ("N/A", "n/a", None), ("kept", "kept", "kept")]
+
+
+@pytest.fixture(scope="module")
+def new_staged(wh) -> pd.DataFrame:
+    rows = [{"case_id": f"number:{n}", "amount": raw} for n, (raw, _, _) in enumerate(NUMBER_CASES)]
+    rows += [{"case_id": f"boolean:{n}", "flag": raw} for n, (raw, _) in enumerate(BOOLEAN_CASES)]
+    rows += [{"case_id": f"composite:{n}", "dob": d, "surname": s} for n, (d, s, _, _) in enumerate(COMPOSITE_CASES)]
+    rows += [{"case_id": f"ids:{n}", "email": e, "phone": p} for n, (e, p) in enumerate(IDENTIFIER_CASES)]
+    rows += [{"case_id": f"note:{n}", "note": v} for n, (v, _, _) in enumerate(NOTE_CASES)]
+    cols = ["case_id", "amount", "flag", "dob", "surname", "email", "phone", "note"]
+    wh.write_dataframe(NEW_SRC, pd.DataFrame(rows, columns=cols).astype("string"))
+    wh.build_table(NEW_STG, staging_sql(NEW_SRC, wh.columns(NEW_SRC), NEW_RULES))
+    return wh.fetch(f"SELECT * FROM {NEW_STG.sql}").set_index("case_id")
+
+
+@pytest.mark.parametrize(("n", "case"), list(enumerate(NUMBER_CASES)), ids=[repr(c[0]) for c in NUMBER_CASES])
+def test_number(new_staged, n, case):
+    _, point, comma = case
+    assert _value(new_staged, f"number:{n}", "cleaned_amount") == point
+    assert _value(new_staged, f"number:{n}", "cleaned_amount_eu") == comma
+
+
+@pytest.mark.parametrize(("n", "case"), list(enumerate(BOOLEAN_CASES)), ids=[repr(c[0]) for c in BOOLEAN_CASES])
+def test_boolean(new_staged, n, case):
+    assert _value(new_staged, f"boolean:{n}", "cleaned_opt_in") == case[1]
+
+
+@pytest.mark.parametrize(("n", "case"), list(enumerate(COMPOSITE_CASES)))
+def test_combine_concat_and_first(new_staged, n, case):
+    _, _, concat, first = case
+    assert _value(new_staged, f"composite:{n}", "cleaned_dob_surname") == concat
+    assert _value(new_staged, f"composite:{n}", "cleaned_dob_or_surname") == first
+
+
+def test_valid_flags_and_hashes(new_staged):
+    sha = lambda v: hashlib.sha256(v.encode()).hexdigest()  # noqa: E731
+    ok, bad, absent, token = (f"ids:{n}" for n in range(4))
+    assert _value(new_staged, ok, "standardized_email_valid") is True and _value(new_staged, bad, "standardized_email_valid") is False
+    assert _value(new_staged, ok, "standardized_phone_valid") is True and _value(new_staged, bad, "standardized_phone_valid") is False
+    for case in (absent, token):  # no input (or a null token): no verdict
+        assert _value(new_staged, case, "standardized_email_valid") is None
+        assert _value(new_staged, case, "standardized_phone_valid") is None
+    # Ad platforms' form: lowercase trimmed email; E.164 digits without '+'.
+    assert _value(new_staged, ok, "hashed_email_sha") == sha("foo@example.com")
+    assert _value(new_staged, ok, "hashed_phone_sha") == sha("12125550100")
+    assert _value(new_staged, bad, "hashed_email_sha") is None and _value(new_staged, bad, "hashed_phone_sha") is None
+
+
+@pytest.mark.parametrize(("n", "case"), list(enumerate(NOTE_CASES)))
+def test_null_tokens(new_staged, n, case):
+    _, own_tokens, default_tokens = case
+    assert _value(new_staged, f"note:{n}", "cleaned_note") == own_tokens
+    assert _value(new_staged, f"note:{n}", "cleaned_note_default") == default_tokens
+
+
+def test_unparseable_counts_skip_null_tokens_and_valid_flags(wh, new_staged):
+    cols = {c.output: c for c in staged_columns(NEW_RULES)}
+    assert cols["standardized_email_valid"].counted is False
+    got = wh.fetch(unparseable_sql(NEW_STG, cols["cleaned_opt_in"])).iloc[0]
+    # 'maybe' and '2' are unparseable; 'NULL', '' and None are no input at all.
+    assert (int(got["unparseable"]), int(got["present"])) == (2, 14)
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (dict(rule="text", columns=["a"], decimals=2), "'decimals'"),
+        (dict(rule="email", columns=["a"], normalize="email"), "'normalize'"),
+        (dict(rule="phone", columns=["a"], default_region="XX"), "not a region of the phone table"),
+        (dict(rule="text", columns=["a"], null_tokens=["it's"]), "null_tokens"),
+    ],
+)
+def test_rule_options_are_checked(rule, message):
+    with pytest.raises(ValueError, match=message):
+        StagingRule(**rule)
