@@ -352,3 +352,32 @@ def unparseable_sql(table: TableRef, column: StagedColumn) -> str:
         f"SELECT COUNT(*) FILTER (WHERE {present} IS NOT NULL AND {quote(column.output)} IS NULL) AS unparseable, "
         f"COUNT(*) FILTER (WHERE {present} IS NOT NULL) AS present FROM {table.sql}"
     )
+
+
+def rule_counts_sql(table: TableRef, columns: list[StagedColumn]) -> str:
+    """One scan of a staged table: per counted output column, the rows it parsed (a value),
+    the rows without input (NULL, empty or a null token) and the rows whose input it could not
+    read, as ``{output}__parsed``, ``{output}__null`` and ``{output}__unparseable``."""
+    parts = []
+    for c in (c for c in columns if c.counted):
+        present = c.present or _first_present(c.inputs)
+        out = quote(c.output)
+        parts += [
+            f"COUNT(*) FILTER (WHERE {out} IS NOT NULL) AS {quote(c.output + '__parsed')}",
+            f"COUNT(*) FILTER (WHERE {present} IS NULL) AS {quote(c.output + '__null')}",
+            f"COUNT(*) FILTER (WHERE {present} IS NOT NULL AND {out} IS NULL) AS {quote(c.output + '__unparseable')}",
+        ]
+    return f"SELECT {', '.join(parts) or 'COUNT(*) AS rows_total'} FROM {table.sql}"
+
+
+def rule_counts(columns: list[StagedColumn], row) -> dict[str, dict]:
+    """:func:`rule_counts_sql`'s one row as ``{output: {rule, parsed, null, unparseable, unparseable_pct}}``."""
+    out = {}
+    for c in (c for c in columns if c.counted):
+        parsed, null, bad = (int(row[f"{c.output}__{k}"]) for k in ("parsed", "null", "unparseable"))
+        present = parsed + bad
+        out[c.output] = {
+            "rule": c.rule, "parsed": parsed, "null": null, "unparseable": bad,
+            "unparseable_pct": round(100.0 * bad / present, 3) if present else 0.0,
+        }
+    return out

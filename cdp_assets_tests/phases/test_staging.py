@@ -431,3 +431,18 @@ def test_unparseable_counts_skip_null_tokens_and_valid_flags(wh, new_staged):
 def test_rule_options_are_checked(rule, message):
     with pytest.raises(ValueError, match=message):
         StagingRule(**rule)
+
+
+def test_rule_counts_partition_every_row(wh, new_staged):
+    from cdp_assets.sql.staging import rule_counts, rule_counts_sql
+
+    columns = staged_columns(NEW_RULES)
+    counts = rule_counts(columns, wh.fetch(rule_counts_sql(NEW_STG, columns)).iloc[0])
+    assert "standardized_email_valid" not in counts  # flags are not counted
+    for out, c in counts.items():
+        assert c["parsed"] + c["null"] + c["unparseable"] == len(new_staged), out
+        assert c["parsed"] == int(new_staged[out].notna().sum()), out
+        # the same figure as the per-column query
+        col = next(x for x in columns if x.output == out)
+        assert c["unparseable"] == int(wh.fetch(unparseable_sql(NEW_STG, col)).iloc[0]["unparseable"]), out
+    assert counts["cleaned_opt_in"] == {"rule": "boolean", "parsed": 12, "null": len(new_staged) - 14, "unparseable": 2, "unparseable_pct": round(100 * 2 / 14, 3)}
