@@ -191,11 +191,16 @@ class SourceConfig(_Strict):
 # ---------------------------------------------------------------------------- staging
 
 # The one list of staging rule names. Rules that standardise an identifier produce
-# `standardized_<name>`, `hash` produces `hashed_<name>`, the others `cleaned_<name>`.
-StagingRuleName = Literal["email", "phone", "name", "text", "number", "boolean", "hash"]
+# `standardized_<name>`, `hash` produces `hashed_<name>`, `date` produces `<name>_std`,
+# `<name>_unixtime` and `<name>_date`, the others `cleaned_<name>`.
+StagingRuleName = Literal["email", "phone", "name", "text", "number", "boolean", "hash", "date"]
 STAGING_RULES: tuple[str, ...] = get_args(StagingRuleName)
 STANDARDIZING_RULES = ("email", "phone")
-CLEANING_RULES = tuple(r for r in STAGING_RULES if r not in (*STANDARDIZING_RULES, "hash"))
+CLEANING_RULES = tuple(r for r in STAGING_RULES if r not in (*STANDARDIZING_RULES, "hash", "date"))
+# Formats the date rule reads, tried in the listed order. Day/month order is never guessed:
+# `dd-mm-yyyy` and `mm/dd/yyyy` apply only when listed. Each date form takes an optional time.
+DateFormat = Literal["iso8601", "yyyy/mm/dd", "dd-mm-yyyy", "dd/mm/yyyy", "mm/dd/yyyy", "mm-dd-yyyy", "epoch_seconds", "epoch_millis"]
+DEFAULT_DATE_FORMATS: tuple[str, ...] = ("iso8601", "yyyy/mm/dd", "epoch_seconds", "epoch_millis")
 # Values that mean "no value" in every rule's input unless the rule lists its own
 # (compared after trimming, in any case).
 DEFAULT_NULL_TOKENS: tuple[str, ...] = ("", "NULL", "NONE", "N/A", "NA", "-")
@@ -221,6 +226,8 @@ class StagingRule(_Strict):
     # hash: what the value is normalised as before SHA-256 (lowercased trimmed email, E.164
     # phone digits without '+', or trimmed lowercased text).
     normalize: Literal["email", "phone", "text"] = "text"
+    # date: the formats to try, in order (default DEFAULT_DATE_FORMATS).
+    formats: list[DateFormat] | None = Field(default=None, min_length=1)
 
     @field_validator("columns")
     @classmethod
@@ -243,11 +250,17 @@ class StagingRule(_Strict):
             "decimal_comma": self.decimal_comma and self.rule != "number",
             "decimals": self.decimals is not None and self.rule != "number",
             "normalize": self.normalize != "text" and self.rule != "hash",
+            "formats": self.formats is not None and self.rule != "date",
+            "combine: concat": self.combine == "concat" and self.rule == "date",
         }
         wrong = [k for k, bad in misplaced.items() if bad]
         if wrong:
             raise ValueError(f"option(s) {wrong} do not apply to rule {self.rule!r}; remove them (see docs/staging.md)")
         return self
+
+    @property
+    def date_formats(self) -> tuple[str, ...]:
+        return DEFAULT_DATE_FORMATS if self.formats is None else tuple(dict.fromkeys(self.formats))
 
     @property
     def tokens(self) -> tuple[str, ...]:

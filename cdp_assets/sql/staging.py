@@ -51,6 +51,8 @@ class StagedColumn:
 
 
 def output_column(name: str, rule: StagingRule) -> str:
+    if rule.rule == "date":
+        return f"{name}_std"
     if rule.rule in ("email", "phone"):
         return f"standardized_{name}"
     return f"hashed_{name}" if rule.rule == "hash" else f"cleaned_{name}"
@@ -125,7 +127,7 @@ class _Query:
     def __init__(self) -> None:
         self.helpers: list[str] = []  # stage 1: "expr AS name" over the source row
         self.joined: list[str] = []  # stage 2: "expr AS name" over the row and the joins
-        self.derived: list[str] = []  # stage 3: "expr AS name" over stage 2's columns
+        self.derived: list[list[str]] = []  # stages 3, 4, ...: "expr AS name" over the previous stage
         self.joins: list[str] = []
         self._n = 0
 
@@ -143,9 +145,13 @@ class _Query:
         self.joined.append(f"{expression} AS {quote(name)}")
         return f"{quote(_ROW)}.{quote(name)}"
 
-    def derive(self, expression: str, kind: str) -> str:
+    def derive(self, expression: str, kind: str, stage: int = 0) -> str:
+        """A column computed after the joins, in derived stage ``stage`` (0, 1, ...), which may
+        read the columns of every earlier stage."""
         name = self.name(kind)
-        self.derived.append(f"{expression} AS {quote(name)}")
+        while len(self.derived) <= stage:
+            self.derived.append([])
+        self.derived[stage].append(f"{expression} AS {quote(name)}")
         return f"{quote(_ROW)}.{quote(name)}"
 
     def join_code(self, on_value: str) -> str:
@@ -255,6 +261,125 @@ def _hash(rule: StagingRule, column_sql: str, x: str, q: _Query) -> str:
     return f"sha256({normalised})"
 
 
+# ---------------------------------------------------------------------------- date
+
+# An optional time after a date: ' ' or 'T', H:MM[:SS[.fraction]] (groups: H, M, S).
+# Only the components capture (DuckDB's regexp_extract reads groups 0-9).
+_TIME = "(?:[ T]([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(?:[.][0-9]{1,9})?)?)?"
+_TIME_GROUPS = {"H": 1, "M": 2, "S": 3}  # after the date's three groups
+_ZONE = "(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
+# format -> (date pattern with three groups, the groups' order)
+_DATE_FORMS = {
+    "iso8601": ("([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})", "ymd"),
+    "yyyy/mm/dd": ("([0-9]{4})/([0-9]{1,2})/([0-9]{1,2})", "ymd"),
+    "dd-mm-yyyy": ("([0-9]{1,2})[-.]([0-9]{1,2})[-.]([0-9]{4})", "dmy"),
+    "dd/mm/yyyy": ("([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})", "dmy"),
+    "mm/dd/yyyy": ("([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})", "mdy"),
+    "mm-dd-yyyy": ("([0-9]{1,2})[-.]([0-9]{1,2})[-.]([0-9]{4})", "mdy"),
+}
+# Unix epoch: seconds 1973-2286 (9-10 digits), milliseconds (12-13 digits).
+_EPOCHS = {"epoch_seconds": ("^[0-9]{9,10}$", 1), "epoch_millis": ("^[0-9]{12,13}$", 1000)}
+
+
+def _idiv(a: str, b: int) -> str:
+    """Floor division of integers, the same on every engine ('/' differs between them)."""
+    return f"CAST(FLOOR(CAST({a} AS DOUBLE) / {b}) AS BIGINT)"
+
+
+def _int(text: str) -> str:
+    return f"CAST({text} AS BIGINT)"
+
+
+def _date_pattern(fmt: str) -> str:
+    date, _ = _DATE_FORMS[fmt]
+    return f"^{date}{_TIME}{_ZONE if fmt == 'iso8601' else ''}$"
+
+
+def _date_column(rule: StagingRule, column: str, q: _Query) -> str:
+    """Unix seconds (UTC) of one input column, or NULL when no listed format reads it.
+
+    The first listed format whose pattern matches decides how the text is read; components
+    are extracted with regexp_extract and the calendar is done in integer arithmetic
+    (days from civil, H. Hinnant's algorithm), so no engine's date parser is involved and
+    every engine gives the same seconds. The date is checked with TRY_CAST(... AS DATE)
+    (30 February is refused).
+    """
+    x = _present(f"{quote(_ROW)}.{quote(column)}", rule.tokens)
+    formats = rule.date_formats
+    patterns = {f: (_date_pattern(f) if f in _DATE_FORMS else _EPOCHS[f][0]) for f in formats}
+    fmt = q.helper(
+        "CASE " + " ".join(f"WHEN regexp_matches({x}, {_literal(p)}) THEN {i}" for i, (f, p) in enumerate(patterns.items())) + " END",
+        "datefmt",
+    )
+
+    def group(name: str) -> str:
+        """The text of component ``name`` (y m d H M S zone) for the matched format, or NULL."""
+        whens = []
+        for i, f in enumerate(formats):
+            if f not in _DATE_FORMS:
+                continue
+            order = _DATE_FORMS[f][1]
+            if name in "ymd":
+                g = order.index(name) + 1
+            elif name == "zone":
+                if f != "iso8601":
+                    continue
+                g = 3 + 3 + 1
+            else:
+                g = 3 + _TIME_GROUPS[name]
+            whens.append(f"WHEN {fmt} = {i} THEN NULLIF(regexp_extract({x}, {_literal(patterns[f])}, {g}), '')")
+        return f"CASE {' '.join(whens)} END" if whens else "NULL"
+
+    epoch_whens = [
+        f"WHEN {fmt} = {i} THEN {_idiv(_int(x), _EPOCHS[f][1]) if _EPOCHS[f][1] > 1 else _int(x)}"
+        for i, f in enumerate(formats) if f in _EPOCHS
+    ]
+    epoch = q.derive(f"CASE {' '.join(epoch_whens)} END" if epoch_whens else "CAST(NULL AS BIGINT)", "epoch", 0)
+    y, m, d = (q.derive(_int(group(c)), f"date{c}", 0) for c in "ymd")
+    hh, mi, ss = (q.derive(f"COALESCE({_int(group(c))}, 0)", f"time{c}", 0) for c in ("H", "M", "S"))
+    zone = q.derive(group("zone"), "zone", 0)
+    offset_minutes = (
+        f"CASE WHEN {zone} IS NULL OR {zone} = 'Z' THEN 0 ELSE "
+        f"(CASE WHEN {zone} LIKE '-%' THEN -1 ELSE 1 END) * (CAST(SUBSTRING({zone}, 2, 2) AS BIGINT) * 60 "
+        f"+ CASE WHEN LENGTH({zone}) > 3 THEN CAST(SUBSTRING({zone}, LENGTH({zone}) - 1, 2) AS BIGINT) ELSE 0 END) END"
+    )
+    iso_day = f"CAST({y} AS VARCHAR) || '-' || LPAD(CAST({m} AS VARCHAR), 2, '0') || '-' || LPAD(CAST({d} AS VARCHAR), 2, '0')"
+    real_day = f"TRY_CAST({iso_day} AS DATE) IS NOT NULL AND {hh} < 24 AND {mi} < 60 AND {ss} < 60"
+    # Days since 1970-01-01 of (y, m, d), for the proleptic Gregorian calendar.
+    yy = f"({y} - CASE WHEN {m} <= 2 THEN 1 ELSE 0 END)"
+    era = _idiv(yy, 400)
+    yoe = f"({yy} - {era} * 400)"
+    doy = f"({_idiv(f'153 * (({m} + 9) % 12) + 2', 5)} + {d} - 1)"
+    doe = f"({yoe} * 365 + {_idiv(yoe, 4)} - {_idiv(yoe, 100)} + {doy})"
+    days = f"({era} * 146097 + {doe} - 719468)"
+    seconds = f"{days} * 86400 + {hh} * 3600 + {mi} * 60 + {ss} - ({offset_minutes}) * 60"
+    return q.derive(f"CASE WHEN {epoch} IS NOT NULL THEN {epoch} WHEN {y} IS NOT NULL AND {real_day} THEN {seconds} END", "unixtime", 1)
+
+
+def _date(rule: StagingRule, q: _Query) -> tuple[str, str, str]:
+    """(timestamp in UTC, unix seconds, date) of a date rule, from its first readable column."""
+    per_column = [_date_column(rule, c, q) for c in rule.columns]
+    unixtime = q.derive(per_column[0] if len(per_column) == 1 else f"COALESCE({', '.join(per_column)})", "unixtime", 2)
+    # Civil date of the day number (H. Hinnant's civil_from_days), then the time of day.
+    z = q.derive(f"{_idiv(unixtime, 86400)} + 719468", "z", 3)
+    era = q.derive(_idiv(z, 146097), "era", 4)
+    doe = q.derive(f"{z} - {era} * 146097", "doe", 5)
+    yoe = q.derive(_idiv(f"{doe} - {_idiv(doe, 1460)} + {_idiv(doe, 36524)} - {_idiv(doe, 146096)}", 365), "yoe", 6)
+    doy = q.derive(f"{doe} - (365 * {yoe} + {_idiv(yoe, 4)} - {_idiv(yoe, 100)})", "doy", 7)
+    mp = q.derive(_idiv(f"5 * {doy} + 2", 153), "mp", 8)
+    day = f"{doy} - {_idiv(f'153 * {mp} + 2', 5)} + 1"
+    month = q.derive(f"CASE WHEN {mp} < 10 THEN {mp} + 3 ELSE {mp} - 9 END", "month", 9)
+    year = f"{yoe} + {era} * 400 + CASE WHEN {month} <= 2 THEN 1 ELSE 0 END"
+    sod = f"({unixtime} - {_idiv(unixtime, 86400)} * 86400)"
+    pad = lambda e: f"LPAD(CAST({e} AS VARCHAR), 2, '0')"  # noqa: E731
+    text = (
+        f"LPAD(CAST({year} AS VARCHAR), 4, '0') || '-' || {pad(month)} || '-' || {pad(day)} || ' ' || "
+        f"{pad(_idiv(sod, 3600))} || ':' || {pad(_idiv(f'{sod} % 3600', 60))} || ':' || {pad(f'{sod} % 60')}"
+    )
+    std = q.derive(f"CASE WHEN {unixtime} IS NOT NULL THEN CAST({text} AS TIMESTAMP) END", "std", 10)
+    return std, unixtime, f"CAST({std} AS DATE)"
+
+
 def _standardize(rule: StagingRule, column: str, q: _Query) -> str:
     """The rule applied to one input column of the source row."""
     column_sql = f"{quote(_ROW)}.{quote(column)}"
@@ -297,6 +422,15 @@ def _plan(rules: dict[str, StagingRule]) -> tuple[list[StagedColumn], _Query]:
     q = _Query()
     cols = []
     for name, r in rules.items():
+        if r.rule == "date":
+            std, unixtime, day = _date(r, q)
+            present = _input_present(r)
+            cols += [
+                StagedColumn(f"{name}_std", tuple(r.columns), r.rule, std, present),
+                StagedColumn(f"{name}_unixtime", tuple(r.columns), r.rule, unixtime, present, counted=False),
+                StagedColumn(f"{name}_date", tuple(r.columns), r.rule, day, present, counted=False),
+            ]
+            continue
         expression = rule_expression(r, tuple(r.columns), q)
         output = output_column(name, r)
         cols.append(StagedColumn(output, tuple(r.columns), r.rule, expression, _input_present(r)))
@@ -336,9 +470,10 @@ def staging_sql(source: TableRef, source_columns: list[str], rules: dict[str, St
         joins = "".join(f"\n{j}" for j in q.joins)
         ctes.append(f"{quote('_cdp_joined')} AS (SELECT {row}.*, {', '.join(q.joined)}\nFROM {base}{joins})")
         base = f"{quote('_cdp_joined')} AS {row}"
-    if q.derived:
-        ctes.append(f"{quote('_cdp_derived')} AS (SELECT *, {', '.join(q.derived)} FROM {base})")
-        base = f"{quote('_cdp_derived')} AS {row}"
+    for n, stage in enumerate(q.derived):
+        name = quote(f"_cdp_derived{n}")
+        ctes.append(f"{name} AS (SELECT *, {', '.join(stage)} FROM {base})")
+        base = f"{name} AS {row}"
     outputs = [f"{row}.{quote(c)}" for c in source_columns]
     outputs += [f"{c.expression} AS {quote(c.output)}" for c in columns]
     with_ = "WITH " + ",\n".join(ctes) + "\n" if ctes else ""

@@ -38,19 +38,20 @@ RULES = {
     "note_sha256": StagingRule(rule="hash", columns=["note"]),
     "dob_surname": StagingRule(rule="text", columns=["dob", "surname"], combine="concat", separator="|"),
     "any_email": StagingRule(rule="email", columns=["alt_email", "email"]),
+    "seen": StagingRule(rule="date", columns=["seen"], formats=["iso8601", "dd-mm-yyyy", "mm/dd/yyyy", "yyyy/mm/dd", "epoch_seconds", "epoch_millis"]),
 }
 ROWS = [
-    # id, email, alt_email, phone, first_name, note, amount, opt_in, dob, surname
-    ("1", " Foo.Bar@Example.COM ", None, "(212) 555-0100", "  mary   ann ", "Hello  World", "$1,234.56", "Yes", "1980-01-02", "Smith"),
-    ("2", "o'brien@example.co.uk", "x@y.io", "+44 (0) 20 7946 0958", "JOHN", "unknown", "€ 1.234,56", "n", "1990-12-31", None),
-    ("3", "a..b@x.com", "N/A", "001 212 555 0100", "élodie", "N/A", "12 EUR", "maybe", None, "Doe"),
-    ("4", "NULL", "b@x.test", "020 7946 0958", "", "Ünïcödé text", "-3.145", "ON", "2001-07-04", "Lee"),
-    ("5", None, None, None, None, None, None, None, None, None),
-    ("6", "a@-x.com", "ok@sub.example.org", "+81 3 1234 5678", "o'brien", "-", "abc", "0", "1975-05-05", "O'Neil"),
-    ("7", "UPPER@EXAMPLE.ORG", "", "0049 30 12345678", "x", "x", "1 000", "TRUE", "2020-02-29", "Kim"),
-    ("8", "é@x.com", None, "+1 212 555 0100", "Jean-Luc", "  ", "0,5", "off", "1999-09-09", "Ng"),
+    # id, email, alt_email, phone, first_name, note, amount, opt_in, dob, surname, seen
+    ("1", " Foo.Bar@Example.COM ", None, "(212) 555-0100", "  mary   ann ", "Hello  World", "$1,234.56", "Yes", "1980-01-02", "Smith", "2024-03-05T10:11:12+02:00"),
+    ("2", "o'brien@example.co.uk", "x@y.io", "+44 (0) 20 7946 0958", "JOHN", "unknown", "€ 1.234,56", "n", "1990-12-31", None, "05-03-2024"),
+    ("3", "a..b@x.com", "N/A", "001 212 555 0100", "élodie", "N/A", "12 EUR", "maybe", None, "Doe", "03/05/2024 08:00"),
+    ("4", "NULL", "b@x.test", "020 7946 0958", "", "Ünïcödé text", "-3.145", "ON", "2001-07-04", "Lee", "1709632272"),
+    ("5", None, None, None, None, None, None, None, None, None, "N/A"),
+    ("6", "a@-x.com", "ok@sub.example.org", "+81 3 1234 5678", "o'brien", "-", "abc", "0", "1975-05-05", "O'Neil", "1709632272123"),
+    ("7", "UPPER@EXAMPLE.ORG", "", "0049 30 12345678", "x", "x", "1 000", "TRUE", "2020-02-29", "Kim", "2024-02-30"),
+    ("8", "é@x.com", None, "+1 212 555 0100", "Jean-Luc", "  ", "0,5", "off", "1999-09-09", "Ng", "1969-12-31T23:59:59Z"),
 ]
-COLUMNS = ["id", "email", "alt_email", "phone", "first_name", "note", "amount", "opt_in", "dob", "surname"]
+COLUMNS = ["id", "email", "alt_email", "phone", "first_name", "note", "amount", "opt_in", "dob", "surname", "seen"]
 SRC = TableRef("cdp_src", "staging_fixture")
 STG = TableRef("cdp_src", "staging_fixture_stg")
 
@@ -86,6 +87,7 @@ def test_the_fixture_exercises_every_rule_and_option(duckdb_table):
     assert t.loc["1", "cleaned_amount"] == 1234.56 and t.loc["2", "cleaned_amount_eu"] == 1234.56
     assert t.loc["1", "cleaned_dob_surname"] == "1980-01-02|smith" and pd.isna(t.loc["2", "cleaned_dob_surname"])
     assert t.loc["1", "hashed_email_sha256"] == hashlib.sha256(b"foo.bar@example.com").hexdigest()
+    assert t.loc["1", "seen_unixtime"] == 1709626272 and pd.isna(t.loc["7", "seen_std"])
     assert t.loc["4", "hashed_note_sha256"] == hashlib.sha256("ünïcödé text".encode()).hexdigest()
 
 

@@ -446,3 +446,95 @@ def test_rule_counts_partition_every_row(wh, new_staged):
         col = next(x for x in columns if x.output == out)
         assert c["unparseable"] == int(wh.fetch(unparseable_sql(NEW_STG, col)).iloc[0]["unparseable"]), out
     assert counts["cleaned_opt_in"] == {"rule": "boolean", "parsed": 12, "null": len(new_staged) - 14, "unparseable": 2, "unparseable_pct": round(100 * 2 / 14, 3)}
+
+
+# ---------------------------------------------------------------------------- date
+
+from datetime import datetime, timedelta, timezone  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+DATE_SRC = TableRef("acme_src", "dates_hist_union")
+ALL_FORMATS = ["iso8601", "dd-mm-yyyy", "mm/dd/yyyy", "yyyy/mm/dd", "epoch_seconds", "epoch_millis"]
+
+
+def stage_dates(wh, values: list[str | None], formats=None) -> pd.DataFrame:
+    wh.drop(DATE_SRC)
+    wh.write_dataframe(DATE_SRC, pd.DataFrame({"n": range(len(values)), "v": values}).astype({"v": "string"}))
+    sql = staging_sql(DATE_SRC, ["n", "v"], {"d": StagingRule(rule="date", columns=["v"], formats=formats)})
+    return wh.fetch(f"SELECT * FROM ({sql}) AS s ORDER BY n")
+
+
+DATE_CASES = [  # (raw, unix seconds or None) with ALL_FORMATS
+    ("2024-03-05", 1709596800),
+    ("2024-03-05T10:11:12", 1709633472),
+    ("2024-03-05 10:11:12.250Z", 1709633472),
+    ("2024-03-05T10:11:12+02:00", 1709626272),  # a zone: converted to UTC
+    ("2024-03-05T01:00:00-0530", 1709620200),
+    ("05-03-2024", 1709596800),  # dd-mm-yyyy, as listed
+    ("05.03.2024 10:11", 1709633460),
+    ("03/05/2024 08:00", 1709625600),  # mm/dd/yyyy, as listed
+    ("2024/03/05 23:59:59", 1709683199),
+    ("1709632272", 1709632272),
+    ("1709632272123", 1709632272),  # milliseconds, to whole seconds
+    ("1969-12-31T23:59:59Z", -1),
+    ("2000-02-29", 951782400),
+    ("2024-02-30", None),  # no such day
+    ("2024-13-01", None),
+    ("2024-03-05T24:00:00", None),
+    ("garbage", None),
+    ("N/A", None),
+    (None, None),
+]
+
+
+def test_date_cases(wh):
+    got = stage_dates(wh, [v for v, _ in DATE_CASES], ALL_FORMATS)
+    for (raw, expected), unix, std, day in zip(DATE_CASES, got["d_unixtime"], got["d_std"], got["d_date"]):
+        assert (None if pd.isna(unix) else int(unix)) == expected, raw
+        if expected is None:
+            assert pd.isna(std) and pd.isna(day), raw
+        else:
+            utc = datetime(1970, 1, 1) + timedelta(seconds=expected)
+            assert pd.Timestamp(std) == pd.Timestamp(utc), raw
+            assert pd.Timestamp(day).date() == utc.date(), raw
+
+
+def test_day_month_order_comes_from_the_config_and_is_never_guessed(wh):
+    values = ["05/03/2024", "05-03-2024"]
+    default = stage_dates(wh, values)  # no day-first or month-first format listed: not read
+    assert default["d_unixtime"].isna().all()
+    day_first = stage_dates(wh, values, ["dd/mm/yyyy", "dd-mm-yyyy"])["d_std"].tolist()
+    month_first = stage_dates(wh, values, ["mm/dd/yyyy", "mm-dd-yyyy"])["d_std"].tolist()
+    assert [pd.Timestamp(t).strftime("%Y-%m-%d") for t in day_first] == ["2024-03-05", "2024-03-05"]
+    assert [pd.Timestamp(t).strftime("%Y-%m-%d") for t in month_first] == ["2024-05-03", "2024-05-03"]
+
+
+def _written(moment: datetime, form: str, offset_minutes: int) -> str:
+    if form == "iso_zone":
+        local = moment + timedelta(minutes=offset_minutes)
+        sign = "+" if offset_minutes >= 0 else "-"
+        hh, mm = divmod(abs(offset_minutes), 60)
+        return local.strftime("%Y-%m-%dT%H:%M:%S") + f"{sign}{hh:02d}:{mm:02d}"
+    return {
+        "iso": moment.strftime("%Y-%m-%dT%H:%M:%S"),
+        "dmy": moment.strftime("%d-%m-%Y %H:%M:%S"),
+        "mdy": moment.strftime("%m/%d/%Y %H:%M:%S"),
+        "ymd": moment.strftime("%Y/%m/%d %H:%M:%S"),
+        "epoch": str(int(moment.replace(tzinfo=timezone.utc).timestamp())),
+        "epoch_ms": str(int(moment.replace(tzinfo=timezone.utc).timestamp()) * 1000 + 7),
+    }[form]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(st.tuples(
+    st.datetimes(min_value=datetime(1974, 1, 1), max_value=datetime(2200, 12, 31)).map(lambda d: d.replace(microsecond=0)),
+    st.sampled_from(["iso", "iso_zone", "dmy", "mdy", "ymd", "epoch", "epoch_ms"]),
+    st.integers(min_value=-12 * 60, max_value=14 * 60).map(lambda m: m - m % 15),
+), min_size=50, max_size=50))
+def test_date_property_agrees_with_python_datetime(wh, cases):
+    values = [_written(m, f, o) for m, f, o in cases]
+    got = stage_dates(wh, values, ALL_FORMATS)
+    for (moment, form, _), raw, unix in zip(cases, values, got["d_unixtime"]):
+        assert int(unix) == int(moment.replace(tzinfo=timezone.utc).timestamp()), (form, raw)
