@@ -26,6 +26,13 @@ def staging_rules(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject)
     return loaded.pipeline.staging.get(f"{source.name}_{obj.name}", {})
 
 
+def staging_query(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject, upstream: TableRef, columns: list[str]) -> str:
+    """The staging statement of one source object, with its table-level options."""
+    options = loaded.pipeline.staging_tables.get(f"{source.name}_{obj.name}")
+    dedupe = options.dedupe if options is not None else None
+    return staging_sql(upstream, columns, staging_rules(loaded, source, obj), dedupe, source.incremental_field)
+
+
 def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
     upstream = hist_union_ref(loaded, source, obj)
     target = staging_ref(loaded, source, obj)
@@ -43,7 +50,7 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
     def _staging(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         columns = staged_columns(rules)
         with warehouse.session():
-            rows = warehouse.build_table(target, staging_sql(upstream, warehouse.columns(upstream), rules))
+            rows = warehouse.build_table(target, staging_query(loaded, source, obj, upstream, warehouse.columns(upstream)))
             # Each rule's parsed / no-input / unparseable counts, measured once here: the
             # unparseable_share check and the report read them from this materialization.
             counts = rule_counts(columns, warehouse.fetch(rule_counts_sql(target, columns)).iloc[0]) if columns else {}

@@ -267,6 +267,24 @@ class StagingRule(_Strict):
         return DEFAULT_NULL_TOKENS if self.null_tokens is None else tuple(self.null_tokens)
 
 
+class DedupeOptions(_Strict):
+    """Keep one row per ``partition_by`` (source or staged output columns, so after cleaning:
+    rows differing only in case or spaces of an email collapse), the newest by ``order_by``."""
+
+    partition_by: list[str] = Field(min_length=1)
+    order_by: list[str] | None = None  # default: the source's incremental_field
+    keep: Literal["newest", "oldest"] = "newest"
+
+    @field_validator("partition_by", "order_by")
+    @classmethod
+    def _names(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [check_identifier(v, "dedupe column") for v in value]
+
+
+class StagingTableOptions(_Strict):
+    dedupe: DedupeOptions | None = None
+
+
 class ChecksConfig(_Strict):
     coverage_min_pct: float = Field(default=90.0, ge=0, le=100)
     # A standardised column whose share of unparseable values is above this fails its check.
@@ -360,6 +378,8 @@ class PipelineConfig(_Strict):
     engine: EngineConfig = EngineConfig()
     sources: list[SourceConfig] = Field(min_length=1)
     staging: dict[str, dict[str, StagingRule]] = Field(default_factory=dict)
+    # Table-level staging options, per staged table (<source>_<object>): docs/staging.md.
+    staging_tables: dict[str, StagingTableOptions] = Field(default_factory=dict)
     checks: ChecksConfig = ChecksConfig()
     report: ReportConfig = ReportConfig()
     unification_options: UnificationOptions = UnificationOptions()
@@ -390,10 +410,10 @@ class PipelineConfig(_Strict):
             if names.count(n) > 1:
                 raise ValueError(f"sources: {n!r} is listed twice; give each source a unique name")
         produced = self.object_names
-        for table in self.staging:
+        for field, table in [("staging", t) for t in self.staging] + [("staging_tables", t) for t in self.staging_tables]:
             if table not in produced:
                 raise FieldError(
-                    ("staging", table),
+                    (field, table),
                     f"no source object produces {table!r}; staging tables are named "
                     f"<source>_<object>, one of {sorted(produced)}",
                 )

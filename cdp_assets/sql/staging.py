@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdp_assets.config.models import StagingRule
+from cdp_assets.config.models import DedupeOptions, StagingRule
 from cdp_assets.config.phone_regions import phone_country_codes, phone_regions
 from cdp_assets.sql.dialects import TableRef, quote
 
@@ -445,8 +445,17 @@ def staged_columns(rules: dict[str, StagingRule]) -> list[StagedColumn]:
     return _plan(rules)[0]
 
 
-def staging_sql(source: TableRef, source_columns: list[str], rules: dict[str, StagingRule]) -> str:
-    """Every column of the hist-union table, plus one standardised/cleaned column per rule."""
+def staging_sql(
+    source: TableRef,
+    source_columns: list[str],
+    rules: dict[str, StagingRule],
+    dedupe: DedupeOptions | None = None,
+    default_order_by: str | None = None,
+) -> str:
+    """Every column of the hist-union table, plus one standardised/cleaned column per rule;
+    with ``dedupe``, one row per partition (after cleaning), the newest by the order."""
+    if dedupe is not None:
+        return _deduped(source, source_columns, rules, dedupe, default_order_by)
     missing = sorted({c for r in rules.values() for c in r.columns} - set(source_columns))
     if missing:
         raise ValueError(
@@ -478,6 +487,30 @@ def staging_sql(source: TableRef, source_columns: list[str], rules: dict[str, St
     outputs += [f"{c.expression} AS {quote(c.output)}" for c in columns]
     with_ = "WITH " + ",\n".join(ctes) + "\n" if ctes else ""
     return f"{with_}SELECT {', '.join(outputs)}\nFROM {base}"
+
+
+def _deduped(source, source_columns, rules, dedupe: DedupeOptions, default_order_by: str | None) -> str:
+    staged = staging_sql(source, source_columns, rules)
+    outputs = [*source_columns, *(c.output for c in staged_columns(rules))]
+    order_by = dedupe.order_by or ([default_order_by] if default_order_by else [])
+    unknown = sorted({*dedupe.partition_by, *order_by} - set(outputs))
+    if unknown:
+        raise ValueError(
+            f"dedupe of {source.display} uses column(s) {unknown} that the staged table does not have; "
+            f"its columns are {outputs}"
+        )
+    if not order_by:
+        raise ValueError(f"dedupe of {source.display} needs order_by (the source has no incremental_field)")
+    direction = "DESC" if dedupe.keep == "newest" else "ASC"
+    # Ties are broken by every column, so each engine keeps the same row.
+    keys = [f"{quote(c)} {direction} NULLS LAST" for c in order_by] + [f"{quote(c)} ASC NULLS LAST" for c in source_columns if c not in order_by]
+    cols = ", ".join(quote(c) for c in outputs)
+    rn = quote(f"{INTERNAL_PREFIX}rn")
+    return (
+        f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {', '.join(quote(c) for c in dedupe.partition_by)} "
+        f"ORDER BY {', '.join(keys)}) AS {rn}\nFROM ({staged}) AS {quote(INTERNAL_PREFIX + 'all')}) AS {quote(INTERNAL_PREFIX + 'ranked')} "
+        f"WHERE {rn} = 1"
+    )
 
 
 def unparseable_sql(table: TableRef, column: StagedColumn) -> str:

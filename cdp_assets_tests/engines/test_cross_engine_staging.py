@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cdp_assets.config.models import StagingRule
+from cdp_assets.config.models import DedupeOptions, StagingRule
 from cdp_assets.engines.databricks import DatabricksWarehouse
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.engines.spark import stop_spark_session
@@ -56,10 +56,18 @@ SRC = TableRef("cdp_src", "staging_fixture")
 STG = TableRef("cdp_src", "staging_fixture_stg")
 
 
+DEDUPED = TableRef("cdp_src", "staging_fixture_dedupe_stg")
+# One row per cleaned opt-in value (TRUE, FALSE, NULL), the newest by `seen`, ties by every column.
+DEDUPE = DedupeOptions(partition_by=["cleaned_opt_in"], order_by=["seen_unixtime"])
+
+
 def stage(wh) -> pd.DataFrame:
     wh.write_dataframe(SRC, pd.DataFrame(ROWS, columns=COLUMNS).astype("string"))
     wh.build_table(STG, staging_sql(SRC, COLUMNS, RULES))
-    return wh.fetch(f"SELECT * FROM {STG.sql}")
+    wh.build_table(DEDUPED, staging_sql(SRC, COLUMNS, RULES, DEDUPE))
+    staged = wh.fetch(f"SELECT * FROM {STG.sql}")
+    deduped = wh.fetch(f"SELECT * FROM {DEDUPED.sql}")
+    return pd.concat([staged.assign(table="staged"), deduped.assign(table="deduped")], ignore_index=True)
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +80,15 @@ def duckdb_table() -> pd.DataFrame:
 
 def _same(expected: pd.DataFrame, got: pd.DataFrame) -> None:
     assert list(got.columns) == list(expected.columns)
-    pd.testing.assert_frame_equal(normalized(got, ["id"]), normalized(expected, ["id"]), check_dtype=False)
+    pd.testing.assert_frame_equal(normalized(got, ["table", "id"]), normalized(expected, ["table", "id"]), check_dtype=False)
 
 
 def test_the_fixture_exercises_every_rule_and_option(duckdb_table):
     from cdp_assets.config.models import STAGING_RULES
 
     assert {r.rule for r in RULES.values()} == set(STAGING_RULES)
-    t = duckdb_table.set_index("id")
+    assert sorted(duckdb_table.loc[duckdb_table["table"] == "deduped", "id"]) == ["3", "4", "6"]
+    t = duckdb_table[duckdb_table["table"] == "staged"].set_index("id")
     # Spot checks that the fixture exercises what it claims (the rules' own tests are in
     # cdp_assets_tests/phases/test_staging.py).
     assert t.loc["1", "standardized_phone"] == "12125550100" and t.loc["2", "standardized_phone"] == "442079460958"

@@ -538,3 +538,46 @@ def test_date_property_agrees_with_python_datetime(wh, cases):
     got = stage_dates(wh, values, ALL_FORMATS)
     for (moment, form, _), raw, unix in zip(cases, values, got["d_unixtime"]):
         assert int(unix) == int(moment.replace(tzinfo=timezone.utc).timestamp()), (form, raw)
+
+
+# ---------------------------------------------------------------------------- dedupe
+
+from cdp_assets.config.models import DedupeOptions  # noqa: E402
+
+DEDUPE_RULES = {"email": StagingRule(rule="email", columns=["email"])}
+DEDUPE_ROWS = [  # customer_id, email, updated_at
+    ("C1", "Ann@X.com", "2024-01-01"),
+    ("C2", " ann@x.com ", "2024-03-01"),  # the same email after cleaning, newer: kept
+    ("C3", "ANN@x.COM", "2024-02-01"),
+    ("C4", "bob@y.org", "2024-01-05"),
+    ("C5", "not-an-email", "2024-01-01"),  # NULL emails form one partition too
+    ("C6", None, "2024-02-02"),
+]
+
+
+def test_dedupe_runs_after_cleaning_and_keeps_the_newest(wh):
+    src, stg = TableRef("acme_src", "dedupe_hist_union"), TableRef("acme_stg", "dedupe_stg")
+    wh.drop(src)
+    wh.write_dataframe(src, pd.DataFrame(DEDUPE_ROWS, columns=["customer_id", "email", "updated_at"]).astype("string"))
+    cols = wh.columns(src)
+    wh.build_table(stg, staging_sql(src, cols, DEDUPE_RULES, DedupeOptions(partition_by=["standardized_email"]), "updated_at"))
+    kept = wh.fetch(f"SELECT customer_id, standardized_email FROM {stg.sql} ORDER BY customer_id")
+    assert kept["customer_id"].tolist() == ["C2", "C4", "C6"]
+    assert wh.columns(stg) == [*cols, "standardized_email"]  # no helper column left behind
+    oldest = wh.fetch(staging_sql(src, cols, DEDUPE_RULES, DedupeOptions(partition_by=["standardized_email"], keep="oldest"), "updated_at"))
+    assert sorted(oldest["customer_id"]) == ["C1", "C4", "C5"]
+
+
+def test_dedupe_names_unknown_columns():
+    with pytest.raises(ValueError, match=r"\['phone'\].*its columns are"):
+        staging_sql(SRC, ["customer_id", "email", "updated_at"], DEDUPE_RULES, DedupeOptions(partition_by=["phone"]), "updated_at")
+
+
+def test_table_options_name_a_staged_table():
+    from cdp_assets.config.models import PipelineConfig
+
+    base = {"client": "acme", "sources": [{"name": "shop", "connector": {"kind": "local_files", "path": "x"}, "objects": ["customers"]}]}
+    ok = PipelineConfig(**base, staging_tables={"shop_customers": {"dedupe": {"partition_by": ["standardized_email"]}}})
+    assert ok.staging_tables["shop_customers"].dedupe.keep == "newest"
+    with pytest.raises(ValueError, match="no source object produces 'shop_orders'"):
+        PipelineConfig(**base, staging_tables={"shop_orders": {"dedupe": {"partition_by": ["email"]}}})
