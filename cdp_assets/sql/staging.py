@@ -1,4 +1,5 @@
-"""Staging: standardised identifiers (`standardized_*`) and cleaned text (`cleaned_*`).
+"""Staging: standardised identifiers (`standardized_*`), hashes (`hashed_*`), dates
+(`*_std`, `*_unixtime`, `*_date`) and cleaned values (`cleaned_*`); docs/staging.md.
 
 Each rule is one SQL expression; a value that cannot be parsed becomes NULL, and the check
 counts those (non-empty input, NULL output).
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdp_assets.config.models import DedupeOptions, StagingRule
+from cdp_assets.config.models import STANDARDIZING_RULES, DedupeOptions, StagingRule
 from cdp_assets.config.phone_regions import phone_country_codes, phone_regions
 from cdp_assets.sql.dialects import TableRef, quote
 
@@ -53,7 +54,7 @@ class StagedColumn:
 def output_column(name: str, rule: StagingRule) -> str:
     if rule.rule == "date":
         return f"{name}_std"
-    if rule.rule in ("email", "phone"):
+    if rule.rule in STANDARDIZING_RULES:
         return f"standardized_{name}"
     return f"hashed_{name}" if rule.rule == "hash" else f"cleaned_{name}"
 
