@@ -7,6 +7,7 @@
     cdp-assets render-sql --dialect D --out DIR   every phase's SQL for a dialect, for review
     cdp-assets init --client NAME --source DIR_OR_URI --out DIR   draft the config from the data
     cdp-assets validate [--config FILE]     check config, connection, columns and SQL; write nothing
+    cdp-assets regenerate-phone-regions     rewrite the phone region table from phonenumbers
 
 Exit codes (cdp_assets/exit_codes.py, the same for every command):
     0  success, every check passed
@@ -150,14 +151,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_render_sql(args: argparse.Namespace) -> int:
-    import logging
-
     from cdp_assets.render import write_rendered
     from cdp_assets.sql.dialects import get_dialect
-
-    # sqlglot warns once per statement about the regex 'g' flag (Spark and Hive replace all
-    # matches anyway); the rendering itself is what the user reviews.
-    logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
     try:
         loaded = load_config(args.config)
@@ -168,6 +163,15 @@ def cmd_render_sql(args: argparse.Namespace) -> int:
     phases = sorted({p.parent.name for p in files})
     print(f"wrote {len(files)} statement(s) for {args.dialect} to {args.out} ({', '.join(phases)})")
     return exit_codes.OK
+
+
+def cmd_regenerate_phone_regions(args: argparse.Namespace) -> int:
+    from cdp_assets.config.phone_regions import DATA_DIR, regenerate
+
+    out = Path(args.out) if args.out else DATA_DIR
+    n_regions, n_codes = regenerate(out)
+    print(f"wrote the phone region table to {out}: {n_regions} regions, {n_codes} country codes")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
 
     init_command.add_parser(sub)
     validate_command.add_parser(sub)
+    regen = sub.add_parser("regenerate-phone-regions", help="rewrite the phone region table from the installed phonenumbers")
+    regen.add_argument("--out", help="folder for the CSV files (default: the package's data folder)")
+    regen.set_defaults(func=cmd_regenerate_phone_regions)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cdp_assets.assets.hist_union import hist_union_ref
 from cdp_assets.assets.ingestion import ingestion_refs
-from cdp_assets.assets.staging import staging_ref, staging_rules
+from cdp_assets.assets.staging import staging_query, staging_ref, staging_rules
 from cdp_assets.assets.unification import enrich_tables, enriched_ref, master_id_tables
 from cdp_assets.config.models import LoadedConfig, LocalFilesConnector
 from cdp_assets.connectors.local_files import object_files
@@ -22,7 +22,7 @@ from cdp_assets.sql.dialects import Dialect, TableRef
 from cdp_assets.sql.hist_union import LINEAGE_COLUMNS, hist_union_sql
 from cdp_assets.sql.master import master_table_sql
 from cdp_assets.sql.pipeline import SqlPipeline, create_table_as
-from cdp_assets.sql.staging import staged_columns, staging_sql
+from cdp_assets.sql.staging import staged_columns
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def build_pipelines(loaded: LoadedConfig, raw_columns=None) -> dict[str, SqlPipe
             union_cols.extend(c for c in cols if c not in union_cols)
         rules = staging_rules(loaded, source, obj)
         stg = staging_ref(loaded, source, obj)
-        phases["staging"].add(stg.name, create_table_as(stg, staging_sql(union_ref, union_cols, rules)), stg)
+        phases["staging"].add(stg.name, create_table_as(stg, staging_query(loaded, source, obj, union_ref, union_cols)), stg)
         staged_cols[stg.name] = [*union_cols, *(c.output for c in staged_columns(rules))]
 
     unify = loaded.unification

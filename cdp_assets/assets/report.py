@@ -9,6 +9,7 @@ from pathlib import Path
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
 from cdp_assets.assets.pools import WAREHOUSE_POOL
+from cdp_assets.assets.staging import RULE_COUNTS
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
@@ -51,6 +52,31 @@ def build_report_asset(loaded: LoadedConfig, upstream: list[AssetKey]):
     return cdp_report
 
 
+def _staging_rule_lines(context: AssetExecutionContext, loaded: LoadedConfig, upstream: list[AssetKey]) -> list[str]:
+    """Per staged table, each rule's counts as its latest build measured them."""
+    rows = []
+    for key in (k for k in upstream if phase_of(k, loaded) == "staging"):
+        event = context.instance.get_latest_materialization_event(key)
+        meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        counts = meta[RULE_COUNTS].value if RULE_COUNTS in meta else {}
+        rows += [
+            f"| `{key.path[-1]}` | `{out}` | {c['rule']} | {c['parsed']} | {c['null']} | {c['unparseable']} | {c['unparseable_pct']} |"
+            for out, c in counts.items()
+        ]
+    if not rows:
+        return []
+    return [
+        "## Staging rules",
+        "",
+        "Rows each rule parsed, rows without input (NULL, empty or a null token) and rows whose input it could not read.",
+        "",
+        "| table | column | rule | parsed | no input | unparseable | unparseable % |",
+        "|---|---|---|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+
+
 def render_report(
     context: AssetExecutionContext, loaded: LoadedConfig, wh: WarehouseResource, upstream: list[AssetKey]
 ) -> tuple[str, dict]:
@@ -91,6 +117,8 @@ def render_report(
             *table_lines,
             "",
         ]
+
+    lines += _staging_rule_lines(context, loaded, upstream)
 
     quality: dict = {}
     charts: list[Path] = []

@@ -11,9 +11,11 @@ from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.staging import staged_columns, staging_sql, unparseable_sql
+from cdp_assets.sql.staging import rule_counts, rule_counts_sql, staged_columns, staging_sql
 
 GROUP = "staging"
+# Materialization metadata: {output column: {rule, parsed, null, unparseable, unparseable_pct}}.
+RULE_COUNTS = "rule_counts"
 
 
 def staging_ref(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject) -> TableRef:
@@ -22,6 +24,13 @@ def staging_ref(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject) -
 
 def staging_rules(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
     return loaded.pipeline.staging.get(f"{source.name}_{obj.name}", {})
+
+
+def staging_query(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject, upstream: TableRef, columns: list[str]) -> str:
+    """The staging statement of one source object, with its table-level options."""
+    options = loaded.pipeline.staging_tables.get(f"{source.name}_{obj.name}")
+    dedupe = options.dedupe if options is not None else None
+    return staging_sql(upstream, columns, staging_rules(loaded, source, obj), dedupe, source.incremental_field)
 
 
 def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
@@ -39,17 +48,19 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
         + (", ".join(c.output for c in staged_columns(rules)) or "no rules, columns pass through"),
     )
     def _staging(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+        columns = staged_columns(rules)
         with warehouse.session():
-            rows = warehouse.build_table(target, staging_sql(upstream, warehouse.columns(upstream), rules))
-            unparseable = {}
-            for col in staged_columns(rules):
-                df = warehouse.fetch(unparseable_sql(target, col))
-                unparseable[col.output] = int(df.iloc[0]["unparseable"])
+            rows = warehouse.build_table(target, staging_query(loaded, source, obj, upstream, warehouse.columns(upstream)))
+            # Each rule's parsed / no-input / unparseable counts, measured once here: the
+            # unparseable_share check and the report read them from this materialization.
+            counts = rule_counts(columns, warehouse.fetch(rule_counts_sql(target, columns)).iloc[0]) if columns else {}
+        unparseable = {out: c["unparseable"] for out, c in counts.items()}
         context.log.info(f"{target.display}: {rows} row(s); unparseable values per column: {unparseable}")
         return MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
                 "unparseable": MetadataValue.json(unparseable),
+                RULE_COUNTS: MetadataValue.json(counts),
                 "table": target.display,
                 **engine_jobs_metadata(warehouse),
             }

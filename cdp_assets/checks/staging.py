@@ -1,14 +1,14 @@
 """Staging checks: the standardised columns exist and few values fail to parse."""
 
 
-from dagster import AssetCheckResult, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, asset_check
 
 from cdp_assets.assets.keys import table_key
-from cdp_assets.assets.staging import staging_ref, staging_rules
+from cdp_assets.assets.staging import RULE_COUNTS, staging_ref, staging_rules
 from cdp_assets.checks import check_result
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.sql.staging import staged_columns, unparseable_sql
+from cdp_assets.sql.staging import staged_columns
 
 
 def build_staging_checks(loaded: LoadedConfig) -> list:
@@ -35,12 +35,17 @@ def build_staging_checks(loaded: LoadedConfig) -> list:
                 name="unparseable_share",
                 description=f"Share of non-empty inputs that could not be standardised is at most {threshold}% per column.",
             )
-            def unparseable_share(warehouse: WarehouseResource) -> AssetCheckResult:
-                shares = {}
-                for col in columns:
-                    row = warehouse.fetch(unparseable_sql(target, col)).iloc[0]
-                    present = int(row["present"])
-                    shares[col.output] = round(100.0 * int(row["unparseable"]) / present, 3) if present else 0.0
+            def unparseable_share(context: AssetCheckExecutionContext) -> AssetCheckResult:
+                # The figures the staging build measured (no second query of the table).
+                event = context.instance.get_latest_materialization_event(key)
+                meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+                if RULE_COUNTS not in meta:
+                    return AssetCheckResult(passed=False, metadata={"problem": f"{target.display} has no materialization with {RULE_COUNTS}; materialize it"})
+                counts = meta[RULE_COUNTS].value
+                stale = [c.output for c in columns if c.counted and c.output not in counts]
+                if stale:
+                    return AssetCheckResult(passed=False, metadata={"problem": f"the latest build of {target.display} has no counts for {stale}; materialize it again"})
+                shares = {c.output: counts[c.output]["unparseable_pct"] for c in columns if c.counted and c.output in counts}
                 worst = max(shares.values(), default=0.0)
                 return check_result(worst <= threshold, measured=worst, threshold=threshold, unit="%",
                                     comparison="at_most", unparseable_pct=shares)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cdp_assets.config.identifiers import check_identifier, check_lower_identifier, check_volume_path
+from cdp_assets.config.phone_regions import check_region
 from cdp_assets.config.unify import FieldError, UnifyConfig
 
 
@@ -290,16 +291,44 @@ class SourceConfig(_Strict):
 
 # ---------------------------------------------------------------------------- staging
 
-# Rules that standardise an identifier produce `standardized_<name>`; rules that tidy text
-# produce `cleaned_<name>`.
+# The one list of staging rule names. Rules that standardise an identifier produce
+# `standardized_<name>`, `hash` produces `hashed_<name>`, `date` produces `<name>_std`,
+# `<name>_unixtime` and `<name>_date`, the others `cleaned_<name>`.
+StagingRuleName = Literal["email", "phone", "name", "text", "number", "boolean", "hash", "date"]
+STAGING_RULES: tuple[str, ...] = get_args(StagingRuleName)
 STANDARDIZING_RULES = ("email", "phone")
-CLEANING_RULES = ("name", "text")
+CLEANING_RULES = tuple(r for r in STAGING_RULES if r not in (*STANDARDIZING_RULES, "hash", "date"))
+# Formats the date rule reads, tried in the listed order. Day/month order is never guessed:
+# `dd-mm-yyyy` and `mm/dd/yyyy` apply only when listed. Each date form takes an optional time.
+DateFormat = Literal["iso8601", "yyyy/mm/dd", "dd-mm-yyyy", "dd/mm/yyyy", "mm/dd/yyyy", "mm-dd-yyyy", "epoch_seconds", "epoch_millis"]
+DEFAULT_DATE_FORMATS: tuple[str, ...] = ("iso8601", "yyyy/mm/dd", "epoch_seconds", "epoch_millis")
+# Values that mean "no value" in every rule's input unless the rule lists its own
+# (compared after trimming, in any case).
+DEFAULT_NULL_TOKENS: tuple[str, ...] = ("", "NULL", "NONE", "N/A", "NA", "-")
 
 
 class StagingRule(_Strict):
-    rule: Literal["email", "phone", "name", "text"]
+    rule: StagingRuleName
     columns: list[str] = Field(min_length=1)
-    default_region: Literal["US", "CA", "GB", "DE", "FR", "JP", "AU"] = "US"
+    # With several columns: `first` takes the first column that gives a value; `concat` joins
+    # every column's value with `separator` and is NULL when any of them is NULL (composite keys).
+    combine: Literal["first", "concat"] = "first"
+    separator: str = Field(default="|", pattern=r"^[-|:;,./_ #~]{0,3}$")
+    # Input values that become NULL before the rule applies; None means DEFAULT_NULL_TOKENS.
+    null_tokens: list[Annotated[str, Field(max_length=64, pattern=r"^[^\\']*$")]] | None = None
+    # Phone numbers written without a country code are read as numbers of this region (any
+    # ISO 3166 code of the phone table, cdp_assets/data/phone_regions.csv). Also for `hash` of phones.
+    default_region: str = "US"
+    # email and phone: add `<output>_valid` (TRUE valid, FALSE present but invalid, NULL absent).
+    valid_flag: bool = False
+    # number: a decimal comma (1.234,56) instead of a decimal point; round to this many digits.
+    decimal_comma: bool = False
+    decimals: int | None = Field(default=None, ge=0, le=12)
+    # hash: what the value is normalised as before SHA-256 (lowercased trimmed email, E.164
+    # phone digits without '+', or trimmed lowercased text).
+    normalize: Literal["email", "phone", "text"] = "text"
+    # date: the formats to try, in order (default DEFAULT_DATE_FORMATS).
+    formats: list[DateFormat] | None = Field(default=None, min_length=1)
 
     @field_validator("columns")
     @classmethod
@@ -309,6 +338,52 @@ class StagingRule(_Strict):
         if repeated:
             raise ValueError(f"column(s) {repeated} listed more than once; list each column once")
         return checked
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return check_region(value)
+
+    @model_validator(mode="after")
+    def _options_fit_the_rule(self) -> "StagingRule":
+        misplaced = {
+            "valid_flag": self.valid_flag and self.rule not in STANDARDIZING_RULES,
+            "decimal_comma": self.decimal_comma and self.rule != "number",
+            "decimals": self.decimals is not None and self.rule != "number",
+            "normalize": self.normalize != "text" and self.rule != "hash",
+            "formats": self.formats is not None and self.rule != "date",
+            "combine: concat": self.combine == "concat" and self.rule == "date",
+        }
+        wrong = [k for k, bad in misplaced.items() if bad]
+        if wrong:
+            raise ValueError(f"option(s) {wrong} do not apply to rule {self.rule!r}; remove them (see docs/staging.md)")
+        return self
+
+    @property
+    def date_formats(self) -> tuple[str, ...]:
+        return DEFAULT_DATE_FORMATS if self.formats is None else tuple(dict.fromkeys(self.formats))
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return DEFAULT_NULL_TOKENS if self.null_tokens is None else tuple(self.null_tokens)
+
+
+class DedupeOptions(_Strict):
+    """Keep one row per ``partition_by`` (source or staged output columns, so after cleaning:
+    rows differing only in case or spaces of an email collapse), the newest by ``order_by``."""
+
+    partition_by: list[str] = Field(min_length=1)
+    order_by: list[str] | None = None  # default: the source's incremental_field
+    keep: Literal["newest", "oldest"] = "newest"
+
+    @field_validator("partition_by", "order_by")
+    @classmethod
+    def _names(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [check_identifier(v, "dedupe column") for v in value]
+
+
+class StagingTableOptions(_Strict):
+    dedupe: DedupeOptions | None = None
 
 
 class ChecksConfig(_Strict):
@@ -414,6 +489,8 @@ class PipelineConfig(_Strict):
     # Empty only for a unification on existing warehouse tables (no ingestion, no staging).
     sources: list[SourceConfig] = Field(default_factory=list)
     staging: dict[str, dict[str, StagingRule]] = Field(default_factory=dict)
+    # Table-level staging options, per staged table (<source>_<object>): docs/staging.md.
+    staging_tables: dict[str, StagingTableOptions] = Field(default_factory=dict)
     checks: ChecksConfig = ChecksConfig()
     report: ReportConfig = ReportConfig()
     unification_options: UnificationOptions = UnificationOptions()
@@ -452,10 +529,10 @@ class PipelineConfig(_Strict):
             if names.count(n) > 1:
                 raise ValueError(f"sources: {n!r} is listed twice; give each source a unique name")
         produced = self.object_names
-        for table in self.staging:
+        for field, table in [("staging", t) for t in self.staging] + [("staging_tables", t) for t in self.staging_tables]:
             if table not in produced:
                 raise FieldError(
-                    ("staging", table),
+                    (field, table),
                     f"no source object produces {table!r}; staging tables are named "
                     f"<source>_<object>, one of {sorted(produced)}",
                 )

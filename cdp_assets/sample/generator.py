@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -49,6 +50,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from cdp_assets.config.phone_regions import phone_country_codes
 
 __all__ = [
     "INCREMENTAL_DATES",
@@ -211,9 +214,22 @@ _DOM_EM = np.array(
 _DOM_P = np.array([d[2] for d in _DOMAINS])
 _DOM_P = _DOM_P / _DOM_P.sum()
 
-# US area codes 201-989 and exchanges 200-999, without the N11 service codes
-_AREAS = np.array([a for a in range(201, 990) if a % 100 != 11], dtype=np.int64)
+# US exchanges 200-999 without the N11 service codes, and the area codes in use: those whose
+# numbers the phone table (generated from phonenumbers, which the staging rule applies) calls
+# valid, so that every generated number standardises.
 _EXCHANGES = np.array([e for e in range(200, 1000) if e % 100 != 11], dtype=np.int64)
+
+
+def _areas_in_use() -> np.ndarray:
+    valid = re.compile(f"(?:{phone_country_codes()['1'].national_pattern})")
+    probes = [(e, line) for e in _EXCHANGES[::37] for line in (0, 1234, 9999)]
+    return np.array(
+        [a for a in range(201, 990) if a % 100 != 11 and all(valid.fullmatch(f"{a}{e}{line:04d}") for e, line in probes)],
+        dtype=np.int64,
+    )
+
+
+_AREAS = _areas_in_use()
 _PHONE_SPACE = len(_AREAS) * len(_EXCHANGES) * 10_000
 assert math.gcd(_MIX_MULT, _PHONE_SPACE) == 1
 

@@ -131,11 +131,65 @@ def _ordered_list_as_sorted_structs(tree: exp.Expression) -> exp.Expression:
     return tree.transform(rewrite)
 
 
+# Dialects whose REGEXP_REPLACE replaces every match and takes no flags.
+_REPLACE_ALL = ("spark", "databricks", "hive", "trino")
+
+
+def _regexp_replace_all(tree: exp.Expression, write: str) -> exp.Expression:
+    """DuckDB's ``regexp_replace(x, p, r, 'g')`` -> ``REGEXP_REPLACE(x, p, r)``.
+
+    DuckDB replaces the first match unless told 'g'; the other engines always replace every
+    match and have no flags argument (sqlglot warns and drops it). A replacement without 'g'
+    keeps its meaning only when the pattern is anchored at the start (one match at most); any
+    other is refused, naming the dialect, rather than rendered to replace every match.
+    """
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if not isinstance(node, exp.RegexpReplace):
+            return node
+        flags = node.args.get("modifiers")
+        if flags is not None and flags.is_string and flags.this == "g":
+            node = node.copy()
+            node.set("modifiers", None)
+            return node
+        pattern = node.args.get("expression")
+        if flags is None and isinstance(pattern, exp.Literal) and pattern.this.startswith("^"):
+            return node
+        raise ValueError(
+            f"cannot render {node.sql('duckdb')} for {write}: its REGEXP_REPLACE replaces every match; "
+            "use the 'g' flag or a pattern anchored with ^"
+        )
+
+    return tree.transform(rewrite)
+
+
+def _sha256_of_text(tree: exp.Expression, write: str) -> exp.Expression:
+    """Trino's SHA256 takes VARBINARY: hash the UTF-8 bytes of the text, as DuckDB and Spark do."""
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.SHA2) and not isinstance(node.this, exp.Encode):
+            node = node.copy()
+            node.set("this", exp.Encode(this=node.this, charset=exp.Literal.string("utf-8")))
+        return node
+
+    return tree.transform(rewrite)
+
+
+# Named per-dialect hooks applied after parsing, where sqlglot's translation alone is wrong.
+_HOOKS = {
+    "trino": (_sha256_of_text,),
+}
+
+
 @lru_cache(maxsize=4096)
 def _transpile(sql: str, write: str) -> str:
     trees = [t for t in sqlglot.parse(sql, read="duckdb") if t is not None]
     if write in _UNORDERED_COLLECT:
         trees = [_ordered_list_as_sorted_structs(t) for t in trees]
+    if write in _REPLACE_ALL:
+        trees = [_regexp_replace_all(t, write) for t in trees]
+    for hook in _HOOKS.get(write, ()):
+        trees = [hook(t, write) for t in trees]
     return ";\n".join(t.sql(dialect=write) for t in trees)
 
 

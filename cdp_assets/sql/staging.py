@@ -1,4 +1,5 @@
-"""Staging: standardised identifiers (`standardized_*`) and cleaned text (`cleaned_*`).
+"""Staging: standardised identifiers (`standardized_*`), hashes (`hashed_*`), dates
+(`*_std`, `*_unixtime`, `*_date`) and cleaned values (`cleaned_*`); docs/staging.md.
 
 Each rule is one SQL expression; a value that cannot be parsed becomes NULL, and the check
 counts those (non-empty input, NULL output).
@@ -8,65 +9,392 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdp_assets.config.models import StagingRule
+from cdp_assets.config.models import STANDARDIZING_RULES, DedupeOptions, StagingRule
+from cdp_assets.config.phone_regions import phone_country_codes, phone_regions
 from cdp_assets.sql.dialects import TableRef, quote
 
-# Country calling code and national number length for the supported default regions. A
-# leading trunk '0' is dropped for regions that use one.
-PHONE_REGIONS: dict[str, tuple[str, int, bool]] = {
-    "US": ("1", 10, False),
-    "CA": ("1", 10, False),
-    "GB": ("44", 10, True),
-    "DE": ("49", 10, True),
-    "FR": ("33", 9, True),
-    "JP": ("81", 10, True),
-    "AU": ("61", 9, True),
-}
-# Deliberately simple and portable (RE2, Java and Trino regex all accept it).
-EMAIL_PATTERN = r"^[a-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$"
+# Email, written to agree with the `email-validator` package (check_deliverability=False) on
+# ASCII addresses; the differences that remain are listed in docs/staging.md. Applied to the
+# lowercased value. Local part: dot-atoms of RFC 5322's atext (no leading, trailing or doubled
+# dot, no quoting). Domain: labels of letters, digits and inner hyphens, at most 63
+# characters, at least two labels, the last one ending in a letter. The special-use names of
+# RFC 6761 (and email-validator's list) are refused separately. Portable: RE2, Java and Trino
+# regex all accept it.
+_ATEXT = "a-z0-9!#$%&'*+/=?^_`{|}~-"
+_LABEL = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+EMAIL_PATTERN = (
+    f"^[{_ATEXT}]+([.][{_ATEXT}]+)*@({_LABEL}[.])+([a-z]|[a-z0-9][a-z0-9-]{{0,61}}[a-z])$"
+)
+SPECIAL_USE_DOMAINS = ("arpa", "invalid", "local", "localhost", "onion", "test")
+EMAIL_SPECIAL_USE_PATTERN = f"[.@]({'|'.join(SPECIAL_USE_DOMAINS)})$"
+# RFC 5321's limit on the whole address, as email-validator applies it. (Its 64-character
+# limit before the @ is applied by email-validator only in strict mode, so not here either.)
+EMAIL_MAX_LENGTH = 254
+
+# Internal names of the phone table relation, the query's stages and helper columns; a
+# source column may not use the prefix.
+INTERNAL_PREFIX = "_cdp_stg_"
+PHONE_CODES = "_cdp_phone_country_codes"
+_PHONE_CODE_COLUMNS = ("country_code", "trunk_prefix", "possible_lengths")
+_ROW = "_cdp_in"  # the alias every rule expression reads the row from
 
 
 @dataclass(frozen=True)
 class StagedColumn:
-    output: str  # standardized_email, cleaned_first_name, ...
+    output: str  # standardized_email, cleaned_first_name, hashed_email, standardized_email_valid, ...
     inputs: tuple[str, ...]
     rule: str
     expression: str
+    # SQL over the staged table: the input as the rule saw it (after null tokens); NULL when absent.
+    present: str = ""
+    # Whether "present but NULL out" is an unparseable value (not for valid flags).
+    counted: bool = True
 
 
 def output_column(name: str, rule: StagingRule) -> str:
-    return f"standardized_{name}" if rule.rule in ("email", "phone") else f"cleaned_{name}"
+    if rule.rule == "date":
+        return f"{name}_std"
+    if rule.rule in STANDARDIZING_RULES:
+        return f"standardized_{name}"
+    return f"hashed_{name}" if rule.rule == "hash" else f"cleaned_{name}"
 
 
-def _first_present(columns: tuple[str, ...]) -> str:
-    vals = [f"NULLIF(TRIM(CAST({quote(c)} AS VARCHAR)), '')" for c in columns]
+def _literal(value: str) -> str:
+    """A string literal for text that is ours (shipped data, patterns), never a row's value."""
+    if "\\" in value:
+        raise ValueError(f"internal literal {value!r} contains a backslash, which dialects escape differently")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _present(column_sql: str, tokens: tuple[str, ...] = ()) -> str:
+    """The trimmed text of a column, NULL when empty or one of the null tokens (any case)."""
+    trimmed = f"TRIM(CAST({column_sql} AS VARCHAR))"
+    listed = sorted({t.strip().upper() for t in tokens} - {""})
+    if not listed:
+        return f"NULLIF({trimmed}, '')"
+    return f"CASE WHEN UPPER({trimmed}) IN ({', '.join(_literal(t) for t in listed)}) THEN NULL ELSE NULLIF({trimmed}, '') END"
+
+
+def _first_present(columns: tuple[str, ...], tokens: tuple[str, ...] = ()) -> str:
+    vals = [_present(quote(c), tokens) for c in columns]
     return vals[0] if len(vals) == 1 else f"COALESCE({', '.join(vals)})"
 
 
-def _standardize(rule: StagingRule, column: str) -> str:
-    """The rule applied to one input column."""
-    x = _first_present((column,))
+def _input_present(rule: StagingRule, in_query: bool = False) -> str:
+    """The rule's input as the rule sees it, NULL when absent: some input (``first``) or every
+    input (``concat``). Over the staged table, or over the staging query's row."""
+    cols = [f"{quote(_ROW)}.{quote(c)}" if in_query else quote(c) for c in rule.columns]
+    vals = [_present(c, rule.tokens) for c in cols]
+    if rule.combine == "concat" and len(vals) > 1:
+        return f"CASE WHEN {' AND '.join(f'{v} IS NOT NULL' for v in vals)} THEN '1' END"
+    return vals[0] if len(vals) == 1 else f"COALESCE({', '.join(vals)})"
+
+
+def phone_codes_relation() -> str:
+    """Country code, trunk prefix and possible national lengths from the phone table, as a
+    VALUES relation (one row per country calling code)."""
+    rows = [
+        f"({_literal(c.country_code)}, {_literal(c.trunk_prefix)}, {_literal('|' + '|'.join(map(str, c.possible_lengths)) + '|')})"
+        for c in phone_country_codes().values()
+    ]
+    cols = ", ".join(quote(c) for c in _PHONE_CODE_COLUMNS)
+    return f"SELECT * FROM (VALUES {', '.join(rows)}) AS {quote('t')}({cols})"
+
+
+def phone_valid_sql(e164: str) -> str:
+    """TRUE when the digits ``e164`` (country code + national number) are a valid number.
+
+    The national patterns of the phone table (one per country code: any of its number types,
+    as phonenumbers.is_valid_number decides) become nine constant patterns, one per first digit
+    of the country code, chosen by a CASE. Why constants: a pattern read from a joined column
+    is compiled once per row (measured on DuckDB: 1.4 ms a row), one alternation of all
+    codes overflows RE2's DFA budget (13 us a row); nine constant patterns take 0.4 us a row.
+    """
+    groups: dict[str, list[str]] = {}
+    for c in phone_country_codes().values():
+        groups.setdefault(c.country_code[0], []).append(f"{c.country_code[1:]}({c.national_pattern})")
+    whens = " ".join(
+        f"WHEN {_literal(digit)} THEN regexp_matches(SUBSTRING({e164}, 2), {_literal('^(' + '|'.join(alts) + ')$')})"
+        for digit, alts in sorted(groups.items())
+    )
+    return f"COALESCE(CASE SUBSTRING({e164}, 1, 1) {whens} END, FALSE)"
+
+
+class _Query:
+    """What one staging query needs besides its output expressions: helper columns computed
+    from the source row (stage 1), the phone table joined on them and columns computed from
+    the join (stage 2). Every expression reads the row as ``"_cdp_in"``."""
+
+    def __init__(self) -> None:
+        self.helpers: list[str] = []  # stage 1: "expr AS name" over the source row
+        self.joined: list[str] = []  # stage 2: "expr AS name" over the row and the joins
+        self.derived: list[list[str]] = []  # stages 3, 4, ...: "expr AS name" over the previous stage
+        self.joins: list[str] = []
+        self._n = 0
+
+    def name(self, kind: str) -> str:
+        self._n += 1
+        return f"{INTERNAL_PREFIX}{kind}{self._n}"
+
+    def helper(self, expression: str, kind: str) -> str:
+        name = self.name(kind)
+        self.helpers.append(f"{expression} AS {quote(name)}")
+        return f"{quote(_ROW)}.{quote(name)}"
+
+    def after_join(self, expression: str, kind: str) -> str:
+        name = self.name(kind)
+        self.joined.append(f"{expression} AS {quote(name)}")
+        return f"{quote(_ROW)}.{quote(name)}"
+
+    def derive(self, expression: str, kind: str, stage: int = 0) -> str:
+        """A column computed after the joins, in derived stage ``stage`` (0, 1, ...), which may
+        read the columns of every earlier stage."""
+        name = self.name(kind)
+        while len(self.derived) <= stage:
+            self.derived.append([])
+        self.derived[stage].append(f"{expression} AS {quote(name)}")
+        return f"{quote(_ROW)}.{quote(name)}"
+
+    def join_code(self, on_value: str) -> str:
+        """LEFT JOIN the phone table on ``country_code = on_value``; returns the alias."""
+        alias = self.name("cc")
+        self.joins.append(f"LEFT JOIN {quote(PHONE_CODES)} AS {quote(alias)} ON {quote(alias)}.{quote('country_code')} = {on_value}")
+        return alias
+
+
+def _email(x: str) -> str:
+    v = f"LOWER({x})"
+    return (
+        f"CASE WHEN regexp_matches({v}, {_literal(EMAIL_PATTERN)}) "
+        f"AND NOT regexp_matches({v}, {_literal(EMAIL_SPECIAL_USE_PATTERN)}) "
+        f"AND LENGTH({v}) <= {EMAIL_MAX_LENGTH} THEN {v} END"
+    )
+
+
+def _phone(rule: StagingRule, column_sql: str, q: _Query) -> str:
+    """E.164 digits (without '+') of a phone number, read as `phonenumbers` reads it for the
+    default region, or NULL when it is not a valid number of its country.
+
+    International form ('+', or the region's international prefix): the country code is
+    the 1-3 leading digits found in the phone table (codes are prefix-free, so at most one of
+    the three joins matches); a trunk prefix written after it ('+44 (0) 20 ...') is dropped.
+    National form: the region's trunk prefix is dropped; a number written with its country
+    code but no '+' ('44 20 ...') is recognised when only that reading has a possible length.
+    A trunk prefix is dropped when what remains has a possible length. The result is kept when
+    it matches its country's pattern (:func:`phone_valid_sql`).
+    """
+    region = phone_regions()[rule.default_region]
+    home_cc = region.country_code
+    x = _present(column_sql)
+    digits = f"regexp_replace({x}, '[^0-9]', '', 'g')"
+    d = q.helper(digits, "digits")
+    intl_cases = [f"WHEN {x} LIKE '+%' THEN {digits}"]
+    if region.international_prefix:
+        idd = _literal(f"^({region.international_prefix})")
+        after = f"regexp_replace({digits}, {idd}, '')"
+        # After an international prefix a country code never starts with 0.
+        intl_cases.append(f"WHEN regexp_matches({digits}, {idd}) AND {after} NOT LIKE '0%' THEN {after}")
+    intl = q.helper(f"CASE {' '.join(intl_cases)} END", "intl")
+
+    def possible(n: str, f) -> str:
+        return f"POSITION('|' || CAST(LENGTH({n}) AS VARCHAR) || '|' IN {f('possible_lengths')}) > 0"
+
+    def national(n: str, f) -> str:
+        """``n`` without its trunk prefix when what remains has a possible length."""
+        trunk = f("trunk_prefix")
+        rest = f"SUBSTRING({n}, LENGTH({trunk}) + 1)"
+        return f"CASE WHEN {trunk} <> '' AND {n} LIKE {trunk} || '%' AND {possible(rest, f)} THEN {rest} ELSE {n} END"
+
+    aliases = [q.join_code(f"SUBSTRING({intl}, 1, {k})") for k in (1, 2, 3)]
+    intl_f = lambda col: f"COALESCE({', '.join(f'{quote(a)}.{quote(col)}' for a in aliases)})"  # noqa: E731
+    home = q.join_code(_literal(home_cc))
+    home_f = lambda col: f"{quote(home)}.{quote(col)}"  # noqa: E731
+
+    cc = intl_f("country_code")
+    international = f"{cc} || {national(f'SUBSTRING({intl}, LENGTH({cc}) + 1)', intl_f)}"
+    international = q.after_join(international, "international")
+    plain_national = national(d, home_f)
+    plain = q.after_join(f"{_literal(home_cc)} || {plain_national}", "national")
+    with_code_national = national(f"SUBSTRING({d}, {len(home_cc) + 1})", home_f)
+    # Read as "country code without '+'" only when the plain reading has an impossible length.
+    with_code = q.after_join(
+        f"CASE WHEN {d} LIKE {_literal(home_cc + '%')} AND NOT ({possible(plain_national, home_f)}) "
+        f"AND {possible(with_code_national, home_f)} THEN {_literal(home_cc)} || {with_code_national} END",
+        "withcode",
+    )
+    e164 = q.derive(f"CASE WHEN {intl} IS NOT NULL THEN {international} ELSE COALESCE({with_code}, {plain}) END", "e164")
+    return f"CASE WHEN {phone_valid_sql(e164)} THEN {e164} END"
+
+
+# Spellings of TRUE and FALSE the boolean rule reads (compared uppercased).
+TRUE_TOKENS = ("TRUE", "T", "YES", "Y", "1", "ON")
+FALSE_TOKENS = ("FALSE", "F", "NO", "N", "0", "OFF")
+
+
+def _number(rule: StagingRule, x: str) -> str:
+    """A DOUBLE from text with currency symbols, spaces and thousands separators."""
+    kept = f"regexp_replace({x}, '[^0-9,.-]', '', 'g')"
+    if rule.decimal_comma:
+        plain = f"REPLACE(REPLACE({kept}, '.', ''), ',', '.')"
+    else:
+        plain = f"REPLACE({kept}, ',', '')"
+    value = f"CAST({plain} AS DOUBLE)"
+    if rule.decimals is not None:
+        value = f"ROUND({value}, {int(rule.decimals)})"
+    return f"CASE WHEN regexp_matches({plain}, '^-?([0-9]+([.][0-9]*)?|[.][0-9]+)$') THEN {value} END"
+
+
+def _boolean(x: str) -> str:
+    u = f"UPPER({x})"
+    yes = ", ".join(_literal(t) for t in TRUE_TOKENS)
+    no = ", ".join(_literal(t) for t in FALSE_TOKENS)
+    return f"CASE WHEN {u} IN ({yes}) THEN TRUE WHEN {u} IN ({no}) THEN FALSE END"
+
+
+def _hash(rule: StagingRule, column_sql: str, x: str, q: _Query) -> str:
+    """SHA-256 hex (lowercase) of the value normalised as ad platforms require it."""
+    if rule.normalize == "email":
+        normalised = _email(x)
+    elif rule.normalize == "phone":
+        normalised = _phone(rule, column_sql, q)
+    else:
+        normalised = f"LOWER({x})"
+    return f"sha256({normalised})"
+
+
+# ---------------------------------------------------------------------------- date
+
+# An optional time after a date: ' ' or 'T', H:MM[:SS[.fraction]] (groups: H, M, S).
+# Only the components capture (DuckDB's regexp_extract reads groups 0-9).
+_TIME = "(?:[ T]([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(?:[.][0-9]{1,9})?)?)?"
+_TIME_GROUPS = {"H": 1, "M": 2, "S": 3}  # after the date's three groups
+_ZONE = "(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
+# format -> (date pattern with three groups, the groups' order)
+_DATE_FORMS = {
+    "iso8601": ("([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})", "ymd"),
+    "yyyy/mm/dd": ("([0-9]{4})/([0-9]{1,2})/([0-9]{1,2})", "ymd"),
+    "dd-mm-yyyy": ("([0-9]{1,2})[-.]([0-9]{1,2})[-.]([0-9]{4})", "dmy"),
+    "dd/mm/yyyy": ("([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})", "dmy"),
+    "mm/dd/yyyy": ("([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})", "mdy"),
+    "mm-dd-yyyy": ("([0-9]{1,2})[-.]([0-9]{1,2})[-.]([0-9]{4})", "mdy"),
+}
+# Unix epoch: seconds 1973-2286 (9-10 digits), milliseconds (12-13 digits).
+_EPOCHS = {"epoch_seconds": ("^[0-9]{9,10}$", 1), "epoch_millis": ("^[0-9]{12,13}$", 1000)}
+
+
+def _idiv(a: str, b: int) -> str:
+    """Floor division of integers, the same on every engine ('/' differs between them)."""
+    return f"CAST(FLOOR(CAST({a} AS DOUBLE) / {b}) AS BIGINT)"
+
+
+def _int(text: str) -> str:
+    return f"CAST({text} AS BIGINT)"
+
+
+def _date_pattern(fmt: str) -> str:
+    date, _ = _DATE_FORMS[fmt]
+    return f"^{date}{_TIME}{_ZONE if fmt == 'iso8601' else ''}$"
+
+
+def _date_column(rule: StagingRule, column: str, q: _Query) -> str:
+    """Unix seconds (UTC) of one input column, or NULL when no listed format reads it.
+
+    The first listed format whose pattern matches decides how the text is read; components
+    are extracted with regexp_extract and the calendar is done in integer arithmetic
+    (days from civil, H. Hinnant's algorithm), so no engine's date parser is involved and
+    every engine gives the same seconds. The date is checked with TRY_CAST(... AS DATE)
+    (30 February is refused).
+    """
+    x = _present(f"{quote(_ROW)}.{quote(column)}", rule.tokens)
+    formats = rule.date_formats
+    patterns = {f: (_date_pattern(f) if f in _DATE_FORMS else _EPOCHS[f][0]) for f in formats}
+    fmt = q.helper(
+        "CASE " + " ".join(f"WHEN regexp_matches({x}, {_literal(p)}) THEN {i}" for i, (f, p) in enumerate(patterns.items())) + " END",
+        "datefmt",
+    )
+
+    def group(name: str) -> str:
+        """The text of component ``name`` (y m d H M S zone) for the matched format, or NULL."""
+        whens = []
+        for i, f in enumerate(formats):
+            if f not in _DATE_FORMS:
+                continue
+            order = _DATE_FORMS[f][1]
+            if name in "ymd":
+                g = order.index(name) + 1
+            elif name == "zone":
+                if f != "iso8601":
+                    continue
+                g = 3 + 3 + 1
+            else:
+                g = 3 + _TIME_GROUPS[name]
+            whens.append(f"WHEN {fmt} = {i} THEN NULLIF(regexp_extract({x}, {_literal(patterns[f])}, {g}), '')")
+        return f"CASE {' '.join(whens)} END" if whens else "NULL"
+
+    epoch_whens = [
+        f"WHEN {fmt} = {i} THEN {_idiv(_int(x), _EPOCHS[f][1]) if _EPOCHS[f][1] > 1 else _int(x)}"
+        for i, f in enumerate(formats) if f in _EPOCHS
+    ]
+    epoch = q.derive(f"CASE {' '.join(epoch_whens)} END" if epoch_whens else "CAST(NULL AS BIGINT)", "epoch", 0)
+    y, m, d = (q.derive(_int(group(c)), f"date{c}", 0) for c in "ymd")
+    hh, mi, ss = (q.derive(f"COALESCE({_int(group(c))}, 0)", f"time{c}", 0) for c in ("H", "M", "S"))
+    zone = q.derive(group("zone"), "zone", 0)
+    offset_minutes = (
+        f"CASE WHEN {zone} IS NULL OR {zone} = 'Z' THEN 0 ELSE "
+        f"(CASE WHEN {zone} LIKE '-%' THEN -1 ELSE 1 END) * (CAST(SUBSTRING({zone}, 2, 2) AS BIGINT) * 60 "
+        f"+ CASE WHEN LENGTH({zone}) > 3 THEN CAST(SUBSTRING({zone}, LENGTH({zone}) - 1, 2) AS BIGINT) ELSE 0 END) END"
+    )
+    iso_day = f"CAST({y} AS VARCHAR) || '-' || LPAD(CAST({m} AS VARCHAR), 2, '0') || '-' || LPAD(CAST({d} AS VARCHAR), 2, '0')"
+    real_day = f"TRY_CAST({iso_day} AS DATE) IS NOT NULL AND {hh} < 24 AND {mi} < 60 AND {ss} < 60"
+    # Days since 1970-01-01 of (y, m, d), for the proleptic Gregorian calendar.
+    yy = f"({y} - CASE WHEN {m} <= 2 THEN 1 ELSE 0 END)"
+    era = _idiv(yy, 400)
+    yoe = f"({yy} - {era} * 400)"
+    doy = f"({_idiv(f'153 * (({m} + 9) % 12) + 2', 5)} + {d} - 1)"
+    doe = f"({yoe} * 365 + {_idiv(yoe, 4)} - {_idiv(yoe, 100)} + {doy})"
+    days = f"({era} * 146097 + {doe} - 719468)"
+    seconds = f"{days} * 86400 + {hh} * 3600 + {mi} * 60 + {ss} - ({offset_minutes}) * 60"
+    return q.derive(f"CASE WHEN {epoch} IS NOT NULL THEN {epoch} WHEN {y} IS NOT NULL AND {real_day} THEN {seconds} END", "unixtime", 1)
+
+
+def _date(rule: StagingRule, q: _Query) -> tuple[str, str, str]:
+    """(timestamp in UTC, unix seconds, date) of a date rule, from its first readable column."""
+    per_column = [_date_column(rule, c, q) for c in rule.columns]
+    unixtime = q.derive(per_column[0] if len(per_column) == 1 else f"COALESCE({', '.join(per_column)})", "unixtime", 2)
+    # Civil date of the day number (H. Hinnant's civil_from_days), then the time of day.
+    z = q.derive(f"{_idiv(unixtime, 86400)} + 719468", "z", 3)
+    era = q.derive(_idiv(z, 146097), "era", 4)
+    doe = q.derive(f"{z} - {era} * 146097", "doe", 5)
+    yoe = q.derive(_idiv(f"{doe} - {_idiv(doe, 1460)} + {_idiv(doe, 36524)} - {_idiv(doe, 146096)}", 365), "yoe", 6)
+    doy = q.derive(f"{doe} - (365 * {yoe} + {_idiv(yoe, 4)} - {_idiv(yoe, 100)})", "doy", 7)
+    mp = q.derive(_idiv(f"5 * {doy} + 2", 153), "mp", 8)
+    day = f"{doy} - {_idiv(f'153 * {mp} + 2', 5)} + 1"
+    month = q.derive(f"CASE WHEN {mp} < 10 THEN {mp} + 3 ELSE {mp} - 9 END", "month", 9)
+    year = f"{yoe} + {era} * 400 + CASE WHEN {month} <= 2 THEN 1 ELSE 0 END"
+    sod = f"({unixtime} - {_idiv(unixtime, 86400)} * 86400)"
+    pad = lambda e: f"LPAD(CAST({e} AS VARCHAR), 2, '0')"  # noqa: E731
+    text = (
+        f"LPAD(CAST({year} AS VARCHAR), 4, '0') || '-' || {pad(month)} || '-' || {pad(day)} || ' ' || "
+        f"{pad(_idiv(sod, 3600))} || ':' || {pad(_idiv(f'{sod} % 3600', 60))} || ':' || {pad(f'{sod} % 60')}"
+    )
+    std = q.derive(f"CASE WHEN {unixtime} IS NOT NULL THEN CAST({text} AS TIMESTAMP) END", "std", 10)
+    return std, unixtime, f"CAST({std} AS DATE)"
+
+
+def _standardize(rule: StagingRule, column: str, q: _Query) -> str:
+    """The rule applied to one input column of the source row."""
+    column_sql = f"{quote(_ROW)}.{quote(column)}"
+    x = _present(column_sql, rule.tokens)
     if rule.rule == "email":
-        return f"CASE WHEN regexp_matches(LOWER({x}), '{EMAIL_PATTERN}') THEN LOWER({x}) END"
+        return _email(x)
     if rule.rule == "phone":
-        cc, national_len, trunk_zero = PHONE_REGIONS[rule.default_region]
-        d = f"regexp_replace({x}, '[^0-9]', '', 'g')"
-        # International forms: +CC... or 00CC...
-        intl_digits = f"CASE WHEN {x} LIKE '+%' THEN {d} WHEN {d} LIKE '00%' THEN SUBSTRING({d}, 3) END"
-        intl = f"CASE WHEN LENGTH({intl_digits}) BETWEEN 8 AND 15 AND {intl_digits} NOT LIKE '0%' THEN {intl_digits} END"
-        national = f"CASE WHEN {d} LIKE '0%' THEN SUBSTRING({d}, 2) END" if trunk_zero else f"CASE WHEN {d} NOT LIKE '0%' AND {d} NOT LIKE '1%' THEN {d} END"
-        nat = (
-            f"CASE WHEN {x} NOT LIKE '+%' AND {d} NOT LIKE '00%' AND LENGTH({d}) = {national_len + len(cc)} AND {d} LIKE '{cc}%' THEN {d} "
-            f"WHEN {x} NOT LIKE '+%' AND LENGTH({national}) = {national_len} THEN '{cc}' || {national} END"
-        )
-        candidate = f"COALESCE({intl}, {nat})"
-        # North American numbers (+1): area code and exchange never start with 0 or 1.
-        nanp_ok = f"({candidate} NOT LIKE '1%' OR (SUBSTRING({candidate}, 2, 1) BETWEEN '2' AND '9' AND SUBSTRING({candidate}, 5, 1) BETWEEN '2' AND '9' AND LENGTH({candidate}) = 11))"
-        # A number made of one repeated digit (0000000000, 1111111111) is a placeholder.
-        return (
-            f"CASE WHEN {candidate} IS NOT NULL AND REPLACE({candidate}, SUBSTRING({candidate}, 1, 1), '') <> '' "
-            f"AND {nanp_ok} THEN {candidate} END"
-        )
+        return _phone(rule, column_sql, q)
+    if rule.rule == "number":
+        return _number(rule, x)
+    if rule.rule == "boolean":
+        return _boolean(x)
+    if rule.rule == "hash":
+        return _hash(rule, column_sql, x, q)
     if rule.rule == "name":
         clean = f"TRIM(regexp_replace({x}, '\\s+', ' ', 'g'))"
         return f"NULLIF(UPPER(SUBSTRING({clean}, 1, 1)) || LOWER(SUBSTRING({clean}, 2)), '')"
@@ -74,35 +402,151 @@ def _standardize(rule: StagingRule, column: str) -> str:
     return f"NULLIF(LOWER(TRIM(regexp_replace({x}, '\\s+', ' ', 'g'))), '')"
 
 
-def rule_expression(rule: StagingRule, columns: tuple[str, ...]) -> str:
-    """The first input column that standardises to a value (not merely the first non-empty)."""
-    exprs = [_standardize(rule, c) for c in columns]
-    return exprs[0] if len(exprs) == 1 else f"COALESCE({', '.join(exprs)})"
+def rule_expression(rule: StagingRule, columns: tuple[str, ...], q: _Query | None = None) -> str:
+    """The rule over its input columns, combined as the rule says.
+
+    ``first``: the first input column that standardises to a value (not merely the first
+    non-empty). ``concat``: every column's value joined by the separator, NULL when any is NULL
+    (a composite key such as date of birth with surname).
+    """
+    q = q if q is not None else _Query()
+    exprs = [_standardize(rule, c, q) for c in columns]
+    if len(exprs) == 1:
+        return exprs[0]
+    if rule.combine == "concat":
+        # || is NULL as soon as one part is NULL on every engine we render for.
+        return f" || {_literal(rule.separator)} || ".join(f"({e})" for e in exprs)
+    return f"COALESCE({', '.join(exprs)})"
+
+
+def _plan(rules: dict[str, StagingRule]) -> tuple[list[StagedColumn], _Query]:
+    q = _Query()
+    cols = []
+    for name, r in rules.items():
+        if r.rule == "date":
+            std, unixtime, day = _date(r, q)
+            present = _input_present(r)
+            cols += [
+                StagedColumn(f"{name}_std", tuple(r.columns), r.rule, std, present),
+                StagedColumn(f"{name}_unixtime", tuple(r.columns), r.rule, unixtime, present, counted=False),
+                StagedColumn(f"{name}_date", tuple(r.columns), r.rule, day, present, counted=False),
+            ]
+            continue
+        expression = rule_expression(r, tuple(r.columns), q)
+        output = output_column(name, r)
+        cols.append(StagedColumn(output, tuple(r.columns), r.rule, expression, _input_present(r)))
+        if r.valid_flag:
+            flag = f"CASE WHEN {_input_present(r, in_query=True)} IS NULL THEN NULL WHEN ({expression}) IS NOT NULL THEN TRUE ELSE FALSE END"
+            cols.append(StagedColumn(f"{output}_valid", tuple(r.columns), f"{r.rule}_valid", flag, _input_present(r), counted=False))
+    return cols, q
+
 
 
 def staged_columns(rules: dict[str, StagingRule]) -> list[StagedColumn]:
-    return [
-        StagedColumn(output_column(name, r), tuple(r.columns), r.rule, rule_expression(r, tuple(r.columns)))
-        for name, r in rules.items()
-    ]
+    return _plan(rules)[0]
 
 
-def staging_sql(source: TableRef, source_columns: list[str], rules: dict[str, StagingRule]) -> str:
-    """Every column of the hist-union table, plus one standardised/cleaned column per rule."""
+def staging_sql(
+    source: TableRef,
+    source_columns: list[str],
+    rules: dict[str, StagingRule],
+    dedupe: DedupeOptions | None = None,
+    default_order_by: str | None = None,
+) -> str:
+    """Every column of the hist-union table, plus one standardised/cleaned column per rule;
+    with ``dedupe``, one row per partition (after cleaning), the newest by the order."""
+    if dedupe is not None:
+        return _deduped(source, source_columns, rules, dedupe, default_order_by)
     missing = sorted({c for r in rules.values() for c in r.columns} - set(source_columns))
     if missing:
         raise ValueError(
             f"staging rules for {source.display} use column(s) {missing} that the table does not have; "
             f"its columns are {source_columns}"
         )
-    extra = [f"{c.expression} AS {quote(c.output)}" for c in staged_columns(rules)]
-    return f"SELECT {', '.join(['*', *extra])}\nFROM {source.sql}"
+    internal = [c for c in source_columns if c.startswith(INTERNAL_PREFIX)]
+    if internal:
+        raise ValueError(f"{source.display} has column(s) {internal} whose prefix {INTERNAL_PREFIX!r} staging reserves; rename them")
+    if not rules:
+        return f"SELECT *\nFROM {source.sql}"
+    columns, q = _plan(rules)
+    row = quote(_ROW)
+    ctes = []
+    base = f"{source.sql} AS {row}"
+    if q.helpers:
+        ctes.append(f"{quote('_cdp_helpers')} AS (SELECT *, {', '.join(q.helpers)} FROM {base})")
+        base = f"{quote('_cdp_helpers')} AS {row}"
+    if q.joins:
+        ctes.insert(0, f"{quote(PHONE_CODES)} AS ({phone_codes_relation()})")
+        joins = "".join(f"\n{j}" for j in q.joins)
+        ctes.append(f"{quote('_cdp_joined')} AS (SELECT {row}.*, {', '.join(q.joined)}\nFROM {base}{joins})")
+        base = f"{quote('_cdp_joined')} AS {row}"
+    for n, stage in enumerate(q.derived):
+        name = quote(f"_cdp_derived{n}")
+        ctes.append(f"{name} AS (SELECT *, {', '.join(stage)} FROM {base})")
+        base = f"{name} AS {row}"
+    outputs = [f"{row}.{quote(c)}" for c in source_columns]
+    outputs += [f"{c.expression} AS {quote(c.output)}" for c in columns]
+    with_ = "WITH " + ",\n".join(ctes) + "\n" if ctes else ""
+    return f"{with_}SELECT {', '.join(outputs)}\nFROM {base}"
+
+
+def _deduped(source, source_columns, rules, dedupe: DedupeOptions, default_order_by: str | None) -> str:
+    staged = staging_sql(source, source_columns, rules)
+    outputs = [*source_columns, *(c.output for c in staged_columns(rules))]
+    order_by = dedupe.order_by or ([default_order_by] if default_order_by else [])
+    unknown = sorted({*dedupe.partition_by, *order_by} - set(outputs))
+    if unknown:
+        raise ValueError(
+            f"dedupe of {source.display} uses column(s) {unknown} that the staged table does not have; "
+            f"its columns are {outputs}"
+        )
+    if not order_by:
+        raise ValueError(f"dedupe of {source.display} needs order_by (the source has no incremental_field)")
+    direction = "DESC" if dedupe.keep == "newest" else "ASC"
+    # Ties are broken by every column, so each engine keeps the same row.
+    keys = [f"{quote(c)} {direction} NULLS LAST" for c in order_by] + [f"{quote(c)} ASC NULLS LAST" for c in source_columns if c not in order_by]
+    cols = ", ".join(quote(c) for c in outputs)
+    rn = quote(f"{INTERNAL_PREFIX}rn")
+    return (
+        f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {', '.join(quote(c) for c in dedupe.partition_by)} "
+        f"ORDER BY {', '.join(keys)}) AS {rn}\nFROM ({staged}) AS {quote(INTERNAL_PREFIX + 'all')}) AS {quote(INTERNAL_PREFIX + 'ranked')} "
+        f"WHERE {rn} = 1"
+    )
 
 
 def unparseable_sql(table: TableRef, column: StagedColumn) -> str:
     """Rows with some input but no standardised value, and rows with some input."""
-    present = _first_present(column.inputs)
+    present = column.present or _first_present(column.inputs)
     return (
         f"SELECT COUNT(*) FILTER (WHERE {present} IS NOT NULL AND {quote(column.output)} IS NULL) AS unparseable, "
         f"COUNT(*) FILTER (WHERE {present} IS NOT NULL) AS present FROM {table.sql}"
     )
+
+
+def rule_counts_sql(table: TableRef, columns: list[StagedColumn]) -> str:
+    """One scan of a staged table: per counted output column, the rows it parsed (a value),
+    the rows without input (NULL, empty or a null token) and the rows whose input it could not
+    read, as ``{output}__parsed``, ``{output}__null`` and ``{output}__unparseable``."""
+    parts = []
+    for c in (c for c in columns if c.counted):
+        present = c.present or _first_present(c.inputs)
+        out = quote(c.output)
+        parts += [
+            f"COUNT(*) FILTER (WHERE {out} IS NOT NULL) AS {quote(c.output + '__parsed')}",
+            f"COUNT(*) FILTER (WHERE {present} IS NULL) AS {quote(c.output + '__null')}",
+            f"COUNT(*) FILTER (WHERE {present} IS NOT NULL AND {out} IS NULL) AS {quote(c.output + '__unparseable')}",
+        ]
+    return f"SELECT {', '.join(parts) or 'COUNT(*) AS rows_total'} FROM {table.sql}"
+
+
+def rule_counts(columns: list[StagedColumn], row) -> dict[str, dict]:
+    """:func:`rule_counts_sql`'s one row as ``{output: {rule, parsed, null, unparseable, unparseable_pct}}``."""
+    out = {}
+    for c in (c for c in columns if c.counted):
+        parsed, null, bad = (int(row[f"{c.output}__{k}"]) for k in ("parsed", "null", "unparseable"))
+        present = parsed + bad
+        out[c.output] = {
+            "rule": c.rule, "parsed": parsed, "null": null, "unparseable": bad,
+            "unparseable_pct": round(100.0 * bad / present, 3) if present else 0.0,
+        }
+    return out
