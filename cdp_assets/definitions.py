@@ -54,8 +54,13 @@ def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None 
         assets=assets,
         asset_checks=checks,
         jobs=[
-            # Its own assets, not all: as a Component it shares a code location with a team's assets.
-            define_asset_job(PIPELINE_JOB, selection=AssetSelection.assets(*assets), description="The whole pipeline, every phase."),
+            # Its own assets, not all: as a Component it shares a code location with a team's
+            # assets. Existing warehouse tables (external assets) are inputs, not steps.
+            define_asset_job(
+                PIPELINE_JOB,
+                selection=AssetSelection.assets(*(a for a in assets if a.is_executable)),
+                description="The whole pipeline, every phase.",
+            ),
             *build_jobs(),
         ],
         schedules=build_schedules(

@@ -305,6 +305,12 @@ def _read(path: Path, read: FileRead, source: SourceConfig, loaded_at: datetime,
 Input = tuple[Path, Callable[[], FileRead]]  # a name for lineage and messages, and how to read it
 
 
+def reads_by_cursor(source: SourceConfig) -> bool:
+    """A warehouse table, a database or an API: no files to keep books of; the watermark (the
+    cursor) alone says what is new."""
+    return isinstance(source.connector, (TableConnector, *DLT_CONNECTORS))
+
+
 def source_inputs(wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path | None, historical: bool, watermark: str | None = None) -> list[Input]:
     """What one load reads: the object's files (read one at a time), or the rows of a warehouse
     table (``connector: table``) newer than the watermark."""
@@ -392,7 +398,7 @@ def load_incremental(
     ref = TableRef(schema, f"{source.name}_{obj.name}")
     log_ref, files_ref = TableRef(schema, LOG_TABLE), TableRef(schema, FILES_TABLE)
     field_ = source.incremental_field
-    from_table = isinstance(source.connector, TableConnector)
+    from_table = reads_by_cursor(source)
     watermark = current_watermark(wh, ref, field_)
     loaded_at = _now()
     known = {} if from_table else {f: v for (m, f), v in latest_versions(wh, files_ref, source.name, obj.name).items() if m == "incremental"}
@@ -466,7 +472,7 @@ def load_historical(
     log_ref, files_ref = TableRef(schema, LOG_TABLE), TableRef(schema, FILES_TABLE)
     inputs = source_inputs(wh, source, obj, folder, historical=True)
     files = [p for p, _ in inputs]
-    from_table = isinstance(source.connector, TableConnector)
+    from_table = reads_by_cursor(source)
     # Files: reloaded only when they changed. A warehouse table: reloaded every time.
     fp = None if from_table else fingerprint(files)
     previous = current_watermark(wh, ref, source.incremental_field)

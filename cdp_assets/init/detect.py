@@ -89,7 +89,10 @@ def classify(stats: ColumnStats, complex_type: str | None, unparseable_max: floa
         why = f"{_pct(stats.email_parse)} of values are email addresses" + ("; name says email" if name_hint(c, "email") else "")
         return k("email", why)
     phone_name = name_hint(c, "phone")
-    if stats.phone_parse >= parse_min and (phone_name or s["phone_formatted"] >= 0.2):
+    # Dates written with dashes or slashes (2024-01-01) are digits with phone punctuation, and
+    # some regions' plans accept their digits: a column of dates is never a phone column.
+    looks_like_dates = s["date_like"] >= 0.5 and not phone_name
+    if stats.phone_parse >= parse_min and (phone_name or s["phone_formatted"] >= 0.2) and not looks_like_dates:
         why = f"{_pct(stats.phone_parse)} of values parse as {stats.phone_region} phone numbers"
         why += "; name says phone" if phone_name else f"; {_pct(s['phone_formatted'])} written with phone punctuation"
         return k("phone", why, phone_region=stats.phone_region)

@@ -16,9 +16,13 @@ from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.init.sources import FILE_COLUMN, ObjectSample
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.profile import column_profile_sql, rule_parse_sql, standardized_counts_sql, top_values_sql, value_counts_sql
-from cdp_assets.sql.staging import PHONE_REGIONS
+from cdp_assets.config.phone_regions import phone_regions
 
 TOP_VALUES = 5
+# Default regions tried for a phone column's national forms, the first winning a tie (US, the
+# rule's default). International forms (+CC, 00CC) parse under any of them; each region tried
+# costs a query, so not all of the table's regions (cdp_assets/data/phone_regions.csv).
+LIKELY_PHONE_REGIONS = ("US", "CA", "GB", "DE", "FR", "JP", "AU", "IN", "BR", "ES", "IT", "NL", "MX")
 SHAPE_SAMPLE = 5000  # distinct values whose shapes are read per column
 
 SHAPES: dict[str, re.Pattern[str]] = {
@@ -135,7 +139,7 @@ class Profiler:
         if stats.shares["email"] > 0.2:
             stats.email_parse = self.parse_share(sample, column, StagingRule(rule="email", columns=[column]))
         if stats.shares["phone_like"] > 0.2:
-            for region in PHONE_REGIONS:  # the first region wins a tie (US, the rule's default)
+            for region in (r for r in LIKELY_PHONE_REGIONS if r in phone_regions()):
                 share = self.parse_share(sample, column, StagingRule(rule="phone", columns=[column], default_region=region))
                 if share > stats.phone_parse:
                     stats.phone_parse, stats.phone_region = share, region

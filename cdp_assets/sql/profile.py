@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from cdp_assets.config.models import StagingRule
 from cdp_assets.sql.dialects import TableRef, quote
-from cdp_assets.sql.staging import rule_expression
+from cdp_assets.sql.staging import output_column, staging_sql
 
 
 def _present(column: str) -> str:
@@ -37,18 +37,23 @@ def value_counts_sql(table: TableRef, column: str) -> str:
     return f"SELECT {v} AS value, COUNT(*) AS n FROM {table.sql} WHERE {v} IS NOT NULL GROUP BY 1"
 
 
+def _staged(table: TableRef, column: str, rule: StagingRule) -> tuple[str, str]:
+    """The staging query of ``rule`` over ``column`` alone, and its output column: the whole
+    rule as staging builds it (its helper columns, the phone table it joins)."""
+    name = "profiled"
+    return staging_sql(table, [column], {name: rule}), quote(output_column(name, rule))
+
+
 def rule_parse_sql(table: TableRef, column: str, rule: StagingRule) -> str:
     """Of the non-empty values, how many the staging rule standardises to a value."""
-    out = rule_expression(rule, (column,))
-    return (
-        f"SELECT COUNT({_present(column)}) AS present, COUNT({out}) AS parsed FROM {table.sql}"
-    )
+    staged, out = _staged(table, column, rule)
+    return f"SELECT COUNT({_present(column)}) AS present, COUNT({out}) AS parsed FROM ({staged}) AS {quote('_cdp_staged')}"
 
 
 def standardized_counts_sql(table: TableRef, column: str, rule: StagingRule) -> str:
     """Each standardised value with its row count: what the key column will hold."""
-    out = rule_expression(rule, (column,))
-    return f"SELECT {out} AS value, COUNT(*) AS n FROM {table.sql} WHERE {out} IS NOT NULL GROUP BY 1"
+    staged, out = _staged(table, column, rule)
+    return f"SELECT {out} AS value, COUNT(*) AS n FROM ({staged}) AS {quote('_cdp_staged')} WHERE {out} IS NOT NULL GROUP BY 1"
 
 
 def sample_rows_sql(table: TableRef, limit: int) -> str:

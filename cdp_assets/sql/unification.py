@@ -367,9 +367,11 @@ def _row_nodes_sql(
         f"LEFT JOIN {nodes} AS n{i} ON n{i}.key_type = {kt} AND n{i}.value = CAST(s.{quote(col)} AS VARCHAR)"
         for i, (col, kt) in enumerate(cols)
     )
-    least = ", ".join(f"COALESCE(n{i}.node, {NO_NODE})" for i in range(len(cols)))
+    candidates = [f"COALESCE(n{i}.node, {NO_NODE})" for i in range(len(cols))]
+    # Spark refuses LEAST of a single argument (a table with one key column).
+    rmin = f"LEAST({', '.join(candidates)})" if len(candidates) > 1 else candidates[0]
     picks = ", ".join(f"n{i}.node AS n{i}" for i in range(len(cols)))
-    return f"SELECT LEAST({least}) AS rmin, {picks}{extra} FROM {table.from_sql} AS s\n{joins}" + _new_rows_filter(table, since)
+    return f"SELECT {rmin} AS rmin, {picks}{extra} FROM {table.from_sql} AS s\n{joins}" + _new_rows_filter(table, since)
 
 
 def edges_sql(plan: IdPlan, since: TableRef | None = None, previous_graph: TableRef | None = None) -> str:

@@ -1,0 +1,106 @@
+"""Every example under examples/td_format/ (Treasure Data unify.yml files, loaded unchanged) runs
+on DuckDB and on the Databricks engine driving a local Spark session, with every check passed on
+both, and gives the same unification tables row for row, canonical ids included."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlglot
+import yaml
+from dagster import DagsterInstance
+
+from cdp_assets.config import load_config
+from cdp_assets.config.loader import REPO_ROOT
+from cdp_assets.definitions import PIPELINE_JOB, build_definitions
+from cdp_assets.engines.duckdb import DuckDBWarehouse
+from cdp_assets.engines.factory import build_warehouse
+from cdp_assets.engines.spark import stop_spark_session
+from cdp_assets.sample.generator import generate_sample
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets_tests.conftest import check_results
+from cdp_assets_tests.engines.test_cross_engine_pipeline import VOLATILE, VOLATILE_TABLES
+from cdp_assets_tests.engines.test_spark_unification import normalized
+
+pytestmark = pytest.mark.spark
+
+EXAMPLES = REPO_ROOT / "examples" / "td_format"
+
+
+def _project(root: Path, example: Path, engine: dict) -> Path:
+    """The example's cdp.yml with its own unify.yml copied byte for byte, on the given engine;
+    a generated sample where the example ingests files."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(example / "unify.yml", root / "unify.yml")
+    cfg = yaml.safe_load((example / "cdp.yml").read_text())
+    for source in cfg.get("sources") or []:
+        source["connector"]["path"] = str(root.parent / "data" / source["name"])
+    cfg["engine"] = engine
+    cfg["report"]["path"] = "report.md"
+    (root / "cdp.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return root / "cdp.yml"
+
+
+def _seed(wh, example: Path) -> None:
+    """The team's own tables of a unification-only example (its seed.sql, in the engine's dialect)."""
+    seed = example / "seed.sql"
+    if seed.exists():
+        with wh.session():
+            for statement in sqlglot.transpile(seed.read_text(), read="duckdb", write=wh.dialect.sqlglot_name):
+                wh.execute(statement)
+
+
+def _drop_spark_schemas(wh) -> None:
+    """The examples share schema names (acme_src, acme_stg) and the process has one Spark catalog:
+    each example starts from an empty one, as its DuckDB run starts from a new file."""
+    with wh.session():
+        for schema in wh.query("SHOW SCHEMAS").iloc[:, 0]:
+            if schema != "default":
+                wh.execute(f"DROP SCHEMA IF EXISTS `{schema}` CASCADE")
+
+
+@pytest.fixture(scope="module")
+def spark_dir():
+    with tempfile.TemporaryDirectory() as d:
+        yield d
+        stop_spark_session()
+
+
+@pytest.mark.parametrize("example", [EXAMPLES, EXAMPLES / "templated", EXAMPLES / "existing_tables"], ids=lambda p: p.name)
+def test_the_example_gives_duckdbs_tables_on_spark_with_every_check_passed(example, tmp_path, spark_dir):
+    generate_sample(tmp_path / "data", 150, seed=5)
+    spark_engine = {"kind": "databricks", "databricks": {"connection": "local_spark", "local_spark_dir": spark_dir}}
+    configs = {
+        "duckdb": load_config(_project(tmp_path / "duckdb", example, {"kind": "duckdb", "duckdb": {"path": "cdp.duckdb"}})),
+        "spark": load_config(_project(tmp_path / "spark", example, spark_engine)),
+    }
+    warehouses = {"duckdb": DuckDBWarehouse(path=str(configs["duckdb"].duckdb_path)), "spark": build_warehouse(configs["spark"])}
+    _drop_spark_schemas(warehouses["spark"])
+    tables = {}
+    for name, wh in warehouses.items():
+        _seed(wh, example)
+        result = build_definitions(configs[name], wh).resolve_job_def(PIPELINE_JOB).execute_in_process(
+            instance=DagsterInstance.ephemeral(), raise_on_error=False
+        )
+        assert result.success, name
+        checks = check_results(result)
+        assert checks and all(checks.values()), (name, [k for k, ok in checks.items() if not ok])
+        schema = configs[name].unification.schema
+        with wh.session():
+            tables[name] = {t: wh.fetch(f"SELECT * FROM {TableRef(schema, t).sql}") for t in wh.list_tables(schema)}
+
+    duck, spark = tables["duckdb"], tables["spark"]
+    assert set(duck) == set(spark) and any(t.startswith("enriched_") for t in duck), sorted(duck)
+    for name in sorted(duck):
+        if name in VOLATILE_TABLES or name.endswith("_loop_stats"):  # every id's per-iteration timings
+            continue
+        d = duck[name].drop(columns=[c for c in duck[name].columns if c in VOLATILE])
+        s = spark[name].drop(columns=[c for c in spark[name].columns if c in VOLATILE])
+        assert list(d.columns) == list(s.columns), name
+        assert len(d) == len(s), name
+        order = list(d.columns)
+        pd.testing.assert_frame_equal(normalized(d, order), normalized(s, order), check_dtype=False, obj=name)
