@@ -323,11 +323,19 @@ class _EnginePlanner:
     def explain(self, query_sql: str) -> None:
         """EXPLAIN the query on the engine; a refusal raises WarehouseError with its message."""
         assert self.warehouse is not None
-        plan = self.warehouse.query("EXPLAIN " + self.warehouse.dialect.render(query_sql))
+        rendered = self.warehouse.dialect.render(query_sql)
+        plan = self.warehouse.query("EXPLAIN " + rendered)
         text = "\n".join(str(v) for v in plan.to_numpy().ravel())
         refused = _SPARK_PLAN_ERROR.search(text) if self.warehouse.dialect.name in ("spark", "databricks") else None
         if refused:
-            raise WarehouseError(refused.group(0).strip())
+            # Spark's plan text often leaves the analyser's message out; the query itself, asked
+            # for no rows, raises it (Spark reads nothing for LIMIT 0).
+            message = refused.group(0).strip()
+            try:
+                self.warehouse.query(f"SELECT * FROM (\n{rendered}\n) AS cdp_explained LIMIT 0")
+            except WarehouseError as exc:
+                message = f"{message} {exc.engine_message.strip()}"
+            raise WarehouseError(message)
 
 
 def _check_sql(loaded: LoadedConfig, columns: _Columns, report: ValidationReport, warehouse: WarehouseResource | None = None) -> None:

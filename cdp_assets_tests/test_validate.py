@@ -283,7 +283,7 @@ def test_on_local_spark_explain_goes_to_spark_and_nothing_is_written(tmp_path, m
         files_after = sorted((str(f.relative_to(spark_dir)), f.stat().st_size, f.stat().st_mtime_ns) for f in spark_dir.rglob("*") if f.is_file())
         assert files_after == files_before  # nothing written to the warehouse
         real = render.staging_sql
-        monkeypatch.setattr(render, "staging_sql", lambda *a: real(*a).replace("SELECT *", "SELECT *, `loyalty_tier` AS tier", 1))
+        monkeypatch.setattr(render, "staging_sql", lambda *a: real(*a).replace("SELECT *", 'SELECT *, "loyalty_tier" AS tier', 1))
         broken = validate(config)
         assert [p.field for p in broken.problems] == ["SQL staging/01_shop_customers_stg"]
         assert "the databricks engine cannot plan this statement (EXPLAIN)" in broken.problems[0].message
