@@ -273,7 +273,7 @@ NOT_YET_BUILT = (
     "scratch tables exist only while a run builds an id)"
 )
 BUILT_DIFFERENTLY = "inputs in the warehouse lack columns this config adds (the next run rebuilds them)"
-NO_WAREHOUSE = "no warehouse to plan on (the DuckDB database does not exist yet or the connection failed)"
+NO_WAREHOUSE = "no warehouse to plan on (the DuckDB database does not exist yet, or the engine's connection failed)"
 
 # Spark's EXPLAIN answers a query it cannot analyse with the error as its plan text, not a failure.
 _SPARK_PLAN_ERROR = re.compile(r"(Error occurred during query planning|AnalysisException)[:\s]*(.*)", re.S)
@@ -540,5 +540,5 @@ def cmd_validate(args) -> int:
         for p in report.problems:
             print(f"  - {p}", file=sys.stderr)
     else:
-        print(f"\nOK: connection, sources, columns and {report.statements} statement(s) checked ({report.plan_summary()}); nothing was written")
+        print(f"\nOK: connection, sources, columns and {report.statements} statement(s) checked, {report.planned} of them planned by the engine; nothing was written")
     return report.exit_code
