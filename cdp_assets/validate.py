@@ -6,7 +6,8 @@ has it parsed and planned. Every statement is parsed in the engine's dialect and
 on empty copies of the raw tables in a private in-memory DuckDB (so DuckDB parses, binds and
 plans each one, and later statements see the tables earlier ones create). The configured
 engine itself is then sent ``EXPLAIN`` of each statement's query (never a DDL or DML) whose
-input tables it already holds as this config builds them (after a first run, all of them);
+input tables it already holds as this config builds them (after a first run, all but those
+reading the unification loop's scratch tables, which no run keeps);
 the others can only be rehearsed, and the summary says how many and why. Every problem is
 listed, each naming the file and the field to fix; the exit code follows
 cdp_assets/exit_codes.py.
@@ -276,7 +277,7 @@ BUILT_DIFFERENTLY = "inputs in the warehouse lack columns this config adds (the 
 NO_WAREHOUSE = "no warehouse to plan on (the DuckDB database does not exist yet, or the engine's connection failed)"
 
 # Spark's EXPLAIN answers a query it cannot analyse with the error as its plan text, not a failure.
-_SPARK_PLAN_ERROR = re.compile(r"(Error occurred during query planning|AnalysisException)[:\s]*(.*)", re.S)
+_SPARK_PLAN_ERROR = re.compile(r"(Error occurred during query planning|AnalysisException)[:\s]*(.*)", re.DOTALL)
 
 
 class _EnginePlanner:

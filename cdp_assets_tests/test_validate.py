@@ -214,6 +214,26 @@ def test_a_statement_the_engine_cannot_plan_is_named_by_its_asset(first_run, mon
     assert "loyalty_tier" in err and "1 problem(s)" in err
 
 
+
+def test_tables_an_earlier_config_built_without_a_new_column_are_only_rehearsed(first_run, tmp_path):
+    """A staging rule added since the run gives shop_orders_stg a column the warehouse's table
+    lacks: the statements reading it are rehearsed (reason given), the others still planned."""
+    import yaml
+
+    cfg = yaml.safe_load(first_run.read_text())
+    cfg["staging"]["shop_orders"]["order_code"] = {"rule": "name", "columns": ["order_id"]}
+    cfg["engine"]["duckdb"]["path"] = str(first_run.parent / "cdp.duckdb")
+    cfg["sources"] = [{**s, "connector": {**s["connector"], "path": str((first_run.parent / s["connector"]["path"]).resolve())}} for s in cfg["sources"]]
+    changed = tmp_path / "cdp.yml"
+    changed.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    report = validate(changed)
+    assert report.exit_code == exit_codes.OK, [str(p) for p in report.problems]
+    differently = {w for w, why in report.engine_plans.items() if why is not None and why.startswith("inputs in the warehouse lack columns")}
+    assert "unification/17_enriched_shop_orders_stg" in differently
+    assert report.engine_plans["staging/02_shop_orders_stg"] is None  # its input is unchanged
+    assert "only rehearsed, inputs in the warehouse lack columns this config adds" in report.plan_summary()
+
+
 def _td_tables(td) -> dict:
     """Every table of the fake with its columns and content (a change to any shows)."""
     out = {}
@@ -237,7 +257,7 @@ def test_on_treasure_data_explain_jobs_are_sent_and_nothing_is_written(tmp_path,
     assert report.exit_code == exit_codes.OK, [str(p) for p in report.problems]
     sent = [j for j in list(td.jobs.values())[jobs:]]
     bodies = [re.sub(r"^(\s*--[^\n]*\n)*\s*", "", j.query) for j in sent]
-    assert len(sent) == report.planned >= 17 and all(b.startswith("EXPLAIN SELECT") or b.startswith("EXPLAIN WITH") for b in bodies), bodies
+    assert len(sent) == report.planned >= 17 and all(b.startswith(("EXPLAIN SELECT", "EXPLAIN WITH")) for b in bodies), bodies
     assert all(j.status == "success" and j.type == "presto" and j.schema == [["Query Plan", "varchar"]] for j in sent)
     assert _td_tables(td) == tables  # no table created, dropped or changed
 
@@ -280,7 +300,7 @@ def test_on_local_spark_explain_goes_to_spark_and_nothing_is_written(tmp_path, m
         explains = [q for q in sent if q.startswith("EXPLAIN ")]
         assert len(explains) == 8 and all(q.startswith(("EXPLAIN SELECT", "EXPLAIN WITH")) for q in explains)
         assert "`acme_src`.`shop_customers_hist`" in "".join(explains)  # rendered for Spark
-        assert not [q for q in sent if re.match(r"\s*(CREATE|INSERT|DROP|ALTER|DELETE|MERGE)", q, re.I)]
+        assert not [q for q in sent if re.match(r"\s*(CREATE|INSERT|DROP|ALTER|DELETE|MERGE)", q, re.IGNORECASE)]
         files_after = sorted((str(f.relative_to(spark_dir)), f.stat().st_size, f.stat().st_mtime_ns) for f in spark_dir.rglob("*") if f.is_file())
         assert files_after == files_before  # nothing written to the warehouse
         real = render.staging_sql

@@ -38,7 +38,7 @@ _DUCK_TYPES = {"int": "BIGINT", "long": "BIGINT", "double": "DOUBLE", "float": "
 _JOB_DIALECT = {"presto": "trino", "trino": "trino", "hive": "hive"}
 # After the comment lines clients put first (pytd's `-- client: ...`); the plain form only,
 # no `(TYPE ...)` options.
-_EXPLAIN = re.compile(r"(?:\s*--[^\n]*\n)*\s*EXPLAIN\s+(?!\()(.*)", re.S | re.I)
+_EXPLAIN = re.compile(r"(?:\s*--[^\n]*\n)*\s*EXPLAIN\s+(?!\()(.*)", re.DOTALL | re.IGNORECASE)
 
 
 class _Reject(Exception):
