@@ -5,7 +5,8 @@ jobs, job status/show/result, bulk import sessions), with TD's status codes and 
 so the engine's real pytd/tdclient code runs unchanged against it. Queries run on an
 in-memory DuckDB after sqlglot reads them in the job's dialect (Trino for ``presto``/``trino``
 jobs, Hive for ``hive`` jobs): a statement the real engine would reject for its dialect
-fails here too, and a result is computed, not scripted.
+fails here too, and a result is computed, not scripted. An ``EXPLAIN`` job plans its statement
+on those tables without running it (one row of plan text).
 
 Switches for faults: ``fail_requests`` answers the next N requests under a path with an HTTP
 status (a 5xx outage), ``fail_jobs`` makes jobs whose SQL contains a text end in ``error``
