@@ -2,15 +2,20 @@
 
 It loads the config, checks the engine's connection (secrets masked), checks that every
 source object, file and column the config names exists, then renders every phase's SQL and
-has it parsed and planned: on DuckDB every statement runs in order on empty copies of the raw
-tables in a private in-memory database (so DuckDB parses, binds and plans each one, and later
-statements see the tables earlier ones create); for Databricks and Treasure Data each
-statement is also parsed in the engine's dialect. Every problem is listed, each naming the
-file and the field to fix; the exit code follows cdp_assets/exit_codes.py.
+has it parsed and planned. Every statement is parsed in the engine's dialect and runs in order
+on empty copies of the raw tables in a private in-memory DuckDB (so DuckDB parses, binds and
+plans each one, and later statements see the tables earlier ones create). The configured
+engine itself is then sent ``EXPLAIN`` of each statement's query (never a DDL or DML) whose
+input tables it already holds as this config builds them (after a first run, all but those
+reading the unification loop's scratch tables, which no run keeps);
+the others can only be rehearsed, and the summary says how many and why. Every problem is
+listed, each naming the file and the field to fix; the exit code follows
+cdp_assets/exit_codes.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -18,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import sqlglot
 
 from cdp_assets import exit_codes
 from cdp_assets.config.loader import ConfigError, load_config
 from cdp_assets.config.models import DLT_CONNECTORS, LoadedConfig, LocalFilesConnector, S3Connector, TableConnector
 from cdp_assets.engines.base import WarehouseError, WarehouseResource, mask_secret
+from cdp_assets.sql.dialects import TableRef
 
 
 class CredentialsError(ValueError):
@@ -45,6 +52,28 @@ class ValidationReport:
     problems: list[Problem] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
     statements: int = 0
+    # Each statement ("phase/NN_name") -> None when the configured engine planned it (EXPLAIN),
+    # else why it could only be rehearsed.
+    engine_plans: dict[str, str | None] = field(default_factory=dict)
+    missing_inputs: list[str] = field(default_factory=list)  # tables not (yet) in the warehouse
+
+    @property
+    def planned(self) -> int:
+        return sum(1 for why in self.engine_plans.values() if why is None)
+
+    def plan_summary(self) -> str:
+        """How many statements the engine planned, and why the others were only rehearsed."""
+        reasons: dict[str, int] = {}
+        for why in self.engine_plans.values():
+            if why is not None:
+                reasons[why] = reasons.get(why, 0) + 1
+        parts = [f"{self.planned} planned by the engine (EXPLAIN)"]
+        for why, n in reasons.items():
+            if why == NOT_YET_BUILT and self.missing_inputs:
+                shown = ", ".join(self.missing_inputs[:3]) + (f" and {len(self.missing_inputs) - 3} more" if len(self.missing_inputs) > 3 else "")
+                why = f"{why}: {shown}"
+            parts.append(f"{n} only rehearsed, {why}")
+        return "; ".join(parts)
 
     @property
     def exit_code(self) -> int:
@@ -85,7 +114,7 @@ def open_warehouse(loaded: LoadedConfig) -> WarehouseResource:
 
     warehouse = build_warehouse(loaded)
     if loaded.pipeline.engine.kind == "duckdb":
-        return warehouse
+        return warehouse.model_copy(update={"read_only": True})  # validate writes nothing
     try:
         return warehouse.process_config_and_initialize()
     except DagsterInvalidConfigError as exc:
@@ -240,19 +269,85 @@ def _staging_and_unification_columns(loaded: LoadedConfig, columns: _Columns, re
 
 # ---------------------------------------------------------------------------- SQL
 
+NOT_YET_BUILT = (
+    "inputs not yet built in the warehouse (a first run builds them; the unification loop's "
+    "scratch tables exist only while a run builds an id)"
+)
+BUILT_DIFFERENTLY = "inputs in the warehouse lack columns this config adds (the next run rebuilds them)"
+NO_WAREHOUSE = "no warehouse to plan on (the DuckDB database does not exist yet, or the engine's connection failed)"
 
-def _check_sql(loaded: LoadedConfig, columns: _Columns, report: ValidationReport) -> None:
+# Spark's EXPLAIN answers a query it cannot analyse with the error as its plan text, not a failure.
+_SPARK_PLAN_ERROR = re.compile(r"(Error occurred during query planning|AnalysisException)[:\s]*(.*)", re.DOTALL)
+
+
+class _EnginePlanner:
+    """Sends the configured engine ``EXPLAIN`` of a statement's query when every table it reads
+    already exists there with the columns this config gives it (as the rehearsal holds them):
+    the engine then plans the statement exactly as a run would send it, and nothing is written."""
+
+    def __init__(self, warehouse: WarehouseResource | None, rehearsal: WarehouseResource, report: ValidationReport):
+        self.warehouse, self.rehearsal, self.report = warehouse, rehearsal, report
+        self._columns: dict = {}  # TableRef -> lower-case column names on the engine, or None
+
+    def _engine_columns(self, ref) -> set[str] | None:
+        if ref not in self._columns:
+            assert self.warehouse is not None
+            exists = self.warehouse.table_exists(ref)
+            self._columns[ref] = {c.lower() for c in self.warehouse.columns(ref)} if exists else None
+        return self._columns[ref]
+
+    def why_not(self, query_sql: str) -> str | None:
+        """None when the engine can plan ``query_sql`` (canonical SQL), else the reason."""
+        from sqlglot import exp
+
+        if self.warehouse is None:
+            return NO_WAREHOUSE
+        try:
+            tree = sqlglot.parse_one(query_sql, read="duckdb")
+        except sqlglot.errors.ParseError:
+            return "its input tables could not be listed"
+        inputs = {
+            TableRef(t.db, t.name)
+            for t in tree.find_all(exp.Table)
+            if t.db and isinstance(t.this, exp.Identifier)  # CTEs and table functions have no schema
+        }
+        for ref in sorted(inputs, key=lambda r: (r.schema, r.name)):
+            on_engine = self._engine_columns(ref)
+            if on_engine is None:
+                if ref.display not in self.report.missing_inputs:
+                    self.report.missing_inputs.append(ref.display)
+                return NOT_YET_BUILT
+            if self.rehearsal.table_exists(ref) and not {c.lower() for c in self.rehearsal.columns(ref)} <= on_engine:
+                return BUILT_DIFFERENTLY
+        return None
+
+    def explain(self, query_sql: str) -> None:
+        """EXPLAIN the query on the engine; a refusal raises WarehouseError with its message."""
+        assert self.warehouse is not None
+        rendered = self.warehouse.dialect.render(query_sql)
+        plan = self.warehouse.query("EXPLAIN " + rendered)
+        text = "\n".join(str(v) for v in plan.to_numpy().ravel())
+        refused = _SPARK_PLAN_ERROR.search(text) if self.warehouse.dialect.name in ("spark", "databricks") else None
+        if refused:
+            # Spark's plan text often leaves the analyser's message out; the query itself, asked
+            # for no rows, raises it (Spark reads nothing for LIMIT 0).
+            message = refused.group(0).strip()
+            try:
+                self.warehouse.query(f"SELECT * FROM (\n{rendered}\n) AS cdp_explained LIMIT 0")
+            except WarehouseError as exc:
+                message = f"{message} {exc.engine_message.strip()}"
+            raise WarehouseError(message)
+
+
+def _check_sql(loaded: LoadedConfig, columns: _Columns, report: ValidationReport, warehouse: WarehouseResource | None = None) -> None:
     """Every statement rendered for the engine's dialect and parsed; then run in order on an
-    in-memory DuckDB over empty raw tables (parsed, bound and planned by DuckDB; the user's
-    database is not opened)."""
-    import sqlglot
-
+    in-memory DuckDB over empty raw tables (parsed, bound and planned by DuckDB), and the
+    query of each EXPLAINed on ``warehouse`` (the configured engine) where it holds the inputs."""
     from cdp_assets.assets.ingestion import ingestion_refs
     from cdp_assets.config.models import SourceConfig, SourceObject
     from cdp_assets.engines.duckdb import DuckDBWarehouse
     from cdp_assets.render import build_pipelines
     from cdp_assets.sql import unification as u
-    from cdp_assets.sql.dialects import TableRef
     from cdp_assets.sql.master import master_rules_frame
     from cdp_assets.sql.pipeline import create_table_as
 
@@ -274,7 +369,9 @@ def _check_sql(loaded: LoadedConfig, columns: _Columns, report: ValidationReport
         report.problems.append(Problem(cfg, "staging", f"the SQL cannot be built: {exc}"))
         return
     rehearsal = DuckDBWarehouse(path=":memory:")
-    with rehearsal.session():
+    planner = _EnginePlanner(warehouse, rehearsal, report)
+    engine_session = warehouse.session() if warehouse is not None else contextlib.nullcontext()
+    with rehearsal.session(), engine_session:
         for source, obj in loaded.pipeline.source_objects():
             for mode, ref in ingestion_refs(loaded, source, obj).items():
                 cols = raw(source, obj, mode == "historical")
@@ -307,6 +404,19 @@ def _check_sql(loaded: LoadedConfig, columns: _Columns, report: ValidationReport
                         rehearsal.ensure_schema(plan.ref("lookup").schema)
                         rehearsal.run(create_table_as(plan.ref("lookup"), u.lookup_sql(plan, None)))
                     target = re.match(r'CREATE TABLE "(\w+)"\."(\w+)" AS\b', step.sql)
+                    query_sql = step.sql[target.end():] if target else step.sql
+                    try:
+                        why = planner.why_not(query_sql)
+                        if why is None:
+                            planner.explain(query_sql)
+                        report.engine_plans[where] = why
+                    except WarehouseError as exc:
+                        report.problems.append(Problem(
+                            cfg, f"SQL {where}",
+                            f"the {engine.kind} engine cannot plan this statement (EXPLAIN): {exc.engine_message.strip()} "
+                            "(see `cdp-assets render-sql`); later statements were not checked",
+                        ))
+                        return
                     if target:
                         # Built under a new name, then swapped in, as runs do (a statement may
                         # read the table it replaces: a persistent id's previous lookup).
@@ -388,7 +498,8 @@ def validate(config: str | Path | None = None) -> ValidationReport:
     columns = _source_columns(loaded, warehouse, report)
     _staging_and_unification_columns(loaded, columns, report)
     if len(report.problems) == before:  # SQL over missing sources or columns would only repeat those problems
-        _check_sql(loaded, columns, report)
+        _check_sql(loaded, columns, report, warehouse)
+        report.summary.append(f"SQL:     {report.statements} statement(s) parsed and rehearsed on an in-memory DuckDB; {report.plan_summary()}")
     for p in report.problems:
         p.message = scrub(p.message, loaded)
     return report
@@ -430,5 +541,5 @@ def cmd_validate(args) -> int:
         for p in report.problems:
             print(f"  - {p}", file=sys.stderr)
     else:
-        print(f"\nOK: connection, sources, columns and {report.statements} statement(s) checked; nothing was written")
+        print(f"\nOK: connection, sources, columns and {report.statements} statement(s) checked, {report.planned} of them planned by the engine; nothing was written")
     return report.exit_code

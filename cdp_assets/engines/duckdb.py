@@ -21,6 +21,8 @@ class DuckDBWarehouse(WarehouseResource):
     memory_limit: str | None = None
     threads: int | None = None
     temp_directory: str | None = None
+    # `cdp-assets validate` reads and plans on the user's database and must write nothing.
+    read_only: bool = False
 
     # Held open for a whole run: the database stays loaded between steps, so a session is a
     # cheap cursor instead of a full open and a checkpoint on close (about 20 ms each).
@@ -49,7 +51,8 @@ class DuckDBWarehouse(WarehouseResource):
         return self._connect()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if not self.read_only:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # Extensions cannot be downloaded on locked-down machines; the built-in ones suffice.
         # No step relies on the order rows were inserted in (every order is an explicit ORDER
         # BY), so DuckDB may write large CREATE TABLE AS results in parallel, unordered.
@@ -61,7 +64,7 @@ class DuckDBWarehouse(WarehouseResource):
         if self.temp_directory:
             config["temp_directory"] = self.temp_directory
         try:
-            return duckdb.connect(self.path, config=config)
+            return duckdb.connect(self.path, read_only=self.read_only, config=config)
         except duckdb.Error as exc:
             if "lock" in str(exc).lower():
                 # DuckDB has one writing process: a second run fails here, before it writes anything.

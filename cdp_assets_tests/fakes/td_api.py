@@ -5,7 +5,8 @@ jobs, job status/show/result, bulk import sessions), with TD's status codes and 
 so the engine's real pytd/tdclient code runs unchanged against it. Queries run on an
 in-memory DuckDB after sqlglot reads them in the job's dialect (Trino for ``presto``/``trino``
 jobs, Hive for ``hive`` jobs): a statement the real engine would reject for its dialect
-fails here too, and a result is computed, not scripted.
+fails here too, and a result is computed, not scripted. An ``EXPLAIN`` job plans its statement
+on those tables without running it (one row of plan text).
 
 Switches for faults: ``fail_requests`` answers the next N requests under a path with an HTTP
 status (a 5xx outage), ``fail_jobs`` makes jobs whose SQL contains a text end in ``error``
@@ -23,6 +24,7 @@ import gzip
 import io
 import itertools
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +37,9 @@ import sqlglot
 
 _DUCK_TYPES = {"int": "BIGINT", "long": "BIGINT", "double": "DOUBLE", "float": "DOUBLE", "boolean": "BOOLEAN", "string": "VARCHAR"}
 _JOB_DIALECT = {"presto": "trino", "trino": "trino", "hive": "hive"}
+# After the comment lines clients put first (pytd's `-- client: ...`); the plain form only,
+# no `(TYPE ...)` options.
+_EXPLAIN = re.compile(r"(?:\s*--[^\n]*\n)*\s*EXPLAIN\s+(?!\()(.*)", re.DOTALL | re.IGNORECASE)
 
 
 class _Reject(Exception):
@@ -292,10 +297,16 @@ class FakeTreasureData:
             if text in job.query:
                 job.status, job.stderr = "error", message
                 return
+        explain = _EXPLAIN.match(job.query)
         try:
-            statements = [s for s in sqlglot.transpile(job.query, read=_JOB_DIALECT[job.type], write="duckdb") if s.strip()]
+            # sqlglot keeps EXPLAIN as opaque text: the statement it explains is read in the job's
+            # dialect like any other, so a query the engine cannot parse fails its EXPLAIN too.
+            statements = [s for s in sqlglot.transpile(explain.group(1) if explain else job.query, read=_JOB_DIALECT[job.type], write="duckdb") if s.strip()]
         except sqlglot.errors.ParseError as exc:
             job.status, job.stderr = "error", f"line 1: mismatched input: {str(exc).splitlines()[0]}"
+            return
+        if explain:
+            self._explain_job(job, statements)
             return
         try:
             self._db.execute(f"USE {_q(job.database)}")
@@ -310,6 +321,24 @@ class FakeTreasureData:
             elif created is None and cur is not None and cur.description:
                 job.schema = [[d[0], _td_type(str(d[1]))] for d in cur.description]
                 job.rows = [[_wire(v) for v in row] for row in cur.fetchall()]
+            job.status = "success"
+        except duckdb.Error as exc:
+            job.status, job.stderr = "error", f"Query {job.job_id} failed: {str(exc).splitlines()[0]}"
+        finally:
+            self._db.execute("USE memory.main")
+
+    def _explain_job(self, job: _Job, statements: list[str]) -> None:
+        """EXPLAIN plans one statement without running it: DuckDB binds and plans it (a missing
+        table or column fails, as on Trino and Hive) and its plan is the job's one row, in the
+        column Trino (``Query Plan``) or Hive (``Explain``) names."""
+        if len(statements) != 1:
+            job.status, job.stderr = "error", "line 1: EXPLAIN takes exactly one statement"
+            return
+        try:
+            self._db.execute(f"USE {_q(job.database)}")
+            plan = self._db.execute(f"EXPLAIN {statements[0]}").fetchall()
+            job.schema = [["Explain" if job.type == "hive" else "Query Plan", "varchar"]]
+            job.rows = [["\n".join(str(row[-1]) for row in plan)]]
             job.status = "success"
         except duckdb.Error as exc:
             job.status, job.stderr = "error", f"Query {job.job_id} failed: {str(exc).splitlines()[0]}"
