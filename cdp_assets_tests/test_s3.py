@@ -94,7 +94,6 @@ def test_an_s3_source_loads_exactly_like_the_same_files_on_disk(tmp_path, s3_ser
 
 def test_s3_objects_load_once_a_new_object_loads_only_its_rows_and_a_bad_one_is_named(tmp_path, s3_server, s3):
     from cdp_assets.connectors.loading import LOG_TABLE
-    from cdp_assets.connectors.readers import SourceFileError
 
     local, remote = _s3_project(tmp_path, s3_server, s3, hold_back="2024-06-02")
     assert run_pipeline(remote).success

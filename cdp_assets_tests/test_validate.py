@@ -36,14 +36,29 @@ def test_a_good_config_passes_and_nothing_is_written(tmp_path, capsys):
 def test_a_missing_column_is_named_by_file_and_field_with_every_other_problem(tmp_path, capsys):
     def break_columns(cfg):
         cfg["staging"]["shop_customers"]["phone"]["columns"] = ["mobile"]
-        cfg["unification"]["tables"][3]["key_columns"][0]["column"] = "cookie"
+        cfg["staging"]["shop_orders"]["email"]["columns"] = ["e_mail"]
 
     config = write_project(tmp_path, records=60, mutate=break_columns)
     assert main(["validate", "--config", str(config)]) == exit_codes.FAILED
     err = capsys.readouterr().err
     assert f"{config}: staging.shop_customers.phone.columns[0]: column 'mobile' is not in shop_customers" in err
-    assert f"{config}: unification.tables[3].key_columns[0].column: column 'cookie' is not in web_events_stg" in err
+    assert f"{config}: staging.shop_orders.email.columns[0]: column 'e_mail' is not in shop_orders" in err
     assert "2 problem(s)" in err
+
+
+def test_a_key_column_the_staged_table_will_not_have_is_a_config_error_naming_the_field(tmp_path, capsys):
+    """unify.yml's columns are checked when the config loads (source headers plus staging
+    outputs), so validate stops there: exit 2, the field named, the closest column suggested."""
+    config = write_project(tmp_path, records=60, mutate=lambda c: c["unification"]["tables"][3]["key_columns"][0].update(column="cookie"))
+    assert main(["validate", "--config", str(config)]) == exit_codes.CONFIG_ERROR
+    err = capsys.readouterr().err
+    assert "unification.tables[3].key_columns[0].column" in err and "'cookie'" in err
+
+
+def _with_column(sql: str, column_sql: str) -> str:
+    """The staging query with one more output column (its last SELECT list)."""
+    head, sep, tail = sql.rpartition("\nFROM ")
+    return f"{head}, {column_sql}{sep}{tail}"
 
 
 def test_a_missing_watermark_column_in_a_file_is_named(tmp_path):
@@ -94,8 +109,8 @@ def test_sql_the_engine_cannot_plan_is_named_by_phase_and_statement(tmp_path, mo
     function DuckDB does not have."""
     import cdp_assets.render as render
 
-    real = render.staging_sql
-    monkeypatch.setattr(render, "staging_sql", lambda *a: real(*a).replace("SELECT *", "SELECT *, no_such_function(1) AS x", 1))
+    real = render.staging_query
+    monkeypatch.setattr(render, "staging_query", lambda *a: _with_column(real(*a), "no_such_function(1) AS x"))
     config = write_project(tmp_path, records=40)
     assert main(["validate", "--config", str(config)]) == exit_codes.FAILED
     err = capsys.readouterr().err
@@ -107,8 +122,8 @@ def test_sql_the_engine_cannot_plan_is_named_by_phase_and_statement(tmp_path, mo
 def test_sql_that_does_not_parse_is_caught_too(tmp_path, monkeypatch, capsys):
     import cdp_assets.render as render
 
-    real = render.staging_sql
-    monkeypatch.setattr(render, "staging_sql", lambda *a: real(*a).replace("FROM", "FROM FROM", 1))
+    real = render.staging_query
+    monkeypatch.setattr(render, "staging_query", lambda *a: real(*a).replace("FROM", "FROM FROM", 1))
     config = write_project(tmp_path, records=40)
     assert main(["validate", "--config", str(config)]) == exit_codes.FAILED
     assert "Parser Error" in capsys.readouterr().err
@@ -206,8 +221,8 @@ def test_a_statement_the_engine_cannot_plan_is_named_by_its_asset(first_run, mon
     engine's own EXPLAIN refuses it, and the problem names the statement and DuckDB's words."""
     import cdp_assets.render as render
 
-    real = render.staging_sql
-    monkeypatch.setattr(render, "staging_sql", lambda *a: real(*a).replace("SELECT *", 'SELECT *, "loyalty_tier" AS tier', 1))
+    real = render.staging_query
+    monkeypatch.setattr(render, "staging_query", lambda *a: _with_column(real(*a), '"loyalty_tier" AS tier'))
     assert main(["validate", "--config", str(first_run)]) == exit_codes.FAILED
     err = capsys.readouterr().err
     assert f"{first_run}: SQL staging/01_shop_customers_stg: the duckdb engine cannot plan this statement (EXPLAIN): " in err
@@ -303,8 +318,8 @@ def test_on_local_spark_explain_goes_to_spark_and_nothing_is_written(tmp_path, m
         assert not [q for q in sent if re.match(r"\s*(CREATE|INSERT|DROP|ALTER|DELETE|MERGE)", q, re.IGNORECASE)]
         files_after = sorted((str(f.relative_to(spark_dir)), f.stat().st_size, f.stat().st_mtime_ns) for f in spark_dir.rglob("*") if f.is_file())
         assert files_after == files_before  # nothing written to the warehouse
-        real = render.staging_sql
-        monkeypatch.setattr(render, "staging_sql", lambda *a: real(*a).replace("SELECT *", 'SELECT *, "loyalty_tier" AS tier', 1))
+        real = render.staging_query
+        monkeypatch.setattr(render, "staging_query", lambda *a: _with_column(real(*a), '"loyalty_tier" AS tier'))
         broken = validate(config)
         assert [p.field for p in broken.problems] == ["SQL staging/01_shop_customers_stg"]
         assert "the databricks engine cannot plan this statement (EXPLAIN)" in broken.problems[0].message

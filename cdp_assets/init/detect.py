@@ -25,7 +25,7 @@ NAME_HINTS: dict[str, re.Pattern[str]] = {
     "email": re.compile(rf"e_?mail|{_W}mail{_E}|{_W}mail_?addr"),
     "phone": re.compile(rf"phone|mobile|{_W}tel(ephone)?{_E}|{_W}cell{_E}|msisdn|{_W}fax{_E}|handynummer|telefon"),
     "customer_id": re.compile(
-        rf"(customer|cust|user|usr|member|mbr|account|acct|client|contact|person|profile|shopper|buyer|subscriber|patient|guest|loyalty|crm|login)"
+        r"(customer|cust|user|usr|member|mbr|account|acct|client|contact|person|profile|shopper|buyer|subscriber|patient|guest|loyalty|crm|login)"
     ),
     "device_id": re.compile(rf"device|idfa|idfv|gaid|{_W}adid{_E}|advertising_id|{_W}aaid{_E}|{_W}imei{_E}|push_token"),
     "cookie": re.compile(rf"cookie|visitor|anon|browser|{_W}td_client|{_W}ga_?cid|{_W}cid{_E}|fingerprint|{_W}fp{_E}|session_user"),

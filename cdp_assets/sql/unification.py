@@ -416,7 +416,7 @@ def dnm_links_sql(plan: IdPlan) -> str:
         if not dnm_cols or not cols:
             continue
         for j, dcol in enumerate(dnm_cols):
-            extra = f", d.node AS dnm_node"
+            extra = ", d.node AS dnm_node"
             row_nodes = _row_nodes_sql(plan, t, cols, extra) + (
                 f"\nJOIN {nodes} AS d ON d.key_type = {kd} AND d.value = CAST(s.{quote(dcol)} AS VARCHAR)"
             )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, asset, materialize
+from dagster import asset, materialize
 
 from cdp_assets.config import load_config
 from cdp_assets.definitions import PIPELINE_JOB, build_definitions

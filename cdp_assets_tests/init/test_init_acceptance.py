@@ -4,7 +4,6 @@ the generator's ground truth does, within what the deterministic keys allow."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -7,7 +7,6 @@ oracles are in test_staging_oracles.py.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

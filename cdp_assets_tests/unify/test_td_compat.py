@@ -19,7 +19,7 @@ from cdp_assets.config import ConfigError, load_config
 from cdp_assets.config.loader import REPO_ROOT
 from cdp_assets.config.variables import env_name
 from cdp_assets.render import render
-from cdp_assets.sql.dialects import TableRef, get_dialect
+from cdp_assets.sql.dialects import get_dialect
 from cdp_assets_tests.conftest import check_results, run_pipeline, warehouse_for
 
 # The example of a unification on existing tables: its unify.yml is a TD template whose names
