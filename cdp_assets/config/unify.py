@@ -27,6 +27,9 @@ MAX_KEY_OCCURRENCES = 32  # times one key may appear over all tables' key_column
 MAX_ARRAY_ELEMENTS = 10
 MAX_MERGE_LIST = 64  # entries of merge_by_keys / merge_by_canonical_ids
 MAX_REGEXP_LENGTH = 512
+# Every Treasure Data table has ``time`` (Unix epoch seconds); TD dates rows by it (first/last seen,
+# a persistent id's leader, a master attribute's default order_by) unless told otherwise.
+TD_TIME_COLUMN = "time"
 # Treasure Data's persistent ids accept ``time`` in merge_by_keys: the leader is the earliest seen
 # value, which is how every persistent id is led here; it is not a key of the graph.
 TIME_KEY = "time"

@@ -1,16 +1,26 @@
 """``valid_regexp`` means what it means on Treasure Data (a Java-style regex engine), on every engine.
 
 Treasure Data evaluates ``valid_regexp`` with a Java-style engine, as Spark does (``RLIKE``).
-DuckDB uses RE2, which differs in two ways:
+DuckDB uses RE2, which differs in three ways:
 
 * it lacks some constructs (lookaround, backreferences, atomic groups, possessive quantifiers,
-  ``\\Z``, class intersection, named groups written ``(?<name>...)``): a pattern using one is
-  refused when the config loads, naming the key, the construct and the engine;
+  ``\\Z``, ``\\G``, class intersection and nesting, Java's word boundary ``\\b`` (Unicode letters
+  and digits count as word characters in Java, only ASCII ones in RE2), the inline modes
+  ``(?m)``, ``(?d)``, ``(?x)``, ``(?U)`` and ``(?iu)``, property classes RE2 does not name): a
+  pattern using one is refused when the config loads, naming the key, the construct and the
+  engine;
 * some constructs mean something else: ``$`` also matches before a final line terminator in
-  Java, ``.`` excludes every line terminator (not only ``\\n``) and ``\\s`` includes the vertical
-  tab. These are rewritten into what Java means, written so that RE2 and Java read it alike; the
-  rewritten pattern is what every engine evaluates (so the rules tables are the same on every
-  engine, and the Treasure Data fake, which runs on DuckDB, answers as Treasure Data does).
+  Java, ``.`` excludes every line terminator (not only ``\\n``), ``\\s`` includes the vertical
+  tab, ``\\v`` is every vertical space, and ``(?i)`` folds ASCII letters only (RE2 folds Unicode:
+  ``k`` matches the Kelvin sign). These are rewritten into what Java means;
+* some Java spellings RE2 does not read: ``\\p{Alpha}`` and the other POSIX classes,
+  ``\\p{IsLu}``, ``\\uFFFF``, ``\\0oo``, ``\\e``, ``\\cX``, ``\\h``, ``\\R``, ``(?<name>...)``.
+  These are rewritten too.
+
+The rewritten pattern is written so that RE2 and Java read it alike, and it is what every engine
+evaluates (so the rules tables are the same on every engine, and the Treasure Data fake, which
+runs on DuckDB, answers as Treasure Data does). A pattern with a construct RE2 lacks is
+evaluated as written: only Java-style engines ever evaluate it.
 
 The scanner below reads the pattern once, outside and inside character classes, and never pastes
 a value into SQL: patterns reach the warehouse as rows of a rules table.
@@ -19,14 +29,39 @@ a value into SQL: patterns reach the warehouse as rows of a rules table.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Engines whose regular expressions are RE2 (the rest here are Java-style, as Treasure Data).
 RE2_ENGINES = ("duckdb",)
 
-_LINE_END = r"(?:\r\n|[\n\r\x{85}\x{2028}\x{2029}])?\z"
-_NOT_LINE_TERMINATOR = r"[^\n\r\x{85}\x{2028}\x{2029}]"
+_WORD_NOTE = "Java counts Unicode letters and digits as word characters, RE2 ASCII only"
+_LINE_TERMINATORS = r"\n\r\x{85}\x{2028}\x{2029}"
+_LINE_END = rf"(?:\r\n|[{_LINE_TERMINATORS}])?\z"
+_NOT_LINE_TERMINATOR = rf"[^{_LINE_TERMINATORS}]"
+_ANY = "(?s:.)"
 _SPACE_CHARS = r"\t\n\x0B\f\r "
+_VERTICAL_CHARS = r"\n\x0B\f\r\x{85}\x{2028}\x{2029}"
+_HORIZONTAL_CHARS = r" \t\x{A0}\x{1680}\x{180E}\x{2000}-\x{200A}\x{202F}\x{205F}\x{3000}"
+_LINEBREAK = rf"(?:\r\n|[{_VERTICAL_CHARS}])"
+# Java's POSIX classes (US-ASCII only), as class contents both engines read alike.
+_POSIX = {
+    "Lower": "a-z", "Upper": "A-Z", "ASCII": r"\x00-\x7F", "Alpha": "a-zA-Z", "Digit": "0-9",
+    "Alnum": "a-zA-Z0-9", "Punct": r"!-/:-@\[-`{-~", "Graph": "!-~", "Print": " -~", "Blank": r" \t",
+    "Cntrl": r"\x00-\x1F\x7F", "XDigit": "0-9a-fA-F", "Space": _SPACE_CHARS,
+}
+# Unicode general categories: both engines name them alike (Java also as IsLu or gc=Lu).
+_CATEGORIES = {
+    "L", "Lu", "Ll", "Lt", "Lm", "Lo", "M", "Mn", "Mc", "Me", "N", "Nd", "Nl", "No", "P", "Pc", "Pd", "Ps",
+    "Pe", "Pi", "Pf", "Po", "S", "Sm", "Sc", "Sk", "So", "Z", "Zs", "Zl", "Zp", "C", "Cc", "Cf", "Co", "Cs",
+}
+# Inline modes: what each one means for RE2 (None: evaluated as Java means it, see _Mode).
+_REFUSED_MODES = {
+    "m": "(?m) multiline mode (Java's line terminators are not RE2's)",
+    "d": "(?d) Unix lines mode",
+    "x": "(?x) comments mode",
+    "U": "(?U) Unicode character classes",
+    "u": "(?u) Unicode case folding",
+}
 
 
 @dataclass(frozen=True)
@@ -35,68 +70,265 @@ class Construct:
     position: int
 
 
+@dataclass(frozen=True)
+class _Mode:
+    fold: bool = False  # (?i): ASCII letters match either case (Java without (?u))
+    dotall: bool = False  # (?s)
+
+
+@dataclass
+class _Scan:
+    pattern: str
+    lacking: list[Construct] = field(default_factory=list)
+    out: list[str] = field(default_factory=list)
+
+    def lack(self, name: str, at: int) -> None:
+        self.lacking.append(Construct(name, at))
+
+
+def _literal(ch: str, mode: _Mode) -> str:
+    """One literal character, outside a class: letters folded under (?i), specials escaped."""
+    if mode.fold and ch.isascii() and ch.isalpha():
+        return f"[{ch.lower()}{ch.upper()}]"
+    if not ch.isprintable() or not ch.isascii():
+        return rf"\x{{{ord(ch):X}}}"
+    if not ch.isalnum() and ch not in " _":
+        return "\\" + ch
+    return ch
+
+
+def _class_literal(ch: str) -> str:
+    if not ch.isprintable() or not ch.isascii():
+        return rf"\x{{{ord(ch):X}}}"
+    if not ch.isalnum() and ch not in " _":
+        return "\\" + ch
+    return ch
+
+
+def _code_point(pattern: str, i: int) -> tuple[int, int] | None:
+    """A character written as a numeric escape at ``pattern[i]`` (the backslash): (code, end)."""
+    nxt = pattern[i + 1]
+    if nxt == "x":
+        if pattern.startswith("{", i + 2):
+            end = pattern.find("}", i)
+            return (int(pattern[i + 3 : end], 16), end + 1) if end > 0 else None
+        digits = pattern[i + 2 : i + 4]
+        return (int(digits, 16), i + 4) if re.fullmatch(r"[0-9a-fA-F]{2}", digits) else None
+    if nxt == "u":
+        digits = pattern[i + 2 : i + 6]
+        return (int(digits, 16), i + 6) if re.fullmatch(r"[0-9a-fA-F]{4}", digits) else None
+    if nxt == "0":
+        m = re.match(r"[0-7]{1,3}", pattern[i + 2 :])
+        if m is None:
+            return None
+        digits = m.group(0)
+        if len(digits) == 3 and digits[0] > "3":
+            digits = digits[:2]
+        return int(digits, 8), i + 2 + len(digits)
+    if nxt == "e":
+        return 0x1B, i + 2
+    if nxt == "c" and i + 2 < len(pattern):
+        return ord(pattern[i + 2]) ^ 64, i + 3
+    return None
+
+
+def _property(pattern: str, i: int) -> tuple[str | None, bool, int]:
+    """``\\p{...}``/``\\P{...}``/``\\pL`` at ``i``: (class contents or ``\\p{X}``, negated, end);
+    contents None when the name is not one both engines can be given."""
+    negated = pattern[i + 1] == "P"
+    if pattern.startswith("{", i + 2):
+        end = pattern.find("}", i)
+        end = len(pattern) - 1 if end < 0 else end
+        name, stop = pattern[i + 3 : end], end + 1
+    else:
+        name, stop = pattern[i + 2 : i + 3], i + 3
+    for prefix in ("Is", "gc=", "general_category="):
+        if name.startswith(prefix) and name[len(prefix) :] in _CATEGORIES:
+            name = name[len(prefix) :]
+    if name in _POSIX:
+        return _POSIX[name], negated, stop
+    if name in _CATEGORIES:
+        return rf"\p{{{name}}}", negated, stop
+    return None, negated, stop
+
+
+def _escape(scan: _Scan, i: int, mode: _Mode, in_class: bool) -> tuple[str, int, list[tuple[int, int]]]:
+    """The escape at ``pattern[i]``: (its rewriting, the index after it, the characters it stands
+    for as ranges when it is one character, for case folding inside a class)."""
+    pattern = scan.pattern
+    nxt = pattern[i + 1]
+    if nxt in "pP":
+        contents, negated, end = _property(pattern, i)
+        written = pattern[i:end]
+        if contents is None:
+            scan.lack(f"property class {written} (RE2 does not know it)", i)
+            return written, end, []
+        if mode.fold:
+            scan.lack(f"{written} under (?i)", i)
+            return written, end, []
+        if contents.startswith("\\p"):
+            return (contents.replace("\\p", "\\P") if negated else contents), end, []
+        if in_class:
+            if negated:
+                scan.lack(f"negated POSIX class {written} inside a character class", i)
+                return written, end, []
+            return contents, end, []
+        return f"[{'^' if negated else ''}{contents}]", end, []
+    if nxt == "Q":  # quoted literal up to \E
+        end = pattern.find("\\E", i + 2)
+        body = pattern[i + 2 : len(pattern) if end < 0 else end]
+        stop = len(pattern) if end < 0 else end + 2
+        if in_class:
+            return "".join(_class_literal(c) for c in body), stop, [(ord(c), ord(c)) for c in body]
+        return "".join(_literal(c, mode) for c in body), stop, []
+    point = _code_point(pattern, i)
+    if point is not None:
+        code, end = point
+        ch = chr(code)
+        if in_class:
+            return _class_literal(ch), end, [(code, code)]
+        return _literal(ch, mode), end, []
+    if nxt.isdigit() and not in_class:
+        scan.lack(f"backreference \\{nxt}", i)
+    elif nxt == "k":
+        scan.lack("named backreference \\k<name>", i)
+    elif nxt in "bB":
+        scan.lack(f"\\{nxt} word boundary ({_WORD_NOTE})", i)
+    elif nxt == "Z":
+        scan.lack("\\Z (end before a final line terminator)", i)
+    elif nxt == "G":
+        scan.lack("\\G (end of the previous match)", i)
+    elif nxt in "XN":
+        scan.lack(f"\\{nxt}", i)
+    elif nxt == "R":
+        if in_class:
+            scan.lack("\\R inside a character class", i)
+        else:
+            return _LINEBREAK, i + 2, []
+    elif nxt in "sShHvV":
+        chars = {"s": _SPACE_CHARS, "h": _HORIZONTAL_CHARS, "v": _VERTICAL_CHARS}[nxt.lower()]
+        if nxt.islower():
+            return (chars if in_class else f"[{chars}]"), i + 2, []
+        if in_class:
+            scan.lack(f"\\{nxt} inside a character class", i)
+        else:
+            return f"[^{chars}]", i + 2, []
+    elif nxt.isascii() and nxt.isalpha() and nxt not in "dDwWtnrfaAz":
+        scan.lack(f"escape \\{nxt}", i)
+    if in_class and not nxt.isalnum():
+        return pattern[i : i + 2], i + 2, [(ord(nxt), ord(nxt))]
+    return pattern[i : i + 2], i + 2, []
+
+
+def _folded(ranges: list[tuple[int, int]]) -> str:
+    """The other case of the ASCII letters in ``ranges``, as class contents."""
+    extra = []
+    for lo, hi in ranges:
+        for first, last, shift in ((ord("a"), ord("z"), -32), (ord("A"), ord("Z"), 32)):
+            a, b = max(lo, first), min(hi, last)
+            if a <= b:
+                extra.append(chr(a + shift) if a == b else f"{chr(a + shift)}-{chr(b + shift)}")
+    return "".join(extra)
+
+
+def _class(scan: _Scan, i: int, mode: _Mode) -> int:
+    """The character class opening at ``pattern[i]``; returns the index after it."""
+    pattern, n = scan.pattern, len(scan.pattern)
+    out = ["["]
+    i += 1
+    if i < n and pattern[i] == "^":
+        out.append("^")
+        i += 1
+    if i < n and pattern[i] == "]":  # a ']' first in the class is a literal
+        out.append("\\]")
+        i += 1
+    ranges: list[tuple[int, int]] = []
+    previous: int | None = None  # the last single character, the start of a possible range
+    while i < n and pattern[i] != "]":
+        c = pattern[i]
+        if c == "[":
+            scan.lack("nested character class (class union or intersection)", i)
+            out.append(c)
+            i += 1
+            previous = None
+            continue
+        if pattern.startswith("&&", i):
+            scan.lack("character class intersection &&", i)
+            out.append("&&")
+            i += 2
+            previous = None
+            continue
+        if c == "-" and previous is not None and i + 1 < n and pattern[i + 1] != "]":
+            if pattern[i + 1] == "\\":
+                text, end, chars = _escape(scan, i + 1, mode, True)
+            else:
+                text, end, chars = _class_literal(pattern[i + 1]), i + 2, [(ord(pattern[i + 1]),) * 2]
+            if len(chars) == 1:
+                ranges[-1] = (previous, chars[0][0])  # the range replaces its first character
+                out.append("-" + text)
+                i, previous = end, None
+                continue
+        if c == "\\" and i + 1 < n:
+            text, i, chars = _escape(scan, i, mode, True)
+            out.append(text)
+            ranges.extend(chars)
+            previous = chars[0][0] if len(chars) == 1 else None
+            continue
+        out.append(_class_literal(c))
+        ranges.append((ord(c), ord(c)))
+        previous = ord(c)
+        i += 1
+    if mode.fold:
+        out.append(_folded(ranges))
+    out.append("]")
+    scan.out.append("".join(out))
+    return i + 1
+
+
+_GROUP = re.compile(r"\(\?([a-zA-Z]*)(?:-([a-zA-Z]*))?([):])")
+
+
 def _scan(pattern: str) -> tuple[list[Construct], str]:
-    """(constructs RE2 lacks, the pattern rewritten into RE2 with Java's meaning)."""
-    flags = "".join(re.findall(r"\(\?([a-zA-Z]+)[):]", pattern))
-    dotall, multiline = "s" in flags, "m" in flags  # then '.' and '$' mean the same on both
-    lacking: list[Construct] = []
-    out: list[str] = []
+    """(constructs RE2 lacks, the pattern rewritten into what RE2 and Java read alike)."""
+    scan = _Scan(pattern)
+    modes = [_Mode()]  # the innermost group's mode is last
     i, n = 0, len(pattern)
-    in_class = False
     while i < n:
         c = pattern[i]
+        mode = modes[-1]
         if c == "\\" and i + 1 < n:
-            nxt = pattern[i + 1]
-            if nxt.isdigit() and nxt != "0" and not in_class:
-                lacking.append(Construct(f"backreference \\{nxt}", i))
-            elif nxt == "Z":
-                lacking.append(Construct("\\Z (end before a final line terminator)", i))
-            elif nxt == "G":
-                lacking.append(Construct("\\G (end of the previous match)", i))
-            if nxt in "pP" and i + 2 < n and pattern[i + 2] == "{":
-                end = pattern.find("}", i)
-                end = n - 1 if end < 0 else end
-                out.append(pattern[i : end + 1])
-                i = end + 1
-                continue
-            if nxt == "Q":  # quoted literal up to \E: copied as is (RE2 has \Q...\E too)
-                end = pattern.find("\\E", i + 2)
-                end = n if end < 0 else end + 2
-                out.append(pattern[i:end])
-                i = end
-                continue
-            if nxt == "s":
-                out.append(_SPACE_CHARS if in_class else f"[{_SPACE_CHARS}]")
-            elif nxt == "S" and not in_class:
-                out.append(f"[^{_SPACE_CHARS}]")
-            else:
-                out.append(pattern[i : i + 2])
-            i += 2
-            continue
-        if in_class:
-            if c == "[":
-                lacking.append(Construct("nested character class (class union or intersection)", i))
-            elif c == "&" and pattern.startswith("&&", i):
-                lacking.append(Construct("character class intersection &&", i))
-            elif c == "]":
-                in_class = False
-            out.append(c)
-            i += 1
-            continue
-        if c == "[":
-            in_class = True
-            out.append(c)
-            i += 1
-            # A ']' first in the class (after an optional '^') is a literal.
-            if i < n and pattern[i] == "^":
-                out.append("^")
-                i += 1
-            if i < n and pattern[i] == "]":
-                out.append("]")
-                i += 1
-            continue
-        if c == "(" and pattern.startswith("(?", i):
+            text, i, _ = _escape(scan, i, mode, False)
+            scan.out.append(text)
+        elif c == "[":
+            i = _class(scan, i, mode)
+        elif c == "(" and pattern.startswith("(?", i):
+            flags = _GROUP.match(pattern, i)
             rest = pattern[i + 2 : i + 4]
+            if flags is not None:
+                on, off, end = flags.group(1), flags.group(2) or "", flags.group(3)
+                refused = [f for f in on + off if f in _REFUSED_MODES]
+                for f in refused:
+                    scan.lack(_REFUSED_MODES[f], i)
+                new = _Mode(
+                    fold=("i" in on or mode.fold) and "i" not in off,
+                    dotall=("s" in on or mode.dotall) and "s" not in off,
+                )
+                if refused:  # passed through as written: only Java engines evaluate it
+                    scan.out.append(flags.group(0))
+                elif end == ":":
+                    scan.out.append("(?:")
+                if end == ":":
+                    modes.append(new)
+                else:
+                    modes[-1] = new
+                i = flags.end()
+                continue
+            named = re.match(r"\(\?<([a-zA-Z][a-zA-Z0-9]*)>", pattern[i:])
+            if named is not None:  # a name only matters to a backreference, which is refused
+                scan.out.append("(")
+                modes.append(mode)
+                i += named.end()
+                continue
             for prefix, name in (
                 ("=", "lookahead (?=...)"),
                 ("!", "negative lookahead (?!...)"),
@@ -105,21 +337,39 @@ def _scan(pattern: str) -> tuple[list[Construct], str]:
                 (">", "atomic group (?>...)"),
             ):
                 if rest.startswith(prefix):
-                    lacking.append(Construct(name, i))
+                    scan.lack(name, i)
                     break
-            else:
-                if rest[:1] == "<" and rest[1:2].isalpha():
-                    lacking.append(Construct("named group (?<name>...)", i))
-        if c in "*+?}" and i + 1 < n and pattern[i + 1] == "+":
-            lacking.append(Construct("possessive quantifier (x*+, x++, x?+)", i))
-        if c == "$" and not multiline:
-            out.append(_LINE_END)
-        elif c == "." and not dotall:
-            out.append(_NOT_LINE_TERMINATOR)
+            scan.out.append("(?")
+            modes.append(mode)
+            i += 2
+        elif c == "(":
+            scan.out.append(c)
+            modes.append(mode)
+            i += 1
+        elif c == ")":
+            scan.out.append(c)
+            if len(modes) > 1:
+                modes.pop()
+            i += 1
         else:
-            out.append(c)
-        i += 1
-    return lacking, "".join(out)
+            if c in "*+?}" and i + 1 < n and pattern[i + 1] == "+":
+                scan.lack("possessive quantifier (x*+, x++, x?+)", i)
+            if c == "$":
+                scan.out.append(_LINE_END)
+            elif c == ".":
+                scan.out.append(_ANY if mode.dotall else _NOT_LINE_TERMINATOR)
+            elif mode.fold and c.isascii() and c.isalpha() and not _in_quantifier(pattern, i):
+                scan.out.append(_literal(c, mode))
+            else:
+                scan.out.append(c)
+            i += 1
+    return scan.lacking, "".join(scan.out)
+
+
+def _in_quantifier(pattern: str, i: int) -> bool:
+    """Whether ``pattern[i]`` is inside a ``{n,m}`` quantifier (no letters there, but be safe)."""
+    start = pattern.rfind("{", 0, i)
+    return start >= 0 and pattern.find("}", start) > i and re.fullmatch(r"[\d,]*", pattern[start + 1 : i]) is not None
 
 
 def unsupported_constructs(pattern: str, engine: str) -> list[str]:
@@ -134,7 +384,9 @@ def pattern_for(pattern: str | None) -> str | None:
     Java read alike."""
     if pattern is None:
         return None
-    return _scan(pattern)[1]
+    lacking, rewritten = _scan(pattern)
+    # A pattern RE2 cannot evaluate is refused on RE2 engines; Java-style engines read it as written.
+    return pattern if lacking else rewritten
 
 
 def check_syntax(pattern: str) -> None:
@@ -143,5 +395,7 @@ def check_syntax(pattern: str) -> None:
     masked = re.sub(r"\\[pP]\{[^}]*\}", "x", pattern)
     masked = re.sub(r"\\Q.*?(\\E|$)", "x", masked, flags=re.S)
     masked = re.sub(r"([*+?}])\+", r"\1", masked)  # possessive quantifiers: Java syntax
+    masked = re.sub(r"\\[hHvVRXe]|\\c.|\\k<[^>]*>|\\N\{[^}]*\}", "x", masked)  # Java escapes Python lacks
+    masked = re.sub(r"\(\?([a-zA-Z]*)(-[a-zA-Z]*)?([):])", lambda m: "(?:" if m.group(3) == ":" else "", masked)
     masked = masked.replace("\\Z", "\\z").replace("\\z", "$")
     re.compile(masked)

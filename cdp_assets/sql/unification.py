@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from cdp_assets.config.models import LoadedConfig
-from cdp_assets.config.unify import CanonicalId, UnifyConfig
+from cdp_assets.config.models import LoadedConfig, PipelineConfig
+from cdp_assets.config.references import is_produced
+from cdp_assets.config.unify import TD_TIME_COLUMN, CanonicalId, UnifyConfig, UnifyTable
 from cdp_assets.sql.dialects import TableRef, quote
 from cdp_assets.sql.regex import pattern_for
 
@@ -116,6 +117,18 @@ class IdPlan:
 DERIVED_PREFIX = "_cdp_id_"
 
 
+def seen_at_column(pipeline: PipelineConfig, table: UnifyTable) -> str | None:
+    """The column that dates a table's rows (first/last seen, a persistent id's leader, a master
+    attribute's default order_by): the first incremental column; else, as Treasure Data does, ``time``
+    for an existing warehouse table; else the incremental field of the source a phase stages it from."""
+    if table.incremental_columns:
+        return table.incremental_columns[0]
+    if not is_produced(pipeline, table):
+        return TD_TIME_COLUMN
+    found = pipeline.source_of_staged_table(table.table)
+    return found[0].incremental_field if found else None
+
+
 def build_id_plans(loaded: LoadedConfig, catalog: str | None = None) -> list[IdPlan]:
     """One plan per id, each after the ids it merges by (their lookups feed its graph)."""
     unify = loaded.unification
@@ -132,8 +145,7 @@ def build_id_plans(loaded: LoadedConfig, catalog: str | None = None) -> list[IdP
         caps = tuple(options.cap_for(k) if k in real_keys else None for k in keys)
         tables = []
         for t in unify.tables_for(cid):
-            found = pipeline.source_of_staged_table(t.table)
-            seen_at = t.incremental_columns[0] if t.incremental_columns else (found[0].incremental_field if found else None)
+            seen_at = seen_at_column(pipeline, t)
             ref = TableRef(t.database or pipeline.stg_schema, t.table, catalog)
             key_columns = [(kc.column, kc.key) for kc in t.key_columns]
             derived = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.config.references import column_references, database_of, is_produced, missing_column_message
+from cdp_assets.config.unify import TD_TIME_COLUMN
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql.dialects import TableRef
 
@@ -37,6 +38,19 @@ def check_unification_inputs(wh: WarehouseResource, loaded: LoadedConfig, catalo
                 "fix database/table in unify.yml, or run the phases that produce it first. Nothing was written."
             )
     columns: dict[str, list[str]] = {}
+    for i, table in enumerate(unify.tables):
+        if table.incremental_columns or is_produced(loaded.pipeline, table):
+            continue
+        # Treasure Data dates an existing table's rows by `time` when incremental_columns is not set.
+        ref = refs[table.alias]
+        columns[table.alias] = wh.columns(ref)
+        if TD_TIME_COLUMN not in {c.lower() for c in columns[table.alias]}:
+            raise UnificationInputError(
+                f"{where}: tables[{i}].incremental_columns: not set, so {ref.display} is dated by its column "
+                f"'{TD_TIME_COLUMN}' (Treasure Data's default for first/last seen, persistent ids and master "
+                f"attributes' order_by), which it does not have; add incremental_columns: [<the column that dates "
+                "its rows>]. Nothing was written."
+            )
     for ref_col in column_references(unify):
         ref = refs[ref_col.alias]
         if ref_col.alias not in columns:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -49,7 +50,44 @@ REGEX_CASES: list[tuple[str, str, bool, bool]] = [
     ("^\\p{L}+$", "h3llo", False, True),
     ("^[^@\\s]+@[^@\\s]+\\.[a-z]{2,}$", "me@example.org", True, True),
     ("^[^@\\s]+@[^@\\s]+\\.[a-z]{2,}$", "me@example.org\n", True, False),
+    # (?i) folds ASCII letters only in Java (RE2 folds Unicode: the Kelvin sign, long s, É)
+    ("(?i)^k$", "\u212a", False, False),
+    ("(?i)^[k]$", "\u212a", False, False),
+    ("(?i)s", "\u017f", False, False),
+    ("(?i)^é$", "É", False, False),
+    ("(?i)^[é]$", "É", False, False),
+    ("(?i)^[a-c]+$", "AbC", True, True),
+    ("(?i)^[x-z]+$", "XyZ", True, True),
+    ("(?i)^[^a]$", "A", False, True),
+    ("^(?i:ab)c$", "ABc", True, True),  # a scoped flag ends with its group
+    ("^(?i:ab)c$", "ABC", False, True),
+    ("^a(?i)b$", "aB", True, True),  # a flag applies from where it stands
+    ("^a(?i)b$", "AB", False, True),
+    ("(?i)^a(?-i)b$", "Ab", True, True),
+    ("(?i)^a(?-i)b$", "AB", False, True),
+    ("(?i)^\\Qa.b\\E$", "A.B", True, True),
+    ("(?i)^\\x41$", "a", True, True),
+    # \v is every vertical space in Java (RE2: the vertical tab only)
+    ("^\\v$", "\u2028", True, False),
 ]
+
+# Java spellings RE2 does not read (it rejects the pattern as written): rewritten, Java's answer.
+JAVA_SPELLING_CASES: list[tuple[str, str, bool]] = [
+    ("^\\p{Alpha}+$", "abc", True),  # POSIX classes are ASCII in Java
+    ("^\\p{Alpha}+$", "é", False),
+    ("^[\\p{Alpha}_]+$", "a_b", True),
+    ("^\\p{Punct}$", "!", True),
+    ("^\\P{Digit}$", "a", True),
+    ("^\\p{IsLu}$", "É", True),
+    ("^\\u00e9$", "é", True),
+    ("^\\h$", "\u00a0", True),
+    ("^\\R$", "\r\n", True),
+    ("^\\e$", "\x1b", True),
+    ("^(?<user>[a-z]+)@x$", "bob@x", True),
+    ("^[\\Q.]\\E]+$", ".]", True),
+]
+
+WORD_BOUNDARY = "\\b word boundary (Java counts Unicode letters and digits as word characters, RE2 ASCII only)"
 
 # Java-only constructs: refused on DuckDB at load, evaluated by Spark (and Treasure Data).
 JAVA_ONLY_CASES: list[tuple[str, str, bool, str]] = [
@@ -61,6 +99,14 @@ JAVA_ONLY_CASES: list[tuple[str, str, bool, str]] = [
     ("^a*+a$", "aaa", False, "possessive quantifier (x*+, x++, x?+)"),
     ("^(?>a+)b$", "aab", True, "atomic group (?>...)"),
     ("abc\\Z", "abc\n", True, "\\Z (end before a final line terminator)"),
+    ("\\bcafé\\b", "café", True, WORD_BOUNDARY),  # é is a word character in Java, not in RE2
+    ("\\bcat\\b", "écat", False, WORD_BOUNDARY),
+    ("(?iu)^é$", "É", True, "(?u) Unicode case folding"),
+    ("(?m)^b$", "a\rb", True, "(?m) multiline mode (Java's line terminators are not RE2's)"),
+    ("(?x)^a b$", "ab", True, "(?x) comments mode"),
+    ("(?U)^\\w$", "é", True, "(?U) Unicode character classes"),
+    ("(?d)^a.$", "a\r", True, "(?d) Unix lines mode"),
+    ("(?i)^\\p{Lower}$", "A", True, "\\p{Lower} under (?i)"),
 ]
 
 
@@ -120,10 +166,16 @@ def duck():
             yield wh
 
 
+def evaluated_cases() -> tuple[list[tuple[str, str]], list[bool]]:
+    """Every pattern an RE2 engine evaluates (as rewritten) with Java's answer."""
+    cases = [(p, v, java) for p, v, java, _ in REGEX_CASES] + JAVA_SPELLING_CASES
+    return [(p, v) for p, v, _ in cases], [java for *_, java in cases]
+
+
 def test_valid_regexp_on_duckdb_means_what_it_means_on_treasure_data(duck):
-    got = evaluate(duck, [(p, v) for p, v, _, _ in REGEX_CASES])
-    expected = [java for _, _, java, _ in REGEX_CASES]
-    assert got == expected, [c for c, g in zip(REGEX_CASES, got) if g != c[2]]
+    cases, expected = evaluated_cases()
+    got = evaluate(duck, cases)
+    assert got == expected, [(c, e) for c, g, e in zip(cases, got, expected) if g != e]
 
 
 def test_without_the_rewrite_duckdb_would_differ_on_the_non_portable_rows(duck):
@@ -137,9 +189,17 @@ def test_without_the_rewrite_duckdb_would_differ_on_the_non_portable_rows(duck):
     assert differs == [not portable for *_, portable in REGEX_CASES]
 
 
+@pytest.mark.parametrize(("pattern", "value", "java"), JAVA_SPELLING_CASES)
+def test_without_the_rewrite_duckdb_would_reject_java_spellings(pattern, value, java):
+    con = duckdb.connect()
+    with pytest.raises(duckdb.Error, match="(?i)invalid|escape|perl|class"):
+        con.execute("SELECT regexp_matches(?, ?)", [value, pattern]).fetchone()
+    assert con.execute("SELECT regexp_matches(?, ?)", [value, pattern_for(pattern)]).fetchone()[0] is java
+
+
 @pytest.mark.parametrize(("pattern", "construct"), sorted({(p, c) for p, _, _, c in JAVA_ONLY_CASES}))
 def test_duckdb_refuses_java_only_constructs_at_load_naming_key_construct_and_engine(pattern, construct, tmp_path):
-    assert unsupported_constructs(pattern, "duckdb") == [construct]
+    assert set(unsupported_constructs(pattern, "duckdb")) == {construct}
     assert unsupported_constructs(pattern, "databricks") == [] and unsupported_constructs(pattern, "treasure_data") == []
     from cdp_assets_tests.config.test_config import valid_config, write_yaml
 
@@ -156,8 +216,14 @@ def test_duckdb_refuses_java_only_constructs_at_load_naming_key_construct_and_en
 
 
 def test_portable_patterns_are_never_refused():
-    for pattern, *_ in REGEX_CASES:
+    for pattern, *_ in [*REGEX_CASES, *JAVA_SPELLING_CASES]:
         assert unsupported_constructs(pattern, "duckdb") == [], pattern
+
+
+def test_a_pattern_refused_on_duckdb_is_evaluated_as_written_elsewhere():
+    # Only Java-style engines evaluate it, and they read it as written.
+    for pattern, *_ in JAVA_ONLY_CASES:
+        assert pattern_for(pattern) == pattern
 
 
 def test_epoch_time_bigint_and_text_on_duckdb(duck):
@@ -183,9 +249,11 @@ def spark():
         stop_spark_session()
 
 
+@pytest.mark.spark
 def test_valid_regexp_and_epoch_time_on_local_spark(spark):
-    cases = [(p, v) for p, v, _, _ in REGEX_CASES] + [(p, v) for p, v, _, _ in JAVA_ONLY_CASES]
-    expected = [java for _, _, java, _ in REGEX_CASES] + [java for _, _, java, _ in JAVA_ONLY_CASES]
+    cases, expected = evaluated_cases()
+    cases += [(p, v) for p, v, _, _ in JAVA_ONLY_CASES]
+    expected += [java for _, _, java, _ in JAVA_ONLY_CASES]
     got = evaluate(spark, cases)
     assert got == expected, [c for c, g, e in zip(cases, got, expected) if g != e]
     assert_times(evaluate_times(spark))
@@ -205,8 +273,9 @@ def test_valid_regexp_and_epoch_time_on_the_treasure_data_fake():
         wh = TreasureDataWarehouse(apikey=key, endpoint=url, database="cdp_src", job_poll_seconds=0.01, retry_backoff_seconds=0.01)
         # The fake runs Trino's SQL on DuckDB (RE2): the patterns as evaluated give Java's answers
         # there too, as on Treasure Data (Java-only constructs are the fake's limit, not TD's).
-        got = evaluate(wh, [(p, v) for p, v, _, _ in REGEX_CASES])
-        assert got == [java for _, _, java, _ in REGEX_CASES], [c for c, g in zip(REGEX_CASES, got) if g != c[2]]
+        cases, expected = evaluated_cases()
+        got = evaluate(wh, cases)
+        assert got == expected, [(c, e) for c, g, e in zip(cases, got, expected) if g != e]
         assert_times(evaluate_times(wh))
     finally:
         fake.stop()
@@ -251,6 +320,7 @@ def partition(df: pd.DataFrame, id_col: str, row_key: str) -> set[frozenset]:
     return {frozenset(g) for g in groups.values()}
 
 
+@pytest.mark.spark
 def test_ids_merged_from_ids_on_local_spark_equal_duckdb(spark, duck, tmp_path):
     from cdp_assets_tests.unify.test_td_compat import unification_only_project
 

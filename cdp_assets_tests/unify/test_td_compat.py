@@ -20,6 +20,7 @@ from cdp_assets.config.loader import REPO_ROOT
 from cdp_assets.config.variables import env_name
 from cdp_assets.render import render
 from cdp_assets.sql.dialects import get_dialect
+from cdp_assets.sql.unification import canonical_id_expr
 from cdp_assets_tests.conftest import check_results, run_pipeline, warehouse_for
 
 # The example of a unification on existing tables: its unify.yml is a TD template whose names
@@ -289,3 +290,60 @@ def test_epoch_time_and_several_incremental_columns_equal_a_full_refresh(tmp_pat
     full = warehouse_for(fresh).fetch('SELECT * FROM "cdp_unification_inc"."unified_id_lookup"').set_index("id")
     cols = ["unified_id", "id_key_type", "id_first_seen_at", "id_last_seen_at"]
     pd.testing.assert_frame_equal(after.sort_index()[cols], full.sort_index()[cols])
+
+
+# ---------------------------------------------------------------------------- `time` by default
+
+DEFAULT_TIME_UNIFY = """\
+name: dated
+keys:
+  - {name: td_client_id, invalid_texts: ['']}
+  - {name: email, invalid_texts: ['', null]}
+tables:
+  - database: acme_crm
+    table: events   # no incremental_columns: dated by its `time` column, as on Treasure Data
+    key_columns:
+      - {column: td_client_id, key: td_client_id}
+      - {column: email, key: email}
+persistent_ids:
+  - name: pid
+    merge_by_keys: [td_client_id, email]
+    merge_iterations: 5
+master_tables:
+  - name: pid_master
+    persistent_id: pid
+    attributes:
+      - name: td_client_id
+        source_columns: [{table: events, order: first}]
+"""
+
+
+def test_an_existing_table_without_incremental_columns_is_dated_by_time(tmp_path: Path, instance) -> None:
+    # c2 is seen first although c1 is the smaller value: dated by `time`, c2 leads the persistent id
+    # and is the first value of the master attribute (order_by defaults to time).
+    write_incremental_tables(tmp_path / "cdp.duckdb", [("c1", "a@x.com", 1700000100, 1), ("c2", "a@x.com", 1700000000, 2)], [])
+    loaded = load_config(unification_only_project(tmp_path, {}, DEFAULT_TIME_UNIFY))
+    assert run_pipeline(loaded, instance).success
+    wh = warehouse_for(loaded)
+    lookup = wh.fetch('SELECT * FROM "cdp_unification_dated"."pid_lookup"').set_index("id")
+    assert lookup.loc["c2", "id_first_seen_at"] == pd.Timestamp("2023-11-14 22:13:20")
+    led_by_c2 = wh.fetch("SELECT " + canonical_id_expr("'td_client_id'", "'c2'") + " AS id")["id"][0]
+    assert lookup.loc["c1", "pid"] == lookup.loc["c2", "pid"] == led_by_c2
+    master = wh.fetch('SELECT * FROM "cdp_unification_dated"."pid_master"')
+    assert list(master["td_client_id"]) == ["c2"]
+
+
+def test_an_existing_table_without_time_or_incremental_columns_fails_at_the_start(tmp_path: Path, instance) -> None:
+    con = duckdb.connect(str(tmp_path / "cdp.duckdb"))
+    con.execute("CREATE SCHEMA acme_crm")
+    con.execute("CREATE TABLE acme_crm.events (td_client_id VARCHAR, email VARCHAR, updated_at TIMESTAMP)")
+    con.close()
+    loaded = load_config(unification_only_project(tmp_path, {}, DEFAULT_TIME_UNIFY))
+    result = run_pipeline(loaded, instance)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.error)
+    assert "tables[0].incremental_columns" in message and "'time'" in message and "add incremental_columns" in message
+    wh = warehouse_for(loaded)
+    with wh.session():
+        assert wh.list_tables("cdp_unification_dated") == []
