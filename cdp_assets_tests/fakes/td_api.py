@@ -231,12 +231,16 @@ class FakeTreasureData:
         (db,) = args
         self._need_db(db)
         out = []
+        # One catalog query for every table of the database (one per table made listing slow).
+        by_table: dict[str, list] = {}
+        for t, c, ty in self._db.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
+            "ORDER BY table_name, ordinal_position",
+            [db],
+        ).fetchall():
+            by_table.setdefault(t, []).append((c, ty))
         for t in self._tables(db):
-            cols = self._db.execute(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-                [db, t],
-            ).fetchall()
-            schema = [[c, _td_type(ty), c] for c, ty in cols if c != "time"]
+            schema = [[c, _td_type(ty), c] for c, ty in by_table.get(t, []) if c != "time"]
             count = self._db.execute(f"SELECT COUNT(*) FROM {_q(db)}.{_q(t)}").fetchone()[0]
             out.append({"name": t, "type": "log", "count": count, "schema": json.dumps(schema), "estimated_storage_size": 0})
         return {"tables": out, "database": db}
