@@ -472,6 +472,14 @@ class UnifyConfig(_Strict):
         """One line per place where this config runs differently from Treasure Data (where we
         deliberately go beyond it); the run logs them."""
         lines = []
+        used = {kc.key for t in self.tables for kc in t.key_columns}
+        for i, key in enumerate(self.keys):
+            if key.name not in used:
+                lines.append(
+                    f"keys[{i}].name: key {key.name!r} is declared but no table's key_columns uses it, so it links "
+                    "nothing; Treasure Data's documentation does not say what TD does with such a key (map a column "
+                    "to it or remove it)"
+                )
         for cid in self.all_ids:
             if cid.merge_iterations is None:
                 lines.append(

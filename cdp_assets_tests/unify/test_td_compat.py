@@ -173,6 +173,18 @@ def test_going_beyond_treasure_data_loads_and_says_how_td_would_differ(tmp_path:
     assert all("Treasure Data would stop after 3 iterations" in line for line in lines[:-1])
 
 
+def test_a_key_no_table_uses_loads_and_the_run_log_names_it(tmp_path: Path) -> None:
+    # TD's documentation does not say what TD does with such a key: we load it and say so, naming it.
+    text = TEMPLATE_UNIFY.replace("tables:\n", "  - name: phone\n    invalid_texts: ['']\ntables:\n", 1)
+    assert text != TEMPLATE_UNIFY
+    unify = load_config(unification_only_project(tmp_path, unify_text=text)).unification
+    unused = [line for line in unify.differences_from_td() if line.startswith("keys[")]
+    assert unused == [
+        "keys[3].name: key 'phone' is declared but no table's key_columns uses it, so it links nothing; Treasure "
+        "Data's documentation does not say what TD does with such a key (map a column to it or remove it)"
+    ]
+
+
 def test_a_missing_existing_table_fails_at_the_start_naming_it(tmp_path: Path, instance) -> None:
     write_existing_tables(tmp_path / "cdp.duckdb")
     con = duckdb.connect(str(tmp_path / "cdp.duckdb"))
