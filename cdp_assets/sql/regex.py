@@ -395,7 +395,8 @@ def check_syntax(pattern: str) -> None:
     masked = re.sub(r"\\[pP]\{[^}]*\}", "x", pattern)
     masked = re.sub(r"\\Q.*?(\\E|$)", "x", masked, flags=re.S)
     masked = re.sub(r"([*+?}])\+", r"\1", masked)  # possessive quantifiers: Java syntax
-    masked = re.sub(r"\\[hHvVRXe]|\\c.|\\k<[^>]*>|\\N\{[^}]*\}", "x", masked)  # Java escapes Python lacks
+    masked = re.sub(r"\\[hHvVRXeG]|\\c.|\\k<[^>]*>|\\N\{[^}]*\}|\\x\{[0-9a-fA-F]+\}|\\[pP][A-Za-z]", "x", masked)
+    masked = re.sub(r"\(\?<([a-zA-Z][a-zA-Z0-9]*)>", r"(?P<\1>", masked)  # Java's named group
     masked = re.sub(r"\(\?([a-zA-Z]*)(-[a-zA-Z]*)?([):])", lambda m: "(?:" if m.group(3) == ":" else "", masked)
     masked = masked.replace("\\Z", "\\z").replace("\\z", "$")
     re.compile(masked)

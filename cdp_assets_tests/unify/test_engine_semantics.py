@@ -20,7 +20,7 @@ from cdp_assets.config import ConfigError, load_config
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.regex import pattern_for, unsupported_constructs
+from cdp_assets.sql.regex import check_syntax, pattern_for, unsupported_constructs
 from cdp_assets.sql.unification import time_expr
 
 # (pattern, value, Java's answer). Rows marked portable mean the same in RE2 and Java as they are.
@@ -218,6 +218,13 @@ def test_duckdb_refuses_java_only_constructs_at_load_naming_key_construct_and_en
 def test_portable_patterns_are_never_refused():
     for pattern, *_ in [*REGEX_CASES, *JAVA_SPELLING_CASES]:
         assert unsupported_constructs(pattern, "duckdb") == [], pattern
+
+
+def test_every_java_pattern_passes_the_syntax_check_at_load():
+    # Refusing a construct is the engine check's job (it names the construct); the syntax check
+    # must accept every pattern Java accepts.
+    for pattern, *_ in [*REGEX_CASES, *JAVA_SPELLING_CASES, *JAVA_ONLY_CASES, ("\\x{2028}\\pL\\G", "", True)]:
+        check_syntax(pattern)
 
 
 def test_a_pattern_refused_on_duckdb_is_evaluated_as_written_elsewhere():
