@@ -358,18 +358,12 @@ def _scan(pattern: str) -> tuple[list[Construct], str]:
                 scan.out.append(_LINE_END)
             elif c == ".":
                 scan.out.append(_ANY if mode.dotall else _NOT_LINE_TERMINATOR)
-            elif mode.fold and c.isascii() and c.isalpha() and not _in_quantifier(pattern, i):
+            elif mode.fold and c.isascii() and c.isalpha():
                 scan.out.append(_literal(c, mode))
             else:
                 scan.out.append(c)
             i += 1
     return scan.lacking, "".join(scan.out)
-
-
-def _in_quantifier(pattern: str, i: int) -> bool:
-    """Whether ``pattern[i]`` is inside a ``{n,m}`` quantifier (no letters there, but be safe)."""
-    start = pattern.rfind("{", 0, i)
-    return start >= 0 and pattern.find("}", start) > i and re.fullmatch(r"[\d,]*", pattern[start + 1 : i]) is not None
 
 
 def unsupported_constructs(pattern: str, engine: str) -> list[str]:
