@@ -341,30 +341,3 @@ def test_ids_merged_from_ids_on_local_spark_equal_duckdb(spark, duck, tmp_path):
     marketing = partition(duck_out["site_aaa"], "marketing_id", "td_client_id")
     assert frozenset({"c1", "c2", "c3"}) in marketing
 
-
-def test_ids_merged_from_ids_on_the_treasure_data_fake_equal_duckdb(duck, tmp_path):
-    from cdp_assets.engines.treasure_data import TreasureDataWarehouse
-    from cdp_assets_tests.fakes.td_api import FakeTreasureData
-    from cdp_assets_tests.unify.test_td_compat import unification_only_project
-
-    loaded = load_config(unification_only_project(tmp_path))
-    duck_out = unify_existing_tables(duck, loaded)
-    key = "4321/" + "9f3c" * 10
-    fake = FakeTreasureData(key)
-    url = fake.start()
-    try:
-        wh = TreasureDataWarehouse(
-            apikey=key, endpoint=url, database="cdp_src", job_poll_seconds=0.01, retry_backoff_seconds=0.01
-        )
-        td_out = unify_existing_tables(wh, loaded)
-    finally:
-        fake.stop()
-    for cid in ("browser_id", "email_id", "marketing_id", "household_id", "person_id"):
-        for alias, row_key in (("site_aaa", "td_client_id"), ("contacts", "email")):
-            if cid not in duck_out[alias]:
-                continue
-            assert partition(duck_out[alias], cid, row_key) == partition(td_out[alias], cid, row_key), (alias, cid)
-            # the same id values, not only the same groups
-            assert sorted(duck_out[alias][cid].dropna()) == sorted(td_out[alias][cid].dropna()), (alias, cid)
-    marketing = partition(td_out["site_aaa"], "marketing_id", "td_client_id")
-    assert frozenset({"c1", "c2", "c3"}) in marketing

@@ -20,7 +20,7 @@ from cdp_assets.config.loader import REPO_ROOT
 from cdp_assets.config.variables import env_name
 from cdp_assets.render import render
 from cdp_assets.sql.dialects import get_dialect
-from cdp_assets.sql.unification import canonical_id_expr
+from cdp_assets.sql.unification import build_id_plans, canonical_id_expr
 from cdp_assets_tests.conftest import check_results, run_pipeline, warehouse_for
 
 # The example of a unification on existing tables: its unify.yml is a TD template whose names
@@ -330,13 +330,17 @@ master_tables:
 """
 
 
-def test_an_existing_table_without_incremental_columns_is_dated_by_time(tmp_path: Path, instance) -> None:
+def test_an_existing_table_without_incremental_columns_is_dated_by_time(tmp_path: Path) -> None:
+    from cdp_assets_tests.unify.test_td_corpus import run_unification
+
     # c2 is seen first although c1 is the smaller value: dated by `time`, c2 leads the persistent id
     # and is the first value of the master attribute (order_by defaults to time).
     write_incremental_tables(tmp_path / "cdp.duckdb", [("c1", "a@x.com", 1700000100, 1), ("c2", "a@x.com", 1700000000, 2)], [])
     loaded = load_config(unification_only_project(tmp_path, {}, DEFAULT_TIME_UNIFY))
-    assert run_pipeline(loaded, instance).success
+    assert [t.seen_at for p in build_id_plans(loaded) for t in p.tables] == ["time"]
     wh = warehouse_for(loaded)
+    with wh.session():
+        run_unification(wh, loaded)
     lookup = wh.fetch('SELECT * FROM "cdp_unification_dated"."pid_lookup"').set_index("id")
     assert lookup.loc["c2", "id_first_seen_at"] == pd.Timestamp("2023-11-14 22:13:20")
     led_by_c2 = wh.fetch("SELECT " + canonical_id_expr("'td_client_id'", "'c2'") + " AS id")["id"][0]

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from cdp_assets.config import load_config
+from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets_tests.unify.test_td_compat import unification_only_project
@@ -53,7 +54,7 @@ def key_value(key: str, row: int) -> str:
     return f"{key}_{row % 4}"
 
 
-def seed_tables(wh: DuckDBWarehouse, unify) -> None:
+def seed_tables(wh: WarehouseResource, unify) -> None:
     """Every table the file names, with the columns it reads and TD's epoch `time`."""
     for table in unify.tables:
         keys = {kc.column: kc.key for kc in table.key_columns}
@@ -80,7 +81,7 @@ def seed_tables(wh: DuckDBWarehouse, unify) -> None:
         wh.replace_with_dataframe(ref, frame.astype({"time": "int64", "seq": "int64"}))
 
 
-def run_unification(wh: DuckDBWarehouse, loaded) -> None:
+def run_unification(wh: WarehouseResource, loaded) -> None:
     """Every id after the ids it merges by, the enriched tables, then the master tables."""
     from cdp_assets.assets.unification import enrich_tables, enriched_ref, master_id_tables
     from cdp_assets.sql import unification as u
@@ -141,3 +142,55 @@ def test_a_td_style_unify_yml_loads_unchanged_and_runs_on_duckdb(path: Path, tmp
             ids = wh.fetch(f'SELECT DISTINCT "{master.id_name}" AS v FROM "{unify.schema}"."{master.id_name}_lookup"')
             assert rows[master.id_name].is_unique and set(rows[master.id_name]) == set(ids["v"]), master.name
             assert rows.drop(columns=[master.id_name]).notna().any().any(), master.name
+
+
+def unification_tables(wh: WarehouseResource, unify) -> dict[str, pd.DataFrame]:
+    """Every lookup, enriched table and master table, rows in a stable order."""
+    names = [f"{c.name}_lookup" for c in unify.all_ids] + [f"enriched_{t.alias}" for t in unify.tables]
+    names += [m.name for m in unify.master_tables]
+    out = {}
+    for name in names:
+        df = wh.fetch(f'SELECT * FROM "{unify.schema}"."{name}"')
+        df = df[sorted(c for c in df.columns if c != "time")]
+        out[name] = df.map(cell_text).sort_values(list(df.columns)).reset_index(drop=True)
+    return out
+
+
+def cell_text(value) -> str | None:
+    """A cell as text, arrays element by element (engines return lists or numpy arrays)."""
+    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
+        return "[" + ", ".join(str(v) for v in list(value)) + "]"
+    return None if value is None or pd.isna(value) else str(value)
+
+
+@pytest.mark.parametrize("stem", ["06_ids_from_ids", "08_persistent_from_persistent"])
+def test_ids_merged_from_ids_on_the_treasure_data_fake_equal_duckdb(stem: str, tmp_path: Path) -> None:
+    # merge_by_canonical_ids (06) and merge_by_persistent_ids with source_*_id attributes (08):
+    # the Treasure Data fake (Trino's SQL) gives the same ids, enriched rows and master rows.
+    from cdp_assets.engines.treasure_data import TreasureDataWarehouse
+    from cdp_assets_tests.fakes.td_api import FakeTreasureData
+
+    path = next(p for p in CORPUS if p.stem == stem)
+    loaded = load_config(unification_only_project(tmp_path, VARIABLES, path.read_text(encoding="utf-8")))
+    unify = loaded.unification
+    duck = DuckDBWarehouse(path=str(tmp_path / "corpus.duckdb"))
+    with duck.session():
+        seed_tables(duck, unify)
+        run_unification(duck, loaded)
+        expected = unification_tables(duck, unify)
+    key = "4321/" + "9f3c" * 10
+    fake = FakeTreasureData(key)
+    url = fake.start()
+    try:
+        td = TreasureDataWarehouse(
+            apikey=key, endpoint=url, database="cdp_src", job_poll_seconds=0.01, retry_backoff_seconds=0.01
+        )
+        seed_tables(td, unify)
+        run_unification(td, loaded)
+        got = unification_tables(td, unify)
+    finally:
+        fake.stop()
+    assert got.keys() == expected.keys()
+    for name in expected:
+        columns = [c for c in expected[name].columns if not c.endswith("_at")]  # timestamps: engine types
+        pd.testing.assert_frame_equal(got[name][columns], expected[name][columns], obj=name)
