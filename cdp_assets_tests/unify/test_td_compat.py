@@ -335,7 +335,8 @@ def test_an_existing_table_without_incremental_columns_is_dated_by_time(tmp_path
 
     # c2 is seen first although c1 is the smaller value: dated by `time`, c2 leads the persistent id
     # and is the first value of the master attribute (order_by defaults to time).
-    write_incremental_tables(tmp_path / "cdp.duckdb", [("c1", "a@x.com", 1700000100, 1), ("c2", "a@x.com", 1700000000, 2)], [])
+    events = [("c1", "a@x.com", 1700000100, 1), ("c2", "a@x.com", 1700000000, 2)]
+    write_incremental_tables(tmp_path / "cdp.duckdb", events, [])
     loaded = load_config(unification_only_project(tmp_path, {}, DEFAULT_TIME_UNIFY))
     assert [t.seen_at for p in build_id_plans(loaded) for t in p.tables] == ["time"]
     wh = warehouse_for(loaded)

@@ -100,7 +100,8 @@ def run_unification(wh: WarehouseResource, loaded) -> None:
     for master in unify.master_tables:
         plan = by_name[master.id_name]
         id_tables = master_id_tables(master, plan, by_name)
-        aliases = {sc.table for a in master.attributes for sc in a.source_columns} | {t for ts in id_tables.values() for t in ts}
+        aliases = {sc.table for a in master.attributes for sc in a.source_columns}
+        aliases |= {t for ts in id_tables.values() for t in ts}
         enriched = {a: enriched_ref(unify.schema, a) for a in aliases}
         rules = TableRef(unify.schema, f"{master.name}_attribute_rules")
         wh.replace_with_dataframe(rules, master_rules_frame(master))
