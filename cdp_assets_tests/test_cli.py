@@ -93,9 +93,9 @@ def test_exit_codes_of_a_finished_run(success, severities, code):
 
 def test_the_exit_codes_are_the_documented_ones():
     assert (exit_codes.OK, exit_codes.FAILED, exit_codes.CONFIG_ERROR, exit_codes.SUCCEEDED_WITH_WARNINGS) == (0, 1, 2, 3)
-    readme = (REPO_ROOT / "README.md").read_text()
+    documented = (REPO_ROOT / "docs" / "commands.md").read_text()
     for code, meaning in ((0, "success"), (1, "failed"), (2, "configuration"), (3, "WARN")):
-        assert any(line.startswith(f"| {code} |") and meaning in line for line in readme.splitlines()), (code, meaning)
+        assert any(line.startswith(f"| {code} |") and meaning in line for line in documented.splitlines()), (code, meaning)
 
 
 @pytest.mark.parametrize("engine", ["treasure_data", "databricks"])
