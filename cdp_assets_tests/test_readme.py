@@ -136,15 +136,20 @@ def test_every_readme_command_runs_on_a_fresh_checkout_and_writes_what_the_readm
     ran = []
     for assignments, argv in readme_commands(text):
         cmd = _translate(argv, outputs)
-        done = subprocess.run(cmd, cwd=checkout, env={**env, **assignments}, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+        done = subprocess.run(
+            cmd, cwd=checkout, env={**env, **assignments}, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, (
+            f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+        )
         ran.append((argv, assignments, done.stdout))
 
     first = ran[0][2]
     # "It writes:" the files listed under the first command, in the checkout.
     writes = text.split("It writes:", 1)[1].split("\n## ", 1)[0]
     listed = sorted(set(re.findall(r"`(\.cdp/[^`\s]+)`", writes)))
-    assert {".cdp/report.md", ".cdp/report_unified_id.png", ".cdp/acme.duckdb", ".cdp/dagster_home"} <= set(listed), listed
+    expected = {".cdp/report.md", ".cdp/report_unified_id.png", ".cdp/acme.duckdb", ".cdp/dagster_home"}
+    assert expected <= set(listed), listed
     for path in listed:
         assert (checkout / path).exists(), f"the README says the run writes {path}"
     # "the whole graph has 30 assets in five groups"
@@ -159,10 +164,12 @@ def test_every_readme_command_runs_on_a_fresh_checkout_and_writes_what_the_readm
     # render-sql wrote one folder per phase
     rendered = next(out for argv, _, out in ran if "render-sql" in argv)
     folder = outputs / "sql"
-    assert f"to {folder} (" in rendered and sorted(p.name for p in folder.iterdir()) == ["hist_union", "staging", "unification"]
+    assert f"to {folder} (" in rendered
+    assert sorted(p.name for p in folder.iterdir()) == ["hist_union", "staging", "unification"]
     # the explain examples name identifiers and a canonical id that the bundled example holds
     explained = [out for argv, _, out in ran if "explain" in argv]
-    assert len(explained) == 2 and "share it" in explained[0] and explained[1].startswith("unified_id 8153a9d5842b67983e4145d3e2862eec:")
+    assert len(explained) == 2 and "share it" in explained[0], explained
+    assert explained[1].startswith("unified_id 8153a9d5842b67983e4145d3e2862eec:"), explained[1]
     # the DuckDB one-liner lists the tables
     tables = next(out for argv, _, out in ran if argv[0] == ".venv/bin/python")
     assert "acme_src" in tables and "ingestion_log" in tables, tables
