@@ -113,6 +113,7 @@ def test_render_sql_needs_no_credentials_and_explain_names_the_variable_in_one_l
     assert err == f"error: set the environment variable(s) {expected} for engine {engine!r}\n"
 
 
+@pytest.mark.kills  # SIGKILLs a `cdp-assets run` process mid-way, as the kill harness does
 def test_a_run_killed_mid_way_is_marked_failed_by_the_next_run_which_says_so(tmp_path, monkeypatch, capsys):
     config = write_project(tmp_path / "p", records=30)
     home = tmp_path / "home"
