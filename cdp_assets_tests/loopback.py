@@ -1,6 +1,7 @@
 """An HTTP server on 127.0.0.1, on a free port, served from a daemon thread and stopped by the
 test: the part every fake HTTP API of the tests shares (Treasure Data's, the Databricks
-workspace's Files API, the REST source's shop). Each fake only says how to answer a request."""
+workspace's Files API, the REST source's shop, the alerts' webhook and Slack). Each fake only
+says how to answer a request."""
 
 from __future__ import annotations
 
