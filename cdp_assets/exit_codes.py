@@ -1,4 +1,4 @@
-"""The exit codes of every `cdp-assets` command (one convention, documented in the README).
+"""The exit codes of every `cdp-assets` command (one convention, documented in docs/commands.md).
 
 - ``OK`` (0): success, every check passed (or there was nothing to check).
 - ``FAILED`` (1): the run failed, or a check of severity ERROR failed, or (validate, init) a

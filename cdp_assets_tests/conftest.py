@@ -20,7 +20,9 @@ EXAMPLE = REPO_ROOT / "examples" / "acme"
 
 # Tests that use these fixtures start a slow real part; they get its marker, so that
 # `pytest -m "not spark and not browser and not postgres and not kills"` is the fast suite.
-MARKER_OF_FIXTURE = {"spark_dir": "spark", "postgres": "postgres"}
+# (`spark`: the module fixture of unify/test_engine_semantics.py; a test that asks for a fixture
+# only at run time, with request.getfixturevalue, is marked by hand.)
+MARKER_OF_FIXTURE = {"spark_dir": "spark", "spark": "spark", "spark_wh": "spark", "postgres": "postgres"}
 
 
 def pytest_collection_modifyitems(items):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from dagster import DagsterEventType, DagsterInstance, build_run_status_sensor_context, build_sensor_context
@@ -14,29 +13,22 @@ from cdp_assets.config import load_config
 from cdp_assets.config.loader import REPO_ROOT
 from cdp_assets.definitions import build_definitions
 from cdp_assets_tests.conftest import check_results, run_pipeline, write_project
+from cdp_assets_tests.loopback import LoopbackServer
 
 
 @pytest.fixture
 def receiver(monkeypatch):
     received: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's naming
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(json.loads(body))
-            self.send_response(200)
-            self.end_headers()
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        received.append(json.loads(h.rfile.read(int(h.headers["Content-Length"]))))
+        h.send_response(200)
+        h.end_headers()
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("CDP_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/hook")
+    server = LoopbackServer(handle, methods=("POST",))
+    monkeypatch.setenv("CDP_ALERT_WEBHOOK_URL", f"{server.start()}/hook")
     yield received
-    server.shutdown()
-    server.server_close()
+    server.stop()
 
 
 def run_failure_alerts(defs, instance, result):
@@ -114,25 +106,19 @@ def slack_api():
     """A loopback stand-in for Slack's Web API: records chat.postMessage calls."""
     calls: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's naming
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            calls.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": json.loads(body or b"{}")})
-            out = json.dumps({"ok": True, "channel": "C1", "ts": "1.0"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        calls.append({"path": h.path, "auth": h.headers.get("Authorization"), "body": json.loads(body or b"{}")})
+        out = json.dumps({"ok": True, "channel": "C1", "ts": "1.0"}).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(out)))
+        h.end_headers()
+        h.wfile.write(out)
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/api/", calls
-    server.shutdown()
-    server.server_close()
+    server = LoopbackServer(handle, methods=("POST",))
+    yield f"{server.start()}/api/", calls
+    server.stop()
 
 
 def test_alerts_go_to_a_slack_channel_through_dagster_slack_without_logging_the_token(slack_api, monkeypatch, caplog):

@@ -41,13 +41,16 @@ DEFAULT_CONFIG = REPO_ROOT / "examples" / "acme" / "cdp.yml"
 
 # Extra advice for the errors users meet most often; pydantic's own text says what is wrong,
 # these say what to do.
+_MAPPING_HINT = (
+    "write a mapping of fields here (name: value lines), see the configuration reference in docs/configuration.md"
+)
 _HINTS = {
-    "extra_forbidden": "remove it or check its spelling against the configuration reference in README.md",
+    "extra_forbidden": "remove it or check its spelling against the configuration reference in docs/configuration.md",
     "missing": "add this field",
     "union_tag_invalid": "use one of the listed kinds",
     "literal_error": "use one of the listed values",
-    "model_type": "write a mapping of fields here (name: value lines), see the configuration reference in README.md",
-    "model_attributes_type": "write a mapping of fields here (name: value lines), see the configuration reference in README.md",
+    "model_type": _MAPPING_HINT,
+    "model_attributes_type": _MAPPING_HINT,
     "dict_type": "write a mapping here (name: value lines)",
     "list_type": "write a list here (lines starting with '- ')",
 }

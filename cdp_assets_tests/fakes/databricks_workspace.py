@@ -22,8 +22,10 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlparse
+
+from cdp_assets_tests.loopback import LoopbackServer
 
 MAX_UPLOAD_BYTES = 5 * 1024**3
 MAX_PAGE_SIZE = 1000
@@ -49,30 +51,17 @@ class FakeDatabricksWorkspace:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LoopbackServer | None = None
 
     # ---------------------------------------------------------------- server
 
     def start(self) -> str:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _serve(self) -> None:
-                fake._handle(self)
-
-            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _serve
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._server = LoopbackServer(self._handle)
+        return self._server.start()
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
 
     # ---------------------------------------------------------------- requests
 

@@ -27,13 +27,15 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlparse
 
 import duckdb
 import msgpack
 import pandas as pd
 import sqlglot
+
+from cdp_assets_tests.loopback import LoopbackServer
 
 _DUCK_TYPES = {"int": "BIGINT", "long": "BIGINT", "double": "DOUBLE", "float": "DOUBLE", "boolean": "BOOLEAN", "string": "VARCHAR"}
 _JOB_DIALECT = {"presto": "trino", "trino": "trino", "hive": "hive"}
@@ -88,34 +90,18 @@ class FakeTreasureData:
         self._held: list[str] = []
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status answered)
         self.seen_headers: list[dict] = []
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LoopbackServer | None = None
 
     # ---------------------------------------------------------------- control
 
     def start(self) -> str:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body leave at once, not 40 ms apart
-
-            def log_message(self, *args):  # quiet: the tests read `requests`
-                pass
-
-            def _serve(self):
-                fake._handle(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        # keep-alive: pytd's client keeps its connection open between requests, as on TD
+        self._server = LoopbackServer(self._handle, methods=("GET", "POST", "PUT", "DELETE"), keep_alive=True)
+        return self._server.start()
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def fail_requests(self, status: int, times: int = 1, path_prefix: str = "/") -> None:
