@@ -350,3 +350,64 @@ def test_every_output_has_its_declared_type(wh, joined):
     assert (types["source_system"], types["load_timestamp"]) == ("VARCHAR", "TIMESTAMP")
     # the casts are in the statement every dialect runs
     assert "CAST(" in get_dialect("spark").render(staging_sql(src, wh.columns(src), {"n": ALL_RULES["number"]}))
+
+
+# ---------------------------------------------------------------------------- the assets and the report
+
+def test_staging_assets_profile_json_join_and_report_rule_counts(tmp_path):
+    """The staging assets in-process on DuckDB: a json rule without paths is profiled, the
+    join's dimension is built first and joined, the table's null tokens and metadata columns
+    apply, and the report shows each rule's parsed / no-input / unparseable counts."""
+    import types
+
+    import yaml
+    from dagster import DagsterInstance, materialize
+
+    from cdp_assets.assets.report import _staging_rule_lines
+    from cdp_assets.assets.staging import build_staging_asset, staging_ref
+    from cdp_assets.assets.hist_union import hist_union_ref
+
+    (tmp_path / "data").mkdir()
+    raw = _config(
+        staging={
+            "shop_customers": {
+                "attrs": {"rule": "json", "columns": ["attrs"], "depth": 1},
+                "opt_in": {"rule": "boolean", "columns": ["opt_in"]},
+            },
+            "shop_products": {"price": {"rule": "number", "columns": ["price"], "decimal_comma": True}},
+        },
+        staging_tables={"shop_customers": {
+            "null_tokens": ["?"],
+            "metadata_columns": True,
+            "join": [{"table": "shop_products", "on": {"product": "sku"}, "columns": ["title", "cleaned_price"]}],
+        }},
+    )
+    raw["sources"][0]["connector"]["path"] = "data"
+    raw["engine"] = {"duckdb": {"path": str(tmp_path / "wh.duckdb")}}
+    (tmp_path / "cdp.yml").write_text(yaml.safe_dump(raw))
+    loaded = load_config(tmp_path / "cdp.yml")
+    (source, customers), (_, products) = loaded.pipeline.source_objects()
+    wh = DuckDBWarehouse(path=str(loaded.duckdb_path))
+    with wh.session():
+        df = pd.DataFrame({
+            "id": ["1", "2", "3"], "product": ["p1", " P1", "x"], "opt_in": ["yes", "?", "maybe"],
+            "attrs": [json.dumps({"plan": "gold", "colour code": "red"}), json.dumps({"plan": "silver", "tags": [1]}), "?"],
+        }).astype("string")
+        df["_cdp_loaded_at"] = pd.Series([pd.Timestamp("2024-06-01")] * 3, dtype="datetime64[us]")
+        wh.write_dataframe(hist_union_ref(loaded, source, customers), df)
+        wh.write_dataframe(hist_union_ref(loaded, source, products),
+                           pd.DataFrame({"sku": ["P1"], "title": ["Lamp"], "price": ["1.234,5"]}).astype("string"))
+    assets = [build_staging_asset(loaded, source, customers), build_staging_asset(loaded, source, products)]
+    instance = DagsterInstance.ephemeral()
+    result = materialize(assets, resources={"warehouse": DuckDBWarehouse(path=str(loaded.duckdb_path))}, instance=instance)
+    assert result.success
+    with wh.session():
+        t = wh.fetch(f"SELECT * FROM {staging_ref(loaded, source, customers).sql}").set_index("id")
+    assert t.loc["1", "attrs_plan"] == "gold" and t.loc["1", "attrs_colour_code"] == "red" and list(t.loc["2", "attrs_tags"]) == ["1"]
+    assert t.loc["2", "title_dim"] == "Lamp" and t.loc["1", "cleaned_price_dim"] == 1234.5 and pd.isna(t.loc["3", "title_dim"])
+    assert (t["source_system"] == "shop").all() and (t["load_timestamp"] == pd.Timestamp("2024-06-01")).all()
+    keys = [a.key for a in assets]
+    lines = _staging_rule_lines(types.SimpleNamespace(instance=instance), loaded, keys)
+    # "?" is the table's null token: no input, not unparseable; "maybe" is unparseable
+    assert "| `shop_customers_stg` | `cleaned_opt_in` | boolean | 1 | 1 | 1 | 50.0 |" in lines
+    assert "| `shop_products_stg` | `cleaned_price` | number | 1 | 0 | 0 | 0.0 |" in lines
