@@ -694,6 +694,15 @@ class PipelineConfig(_Strict):
         for table in edges:
             visit(table, [table])
 
+    def staging_table_columns(self, table: str) -> list[str]:
+        """The columns the table-level options add to a staged table (``<source>_<object>``):
+        the metadata columns, then each join's ``<column>_dim``."""
+        options = self.staging_tables.get(table)
+        if options is None:
+            return []
+        meta = list(METADATA_COLUMNS) if options.metadata_columns else []
+        return [*meta, *(o for j in options.join for o in j.outputs())]
+
     def staging_rules_of(self, table: str) -> dict[str, StagingRule]:
         """The rules of a staged table (``<source>_<object>``), with the table's null tokens."""
         options = self.staging_tables.get(table)

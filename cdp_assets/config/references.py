@@ -155,6 +155,7 @@ def known_columns(pipeline: PipelineConfig, table: UnifyTable, source_paths: dic
         columns = [*columns, f"{METADATA_PREFIX}file", f"{METADATA_PREFIX}loaded_at"]
         if staged:
             columns += [c.output for c in staged_columns(pipeline.staging.get(base, {}))]
+            columns += pipeline.staging_table_columns(base)
         return columns
     return None
 

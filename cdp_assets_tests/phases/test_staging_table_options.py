@@ -411,3 +411,22 @@ def test_staging_assets_profile_json_join_and_report_rule_counts(tmp_path):
     # "?" is the table's null token: no input, not unparseable; "maybe" is unparseable
     assert "| `shop_customers_stg` | `cleaned_opt_in` | boolean | 1 | 1 | 1 | 50.0 |" in lines
     assert "| `shop_products_stg` | `cleaned_price` | number | 1 | 0 | 0 | 0.0 |" in lines
+
+
+def test_unification_may_read_metadata_and_dim_columns_of_a_staged_table(tmp_path):
+    """The columns the table options add are known at config load like the rules' outputs."""
+    import yaml
+
+    from cdp_assets_tests.config.test_config import valid_config
+
+    cfg = valid_config(tmp_path)
+    stg = cfg["unification"]["tables"][0]
+    table = stg["table"].removesuffix("_stg")
+    cfg.setdefault("staging_tables", {})[table] = {"metadata_columns": True}
+    stg["key_columns"].append({"column": "source_system", "key": stg["key_columns"][0]["key"]})
+    (tmp_path / "cdp.yml").write_text(yaml.safe_dump(cfg))
+    load_config(tmp_path / "cdp.yml")
+    stg["key_columns"][-1]["column"] = "source_sytem"
+    (tmp_path / "cdp.yml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="'source_sytem' is not in"):
+        load_config(tmp_path / "cdp.yml")
