@@ -109,9 +109,11 @@ def stage(wh) -> pd.DataFrame:
 
 
 # Engines spell a type differently (DuckDB VARCHAR[], Spark array<string>, Trino array(varchar),
-# timestamp(3)); the family is what must agree.
+# timestamp(3)); the family is what must agree. Every one is a timestamp without time zone:
+# DuckDB's TIMESTAMP, Spark's TIMESTAMP_NTZ (sqlglot renders DuckDB's TIMESTAMP so; Spark's own
+# TIMESTAMP is in the session's zone), Trino's timestamp(3).
 _TYPE_FAMILIES = {"varchar": "text", "string": "text", "double": "double", "boolean": "boolean", "bigint": "bigint",
-                  "date": "date", "timestamp": "timestamp"}
+                  "date": "date", "timestamp": "timestamp", "timestamp_ntz": "timestamp"}
 
 
 def type_family(engine_type: str) -> str:
