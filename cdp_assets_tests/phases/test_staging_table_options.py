@@ -430,3 +430,27 @@ def test_unification_may_read_metadata_and_dim_columns_of_a_staged_table(tmp_pat
     (tmp_path / "cdp.yml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError, match="'source_sytem' is not in"):
         load_config(tmp_path / "cdp.yml")
+
+
+def test_join_source_columns_are_checked_at_load_when_the_files_tell(tmp_path):
+    import yaml
+
+    for obj, header in (("customers", "id,product,updated_at"), ("products", "sku,title,updated_at")):
+        (tmp_path / "data" / obj).mkdir(parents=True)
+        (tmp_path / "data" / obj / "a.csv").write_text(header + "\n")
+    raw = _config(staging_tables={"shop_customers": {"join": [
+        {"table": "shop_products", "from": "source", "on": {"product": "sku"}, "columns": ["title"]},
+    ]}})
+    raw["sources"][0]["connector"]["path"] = "data"
+    path = tmp_path / "cdp.yml"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_config(path).pipeline.staging_tables["shop_customers"].join[0].from_ == "source"
+    raw["staging_tables"]["shop_customers"]["join"][0]["columns"] = ["title", "titel"]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"staging_tables.shop_customers.join\[0\].columns\[1\]: column 'titel' is not in "
+                                          r"shop_products .*did you mean 'title'"):
+        load_config(path)
+    raw["staging_tables"]["shop_customers"]["join"][0].update(columns=["title"], on={"produkt": "sku"})
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"join\[0\].on: column 'produkt' is not in shop_customers's staged table"):
+        load_config(path)
