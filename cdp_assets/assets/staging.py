@@ -66,10 +66,10 @@ def staging_query(
         dims.append(Dimension(join, ref, tuple(have), f"staging_tables.{table}.join[{i}]"))
     json_paths = None
     if warehouse is not None:
-        json_paths = {
-            name: json_paths_from_profile(name, rule, list(warehouse.fetch(json_keys_sql(upstream, rule)).itertuples(index=False)))
-            for name, rule in profiled_json_rules(rules).items()
-        }
+        json_paths = {}
+        for name, rule in profiled_json_rules(rules).items():
+            profile = warehouse.fetch(json_keys_sql(upstream, rule))
+            json_paths[name] = json_paths_from_profile(name, rule, list(profile.itertuples(index=False)))
     extras = TableExtras(
         dimensions=tuple(dims),
         source_system=source.name if options is not None and options.metadata_columns else None,

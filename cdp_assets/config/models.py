@@ -310,6 +310,10 @@ NullToken = Annotated[str, Field(max_length=64, pattern=r"^[^\\']*$")]
 DEFAULT_JSON_DEPTH = 2
 
 
+# A key of a JSON path: no quote, backslash or control character (no engine's path spells them alike).
+JsonKey = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\\'\"\x00-\x1f]*$")]
+
+
 class JsonPath(_Strict):
     """One value of a JSON column: the keys leading to it, and whether it is an array (kept as an
     array of text) or a scalar (text; an object at the end of the path comes as JSON text).
@@ -317,7 +321,7 @@ class JsonPath(_Strict):
     Written as a dotted string (``address.city``), a list of keys (any characters, spaces and
     ``$`` included: ``["favourite colour"]``) or ``{keys: [...], type: array}``."""
 
-    keys: list[Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\\'\"\x00-\x1f]*$")]] = Field(min_length=1)
+    keys: list[JsonKey] = Field(min_length=1)
     type: Literal["text", "array"] = "text"
 
     @model_validator(mode="before")
@@ -655,30 +659,39 @@ class PipelineConfig(_Strict):
                 if join.table not in produced:
                     raise FieldError(
                         (*where, "table"),
-                        f"no source object produces {join.table!r}; name a dimension as <source>_<object>, one of {sorted(produced)}",
+                        f"no source object produces {join.table!r}; name a dimension as <source>_<object>, "
+                        f"one of {sorted(produced)}",
                     )
                 if join.from_ == "staged" and join.table == table:
                     raise FieldError((*where, "table"), f"{table!r} cannot join its own staged table; use from: source")
                 clash = sorted(set(join.outputs()) & outputs)
                 if clash:
-                    raise FieldError((*where, "columns"), f"output column(s) {clash} are also staging outputs of {table!r}; rename one")
+                    raise FieldError(
+                        (*where, "columns"),
+                        f"output column(s) {clash} are also staging outputs of {table!r}; rename one",
+                    )
                 if join.from_ == "staged":
                     dim_outputs = {c.output for c in staged_columns(self.staging.get(join.table, {}))}
                     for k, col in enumerate(join.columns):
                         if _looks_staged(col) and col not in dim_outputs:
                             raise FieldError(
                                 (*where, "columns", k),
-                                f"{col!r} is not a staging output of {join.table!r}; its outputs are {sorted(dim_outputs)}",
+                                f"{col!r} is not a staging output of {join.table!r}; "
+                                f"its outputs are {sorted(dim_outputs)}",
                             )
                     for right in join.on.values():
                         if _looks_staged(right) and right not in dim_outputs:
                             raise FieldError(
                                 (*where, "on"),
-                                f"{right!r} is not a staging output of {join.table!r}; its outputs are {sorted(dim_outputs)}",
+                                f"{right!r} is not a staging output of {join.table!r}; "
+                                f"its outputs are {sorted(dim_outputs)}",
                             )
                 for left in join.on:
                     if _looks_staged(left) and left not in outputs:
-                        raise FieldError((*where, "on"), f"{left!r} is not a staging output of {table!r}; its outputs are {sorted(outputs)}")
+                        raise FieldError(
+                            (*where, "on"),
+                            f"{left!r} is not a staging output of {table!r}; its outputs are {sorted(outputs)}",
+                        )
         self._check_join_cycles()
 
     def _check_join_cycles(self) -> None:
@@ -688,7 +701,10 @@ class PipelineConfig(_Strict):
             for nxt in edges.get(table, []):
                 if nxt in path:
                     cycle = " -> ".join([*path[path.index(nxt):], nxt])
-                    raise FieldError(("staging_tables", table, "join"), f"staged tables join each other in a cycle ({cycle}); join a source instead (from: source)")
+                    raise FieldError(
+                        ("staging_tables", table, "join"),
+                        f"staged tables join each other in a cycle ({cycle}); join a source instead (from: source)",
+                    )
                 visit(nxt, [*path, nxt])
 
         for table in edges:

@@ -179,9 +179,11 @@ def _json_valid_check(write: str, text: exp.Expression) -> exp.Expression:
     """TRUE when ``text`` is JSON, in a dialect without DuckDB's ``json_valid``."""
     if write in ("spark", "databricks", "hive"):
         # GET_JSON_OBJECT gives NULL for text that is not JSON, the document itself otherwise.
-        return exp.Not(this=exp.Is(this=exp.Anonymous(this="GET_JSON_OBJECT", expressions=[text, exp.Literal.string("$")]), expression=exp.Null()))
+        document = exp.Anonymous(this="GET_JSON_OBJECT", expressions=[text, exp.Literal.string("$")])
+        return exp.Not(this=exp.Is(this=document, expression=exp.Null()))
     if write == "trino":
-        return exp.Not(this=exp.Is(this=exp.Anonymous(this="TRY", expressions=[exp.ParseJSON(this=text)]), expression=exp.Null()))
+        parsed = exp.Anonymous(this="TRY", expressions=[exp.ParseJSON(this=text)])
+        return exp.Not(this=exp.Is(this=parsed, expression=exp.Null()))
     raise ValueError(f"the json staging rule cannot be rendered for {write}: no json_valid hook for that dialect")
 
 

@@ -524,7 +524,8 @@ def _plan(
             present = _input_present(r)
             cols += [
                 StagedColumn(f"{name}_std", inputs, r.rule, std, present, sql_type=DATE_OUTPUT_TYPES["std"]),
-                StagedColumn(f"{name}_unixtime", inputs, r.rule, unixtime, present, False, DATE_OUTPUT_TYPES["unixtime"]),
+                StagedColumn(f"{name}_unixtime", inputs, r.rule, unixtime, present, False,
+                             DATE_OUTPUT_TYPES["unixtime"]),
                 StagedColumn(f"{name}_date", inputs, r.rule, day, present, False, DATE_OUTPUT_TYPES["date"]),
             ]
             continue
@@ -533,7 +534,8 @@ def _plan(
             x = _present(f"{quote(_ROW)}.{quote(r.columns[0])}", r.tokens)
             # Not counted: a key absent from a document is no parse failure.
             cols += [
-                StagedColumn(f"{name}_{out}", inputs, r.rule, _json(p, x), _input_present(r), False, JSON_OUTPUT_TYPES[p.type])
+                StagedColumn(f"{name}_{out}", inputs, r.rule, _json(p, x), _input_present(r), False,
+                             JSON_OUTPUT_TYPES[p.type])
                 for out, p in paths.items()
             ]
             continue
@@ -545,7 +547,9 @@ def _plan(
                 f"CASE WHEN {_input_present(r, in_query=True)} IS NULL THEN NULL "
                 f"WHEN ({expression}) IS NOT NULL THEN TRUE ELSE FALSE END"
             )
-            cols.append(StagedColumn(f"{output}_valid", inputs, f"{r.rule}_valid", flag, _input_present(r), False, "BOOLEAN"))
+            cols.append(
+                StagedColumn(f"{output}_valid", inputs, f"{r.rule}_valid", flag, _input_present(r), False, "BOOLEAN")
+            )
     return cols, q
 
 
@@ -675,11 +679,15 @@ def _with_dimensions_and_metadata(source, source_columns, rules, rules_sql: str,
         j = dim.join
         for left in j.on:
             if left not in staged:
-                raise ValueError(f"{dim.field}.on: {left!r} is not a column of the staged {source.display}; its columns are {staged}")
+                raise ValueError(
+                    f"{dim.field}.on: {left!r} is not a column of the staged {source.display}; its columns are {staged}"
+                )
         for where, names in ((f"{dim.field}.on", list(j.on.values())), (f"{dim.field}.columns", j.columns)):
             unknown = [c for c in names if c not in dim.columns]
             if unknown:
-                raise ValueError(f"{where}: {unknown} not in the dimension {dim.ref.display}; its columns are {list(dim.columns)}")
+                raise ValueError(
+                    f"{where}: {unknown} not in the dimension {dim.ref.display}; its columns are {list(dim.columns)}"
+                )
         alias = quote(f"{INTERNAL_PREFIX}dim{i}")
         keys = [f"{INTERNAL_PREFIX}key{k}" for k in range(len(j.on))]
         key_exprs = [f"{_join_key(quote(right))} AS {quote(k)}" for right, k in zip(j.on.values(), keys)]
@@ -687,10 +695,13 @@ def _with_dimensions_and_metadata(source, source_columns, rules, rules_sql: str,
         rn = quote(INTERNAL_PREFIX + "rn")
         # One dimension row per key, the same one on every engine: the smallest by its columns.
         order = ", ".join(f"{quote(c)} ASC NULLS LAST" for c in j.columns)
+        partition = ", ".join(quote(k) for k in keys)
+        keyed = f"SELECT {', '.join(key_exprs)}, {cols} FROM {dim.ref.sql}"
         one_per_key = (
-            f"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {', '.join(quote(k) for k in keys)} ORDER BY {order}) AS {rn} "
-            f"FROM (SELECT {', '.join(key_exprs)}, {cols} FROM {dim.ref.sql}) AS {quote(INTERNAL_PREFIX + 'keyed')} "
-            f"WHERE {' AND '.join(f'{quote(k)} IS NOT NULL' for k in keys)}) AS {quote(INTERNAL_PREFIX + 'ranked')} WHERE {rn} = 1"
+            f"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY {order}) AS {rn} "
+            f"FROM ({keyed}) AS {quote(INTERNAL_PREFIX + 'keyed')} "
+            f"WHERE {' AND '.join(f'{quote(k)} IS NOT NULL' for k in keys)}) AS {quote(INTERNAL_PREFIX + 'ranked')} "
+            f"WHERE {rn} = 1"
         )
         on = " AND ".join(f"{alias}.{quote(k)} = {_join_key(f'{s}.{quote(left)}')}" for left, k in zip(j.on, keys))
         joins.append(f"LEFT JOIN ({one_per_key}) AS {alias} ON {on}")
@@ -698,7 +709,9 @@ def _with_dimensions_and_metadata(source, source_columns, rules, rules_sql: str,
     return f"SELECT {', '.join(selects)}\nFROM ({rules_sql}) AS {s}" + "".join(f"\n{j}" for j in joins)
 
 
-def _deduped(source, source_columns, rules, dedupe: DedupeOptions, default_order_by: str | None, extras: TableExtras) -> str:
+def _deduped(
+    source, source_columns, rules, dedupe: DedupeOptions, default_order_by: str | None, extras: TableExtras
+) -> str:
     staged = staging_sql(source, source_columns, rules, extras=extras)
     outputs = [*source_columns, *(c.output for c in staged_columns(rules, extras.json_paths)), *extra_columns(extras)]
     order_by = dedupe.order_by or ([default_order_by] if default_order_by else [])

@@ -47,8 +47,19 @@ def _types(wh, ref: TableRef) -> dict[str, str]:
 # ---------------------------------------------------------------------------- json
 
 DOCS = [
-    ("1", json.dumps({"plan": "gold", "tags": ["a", "b c", 3], "address": {"city": "Oslo", "geo": {"lat": 1}},
-                      "$price": "9.5", "favourite colour": "teal", "vip": True})),
+    (
+        "1",
+        json.dumps(
+            {
+                "plan": "gold",
+                "tags": ["a", "b c", 3],
+                "address": {"city": "Oslo", "geo": {"lat": 1}},
+                "$price": "9.5",
+                "favourite colour": "teal",
+                "vip": True,
+            }
+        ),
+    ),
     ("2", json.dumps({"plan": "silver", "tags": [], "address": {"city": "Lyon"}})),
     ("3", "not json"),
     ("4", "N/A"),
@@ -75,9 +86,11 @@ def json_staged(wh) -> pd.DataFrame:
     src, stg = TableRef("acme_src", "json_hist_union"), TableRef("acme_stg", "json_stg")
     wh.write_dataframe(src, pd.DataFrame(DOCS, columns=["id", "attrs"]).astype("string"))
     wh.build_table(stg, staging_sql(src, ["id", "attrs"], {"attrs": JSON_RULE}))
-    assert _types(wh, stg) == {"id": "VARCHAR", "attrs": "VARCHAR", **{
-        f"attrs_{k}": ("VARCHAR[]" if k == "tags" else "VARCHAR") for k in JSON_RULE.paths
-    }}
+    assert _types(wh, stg) == {
+        "id": "VARCHAR",
+        "attrs": "VARCHAR",
+        **{f"attrs_{k}": ("VARCHAR[]" if k == "tags" else "VARCHAR") for k in JSON_RULE.paths},
+    }
     return wh.fetch(f"SELECT * FROM {stg.sql}").set_index("id")
 
 
@@ -128,7 +141,9 @@ def test_json_every_key_down_to_the_depth_is_profiled_once(wh, json_staged):
         "vip": (["vip"], "text"),
     }
     stg = TableRef("acme_stg", "json_all_stg")
-    wh.build_table(stg, staging_sql(src, ["id", "attrs"], {"attrs": rule}, extras=TableExtras(json_paths={"attrs": paths})))
+    wh.build_table(
+        stg, staging_sql(src, ["id", "attrs"], {"attrs": rule}, extras=TableExtras(json_paths={"attrs": paths}))
+    )
     got = wh.fetch(f"SELECT * FROM {stg.sql}").set_index("id")
     assert got.loc["1", "attrs_address_geo"] == '{"lat":1}' and got.loc["1", "attrs_price"] == "9.5"
     assert list(got.loc["1", "attrs_tags"]) == ["a", "b c", "3"]
@@ -165,10 +180,13 @@ def test_json_options_are_checked():
 
 # ---------------------------------------------------------------------------- config
 
+
 def _config(**extra) -> dict:
     return {
         "client": "acme",
-        "sources": [{"name": "shop", "connector": {"kind": "local_files", "path": "x"}, "objects": ["customers", "products"]}],
+        "sources": [
+            {"name": "shop", "connector": {"kind": "local_files", "path": "x"}, "objects": ["customers", "products"]}
+        ],
         **extra,
     }
 
@@ -187,16 +205,31 @@ def _field_error(raw: dict, tmp_path) -> str:
 @pytest.mark.parametrize(
     ("join", "field", "message"),
     [
-        ({"table": "shop_orders", "on": {"id": "id"}, "columns": ["name"]}, "staging_tables.shop_customers.join[0].table",
-         "no source object produces 'shop_orders'"),
-        ({"table": "shop_customers", "on": {"id": "id"}, "columns": ["name"]}, "staging_tables.shop_customers.join[0].table",
-         "cannot join its own staged table"),
-        ({"table": "shop_products", "on": {"id": "id"}, "columns": ["cleaned_nme"]},
-         "staging_tables.shop_customers.join[0].columns[0]", "'cleaned_nme' is not a staging output of 'shop_products'"),
-        ({"table": "shop_products", "on": {"standardized_mail": "id"}, "columns": ["name"]},
-         "staging_tables.shop_customers.join[0].on", "'standardized_mail' is not a staging output of 'shop_customers'"),
-        ({"table": "shop_products", "on": {"id": "id"}, "columns": ["name", "name"]},
-         "staging_tables.shop_customers.join[0].columns", "listed more than once"),
+        (
+            {"table": "shop_orders", "on": {"id": "id"}, "columns": ["name"]},
+            "staging_tables.shop_customers.join[0].table",
+            "no source object produces 'shop_orders'",
+        ),
+        (
+            {"table": "shop_customers", "on": {"id": "id"}, "columns": ["name"]},
+            "staging_tables.shop_customers.join[0].table",
+            "cannot join its own staged table",
+        ),
+        (
+            {"table": "shop_products", "on": {"id": "id"}, "columns": ["cleaned_nme"]},
+            "staging_tables.shop_customers.join[0].columns[0]",
+            "'cleaned_nme' is not a staging output of 'shop_products'",
+        ),
+        (
+            {"table": "shop_products", "on": {"standardized_mail": "id"}, "columns": ["name"]},
+            "staging_tables.shop_customers.join[0].on",
+            "'standardized_mail' is not a staging output of 'shop_customers'",
+        ),
+        (
+            {"table": "shop_products", "on": {"id": "id"}, "columns": ["name", "name"]},
+            "staging_tables.shop_customers.join[0].columns",
+            "listed more than once",
+        ),
     ],
 )
 def test_join_is_checked_at_config_load_naming_the_field(tmp_path, join, field, message):
@@ -210,38 +243,52 @@ def test_join_is_checked_at_config_load_naming_the_field(tmp_path, join, field, 
 
 def test_joins_in_a_cycle_are_refused(tmp_path):
     join = lambda t: {"join": [{"table": t, "on": {"id": "id"}, "columns": ["name"]}]}  # noqa: E731
-    text = _field_error(_config(staging_tables={"shop_customers": join("shop_products"), "shop_products": join("shop_customers")}), tmp_path)
+    text = _field_error(
+        _config(staging_tables={"shop_customers": join("shop_products"), "shop_products": join("shop_customers")}),
+        tmp_path,
+    )
     assert "in a cycle (shop_customers -> shop_products -> shop_customers)" in text
 
 
 def test_json_without_paths_is_refused_at_load_where_it_cannot_be_profiled(tmp_path):
-    raw = _config(engine={"kind": "treasure_data"}, staging={"shop_customers": {"attrs": {"rule": "json", "columns": ["attrs"]}}})
+    raw = _config(
+        engine={"kind": "treasure_data"}, staging={"shop_customers": {"attrs": {"rule": "json", "columns": ["attrs"]}}}
+    )
     text = _field_error(raw, tmp_path)
     assert "staging.shop_customers.attrs.paths: " in text and "duckdb" in text and "treasure_data" in text
 
 
 def test_table_null_tokens_apply_to_rules_without_their_own():
-    p = PipelineConfig(**_config(
-        staging={"shop_customers": {
-            "note": {"rule": "text", "columns": ["note"]},
-            "own": {"rule": "text", "columns": ["note"], "null_tokens": ["x"]},
-        }},
-        staging_tables={"shop_customers": {"null_tokens": ["?", "unknown"]}},
-    ))
+    p = PipelineConfig(
+        **_config(
+            staging={
+                "shop_customers": {
+                    "note": {"rule": "text", "columns": ["note"]},
+                    "own": {"rule": "text", "columns": ["note"], "null_tokens": ["x"]},
+                }
+            },
+            staging_tables={"shop_customers": {"null_tokens": ["?", "unknown"]}},
+        )
+    )
     rules = p.staging_rules_of("shop_customers")
     assert rules["note"].tokens == ("?", "unknown") and rules["own"].tokens == ("x",)
-    assert PipelineConfig(**_config(staging={"shop_customers": {"note": {"rule": "text", "columns": ["note"]}}})) \
-        .staging_rules_of("shop_customers")["note"].tokens == ("", "NULL", "NONE", "N/A", "NA", "-")
+    assert PipelineConfig(
+        **_config(staging={"shop_customers": {"note": {"rule": "text", "columns": ["note"]}}})
+    ).staging_rules_of("shop_customers")["note"].tokens == ("", "NULL", "NONE", "N/A", "NA", "-")
 
 
 def test_table_null_tokens_on_duckdb(wh):
-    p = PipelineConfig(**_config(
-        staging={"shop_customers": {
-            "note": {"rule": "text", "columns": ["note"]},
-            "flag": {"rule": "boolean", "columns": ["flag"], "null_tokens": ["N/A"]},
-        }},
-        staging_tables={"shop_customers": {"null_tokens": ["?"]}},
-    ))
+    p = PipelineConfig(
+        **_config(
+            staging={
+                "shop_customers": {
+                    "note": {"rule": "text", "columns": ["note"]},
+                    "flag": {"rule": "boolean", "columns": ["flag"], "null_tokens": ["N/A"]},
+                }
+            },
+            staging_tables={"shop_customers": {"null_tokens": ["?"]}},
+        )
+    )
     src, stg = TableRef("acme_src", "tokens_hist_union"), TableRef("acme_stg", "tokens_stg")
     wh.write_dataframe(src, pd.DataFrame({"note": ["?", "N/A", " ok "], "flag": ["?", "N/A", "yes"]}).astype("string"))
     rules = p.staging_rules_of("shop_customers")
@@ -253,7 +300,9 @@ def test_table_null_tokens_on_duckdb(wh):
     from cdp_assets.sql.staging import rule_counts, rule_counts_sql
 
     counts = rule_counts(staged_columns(rules), wh.fetch(rule_counts_sql(stg, staged_columns(rules))).iloc[0])
-    assert counts["cleaned_flag"]["unparseable"] == 1 and counts["cleaned_flag"]["null"] == 1  # "?" unreadable, "N/A" absent
+    assert (
+        counts["cleaned_flag"]["unparseable"] == 1 and counts["cleaned_flag"]["null"] == 1
+    )  # "?" unreadable, "N/A" absent
 
 
 # ---------------------------------------------------------------------------- join, metadata, types
@@ -281,10 +330,18 @@ def joined(wh) -> tuple[pd.DataFrame, str]:
     wh.build_table(prod_stg, staging_sql(prod_src, ["sku", "title", "price"], PRODUCT_RULES))
     rules = {"email": StagingRule(rule="email", columns=["email"])}
     dims = (
-        Dimension(DimensionJoin(table="shop_products", on={"product": "sku"}, columns=["title", "cleaned_price"]),
-                  prod_stg, tuple(wh.columns(prod_stg)), "staging_tables.shop_customers.join[0]"),
-        Dimension(DimensionJoin(table="shop_products", **{"from": "source"}, on={"product": "sku"}, columns=["price"]),
-                  prod_src, tuple(wh.columns(prod_src)), "staging_tables.shop_customers.join[1]"),
+        Dimension(
+            DimensionJoin(table="shop_products", on={"product": "sku"}, columns=["title", "cleaned_price"]),
+            prod_stg,
+            tuple(wh.columns(prod_stg)),
+            "staging_tables.shop_customers.join[0]",
+        ),
+        Dimension(
+            DimensionJoin(table="shop_products", **{"from": "source"}, on={"product": "sku"}, columns=["price"]),
+            prod_src,
+            tuple(wh.columns(prod_src)),
+            "staging_tables.shop_customers.join[1]",
+        ),
     )
     sql = staging_sql(src, wh.columns(src), rules, extras=TableExtras(dimensions=dims, source_system="shop"))
     wh.build_table(STG, sql)
@@ -294,7 +351,11 @@ def joined(wh) -> tuple[pd.DataFrame, str]:
 def test_join_adds_dim_columns_on_cleaned_keys(joined):
     t, _ = joined
     # " P1 " matches "P1" and "p1": one dimension row per cleaned key, the smallest by its columns
-    assert t.loc["1", "title_dim"] == "Lamp" and t.loc["1", "cleaned_price_dim"] == 10.0 and t.loc["1", "price_dim"] == "10"
+    assert (
+        t.loc["1", "title_dim"] == "Lamp"
+        and t.loc["1", "cleaned_price_dim"] == 10.0
+        and t.loc["1", "price_dim"] == "10"
+    )
     assert t.loc["2", "title_dim"] == "Desk" and t.loc["2", "cleaned_price_dim"] == 120.5
     assert t.loc[["3", "4"], "title_dim"].isna().all()
     assert len(t) == len(CUSTOMERS)
@@ -316,8 +377,12 @@ def test_metadata_without_loader_columns_is_null(wh):
 
 
 def test_join_names_a_missing_dimension_column_at_build():
-    dim = Dimension(DimensionJoin(table="shop_products", on={"product": "sku"}, columns=["colour"]),
-                    TableRef("acme_stg", "p"), ("sku", "title"), "staging_tables.shop_customers.join[0]")
+    dim = Dimension(
+        DimensionJoin(table="shop_products", on={"product": "sku"}, columns=["colour"]),
+        TableRef("acme_stg", "p"),
+        ("sku", "title"),
+        "staging_tables.shop_customers.join[0]",
+    )
     with pytest.raises(ValueError, match=r"staging_tables.shop_customers.join\[0\].columns: \['colour'\] not in"):
         staging_sql(SRC, ["id", "product"], {}, extras=TableExtras(dimensions=(dim,)))
     other_key = Dimension(dim.join.model_copy(update={"on": {"item": "sku"}}), dim.ref, dim.columns, dim.field)
@@ -354,6 +419,7 @@ def test_every_output_has_its_declared_type(wh, joined):
 
 # ---------------------------------------------------------------------------- the assets and the report
 
+
 def test_staging_assets_profile_json_join_and_report_rule_counts(tmp_path):
     """The staging assets in-process on DuckDB: a json rule without paths is profiled, the
     join's dimension is built first and joined, the table's null tokens and metadata columns
@@ -376,11 +442,13 @@ def test_staging_assets_profile_json_join_and_report_rule_counts(tmp_path):
             },
             "shop_products": {"price": {"rule": "number", "columns": ["price"], "decimal_comma": True}},
         },
-        staging_tables={"shop_customers": {
-            "null_tokens": ["?"],
-            "metadata_columns": True,
-            "join": [{"table": "shop_products", "on": {"product": "sku"}, "columns": ["title", "cleaned_price"]}],
-        }},
+        staging_tables={
+            "shop_customers": {
+                "null_tokens": ["?"],
+                "metadata_columns": True,
+                "join": [{"table": "shop_products", "on": {"product": "sku"}, "columns": ["title", "cleaned_price"]}],
+            }
+        },
     )
     raw["sources"][0]["connector"]["path"] = "data"
     raw["engine"] = {"duckdb": {"path": str(tmp_path / "wh.duckdb")}}
@@ -389,22 +457,42 @@ def test_staging_assets_profile_json_join_and_report_rule_counts(tmp_path):
     (source, customers), (_, products) = loaded.pipeline.source_objects()
     wh = DuckDBWarehouse(path=str(loaded.duckdb_path))
     with wh.session():
-        df = pd.DataFrame({
-            "id": ["1", "2", "3"], "product": ["p1", " P1", "x"], "opt_in": ["yes", "?", "maybe"],
-            "attrs": [json.dumps({"plan": "gold", "colour code": "red"}), json.dumps({"plan": "silver", "tags": [1]}), "?"],
-        }).astype("string")
+        df = pd.DataFrame(
+            {
+                "id": ["1", "2", "3"],
+                "product": ["p1", " P1", "x"],
+                "opt_in": ["yes", "?", "maybe"],
+                "attrs": [
+                    json.dumps({"plan": "gold", "colour code": "red"}),
+                    json.dumps({"plan": "silver", "tags": [1]}),
+                    "?",
+                ],
+            }
+        ).astype("string")
         df["_cdp_loaded_at"] = pd.Series([pd.Timestamp("2024-06-01")] * 3, dtype="datetime64[us]")
         wh.write_dataframe(hist_union_ref(loaded, source, customers), df)
-        wh.write_dataframe(hist_union_ref(loaded, source, products),
-                           pd.DataFrame({"sku": ["P1"], "title": ["Lamp"], "price": ["1.234,5"]}).astype("string"))
+        wh.write_dataframe(
+            hist_union_ref(loaded, source, products),
+            pd.DataFrame({"sku": ["P1"], "title": ["Lamp"], "price": ["1.234,5"]}).astype("string"),
+        )
     assets = [build_staging_asset(loaded, source, customers), build_staging_asset(loaded, source, products)]
     instance = DagsterInstance.ephemeral()
-    result = materialize(assets, resources={"warehouse": DuckDBWarehouse(path=str(loaded.duckdb_path))}, instance=instance)
+    result = materialize(
+        assets, resources={"warehouse": DuckDBWarehouse(path=str(loaded.duckdb_path))}, instance=instance
+    )
     assert result.success
     with wh.session():
         t = wh.fetch(f"SELECT * FROM {staging_ref(loaded, source, customers).sql}").set_index("id")
-    assert t.loc["1", "attrs_plan"] == "gold" and t.loc["1", "attrs_colour_code"] == "red" and list(t.loc["2", "attrs_tags"]) == ["1"]
-    assert t.loc["2", "title_dim"] == "Lamp" and t.loc["1", "cleaned_price_dim"] == 1234.5 and pd.isna(t.loc["3", "title_dim"])
+    assert (
+        t.loc["1", "attrs_plan"] == "gold"
+        and t.loc["1", "attrs_colour_code"] == "red"
+        and list(t.loc["2", "attrs_tags"]) == ["1"]
+    )
+    assert (
+        t.loc["2", "title_dim"] == "Lamp"
+        and t.loc["1", "cleaned_price_dim"] == 1234.5
+        and pd.isna(t.loc["3", "title_dim"])
+    )
     assert (t["source_system"] == "shop").all() and (t["load_timestamp"] == pd.Timestamp("2024-06-01")).all()
     keys = [a.key for a in assets]
     lines = _staging_rule_lines(types.SimpleNamespace(instance=instance), loaded, keys)
@@ -438,17 +526,26 @@ def test_join_source_columns_are_checked_at_load_when_the_files_tell(tmp_path):
     for obj, header in (("customers", "id,product,updated_at"), ("products", "sku,title,updated_at")):
         (tmp_path / "data" / obj).mkdir(parents=True)
         (tmp_path / "data" / obj / "a.csv").write_text(header + "\n")
-    raw = _config(staging_tables={"shop_customers": {"join": [
-        {"table": "shop_products", "from": "source", "on": {"product": "sku"}, "columns": ["title"]},
-    ]}})
+    raw = _config(
+        staging_tables={
+            "shop_customers": {
+                "join": [
+                    {"table": "shop_products", "from": "source", "on": {"product": "sku"}, "columns": ["title"]},
+                ]
+            }
+        }
+    )
     raw["sources"][0]["connector"]["path"] = "data"
     path = tmp_path / "cdp.yml"
     path.write_text(yaml.safe_dump(raw))
     assert load_config(path).pipeline.staging_tables["shop_customers"].join[0].from_ == "source"
     raw["staging_tables"]["shop_customers"]["join"][0]["columns"] = ["title", "titel"]
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match=r"staging_tables.shop_customers.join\[0\].columns\[1\]: column 'titel' is not in "
-                                          r"shop_products .*did you mean 'title'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"staging_tables.shop_customers.join\[0\].columns\[1\]: column 'titel' is not in "
+        r"shop_products .*did you mean 'title'",
+    ):
         load_config(path)
     raw["staging_tables"]["shop_customers"]["join"][0].update(columns=["title"], on={"produkt": "sku"})
     path.write_text(yaml.safe_dump(raw))
