@@ -61,7 +61,8 @@ def build_pipelines(loaded: LoadedConfig, raw_columns=None) -> dict[str, SqlPipe
         rules = staging_rules(loaded, source, obj)
         stg = staging_ref(loaded, source, obj)
         phases["staging"].add(stg.name, create_table_as(stg, staging_query(loaded, source, obj, union_ref, union_cols)), stg)
-        staged_cols[stg.name] = [*union_cols, *(c.output for c in staged_columns(rules))]
+        extra = loaded.pipeline.staging_table_columns(f"{source.name}_{obj.name}")
+        staged_cols[stg.name] = [*union_cols, *(c.output for c in staged_columns(rules)), *extra]
 
     unify = loaded.unification
     if unify is None:

@@ -242,7 +242,8 @@ def _staging_and_unification_columns(loaded: LoadedConfig, columns: _Columns, re
             for k, col in enumerate(rule.columns):
                 if col not in raw:
                     report.problems.append(Problem(cfg, f"staging.{table}.{name}.columns[{k}]", f"column {col!r} is not in {table}; its columns are {[c for c in raw if not c.startswith('_cdp_')]}"))
-        staged[f"{table}_stg"] = [*raw, *(c.output for c in staged_columns(rules))]
+        extra = loaded.pipeline.staging_table_columns(table)
+        staged[f"{table}_stg"] = [*raw, *(c.output for c in staged_columns(rules)), *extra]
     unify = loaded.unification
     if unify is None:
         return

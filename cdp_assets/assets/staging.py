@@ -11,7 +11,17 @@ from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.staging import rule_counts, rule_counts_sql, staged_columns, staging_sql
+from cdp_assets.sql.staging import (
+    Dimension,
+    TableExtras,
+    json_keys_sql,
+    json_paths_from_profile,
+    profiled_json_rules,
+    rule_counts,
+    rule_counts_sql,
+    staged_columns,
+    staging_sql,
+)
 
 GROUP = "staging"
 # Materialization metadata: {output column: {rule, parsed, null, unparseable, unparseable_pct}}.
@@ -23,14 +33,50 @@ def staging_ref(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject) -
 
 
 def staging_rules(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
-    return loaded.pipeline.staging.get(f"{source.name}_{obj.name}", {})
+    """The rules of one staged table, with the table's null tokens where a rule lists none."""
+    return loaded.pipeline.staging_rules_of(f"{source.name}_{obj.name}")
 
 
-def staging_query(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject, upstream: TableRef, columns: list[str]) -> str:
-    """The staging statement of one source object, with its table-level options."""
+def dimension_refs(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject) -> list[TableRef]:
+    """The tables the table-level joins of one staged table read, in the order of the joins."""
     options = loaded.pipeline.staging_tables.get(f"{source.name}_{obj.name}")
+    by_name = {f"{s.name}_{o.name}": (s, o) for s, o in loaded.pipeline.source_objects()}
+    refs = []
+    for join in options.join if options is not None else []:
+        dim_source, dim_obj = by_name[join.table]
+        staged = join.from_ == "staged"
+        refs.append(staging_ref(loaded, dim_source, dim_obj) if staged else hist_union_ref(loaded, dim_source, dim_obj))
+    return refs
+
+
+def staging_query(
+    loaded: LoadedConfig, source: SourceConfig, obj: SourceObject, upstream: TableRef, columns: list[str],
+    warehouse: WarehouseResource | None = None,
+) -> str:
+    """The staging statement of one source object, with its table-level options. With the
+    warehouse, json rules without paths are profiled and the dimensions' columns checked;
+    without it (render-sql), a json rule without paths is an error naming it."""
+    table = f"{source.name}_{obj.name}"
+    options = loaded.pipeline.staging_tables.get(table)
+    rules = staging_rules(loaded, source, obj)
+    dims = []
+    for i, (join, ref) in enumerate(zip(options.join if options else [], dimension_refs(loaded, source, obj))):
+        # Without a warehouse the dimension's columns are taken to be the ones the join names.
+        have = warehouse.columns(ref) if warehouse is not None else [*join.on.values(), *join.columns]
+        dims.append(Dimension(join, ref, tuple(have), f"staging_tables.{table}.join[{i}]"))
+    json_paths = None
+    if warehouse is not None:
+        json_paths = {}
+        for name, rule in profiled_json_rules(rules).items():
+            profile = warehouse.fetch(json_keys_sql(upstream, rule))
+            json_paths[name] = json_paths_from_profile(name, rule, list(profile.itertuples(index=False)))
+    extras = TableExtras(
+        dimensions=tuple(dims),
+        source_system=source.name if options is not None and options.metadata_columns else None,
+        json_paths=json_paths,
+    )
     dedupe = options.dedupe if options is not None else None
-    return staging_sql(upstream, columns, staging_rules(loaded, source, obj), dedupe, source.incremental_field)
+    return staging_sql(upstream, columns, rules, dedupe, source.incremental_field, extras)
 
 
 def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
@@ -42,7 +88,7 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
         pool=WAREHOUSE_POOL,
         key=table_key(target),
         group_name=GROUP,
-        deps=[table_key(upstream)],
+        deps=[table_key(upstream), *(table_key(d) for d in dimension_refs(loaded, source, obj))],
         automation_condition=downstream_condition(),
         description=f"{source.name}/{obj.name} standardised: "
         + (", ".join(c.output for c in staged_columns(rules)) or "no rules, columns pass through"),
@@ -50,7 +96,9 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
     def _staging(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         columns = staged_columns(rules)
         with warehouse.session():
-            rows = warehouse.build_table(target, staging_query(loaded, source, obj, upstream, warehouse.columns(upstream)))
+            rows = warehouse.build_table(
+                target, staging_query(loaded, source, obj, upstream, warehouse.columns(upstream), warehouse)
+            )
             # Each rule's parsed / no-input / unparseable counts, measured once here: the
             # unparseable_share check and the report read them from this materialization.
             counts = rule_counts(columns, warehouse.fetch(rule_counts_sql(target, columns)).iloc[0]) if columns else {}

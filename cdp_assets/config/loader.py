@@ -12,7 +12,13 @@ import yaml
 from pydantic import ValidationError
 
 from cdp_assets.config.models import LoadedConfig, LocalFilesConnector, PipelineConfig
-from cdp_assets.config.references import ReferenceError_, check_columns, check_tables, produced_tables  # noqa: F401
+from cdp_assets.config.references import (  # noqa: F401
+    ReferenceError_,
+    check_columns,
+    check_join_columns,
+    check_tables,
+    produced_tables,
+)
 from cdp_assets.config.unify import FieldError, UnifyConfig
 from cdp_assets.config.variables import UnresolvedVariable, resolve
 from cdp_assets.sql.regex import unsupported_constructs
@@ -116,6 +122,11 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
                     "create it or fix the path (relative paths resolve against the config file's folder)"
                 )
             source_paths[source.name] = folder
+
+    try:
+        check_join_columns(pipeline, source_paths)
+    except ReferenceError_ as exc:
+        raise ConfigError(f"{config_path}: {exc}") from None
 
     if unification is not None:
         unify_file = unify_path if pipeline.unification_file is not None else config_path

@@ -294,10 +294,10 @@ class SourceConfig(_Strict):
 # The one list of staging rule names. Rules that standardise an identifier produce
 # `standardized_<name>`, `hash` produces `hashed_<name>`, `date` produces `<name>_std`,
 # `<name>_unixtime` and `<name>_date`, the others `cleaned_<name>`.
-StagingRuleName = Literal["email", "phone", "name", "text", "number", "boolean", "hash", "date"]
+StagingRuleName = Literal["email", "phone", "name", "text", "number", "boolean", "hash", "date", "json"]
 STAGING_RULES: tuple[str, ...] = get_args(StagingRuleName)
 STANDARDIZING_RULES = ("email", "phone")
-CLEANING_RULES = tuple(r for r in STAGING_RULES if r not in (*STANDARDIZING_RULES, "hash", "date"))
+CLEANING_RULES = tuple(r for r in STAGING_RULES if r not in (*STANDARDIZING_RULES, "hash", "date", "json"))
 # Formats the date rule reads, tried in the listed order. Day/month order is never guessed:
 # `dd-mm-yyyy` and `mm/dd/yyyy` apply only when listed. Each date form takes an optional time.
 DateFormat = Literal["iso8601", "yyyy/mm/dd", "dd-mm-yyyy", "dd/mm/yyyy", "mm/dd/yyyy", "mm-dd-yyyy", "epoch_seconds", "epoch_millis"]
@@ -305,6 +305,33 @@ DEFAULT_DATE_FORMATS: tuple[str, ...] = ("iso8601", "yyyy/mm/dd", "epoch_seconds
 # Values that mean "no value" in every rule's input unless the rule lists its own
 # (compared after trimming, in any case).
 DEFAULT_NULL_TOKENS: tuple[str, ...] = ("", "NULL", "NONE", "N/A", "NA", "-")
+NullToken = Annotated[str, Field(max_length=64, pattern=r"^[^\\']*$")]
+# The json rule without `paths` takes every key down to this depth.
+DEFAULT_JSON_DEPTH = 2
+
+
+# A key of a JSON path: no quote, backslash or control character (no engine's path spells them alike).
+JsonKey = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\\'\"\x00-\x1f]*$")]
+
+
+class JsonPath(_Strict):
+    """One value of a JSON column: the keys leading to it, and whether it is an array (kept as an
+    array of text) or a scalar (text; an object at the end of the path comes as JSON text).
+
+    Written as a dotted string (``address.city``), a list of keys (any characters, spaces and
+    ``$`` included: ``["favourite colour"]``) or ``{keys: [...], type: array}``."""
+
+    keys: list[JsonKey] = Field(min_length=1)
+    type: Literal["text", "array"] = "text"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_forms(cls, value: object) -> object:
+        if isinstance(value, str):
+            return {"keys": value.split(".")}
+        if isinstance(value, list):
+            return {"keys": value}
+        return value
 
 
 class StagingRule(_Strict):
@@ -315,7 +342,7 @@ class StagingRule(_Strict):
     combine: Literal["first", "concat"] = "first"
     separator: str = Field(default="|", pattern=r"^[-|:;,./_ #~]{0,3}$")
     # Input values that become NULL before the rule applies; None means DEFAULT_NULL_TOKENS.
-    null_tokens: list[Annotated[str, Field(max_length=64, pattern=r"^[^\\']*$")]] | None = None
+    null_tokens: list[NullToken] | None = None
     # Phone numbers written without a country code are read as numbers of this region (any
     # ISO 3166 code of the phone table, cdp_assets/data/phone_regions.csv). Also for `hash` of phones.
     default_region: str = "US"
@@ -329,6 +356,10 @@ class StagingRule(_Strict):
     normalize: Literal["email", "phone", "text"] = "text"
     # date: the formats to try, in order (default DEFAULT_DATE_FORMATS).
     formats: list[DateFormat] | None = Field(default=None, min_length=1)
+    # json: output name -> path, each output is `<name>_<output>`; without paths, every key down
+    # to `depth` (found by profiling the table when it is built; DuckDB only, see docs/staging.md).
+    paths: dict[str, JsonPath] | None = Field(default=None, min_length=1)
+    depth: int | None = Field(default=None, ge=1, le=5)
 
     @field_validator("columns")
     @classmethod
@@ -338,6 +369,13 @@ class StagingRule(_Strict):
         if repeated:
             raise ValueError(f"column(s) {repeated} listed more than once; list each column once")
         return checked
+
+    @field_validator("paths")
+    @classmethod
+    def _path_names(cls, value: dict[str, JsonPath] | None) -> dict[str, JsonPath] | None:
+        for out in value or {}:
+            check_identifier(out, "json path output name")
+        return value
 
     @field_validator("default_region")
     @classmethod
@@ -352,11 +390,15 @@ class StagingRule(_Strict):
             "decimals": self.decimals is not None and self.rule != "number",
             "normalize": self.normalize != "text" and self.rule != "hash",
             "formats": self.formats is not None and self.rule != "date",
-            "combine: concat": self.combine == "concat" and self.rule == "date",
+            "combine: concat": self.combine == "concat" and self.rule in ("date", "json"),
+            "paths": self.paths is not None and self.rule != "json",
+            "depth": self.depth is not None and (self.rule != "json" or self.paths is not None),
         }
         wrong = [k for k, bad in misplaced.items() if bad]
         if wrong:
             raise ValueError(f"option(s) {wrong} do not apply to rule {self.rule!r}; remove them (see docs/staging.md)")
+        if self.rule == "json" and len(self.columns) != 1:
+            raise ValueError("the json rule reads one column; give one json rule per JSON column")
         return self
 
     @property
@@ -366,6 +408,16 @@ class StagingRule(_Strict):
     @property
     def tokens(self) -> tuple[str, ...]:
         return DEFAULT_NULL_TOKENS if self.null_tokens is None else tuple(self.null_tokens)
+
+    @property
+    def json_depth(self) -> int:
+        return DEFAULT_JSON_DEPTH if self.depth is None else self.depth
+
+    def with_table_null_tokens(self, tokens: list[str] | None) -> "StagingRule":
+        """The rule with its table's null tokens when it lists none of its own."""
+        if tokens is None or self.null_tokens is not None:
+            return self
+        return self.model_copy(update={"null_tokens": list(tokens)})
 
 
 class DedupeOptions(_Strict):
@@ -382,8 +434,53 @@ class DedupeOptions(_Strict):
         return None if value is None else [check_identifier(v, "dedupe column") for v in value]
 
 
+class DimensionJoin(_Strict):
+    """Columns of a dimension table added to a staged table as ``<column>_dim``, LEFT JOINed on
+    cleaned keys (text, trimmed, lowercased; NULL and null tokens never match). The dimension is
+    another staged table (``from: staged``, default) or a source object's hist-union table
+    (``from: source``), named ``<source>_<object>``; it keeps one row per key."""
+
+    table: str
+    from_: Literal["staged", "source"] = Field(default="staged", alias="from")
+    # this table's column (a source column or a staged output) -> the dimension's column
+    on: dict[str, str] = Field(min_length=1)
+    columns: list[str] = Field(min_length=1)
+
+    _table = field_validator("table")(lambda v: check_identifier(v, "join table"))
+
+    @field_validator("on")
+    @classmethod
+    def _on(cls, value: dict[str, str]) -> dict[str, str]:
+        for left, right in value.items():
+            check_identifier(left, "join key column")
+            check_identifier(right, "join key column of the dimension")
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: list[str]) -> list[str]:
+        checked = [check_identifier(v, "join column") for v in value]
+        repeated = sorted({c for c in checked if checked.count(c) > 1})
+        if repeated:
+            raise ValueError(f"column(s) {repeated} listed more than once; list each column once")
+        return checked
+
+    def outputs(self) -> list[str]:
+        return [f"{c}_dim" for c in self.columns]
+
+
+# The metadata columns `metadata_columns: true` adds to a staged table.
+METADATA_COLUMNS = ("source_system", "load_timestamp")
+
+
 class StagingTableOptions(_Strict):
     dedupe: DedupeOptions | None = None
+    # Input values that mean "no value" for every rule of the table that lists none of its own
+    # (default: DEFAULT_NULL_TOKENS).
+    null_tokens: list[NullToken] | None = None
+    join: list[DimensionJoin] = Field(default_factory=list)
+    # Add `source_system` (the source's name) and `load_timestamp` (when ingestion loaded the row).
+    metadata_columns: bool = False
 
 
 class ChecksConfig(_Strict):
@@ -538,7 +635,95 @@ class PipelineConfig(_Strict):
                 )
         if self.unification is not None and self.unification_file is not None:
             raise ValueError("set either unification (inline) or unification_file (a path), not both")
+        self._check_staging_references()
         return self
+
+    def _check_staging_references(self) -> None:
+        """Joins name produced tables without cycles; staged columns they read exist; json rules
+        without paths run only where their keys can be profiled (DuckDB)."""
+        from cdp_assets.sql.staging import staged_columns
+
+        produced = self.object_names
+        for table, rules in self.staging.items():
+            for name, rule in rules.items():
+                if rule.rule == "json" and rule.paths is None and self.engine.kind != "duckdb":
+                    raise FieldError(
+                        ("staging", table, name, "paths"),
+                        f"json rule {name!r} lists no paths: finding every key needs a profiling query that only the "
+                        f"duckdb engine runs, not {self.engine.kind}; list the paths to extract",
+                    )
+        for table, options in self.staging_tables.items():
+            outputs = {c.output for c in staged_columns(self.staging.get(table, {}))}
+            for i, join in enumerate(options.join):
+                where = ("staging_tables", table, "join", i)
+                if join.table not in produced:
+                    raise FieldError(
+                        (*where, "table"),
+                        f"no source object produces {join.table!r}; name a dimension as <source>_<object>, "
+                        f"one of {sorted(produced)}",
+                    )
+                if join.from_ == "staged" and join.table == table:
+                    raise FieldError((*where, "table"), f"{table!r} cannot join its own staged table; use from: source")
+                clash = sorted(set(join.outputs()) & outputs)
+                if clash:
+                    raise FieldError(
+                        (*where, "columns"),
+                        f"output column(s) {clash} are also staging outputs of {table!r}; rename one",
+                    )
+                if join.from_ == "staged":
+                    dim_outputs = {c.output for c in staged_columns(self.staging.get(join.table, {}))}
+                    for k, col in enumerate(join.columns):
+                        if _looks_staged(col) and col not in dim_outputs:
+                            raise FieldError(
+                                (*where, "columns", k),
+                                f"{col!r} is not a staging output of {join.table!r}; "
+                                f"its outputs are {sorted(dim_outputs)}",
+                            )
+                    for right in join.on.values():
+                        if _looks_staged(right) and right not in dim_outputs:
+                            raise FieldError(
+                                (*where, "on"),
+                                f"{right!r} is not a staging output of {join.table!r}; "
+                                f"its outputs are {sorted(dim_outputs)}",
+                            )
+                for left in join.on:
+                    if _looks_staged(left) and left not in outputs:
+                        raise FieldError(
+                            (*where, "on"),
+                            f"{left!r} is not a staging output of {table!r}; its outputs are {sorted(outputs)}",
+                        )
+        self._check_join_cycles()
+
+    def _check_join_cycles(self) -> None:
+        edges = {t: [j.table for j in o.join if j.from_ == "staged"] for t, o in self.staging_tables.items()}
+
+        def visit(table: str, path: list[str]) -> None:
+            for nxt in edges.get(table, []):
+                if nxt in path:
+                    cycle = " -> ".join([*path[path.index(nxt):], nxt])
+                    raise FieldError(
+                        ("staging_tables", table, "join"),
+                        f"staged tables join each other in a cycle ({cycle}); join a source instead (from: source)",
+                    )
+                visit(nxt, [*path, nxt])
+
+        for table in edges:
+            visit(table, [table])
+
+    def staging_table_columns(self, table: str) -> list[str]:
+        """The columns the table-level options add to a staged table (``<source>_<object>``):
+        the metadata columns, then each join's ``<column>_dim``."""
+        options = self.staging_tables.get(table)
+        if options is None:
+            return []
+        meta = list(METADATA_COLUMNS) if options.metadata_columns else []
+        return [*meta, *(o for j in options.join for o in j.outputs())]
+
+    def staging_rules_of(self, table: str) -> dict[str, StagingRule]:
+        """The rules of a staged table (``<source>_<object>``), with the table's null tokens."""
+        options = self.staging_tables.get(table)
+        tokens = options.null_tokens if options is not None else None
+        return {name: rule.with_table_null_tokens(tokens) for name, rule in self.staging.get(table, {}).items()}
 
     # ----- names of the tables each phase produces (the contract of SPEC §4)
 
@@ -563,6 +748,11 @@ class PipelineConfig(_Strict):
             if f"{source.name}_{obj.name}_stg" == table:
                 return source, obj
         return None
+
+
+def _looks_staged(column: str) -> bool:
+    """A name only staging produces (its outputs), so checkable before any data is read."""
+    return column.startswith(("standardized_", "cleaned_", "hashed_"))
 
 
 class LoadedConfig(BaseModel):

@@ -135,28 +135,53 @@ def known_columns(pipeline: PipelineConfig, table: UnifyTable, source_paths: dic
     """The columns a produced table will have, known at load for local files: the source headers,
     the loader's metadata columns and, for a staged table, the staging outputs. None when they
     cannot be known before the run (S3, warehouse tables, no file yet)."""
-    from cdp_assets.sql.staging import staged_columns
-
     database = database_of(pipeline, table)
     for source, obj in pipeline.source_objects():
         base = f"{source.name}_{obj.name}"
         if database == pipeline.stg_schema and table.table == f"{base}_stg":
-            staged = True
-        elif database == pipeline.src_schema and table.table in (base, f"{base}_hist", f"{base}_hist_union"):
-            staged = False
-        else:
-            continue
-        folder = source_paths.get(source.name)
-        if folder is None:
-            return None
-        columns = _object_columns(source, obj, folder)
-        if columns is None:
-            return None
-        columns = [*columns, f"{METADATA_PREFIX}file", f"{METADATA_PREFIX}loaded_at"]
-        if staged:
-            columns += [c.output for c in staged_columns(pipeline.staging.get(base, {}))]
-        return columns
+            return object_table_columns(pipeline, source, obj, True, source_paths)
+        if database == pipeline.src_schema and table.table in (base, f"{base}_hist", f"{base}_hist_union"):
+            return object_table_columns(pipeline, source, obj, False, source_paths)
     return None
+
+
+def object_table_columns(
+    pipeline: PipelineConfig, source: SourceConfig, obj: SourceObject, staged: bool, source_paths: dict[str, Path]
+) -> list[str] | None:
+    """The columns of a source object's loaded table (or, ``staged``, of its staged table), or
+    None when they cannot be known before the run."""
+    from cdp_assets.sql.staging import staged_columns
+
+    base = f"{source.name}_{obj.name}"
+    folder = source_paths.get(source.name)
+    if folder is None:
+        return None
+    columns = _object_columns(source, obj, folder)
+    if columns is None:
+        return None
+    columns = [*columns, f"{METADATA_PREFIX}file", f"{METADATA_PREFIX}loaded_at"]
+    if staged:
+        columns += [c.output for c in staged_columns(pipeline.staging.get(base, {}))]
+        columns += pipeline.staging_table_columns(base)
+    return columns
+
+
+def check_join_columns(pipeline: PipelineConfig, source_paths: dict[str, Path]) -> None:
+    """The columns the table-level joins of staging name exist, where the files tell (local
+    files with a file already); the others are checked when the staged table is built."""
+    objects = {f"{s.name}_{o.name}": (s, o) for s, o in pipeline.source_objects()}
+    for table, options in pipeline.staging_tables.items():
+        for i, join in enumerate(options.join):
+            where = f"staging_tables.{table}.join[{i}]"
+            mine = object_table_columns(pipeline, *objects[table], True, source_paths)
+            theirs = object_table_columns(pipeline, *objects[join.table], join.from_ == "staged", source_paths)
+            checks = [(f"{where}.on", left, mine, f"{table}'s staged table") for left in join.on]
+            checks += [(f"{where}.on", right, theirs, join.table) for right in join.on.values()]
+            checks += [(f"{where}.columns[{k}]", col, theirs, join.table) for k, col in enumerate(join.columns)]
+            for field, column, have, what in checks:
+                if have is not None and column not in have:
+                    ref = TableColumn(field, table, column)
+                    raise ReferenceError_(missing_column_message(ref, what, have, f"from: {join.from_}"))
 
 
 def check_columns(pipeline: PipelineConfig, unify: UnifyConfig, source_paths: dict[str, Path], prefix: str) -> None:

@@ -175,9 +175,35 @@ def _sha256_of_text(tree: exp.Expression, write: str) -> exp.Expression:
     return tree.transform(rewrite)
 
 
+def _json_valid_check(write: str, text: exp.Expression) -> exp.Expression:
+    """TRUE when ``text`` is JSON, in a dialect without DuckDB's ``json_valid``."""
+    if write in ("spark", "databricks", "hive"):
+        # GET_JSON_OBJECT gives NULL for text that is not JSON, the document itself otherwise.
+        document = exp.Anonymous(this="GET_JSON_OBJECT", expressions=[text, exp.Literal.string("$")])
+        return exp.Not(this=exp.Is(this=document, expression=exp.Null()))
+    if write == "trino":
+        parsed = exp.Anonymous(this="TRY", expressions=[exp.ParseJSON(this=text)])
+        return exp.Not(this=exp.Is(this=parsed, expression=exp.Null()))
+    raise ValueError(f"the json staging rule cannot be rendered for {write}: no json_valid hook for that dialect")
+
+
+def _json_valid(tree: exp.Expression, write: str) -> exp.Expression:
+    """DuckDB's ``json_valid(x)`` (the json staging rule's guard) has no sqlglot translation."""
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Anonymous) and str(node.this).lower() == "json_valid":
+            return exp.paren(_json_valid_check(write, node.expressions[0].copy()), copy=False)
+        return node
+
+    return tree.transform(rewrite)
+
+
 # Named per-dialect hooks applied after parsing, where sqlglot's translation alone is wrong.
 _HOOKS = {
-    "trino": (_sha256_of_text,),
+    "trino": (_sha256_of_text, _json_valid),
+    "spark": (_json_valid,),
+    "databricks": (_json_valid,),
+    "hive": (_json_valid,),
 }
 
 

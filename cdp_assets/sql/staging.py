@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdp_assets.config.models import STANDARDIZING_RULES, DedupeOptions, StagingRule
+import re
+
+from cdp_assets.config.models import (
+    DEFAULT_NULL_TOKENS,
+    METADATA_COLUMNS,
+    STANDARDIZING_RULES,
+    DedupeOptions,
+    DimensionJoin,
+    JsonPath,
+    StagingRule,
+)
 from cdp_assets.config.phone_regions import phone_country_codes, phone_regions
 from cdp_assets.sql.dialects import TableRef, quote
 
@@ -49,6 +59,17 @@ class StagedColumn:
     present: str = ""
     # Whether "present but NULL out" is an unparseable value (not for valid flags).
     counted: bool = True
+    # The declared type the output is cast to, the same on every engine (docs/staging.md).
+    sql_type: str = "VARCHAR"
+
+
+# Declared output types, per rule (the first output of a rule; date and valid flags below).
+OUTPUT_TYPES = {
+    "email": "VARCHAR", "phone": "VARCHAR", "name": "VARCHAR", "text": "VARCHAR", "hash": "VARCHAR",
+    "number": "DOUBLE", "boolean": "BOOLEAN", "date": "TIMESTAMP",
+}
+DATE_OUTPUT_TYPES = {"std": "TIMESTAMP", "unixtime": "BIGINT", "date": "DATE"}
+JSON_OUTPUT_TYPES = {"text": "VARCHAR", "array": "VARCHAR[]"}
 
 
 def output_column(name: str, rule: StagingRule) -> str:
@@ -381,6 +402,76 @@ def _date(rule: StagingRule, q: _Query) -> tuple[str, str, str]:
     return std, unixtime, f"CAST({std} AS DATE)"
 
 
+# ---------------------------------------------------------------------------- json
+
+
+def json_path_literal(keys: list[str] | tuple[str, ...]) -> str:
+    """A JSONPath with every key quoted (``$."a b"."$price"``), as a SQL literal; sqlglot writes
+    each dialect's form (Spark ``$['a b']``, Trino ``$["a b"]``). Keys never hold quotes or
+    backslashes (JsonPath refuses them; profiled keys with them are skipped)."""
+    return _literal("$" + "".join(f'."{k}"' for k in keys))
+
+
+def _json(path: JsonPath, x: str) -> str:
+    """One value of the JSON text ``x``: text for a scalar, an array of text for an array; NULL
+    when the text is not JSON, the key is absent or the value is JSON null. ``json_valid`` is
+    rendered per dialect (sqlglot has no translation; cdp_assets/sql/dialects.py)."""
+    literal = json_path_literal(path.keys)
+    if path.type == "array":
+        value = f"TRY_CAST(json_extract({x}, {literal}) AS VARCHAR[])"
+    else:
+        value = f"json_extract_string({x}, {literal})"
+    return f"CASE WHEN json_valid({x}) THEN {value} END"
+
+
+_JSON_PROFILE_COLUMNS = ("parent", "json_key", "full_path", "json_type")
+
+
+def json_keys_sql(source: TableRef, rule: StagingRule) -> str:
+    """The profiling query of a json rule without paths (DuckDB only): every distinct
+    (parent path, key, path, type) of the column's valid JSON values, outside arrays."""
+    x = _present(quote(rule.columns[0]), rule.tokens)
+    doc = quote(INTERNAL_PREFIX + "doc")
+    t = quote(INTERNAL_PREFIX + "tree")
+    return (
+        f"SELECT DISTINCT {t}.path AS parent, {t}.key AS json_key, {t}.fullkey AS full_path, {t}.type AS json_type "
+        f"FROM (SELECT {x} AS {doc} FROM {source.sql}) AS {quote(INTERNAL_PREFIX + 'docs')}, json_tree({doc}) AS {t} "
+        f"WHERE {doc} IS NOT NULL AND json_valid({doc}) AND {t}.key IS NOT NULL "
+        f"AND NOT regexp_matches({t}.path, '\\[[0-9]+\\]') ORDER BY 3, 4"
+    )
+
+
+def json_paths_from_profile(name: str, rule: StagingRule, rows: list[tuple]) -> dict[str, JsonPath]:
+    """Output name -> path for every key down to the rule's depth, from :func:`json_keys_sql`'s
+    rows. Objects above the depth are descended into; a key that is an array in some row is an
+    array; an object at the depth comes as JSON text. Output names are the keys joined by
+    ``_``, lowercased, other characters as ``_`` (``_2``, ``_3`` ... on a collision)."""
+    objects: dict[str, tuple[str, ...]] = {"$": ()}
+    leaves: dict[tuple[str, ...], str] = {}
+    for parent, key, full, kind in sorted(rows, key=lambda r: (len(r[2]), r[2])):
+        if parent not in objects or not _SAFE_JSON_KEY.fullmatch(key):
+            continue  # inside an array, or a key a path literal cannot spell on every engine
+        keys = (*objects[parent], key)
+        if len(keys) > rule.json_depth:
+            continue
+        if kind == "OBJECT" and len(keys) < rule.json_depth:
+            objects[full] = keys
+            continue
+        leaves[keys] = "array" if kind == "ARRAY" or leaves.get(keys) == "array" else "text"
+    out: dict[str, JsonPath] = {}
+    for keys, kind in sorted(leaves.items()):
+        base = re.sub(r"[^a-z0-9]+", "_", "_".join(keys).lower()).strip("_") or "key"
+        candidate, n = base, 1
+        while candidate in out:
+            n += 1
+            candidate = f"{base}_{n}"
+        out[candidate] = JsonPath(keys=list(keys), type=kind)
+    return out
+
+
+_SAFE_JSON_KEY = re.compile(r"[^\\'\"\x00-\x1f]{1,128}")
+
+
 def _standardize(rule: StagingRule, column: str, q: _Query) -> str:
     """The rule applied to one input column of the source row."""
     column_sql = f"{quote(_ROW)}.{quote(column)}"
@@ -419,31 +510,78 @@ def rule_expression(rule: StagingRule, columns: tuple[str, ...], q: _Query | Non
     return f"COALESCE({', '.join(exprs)})"
 
 
-def _plan(rules: dict[str, StagingRule]) -> tuple[list[StagedColumn], _Query]:
+def _plan(
+    rules: dict[str, StagingRule], json_paths: dict[str, dict[str, JsonPath]] | None = None
+) -> tuple[list[StagedColumn], _Query]:
+    """The output columns of the rules. A json rule without paths gives the outputs of its
+    profiled paths (``json_paths[name]``), none when they are not known."""
     q = _Query()
     cols = []
     for name, r in rules.items():
+        inputs = tuple(r.columns)
         if r.rule == "date":
             std, unixtime, day = _date(r, q)
             present = _input_present(r)
             cols += [
-                StagedColumn(f"{name}_std", tuple(r.columns), r.rule, std, present),
-                StagedColumn(f"{name}_unixtime", tuple(r.columns), r.rule, unixtime, present, counted=False),
-                StagedColumn(f"{name}_date", tuple(r.columns), r.rule, day, present, counted=False),
+                StagedColumn(f"{name}_std", inputs, r.rule, std, present, sql_type=DATE_OUTPUT_TYPES["std"]),
+                StagedColumn(f"{name}_unixtime", inputs, r.rule, unixtime, present, False,
+                             DATE_OUTPUT_TYPES["unixtime"]),
+                StagedColumn(f"{name}_date", inputs, r.rule, day, present, False, DATE_OUTPUT_TYPES["date"]),
             ]
             continue
-        expression = rule_expression(r, tuple(r.columns), q)
+        if r.rule == "json":
+            paths = r.paths if r.paths is not None else (json_paths or {}).get(name, {})
+            x = _present(f"{quote(_ROW)}.{quote(r.columns[0])}", r.tokens)
+            # Not counted: a key absent from a document is no parse failure.
+            cols += [
+                StagedColumn(f"{name}_{out}", inputs, r.rule, _json(p, x), _input_present(r), False,
+                             JSON_OUTPUT_TYPES[p.type])
+                for out, p in paths.items()
+            ]
+            continue
+        expression = rule_expression(r, inputs, q)
         output = output_column(name, r)
-        cols.append(StagedColumn(output, tuple(r.columns), r.rule, expression, _input_present(r)))
+        cols.append(StagedColumn(output, inputs, r.rule, expression, _input_present(r), sql_type=OUTPUT_TYPES[r.rule]))
         if r.valid_flag:
-            flag = f"CASE WHEN {_input_present(r, in_query=True)} IS NULL THEN NULL WHEN ({expression}) IS NOT NULL THEN TRUE ELSE FALSE END"
-            cols.append(StagedColumn(f"{output}_valid", tuple(r.columns), f"{r.rule}_valid", flag, _input_present(r), counted=False))
+            flag = (
+                f"CASE WHEN {_input_present(r, in_query=True)} IS NULL THEN NULL "
+                f"WHEN ({expression}) IS NOT NULL THEN TRUE ELSE FALSE END"
+            )
+            cols.append(
+                StagedColumn(f"{output}_valid", inputs, f"{r.rule}_valid", flag, _input_present(r), False, "BOOLEAN")
+            )
     return cols, q
 
 
+def staged_columns(
+    rules: dict[str, StagingRule], json_paths: dict[str, dict[str, JsonPath]] | None = None
+) -> list[StagedColumn]:
+    return _plan(rules, json_paths)[0]
 
-def staged_columns(rules: dict[str, StagingRule]) -> list[StagedColumn]:
-    return _plan(rules)[0]
+
+def profiled_json_rules(rules: dict[str, StagingRule]) -> dict[str, StagingRule]:
+    """The json rules whose paths are found by profiling the table (no ``paths`` listed)."""
+    return {name: r for name, r in rules.items() if r.rule == "json" and r.paths is None}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """A table-level ``join`` resolved for one build: the dimension's table and columns."""
+
+    join: DimensionJoin
+    ref: TableRef
+    columns: tuple[str, ...]  # what the dimension table has, to name a missing one
+    field: str  # the config field, e.g. staging_tables.shop_orders.join[0]
+
+
+@dataclass(frozen=True)
+class TableExtras:
+    """What a staged table adds besides its rules: dimension columns, metadata columns and the
+    profiled paths of json rules without ``paths``."""
+
+    dimensions: tuple[Dimension, ...] = ()
+    source_system: str | None = None  # set: add the metadata columns, with this source name
+    json_paths: dict[str, dict[str, JsonPath]] | None = None
 
 
 def staging_sql(
@@ -452,11 +590,14 @@ def staging_sql(
     rules: dict[str, StagingRule],
     dedupe: DedupeOptions | None = None,
     default_order_by: str | None = None,
+    extras: TableExtras | None = None,
 ) -> str:
-    """Every column of the hist-union table, plus one standardised/cleaned column per rule;
-    with ``dedupe``, one row per partition (after cleaning), the newest by the order."""
+    """Every column of the hist-union table, plus one standardised/cleaned column per rule, each
+    cast to its declared type; with ``extras``, dimension and metadata columns; with ``dedupe``,
+    one row per partition (after cleaning), the newest by the order."""
+    extras = extras or TableExtras()
     if dedupe is not None:
-        return _deduped(source, source_columns, rules, dedupe, default_order_by)
+        return _deduped(source, source_columns, rules, dedupe, default_order_by, extras)
     missing = sorted({c for r in rules.values() for c in r.columns} - set(source_columns))
     if missing:
         raise ValueError(
@@ -466,9 +607,22 @@ def staging_sql(
     internal = [c for c in source_columns if c.startswith(INTERNAL_PREFIX)]
     if internal:
         raise ValueError(f"{source.display} has column(s) {internal} whose prefix {INTERNAL_PREFIX!r} staging reserves; rename them")
+    unprofiled = sorted(set(profiled_json_rules(rules)) - set(extras.json_paths or {}))
+    if unprofiled:
+        raise ValueError(
+            f"json rule(s) {unprofiled} of {source.display} list no paths, so their keys come from profiling the "
+            "table when it is built (json_keys_sql); list paths to render the statement without the data"
+        )
+    rules_sql = _rules_sql(source, source_columns, rules, extras.json_paths)
+    if not extras.dimensions and extras.source_system is None:
+        return rules_sql
+    return _with_dimensions_and_metadata(source, source_columns, rules, rules_sql, extras)
+
+
+def _rules_sql(source: TableRef, source_columns: list[str], rules: dict[str, StagingRule], json_paths) -> str:
     if not rules:
         return f"SELECT *\nFROM {source.sql}"
-    columns, q = _plan(rules)
+    columns, q = _plan(rules, json_paths)
     row = quote(_ROW)
     ctes = []
     base = f"{source.sql} AS {row}"
@@ -485,14 +639,81 @@ def staging_sql(
         ctes.append(f"{name} AS (SELECT *, {', '.join(stage)} FROM {base})")
         base = f"{name} AS {row}"
     outputs = [f"{row}.{quote(c)}" for c in source_columns]
-    outputs += [f"{c.expression} AS {quote(c.output)}" for c in columns]
+    # Every output is cast to its declared type, so every engine's table has the same types.
+    outputs += [f"CAST({c.expression} AS {c.sql_type}) AS {quote(c.output)}" for c in columns]
     with_ = "WITH " + ",\n".join(ctes) + "\n" if ctes else ""
     return f"{with_}SELECT {', '.join(outputs)}\nFROM {base}"
 
 
-def _deduped(source, source_columns, rules, dedupe: DedupeOptions, default_order_by: str | None) -> str:
-    staged = staging_sql(source, source_columns, rules)
-    outputs = [*source_columns, *(c.output for c in staged_columns(rules))]
+def extra_columns(extras: TableExtras) -> list[str]:
+    """The metadata and dimension columns a staged table gets, in their order."""
+    meta = list(METADATA_COLUMNS) if extras.source_system is not None else []
+    return [*meta, *(o for d in extras.dimensions for o in d.join.outputs())]
+
+
+def _join_key(column_sql: str) -> str:
+    """A join key as both sides are compared: text, trimmed, lowercased; NULL when empty or a
+    default null token (so absent keys never match)."""
+    return f"LOWER({_present(column_sql, DEFAULT_NULL_TOKENS)})"
+
+
+def _with_dimensions_and_metadata(source, source_columns, rules, rules_sql: str, extras: TableExtras) -> str:
+    staged = [*source_columns, *(c.output for c in staged_columns(rules, extras.json_paths))]
+    added = extra_columns(extras)
+    clash = sorted(set(added) & set(staged))
+    if clash:
+        raise ValueError(
+            f"{source.display}: column(s) {clash} exist already; metadata columns and <column>_dim outputs of joins "
+            "must be new names (rename the column, or drop metadata_columns / the join)"
+        )
+    s = quote(INTERNAL_PREFIX + "staged")
+    selects = [f"{s}.*"]
+    if extras.source_system is not None:
+        loaded = f"{s}.{quote('_cdp_loaded_at')}" if "_cdp_loaded_at" in source_columns else "NULL"
+        selects += [
+            f"CAST({_literal(extras.source_system)} AS VARCHAR) AS {quote('source_system')}",
+            f"CAST({loaded} AS TIMESTAMP) AS {quote('load_timestamp')}",
+        ]
+    joins = []
+    for i, dim in enumerate(extras.dimensions):
+        j = dim.join
+        for left in j.on:
+            if left not in staged:
+                raise ValueError(
+                    f"{dim.field}.on: {left!r} is not a column of the staged {source.display}; its columns are {staged}"
+                )
+        for where, names in ((f"{dim.field}.on", list(j.on.values())), (f"{dim.field}.columns", j.columns)):
+            unknown = [c for c in names if c not in dim.columns]
+            if unknown:
+                raise ValueError(
+                    f"{where}: {unknown} not in the dimension {dim.ref.display}; its columns are {list(dim.columns)}"
+                )
+        alias = quote(f"{INTERNAL_PREFIX}dim{i}")
+        keys = [f"{INTERNAL_PREFIX}key{k}" for k in range(len(j.on))]
+        key_exprs = [f"{_join_key(quote(right))} AS {quote(k)}" for right, k in zip(j.on.values(), keys)]
+        cols = ", ".join(quote(c) for c in j.columns)
+        rn = quote(INTERNAL_PREFIX + "rn")
+        # One dimension row per key, the same one on every engine: the smallest by its columns.
+        order = ", ".join(f"{quote(c)} ASC NULLS LAST" for c in j.columns)
+        partition = ", ".join(quote(k) for k in keys)
+        keyed = f"SELECT {', '.join(key_exprs)}, {cols} FROM {dim.ref.sql}"
+        one_per_key = (
+            f"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY {order}) AS {rn} "
+            f"FROM ({keyed}) AS {quote(INTERNAL_PREFIX + 'keyed')} "
+            f"WHERE {' AND '.join(f'{quote(k)} IS NOT NULL' for k in keys)}) AS {quote(INTERNAL_PREFIX + 'ranked')} "
+            f"WHERE {rn} = 1"
+        )
+        on = " AND ".join(f"{alias}.{quote(k)} = {_join_key(f'{s}.{quote(left)}')}" for left, k in zip(j.on, keys))
+        joins.append(f"LEFT JOIN ({one_per_key}) AS {alias} ON {on}")
+        selects += [f"{alias}.{quote(c)} AS {quote(c + '_dim')}" for c in j.columns]
+    return f"SELECT {', '.join(selects)}\nFROM ({rules_sql}) AS {s}" + "".join(f"\n{j}" for j in joins)
+
+
+def _deduped(
+    source, source_columns, rules, dedupe: DedupeOptions, default_order_by: str | None, extras: TableExtras
+) -> str:
+    staged = staging_sql(source, source_columns, rules, extras=extras)
+    outputs = [*source_columns, *(c.output for c in staged_columns(rules, extras.json_paths)), *extra_columns(extras)]
     order_by = dedupe.order_by or ([default_order_by] if default_order_by else [])
     unknown = sorted({*dedupe.partition_by, *order_by} - set(outputs))
     if unknown:

@@ -276,3 +276,135 @@ def test_email_property_agrees_with_email_validator_on_ascii(wh, values):
     got = stage_emails(wh, values)
     wrong = [(v, o, oracle_email(v)) for v, o in zip(values, got) if v.isascii() and v.strip() and o != oracle_email(v)]
     assert not wrong
+
+
+# ---------------------------------------------------------------------------- number, boolean, hash
+
+import re  # noqa: E402
+import hashlib  # noqa: E402
+import math  # noqa: E402
+from decimal import Decimal  # noqa: E402
+
+from cdp_assets.config.models import DEFAULT_NULL_TOKENS  # noqa: E402
+from cdp_assets.sql.staging import FALSE_TOKENS, TRUE_TOKENS  # noqa: E402
+
+VALUES_SRC = TableRef("oracle_src", "values")
+
+
+def stage_values(wh: DuckDBWarehouse, values: list[str | None], rule: StagingRule, output: str) -> list:
+    """Our rule's output for each value, in order (one query)."""
+    wh.drop(VALUES_SRC)
+    wh.write_dataframe(VALUES_SRC, pd.DataFrame({"n": range(len(values)), "v": values}).astype({"v": "string"}))
+    sql = staging_sql(VALUES_SRC, ["n", "v"], {"x": rule})
+    got = wh.fetch(f"SELECT n, {output} FROM ({sql}) AS s ORDER BY n")
+    return [None if pd.isna(v) else v for v in got[output]]
+
+
+@st.composite
+def written_amounts(draw):
+    """(text, true value, decimal_comma): a Decimal written as people write amounts: a currency
+    symbol or code before or after, thousands separators, a decimal point or comma, spaces."""
+    value = Decimal(draw(st.integers(min_value=-10**11, max_value=10**11))) / (10 ** draw(st.integers(0, 4)))
+    comma = draw(st.booleans())
+    sep, point = ((".", ",") if comma else (",", "."))
+    sign, digits = ("-" if value < 0 else ""), f"{abs(value):f}"
+    whole, _, frac = digits.partition(".")
+    if draw(st.booleans()):  # thousands separators
+        whole = f"{int(whole):,}".replace(",", sep)
+    text = sign + whole + (point + frac if frac else "")
+    symbol = draw(st.sampled_from(["", "$", "€", "£", "¥", "USD ", " EUR", "CHF"]))
+    text = symbol + text if draw(st.booleans()) else text + symbol
+    return draw(st.sampled_from(["", " ", "  "])) + text + draw(st.sampled_from(["", " "])), value, comma
+
+
+def oracle_number(text: str, decimal_comma: bool) -> Decimal | None:
+    """The documented reading with Python's Decimal: keep digits, ',', '.', '-'; drop the
+    thousands separator; read the decimal separator as '.'; a well-formed number or nothing."""
+    if text is None or text.strip().upper() in DEFAULT_NULL_TOKENS:
+        return None
+    kept = "".join(ch for ch in text.strip() if ch.isascii() and (ch.isdigit() or ch in ",.-"))
+    plain = kept.replace(".", "").replace(",", ".") if decimal_comma else kept.replace(",", "")
+    if not re.fullmatch(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)", plain):
+        return None
+    return Decimal(plain)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(written_amounts(), min_size=60, max_size=60), st.lists(st.text(alphabet="0123456789.,-$€ aE", max_size=8), max_size=30))
+def test_number_property_agrees_with_decimal(wh, amounts, junk):
+    for comma in (False, True):
+        written = [(t, v) for t, v, c in amounts if c == comma]
+        texts = [t for t, _ in written] + junk
+        got = stage_values(wh, texts, StagingRule(rule="number", columns=["v"], decimal_comma=comma), "cleaned_x")
+        for (text, value), out in zip(written, got):  # the true value of a written amount
+            assert out is not None and math.isclose(out, float(value), rel_tol=1e-12, abs_tol=1e-9), (text, value, out)
+        for text, out in zip(texts, got):  # any text: the documented reading
+            expected = oracle_number(text, comma)
+            assert (out is None) == (expected is None), (text, out, expected)
+            assert expected is None or math.isclose(out, float(expected), rel_tol=1e-12, abs_tol=1e-9), (text, out, expected)
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(written_amounts(), min_size=60, max_size=60), st.integers(0, 3))
+def test_number_rounding_property(wh, amounts, decimals):
+    texts = [t for t, _, c in amounts if not c]
+    values = [v for _, v, c in amounts if not c]
+    got = stage_values(wh, texts, StagingRule(rule="number", columns=["v"], decimals=decimals), "cleaned_x")
+    for text, value, out in zip(texts, values, got):
+        # rounded to `decimals` digits (a binary double's half may go either way)
+        assert abs(out - float(value)) <= 0.5 * 10 ** -decimals * (1 + 1e-9) + 1e-9 * abs(float(value)), (text, out)
+        assert math.isclose(out, round(out, decimals), rel_tol=1e-12, abs_tol=1e-9), (text, out)
+
+
+def oracle_boolean(text: str | None) -> bool | None:
+    t = None if text is None else text.strip(" ").upper()
+    return True if t in TRUE_TOKENS else False if t in FALSE_TOKENS else None
+
+
+@st.composite
+def written_flags(draw):
+    token = draw(st.sampled_from(["true", "false", "t", "f", "yes", "no", "y", "n", "1", "0", "on", "off",
+                                  "maybe", "2", "ja", "null", "n/a", "", "yess", "o n"]))
+    token = "".join(ch.upper() if draw(st.booleans()) else ch for ch in token)
+    return draw(st.sampled_from(["", " ", "  "])) + token + draw(st.sampled_from(["", " "]))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(st.one_of(written_flags(), st.text(alphabet="yesnotrufalYESNO10 ", max_size=6)), min_size=80, max_size=80))
+def test_boolean_property_agrees_with_its_token_lists(wh, values):
+    got = stage_values(wh, values, StagingRule(rule="boolean", columns=["v"]), "cleaned_x")
+    wrong = [(v, o, oracle_boolean(v)) for v, o in zip(values, got) if (None if o is None else bool(o)) != oracle_boolean(v)]
+    assert not wrong
+
+
+def _sha256(value: str | None) -> str | None:
+    return None if value is None else hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def oracle_text_hash(text: str) -> str | None:
+    t = text.strip(" ")
+    return None if t.upper() in DEFAULT_NULL_TOKENS else _sha256(t.lower())
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(st.text(alphabet="abcXYZ 019@.+-_éÜñçØ'", max_size=16), min_size=80, max_size=80), emails())
+def test_hash_property_agrees_with_hashlib(wh, texts, address):
+    got = stage_values(wh, texts, StagingRule(rule="hash", columns=["v"]), "hashed_x")
+    assert [(t, o) for t, o in zip(texts, got)] == [(t, oracle_text_hash(t)) for t in texts]
+    emails_ = [address, f"  {address.upper()} ", "Foo.Bar@Example.COM"]
+    got = stage_values(wh, emails_, StagingRule(rule="hash", columns=["v"], normalize="email"), "hashed_x")
+    expected = [_sha256(oracle_email(e)) if e.isascii() else None for e in emails_]
+    assert [o for e, o in zip(emails_, got) if e.isascii()] == [x for e, x in zip(emails_, expected) if e.isascii()]
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(batches())
+def test_phone_hash_property_agrees_with_hashlib_of_phonenumbers(wh, rows):
+    region = rows[0][0]
+    texts = [p for _, p in rows]
+    got = stage_values(wh, texts, StagingRule(rule="hash", columns=["v"], normalize="phone", default_region=region), "hashed_x")
+    plain = stage_values(wh, texts, StagingRule(rule="phone", columns=["v"], default_region=region), "standardized_x")
+    # the hash of exactly the phone rule's E.164 digits, and those agree with phonenumbers (at most one miss)
+    assert got == [_sha256(p) for p in plain]
+    expected = [oracle_phone(p, region) for p in texts]
+    assert sum(1 for p, e in zip(plain, expected) if e is not None and p != e) <= 1
