@@ -403,12 +403,11 @@ def _check_sql(loaded: LoadedConfig, columns: _Columns, report: ValidationReport
                         # A persistent id reads its previous lookup: stand in the first run's.
                         rehearsal.ensure_schema(plan.ref("lookup").schema)
                         rehearsal.run(create_table_as(plan.ref("lookup"), u.lookup_sql(plan, None)))
-                    target = re.match(r'CREATE TABLE "(\w+)"\."(\w+)" AS\b', step.sql)
-                    query_sql = step.sql[target.end():] if target else step.sql
+                    final = step.creates
                     try:
-                        why = planner.why_not(query_sql)
+                        why = planner.why_not(step.query)
                         if why is None:
-                            planner.explain(query_sql)
+                            planner.explain(step.query)
                         report.engine_plans[where] = why
                     except WarehouseError as exc:
                         report.problems.append(Problem(
@@ -417,13 +416,12 @@ def _check_sql(loaded: LoadedConfig, columns: _Columns, report: ValidationReport
                             "(see `cdp-assets render-sql`); later statements were not checked",
                         ))
                         return
-                    if target:
+                    if final is not None:
                         # Built under a new name, then swapped in, as runs do (a statement may
                         # read the table it replaces: a persistent id's previous lookup).
-                        final = TableRef(target.group(1), target.group(2))
                         rehearsal.ensure_schema(final.schema)
                         staging = rehearsal.staging_ref(final)
-                        rehearsal.run(create_table_as(staging, step.sql[target.end():]))
+                        rehearsal.run(create_table_as(staging, step.query))
                         rehearsal.swap_in(staging, final)
                     else:
                         rehearsal.run(step.sql)

@@ -83,6 +83,7 @@ class WarehouseResource(ConfigurableResource):
     _verified: bool = PrivateAttr(default=False)
     _con: Any = PrivateAttr(default=None)  # the open connection of the current session
     _jobs: list = PrivateAttr(default_factory=list)
+    _step: str | None = PrivateAttr(default=None)  # the pipeline step running now
 
     @property
     @abstractmethod
@@ -174,6 +175,20 @@ class WarehouseResource(ConfigurableResource):
                 )
                 time.sleep(delay)
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """The statements sent inside belong to the pipeline step ``name`` (see ``current_step``)."""
+        outer, self._step = self._step, name
+        try:
+            yield
+        finally:
+            self._step = outer
+
+    @property
+    def current_step(self) -> str | None:
+        """The named step whose statements are being sent (None outside the steps)."""
+        return self._step
 
     # ---------------------------------------------------------------- engine jobs
 
