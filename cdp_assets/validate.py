@@ -30,6 +30,7 @@ from cdp_assets.config.loader import ConfigError, load_config
 from cdp_assets.config.models import DLT_CONNECTORS, LoadedConfig, LocalFilesConnector, S3Connector, TableConnector
 from cdp_assets.engines.base import WarehouseError, WarehouseResource, mask_secret
 from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.engine_meta import explain_sql, no_rows_sql
 
 
 class CredentialsError(ValueError):
@@ -325,7 +326,7 @@ class _EnginePlanner:
         """EXPLAIN the query on the engine; a refusal raises WarehouseError with its message."""
         assert self.warehouse is not None
         rendered = self.warehouse.dialect.render(query_sql)
-        plan = self.warehouse.query("EXPLAIN " + rendered)
+        plan = self.warehouse.query(explain_sql(rendered))
         text = "\n".join(str(v) for v in plan.to_numpy().ravel())
         refused = _SPARK_PLAN_ERROR.search(text) if self.warehouse.dialect.name in ("spark", "databricks") else None
         if refused:
@@ -333,7 +334,7 @@ class _EnginePlanner:
             # for no rows, raises it (Spark reads nothing for LIMIT 0).
             message = refused.group(0).strip()
             try:
-                self.warehouse.query(f"SELECT * FROM (\n{rendered}\n) AS cdp_explained LIMIT 0")
+                self.warehouse.query(no_rows_sql(rendered))
             except WarehouseError as exc:
                 message = f"{message} {exc.engine_message.strip()}"
             raise WarehouseError(message)

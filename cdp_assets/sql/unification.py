@@ -547,10 +547,6 @@ WHERE la <> lb
 """
 
 
-def count_sql(ref: TableRef) -> str:
-    return f"SELECT COUNT(*) AS n FROM {ref.sql}"
-
-
 def copy_sql(ref: TableRef) -> str:
     """Every row of ``ref`` (``keep_loop_tables`` keeps a round's labels with it)."""
     return f"SELECT * FROM {ref.sql}"
