@@ -244,7 +244,7 @@ def test_tables_an_earlier_config_built_without_a_new_column_are_only_rehearsed(
     report = validate(changed)
     assert report.exit_code == exit_codes.OK, [str(p) for p in report.problems]
     differently = {w for w, why in report.engine_plans.items() if why is not None and why.startswith("inputs in the warehouse lack columns")}
-    assert "unification/17_enriched_shop_orders_stg" in differently
+    assert "unification/19_enriched_shop_orders_stg" in differently
     assert report.engine_plans["staging/02_shop_orders_stg"] is None  # its input is unchanged
     assert "only rehearsed, inputs in the warehouse lack columns this config adds" in report.plan_summary()
 
