@@ -161,3 +161,23 @@ def test_do_not_merge_and_kept_rounds_are_steps_of_the_list(tmp_path):
     assert trace.count("person_id_loop_keep_labels") == person.rounds > 0
     kept = [t for t in wh.list_tables(loaded.unification.schema) if t.startswith("person_id_graph_unify_loop_")]
     assert len(kept) == person.rounds
+
+
+def test_render_sql_prints_the_round_once_with_a_note_and_its_tables_in_order(tmp_path):
+    from cdp_assets.render import write_rendered
+    from cdp_assets.sql.dialects import get_dialect
+
+    loaded = load_config()
+    written = write_rendered(loaded, get_dialect("duckdb"), tmp_path)
+    files = {p.name: p.read_text() for p in written if p.parent.name == "unification"}
+    loop = {name: text for name, text in files.items() if "_unified_id_loop_" in name}
+    assert len(loop) == 7  # edges_left, hook, unresolved_pointers, jump, relabeled_count, relabel, contract: once
+    for name, text in loop.items():
+        assert text.splitlines()[1].startswith("-- unified_id_loop_round: repeated while edges are left"), name
+    jump = next(text for name, text in loop.items() if name.endswith("_unified_id_loop_jump.sql"))
+    assert "unified_id_loop_compress: repeated while a pointer points at a node" in jump.splitlines()[1]
+    # A working table made again in the round is printed under a new name, read by what follows.
+    assert 'CREATE TABLE "cdp_unification_customer_360"."unified_id_hooks_2" AS' in jump
+    graph = next(text for name, text in files.items() if name.endswith("_unified_id_graph.sql"))
+    assert '"unified_id_labels_2" AS p' in graph
+    assert not any(text.splitlines()[1].startswith("-- ") for name, text in files.items() if name not in loop)
