@@ -30,6 +30,7 @@ from cdp_assets.config.loader import ConfigError, load_config
 from cdp_assets.config.models import DLT_CONNECTORS, LoadedConfig, LocalFilesConnector, S3Connector, TableConnector
 from cdp_assets.engines.base import WarehouseError, WarehouseResource, mask_secret
 from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.engine_meta import explain_sql, no_rows_sql
 
 
 class CredentialsError(ValueError):
@@ -326,7 +327,7 @@ class _EnginePlanner:
         """EXPLAIN the query on the engine; a refusal raises WarehouseError with its message."""
         assert self.warehouse is not None
         rendered = self.warehouse.dialect.render(query_sql)
-        plan = self.warehouse.query("EXPLAIN " + rendered)
+        plan = self.warehouse.query(explain_sql(rendered))
         text = "\n".join(str(v) for v in plan.to_numpy().ravel())
         refused = _SPARK_PLAN_ERROR.search(text) if self.warehouse.dialect.name in ("spark", "databricks") else None
         if refused:
@@ -334,7 +335,7 @@ class _EnginePlanner:
             # for no rows, raises it (Spark reads nothing for LIMIT 0).
             message = refused.group(0).strip()
             try:
-                self.warehouse.query(f"SELECT * FROM (\n{rendered}\n) AS cdp_explained LIMIT 0")
+                self.warehouse.query(no_rows_sql(rendered))
             except WarehouseError as exc:
                 message = f"{message} {exc.engine_message.strip()}"
             raise WarehouseError(message)
@@ -404,12 +405,11 @@ def _check_sql(loaded: LoadedConfig, columns: _Columns, report: ValidationReport
                         # A persistent id reads its previous lookup: stand in the first run's.
                         rehearsal.ensure_schema(plan.ref("lookup").schema)
                         rehearsal.run(create_table_as(plan.ref("lookup"), u.lookup_sql(plan, None)))
-                    target = re.match(r'CREATE TABLE "(\w+)"\."(\w+)" AS\b', step.sql)
-                    query_sql = step.sql[target.end():] if target else step.sql
+                    final = step.creates
                     try:
-                        why = planner.why_not(query_sql)
+                        why = planner.why_not(step.query)
                         if why is None:
-                            planner.explain(query_sql)
+                            planner.explain(step.query)
                         report.engine_plans[where] = why
                     except WarehouseError as exc:
                         report.problems.append(Problem(
@@ -418,13 +418,12 @@ def _check_sql(loaded: LoadedConfig, columns: _Columns, report: ValidationReport
                             "(see `cdp-assets render-sql`); later statements were not checked",
                         ))
                         return
-                    if target:
+                    if final is not None:
                         # Built under a new name, then swapped in, as runs do (a statement may
                         # read the table it replaces: a persistent id's previous lookup).
-                        final = TableRef(target.group(1), target.group(2))
                         rehearsal.ensure_schema(final.schema)
                         staging = rehearsal.staging_ref(final)
-                        rehearsal.run(create_table_as(staging, step.sql[target.end():]))
+                        rehearsal.run(create_table_as(staging, step.query))
                         rehearsal.swap_in(staging, final)
                     else:
                         rehearsal.run(step.sql)

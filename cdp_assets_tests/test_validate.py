@@ -28,8 +28,8 @@ def test_a_good_config_passes_and_nothing_is_written(tmp_path, capsys):
     assert main(["validate", "--config", str(config)]) == exit_codes.OK
     out = capsys.readouterr().out
     assert "engine:  engine=duckdb" in out and "unification customer_360" in out and "merge_by_keys email" in out
-    assert "SQL:     30 statement(s) parsed and rehearsed on an in-memory DuckDB; 0 planned by the engine (EXPLAIN); 30 only rehearsed, no warehouse to plan on" in out
-    assert "30 statement(s) checked, 0 of them planned by the engine; nothing was written" in out
+    assert "SQL:     35 statement(s) parsed and rehearsed on an in-memory DuckDB; 0 planned by the engine (EXPLAIN); 35 only rehearsed, no warehouse to plan on" in out
+    assert "35 statement(s) checked, 0 of them planned by the engine; nothing was written" in out
     assert not (tmp_path / "cdp.duckdb").exists()  # the warehouse was not even created
 
 
@@ -200,7 +200,7 @@ def test_after_a_first_run_duckdb_plans_every_statement_whose_inputs_it_holds(fi
         con.close()
     schemas = {loaded.pipeline.src_schema, loaded.pipeline.stg_schema, loaded.unification.schema}
     statements = _statements(loaded)
-    assert set(report.engine_plans) == set(statements) and report.statements == len(statements) == 30
+    assert set(report.engine_plans) == set(statements) and report.statements == len(statements) == 35
     for where, sql in statements.items():
         missing = _tables_read(sql, schemas) - existing
         # Planned exactly when every input is in the warehouse; otherwise the reason says so.
@@ -212,8 +212,8 @@ def test_after_a_first_run_duckdb_plans_every_statement_whose_inputs_it_holds(fi
     assert {w for w in statements if w.startswith(("hist_union/", "staging/")) or "enriched_" in w or w.endswith("_master")} <= planned
     # What is not planned reads the unification loop's scratch tables, which no run keeps.
     assert all("unified_id_" in m for m in report.missing_inputs) and "unified_id_edges" in " ".join(report.missing_inputs)
-    assert f"; {len(planned)} planned by the engine (EXPLAIN); {30 - len(planned)} only rehearsed, inputs not yet built" in out
-    assert f"30 statement(s) checked, {len(planned)} of them planned by the engine; nothing was written" in out
+    assert f"; {len(planned)} planned by the engine (EXPLAIN); {35 - len(planned)} only rehearsed, inputs not yet built" in out
+    assert f"35 statement(s) checked, {len(planned)} of them planned by the engine; nothing was written" in out
 
 
 def test_a_statement_the_engine_cannot_plan_is_named_by_its_asset(first_run, monkeypatch, capsys):
@@ -244,7 +244,7 @@ def test_tables_an_earlier_config_built_without_a_new_column_are_only_rehearsed(
     report = validate(changed)
     assert report.exit_code == exit_codes.OK, [str(p) for p in report.problems]
     differently = {w for w, why in report.engine_plans.items() if why is not None and why.startswith("inputs in the warehouse lack columns")}
-    assert "unification/17_enriched_shop_orders_stg" in differently
+    assert "unification/19_enriched_shop_orders_stg" in differently
     assert report.engine_plans["staging/02_shop_orders_stg"] is None  # its input is unchanged
     assert "only rehearsed, inputs in the warehouse lack columns this config adds" in report.plan_summary()
 

@@ -15,8 +15,10 @@ from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.report_charts import write_chart
 from cdp_assets.sql import unification as u
-from cdp_assets.sql.dialects import TableRef, quote
+from cdp_assets.sql.checks import latest_loop_sql
+from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.report import component_sizes_sql, id_profile_sql, latest_run_rows_changed_sql
+from cdp_assets.sql.unification_pipeline import enriched_ref
 
 GROUP = "report"
 
@@ -128,20 +130,18 @@ def render_report(
             continue
         prof = wh.fetch(id_profile_sql(lookup, plan.name)).iloc[0]
         ids, idents = int(prof["ids"]), int(prof["identifiers"])
-        loop = wh.fetch(
-            f"SELECT iteration, converged FROM {plan.ref('loop_stats').sql} ORDER BY recorded_at DESC, iteration DESC LIMIT 1"
-        ).iloc[0]
+        loop = wh.fetch(latest_loop_sql(plan.ref("loop_stats"))).iloc[0]
         coverage, rows_with_id, rows_total = {}, 0, 0
         for t in plan.tables:
-            enriched = TableRef(plan.schema, f"enriched_{t.alias}")
+            enriched = enriched_ref(plan.schema, t.alias)
             if wh.table_exists(enriched):
-                row = wh.fetch(f"SELECT COUNT(*) AS n, COUNT({quote(plan.name)}) AS w FROM {enriched.sql}").iloc[0]
-                n, w = int(row["n"]), int(row["w"])
-                coverage[t.alias] = round(100.0 * w / n, 2) if n else 0.0
+                row = wh.fetch(u.coverage_sql(enriched, [plan.name])).iloc[0]
+                n, w = int(row["total_rows"]), int(row[f"with_{plan.name}"])
+                coverage[t.alias] = u.coverage_pct(w, n)
                 rows_with_id += w
                 rows_total += n
         sizes = wh.fetch(component_sizes_sql(lookup, plan.name))
-        overall = round(100.0 * rows_with_id / rows_total, 2) if rows_total else 0.0
+        overall = u.coverage_pct(rows_with_id, rows_total)
         changed = wh.fetch(latest_run_rows_changed_sql(plan.ref("loop_stats")))["rows_changed"].astype(int).tolist()
         chart = write_chart(
             loaded.report_path.with_name(f"{loaded.report_path.stem}_{plan.name}.png"),

@@ -1,8 +1,6 @@
 """Unification: a graph-backed multi-asset (loop op -> dynamic fan-out of enrichment -> collect),
 and one asset per master table."""
 
-
-import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetIn,
@@ -33,11 +31,12 @@ from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.sql import unification as u
-from cdp_assets.sql.dialects import TableRef, quote
-from cdp_assets.sql.master import master_rules_frame, master_table_sql
+from cdp_assets.sql.dialects import TableRef
 from cdp_assets.config.references import external_tables
+# The names of the unification's tables live with its steps; imported from here by the checks.
+from cdp_assets.sql.unification_pipeline import enrich_tables, enriched_ref, master_id_tables  # noqa: F401
 from cdp_assets.unify.preflight import check_unification_inputs
-from cdp_assets.unify.runner import IterationStats, LoopResult, config_fingerprint, prepare_inputs, run_loop
+from cdp_assets.unify.runner import IterationStats, LoopResult, build_key_stats, build_master, enrich_table, run_id_loop
 
 GROUP = "unification"
 IO_MANAGER = "table_io_manager"
@@ -51,45 +50,10 @@ class UnifyLoopConfig(Config):
     full_refresh: bool = False
 
 
-def enriched_ref(plan_schema: str, alias: str) -> TableRef:
-    return TableRef(plan_schema, f"enriched_{alias}")
-
-
-def enrich_tables(plans: list[u.IdPlan]) -> dict[str, u.SourceTablePlan]:
-    """Every table that feeds at least one id, by alias, in config order."""
-    out: dict[str, u.SourceTablePlan] = {}
-    for plan in plans:
-        for t in plan.tables:
-            out.setdefault(t.alias, t)
-    return dict(sorted(out.items(), key=lambda kv: kv[1].table_id))
-
-
 def _iterations_markdown(result: LoopResult) -> str:
     lines = ["| iteration | rows changed | edges left | pointer jumps | seconds |", "|---:|---:|---:|---:|---:|"]
     lines += [f"| {s.iteration} | {s.rows_changed} | {s.edges_left} | {s.jumps} | {s.seconds:.3f} |" for s in result.iterations]
     return "\n".join(lines)
-
-
-def loop_stats_frame(run_id: str, result: LoopResult) -> pd.DataFrame:
-    # A run whose graph had no edges converges at iteration 0; it still gets a row, so the
-    # history shows every run.
-    iterations = result.iterations or [IterationStats(0, 0, 0, 0, 0.0, True)]
-    return pd.DataFrame(
-        [
-            {
-                "run_id": run_id,
-                "iteration": s.iteration,
-                "rows_changed": s.rows_changed,
-                "edges_left": s.edges_left,
-                "jumps": s.jumps,
-                "seconds": s.seconds,
-                "converged": s.converged,
-                "recorded_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
-            }
-            for s in iterations
-        ],
-        columns=["run_id", "iteration", "rows_changed", "edges_left", "jumps", "seconds", "converged", "recorded_at"],
-    ).astype({"run_id": "string", "iteration": "int64", "rows_changed": "int64", "edges_left": "int64", "jumps": "int64", "seconds": "float64", "converged": "bool", "recorded_at": "datetime64[us]"})
 
 
 def build_unification_assets(loaded: LoadedConfig) -> list:
@@ -141,21 +105,13 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                         )
                     )
 
-                prepare_inputs(warehouse, plan, unify)
-                result = run_loop(
-                    warehouse,
-                    plan,
-                    on_iteration=on_iteration,
-                    keep_loop_tables=loaded.pipeline.unification_options.keep_loop_tables,
-                    fingerprint=config_fingerprint(plan, unify),
-                    full_refresh=full_refresh,
+                result = run_id_loop(
+                    warehouse, loaded, plan, context.run.run_id, on_iteration=on_iteration, full_refresh=full_refresh
                 )
                 context.log.info(
                     f"{plan.name}: {result.mode} run"
                     + (f" ({result.full_refresh_reason})" if result.mode == "full" and result.full_refresh_reason else "")
                 )
-                stats_ref = plan.ref("loop_stats")
-                warehouse.append_dataframe(stats_ref, loop_stats_frame(context.run.run_id, result))
                 if not result.converged:
                     context.log.warning(
                         f"{plan.name}: not converged after {result.rounds} iteration(s) (cap {result.cap}); "
@@ -186,19 +142,14 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
             yield DynamicOutput(alias, mapping_key=alias, output_name="to_enrich")
 
     @op(name=f"enrich_table_{unify.name}", pool=WAREHOUSE_POOL, description="Adds the canonical id columns to one source table.")
-    def enrich_table(context: OpExecutionContext, warehouse: WarehouseResource, alias: str) -> dict:
-        table = tables[alias]
-        target = enriched_ref(schema, alias)
-        with warehouse.session():
-            rows = warehouse.build_table(target, u.enriched_sql(plans, table, warehouse.columns(table.ref)))
-            with_id = {}
-            for plan in plans:
-                if any(t.alias == alias for t in plan.tables):
-                    with_id[plan.name] = warehouse.scalar(f"SELECT COUNT({quote(plan.name)}) FROM {target.sql}")
-        coverage = {cid: (100.0 * n / rows if rows else 0.0) for cid, n in with_id.items()}
-        context.log.info(f"{target.display}: {rows} row(s); coverage {coverage}")
+    def enrich_one_table(context: OpExecutionContext, warehouse: WarehouseResource, alias: str) -> dict:
+        enriched = enrich_table(warehouse, loaded, plans, alias)
+        context.log.info(f"{enriched_ref(schema, alias).display}: {enriched.rows} row(s); coverage {enriched.coverage_pct}")
         jobs = engine_jobs_metadata(warehouse)
-        return {"alias": alias, "rows": rows, "with_id": with_id, "coverage_pct": coverage, "engine_jobs": jobs}
+        return {
+            "alias": alias, "rows": enriched.rows, "with_id": enriched.with_id, "coverage_pct": enriched.coverage_pct,
+            "engine_jobs": jobs,
+        }
 
     @op(
         pool=WAREHOUSE_POOL,
@@ -220,16 +171,18 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                     **r["engine_jobs"],
                 },
             )
-        with warehouse.session():
-            for plan in plans:
-                n = warehouse.build_table(plan.ref("source_key_stats"), u.source_key_stats_sql(plan))
-                yield Output(plan.ref("source_key_stats").display, f"{plan.name}__source_key_stats", metadata={"dagster/row_count": n})
-                n = warehouse.build_table(plan.ref("result_key_stats"), u.result_key_stats_sql(plan))
-                yield Output(
-                    plan.ref("result_key_stats").display,
-                    f"{plan.name}__result_key_stats",
-                    metadata={"dagster/row_count": n, **engine_jobs_metadata(warehouse)},
-                )
+        for plan in plans:
+            rows = build_key_stats(warehouse, plan)
+            yield Output(
+                plan.ref("source_key_stats").display,
+                f"{plan.name}__source_key_stats",
+                metadata={"dagster/row_count": rows["source_key_stats"]},
+            )
+            yield Output(
+                plan.ref("result_key_stats").display,
+                f"{plan.name}__result_key_stats",
+                metadata={"dagster/row_count": rows["result_key_stats"], **engine_jobs_metadata(warehouse)},
+            )
 
     @graph_multi_asset(
         name=f"unification_{unify.name}",
@@ -248,7 +201,7 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
     )
     def unification(**staged):
         loop = unify_loop(upstream=list(staged.values()))
-        enriched = loop.to_enrich.map(enrich_table)
+        enriched = loop.to_enrich.map(enrich_one_table)
         finished = finish_unification(enriched.collect())
         return {
             **{name: getattr(loop, name) for name in loop_outs},
@@ -291,23 +244,11 @@ def _describe(out_name: str) -> str:
     }[what]
 
 
-def master_id_tables(master, plan: u.IdPlan, by_name: dict[str, u.IdPlan]) -> dict[str, list[str]]:
-    """For each id a master attribute is taken from: the tables enriched with it and the master's id."""
-    own = [t.alias for t in plan.tables]
-    out = {}
-    for attr in master.attributes:
-        if attr.source_id is not None:
-            other = {t.alias for t in by_name[attr.source_id].tables}
-            out[attr.source_id] = [a for a in own if a in other]
-    return out
-
-
 def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
     unify = loaded.unification
     assert unify is not None
     schema = unify.schema
     by_name = {p.name: p for p in plans}
-    seen_at = {t.alias: t.seen_at for p in plans for t in p.tables}
     assets = []
     for master in unify.master_tables:
         plan = by_name[master.id_name]
@@ -317,7 +258,7 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
         enriched = {a: enriched_ref(schema, a) for a in aliases}
         deps = [table_key(plan.ref("lookup")), *(table_key(r) for r in enriched.values())]
 
-        def _make(master=master, plan=plan, target=target, enriched=enriched, deps=deps, id_tables=id_tables):
+        def _make(master=master, target=target, deps=deps):
             @asset(
                 pool=WAREHOUSE_POOL,
                 key=table_key(target),
@@ -328,11 +269,7 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
                 + ", ".join(a.name for a in master.attributes),
             )
             def _master(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
-                rules = target.sibling(f"{master.name}_attribute_rules")
-                with warehouse.session():
-                    warehouse.replace_with_dataframe(rules, master_rules_frame(master))
-                    sql = master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables)
-                    rows = warehouse.build_table(target, sql)
+                rows = build_master(warehouse, loaded, plans, master)
                 context.log.info(f"{target.display}: {rows} row(s)")
                 return MaterializeResult(metadata={"dagster/row_count": rows, "table": target.display, **engine_jobs_metadata(warehouse)})
 

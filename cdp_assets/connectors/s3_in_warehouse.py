@@ -33,7 +33,13 @@ from cdp_assets.connectors.loading import (
 from cdp_assets.connectors.readers import FORMATS, SourceFileError
 from cdp_assets.connectors.s3 import S3File, object_files_s3, s3_client
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.sql.cloud_files import file_rows_sql, rejected_rows_sql, s3_folder_uri
+from cdp_assets.sql.cloud_files import (
+    create_empty_from_files_sql,
+    create_from_files_sql,
+    insert_file_rows_sql,
+    record_rejections_sql,
+    s3_folder_uri,
+)
 from cdp_assets.sql.dialects import TableRef
 
 
@@ -60,13 +66,7 @@ def _record_rejections(wh: WarehouseResource, ref: TableRef, uri: str, fmt: str,
     wh.append_frames([(target, rejected_frame(Path("-"), mode, [], run_id))])  # the table, with its columns
     name = wh.dialect.table_name(target)
     before = wh.row_count(target)
-    wh.query(
-        f"INSERT INTO {name} (`file`, `row`, `reason`, `raw`, `mode`, `run_id`, `rejected_at`)\n"
-        f"SELECT r.`file`, r.`row`, r.`reason`, r.`raw`, ?, ?, current_timestamp()\n"
-        f"FROM ({rejected_rows_sql(uri, fmt, field)}) AS r\n"
-        f"WHERE NOT EXISTS (SELECT 1 FROM {name} AS x WHERE x.`file` = r.`file` AND x.`reason` = r.`reason` AND x.`raw` <=> r.`raw`)",
-        [mode, run_id],
-    )
+    wh.query(record_rejections_sql(name, uri, fmt, field), [mode, run_id])
     return wh.row_count(target) - before
 
 
@@ -84,9 +84,10 @@ def load_incremental_in_warehouse(wh: WarehouseResource, source: SourceConfig, o
     for fmt in _formats(files):
         if not wh.table_exists(ref):
             # Parameter markers are not allowed in DDL: the table is created empty, then filled.
-            wh.execute(f"CREATE TABLE {name} AS SELECT * FROM ({file_rows_sql(uri, fmt, field, False, False)}) LIMIT 0")
+            wh.execute(create_empty_from_files_sql(name, uri, fmt, field))
         params = ([watermark] if watermark else []) + ([naive_utc(source.start_date).isoformat(sep=" ")] if source.start_date else [])
-        wh.query(f"INSERT INTO {name} BY NAME\n{file_rows_sql(uri, fmt, field, watermark is not None, source.start_date is not None)}", params or None)
+        insert = insert_file_rows_sql(name, uri, fmt, field, watermark is not None, source.start_date is not None)
+        wh.query(insert, params or None)
         rejected += _record_rejections(wh, ref, uri, fmt, field, "incremental", run_id)
     loaded = (wh.row_count(ref) if wh.table_exists(ref) else 0) - before
     result = LoadResult(ref, "incremental", loaded, current_watermark(wh, ref, field), watermark, [PurePosixPath(f.key).name for f in files], records_rejected=rejected)
@@ -121,7 +122,7 @@ def load_historical_in_warehouse(wh: WarehouseResource, source: SourceConfig, ob
         wh.ensure_schema(ref.schema)
         staging = wh.staging_ref(ref)
         try:
-            wh.execute(f"CREATE TABLE {wh.dialect.table_name(staging)} AS\n{file_rows_sql(uri, formats[0], field, False, False)}")
+            wh.execute(create_from_files_sql(wh.dialect.table_name(staging), uri, formats[0], field))
             wh.swap_in(staging, ref)
         except BaseException:
             wh._drop_quietly(staging)

@@ -21,6 +21,7 @@ from dagster import ConfigurableResource, get_dagster_logger
 from pydantic import PrivateAttr
 
 from cdp_assets.sql.dialects import Dialect, TableRef
+from cdp_assets.sql.engine_meta import connection_check_sql, row_count_sql
 from cdp_assets.sql.pipeline import create_table_as, drop_table
 
 log = logging.getLogger("cdp_assets.engines")
@@ -83,6 +84,7 @@ class WarehouseResource(ConfigurableResource):
     _verified: bool = PrivateAttr(default=False)
     _con: Any = PrivateAttr(default=None)  # the open connection of the current session
     _jobs: list = PrivateAttr(default_factory=list)
+    _step: str | None = PrivateAttr(default=None)  # the pipeline step running now
 
     @property
     @abstractmethod
@@ -147,7 +149,7 @@ class WarehouseResource(ConfigurableResource):
 
     def _check_connection(self) -> None:
         """One cheap round trip that fails if the warehouse cannot be used."""
-        self._query("SELECT 1", None)
+        self._query(connection_check_sql(), None)
 
     def verify_connection(self) -> None:
         """Check the connection once per resource instance (a run), before its first statement."""
@@ -174,6 +176,20 @@ class WarehouseResource(ConfigurableResource):
                 )
                 time.sleep(delay)
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """The statements sent inside belong to the pipeline step ``name`` (see ``current_step``)."""
+        outer, self._step = self._step, name
+        try:
+            yield
+        finally:
+            self._step = outer
+
+    @property
+    def current_step(self) -> str | None:
+        """The named step whose statements are being sent (None outside the steps)."""
+        return self._step
 
     # ---------------------------------------------------------------- engine jobs
 
@@ -265,7 +281,7 @@ class WarehouseResource(ConfigurableResource):
         return 0 if pd.isna(value) else int(value)
 
     def row_count(self, ref: TableRef) -> int:
-        return self.scalar(f"SELECT COUNT(*) FROM {ref.sql}")
+        return self.scalar(row_count_sql(ref))
 
     def drop(self, ref: TableRef) -> None:
         self.run(drop_table(ref))

@@ -36,6 +36,7 @@ from cdp_assets.engines.base import (
 )
 from cdp_assets.engines.frame_batches import json_batches, load_columns
 from cdp_assets.engines.frames import column_kind, is_missing, typed_frame
+from cdp_assets.sql import engine_meta as meta
 from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef
 from cdp_assets.sql.frame_load import TABLE_TYPES, json_batch_insert_sql, quote_column
 
@@ -189,7 +190,7 @@ class DatabricksWarehouse(WarehouseResource):
 
     def list_tables(self, schema: str) -> list[str]:
         try:
-            rows, description = self._run(f"SHOW TABLES IN `{schema}`")
+            rows, description = self._run(meta.show_tables_sql(f"`{schema}`"))
         except WarehouseError as exc:
             if "SCHEMA_NOT_FOUND" in str(exc) or "not found" in str(exc).lower():
                 return []
@@ -205,11 +206,11 @@ class DatabricksWarehouse(WarehouseResource):
     def columns(self, ref: TableRef) -> list[str]:
         if not self.table_exists(ref):
             raise WarehouseError(f"table {ref.display} does not exist")
-        _, description = self._run(f"SELECT * FROM {self.dialect.table_name(ref)} LIMIT 0")
+        _, description = self._run(meta.empty_select_sql(self.dialect.table_name(ref)))
         return [d[0] for d in description]
 
     def ensure_schema(self, schema: str) -> None:
-        self.execute(f"CREATE SCHEMA IF NOT EXISTS `{schema}`")
+        self.execute(meta.create_schema_sql(f"`{schema}`"))
 
     # ---------------------------------------------------------------- DataFrames
 
@@ -220,9 +221,7 @@ class DatabricksWarehouse(WarehouseResource):
     def _create_table(self, ref: TableRef, df: pd.DataFrame, if_not_exists: bool = False) -> None:
         self.ensure_schema(ref.schema)
         cols = ", ".join(f"{quote_column(str(c), self.dialect.sqlglot_name)} {_sql_type(df[c])}" for c in df.columns)
-        using = f" USING {self.table_format}" if self.table_format else ""
-        create = "CREATE TABLE IF NOT EXISTS" if if_not_exists else "CREATE TABLE"
-        self.execute(f"{create} {self.dialect.table_name(ref)} ({cols}){using}")
+        self.execute(meta.create_table_sql(self.dialect.table_name(ref), cols, self.table_format or None, if_not_exists))
 
     def append_frames(self, frames: list[tuple[TableRef, pd.DataFrame]]) -> None:
         # Not one transaction: Databricks SQL has no multi-statement transactions here. The
@@ -238,7 +237,7 @@ class DatabricksWarehouse(WarehouseResource):
             if new:
                 # New columns in a later file: add them; earlier rows read NULL.
                 added = ", ".join(f"{quote_column(str(c), self.dialect.sqlglot_name)} {_sql_type(df[c])}" for c in new)
-                self.execute(f"ALTER TABLE {self.dialect.table_name(ref)} ADD COLUMNS ({added})")
+                self.execute(meta.add_columns_sql(self.dialect.table_name(ref), added))
             self._insert(ref, df)
 
     def _insert(self, ref: TableRef, df: pd.DataFrame) -> None:

@@ -11,6 +11,7 @@ import pandas as pd
 from pydantic import PrivateAttr
 
 from cdp_assets.engines.base import WarehouseError, WarehouseResource
+from cdp_assets.sql import engine_meta as meta
 from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef, quote
 
 
@@ -103,28 +104,21 @@ class DuckDBWarehouse(WarehouseResource):
                 raise WarehouseError(f"DuckDB: {exc}", sql) from exc
 
     def table_exists(self, ref: TableRef) -> bool:
-        df = self.query(
-            "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [ref.schema, ref.name],
-        )
+        df = self.query(meta.table_exists_sql(), [ref.schema, ref.name])
         return int(df.iloc[0, 0]) > 0
 
     def columns(self, ref: TableRef) -> list[str]:
-        df = self.query(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-            "ORDER BY ordinal_position",
-            [ref.schema, ref.name],
-        )
+        df = self.query(meta.columns_sql(), [ref.schema, ref.name])
         if df.empty:
             raise WarehouseError(f"table {ref.display} does not exist")
         return list(df["column_name"])
 
     def list_tables(self, schema: str) -> list[str]:
-        df = self.query("SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema])
+        df = self.query(meta.list_tables_sql(), [schema])
         return sorted(df["table_name"])
 
     def ensure_schema(self, schema: str) -> None:
-        self.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+        self.execute(meta.create_schema_sql(quote(schema)))
 
     # ---------------------------------------------------------------- DataFrames
 
@@ -133,9 +127,9 @@ class DuckDBWarehouse(WarehouseResource):
         with self._cursor() as con:
             con.register("_cdp_frame", df)
             try:
-                con.execute(f"CREATE TABLE {ref.sql} AS SELECT * FROM _cdp_frame")
+                con.execute(meta.create_from_frame_sql(ref.sql, "_cdp_frame"))
             except duckdb.Error as exc:
-                raise WarehouseError(f"DuckDB: {exc}", f"CREATE TABLE {ref.sql} AS <DataFrame>") from exc
+                raise WarehouseError(f"DuckDB: {exc}", meta.create_from_frame_sql(ref.sql, "<DataFrame>")) from exc
             finally:
                 con.unregister("_cdp_frame")
 
@@ -156,16 +150,16 @@ class DuckDBWarehouse(WarehouseResource):
         con.register("_cdp_frame", df)
         try:
             if not self.table_exists(ref):
-                con.execute(f"CREATE TABLE {ref.sql} AS SELECT * FROM _cdp_frame")
+                con.execute(meta.create_from_frame_sql(ref.sql, "_cdp_frame"))
                 return
             have = set(self.columns(ref))
             for col in df.columns:
                 if col not in have:
                     # New columns in a later file: add them; earlier rows read NULL.
                     sql_type = "TIMESTAMP" if pd.api.types.is_datetime64_any_dtype(df[col]) else "VARCHAR"
-                    con.execute(f"ALTER TABLE {ref.sql} ADD COLUMN {quote(col)} {sql_type}")
-            con.execute(f"INSERT INTO {ref.sql} BY NAME SELECT * FROM _cdp_frame")
+                    con.execute(meta.add_column_sql(ref.sql, quote(col), sql_type))
+            con.execute(meta.insert_frame_by_name_sql(ref.sql, "_cdp_frame"))
         except duckdb.Error as exc:
-            raise WarehouseError(f"DuckDB: {exc}", f"INSERT INTO {ref.sql} BY NAME <DataFrame>") from exc
+            raise WarehouseError(f"DuckDB: {exc}", meta.insert_frame_by_name_sql(ref.sql, "<DataFrame>")) from exc
         finally:
             con.unregister("_cdp_frame")

@@ -98,3 +98,35 @@ def rejected_rows_sql(uri: str, fmt: str, incremental_field: str) -> str:
         f"FROM {read_files_sql(uri, fmt)}\n"
         f"WHERE {RESCUED} IS NOT NULL OR try_cast({field} AS TIMESTAMP) IS NULL"
     )
+
+
+# ---------------------------------------------------------------------------- the statements
+# ``table_sql`` is the engine's quoted table name (``Dialect.table_name``).
+
+
+def create_empty_from_files_sql(table_sql: str, uri: str, fmt: str, incremental_field: str) -> str:
+    """The table with the files' columns and no row (parameter markers are not allowed in DDL:
+    the table is created empty, then filled by ``insert_file_rows_sql``)."""
+    return f"CREATE TABLE {table_sql} AS SELECT * FROM ({file_rows_sql(uri, fmt, incremental_field, False, False)}) LIMIT 0"
+
+
+def insert_file_rows_sql(table_sql: str, uri: str, fmt: str, incremental_field: str, since: bool, start_date: bool) -> str:
+    """Append the loadable rows by column name (``since``/``start_date``: see ``file_rows_sql``)."""
+    return f"INSERT INTO {table_sql} BY NAME\n{file_rows_sql(uri, fmt, incremental_field, since, start_date)}"
+
+
+def create_from_files_sql(table_sql: str, uri: str, fmt: str, incremental_field: str) -> str:
+    """A table holding every loadable row of the folder's files."""
+    return f"CREATE TABLE {table_sql} AS\n{file_rows_sql(uri, fmt, incremental_field, False, False)}"
+
+
+def record_rejections_sql(table_sql: str, uri: str, fmt: str, incremental_field: str) -> str:
+    """Append the rejected rows not recorded yet (by file, reason and text); the mode and the
+    run id are the two ``?`` parameters."""
+    return (
+        f"INSERT INTO {table_sql} (`file`, `row`, `reason`, `raw`, `mode`, `run_id`, `rejected_at`)\n"
+        f"SELECT r.`file`, r.`row`, r.`reason`, r.`raw`, ?, ?, current_timestamp()\n"
+        f"FROM ({rejected_rows_sql(uri, fmt, incremental_field)}) AS r\n"
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table_sql} AS x "
+        f"WHERE x.`file` = r.`file` AND x.`reason` = r.`reason` AND x.`raw` <=> r.`raw`)"
+    )

@@ -1,17 +1,43 @@
-"""SQL as a pipeline of named steps that can be printed, rendered per dialect and run."""
+"""SQL as pipelines of named steps: one object that `render-sql` prints and the runner runs.
+
+Two shapes, after Splink's ``CTEPipeline`` (named SQL steps that are both printed and executed):
+
+- ``SqlPipeline``: a fixed list of statements, each with its name, the query, and the table it
+  creates (hist-union, staging; and what `render-sql` prints of every phase).
+- ``StepPipeline``: the unification's named ``Step``s. A step builds its SQL from ``Tables``:
+  it names the tables it reads by their canonical names (``plan.ref("edges")``), and the runner
+  puts the tables it really uses in their place (scratch tables, a new one per loop round).
+  A ``Repeat`` is a named sub-pipeline the runner repeats until the data says stop (the loop's
+  rounds, the pointer jumps inside a round); ``bind`` prints it once, with a note saying so.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from cdp_assets.sql.dialects import Dialect, TableRef
 
+# What a step does with its SQL (the runner executes each kind its own way).
+PUBLISH = "publish"  # a published table: built under a temporary name, then swapped in
+SCRATCH = "scratch"  # a working table of the run, dropped when the run ends
+SCALAR = "scalar"  # a query whose one number decides what runs next
+ROWS = "rows"  # a query whose rows the runner reads
+KINDS = (PUBLISH, SCRATCH, SCALAR, ROWS)
+
 
 @dataclass(frozen=True)
 class SqlStep:
+    """One printed statement: ``query`` alone, or ``CREATE TABLE creates AS query``."""
+
     name: str
-    sql: str
+    query: str
     creates: TableRef | None = None
+    note: str = ""  # printed above the statement (e.g. that a loop repeats it)
+
+    @property
+    def sql(self) -> str:
+        return create_table_as(self.creates, self.query) if self.creates is not None else self.query
 
 
 @dataclass
@@ -21,8 +47,8 @@ class SqlPipeline:
     name: str
     steps: list[SqlStep] = field(default_factory=list)
 
-    def add(self, name: str, sql: str, creates: TableRef | None = None) -> "SqlPipeline":
-        self.steps.append(SqlStep(name, sql.strip(), creates))
+    def add(self, name: str, query: str, creates: TableRef | None = None, note: str = "") -> "SqlPipeline":
+        self.steps.append(SqlStep(name, query.strip(), creates, note))
         return self
 
     def extend(self, other: "SqlPipeline") -> "SqlPipeline":
@@ -30,10 +56,94 @@ class SqlPipeline:
         return self
 
     def render(self, dialect: Dialect) -> list[SqlStep]:
-        return [SqlStep(s.name, dialect.render(s.sql), s.creates) for s in self.steps]
+        """Each statement whole in ``dialect`` (the CREATE included, so ``creates`` is cleared)."""
+        return [SqlStep(s.name, dialect.render(s.sql), None, s.note) for s in self.steps]
 
     def to_text(self, dialect: Dialect) -> str:
         return "\n\n".join(f"-- {self.name}: {s.name}\n{s.sql};" for s in self.render(dialect))
+
+
+class Tables:
+    """Where each table a pipeline reads is now. Steps name tables by their canonical names; the
+    runner maps the names of working tables to the scratch tables it made (unmapped: itself)."""
+
+    def __init__(self) -> None:
+        self._now: dict[TableRef, TableRef] = {}
+
+    def __call__(self, canonical: TableRef) -> TableRef:
+        return self._now.get(canonical, canonical)
+
+    def put(self, canonical: TableRef, now: TableRef) -> None:
+        self._now[canonical] = now
+
+
+@dataclass(frozen=True)
+class Step:
+    """A named statement. ``output``: the canonical name of the table it creates (PUBLISH,
+    SCRATCH); ``counted``: the runner reads the new table's row count."""
+
+    name: str
+    kind: str
+    build: Callable[[Tables], str]
+    output: TableRef | None = None
+    counted: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"step {self.name}: unknown kind {self.kind!r}; use one of {KINDS}")
+        if (self.output is not None) != (self.kind in (PUBLISH, SCRATCH)):
+            raise ValueError(f"step {self.name}: a {self.kind} step {'needs' if self.output is None else 'has no'} output")
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """A named sub-pipeline the runner repeats; ``note`` says until when."""
+
+    name: str
+    items: tuple["Step | Repeat", ...]
+    note: str
+
+
+@dataclass
+class StepPipeline:
+    name: str
+    items: list[Step | Repeat] = field(default_factory=list)
+
+    def extend(self, items) -> "StepPipeline":
+        self.items.extend(items)
+        return self
+
+    def walk(self) -> Iterator[tuple[Step, tuple[Repeat, ...]]]:
+        """Every step once, in order, with the repeats it sits in (outermost first)."""
+        yield from _walk(self.items, ())
+
+    def step_names(self) -> list[str]:
+        """The steps' names as printed: each repeat's steps once."""
+        return [step.name for step, _ in self.walk()]
+
+    def bind(self) -> SqlPipeline:
+        """The statements to print: every table under its canonical name. A working table that a
+        later step makes again (a new version per round) is printed as ``<name>_2``, ``_3``..."""
+        tables, versions, out = Tables(), {}, SqlPipeline(self.name)
+        for step, repeats in self.walk():
+            query = step.build(tables)
+            note = "; ".join(f"{r.name}: {r.note}" for r in repeats)
+            creates = step.output
+            if step.kind == SCRATCH:
+                versions[creates] = versions.get(creates, 0) + 1
+                if versions[creates] > 1:
+                    creates = creates.sibling(f"{creates.name}_{versions[creates]}")
+                tables.put(step.output, creates)
+            out.add(step.name, query, creates, note)
+        return out
+
+
+def _walk(items, repeats: tuple[Repeat, ...]) -> Iterator[tuple[Step, tuple[Repeat, ...]]]:
+    for item in items:
+        if isinstance(item, Repeat):
+            yield from _walk(item.items, (*repeats, item))
+        else:
+            yield item, repeats
 
 
 def create_table_as(ref: TableRef, select_sql: str) -> str:

@@ -559,8 +559,19 @@ WHERE la <> lb
 """
 
 
-def count_sql(ref: TableRef) -> str:
-    return f"SELECT COUNT(*) AS n FROM {ref.sql}"
+def copy_sql(ref: TableRef) -> str:
+    """Every row of ``ref`` (``keep_loop_tables`` keeps a round's labels with it)."""
+    return f"SELECT * FROM {ref.sql}"
+
+
+def dnm_conflicts_sql(groups: TableRef) -> str:
+    """Groups that touched several do-not-merge values."""
+    return f"SELECT COUNT(*) AS n FROM {groups.sql} WHERE touched > 1"
+
+
+def previous_fingerprints_sql(watermarks: TableRef) -> str:
+    """The config fingerprints the last run recorded beside its watermarks."""
+    return f"SELECT DISTINCT fingerprint FROM {watermarks.sql}"
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -746,3 +757,19 @@ hists AS (
 SELECT c.*, {', '.join(f'h.{quote("histogram_" + k)}' for k in merge_keys)}
 FROM counts AS c LEFT JOIN hists AS h ON h.from_table = c.from_table
 """
+
+
+# ---------------------------------------------------------------------------- coverage
+# The one definition of coverage: the share of a table's rows that got an id. The enrichment's
+# metadata, the report and the blocking check read it through these two functions.
+
+
+def coverage_sql(table: TableRef, cids: list[str]) -> str:
+    """Rows of ``table`` (``total_rows``), and rows holding each id (``with_<id>``)."""
+    counts = "".join(f", COUNT({quote(cid)}) AS {quote('with_' + cid)}" for cid in cids)
+    return f"SELECT COUNT(*) AS total_rows{counts} FROM {table.sql}"
+
+
+def coverage_pct(with_id: int, total: int) -> float:
+    """Percentage of rows with an id, to 2 decimals; a table without rows has 0%."""
+    return round(100.0 * with_id / total, 2) if total else 0.0

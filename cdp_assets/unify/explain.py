@@ -14,7 +14,8 @@ import pandas as pd
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql import unification as u
-from cdp_assets.sql.dialects import TableRef, quote
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.explain import identifiers_of_id_sql, ids_of_identifier_sql, rows_of_id_sql
 
 
 class ExplainError(ValueError):
@@ -53,7 +54,7 @@ def _plan(loaded: LoadedConfig, cid_name: str | None) -> u.IdPlan:
 def find_canonical_ids(wh: WarehouseResource, plan: u.IdPlan, text: str) -> list[tuple[Identifier, str]]:
     key, value = parse_identifier(text, plan.keys)
     lookup = plan.ref("lookup")
-    df = wh.fetch(f"SELECT id_key_name, id, {quote(plan.name)} AS cid FROM {lookup.sql} WHERE id = ?", [value])
+    df = wh.fetch(ids_of_identifier_sql(lookup, plan.name), [value])
     if key is not None:
         df = df[df["id_key_name"] == key]
     if df.empty:
@@ -66,12 +67,12 @@ def find_canonical_ids(wh: WarehouseResource, plan: u.IdPlan, text: str) -> list
 
 def component_rows(wh: WarehouseResource, plan: u.IdPlan, cid: str) -> list[tuple[str, dict, list[Identifier]]]:
     """Every source row of the component: (table, row values, its identifiers in the component)."""
-    members = wh.fetch(f"SELECT id_key_name, id FROM {plan.ref('lookup').sql} WHERE {quote(plan.name)} = ?", [cid])
+    members = wh.fetch(identifiers_of_id_sql(plan.ref("lookup"), plan.name), [cid])
     inside = {Identifier(k, v) for k, v in zip(members["id_key_name"], members["id"])}
     out = []
     for t in plan.tables:
         enriched = TableRef(plan.schema, f"enriched_{t.alias}", plan.catalog)
-        df = wh.fetch(f"SELECT * FROM {enriched.sql} WHERE {quote(plan.name)} = ?", [cid])
+        df = wh.fetch(rows_of_id_sql(enriched, plan.name), [cid])
         # A merged id's value is the enriched table's column of that id.
         cols = [(c.removeprefix(u.DERIVED_PREFIX), k) for c, k in t.key_columns if k in plan.merge_names]
         for row in df.to_dict("records"):

@@ -1,7 +1,11 @@
-"""Runs the unification SQL for one canonical id on a warehouse: graph, loop, lookup.
+"""Runs the unification's steps on a warehouse: each id's graph, loop and lookup, the enriched
+tables, the key statistics and the master tables.
 
-The loop is sequential by nature (each round reads the previous one), so it runs here, in
-one op; progress is reported through a callback so the op can log and emit observations.
+The steps, and their SQL, are those of ``cdp_assets/sql/unification_pipeline.py`` that
+`render-sql` prints: this module only decides, from what the warehouse answers, which run next
+(incremental or full inputs, one more round, one more pointer jump). The loop is sequential by
+nature (each round reads the previous one), so it runs in one op; progress is reported through
+a callback so the op can log and emit observations.
 """
 
 from __future__ import annotations
@@ -9,12 +13,18 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from cdp_assets.config.unify import UnifyConfig
+import pandas as pd
+
+from cdp_assets.config.models import LoadedConfig
+from cdp_assets.config.unify import MasterTable, UnifyConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql import unification as u
+from cdp_assets.sql import unification_pipeline as up
 from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.master import master_rules_frame
+from cdp_assets.sql.pipeline import PUBLISH, SCALAR, SCRATCH, Step, Tables
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,49 @@ def prepare_inputs(wh: WarehouseResource, plan: u.IdPlan, unify: UnifyConfig) ->
     wh.replace_with_dataframe(plan.ref("tables"), u.tables_frame(plan))
 
 
+class StepRunner:
+    """Executes named steps on a warehouse, each under its name (``WarehouseResource.step``).
+    Working tables get unique scratch names, mapped from their canonical names for the steps
+    that read them; a step that makes a working table again replaces (and drops) the old one."""
+
+    def __init__(self, wh: WarehouseResource) -> None:
+        self.wh = wh
+        self.tables = Tables()
+        self._scratch: list[TableRef] = []
+
+    def run(self, step: Step, target: TableRef | None = None):
+        """Run ``step``: a published table's row count, a scratch table's when ``counted``, a
+        scalar's number, or a query's rows. ``target`` publishes under another name."""
+        wh = self.wh
+        with wh.step(step.name):
+            sql = step.build(self.tables)
+            if step.kind == PUBLISH:
+                return wh.build_table(target or step.output, sql)
+            if step.kind == SCRATCH:
+                old = self.tables(step.output)
+                ref = wh.scratch_ref(step.output)
+                self._scratch.append(ref)
+                wh.create_scratch(ref, sql)
+                self.tables.put(step.output, ref)
+                if old in self._scratch:
+                    self._scratch.remove(old)
+                    wh.drop(old)
+                return wh.row_count(ref) if step.counted else None
+            if step.kind == SCALAR:
+                return wh.scalar(sql)
+            return wh.fetch(sql)
+
+    def compact(self, step: Step) -> None:
+        """Compact the table ``step`` made, where the engine can (Delta's OPTIMIZE)."""
+        with self.wh.step(step.name):
+            self.wh.optimize(self.tables(step.output))
+
+    def drop_scratch(self) -> None:
+        for ref in self._scratch:
+            self.wh._drop_quietly(ref)
+        self._scratch.clear()
+
+
 def run_loop(
     wh: WarehouseResource,
     plan: u.IdPlan,
@@ -84,129 +137,211 @@ def run_loop(
         return _run_loop(wh, plan, on_iteration, keep_loop_tables, fingerprint, full_refresh)
 
 
-def _run_loop(wh: WarehouseResource, plan: u.IdPlan, on_iteration: OnIteration | None, keep_loop_tables: bool, fingerprint: str, full_refresh: bool) -> LoopResult:  # noqa: E501
+def _run_loop(
+    wh: WarehouseResource, plan: u.IdPlan, on_iteration: OnIteration | None, keep_loop_tables: bool, fingerprint: str,
+    full_refresh: bool,
+) -> LoopResult:
     result = LoopResult(cid=plan.name, cap=plan.cid.iteration_cap)
-    scratch: list[TableRef] = []
     # Scratch tables of a killed run (engines without session temp tables keep them).
     wh.drop_leftovers(plan.ref("graph").schema, f"{plan.name}_")
-
-    def work(suffix: str) -> TableRef:
-        ref = wh.scratch_ref(plan.ref(suffix))
-        scratch.append(ref)
-        return ref
-
-    def make(ref: TableRef, select_sql: str) -> None:
-        wh.create_scratch(ref, select_sql)
-
-    # Nodes are this run's working numbering: a scratch table like the loop's.
-    plan = replace(plan, nodes_ref=work("nodes"))
-
-    def build_full_inputs() -> TableRef:
-        result.tables["key_values"] = wh.build_table(plan.ref("key_values"), u.key_values_sql(plan))
-        stats = work("value_stats")
-        make(stats, u.value_stats_sql(plan))
-        result.excluded_values = wh.build_table(plan.ref("excluded_values"), u.excluded_values_sql(plan, stats))
-        make(plan.nodes, u.nodes_sql(plan, stats))
-        result.nodes = wh.row_count(plan.nodes)
-        edges = work("edges")
-        make(edges, u.edges_sql(plan))
-        return edges
-
-    def build_incremental_inputs() -> TableRef | None:
-        since = plan.ref("watermarks")
-        new_values = work("new_key_values")
-        make(new_values, u.key_values_sql(plan, since=since))
-        result.tables["key_values"] = wh.build_table(
-            plan.ref("key_values"), u.merged_key_values_sql(plan, plan.ref("key_values"), new_values, since)
-        )
-        stats = work("value_stats")
-        make(stats, u.value_stats_sql(plan))
-        excluded = work("excluded_values")
-        make(excluded, u.excluded_values_sql(plan, stats))
-        if wh.scalar(u.excluded_difference_sql(plan.ref("excluded_values"), excluded)):
-            result.full_refresh_reason = "the set of values over their cap changed"
-            return None
-        result.excluded_values = wh.row_count(excluded)
-        make(plan.nodes, u.nodes_sql(plan, stats))
-        result.nodes = wh.row_count(plan.nodes)
-        edges = work("edges")
-        make(edges, u.edges_sql(plan, since=since, previous_graph=plan.ref("graph")))
-        return edges
-
+    runner = StepRunner(wh)
     try:
         reason = "full refresh requested" if full_refresh else incremental_blocker(wh, plan, fingerprint)
-        edges = build_incremental_inputs() if reason is None else None
-        if edges is None:
-            result.full_refresh_reason = result.full_refresh_reason or reason or ""
-            edges = build_full_inputs()
-        else:
-            result.mode = "incremental"
-            result.cap = plan.cid.incremental_merge_iterations or plan.cid.iteration_cap
-        result.edges = wh.row_count(edges)
-        labels = work("labels")
-        make(labels, u.initial_labels_sql(plan))
-        edges_left = result.edges
-
-        iteration = 0
-        while edges_left > 0 and iteration < result.cap:
-            iteration += 1
-            started = time.monotonic()
-            pointers = work("hooks")
-            make(pointers, u.hook_sql(edges))
-            jumps = 0
-            while wh.scalar(u.unresolved_pointers_sql(pointers)) > 0:
-                jumped = work("hooks")
-                make(jumped, u.jump_sql(pointers))
-                wh.drop(pointers)
-                pointers = jumped
-                jumps += 1
-            changed = wh.scalar(u.relabeled_count_sql(labels, pointers))
-            new_labels = work("labels")
-            make(new_labels, u.relabel_sql(labels, pointers))
-            new_edges = work("edges")
-            make(new_edges, u.contract_edges_sql(edges, pointers))
-            for old in (labels, edges, pointers):
-                wh.drop(old)
-            labels, edges = new_labels, new_edges
-            # Delta engines compact the iteration's tables (a no-op where not supported).
-            wh.optimize(labels)
-            wh.optimize(edges)
-            edges_left = wh.row_count(edges)
-            if keep_loop_tables:
-                wh.build_table(plan.ref(f"graph_unify_loop_{iteration}"), f"SELECT * FROM {labels.sql}")
-            stats = IterationStats(
-                iteration=iteration,
-                rows_changed=changed,
-                edges_left=edges_left,
-                jumps=jumps,
-                seconds=round(time.monotonic() - started, 4),
-                converged=edges_left == 0,
-            )
-            result.iterations.append(stats)
-            if on_iteration is not None:
-                on_iteration(plan.name, stats)
-        result.converged = edges_left == 0
-        if plan.dnm_key_type is not None:
-            links, groups, resolved = work("dnm_links"), work("dnm_groups"), work("labels")
-            make(links, u.dnm_links_sql(plan))
-            make(groups, u.dnm_groups_sql(links, labels))
-            make(resolved, u.dnm_resolve_sql(labels, groups))
-            result.dnm_conflicts = wh.scalar(f"SELECT COUNT(*) FROM {groups.sql} WHERE touched > 1")
-            labels = resolved
-        result.tables["graph"] = wh.build_table(plan.ref("graph"), u.graph_sql(plan, labels))
         # A persistent id carries forward the ids the lookup being replaced published.
-        previous = plan.ref("lookup") if plan.persistent and wh.table_exists(plan.ref("lookup")) else None
-        result.tables["lookup"] = wh.build_table(plan.ref("lookup"), u.lookup_sql(plan, previous))
-        watermarks = wh.fetch(u.watermarks_sql(plan))
-        watermarks["fingerprint"] = fingerprint
-        wh.replace_with_dataframe(
-            plan.ref("watermarks"),
-            watermarks.astype({"table_id": "int64", "watermark": "datetime64[us]", "watermark_rest": "string", "fingerprint": "string"}),
-        )
+        previous_lookup = plan.persistent and wh.table_exists(plan.ref("lookup"))
+        steps = up.id_steps(plan, reason is None, previous_lookup, keep_loop_tables)
+        if isinstance(steps.inputs, up.IncrementalInputs):
+            reason = _run_incremental_inputs(runner, steps.inputs, result)
+            if reason is None:
+                result.mode = "incremental"
+                result.cap = plan.cid.incremental_merge_iterations or plan.cid.iteration_cap
+        if result.mode == "full":
+            result.full_refresh_reason = reason or ""
+            _run_full_inputs(runner, up.full_inputs(plan), result)
+        runner.run(steps.labels)
+        _run_rounds(runner, plan, steps.round, result, on_iteration)
+        if steps.do_not_merge:
+            links, groups, conflicts, resolve = steps.do_not_merge
+            runner.run(links)
+            runner.run(groups)
+            result.dnm_conflicts = runner.run(conflicts)
+            runner.run(resolve)
+        result.tables["graph"] = runner.run(steps.graph)
+        result.tables["lookup"] = runner.run(steps.lookup)
+        with wh.step(steps.watermarks.name):
+            watermarks = runner.run(steps.watermarks)
+            watermarks["fingerprint"] = fingerprint
+            wh.replace_with_dataframe(
+                plan.ref("watermarks"),
+                watermarks.astype(
+                    {"table_id": "int64", "watermark": "datetime64[us]", "watermark_rest": "string", "fingerprint": "string"}
+                ),
+            )
         return result
     finally:
-        for ref in scratch:
-            wh._drop_quietly(ref)
+        runner.drop_scratch()
+
+
+def _run_full_inputs(runner: StepRunner, steps: up.FullInputs, result: LoopResult) -> None:
+    result.tables["key_values"] = runner.run(steps.key_values)
+    runner.run(steps.value_stats)
+    result.excluded_values = runner.run(steps.excluded_values)
+    result.nodes = runner.run(steps.nodes)
+    runner.run(steps.edges)
+
+
+def _run_incremental_inputs(runner: StepRunner, steps: up.IncrementalInputs, result: LoopResult) -> str | None:
+    """Run the incremental inputs; returns why the run must be a full refresh after all."""
+    runner.run(steps.new_key_values)
+    result.tables["key_values"] = runner.run(steps.key_values)
+    runner.run(steps.value_stats)
+    excluded = runner.run(steps.new_excluded_values)
+    if runner.run(steps.excluded_changed):
+        return "the set of values over their cap changed"
+    result.excluded_values = excluded
+    result.nodes = runner.run(steps.nodes)
+    runner.run(steps.edges)
+    return None
+
+
+def _run_rounds(
+    runner: StepRunner, plan: u.IdPlan, r: up.RoundSteps, result: LoopResult, on_iteration: OnIteration | None
+) -> None:
+    """The round, repeated while edges are left and under the cap; pointers jump until
+    compressed."""
+    edges_left = result.edges = runner.run(r.edges_left)
+    iteration = 0
+    while edges_left > 0 and iteration < result.cap:
+        iteration += 1
+        started = time.monotonic()
+        runner.run(r.hook)
+        jumps = 0
+        while runner.run(r.unresolved_pointers) > 0:
+            runner.run(r.jump)
+            jumps += 1
+        changed = runner.run(r.relabeled_count)
+        runner.run(r.relabel)
+        runner.run(r.contract)
+        # Delta engines compact the iteration's tables (a no-op where not supported).
+        runner.compact(r.relabel)
+        runner.compact(r.contract)
+        if r.keep is not None:
+            runner.run(r.keep, target=up.kept_round_ref(plan, iteration))
+        edges_left = runner.run(r.edges_left)
+        stats = IterationStats(
+            iteration=iteration,
+            rows_changed=changed,
+            edges_left=edges_left,
+            jumps=jumps,
+            seconds=round(time.monotonic() - started, 4),
+            converged=edges_left == 0,
+        )
+        result.iterations.append(stats)
+        if on_iteration is not None:
+            on_iteration(plan.name, stats)
+    result.converged = edges_left == 0
+
+
+# ---------------------------------------------------------------------------- after the loops
+
+
+@dataclass(frozen=True)
+class EnrichResult:
+    alias: str
+    rows: int
+    with_id: dict[str, int]  # id -> rows that got it
+    coverage_pct: dict[str, float]  # id -> u.coverage_pct
+
+
+def enrich_table(wh: WarehouseResource, loaded: LoadedConfig, plans: list[u.IdPlan], alias: str) -> EnrichResult:
+    """The table with its id columns, and how many of its rows got each id."""
+    unify = loaded.unification
+    assert unify is not None
+    table = up.enrich_tables(plans)[alias]
+    runner = StepRunner(wh)
+    with wh.session():
+        enriched, coverage = up.enrich_steps(plans, table, unify.schema, wh.columns(table.ref))
+        rows = runner.run(enriched)
+        counts = runner.run(coverage).iloc[0]
+    with_id = {p.name: int(counts[f"with_{p.name}"]) for p in plans if p.table(alias) is not None}
+    return EnrichResult(alias, rows, with_id, {cid: u.coverage_pct(n, rows) for cid, n in with_id.items()})
+
+
+def build_key_stats(wh: WarehouseResource, plan: u.IdPlan) -> dict[str, int]:
+    """``{id}_source_key_stats`` and ``{id}_result_key_stats``; their row counts by suffix."""
+    runner = StepRunner(wh)
+    source, result = up.key_stats_steps(plan)
+    with wh.session():
+        return {"source_key_stats": runner.run(source), "result_key_stats": runner.run(result)}
+
+
+def build_master(wh: WarehouseResource, loaded: LoadedConfig, plans: list[u.IdPlan], master: MasterTable) -> int:
+    """One master table, after its attribute rules are loaded as data; returns its rows."""
+    unify = loaded.unification
+    assert unify is not None
+    step = up.master_step(unify, plans, master)
+    with wh.session():
+        with wh.step(step.name):
+            wh.replace_with_dataframe(up.master_rules_ref(unify, master), master_rules_frame(master))
+        return StepRunner(wh).run(step)
+
+
+def loop_stats_frame(run_id: str, result: LoopResult) -> pd.DataFrame:
+    """One row per iteration of this run, appended to ``{id}_loop_stats``."""
+    # A run whose graph had no edges converges at iteration 0; it still gets a row, so the
+    # history shows every run.
+    iterations = result.iterations or [IterationStats(0, 0, 0, 0, 0.0, True)]
+    columns = {
+        "run_id": "string", "iteration": "int64", "rows_changed": "int64", "edges_left": "int64", "jumps": "int64",
+        "seconds": "float64", "converged": "bool", "recorded_at": "datetime64[us]",
+    }
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    rows = [
+        {
+            "run_id": run_id, "iteration": s.iteration, "rows_changed": s.rows_changed, "edges_left": s.edges_left,
+            "jumps": s.jumps, "seconds": s.seconds, "converged": s.converged, "recorded_at": now,
+        }
+        for s in iterations
+    ]
+    return pd.DataFrame(rows, columns=list(columns)).astype(columns)
+
+
+def run_id_loop(
+    wh: WarehouseResource, loaded: LoadedConfig, plan: u.IdPlan, run_id: str, on_iteration: OnIteration | None = None,
+    full_refresh: bool = False,
+) -> LoopResult:
+    """What the loop op does for one id: load its rule tables, run the loop, record its rounds."""
+    unify = loaded.unification
+    assert unify is not None
+    prepare_inputs(wh, plan, unify)
+    result = run_loop(
+        wh,
+        plan,
+        on_iteration=on_iteration,
+        keep_loop_tables=loaded.pipeline.unification_options.keep_loop_tables,
+        fingerprint=config_fingerprint(plan, unify),
+        full_refresh=full_refresh,
+    )
+    wh.append_dataframe(plan.ref("loop_stats"), loop_stats_frame(run_id, result))
+    return result
+
+
+def run_unification(wh: WarehouseResource, loaded: LoadedConfig, run_id: str, full_refresh: bool = False) -> list[LoopResult]:
+    """The whole unification in the order its Dagster steps run it (the loop op, the mapped
+    enrichments, the collecting op, the master assets), in one process."""
+    unify = loaded.unification
+    if unify is None:
+        return []
+    plans = u.build_id_plans(loaded)
+    with wh.session():
+        results = [run_id_loop(wh, loaded, plan, run_id, full_refresh=full_refresh) for plan in plans]
+        for alias in up.enrich_tables(plans):
+            enrich_table(wh, loaded, plans, alias)
+        for plan in plans:
+            build_key_stats(wh, plan)
+        for master in unify.master_tables:
+            build_master(wh, loaded, plans, master)
+    return results
 
 
 def incremental_blocker(wh: WarehouseResource, plan: u.IdPlan, fingerprint: str) -> str | None:
@@ -222,7 +357,7 @@ def incremental_blocker(wh: WarehouseResource, plan: u.IdPlan, fingerprint: str)
             return f"no previous run ({plan.ref(suffix).display} is missing)"
     if "inc_rest" not in wh.columns(plan.ref("key_values")) or "watermark_rest" not in wh.columns(plan.ref("watermarks")):
         return "the previous run's key values predate the bookkeeping of several incremental columns"
-    previous = wh.fetch(f"SELECT DISTINCT fingerprint FROM {plan.ref('watermarks').sql}")
+    previous = wh.fetch(u.previous_fingerprints_sql(plan.ref("watermarks")))
     if list(previous["fingerprint"]) != [fingerprint] or not fingerprint:
         return "the unification config changed since the last run"
     return None

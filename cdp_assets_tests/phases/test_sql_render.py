@@ -15,6 +15,7 @@ from cdp_assets.config import load_config
 from cdp_assets.config.loader import CONFIG_ENV, DEFAULT_CONFIG
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef, get_dialect
+from cdp_assets.sql.engine_meta import row_count_sql
 from cdp_assets.sql.hist_union import duplicate_keys_sql, hist_union_sql
 from cdp_assets.sql.master import master_table_sql
 from cdp_assets.sql.staging import staged_columns, staging_sql, unparseable_sql
@@ -84,7 +85,7 @@ def build_all_sql() -> dict[str, str]:
             f"relabeled_count:{n}": u.relabeled_count_sql(labels, pointers),
             f"relabel:{n}": u.relabel_sql(labels, pointers),
             f"contract_edges:{n}": u.contract_edges_sql(edges, pointers),
-            f"count:{n}": u.count_sql(edges),
+            f"count:{n}": row_count_sql(edges),
             f"graph:{n}": u.graph_sql(plan, labels),
             f"lookup:{n}": u.lookup_sql(plan),
             f"source_key_stats:{n}": u.source_key_stats_sql(plan),

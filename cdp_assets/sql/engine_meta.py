@@ -1,0 +1,97 @@
+"""The engines' own statements: connection checks, catalog look-ups, schemas, loading DataFrames.
+
+Engines only execute; what they send is built here like every other statement. Names come in
+already quoted for the engine (``quote`` for DuckDB, ``Dialect.table_name`` elsewhere); values
+are bound as ``?`` parameters, never pasted.
+"""
+
+from __future__ import annotations
+
+from cdp_assets.sql.dialects import TableRef
+
+# ---------------------------------------------------------------------------- any engine
+
+
+def connection_check_sql() -> str:
+    """One cheap round trip that fails when the warehouse cannot be used."""
+    return "SELECT 1"
+
+
+def row_count_sql(ref: TableRef) -> str:
+    return f"SELECT COUNT(*) AS n FROM {ref.sql}"
+
+
+def create_schema_sql(schema_sql: str) -> str:
+    return f"CREATE SCHEMA IF NOT EXISTS {schema_sql}"
+
+
+def explain_sql(query_sql: str) -> str:
+    return f"EXPLAIN {query_sql}"
+
+
+def no_rows_sql(query_sql: str) -> str:
+    """``query_sql`` asked for no rows: analysed by the engine, nothing read."""
+    return f"SELECT * FROM (\n{query_sql}\n) AS cdp_explained LIMIT 0"
+
+
+# ---------------------------------------------------------------------------- information_schema
+# Bound parameters: the schema, then the table.
+
+
+def table_exists_sql() -> str:
+    return "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = ? AND table_name = ?"
+
+
+def columns_sql() -> str:
+    return (
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+        "ORDER BY ordinal_position"
+    )
+
+
+def list_tables_sql() -> str:
+    return "SELECT table_name FROM information_schema.tables WHERE table_schema = ?"
+
+
+# ---------------------------------------------------------------------------- DataFrame loads
+
+
+def create_from_frame_sql(table_sql: str, frame_name: str) -> str:
+    """A table holding the DataFrame registered as ``frame_name`` (DuckDB)."""
+    return f"CREATE TABLE {table_sql} AS SELECT * FROM {frame_name}"
+
+
+def insert_by_name_sql(table_sql: str, select_sql: str) -> str:
+    """Append ``select_sql``'s rows, matching columns by name."""
+    return f"INSERT INTO {table_sql} BY NAME\n{select_sql}"
+
+
+def insert_frame_by_name_sql(table_sql: str, frame_name: str) -> str:
+    """Append the DataFrame registered as ``frame_name``, matching columns by name (DuckDB)."""
+    return insert_by_name_sql(table_sql, f"SELECT * FROM {frame_name}")
+
+
+def add_column_sql(table_sql: str, column_sql: str, sql_type: str) -> str:
+    return f"ALTER TABLE {table_sql} ADD COLUMN {column_sql} {sql_type}"
+
+
+# ---------------------------------------------------------------------------- Databricks / Spark
+
+
+def show_tables_sql(schema_sql: str) -> str:
+    return f"SHOW TABLES IN {schema_sql}"
+
+
+def empty_select_sql(table_sql: str) -> str:
+    """The table's columns without its rows (the cursor's description)."""
+    return f"SELECT * FROM {table_sql} LIMIT 0"
+
+
+def create_table_sql(table_sql: str, columns_sql: str, using: str | None, if_not_exists: bool = False) -> str:
+    """An empty table with typed columns, ``USING <format>`` when given."""
+    create = "CREATE TABLE IF NOT EXISTS" if if_not_exists else "CREATE TABLE"
+    return f"{create} {table_sql} ({columns_sql})" + (f" USING {using}" if using else "")
+
+
+def add_columns_sql(table_sql: str, columns_sql: str) -> str:
+    return f"ALTER TABLE {table_sql} ADD COLUMNS ({columns_sql})"

@@ -1,0 +1,280 @@
+"""The unification as one list of named SQL steps: `render-sql` prints it, the runner runs it.
+
+Per id: its inputs (key values, value statistics, excluded values, nodes, edges), the initial
+labels, the loop's round (a ``Repeat``: run until no edge is left or the cap), the
+do-not-merge resolution, then graph, lookup and watermarks. Then each table enriched with its
+ids and measured, each id's key statistics, and the master tables. The SQL of every step comes
+from the pure builders of ``cdp_assets/sql/unification.py`` and ``master.py``; here they are
+only named and put in order. ``cdp_assets/unify/runner.py`` executes these very steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+from cdp_assets.config.models import LoadedConfig
+from cdp_assets.config.unify import MasterTable, UnifyConfig
+from cdp_assets.sql import unification as u
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.engine_meta import row_count_sql
+from cdp_assets.sql.master import master_table_sql
+from cdp_assets.sql.pipeline import PUBLISH, ROWS, SCALAR, SCRATCH, Repeat, Step, StepPipeline, Tables
+
+# ---------------------------------------------------------------------------- names
+
+
+def enriched_ref(plan_schema: str, alias: str) -> TableRef:
+    return TableRef(plan_schema, f"enriched_{alias}")
+
+
+def enrich_tables(plans: list[u.IdPlan]) -> dict[str, u.SourceTablePlan]:
+    """Every table that feeds at least one id, by alias, in config order."""
+    out: dict[str, u.SourceTablePlan] = {}
+    for plan in plans:
+        for t in plan.tables:
+            out.setdefault(t.alias, t)
+    return dict(sorted(out.items(), key=lambda kv: kv[1].table_id))
+
+
+def master_id_tables(master, plan: u.IdPlan, by_name: dict[str, u.IdPlan]) -> dict[str, list[str]]:
+    """For each id a master attribute is taken from: the tables enriched with it and the master's id."""
+    own = [t.alias for t in plan.tables]
+    out = {}
+    for attr in master.attributes:
+        if attr.source_id is not None:
+            other = {t.alias for t in by_name[attr.source_id].tables}
+            out[attr.source_id] = [a for a in own if a in other]
+    return out
+
+
+def kept_round_ref(plan: u.IdPlan, iteration: int) -> TableRef:
+    """Where ``keep_loop_tables`` keeps a round's labels."""
+    return plan.ref(f"graph_unify_loop_{iteration}")
+
+
+def _at(plan: u.IdPlan, t: Tables) -> u.IdPlan:
+    """The plan reading the nodes where this run keeps them."""
+    return replace(plan, nodes_ref=t(plan.ref("nodes")))
+
+
+# ---------------------------------------------------------------------------- one id
+
+
+class FullInputs(NamedTuple):
+    """Key values, statistics, excluded values, nodes and edges read from every row."""
+
+    key_values: Step
+    value_stats: Step
+    excluded_values: Step
+    nodes: Step
+    edges: Step
+
+
+class IncrementalInputs(NamedTuple):
+    """The same inputs from the rows after the last run's watermarks and the previous graph. The
+    runner falls back to ``FullInputs`` when the set of excluded values changed
+    (``excluded_changed`` is not 0)."""
+
+    new_key_values: Step
+    key_values: Step
+    value_stats: Step
+    new_excluded_values: Step
+    excluded_changed: Step
+    nodes: Step
+    edges: Step
+
+
+def full_inputs(plan: u.IdPlan) -> FullInputs:
+    n, stats = plan.name, plan.ref("value_stats")
+    return FullInputs(
+        Step(f"{n}_key_values", PUBLISH, lambda t: u.key_values_sql(plan), plan.ref("key_values")),
+        Step(f"{n}_value_stats", SCRATCH, lambda t: u.value_stats_sql(plan), stats),
+        Step(f"{n}_excluded_values", PUBLISH, lambda t: u.excluded_values_sql(plan, t(stats)), plan.ref("excluded_values")),
+        Step(f"{n}_nodes", SCRATCH, lambda t: u.nodes_sql(plan, t(stats)), plan.ref("nodes"), counted=True),
+        Step(f"{n}_edges", SCRATCH, lambda t: u.edges_sql(_at(plan, t)), plan.ref("edges")),
+    )
+
+
+def incremental_inputs(plan: u.IdPlan) -> IncrementalInputs:
+    n, stats, since = plan.name, plan.ref("value_stats"), plan.ref("watermarks")
+    new_values, new_excluded = plan.ref("new_key_values"), plan.ref("new_excluded_values")
+    published = plan.ref("key_values")
+    return IncrementalInputs(
+        Step(f"{n}_new_key_values", SCRATCH, lambda t: u.key_values_sql(plan, since=since), new_values),
+        Step(f"{n}_key_values", PUBLISH, lambda t: u.merged_key_values_sql(plan, published, t(new_values), since), published),
+        Step(f"{n}_value_stats", SCRATCH, lambda t: u.value_stats_sql(plan), stats),
+        Step(f"{n}_new_excluded_values", SCRATCH, lambda t: u.excluded_values_sql(plan, t(stats)), new_excluded, counted=True),
+        Step(
+            f"{n}_excluded_changed", SCALAR,
+            lambda t: u.excluded_difference_sql(plan.ref("excluded_values"), t(new_excluded)),
+        ),
+        Step(f"{n}_nodes", SCRATCH, lambda t: u.nodes_sql(plan, t(stats)), plan.ref("nodes"), counted=True),
+        Step(
+            f"{n}_edges", SCRATCH, lambda t: u.edges_sql(_at(plan, t), since=since, previous_graph=plan.ref("graph")),
+            plan.ref("edges"),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class RoundSteps:
+    """One round of the loop. ``edges_left`` runs first: 0 ends the loop (converged), as does the
+    cap. ``compress`` repeats until ``unresolved_pointers`` is 0, jumping the pointers once
+    each time."""
+
+    edges_left: Step
+    hook: Step
+    unresolved_pointers: Step
+    jump: Step
+    relabeled_count: Step
+    relabel: Step
+    contract: Step
+    keep: Step | None  # keep_loop_tables: the round's labels, published
+
+    def as_repeat(self, plan: u.IdPlan) -> Repeat:
+        compress = Repeat(
+            f"{plan.name}_loop_compress", (self.unresolved_pointers, self.jump),
+            "repeated while a pointer points at a node that points elsewhere (the count is not 0)",
+        )
+        steps = (self.edges_left, self.hook, compress, self.relabeled_count, self.relabel, self.contract)
+        return Repeat(
+            f"{plan.name}_loop_round", (*steps, *((self.keep,) if self.keep else ())),
+            f"repeated while edges are left (the count is not 0), at most {plan.cid.iteration_cap} rounds",
+        )
+
+
+def round_steps(plan: u.IdPlan, keep_loop_tables: bool = False) -> RoundSteps:
+    n = f"{plan.name}_loop"
+    edges, labels, hooks = plan.ref("edges"), plan.ref("labels"), plan.ref("hooks")
+    keep = None
+    if keep_loop_tables:
+        # Printed under round 1's name; the runner writes each round's under its own.
+        keep = Step(f"{n}_keep_labels", PUBLISH, lambda t: u.copy_sql(t(labels)), kept_round_ref(plan, 1))
+    return RoundSteps(
+        edges_left=Step(f"{n}_edges_left", SCALAR, lambda t: row_count_sql(t(edges))),
+        hook=Step(f"{n}_hook", SCRATCH, lambda t: u.hook_sql(t(edges)), hooks),
+        unresolved_pointers=Step(f"{n}_unresolved_pointers", SCALAR, lambda t: u.unresolved_pointers_sql(t(hooks))),
+        jump=Step(f"{n}_jump", SCRATCH, lambda t: u.jump_sql(t(hooks)), hooks),
+        relabeled_count=Step(f"{n}_relabeled_count", SCALAR, lambda t: u.relabeled_count_sql(t(labels), t(hooks))),
+        relabel=Step(f"{n}_relabel", SCRATCH, lambda t: u.relabel_sql(t(labels), t(hooks)), labels),
+        contract=Step(f"{n}_contract", SCRATCH, lambda t: u.contract_edges_sql(t(edges), t(hooks)), edges),
+        keep=keep,
+    )
+
+
+@dataclass(frozen=True)
+class IdSteps:
+    """Every step of one id's loop op, in the order it runs them."""
+
+    plan: u.IdPlan
+    inputs: FullInputs | IncrementalInputs
+    labels: Step
+    round: RoundSteps
+    do_not_merge: tuple[Step, ...]  # links, groups, conflicts, resolve (empty without the key)
+    graph: Step
+    lookup: Step
+    watermarks: Step
+
+    def items(self) -> list[Step | Repeat]:
+        return [
+            *self.inputs, self.labels, self.round.as_repeat(self.plan), *self.do_not_merge,
+            self.graph, self.lookup, self.watermarks,
+        ]
+
+
+def id_steps(plan: u.IdPlan, incremental: bool = False, previous_lookup: bool = True, keep_loop_tables: bool = False) -> IdSteps:
+    """``previous_lookup``: a persistent id's lookup exists and carries its ids forward."""
+    n, labels = plan.name, plan.ref("labels")
+    dnm: tuple[Step, ...] = ()
+    if plan.dnm_key_type is not None:
+        links, groups = plan.ref("dnm_links"), plan.ref("dnm_groups")
+        dnm = (
+            Step(f"{n}_dnm_links", SCRATCH, lambda t: u.dnm_links_sql(_at(plan, t)), links),
+            Step(f"{n}_dnm_groups", SCRATCH, lambda t: u.dnm_groups_sql(t(links), t(labels)), groups),
+            Step(f"{n}_dnm_conflicts", SCALAR, lambda t: u.dnm_conflicts_sql(t(groups))),
+            Step(f"{n}_dnm_resolve", SCRATCH, lambda t: u.dnm_resolve_sql(t(labels), t(groups)), labels),
+        )
+    previous = plan.ref("lookup") if plan.persistent and previous_lookup else None
+    return IdSteps(
+        plan=plan,
+        inputs=incremental_inputs(plan) if incremental else full_inputs(plan),
+        labels=Step(f"{n}_labels", SCRATCH, lambda t: u.initial_labels_sql(_at(plan, t)), labels),
+        round=round_steps(plan, keep_loop_tables),
+        do_not_merge=dnm,
+        graph=Step(f"{n}_graph", PUBLISH, lambda t: u.graph_sql(_at(plan, t), t(labels)), plan.ref("graph")),
+        lookup=Step(f"{n}_lookup", PUBLISH, lambda t: u.lookup_sql(_at(plan, t), previous), plan.ref("lookup")),
+        watermarks=Step(f"{n}_watermarks", ROWS, lambda t: u.watermarks_sql(plan)),
+    )
+
+
+# ---------------------------------------------------------------------------- after the loops
+
+
+def enrich_steps(plans: list[u.IdPlan], table: u.SourceTablePlan, schema: str, source_columns: list[str]) -> tuple[Step, Step]:
+    """The table with its id columns, then how many of its rows got each id (its coverage)."""
+    target = enriched_ref(schema, table.alias)
+    ids = [p.name for p in plans if p.table(table.alias) is not None]
+    return (
+        Step(target.name, PUBLISH, lambda t: u.enriched_sql(plans, table, source_columns), target),
+        Step(f"{target.name}_coverage", ROWS, lambda t: u.coverage_sql(target, ids)),
+    )
+
+
+def key_stats_steps(plan: u.IdPlan) -> tuple[Step, Step]:
+    return (
+        Step(f"{plan.name}_source_key_stats", PUBLISH, lambda t: u.source_key_stats_sql(plan), plan.ref("source_key_stats")),
+        Step(f"{plan.name}_result_key_stats", PUBLISH, lambda t: u.result_key_stats_sql(plan), plan.ref("result_key_stats")),
+    )
+
+
+def master_rules_ref(unify: UnifyConfig, master: MasterTable) -> TableRef:
+    return TableRef(unify.schema, f"{master.name}_attribute_rules")
+
+
+def master_step(unify: UnifyConfig, plans: list[u.IdPlan], master: MasterTable) -> Step:
+    """One master table (its attribute rules are loaded as data first)."""
+    by_name = {p.name: p for p in plans}
+    plan = by_name[master.id_name]
+    seen_at = {t.alias: t.seen_at for p in plans for t in p.tables}
+    id_tables = master_id_tables(master, plan, by_name)
+    aliases = {sc.table for a in master.attributes for sc in a.source_columns} | {t for ts in id_tables.values() for t in ts}
+    enriched = {a: enriched_ref(unify.schema, a) for a in sorted(aliases)}
+    target = TableRef(unify.schema, master.name)
+    rules = master_rules_ref(unify, master)
+    return Step(
+        master.name, PUBLISH,
+        lambda t: master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables),
+        target,
+    )
+
+
+# ---------------------------------------------------------------------------- the whole phase
+
+SourceColumns = Callable[[u.SourceTablePlan], list[str]]
+
+
+def unification_pipeline(
+    loaded: LoadedConfig,
+    plans: list[u.IdPlan],
+    source_columns: SourceColumns,
+    incremental: Callable[[u.IdPlan], bool] = lambda plan: False,
+    previous_lookup: Callable[[u.IdPlan], bool] = lambda plan: True,
+) -> StepPipeline:
+    """Every step of the unification, in the order the runs execute them: each id's loop, each
+    table's enrichment, each id's key statistics, each master table. ``source_columns`` gives a
+    source table's columns (the warehouse's at run time; the files' headers when printing)."""
+    unify = loaded.unification
+    pipeline = StepPipeline("unification")
+    if unify is None:
+        return pipeline
+    keep = loaded.pipeline.unification_options.keep_loop_tables
+    for plan in plans:
+        pipeline.extend(id_steps(plan, incremental(plan), previous_lookup(plan), keep).items())
+    for table in enrich_tables(plans).values():
+        pipeline.extend(enrich_steps(plans, table, unify.schema, source_columns(table)))
+    for plan in plans:
+        pipeline.extend(key_stats_steps(plan))
+    pipeline.extend(master_step(unify, plans, m) for m in unify.master_tables)
+    return pipeline

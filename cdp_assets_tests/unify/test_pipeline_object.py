@@ -1,0 +1,183 @@
+"""One pipeline object: the unification steps `render-sql` prints are the steps the runner runs.
+
+The runner runs on a real DuckDB file through an engine that records, for every statement it
+is sent, the name of the step it belongs to. The recorded names must be one execution of the
+printed list: every step in order, each repeated sub-pipeline (the loop's round, the pointer
+jumps inside it) any number of times, its last time possibly cut short where the data said stop.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import PrivateAttr
+
+from cdp_assets.config import load_config
+from cdp_assets.engines.duckdb import DuckDBWarehouse
+from cdp_assets.render import build_pipelines
+from cdp_assets.sql import unification as u
+from cdp_assets.sql.pipeline import Repeat, StepPipeline
+from cdp_assets.sql.unification_pipeline import unification_pipeline
+from cdp_assets.unify.runner import run_unification
+from cdp_assets_tests.unify.test_td_compat import EXAMPLE, TEMPLATE_UNIFY, unification_only_project
+
+# A chain c0 - g0 - c1 - g1 - ... : its second round's pointers form a chain, so they jump.
+CHAIN = 12
+
+
+class RecordingDuckDB(DuckDBWarehouse):
+    """DuckDB that notes (step, statement) for every statement sent to it."""
+
+    _sent: list = PrivateAttr(default_factory=list)
+
+    def _execute(self, sql: str) -> None:
+        self._sent.append((self.current_step, sql))
+        super()._execute(sql)
+
+    def _query(self, sql, params=None):
+        self._sent.append((self.current_step, sql))
+        return super()._query(sql, params)
+
+
+def chained_project(tmp_path: Path, unify_text: str = TEMPLATE_UNIFY, keep_loop_tables: bool = False):
+    """The example on existing tables, plus a chain, in an in-memory DuckDB that records."""
+    config = unification_only_project(tmp_path, unify_text=unify_text)
+    if keep_loop_tables:
+        cfg = yaml.safe_load(config.read_text())
+        cfg["unification_options"] = {"keep_loop_tables": True}
+        config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    wh = RecordingDuckDB(path=":memory:")
+    wh.setup_for_execution(None)  # one in-memory database for every session of the run
+    wh._anchor.execute((EXAMPLE / "seed.sql").read_text(encoding="utf-8"))
+    for i in range(CHAIN):
+        for client in (f"cc{i}", f"cc{i + 1}"):
+            wh._anchor.execute("INSERT INTO acme_crm.site_aaa VALUES (?, ?, NULL, 'x', ?)", [client, f"gg{i}", 1700001000 + i])
+    return load_config(config), wh
+
+
+def trace_pattern(items) -> str:
+    """A regular expression over ``name;name;...`` that every run of ``items`` matches."""
+    parts = []
+    for item in items:
+        if isinstance(item, Repeat):
+            inner = [trace_pattern([i]) for i in item.items]
+            partial = ""
+            for piece in reversed(inner):  # a cut-short last time: a prefix of the items
+                partial = f"(?:{piece}{partial})?"
+            parts.append(f"(?:{''.join(inner)})*{partial}")
+        else:
+            parts.append(re.escape(item.name) + ";")
+    return "".join(parts)
+
+
+def run_and_record(loaded, wh: RecordingDuckDB, run_id: str):
+    wh._sent.clear()
+    results = run_unification(wh, loaded, run_id)
+    return results, list(wh._sent)
+
+
+def named_trace(sent) -> list[str]:
+    """The step of each statement, consecutive statements of one step counted once."""
+    out: list[str] = []
+    for step, _ in sent:
+        if step is not None and (not out or out[-1] != step):
+            out.append(step)
+    return out
+
+
+def assert_trace_is_the_pipeline(pipeline: StepPipeline, trace: list[str]) -> None:
+    joined = "".join(f"{name};" for name in trace)
+    assert re.fullmatch(trace_pattern(pipeline.items), joined), "\n".join(
+        ["the runner's steps are not the printed list:", *trace, "--- printed:", *pipeline.step_names()]
+    )
+
+
+def test_the_runner_executes_the_steps_render_sql_prints_full_then_incremental(tmp_path):
+    loaded, wh = chained_project(tmp_path)
+    results, sent = run_and_record(loaded, wh, "run-1")
+    trace = named_trace(sent)
+
+    printed = [s.name for s in build_pipelines(loaded)["unification"].steps]
+    # What render-sql prints is the runner's list, each repeated sub-pipeline once.
+    plans = u.build_id_plans(loaded)
+    pipeline = unification_pipeline(loaded, plans, lambda table: [], previous_lookup=lambda plan: False)
+    assert pipeline.step_names() == printed
+    assert_trace_is_the_pipeline(pipeline, trace)
+
+    # Every printed step ran, except the rounds of an id whose graph has no edge (email_id).
+    # Every printed step ran but steps inside a repeat that the data never needed: the rounds of
+    # an id whose graph has no edge (email_id), the pointer jumps of short chains.
+    in_repeats = {step.name for step, repeats in pipeline.walk() if repeats}
+    never = [n for n in printed if n not in set(trace)]
+    assert set(never) <= in_repeats - {f"{p.name}_loop_edges_left" for p in plans}, never
+    assert "email_id_loop_hook" in never and "browser_id_loop_jump" not in never
+
+    # The repeats ran as often as the loop says: a hook per round, a jump per pointer jump.
+    by_id = {r.cid: r for r in results}
+    browser = by_id["browser_id"]
+    assert browser.converged and browser.rounds >= 2
+    assert trace.count("browser_id_loop_hook") == browser.rounds
+    assert trace.count("browser_id_loop_jump") == sum(s.jumps for s in browser.iterations) > 0
+    assert trace.count("browser_id_loop_edges_left") == browser.rounds + 1
+    assert by_id["email_id"].rounds == 0
+
+    # Every table is built inside a named step; outside them only the engine's own bookkeeping
+    # runs (schemas, catalog look-ups, DataFrame loads, dropping leftovers).
+    unnamed = [sql for step, sql in sent if step is None]
+    assert not [sql for sql in unnamed if re.match(r"\s*CREATE (TEMP )?TABLE\b.*\bAS\b", sql, re.S)]
+    assert "enriched_site_aaa" in {name for name in trace}
+
+    # The next run is incremental where it can be: the incremental inputs take the full ones' place.
+    results, sent = run_and_record(loaded, wh, "run-2")
+    modes = {r.cid: r.mode for r in results}
+    assert modes["browser_id"] == "incremental", {r.cid: r.full_refresh_reason for r in results}
+    incremental = {r.cid for r in results if r.mode == "incremental"}
+    pipeline = unification_pipeline(
+        loaded, plans, lambda table: [], incremental=lambda plan: plan.name in incremental,
+    )
+    trace = named_trace(sent)
+    assert_trace_is_the_pipeline(pipeline, trace)
+    assert "browser_id_new_key_values" in trace and "browser_id_excluded_changed" in trace
+
+
+def test_do_not_merge_and_kept_rounds_are_steps_of_the_list(tmp_path):
+    unify_text = TEMPLATE_UNIFY.replace(
+        "    merge_by_keys: [td_client_id, td_global_id]\n    merge_iterations",
+        "    merge_by_keys: [td_client_id, td_global_id]\n    do_not_merge_key: td_client_id\n    merge_iterations",
+    )
+    assert unify_text != TEMPLATE_UNIFY
+    loaded, wh = chained_project(tmp_path, unify_text, keep_loop_tables=True)
+    results, sent = run_and_record(loaded, wh, "run-1")
+    trace = named_trace(sent)
+    plans = u.build_id_plans(loaded)
+    pipeline = unification_pipeline(loaded, plans, lambda table: [], previous_lookup=lambda plan: False)
+    assert pipeline.step_names() == [s.name for s in build_pipelines(loaded)["unification"].steps]
+    assert_trace_is_the_pipeline(pipeline, trace)
+    for step in ("browser_id_dnm_links", "browser_id_dnm_groups", "browser_id_dnm_conflicts", "browser_id_dnm_resolve"):
+        assert trace.count(step) == 1
+    person = next(r for r in results if r.cid == "person_id")
+    assert trace.count("person_id_loop_keep_labels") == person.rounds > 0
+    kept = [t for t in wh.list_tables(loaded.unification.schema) if t.startswith("person_id_graph_unify_loop_")]
+    assert len(kept) == person.rounds
+
+
+def test_render_sql_prints_the_round_once_with_a_note_and_its_tables_in_order(tmp_path):
+    from cdp_assets.render import write_rendered
+    from cdp_assets.sql.dialects import get_dialect
+
+    loaded = load_config()
+    written = write_rendered(loaded, get_dialect("duckdb"), tmp_path)
+    files = {p.name: p.read_text() for p in written if p.parent.name == "unification"}
+    loop = {name: text for name, text in files.items() if "_unified_id_loop_" in name}
+    assert len(loop) == 7  # edges_left, hook, unresolved_pointers, jump, relabeled_count, relabel, contract: once
+    for name, text in loop.items():
+        assert text.splitlines()[1].startswith("-- unified_id_loop_round: repeated while edges are left"), name
+    jump = next(text for name, text in loop.items() if name.endswith("_unified_id_loop_jump.sql"))
+    assert "unified_id_loop_compress: repeated while a pointer points at a node" in jump.splitlines()[1]
+    # A working table made again in the round is printed under a new name, read by what follows.
+    assert 'CREATE TABLE "cdp_unification_customer_360"."unified_id_hooks_2" AS' in jump
+    graph = next(text for name, text in files.items() if name.endswith("_unified_id_graph.sql"))
+    assert '"unified_id_labels_2" AS p' in graph
+    assert not any(text.splitlines()[1].startswith("-- ") for name, text in files.items() if name not in loop)
