@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +23,9 @@ class DuckDBWarehouse(WarehouseResource):
     temp_directory: str | None = None
     # `cdp-assets validate` reads and plans on the user's database and must write nothing.
     read_only: bool = False
+    # Source files are read by DuckDB's own readers (connectors/native_files.py); False reads
+    # them in Python like the other engines (the reference the native path is tested against).
+    native_file_reads: bool = True
 
     # Held open for a whole run: the database stays loaded between steps, so a session is a
     # cheap cursor instead of a full open and a checkpoint on close (about 20 ms each).
@@ -129,22 +132,34 @@ class DuckDBWarehouse(WarehouseResource):
     # ---------------------------------------------------------------- DataFrames
 
     def write_dataframe(self, ref: TableRef, df: pd.DataFrame) -> None:
-        self.ensure_schema(ref.schema)
+        temporary = ref.catalog == "temp"  # a table of this session only (a load's scratch rows)
+        if not temporary:
+            self.ensure_schema(ref.schema)
         with self._cursor() as con:
             con.register("_cdp_frame", df)
             try:
-                con.execute(f"CREATE TABLE {ref.sql} AS SELECT * FROM _cdp_frame")
+                con.execute(f"CREATE {'TEMP ' if temporary else ''}TABLE {ref.sql} AS SELECT * FROM _cdp_frame")
             except duckdb.Error as exc:
                 raise WarehouseError(f"DuckDB: {exc}", f"CREATE TABLE {ref.sql} AS <DataFrame>") from exc
             finally:
                 con.unregister("_cdp_frame")
 
-    def append_frames(self, frames: list[tuple[TableRef, pd.DataFrame]]) -> None:
+    @property
+    def reads_files_natively(self) -> bool:
+        return self.native_file_reads
+
+    def append_frames(self, frames: list[tuple[TableRef, pd.DataFrame]], statements: Sequence[str] = ()) -> None:
+        """Also runs ``statements`` (a native load's INSERT of its rows) first, in the same unit."""
         with self._cursor() as con:
             for ref, _ in frames:
                 self.ensure_schema(ref.schema)
             con.execute("BEGIN TRANSACTION")
             try:
+                for sql in statements:
+                    try:
+                        con.execute(sql)
+                    except duckdb.Error as exc:
+                        raise WarehouseError(f"DuckDB: {exc}", sql) from exc
                 for ref, df in frames:
                     self._append(con, ref, df)
                 con.execute("COMMIT")

@@ -1,0 +1,238 @@
+"""Reading one source file with DuckDB's own readers into a temporary table of the load's session.
+
+The common case (a well-formed CSV, JSON-lines or Parquet file) never passes through Python: DuckDB
+reads it (``read_csv`` with a reject table, ``read_ndjson_objects``, ``read_parquet``), every
+column as text, and the watermark is parsed in SQL. Rows DuckDB's CSV reader refuses (too many or
+too few fields, bytes that are not UTF-8) are rejected with the line they start on and the same
+reason the Python reader gives.
+
+A file DuckDB cannot read the way the Python reader does is read by the Python reader instead
+(``readers.read_source_file``), which is the reference behaviour; the reason is logged. That is
+the case for: UTF-16 files and JSON lines with a BOM (DuckDB reads neither), an empty file, a CSV
+whose first line is blank, a line DuckDB refuses for another reason than its fields or encoding
+(an unterminated quote, a line over ``MAX_LINE_BYTES``), a JSON line that is not an object or not
+JSON, a JSON value whose text DuckDB would rewrite (``3.50``, nested values), Parquet columns whose
+text pandas writes differently (floats, booleans, dates, nested, integers with nulls), a value
+holding a NUL character, and a watermark that is empty, out of range or not ISO 8601 (those rows
+are rejected by row number, which DuckDB's readers do not give for good rows). Headers that clash
+after normalising and a missing watermark column fail in the Python reader with its message.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from dagster import get_dagster_logger
+
+from cdp_assets.connectors.readers import (
+    _BOM,
+    FORMATS,
+    RejectedRow,
+    _decode,
+    _preview,
+    normalize_columns,
+    read_source_file,
+    utf16_codec,
+)
+from cdp_assets.engines.base import WarehouseError, WarehouseResource
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.ingestion import (
+    csv_read_sql,
+    csv_rejects_sql,
+    drop_temp_sql,
+    json_keys_sql,
+    json_read_sql,
+    parquet_read_sql,
+    parquet_schema_sql,
+    prepared_rows_sql,
+    read_checks_sql,
+)
+
+# DuckDB refuses a CSV line longer than this (a reject, and the file goes to the Python reader);
+# 16 MB keeps its buffers small while a 10 MB text field still loads natively.
+MAX_LINE_BYTES = 16 << 20
+_HEAD_BYTES = 1 << 16
+# The reject types DuckDB's CSV reader gives for what the Python reader rejects row by row.
+_ROW_REJECTS = ("TOO MANY COLUMNS", "MISSING COLUMNS", "INVALID ENCODING")
+_INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
+_WATERMARK_TYPES = ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE")
+
+
+class _UsePython(Exception):
+    """This file is read by the Python reader; the message says why."""
+
+
+@dataclass
+class FileRows:
+    """A file's good rows in a temporary table (data columns, then ``_cdp_file`` and
+    ``_cdp_loaded_at``), and its rejected rows."""
+
+    table: TableRef | None  # None: the file has no columns at all (an empty file)
+    columns: list[str]  # the data columns, in file order
+    rows: int
+    rejected: list[RejectedRow] = field(default_factory=list)
+    native: bool = True  # False: read by the Python reader (why_python says why)
+    why_python: str = ""
+
+
+def temp_ref(kind: str) -> TableRef:
+    """A unique temporary table of the session (dropped by the loader, or with the session)."""
+    return TableRef("main", f"_cdp_{kind}_{uuid.uuid4().hex[:12]}", "temp")
+
+
+def drop_temp(wh: WarehouseResource, ref: TableRef) -> None:
+    wh.query(drop_temp_sql(ref))
+
+
+def read_file_rows(wh: WarehouseResource, path: Path, incremental_field: str, loaded_at: datetime, date_order: str | None, source: str) -> FileRows:
+    """Read ``path`` into a new temporary table. Must run inside ``wh.session()`` (temporary tables
+    live in one connection). Raises ``SourceFileError`` for a file that cannot be loaded at all."""
+    from cdp_assets.connectors.loading import prepare_frame  # loading dispatches to this module
+
+    raw, good = temp_ref("raw"), temp_ref("rows")
+    try:
+        columns, rejected, inexact, null_checked = _read_native(wh, path, raw, incremental_field)
+        checks = wh.query(read_checks_sql(raw, columns, incremental_field, inexact, null_checked)).iloc[0]
+        if int(checks["bad_watermarks"]):
+            raise _UsePython(f"{int(checks['bad_watermarks'])} row(s) with a watermark that is not an ISO date/time in range")
+        if int(checks["unusable"]):
+            raise _UsePython(f"{int(checks['unusable'])} row(s) with a NUL character or a value DuckDB would rewrite")
+        wh.query(prepared_rows_sql(good, raw, incremental_field, ("_cdp_inexact",) if inexact else ()), [path.name, loaded_at])
+        return FileRows(good, columns, int(checks["n"]), rejected)
+    except (_UsePython, WarehouseError) as exc:
+        why = str(exc) if isinstance(exc, _UsePython) else f"DuckDB's reader failed: {exc.engine_message.splitlines()[0][:300]}"
+        get_dagster_logger("cdp_assets.loading").info(f"{path}: read by the Python reader ({why})")
+        drop_temp(wh, good)
+        read = read_source_file(path)
+        frame, rejected = prepare_frame(read, path, incremental_field, loaded_at, date_order, source)
+        if len(frame.columns) == 0:
+            return FileRows(None, [], 0, rejected, native=False, why_python=why)
+        wh.write_dataframe(good, frame)
+        columns = [c for c in frame.columns if c not in ("_cdp_file", "_cdp_loaded_at")]
+        return FileRows(good, columns, len(frame), rejected, native=False, why_python=why)
+    finally:
+        drop_temp(wh, raw)
+
+
+def _read_native(wh: WarehouseResource, path: Path, raw: TableRef, incremental_field: str) -> tuple[list[str], list[RejectedRow], bool, list[str]]:
+    """Read ``path`` into ``raw`` (text columns): the columns, the rejected rows, whether the JSON
+    exactness column is there, and the columns whose NULLs the Python reader writes otherwise."""
+    with path.open("rb") as fh:
+        head = fh.read(_HEAD_BYTES)
+    if not head:
+        raise _UsePython("the file is empty")
+    if utf16_codec(head):
+        raise _UsePython("UTF-16, which DuckDB's readers do not read")
+    kind = FORMATS.get(path.suffix.lower())
+    if kind == "csv":
+        return (*_read_csv(wh, path, head, raw, incremental_field), False, [])
+    if kind == "jsonl":
+        return _read_json_lines(wh, path, head, raw, incremental_field), [], True, []
+    if kind == "parquet":
+        columns, null_checked = _read_parquet(wh, path, raw, incremental_field)
+        return columns, [], False, null_checked
+    raise _UsePython("not a CSV, JSON-lines or Parquet file")
+
+
+def _names(raw_names: list[str], path: Path, incremental_field: str) -> list[str]:
+    names = normalize_columns(raw_names, path)
+    if len(set(names)) != len(names):
+        raise _UsePython("column names that are the same after normalising")
+    if incremental_field not in names:
+        raise _UsePython(f"no column {incremental_field!r}")
+    return names
+
+
+def _read_csv(wh: WarehouseResource, path: Path, head: bytes, raw: TableRef, incremental_field: str) -> tuple[list[str], list[RejectedRow]]:
+    body = head.removeprefix(_BOM)
+    if body[:1] in (b"\n", b"\r"):
+        raise _UsePython("the first line is blank")
+    if b"\n" not in body and len(head) == _HEAD_BYTES:
+        raise _UsePython("the header is longer than 64 KiB")
+    text = _decode(head, path)
+    header = next(csv.reader(io.StringIO(text.split("\n", 1)[0], newline="")), [])
+    if any("\x00" in h or any("\udc80" <= ch <= "\udcff" for ch in h) for h in header):
+        raise _UsePython("the header has a NUL byte or is not UTF-8")
+    names = _names(header, path, incremental_field)
+    rejects, scan = temp_ref("rejects"), temp_ref("scan")
+    try:
+        wh.query(csv_read_sql(raw, MAX_LINE_BYTES), [str(path), {n: "VARCHAR" for n in names}, rejects.name, scan.name])
+        refused = wh.query(csv_rejects_sql(rejects))
+    finally:
+        drop_temp(wh, rejects)
+        drop_temp(wh, scan)
+    other = sorted(set(refused["error_type"]) - set(_ROW_REJECTS))
+    if other:
+        raise _UsePython(f"DuckDB refused a line: {', '.join(other).lower()}")
+    return names, _csv_rejected_rows(path, refused, len(names))
+
+
+def _csv_rejected_rows(path: Path, refused, n_columns: int) -> list[RejectedRow]:
+    """DuckDB's rejects as the Python reader words them, one per record, numbered by the line the
+    record starts on (DuckDB counts records, so a quoted line break earlier would shift its number:
+    the line is counted from the record's byte position instead)."""
+    if refused.empty:
+        return []
+    data = path.read_bytes()
+    skip = len(_BOM) if data.startswith(_BOM) else 0
+    out: dict[int, RejectedRow] = {}
+    for line_byte, error_type, csv_line in zip(refused["line_byte_position"], refused["error_type"], refused["csv_line"]):
+        line = data.count(b"\n", 0, skip + int(line_byte)) + 1
+        record = str(csv_line).rstrip("\r\n")
+        fields = next(csv.reader(io.StringIO(record, newline="")), [])
+        if error_type != "INVALID ENCODING" or len(fields) != n_columns:
+            reason = f"has {len(fields)} field(s), the header has {n_columns}"
+        else:
+            reason = "is not valid UTF-8; save the file as UTF-8"
+        if line not in out or reason.startswith("has "):
+            out[line] = RejectedRow(line, reason, _preview(record))
+    return [out[k] for k in sorted(out)]
+
+
+def _read_json_lines(wh: WarehouseResource, path: Path, head: bytes, raw: TableRef, incremental_field: str) -> list[str]:
+    if head.startswith(_BOM):
+        raise _UsePython("a byte-order mark, which DuckDB's JSON reader refuses")
+    found = wh.query(json_keys_sql(), [str(path)]).iloc[0]
+    if int(found["not_objects"]):
+        raise _UsePython(f"{int(found['not_objects'])} line(s) that are not JSON objects")
+    keys = list(found["keys"]) if found["keys"] is not None else []
+    if any(k.startswith(("$", "/")) for k in keys):
+        raise _UsePython("a key starting with '$' or '/', which DuckDB reads as a path")
+    # Columns in the order the first record writes them (as the Python reader orders them), then
+    # any key only later records have, by name.
+    first = _first_json_object(head)
+    keys = [k for k in first if k in keys] + sorted(k for k in keys if k not in first)
+    names = _names(keys, path, incremental_field)
+    wh.query(json_read_sql(raw, names), [*keys, *keys, str(path)])
+    return names
+
+
+def _first_json_object(head: bytes) -> list[str]:
+    for line in head.split(b"\n"):
+        if line.strip():
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                return []
+            return [str(k) for k in obj] if isinstance(obj, dict) else []
+    return []
+
+
+def _read_parquet(wh: WarehouseResource, path: Path, raw: TableRef, incremental_field: str) -> tuple[list[str], list[str]]:
+    schema = wh.query(parquet_schema_sql(), [str(path)])
+    sources, types = list(schema["column_name"]), list(schema["column_type"])
+    names = _names(sources, path, incremental_field)
+    for name, sql_type in zip(names, types):
+        ok = sql_type == "VARCHAR" or sql_type in _INTEGER_TYPES or (name == incremental_field and sql_type in _WATERMARK_TYPES)
+        if not ok:
+            raise _UsePython(f"column {name!r} is {sql_type}, whose text pandas writes differently")
+    wh.query(parquet_read_sql(raw, list(zip(sources, names))), [str(path)])
+    # pandas reads an integer column with a null as floats ("1.0"): such a file keeps that text
+    # through the Python reader rather than load "1" here and "1.0" from an older load.
+    return names, [n for n, t in zip(names, types) if t in _INTEGER_TYPES]
