@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
 from dagster import get_dagster_logger
 
 from cdp_assets.connectors.readers import (
@@ -43,15 +44,16 @@ from cdp_assets.connectors.readers import (
 from cdp_assets.engines.base import WarehouseError, WarehouseResource
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.ingestion import (
-    csv_read_sql,
     csv_rejects_sql,
+    csv_select_sql,
+    drop_column_sql,
     drop_temp_sql,
+    file_checks_sql,
+    file_rows_sql,
     json_keys_sql,
-    json_read_sql,
-    parquet_read_sql,
+    json_select_sql,
     parquet_schema_sql,
-    prepared_rows_sql,
-    read_checks_sql,
+    parquet_select_sql,
 )
 
 # DuckDB refuses a CSV line longer than this (a reject, and the file goes to the Python reader);
@@ -77,8 +79,22 @@ class FileRows:
     columns: list[str]  # the data columns, in file order
     rows: int
     rejected: list[RejectedRow] = field(default_factory=list)
+    newest: str | None = None  # the newest watermark, as text
+    before_start: int = 0  # rows older than start_date (when one was given)
     native: bool = True  # False: read by the Python reader (why_python says why)
     why_python: str = ""
+
+
+@dataclass
+class _Read:
+    """How DuckDB reads one file: a SELECT of its rows (text columns) and its parameters."""
+
+    select: str
+    params: list
+    columns: list[str]
+    inexact: bool = False  # the JSON exactness column is there
+    null_checked: list[str] = field(default_factory=list)  # columns whose NULLs pandas writes otherwise
+    rejects: list[TableRef] = field(default_factory=list)  # the CSV reject tables (rejects, scans)
 
 
 def temp_ref(kind: str) -> TableRef:
@@ -86,43 +102,61 @@ def temp_ref(kind: str) -> TableRef:
     return TableRef("main", f"_cdp_{kind}_{uuid.uuid4().hex[:12]}", "temp")
 
 
-def drop_temp(wh: WarehouseResource, ref: TableRef) -> None:
-    wh.query(drop_temp_sql(ref))
+def drop_temps(wh: WarehouseResource, refs: list[TableRef]) -> None:
+    """Drop temporary tables, in one round trip."""
+    if refs:
+        wh.query("; ".join(drop_temp_sql(r) for r in refs))
 
 
-def read_file_rows(wh: WarehouseResource, path: Path, incremental_field: str, loaded_at: datetime, date_order: str | None, source: str) -> FileRows:
+def read_file_rows(
+    wh: WarehouseResource, path: Path, incremental_field: str, loaded_at: datetime, date_order: str | None,
+    source: str, start: str | None = None,
+) -> FileRows:
     """Read ``path`` into a new temporary table. Must run inside ``wh.session()`` (temporary tables
     live in one connection). Raises ``SourceFileError`` for a file that cannot be loaded at all."""
     from cdp_assets.connectors.loading import prepare_frame  # loading dispatches to this module
 
-    raw, good = temp_ref("raw"), temp_ref("rows")
+    good = temp_ref("rows")
     try:
-        columns, rejected, inexact, null_checked = _read_native(wh, path, raw, incremental_field)
-        checks = wh.query(read_checks_sql(raw, columns, incremental_field, inexact, null_checked)).iloc[0]
-        if int(checks["bad_watermarks"]):
-            raise _UsePython(f"{int(checks['bad_watermarks'])} row(s) with a watermark that is not an ISO date/time in range")
-        if int(checks["unusable"]):
-            raise _UsePython(f"{int(checks['unusable'])} row(s) with a NUL character or a value DuckDB would rewrite")
-        wh.query(prepared_rows_sql(good, raw, incremental_field, ("_cdp_inexact",) if inexact else ()), [path.name, loaded_at])
-        return FileRows(good, columns, int(checks["n"]), rejected)
+        return _read_natively(wh, path, good, incremental_field, loaded_at, start)
     except (_UsePython, WarehouseError) as exc:
         why = str(exc) if isinstance(exc, _UsePython) else f"DuckDB's reader failed: {exc.engine_message.splitlines()[0][:300]}"
         get_dagster_logger("cdp_assets.loading").info(f"{path}: read by the Python reader ({why})")
-        drop_temp(wh, good)
-        read = read_source_file(path)
-        frame, rejected = prepare_frame(read, path, incremental_field, loaded_at, date_order, source)
+        drop_temps(wh, [good])
+        frame, rejected = prepare_frame(read_source_file(path), path, incremental_field, loaded_at, date_order, source)
         if len(frame.columns) == 0:
             return FileRows(None, [], 0, rejected, native=False, why_python=why)
         wh.write_dataframe(good, frame)
         columns = [c for c in frame.columns if c not in ("_cdp_file", "_cdp_loaded_at")]
-        return FileRows(good, columns, len(frame), rejected, native=False, why_python=why)
+        newest = _iso_text(frame[incremental_field].max()) if len(frame) else None
+        before = int((frame[incremental_field] < pd.Timestamp(start)).sum()) if start is not None and len(frame) else 0
+        return FileRows(good, columns, len(frame), rejected, newest, before, native=False, why_python=why)
+
+
+def _iso_text(value) -> str | None:
+    return None if pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _read_natively(wh: WarehouseResource, path: Path, good: TableRef, incremental_field: str, loaded_at: datetime, start: str | None) -> FileRows:
+    read = _plan(wh, path, incremental_field)
+    try:
+        wh.query(file_rows_sql(good, read.select, incremental_field), [path.name, loaded_at, *read.params])
+        rejected = _csv_rejected_rows(wh, path, read) if read.rejects else []
     finally:
-        drop_temp(wh, raw)
+        drop_temps(wh, read.rejects)
+    sql = file_checks_sql(good, read.columns, incremental_field, read.inexact, read.null_checked, start is not None)
+    checks = wh.query(sql, [start] if start is not None else []).iloc[0]
+    if int(checks["bad_watermarks"]):
+        raise _UsePython(f"{int(checks['bad_watermarks'])} row(s) with a watermark that is not an ISO date/time in range")
+    if int(checks["unusable"]):
+        raise _UsePython(f"{int(checks['unusable'])} row(s) with a NUL character or a value DuckDB would rewrite")
+    if read.inexact:
+        wh.query(drop_column_sql(good, "_cdp_inexact"))
+    newest = None if pd.isna(checks["w"]) else str(checks["w"])
+    return FileRows(good, read.columns, int(checks["n"]), rejected, newest, int(checks["before_start"]))
 
 
-def _read_native(wh: WarehouseResource, path: Path, raw: TableRef, incremental_field: str) -> tuple[list[str], list[RejectedRow], bool, list[str]]:
-    """Read ``path`` into ``raw`` (text columns): the columns, the rejected rows, whether the JSON
-    exactness column is there, and the columns whose NULLs the Python reader writes otherwise."""
+def _plan(wh: WarehouseResource, path: Path, incremental_field: str) -> _Read:
     with path.open("rb") as fh:
         head = fh.read(_HEAD_BYTES)
     if not head:
@@ -131,12 +165,11 @@ def _read_native(wh: WarehouseResource, path: Path, raw: TableRef, incremental_f
         raise _UsePython("UTF-16, which DuckDB's readers do not read")
     kind = FORMATS.get(path.suffix.lower())
     if kind == "csv":
-        return (*_read_csv(wh, path, head, raw, incremental_field), False, [])
+        return _csv(path, head, incremental_field)
     if kind == "jsonl":
-        return _read_json_lines(wh, path, head, raw, incremental_field), [], True, []
+        return _json_lines(wh, path, head, incremental_field)
     if kind == "parquet":
-        columns, null_checked = _read_parquet(wh, path, raw, incremental_field)
-        return columns, [], False, null_checked
+        return _parquet(wh, path, incremental_field)
     raise _UsePython("not a CSV, JSON-lines or Parquet file")
 
 
@@ -149,36 +182,32 @@ def _names(raw_names: list[str], path: Path, incremental_field: str) -> list[str
     return names
 
 
-def _read_csv(wh: WarehouseResource, path: Path, head: bytes, raw: TableRef, incremental_field: str) -> tuple[list[str], list[RejectedRow]]:
+def _csv(path: Path, head: bytes, incremental_field: str) -> _Read:
     body = head.removeprefix(_BOM)
     if body[:1] in (b"\n", b"\r"):
         raise _UsePython("the first line is blank")
     if b"\n" not in body and len(head) == _HEAD_BYTES:
         raise _UsePython("the header is longer than 64 KiB")
-    text = _decode(head, path)
-    header = next(csv.reader(io.StringIO(text.split("\n", 1)[0], newline="")), [])
+    header = next(csv.reader(io.StringIO(_decode(head, path).split("\n", 1)[0], newline="")), [])
     if any("\x00" in h or any("\udc80" <= ch <= "\udcff" for ch in h) for h in header):
         raise _UsePython("the header has a NUL byte or is not UTF-8")
     names = _names(header, path, incremental_field)
     rejects, scan = temp_ref("rejects"), temp_ref("scan")
-    try:
-        wh.query(csv_read_sql(raw, MAX_LINE_BYTES), [str(path), {n: "VARCHAR" for n in names}, rejects.name, scan.name])
-        refused = wh.query(csv_rejects_sql(rejects))
-    finally:
-        drop_temp(wh, rejects)
-        drop_temp(wh, scan)
-    other = sorted(set(refused["error_type"]) - set(_ROW_REJECTS))
-    if other:
-        raise _UsePython(f"DuckDB refused a line: {', '.join(other).lower()}")
-    return names, _csv_rejected_rows(path, refused, len(names))
+    params = [str(path), {n: "VARCHAR" for n in names}, rejects.name, scan.name]
+    return _Read(csv_select_sql(MAX_LINE_BYTES), params, names, rejects=[rejects, scan])
 
 
-def _csv_rejected_rows(path: Path, refused, n_columns: int) -> list[RejectedRow]:
+def _csv_rejected_rows(wh: WarehouseResource, path: Path, read: _Read) -> list[RejectedRow]:
     """DuckDB's rejects as the Python reader words them, one per record, numbered by the line the
     record starts on (DuckDB counts records, so a quoted line break earlier would shift its number:
     the line is counted from the record's byte position instead)."""
+    refused = wh.query(csv_rejects_sql(read.rejects[0]))
+    other = sorted(set(refused["error_type"]) - set(_ROW_REJECTS))
+    if other:
+        raise _UsePython(f"DuckDB refused a line: {', '.join(other).lower()}")
     if refused.empty:
         return []
+    n_columns = len(read.columns)
     data = path.read_bytes()
     skip = len(_BOM) if data.startswith(_BOM) else 0
     out: dict[int, RejectedRow] = {}
@@ -195,7 +224,7 @@ def _csv_rejected_rows(path: Path, refused, n_columns: int) -> list[RejectedRow]
     return [out[k] for k in sorted(out)]
 
 
-def _read_json_lines(wh: WarehouseResource, path: Path, head: bytes, raw: TableRef, incremental_field: str) -> list[str]:
+def _json_lines(wh: WarehouseResource, path: Path, head: bytes, incremental_field: str) -> _Read:
     if head.startswith(_BOM):
         raise _UsePython("a byte-order mark, which DuckDB's JSON reader refuses")
     found = wh.query(json_keys_sql(), [str(path)]).iloc[0]
@@ -209,8 +238,7 @@ def _read_json_lines(wh: WarehouseResource, path: Path, head: bytes, raw: TableR
     first = _first_json_object(head)
     keys = [k for k in first if k in keys] + sorted(k for k in keys if k not in first)
     names = _names(keys, path, incremental_field)
-    wh.query(json_read_sql(raw, names), [*keys, *keys, str(path)])
-    return names
+    return _Read(json_select_sql(names), [*keys, *keys, str(path)], names, inexact=True)
 
 
 def _first_json_object(head: bytes) -> list[str]:
@@ -224,7 +252,7 @@ def _first_json_object(head: bytes) -> list[str]:
     return []
 
 
-def _read_parquet(wh: WarehouseResource, path: Path, raw: TableRef, incremental_field: str) -> tuple[list[str], list[str]]:
+def _parquet(wh: WarehouseResource, path: Path, incremental_field: str) -> _Read:
     schema = wh.query(parquet_schema_sql(), [str(path)])
     sources, types = list(schema["column_name"]), list(schema["column_type"])
     names = _names(sources, path, incremental_field)
@@ -232,7 +260,7 @@ def _read_parquet(wh: WarehouseResource, path: Path, raw: TableRef, incremental_
         ok = sql_type == "VARCHAR" or sql_type in _INTEGER_TYPES or (name == incremental_field and sql_type in _WATERMARK_TYPES)
         if not ok:
             raise _UsePython(f"column {name!r} is {sql_type}, whose text pandas writes differently")
-    wh.query(parquet_read_sql(raw, list(zip(sources, names))), [str(path)])
     # pandas reads an integer column with a null as floats ("1.0"): such a file keeps that text
     # through the Python reader rather than load "1" here and "1.0" from an older load.
-    return names, [n for n, t in zip(names, types) if t in _INTEGER_TYPES]
+    null_checked = [n for n, t in zip(names, types) if t in _INTEGER_TYPES]
+    return _Read(parquet_select_sql(list(zip(sources, names))), [str(path)], names, null_checked=null_checked)

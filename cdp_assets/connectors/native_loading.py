@@ -15,7 +15,7 @@ from dagster import get_dagster_logger
 
 from cdp_assets.config.models import SourceConfig, SourceObject
 from cdp_assets.connectors.local_files import file_version, fingerprint, object_files
-from cdp_assets.connectors.native_files import FileRows, drop_temp, read_file_rows, temp_ref
+from cdp_assets.connectors.native_files import FileRows, drop_temps, read_file_rows, temp_ref
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.ingestion import (
@@ -23,7 +23,6 @@ from cdp_assets.sql.ingestion import (
     append_by_name_sql,
     fresh_rows_sql,
     rows_summary_sql,
-    start_date_skips_sql,
     union_by_name_sql,
 )
 from cdp_assets.sql.pipeline import create_table_as
@@ -69,7 +68,7 @@ def load_incremental_native(
         start = ld._iso(ld.naive_utc(source.start_date)) if source.start_date is not None else None
         paths = object_files(folder, obj.name, historical=False, fmt=fmt)
         temps: list[TableRef] = []
-        kept: list[tuple[TableRef, list[str]]] = []  # each file's rows to append, with its columns
+        kept: list[tuple[TableRef, list[str], int]] = []  # each file's rows to append: columns, count
         rejects, book, used, newest = [], [], [], []
         before_start = duplicate = unchanged = 0
         try:
@@ -80,27 +79,26 @@ def load_incremental_native(
                 if known.get(path.name) == version:
                     unchanged += 1  # this content of this file is loaded: nothing in it is new
                     continue
-                read = read_file_rows(wh, path, field_, loaded_at, source.date_order, source.name)
+                read = read_file_rows(wh, path, field_, loaded_at, source.date_order, source.name, start)
                 temps += [read.table] if read.table is not None else []
                 rejects.append(ld.rejected_frame(path, "incremental", read.rejected, run_id, version))
                 file_before = file_dupes = loaded = 0
                 if read.table is not None and read.rows:
-                    if start is not None:
-                        file_before = int(wh.query(start_date_skips_sql(read.table, field_), [start]).iloc[0, 0])
-                    earlier = ([(ref, table_columns)] if table_exists else []) + [(t, set(c)) for t, c in kept]
-                    fresh = read.table
-                    if start is not None or earlier:
+                    file_before = read.before_start
+                    earlier = ([(ref, table_columns)] if table_exists else []) + [(t, set(c)) for t, c, _ in kept]
+                    fresh, loaded, file_newest = read.table, read.rows, read.newest
+                    if file_before or earlier:
                         fresh = temp_ref("fresh")
                         temps.append(fresh)
                         sql = fresh_rows_sql(fresh, read.table, read.columns, field_, start is not None, earlier)
                         wh.query(sql, [start] if start is not None else [])
-                    summary = wh.query(rows_summary_sql(fresh, field_)).iloc[0]
-                    loaded = int(summary["n"])
+                        summary = wh.query(rows_summary_sql(fresh, field_)).iloc[0]
+                        loaded, file_newest = int(summary["n"]), summary["w"]
                     file_dupes = read.rows - file_before - loaded
                     if loaded:
-                        kept.append((fresh, read.columns))
+                        kept.append((fresh, read.columns, loaded))
                         used.append(path.name)
-                        newest.append(str(summary["w"]))
+                        newest.append(str(file_newest))
                 _progress(ref, n, len(paths), path, read)
                 if file_before or file_dupes:
                     get_dagster_logger("cdp_assets.loading").info(
@@ -110,7 +108,7 @@ def load_incremental_native(
                 before_start += file_before
                 duplicate += file_dupes
                 book.append(_book(path, version, read, loaded, file_before, file_dupes))
-            new_rows = sum(int(wh.query(rows_summary_sql(t, field_)).iloc[0]["n"]) for t, _ in kept)
+            new_rows = sum(n for _, _, n in kept)
             new_watermark = watermark
             if newest:
                 new_watermark = max(filter(None, [watermark, ld._iso(max(newest))]))
@@ -122,9 +120,9 @@ def load_incremental_native(
             )
             statements = []
             if kept:
-                parts = [t for t, _ in kept]
+                parts = [t for t, _, _ in kept]
                 if table_exists:
-                    new_columns = [c for _, cols in kept for c in cols if c not in table_columns]
+                    new_columns = [c for _, cols, _ in kept for c in cols if c not in table_columns]
                     for c in dict.fromkeys(new_columns):  # new columns in a later file; earlier rows read NULL
                         statements.append(add_column_sql(ref, c, "TIMESTAMP" if c == field_ else "VARCHAR"))
                     statements.append(append_by_name_sql(ref, parts))
@@ -136,8 +134,7 @@ def load_incremental_native(
             log_row = ld.log_frame(source.name, obj.name, result, run_id, None, result.summary(source.start_date))
             wh.append_frames([*unit, (log_ref, log_row)], statements=statements)
         finally:
-            for t in temps:
-                drop_temp(wh, t)
+            drop_temps(wh, temps)
         ld.supersede_rejections(wh, ref, files_ref, source.name, obj.name)
     return result
 
@@ -191,7 +188,6 @@ def load_historical_native(
                 result = ld.LoadResult(ref, "historical", rows, watermark, previous, names, records_rejected=rejected_count)
                 wh.append_frames([*unit, (log_ref, ld.log_frame(source.name, obj.name, result, run_id, fp))])
         finally:
-            for t in temps:
-                drop_temp(wh, t)
+            drop_temps(wh, temps)
         ld.supersede_rejections(wh, ref, files_ref, source.name, obj.name)
     return result

@@ -70,29 +70,25 @@ WATERMARK_LOW, WATERMARK_HIGH = "1677-09-22", "2262-04-11"
 
 
 def watermark_expr(column: str) -> str:
-    """The watermark column's text as a naive UTC TIMESTAMP, or NULL when it is not an ISO
-    date/time within range."""
+    """The watermark column's text as a TIMESTAMP in UTC without zone, or NULL when it is not an
+    ISO date/time (the range is checked by ``file_rows_sql``)."""
     col = f"CAST({quote(column)} AS VARCHAR)"
-    parsed = (
+    return (
         f"CASE WHEN regexp_full_match({col}, '{_ISO_NAIVE}') THEN TRY_CAST({col} AS TIMESTAMP) "
         f"WHEN regexp_full_match({col}, '{_ISO_OFFSET}') THEN timezone('UTC', TRY_CAST({col} AS TIMESTAMPTZ)) END"
     )
-    return (
-        f"CASE WHEN ({parsed}) >= TIMESTAMP '{WATERMARK_LOW}' AND ({parsed}) < TIMESTAMP '{WATERMARK_HIGH}' "
-        f"THEN CAST(({parsed}) AS TIMESTAMP) END"
-    )
 
 
-def csv_read_sql(target: TableRef, max_line_bytes: int) -> str:
-    """Read a CSV file into ``target`` (a temporary table), every column as text. Bound: the
-    file's path, the columns (a name -> 'VARCHAR' map, in file order, names already normalised)
-    and the name of the reject table DuckDB writes each bad line to (line, byte position, error
-    type, the line's text). The dialect is fixed to what the Python reader takes (comma, double
-    quote, doubled quote as escape): a semicolon file is one column, as before, not re-sniffed."""
+def csv_select_sql(max_line_bytes: int) -> str:
+    """A CSV file's rows, every column as text. Bound: the file's path, the columns (a name ->
+    'VARCHAR' map, in file order, names already normalised) and the names of the reject tables
+    DuckDB writes each refused line to (line, byte position, error type, the line's text). The
+    dialect is fixed to what the Python reader takes (comma, double quote, doubled quote as
+    escape): a semicolon file is one column, as before, not re-sniffed."""
     return (
-        f"CREATE TEMP TABLE {target.sql} AS SELECT * FROM read_csv(?, header = true, auto_detect = false, "
-        f"columns = ?, delim = ',', quote = '\"', escape = '\"', ignore_errors = true, store_rejects = true, "
-        f"rejects_table = ?, rejects_scan = ?, max_line_size = {int(max_line_bytes)})"
+        "SELECT * FROM read_csv(?, header = true, auto_detect = false, columns = ?, delim = ',', quote = '\"', "
+        "escape = '\"', ignore_errors = true, store_rejects = true, rejects_table = ?, rejects_scan = ?, "
+        f"max_line_size = {int(max_line_bytes)})"
     )
 
 
@@ -119,13 +115,13 @@ def json_keys_sql() -> str:
 _JSON_EXACT_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN', 'NULL')"
 
 
-def json_read_sql(target: TableRef, columns: list[str]) -> str:
-    """Read a JSON-lines file into ``target``: one text column per key. Bound: each key twice
-    (its text, then its type check), in ``columns`` order, then the path. ``_cdp_inexact``
-    counts the values whose text would not be the file's."""
+def json_select_sql(columns: list[str]) -> str:
+    """A JSON-lines file's rows: one text column per key, and ``_cdp_inexact``, true for a row
+    with a value whose text would not be the file's. Bound: each key twice (its text, then its
+    type check), in ``columns`` order, then the path."""
     values = ", ".join(f"json_extract_string(j, ?) AS {quote(c)}" for c in columns)
     inexact = " OR ".join(f"coalesce(json_type(j, ?), 'NULL') NOT IN {_JSON_EXACT_TYPES}" for _ in columns) or "false"
-    return f"CREATE TEMP TABLE {target.sql} AS SELECT {values}, ({inexact}) AS _cdp_inexact FROM read_ndjson_objects(?) AS t(j)"
+    return f"SELECT {values}, ({inexact}) AS _cdp_inexact FROM read_ndjson_objects(?) AS t(j)"
 
 
 def parquet_schema_sql() -> str:
@@ -133,10 +129,10 @@ def parquet_schema_sql() -> str:
     return "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet(?))"
 
 
-def parquet_read_sql(target: TableRef, columns: list[tuple[str, str]]) -> str:
-    """Read a Parquet file into ``target``: each (file column, loaded name) as text. Bound: the path."""
+def parquet_select_sql(columns: list[tuple[str, str]]) -> str:
+    """A Parquet file's rows: each (file column, loaded name) as text. Bound: the path."""
     values = ", ".join(f"CAST({quote_any(src)} AS VARCHAR) AS {quote(name)}" for src, name in columns)
-    return f"CREATE TEMP TABLE {target.sql} AS SELECT {values} FROM read_parquet(?)"
+    return f"SELECT {values} FROM read_parquet(?)"
 
 
 def quote_any(name: str) -> str:
@@ -145,35 +141,42 @@ def quote_any(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def read_checks_sql(
-    raw: TableRef, columns: list[str], incremental_field: str, inexact: bool = False, null_checked: list[str] | None = None
+def file_rows_sql(target: TableRef, file_select: str, incremental_field: str) -> str:
+    """Create the temporary ``target`` with a file's rows as the loader appends them: the
+    watermark parsed (NULL where it is not an ISO date/time in range), the lineage columns added.
+    Bound: the file's name, the load's time, then ``file_select``'s parameters."""
+    wm = quote(incremental_field)
+    in_range = f"_cdp_parsed >= TIMESTAMP '{WATERMARK_LOW}' AND _cdp_parsed < TIMESTAMP '{WATERMARK_HIGH}'"
+    return (
+        f"CREATE TEMP TABLE {target.sql} AS SELECT * EXCLUDE (_cdp_parsed) REPLACE "
+        f"(CAST(CASE WHEN {in_range} THEN _cdp_parsed END AS TIMESTAMP) AS {wm}), "
+        f"CAST(? AS VARCHAR) AS _cdp_file, CAST(? AS TIMESTAMP) AS _cdp_loaded_at "
+        f"FROM (SELECT *, {watermark_expr(incremental_field)} AS _cdp_parsed FROM ({file_select}))"
+    )
+
+
+def file_checks_sql(
+    rows: TableRef, columns: list[str], incremental_field: str, inexact: bool = False,
+    null_checked: list[str] | None = None, since_start: bool = False,
 ) -> str:
-    """What decides whether a natively read file can be loaded as read: its rows, the rows whose
-    watermark is not an ISO date/time in range, and the rows with a NUL character (DuckDB keeps
-    them; the Python reader rejects them by row number) or (``inexact``) a JSON value whose text
-    DuckDB would change, or a NULL in a ``null_checked`` column."""
-    unusable = [f"contains({quote(c)}, chr(0))" for c in columns] + (["_cdp_inexact"] if inexact else [])
-    unusable += [f"{quote(c)} IS NULL" for c in null_checked or []]
+    """What decides whether a natively read file can be loaded as read, and its counts: rows,
+    rows whose watermark did not parse, rows with a NUL character (DuckDB keeps them; the Python
+    reader rejects them by row number), a JSON value whose text DuckDB would change
+    (``inexact``) or a NULL in a ``null_checked`` column; the newest watermark; and
+    (``since_start``) the rows older than start_date (bound)."""
+    wm = quote(incremental_field)
+    unusable = [f"contains({quote(c)}, chr(0))" for c in columns if c != incremental_field]
+    unusable += (["_cdp_inexact"] if inexact else []) + [f"{quote(c)} IS NULL" for c in null_checked or []]
+    before = f"count(*) FILTER (WHERE {wm} < CAST(? AS TIMESTAMP))" if since_start else "0"
     return (
-        f"SELECT count(*) AS n, count(*) FILTER (WHERE ({watermark_expr(incremental_field)}) IS NULL) AS bad_watermarks, "
-        f"count(*) FILTER (WHERE {' OR '.join(unusable) or 'false'}) AS unusable FROM {raw.sql}"
+        f"SELECT count(*) AS n, count(*) FILTER (WHERE {wm} IS NULL) AS bad_watermarks, "
+        f"count(*) FILTER (WHERE {' OR '.join(unusable) or 'false'}) AS unusable, "
+        f"CAST(max({wm}) AS VARCHAR) AS w, {before} AS before_start FROM {rows.sql}"
     )
 
 
-def prepared_rows_sql(target: TableRef, raw: TableRef, incremental_field: str, drop: tuple[str, ...] = ()) -> str:
-    """The rows of a natively read file as the loader appends them: the watermark parsed, the
-    lineage columns added (bound: the file's name, the load's time)."""
-    exclude = f" EXCLUDE ({', '.join(quote(c) for c in drop)})" if drop else ""
-    return (
-        f"CREATE TEMP TABLE {target.sql} AS SELECT *{exclude} REPLACE ({watermark_expr(incremental_field)} "
-        f"AS {quote(incremental_field)}), CAST(? AS VARCHAR) AS _cdp_file, CAST(? AS TIMESTAMP) AS _cdp_loaded_at "
-        f"FROM {raw.sql}"
-    )
-
-
-def start_date_skips_sql(rows: TableRef, incremental_field: str) -> str:
-    """How many of a file's rows are older than start_date (bound)."""
-    return f"SELECT count(*) AS n FROM {rows.sql} WHERE {quote(incremental_field)} < CAST(? AS TIMESTAMP)"
+def drop_column_sql(target: TableRef, column: str) -> str:
+    return f"ALTER TABLE {target.sql} DROP COLUMN {quote(column)}"
 
 
 def fresh_rows_sql(
