@@ -35,6 +35,7 @@ from cdp_assets.connectors.readers import (
     _BOM,
     FORMATS,
     RejectedRow,
+    _bad_text,
     _decode,
     _preview,
     normalize_columns,
@@ -63,7 +64,6 @@ _HEAD_BYTES = 1 << 16
 # The reject types DuckDB's CSV reader gives for what the Python reader rejects row by row.
 _ROW_REJECTS = ("TOO MANY COLUMNS", "MISSING COLUMNS", "INVALID ENCODING")
 _INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
-_WATERMARK_TYPES = ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE")
 
 
 class _UsePython(Exception):
@@ -209,19 +209,35 @@ def _csv_rejected_rows(wh: WarehouseResource, path: Path, read: _Read) -> list[R
         return []
     n_columns = len(read.columns)
     data = path.read_bytes()
-    skip = len(_BOM) if data.startswith(_BOM) else 0
     out: dict[int, RejectedRow] = {}
-    for line_byte, error_type, csv_line in zip(refused["line_byte_position"], refused["error_type"], refused["csv_line"]):
-        line = data.count(b"\n", 0, skip + int(line_byte)) + 1
-        record = str(csv_line).rstrip("\r\n")
-        fields = next(csv.reader(io.StringIO(record, newline="")), [])
-        if error_type != "INVALID ENCODING" or len(fields) != n_columns:
+    for line_byte in refused["line_byte_position"]:
+        start = int(line_byte) - 1  # DuckDB's position is 1-based, counted in the file's bytes (a BOM too)
+        # Lines as the Python reader counts them: \n, \r\n and a lone \r each end one.
+        line = data.count(b"\n", 0, start) + data.count(b"\r", 0, start) - data.count(b"\r\n", 0, start) + 1
+        # The record is parsed again from the file's bytes (DuckDB's copy of a line that is not
+        # UTF-8 is lossy), so its fields, reason and text are the Python reader's.
+        fields = _record_at(data, start)
+        if len(fields) != n_columns:
             reason = f"has {len(fields)} field(s), the header has {n_columns}"
         else:
-            reason = "is not valid UTF-8; save the file as UTF-8"
-        if line not in out or reason.startswith("has "):
-            out[line] = RejectedRow(line, reason, _preview(record))
+            reason = _bad_text(fields) or "is not valid UTF-8; save the file as UTF-8"
+        out.setdefault(line, RejectedRow(line, reason, _preview(",".join(fields))))
     return [out[k] for k in sorted(out)]
+
+
+def _record_at(data: bytes, start: int) -> list[str]:
+    """The CSV record starting at byte ``start``, read as the Python reader reads it."""
+    window = 1 << 16
+    while True:
+        chunk = data[start:start + window]
+        stream = io.StringIO(chunk.decode("utf-8", errors="surrogateescape"), newline="")
+        try:
+            record = next(csv.reader(stream), [])
+        except csv.Error:
+            record = None
+        if start + window >= len(data) or (record is not None and stream.tell() < len(stream.getvalue())):
+            return record or []
+        window *= 4  # the record may run past the window: read more
 
 
 def _json_lines(wh: WarehouseResource, path: Path, head: bytes, incremental_field: str) -> _Read:
@@ -257,7 +273,10 @@ def _parquet(wh: WarehouseResource, path: Path, incremental_field: str) -> _Read
     sources, types = list(schema["column_name"]), list(schema["column_type"])
     names = _names(sources, path, incremental_field)
     for name, sql_type in zip(names, types):
-        ok = sql_type == "VARCHAR" or sql_type in _INTEGER_TYPES or (name == incremental_field and sql_type in _WATERMARK_TYPES)
+        # The watermark's text is not stored, only parsed: any date or timestamp type will do (one
+        # whose text is not ISO to the microsecond goes to the Python reader at the checks).
+        watermark_type = name == incremental_field and (sql_type == "DATE" or sql_type.startswith("TIMESTAMP"))
+        ok = sql_type == "VARCHAR" or sql_type in _INTEGER_TYPES or watermark_type
         if not ok:
             raise _UsePython(f"column {name!r} is {sql_type}, whose text pandas writes differently")
     # pandas reads an integer column with a null as floats ("1.0"): such a file keeps that text
