@@ -176,7 +176,8 @@ def write_doc(args, results: list[dict]) -> None:
         b = r["bare"] or float("nan")
         met = "met" if r["native"] / b <= TARGET else "not met"
         L.append(
-            f"| {r['records']:,} | {r['files']} | {r['mb']} | {r['bare']:.2f} | {r['native']:.2f} | {r['native'] / b:.1f}x "
+            f"| {r['records']:,} | {r['files']} | {r['mb']} | {r['bare']:.2f} | {r['native']:.2f} "
+            f"| {r['native'] / b:.1f}x "
             f"| {r['python']:.2f} | {r['python'] / b:.1f}x | {r['phase']:.2f} | {r['phase'] / b:.1f}x | {met} |"
         )
     L += [

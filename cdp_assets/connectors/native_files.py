@@ -120,7 +120,10 @@ def read_file_rows(
     try:
         return _read_natively(wh, path, good, incremental_field, loaded_at, start)
     except (_UsePython, WarehouseError) as exc:
-        why = str(exc) if isinstance(exc, _UsePython) else f"DuckDB's reader failed: {exc.engine_message.splitlines()[0][:300]}"
+        if isinstance(exc, WarehouseError):
+            why = f"DuckDB's reader failed: {exc.engine_message.splitlines()[0][:300]}"
+        else:
+            why = str(exc)
         get_dagster_logger("cdp_assets.loading").info(f"{path}: read by the Python reader ({why})")
         drop_temps(wh, [good])
         frame, rejected = prepare_frame(read_source_file(path), path, incremental_field, loaded_at, date_order, source)
@@ -137,7 +140,9 @@ def _iso_text(value) -> str | None:
     return None if pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _read_natively(wh: WarehouseResource, path: Path, good: TableRef, incremental_field: str, loaded_at: datetime, start: str | None) -> FileRows:
+def _read_natively(
+    wh: WarehouseResource, path: Path, good: TableRef, incremental_field: str, loaded_at: datetime, start: str | None
+) -> FileRows:
     read = _plan(wh, path, incremental_field)
     try:
         wh.query(file_rows_sql(good, read.select, incremental_field), [path.name, loaded_at, *read.params])
@@ -147,7 +152,8 @@ def _read_natively(wh: WarehouseResource, path: Path, good: TableRef, incrementa
     sql = file_checks_sql(good, read.columns, incremental_field, read.inexact, read.null_checked, start is not None)
     checks = wh.query(sql, [start] if start is not None else []).iloc[0]
     if int(checks["bad_watermarks"]):
-        raise _UsePython(f"{int(checks['bad_watermarks'])} row(s) with a watermark that is not an ISO date/time in range")
+        bad = int(checks["bad_watermarks"])
+        raise _UsePython(f"{bad} row(s) with a watermark that is not an ISO date/time in range")
     if int(checks["unusable"]):
         raise _UsePython(f"{int(checks['unusable'])} row(s) with a NUL character or a value DuckDB would rewrite")
     if read.inexact:

@@ -37,7 +37,8 @@ def _loading():
 def _progress(ref: TableRef, n: int, total: int, path: Path, read: FileRows) -> None:
     how = "DuckDB's reader" if read.native else "the Python reader"
     get_dagster_logger("cdp_assets.loading").info(
-        f"{ref.display}: read file {n} of {total} ({path.name}, {how}): {read.rows} row(s), {len(read.rejected)} rejected"
+        f"{ref.display}: read file {n} of {total} ({path.name}, {how}): {read.rows} row(s), "
+        f"{len(read.rejected)} rejected"
     )
 
 
@@ -62,7 +63,8 @@ def load_incremental_native(
     with wh.session():
         watermark = ld.current_watermark(wh, ref, field_)
         loaded_at = ld._now()
-        known = {f: v for (m, f), v in ld.latest_versions(wh, files_ref, source.name, obj.name).items() if m == "incremental"}
+        versions = ld.latest_versions(wh, files_ref, source.name, obj.name)
+        known = {f: v for (m, f), v in versions.items() if m == "incremental"}
         table_exists = wh.table_exists(ref)
         table_columns = set(wh.columns(ref)) if table_exists else set()
         start = ld._iso(ld.naive_utc(source.start_date)) if source.start_date is not None else None
@@ -153,7 +155,8 @@ def load_historical_native(
         previous = ld.current_watermark(wh, ref, field_)
         if files and wh.table_exists(ref) and ld.last_fingerprint(wh, log_ref, source.name, obj.name) == fp:
             result = ld.LoadResult(ref, "historical", 0, previous, previous, [])
-            wh.append_dataframe(log_ref, ld.log_frame(source.name, obj.name, result, run_id, fp, "historical files unchanged"))
+            log_row = ld.log_frame(source.name, obj.name, result, run_id, fp, "historical files unchanged")
+            wh.append_dataframe(log_ref, log_row)
             return result
         loaded_at = ld._now()
         temps: list[TableRef] = []
@@ -172,7 +175,8 @@ def load_historical_native(
             rejected_count = 0 if bad is None else len(bad)
             if not files:
                 result = ld.LoadResult(ref, "historical", 0, previous, previous, [])
-                wh.append_dataframe(log_ref, ld.log_frame(source.name, obj.name, result, run_id, fp, "no historical files"))
+                log_row = ld.log_frame(source.name, obj.name, result, run_id, fp, "no historical files")
+                wh.append_dataframe(log_ref, log_row)
                 return result
             names = [p.name for p in files]
             if not temps:  # only empty files: nothing to build a table from
@@ -185,7 +189,9 @@ def load_historical_native(
                 rows = wh.build_table(ref, union_by_name_sql(temps))
                 newest = wh.query(rows_summary_sql(ref, field_)).iloc[0]["w"]
                 watermark = ld._iso(newest) if rows else previous
-                result = ld.LoadResult(ref, "historical", rows, watermark, previous, names, records_rejected=rejected_count)
+                result = ld.LoadResult(
+                    ref, "historical", rows, watermark, previous, names, records_rejected=rejected_count
+                )
                 wh.append_frames([*unit, (log_ref, ld.log_frame(source.name, obj.name, result, run_id, fp))])
         finally:
             drop_temps(wh, temps)

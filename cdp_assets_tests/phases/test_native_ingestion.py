@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cdp_assets.config.models import SourceConfig
-from cdp_assets.connectors.loading import FILES_TABLE, LOG_TABLE, load_historical, load_incremental
+from cdp_assets.connectors.loading import load_historical, load_incremental
 from cdp_assets.connectors.native_files import read_file_rows
 from cdp_assets.connectors.readers import SourceFileError
 from cdp_assets.engines.duckdb import DuckDBWarehouse
@@ -168,12 +168,17 @@ def _csv_files(draw) -> list[bytes]:
     return files
 
 
-@example(files=[b"id,email,updated_at\n\xe9,,2024-06-01 10:00:00\n"], start_date=None)  # DuckDB's copy of the line is lossy
+# DuckDB's copy of a non-UTF-8 line is lossy; a BOM counts in its byte positions; a lone CR ends a line
+@example(files=[b"id,email,updated_at\n\xe9,,2024-06-01 10:00:00\n"], start_date=None)
 @example(files=[b"\xef\xbb\xbfid,email,updated_at\n1,\"a\nb\",2024-06-01\n2,b,2024-06-01,x\n"], start_date=None)
-@example(files=[b'id,email,updated_at\n"a\rb",,2024-06-01\nkyl,fOU\n'], start_date=None)  # a lone CR ends a line
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@example(files=[b'id,email,updated_at\n"a\rb",,2024-06-01\nkyl,fOU\n'], start_date=None)
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(files=_csv_files(), start_date=st.sampled_from([None, "2024-01-01T00:00:00"]))
-def test_generated_csv_files_load_the_same_through_duckdbs_readers_as_through_python(files, start_date, tmp_path_factory):
+def test_generated_csv_files_load_the_same_through_duckdbs_readers_as_through_python(
+    files, start_date, tmp_path_factory
+):
     # The first file is loaded alone, the others by a second load: their rows are checked against
     # the table (exact copies skipped) as well as against each other.
     named = {f"customers/part_{i}.csv": data for i, data in enumerate(files)}
