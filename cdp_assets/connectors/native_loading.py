@@ -61,12 +61,12 @@ def load_incremental_native(
     field_ = source.incremental_field
     fmt = getattr(source.connector, "format", "auto")
     with wh.session():
-        watermark = ld.current_watermark(wh, ref, field_)
+        table_columns = set(wh.columns(ref)) if wh.table_exists(ref) else set()
+        table_exists = bool(table_columns)
+        watermark = ld.current_watermark(wh, ref, field_) if table_exists else None
         loaded_at = ld._now()
         versions = ld.latest_versions(wh, files_ref, source.name, obj.name)
         known = {f: v for (m, f), v in versions.items() if m == "incremental"}
-        table_exists = wh.table_exists(ref)
-        table_columns = set(wh.columns(ref)) if table_exists else set()
         start = ld._iso(ld.naive_utc(source.start_date)) if source.start_date is not None else None
         paths = object_files(folder, obj.name, historical=False, fmt=fmt)
         temps: list[TableRef] = []

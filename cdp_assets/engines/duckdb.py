@@ -113,13 +113,18 @@ class DuckDBWarehouse(WarehouseResource):
         return int(df.iloc[0, 0]) > 0
 
     def columns(self, ref: TableRef) -> list[str]:
+        names = self._columns_if_exists(ref)
+        if not names:
+            raise WarehouseError(f"table {ref.display} does not exist")
+        return names
+
+    def _columns_if_exists(self, ref: TableRef) -> list[str]:
+        """The table's columns, or none when it does not exist."""
         df = self.query(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
             "ORDER BY ordinal_position",
             [ref.schema, ref.name],
         )
-        if df.empty:
-            raise WarehouseError(f"table {ref.display} does not exist")
         return list(df["column_name"])
 
     def list_tables(self, schema: str) -> list[str]:
@@ -151,8 +156,8 @@ class DuckDBWarehouse(WarehouseResource):
     def append_frames(self, frames: list[tuple[TableRef, pd.DataFrame]], statements: Sequence[str] = ()) -> None:
         """Also runs ``statements`` (a native load's INSERT of its rows) first, in the same unit."""
         with self._cursor() as con:
-            for ref, _ in frames:
-                self.ensure_schema(ref.schema)
+            for schema in dict.fromkeys(ref.schema for ref, _ in frames):
+                self.ensure_schema(schema)
             con.execute("BEGIN TRANSACTION")
             try:
                 for sql in statements:
@@ -170,10 +175,10 @@ class DuckDBWarehouse(WarehouseResource):
     def _append(self, con: duckdb.DuckDBPyConnection, ref: TableRef, df: pd.DataFrame) -> None:
         con.register("_cdp_frame", df)
         try:
-            if not self.table_exists(ref):
+            have = set(self._columns_if_exists(ref))  # one round trip: existence and columns
+            if not have:
                 con.execute(f"CREATE TABLE {ref.sql} AS SELECT * FROM _cdp_frame")
                 return
-            have = set(self.columns(ref))
             for col in df.columns:
                 if col not in have:
                     # New columns in a later file: add them; earlier rows read NULL.
