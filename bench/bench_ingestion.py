@@ -169,21 +169,24 @@ def write_doc(args, results: list[dict]) -> None:
         "assets' checks included).",
         "",
         "| records | files | MB | bare native read s | loaders (native) s | ratio | loaders (Python reader) s | ratio "
-        "| ingestion phase s | ratio | target 3x (loaders) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| ingestion phase s | ratio | 3x target: loaders | 3x target: phase |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
         b = r["bare"] or float("nan")
-        met = "met" if r["native"] / b <= TARGET else "not met"
+        met = ["met" if r[k] / b <= TARGET else "not met" for k in ("native", "phase")]
         L.append(
             f"| {r['records']:,} | {r['files']} | {r['mb']} | {r['bare']:.2f} | {r['native']:.2f} "
-            f"| {r['native'] / b:.1f}x "
-            f"| {r['python']:.2f} | {r['python'] / b:.1f}x | {r['phase']:.2f} | {r['phase'] / b:.1f}x | {met} |"
+            f"| {r['native'] / b:.1f}x | {r['python']:.2f} | {r['python'] / b:.1f}x | {r['phase']:.2f} "
+            f"| {r['phase'] / b:.1f}x | {met[0]} | {met[1]} |"
         )
     L += [
         "",
-        "The phase adds Dagster's own cost per step (4 steps, their events) and the ingestion assets' checks "
-        "to the loaders' work; at small sizes that fixed cost dominates.",
+        "The loaders are the ingestion's own work, and what DuckDB's readers changed. The phase adds "
+        "Dagster's cost per step (4 steps and their events) and the ingestion assets' checks (one step and "
+        "its queries each; evaluating an asset's checks together is issue 12 part 2, another change): "
+        "a cost that does not grow with the files, so the phase's ratio falls as they grow. On a machine "
+        "this loaded the small sizes are dominated by per-statement latency and vary from run to run.",
     ]
     write_section(DOC, "ingestion", "\n".join(L))
 
