@@ -311,6 +311,12 @@ def reads_by_cursor(source: SourceConfig) -> bool:
     return isinstance(source.connector, (TableConnector, *DLT_CONNECTORS))
 
 
+def reads_natively(wh: WarehouseResource, source: SourceConfig, folder: Path | None) -> bool:
+    """Files (local, or an S3 prefix synced to a folder) on an engine with its own file readers
+    (DuckDB) are read by them, never parsed in Python (``native_loading``)."""
+    return wh.reads_files_natively and folder is not None and not reads_by_cursor(source)
+
+
 def source_inputs(wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path | None, historical: bool, watermark: str | None = None) -> list[Input]:
     """What one load reads: the object's files (read one at a time), or the rows of a warehouse
     table (``connector: table``) newer than the watermark."""
@@ -395,6 +401,10 @@ def load_incremental(
     """Append the rows of new and changed files (a warehouse table: the rows newer than the
     watermark), except rows older than start_date and rows already in the table, which are
     counted as skipped."""
+    if reads_natively(wh, source, folder):
+        from cdp_assets.connectors.native_loading import load_incremental_native
+
+        return load_incremental_native(wh, source, obj, folder, schema, run_id)
     ref = TableRef(schema, f"{source.name}_{obj.name}")
     log_ref, files_ref = TableRef(schema, LOG_TABLE), TableRef(schema, FILES_TABLE)
     field_ = source.incremental_field
@@ -468,6 +478,10 @@ def load_historical(
     wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path | None, schema: str, run_id: str
 ) -> LoadResult:
     """Replace ``_hist`` with the historical files, unless they are unchanged since the last load."""
+    if reads_natively(wh, source, folder):
+        from cdp_assets.connectors.native_loading import load_historical_native
+
+        return load_historical_native(wh, source, obj, folder, schema, run_id)
     ref = TableRef(schema, f"{source.name}_{obj.name}_hist")
     log_ref, files_ref = TableRef(schema, LOG_TABLE), TableRef(schema, FILES_TABLE)
     inputs = source_inputs(wh, source, obj, folder, historical=True)

@@ -216,6 +216,13 @@ class WarehouseResource(ConfigurableResource):
         return 1
 
     @property
+    def reads_files_natively(self) -> bool:
+        """Reads local source files with its own readers into the warehouse
+        (``connectors/native_loading.py``), instead of parsing them in Python and loading
+        DataFrames; its ``append_frames`` then takes the SQL statements of the same unit."""
+        return False
+
+    @property
     def reads_cloud_files(self) -> bool:
         """Reads files in cloud storage (S3) itself (``read_files``), instead of having them
         fetched and loaded from Python (``connectors/s3_in_warehouse.py``)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +24,9 @@ class DuckDBWarehouse(WarehouseResource):
     temp_directory: str | None = None
     # `cdp-assets validate` reads and plans on the user's database and must write nothing.
     read_only: bool = False
+    # Source files are read by DuckDB's own readers (connectors/native_files.py); False reads
+    # them in Python like the other engines (the reference the native path is tested against).
+    native_file_reads: bool = True
 
     # Held open for a whole run: the database stays loaded between steps, so a session is a
     # cheap cursor instead of a full open and a checkpoint on close (about 20 ms each).
@@ -108,9 +111,14 @@ class DuckDBWarehouse(WarehouseResource):
         return int(df.iloc[0, 0]) > 0
 
     def columns(self, ref: TableRef) -> list[str]:
-        df = self.query(meta.columns_sql(), [ref.schema, ref.name])
-        if df.empty:
+        names = self._columns_if_exists(ref)
+        if not names:
             raise WarehouseError(f"table {ref.display} does not exist")
+        return names
+
+    def _columns_if_exists(self, ref: TableRef) -> list[str]:
+        """The table's columns, or none when it does not exist."""
+        df = self.query(meta.columns_sql(), [ref.schema, ref.name])
         return list(df["column_name"])
 
     def list_tables(self, schema: str) -> list[str]:
@@ -123,22 +131,34 @@ class DuckDBWarehouse(WarehouseResource):
     # ---------------------------------------------------------------- DataFrames
 
     def write_dataframe(self, ref: TableRef, df: pd.DataFrame) -> None:
-        self.ensure_schema(ref.schema)
+        temporary = ref.catalog == "temp"  # a table of this session only (a load's scratch rows)
+        if not temporary:
+            self.ensure_schema(ref.schema)
         with self._cursor() as con:
             con.register("_cdp_frame", df)
             try:
-                con.execute(meta.create_from_frame_sql(ref.sql, "_cdp_frame"))
+                con.execute(meta.create_from_frame_sql(ref.sql, "_cdp_frame", temporary))
             except duckdb.Error as exc:
                 raise WarehouseError(f"DuckDB: {exc}", meta.create_from_frame_sql(ref.sql, "<DataFrame>")) from exc
             finally:
                 con.unregister("_cdp_frame")
 
-    def append_frames(self, frames: list[tuple[TableRef, pd.DataFrame]]) -> None:
+    @property
+    def reads_files_natively(self) -> bool:
+        return self.native_file_reads
+
+    def append_frames(self, frames: list[tuple[TableRef, pd.DataFrame]], statements: Sequence[str] = ()) -> None:
+        """Also runs ``statements`` (a native load's INSERT of its rows) first, in the same unit."""
         with self._cursor() as con:
-            for ref, _ in frames:
-                self.ensure_schema(ref.schema)
+            for schema in dict.fromkeys(ref.schema for ref, _ in frames):
+                self.ensure_schema(schema)
             con.execute("BEGIN TRANSACTION")
             try:
+                for sql in statements:
+                    try:
+                        con.execute(sql)
+                    except duckdb.Error as exc:
+                        raise WarehouseError(f"DuckDB: {exc}", sql) from exc
                 for ref, df in frames:
                     self._append(con, ref, df)
                 con.execute("COMMIT")
@@ -149,10 +169,10 @@ class DuckDBWarehouse(WarehouseResource):
     def _append(self, con: duckdb.DuckDBPyConnection, ref: TableRef, df: pd.DataFrame) -> None:
         con.register("_cdp_frame", df)
         try:
-            if not self.table_exists(ref):
+            have = set(self._columns_if_exists(ref))  # one round trip: existence and columns
+            if not have:
                 con.execute(meta.create_from_frame_sql(ref.sql, "_cdp_frame"))
                 return
-            have = set(self.columns(ref))
             for col in df.columns:
                 if col not in have:
                     # New columns in a later file: add them; earlier rows read NULL.

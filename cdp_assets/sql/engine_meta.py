@@ -56,9 +56,10 @@ def list_tables_sql() -> str:
 # ---------------------------------------------------------------------------- DataFrame loads
 
 
-def create_from_frame_sql(table_sql: str, frame_name: str) -> str:
-    """A table holding the DataFrame registered as ``frame_name`` (DuckDB)."""
-    return f"CREATE TABLE {table_sql} AS SELECT * FROM {frame_name}"
+def create_from_frame_sql(table_sql: str, frame_name: str, temporary: bool = False) -> str:
+    """A table holding the DataFrame registered as ``frame_name`` (DuckDB); ``temporary`` for a
+    connection-scoped table (the native readers' staging)."""
+    return f"CREATE {'TEMP ' if temporary else ''}TABLE {table_sql} AS SELECT * FROM {frame_name}"
 
 
 def insert_by_name_sql(table_sql: str, select_sql: str) -> str:

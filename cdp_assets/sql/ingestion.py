@@ -47,3 +47,188 @@ def open_rejections_sql(rejected: TableRef) -> str:
 
 def all_rows_sql(table: TableRef) -> str:
     return f"SELECT * FROM {table.sql}"
+
+
+# ---------------------------------------------------------------- DuckDB's native file readers
+#
+# The file's path and the reader's column list are values: they are bound as parameters (DuckDB
+# takes parameters in a table function's arguments), never pasted into the SQL text. Column names
+# are identifiers: validated and quoted. Every column is read as text (raw tables keep what the
+# file said); only the watermark column is parsed, by ``watermark_expr``.
+
+# Only unambiguous ISO 8601 values are parsed in SQL, to the same instant pandas' mixed-format
+# parser gives them: without an offset the value is UTC already, with one it is converted. Any
+# other value (empty, day/month order, words, out of range) makes the loader read the file in
+# Python, which rejects such rows with their row number or asks for date_order.
+_ISO_DATE = r"\d{4}-\d{2}-\d{2}"
+_ISO_TIME = r"[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
+_ISO_NAIVE = f"{_ISO_DATE}({_ISO_TIME})?"
+_ISO_OFFSET = _ISO_DATE + _ISO_TIME + r" ?(Z|[+-]\d{2}(:?\d{2})?)"
+# pandas' nanosecond timestamps span 1677-09-22 .. 2262-04-11: the range a watermark takes on
+# every path (loading.TIMESTAMP_RANGE); a value outside it goes to the Python reader to be rejected.
+WATERMARK_LOW, WATERMARK_HIGH = "1677-09-22", "2262-04-11"
+
+
+def watermark_expr(column: str) -> str:
+    """The watermark column's text as a TIMESTAMP in UTC without zone, or NULL when it is not an
+    ISO date/time (the range is checked by ``file_rows_sql``)."""
+    col = f"CAST({quote(column)} AS VARCHAR)"
+    return (
+        f"CASE WHEN regexp_full_match({col}, '{_ISO_NAIVE}') THEN TRY_CAST({col} AS TIMESTAMP) "
+        f"WHEN regexp_full_match({col}, '{_ISO_OFFSET}') THEN timezone('UTC', TRY_CAST({col} AS TIMESTAMPTZ)) END"
+    )
+
+
+def csv_select_sql(max_line_bytes: int) -> str:
+    """A CSV file's rows, every column as text. Bound: the file's path, the columns (a name ->
+    'VARCHAR' map, in file order, names already normalised) and the names of the reject tables
+    DuckDB writes each refused line to (line, byte position, error type, the line's text). The
+    dialect is fixed to what the Python reader takes (comma, double quote, doubled quote as
+    escape): a semicolon file is one column, as before, not re-sniffed."""
+    return (
+        "SELECT * FROM read_csv(?, header = true, auto_detect = false, columns = ?, delim = ',', quote = '\"', "
+        "escape = '\"', ignore_errors = true, store_rejects = true, rejects_table = ?, rejects_scan = ?, "
+        f"max_line_size = {int(max_line_bytes)})"
+    )
+
+
+def csv_rejects_sql(rejects: TableRef) -> str:
+    """The lines DuckDB's CSV reader refused: line (counting records, not lines), the 1-based
+    byte where the record starts, the error type and the record's text."""
+    return (
+        f"SELECT line, line_byte_position, CAST(error_type AS VARCHAR) AS error_type, csv_line "
+        f"FROM {rejects.sql} ORDER BY line"
+    )
+
+
+def json_keys_sql() -> str:
+    """Every key of a JSON-lines file's objects, and how many lines are not objects (bound: the
+    path). A line that is not JSON fails the query (the loader then reads the file in Python)."""
+    return (
+        "SELECT list_distinct(flatten(list(json_keys(j)))) AS keys, "
+        "count(*) FILTER (WHERE json_type(j) <> 'OBJECT') AS not_objects FROM read_ndjson_objects(?) AS t(j)"
+    )
+
+
+# JSON values whose text DuckDB gives back exactly as the file wrote it; numbers with a fraction
+# or exponent (3.50 -> 3.5) and nested values (other separators) are read in Python instead.
+_JSON_EXACT_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN', 'NULL')"
+
+
+def json_select_sql(columns: list[str]) -> str:
+    """A JSON-lines file's rows: one text column per key, and ``_cdp_inexact``, true for a row
+    with a value whose text would not be the file's. Bound: each key twice (its text, then its
+    type check), in ``columns`` order, then the path."""
+    values = ", ".join(f"json_extract_string(j, ?) AS {quote(c)}" for c in columns)
+    inexact = " OR ".join(f"coalesce(json_type(j, ?), 'NULL') NOT IN {_JSON_EXACT_TYPES}" for _ in columns) or "false"
+    return f"SELECT {values}, ({inexact}) AS _cdp_inexact FROM read_ndjson_objects(?) AS t(j)"
+
+
+def parquet_schema_sql() -> str:
+    """A Parquet file's columns and their types (bound: the path)."""
+    return "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet(?))"
+
+
+def parquet_select_sql(columns: list[tuple[str, str]]) -> str:
+    """A Parquet file's rows: each (file column, loaded name) as text. Bound: the path."""
+    values = ", ".join(f"CAST({quote_any(src)} AS VARCHAR) AS {quote(name)}" for src, name in columns)
+    return f"SELECT {values} FROM read_parquet(?)"
+
+
+def quote_any(name: str) -> str:
+    """Quote a column name as a file wrote it (any text): double quotes doubled. Used only for
+    a source file's own column names, which are read from the file, not from configuration."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def file_rows_sql(target: TableRef, file_select: str, incremental_field: str) -> str:
+    """Create the temporary ``target`` with a file's rows as the loader appends them: the
+    watermark parsed (NULL where it is not an ISO date/time in range), the lineage columns added.
+    Bound: the file's name, the load's time, then ``file_select``'s parameters."""
+    wm = quote(incremental_field)
+    in_range = f"_cdp_parsed >= TIMESTAMP '{WATERMARK_LOW}' AND _cdp_parsed < TIMESTAMP '{WATERMARK_HIGH}'"
+    return (
+        f"CREATE TEMP TABLE {target.sql} AS SELECT * EXCLUDE (_cdp_parsed) REPLACE "
+        f"(CAST(CASE WHEN {in_range} THEN _cdp_parsed END AS TIMESTAMP) AS {wm}), "
+        f"CAST(? AS VARCHAR) AS _cdp_file, CAST(? AS TIMESTAMP) AS _cdp_loaded_at "
+        f"FROM (SELECT *, {watermark_expr(incremental_field)} AS _cdp_parsed FROM ({file_select}))"
+    )
+
+
+def file_checks_sql(
+    rows: TableRef, columns: list[str], incremental_field: str, inexact: bool = False,
+    null_checked: list[str] | None = None, since_start: bool = False,
+) -> str:
+    """What decides whether a natively read file can be loaded as read, and its counts: rows,
+    rows whose watermark did not parse, rows with a NUL character (DuckDB keeps them; the Python
+    reader rejects them by row number), a JSON value whose text DuckDB would change
+    (``inexact``) or a NULL in a ``null_checked`` column; the newest watermark; and
+    (``since_start``) the rows older than start_date (bound)."""
+    wm = quote(incremental_field)
+    unusable = [f"contains({quote(c)}, chr(0))" for c in columns if c != incremental_field]
+    unusable += (["_cdp_inexact"] if inexact else []) + [f"{quote(c)} IS NULL" for c in null_checked or []]
+    before = f"count(*) FILTER (WHERE {wm} < CAST(? AS TIMESTAMP))" if since_start else "0"
+    return (
+        f"SELECT count(*) AS n, count(*) FILTER (WHERE {wm} IS NULL) AS bad_watermarks, "
+        f"count(*) FILTER (WHERE {' OR '.join(unusable) or 'false'}) AS unusable, "
+        f"CAST(max({wm}) AS VARCHAR) AS w, {before} AS before_start FROM {rows.sql}"
+    )
+
+
+def drop_column_sql(target: TableRef, column: str) -> str:
+    return f"ALTER TABLE {target.sql} DROP COLUMN {quote(column)}"
+
+
+def fresh_rows_sql(
+    target: TableRef, rows: TableRef, columns: list[str], incremental_field: str, since_start: bool,
+    earlier: list[tuple[TableRef, set[str]]],
+) -> str:
+    """The rows of a file an incremental load appends (into the temporary ``target``): those
+    not older than start_date (bound, when ``since_start``) and not exact copies of rows already
+    loaded. ``earlier`` are the tables holding rows already loaded (the raw table, the rows this
+    load takes from earlier files) with their columns; a column one lacks reads NULL. Copies are
+    counted off one for one, the way ``loading.not_loaded_yet`` does: the n-th copy of a row in
+    the file is fresh when fewer than n copies were loaded before."""
+    wm = quote(incremental_field)
+    cols = [quote(c) for c in columns]
+    start = f" WHERE {wm} >= CAST(? AS TIMESTAMP)" if since_start else ""
+    if not earlier:
+        return f"CREATE TEMP TABLE {target.sql} AS SELECT * FROM {rows.sql}{start}"
+    bounds = f"{wm} >= (SELECT min({wm}) FROM f) AND {wm} <= (SELECT max({wm}) FROM f)"
+    loaded = " UNION ALL ".join(
+        "SELECT " + ", ".join(q if c in have else f"CAST(NULL AS VARCHAR) AS {q}" for c, q in zip(columns, cols))
+        + f" FROM {ref.sql} WHERE {bounds}"
+        for ref, have in earlier
+    )
+    same = " AND ".join(f"n.{q} IS NOT DISTINCT FROM p.{q}" for q in cols)
+    return (
+        f"CREATE TEMP TABLE {target.sql} AS WITH f AS (SELECT * FROM {rows.sql}{start}), "
+        f"n AS (SELECT *, row_number() OVER (PARTITION BY {', '.join(cols)}) AS _cdp_copy FROM f), "
+        f"p AS (SELECT {', '.join(cols)}, count(*) AS _cdp_copies FROM ({loaded}) GROUP BY ALL) "
+        f"SELECT n.* EXCLUDE (_cdp_copy) FROM n LEFT JOIN p ON {same} WHERE n._cdp_copy > coalesce(p._cdp_copies, 0)"
+    )
+
+
+def rows_summary_sql(rows: TableRef, incremental_field: str) -> str:
+    """A table's row count and newest watermark, as text."""
+    wm = quote(incremental_field)
+    return f"SELECT count(*) AS n, CAST(max({wm}) AS VARCHAR) AS w FROM {rows.sql}"
+
+
+def union_by_name_sql(parts: list[TableRef]) -> str:
+    """Every row of the temporary tables, columns matched by name (a column one lacks is NULL)."""
+    return " UNION ALL BY NAME ".join(f"SELECT * FROM {p.sql}" for p in parts)
+
+
+def append_by_name_sql(target: TableRef, parts: list[TableRef]) -> str:
+    return f"INSERT INTO {target.sql} BY NAME {union_by_name_sql(parts)}"
+
+
+def add_column_sql(target: TableRef, column: str, sql_type: str) -> str:
+    if sql_type not in ("VARCHAR", "TIMESTAMP"):
+        raise ValueError(f"unexpected column type {sql_type!r}")
+    return f"ALTER TABLE {target.sql} ADD COLUMN {quote(column)} {sql_type}"
+
+
+def drop_temp_sql(ref: TableRef) -> str:
+    return f"DROP TABLE IF EXISTS {ref.sql}"
