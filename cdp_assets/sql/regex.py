@@ -496,8 +496,9 @@ def pattern_for(pattern: str | None) -> str | None:
 
 
 def check_syntax(pattern: str) -> None:
-    """Raise ValueError when ``pattern`` is not a regular expression. Java's own escapes
-    (``\\p{Alpha}``, ``\\Q...\\E``) are accepted; Python's ``re`` checks the rest."""
+    """Raise re.error when ``pattern`` is not a regular expression. Java's own escapes
+    (``\\p{Alpha}``, ``\\Q...\\E``) are accepted; Python's ``regex`` checks the rest (unlike ``re``, it
+    accepts a lookbehind of alternatives of unequal lengths, as Java does)."""
     masked = re.sub(r"\\[pP]\{[^}]*\}", "x", pattern)
     masked = re.sub(r"\\Q.*?(\\E|$)", "x", masked, flags=re.S)
     masked = re.sub(r"([*+?}])\+", r"\1", masked)  # possessive quantifiers: Java syntax
@@ -505,4 +506,9 @@ def check_syntax(pattern: str) -> None:
     masked = re.sub(r"\(\?<([a-zA-Z][a-zA-Z0-9]*)>", r"(?P<\1>", masked)  # Java's named group
     masked = re.sub(r"\(\?([a-zA-Z]*)(-[a-zA-Z]*)?([):])", lambda m: "(?:" if m.group(3) == ":" else "", masked)
     masked = masked.replace("\\Z", "\\z").replace("\\z", "$")
-    re.compile(masked)
+    # Java compiles a backreference to any group number (one not opened yet never matches)
+    masked = re.sub(r"\\(\\|[1-9])", lambda m: m.group(0) if m.group(1) == "\\" else "x", masked)
+    try:
+        regex.compile(masked, regex.VERSION0)
+    except regex.error as exc:
+        raise re.error(str(exc)) from exc
