@@ -371,7 +371,7 @@ def test_valid_regexp_and_epoch_time_on_the_treasure_data_fake():
 # ---------------------------------------------------------------------------- ids merged from ids
 
 
-def unify_existing_tables(wh: WarehouseResource, loaded) -> dict[str, pd.DataFrame]:
+def unify_existing_tables(wh: WarehouseResource, loaded, more_contacts: tuple = ()) -> dict[str, pd.DataFrame]:
     """The example on existing tables, run as the loop op runs it: each id after the ids it
     merges by, then the enriched tables. Returns the enriched tables."""
     from cdp_assets.assets.unification import enrich_tables, enriched_ref
@@ -383,7 +383,8 @@ def unify_existing_tables(wh: WarehouseResource, loaded) -> dict[str, pd.DataFra
         [("c1", "g1", "a@x.com", 1700000000), ("c2", "g1", "", 1700000100), ("c3", "g2", "a@x.com", 1700000200), ("c4", "g3", None, 1700000300)],
         columns=["td_client_id", "td_global_id", "email", "time"],
     ).astype({"td_client_id": "string", "td_global_id": "string", "email": "string", "time": "int64"})
-    contacts = pd.DataFrame([("a@x.com", "1700000050"), ("b@x.com", "1700000400")], columns=["email", "time"]).astype("string")
+    contacts = [("a@x.com", "1700000050"), ("b@x.com", "1700000400"), *more_contacts]
+    contacts = pd.DataFrame(contacts, columns=["email", "time"]).astype("string")
     wh.ensure_schema("acme_crm")
     wh.replace_with_dataframe(TableRef("acme_crm", "site_aaa"), site)
     wh.replace_with_dataframe(TableRef("acme_crm", "contacts"), contacts)
@@ -421,3 +422,15 @@ def test_ids_merged_from_ids_on_local_spark_equal_duckdb(spark, duck, tmp_path):
     marketing = partition(duck_out["site_aaa"], "marketing_id", "td_client_id")
     assert frozenset({"c1", "c2", "c3"}) in marketing
 
+
+
+def test_a_td_file_with_a_lookahead_email_pattern_loads_and_runs_on_duckdb(duck, tmp_path):
+    from cdp_assets_tests.unify.test_td_compat import TEMPLATE_UNIFY, unification_only_project
+
+    text = TEMPLATE_UNIFY.replace('valid_regexp: ".+@.+"', "valid_regexp: '^(?!.*\\.\\.)[^@\\s]+@[^@\\s]+$'")
+    assert text != TEMPLATE_UNIFY
+    loaded = load_config(unification_only_project(tmp_path, unify_text=text))
+    out = unify_existing_tables(duck, loaded, more_contacts=(("a..b@x.com", "1700000500"),))
+    email_id = dict(zip(out["contacts"]["email"], out["contacts"]["email_id"]))
+    assert pd.isna(email_id["a..b@x.com"])  # two dots in a row: not a valid email for the lookahead
+    assert not pd.isna(email_id["a@x.com"]) and not pd.isna(email_id["b@x.com"])
