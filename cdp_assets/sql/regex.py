@@ -7,8 +7,10 @@ DuckDB uses RE2, which differs in three ways:
   ``\\Z``, ``\\G``, class intersection and nesting, Java's word boundary ``\\b`` (Unicode letters
   and digits count as word characters in Java, only ASCII ones in RE2), the inline modes
   ``(?m)``, ``(?d)``, ``(?x)``, ``(?U)`` and ``(?iu)``, property classes RE2 does not name): a
-  pattern using one is refused when the config loads, naming the key, the construct and the
-  engine;
+  pattern using one is evaluated on DuckDB by ``java_regex_matches`` (Python's ``regex`` module
+  on the pattern's *Python form*, :func:`python_form`, which means what Java 17 means); what that
+  form cannot express (class nesting, ``(?d)``, ``(?x)``, ``(?U)``, ``(?u)``, ...) is refused
+  when the config loads, naming the key, the construct and the engine;
 * some constructs mean something else: ``$`` also matches before a final line terminator in
   Java, ``.`` excludes every line terminator (not only ``\\n``), ``\\s`` includes the vertical
   tab, ``\\v`` is every vertical space, and ``(?i)`` folds ASCII letters only (RE2 folds Unicode:
@@ -19,8 +21,9 @@ DuckDB uses RE2, which differs in three ways:
 
 The rewritten pattern is written so that RE2 and Java read it alike, and it is what every engine
 evaluates (so the rules tables are the same on every engine, and the Treasure Data fake, which
-runs on DuckDB, answers as Treasure Data does). A pattern with a construct RE2 lacks is
-evaluated as written: only Java-style engines ever evaluate it.
+runs on DuckDB, answers as Treasure Data does). A pattern with a construct RE2 lacks is kept as
+written and flagged (:func:`re2_lacks`): Java-style engines evaluate it as written, DuckDB
+through ``java_regex_matches`` (cdp_assets/engines/java_regex.py).
 
 The scanner below reads the pattern once, outside and inside character classes, and never pastes
 a value into SQL: patterns reach the warehouse as rows of a rules table.
