@@ -165,8 +165,9 @@ def _check_regexps(unification: UnifyConfig, engine: str, path: Path, prefix: st
         lacking = unsupported_constructs(pattern, engine) if pattern else []
         if lacking:
             raise ConfigError(
-                f"{path}: {prefix}{field}: the valid_regexp of {name!r} uses {lacking[0]}, which the {engine} engine's "
-                f"regular expressions (RE2) cannot evaluate, and Treasure Data's can; rewrite the pattern without it "
+                f"{path}: {prefix}{field}: the valid_regexp of {name!r} uses {lacking[0]}, which the {engine} engine "
+                f"cannot evaluate with Treasure Data's (Java's) meaning (neither RE2 nor its Java-semantics function "
+                f"java_regex_matches can), and Treasure Data's can; rewrite the pattern without it "
                 f"(or run on an engine with Java-style regular expressions: databricks, treasure_data)"
             )
 

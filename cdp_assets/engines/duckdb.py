@@ -11,6 +11,7 @@ import pandas as pd
 from pydantic import PrivateAttr
 
 from cdp_assets.engines.base import WarehouseError, WarehouseResource
+from cdp_assets.engines.java_regex import register_java_regex
 from cdp_assets.sql import engine_meta as meta
 from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef, quote
 
@@ -68,7 +69,7 @@ class DuckDBWarehouse(WarehouseResource):
         if self.temp_directory:
             config["temp_directory"] = self.temp_directory
         try:
-            return duckdb.connect(self.path, read_only=self.read_only, config=config)
+            con = duckdb.connect(self.path, read_only=self.read_only, config=config)
         except duckdb.Error as exc:
             if "lock" in str(exc).lower():
                 # DuckDB has one writing process: a second run fails here, before it writes anything.
@@ -79,6 +80,8 @@ class DuckDBWarehouse(WarehouseResource):
                     f"DuckDB said: {str(exc).splitlines()[0]}"
                 ) from exc
             raise WarehouseError(f"cannot open DuckDB database {self.path}: {exc}") from exc
+        register_java_regex(con)  # valid_regexp patterns RE2 cannot evaluate; cursors inherit it
+        return con
 
     def _cancel_running(self) -> None:
         if self._con is not None:

@@ -163,6 +163,45 @@ def _regexp_replace_all(tree: exp.Expression, write: str) -> exp.Expression:
     return tree.transform(rewrite)
 
 
+# DuckDB's function for the valid_regexp patterns its RE2 cannot evaluate (registered on every
+# connection by cdp_assets/engines/java_regex.py).
+JAVA_REGEX_FUNCTION = "java_regex_matches"
+
+
+def valid_regexp_matches(value: str, pattern: str, re2_lacks: str) -> str:
+    """Canonical SQL for "``value`` matches the valid_regexp ``pattern``", with Java's meaning.
+
+    ``re2_lacks`` is the rules table's boolean column saying that RE2 cannot evaluate the pattern
+    (cdp_assets/sql/regex.py ``re2_lacks``): DuckDB then calls its Java-semantics function, and
+    RE2 (fast) for every other pattern; CASE evaluates each branch on its own rows only. Every
+    other dialect's regular expressions are Java-style: :func:`_java_regex_as_native` renders the
+    whole expression as their own ``regexp_matches``.
+    """
+    return (
+        f"CASE WHEN {re2_lacks} THEN {JAVA_REGEX_FUNCTION}({value}, {pattern}) "
+        f"ELSE regexp_matches({value}, {pattern}) END"
+    )
+
+
+def _java_regex_as_native(tree: exp.Expression, write: str) -> exp.Expression:  # noqa: ARG001 - a hook
+    """``CASE WHEN lacks THEN java_regex_matches(v, p) ELSE regexp_matches(v, p) END`` ->
+    ``regexp_matches(v, p)``: engines with Java-style regular expressions evaluate every pattern."""
+
+    def is_java(node: exp.Expression | None) -> bool:
+        return isinstance(node, exp.Anonymous) and node.name.lower() == JAVA_REGEX_FUNCTION
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        ifs = (node.args.get("ifs") or []) if isinstance(node, exp.Case) else []
+        if len(ifs) == 1 and is_java(ifs[0].args["true"]) and isinstance(node.args.get("default"), exp.RegexpLike):
+            return node.args["default"].copy()
+        if is_java(node):
+            value, pattern = node.expressions
+            return exp.RegexpLike(this=value.copy(), expression=pattern.copy())
+        return node
+
+    return tree.transform(rewrite)
+
+
 def _sha256_of_text(tree: exp.Expression, write: str) -> exp.Expression:
     """Trino's SHA256 takes VARBINARY: hash the UTF-8 bytes of the text, as DuckDB and Spark do."""
 
@@ -214,6 +253,7 @@ def _transpile(sql: str, write: str) -> str:
         trees = [_ordered_list_as_sorted_structs(t) for t in trees]
     if write in _REPLACE_ALL:
         trees = [_regexp_replace_all(t, write) for t in trees]
+    trees = [_java_regex_as_native(t, write) for t in trees]
     for hook in _HOOKS.get(write, ()):
         trees = [hook(t, write) for t in trees]
     return ";\n".join(t.sql(dialect=write) for t in trees)

@@ -5,19 +5,26 @@ from __future__ import annotations
 import pandas as pd
 
 from cdp_assets.config.unify import MasterAttribute, MasterTable, UnifyConfig
-from cdp_assets.sql.dialects import TableRef, quote
-from cdp_assets.sql.regex import pattern_for
+from cdp_assets.sql.dialects import TableRef, quote, valid_regexp_matches
+from cdp_assets.sql.regex import pattern_for, re2_lacks
 
 
 def master_rules_frame(master: MasterTable) -> pd.DataFrame:
     """Attribute rules (invalid texts, regexps) as rows, so no config value becomes SQL text;
-    regexps as evaluated, with Treasure Data's meaning on every engine (cdp_assets/sql/regex.py)."""
+    regexps as evaluated, with Treasure Data's meaning on every engine (cdp_assets/sql/regex.py),
+    and whether RE2 cannot evaluate them."""
     rows = []
     for attr in master.attributes:
         if attr.valid_regexp is not None:
-            rows.append({"attribute": attr.name, "kind": "valid_regexp", "value": pattern_for(attr.valid_regexp)})
-        rows.extend({"attribute": attr.name, "kind": "invalid_text", "value": t} for t in attr.invalid_text_values)
-    return pd.DataFrame(rows, columns=["attribute", "kind", "value"]).astype("string")
+            regexp = attr.valid_regexp
+            rows.append(
+                {"attribute": attr.name, "kind": "valid_regexp", "value": pattern_for(regexp), "re2_lacks": re2_lacks(regexp)}
+            )
+        rows.extend(
+            {"attribute": attr.name, "kind": "invalid_text", "value": t, "re2_lacks": False} for t in attr.invalid_text_values
+        )
+    frame = pd.DataFrame(rows, columns=["attribute", "kind", "value", "re2_lacks"])
+    return frame.astype({"attribute": "string", "kind": "string", "value": "string", "re2_lacks": "bool"})
 
 
 def _candidates_sql(
@@ -69,6 +76,7 @@ def master_table_sql(
     ``id_tables``: for an attribute taken from another id, the enriched tables holding both ids."""
     cid = master.id_name
     ctes, selects, joins = [], [], []
+    matches = valid_regexp_matches("c.value", "r.value", "r.re2_lacks")
     for i, attr in enumerate(master.attributes):
         cand = _candidates_sql(attr, cid, enriched, default_order, id_tables)
         # Best first: lowest priority number, then newest (order: last) or oldest (order: first)
@@ -82,7 +90,7 @@ def master_table_sql(
   SELECT c.* FROM ({cand}) AS c
   WHERE TRIM(c.value) <> ''
     AND NOT EXISTS (SELECT 1 FROM {rules.sql} AS r WHERE r.attribute = '{attr.name}' AND r.kind = 'invalid_text' AND r.value = c.value)
-    AND NOT EXISTS (SELECT 1 FROM {rules.sql} AS r WHERE r.attribute = '{attr.name}' AND r.kind = 'valid_regexp' AND NOT regexp_matches(c.value, r.value))
+    AND NOT EXISTS (SELECT 1 FROM {rules.sql} AS r WHERE r.attribute = '{attr.name}' AND r.kind = 'valid_regexp' AND NOT {matches})
 ),
 a{i}_ranked AS (
   SELECT cid, value, ROW_NUMBER() OVER (PARTITION BY cid {ranking}) AS rn

@@ -7,8 +7,10 @@ DuckDB uses RE2, which differs in three ways:
   ``\\Z``, ``\\G``, class intersection and nesting, Java's word boundary ``\\b`` (Unicode letters
   and digits count as word characters in Java, only ASCII ones in RE2), the inline modes
   ``(?m)``, ``(?d)``, ``(?x)``, ``(?U)`` and ``(?iu)``, property classes RE2 does not name): a
-  pattern using one is refused when the config loads, naming the key, the construct and the
-  engine;
+  pattern using one is evaluated on DuckDB by ``java_regex_matches`` (Python's ``regex`` module
+  on the pattern's *Python form*, :func:`python_form`, which means what Java 17 means); what that
+  form cannot express (class nesting, ``(?d)``, ``(?x)``, ``(?U)``, ``(?u)``, ...) is refused
+  when the config loads, naming the key, the construct and the engine;
 * some constructs mean something else: ``$`` also matches before a final line terminator in
   Java, ``.`` excludes every line terminator (not only ``\\n``), ``\\s`` includes the vertical
   tab, ``\\v`` is every vertical space, and ``(?i)`` folds ASCII letters only (RE2 folds Unicode:
@@ -19,8 +21,9 @@ DuckDB uses RE2, which differs in three ways:
 
 The rewritten pattern is written so that RE2 and Java read it alike, and it is what every engine
 evaluates (so the rules tables are the same on every engine, and the Treasure Data fake, which
-runs on DuckDB, answers as Treasure Data does). A pattern with a construct RE2 lacks is
-evaluated as written: only Java-style engines ever evaluate it.
+runs on DuckDB, answers as Treasure Data does). A pattern with a construct RE2 lacks is kept as
+written and flagged (:func:`re2_lacks`): Java-style engines evaluate it as written, DuckDB
+through ``java_regex_matches`` (cdp_assets/engines/java_regex.py).
 
 The scanner below reads the pattern once, outside and inside character classes, and never pastes
 a value into SQL: patterns reach the warehouse as rows of a rules table.
@@ -30,6 +33,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
+
+import regex
 
 # Engines whose regular expressions are RE2 (the rest here are Java-style, as Treasure Data).
 RE2_ENGINES = ("duckdb",)
@@ -54,9 +60,30 @@ _CATEGORIES = {
     "L", "Lu", "Ll", "Lt", "Lm", "Lo", "M", "Mn", "Mc", "Me", "N", "Nd", "Nl", "No", "P", "Pc", "Pd", "Ps",
     "Pe", "Pi", "Pf", "Po", "S", "Sm", "Sc", "Sk", "So", "Z", "Zs", "Zl", "Zp", "C", "Cc", "Cf", "Co", "Cs",
 }
+# Java 17's word characters for \b (Pattern.Bound): Character.isLetterOrDigit or '_', and a
+# non-spacing mark that follows a letter or digit (through other marks). Python form only.
+_WORD_BEFORE = r"(?<=[\p{L}\p{Nd}_]|[\p{L}\p{Nd}]\p{Mn}+)"
+_NO_WORD_BEFORE = r"(?<![\p{L}\p{Nd}_]|[\p{L}\p{Nd}]\p{Mn}+)"
+_WORD_AFTER = r"(?=[\p{L}\p{Nd}_]|(?<=[\p{L}\p{Nd}]\p{Mn}*)\p{Mn})"
+_NO_WORD_AFTER = r"(?![\p{L}\p{Nd}_]|(?<=[\p{L}\p{Nd}]\p{Mn}*)\p{Mn})"
+_JAVA_WORD_BOUNDARY = f"(?:{_WORD_BEFORE}{_NO_WORD_AFTER}|{_NO_WORD_BEFORE}{_WORD_AFTER})"
+_JAVA_NOT_WORD_BOUNDARY = f"(?:{_WORD_BEFORE}{_WORD_AFTER}|{_NO_WORD_BEFORE}{_NO_WORD_AFTER})"
+# Java's $ (and \Z) as a zero-width assertion (Pattern.Dollar): at the end, before a final
+# \r\n, or before a final line terminator that is not the \n of a \r\n. Python form only.
+_JAVA_DOLLAR = rf"(?:(?=\r\n\z)|(?!(?<=\r)\n)(?=[{_LINE_TERMINATORS}]?\z))"
+# Under (?m): before any line terminator but inside \r\n, or at the end.
+_JAVA_MULTILINE_DOLLAR = r"(?:\z|(?=[\r\x{85}\x{2028}\x{2029}])|(?<!\r)(?=\n))"
+# Java's ^ under (?m) (Pattern.Caret): never at the end, else at the start or after a line
+# terminator but inside \r\n.
+_JAVA_MULTILINE_CARET = r"(?!\z)(?:\A|(?<=[\n\x{85}\x{2028}\x{2029}])|(?<=\r)(?!\n))"
 # Inline modes: what each one means for RE2 (None: evaluated as Java means it, see _Mode).
+# Java's \d, \w and their complements (ASCII), as class contents, for the Python form.
+_ASCII_CLASSES = {
+    "d": "0-9", "w": "a-zA-Z0-9_",
+    "D": r"\x00-\x2F\x3A-\x{10FFFF}", "W": r"\x00-\x2F\x3A-\x40\x5B-\x5E\x60\x7B-\x{10FFFF}",
+}
+_MULTILINE = "(?m) multiline mode (Java's line terminators are not RE2's)"
 _REFUSED_MODES = {
-    "m": "(?m) multiline mode (Java's line terminators are not RE2's)",
     "d": "(?d) Unix lines mode",
     "x": "(?x) comments mode",
     "U": "(?U) Unicode character classes",
@@ -74,13 +101,18 @@ class Construct:
 class _Mode:
     fold: bool = False  # (?i): ASCII letters match either case (Java without (?u))
     dotall: bool = False  # (?s)
+    multiline: bool = False  # (?m): only the Python form reads it
 
 
 @dataclass
 class _Scan:
     pattern: str
+    # False: the form RE2 and Java read alike. True: the form Python's ``regex`` module reads
+    # with Java's meaning, for DuckDB's java_regex_matches function.
+    python: bool = False
     lacking: list[Construct] = field(default_factory=list)
     out: list[str] = field(default_factory=list)
+    groups: int = 0  # capturing groups opened so far (Java reads backreferences against them)
 
     def lack(self, name: str, at: int) -> None:
         self.lacking.append(Construct(name, at))
@@ -189,15 +221,29 @@ def _escape(scan: _Scan, i: int, mode: _Mode, in_class: bool) -> tuple[str, int,
             return _class_literal(ch), end, [(code, code)]
         return _literal(ch, mode), end, []
     if nxt.isdigit() and not in_class:
-        scan.lack(f"backreference \\{nxt}", i)
-    elif nxt == "k":
-        scan.lack("named backreference \\k<name>", i)
+        if not scan.python:
+            scan.lack(f"backreference \\{nxt}", i)
+        else:
+            return _backreference(scan, i, mode)
+    elif nxt == "k" and not in_class:
+        named = re.match(r"\\k<([a-zA-Z][a-zA-Z0-9]*)>", pattern[i:])
+        if not scan.python or named is None:
+            scan.lack("named backreference \\k<name>", i)
+        else:
+            return _reference(scan, f"(?P={named.group(1)})", i, mode), i + named.end(), []
     elif nxt in "bB":
-        scan.lack(f"\\{nxt} word boundary ({_WORD_NOTE})", i)
+        if not scan.python or in_class or pattern.startswith("{", i + 2):
+            scan.lack(f"\\{nxt} word boundary ({_WORD_NOTE})", i)
+        else:
+            return (_JAVA_WORD_BOUNDARY if nxt == "b" else _JAVA_NOT_WORD_BOUNDARY), i + 2, []
     elif nxt == "Z":
-        scan.lack("\\Z (end before a final line terminator)", i)
+        if not scan.python or in_class:
+            scan.lack("\\Z (end before a final line terminator)", i)
+        else:
+            return _JAVA_DOLLAR, i + 2, []
     elif nxt == "G":
-        scan.lack("\\G (end of the previous match)", i)
+        if not scan.python or in_class:  # for one find from the start, \G is where it starts
+            scan.lack("\\G (end of the previous match)", i)
     elif nxt in "XN":
         scan.lack(f"\\{nxt}", i)
     elif nxt == "R":
@@ -213,11 +259,36 @@ def _escape(scan: _Scan, i: int, mode: _Mode, in_class: bool) -> tuple[str, int,
             scan.lack(f"\\{nxt} inside a character class", i)
         else:
             return f"[^{chars}]", i + 2, []
+    elif nxt in "dDwW" and scan.python:  # Java's are ASCII; the Python form is compiled for Unicode
+        chars = _ASCII_CLASSES[nxt]
+        return (chars if in_class else f"[{chars}]"), i + 2, []
     elif nxt.isascii() and nxt.isalpha() and nxt not in "dDwWtnrfaAz":
         scan.lack(f"escape \\{nxt}", i)
     if in_class and not nxt.isalnum():
         return pattern[i : i + 2], i + 2, [(ord(nxt), ord(nxt))]
     return pattern[i : i + 2], i + 2, []
+
+
+def _reference(scan: _Scan, text: str, i: int, mode: _Mode) -> str:
+    """A backreference in the Python form. Under (?i) Java compares it folding ASCII letters only,
+    which Python's regex cannot be told (it folds the Kelvin sign too): refused."""
+    if mode.fold:
+        scan.lack("backreference under (?i)", i)
+    return f"(?:{text})"
+
+
+def _backreference(scan: _Scan, i: int, mode: _Mode) -> tuple[str, int, list[tuple[int, int]]]:
+    """``\\n`` at ``i``, as Java reads it: more digits join the number while such a group has
+    been opened before it; a group that does not exist yet is refused (Java's own meaning,
+    a reference that never matched, cannot be written for Python)."""
+    pattern = scan.pattern
+    number, end = int(pattern[i + 1]), i + 2
+    while end < len(pattern) and pattern[end].isdigit() and number * 10 + int(pattern[end]) <= scan.groups:
+        number, end = number * 10 + int(pattern[end]), end + 1
+    if number == 0 or number > scan.groups:
+        scan.lack(f"backreference \\{number} to a group not opened before it", i)
+        return pattern[i:end], end, []
+    return _reference(scan, f"\\{number}", i, mode), end, []
 
 
 def _folded(ranges: list[tuple[int, int]]) -> str:
@@ -288,9 +359,10 @@ def _class(scan: _Scan, i: int, mode: _Mode) -> int:
 _GROUP = re.compile(r"\(\?([a-zA-Z]*)(?:-([a-zA-Z]*))?([):])")
 
 
-def _scan(pattern: str) -> tuple[list[Construct], str]:
-    """(constructs RE2 lacks, the pattern rewritten into what RE2 and Java read alike)."""
-    scan = _Scan(pattern)
+def _scan(pattern: str, python: bool = False) -> tuple[list[Construct], str]:
+    """(constructs RE2 lacks, the pattern rewritten into what RE2 and Java read alike); with
+    ``python``: (constructs the Python form cannot express, the Python form)."""
+    scan = _Scan(pattern, python)
     modes = [_Mode()]  # the innermost group's mode is last
     i, n = 0, len(pattern)
     while i < n:
@@ -306,12 +378,13 @@ def _scan(pattern: str) -> tuple[list[Construct], str]:
             rest = pattern[i + 2 : i + 4]
             if flags is not None:
                 on, off, end = flags.group(1), flags.group(2) or "", flags.group(3)
-                refused = [f for f in on + off if f in _REFUSED_MODES]
+                refused = [f for f in on + off if f in _REFUSED_MODES or (f == "m" and not python)]
                 for f in refused:
-                    scan.lack(_REFUSED_MODES[f], i)
+                    scan.lack(_REFUSED_MODES.get(f, _MULTILINE), i)
                 new = _Mode(
                     fold=("i" in on or mode.fold) and "i" not in off,
                     dotall=("s" in on or mode.dotall) and "s" not in off,
+                    multiline=("m" in on or mode.multiline) and "m" not in off,
                 )
                 if refused:  # passed through as written: only Java engines evaluate it
                     scan.out.append(flags.group(0))
@@ -324,8 +397,9 @@ def _scan(pattern: str) -> tuple[list[Construct], str]:
                 i = flags.end()
                 continue
             named = re.match(r"\(\?<([a-zA-Z][a-zA-Z0-9]*)>", pattern[i:])
-            if named is not None:  # a name only matters to a backreference, which is refused
-                scan.out.append("(")
+            if named is not None:  # a name only matters to a backreference (Python form only)
+                scan.out.append(f"(?P<{named.group(1)}>" if python else "(")
+                scan.groups += 1
                 modes.append(mode)
                 i += named.end()
                 continue
@@ -337,13 +411,15 @@ def _scan(pattern: str) -> tuple[list[Construct], str]:
                 (">", "atomic group (?>...)"),
             ):
                 if rest.startswith(prefix):
-                    scan.lack(name, i)
+                    if not python:  # Python's regex module reads them as Java does
+                        scan.lack(name, i)
                     break
             scan.out.append("(?")
             modes.append(mode)
             i += 2
         elif c == "(":
             scan.out.append(c)
+            scan.groups += 1
             modes.append(mode)
             i += 1
         elif c == ")":
@@ -352,9 +428,13 @@ def _scan(pattern: str) -> tuple[list[Construct], str]:
                 modes.pop()
             i += 1
         else:
-            if c in "*+?}" and i + 1 < n and pattern[i + 1] == "+":
+            if c in "*+?}" and i + 1 < n and pattern[i + 1] == "+" and not python:
                 scan.lack("possessive quantifier (x*+, x++, x?+)", i)
-            if c == "$":
+            if c == "$" and python:
+                scan.out.append(_JAVA_MULTILINE_DOLLAR if mode.multiline else _JAVA_DOLLAR)
+            elif c == "^" and python and mode.multiline:
+                scan.out.append(_JAVA_MULTILINE_CARET)
+            elif c == "$":
                 scan.out.append(_LINE_END)
             elif c == ".":
                 scan.out.append(_ANY if mode.dotall else _NOT_LINE_TERMINATOR)
@@ -367,10 +447,45 @@ def _scan(pattern: str) -> tuple[list[Construct], str]:
 
 
 def unsupported_constructs(pattern: str, engine: str) -> list[str]:
-    """Constructs of ``pattern`` that ``engine`` (duckdb | databricks | treasure_data) cannot evaluate."""
+    """Constructs of ``pattern`` that ``engine`` (duckdb | databricks | treasure_data) cannot evaluate:
+    on DuckDB, those neither RE2 nor the Java-semantics function (:func:`compile_java`) can."""
     if engine not in RE2_ENGINES:
         return []
-    return [c.name for c in _scan(pattern)[0]]
+    lacking = [c.name for c in _scan(pattern, python=True)[0]]
+    if not lacking:
+        try:
+            compile_java(pattern)
+        except regex.error as exc:
+            lacking = [f"a form the Java-semantics fallback cannot compile ({exc})"]
+    return lacking
+
+
+def re2_lacks(pattern: str | None) -> bool:
+    """Whether RE2 cannot evaluate ``pattern`` with Java's meaning. The rules tables carry this
+    per pattern: DuckDB evaluates such a pattern with ``java_regex_matches`` (see
+    :func:`cdp_assets.sql.dialects.valid_regexp_matches`), every other pattern with RE2."""
+    return pattern is not None and bool(_scan(pattern)[0])
+
+
+_CODE_POINT_ESCAPE = re.compile(r"\\(?:x\{([0-9A-Fa-f]+)\}|.)", re.S)
+
+
+def python_form(pattern: str) -> str:
+    """``pattern`` (Java's syntax) written for Python's ``regex`` module, with Java 17's meaning.
+    Every class that differs between them is written out (``\\w``, ``\\d``, ``\\s``, ``.``,
+    ``\\b``, ``$``, case folding), so it is compiled without flags (``\\p{L}`` stays Unicode).
+    ValueError names the construct when one cannot be expressed."""
+    lacking, form = _scan(pattern, python=True)
+    if lacking:
+        raise ValueError(f"valid_regexp {pattern!r} uses {lacking[0].name}, which has no Python form")
+    # regex writes a code point as \\UHHHHHHHH, not \\x{H}; the escape pairs are read left to right.
+    return _CODE_POINT_ESCAPE.sub(lambda m: f"\\U{int(m.group(1), 16):08X}" if m.group(1) else m.group(0), form)
+
+
+@lru_cache(maxsize=1024)
+def compile_java(pattern: str) -> regex.Pattern:
+    """``pattern`` compiled so that ``search`` answers as Java's ``Matcher.find`` (Treasure Data)."""
+    return regex.compile(python_form(pattern), regex.VERSION0)
 
 
 def pattern_for(pattern: str | None) -> str | None:
@@ -384,8 +499,9 @@ def pattern_for(pattern: str | None) -> str | None:
 
 
 def check_syntax(pattern: str) -> None:
-    """Raise ValueError when ``pattern`` is not a regular expression. Java's own escapes
-    (``\\p{Alpha}``, ``\\Q...\\E``) are accepted; Python's ``re`` checks the rest."""
+    """Raise re.error when ``pattern`` is not a regular expression. Java's own escapes
+    (``\\p{Alpha}``, ``\\Q...\\E``) are accepted; Python's ``regex`` checks the rest (unlike ``re``, it
+    accepts a lookbehind of alternatives of unequal lengths, as Java does)."""
     masked = re.sub(r"\\[pP]\{[^}]*\}", "x", pattern)
     masked = re.sub(r"\\Q.*?(\\E|$)", "x", masked, flags=re.S)
     masked = re.sub(r"([*+?}])\+", r"\1", masked)  # possessive quantifiers: Java syntax
@@ -393,4 +509,9 @@ def check_syntax(pattern: str) -> None:
     masked = re.sub(r"\(\?<([a-zA-Z][a-zA-Z0-9]*)>", r"(?P<\1>", masked)  # Java's named group
     masked = re.sub(r"\(\?([a-zA-Z]*)(-[a-zA-Z]*)?([):])", lambda m: "(?:" if m.group(3) == ":" else "", masked)
     masked = masked.replace("\\Z", "\\z").replace("\\z", "$")
-    re.compile(masked)
+    # Java compiles a backreference to any group number (one not opened yet never matches)
+    masked = re.sub(r"\\(\\|[1-9])", lambda m: m.group(0) if m.group(1) == "\\" else "x", masked)
+    try:
+        regex.compile(masked, regex.VERSION0)
+    except regex.error as exc:
+        raise re.error(str(exc)) from exc

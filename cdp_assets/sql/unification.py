@@ -27,8 +27,8 @@ import pandas as pd
 from cdp_assets.config.models import LoadedConfig, PipelineConfig
 from cdp_assets.config.references import is_produced
 from cdp_assets.config.unify import TD_TIME_COLUMN, CanonicalId, UnifyConfig, UnifyTable
-from cdp_assets.sql.dialects import TableRef, quote
-from cdp_assets.sql.regex import pattern_for
+from cdp_assets.sql.dialects import TableRef, quote, valid_regexp_matches
+from cdp_assets.sql.regex import pattern_for, re2_lacks
 
 # A node id larger than any real one: LEAST() over optional nodes must ignore missing ones,
 # and Trino's LEAST returns NULL when any argument is NULL, so NULLs are replaced by this.
@@ -210,7 +210,7 @@ def id_of_row_expr(plan: IdPlan, alias: str, plans: dict[str, IdPlan], row: str 
 
 def keys_frame(plan: IdPlan, unify: UnifyConfig) -> pd.DataFrame:
     """The keys as rows: each valid_regexp as written, and as evaluated (Treasure Data's meaning
-    on every engine, cdp_assets/sql/regex.py)."""
+    on every engine, cdp_assets/sql/regex.py), with whether RE2 cannot evaluate it."""
     rows = []
     merge = plan.merge_names
     real = {k.name for k in unify.keys}
@@ -226,6 +226,7 @@ def keys_frame(plan: IdPlan, unify: UnifyConfig) -> pd.DataFrame:
                 "valid_regexp": regexp,
                 "max_rows_per_value": cap,
                 "valid_regexp_evaluated": pattern_for(regexp),
+                "valid_regexp_re2_lacks": re2_lacks(regexp),
             }
         )
     df = pd.DataFrame(rows)
@@ -324,6 +325,7 @@ def key_values_sql(plan: IdPlan, since: TableRef | None = None) -> str:
             )
     raw = "\nUNION ALL\n".join(parts)
     keys, invalid = plan.ref("keys").sql, plan.ref("invalid_texts").sql
+    matches = valid_regexp_matches("r.value", "k.valid_regexp_evaluated", "k.valid_regexp_re2_lacks")
     return f"""
 SELECT r.table_id, r.key_type, r.value, r.seen_at, r.inc_at, r.inc_rest
 FROM (
@@ -333,7 +335,7 @@ JOIN {keys} AS k ON k.key_type = r.key_type
 LEFT JOIN {invalid} AS i ON i.key_type = r.key_type AND i.invalid_text = r.value
 WHERE r.value IS NOT NULL
   AND i.key_type IS NULL
-  AND (k.valid_regexp_evaluated IS NULL OR regexp_matches(r.value, k.valid_regexp_evaluated))
+  AND (k.valid_regexp_evaluated IS NULL OR {matches})
 """
 
 

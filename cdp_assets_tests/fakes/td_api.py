@@ -6,7 +6,9 @@ so the engine's real pytd/tdclient code runs unchanged against it. Queries run o
 in-memory DuckDB after sqlglot reads them in the job's dialect (Trino for ``presto``/``trino``
 jobs, Hive for ``hive`` jobs): a statement the real engine would reject for its dialect
 fails here too, and a result is computed, not scripted. An ``EXPLAIN`` job plans its statement
-on those tables without running it (one row of plan text).
+on those tables without running it (one row of plan text). TD's regular expressions are
+Java-style: a pattern read from a table (a valid_regexp rule) is evaluated with Java's meaning
+by the engine's own ``java_regex_matches`` (cdp_assets/engines/java_regex.py).
 
 Switches for faults: ``fail_requests`` answers the next N requests under a path with an HTTP
 status (a 5xx outage), ``fail_jobs`` makes jobs whose SQL contains a text end in ``error``
@@ -35,6 +37,8 @@ import msgpack
 import pandas as pd
 import sqlglot
 
+from cdp_assets.engines.java_regex import register_java_regex
+from cdp_assets.sql.dialects import JAVA_REGEX_FUNCTION
 from cdp_assets_tests.loopback import LoopbackServer
 
 _DUCK_TYPES = {"int": "BIGINT", "long": "BIGINT", "double": "DOUBLE", "float": "DOUBLE", "boolean": "BOOLEAN", "string": "VARCHAR"}
@@ -81,6 +85,7 @@ class FakeTreasureData:
     def __init__(self, apikey: str):
         self.apikey = apikey
         self._db = duckdb.connect(":memory:")
+        register_java_regex(self._db)
         self._lock = threading.RLock()
         self._ids = itertools.count(1000)
         self.jobs: dict[str, _Job] = {}
@@ -291,7 +296,8 @@ class FakeTreasureData:
         try:
             # sqlglot keeps EXPLAIN as opaque text: the statement it explains is read in the job's
             # dialect like any other, so a query the engine cannot parse fails its EXPLAIN too.
-            statements = [s for s in sqlglot.transpile(explain.group(1) if explain else job.query, read=_JOB_DIALECT[job.type], write="duckdb") if s.strip()]
+            trees = sqlglot.parse(explain.group(1) if explain else job.query, read=_JOB_DIALECT[job.type])
+            statements = [s for t in trees if t is not None and (s := _java_regex(t).sql(dialect="duckdb")).strip()]
         except sqlglot.errors.ParseError as exc:
             job.status, job.stderr = "error", f"line 1: mismatched input: {str(exc).splitlines()[0]}"
             return
@@ -448,6 +454,19 @@ class FakeTreasureData:
             self._db.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _bulk_rows")
         finally:
             self._db.unregister("_bulk_rows")
+
+
+def _java_regex(tree: sqlglot.exp.Expression) -> sqlglot.exp.Expression:
+    """A regular expression whose pattern is not a literal (a rules table's valid_regexp) is
+    evaluated as TD does, with Java's meaning, not by DuckDB's RE2. Literal patterns are the
+    project's own, written to read alike in both, and stay on RE2."""
+
+    def rewrite(node: sqlglot.exp.Expression) -> sqlglot.exp.Expression:
+        if isinstance(node, sqlglot.exp.RegexpLike) and not isinstance(node.expression, sqlglot.exp.Literal):
+            return sqlglot.exp.Anonymous(this=JAVA_REGEX_FUNCTION, expressions=[node.this.copy(), node.expression.copy()])
+        return node
+
+    return tree.transform(rewrite)
 
 
 def _ctas_target(query: str, dialect: str) -> str | None:

@@ -195,6 +195,26 @@ def test_invalid_texts_and_valid_regexp_exclude_values(wh):
     assert val(df, "U2", "raw_email") == "still nope"
 
 
+def test_a_valid_regexp_re2_lacks_excludes_values_with_javas_meaning(wh):
+    # A lookahead (RE2 has none) next to a pattern RE2 evaluates: each goes its own way on DuckDB.
+    attrs = [
+        {
+            "name": "email",
+            "valid_regexp": "^(?!.*\\.\\.)[^@\\s]+@[^@\\s]+$",
+            "source_columns": [{"table": "crm", "column": "email", "order": "last"}],
+        },
+        {"name": "tier", "valid_regexp": "^[a-z]+$", "source_columns": [{"table": "crm", "column": "tier", "order": "last"}]},
+    ]
+    crm = [
+        ("U1", "a@x.com", "gold", "2020-01-01", None),
+        ("U1", "a..b@x.com", "Gold", "2021-01-01", None),
+        ("U2", "c..d@x.com", None, "2021-01-01", None),
+    ]
+    df = build_master(wh, attrs, crm)
+    assert val(df, "U1", "email") == "a@x.com" and val(df, "U1", "tier") == "gold"
+    assert val(df, "U2", "email") is None
+
+
 def test_master_rules_frame_rows():
     unify = make_unify([{
         "name": "email",
@@ -205,9 +225,9 @@ def test_master_rules_frame_rows():
     df = master_rules_frame(unify.master_tables[0])
     assert df.to_dict("records") == [
         # as evaluated: '.' written with Java's meaning (cdp_assets/sql/regex.py)
-        {"attribute": "email", "kind": "valid_regexp", "value": pattern_for(".+@.+")},
-        {"attribute": "email", "kind": "invalid_text", "value": "N/A"},
-        {"attribute": "email", "kind": "invalid_text", "value": "x"},
+        {"attribute": "email", "kind": "valid_regexp", "value": pattern_for(".+@.+"), "re2_lacks": False},
+        {"attribute": "email", "kind": "invalid_text", "value": "N/A", "re2_lacks": False},
+        {"attribute": "email", "kind": "invalid_text", "value": "x", "re2_lacks": False},
     ]
     assert pattern_for(".+@.+") != ".+@.+"
 

@@ -4,7 +4,8 @@ SQL rendered per dialect) on DuckDB, on a local Spark session (the Databricks di
 regular expressions, so it is also the oracle) and on the Treasure Data fake.
 
 The expected column of ``REGEX_CASES`` is what Java's ``Matcher.find`` answers, which is what
-Treasure Data answers; Spark, running Java, checks the table itself.
+Treasure Data answers; Spark, running Java, checks the table itself (every row of every table
+here was also checked with Java 17's ``java.util.regex`` directly).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import pytest
 from cdp_assets.config import ConfigError, load_config
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.engines.duckdb import DuckDBWarehouse
-from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.regex import check_syntax, pattern_for, unsupported_constructs
+from cdp_assets.sql.dialects import TableRef, valid_regexp_matches
+from cdp_assets.sql.regex import check_syntax, pattern_for, re2_lacks, unsupported_constructs
 from cdp_assets.sql.unification import time_expr
 
 # (pattern, value, Java's answer). Rows marked portable mean the same in RE2 and Java as they are.
@@ -89,36 +90,90 @@ JAVA_SPELLING_CASES: list[tuple[str, str, bool]] = [
 
 WORD_BOUNDARY = "\\b word boundary (Java counts Unicode letters and digits as word characters, RE2 ASCII only)"
 
-# Java-only constructs: refused on DuckDB at load, evaluated by Spark (and Treasure Data).
+# Constructs RE2 lacks: on DuckDB the rules table flags them and java_regex_matches evaluates
+# them (Python's regex module on the pattern's Java-meaning form); Spark and Treasure Data read
+# them as written. (pattern, value, Java's answer)
+JAVA_FALLBACK_CASES: list[tuple[str, str, bool]] = [
+    ("^(?!test).*@.*$", "test@x.com", False),
+    ("^(?!test).*@.*$", "me@x.com", True),
+    ("^(?=.*[0-9]).+$", "abc1", True),
+    ("^(?!.*\\.\\.)[^@\\s]+@[^@\\s]+$", "a@b.com", True),  # the email pattern of real TD files
+    ("^(?!.*\\.\\.)[^@\\s]+@[^@\\s]+$", "a..b@c.com", False),
+    ("^(?!.*\\.\\.)[^@\\s]+@[^@\\s]+$", "a@b.com\r\n", True),  # $ before a final \r\n
+    ("(?<=@)example", "me@example", True),
+    ("(?<!x)y", "xy", False),
+    ("(?<=a|bc)d", "bcd", True),  # bounded lookbehind of unequal lengths
+    ("^(a)\\1$", "aa", True),
+    ("^(\\w)\\1$", "ab", False),
+    ("^(a)\\11$", "aa1", True),  # Java: \1 then "1" (there is no group 11)
+    ("^(?<x>[a-z])\\k<x>$", "bb", True),
+    ("^a*+a$", "aaa", False),  # possessive: gives nothing back
+    ("^a++$", "aaa", True),
+    ("^(?>a+)b$", "aab", True),
+    ("^(?>a|ab)c$", "abc", False),  # atomic: no backtracking into the group
+    ("abc\\Z", "abc\n", True),
+    ("abc\\Z", "abc\n\n", False),
+    ("a\\Z", "a\r\n", True),
+    ("\\r\\Z", "\r\n", False),  # never between \r and \n
+    ("\\Gab", "ab", True),
+    ("\\Gab", "xab", False),
+    # Java 17's \b: letters and digits of every script are word characters (RE2: ASCII only)
+    ("\\bcafé\\b", "café", True),
+    ("\\bcat\\b", "écat", False),
+    ("\\bcat\\b", "the cat sat", True),
+    ("\\b\\d+\\b", "a1", False),
+    ("\\Bé", "aé", True),
+    ("\\bx", "e\u0301x", False),  # a non-spacing mark after a letter is a word character
+    ("\\bx", "_\u0301x", True),  # ... but not after "_"
+    ("\\b\u0663", "a\u0663", False),  # ARABIC-INDIC DIGIT THREE is a digit
+    # (?m): ^ and $ at Java's line terminators, not inside \r\n, ^ never at the very end
+    ("(?m)^b$", "a\rb", True),
+    ("(?m)^b$", "a\r\nb\r\n", True),
+    ("(?m)^$", "", False),
+    ("(?m)^$", "a\n", False),
+    ("(?m)^$", "a\n\n", True),
+    ("(?m)a$", "a\nb", True),
+    ("(?m)^\\nb", "a\r\nb", False),
+    ("(?m)\\r$", "a\r\n", False),
+    # the rest of the pattern keeps Java's meaning around such a construct
+    ("(?i)^(?!x)abc$", "ABC", True),
+    ("(?i)^(?=.)k$", "\u212a", False),  # ASCII folding only: not the Kelvin sign
+    ("^(?=.)[\\W]+$", "é", True),
+    ("^(?=.)\\w+$", "é", False),
+    ("^(?=.)\\D$", "é", True),
+    ("(?=.)\\d", "\u0663", False),
+    ("^(?=.)\\p{L}+$", "é", True),
+    ("^(?=.)\\p{Alpha}+$", "é", False),
+    ("^(?=.).$", "\u2028", False),
+    ("(?s)^(?=.).$", "\u2028", True),
+    ("^(?=.)\\x{e9}$", "é", True),
+    ("^(?=.)a\\s$", "a\x0b", True),
+]
+
+# Constructs nothing on DuckDB evaluates: refused there at load, evaluated by Spark (and Treasure Data).
 JAVA_ONLY_CASES: list[tuple[str, str, bool, str]] = [
-    ("^(?!test).*@.*$", "test@x.com", False, "negative lookahead (?!...)"),
-    ("^(?!test).*@.*$", "me@x.com", True, "negative lookahead (?!...)"),
-    ("^(?=.*[0-9]).+$", "abc1", True, "lookahead (?=...)"),
-    ("(?<=@)example", "me@example", True, "lookbehind (?<=...)"),
-    ("^(a)\\1$", "aa", True, "backreference \\1"),
-    ("^a*+a$", "aaa", False, "possessive quantifier (x*+, x++, x?+)"),
-    ("^(?>a+)b$", "aab", True, "atomic group (?>...)"),
-    ("abc\\Z", "abc\n", True, "\\Z (end before a final line terminator)"),
-    ("\\bcafé\\b", "café", True, WORD_BOUNDARY),  # é is a word character in Java, not in RE2
-    ("\\bcat\\b", "écat", False, WORD_BOUNDARY),
     ("(?iu)^é$", "É", True, "(?u) Unicode case folding"),
-    ("(?m)^b$", "a\rb", True, "(?m) multiline mode (Java's line terminators are not RE2's)"),
     ("(?x)^a b$", "ab", True, "(?x) comments mode"),
     ("(?U)^\\w$", "é", True, "(?U) Unicode character classes"),
     ("(?d)^a.$", "a\r", True, "(?d) Unix lines mode"),
     ("(?i)^\\p{Lower}$", "A", True, "\\p{Lower} under (?i)"),
+    ("(?i)^(a)\\1$", "aA", True, "backreference under (?i)"),
+    ("^\\2(a)(b)$", "ab", False, "backreference \\2 to a group not opened before it"),
+    ("^[a-c[x-z]]$", "y", True, "nested character class (class union or intersection)"),
 ]
 
 
 def evaluate(wh: WarehouseResource, cases: list[tuple[str, str]]) -> list[bool]:
-    """regexp_matches over (pattern, value) rows, as the unification evaluates valid_regexp."""
+    """(pattern, value) rows evaluated as the unification evaluates valid_regexp: the pattern as
+    evaluated and its RE2 flag as rows, the dialect's match expression."""
     ref = TableRef("regex_semantics", "cases")
     wh.ensure_schema(ref.schema)
     frame = pd.DataFrame(
-        [{"case_id": i, "pattern": pattern_for(p), "value": v} for i, (p, v) in enumerate(cases)]
-    ).astype({"case_id": "int64", "pattern": "string", "value": "string"})
+        [{"case_id": i, "pattern": pattern_for(p), "re2_lacks": re2_lacks(p), "value": v} for i, (p, v) in enumerate(cases)]
+    ).astype({"case_id": "int64", "pattern": "string", "re2_lacks": "bool", "value": "string"})
     wh.replace_with_dataframe(ref, frame)
-    out = wh.fetch(f"SELECT case_id, regexp_matches(value, pattern) AS matched FROM {ref.sql} ORDER BY case_id")
+    matched = valid_regexp_matches("value", "pattern", "re2_lacks")
+    out = wh.fetch(f"SELECT case_id, {matched} AS matched FROM {ref.sql} ORDER BY case_id")
     return [bool(v) for v in out["matched"]]
 
 
@@ -167,8 +222,8 @@ def duck():
 
 
 def evaluated_cases() -> tuple[list[tuple[str, str]], list[bool]]:
-    """Every pattern an RE2 engine evaluates (as rewritten) with Java's answer."""
-    cases = [(p, v, java) for p, v, java, _ in REGEX_CASES] + JAVA_SPELLING_CASES
+    """Every pattern DuckDB evaluates (RE2 as rewritten, or java_regex_matches) with Java's answer."""
+    cases = [(p, v, java) for p, v, java, _ in REGEX_CASES] + JAVA_SPELLING_CASES + JAVA_FALLBACK_CASES
     return [(p, v) for p, v, _ in cases], [java for *_, java in cases]
 
 
@@ -197,6 +252,29 @@ def test_without_the_rewrite_duckdb_would_reject_java_spellings(pattern, value, 
     assert con.execute("SELECT regexp_matches(?, ?)", [value, pattern_for(pattern)]).fetchone()[0] is java
 
 
+def test_the_fallback_rows_are_the_ones_re2_lacks_and_the_rest_stay_on_re2():
+    assert all(re2_lacks(p) for p, _, _ in JAVA_FALLBACK_CASES)
+    assert not any(re2_lacks(p) for p, *_ in [*REGEX_CASES, *JAVA_SPELLING_CASES])
+    # Without the fallback RE2 refuses them, or (\b) answers otherwise.
+    con = duckdb.connect()
+    with pytest.raises(duckdb.Error):
+        con.execute("SELECT regexp_matches(?, ?)", ["me@x.com", "^(?!test).*@.*$"]).fetchone()
+    assert con.execute("SELECT regexp_matches(?, ?)", ["café", "\\bcafé\\b"]).fetchone()[0] is False
+
+
+def test_every_duckdb_connection_has_the_java_function(duck, tmp_path):
+    assert duck.fetch("SELECT java_regex_matches('a..b@c.com', '^(?!.*\\.\\.).+$') AS m")["m"][0] == False  # noqa: E712
+    assert duck.fetch("SELECT java_regex_matches(NULL, 'a') AS m")["m"].isna().all()
+    # A read-only connection (`cdp-assets validate`) has it too.
+    ro = DuckDBWarehouse(path=str(tmp_path / "ro.duckdb"))
+    with ro.session():
+        ro.ensure_schema("s")
+    ro = DuckDBWarehouse(path=str(tmp_path / "ro.duckdb"), read_only=True)
+    with ro.session():
+        # é is a word character in Java 17 (RE2's \b would say True)
+        assert bool(ro.fetch("SELECT java_regex_matches('écat', '\\bcat') AS m")["m"][0]) is False
+
+
 @pytest.mark.parametrize(("pattern", "construct"), sorted({(p, c) for p, _, _, c in JAVA_ONLY_CASES}))
 def test_duckdb_refuses_java_only_constructs_at_load_naming_key_construct_and_engine(pattern, construct, tmp_path):
     assert set(unsupported_constructs(pattern, "duckdb")) == {construct}
@@ -223,13 +301,14 @@ def test_portable_patterns_are_never_refused():
 def test_every_java_pattern_passes_the_syntax_check_at_load():
     # Refusing a construct is the engine check's job (it names the construct); the syntax check
     # must accept every pattern Java accepts.
-    for pattern, *_ in [*REGEX_CASES, *JAVA_SPELLING_CASES, *JAVA_ONLY_CASES, ("\\x{2028}\\pL\\G", "", True)]:
+    cases = [*REGEX_CASES, *JAVA_SPELLING_CASES, *JAVA_FALLBACK_CASES, *JAVA_ONLY_CASES, ("\\x{2028}\\pL\\G", "", True)]
+    for pattern, *_ in cases:
         check_syntax(pattern)
 
 
 def test_a_pattern_refused_on_duckdb_is_evaluated_as_written_elsewhere():
-    # Only Java-style engines evaluate it, and they read it as written.
-    for pattern, *_ in JAVA_ONLY_CASES:
+    # Java-style engines read it as written (DuckDB's java_regex_matches too).
+    for pattern, *_ in [*JAVA_FALLBACK_CASES, *JAVA_ONLY_CASES]:
         assert pattern_for(pattern) == pattern
 
 
@@ -278,8 +357,9 @@ def test_valid_regexp_and_epoch_time_on_the_treasure_data_fake():
     url = fake.start()
     try:
         wh = TreasureDataWarehouse(apikey=key, endpoint=url, database="cdp_src", job_poll_seconds=0.01, retry_backoff_seconds=0.01)
-        # The fake runs Trino's SQL on DuckDB (RE2): the patterns as evaluated give Java's answers
-        # there too, as on Treasure Data (Java-only constructs are the fake's limit, not TD's).
+        # The fake runs Trino's SQL on DuckDB: the patterns as evaluated give Java's answers there
+        # too, as on Treasure Data (a pattern from a table goes through java_regex_matches there;
+        # the constructs nothing on DuckDB evaluates are the fake's limit, not TD's).
         cases, expected = evaluated_cases()
         got = evaluate(wh, cases)
         assert got == expected, [(c, e) for c, g, e in zip(cases, got, expected) if g != e]
@@ -291,7 +371,7 @@ def test_valid_regexp_and_epoch_time_on_the_treasure_data_fake():
 # ---------------------------------------------------------------------------- ids merged from ids
 
 
-def unify_existing_tables(wh: WarehouseResource, loaded) -> dict[str, pd.DataFrame]:
+def unify_existing_tables(wh: WarehouseResource, loaded, more_contacts: tuple = ()) -> dict[str, pd.DataFrame]:
     """The example on existing tables, run as the loop op runs it: each id after the ids it
     merges by, then the enriched tables. Returns the enriched tables."""
     from cdp_assets.assets.unification import enrich_tables, enriched_ref
@@ -303,7 +383,8 @@ def unify_existing_tables(wh: WarehouseResource, loaded) -> dict[str, pd.DataFra
         [("c1", "g1", "a@x.com", 1700000000), ("c2", "g1", "", 1700000100), ("c3", "g2", "a@x.com", 1700000200), ("c4", "g3", None, 1700000300)],
         columns=["td_client_id", "td_global_id", "email", "time"],
     ).astype({"td_client_id": "string", "td_global_id": "string", "email": "string", "time": "int64"})
-    contacts = pd.DataFrame([("a@x.com", "1700000050"), ("b@x.com", "1700000400")], columns=["email", "time"]).astype("string")
+    contacts = [("a@x.com", "1700000050"), ("b@x.com", "1700000400"), *more_contacts]
+    contacts = pd.DataFrame(contacts, columns=["email", "time"]).astype("string")
     wh.ensure_schema("acme_crm")
     wh.replace_with_dataframe(TableRef("acme_crm", "site_aaa"), site)
     wh.replace_with_dataframe(TableRef("acme_crm", "contacts"), contacts)
@@ -341,3 +422,15 @@ def test_ids_merged_from_ids_on_local_spark_equal_duckdb(spark, duck, tmp_path):
     marketing = partition(duck_out["site_aaa"], "marketing_id", "td_client_id")
     assert frozenset({"c1", "c2", "c3"}) in marketing
 
+
+
+def test_a_td_file_with_a_lookahead_email_pattern_loads_and_runs_on_duckdb(duck, tmp_path):
+    from cdp_assets_tests.unify.test_td_compat import TEMPLATE_UNIFY, unification_only_project
+
+    text = TEMPLATE_UNIFY.replace('valid_regexp: ".+@.+"', "valid_regexp: '^(?!.*\\.\\.)[^@\\s]+@[^@\\s]+$'")
+    assert text != TEMPLATE_UNIFY
+    loaded = load_config(unification_only_project(tmp_path, unify_text=text))
+    out = unify_existing_tables(duck, loaded, more_contacts=(("a..b@x.com", "1700000500"),))
+    email_id = dict(zip(out["contacts"]["email"], out["contacts"]["email_id"]))
+    assert pd.isna(email_id["a..b@x.com"])  # two dots in a row: not a valid email for the lookahead
+    assert not pd.isna(email_id["a@x.com"]) and not pd.isna(email_id["b@x.com"])
