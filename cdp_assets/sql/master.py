@@ -13,18 +13,19 @@ def master_rules_frame(master: MasterTable) -> pd.DataFrame:
     """Attribute rules (invalid texts, regexps) as rows, so no config value becomes SQL text;
     regexps as evaluated, with Treasure Data's meaning on every engine (cdp_assets/sql/regex.py),
     and whether RE2 cannot evaluate them."""
+    # ``position`` (the attribute's place in the master table) is what the SQL matches on, so the
+    # attribute's name never becomes SQL text; ``attribute`` is kept for a reader of the table.
     rows = []
-    for attr in master.attributes:
+    for position, attr in enumerate(master.attributes):
         if attr.valid_regexp is not None:
             regexp = attr.valid_regexp
-            rows.append(
-                {"attribute": attr.name, "kind": "valid_regexp", "value": pattern_for(regexp), "re2_lacks": re2_lacks(regexp)}
-            )
-        rows.extend(
-            {"attribute": attr.name, "kind": "invalid_text", "value": t, "re2_lacks": False} for t in attr.invalid_text_values
-        )
-    frame = pd.DataFrame(rows, columns=["attribute", "kind", "value", "re2_lacks"])
-    return frame.astype({"attribute": "string", "kind": "string", "value": "string", "re2_lacks": "bool"})
+            rows.append({"position": position, "attribute": attr.name, "kind": "valid_regexp",
+                         "value": pattern_for(regexp), "re2_lacks": re2_lacks(regexp)})
+        rows.extend({"position": position, "attribute": attr.name, "kind": "invalid_text", "value": t,
+                     "re2_lacks": False} for t in attr.invalid_text_values)
+    frame = pd.DataFrame(rows, columns=["position", "attribute", "kind", "value", "re2_lacks"])
+    return frame.astype({"position": "int64", "attribute": "string", "kind": "string", "value": "string",
+                         "re2_lacks": "bool"})
 
 
 def _candidates_sql(
@@ -89,8 +90,8 @@ def master_table_sql(
             f"""a{i}_valid AS (
   SELECT c.* FROM ({cand}) AS c
   WHERE TRIM(c.value) <> ''
-    AND NOT EXISTS (SELECT 1 FROM {rules.sql} AS r WHERE r.attribute = '{attr.name}' AND r.kind = 'invalid_text' AND r.value = c.value)
-    AND NOT EXISTS (SELECT 1 FROM {rules.sql} AS r WHERE r.attribute = '{attr.name}' AND r.kind = 'valid_regexp' AND NOT {matches})
+    AND NOT EXISTS (SELECT 1 FROM {rules.sql} AS r WHERE r.position = {i} AND r.kind = 'invalid_text' AND r.value = c.value)
+    AND NOT EXISTS (SELECT 1 FROM {rules.sql} AS r WHERE r.position = {i} AND r.kind = 'valid_regexp' AND NOT {matches})
 ),
 a{i}_ranked AS (
   SELECT cid, value, ROW_NUMBER() OVER (PARTITION BY cid {ranking}) AS rn

@@ -225,9 +225,9 @@ def test_master_rules_frame_rows():
     df = master_rules_frame(unify.master_tables[0])
     assert df.to_dict("records") == [
         # as evaluated: '.' written with Java's meaning (cdp_assets/sql/regex.py)
-        {"attribute": "email", "kind": "valid_regexp", "value": pattern_for(".+@.+"), "re2_lacks": False},
-        {"attribute": "email", "kind": "invalid_text", "value": "N/A", "re2_lacks": False},
-        {"attribute": "email", "kind": "invalid_text", "value": "x", "re2_lacks": False},
+        {"position": 0, "attribute": "email", "kind": "valid_regexp", "value": pattern_for(".+@.+"), "re2_lacks": False},
+        {"position": 0, "attribute": "email", "kind": "invalid_text", "value": "N/A", "re2_lacks": False},
+        {"position": 0, "attribute": "email", "kind": "invalid_text", "value": "x", "re2_lacks": False},
     ]
     assert pattern_for(".+@.+") != ".+@.+"
 
