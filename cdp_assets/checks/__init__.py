@@ -8,12 +8,21 @@ not judge (too little history). ``measurement_text`` turns that metadata into th
 user reads, in the UI's description, in an alert and in ``cdp-assets run``'s summary.
 """
 
-from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from dagster import AssetCheckResult, AssetCheckSeverity
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    multi_asset_check,
+)
+
+from cdp_assets.engines.base import WarehouseResource
 
 MEASURED, THRESHOLD, UNIT, COMPARISON, REASON = "measured", "threshold", "unit", "comparison", "reason"
 COMPARISONS = {
@@ -88,3 +97,45 @@ def measurement(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The convention's entries of a check's metadata, as plain values (for alert payloads)."""
     meta = {k: _plain(v) for k, v in metadata.items()}
     return {k: meta[k] for k in (MEASURED, THRESHOLD, UNIT, COMPARISON, REASON) if k in meta}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check of an asset: what the UI, the alerts and ``cdp-assets run`` name it by."""
+
+    name: str
+    description: str
+    # A failed blocking check (ERROR severity) stops the assets downstream of its asset.
+    blocking: bool = False
+
+
+# evaluate(context, warehouse) -> {check name: result}, measuring the asset once for all its checks
+Evaluate = Callable[[AssetCheckExecutionContext, WarehouseResource], Mapping[str, AssetCheckResult]]
+
+
+def asset_checks(key: AssetKey, checks: list[Check], evaluate: Evaluate):
+    """Every check of one asset as one step: ``evaluate`` measures the asset once (one query,
+    or the build's metadata) and returns each check's result by name."""
+    specs = [AssetCheckSpec(c.name, asset=key, description=c.description, blocking=c.blocking) for c in checks]
+
+    @multi_asset_check(specs=specs, name=f"{'__'.join(key.path)}__checks",
+                       description=f"The checks of {key.to_user_string()}, measured together.")
+    def _checks(context: AssetCheckExecutionContext, warehouse: WarehouseResource):
+        with warehouse.session():
+            results = evaluate(context, warehouse)
+        for check in checks:
+            r = results[check.name]
+            yield AssetCheckResult(asset_key=key, check_name=check.name, passed=r.passed, severity=r.severity,
+                                   metadata=r.metadata, description=r.description)
+
+    return _checks
+
+
+def described(warehouse: WarehouseResource, *refs) -> dict:
+    """The engine's description of ``refs`` (one round trip on DuckDB, none on TD):
+    {ref: [(column, type)] or None when the table does not exist}."""
+    return warehouse.describe_tables([r for r in refs if r is not None])
+
+
+def column_names(description: list[tuple[str, str]] | None) -> list[str]:
+    return [name for name, _ in description or []]
