@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
+from cdp_assets.assets.metadata import engine_kinds
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.assets.staging import RULE_COUNTS
 from cdp_assets.config.models import LoadedConfig
@@ -37,6 +38,7 @@ def build_report_asset(loaded: LoadedConfig, upstream: list[AssetKey]):
         group_name=GROUP,
         deps=upstream,
         automation_condition=downstream_condition(),
+        kinds=engine_kinds(loaded) | {"markdown"},
         description=f"Markdown report of the pipeline, also written to {loaded.report_path}.",
     )
     def cdp_report(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:

@@ -22,6 +22,8 @@ from dagster import (
     multi_asset_check,
 )
 
+from cdp_assets.assets.keys import table_key
+from cdp_assets.assets.metadata import COLUMN_SCHEMA
 from cdp_assets.engines.base import WarehouseResource
 
 MEASURED, THRESHOLD, UNIT, COMPARISON, REASON = "measured", "threshold", "unit", "comparison", "reason"
@@ -131,10 +133,26 @@ def asset_checks(key: AssetKey, checks: list[Check], evaluate: Evaluate):
     return _checks
 
 
-def described(warehouse: WarehouseResource, *refs) -> dict:
-    """The engine's description of ``refs`` (one round trip on DuckDB, none on TD):
-    {ref: [(column, type)] or None when the table does not exist}."""
-    return warehouse.describe_tables([r for r in refs if r is not None])
+def described(warehouse: WarehouseResource, *refs, context: AssetCheckExecutionContext | None = None) -> dict:
+    """The columns of ``refs``: {ref: [(column, type)] or None when the table does not exist}.
+
+    A table this run built has its description in its materialization (``dagster/column_schema``,
+    assets/metadata.py), read from there; the others are described by the engine in one round
+    trip (one catalog query on DuckDB, an API call and no job on TD)."""
+    wanted = list(dict.fromkeys(r for r in refs if r is not None))
+    known = {ref: cols for ref in wanted if (cols := built_this_run(context, ref)) is not None} if context else {}
+    rest = [ref for ref in wanted if ref not in known]
+    return {**known, **(warehouse.describe_tables(rest) if rest else {})}
+
+
+def built_this_run(context: AssetCheckExecutionContext, ref) -> list[tuple[str, str]] | None:
+    """The columns a table had when this run built it, or None (not built in this run, or its
+    build recorded no column schema)."""
+    event = context.instance.get_latest_materialization_event(table_key(ref))
+    if event is None or event.run_id != context.run.run_id or event.asset_materialization is None:
+        return None
+    schema = event.asset_materialization.metadata.get(COLUMN_SCHEMA)
+    return None if schema is None else [(c.name, c.type) for c in schema.value.columns]
 
 
 def column_names(description: list[tuple[str, str]] | None) -> list[str]:

@@ -24,8 +24,8 @@ def build_hist_union_checks(loaded: LoadedConfig) -> list:
         target = hist_union_ref(loaded, source, obj)
         inputs = list(ingestion_refs(loaded, source, obj).values())
 
-        def evaluate(context, warehouse, target=target, inputs=inputs, pk=list(obj.primary_key)):  # noqa: ARG001
-            have = described(warehouse, target, *inputs)
+        def evaluate(context, warehouse, target=target, inputs=inputs, pk=list(obj.primary_key)):
+            have = described(warehouse, target, *inputs, context=context)
 
             def key_of(ref):  # without a primary key, a row is its key (lineage columns aside)
                 return pk or [c for c in column_names(have[ref]) if c not in LINEAGE_COLUMNS]

@@ -35,9 +35,10 @@ class RawTableMeasures:
     loads: pd.DataFrame
 
 
-def raw_table_measures(wh: WarehouseResource, ref: TableRef, log: TableRef, source: str, obj: str, mode: str) -> RawTableMeasures:
+def raw_table_measures(context, wh: WarehouseResource, ref: TableRef, log: TableRef, source: str, obj: str,
+                       mode: str) -> RawTableMeasures:
     rejected = rejected_ref(ref)
-    have = described(wh, ref, log, rejected)
+    have = described(wh, ref, log, rejected, context=context)
     rejected_cols = column_names(have[rejected])
     sql = ingestion_measures_sql(
         ref if have[ref] is not None else None,
@@ -165,8 +166,8 @@ def build_ingestion_checks(loaded: LoadedConfig) -> list:
                 *monitoring.raw_table_checks(cfg),
             ]
 
-            def evaluate(context, warehouse, ref=ref, mode=mode, source=source.name, obj=obj.name):  # noqa: ARG001
-                m = raw_table_measures(warehouse, ref, log, source, obj, mode)
+            def evaluate(context, warehouse, ref=ref, mode=mode, source=source.name, obj=obj.name):
+                m = raw_table_measures(context, warehouse, ref, log, source, obj, mode)
                 return {
                     "has_rows": has_rows(m),
                     "latest_load_succeeded": latest_load_succeeded(m),

@@ -104,9 +104,9 @@ def build_monitoring_checks(loaded: LoadedConfig) -> list:
         share_check = Check("largest_component_share",
                             f"No canonical id holds more than {cfg.largest_component_max_pct}% of the rows with an id.")
 
-        def evaluate(context, warehouse, plan=plan):  # noqa: ARG001
+        def evaluate(context, warehouse, plan=plan):
             enriched = [enriched_ref(plan.schema, t.alias) for t in plan.tables]
-            have = described(warehouse, *enriched)
+            have = described(warehouse, *enriched, context=context)
             present = [ref for ref in enriched if have[ref] is not None]
             share_of = {"threshold": cfg.largest_component_max_pct, "unit": "% of the rows with an id", "comparison": "at_most"}
             if not present:

@@ -25,8 +25,8 @@ def build_staging_checks(loaded: LoadedConfig) -> list:
         columns = staged_columns(staging_rules(loaded, source, obj))
         key = table_key(target)
 
-        def expected_columns(warehouse, target=target, columns=columns) -> AssetCheckResult:
-            have = described(warehouse, target)[target]
+        def expected_columns(context, warehouse, target=target, columns=columns) -> AssetCheckResult:
+            have = described(warehouse, target, context=context)[target]
             if have is None:
                 return check_result(False, measured=None, threshold=0, unit="missing column(s)", comparison="at_most",
                                     reason=f"{target.display} does not exist")
@@ -55,7 +55,7 @@ def build_staging_checks(loaded: LoadedConfig) -> list:
                                 comparison="at_most", unparseable_pct=shares)
 
         def evaluate(context, warehouse, expected_columns=expected_columns, unparseable_share=unparseable_share):
-            return {"expected_columns": expected_columns(warehouse), "unparseable_share": unparseable_share(context)}
+            return {"expected_columns": expected_columns(context, warehouse), "unparseable_share": unparseable_share(context)}
 
         checks.append(asset_checks(key, specs, evaluate))
     return checks

@@ -32,8 +32,8 @@ def _lookup_checks(plan: u.IdPlan):
         Check("one_canonical_id_per_id", "Every id maps to exactly one canonical id."),
     ]
 
-    def evaluate(context, warehouse):  # noqa: ARG001
-        if described(warehouse, lookup)[lookup] is None:
+    def evaluate(context, warehouse):
+        if described(warehouse, lookup, context=context)[lookup] is None:
             rows, many = 0, None
         else:
             row = warehouse.fetch(lookup_measures_sql(lookup, plan.name)).iloc[0]
@@ -53,8 +53,9 @@ def _graph_checks(plan: u.IdPlan):
     stats = plan.ref("loop_stats")
     spec = Check("loop_converged", "The loop converged; a warning when it stopped at merge_iterations.")
 
-    def evaluate(context, warehouse):  # noqa: ARG001
-        last = warehouse.fetch(latest_loop_sql(stats)) if described(warehouse, stats)[stats] is not None else None
+    def evaluate(context, warehouse):
+        exists = described(warehouse, stats, context=context)[stats] is not None
+        last = warehouse.fetch(latest_loop_sql(stats)) if exists else None
         if last is None or last.empty:
             return {"loop_converged": check_result(
                 False, measured=None, threshold=0, unit="edge(s) left", comparison="at_most",
@@ -106,7 +107,7 @@ def _enriched_checks(target: TableRef, ids: list[str], threshold: float, cfg):
     ]
 
     def evaluate(context, warehouse):
-        have = set(column_names(described(warehouse, target)[target]))
+        have = set(column_names(described(warehouse, target, context=context)[target]))
         missing = [c for c in ids if c not in have]
         present = [c for c in ids if c in have]
         per_id, rows = {cid: 0.0 for cid in missing}, 0
