@@ -75,14 +75,37 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def measurement_text(metadata: Mapping[str, Any]) -> str:
+# Dagster's own freshness check (checks/monitoring.py) reports in its metadata keys: read them
+# under the convention, so that its alert says what it measured and against what.
+FRESHNESS_PARAMS, LAST_UPDATED, LOWER_BOUND = (
+    "dagster/freshness_params", "dagster/last_updated_timestamp", "dagster/freshness_lower_bound_timestamp")
+
+
+def _convention(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """A check's metadata as plain values, with Dagster's freshness metadata translated into
+    the convention (hours since the last materialization, at most the allowed hours)."""
+    meta = {k: _plain(v) for k, v in metadata.items()}
+    if MEASURED in meta or FRESHNESS_PARAMS not in meta:
+        return meta
+    allowed = float(meta[FRESHNESS_PARAMS].get("lower_bound_delta_seconds", 0)) / 3600
+    now = float(meta.get(LOWER_BOUND, 0)) + allowed * 3600
+    last = meta.get(LAST_UPDATED)
+    meta.update({THRESHOLD: round(allowed, 2), UNIT: "hours since the last materialization", COMPARISON: "at_most"})
+    if last is None:
+        meta.update({MEASURED: "not measured", REASON: "never materialized"})
+    else:
+        meta[MEASURED] = round((now - float(last)) / 3600, 2)
+    return meta
+
+
+def measurement_text(metadata: Mapping[str, Any], description: str | None = None) -> str:
     """``measured 95.2 % (threshold: at least 99.5 %)``, from a check's metadata.
 
-    Metadata without the convention (a check of another code location) is named as such
-    rather than guessed at."""
-    meta = {k: _plain(v) for k, v in metadata.items()}
+    Metadata without the convention (Dagster's schema change check, a check of another code
+    location) is shown by the check's own description, or named as such rather than guessed at."""
+    meta = _convention(metadata)
     if MEASURED not in meta or THRESHOLD not in meta:
-        return "no measured value or threshold in this check's metadata"
+        return description or "no measured value or threshold in this check's metadata"
     unit = meta.get(UNIT) or ""
     comparison = COMPARISONS.get(str(meta.get(COMPARISON)), str(meta.get(COMPARISON) or ""))
     # "95.2%" and "3.1x", but "12 rows"
@@ -97,7 +120,7 @@ def measurement_text(metadata: Mapping[str, Any]) -> str:
 
 def measurement(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The convention's entries of a check's metadata, as plain values (for alert payloads)."""
-    meta = {k: _plain(v) for k, v in metadata.items()}
+    meta = _convention(metadata)
     return {k: meta[k] for k in (MEASURED, THRESHOLD, UNIT, COMPARISON, REASON) if k in meta}
 
 

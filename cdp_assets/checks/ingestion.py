@@ -1,7 +1,7 @@
 """Ingestion checks: the table exists and has rows, the latest load succeeded, the watermark
 never moves backwards, no rejected row is still outstanding (a warning), the latest load
 skipped no row (a warning: rows older than start_date or already loaded are counted, never
-dropped silently). With the monitoring checks of the same table (fresh, volume_anomaly) they
+dropped silently). With the monitoring check of the same table (volume_anomaly) they
 are one step per raw table, measured by one description and one query (``raw_table_measures``)."""
 
 from __future__ import annotations

@@ -1,18 +1,35 @@
-"""Monitoring checks (warnings): freshness and volume of the raw loads, the coverage trend, and
-the share of the largest identity cluster (a symptom of over-merging).
+"""Monitoring checks (warnings): freshness, volume and schema drift of the raw loads, schema drift
+of the staged tables, the coverage trend, and the share of the largest identity cluster (a
+symptom of over-merging).
 
-Freshness and volume are evaluated with the raw table's other checks (checks/ingestion.py) from
-the same measured loads, the coverage trend with the enriched table's (checks/unification.py)
-from the build's metadata; the largest share is its own step on the result statistics."""
+Freshness and schema drift are Dagster's own checks (``build_last_update_freshness_checks``,
+``build_column_schema_change_checks`` over the ``dagster/column_schema`` each build records): no
+warehouse statement. Volume is evaluated with the raw table's other checks (checks/ingestion.py)
+from the same measured loads, the coverage trend with the enriched table's
+(checks/unification.py) from the build's metadata; the largest share is its own step on the
+result statistics."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import warnings
+from datetime import timedelta
 
 import pandas as pd
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetKey
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    BetaWarning,
+    SupersessionWarning,
+    build_column_schema_change_checks,
+    build_last_update_freshness_checks,
+    build_sensor_for_freshness_checks,
+)
 
+from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.keys import table_key
+from cdp_assets.assets.staging import staging_ref
 from cdp_assets.assets.unification import enriched_ref
 from cdp_assets.checks import Check, asset_checks, check_result, described
 from cdp_assets.config.models import LoadedConfig
@@ -38,23 +55,13 @@ def volume_anomaly(loaded_rows: list[int], factor: float) -> tuple[bool, dict]:
 
 
 def raw_table_checks(cfg) -> list[Check]:
-    return [
-        Check("fresh", f"A successful load within {cfg.freshness_hours} hours."),
-        Check("volume_anomaly", f"The latest load is within {cfg.volume_anomaly_factor}x of the trailing loads."),
-    ]
+    return [Check("volume_anomaly", f"The latest load is within {cfg.volume_anomaly_factor}x of the trailing loads.")]
 
 
 def raw_table_results(loads: pd.DataFrame, cfg) -> dict[str, AssetCheckResult]:
-    """fresh and volume_anomaly of a raw table, from its loads (oldest first) as measured for
-    its ingestion checks."""
+    """volume_anomaly of a raw table, from its loads (oldest first) as measured for its
+    ingestion checks."""
     ok = loads[loads["status"] == "success"]
-    hours = {"threshold": cfg.freshness_hours, "unit": "hours since the last successful load", "comparison": "at_most"}
-    if ok.empty:
-        fresh = check_result(False, measured=None, **hours, severity=AssetCheckSeverity.WARN, reason="never loaded successfully")
-    else:
-        last = pd.Timestamp(ok["loaded_at"].max())
-        age = (datetime.now(timezone.utc).replace(tzinfo=None) - last.to_pydatetime()).total_seconds() / 3600
-        fresh = check_result(age <= cfg.freshness_hours, measured=round(age, 2), **hours, severity=AssetCheckSeverity.WARN)
     rows = [0 if pd.isna(n) else int(n) for n in ok["records_loaded"]]
     anomalous, measurement = volume_anomaly(rows, cfg.volume_anomaly_factor)
     volume = check_result(
@@ -65,7 +72,7 @@ def raw_table_results(loads: pd.DataFrame, cfg) -> dict[str, AssetCheckResult]:
         severity=AssetCheckSeverity.WARN,
         **measurement,
     )
-    return {"fresh": fresh, "volume_anomaly": volume}
+    return {"volume_anomaly": volume}
 
 
 def coverage_trend_check(cfg) -> Check:
@@ -93,13 +100,48 @@ def coverage_trend(context: AssetCheckExecutionContext, key: AssetKey, cfg) -> A
     )
 
 
+def raw_keys(loaded: LoadedConfig) -> list[AssetKey]:
+    return [table_key(ref) for s, o in loaded.pipeline.source_objects() for ref in ingestion_refs(loaded, s, o).values()]
+
+
+def build_freshness_checks(loaded: LoadedConfig) -> list:
+    """Dagster's freshness check on every raw table: a materialization (a successful load)
+    within ``checks.freshness_hours`` (a warning; its alert reads Dagster's metadata under the
+    convention, ``cdp_assets.checks``). One step for all raw tables, no warehouse statement."""
+    with warnings.catch_warnings():  # "superseded" by FreshnessPolicy, which gives no check result to alert on
+        warnings.simplefilter("ignore", SupersessionWarning)
+        return list(build_last_update_freshness_checks(
+            assets=raw_keys(loaded),
+            lower_bound_delta=timedelta(hours=loaded.pipeline.checks.freshness_hours),
+            severity=AssetCheckSeverity.WARN,
+        ))
+
+
+def build_freshness_sensor(loaded: LoadedConfig):
+    """Evaluates the freshness checks between runs (a table goes stale when no run comes):
+    Dagster's sensor for them, off until turned on in the UI or with ``dagster sensor start``."""
+    with warnings.catch_warnings():  # "superseded" by FreshnessPolicy, which raises no check result to alert on
+        warnings.simplefilter("ignore", SupersessionWarning)
+        return build_sensor_for_freshness_checks(freshness_checks=build_freshness_checks(loaded), name="cdp_freshness")
+
+
+def build_schema_change_checks(loaded: LoadedConfig) -> list:
+    """Dagster's column_schema_change check (a warning) on the raw and staged tables: a column
+    added, removed or retyped between their latest two builds (their ``dagster/column_schema``)."""
+    staged = [table_key(staging_ref(loaded, s, o)) for s, o in loaded.pipeline.source_objects()]
+    with warnings.catch_warnings():  # beta in Dagster 1.13; pinned with the dagster family
+        warnings.simplefilter("ignore", BetaWarning)
+        return list(build_column_schema_change_checks(assets=[*raw_keys(loaded), *staged], severity=AssetCheckSeverity.WARN))
+
+
 def build_monitoring_checks(loaded: LoadedConfig) -> list:
-    """The checks of assets no other phase checks: the largest share, on the result statistics
-    (built after every enriched table, which it reads)."""
+    """Freshness and schema drift (Dagster's), and the checks of assets no other phase checks:
+    the largest share, on the result statistics (built after every enriched table, which it
+    reads)."""
     cfg = loaded.pipeline.checks
+    checks = [*build_freshness_checks(loaded), *build_schema_change_checks(loaded)]
     if loaded.unification is None:
-        return []
-    checks = []
+        return checks
     for plan in u.build_id_plans(loaded):
         share_check = Check("largest_component_share",
                             f"No canonical id holds more than {cfg.largest_component_max_pct}% of the rows with an id.")
