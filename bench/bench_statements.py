@@ -40,8 +40,17 @@ RECORDS = 60
 TD_KEY = "4321/" + "b3c7" * 10
 TARGETS = {"duckdb": 150, "treasure_data": 80}  # issue 12: statements on DuckDB, jobs on TD
 ISSUE_BEFORE = {"duckdb": 683, "treasure_data": 223}
-PHASES = ["ingestion", "ingestion checks", "hist_union", "hist_union checks", "staging", "staging checks",
-          "unification", "unification checks", "report"]
+PHASES = [
+    "ingestion",
+    "ingestion checks",
+    "hist_union",
+    "hist_union checks",
+    "staging",
+    "staging checks",
+    "unification",
+    "unification checks",
+    "report",
+]
 
 
 def run(root: Path, engine: dict | None = None) -> dict:
@@ -50,13 +59,18 @@ def run(root: Path, engine: dict | None = None) -> dict:
     loaded = load_config(write_project(root, records=RECORDS, generate=not (root / "data").exists(), mutate=mutate))
     warehouse = counting(build_warehouse(loaded))
     defs = build_definitions(loaded, warehouse)
-    result = defs.resolve_job_def(PIPELINE_JOB).execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    result = defs.resolve_job_def(PIPELINE_JOB).execute_in_process(
+        instance=DagsterInstance.ephemeral(), raise_on_error=False
+    )
     checks = check_results(result)
     if not result.success or not all(checks.values()):
         raise SystemExit(f"the sample run failed: {[k for k, v in checks.items() if not v]}")
     phases = per_phase(warehouse.counts, phase_of_steps(defs))
-    return {"phases": {p: dict(c) for p, c in phases.items()}, "checks": len(checks),
-            "check_steps": len(defs.asset_checks)}
+    return {
+        "phases": {p: dict(c) for p, c in phases.items()},
+        "checks": len(checks),
+        "check_steps": len(defs.asset_checks),
+    }
 
 
 def measure() -> dict:
@@ -106,26 +120,51 @@ def markdown(now: dict, before: dict | None) -> str:
     known = set(PHASES)
     extra = sorted({p for r in (now, before) if r for e in r.values() for p in e["phases"]} - known)
     for phase in PHASES + extra:
-        lines.append(f"| {phase} | {cell(before, 'duckdb', phase)} | {cell(now, 'duckdb', phase)} "
-                     f"| {cell(before, 'treasure_data', phase)} | {cell(now, 'treasure_data', phase)} |")
-    checks_now = {e: sum(statements(p) if e == "duckdb" else p.get("jobs", 0)
-                         for name, p in now[e]["phases"].items() if name.endswith(" checks")) for e in now}
-    lines.append(f"| **total** | {total(before, 'duckdb') if before else 'n/a'} | **{total(now, 'duckdb')}** "
-                 f"| {total(before, 'treasure_data') if before else 'n/a'} | **{total(now, 'treasure_data')}** |")
-    lines += ["", "| engine | issue 12 (before) | now | of which checks | target | met |", "|---|---:|---:|---:|---:|---|"]
-    for engine, unit in (("duckdb", "statements"), ("treasure_data", "jobs")):
-        n = total(now, engine)
-        lines.append(f"| {engine} ({unit}) | {ISSUE_BEFORE[engine]} | {n} | {checks_now[engine]} "
-                     f"| <= {TARGETS[engine]} | {'met' if n <= TARGETS[engine] else 'NOT met'} |")
+        lines.append(
+            f"| {phase} | {cell(before, 'duckdb', phase)} | {cell(now, 'duckdb', phase)} "
+            f"| {cell(before, 'treasure_data', phase)} | {cell(now, 'treasure_data', phase)} |"
+        )
+    checks_now = {
+        e: sum(
+            statements(p) if e == "duckdb" else p.get("jobs", 0)
+            for name, p in now[e]["phases"].items()
+            if name.endswith(" checks")
+        )
+        for e in now
+    }
+    lines.append(
+        f"| **total** | {total(before, 'duckdb') if before else 'n/a'} | **{total(now, 'duckdb')}** "
+        f"| {total(before, 'treasure_data') if before else 'n/a'} | **{total(now, 'treasure_data')}** |"
+    )
     lines += [
         "",
-        f"The {now['duckdb']['checks']} checks now run as one step per checked asset, each measuring its "
-        "table once: the engine's description (one catalog query on DuckDB, one API call and no job on TD) "
-        "and one query of scalar subqueries; staging's parse counts and the coverage trend come from the "
-        "build's materialization metadata (docs/checks.md). What is left is the builds' own overhead, per "
-        "built table: `CREATE SCHEMA IF NOT EXISTS`, a listing for half-built leftovers, a `COUNT(*)` after "
-        "each `CREATE TABLE AS`, the four-statement swap, the loaders' `table_exists` look-ups and the "
-        "report's per-table counts.",
+        "| engine | issue 12 (before) | now | of which checks | target | met |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for engine, unit in (("duckdb", "statements"), ("treasure_data", "jobs")):
+        n = total(now, engine)
+        lines.append(
+            f"| {engine} ({unit}) | {ISSUE_BEFORE[engine]} | {n} | {checks_now[engine]} "
+            f"| <= {TARGETS[engine]} | {'met' if n <= TARGETS[engine] else 'NOT met'} |"
+        )
+    lines += [
+        "",
+        f"The {now['duckdb']['checks']} checks run as one step per checked asset, each measuring its table once: "
+        "the engine's description (one catalog query on DuckDB, one API call and no job on TD; none for a table "
+        "the same run built, whose build recorded its column schema) and one query of scalar subqueries; "
+        "staging's parse counts and the coverage trend come from the build's metadata, freshness and schema "
+        "drift are Dagster's checks on its event log (docs/checks.md). The report counts every table's rows in "
+        "one query. The builds send 20 more statements than before on DuckDB (no more TD jobs): the "
+        "description of what each build step wrote, for its `dagster/column_schema`. What is left is the "
+        "builds' own statements. A statement log of the DuckDB run on "
+        "2026-12-03 (468 statements counting those inside DataFrame loads) has: 128 for swaps and drops "
+        "(`BEGIN`, `DROP`, `ALTER ... RENAME`, `COMMIT`: four per published table), 70 `table_exists` "
+        "look-ups (56 in the loaders), 59 `CREATE SCHEMA IF NOT EXISTS`, 39 single-table `COUNT(*)` "
+        "(most after a `CREATE TABLE AS`, whose answer DuckDB already gives), 34 column look-ups, 29 "
+        "listings for half-built leftovers (one per build), 29 descriptions, 19 `CREATE TABLE`, 61 other. "
+        "Reaching 150 means cutting those in the engine (`engines/base.py`: a schema created once per run, "
+        "the swap in one round trip, the count from the `CREATE TABLE AS` answer) and in the loaders and the "
+        "unification runner, which other branches are changing.",
     ]
     return "\n".join(lines)
 

@@ -8,7 +8,6 @@ not judge (too little history). ``measurement_text`` turns that metadata into th
 user reads, in the UI's description, in an alert and in ``cdp-assets run``'s summary.
 """
 
-
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +60,9 @@ def check_result(
     if reason:
         metadata[REASON] = reason
     metadata.update(details)
-    return AssetCheckResult(passed=bool(passed), severity=severity, metadata=metadata, description=measurement_text(metadata))
+    return AssetCheckResult(
+        passed=bool(passed), severity=severity, metadata=metadata, description=measurement_text(metadata)
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -78,7 +79,10 @@ def _number(value: Any) -> str:
 # Dagster's own freshness check (checks/monitoring.py) reports in its metadata keys: read them
 # under the convention, so that its alert says what it measured and against what.
 FRESHNESS_PARAMS, LAST_UPDATED, LOWER_BOUND = (
-    "dagster/freshness_params", "dagster/last_updated_timestamp", "dagster/freshness_lower_bound_timestamp")
+    "dagster/freshness_params",
+    "dagster/last_updated_timestamp",
+    "dagster/freshness_lower_bound_timestamp",
+)
 
 
 def _convention(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,15 +147,24 @@ def asset_checks(key: AssetKey, checks: list[Check], evaluate: Evaluate):
     or the build's metadata) and returns each check's result by name."""
     specs = [AssetCheckSpec(c.name, asset=key, description=c.description, blocking=c.blocking) for c in checks]
 
-    @multi_asset_check(specs=specs, name=f"{'__'.join(key.path)}__checks",
-                       description=f"The checks of {key.to_user_string()}, measured together.")
+    @multi_asset_check(
+        specs=specs,
+        name=f"{'__'.join(key.path)}__checks",
+        description=f"The checks of {key.to_user_string()}, measured together.",
+    )
     def _checks(context: AssetCheckExecutionContext, warehouse: WarehouseResource):
         with warehouse.session():
             results = evaluate(context, warehouse)
         for check in checks:
             r = results[check.name]
-            yield AssetCheckResult(asset_key=key, check_name=check.name, passed=r.passed, severity=r.severity,
-                                   metadata=r.metadata, description=r.description)
+            yield AssetCheckResult(
+                asset_key=key,
+                check_name=check.name,
+                passed=r.passed,
+                severity=r.severity,
+                metadata=r.metadata,
+                description=r.description,
+            )
 
     return _checks
 

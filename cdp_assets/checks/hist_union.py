@@ -32,25 +32,43 @@ def build_hist_union_checks(loaded: LoadedConfig) -> list:
 
             present = [ref for ref in inputs if have[ref] is not None]
             exists = have[target] is not None
-            row = warehouse.fetch(hist_union_measures_sql(
-                target if exists else None, key_of(target), [(ref, key_of(ref)) for ref in present])).iloc[0]
+            row = warehouse.fetch(
+                hist_union_measures_sql(
+                    target if exists else None, key_of(target), [(ref, key_of(ref)) for ref in present]
+                )
+            ).iloc[0]
             per_input = {ref.display: int(row[f"input_{i}"]) for i, ref in enumerate(present)}
             needed = max(per_input.values(), default=0)
             key_text = ", ".join(pk) if pk else "(all columns: no primary_key configured)"
             if not exists:
                 missing = f"{target.display} does not exist"
                 return {
-                    "covers_inputs": check_result(False, measured=None, threshold=needed, unit="rows",
-                                                  comparison="at_least", reason=missing),
-                    "unique_primary_key": check_result(False, measured=None, threshold=0, unit="duplicate key(s)",
-                                                       comparison="at_most", reason=missing, key=key_text),
+                    "covers_inputs": check_result(
+                        False, measured=None, threshold=needed, unit="rows", comparison="at_least", reason=missing
+                    ),
+                    "unique_primary_key": check_result(
+                        False,
+                        measured=None,
+                        threshold=0,
+                        unit="duplicate key(s)",
+                        comparison="at_most",
+                        reason=missing,
+                        key=key_text,
+                    ),
                 }
             rows, dupes = int(row["table_rows"]), int(row["duplicate_keys"])
             return {
-                "covers_inputs": check_result(rows >= needed, measured=rows, threshold=needed, unit="rows",
-                                              comparison="at_least", distinct_input_rows=per_input),
-                "unique_primary_key": check_result(dupes == 0, measured=dupes, threshold=0, unit="duplicate key(s)",
-                                                   comparison="at_most", key=key_text),
+                "covers_inputs": check_result(
+                    rows >= needed,
+                    measured=rows,
+                    threshold=needed,
+                    unit="rows",
+                    comparison="at_least",
+                    distinct_input_rows=per_input,
+                ),
+                "unique_primary_key": check_result(
+                    dupes == 0, measured=dupes, threshold=0, unit="duplicate key(s)", comparison="at_most", key=key_text
+                ),
             }
 
         checks.append(asset_checks(table_key(target), CHECKS, evaluate))

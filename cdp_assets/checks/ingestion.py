@@ -35,8 +35,9 @@ class RawTableMeasures:
     loads: pd.DataFrame
 
 
-def raw_table_measures(context, wh: WarehouseResource, ref: TableRef, log: TableRef, source: str, obj: str,
-                       mode: str) -> RawTableMeasures:
+def raw_table_measures(
+    context, wh: WarehouseResource, ref: TableRef, log: TableRef, source: str, obj: str, mode: str
+) -> RawTableMeasures:
     rejected = rejected_ref(ref)
     have = described(wh, ref, log, rejected, context=context)
     rejected_cols = column_names(have[rejected])
@@ -67,16 +68,29 @@ def _int(value) -> int:
 
 def has_rows(m: RawTableMeasures) -> AssetCheckResult:
     if m.rows is None:
-        return check_result(False, measured=None, threshold=1, unit="rows", comparison="at_least",
-                            reason=f"{m.table.display} does not exist")
-    return check_result(m.rows > 0, measured=m.rows, threshold=1, unit="rows", comparison="at_least",
-                        severity=AssetCheckSeverity.WARN)
+        return check_result(
+            False,
+            measured=None,
+            threshold=1,
+            unit="rows",
+            comparison="at_least",
+            reason=f"{m.table.display} does not exist",
+        )
+    return check_result(
+        m.rows > 0, measured=m.rows, threshold=1, unit="rows", comparison="at_least", severity=AssetCheckSeverity.WARN
+    )
 
 
 def latest_load_succeeded(m: RawTableMeasures) -> AssetCheckResult:
     if m.loads.empty:
-        return check_result(False, measured=None, threshold="success", unit="", comparison="equals",
-                            reason="no load recorded in ingestion_log")
+        return check_result(
+            False,
+            measured=None,
+            threshold="success",
+            unit="",
+            comparison="equals",
+            reason="no load recorded in ingestion_log",
+        )
     last = m.loads.iloc[-1]
     rows = m.rows or 0
     # A rerun with nothing new is a success; a success that left the table empty is not.
@@ -157,12 +171,20 @@ def build_ingestion_checks(loaded: LoadedConfig) -> list:
                 Check("has_rows", "The table exists (error) and has rows (warning when empty)."),
                 Check("latest_load_succeeded", "The latest load of this table is logged as success."),
                 Check("watermark_never_moves_backwards", "Successive successful loads never lower the watermark."),
-                Check("no_rejected_rows", (
-                    f"No rejected row of this load mode is still outstanding (rejected rows are kept in "
-                    f"{rejected_ref(ref).display}; a later version of their file supersedes them).")),
-                Check("no_skipped_rows", (
-                    "The latest load skipped no row: rows older than start_date and exact copies of rows already "
-                    "loaded are counted in ingestion_log (a warning, never silent).")),
+                Check(
+                    "no_rejected_rows",
+                    (
+                        f"No rejected row of this load mode is still outstanding (rejected rows are kept in "
+                        f"{rejected_ref(ref).display}; a later version of their file supersedes them)."
+                    ),
+                ),
+                Check(
+                    "no_skipped_rows",
+                    (
+                        "The latest load skipped no row: rows older than start_date and exact copies of rows already "
+                        "loaded are counted in ingestion_log (a warning, never silent)."
+                    ),
+                ),
                 *monitoring.raw_table_checks(cfg),
             ]
 

@@ -46,7 +46,10 @@ def volume_anomaly(loaded_rows: list[int], factor: float) -> tuple[bool, dict]:
     whether it is anomalous, and the check's measurement (see ``check_result``)."""
     loads = [n for n in loaded_rows if n > 0]
     if len(loads) < 4:
-        return False, {"measured": None, "reason": f"not judged: {len(loads)} non-empty load(s), 4 needed for a trailing mean"}
+        return False, {
+            "measured": None,
+            "reason": f"not judged: {len(loads)} non-empty load(s), 4 needed for a trailing mean",
+        }
     latest, trailing = loads[-1], loads[-1 - HISTORY : -1]
     mean = sum(trailing) / len(trailing)
     ratio = latest / mean  # mean > 0: only non-empty loads are kept
@@ -76,7 +79,10 @@ def raw_table_results(loads: pd.DataFrame, cfg) -> dict[str, AssetCheckResult]:
 
 
 def coverage_trend_check(cfg) -> Check:
-    return Check("coverage_trend", f"Coverage did not drop more than {cfg.coverage_drop_max_points} points since the previous run.")
+    return Check(
+        "coverage_trend",
+        f"Coverage did not drop more than {cfg.coverage_drop_max_points} points since the previous run.",
+    )
 
 
 def coverage_trend(context: AssetCheckExecutionContext, key: AssetKey, cfg) -> AssetCheckResult:
@@ -86,7 +92,13 @@ def coverage_trend(context: AssetCheckExecutionContext, key: AssetKey, cfg) -> A
     values = [s.value for s in series if s is not None]
     points = {"threshold": cfg.coverage_drop_max_points, "unit": "points of coverage lost", "comparison": "at_most"}
     if len(values) < 2:
-        return check_result(True, measured=None, **points, severity=AssetCheckSeverity.WARN, reason="not judged: no previous run to compare")
+        return check_result(
+            True,
+            measured=None,
+            **points,
+            severity=AssetCheckSeverity.WARN,
+            reason="not judged: no previous run to compare",
+        )
     now, before = values[0], values[1]
     drops = {cid: round(before[cid] - now.get(cid, 0.0), 3) for cid in before}
     worst = max(drops.values(), default=0.0)
@@ -101,7 +113,9 @@ def coverage_trend(context: AssetCheckExecutionContext, key: AssetKey, cfg) -> A
 
 
 def raw_keys(loaded: LoadedConfig) -> list[AssetKey]:
-    return [table_key(ref) for s, o in loaded.pipeline.source_objects() for ref in ingestion_refs(loaded, s, o).values()]
+    return [
+        table_key(ref) for s, o in loaded.pipeline.source_objects() for ref in ingestion_refs(loaded, s, o).values()
+    ]
 
 
 def build_freshness_checks(loaded: LoadedConfig) -> list:
@@ -110,11 +124,13 @@ def build_freshness_checks(loaded: LoadedConfig) -> list:
     convention, ``cdp_assets.checks``). One step for all raw tables, no warehouse statement."""
     with warnings.catch_warnings():  # "superseded" by FreshnessPolicy, which gives no check result to alert on
         warnings.simplefilter("ignore", SupersessionWarning)
-        return list(build_last_update_freshness_checks(
-            assets=raw_keys(loaded),
-            lower_bound_delta=timedelta(hours=loaded.pipeline.checks.freshness_hours),
-            severity=AssetCheckSeverity.WARN,
-        ))
+        return list(
+            build_last_update_freshness_checks(
+                assets=raw_keys(loaded),
+                lower_bound_delta=timedelta(hours=loaded.pipeline.checks.freshness_hours),
+                severity=AssetCheckSeverity.WARN,
+            )
+        )
 
 
 def build_freshness_sensor(loaded: LoadedConfig):
@@ -131,7 +147,9 @@ def build_schema_change_checks(loaded: LoadedConfig) -> list:
     staged = [table_key(staging_ref(loaded, s, o)) for s, o in loaded.pipeline.source_objects()]
     with warnings.catch_warnings():  # beta in Dagster 1.13; pinned with the dagster family
         warnings.simplefilter("ignore", BetaWarning)
-        return list(build_column_schema_change_checks(assets=[*raw_keys(loaded), *staged], severity=AssetCheckSeverity.WARN))
+        return list(
+            build_column_schema_change_checks(assets=[*raw_keys(loaded), *staged], severity=AssetCheckSeverity.WARN)
+        )
 
 
 def build_monitoring_checks(loaded: LoadedConfig) -> list:
@@ -143,31 +161,46 @@ def build_monitoring_checks(loaded: LoadedConfig) -> list:
     if loaded.unification is None:
         return checks
     for plan in u.build_id_plans(loaded):
-        share_check = Check("largest_component_share",
-                            f"No canonical id holds more than {cfg.largest_component_max_pct}% of the rows with an id.")
+        share_check = Check(
+            "largest_component_share",
+            f"No canonical id holds more than {cfg.largest_component_max_pct}% of the rows with an id.",
+        )
 
         def evaluate(context, warehouse, plan=plan):
             enriched = [enriched_ref(plan.schema, t.alias) for t in plan.tables]
             have = described(warehouse, *enriched, context=context)
             present = [ref for ref in enriched if have[ref] is not None]
-            share_of = {"threshold": cfg.largest_component_max_pct, "unit": "% of the rows with an id", "comparison": "at_most"}
+            share_of = {
+                "threshold": cfg.largest_component_max_pct,
+                "unit": "% of the rows with an id",
+                "comparison": "at_most",
+            }
             if not present:
-                return {"largest_component_share": check_result(
-                    False, measured=None, **share_of, severity=AssetCheckSeverity.WARN, reason="no enriched table exists")}
+                return {
+                    "largest_component_share": check_result(
+                        False,
+                        measured=None,
+                        **share_of,
+                        severity=AssetCheckSeverity.WARN,
+                        reason="no enriched table exists",
+                    )
+                }
             row = warehouse.fetch(largest_component_sql(plan.name, present)).iloc[0]
             # No row with an id gives one row of NULLs (pandas NA, whose truth value raises).
             largest, total = (0 if pd.isna(row[c]) else int(row[c]) for c in ("largest", "total"))
             share = round(100.0 * largest / total, 3) if total else 0.0
             judged = total >= MIN_ROWS_FOR_SHARE
-            return {"largest_component_share": check_result(
-                share <= cfg.largest_component_max_pct or not judged,
-                measured=share,
-                **share_of,
-                severity=AssetCheckSeverity.WARN,
-                reason="" if judged else f"not judged: {total} row(s) with an id, {MIN_ROWS_FOR_SHARE} needed",
-                largest_component_rows=largest,
-                rows_with_id=total,
-            )}
+            return {
+                "largest_component_share": check_result(
+                    share <= cfg.largest_component_max_pct or not judged,
+                    measured=share,
+                    **share_of,
+                    severity=AssetCheckSeverity.WARN,
+                    reason="" if judged else f"not judged: {total} row(s) with an id, {MIN_ROWS_FOR_SHARE} needed",
+                    largest_component_rows=largest,
+                    rows_with_id=total,
+                )
+            }
 
         checks.append(asset_checks(table_key(plan.ref("result_key_stats")), [share_check], evaluate))
     return checks

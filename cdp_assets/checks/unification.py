@@ -40,10 +40,22 @@ def _lookup_checks(plan: u.IdPlan):
             rows, many = int(row["table_rows"]), int(row["ids_with_many"])
         unit = "id(s) with several canonical ids"
         return {
-            "lookup_not_empty": check_result(rows > 0, measured=rows, threshold=1, unit="rows", comparison="at_least",
-                                             reason="" if rows else "no row had a valid key value to unify"),
-            "one_canonical_id_per_id": check_result(many == 0, measured=many, threshold=0, unit=unit, comparison="at_most",
-                                                    reason="" if many is not None else f"{lookup.display} does not exist"),
+            "lookup_not_empty": check_result(
+                rows > 0,
+                measured=rows,
+                threshold=1,
+                unit="rows",
+                comparison="at_least",
+                reason="" if rows else "no row had a valid key value to unify",
+            ),
+            "one_canonical_id_per_id": check_result(
+                many == 0,
+                measured=many,
+                threshold=0,
+                unit=unit,
+                comparison="at_most",
+                reason="" if many is not None else f"{lookup.display} does not exist",
+            ),
         }
 
     return asset_checks(table_key(lookup), specs, evaluate)
@@ -57,43 +69,57 @@ def _graph_checks(plan: u.IdPlan):
         exists = described(warehouse, stats, context=context)[stats] is not None
         last = warehouse.fetch(latest_loop_sql(stats)) if exists else None
         if last is None or last.empty:
-            return {"loop_converged": check_result(
-                False, measured=None, threshold=0, unit="edge(s) left", comparison="at_most",
-                severity=AssetCheckSeverity.WARN, reason=f"no loop iteration recorded in {stats.display}")}
+            return {
+                "loop_converged": check_result(
+                    False,
+                    measured=None,
+                    threshold=0,
+                    unit="edge(s) left",
+                    comparison="at_most",
+                    severity=AssetCheckSeverity.WARN,
+                    reason=f"no loop iteration recorded in {stats.display}",
+                )
+            }
         row = last.iloc[0]
-        return {"loop_converged": check_result(
-            bool(row["converged"]),
-            measured=int(row["edges_left"]),
-            threshold=0,
-            unit="edge(s) left",
-            comparison="at_most",
-            severity=AssetCheckSeverity.WARN,
-            reason="" if bool(row["converged"]) else f"stopped at the iteration cap ({plan.cid.iteration_cap})",
-            iterations=int(row["iteration"]),
-            iteration_cap=plan.cid.iteration_cap,
-            rows_changed_last_iteration=int(row["rows_changed"]),
-        )}
+        return {
+            "loop_converged": check_result(
+                bool(row["converged"]),
+                measured=int(row["edges_left"]),
+                threshold=0,
+                unit="edge(s) left",
+                comparison="at_most",
+                severity=AssetCheckSeverity.WARN,
+                reason="" if bool(row["converged"]) else f"stopped at the iteration cap ({plan.cid.iteration_cap})",
+                iterations=int(row["iteration"]),
+                iteration_cap=plan.cid.iteration_cap,
+                rows_changed_last_iteration=int(row["rows_changed"]),
+            )
+        }
 
     return asset_checks(table_key(plan.ref("graph")), [spec], evaluate)
 
 
 def _excluded_checks(plan: u.IdPlan):
     excluded = plan.ref("excluded_values")
-    spec = Check("no_values_over_cap", "Warns when key values shared by more rows than their cap were excluded (never merged).")
+    spec = Check(
+        "no_values_over_cap", "Warns when key values shared by more rows than their cap were excluded (never merged)."
+    )
 
     def evaluate(context, warehouse):  # noqa: ARG001
         top = warehouse.fetch(excluded_measures_sql(excluded))
         total = 0 if top.empty else int(top["total"].iloc[0])
         shown = top.drop(columns=["total"])
-        return {"no_values_over_cap": check_result(
-            total == 0,
-            measured=total,
-            threshold=0,
-            unit="key value(s) over their cap",
-            comparison="at_most",
-            severity=AssetCheckSeverity.WARN,
-            largest=MetadataValue.md(shown.to_markdown(index=False)) if total else MetadataValue.md("none"),
-        )}
+        return {
+            "no_values_over_cap": check_result(
+                total == 0,
+                measured=total,
+                threshold=0,
+                unit="key value(s) over their cap",
+                comparison="at_most",
+                severity=AssetCheckSeverity.WARN,
+                largest=MetadataValue.md(shown.to_markdown(index=False)) if total else MetadataValue.md("none"),
+            )
+        }
 
     return asset_checks(table_key(excluded), [spec], evaluate)
 
@@ -102,7 +128,9 @@ def _enriched_checks(target: TableRef, ids: list[str], threshold: float, cfg):
     key = table_key(target)
     specs = [
         Check("has_canonical_id_columns", f"Columns {ids} are present."),
-        Check("coverage", f"Rows with a canonical id / rows >= {threshold}% (blocks the master tables).", blocking=True),
+        Check(
+            "coverage", f"Rows with a canonical id / rows >= {threshold}% (blocks the master tables).", blocking=True
+        ),
         monitoring.coverage_trend_check(cfg),
     ]
 
@@ -119,13 +147,23 @@ def _enriched_checks(target: TableRef, ids: list[str], threshold: float, cfg):
                 per_id[cid] = round(100.0 * with_id / rows, 3) if rows else 0.0
         worst = min(per_id.values(), default=0.0)
         return {
-            "has_canonical_id_columns": check_result(not missing, measured=len(missing), threshold=0,
-                                                     unit="missing column(s)", comparison="at_most",
-                                                     missing=", ".join(missing)),
-            "coverage": check_result(worst >= threshold, measured=worst, threshold=threshold, unit="%",
-                                     comparison="at_least",
-                                     reason="" if rows else f"{target.display} has no rows",
-                                     coverage_pct_by_id=per_id),
+            "has_canonical_id_columns": check_result(
+                not missing,
+                measured=len(missing),
+                threshold=0,
+                unit="missing column(s)",
+                comparison="at_most",
+                missing=", ".join(missing),
+            ),
+            "coverage": check_result(
+                worst >= threshold,
+                measured=worst,
+                threshold=threshold,
+                unit="%",
+                comparison="at_least",
+                reason="" if rows else f"{target.display} has no rows",
+                coverage_pct_by_id=per_id,
+            ),
             "coverage_trend": monitoring.coverage_trend(context, key, cfg),
         }
 
@@ -138,15 +176,17 @@ def _master_checks(target: TableRef, plan: u.IdPlan):
     def evaluate(context, warehouse):  # noqa: ARG001
         row = warehouse.fetch(master_uniqueness_sql(target, plan.ref("lookup"), plan.name)).iloc[0]
         total, distinct, lookup_ids = (int(row[c]) for c in ("total_rows", "distinct_ids", "lookup_ids"))
-        return {"one_row_per_canonical_id": check_result(
-            total == distinct == lookup_ids,
-            measured=total,
-            threshold=lookup_ids,
-            unit="rows",
-            comparison="equals",
-            reason="" if total == distinct else f"{total - distinct} row(s) repeat a canonical id",
-            distinct_ids=distinct,
-        )}
+        return {
+            "one_row_per_canonical_id": check_result(
+                total == distinct == lookup_ids,
+                measured=total,
+                threshold=lookup_ids,
+                unit="rows",
+                comparison="equals",
+                reason="" if total == distinct else f"{total - distinct} row(s) repeat a canonical id",
+                distinct_ids=distinct,
+            )
+        }
 
     return asset_checks(table_key(target), [spec], evaluate)
 
@@ -161,8 +201,11 @@ def build_unification_checks(loaded: LoadedConfig) -> list:
         checks += [_lookup_checks(plan), _graph_checks(plan), _excluded_checks(plan)]
     for alias in enrich_tables(plans):
         ids = [p.name for p in plans if any(t.alias == alias for t in p.tables)]
-        checks.append(_enriched_checks(enriched_ref(unify.schema, alias), ids,
-                                       loaded.pipeline.checks.coverage_min_pct, loaded.pipeline.checks))
+        checks.append(
+            _enriched_checks(
+                enriched_ref(unify.schema, alias), ids, loaded.pipeline.checks.coverage_min_pct, loaded.pipeline.checks
+            )
+        )
     by_name = {p.name: p for p in plans}
     for master in unify.master_tables:
         checks.append(_master_checks(TableRef(unify.schema, master.name), by_name[master.id_name]))
