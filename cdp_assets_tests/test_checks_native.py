@@ -148,3 +148,22 @@ def test_the_engine_describes_several_tables_in_one_query(tmp_path: Path):
         described = wh.describe_tables([a, b, missing])
         assert sum(wh.counts.values()) == before + 1
     assert described == {a: [("x", "INTEGER"), ("y", "VARCHAR")], b: [("z", "TIMESTAMP")], missing: None}
+
+
+def test_a_failed_coverage_check_still_blocks_the_master_tables(tmp_path):
+    """coverage is one check of its enriched table's step: its blocking spec still stops the
+    master tables downstream, and the table's other checks still report."""
+
+    def strict(cfg: dict) -> None:
+        cfg["checks"]["coverage_min_pct"] = 100
+
+    loaded = load_config(write_project(tmp_path, records=60, mutate=strict))
+    defs = build_definitions(loaded)
+    result = defs.resolve_job_def(PIPELINE_JOB).execute_in_process(raise_on_error=False)
+    checks = check_results(result)
+    failed = [k for k, ok in checks.items() if not ok]
+    assert not result.success and failed and all(k.endswith(":coverage") for k in failed)
+    enriched_with_failure = {k.rsplit(":", 1)[0] for k in failed}
+    assert all(f"{t}:has_canonical_id_columns" in checks for t in enriched_with_failure)
+    built = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert "unified_id_lookup" in built and "customer_master" not in built
