@@ -102,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cdp_assets.checks import measurement_text
 
     for c in failed:  # what it measured and against what: the convention the alerts use
-        print(f"  FAILED check {c.asset_key.to_user_string()}:{c.check_name} ({c.severity.value}): {measurement_text(c.metadata or {})}")
+        print(f"  FAILED check {c.asset_key.to_user_string()}:{c.check_name} ({c.severity.value}): {measurement_text(c.metadata or {}, c.description)}")
     print(f"  report:          {loaded.report_path}")
     print(f"  DuckDB database: {loaded.duckdb_path}" if loaded.pipeline.engine.kind == "duckdb" else "")
     print(f"  Dagster home:    {os.environ['DAGSTER_HOME']} (DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev shows this run)")

@@ -17,7 +17,7 @@ from cdp_assets.assets.staging import build_staging_assets
 from cdp_assets.assets.unification import IO_MANAGER, build_unification_assets
 from cdp_assets.checks.hist_union import build_hist_union_checks
 from cdp_assets.checks.ingestion import build_ingestion_checks
-from cdp_assets.checks.monitoring import build_monitoring_checks
+from cdp_assets.checks.monitoring import build_freshness_sensor, build_monitoring_checks
 from cdp_assets.checks.staging import build_staging_checks
 from cdp_assets.checks.unification import build_unification_checks
 from cdp_assets.config import LoadedConfig, load_config
@@ -74,6 +74,7 @@ def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None 
             build_automation_sensor(loaded),
             build_check_failure_sensor(loaded),
             build_run_failure_sensor(loaded),
+            build_freshness_sensor(loaded),
         ],
         resources={"warehouse": warehouse, IO_MANAGER: TableNameIOManager()},
         # DuckDB: one writer, steps one after another; Databricks, TD: concurrent steps.

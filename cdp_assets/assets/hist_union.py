@@ -5,7 +5,7 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.keys import table_key
-from cdp_assets.assets.metadata import engine_jobs_metadata
+from cdp_assets.assets.metadata import engine_jobs_metadata, engine_kinds, table_metadata, table_name_metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
@@ -31,7 +31,8 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
         deps=[table_key(r) for r in inputs.values()],
         description=f"{source.name}/{obj.name}: historical and incremental rows, de-duplicated"
         + (f" by {obj.primary_key}" if obj.primary_key else " (exact duplicates)"),
-        metadata={"primary_key": ", ".join(obj.primary_key)},
+        metadata={"primary_key": ", ".join(obj.primary_key), **table_name_metadata(target)},
+        kinds=engine_kinds(loaded),
         automation_condition=downstream_condition(),
     )
     def _hist_union(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
@@ -44,9 +45,11 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
                 )
             input_rows = {ref.display: warehouse.row_count(ref) for ref, _ in present}
             rows = warehouse.build_table(target, hist_union_sql(present, source.incremental_field, list(obj.primary_key)))
+            table = table_metadata(warehouse, target)[target]
         context.log.info(f"{target.display}: {rows} row(s) from {input_rows}")
         return MaterializeResult(
-            metadata={"dagster/row_count": rows, "input_rows": input_rows, "table": target.display, **engine_jobs_metadata(warehouse)}
+            metadata={"dagster/row_count": rows, "input_rows": input_rows, "table": target.display, **engine_jobs_metadata(warehouse),
+                      **table}
         )
 
     return _hist_union

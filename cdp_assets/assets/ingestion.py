@@ -5,7 +5,7 @@ from pathlib import Path
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
 
 from cdp_assets.assets.keys import table_key
-from cdp_assets.assets.metadata import engine_jobs_metadata
+from cdp_assets.assets.metadata import engine_jobs_metadata, source_kinds, table_metadata, table_name_metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import DLT_CONNECTORS, LoadedConfig, LocalFilesConnector, S3Connector, SourceConfig, SourceObject, TableConnector
 from cdp_assets.connectors.loading import load_historical, load_incremental, record_failure
@@ -34,9 +34,9 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
         AssetSpec(
             key=table_key(ref),
             group_name=GROUP,
-            kinds={"duckdb"} if loaded.pipeline.engine.kind == "duckdb" else {loaded.pipeline.engine.kind},
+            kinds=source_kinds(loaded, source),
             description=f"{mode.capitalize()} load of {source.name}/{obj.name} ({source.connector.kind}).",
-            metadata={"source": source.name, "object": obj.name, "mode": mode},
+            metadata={"source": source.name, "object": obj.name, "mode": mode, **table_name_metadata(ref)},
         )
         for mode, ref in refs.items()
     ]
@@ -83,6 +83,7 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
                         "records_skipped_before_start_date": result.skipped_before_start_date,
                         "records_skipped_duplicate": result.skipped_duplicate,
                         **engine_jobs_metadata(warehouse),
+                        **table_metadata(warehouse, ref)[ref],
                     },
                 )
 

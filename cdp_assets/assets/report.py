@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
+from cdp_assets.assets.metadata import engine_kinds
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.assets.staging import RULE_COUNTS
 from cdp_assets.config.models import LoadedConfig
@@ -17,7 +18,7 @@ from cdp_assets.report_charts import write_chart
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.checks import latest_loop_sql
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.report import component_sizes_sql, id_profile_sql, latest_run_rows_changed_sql
+from cdp_assets.sql.report import component_sizes_sql, id_profile_sql, latest_run_rows_changed_sql, row_counts_sql
 from cdp_assets.sql.unification_pipeline import enriched_ref
 
 GROUP = "report"
@@ -39,6 +40,7 @@ def build_report_asset(loaded: LoadedConfig, upstream: list[AssetKey]):
         group_name=GROUP,
         deps=upstream,
         automation_condition=downstream_condition(),
+        kinds=engine_kinds(loaded) | {"markdown"},
         description=f"Markdown report of the pipeline, also written to {loaded.report_path}.",
     )
     def cdp_report(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
@@ -89,12 +91,18 @@ def render_report(
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC by run `{context.run.run_id}` on {wh.describe()}.",
         "",
     ]
+    # Which tables exist (one description), and all their row counts (one query).
+    refs = {key: TableRef(key.path[0], key.path[-1]) for key in upstream}
+    described = wh.describe_tables(list(refs.values()))
+    present = [ref for ref in refs.values() if described[ref] is not None]
+    counted = wh.fetch(row_counts_sql(present)).iloc[0] if present else {}
+    row_count = {(ref.schema, ref.name): int(counted[f"t{i}"]) for i, ref in enumerate(present)}
     for phase in ("ingestion", "hist_union", "staging", "unification"):
         keys = [k for k in upstream if phase_of(k, loaded) == phase]
         table_lines, steps, jobs, statuses = [], set(), [], []
         for key in keys:
-            ref = TableRef(key.path[0], key.path[-1])
-            rows = wh.row_count(ref) if wh.table_exists(ref) else None
+            ref = refs[key]
+            rows = row_count.get((ref.schema, ref.name))
             event = context.instance.get_latest_materialization_event(key)
             when = datetime.fromtimestamp(event.timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if event else "never"
             run = event.run_id[:8] if event else ""
@@ -126,7 +134,7 @@ def render_report(
     charts: list[Path] = []
     for plan in u.build_id_plans(loaded):
         lookup = plan.ref("lookup")
-        if not wh.table_exists(lookup):
+        if (lookup.schema, lookup.name) not in row_count:
             continue
         prof = wh.fetch(id_profile_sql(lookup, plan.name)).iloc[0]
         ids, idents = int(prof["ids"]), int(prof["identifiers"])
@@ -134,7 +142,7 @@ def render_report(
         coverage, rows_with_id, rows_total = {}, 0, 0
         for t in plan.tables:
             enriched = enriched_ref(plan.schema, t.alias)
-            if wh.table_exists(enriched):
+            if (enriched.schema, enriched.name) in row_count:
                 row = wh.fetch(u.coverage_sql(enriched, [plan.name])).iloc[0]
                 n, w = int(row["total_rows"]), int(row[f"with_{plan.name}"])
                 coverage[t.alias] = u.coverage_pct(w, n)

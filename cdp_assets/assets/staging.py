@@ -5,7 +5,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from cdp_assets.assets.hist_union import hist_union_ref
 from cdp_assets.assets.keys import table_key
-from cdp_assets.assets.metadata import engine_jobs_metadata
+from cdp_assets.assets.metadata import engine_jobs_metadata, engine_kinds, table_metadata, table_name_metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
@@ -90,6 +90,8 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
         group_name=GROUP,
         deps=[table_key(upstream), *(table_key(d) for d in dimension_refs(loaded, source, obj))],
         automation_condition=downstream_condition(),
+        kinds=engine_kinds(loaded),
+        metadata=table_name_metadata(target),
         description=f"{source.name}/{obj.name} standardised: "
         + (", ".join(c.output for c in staged_columns(rules)) or "no rules, columns pass through"),
     )
@@ -102,6 +104,7 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
             # Each rule's parsed / no-input / unparseable counts, measured once here: the
             # unparseable_share check and the report read them from this materialization.
             counts = rule_counts(columns, warehouse.fetch(rule_counts_sql(target, columns)).iloc[0]) if columns else {}
+            table = table_metadata(warehouse, target)[target]
         unparseable = {out: c["unparseable"] for out, c in counts.items()}
         context.log.info(f"{target.display}: {rows} row(s); unparseable values per column: {unparseable}")
         return MaterializeResult(
@@ -111,6 +114,7 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
                 RULE_COUNTS: MetadataValue.json(counts),
                 "table": target.display,
                 **engine_jobs_metadata(warehouse),
+                **table,
             }
         )
 

@@ -25,7 +25,7 @@ from dagster import (
 )
 
 from cdp_assets.assets.keys import table_key
-from cdp_assets.assets.metadata import engine_jobs_metadata
+from cdp_assets.assets.metadata import engine_jobs_metadata, engine_kinds, table_metadata, table_name_metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
@@ -134,10 +134,15 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                 loop_meta["excluded_values"] = result.excluded_values
                 loop_meta["do_not_merge_conflicts"] = result.dnm_conflicts
                 graph_meta = {**loop_meta, "nodes": result.nodes, "edges": result.edges, "dagster/row_count": result.tables["graph"]}
-                yield Output(plan.ref("graph").display, f"{plan.name}__graph", metadata={**graph_meta, **engine_jobs_metadata(warehouse)})
-                yield Output(plan.ref("lookup").display, f"{plan.name}__lookup", metadata={"dagster/row_count": result.tables["lookup"], "iterations": result.rounds, "converged": result.converged})
+                tables_meta = table_metadata(warehouse, *(plan.ref(s) for s in LOOP_OUTPUTS))
+                yield Output(plan.ref("graph").display, f"{plan.name}__graph",
+                             metadata={**graph_meta, **engine_jobs_metadata(warehouse), **tables_meta[plan.ref("graph")]})
+                yield Output(plan.ref("lookup").display, f"{plan.name}__lookup", metadata={
+                    "dagster/row_count": result.tables["lookup"], "iterations": result.rounds, "converged": result.converged,
+                    **tables_meta[plan.ref("lookup")]})
                 for s in ("keys", "tables", "loop_stats", "excluded_values"):
-                    yield Output(plan.ref(s).display, f"{plan.name}__{s}", metadata={"dagster/row_count": warehouse.row_count(plan.ref(s))})
+                    yield Output(plan.ref(s).display, f"{plan.name}__{s}",
+                                 metadata={"dagster/row_count": warehouse.row_count(plan.ref(s)), **tables_meta[plan.ref(s)]})
         for alias in tables:
             yield DynamicOutput(alias, mapping_key=alias, output_name="to_enrich")
 
@@ -159,6 +164,7 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
     )
     def finish_unification(context: OpExecutionContext, warehouse: WarehouseResource, results: list):
         by_alias = {r["alias"]: r for r in results}
+        enriched_meta = table_metadata(warehouse, *(enriched_ref(schema, a) for a in tables))
         for alias, ref in ((a, enriched_ref(schema, a)) for a in tables):
             r = by_alias[alias]
             yield Output(
@@ -169,19 +175,23 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                     "coverage_pct": MetadataValue.json(r["coverage_pct"]),
                     "rows_with_id": MetadataValue.json(r["with_id"]),
                     **r["engine_jobs"],
+                    **enriched_meta[ref],
                 },
             )
         for plan in plans:
             rows = build_key_stats(warehouse, plan)
+            source, result = plan.ref("source_key_stats"), plan.ref("result_key_stats")
+            stats_meta = table_metadata(warehouse, source, result)
             yield Output(
-                plan.ref("source_key_stats").display,
+                source.display,
                 f"{plan.name}__source_key_stats",
-                metadata={"dagster/row_count": rows["source_key_stats"]},
+                metadata={"dagster/row_count": rows["source_key_stats"], **stats_meta[source]},
             )
             yield Output(
-                plan.ref("result_key_stats").display,
+                result.display,
                 f"{plan.name}__result_key_stats",
-                metadata={"dagster/row_count": rows["result_key_stats"], **engine_jobs_metadata(warehouse)},
+                metadata={"dagster/row_count": rows["result_key_stats"], **engine_jobs_metadata(warehouse),
+                          **stats_meta[result]},
             )
 
     @graph_multi_asset(
@@ -193,6 +203,8 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                 io_manager_key=IO_MANAGER,
                 description=_describe(name),
                 automation_condition=downstream_condition(),
+                kinds=engine_kinds(loaded),
+                metadata=table_name_metadata(ref),
             )
             for name, ref in all_outs.items()
         },
@@ -221,6 +233,8 @@ def build_external_table_assets(loaded: LoadedConfig) -> list[AssetsDefinition]:
         AssetSpec(
             key=table_key(TableRef(t.database or loaded.pipeline.stg_schema, t.table)),
             group_name="external",
+            kinds=engine_kinds(loaded),
+            metadata=table_name_metadata(TableRef(t.database or loaded.pipeline.stg_schema, t.table)),
             description=f"Existing warehouse table read by the unification as it is (unify.yml table {t.alias!r}).",
         )
         for t in external_tables(loaded.pipeline, unify)
@@ -265,13 +279,17 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
                 group_name=GROUP,
                 deps=deps,
                 automation_condition=downstream_condition(),
+                kinds=engine_kinds(loaded),
+                metadata=table_name_metadata(target),
                 description=f"Master table: one row per {master.id_name}, attributes "
                 + ", ".join(a.name for a in master.attributes),
             )
             def _master(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
                 rows = build_master(warehouse, loaded, plans, master)
+                table = table_metadata(warehouse, target)[target]
                 context.log.info(f"{target.display}: {rows} row(s)")
-                return MaterializeResult(metadata={"dagster/row_count": rows, "table": target.display, **engine_jobs_metadata(warehouse)})
+                return MaterializeResult(metadata={"dagster/row_count": rows, "table": target.display,
+                                                   **engine_jobs_metadata(warehouse), **table})
 
             return _master
 

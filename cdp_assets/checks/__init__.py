@@ -8,12 +8,22 @@ not judge (too little history). ``measurement_text`` turns that metadata into th
 user reads, in the UI's description, in an alert and in ``cdp-assets run``'s summary.
 """
 
-from __future__ import annotations
-
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from dagster import AssetCheckResult, AssetCheckSeverity
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    multi_asset_check,
+)
+
+from cdp_assets.assets.keys import table_key
+from cdp_assets.assets.metadata import COLUMN_SCHEMA
+from cdp_assets.engines.base import WarehouseResource
 
 MEASURED, THRESHOLD, UNIT, COMPARISON, REASON = "measured", "threshold", "unit", "comparison", "reason"
 COMPARISONS = {
@@ -50,7 +60,9 @@ def check_result(
     if reason:
         metadata[REASON] = reason
     metadata.update(details)
-    return AssetCheckResult(passed=bool(passed), severity=severity, metadata=metadata, description=measurement_text(metadata))
+    return AssetCheckResult(
+        passed=bool(passed), severity=severity, metadata=metadata, description=measurement_text(metadata)
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -64,14 +76,40 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def measurement_text(metadata: Mapping[str, Any]) -> str:
+# Dagster's own freshness check (checks/monitoring.py) reports in its metadata keys: read them
+# under the convention, so that its alert says what it measured and against what.
+FRESHNESS_PARAMS, LAST_UPDATED, LOWER_BOUND = (
+    "dagster/freshness_params",
+    "dagster/last_updated_timestamp",
+    "dagster/freshness_lower_bound_timestamp",
+)
+
+
+def _convention(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """A check's metadata as plain values, with Dagster's freshness metadata translated into
+    the convention (hours since the last materialization, at most the allowed hours)."""
+    meta = {k: _plain(v) for k, v in metadata.items()}
+    if MEASURED in meta or FRESHNESS_PARAMS not in meta:
+        return meta
+    allowed = float(meta[FRESHNESS_PARAMS].get("lower_bound_delta_seconds", 0)) / 3600
+    now = float(meta.get(LOWER_BOUND, 0)) + allowed * 3600
+    last = meta.get(LAST_UPDATED)
+    meta.update({THRESHOLD: round(allowed, 2), UNIT: "hours since the last materialization", COMPARISON: "at_most"})
+    if last is None:
+        meta.update({MEASURED: "not measured", REASON: "never materialized"})
+    else:
+        meta[MEASURED] = round((now - float(last)) / 3600, 2)
+    return meta
+
+
+def measurement_text(metadata: Mapping[str, Any], description: str | None = None) -> str:
     """``measured 95.2 % (threshold: at least 99.5 %)``, from a check's metadata.
 
-    Metadata without the convention (a check of another code location) is named as such
-    rather than guessed at."""
-    meta = {k: _plain(v) for k, v in metadata.items()}
+    Metadata without the convention (Dagster's schema change check, a check of another code
+    location) is shown by the check's own description, or named as such rather than guessed at."""
+    meta = _convention(metadata)
     if MEASURED not in meta or THRESHOLD not in meta:
-        return "no measured value or threshold in this check's metadata"
+        return description or "no measured value or threshold in this check's metadata"
     unit = meta.get(UNIT) or ""
     comparison = COMPARISONS.get(str(meta.get(COMPARISON)), str(meta.get(COMPARISON) or ""))
     # "95.2%" and "3.1x", but "12 rows"
@@ -86,5 +124,72 @@ def measurement_text(metadata: Mapping[str, Any]) -> str:
 
 def measurement(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The convention's entries of a check's metadata, as plain values (for alert payloads)."""
-    meta = {k: _plain(v) for k, v in metadata.items()}
+    meta = _convention(metadata)
     return {k: meta[k] for k in (MEASURED, THRESHOLD, UNIT, COMPARISON, REASON) if k in meta}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check of an asset: what the UI, the alerts and ``cdp-assets run`` name it by."""
+
+    name: str
+    description: str
+    # A failed blocking check (ERROR severity) stops the assets downstream of its asset.
+    blocking: bool = False
+
+
+# evaluate(context, warehouse) -> {check name: result}, measuring the asset once for all its checks
+Evaluate = Callable[[AssetCheckExecutionContext, WarehouseResource], Mapping[str, AssetCheckResult]]
+
+
+def asset_checks(key: AssetKey, checks: list[Check], evaluate: Evaluate):
+    """Every check of one asset as one step: ``evaluate`` measures the asset once (one query,
+    or the build's metadata) and returns each check's result by name."""
+    specs = [AssetCheckSpec(c.name, asset=key, description=c.description, blocking=c.blocking) for c in checks]
+
+    @multi_asset_check(
+        specs=specs,
+        name=f"{'__'.join(key.path)}__checks",
+        description=f"The checks of {key.to_user_string()}, measured together.",
+    )
+    def _checks(context: AssetCheckExecutionContext, warehouse: WarehouseResource):
+        with warehouse.session():
+            results = evaluate(context, warehouse)
+        for check in checks:
+            r = results[check.name]
+            yield AssetCheckResult(
+                asset_key=key,
+                check_name=check.name,
+                passed=r.passed,
+                severity=r.severity,
+                metadata=r.metadata,
+                description=r.description,
+            )
+
+    return _checks
+
+
+def described(warehouse: WarehouseResource, *refs, context: AssetCheckExecutionContext | None = None) -> dict:
+    """The columns of ``refs``: {ref: [(column, type)] or None when the table does not exist}.
+
+    A table this run built has its description in its materialization (``dagster/column_schema``,
+    assets/metadata.py), read from there; the others are described by the engine in one round
+    trip (one catalog query on DuckDB, an API call and no job on TD)."""
+    wanted = list(dict.fromkeys(r for r in refs if r is not None))
+    known = {ref: cols for ref in wanted if (cols := built_this_run(context, ref)) is not None} if context else {}
+    rest = [ref for ref in wanted if ref not in known]
+    return {**known, **(warehouse.describe_tables(rest) if rest else {})}
+
+
+def built_this_run(context: AssetCheckExecutionContext, ref) -> list[tuple[str, str]] | None:
+    """The columns a table had when this run built it, or None (not built in this run, or its
+    build recorded no column schema)."""
+    event = context.instance.get_latest_materialization_event(table_key(ref))
+    if event is None or event.run_id != context.run.run_id or event.asset_materialization is None:
+        return None
+    schema = event.asset_materialization.metadata.get(COLUMN_SCHEMA)
+    return None if schema is None else [(c.name, c.type) for c in schema.value.columns]
+
+
+def column_names(description: list[tuple[str, str]] | None) -> list[str]:
+    return [name for name, _ in description or []]

@@ -1,15 +1,21 @@
-"""Hist-union checks: it has at least the de-duplicated rows of each input, and no duplicate keys."""
+"""Hist-union checks: it has at least the de-duplicated rows of each input, and no duplicate keys.
+Both are one step, measured by one description and one query (rows, duplicate keys and each
+input's distinct rows side by side)."""
 
-
-from dagster import AssetCheckResult, asset_check
+from __future__ import annotations
 
 from cdp_assets.assets.hist_union import hist_union_ref
 from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.keys import table_key
-from cdp_assets.checks import check_result
+from cdp_assets.checks import Check, asset_checks, check_result, column_names, described
 from cdp_assets.config.models import LoadedConfig
-from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.sql.hist_union import LINEAGE_COLUMNS, distinct_count_sql, duplicate_keys_sql
+from cdp_assets.sql.checks import hist_union_measures_sql
+from cdp_assets.sql.hist_union import LINEAGE_COLUMNS
+
+CHECKS = [
+    Check("covers_inputs", "Rows >= rows of each input after de-duplication."),
+    Check("unique_primary_key", "No primary key value appears twice."),
+]
 
 
 def build_hist_union_checks(loaded: LoadedConfig) -> list:
@@ -17,38 +23,53 @@ def build_hist_union_checks(loaded: LoadedConfig) -> list:
     for source, obj in loaded.pipeline.source_objects():
         target = hist_union_ref(loaded, source, obj)
         inputs = list(ingestion_refs(loaded, source, obj).values())
-        key = table_key(target)
 
-        def _make(target=target, inputs=inputs, key=key, pk=list(obj.primary_key)):
-            @asset_check(asset=key, name="covers_inputs", description="Rows >= rows of each input after de-duplication.")
-            def covers_inputs(warehouse: WarehouseResource) -> AssetCheckResult:
-                per_input = {}
-                for ref in inputs:
-                    if warehouse.table_exists(ref):
-                        cols = pk or [c for c in warehouse.columns(ref) if c not in LINEAGE_COLUMNS]
-                        per_input[ref.display] = int(warehouse.scalar(distinct_count_sql(ref, cols)))
-                needed = max(per_input.values(), default=0)
-                if not warehouse.table_exists(target):
-                    return check_result(False, measured=None, threshold=needed, unit="rows", comparison="at_least",
-                                        reason=f"{target.display} does not exist")
-                rows = warehouse.row_count(target)
-                return check_result(rows >= needed, measured=rows, threshold=needed, unit="rows", comparison="at_least",
-                                    distinct_input_rows=per_input)
+        def evaluate(context, warehouse, target=target, inputs=inputs, pk=list(obj.primary_key)):
+            have = described(warehouse, target, *inputs, context=context)
 
-            @asset_check(asset=key, name="unique_primary_key", description="No primary key value appears twice.")
-            def unique_primary_key(warehouse: WarehouseResource) -> AssetCheckResult:
-                cols = pk or [c for c in warehouse.columns(target) if c not in LINEAGE_COLUMNS]
-                dupes = int(warehouse.scalar(duplicate_keys_sql(target, cols)))
-                return check_result(
-                    dupes == 0,
-                    measured=dupes,
-                    threshold=0,
-                    unit="duplicate key(s)",
-                    comparison="at_most",
-                    key=", ".join(pk) if pk else "(all columns: no primary_key configured)",
+            def key_of(ref):  # without a primary key, a row is its key (lineage columns aside)
+                return pk or [c for c in column_names(have[ref]) if c not in LINEAGE_COLUMNS]
+
+            present = [ref for ref in inputs if have[ref] is not None]
+            exists = have[target] is not None
+            row = warehouse.fetch(
+                hist_union_measures_sql(
+                    target if exists else None, key_of(target), [(ref, key_of(ref)) for ref in present]
                 )
+            ).iloc[0]
+            per_input = {ref.display: int(row[f"input_{i}"]) for i, ref in enumerate(present)}
+            needed = max(per_input.values(), default=0)
+            key_text = ", ".join(pk) if pk else "(all columns: no primary_key configured)"
+            if not exists:
+                missing = f"{target.display} does not exist"
+                return {
+                    "covers_inputs": check_result(
+                        False, measured=None, threshold=needed, unit="rows", comparison="at_least", reason=missing
+                    ),
+                    "unique_primary_key": check_result(
+                        False,
+                        measured=None,
+                        threshold=0,
+                        unit="duplicate key(s)",
+                        comparison="at_most",
+                        reason=missing,
+                        key=key_text,
+                    ),
+                }
+            rows, dupes = int(row["table_rows"]), int(row["duplicate_keys"])
+            return {
+                "covers_inputs": check_result(
+                    rows >= needed,
+                    measured=rows,
+                    threshold=needed,
+                    unit="rows",
+                    comparison="at_least",
+                    distinct_input_rows=per_input,
+                ),
+                "unique_primary_key": check_result(
+                    dupes == 0, measured=dupes, threshold=0, unit="duplicate key(s)", comparison="at_most", key=key_text
+                ),
+            }
 
-            return [covers_inputs, unique_primary_key]
-
-        checks.extend(_make())
+        checks.append(asset_checks(table_key(target), CHECKS, evaluate))
     return checks

@@ -1,21 +1,39 @@
-"""Monitoring checks (warnings): freshness and volume of the raw loads, the coverage trend, and
-the share of the largest identity cluster (a symptom of over-merging)."""
+"""Monitoring checks (warnings): freshness, volume and schema drift of the raw loads, the coverage
+trend, and the share of the largest identity cluster (a
+symptom of over-merging).
 
-from datetime import datetime, timezone
+Freshness and schema drift are Dagster's own checks (``build_last_update_freshness_checks``,
+``build_column_schema_change_checks`` over the ``dagster/column_schema`` each build records): no
+warehouse statement. Volume is evaluated with the raw table's other checks (checks/ingestion.py)
+from the same measured loads, the coverage trend with the enriched table's
+(checks/unification.py) from the build's metadata; the largest share is its own step on the
+result statistics."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import timedelta
 
 import pandas as pd
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    BetaWarning,
+    SupersessionWarning,
+    build_column_schema_change_checks,
+    build_last_update_freshness_checks,
+    build_sensor_for_freshness_checks,
+)
 
 from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.keys import table_key
-from cdp_assets.assets.unification import enrich_tables, enriched_ref
-from cdp_assets.checks import check_result
-from cdp_assets.checks.ingestion import object_loads
+from cdp_assets.assets.unification import enriched_ref
+from cdp_assets.checks import Check, asset_checks, check_result, described
 from cdp_assets.config.models import LoadedConfig
-from cdp_assets.connectors.loading import LOG_TABLE
-from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql import unification as u
-from cdp_assets.sql.dialects import TableRef, quote
+from cdp_assets.sql.checks import largest_component_sql
 
 HISTORY = 7  # loads of trailing history the volume check compares against
 # Below this many rows with an id, one person's records are a large share by nature.
@@ -27,7 +45,10 @@ def volume_anomaly(loaded_rows: list[int], factor: float) -> tuple[bool, dict]:
     whether it is anomalous, and the check's measurement (see ``check_result``)."""
     loads = [n for n in loaded_rows if n > 0]
     if len(loads) < 4:
-        return False, {"measured": None, "reason": f"not judged: {len(loads)} non-empty load(s), 4 needed for a trailing mean"}
+        return False, {
+            "measured": None,
+            "reason": f"not judged: {len(loads)} non-empty load(s), 4 needed for a trailing mean",
+        }
     latest, trailing = loads[-1], loads[-1 - HISTORY : -1]
     mean = sum(trailing) / len(trailing)
     ratio = latest / mean  # mean > 0: only non-empty loads are kept
@@ -35,109 +56,141 @@ def volume_anomaly(loaded_rows: list[int], factor: float) -> tuple[bool, dict]:
     return (ratio > factor or ratio < 1 / factor), {"measured": round(ratio, 3), **details}
 
 
+def raw_table_checks(cfg) -> list[Check]:
+    return [Check("volume_anomaly", f"The latest load is within {cfg.volume_anomaly_factor}x of the trailing loads.")]
+
+
+def raw_table_results(loads: pd.DataFrame, cfg) -> dict[str, AssetCheckResult]:
+    """volume_anomaly of a raw table, from its loads (oldest first) as measured for its
+    ingestion checks."""
+    ok = loads[loads["status"] == "success"]
+    rows = [0 if pd.isna(n) else int(n) for n in ok["records_loaded"]]
+    anomalous, measurement = volume_anomaly(rows, cfg.volume_anomaly_factor)
+    volume = check_result(
+        not anomalous,
+        threshold=cfg.volume_anomaly_factor,
+        unit="x the trailing mean of loaded rows",
+        comparison="within_factor",
+        severity=AssetCheckSeverity.WARN,
+        **measurement,
+    )
+    return {"volume_anomaly": volume}
+
+
+def coverage_trend_check(cfg) -> Check:
+    return Check(
+        "coverage_trend",
+        f"Coverage did not drop more than {cfg.coverage_drop_max_points} points since the previous run.",
+    )
+
+
+def coverage_trend(context: AssetCheckExecutionContext, key: AssetKey, cfg) -> AssetCheckResult:
+    """The coverage of the latest two materializations of an enriched table (the build's metadata)."""
+    records = context.instance.fetch_materializations(key, limit=2).records
+    series = [r.asset_materialization.metadata.get("coverage_pct") for r in records if r.asset_materialization]
+    values = [s.value for s in series if s is not None]
+    points = {"threshold": cfg.coverage_drop_max_points, "unit": "points of coverage lost", "comparison": "at_most"}
+    if len(values) < 2:
+        return check_result(
+            True,
+            measured=None,
+            **points,
+            severity=AssetCheckSeverity.WARN,
+            reason="not judged: no previous run to compare",
+        )
+    now, before = values[0], values[1]
+    drops = {cid: round(before[cid] - now.get(cid, 0.0), 3) for cid in before}
+    worst = max(drops.values(), default=0.0)
+    return check_result(
+        worst <= cfg.coverage_drop_max_points,
+        measured=worst,
+        **points,
+        severity=AssetCheckSeverity.WARN,
+        coverage_pct=now,
+        previous_coverage_pct=before,
+    )
+
+
+def raw_keys(loaded: LoadedConfig) -> list[AssetKey]:
+    return [
+        table_key(ref) for s, o in loaded.pipeline.source_objects() for ref in ingestion_refs(loaded, s, o).values()
+    ]
+
+
+def build_freshness_checks(loaded: LoadedConfig) -> list:
+    """Dagster's freshness check on every raw table: a materialization (a successful load)
+    within ``checks.freshness_hours`` (a warning; its alert reads Dagster's metadata under the
+    convention, ``cdp_assets.checks``). One step for all raw tables, no warehouse statement."""
+    with warnings.catch_warnings():  # "superseded" by FreshnessPolicy, which gives no check result to alert on
+        warnings.simplefilter("ignore", SupersessionWarning)
+        return list(
+            build_last_update_freshness_checks(
+                assets=raw_keys(loaded),
+                lower_bound_delta=timedelta(hours=loaded.pipeline.checks.freshness_hours),
+                severity=AssetCheckSeverity.WARN,
+            )
+        )
+
+
+def build_freshness_sensor(loaded: LoadedConfig):
+    """Evaluates the freshness checks between runs (a table goes stale when no run comes):
+    Dagster's sensor for them, off until turned on in the UI or with ``dagster sensor start``."""
+    with warnings.catch_warnings():  # "superseded" by FreshnessPolicy, which raises no check result to alert on
+        warnings.simplefilter("ignore", SupersessionWarning)
+        return build_sensor_for_freshness_checks(freshness_checks=build_freshness_checks(loaded), name="cdp_freshness")
+
+
+def build_schema_change_checks(loaded: LoadedConfig) -> list:
+    """Dagster's column_schema_change check (a warning) on the raw tables: a column added, removed
+    or retyped between their latest two loads (their ``dagster/column_schema``). The raw tables'
+    columns come from the sources, so a change there is drift; the staged tables' columns come
+    from the staging rules in cdp.yml, so a change there is the user's own edit, not drift, and
+    would warn on the first run of every edited config (docs/checks.md)."""
+    with warnings.catch_warnings():  # beta in Dagster 1.13; pinned with the dagster family
+        warnings.simplefilter("ignore", BetaWarning)
+        return list(build_column_schema_change_checks(assets=raw_keys(loaded), severity=AssetCheckSeverity.WARN))
+
+
 def build_monitoring_checks(loaded: LoadedConfig) -> list:
+    """Freshness and schema drift (Dagster's), and the checks of assets no other phase checks:
+    the largest share, on the result statistics (built after every enriched table, which it
+    reads)."""
     cfg = loaded.pipeline.checks
-    log = TableRef(loaded.pipeline.src_schema, LOG_TABLE)
-    checks = []
-    for source, obj in loaded.pipeline.source_objects():
-        for mode, ref in ingestion_refs(loaded, source, obj).items():
-
-            def _make(ref=ref, mode=mode, source=source, obj=obj):
-                @asset_check(asset=table_key(ref), name="fresh", description=f"A successful load within {cfg.freshness_hours} hours.")
-                def fresh(warehouse: WarehouseResource) -> AssetCheckResult:
-                    loads = object_loads(warehouse, log, source.name, obj.name, mode)
-                    ok = loads[loads["status"] == "success"]
-                    hours = {"threshold": cfg.freshness_hours, "unit": "hours since the last successful load", "comparison": "at_most"}
-                    if ok.empty:
-                        return check_result(False, measured=None, **hours, severity=AssetCheckSeverity.WARN, reason="never loaded successfully")
-                    last = pd.Timestamp(ok["loaded_at"].max())
-                    age = (datetime.now(timezone.utc).replace(tzinfo=None) - last.to_pydatetime()).total_seconds() / 3600
-                    return check_result(age <= cfg.freshness_hours, measured=round(age, 2), **hours, severity=AssetCheckSeverity.WARN)
-
-                @asset_check(asset=table_key(ref), name="volume_anomaly", description=f"The latest load is within {cfg.volume_anomaly_factor}x of the trailing loads.")
-                def volume(warehouse: WarehouseResource) -> AssetCheckResult:
-                    loads = object_loads(warehouse, log, source.name, obj.name, mode)
-                    rows = [int(n) for n in loads[loads["status"] == "success"]["records_loaded"]]
-                    anomalous, measurement = volume_anomaly(rows, cfg.volume_anomaly_factor)
-                    return check_result(
-                        not anomalous,
-                        threshold=cfg.volume_anomaly_factor,
-                        unit="x the trailing mean of loaded rows",
-                        comparison="within_factor",
-                        severity=AssetCheckSeverity.WARN,
-                        **measurement,
-                    )
-
-                return [fresh, volume]
-
-            checks.extend(_make())
-
+    checks = [*build_freshness_checks(loaded), *build_schema_change_checks(loaded)]
     if loaded.unification is None:
         return checks
-    plans = u.build_id_plans(loaded)
-    for alias in enrich_tables(plans):
-        target = enriched_ref(loaded.unification.schema, alias)
+    for plan in u.build_id_plans(loaded):
+        share_check = Check(
+            "largest_component_share",
+            f"No canonical id holds more than {cfg.largest_component_max_pct}% of the rows with an id.",
+        )
 
-        def _trend(target=target):
-            @asset_check(
-                asset=table_key(target),
-                name="coverage_trend",
-                description=f"Coverage did not drop more than {cfg.coverage_drop_max_points} points since the previous run.",
-            )
-            def coverage_trend(context: AssetCheckExecutionContext) -> AssetCheckResult:
-                records = context.instance.fetch_materializations(table_key(target), limit=2).records
-                series = [r.asset_materialization.metadata.get("coverage_pct") for r in records if r.asset_materialization]
-                values = [s.value for s in series if s is not None]
-                points = {"threshold": cfg.coverage_drop_max_points, "unit": "points of coverage lost", "comparison": "at_most"}
-                if len(values) < 2:
-                    return check_result(True, measured=None, **points, severity=AssetCheckSeverity.WARN, reason="not judged: no previous run to compare")
-                now, before = values[0], values[1]
-                drops = {cid: round(before[cid] - now.get(cid, 0.0), 3) for cid in before}
-                worst = max(drops.values(), default=0.0)
-                return check_result(
-                    worst <= cfg.coverage_drop_max_points,
-                    measured=worst,
-                    **points,
-                    severity=AssetCheckSeverity.WARN,
-                    coverage_pct=now,
-                    previous_coverage_pct=before,
-                )
-
-            return coverage_trend
-
-        checks.append(_trend())
-
-    for plan in plans:
-
-        def _largest(plan=plan):
-            # On the result statistics: they are built after every enriched table, which this
-            # check reads.
-            stats = plan.ref("result_key_stats")
-
-            @asset_check(
-                asset=table_key(stats),
-                name="largest_component_share",
-                description=f"No canonical id holds more than {cfg.largest_component_max_pct}% of the rows with an id.",
-            )
-            def largest_component_share(warehouse: WarehouseResource) -> AssetCheckResult:
-                counts = []
-                for t in plan.tables:
-                    enriched = enriched_ref(plan.schema, t.alias)
-                    if warehouse.table_exists(enriched):
-                        counts.append(f"SELECT {quote(plan.name)} AS cid FROM {enriched.sql} WHERE {quote(plan.name)} IS NOT NULL")
-                share_of = {"threshold": cfg.largest_component_max_pct, "unit": "% of the rows with an id", "comparison": "at_most"}
-                if not counts:
-                    return check_result(False, measured=None, **share_of, severity=AssetCheckSeverity.WARN, reason="no enriched table exists")
-                row = warehouse.fetch(
-                    "SELECT MAX(n) AS largest, SUM(n) AS total FROM (SELECT cid, COUNT(*) AS n FROM ("
-                    + " UNION ALL ".join(counts)
-                    + ") AS r GROUP BY cid) AS c"
-                ).iloc[0]
-                # No row with an id gives one row of NULLs (pandas NA, whose truth value raises).
-                largest, total = (0 if pd.isna(row[c]) else int(row[c]) for c in ("largest", "total"))
-                share = round(100.0 * largest / total, 3) if total else 0.0
-                judged = total >= MIN_ROWS_FOR_SHARE
-                return check_result(
+        def evaluate(context, warehouse, plan=plan):
+            enriched = [enriched_ref(plan.schema, t.alias) for t in plan.tables]
+            have = described(warehouse, *enriched, context=context)
+            present = [ref for ref in enriched if have[ref] is not None]
+            share_of = {
+                "threshold": cfg.largest_component_max_pct,
+                "unit": "% of the rows with an id",
+                "comparison": "at_most",
+            }
+            if not present:
+                return {
+                    "largest_component_share": check_result(
+                        False,
+                        measured=None,
+                        **share_of,
+                        severity=AssetCheckSeverity.WARN,
+                        reason="no enriched table exists",
+                    )
+                }
+            row = warehouse.fetch(largest_component_sql(plan.name, present)).iloc[0]
+            # No row with an id gives one row of NULLs (pandas NA, whose truth value raises).
+            largest, total = (0 if pd.isna(row[c]) else int(row[c]) for c in ("largest", "total"))
+            share = round(100.0 * largest / total, 3) if total else 0.0
+            judged = total >= MIN_ROWS_FOR_SHARE
+            return {
+                "largest_component_share": check_result(
                     share <= cfg.largest_component_max_pct or not judged,
                     measured=share,
                     **share_of,
@@ -146,8 +199,7 @@ def build_monitoring_checks(loaded: LoadedConfig) -> list:
                     largest_component_rows=largest,
                     rows_with_id=total,
                 )
+            }
 
-            return largest_component_share
-
-        checks.append(_largest())
+        checks.append(asset_checks(table_key(plan.ref("result_key_stats")), [share_check], evaluate))
     return checks

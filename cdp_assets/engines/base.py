@@ -239,6 +239,15 @@ class WarehouseResource(ConfigurableResource):
     @abstractmethod
     def columns(self, ref: TableRef) -> list[str]: ...
 
+    def describe_tables(self, refs: list[TableRef]) -> dict[TableRef, list[tuple[str, str]] | None]:
+        """Each table's columns as (name, type) in order, or None when it does not exist: what
+        the checks and the table metadata read. Engines override it to describe every table in
+        one round trip; this default asks per table."""
+        out: dict[TableRef, list[tuple[str, str]] | None] = {}
+        for ref in dict.fromkeys(refs):
+            out[ref] = [(c, "") for c in self.columns(ref)] if self.table_exists(ref) else None
+        return out
+
     @abstractmethod
     def ensure_schema(self, schema: str) -> None: ...
 

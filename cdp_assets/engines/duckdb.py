@@ -124,6 +124,22 @@ class DuckDBWarehouse(WarehouseResource):
         df = self.query(meta.columns_sql(), [ref.schema, ref.name])
         return list(df["column_name"])
 
+    def describe_tables(self, refs: list[TableRef]) -> dict[TableRef, list[tuple[str, str]] | None]:
+        refs = list(dict.fromkeys(refs))
+        if not refs:
+            return {}
+        # One catalog query for every table (values bound, never pasted).
+        pairs = " OR ".join("(table_schema = ? AND table_name = ?)" for _ in refs)
+        df = self.query(
+            f"SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns WHERE {pairs} "
+            "ORDER BY table_schema, table_name, ordinal_position",
+            [v for ref in refs for v in (ref.schema, ref.name)],
+        )
+        found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for row in df.itertuples(index=False):
+            found.setdefault((row.table_schema, row.table_name), []).append((row.column_name, row.data_type))
+        return {ref: found.get((ref.schema, ref.name)) for ref in refs}
+
     def list_tables(self, schema: str) -> list[str]:
         df = self.query(meta.list_tables_sql(), [schema])
         return sorted(df["table_name"])

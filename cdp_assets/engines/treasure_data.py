@@ -324,6 +324,25 @@ class TreasureDataWarehouse(WarehouseResource):
         # TD's schema leaves out the `time` column every TD table has.
         return [c[0] for c in tables[ref.name].schema] + ["time"]
 
+    def describe_tables(self, refs: list[TableRef]) -> dict[TableRef, list[tuple[str, str]] | None]:
+        from tdclient import errors as td
+
+        out: dict[TableRef, list[tuple[str, str]] | None] = {}
+        by_schema: dict[str, dict] = {}
+        for ref in dict.fromkeys(refs):
+            if ref.schema not in by_schema:  # one API call per database, no job
+                try:
+                    tables = self._api(lambda c, s=ref.schema: c.api_client.tables(s), f"-- describe tables of {ref.schema}")
+                    by_schema[ref.schema] = {t.table_name: t for t in tables}
+                except WarehouseError as exc:
+                    if not isinstance(exc.__cause__, td.NotFoundError):
+                        raise
+                    by_schema[ref.schema] = {}
+            table = by_schema[ref.schema].get(ref.name)
+            # TD's schema leaves out the `time` column every TD table has.
+            out[ref] = None if table is None else [(c[0], str(c[1])) for c in table.schema] + [("time", "bigint")]
+        return out
+
     def ensure_schema(self, schema: str) -> None:
         def create(client):
             from tdclient import errors as td_errors

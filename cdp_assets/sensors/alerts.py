@@ -104,7 +104,7 @@ def check_alert_payload(cfg: AlertsConfig, evaluation: AssetCheckEvaluation, run
     metadata = evaluation.metadata or {}
     text = (
         f"Check failed ({evaluation.severity.value}): {asset} / {evaluation.check_name}: "
-        f"{measurement_text(metadata)}; run {link}"
+        f"{measurement_text(metadata, evaluation.description)}; run {link}"
     )
     return {"text": text, "asset": asset, "check": evaluation.check_name, "severity": evaluation.severity.value,
             **measurement(metadata), "run_id": run_id, "run_url": link}

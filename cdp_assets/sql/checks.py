@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from cdp_assets.sql.dialects import TableRef, quote
-
-
-def latest_load_sql(log: TableRef) -> str:
-    """Every load of the log; the check picks the object's latest (values are never SQL text)."""
-    return f"SELECT source, object, mode, status, records_loaded, watermark, message, run_id, loaded_at FROM {log.sql}"
+from cdp_assets.sql.hist_union import distinct_count_sql, duplicate_keys_sql
 
 
 def ids_with_many_canonical_ids_sql(lookup: TableRef, cid: str) -> str:
@@ -15,10 +11,6 @@ def ids_with_many_canonical_ids_sql(lookup: TableRef, cid: str) -> str:
         f"SELECT COUNT(*) AS n FROM (SELECT id, id_key_type FROM {lookup.sql} "
         f"GROUP BY id, id_key_type HAVING COUNT(DISTINCT {quote(cid)}) > 1) AS d"
     )
-
-
-def coverage_sql(table: TableRef, cid: str) -> str:
-    return f"SELECT COUNT(*) AS total, COUNT({quote(cid)}) AS with_id FROM {table.sql}"
 
 
 def latest_loop_sql(loop_stats: TableRef) -> str:
@@ -38,10 +30,6 @@ def master_uniqueness_sql(master: TableRef, lookup: TableRef, cid: str) -> str:
     )
 
 
-def excluded_top_sql(excluded: TableRef, limit: int = 10) -> str:
-    return f"SELECT key_name, value, row_count, max_rows_per_value FROM {excluded.sql} ORDER BY row_count DESC, key_name, value LIMIT {int(limit)}"
-
-
 def outstanding_rejections_sql(rejected: TableRef, has_superseded: bool) -> str:
     """Rejected rows of one mode (bound as the parameter) that are still wrong: not superseded by
     a later version of their file (a table written before superseding existed has no column)."""
@@ -49,9 +37,103 @@ def outstanding_rejections_sql(rejected: TableRef, has_superseded: bool) -> str:
     return f"SELECT file, row, reason FROM {rejected.sql} WHERE mode = ?{still} ORDER BY file, row"
 
 
-def load_skips_sql(log: TableRef) -> str:
-    """Every load's deliberately skipped rows; the check picks the object's latest."""
+# ---------------------------------------------------------------- one query per asset
+# Each asset's checks read one row (or one row per load) computing all of that asset's measures:
+# scalar subqueries side by side, so that a check step costs one round trip whatever the number
+# of checks. The callers pass only tables that exist (the engine's description says which).
+
+LOAD_COLUMNS = (
+    "status",
+    "records_loaded",
+    "watermark",
+    "message",
+    "loaded_at",
+    "records_skipped_before_start_date",
+    "records_skipped_duplicate",
+)
+
+
+def ingestion_measures_sql(
+    table: TableRef | None,
+    log: TableRef | None,
+    log_columns: set[str],
+    rejected: TableRef | None,
+    rejected_superseded: bool,
+) -> str:
+    """The raw table's row count, its load mode's outstanding rejected rows, and one row per load
+    of its object and mode in the log (oldest first; one row of NULLs without loads).
+
+    Parameters, in order: the mode (when ``rejected``), then source, object, mode (when ``log``).
+    A log column an older log lacks reads NULL."""
+    scalars = [
+        f"(SELECT COUNT(*) FROM {table.sql}) AS table_rows" if table else "CAST(NULL AS BIGINT) AS table_rows",
+        f"({outstanding_count_sql(rejected, rejected_superseded)}) AS rejected_rows"
+        if rejected
+        else "CAST(0 AS BIGINT) AS rejected_rows",
+    ]
+    if log is None:
+        return "SELECT " + ", ".join(scalars)
+    loads = [
+        f"l.{quote(c)} AS {quote(c)}" if c in log_columns else f"CAST(NULL AS BIGINT) AS {quote(c)}"
+        for c in LOAD_COLUMNS
+    ]
     return (
-        f"SELECT source, object, mode, records_skipped_before_start_date, records_skipped_duplicate, message, run_id, loaded_at "
-        f"FROM {log.sql}"
+        f"SELECT {', '.join(scalars + loads)} FROM (SELECT 1 AS one) AS o "
+        f"LEFT JOIN {log.sql} AS l ON l.source = ? AND l.object = ? AND l.mode = ? "
+        f"ORDER BY l.loaded_at"
+    )
+
+
+def outstanding_count_sql(rejected: TableRef, has_superseded: bool) -> str:
+    """How many rejected rows of one mode (the parameter) are still outstanding."""
+    still = " AND superseded_at IS NULL" if has_superseded else ""
+    return f"SELECT COUNT(*) FROM {rejected.sql} WHERE mode = ?{still}"
+
+
+def hist_union_measures_sql(
+    target: TableRef | None,
+    key_columns: list[str],
+    inputs: list[tuple[TableRef, list[str]]],
+) -> str:
+    """Rows and duplicate keys of the hist-union table (when it exists), and each input's
+    distinct rows by the same key (``input_0``, ``input_1``, ... in the order given)."""
+    parts = []
+    if target is not None:
+        parts += [
+            f"(SELECT COUNT(*) FROM {target.sql}) AS table_rows",
+            f"({duplicate_keys_sql(target, key_columns)}) AS duplicate_keys",
+        ]
+    parts += [f"({distinct_count_sql(ref, cols)}) AS input_{i}" for i, (ref, cols) in enumerate(inputs)]
+    return "SELECT " + (", ".join(parts) or "1 AS nothing")
+
+
+def lookup_measures_sql(lookup: TableRef, cid: str) -> str:
+    """The lookup's rows and its ids with more than one canonical id."""
+    return (
+        f"SELECT (SELECT COUNT(*) FROM {lookup.sql}) AS table_rows, "
+        f"({ids_with_many_canonical_ids_sql(lookup, cid)}) AS ids_with_many"
+    )
+
+
+def coverage_measures_sql(table: TableRef, cids: list[str]) -> str:
+    """Rows, and rows with each canonical id (``with_id_0``, ... in the order given), in one scan."""
+    counts = "".join(f", COUNT({quote(cid)}) AS with_id_{i}" for i, cid in enumerate(cids))
+    return f"SELECT COUNT(*) AS total{counts} FROM {table.sql}"
+
+
+def excluded_measures_sql(excluded: TableRef, limit: int = 10) -> str:
+    """The largest excluded values, each row carrying the table's row count (no row: none excluded)."""
+    return (
+        f"SELECT key_name, value, row_count, max_rows_per_value, (SELECT COUNT(*) FROM {excluded.sql}) AS total "
+        f"FROM {excluded.sql} ORDER BY row_count DESC, key_name, value LIMIT {int(limit)}"
+    )
+
+
+def largest_component_sql(cid: str, enriched: list[TableRef]) -> str:
+    """The rows of the largest canonical id and all rows with an id, over the enriched tables."""
+    c = quote(cid)
+    rows = " UNION ALL ".join(f"SELECT {c} AS cid FROM {ref.sql} WHERE {c} IS NOT NULL" for ref in enriched)
+    return (
+        f"SELECT MAX(n) AS largest, SUM(n) AS total "
+        f"FROM (SELECT cid, COUNT(*) AS n FROM ({rows}) AS r GROUP BY cid) AS c"
     )

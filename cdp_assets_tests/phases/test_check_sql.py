@@ -1,0 +1,77 @@
+"""The checks' per-asset queries (cdp_assets/sql/checks.py) as text, without a database: each
+renders for every dialect, binds as many values as it documents, and asks only for the tables
+and columns it was told exist. Their results are proven by the runs in test_check_results.py and
+test_checks_native.py."""
+
+from __future__ import annotations
+
+import pytest
+import sqlglot
+
+from cdp_assets.sql.checks import (
+    LOAD_COLUMNS,
+    coverage_measures_sql,
+    excluded_measures_sql,
+    hist_union_measures_sql,
+    ingestion_measures_sql,
+    largest_component_sql,
+    lookup_measures_sql,
+)
+from cdp_assets.sql.dialects import DIALECTS, TableRef
+from cdp_assets.sql.report import row_counts_sql
+
+RAW, LOG, REJECTED = TableRef("src", "shop_customers"), TableRef("src", "ingestion_log"), TableRef("src", "rej")
+HIST = TableRef("src", "shop_customers_hist_union")
+INPUTS = [(TableRef("src", "shop_customers_hist"), ["customer_id"]), (RAW, ["customer_id"])]
+ENRICHED = [TableRef("cdp", "enriched_a"), TableRef("cdp", "enriched_b")]
+
+
+def _every_query() -> list[str]:
+    return [
+        ingestion_measures_sql(RAW, LOG, set(LOAD_COLUMNS), REJECTED, True),
+        ingestion_measures_sql(None, None, set(), None, False),
+        hist_union_measures_sql(HIST, ["customer_id"], INPUTS),
+        hist_union_measures_sql(None, [], INPUTS),
+        lookup_measures_sql(TableRef("cdp", "unified_id_lookup"), "unified_id"),
+        coverage_measures_sql(ENRICHED[0], ["unified_id", "household_id"]),
+        excluded_measures_sql(TableRef("cdp", "unified_id_excluded_values")),
+        largest_component_sql("unified_id", ENRICHED),
+        row_counts_sql([RAW, HIST]),
+    ]
+
+
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_every_per_asset_query_renders_as_one_statement_in_every_dialect(dialect):
+    for sql in _every_query():
+        rendered = DIALECTS[dialect].render(sql)
+        assert len(sqlglot.parse(rendered, read=DIALECTS[dialect].sqlglot_name)) == 1, rendered
+
+
+def test_the_raw_tables_query_binds_mode_then_source_object_mode():
+    sql = ingestion_measures_sql(RAW, LOG, set(LOAD_COLUMNS), REJECTED, True)
+    assert sql.count("?") == 4
+    assert sql.index("mode = ?") < sql.index("l.source = ?") < sql.index("l.object = ?") < sql.index("l.mode = ?")
+    assert "superseded_at IS NULL" in sql and "ORDER BY l.loaded_at" in sql
+    # without a rejected table, the mode is bound once (by the join)
+    assert ingestion_measures_sql(RAW, LOG, set(LOAD_COLUMNS), None, False).count("?") == 3
+
+
+def test_an_older_log_without_the_skip_columns_reads_them_as_null():
+    sql = ingestion_measures_sql(RAW, LOG, set(LOAD_COLUMNS[:5]), None, False)
+    assert 'CAST(NULL AS BIGINT) AS "records_skipped_duplicate"' in sql
+    assert 'l."records_skipped_duplicate"' not in sql and 'l."status" AS "status"' in sql
+
+
+def test_missing_tables_are_never_read():
+    only = ingestion_measures_sql(None, None, set(), None, False)
+    assert "FROM" not in only and only.count("?") == 0
+    without_target = hist_union_measures_sql(None, [], INPUTS)
+    assert HIST.sql not in without_target and "input_0" in without_target and "input_1" in without_target
+    with_target = hist_union_measures_sql(HIST, ["customer_id"], INPUTS)
+    assert "table_rows" in with_target and "duplicate_keys" in with_target
+
+
+def test_coverage_counts_every_id_in_one_scan():
+    sql = coverage_measures_sql(ENRICHED[0], ["unified_id", "household_id"])
+    assert sql.count("FROM") == 1
+    assert 'COUNT("unified_id") AS with_id_0' in sql and 'COUNT("household_id") AS with_id_1' in sql

@@ -1,0 +1,96 @@
+"""Counts what a run sends to its warehouse, per step and per phase (bench/bench_statements.py and
+test_statement_count.py).
+
+``counting(engine)`` returns a copy of a real engine whose every statement is counted: a query
+(``query``: SELECTs, catalog look-ups), a statement (``execute``: DDL, DML) or a DataFrame load
+(``write_dataframe`` / ``append_frames``), and every warehouse job it records (Treasure Data's
+jobs, Databricks' statement ids). Each is attributed to the Dagster step that sent it, read from
+Dagster's current execution context; ``phase_of_steps`` names a step's phase from the
+definitions: the group of the asset it builds, or "<group> checks" for a step of checks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from dagster import Definitions
+from dagster._core.execution.context.compute import current_execution_context
+
+from cdp_assets.engines.base import WarehouseResource
+
+KINDS = ("queries", "statements", "dataframe_loads", "jobs")
+OUTSIDE = "(outside a step)"
+
+
+def _step_name() -> str:
+    context = current_execution_context.get()
+    if context is None:
+        return OUTSIDE
+    return context.op_execution_context.op.name
+
+
+def counting(engine: WarehouseResource) -> WarehouseResource:
+    """A copy of ``engine`` (same class and configuration) that counts what it sends in
+    ``counts``: {(step, kind): n}. Nested calls count once (a DataFrame load's own statements
+    belong to the load)."""
+    base = type(engine)
+    depth = {"n": 0}
+    tally: Counter = Counter()
+
+    def counted(kind: str, method):
+        def wrapper(self, *args, **kwargs):
+            if depth["n"] == 0:
+                tally[(_step_name(), kind)] += 1
+            depth["n"] += 1
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                depth["n"] -= 1
+
+        return wrapper
+
+    def record_job(self, job_id: str, url: str | None = None) -> None:
+        tally[(_step_name(), "jobs")] += 1
+        base.record_job(self, job_id, url)
+
+    cls = type(
+        f"Counting{base.__name__}",
+        (base,),
+        {
+            "query": counted("queries", base.query),
+            "execute": counted("statements", base.execute),
+            "write_dataframe": counted("dataframe_loads", base.write_dataframe),
+            "append_frames": counted("dataframe_loads", base.append_frames),
+            "record_job": record_job,
+        },
+    )
+    copy = cls(**{name: getattr(engine, name) for name in type(engine).model_fields})
+    # Set after the class is made (pydantic takes class attributes for fields); every copy
+    # Dagster makes of the resource is of this class, and so shares the tally.
+    cls.counts = property(lambda self: tally)  # type: ignore[attr-defined]
+    return copy
+
+
+def phase_of_steps(defs: Definitions) -> dict[str, str]:
+    """Step (op) name -> phase: the group of the assets it builds, or "<group> checks"."""
+    phases: dict[str, str] = {}
+    groups: dict[Any, str] = {}
+    for a in defs.assets or []:
+        for key in a.keys:
+            groups[key] = a.group_names_by_key[key]
+        if a.is_executable:  # a graph-backed asset's steps are the ops of its graph
+            for op_def in a.node_def.iterate_op_defs():
+                phases[op_def.name] = sorted({a.group_names_by_key[k] for k in a.keys})[0]
+    for c in defs.asset_checks or []:
+        keys = {spec.asset_key for spec in c.check_specs}
+        phases[c.op.name] = f"{sorted(groups.get(k, 'other') for k in keys)[0]} checks"
+    return phases
+
+
+def per_phase(counts: Counter, phases: dict[str, str]) -> dict[str, Counter]:
+    """{phase: Counter(kind -> n)}, steps the definitions do not name under their own name."""
+    out: dict[str, Counter] = {}
+    for (step, kind), n in counts.items():
+        out.setdefault(phases.get(step, step), Counter())[kind] += n
+    return out

@@ -1,0 +1,173 @@
+"""Checks measured per asset, and what Dagster already does: statements per run, kinds, table
+metadata, schema drift and freshness. One real in-process run of a small sample on DuckDB,
+shared by the module (the statement count is the point of it), plus short check-only runs."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_job
+from dagster._core.test_utils import freeze_time
+
+from cdp_assets.assets.metadata import COLUMN_SCHEMA, TABLE_NAME
+from cdp_assets.checks import measurement
+from cdp_assets.config import load_config
+from cdp_assets.config.models import AlertsConfig
+from cdp_assets.definitions import PIPELINE_JOB, build_definitions
+from cdp_assets.engines.duckdb import DuckDBWarehouse
+from cdp_assets.engines.factory import build_warehouse
+from cdp_assets.sensors.alerts import check_alert_payload
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets_tests.conftest import check_results, warehouse_for, write_project
+from cdp_assets_tests.statement_counts import counting, per_phase, phase_of_steps
+
+# Issue 12's target for a run of the sample's shape on DuckDB, and what this branch reached: the
+# builds' own statements (loads, swaps, the report's counts) are the rest (docs/benchmarks.md).
+TARGET_STATEMENTS = 150
+CEILING_STATEMENTS = 500
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sample")
+    loaded = load_config(write_project(root, records=60))
+    warehouse = counting(build_warehouse(loaded))
+    defs = build_definitions(loaded, warehouse)
+    instance = DagsterInstance.ephemeral()
+    result = defs.resolve_job_def(PIPELINE_JOB).execute_in_process(instance=instance, raise_on_error=False)
+    yield root, loaded, defs, instance, result, warehouse.counts
+    instance.dispose()
+
+
+def _events(result, kind: str) -> list:
+    return [e.event_specific_data for e in result.all_events if e.event_type_value == kind]
+
+
+def test_checks_cost_at_most_two_statements_per_checked_asset_and_dagsters_none(sample_run):
+    _, _, defs, _, result, counts = sample_run
+    checks = check_results(result)
+    assert result.success and checks and all(checks.values()), [k for k, v in checks.items() if not v]
+    steps = phase_of_steps(defs)
+    per_step: dict[str, int] = {}
+    for (step, kind), n in counts.items():
+        if kind != "jobs" and steps.get(step, "").endswith(" checks"):
+            per_step[step] = per_step.get(step, 0) + n
+    # a step of several checks: at most a description and one query, whatever the number of checks
+    assert per_step and max(per_step.values()) <= 2, per_step
+    assert not [s for s in per_step if "freshness" in s or "schema_change" in s]
+    several = [c for c in defs.asset_checks if len(list(c.check_keys)) >= 5]
+    assert several and all(per_step.get(c.op.name, 0) <= 2 for c in several)
+    phases = per_phase(counts, steps)
+    in_checks = sum(n for p, c in phases.items() if p.endswith(" checks") for k, n in c.items() if k != "jobs")
+    assert in_checks <= 2 * len(per_step) < len(checks)  # fewer statements than checks
+
+
+def test_a_sample_run_stays_under_its_statement_ceiling(sample_run):
+    """A count is deterministic. This branch reached 421 statements; issue 12's target of 150
+    needs the builds' statements cut too, and is reported met or not in docs/benchmarks.md."""
+    counts = sample_run[-1]
+    total = sum(n for (_, kind), n in counts.items() if kind != "jobs")
+    assert total <= CEILING_STATEMENTS, f"{total} statements (target {TARGET_STATEMENTS})"
+
+
+def test_every_asset_has_kinds_and_every_table_its_name_and_column_schema(sample_run):
+    _, loaded, defs, _, result, _ = sample_run
+    specs = [spec for a in defs.assets for spec in a.specs]
+    assert specs and all("duckdb" in spec.kinds for spec in specs), [s.key for s in specs if "duckdb" not in s.kinds]
+    tables = [spec for spec in specs if spec.key.path[0] != "cdp_report"]
+    assert all(spec.metadata[TABLE_NAME] == ".".join(spec.key.path) for spec in tables)
+    wh = warehouse_for(loaded)
+    built = {m.asset_key: m for m in _events(result, "ASSET_MATERIALIZATION") for m in [m.materialization]}
+    checked = 0
+    with wh.session():
+        for spec in tables:
+            if spec.key not in built:
+                continue  # external tables are read, never built
+            schema = built[spec.key].metadata[COLUMN_SCHEMA].value
+            ref = TableRef(*spec.key.path)
+            assert [c.name for c in schema.columns] == wh.columns(ref), ref.display
+            assert all(c.type for c in schema.columns)
+            checked += 1
+    assert checked >= 20
+
+
+def _only(defs: Definitions, *keys, name: str = "some") -> Definitions:
+    selection = AssetSelection.assets(*keys) if keys else AssetSelection.all_asset_checks()
+    return Definitions.merge(defs, Definitions(jobs=[define_asset_job(name, selection)]))
+
+
+def test_a_column_that_disappears_from_the_source_fails_the_schema_change_check(sample_run):
+    """The historical customers file loses its last_name column: the next load rebuilds
+    shop_customers_hist without it, and Dagster's column_schema_change check on it fails, naming
+    the column; its alert says so."""
+    root, _, defs, instance, _, _ = sample_run
+    (path,) = (root / "data" / "shop" / "customers" / "historical").glob("*.csv")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.drop(columns=["last_name"]).to_csv(path, index=False)
+    hist = next(k for a in defs.assets for k in a.keys if k.path[-1] == "shop_customers_hist")
+    ingest = next(a for a in defs.assets if hist in a.keys)  # loads both tables of the object
+    job = _only(defs, *ingest.keys).resolve_job_def("some")
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    evaluations = _events(result, "ASSET_CHECK_EVALUATION")
+    changes = {e.asset_key: e for e in evaluations if e.check_name == "column_schema_change"}
+    change = changes[hist]
+    assert not change.passed and "Removed columns: last_name" in change.description
+    assert "last_name" in check_alert_payload(AlertsConfig(), change, "run-1")["text"]
+    assert all(e.passed for k, e in changes.items() if k != hist)  # the incremental table kept its columns
+
+
+def test_a_table_not_loaded_within_freshness_hours_fails_dagsters_freshness_check(sample_run):
+    _, loaded, defs, instance, _, _ = sample_run
+    hours = loaded.pipeline.checks.freshness_hours
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=hours + 1)
+    job = _only(defs, name="every_check").resolve_job_def("every_check")
+    with freeze_time(later):
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    fresh = [e for e in _events(result, "ASSET_CHECK_EVALUATION") if e.check_name == "freshness_check"]
+    assert len(fresh) == 8 and not any(e.passed for e in fresh)
+    alert = check_alert_payload(AlertsConfig(), fresh[0], "run-1")
+    meta = measurement(fresh[0].metadata)
+    assert meta["comparison"] == "at_most" and meta["threshold"] == hours and meta["measured"] > hours
+    assert f"(threshold: at most {hours:g} hours since the last materialization)" in alert["text"]
+
+
+def test_a_fresh_table_passes_dagsters_freshness_check(sample_run):
+    result = sample_run[4]
+    fresh = [e for e in _events(result, "ASSET_CHECK_EVALUATION") if e.check_name == "freshness_check"]
+    assert len(fresh) == 8 and all(e.passed for e in fresh)
+    assert all(0 <= measurement(e.metadata)["measured"] < 1 for e in fresh)
+
+
+def test_the_engine_describes_several_tables_in_one_query(tmp_path: Path):
+    wh = counting(DuckDBWarehouse(path=str(tmp_path / "described.duckdb")))
+    a, b, missing = TableRef("s", "a"), TableRef("s", "b"), TableRef("s", "nope")
+    with wh.session():
+        wh.run('CREATE SCHEMA "s"')
+        wh.run('CREATE TABLE "s"."a" (x INTEGER, y VARCHAR)')
+        wh.run('CREATE TABLE "s"."b" (z TIMESTAMP)')
+        before = sum(wh.counts.values())
+        described = wh.describe_tables([a, b, missing])
+        assert sum(wh.counts.values()) == before + 1
+    assert described == {a: [("x", "INTEGER"), ("y", "VARCHAR")], b: [("z", "TIMESTAMP")], missing: None}
+
+
+def test_a_failed_coverage_check_still_blocks_the_master_tables(tmp_path):
+    """coverage is one check of its enriched table's step: its blocking spec still stops the
+    master tables downstream, and the table's other checks still report."""
+
+    def strict(cfg: dict) -> None:
+        cfg["checks"]["coverage_min_pct"] = 100
+
+    loaded = load_config(write_project(tmp_path, records=60, mutate=strict))
+    defs = build_definitions(loaded)
+    result = defs.resolve_job_def(PIPELINE_JOB).execute_in_process(raise_on_error=False)
+    checks = check_results(result)
+    failed = [k for k, ok in checks.items() if not ok]
+    assert not result.success and failed and all(k.endswith(":coverage") for k in failed)
+    enriched_with_failure = {k.rsplit(":", 1)[0] for k in failed}
+    assert all(f"{t}:has_canonical_id_columns" in checks for t in enriched_with_failure)
+    built = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert "unified_id_lookup" in built and "customer_master" not in built
