@@ -33,10 +33,12 @@ from cdp_assets.config.models import DLT_CONNECTORS, SourceConfig, SourceObject,
 from cdp_assets.connectors.local_files import file_version, fingerprint, object_files
 from cdp_assets.connectors.readers import ROW_COLUMN, FileRead, RejectedRow, SourceFileError, excerpt, read_source_file
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.sql.dialects import TableRef, quote
+from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.ingestion import (
     all_rows_sql,
     file_versions_sql,
+    load_log_fingerprints_sql,
+    max_watermark_sql,
     open_rejections_sql,
     rejection_keys_sql,
     rows_in_range_sql,
@@ -378,7 +380,7 @@ def log_frame(source: str, obj: str, result: LoadResult, run_id: str, fingerprin
 def current_watermark(wh: WarehouseResource, ref: TableRef, incremental_field: str) -> str | None:
     if not wh.table_exists(ref):
         return None
-    df = wh.fetch(f"SELECT MAX({quote(incremental_field)}) AS w FROM {ref.sql}")
+    df = wh.fetch(max_watermark_sql(ref, incremental_field))
     return _iso(df.iloc[0, 0])
 
 
@@ -386,9 +388,7 @@ def last_fingerprint(wh: WarehouseResource, log_ref: TableRef, source: str, obj:
     """The files fingerprint of the last successful historical load of this object."""
     if not wh.table_exists(log_ref):
         return None
-    df = wh.fetch(
-        f"SELECT source, object, mode, status, files_fingerprint, loaded_at FROM {log_ref.sql}"
-    )
+    df = wh.fetch(load_log_fingerprints_sql(log_ref))
     df = df[(df["source"] == source) & (df["object"] == obj) & (df["mode"] == "historical") & (df["status"] == "success")]
     if df.empty:
         return None

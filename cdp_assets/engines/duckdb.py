@@ -129,12 +129,7 @@ class DuckDBWarehouse(WarehouseResource):
         if not refs:
             return {}
         # One catalog query for every table (values bound, never pasted).
-        pairs = " OR ".join("(table_schema = ? AND table_name = ?)" for _ in refs)
-        df = self.query(
-            f"SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns WHERE {pairs} "
-            "ORDER BY table_schema, table_name, ordinal_position",
-            [v for ref in refs for v in (ref.schema, ref.name)],
-        )
+        df = self.query(meta.describe_tables_sql(len(refs)), [v for ref in refs for v in (ref.schema, ref.name)])
         found: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for row in df.itertuples(index=False):
             found.setdefault((row.table_schema, row.table_name), []).append((row.column_name, row.data_type))

@@ -56,6 +56,15 @@ def list_tables_sql() -> str:
 # ---------------------------------------------------------------------------- DataFrame loads
 
 
+def describe_tables_sql(n_tables: int) -> str:
+    """Every column and type of ``n_tables`` tables in one catalog query; bind (schema, name) per table."""
+    pairs = " OR ".join("(table_schema = ? AND table_name = ?)" for _ in range(n_tables))
+    return (
+        f"SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns WHERE {pairs} "
+        "ORDER BY table_schema, table_name, ordinal_position"
+    )
+
+
 def create_from_frame_sql(table_sql: str, frame_name: str, temporary: bool = False) -> str:
     """A table holding the DataFrame registered as ``frame_name`` (DuckDB); ``temporary`` for a
     connection-scoped table (the native readers' staging)."""

@@ -232,3 +232,13 @@ def add_column_sql(target: TableRef, column: str, sql_type: str) -> str:
 
 def drop_temp_sql(ref: TableRef) -> str:
     return f"DROP TABLE IF EXISTS {ref.sql}"
+
+
+def max_watermark_sql(ref: TableRef, incremental_field: str) -> str:
+    """The newest value of a table's incremental field (as ``w``)."""
+    return f"SELECT MAX({quote(incremental_field)}) AS w FROM {ref.sql}"
+
+
+def load_log_fingerprints_sql(log_ref: TableRef) -> str:
+    """The ingestion log's rows, with what a historical load's skip decision needs."""
+    return f"SELECT source, object, mode, status, files_fingerprint, loaded_at FROM {log_ref.sql}"
