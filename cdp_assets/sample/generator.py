@@ -132,8 +132,8 @@ def generate_sample(
     draw_event_types(recs["web/events"], rng)
     recs["shop/customers"] = customers
 
-    messiness = Messiness(seed) if extra_columns else None
     width = id_width(n)  # one width for every object, so references match
+    messiness = Messiness(seed, len(recs["web/events"]["id"]) + 1, width) if extra_columns else None
     files: list[Path] = []
     for key, rec in recs.items():
         seg = segments(len(rec["person"]), budget.hist[key])
@@ -149,7 +149,8 @@ def generate_sample(
             files.append(path)
 
     gt_path = out / "ground_truth.csv"
-    write_frame(ground_truth(recs, width, people.count), gt_path)
+    truth = ground_truth(recs, width, people.count)
+    write_frame(truth if messiness is None else messiness.truth_rows(truth), gt_path)
     files.append(gt_path)
     persons_used = len(np.unique(np.concatenate([rec["person"] for rec in recs.values()])))
     return SampleSummary(
@@ -183,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = ", ".join(f"{k}={v}" for k, v in summary.records.items())
     print(
         f"wrote {sum(summary.records.values())} records of {summary.persons} persons "
-        f"({counts}) in {len(summary.files)} files to {summary.out_dir}"
+        f"({counts}) and {summary.duplicates} re-delivered web events in {len(summary.files)} files "
+        f"to {summary.out_dir}"
     )
     return 0
 

@@ -15,10 +15,10 @@ IDENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 #: "source/object" -> the columns the messiness adds after them (cdp_assets.sample.messiness)
 EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {
-    "shop/customers": (),
+    "shop/customers": ("birth_date", "newsletter"),
     "shop/orders": (),
-    "loyalty/members": (),
-    "web/events": (),
+    "loyalty/members": ("mobile", "country", "attributes"),
+    "web/events": ("sent_at",),
 }
 #: "source/object" -> every column of its files, as generate_sample writes them by default
 OBJECT_COLUMNS: dict[str, tuple[str, ...]] = {k: v + EXTRA_COLUMNS[k] for k, v in IDENTITY_COLUMNS.items()}

@@ -52,7 +52,11 @@ def test_extra_columns_leave_the_identity_columns_unchanged(tmp_path):
     plain = generate_sample(tmp_path / "plain", 600, seed=11, extra_columns=False)
     messy = generate_sample(tmp_path / "messy", 600, seed=11)
     assert messy.records == plain.records and messy.persons == plain.persons
-    assert (tmp_path / "plain/ground_truth.csv").read_bytes() == (tmp_path / "messy/ground_truth.csv").read_bytes()
+    # the ground truth gains one row per re-delivered event, after the records' rows
+    plain_truth = (tmp_path / "plain/ground_truth.csv").read_text().splitlines()
+    messy_truth = (tmp_path / "messy/ground_truth.csv").read_text().splitlines()
+    assert messy_truth[: len(plain_truth)] == plain_truth
+    assert len(messy_truth) == len(plain_truth) + messy.duplicates > len(plain_truth)
     for plain_file in plain.files[:-1]:
         key = "/".join(plain_file.relative_to(tmp_path / "plain").parts[:2])
         before = read_frame(plain_file)
@@ -60,4 +64,9 @@ def test_extra_columns_leave_the_identity_columns_unchanged(tmp_path):
         if key == "web/events":  # re-deliveries are added rows: the records are the others
             after = after[after["event_id"].isin(before["event_id"])].drop_duplicates("event_id")
         kept = after[list(IDENTITY_COLUMNS[key])].reset_index(drop=True)
-        assert kept.equals(before.reset_index(drop=True)), plain_file
+        before = before.reset_index(drop=True)
+        if key == "shop/orders":  # the same amounts in other spellings: $1,234.50, USD 12.00, 12.00 $
+            assert (kept["amount"] != before["amount"]).any()
+            assert (kept["amount"].str.replace(r"[^0-9.]", "", regex=True) == before["amount"]).all()
+            kept, before = kept.drop(columns="amount"), before.drop(columns="amount")
+        assert kept.equals(before), plain_file
