@@ -222,10 +222,14 @@ def identity_digest(root: Path, events: int) -> str:
     return digest.hexdigest()
 
 
-def test_the_bundled_example_carries_the_messy_columns():
+def test_the_bundled_example_carries_the_messy_columns(wh):
     data = EXAMPLE / "data"
     for key, columns in OBJECT_COLUMNS.items():
         for segment in SEGMENTS:
             assert tuple(read_frame(object_file(data, key, segment)).columns) == columns
     assert EXTRA_COLUMNS["web/events"] == ("sent_at",)
     assert identity_digest(data, BUNDLED_EVENTS) == BUNDLED_IDENTITY_DIGEST
+    events = all_rows(data, "web/events")
+    assert len(events) == BUNDLED_EVENTS + 27
+    kept = stage(wh, data, "web/events", only=("email", "sent"), dedupe=True)
+    assert sorted(kept["event_id"]) == [f"E{i:06d}" for i in range(1, BUNDLED_EVENTS + 1)]
