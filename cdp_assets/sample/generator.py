@@ -143,7 +143,7 @@ def generate_sample(
             rows = segment_rows(seg, rec["id"], secs, segment)
             frame = pd.DataFrame({c: cols[c][rows] for c in IDENTITY_COLUMNS[key]})
             if messiness is not None:
-                frame = messiness.apply(key, segment, frame)
+                frame = messiness.apply(key, segment, frame, rec["person"][rows] + 1)
             path = object_file(out, key, segment)
             write_frame(frame, path)
             files.append(path)

@@ -1,7 +1,8 @@
 """The messy values the staging rules handle (docs/staging.md), added to a sample's files.
 
-Every value here is a function of the seed, the object, the record id and (for values a record's
-update may change) the file it is in, drawn by hashing, not from the identity stream: adding or
+Every value here is a function of the seed, the object, the record id (the person, for mobiles)
+and (for values a record's update may change) the file it is in, drawn by hashing, not from the
+identity stream: adding or
 changing a messy column never moves who merges with whom, and the same columns can be added to
 files written before (``python -m cdp_assets.sample.messiness DATA_DIR --seed N``, which is how
 the bundled example got them).
@@ -11,9 +12,10 @@ the bundled example got them).
   on/off in any case, a few unreadable (``maybe``).
 - shop orders: ``amount`` spelt with currency symbols, codes and thousands separators
   (``$1,234.50``, ``USD 12.00``, ``12.00 $``), the same value in cents.
-- loyalty members: ``mobile`` from every region of phonenumbers' examples (E.164, international
-  format, dialled from the US as ``011 ...``, and national format for the +1 regions), its
-  ``country``, and ``attributes``: a JSON object (nested, an array, keys with a space and a ``$``).
+- loyalty members: ``mobile``, each person's one number, from every region of phonenumbers'
+  examples (E.164, international format, dialled from the US as ``011 ...``, and national format
+  for the +1 regions), its ``country``, and ``attributes``: a JSON object (nested, an array, keys
+  with a space and a ``$``).
 - web events: ``sent_at``, the client's time as ISO 8601 with ``Z`` or an offset, or Unix epoch
   seconds or milliseconds; and re-deliveries: about 3% of the events with an email and a cookie
   arrive twice, under a new ``event_id``, a few seconds later, with the email in another case or
@@ -54,8 +56,8 @@ _AMOUNT_STYLE_P = (0.30, 0.30, 0.08, 0.10, 0.07, 0.05, 0.10)
 _THOUSANDS_P = 0.5  # of amounts of 1,000 or more: written with a thousands separator
 
 _MOBILE_PRESENT = 0.7
-_NANPA_P = 0.3  # of mobiles: a number of a +1 region (national format possible)
-_NANPA_FORMAT_P = (0.25, 0.30, 0.45)  # e164, international, national
+_MOBILE_MULT = 7919  # a prime not dividing the number of mobiles: person -> mobile is one-to-one
+_NANPA_FORMAT_P = (0.15, 0.25, 0.60)  # e164, international, national
 _OTHER_FORMAT_P = (0.35, 0.45, 0.20)  # e164, international, from_us
 
 _TIERS = ("bronze", "silver", "gold", "platinum")
@@ -89,7 +91,9 @@ class Messiness:
     def duplicates(self) -> int:
         return len(self.redelivered)
 
-    def apply(self, key: str, segment: int, frame: pd.DataFrame) -> pd.DataFrame:
+    def apply(self, key: str, segment: int, frame: pd.DataFrame, persons: np.ndarray) -> pd.DataFrame:
+        """``frame``: one file's identity columns; ``persons``: each row's person, as numbered in
+        ground_truth.csv (P000001 is 1)."""
         frame = frame.copy()
         ids = frame[IDENTITY_COLUMNS[key][0]].to_numpy(dtype=object)
         draw = _Draws(self.seed, key, segment, ids)
@@ -99,7 +103,7 @@ class Messiness:
         elif key == "shop/orders":
             frame["amount"] = _messy_amounts(frame["amount"].to_numpy(dtype=object), draw)
         elif key == "loyalty/members":
-            frame["mobile"], frame["country"] = _mobiles(draw)
+            frame["mobile"], frame["country"] = _mobiles(draw, np.asarray(persons, dtype=np.int64), self.seed)
             frame["attributes"] = _attributes(draw)
         elif key == "web/events":
             frame["sent_at"] = _sent_at(frame["updated_at"].to_numpy(dtype=object), draw)
@@ -206,23 +210,24 @@ def _vary_last_two(text: str, digits: str) -> str:
     return "".join(chars)
 
 
-def _mobiles(draw: _Draws) -> tuple[np.ndarray, np.ndarray]:
+def _mobiles(draw: _Draws, persons: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each person's one mobile (a region's example number with its last two digits varied,
+    distinct for up to 100 x the examples' count of persons), on 70% of their records, in a
+    spelling per record; and its region."""
     examples = phone_examples()
-    nanpa = [e for e in examples if e.country_code == "1"]
-    others = [e for e in examples if e.country_code != "1"]
+    space = len(examples) * 100
+    offset = int(splitmix64(np.array([seed & 0xFFFFFFFF], dtype=np.uint64))[0] % np.uint64(space))
+    number = (persons * _MOBILE_MULT + offset) % space
     present = draw.u("mobile", per_file=False) < _MOBILE_PRESENT
-    is_nanpa = draw.u("mobile_nanpa", per_file=False) < _NANPA_P
-    which = draw.u("mobile_region", per_file=False)
-    last_two = (draw.u("mobile_digits", per_file=False) * 100).astype(np.int64)
     fmt_u = draw.u("mobile_format")
-    mobile = np.full(len(present), None, dtype=object)
-    country = np.full(len(present), None, dtype=object)
+    mobile = np.full(len(persons), None, dtype=object)
+    country = np.full(len(persons), None, dtype=object)
     for k in np.flatnonzero(present):
-        pool, p, forms = ((nanpa, _NANPA_FORMAT_P, ("e164", "international", "national")) if is_nanpa[k]
-                          else (others, _OTHER_FORMAT_P, ("e164", "international", "from_us")))
-        example = pool[int(which[k] * len(pool))]
+        example = examples[int(number[k] % len(examples))]
+        p, forms = ((_NANPA_FORMAT_P, ("e164", "international", "national")) if example.country_code == "1"
+                    else (_OTHER_FORMAT_P, ("e164", "international", "from_us")))
         form = forms[int(np.searchsorted(np.cumsum(p), fmt_u[k], side="right"))]
-        mobile[k] = _vary_last_two(getattr(example, form), f"{last_two[k]:02d}")
+        mobile[k] = _vary_last_two(getattr(example, form), f"{int(number[k] // len(examples)):02d}")
         country[k] = example.region
     return mobile, country
 
@@ -302,10 +307,13 @@ def add_messiness(data_dir: Path | str, seed: int) -> int:
     event_ids = pd.concat([f["event_id"] for f in events])
     width = max((len(i) - 1 for i in event_ids), default=6)
     messiness = Messiness(seed, next_event_id=max((int(i[1:]) for i in event_ids), default=0) + 1, id_width=width)
-    for path, (key, segment, frame) in frames.items():
-        write_frame(messiness.apply(key, segment, frame), path)
     truth_path = root / "ground_truth.csv"
     truth = pd.read_csv(truth_path, dtype=str, keep_default_na=False)
+    person_of = dict(zip(truth["record_id"] + "/" + truth["object"], truth["person_id"].str[1:].astype(int)))
+    for path, (key, segment, frame) in frames.items():
+        id_col, obj = IDENTITY_COLUMNS[key][0], key.split("/")[1]
+        persons = np.array([person_of[f"{i}/{obj}"] for i in frame[id_col]], dtype=np.int64)
+        write_frame(messiness.apply(key, segment, frame, persons), path)
     write_frame(messiness.truth_rows(truth), truth_path)
     return messiness.duplicates
 
