@@ -30,11 +30,19 @@ the rest incremental (day 1 gets the odd row).  For shop customers,
 ``min(5% of rows, incremental rows, historical rows)`` of the incremental rows are
 updated versions of historical customers (same ``customer_id``, later
 ``updated_at``, possibly another phone of the person), so distinct customer ids
-= customer rows - updates.  ``ground_truth.csv`` has one row per distinct record
-id.
+= customer rows - updates.  With the messy columns (the default), about 3% of the
+web events with an email and a cookie are re-delivered: extra rows under new event ids
+(``SampleSummary.duplicates``; ``records`` counts without them).  ``ground_truth.csv``
+has one row per distinct record id, re-deliveries included.
 
-Everything is vectorised with numpy/pandas; output is byte-identical for the
-same ``(n_records, seed, historical_share, chain_emails)``.
+Messy values
+------------
+Birth dates, newsletter flags, currency amounts, international mobiles, JSON attributes
+and client times in several spellings, drawn without touching the identity stream
+(``messiness``; docs/sample.md).  ``extra_columns=False`` leaves them out.
+
+The identity model is vectorised with numpy/pandas; output is byte-identical for the
+same ``(n_records, seed, historical_share, chain_emails, extra_columns)``.
 
 Parts
 -----
