@@ -144,6 +144,7 @@ def test_warehouse_table_sources_are_checked_on_the_engine(tmp_path):
     def tables(cfg):
         cfg["sources"] = [{"name": "crm", "connector": {"kind": "table", "database": "landing"}, "objects": ["contacts"], "mode": "incremental"}]
         cfg["staging"] = {"crm_contacts": {"email": {"rule": "email", "columns": ["email"]}}}
+        cfg.pop("staging_tables", None)  # the example's options name its own tables
         cfg.pop("unification")
 
     config = write_project(tmp_path, records=20, mutate=tables, generate=False)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_assets.sample.generator import (
+        EXTRA_COLUMNS,
+        IDENTITY_COLUMNS,
         INCREMENTAL_DATES,
         JUNK_EMAILS,
         JUNK_PHONES,
@@ -20,6 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
     )
 
 __all__ = [
+    "EXTRA_COLUMNS",
+    "IDENTITY_COLUMNS",
     "INCREMENTAL_DATES",
     "JUNK_EMAILS",
     "JUNK_PHONES",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -83,15 +84,41 @@ def _norm_phone(v) -> str | None:
     return d
 
 
+def sent_instant(value) -> int | None:
+    """Unix seconds of a ``sent_at`` value (ISO 8601 with Z or an offset, epoch s or ms)."""
+    if value is None:
+        return None
+    text = str(value)
+    if text.isdigit():
+        return int(text) // 1000 if len(text) > 10 else int(text)
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+
+
+def without_redeliveries(events: pd.DataFrame) -> pd.DataFrame:
+    """The events as the example's dedupe keeps them: one row per (cookie, normalised email,
+    event type, sent instant), the oldest; events without cookie or email are all kept."""
+    key = pd.DataFrame({
+        "cookie": events["cookie_id"], "email": [_norm_email(v) or v for v in events["email"]],
+        "type": events["event_type"], "sent": [sent_instant(v) for v in events["sent_at"]],
+    })
+    keyed = key["cookie"].notna() & key["email"].notna()
+    by_time = key.assign(at=events["updated_at"].to_numpy()).sort_values("at")
+    first = ~by_time.duplicated(["cookie", "email", "type", "sent"])
+    return events[~keyed | first.reindex(events.index)]
+
+
 def _records(root: Path) -> pd.DataFrame:
-    """All rows of all objects, de-duplicated by primary key (latest updated_at wins),
-    with normalised identifier keys: one frame (object, record_id, keys...)."""
+    """All rows of all objects, de-duplicated by primary key (latest updated_at wins), web
+    events without their re-deliveries, with normalised identifier keys: one frame (object,
+    record_id, keys...)."""
     out = []
     for key, cols in OBJECT_COLUMNS.items():
         frames = [_read(p).assign(_file=tag) for tag, p in _object_files(root, key)]
         df = pd.concat(frames, ignore_index=True)
         id_col = cols[0]
         df = df.sort_values(["updated_at", id_col]).drop_duplicates(id_col, keep="last")
+        if key == "web/events":
+            df = without_redeliveries(df)
         keys = pd.DataFrame({"object": key, "record_id": df[id_col].to_numpy()})
         keys["email"] = [_norm_email(v) for v in df["email"]]
         keys["phone"] = [_norm_phone(v) for v in df["phone"]] if "phone" in df else None
@@ -155,11 +182,15 @@ def test_row_counts_and_split(sample):
         "web/events": N - N * 25 // 100 - N * 30 // 100 - N * 20 // 100,
     }
     assert 0.28 * N <= summary.persons <= 0.36 * N
+    assert 0.005 * summary.records["web/events"] <= summary.duplicates <= 0.05 * summary.records["web/events"]
     for key in OBJECT_COLUMNS:
         files = _object_files(root, key)
         frames = {tag: _read(p) for tag, p in files}
-        assert sum(len(f) for f in frames.values()) == summary.records[key]
-        assert len(frames["hist"]) == int(0.7 * summary.records[key] + 0.5)
+        redelivered = summary.duplicates if key == "web/events" else 0
+        assert sum(len(f) for f in frames.values()) == summary.records[key] + redelivered
+        hist_rows = len(frames["hist"]) - (frames["hist"]["event_id"] > f"E{summary.records[key]:06d}").sum() \
+            if redelivered else len(frames["hist"])
+        assert hist_rows == int(0.7 * summary.records[key] + 0.5)
         assert frames["hist"]["updated_at"].str.match(r"^2023-\d\d-\d\d \d\d:\d\d:\d\d$").all()
         for day in INCREMENTAL_DATES:
             assert len(frames[day]) > 0
