@@ -48,8 +48,10 @@ def merge_key(columns: list[str], primary_key: list[str]) -> tuple[list[str], bo
 class _Scratch:
     """Scratch tables of one build, dropped whatever happens."""
 
-    def __init__(self, wh: WarehouseResource, like: TableRef):
-        self.wh, self.like, self.refs = wh, like, []
+    def __init__(self, wh: WarehouseResource, target: TableRef):
+        # Not named like the target's half-built tables: publishing drops those before it builds.
+        self.wh, self.like, self.refs = wh, target.sibling(f"{target.name}_inc"), []
+        wh.drop_leftovers(target.schema, f"{self.like.name}__cdp_new_")  # a killed run's scratch tables
 
     def make(self, select_sql: str) -> TableRef:
         ref = self.wh.scratch_ref(self.like)

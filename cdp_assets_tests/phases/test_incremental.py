@@ -66,7 +66,8 @@ def render(ref: TableRef, columns: list[str]) -> str:
 
 
 def sorted_frame(df: pd.DataFrame) -> pd.DataFrame:
-    df = df.astype("string").fillna("<NULL>")
+    """Rows and columns in one order (Treasure Data keeps its ``time`` column last), values as text."""
+    df = df[sorted(df.columns)].astype("string").fillna("<NULL>")
     return df.sort_values(list(df.columns)).reset_index(drop=True)
 
 
