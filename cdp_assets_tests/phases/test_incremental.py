@@ -187,3 +187,28 @@ def test_a_failed_incremental_apply_leaves_the_published_table_and_state_as_they
     # The next run picks the same rows up again.
     assert run_and_compare(wh, ["customer_id"])[0] == "incremental"
     wh.teardown_after_execution(None)
+
+
+def test_each_engine_gets_the_statement_form_its_tables_allow():
+    """MERGE for Delta (not runnable here: no Delta on this machine), DELETE + INSERT in one
+    transaction on DuckDB, a rebuild on parquet and TD; every form renders for its dialect."""
+    import sqlglot
+
+    from cdp_assets.engines.databricks import DatabricksWarehouse
+    from cdp_assets.sql.dialects import DIALECTS
+
+    assert memory_warehouse().upsert_mode == "delete_insert"
+    assert DatabricksWarehouse(host="h", http_path="p", token="t").upsert_mode == "merge"
+    assert DatabricksWarehouse(host="h", http_path="p", token="t", table_format="parquet").upsert_mode == "rebuild"
+    changes, changed = HU.sibling("changes"), HU.sibling("changed")
+    (merge,) = inc.upsert_statements("merge", HU, changes, changed, COLUMNS, ["customer_id"], False)
+    rendered = DIALECTS["databricks"].render(merge)
+    tree = sqlglot.parse_one(rendered, read="databricks")
+    assert isinstance(tree, sqlglot.exp.Merge)
+    assert "WHEN MATCHED THEN UPDATE SET" in rendered and "WHEN NOT MATCHED THEN INSERT" in rendered
+    assert "`c`" not in rendered and "`s`.`customer_id` = `t`.`customer_id`" in rendered
+    # Without a primary key every business column is the key, NULLs equal.
+    (null_safe,) = inc.upsert_statements("merge", HU, changes, changed, COLUMNS, ["email", "name"], True)
+    assert "`s`.`email` IS NOT DISTINCT FROM `t`.`email`" in DIALECTS["databricks"].render(null_safe)
+    with pytest.raises(ValueError, match="unknown upsert mode"):
+        inc.upsert_statements("upsert", HU, changes, changed, COLUMNS, ["customer_id"], False)
