@@ -49,7 +49,7 @@ NIGHT = "2024-07-01"
 TARGET_RATIO = 0.10  # nightly / full wall time (issue 12)
 TARGET_UNIFICATION = 3.0  # unification phase / its loop
 
-STATEMENTS = {"n": 0}  # counted by the engine below, read per phase
+STATEMENTS = {"n": 0, "seconds": 0.0}  # counted and timed by the engine below, read per phase
 
 
 def counting_warehouse(**kwargs):
@@ -60,11 +60,19 @@ def counting_warehouse(**kwargs):
 
         def _execute(self, sql: str) -> None:
             STATEMENTS["n"] += 1
-            super()._execute(sql)
+            started = time.monotonic()
+            try:
+                super()._execute(sql)
+            finally:
+                STATEMENTS["seconds"] += time.monotonic() - started
 
         def _query(self, sql: str, params: list | None = None):
             STATEMENTS["n"] += 1
-            return super()._query(sql, params)
+            started = time.monotonic()
+            try:
+                return super()._query(sql, params)
+            finally:
+                STATEMENTS["seconds"] += time.monotonic() - started
 
     return CountingDuckDB(**kwargs)
 
@@ -130,14 +138,17 @@ def run_phases(loaded, wh, instance, label: str) -> dict:
     for phase in PHASES:
         job = define_asset_job(f"bench_{phase}", selection=AssetSelection.groups(phase))
         defs = Definitions.merge(build_definitions(loaded, wh), Definitions(jobs=[job]))
-        before = STATEMENTS["n"]
+        before, before_s = STATEMENTS["n"], STATEMENTS["seconds"]
         started = time.monotonic()
         result = defs.resolve_job_def(f"bench_{phase}").execute_in_process(instance=instance, raise_on_error=False)
         seconds = time.monotonic() - started
         if not result.success:
             errors = [e.event_specific_data.error.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
             raise RuntimeError(f"{label} run, phase {phase} failed: {(errors or ['?'])[0][:2000]}")
-        entry = {"seconds": round(seconds, 3), "statements": STATEMENTS["n"] - before}
+        entry = {
+            "seconds": round(seconds, 3), "statements": STATEMENTS["n"] - before,
+            "warehouse_seconds": round(STATEMENTS["seconds"] - before_s, 3),
+        }
         modes = [
             e.event_specific_data.materialization.metadata["build_mode"].value
             for e in result.get_asset_materialization_events()
@@ -147,6 +158,11 @@ def run_phases(loaded, wh, instance, label: str) -> dict:
             entry["build_modes"] = {m: modes.count(m) for m in sorted(set(modes))}
         if phase == "unification":
             entry["loop_seconds"] = round(_step_seconds(result, "unify_loop_"), 3)
+            entry["loop_modes"] = sorted({
+                str(e.event_specific_data.materialization.metadata["mode"].value)
+                for e in result.get_asset_materialization_events()
+                if "mode" in e.event_specific_data.materialization.metadata
+            })
         out[phase] = entry
         print(f"  {label} {phase}: {entry}", flush=True)
     return out
@@ -213,20 +229,31 @@ def write_doc(args, r: dict) -> None:
         "in-process materialization of its asset group; statements are the queries and statements the engine "
         "sent to DuckDB (DuckDB reports no rows scanned per statement without its profiler: not shown).",
         "",
-        "| phase | full s | nightly s | nightly / full | full statements | nightly statements | nightly builds |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| phase | full s | nightly s | nightly / full | full in warehouse s | nightly in warehouse s "
+        "| full statements | nightly statements | nightly builds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for phase in PHASES:
         f, n = full[phase], nightly[phase]
-        modes = ", ".join(f"{k} {v}" for k, v in n.get("build_modes", {}).items()) or "-"
+        modes = ", ".join(f"{k} {v}" for k, v in n.get("build_modes", {}).items())
+        if "loop_modes" in n:
+            modes = "loop: " + ", ".join(n["loop_modes"]) + "; enrichment, statistics, masters: full"
         L.append(
             f"| {phase} | {f['seconds']:.2f} | {n['seconds']:.2f} | {n['seconds'] / f['seconds']:.2f} | "
-            f"{f['statements']} | {n['statements']} | {modes} |"
+            f"{f['warehouse_seconds']:.2f} | {n['warehouse_seconds']:.2f} | {f['statements']} | {n['statements']} | "
+            f"{modes or '-'} |"
         )
+    wratio = _total(nightly, "warehouse_seconds") / _total(full, "warehouse_seconds")
     L.append(
         f"| **all** | **{_total(full, 'seconds'):.2f}** | **{_total(nightly, 'seconds'):.2f}** | **{ratio:.2f}** | "
+        f"**{_total(full, 'warehouse_seconds'):.2f}** | **{_total(nightly, 'warehouse_seconds'):.2f}** | "
         f"**{_total(full, 'statements')}** | **{_total(nightly, 'statements')}** | |"
     )
+    L += [
+        "",
+        "*In warehouse* is the time spent inside the engine's statements (the rest of a phase is Dagster's steps, "
+        f"the asset checks' steps, Python parsing in ingestion). Nightly / full in the warehouse: **{wratio:.2f}**.",
+    ]
     uni = {k: (run["unification"]["seconds"], run["unification"]["loop_seconds"]) for k, run in (("full", full),
                                                                                                   ("nightly", nightly))}
     L += [
@@ -248,6 +275,12 @@ def write_doc(args, r: dict) -> None:
         "- Hist-union and staging build incrementally (docs/incremental.md); enrichment, the key statistics and "
         "the master tables are still rebuilt in full on every run, and ingestion rescans its folders: they are "
         "what the nightly run still spends its time on.",
+        "- Why staging barely moves: one staging statement costs a fixed 1-4 s whatever its row count (measured: "
+        "the same 0.6 / 1.4-1.7 / 3.6-4.3 s for orders / members / customers at 2,000 records as here, full or "
+        "nightly), the compile and planning of the phone rules' patterns; an incremental run still sends one such "
+        "statement per table. Hist-union's incremental run sends more, smaller statements than its full build: "
+        "at this size their fixed cost outweighs the rows saved. Both shares shrink as the data grows (1M: run "
+        "with `--records 1000000`).",
     ]
     write_section(DOC, "nightly", "\n".join(L))
 
