@@ -143,7 +143,9 @@ def run_phases(loaded, wh, instance, label: str) -> dict:
         result = defs.resolve_job_def(f"bench_{phase}").execute_in_process(instance=instance, raise_on_error=False)
         seconds = time.monotonic() - started
         if not result.success:
-            errors = [e.event_specific_data.error.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+            errors = [
+                e.event_specific_data.error.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+            ]
             raise RuntimeError(f"{label} run, phase {phase} failed: {(errors or ['?'])[0][:2000]}")
         entry = {
             "seconds": round(seconds, 3), "statements": STATEMENTS["n"] - before,

@@ -127,7 +127,9 @@ def build_hist_union(
         state = inc.state_ref(target)
         scratch = _Scratch(wh, target)
         try:
-            grown = [(ref, cols, rank) for rank, ((ref, cols), p) in enumerate(zip(inputs, progress)) if int(p["rows_new"])]
+            grown = [
+                (ref, cols, rank) for rank, ((ref, cols), p) in enumerate(zip(inputs, progress)) if int(p["rows_new"])
+            ]
             changed = scratch.make(inc.changed_keys_sql(grown, state, keys, null_safe))
             affected = [
                 (scratch.make(inc.affected_rows_sql(ref, cols, changed, state, rank, keys, null_safe)), cols)
@@ -135,7 +137,8 @@ def build_hist_union(
             ]
             changes = scratch.make(hist_union_sql(affected, incremental_field, primary_key))
             n_changed = wh.row_count(changed)
-            rows = wh.apply_changes(target, inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe))
+            statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)
+            rows = wh.apply_changes(target, statements)
         finally:
             scratch.drop()
         _write_state(wh, target, [
@@ -217,12 +220,13 @@ def build_staging(
             changes = scratch.make(render(delta, upstream_columns))
             n_changed = wh.row_count(changed)
             columns = wh.columns(target)
-            rows = wh.apply_changes(target, inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe))
+            statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)
+            rows = wh.apply_changes(target, statements)
         finally:
             scratch.drop()
         _write_state(wh, target, [
-            _state_row(0, upstream, int(progress["rows_total"]), progress["newest"], str(previous["generation"].iloc[0]),
-                       upstream_generation, fingerprint, "incremental")
+            _state_row(0, upstream, int(progress["rows_total"]), progress["newest"],
+                       str(previous["generation"].iloc[0]), upstream_generation, fingerprint, "incremental")
         ])
         return BuildResult(rows, "incremental", rows_read=new_rows, changed_keys=n_changed)
 

@@ -40,9 +40,8 @@ def frame(rows: list[tuple], file: str, loaded_at: pd.Timestamp) -> pd.DataFrame
     df = pd.DataFrame(rows, columns=COLUMNS)
     for c in ("customer_id", "email", "name"):
         df[c] = df[c].astype("string")
-    df["updated_at"] = (pd.Timestamp("2024-01-01") + pd.to_timedelta(df["updated_at"].astype("int64"), unit="D")).astype(
-        "datetime64[us]"
-    )
+    days = pd.to_timedelta(df["updated_at"].astype("int64"), unit="D")
+    df["updated_at"] = (pd.Timestamp("2024-01-01") + days).astype("datetime64[us]")
     df["_cdp_file"] = pd.array([file] * len(df), dtype="string")
     df["_cdp_loaded_at"] = pd.Series([loaded_at] * len(df), dtype="datetime64[us]")
     return df
