@@ -76,6 +76,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     # Each step's phase and asset as it starts and ends, files read, rows built, loop iterations.
     run_config = {"loggers": {PROGRESS_LOGGER: {}}}
+    if args.full_refresh:  # every incremental phase rebuilds from all rows (docs/incremental.md)
+        from cdp_assets.assets.run_config import full_refresh_run_config
+
+        run_config.update(full_refresh_run_config(job))
     try:
         result = job.execute_in_process(
             instance=instance, raise_on_error=False, run_config=run_config, tags=process_tags()
@@ -179,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize every asset and check of the config")
     run.add_argument("--config", help=f"config file (default: ${CONFIG_ENV} or the bundled example)")
+    run.add_argument("--full-refresh", action="store_true",
+                     help="rebuild every table from all rows instead of the rows loaded since the last run")
     run.set_defaults(func=cmd_run)
     sample = sub.add_parser("sample", help="generate seeded sample data")
     sample.add_argument("--records", type=int, default=2000)

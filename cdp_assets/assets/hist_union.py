@@ -7,11 +7,12 @@ from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.metadata import engine_jobs_metadata, engine_kinds, table_metadata, table_name_metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
+from cdp_assets.assets.run_config import IncrementalConfig
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
+from cdp_assets.incremental import BuildResult, build_hist_union
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.hist_union import hist_union_sql
 
 GROUP = "hist_union"
 
@@ -35,7 +36,9 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
         kinds=engine_kinds(loaded),
         automation_condition=downstream_condition(),
     )
-    def _hist_union(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    def _hist_union(
+        context: AssetExecutionContext, warehouse: WarehouseResource, config: IncrementalConfig
+    ) -> MaterializeResult:
         with warehouse.session():
             present = [(ref, warehouse.columns(ref)) for ref in inputs.values() if warehouse.table_exists(ref)]
             if not present:
@@ -44,15 +47,35 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
                     "materialize the ingestion assets first"
                 )
             input_rows = {ref.display: warehouse.row_count(ref) for ref, _ in present}
-            rows = warehouse.build_table(target, hist_union_sql(present, source.incremental_field, list(obj.primary_key)))
+            built = build_hist_union(
+                warehouse, target, present, source.incremental_field, list(obj.primary_key), config.full_refresh
+            )
             table = table_metadata(warehouse, target)[target]
-        context.log.info(f"{target.display}: {rows} row(s) from {input_rows}")
+        context.log.info(f"{target.display}: {built.rows} row(s) from {input_rows}; {build_summary(built)}")
         return MaterializeResult(
-            metadata={"dagster/row_count": rows, "input_rows": input_rows, "table": target.display, **engine_jobs_metadata(warehouse),
-                      **table}
+            metadata={
+                "dagster/row_count": built.rows, "input_rows": input_rows, "table": target.display,
+                **build_metadata(built), **engine_jobs_metadata(warehouse), **table,
+            }
         )
 
     return _hist_union
+
+
+def build_summary(built: BuildResult) -> str:
+    """How a table was built, for the log: full (and why), incremental or unchanged."""
+    if built.mode == "full":
+        return f"full build ({built.reason})"
+    if built.mode == "unchanged":
+        return "unchanged: no row loaded since the last run"
+    return f"incremental: {built.rows_read} new row(s), {built.changed_keys} key(s) replaced"
+
+
+def build_metadata(built: BuildResult) -> dict:
+    return {
+        "build_mode": built.mode, "full_build_reason": built.reason,
+        "rows_read": built.rows_read, "keys_replaced": built.changed_keys,
+    }
 
 
 def build_hist_union_assets(loaded: LoadedConfig) -> list:

@@ -3,12 +3,14 @@
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from cdp_assets.assets.hist_union import hist_union_ref
+from cdp_assets.assets.hist_union import build_metadata, build_summary, hist_union_ref
 from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.metadata import engine_jobs_metadata, engine_kinds, table_metadata, table_name_metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
+from cdp_assets.assets.run_config import IncrementalConfig
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.incremental import build_staging
 from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.staging import (
@@ -95,24 +97,35 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
         description=f"{source.name}/{obj.name} standardised: "
         + (", ".join(c.output for c in staged_columns(rules)) or "no rules, columns pass through"),
     )
-    def _staging(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    def _staging(
+        context: AssetExecutionContext, warehouse: WarehouseResource, config: IncrementalConfig
+    ) -> MaterializeResult:
         columns = staged_columns(rules)
+        options = loaded.pipeline.staging_tables.get(f"{source.name}_{obj.name}")
         with warehouse.session():
-            rows = warehouse.build_table(
-                target, staging_query(loaded, source, obj, upstream, warehouse.columns(upstream), warehouse)
+            # A dedupe or a dimension join relates a row to other rows: such a table is built in full.
+            row_by_row = options is None or (options.dedupe is None and not options.join)
+            built = build_staging(
+                warehouse, target, upstream, warehouse.columns(upstream),
+                lambda ref, cols: staging_query(loaded, source, obj, ref, cols, warehouse), list(obj.primary_key),
+                row_by_row=row_by_row, full_refresh=config.full_refresh,
             )
+            rows = built.rows
             # Each rule's parsed / no-input / unparseable counts, measured once here: the
             # unparseable_share check and the report read them from this materialization.
             counts = rule_counts(columns, warehouse.fetch(rule_counts_sql(target, columns)).iloc[0]) if columns else {}
             table = table_metadata(warehouse, target)[target]
         unparseable = {out: c["unparseable"] for out, c in counts.items()}
-        context.log.info(f"{target.display}: {rows} row(s); unparseable values per column: {unparseable}")
+        context.log.info(
+            f"{target.display}: {rows} row(s); {build_summary(built)}; unparseable values per column: {unparseable}"
+        )
         return MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
                 "unparseable": MetadataValue.json(unparseable),
                 RULE_COUNTS: MetadataValue.json(counts),
                 "table": target.display,
+                **build_metadata(built),
                 **engine_jobs_metadata(warehouse),
                 **table,
             }

@@ -228,6 +228,13 @@ class WarehouseResource(ConfigurableResource):
         fetched and loaded from Python (``connectors/s3_in_warehouse.py``)."""
         return False
 
+    @property
+    def upsert_mode(self) -> str:
+        """How an incremental run replaces the changed keys' rows of a published table
+        (``cdp_assets/sql/incremental.py``): ``delete_insert`` in one transaction, ``merge`` (one
+        atomic MERGE INTO), or ``rebuild`` (unchanged rows plus new ones, built and swapped in)."""
+        return "rebuild"
+
     def optimize(self, ref: TableRef) -> None:
         """Compact ``ref`` where the engine can; a no-op elsewhere."""
         if self.supports_optimize:
@@ -342,6 +349,30 @@ class WarehouseResource(ConfigurableResource):
         except BaseException:
             self._drop_quietly(staging)
             raise
+
+    def apply_changes(self, final: TableRef, statements: list[str]) -> int:
+        """Apply ``upsert_statements`` of this engine's ``upsert_mode`` to ``final`` atomically
+        and return its row count: in one transaction (``delete_insert``; a failure rolls back),
+        as one statement (``merge``), or built under a new name and swapped in (``rebuild``)."""
+        with self.session():
+            if self.upsert_mode == "rebuild":
+                (select_sql,) = statements
+                return self._build_table(final, select_sql)
+            if len(statements) > 1:
+                if not self.dialect.transactional_ddl:
+                    raise WarehouseError(f"{self.upsert_mode} of {final.display} needs transactions, which this engine lacks")
+                self.execute("BEGIN TRANSACTION")
+                try:
+                    for stmt in statements:
+                        self.run(stmt)
+                    self.execute("COMMIT")
+                except BaseException:
+                    self.execute("ROLLBACK")
+                    raise
+            else:
+                self.run(statements[0])
+            self.optimize(final)
+            return self.row_count(final)
 
     def create_table_counted(self, ref: TableRef, select_sql: str) -> int:
         """Create ``ref`` from a SELECT and return how many rows it holds."""

@@ -78,6 +78,12 @@ class DatabricksWarehouse(WarehouseResource):
         return self.optimize_tables
 
     @property
+    def upsert_mode(self) -> str:
+        # Delta tables (the workspace default) take MERGE INTO; parquet ones (local Spark) have
+        # neither MERGE nor DELETE, so their changes are applied by a rebuild and swap.
+        return "merge" if self.table_format in (None, "delta") else "rebuild"
+
+    @property
     def reads_cloud_files(self) -> bool:
         return self.read_cloud_files and not self.local_spark_dir
 

@@ -40,6 +40,10 @@ class DuckDBWarehouse(WarehouseResource):
     def describe(self) -> str:
         return f"DuckDB at {self.path}"
 
+    @property
+    def upsert_mode(self) -> str:
+        return "delete_insert"  # DELETE + INSERT in one transaction
+
     # ---------------------------------------------------------------- connections
 
     def setup_for_execution(self, context) -> None:  # noqa: ARG002 - Dagster's hook

@@ -1,0 +1,307 @@
+"""Benchmark: a nightly run against the full run it follows, on DuckDB, in one invocation.
+
+For a generated sample of N records (``bench/.data/N/sample``, generated once and shared with
+``bench_pipeline.py``), copied to a fresh folder and database:
+
+1. **full**: the whole pipeline, phase by phase (ingestion, hist-union, staging, unification,
+   report), each phase one in-process materialization of its asset group;
+2. **nightly**: one new incremental file per object, holding 1% new rows (new primary keys) and
+   0.5% updated rows (existing primary keys, a later ``updated_at``), then the same phases again.
+
+Per phase: seconds and warehouse statements (queries and statements sent to DuckDB, counted
+in the engine); DuckDB reports no rows scanned per statement without its profiler, so that
+column is left out rather than estimated. The ratio nightly / full comes from the same
+invocation, and the unification phase is compared with its loop alone (the ``unify_loop``
+step: graph, iterations, lookup). It rewrites the ``nightly`` section of ``docs/benchmarks.md``.
+
+    .venv/bin/python bench/bench_nightly.py --records 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_sections import write_section  # noqa: E402 - bench/ is a folder of scripts, not a package
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / ".data"
+DOC = ROOT / "docs" / "benchmarks.md"
+PHASES = ("ingestion", "hist_union", "staging", "unification", "report")
+# object folder -> (primary key, how the files are written)
+OBJECTS = {
+    "shop/customers": ("customer_id", "csv"),
+    "shop/orders": ("order_id", "csv"),
+    "loyalty/members": ("member_id", "parquet"),
+    "web/events": ("event_id", "jsonl"),
+}
+NIGHT = "2024-07-01"
+TARGET_RATIO = 0.10  # nightly / full wall time (issue 12)
+TARGET_UNIFICATION = 3.0  # unification phase / its loop
+
+STATEMENTS = {"n": 0, "seconds": 0.0}  # counted and timed by the engine below, read per phase
+
+
+def counting_warehouse(**kwargs):
+    from cdp_assets.engines.duckdb import DuckDBWarehouse
+
+    class CountingDuckDB(DuckDBWarehouse):
+        """DuckDB, counting every statement and query it is sent (one attempt each)."""
+
+        def _execute(self, sql: str) -> None:
+            STATEMENTS["n"] += 1
+            started = time.monotonic()
+            try:
+                super()._execute(sql)
+            finally:
+                STATEMENTS["seconds"] += time.monotonic() - started
+
+        def _query(self, sql: str, params: list | None = None):
+            STATEMENTS["n"] += 1
+            started = time.monotonic()
+            try:
+                return super()._query(sql, params)
+            finally:
+                STATEMENTS["seconds"] += time.monotonic() - started
+
+    return CountingDuckDB(**kwargs)
+
+
+def ensure_sample(records: int) -> Path:
+    sample = DATA / str(records) / "sample"
+    if not (sample / "shop").exists():
+        from cdp_assets.sample.generator import generate_sample
+
+        generate_sample(sample, records, seed=42, chain_emails=(20, 30))
+    return sample
+
+
+def _read(path: Path, fmt: str) -> pd.DataFrame:
+    if fmt == "csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    if fmt == "parquet":
+        return pd.read_parquet(path)
+    return pd.read_json(path, lines=True, dtype=False)
+
+
+def _write(df: pd.DataFrame, path: Path, fmt: str) -> None:
+    if fmt == "csv":
+        df.to_csv(path, index=False)
+    elif fmt == "parquet":
+        df.to_parquet(path, index=False)
+    else:
+        df.to_json(path, orient="records", lines=True)
+
+
+def write_nightly_files(sample: Path, new_share: float, updated_share: float) -> dict[str, dict[str, int]]:
+    """One new incremental file per object: new keys (copies of incremental rows under new ids)
+    and updated keys (historical rows with a later ``updated_at``)."""
+    written = {}
+    for folder, (pk, fmt) in OBJECTS.items():
+        obj_dir = sample / folder
+        name = folder.split("/")[1]
+        files = sorted(p for p in obj_dir.rglob(f"*.{fmt}") if p.is_file())
+        frames = {p: _read(p, fmt) for p in files}
+        total = sum(len(f) for f in frames.values())
+        incremental = pd.concat([f for p, f in frames.items() if p.parent == obj_dir], ignore_index=True)
+        historical = pd.concat([f for p, f in frames.items() if p.parent != obj_dir], ignore_index=True)
+        n_new, n_upd = math.ceil(total * new_share), math.ceil(total * updated_share)
+        new = incremental.sample(n=n_new, replace=len(incremental) < n_new, random_state=1).copy()
+        new[pk] = [f"N{name[:1].upper()}{i:09d}" for i in range(n_new)]
+        updated = historical.sample(n=min(n_upd, len(historical)), random_state=2).copy()
+        rows = pd.concat([new, updated], ignore_index=True)
+        stamps = pd.Timestamp(NIGHT) + pd.to_timedelta(range(len(rows)), unit="s")
+        rows["updated_at"] = stamps if fmt == "parquet" and "datetime" in str(historical["updated_at"].dtype) else (
+            stamps.strftime("%Y-%m-%d %H:%M:%S")
+        )
+        _write(rows, obj_dir / f"{name}_{NIGHT}.{fmt}", fmt)
+        written[folder] = {"rows_before": total, "new": len(new), "updated": len(updated)}
+    return written
+
+
+def run_phases(loaded, wh, instance, label: str) -> dict:
+    from dagster import AssetSelection, Definitions, define_asset_job
+
+    from cdp_assets.definitions import build_definitions
+
+    out = {}
+    for phase in PHASES:
+        job = define_asset_job(f"bench_{phase}", selection=AssetSelection.groups(phase))
+        defs = Definitions.merge(build_definitions(loaded, wh), Definitions(jobs=[job]))
+        before, before_s = STATEMENTS["n"], STATEMENTS["seconds"]
+        started = time.monotonic()
+        result = defs.resolve_job_def(f"bench_{phase}").execute_in_process(instance=instance, raise_on_error=False)
+        seconds = time.monotonic() - started
+        if not result.success:
+            errors = [
+                e.event_specific_data.error.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+            ]
+            raise RuntimeError(f"{label} run, phase {phase} failed: {(errors or ['?'])[0][:2000]}")
+        entry = {
+            "seconds": round(seconds, 3), "statements": STATEMENTS["n"] - before,
+            "warehouse_seconds": round(STATEMENTS["seconds"] - before_s, 3),
+        }
+        modes = [
+            e.event_specific_data.materialization.metadata["build_mode"].value
+            for e in result.get_asset_materialization_events()
+            if "build_mode" in e.event_specific_data.materialization.metadata
+        ]
+        if modes:
+            entry["build_modes"] = {m: modes.count(m) for m in sorted(set(modes))}
+        if phase == "unification":
+            entry["loop_seconds"] = round(_step_seconds(result, "unify_loop_"), 3)
+            entry["loop_modes"] = sorted({
+                str(e.event_specific_data.materialization.metadata["mode"].value)
+                for e in result.get_asset_materialization_events()
+                if "mode" in e.event_specific_data.materialization.metadata
+            })
+        out[phase] = entry
+        print(f"  {label} {phase}: {entry}", flush=True)
+    return out
+
+
+def _step_seconds(result, prefix: str) -> float:
+    """Seconds of the steps whose key contains ``prefix``, as Dagster measured them."""
+    return sum(
+        e.event_specific_data.duration_ms / 1000
+        for e in result.all_events
+        if e.event_type_value == "STEP_SUCCESS" and prefix in (e.step_key or "")
+    )
+
+
+def bench(args) -> dict:
+    import yaml
+    from dagster import DagsterInstance
+
+    from cdp_assets.config import load_config
+
+    sample = ensure_sample(args.records)
+    work = DATA / str(args.records) / "nightly"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(sample, work / "sample")
+    cfg = yaml.safe_load((ROOT / "examples" / "acme" / "cdp.yml").read_text())
+    cfg["unification_file"] = str(ROOT / "examples" / "acme" / "unify.yml")
+    for source in cfg["sources"]:
+        source["connector"]["path"] = str(work / "sample" / Path(source["connector"]["path"]).name)
+        source.pop("start_date", None)
+    cfg["engine"]["duckdb"] = {"path": str(work / "cdp.duckdb"), "threads": args.threads}
+    cfg["report"]["path"] = str(work / "report.md")
+    cfg.setdefault("checks", {})["freshness_hours"] = 1e6  # the sample's dates are fixed
+    (work / "cdp.yml").write_text(yaml.safe_dump(cfg))
+    loaded = load_config(work / "cdp.yml")
+    wh = counting_warehouse(path=str(loaded.duckdb_path), threads=args.threads)
+    out = {"records": args.records, "threads": args.threads}
+    with DagsterInstance.ephemeral() as instance:
+        print(f"full run on {args.records:,} records ...", flush=True)
+        out["full"] = run_phases(loaded, wh, instance, "full")
+        out["nightly_files"] = write_nightly_files(work / "sample", args.new_share, args.updated_share)
+        print(f"nightly files: {out['nightly_files']}", flush=True)
+        out["nightly"] = run_phases(loaded, wh, instance, "nightly")
+    (work / "cdp.duckdb").unlink(missing_ok=True)
+    return out
+
+
+def _total(run: dict, key: str) -> float:
+    return sum(p[key] for p in run.values())
+
+
+def write_doc(args, r: dict) -> None:
+    full, nightly = r["full"], r["nightly"]
+    ratio = _total(nightly, "seconds") / _total(full, "seconds")
+    new = sum(f["new"] for f in r["nightly_files"].values())
+    upd = sum(f["updated"] for f in r["nightly_files"].values())
+    L = [
+        "# Nightly vs full run",
+        "",
+        f"Written by `bench/bench_nightly.py` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC "
+        f"(`--records {args.records} --threads {args.threads}`), DuckDB, {os.cpu_count()} cores (shared with other "
+        "work while measured). One invocation: the whole pipeline on a fresh database (*full*), then one new "
+        f"incremental file per object with {args.new_share:.1%} new and {args.updated_share:.1%} updated rows "
+        f"({new:,} new, {upd:,} updated rows in all) and the pipeline again (*nightly*). Each phase is one "
+        "in-process materialization of its asset group; statements are the queries and statements the engine "
+        "sent to DuckDB (DuckDB reports no rows scanned per statement without its profiler: not shown).",
+        "",
+        "| phase | full s | nightly s | nightly / full | full in warehouse s | nightly in warehouse s "
+        "| full statements | nightly statements | nightly builds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for phase in PHASES:
+        f, n = full[phase], nightly[phase]
+        modes = ", ".join(f"{k} {v}" for k, v in n.get("build_modes", {}).items())
+        if "loop_modes" in n:
+            modes = "loop: " + ", ".join(n["loop_modes"]) + "; enrichment, statistics, masters: full"
+        L.append(
+            f"| {phase} | {f['seconds']:.2f} | {n['seconds']:.2f} | {n['seconds'] / f['seconds']:.2f} | "
+            f"{f['warehouse_seconds']:.2f} | {n['warehouse_seconds']:.2f} | {f['statements']} | {n['statements']} | "
+            f"{modes or '-'} |"
+        )
+    wratio = _total(nightly, "warehouse_seconds") / _total(full, "warehouse_seconds")
+    L.append(
+        f"| **all** | **{_total(full, 'seconds'):.2f}** | **{_total(nightly, 'seconds'):.2f}** | **{ratio:.2f}** | "
+        f"**{_total(full, 'warehouse_seconds'):.2f}** | **{_total(nightly, 'warehouse_seconds'):.2f}** | "
+        f"**{_total(full, 'statements')}** | **{_total(nightly, 'statements')}** | |"
+    )
+    L += [
+        "",
+        "*In warehouse* is the time spent inside the engine's statements (the rest of a phase is Dagster's steps, "
+        f"the asset checks' steps, Python parsing in ingestion). Nightly / full in the warehouse: **{wratio:.2f}**.",
+    ]
+    uni = {k: (run["unification"]["seconds"], run["unification"]["loop_seconds"]) for k, run in (("full", full),
+                                                                                                  ("nightly", nightly))}
+    L += [
+        "",
+        "| unification | phase s | loop s (`unify_loop` step) | phase / loop |",
+        "|---|---:|---:|---:|",
+    ]
+    for k, (phase_s, loop_s) in uni.items():
+        L.append(f"| {k} | {phase_s:.2f} | {loop_s:.2f} | {phase_s / loop_s if loop_s else float('nan'):.1f}x |")
+    worst = max(p / lp for p, lp in uni.values() if lp)
+    L += [
+        "",
+        "### Targets",
+        "",
+        f"- Nightly run at most {TARGET_RATIO:.2f} of the full run: measured **{ratio:.2f}**: "
+        f"**{'met' if ratio <= TARGET_RATIO else 'not met'}**.",
+        f"- Unification phase at most {TARGET_UNIFICATION:.0f}x its loop: measured up to **{worst:.1f}x**: "
+        f"**{'met' if worst <= TARGET_UNIFICATION else 'not met'}**.",
+        "- Hist-union and staging build incrementally (docs/incremental.md); enrichment, the key statistics and "
+        "the master tables are still rebuilt in full on every run, and ingestion rescans its folders: they are "
+        "what the nightly run still spends its time on.",
+        "- Why staging barely moves: a staging statement has a large fixed cost whatever its row count. Timed "
+        "per statement at 2,000 records: orders / members / customers took 0.5 / 1.4 / 3.6 s in the full build "
+        "and 0.6 / 1.7 / 4.3 s for the nightly rows (a few dozen), the compile and planning of the rules' "
+        "patterns (phones above all); an incremental run still sends one such statement per table. Hist-union's "
+        "incremental run sends more, smaller statements than its full build: at this size their fixed cost "
+        "outweighs the rows saved. Both shares shrink as the data grows (1M: `--records 1000000`).",
+    ]
+    write_section(DOC, "nightly", "\n".join(L))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--records", type=int, default=100_000)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--new-share", type=float, default=0.01)
+    p.add_argument("--updated-share", type=float, default=0.005)
+    p.add_argument("--no-doc", action="store_true")
+    args = p.parse_args()
+    result = bench(args)
+    (DATA / str(args.records) / "nightly_results.json").write_text(json.dumps(result, indent=1, default=str))
+    print(json.dumps(result, indent=1, default=str))
+    if not args.no_doc:
+        write_doc(args, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
