@@ -42,7 +42,9 @@ from cdp_assets.engines.spark_dbapi import WAREHOUSE_LIMITS, check_statement  # 
 from cdp_assets.sql.dialects import TableRef  # noqa: E402
 
 OLD_BATCH_ROWS = 500  # the load this replaces: 500 rows per statement, refused by a warehouse
-STATEMENTS_TARGET = -(-10_000 // OLD_BATCH_ROWS)  # 20 per 10,000 rows: staying within the limit costs no extra round trips
+STATEMENTS_TARGET = -(
+    -10_000 // OLD_BATCH_ROWS
+)  # 20 per 10,000 rows: staying within the limit costs no extra round trips
 
 
 class Counted(DatabricksWarehouse):
@@ -81,7 +83,9 @@ def frame(rows: int, columns: int) -> pd.DataFrame:
         kind = c % 5
         name = f"c{c:02d}"
         if kind == 0:
-            out[name] = pd.array([None if i % 11 == c % 11 else f"customer-{i}-{c}@example.com" for i in range(rows)], dtype="string")
+            out[name] = pd.array(
+                [None if i % 11 == c % 11 else f"customer-{i}-{c}@example.com" for i in range(rows)], dtype="string"
+            )
         elif kind == 1:
             out[name] = pd.Series([i * 7919 + c for i in range(rows)], dtype="int64")
         elif kind == 2:
@@ -89,12 +93,23 @@ def frame(rows: int, columns: int) -> pd.DataFrame:
         elif kind == 3:
             out[name] = pd.Series([(i + c) % 3 == 0 for i in range(rows)], dtype="bool")
         else:
-            out[name] = pd.Series(pd.Timestamp("2024-01-01") + pd.to_timedelta([i * 61 + c for i in range(rows)], unit="s"), dtype="datetime64[us]")
+            out[name] = pd.Series(
+                pd.Timestamp("2024-01-01") + pd.to_timedelta([i * 61 + c for i in range(rows)], unit="s"),
+                dtype="datetime64[us]",
+            )
     return pd.DataFrame(out)
 
 
 def load(cls: type[Counted], warehouse_dir: str, ref: TableRef, df: pd.DataFrame, dry: bool = False) -> dict:
-    wh = cls(local_spark_dir=warehouse_dir, sql_dialect="spark", table_format="parquet", optimize_tables=False, use_catalog=False, catalog=None, dry=dry)
+    wh = cls(
+        local_spark_dir=warehouse_dir,
+        sql_dialect="spark",
+        table_format="parquet",
+        optimize_tables=False,
+        use_catalog=False,
+        catalog=None,
+        dry=dry,
+    )
     wh.verify_connection()
     wh._sent.clear()
     started = time.perf_counter()
@@ -110,8 +125,15 @@ def load(cls: type[Counted], warehouse_dir: str, ref: TableRef, df: pd.DataFrame
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000, help="rows of the executed loads (the baseline runs about 0.8 s per statement on local Spark)")
-    parser.add_argument("--count-rows", type=int, default=10_000, help="rows of the counted loads (limit-checked, not executed)")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=1_000,
+        help="rows of the executed loads (the baseline runs about 0.8 s per statement on local Spark)",
+    )
+    parser.add_argument(
+        "--count-rows", type=int, default=10_000, help="rows of the counted loads (limit-checked, not executed)"
+    )
     parser.add_argument("--columns", type=int, nargs="+", default=[5, 10, 40])
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
@@ -121,7 +143,10 @@ def main() -> int:
         try:
             for n in args.columns:
                 big = frame(args.count_rows, n)
-                counted = (load(ChunkedValues, warehouse_dir, TableRef("bench_load", "dry"), big, dry=True), load(Counted, warehouse_dir, TableRef("bench_load", "dry"), big, dry=True))
+                counted = (
+                    load(ChunkedValues, warehouse_dir, TableRef("bench_load", "dry"), big, dry=True),
+                    load(Counted, warehouse_dir, TableRef("bench_load", "dry"), big, dry=True),
+                )
                 df = frame(args.rows, n)
                 base = load(ChunkedValues, warehouse_dir, TableRef("bench_load", f"values_{n}"), df)
                 ours = load(Counted, warehouse_dir, TableRef("bench_load", f"json_{n}"), df)
@@ -169,7 +194,9 @@ def report(count_rows: int, rows: int, results: list) -> str:
             f"| {n} | {cb['inserts']:,} | {co['inserts']:,} | {co['inserts'] / cb['inserts']:.4f} | {cb['max_params']} | {co['max_params']} "
             f"| {base['seconds']:.1f} ({base['inserts']:,}) | {ours['seconds']:.1f} ({ours['inserts']:,}) | {ours['seconds'] / base['seconds']:.2f} |"
         )
-    within = all(max(co["max_params"], ours["max_params"]) <= WAREHOUSE_LIMITS.max_parameters for _, (_, co), _, ours in results)
+    within = all(
+        max(co["max_params"], ours["max_params"]) <= WAREHOUSE_LIMITS.max_parameters for _, (_, co), _, ours in results
+    )
     few = all(co["inserts"] <= target for _, (_, co), _, _ in results)
     lines += [
         "",

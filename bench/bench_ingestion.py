@@ -72,10 +72,14 @@ def sources(sample: Path):
     from cdp_assets.config.models import SourceConfig
 
     return [
-        SourceConfig.model_validate({
-            "name": name, "connector": {"kind": "local_files", "path": str(sample / name)},
-            "objects": list(objs), "incremental_field": "updated_at",
-        })
+        SourceConfig.model_validate(
+            {
+                "name": name,
+                "connector": {"kind": "local_files", "path": str(sample / name)},
+                "objects": list(objs),
+                "incremental_field": "updated_at",
+            }
+        )
         for name, objs in OBJECTS
     ]
 

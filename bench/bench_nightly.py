@@ -121,8 +121,10 @@ def write_nightly_files(sample: Path, new_share: float, updated_share: float) ->
         updated = historical.sample(n=min(n_upd, len(historical)), random_state=2).copy()
         rows = pd.concat([new, updated], ignore_index=True)
         stamps = pd.Timestamp(NIGHT) + pd.to_timedelta(range(len(rows)), unit="s")
-        rows["updated_at"] = stamps if fmt == "parquet" and "datetime" in str(historical["updated_at"].dtype) else (
-            stamps.strftime("%Y-%m-%d %H:%M:%S")
+        rows["updated_at"] = (
+            stamps
+            if fmt == "parquet" and "datetime" in str(historical["updated_at"].dtype)
+            else (stamps.strftime("%Y-%m-%d %H:%M:%S"))
         )
         _write(rows, obj_dir / f"{name}_{NIGHT}.{fmt}", fmt)
         written[folder] = {"rows_before": total, "new": len(new), "updated": len(updated)}
@@ -148,7 +150,8 @@ def run_phases(loaded, wh, instance, label: str) -> dict:
             ]
             raise RuntimeError(f"{label} run, phase {phase} failed: {(errors or ['?'])[0][:2000]}")
         entry = {
-            "seconds": round(seconds, 3), "statements": STATEMENTS["n"] - before,
+            "seconds": round(seconds, 3),
+            "statements": STATEMENTS["n"] - before,
             "warehouse_seconds": round(STATEMENTS["seconds"] - before_s, 3),
         }
         modes = [
@@ -160,11 +163,13 @@ def run_phases(loaded, wh, instance, label: str) -> dict:
             entry["build_modes"] = {m: modes.count(m) for m in sorted(set(modes))}
         if phase == "unification":
             entry["loop_seconds"] = round(_step_seconds(result, "unify_loop_"), 3)
-            entry["loop_modes"] = sorted({
-                str(e.event_specific_data.materialization.metadata["mode"].value)
-                for e in result.get_asset_materialization_events()
-                if "mode" in e.event_specific_data.materialization.metadata
-            })
+            entry["loop_modes"] = sorted(
+                {
+                    str(e.event_specific_data.materialization.metadata["mode"].value)
+                    for e in result.get_asset_materialization_events()
+                    if "mode" in e.event_specific_data.materialization.metadata
+                }
+            )
         out[phase] = entry
         print(f"  {label} {phase}: {entry}", flush=True)
     return out
@@ -256,8 +261,10 @@ def write_doc(args, r: dict) -> None:
         "*In warehouse* is the time spent inside the engine's statements (the rest of a phase is Dagster's steps, "
         f"the asset checks' steps, Python parsing in ingestion). Nightly / full in the warehouse: **{wratio:.2f}**.",
     ]
-    uni = {k: (run["unification"]["seconds"], run["unification"]["loop_seconds"]) for k, run in (("full", full),
-                                                                                                  ("nightly", nightly))}
+    uni = {
+        k: (run["unification"]["seconds"], run["unification"]["loop_seconds"])
+        for k, run in (("full", full), ("nightly", nightly))
+    }
     L += [
         "",
         "| unification | phase s | loop s (`unify_loop` step) | phase / loop |",

@@ -91,7 +91,9 @@ def run_child(args) -> None:
     temp = work / "spill"
     temp.mkdir(exist_ok=True)
     engine = loaded.pipeline.engine.duckdb
-    wh = DuckDBWarehouse(path=str(loaded.duckdb_path), memory_limit=engine.memory_limit, threads=engine.threads, temp_directory=str(temp))
+    wh = DuckDBWarehouse(
+        path=str(loaded.duckdb_path), memory_limit=engine.memory_limit, threads=engine.threads, temp_directory=str(temp)
+    )
     spill = {"max": 0}
     stop = threading.Event()
 
@@ -108,11 +110,21 @@ def run_child(args) -> None:
             phase_defs = Definitions.merge(build_definitions(loaded, wh), Definitions(jobs=[job]))
             _reset_peak()
             started = time.monotonic()
-            result = phase_defs.resolve_job_def(f"bench_{phase}").execute_in_process(instance=instance, raise_on_error=False)
-            out["phases"][phase] = {"seconds": round(time.monotonic() - started, 2), "peak_rss": _status("VmHWM"), "success": result.success}
+            result = phase_defs.resolve_job_def(f"bench_{phase}").execute_in_process(
+                instance=instance, raise_on_error=False
+            )
+            out["phases"][phase] = {
+                "seconds": round(time.monotonic() - started, 2),
+                "peak_rss": _status("VmHWM"),
+                "success": result.success,
+            }
             if not result.success:
                 out["ok"] = False
-                errors = [e.event_specific_data.error.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+                errors = [
+                    e.event_specific_data.error.message
+                    for e in result.all_events
+                    if e.event_type_value == "STEP_FAILURE"
+                ]
                 out["error"] = (errors or ["run failed"])[0][:2000]
                 break
     stop.set()
@@ -125,8 +137,22 @@ def run_one(args, name: str) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     result = work / "result.json"
-    cmd = [sys.executable, __file__, "--child", name, "--db", str(work / "cdp.duckdb"), "--result", str(result),
-           "--records", str(args.records), "--memory-limit", args.memory_limit, "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        "--db",
+        str(work / "cdp.duckdb"),
+        "--result",
+        str(result),
+        "--records",
+        str(args.records),
+        "--memory-limit",
+        args.memory_limit,
+        "--threads",
+        str(args.threads),
+    ]
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     out = json.loads(result.read_text()) if result.exists() else {"ok": False, "phases": {}}
@@ -172,7 +198,9 @@ def write_doc(args, results: dict) -> None:
             L.append(f"| {phase} | {a['seconds'] if a else '-'} | {b['seconds'] if b else '-'} | - | - | - |")
             continue
         ratio = a["seconds"] / b["seconds"] if b["seconds"] else float("nan")
-        L.append(f"| {phase} | {a['seconds']:.1f} | {b['seconds']:.1f} | {ratio:.2f}x | {gib(a['peak_rss'])} | {gib(b['peak_rss'])} |")
+        L.append(
+            f"| {phase} | {a['seconds']:.1f} | {b['seconds']:.1f} | {ratio:.2f}x | {gib(a['peak_rss'])} | {gib(b['peak_rss'])} |"
+        )
     tot_a = sum(p["seconds"] for p in lim["phases"].values())
     tot_b = sum(p["seconds"] for p in base["phases"].values())
     peak_a = max((p["peak_rss"] for p in lim["phases"].values()), default=0)

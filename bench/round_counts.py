@@ -30,7 +30,8 @@ def chain(n: int, shuffle: bool) -> pd.DataFrame:
     if shuffle:
         random.Random(1).shuffle(labels)
     rows = [
-        {"email": f"e{labels[i // 2]:07d}", "phone": f"p{labels[i // 2 + 1]:07d}"} if i % 2 == 0
+        {"email": f"e{labels[i // 2]:07d}", "phone": f"p{labels[i // 2 + 1]:07d}"}
+        if i % 2 == 0
         else {"email": f"e{labels[i // 2 + 1]:07d}", "phone": f"p{labels[i // 2 + 1]:07d}"}
         for i in range(n)
     ]
@@ -46,15 +47,27 @@ def sample(records: int, folder: Path) -> pd.DataFrame:
 
     con = duckdb.connect()
     frames = []
-    for sub, cols in (("shop/customers", ("email", "phone", None)), ("loyalty/members", ("email", "phone", None)), ("web/events", ("email", None, "cookie_id"))):
+    for sub, cols in (
+        ("shop/customers", ("email", "phone", None)),
+        ("loyalty/members", ("email", "phone", None)),
+        ("web/events", ("email", None, "cookie_id")),
+    ):
         files = sorted(str(p) for p in (folder / sub).rglob("*") if p.is_file())
         for f in files:
-            df = pd.read_parquet(f) if f.endswith(".parquet") else pd.read_json(f, lines=True, dtype=False) if f.endswith(".jsonl") else pd.read_csv(f, dtype=str, keep_default_na=False)
-            out = pd.DataFrame({
-                "email": df[cols[0]].astype("string").str.strip().str.lower(),
-                "phone": df[cols[1]].astype("string").str.replace(r"[^0-9]", "", regex=True) if cols[1] else None,
-                "cookie": df[cols[2]].astype("string") if cols[2] else None,
-            })
+            df = (
+                pd.read_parquet(f)
+                if f.endswith(".parquet")
+                else pd.read_json(f, lines=True, dtype=False)
+                if f.endswith(".jsonl")
+                else pd.read_csv(f, dtype=str, keep_default_na=False)
+            )
+            out = pd.DataFrame(
+                {
+                    "email": df[cols[0]].astype("string").str.strip().str.lower(),
+                    "phone": df[cols[1]].astype("string").str.replace(r"[^0-9]", "", regex=True) if cols[1] else None,
+                    "cookie": df[cols[2]].astype("string") if cols[2] else None,
+                }
+            )
             frames.append(out)
     con.close()
     df = pd.concat(frames, ignore_index=True)
@@ -73,7 +86,9 @@ def label_propagation(wh: DuckDBWarehouse, plan: u.IdPlan, jump: bool, cap: int 
     wh.run(f"CREATE OR REPLACE TABLE {nodes.sql} AS {u.nodes_sql(plan, stats)}")
     plan = replace(plan, nodes_ref=nodes)
     wh.run(f"CREATE OR REPLACE TABLE {edges.sql} AS {u.edges_sql(plan)}")
-    wh.run(f"CREATE OR REPLACE TABLE {edges.sql} AS SELECT a, b FROM {edges.sql} UNION ALL SELECT b, a FROM {edges.sql}")
+    wh.run(
+        f"CREATE OR REPLACE TABLE {edges.sql} AS SELECT a, b FROM {edges.sql} UNION ALL SELECT b, a FROM {edges.sql}"
+    )
     wh.run(f"CREATE OR REPLACE TABLE {labels.sql} AS {u.initial_labels_sql(plan)}")
     started, rounds = time.monotonic(), 0
     while rounds < cap:
@@ -89,7 +104,9 @@ def label_propagation(wh: DuckDBWarehouse, plan: u.IdPlan, jump: bool, cap: int 
                 f"CREATE OR REPLACE TABLE {new.sql} AS SELECT l.node, COALESCE(p.label, l.label) AS label "
                 f"FROM {new.sql} AS l LEFT JOIN {new.sql} AS p ON p.node = l.label"
             )
-        changed = wh.scalar(f"SELECT COUNT(*) FROM {new.sql} AS n JOIN {labels.sql} AS o USING (node) WHERE n.label <> o.label")
+        changed = wh.scalar(
+            f"SELECT COUNT(*) FROM {new.sql} AS n JOIN {labels.sql} AS o USING (node) WHERE n.label <> o.label"
+        )
         wh.run(f"DROP TABLE {labels.sql}")
         wh.run(f"ALTER TABLE {new.sql} RENAME TO {labels.name}")
         if changed == 0:
@@ -110,10 +127,15 @@ def measure(name: str, df: pd.DataFrame, folder: Path) -> dict:
         lp_rounds, lp_s = label_propagation(wh, plan, jump=False)
         lpj_rounds, lpj_s = label_propagation(wh, plan, jump=True)
     return {
-        "graph": name, "rows": len(df), "nodes": ours.nodes,
-        "ours_rounds": ours.rounds, "ours_s": ours_s,
-        "lp_rounds": lp_rounds, "lp_s": lp_s,
-        "lp_jump_rounds": lpj_rounds, "lp_jump_s": lpj_s,
+        "graph": name,
+        "rows": len(df),
+        "nodes": ours.nodes,
+        "ours_rounds": ours.rounds,
+        "ours_s": ours_s,
+        "lp_rounds": lp_rounds,
+        "lp_s": lp_s,
+        "lp_jump_rounds": lpj_rounds,
+        "lp_jump_s": lpj_s,
     }
 
 

@@ -87,8 +87,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except DagsterInvalidConfigError as exc:
         # A secret's environment variable is missing: name each one, without Dagster's stack.
         missing = sorted(set(re.findall(r'environment variable "([A-Z0-9_]+)" which is not set', str(exc))))
-        print(f"error: set the environment variable(s) {', '.join(missing) or '(see below)'} for engine "
-              f"{loaded.pipeline.engine.kind!r}" + ("" if missing else f": {str(exc).splitlines()[0]}"), file=sys.stderr)
+        print(
+            f"error: set the environment variable(s) {', '.join(missing) or '(see below)'} for engine "
+            f"{loaded.pipeline.engine.kind!r}" + ("" if missing else f": {str(exc).splitlines()[0]}"),
+            file=sys.stderr,
+        )
         return exit_codes.CONFIG_ERROR
     materialized = sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()})
     checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
@@ -106,10 +109,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cdp_assets.checks import measurement_text
 
     for c in failed:  # what it measured and against what: the convention the alerts use
-        print(f"  FAILED check {c.asset_key.to_user_string()}:{c.check_name} ({c.severity.value}): {measurement_text(c.metadata or {}, c.description)}")
+        print(
+            f"  FAILED check {c.asset_key.to_user_string()}:{c.check_name} ({c.severity.value}): {measurement_text(c.metadata or {}, c.description)}"
+        )
     print(f"  report:          {loaded.report_path}")
     print(f"  DuckDB database: {loaded.duckdb_path}" if loaded.pipeline.engine.kind == "duckdb" else "")
-    print(f"  Dagster home:    {os.environ['DAGSTER_HOME']} (DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev shows this run)")
+    print(
+        f"  Dagster home:    {os.environ['DAGSTER_HOME']} (DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev shows this run)"
+    )
     return run_exit_code(result.success, [c.severity.value for c in failed])
 
 
@@ -179,19 +186,30 @@ def cmd_regenerate_phone_regions(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cdp-assets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="cdp-assets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize every asset and check of the config")
     run.add_argument("--config", help=f"config file (default: ${CONFIG_ENV} or the bundled example)")
-    run.add_argument("--full-refresh", action="store_true",
-                     help="rebuild every table from all rows instead of the rows loaded since the last run")
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild every table from all rows instead of the rows loaded since the last run",
+    )
     run.set_defaults(func=cmd_run)
     sample = sub.add_parser("sample", help="generate seeded sample data")
     sample.add_argument("--records", type=int, default=2000)
     sample.add_argument("--out", required=True)
     sample.add_argument("--seed", type=int, default=42)
-    sample.add_argument("--chain-emails", type=int, nargs=2, default=(6, 12), metavar=("LOW", "HIGH"),
-                        help="emails per chain person: a chain of 2(k-1) linked records (default 6 12)")
+    sample.add_argument(
+        "--chain-emails",
+        type=int,
+        nargs=2,
+        default=(6, 12),
+        metavar=("LOW", "HIGH"),
+        help="emails per chain person: a chain of 2(k-1) linked records (default 6 12)",
+    )
     sample.set_defaults(func=cmd_sample)
     exp = sub.add_parser("explain", help="why identifiers share a canonical id, or what an id holds")
     exp.add_argument("identifiers", nargs="*", help="one or two identifiers, as key:value or a bare value")
@@ -209,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
 
     init_command.add_parser(sub)
     validate_command.add_parser(sub)
-    regen = sub.add_parser("regenerate-phone-regions", help="rewrite the phone region table from the installed phonenumbers")
+    regen = sub.add_parser(
+        "regenerate-phone-regions", help="rewrite the phone region table from the installed phonenumbers"
+    )
     regen.add_argument("--out", help="folder for the CSV files (default: the package's data folder)")
     regen.set_defaults(func=cmd_regenerate_phone_regions)
     args = parser.parse_args(argv)

@@ -68,7 +68,7 @@ def _previous_state(wh: WarehouseResource, target: TableRef) -> pd.DataFrame | N
     state = inc.state_ref(target)
     if not wh.table_exists(target) or not wh.table_exists(state):
         return None
-    return wh.fetch(f"SELECT * FROM {state.sql} ORDER BY input_rank")
+    return wh.fetch(inc.read_state_sql(target))
 
 
 def _write_state(wh: WarehouseResource, target: TableRef, rows: list[dict]) -> None:
@@ -112,10 +112,14 @@ def build_hist_union(
         if reason is not None:
             rows = wh.build_table(target, select_sql)
             totals = [_totals(wh, ref) if inc.LOADED_AT in cols else (0, None) for ref, cols in inputs]
-            _write_state(wh, target, [
-                _state_row(rank, ref, total, newest, uuid.uuid4().hex, None, fingerprint, "full")
-                for rank, ((ref, _), (total, newest)) in enumerate(zip(inputs, totals))
-            ])
+            _write_state(
+                wh,
+                target,
+                [
+                    _state_row(rank, ref, total, newest, uuid.uuid4().hex, None, fingerprint, "full")
+                    for rank, ((ref, _), (total, newest)) in enumerate(zip(inputs, totals))
+                ],
+            )
             return BuildResult(rows, "full", reason, rows_read=sum(t for t, _ in totals))
         assert previous is not None
         generation = str(previous["generation"].iloc[0])
@@ -141,18 +145,27 @@ def build_hist_union(
             rows = wh.apply_changes(target, statements)
         finally:
             scratch.drop()
-        _write_state(wh, target, [
-            _state_row(rank, ref, int(p["rows_total"]), p["newest"], generation, None, fingerprint, "incremental")
-            for rank, ((ref, _), p) in enumerate(zip(inputs, progress))
-        ])
+        _write_state(
+            wh,
+            target,
+            [
+                _state_row(rank, ref, int(p["rows_total"]), p["newest"], generation, None, fingerprint, "incremental")
+                for rank, ((ref, _), p) in enumerate(zip(inputs, progress))
+            ],
+        )
         return BuildResult(rows, "incremental", rows_read=new_rows, changed_keys=n_changed)
 
 
 def _state_row(rank, ref, total, newest, generation, upstream_generation, fingerprint, mode) -> dict:
     return {
-        "input_rank": rank, "input_table": ref.display, "watermark": None if pd.isna(newest) else newest,
-        "rows_through": total, "generation": generation, "upstream_generation": upstream_generation,
-        "fingerprint": fingerprint, "mode": mode,
+        "input_rank": rank,
+        "input_table": ref.display,
+        "watermark": None if pd.isna(newest) else newest,
+        "rows_through": total,
+        "generation": generation,
+        "upstream_generation": upstream_generation,
+        "fingerprint": fingerprint,
+        "mode": mode,
     }
 
 
@@ -197,14 +210,17 @@ def build_staging(
         upstream_state = _previous_state(wh, upstream)
         upstream_generation = None if upstream_state is None else str(upstream_state["generation"].iloc[0])
         previous = _previous_state(wh, target)
-        reason = _staging_blocker(full_refresh, row_by_row, upstream, upstream_columns, target, previous,
-                                  upstream_generation, fingerprint)
+        reason = _staging_blocker(
+            full_refresh, row_by_row, upstream, upstream_columns, target, previous, upstream_generation, fingerprint
+        )
         if reason is not None:
             rows = wh.build_table(target, select_sql)
             total, newest = _totals(wh, upstream) if inc.LOADED_AT in upstream_columns else (0, None)
-            _write_state(wh, target, [
-                _state_row(0, upstream, total, newest, uuid.uuid4().hex, upstream_generation, fingerprint, "full")
-            ])
+            _write_state(
+                wh,
+                target,
+                [_state_row(0, upstream, total, newest, uuid.uuid4().hex, upstream_generation, fingerprint, "full")],
+            )
             return BuildResult(rows, "full", reason, rows_read=total)
         assert previous is not None
         state = inc.state_ref(target)
@@ -224,15 +240,28 @@ def build_staging(
             rows = wh.apply_changes(target, statements)
         finally:
             scratch.drop()
-        _write_state(wh, target, [
-            _state_row(0, upstream, int(progress["rows_total"]), progress["newest"],
-                       str(previous["generation"].iloc[0]), upstream_generation, fingerprint, "incremental")
-        ])
+        _write_state(
+            wh,
+            target,
+            [
+                _state_row(
+                    0,
+                    upstream,
+                    int(progress["rows_total"]),
+                    progress["newest"],
+                    str(previous["generation"].iloc[0]),
+                    upstream_generation,
+                    fingerprint,
+                    "incremental",
+                )
+            ],
+        )
         return BuildResult(rows, "incremental", rows_read=new_rows, changed_keys=n_changed)
 
 
-def _staging_blocker(full_refresh, row_by_row, upstream, upstream_columns, target, previous, upstream_generation,
-                     fingerprint) -> str | None:
+def _staging_blocker(
+    full_refresh, row_by_row, upstream, upstream_columns, target, previous, upstream_generation, fingerprint
+) -> str | None:
     if full_refresh:
         return "full refresh requested"
     if not row_by_row:

@@ -13,7 +13,12 @@ from dagster import Definitions, logger
 PROGRESS_LOGGER = "cdp_progress"
 _SHOWN_EVENTS = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED", "STEP_SKIPPED": "skipped"}
 # Failures shown with the failing code's own message; outside a step, named by what failed.
-_FAILURE_EVENTS = {"STEP_FAILURE": "step", "RESOURCE_INIT_FAILURE": "resources", "PIPELINE_FAILURE": "run", "RUN_FAILURE": "run"}
+_FAILURE_EVENTS = {
+    "STEP_FAILURE": "step",
+    "RESOURCE_INIT_FAILURE": "resources",
+    "PIPELINE_FAILURE": "run",
+    "RUN_FAILURE": "run",
+}
 
 
 def step_phases(defs: Definitions) -> dict[str, str]:

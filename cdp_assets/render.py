@@ -36,7 +36,9 @@ def _raw_columns(loaded: LoadedConfig, source, obj, historical: bool) -> list[st
     if not isinstance(source.connector, LocalFilesConnector):
         return [source.incremental_field]
     cols: list[str] = []
-    for path in object_files(loaded.source_paths[source.name], obj.name, historical=historical, fmt=source.connector.format):
+    for path in object_files(
+        loaded.source_paths[source.name], obj.name, historical=historical, fmt=source.connector.format
+    ):
         cols.extend(c for c in file_columns(path) if c not in cols)
     return [*cols, *(c for c in LINEAGE_COLUMNS if c not in cols)]
 

@@ -36,7 +36,9 @@ DOWNSTREAM_GROUPS = ("hist_union", "staging", "unification", "report")
 
 def build_jobs() -> list:
     return [
-        define_asset_job(INGESTION_JOB, selection=AssetSelection.groups("ingestion"), description="Load new source data."),
+        define_asset_job(
+            INGESTION_JOB, selection=AssetSelection.groups("ingestion"), description="Load new source data."
+        ),
         define_asset_job(
             DOWNSTREAM_JOB,
             selection=AssetSelection.groups(*DOWNSTREAM_GROUPS),
@@ -48,6 +50,7 @@ def build_jobs() -> list:
 def unification_is_behind(instance, loaded_keys: Sequence[AssetKey], unified_keys: Sequence[AssetKey]) -> str | None:
     """Why the unification should run now (some loaded data is newer than one of its tables,
     or one was never built), or None when automation already refreshed it after the latest load."""
+
     def latest(key: AssetKey) -> float | None:
         event = instance.get_latest_materialization_event(key)
         return event.timestamp if event else None
@@ -80,7 +83,9 @@ def build_schedules(loaded: LoadedConfig, loaded_keys: Sequence[AssetKey], unifi
     def daily_unification(context: ScheduleEvaluationContext):
         why = unification_is_behind(context.instance, loaded_keys, unified_keys)
         if why is None:
-            return SkipReason("the unification is up to date: automation refreshed it after the latest load (or nothing is loaded)")
+            return SkipReason(
+                "the unification is up to date: automation refreshed it after the latest load (or nothing is loaded)"
+            )
         context.log.info(f"starting the downstream refresh: {why}")
         return RunRequest(tags={"cdp/reason": why[:200]})
 

@@ -71,7 +71,9 @@ class ValidationReport:
         parts = [f"{self.planned} planned by the engine (EXPLAIN)"]
         for why, n in reasons.items():
             if why == NOT_YET_BUILT and self.missing_inputs:
-                shown = ", ".join(self.missing_inputs[:3]) + (f" and {len(self.missing_inputs) - 3} more" if len(self.missing_inputs) > 3 else "")
+                shown = ", ".join(self.missing_inputs[:3]) + (
+                    f" and {len(self.missing_inputs) - 3} more" if len(self.missing_inputs) > 3 else ""
+                )
                 why = f"{why}: {shown}"
             parts.append(f"{n} only rehearsed, {why}")
         return "; ".join(parts)
@@ -161,9 +163,20 @@ def _source_columns(loaded: LoadedConfig, warehouse: WarehouseResource | None, r
             try:
                 from cdp_assets.connectors.s3 import s3_client, sync_source
 
-                folder = sync_source(s3_client(source.connector), source.connector, source, Path(tempfile.mkdtemp(prefix="cdp_validate_s3_")))
+                folder = sync_source(
+                    s3_client(source.connector),
+                    source.connector,
+                    source,
+                    Path(tempfile.mkdtemp(prefix="cdp_validate_s3_")),
+                )
             except Exception as exc:  # noqa: BLE001 - boto raises many kinds; the message is what the user needs
-                report.problems.append(Problem(cfg, f"sources[{i}].connector", f"cannot list s3://{source.connector.bucket}/{source.connector.prefix}: {str(exc).splitlines()[0]}"))
+                report.problems.append(
+                    Problem(
+                        cfg,
+                        f"sources[{i}].connector",
+                        f"cannot list s3://{source.connector.bucket}/{source.connector.prefix}: {str(exc).splitlines()[0]}",
+                    )
+                )
                 continue
         for j, obj in enumerate(source.objects):
             where = f"sources[{i}].objects[{j}]"
@@ -181,20 +194,44 @@ def _source_columns(loaded: LoadedConfig, warehouse: WarehouseResource | None, r
                         continue
                     checked = [f"{source.connector.kind} object {obj.name}"]
                     if source.incremental_field not in cols:
-                        report.problems.append(Problem(cfg, f"sources[{i}].incremental_field", f"{obj.name} has no column {source.incremental_field!r}; its columns are {cols}"))
+                        report.problems.append(
+                            Problem(
+                                cfg,
+                                f"sources[{i}].incremental_field",
+                                f"{obj.name} has no column {source.incremental_field!r}; its columns are {cols}",
+                            )
+                        )
                 elif isinstance(source.connector, TableConnector):
                     if warehouse is None:
                         if loaded.pipeline.engine.kind == "duckdb" and not loaded.duckdb_path.exists():
-                            report.problems.append(Problem(cfg, where, f"table {source.connector.database}.{obj.name} cannot exist: the DuckDB database {loaded.duckdb_path} does not exist yet"))
+                            report.problems.append(
+                                Problem(
+                                    cfg,
+                                    where,
+                                    f"table {source.connector.database}.{obj.name} cannot exist: the DuckDB database {loaded.duckdb_path} does not exist yet",
+                                )
+                            )
                         continue
                     ref = TableRef(source.connector.database, obj.name)
                     try:
                         if not warehouse.table_exists(ref):
-                            report.problems.append(Problem(cfg, where, f"table {ref.display} does not exist on the engine; create it or fix connector.database / the object name"))
+                            report.problems.append(
+                                Problem(
+                                    cfg,
+                                    where,
+                                    f"table {ref.display} does not exist on the engine; create it or fix connector.database / the object name",
+                                )
+                            )
                             continue
                         cols = [c.lower() for c in warehouse.columns(ref)]
                     except WarehouseError as exc:
-                        report.problems.append(Problem(cfg, where, f"cannot read the columns of {ref.display}: {scrub(exc.engine_message, loaded)}"))
+                        report.problems.append(
+                            Problem(
+                                cfg,
+                                where,
+                                f"cannot read the columns of {ref.display}: {scrub(exc.engine_message, loaded)}",
+                            )
+                        )
                         continue
                     checked = [ref.display]
                 else:
@@ -202,27 +239,42 @@ def _source_columns(loaded: LoadedConfig, warehouse: WarehouseResource | None, r
                     files = object_files(folder, obj.name, historical=historical, fmt=source.connector.format)
                     if not files:
                         sub = f"{obj.name}/historical/" if historical else f"{obj.name}/"
-                        report.problems.append(Problem(
-                            cfg, where,
-                            f"mode {source.mode!r} loads {kind} files but {folder / sub} has none; add files or set mode to "
-                            f"{'incremental' if historical else 'historical'}",
-                        ))
+                        report.problems.append(
+                            Problem(
+                                cfg,
+                                where,
+                                f"mode {source.mode!r} loads {kind} files but {folder / sub} has none; add files or set mode to "
+                                f"{'incremental' if historical else 'historical'}",
+                            )
+                        )
                         continue
                     cols = []
                     checked = []
                     for path in files:
                         names = file_columns(path)
                         if source.incremental_field not in names:
-                            report.problems.append(Problem(
-                                cfg, f"sources[{i}].incremental_field",
-                                f"{path} has no column {source.incremental_field!r}; its columns are {names}. Fix incremental_field or the file",
-                            ))
+                            report.problems.append(
+                                Problem(
+                                    cfg,
+                                    f"sources[{i}].incremental_field",
+                                    f"{path} has no column {source.incremental_field!r}; its columns are {names}. Fix incremental_field or the file",
+                                )
+                            )
                         cols.extend(c for c in names if c not in cols)
                         checked.append(str(path))
                 for k, pk in enumerate(obj.primary_key):
                     if pk not in cols:
-                        report.problems.append(Problem(cfg, f"{where}.primary_key[{k}]", f"column {pk!r} is not in {', '.join(checked[:3])}; its columns are {cols}"))
-                out.by_object[(source.name, obj.name, historical)] = [*cols, *(c for c in LINEAGE_COLUMNS if c not in cols)]
+                        report.problems.append(
+                            Problem(
+                                cfg,
+                                f"{where}.primary_key[{k}]",
+                                f"column {pk!r} is not in {', '.join(checked[:3])}; its columns are {cols}",
+                            )
+                        )
+                out.by_object[(source.name, obj.name, historical)] = [
+                    *cols,
+                    *(c for c in LINEAGE_COLUMNS if c not in cols),
+                ]
     return out
 
 
@@ -242,13 +294,23 @@ def _staging_and_unification_columns(loaded: LoadedConfig, columns: _Columns, re
         for name, rule in rules.items():
             for k, col in enumerate(rule.columns):
                 if col not in raw:
-                    report.problems.append(Problem(cfg, f"staging.{table}.{name}.columns[{k}]", f"column {col!r} is not in {table}; its columns are {[c for c in raw if not c.startswith('_cdp_')]}"))
+                    report.problems.append(
+                        Problem(
+                            cfg,
+                            f"staging.{table}.{name}.columns[{k}]",
+                            f"column {col!r} is not in {table}; its columns are {[c for c in raw if not c.startswith('_cdp_')]}",
+                        )
+                    )
         extra = loaded.pipeline.staging_table_columns(table)
         staged[f"{table}_stg"] = [*raw, *(c.output for c in staged_columns(rules)), *extra]
     unify = loaded.unification
     if unify is None:
         return
-    ufile = loaded.config_path if loaded.pipeline.unification_file is None else (loaded.config_path.parent / loaded.pipeline.unification_file).resolve()
+    ufile = (
+        loaded.config_path
+        if loaded.pipeline.unification_file is None
+        else (loaded.config_path.parent / loaded.pipeline.unification_file).resolve()
+    )
     prefix = "unification." if loaded.pipeline.unification_file is None else ""
     aliases = {t.alias: t.table for t in unify.tables}
     for i, t in enumerate(unify.tables):
@@ -257,7 +319,13 @@ def _staging_and_unification_columns(loaded: LoadedConfig, columns: _Columns, re
             continue
         for j, kc in enumerate(t.key_columns):
             if kc.column not in have:
-                report.problems.append(Problem(ufile, f"{prefix}tables[{i}].key_columns[{j}].column", f"column {kc.column!r} is not in {t.table}; its columns are {[c for c in have if not c.startswith('_cdp_')]}"))
+                report.problems.append(
+                    Problem(
+                        ufile,
+                        f"{prefix}tables[{i}].key_columns[{j}].column",
+                        f"column {kc.column!r} is not in {t.table}; its columns are {[c for c in have if not c.startswith('_cdp_')]}",
+                    )
+                )
     for m, master in enumerate(unify.master_tables):
         for a, attr in enumerate(master.attributes):
             for s, sc in enumerate(attr.source_columns):
@@ -266,7 +334,13 @@ def _staging_and_unification_columns(loaded: LoadedConfig, columns: _Columns, re
                     continue
                 for fname, col in (("column", sc.column), ("order_by", sc.order_by)):
                     if col is not None and col not in have:
-                        report.problems.append(Problem(ufile, f"{prefix}master_tables[{m}].attributes[{a}].source_columns[{s}].{fname}", f"column {col!r} is not in {sc.table}"))
+                        report.problems.append(
+                            Problem(
+                                ufile,
+                                f"{prefix}master_tables[{m}].attributes[{a}].source_columns[{s}].{fname}",
+                                f"column {col!r} is not in {sc.table}",
+                            )
+                        )
 
 
 # ---------------------------------------------------------------------------- SQL
@@ -341,7 +415,9 @@ class _EnginePlanner:
             raise WarehouseError(message)
 
 
-def _check_sql(loaded: LoadedConfig, columns: _Columns, report: ValidationReport, warehouse: WarehouseResource | None = None) -> None:
+def _check_sql(
+    loaded: LoadedConfig, columns: _Columns, report: ValidationReport, warehouse: WarehouseResource | None = None
+) -> None:
     """Every statement rendered for the engine's dialect and parsed; then run in order on an
     in-memory DuckDB over empty raw tables (parsed, bound and planned by DuckDB), and the
     query of each EXPLAINed on ``warehouse`` (the configured engine) where it holds the inputs."""
@@ -377,7 +453,10 @@ def _check_sql(loaded: LoadedConfig, columns: _Columns, report: ValidationReport
         for source, obj in loaded.pipeline.source_objects():
             for mode, ref in ingestion_refs(loaded, source, obj).items():
                 cols = raw(source, obj, mode == "historical")
-                typed = {c: ("datetime64[us]" if c in (source.incremental_field, "_cdp_loaded_at") else "string") for c in cols}
+                typed = {
+                    c: ("datetime64[us]" if c in (source.incremental_field, "_cdp_loaded_at") else "string")
+                    for c in cols
+                }
                 rehearsal.write_dataframe(ref, pd.DataFrame({c: pd.Series([], dtype=t) for c, t in typed.items()}))
         unify = loaded.unification
         plans = u.build_id_plans(loaded) if unify is not None else []
@@ -386,7 +465,9 @@ def _check_sql(loaded: LoadedConfig, columns: _Columns, report: ValidationReport
             rehearsal.write_dataframe(plan.ref("invalid_texts"), u.invalid_texts_frame(plan, unify))
             rehearsal.write_dataframe(plan.ref("tables"), u.tables_frame(plan))
         for master in unify.master_tables if unify is not None else []:
-            rehearsal.write_dataframe(TableRef(unify.schema, f"{master.name}_attribute_rules"), master_rules_frame(master))
+            rehearsal.write_dataframe(
+                TableRef(unify.schema, f"{master.name}_attribute_rules"), master_rules_frame(master)
+            )
         persistent = {p.name: p for p in plans if p.persistent}
         for phase, pipeline in pipelines.items():
             for n, step in enumerate(pipeline.steps, start=1):
@@ -397,7 +478,13 @@ def _check_sql(loaded: LoadedConfig, columns: _Columns, report: ValidationReport
                     if dialect_name != "duckdb":
                         sqlglot.parse(rendered, read=dialect.sqlglot_name)
                 except Exception as exc:  # noqa: BLE001 - sqlglot's errors vary; the statement is named
-                    report.problems.append(Problem(cfg, f"SQL {where}", f"cannot be rendered or parsed for {dialect_name}: {str(exc).splitlines()[0]}"))
+                    report.problems.append(
+                        Problem(
+                            cfg,
+                            f"SQL {where}",
+                            f"cannot be rendered or parsed for {dialect_name}: {str(exc).splitlines()[0]}",
+                        )
+                    )
                     return
                 try:
                     plan = persistent.get(step.name.removesuffix("_lookup")) if step.name.endswith("_lookup") else None
@@ -412,11 +499,14 @@ def _check_sql(loaded: LoadedConfig, columns: _Columns, report: ValidationReport
                             planner.explain(step.query)
                         report.engine_plans[where] = why
                     except WarehouseError as exc:
-                        report.problems.append(Problem(
-                            cfg, f"SQL {where}",
-                            f"the {engine.kind} engine cannot plan this statement (EXPLAIN): {exc.engine_message.strip()} "
-                            "(see `cdp-assets render-sql`); later statements were not checked",
-                        ))
+                        report.problems.append(
+                            Problem(
+                                cfg,
+                                f"SQL {where}",
+                                f"the {engine.kind} engine cannot plan this statement (EXPLAIN): {exc.engine_message.strip()} "
+                                "(see `cdp-assets render-sql`); later statements were not checked",
+                            )
+                        )
                         return
                     if final is not None:
                         # Built under a new name, then swapped in, as runs do (a statement may
@@ -428,10 +518,13 @@ def _check_sql(loaded: LoadedConfig, columns: _Columns, report: ValidationReport
                     else:
                         rehearsal.run(step.sql)
                 except WarehouseError as exc:
-                    report.problems.append(Problem(
-                        cfg, f"SQL {where}",
-                        f"DuckDB cannot plan this statement: {exc.engine_message.splitlines()[0]} (see `cdp-assets render-sql`); later statements were not checked",
-                    ))
+                    report.problems.append(
+                        Problem(
+                            cfg,
+                            f"SQL {where}",
+                            f"DuckDB cannot plan this statement: {exc.engine_message.splitlines()[0]} (see `cdp-assets render-sql`); later statements were not checked",
+                        )
+                    )
                     return
 
 
@@ -447,16 +540,24 @@ def _summary(loaded: LoadedConfig, warehouse: WarehouseResource | None) -> list[
         info = {"engine": "duckdb", "path": str(loaded.duckdb_path)}
     lines = [f"config:  {loaded.config_path}", "engine:  " + ", ".join(f"{k}={v}" for k, v in info.items())]
     produced = produced_tables(p)
-    lines.append(f"phases:  ingestion -> hist-union -> staging -> unification ({len(p.sources)} source(s), {len(p.object_names)} object(s))")
+    lines.append(
+        f"phases:  ingestion -> hist-union -> staging -> unification ({len(p.sources)} source(s), {len(p.object_names)} object(s))"
+    )
     for s in p.sources:
         objs = ", ".join(o.name + (f" (pk {'+'.join(o.primary_key)})" if o.primary_key else "") for o in s.objects)
         lines.append(f"  source {s.name}: {s.connector.kind}, mode {s.mode}, watermark {s.incremental_field}: {objs}")
-    lines.append(f"  {p.src_schema}: {len(produced[p.src_schema])} table(s); {p.stg_schema}: {', '.join(sorted(produced[p.stg_schema]))}")
+    lines.append(
+        f"  {p.src_schema}: {len(produced[p.src_schema])} table(s); {p.stg_schema}: {', '.join(sorted(produced[p.stg_schema]))}"
+    )
     for table, rules in p.staging.items():
-        lines.append(f"  staging {table}: " + ", ".join(f"{n}={r.rule}({', '.join(r.columns)})" for n, r in rules.items()))
+        lines.append(
+            f"  staging {table}: " + ", ".join(f"{n}={r.rule}({', '.join(r.columns)})" for n, r in rules.items())
+        )
     u = loaded.unification
     if u is not None:
-        lines.append(f"  unification {u.name} -> cdp_unification_{u.name}: keys {', '.join(k.name for k in u.keys)}; {len(u.tables)} table(s)")
+        lines.append(
+            f"  unification {u.name} -> cdp_unification_{u.name}: keys {', '.join(k.name for k in u.keys)}; {len(u.tables)} table(s)"
+        )
         for cid in u.all_ids:
             lines.append(f"    id {cid.name}: merge_by_keys {', '.join(cid.merge_by_keys)}")
         for m in u.master_tables:
@@ -485,7 +586,13 @@ def validate(config: str | Path | None = None) -> ValidationReport:
             else:
                 warehouse.verify_connection()
         except WarehouseError as exc:
-            report.problems.append(Problem(loaded.config_path, f"engine.{kind}", f"the engine refused the connection: {scrub(exc.engine_message, loaded)}"))
+            report.problems.append(
+                Problem(
+                    loaded.config_path,
+                    f"engine.{kind}",
+                    f"the engine refused the connection: {scrub(exc.engine_message, loaded)}",
+                )
+            )
             warehouse_ok = False
         else:
             warehouse_ok = True
@@ -499,7 +606,9 @@ def validate(config: str | Path | None = None) -> ValidationReport:
     _staging_and_unification_columns(loaded, columns, report)
     if len(report.problems) == before:  # SQL over missing sources or columns would only repeat those problems
         _check_sql(loaded, columns, report, warehouse)
-        report.summary.append(f"SQL:     {report.statements} statement(s) parsed and rehearsed on an in-memory DuckDB; {report.plan_summary()}")
+        report.summary.append(
+            f"SQL:     {report.statements} statement(s) parsed and rehearsed on an in-memory DuckDB; {report.plan_summary()}"
+        )
     for p in report.problems:
         p.message = scrub(p.message, loaded)
     return report
@@ -523,7 +632,9 @@ def _check_duckdb_file(loaded: LoadedConfig) -> None:
 def add_parser(sub) -> None:
     from cdp_assets.config.loader import CONFIG_ENV
 
-    p = sub.add_parser("validate", help="check config, connection, sources, columns and every statement; writes nothing")
+    p = sub.add_parser(
+        "validate", help="check config, connection, sources, columns and every statement; writes nothing"
+    )
     p.add_argument("--config", help=f"config file (default: ${CONFIG_ENV} or the bundled example)")
     p.set_defaults(func=cmd_validate)
 
@@ -541,5 +652,7 @@ def cmd_validate(args) -> int:
         for p in report.problems:
             print(f"  - {p}", file=sys.stderr)
     else:
-        print(f"\nOK: connection, sources, columns and {report.statements} statement(s) checked, {report.planned} of them planned by the engine; nothing was written")
+        print(
+            f"\nOK: connection, sources, columns and {report.statements} statement(s) checked, {report.planned} of them planned by the engine; nothing was written"
+        )
     return report.exit_code

@@ -82,14 +82,28 @@ def test_each_failed_check_is_alerted_once_by_the_running_daemon(storage, reques
 
     config = write_project(tmp_path / "p", records=200, mutate=passing)
     workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": {"module_name": "cdp_assets.definitions", "working_directory": str(REPO_ROOT)}}]}))
+    workspace.write_text(
+        yaml.safe_dump(
+            {
+                "load_from": [
+                    {"python_module": {"module_name": "cdp_assets.definitions", "working_directory": str(REPO_ROOT)}}
+                ]
+            }
+        )
+    )
     env = {**os.environ, "DAGSTER_HOME": str(home), "CDP_CONFIG": str(config), "PYTHONPATH": str(REPO_ROOT)}
     log = tmp_path / "daemon.log"
     daemon_bin = Path(sys.executable).with_name("dagster-daemon")
     with log.open("w") as out:
         # Its own session, so that stopping it stops its code server too (by this group's id).
-        daemon = subprocess.Popen([str(daemon_bin), "run", "-w", str(workspace)], env=env, cwd=tmp_path,
-                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        daemon = subprocess.Popen(
+            [str(daemon_bin), "run", "-w", str(workspace)],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     try:
         with DagsterInstance.get() as instance:
@@ -97,24 +111,49 @@ def test_each_failed_check_is_alerted_once_by_the_running_daemon(storage, reques
                 assert instance.event_log_storage.is_run_sharded
             else:
                 assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-            _wait(lambda: all(_ticks(instance).get(n) for n in ALERT_SENSORS), DAEMON_START_TIMEOUT, "the first ticks", log)
+            _wait(
+                lambda: all(_ticks(instance).get(n) for n in ALERT_SENSORS),
+                DAEMON_START_TIMEOUT,
+                "the first ticks",
+                log,
+            )
 
             # A run whose checks all pass (the ingestion's), between ticks: no alert.
-            ok = build_definitions(load_config(config)).resolve_job_def(INGESTION_JOB).execute_in_process(instance=instance)
+            ok = (
+                build_definitions(load_config(config))
+                .resolve_job_def(INGESTION_JOB)
+                .execute_in_process(instance=instance)
+            )
             assert ok.success and check_results(ok) and all(check_results(ok).values())
             ended = time.time()
-            _wait(lambda: _ticks_after(instance, "cdp_failed_check_alert", ended) >= 2, ALERT_TIMEOUT, "two ticks after the passing run", log)
+            _wait(
+                lambda: _ticks_after(instance, "cdp_failed_check_alert", ended) >= 2,
+                ALERT_TIMEOUT,
+                "two ticks after the passing run",
+                log,
+            )
             assert receiver == []
 
             # The same data against a stricter threshold: the blocking coverage checks fail.
-            strict = load_config(write_project(tmp_path / "p", generate=False, mutate=lambda c: (passing(c), c["checks"].update(coverage_min_pct=99.5))))
+            strict = load_config(
+                write_project(
+                    tmp_path / "p",
+                    generate=False,
+                    mutate=lambda c: (passing(c), c["checks"].update(coverage_min_pct=99.5)),
+                )
+            )
             failed_run = run_pipeline(strict, instance)
             failed = sorted(k for k, passed in check_results(failed_run).items() if not passed)
             assert not failed_run.success and failed and all(k.endswith(":coverage") for k in failed)
             ended = time.time()
             _wait(lambda: len(receiver) >= len(failed), ALERT_TIMEOUT, f"{len(failed)} alert(s)", log)
             # Two more ticks of each alert sensor: nothing is sent twice, the run failure stays silent.
-            _wait(lambda: all(_ticks_after(instance, n, ended) >= 2 for n in ALERT_SENSORS), ALERT_TIMEOUT, "two more ticks", log)
+            _wait(
+                lambda: all(_ticks_after(instance, n, ended) >= 2 for n in ALERT_SENSORS),
+                ALERT_TIMEOUT,
+                "two more ticks",
+                log,
+            )
             assert sorted(f"{a['asset']}:{a['check']}" for a in receiver) == failed
             for alert in receiver:
                 assert alert["run_id"] == failed_run.run_id and alert["threshold"] == 99.5 and alert["measured"] < 99.5

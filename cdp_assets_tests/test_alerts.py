@@ -54,7 +54,9 @@ def local_instance(tmp_path):
         yield instance
 
 
-def test_each_failed_blocking_check_gives_exactly_one_alert_with_value_and_threshold(tmp_path, local_instance, receiver):
+def test_each_failed_blocking_check_gives_exactly_one_alert_with_value_and_threshold(
+    tmp_path, local_instance, receiver
+):
     instance = local_instance
 
     def strict(cfg):
@@ -90,7 +92,9 @@ def test_a_run_that_fails_for_another_reason_is_alerted_with_its_error(tmp_path,
     loaded = load_config(write_project(tmp_path))
     # A column that vanishes after the config loaded (a config naming it is refused at load):
     # the run fails in a step, not in a check.
-    object.__setattr__(loaded.unification.master_tables[0].attributes[0].source_columns[0], "order_by", "no_such_column")
+    object.__setattr__(
+        loaded.unification.master_tables[0].attributes[0].source_columns[0], "order_by", "no_such_column"
+    )
     result = run_pipeline(loaded, instance)
     assert not result.success
     run_failure_alerts(build_definitions(loaded), instance, result)

@@ -16,7 +16,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import duckdb
-from dagster import AssetCheckEvaluation, AssetSelection, DagsterEventType, DagsterInstance, Definitions, define_asset_job
+from dagster import (
+    AssetCheckEvaluation,
+    AssetSelection,
+    DagsterEventType,
+    DagsterInstance,
+    Definitions,
+    define_asset_job,
+)
 
 from cdp_assets.checks import COMPARISONS, measurement, measurement_text
 from cdp_assets.config import load_config
@@ -44,7 +51,9 @@ def _no_valid_key(root: Path) -> None:
         elif path.suffix == ".parquet":
             _invalidate(pd.read_parquet(path)).to_parquet(path, index=False)
         elif path.suffix == ".jsonl":
-            rows = _invalidate(pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()]))
+            rows = _invalidate(
+                pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+            )
             path.write_text("".join(json.dumps(r) + "\n" for r in rows.to_dict(orient="records")))
 
 
@@ -61,7 +70,9 @@ def _empty_every_table(duckdb_path: Path) -> int:
     the tables keep the schemas a real run gave them."""
     con = duckdb.connect(str(duckdb_path))
     try:
-        tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'").fetchall()
+        tables = con.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
+        ).fetchall()
         for schema, table in tables:
             con.execute(f"DELETE FROM {quote(schema)}.{quote(table)}")
     finally:
@@ -75,9 +86,14 @@ def _lenient(cfg: dict) -> None:
 
 
 def _evaluations(result) -> tuple[list[AssetCheckEvaluation], list]:
-    evals = [e.event_specific_data for e in result.all_events if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
-    failures = [(e.step_key, e.event_specific_data.error.message.splitlines()[0])
-                for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    evals = [
+        e.event_specific_data for e in result.all_events if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION
+    ]
+    failures = [
+        (e.step_key, e.event_specific_data.error.message.splitlines()[0])
+        for e in result.all_events
+        if e.event_type == DagsterEventType.STEP_FAILURE
+    ]
     return evals, failures
 
 
@@ -98,8 +114,12 @@ def evaluations(tmp_path_factory) -> dict[str, tuple[set[str], list[AssetCheckEv
             if scenario == "empty":
                 # Every table of a real run emptied, then every check run again on them alone.
                 assert result.success and _empty_every_table(loaded.duckdb_path) > 20
-                checks_only = Definitions.merge(defs, Definitions(jobs=[define_asset_job("every_check", AssetSelection.all_asset_checks())]))
-                result = checks_only.resolve_job_def("every_check").execute_in_process(instance=instance, raise_on_error=False)
+                checks_only = Definitions.merge(
+                    defs, Definitions(jobs=[define_asset_job("every_check", AssetSelection.all_asset_checks())])
+                )
+                result = checks_only.resolve_job_def("every_check").execute_in_process(
+                    instance=instance, raise_on_error=False
+                )
         out[scenario] = (expected, *_evaluations(result))
     return out
 

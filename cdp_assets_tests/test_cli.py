@@ -23,8 +23,14 @@ from cdp_assets_tests.conftest import write_project
 def _hold_duckdb(path: Path) -> subprocess.Popen:
     """Another process holding the DuckDB file open (what a second `cdp-assets run` meets)."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('ready', flush=True); time.sleep(120)"],
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('ready', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     assert holder.stdout.readline().strip() == "ready"
     return holder
@@ -92,7 +98,12 @@ def test_exit_codes_of_a_finished_run(success, severities, code):
 
 
 def test_the_exit_codes_are_the_documented_ones():
-    assert (exit_codes.OK, exit_codes.FAILED, exit_codes.CONFIG_ERROR, exit_codes.SUCCEEDED_WITH_WARNINGS) == (0, 1, 2, 3)
+    assert (exit_codes.OK, exit_codes.FAILED, exit_codes.CONFIG_ERROR, exit_codes.SUCCEEDED_WITH_WARNINGS) == (
+        0,
+        1,
+        2,
+        3,
+    )
     documented = (REPO_ROOT / "docs" / "commands.md").read_text()
     for code, meaning in ((0, "success"), (1, "failed"), (2, "configuration"), (3, "WARN")):
         rows = [line for line in documented.splitlines() if line.startswith(f"| {code} |")]
@@ -100,15 +111,23 @@ def test_the_exit_codes_are_the_documented_ones():
 
 
 @pytest.mark.parametrize("engine", ["treasure_data", "databricks"])
-def test_render_sql_needs_no_credentials_and_explain_names_the_variable_in_one_line(engine, tmp_path, monkeypatch, capsys):
+def test_render_sql_needs_no_credentials_and_explain_names_the_variable_in_one_line(
+    engine, tmp_path, monkeypatch, capsys
+):
     for var in ("TD_API_KEY", "DATABRICKS_HOST", "DATABRICKS_HTTP_PATH", "DATABRICKS_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     config = write_project(tmp_path, records=20, mutate=lambda c: c.update(engine={"kind": engine}))
     dialect = "trino" if engine == "treasure_data" else "databricks"
-    assert main(["render-sql", "--config", str(config), "--dialect", dialect, "--out", str(tmp_path / "sql")]) == exit_codes.OK
+    assert (
+        main(["render-sql", "--config", str(config), "--dialect", dialect, "--out", str(tmp_path / "sql")])
+        == exit_codes.OK
+    )
     assert list((tmp_path / "sql").rglob("*.sql"))
     capsys.readouterr()
-    assert main(["explain", "--config", str(config), "email:a@example.com", "customer_id:C000001"]) == exit_codes.CONFIG_ERROR
+    assert (
+        main(["explain", "--config", str(config), "email:a@example.com", "customer_id:C000001"])
+        == exit_codes.CONFIG_ERROR
+    )
     err = capsys.readouterr().err
     expected = "TD_API_KEY" if engine == "treasure_data" else "DATABRICKS_HOST, DATABRICKS_HTTP_PATH, DATABRICKS_TOKEN"
     assert err == f"error: set the environment variable(s) {expected} for engine {engine!r}\n"
@@ -121,7 +140,12 @@ def test_a_run_killed_mid_way_is_marked_failed_by_the_next_run_which_says_so(tmp
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
     killed = subprocess.Popen(
         [sys.executable, "-m", "cdp_assets.cli", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 120
@@ -140,10 +164,16 @@ def test_a_run_killed_mid_way_is_marked_failed_by_the_next_run_which_says_so(tmp
 
     assert main(["run", "--config", str(config)]) in (exit_codes.OK, exit_codes.SUCCEEDED_WITH_WARNINGS)
     err = capsys.readouterr().err
-    assert f"note: run {orphan.run_id} (started " in err and f"was left STARTED by process {killed.pid}, which no longer exists" in err, err
+    assert (
+        f"note: run {orphan.run_id} (started " in err
+        and f"was left STARTED by process {killed.pid}, which no longer exists" in err
+    ), err
     assert instance.get_run_by_id(orphan.run_id).status == DagsterRunStatus.FAILURE
-    failure = [r.event_log_entry for r in instance.get_records_for_run(orphan.run_id).records
-               if r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.event_type_value == "PIPELINE_FAILURE"]
+    failure = [
+        r.event_log_entry
+        for r in instance.get_records_for_run(orphan.run_id).records
+        if r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.event_type_value == "PIPELINE_FAILURE"
+    ]
     message = failure[0].dagster_event.message if failure else ""
     assert f"(pid {killed.pid} on " in message and "killed or crashed" in message, message
     # The run that found it finished normally; nothing is left for the next run to mark.

@@ -57,7 +57,9 @@ def scratch_dg_project(root: Path, package: str) -> Path:
 def add_component(project: Path, package: str, config_path: str, folder: str = "cdp_pipeline") -> Path:
     target = project / package / "defs" / folder
     target.mkdir(parents=True)
-    (target / "defs.yaml").write_text(yaml.safe_dump({"type": COMPONENT_TYPE, "attributes": {"config_path": config_path}}))
+    (target / "defs.yaml").write_text(
+        yaml.safe_dump({"type": COMPONENT_TYPE, "attributes": {"config_path": config_path}})
+    )
     return target / "defs.yaml"
 
 
@@ -150,11 +152,18 @@ def run_cli(
     args: list[str], cwd: Path, pythonpath: list[Path], venv: Path, home: Path, **extra_env: str
 ) -> subprocess.CompletedProcess:
     home.mkdir(exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, pythonpath)), "VIRTUAL_ENV": str(venv), "DAGSTER_HOME": str(home)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(map(str, pythonpath)),
+        "VIRTUAL_ENV": str(venv),
+        "DAGSTER_HOME": str(home),
+    }
     env.pop("CDP_CONFIG", None)
     env.update(extra_env)
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc
 
 
@@ -174,7 +183,9 @@ def test_dg_scaffolds_lists_and_checks_the_component_in_a_scratch_project(tmp_pa
     def cli(*args: str) -> subprocess.CompletedProcess:
         # The component reads its defs.yaml, never $CDP_CONFIG: importing the package's
         # definitions module must not load that config either.
-        return run_cli(list(args), project, path, project / ".venv", tmp_path / "home", CDP_CONFIG=str(tmp_path / "not_this.yml"))
+        return run_cli(
+            list(args), project, path, project / ".venv", tmp_path / "home", CDP_CONFIG=str(tmp_path / "not_this.yml")
+        )
 
     listed = cli(str(BIN / "dg"), "list", "components", "--json")
     assert COMPONENT_TYPE in listed.stdout  # found through the entry point alone
@@ -185,7 +196,11 @@ def test_dg_scaffolds_lists_and_checks_the_component_in_a_scratch_project(tmp_pa
 
     listed = json.loads(cli(str(BIN / "dg"), "list", "defs", "--json").stdout)
     keys = {a["asset_key"] for a in listed["assets"]}
-    assert "team_orders_export" in keys and "acme_src/shop_customers" in keys and "customer_master" in {k.split("/")[-1] for k in keys}
+    assert (
+        "team_orders_export" in keys
+        and "acme_src/shop_customers" in keys
+        and "customer_master" in {k.split("/")[-1] for k in keys}
+    )
     sources = {a["source"] for a in listed["assets"] if a["asset_key"] != "team_orders_export"}
     assert sources == {"team_cli/defs/cdp_pipeline/defs.yaml:1"}
     assert len(listed["asset_checks"]) > 40
@@ -199,7 +214,15 @@ def test_dg_scaffolds_lists_and_checks_the_component_in_a_scratch_project(tmp_pa
 def test_this_repositorys_code_location_passes_dg_check_defs_and_dagster_definitions_validate(tmp_path):
     """`dg check defs` supersedes `dagster definitions validate`; both pass on the repository."""
     path = [REPO_ROOT]
-    checked = run_cli([str(BIN / "dg"), "check", "defs", "--use-active-venv"], REPO_ROOT, path, Path(sys.prefix), tmp_path)
+    checked = run_cli(
+        [str(BIN / "dg"), "check", "defs", "--use-active-venv"], REPO_ROOT, path, Path(sys.prefix), tmp_path
+    )
     assert "All definitions loaded successfully." in checked.stdout
-    validated = run_cli([str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"], REPO_ROOT, path, Path(sys.prefix), tmp_path)
+    validated = run_cli(
+        [str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        REPO_ROOT,
+        path,
+        Path(sys.prefix),
+        tmp_path,
+    )
     assert "All code locations passed validation." in validated.stdout + validated.stderr

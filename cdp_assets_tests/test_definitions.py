@@ -22,7 +22,9 @@ def test_definitions_validate_and_group_assets_by_phase(project):
     assert "shop_customers_hist" in groups["ingestion"] and "shop_customers" in groups["ingestion"]
     assert "shop_customers_hist_union" in groups["hist_union"]
     assert "shop_customers_stg" in groups["staging"]
-    assert {"unified_id_lookup", "unified_id_graph", "customer_master", "enriched_shop_orders_stg"} <= groups["unification"]
+    assert {"unified_id_lookup", "unified_id_graph", "customer_master", "enriched_shop_orders_stg"} <= groups[
+        "unification"
+    ]
     assert groups["report"] == {"cdp_report"}
 
 
@@ -61,4 +63,6 @@ def test_cli_run_prints_each_failed_check_with_its_value_threshold_and_severity(
     assert main(["run", "--config", str(config)]) != 0
     lines = [line.strip() for line in capsys.readouterr().out.splitlines() if "FAILED check" in line]
     coverage = [line for line in lines if ":coverage (ERROR): measured " in line]
-    assert coverage and all(re.search(r"measured [0-9.]+% \(threshold: at least 99\.5%\)$", line) for line in coverage), lines
+    assert coverage and all(
+        re.search(r"measured [0-9.]+% \(threshold: at least 99\.5%\)$", line) for line in coverage
+    ), lines

@@ -17,9 +17,13 @@ from pathlib import Path
 from cdp_assets.config.loader import REPO_ROOT
 
 
-def _sh(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def _sh(
+    cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (
+        f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    )
     return done
 
 
@@ -29,7 +33,21 @@ def test_a_wheel_installed_outside_the_checkout_runs_the_bundled_example(tmp_pat
         shutil.copytree(REPO_ROOT / name, src / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md", "dagster.yaml"):
         shutil.copy(REPO_ROOT / name, src / name)
-    _sh([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)], cwd=tmp_path)
+    _sh(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        cwd=tmp_path,
+    )
     (wheel,) = (tmp_path / "dist").glob("cdp_assets-*.whl")
 
     venv = tmp_path / "venv"
@@ -39,12 +57,19 @@ def test_a_wheel_installed_outside_the_checkout_runs_the_bundled_example(tmp_pat
     # way are not processed), after the new venv's own site-packages.
     (new_site / "shared_venv.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     python = venv / "bin" / "python"
-    _sh([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index", str(wheel)], cwd=tmp_path)
+    _sh(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        cwd=tmp_path,
+    )
 
     outside = tmp_path / "somewhere"
     outside.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DAGSTER_HOME", "CDP_CONFIG", "CDP_DUCKDB_PATH")}
-    where = _sh([str(python), "-c", "import cdp_assets; print(cdp_assets.__file__)"], cwd=outside, env=env).stdout.strip()
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DAGSTER_HOME", "CDP_CONFIG", "CDP_DUCKDB_PATH")
+    }
+    where = _sh(
+        [str(python), "-c", "import cdp_assets; print(cdp_assets.__file__)"], cwd=outside, env=env
+    ).stdout.strip()
     assert where.startswith(str(new_site)), where  # the installed copy, not the checkout
 
     done = _sh([str(venv / "bin" / "cdp-assets"), "run"], cwd=outside, env=env)
@@ -52,4 +77,6 @@ def test_a_wheel_installed_outside_the_checkout_runs_the_bundled_example(tmp_pat
     for path in (".cdp/report.md", ".cdp/acme.duckdb", ".cdp/dagster_home/dagster.yaml", "examples/acme/cdp.yml"):
         assert (outside / path).exists(), path
     assert f"Dagster home:    {outside / '.cdp' / 'dagster_home'} " in done.stdout
-    assert not list(new_site.rglob("*.duckdb")) and not (new_site / ".cdp").exists()  # nothing written into site-packages
+    assert (
+        not list(new_site.rglob("*.duckdb")) and not (new_site / ".cdp").exists()
+    )  # nothing written into site-packages

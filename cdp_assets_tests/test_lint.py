@@ -10,5 +10,11 @@ from cdp_assets.config.loader import REPO_ROOT
 
 def test_ruff_check_passes():
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
-    done = subprocess.run([ruff, "check", "cdp_assets", "cdp_assets_tests", "bench"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [ruff, "check", "cdp_assets", "cdp_assets_tests", "bench"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -35,7 +35,9 @@ def test_coverage_trend_and_largest_share_warn_on_a_second_run(tmp_path, instanc
             cells[e] = cells[c] = ""
             out.append(",".join(cells))
         path.write_text("\n".join(out) + "\n")
-    strict = load_config(write_project(tmp_path, records=3000, generate=False, mutate=lambda c: c["checks"].update(coverage_min_pct=0)))
+    strict = load_config(
+        write_project(tmp_path, records=3000, generate=False, mutate=lambda c: c["checks"].update(coverage_min_pct=0))
+    )
     second = check_results(run_pipeline(strict, instance))
     assert second["cdp_unification_customer_360/enriched_shop_orders_stg:coverage_trend"] is False
     assert second["cdp_unification_customer_360/enriched_shop_customers_stg:coverage_trend"] is True

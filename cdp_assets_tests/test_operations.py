@@ -70,22 +70,37 @@ def test_schedules_default_to_two_and_four_and_are_configurable(tmp_path):
     assert crons == {"daily_ingestion": ("0 2 * * *", "UTC"), "daily_unification": ("0 4 * * *", "UTC")}
 
     def custom(cfg):
-        cfg["schedules"] = {"ingestion_cron": "30 1 * * *", "unification_cron": "0 5 * * 1-5", "timezone": "Europe/Berlin"}
+        cfg["schedules"] = {
+            "ingestion_cron": "30 1 * * *",
+            "unification_cron": "0 5 * * 1-5",
+            "timezone": "Europe/Berlin",
+        }
 
     defs = build_definitions(load_config(write_project(tmp_path / "b", records=50, mutate=custom)))
     crons = {s.name: (s.cron_schedule, s.execution_timezone) for s in defs.schedules}
-    assert crons == {"daily_ingestion": ("30 1 * * *", "Europe/Berlin"), "daily_unification": ("0 5 * * 1-5", "Europe/Berlin")}
+    assert crons == {
+        "daily_ingestion": ("30 1 * * *", "Europe/Berlin"),
+        "daily_unification": ("0 5 * * 1-5", "Europe/Berlin"),
+    }
 
     with pytest.raises(ConfigError, match=r"schedules.ingestion_cron: 'every day' is not a valid cron"):
-        load_config(write_project(tmp_path / "c", records=10, mutate=lambda c: c.update(schedules={"ingestion_cron": "every day"})))
+        load_config(
+            write_project(
+                tmp_path / "c", records=10, mutate=lambda c: c.update(schedules={"ingestion_cron": "every day"})
+            )
+        )
     with pytest.raises(ConfigError, match=r"schedules.timezone: 'Mars/Base' is not a known time zone"):
-        load_config(write_project(tmp_path / "d", records=10, mutate=lambda c: c.update(schedules={"timezone": "Mars/Base"})))
+        load_config(
+            write_project(tmp_path / "d", records=10, mutate=lambda c: c.update(schedules={"timezone": "Mars/Base"}))
+        )
 
 
 def _materialized_by_run(instance) -> dict[str, set[AssetKey]]:
     return {
-        run.run_id: {r.event_log_entry.dagster_event.asset_key for r in instance.get_records_for_run(
-            run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records}
+        run.run_id: {
+            r.event_log_entry.dagster_event.asset_key
+            for r in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+        }
         for run in instance.get_runs()
     }
 
@@ -102,13 +117,17 @@ def test_a_day_with_new_data_gives_one_unification_run(project, tmp_path):
     groups = {key: a.group_names_by_key[key] for a in defs.assets for key in a.keys}
     # The unification proper: the multi-asset that runs the loop and builds the lookup (the
     # master tables after it are built from its result, in a wave of their own).
-    unification = set(next(a for a in defs.assets if AssetKey(["cdp_unification_customer_360", "unified_id_lookup"]) in a.keys).keys)
+    unification = set(
+        next(a for a in defs.assets if AssetKey(["cdp_unification_customer_360", "unified_id_lookup"]) in a.keys).keys
+    )
     with DagsterInstance.from_config(str(home)) as instance:
         cursor = evaluate_automation_conditions(defs=defs, instance=instance).cursor
 
         def tick(schedule_name, day, hour):
             when = datetime(2024, 6, day, hour, tzinfo=timezone.utc)
-            return defs.resolve_schedule_def(schedule_name).evaluate_tick(build_schedule_context(instance=instance, scheduled_execution_time=when))
+            return defs.resolve_schedule_def(schedule_name).evaluate_tick(
+                build_schedule_context(instance=instance, scheduled_execution_time=when)
+            )
 
         def run(request, job_name):
             assert request.job_name in (None, job_name)
@@ -164,8 +183,12 @@ def test_the_bundled_sample_starts_no_run_on_its_own_and_a_deployment_can(tmp_pa
     starters = [s for s in sample.sensors if s.name not in alerts]
     assert {s.name for s in starters} >= {"shop_file_drop", "loyalty_file_drop", "web_file_drop", "cdp_automation"}
     assert {s.name: s.default_status for s in starters} == {s.name: DefaultSensorStatus.STOPPED for s in starters}
-    assert {s.name: s.default_status for s in sample.schedules} == {s.name: DefaultScheduleStatus.STOPPED for s in sample.schedules}
-    assert {s.name: s.default_status for s in sample.sensors if s.name in alerts} == dict.fromkeys(alerts, DefaultSensorStatus.RUNNING)
+    assert {s.name: s.default_status for s in sample.schedules} == {
+        s.name: DefaultScheduleStatus.STOPPED for s in sample.schedules
+    }
+    assert {s.name: s.default_status for s in sample.sensors if s.name in alerts} == dict.fromkeys(
+        alerts, DefaultSensorStatus.RUNNING
+    )
 
     def deployment(cfg):
         cfg.pop("sensors", None)
@@ -196,7 +219,9 @@ def test_late_completed_replaced_and_re_added_files_through_the_sensor_and_real_
         checks: dict[str, bool] = {}
         state["evaluations"] = {}
         for request in tick.run_requests:
-            result = job.execute_in_process(instance=instance, asset_selection=request.asset_selection, tags=request.tags)
+            result = job.execute_in_process(
+                instance=instance, asset_selection=request.asset_selection, tags=request.tags
+            )
             assert result.success
             checks.update(check_results(result))
             for e in result.all_events:
@@ -209,7 +234,9 @@ def test_late_completed_replaced_and_re_added_files_through_the_sensor_and_real_
         return sorted(wh.fetch('SELECT customer_id FROM "acme_src"."shop_customers"')["customer_id"])
 
     def last_log() -> dict:
-        log = wh.fetch(f'SELECT * FROM "acme_src"."{LOG_TABLE}" WHERE object = \'customers\' AND mode = \'incremental\' ORDER BY loaded_at')
+        log = wh.fetch(
+            f'SELECT * FROM "acme_src"."{LOG_TABLE}" WHERE object = \'customers\' AND mode = \'incremental\' ORDER BY loaded_at'
+        )
         return log.iloc[-1].to_dict()
 
     checks = tick_and_run()
@@ -218,7 +245,10 @@ def test_late_completed_replaced_and_re_added_files_through_the_sensor_and_real_
 
     # 1. A late file: rows older than the watermark (2024-06-02), one older than start_date (2023-01-01).
     late = folder / "customers_late.csv"
-    late.write_text(header + "L1,l1@x.com,,A,B,2024-05-01 00:00:00\nL2,l2@x.com,,C,D,2024-05-02 00:00:00\nL0,l0@x.com,,E,F,2022-12-31 00:00:00\n")
+    late.write_text(
+        header
+        + "L1,l1@x.com,,A,B,2024-05-01 00:00:00\nL2,l2@x.com,,C,D,2024-05-02 00:00:00\nL0,l0@x.com,,E,F,2022-12-31 00:00:00\n"
+    )
     old = time.time() - 10 * 86400
     os.utime(late, (old, old))
     checks = tick_and_run()

@@ -76,9 +76,7 @@ def test_loop_iterations_are_visible_as_observations_and_metadata(project, insta
     result = run_pipeline(project, instance)
     assert result.success
     observations = [
-        e.event_specific_data.asset_observation
-        for e in result.all_events
-        if e.event_type_value == "ASSET_OBSERVATION"
+        e.event_specific_data.asset_observation for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"
     ]
     iterations = [o.metadata["iteration"].value for o in observations if o.asset_key.path[-1] == "unified_id_graph"]
     assert iterations == list(range(1, len(iterations) + 1)) and iterations

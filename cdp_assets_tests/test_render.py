@@ -30,11 +30,20 @@ def test_render_sql_writes_one_parseable_file_per_statement(tmp_path, dialect, c
 @pytest.mark.parametrize(
     "dialect",
     [
-        "duckdb", "spark", "databricks", "trino",
-        pytest.param("hive", marks=pytest.mark.xfail(strict=True, reason=(
-            "sqlglot 30.30 warns that Hive's SORT_ARRAY sorts NULLs first, for unification's "
-            "LIST_SORT(LIST_DISTINCT(LIST(table_id))) in cdp_assets/sql/unification.py; no dialect hook yet"
-        ))),
+        "duckdb",
+        "spark",
+        "databricks",
+        "trino",
+        pytest.param(
+            "hive",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "sqlglot 30.30 warns that Hive's SORT_ARRAY sorts NULLs first, for unification's "
+                    "LIST_SORT(LIST_DISTINCT(LIST(table_id))) in cdp_assets/sql/unification.py; no dialect hook yet"
+                ),
+            ),
+        ),
     ],
 )
 def test_render_sql_logs_no_sqlglot_warning(tmp_path, dialect, caplog):

@@ -70,7 +70,13 @@ def _s3_project(tmp_path: Path, endpoint: str, client, hold_back: str | None = N
     _upload_folder(client, staged, "landing/shop")
 
     def to_s3(cfg):
-        cfg["sources"][0]["connector"] = {"kind": "s3", "bucket": BUCKET, "prefix": "landing/shop", "endpoint_url": endpoint, "format": "csv"}
+        cfg["sources"][0]["connector"] = {
+            "kind": "s3",
+            "bucket": BUCKET,
+            "prefix": "landing/shop",
+            "endpoint_url": endpoint,
+            "format": "csv",
+        }
 
     s3_root = tmp_path / "s3"
     s3_root.mkdir()
@@ -80,7 +86,12 @@ def _s3_project(tmp_path: Path, endpoint: str, client, hold_back: str | None = N
 
 def _table(loaded, name: str) -> pd.DataFrame:
     df = DuckDBWarehouse(path=str(loaded.duckdb_path)).fetch(f'SELECT * FROM "acme_src"."{name}"')
-    return df.drop(columns=["_cdp_loaded_at"]).astype(str).sort_values(list(df.columns.drop("_cdp_loaded_at"))).reset_index(drop=True)
+    return (
+        df.drop(columns=["_cdp_loaded_at"])
+        .astype(str)
+        .sort_values(list(df.columns.drop("_cdp_loaded_at")))
+        .reset_index(drop=True)
+    )
 
 
 def test_an_s3_source_loads_exactly_like_the_same_files_on_disk(tmp_path, s3_server, s3):
@@ -100,7 +111,9 @@ def test_s3_objects_load_once_a_new_object_loads_only_its_rows_and_a_bad_one_is_
     wh = DuckDBWarehouse(path=str(remote.duckdb_path))
     before = wh.row_count(TableRef("acme_src", "shop_customers"))
     assert run_pipeline(remote).success  # nothing new: nothing loaded
-    log = wh.fetch(f'SELECT object, mode, records_loaded FROM "acme_src"."{LOG_TABLE}" WHERE source = \'shop\' AND mode = \'incremental\'')
+    log = wh.fetch(
+        f'SELECT object, mode, records_loaded FROM "acme_src"."{LOG_TABLE}" WHERE source = \'shop\' AND mode = \'incremental\''
+    )
     assert list(log["records_loaded"].astype(int))[-2:] == [0, 0]
     new = next((tmp_path / "local" / "data" / "shop" / "customers").glob("*2024-06-02*"))
     s3.upload_file(str(new), BUCKET, f"landing/shop/customers/{new.name}")
@@ -127,11 +140,15 @@ def test_the_s3_prefix_sensor_requests_each_objects_ingestion_once(tmp_path, s3_
     new = next((tmp_path / "local" / "data" / "shop" / "orders").glob("*2024-06-02*"))
     s3.upload_file(str(new), BUCKET, f"landing/shop/orders/{new.name}")
     third = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs, cursor=again.cursor))
-    assert [r.tags["cdp/object"] for r in third.run_requests] == ["orders"] and third.run_requests[0].tags["cdp/new_files"] == "1"
+    assert [r.tags["cdp/object"] for r in third.run_requests] == ["orders"] and third.run_requests[0].tags[
+        "cdp/new_files"
+    ] == "1"
     assert third.run_requests[0].run_key not in {r.run_key for r in first.run_requests}
 
 
-def test_s3_objects_are_loaded_by_content_an_unchanged_re_upload_loads_nothing_a_changed_one_its_new_rows(tmp_path, s3_server, s3):
+def test_s3_objects_are_loaded_by_content_an_unchanged_re_upload_loads_nothing_a_changed_one_its_new_rows(
+    tmp_path, s3_server, s3
+):
     """The ETag decides what is downloaded; the loader's per-file content hash decides what is
     loaded, as for local files: the two agree on re-uploads and late rows."""
     from cdp_assets.connectors.loading import FILES_TABLE, LOG_TABLE
@@ -151,7 +168,9 @@ def test_s3_objects_are_loaded_by_content_an_unchanged_re_upload_loads_nothing_a
     before = wh.row_count(TableRef("acme_src", "shop_customers"))
 
     def last_load() -> dict:
-        log = wh.fetch(f'SELECT * FROM "acme_src"."{LOG_TABLE}" WHERE object = \'customers\' AND mode = \'incremental\' ORDER BY loaded_at')
+        log = wh.fetch(
+            f'SELECT * FROM "acme_src"."{LOG_TABLE}" WHERE object = \'customers\' AND mode = \'incremental\' ORDER BY loaded_at'
+        )
         return log.iloc[-1].to_dict()
 
     s3.put_object(Bucket=BUCKET, Key=key, Body=body)  # the same bytes again: a new last-modified
@@ -161,7 +180,12 @@ def test_s3_objects_are_loaded_by_content_an_unchanged_re_upload_loads_nothing_a
     late_row[0], late_row[-1] = "C999001", "2024-05-01 00:00:00"  # older than the watermark
     s3.put_object(Bucket=BUCKET, Key=key, Body=body + (",".join(late_row) + "\n").encode())
     assert ingest()
-    assert (last_load()["records_loaded"], last_load()["records_skipped_duplicate"]) == (1, len(body.decode().splitlines()) - 1)
+    assert (last_load()["records_loaded"], last_load()["records_skipped_duplicate"]) == (
+        1,
+        len(body.decode().splitlines()) - 1,
+    )
     assert wh.row_count(TableRef("acme_src", "shop_customers")) == before + 1
-    versions = wh.fetch(f'SELECT file, file_version FROM "acme_src"."{FILES_TABLE}" WHERE file = \'customers_2024-06-01.csv\' ORDER BY loaded_at')
+    versions = wh.fetch(
+        f'SELECT file, file_version FROM "acme_src"."{FILES_TABLE}" WHERE file = \'customers_2024-06-01.csv\' ORDER BY loaded_at'
+    )
     assert len(versions) == 2 and versions["file_version"].nunique() == 2

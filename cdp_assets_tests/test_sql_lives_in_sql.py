@@ -45,7 +45,9 @@ def test_the_scan_finds_statement_literals():
     source = 'a = "SELECT 1"\nb = f"INSERT INTO {t} VALUES (1)"\nc = """\n  WITH x AS (SELECT 1) SELECT * FROM x"""\n'
     assert [line for line, _ in statement_literals(source)] == [1, 2, 3]
     # Prose, lower-case words and docstrings are not statements.
-    assert statement_literals('d = "Select the rows"\ne = "select 1"\nf = "SELECTED"\n"""DROP the old table."""\n') == []
+    assert (
+        statement_literals('d = "Select the rows"\ne = "select 1"\nf = "SELECTED"\n"""DROP the old table."""\n') == []
+    )
 
 
 def test_no_sql_statement_is_written_outside_cdp_assets_sql():
@@ -54,7 +56,9 @@ def test_no_sql_statement_is_written_outside_cdp_assets_sql():
         rel = path.relative_to(PACKAGE).as_posix()
         if rel.startswith("sql/") or any(rel.startswith(prefix) for prefix in ALLOWED):
             continue
-        offenders += [f"cdp_assets/{rel}:{line}: {text}" for line, text in statement_literals(path.read_text(encoding="utf-8"))]
+        offenders += [
+            f"cdp_assets/{rel}:{line}: {text}" for line, text in statement_literals(path.read_text(encoding="utf-8"))
+        ]
     assert not offenders, "SQL built outside cdp_assets/sql/ (add a builder there):\n" + "\n".join(offenders)
 
 

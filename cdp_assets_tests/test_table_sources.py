@@ -16,7 +16,14 @@ LOADED = TableRef("acme_src", "crm_contacts")
 
 
 def _with_crm(cfg):
-    cfg["sources"].append({"name": "crm", "connector": {"kind": "table", "database": "crm"}, "objects": ["contacts"], "mode": "incremental"})
+    cfg["sources"].append(
+        {
+            "name": "crm",
+            "connector": {"kind": "table", "database": "crm"},
+            "objects": ["contacts"],
+            "mode": "incremental",
+        }
+    )
 
 
 def _insert(wh: DuckDBWarehouse, rows: list[tuple]) -> None:
@@ -29,13 +36,22 @@ def _insert(wh: DuckDBWarehouse, rows: list[tuple]) -> None:
 def test_a_warehouse_table_loads_by_watermark_and_the_sensor_follows_it(tmp_path):
     loaded = load_config(write_project(tmp_path, records=60, mutate=_with_crm))
     wh = DuckDBWarehouse(path=str(loaded.duckdb_path))
-    _insert(wh, [("1", "a@x.com", "2024-06-01 10:00:00"), ("2", "b@x.com", "2024-06-01 11:00:00"), ("3", None, "2024-06-01 12:00:00")])
+    _insert(
+        wh,
+        [
+            ("1", "a@x.com", "2024-06-01 10:00:00"),
+            ("2", "b@x.com", "2024-06-01 11:00:00"),
+            ("3", None, "2024-06-01 12:00:00"),
+        ],
+    )
     defs = build_definitions(loaded)
     sensor = defs.resolve_sensor_def("crm_watermark")
     instance = DagsterInstance.ephemeral()
 
     def tick(cursor=None):
-        with build_sensor_context(instance=instance, definitions=defs, cursor=cursor, resources={"warehouse": wh}) as context:
+        with build_sensor_context(
+            instance=instance, definitions=defs, cursor=cursor, resources={"warehouse": wh}
+        ) as context:
             return sensor.evaluate_tick(context)
 
     first = tick()

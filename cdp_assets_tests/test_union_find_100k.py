@@ -51,7 +51,9 @@ def test_canonical_ids_match_union_find_on_100k_records(tmp_path, instance):
     with wh.session():
         for t in unify.tables:
             cols = [kc.column for kc in t.key_columns]
-            df = wh.fetch(f'SELECT {", ".join(cols)}, unified_id FROM "cdp_unification_customer_360"."enriched_{t.table}"')
+            df = wh.fetch(
+                f'SELECT {", ".join(cols)}, unified_id FROM "cdp_unification_customer_360"."enriched_{t.table}"'
+            )
             for i, row in enumerate(df.itertuples(index=False)):
                 values = [(kc.key, getattr(row, kc.column)) for kc in t.key_columns]
                 nodes = [(k, v) for k, v in values if is_valid(k, v)]

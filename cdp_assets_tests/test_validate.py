@@ -28,7 +28,10 @@ def test_a_good_config_passes_and_nothing_is_written(tmp_path, capsys):
     assert main(["validate", "--config", str(config)]) == exit_codes.OK
     out = capsys.readouterr().out
     assert "engine:  engine=duckdb" in out and "unification customer_360" in out and "merge_by_keys email" in out
-    assert "SQL:     35 statement(s) parsed and rehearsed on an in-memory DuckDB; 0 planned by the engine (EXPLAIN); 35 only rehearsed, no warehouse to plan on" in out
+    assert (
+        "SQL:     35 statement(s) parsed and rehearsed on an in-memory DuckDB; 0 planned by the engine (EXPLAIN); 35 only rehearsed, no warehouse to plan on"
+        in out
+    )
     assert "35 statement(s) checked, 0 of them planned by the engine; nothing was written" in out
     assert not (tmp_path / "cdp.duckdb").exists()  # the warehouse was not even created
 
@@ -49,7 +52,9 @@ def test_a_missing_column_is_named_by_file_and_field_with_every_other_problem(tm
 def test_a_key_column_the_staged_table_will_not_have_is_a_config_error_naming_the_field(tmp_path, capsys):
     """unify.yml's columns are checked when the config loads (source headers plus staging
     outputs), so validate stops there: exit 2, the field named, the closest column suggested."""
-    config = write_project(tmp_path, records=60, mutate=lambda c: c["unification"]["tables"][3]["key_columns"][0].update(column="cookie"))
+    config = write_project(
+        tmp_path, records=60, mutate=lambda c: c["unification"]["tables"][3]["key_columns"][0].update(column="cookie")
+    )
     assert main(["validate", "--config", str(config)]) == exit_codes.CONFIG_ERROR
     err = capsys.readouterr().err
     assert "unification.tables[3].key_columns[0].column" in err and "'cookie'" in err
@@ -62,10 +67,15 @@ def _with_column(sql: str, column_sql: str) -> str:
 
 
 def test_a_missing_watermark_column_in_a_file_is_named(tmp_path):
-    config = write_project(tmp_path, records=60, mutate=lambda c: c["sources"][0].update(incremental_field="modified_at"))
+    config = write_project(
+        tmp_path, records=60, mutate=lambda c: c["sources"][0].update(incremental_field="modified_at")
+    )
     report = validate(config)
     assert report.exit_code == exit_codes.FAILED
-    assert any(p.field == "sources[0].incremental_field" and "has no column 'modified_at'" in p.message for p in report.problems)
+    assert any(
+        p.field == "sources[0].incremental_field" and "has no column 'modified_at'" in p.message
+        for p in report.problems
+    )
 
 
 @pytest.fixture
@@ -79,7 +89,13 @@ def td():
 def test_a_treasure_data_key_the_api_refuses_is_reported_masked(tmp_path, td, monkeypatch, capsys):
     wrong = "4321/" + "0bad" * 10
     monkeypatch.setenv("TD_API_KEY", wrong)
-    config = write_project(tmp_path, records=40, mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}}))
+    config = write_project(
+        tmp_path,
+        records=40,
+        mutate=lambda c: c.update(
+            engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}}
+        ),
+    )
     assert main(["validate", "--config", str(config)]) == exit_codes.FAILED
     captured = capsys.readouterr()
     assert f"{config}: engine.treasure_data: the engine refused the connection" in captured.err
@@ -142,19 +158,31 @@ def test_warehouse_table_sources_are_checked_on_the_engine(tmp_path):
     from cdp_assets.sql.dialects import TableRef
 
     def tables(cfg):
-        cfg["sources"] = [{"name": "crm", "connector": {"kind": "table", "database": "landing"}, "objects": ["contacts"], "mode": "incremental"}]
+        cfg["sources"] = [
+            {
+                "name": "crm",
+                "connector": {"kind": "table", "database": "landing"},
+                "objects": ["contacts"],
+                "mode": "incremental",
+            }
+        ]
         cfg["staging"] = {"crm_contacts": {"email": {"rule": "email", "columns": ["email"]}}}
         cfg.pop("staging_tables", None)  # the example's options name its own tables
         cfg.pop("unification")
 
     config = write_project(tmp_path, records=20, mutate=tables, generate=False)
     report = validate(config)
-    assert [p.field for p in report.problems] == ["sources[0].objects[0]"] and "does not exist yet" in report.problems[0].message
+    assert [p.field for p in report.problems] == ["sources[0].objects[0]"] and "does not exist yet" in report.problems[
+        0
+    ].message
     assert not (tmp_path / "cdp.duckdb").exists()
     DuckDBWarehouse(path=str(tmp_path / "cdp.duckdb")).replace_with_dataframe(
-        TableRef("landing", "contacts"), pd.DataFrame({"mail": ["a@b.co"], "updated_at": [pd.Timestamp("2024-01-01")]}))
+        TableRef("landing", "contacts"), pd.DataFrame({"mail": ["a@b.co"], "updated_at": [pd.Timestamp("2024-01-01")]})
+    )
     report = validate(config)
-    assert [(p.field, p.message.split(";")[0]) for p in report.problems] == [("staging.crm_contacts.email.columns[0]", "column 'email' is not in crm_contacts")]
+    assert [(p.field, p.message.split(";")[0]) for p in report.problems] == [
+        ("staging.crm_contacts.email.columns[0]", "column 'email' is not in crm_contacts")
+    ]
 
 
 # ---------------------------------------------------------------------------- the engine plans
@@ -173,7 +201,7 @@ def _tables_read(sql: str, schemas: set[str]) -> set[tuple[str, str]]:
     """The config's tables a statement names, minus the one it creates (read with a regular
     expression: an oracle independent of validate's sqlglot reading)."""
     target = re.match(r'CREATE TABLE "(\w+)"\."(\w+)" AS\b', sql)
-    body = sql[target.end():] if target else sql
+    body = sql[target.end() :] if target else sql
     return {(s, t) for s, t in re.findall(r'"(\w+)"\."(\w+)"', body) if s in schemas}
 
 
@@ -210,10 +238,17 @@ def test_after_a_first_run_duckdb_plans_every_statement_whose_inputs_it_holds(fi
             assert report.engine_plans[where].startswith("inputs not yet built in the warehouse")
     # Every statement over published tables is planned: hist-union, staging, enriched, master.
     planned = {w for w, why in report.engine_plans.items() if why is None}
-    assert {w for w in statements if w.startswith(("hist_union/", "staging/")) or "enriched_" in w or w.endswith("_master")} <= planned
+    assert {
+        w for w in statements if w.startswith(("hist_union/", "staging/")) or "enriched_" in w or w.endswith("_master")
+    } <= planned
     # What is not planned reads the unification loop's scratch tables, which no run keeps.
-    assert all("unified_id_" in m for m in report.missing_inputs) and "unified_id_edges" in " ".join(report.missing_inputs)
-    assert f"; {len(planned)} planned by the engine (EXPLAIN); {35 - len(planned)} only rehearsed, inputs not yet built" in out
+    assert all("unified_id_" in m for m in report.missing_inputs) and "unified_id_edges" in " ".join(
+        report.missing_inputs
+    )
+    assert (
+        f"; {len(planned)} planned by the engine (EXPLAIN); {35 - len(planned)} only rehearsed, inputs not yet built"
+        in out
+    )
     assert f"35 statement(s) checked, {len(planned)} of them planned by the engine; nothing was written" in out
 
 
@@ -226,9 +261,11 @@ def test_a_statement_the_engine_cannot_plan_is_named_by_its_asset(first_run, mon
     monkeypatch.setattr(render, "staging_query", lambda *a: _with_column(real(*a), '"loyalty_tier" AS tier'))
     assert main(["validate", "--config", str(first_run)]) == exit_codes.FAILED
     err = capsys.readouterr().err
-    assert f"{first_run}: SQL staging/01_shop_customers_stg: the duckdb engine cannot plan this statement (EXPLAIN): " in err
+    assert (
+        f"{first_run}: SQL staging/01_shop_customers_stg: the duckdb engine cannot plan this statement (EXPLAIN): "
+        in err
+    )
     assert "loyalty_tier" in err and "1 problem(s)" in err
-
 
 
 def test_tables_an_earlier_config_built_without_a_new_column_are_only_rehearsed(first_run, tmp_path):
@@ -239,12 +276,19 @@ def test_tables_an_earlier_config_built_without_a_new_column_are_only_rehearsed(
     cfg = yaml.safe_load(first_run.read_text())
     cfg["staging"]["shop_orders"]["order_code"] = {"rule": "name", "columns": ["order_id"]}
     cfg["engine"]["duckdb"]["path"] = str(first_run.parent / "cdp.duckdb")
-    cfg["sources"] = [{**s, "connector": {**s["connector"], "path": str((first_run.parent / s["connector"]["path"]).resolve())}} for s in cfg["sources"]]
+    cfg["sources"] = [
+        {**s, "connector": {**s["connector"], "path": str((first_run.parent / s["connector"]["path"]).resolve())}}
+        for s in cfg["sources"]
+    ]
     changed = tmp_path / "cdp.yml"
     changed.write_text(yaml.safe_dump(cfg, sort_keys=False))
     report = validate(changed)
     assert report.exit_code == exit_codes.OK, [str(p) for p in report.problems]
-    differently = {w for w, why in report.engine_plans.items() if why is not None and why.startswith("inputs in the warehouse lack columns")}
+    differently = {
+        w
+        for w, why in report.engine_plans.items()
+        if why is not None and why.startswith("inputs in the warehouse lack columns")
+    }
     assert "unification/19_enriched_shop_orders_stg" in differently
     assert report.engine_plans["staging/02_shop_orders_stg"] is None  # its input is unchanged
     assert "only rehearsed, inputs in the warehouse lack columns this config adds" in report.plan_summary()
@@ -253,7 +297,9 @@ def test_tables_an_earlier_config_built_without_a_new_column_are_only_rehearsed(
 def _td_tables(td) -> dict:
     """Every table of the fake with its columns and content (a change to any shows)."""
     out = {}
-    for schema, table in td.sql("SELECT table_schema, table_name FROM information_schema.tables ORDER BY 1, 2").itertuples(index=False):
+    for schema, table in td.sql(
+        "SELECT table_schema, table_name FROM information_schema.tables ORDER BY 1, 2"
+    ).itertuples(index=False):
         frame = td.sql(f'SELECT * FROM "{schema}"."{table}"')
         out[(schema, table)] = (list(frame.columns), hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest())
     return out
@@ -261,7 +307,13 @@ def _td_tables(td) -> dict:
 
 def test_on_treasure_data_explain_jobs_are_sent_and_nothing_is_written(tmp_path, td, monkeypatch):
     monkeypatch.setenv("TD_API_KEY", KEY)
-    config = write_project(tmp_path, records=60, mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}}))
+    config = write_project(
+        tmp_path,
+        records=60,
+        mutate=lambda c: c.update(
+            engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}}
+        ),
+    )
     before_run = validate(config)
     assert before_run.exit_code == exit_codes.OK and before_run.planned == 0  # nothing is built yet
     assert set(before_run.engine_plans.values()) == {before_run.engine_plans["hist_union/01_shop_customers_hist_union"]}
@@ -273,10 +325,11 @@ def test_on_treasure_data_explain_jobs_are_sent_and_nothing_is_written(tmp_path,
     assert report.exit_code == exit_codes.OK, [str(p) for p in report.problems]
     sent = [j for j in list(td.jobs.values())[jobs:]]
     bodies = [re.sub(r"^(\s*--[^\n]*\n)*\s*", "", j.query) for j in sent]
-    assert len(sent) == report.planned >= 17 and all(b.startswith(("EXPLAIN SELECT", "EXPLAIN WITH")) for b in bodies), bodies
+    assert len(sent) == report.planned >= 17 and all(
+        b.startswith(("EXPLAIN SELECT", "EXPLAIN WITH")) for b in bodies
+    ), bodies
     assert all(j.status == "success" and j.type == "presto" and j.schema == [["Query Plan", "varchar"]] for j in sent)
     assert _td_tables(td) == tables  # no table created, dropped or changed
-
 
 
 @pytest.mark.spark
@@ -292,14 +345,29 @@ def test_on_local_spark_explain_goes_to_spark_and_nothing_is_written(tmp_path, m
     from cdp_assets.engines.spark import stop_spark_session
 
     spark_dir = tmp_path / "spark"
-    config = write_project(tmp_path, records=40, mutate=lambda c: c.update(engine={"kind": "databricks", "databricks": {"connection": "local_spark", "local_spark_dir": str(spark_dir)}}))
+    config = write_project(
+        tmp_path,
+        records=40,
+        mutate=lambda c: c.update(
+            engine={
+                "kind": "databricks",
+                "databricks": {"connection": "local_spark", "local_spark_dir": str(spark_dir)},
+            }
+        ),
+    )
     loaded = load_config(config)
     try:
         defs = build_definitions(loaded)
         job = defs.resolve_job_def(PIPELINE_JOB)
         selection = AssetSelection.groups("ingestion", "hist_union").resolve(defs.resolve_asset_graph())
-        assert job.execute_in_process(instance=DagsterInstance.ephemeral(), asset_selection=list(selection), raise_on_error=False).success
-        files_before = sorted((str(f.relative_to(spark_dir)), f.stat().st_size, f.stat().st_mtime_ns) for f in spark_dir.rglob("*") if f.is_file())
+        assert job.execute_in_process(
+            instance=DagsterInstance.ephemeral(), asset_selection=list(selection), raise_on_error=False
+        ).success
+        files_before = sorted(
+            (str(f.relative_to(spark_dir)), f.stat().st_size, f.stat().st_mtime_ns)
+            for f in spark_dir.rglob("*")
+            if f.is_file()
+        )
         sent: list[str] = []
         real_query = DatabricksWarehouse._query
 
@@ -312,12 +380,19 @@ def test_on_local_spark_explain_goes_to_spark_and_nothing_is_written(tmp_path, m
         assert report.exit_code == exit_codes.OK, [str(p) for p in report.problems]
         planned = {w for w, why in report.engine_plans.items() if why is None}
         # hist-union reads the raw tables, staging the hist-union tables: all built, all planned.
-        assert planned == {w for w in report.engine_plans if w.startswith(("hist_union/", "staging/"))} and len(planned) == 8
+        assert (
+            planned == {w for w in report.engine_plans if w.startswith(("hist_union/", "staging/"))}
+            and len(planned) == 8
+        )
         explains = [q for q in sent if q.startswith("EXPLAIN ")]
         assert len(explains) == 8 and all(q.startswith(("EXPLAIN SELECT", "EXPLAIN WITH")) for q in explains)
         assert "`acme_src`.`shop_customers_hist`" in "".join(explains)  # rendered for Spark
         assert not [q for q in sent if re.match(r"\s*(CREATE|INSERT|DROP|ALTER|DELETE|MERGE)", q, re.IGNORECASE)]
-        files_after = sorted((str(f.relative_to(spark_dir)), f.stat().st_size, f.stat().st_mtime_ns) for f in spark_dir.rglob("*") if f.is_file())
+        files_after = sorted(
+            (str(f.relative_to(spark_dir)), f.stat().st_size, f.stat().st_mtime_ns)
+            for f in spark_dir.rglob("*")
+            if f.is_file()
+        )
         assert files_after == files_before  # nothing written to the warehouse
         real = render.staging_query
         monkeypatch.setattr(render, "staging_query", lambda *a: _with_column(real(*a), '"loyalty_tier" AS tier'))

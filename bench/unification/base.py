@@ -32,8 +32,13 @@ def make_plan(source=None, seen_at: str | None = "ts"):
         {
             "name": "bench",
             "keys": [{"name": k} for k in KEYS],
-            "tables": [{"database": source.schema, "table": source.name,
-                        "key_columns": [{"column": k, "key": k} for k in KEYS]}],
+            "tables": [
+                {
+                    "database": source.schema,
+                    "table": source.name,
+                    "key_columns": [{"column": k, "key": k} for k in KEYS],
+                }
+            ],
             "canonical_ids": [{"name": "unified_id", "merge_by_keys": list(KEYS)}],
         }
     )

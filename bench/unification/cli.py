@@ -24,27 +24,40 @@ METHOD_MODULES = {"ours": "ours", "scipy": "scipy_baseline", "labelprop": "label
 
 
 def parse(argv: list[str]):
-    p = argparse.ArgumentParser(description=PACKAGE_DOC.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=PACKAGE_DOC.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000], help="records per run")
     p.add_argument("--quick", action="store_true", help="100k records only (about a minute)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--seed", type=int, default=SEED)
     # Long chains included: a chain person with k emails is a path of 2(k-1) records, so plain
     # label propagation needs about 2k rounds (20-30 emails: ~40-60 rounds, as in the issue).
-    p.add_argument("--chain-emails", type=int, nargs=2, default=(20, 30), metavar=("LOW", "HIGH"),
-                   help="emails per chain person in the generated sample (default 20 30)")
+    p.add_argument(
+        "--chain-emails",
+        type=int,
+        nargs=2,
+        default=(20, 30),
+        metavar=("LOW", "HIGH"),
+        help="emails per chain person in the generated sample (default 20 30)",
+    )
     p.add_argument("--memory-limit", default="8GB", help="DuckDB memory_limit for the SQL methods")
     p.add_argument("--threads", type=int, default=2, help="DuckDB threads")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per method before it is stopped")
     p.add_argument("--lp-cap", type=int, default=200, help="safety cap on label-propagation rounds")
     p.add_argument("--repeat", type=int, default=1, help="runs of each method per size (the fastest is reported)")
-    p.add_argument("--wait-quiet", type=float, default=60,
-                   help="before each timed run, wait up to this many seconds for other processes to go quiet "
-                        "(0: don't)")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=60,
+        help="before each timed run, wait up to this many seconds for other processes to go quiet (0: don't)",
+    )
     p.add_argument("--keep-work", action="store_true", help="keep the per-method work databases")
-    p.add_argument("--no-explore", action="store_true",
-                   help="skip timing alternative formulations of ours' heaviest statements (largest size only)")
+    p.add_argument(
+        "--no-explore",
+        action="store_true",
+        help="skip timing alternative formulations of ours' heaviest statements (largest size only)",
+    )
     p.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
     # child mode
     p.add_argument("--method", choices=METHODS, help=argparse.SUPPRESS)
@@ -83,9 +96,21 @@ def child_main(args) -> int:
 
 def child_cmd(args, *extra: str) -> list[str]:
     """The command line of a child: this benchmark again, with the settings children need."""
-    return [sys.executable, str(ENTRY), *extra, "--memory-limit", args.memory_limit,
-            "--threads", str(args.threads), "--lp-cap", str(args.lp_cap), "--seed", str(args.seed),
-            "--chain-emails", *(str(c) for c in args.chain_emails)]
+    return [
+        sys.executable,
+        str(ENTRY),
+        *extra,
+        "--memory-limit",
+        args.memory_limit,
+        "--threads",
+        str(args.threads),
+        "--lp-cap",
+        str(args.lp_cap),
+        "--seed",
+        str(args.seed),
+        "--chain-emails",
+        *(str(c) for c in args.chain_emails),
+    ]
 
 
 def prepare(args, n: int) -> dict:
@@ -113,15 +138,32 @@ def run_child(args, n: int, method: str, rows_db: Path) -> dict:
     run = spawn(cmd, args.timeout)
     if run["timed_out"]:
         log(f"N={n}: {method} exceeded {args.timeout:.0f}s and was stopped")
-        return {"method": method, "status": "timeout", "wall": run["wall"], "peak_rss": run["sampled_rss"],
-                "timeout": args.timeout}
+        return {
+            "method": method,
+            "status": "timeout",
+            "wall": run["wall"],
+            "peak_rss": run["sampled_rss"],
+            "timeout": args.timeout,
+        }
     if run["returncode"] != 0 or not result_path.exists():
-        return {"method": method, "status": f"failed (exit {run['returncode']})", "wall": run["wall"],
-                "peak_rss": run["sampled_rss"]}
+        return {
+            "method": method,
+            "status": f"failed (exit {run['returncode']})",
+            "wall": run["wall"],
+            "peak_rss": run["sampled_rss"],
+        }
     out = json.loads(result_path.read_text())
-    out.update(status="ok", wall=run["wall"], work_db=str(work), ru_maxrss=run["ru_maxrss"],
-               sampled_rss=run["sampled_rss"], peak_rss=out.get("vm_hwm") or run["sampled_rss"],
-               others_cores=run["others_cores"], others_cores_before=before, cpu_seconds=run["cpu_seconds"])
+    out.update(
+        status="ok",
+        wall=run["wall"],
+        work_db=str(work),
+        ru_maxrss=run["ru_maxrss"],
+        sampled_rss=run["sampled_rss"],
+        peak_rss=out.get("vm_hwm") or run["sampled_rss"],
+        others_cores=run["others_cores"],
+        others_cores_before=before,
+        cpu_seconds=run["cpu_seconds"],
+    )
     return out
 
 
@@ -135,9 +177,11 @@ def run_methods(args, n: int, rows_db: Path) -> dict[str, dict]:
             log(f"N={n}: running {method}" + (f" ({rep + 1}/{args.repeat})" if args.repeat > 1 else "") + " ...")
             r = run_child(args, n, method, rows_db)
             runs[method].append(r)
-            log(f"N={n}: {method}: {status_cell(r)} s, peak RSS {fmt_b(r.get('peak_rss'))}"
+            log(
+                f"N={n}: {method}: {status_cell(r)} s, peak RSS {fmt_b(r.get('peak_rss'))}"
                 + (f", rounds {r['rounds']}" if "rounds" in r else "")
-                + (f"; other processes used {r['others_cores']:.2f} cores meanwhile" if "others_cores" in r else ""))
+                + (f"; other processes used {r['others_cores']:.2f} cores meanwhile" if "others_cores" in r else "")
+            )
     return {method: combine(runs[method]) for method in args.methods}
 
 
@@ -147,8 +191,10 @@ def explore_size(args, n: int, work_db: str) -> dict | None:
     out = DATA / str(n) / "explore.json"
     out.unlink(missing_ok=True)
     shutil.rmtree(DATA / str(n) / "tmp_explore", ignore_errors=True)
-    run = spawn(child_cmd(args, "--task", "explore", "--size", str(n), "--db", work_db, "--result", str(out)),
-                timeout=args.timeout)
+    run = spawn(
+        child_cmd(args, "--task", "explore", "--size", str(n), "--db", work_db, "--result", str(out)),
+        timeout=args.timeout,
+    )
     shutil.rmtree(DATA / str(n) / "tmp_explore", ignore_errors=True)
     if run["returncode"] == 0 and out.exists():
         return json.loads(out.read_text())["explore"]
@@ -179,8 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for n in sizes:
         prep = prepare(args, n)
-        res = {"prep": prep, "methods": {}, "settings": {"threads": args.threads, "memory_limit": args.memory_limit,
-                                                        "repeat": args.repeat}}
+        res = {
+            "prep": prep,
+            "methods": {},
+            "settings": {"threads": args.threads, "memory_limit": args.memory_limit, "repeat": args.repeat},
+        }
         all_results[n] = res
         res["methods"] = run_methods(args, n, DATA / str(n) / "rows.duckdb")
         res["verify"] = verify(res["methods"])
@@ -188,8 +237,10 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             log(f"N={n}: PARTITIONS DIFFER: {res['verify']['problems']}")
         else:
-            log(f"N={n}: same partition from {res['verify']['checked']}: {res['verify']['values']:,} values, "
-                f"{res['verify']['components']:,} components (largest {res['verify']['largest_component']:,})")
+            log(
+                f"N={n}: same partition from {res['verify']['checked']}: {res['verify']['values']:,} values, "
+                f"{res['verify']['components']:,} components (largest {res['verify']['largest_component']:,})"
+            )
         if not args.no_explore and n == max(sizes) and res["methods"].get("ours", {}).get("status") == "ok":
             explored = explore_size(args, n, res["methods"]["ours"]["work_db"])
             if explored is not None:
@@ -198,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"N={n}: ours/scipy = {r_scipy and round(r_scipy, 2)}, labelprop/ours = {r_lp and round(r_lp, 2)}")
         if not args.keep_work:
             remove_work(n, args.methods)
-        (DATA / "results.json").write_text(json.dumps({"machine": machine, "results": all_results}, indent=1,
-                                                      default=str))
+        (DATA / "results.json").write_text(
+            json.dumps({"machine": machine, "results": all_results}, indent=1, default=str)
+        )
         if not args.no_doc:
             write_doc(all_results, machine, argv, final=n == sizes[-1])
     print()

@@ -45,8 +45,10 @@ def raw_sql(sample: Path) -> str:
     orders = _files(sample, "shop", "orders", "csv")
     members = _files(sample, "loyalty", "members", "parquet")
     events = _files(sample, "web", "events", "jsonl")
-    json_cols = ("{'event_id': 'VARCHAR', 'cookie_id': 'VARCHAR', 'email': 'VARCHAR', 'event_type': 'VARCHAR', "
-                 "'updated_at': 'VARCHAR'}")
+    json_cols = (
+        "{'event_id': 'VARCHAR', 'cookie_id': 'VARCHAR', 'email': 'VARCHAR', 'event_type': 'VARCHAR', "
+        "'updated_at': 'VARCHAR'}"
+    )
     return f"""
   SELECT email, phone, CAST(NULL AS VARCHAR) AS cookie, updated_at
   FROM read_csv({cust}, header = true, all_varchar = true)
@@ -119,8 +121,10 @@ def ensure_rows_db(n: int, sample: Path, seed: int, chain: tuple[int, int]) -> t
         source_records = con.execute(f"SELECT COUNT(*) FROM ({raw_sql(sample)})").fetchone()[0]
         con.execute("CREATE TABLE src.rows AS " + rows_sql(sample))
         key_rows = con.execute("SELECT COUNT(*) FROM src.rows").fetchone()[0]
-        con.execute("CREATE TABLE src.meta AS SELECT ? AS stamp, ? AS source_records, ? AS key_rows",
-                    [stamp, source_records, key_rows])
+        con.execute(
+            "CREATE TABLE src.meta AS SELECT ? AS stamp, ? AS source_records, ? AS key_rows",
+            [stamp, source_records, key_rows],
+        )
         con.execute("CHECKPOINT")
     finally:
         con.close()

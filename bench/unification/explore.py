@@ -27,8 +27,9 @@ def run(args) -> dict:
     """Best of 3 runs of each candidate, on the tables ours left behind in ``args.db``."""
     unify, plan = make_plan()
     tmp = DATA / str(args.size) / "tmp_explore"
-    con = duckdb.connect(args.db, config={"threads": str(args.threads), "memory_limit": args.memory_limit,
-                                          "temp_directory": str(tmp)})
+    con = duckdb.connect(
+        args.db, config={"threads": str(args.threads), "memory_limit": args.memory_limit, "temp_directory": str(tmp)}
+    )
     out: dict = {"timings": {}, "relabel": []}
     try:
         _time_candidates(con, plan, out)
@@ -92,13 +93,22 @@ def _time_candidates(con, plan: u.IdPlan, out: dict) -> None:
         return u.nodes_sql(plan, stats_ref)
 
     best("nodes: as built (ROW_NUMBER over a sort by priority, value)", lambda: [CTAS + nodes_built()])
-    best("nodes: the same without the sort (ROW_NUMBER() OVER ())",
-         lambda: [CTAS + re.sub(r"ROW_NUMBER\(\) OVER \(ORDER BY [^)]*\)", "ROW_NUMBER() OVER ()", nodes_built(),
-                                count=1)])
-    best("nodes: pick each component's leader after the loop (arg_min by priority, value)", [CTAS + f"""
+    best(
+        "nodes: the same without the sort (ROW_NUMBER() OVER ())",
+        lambda: [
+            CTAS + re.sub(r"ROW_NUMBER\(\) OVER \(ORDER BY [^)]*\)", "ROW_NUMBER() OVER ()", nodes_built(), count=1)
+        ],
+    )
+    best(
+        "nodes: pick each component's leader after the loop (arg_min by priority, value)",
+        [
+            CTAS
+            + f"""
 SELECT g.leader_node AS label, arg_min(n.node, (k.merge_priority, n.value)) AS leader
 FROM {graph} AS g JOIN {nodes} AS n ON n.node = g.follower_node JOIN {keys} AS k ON k.key_type = n.key_type
-GROUP BY g.leader_node"""])
+GROUP BY g.leader_node"""
+        ],
+    )
 
     # (c) edges: the per-row nodes CTE as built vs the same CTE MATERIALIZED
     def edges_materialized() -> list[str]:
@@ -106,7 +116,8 @@ GROUP BY g.leader_node"""])
         cols = plan.linking_columns(table)
         row_nodes = u._row_nodes_sql(plan, table, cols)
         branches = " UNION ALL ".join(
-            f"SELECT n{i} AS a, rmin AS b FROM r WHERE n{i} IS NOT NULL AND n{i} <> rmin" for i in range(len(cols)))
+            f"SELECT n{i} AS a, rmin AS b FROM r WHERE n{i} IS NOT NULL AND n{i} <> rmin" for i in range(len(cols))
+        )
         return [CTAS + f"WITH r AS MATERIALIZED ({row_nodes}) SELECT DISTINCT a, b FROM ({branches}) AS e"]
 
     built_edges = u.edges_sql(plan)
@@ -122,15 +133,22 @@ GROUP BY g.leader_node"""])
         labels_ref, hooks_ref = TableRef("main", "bench_labels"), TableRef("main", "bench_hooks")
         for k in sorted({max(1, n_labels // 10), max(1, n_labels // 100), max(1, n_labels // 1000)}, reverse=True):
             con.execute("DROP TABLE IF EXISTS bench_hooks")
-            con.execute(f"CREATE TABLE bench_hooks AS SELECT node, node - 1 AS parent FROM bench_labels "
-                        f"USING SAMPLE {k} ROWS (reservoir, 7)")
-            a = best(f"relabel, {k:,} pointers: count + CREATE TABLE AS over all {n_labels:,} labels (as built)",
-                     [u.relabeled_count_sql(labels_ref, hooks_ref),
-                      "CREATE TABLE bench_y AS " + u.relabel_sql(labels_ref, hooks_ref)])
-            b = best(f"relabel, {k:,} pointers: UPDATE of the moving labels only",
-                     ["UPDATE bench_labels SET label = h.parent FROM bench_hooks AS h "
-                      "WHERE bench_labels.label = h.node"],
-                     rollback=True)
+            con.execute(
+                f"CREATE TABLE bench_hooks AS SELECT node, node - 1 AS parent FROM bench_labels "
+                f"USING SAMPLE {k} ROWS (reservoir, 7)"
+            )
+            a = best(
+                f"relabel, {k:,} pointers: count + CREATE TABLE AS over all {n_labels:,} labels (as built)",
+                [
+                    u.relabeled_count_sql(labels_ref, hooks_ref),
+                    "CREATE TABLE bench_y AS " + u.relabel_sql(labels_ref, hooks_ref),
+                ],
+            )
+            b = best(
+                f"relabel, {k:,} pointers: UPDATE of the moving labels only",
+                ["UPDATE bench_labels SET label = h.parent FROM bench_hooks AS h WHERE bench_labels.label = h.node"],
+                rollback=True,
+            )
             if a is not None and b is not None:
                 out["relabel"].append({"pointers": k, "labels": n_labels, "ctas": a, "update": b})
     except Exception as exc:
@@ -141,8 +159,9 @@ def _in_memory_run(args, unify, plan: u.IdPlan, out: dict) -> None:
     """(e) ours on an in-memory database: how much of its time is writing tables to the file."""
     tmp = DATA / str(args.size) / "tmp_explore"
     try:
-        wh = ProfiledDuckDBWarehouse(path=":memory:", memory_limit=args.memory_limit, threads=args.threads,
-                                     temp_directory=str(tmp))
+        wh = ProfiledDuckDBWarehouse(
+            path=":memory:", memory_limit=args.memory_limit, threads=args.threads, temp_directory=str(tmp)
+        )
         with wh.session():
             wh.execute(f"ATTACH '{DATA / str(args.size) / 'rows.duckdb'}' AS bench_rows (READ_ONLY)")
             wh.execute("CREATE SCHEMA src")

@@ -40,8 +40,11 @@ def run(args) -> dict:
         t0 = time.perf_counter()
         ref = plan.ref
         adj = ref("lp_adj")
-        wh.run(create_table_as(
-            adj, f"SELECT a AS node, b AS nb FROM {edges_ref.sql} UNION ALL SELECT b, a FROM {edges_ref.sql}"))
+        wh.run(
+            create_table_as(
+                adj, f"SELECT a AS node, b AS nb FROM {edges_ref.sql} UNION ALL SELECT b, a FROM {edges_ref.sql}"
+            )
+        )
         labels = ref("lp_labels_0")
         wh.run(create_table_as(labels, u.initial_labels_sql(plan)))
         iterations = []
@@ -51,7 +54,10 @@ def run(args) -> dict:
             started = time.perf_counter()
             new = ref(f"lp_labels_{rounds}")
             # label(v) <- min(label(v), min label of v's neighbours), over every node
-            wh.run(create_table_as(new, f"""
+            wh.run(
+                create_table_as(
+                    new,
+                    f"""
 SELECT l.node,
        CASE WHEN m.best < l.label THEN m.best ELSE l.label END AS label,
        COALESCE(m.best < l.label, FALSE) AS changed
@@ -61,7 +67,9 @@ LEFT JOIN (
   FROM {adj.sql} AS a JOIN {labels.sql} AS l2 ON l2.node = a.nb
   GROUP BY a.node
 ) AS m ON m.node = l.node
-"""))
+""",
+                )
+            )
             changed = wh.scalar(f"SELECT COUNT(*) FROM {new.sql} WHERE changed")
             wh.drop(labels)
             labels = new
@@ -74,6 +82,15 @@ LEFT JOIN (
         lookup_rows = wh.build_table(plan.ref("lookup"), u.lookup_sql(plan))
         publish_seconds = time.perf_counter() - t1
         seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "rss_start": rss0, "rounds": rounds, "converged": changed == 0,
-            "loop_seconds": loop_seconds, "publish_seconds": publish_seconds, "nodes": nodes, "edges": edges,
-            "lookup_rows": lookup_rows, "iterations": iterations}
+    return {
+        "seconds": seconds,
+        "rss_start": rss0,
+        "rounds": rounds,
+        "converged": changed == 0,
+        "loop_seconds": loop_seconds,
+        "publish_seconds": publish_seconds,
+        "nodes": nodes,
+        "edges": edges,
+        "lookup_rows": lookup_rows,
+        "iterations": iterations,
+    }

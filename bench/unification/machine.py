@@ -85,4 +85,3 @@ def machine_info() -> dict:
         "numpy": numpy.__version__,
         "commit": commit[:12],
     }
-

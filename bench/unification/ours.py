@@ -23,8 +23,10 @@ def run(args) -> dict:
 
         def on_iteration(_cid, stats):
             wh._round = stats.iteration + 1
-            log(f"  ours round {stats.iteration}: {stats.seconds:.2f}s, jumps {stats.jumps}, "
-                f"relabeled {stats.rows_changed:,}, edges left {stats.edges_left:,}")
+            log(
+                f"  ours round {stats.iteration}: {stats.seconds:.2f}s, jumps {stats.jumps}, "
+                f"relabeled {stats.rows_changed:,}, edges left {stats.edges_left:,}"
+            )
 
         rss0 = current_rss()
         t0 = time.perf_counter()
@@ -41,8 +43,13 @@ def run(args) -> dict:
         "tables": result.tables,
         "lookup_rows": lookup_rows,
         "iterations": [
-            {"iteration": s.iteration, "seconds": s.seconds, "jumps": s.jumps, "relabeled": s.rows_changed,
-             "edges_left": s.edges_left}
+            {
+                "iteration": s.iteration,
+                "seconds": s.seconds,
+                "jumps": s.jumps,
+                "relabeled": s.rows_changed,
+                "edges_left": s.edges_left,
+            }
             for s in result.iterations
         ],
         "statements": wh._records,

@@ -64,6 +64,12 @@ def spawn(cmd: list[str], timeout: float) -> dict:
     busy1, _ = cpu_jiffies()
     own = usage.ru_utime + usage.ru_stime
     others = max(0.0, (busy1 - busy0) / CLK_TCK - own) / wall if wall > 0 else 0.0
-    return {"returncode": proc.returncode, "timed_out": timed_out, "wall": wall, "sampled_rss": sampled,
-            "ru_maxrss": usage.ru_maxrss * 1024, "cpu_seconds": own, "others_cores": others}
-
+    return {
+        "returncode": proc.returncode,
+        "timed_out": timed_out,
+        "wall": wall,
+        "sampled_rss": sampled,
+        "ru_maxrss": usage.ru_maxrss * 1024,
+        "cpu_seconds": own,
+        "others_cores": others,
+    }

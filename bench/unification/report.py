@@ -22,16 +22,20 @@ from .results import (
     targets,
 )
 
-LABEL = {"ours": "ours (hook/compress/contract, DuckDB)", "scipy": "scipy connected_components (in memory)",
-         "labelprop": "min-label propagation (DuckDB)"}
+LABEL = {
+    "ours": "ours (hook/compress/contract, DuckDB)",
+    "scipy": "scipy connected_components (in memory)",
+    "labelprop": "min-label propagation (DuckDB)",
+}
 
 
 def statement_table(stmts: list[dict], total: float, memory: list[dict] | None) -> list[str]:
     order = {"build": 0, "loop": 1, "publish": 2}
     kinds = by_kind(stmts)
     mem = {k: sum(v) for k, v in by_kind(memory).items()} if memory else {}
-    head = ("| phase | statement | calls | seconds | share of run_loop |"
-            + (" in-memory database, seconds |" if memory else ""))
+    head = "| phase | statement | calls | seconds | share of run_loop |" + (
+        " in-memory database, seconds |" if memory else ""
+    )
     lines = [head, "|---|---|---:|---:|---:|" + ("---:|" if memory else "")]
     for (phase, kind), xs in sorted(kinds.items(), key=lambda kv: (order.get(kv[0][0], 9), -sum(kv[1]))):
         if sum(xs) < 0.005 * total and (phase, kind) not in (("loop", "hook"),):
@@ -77,7 +81,8 @@ def _title(machine: dict, argv: list[str], final: bool) -> list[str]:
         "",
         f"Written by `bench/bench_unification.py` on {machine['date']} "
         f"(`.venv/bin/python bench/bench_unification.py {' '.join(argv)}`)"
-        + ("" if final else " — **run still in progress: partial results**") + ". "
+        + ("" if final else " — **run still in progress: partial results**")
+        + ". "
         "Each run overwrites this file; `bench/README.md` explains what is measured and how to run it.",
         "",
     ]
@@ -95,19 +100,25 @@ def _machine(all_results: dict, machine: dict) -> list[str]:
         f"`memory_limit='{first.get('memory_limit')}'`, "
         "temp_directory under `bench/.data`, database file on local disk; scipy runs single-threaded",
         f"- Each method ran {repeat} time(s) per size in its own process, methods interleaved"
-        + ("; the fastest run during which other processes stayed under "
-           f"{CONTENDED_CORES} of a core is reported, with min–max of all runs in brackets" if repeat > 1 else "")
+        + (
+            "; the fastest run during which other processes stayed under "
+            f"{CONTENDED_CORES} of a core is reported, with min–max of all runs in brackets"
+            if repeat > 1
+            else ""
+        )
         + ". The machine is shared: other processes (test suites, for one) may compete for its cores. Before each run "
         "the script waits for them to go quiet, up to a limit, and the per-size tables show how many cores they "
         "used during the reported run.",
     ]
-    contended = [f"{fmt_n(n)} {k}" for n, res in all_results.items() for k, r in res["methods"].items()
-                 if r.get("contended")]
+    contended = [
+        f"{fmt_n(n)} {k}" for n, res in all_results.items() for k, r in res["methods"].items() if r.get("contended")
+    ]
     if contended:
         lines.append(
             f"- **†: no run of {', '.join(contended)} was free of other load** "
             f"(more than {CONTENDED_CORES} of a core used by other processes throughout); those figures, and the "
-            "ratios built on them, overstate the time.")
+            "ratios built on them, overstate the time."
+        )
     if machine.get("commit"):
         lines.append(f"- Repository HEAD `{machine['commit']}` (the working tree may hold uncommitted changes)")
     return lines + [""]
@@ -123,29 +134,35 @@ def _results(all_results: dict) -> list[str]:
         "then `graph` and `lookup`); *with the same build* adds ours' graph build to both sides. *Loops only* "
         "compares the rounds alone.",
         "",
-        *_table("| records | ours s | scipy s | label prop. s | ours / scipy | label prop. / ours (edges → lookup) "
-                "| with the same build | loops only: ours s | loops only: label prop. s "
-                "| loops only: label prop. / ours |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-                (_times_row(n, res["methods"]) for n, res in all_results.items())),
+        *_table(
+            "| records | ours s | scipy s | label prop. s | ours / scipy | label prop. / ours (edges → lookup) "
+            "| with the same build | loops only: ours s | loops only: label prop. s "
+            "| loops only: label prop. / ours |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            (_times_row(n, res["methods"]) for n, res in all_results.items()),
+        ),
         "Graph, rounds and memory. Peak RSS is the high-water mark (`VmHWM`) of the method's own process, "
         "Python interpreter and imports included (those alone are 0.1–0.25 GiB; see *RSS when timing starts* "
         "per size).",
         "",
-        *_table("| records | key rows | nodes | edges | components (largest) | rounds: ours / label prop. "
-                "| peak RSS: ours / scipy / label prop. | same partition |",
-                "|---:|---:|---:|---:|---:|---:|---:|---|",
-                (_graph_row(n, res) for n, res in all_results.items())),
+        *_table(
+            "| records | key rows | nodes | edges | components (largest) | rounds: ours / label prop. "
+            "| peak RSS: ours / scipy / label prop. | same partition |",
+            "|---:|---:|---:|---:|---:|---:|---:|---|",
+            (_graph_row(n, res) for n, res in all_results.items()),
+        ),
     ]
 
 
 def _times_row(n: int, m: dict) -> str:
     r_scipy, r_lp = ratios(m)
     lo, llp = loop_seconds(m)
-    return (f"| {fmt_n(n)} | {status_cell(m.get('ours'), True)} | {status_cell(m.get('scipy'), True)} | "
-            f"{status_cell(m.get('labelprop'), True)} | {fmt_x(r_scipy)} | {fmt_x(r_lp)} | "
-            f"{fmt_x(ratio_with_build(m))} | {fmt_s(lo)} | {fmt_s(llp)} | "
-            f"{fmt_x(llp / lo if lo and llp else None)} |")
+    return (
+        f"| {fmt_n(n)} | {status_cell(m.get('ours'), True)} | {status_cell(m.get('scipy'), True)} | "
+        f"{status_cell(m.get('labelprop'), True)} | {fmt_x(r_scipy)} | {fmt_x(r_lp)} | "
+        f"{fmt_x(ratio_with_build(m))} | {fmt_s(lo)} | {fmt_s(llp)} | "
+        f"{fmt_x(llp / lo if lo and llp else None)} |"
+    )
 
 
 def _graph_row(n: int, res: dict) -> str:
@@ -155,20 +172,28 @@ def _graph_row(n: int, res: dict) -> str:
     nodes = o.get("nodes") or lp.get("nodes") or sp.get("nodes")
     edges = o.get("edges") or lp.get("edges")
     comps = f"{v['components']:,} ({v['largest_component']:,})" if "components" in v else "—"
-    same = ("yes (" + ", ".join(v["checked"]) + ")") if v.get("ok") else (
-        "**NO**: " + "; ".join(v.get("problems", ["not checked"])))
-    return (f"| {fmt_n(n)} | {res['prep']['key_rows']:,} | {'—' if nodes is None else f'{nodes:,}'} | "
-            f"{'—' if edges is None else f'{edges:,}'} | {comps} | "
-            f"{o.get('rounds', '—')} / {lp.get('rounds', '—')} | "
-            f"{' / '.join(fmt_b(m.get(k, {}).get('peak_rss')) for k in METHODS)} | {same} |")
+    same = (
+        ("yes (" + ", ".join(v["checked"]) + ")")
+        if v.get("ok")
+        else ("**NO**: " + "; ".join(v.get("problems", ["not checked"])))
+    )
+    return (
+        f"| {fmt_n(n)} | {res['prep']['key_rows']:,} | {'—' if nodes is None else f'{nodes:,}'} | "
+        f"{'—' if edges is None else f'{edges:,}'} | {comps} | "
+        f"{o.get('rounds', '—')} / {lp.get('rounds', '—')} | "
+        f"{' / '.join(fmt_b(m.get(k, {}).get('peak_rss')) for k in METHODS)} | {same} |"
+    )
 
 
 def _targets(all_results: dict) -> list[str]:
     return [
         "### Targets (from the issue)",
         "",
-        *_table("| records | target | measured | |", "|---:|---|---:|---|",
-                ("| " + " | ".join(row) + " |" for row in targets(all_results))),
+        *_table(
+            "| records | target | measured | |",
+            "|---:|---|---:|---|",
+            ("| " + " | ".join(row) + " |" for row in targets(all_results)),
+        ),
         target_notes(all_results),
         "",
     ]
@@ -213,22 +238,34 @@ def _size(n: int, res: dict) -> list[str]:
         f"## {fmt_n(n)} records",
         "",
         f"{res['prep']['source_records']:,} source records → {res['prep']['key_rows']:,} rows with a valid key"
-        + (f" → {v['values']:,} nodes in {v['components']:,} components (the largest has {v['largest_component']:,} "
-           f"values)." if "values" in v else "."),
+        + (
+            f" → {v['values']:,} nodes in {v['components']:,} components (the largest has {v['largest_component']:,} "
+            f"values)."
+            if "values" in v
+            else "."
+        ),
         "",
-        *_table("| method | seconds | rounds | peak RSS | RSS when timing starts | other processes' CPU meanwhile "
-                "| breakdown |",
-                "|---|---:|---:|---:|---:|---:|---|",
-                (_method_row(k, m[k]) for k in METHODS if m.get(k))),
+        *_table(
+            "| method | seconds | rounds | peak RSS | RSS when timing starts | other processes' CPU meanwhile "
+            "| breakdown |",
+            "|---|---:|---:|---:|---:|---:|---|",
+            (_method_row(k, m[k]) for k in METHODS if m.get(k)),
+        ),
     ]
     o = m.get("ours", {})
     if o.get("status") == "ok":
         lines += [
             "Rounds of ours (seconds as `run_loop` reports them):",
             "",
-            *_table("| round | seconds | pointer jumps | labels moved | edges left |", "|---:|---:|---:|---:|---:|",
-                    (f"| {it['iteration']} | {it['seconds']:.2f} | {it['jumps']} | {it['relabeled']:,} | "
-                     f"{it['edges_left']:,} |" for it in o["iterations"])),
+            *_table(
+                "| round | seconds | pointer jumps | labels moved | edges left |",
+                "|---:|---:|---:|---:|---:|",
+                (
+                    f"| {it['iteration']} | {it['seconds']:.2f} | {it['jumps']} | {it['relabeled']:,} | "
+                    f"{it['edges_left']:,} |"
+                    for it in o["iterations"]
+                ),
+            ),
         ]
     lp = m.get("labelprop", {})
     if lp.get("status") == "ok" and lp["iterations"]:
@@ -246,18 +283,23 @@ def _method_row(k: str, r: dict) -> str:
     notes = ""
     if k == "ours" and r.get("status") == "ok":
         st = shares(r["statements"])
-        notes = (f"inputs {st['phase:build']:.2f}s, "
-                 f"rounds {st['phase:loop']:.2f}s, graph + lookup {st['phase:publish']:.2f}s")
+        notes = (
+            f"inputs {st['phase:build']:.2f}s, "
+            f"rounds {st['phase:loop']:.2f}s, graph + lookup {st['phase:publish']:.2f}s"
+        )
     elif k == "scipy" and r.get("status") == "ok":
         notes = ", ".join(f"{name} {s:.2f}s" for name, s in r["steps"].items())
     elif k == "labelprop" and r.get("status") == "ok":
-        notes = (f"adjacency + rounds {r['loop_seconds']:.2f}s, graph + lookup {r['publish_seconds']:.2f}s"
-                 + ("" if r["converged"] else f"; **not converged after {r['rounds']} rounds**"))
+        notes = f"adjacency + rounds {r['loop_seconds']:.2f}s, graph + lookup {r['publish_seconds']:.2f}s" + (
+            "" if r["converged"] else f"; **not converged after {r['rounds']} rounds**"
+        )
     elif r.get("status") == "timeout":
         notes = "stopped at the time limit"
     others = f"{r['others_cores']:.2f} cores" if r.get("others_cores") is not None else "—"
-    return (f"| {LABEL[k]} | {status_cell(r, True)} | {r.get('rounds', '—') if k != 'scipy' else '—'} | "
-            f"{fmt_b(r.get('peak_rss'))} | {fmt_b(r.get('rss_start'))} | {others} | {notes} |")
+    return (
+        f"| {LABEL[k]} | {status_cell(r, True)} | {r.get('rounds', '—') if k != 'scipy' else '—'} | "
+        f"{fmt_b(r.get('peak_rss'))} | {fmt_b(r.get('rss_start'))} | {others} | {notes} |"
+    )
 
 
 def target_notes(all_results: dict) -> str:
@@ -276,17 +318,23 @@ def target_notes(all_results: dict) -> str:
             f"and {per_lp:.2f}s per round, so the loops alone differ {llp / lo:.1f}x. Both publish `graph` + `lookup` "
             f"(ours {st['phase:publish']:.2f}s, propagation {lp['publish_seconds']:.2f}s), which the edges-to-lookup "
             f"ratio includes; ours' graph build ({st['phase:build']:.2f}s) is in the *with the same build* ratio."
-            + (f" scipy spends {sp['steps'].get('factorize values', 0):.2f}s of its {sp['seconds']:.2f}s factorizing "
-               "the strings." if sp.get("status") == "ok" else ""))
+            + (
+                f" scipy spends {sp['steps'].get('factorize values', 0):.2f}s of its {sp['seconds']:.2f}s factorizing "
+                "the strings."
+                if sp.get("status") == "ok"
+                else ""
+            )
+        )
     if not lines:
         return ""
     largest = max((res.get("verify", {}).get("largest_component", 0) for res in all_results.values()), default=0)
-    return ("How to read the targets. Propagation needs one round per link of the longest chain, and ours needs "
-            f"about log2 of the largest component (here {largest} values: the sample's chain persons, generated with "
-            "`--chain-emails`). The label-propagation target is read over the span the issue names, from the "
-            "valid-key edges to the finished lookup, the same for both loops; the statements that build the graph "
-            "do not depend on the number of rounds and dilute the ratio when added to both sides:\n\n"
-            + "\n".join(lines))
+    return (
+        "How to read the targets. Propagation needs one round per link of the longest chain, and ours needs "
+        f"about log2 of the largest component (here {largest} values: the sample's chain persons, generated with "
+        "`--chain-emails`). The label-propagation target is read over the span the issue names, from the "
+        "valid-key edges to the finished lookup, the same for both loops; the statements that build the graph "
+        "do not depend on the number of rounds and dilute the ratio when added to both sides:\n\n" + "\n".join(lines)
+    )
 
 
 def where_the_time_goes(all_results: dict, n: int) -> str:
@@ -302,15 +350,25 @@ def where_the_time_goes(all_results: dict, n: int) -> str:
         "A `DuckDBWarehouse` subclass in `bench/` timed every statement that `run_loop` sends; the runner "
         "itself is unchanged. Per phase and size:",
         "",
-        *_table("| records | inputs (key values, per-value stats, nodes, edges) | rounds | graph + lookup "
-                "| run_loop total | rounds' share |",
-                "|---:|---:|---:|---:|---:|---:|",
-                (_phases_row(size, r["methods"]["ours"]) for size, r in all_results.items()
-                 if r["methods"].get("ours", {}).get("status") == "ok")),
+        *_table(
+            "| records | inputs (key values, per-value stats, nodes, edges) | rounds | graph + lookup "
+            "| run_loop total | rounds' share |",
+            "|---:|---:|---:|---:|---:|---:|",
+            (
+                _phases_row(size, r["methods"]["ours"])
+                for size, r in all_results.items()
+                if r["methods"].get("ours", {}).get("status") == "ok"
+            ),
+        ),
         f"Statements at {fmt_n(n)} records (run_loop {total:.2f}s)"
-        + (f". The last column is one more run on an in-memory DuckDB database ({ex['in_memory_seconds']:.2f}s "
-           "in all), so the gap between the two columns is roughly the cost of writing each table into the "
-           "database file" if ex.get("in_memory_seconds") else "") + ":",
+        + (
+            f". The last column is one more run on an in-memory DuckDB database ({ex['in_memory_seconds']:.2f}s "
+            "in all), so the gap between the two columns is roughly the cost of writing each table into the "
+            "database file"
+            if ex.get("in_memory_seconds")
+            else ""
+        )
+        + ":",
         "",
         *statement_table(o["statements"], total, ex.get("in_memory_statements")),
         "",
@@ -322,8 +380,11 @@ def where_the_time_goes(all_results: dict, n: int) -> str:
             f"{fmt_n(n)} records (best of 3, `CREATE TABLE AS` into the same database file). These are candidate "
             "rewrites only: nothing in `cdp_assets/` was changed. Each *as built* row uses the current builder.",
             "",
-            *_table("| statement | seconds |", "|---|---:|",
-                    (f"| {k} | {v:.3f} |" if v < 0.1 else f"| {k} | {v:.2f} |" for k, v in timings.items())),
+            *_table(
+                "| statement | seconds |",
+                "|---|---:|",
+                (f"| {k} | {v:.3f} |" if v < 0.1 else f"| {k} | {v:.2f} |" for k, v in timings.items()),
+            ),
         ]
     lines += ["### Suggestions", "", suggestions(o, st, ex, total, n)]
     return "\n".join(lines)
@@ -331,8 +392,10 @@ def where_the_time_goes(all_results: dict, n: int) -> str:
 
 def _phases_row(n: int, o: dict) -> str:
     s = shares(o["statements"])
-    return (f"| {fmt_n(n)} | {s['phase:build']:.2f} | {s['phase:loop']:.2f} | {s['phase:publish']:.2f} | "
-            f"{o['seconds']:.2f} | {100 * s['phase:loop'] / o['seconds']:.0f}% |")
+    return (
+        f"| {fmt_n(n)} | {s['phase:build']:.2f} | {s['phase:loop']:.2f} | {s['phase:publish']:.2f} | "
+        f"{o['seconds']:.2f} | {100 * s['phase:loop'] / o['seconds']:.0f}% |"
+    )
 
 
 def suggestions(o: dict, st: dict, ex: dict, total: float, n: int) -> str:
@@ -351,7 +414,8 @@ def suggestions(o: dict, st: dict, ex: dict, total: float, n: int) -> str:
         saved += p[0] - p[1]
         items.append(
             f"**Mark the per-row CTE of `edges_sql` `MATERIALIZED`.** The per-row nodes are a CTE now, but the plan "
-            f"without the keyword takes {p[0]:.2f}s, and with `AS MATERIALIZED` the same edges take {p[1]:.2f}s.")
+            f"without the keyword takes {p[0]:.2f}s, and with `AS MATERIALIZED` the same edges take {p[1]:.2f}s."
+        )
     a = t.get("nodes: as built (ROW_NUMBER over a sort by priority, value)")
     b = t.get("nodes: the same without the sort (ROW_NUMBER() OVER ())")
     c = t.get("nodes: pick each component's leader after the loop (arg_min by priority, value)")
@@ -363,10 +427,12 @@ def suggestions(o: dict, st: dict, ex: dict, total: float, n: int) -> str:
             f"sorts every distinct string, and the statement takes {a:.2f}s. Without the sort it takes {b:.2f}s. Each "
             f"component's leader can then be picked after the loop with `arg_min(node, (merge_priority, value))` "
             f"per final label, which takes {c:.2f}s, so the net "
-            + (f"saving is {gain:.2f}s" if gain > 0 else f"cost is {-gain:.2f}s") + ". The catch is that the loop "
+            + (f"saving is {gain:.2f}s" if gain > 0 else f"cost is {-gain:.2f}s")
+            + ". The catch is that the loop "
             "would then converge to an arbitrary member, so the leader and the canonical id must come from that "
             "extra step. Incremental runs also need stable node numbers."
-            + (" Not worth it at this size." if gain <= 0 else ""))
+            + (" Not worth it at this size." if gain <= 0 else "")
+        )
     rel = ex.get("relabel") or []
     if rel:
         cells = "; ".join(f"{r['pointers']:,} moving: {r['ctas']:.3f}s vs {r['update']:.3f}s" for r in rel)
@@ -377,12 +443,14 @@ def suggestions(o: dict, st: dict, ex: dict, total: float, n: int) -> str:
             f"here, although after the first round few labels move. "
             f"`UPDATE labels SET label = h.parent FROM hooks h WHERE labels.label = h.node` touches only the "
             f"moving labels and returns their count as well (rewrite vs update: {cells}). Likewise, the count query "
-            f"before every pointer jump could go if the jump itself reported whether anything is left to jump.")
+            f"before every pointer jump could go if the jump itself reported whether anything is left to jump."
+        )
     items.append(
         f"**Mind where the time is.** The rounds are {100 * loop / total:.0f}% of `run_loop` at {fmt_n(n)}: "
         f"{o['rounds']} rounds, the later ones cheaper as contraction shrinks the edges. Building the inputs "
         f"({st['phase:build']:.2f}s) and publishing `graph` and `lookup` ({st['phase:publish']:.2f}s) take the rest. "
-        "Work on the loop has a low ceiling; work on the set-up and publication statements has a high one.")
+        "Work on the loop has a low ceiling; work on the set-up and publication statements has a high one."
+    )
     if ex.get("in_memory_seconds") and ex["in_memory_seconds"] < 0.85 * total:
         mem = ex["in_memory_seconds"]
         file_k = {k: sum(v) for k, v in by_kind(o["statements"]).items()}
@@ -395,11 +463,13 @@ def suggestions(o: dict, st: dict, ex: dict, total: float, n: int) -> str:
             f"gap is compressing and writing tables into the database file ({top}). Two ways to "
             "write less: keep the loop's scratch tables (`edges`, `labels`, `hooks`, per-value statistics) in "
             "DuckDB `TEMP` tables, which stay in memory and spill to `temp_directory`; and write the value strings "
-            "once, since both `graph` and `lookup` store the strings of every node.")
+            "once, since both `graph` and `lookup` store the strings of every node."
+        )
     lines = [f"{i}. {text}" for i, text in enumerate(items, 1)]
     if saved > 0:
         lines.append("")
         lines.append(
             f"Measured in isolation, the rewrites above with a before/after pair would save about {saved:.2f}s of "
-            f"statement time at {fmt_n(n)} (run_loop took {total:.2f}s).")
+            f"statement time at {fmt_n(n)} (run_loop took {total:.2f}s)."
+        )
     return "\n".join(lines)

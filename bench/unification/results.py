@@ -113,18 +113,35 @@ def targets(all_results: dict) -> list[tuple[str, str, str, str]]:
         if n not in TARGET_SCIPY_SIZES:
             pass  # the issue sets its targets at 1M and 5M records
         elif r_lp is not None:
-            rows.append((fmt_n(n), f"ours >= {TARGET_LP_SPEEDUP:g}x faster than label propagation", fmt_x(r_lp),
-                         "PASS" if r_lp >= TARGET_LP_SPEEDUP else "MISS"))
+            rows.append(
+                (
+                    fmt_n(n),
+                    f"ours >= {TARGET_LP_SPEEDUP:g}x faster than label propagation",
+                    fmt_x(r_lp),
+                    "PASS" if r_lp >= TARGET_LP_SPEEDUP else "MISS",
+                )
+            )
         elif lp.get("status") == "timeout" and secs(m.get("ours")):
             bound = lp["timeout"] / (ours_edges_to_lookup(m["ours"]) or secs(m["ours"]))
-            rows.append((fmt_n(n), f"ours >= {TARGET_LP_SPEEDUP:g}x faster than label propagation",
-                         f"> {bound:.1f}x (label propagation stopped)",
-                         "PASS" if bound >= TARGET_LP_SPEEDUP else "MISS?"))
+            rows.append(
+                (
+                    fmt_n(n),
+                    f"ours >= {TARGET_LP_SPEEDUP:g}x faster than label propagation",
+                    f"> {bound:.1f}x (label propagation stopped)",
+                    "PASS" if bound >= TARGET_LP_SPEEDUP else "MISS?",
+                )
+            )
         if n == TARGET_PEAK_SIZE:
             o = m.get("ours", {})
             peak = o.get("peak_rss") if o.get("status") == "ok" else None
-            rows.append((fmt_n(n), "ours peak RSS <= 8 GiB", fmt_b(peak),
-                         "PASS" if peak is not None and peak <= TARGET_PEAK_BYTES else "MISS"))
+            rows.append(
+                (
+                    fmt_n(n),
+                    "ours peak RSS <= 8 GiB",
+                    fmt_b(peak),
+                    "PASS" if peak is not None and peak <= TARGET_PEAK_BYTES else "MISS",
+                )
+            )
     return rows
 
 
@@ -136,7 +153,7 @@ def build_tables(all_results: dict) -> list[str]:
             seen = []
             for s in o["statements"]:
                 if s["phase"] == "build" and s["kind"].startswith("build "):
-                    name = s["kind"][len("build "):]
+                    name = s["kind"][len("build ") :]
                     if name not in seen:
                         seen.append(name)
             return seen

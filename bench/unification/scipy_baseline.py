@@ -21,8 +21,9 @@ from .processes import current_rss
 
 def run(args) -> dict:
     """Components of ``src.rows`` in ``args.db`` in memory; the partition goes to a Parquet file."""
-    con = duckdb.connect(args.db, read_only=True,
-                         config={"threads": str(args.threads), "memory_limit": args.memory_limit})
+    con = duckdb.connect(
+        args.db, read_only=True, config={"threads": str(args.threads), "memory_limit": args.memory_limit}
+    )
     rss0 = current_rss()
     steps = {}
     t0 = t = time.perf_counter()
@@ -67,16 +68,25 @@ def run(args) -> dict:
     t = time.perf_counter()
 
     # 5. labels back to the values: one component id per distinct (key, value)
-    result = pa.table({
-        "key_type": np.repeat(np.arange(1, len(KEYS) + 1, dtype=np.int8), [len(x) for x in uniques]),
-        "value": pa.array(np.concatenate(uniques), type=pa.string()),
-        "component": labels.astype(np.int32),
-    })
+    result = pa.table(
+        {
+            "key_type": np.repeat(np.arange(1, len(KEYS) + 1, dtype=np.int8), [len(x) for x in uniques]),
+            "value": pa.array(np.concatenate(uniques), type=pa.string()),
+            "component": labels.astype(np.int32),
+        }
+    )
     steps["map labels back"] = time.perf_counter() - t
     seconds = time.perf_counter() - t0
     con.close()
 
     out = Path(args.result).with_suffix(".parquet")  # for the partition check: not timed
     pq.write_table(result, out)
-    return {"seconds": seconds, "rss_start": rss0, "nodes": n_nodes, "edges": n_edges, "components": int(n_comp),
-            "steps": steps, "partition": str(out)}
+    return {
+        "seconds": seconds,
+        "rss_start": rss0,
+        "nodes": n_nodes,
+        "edges": n_edges,
+        "components": int(n_comp),
+        "steps": steps,
+        "partition": str(out),
+    }

@@ -18,13 +18,17 @@ def verify(results: dict) -> dict:
         r = results.get(m)
         if r and r.get("status") == "ok":
             con.execute(f"ATTACH '{r['work_db']}' AS {m} (READ_ONLY)")
-            con.execute(f"CREATE TEMP VIEW p_{m} AS SELECT id_key_type AS key_type, id AS value, unified_id AS comp "
-                        f"FROM {m}.{lookup}")
+            con.execute(
+                f"CREATE TEMP VIEW p_{m} AS SELECT id_key_type AS key_type, id AS value, unified_id AS comp "
+                f"FROM {m}.{lookup}"
+            )
             rels[m] = f"p_{m}"
     r = results.get("scipy")
     if r and r.get("status") == "ok":
-        con.execute("CREATE TEMP VIEW p_scipy AS SELECT CAST(key_type AS INTEGER) AS key_type, value, "
-                    f"component AS comp FROM read_parquet('{r['partition']}')")
+        con.execute(
+            "CREATE TEMP VIEW p_scipy AS SELECT CAST(key_type AS INTEGER) AS key_type, value, "
+            f"component AS comp FROM read_parquet('{r['partition']}')"
+        )
         rels["scipy"] = "p_scipy"
     info: dict = {"checked": sorted(rels), "ok": True, "problems": []}
     if not rels:
@@ -51,13 +55,15 @@ def verify(results: dict) -> dict:
         same = n_a == n_b == joined and pairs == ca == cb
         if names[0] == "ours" and other == "labelprop":
             # both pick the smallest node as leader: even the canonical ids must agree
-            diff = con.execute(f"SELECT COUNT(*) FROM {a} AS x JOIN {b} AS y USING (key_type, value) "
-                               "WHERE x.comp <> y.comp").fetchone()[0]
+            diff = con.execute(
+                f"SELECT COUNT(*) FROM {a} AS x JOIN {b} AS y USING (key_type, value) WHERE x.comp <> y.comp"
+            ).fetchone()[0]
             same = same and diff == 0
         if not same:
             info["ok"] = False
             info["problems"].append(
                 f"{names[0]} vs {other}: values {n_a} / {n_b}, matched {joined}, "
-                f"components {ca} / {cb}, distinct pairs {pairs}")
+                f"components {ca} / {cb}, distinct pairs {pairs}"
+            )
     con.close()
     return info

@@ -27,7 +27,7 @@ def ctas_base(sql: str) -> str | None:
     if table is None:
         return None
     name = table.replace('"', "").split(".")[-1].split("__cdp_new_")[0]
-    return name[len(_PLAN_PREFIX):] if name.startswith(_PLAN_PREFIX) else name
+    return name[len(_PLAN_PREFIX) :] if name.startswith(_PLAN_PREFIX) else name
 
 
 def classify(sql: str) -> str:
@@ -77,8 +77,14 @@ class ProfiledDuckDBWarehouse(DuckDBWarehouse):
             self._phase = "loop"
         elif kind == "publish graph":
             self._phase = "publish"
-        self._records.append({"phase": self._phase, "round": self._round if self._phase == "loop" else 0,
-                              "kind": kind, "seconds": seconds})
+        self._records.append(
+            {
+                "phase": self._phase,
+                "round": self._round if self._phase == "loop" else 0,
+                "kind": kind,
+                "seconds": seconds,
+            }
+        )
 
     def execute(self, sql: str) -> None:
         t0 = time.perf_counter()

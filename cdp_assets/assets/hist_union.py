@@ -1,6 +1,5 @@
 """Hist-Union: historical + incremental loads as one table, one row per primary key."""
 
-
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from cdp_assets.assets.ingestion import ingestion_refs
@@ -54,8 +53,12 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
         context.log.info(f"{target.display}: {built.rows} row(s) from {input_rows}; {build_summary(built)}")
         return MaterializeResult(
             metadata={
-                "dagster/row_count": built.rows, "input_rows": input_rows, "table": target.display,
-                **build_metadata(built), **engine_jobs_metadata(warehouse), **table,
+                "dagster/row_count": built.rows,
+                "input_rows": input_rows,
+                "table": target.display,
+                **build_metadata(built),
+                **engine_jobs_metadata(warehouse),
+                **table,
             }
         )
 
@@ -73,8 +76,10 @@ def build_summary(built: BuildResult) -> str:
 
 def build_metadata(built: BuildResult) -> dict:
     return {
-        "build_mode": built.mode, "full_build_reason": built.reason,
-        "rows_read": built.rows_read, "keys_replaced": built.changed_keys,
+        "build_mode": built.mode,
+        "full_build_reason": built.reason,
+        "rows_read": built.rows_read,
+        "keys_replaced": built.changed_keys,
     }
 
 

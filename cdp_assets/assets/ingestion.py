@@ -7,7 +7,15 @@ from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, Metadat
 from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.metadata import engine_jobs_metadata, source_kinds, table_metadata, table_name_metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
-from cdp_assets.config.models import DLT_CONNECTORS, LoadedConfig, LocalFilesConnector, S3Connector, SourceConfig, SourceObject, TableConnector
+from cdp_assets.config.models import (
+    DLT_CONNECTORS,
+    LoadedConfig,
+    LocalFilesConnector,
+    S3Connector,
+    SourceConfig,
+    SourceObject,
+    TableConnector,
+)
 from cdp_assets.connectors.loading import load_historical, load_incremental, record_failure
 from cdp_assets.connectors.readers import SourceFileError
 from cdp_assets.connectors.s3 import s3_client, s3_uri, sync_source
@@ -56,7 +64,9 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
                     else:
                         result = loader(warehouse, source, obj, folder, schema, context.run.run_id)
                 except SourceFileError as exc:
-                    if isinstance(source.connector, S3Connector) and folder is not None:  # name the object, not the cache file
+                    if (
+                        isinstance(source.connector, S3Connector) and folder is not None
+                    ):  # name the object, not the cache file
                         exc = SourceFileError(s3_uri(source.connector, folder, str(exc)))
                     record_failure(warehouse, schema, source.name, obj.name, mode, context.run.run_id, exc)
                     raise exc from None
@@ -105,4 +115,3 @@ def source_folder(loaded: LoadedConfig, source: SourceConfig) -> Path | None:
     if isinstance(source.connector, LocalFilesConnector):
         return loaded.source_paths[source.name]
     raise NotImplementedError(f"source {source.name!r}: connector kind {source.connector.kind!r} is not supported")
-

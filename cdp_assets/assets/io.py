@@ -1,6 +1,5 @@
 """Tables live in the warehouse: between ops only their names travel."""
 
-
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
 

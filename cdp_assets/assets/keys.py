@@ -1,6 +1,5 @@
 """Asset keys: ``[schema, table]``, so the asset graph reads like the warehouse."""
 
-
 from dagster import AssetKey
 
 from cdp_assets.sql.dialects import TableRef

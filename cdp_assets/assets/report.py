@@ -1,6 +1,5 @@
 """The final report: per phase tables and rows, and the data quality of the unification."""
 
-
 import base64
 import re
 from datetime import datetime, timezone
@@ -50,7 +49,11 @@ def build_report_asset(loaded: LoadedConfig, upstream: list[AssetKey]):
         loaded.report_path.write_text(markdown, encoding="utf-8")
         context.log.info(f"report written to {loaded.report_path}")
         return MaterializeResult(
-            metadata={"report": MetadataValue.md(_inline_charts(markdown, loaded.report_path.parent)), "path": MetadataValue.path(str(loaded.report_path)), **quality}
+            metadata={
+                "report": MetadataValue.md(_inline_charts(markdown, loaded.report_path.parent)),
+                "path": MetadataValue.path(str(loaded.report_path)),
+                **quality,
+            }
         )
 
     return cdp_report
@@ -104,7 +107,11 @@ def render_report(
             ref = refs[key]
             rows = row_count.get((ref.schema, ref.name))
             event = context.instance.get_latest_materialization_event(key)
-            when = datetime.fromtimestamp(event.timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if event else "never"
+            when = (
+                datetime.fromtimestamp(event.timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+                if event
+                else "never"
+            )
             run = event.run_id[:8] if event else ""
             status = "ok" if rows is not None else "missing"
             statuses.append(status)
@@ -120,7 +127,12 @@ def render_report(
             "",
             f"Status: **{'ok' if statuses and all(st == 'ok' for st in statuses) else 'incomplete'}**; "
             f"{len(keys)} table(s); duration {seconds:.1f}s (its latest steps); "
-            + (f"engine jobs: {', '.join(f'`{j}`' for j in jobs[:20])}" + (f" and {len(jobs) - 20} more" if len(jobs) > 20 else "") if jobs else "engine jobs: none (this engine has no job ids)"),
+            + (
+                f"engine jobs: {', '.join(f'`{j}`' for j in jobs[:20])}"
+                + (f" and {len(jobs) - 20} more" if len(jobs) > 20 else "")
+                if jobs
+                else "engine jobs: none (this engine has no job ids)"
+            ),
             "",
             "| table | rows | status | last materialized | run |",
             "|---|---:|---|---|---|",
@@ -222,4 +234,3 @@ def _inline_charts(markdown: str, folder: Path) -> str:
         return f"![{match.group(1)}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"
 
     return re.sub(r"!\[([^\]]*)\]\(([^)/]+\.png)\)", embed, markdown)
-

@@ -1,6 +1,5 @@
 """Staging: standardised identifiers and cleaned names, one table per source object."""
 
-
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from cdp_assets.assets.hist_union import build_metadata, build_summary, hist_union_ref
@@ -52,7 +51,11 @@ def dimension_refs(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject
 
 
 def staging_query(
-    loaded: LoadedConfig, source: SourceConfig, obj: SourceObject, upstream: TableRef, columns: list[str],
+    loaded: LoadedConfig,
+    source: SourceConfig,
+    obj: SourceObject,
+    upstream: TableRef,
+    columns: list[str],
     warehouse: WarehouseResource | None = None,
 ) -> str:
     """The staging statement of one source object, with its table-level options. With the
@@ -106,9 +109,14 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
             # A dedupe or a dimension join relates a row to other rows: such a table is built in full.
             row_by_row = options is None or (options.dedupe is None and not options.join)
             built = build_staging(
-                warehouse, target, upstream, warehouse.columns(upstream),
-                lambda ref, cols: staging_query(loaded, source, obj, ref, cols, warehouse), list(obj.primary_key),
-                row_by_row=row_by_row, full_refresh=config.full_refresh,
+                warehouse,
+                target,
+                upstream,
+                warehouse.columns(upstream),
+                lambda ref, cols: staging_query(loaded, source, obj, ref, cols, warehouse),
+                list(obj.primary_key),
+                row_by_row=row_by_row,
+                full_refresh=config.full_refresh,
             )
             rows = built.rows
             # Each rule's parsed / no-input / unparseable counts, measured once here: the

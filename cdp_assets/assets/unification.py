@@ -33,6 +33,7 @@ from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.config.references import external_tables
+
 # The names of the unification's tables live with its steps; imported from here by the checks.
 from cdp_assets.sql.unification_pipeline import enrich_tables, enriched_ref, master_id_tables  # noqa: F401
 from cdp_assets.unify.preflight import check_unification_inputs
@@ -52,7 +53,10 @@ class UnifyLoopConfig(Config):
 
 def _iterations_markdown(result: LoopResult) -> str:
     lines = ["| iteration | rows changed | edges left | pointer jumps | seconds |", "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {s.iteration} | {s.rows_changed} | {s.edges_left} | {s.jumps} | {s.seconds:.3f} |" for s in result.iterations]
+    lines += [
+        f"| {s.iteration} | {s.rows_changed} | {s.edges_left} | {s.jumps} | {s.seconds:.3f} |"
+        for s in result.iterations
+    ]
     return "\n".join(lines)
 
 
@@ -110,7 +114,11 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                 )
                 context.log.info(
                     f"{plan.name}: {result.mode} run"
-                    + (f" ({result.full_refresh_reason})" if result.mode == "full" and result.full_refresh_reason else "")
+                    + (
+                        f" ({result.full_refresh_reason})"
+                        if result.mode == "full" and result.full_refresh_reason
+                        else ""
+                    )
                 )
                 if not result.converged:
                     context.log.warning(
@@ -133,26 +141,53 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                     )
                 loop_meta["excluded_values"] = result.excluded_values
                 loop_meta["do_not_merge_conflicts"] = result.dnm_conflicts
-                graph_meta = {**loop_meta, "nodes": result.nodes, "edges": result.edges, "dagster/row_count": result.tables["graph"]}
+                graph_meta = {
+                    **loop_meta,
+                    "nodes": result.nodes,
+                    "edges": result.edges,
+                    "dagster/row_count": result.tables["graph"],
+                }
                 tables_meta = table_metadata(warehouse, *(plan.ref(s) for s in LOOP_OUTPUTS))
-                yield Output(plan.ref("graph").display, f"{plan.name}__graph",
-                             metadata={**graph_meta, **engine_jobs_metadata(warehouse), **tables_meta[plan.ref("graph")]})
-                yield Output(plan.ref("lookup").display, f"{plan.name}__lookup", metadata={
-                    "dagster/row_count": result.tables["lookup"], "iterations": result.rounds, "converged": result.converged,
-                    **tables_meta[plan.ref("lookup")]})
+                yield Output(
+                    plan.ref("graph").display,
+                    f"{plan.name}__graph",
+                    metadata={**graph_meta, **engine_jobs_metadata(warehouse), **tables_meta[plan.ref("graph")]},
+                )
+                yield Output(
+                    plan.ref("lookup").display,
+                    f"{plan.name}__lookup",
+                    metadata={
+                        "dagster/row_count": result.tables["lookup"],
+                        "iterations": result.rounds,
+                        "converged": result.converged,
+                        **tables_meta[plan.ref("lookup")],
+                    },
+                )
                 for s in ("keys", "tables", "loop_stats", "excluded_values"):
-                    yield Output(plan.ref(s).display, f"{plan.name}__{s}",
-                                 metadata={"dagster/row_count": warehouse.row_count(plan.ref(s)), **tables_meta[plan.ref(s)]})
+                    yield Output(
+                        plan.ref(s).display,
+                        f"{plan.name}__{s}",
+                        metadata={"dagster/row_count": warehouse.row_count(plan.ref(s)), **tables_meta[plan.ref(s)]},
+                    )
         for alias in tables:
             yield DynamicOutput(alias, mapping_key=alias, output_name="to_enrich")
 
-    @op(name=f"enrich_table_{unify.name}", pool=WAREHOUSE_POOL, description="Adds the canonical id columns to one source table.")
+    @op(
+        name=f"enrich_table_{unify.name}",
+        pool=WAREHOUSE_POOL,
+        description="Adds the canonical id columns to one source table.",
+    )
     def enrich_one_table(context: OpExecutionContext, warehouse: WarehouseResource, alias: str) -> dict:
         enriched = enrich_table(warehouse, loaded, plans, alias)
-        context.log.info(f"{enriched_ref(schema, alias).display}: {enriched.rows} row(s); coverage {enriched.coverage_pct}")
+        context.log.info(
+            f"{enriched_ref(schema, alias).display}: {enriched.rows} row(s); coverage {enriched.coverage_pct}"
+        )
         jobs = engine_jobs_metadata(warehouse)
         return {
-            "alias": alias, "rows": enriched.rows, "with_id": enriched.with_id, "coverage_pct": enriched.coverage_pct,
+            "alias": alias,
+            "rows": enriched.rows,
+            "with_id": enriched.with_id,
+            "coverage_pct": enriched.coverage_pct,
             "engine_jobs": jobs,
         }
 
@@ -190,8 +225,11 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
             yield Output(
                 result.display,
                 f"{plan.name}__result_key_stats",
-                metadata={"dagster/row_count": rows["result_key_stats"], **engine_jobs_metadata(warehouse),
-                          **stats_meta[result]},
+                metadata={
+                    "dagster/row_count": rows["result_key_stats"],
+                    **engine_jobs_metadata(warehouse),
+                    **stats_meta[result],
+                },
             )
 
     @graph_multi_asset(
@@ -268,7 +306,10 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
         plan = by_name[master.id_name]
         target = TableRef(schema, master.name)
         id_tables = master_id_tables(master, plan, by_name)
-        aliases = sorted({sc.table for a in master.attributes for sc in a.source_columns} | {t for ts in id_tables.values() for t in ts})
+        aliases = sorted(
+            {sc.table for a in master.attributes for sc in a.source_columns}
+            | {t for ts in id_tables.values() for t in ts}
+        )
         enriched = {a: enriched_ref(schema, a) for a in aliases}
         deps = [table_key(plan.ref("lookup")), *(table_key(r) for r in enriched.values())]
 
@@ -288,8 +329,14 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
                 rows = build_master(warehouse, loaded, plans, master)
                 table = table_metadata(warehouse, target)[target]
                 context.log.info(f"{target.display}: {rows} row(s)")
-                return MaterializeResult(metadata={"dagster/row_count": rows, "table": target.display,
-                                                   **engine_jobs_metadata(warehouse), **table})
+                return MaterializeResult(
+                    metadata={
+                        "dagster/row_count": rows,
+                        "table": target.display,
+                        **engine_jobs_metadata(warehouse),
+                        **table,
+                    }
+                )
 
             return _master
 

@@ -80,7 +80,9 @@ def _copy_bundled_example() -> None:
     user's folder, as they do in a checkout."""
     shutil.copytree(BUNDLED_DIR / "acme", DEFAULT_CONFIG.parent, dirs_exist_ok=True)
     logging.getLogger(__name__).warning(
-        "no config given (--config or $%s): copied the bundled example to %s and using it", CONFIG_ENV, DEFAULT_CONFIG.parent
+        "no config given (--config or $%s): copied the bundled example to %s and using it",
+        CONFIG_ENV,
+        DEFAULT_CONFIG.parent,
     )
 
 
@@ -130,8 +132,12 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
 
     if unification is not None:
         unify_file = unify_path if pipeline.unification_file is not None else config_path
-        _check_unification_references(pipeline, unification, source_paths, unify_file, pipeline.unification_file is None)
-        _check_regexps(unification, pipeline.engine.kind, unify_file, "" if pipeline.unification_file else "unification.")
+        _check_unification_references(
+            pipeline, unification, source_paths, unify_file, pipeline.unification_file is None
+        )
+        _check_regexps(
+            unification, pipeline.engine.kind, unify_file, "" if pipeline.unification_file else "unification."
+        )
         key_names = [k.name for k in unification.keys]
         for key in pipeline.unification_options.max_rows_per_value_by_key:
             if key not in key_names:

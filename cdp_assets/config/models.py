@@ -183,7 +183,10 @@ class RestAuth(_Strict):
     def _secret_named(self) -> "RestAuth":
         needed = {"bearer": "token_env", "api_key": "key_env", "http_basic": "password_env"}[self.type]
         if getattr(self, needed) is None:
-            raise FieldError((needed,), f"auth type {self.type!r} needs {needed}: the NAME of the environment variable holding the secret")
+            raise FieldError(
+                (needed,),
+                f"auth type {self.type!r} needs {needed}: the NAME of the environment variable holding the secret",
+            )
         return self
 
 
@@ -218,7 +221,8 @@ class RestApiConnector(_Strict):
 DLT_CONNECTORS = (SqlDatabaseConnector, RestApiConnector)
 
 Connector = Annotated[
-    Union[LocalFilesConnector, S3Connector, TableConnector, SqlDatabaseConnector, RestApiConnector], Field(discriminator="kind")
+    Union[LocalFilesConnector, S3Connector, TableConnector, SqlDatabaseConnector, RestApiConnector],
+    Field(discriminator="kind"),
 ]
 
 
@@ -265,7 +269,10 @@ class SourceConfig(_Strict):
         if isinstance(self.connector, RestApiConnector):
             missing = [o.name for o in self.objects if o.name not in self.connector.endpoints]
             if missing:
-                raise FieldError(("connector", "endpoints"), f"objects {missing} have no endpoint; add connector.endpoints.<object>: {{path: ...}}")
+                raise FieldError(
+                    ("connector", "endpoints"),
+                    f"objects {missing} have no endpoint; add connector.endpoints.<object>: {{path: ...}}",
+                )
         return self
 
     @model_validator(mode="after")
@@ -300,7 +307,9 @@ STANDARDIZING_RULES = ("email", "phone")
 CLEANING_RULES = tuple(r for r in STAGING_RULES if r not in (*STANDARDIZING_RULES, "hash", "date", "json"))
 # Formats the date rule reads, tried in the listed order. Day/month order is never guessed:
 # `dd-mm-yyyy` and `mm/dd/yyyy` apply only when listed. Each date form takes an optional time.
-DateFormat = Literal["iso8601", "yyyy/mm/dd", "dd-mm-yyyy", "dd/mm/yyyy", "mm/dd/yyyy", "mm-dd-yyyy", "epoch_seconds", "epoch_millis"]
+DateFormat = Literal[
+    "iso8601", "yyyy/mm/dd", "dd-mm-yyyy", "dd/mm/yyyy", "mm/dd/yyyy", "mm-dd-yyyy", "epoch_seconds", "epoch_millis"
+]
 DEFAULT_DATE_FORMATS: tuple[str, ...] = ("iso8601", "yyyy/mm/dd", "epoch_seconds", "epoch_millis")
 # Values that mean "no value" in every rule's input unless the rule lists its own
 # (compared after trimming, in any case).
@@ -546,7 +555,9 @@ class SchedulesConfig(_Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not a known time zone; use an IANA name like 'Europe/Berlin' or 'UTC'") from None
+            raise ValueError(
+                f"{value!r} is not a known time zone; use an IANA name like 'Europe/Berlin' or 'UTC'"
+            ) from None
         return value
 
 
@@ -626,7 +637,9 @@ class PipelineConfig(_Strict):
             if names.count(n) > 1:
                 raise ValueError(f"sources: {n!r} is listed twice; give each source a unique name")
         produced = self.object_names
-        for field, table in [("staging", t) for t in self.staging] + [("staging_tables", t) for t in self.staging_tables]:
+        for field, table in [("staging", t) for t in self.staging] + [
+            ("staging_tables", t) for t in self.staging_tables
+        ]:
             if table not in produced:
                 raise FieldError(
                     (field, table),
@@ -700,7 +713,7 @@ class PipelineConfig(_Strict):
         def visit(table: str, path: list[str]) -> None:
             for nxt in edges.get(table, []):
                 if nxt in path:
-                    cycle = " -> ".join([*path[path.index(nxt):], nxt])
+                    cycle = " -> ".join([*path[path.index(nxt) :], nxt])
                     raise FieldError(
                         ("staging_tables", table, "join"),
                         f"staged tables join each other in a cycle ({cycle}); join a source instead (from: source)",

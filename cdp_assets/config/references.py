@@ -198,4 +198,6 @@ def check_columns(pipeline: PipelineConfig, unify: UnifyConfig, source_paths: di
         if columns is None or ref.column in columns or ref.column.startswith(METADATA_PREFIX):
             continue  # unknown before the run, present, or a column the loader adds
         name = f"{database_of(pipeline, table)}.{table.table}"
-        raise ReferenceError_(prefix + missing_column_message(ref, name, columns, "source headers plus staging outputs"))
+        raise ReferenceError_(
+            prefix + missing_column_message(ref, name, columns, "source headers plus staging outputs")
+        )

@@ -151,7 +151,9 @@ class CanonicalId(_Strict):
                 f"{self.name!r}: list at least one key in merge_by_keys (merge_by_keys may be empty only "
                 f"when {field} lists two or more ids)",
             )
-        if self.do_not_merge_key is not None and (not self.merge_by_keys or self.merge_by_keys[0] != self.do_not_merge_key):
+        if self.do_not_merge_key is not None and (
+            not self.merge_by_keys or self.merge_by_keys[0] != self.do_not_merge_key
+        ):
             first = self.merge_by_keys[0] if self.merge_by_keys else None
             raise FieldError(
                 ("do_not_merge_key",),
@@ -260,7 +262,11 @@ class MasterAttribute(_Strict):
     @classmethod
     def _column_defaults_to_name(cls, data: object) -> object:
         # TD: a source column without `column` reads the column named like the attribute.
-        if isinstance(data, dict) and isinstance(data.get("source_columns"), list) and isinstance(data.get("name"), str):
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("source_columns"), list)
+            and isinstance(data.get("name"), str)
+        ):
             data = {
                 **data,
                 "source_columns": [
@@ -272,8 +278,15 @@ class MasterAttribute(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> "MasterAttribute":
-        given = [f for f, v in (("source_columns", self.source_columns), ("source_canonical_id", self.source_canonical_id),
-                                ("source_persistent_id", self.source_persistent_id)) if v]
+        given = [
+            f
+            for f, v in (
+                ("source_columns", self.source_columns),
+                ("source_canonical_id", self.source_canonical_id),
+                ("source_persistent_id", self.source_persistent_id),
+            )
+            if v
+        ]
         if len(given) != 1:
             raise FieldError(
                 (given[-1] if given else "source_columns",),
@@ -302,9 +315,7 @@ class MasterTable(_Strict):
     @model_validator(mode="after")
     def _one_id(self) -> "MasterTable":
         if (self.canonical_id is None) == (self.persistent_id is None):
-            raise ValueError(
-                f"master table {self.name!r} must set exactly one of canonical_id or persistent_id"
-            )
+            raise ValueError(f"master table {self.name!r} must set exactly one of canonical_id or persistent_id")
         _no_duplicates([a.name for a in self.attributes], ("attributes",), "name", "in this master table")
         return self
 
@@ -360,7 +371,11 @@ class UnifyConfig(_Strict):
         _no_duplicates([c.name for c in self.canonical_ids], ("canonical_ids",), "name")
         _no_duplicates([c.name for c in self.persistent_ids], ("persistent_ids",), "name")
         _no_duplicates(
-            [c.name for c in ids], ("persistent_ids",), "name", "(canonical and persistent ids share names)", offset=len(self.canonical_ids)
+            [c.name for c in ids],
+            ("persistent_ids",),
+            "name",
+            "(canonical and persistent ids share names)",
+            offset=len(self.canonical_ids),
         )
         aliases = [t.alias for t in self.tables]
         located = [("canonical_ids", n, c) for n, c in enumerate(self.canonical_ids)]
@@ -519,6 +534,8 @@ def _no_duplicates(names: list[str], section: tuple[str, ...], field: str, note:
     for i, n in enumerate(names):
         if n in seen:
             where = f" {note}" if note else ""
-            raise FieldError((*section, i - offset, field), f"{n!r} is listed twice{where}; each name must be unique, list it once")
+            raise FieldError(
+                (*section, i - offset, field), f"{n!r} is listed twice{where}; each name must be unique, list it once"
+            )
         seen.add(n)
         seen.add(n)

@@ -51,8 +51,14 @@ def lookup(variable: str, values: Mapping[str, Any], environ: Mapping[str, str] 
     return node
 
 
-def resolve(data: Any, values: Mapping[str, Any], source: Path, text: str, where: str = "",
-            environ: Mapping[str, str] | None = None) -> Any:
+def resolve(
+    data: Any,
+    values: Mapping[str, Any],
+    source: Path,
+    text: str,
+    where: str = "",
+    environ: Mapping[str, str] | None = None,
+) -> Any:
     """``data`` (parsed YAML) with every ``${...}`` in its string values replaced.
 
     ``text`` is the file's text, used to point at the line of an unresolved variable; ``where``

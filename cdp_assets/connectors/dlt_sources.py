@@ -32,7 +32,9 @@ from cdp_assets.engines.base import mask_secret
 def _secret(name: str, what: str) -> str:
     value = os.environ.get(name)
     if not value:
-        raise SourceFileError(f"{what}: set the environment variable {name} (the config names it; the secret never goes in the file)")
+        raise SourceFileError(
+            f"{what}: set the environment variable {name} (the config names it; the secret never goes in the file)"
+        )
     return value
 
 
@@ -45,10 +47,18 @@ def _scrub(text: str, secrets: list[str]) -> str:
 
 def records_frame(records: list[dict], where: str) -> FileRead:
     """Records as text columns (nested values as JSON text, as JSON-lines files are read)."""
-    rows = [{normalize_column(k): _json_text(v if not isinstance(v, datetime) else v.isoformat(sep=" ")) for k, v in r.items()} for r in records]
+    rows = [
+        {
+            normalize_column(k): _json_text(v if not isinstance(v, datetime) else v.isoformat(sep=" "))
+            for k, v in r.items()
+        }
+        for r in records
+    ]
     names = [normalize_column(k) for r in records[:1] for k in r]
     if len(set(names)) != len(names):
-        raise SourceFileError(f"{where}: field names {sorted(names)} are the same after normalising; rename them at the source")
+        raise SourceFileError(
+            f"{where}: field names {sorted(names)} are the same after normalising; rename them at the source"
+        )
     frame = pd.DataFrame.from_records(rows).astype("string") if rows else pd.DataFrame()
     frame[ROW_COLUMN] = pd.Series(range(1, len(rows) + 1), dtype="int64")
     return FileRead(frame, [])
@@ -64,7 +74,9 @@ def _start(watermark: str | None, source: SourceConfig) -> datetime | None:
     return None
 
 
-def sql_database_rows(source: SourceConfig, obj: SourceObject, watermark: str | None, limit: int | None = None) -> FileRead:
+def sql_database_rows(
+    source: SourceConfig, obj: SourceObject, watermark: str | None, limit: int | None = None
+) -> FileRead:
     import dlt
     from dlt.sources.sql_database import sql_table
 
@@ -79,7 +91,9 @@ def sql_database_rows(source: SourceConfig, obj: SourceObject, watermark: str | 
             table=obj.name,
             schema=conn.schema_,
             chunk_size=conn.chunk_size,
-            incremental=dlt.sources.incremental(source.incremental_field, initial_value=start) if start is not None else None,
+            incremental=dlt.sources.incremental(source.incremental_field, initial_value=start)
+            if start is not None
+            else None,
         )
         records = list(resource.add_limit(limit) if limit else resource)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy and dlt raise many kinds; the step names the source
@@ -87,7 +101,9 @@ def sql_database_rows(source: SourceConfig, obj: SourceObject, watermark: str | 
     return records_frame(records, where)
 
 
-def rest_api_rows(source: SourceConfig, obj: SourceObject, watermark: str | None, max_pages: int | None = None) -> FileRead:
+def rest_api_rows(
+    source: SourceConfig, obj: SourceObject, watermark: str | None, max_pages: int | None = None
+) -> FileRead:
     from dlt.sources.rest_api import rest_api_source
 
     conn = source.connector

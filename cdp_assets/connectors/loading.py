@@ -98,7 +98,9 @@ TIMESTAMP_RANGE = (pd.Timestamp.min.ceil("D"), pd.Timestamp.max.floor("D"))
 
 def _ambiguous_day_month(value: object) -> bool:
     m = _DAY_MONTH.match(str(value)) if not pd.isna(value) else None
-    return bool(m) and int(m.group(1)) <= 12 and int(m.group(2)) <= 12 and m.group(1).lstrip("0") != m.group(2).lstrip("0")
+    return (
+        bool(m) and int(m.group(1)) <= 12 and int(m.group(2)) <= 12 and m.group(1).lstrip("0") != m.group(2).lstrip("0")
+    )
 
 
 def _out_of_range(value: str, date_order: str | None) -> bool:
@@ -114,7 +116,12 @@ def _out_of_range(value: str, date_order: str | None) -> bool:
 
 
 def prepare_frame(
-    read: FileRead, path: Path, incremental_field: str, loaded_at: datetime, date_order: str | None = None, source: str = ""
+    read: FileRead,
+    path: Path,
+    incremental_field: str,
+    loaded_at: datetime,
+    date_order: str | None = None,
+    source: str = "",
 ) -> tuple[pd.DataFrame, list[RejectedRow]]:
     """Parse the watermark column and add lineage columns. A row whose watermark is empty, not a
     date/time or out of range is rejected (it could never be loaded incrementally); a file
@@ -125,7 +132,9 @@ def prepare_frame(
         return df.drop(columns=[ROW_COLUMN], errors="ignore"), rejected  # an empty file
     if incremental_field not in df.columns:
         columns = [c for c in df.columns if c != ROW_COLUMN]
-        shown = ", ".join(excerpt(c) for c in columns[:10]) + (f" and {len(columns) - 10} more" if len(columns) > 10 else "")
+        shown = ", ".join(excerpt(c) for c in columns[:10]) + (
+            f" and {len(columns) - 10} more" if len(columns) > 10 else ""
+        )
         raise SourceFileError(
             f"{path}: has no column {incremental_field!r} (the source's incremental_field); its {len(columns)} column(s) "
             f"are {shown} (masked). Add the column or set incremental_field to one of them"
@@ -168,7 +177,9 @@ def _row_text(row: pd.Series) -> str:
     return ", ".join(f"{k}={v}" for k, v in row.items() if k != ROW_COLUMN and not pd.isna(v))[:1000]
 
 
-def rejected_frame(path: Path, mode: str, rows: list[RejectedRow], run_id: str, version: str | None = None) -> pd.DataFrame:
+def rejected_frame(
+    path: Path, mode: str, rows: list[RejectedRow], run_id: str, version: str | None = None
+) -> pd.DataFrame:
     n = len(rows)
     return pd.DataFrame(
         {
@@ -200,7 +211,10 @@ def new_rejections(wh: WarehouseResource, ref: TableRef, frames: list[pd.DataFra
         with_version = "file_version" in wh.columns(target)
         seen = wh.fetch(rejection_keys_sql(target, with_version))
         versions = seen["file_version"] if with_version else [None] * len(seen)
-        known = {(f, int(r), why, None if pd.isna(v) else v) for f, r, why, v in zip(seen["file"], seen["row"], seen["reason"], versions)}
+        known = {
+            (f, int(r), why, None if pd.isna(v) else v)
+            for f, r, why, v in zip(seen["file"], seen["row"], seen["reason"], versions)
+        }
         keys = zip(new["file"], new["row"], new["reason"], new["file_version"])
         new = new[[(f, int(r), why, None if pd.isna(v) else v) not in known for f, r, why, v in keys]]
     return new if len(new) else None
@@ -235,12 +249,18 @@ def supersede_rejections(wh: WarehouseResource, ref: TableRef, files_log: TableR
         return 0
     df = wh.fetch(all_rows_sql(target))
     by = pd.Series(
-        [None if not pd.isna(s) else superseded_by(m, f, v) for m, f, v, s in zip(df["mode"], df["file"], df["file_version"], df["superseded_at"])],
-        index=df.index, dtype="string",
+        [
+            None if not pd.isna(s) else superseded_by(m, f, v)
+            for m, f, v, s in zip(df["mode"], df["file"], df["file_version"], df["superseded_at"])
+        ],
+        index=df.index,
+        dtype="string",
     )
     marked = by.notna()
     df["superseded_by_file_version"] = df["superseded_by_file_version"].astype("string").where(~marked, by)
-    df["superseded_at"] = pd.to_datetime(df["superseded_at"]).astype("datetime64[us]").where(~marked, pd.Timestamp(_now()))
+    df["superseded_at"] = (
+        pd.to_datetime(df["superseded_at"]).astype("datetime64[us]").where(~marked, pd.Timestamp(_now()))
+    )
     wh.replace_with_dataframe(target, df)
     get_dagster_logger("cdp_assets.loading").info(
         f"{target.display}: {int(marked.sum())} rejected row(s) superseded by a later version of their file"
@@ -253,8 +273,16 @@ def files_frame(source: str, obj: str, mode: str, run_id: str, rows: list[dict])
     now = _now()
     df = pd.DataFrame(
         rows,
-        columns=["file", "file_version", "size_bytes", "rows_read", "records_loaded", "records_rejected",
-                 "records_skipped_before_start_date", "records_skipped_duplicate"],
+        columns=[
+            "file",
+            "file_version",
+            "size_bytes",
+            "rows_read",
+            "records_loaded",
+            "records_rejected",
+            "records_skipped_before_start_date",
+            "records_skipped_duplicate",
+        ],
     )
     df.insert(0, "mode", mode)
     df.insert(0, "object", obj)
@@ -262,12 +290,21 @@ def files_frame(source: str, obj: str, mode: str, run_id: str, rows: list[dict])
     df["run_id"] = run_id
     df["loaded_at"] = pd.Series([now] * len(df), dtype="datetime64[us]")
     text = ["source", "object", "mode", "file", "file_version", "run_id"]
-    counts = ["size_bytes", "rows_read", "records_loaded", "records_rejected", "records_skipped_before_start_date", "records_skipped_duplicate"]
+    counts = [
+        "size_bytes",
+        "rows_read",
+        "records_loaded",
+        "records_rejected",
+        "records_skipped_before_start_date",
+        "records_skipped_duplicate",
+    ]
     return df.astype({**{c: "string" for c in text}, **{c: "int64" for c in counts}})
 
 
 def _key(values: list) -> tuple:
-    return tuple(None if pd.isna(v) else (pd.Timestamp(v) if isinstance(v, (pd.Timestamp, datetime)) else str(v)) for v in values)
+    return tuple(
+        None if pd.isna(v) else (pd.Timestamp(v) if isinstance(v, (pd.Timestamp, datetime)) else str(v)) for v in values
+    )
 
 
 def not_loaded_yet(
@@ -279,8 +316,14 @@ def not_loaded_yet(
     twice and the table once loads once more, and a row a file holds twice loads twice (it is
     data)."""
     data_cols = [c for c in df.columns if c not in ("_cdp_file", "_cdp_loaded_at")]
-    have = [wh.fetch(rows_in_range_sql(ref, field_), [_iso(df[field_].min()), _iso(df[field_].max())])] if table_exists else []
-    seen = Counter(_key([row.get(c) for c in data_cols]) for frame in [*have, *pending] for row in frame.to_dict("records"))
+    have = (
+        [wh.fetch(rows_in_range_sql(ref, field_), [_iso(df[field_].min()), _iso(df[field_].max())])]
+        if table_exists
+        else []
+    )
+    seen = Counter(
+        _key([row.get(c) for c in data_cols]) for frame in [*have, *pending] for row in frame.to_dict("records")
+    )
     fresh = []
     for values in df[data_cols].itertuples(index=False, name=None):
         key = _key(list(values))
@@ -299,7 +342,15 @@ def _progress(ref: TableRef, n: int, total: int, path: Path, good: pd.DataFrame,
     )
 
 
-def _read(path: Path, read: FileRead, source: SourceConfig, loaded_at: datetime, mode: str, run_id: str, version: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _read(
+    path: Path,
+    read: FileRead,
+    source: SourceConfig,
+    loaded_at: datetime,
+    mode: str,
+    run_id: str,
+    version: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     good, rejected = prepare_frame(read, path, source.incremental_field, loaded_at, source.date_order, source.name)
     return good, rejected_frame(path, mode, rejected, run_id, version)
 
@@ -319,7 +370,14 @@ def reads_natively(wh: WarehouseResource, source: SourceConfig, folder: Path | N
     return wh.reads_files_natively and folder is not None and not reads_by_cursor(source)
 
 
-def source_inputs(wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path | None, historical: bool, watermark: str | None = None) -> list[Input]:
+def source_inputs(
+    wh: WarehouseResource,
+    source: SourceConfig,
+    obj: SourceObject,
+    folder: Path | None,
+    historical: bool,
+    watermark: str | None = None,
+) -> list[Input]:
     """What one load reads: the object's files (read one at a time), or the rows of a warehouse
     table (``connector: table``) newer than the watermark."""
     if isinstance(source.connector, DLT_CONNECTORS):  # a database or an API, read through dlt
@@ -328,10 +386,17 @@ def source_inputs(wh: WarehouseResource, source: SourceConfig, obj: SourceObject
         return dlt_inputs(source, obj, None if historical else watermark)
     if isinstance(source.connector, TableConnector):
         table = TableRef(source.connector.database, obj.name)
-        return [(Path(table.display), lambda: _table_rows(wh, table, source.incremental_field, None if historical else watermark))]
+        return [
+            (
+                Path(table.display),
+                lambda: _table_rows(wh, table, source.incremental_field, None if historical else watermark),
+            )
+        ]
     fmt = getattr(source.connector, "format", "auto")
     assert folder is not None
-    return [(p, lambda p=p: read_source_file(p)) for p in object_files(folder, obj.name, historical=historical, fmt=fmt)]
+    return [
+        (p, lambda p=p: read_source_file(p)) for p in object_files(folder, obj.name, historical=historical, fmt=fmt)
+    ]
 
 
 def _table_rows(wh: WarehouseResource, table: TableRef, field_: str, watermark: str | None) -> FileRead:
@@ -355,7 +420,9 @@ def _iso(ts: pd.Timestamp | datetime | None) -> str | None:
     return pd.Timestamp(ts).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def log_frame(source: str, obj: str, result: LoadResult, run_id: str, fingerprint_: str | None, message: str = "") -> pd.DataFrame:
+def log_frame(
+    source: str, obj: str, result: LoadResult, run_id: str, fingerprint_: str | None, message: str = ""
+) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "source": [source],
@@ -374,7 +441,23 @@ def log_frame(source: str, obj: str, result: LoadResult, run_id: str, fingerprin
             "run_id": [run_id],
             "loaded_at": pd.Series([_now()], dtype="datetime64[us]"),
         }
-    ).astype({c: "string" for c in ("source", "object", "mode", "status", "watermark", "previous_watermark", "files", "files_fingerprint", "message", "run_id")})
+    ).astype(
+        {
+            c: "string"
+            for c in (
+                "source",
+                "object",
+                "mode",
+                "status",
+                "watermark",
+                "previous_watermark",
+                "files",
+                "files_fingerprint",
+                "message",
+                "run_id",
+            )
+        }
+    )
 
 
 def current_watermark(wh: WarehouseResource, ref: TableRef, incremental_field: str) -> str | None:
@@ -389,7 +472,9 @@ def last_fingerprint(wh: WarehouseResource, log_ref: TableRef, source: str, obj:
     if not wh.table_exists(log_ref):
         return None
     df = wh.fetch(load_log_fingerprints_sql(log_ref))
-    df = df[(df["source"] == source) & (df["object"] == obj) & (df["mode"] == "historical") & (df["status"] == "success")]
+    df = df[
+        (df["source"] == source) & (df["object"] == obj) & (df["mode"] == "historical") & (df["status"] == "success")
+    ]
     if df.empty:
         return None
     return df.sort_values("loaded_at").iloc[-1]["files_fingerprint"]
@@ -411,7 +496,11 @@ def load_incremental(
     from_table = reads_by_cursor(source)
     watermark = current_watermark(wh, ref, field_)
     loaded_at = _now()
-    known = {} if from_table else {f: v for (m, f), v in latest_versions(wh, files_ref, source.name, obj.name).items() if m == "incremental"}
+    known = (
+        {}
+        if from_table
+        else {f: v for (m, f), v in latest_versions(wh, files_ref, source.name, obj.name).items() if m == "incremental"}
+    )
     table_exists = wh.table_exists(ref)
     start = naive_utc(source.start_date) if source.start_date is not None else None
     frames, used, rejects, book = [], [], [], []
@@ -435,7 +524,9 @@ def load_incremental(
                 file_before = int(old.sum())
                 keep &= ~old
             if (table_exists or frames) and not from_table and keep.any():
-                fresh = not_loaded_yet(wh, ref, df[keep], field_, table_exists, frames).reindex(df.index, fill_value=False)
+                fresh = not_loaded_yet(wh, ref, df[keep], field_, table_exists, frames).reindex(
+                    df.index, fill_value=False
+                )
                 file_dupes = int((keep & ~fresh).sum())
                 keep &= fresh
         _progress(ref, n, len(inputs), path, df, rejected)
@@ -451,25 +542,41 @@ def load_incremental(
             frames.append(df[keep])
             used.append(path.name)
         if version is not None:
-            book.append({
-                "file": path.name, "file_version": version, "size_bytes": path.stat().st_size,
-                "rows_read": len(df) + len(rejected), "records_loaded": int(keep.sum()), "records_rejected": len(rejected),
-                "records_skipped_before_start_date": file_before, "records_skipped_duplicate": file_dupes,
-            })
+            book.append(
+                {
+                    "file": path.name,
+                    "file_version": version,
+                    "size_bytes": path.stat().st_size,
+                    "rows_read": len(df) + len(rejected),
+                    "records_loaded": int(keep.sum()),
+                    "records_rejected": len(rejected),
+                    "records_skipped_before_start_date": file_before,
+                    "records_skipped_duplicate": file_dupes,
+                }
+            )
     new = pd.concat(frames, ignore_index=True) if frames else None
     new_watermark = watermark
     if new is not None and len(new):
         new_watermark = max(filter(None, [watermark, _iso(new[field_].max())]))
     bad = new_rejections(wh, ref, rejects)
     result = LoadResult(
-        ref, "incremental", 0 if new is None else len(new), new_watermark, watermark, used,
-        records_rejected=0 if bad is None else len(bad), skipped_before_start_date=before_start,
-        skipped_duplicate=duplicate, unchanged_files=unchanged,
+        ref,
+        "incremental",
+        0 if new is None else len(new),
+        new_watermark,
+        watermark,
+        used,
+        records_rejected=0 if bad is None else len(bad),
+        skipped_before_start_date=before_start,
+        skipped_duplicate=duplicate,
+        unchanged_files=unchanged,
     )
     unit = [(ref, new)] if new is not None and len(new) else []
     unit += [(rejected_ref(ref), bad)] if bad is not None else []
     unit += [(files_ref, files_frame(source.name, obj.name, "incremental", run_id, book))] if book else []
-    wh.append_frames([*unit, (log_ref, log_frame(source.name, obj.name, result, run_id, None, result.summary(source.start_date)))])
+    wh.append_frames(
+        [*unit, (log_ref, log_frame(source.name, obj.name, result, run_id, None, result.summary(source.start_date)))]
+    )
     supersede_rejections(wh, ref, files_ref, source.name, obj.name)
     return result
 
@@ -502,11 +609,18 @@ def load_historical(
         good, rejected = read[-1]
         _progress(ref, n, len(inputs), path, good, rejected)
         if version is not None:
-            book.append({
-                "file": path.name, "file_version": version, "size_bytes": path.stat().st_size,
-                "rows_read": len(good) + len(rejected), "records_loaded": len(good), "records_rejected": len(rejected),
-                "records_skipped_before_start_date": 0, "records_skipped_duplicate": 0,
-            })
+            book.append(
+                {
+                    "file": path.name,
+                    "file_version": version,
+                    "size_bytes": path.stat().st_size,
+                    "rows_read": len(good) + len(rejected),
+                    "records_loaded": len(good),
+                    "records_rejected": len(rejected),
+                    "records_skipped_before_start_date": 0,
+                    "records_skipped_duplicate": 0,
+                }
+            )
     bad = new_rejections(wh, ref, [rejected for _, rejected in read])
     unit = [(rejected_ref(ref), bad)] if bad is not None else []
     unit += [(files_ref, files_frame(source.name, obj.name, "historical", run_id, book))] if book else []
@@ -517,25 +631,35 @@ def load_historical(
         return result
     df = pd.concat([good for good, _ in read], ignore_index=True)
     if len(df.columns) == 0:  # only empty files: nothing to build a table from
-        result = LoadResult(ref, "historical", 0, previous, previous, [p.name for p in files], records_rejected=rejected_count)
-        wh.append_frames([*unit, (log_ref, log_frame(source.name, obj.name, result, run_id, fp, "historical files hold no rows"))])
+        result = LoadResult(
+            ref, "historical", 0, previous, previous, [p.name for p in files], records_rejected=rejected_count
+        )
+        wh.append_frames(
+            [*unit, (log_ref, log_frame(source.name, obj.name, result, run_id, fp, "historical files hold no rows"))]
+        )
         supersede_rejections(wh, ref, files_ref, source.name, obj.name)
         return result
     # Replaced first, then logged: a run killed between the two reloads the files next time
     # (the log has no load with this fingerprint) and records the rejected rows once.
     wh.replace_with_dataframe(ref, df)
     watermark = _iso(df[source.incremental_field].max()) if len(df) else previous
-    result = LoadResult(ref, "historical", len(df), watermark, previous, [p.name for p in files], records_rejected=rejected_count)
+    result = LoadResult(
+        ref, "historical", len(df), watermark, previous, [p.name for p in files], records_rejected=rejected_count
+    )
     wh.append_frames([*unit, (log_ref, log_frame(source.name, obj.name, result, run_id, fp))])
     supersede_rejections(wh, ref, files_ref, source.name, obj.name)
     return result
 
 
-def record_failure(wh: WarehouseResource, schema: str, source: str, obj: str, mode: str, run_id: str, error: Exception) -> None:
+def record_failure(
+    wh: WarehouseResource, schema: str, source: str, obj: str, mode: str, run_id: str, error: Exception
+) -> None:
     """Best effort: a failed load is visible in the log too (the step fails either way)."""
     ref = TableRef(schema, f"{source}_{obj}")
     result = LoadResult(ref, mode, 0, None, None, [], status="failed")
     try:
-        wh.append_dataframe(TableRef(schema, LOG_TABLE), log_frame(source, obj, result, run_id, None, str(error)[:2000]))
+        wh.append_dataframe(
+            TableRef(schema, LOG_TABLE), log_frame(source, obj, result, run_id, None, str(error)[:2000])
+        )
     except Exception:  # noqa: BLE001 - never hide the load's own error behind the log's
         pass

@@ -109,8 +109,13 @@ def drop_temps(wh: WarehouseResource, refs: list[TableRef]) -> None:
 
 
 def read_file_rows(
-    wh: WarehouseResource, path: Path, incremental_field: str, loaded_at: datetime, date_order: str | None,
-    source: str, start: str | None = None,
+    wh: WarehouseResource,
+    path: Path,
+    incremental_field: str,
+    loaded_at: datetime,
+    date_order: str | None,
+    source: str,
+    start: str | None = None,
 ) -> FileRows:
     """Read ``path`` into a new temporary table. Must run inside ``wh.session()`` (temporary tables
     live in one connection). Raises ``SourceFileError`` for a file that cannot be loaded at all."""
@@ -235,7 +240,7 @@ def _record_at(data: bytes, start: int) -> list[str]:
     """The CSV record starting at byte ``start``, read as the Python reader reads it."""
     window = 1 << 16
     while True:
-        chunk = data[start:start + window]
+        chunk = data[start : start + window]
         stream = io.StringIO(chunk.decode("utf-8", errors="surrogateescape"), newline="")
         try:
             record = next(csv.reader(stream), [])

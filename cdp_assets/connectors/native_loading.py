@@ -44,9 +44,14 @@ def _progress(ref: TableRef, n: int, total: int, path: Path, read: FileRows) -> 
 
 def _book(path: Path, version: str, read: FileRows, loaded: int, before: int, dupes: int) -> dict:
     return {
-        "file": path.name, "file_version": version, "size_bytes": path.stat().st_size,
-        "rows_read": read.rows + len(read.rejected), "records_loaded": loaded, "records_rejected": len(read.rejected),
-        "records_skipped_before_start_date": before, "records_skipped_duplicate": dupes,
+        "file": path.name,
+        "file_version": version,
+        "size_bytes": path.stat().st_size,
+        "rows_read": read.rows + len(read.rejected),
+        "records_loaded": loaded,
+        "records_rejected": len(read.rejected),
+        "records_skipped_before_start_date": before,
+        "records_skipped_duplicate": dupes,
     }
 
 
@@ -116,9 +121,16 @@ def load_incremental_native(
                 new_watermark = max(filter(None, [watermark, ld._iso(max(newest))]))
             bad = ld.new_rejections(wh, ref, rejects)
             result = ld.LoadResult(
-                ref, "incremental", new_rows, new_watermark, watermark, used,
-                records_rejected=0 if bad is None else len(bad), skipped_before_start_date=before_start,
-                skipped_duplicate=duplicate, unchanged_files=unchanged,
+                ref,
+                "incremental",
+                new_rows,
+                new_watermark,
+                watermark,
+                used,
+                records_rejected=0 if bad is None else len(bad),
+                skipped_before_start_date=before_start,
+                skipped_duplicate=duplicate,
+                unchanged_files=unchanged,
             )
             statements = []
             if kept:

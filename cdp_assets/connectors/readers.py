@@ -27,7 +27,14 @@ from pathlib import Path
 import pandas as pd
 from dagster import get_dagster_logger
 
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+FORMATS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
 ROW_COLUMN = "_cdp_row"  # each good row's number in its file, until the rows are loaded
 RAW_PREVIEW = 1000  # characters of a rejected row kept in the _rejected table
 _BOM = b"\xef\xbb\xbf"
@@ -172,7 +179,9 @@ def _read_csv(path: Path) -> FileRead:
                 continue
             raw = ",".join(record)
             if len(record) != len(header):
-                rejected.append(RejectedRow(line, f"has {len(record)} field(s), the header has {len(header)}", _preview(raw)))
+                rejected.append(
+                    RejectedRow(line, f"has {len(record)} field(s), the header has {len(header)}", _preview(raw))
+                )
                 continue
             values = [v if v != "" else None for v in record]
             reason = _bad_text(values)
@@ -182,7 +191,9 @@ def _read_csv(path: Path) -> FileRead:
             rows.append(values)
             numbers.append(line)
     except csv.Error as exc:
-        raise SourceFileError(f"{path}: line {start}: cannot be parsed as CSV ({exc}); fix the quoting from that line on") from None
+        raise SourceFileError(
+            f"{path}: line {start}: cannot be parsed as CSV ({exc}); fix the quoting from that line on"
+        ) from None
     frame = pd.DataFrame(rows, columns=header or [], dtype="string")
     frame[ROW_COLUMN] = pd.Series(numbers, dtype="int64")
     return FileRead(frame, rejected)
@@ -202,7 +213,9 @@ def _json_type(line: str) -> str:
     """The JSON type name of a valid JSON value, by its first character (numbers are parsed as
     text here, so the Python type would say ``str`` for ``42``)."""
     first = line.lstrip()[:1]
-    return {"{": "object", "[": "array", '"': "string", "t": "boolean", "f": "boolean", "n": "null"}.get(first, "number")
+    return {"{": "object", "[": "array", '"': "string", "t": "boolean", "f": "boolean", "n": "null"}.get(
+        first, "number"
+    )
 
 
 def _read_json_lines(path: Path) -> FileRead:
@@ -224,7 +237,13 @@ def _read_json_lines(path: Path) -> FileRead:
             rejected.append(RejectedRow(line_no, f"is not valid JSON ({exc.msg} at column {exc.colno})", excerpt(line)))
             continue
         if not isinstance(obj, dict):
-            rejected.append(RejectedRow(line_no, f"is a JSON {_json_type(line)}, not an object; each line must be one {{...}} record", excerpt(line)))
+            rejected.append(
+                RejectedRow(
+                    line_no,
+                    f"is a JSON {_json_type(line)}, not an object; each line must be one {{...}} record",
+                    excerpt(line),
+                )
+            )
             continue
         values = {str(k): _json_text(v) for k, v in obj.items()}
         reason = _bad_text(list(values.values()))  # a \u0000 escape decodes to NUL
@@ -262,13 +281,23 @@ def _read_parquet(path: Path) -> FileRead:
         table = pq.read_table(path)
         frame = table.to_pandas()
     except Exception as exc:  # pyarrow raises many types; the file name is what the user needs
-        raise SourceFileError(f"{path}: cannot be read as Parquet ({str(exc).splitlines()[0]}); replace the file") from exc
+        raise SourceFileError(
+            f"{path}: cannot be read as Parquet ({str(exc).splitlines()[0]}); replace the file"
+        ) from exc
     # Struct, list and map columns become JSON text (not Python's repr of numpy arrays), so a
     # staging rule or the engine's JSON functions can read them.
     for i, column in enumerate(table.schema):
         t = column.type
-        if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_map(t):
-            frame.iloc[:, i] = pd.array([_nested_json(v, pa.types.is_map(t)) for v in table.column(i).to_pylist()], dtype=object)
+        if (
+            pa.types.is_struct(t)
+            or pa.types.is_list(t)
+            or pa.types.is_large_list(t)
+            or pa.types.is_fixed_size_list(t)
+            or pa.types.is_map(t)
+        ):
+            frame.iloc[:, i] = pd.array(
+                [_nested_json(v, pa.types.is_map(t)) for v in table.column(i).to_pylist()], dtype=object
+            )
     text = frame.astype("string")
     rejected, keep = [], []
     for i, values in enumerate(text.itertuples(index=False, name=None), start=1):

@@ -54,13 +54,15 @@ def object_files_s3(client, connector: S3Connector, obj: str, historical: bool) 
     out = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=connector.bucket, Prefix=base):
         for item in page.get("Contents", []):
-            rest = item["Key"][len(base):]
+            rest = item["Key"][len(base) :]
             if "/" in rest or not rest or rest.startswith("."):
                 continue  # deeper folders (historical/ of the incremental listing) and hidden files
             kind = FORMATS.get(Path(rest).suffix.lower())
             if kind is None or (connector.format != "auto" and kind != connector.format):
                 continue
-            out.append(S3File(item["Key"], item["ETag"].strip('"'), item["LastModified"].timestamp(), int(item["Size"])))
+            out.append(
+                S3File(item["Key"], item["ETag"].strip('"'), item["LastModified"].timestamp(), int(item["Size"]))
+            )
     return sorted(out, key=lambda f: f.key)
 
 
@@ -87,7 +89,7 @@ def sync_source(client, connector: S3Connector, source: SourceConfig, cache: Pat
     for obj in source.objects:
         for historical in (False, True):
             for f in object_files_s3(client, connector, obj.name, historical):
-                wanted[f.key[len(_base(connector)):]] = f
+                wanted[f.key[len(_base(connector)) :]] = f
     for rel, f in wanted.items():
         local = cache / rel
         if manifest.get(rel) == f.version and local.exists():

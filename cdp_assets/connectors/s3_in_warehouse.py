@@ -60,7 +60,9 @@ def _fingerprint(files: list[S3File]) -> str:
     return h.hexdigest()[:16]
 
 
-def _record_rejections(wh: WarehouseResource, ref: TableRef, uri: str, fmt: str, field: str, mode: str, run_id: str) -> int:
+def _record_rejections(
+    wh: WarehouseResource, ref: TableRef, uri: str, fmt: str, field: str, mode: str, run_id: str
+) -> int:
     """Insert the rows not recorded yet (by file, reason and text); returns how many."""
     target = rejected_ref(ref)
     wh.append_frames([(target, rejected_frame(Path("-"), mode, [], run_id))])  # the table, with its columns
@@ -70,7 +72,9 @@ def _record_rejections(wh: WarehouseResource, ref: TableRef, uri: str, fmt: str,
     return wh.row_count(target) - before
 
 
-def load_incremental_in_warehouse(wh: WarehouseResource, source: SourceConfig, obj: SourceObject, schema: str, run_id: str) -> LoadResult:
+def load_incremental_in_warehouse(
+    wh: WarehouseResource, source: SourceConfig, obj: SourceObject, schema: str, run_id: str
+) -> LoadResult:
     connector = source.connector
     assert isinstance(connector, S3Connector)
     ref = TableRef(schema, f"{source.name}_{obj.name}")
@@ -85,17 +89,29 @@ def load_incremental_in_warehouse(wh: WarehouseResource, source: SourceConfig, o
         if not wh.table_exists(ref):
             # Parameter markers are not allowed in DDL: the table is created empty, then filled.
             wh.execute(create_empty_from_files_sql(name, uri, fmt, field))
-        params = ([watermark] if watermark else []) + ([naive_utc(source.start_date).isoformat(sep=" ")] if source.start_date else [])
+        params = ([watermark] if watermark else []) + (
+            [naive_utc(source.start_date).isoformat(sep=" ")] if source.start_date else []
+        )
         insert = insert_file_rows_sql(name, uri, fmt, field, watermark is not None, source.start_date is not None)
         wh.query(insert, params or None)
         rejected += _record_rejections(wh, ref, uri, fmt, field, "incremental", run_id)
     loaded = (wh.row_count(ref) if wh.table_exists(ref) else 0) - before
-    result = LoadResult(ref, "incremental", loaded, current_watermark(wh, ref, field), watermark, [PurePosixPath(f.key).name for f in files], records_rejected=rejected)
+    result = LoadResult(
+        ref,
+        "incremental",
+        loaded,
+        current_watermark(wh, ref, field),
+        watermark,
+        [PurePosixPath(f.key).name for f in files],
+        records_rejected=rejected,
+    )
     wh.append_dataframe(TableRef(schema, LOG_TABLE), log_frame(source.name, obj.name, result, run_id, None))
     return result
 
 
-def load_historical_in_warehouse(wh: WarehouseResource, source: SourceConfig, obj: SourceObject, schema: str, run_id: str) -> LoadResult:
+def load_historical_in_warehouse(
+    wh: WarehouseResource, source: SourceConfig, obj: SourceObject, schema: str, run_id: str
+) -> LoadResult:
     connector = source.connector
     assert isinstance(connector, S3Connector)
     ref = TableRef(schema, f"{source.name}_{obj.name}_hist")
@@ -129,12 +145,16 @@ def load_historical_in_warehouse(wh: WarehouseResource, source: SourceConfig, ob
             raise
         rows = wh.row_count(ref)
         rejected = _record_rejections(wh, ref, uri, formats[0], field, "historical", run_id)
-    result = LoadResult(ref, "historical", rows, current_watermark(wh, ref, field), previous, names, records_rejected=rejected)
+    result = LoadResult(
+        ref, "historical", rows, current_watermark(wh, ref, field), previous, names, records_rejected=rejected
+    )
     wh.append_dataframe(log_ref, log_frame(source.name, obj.name, result, run_id, fp))
     return result
 
 
-def load_in_warehouse(wh: WarehouseResource, source: SourceConfig, obj: SourceObject, mode: str, schema: str, run_id: str) -> LoadResult:
+def load_in_warehouse(
+    wh: WarehouseResource, source: SourceConfig, obj: SourceObject, mode: str, schema: str, run_id: str
+) -> LoadResult:
     """The ``mode`` (incremental | historical) load of one object."""
     loader = load_historical_in_warehouse if mode == "historical" else load_incremental_in_warehouse
     return loader(wh, source, obj, schema, run_id)

@@ -134,7 +134,8 @@ class WarehouseResource(ConfigurableResource):
         except WarehouseError as exc:
             if fired.is_set():
                 raise StatementTimeoutError(
-                    f"statement cancelled after {limit:g}s (engine.statement_timeout_seconds): {exc.engine_message}", sql
+                    f"statement cancelled after {limit:g}s (engine.statement_timeout_seconds): {exc.engine_message}",
+                    sql,
                 ) from exc
             raise
         finally:
@@ -172,7 +173,11 @@ class WarehouseResource(ConfigurableResource):
                 delay = self.retry_backoff_seconds * 2 ** (n - 1)
                 _logger().warning(
                     "transient warehouse error (attempt %d of %d), retrying in %.1fs: %s | %s",
-                    n, RETRY_ATTEMPTS, delay, exc.engine_message, what.strip().splitlines()[0][:120] if what.strip() else "",
+                    n,
+                    RETRY_ATTEMPTS,
+                    delay,
+                    exc.engine_message,
+                    what.strip().splitlines()[0][:120] if what.strip() else "",
                 )
                 time.sleep(delay)
         raise AssertionError("unreachable")
@@ -267,7 +272,9 @@ class WarehouseResource(ConfigurableResource):
         """Append each DataFrame to its table by column name (creating the table, adding new
         columns), all as one unit where the engine has transactions: either all land or none."""
 
-    def append_dataframe(self, ref: TableRef, df: pd.DataFrame, log_ref: TableRef | None = None, log_row: pd.DataFrame | None = None) -> None:
+    def append_dataframe(
+        self, ref: TableRef, df: pd.DataFrame, log_ref: TableRef | None = None, log_row: pd.DataFrame | None = None
+    ) -> None:
         """Append ``df`` to ``ref`` and ``log_row`` to ``log_ref`` as one unit."""
         self.append_frames([(ref, df)] + ([(log_ref, log_row)] if log_ref is not None and log_row is not None else []))
 
@@ -360,7 +367,9 @@ class WarehouseResource(ConfigurableResource):
                 return self._build_table(final, select_sql)
             if len(statements) > 1:
                 if not self.dialect.transactional_ddl:
-                    raise WarehouseError(f"{self.upsert_mode} of {final.display} needs transactions, which this engine lacks")
+                    raise WarehouseError(
+                        f"{self.upsert_mode} of {final.display} needs transactions, which this engine lacks"
+                    )
                 self.execute("BEGIN TRANSACTION")
                 try:
                     for stmt in statements:
@@ -406,7 +415,9 @@ class WarehouseResource(ConfigurableResource):
                 self.drop(TableRef(schema, name, self.catalog_for(schema)))
                 dropped.append(name)
         if dropped:
-            _logger().warning("dropped %d half-built table(s) a failed or killed run left in %s: %s", len(dropped), schema, dropped)
+            _logger().warning(
+                "dropped %d half-built table(s) a failed or killed run left in %s: %s", len(dropped), schema, dropped
+            )
         return dropped
 
     def catalog_for(self, schema: str) -> str | None:  # noqa: ARG002 - Databricks overrides

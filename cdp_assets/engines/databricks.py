@@ -100,7 +100,11 @@ class DatabricksWarehouse(WarehouseResource):
 
     def connection_info(self) -> dict[str, str]:
         if self.local_spark_dir:
-            return {"engine": "databricks (local Spark)", "warehouse_dir": self.local_spark_dir, "dialect": self.sql_dialect}
+            return {
+                "engine": "databricks (local Spark)",
+                "warehouse_dir": self.local_spark_dir,
+                "dialect": self.sql_dialect,
+            }
         secret = self.access_token if self.auth == "pat" else self.client_secret
         return {
             "engine": "databricks",
@@ -124,7 +128,9 @@ class DatabricksWarehouse(WarehouseResource):
         if self.auth == "oauth":
             from databricks.sdk.core import Config, oauth_service_principal
 
-            config = Config(host=f"https://{self.server_hostname}", client_id=self.client_id, client_secret=self.client_secret)
+            config = Config(
+                host=f"https://{self.server_hostname}", client_id=self.client_id, client_secret=self.client_secret
+            )
             kwargs["credentials_provider"] = lambda: oauth_service_principal(config)
         else:
             kwargs["access_token"] = self.access_token
@@ -181,7 +187,11 @@ class DatabricksWarehouse(WarehouseResource):
             except Exception as exc:  # noqa: BLE001 - mapped to the engine's error kinds
                 raise self._error(exc, sql) from exc
             if cur.query_id:
-                url = None if self.local_spark_dir else f"https://{self.server_hostname}/sql/history?queryId={cur.query_id}"
+                url = (
+                    None
+                    if self.local_spark_dir
+                    else f"https://{self.server_hostname}/sql/history?queryId={cur.query_id}"
+                )
                 self.record_job(cur.query_id, url)
             return rows, list(cur.description or [])
 
@@ -227,7 +237,9 @@ class DatabricksWarehouse(WarehouseResource):
     def _create_table(self, ref: TableRef, df: pd.DataFrame, if_not_exists: bool = False) -> None:
         self.ensure_schema(ref.schema)
         cols = ", ".join(f"{quote_column(str(c), self.dialect.sqlglot_name)} {_sql_type(df[c])}" for c in df.columns)
-        self.execute(meta.create_table_sql(self.dialect.table_name(ref), cols, self.table_format or None, if_not_exists))
+        self.execute(
+            meta.create_table_sql(self.dialect.table_name(ref), cols, self.table_format or None, if_not_exists)
+        )
 
     def append_frames(self, frames: list[tuple[TableRef, pd.DataFrame]]) -> None:
         # Not one transaction: Databricks SQL has no multi-statement transactions here. The

@@ -86,12 +86,15 @@ def build_databricks(loaded: LoadedConfig) -> DatabricksWarehouse:
     return DatabricksWarehouse(**settings)
 
 
-
 def unset_secret_variables(warehouse: WarehouseResource) -> list[str]:
     """The environment variables the warehouse's secrets come from (its ``EnvVar`` fields) that
     are not set: what a user must set before anything can connect."""
     return sorted(
-        {v.env_var_name for v in warehouse.__dict__.values() if isinstance(v, EnvVar) and not os.environ.get(v.env_var_name)}
+        {
+            v.env_var_name
+            for v in warehouse.__dict__.values()
+            if isinstance(v, EnvVar) and not os.environ.get(v.env_var_name)
+        }
     )
 
 

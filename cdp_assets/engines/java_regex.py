@@ -32,6 +32,11 @@ def java_regex_matches(values: pa.Array, patterns: pa.Array) -> pa.Array:
 def register_java_regex(con: duckdb.DuckDBPyConnection) -> None:
     """Make ``java_regex_matches`` callable on ``con`` (and on its cursors)."""
     con.create_function(
-        JAVA_REGEX_FUNCTION, java_regex_matches, [VARCHAR, VARCHAR], BOOLEAN,
-        type="arrow", null_handling="special", side_effects=False,
+        JAVA_REGEX_FUNCTION,
+        java_regex_matches,
+        [VARCHAR, VARCHAR],
+        BOOLEAN,
+        type="arrow",
+        null_handling="special",
+        side_effects=False,
     )

@@ -56,7 +56,8 @@ def _bad_request(message: str) -> Exception:
 
 # DDL that stores an expression: parameter markers are refused there by Databricks SQL.
 _STORED_EXPRESSION_DDL = re.compile(
-    r"^\s*(CREATE|ALTER)\b(?=.*\b(VIEW|FUNCTION)\b|.*\bDEFAULT\b|.*\bGENERATED\s+ALWAYS\s+AS\b)", re.IGNORECASE | re.DOTALL
+    r"^\s*(CREATE|ALTER)\b(?=.*\b(VIEW|FUNCTION)\b|.*\bDEFAULT\b|.*\bGENERATED\s+ALWAYS\s+AS\b)",
+    re.IGNORECASE | re.DOTALL,
 )
 
 
@@ -73,7 +74,9 @@ def check_statement(operation: str, parameters: list | dict | None, limits: Ware
             f"Parameterized query has too many parameters: {count} parameters were given but the limit is {limits.max_parameters}."
         )
     if parameters is not None and not isinstance(parameters, (list, tuple, dict)):
-        raise TypeError(f"parameters must be a list (positional, ?) or a dict (named, :name), not {type(parameters).__name__}")
+        raise TypeError(
+            f"parameters must be a list (positional, ?) or a dict (named, :name), not {type(parameters).__name__}"
+        )
     if parameters and _STORED_EXPRESSION_DDL.match(operation):
         from databricks.sql.exc import ServerOperationError
 
@@ -123,7 +126,8 @@ class LocalSparkCursor:
         # PySpark hands TIMESTAMP values over as naive local times of this process: make them
         # aware (UTC), as the connector's are once read.
         return [
-            tuple(v.astimezone(dt.timezone.utc) if stamp and v is not None else v for v, stamp in zip(row, stamps)) for row in rows
+            tuple(v.astimezone(dt.timezone.utc) if stamp and v is not None else v for v, stamp in zip(row, stamps))
+            for row in rows
         ]
 
     def cancel(self) -> None:

@@ -158,7 +158,11 @@ class TreasureDataWarehouse(WarehouseResource):
             max_cumul_retry_delay=-1,
         )
         engine = client.default_engine
-        for holder in (client.api_client, getattr(engine, "tdclient_connection", None), getattr(engine, "engine", None)):
+        for holder in (
+            client.api_client,
+            getattr(engine, "tdclient_connection", None),
+            getattr(engine, "engine", None),
+        ):
             api = getattr(holder, "api", None)
             if api is not None and hasattr(api, "send_request"):
                 self._watch_transport(api)
@@ -249,7 +253,9 @@ class TreasureDataWarehouse(WarehouseResource):
 
         with self._client() as client:
             try:
-                result = client.query(sql, force_tdclient=True, wait_interval=self.job_poll_seconds, wait_callback=self._note_running)
+                result = client.query(
+                    sql, force_tdclient=True, wait_interval=self.job_poll_seconds, wait_callback=self._note_running
+                )
             except td.InternalError as exc:
                 failed = _FAILED_JOB.search(str(exc))
                 if not failed:
@@ -276,7 +282,9 @@ class TreasureDataWarehouse(WarehouseResource):
         except Exception as exc:  # noqa: BLE001 - the failure itself matters more
             detail = f"(its message could not be read: {exc})"
         link = self.job_url(job_id)
-        return f"Treasure Data job {job_id} {status}" + (f" ({link})" if link else "") + (f": {detail}" if detail else "")
+        return (
+            f"Treasure Data job {job_id} {status}" + (f" ({link})" if link else "") + (f": {detail}" if detail else "")
+        )
 
     def _execute(self, sql: str) -> None:
         self._job(sql)
@@ -308,7 +316,9 @@ class TreasureDataWarehouse(WarehouseResource):
         from tdclient import errors as td
 
         try:
-            return sorted(t.table_name for t in self._api(lambda c: c.api_client.tables(schema), f"-- list tables of {schema}"))
+            return sorted(
+                t.table_name for t in self._api(lambda c: c.api_client.tables(schema), f"-- list tables of {schema}")
+            )
         except WarehouseError as exc:
             if isinstance(exc.__cause__, td.NotFoundError):
                 return []
@@ -318,7 +328,10 @@ class TreasureDataWarehouse(WarehouseResource):
         return ref.name in self.list_tables(ref.schema)
 
     def columns(self, ref: TableRef) -> list[str]:
-        tables = {t.table_name: t for t in self._api(lambda c: c.api_client.tables(ref.schema), f"-- columns of {ref.display}")}
+        tables = {
+            t.table_name: t
+            for t in self._api(lambda c: c.api_client.tables(ref.schema), f"-- columns of {ref.display}")
+        }
         if ref.name not in tables:
             raise WarehouseError(f"table {ref.display} does not exist")
         # TD's schema leaves out the `time` column every TD table has.
@@ -332,7 +345,9 @@ class TreasureDataWarehouse(WarehouseResource):
         for ref in dict.fromkeys(refs):
             if ref.schema not in by_schema:  # one API call per database, no job
                 try:
-                    tables = self._api(lambda c, s=ref.schema: c.api_client.tables(s), f"-- describe tables of {ref.schema}")
+                    tables = self._api(
+                        lambda c, s=ref.schema: c.api_client.tables(s), f"-- describe tables of {ref.schema}"
+                    )
                     by_schema[ref.schema] = {t.table_name: t for t in tables}
                 except WarehouseError as exc:
                     if not isinstance(exc.__cause__, td.NotFoundError):
@@ -435,7 +450,9 @@ class TreasureDataWarehouse(WarehouseResource):
                 if not job.success():
                     raise WarehouseError(self._failure_message(client, str(job.job_id), str(job.status())), what)
                 if session.error_records:
-                    raise WarehouseError(f"Treasure Data rejected {session.error_records} of {len(df)} rows of bulk import {name}", what)
+                    raise WarehouseError(
+                        f"Treasure Data rejected {session.error_records} of {len(df)} rows of bulk import {name}", what
+                    )
                 session.commit(wait=True, wait_interval=poll)
             finally:
                 session.delete()

@@ -15,7 +15,15 @@ from cdp_assets.config.models import StagingRule
 from cdp_assets.init import detect
 from cdp_assets.init.draft import DraftObject, cdp_yaml, plan_sources, report_markdown, summary_table, unify_yaml
 from cdp_assets.init.profile import Profiler
-from cdp_assets.init.sources import InitSourceError, ObjectSample, inspect_declared, inspect_local, inspect_s3, inspect_sql_database, inspect_tables
+from cdp_assets.init.sources import (
+    InitSourceError,
+    ObjectSample,
+    inspect_declared,
+    inspect_local,
+    inspect_s3,
+    inspect_sql_database,
+    inspect_tables,
+)
 
 OUTPUT_FILES = ("cdp.yml", "unify.yml", "init_report.md")
 UNPARSEABLE_MAX = 0.25  # the default of checks.unparseable_max_pct: a rule is drafted only if its check can pass
@@ -33,7 +41,9 @@ class InitResult:
     drafted: bool  # False when no object had an identifier: only the report was written
 
 
-def inspect_sources(specs: list[str], warehouse=None, s3_endpoint_url: str | None = None, layout_dir: Path | None = None) -> list[ObjectSample]:
+def inspect_sources(
+    specs: list[str], warehouse=None, s3_endpoint_url: str | None = None, layout_dir: Path | None = None
+) -> list[ObjectSample]:
     samples: list[ObjectSample] = []
     for spec in specs:
         if spec.startswith("s3://"):
@@ -44,7 +54,9 @@ def inspect_sources(specs: list[str], warehouse=None, s3_endpoint_url: str | Non
             samples += inspect_sql_database(spec.removeprefix("sql_database:"))
         elif spec.startswith("table:"):
             if warehouse is None:
-                raise InitSourceError(f"--source {spec}: a warehouse source needs the engine; pass --config FILE whose engine holds the tables")
+                raise InitSourceError(
+                    f"--source {spec}: a warehouse source needs the engine; pass --config FILE whose engine holds the tables"
+                )
             samples += inspect_tables(warehouse, spec.removeprefix("table:"))
         else:
             samples += inspect_local(Path(spec), layout_dir)
@@ -69,13 +81,17 @@ def detect_objects(samples: list[ObjectSample], profiler: Profiler) -> list[Draf
         obj.primary_key = detect.primary_key(obj.kinds)
         obj.watermark = detect.watermark(obj.kinds)
         if obj.watermark is None:
-            obj.left_out = "no date/time column to load it incrementally by (every row needs one); add an updated-at column"
+            obj.left_out = (
+                "no date/time column to load it incrementally by (every row needs one); add an updated-at column"
+            )
         elif not obj.identifiers:
             obj.left_out = "no user identifier (email, phone, customer/user/member id, cookie, device id)"
     return objects
 
 
-def key_junk(objects: list[DraftObject], keys: dict[str, list[detect.ColumnKind]], profiler: Profiler) -> dict[str, list[tuple[str, int]]]:
+def key_junk(
+    objects: list[DraftObject], keys: dict[str, list[detect.ColumnKind]], profiler: Profiler
+) -> dict[str, list[tuple[str, int]]]:
     """Frequent junk among the values each key will hold (after its staging rule)."""
     by_table = {o.sample.table: o for o in objects}
     junk = {}
@@ -111,7 +127,9 @@ def draft_project(
     files = {name: out_dir / name for name in OUTPUT_FILES}
     existing = [str(p) for p in files.values() if p.exists()]
     if existing and not force:
-        raise InitError(f"{', '.join(existing)} already exist(s); nothing was written. Pass --force to overwrite, or choose another --out")
+        raise InitError(
+            f"{', '.join(existing)} already exist(s); nothing was written. Pass --force to overwrite, or choose another --out"
+        )
     # Loose files of several objects are linked into the connector's layout here.
     samples = inspect_sources(sources, warehouse, s3_endpoint_url, layout_dir=out_dir / "sources")
     profiler = Profiler()

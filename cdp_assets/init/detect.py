@@ -16,7 +16,19 @@ from cdp_assets.init.profile import ColumnStats
 # Identifier kinds, in the priority order of merge_by_keys: strong first-party ids first, then
 # contact points, then device and browser ids (shared devices make those the weakest).
 IDENTIFIER_KINDS = ("email", "customer_id", "phone", "device_id", "uuid", "cookie")
-NOT_IDENTIFIER = ("timestamp", "system", "record_id", "order_id", "product_id", "measure", "category", "text", "complex", "name", "empty")
+NOT_IDENTIFIER = (
+    "timestamp",
+    "system",
+    "record_id",
+    "order_id",
+    "product_id",
+    "measure",
+    "category",
+    "text",
+    "complex",
+    "name",
+    "empty",
+)
 
 # Name hints: regular expressions on the normalised (lowercase, '_'-separated) column name.
 _W = r"(?:^|_)"  # a word boundary in a normalised name
@@ -28,14 +40,24 @@ NAME_HINTS: dict[str, re.Pattern[str]] = {
         r"(customer|cust|user|usr|member|mbr|account|acct|client|contact|person|profile|shopper|buyer|subscriber|patient|guest|loyalty|crm|login)"
     ),
     "device_id": re.compile(rf"device|idfa|idfv|gaid|{_W}adid{_E}|advertising_id|{_W}aaid{_E}|{_W}imei{_E}|push_token"),
-    "cookie": re.compile(rf"cookie|visitor|anon|browser|{_W}td_client|{_W}ga_?cid|{_W}cid{_E}|fingerprint|{_W}fp{_E}|session_user"),
+    "cookie": re.compile(
+        rf"cookie|visitor|anon|browser|{_W}td_client|{_W}ga_?cid|{_W}cid{_E}|fingerprint|{_W}fp{_E}|session_user"
+    ),
     "order_id": re.compile(rf"order|{_W}txn|transaction|invoice|receipt|basket|cart|purchase|payment|{_W}sale"),
-    "product_id": re.compile(rf"product|{_W}sku|{_W}item|{_W}article|{_W}upc{_E}|{_W}ean{_E}|{_W}asin{_E}|catalog|{_W}variant"),
+    "product_id": re.compile(
+        rf"product|{_W}sku|{_W}item|{_W}article|{_W}upc{_E}|{_W}ean{_E}|{_W}asin{_E}|catalog|{_W}variant"
+    ),
     "event_id": re.compile(rf"{_W}event|{_W}hit|{_W}log|{_W}message|{_W}request|{_W}session"),
     "id_word": re.compile(rf"{_W}(id|no|nr|num|number|key|code|ref|uid|guid|uuid){_E}|id$|_?no$|number$|uuid$|guid$"),
-    "name": re.compile(rf"{_W}(first|given|fore|last|family|sur|middle|full|display|nick)_?name{_E}|{_W}(fname|lname|surname|forename|givenname|firstname|lastname|name){_E}"),
-    "time": re.compile(rf"{_W}(date|time|timestamp|ts|at|dt|datetime|day|created|updated|modified|changed|inserted|loaded|deleted)"),
-    "system": re.compile(r"^_|^(etl|dw|meta|sys|cdp|dbt|fivetran|airbyte|dlt|stitch|record)_|_(etl|batch|run|load|version|hash|checksum|rowid)$"),
+    "name": re.compile(
+        rf"{_W}(first|given|fore|last|family|sur|middle|full|display|nick)_?name{_E}|{_W}(fname|lname|surname|forename|givenname|firstname|lastname|name){_E}"
+    ),
+    "time": re.compile(
+        rf"{_W}(date|time|timestamp|ts|at|dt|datetime|day|created|updated|modified|changed|inserted|loaded|deleted)"
+    ),
+    "system": re.compile(
+        r"^_|^(etl|dw|meta|sys|cdp|dbt|fivetran|airbyte|dlt|stitch|record)_|_(etl|batch|run|load|version|hash|checksum|rowid)$"
+    ),
 }
 WATERMARK_NAMES = [
     (3, re.compile(r"updat|modif|chang|last_|_last|upd_|edited|synced")),
@@ -43,9 +65,40 @@ WATERMARK_NAMES = [
     (1, re.compile(r"creat|insert|load|date")),
 ]
 PLACEHOLDERS = {
-    "", "n/a", "na", "none", "null", "nil", "nan", "unknown", "undefined", "-", "--", "?", "0", "x", "xx", "xxx",
-    "test", "tbd", "not available", "not provided", "no email", "noemail", "none@none.com", "test@test.com",
-    "0000000000", "1234567890", "123", "000", "blank", "empty", "default", "dummy", "sample", "anonymous",
+    "",
+    "n/a",
+    "na",
+    "none",
+    "null",
+    "nil",
+    "nan",
+    "unknown",
+    "undefined",
+    "-",
+    "--",
+    "?",
+    "0",
+    "x",
+    "xx",
+    "xxx",
+    "test",
+    "tbd",
+    "not available",
+    "not provided",
+    "no email",
+    "noemail",
+    "none@none.com",
+    "test@test.com",
+    "0000000000",
+    "1234567890",
+    "123",
+    "000",
+    "blank",
+    "empty",
+    "default",
+    "dummy",
+    "sample",
+    "anonymous",
 }
 
 
@@ -86,7 +139,9 @@ def classify(stats: ColumnStats, complex_type: str | None, unparseable_max: floa
     if name_hint(c, "system"):
         return k("system", "system column by name")
     if stats.email_parse >= parse_min:
-        why = f"{_pct(stats.email_parse)} of values are email addresses" + ("; name says email" if name_hint(c, "email") else "")
+        why = f"{_pct(stats.email_parse)} of values are email addresses" + (
+            "; name says email" if name_hint(c, "email") else ""
+        )
         return k("email", why)
     phone_name = name_hint(c, "phone")
     # Dates written with dashes or slashes (2024-01-01) are digits with phone punctuation, and
@@ -97,12 +152,18 @@ def classify(stats: ColumnStats, complex_type: str | None, unparseable_max: floa
         why += "; name says phone" if phone_name else f"; {_pct(s['phone_formatted'])} written with phone punctuation"
         return k("phone", why, phone_region=stats.phone_region)
     if phone_name and s["phone_like"] >= 0.5:
-        return k("text", f"named like a phone but only {_pct(stats.phone_parse)} of values parse as phone numbers; not used as a key")
+        return k(
+            "text",
+            f"named like a phone but only {_pct(stats.phone_parse)} of values parse as phone numbers; not used as a key",
+        )
     if s["datetime"] >= 0.9:
         return k("timestamp", f"{_pct(s['datetime'])} of values are dates/times")
     if name_hint(c, "email") or s["email"] >= 0.5:
-        return k("text", f"only {_pct(stats.email_parse)} of values are valid email addresses (the staging check allows "
-                 f"{_pct(unparseable_max)} unparseable); not used as a key: clean the source or add the rule by hand")
+        return k(
+            "text",
+            f"only {_pct(stats.email_parse)} of values are valid email addresses (the staging check allows "
+            f"{_pct(unparseable_max)} unparseable); not used as a key: clean the source or add the rule by hand",
+        )
     if s["uuid"] >= 0.9:
         if name_hint(c, "device_id"):
             return k("device_id", "UUID values; name says device")
@@ -110,7 +171,10 @@ def classify(stats: ColumnStats, complex_type: str | None, unparseable_max: floa
             return k("record_id", "UUID values; name says order, product or event")
         if stats.unique_per_file and not name_hint(c, "customer_id"):
             return k("record_id", "UUID values, unique in every file: the record's own id")
-        return k("uuid", "UUID values" + ("; name says customer/user" if name_hint(c, "customer_id") else ", repeating across rows"))
+        return k(
+            "uuid",
+            "UUID values" + ("; name says customer/user" if name_hint(c, "customer_id") else ", repeating across rows"),
+        )
     token = s["token"] >= 0.95 and stats.mean_length <= 64
     if token and name_hint(c, "order_id"):
         return k("order_id", "an order/transaction code by name")
@@ -131,7 +195,10 @@ def classify(stats: ColumnStats, complex_type: str | None, unparseable_max: floa
     if s["random_token"] >= 0.9 and stats.mean_length >= 12:
         if stats.unique_per_file:
             return k("record_id", "random tokens, unique in every file: the record's own id")
-        return k("cookie", f"random tokens ({stats.mean_length:.0f} characters) repeating across rows: a browser or device token")
+        return k(
+            "cookie",
+            f"random tokens ({stats.mean_length:.0f} characters) repeating across rows: a browser or device token",
+        )
     if token and stats.unique_per_file and stats.distinct >= 20:
         return k("record_id", "a code unique in every file: the record's own id")
     if token and stats.distinct_ratio < 0.05 or stats.distinct <= 20:
@@ -147,7 +214,7 @@ def link_ids(kinds: list[ColumnKind], min_overlap: float = 0.2) -> None:
     plain integers count only when the names agree (auto-increment ids overlap by chance)."""
     candidates = [k for k in kinds if k.kind in ("record_id", "customer_id") and k.stats.values]
     for i, a in enumerate(candidates):
-        for b in candidates[i + 1:]:
+        for b in candidates[i + 1 :]:
             if a.table == b.table:
                 continue
             if a.stats.unique_per_file and b.stats.unique_per_file:
@@ -160,11 +227,15 @@ def link_ids(kinds: list[ColumnKind], min_overlap: float = 0.2) -> None:
             if integers and not _names_agree(a, b):
                 continue
             for x, y in ((a, b), (b, a)):
-                if any(name_hint(z.column, h) for z in (x, y) for h in ("order_id", "product_id", "event_id")) and not name_hint(x.column, "customer_id"):
+                if any(
+                    name_hint(z.column, h) for z in (x, y) for h in ("order_id", "product_id", "event_id")
+                ) and not name_hint(x.column, "customer_id"):
                     continue
                 if x.kind != "customer_id":
                     x.kind = "customer_id"
-                    x.evidence = f"{_pct(overlap)} of its values also appear in {y.table}.{y.column}: an id shared across tables"
+                    x.evidence = (
+                        f"{_pct(overlap)} of its values also appear in {y.table}.{y.column}: an id shared across tables"
+                    )
                 elif "shared" not in x.evidence:
                     x.evidence += f"; shared with {y.table}.{y.column} ({_pct(overlap)} overlap)"
 
@@ -230,11 +301,17 @@ def _key_name(kind: str, group: list[ColumnKind], taken: set[str]) -> str:
 
 def primary_key(kinds: list[ColumnKind]) -> ColumnKind | None:
     """The column unique in every file, preferring one named as an id and the leftmost."""
-    candidates = [k for k in kinds if k.stats.unique_per_file and k.kind not in ("timestamp", "measure", "complex", "text", "name", "system")]
+    candidates = [
+        k
+        for k in kinds
+        if k.stats.unique_per_file and k.kind not in ("timestamp", "measure", "complex", "text", "name", "system")
+    ]
     if not candidates:
         return None
     order = {k.column: i for i, k in enumerate(kinds)}
-    return min(candidates, key=lambda k: (not name_hint(k.column, "id_word"), k.kind in ("email", "phone"), order[k.column]))
+    return min(
+        candidates, key=lambda k: (not name_hint(k.column, "id_word"), k.kind in ("email", "phone"), order[k.column])
+    )
 
 
 def watermark(kinds: list[ColumnKind]) -> tuple[ColumnKind, str] | None:
@@ -250,7 +327,12 @@ def watermark(kinds: list[ColumnKind]) -> tuple[ColumnKind, str] | None:
 
     best = min(times, key=score)
     name = next((s for s, p in WATERMARK_NAMES if p.search(best.column)), 0)
-    why = {3: "named as an update time", 2: "named as an event time", 1: "named as a creation/load time", 0: "a date/time column"}[name]
+    why = {
+        3: "named as an update time",
+        2: "named as an event time",
+        1: "named as a creation/load time",
+        0: "a date/time column",
+    }[name]
     return best, f"{why}; {_pct(1 - best.stats.null_share)} of rows have one"
 
 

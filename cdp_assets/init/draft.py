@@ -143,7 +143,11 @@ def cdp_yaml(client: str, sources: list[DraftSource], inputs: list[str], out_dir
             # Relative to the config when it sits near it (the project moves as one folder).
             rel = os.path.relpath(connector["path"], out_dir)
             connector["path"] = rel if not rel.startswith(os.path.join("..", "..")) else connector["path"]
-        layout = {"both": "historical/ files and incremental files", "historical": "only historical/ files", "incremental": "only incremental files"}[s.mode]
+        layout = {
+            "both": "historical/ files and incremental files",
+            "historical": "only historical/ files",
+            "incremental": "only incremental files",
+        }[s.mode]
         if connector.get("kind") == "table":
             layout = "warehouse tables, loaded by watermark"
         wm = s.objects[0].watermark
@@ -160,7 +164,9 @@ def cdp_yaml(client: str, sources: list[DraftSource], inputs: list[str], out_dir
                 entry["primary_key"] = [o.primary_key.column]
                 why += f"; primary key {o.primary_key.column}: unique and never empty in every file"
             else:
-                why += "; no primary key found (no column unique in every file): hist-union removes exact duplicates only"
+                why += (
+                    "; no primary key found (no column unique in every file): hist-union removes exact duplicates only"
+                )
             lines.append(f"      - {flow(entry)}   # {why}")
         lines += [
             f"    mode: {s.mode}   # {layout}",
@@ -191,7 +197,9 @@ def cdp_yaml(client: str, sources: list[DraftSource], inputs: list[str], out_dir
     return "\n".join(lines) + "\n"
 
 
-def unify_yaml(client: str, sources: list[DraftSource], keys: dict[str, list[ColumnKind]], junk: dict[str, list[tuple[str, int]]]) -> str:
+def unify_yaml(
+    client: str, sources: list[DraftSource], keys: dict[str, list[ColumnKind]], junk: dict[str, list[tuple[str, int]]]
+) -> str:
     objects = [o for s in sources for o in s.objects if o.identifiers]
     key_order = sorted(keys, key=lambda k: (IDENTIFIER_KINDS.index(keys[k][0].kind), k))
     lines = [
@@ -238,7 +246,13 @@ def unify_yaml(client: str, sources: list[DraftSource], keys: dict[str, list[Col
         lines += [f"      - name: {attr}", "        source_columns:"]
         for priority, (o, column) in enumerate(cols, start=1):
             wm = o.watermark[0].column if o.watermark else None
-            sc = {"table": f"{o.table}_stg", "column": column, "priority": priority, **({"order_by": wm} if wm else {}), "order": "last"}
+            sc = {
+                "table": f"{o.table}_stg",
+                "column": column,
+                "priority": priority,
+                **({"order_by": wm} if wm else {}),
+                "order": "last",
+            }
             lines.append(f"          - {flow(sc)}")
     return "\n".join(lines) + "\n"
 
@@ -264,19 +278,47 @@ def report_rows(objects: list[DraftObject], junk: dict[str, list[tuple[str, int]
         for k in o.kinds:
             st = k.stats
             bad = [v for v, _ in junk.get(k.key, [])] if k.key else []
-            rows.append([
-                o.table if o.source else o.sample.table, k.column, value_type(k), k.kind + (f" ({k.phone_region})" if k.phone_region else ""),
-                k.evidence, str(st.distinct), f"{100 * st.null_share:.1f}%",
-                st.min_value or "", st.max_value or "",
-                ", ".join(f"{v} ({n})" for v, n in st.top[:3]), ", ".join(j(v) for v in bad),
-            ])
+            rows.append(
+                [
+                    o.table if o.source else o.sample.table,
+                    k.column,
+                    value_type(k),
+                    k.kind + (f" ({k.phone_region})" if k.phone_region else ""),
+                    k.evidence,
+                    str(st.distinct),
+                    f"{100 * st.null_share:.1f}%",
+                    st.min_value or "",
+                    st.max_value or "",
+                    ", ".join(f"{v} ({n})" for v, n in st.top[:3]),
+                    ", ".join(j(v) for v in bad),
+                ]
+            )
     return rows
 
 
-HEADER = ["table", "column", "type", "detected kind", "evidence", "distinct", "nulls", "min", "max", "most frequent", "suggested invalid values"]
+HEADER = [
+    "table",
+    "column",
+    "type",
+    "detected kind",
+    "evidence",
+    "distinct",
+    "nulls",
+    "min",
+    "max",
+    "most frequent",
+    "suggested invalid values",
+]
 
 
-def report_markdown(client: str, inputs: list[str], objects: list[DraftObject], sources: list[DraftSource], keys: dict[str, list[ColumnKind]], junk) -> str:
+def report_markdown(
+    client: str,
+    inputs: list[str],
+    objects: list[DraftObject],
+    sources: list[DraftSource],
+    keys: dict[str, list[ColumnKind]],
+    junk,
+) -> str:
     used = [o for s in sources for o in s.objects]
     left = [o for o in objects if o.left_out is not None]
     lines = [
@@ -289,7 +331,9 @@ def report_markdown(client: str, inputs: list[str], objects: list[DraftObject], 
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),
     ]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in report_rows([o for o in objects if o.kinds], junk)]
+    lines += [
+        "| " + " | ".join(_cell(c) for c in row) + " |" for row in report_rows([o for o in objects if o.kinds], junk)
+    ]
     lines += ["", "## Keys", ""]
     for name, cols in keys.items():
         lines.append(f"- `{name}` ({cols[0].kind}): " + ", ".join(f"{c.table}.{c.column}" for c in cols))
@@ -306,7 +350,10 @@ def report_markdown(client: str, inputs: list[str], objects: list[DraftObject], 
 
 def summary_table(objects: list[DraftObject], junk) -> str:
     """The printed summary: the report's table without the long columns."""
-    rows = [[r[0], r[1], r[2], r[3], r[4][:90], r[5], r[6], r[10][:40]] for r in report_rows([o for o in objects if o.kinds], junk)]
+    rows = [
+        [r[0], r[1], r[2], r[3], r[4][:90], r[5], r[6], r[10][:40]]
+        for r in report_rows([o for o in objects if o.kinds], junk)
+    ]
     head = ["table", "column", "type", "kind", "evidence", "distinct", "nulls", "invalid values"]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     fmt = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731

@@ -15,7 +15,13 @@ from cdp_assets.config.models import StagingRule
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.init.sources import FILE_COLUMN, ObjectSample
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.profile import column_profile_sql, rule_parse_sql, standardized_counts_sql, top_values_sql, value_counts_sql
+from cdp_assets.sql.profile import (
+    column_profile_sql,
+    rule_parse_sql,
+    standardized_counts_sql,
+    top_values_sql,
+    value_counts_sql,
+)
 from cdp_assets.config.phone_regions import phone_regions
 
 TOP_VALUES = 5
@@ -35,10 +41,14 @@ SHAPES: dict[str, re.Pattern[str]] = {
     "decimal": re.compile(r"^-?[0-9]+[.,][0-9]+$"),
     "uuid": re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
     # an opaque random token, maybe with a short prefix: ck_a6aa1fb44ba809f5, GA1.2.3434.5454
-    "random_token": re.compile(r"^[A-Za-z]{0,6}[_\-.:]?(?=[A-Za-z0-9._\-]*[0-9])(?=[A-Za-z0-9._\-]*[A-Za-z])[A-Za-z0-9._\-]{12,}$"),
+    "random_token": re.compile(
+        r"^[A-Za-z]{0,6}[_\-.:]?(?=[A-Za-z0-9._\-]*[0-9])(?=[A-Za-z0-9._\-]*[A-Za-z])[A-Za-z0-9._\-]{12,}$"
+    ),
     # a code: letters and digits without spaces (C000123, 8812, usr-91)
     "token": re.compile(r"^[A-Za-z0-9_\-:.#/]{1,64}$"),
-    "date_like": re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$|^\d{1,2}/\d{1,2}/\d{2,4}( \d{1,2}:\d{2}(:\d{2})?)?$"),
+    "date_like": re.compile(
+        r"^\d{4}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$|^\d{1,2}/\d{1,2}/\d{2,4}( \d{1,2}:\d{2}(:\d{2})?)?$"
+    ),
     "words": re.compile(r"^[^\W\d_]+([ '\-.][^\W\d_]+)*$"),
     "json": re.compile(r"^\s*[\[{]"),
 }
@@ -118,10 +128,14 @@ class Profiler:
         top = wh.fetch(top_values_sql(ref, column, TOP_VALUES))
         counts = wh.fetch(value_counts_sql(ref, column))
         values = sorted(counts["value"].astype(str))
-        shape_values = values if len(values) <= SHAPE_SAMPLE else values[:: max(1, len(values) // SHAPE_SAMPLE)][:SHAPE_SAMPLE]
+        shape_values = (
+            values if len(values) <= SHAPE_SAMPLE else values[:: max(1, len(values) // SHAPE_SAMPLE)][:SHAPE_SAMPLE]
+        )
         col = sample.frame[column]
         per_file = sample.frame.loc[col.notna(), [FILE_COLUMN, column]]
-        unique_per_file = bool(len(per_file)) and not per_file.duplicated().any() and int(p["non_null"]) == int(p["row_count"])
+        unique_per_file = (
+            bool(len(per_file)) and not per_file.duplicated().any() and int(p["non_null"]) == int(p["row_count"])
+        )
         stats = ColumnStats(
             table=sample.table,
             column=column,
@@ -140,7 +154,9 @@ class Profiler:
             stats.email_parse = self.parse_share(sample, column, StagingRule(rule="email", columns=[column]))
         if stats.shares["phone_like"] > 0.2:
             for region in (r for r in LIKELY_PHONE_REGIONS if r in phone_regions()):
-                share = self.parse_share(sample, column, StagingRule(rule="phone", columns=[column], default_region=region))
+                share = self.parse_share(
+                    sample, column, StagingRule(rule="phone", columns=[column], default_region=region)
+                )
                 if share > stats.phone_parse:
                     stats.phone_parse, stats.phone_region = share, region
         return stats

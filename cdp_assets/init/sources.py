@@ -54,7 +54,9 @@ class ObjectSample:
 def _data_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS and not p.name.startswith(".")
+    )
 
 
 def _is_object_folder(folder: Path) -> bool:
@@ -99,7 +101,9 @@ def inspect_local(path: Path, layout_dir: Path | None = None) -> list[ObjectSamp
     are linked into the connector's layout under ``layout_dir``."""
     path = path.expanduser().resolve()
     if not path.is_dir():
-        raise InitSourceError(f"--source {path}: no such folder; give a folder of object subfolders, an s3:// URI or table:schema[.table]")
+        raise InitSourceError(
+            f"--source {path}: no such folder; give a folder of object subfolders, an s3:// URI or table:schema[.table]"
+        )
     loose = _data_files(path)
     if loose and layout_dir is not None and len({flat_object_name(f)[0] for f in loose}) > 1:
         source_dir = _link_flat_layout(path, loose, layout_dir)
@@ -113,7 +117,11 @@ def inspect_local(path: Path, layout_dir: Path | None = None) -> list[ObjectSamp
         return [_sample_folder_object(path, c.name, connector_path=str(path)) for c in objects]
     out: list[ObjectSample] = []
     for child in children:
-        out.extend(_sample_folder_object(child, c.name, connector_path=str(child)) for c in sorted(child.iterdir()) if c.is_dir() and _is_object_folder(c))
+        out.extend(
+            _sample_folder_object(child, c.name, connector_path=str(child))
+            for c in sorted(child.iterdir())
+            if c.is_dir() and _is_object_folder(c)
+        )
     if not out and _is_object_folder(path):
         return [_sample_folder_object(path.parent, path.name, connector_path=str(path.parent))]
     if not out:
@@ -124,7 +132,9 @@ def inspect_local(path: Path, layout_dir: Path | None = None) -> list[ObjectSamp
     return out
 
 
-def _sample_folder_object(source_dir: Path, obj: str, connector_path: str, connector: dict | None = None, location: str | None = None) -> ObjectSample:
+def _sample_folder_object(
+    source_dir: Path, obj: str, connector_path: str, connector: dict | None = None, location: str | None = None
+) -> ObjectSample:
     folder = source_dir / obj
     incremental, historical = _data_files(folder), _data_files(folder / "historical")
     formats = sorted({FORMATS[p.suffix.lower()] for p in incremental + historical})
@@ -134,7 +144,8 @@ def _sample_folder_object(source_dir: Path, obj: str, connector_path: str, conne
         name=obj,
         location=location or str(folder),
         format=fmt,
-        connector=connector or {"kind": "local_files", "path": connector_path, **({"format": fmt} if fmt != "mixed" else {})},
+        connector=connector
+        or {"kind": "local_files", "path": connector_path, **({"format": fmt} if fmt != "mixed" else {})},
         frame=pd.DataFrame(),
         incremental_files=len(incremental),
         historical_files=len(historical),
@@ -194,9 +205,7 @@ def _parquet_nested(path: Path) -> dict[str, str]:
 
     schema = pq.read_schema(path)
     return {
-        normalize_column(f.name): str(f.type)
-        for f in schema
-        if pa.types.is_nested(f.type) or pa.types.is_map(f.type)
+        normalize_column(f.name): str(f.type) for f in schema if pa.types.is_nested(f.type) or pa.types.is_map(f.type)
     }
 
 
@@ -218,21 +227,30 @@ def inspect_s3(uri: str, endpoint_url: str | None = None) -> list[ObjectSample]:
         keys.extend(item["Key"] for item in page.get("Contents", []))
     layout: dict[str, list[str]] = {}
     for key in keys:
-        parts = key[len(base):].split("/")
-        ok = (len(parts) == 2 or (len(parts) == 3 and parts[1] == "historical")) and Path(parts[-1]).suffix.lower() in FORMATS
+        parts = key[len(base) :].split("/")
+        ok = (len(parts) == 2 or (len(parts) == 3 and parts[1] == "historical")) and Path(
+            parts[-1]
+        ).suffix.lower() in FORMATS
         if ok and not parts[-1].startswith("."):
             layout.setdefault(parts[0], []).append(key)
     if not layout:
-        raise InitSourceError(f"--source {uri}: no data files under {base or 'the bucket root'}<object>/ or <object>/historical/")
+        raise InitSourceError(
+            f"--source {uri}: no data files under {base or 'the bucket root'}<object>/ or <object>/historical/"
+        )
     name = source_name(prefix.rsplit("/", 1)[-1] if prefix else bucket)
     cache = Path(tempfile.mkdtemp(prefix="cdp_init_s3_")) / name
     out = []
     for obj, obj_keys in sorted(layout.items()):
         for key in obj_keys:
-            local = cache / key[len(base):]
+            local = cache / key[len(base) :]
             local.parent.mkdir(parents=True, exist_ok=True)
             client.download_file(bucket, key, str(local))
-        drafted = {"kind": "s3", "bucket": bucket, "prefix": prefix, **({"endpoint_url": endpoint_url} if endpoint_url else {})}
+        drafted = {
+            "kind": "s3",
+            "bucket": bucket,
+            "prefix": prefix,
+            **({"endpoint_url": endpoint_url} if endpoint_url else {}),
+        }
         sample = _sample_folder_object(cache, obj, "", connector=drafted, location=f"s3://{bucket}/{base}{obj}/")
         if sample.format != "mixed":
             drafted["format"] = sample.format
@@ -256,17 +274,28 @@ def inspect_tables(warehouse, spec: str) -> list[ObjectSample]:
     out = []
     for ref in refs:
         sample = ObjectSample(
-            source=source_name(schema), name=ref.name, location=ref.display, format="table",
-            connector={"kind": "table", "database": schema}, frame=pd.DataFrame(), incremental_files=1,
+            source=source_name(schema),
+            name=ref.name,
+            location=ref.display,
+            format="table",
+            connector={"kind": "table", "database": schema},
+            frame=pd.DataFrame(),
+            incremental_files=1,
         )
         if not warehouse.table_exists(ref):
             sample.problem = "the table does not exist on the engine"
         elif not LOWER_IDENTIFIER_PATTERN.match(ref.name):
-            sample.problem = f"table name {ref.name!r} is not a usable object name (lowercase letters, digits, underscores)"
+            sample.problem = (
+                f"table name {ref.name!r} is not a usable object name (lowercase letters, digits, underscores)"
+            )
         else:
             frame = warehouse.fetch(sample_rows_sql(ref, SAMPLE_ROWS))
             frame.columns = [normalize_column(c) for c in frame.columns]
-            nested = {c: "list or struct" for c in frame.columns if frame[c].map(lambda v: isinstance(v, (list, dict, tuple, np.ndarray))).any()}
+            nested = {
+                c: "list or struct"
+                for c in frame.columns
+                if frame[c].map(lambda v: isinstance(v, (list, dict, tuple, np.ndarray))).any()
+            }
             sample.complex_columns.update(nested)
             sample.frame = frame.astype("string")
             sample.frame[FILE_COLUMN] = 0
@@ -292,16 +321,27 @@ def inspect_sql_database(spec: str) -> list[ObjectSample]:
         raise InitSourceError(f"--source sql_database:{env}: {exc}") from None
     url = os.environ.get(env)
     if not url:
-        raise InitSourceError(f"--source sql_database:{spec}: set the environment variable {env} to the database's SQLAlchemy URL")
+        raise InitSourceError(
+            f"--source sql_database:{spec}: set the environment variable {env} to the database's SQLAlchemy URL"
+        )
     drafted = {"kind": "sql_database", "credentials_env": env, **({"schema": schema} if schema else {})}
     try:
         resources = sql_database(credentials=url, schema=schema or None, chunk_size=SAMPLE_ROWS).resources
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds
-        raise InitSourceError(f"--source sql_database:{spec}: cannot be read: {_scrub(_root_message(exc), [url])}") from None
+        raise InitSourceError(
+            f"--source sql_database:{spec}: cannot be read: {_scrub(_root_message(exc), [url])}"
+        ) from None
     out = []
     for name, resource in sorted(resources.items()):
-        sample = ObjectSample(source=source_name(schema or env.lower()), name=name, location=f"sql_database:{schema + '.' if schema else ''}{name}",
-                              format="table", connector=drafted, frame=pd.DataFrame(), incremental_files=1)
+        sample = ObjectSample(
+            source=source_name(schema or env.lower()),
+            name=name,
+            location=f"sql_database:{schema + '.' if schema else ''}{name}",
+            format="table",
+            connector=drafted,
+            frame=pd.DataFrame(),
+            incremental_files=1,
+        )
         if not LOWER_IDENTIFIER_PATTERN.match(name):
             sample.problem = f"table name {name!r} is not a usable object name (lowercase letters, digits, underscores)"
         else:
@@ -333,21 +373,38 @@ def inspect_declared(path: Path) -> list[ObjectSample]:
         raise InitSourceError(f"--source sources:{path}: cannot be read as YAML ({exc})") from None
     entries = raw.get("sources") if isinstance(raw, dict) else None
     if not isinstance(entries, list) or not entries:
-        raise InitSourceError(f"--source sources:{path}: expected a list under 'sources:' (the sources part of a cdp.yml)")
+        raise InitSourceError(
+            f"--source sources:{path}: expected a list under 'sources:' (the sources part of a cdp.yml)"
+        )
     out = []
     for i, entry in enumerate(entries):
         try:
             source = SourceConfig.model_validate(entry)
         except ValidationError as exc:
-            raise InitSourceError(format_validation_error(exc, path).replace("\n  - ", f"\n  - sources[{i}].")) from None
+            raise InitSourceError(
+                format_validation_error(exc, path).replace("\n  - ", f"\n  - sources[{i}].")
+            ) from None
         if not isinstance(source.connector, DLT_CONNECTORS):
-            raise InitSourceError(f"{path}: sources[{i}]: kind {source.connector.kind!r}: give folders, s3:// or table: sources directly to --source")
+            raise InitSourceError(
+                f"{path}: sources[{i}]: kind {source.connector.kind!r}: give folders, s3:// or table: sources directly to --source"
+            )
         drafted = entry["connector"]
         for obj in source.objects:
-            sample = ObjectSample(source=source.name, name=obj.name, location=f"{source.connector.kind}:{source.name}/{obj.name}",
-                                  format=source.connector.kind, connector=drafted, frame=pd.DataFrame(), incremental_files=1)
+            sample = ObjectSample(
+                source=source.name,
+                name=obj.name,
+                location=f"{source.connector.kind}:{source.name}/{obj.name}",
+                format=source.connector.kind,
+                connector=drafted,
+                frame=pd.DataFrame(),
+                incremental_files=1,
+            )
             try:
-                read = rest_api_rows(source, obj, None, max_pages=5) if source.connector.kind == "rest_api" else sql_database_rows(source, obj, None, limit=1)
+                read = (
+                    rest_api_rows(source, obj, None, max_pages=5)
+                    if source.connector.kind == "rest_api"
+                    else sql_database_rows(source, obj, None, limit=1)
+                )
             except SourceFileError as exc:
                 sample.problem = f"cannot be read: {exc}"
                 out.append(sample)

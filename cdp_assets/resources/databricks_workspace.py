@@ -161,7 +161,11 @@ def build_volume_warehouse(db: DatabricksSettings, settings: dict[str, Any]) -> 
     credentials: dict[str, Any] = (
         {"token": EnvVar(db.token_env)}
         if db.auth == "pat"
-        else {"oauth_credentials": OauthCredentials(client_id=EnvVar(db.client_id_env), client_secret=EnvVar(db.client_secret_env))}
+        else {
+            "oauth_credentials": OauthCredentials(
+                client_id=EnvVar(db.client_id_env), client_secret=EnvVar(db.client_secret_env)
+            )
+        }
     )
     stager = DatabricksVolumeStager(
         workspace=DatabricksClientResource(host=EnvVar(db.host_env), **credentials),

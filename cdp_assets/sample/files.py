@@ -83,10 +83,14 @@ def ground_truth(recs: dict[str, dict[str, np.ndarray]], width: int, n_persons: 
         first = np.unique(rec["id"], return_index=True)[1]  # customers: drop update duplicates
         ids, person = rec["id"][first], rec["person"][first]
         source, obj = key.split("/")
-        parts.append(pd.DataFrame({
-            "source": source,
-            "object": obj,
-            "record_id": fmt_ids(ID_PREFIX[key], ids, width),
-            "person_id": fmt_ids("P", person + 1, pid_width),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "source": source,
+                    "object": obj,
+                    "record_id": fmt_ids(ID_PREFIX[key], ids, width),
+                    "person_id": fmt_ids("P", person + 1, pid_width),
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)

@@ -187,8 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--historical-share", type=float, default=0.7)
     args = parser.parse_args(argv)
-    summary = generate_sample(args.out, args.records, seed=args.seed,
-                              historical_share=args.historical_share)
+    summary = generate_sample(args.out, args.records, seed=args.seed, historical_share=args.historical_share)
     counts = ", ".join(f"{k}={v}" for k, v in summary.records.items())
     print(
         f"wrote {sum(summary.records.values())} records of {summary.persons} persons "

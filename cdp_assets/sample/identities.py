@@ -99,8 +99,7 @@ class Chains:
     bridge_pos: np.ndarray  # position of each bridge within its chain
 
 
-def draw_chains(people: People, budget: RowBudget, chain_emails: tuple[int, int],
-                rng: np.random.Generator) -> Chains:
+def draw_chains(people: People, budget: RowBudget, chain_emails: tuple[int, int], rng: np.random.Generator) -> Chains:
     """Candidate chain persons, kept while their records fit in _CHAIN_CAP of each object."""
     lo_chain, hi_chain = chain_emails
     n_persons = people.count
@@ -175,8 +174,18 @@ def draw_identifier_pools(people: People, chains: Chains, rng: np.random.Generat
     numbers = phone_numbers(np.arange(p_reg + n_phone_br, dtype=np.int64), phone_off)
     cookie_key = rng.integers(0, 2**63, dtype=np.int64).astype(np.uint64)
     cookie_values = splitmix64(np.arange(c_reg + n_cookie_br, dtype=np.uint64) + cookie_key)
-    return IdentifierPools(regular, reg_local, reg_n_email, reg_n_phone, reg_n_cookie, chain_email_start,
-                           bridge_ident, emails, numbers, cookie_values)
+    return IdentifierPools(
+        regular,
+        reg_local,
+        reg_n_email,
+        reg_n_phone,
+        reg_n_cookie,
+        chain_email_start,
+        bridge_ident,
+        emails,
+        numbers,
+        cookie_values,
+    )
 
 
 Records = dict[str, np.ndarray]  # one object's records: column -> integer codes (-1 null, <= -2 junk)
@@ -193,8 +202,9 @@ def _chain_records(chains: Chains, pools: IdentifierPools) -> dict[str, np.ndarr
     }
 
 
-def _with_missing(idx: np.ndarray, null_rate: float, junk_rate: float, n_junk: int,
-                  rng: np.random.Generator) -> np.ndarray:
+def _with_missing(
+    idx: np.ndarray, null_rate: float, junk_rate: float, n_junk: int, rng: np.random.Generator
+) -> np.ndarray:
     """``idx`` with a share nulled (-1) and a share replaced by junk value k (-2 - k)."""
     u = rng.random(len(idx))
     kind = rng.integers(0, max(n_junk, 1), len(idx))
@@ -238,13 +248,18 @@ def _regular_object(key: str, person: np.ndarray, pools: IdentifierPools, rng: n
 def _prepend_chain(rec: Records, chain: dict[str, np.ndarray], obj_code: int) -> Records:
     sel = chain["obj"] == obj_code
     ident = _CHAIN_OBJECTS[obj_code][1]
-    part = {"person": chain["person"][sel], "email": chain["email"][sel], ident: chain["ident"][sel],
-            "chain": np.ones(int(sel.sum()), dtype=bool)}
+    part = {
+        "person": chain["person"][sel],
+        "email": chain["email"][sel],
+        ident: chain["ident"][sel],
+        "chain": np.ones(int(sel.sum()), dtype=bool),
+    }
     return {k: np.concatenate([part[k], rec[k]]) for k in rec}
 
 
-def draw_object_records(budget: RowBudget, chains: Chains, pools: IdentifierPools,
-                        rng: np.random.Generator) -> dict[str, Records]:
+def draw_object_records(
+    budget: RowBudget, chains: Chains, pools: IdentifierPools, rng: np.random.Generator
+) -> dict[str, Records]:
     """Each object's distinct records (chain records first, then regular ones), shuffled and
     numbered 1..n (``id``)."""
     chain = _chain_records(chains, pools)
@@ -265,8 +280,9 @@ def draw_object_records(budget: RowBudget, chains: Chains, pools: IdentifierPool
     return recs
 
 
-def with_customer_updates(customers: Records, budget: RowBudget, pools: IdentifierPools,
-                          rng: np.random.Generator) -> Records:
+def with_customer_updates(
+    customers: Records, budget: RowBudget, pools: IdentifierPools, rng: np.random.Generator
+) -> Records:
     """The shop customer rows as written: the historical rows, then the new and the updated
     customers (same id, possibly another phone of the person) in one shuffled incremental part."""
     h_c, n_upd = budget.hist["shop/customers"], budget.updates

@@ -126,8 +126,10 @@ class Messiness:
         if not len(rows):
             return frame
         copies = frame.iloc[rows].copy()
-        new_ids = [f"{ID_PREFIX['web/events']}{i:0{self.id_width}d}"
-                   for i in range(self.next_event_id, self.next_event_id + len(rows))]
+        new_ids = [
+            f"{ID_PREFIX['web/events']}{i:0{self.id_width}d}"
+            for i in range(self.next_event_id, self.next_event_id + len(rows))
+        ]
         self.next_event_id += len(rows)
         self.redelivered += list(zip(new_ids, copies["event_id"]))
         copies["event_id"] = new_ids
@@ -177,8 +179,14 @@ def _birth_dates(draw: _Draws) -> np.ndarray:
     out = np.empty(len(days), dtype=object)
     for k, (iso, fmt) in enumerate(zip(text, np.array(_BIRTH_FORMATS)[kind])):
         y, m, d = iso[:4], iso[5:7], iso[8:10]
-        out[k] = {"iso": iso, "yyyy/mm/dd": f"{y}/{m}/{d}", "dd-mm-yyyy": f"{d}-{m}-{y}",
-                  "dd.mm.yyyy": f"{d}.{m}.{y}", "mm/dd/yyyy": f"{m}/{d}/{y}", "n/a": "N/A"}.get(fmt)
+        out[k] = {
+            "iso": iso,
+            "yyyy/mm/dd": f"{y}/{m}/{d}",
+            "dd-mm-yyyy": f"{d}-{m}-{y}",
+            "dd.mm.yyyy": f"{d}.{m}.{y}",
+            "mm/dd/yyyy": f"{m}/{d}/{y}",
+            "n/a": "N/A",
+        }.get(fmt)
     return out
 
 
@@ -224,8 +232,11 @@ def _mobiles(draw: _Draws, persons: np.ndarray, seed: int) -> tuple[np.ndarray, 
     country = np.full(len(persons), None, dtype=object)
     for k in np.flatnonzero(present):
         example = examples[int(number[k] % len(examples))]
-        p, forms = ((_NANPA_FORMAT_P, ("e164", "international", "national")) if example.country_code == "1"
-                    else (_OTHER_FORMAT_P, ("e164", "international", "from_us")))
+        p, forms = (
+            (_NANPA_FORMAT_P, ("e164", "international", "national"))
+            if example.country_code == "1"
+            else (_OTHER_FORMAT_P, ("e164", "international", "from_us"))
+        )
         form = forms[int(np.searchsorted(np.cumsum(p), fmt_u[k], side="right"))]
         mobile[k] = _vary_last_two(getattr(example, form), f"{int(number[k] // len(examples)):02d}")
         country[k] = example.region
@@ -261,8 +272,9 @@ def _fmt_seconds(secs: np.ndarray) -> np.ndarray:
 
 def _sent_at(updated_at: np.ndarray, draw: _Draws, name: str = "sent") -> np.ndarray:
     """The client's time: up to 20 s before the server's ``updated_at``, with milliseconds."""
-    millis = (_epoch_seconds(updated_at) - (draw.u("latency") * 20).astype(np.int64)) * 1000 \
-        + (draw.u("millis") * 1000).astype(np.int64)
+    millis = (_epoch_seconds(updated_at) - (draw.u("latency") * 20).astype(np.int64)) * 1000 + (
+        draw.u("millis") * 1000
+    ).astype(np.int64)
     kind = draw.pick(f"{name}_format", _SENT_FORMAT_P)
     offset = np.array(_OFFSETS_MIN)[(draw.u(f"{name}_offset") * len(_OFFSETS_MIN)).astype(np.int64)]
     out = np.empty(len(millis), dtype=object)
@@ -300,8 +312,10 @@ def add_messiness(data_dir: Path | str, seed: int) -> int:
             path = object_file(root, key, segment)
             frame = read_frame(path)
             if len(frame) and tuple(frame.columns) != IDENTITY_COLUMNS[key]:
-                raise ValueError(f"{path}: columns {list(frame.columns)} are not the identity columns "
-                                 f"{list(IDENTITY_COLUMNS[key])}; add the messiness to a sample without it")
+                raise ValueError(
+                    f"{path}: columns {list(frame.columns)} are not the identity columns "
+                    f"{list(IDENTITY_COLUMNS[key])}; add the messiness to a sample without it"
+                )
             frames[path] = (key, segment, frame.reindex(columns=list(IDENTITY_COLUMNS[key])))
     events = [f for k, _, f in frames.values() if k == "web/events"]
     event_ids = pd.concat([f["event_id"] for f in events])
@@ -319,14 +333,17 @@ def add_messiness(data_dir: Path | str, seed: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cdp_assets.sample.messiness",
-                                     description="Add the messy columns to a sample's files, in place.")
+    parser = argparse.ArgumentParser(
+        prog="python -m cdp_assets.sample.messiness", description="Add the messy columns to a sample's files, in place."
+    )
     parser.add_argument("data_dir", help="the sample's folder (holding ground_truth.csv)")
     parser.add_argument("--seed", type=int, required=True, help="the seed the sample was generated with")
     args = parser.parse_args(argv)
     added = add_messiness(args.data_dir, args.seed)
-    print(f"added {', '.join(c for cols in EXTRA_COLUMNS.values() for c in cols)} and {added} re-delivered events "
-          f"to {args.data_dir}")
+    print(
+        f"added {', '.join(c for cols in EXTRA_COLUMNS.values() for c in cols)} and {added} re-delivered events "
+        f"to {args.data_dir}"
+    )
     return 0
 
 

@@ -101,8 +101,7 @@ _PHONE_TEMPLATES = (
 _PHONE_TEMPLATE_P = np.array([0.24, 0.16, 0.14, 0.12, 0.20, 0.14])
 
 EVENT_TYPES = np.array(
-    ["page_view", "product_view", "add_to_cart", "checkout", "purchase", "login", "signup",
-     "newsletter_subscribe"],
+    ["page_view", "product_view", "add_to_cart", "checkout", "purchase", "login", "signup", "newsletter_subscribe"],
     dtype=object,
 )
 EVENT_TYPE_P = np.array([0.40, 0.18, 0.12, 0.06, 0.06, 0.10, 0.04, 0.04])
@@ -133,8 +132,7 @@ _NAME_VARIANT_P = np.array([0.72, 0.10, 0.09, 0.09])
 _FIRST_EM = _FIRST_TAB[[1, 0, 2]]
 _LAST_EM = _LAST_TAB[[1, 0, 2]]
 _INIT_EM = np.array(
-    [[s[0].lower() for s in FIRST_NAMES], [s[0] for s in FIRST_NAMES],
-     [s[0] for s in FIRST_NAMES]],
+    [[s[0].lower() for s in FIRST_NAMES], [s[0] for s in FIRST_NAMES], [s[0] for s in FIRST_NAMES]],
     dtype=object,
 )
 _DOM_EM = np.array(
@@ -236,8 +234,7 @@ def fmt_timestamps(secs: np.ndarray) -> np.ndarray:
     month_start = days.astype("datetime64[M]")
     month = month_start.astype(np.int64) % 12 + 1
     day = (days - month_start.astype("datetime64[D]")).astype(np.int64) + 1
-    packed = (((((year * 100 + month) * 100 + day) * 100 + tod // 3600) * 100
-               + tod // 60 % 60) * 100 + tod % 60)
+    packed = ((((year * 100 + month) * 100 + day) * 100 + tod // 3600) * 100 + tod // 60 % 60) * 100 + tod % 60
     return fmt_digits(packed, "XXXX-XX-XX XX:XX:XX")
 
 
@@ -250,8 +247,9 @@ class EmailPool:
     number_str: np.ndarray  # object table: number_str[number + 1]
 
     @classmethod
-    def build(cls, owner: np.ndarray, first_idx: np.ndarray, last_idx: np.ndarray,
-              rng: np.random.Generator) -> "EmailPool":
+    def build(
+        cls, owner: np.ndarray, first_idx: np.ndarray, last_idx: np.ndarray, rng: np.random.Generator
+    ) -> "EmailPool":
         n = len(owner)
         style = rng.choice(len(_STYLE_P), n, p=_STYLE_P)
         domain = rng.choice(len(_DOM_P), n, p=_DOM_P)
@@ -262,9 +260,16 @@ class EmailPool:
         else:
             # canonical (lowercase) address without suffix; repeats get a numeric suffix
             # from a disjoint range per repeat, so every address is unique.
-            base = _email_strings(owner, style, domain, np.full(n, -1, np.int64),
-                                  np.zeros(n, np.int64), first_idx, last_idx,
-                                  np.array([""], dtype=object))
+            base = _email_strings(
+                owner,
+                style,
+                domain,
+                np.full(n, -1, np.int64),
+                np.zeros(n, np.int64),
+                first_idx,
+                last_idx,
+                np.array([""], dtype=object),
+            )
             codes = pd.factorize(base)[0]
             order = np.argsort(codes, kind="stable")
             counts = np.bincount(codes)
@@ -275,8 +280,9 @@ class EmailPool:
         number_str = np.array([""] + [str(i) for i in range(top + 1)], dtype=object)
         return cls(owner, style, domain, number, number_str)
 
-    def render(self, idx: np.ndarray, first_idx: np.ndarray, last_idx: np.ndarray,
-               rng: np.random.Generator) -> np.ndarray:
+    def render(
+        self, idx: np.ndarray, first_idx: np.ndarray, last_idx: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
         out = np.full(len(idx), None, dtype=object)
         valid = np.flatnonzero(idx >= 0)
         v = idx[valid]
@@ -285,8 +291,16 @@ class EmailPool:
         pre = rng.integers(0, len(_PADS), len(v))
         suf = rng.integers(0, len(_PADS), len(v))
         if len(v):
-            s = _email_strings(self.owner[v], self.style[v], self.domain[v], self.number[v],
-                               variant, first_idx, last_idx, self.number_str)
+            s = _email_strings(
+                self.owner[v],
+                self.style[v],
+                self.domain[v],
+                self.number[v],
+                variant,
+                first_idx,
+                last_idx,
+                self.number_str,
+            )
             s[pad] = _PADS[pre[pad]] + s[pad] + _PADS[suf[pad]]
             out[valid] = s
         junk = np.flatnonzero(idx <= -2)
@@ -322,8 +336,15 @@ def render_names(table: np.ndarray, name_idx: np.ndarray, rng: np.random.Generat
     return out
 
 
-def render_columns(key: str, rec: dict[str, np.ndarray], secs: np.ndarray, width: int, people: People,
-                   pools: IdentifierPools, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def render_columns(
+    key: str,
+    rec: dict[str, np.ndarray],
+    secs: np.ndarray,
+    width: int,
+    people: People,
+    pools: IdentifierPools,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
     """The identity columns of one object's records (``rec``: integer codes per record), with
     ``updated_at`` from ``secs`` and ids ``width`` digits wide."""
     m = len(rec["person"])

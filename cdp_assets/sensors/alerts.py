@@ -56,9 +56,13 @@ def send_alert(cfg: AlertsConfig, payload: dict, attempts: int = 3) -> bool:
     log.warning("CDP alert: %s", payload["text"])
     delivered = False
     if os.environ.get(cfg.webhook_url_env):
-        delivered |= _deliver(lambda: _post_webhook(os.environ[cfg.webhook_url_env], payload), cfg.webhook_url_env, attempts)
+        delivered |= _deliver(
+            lambda: _post_webhook(os.environ[cfg.webhook_url_env], payload), cfg.webhook_url_env, attempts
+        )
     if cfg.slack_channel and os.environ.get(cfg.slack_token_env):
-        delivered |= _deliver(lambda: _post_slack(cfg, os.environ[cfg.slack_token_env], payload), cfg.slack_token_env, attempts)
+        delivered |= _deliver(
+            lambda: _post_slack(cfg, os.environ[cfg.slack_token_env], payload), cfg.slack_token_env, attempts
+        )
     return delivered
 
 
@@ -75,7 +79,9 @@ def _deliver(post, secret_env: str, attempts: int) -> bool:
 
 
 def _post_webhook(url: str, payload: dict) -> None:
-    req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST")
+    req = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         if not 200 <= resp.status < 300:
             raise urllib.error.URLError(f"HTTP {resp.status}")
@@ -106,8 +112,15 @@ def check_alert_payload(cfg: AlertsConfig, evaluation: AssetCheckEvaluation, run
         f"Check failed ({evaluation.severity.value}): {asset} / {evaluation.check_name}: "
         f"{measurement_text(metadata, evaluation.description)}; run {link}"
     )
-    return {"text": text, "asset": asset, "check": evaluation.check_name, "severity": evaluation.severity.value,
-            **measurement(metadata), "run_id": run_id, "run_url": link}
+    return {
+        "text": text,
+        "asset": asset,
+        "check": evaluation.check_name,
+        "severity": evaluation.severity.value,
+        **measurement(metadata),
+        "run_id": run_id,
+        "run_url": link,
+    }
 
 
 def _read_cursor(raw: str | None) -> dict[str, int] | None:
@@ -139,8 +152,10 @@ def build_check_failure_sensor(loaded: LoadedConfig):
             for event_type in RUN_END_EVENTS:
                 latest = instance.fetch_run_status_changes(event_type, limit=1).records
                 cursor[event_type.value] = latest[0].storage_id if latest else -1
-            return SensorResult(skip_reason=SkipReason("started: alerting checks of runs that end from now on"),
-                                cursor=json.dumps(cursor, sort_keys=True))
+            return SensorResult(
+                skip_reason=SkipReason("started: alerting checks of runs that end from now on"),
+                cursor=json.dumps(cursor, sort_keys=True),
+            )
         sent, runs = 0, 0
         for event_type in RUN_END_EVENTS:
             after = cursor.get(event_type.value, -1)
@@ -149,7 +164,9 @@ def build_check_failure_sensor(loaded: LoadedConfig):
             ).records
             for record in ended:
                 run_id = record.event_log_entry.run_id
-                evaluations = instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records
+                evaluations = instance.get_records_for_run(
+                    run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+                ).records
                 for ev in evaluations:
                     evaluation = ev.event_log_entry.dagster_event.event_specific_data
                     if not evaluation.passed:
@@ -175,7 +192,9 @@ def build_run_failure_sensor(loaded: LoadedConfig):
     )
     def run_failure_alert(context: RunFailureSensorContext):
         failures = context.get_step_failure_events()
-        causes = [f.event_specific_data.error for f in failures if f.event_specific_data and f.event_specific_data.error]
+        causes = [
+            f.event_specific_data.error for f in failures if f.event_specific_data and f.event_specific_data.error
+        ]
         if causes and all(c.cls_name == CHECK_FAILED_ERROR for c in causes):
             return  # the failed-check alert already carries the value and the threshold
         run = context.dagster_run

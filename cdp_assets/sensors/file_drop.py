@@ -38,7 +38,9 @@ def folder_state(folder: Path, source: SourceConfig) -> dict[str, dict[str, list
 def build_drop_sensor(name: str, description: str, loaded: LoadedConfig, source: SourceConfig, state, where: str):
     """A sensor that requests an object's ingestion when its files change. ``state()`` returns
     object -> {file id: version}; the cursor is the merged state seen so far."""
-    keys_by_object = {obj.name: [table_key(r) for r in ingestion_refs(loaded, source, obj).values()] for obj in source.objects}
+    keys_by_object = {
+        obj.name: [table_key(r) for r in ingestion_refs(loaded, source, obj).values()] for obj in source.objects
+    }
     settings = loaded.pipeline.sensors
 
     @sensor(
@@ -68,7 +70,9 @@ def build_drop_sensor(name: str, description: str, loaded: LoadedConfig, source:
         # Merge, never drop: a file that disappears and comes back unchanged is not new again.
         merged = {obj: {**seen.get(obj, {}), **files} for obj, files in now.items()}
         if not requests:
-            return SensorResult(skip_reason=SkipReason(f"no new files under {where}"), cursor=json.dumps(merged, sort_keys=True))
+            return SensorResult(
+                skip_reason=SkipReason(f"no new files under {where}"), cursor=json.dumps(merged, sort_keys=True)
+            )
         return SensorResult(run_requests=requests, cursor=json.dumps(merged, sort_keys=True))
 
     return _drop
@@ -104,5 +108,7 @@ def build_file_drop_sensors(loaded: LoadedConfig) -> list:
     if not loaded.pipeline.sensors.file_drop:
         return []
     local = [build_file_drop_sensor(loaded, s) for s in loaded.pipeline.sources if s.name in loaded.source_paths]
-    remote = [build_s3_prefix_sensor(loaded, s) for s in loaded.pipeline.sources if isinstance(s.connector, S3Connector)]
+    remote = [
+        build_s3_prefix_sensor(loaded, s) for s in loaded.pipeline.sources if isinstance(s.connector, S3Connector)
+    ]
     return local + remote

@@ -21,7 +21,9 @@ from cdp_assets.sql.ingestion import source_table_watermark_sql
 def build_watermark_sensor(loaded: LoadedConfig, source: SourceConfig):
     conn = source.connector
     assert isinstance(conn, TableConnector)
-    keys_by_object = {obj.name: [table_key(r) for r in ingestion_refs(loaded, source, obj).values()] for obj in source.objects}
+    keys_by_object = {
+        obj.name: [table_key(r) for r in ingestion_refs(loaded, source, obj).values()] for obj in source.objects
+    }
 
     @sensor(
         name=f"{source.name}_watermark",
@@ -66,4 +68,6 @@ def build_watermark_sensor(loaded: LoadedConfig, source: SourceConfig):
 
 
 def build_watermark_sensors(loaded: LoadedConfig) -> list:
-    return [build_watermark_sensor(loaded, s) for s in loaded.pipeline.sources if isinstance(s.connector, TableConnector)]
+    return [
+        build_watermark_sensor(loaded, s) for s in loaded.pipeline.sources if isinstance(s.connector, TableConnector)
+    ]

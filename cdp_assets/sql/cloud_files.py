@@ -110,7 +110,9 @@ def create_empty_from_files_sql(table_sql: str, uri: str, fmt: str, incremental_
     return f"CREATE TABLE {table_sql} AS SELECT * FROM ({file_rows_sql(uri, fmt, incremental_field, False, False)}) LIMIT 0"
 
 
-def insert_file_rows_sql(table_sql: str, uri: str, fmt: str, incremental_field: str, since: bool, start_date: bool) -> str:
+def insert_file_rows_sql(
+    table_sql: str, uri: str, fmt: str, incremental_field: str, since: bool, start_date: bool
+) -> str:
     """Append the loadable rows by column name (``since``/``start_date``: see ``file_rows_sql``)."""
     return f"INSERT INTO {table_sql} BY NAME\n{file_rows_sql(uri, fmt, incremental_field, since, start_date)}"
 

@@ -82,7 +82,9 @@ class Dialect:
     def table_name(self, ref: TableRef) -> str:
         """``ref`` as this dialect quotes a qualified table name."""
         ident = lambda part: exp.to_identifier(part, quoted=True) if part is not None else None  # noqa: E731
-        return exp.Table(this=ident(ref.name), db=ident(ref.schema), catalog=ident(ref.catalog)).sql(dialect=self.sqlglot_name)
+        return exp.Table(this=ident(ref.name), db=ident(ref.schema), catalog=ident(ref.catalog)).sql(
+            dialect=self.sqlglot_name
+        )
 
     def render_all(self, statements: list[str]) -> list[str]:
         return [self.render(s) for s in statements]
@@ -118,14 +120,18 @@ def _ordered_list_as_sorted_structs(tree: exp.Expression) -> exp.Expression:
         order = node.this
         keys = order.expressions
         if any(o.args.get("desc") for o in keys):
-            raise ValueError(f"cannot render an array aggregate ordered descending for this dialect: {node.sql('duckdb')}")
+            raise ValueError(
+                f"cannot render an array aggregate ordered descending for this dialect: {node.sql('duckdb')}"
+            )
         fields = [
             exp.PropertyEQ(this=exp.to_identifier(f"_cdp_k{i}"), expression=o.this.copy()) for i, o in enumerate(keys)
         ]
         fields.append(exp.PropertyEQ(this=exp.to_identifier("_cdp_v"), expression=order.this.copy()))
         collected = exp.ArrayAgg(this=exp.Struct(expressions=fields))
         element = exp.to_identifier("_cdp_e")
-        pick = exp.Lambda(this=exp.Dot(this=element.copy(), expression=exp.to_identifier("_cdp_v")), expressions=[element])
+        pick = exp.Lambda(
+            this=exp.Dot(this=element.copy(), expression=exp.to_identifier("_cdp_v")), expressions=[element]
+        )
         return exp.Transform(this=exp.ArraySort(this=collected), expression=pick)
 
     return tree.transform(rewrite)

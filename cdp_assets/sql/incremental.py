@@ -40,6 +40,11 @@ def state_ref(target: TableRef) -> TableRef:
     return target.sibling(f"{target.name}{STATE_SUFFIX}")
 
 
+def read_state_sql(target: TableRef) -> str:
+    """The state rows of ``target``'s last build, one per input, in input order."""
+    return f"SELECT * FROM {state_ref(target).sql} ORDER BY input_rank"
+
+
 def _watermark(state: TableRef, rank: int) -> str:
     return f"(SELECT MAX(s.watermark) FROM {state.sql} AS s WHERE s.input_rank = {int(rank)})"
 
@@ -75,8 +80,9 @@ def key_match(left: str, right: str, key_columns: list[str], null_safe: bool) ->
     return " AND ".join(f"{quote(left)}.{quote(c)} {op} {quote(right)}.{quote(c)}" for c in key_columns)
 
 
-def changed_keys_sql(deltas: list[tuple[TableRef, list[str], int]], state: TableRef, key_columns: list[str],
-                     null_safe: bool) -> str:
+def changed_keys_sql(
+    deltas: list[tuple[TableRef, list[str], int]], state: TableRef, key_columns: list[str], null_safe: bool
+) -> str:
     """The distinct keys of the rows each input gained since the watermark. ``deltas``: (input,
     its columns, rank); a key column an input lacks reads NULL there."""
     selects = []
@@ -90,10 +96,18 @@ def changed_keys_sql(deltas: list[tuple[TableRef, list[str], int]], state: Table
     return f"SELECT DISTINCT {keys} FROM (\n" + "\nUNION ALL\n".join(selects) + f"\n) AS d{present}"
 
 
-def affected_rows_sql(ref: TableRef, cols: list[str], changed: TableRef, state: TableRef, rank: int,
-                      key_columns: list[str], null_safe: bool) -> str:
+def affected_rows_sql(
+    ref: TableRef,
+    cols: list[str],
+    changed: TableRef,
+    state: TableRef,
+    rank: int,
+    key_columns: list[str],
+    null_safe: bool,
+) -> str:
     """The rows of input ``rank`` to recompute: every row of a changed key, plus (with a primary
     key) the new rows whose key has a NULL part, which are records of their own."""
+
     def col(c: str) -> str:
         return f"i.{quote(c)}" if c in cols else "CAST(NULL AS VARCHAR)"
 
@@ -110,8 +124,15 @@ def rows_since_sql(ref: TableRef, state: TableRef, rank: int = 0) -> str:
     return f"SELECT i.* FROM {ref.sql} AS i WHERE {newer_than_watermark(state, rank)}"
 
 
-def upsert_statements(mode: str, target: TableRef, changes: TableRef, changed: TableRef, columns: list[str],
-                      key_columns: list[str], null_safe: bool) -> list[str]:
+def upsert_statements(
+    mode: str,
+    target: TableRef,
+    changes: TableRef,
+    changed: TableRef,
+    columns: list[str],
+    key_columns: list[str],
+    null_safe: bool,
+) -> list[str]:
     """Canonical statements that replace the rows of the ``changed`` keys in ``target`` with the
     rows of ``changes`` (``delete_insert``, ``merge``); for ``rebuild``, the one SELECT of the new
     table, to build and swap in."""

@@ -18,6 +18,7 @@ def source_table_watermark_sql(table: TableRef, incremental_field: str) -> str:
 
 # ---------------------------------------------------------------- per-file bookkeeping
 
+
 def file_versions_sql(files_log: TableRef) -> str:
     """Every recorded load of a file of one source object (source and object bound as the two
     parameters); the loader keeps the newest version per mode and file."""
@@ -156,8 +157,12 @@ def file_rows_sql(target: TableRef, file_select: str, incremental_field: str) ->
 
 
 def file_checks_sql(
-    rows: TableRef, columns: list[str], incremental_field: str, inexact: bool = False,
-    null_checked: list[str] | None = None, since_start: bool = False,
+    rows: TableRef,
+    columns: list[str],
+    incremental_field: str,
+    inexact: bool = False,
+    null_checked: list[str] | None = None,
+    since_start: bool = False,
 ) -> str:
     """What decides whether a natively read file can be loaded as read, and its counts: rows,
     rows whose watermark did not parse, rows with a NUL character (DuckDB keeps them; the Python
@@ -180,7 +185,11 @@ def drop_column_sql(target: TableRef, column: str) -> str:
 
 
 def fresh_rows_sql(
-    target: TableRef, rows: TableRef, columns: list[str], incremental_field: str, since_start: bool,
+    target: TableRef,
+    rows: TableRef,
+    columns: list[str],
+    incremental_field: str,
+    since_start: bool,
     earlier: list[tuple[TableRef, set[str]]],
 ) -> str:
     """The rows of a file an incremental load appends (into the temporary ``target``): those
@@ -196,7 +205,8 @@ def fresh_rows_sql(
         return f"CREATE TEMP TABLE {target.sql} AS SELECT * FROM {rows.sql}{start}"
     bounds = f"{wm} >= (SELECT min({wm}) FROM f) AND {wm} <= (SELECT max({wm}) FROM f)"
     loaded = " UNION ALL ".join(
-        "SELECT " + ", ".join(q if c in have else f"CAST(NULL AS VARCHAR) AS {q}" for c, q in zip(columns, cols))
+        "SELECT "
+        + ", ".join(q if c in have else f"CAST(NULL AS VARCHAR) AS {q}" for c, q in zip(columns, cols))
         + f" FROM {ref.sql} WHERE {bounds}"
         for ref, have in earlier
     )

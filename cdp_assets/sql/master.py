@@ -19,13 +19,23 @@ def master_rules_frame(master: MasterTable) -> pd.DataFrame:
     for position, attr in enumerate(master.attributes):
         if attr.valid_regexp is not None:
             regexp = attr.valid_regexp
-            rows.append({"position": position, "attribute": attr.name, "kind": "valid_regexp",
-                         "value": pattern_for(regexp), "re2_lacks": re2_lacks(regexp)})
-        rows.extend({"position": position, "attribute": attr.name, "kind": "invalid_text", "value": t,
-                     "re2_lacks": False} for t in attr.invalid_text_values)
+            rows.append(
+                {
+                    "position": position,
+                    "attribute": attr.name,
+                    "kind": "valid_regexp",
+                    "value": pattern_for(regexp),
+                    "re2_lacks": re2_lacks(regexp),
+                }
+            )
+        rows.extend(
+            {"position": position, "attribute": attr.name, "kind": "invalid_text", "value": t, "re2_lacks": False}
+            for t in attr.invalid_text_values
+        )
     frame = pd.DataFrame(rows, columns=["position", "attribute", "kind", "value", "re2_lacks"])
-    return frame.astype({"position": "int64", "attribute": "string", "kind": "string", "value": "string",
-                         "re2_lacks": "bool"})
+    return frame.astype(
+        {"position": "int64", "attribute": "string", "kind": "string", "value": "string", "re2_lacks": "bool"}
+    )
 
 
 def _candidates_sql(

@@ -92,7 +92,9 @@ class Step:
         if self.kind not in KINDS:
             raise ValueError(f"step {self.name}: unknown kind {self.kind!r}; use one of {KINDS}")
         if (self.output is not None) != (self.kind in (PUBLISH, SCRATCH)):
-            raise ValueError(f"step {self.name}: a {self.kind} step {'needs' if self.output is None else 'has no'} output")
+            raise ValueError(
+                f"step {self.name}: a {self.kind} step {'needs' if self.output is None else 'has no'} output"
+            )
 
 
 @dataclass(frozen=True)

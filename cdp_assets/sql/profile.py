@@ -47,7 +47,9 @@ def _staged(table: TableRef, column: str, rule: StagingRule) -> tuple[str, str]:
 def rule_parse_sql(table: TableRef, column: str, rule: StagingRule) -> str:
     """Of the non-empty values, how many the staging rule standardises to a value."""
     staged, out = _staged(table, column, rule)
-    return f"SELECT COUNT({_present(column)}) AS present, COUNT({out}) AS parsed FROM ({staged}) AS {quote('_cdp_staged')}"
+    return (
+        f"SELECT COUNT({_present(column)}) AS present, COUNT({out}) AS parsed FROM ({staged}) AS {quote('_cdp_staged')}"
+    )
 
 
 def standardized_counts_sql(table: TableRef, column: str, rule: StagingRule) -> str:

@@ -51,14 +51,58 @@ _HORIZONTAL_CHARS = r" \t\x{A0}\x{1680}\x{180E}\x{2000}-\x{200A}\x{202F}\x{205F}
 _LINEBREAK = rf"(?:\r\n|[{_VERTICAL_CHARS}])"
 # Java's POSIX classes (US-ASCII only), as class contents both engines read alike.
 _POSIX = {
-    "Lower": "a-z", "Upper": "A-Z", "ASCII": r"\x00-\x7F", "Alpha": "a-zA-Z", "Digit": "0-9",
-    "Alnum": "a-zA-Z0-9", "Punct": r"!-/:-@\[-`{-~", "Graph": "!-~", "Print": " -~", "Blank": r" \t",
-    "Cntrl": r"\x00-\x1F\x7F", "XDigit": "0-9a-fA-F", "Space": _SPACE_CHARS,
+    "Lower": "a-z",
+    "Upper": "A-Z",
+    "ASCII": r"\x00-\x7F",
+    "Alpha": "a-zA-Z",
+    "Digit": "0-9",
+    "Alnum": "a-zA-Z0-9",
+    "Punct": r"!-/:-@\[-`{-~",
+    "Graph": "!-~",
+    "Print": " -~",
+    "Blank": r" \t",
+    "Cntrl": r"\x00-\x1F\x7F",
+    "XDigit": "0-9a-fA-F",
+    "Space": _SPACE_CHARS,
 }
 # Unicode general categories: both engines name them alike (Java also as IsLu or gc=Lu).
 _CATEGORIES = {
-    "L", "Lu", "Ll", "Lt", "Lm", "Lo", "M", "Mn", "Mc", "Me", "N", "Nd", "Nl", "No", "P", "Pc", "Pd", "Ps",
-    "Pe", "Pi", "Pf", "Po", "S", "Sm", "Sc", "Sk", "So", "Z", "Zs", "Zl", "Zp", "C", "Cc", "Cf", "Co", "Cs",
+    "L",
+    "Lu",
+    "Ll",
+    "Lt",
+    "Lm",
+    "Lo",
+    "M",
+    "Mn",
+    "Mc",
+    "Me",
+    "N",
+    "Nd",
+    "Nl",
+    "No",
+    "P",
+    "Pc",
+    "Pd",
+    "Ps",
+    "Pe",
+    "Pi",
+    "Pf",
+    "Po",
+    "S",
+    "Sm",
+    "Sc",
+    "Sk",
+    "So",
+    "Z",
+    "Zs",
+    "Zl",
+    "Zp",
+    "C",
+    "Cc",
+    "Cf",
+    "Co",
+    "Cs",
 }
 # Java 17's word characters for \b (Pattern.Bound): Character.isLetterOrDigit or '_', and a
 # non-spacing mark that follows a letter or digit (through other marks). Python form only.
@@ -79,8 +123,10 @@ _JAVA_MULTILINE_CARET = r"(?!\z)(?:\A|(?<=[\n\x{85}\x{2028}\x{2029}])|(?<=\r)(?!
 # Inline modes: what each one means for RE2 (None: evaluated as Java means it, see _Mode).
 # Java's \d, \w and their complements (ASCII), as class contents, for the Python form.
 _ASCII_CLASSES = {
-    "d": "0-9", "w": "a-zA-Z0-9_",
-    "D": r"\x00-\x2F\x3A-\x{10FFFF}", "W": r"\x00-\x2F\x3A-\x40\x5B-\x5E\x60\x7B-\x{10FFFF}",
+    "d": "0-9",
+    "w": "a-zA-Z0-9_",
+    "D": r"\x00-\x2F\x3A-\x{10FFFF}",
+    "W": r"\x00-\x2F\x3A-\x40\x5B-\x5E\x60\x7B-\x{10FFFF}",
 }
 _MULTILINE = "(?m) multiline mode (Java's line terminators are not RE2's)"
 _REFUSED_MODES = {

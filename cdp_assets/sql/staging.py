@@ -32,9 +32,7 @@ from cdp_assets.sql.dialects import TableRef, quote
 # regex all accept it.
 _ATEXT = "a-z0-9!#$%&'*+/=?^_`{|}~-"
 _LABEL = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-EMAIL_PATTERN = (
-    f"^[{_ATEXT}]+([.][{_ATEXT}]+)*@({_LABEL}[.])+([a-z]|[a-z0-9][a-z0-9-]{{0,61}}[a-z])$"
-)
+EMAIL_PATTERN = f"^[{_ATEXT}]+([.][{_ATEXT}]+)*@({_LABEL}[.])+([a-z]|[a-z0-9][a-z0-9-]{{0,61}}[a-z])$"
 SPECIAL_USE_DOMAINS = ("arpa", "invalid", "local", "localhost", "onion", "test")
 EMAIL_SPECIAL_USE_PATTERN = f"[.@]({'|'.join(SPECIAL_USE_DOMAINS)})$"
 # RFC 5321's limit on the whole address, as email-validator applies it. (Its 64-character
@@ -65,8 +63,14 @@ class StagedColumn:
 
 # Declared output types, per rule (the first output of a rule; date and valid flags below).
 OUTPUT_TYPES = {
-    "email": "VARCHAR", "phone": "VARCHAR", "name": "VARCHAR", "text": "VARCHAR", "hash": "VARCHAR",
-    "number": "DOUBLE", "boolean": "BOOLEAN", "date": "TIMESTAMP",
+    "email": "VARCHAR",
+    "phone": "VARCHAR",
+    "name": "VARCHAR",
+    "text": "VARCHAR",
+    "hash": "VARCHAR",
+    "number": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "date": "TIMESTAMP",
 }
 DATE_OUTPUT_TYPES = {"std": "TIMESTAMP", "unixtime": "BIGINT", "date": "DATE"}
 JSON_OUTPUT_TYPES = {"text": "VARCHAR", "array": "VARCHAR[]"}
@@ -179,7 +183,9 @@ class _Query:
     def join_code(self, on_value: str) -> str:
         """LEFT JOIN the phone table on ``country_code = on_value``; returns the alias."""
         alias = self.name("cc")
-        self.joins.append(f"LEFT JOIN {quote(PHONE_CODES)} AS {quote(alias)} ON {quote(alias)}.{quote('country_code')} = {on_value}")
+        self.joins.append(
+            f"LEFT JOIN {quote(PHONE_CODES)} AS {quote(alias)} ON {quote(alias)}.{quote('country_code')} = {on_value}"
+        )
         return alias
 
 
@@ -243,7 +249,9 @@ def _phone(rule: StagingRule, column_sql: str, q: _Query) -> str:
         f"AND {possible(with_code_national, home_f)} THEN {_literal(home_cc)} || {with_code_national} END",
         "withcode",
     )
-    e164 = q.derive(f"CASE WHEN {intl} IS NOT NULL THEN {international} ELSE COALESCE({with_code}, {plain}) END", "e164")
+    e164 = q.derive(
+        f"CASE WHEN {intl} IS NOT NULL THEN {international} ELSE COALESCE({with_code}, {plain}) END", "e164"
+    )
     return f"CASE WHEN {phone_valid_sql(e164)} THEN {e164} END"
 
 
@@ -330,7 +338,9 @@ def _date_column(rule: StagingRule, column: str, q: _Query) -> str:
     formats = rule.date_formats
     patterns = {f: (_date_pattern(f) if f in _DATE_FORMS else _EPOCHS[f][0]) for f in formats}
     fmt = q.helper(
-        "CASE " + " ".join(f"WHEN regexp_matches({x}, {_literal(p)}) THEN {i}" for i, (f, p) in enumerate(patterns.items())) + " END",
+        "CASE "
+        + " ".join(f"WHEN regexp_matches({x}, {_literal(p)}) THEN {i}" for i, (f, p) in enumerate(patterns.items()))
+        + " END",
         "datefmt",
     )
 
@@ -354,7 +364,8 @@ def _date_column(rule: StagingRule, column: str, q: _Query) -> str:
 
     epoch_whens = [
         f"WHEN {fmt} = {i} THEN {_idiv(_int(x), _EPOCHS[f][1]) if _EPOCHS[f][1] > 1 else _int(x)}"
-        for i, f in enumerate(formats) if f in _EPOCHS
+        for i, f in enumerate(formats)
+        if f in _EPOCHS
     ]
     epoch = q.derive(f"CASE {' '.join(epoch_whens)} END" if epoch_whens else "CAST(NULL AS BIGINT)", "epoch", 0)
     y, m, d = (q.derive(_int(group(c)), f"date{c}", 0) for c in "ymd")
@@ -375,7 +386,11 @@ def _date_column(rule: StagingRule, column: str, q: _Query) -> str:
     doe = f"({yoe} * 365 + {_idiv(yoe, 4)} - {_idiv(yoe, 100)} + {doy})"
     days = f"({era} * 146097 + {doe} - 719468)"
     seconds = f"{days} * 86400 + {hh} * 3600 + {mi} * 60 + {ss} - ({offset_minutes}) * 60"
-    return q.derive(f"CASE WHEN {epoch} IS NOT NULL THEN {epoch} WHEN {y} IS NOT NULL AND {real_day} THEN {seconds} END", "unixtime", 1)
+    return q.derive(
+        f"CASE WHEN {epoch} IS NOT NULL THEN {epoch} WHEN {y} IS NOT NULL AND {real_day} THEN {seconds} END",
+        "unixtime",
+        1,
+    )
 
 
 def _date(rule: StagingRule, q: _Query) -> tuple[str, str, str]:
@@ -524,8 +539,9 @@ def _plan(
             present = _input_present(r)
             cols += [
                 StagedColumn(f"{name}_std", inputs, r.rule, std, present, sql_type=DATE_OUTPUT_TYPES["std"]),
-                StagedColumn(f"{name}_unixtime", inputs, r.rule, unixtime, present, False,
-                             DATE_OUTPUT_TYPES["unixtime"]),
+                StagedColumn(
+                    f"{name}_unixtime", inputs, r.rule, unixtime, present, False, DATE_OUTPUT_TYPES["unixtime"]
+                ),
                 StagedColumn(f"{name}_date", inputs, r.rule, day, present, False, DATE_OUTPUT_TYPES["date"]),
             ]
             continue
@@ -534,8 +550,9 @@ def _plan(
             x = _present(f"{quote(_ROW)}.{quote(r.columns[0])}", r.tokens)
             # Not counted: a key absent from a document is no parse failure.
             cols += [
-                StagedColumn(f"{name}_{out}", inputs, r.rule, _json(p, x), _input_present(r), False,
-                             JSON_OUTPUT_TYPES[p.type])
+                StagedColumn(
+                    f"{name}_{out}", inputs, r.rule, _json(p, x), _input_present(r), False, JSON_OUTPUT_TYPES[p.type]
+                )
                 for out, p in paths.items()
             ]
             continue
@@ -606,7 +623,9 @@ def staging_sql(
         )
     internal = [c for c in source_columns if c.startswith(INTERNAL_PREFIX)]
     if internal:
-        raise ValueError(f"{source.display} has column(s) {internal} whose prefix {INTERNAL_PREFIX!r} staging reserves; rename them")
+        raise ValueError(
+            f"{source.display} has column(s) {internal} whose prefix {INTERNAL_PREFIX!r} staging reserves; rename them"
+        )
     unprofiled = sorted(set(profiled_json_rules(rules)) - set(extras.json_paths or {}))
     if unprofiled:
         raise ValueError(
@@ -725,7 +744,9 @@ def _deduped(
         raise ValueError(f"dedupe of {source.display} needs order_by (the source has no incremental_field)")
     direction = "DESC" if dedupe.keep == "newest" else "ASC"
     # Ties are broken by every column, so each engine keeps the same row.
-    keys = [f"{quote(c)} {direction} NULLS LAST" for c in order_by] + [f"{quote(c)} ASC NULLS LAST" for c in source_columns if c not in order_by]
+    keys = [f"{quote(c)} {direction} NULLS LAST" for c in order_by] + [
+        f"{quote(c)} ASC NULLS LAST" for c in source_columns if c not in order_by
+    ]
     cols = ", ".join(quote(c) for c in outputs)
     rn = quote(f"{INTERNAL_PREFIX}rn")
     return (
@@ -767,7 +788,10 @@ def rule_counts(columns: list[StagedColumn], row) -> dict[str, dict]:
         parsed, null, bad = (int(row[f"{c.output}__{k}"]) for k in ("parsed", "null", "unparseable"))
         present = parsed + bad
         out[c.output] = {
-            "rule": c.rule, "parsed": parsed, "null": null, "unparseable": bad,
+            "rule": c.rule,
+            "parsed": parsed,
+            "null": null,
+            "unparseable": bad,
             "unparseable_pct": round(100.0 * bad / present, 3) if present else 0.0,
         }
     return out

@@ -197,7 +197,9 @@ def id_of_row_expr(plan: IdPlan, alias: str, plans: dict[str, IdPlan], row: str 
         if value is None:
             continue
         l = f"idl{depth}_{len(parts)}"
-        parts.append(f"(SELECT MAX({l}.{quote(plan.name)}) FROM {lookup} AS {l} WHERE {l}.id_key_type = {kt} AND {l}.id = {value})")
+        parts.append(
+            f"(SELECT MAX({l}.{quote(plan.name)}) FROM {lookup} AS {l} WHERE {l}.id_key_type = {kt} AND {l}.id = {value})"
+        )
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else f"COALESCE({', '.join(parts)})"
@@ -244,7 +246,9 @@ def invalid_texts_frame(plan: IdPlan, unify: UnifyConfig) -> pd.DataFrame:
         if name in {k.name for k in unify.keys}
         for text in unify.key(name).invalid_text_values
     ]
-    return pd.DataFrame(rows, columns=["key_type", "invalid_text"]).astype({"key_type": "int64", "invalid_text": "string"})
+    return pd.DataFrame(rows, columns=["key_type", "invalid_text"]).astype(
+        {"key_type": "int64", "invalid_text": "string"}
+    )
 
 
 def tables_frame(plan: IdPlan) -> pd.DataFrame:
@@ -285,7 +289,8 @@ def _inc_exprs(table: SourceTablePlan, alias: str = "s") -> tuple[str, str]:
     if not table.incremental_rest:
         return at, "''"
     padded = [
-        f"LPAD(COALESCE(CAST({alias}.{quote(c)} AS VARCHAR), ''), {INCREMENTAL_TEXT_WIDTH}, '0')" for c in table.incremental_rest
+        f"LPAD(COALESCE(CAST({alias}.{quote(c)} AS VARCHAR), ''), {INCREMENTAL_TEXT_WIDTH}, '0')"
+        for c in table.incremental_rest
     ]
     return at, " || '|' || ".join(padded)
 
@@ -320,8 +325,7 @@ def key_values_sql(plan: IdPlan, since: TableRef | None = None) -> str:
             parts.append(
                 f"SELECT {t.table_id} AS table_id, {key_type} AS key_type, "
                 f"CAST(s.{quote(col)} AS VARCHAR) AS value, {seen} AS seen_at, {inc} AS inc_at, "
-                f"CAST({rest} AS VARCHAR) AS inc_rest FROM {t.from_sql} AS s"
-                + _new_rows_filter(t, since)
+                f"CAST({rest} AS VARCHAR) AS inc_rest FROM {t.from_sql} AS s" + _new_rows_filter(t, since)
             )
     raw = "\nUNION ALL\n".join(parts)
     keys, invalid = plan.ref("keys").sql, plan.ref("invalid_texts").sql
@@ -665,7 +669,11 @@ def enriched_sql(plans: list[IdPlan], table: SourceTablePlan, source_columns: li
             aliases.append(f"{alias}.{quote(plan.name)}")
         if plan.name.lower() in existing:
             continue  # never shadow a source column; the check on enriched tables reports it
-        expr = f"COALESCE({', '.join(aliases)})" if len(aliases) > 1 else (aliases[0] if aliases else "CAST(NULL AS VARCHAR)")
+        expr = (
+            f"COALESCE({', '.join(aliases)})"
+            if len(aliases) > 1
+            else (aliases[0] if aliases else "CAST(NULL AS VARCHAR)")
+        )
         id_cols.append(f"{expr} AS {quote(plan.name)}")
     # Ids merged from ids join on computed columns: they are computed in a projection first
     # (engines such as Spark allow a correlated subquery there, not in a join condition), and
@@ -724,7 +732,8 @@ def result_key_stats_sql(plan: IdPlan) -> str:
         for k in merge_keys
     )
     histograms = ", ".join(
-        f"MAX(CASE WHEN key_type = {plan.key_type(k)} THEN histogram END) AS {quote('histogram_' + k)}" for k in merge_keys
+        f"MAX(CASE WHEN key_type = {plan.key_type(k)} THEN histogram END) AS {quote('histogram_' + k)}"
+        for k in merge_keys
     )
     return f"""
 WITH tagged AS (

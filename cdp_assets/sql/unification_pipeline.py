@@ -91,7 +91,12 @@ def full_inputs(plan: u.IdPlan) -> FullInputs:
     return FullInputs(
         Step(f"{n}_key_values", PUBLISH, lambda t: u.key_values_sql(plan), plan.ref("key_values")),
         Step(f"{n}_value_stats", SCRATCH, lambda t: u.value_stats_sql(plan), stats),
-        Step(f"{n}_excluded_values", PUBLISH, lambda t: u.excluded_values_sql(plan, t(stats)), plan.ref("excluded_values")),
+        Step(
+            f"{n}_excluded_values",
+            PUBLISH,
+            lambda t: u.excluded_values_sql(plan, t(stats)),
+            plan.ref("excluded_values"),
+        ),
         Step(f"{n}_nodes", SCRATCH, lambda t: u.nodes_sql(plan, t(stats)), plan.ref("nodes"), counted=True),
         Step(f"{n}_edges", SCRATCH, lambda t: u.edges_sql(_at(plan, t)), plan.ref("edges")),
     )
@@ -103,16 +108,30 @@ def incremental_inputs(plan: u.IdPlan) -> IncrementalInputs:
     published = plan.ref("key_values")
     return IncrementalInputs(
         Step(f"{n}_new_key_values", SCRATCH, lambda t: u.key_values_sql(plan, since=since), new_values),
-        Step(f"{n}_key_values", PUBLISH, lambda t: u.merged_key_values_sql(plan, published, t(new_values), since), published),
-        Step(f"{n}_value_stats", SCRATCH, lambda t: u.value_stats_sql(plan), stats),
-        Step(f"{n}_new_excluded_values", SCRATCH, lambda t: u.excluded_values_sql(plan, t(stats)), new_excluded, counted=True),
         Step(
-            f"{n}_excluded_changed", SCALAR,
+            f"{n}_key_values",
+            PUBLISH,
+            lambda t: u.merged_key_values_sql(plan, published, t(new_values), since),
+            published,
+        ),
+        Step(f"{n}_value_stats", SCRATCH, lambda t: u.value_stats_sql(plan), stats),
+        Step(
+            f"{n}_new_excluded_values",
+            SCRATCH,
+            lambda t: u.excluded_values_sql(plan, t(stats)),
+            new_excluded,
+            counted=True,
+        ),
+        Step(
+            f"{n}_excluded_changed",
+            SCALAR,
             lambda t: u.excluded_difference_sql(plan.ref("excluded_values"), t(new_excluded)),
         ),
         Step(f"{n}_nodes", SCRATCH, lambda t: u.nodes_sql(plan, t(stats)), plan.ref("nodes"), counted=True),
         Step(
-            f"{n}_edges", SCRATCH, lambda t: u.edges_sql(_at(plan, t), since=since, previous_graph=plan.ref("graph")),
+            f"{n}_edges",
+            SCRATCH,
+            lambda t: u.edges_sql(_at(plan, t), since=since, previous_graph=plan.ref("graph")),
             plan.ref("edges"),
         ),
     )
@@ -135,12 +154,14 @@ class RoundSteps:
 
     def as_repeat(self, plan: u.IdPlan) -> Repeat:
         compress = Repeat(
-            f"{plan.name}_loop_compress", (self.unresolved_pointers, self.jump),
+            f"{plan.name}_loop_compress",
+            (self.unresolved_pointers, self.jump),
             "repeated while a pointer points at a node that points elsewhere (the count is not 0)",
         )
         steps = (self.edges_left, self.hook, compress, self.relabeled_count, self.relabel, self.contract)
         return Repeat(
-            f"{plan.name}_loop_round", (*steps, *((self.keep,) if self.keep else ())),
+            f"{plan.name}_loop_round",
+            (*steps, *((self.keep,) if self.keep else ())),
             f"repeated while edges are left (the count is not 0), at most {plan.cid.iteration_cap} rounds",
         )
 
@@ -179,12 +200,19 @@ class IdSteps:
 
     def items(self) -> list[Step | Repeat]:
         return [
-            *self.inputs, self.labels, self.round.as_repeat(self.plan), *self.do_not_merge,
-            self.graph, self.lookup, self.watermarks,
+            *self.inputs,
+            self.labels,
+            self.round.as_repeat(self.plan),
+            *self.do_not_merge,
+            self.graph,
+            self.lookup,
+            self.watermarks,
         ]
 
 
-def id_steps(plan: u.IdPlan, incremental: bool = False, previous_lookup: bool = True, keep_loop_tables: bool = False) -> IdSteps:
+def id_steps(
+    plan: u.IdPlan, incremental: bool = False, previous_lookup: bool = True, keep_loop_tables: bool = False
+) -> IdSteps:
     """``previous_lookup``: a persistent id's lookup exists and carries its ids forward."""
     n, labels = plan.name, plan.ref("labels")
     dnm: tuple[Step, ...] = ()
@@ -212,7 +240,9 @@ def id_steps(plan: u.IdPlan, incremental: bool = False, previous_lookup: bool = 
 # ---------------------------------------------------------------------------- after the loops
 
 
-def enrich_steps(plans: list[u.IdPlan], table: u.SourceTablePlan, schema: str, source_columns: list[str]) -> tuple[Step, Step]:
+def enrich_steps(
+    plans: list[u.IdPlan], table: u.SourceTablePlan, schema: str, source_columns: list[str]
+) -> tuple[Step, Step]:
     """The table with its id columns, then how many of its rows got each id (its coverage)."""
     target = enriched_ref(schema, table.alias)
     ids = [p.name for p in plans if p.table(table.alias) is not None]
@@ -224,8 +254,18 @@ def enrich_steps(plans: list[u.IdPlan], table: u.SourceTablePlan, schema: str, s
 
 def key_stats_steps(plan: u.IdPlan) -> tuple[Step, Step]:
     return (
-        Step(f"{plan.name}_source_key_stats", PUBLISH, lambda t: u.source_key_stats_sql(plan), plan.ref("source_key_stats")),
-        Step(f"{plan.name}_result_key_stats", PUBLISH, lambda t: u.result_key_stats_sql(plan), plan.ref("result_key_stats")),
+        Step(
+            f"{plan.name}_source_key_stats",
+            PUBLISH,
+            lambda t: u.source_key_stats_sql(plan),
+            plan.ref("source_key_stats"),
+        ),
+        Step(
+            f"{plan.name}_result_key_stats",
+            PUBLISH,
+            lambda t: u.result_key_stats_sql(plan),
+            plan.ref("result_key_stats"),
+        ),
     )
 
 
@@ -239,12 +279,15 @@ def master_step(unify: UnifyConfig, plans: list[u.IdPlan], master: MasterTable) 
     plan = by_name[master.id_name]
     seen_at = {t.alias: t.seen_at for p in plans for t in p.tables}
     id_tables = master_id_tables(master, plan, by_name)
-    aliases = {sc.table for a in master.attributes for sc in a.source_columns} | {t for ts in id_tables.values() for t in ts}
+    aliases = {sc.table for a in master.attributes for sc in a.source_columns} | {
+        t for ts in id_tables.values() for t in ts
+    }
     enriched = {a: enriched_ref(unify.schema, a) for a in sorted(aliases)}
     target = TableRef(unify.schema, master.name)
     rules = master_rules_ref(unify, master)
     return Step(
-        master.name, PUBLISH,
+        master.name,
+        PUBLISH,
         lambda t: master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables),
         target,
     )

@@ -78,7 +78,11 @@ def component_rows(wh: WarehouseResource, plan: u.IdPlan, cid: str) -> list[tupl
         for row in df.to_dict("records"):
             ids = [Identifier(k, str(row[c])) for c, k in cols if row.get(c) is not None and not pd.isna(row[c])]
             ids = [i for i in ids if i in inside]
-            shown = {c: str(row[c]) for c in row if not c.startswith("_cdp") and c != plan.name and row[c] is not None and not pd.isna(row[c])}
+            shown = {
+                c: str(row[c])
+                for c in row
+                if not c.startswith("_cdp") and c != plan.name and row[c] is not None and not pd.isna(row[c])
+            }
             out.append((t.alias, shown, ids))
     return out
 
@@ -121,7 +125,13 @@ def _describe_component(plan: u.IdPlan, cid: str, rows: list) -> list[str]:
     ]
 
 
-def explain(wh: WarehouseResource, loaded: LoadedConfig, identifiers: list[str], canonical_id: str | None = None, cid_name: str | None = None) -> str:
+def explain(
+    wh: WarehouseResource,
+    loaded: LoadedConfig,
+    identifiers: list[str],
+    canonical_id: str | None = None,
+    cid_name: str | None = None,
+) -> str:
     plan = _plan(loaded, cid_name)
     lines: list[str] = []
     with wh.session():

@@ -32,7 +32,11 @@ def check_unification_inputs(wh: WarehouseResource, loaded: LoadedConfig, catalo
     for i, table in enumerate(unify.tables):
         ref = refs[table.alias]
         if not wh.table_exists(ref):
-            kind = "a table this pipeline produces" if is_produced(loaded.pipeline, table) else "an existing warehouse table"
+            kind = (
+                "a table this pipeline produces"
+                if is_produced(loaded.pipeline, table)
+                else "an existing warehouse table"
+            )
             raise UnificationInputError(
                 f"{where}: tables[{i}]: {ref.display} does not exist ({kind}, named by unify.yml); create it, "
                 "fix database/table in unify.yml, or run the phases that produce it first. Nothing was written."
@@ -58,5 +62,7 @@ def check_unification_inputs(wh: WarehouseResource, loaded: LoadedConfig, catalo
         have = columns[ref_col.alias]
         if ref_col.column.lower() not in {c.lower() for c in have}:
             raise UnificationInputError(
-                f"{where}: " + missing_column_message(ref_col, ref.display, have, "in the warehouse") + ". Nothing was written."
+                f"{where}: "
+                + missing_column_message(ref_col, ref.display, have, "in the warehouse")
+                + ". Nothing was written."
             )

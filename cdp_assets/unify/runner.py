@@ -138,7 +138,11 @@ def run_loop(
 
 
 def _run_loop(
-    wh: WarehouseResource, plan: u.IdPlan, on_iteration: OnIteration | None, keep_loop_tables: bool, fingerprint: str,
+    wh: WarehouseResource,
+    plan: u.IdPlan,
+    on_iteration: OnIteration | None,
+    keep_loop_tables: bool,
+    fingerprint: str,
     full_refresh: bool,
 ) -> LoopResult:
     result = LoopResult(cid=plan.name, cap=plan.cid.iteration_cap)
@@ -174,7 +178,12 @@ def _run_loop(
             wh.replace_with_dataframe(
                 plan.ref("watermarks"),
                 watermarks.astype(
-                    {"table_id": "int64", "watermark": "datetime64[us]", "watermark_rest": "string", "fingerprint": "string"}
+                    {
+                        "table_id": "int64",
+                        "watermark": "datetime64[us]",
+                        "watermark_rest": "string",
+                        "fingerprint": "string",
+                    }
                 ),
             )
         return result
@@ -292,14 +301,26 @@ def loop_stats_frame(run_id: str, result: LoopResult) -> pd.DataFrame:
     # history shows every run.
     iterations = result.iterations or [IterationStats(0, 0, 0, 0, 0.0, True)]
     columns = {
-        "run_id": "string", "iteration": "int64", "rows_changed": "int64", "edges_left": "int64", "jumps": "int64",
-        "seconds": "float64", "converged": "bool", "recorded_at": "datetime64[us]",
+        "run_id": "string",
+        "iteration": "int64",
+        "rows_changed": "int64",
+        "edges_left": "int64",
+        "jumps": "int64",
+        "seconds": "float64",
+        "converged": "bool",
+        "recorded_at": "datetime64[us]",
     }
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     rows = [
         {
-            "run_id": run_id, "iteration": s.iteration, "rows_changed": s.rows_changed, "edges_left": s.edges_left,
-            "jumps": s.jumps, "seconds": s.seconds, "converged": s.converged, "recorded_at": now,
+            "run_id": run_id,
+            "iteration": s.iteration,
+            "rows_changed": s.rows_changed,
+            "edges_left": s.edges_left,
+            "jumps": s.jumps,
+            "seconds": s.seconds,
+            "converged": s.converged,
+            "recorded_at": now,
         }
         for s in iterations
     ]
@@ -307,7 +328,11 @@ def loop_stats_frame(run_id: str, result: LoopResult) -> pd.DataFrame:
 
 
 def run_id_loop(
-    wh: WarehouseResource, loaded: LoadedConfig, plan: u.IdPlan, run_id: str, on_iteration: OnIteration | None = None,
+    wh: WarehouseResource,
+    loaded: LoadedConfig,
+    plan: u.IdPlan,
+    run_id: str,
+    on_iteration: OnIteration | None = None,
     full_refresh: bool = False,
 ) -> LoopResult:
     """What the loop op does for one id: load its rule tables, run the loop, record its rounds."""
@@ -326,7 +351,9 @@ def run_id_loop(
     return result
 
 
-def run_unification(wh: WarehouseResource, loaded: LoadedConfig, run_id: str, full_refresh: bool = False) -> list[LoopResult]:
+def run_unification(
+    wh: WarehouseResource, loaded: LoadedConfig, run_id: str, full_refresh: bool = False
+) -> list[LoopResult]:
     """The whole unification in the order its Dagster steps run it (the loop op, the mapped
     enrichments, the collecting op, the master assets), in one process."""
     unify = loaded.unification
@@ -355,7 +382,9 @@ def incremental_blocker(wh: WarehouseResource, plan: u.IdPlan, fingerprint: str)
     for suffix in ("graph", "key_values", "excluded_values", "watermarks"):
         if not wh.table_exists(plan.ref(suffix)):
             return f"no previous run ({plan.ref(suffix).display} is missing)"
-    if "inc_rest" not in wh.columns(plan.ref("key_values")) or "watermark_rest" not in wh.columns(plan.ref("watermarks")):
+    if "inc_rest" not in wh.columns(plan.ref("key_values")) or "watermark_rest" not in wh.columns(
+        plan.ref("watermarks")
+    ):
         return "the previous run's key values predate the bookkeeping of several incremental columns"
     previous = wh.fetch(u.previous_fingerprints_sql(plan.ref("watermarks")))
     if list(previous["fingerprint"]) != [fingerprint] or not fingerprint:

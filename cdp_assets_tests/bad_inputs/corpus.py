@@ -41,9 +41,18 @@ CSV_FILES: dict[str, bytes] = {
     "good.csv": _csv(HEADER, f"1,a@x.com,{T1}", f"2,b@x.com,{T2}", f"3,c@x.com,{T3}"),
     "extra_field.csv": _csv(HEADER, f"1,a@x.com,{T1}", f"2,b@x.com,{T2},surplus", f"3,c@x.com,{T3}"),
     "missing_field.csv": _csv(HEADER, f"1,a@x.com,{T1}", "2,b@x.com", f"3,c@x.com,{T3}"),
-    "latin1.csv": HEADER.encode() + b"\n1,caf\xe9@x.com," + T1.encode() + b"\n2,b@x.com," + T2.encode() + b"\n3,c@x.com," + T3.encode() + b"\n",
+    "latin1.csv": HEADER.encode()
+    + b"\n1,caf\xe9@x.com,"
+    + T1.encode()
+    + b"\n2,b@x.com,"
+    + T2.encode()
+    + b"\n3,c@x.com,"
+    + T3.encode()
+    + b"\n",
     "bom.csv": b"\xef\xbb\xbf" + _csv(HEADER, f"1,a@x.com,{T1}", f"2,b@x.com,{T2}", f"3,c@x.com,{T3}"),
-    "quoted_newlines.csv": _csv(HEADER, f'1,"a@x.com\nsecond line",{T1}', f"2,b@x.com,{T2}", f'3,"c@x.com\r\nthird",{T3}'),
+    "quoted_newlines.csv": _csv(
+        HEADER, f'1,"a@x.com\nsecond line",{T1}', f"2,b@x.com,{T2}", f'3,"c@x.com\r\nthird",{T3}'
+    ),
     "crlf.csv": _csv(HEADER, f"1,a@x.com,{T1}", f"2,b@x.com,{T2}", f"3,c@x.com,{T3}", end="\r\n"),
     "extra_column.csv": _csv(HEADER + ",note", f"1,a@x.com,{T1},n1", f"2,b@x.com,{T2},n2"),
     "missing_column.csv": _csv("id,updated_at", f"1,{T1}", f"2,{T2}"),
@@ -70,18 +79,53 @@ CSV_FILES: dict[str, bytes] = {
 }
 
 JSONL_FILES: dict[str, bytes] = {
-    "good.jsonl": _csv(*(f'{{"id": {i}, "email": "{e}@x.com", "updated_at": "{t}"}}' for i, e, t in ((1, "a", T1), (2, "b", T2), (3, "c", T3)))),
-    "broken_line.jsonl": _csv(f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}', '{"id": 2, "email": "b@x.com", "updated_at": ', f'{{"id": 3, "email": "c@x.com", "updated_at": "{T3}"}}'),
-    "not_an_object.jsonl": _csv(f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}', "[1, 2, 3]", f'{{"id": 3, "email": "c@x.com", "updated_at": "{T3}"}}'),
-    "nested.jsonl": _csv(f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}", "tags": ["a", "b"], "addr": {{"zip": "01234"}}}}', f'{{"id": 2, "email": "b@x.com", "updated_at": "{T2}"}}'),
-    "latin1.jsonl": b'{"id": 1, "email": "caf\xe9@x.com", "updated_at": "' + T1.encode() + b'"}\n{"id": 2, "email": "b@x.com", "updated_at": "' + T2.encode() + b'"}\n',
-    "nul_escape.jsonl": _csv(f'{{"id": 1, "email": "a\\u0000@x.com", "updated_at": "{T1}"}}', f'{{"id": 2, "email": "b@x.com", "updated_at": "{T2}"}}'),
-    "bom.jsonl": b"\xef\xbb\xbf" + _csv(f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}', f'{{"id": 2, "email": "b@x.com", "updated_at": "{T2}"}}'),
-    "type_drift.jsonl": _csv(f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}', f'{{"id": "two", "email": null, "updated_at": "{T2}"}}', f'{{"id": 3.50, "email": true, "updated_at": "{T3}"}}'),
+    "good.jsonl": _csv(
+        *(
+            f'{{"id": {i}, "email": "{e}@x.com", "updated_at": "{t}"}}'
+            for i, e, t in ((1, "a", T1), (2, "b", T2), (3, "c", T3))
+        )
+    ),
+    "broken_line.jsonl": _csv(
+        f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}',
+        '{"id": 2, "email": "b@x.com", "updated_at": ',
+        f'{{"id": 3, "email": "c@x.com", "updated_at": "{T3}"}}',
+    ),
+    "not_an_object.jsonl": _csv(
+        f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}',
+        "[1, 2, 3]",
+        f'{{"id": 3, "email": "c@x.com", "updated_at": "{T3}"}}',
+    ),
+    "nested.jsonl": _csv(
+        f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}", "tags": ["a", "b"], "addr": {{"zip": "01234"}}}}',
+        f'{{"id": 2, "email": "b@x.com", "updated_at": "{T2}"}}',
+    ),
+    "latin1.jsonl": b'{"id": 1, "email": "caf\xe9@x.com", "updated_at": "'
+    + T1.encode()
+    + b'"}\n{"id": 2, "email": "b@x.com", "updated_at": "'
+    + T2.encode()
+    + b'"}\n',
+    "nul_escape.jsonl": _csv(
+        f'{{"id": 1, "email": "a\\u0000@x.com", "updated_at": "{T1}"}}',
+        f'{{"id": 2, "email": "b@x.com", "updated_at": "{T2}"}}',
+    ),
+    "bom.jsonl": b"\xef\xbb\xbf"
+    + _csv(
+        f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}',
+        f'{{"id": 2, "email": "b@x.com", "updated_at": "{T2}"}}',
+    ),
+    "type_drift.jsonl": _csv(
+        f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}',
+        f'{{"id": "two", "email": null, "updated_at": "{T2}"}}',
+        f'{{"id": 3.50, "email": true, "updated_at": "{T3}"}}',
+    ),
     "empty.jsonl": b"",
-    "bad_timestamp.jsonl": _csv(f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}', '{"id": 2, "email": "b@x.com", "updated_at": null}'),
+    "bad_timestamp.jsonl": _csv(
+        f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}', '{"id": 2, "email": "b@x.com", "updated_at": null}'
+    ),
     "sql_like.jsonl": _csv(f'{{"id": 1, "email": "{SQLISH}", "updated_at": "{T1}"}}'),
-    "json_scalars.jsonl": _csv(f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}', "42", '"text"', "true", "null"),
+    "json_scalars.jsonl": _csv(
+        f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}', "42", '"text"', "true", "null"
+    ),
     "utf16.jsonl": _csv(f'{{"id": 1, "email": "a@x.com", "updated_at": "{T1}"}}').decode().encode("utf-16"),
 }
 
@@ -93,15 +137,32 @@ def _parquet(df: pd.DataFrame) -> bytes:
 
 
 PARQUET_FILES: dict[str, bytes] = {
-    "good.parquet": _parquet(pd.DataFrame({"id": ["1", "2", "3"], "email": ["a@x.com", "b@x.com", "c@x.com"], "updated_at": [T1, T2, T3]})),
+    "good.parquet": _parquet(
+        pd.DataFrame({"id": ["1", "2", "3"], "email": ["a@x.com", "b@x.com", "c@x.com"], "updated_at": [T1, T2, T3]})
+    ),
     "schema_a.parquet": _parquet(pd.DataFrame({"id": [1, 2], "email": ["a@x.com", "b@x.com"], "updated_at": [T1, T2]})),
-    "schema_b.parquet": _parquet(pd.DataFrame({"id": ["three", "four"], "score": [0.5, 1.5], "updated_at": pd.to_datetime([T3, T3])})),
+    "schema_b.parquet": _parquet(
+        pd.DataFrame({"id": ["three", "four"], "score": [0.5, 1.5], "updated_at": pd.to_datetime([T3, T3])})
+    ),
     "corrupt.parquet": _parquet(pd.DataFrame({"id": ["1"], "updated_at": [T1]}))[:60],
-    "nul.parquet": _parquet(pd.DataFrame({"id": ["1", "2"], "email": ["a\x00@x.com", "b@x.com"], "updated_at": [T1, T2]})),
-    "null_watermark.parquet": _parquet(pd.DataFrame({"id": ["1", "2"], "email": ["a@x.com", "b@x.com"], "updated_at": [T1, None]})),
-    "typed_timestamps.parquet": _parquet(pd.DataFrame({"id": [1, 2], "updated_at": pd.to_datetime([T1, T2]).tz_localize("Europe/Berlin")})),
+    "nul.parquet": _parquet(
+        pd.DataFrame({"id": ["1", "2"], "email": ["a\x00@x.com", "b@x.com"], "updated_at": [T1, T2]})
+    ),
+    "null_watermark.parquet": _parquet(
+        pd.DataFrame({"id": ["1", "2"], "email": ["a@x.com", "b@x.com"], "updated_at": [T1, None]})
+    ),
+    "typed_timestamps.parquet": _parquet(
+        pd.DataFrame({"id": [1, 2], "updated_at": pd.to_datetime([T1, T2]).tz_localize("Europe/Berlin")})
+    ),
     "nested.parquet": _parquet(
-        pd.DataFrame({"id": ["1", "2"], "addr": [{"street": "Main St 1", "tags": ["a", "b"]}, None], "scores": [[1, 2], []], "updated_at": [T1, T2]})
+        pd.DataFrame(
+            {
+                "id": ["1", "2"],
+                "addr": [{"street": "Main St 1", "tags": ["a", "b"]}, None],
+                "scores": [[1, 2], []],
+                "updated_at": [T1, T2],
+            }
+        )
     ),
 }
 
@@ -156,7 +217,9 @@ CASES: list[Case] = [
     Case("ambiguous_date.csv", 2, error="date_order"),
     Case("out_of_range.csv", 2, loaded=1, rejected=1),
     Case("json_scalars.jsonl", 5, loaded=1, rejected=4),
-    Case("nested.parquet", 2, loaded=2, keeps=(("addr", '{"street": "Main St 1", "tags": ["a", "b"]}'), ("scores", "[]"))),
+    Case(
+        "nested.parquet", 2, loaded=2, keeps=(("addr", '{"street": "Main St 1", "tags": ["a", "b"]}'), ("scores", "[]"))
+    ),
 ]
 
 

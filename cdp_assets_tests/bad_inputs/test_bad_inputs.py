@@ -26,7 +26,12 @@ for case in CASES:
 
 def source(folder: Path) -> SourceConfig:
     return SourceConfig.model_validate(
-        {"name": "shop", "connector": {"kind": "local_files", "path": str(folder)}, "objects": ["customers"], "incremental_field": "updated_at"}
+        {
+            "name": "shop",
+            "connector": {"kind": "local_files", "path": str(folder)},
+            "objects": ["customers"],
+            "incremental_field": "updated_at",
+        }
     )
 
 
@@ -106,7 +111,13 @@ def test_a_run_with_a_bad_row_succeeds_and_warns_with_the_count(tmp_path):
     assert checks["acme_src/shop_customers:no_rejected_rows"] is False
     assert all(ok for name, ok in checks.items() if name != "acme_src/shop_customers:no_rejected_rows"), checks
     evaluation = next(
-        e.event_specific_data for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "no_rejected_rows" and not e.event_specific_data.passed
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.check_name == "no_rejected_rows"
+        and not e.event_specific_data.passed
     )
-    assert evaluation.metadata["measured"].value == 1 and f"{first.name} row {len(lines) + 1}" in evaluation.metadata["examples"].value
+    assert (
+        evaluation.metadata["measured"].value == 1
+        and f"{first.name} row {len(lines) + 1}" in evaluation.metadata["examples"].value
+    )

@@ -236,20 +236,28 @@ def _key_in_many_tables(n: int) -> Mutation:
 
 
 def _id_merging_unknown_id(cfg: dict[str, Any], tmp: Path) -> None:
-    cfg["unification"]["canonical_ids"].append({"name": "household_id", "merge_by_canonical_ids": ["nope_id"], "merge_by_keys": ["email"]})
+    cfg["unification"]["canonical_ids"].append(
+        {"name": "household_id", "merge_by_canonical_ids": ["nope_id"], "merge_by_keys": ["email"]}
+    )
 
 
 def _ids_merging_each_other(cfg: dict[str, Any], tmp: Path) -> None:
     cfg["unification"]["canonical_ids"][0]["merge_by_canonical_ids"] = ["household_id"]
-    cfg["unification"]["canonical_ids"].append({"name": "household_id", "merge_by_canonical_ids": ["unified_id"], "merge_by_keys": ["phone"]})
+    cfg["unification"]["canonical_ids"].append(
+        {"name": "household_id", "merge_by_canonical_ids": ["unified_id"], "merge_by_keys": ["phone"]}
+    )
 
 
 def _id_merging_one_id_without_keys(cfg: dict[str, Any], tmp: Path) -> None:
-    cfg["unification"]["canonical_ids"].append({"name": "household_id", "merge_by_canonical_ids": ["unified_id"], "merge_by_keys": []})
+    cfg["unification"]["canonical_ids"].append(
+        {"name": "household_id", "merge_by_canonical_ids": ["unified_id"], "merge_by_keys": []}
+    )
 
 
 def _persistent_with_canonical_merge(cfg: dict[str, Any], tmp: Path) -> None:
-    cfg["unification"]["persistent_ids"] = [{"name": "pid", "merge_by_keys": ["email"], "merge_by_canonical_ids": ["unified_id"]}]
+    cfg["unification"]["persistent_ids"] = [
+        {"name": "pid", "merge_by_keys": ["email"], "merge_by_canonical_ids": ["unified_id"]}
+    ]
 
 
 def _persistent_time_twice(cfg: dict[str, Any], tmp: Path) -> None:
@@ -308,38 +316,153 @@ BAD_CASES: list[tuple[str, Mutation, str, str]] = [
     ("client-semicolon", _set("client", "acme;x"), "client", "for example 'acme'"),
     ("client-missing", lambda cfg, tmp: cfg.pop("client"), "client", "add this field"),
     ("engine-kind", _set("engine", "kind", "snowflake"), "engine.kind", "'duckdb', 'databricks' or 'treasure_data'"),
-    ("td-query-engine", lambda cfg, tmp: cfg["engine"].update(kind="treasure_data", treasure_data={"query_engine": "spark"}), "engine.treasure_data.query_engine", "'presto', 'trino' or 'hive'"),
-    ("td-region", lambda cfg, tmp: cfg["engine"].update(treasure_data={"region": "mars"}), "engine.treasure_data.region", "'us', 'eu', 'tokyo' or 'ap02'"),
-    ("td-poll-zero", lambda cfg, tmp: cfg["engine"].update(treasure_data={"poll_seconds": 0}), "engine.treasure_data.poll_seconds", "greater than 0"),
-    ("td-apikey-env-the-key-itself", lambda cfg, tmp: cfg["engine"].update(treasure_data={"apikey_env": "1/abc123"}), "engine.treasure_data.apikey_env", "never the secret itself"),
-    ("connector-kind", _set("sources", 0, "connector", "kind", "ftp"), "sources[0].connector", "use one of the listed kinds"),
+    (
+        "td-query-engine",
+        lambda cfg, tmp: cfg["engine"].update(kind="treasure_data", treasure_data={"query_engine": "spark"}),
+        "engine.treasure_data.query_engine",
+        "'presto', 'trino' or 'hive'",
+    ),
+    (
+        "td-region",
+        lambda cfg, tmp: cfg["engine"].update(treasure_data={"region": "mars"}),
+        "engine.treasure_data.region",
+        "'us', 'eu', 'tokyo' or 'ap02'",
+    ),
+    (
+        "td-poll-zero",
+        lambda cfg, tmp: cfg["engine"].update(treasure_data={"poll_seconds": 0}),
+        "engine.treasure_data.poll_seconds",
+        "greater than 0",
+    ),
+    (
+        "td-apikey-env-the-key-itself",
+        lambda cfg, tmp: cfg["engine"].update(treasure_data={"apikey_env": "1/abc123"}),
+        "engine.treasure_data.apikey_env",
+        "never the secret itself",
+    ),
+    (
+        "connector-kind",
+        _set("sources", 0, "connector", "kind", "ftp"),
+        "sources[0].connector",
+        "use one of the listed kinds",
+    ),
     ("object-twice", _append_object_twice, "sources[0].objects[2]", "list each once"),
-    ("object-name-space", _set("sources", 0, "objects", 0, "name", "my customers"), "sources[0].objects[0].name", "use lowercase letters"),
+    (
+        "object-name-space",
+        _set("sources", 0, "objects", 0, "name", "my customers"),
+        "sources[0].objects[0].name",
+        "use lowercase letters",
+    ),
     ("no-objects", _set("sources", 2, "objects", []), "sources[2].objects", "at least 1 item"),
     ("source-twice", _duplicate_source, "sources", "give each source a unique name"),
     ("source-mode", _set("sources", 1, "mode", "sometimes"), "sources[1].mode", "use one of the listed values"),
-    ("key-not-in-keys", _set("unification", "tables", 0, "key_columns", 0, "key", "mail"), "unification.tables[0].key_columns[0].key", "add it to keys or use one of ['email'"),
-    ("merge-key-not-in-keys", _append_merge_key, "unification.canonical_ids[0].merge_by_keys[4]", "add it to keys or use one of"),
+    (
+        "key-not-in-keys",
+        _set("unification", "tables", 0, "key_columns", 0, "key", "mail"),
+        "unification.tables[0].key_columns[0].key",
+        "add it to keys or use one of ['email'",
+    ),
+    (
+        "merge-key-not-in-keys",
+        _append_merge_key,
+        "unification.canonical_ids[0].merge_by_keys[4]",
+        "add it to keys or use one of",
+    ),
     ("table-not-produced", _add_unproduced_table, "unification.tables[4].table", "did you mean 'shop_customers_stg'?"),
-    ("database-not-produced", _set("unification", "tables", 0, "database", "acme_sgt"), "unification.tables[0].database", "did you mean 'acme_stg'?"),
-    ("missing-connector-folder", _set("sources", 1, "connector", "path", "data/no_such_folder"), "sources[1].connector.path", "create it or fix the path"),
-    ("nul-in-connector-path", _set("sources", 0, "connector", "path", "data/\x00shop"), "sources[0].connector.path", "fix the path"),
+    (
+        "database-not-produced",
+        _set("unification", "tables", 0, "database", "acme_sgt"),
+        "unification.tables[0].database",
+        "did you mean 'acme_stg'?",
+    ),
+    (
+        "missing-connector-folder",
+        _set("sources", 1, "connector", "path", "data/no_such_folder"),
+        "sources[1].connector.path",
+        "create it or fix the path",
+    ),
+    (
+        "nul-in-connector-path",
+        _set("sources", 0, "connector", "path", "data/\x00shop"),
+        "sources[0].connector.path",
+        "fix the path",
+    ),
     ("missing-unification-file", _missing_unification_file, "unification_file", "fix the path in unification_file"),
-    ("both-unification-forms", _both_unification_forms, "(top level)", "set either unification (inline) or unification_file"),
+    (
+        "both-unification-forms",
+        _both_unification_forms,
+        "(top level)",
+        "set either unification (inline) or unification_file",
+    ),
     ("misspelt-field", _misspelt_sources, "sourcs", "check its spelling"),
-    ("misspelt-nested-field", _set("engine", "duckdb", "pth", "x.duckdb"), "engine.duckdb.pth", "remove it or check its spelling"),
-    ("merge-iterations-0", _set("unification", "canonical_ids", 0, "merge_iterations", 0), "unification.canonical_ids[0].merge_iterations", "greater than or equal to 1"),
-    ("merge-iterations-50", _set("unification", "canonical_ids", 0, "merge_iterations", 50), "unification.canonical_ids[0].merge_iterations", "less than or equal to 49"),
-    ("invalid-texts-128", _set("unification", "keys", 0, "invalid_texts", [f"junk{i}" for i in range(128)]), "unification.keys[0].invalid_texts", "at most 127 items"),
+    (
+        "misspelt-nested-field",
+        _set("engine", "duckdb", "pth", "x.duckdb"),
+        "engine.duckdb.pth",
+        "remove it or check its spelling",
+    ),
+    (
+        "merge-iterations-0",
+        _set("unification", "canonical_ids", 0, "merge_iterations", 0),
+        "unification.canonical_ids[0].merge_iterations",
+        "greater than or equal to 1",
+    ),
+    (
+        "merge-iterations-50",
+        _set("unification", "canonical_ids", 0, "merge_iterations", 50),
+        "unification.canonical_ids[0].merge_iterations",
+        "less than or equal to 49",
+    ),
+    (
+        "invalid-texts-128",
+        _set("unification", "keys", 0, "invalid_texts", [f"junk{i}" for i in range(128)]),
+        "unification.keys[0].invalid_texts",
+        "at most 127 items",
+    ),
     ("master-both-ids", _both_ids, "unification.master_tables[0]", "exactly one of canonical_id or persistent_id"),
     ("master-neither-id", _neither_id, "unification.master_tables[0]", "exactly one of canonical_id or persistent_id"),
-    ("master-unknown-id", _set("unification", "master_tables", 0, "canonical_id", "other_id"), "unification.master_tables[0].canonical_id", "not defined in canonical_ids"),
-    ("staging-table-not-produced", _unknown_staging_table, "staging.shop_refunds", "one of ['loyalty_members', 'shop_customers'"),
-    ("staging-rule", _set("staging", "shop_orders", "email", "rule", "zip"), "staging.shop_orders.email.rule", "use one of the listed values"),
-    ("bad-valid-regexp", _set("unification", "keys", 0, "valid_regexp", "([a-z"), "unification.keys[0].valid_regexp", "is not a valid regular expression"),
-    ("space-in-key-column", _set("unification", "tables", 0, "key_columns", 0, "column", "standardized email"), "unification.tables[0].key_columns[0].column", "use letters, digits and underscores only"),
-    ("bad-unification-name", _set("unification", "name", "Customer-360"), "unification.name", "use letters, digits and underscores"),
-    ("coverage-over-100", _set("checks", "coverage_min_pct", 150), "checks.coverage_min_pct", "less than or equal to 100"),
+    (
+        "master-unknown-id",
+        _set("unification", "master_tables", 0, "canonical_id", "other_id"),
+        "unification.master_tables[0].canonical_id",
+        "not defined in canonical_ids",
+    ),
+    (
+        "staging-table-not-produced",
+        _unknown_staging_table,
+        "staging.shop_refunds",
+        "one of ['loyalty_members', 'shop_customers'",
+    ),
+    (
+        "staging-rule",
+        _set("staging", "shop_orders", "email", "rule", "zip"),
+        "staging.shop_orders.email.rule",
+        "use one of the listed values",
+    ),
+    (
+        "bad-valid-regexp",
+        _set("unification", "keys", 0, "valid_regexp", "([a-z"),
+        "unification.keys[0].valid_regexp",
+        "is not a valid regular expression",
+    ),
+    (
+        "space-in-key-column",
+        _set("unification", "tables", 0, "key_columns", 0, "column", "standardized email"),
+        "unification.tables[0].key_columns[0].column",
+        "use letters, digits and underscores only",
+    ),
+    (
+        "bad-unification-name",
+        _set("unification", "name", "Customer-360"),
+        "unification.name",
+        "use letters, digits and underscores",
+    ),
+    (
+        "coverage-over-100",
+        _set("checks", "coverage_min_pct", 150),
+        "checks.coverage_min_pct",
+        "less than or equal to 100",
+    ),
     # wrong types
     ("client-number", _set("client", 123), "client", "string"),
     ("engine-not-a-mapping", _set("engine", "duckdb"), "engine", "mapping"),
@@ -351,62 +474,232 @@ BAD_CASES: list[tuple[str, Mutation, str, str]] = [
     ("start-date-text", _set("sources", 0, "start_date", "yesterday"), "sources[0].start_date", "datetime"),
     ("keys-text", _set("unification", "keys", "email"), "unification.keys", "list"),
     ("report-list", _set("report", []), "report", "mapping"),
-    ("cap-negative", _set("unification_options", {"max_rows_per_value": -1}), "unification_options.max_rows_per_value", "greater than or equal to 1"),
+    (
+        "cap-negative",
+        _set("unification_options", {"max_rows_per_value": -1}),
+        "unification_options.max_rows_per_value",
+        "greater than or equal to 1",
+    ),
     ("mode-bool", _set("sources", 0, "mode", True), "sources[0].mode", "use one of the listed values"),
     # unknown fields
-    ("unknown-connector-field", _set("sources", 0, "connector", "folder", "x"), "sources[0].connector.folder", "check its spelling"),
-    ("unknown-key-field", _set("unification", "keys", 0, "regex", ".+"), "unification.keys[0].regex", "check its spelling"),
-    ("unknown-staging-field", _set("staging", "shop_customers", "email", "colums", ["email"]), "staging.shop_customers.email.colums", "check its spelling"),
+    (
+        "unknown-connector-field",
+        _set("sources", 0, "connector", "folder", "x"),
+        "sources[0].connector.folder",
+        "check its spelling",
+    ),
+    (
+        "unknown-key-field",
+        _set("unification", "keys", 0, "regex", ".+"),
+        "unification.keys[0].regex",
+        "check its spelling",
+    ),
+    (
+        "unknown-staging-field",
+        _set("staging", "shop_customers", "email", "colums", ["email"]),
+        "staging.shop_customers.email.colums",
+        "check its spelling",
+    ),
     ("unknown-checks-field", _set("checks", "coverage", 90), "checks.coverage", "check its spelling"),
     # identifiers with quotes, semicolons, spaces or non-ASCII
     ("client-non-ascii", _set("client", "acmé"), "client", "use lowercase letters"),
     ("source-semicolon", _set("sources", 0, "name", "shop;"), "sources[0].name", "use lowercase letters"),
-    ("primary-key-quote", _set("sources", 0, "objects", 0, "primary_key", ["customer_id'"]), "sources[0].objects[0].primary_key", "use letters, digits and underscores only"),
-    ("incremental-field-space", _set("sources", 0, "incremental_field", "updated at"), "sources[0].incremental_field", "use letters, digits and underscores only"),
+    (
+        "primary-key-quote",
+        _set("sources", 0, "objects", 0, "primary_key", ["customer_id'"]),
+        "sources[0].objects[0].primary_key",
+        "use letters, digits and underscores only",
+    ),
+    (
+        "incremental-field-space",
+        _set("sources", 0, "incremental_field", "updated at"),
+        "sources[0].incremental_field",
+        "use letters, digits and underscores only",
+    ),
     ("key-name-space", _set("unification", "keys", 0, "name", "e mail"), "unification.keys[0].name", "use"),
-    ("column-double-quote", _set("unification", "tables", 0, "key_columns", 0, "column", 'standardized_email"'), "unification.tables[0].key_columns[0].column", "use letters, digits and underscores only"),
-    ("canonical-id-non-ascii", _set("unification", "canonical_ids", 0, "name", "unified_ïd"), "unification.canonical_ids[0].name", "use"),
-    ("master-name-space", _set("unification", "master_tables", 0, "name", "customer master"), "unification.master_tables[0].name", "use"),
-    ("staging-column-semicolon", _set("staging", "shop_customers", "email", "columns", ["e;mail"]), "staging.shop_customers.email.columns", "use letters, digits and underscores only"),
-    ("catalog-semicolon", _set("engine", "databricks", {"catalog": "main; drop"}), "engine.databricks.catalog", "use letters, digits and underscores only"),
-    ("token-pasted-as-env-name", _set("engine", "databricks", {"token_env": "dapi0123456789abcdef0123"}), "engine.databricks.token_env", "never the secret itself"),
-    ("webhook-url-as-env-name", _set("alerts", {"webhook_url_env": "https://hooks.example/x"}), "alerts.webhook_url_env", "never the secret itself"),
+    (
+        "column-double-quote",
+        _set("unification", "tables", 0, "key_columns", 0, "column", 'standardized_email"'),
+        "unification.tables[0].key_columns[0].column",
+        "use letters, digits and underscores only",
+    ),
+    (
+        "canonical-id-non-ascii",
+        _set("unification", "canonical_ids", 0, "name", "unified_ïd"),
+        "unification.canonical_ids[0].name",
+        "use",
+    ),
+    (
+        "master-name-space",
+        _set("unification", "master_tables", 0, "name", "customer master"),
+        "unification.master_tables[0].name",
+        "use",
+    ),
+    (
+        "staging-column-semicolon",
+        _set("staging", "shop_customers", "email", "columns", ["e;mail"]),
+        "staging.shop_customers.email.columns",
+        "use letters, digits and underscores only",
+    ),
+    (
+        "catalog-semicolon",
+        _set("engine", "databricks", {"catalog": "main; drop"}),
+        "engine.databricks.catalog",
+        "use letters, digits and underscores only",
+    ),
+    (
+        "token-pasted-as-env-name",
+        _set("engine", "databricks", {"token_env": "dapi0123456789abcdef0123"}),
+        "engine.databricks.token_env",
+        "never the secret itself",
+    ),
+    (
+        "webhook-url-as-env-name",
+        _set("alerts", {"webhook_url_env": "https://hooks.example/x"}),
+        "alerts.webhook_url_env",
+        "never the secret itself",
+    ),
     # unify.yml limits
     ("keys-per-table-33", _keys_per_table(30), "unification.tables[0].key_columns", "at most 32"),
     ("tables-256", _tables(256), "unification.tables", "at most 255"),
     # unknown references
-    ("master-source-table-unknown", _set("unification", "master_tables", 0, "attributes", 0, "source_columns", 0, "table", "nope_stg"), "unification.master_tables[0].attributes[0].source_columns[0].table", "use one of"),
+    (
+        "master-source-table-unknown",
+        _set("unification", "master_tables", 0, "attributes", 0, "source_columns", 0, "table", "nope_stg"),
+        "unification.master_tables[0].attributes[0].source_columns[0].table",
+        "use one of",
+    ),
     ("persistent-id-unknown", _both_ids, "unification.master_tables[0]", "exactly one of"),
     # duplicates
     ("duplicate-key", _duplicate_first(("unification", "keys")), "unification.keys[4].name", "list it once"),
-    ("duplicate-canonical-id", _duplicate_first(("unification", "canonical_ids")), "unification.canonical_ids[1].name", "list it once"),
-    ("duplicate-unification-table", _duplicate_first(("unification", "tables")), "unification.tables[4].table", "list it once"),
-    ("duplicate-master-table", _duplicate_first(("unification", "master_tables")), "unification.master_tables[1].name", "list it once"),
+    (
+        "duplicate-canonical-id",
+        _duplicate_first(("unification", "canonical_ids")),
+        "unification.canonical_ids[1].name",
+        "list it once",
+    ),
+    (
+        "duplicate-unification-table",
+        _duplicate_first(("unification", "tables")),
+        "unification.tables[4].table",
+        "list it once",
+    ),
+    (
+        "duplicate-master-table",
+        _duplicate_first(("unification", "master_tables")),
+        "unification.master_tables[1].name",
+        "list it once",
+    ),
     # Treasure Data's documented rules (api-docs.treasuredata.com/en/tools/idu/p10_limitations and the syntax page)
-    ("do-not-merge-key-not-first", _set("unification", "canonical_ids", 0, "do_not_merge_key", "customer_id"), "unification.canonical_ids[0].do_not_merge_key", "must be the first element of merge_by_keys"),
-    ("array-elements-11", _set("unification", "master_tables", 0, "attributes", 0, "array_elements", 11), "unification.master_tables[0].attributes[0].array_elements", "less than or equal to 10"),
-    ("duplicate-attribute", _duplicate_first(("unification", "master_tables", 0, "attributes")), "unification.master_tables[0].attributes[5].name", "list it once"),
+    (
+        "do-not-merge-key-not-first",
+        _set("unification", "canonical_ids", 0, "do_not_merge_key", "customer_id"),
+        "unification.canonical_ids[0].do_not_merge_key",
+        "must be the first element of merge_by_keys",
+    ),
+    (
+        "array-elements-11",
+        _set("unification", "master_tables", 0, "attributes", 0, "array_elements", 11),
+        "unification.master_tables[0].attributes[0].array_elements",
+        "less than or equal to 10",
+    ),
+    (
+        "duplicate-attribute",
+        _duplicate_first(("unification", "master_tables", 0, "attributes")),
+        "unification.master_tables[0].attributes[5].name",
+        "list it once",
+    ),
     ("key-in-33-tables", _key_in_many_tables(33), "unification.tables[32].key_columns[0].key", "more than 32 times"),
-    ("merge-iterations-text", _set("unification", "canonical_ids", 0, "merge_iterations", "many"), "unification.canonical_ids[0].merge_iterations", "integer"),
-    ("merge-by-unknown-canonical-id", _id_merging_unknown_id, "unification.canonical_ids[1].merge_by_canonical_ids[0]", "use one of ['unified_id']"),
+    (
+        "merge-iterations-text",
+        _set("unification", "canonical_ids", 0, "merge_iterations", "many"),
+        "unification.canonical_ids[0].merge_iterations",
+        "integer",
+    ),
+    (
+        "merge-by-unknown-canonical-id",
+        _id_merging_unknown_id,
+        "unification.canonical_ids[1].merge_by_canonical_ids[0]",
+        "use one of ['unified_id']",
+    ),
     ("merge-by-ids-cycle", _ids_merging_each_other, "unification.canonical_ids[1].merge_by_canonical_ids", "cycle"),
-    ("merge-by-one-id-without-keys", _id_merging_one_id_without_keys, "unification.canonical_ids[1].merge_by_keys", "two or more ids"),
-    ("persistent-merges-canonical-ids", _persistent_with_canonical_merge, "unification.persistent_ids[0].merge_by_canonical_ids", "use merge_by_persistent_ids"),
+    (
+        "merge-by-one-id-without-keys",
+        _id_merging_one_id_without_keys,
+        "unification.canonical_ids[1].merge_by_keys",
+        "two or more ids",
+    ),
+    (
+        "persistent-merges-canonical-ids",
+        _persistent_with_canonical_merge,
+        "unification.persistent_ids[0].merge_by_canonical_ids",
+        "use merge_by_persistent_ids",
+    ),
     ("persistent-time-twice", _persistent_time_twice, "unification.persistent_ids[0].merge_by_keys", "list each once"),
-    ("persistent-time-with-merged-ids", _persistent_time_and_merged_ids, "unification.persistent_ids[2].merge_by_keys", "'time' cannot be in merge_by_keys together with merge_by_persistent_ids"),
+    (
+        "persistent-time-with-merged-ids",
+        _persistent_time_and_merged_ids,
+        "unification.persistent_ids[2].merge_by_keys",
+        "'time' cannot be in merge_by_keys together with merge_by_persistent_ids",
+    ),
     ("canonical-id-time-key", _canonical_time_key, "unification.canonical_ids[0].merge_by_keys[4]", "add it to keys"),
-    ("attribute-from-unknown-id", _attribute_from_unknown_id, "unification.master_tables[0].attributes[5].source_canonical_id", "is not defined in canonical_ids"),
-    ("attribute-two-sources", _attribute_with_two_sources, "unification.master_tables[0].attributes[0].source_canonical_id", "exactly one of source_columns, source_canonical_id"),
-    ("attribute-no-source", _attribute_without_source, "unification.master_tables[0].attributes[5].source_columns", "exactly one of source_columns"),
-    ("regexp-too-long", _set("unification", "keys", 0, "valid_regexp", "a" * 513), "unification.keys[0].valid_regexp", "at most 512"),
+    (
+        "attribute-from-unknown-id",
+        _attribute_from_unknown_id,
+        "unification.master_tables[0].attributes[5].source_canonical_id",
+        "is not defined in canonical_ids",
+    ),
+    (
+        "attribute-two-sources",
+        _attribute_with_two_sources,
+        "unification.master_tables[0].attributes[0].source_canonical_id",
+        "exactly one of source_columns, source_canonical_id",
+    ),
+    (
+        "attribute-no-source",
+        _attribute_without_source,
+        "unification.master_tables[0].attributes[5].source_columns",
+        "exactly one of source_columns",
+    ),
+    (
+        "regexp-too-long",
+        _set("unification", "keys", 0, "valid_regexp", "a" * 513),
+        "unification.keys[0].valid_regexp",
+        "at most 512",
+    ),
     # references that the staged tables' columns (source headers plus staging outputs) rule out
-    ("key-column-typo", _set("unification", "tables", 0, "key_columns", 0, "column", "standardized_emial"), "unification.tables[0].key_columns[0].column", "did you mean 'standardized_email'?"),
-    ("incremental-column-typo", _set("unification", "tables", 0, "incremental_columns", ["updated"]), "unification.tables[0].incremental_columns[0]", "did you mean 'updated_at'?"),
-    ("master-column-typo", _set("unification", "master_tables", 0, "attributes", 0, "source_columns", 0, "column", "standardized_emal"), "unification.master_tables[0].attributes[0].source_columns[0].column", "did you mean 'standardized_email'?"),
-    ("key-column-not-staged", _set("unification", "tables", 0, "key_columns", 2, "column", "cleaned_fist_name"), "unification.tables[0].key_columns[2].column", "did you mean 'cleaned_first_name'?"),
+    (
+        "key-column-typo",
+        _set("unification", "tables", 0, "key_columns", 0, "column", "standardized_emial"),
+        "unification.tables[0].key_columns[0].column",
+        "did you mean 'standardized_email'?",
+    ),
+    (
+        "incremental-column-typo",
+        _set("unification", "tables", 0, "incremental_columns", ["updated"]),
+        "unification.tables[0].incremental_columns[0]",
+        "did you mean 'updated_at'?",
+    ),
+    (
+        "master-column-typo",
+        _set("unification", "master_tables", 0, "attributes", 0, "source_columns", 0, "column", "standardized_emal"),
+        "unification.master_tables[0].attributes[0].source_columns[0].column",
+        "did you mean 'standardized_email'?",
+    ),
+    (
+        "key-column-not-staged",
+        _set("unification", "tables", 0, "key_columns", 2, "column", "cleaned_fist_name"),
+        "unification.tables[0].key_columns[2].column",
+        "did you mean 'cleaned_first_name'?",
+    ),
     ("unresolved-variable", _unresolved_variable, "unification.tables[0].database", "${stg} has no value"),
     ("no-ids", _no_ids, "unification", "define at least one entry in canonical_ids or persistent_ids"),
-    ("duplicate-staging-column", _set("staging", "shop_customers", "email", "columns", ["email", "email"]), "staging.shop_customers.email.columns", "once"),
+    (
+        "duplicate-staging-column",
+        _set("staging", "shop_customers", "email", "columns", ["email", "email"]),
+        "staging.shop_customers.email.columns",
+        "once",
+    ),
 ]
 
 
@@ -431,7 +724,9 @@ def test_bad_case_ids_are_unique() -> None:
 
 
 @pytest.mark.parametrize("mutate", [c[1] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
-def test_every_bad_config_is_a_cli_error_naming_the_file_never_a_stack_dump(mutate: Mutation, tmp_path: Path, capsys) -> None:
+def test_every_bad_config_is_a_cli_error_naming_the_file_never_a_stack_dump(
+    mutate: Mutation, tmp_path: Path, capsys
+) -> None:
     from cdp_assets.cli import main
 
     cfg = valid_config(tmp_path)
@@ -498,8 +793,11 @@ def test_not_yaml_names_the_file(text: str, tmp_path: Path) -> None:
     assert "not valid YAML" in str(exc.value)
 
 
-@pytest.mark.parametrize("text", ["- client: acme\n- engine: duckdb\n", "just a string\n", "42\n", ""],
-                         ids=["list", "string", "number", "empty"])
+@pytest.mark.parametrize(
+    "text",
+    ["- client: acme\n- engine: duckdb\n", "just a string\n", "42\n", ""],
+    ids=["list", "string", "number", "empty"],
+)
 def test_top_level_not_a_mapping_names_the_file(text: str, tmp_path: Path) -> None:
     path = tmp_path / "cdp.yml"
     path.write_text(text, encoding="utf-8")
@@ -562,9 +860,14 @@ _leaf = (
 )
 _value = st.recursive(
     _leaf,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(_TOP_LEVEL_FIELDS + ["name", "kind", "path", "objects"]) | st.text(max_size=6),
-                      children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(_TOP_LEVEL_FIELDS + ["name", "kind", "path", "objects"]) | st.text(max_size=6),
+            children,
+            max_size=4,
+        )
+    ),
     max_leaves=12,
 )
 _path_value = st.sampled_from(_PATHS) | st.text(max_size=8)

@@ -44,7 +44,7 @@ class FakeShopApi:
             (c for c in self.contacts if since is None or c["updated_at"] > since), key=lambda c: c["updated_at"]
         )
         page = int(query.get("page", "1"))
-        chunk = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+        chunk = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         _send(h, 200, {"results": chunk, "page": page, "total_pages": max(1, -(-len(rows) // PAGE_SIZE))})
 
 

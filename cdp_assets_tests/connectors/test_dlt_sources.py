@@ -35,7 +35,9 @@ def _project(tmp_path, source: dict, staging: dict) -> object:
 
 def _log(loaded, obj: str):
     wh = warehouse_for(loaded)
-    return wh.fetch(f"SELECT status, records_loaded, records_rejected, watermark, files, message FROM acme_src.ingestion_log WHERE object = '{obj}' ORDER BY loaded_at")
+    return wh.fetch(
+        f"SELECT status, records_loaded, records_rejected, watermark, files, message FROM acme_src.ingestion_log WHERE object = '{obj}' ORDER BY loaded_at"
+    )
 
 
 def _ingestion_checks(result) -> dict[str, bool]:
@@ -57,15 +59,29 @@ def _pg(postgres, sql: str, params=None):  # noqa: F811
 
 
 def test_a_postgresql_table_loads_incrementally_by_its_cursor(postgres, tmp_path, monkeypatch):  # noqa: F811
-    _pg(postgres, "DROP SCHEMA IF EXISTS crm CASCADE; CREATE SCHEMA crm; "
-        "CREATE TABLE crm.contacts (contact_id text PRIMARY KEY, email text, tags jsonb, updated_at timestamp)")
+    _pg(
+        postgres,
+        "DROP SCHEMA IF EXISTS crm CASCADE; CREATE SCHEMA crm; "
+        "CREATE TABLE crm.contacts (contact_id text PRIMARY KEY, email text, tags jsonb, updated_at timestamp)",
+    )
     for i in range(30):
-        _pg(postgres, "INSERT INTO crm.contacts VALUES (%s, %s, %s, %s)", (f"K{i:03d}", f"Person.{i}@Example.com", '{"vip": true}', T0 + timedelta(minutes=i)))
-    monkeypatch.setenv("CDP_TEST_PG_URL", f"postgresql+psycopg2://dagster:{PG_PASSWORD}@127.0.0.1:{postgres['port']}/dagster")
+        _pg(
+            postgres,
+            "INSERT INTO crm.contacts VALUES (%s, %s, %s, %s)",
+            (f"K{i:03d}", f"Person.{i}@Example.com", '{"vip": true}', T0 + timedelta(minutes=i)),
+        )
+    monkeypatch.setenv(
+        "CDP_TEST_PG_URL", f"postgresql+psycopg2://dagster:{PG_PASSWORD}@127.0.0.1:{postgres['port']}/dagster"
+    )
     loaded = _project(
         tmp_path,
-        {"name": "crm", "connector": {"kind": "sql_database", "credentials_env": "CDP_TEST_PG_URL", "schema": "crm"},
-         "objects": [{"name": "contacts", "primary_key": ["contact_id"]}], "mode": "incremental", "incremental_field": "updated_at"},
+        {
+            "name": "crm",
+            "connector": {"kind": "sql_database", "credentials_env": "CDP_TEST_PG_URL", "schema": "crm"},
+            "objects": [{"name": "contacts", "primary_key": ["contact_id"]}],
+            "mode": "incremental",
+            "incremental_field": "updated_at",
+        },
         {"crm_contacts": {"email": {"rule": "email", "columns": ["email"]}}},
     )
     first = run_pipeline(loaded)
@@ -73,13 +89,28 @@ def test_a_postgresql_table_loads_incrementally_by_its_cursor(postgres, tmp_path
     assert first.success and checks and all(checks.values()), {k: v for k, v in checks.items() if not v}
     wh = warehouse_for(loaded)
     raw = wh.fetch("SELECT * FROM acme_src.crm_contacts ORDER BY contact_id")
-    assert len(raw) == 30 and raw["tags"].iloc[0] == '{"vip": true}' and raw["_cdp_file"].iloc[0] == "sql_database:crm.contacts"
-    assert wh.fetch("SELECT standardized_email FROM acme_stg.crm_contacts_stg WHERE contact_id = 'K007'").iloc[0, 0] == "person.7@example.com"
+    assert (
+        len(raw) == 30
+        and raw["tags"].iloc[0] == '{"vip": true}'
+        and raw["_cdp_file"].iloc[0] == "sql_database:crm.contacts"
+    )
+    assert (
+        wh.fetch("SELECT standardized_email FROM acme_stg.crm_contacts_stg WHERE contact_id = 'K007'").iloc[0, 0]
+        == "person.7@example.com"
+    )
 
     # New rows, one updated row and one without a cursor value: only those are read and loaded.
     for i in range(30, 35):
-        _pg(postgres, "INSERT INTO crm.contacts VALUES (%s, %s, NULL, %s)", (f"K{i:03d}", f"p{i}@example.com", T0 + timedelta(hours=2, minutes=i)))
-    _pg(postgres, "UPDATE crm.contacts SET email = 'new.k003@example.com', updated_at = %s WHERE contact_id = 'K003'", (T0 + timedelta(hours=5),))
+        _pg(
+            postgres,
+            "INSERT INTO crm.contacts VALUES (%s, %s, NULL, %s)",
+            (f"K{i:03d}", f"p{i}@example.com", T0 + timedelta(hours=2, minutes=i)),
+        )
+    _pg(
+        postgres,
+        "UPDATE crm.contacts SET email = 'new.k003@example.com', updated_at = %s WHERE contact_id = 'K003'",
+        (T0 + timedelta(hours=5),),
+    )
     _pg(postgres, "INSERT INTO crm.contacts VALUES ('K999', 'x@example.com', NULL, NULL)")
     second = run_pipeline(loaded)
     assert second.success
@@ -96,16 +127,24 @@ def test_a_postgresql_table_loads_incrementally_by_its_cursor(postgres, tmp_path
 
 
 def test_a_refused_database_login_fails_the_load_naming_the_source_never_the_password(postgres, tmp_path, monkeypatch):  # noqa: F811
-    monkeypatch.setenv("CDP_TEST_PG_URL", f"postgresql+psycopg2://nobody:{PG_PASSWORD}@127.0.0.1:{postgres['port']}/no_such_db")
+    monkeypatch.setenv(
+        "CDP_TEST_PG_URL", f"postgresql+psycopg2://nobody:{PG_PASSWORD}@127.0.0.1:{postgres['port']}/no_such_db"
+    )
     loaded = _project(
         tmp_path,
-        {"name": "crm", "connector": {"kind": "sql_database", "credentials_env": "CDP_TEST_PG_URL", "schema": "crm"},
-         "objects": ["contacts"], "mode": "incremental"},
+        {
+            "name": "crm",
+            "connector": {"kind": "sql_database", "credentials_env": "CDP_TEST_PG_URL", "schema": "crm"},
+            "objects": ["contacts"],
+            "mode": "incremental",
+        },
         {},
     )
     result = run_pipeline(loaded)
     assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error.to_string()
+    failure = next(
+        e for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+    ).event_specific_data.error.to_string()
     assert "source 'crm' (sql_database, table crm.contacts): cannot be read" in failure
     assert PG_PASSWORD not in failure and "role \"nobody\" does not exist" in failure
     log = _log(loaded, "contacts")
@@ -130,17 +169,25 @@ def shop_api():
 
 
 def _contact(i: int, at: datetime) -> dict:
-    return {"id": f"S{i:03d}", "email": f"Buyer{i}@Shop.example", "address": {"city": "Lyon", "zip": "69001"}, "updated_at": at.strftime("%Y-%m-%dT%H:%M:%S")}
+    return {
+        "id": f"S{i:03d}",
+        "email": f"Buyer{i}@Shop.example",
+        "address": {"city": "Lyon", "zip": "69001"},
+        "updated_at": at.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
 
 
 def _rest_source(url: str) -> dict:
     return {
         "name": "shop",
         "connector": {
-            "kind": "rest_api", "base_url": url + "/v1",
+            "kind": "rest_api",
+            "base_url": url + "/v1",
             "auth": {"type": "bearer", "token_env": "CDP_TEST_SHOP_TOKEN"},
             "paginator": {"type": "page_number", "base_page": 1, "page_param": "page", "total_path": "total_pages"},
-            "endpoints": {"contacts": {"path": "contacts", "data_selector": "results", "cursor_param": "updated_since"}},
+            "endpoints": {
+                "contacts": {"path": "contacts", "data_selector": "results", "cursor_param": "updated_since"}
+            },
         },
         "objects": [{"name": "contacts", "primary_key": ["id"]}],
         "mode": "incremental",
@@ -151,7 +198,9 @@ def _rest_source(url: str) -> dict:
 def test_a_paginated_rest_api_loads_incrementally_by_its_cursor(shop_api, tmp_path, monkeypatch):
     shop_api.contacts = [_contact(i, T0 + timedelta(minutes=i)) for i in range(10)]
     monkeypatch.setenv("CDP_TEST_SHOP_TOKEN", TOKEN)
-    loaded = _project(tmp_path, _rest_source(shop_api.url), {"shop_contacts": {"email": {"rule": "email", "columns": ["email"]}}})
+    loaded = _project(
+        tmp_path, _rest_source(shop_api.url), {"shop_contacts": {"email": {"rule": "email", "columns": ["email"]}}}
+    )
     first = run_pipeline(loaded)
     checks = check_results(first)
     assert first.success and checks and all(checks.values()), {k: v for k, v in checks.items() if not v}
@@ -183,7 +232,9 @@ def test_an_error_status_fails_the_load_with_the_status_and_never_the_token(shop
     loaded = _project(tmp_path, _rest_source(shop_api.url), {})
     result = run_pipeline(loaded)
     assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error.to_string()
+    failure = next(
+        e for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+    ).event_specific_data.error.to_string()
     assert f"source 'shop' (rest_api, {shop_api.url}/v1/contacts): cannot be read" in failure and str(status) in failure
     assert TOKEN not in failure and "wrong-token-0000" not in failure
     assert list(_log(loaded, "contacts")["status"]) == ["failed"]
@@ -210,26 +261,51 @@ def test_a_rest_source_must_name_an_endpoint_per_object_and_load_incrementally(t
 def test_validate_reads_the_columns_of_database_and_api_sources(postgres, shop_api, tmp_path, monkeypatch, capsys):  # noqa: F811
     from cdp_assets.validate import validate
 
-    _pg(postgres, "DROP SCHEMA IF EXISTS erp CASCADE; CREATE SCHEMA erp; CREATE TABLE erp.accounts (account_id text, email text, updated_at timestamp)")
-    monkeypatch.setenv("CDP_TEST_PG_URL", f"postgresql+psycopg2://dagster:{PG_PASSWORD}@127.0.0.1:{postgres['port']}/dagster")
+    _pg(
+        postgres,
+        "DROP SCHEMA IF EXISTS erp CASCADE; CREATE SCHEMA erp; CREATE TABLE erp.accounts (account_id text, email text, updated_at timestamp)",
+    )
+    monkeypatch.setenv(
+        "CDP_TEST_PG_URL", f"postgresql+psycopg2://dagster:{PG_PASSWORD}@127.0.0.1:{postgres['port']}/dagster"
+    )
     monkeypatch.setenv("CDP_TEST_SHOP_TOKEN", TOKEN)
     shop_api.contacts = [_contact(i, T0) for i in range(3)]
-    pg_source = {"name": "erp", "connector": {"kind": "sql_database", "credentials_env": "CDP_TEST_PG_URL", "schema": "erp"},
-                 "objects": ["accounts"], "mode": "incremental", "incremental_field": "updated_at"}
-    cfg = {"client": "acme", "engine": {"kind": "duckdb", "duckdb": {"path": "cdp.duckdb"}}, "sources": [pg_source, _rest_source(shop_api.url)],
-           "staging": {"erp_accounts": {"email": {"rule": "email", "columns": ["email"]}},
-                       "shop_contacts": {"email": {"rule": "email", "columns": ["email"]}, "phone": {"rule": "phone", "columns": ["phone"]}}}}
+    pg_source = {
+        "name": "erp",
+        "connector": {"kind": "sql_database", "credentials_env": "CDP_TEST_PG_URL", "schema": "erp"},
+        "objects": ["accounts"],
+        "mode": "incremental",
+        "incremental_field": "updated_at",
+    }
+    cfg = {
+        "client": "acme",
+        "engine": {"kind": "duckdb", "duckdb": {"path": "cdp.duckdb"}},
+        "sources": [pg_source, _rest_source(shop_api.url)],
+        "staging": {
+            "erp_accounts": {"email": {"rule": "email", "columns": ["email"]}},
+            "shop_contacts": {
+                "email": {"rule": "email", "columns": ["email"]},
+                "phone": {"rule": "phone", "columns": ["phone"]},
+            },
+        },
+    }
     path = tmp_path / "cdp.yml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     report = validate(path)
-    assert [(p.field, p.message.split(";")[0]) for p in report.problems] == [("staging.shop_contacts.phone.columns[0]", "column 'phone' is not in shop_contacts")]
-    assert shop_api.requests and all(q.get("page") in (None, "1") for _, q in shop_api.requests)  # one page read, nothing loaded
+    assert [(p.field, p.message.split(";")[0]) for p in report.problems] == [
+        ("staging.shop_contacts.phone.columns[0]", "column 'phone' is not in shop_contacts")
+    ]
+    assert shop_api.requests and all(
+        q.get("page") in (None, "1") for _, q in shop_api.requests
+    )  # one page read, nothing loaded
     del cfg["staging"]["shop_contacts"]["phone"]
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     report = validate(path)
     assert not report.problems and report.statements > 0
     assert not (tmp_path / "cdp.duckdb").exists()
-    monkeypatch.setenv("CDP_TEST_PG_URL", f"postgresql+psycopg2://dagster:{PG_PASSWORD}@127.0.0.1:1/dagster")  # nothing listens on port 1
+    monkeypatch.setenv(
+        "CDP_TEST_PG_URL", f"postgresql+psycopg2://dagster:{PG_PASSWORD}@127.0.0.1:1/dagster"
+    )  # nothing listens on port 1
     report = validate(path)
     assert report.problems[0].field == "sources[0].connector" and "cannot be read" in report.problems[0].message
     assert all(PG_PASSWORD not in str(p) for p in report.problems)
@@ -238,16 +314,31 @@ def test_validate_reads_the_columns_of_database_and_api_sources(postgres, shop_a
 def test_init_drafts_a_database_source_that_then_runs(postgres, tmp_path, monkeypatch):  # noqa: F811
     from cdp_assets.cli import main
 
-    _pg(postgres, "DROP SCHEMA IF EXISTS loyalty CASCADE; CREATE SCHEMA loyalty; "
+    _pg(
+        postgres,
+        "DROP SCHEMA IF EXISTS loyalty CASCADE; CREATE SCHEMA loyalty; "
         "CREATE TABLE loyalty.members (member_no text, mobile text, mail text, last_change timestamp); "
-        "CREATE TABLE loyalty.stores (store_code text, city text, opened_at timestamp)")
+        "CREATE TABLE loyalty.stores (store_code text, city text, opened_at timestamp)",
+    )
     for i in range(40):
-        _pg(postgres, "INSERT INTO loyalty.members VALUES (%s, %s, %s, %s)",
-            (f"M{i:04d}", f"(415) 555-{1000 + i}", f"member{i}@example.org" if i % 8 else "none@none.com", T0 + timedelta(minutes=i)))
+        _pg(
+            postgres,
+            "INSERT INTO loyalty.members VALUES (%s, %s, %s, %s)",
+            (
+                f"M{i:04d}",
+                f"(415) 555-{1000 + i}",
+                f"member{i}@example.org" if i % 8 else "none@none.com",
+                T0 + timedelta(minutes=i),
+            ),
+        )
         _pg(postgres, "INSERT INTO loyalty.stores VALUES (%s, %s, %s)", (f"ST{i}", "Paris", T0))
-    monkeypatch.setenv("CDP_TEST_PG_URL", f"postgresql+psycopg2://dagster:{PG_PASSWORD}@127.0.0.1:{postgres['port']}/dagster")
+    monkeypatch.setenv(
+        "CDP_TEST_PG_URL", f"postgresql+psycopg2://dagster:{PG_PASSWORD}@127.0.0.1:{postgres['port']}/dagster"
+    )
     out = tmp_path / "project"
-    assert main(["init", "--client", "acme", "--source", "sql_database:CDP_TEST_PG_URL/loyalty", "--out", str(out)]) == 0
+    assert (
+        main(["init", "--client", "acme", "--source", "sql_database:CDP_TEST_PG_URL/loyalty", "--out", str(out)]) == 0
+    )
     text = (out / "cdp.yml").read_text()
     assert PG_PASSWORD not in text and "credentials_env" in text
     report = (out / "init_report.md").read_text()

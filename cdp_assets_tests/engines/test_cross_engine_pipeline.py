@@ -36,7 +36,16 @@ def both_runs():
         root = Path(d)
         loaded = load_config(write_project(root / "project", records=150))
         spark_config = load_config(
-            write_project(root / "project", generate=False, mutate=lambda c: c.update(engine={"kind": "databricks", "databricks": {"connection": "local_spark", "local_spark_dir": str(root / "spark")}}))
+            write_project(
+                root / "project",
+                generate=False,
+                mutate=lambda c: c.update(
+                    engine={
+                        "kind": "databricks",
+                        "databricks": {"connection": "local_spark", "local_spark_dir": str(root / "spark")},
+                    }
+                ),
+            )
         )
         results = {}
         duck = DuckDBWarehouse(path=str(loaded.duckdb_path))
@@ -49,7 +58,9 @@ def both_runs():
         schemas = [loaded.pipeline.src_schema, loaded.pipeline.stg_schema, loaded.unification.schema]
         for name, wh in (("duckdb", duck), ("spark", spark)):
             tables[name] = {
-                f"{schema}.{t}": wh.fetch(f"SELECT * FROM {TableRef(schema, t).sql}") for schema in schemas for t in wh.list_tables(schema)
+                f"{schema}.{t}": wh.fetch(f"SELECT * FROM {TableRef(schema, t).sql}")
+                for schema in schemas
+                for t in wh.list_tables(schema)
             }
         yield results, tables
         stop_spark_session()

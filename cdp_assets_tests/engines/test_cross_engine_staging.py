@@ -39,17 +39,36 @@ RULES = {
     "note_sha256": StagingRule(rule="hash", columns=["note"]),
     "dob_surname": StagingRule(rule="text", columns=["dob", "surname"], combine="concat", separator="|"),
     "any_email": StagingRule(rule="email", columns=["alt_email", "email"]),
-    "seen": StagingRule(rule="date", columns=["seen"], formats=["iso8601", "dd-mm-yyyy", "mm/dd/yyyy", "yyyy/mm/dd", "epoch_seconds", "epoch_millis"]),
+    "seen": StagingRule(
+        rule="date",
+        columns=["seen"],
+        formats=["iso8601", "dd-mm-yyyy", "mm/dd/yyyy", "yyyy/mm/dd", "epoch_seconds", "epoch_millis"],
+    ),
     # listed paths: nested, keys with a space and a $, an array (profiled paths are DuckDB-only)
-    "attrs": StagingRule(rule="json", columns=["attrs"], paths={
-        "plan": "plan", "city": "address.city", "price": ["$price"], "colour": ["favourite colour"],
-        "tags": {"keys": ["tags"], "type": "array"}, "vip": "vip",
-    }),
+    "attrs": StagingRule(
+        rule="json",
+        columns=["attrs"],
+        paths={
+            "plan": "plan",
+            "city": "address.city",
+            "price": ["$price"],
+            "colour": ["favourite colour"],
+            "tags": {"keys": ["tags"], "type": "array"},
+            "vip": "vip",
+        },
+    ),
     # the table's null tokens (staging_tables.<t>.null_tokens), for a rule listing none
     "remark": StagingRule(rule="text", columns=["note"]).with_table_null_tokens(["x", "?"]),
 }
 DOCS = {
-    "1": {"plan": "gold", "tags": ["a", "b c", 3], "address": {"city": "Oslo"}, "$price": "9.5", "favourite colour": "teal", "vip": True},
+    "1": {
+        "plan": "gold",
+        "tags": ["a", "b c", 3],
+        "address": {"city": "Oslo"},
+        "$price": "9.5",
+        "favourite colour": "teal",
+        "vip": True,
+    },
     "2": {"plan": "silver", "tags": [], "address": {"city": "Lyon"}},
     "4": {"plan": None, "tags": "not an array", "address": "flat"},
     "6": {"vip": False, "address": {"city": "Kyoto", "zip": 1}},
@@ -58,16 +77,78 @@ ATTRS = {**{k: json.dumps(v) for k, v in DOCS.items()}, "3": "not json", "7": "N
 PRODUCT = {"1": " P1 ", "2": "p2", "3": "N/A", "4": "p9", "6": "P2"}
 ROWS = [
     # id, email, alt_email, phone, first_name, note, amount, opt_in, dob, surname, seen
-    ("1", " Foo.Bar@Example.COM ", None, "(212) 555-0100", "  mary   ann ", "Hello  World", "$1,234.56", "Yes", "1980-01-02", "Smith", "2024-03-05T10:11:12+02:00"),
-    ("2", "o'brien@example.co.uk", "x@y.io", "+44 (0) 20 7946 0958", "JOHN", "unknown", "€ 1.234,56", "n", "1990-12-31", None, "05-03-2024"),
+    (
+        "1",
+        " Foo.Bar@Example.COM ",
+        None,
+        "(212) 555-0100",
+        "  mary   ann ",
+        "Hello  World",
+        "$1,234.56",
+        "Yes",
+        "1980-01-02",
+        "Smith",
+        "2024-03-05T10:11:12+02:00",
+    ),
+    (
+        "2",
+        "o'brien@example.co.uk",
+        "x@y.io",
+        "+44 (0) 20 7946 0958",
+        "JOHN",
+        "unknown",
+        "€ 1.234,56",
+        "n",
+        "1990-12-31",
+        None,
+        "05-03-2024",
+    ),
     ("3", "a..b@x.com", "N/A", "001 212 555 0100", "élodie", "N/A", "12 EUR", "maybe", None, "Doe", "03/05/2024 08:00"),
     ("4", "NULL", "b@x.test", "020 7946 0958", "", "Ünïcödé text", "-3.145", "ON", "2001-07-04", "Lee", "1709632272"),
     ("5", None, None, None, None, None, None, None, None, None, "N/A"),
-    ("6", "a@-x.com", "ok@sub.example.org", "+81 3 1234 5678", "o'brien", "-", "abc", "0", "1975-05-05", "O'Neil", "1709632272123"),
+    (
+        "6",
+        "a@-x.com",
+        "ok@sub.example.org",
+        "+81 3 1234 5678",
+        "o'brien",
+        "-",
+        "abc",
+        "0",
+        "1975-05-05",
+        "O'Neil",
+        "1709632272123",
+    ),
     ("7", "UPPER@EXAMPLE.ORG", "", "0049 30 12345678", "x", "x", "1 000", "TRUE", "2020-02-29", "Kim", "2024-02-30"),
-    ("8", "é@x.com", None, "+1 212 555 0100", "Jean-Luc", "  ", "0,5", "off", "1999-09-09", "Ng", "1969-12-31T23:59:59Z"),
+    (
+        "8",
+        "é@x.com",
+        None,
+        "+1 212 555 0100",
+        "Jean-Luc",
+        "  ",
+        "0,5",
+        "off",
+        "1999-09-09",
+        "Ng",
+        "1969-12-31T23:59:59Z",
+    ),
 ]
-COLUMNS = ["id", "email", "alt_email", "phone", "first_name", "note", "amount", "opt_in", "dob", "surname", "seen", "attrs", "product"]
+COLUMNS = [
+    "id",
+    "email",
+    "alt_email",
+    "phone",
+    "first_name",
+    "note",
+    "amount",
+    "opt_in",
+    "dob",
+    "surname",
+    "seen",
+    "attrs",
+    "product",
+]
 SRC = TableRef("cdp_src", "staging_fixture")
 STG = TableRef("cdp_src", "staging_fixture_stg")
 # A dimension: products as a source object and staged (a cleaned price), joined on cleaned keys.
@@ -112,12 +193,24 @@ def stage(wh) -> pd.DataFrame:
 # timestamp(3)); the family is what must agree. Every one is a timestamp without time zone:
 # DuckDB's TIMESTAMP, Spark's TIMESTAMP_NTZ (sqlglot renders DuckDB's TIMESTAMP so; Spark's own
 # TIMESTAMP is in the session's zone), Trino's timestamp(3).
-_TYPE_FAMILIES = {"varchar": "text", "string": "text", "double": "double", "boolean": "boolean", "bigint": "bigint",
-                  "date": "date", "timestamp": "timestamp", "timestamp_ntz": "timestamp"}
+_TYPE_FAMILIES = {
+    "varchar": "text",
+    "string": "text",
+    "double": "double",
+    "boolean": "boolean",
+    "bigint": "bigint",
+    "date": "date",
+    "timestamp": "timestamp",
+    "timestamp_ntz": "timestamp",
+}
 
 
 def type_family(engine_type: str) -> str:
-    t = engine_type.strip().lower().split("(")[0] if not engine_type.lower().startswith("array") else engine_type.lower()
+    t = (
+        engine_type.strip().lower().split("(")[0]
+        if not engine_type.lower().startswith("array")
+        else engine_type.lower()
+    )
     if t.endswith("[]") or t.startswith("array"):
         inner = t[:-2] if t.endswith("[]") else t[6:-1]
         return f"array<{type_family(inner)}>"
@@ -128,7 +221,9 @@ def output_types(wh, ref: TableRef) -> dict[str, str]:
     """The engine's type of every column staging adds, read with typeof() on the engine."""
     added = [c.output for c in staged_columns(RULES)] + ["source_system", "load_timestamp"]
     added += [o for j, _ in JOINS for o in j.outputs()]
-    row = wh.fetch(f"SELECT {', '.join(f'typeof({quote(c)}) AS {quote(c)}' for c in added)} FROM {ref.sql} LIMIT 1").iloc[0]
+    row = wh.fetch(
+        f"SELECT {', '.join(f'typeof({quote(c)}) AS {quote(c)}' for c in added)} FROM {ref.sql} LIMIT 1"
+    ).iloc[0]
     return {c: type_family(str(row[c])) for c in added}
 
 
@@ -143,7 +238,9 @@ def duckdb_table() -> pd.DataFrame:
 def _same(expected: pd.DataFrame, got: pd.DataFrame) -> None:
     assert got.attrs["types"] == expected.attrs["types"]  # the declared types, on every engine
     assert list(got.columns) == list(expected.columns)
-    pd.testing.assert_frame_equal(normalized(got, ["table", "id"]), normalized(expected, ["table", "id"]), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        normalized(got, ["table", "id"]), normalized(expected, ["table", "id"]), check_dtype=False
+    )
 
 
 def test_the_fixture_exercises_every_rule_and_option(duckdb_table):
@@ -161,10 +258,20 @@ def test_the_fixture_exercises_every_rule_and_option(duckdb_table):
     assert t.loc["1", "hashed_email_sha256"] == hashlib.sha256(b"foo.bar@example.com").hexdigest()
     assert t.loc["1", "seen_unixtime"] == 1709626272 and pd.isna(t.loc["7", "seen_std"])
     assert t.loc["4", "hashed_note_sha256"] == hashlib.sha256("ünïcödé text".encode()).hexdigest()
-    assert t.loc["1", "attrs_colour"] == "teal" and t.loc["1", "attrs_price"] == "9.5" and list(t.loc["1", "attrs_tags"]) == ["a", "b c", "3"]
-    assert pd.isna(t.loc["3", "attrs_plan"]) and pd.isna(t.loc["4", "attrs_tags"]) and t.loc["6", "attrs_vip"] == "false"
+    assert (
+        t.loc["1", "attrs_colour"] == "teal"
+        and t.loc["1", "attrs_price"] == "9.5"
+        and list(t.loc["1", "attrs_tags"]) == ["a", "b c", "3"]
+    )
+    assert (
+        pd.isna(t.loc["3", "attrs_plan"]) and pd.isna(t.loc["4", "attrs_tags"]) and t.loc["6", "attrs_vip"] == "false"
+    )
     assert pd.isna(t.loc["7", "cleaned_remark"]) and t.loc["6", "cleaned_remark"] == "-"  # the table's tokens: x, ?
-    assert t.loc["1", "title_dim"] == "Lamp" and t.loc["6", "cleaned_price_dim"] == 120.5 and pd.isna(t.loc["3", "title_dim"])
+    assert (
+        t.loc["1", "title_dim"] == "Lamp"
+        and t.loc["6", "cleaned_price_dim"] == 120.5
+        and pd.isna(t.loc["3", "title_dim"])
+    )
     assert (t["source_system"] == "shop").all() and (t["load_timestamp"] == LOADED_AT).all()
     declared = {c.output: c.sql_type for c in staged_columns(RULES)}
     assert {c: duckdb_table.attrs["types"][c] for c in declared} == {c: type_family(ty) for c, ty in declared.items()}
@@ -174,7 +281,9 @@ def test_trino_on_the_treasure_data_fake_stages_the_same_table(duckdb_table):
     fake = FakeTreasureData(KEY)
     url = fake.start()
     try:
-        wh = TreasureDataWarehouse(apikey=KEY, endpoint=url, database="cdp_src", job_poll_seconds=0.01, retry_backoff_seconds=0.01)
+        wh = TreasureDataWarehouse(
+            apikey=KEY, endpoint=url, database="cdp_src", job_poll_seconds=0.01, retry_backoff_seconds=0.01
+        )
         _same(duckdb_table, stage(wh))
     finally:
         fake.stop()
@@ -184,8 +293,12 @@ def test_trino_on_the_treasure_data_fake_stages_the_same_table(duckdb_table):
 def test_local_spark_through_the_databricks_engine_stages_the_same_table(duckdb_table):
     with tempfile.TemporaryDirectory() as d:
         wh = DatabricksWarehouse(
-            local_spark_dir=str(Path(d) / "warehouse"), sql_dialect="spark", table_format="parquet",
-            optimize_tables=False, use_catalog=False, catalog=None,
+            local_spark_dir=str(Path(d) / "warehouse"),
+            sql_dialect="spark",
+            table_format="parquet",
+            optimize_tables=False,
+            use_catalog=False,
+            catalog=None,
         )
         try:
             with wh.session():

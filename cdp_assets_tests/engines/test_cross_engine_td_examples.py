@@ -68,21 +68,30 @@ def spark_dir():
         stop_spark_session()
 
 
-@pytest.mark.parametrize("example", [EXAMPLES, EXAMPLES / "templated", EXAMPLES / "existing_tables"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "example", [EXAMPLES, EXAMPLES / "templated", EXAMPLES / "existing_tables"], ids=lambda p: p.name
+)
 def test_the_example_gives_duckdbs_tables_on_spark_with_every_check_passed(example, tmp_path, spark_dir):
     generate_sample(tmp_path / "data", 150, seed=5)
     spark_engine = {"kind": "databricks", "databricks": {"connection": "local_spark", "local_spark_dir": spark_dir}}
     configs = {
-        "duckdb": load_config(_project(tmp_path / "duckdb", example, {"kind": "duckdb", "duckdb": {"path": "cdp.duckdb"}})),
+        "duckdb": load_config(
+            _project(tmp_path / "duckdb", example, {"kind": "duckdb", "duckdb": {"path": "cdp.duckdb"}})
+        ),
         "spark": load_config(_project(tmp_path / "spark", example, spark_engine)),
     }
-    warehouses = {"duckdb": DuckDBWarehouse(path=str(configs["duckdb"].duckdb_path)), "spark": build_warehouse(configs["spark"])}
+    warehouses = {
+        "duckdb": DuckDBWarehouse(path=str(configs["duckdb"].duckdb_path)),
+        "spark": build_warehouse(configs["spark"]),
+    }
     _drop_spark_schemas(warehouses["spark"])
     tables = {}
     for name, wh in warehouses.items():
         _seed(wh, example)
-        result = build_definitions(configs[name], wh).resolve_job_def(PIPELINE_JOB).execute_in_process(
-            instance=DagsterInstance.ephemeral(), raise_on_error=False
+        result = (
+            build_definitions(configs[name], wh)
+            .resolve_job_def(PIPELINE_JOB)
+            .execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
         )
         assert result.success, name
         checks = check_results(result)

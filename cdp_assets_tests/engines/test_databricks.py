@@ -36,7 +36,13 @@ def spark_dir():
 
 def local(spark_dir: str, **kw) -> DatabricksWarehouse:
     return DatabricksWarehouse(
-        local_spark_dir=spark_dir, sql_dialect="spark", table_format="parquet", optimize_tables=False, use_catalog=False, catalog=None, **kw
+        local_spark_dir=spark_dir,
+        sql_dialect="spark",
+        table_format="parquet",
+        optimize_tables=False,
+        use_catalog=False,
+        catalog=None,
+        **kw,
     )
 
 
@@ -51,7 +57,11 @@ class Recording(DatabricksWarehouse):
 
         SEEN.append(sql)
         if self.fail and sum(1 for s in SEEN if s == sql) <= self.fail:
-            err = dbx.RequestError("Error during request to server: connection reset") if self.fail_with == "request" else dbx.RequestError("HTTP 403: Invalid access token")
+            err = (
+                dbx.RequestError("Error during request to server: connection reset")
+                if self.fail_with == "request"
+                else dbx.RequestError("HTTP 403: Invalid access token")
+            )
             raise self._error(err, sql)
         if sql.startswith("OPTIMIZE"):
             return [], []  # local tables are parquet: Delta OPTIMIZE is recorded, not run
@@ -65,7 +75,13 @@ def test_dataframes_round_trip_through_bound_json_batches(spark_dir):
     wh = local(spark_dir)
     ref = TableRef("dbx_src", "frames")
     wh.run('DROP SCHEMA IF EXISTS "dbx_src" CASCADE')
-    df = pd.DataFrame({"s": pd.array(["a'; DROP TABLE x; --", None], dtype="string"), "n": [1, 2], "t": pd.to_datetime(["2024-06-01 10:00", "2024-06-02 11:00"])})
+    df = pd.DataFrame(
+        {
+            "s": pd.array(["a'; DROP TABLE x; --", None], dtype="string"),
+            "n": [1, 2],
+            "t": pd.to_datetime(["2024-06-01 10:00", "2024-06-02 11:00"]),
+        }
+    )
     wh.write_dataframe(ref, df)
     wh.append_frames([(ref, pd.DataFrame({"n": [3], "extra": pd.array(["x"], dtype="string")}))])
     got = wh.query("SELECT * FROM `dbx_src`.`frames` WHERE n >= ? ORDER BY n", [1])
@@ -96,7 +112,14 @@ def test_optimize_runs_only_with_the_capability(spark_dir):
     SEEN.clear()
     ref = TableRef("dbx_src", "opt")
     for capable in (False, True):
-        wh = Recording(local_spark_dir=spark_dir, sql_dialect="spark", table_format="parquet", use_catalog=False, catalog=None, optimize_tables=capable)
+        wh = Recording(
+            local_spark_dir=spark_dir,
+            sql_dialect="spark",
+            table_format="parquet",
+            use_catalog=False,
+            catalog=None,
+            optimize_tables=capable,
+        )
         wh.build_table(ref, "SELECT 1 AS x")
     optimizes = [s for s in SEEN if s.startswith("OPTIMIZE")]
     assert optimizes == ["OPTIMIZE `dbx_src`.`opt`"]  # once: the capable engine's build
@@ -104,14 +127,25 @@ def test_optimize_runs_only_with_the_capability(spark_dir):
 
 def test_a_dropped_connection_is_retried_and_a_bad_token_fails_fast(spark_dir, caplog):
     SEEN.clear()
-    wh = Recording(local_spark_dir=spark_dir, sql_dialect="spark", table_format="parquet", use_catalog=False, catalog=None, optimize_tables=False, fail=2, retry_backoff_seconds=0.01)
+    wh = Recording(
+        local_spark_dir=spark_dir,
+        sql_dialect="spark",
+        table_format="parquet",
+        use_catalog=False,
+        catalog=None,
+        optimize_tables=False,
+        fail=2,
+        retry_backoff_seconds=0.01,
+    )
     with caplog.at_level(logging.WARNING):
         assert int(wh.query("SELECT 7 AS x").iloc[0, 0]) == 7
     # the connection check and the query each fail twice, then succeed on the third attempt
     assert SEEN.count("SELECT 1") == 3 and SEEN.count("SELECT 7 AS x") == 3
     assert caplog.text.count("transient warehouse error") == 4
     SEEN.clear()
-    bad = Recording(local_spark_dir=spark_dir, sql_dialect="spark", use_catalog=False, catalog=None, fail=5, fail_with="auth")
+    bad = Recording(
+        local_spark_dir=spark_dir, sql_dialect="spark", use_catalog=False, catalog=None, fail=5, fail_with="auth"
+    )
     with pytest.raises(WarehouseAuthError) as err:
         bad.query("SELECT 8 AS x")
     assert "$DATABRICKS_TOKEN" in str(err.value) and SEEN.count("SELECT 1") == 1  # the connection check, once
@@ -124,7 +158,9 @@ def test_a_sql_error_carries_the_statement(spark_dir):
     assert "TABLE_OR_VIEW_NOT_FOUND" in str(err.value) and "-- statement that failed:" in str(err.value)
 
 
-def test_a_databricks_config_needs_no_credentials_to_load_and_names_the_missing_variable_at_run(tmp_path, monkeypatch, capsys):
+def test_a_databricks_config_needs_no_credentials_to_load_and_names_the_missing_variable_at_run(
+    tmp_path, monkeypatch, capsys
+):
     from cdp_assets.cli import main
 
     for var in ("DATABRICKS_HOST", "DATABRICKS_HTTP_PATH", "DATABRICKS_TOKEN"):
@@ -148,7 +184,9 @@ def test_the_token_is_masked_in_the_connection_line_and_never_captured_in_defini
     wh = build_warehouse(loaded)
     # the definitions hold the variable's name, not its value: resolved only when a run starts
     assert TOKEN not in repr(wh.__dict__) and "DATABRICKS_TOKEN" in repr(wh.__dict__)
-    real = DatabricksWarehouse(server_hostname="adb-1.azuredatabricks.net", http_path="/sql/1.0/warehouses/abc", access_token=TOKEN)
+    real = DatabricksWarehouse(
+        server_hostname="adb-1.azuredatabricks.net", http_path="/sql/1.0/warehouses/abc", access_token=TOKEN
+    )
     info = real.connection_info()
     assert info["secret"] == "****" + TOKEN[-4:] and TOKEN not in str(info) and TOKEN not in real.describe()
 
@@ -196,14 +234,19 @@ def test_the_shim_refuses_what_a_databricks_warehouse_refuses_once_and_not_retri
     with pytest.raises(WarehouseError) as err:
         wh.query(marks(257), list(range(257)))
     assert not isinstance(err.value, TransientWarehouseError)  # HTTP 400: the same request fails again
-    assert "Parameterized query has too many parameters: 257 parameters were given but the limit is 256" in str(err.value)
+    assert "Parameterized query has too many parameters: 257 parameters were given but the limit is 256" in str(
+        err.value
+    )
     assert SEEN.count(marks(257)) == 1
     with pytest.raises(WarehouseError, match="maximum query text size"):
         wh.query("SELECT '" + "x" * WAREHOUSE_LIMITS.max_statement_bytes + "' AS s")
     with pytest.raises(WarehouseError, match="INVALID_QUERY_MIXED_QUERY_PARAMETERS"):
         wh.query("SELECT ? AS a, :named AS b", [1])
     # local Spark 4 would store these; a Databricks SQL warehouse refuses them
-    for ddl in ("CREATE VIEW `dbx_src`.`v` AS SELECT ? AS x", "CREATE TABLE `dbx_src`.`d` (a BIGINT DEFAULT ?) USING parquet"):
+    for ddl in (
+        "CREATE VIEW `dbx_src`.`v` AS SELECT ? AS x",
+        "CREATE TABLE `dbx_src`.`d` (a BIGINT DEFAULT ?) USING parquet",
+    ):
         with pytest.raises(WarehouseError, match="PARAMETER_MARKER_IN_UNEXPECTED_STATEMENT"):
             wh.query(ddl, [1])
     assert not wh.table_exists(TableRef("dbx_src", "v")) and not wh.table_exists(TableRef("dbx_src", "d"))
@@ -215,7 +258,9 @@ def test_a_load_of_one_parameter_per_cell_fails_on_the_shim_and_leaves_the_table
     good = local(spark_dir)
     good.run('DROP SCHEMA IF EXISTS "dbx_limits" CASCADE')
     good.replace_with_dataframe(ref, pd.DataFrame({"a": [1], "b": ["kept"], "c": [0.5]}))
-    frame = pd.DataFrame({"a": range(100), "b": [f"v{i}" for i in range(100)], "c": [i / 3 for i in range(100)]})  # 300 cells
+    frame = pd.DataFrame(
+        {"a": range(100), "b": [f"v{i}" for i in range(100)], "c": [i / 3 for i in range(100)]}
+    )  # 300 cells
     with pytest.raises(WarehouseError, match="300 parameters were given but the limit is 256"):
         BoundValuesLoad(local_spark_dir=spark_dir, **_local_kw()).replace_with_dataframe(ref, frame)
     assert good.query("SELECT b FROM `dbx_limits`.`old_load`")["b"].tolist() == ["kept"]
@@ -236,12 +281,23 @@ def _cells(df: pd.DataFrame) -> list[tuple]:
 def _wide_frame(rows: int, per_kind: int) -> pd.DataFrame:
     cols: dict = {"row": pd.Series(range(rows), dtype="int64")}
     for k in range(per_kind):
-        cols[f"text_{k}"] = pd.array([None if (i + k) % 7 == 0 else f"v{i}-{k} 'q' é" for i in range(rows)], dtype="string")
-        cols[f"int_{k}"] = pd.array([None if (i + k) % 5 == 0 else i * 1_000_003 - k for i in range(rows)], dtype="Int64")
-        cols[f"float_{k}"] = pd.Series([float("nan") if (i + k) % 6 == 0 else i / 7 + k for i in range(rows)], dtype="float64")
+        cols[f"text_{k}"] = pd.array(
+            [None if (i + k) % 7 == 0 else f"v{i}-{k} 'q' é" for i in range(rows)], dtype="string"
+        )
+        cols[f"int_{k}"] = pd.array(
+            [None if (i + k) % 5 == 0 else i * 1_000_003 - k for i in range(rows)], dtype="Int64"
+        )
+        cols[f"float_{k}"] = pd.Series(
+            [float("nan") if (i + k) % 6 == 0 else i / 7 + k for i in range(rows)], dtype="float64"
+        )
         cols[f"bool_{k}"] = pd.Series([(i + k) % 2 == 0 for i in range(rows)], dtype="bool")
         cols[f"when_{k}"] = pd.Series(
-            [pd.NaT if (i + k) % 9 == 0 else pd.Timestamp("2024-03-31 01:30:00") + pd.Timedelta(minutes=i, microseconds=k) for i in range(rows)],
+            [
+                pd.NaT
+                if (i + k) % 9 == 0
+                else pd.Timestamp("2024-03-31 01:30:00") + pd.Timedelta(minutes=i, microseconds=k)
+                for i in range(rows)
+            ],
             dtype="datetime64[us]",
         )
     return pd.DataFrame(cols)

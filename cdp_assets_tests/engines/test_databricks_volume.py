@@ -56,8 +56,10 @@ def stager(fake: FakeDatabricksWorkspace, token: str = TOKEN, volume: str = VOLU
 def mixed_frame(rows: int, seed: int = 7) -> pd.DataFrame:
     """Every column kind the engine writes, with missing values; random text defeats compression."""
     rng = np.random.default_rng(seed)
-    text = pd.Series(rng.integers(0, 2**63, size=rows).astype(str), dtype=object) + "-" + pd.Series(
-        [f"{v:032x}" for v in rng.integers(0, 2**62, size=rows)], dtype=object
+    text = (
+        pd.Series(rng.integers(0, 2**63, size=rows).astype(str), dtype=object)
+        + "-"
+        + pd.Series([f"{v:032x}" for v in rng.integers(0, 2**62, size=rows)], dtype=object)
     )
     text[rng.random(rows) < 0.1] = None
     return pd.DataFrame(
@@ -81,7 +83,9 @@ def test_a_frame_is_staged_as_parquet_parts_under_the_one_shot_limit_and_removed
     assert len(files) >= 2 and files == sorted(workspace.files) and all(f.startswith(folder + "/") for f in files)
     # Each part went up in one PUT under the SDK's multipart threshold; no multipart attempt.
     assert len(workspace.upload_sizes) == len(files)
-    assert max(workspace.upload_sizes) < SDK_MULTIPART_MIN_BYTES and sum(workspace.upload_sizes) > SDK_MULTIPART_MIN_BYTES
+    assert (
+        max(workspace.upload_sizes) < SDK_MULTIPART_MIN_BYTES and sum(workspace.upload_sizes) > SDK_MULTIPART_MIN_BYTES
+    )
     assert workspace.multipart_requests == 0
 
     # The parts, in order, are the frame: every row once, every value and kind kept.
@@ -144,7 +148,9 @@ def test_a_staged_file_is_never_overwritten(workspace):
 
 def test_copy_into_names_the_table_and_the_folder_and_parses_as_databricks_sql():
     dialect = DIALECTS["databricks"]
-    sql = copy_into_from_volume(dialect, TableRef("acme_src", "shop_customers"), f"{VOLUME}/cdp_staging/shop_customers_ab12")
+    sql = copy_into_from_volume(
+        dialect, TableRef("acme_src", "shop_customers"), f"{VOLUME}/cdp_staging/shop_customers_ab12"
+    )
     assert sql == (
         "COPY INTO `acme_src`.`shop_customers` FROM '/Volumes/main/cdp/staging/cdp_staging/shop_customers_ab12' "
         "FILEFORMAT = PARQUET FORMAT_OPTIONS ('mergeSchema' = 'false') COPY_OPTIONS ('mergeSchema' = 'false')"
@@ -169,7 +175,9 @@ def test_staging_volume_in_the_config_builds_the_engine_that_loads_through_it(tm
     assert isinstance(engine, DatabricksVolumeWarehouse)
     assert engine.staging.volume_path == VOLUME
     # The workspace client reads the same variables as the SQL connection, when a run starts.
-    assert engine.staging.workspace.host == EnvVar("DATABRICKS_HOST") and engine.staging.workspace.token == EnvVar("DATABRICKS_TOKEN")
+    assert engine.staging.workspace.host == EnvVar("DATABRICKS_HOST") and engine.staging.workspace.token == EnvVar(
+        "DATABRICKS_TOKEN"
+    )
     assert engine.server_hostname == EnvVar("DATABRICKS_HOST")
 
 
@@ -221,11 +229,20 @@ def spark_dir():
         stop_spark_session()
 
 
-def test_staged_parts_load_into_the_engines_table_types_and_a_failed_load_leaves_no_files(workspace, spark_dir, tmp_path):
+def test_staged_parts_load_into_the_engines_table_types_and_a_failed_load_leaves_no_files(
+    workspace, spark_dir, tmp_path
+):
     """Spark reads the staged Parquet into a table created with the engine's column types (what
     COPY INTO does on Databricks); the engine's own load, whose COPY INTO local Spark cannot run,
     fails with the statement and still deletes what it staged."""
-    spark = DatabricksWarehouse(local_spark_dir=spark_dir, sql_dialect="spark", table_format="parquet", optimize_tables=False, use_catalog=False, catalog=None)
+    spark = DatabricksWarehouse(
+        local_spark_dir=spark_dir,
+        sql_dialect="spark",
+        table_format="parquet",
+        optimize_tables=False,
+        use_catalog=False,
+        catalog=None,
+    )
     ref = TableRef("vol_src", "customers")
     df = mixed_frame(3_000)
     spark.write_dataframe(ref, df.iloc[:0])  # CREATE TABLE with the engine's types, no rows
@@ -246,13 +263,20 @@ def test_staged_parts_load_into_the_engines_table_types_and_a_failed_load_leaves
     stager(workspace).remove(folder)
 
     engine = DatabricksVolumeWarehouse(
-        local_spark_dir=spark_dir, sql_dialect="spark", table_format="parquet", optimize_tables=False, use_catalog=False, catalog=None,
+        local_spark_dir=spark_dir,
+        sql_dialect="spark",
+        table_format="parquet",
+        optimize_tables=False,
+        use_catalog=False,
+        catalog=None,
         staging=stager(workspace),
     )
     uploads = len(workspace.upload_sizes)
     with pytest.raises(WarehouseError) as err:
         engine.append_frames([(ref, df.iloc[:10])])
-    assert "COPY INTO `vol_src`.`customers` FROM '/Volumes/main/cdp/staging/cdp_staging/customers_" in str(err.value.sql)
+    assert "COPY INTO `vol_src`.`customers` FROM '/Volumes/main/cdp/staging/cdp_staging/customers_" in str(
+        err.value.sql
+    )
     assert len(workspace.upload_sizes) == uploads + 1  # it staged the rows, then
     assert workspace.files == {}  # deleted them although the statement failed
     assert len(spark.query("SELECT * FROM `vol_src`.`customers`")) == 3_000

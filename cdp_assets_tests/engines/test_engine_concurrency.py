@@ -52,7 +52,9 @@ def test_the_engine_capability_picks_how_many_steps_of_a_run_write_at_once(tmp_p
     assert _executor(loaded)[0] == expected
     # whatever the executor, every writing step stays in the pool that admits one run at a time
     job = build_definitions(loaded).resolve_job_def(PIPELINE_JOB)
-    assert {op.pool for op in job.graph.iterate_op_defs() if op.name.startswith(("ingest_", "enrich_table_", "unify_loop_"))} == {WAREHOUSE_POOL}
+    assert {
+        op.pool for op in job.graph.iterate_op_defs() if op.name.startswith(("ingest_", "enrich_table_", "unify_loop_"))
+    } == {WAREHOUSE_POOL}
 
 
 def unification_only() -> Definitions:
@@ -85,13 +87,17 @@ def _failures(instance: DagsterInstance, run_id: str) -> list[str]:
     return [
         f"{e.dagster_event.step_key}: {e.dagster_event.event_specific_data.error}"[:3000]
         for e in instance.all_logs(run_id)
-        if e.dagster_event is not None and e.dagster_event.event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE, DagsterEventType.ENGINE_EVENT)
+        if e.dagster_event is not None
+        and e.dagster_event.event_type
+        in (DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE, DagsterEventType.ENGINE_EVENT)
         and getattr(e.dagster_event.event_specific_data, "error", None) is not None
     ]
 
 
 def _most_at_once(intervals: dict[str, tuple[float, float]]) -> int:
-    points = sorted([(s, 1) for s, _ in intervals.values()] + [(e, -1) for _, e in intervals.values()], key=lambda p: (p[0], p[1]))
+    points = sorted(
+        [(s, 1) for s, _ in intervals.values()] + [(e, -1) for _, e in intervals.values()], key=lambda p: (p[0], p[1])
+    )
     most = now = 0
     for _, step in points:
         now += step
@@ -99,39 +105,60 @@ def _most_at_once(intervals: dict[str, tuple[float, float]]) -> int:
     return most
 
 
-def test_on_treasure_data_the_enrichment_fan_out_runs_concurrently_and_gives_the_sequential_tables(tmp_path, monkeypatch):
+def test_on_treasure_data_the_enrichment_fan_out_runs_concurrently_and_gives_the_sequential_tables(
+    tmp_path, monkeypatch
+):
     td = FakeTreasureData(KEY)
     url = td.start()
     try:
         monkeypatch.setenv("TD_API_KEY", KEY)
         config = write_project(
-            tmp_path, records=60, mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": {"endpoint": url, "poll_seconds": 0.01}})
+            tmp_path,
+            records=60,
+            mutate=lambda c: c.update(
+                engine={"kind": "treasure_data", "treasure_data": {"endpoint": url, "poll_seconds": 0.01}}
+            ),
         )
         loaded = load_config(config)
         monkeypatch.setenv("CDP_CONFIG", str(config))
         # 1. every table, one step after another (execute_in_process)
-        assert unification_only().resolve_job_def(TABLES_JOB).execute_in_process(instance=DagsterInstance.ephemeral()).success
+        assert (
+            unification_only()
+            .resolve_job_def(TABLES_JOB)
+            .execute_in_process(instance=DagsterInstance.ephemeral())
+            .success
+        )
         wh = TreasureDataWarehouse(apikey=KEY, endpoint=url, database=loaded.pipeline.src_schema, job_poll_seconds=0.01)
         schema = loaded.unification.schema
         enriched = sorted(t for t in wh.list_tables(schema) if t.startswith("enriched_"))
         assert len(enriched) == 4
-        before = {t: wh.fetch(f"SELECT * FROM {TableRef(schema, t).sql}").drop(columns=["time"], errors="ignore") for t in enriched}
+        before = {
+            t: wh.fetch(f"SELECT * FROM {TableRef(schema, t).sql}").drop(columns=["time"], errors="ignore")
+            for t in enriched
+        }
 
         # 2. the unification graph again, with the code location's own executor: separate
         # processes, up to 4 steps at once, on a persistent instance (as dagster dev runs it)
-        recon = ReconstructableRepository.for_module(__name__, "unification_only", working_directory=str(REPO_ROOT)).get_reconstructable_job(UNIFICATION_JOB)
+        recon = ReconstructableRepository.for_module(
+            __name__, "unification_only", working_directory=str(REPO_ROOT)
+        ).get_reconstructable_job(UNIFICATION_JOB)
         (tmp_path / "home").mkdir()
         with DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
             # A full refresh: the same work as the first run's, so the tables must be equal.
             graph = f"unification_{loaded.unification.name}"
-            full = {"ops": {graph: {"ops": {f"unify_loop_{loaded.unification.name}": {"config": {"full_refresh": True}}}}}}
+            full = {
+                "ops": {graph: {"ops": {f"unify_loop_{loaded.unification.name}": {"config": {"full_refresh": True}}}}}
+            }
             with execute_job(recon, instance=instance, run_config=full) as result:
                 assert result.success, _failures(instance, result.run_id)
                 intervals = _intervals(instance, result.run_id, "enrich_table_")
         assert len(intervals) == 4
         assert _most_at_once(intervals) >= 2, intervals  # at least two enrichment steps ran at the same time
 
-        after = {t: wh.fetch(f"SELECT * FROM {TableRef(schema, t).sql}").drop(columns=["time"], errors="ignore") for t in enriched}
+        after = {
+            t: wh.fetch(f"SELECT * FROM {TableRef(schema, t).sql}").drop(columns=["time"], errors="ignore")
+            for t in enriched
+        }
         for t in enriched:
             cols = sorted(before[t].columns)
             assert sorted(after[t].columns) == cols, t

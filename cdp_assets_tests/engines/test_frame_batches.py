@@ -18,7 +18,12 @@ texts = st.one_of(st.none(), st.text(max_size=30))
 ints = st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**63 - 1))
 floats = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=True, width=64))
 bools = st.booleans()
-stamps = st.one_of(st.none(), st.datetimes(min_value=pd.Timestamp("1677-09-22").to_pydatetime(), max_value=pd.Timestamp("2262-04-10").to_pydatetime()))
+stamps = st.one_of(
+    st.none(),
+    st.datetimes(
+        min_value=pd.Timestamp("1677-09-22").to_pydatetime(), max_value=pd.Timestamp("2262-04-10").to_pydatetime()
+    ),
+)
 
 
 @st.composite
@@ -62,7 +67,10 @@ def test_every_cell_comes_back_in_order_and_batches_keep_to_the_budget(df, max_b
     rows, sizes, counts = _decoded(df, max_bytes)
     kinds = [c.kind for c in load_columns(df)]
     assert kinds == ["text", "integer", "float", "boolean", "timestamp"]
-    want = [tuple(_expected(v, k) for v, k in zip(row, kinds)) for row in df.astype(object).itertuples(index=False, name=None)]
+    want = [
+        tuple(_expected(v, k) for v, k in zip(row, kinds))
+        for row in df.astype(object).itertuples(index=False, name=None)
+    ]
     assert rows == want
     assert sum(counts) == len(df)
     for size, count in zip(sizes, counts):

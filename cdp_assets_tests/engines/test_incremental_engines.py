@@ -42,8 +42,12 @@ def replay(wh, loads=LOADS) -> list[str]:
 def test_on_local_spark_incremental_runs_equal_a_full_refresh():
     with tempfile.TemporaryDirectory() as d:
         wh = DatabricksWarehouse(
-            local_spark_dir=str(Path(d) / "warehouse"), sql_dialect="spark", table_format="parquet",
-            optimize_tables=False, use_catalog=False, catalog=None,
+            local_spark_dir=str(Path(d) / "warehouse"),
+            sql_dialect="spark",
+            table_format="parquet",
+            optimize_tables=False,
+            use_catalog=False,
+            catalog=None,
         )
         assert wh.upsert_mode == "rebuild"  # parquet: no MERGE, no DELETE
         try:

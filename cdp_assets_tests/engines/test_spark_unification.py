@@ -46,7 +46,12 @@ def spark_wh():
     with tempfile.TemporaryDirectory() as d:
         # The Databricks engine on a local Spark session, through the connector's cursor interface.
         wh = DatabricksWarehouse(
-            local_spark_dir=str(Path(d) / "warehouse"), sql_dialect="spark", table_format="parquet", optimize_tables=False, use_catalog=False, catalog=None
+            local_spark_dir=str(Path(d) / "warehouse"),
+            sql_dialect="spark",
+            table_format="parquet",
+            optimize_tables=False,
+            use_catalog=False,
+            catalog=None,
         )
         wh.verify_connection()  # start Spark once, here
         with wh.session():
@@ -90,7 +95,9 @@ def _plain(v):
 
 def normalized(df: pd.DataFrame, sort_by: list[str]) -> pd.DataFrame:
     """Engine-neutral values (ints, naive times, lists, None), rows in ``sort_by`` order."""
-    out = pd.DataFrame({c: [_plain(v) for v in df[c].tolist()] for c in df.columns}, columns=list(df.columns), dtype=object)
+    out = pd.DataFrame(
+        {c: [_plain(v) for v in df[c].tolist()] for c in df.columns}, columns=list(df.columns), dtype=object
+    )
     key = out[sort_by].map(lambda v: (v is None, str(v))) if sort_by else None
     if key is not None:
         out = out.iloc[sorted(range(len(out)), key=lambda i: tuple(key.iloc[i]))]
@@ -138,7 +145,11 @@ def _plan(persistent: bool = False) -> u.IdPlan:
     unify = make_unify(persistent=persistent)
     source = TableRef("src", "rows")
     return u.IdPlan(
-        cid=unify.all_ids[0], persistent=persistent, schema=unify.schema, catalog=None, keys=KEYS,
+        cid=unify.all_ids[0],
+        persistent=persistent,
+        schema=unify.schema,
+        catalog=None,
+        keys=KEYS,
         tables=(u.SourceTablePlan(1, "rows", source, tuple((k, k) for k in KEYS), "ts", None),),
     )
 
@@ -150,7 +161,9 @@ def test_engine_basics(spark):
     assert spark.dialect is DIALECTS["spark"]
     assert "Spark" in spark.describe()
     ref = TableRef("src", "basics")
-    df = pd.DataFrame({"s": pd.Series(["a", None], dtype="string"), "n": [1, 2], "t": pd.to_datetime(["2024-01-01", None])})
+    df = pd.DataFrame(
+        {"s": pd.Series(["a", None], dtype="string"), "n": [1, 2], "t": pd.to_datetime(["2024-01-01", None])}
+    )
     spark.write_dataframe(ref, df)
     assert spark.table_exists(ref) and not spark.table_exists(ref.sibling("nope"))
     assert spark.columns(ref) == ["s", "n", "t"]
@@ -172,7 +185,12 @@ def test_hand_made_graphs_and_a_value_over_the_cap(duck, spark):
     non-ASCII values, and one value shared by more rows than the cap (one Spark run for all:
     every statement costs Spark a job)."""
     rows = (
-        [{"email": INVALID, "phone": "p1"}, {"email": INVALID, "phone": "p2"}, {"phone": "0000", "cookie": "c1"}, {"phone": "0000", "cookie": "c2"}]
+        [
+            {"email": INVALID, "phone": "p1"},
+            {"email": INVALID, "phone": "p2"},
+            {"phone": "0000", "cookie": "c1"},
+            {"phone": "0000", "cookie": "c2"},
+        ]
         + [{"email": "e1", "phone": "p10"}, {"email": "e1", "cookie": "k1"}, {"email": "e2", "cookie": "k1"}]
         + star_rows(8, offset=1)
         + clique_rows(3, offset=2)
@@ -210,9 +228,15 @@ def test_shuffled_chain_of_300_records(duck, spark):
 
 def test_do_not_merge_key(duck, spark):
     rows = [
-        {"email": "e1", "cookie": "c1"}, {"email": "e1", "cookie": "c2"}, {"email": "e2", "cookie": "c2"},
-        {"email": "e3", "phone": "p3"}, {"phone": "p3", "cookie": "c3"}, {"email": "e4", "phone": "p3"},
-        {"email": "e5"}, {"cookie": "c9"}, {"email": "e6", "phone": "p6", "cookie": "c1"},
+        {"email": "e1", "cookie": "c1"},
+        {"email": "e1", "cookie": "c2"},
+        {"email": "e2", "cookie": "c2"},
+        {"email": "e3", "phone": "p3"},
+        {"phone": "p3", "cookie": "c3"},
+        {"email": "e4", "phone": "p3"},
+        {"email": "e5"},
+        {"cookie": "c9"},
+        {"email": "e6", "phone": "p6", "cookie": "c1"},
     ]
     lookup, result = run_both(duck, spark, rows, do_not_merge_key="cookie")
     assert result.dnm_conflicts == 1
@@ -263,9 +287,19 @@ def test_master_array_attribute_keeps_rank_order(duck, spark):
                     "name": "master",
                     "canonical_id": "unified_id",
                     "attributes": [
-                        {"name": "names", "array_elements": 3,
-                         "source_columns": [{"table": "people", "column": "name", "order": "last", "order_by": "ts"}]},
-                        {"name": "name", "source_columns": [{"table": "people", "column": "name", "order": "first", "order_by": "ts"}]},
+                        {
+                            "name": "names",
+                            "array_elements": 3,
+                            "source_columns": [
+                                {"table": "people", "column": "name", "order": "last", "order_by": "ts"}
+                            ],
+                        },
+                        {
+                            "name": "name",
+                            "source_columns": [
+                                {"table": "people", "column": "name", "order": "first", "order_by": "ts"}
+                            ],
+                        },
                     ],
                 }
             ],
@@ -289,7 +323,9 @@ def test_master_array_attribute_keeps_rank_order(duck, spark):
         wh.replace_with_dataframe(refs["people"], people)
         wh.replace_with_dataframe(TableRef(schema, "unified_id_lookup"), lookup)
         wh.replace_with_dataframe(TableRef(schema, "master_rules"), rules)
-        sql = master_table_sql(master, unify, TableRef(schema, "unified_id_lookup"), refs, TableRef(schema, "master_rules"), {})
+        sql = master_table_sql(
+            master, unify, TableRef(schema, "unified_id_lookup"), refs, TableRef(schema, "master_rules"), {}
+        )
         if wh is spark:  # the order must be in the SQL, not a lucky physical order of rows
             assert "ARRAY_SORT(COLLECT_LIST(STRUCT(rn AS" in spark.dialect.render(sql)
         wh.build_table(TableRef(schema, "master"), sql)

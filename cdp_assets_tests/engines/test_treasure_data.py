@@ -42,14 +42,23 @@ def td():
 
 
 def engine(td, **kw) -> TreasureDataWarehouse:
-    kw = {"apikey": KEY, "endpoint": td.url, "database": "cdp_src", "job_poll_seconds": 0.01, "retry_backoff_seconds": 0.01, **kw}
+    kw = {
+        "apikey": KEY,
+        "endpoint": td.url,
+        "database": "cdp_src",
+        "job_poll_seconds": 0.01,
+        "retry_backoff_seconds": 0.01,
+        **kw,
+    }
     return TreasureDataWarehouse(**kw)
 
 
 def test_a_query_returns_typed_rows_and_each_job_id_with_its_console_link(td):
     wh = engine(td, console_url="https://console.treasuredata.com")
     df = wh.fetch("SELECT 7 AS n, 2.5 AS x, 'a''b' AS s, TIMESTAMP '2024-05-06 07:08:09' AS ts, NULL AS nothing")
-    assert df.to_dict("records") == [{"n": 7, "x": 2.5, "s": "a'b", "ts": pd.Timestamp("2024-05-06 07:08:09"), "nothing": None}]
+    assert df.to_dict("records") == [
+        {"n": 7, "x": 2.5, "s": "a'b", "ts": pd.Timestamp("2024-05-06 07:08:09"), "nothing": None}
+    ]
     assert str(df["ts"].dtype) == "datetime64[ns]" and str(df["n"].dtype) == "int64"
     # the job ran as a Trino (presto) job, through TD's REST job API
     job = td.jobs[wh.take_jobs()[-1].job_id]
@@ -88,7 +97,15 @@ def test_the_region_picks_the_api_endpoint_and_the_console(tmp_path, monkeypatch
         "tokyo": ("https://api.treasuredata.co.jp", "https://console.treasuredata.co.jp/app/jobs/1"),
     }
     for region, (endpoint, link) in expected.items():
-        loaded = load_config(write_project(tmp_path / region, records=10, mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": {"region": region, "query_engine": "hive"}})))
+        loaded = load_config(
+            write_project(
+                tmp_path / region,
+                records=10,
+                mutate=lambda c: c.update(
+                    engine={"kind": "treasure_data", "treasure_data": {"region": region, "query_engine": "hive"}}
+                ),
+            )
+        )
         wh = build_warehouse(loaded)
         assert (wh.endpoint, wh.job_url("1"), wh.dialect.name) == (endpoint, link, "hive")
     monkeypatch.setenv("TD_ENDPOINT", "https://td-proxy.example.com")
@@ -98,17 +115,29 @@ def test_the_region_picks_the_api_endpoint_and_the_console(tmp_path, monkeypatch
 def test_a_dataframe_loads_through_bulk_import_and_appends_new_columns(td):
     wh = engine(td)
     ref = TableRef("cdp_src", "people")
-    first = pd.DataFrame({"id": [1, 2, 3], "name": ["Ann", None, "O'Brien"], "seen": pd.to_datetime(["2024-01-01 00:00", None, "2024-03-01 10:00"])})
+    first = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "name": ["Ann", None, "O'Brien"],
+            "seen": pd.to_datetime(["2024-01-01 00:00", None, "2024-03-01 10:00"]),
+        }
+    )
     wh.write_dataframe(ref, first)
     wh.append_frames([(ref, pd.DataFrame({"id": [4], "name": ["Dee"], "tier": ["gold"]}))])
     back = wh.fetch(f"SELECT id, name, seen, tier FROM {ref.sql} ORDER BY id")
     assert back["id"].tolist() == [1, 2, 3, 4] and back["name"].tolist() == ["Ann", None, "O'Brien", "Dee"]
-    assert back["seen"].tolist()[:3] == ["2024-01-01 00:00:00.000000", None, "2024-03-01 10:00:00.000000"]  # TD stores timestamps as text
+    assert back["seen"].tolist()[:3] == [
+        "2024-01-01 00:00:00.000000",
+        None,
+        "2024-03-01 10:00:00.000000",
+    ]  # TD stores timestamps as text
     assert back["tier"].tolist() == [None, None, None, "gold"]
     assert set(wh.columns(ref)) == {"id", "name", "seen", "tier", "time"}
     calls = [p.split("/")[3] for m, p, s in td.requests if p.startswith("/v3/bulk_import/") and "/show/" not in p]
     assert calls == ["create", "upload_part", "freeze", "perform", "commit", "delete"] * 2
-    performed = [j for j in wh.take_jobs() if td.jobs.get(j.job_id) is not None and td.jobs[j.job_id].type == "bulkload"]
+    performed = [
+        j for j in wh.take_jobs() if td.jobs.get(j.job_id) is not None and td.jobs[j.job_id].type == "bulkload"
+    ]
     assert len(performed) == 2  # each bulk import's job id is kept for the step's metadata
     with pytest.raises(WarehouseError, match="already exists"):
         wh.write_dataframe(ref, first)
@@ -143,7 +172,11 @@ def test_a_failed_job_fails_the_step_with_treasure_datas_message(td):
     result = materialize([heavy, downstream], resources={"warehouse": wh}, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    text = str(failure.event_specific_data.error.cause.message if failure.event_specific_data.error.cause else failure.event_specific_data.error.message)
+    text = str(
+        failure.event_specific_data.error.cause.message
+        if failure.event_specific_data.error.cause
+        else failure.event_specific_data.error.message
+    )
     failed_job = next(j for j in td.jobs.values() if j.status == "error")
     assert message in text and f"job {failed_job.job_id} error" in text
     assert f"https://console.treasuredata.com/app/jobs/{failed_job.job_id}" in text
@@ -181,11 +214,15 @@ def test_an_unreachable_endpoint_names_the_endpoint_the_attempts_and_the_last_er
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed when the block ends: nothing listens there
-    wh = TreasureDataWarehouse(apikey=KEY, endpoint=f"http://proxyuser:proxypass@127.0.0.1:{port}/", retry_backoff_seconds=0.01)
+    wh = TreasureDataWarehouse(
+        apikey=KEY, endpoint=f"http://proxyuser:proxypass@127.0.0.1:{port}/", retry_backoff_seconds=0.01
+    )
     with caplog.at_level(logging.WARNING), pytest.raises(TransientWarehouseError) as err:
         wh.query("SELECT 1 AS x")
     message = err.value.engine_message
-    assert message.startswith(f"Treasure Data API unavailable at http://127.0.0.1:{port}/ after 3 attempts; last error: ")
+    assert message.startswith(
+        f"Treasure Data API unavailable at http://127.0.0.1:{port}/ after 3 attempts; last error: "
+    )
     assert "Connection refused" in message and "Retrying stopped" not in message, message
     assert caplog.text.count("transient warehouse error") == 2  # attempts 1 and 2 of 3, each logged
     for secret in (KEY, KEY[-4:], "proxypass"):
@@ -205,14 +242,21 @@ def test_a_bad_api_key_fails_fast_naming_the_variable_and_never_the_key(td):
 
 def test_values_are_bound_as_literals_of_the_parsed_statement():
     hostile = "x'); DROP TABLE people; --"
-    sql = bind_literals('SELECT * FROM "s"."t" WHERE a = ? AND b = ? AND c IS NOT DISTINCT FROM ?', [hostile, 3, None], "trino")
-    assert sql == "SELECT * FROM \"s\".\"t\" WHERE a = 'x''); DROP TABLE people; --' AND b = 3 AND c IS NOT DISTINCT FROM NULL"
+    sql = bind_literals(
+        'SELECT * FROM "s"."t" WHERE a = ? AND b = ? AND c IS NOT DISTINCT FROM ?', [hostile, 3, None], "trino"
+    )
+    assert (
+        sql
+        == "SELECT * FROM \"s\".\"t\" WHERE a = 'x''); DROP TABLE people; --' AND b = 3 AND c IS NOT DISTINCT FROM NULL"
+    )
     assert "'x\\'); DROP" in bind_literals("SELECT ? AS v", [hostile], "hive")  # Hive escapes with a backslash
     with pytest.raises(WarehouseError, match="2 placeholders but 1 values"):
         bind_literals("SELECT ? AS a, ? AS b", [1], "trino")
 
 
-def test_a_treasure_data_config_needs_no_key_to_load_and_names_the_missing_variable_at_run(tmp_path, monkeypatch, capsys):
+def test_a_treasure_data_config_needs_no_key_to_load_and_names_the_missing_variable_at_run(
+    tmp_path, monkeypatch, capsys
+):
     from cdp_assets.cli import main
 
     monkeypatch.delenv("TD_API_KEY", raising=False)
@@ -220,7 +264,12 @@ def test_a_treasure_data_config_needs_no_key_to_load_and_names_the_missing_varia
     defs = build_definitions(load_config(config))
     assert defs.resolve_job_def(PIPELINE_JOB)
     for dialect in ("trino", "hive"):
-        assert main(["render-sql", "--config", str(config), "--dialect", dialect, "--out", str(tmp_path / "sql" / dialect)]) == 0
+        assert (
+            main(
+                ["render-sql", "--config", str(config), "--dialect", dialect, "--out", str(tmp_path / "sql" / dialect)]
+            )
+            == 0
+        )
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     capsys.readouterr()
     assert main(["run", "--config", str(config)]) == 2
@@ -234,7 +283,15 @@ def test_the_whole_pipeline_on_the_fake_passes_every_check_and_equals_duckdbs_ta
     differently: a `time` column on each table, timestamps as text."""
     monkeypatch.setenv("TD_API_KEY", KEY)
     duck_loaded = load_config(write_project(tmp_path, records=60))
-    td_loaded = load_config(write_project(tmp_path, generate=False, mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}})))
+    td_loaded = load_config(
+        write_project(
+            tmp_path,
+            generate=False,
+            mutate=lambda c: c.update(
+                engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}}
+            ),
+        )
+    )
     for loaded in (duck_loaded, td_loaded):
         result = run_pipeline(loaded)
         checks = check_results(result)
@@ -243,7 +300,9 @@ def test_the_whole_pipeline_on_the_fake_passes_every_check_and_equals_duckdbs_ta
     duck, tdw = DuckDBWarehouse(path=str(duck_loaded.duckdb_path)), engine(td, database=td_loaded.pipeline.src_schema)
     schemas = [duck_loaded.pipeline.src_schema, duck_loaded.pipeline.stg_schema, duck_loaded.unification.schema]
     names = {s: duck.list_tables(s) for s in schemas}
-    assert names == {s: tdw.list_tables(s) for s in schemas} and sum(map(len, names.values())) > 30  # no half-built table left
+    assert (
+        names == {s: tdw.list_tables(s) for s in schemas} and sum(map(len, names.values())) > 30
+    )  # no half-built table left
     for schema, tables in names.items():
         for table in tables:
             if table in VOLATILE_TABLES or table.endswith(STATE_SUFFIX):  # watermarks and build ids: when, not what
@@ -256,7 +315,9 @@ def test_the_whole_pipeline_on_the_fake_passes_every_check_and_equals_duckdbs_ta
                 if pd.api.types.is_datetime64_any_dtype(d[col]) and t[col].dtype == object:
                     t[col] = pd.to_datetime(t[col], format="ISO8601")
             assert list(d.columns) == list(t.columns) and len(d) == len(t), ref.display
-            pd.testing.assert_frame_equal(normalized(d, list(d.columns)), normalized(t, list(d.columns)), check_dtype=False, obj=ref.display)
+            pd.testing.assert_frame_equal(
+                normalized(d, list(d.columns)), normalized(t, list(d.columns)), check_dtype=False, obj=ref.display
+            )
 
 
 def test_with_hive_the_pipeline_builds_the_lookup_and_stops_at_the_known_statistics_gap(td, tmp_path, monkeypatch):
@@ -264,7 +325,18 @@ def test_with_hive_the_pipeline_builds_the_lookup_and_stops_at_the_known_statist
     statistics' ordered STRING_AGG for Hive as GROUP_CONCAT, which Hive lacks (the strict xfail
     in phases/test_sql_render.py). Everything before it runs as Hive jobs."""
     monkeypatch.setenv("TD_API_KEY", KEY)
-    loaded = load_config(write_project(tmp_path, records=60, mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01, "query_engine": "hive"}})))
+    loaded = load_config(
+        write_project(
+            tmp_path,
+            records=60,
+            mutate=lambda c: c.update(
+                engine={
+                    "kind": "treasure_data",
+                    "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01, "query_engine": "hive"},
+                }
+            ),
+        )
+    )
     result = run_pipeline(loaded)
     failed = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert [e.step_key for e in failed] == ["unification_customer_360.finish_unification_customer_360"]
@@ -277,7 +349,12 @@ def test_trinos_answer_to_create_table_as_is_the_row_count_and_hive_is_counted(t
     for query_engine, counts in (("presto", 0), ("hive", 1)):
         wh = engine(td, query_engine=query_engine)
         before = set(td.jobs)
-        assert wh.build_table(TableRef("cdp_src", f"built_{query_engine}"), "SELECT 1 AS a UNION ALL SELECT 2 UNION ALL SELECT 3") == 3
+        assert (
+            wh.build_table(
+                TableRef("cdp_src", f"built_{query_engine}"), "SELECT 1 AS a UNION ALL SELECT 2 UNION ALL SELECT 3"
+            )
+            == 3
+        )
         issued = [td.jobs[j].query for j in td.jobs if j not in before]
         assert sum("COUNT(*)" in q for q in issued) == counts, issued
 
@@ -305,7 +382,13 @@ def test_explain_reads_the_key_from_its_variable_and_reaches_treasure_data(td, t
     from cdp_assets.cli import main
 
     monkeypatch.setenv("TD_API_KEY", KEY)
-    config = write_project(tmp_path, records=20, mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}}))
+    config = write_project(
+        tmp_path,
+        records=20,
+        mutate=lambda c: c.update(
+            engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}}
+        ),
+    )
     capsys.readouterr()
     assert main(["explain", "--config", str(config), "email:a@example.com"]) == 1  # no run yet: no lookup table
     err = capsys.readouterr().err

@@ -72,7 +72,10 @@ def test_job_ids_go_to_metadata_once_per_step(flaky):
     flaky.record_job("q-1", "https://example.invalid/q-1")
     flaky.record_job("q-2")
     meta = engine_jobs_metadata(flaky)
-    assert meta["engine_job_ids"].value == ["q-1", "q-2"] and "[open](https://example.invalid/q-1)" in meta["engine_jobs"].value
+    assert (
+        meta["engine_job_ids"].value == ["q-1", "q-2"]
+        and "[open](https://example.invalid/q-1)" in meta["engine_jobs"].value
+    )
     assert engine_jobs_metadata(flaky) == {}  # taken: the next step starts empty
 
 
@@ -96,11 +99,15 @@ def test_concurrency_and_cloud_reads_are_capabilities_each_engine_states(flaky):
     # DuckDB: one writing process, and it cannot reach S3 itself
     assert flaky.concurrent_steps == 1 and not flaky.reads_cloud_files
     assert executor_for(flaky).name == "in_process"
-    warehouse = DatabricksWarehouse(server_hostname="adb-1.azuredatabricks.net", http_path="/sql/1.0/warehouses/abc", max_concurrent_steps=6)
+    warehouse = DatabricksWarehouse(
+        server_hostname="adb-1.azuredatabricks.net", http_path="/sql/1.0/warehouses/abc", max_concurrent_steps=6
+    )
     assert warehouse.concurrent_steps == 6 and warehouse.reads_cloud_files
     assert executor_for(warehouse).name == "cdp_concurrent_6"
     # local Spark: tables in one process's catalog, no read_files: whatever the settings say
-    spark = DatabricksWarehouse(local_spark_dir="/tmp/unused", sql_dialect="spark", max_concurrent_steps=6, read_cloud_files=True)
+    spark = DatabricksWarehouse(
+        local_spark_dir="/tmp/unused", sql_dialect="spark", max_concurrent_steps=6, read_cloud_files=True
+    )
     assert spark.concurrent_steps == 1 and not spark.reads_cloud_files
     td = TreasureDataWarehouse(apikey="1/abc", max_concurrent_steps=3)
     assert td.concurrent_steps == 3 and not td.reads_cloud_files

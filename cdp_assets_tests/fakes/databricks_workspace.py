@@ -80,7 +80,9 @@ class FakeDatabricksWorkspace:
             if url.path.startswith(FILES + "/"):
                 status, payload, data = self._file(h.command, unquote(url.path[len(FILES) :]), query, h.headers, body)
             elif url.path.startswith(DIRECTORIES + "/"):
-                status, payload, data = self._directory(h.command, unquote(url.path[len(DIRECTORIES) :]).rstrip("/"), query)
+                status, payload, data = self._directory(
+                    h.command, unquote(url.path[len(DIRECTORIES) :]).rstrip("/"), query
+                )
             else:
                 raise _Reject(404, "ENDPOINT_NOT_FOUND", f"No API found for '{h.command} {url.path}'")
         except _Reject as r:
@@ -102,7 +104,9 @@ class FakeDatabricksWorkspace:
     def _volume_of(self, path: str) -> None:
         parts = path.split("/")
         if len(parts) < 5 or parts[1] != "Volumes" or not all(parts[2:5]):
-            raise _Reject(400, "INVALID_PARAMETER_VALUE", f"{path} is not a path under /Volumes/<catalog>/<schema>/<volume>")
+            raise _Reject(
+                400, "INVALID_PARAMETER_VALUE", f"{path} is not a path under /Volumes/<catalog>/<schema>/<volume>"
+            )
         if tuple(parts[2:5]) not in self.volumes:
             raise _Reject(404, "NOT_FOUND", f"Volume '{'.'.join(parts[2:5])}' does not exist.")
 

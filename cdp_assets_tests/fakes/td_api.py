@@ -41,7 +41,14 @@ from cdp_assets.engines.java_regex import register_java_regex
 from cdp_assets.sql.dialects import JAVA_REGEX_FUNCTION
 from cdp_assets_tests.loopback import LoopbackServer
 
-_DUCK_TYPES = {"int": "BIGINT", "long": "BIGINT", "double": "DOUBLE", "float": "DOUBLE", "boolean": "BOOLEAN", "string": "VARCHAR"}
+_DUCK_TYPES = {
+    "int": "BIGINT",
+    "long": "BIGINT",
+    "double": "DOUBLE",
+    "float": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "string": "VARCHAR",
+}
 _JOB_DIALECT = {"presto": "trino", "trino": "trino", "hive": "hive"}
 # After the comment lines clients put first (pytd's `-- client: ...`); the plain form only,
 # no `(TYPE ...)` options.
@@ -192,7 +199,9 @@ class FakeTreasureData:
     # ---------------------------------------------------------------- databases and tables
 
     def _databases(self) -> list[str]:
-        rows = self._db.execute("SELECT schema_name FROM information_schema.schemata WHERE catalog_name = current_database()").fetchall()
+        rows = self._db.execute(
+            "SELECT schema_name FROM information_schema.schemata WHERE catalog_name = current_database()"
+        ).fetchall()
         return sorted(r[0] for r in rows if r[0] not in ("main", "information_schema", "pg_catalog"))
 
     def _need_db(self, db: str) -> None:
@@ -200,7 +209,9 @@ class FakeTreasureData:
             raise _Reject(404, f"Database '{db}' does not exist")
 
     def _tables(self, db: str) -> list[str]:
-        rows = self._db.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [db]).fetchall()
+        rows = self._db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [db]
+        ).fetchall()
         return sorted(r[0] for r in rows)
 
     def _need_table(self, db: str, table: str) -> None:
@@ -209,7 +220,12 @@ class FakeTreasureData:
             raise _Reject(404, f"Table '{db}.{table}' does not exist")
 
     def _database_list(self, args, params, body):
-        return {"databases": [{"name": d, "count": 0, "permission": "administrator", "created_at": "2026-01-01 00:00:00 UTC"} for d in self._databases()]}
+        return {
+            "databases": [
+                {"name": d, "count": 0, "permission": "administrator", "created_at": "2026-01-01 00:00:00 UTC"}
+                for d in self._databases()
+            ]
+        }
 
     def _database_create(self, args, params, body):
         (db,) = args
@@ -233,7 +249,9 @@ class FakeTreasureData:
         for t in self._tables(db):
             schema = [[c, _td_type(ty), c] for c, ty in by_table.get(t, []) if c != "time"]
             count = self._db.execute(f"SELECT COUNT(*) FROM {_q(db)}.{_q(t)}").fetchone()[0]
-            out.append({"name": t, "type": "log", "count": count, "schema": json.dumps(schema), "estimated_storage_size": 0})
+            out.append(
+                {"name": t, "type": "log", "count": count, "schema": json.dumps(schema), "estimated_storage_size": 0}
+            )
         return {"tables": out, "database": db}
 
     def _table_create(self, args, params, body):
@@ -269,7 +287,9 @@ class FakeTreasureData:
         ).fetchall()}  # fmt: skip
         for name, td_type, *_ in json.loads(params.get("schema", "[]")):
             if name not in have:
-                self._db.execute(f"ALTER TABLE {_q(db)}.{_q(table)} ADD COLUMN {_q(name)} {_DUCK_TYPES.get(td_type, 'VARCHAR')}")
+                self._db.execute(
+                    f"ALTER TABLE {_q(db)}.{_q(table)} ADD COLUMN {_q(name)} {_DUCK_TYPES.get(td_type, 'VARCHAR')}"
+                )
         return {"database": db, "table": table, "type": "log"}
 
     # ---------------------------------------------------------------- query jobs
@@ -463,7 +483,9 @@ def _java_regex(tree: sqlglot.exp.Expression) -> sqlglot.exp.Expression:
 
     def rewrite(node: sqlglot.exp.Expression) -> sqlglot.exp.Expression:
         if isinstance(node, sqlglot.exp.RegexpLike) and not isinstance(node.expression, sqlglot.exp.Literal):
-            return sqlglot.exp.Anonymous(this=JAVA_REGEX_FUNCTION, expressions=[node.this.copy(), node.expression.copy()])
+            return sqlglot.exp.Anonymous(
+                this=JAVA_REGEX_FUNCTION, expressions=[node.this.copy(), node.expression.copy()]
+            )
         return node
 
     return tree.transform(rewrite)
@@ -539,5 +561,3 @@ def _wire(v):
     if isinstance(v, dict):
         return {str(k): _wire(x) for k, x in v.items()}
     return v
-
-

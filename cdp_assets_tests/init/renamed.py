@@ -16,16 +16,44 @@ from cdp_assets.sample.generator import generate_sample
 # those are found by their values. The watermark has a different name per object, so one
 # folder's objects end up in two sources.
 RENAMES: dict[str, dict[str, str]] = {
-    "shop/customers": {"customer_id": "Client Number", "email": "E-Mail", "phone": "Mobile", "first_name": "Given Name",
-                       "last_name": "Surname", "updated_at": "Last Modified"},
-    "shop/orders": {"order_id": "Txn Ref", "customer_id": "Client Number", "email": "Contact Mail", "amount": "Total",
-                    "updated_at": "modified_ts"},
-    "loyalty/members": {"member_id": "loyalty_no", "email": "mail", "phone": "col_b", "first_name": "fname",
-                        "last_name": "lname", "updated_at": "changed_at"},
-    "web/events": {"event_id": "hit_id", "cookie_id": "vid", "email": "field_3", "event_type": "action", "updated_at": "ts"},
+    "shop/customers": {
+        "customer_id": "Client Number",
+        "email": "E-Mail",
+        "phone": "Mobile",
+        "first_name": "Given Name",
+        "last_name": "Surname",
+        "updated_at": "Last Modified",
+    },
+    "shop/orders": {
+        "order_id": "Txn Ref",
+        "customer_id": "Client Number",
+        "email": "Contact Mail",
+        "amount": "Total",
+        "updated_at": "modified_ts",
+    },
+    "loyalty/members": {
+        "member_id": "loyalty_no",
+        "email": "mail",
+        "phone": "col_b",
+        "first_name": "fname",
+        "last_name": "lname",
+        "updated_at": "changed_at",
+    },
+    "web/events": {
+        "event_id": "hit_id",
+        "cookie_id": "vid",
+        "email": "field_3",
+        "event_type": "action",
+        "updated_at": "ts",
+    },
 }
 # The record id's column in the raw tables (headers are normalised: lowercase, '_').
-RECORD_ID_COLUMN = {"shop/customers": "client_number", "shop/orders": "txn_ref", "loyalty/members": "loyalty_no", "web/events": "hit_id"}
+RECORD_ID_COLUMN = {
+    "shop/customers": "client_number",
+    "shop/orders": "txn_ref",
+    "loyalty/members": "loyalty_no",
+    "web/events": "hit_id",
+}
 
 
 def write_renamed_sample(root: Path, records: int, seed: int) -> Path:
@@ -51,7 +79,12 @@ def write_renamed_sample(root: Path, records: int, seed: int) -> Path:
                 pq.write_table(table, target)
             else:
                 lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-                target.write_text("".join(json.dumps({c: rec[k] for c in order for k, v in renames.items() if v == c}) + "\n" for rec in lines))
+                target.write_text(
+                    "".join(
+                        json.dumps({c: rec[k] for c in order for k, v in renames.items() if v == c}) + "\n"
+                        for rec in lines
+                    )
+                )
     (out / "ground_truth.csv").write_bytes((root / "generated" / "ground_truth.csv").read_bytes())
     return out
 
@@ -101,7 +134,11 @@ def oracle_components(generated: Path) -> pd.DataFrame:
     def ids(row) -> list[str]:
         out = []
         email = str(row.get("email") or "").strip().lower()
-        if email and email not in {j.lower() for j in JUNK_EMAILS} and re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", email):
+        if (
+            email
+            and email not in {j.lower() for j in JUNK_EMAILS}
+            and re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", email)
+        ):
             out.append("e:" + email)
         phone = re.sub(r"[^0-9]", "", str(row.get("phone") or ""))
         if len(phone) == 11 and phone.startswith("1"):
@@ -115,10 +152,14 @@ def oracle_components(generated: Path) -> pd.DataFrame:
         return out
 
     # Hist-union keeps the newest version of a record (by primary key): so does the oracle.
-    records = records.sort_values("updated_at", kind="stable").drop_duplicates(["source", "object", "record_id"], keep="last")
+    records = records.sort_values("updated_at", kind="stable").drop_duplicates(
+        ["source", "object", "record_id"], keep="last"
+    )
     for i, row in records.iterrows():
         node = ("r", row["source"], row["object"], row["record_id"])
         for ident in ids(row):
             parent[find(node)] = find(ident)
-    records["component"] = [str(find(("r", s, o, r))) for s, o, r in zip(records["source"], records["object"], records["record_id"])]
+    records["component"] = [
+        str(find(("r", s, o, r))) for s, o, r in zip(records["source"], records["object"], records["record_id"])
+    ]
     return records[["source", "object", "record_id", "component"]].drop_duplicates(["source", "object", "record_id"])

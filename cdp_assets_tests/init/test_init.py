@@ -31,20 +31,44 @@ def shop(tmp_path) -> Path:
     profiles carrying a nested attribute."""
     n = 60
     root = tmp_path / "shop"
-    _write(root / "customers" / "historical" / "customers.csv", pd.DataFrame({
-        "id": [f"U{i:05d}" for i in range(n)],
-        "email_address": [f"person{i}@mail.example.org" if i % 10 else "noone@test.com" for i in range(n)],
-        "updated": [f"2024-01-{1 + i % 28:02d} 10:00:00" for i in range(n)],
-    }))
-    _write(root / "products" / "products.csv", pd.DataFrame({
-        "sku": [f"SKU-{i}" for i in range(n)], "price": [f"{i}.99" for i in range(n)],
-        "modified_at": ["2024-02-01 00:00:00"] * n,
-    }))
-    _write(root / "clicks" / "clicks.csv", pd.DataFrame({"user_email": [f"person{i}@mail.example.org" for i in range(n)]}))
+    _write(
+        root / "customers" / "historical" / "customers.csv",
+        pd.DataFrame(
+            {
+                "id": [f"U{i:05d}" for i in range(n)],
+                "email_address": [f"person{i}@mail.example.org" if i % 10 else "noone@test.com" for i in range(n)],
+                "updated": [f"2024-01-{1 + i % 28:02d} 10:00:00" for i in range(n)],
+            }
+        ),
+    )
+    _write(
+        root / "products" / "products.csv",
+        pd.DataFrame(
+            {
+                "sku": [f"SKU-{i}" for i in range(n)],
+                "price": [f"{i}.99" for i in range(n)],
+                "modified_at": ["2024-02-01 00:00:00"] * n,
+            }
+        ),
+    )
+    _write(
+        root / "clicks" / "clicks.csv", pd.DataFrame({"user_email": [f"person{i}@mail.example.org" for i in range(n)]})
+    )
     prof = root / "profiles" / "profiles.jsonl"
     prof.parent.mkdir(parents=True)
-    prof.write_text("".join(json.dumps({"device_id": f"{i:08x}-aaaa-4bbb-8ccc-{i:012x}", "prefs": {"lang": "en", "n": i},
-                                        "seen_at": f"2024-03-{1 + i % 28:02d}T08:00:00Z"}) + "\n" for i in range(n)))
+    prof.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "device_id": f"{i:08x}-aaaa-4bbb-8ccc-{i:012x}",
+                    "prefs": {"lang": "en", "n": i},
+                    "seen_at": f"2024-03-{1 + i % 28:02d}T08:00:00Z",
+                }
+            )
+            + "\n"
+            for i in range(n)
+        )
+    )
     return root
 
 
@@ -87,7 +111,10 @@ def test_a_bad_client_name_or_missing_folder_is_a_usage_error(tmp_path, capsys):
 
 
 def test_no_identifier_anywhere_writes_only_the_report_and_fails(tmp_path):
-    _write(tmp_path / "src" / "products" / "p.csv", pd.DataFrame({"sku": ["A1", "B2"], "updated_at": ["2024-01-01", "2024-01-02"]}))
+    _write(
+        tmp_path / "src" / "products" / "p.csv",
+        pd.DataFrame({"sku": ["A1", "B2"], "updated_at": ["2024-01-01", "2024-01-02"]}),
+    )
     assert main(["init", "--client", "acme", "--source", str(tmp_path / "src"), "--out", str(tmp_path / "o")]) == 1
     assert (tmp_path / "o" / "init_report.md").exists() and not (tmp_path / "o" / "cdp.yml").exists()
 
@@ -96,13 +123,22 @@ def test_warehouse_tables_as_a_source(tmp_path):
     db = tmp_path / "wh.duckdb"
     wh = DuckDBWarehouse(path=str(db))
     generate_sample(tmp_path / "gen", 300, seed=5)
-    frame = pd.concat([pd.read_csv(p, dtype=str) for p in sorted((tmp_path / "gen" / "shop" / "customers").rglob("*.csv"))])
+    frame = pd.concat(
+        [pd.read_csv(p, dtype=str) for p in sorted((tmp_path / "gen" / "shop" / "customers").rglob("*.csv"))]
+    )
     frame["visits"] = range(len(frame))  # a typed column: a number, not a nested value
     frame["tags"] = [["a", "b"]] * len(frame)  # a list column: excluded and named
     wh.replace_with_dataframe(TableRef("crm", "contacts"), frame)
     config = tmp_path / "engine.yml"
-    config.write_text(yaml.safe_dump({"client": "x", "engine": {"kind": "duckdb", "duckdb": {"path": str(db)}},
-                                      "sources": [{"name": "s", "connector": {"kind": "table", "database": "crm"}, "objects": ["contacts"]}]}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "client": "x",
+                "engine": {"kind": "duckdb", "duckdb": {"path": str(db)}},
+                "sources": [{"name": "s", "connector": {"kind": "table", "database": "crm"}, "objects": ["contacts"]}],
+            }
+        )
+    )
     result = draft_project("acme", ["table:crm"], tmp_path / "project", warehouse=wh)
     kinds = {k.column: k.kind for o in result.objects for k in o.kinds}
     assert kinds["email"] == "email" and kinds["phone"] == "phone" and kinds["customer_id"] == "customer_id"
@@ -111,7 +147,22 @@ def test_warehouse_tables_as_a_source(tmp_path):
     assert cfg["sources"][0]["connector"] == {"kind": "table", "database": "crm"}
     assert cfg["sources"][0]["mode"] == "incremental"
     # From the command line, the engine comes from --config.
-    assert main(["init", "--client", "acme", "--source", "table:crm.contacts", "--config", str(config), "--out", str(tmp_path / "p2")]) == 0
+    assert (
+        main(
+            [
+                "init",
+                "--client",
+                "acme",
+                "--source",
+                "table:crm.contacts",
+                "--config",
+                str(config),
+                "--out",
+                str(tmp_path / "p2"),
+            ]
+        )
+        == 0
+    )
     assert "kind: duckdb" in (tmp_path / "p2" / "cdp.yml").read_text()
 
 
@@ -138,9 +189,30 @@ def test_an_s3_prefix_as_a_source(tmp_path, s3_endpoint):
     for path in sorted((tmp_path / "gen" / "web").rglob("*.*")):
         client.upload_file(str(path), "landing", f"drops/web/{path.relative_to(tmp_path / 'gen' / 'web').as_posix()}")
     out = tmp_path / "project"
-    assert main(["init", "--client", "acme", "--source", "s3://landing/drops/web", "--s3-endpoint-url", s3_endpoint, "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "init",
+                "--client",
+                "acme",
+                "--source",
+                "s3://landing/drops/web",
+                "--s3-endpoint-url",
+                s3_endpoint,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     cfg = yaml.safe_load((out / "cdp.yml").read_text())
-    assert cfg["sources"][0]["connector"] == {"kind": "s3", "bucket": "landing", "prefix": "drops/web", "endpoint_url": s3_endpoint, "format": "jsonl"}
+    assert cfg["sources"][0]["connector"] == {
+        "kind": "s3",
+        "bucket": "landing",
+        "prefix": "drops/web",
+        "endpoint_url": s3_endpoint,
+        "format": "jsonl",
+    }
     assert cfg["sources"][0]["mode"] == "both"
     unify = yaml.safe_load((out / "unify.yml").read_text())
     assert {k["name"] for k in unify["keys"]} == {"email", "cookie"}
@@ -167,12 +239,36 @@ def test_integer_ids_of_different_names_stay_separate_keys_and_shared_codes_join
     different people. A code shared by two tables under one name is one key."""
     n = 50
     root = tmp_path / "src"
-    _write(root / "members" / "m.csv", pd.DataFrame({"member_id": [str(i) for i in range(1, n + 1)],
-                                                     "email": [f"m{i}@example.org" for i in range(n)], "updated_at": ["2024-01-01"] * n}))
-    _write(root / "customers" / "c.csv", pd.DataFrame({"customer_id": [str(i) for i in range(1, n + 1)],
-                                                       "email": [f"c{i}@example.org" for i in range(n)], "updated_at": ["2024-01-01"] * n}))
-    _write(root / "orders" / "o.csv", pd.DataFrame({"order_ref": [f"R{i}" for i in range(2 * n)], "customer_id": [str(1 + i % n) for i in range(2 * n)],
-                                                    "updated_at": ["2024-01-02"] * (2 * n)}))
+    _write(
+        root / "members" / "m.csv",
+        pd.DataFrame(
+            {
+                "member_id": [str(i) for i in range(1, n + 1)],
+                "email": [f"m{i}@example.org" for i in range(n)],
+                "updated_at": ["2024-01-01"] * n,
+            }
+        ),
+    )
+    _write(
+        root / "customers" / "c.csv",
+        pd.DataFrame(
+            {
+                "customer_id": [str(i) for i in range(1, n + 1)],
+                "email": [f"c{i}@example.org" for i in range(n)],
+                "updated_at": ["2024-01-01"] * n,
+            }
+        ),
+    )
+    _write(
+        root / "orders" / "o.csv",
+        pd.DataFrame(
+            {
+                "order_ref": [f"R{i}" for i in range(2 * n)],
+                "customer_id": [str(1 + i % n) for i in range(2 * n)],
+                "updated_at": ["2024-01-02"] * (2 * n),
+            }
+        ),
+    )
     draft_project("acme", [str(root)], tmp_path / "project")
     unify = yaml.safe_load((tmp_path / "project" / "unify.yml").read_text())
     keys = {k["name"] for k in unify["keys"]}
@@ -186,8 +282,13 @@ def test_a_large_file_is_sampled_from_its_head(tmp_path, monkeypatch):
     import cdp_assets.init.sources as sources
 
     monkeypatch.setattr(sources, "HEAD_BYTES", 2000)  # so a small file counts as large
-    rows = pd.DataFrame({"customer_id": [f"C{i:05d}" for i in range(500)], "email": [f"p{i}@example.org" for i in range(500)],
-                         "updated_at": ["2024-01-01 00:00:00"] * 500})
+    rows = pd.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(500)],
+            "email": [f"p{i}@example.org" for i in range(500)],
+            "updated_at": ["2024-01-01 00:00:00"] * 500,
+        }
+    )
     _write(tmp_path / "src" / "customers" / "c.csv", rows)
     rows.to_parquet(tmp_path / "src" / "customers" / "c2.parquet")
     result = draft_project("acme", [str(tmp_path / "src")], tmp_path / "project")

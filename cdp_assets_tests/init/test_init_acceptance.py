@@ -42,7 +42,12 @@ def test_init_detects_kinds_by_values_where_names_say_nothing(drafted):
     assert kinds[("orders", "total")] == "measure"
     assert kinds[("events", "action")] == "category"
     watermarks = {o.sample.name: o.watermark[0].column for o in result.objects}
-    assert watermarks == {"customers": "last_modified", "orders": "modified_ts", "members": "changed_at", "events": "ts"}
+    assert watermarks == {
+        "customers": "last_modified",
+        "orders": "modified_ts",
+        "members": "changed_at",
+        "events": "ts",
+    }
     pks = {o.sample.name: o.primary_key.column for o in result.objects}
     assert pks == {"customers": "client_number", "orders": "txn_ref", "members": "loyalty_no", "events": "hit_id"}
 
@@ -68,7 +73,9 @@ def test_init_then_run_passes_every_check_and_matches_ground_truth(drafted):
     rows = []
     for source, obj in loaded.pipeline.source_objects():
         key = next(k for k in RECORD_ID_COLUMN if k.endswith(f"/{obj.name}"))
-        df = wh.fetch(f'SELECT DISTINCT "{RECORD_ID_COLUMN[key]}" AS record_id, unified_id FROM "{schema}"."enriched_{source.name}_{obj.name}_stg"')
+        df = wh.fetch(
+            f'SELECT DISTINCT "{RECORD_ID_COLUMN[key]}" AS record_id, unified_id FROM "{schema}"."enriched_{source.name}_{obj.name}_stg"'
+        )
         df["source"], df["object"] = key.split("/")
         rows.append(df)
     got = pd.concat(rows, ignore_index=True)
@@ -82,7 +89,9 @@ def test_init_then_run_passes_every_check_and_matches_ground_truth(drafted):
     # shared valid identifier. Persons whose records share none cannot be grouped by keys.
     oracle = truth.merge(oracle_components(root / "generated"), on=["source", "object", "record_id"], how="left")
     oracle_precision, oracle_recall = pairwise(oracle["person_id"], oracle["component"])
-    print(f"precision {precision:.4f} recall {recall:.4f}; oracle precision {oracle_precision:.4f} recall {oracle_recall:.4f}")
+    print(
+        f"precision {precision:.4f} recall {recall:.4f}; oracle precision {oracle_precision:.4f} recall {oracle_recall:.4f}"
+    )
     # Every valid identifier belongs to one person and init excludes the shared junk, so a
     # merge of two persons is a mistake of init: precision must be as good as the oracle's.
     assert precision >= oracle_precision - 0.005

@@ -136,7 +136,15 @@ def test_headers_normalised_and_every_column_text_except_watermark(fmt, folder, 
     result = inc(wh, make_source(folder), folder)
     assert result.records_loaded == 2
     types = column_types(wh, TABLE)
-    assert list(types) == ["customer_id", "e_mail_address", "zip_code", "visits", "updated_at", "_cdp_file", "_cdp_loaded_at"]
+    assert list(types) == [
+        "customer_id",
+        "e_mail_address",
+        "zip_code",
+        "visits",
+        "updated_at",
+        "_cdp_file",
+        "_cdp_loaded_at",
+    ]
     for col in ("customer_id", "e_mail_address", "zip_code", "visits", "_cdp_file"):
         assert types[col] == "VARCHAR", (col, types)
     assert types["updated_at"] == "TIMESTAMP"
@@ -148,7 +156,9 @@ def test_headers_normalised_and_every_column_text_except_watermark(fmt, folder, 
 
 def test_cdp_file_lineage_names_each_rows_file(folder, wh):
     write_csv(incr(folder, "day1.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 00:00:00"]])
-    write_jsonl(incr(folder, "day2.jsonl"), [{"customer_id": "C2", "email": "b@x.com", "updated_at": "2024-06-02 00:00:00"}])
+    write_jsonl(
+        incr(folder, "day2.jsonl"), [{"customer_id": "C2", "email": "b@x.com", "updated_at": "2024-06-02 00:00:00"}]
+    )
     result = inc(wh, make_source(folder), folder)
     assert result.files == ["day1.csv", "day2.jsonl"]
     df = rows(wh, TABLE)
@@ -158,7 +168,9 @@ def test_cdp_file_lineage_names_each_rows_file(folder, wh):
 
 def test_format_filter_ignores_other_extensions(folder, wh):
     write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 00:00:00"]])
-    write_jsonl(incr(folder, "b.jsonl"), [{"customer_id": "C2", "email": "b@x.com", "updated_at": "2024-06-02 00:00:00"}])
+    write_jsonl(
+        incr(folder, "b.jsonl"), [{"customer_id": "C2", "email": "b@x.com", "updated_at": "2024-06-02 00:00:00"}]
+    )
     source = make_source(folder, connector={"kind": "local_files", "path": str(folder), "format": "csv"})
     result = inc(wh, source, folder)
     assert result.files == ["a.csv"]
@@ -169,7 +181,11 @@ def test_format_filter_ignores_other_extensions(folder, wh):
 
 
 def test_second_call_loads_nothing_and_keeps_watermark(folder, wh):
-    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:30:00"]])
+    write_csv(
+        incr(folder, "a.csv"),
+        HEADER,
+        [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:30:00"]],
+    )
     source = make_source(folder)
     first = inc(wh, source, folder)
     assert (first.records_loaded, first.previous_watermark) == (2, None)
@@ -185,7 +201,11 @@ def test_a_late_file_loads_every_row_whatever_the_watermark(folder, wh):
     """Issue 15: a file arriving late with rows older than the watermark loaded 0 rows, silently.
     New files are decided by the per-file bookkeeping, not by the watermark."""
     source = make_source(folder)
-    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 12:00:00"]])
+    write_csv(
+        incr(folder, "a.csv"),
+        HEADER,
+        [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 12:00:00"]],
+    )
     inc(wh, source, folder)
     write_csv(
         incr(folder, "b.csv"),
@@ -242,7 +262,11 @@ def test_a_file_caught_half_written_then_completed_loads_the_rest_and_supersedes
 
 def test_a_file_replaced_with_different_content_loads_its_new_rows(folder, wh):
     source = make_source(folder)
-    path = write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:00:00"]])
+    path = write_csv(
+        incr(folder, "a.csv"),
+        HEADER,
+        [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:00:00"]],
+    )
     inc(wh, source, folder)
     # the same name, the same size and modification time, one row corrected: the content hash differs
     st = path.stat()
@@ -286,13 +310,18 @@ def test_a_failed_load_records_no_file_as_loaded(folder, wh):
 
 def test_a_historical_files_rejection_is_superseded_when_the_file_is_fixed(folder, wh):
     source = make_source(folder)
-    h = write_csv(hist(folder, "h.csv"), HEADER, [["C1", "a@x.com", "2023-01-01 00:00:00"], ["C2", "b@x.com", "someday"]])
+    h = write_csv(
+        hist(folder, "h.csv"), HEADER, [["C1", "a@x.com", "2023-01-01 00:00:00"], ["C2", "b@x.com", "someday"]]
+    )
     assert hst(wh, source, folder).records_rejected == 1
     write_csv(h, HEADER, [["C1", "a@x.com", "2023-01-01 00:00:00"], ["C2", "b@x.com", "2023-01-02 00:00:00"]])
     assert hst(wh, source, folder).records_loaded == 2
     rejected = wh.fetch(f"SELECT mode, superseded_at, superseded_by_file_version FROM {REJECTED.sql}")
     assert list(rejected["mode"]) == ["historical"] and rejected["superseded_at"].notna().all()
-    assert rejected["superseded_by_file_version"][0] == wh.fetch(f"SELECT file_version FROM {FILES.sql} ORDER BY loaded_at")["file_version"].iloc[-1]
+    assert (
+        rejected["superseded_by_file_version"][0]
+        == wh.fetch(f"SELECT file_version FROM {FILES.sql} ORDER BY loaded_at")["file_version"].iloc[-1]
+    )
 
 
 def test_a_copy_under_another_name_loads_only_what_is_not_loaded_yet(folder, wh):
@@ -314,7 +343,11 @@ def test_rows_loaded_before_the_bookkeeping_existed_are_not_loaded_again(folder,
     """A warehouse loaded by an earlier version has no ingestion_files rows: its files are read
     again once, and the rows they already gave are skipped as duplicates."""
     source = make_source(folder)
-    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C1", "a@x.com", "2024-06-01 08:00:00"]])
+    write_csv(
+        incr(folder, "a.csv"),
+        HEADER,
+        [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C1", "a@x.com", "2024-06-01 08:00:00"]],
+    )
     inc(wh, source, folder)
     wh.run(f"DROP TABLE {FILES.sql}")
     again = inc(wh, source, folder)
@@ -326,7 +359,11 @@ def test_start_date_excludes_older_rows(folder, wh):
     write_csv(
         incr(folder, "a.csv"),
         HEADER,
-        [["C1", "a@x.com", "2022-12-31 23:59:59"], ["C2", "b@x.com", "2023-01-01 00:00:00"], ["C3", "c@x.com", "2024-01-01 00:00:00"]],
+        [
+            ["C1", "a@x.com", "2022-12-31 23:59:59"],
+            ["C2", "b@x.com", "2023-01-01 00:00:00"],
+            ["C3", "c@x.com", "2024-01-01 00:00:00"],
+        ],
     )
     result = inc(wh, make_source(folder, start_date="2023-01-01T00:00:00"), folder)
     assert (result.records_loaded, result.skipped_before_start_date) == (2, 1)
@@ -349,7 +386,11 @@ def test_all_rows_before_start_date_loads_nothing_and_logs(folder, wh):
 def test_start_date_with_timezone_is_compared_in_utc(start_date, folder, wh):
     """BUG: a start_date written with a UTC offset (valid ISO 8601, accepted by the config)
     makes every incremental load fail with a pandas TypeError (tz-aware vs naive comparison)."""
-    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2022-12-31 23:00:00"], ["C2", "b@x.com", "2023-06-01 00:00:00"]])
+    write_csv(
+        incr(folder, "a.csv"),
+        HEADER,
+        [["C1", "a@x.com", "2022-12-31 23:00:00"], ["C2", "b@x.com", "2023-06-01 00:00:00"]],
+    )
     result = inc(wh, make_source(folder, start_date=start_date), folder)
     assert result.records_loaded == 1
     assert list(rows(wh, TABLE)["customer_id"]) == ["C2"]
@@ -369,7 +410,11 @@ def test_watermark_values_with_different_utc_offsets_are_converted_to_utc(folder
 
 
 def test_utc_timestamps_are_stored_as_naive_utc(folder, wh):
-    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01T12:00:00+02:00"], ["C2", "b@x.com", "2024-06-01T12:00:00+02:00"]])
+    write_csv(
+        incr(folder, "a.csv"),
+        HEADER,
+        [["C1", "a@x.com", "2024-06-01T12:00:00+02:00"], ["C2", "b@x.com", "2024-06-01T12:00:00+02:00"]],
+    )
     inc(wh, make_source(folder), folder)
     assert column_types(wh, TABLE)["updated_at"] == "TIMESTAMP"
     assert set(rows(wh, TABLE)["updated_at"]) == {pd.Timestamp("2024-06-01 10:00:00")}
@@ -386,7 +431,11 @@ def test_utc_timestamps_are_stored_as_naive_utc(folder, wh):
     ],
 )
 def test_bad_timestamp_rejects_that_row_with_file_row_and_reason(name, writer, row_number, folder, wh):
-    data = [["C1", "a@x.com", "2024-06-01 00:00:00"], ["C2", "b@x.com", "not a date"], ["C3", "c@x.com", "2024-06-02 00:00:00"]]
+    data = [
+        ["C1", "a@x.com", "2024-06-01 00:00:00"],
+        ["C2", "b@x.com", "not a date"],
+        ["C3", "c@x.com", "2024-06-02 00:00:00"],
+    ]
     path = incr(folder, name)
     if writer == "csv":
         write_csv(path, HEADER, data)
@@ -455,7 +504,11 @@ def test_file_missing_a_column_appends_with_null(folder, wh):
 
 def test_historical_replaces_hist_and_skips_unchanged_files(folder, wh):
     source = make_source(folder)
-    h1 = write_csv(hist(folder, "h1.csv"), HEADER, [["C1", "a@x.com", "2023-01-01 00:00:00"], ["C2", "b@x.com", "2023-02-01 00:00:00"]])
+    h1 = write_csv(
+        hist(folder, "h1.csv"),
+        HEADER,
+        [["C1", "a@x.com", "2023-01-01 00:00:00"], ["C2", "b@x.com", "2023-02-01 00:00:00"]],
+    )
     first = hst(wh, source, folder)
     assert (first.records_loaded, first.files) == (2, ["h1.csv"])
     assert first.watermark.startswith("2023-02-01")
@@ -527,7 +580,11 @@ def test_historical_and_incremental_are_separate_tables(folder, wh):
 
 def test_ingestion_log_one_row_per_load(folder, wh):
     source = make_source(folder)
-    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:00:00"]])
+    write_csv(
+        incr(folder, "a.csv"),
+        HEADER,
+        [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:00:00"]],
+    )
     write_csv(hist(folder, "h.csv"), HEADER, [["C0", "h@x.com", "2023-01-01 00:00:00"]])
     inc(wh, source, folder, "r1")
     inc(wh, source, folder, "r2")
@@ -543,7 +600,13 @@ def test_ingestion_log_one_row_per_load(folder, wh):
     assert list(log["status"]) == ["success"] * 5
     assert list(log["records_loaded"]) == [2, 0, 1, 0, 1]
     wm = [w[:19] for w in log["watermark"]]
-    assert wm == ["2024-06-01 09:00:00", "2024-06-01 09:00:00", "2023-01-01 00:00:00", "2023-01-01 00:00:00", "2024-06-02 00:00:00"]
+    assert wm == [
+        "2024-06-01 09:00:00",
+        "2024-06-01 09:00:00",
+        "2023-01-01 00:00:00",
+        "2023-01-01 00:00:00",
+        "2024-06-02 00:00:00",
+    ]
     prev = list(log["previous_watermark"])
     assert pd.isna(prev[0]) and prev[1][:19] == "2024-06-01 09:00:00" and prev[4][:19] == "2024-06-01 09:00:00"
     assert list(log["files"]) == ["a.csv", "", "h.csv", "", "b.csv"]
@@ -606,7 +669,17 @@ def test_parquet_struct_and_list_columns_are_json_text_the_engine_can_read(folde
     assert pd.isna(got["addr"][1])
 
 
-@pytest.mark.parametrize(("line", "kind"), [("42", "number"), ("-1.5e3", "number"), ('"text"', "string"), ("[1]", "array"), ("true", "boolean"), ("null", "null")])
+@pytest.mark.parametrize(
+    ("line", "kind"),
+    [
+        ("42", "number"),
+        ("-1.5e3", "number"),
+        ('"text"', "string"),
+        ("[1]", "array"),
+        ("true", "boolean"),
+        ("null", "null"),
+    ],
+)
 def test_a_json_line_that_is_not_an_object_is_named_by_its_json_type(line, kind, folder, wh):
     path = incr(folder, "s.jsonl")
     path.parent.mkdir(parents=True)
@@ -626,7 +699,12 @@ def test_utf16_files_are_read(codec, fmt, folder, wh):
     if fmt == "csv":
         text = "customer_id,email,updated_at\nC1,café@x.com,2024-06-01 00:00:00\n"
     else:
-        text = json.dumps({"customer_id": "C1", "email": "café@x.com", "updated_at": "2024-06-01 00:00:00"}, ensure_ascii=False) + "\n"
+        text = (
+            json.dumps(
+                {"customer_id": "C1", "email": "café@x.com", "updated_at": "2024-06-01 00:00:00"}, ensure_ascii=False
+            )
+            + "\n"
+        )
     path.write_bytes(text.encode(codec))
     assert inc(wh, make_source(folder), folder).records_loaded == 1
     assert list(rows(wh, TABLE)["email"]) == ["café@x.com"]
@@ -638,7 +716,9 @@ def test_a_cut_utf16_file_fails_saying_utf16_and_how_to_convert(folder, wh):
     path.write_bytes("customer_id,updated_at\nC1,2024-06-01\n".encode("utf-16")[:-1])
     with pytest.raises(SourceFileError) as err:
         inc(wh, make_source(folder), folder)
-    assert str(path) in str(err.value) and "is UTF-16" in str(err.value) and "iconv -f UTF-16 -t UTF-8" in str(err.value)
+    assert (
+        str(path) in str(err.value) and "is UTF-16" in str(err.value) and "iconv -f UTF-16 -t UTF-8" in str(err.value)
+    )
     assert "NUL" not in str(err.value)
 
 
@@ -648,15 +728,23 @@ def test_utf16_without_bom_and_a_non_ascii_header_fails_saying_utf16_and_how_to_
     path.write_bytes("名前,updated_at\nx,2024-06-01\n".encode("utf-16-le"))
     with pytest.raises(SourceFileError) as err:
         inc(wh, make_source(folder), folder)
-    assert str(path) in str(err.value) and "UTF-16 file without BOM" in str(err.value) and "iconv -f UTF-16LE -t UTF-8" in str(err.value)
+    assert (
+        str(path) in str(err.value)
+        and "UTF-16 file without BOM" in str(err.value)
+        and "iconv -f UTF-16LE -t UTF-8" in str(err.value)
+    )
 
 
 def test_an_empty_header_warns_with_file_and_position_and_gets_a_positional_name(folder, wh, caplog):
-    path = write_csv(incr(folder, "e.csv"), ["customer_id", "", "updated_at", " "], [["C1", "a@x.com", "2024-06-01 00:00:00", "x"]])
+    path = write_csv(
+        incr(folder, "e.csv"), ["customer_id", "", "updated_at", " "], [["C1", "a@x.com", "2024-06-01 00:00:00", "x"]]
+    )
     inc(wh, make_source(folder), folder)
     assert list(column_types(wh, TABLE))[:4] == ["customer_id", "column_2", "updated_at", "column_4"]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert f"{path}: the header of column 2 is empty; it is loaded as 'column_2'. Name the column in the file" in warnings
+    assert (
+        f"{path}: the header of column 2 is empty; it is loaded as 'column_2'. Name the column in the file" in warnings
+    )
     assert any(f"{path}: the header of column 4 is empty" in w for w in warnings)
 
 
@@ -673,7 +761,9 @@ def test_ambiguous_day_month_watermarks_need_date_order(folder, wh):
 
 
 def test_month_first_and_year_first_date_orders(folder, wh, tmp_path):
-    write_csv(incr(folder, "d.csv"), HEADER, [["C1", "a@x.com", "06/03/2024"], ["C2", "b@x.com", "2024-06-03 10:00:00"]])
+    write_csv(
+        incr(folder, "d.csv"), HEADER, [["C1", "a@x.com", "06/03/2024"], ["C2", "b@x.com", "2024-06-03 10:00:00"]]
+    )
     inc(wh, make_source(folder, date_order="mdy"), folder)
     assert list(rows(wh, TABLE)["updated_at"]) == [pd.Timestamp("2024-06-03"), pd.Timestamp("2024-06-03 10:00:00")]
     with pytest.raises(ValueError, match="date_order"):
@@ -681,10 +771,17 @@ def test_month_first_and_year_first_date_orders(folder, wh, tmp_path):
 
 
 def test_a_watermark_out_of_range_says_so_and_gives_the_range(folder, wh):
-    write_csv(incr(folder, "r.csv"), HEADER, [["C1", "a@x.com", "2024-06-01"], ["C2", "b@x.com", "9999-12-31T23:59:59"], ["C3", "c@x.com", "soon"]])
+    write_csv(
+        incr(folder, "r.csv"),
+        HEADER,
+        [["C1", "a@x.com", "2024-06-01"], ["C2", "b@x.com", "9999-12-31T23:59:59"], ["C3", "c@x.com", "soon"]],
+    )
     inc(wh, make_source(folder), folder)
     reasons = list(wh.fetch(f"SELECT reason FROM {REJECTED.sql} ORDER BY row")["reason"])
-    assert reasons[0] == "updated_at '9999-**-*****:**:**' is out of range: the supported range is 1677-09-22 to 2262-04-11 (UTC); use a date within it"
+    assert (
+        reasons[0]
+        == "updated_at '9999-**-*****:**:**' is out of range: the supported range is 1677-09-22 to 2262-04-11 (UTC); use a date within it"
+    )
     assert reasons[1].startswith("updated_at 'soon' is not a date/time")
 
 
@@ -709,8 +806,14 @@ def test_a_symlinked_secret_file_is_never_quoted_in_errors_logs_or_tables(tmp_pa
     (loaded.source_paths["web"] / "events" / "zz_exports.jsonl").symlink_to(secret_file)  # lines that are not JSON
     defs = build_definitions(loaded)
     instance = DagsterInstance.ephemeral()
-    keys = [k for k in defs.resolve_all_asset_keys() if k.path[-1] in ("shop_customers", "shop_customers_hist", "web_events", "web_events_hist")]
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False)
+    keys = [
+        k
+        for k in defs.resolve_all_asset_keys()
+        if k.path[-1] in ("shop_customers", "shop_customers_hist", "web_events", "web_events_hist")
+    ]
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=keys, raise_on_error=False
+    )
     assert not result.success
     failure = next(e.event_specific_data.error for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "zz_exports.csv: has no column 'updated_at'" in failure.to_string() and "(masked)" in failure.to_string()
@@ -719,7 +822,10 @@ def test_a_symlinked_secret_file_is_never_quoted_in_errors_logs_or_tables(tmp_pa
         assert fragment not in failure.to_string() and fragment not in everything
     wh = warehouse_for(loaded)
     raws = wh.fetch('SELECT file, raw FROM "acme_src"."web_events_rejected"')
-    assert list(raws["file"]) == ["zz_exports.jsonl"] * 2 and raws["raw"][0] == "'aws_*****************=*************/****...'"
+    assert (
+        list(raws["file"]) == ["zz_exports.jsonl"] * 2
+        and raws["raw"][0] == "'aws_*****************=*************/****...'"
+    )
     for table in wh.list_tables("acme_src"):
         text = wh.fetch(f'SELECT * FROM "acme_src"."{table}"').astype(str).to_csv()
         assert "wJalrXUtnFEMI" not in text, table

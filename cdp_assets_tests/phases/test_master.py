@@ -65,7 +65,9 @@ def build_master(
     wh.write_dataframe(ENRICHED["crm"], enriched_frame(list(crm)))
     wh.write_dataframe(ENRICHED["pos"], enriched_frame(list(pos)))
     # a real lookup has one row per key value, so an id appears several times
-    lookup = pd.DataFrame({"unified_id": [i for i in lookup_ids for _ in range(2)], "id": [f"v{n}" for n in range(2 * len(lookup_ids))]})
+    lookup = pd.DataFrame(
+        {"unified_id": [i for i in lookup_ids for _ in range(2)], "id": [f"v{n}" for n in range(2 * len(lookup_ids))]}
+    )
     wh.write_dataframe(LOOKUP, lookup.astype("string"))
     wh.write_dataframe(RULES, master_rules_frame(master))
     sql = master_table_sql(master, unify, LOOKUP, ENRICHED, RULES, DEFAULT_ORDER)
@@ -84,13 +86,15 @@ def val(df: pd.DataFrame, cid: str, col: str):
 
 
 def test_priority_1_beats_priority_2_even_when_older(wh):
-    attrs = [{
-        "name": "email",
-        "source_columns": [
-            {"table": "crm", "column": "email", "priority": 1},
-            {"table": "pos", "column": "email", "priority": 2},
-        ],
-    }]
+    attrs = [
+        {
+            "name": "email",
+            "source_columns": [
+                {"table": "crm", "column": "email", "priority": 1},
+                {"table": "pos", "column": "email", "priority": 2},
+            ],
+        }
+    ]
     crm = [
         ("U1", "crm-old@x.com", None, "2020-01-01", None),
         ("U1", None, None, "2025-01-01", None),  # NULL: not a candidate
@@ -111,7 +115,10 @@ def test_order_last_picks_newest_and_first_picks_oldest(wh):
         {"name": "latest_tier", "source_columns": [{"table": "crm", "column": "tier", "order": "last"}]},
         {"name": "first_tier", "source_columns": [{"table": "crm", "column": "tier", "order": "first"}]},
         # order_by overrides the table's default ordering column
-        {"name": "latest_seen_tier", "source_columns": [{"table": "crm", "column": "tier", "order": "last", "order_by": "seen_at"}]},
+        {
+            "name": "latest_seen_tier",
+            "source_columns": [{"table": "crm", "column": "tier", "order": "last", "order_by": "seen_at"}],
+        },
     ]
     crm = [
         ("U1", None, "silver", "2023-01-01", "2020-01-01"),
@@ -130,27 +137,31 @@ def test_order_last_picks_newest_and_first_picks_oldest(wh):
 
 
 def test_same_priority_across_tables_ranks_by_order_by(wh):
-    attrs = [{
-        "name": "email",
-        "source_columns": [
-            {"table": "crm", "column": "email", "priority": 1, "order": "last"},
-            {"table": "pos", "column": "email", "priority": 1, "order": "last"},
-        ],
-    }]
+    attrs = [
+        {
+            "name": "email",
+            "source_columns": [
+                {"table": "crm", "column": "email", "priority": 1, "order": "last"},
+                {"table": "pos", "column": "email", "priority": 1, "order": "last"},
+            ],
+        }
+    ]
     crm = [("U1", "crm@x.com", None, "2024-01-01", None)]
     pos = [("U1", "pos@x.com", None, "2024-02-01", None)]
     assert val(build_master(wh, attrs, crm, pos), "U1", "email") == "pos@x.com"
 
 
 def test_array_elements_keeps_top_distinct_values_in_rank_order(wh):
-    attrs = [{
-        "name": "all_emails",
-        "array_elements": 2,
-        "source_columns": [
-            {"table": "crm", "column": "email", "priority": 1, "order": "last"},
-            {"table": "pos", "column": "email", "priority": 2, "order": "last"},
-        ],
-    }]
+    attrs = [
+        {
+            "name": "all_emails",
+            "array_elements": 2,
+            "source_columns": [
+                {"table": "crm", "column": "email", "priority": 1, "order": "last"},
+                {"table": "pos", "column": "email", "priority": 2, "order": "last"},
+            ],
+        }
+    ]
     crm = [
         ("U1", "e1@x.com", None, "2021-01-01", None),
         ("U1", "e2@x.com", None, "2023-01-01", None),
@@ -203,7 +214,11 @@ def test_a_valid_regexp_re2_lacks_excludes_values_with_javas_meaning(wh):
             "valid_regexp": "^(?!.*\\.\\.)[^@\\s]+@[^@\\s]+$",
             "source_columns": [{"table": "crm", "column": "email", "order": "last"}],
         },
-        {"name": "tier", "valid_regexp": "^[a-z]+$", "source_columns": [{"table": "crm", "column": "tier", "order": "last"}]},
+        {
+            "name": "tier",
+            "valid_regexp": "^[a-z]+$",
+            "source_columns": [{"table": "crm", "column": "tier", "order": "last"}],
+        },
     ]
     crm = [
         ("U1", "a@x.com", "gold", "2020-01-01", None),
@@ -216,16 +231,27 @@ def test_a_valid_regexp_re2_lacks_excludes_values_with_javas_meaning(wh):
 
 
 def test_master_rules_frame_rows():
-    unify = make_unify([{
-        "name": "email",
-        "invalid_texts": ["N/A", "x"],
-        "valid_regexp": ".+@.+",
-        "source_columns": [{"table": "crm", "column": "email"}],
-    }, {"name": "tier", "source_columns": [{"table": "crm", "column": "tier"}]}])
+    unify = make_unify(
+        [
+            {
+                "name": "email",
+                "invalid_texts": ["N/A", "x"],
+                "valid_regexp": ".+@.+",
+                "source_columns": [{"table": "crm", "column": "email"}],
+            },
+            {"name": "tier", "source_columns": [{"table": "crm", "column": "tier"}]},
+        ]
+    )
     df = master_rules_frame(unify.master_tables[0])
     assert df.to_dict("records") == [
         # as evaluated: '.' written with Java's meaning (cdp_assets/sql/regex.py)
-        {"position": 0, "attribute": "email", "kind": "valid_regexp", "value": pattern_for(".+@.+"), "re2_lacks": False},
+        {
+            "position": 0,
+            "attribute": "email",
+            "kind": "valid_regexp",
+            "value": pattern_for(".+@.+"),
+            "re2_lacks": False,
+        },
         {"position": 0, "attribute": "email", "kind": "invalid_text", "value": "N/A", "re2_lacks": False},
         {"position": 0, "attribute": "email", "kind": "invalid_text", "value": "x", "re2_lacks": False},
     ]

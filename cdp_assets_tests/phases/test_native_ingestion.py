@@ -40,16 +40,39 @@ for case in CASES:
 # a reason named in connectors/native_files.py (UTF-16, a NUL, a watermark row to reject by row
 # number, a value whose text DuckDB would rewrite, a JSON line that is not an object...).
 NATIVE = {
-    "good.csv", "extra_field.csv", "missing_field.csv", "latin1.csv", "bom.csv", "quoted_newlines.csv", "crlf.csv",
-    "extra_column.csv", "missing_column.csv", "type_drift.csv", "header_only.csv", "duplicate_rows.csv",
-    "big_field.csv", "emoji.csv", "sql_like.csv", "quotes.csv", "blank_lines.csv", "empty_header.csv", "good.jsonl",
-    "sql_like.jsonl", "good.parquet", "schema_a.parquet", "typed_timestamps.parquet",
+    "good.csv",
+    "extra_field.csv",
+    "missing_field.csv",
+    "latin1.csv",
+    "bom.csv",
+    "quoted_newlines.csv",
+    "crlf.csv",
+    "extra_column.csv",
+    "missing_column.csv",
+    "type_drift.csv",
+    "header_only.csv",
+    "duplicate_rows.csv",
+    "big_field.csv",
+    "emoji.csv",
+    "sql_like.csv",
+    "quotes.csv",
+    "blank_lines.csv",
+    "empty_header.csv",
+    "good.jsonl",
+    "sql_like.jsonl",
+    "good.parquet",
+    "schema_a.parquet",
+    "typed_timestamps.parquet",
 }
 
 
 def _source(folder: Path, start_date: str | None = None) -> SourceConfig:
-    spec = {"name": "shop", "connector": {"kind": "local_files", "path": str(folder)}, "objects": ["customers"],
-            "incremental_field": "updated_at"}
+    spec = {
+        "name": "shop",
+        "connector": {"kind": "local_files", "path": str(folder)},
+        "objects": ["customers"],
+        "incremental_field": "updated_at",
+    }
     if start_date:
         spec["start_date"] = start_date
     return SourceConfig.model_validate(spec)
@@ -69,8 +92,11 @@ def _tables(wh: DuckDBWarehouse, schema: str) -> dict[str, tuple[list[str], list
 
 
 def _load_both(
-    root: Path, steps: list[tuple[dict[str, bytes], object]], start_date: str | None = None,
-    warehouses: dict[bool, DuckDBWarehouse] | None = None, schema: str = SCHEMA,
+    root: Path,
+    steps: list[tuple[dict[str, bytes], object]],
+    start_date: str | None = None,
+    warehouses: dict[bool, DuckDBWarehouse] | None = None,
+    schema: str = SCHEMA,
 ) -> tuple:
     """Run the same steps (write these files under the source folder, then run this load) through
     DuckDB's readers and through the Python reader, each from an empty folder and schema (in the
@@ -146,11 +172,24 @@ def test_the_sample_generators_files_are_all_read_by_duckdb(tmp_path):
 # ---------------------------------------------------------------- generated CSV files
 
 _TEXT = st.text(alphabet=string.ascii_letters + string.digits + ' ,"\'\n\r;é名🙂-:.', max_size=8)
-_WATERMARKS = st.sampled_from([
-    "2024-06-01 10:00:00", "2024-06-01T10:00:00", "2024-06-01 10:00", "2024-06-01", "2024-06-01 10:00:00.123456",
-    "2024-06-01T10:00:00Z", "2024-06-01 12:00:00+02:00", "2024-06-01T05:00:00-0500", "2023-01-15 08:30:00",
-    "2024-06-02 00:00:00", "", "not a date", "9999-12-31T23:59:59", " 2024-06-01 10:00:00",
-])
+_WATERMARKS = st.sampled_from(
+    [
+        "2024-06-01 10:00:00",
+        "2024-06-01T10:00:00",
+        "2024-06-01 10:00",
+        "2024-06-01",
+        "2024-06-01 10:00:00.123456",
+        "2024-06-01T10:00:00Z",
+        "2024-06-01 12:00:00+02:00",
+        "2024-06-01T05:00:00-0500",
+        "2023-01-15 08:30:00",
+        "2024-06-02 00:00:00",
+        "",
+        "not a date",
+        "9999-12-31T23:59:59",
+        " 2024-06-01 10:00:00",
+    ]
+)
 
 
 def _field(value: str) -> str:

@@ -53,7 +53,9 @@ def build_all_sql() -> dict[str, str]:
         incr = TableRef(p.src_schema, name)
         union_ref = TableRef(p.src_schema, f"{name}_hist_union")
         stg = TableRef(p.stg_schema, f"{name}_stg")
-        sqls[f"hist_union:{name}"] = hist_union_sql([(hist, cols), (incr, [*cols, "new_column"])], source.incremental_field, list(obj.primary_key))
+        sqls[f"hist_union:{name}"] = hist_union_sql(
+            [(hist, cols), (incr, [*cols, "new_column"])], source.incremental_field, list(obj.primary_key)
+        )
         sqls[f"hist_union_no_pk:{name}"] = hist_union_sql([(hist, cols), (incr, cols)], source.incremental_field, [])
         if obj.primary_key:
             sqls[f"duplicate_keys:{name}"] = duplicate_keys_sql(union_ref, list(obj.primary_key))
@@ -67,30 +69,34 @@ def build_all_sql() -> dict[str, str]:
     for plan in plans:
         edges, pointers, labels = plan.ref("edges"), plan.ref("hooks"), plan.ref("labels")
         n = plan.name
-        sqls.update({
-            f"key_values:{n}": u.key_values_sql(plan),
-            f"value_stats:{n}": u.value_stats_sql(plan),
-            f"excluded_values:{n}": u.excluded_values_sql(plan, plan.ref("value_stats")),
-            f"nodes:{n}": u.nodes_sql(plan, plan.ref("value_stats")),
-            f"dnm_links:{n}": u.dnm_links_sql(plan),
-            f"incremental_key_values:{n}": u.key_values_sql(plan, since=plan.ref("watermarks")),
-            f"incremental_edges:{n}": u.edges_sql(plan, since=plan.ref("watermarks"), previous_graph=plan.ref("graph")),
-            f"watermarks:{n}": u.watermarks_sql(plan),
-            f"persistent_lookup:{n}": u.lookup_sql(replace(plan, persistent=True), previous=plan.ref("lookup")),
-            f"edges:{n}": u.edges_sql(plan),
-            f"initial_labels:{n}": u.initial_labels_sql(plan),
-            f"hook:{n}": u.hook_sql(edges),
-            f"unresolved_pointers:{n}": u.unresolved_pointers_sql(pointers),
-            f"jump:{n}": u.jump_sql(pointers),
-            f"relabeled_count:{n}": u.relabeled_count_sql(labels, pointers),
-            f"relabel:{n}": u.relabel_sql(labels, pointers),
-            f"contract_edges:{n}": u.contract_edges_sql(edges, pointers),
-            f"count:{n}": row_count_sql(edges),
-            f"graph:{n}": u.graph_sql(plan, labels),
-            f"lookup:{n}": u.lookup_sql(plan),
-            f"source_key_stats:{n}": u.source_key_stats_sql(plan),
-            f"result_key_stats:{n}": u.result_key_stats_sql(plan),
-        })
+        sqls.update(
+            {
+                f"key_values:{n}": u.key_values_sql(plan),
+                f"value_stats:{n}": u.value_stats_sql(plan),
+                f"excluded_values:{n}": u.excluded_values_sql(plan, plan.ref("value_stats")),
+                f"nodes:{n}": u.nodes_sql(plan, plan.ref("value_stats")),
+                f"dnm_links:{n}": u.dnm_links_sql(plan),
+                f"incremental_key_values:{n}": u.key_values_sql(plan, since=plan.ref("watermarks")),
+                f"incremental_edges:{n}": u.edges_sql(
+                    plan, since=plan.ref("watermarks"), previous_graph=plan.ref("graph")
+                ),
+                f"watermarks:{n}": u.watermarks_sql(plan),
+                f"persistent_lookup:{n}": u.lookup_sql(replace(plan, persistent=True), previous=plan.ref("lookup")),
+                f"edges:{n}": u.edges_sql(plan),
+                f"initial_labels:{n}": u.initial_labels_sql(plan),
+                f"hook:{n}": u.hook_sql(edges),
+                f"unresolved_pointers:{n}": u.unresolved_pointers_sql(pointers),
+                f"jump:{n}": u.jump_sql(pointers),
+                f"relabeled_count:{n}": u.relabeled_count_sql(labels, pointers),
+                f"relabel:{n}": u.relabel_sql(labels, pointers),
+                f"contract_edges:{n}": u.contract_edges_sql(edges, pointers),
+                f"count:{n}": row_count_sql(edges),
+                f"graph:{n}": u.graph_sql(plan, labels),
+                f"lookup:{n}": u.lookup_sql(plan),
+                f"source_key_stats:{n}": u.source_key_stats_sql(plan),
+                f"result_key_stats:{n}": u.result_key_stats_sql(plan),
+            }
+        )
         for table in plan.tables:
             sqls[f"enriched:{table.alias}"] = u.enriched_sql(plans, table, staged_cols[table.ref.name])
 
@@ -112,8 +118,21 @@ SQLS = build_all_sql()
 def test_every_phase_is_covered():
     kinds = {k.split(":")[0] for k in SQLS}
     assert {
-        "staging", "hist_union", "key_values", "nodes", "edges", "hook", "jump", "relabel", "contract_edges",
-        "graph", "lookup", "source_key_stats", "result_key_stats", "enriched", "master",
+        "staging",
+        "hist_union",
+        "key_values",
+        "nodes",
+        "edges",
+        "hook",
+        "jump",
+        "relabel",
+        "contract_edges",
+        "graph",
+        "lookup",
+        "source_key_stats",
+        "result_key_stats",
+        "enriched",
+        "master",
     } <= kinds
     assert sum(k.startswith("staging:") for k in SQLS) == 4
     assert sum(k.startswith("enriched:") for k in SQLS) == 4

@@ -168,16 +168,23 @@ def staged(wh) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["case_id", "email", "alt_email", "phone", "name"]).astype("string")
     df["updated_at"] = pd.Timestamp("2024-06-01")
     wh.write_dataframe(SRC, df)
-    wh.build_table(STG, staging_sql(SRC, wh.columns(SRC), {
-        "email": RULES["email"],
-        "phone": RULES["phone_us"],
-        "phone_gb": RULES["phone_gb"],
-        "phone_de": RULES["phone_de"],
-        "phone_jp": RULES["phone_jp"],
-        "first_name": RULES["name"],
-        "note": RULES["text"],
-        "any_email": RULES["email_multi"],
-    }))
+    wh.build_table(
+        STG,
+        staging_sql(
+            SRC,
+            wh.columns(SRC),
+            {
+                "email": RULES["email"],
+                "phone": RULES["phone_us"],
+                "phone_gb": RULES["phone_gb"],
+                "phone_de": RULES["phone_de"],
+                "phone_jp": RULES["phone_jp"],
+                "first_name": RULES["name"],
+                "note": RULES["text"],
+                "any_email": RULES["email_multi"],
+            },
+        ),
+    )
     return wh.fetch(f"SELECT * FROM {STG.sql}").set_index("case_id")
 
 
@@ -188,37 +195,51 @@ def _value(staged: pd.DataFrame, case_id: str, column: str):
     return bool(v) if isinstance(v, (bool, np.bool_)) else v
 
 
-@pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(EMAIL_CASES)], ids=[repr(c[0]) for c in EMAIL_CASES])
+@pytest.mark.parametrize(
+    ("n", "raw", "expected"), [(n, *c) for n, c in enumerate(EMAIL_CASES)], ids=[repr(c[0]) for c in EMAIL_CASES]
+)
 def test_email(staged, n, raw, expected):
     assert _value(staged, f"email:{n}", "standardized_email") == expected
 
 
-@pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(US_PHONE_CASES)], ids=[repr(c[0]) for c in US_PHONE_CASES])
+@pytest.mark.parametrize(
+    ("n", "raw", "expected"), [(n, *c) for n, c in enumerate(US_PHONE_CASES)], ids=[repr(c[0]) for c in US_PHONE_CASES]
+)
 def test_phone_us(staged, n, raw, expected):
     assert _value(staged, f"phone_us:{n}", "standardized_phone") == expected
 
 
-@pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(GB_PHONE_CASES)], ids=[repr(c[0]) for c in GB_PHONE_CASES])
+@pytest.mark.parametrize(
+    ("n", "raw", "expected"), [(n, *c) for n, c in enumerate(GB_PHONE_CASES)], ids=[repr(c[0]) for c in GB_PHONE_CASES]
+)
 def test_phone_gb(staged, n, raw, expected):
     assert _value(staged, f"phone_gb:{n}", "standardized_phone_gb") == expected
 
 
-@pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(DE_PHONE_CASES)], ids=[repr(c[0]) for c in DE_PHONE_CASES])
+@pytest.mark.parametrize(
+    ("n", "raw", "expected"), [(n, *c) for n, c in enumerate(DE_PHONE_CASES)], ids=[repr(c[0]) for c in DE_PHONE_CASES]
+)
 def test_phone_de(staged, n, raw, expected):
     assert _value(staged, f"phone_de:{n}", "standardized_phone_de") == expected
 
 
-@pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(JP_PHONE_CASES)], ids=[repr(c[0]) for c in JP_PHONE_CASES])
+@pytest.mark.parametrize(
+    ("n", "raw", "expected"), [(n, *c) for n, c in enumerate(JP_PHONE_CASES)], ids=[repr(c[0]) for c in JP_PHONE_CASES]
+)
 def test_phone_jp(staged, n, raw, expected):
     assert _value(staged, f"phone_jp:{n}", "standardized_phone_jp") == expected
 
 
-@pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(NAME_CASES)], ids=[repr(c[0]) for c in NAME_CASES])
+@pytest.mark.parametrize(
+    ("n", "raw", "expected"), [(n, *c) for n, c in enumerate(NAME_CASES)], ids=[repr(c[0]) for c in NAME_CASES]
+)
 def test_name(staged, n, raw, expected):
     assert _value(staged, f"name:{n}", "cleaned_first_name") == expected
 
 
-@pytest.mark.parametrize(("n", "raw", "expected"), [(n, *c) for n, c in enumerate(TEXT_CASES)], ids=[repr(c[0]) for c in TEXT_CASES])
+@pytest.mark.parametrize(
+    ("n", "raw", "expected"), [(n, *c) for n, c in enumerate(TEXT_CASES)], ids=[repr(c[0]) for c in TEXT_CASES]
+)
 def test_text(staged, n, raw, expected):
     assert _value(staged, f"text:{n}", "cleaned_note") == expected
 
@@ -231,9 +252,15 @@ def test_multiple_columns_first_valid(staged, n, first, second, expected):
 def test_staging_keeps_every_source_column(wh, staged):
     cols = wh.columns(STG)
     assert cols[: len(wh.columns(SRC))] == wh.columns(SRC)
-    assert cols[len(wh.columns(SRC)):] == [
-        "standardized_email", "standardized_phone", "standardized_phone_gb",
-        "standardized_phone_de", "standardized_phone_jp", "cleaned_first_name", "cleaned_note", "standardized_any_email",
+    assert cols[len(wh.columns(SRC)) :] == [
+        "standardized_email",
+        "standardized_phone",
+        "standardized_phone_gb",
+        "standardized_phone_de",
+        "standardized_phone_jp",
+        "cleaned_first_name",
+        "cleaned_note",
+        "standardized_any_email",
     ]
     # raw values pass through untouched
     assert staged.loc["email:0", "email"] == "Foo.Bar@Example.COM"
@@ -247,9 +274,16 @@ def test_staging_keeps_every_source_column(wh, staged):
     ],
 )
 def test_unparseable_counts_non_empty_inputs_that_became_null(wh, staged, output, present_kinds):
-    col = next(c for c in staged_columns({
-        "email": RULES["email"], "phone": RULES["phone_us"],
-    }) if c.output == output)
+    col = next(
+        c
+        for c in staged_columns(
+            {
+                "email": RULES["email"],
+                "phone": RULES["phone_us"],
+            }
+        )
+        if c.output == output
+    )
     got = wh.fetch(unparseable_sql(STG, col)).iloc[0]
     raw_col = col.inputs[0]
     present = staged[~staged[raw_col].fillna("").str.strip().str.upper().isin(DEFAULT_NULL_TOKENS)]
@@ -274,10 +308,15 @@ def test_unparseable_on_a_small_table(wh):
 def test_unparseable_multi_column_counts_first_present_input(wh, staged):
     col = staged_columns({"any_email": RULES["email_multi"]})[0]
     got = wh.fetch(unparseable_sql(STG, col)).iloc[0]
-    present = staged[[
-        any(isinstance(v, str) and v.strip().upper() not in DEFAULT_NULL_TOKENS for v in (r["email"], r["alt_email"]))
-        for _, r in staged.iterrows()
-    ]]
+    present = staged[
+        [
+            any(
+                isinstance(v, str) and v.strip().upper() not in DEFAULT_NULL_TOKENS
+                for v in (r["email"], r["alt_email"])
+            )
+            for _, r in staged.iterrows()
+        ]
+    ]
     assert int(got["present"]) == len(present)
     assert int(got["unparseable"]) == int(present["standardized_any_email"].isna().sum())
 
@@ -322,9 +361,23 @@ NUMBER_CASES = [  # (raw, expected with decimal point, expected with decimal com
     (None, None, None),
 ]
 BOOLEAN_CASES = [
-    ("true", True), ("TRUE", True), ("Yes", True), ("y", True), ("1", True), ("on", True), (" ON ", True),
-    ("false", False), ("No", False), ("n", False), ("0", False), ("OFF", False),
-    ("maybe", None), ("2", None), ("NULL", None), ("", None), (None, None),
+    ("true", True),
+    ("TRUE", True),
+    ("Yes", True),
+    ("y", True),
+    ("1", True),
+    ("on", True),
+    (" ON ", True),
+    ("false", False),
+    ("No", False),
+    ("n", False),
+    ("0", False),
+    ("OFF", False),
+    ("maybe", None),
+    ("2", None),
+    ("NULL", None),
+    ("", None),
+    (None, None),
 ]
 # (date of birth, surname) -> concat key; first non-empty
 COMPOSITE_CASES = [
@@ -392,8 +445,14 @@ def test_combine_concat_and_first(new_staged, n, case):
 def test_valid_flags_and_hashes(new_staged):
     sha = lambda v: hashlib.sha256(v.encode()).hexdigest()  # noqa: E731
     ok, bad, absent, token = (f"ids:{n}" for n in range(4))
-    assert _value(new_staged, ok, "standardized_email_valid") is True and _value(new_staged, bad, "standardized_email_valid") is False
-    assert _value(new_staged, ok, "standardized_phone_valid") is True and _value(new_staged, bad, "standardized_phone_valid") is False
+    assert (
+        _value(new_staged, ok, "standardized_email_valid") is True
+        and _value(new_staged, bad, "standardized_email_valid") is False
+    )
+    assert (
+        _value(new_staged, ok, "standardized_phone_valid") is True
+        and _value(new_staged, bad, "standardized_phone_valid") is False
+    )
     for case in (absent, token):  # no input (or a null token): no verdict
         assert _value(new_staged, case, "standardized_email_valid") is None
         assert _value(new_staged, case, "standardized_phone_valid") is None
@@ -444,7 +503,13 @@ def test_rule_counts_partition_every_row(wh, new_staged):
         # the same figure as the per-column query
         col = next(x for x in columns if x.output == out)
         assert c["unparseable"] == int(wh.fetch(unparseable_sql(NEW_STG, col)).iloc[0]["unparseable"]), out
-    assert counts["cleaned_opt_in"] == {"rule": "boolean", "parsed": 12, "null": len(new_staged) - 14, "unparseable": 2, "unparseable_pct": round(100 * 2 / 14, 3)}
+    assert counts["cleaned_opt_in"] == {
+        "rule": "boolean",
+        "parsed": 12,
+        "null": len(new_staged) - 14,
+        "unparseable": 2,
+        "unparseable_pct": round(100 * 2 / 14, 3),
+    }
 
 
 # ---------------------------------------------------------------------------- date
@@ -526,12 +591,22 @@ def _written(moment: datetime, form: str, offset_minutes: int) -> str:
     }[form]
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.lists(st.tuples(
-    st.datetimes(min_value=datetime(1974, 1, 1), max_value=datetime(2200, 12, 31)).map(lambda d: d.replace(microsecond=0)),
-    st.sampled_from(["iso", "iso_zone", "dmy", "mdy", "ymd", "epoch", "epoch_ms"]),
-    st.integers(min_value=-12 * 60, max_value=14 * 60).map(lambda m: m - m % 15),
-), min_size=50, max_size=50))
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.datetimes(min_value=datetime(1974, 1, 1), max_value=datetime(2200, 12, 31)).map(
+                lambda d: d.replace(microsecond=0)
+            ),
+            st.sampled_from(["iso", "iso_zone", "dmy", "mdy", "ymd", "epoch", "epoch_ms"]),
+            st.integers(min_value=-12 * 60, max_value=14 * 60).map(lambda m: m - m % 15),
+        ),
+        min_size=50,
+        max_size=50,
+    )
+)
 def test_date_property_agrees_with_python_datetime(wh, cases):
     values = [_written(m, f, o) for m, f, o in cases]
     got = stage_dates(wh, values, ALL_FORMATS)
@@ -559,23 +634,38 @@ def test_dedupe_runs_after_cleaning_and_keeps_the_newest(wh):
     wh.drop(src)
     wh.write_dataframe(src, pd.DataFrame(DEDUPE_ROWS, columns=["customer_id", "email", "updated_at"]).astype("string"))
     cols = wh.columns(src)
-    wh.build_table(stg, staging_sql(src, cols, DEDUPE_RULES, DedupeOptions(partition_by=["standardized_email"]), "updated_at"))
+    wh.build_table(
+        stg, staging_sql(src, cols, DEDUPE_RULES, DedupeOptions(partition_by=["standardized_email"]), "updated_at")
+    )
     kept = wh.fetch(f"SELECT customer_id, standardized_email FROM {stg.sql} ORDER BY customer_id")
     assert kept["customer_id"].tolist() == ["C2", "C4", "C6"]
     assert wh.columns(stg) == [*cols, "standardized_email"]  # no helper column left behind
-    oldest = wh.fetch(staging_sql(src, cols, DEDUPE_RULES, DedupeOptions(partition_by=["standardized_email"], keep="oldest"), "updated_at"))
+    oldest = wh.fetch(
+        staging_sql(
+            src, cols, DEDUPE_RULES, DedupeOptions(partition_by=["standardized_email"], keep="oldest"), "updated_at"
+        )
+    )
     assert sorted(oldest["customer_id"]) == ["C1", "C4", "C5"]
 
 
 def test_dedupe_names_unknown_columns():
     with pytest.raises(ValueError, match=r"\['phone'\].*its columns are"):
-        staging_sql(SRC, ["customer_id", "email", "updated_at"], DEDUPE_RULES, DedupeOptions(partition_by=["phone"]), "updated_at")
+        staging_sql(
+            SRC,
+            ["customer_id", "email", "updated_at"],
+            DEDUPE_RULES,
+            DedupeOptions(partition_by=["phone"]),
+            "updated_at",
+        )
 
 
 def test_table_options_name_a_staged_table():
     from cdp_assets.config.models import PipelineConfig
 
-    base = {"client": "acme", "sources": [{"name": "shop", "connector": {"kind": "local_files", "path": "x"}, "objects": ["customers"]}]}
+    base = {
+        "client": "acme",
+        "sources": [{"name": "shop", "connector": {"kind": "local_files", "path": "x"}, "objects": ["customers"]}],
+    }
     ok = PipelineConfig(**base, staging_tables={"shop_customers": {"dedupe": {"partition_by": ["standardized_email"]}}})
     assert ok.staging_tables["shop_customers"].dedupe.keep == "newest"
     with pytest.raises(ValueError, match="no source object produces 'shop_orders'"):

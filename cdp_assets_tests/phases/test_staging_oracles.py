@@ -25,8 +25,14 @@ from cdp_assets.sql.staging import SPECIAL_USE_DOMAINS, staging_sql
 
 SRC = TableRef("oracle_src", "numbers")
 TYPES = [
-    PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.TOLL_FREE, PhoneNumberType.PREMIUM_RATE,
-    PhoneNumberType.SHARED_COST, PhoneNumberType.VOIP, PhoneNumberType.PERSONAL_NUMBER, PhoneNumberType.UAN,
+    PhoneNumberType.FIXED_LINE,
+    PhoneNumberType.MOBILE,
+    PhoneNumberType.TOLL_FREE,
+    PhoneNumberType.PREMIUM_RATE,
+    PhoneNumberType.SHARED_COST,
+    PhoneNumberType.VOIP,
+    PhoneNumberType.PERSONAL_NUMBER,
+    PhoneNumberType.UAN,
 ]
 
 
@@ -54,7 +60,11 @@ def stage_phones(wh: DuckDBWarehouse, rows: list[tuple[str, str]]) -> list[str |
     wh.write_dataframe(SRC, df)
     out: dict[int, str | None] = {}
     for region in sorted({r for r, _ in rows}):
-        sql = staging_sql(SRC, ["n", "region", "phone"], {"phone": StagingRule(rule="phone", columns=["phone"], default_region=region)})
+        sql = staging_sql(
+            SRC,
+            ["n", "region", "phone"],
+            {"phone": StagingRule(rule="phone", columns=["phone"], default_region=region)},
+        )
         got = wh.fetch(f"SELECT n, standardized_phone FROM ({sql}) AS s WHERE region = '{region}'")
         out.update({int(n): (None if pd.isna(v) else v) for n, v in zip(got["n"], got["standardized_phone"])})
     return [out[i] for i in range(len(rows))]
@@ -74,10 +84,16 @@ def phone_corpus(seed: int = 11) -> list[tuple[str, str]]:
     # Every default region costs one query: a quarter of them (62 regions) plus the large
     # markets; every region's numbers are still read in international form.
     everyone = region_names()
-    regions = sorted(set(everyone[::4]) | {"US", "GB", "DE", "FR", "JP", "AU", "BR", "IN", "CN", "IT", "ES", "MX", "AR", "RU"})
+    regions = sorted(
+        set(everyone[::4]) | {"US", "GB", "DE", "FR", "JP", "AU", "BR", "IN", "CN", "IT", "ES", "MX", "AR", "RU"}
+    )
     rows: list[tuple[str, str]] = [
-        ("US", "+44 (0) 20 7946 0958"), ("DE", "030 12345678"), ("JP", "03-1234-5678"),
-        ("GB", "0800 123 4567"), ("US", "001 212 555 0100"), ("US", "(212) 555-0100"),
+        ("US", "+44 (0) 20 7946 0958"),
+        ("DE", "030 12345678"),
+        ("JP", "03-1234-5678"),
+        ("GB", "0800 123 4567"),
+        ("US", "001 212 555 0100"),
+        ("US", "(212) 555-0100"),
     ]
     for number_region in everyone:
         for t in TYPES:
@@ -100,8 +116,11 @@ def phone_corpus(seed: int = 11) -> list[tuple[str, str]]:
             digits = str(ex.national_number)
             i = rng.randrange(len(digits))
             changed = digits[:i] + str(rng.randrange(10)) + digits[i + 1 :]
-            rows += [(region, f"+{ex.country_code} {changed}"), (region, f"+{ex.country_code} {digits}{rng.randrange(10)}"),
-                     (region, f"+{ex.country_code} {digits[:-1]}")]
+            rows += [
+                (region, f"+{ex.country_code} {changed}"),
+                (region, f"+{ex.country_code} {digits}{rng.randrange(10)}"),
+                (region, f"+{ex.country_code} {digits[:-1]}"),
+            ]
     return rows
 
 
@@ -119,8 +138,10 @@ def agreement(rows, got) -> tuple[dict, list]:
         if ours != expected:
             disagreements.append((region, raw, ours, expected))
     figures = {
-        "valid": valid_total, "valid_agreement_pct": round(100.0 * valid_agree / valid_total, 2),
-        "invalid": invalid_total, "invalid_agreement_pct": round(100.0 * invalid_agree / max(invalid_total, 1), 2),
+        "valid": valid_total,
+        "valid_agreement_pct": round(100.0 * valid_agree / valid_total, 2),
+        "invalid": invalid_total,
+        "invalid_agreement_pct": round(100.0 * invalid_agree / max(invalid_total, 1), 2),
     }
     return figures, disagreements
 
@@ -161,12 +182,16 @@ def written_number(draw, default_region: str):
     national (of the default region) or international (of any region)."""
     form = draw(st.sampled_from(["national", "intl", "intl_compact"]))
     region = default_region if form == "national" else draw(st.sampled_from(region_names()))
-    ex = phonenumbers.example_number_for_type(region, draw(st.sampled_from(TYPES[:2]))) or phonenumbers.example_number(region)
+    ex = phonenumbers.example_number_for_type(region, draw(st.sampled_from(TYPES[:2]))) or phonenumbers.example_number(
+        region
+    )
     if ex is None:
         return "+1 212 555 0100"
     digits = str(ex.national_number)
     keep = draw(st.integers(min_value=min(3, len(digits)), max_value=len(digits)))
-    national = digits[:keep] + draw(st.text(alphabet="0123456789", min_size=len(digits) - keep, max_size=len(digits) - keep))
+    national = digits[:keep] + draw(
+        st.text(alphabet="0123456789", min_size=len(digits) - keep, max_size=len(digits) - keep)
+    )
     sep = draw(st.sampled_from([" ", "-", ".", " / "]))
     if form == "national":
         parsed = phonenumbers.parse(f"+{ex.country_code}{national}", region)
@@ -183,7 +208,9 @@ def batches(draw):
     return [(region, draw(written_number(region))) for _ in range(80)]
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(batches())
 def test_phone_property_agrees_with_phonenumbers_on_valid_numbers(wh, rows):
     got = stage_phones(wh, rows)
@@ -227,15 +254,27 @@ _DOMAIN_CHARS = "abcXYZ019.-_é"
 def emails(draw):
     """Plausible and broken addresses: dots and hyphens in the wrong places, special
     characters, special-use and numeric top-level domains, long parts, non-ASCII."""
-    local = draw(st.one_of(
-        st.text(alphabet=_LOCAL_CHARS, min_size=0, max_size=12),
-        st.from_regex(r"[a-z]{1,8}(\.[a-z0-9+_-]{1,6}){0,2}", fullmatch=True),
-        st.just("a" * 65), st.just("a" * 64),
-    ))
-    labels = draw(st.lists(st.one_of(
-        st.text(alphabet=_DOMAIN_CHARS, min_size=0, max_size=8), st.from_regex(r"[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?", fullmatch=True),
-    ), min_size=1, max_size=3))
-    tld = draw(st.sampled_from(["com", "co", "c", "1", "c1", "io", "test", "local", "invalid", "xn--p1ai", "museum", "", "-x"]))
+    local = draw(
+        st.one_of(
+            st.text(alphabet=_LOCAL_CHARS, min_size=0, max_size=12),
+            st.from_regex(r"[a-z]{1,8}(\.[a-z0-9+_-]{1,6}){0,2}", fullmatch=True),
+            st.just("a" * 65),
+            st.just("a" * 64),
+        )
+    )
+    labels = draw(
+        st.lists(
+            st.one_of(
+                st.text(alphabet=_DOMAIN_CHARS, min_size=0, max_size=8),
+                st.from_regex(r"[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?", fullmatch=True),
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
+    tld = draw(
+        st.sampled_from(["com", "co", "c", "1", "c1", "io", "test", "local", "invalid", "xn--p1ai", "museum", "", "-x"])
+    )
     return f"{local}@{'.'.join([*labels, tld])}".replace("@.", draw(st.sampled_from(["@.", "@"])))
 
 
@@ -253,15 +292,40 @@ def _email_agreement(values, got):
 def test_email_corpus_agrees_with_email_validator(wh):
     rng = random.Random(7)
     pieces = ["a", "b.c", "x+y", "o'brien", "first.last", "-", ".", "..", "_", "1", "é", "ü", "\"q\"", "a b"]
-    domains = ["example.com", "x.co.uk", "1.2.com", "a-b.io", "-x.com", "x-.com", "x..com", "x.test", "x.local", "b.c",
-               "b.c1", "b.123", "localhost", "xn--bcher-kva.com", "bücher.de", "x_y.com", "[1.2.3.4]", "x.com.", "a.b-c"]
+    domains = [
+        "example.com",
+        "x.co.uk",
+        "1.2.com",
+        "a-b.io",
+        "-x.com",
+        "x-.com",
+        "x..com",
+        "x.test",
+        "x.local",
+        "b.c",
+        "b.c1",
+        "b.123",
+        "localhost",
+        "xn--bcher-kva.com",
+        "bücher.de",
+        "x_y.com",
+        "[1.2.3.4]",
+        "x.com.",
+        "a.b-c",
+    ]
     values = [f"{rng.choice(pieces)}{rng.choice(pieces)}@{rng.choice(domains)}" for _ in range(3000)]
-    values += [f"{'a' * n}@x.com" for n in (63, 64, 65)] + [f"a@{'b' * 63}.com", f"a@{'b' * 64}.com", f"a@{'b.' * 124}com"]
+    values += [f"{'a' * n}@x.com" for n in (63, 64, 65)] + [
+        f"a@{'b' * 63}.com",
+        f"a@{'b' * 64}.com",
+        f"a@{'b.' * 124}com",
+    ]
     got = stage_emails(wh, values)
     agree, ascii_agree, n_ascii = _email_agreement(values, got)
     differences = sorted({(v, o, oracle_email(v)) for v, o in zip(values, got) if o != oracle_email(v)}, key=str)
-    print(f"\nemail corpus against email-validator {email_validator.__version__}: {agree}/{len(values)} agree "
-          f"({100.0 * agree / len(values):.2f}%); ASCII only {ascii_agree}/{n_ascii} ({100.0 * ascii_agree / n_ascii:.2f}%)")
+    print(
+        f"\nemail corpus against email-validator {email_validator.__version__}: {agree}/{len(values)} agree "
+        f"({100.0 * agree / len(values):.2f}%); ASCII only {ascii_agree}/{n_ascii} ({100.0 * ascii_agree / n_ascii:.2f}%)"
+    )
     for d in differences[:30]:
         print("  difference (raw, ours, email-validator):", d)
     assert ascii_agree == n_ascii, [d for d in differences if d[0].isascii()][:20]
@@ -270,7 +334,9 @@ def test_email_corpus_agrees_with_email_validator(wh):
     assert all(not v.isascii() and o is None for v, o, _ in differences)
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(st.lists(emails(), min_size=100, max_size=100))
 def test_email_property_agrees_with_email_validator_on_ascii(wh, values):
     got = stage_emails(wh, values)
@@ -304,9 +370,9 @@ def stage_values(wh: DuckDBWarehouse, values: list[str | None], rule: StagingRul
 def written_amounts(draw):
     """(text, true value, decimal_comma): a Decimal written as people write amounts: a currency
     symbol or code before or after, thousands separators, a decimal point or comma, spaces."""
-    value = Decimal(draw(st.integers(min_value=-10**11, max_value=10**11))) / (10 ** draw(st.integers(0, 4)))
+    value = Decimal(draw(st.integers(min_value=-(10**11), max_value=10**11))) / (10 ** draw(st.integers(0, 4)))
     comma = draw(st.booleans())
-    sep, point = ((".", ",") if comma else (",", "."))
+    sep, point = (".", ",") if comma else (",", ".")
     sign, digits = ("-" if value < 0 else ""), f"{abs(value):f}"
     whole, _, frac = digits.partition(".")
     if draw(st.booleans()):  # thousands separators
@@ -329,8 +395,13 @@ def oracle_number(text: str, decimal_comma: bool) -> Decimal | None:
     return Decimal(plain)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.lists(written_amounts(), min_size=60, max_size=60), st.lists(st.text(alphabet="0123456789.,-$€ aE", max_size=8), max_size=30))
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    st.lists(written_amounts(), min_size=60, max_size=60),
+    st.lists(st.text(alphabet="0123456789.,-$€ aE", max_size=8), max_size=30),
+)
 def test_number_property_agrees_with_decimal(wh, amounts, junk):
     for comma in (False, True):
         written = [(t, v) for t, v, c in amounts if c == comma]
@@ -341,10 +412,16 @@ def test_number_property_agrees_with_decimal(wh, amounts, junk):
         for text, out in zip(texts, got):  # any text: the documented reading
             expected = oracle_number(text, comma)
             assert (out is None) == (expected is None), (text, out, expected)
-            assert expected is None or math.isclose(out, float(expected), rel_tol=1e-12, abs_tol=1e-9), (text, out, expected)
+            assert expected is None or math.isclose(out, float(expected), rel_tol=1e-12, abs_tol=1e-9), (
+                text,
+                out,
+                expected,
+            )
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(st.lists(written_amounts(), min_size=60, max_size=60), st.integers(0, 3))
 def test_number_rounding_property(wh, amounts, decimals):
     texts = [t for t, _, c in amounts if not c]
@@ -352,7 +429,7 @@ def test_number_rounding_property(wh, amounts, decimals):
     got = stage_values(wh, texts, StagingRule(rule="number", columns=["v"], decimals=decimals), "cleaned_x")
     for text, value, out in zip(texts, values, got):
         # rounded to `decimals` digits (a binary double's half may go either way)
-        assert abs(out - float(value)) <= 0.5 * 10 ** -decimals * (1 + 1e-9) + 1e-9 * abs(float(value)), (text, out)
+        assert abs(out - float(value)) <= 0.5 * 10**-decimals * (1 + 1e-9) + 1e-9 * abs(float(value)), (text, out)
         assert math.isclose(out, round(out, decimals), rel_tol=1e-12, abs_tol=1e-9), (text, out)
 
 
@@ -363,17 +440,47 @@ def oracle_boolean(text: str | None) -> bool | None:
 
 @st.composite
 def written_flags(draw):
-    token = draw(st.sampled_from(["true", "false", "t", "f", "yes", "no", "y", "n", "1", "0", "on", "off",
-                                  "maybe", "2", "ja", "null", "n/a", "", "yess", "o n"]))
+    token = draw(
+        st.sampled_from(
+            [
+                "true",
+                "false",
+                "t",
+                "f",
+                "yes",
+                "no",
+                "y",
+                "n",
+                "1",
+                "0",
+                "on",
+                "off",
+                "maybe",
+                "2",
+                "ja",
+                "null",
+                "n/a",
+                "",
+                "yess",
+                "o n",
+            ]
+        )
+    )
     token = "".join(ch.upper() if draw(st.booleans()) else ch for ch in token)
     return draw(st.sampled_from(["", " ", "  "])) + token + draw(st.sampled_from(["", " "]))
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.lists(st.one_of(written_flags(), st.text(alphabet="yesnotrufalYESNO10 ", max_size=6)), min_size=80, max_size=80))
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    st.lists(st.one_of(written_flags(), st.text(alphabet="yesnotrufalYESNO10 ", max_size=6)), min_size=80, max_size=80)
+)
 def test_boolean_property_agrees_with_its_token_lists(wh, values):
     got = stage_values(wh, values, StagingRule(rule="boolean", columns=["v"]), "cleaned_x")
-    wrong = [(v, o, oracle_boolean(v)) for v, o in zip(values, got) if (None if o is None else bool(o)) != oracle_boolean(v)]
+    wrong = [
+        (v, o, oracle_boolean(v)) for v, o in zip(values, got) if (None if o is None else bool(o)) != oracle_boolean(v)
+    ]
     assert not wrong
 
 
@@ -386,7 +493,9 @@ def oracle_text_hash(text: str) -> str | None:
     return None if t.upper() in DEFAULT_NULL_TOKENS else _sha256(t.lower())
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(st.lists(st.text(alphabet="abcXYZ 019@.+-_éÜñçØ'", max_size=16), min_size=80, max_size=80), emails())
 def test_hash_property_agrees_with_hashlib(wh, texts, address):
     got = stage_values(wh, texts, StagingRule(rule="hash", columns=["v"]), "hashed_x")
@@ -397,12 +506,16 @@ def test_hash_property_agrees_with_hashlib(wh, texts, address):
     assert [o for e, o in zip(emails_, got) if e.isascii()] == [x for e, x in zip(emails_, expected) if e.isascii()]
 
 
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(batches())
 def test_phone_hash_property_agrees_with_hashlib_of_phonenumbers(wh, rows):
     region = rows[0][0]
     texts = [p for _, p in rows]
-    got = stage_values(wh, texts, StagingRule(rule="hash", columns=["v"], normalize="phone", default_region=region), "hashed_x")
+    got = stage_values(
+        wh, texts, StagingRule(rule="hash", columns=["v"], normalize="phone", default_region=region), "hashed_x"
+    )
     plain = stage_values(wh, texts, StagingRule(rule="phone", columns=["v"], default_region=region), "standardized_x")
     # the hash of exactly the phone rule's E.164 digits, and those agree with phonenumbers (at most one miss)
     assert got == [_sha256(p) for p in plain]

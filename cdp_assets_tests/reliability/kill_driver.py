@@ -104,7 +104,11 @@ def main(argv: list[str]) -> int:
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "DEBUG"}}}},
         )
-    print(json.dumps({"success": result.success, "statements": PLAN.statements, "swaps": PLAN.swaps, "appends": PLAN.appends}))
+    print(
+        json.dumps(
+            {"success": result.success, "statements": PLAN.statements, "swaps": PLAN.swaps, "appends": PLAN.appends}
+        )
+    )
     return 0 if result.success else 1
 
 

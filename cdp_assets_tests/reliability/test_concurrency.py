@@ -42,8 +42,14 @@ def test_a_second_process_is_refused_by_duckdb_with_a_clear_message_and_writes_n
     assert run_pipeline(loaded).success
     before = _dump(loaded.duckdb_path)
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(loaded.duckdb_path)!r}); print('ready', flush=True); time.sleep(120)"],
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(loaded.duckdb_path)!r}); print('ready', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         assert holder.stdout.readline().strip() == "ready"

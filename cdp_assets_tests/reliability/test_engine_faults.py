@@ -50,10 +50,17 @@ def _run(tmp_path, warehouse_kwargs: dict, statement_timeout: float | None = Non
     FAILED.clear()
     loaded = load_config(write_project(tmp_path, records=120))
     wh = FaultyDuckDB(
-        path=str(loaded.duckdb_path), retry_backoff_seconds=0.05, statement_timeout_seconds=statement_timeout, **warehouse_kwargs
+        path=str(loaded.duckdb_path),
+        retry_backoff_seconds=0.05,
+        statement_timeout_seconds=statement_timeout,
+        **warehouse_kwargs,
     )
     instance = DagsterInstance.ephemeral()
-    result = build_definitions(loaded, wh).resolve_job_def(PIPELINE_JOB).execute_in_process(instance=instance, raise_on_error=False)
+    result = (
+        build_definitions(loaded, wh)
+        .resolve_job_def(PIPELINE_JOB)
+        .execute_in_process(instance=instance, raise_on_error=False)
+    )
     logs = [e.user_message for e in instance.all_logs(result.run_id)]
     return result, logs, wh
 
@@ -92,7 +99,9 @@ def test_a_statement_over_its_time_limit_is_cancelled_and_fails_its_step(tmp_pat
     # The limit applies to every statement of the run: 5 s leaves the others (a staging query
     # compiles the phone table's patterns in about 0.3 s) room on a loaded machine.
     started = time.monotonic()
-    result, logs, wh = _run(tmp_path, {"target": '"acme_stg"."web_events_stg__cdp_new_', "fault": "slow"}, statement_timeout=5.0)
+    result, logs, wh = _run(
+        tmp_path, {"target": '"acme_stg"."web_events_stg__cdp_new_', "fault": "slow"}, statement_timeout=5.0
+    )
     assert not result.success
     assert time.monotonic() - started < 60  # the query alone would run for many minutes
     failures = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
@@ -111,4 +120,6 @@ def test_the_time_limit_does_not_touch_statements_within_it(tmp_path):
             "CREATE TABLE slow AS SELECT SUM(a.range * b.range) AS s FROM range(100000000) a, range(1000) b"
         )
     assert not wh.table_exists(__import__("cdp_assets.sql.dialects", fromlist=["TableRef"]).TableRef("main", "slow"))
-    assert issubclass(StatementTimeoutError, WarehouseError) and not issubclass(StatementTimeoutError, TransientWarehouseError)
+    assert issubclass(StatementTimeoutError, WarehouseError) and not issubclass(
+        StatementTimeoutError, TransientWarehouseError
+    )

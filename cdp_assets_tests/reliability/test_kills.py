@@ -148,7 +148,14 @@ def scenario(tmp_path_factory):
     clean = _driver(config)
     assert clean.returncode == 0, clean.stderr[-3000:]
     counts = json.loads(next(ln for ln in reversed(clean.stdout.splitlines()) if ln.startswith('{"success"')))
-    return {"config": config, "loaded": loaded, "base_db": base_db, "clean": _dump(loaded.duckdb_path), "counts": counts, "root": root}
+    return {
+        "config": config,
+        "loaded": loaded,
+        "base_db": base_db,
+        "clean": _dump(loaded.duckdb_path),
+        "counts": counts,
+        "root": root,
+    }
 
 
 def _kill_points(counts: dict) -> list[str]:
@@ -186,7 +193,9 @@ def _compare(clean: dict[str, pd.DataFrame], got: dict[str, pd.DataFrame]) -> li
         problems.append(f"half-built tables remain: {leftovers}")
     got = {k: v for k, v in got.items() if k not in leftovers}
     if set(clean) != set(got):
-        problems.append(f"tables differ: missing {sorted(set(clean) - set(got))}, extra {sorted(set(got) - set(clean))}")
+        problems.append(
+            f"tables differ: missing {sorted(set(clean) - set(got))}, extra {sorted(set(got) - set(clean))}"
+        )
     for name in sorted(set(clean) & set(got)):
         if name.split(".", 1)[1] in HISTORY_TABLES or name.endswith(STATE_SUFFIX):  # watermarks: when, not what
             continue

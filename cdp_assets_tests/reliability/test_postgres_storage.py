@@ -18,7 +18,11 @@ from cdp_assets_tests.conftest import check_results, run_pipeline, write_project
 
 pytestmark = pytest.mark.postgres
 
-PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None) if Path("/usr/lib/postgresql").is_dir() else None
+PG_BIN = (
+    next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+    if Path("/usr/lib/postgresql").is_dir()
+    else None
+)
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -34,26 +38,50 @@ def postgres():
         reason = os.environ.get("CDP_TESTS_NO_POSTGRES")
         if reason:
             pytest.skip(f"PostgreSQL cannot be installed here: {reason}")
-        pytest.fail("PostgreSQL is not installed (apt-get install postgresql; .ci/run installs it). "
-                    "Where it cannot be, set CDP_TESTS_NO_POSTGRES to the reason to skip this test.")
+        pytest.fail(
+            "PostgreSQL is not installed (apt-get install postgresql; .ci/run installs it). "
+            "Where it cannot be, set CDP_TESTS_NO_POSTGRES to the reason to skip this test."
+        )
     data = Path(tempfile.mkdtemp(prefix="cdp_pg_"))
     if os.geteuid() == 0:
         shutil.chown(data, "postgres", "postgres")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data / "db"), "-U", "dagster", "--auth=trust"]), check=True, capture_output=True)
     subprocess.run(
-        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"]),
-        check=True, capture_output=True,
+        _as_postgres([str(PG_BIN / "initdb"), "-D", str(data / "db"), "-U", "dagster", "--auth=trust"]),
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        _as_postgres(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data / "db"),
+                "-l",
+                str(data / "log"),
+                "-w",
+                "-o",
+                f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     try:
         createdb = str(PG_BIN / "createdb") if (PG_BIN / "createdb").exists() else "createdb"
-        subprocess.run([createdb, "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "dagster"], check=True, capture_output=True)
+        subprocess.run(
+            [createdb, "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "dagster"], check=True, capture_output=True
+        )
         yield {"DAGSTER_PG_URL": f"postgresql+psycopg2://dagster@127.0.0.1:{port}/dagster", "port": port}
     finally:
         # pg_ctl stop reads the server's PID from its data folder and stops exactly that process.
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "-w", "stop"]), capture_output=True)
+        subprocess.run(
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "-w", "stop"]),
+            capture_output=True,
+        )
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -78,7 +106,10 @@ def test_runs_and_events_are_stored_in_postgresql(postgres, tmp_path, monkeypatc
         cur = con.cursor()
         cur.execute("SELECT COUNT(*) FROM runs WHERE run_id = %s", (result.run_id,))
         assert cur.fetchone()[0] == 1
-        cur.execute("SELECT COUNT(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'", (result.run_id,))
+        cur.execute(
+            "SELECT COUNT(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
+            (result.run_id,),
+        )
         assert cur.fetchone()[0] >= 20
     finally:
         con.close()

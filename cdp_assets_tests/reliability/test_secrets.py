@@ -33,7 +33,12 @@ RENDERED_DIALECTS = {"duckdb": ("duckdb",), "treasure_data": ("trino", "hive"), 
 
 def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cdp_assets.cli", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "cdp_assets.cli", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -55,7 +60,13 @@ def engine_settings(request, tmp_path):
         yield {"kind": "treasure_data", "treasure_data": {"endpoint": url, "poll_seconds": 0.01}}, fake
         fake.stop()
     elif request.param == "databricks":
-        yield {"kind": "databricks", "databricks": {"connection": "local_spark", "local_spark_dir": str(tmp_path / "spark")}}, None
+        yield (
+            {
+                "kind": "databricks",
+                "databricks": {"connection": "local_spark", "local_spark_dir": str(tmp_path / "spark")},
+            },
+            None,
+        )
     else:
         yield {"kind": "duckdb", "duckdb": {"path": "cdp.duckdb"}}, None
 
@@ -67,7 +78,12 @@ def test_no_token_appears_in_any_output_of_a_run(engine_settings, tmp_path):
     settings, td = engine_settings
     config = write_project(tmp_path / "project", records=60, mutate=lambda c: c.update(engine=settings))
     home = tmp_path / "dagster_home"
-    env = {**os.environ, **TOKENS, "DAGSTER_HOME": str(home), "CDP_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook/" + TOKENS["CDP_SLACK_TOKEN"]}
+    env = {
+        **os.environ,
+        **TOKENS,
+        "DAGSTER_HOME": str(home),
+        "CDP_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook/" + TOKENS["CDP_SLACK_TOKEN"],
+    }
     run = _cli("run", "--config", str(config), env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     if td is not None:
@@ -85,7 +101,11 @@ def test_no_token_appears_in_any_output_of_a_run(engine_settings, tmp_path):
     assert "checks passed" in run.stdout and list(home.rglob("*.db")), "the run must have written its event log"
     leaks = [f"stdout/stderr: {n[:6]!r}" for n in needles if n.decode() in text]
     # event log and run storage (SQLite), compute logs, the report (Markdown and PNG), the rendered SQL, the project's files
-    leaks += _occurrences(home, needles) + _occurrences(tmp_path / "sql", needles) + _occurrences(tmp_path / "project", needles)
+    leaks += (
+        _occurrences(home, needles)
+        + _occurrences(tmp_path / "sql", needles)
+        + _occurrences(tmp_path / "project", needles)
+    )
     assert leaks == [], leaks
 
 
@@ -95,7 +115,11 @@ def test_a_rejected_treasure_data_key_is_named_by_its_variable_and_never_shown(t
     fake = FakeTreasureData("1/" + secrets.token_hex(20))  # the account's real key: not the one set
     url = fake.start()
     try:
-        config = write_project(tmp_path / "project", records=20, mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": {"endpoint": url}}))
+        config = write_project(
+            tmp_path / "project",
+            records=20,
+            mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": {"endpoint": url}}),
+        )
         home = tmp_path / "dagster_home"
         run = _cli("run", "--config", str(config), env={**os.environ, **TOKENS, "DAGSTER_HOME": str(home)})
     finally:

@@ -39,8 +39,12 @@ LAYOUT = [
     "web/events/events_2024-06-02.jsonl",
     "ground_truth.csv",
 ]
-STEMS = {"shop/customers": ("customers", "csv"), "shop/orders": ("orders", "csv"),
-         "loyalty/members": ("members", "parquet"), "web/events": ("events", "jsonl")}
+STEMS = {
+    "shop/customers": ("customers", "csv"),
+    "shop/orders": ("orders", "csv"),
+    "loyalty/members": ("members", "parquet"),
+    "web/events": ("events", "jsonl"),
+}
 EMAIL_RE = re.compile(r"^[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}$")
 
 
@@ -97,10 +101,14 @@ def sent_instant(value) -> int | None:
 def without_redeliveries(events: pd.DataFrame) -> pd.DataFrame:
     """The events as the example's dedupe keeps them: one row per (cookie, normalised email,
     event type, sent instant), the oldest; events without cookie or email are all kept."""
-    key = pd.DataFrame({
-        "cookie": events["cookie_id"], "email": [_norm_email(v) or v for v in events["email"]],
-        "type": events["event_type"], "sent": [sent_instant(v) for v in events["sent_at"]],
-    })
+    key = pd.DataFrame(
+        {
+            "cookie": events["cookie_id"],
+            "email": [_norm_email(v) or v for v in events["email"]],
+            "type": events["event_type"],
+            "sent": [sent_instant(v) for v in events["sent_at"]],
+        }
+    )
     keyed = key["cookie"].notna() & key["email"].notna()
     by_time = key.assign(at=events["updated_at"].to_numpy()).sort_values("at")
     first = ~by_time.duplicated(["cookie", "email", "type", "sent"])
@@ -122,10 +130,8 @@ def _records(root: Path) -> pd.DataFrame:
         keys = pd.DataFrame({"object": key, "record_id": df[id_col].to_numpy()})
         keys["email"] = [_norm_email(v) for v in df["email"]]
         keys["phone"] = [_norm_phone(v) for v in df["phone"]] if "phone" in df else None
-        keys["cookie"] = (df["cookie_id"].to_numpy() if "cookie_id" in df else None)
-        keys["customer_ref"] = (
-            df["customer_id"].replace("", None).to_numpy() if key == "shop/orders" else None
-        )
+        keys["cookie"] = df["cookie_id"].to_numpy() if "cookie_id" in df else None
+        keys["customer_ref"] = df["customer_id"].replace("", None).to_numpy() if key == "shop/orders" else None
         out.append(keys)
     return pd.concat(out, ignore_index=True)
 
@@ -145,8 +151,9 @@ def truth(sample) -> pd.DataFrame:
 def records(sample, truth) -> pd.DataFrame:
     recs = _records(sample[1])
     truth = truth.assign(object=truth["source"] + "/" + truth["object"])
-    return recs.merge(truth[["object", "record_id", "person_id"]], on=["object", "record_id"],
-                      how="left", validate="one_to_one")
+    return recs.merge(
+        truth[["object", "record_id", "person_id"]], on=["object", "record_id"], how="left", validate="one_to_one"
+    )
 
 
 # ----------------------------------------------------------------------------- tests
@@ -188,8 +195,11 @@ def test_row_counts_and_split(sample):
         frames = {tag: _read(p) for tag, p in files}
         redelivered = summary.duplicates if key == "web/events" else 0
         assert sum(len(f) for f in frames.values()) == summary.records[key] + redelivered
-        hist_rows = len(frames["hist"]) - (frames["hist"]["event_id"] > f"E{summary.records[key]:06d}").sum() \
-            if redelivered else len(frames["hist"])
+        hist_rows = (
+            len(frames["hist"]) - (frames["hist"]["event_id"] > f"E{summary.records[key]:06d}").sum()
+            if redelivered
+            else len(frames["hist"])
+        )
         assert hist_rows == int(0.7 * summary.records[key] + 0.5)
         assert frames["hist"]["updated_at"].str.match(r"^2023-\d\d-\d\d \d\d:\d\d:\d\d$").all()
         for day in INCREMENTAL_DATES:
@@ -221,8 +231,7 @@ def test_deterministic(sample, tmp_path):
         assert (root / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
     assert again.records == sample[0].records
     other = generate_sample(tmp_path / "c", N, seed=SEED + 1)
-    differ = [rel for rel in LAYOUT
-              if (root / rel).read_bytes() != (tmp_path / "c" / rel).read_bytes()]
+    differ = [rel for rel in LAYOUT if (root / rel).read_bytes() != (tmp_path / "c" / rel).read_bytes()]
     assert set(differ) == set(LAYOUT)
     assert sum(other.records.values()) == N
 
@@ -268,8 +277,13 @@ def test_messiness_and_junk(sample):
     assert present.str.match(r"^\s+\S+@\S+?\s+$").any()  # padded
     assert present.str.contains(r"[A-Z]").any()
     assert present.str.match(r"^[^a-z]+@[^a-z]+$").any()  # all upper case
-    for pattern in [r"^\(\d{3}\) \d{3}-\d{4}$", r"^\d{3}\.\d{3}\.\d{4}$",
-                    r"^\+1 \d{3} \d{3} \d{4}$", r"^1-\d{3}-\d{3}-\d{4}$", r"^\d{10}$"]:
+    for pattern in [
+        r"^\(\d{3}\) \d{3}-\d{4}$",
+        r"^\d{3}\.\d{3}\.\d{4}$",
+        r"^\+1 \d{3} \d{3} \d{4}$",
+        r"^1-\d{3}-\d{3}-\d{4}$",
+        r"^\d{10}$",
+    ]:
         assert phones_s.dropna().str.match(pattern).any(), pattern
     valid = [p for p in map(_norm_phone, phones) if p]
     assert valid and all(201 <= int(p[:3]) <= 989 and p[3] not in "01" for p in valid)
@@ -327,8 +341,7 @@ def test_chain_persons_form_a_path(records):
     for pid in chain_persons:
         recs = records[records["person_id"] == pid].reset_index(drop=True)
         idents = [
-            {f"{c}:{v}" for c in ("email", "phone", "cookie")
-             if isinstance(v := row[c], str)}
+            {f"{c}:{v}" for c in ("email", "phone", "cookie") if isinstance(v := row[c], str)}
             for _, row in recs.iterrows()
         ]
         assert all(len(s) == 2 for s in idents)  # email + phone/cookie, never null or junk
@@ -354,8 +367,7 @@ def test_chain_persons_form_a_path(records):
         assert len(set(path)) == n
         emails = [recs.loc[i, "email"] for i in path]
         assert len(set(emails)) == n // 2 + 1 >= 6
-        hops = [next(iter(idents[a] & idents[b])).split(":")[0]
-                for a, b in zip(path, path[1:])]
+        hops = [next(iter(idents[a] & idents[b])).split(":")[0] for a, b in zip(path, path[1:])]
         assert hops[0::2].count("email") == 0 and set(hops[1::2]) == {"email"}
 
 

@@ -97,8 +97,13 @@ def test_the_messy_columns_are_in_every_file(root):
 def test_birth_dates_in_five_spellings_parse_to_the_written_day(wh, root):
     staged = stage(wh, root, "shop/customers", only=("born",))
     written = staged["birth_date"]
-    spellings = {"iso": r"^\d{4}-\d\d-\d\d$", "slash": r"^\d{4}/", "dash": r"^\d\d-", "dot": r"^\d\d\.",
-                 "us": r"^\d\d/\d\d/\d{4}$"}
+    spellings = {
+        "iso": r"^\d{4}-\d\d-\d\d$",
+        "slash": r"^\d{4}/",
+        "dash": r"^\d\d-",
+        "dot": r"^\d\d\.",
+        "us": r"^\d\d/\d\d/\d{4}$",
+    }
     for name, pattern in spellings.items():
         assert written.dropna().str.match(pattern).sum() >= 20, name
     assert (written == "N/A").any() and written.isna().any()
@@ -140,8 +145,9 @@ def test_international_mobiles_agree_with_phonenumbers(wh, root):
     formats = {"e164": r"^\+\d+$", "international": r"^\+\d+ ", "from_us": r"^011 ", "national": r"^\(\d{3}\) "}
     for name, pattern in formats.items():
         assert mobiles["mobile"].str.match(pattern).sum() >= 5, name
-    for raw, country, got, valid in zip(mobiles["mobile"], mobiles["country"], mobiles["standardized_mobile"],
-                                        mobiles["standardized_mobile_valid"]):
+    for raw, country, got, valid in zip(
+        mobiles["mobile"], mobiles["country"], mobiles["standardized_mobile"], mobiles["standardized_mobile_valid"]
+    ):
         parsed = phonenumbers.parse(raw, "US")
         # valid for its row's country (+44 7924 ... is valid for IM and GB alike)
         assert phonenumbers.is_valid_number_for_region(parsed, country), raw
@@ -187,8 +193,11 @@ def test_redelivered_events_collapse_under_the_example_dedupe(wh, root):
     by_id = rows.set_index("event_id")
     for new_id in sorted(redelivered):
         copy = by_id.loc[new_id]
-        original = by_id[(by_id["cookie_id"] == copy["cookie_id"]) & (by_id["event_type"] == copy["event_type"])
-                         & (by_id.index.isin(originals))]
+        original = by_id[
+            (by_id["cookie_id"] == copy["cookie_id"])
+            & (by_id["event_type"] == copy["event_type"])
+            & (by_id.index.isin(originals))
+        ]
         original = original[[oracle_instant(s) == oracle_instant(copy["sent_at"]) for s in original["sent_at"]]]
         assert len(original) == 1, new_id
         first = original.iloc[0]

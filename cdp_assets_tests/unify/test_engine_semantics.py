@@ -169,7 +169,10 @@ def evaluate(wh: WarehouseResource, cases: list[tuple[str, str]]) -> list[bool]:
     ref = TableRef("regex_semantics", "cases")
     wh.ensure_schema(ref.schema)
     frame = pd.DataFrame(
-        [{"case_id": i, "pattern": pattern_for(p), "re2_lacks": re2_lacks(p), "value": v} for i, (p, v) in enumerate(cases)]
+        [
+            {"case_id": i, "pattern": pattern_for(p), "re2_lacks": re2_lacks(p), "value": v}
+            for i, (p, v) in enumerate(cases)
+        ]
     ).astype({"case_id": "int64", "pattern": "string", "re2_lacks": "bool", "value": "string"})
     wh.replace_with_dataframe(ref, frame)
     matched = valid_regexp_matches("value", "pattern", "re2_lacks")
@@ -189,9 +192,9 @@ EPOCH_CASES = [
 def evaluate_times(wh: WarehouseResource) -> pd.DataFrame:
     ref = TableRef("regex_semantics", "times")
     wh.ensure_schema(ref.schema)
-    frame = pd.DataFrame(
-        [{"case_id": i, "epoch": e, "text": t} for i, (e, t, _) in enumerate(EPOCH_CASES)]
-    ).astype({"case_id": "int64", "epoch": "Int64", "text": "string"})
+    frame = pd.DataFrame([{"case_id": i, "epoch": e, "text": t} for i, (e, t, _) in enumerate(EPOCH_CASES)]).astype(
+        {"case_id": "int64", "epoch": "Int64", "text": "string"}
+    )
     wh.replace_with_dataframe(ref, frame)
     sql = (
         f"SELECT case_id, {time_expr('t.epoch')} AS from_bigint, {time_expr('t.text')} AS from_text "
@@ -237,7 +240,9 @@ def test_without_the_rewrite_duckdb_would_differ_on_the_non_portable_rows(duck):
     # The control: RE2 as it is gives another answer exactly where the table says so.
     ref = TableRef("regex_semantics", "raw")
     duck.ensure_schema(ref.schema)
-    frame = pd.DataFrame([{"i": i, "p": p, "v": v} for i, (p, v, _, _) in enumerate(REGEX_CASES)]).astype({"i": "int64", "p": "string", "v": "string"})
+    frame = pd.DataFrame([{"i": i, "p": p, "v": v} for i, (p, v, _, _) in enumerate(REGEX_CASES)]).astype(
+        {"i": "int64", "p": "string", "v": "string"}
+    )
     duck.replace_with_dataframe(ref, frame)
     raw = [bool(x) for x in duck.fetch(f"SELECT regexp_matches(v, p) AS m FROM {ref.sql} ORDER BY i")["m"]]
     differs = [raw[i] != java for i, (_, _, java, _) in enumerate(REGEX_CASES)]
@@ -278,7 +283,9 @@ def test_every_duckdb_connection_has_the_java_function(duck, tmp_path):
 @pytest.mark.parametrize(("pattern", "construct"), sorted({(p, c) for p, _, _, c in JAVA_ONLY_CASES}))
 def test_duckdb_refuses_java_only_constructs_at_load_naming_key_construct_and_engine(pattern, construct, tmp_path):
     assert set(unsupported_constructs(pattern, "duckdb")) == {construct}
-    assert unsupported_constructs(pattern, "databricks") == [] and unsupported_constructs(pattern, "treasure_data") == []
+    assert (
+        unsupported_constructs(pattern, "databricks") == [] and unsupported_constructs(pattern, "treasure_data") == []
+    )
     from cdp_assets_tests.config.test_config import valid_config, write_yaml
 
     cfg = valid_config(tmp_path)
@@ -326,8 +333,12 @@ def spark():
 
     with tempfile.TemporaryDirectory() as d:
         wh = DatabricksWarehouse(
-            local_spark_dir=str(Path(d) / "warehouse"), sql_dialect="spark", table_format="parquet",
-            optimize_tables=False, use_catalog=False, catalog=None,
+            local_spark_dir=str(Path(d) / "warehouse"),
+            sql_dialect="spark",
+            table_format="parquet",
+            optimize_tables=False,
+            use_catalog=False,
+            catalog=None,
         )
         wh.verify_connection()
         with wh.session():
@@ -356,7 +367,9 @@ def test_valid_regexp_and_epoch_time_on_the_treasure_data_fake():
     fake = FakeTreasureData(key)
     url = fake.start()
     try:
-        wh = TreasureDataWarehouse(apikey=key, endpoint=url, database="cdp_src", job_poll_seconds=0.01, retry_backoff_seconds=0.01)
+        wh = TreasureDataWarehouse(
+            apikey=key, endpoint=url, database="cdp_src", job_poll_seconds=0.01, retry_backoff_seconds=0.01
+        )
         # The fake runs Trino's SQL on DuckDB: the patterns as evaluated give Java's answers there
         # too, as on Treasure Data (a pattern from a table goes through java_regex_matches there;
         # the constructs nothing on DuckDB evaluates are the fake's limit, not TD's).
@@ -380,7 +393,12 @@ def unify_existing_tables(wh: WarehouseResource, loaded, more_contacts: tuple = 
 
     unify = loaded.unification
     site = pd.DataFrame(
-        [("c1", "g1", "a@x.com", 1700000000), ("c2", "g1", "", 1700000100), ("c3", "g2", "a@x.com", 1700000200), ("c4", "g3", None, 1700000300)],
+        [
+            ("c1", "g1", "a@x.com", 1700000000),
+            ("c2", "g1", "", 1700000100),
+            ("c3", "g2", "a@x.com", 1700000200),
+            ("c4", "g3", None, 1700000300),
+        ],
         columns=["td_client_id", "td_global_id", "email", "time"],
     ).astype({"td_client_id": "string", "td_global_id": "string", "email": "string", "time": "int64"})
     contacts = [("a@x.com", "1700000050"), ("b@x.com", "1700000400"), *more_contacts]
@@ -416,12 +434,13 @@ def test_ids_merged_from_ids_on_local_spark_equal_duckdb(spark, duck, tmp_path):
     duck_out = unify_existing_tables(duck, loaded)
     spark_out = unify_existing_tables(spark, loaded)
     for cid in ("browser_id", "email_id", "marketing_id", "household_id"):
-        assert partition(duck_out["site_aaa"], cid, "td_client_id") == partition(spark_out["site_aaa"], cid, "td_client_id"), cid
+        assert partition(duck_out["site_aaa"], cid, "td_client_id") == partition(
+            spark_out["site_aaa"], cid, "td_client_id"
+        ), cid
         # canonical ids are a function of the leader: the same values on both engines
         assert sorted(duck_out["site_aaa"][cid].dropna()) == sorted(spark_out["site_aaa"][cid].dropna()), cid
     marketing = partition(duck_out["site_aaa"], "marketing_id", "td_client_id")
     assert frozenset({"c1", "c2", "c3"}) in marketing
-
 
 
 def test_a_td_file_with_a_lookahead_email_pattern_loads_and_runs_on_duckdb(duck, tmp_path):

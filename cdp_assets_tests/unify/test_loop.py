@@ -24,7 +24,9 @@ KEYS = ("email", "phone", "cookie")
 INVALID = "N/A"
 
 
-def make_unify(merge_iterations: int | None = None, do_not_merge_key: str | None = None, persistent: bool = False) -> UnifyConfig:
+def make_unify(
+    merge_iterations: int | None = None, do_not_merge_key: str | None = None, persistent: bool = False
+) -> UnifyConfig:
     cid: dict = {"name": "unified_id", "merge_by_keys": list(KEYS)}
     if merge_iterations:
         cid["merge_iterations"] = merge_iterations
@@ -36,7 +38,11 @@ def make_unify(merge_iterations: int | None = None, do_not_merge_key: str | None
     return UnifyConfig.model_validate(
         {
             "name": "t",
-            "keys": [{"name": "email", "invalid_texts": [INVALID]}, {"name": "phone", "valid_regexp": "^p"}, {"name": "cookie"}],
+            "keys": [
+                {"name": "email", "invalid_texts": [INVALID]},
+                {"name": "phone", "valid_regexp": "^p"},
+                {"name": "cookie"},
+            ],
             "tables": [{"database": "src", "table": "rows", "key_columns": [{"column": k, "key": k} for k in KEYS]}],
             **ids,
         }
@@ -65,7 +71,9 @@ def unify_rows(
         schema=unify.schema,
         catalog=None,
         keys=KEYS,
-        tables=(u.SourceTablePlan(1, "rows", source, tuple((k, k) for k in KEYS), "ts", "ts" if incremental else None),),
+        tables=(
+            u.SourceTablePlan(1, "rows", source, tuple((k, k) for k in KEYS), "ts", "ts" if incremental else None),
+        ),
         caps=caps,
     )
     prepare_inputs(wh, plan, unify)
@@ -89,7 +97,9 @@ def oracle_partition(rows: list[dict], cap: int | None = None) -> tuple[set[froz
     counts = Counter((k, row.get(k)) for row in rows for k in KEYS if valid(k, row.get(k)))
     g = nx.Graph()
     for row in rows:
-        nodes = [(k, row.get(k)) for k in KEYS if valid(k, row.get(k)) and (cap is None or counts[(k, row.get(k))] <= cap)]
+        nodes = [
+            (k, row.get(k)) for k in KEYS if valid(k, row.get(k)) and (cap is None or counts[(k, row.get(k))] <= cap)
+        ]
         g.add_nodes_from(nodes)
         g.add_edges_from(zip(nodes, nodes[1:]))
     comps = [frozenset(c) for c in nx.connected_components(g)]
@@ -181,7 +191,9 @@ def test_chain_of_1024_records_converges_in_logarithmic_rounds(wh, seed):
     lookup, result = unify_rows(wh, rows)
     assert result.converged
     assert lookup["unified_id"].nunique() == 1 and len(lookup) == 1025
-    print(f"chain of 1024 records (labels {'sorted' if seed is None else f'shuffled, seed {seed}'}): {result.rounds} rounds")
+    print(
+        f"chain of 1024 records (labels {'sorted' if seed is None else f'shuffled, seed {seed}'}): {result.rounds} rounds"
+    )
     assert result.rounds <= 22
 
 
@@ -207,9 +219,19 @@ def test_cap_reports_not_converged_and_keeps_partial_merges_sound(wh):
 
 
 def test_invalid_values_never_link(wh):
-    rows = [{"email": INVALID, "phone": "p1"}, {"email": INVALID, "phone": "p2"}, {"phone": "0000", "cookie": "c1"}, {"phone": "0000", "cookie": "c2"}]
+    rows = [
+        {"email": INVALID, "phone": "p1"},
+        {"email": INVALID, "phone": "p2"},
+        {"phone": "0000", "cookie": "c1"},
+        {"phone": "0000", "cookie": "c2"},
+    ]
     lookup, _ = unify_rows(wh, rows)
-    assert lookup_partition(lookup) == {frozenset({("phone", "p1")}), frozenset({("phone", "p2")}), frozenset({("cookie", "c1")}), frozenset({("cookie", "c2")})}
+    assert lookup_partition(lookup) == {
+        frozenset({("phone", "p1")}),
+        frozenset({("phone", "p2")}),
+        frozenset({("cookie", "c1")}),
+        frozenset({("cookie", "c2")}),
+    }
 
 
 # ---------------------------------------------------------------------------- guards and ids
@@ -323,8 +345,12 @@ def _sorted(lookup: pd.DataFrame) -> pd.DataFrame:
     chain=st.integers(0, 60),
 )
 def test_incremental_run_equals_full_refresh(day1, day2, chain):
-    old = [dict(r, ts="2024-01-01") for r in day1] + [dict(r, ts="2024-01-01") for r in chain_rows(chain, 1)[: chain // 2]]
-    new = [dict(r, ts="2024-02-01") for r in day2] + [dict(r, ts="2024-02-01") for r in chain_rows(chain, 1)[chain // 2 :]]
+    old = [dict(r, ts="2024-01-01") for r in day1] + [
+        dict(r, ts="2024-01-01") for r in chain_rows(chain, 1)[: chain // 2]
+    ]
+    new = [dict(r, ts="2024-02-01") for r in day2] + [
+        dict(r, ts="2024-02-01") for r in chain_rows(chain, 1)[chain // 2 :]
+    ]
     with tempfile.TemporaryDirectory() as d:
         wh = DuckDBWarehouse(path=str(Path(d) / "inc.duckdb"))
         with wh.session():

@@ -53,7 +53,9 @@ def chained_project(tmp_path: Path, unify_text: str = TEMPLATE_UNIFY, keep_loop_
     wh._anchor.execute((EXAMPLE / "seed.sql").read_text(encoding="utf-8"))
     for i in range(CHAIN):
         for client in (f"cc{i}", f"cc{i + 1}"):
-            wh._anchor.execute("INSERT INTO acme_crm.site_aaa VALUES (?, ?, NULL, 'x', ?)", [client, f"gg{i}", 1700001000 + i])
+            wh._anchor.execute(
+                "INSERT INTO acme_crm.site_aaa VALUES (?, ?, NULL, 'x', ?)", [client, f"gg{i}", 1700001000 + i]
+            )
     return load_config(config), wh
 
 
@@ -135,7 +137,10 @@ def test_the_runner_executes_the_steps_render_sql_prints_full_then_incremental(t
     assert modes["browser_id"] == "incremental", {r.cid: r.full_refresh_reason for r in results}
     incremental = {r.cid for r in results if r.mode == "incremental"}
     pipeline = unification_pipeline(
-        loaded, plans, lambda table: [], incremental=lambda plan: plan.name in incremental,
+        loaded,
+        plans,
+        lambda table: [],
+        incremental=lambda plan: plan.name in incremental,
     )
     trace = named_trace(sent)
     assert_trace_is_the_pipeline(pipeline, trace)

@@ -203,7 +203,9 @@ def test_a_missing_existing_table_fails_at_the_start_naming_it(tmp_path: Path, i
 
 def test_a_missing_column_of_an_existing_table_fails_naming_the_field(tmp_path: Path, instance) -> None:
     write_existing_tables(tmp_path / "cdp.duckdb")
-    text = TEMPLATE_UNIFY.replace("{column: email, key: email}\n  - database", "{column: emial, key: email}\n  - database", 1)
+    text = TEMPLATE_UNIFY.replace(
+        "{column: email, key: email}\n  - database", "{column: emial, key: email}\n  - database", 1
+    )
     assert text != TEMPLATE_UNIFY
     loaded = load_config(unification_only_project(tmp_path, unify_text=text))
     result = run_pipeline(loaded, instance)

@@ -49,7 +49,10 @@ def test_td_unify_yml_with_two_canonical_ids_a_persistent_id_and_masters(tmp_pat
         cols = wh.columns(TableRef(SCHEMA, "enriched_customers"))
         assert {"unified_id", "contact_id", "person_id"} <= set(cols)
         # contact_id only merges by email and phone over its source tables
-        assert set(wh.fetch(f'SELECT DISTINCT id_key_name FROM "{SCHEMA}"."contact_id_lookup"')["id_key_name"]) <= {"email", "phone"}
+        assert set(wh.fetch(f'SELECT DISTINCT id_key_name FROM "{SCHEMA}"."contact_id_lookup"')["id_key_name"]) <= {
+            "email",
+            "phone",
+        }
         # the do_not_merge_key holds: no person_id has two customer ids
         worst = wh.scalar(
             f'SELECT MAX(n) FROM (SELECT person_id, COUNT(DISTINCT id) AS n FROM "{SCHEMA}"."person_id_lookup" '
@@ -99,8 +102,12 @@ def test_new_data_keeps_persistent_ids_and_incremental_equals_full_refresh(tmp_p
     assert run_pipeline(fresh).success
     fresh_wh = warehouse_for(fresh)
     for table in ("unified_id_lookup", "contact_id_lookup", "enriched_customers", "enriched_events"):
-        a = wh.fetch(f'SELECT * FROM "{SCHEMA}"."{table}"').drop(columns=["_cdp_loaded_at", "person_id"], errors="ignore")
-        b = fresh_wh.fetch(f'SELECT * FROM "{SCHEMA}"."{table}"').drop(columns=["_cdp_loaded_at", "person_id"], errors="ignore")
+        a = wh.fetch(f'SELECT * FROM "{SCHEMA}"."{table}"').drop(
+            columns=["_cdp_loaded_at", "person_id"], errors="ignore"
+        )
+        b = fresh_wh.fetch(f'SELECT * FROM "{SCHEMA}"."{table}"').drop(
+            columns=["_cdp_loaded_at", "person_id"], errors="ignore"
+        )
         key = list(a.columns)
         a = a.astype(str).sort_values(key).reset_index(drop=True)
         b = b.astype(str).sort_values(key).reset_index(drop=True)
@@ -124,7 +131,10 @@ def test_the_templated_example_runs_with_ids_merged_from_ids(tmp_path, instance)
     wh = warehouse_for(loaded)
     with wh.session():
         rows = pd.concat(
-            [wh.fetch(f'SELECT contact_id, account_id, household_id, unified_id FROM "{schema}"."enriched_{a}"') for a in ("customers", "orders", "members")]
+            [
+                wh.fetch(f'SELECT contact_id, account_id, household_id, unified_id FROM "{schema}"."enriched_{a}"')
+                for a in ("customers", "orders", "members")
+            ]
         )
         # an id merged from ids never splits what those ids join
         for by in ("contact_id", "account_id"):
@@ -132,7 +142,9 @@ def test_the_templated_example_runs_with_ids_merged_from_ids(tmp_path, instance)
                 per = rows.dropna(subset=[by, merged]).groupby(by)[merged].nunique()
                 assert (per == 1).all(), (by, merged)
         # household_id merges the same ids without cookies: it never spans two unified ids
-        per_household = rows.dropna(subset=["household_id", "unified_id"]).groupby("household_id")["unified_id"].nunique()
+        per_household = (
+            rows.dropna(subset=["household_id", "unified_id"]).groupby("household_id")["unified_id"].nunique()
+        )
         assert (per_household == 1).all()
         assert rows["unified_id"].nunique() < rows["contact_id"].nunique()  # merging ids merged something
         master = wh.fetch(f'SELECT * FROM "{schema}"."customer_master"')
