@@ -21,7 +21,7 @@ from dagster import ConfigurableResource, get_dagster_logger
 from pydantic import PrivateAttr
 
 from cdp_assets.sql.dialects import Dialect, TableRef
-from cdp_assets.sql.engine_meta import connection_check_sql, row_count_sql
+from cdp_assets.sql.engine_meta import connection_check_sql, may_drop_a_schema, row_count_sql
 from cdp_assets.sql.pipeline import create_table_as, drop_table
 
 log = logging.getLogger("cdp_assets.engines")
@@ -85,6 +85,9 @@ class WarehouseResource(ConfigurableResource):
     _con: Any = PrivateAttr(default=None)  # the open connection of the current session
     _jobs: list = PrivateAttr(default_factory=list)
     _step: str | None = PrivateAttr(default=None)  # the pipeline step running now
+    # Schemas ensured in the current session: each is created (or found) once per session, not
+    # before every table. Forgotten when the session ends and on any DROP SCHEMA it runs.
+    _schemas_ensured: set = PrivateAttr(default_factory=set)
 
     @property
     @abstractmethod
@@ -101,6 +104,8 @@ class WarehouseResource(ConfigurableResource):
     def execute(self, sql: str) -> None:
         """Run one statement (already in this engine's dialect)."""
         self.verify_connection()
+        if may_drop_a_schema(sql):
+            self._schemas_ensured.clear()
         self.with_retries(lambda: self._within_time_limit(lambda: self._execute(sql), sql), sql)
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
@@ -260,8 +265,17 @@ class WarehouseResource(ConfigurableResource):
             out[ref] = [(c, "") for c in self.columns(ref)] if self.table_exists(ref) else None
         return out
 
+    def ensure_schema(self, schema: str) -> None:
+        """Create ``schema`` unless it exists; inside a session, once per schema (``session``)."""
+        if self._con is not None and schema in self._schemas_ensured:
+            return
+        self._create_schema(schema)
+        if self._con is not None:
+            self._schemas_ensured.add(schema)
+
     @abstractmethod
-    def ensure_schema(self, schema: str) -> None: ...
+    def _create_schema(self, schema: str) -> None:
+        """Create ``schema`` if it does not exist (one statement or API call, not cached)."""
 
     @abstractmethod
     def write_dataframe(self, ref: TableRef, df: pd.DataFrame) -> None:
@@ -285,7 +299,8 @@ class WarehouseResource(ConfigurableResource):
     @contextmanager
     def session(self) -> Iterator["WarehouseResource"]:
         """Keep one connection open for a block of statements (a loop, a step); nested
-        sessions share it."""
+        sessions share it. The schemas it ensured are forgotten when it ends: a schema dropped
+        between sessions (by a test, a user, another tool) is created again."""
         if self._con is not None:
             yield self
             return
@@ -294,6 +309,7 @@ class WarehouseResource(ConfigurableResource):
             yield self
         finally:
             con, self._con = self._con, None
+            self._schemas_ensured.clear()
             con.close()
 
     # ---------------------------------------------------------------- shared mechanics

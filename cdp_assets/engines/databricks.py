@@ -225,7 +225,7 @@ class DatabricksWarehouse(WarehouseResource):
         _, description = self._run(meta.empty_select_sql(self.dialect.table_name(ref)))
         return [d[0] for d in description]
 
-    def ensure_schema(self, schema: str) -> None:
+    def _create_schema(self, schema: str) -> None:
         self.execute(meta.create_schema_sql(f"`{schema}`"))
 
     # ---------------------------------------------------------------- DataFrames

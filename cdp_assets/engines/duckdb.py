@@ -14,6 +14,7 @@ from cdp_assets.engines.base import WarehouseError, WarehouseResource
 from cdp_assets.engines.java_regex import register_java_regex
 from cdp_assets.sql import engine_meta as meta
 from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef, quote
+from cdp_assets.sql.pipeline import create_table_as
 
 
 class DuckDBWarehouse(WarehouseResource):
@@ -113,6 +114,12 @@ class DuckDBWarehouse(WarehouseResource):
             except duckdb.Error as exc:
                 raise WarehouseError(f"DuckDB: {exc}", sql) from exc
 
+    def create_table_counted(self, ref: TableRef, select_sql: str) -> int:
+        # DuckDB answers CREATE TABLE AS with one row, the rows written ("Count"): no second
+        # query to count them.
+        answer = self.fetch(create_table_as(ref, select_sql))
+        return int(answer.iloc[0, 0])
+
     def table_exists(self, ref: TableRef) -> bool:
         df = self.query(meta.table_exists_sql(), [ref.schema, ref.name])
         return int(df.iloc[0, 0]) > 0
@@ -143,7 +150,7 @@ class DuckDBWarehouse(WarehouseResource):
         df = self.query(meta.list_tables_sql(), [schema])
         return sorted(df["table_name"])
 
-    def ensure_schema(self, schema: str) -> None:
+    def _create_schema(self, schema: str) -> None:
         self.execute(meta.create_schema_sql(quote(schema)))
 
     # ---------------------------------------------------------------- DataFrames

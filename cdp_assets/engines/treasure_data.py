@@ -358,7 +358,7 @@ class TreasureDataWarehouse(WarehouseResource):
             out[ref] = None if table is None else [(c[0], str(c[1])) for c in table.schema] + [("time", "bigint")]
         return out
 
-    def ensure_schema(self, schema: str) -> None:
+    def _create_schema(self, schema: str) -> None:
         def create(client):
             from tdclient import errors as td_errors
 

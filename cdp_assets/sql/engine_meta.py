@@ -25,6 +25,11 @@ def create_schema_sql(schema_sql: str) -> str:
     return f"CREATE SCHEMA IF NOT EXISTS {schema_sql}"
 
 
+def may_drop_a_schema(sql: str) -> bool:
+    """Whether a statement may drop a schema (the engine then forgets which schemas it ensured)."""
+    return "DROP SCHEMA" in sql.upper()
+
+
 def explain_sql(query_sql: str) -> str:
     return f"EXPLAIN {query_sql}"
 

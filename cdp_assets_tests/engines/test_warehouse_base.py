@@ -111,3 +111,77 @@ def test_concurrency_and_cloud_reads_are_capabilities_each_engine_states(flaky):
     assert spark.concurrent_steps == 1 and not spark.reads_cloud_files
     td = TreasureDataWarehouse(apikey="1/abc", max_concurrent_steps=3)
     assert td.concurrent_steps == 3 and not td.reads_cloud_files
+
+
+class RecordingDuckDB(DuckDBWarehouse):
+    """A real DuckDB that keeps every statement and query it sends, in order."""
+
+    _sent: list = PrivateAttr(default_factory=list)
+
+    def _execute(self, sql: str) -> None:
+        self._sent.append(sql)
+        super()._execute(sql)
+
+    def _query(self, sql: str, params: list | None = None):
+        self._sent.append(sql)
+        return super()._query(sql, params)
+
+    def take(self, containing: str = "") -> list[str]:
+        sent, self._sent[:] = [s for s in self._sent if containing in s], []
+        return sent
+
+
+@pytest.fixture
+def recording(tmp_path):
+    wh = RecordingDuckDB(path=str(tmp_path / "r.duckdb"))
+    wh.verify_connection()
+    wh.take()
+    return wh
+
+
+def test_a_schema_is_created_once_per_session_and_again_after_it_was_dropped(recording):
+    with recording.session():
+        for name in ("a", "b", "c"):
+            recording.build_table(TableRef("s1", name), "SELECT 1 AS x")
+        assert len(recording.take("CREATE SCHEMA")) == 1
+        recording.execute('DROP SCHEMA "s1" CASCADE')  # dropped inside the session: forgotten
+        recording.build_table(TableRef("s1", "d"), "SELECT 1 AS x")
+        assert len(recording.take("CREATE SCHEMA")) == 1
+    recording.execute('DROP SCHEMA "s1" CASCADE')  # dropped between sessions (a test, a user)
+    with recording.session():
+        assert recording.build_table(TableRef("s1", "e"), "SELECT 2 AS x") == 1
+        assert len(recording.take("CREATE SCHEMA")) == 1
+    assert recording.list_tables("s1") == ["e"]
+
+
+def test_a_build_counts_from_the_create_answer_and_swaps_in_two_round_trips(recording):
+    final = TableRef("s", "t")
+    with recording.session():
+        recording.build_table(final, "SELECT 1 AS x")
+        recording.take()
+        assert recording.build_table(final, "SELECT range AS x FROM range(7)") == 7
+        assert recording.build_table(final, "SELECT 1 AS x WHERE false") == 0
+        sent = recording.take()
+    assert not [s for s in sent if s.startswith("SELECT COUNT")]  # no second query for the count
+    swaps = [s for s in sent if s.startswith(("BEGIN", "ALTER"))]
+    # The old table is dropped in the transaction's first round trip and the new one renamed in
+    # its second, with the COMMIT: a kill between the two (the kill tests' "swap" points) keeps
+    # the old table, as a kill anywhere in a transaction does.
+    assert len(swaps) == 4 and all(s.startswith("BEGIN TRANSACTION;") and "DROP TABLE" in s for s in swaps[::2])
+    assert all(s.startswith("ALTER TABLE") and s.rstrip().endswith("COMMIT") for s in swaps[1::2])
+    assert recording.row_count(final) == 0 and recording.list_tables("s") == ["t"]
+
+
+def test_a_swap_killed_between_its_two_round_trips_keeps_the_old_table(tmp_path):
+    """What a SIGKILL there leaves: the open transaction is never committed."""
+    path = str(tmp_path / "k.duckdb")
+    wh = DuckDBWarehouse(path=path)
+    final = TableRef("s", "t")
+    wh.build_table(final, "SELECT 'old' AS v")
+    staging = wh.staging_ref(final)
+    con = wh._connect()
+    con.execute(f'CREATE SCHEMA IF NOT EXISTS "s"; CREATE TABLE {staging.sql} AS SELECT \'new\' AS v')
+    first, _ = wh.dialect.swap_statements(staging, final)
+    con.execute(first)
+    con.close()  # the process dies here: nothing commits
+    assert wh.fetch(f"SELECT v FROM {final.sql}")["v"].tolist() == ["old"]

@@ -32,7 +32,8 @@ class FaultyDuckDB(DuckDBWarehouse):
     fault: str = ""
     transient_statements: int = 3
 
-    def _execute(self, sql: str) -> None:
+    def _fault(self, sql: str) -> str:
+        """Inject the fault into ``sql`` (raise, or delay) and return the statement to run."""
         if self.target and self.target in sql:
             if self.fault == "transient" and (sql in FAILED or len(FAILED) < self.transient_statements):
                 n = FAILED.setdefault(sql, 0)
@@ -43,7 +44,14 @@ class FaultyDuckDB(DuckDBWarehouse):
                 sql = sql.replace(self.target, f'{self.target[:-1]}_that_does_not_exist"', 1)
             if self.fault == "slow":
                 super()._execute("SELECT SUM(a.range * b.range) FROM range(100000000) a, range(1000) b")
-        super()._execute(sql)
+        return sql
+
+    def _execute(self, sql: str) -> None:
+        super()._execute(self._fault(sql))
+
+    # A build's CREATE TABLE AS is a query on DuckDB (its answer is the row count).
+    def _query(self, sql: str, params: list | None = None):
+        return super()._query(self._fault(sql), params)
 
 
 def _run(tmp_path, warehouse_kwargs: dict, statement_timeout: float | None = None):
