@@ -5,7 +5,13 @@ from pathlib import Path
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
 
 from cdp_assets.assets.keys import table_key
-from cdp_assets.assets.metadata import engine_jobs_metadata, source_kinds, table_metadata, table_name_metadata
+from cdp_assets.assets.metadata import (
+    COLUMN_SCHEMA,
+    engine_jobs_metadata,
+    source_kinds,
+    table_metadata,
+    table_name_metadata,
+)
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import (
     DLT_CONNECTORS,
@@ -73,7 +79,9 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
                 except Exception as exc:
                     record_failure(warehouse, schema, source.name, obj.name, mode, context.run.run_id, exc)
                     raise
-                rows = warehouse.row_count(ref) if warehouse.table_exists(ref) else 0
+                # One description gives the existence and the column schema (metadata below).
+                table_meta = table_metadata(warehouse, ref)[ref]
+                rows = warehouse.row_count(ref) if COLUMN_SCHEMA in table_meta else 0
                 skipped = result.summary(source.start_date)
                 context.log.info(
                     f"{ref.display}: loaded {result.records_loaded} row(s) from {len(result.files)} file(s); "
@@ -93,7 +101,7 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
                         "records_skipped_before_start_date": result.skipped_before_start_date,
                         "records_skipped_duplicate": result.skipped_duplicate,
                         **engine_jobs_metadata(warehouse),
-                        **table_metadata(warehouse, ref)[ref],
+                        **table_meta,
                     },
                 )
 

@@ -199,7 +199,35 @@ def rejected_frame(
     )
 
 
-def new_rejections(wh: WarehouseResource, ref: TableRef, frames: list[pd.DataFrame]) -> pd.DataFrame | None:
+@dataclass(frozen=True)
+class LoadCatalog:
+    """The columns of a load's own tables (data, log, file records, rejections) from one catalog
+    description, instead of an existence and a column look-up per table. Valid until the load
+    writes: a table the load may have created since is described again."""
+
+    columns: dict[TableRef, list[str] | None]  # None: the table does not exist
+
+    @classmethod
+    def describe(cls, wh: WarehouseResource, refs: list[TableRef]) -> "LoadCatalog":
+        described = wh.describe_tables(refs)
+        return cls({ref: None if cols is None else [name for name, _ in cols] for ref, cols in described.items()})
+
+    def exists(self, wh: WarehouseResource, ref: TableRef) -> bool:
+        """Whether ``ref`` exists (asked of the warehouse for a table this catalog did not describe)."""
+        return self.columns[ref] is not None if ref in self.columns else wh.table_exists(ref)
+
+    def columns_of(self, wh: WarehouseResource, ref: TableRef) -> list[str]:
+        """The columns of ``ref``, which exists."""
+        known = self.columns.get(ref)
+        return known if known is not None else wh.columns(ref)
+
+
+NO_CATALOG = LoadCatalog({})  # every question goes to the warehouse
+
+
+def new_rejections(
+    wh: WarehouseResource, ref: TableRef, frames: list[pd.DataFrame], catalog: LoadCatalog = NO_CATALOG
+) -> pd.DataFrame | None:
     """The rejected rows not recorded yet: a version of a file read again (a historical reload)
     has its bad rows recorded once (by file, version, row and reason)."""
     frames = [f for f in frames if len(f)]
@@ -207,8 +235,8 @@ def new_rejections(wh: WarehouseResource, ref: TableRef, frames: list[pd.DataFra
         return None
     new = pd.concat(frames, ignore_index=True)
     target = rejected_ref(ref)
-    if wh.table_exists(target):
-        with_version = "file_version" in wh.columns(target)
+    if catalog.exists(wh, target):
+        with_version = "file_version" in catalog.columns_of(wh, target)
         seen = wh.fetch(rejection_keys_sql(target, with_version))
         versions = seen["file_version"] if with_version else [None] * len(seen)
         known = {
@@ -220,9 +248,11 @@ def new_rejections(wh: WarehouseResource, ref: TableRef, frames: list[pd.DataFra
     return new if len(new) else None
 
 
-def latest_versions(wh: WarehouseResource, files_log: TableRef, source: str, obj: str) -> dict[tuple[str, str], str]:
+def latest_versions(
+    wh: WarehouseResource, files_log: TableRef, source: str, obj: str, catalog: LoadCatalog = NO_CATALOG
+) -> dict[tuple[str, str], str]:
     """(mode, file) -> the content hash of the file's newest loaded version."""
-    if not wh.table_exists(files_log):
+    if not catalog.exists(wh, files_log):
         return {}
     df = wh.fetch(file_versions_sql(files_log), [source, obj])
     return {(m, f): v for m, f, v in zip(df["mode"], df["file"], df["file_version"])}  # ordered by loaded_at: last wins
@@ -234,9 +264,10 @@ def supersede_rejections(wh: WarehouseResource, ref: TableRef, files_log: TableR
     says. The rejected table is rebuilt and swapped in (every engine; the old one stays on
     failure). Runs after each load, so a load killed before it is caught up by the next."""
     target = rejected_ref(ref)
-    if not wh.table_exists(target) or "superseded_at" not in wh.columns(target):
+    catalog = LoadCatalog.describe(wh, [target, files_log])  # after the load: described now
+    if not catalog.exists(wh, target) or "superseded_at" not in catalog.columns_of(wh, target):
         return 0
-    latest = latest_versions(wh, files_log, source, obj)
+    latest = latest_versions(wh, files_log, source, obj, catalog)
     if not latest:
         return 0
 
@@ -460,16 +491,20 @@ def log_frame(
     )
 
 
-def current_watermark(wh: WarehouseResource, ref: TableRef, incremental_field: str) -> str | None:
-    if not wh.table_exists(ref):
+def current_watermark(
+    wh: WarehouseResource, ref: TableRef, incremental_field: str, catalog: LoadCatalog = NO_CATALOG
+) -> str | None:
+    if not catalog.exists(wh, ref):
         return None
     df = wh.fetch(max_watermark_sql(ref, incremental_field))
     return _iso(df.iloc[0, 0])
 
 
-def last_fingerprint(wh: WarehouseResource, log_ref: TableRef, source: str, obj: str) -> str | None:
+def last_fingerprint(
+    wh: WarehouseResource, log_ref: TableRef, source: str, obj: str, catalog: LoadCatalog = NO_CATALOG
+) -> str | None:
     """The files fingerprint of the last successful historical load of this object."""
-    if not wh.table_exists(log_ref):
+    if not catalog.exists(wh, log_ref):
         return None
     df = wh.fetch(load_log_fingerprints_sql(log_ref))
     df = df[

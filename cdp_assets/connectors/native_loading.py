@@ -66,11 +66,12 @@ def load_incremental_native(
     field_ = source.incremental_field
     fmt = getattr(source.connector, "format", "auto")
     with wh.session():
-        table_columns = set(wh.columns(ref)) if wh.table_exists(ref) else set()
+        catalog = ld.LoadCatalog.describe(wh, [ref, files_ref, ld.rejected_ref(ref)])
+        table_columns = set(catalog.columns_of(wh, ref)) if catalog.exists(wh, ref) else set()
         table_exists = bool(table_columns)
-        watermark = ld.current_watermark(wh, ref, field_) if table_exists else None
+        watermark = ld.current_watermark(wh, ref, field_, catalog) if table_exists else None
         loaded_at = ld._now()
-        versions = ld.latest_versions(wh, files_ref, source.name, obj.name)
+        versions = ld.latest_versions(wh, files_ref, source.name, obj.name, catalog)
         known = {f: v for (m, f), v in versions.items() if m == "incremental"}
         start = ld._iso(ld.naive_utc(source.start_date)) if source.start_date is not None else None
         paths = object_files(folder, obj.name, historical=False, fmt=fmt)
@@ -119,7 +120,7 @@ def load_incremental_native(
             new_watermark = watermark
             if newest:
                 new_watermark = max(filter(None, [watermark, ld._iso(max(newest))]))
-            bad = ld.new_rejections(wh, ref, rejects)
+            bad = ld.new_rejections(wh, ref, rejects, catalog)
             result = ld.LoadResult(
                 ref,
                 "incremental",
@@ -164,8 +165,9 @@ def load_historical_native(
     files = object_files(folder, obj.name, historical=True, fmt=getattr(source.connector, "format", "auto"))
     fp = fingerprint(files)
     with wh.session():
-        previous = ld.current_watermark(wh, ref, field_)
-        if files and wh.table_exists(ref) and ld.last_fingerprint(wh, log_ref, source.name, obj.name) == fp:
+        catalog = ld.LoadCatalog.describe(wh, [ref, log_ref, ld.rejected_ref(ref)])
+        previous = ld.current_watermark(wh, ref, field_, catalog)
+        if files and catalog.exists(wh, ref) and ld.last_fingerprint(wh, log_ref, source.name, obj.name, catalog) == fp:
             result = ld.LoadResult(ref, "historical", 0, previous, previous, [])
             log_row = ld.log_frame(source.name, obj.name, result, run_id, fp, "historical files unchanged")
             wh.append_dataframe(log_ref, log_row)
@@ -181,7 +183,7 @@ def load_historical_native(
                 rejects.append(ld.rejected_frame(path, "historical", read.rejected, run_id, version))
                 _progress(ref, n, len(files), path, read)
                 book.append(_book(path, version, read, read.rows, 0, 0))
-            bad = ld.new_rejections(wh, ref, rejects)
+            bad = ld.new_rejections(wh, ref, rejects, catalog)
             unit = [(ld.rejected_ref(ref), bad)] if bad is not None else []
             unit += [(files_ref, ld.files_frame(source.name, obj.name, "historical", run_id, book))] if book else []
             rejected_count = 0 if bad is None else len(bad)
