@@ -12,6 +12,7 @@ from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.incremental import BuildResult, build_hist_union
 from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.engine_meta import row_counts_sql
 
 GROUP = "hist_union"
 
@@ -39,13 +40,16 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
         context: AssetExecutionContext, warehouse: WarehouseResource, config: IncrementalConfig
     ) -> MaterializeResult:
         with warehouse.session():
-            present = [(ref, warehouse.columns(ref)) for ref in inputs.values() if warehouse.table_exists(ref)]
+            # Which inputs exist, with their columns (one description), and their row counts (one query).
+            described = warehouse.describe_tables(list(inputs.values()))
+            present = [(ref, [c for c, _ in described[ref]]) for ref in inputs.values() if described[ref] is not None]
             if not present:
                 raise RuntimeError(
                     f"{target.display}: none of its inputs {[r.display for r in inputs.values()]} exists; "
                     "materialize the ingestion assets first"
                 )
-            input_rows = {ref.display: warehouse.row_count(ref) for ref, _ in present}
+            counted = warehouse.fetch(row_counts_sql([ref for ref, _ in present])).iloc[0]
+            input_rows = {ref.display: int(counted[f"t{i}"]) for i, (ref, _) in enumerate(present)}
             built = build_hist_union(
                 warehouse, target, present, source.incremental_field, list(obj.primary_key), config.full_refresh
             )

@@ -17,7 +17,8 @@ from cdp_assets.report_charts import write_chart
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.checks import latest_loop_sql
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.report import component_sizes_sql, id_profile_sql, latest_run_rows_changed_sql, row_counts_sql
+from cdp_assets.sql.engine_meta import row_counts_sql
+from cdp_assets.sql.report import component_sizes_sql, id_profile_sql, latest_run_rows_changed_sql
 from cdp_assets.sql.unification_pipeline import enriched_ref
 
 GROUP = "report"

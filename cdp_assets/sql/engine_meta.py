@@ -21,6 +21,11 @@ def row_count_sql(ref: TableRef) -> str:
     return f"SELECT COUNT(*) AS n FROM {ref.sql}"
 
 
+def row_counts_sql(refs: list[TableRef]) -> str:
+    """Every table's row count in one round trip: one row, column ``t<i>`` for ``refs[i]``."""
+    return "SELECT " + ", ".join(f"(SELECT COUNT(*) FROM {ref.sql}) AS t{i}" for i, ref in enumerate(refs))
+
+
 def create_schema_sql(schema_sql: str) -> str:
     return f"CREATE SCHEMA IF NOT EXISTS {schema_sql}"
 

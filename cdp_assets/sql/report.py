@@ -30,8 +30,3 @@ SELECT iteration, rows_changed FROM {loop_stats.sql}
 WHERE run_id = (SELECT run_id FROM {loop_stats.sql} ORDER BY recorded_at DESC LIMIT 1) AND iteration > 0
 ORDER BY iteration
 """
-
-
-def row_counts_sql(refs: list[TableRef]) -> str:
-    """Every table's row count in one round trip: one row, column ``t<i>`` for ``refs[i]``."""
-    return "SELECT " + ", ".join(f"(SELECT COUNT(*) FROM {ref.sql}) AS t{i}" for i, ref in enumerate(refs))

@@ -18,7 +18,7 @@ from cdp_assets.sql.checks import (
     lookup_measures_sql,
 )
 from cdp_assets.sql.dialects import DIALECTS, TableRef
-from cdp_assets.sql.report import row_counts_sql
+from cdp_assets.sql.engine_meta import row_counts_sql
 
 RAW, LOG, REJECTED = TableRef("src", "shop_customers"), TableRef("src", "ingestion_log"), TableRef("src", "rej")
 HIST = TableRef("src", "shop_customers_hist_union")
