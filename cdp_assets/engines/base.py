@@ -88,6 +88,8 @@ class WarehouseResource(ConfigurableResource):
     # Schemas ensured in the current session: each is created (or found) once per session, not
     # before every table. Forgotten when the session ends and on any DROP SCHEMA it runs.
     _schemas_ensured: set = PrivateAttr(default_factory=set)
+    # Half-built tables found in each schema when the session first looked (``drop_leftovers``).
+    _leftovers: dict = PrivateAttr(default_factory=dict)
 
     @property
     @abstractmethod
@@ -106,6 +108,7 @@ class WarehouseResource(ConfigurableResource):
         self.verify_connection()
         if may_drop_a_schema(sql):
             self._schemas_ensured.clear()
+            self._leftovers.clear()
         self.with_retries(lambda: self._within_time_limit(lambda: self._execute(sql), sql), sql)
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
@@ -310,6 +313,7 @@ class WarehouseResource(ConfigurableResource):
         finally:
             con, self._con = self._con, None
             self._schemas_ensured.clear()
+            self._leftovers.clear()
             con.close()
 
     # ---------------------------------------------------------------- shared mechanics
@@ -424,12 +428,19 @@ class WarehouseResource(ConfigurableResource):
     def drop_leftovers(self, schema: str, name_prefix: str = "") -> list[str]:
         """Drop half-built tables a killed run left behind (names with ``__cdp_new_``) whose name
         starts with ``name_prefix``. Safe because one run at a time writes an engine's tables
-        (the concurrency pool in dagster.yaml)."""
-        dropped = []
-        for name in self.list_tables(schema):
-            if name.startswith(name_prefix) and "__cdp_new_" in name:
-                self.drop(TableRef(schema, name, self.catalog_for(schema)))
-                dropped.append(name)
+        (the concurrency pool in dagster.yaml).
+
+        Inside a session a schema is listed once, at the first call: a killed run's tables are
+        there before the session starts, and a build of this session that fails drops its own."""
+        leftovers = self._leftovers.get(schema) if self._con is not None else None
+        if leftovers is None:
+            leftovers = [name for name in self.list_tables(schema) if "__cdp_new_" in name]
+            if self._con is not None:
+                self._leftovers[schema] = leftovers
+        dropped = [name for name in leftovers if name.startswith(name_prefix)]
+        for name in dropped:
+            self.drop(TableRef(schema, name, self.catalog_for(schema)))
+            leftovers.remove(name)
         if dropped:
             _logger().warning(
                 "dropped %d half-built table(s) a failed or killed run left in %s: %s", len(dropped), schema, dropped

@@ -185,3 +185,20 @@ def test_a_swap_killed_between_its_two_round_trips_keeps_the_old_table(tmp_path)
     con.execute(first)
     con.close()  # the process dies here: nothing commits
     assert wh.fetch(f"SELECT v FROM {final.sql}")["v"].tolist() == ["old"]
+
+
+def test_a_session_lists_a_schema_for_leftovers_once_and_drops_a_killed_runs_tables(recording):
+    recording.build_table(TableRef("s", "a"), "SELECT 1 AS x")
+    for name in ("a__cdp_new_dead0001", "b__cdp_new_dead0002"):  # what a killed run left behind
+        recording.execute(f'CREATE TABLE "s"."{name}" AS SELECT 1 AS x')
+    recording.take()
+    listing = "SELECT table_name FROM information_schema.tables"
+    with recording.session():
+        recording.build_table(TableRef("s", "a"), "SELECT 2 AS x")
+        assert len(recording.take(listing)) == 1
+        assert recording.list_tables("s") == ["a", "b__cdp_new_dead0002"]  # only a's leftovers so far
+        recording.take()
+        recording.build_table(TableRef("s", "b"), "SELECT 3 AS x")
+        recording.build_table(TableRef("s", "a"), "SELECT 4 AS x")
+        assert recording.take(listing) == []  # listed once per session
+    assert recording.list_tables("s") == ["a", "b"]
