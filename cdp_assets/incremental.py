@@ -66,7 +66,8 @@ class _Scratch:
 
 def _previous_state(wh: WarehouseResource, target: TableRef) -> pd.DataFrame | None:
     state = inc.state_ref(target)
-    if not wh.table_exists(target) or not wh.table_exists(state):
+    described = wh.describe_tables([target, state])  # both existences in one look-up
+    if described[target] is None or described[state] is None:
         return None
     return wh.fetch(inc.read_state_sql(target))
 
