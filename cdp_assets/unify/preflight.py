@@ -29,9 +29,11 @@ def check_unification_inputs(wh: WarehouseResource, loaded: LoadedConfig, catalo
         return
     refs = unification_inputs(loaded, catalog)
     where = loaded.pipeline.unification_file or "unification"
+    # Every input's existence and columns from one description.
+    described = wh.describe_tables([refs[table.alias] for table in unify.tables])
     for i, table in enumerate(unify.tables):
         ref = refs[table.alias]
-        if not wh.table_exists(ref):
+        if described[ref] is None:
             kind = (
                 "a table this pipeline produces"
                 if is_produced(loaded.pipeline, table)
@@ -41,13 +43,12 @@ def check_unification_inputs(wh: WarehouseResource, loaded: LoadedConfig, catalo
                 f"{where}: tables[{i}]: {ref.display} does not exist ({kind}, named by unify.yml); create it, "
                 "fix database/table in unify.yml, or run the phases that produce it first. Nothing was written."
             )
-    columns: dict[str, list[str]] = {}
+    columns = {alias: [name for name, _ in described[ref]] for alias, ref in refs.items()}  # every one exists
     for i, table in enumerate(unify.tables):
         if table.incremental_columns or is_produced(loaded.pipeline, table):
             continue
         # Treasure Data dates an existing table's rows by `time` when incremental_columns is not set.
         ref = refs[table.alias]
-        columns[table.alias] = wh.columns(ref)
         if TD_TIME_COLUMN not in {c.lower() for c in columns[table.alias]}:
             raise UnificationInputError(
                 f"{where}: tables[{i}].incremental_columns: not set, so {ref.display} is dated by its column "
@@ -57,8 +58,6 @@ def check_unification_inputs(wh: WarehouseResource, loaded: LoadedConfig, catalo
             )
     for ref_col in column_references(unify):
         ref = refs[ref_col.alias]
-        if ref_col.alias not in columns:
-            columns[ref_col.alias] = wh.columns(ref)
         have = columns[ref_col.alias]
         if ref_col.column.lower() not in {c.lower() for c in have}:
             raise UnificationInputError(
