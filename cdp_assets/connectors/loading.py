@@ -138,8 +138,7 @@ def prepare_frame(
         )
         raise SourceFileError(
             f"{path}: has no column {incremental_field!r} (the source's incremental_field); its {len(columns)} "
-            "column(s) "
-            f"are {shown} (masked). Add the column or set incremental_field to one of them"
+            f"column(s) are {shown} (masked). Add the column or set incremental_field to one of them"
         )
     values = df[incremental_field]
     if date_order is None:
@@ -147,11 +146,10 @@ def prepare_frame(
         if ambiguous:
             i = ambiguous[0]
             raise SourceFileError(
-                f"{path}: row {int(df[ROW_COLUMN].iloc[i])}: {incremental_field} {excerpt(values.iloc[i])} has the "
-                "day and the "
-                f"month in an order that cannot be told from the value ({len(ambiguous)} such row(s)); set "
-                "date_order of "
-                f"source {source!r} (sources[].date_order in the config) to dmy (day first) or mdy (month first)"
+                f"{path}: row {int(df[ROW_COLUMN].iloc[i])}: {incremental_field} "
+                f"{excerpt(values.iloc[i])} has the day and the month in an order that cannot be told "
+                f"from the value ({len(ambiguous)} such row(s)); set date_order of source {source!r} "
+                "(sources[].date_order in the config) to dmy (day first) or mdy (month first)"
             )
     # utc=True: values with offsets (a file spanning a DST change) become UTC; naive values are
     # taken as UTC. Stored naive, so every engine compares them the same way.

@@ -165,8 +165,8 @@ def cdp_yaml(client: str, sources: list[DraftSource], inputs: list[str], out_dir
         for o in s.objects:
             entry = {"name": o.sample.name}
             why = (
-                f"{o.sample.format}, {o.sample.historical_files} historical and {o.sample.incremental_files} "
-                "incremental file(s)"
+                f"{o.sample.format}, {o.sample.historical_files} historical "
+                f"and {o.sample.incremental_files} incremental file(s)"
             )
             if o.primary_key is not None:
                 entry["primary_key"] = [o.primary_key.column]
@@ -237,8 +237,8 @@ def unify_yaml(
     lines += [
         "canonical_ids:",
         f"  - name: {CANONICAL_ID}",
-        f"    merge_by_keys: {j(key_order)}   # priority: first-party ids and emails, then phones, then device and "
-        "browser ids",
+        f"    merge_by_keys: {j(key_order)}   # priority: first-party "
+        "ids and emails, then phones, then device and browser ids",
         "master_tables:",
         "  - name: customer_master",
         f"    canonical_id: {CANONICAL_ID}",
@@ -333,8 +333,8 @@ def report_markdown(
     lines = [
         f"# init report: {client}",
         "",
-        f"Sources inspected: {', '.join(inputs)}. {len(objects)} object(s) found, {len(used)} drafted, {len(left)} "
-        "left out.",
+        f"Sources inspected: {', '.join(inputs)}. {len(objects)} "
+        f"object(s) found, {len(used)} drafted, {len(left)} left out.",
         "",
         "## Columns",
         "",

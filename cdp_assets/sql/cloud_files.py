@@ -88,8 +88,8 @@ def rejected_rows_sql(uri: str, fmt: str, incremental_field: str) -> str:
     warehouse does not report a row's number in its file: ``row`` is NULL)."""
     field = _ident(check_identifier(incremental_field, "incremental_field"))
     reason = (
-        f"CASE WHEN {RESCUED} IS NOT NULL THEN concat('values that do not fit the file''s columns: ', {RESCUED}) "
-        f"WHEN {field} IS NULL THEN "
+        f"CASE WHEN {RESCUED} IS NOT NULL THEN concat('values that do not fit the file''s "
+        f"columns: ', {RESCUED}) WHEN {field} IS NULL THEN "
         f"{_literal(f'{incremental_field} is empty; every row needs one, in ISO format like 2024-06-01 12:00:00')} "
         f"ELSE concat({_literal(incremental_field + ' ')}, {field}, ' is not a date/time') END"
     )

@@ -56,8 +56,8 @@ def standardized_counts_sql(table: TableRef, column: str, rule: StagingRule) -> 
     """Each standardised value with its row count: what the key column will hold."""
     staged, out = _staged(table, column, rule)
     return (
-        f"SELECT {out} AS value, COUNT(*) AS n FROM ({staged}) AS {quote('_cdp_staged')} WHERE {out} IS NOT "
-        "NULL GROUP BY 1"
+        f"SELECT {out} AS value, COUNT(*) AS n FROM ({staged}) AS "
+        f"{quote('_cdp_staged')} WHERE {out} IS NOT NULL GROUP BY 1"
     )
 
 

@@ -98,8 +98,8 @@ def _present(column_sql: str, tokens: tuple[str, ...] = ()) -> str:
     if not listed:
         return f"NULLIF({trimmed}, '')"
     return (
-        f"CASE WHEN UPPER({trimmed}) IN ({', '.join(_literal(t) for t in listed)}) THEN NULL ELSE "
-        f"NULLIF({trimmed}, '') END"
+        f"CASE WHEN UPPER({trimmed}) IN ({', '.join(_literal(t) for t in listed)}) "
+        f"THEN NULL ELSE NULLIF({trimmed}, '') END"
     )
 
 
@@ -381,8 +381,8 @@ def _date_column(rule: StagingRule, column: str, q: _Query) -> str:
         f"+ CASE WHEN LENGTH({zone}) > 3 THEN CAST(SUBSTRING({zone}, LENGTH({zone}) - 1, 2) AS BIGINT) ELSE 0 END) END"
     )
     iso_day = (
-        f"CAST({y} AS VARCHAR) || '-' || LPAD(CAST({m} AS VARCHAR), 2, '0') || '-' || LPAD(CAST({d} AS "
-        "VARCHAR), 2, '0')"
+        f"CAST({y} AS VARCHAR) || '-' || LPAD(CAST({m} AS VARCHAR), "
+        f"2, '0') || '-' || LPAD(CAST({d} AS VARCHAR), 2, '0')"
     )
     real_day = f"TRY_CAST({iso_day} AS DATE) IS NOT NULL AND {hh} < 24 AND {mi} < 60 AND {ss} < 60"
     # Days since 1970-01-01 of (y, m, d), for the proleptic Gregorian calendar.
@@ -758,10 +758,8 @@ def _deduped(
     rn = quote(f"{INTERNAL_PREFIX}rn")
     return (
         f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY "
-        f"{', '.join(quote(c) for c in dedupe.partition_by)} "
-        f"ORDER BY {', '.join(keys)}) AS {rn}\nFROM ({staged}) AS {quote(INTERNAL_PREFIX + 'all')}) AS "
-        f"{quote(INTERNAL_PREFIX + 'ranked')} "
-        f"WHERE {rn} = 1"
+        f"{', '.join(quote(c) for c in dedupe.partition_by)} ORDER BY {', '.join(keys)}) AS {rn}\nFROM "
+        f"({staged}) AS {quote(INTERNAL_PREFIX + 'all')}) AS {quote(INTERNAL_PREFIX + 'ranked')} WHERE {rn} = 1"
     )
 
 

@@ -198,8 +198,8 @@ def id_of_row_expr(plan: IdPlan, alias: str, plans: dict[str, IdPlan], row: str 
             continue
         l = f"idl{depth}_{len(parts)}"
         parts.append(
-            f"(SELECT MAX({l}.{quote(plan.name)}) FROM {lookup} AS {l} WHERE {l}.id_key_type = {kt} AND {l}.id = "
-            f"{value})"
+            f"(SELECT MAX({l}.{quote(plan.name)}) FROM {lookup} AS "
+            f"{l} WHERE {l}.id_key_type = {kt} AND {l}.id = {value})"
         )
     if not parts:
         return None
@@ -481,9 +481,8 @@ def merged_key_values_sql(plan: IdPlan, previous: TableRef, new: TableRef, since
     already published some new rows, they are dropped here and read again, never doubled."""
     ids = [t.table_id for t in plan.incremental_tables if t.incremental_column]
     keep = (
-        f"SELECT p.* FROM {previous.sql} AS p WHERE p.table_id IN ({', '.join(str(i) for i in ids)}) "
-        f"AND EXISTS (SELECT 1 FROM {since.sql} AS w WHERE w.table_id = p.table_id AND "
-        f"{_covered('w', 'p.inc_at', 'p.inc_rest')})"
+        f"SELECT p.* FROM {previous.sql} AS p WHERE p.table_id IN ({', '.join(str(i) for i in ids)}) AND EXISTS "
+        f"(SELECT 1 FROM {since.sql} AS w WHERE w.table_id = p.table_id AND {_covered('w', 'p.inc_at', 'p.inc_rest')})"
         if ids
         else None
     )
