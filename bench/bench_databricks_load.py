@@ -152,8 +152,9 @@ def main() -> int:
                 ours = load(Counted, warehouse_dir, TableRef("bench_load", f"json_{n}"), df)
                 results.append((n, counted, base, ours))
                 print(
-                    f"{n} columns: per {args.count_rows} rows baseline {counted[0]['inserts']} / engine {counted[1]['inserts']} statements; "
-                    f"{args.rows} rows run: baseline {base['inserts']} statements {base['seconds']:.1f}s, engine {ours['inserts']} statements {ours['seconds']:.1f}s",
+                    f"{n} columns: per {args.count_rows} rows baseline {counted[0]['inserts']} / engine "
+                    f"{counted[1]['inserts']} statements; {args.rows} rows run: baseline {base['inserts']} "
+                    f"statements {base['seconds']:.1f}s, engine {ours['inserts']} statements {ours['seconds']:.1f}s",
                     flush=True,
                 )
         finally:
@@ -170,29 +171,33 @@ def report(count_rows: int, rows: int, results: list) -> str:
     lines = [
         "# Databricks DataFrame loads within the 256-parameter limit",
         "",
-        f"`bench/bench_databricks_load.py`, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python {platform.python_version()}. "
-        "Both ways go through the engine's cursor on the local Spark shim, which refuses more than "
-        f"{WAREHOUSE_LIMITS.max_parameters} parameters in a statement as a Databricks SQL warehouse does, in the same invocation:",
+        f"`bench/bench_databricks_load.py`, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} "
+        f"cores, Python {platform.python_version()}. Both ways go through the engine's cursor "
+        f"on the local Spark shim, which refuses more than {WAREHOUSE_LIMITS.max_parameters} "
+        "parameters in a statement as a Databricks SQL warehouse does, in the same invocation:",
         "",
         "- **baseline**: chunked `INSERT ... VALUES` with one parameter per cell, `256 // columns` rows per statement.",
-        "- **engine**: `DatabricksWarehouse`'s load: each batch of rows is one bound JSON document (`from_json` + `arrays_zip`), "
-        "cut at `insert_batch_bytes` (4 MiB).",
-        "- **Volume** (not measured, no Unity Catalog Volume here): `PUT` of one local file, `COPY INTO`, `REMOVE`: 3 statements "
-        "plus the file upload, whatever the size.",
+        "- **engine**: `DatabricksWarehouse`'s load: each batch of rows is one bound JSON "
+        "document (`from_json` + `arrays_zip`), cut at `insert_batch_bytes` (4 MiB).",
+        "- **Volume** (not measured, no Unity Catalog Volume here): `PUT` of one local "
+        "file, `COPY INTO`, `REMOVE`: 3 statements plus the file upload, whatever the size.",
         "",
-        f"Statements per {count_rows:,} rows are counted on the load's code path with every statement passing the shim's limit "
-        f"check, not executed (the baseline takes about 0.8 s per statement on local Spark: {count_rows:,} rows x 40 columns would "
-        f"be over 20 minutes). Seconds are from loads of {rows:,} rows executed on local Spark; a real warehouse adds a network "
-        "round trip to every statement, so the statement count is the figure that carries over.",
+        f"Statements per {count_rows:,} rows are counted on the load's code path with every statement "
+        "passing the shim's limit check, not executed (the baseline takes about 0.8 s per statement "
+        f"on local Spark: {count_rows:,} rows x 40 columns would be over 20 minutes). Seconds are "
+        f"from loads of {rows:,} rows executed on local Spark; a real warehouse adds a network round "
+        "trip to every statement, so the statement count is the figure that carries over.",
         "",
-        f"| columns | statements per {count_rows:,} rows: baseline | engine | engine / baseline | max params per statement: baseline | engine "
-        f"| {rows:,} rows executed: baseline s (statements) | engine s (statements) | s engine / baseline |",
+        f"| columns | statements per {count_rows:,} rows: baseline | engine | engine / "
+        f"baseline | max params per statement: baseline | engine | {rows:,} rows executed: "
+        "baseline s (statements) | engine s (statements) | s engine / baseline |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n, (cb, co), base, ours in results:
         lines.append(
-            f"| {n} | {cb['inserts']:,} | {co['inserts']:,} | {co['inserts'] / cb['inserts']:.4f} | {cb['max_params']} | {co['max_params']} "
-            f"| {base['seconds']:.1f} ({base['inserts']:,}) | {ours['seconds']:.1f} ({ours['inserts']:,}) | {ours['seconds'] / base['seconds']:.2f} |"
+            f"| {n} | {cb['inserts']:,} | {co['inserts']:,} | {co['inserts'] / cb['inserts']:.4f} | "
+            f"{cb['max_params']} | {co['max_params']} | {base['seconds']:.1f} ({base['inserts']:,}) | "
+            f"{ours['seconds']:.1f} ({ours['inserts']:,}) | {ours['seconds'] / base['seconds']:.2f} |"
         )
     within = all(
         max(co["max_params"], ours["max_params"]) <= WAREHOUSE_LIMITS.max_parameters for _, (_, co), _, ours in results
@@ -202,13 +207,15 @@ def report(count_rows: int, rows: int, results: list) -> str:
         "",
         "### Targets",
         "",
-        f"- Every statement of the engine's load binds at most {WAREHOUSE_LIMITS.max_parameters} parameters: **{'met' if within else 'NOT met'}**.",
-        f"- The engine's load sends at most {target:g} statements per {count_rows:,} rows at every width, as many as the "
-        f"{OLD_BATCH_ROWS}-row batches it replaces (which a warehouse refused): **{'met' if few else 'NOT met'}**.",
+        "- Every statement of the engine's load binds at most "
+        f"{WAREHOUSE_LIMITS.max_parameters} parameters: **{'met' if within else 'NOT met'}**.",
+        f"- The engine's load sends at most {target:g} statements per {count_rows:,} rows at every width, as many as "
+        f"the {OLD_BATCH_ROWS}-row batches it replaces (which a warehouse refused): **{'met' if few else 'NOT met'}**.",
         "",
-        "Why not the Volume: it needs a Unity Catalog Volume, `WRITE VOLUME` on it, the connector's `staging_allowed_local_path`, "
-        "and a fake of PUT / COPY INTO for the tests. It would save statements only on a load larger than about three batches "
-        "(3 x 4 MiB of JSON); the pipeline's DataFrame loads (ingestion files, logs, rejected rows) are mostly smaller.",
+        "Why not the Volume: it needs a Unity Catalog Volume, `WRITE VOLUME` on it, the "
+        "connector's `staging_allowed_local_path`, and a fake of PUT / COPY INTO for the tests. It "
+        "would save statements only on a load larger than about three batches (3 x 4 MiB of JSON); "
+        "the pipeline's DataFrame loads (ingestion files, logs, rejected rows) are mostly smaller.",
     ]
     return "\n".join(lines)
 

@@ -182,12 +182,12 @@ def write_doc(args, results: dict) -> None:
     L = [
         "# Whole pipeline at scale, within a memory limit",
         "",
-        f"Written by `bench/bench_pipeline.py` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC "
-        f"(`--records {args.records} --memory-limit {args.memory_limit} --threads {args.threads}`), on a machine with "
-        f"{os.cpu_count()} cores and {gib(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES'))} of memory. Both runs are in "
-        "the same invocation, each in a fresh process on a fresh database: *limited* sets DuckDB's `memory_limit` "
-        "(spilling to a temp directory), *baseline* leaves DuckDB's default (80% of RAM). Peak RSS is the process's "
-        "`VmHWM` during each phase (reset between phases), Python and Dagster included.",
+        f"Written by `bench/bench_pipeline.py` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC (`--records "
+        f"{args.records} --memory-limit {args.memory_limit} --threads {args.threads}`), on a machine with "
+        f"{os.cpu_count()} cores and {gib(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES'))} of memory. "
+        "Both runs are in the same invocation, each in a fresh process on a fresh database: *limited* sets "
+        "DuckDB's `memory_limit` (spilling to a temp directory), *baseline* leaves DuckDB's default (80% of RAM). "
+        "Peak RSS is the process's `VmHWM` during each phase (reset between phases), Python and Dagster included.",
         "",
         "| phase | limited s | baseline s | limited / baseline | limited peak RSS | baseline peak RSS |",
         "|---|---:|---:|---:|---:|---:|",
@@ -199,21 +199,23 @@ def write_doc(args, results: dict) -> None:
             continue
         ratio = a["seconds"] / b["seconds"] if b["seconds"] else float("nan")
         L.append(
-            f"| {phase} | {a['seconds']:.1f} | {b['seconds']:.1f} | {ratio:.2f}x | {gib(a['peak_rss'])} | {gib(b['peak_rss'])} |"
+            f"| {phase} | {a['seconds']:.1f} | {b['seconds']:.1f} | "
+            f"{ratio:.2f}x | {gib(a['peak_rss'])} | {gib(b['peak_rss'])} |"
         )
     tot_a = sum(p["seconds"] for p in lim["phases"].values())
     tot_b = sum(p["seconds"] for p in base["phases"].values())
     peak_a = max((p["peak_rss"] for p in lim["phases"].values()), default=0)
     peak_b = max((p["peak_rss"] for p in base["phases"].values()), default=0)
     L += [
-        f"| **all** | **{tot_a:.1f}** | **{tot_b:.1f}** | **{tot_a / tot_b if tot_b else float('nan'):.2f}x** | **{gib(peak_a)}** | **{gib(peak_b)}** |",
+        f"| **all** | **{tot_a:.1f}** | **{tot_b:.1f}** | "
+        f"**{tot_a / tot_b if tot_b else float('nan'):.2f}x** | **{gib(peak_a)}** | **{gib(peak_b)}** |",
         "",
         f"- limited run: {'completed' if lim.get('ok') else 'FAILED: ' + str(lim.get('error', ''))[:300]}; "
         f"DuckDB spilled up to {gib(lim.get('spill_max_bytes', 0))} to its temp directory.",
-        f"- baseline run: {'completed' if base.get('ok') else 'FAILED: ' + str(base.get('error', ''))[:300]}; spilled up to "
-        f"{gib(base.get('spill_max_bytes', 0))}.",
-        "- The peak RSS includes the Python process and, in ingestion, the pandas frames of one load (its "
-        "files are parsed in Python before they are appended); DuckDB's own buffer memory is what `memory_limit` bounds.",
+        f"- baseline run: {'completed' if base.get('ok') else 'FAILED: ' + str(base.get('error', ''))[:300]}; "
+        f"spilled up to {gib(base.get('spill_max_bytes', 0))}.",
+        "- The peak RSS includes the Python process and, in ingestion, the pandas frames of one load (its files "
+        "are parsed in Python before they are appended); DuckDB's own buffer memory is what `memory_limit` bounds.",
     ]
     write_section(DOC, "pipeline", "\n".join(L))
 

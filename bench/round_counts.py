@@ -95,9 +95,9 @@ def label_propagation(wh: DuckDBWarehouse, plan: u.IdPlan, jump: bool, cap: int 
         rounds += 1
         new = TableRef(plan.schema, "lp_new")
         wh.run(
-            f"CREATE OR REPLACE TABLE {new.sql} AS SELECT l.node, LEAST(l.label, COALESCE(MIN(n.label), l.label)) AS label "
-            f"FROM {labels.sql} AS l LEFT JOIN {edges.sql} AS e ON e.a = l.node LEFT JOIN {labels.sql} AS n ON n.node = e.b "
-            f"GROUP BY l.node, l.label"
+            f"CREATE OR REPLACE TABLE {new.sql} AS SELECT l.node, LEAST(l.label, "
+            f"COALESCE(MIN(n.label), l.label)) AS label FROM {labels.sql} AS l LEFT JOIN {edges.sql} "
+            f"AS e ON e.a = l.node LEFT JOIN {labels.sql} AS n ON n.node = e.b GROUP BY l.node, l.label"
         )
         if jump:
             wh.run(
@@ -155,8 +155,8 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
-            f"| {r['graph']} | {r['nodes']:,} | {r['ours_rounds']} | {r['ours_s']:.2f} | {r['lp_rounds']} | {r['lp_s']:.2f} "
-            f"| {r['lp_jump_rounds']} | {r['lp_jump_s']:.2f} |"
+            f"| {r['graph']} | {r['nodes']:,} | {r['ours_rounds']} | {r['ours_s']:.2f} | "
+            f"{r['lp_rounds']} | {r['lp_s']:.2f} | {r['lp_jump_rounds']} | {r['lp_jump_s']:.2f} |"
         )
 
 

@@ -110,12 +110,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     for c in failed:  # what it measured and against what: the convention the alerts use
         print(
-            f"  FAILED check {c.asset_key.to_user_string()}:{c.check_name} ({c.severity.value}): {measurement_text(c.metadata or {}, c.description)}"
+            f"  FAILED check {c.asset_key.to_user_string()}:{c.check_name} "
+            f"({c.severity.value}): {measurement_text(c.metadata or {}, c.description)}"
         )
     print(f"  report:          {loaded.report_path}")
     print(f"  DuckDB database: {loaded.duckdb_path}" if loaded.pipeline.engine.kind == "duckdb" else "")
     print(
-        f"  Dagster home:    {os.environ['DAGSTER_HOME']} (DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev shows this run)"
+        f"  Dagster home:    {os.environ['DAGSTER_HOME']} "
+        f"(DAGSTER_HOME={os.environ['DAGSTER_HOME']} dagster dev shows this run)"
     )
     return run_exit_code(result.success, [c.severity.value for c in failed])
 

@@ -174,7 +174,8 @@ def _source_columns(loaded: LoadedConfig, warehouse: WarehouseResource | None, r
                     Problem(
                         cfg,
                         f"sources[{i}].connector",
-                        f"cannot list s3://{source.connector.bucket}/{source.connector.prefix}: {str(exc).splitlines()[0]}",
+                        f"cannot list s3://{source.connector.bucket}/{source.connector.prefix}: "
+                        f"{str(exc).splitlines()[0]}",
                     )
                 )
                 continue
@@ -208,7 +209,8 @@ def _source_columns(loaded: LoadedConfig, warehouse: WarehouseResource | None, r
                                 Problem(
                                     cfg,
                                     where,
-                                    f"table {source.connector.database}.{obj.name} cannot exist: the DuckDB database {loaded.duckdb_path} does not exist yet",
+                                    f"table {source.connector.database}.{obj.name} cannot exist: "
+                                    f"the DuckDB database {loaded.duckdb_path} does not exist yet",
                                 )
                             )
                         continue
@@ -219,7 +221,8 @@ def _source_columns(loaded: LoadedConfig, warehouse: WarehouseResource | None, r
                                 Problem(
                                     cfg,
                                     where,
-                                    f"table {ref.display} does not exist on the engine; create it or fix connector.database / the object name",
+                                    f"table {ref.display} does not exist on the engine; "
+                                    "create it or fix connector.database / the object name",
                                 )
                             )
                             continue
@@ -243,8 +246,8 @@ def _source_columns(loaded: LoadedConfig, warehouse: WarehouseResource | None, r
                             Problem(
                                 cfg,
                                 where,
-                                f"mode {source.mode!r} loads {kind} files but {folder / sub} has none; add files or set mode to "
-                                f"{'incremental' if historical else 'historical'}",
+                                f"mode {source.mode!r} loads {kind} files but {folder / sub} has none; add "
+                                f"files or set mode to {'incremental' if historical else 'historical'}",
                             )
                         )
                         continue
@@ -257,7 +260,8 @@ def _source_columns(loaded: LoadedConfig, warehouse: WarehouseResource | None, r
                                 Problem(
                                     cfg,
                                     f"sources[{i}].incremental_field",
-                                    f"{path} has no column {source.incremental_field!r}; its columns are {names}. Fix incremental_field or the file",
+                                    f"{path} has no column {source.incremental_field!r}; its "
+                                    f"columns are {names}. Fix incremental_field or the file",
                                 )
                             )
                         cols.extend(c for c in names if c not in cols)
@@ -298,7 +302,8 @@ def _staging_and_unification_columns(loaded: LoadedConfig, columns: _Columns, re
                         Problem(
                             cfg,
                             f"staging.{table}.{name}.columns[{k}]",
-                            f"column {col!r} is not in {table}; its columns are {[c for c in raw if not c.startswith('_cdp_')]}",
+                            f"column {col!r} is not in {table}; its columns are "
+                            f"{[c for c in raw if not c.startswith('_cdp_')]}",
                         )
                     )
         extra = loaded.pipeline.staging_table_columns(table)
@@ -323,7 +328,8 @@ def _staging_and_unification_columns(loaded: LoadedConfig, columns: _Columns, re
                     Problem(
                         ufile,
                         f"{prefix}tables[{i}].key_columns[{j}].column",
-                        f"column {kc.column!r} is not in {t.table}; its columns are {[c for c in have if not c.startswith('_cdp_')]}",
+                        f"column {kc.column!r} is not in {t.table}; its columns "
+                        f"are {[c for c in have if not c.startswith('_cdp_')]}",
                     )
                 )
     for m, master in enumerate(unify.master_tables):
@@ -503,8 +509,9 @@ def _check_sql(
                             Problem(
                                 cfg,
                                 f"SQL {where}",
-                                f"the {engine.kind} engine cannot plan this statement (EXPLAIN): {exc.engine_message.strip()} "
-                                "(see `cdp-assets render-sql`); later statements were not checked",
+                                f"the {engine.kind} engine cannot plan this statement "
+                                f"(EXPLAIN): {exc.engine_message.strip()} (see `cdp-assets "
+                                "render-sql`); later statements were not checked",
                             )
                         )
                         return
@@ -522,7 +529,8 @@ def _check_sql(
                         Problem(
                             cfg,
                             f"SQL {where}",
-                            f"DuckDB cannot plan this statement: {exc.engine_message.splitlines()[0]} (see `cdp-assets render-sql`); later statements were not checked",
+                            f"DuckDB cannot plan this statement: {exc.engine_message.splitlines()[0]} "
+                            "(see `cdp-assets render-sql`); later statements were not checked",
                         )
                     )
                     return
@@ -541,13 +549,15 @@ def _summary(loaded: LoadedConfig, warehouse: WarehouseResource | None) -> list[
     lines = [f"config:  {loaded.config_path}", "engine:  " + ", ".join(f"{k}={v}" for k, v in info.items())]
     produced = produced_tables(p)
     lines.append(
-        f"phases:  ingestion -> hist-union -> staging -> unification ({len(p.sources)} source(s), {len(p.object_names)} object(s))"
+        "phases:  ingestion -> hist-union -> staging -> unification "
+        f"({len(p.sources)} source(s), {len(p.object_names)} object(s))"
     )
     for s in p.sources:
         objs = ", ".join(o.name + (f" (pk {'+'.join(o.primary_key)})" if o.primary_key else "") for o in s.objects)
         lines.append(f"  source {s.name}: {s.connector.kind}, mode {s.mode}, watermark {s.incremental_field}: {objs}")
     lines.append(
-        f"  {p.src_schema}: {len(produced[p.src_schema])} table(s); {p.stg_schema}: {', '.join(sorted(produced[p.stg_schema]))}"
+        f"  {p.src_schema}: {len(produced[p.src_schema])} table(s); "
+        f"{p.stg_schema}: {', '.join(sorted(produced[p.stg_schema]))}"
     )
     for table, rules in p.staging.items():
         lines.append(
@@ -556,7 +566,8 @@ def _summary(loaded: LoadedConfig, warehouse: WarehouseResource | None) -> list[
     u = loaded.unification
     if u is not None:
         lines.append(
-            f"  unification {u.name} -> cdp_unification_{u.name}: keys {', '.join(k.name for k in u.keys)}; {len(u.tables)} table(s)"
+            f"  unification {u.name} -> cdp_unification_{u.name}: keys "
+            f"{', '.join(k.name for k in u.keys)}; {len(u.tables)} table(s)"
         )
         for cid in u.all_ids:
             lines.append(f"    id {cid.name}: merge_by_keys {', '.join(cid.merge_by_keys)}")
@@ -607,7 +618,8 @@ def validate(config: str | Path | None = None) -> ValidationReport:
     if len(report.problems) == before:  # SQL over missing sources or columns would only repeat those problems
         _check_sql(loaded, columns, report, warehouse)
         report.summary.append(
-            f"SQL:     {report.statements} statement(s) parsed and rehearsed on an in-memory DuckDB; {report.plan_summary()}"
+            f"SQL:     {report.statements} statement(s) parsed and "
+            f"rehearsed on an in-memory DuckDB; {report.plan_summary()}"
         )
     for p in report.problems:
         p.message = scrub(p.message, loaded)
@@ -653,6 +665,7 @@ def cmd_validate(args) -> int:
             print(f"  - {p}", file=sys.stderr)
     else:
         print(
-            f"\nOK: connection, sources, columns and {report.statements} statement(s) checked, {report.planned} of them planned by the engine; nothing was written"
+            f"\nOK: connection, sources, columns and {report.statements} statement(s) "
+            f"checked, {report.planned} of them planned by the engine; nothing was written"
         )
     return report.exit_code

@@ -235,7 +235,8 @@ def test_late_completed_replaced_and_re_added_files_through_the_sensor_and_real_
 
     def last_log() -> dict:
         log = wh.fetch(
-            f'SELECT * FROM "acme_src"."{LOG_TABLE}" WHERE object = \'customers\' AND mode = \'incremental\' ORDER BY loaded_at'
+            f'SELECT * FROM "acme_src"."{LOG_TABLE}" WHERE object = '
+            '\'customers\' AND mode = \'incremental\' ORDER BY loaded_at'
         )
         return log.iloc[-1].to_dict()
 
@@ -247,7 +248,11 @@ def test_late_completed_replaced_and_re_added_files_through_the_sensor_and_real_
     late = folder / "customers_late.csv"
     late.write_text(
         header
-        + "L1,l1@x.com,,A,B,2024-05-01 00:00:00\nL2,l2@x.com,,C,D,2024-05-02 00:00:00\nL0,l0@x.com,,E,F,2022-12-31 00:00:00\n"
+        + (
+            "L1,l1@x.com,,A,B,2024-05-01 00:00:00\n"
+            "L2,l2@x.com,,C,D,2024-05-02 00:00:00\n"
+            "L0,l0@x.com,,E,F,2022-12-31 00:00:00\n"
+        )
     )
     old = time.time() - 10 * 86400
     os.utime(late, (old, old))

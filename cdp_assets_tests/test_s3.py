@@ -112,7 +112,8 @@ def test_s3_objects_load_once_a_new_object_loads_only_its_rows_and_a_bad_one_is_
     before = wh.row_count(TableRef("acme_src", "shop_customers"))
     assert run_pipeline(remote).success  # nothing new: nothing loaded
     log = wh.fetch(
-        f'SELECT object, mode, records_loaded FROM "acme_src"."{LOG_TABLE}" WHERE source = \'shop\' AND mode = \'incremental\''
+        f'SELECT object, mode, records_loaded FROM "acme_src"."{LOG_TABLE}" '
+        'WHERE source = \'shop\' AND mode = \'incremental\''
     )
     assert list(log["records_loaded"].astype(int))[-2:] == [0, 0]
     new = next((tmp_path / "local" / "data" / "shop" / "customers").glob("*2024-06-02*"))
@@ -169,7 +170,8 @@ def test_s3_objects_are_loaded_by_content_an_unchanged_re_upload_loads_nothing_a
 
     def last_load() -> dict:
         log = wh.fetch(
-            f'SELECT * FROM "acme_src"."{LOG_TABLE}" WHERE object = \'customers\' AND mode = \'incremental\' ORDER BY loaded_at'
+            f'SELECT * FROM "acme_src"."{LOG_TABLE}" WHERE object = '
+            '\'customers\' AND mode = \'incremental\' ORDER BY loaded_at'
         )
         return log.iloc[-1].to_dict()
 
@@ -186,6 +188,7 @@ def test_s3_objects_are_loaded_by_content_an_unchanged_re_upload_loads_nothing_a
     )
     assert wh.row_count(TableRef("acme_src", "shop_customers")) == before + 1
     versions = wh.fetch(
-        f'SELECT file, file_version FROM "acme_src"."{FILES_TABLE}" WHERE file = \'customers_2024-06-01.csv\' ORDER BY loaded_at'
+        f'SELECT file, file_version FROM "acme_src"."{FILES_TABLE}" '
+        'WHERE file = \'customers_2024-06-01.csv\' ORDER BY loaded_at'
     )
     assert len(versions) == 2 and versions["file_version"].nunique() == 2

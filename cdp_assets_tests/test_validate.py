@@ -29,8 +29,8 @@ def test_a_good_config_passes_and_nothing_is_written(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "engine:  engine=duckdb" in out and "unification customer_360" in out and "merge_by_keys email" in out
     assert (
-        "SQL:     35 statement(s) parsed and rehearsed on an in-memory DuckDB; 0 planned by the engine (EXPLAIN); 35 only rehearsed, no warehouse to plan on"
-        in out
+        "SQL:     35 statement(s) parsed and rehearsed on an in-memory DuckDB; 0 planned "
+        "by the engine (EXPLAIN); 35 only rehearsed, no warehouse to plan on" in out
     )
     assert "35 statement(s) checked, 0 of them planned by the engine; nothing was written" in out
     assert not (tmp_path / "cdp.duckdb").exists()  # the warehouse was not even created

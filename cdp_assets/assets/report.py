@@ -68,7 +68,8 @@ def _staging_rule_lines(context: AssetExecutionContext, loaded: LoadedConfig, up
         meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
         counts = meta[RULE_COUNTS].value if RULE_COUNTS in meta else {}
         rows += [
-            f"| `{key.path[-1]}` | `{out}` | {c['rule']} | {c['parsed']} | {c['null']} | {c['unparseable']} | {c['unparseable_pct']} |"
+            f"| `{key.path[-1]}` | `{out}` | {c['rule']} | {c['parsed']} | "
+            f"{c['null']} | {c['unparseable']} | {c['unparseable_pct']} |"
             for out, c in counts.items()
         ]
     if not rows:
@@ -76,7 +77,8 @@ def _staging_rule_lines(context: AssetExecutionContext, loaded: LoadedConfig, up
     return [
         "## Staging rules",
         "",
-        "Rows each rule parsed, rows without input (NULL, empty or a null token) and rows whose input it could not read.",
+        "Rows each rule parsed, rows without input (NULL, empty "
+        "or a null token) and rows whose input it could not read.",
         "",
         "| table | column | rule | parsed | no input | unparseable | unparseable % |",
         "|---|---|---|---:|---:|---:|---:|",
@@ -92,7 +94,8 @@ def render_report(
     lines = [
         f"# CDP pipeline report: {p.client}",
         "",
-        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC by run `{context.run.run_id}` on {wh.describe()}.",
+        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} "
+        f"UTC by run `{context.run.run_id}` on {wh.describe()}.",
         "",
     ]
     # Which tables exist (one description), and all their row counts (one query).
@@ -180,7 +183,8 @@ def render_report(
             f"- coverage (rows with an id / rows): **{overall}%** (minimum {p.checks.coverage_min_pct}%)",
             f"- average identifiers per profile: {idents / ids if ids else 0:.2f}",
             f"- merge ratio (source rows per id): {rows_with_id / ids if ids else 0:.2f}",
-            f"- loop iterations: {int(loop['iteration'])} ({'converged' if bool(loop['converged']) else 'NOT converged: raise merge_iterations'})",
+            f"- loop iterations: {int(loop['iteration'])} "
+            f"({'converged' if bool(loop['converged']) else 'NOT converged: raise merge_iterations'})",
             f"- rows changed per iteration: {changed}",
             "",
             f"![coverage, component sizes and loop iterations]({chart.name})",

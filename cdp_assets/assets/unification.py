@@ -93,8 +93,8 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
 
                 def on_iteration(cid: str, s: IterationStats, graph_key: AssetKey = graph_key) -> None:
                     context.log.info(
-                        f"{cid}: iteration {s.iteration}: {s.rows_changed} row(s) changed, {s.edges_left} edge(s) left, "
-                        f"{s.jumps} pointer jump(s), {s.seconds:.3f}s"
+                        f"{cid}: iteration {s.iteration}: {s.rows_changed} row(s) changed, "
+                        f"{s.edges_left} edge(s) left, {s.jumps} pointer jump(s), {s.seconds:.3f}s"
                     )
                     context.log_event(
                         AssetObservation(

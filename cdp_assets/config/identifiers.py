@@ -36,7 +36,8 @@ def check_lower_identifier(value: str, what: str) -> str:
         value,
         what,
         LOWER_IDENTIFIER_PATTERN,
-        "use lowercase letters, digits and underscores, starting with a letter, at most 63 characters (for example 'acme')",
+        "use lowercase letters, digits and underscores, starting "
+        "with a letter, at most 63 characters (for example 'acme')",
     )
 
 

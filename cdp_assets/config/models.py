@@ -630,7 +630,8 @@ class PipelineConfig(_Strict):
         if not self.sources and self.unification is None and self.unification_file is None:
             raise FieldError(
                 ("sources",),
-                "list at least one source (or give unification / unification_file to unify existing warehouse tables only)",
+                "list at least one source (or give unification / "
+                "unification_file to unify existing warehouse tables only)",
             )
         names = [s.name for s in self.sources]
         for n in names:

@@ -498,8 +498,9 @@ class UnifyConfig(_Strict):
         for cid in self.all_ids:
             if cid.merge_iterations is None:
                 lines.append(
-                    f"{cid.name}: merge_iterations is not set: Treasure Data would stop after {DEFAULT_MERGE_ITERATIONS} "
-                    f"iterations; this run iterates until the graph converges (safety cap {CONVERGENCE_SAFETY_CAP})"
+                    f"{cid.name}: merge_iterations is not set: Treasure Data would stop "
+                    f"after {DEFAULT_MERGE_ITERATIONS} iterations; this run iterates "
+                    f"until the graph converges (safety cap {CONVERGENCE_SAFETY_CAP})"
                 )
             if isinstance(cid, PersistentId) and cid.do_not_merge_key is not None:
                 lines.append(

@@ -6,8 +6,9 @@ content, what it gave). A file whose name and content are recorded is not read a
 file, or a changed one, is read whatever the dates of its rows, so a late file loads. Of its
 rows, those older than ``start_date`` and those already loaded (exact copies of rows in the
 table: from an earlier version of the same file, caught half-written and then completed, or a
-file copied under another name) are skipped and counted, never dropped silently. Sources that are warehouse tables (``connector: table``) have no files and still load
-the rows newer than the watermark.
+file copied under another name) are skipped and counted, never dropped silently. Sources that
+are warehouse tables (``connector: table``) have no files and still load the rows newer than the
+watermark.
 
 Every load appends one row to ``{client}_src.ingestion_log`` in the same unit as the data and
 the file records, so the log, the bookkeeping and the table never disagree (a failed load
@@ -136,8 +137,8 @@ def prepare_frame(
             f" and {len(columns) - 10} more" if len(columns) > 10 else ""
         )
         raise SourceFileError(
-            f"{path}: has no column {incremental_field!r} (the source's incremental_field); its {len(columns)} column(s) "
-            f"are {shown} (masked). Add the column or set incremental_field to one of them"
+            f"{path}: has no column {incremental_field!r} (the source's incremental_field); its {len(columns)} "
+            f"column(s) are {shown} (masked). Add the column or set incremental_field to one of them"
         )
     values = df[incremental_field]
     if date_order is None:
@@ -145,9 +146,10 @@ def prepare_frame(
         if ambiguous:
             i = ambiguous[0]
             raise SourceFileError(
-                f"{path}: row {int(df[ROW_COLUMN].iloc[i])}: {incremental_field} {excerpt(values.iloc[i])} has the day and the "
-                f"month in an order that cannot be told from the value ({len(ambiguous)} such row(s)); set date_order of "
-                f"source {source!r} (sources[].date_order in the config) to dmy (day first) or mdy (month first)"
+                f"{path}: row {int(df[ROW_COLUMN].iloc[i])}: {incremental_field} "
+                f"{excerpt(values.iloc[i])} has the day and the month in an order that cannot be told "
+                f"from the value ({len(ambiguous)} such row(s)); set date_order of source {source!r} "
+                "(sources[].date_order in the config) to dmy (day first) or mdy (month first)"
             )
     # utc=True: values with offsets (a file spanning a DST change) become UTC; naive values are
     # taken as UTC. Stored naive, so every engine compares them the same way.

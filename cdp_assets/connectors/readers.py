@@ -143,8 +143,9 @@ def _decode(data: bytes, path: Path) -> str:
             return data.decode(codec).removeprefix("\ufeff")
         except UnicodeDecodeError as exc:  # cut off mid-character, or a lone surrogate
             raise SourceFileError(
-                f"{path}: is UTF-16 but byte {exc.start} is not ({exc.reason}); the file is damaged or still being "
-                f"written. Write it again, or convert a good copy to UTF-8: iconv -f {codec.upper()} -t UTF-8 FILE > FILE.utf8"
+                f"{path}: is UTF-16 but byte {exc.start} is not ({exc.reason}); the "
+                "file is damaged or still being written. Write it again, or convert a "
+                f"good copy to UTF-8: iconv -f {codec.upper()} -t UTF-8 FILE > FILE.utf8"
             ) from None
     # surrogateescape keeps undecodable bytes visible, so one bad row is rejected, not the file.
     return data.removeprefix(_BOM).decode("utf-8", errors="surrogateescape")

@@ -1,8 +1,9 @@
 """A DataFrame as JSON batch documents for the Databricks load (``sql/frame_load.py``).
 
 Each document is ``{"c0": [...], "c1": [...]}``: one array per column, rows in order, ``null`` for
-every kind of missing; text is escaped to ASCII, so characters are bytes. Batches are cut by size (``max_bytes`` of JSON each, a row never split), so
-a wide or long frame costs a statement per ``max_bytes``, not per ``256 / columns`` rows.
+every kind of missing; text is escaped to ASCII, so characters are bytes. Batches are cut by
+size (``max_bytes`` of JSON each, a row never split), so a wide or long frame costs a statement
+per ``max_bytes``, not per ``256 / columns`` rows.
 """
 
 from __future__ import annotations

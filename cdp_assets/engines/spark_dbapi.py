@@ -66,12 +66,14 @@ def check_statement(operation: str, parameters: list | dict | None, limits: Ware
     size = len(operation.encode("utf-8"))
     if size > limits.max_statement_bytes:
         raise _bad_request(
-            f"Query text is {size} bytes but the maximum query text size is {limits.max_statement_bytes} bytes (16 MiB)."
+            f"Query text is {size} bytes but the maximum query text "
+            f"size is {limits.max_statement_bytes} bytes (16 MiB)."
         )
     count = len(parameters or [])
     if count > limits.max_parameters:
         raise _bad_request(
-            f"Parameterized query has too many parameters: {count} parameters were given but the limit is {limits.max_parameters}."
+            f"Parameterized query has too many parameters: {count} "
+            f"parameters were given but the limit is {limits.max_parameters}."
         )
     if parameters is not None and not isinstance(parameters, (list, tuple, dict)):
         raise TypeError(
@@ -81,8 +83,9 @@ def check_statement(operation: str, parameters: list | dict | None, limits: Ware
         from databricks.sql.exc import ServerOperationError
 
         raise ServerOperationError(
-            "[UNSUPPORTED_FEATURE.PARAMETER_MARKER_IN_UNEXPECTED_STATEMENT] The feature is not supported: parameter markers "
-            "in a DDL statement that stores an expression (a view, a SQL function, a DEFAULT or generated column)."
+            "[UNSUPPORTED_FEATURE.PARAMETER_MARKER_IN_UNEXPECTED_STATEMENT] The feature "
+            "is not supported: parameter markers in a DDL statement that stores an "
+            "expression (a view, a SQL function, a DEFAULT or generated column)."
         )
 
 

@@ -55,7 +55,8 @@ def inspect_sources(
         elif spec.startswith("table:"):
             if warehouse is None:
                 raise InitSourceError(
-                    f"--source {spec}: a warehouse source needs the engine; pass --config FILE whose engine holds the tables"
+                    f"--source {spec}: a warehouse source needs the engine; "
+                    "pass --config FILE whose engine holds the tables"
                 )
             samples += inspect_tables(warehouse, spec.removeprefix("table:"))
         else:
@@ -128,7 +129,8 @@ def draft_project(
     existing = [str(p) for p in files.values() if p.exists()]
     if existing and not force:
         raise InitError(
-            f"{', '.join(existing)} already exist(s); nothing was written. Pass --force to overwrite, or choose another --out"
+            f"{', '.join(existing)} already exist(s); nothing was "
+            "written. Pass --force to overwrite, or choose another --out"
         )
     # Loose files of several objects are linked into the connector's layout here.
     samples = inspect_sources(sources, warehouse, s3_endpoint_url, layout_dir=out_dir / "sources")

@@ -81,6 +81,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         )
         return exit_codes.FAILED
     print(
-        f"next: review the files, then `cdp-assets validate --config {result.files['cdp.yml']}` and `cdp-assets run --config ...`"
+        "next: review the files, then `cdp-assets validate --config "
+        f"{result.files['cdp.yml']}` and `cdp-assets run --config ...`"
     )
     return exit_codes.OK

@@ -154,7 +154,8 @@ def classify(stats: ColumnStats, complex_type: str | None, unparseable_max: floa
     if phone_name and s["phone_like"] >= 0.5:
         return k(
             "text",
-            f"named like a phone but only {_pct(stats.phone_parse)} of values parse as phone numbers; not used as a key",
+            f"named like a phone but only {_pct(stats.phone_parse)} "
+            "of values parse as phone numbers; not used as a key",
         )
     if s["datetime"] >= 0.9:
         return k("timestamp", f"{_pct(s['datetime'])} of values are dates/times")

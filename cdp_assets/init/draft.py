@@ -151,15 +151,23 @@ def cdp_yaml(client: str, sources: list[DraftSource], inputs: list[str], out_dir
         if connector.get("kind") == "table":
             layout = "warehouse tables, loaded by watermark"
         wm = s.objects[0].watermark
+        read_from = (
+            connector["database"]
+            if connector.get("kind") == "table"
+            else s.objects[0].sample.location.rsplit("/", 2)[0]
+        )
         lines += [
-            f"  # {len(s.objects)} object(s) read from {s.objects[0].sample.location.rsplit('/', 2)[0] if connector.get('kind') != 'table' else connector['database']}",
+            f"  # {len(s.objects)} object(s) read from {read_from}",
             f"  - name: {s.name}",
             f"    connector: {flow(connector)}",
             "    objects:",
         ]
         for o in s.objects:
             entry = {"name": o.sample.name}
-            why = f"{o.sample.format}, {o.sample.historical_files} historical and {o.sample.incremental_files} incremental file(s)"
+            why = (
+                f"{o.sample.format}, {o.sample.historical_files} historical "
+                f"and {o.sample.incremental_files} incremental file(s)"
+            )
             if o.primary_key is not None:
                 entry["primary_key"] = [o.primary_key.column]
                 why += f"; primary key {o.primary_key.column}: unique and never empty in every file"
@@ -229,7 +237,8 @@ def unify_yaml(
     lines += [
         "canonical_ids:",
         f"  - name: {CANONICAL_ID}",
-        f"    merge_by_keys: {j(key_order)}   # priority: first-party ids and emails, then phones, then device and browser ids",
+        f"    merge_by_keys: {j(key_order)}   # priority: first-party "
+        "ids and emails, then phones, then device and browser ids",
         "master_tables:",
         "  - name: customer_master",
         f"    canonical_id: {CANONICAL_ID}",
@@ -324,7 +333,8 @@ def report_markdown(
     lines = [
         f"# init report: {client}",
         "",
-        f"Sources inspected: {', '.join(inputs)}. {len(objects)} object(s) found, {len(used)} drafted, {len(left)} left out.",
+        f"Sources inspected: {', '.join(inputs)}. {len(objects)} "
+        f"object(s) found, {len(used)} drafted, {len(left)} left out.",
         "",
         "## Columns",
         "",

@@ -47,7 +47,9 @@ SHAPES: dict[str, re.Pattern[str]] = {
     # a code: letters and digits without spaces (C000123, 8812, usr-91)
     "token": re.compile(r"^[A-Za-z0-9_\-:.#/]{1,64}$"),
     "date_like": re.compile(
-        r"^\d{4}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$|^\d{1,2}/\d{1,2}/\d{2,4}( \d{1,2}:\d{2}(:\d{2})?)?$"
+        # ISO dates and date-times, or day/month/year with an optional time
+        r"^\d{4}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+        r"|^\d{1,2}/\d{1,2}/\d{2,4}( \d{1,2}:\d{2}(:\d{2})?)?$"
     ),
     "words": re.compile(r"^[^\W\d_]+([ '\-.][^\W\d_]+)*$"),
     "json": re.compile(r"^\s*[\[{]"),

@@ -151,7 +151,10 @@ def _sample_folder_object(
         historical_files=len(historical),
     )
     if not LOWER_IDENTIFIER_PATTERN.match(obj):
-        sample.problem = f"folder name {obj!r} is not a usable object name; rename the folder to lowercase letters, digits and underscores"
+        sample.problem = (
+            f"folder name {obj!r} is not a usable object name; rename "
+            "the folder to lowercase letters, digits and underscores"
+        )
         return sample
     frames, rows = [], 0
     # Historical first, then incremental files newest last: the sample covers both layouts.
@@ -386,7 +389,8 @@ def inspect_declared(path: Path) -> list[ObjectSample]:
             ) from None
         if not isinstance(source.connector, DLT_CONNECTORS):
             raise InitSourceError(
-                f"{path}: sources[{i}]: kind {source.connector.kind!r}: give folders, s3:// or table: sources directly to --source"
+                f"{path}: sources[{i}]: kind {source.connector.kind!r}: "
+                "give folders, s3:// or table: sources directly to --source"
             )
         drafted = entry["connector"]
         for obj in source.objects:

@@ -138,7 +138,9 @@ def build_check_failure_sensor(loaded: LoadedConfig):
 
     @sensor(
         name="cdp_failed_check_alert",
-        description="Alerts on every failed asset check, blocking or not, when its run ends (a cursor over ended runs).",
+        description=(
+            "Alerts on every failed asset check, blocking or not, when its run ends (a cursor over ended runs)."
+        ),
         minimum_interval_seconds=cfg.minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
     )

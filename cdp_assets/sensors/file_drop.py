@@ -96,7 +96,8 @@ def build_s3_prefix_sensor(loaded: LoadedConfig, source: SourceConfig):
     where = f"s3://{conn.bucket}/{conn.prefix}"
     return build_drop_sensor(
         f"{source.name}_s3_prefix",
-        f"Starts ingestion of {source.name} when objects are added to or changed under {where} (by ETag and last-modified).",
+        f"Starts ingestion of {source.name} when objects are added "
+        f"to or changed under {where} (by ETag and last-modified).",
         loaded,
         source,
         lambda: source_state(s3_client(conn), conn, source),

@@ -27,7 +27,10 @@ def build_watermark_sensor(loaded: LoadedConfig, source: SourceConfig):
 
     @sensor(
         name=f"{source.name}_watermark",
-        description=f"Starts ingestion of {source.name} when max({source.incremental_field}) of a table in {conn.database} moves forward.",
+        description=(
+            f"Starts ingestion of {source.name} when max({source.incremental_field}) "
+            f"of a table in {conn.database} moves forward."
+        ),
         minimum_interval_seconds=loaded.pipeline.sensors.minimum_interval_seconds,
         asset_selection=[k for keys in keys_by_object.values() for k in keys],
         default_status=DefaultSensorStatus(loaded.pipeline.sensors.default_status.upper()),

@@ -88,8 +88,9 @@ def rejected_rows_sql(uri: str, fmt: str, incremental_field: str) -> str:
     warehouse does not report a row's number in its file: ``row`` is NULL)."""
     field = _ident(check_identifier(incremental_field, "incremental_field"))
     reason = (
-        f"CASE WHEN {RESCUED} IS NOT NULL THEN concat('values that do not fit the file''s columns: ', {RESCUED}) "
-        f"WHEN {field} IS NULL THEN {_literal(f'{incremental_field} is empty; every row needs one, in ISO format like 2024-06-01 12:00:00')} "
+        f"CASE WHEN {RESCUED} IS NOT NULL THEN concat('values that do not fit the file''s "
+        f"columns: ', {RESCUED}) WHEN {field} IS NULL THEN "
+        f"{_literal(f'{incremental_field} is empty; every row needs one, in ISO format like 2024-06-01 12:00:00')} "
         f"ELSE concat({_literal(incremental_field + ' ')}, {field}, ' is not a date/time') END"
     )
     return (
@@ -107,7 +108,10 @@ def rejected_rows_sql(uri: str, fmt: str, incremental_field: str) -> str:
 def create_empty_from_files_sql(table_sql: str, uri: str, fmt: str, incremental_field: str) -> str:
     """The table with the files' columns and no row (parameter markers are not allowed in DDL:
     the table is created empty, then filled by ``insert_file_rows_sql``)."""
-    return f"CREATE TABLE {table_sql} AS SELECT * FROM ({file_rows_sql(uri, fmt, incremental_field, False, False)}) LIMIT 0"
+    return (
+        f"CREATE TABLE {table_sql} AS SELECT * FROM "
+        f"({file_rows_sql(uri, fmt, incremental_field, False, False)}) LIMIT 0"
+    )
 
 
 def insert_file_rows_sql(

@@ -96,12 +96,13 @@ def master_table_sql(
             "ORDER BY priority, CASE WHEN newest_first = 1 THEN ord END DESC NULLS LAST, "
             "CASE WHEN newest_first = 0 THEN ord END ASC NULLS LAST, value"
         )
+        rules_here = f"{rules.sql} AS r WHERE r.position = {i}"  # the rules of this attribute
         ctes.append(
             f"""a{i}_valid AS (
   SELECT c.* FROM ({cand}) AS c
   WHERE TRIM(c.value) <> ''
-    AND NOT EXISTS (SELECT 1 FROM {rules.sql} AS r WHERE r.position = {i} AND r.kind = 'invalid_text' AND r.value = c.value)
-    AND NOT EXISTS (SELECT 1 FROM {rules.sql} AS r WHERE r.position = {i} AND r.kind = 'valid_regexp' AND NOT {matches})
+    AND NOT EXISTS (SELECT 1 FROM {rules_here} AND r.kind = 'invalid_text' AND r.value = c.value)
+    AND NOT EXISTS (SELECT 1 FROM {rules_here} AND r.kind = 'valid_regexp' AND NOT {matches})
 ),
 a{i}_ranked AS (
   SELECT cid, value, ROW_NUMBER() OVER (PARTITION BY cid {ranking}) AS rn

@@ -55,7 +55,10 @@ def rule_parse_sql(table: TableRef, column: str, rule: StagingRule) -> str:
 def standardized_counts_sql(table: TableRef, column: str, rule: StagingRule) -> str:
     """Each standardised value with its row count: what the key column will hold."""
     staged, out = _staged(table, column, rule)
-    return f"SELECT {out} AS value, COUNT(*) AS n FROM ({staged}) AS {quote('_cdp_staged')} WHERE {out} IS NOT NULL GROUP BY 1"
+    return (
+        f"SELECT {out} AS value, COUNT(*) AS n FROM ({staged}) AS "
+        f"{quote('_cdp_staged')} WHERE {out} IS NOT NULL GROUP BY 1"
+    )
 
 
 def sample_rows_sql(table: TableRef, limit: int) -> str:

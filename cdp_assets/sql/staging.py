@@ -97,7 +97,10 @@ def _present(column_sql: str, tokens: tuple[str, ...] = ()) -> str:
     listed = sorted({t.strip().upper() for t in tokens} - {""})
     if not listed:
         return f"NULLIF({trimmed}, '')"
-    return f"CASE WHEN UPPER({trimmed}) IN ({', '.join(_literal(t) for t in listed)}) THEN NULL ELSE NULLIF({trimmed}, '') END"
+    return (
+        f"CASE WHEN UPPER({trimmed}) IN ({', '.join(_literal(t) for t in listed)}) "
+        f"THEN NULL ELSE NULLIF({trimmed}, '') END"
+    )
 
 
 def _first_present(columns: tuple[str, ...], tokens: tuple[str, ...] = ()) -> str:
@@ -119,7 +122,8 @@ def phone_codes_relation() -> str:
     """Country code, trunk prefix and possible national lengths from the phone table, as a
     VALUES relation (one row per country calling code)."""
     rows = [
-        f"({_literal(c.country_code)}, {_literal(c.trunk_prefix)}, {_literal('|' + '|'.join(map(str, c.possible_lengths)) + '|')})"
+        f"({_literal(c.country_code)}, {_literal(c.trunk_prefix)}, "
+        f"{_literal('|' + '|'.join(map(str, c.possible_lengths)) + '|')})"
         for c in phone_country_codes().values()
     ]
     cols = ", ".join(quote(c) for c in _PHONE_CODE_COLUMNS)
@@ -376,7 +380,10 @@ def _date_column(rule: StagingRule, column: str, q: _Query) -> str:
         f"(CASE WHEN {zone} LIKE '-%' THEN -1 ELSE 1 END) * (CAST(SUBSTRING({zone}, 2, 2) AS BIGINT) * 60 "
         f"+ CASE WHEN LENGTH({zone}) > 3 THEN CAST(SUBSTRING({zone}, LENGTH({zone}) - 1, 2) AS BIGINT) ELSE 0 END) END"
     )
-    iso_day = f"CAST({y} AS VARCHAR) || '-' || LPAD(CAST({m} AS VARCHAR), 2, '0') || '-' || LPAD(CAST({d} AS VARCHAR), 2, '0')"
+    iso_day = (
+        f"CAST({y} AS VARCHAR) || '-' || LPAD(CAST({m} AS VARCHAR), "
+        f"2, '0') || '-' || LPAD(CAST({d} AS VARCHAR), 2, '0')"
+    )
     real_day = f"TRY_CAST({iso_day} AS DATE) IS NOT NULL AND {hh} < 24 AND {mi} < 60 AND {ss} < 60"
     # Days since 1970-01-01 of (y, m, d), for the proleptic Gregorian calendar.
     yy = f"({y} - CASE WHEN {m} <= 2 THEN 1 ELSE 0 END)"
@@ -750,9 +757,9 @@ def _deduped(
     cols = ", ".join(quote(c) for c in outputs)
     rn = quote(f"{INTERNAL_PREFIX}rn")
     return (
-        f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {', '.join(quote(c) for c in dedupe.partition_by)} "
-        f"ORDER BY {', '.join(keys)}) AS {rn}\nFROM ({staged}) AS {quote(INTERNAL_PREFIX + 'all')}) AS {quote(INTERNAL_PREFIX + 'ranked')} "
-        f"WHERE {rn} = 1"
+        f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY "
+        f"{', '.join(quote(c) for c in dedupe.partition_by)} ORDER BY {', '.join(keys)}) AS {rn}\nFROM "
+        f"({staged}) AS {quote(INTERNAL_PREFIX + 'all')}) AS {quote(INTERNAL_PREFIX + 'ranked')} WHERE {rn} = 1"
     )
 
 

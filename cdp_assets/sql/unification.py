@@ -198,7 +198,8 @@ def id_of_row_expr(plan: IdPlan, alias: str, plans: dict[str, IdPlan], row: str 
             continue
         l = f"idl{depth}_{len(parts)}"
         parts.append(
-            f"(SELECT MAX({l}.{quote(plan.name)}) FROM {lookup} AS {l} WHERE {l}.id_key_type = {kt} AND {l}.id = {value})"
+            f"(SELECT MAX({l}.{quote(plan.name)}) FROM {lookup} AS "
+            f"{l} WHERE {l}.id_key_type = {kt} AND {l}.id = {value})"
         )
     if not parts:
         return None
@@ -480,8 +481,8 @@ def merged_key_values_sql(plan: IdPlan, previous: TableRef, new: TableRef, since
     already published some new rows, they are dropped here and read again, never doubled."""
     ids = [t.table_id for t in plan.incremental_tables if t.incremental_column]
     keep = (
-        f"SELECT p.* FROM {previous.sql} AS p WHERE p.table_id IN ({', '.join(str(i) for i in ids)}) "
-        f"AND EXISTS (SELECT 1 FROM {since.sql} AS w WHERE w.table_id = p.table_id AND {_covered('w', 'p.inc_at', 'p.inc_rest')})"
+        f"SELECT p.* FROM {previous.sql} AS p WHERE p.table_id IN ({', '.join(str(i) for i in ids)}) AND EXISTS "
+        f"(SELECT 1 FROM {since.sql} AS w WHERE w.table_id = p.table_id AND {_covered('w', 'p.inc_at', 'p.inc_rest')})"
         if ids
         else None
     )
@@ -610,10 +611,11 @@ def lookup_sql(plan: IdPlan, previous: TableRef | None = None) -> str:
         id_expr = canonical_id_expr("lk.key_name", "g.leader_id")
         id_joins = f"JOIN {keys} AS lk ON lk.key_type = g.leader_key_type"
     else:
+        earliest_first = "s.first_seen_at NULLS LAST, k.merge_priority, g.follower_id"
         ctes.append(
             f"""earliest AS (
   SELECT g.leader_node, k.key_name, g.follower_id,
-         ROW_NUMBER() OVER (PARTITION BY g.leader_node ORDER BY s.first_seen_at NULLS LAST, k.merge_priority, g.follower_id) AS rn
+         ROW_NUMBER() OVER (PARTITION BY g.leader_node ORDER BY {earliest_first}) AS rn
   FROM {graph} AS g
   JOIN {keys} AS k ON k.key_type = g.follower_key_type
   JOIN seen AS s ON s.node = g.follower_node

@@ -120,8 +120,9 @@ def _describe_component(plan: u.IdPlan, cid: str, rows: list) -> list[str]:
     by_key = Counter(i.key for i in idents)
     by_table = Counter(t for t, _, _ in rows)
     return [
-        f"{plan.name} {cid}: {len(idents)} identifier(s) ({', '.join(f'{k}: {n}' for k, n in sorted(by_key.items()))}), "
-        f"{len(rows)} source row(s) ({', '.join(f'{t}: {n}' for t, n in by_table.items())})",
+        f"{plan.name} {cid}: {len(idents)} identifier(s) "
+        f"({', '.join(f'{k}: {n}' for k, n in sorted(by_key.items()))}), {len(rows)} "
+        f"source row(s) ({', '.join(f'{t}: {n}' for t, n in by_table.items())})",
     ]
 
 

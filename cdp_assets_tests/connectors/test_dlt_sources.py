@@ -36,7 +36,8 @@ def _project(tmp_path, source: dict, staging: dict) -> object:
 def _log(loaded, obj: str):
     wh = warehouse_for(loaded)
     return wh.fetch(
-        f"SELECT status, records_loaded, records_rejected, watermark, files, message FROM acme_src.ingestion_log WHERE object = '{obj}' ORDER BY loaded_at"
+        "SELECT status, records_loaded, records_rejected, watermark, files, message "
+        f"FROM acme_src.ingestion_log WHERE object = '{obj}' ORDER BY loaded_at"
     )
 
 
@@ -263,7 +264,8 @@ def test_validate_reads_the_columns_of_database_and_api_sources(postgres, shop_a
 
     _pg(
         postgres,
-        "DROP SCHEMA IF EXISTS erp CASCADE; CREATE SCHEMA erp; CREATE TABLE erp.accounts (account_id text, email text, updated_at timestamp)",
+        "DROP SCHEMA IF EXISTS erp CASCADE; CREATE SCHEMA erp; CREATE TABLE "
+        "erp.accounts (account_id text, email text, updated_at timestamp)",
     )
     monkeypatch.setenv(
         "CDP_TEST_PG_URL", f"postgresql+psycopg2://dagster:{PG_PASSWORD}@127.0.0.1:{postgres['port']}/dagster"

@@ -12,8 +12,9 @@ by the engine's own ``java_regex_matches`` (cdp_assets/engines/java_regex.py).
 
 Switches for faults: ``fail_requests`` answers the next N requests under a path with an HTTP
 status (a 5xx outage), ``fail_jobs`` makes jobs whose SQL contains a text end in ``error``
-with a message on the job's stderr, ``hold_jobs`` keeps such jobs ``running`` until killed, and every request must carry ``Authorization: TD1 <key>``
-with the key the server was started with (401 otherwise).
+with a message on the job's stderr, ``hold_jobs`` keeps such jobs ``running`` until killed, and
+every request must carry ``Authorization: TD1 <key>`` with the key the server was started with
+(401 otherwise).
 """
 
 from __future__ import annotations

@@ -74,7 +74,8 @@ def test_init_then_run_passes_every_check_and_matches_ground_truth(drafted):
     for source, obj in loaded.pipeline.source_objects():
         key = next(k for k in RECORD_ID_COLUMN if k.endswith(f"/{obj.name}"))
         df = wh.fetch(
-            f'SELECT DISTINCT "{RECORD_ID_COLUMN[key]}" AS record_id, unified_id FROM "{schema}"."enriched_{source.name}_{obj.name}_stg"'
+            f'SELECT DISTINCT "{RECORD_ID_COLUMN[key]}" AS record_id, '
+            f'unified_id FROM "{schema}"."enriched_{source.name}_{obj.name}_stg"'
         )
         df["source"], df["object"] = key.split("/")
         rows.append(df)
@@ -90,7 +91,8 @@ def test_init_then_run_passes_every_check_and_matches_ground_truth(drafted):
     oracle = truth.merge(oracle_components(root / "generated"), on=["source", "object", "record_id"], how="left")
     oracle_precision, oracle_recall = pairwise(oracle["person_id"], oracle["component"])
     print(
-        f"precision {precision:.4f} recall {recall:.4f}; oracle precision {oracle_precision:.4f} recall {oracle_recall:.4f}"
+        f"precision {precision:.4f} recall {recall:.4f}; oracle "
+        f"precision {oracle_precision:.4f} recall {oracle_recall:.4f}"
     )
     # Every valid identifier belongs to one person and init excludes the shared junk, so a
     # merge of two persons is a mistake of init: precision must be as good as the oracle's.

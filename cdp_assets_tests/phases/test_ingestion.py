@@ -661,8 +661,8 @@ def test_parquet_struct_and_list_columns_are_json_text_the_engine_can_read(folde
     write_parquet(incr(folder, "n.parquet"), df)
     inc(wh, make_source(folder), folder)
     got = wh.fetch(
-        f"SELECT customer_id, addr, json_extract_string(addr, '$.street') AS street, json_extract(addr, '$.tags[1]') AS tag, "
-        f"json_array_length(scores) AS n FROM {TABLE.sql} ORDER BY customer_id"
+        "SELECT customer_id, addr, json_extract_string(addr, '$.street') AS street, json_extract(addr, "
+        f"'$.tags[1]') AS tag, json_array_length(scores) AS n FROM {TABLE.sql} ORDER BY customer_id"
     )
     assert got["addr"][0] == '{"street": "Main St 1", "tags": ["a", "b"], "since": "2020-01-02T00:00:00"}'
     assert (got["street"][0], json.loads(got["tag"][0]), list(got["n"])) == ("Main St 1", "b", [2, 0])
@@ -779,8 +779,8 @@ def test_a_watermark_out_of_range_says_so_and_gives_the_range(folder, wh):
     inc(wh, make_source(folder), folder)
     reasons = list(wh.fetch(f"SELECT reason FROM {REJECTED.sql} ORDER BY row")["reason"])
     assert (
-        reasons[0]
-        == "updated_at '9999-**-*****:**:**' is out of range: the supported range is 1677-09-22 to 2262-04-11 (UTC); use a date within it"
+        reasons[0] == "updated_at '9999-**-*****:**:**' is out of range: "
+        "the supported range is 1677-09-22 to 2262-04-11 (UTC); use a date within it"
     )
     assert reasons[1].startswith("updated_at 'soon' is not a date/time")
 

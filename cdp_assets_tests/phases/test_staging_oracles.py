@@ -323,8 +323,9 @@ def test_email_corpus_agrees_with_email_validator(wh):
     agree, ascii_agree, n_ascii = _email_agreement(values, got)
     differences = sorted({(v, o, oracle_email(v)) for v, o in zip(values, got) if o != oracle_email(v)}, key=str)
     print(
-        f"\nemail corpus against email-validator {email_validator.__version__}: {agree}/{len(values)} agree "
-        f"({100.0 * agree / len(values):.2f}%); ASCII only {ascii_agree}/{n_ascii} ({100.0 * ascii_agree / n_ascii:.2f}%)"
+        f"\nemail corpus against email-validator {email_validator.__version__}: "
+        f"{agree}/{len(values)} agree ({100.0 * agree / len(values):.2f}%); ASCII "
+        f"only {ascii_agree}/{n_ascii} ({100.0 * ascii_agree / n_ascii:.2f}%)"
     )
     for d in differences[:30]:
         print("  difference (raw, ours, email-validator):", d)

@@ -45,7 +45,8 @@ def test_a_second_process_is_refused_by_duckdb_with_a_clear_message_and_writes_n
         [
             sys.executable,
             "-c",
-            f"import duckdb, time; c = duckdb.connect({str(loaded.duckdb_path)!r}); print('ready', flush=True); time.sleep(120)",
+            f"import duckdb, time; c = duckdb.connect({str(loaded.duckdb_path)!r}); "
+            "print('ready', flush=True); time.sleep(120)",
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -100,7 +100,8 @@ def test_no_token_appears_in_any_output_of_a_run(engine_settings, tmp_path):
     text = run.stdout + run.stderr + "".join(rendered)
     assert "checks passed" in run.stdout and list(home.rglob("*.db")), "the run must have written its event log"
     leaks = [f"stdout/stderr: {n[:6]!r}" for n in needles if n.decode() in text]
-    # event log and run storage (SQLite), compute logs, the report (Markdown and PNG), the rendered SQL, the project's files
+    # event log and run storage (SQLite), compute logs, the report (Markdown and PNG), the rendered SQL,
+    # the project's files
     leaks += (
         _occurrences(home, needles)
         + _occurrences(tmp_path / "sql", needles)

@@ -16,7 +16,8 @@ def test_explain_prints_the_chain_of_rows_linking_two_identifiers(project, insta
     plan = u.build_id_plans(project)[0]
     with wh.session():
         biggest = wh.fetch(
-            f'SELECT "{plan.name}" AS cid, COUNT(*) AS n FROM {plan.ref("lookup").sql} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1'
+            f'SELECT "{plan.name}" AS cid, COUNT(*) AS n FROM '
+            f'{plan.ref("lookup").sql} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1'
         ).iloc[0]
         assert biggest["n"] >= 3
         rows = component_rows(wh, plan, biggest["cid"])

@@ -192,7 +192,8 @@ def test_chain_of_1024_records_converges_in_logarithmic_rounds(wh, seed):
     assert result.converged
     assert lookup["unified_id"].nunique() == 1 and len(lookup) == 1025
     print(
-        f"chain of 1024 records (labels {'sorted' if seed is None else f'shuffled, seed {seed}'}): {result.rounds} rounds"
+        "chain of 1024 records (labels "
+        f"{'sorted' if seed is None else f'shuffled, seed {seed}'}): {result.rounds} rounds"
     )
     assert result.rounds <= 22
 

@@ -163,7 +163,8 @@ def test_going_beyond_treasure_data_loads_and_says_how_td_would_differ(tmp_path:
     # merge_iterations (TD stops after 3): the file loads; each difference is one line.
     text = TEMPLATE_UNIFY.replace(
         "    merge_by_keys: [td_client_id, td_global_id, time]",
-        "    merge_by_keys: [td_client_id, td_global_id, time]\n    do_not_merge_key: td_client_id\n    merge_iterations: 5",
+        "    merge_by_keys: [td_client_id, td_global_id, time]\n"
+        "    do_not_merge_key: td_client_id\n    merge_iterations: 5",
     )
     assert text != TEMPLATE_UNIFY
     unify = load_config(unification_only_project(tmp_path, unify_text=text)).unification
