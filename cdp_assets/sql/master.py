@@ -38,6 +38,17 @@ def master_rules_frame(master: MasterTable) -> pd.DataFrame:
     )
 
 
+def _order_columns(order_by: str | None) -> str:
+    """A candidate's sort keys: ``ord_num``, the order_by value as a number where it reads as one
+    (TD's ``time`` is a Unix epoch, often a bigint: as text, 999 would sort after 1000), and
+    ``ord``, its text (timestamps and dates sort right as ISO text). The tables of one attribute
+    may hold the column in different types, hence the common text form."""
+    if order_by is None:
+        return "CAST(NULL AS DOUBLE) AS ord_num, CAST(NULL AS VARCHAR) AS ord"
+    text = f"CAST(e.{quote(order_by)} AS VARCHAR)"
+    return f"TRY_CAST({text} AS DOUBLE) AS ord_num, {text} AS ord"
+
+
 def _candidates_sql(
     attr: MasterAttribute,
     cid: str,
@@ -51,24 +62,22 @@ def _candidates_sql(
         # the newest row first (as order: last by the table's time column).
         for table in (id_tables or {}).get(attr.source_id, []):
             order_by = default_order.get(table)
-            ord_expr = f"CAST(e.{quote(order_by)} AS VARCHAR)" if order_by else "CAST(NULL AS VARCHAR)"
             parts.append(
                 f"SELECT e.{quote(cid)} AS cid, CAST(e.{quote(attr.source_id)} AS VARCHAR) AS value, 1 AS priority, "
-                f"{ord_expr} AS ord, 1 AS newest_first FROM {enriched[table].sql} AS e "
+                f"{_order_columns(order_by)}, 1 AS newest_first FROM {enriched[table].sql} AS e "
                 f"WHERE e.{quote(cid)} IS NOT NULL AND e.{quote(attr.source_id)} IS NOT NULL"
             )
         if not parts:
             return (
                 "SELECT CAST(NULL AS VARCHAR) AS cid, CAST(NULL AS VARCHAR) AS value, 1 AS priority, "
-                "CAST(NULL AS VARCHAR) AS ord, 1 AS newest_first WHERE 1 = 0"
+                f"{_order_columns(None)}, 1 AS newest_first WHERE 1 = 0"
             )
     for sc in attr.source_columns:
         order_by = sc.order_by or default_order.get(sc.table)
         # order: last picks the newest value; rank ascending, so negate by sorting direction below.
-        ord_expr = f"CAST(e.{quote(order_by)} AS VARCHAR)" if order_by else "CAST(NULL AS VARCHAR)"
         parts.append(
             f"SELECT e.{quote(cid)} AS cid, CAST(e.{quote(sc.column)} AS VARCHAR) AS value, "
-            f"{sc.priority} AS priority, {ord_expr} AS ord, {1 if sc.order == 'last' else 0} AS newest_first "
+            f"{sc.priority} AS priority, {_order_columns(order_by)}, {1 if sc.order == 'last' else 0} AS newest_first "
             f"FROM {enriched[sc.table].sql} AS e WHERE e.{quote(cid)} IS NOT NULL AND e.{quote(sc.column)} IS NOT NULL"
         )
     return "\nUNION ALL\n".join(parts)
@@ -92,8 +101,11 @@ def master_table_sql(
         cand = _candidates_sql(attr, cid, enriched, default_order, id_tables)
         # Best first: lowest priority number, then newest (order: last) or oldest (order: first)
         # by order_by, then value for a deterministic tie-break on every engine.
+        # Numbers compare as numbers (ord_num) before any text comparison (ord).
         ranking = (
-            "ORDER BY priority, CASE WHEN newest_first = 1 THEN ord END DESC NULLS LAST, "
+            "ORDER BY priority, CASE WHEN newest_first = 1 THEN ord_num END DESC NULLS LAST, "
+            "CASE WHEN newest_first = 1 THEN ord END DESC NULLS LAST, "
+            "CASE WHEN newest_first = 0 THEN ord_num END ASC NULLS LAST, "
             "CASE WHEN newest_first = 0 THEN ord END ASC NULLS LAST, value"
         )
         rules_here = f"{rules.sql} AS r WHERE r.position = {i}"  # the rules of this attribute

@@ -276,3 +276,32 @@ def test_one_row_per_lookup_id_and_null_without_values(wh):
     for cid in ("U3", "U4"):
         assert val(df, cid, "email") is None and val(df, cid, "tier") is None
     assert list(df.columns) == ["email", "tier"]
+
+
+def test_a_numeric_order_by_compares_as_numbers_not_text(wh):
+    """TD's ``time`` is a Unix epoch bigint: 999 is older than 1000, though "999" > "1000" as text."""
+    unify = make_unify(
+        [
+            {
+                "name": "latest",
+                "source_columns": [{"table": "crm", "column": "tier", "order": "last", "order_by": "time"}],
+            },
+            {
+                "name": "oldest",
+                "source_columns": [{"table": "crm", "column": "tier", "order": "first", "order_by": "time"}],
+            },
+        ]
+    )
+    master = unify.master_tables[0]
+    crm = pd.DataFrame(
+        {"unified_id": ["U1", "U1", "U1"], "tier": ["nine", "ten", "eleven"], "time": [999, 1000, 10]}
+    ).astype({"unified_id": "string", "tier": "string", "time": "int64"})
+    wh.write_dataframe(ENRICHED["crm"], crm)
+    wh.write_dataframe(ENRICHED["pos"], crm.iloc[0:0])
+    wh.write_dataframe(LOOKUP, pd.DataFrame({"unified_id": ["U1"], "id": ["v0"]}).astype("string"))
+    wh.write_dataframe(RULES, master_rules_frame(master))
+    out = TableRef(SCHEMA, master.name)
+    wh.build_table(out, master_table_sql(master, unify, LOOKUP, ENRICHED, RULES, DEFAULT_ORDER))
+    df = wh.fetch(f"SELECT * FROM {out.sql}").set_index("unified_id")
+    assert val(df, "U1", "latest") == "ten"
+    assert val(df, "U1", "oldest") == "eleven"
