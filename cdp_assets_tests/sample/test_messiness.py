@@ -169,6 +169,29 @@ def test_attributes_are_json_objects_with_awkward_keys(root):
     assert any(isinstance(v["tags"], list) and len(v["tags"]) >= 2 for v in values)
 
 
+def test_attributes_staged_by_the_example_json_rule_match_json_loads(wh, root):
+    staged = stage(wh, root, "loyalty/members", only=("profile",))
+    paths = {
+        "tier": ["tier"],
+        "points": ["points"],
+        "store": ["preferred store"],
+        "source": ["$source"],
+        "city": ["address", "city"],
+    }
+    checked = 0
+    for _, row in staged.iterrows():
+        doc = json.loads(row["attributes"]) if row["attributes"] else {}
+        for out, keys in paths.items():
+            want = doc
+            for k in keys:
+                want = want.get(k) if isinstance(want, dict) else None
+            assert row[f"profile_{out}"] == (None if want is None else str(want)), (row["attributes"], out)
+        tags = row["profile_tags"]
+        assert (None if tags is None else list(tags)) == doc.get("tags"), row["attributes"]
+        checked += bool(doc)
+    assert checked >= 100
+
+
 def test_sent_at_in_four_spellings_reads_as_the_client_time(wh, root):
     staged = stage(wh, root, "web/events")
     sent = staged["sent_at"]
