@@ -162,8 +162,8 @@ def markdown(now: dict, before: dict | None) -> str:
         "one description (`LoadCatalog`) instead of a look-up per table. On TD a schema, a description or a "
         "listing is an API call, not a job, and Trino already answered `CREATE TABLE AS` with its count: only "
         "hist-union's input counts, now one query per step, saved jobs there. What is left on DuckDB (a "
-        "statement log of the run): about 60 for swaps (two per published table, state tables included), 62 descriptions "
-        "(the loads' catalogs and every built table's `dagster/column_schema`), 49 `CREATE TABLE AS`, 20 "
+        "statement log of the run): about 60 for swaps (two per published table, state tables included), 62 "
+        "descriptions (the loads' catalogs and every built table's `dagster/column_schema`), 49 `CREATE TABLE AS`, 20 "
         "single-table counts, 19 schema listings and 19 `CREATE SCHEMA` (once per step), and the queries "
         "of the steps themselves; the target of 150 needs fewer steps' worth of bookkeeping (state tables, "
         "per-step descriptions), which is a design change, not a safe reduction.",

@@ -15,7 +15,10 @@ CODE = ["cdp_assets", "cdp_assets_tests", "bench"]
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["check", "format"])
 def test_ruff_passes(command):
-    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    # The venv's ruff first: it is the pinned version (another ruff on PATH may format otherwise).
+    pinned = Path(sys.executable).parent / "ruff"
+    ruff = str(pinned) if pinned.exists() else shutil.which("ruff")
+    assert ruff, "ruff is not installed: pip install -e '.[test]'"
     done = subprocess.run(
         [ruff, *command, *CODE],
         cwd=REPO_ROOT,
