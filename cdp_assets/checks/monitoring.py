@@ -21,6 +21,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     BetaWarning,
+    DefaultSensorStatus,
     SupersessionWarning,
     build_column_schema_change_checks,
     build_last_update_freshness_checks,
@@ -134,10 +135,15 @@ def build_freshness_checks(loaded: LoadedConfig) -> list:
 
 def build_freshness_sensor(loaded: LoadedConfig):
     """Evaluates the freshness checks between runs (a table goes stale when no run comes):
-    Dagster's sensor for them, off until turned on in the UI or with ``dagster sensor start``."""
+    Dagster's sensor for them. It starts runs (of the checks), so it follows
+    ``sensors.default_status`` like the other run-starting sensors."""
     with warnings.catch_warnings():  # "superseded" by FreshnessPolicy, which raises no check result to alert on
         warnings.simplefilter("ignore", SupersessionWarning)
-        return build_sensor_for_freshness_checks(freshness_checks=build_freshness_checks(loaded), name="cdp_freshness")
+        return build_sensor_for_freshness_checks(
+            freshness_checks=build_freshness_checks(loaded),
+            name="cdp_freshness",
+            default_status=DefaultSensorStatus(loaded.pipeline.sensors.default_status.upper()),
+        )
 
 
 def build_schema_change_checks(loaded: LoadedConfig) -> list:

@@ -21,7 +21,7 @@ from cdp_assets.engines.databricks import DatabricksWarehouse
 from cdp_assets.engines.spark import stop_spark_session
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import DIALECTS, TableRef
-from cdp_assets.sql.master import master_table_sql
+from cdp_assets.sql.master import master_rules_frame, master_table_sql
 from cdp_assets_tests.unify.test_loop import (
     INVALID,
     KEYS,
@@ -314,8 +314,8 @@ def test_master_array_attribute_keeps_rank_order(duck, spark):
         }
     ).astype({"unified_id": "string", "email": "string", "name": "string"})
     lookup = pd.DataFrame({"unified_id": ["x", "y"]}).astype("string")
-    rules = pd.DataFrame(columns=["attribute", "kind", "value"]).astype("string")
     master = unify.master_tables[0]
+    rules = master_rules_frame(master)  # no rules: an empty table with the rules' columns
     schema = "cdp_unification_t"
     refs = {"people": TableRef(schema, "enriched_people")}
     got = {}
