@@ -78,13 +78,22 @@ def component_rows(wh: WarehouseResource, plan: u.IdPlan, cid: str) -> list[tupl
         for row in df.to_dict("records"):
             ids = [Identifier(k, str(row[c])) for c, k in cols if row.get(c) is not None and not pd.isna(row[c])]
             ids = [i for i in ids if i in inside]
-            shown = {
-                c: str(row[c])
-                for c in row
-                if not c.startswith("_cdp") and c != plan.name and row[c] is not None and not pd.isna(row[c])
-            }
+            shown = {c: _shown(row[c]) for c in row if not c.startswith("_cdp") and c != plan.name and _present(row[c])}
             out.append((t.alias, shown, ids))
     return out
+
+
+def _present(value) -> bool:
+    """A value to show: not NULL (an array, e.g. a json rule's ``type: array`` output, always is)."""
+    if value is None:
+        return False
+    return not (pd.api.types.is_scalar(value) and pd.isna(value))
+
+
+def _shown(value) -> str:
+    if pd.api.types.is_scalar(value):
+        return str(value)
+    return "[" + ", ".join(str(v) for v in value) + "]"
 
 
 def shortest_chain(rows: list[tuple[str, dict, list[Identifier]]], start: Identifier, goal: Identifier) -> list:
