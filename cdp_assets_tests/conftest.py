@@ -92,3 +92,18 @@ def project(tmp_path: Path) -> LoadedConfig:
 @pytest.fixture
 def instance() -> DagsterInstance:
     return DagsterInstance.ephemeral()
+
+
+def local_spark_warehouse(folder: str | Path):
+    """The Databricks engine on a local Spark session (parquet tables, no Unity Catalog), its
+    tables under ``folder``: the way every Spark test reaches the Databricks dialect."""
+    from cdp_assets.engines.databricks import DatabricksWarehouse  # imported late: pulls in pyspark
+
+    return DatabricksWarehouse(
+        local_spark_dir=str(Path(folder) / "warehouse"),
+        sql_dialect="spark",
+        table_format="parquet",
+        optimize_tables=False,
+        use_catalog=False,
+        catalog=None,
+    )

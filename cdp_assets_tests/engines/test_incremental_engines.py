@@ -6,15 +6,14 @@ keys, updated keys, a late file with older timestamps, rows without a key, a his
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 
 import pytest
 
-from cdp_assets.engines.databricks import DatabricksWarehouse
 from cdp_assets.engines.spark import stop_spark_session
 from cdp_assets_tests.engines.test_treasure_data import engine as td_engine
 from cdp_assets_tests.engines.test_treasure_data import td  # noqa: F401 - the fake's fixture
 from cdp_assets_tests.phases.test_incremental import SRC, STG, apply_load, run_and_compare
+from cdp_assets_tests.conftest import local_spark_warehouse
 
 LOADS = [
     ("historical", [("C1", "a@x.com", "ann", 1), ("C2", "b@x.com", "bob", 1), ("C3", "bad", None, 1)]),
@@ -41,14 +40,7 @@ def replay(wh, loads=LOADS) -> list[str]:
 @pytest.mark.spark
 def test_on_local_spark_incremental_runs_equal_a_full_refresh():
     with tempfile.TemporaryDirectory() as d:
-        wh = DatabricksWarehouse(
-            local_spark_dir=str(Path(d) / "warehouse"),
-            sql_dialect="spark",
-            table_format="parquet",
-            optimize_tables=False,
-            use_catalog=False,
-            catalog=None,
-        )
+        wh = local_spark_warehouse(d)
         assert wh.upsert_mode == "rebuild"  # parquet: no MERGE, no DELETE
         try:
             with wh.session():

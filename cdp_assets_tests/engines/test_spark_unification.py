@@ -17,11 +17,11 @@ import pytest
 from cdp_assets.config.unify import UnifyConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.engines.duckdb import DuckDBWarehouse
-from cdp_assets.engines.databricks import DatabricksWarehouse
 from cdp_assets.engines.spark import stop_spark_session
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import DIALECTS, TableRef
 from cdp_assets.sql.master import master_rules_frame, master_table_sql
+from cdp_assets_tests.conftest import local_spark_warehouse
 from cdp_assets_tests.unify.test_loop import (
     INVALID,
     KEYS,
@@ -45,14 +45,7 @@ PLAN_SCHEMA = "cdp_unification_t"
 def spark_wh():
     with tempfile.TemporaryDirectory() as d:
         # The Databricks engine on a local Spark session, through the connector's cursor interface.
-        wh = DatabricksWarehouse(
-            local_spark_dir=str(Path(d) / "warehouse"),
-            sql_dialect="spark",
-            table_format="parquet",
-            optimize_tables=False,
-            use_catalog=False,
-            catalog=None,
-        )
+        wh = local_spark_warehouse(d)
         wh.verify_connection()  # start Spark once, here
         with wh.session():
             yield wh

@@ -23,6 +23,7 @@ from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql.dialects import TableRef, valid_regexp_matches
 from cdp_assets.sql.regex import check_syntax, pattern_for, re2_lacks, unsupported_constructs
 from cdp_assets.sql.unification import time_expr
+from cdp_assets_tests.conftest import local_spark_warehouse
 
 # (pattern, value, Java's answer). Rows marked portable mean the same in RE2 and Java as they are.
 REGEX_CASES: list[tuple[str, str, bool, bool]] = [
@@ -328,18 +329,10 @@ def test_epoch_time_bigint_and_text_on_duckdb(duck):
 
 @pytest.fixture(scope="module")
 def spark():
-    from cdp_assets.engines.databricks import DatabricksWarehouse
     from cdp_assets.engines.spark import stop_spark_session
 
     with tempfile.TemporaryDirectory() as d:
-        wh = DatabricksWarehouse(
-            local_spark_dir=str(Path(d) / "warehouse"),
-            sql_dialect="spark",
-            table_format="parquet",
-            optimize_tables=False,
-            use_catalog=False,
-            catalog=None,
-        )
+        wh = local_spark_warehouse(d)
         wh.verify_connection()
         with wh.session():
             yield wh
