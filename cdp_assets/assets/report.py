@@ -17,7 +17,6 @@ from cdp_assets.report_charts import write_chart
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.checks import latest_loop_sql
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.engine_meta import row_counts_sql
 from cdp_assets.sql.report import component_sizes_sql, id_profile_sql, latest_run_rows_changed_sql
 from cdp_assets.sql.unification_pipeline import enriched_ref
 
@@ -98,12 +97,11 @@ def render_report(
         f"UTC by run `{context.run.run_id}` on {wh.describe()}.",
         "",
     ]
-    # Which tables exist (one description), and all their row counts (one query).
+    # Which tables exist (one description), and all their row counts (one round trip).
     refs = {key: TableRef(key.path[0], key.path[-1]) for key in upstream}
     described = wh.describe_tables(list(refs.values()))
     present = [ref for ref in refs.values() if described[ref] is not None]
-    counted = wh.fetch(row_counts_sql(present)).iloc[0] if present else {}
-    row_count = {(ref.schema, ref.name): int(counted[f"t{i}"]) for i, ref in enumerate(present)}
+    row_count = {(ref.schema, ref.name): n for ref, n in wh.row_counts(present).items()}
     for phase in ("ingestion", "hist_union", "staging", "unification"):
         keys = [k for k in upstream if phase_of(k, loaded) == phase]
         table_lines, steps, jobs, statuses = [], set(), [], []

@@ -174,7 +174,7 @@ def round_steps(plan: u.IdPlan, keep_loop_tables: bool = False) -> RoundSteps:
         # Printed under round 1's name; the runner writes each round's under its own.
         keep = Step(f"{n}_keep_labels", PUBLISH, lambda t: u.copy_sql(t(labels)), kept_round_ref(plan, 1))
     return RoundSteps(
-        edges_left=Step(f"{n}_edges_left", SCALAR, lambda t: row_count_sql(t(edges))),
+        edges_left=Step(f"{n}_edges_left", SCALAR, lambda t: row_count_sql(t(edges)), counts=edges),
         hook=Step(f"{n}_hook", SCRATCH, lambda t: u.hook_sql(t(edges)), hooks),
         unresolved_pointers=Step(f"{n}_unresolved_pointers", SCALAR, lambda t: u.unresolved_pointers_sql(t(hooks))),
         jump=Step(f"{n}_jump", SCRATCH, lambda t: u.jump_sql(t(hooks)), hooks),

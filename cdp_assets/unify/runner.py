@@ -103,7 +103,7 @@ class StepRunner:
                     wh.drop(old)
                 return wh.row_count(ref) if step.counted else None
             if step.kind == SCALAR:
-                return wh.scalar(sql)
+                return wh.row_count(self.tables(step.counts)) if step.counts is not None else wh.scalar(sql)
             return wh.fetch(sql)
 
     def compact(self, step: Step) -> None:
