@@ -79,9 +79,13 @@ def _write_state(wh: WarehouseResource, target: TableRef, rows: list[dict]) -> N
     wh.replace_with_dataframe(inc.state_ref(target), frame.astype(inc.STATE_COLUMNS))
 
 
-def _totals(wh: WarehouseResource, ref: TableRef) -> tuple[int, object]:
-    row = wh.fetch(inc.input_totals_sql(ref)).iloc[0]
-    return int(row["rows_total"]), row["newest"]
+def _totals(wh: WarehouseResource, inputs: list[tuple[TableRef, list[str]]]) -> list[tuple[int, object]]:
+    """Each input's (rows, newest load time), in one query; (0, None) for an input without
+    load times."""
+    timed = [ref for ref, cols in inputs if inc.LOADED_AT in cols]
+    rows = wh.fetch(inc.input_totals_sql(timed)) if timed else pd.DataFrame()
+    by_ref = {ref: (int(r["rows_total"]), r["newest"]) for ref, (_, r) in zip(timed, rows.iterrows())}
+    return [by_ref.get(ref, (0, None)) for ref, _ in inputs]
 
 
 def _lacks_loaded_at(inputs: list[tuple[TableRef, list[str]]]) -> str | None:
@@ -112,7 +116,7 @@ def build_hist_union(
             reason, progress = _hist_union_progress(wh, target, inputs, previous, fingerprint)
         if reason is not None:
             rows = wh.build_table(target, select_sql)
-            totals = [_totals(wh, ref) if inc.LOADED_AT in cols else (0, None) for ref, cols in inputs]
+            totals = _totals(wh, inputs)
             _write_state(
                 wh,
                 target,
@@ -216,7 +220,7 @@ def build_staging(
         )
         if reason is not None:
             rows = wh.build_table(target, select_sql)
-            total, newest = _totals(wh, upstream) if inc.LOADED_AT in upstream_columns else (0, None)
+            ((total, newest),) = _totals(wh, [(upstream, upstream_columns)])
             _write_state(
                 wh,
                 target,

@@ -67,9 +67,16 @@ def input_progress_sql(ref: TableRef, state: TableRef, rank: int) -> str:
     )
 
 
-def input_totals_sql(ref: TableRef) -> str:
-    """One row: all rows and the newest load time (the watermark after a full build)."""
-    return f"SELECT COUNT(*) AS rows_total, MAX(i.{quote(LOADED_AT)}) AS newest FROM {ref.sql} AS i"
+def input_totals_sql(refs: list[TableRef]) -> str:
+    """One row per input, in order (``input_rank`` is its position in ``refs``): all rows and
+    the newest load time (the watermark after a full build). One query for every input: on
+    Treasure Data each query is a job."""
+    newest = f"MAX(i.{quote(LOADED_AT)}) AS newest"
+    per_input = [
+        f"SELECT {rank} AS input_rank, COUNT(*) AS rows_total, {newest} FROM {ref.sql} AS i"
+        for rank, ref in enumerate(refs)
+    ]
+    return " UNION ALL ".join(per_input) + " ORDER BY input_rank"
 
 
 def key_match(left: str, right: str, key_columns: list[str], null_safe: bool) -> str:
