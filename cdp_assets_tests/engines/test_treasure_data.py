@@ -345,8 +345,10 @@ def test_with_hive_the_pipeline_builds_the_lookup_and_stops_at_the_known_statist
     assert {j.type for j in td.jobs.values()} == {"hive", "bulkload"}
 
 
-def test_trinos_answer_to_create_table_as_is_the_row_count_and_hive_is_counted(td):
-    for query_engine, counts in (("presto", 0), ("hive", 1)):
+def test_trinos_answer_to_create_table_as_is_the_row_count_and_hive_is_counted_by_the_table_listing(td):
+    # Neither needs a second job: Trino answers CREATE TABLE AS with its rows, and TD's table
+    # listing carries every table's record count (Hive's answer is empty).
+    for query_engine in ("presto", "hive"):
         wh = engine(td, query_engine=query_engine)
         before = set(td.jobs)
         assert (
@@ -356,7 +358,21 @@ def test_trinos_answer_to_create_table_as_is_the_row_count_and_hive_is_counted(t
             == 3
         )
         issued = [td.jobs[j].query for j in td.jobs if j not in before]
-        assert sum("COUNT(*)" in q for q in issued) == counts, issued
+        assert len(issued) == 1 and "CREATE TABLE" in issued[0], issued
+
+
+def test_row_counts_come_from_the_table_listing_without_a_job(td):
+    wh = engine(td)
+    small, large = TableRef("cdp_src", "counted_small"), TableRef("cdp_src", "counted_large")
+    wh.build_table(small, "SELECT 1 AS v")
+    wh.build_table(large, "SELECT v FROM UNNEST(SEQUENCE(1, 250)) AS t(v)")
+    td.sql('INSERT INTO "cdp_src"."counted_small" (v) VALUES (2), (3)')  # written outside the engine
+    before = set(td.jobs)
+    assert wh.row_counts([small, large]) == {small: 3, large: 250}
+    assert wh.row_count(large) == 250
+    assert set(td.jobs) == before  # no job: API calls only
+    with pytest.raises(WarehouseError, match="counted_missing does not exist"):
+        wh.row_count(TableRef("cdp_src", "counted_missing"))
 
 
 def test_api_calls_are_retried_but_a_failed_swap_is_not_repeated(td):
