@@ -373,6 +373,14 @@ def test_row_counts_come_from_the_table_listing_without_a_job(td):
     assert set(td.jobs) == before  # no job: API calls only
     with pytest.raises(WarehouseError, match="counted_missing does not exist"):
         wh.row_count(TableRef("cdp_src", "counted_missing"))
+    # A scratch table (the loop's edges) is counted by Trino's answer to its CREATE TABLE AS: one job.
+    scratch = wh.scratch_ref(small)
+    with wh.session():
+        wh.create_scratch(scratch, f"SELECT v FROM {large.sql} WHERE v > 200")
+        requests = len(td.requests)
+        assert wh.row_count(scratch) == 50 and len(td.requests) == requests  # no API call either
+        wh.drop(scratch)
+    assert len(td.jobs) == len(before) + 1 and not wh.table_exists(scratch)
 
 
 def test_api_calls_are_retried_but_a_failed_swap_is_not_repeated(td):
