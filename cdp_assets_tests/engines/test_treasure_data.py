@@ -30,6 +30,10 @@ from cdp_assets_tests.engines.test_spark_unification import normalized
 from cdp_assets_tests.fakes.td_api import FakeTreasureData
 
 KEY = "4321/" + "9f3c" * 10
+# Jobs per run of the sample's shape: issue 12's target, and what this branch reached (149 before:
+# row counts from TD's table listing, measures taken from the builds; docs/treasure-data-jobs.md).
+TARGET_TD_JOBS = 80
+CEILING_TD_JOBS = 116  # reached 114 (docs/benchmarks.md, "Statements per run")
 
 
 @pytest.fixture
@@ -296,6 +300,9 @@ def test_the_whole_pipeline_on_the_fake_passes_every_check_and_equals_duckdbs_ta
         result = run_pipeline(loaded)
         checks = check_results(result)
         assert result.success and checks and all(checks.values()), {k: v for k, v in checks.items() if not v}
+    # One run of the sample's shape, every job the fake ran (query and bulk-import jobs): a count is
+    # deterministic. Issue 12's target of 80 is reported met or not in docs/benchmarks.md.
+    assert len(td.jobs) <= CEILING_TD_JOBS, f"{len(td.jobs)} TD jobs (target {TARGET_TD_JOBS})"
     assert len([j for j in td.jobs.values() if j.type == "presto"]) > 50  # every statement ran as a TD job
     duck, tdw = DuckDBWarehouse(path=str(duck_loaded.duckdb_path)), engine(td, database=td_loaded.pipeline.src_schema)
     schemas = [duck_loaded.pipeline.src_schema, duck_loaded.pipeline.stg_schema, duck_loaded.unification.schema]
