@@ -85,7 +85,7 @@ def _totals(wh: WarehouseResource, inputs: list[tuple[TableRef, list[str]]]) -> 
     load times."""
     timed = [ref for ref, cols in inputs if inc.LOADED_AT in cols]
     rows = wh.fetch(inc.input_totals_sql(timed)) if timed else pd.DataFrame()
-    by_ref = {ref: (int(r["rows_total"]), r["newest"]) for ref, (_, r) in zip(timed, rows.iterrows())}
+    by_ref = {timed[int(r["input_rank"])]: (int(r["rows_total"]), r["newest"]) for _, r in rows.iterrows()}
     return [by_ref.get(ref, (0, None)) for ref, _ in inputs]
 
 
