@@ -177,7 +177,7 @@ def markdown(now: dict, before: dict | None) -> str:
         "hist-union's input counts (4) and its inputs' totals, now one query per step (4), the enriched "
         "checks' coverage queries (4; the enrichment counted those rows as it built the table), the "
         "report's 7 (row counts from the listing, coverage from the enrichment's metadata while the row "
-        "count still matches, the profile and the loop history one query each), and staging's watermark "
+        "count still matches, the profile and the loop history one query each), staging's watermark "
         "query, which a full build now runs with its rule counts (4), and the enrichment's coverage, one "
         "query for every enriched table after they are built (3). What is left: 37 bulk imports "
         "(per object 6 in ingestion: the historical and "
