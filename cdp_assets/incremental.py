@@ -31,6 +31,7 @@ class BuildResult:
     reason: str = ""  # why a full build (empty when incremental or unchanged)
     rows_read: int = 0  # new input rows the run read (all input rows for a full build)
     changed_keys: int = 0  # keys whose rows were replaced (incremental)
+    measures: pd.Series | None = None  # the caller's measures of the built table, when taken with the totals
 
 
 def _fingerprint(*parts: object) -> str:
@@ -79,9 +80,13 @@ def _write_state(wh: WarehouseResource, target: TableRef, rows: list[dict]) -> N
     wh.replace_with_dataframe(inc.state_ref(target), frame.astype(inc.STATE_COLUMNS))
 
 
-def _totals(wh: WarehouseResource, ref: TableRef) -> tuple[int, object]:
-    row = wh.fetch(inc.input_totals_sql(ref)).iloc[0]
-    return int(row["rows_total"]), row["newest"]
+def _totals(wh: WarehouseResource, inputs: list[tuple[TableRef, list[str]]]) -> list[tuple[int, object]]:
+    """Each input's (rows, newest load time), in one query; (0, None) for an input without
+    load times."""
+    timed = [ref for ref, cols in inputs if inc.LOADED_AT in cols]
+    rows = wh.fetch(inc.input_totals_sql(timed)) if timed else pd.DataFrame()
+    by_ref = {timed[int(r["input_rank"])]: (int(r["rows_total"]), r["newest"]) for _, r in rows.iterrows()}
+    return [by_ref.get(ref, (0, None)) for ref, _ in inputs]
 
 
 def _lacks_loaded_at(inputs: list[tuple[TableRef, list[str]]]) -> str | None:
@@ -112,7 +117,7 @@ def build_hist_union(
             reason, progress = _hist_union_progress(wh, target, inputs, previous, fingerprint)
         if reason is not None:
             rows = wh.build_table(target, select_sql)
-            totals = [_totals(wh, ref) if inc.LOADED_AT in cols else (0, None) for ref, cols in inputs]
+            totals = _totals(wh, inputs)
             _write_state(
                 wh,
                 target,
@@ -200,11 +205,13 @@ def build_staging(
     primary_key: list[str],
     row_by_row: bool = True,
     full_refresh: bool = False,
+    measures_sql: str | None = None,
 ) -> BuildResult:
     """Publish ``render(upstream, columns)`` as ``target``. Staging maps each hist-union row to
     one staged row, so an incremental run stages only the hist-union rows loaded since its
     watermark and replaces the rows of their keys. ``row_by_row`` False (a dedupe across rows)
-    always builds in full."""
+    always builds in full. ``measures_sql``: the caller's one-row query of the built table; a
+    full build runs it with the upstream's totals, in one query (``BuildResult.measures``)."""
     with wh.session():
         select_sql = render(upstream, upstream_columns)
         fingerprint = _fingerprint("staging", select_sql, primary_key)
@@ -216,13 +223,19 @@ def build_staging(
         )
         if reason is not None:
             rows = wh.build_table(target, select_sql)
-            total, newest = _totals(wh, upstream) if inc.LOADED_AT in upstream_columns else (0, None)
+            measures = None
+            if measures_sql is not None and inc.LOADED_AT in upstream_columns:
+                measures = wh.fetch(inc.totals_beside_sql(upstream, measures_sql)).iloc[0]
+                total, newest = int(measures[inc.TOTAL_ROWS_COLUMN]), measures[inc.NEWEST_COLUMN]
+                measures = measures.drop([inc.TOTAL_ROWS_COLUMN, inc.NEWEST_COLUMN])
+            else:
+                ((total, newest),) = _totals(wh, [(upstream, upstream_columns)])
             _write_state(
                 wh,
                 target,
                 [_state_row(0, upstream, total, newest, uuid.uuid4().hex, upstream_generation, fingerprint, "full")],
             )
-            return BuildResult(rows, "full", reason, rows_read=total)
+            return BuildResult(rows, "full", reason, rows_read=total, measures=measures)
         assert previous is not None
         state = inc.state_ref(target)
         progress = wh.fetch(inc.input_progress_sql(upstream, state, 0)).iloc[0]

@@ -12,7 +12,6 @@ from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.incremental import BuildResult, build_hist_union
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.engine_meta import row_counts_sql
 
 GROUP = "hist_union"
 
@@ -40,7 +39,7 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
         context: AssetExecutionContext, warehouse: WarehouseResource, config: IncrementalConfig
     ) -> MaterializeResult:
         with warehouse.session():
-            # Which inputs exist, with their columns (one description), and their row counts (one query).
+            # Which inputs exist, with their columns (one description), and their row counts (one round trip).
             described = warehouse.describe_tables(list(inputs.values()))
             present = [(ref, [c for c, _ in described[ref]]) for ref in inputs.values() if described[ref] is not None]
             if not present:
@@ -48,8 +47,8 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
                     f"{target.display}: none of its inputs {[r.display for r in inputs.values()]} exists; "
                     "materialize the ingestion assets first"
                 )
-            counted = warehouse.fetch(row_counts_sql([ref for ref, _ in present])).iloc[0]
-            input_rows = {ref.display: int(counted[f"t{i}"]) for i, (ref, _) in enumerate(present)}
+            counted = warehouse.row_counts([ref for ref, _ in present])
+            input_rows = {ref.display: counted[ref] for ref, _ in present}
             built = build_hist_union(
                 warehouse, target, present, source.incremental_field, list(obj.primary_key), config.full_refresh
             )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
+from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.metadata import engine_kinds
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.assets.staging import RULE_COUNTS
@@ -15,10 +16,8 @@ from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.report_charts import write_chart
 from cdp_assets.sql import unification as u
-from cdp_assets.sql.checks import latest_loop_sql
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.engine_meta import row_counts_sql
-from cdp_assets.sql.report import component_sizes_sql, id_profile_sql, latest_run_rows_changed_sql
+from cdp_assets.sql.report import component_sizes_sql, latest_run_loop_sql
 from cdp_assets.sql.unification_pipeline import enriched_ref
 
 GROUP = "report"
@@ -98,12 +97,11 @@ def render_report(
         f"UTC by run `{context.run.run_id}` on {wh.describe()}.",
         "",
     ]
-    # Which tables exist (one description), and all their row counts (one query).
+    # Which tables exist (one description), and all their row counts (one round trip).
     refs = {key: TableRef(key.path[0], key.path[-1]) for key in upstream}
     described = wh.describe_tables(list(refs.values()))
     present = [ref for ref in refs.values() if described[ref] is not None]
-    counted = wh.fetch(row_counts_sql(present)).iloc[0] if present else {}
-    row_count = {(ref.schema, ref.name): int(counted[f"t{i}"]) for i, ref in enumerate(present)}
+    row_count = {(ref.schema, ref.name): n for ref, n in wh.row_counts(present).items()}
     for phase in ("ingestion", "hist_union", "staging", "unification"):
         keys = [k for k in upstream if phase_of(k, loaded) == phase]
         table_lines, steps, jobs, statuses = [], set(), [], []
@@ -152,21 +150,20 @@ def render_report(
         lookup = plan.ref("lookup")
         if (lookup.schema, lookup.name) not in row_count:
             continue
-        prof = wh.fetch(id_profile_sql(lookup, plan.name)).iloc[0]
-        ids, idents = int(prof["ids"]), int(prof["identifiers"])
-        loop = wh.fetch(latest_loop_sql(plan.ref("loop_stats"))).iloc[0]
+        sizes = wh.fetch(component_sizes_sql(lookup, plan.name))
+        ids, idents = int(sizes["ids"].sum()), int(sizes["identifiers"].sum())
+        iterations = wh.fetch(latest_run_loop_sql(plan.ref("loop_stats")))
+        loop = iterations.iloc[-1]
+        changed = iterations.loc[iterations["iteration"] > 0, "rows_changed"].astype(int).tolist()
         coverage, rows_with_id, rows_total = {}, 0, 0
         for t in plan.tables:
             enriched = enriched_ref(plan.schema, t.alias)
             if (enriched.schema, enriched.name) in row_count:
-                row = wh.fetch(u.coverage_sql(enriched, [plan.name])).iloc[0]
-                n, w = int(row["total_rows"]), int(row[f"with_{plan.name}"])
+                n, w = _enriched_counts(context, wh, enriched, plan.name, row_count[(enriched.schema, enriched.name)])
                 coverage[t.alias] = u.coverage_pct(w, n)
                 rows_with_id += w
                 rows_total += n
-        sizes = wh.fetch(component_sizes_sql(lookup, plan.name))
         overall = u.coverage_pct(rows_with_id, rows_total)
-        changed = wh.fetch(latest_run_rows_changed_sql(plan.ref("loop_stats")))["rows_changed"].astype(int).tolist()
         chart = write_chart(
             loaded.report_path.with_name(f"{loaded.report_path.stem}_{plan.name}.png"),
             coverage,
@@ -212,6 +209,20 @@ def render_report(
     lines.append("- Open the Dagster UI (`dagster dev`) to see the checks and the loop iterations of each run.")
     quality["charts"] = MetadataValue.json([str(c) for c in charts])
     return "\n".join(lines) + "\n", quality
+
+
+def _enriched_counts(
+    context: AssetExecutionContext, wh: WarehouseResource, enriched: TableRef, cid: str, rows_now: int
+) -> tuple[int, int]:
+    """(rows, rows with the id) of an enriched table: what its latest build counted (its
+    ``rows_with_id``) while the table still holds that build's rows, else one query."""
+    event = context.instance.get_latest_materialization_event(table_key(enriched))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    built_rows, with_id = meta.get("dagster/row_count"), meta.get("rows_with_id")
+    if built_rows is not None and with_id is not None and cid in with_id.value and built_rows.value == rows_now:
+        return rows_now, int(with_id.value[cid])
+    row = wh.fetch(u.coverage_sql(enriched, [cid])).iloc[0]
+    return int(row["total_rows"]), int(row[f"with_{cid}"])
 
 
 def _steps_seconds(context: AssetExecutionContext, steps: set[tuple[str, str | None]]) -> float:

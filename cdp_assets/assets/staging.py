@@ -117,11 +117,16 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
                 list(obj.primary_key),
                 row_by_row=row_by_row,
                 full_refresh=config.full_refresh,
+                measures_sql=rule_counts_sql(target, columns) if columns else None,
             )
             rows = built.rows
-            # Each rule's parsed / no-input / unparseable counts, measured once here: the
-            # unparseable_share check and the report read them from this materialization.
-            counts = rule_counts(columns, warehouse.fetch(rule_counts_sql(target, columns)).iloc[0]) if columns else {}
+            # Each rule's parsed / no-input / unparseable counts, measured once (a full build takes
+            # them in its watermark's query): the unparseable_share check and the report read them
+            # from this materialization.
+            measured = built.measures
+            if columns and measured is None:
+                measured = warehouse.fetch(rule_counts_sql(target, columns)).iloc[0]
+            counts = rule_counts(columns, measured) if columns else {}
             table = table_metadata(warehouse, target)[target]
         unparseable = {out: c["unparseable"] for out, c in counts.items()}
         context.log.info(

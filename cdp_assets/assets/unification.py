@@ -37,7 +37,15 @@ from cdp_assets.config.references import external_tables
 # The names of the unification's tables live with its steps; imported from here by the checks.
 from cdp_assets.sql.unification_pipeline import enrich_tables, enriched_ref, master_id_tables  # noqa: F401
 from cdp_assets.unify.preflight import check_unification_inputs
-from cdp_assets.unify.runner import IterationStats, LoopResult, build_key_stats, build_master, enrich_table, run_id_loop
+from cdp_assets.unify.runner import (
+    IterationStats,
+    LoopResult,
+    build_key_stats,
+    build_master,
+    enrich_table,
+    measure_coverage,
+    run_id_loop,
+)
 
 GROUP = "unification"
 IO_MANAGER = "table_io_manager"
@@ -178,18 +186,9 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
         description="Adds the canonical id columns to one source table.",
     )
     def enrich_one_table(context: OpExecutionContext, warehouse: WarehouseResource, alias: str) -> dict:
-        enriched = enrich_table(warehouse, loaded, plans, alias)
-        context.log.info(
-            f"{enriched_ref(schema, alias).display}: {enriched.rows} row(s); coverage {enriched.coverage_pct}"
-        )
-        jobs = engine_jobs_metadata(warehouse)
-        return {
-            "alias": alias,
-            "rows": enriched.rows,
-            "with_id": enriched.with_id,
-            "coverage_pct": enriched.coverage_pct,
-            "engine_jobs": jobs,
-        }
+        rows = enrich_table(warehouse, loaded, plans, alias)
+        context.log.info(f"{enriched_ref(schema, alias).display}: {rows} row(s)")
+        return {"alias": alias, "rows": rows, "engine_jobs": engine_jobs_metadata(warehouse)}
 
     @op(
         pool=WAREHOUSE_POOL,
@@ -200,15 +199,18 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
     def finish_unification(context: OpExecutionContext, warehouse: WarehouseResource, results: list):
         by_alias = {r["alias"]: r for r in results}
         enriched_meta = table_metadata(warehouse, *(enriched_ref(schema, a) for a in tables))
+        # Every enriched table's coverage in one query, after they are all built.
+        coverage = measure_coverage(warehouse, loaded, plans)
         for alias, ref in ((a, enriched_ref(schema, a)) for a in tables):
-            r = by_alias[alias]
+            r, c = by_alias[alias], coverage[alias]
+            context.log.info(f"{ref.display}: coverage {c.coverage_pct}")
             yield Output(
                 ref.display,
                 f"enriched__{alias}",
                 metadata={
                     "dagster/row_count": r["rows"],
-                    "coverage_pct": MetadataValue.json(r["coverage_pct"]),
-                    "rows_with_id": MetadataValue.json(r["with_id"]),
+                    "coverage_pct": MetadataValue.json(c.coverage_pct),
+                    "rows_with_id": MetadataValue.json(c.with_id),
                     **r["engine_jobs"],
                     **enriched_meta[ref],
                 },

@@ -184,11 +184,17 @@ def described(warehouse: WarehouseResource, *refs, context: AssetCheckExecutionC
 def built_this_run(context: AssetCheckExecutionContext, ref) -> list[tuple[str, str]] | None:
     """The columns a table had when this run built it, or None (not built in this run, or its
     build recorded no column schema)."""
+    schema = build_metadata_this_run(context, ref).get(COLUMN_SCHEMA)
+    return None if schema is None else [(c.name, c.type) for c in schema.value.columns]
+
+
+def build_metadata_this_run(context: AssetCheckExecutionContext, ref) -> Mapping[str, Any]:
+    """The metadata of this run's build of ``ref`` (what it measured as it wrote the table), or
+    nothing when this run did not build it."""
     event = context.instance.get_latest_materialization_event(table_key(ref))
     if event is None or event.run_id != context.run.run_id or event.asset_materialization is None:
-        return None
-    schema = event.asset_materialization.metadata.get(COLUMN_SCHEMA)
-    return None if schema is None else [(c.name, c.type) for c in schema.value.columns]
+        return {}
+    return event.asset_materialization.metadata
 
 
 def column_names(description: list[tuple[str, str]] | None) -> list[str]:

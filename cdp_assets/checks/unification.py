@@ -2,7 +2,8 @@
 master tables), enriched tables carry the id, master tables have one row per id.
 
 One step per table: each measures its table once (the engine's description where a table may be
-missing, and one query); the coverage trend comes from the enriched table's build metadata."""
+missing, and one query); the coverage and its trend come from the enriched table's build metadata
+(the enrichment counted the rows with each id as it built the table)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from dagster import AssetCheckSeverity, MetadataValue
 
 from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.unification import enrich_tables, enriched_ref
-from cdp_assets.checks import Check, asset_checks, check_result, column_names, described
+from cdp_assets.checks import (
+    Check,
+    asset_checks,
+    build_metadata_this_run,
+    check_result,
+    column_names,
+    described,
+)
 from cdp_assets.checks import monitoring
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.sql import unification as u
@@ -140,10 +148,8 @@ def _enriched_checks(target: TableRef, ids: list[str], threshold: float, cfg):
         present = [c for c in ids if c in have]
         per_id, rows = {cid: 0.0 for cid in missing}, 0
         if have:
-            row = warehouse.fetch(coverage_measures_sql(target, present)).iloc[0]
-            rows = int(row["total"])
-            for i, cid in enumerate(present):
-                with_id = 0 if pd.isna(row[f"with_id_{i}"]) else int(row[f"with_id_{i}"])
+            rows, with_ids = _coverage_counts(context, warehouse, target, present)
+            for cid, with_id in with_ids.items():
                 per_id[cid] = round(100.0 * with_id / rows, 3) if rows else 0.0
         worst = min(per_id.values(), default=0.0)
         return {
@@ -168,6 +174,18 @@ def _enriched_checks(target: TableRef, ids: list[str], threshold: float, cfg):
         }
 
     return asset_checks(key, specs, evaluate)
+
+
+def _coverage_counts(context, warehouse, target: TableRef, ids: list[str]) -> tuple[int, dict[str, int]]:
+    """(rows, rows with each id): what this run's enrichment counted as it built the table (its
+    ``dagster/row_count`` and ``rows_with_id``), else one query of the table."""
+    built = build_metadata_this_run(context, target)
+    rows, with_id = built.get("dagster/row_count"), built.get("rows_with_id")
+    if rows is not None and with_id is not None and all(cid in with_id.value for cid in ids):
+        return int(rows.value), {cid: int(with_id.value[cid]) for cid in ids}
+    row = warehouse.fetch(coverage_measures_sql(target, ids)).iloc[0]
+    counts = {cid: 0 if pd.isna(row[f"with_id_{i}"]) else int(row[f"with_id_{i}"]) for i, cid in enumerate(ids)}
+    return int(row["total"]), counts
 
 
 def _master_checks(target: TableRef, plan: u.IdPlan):

@@ -21,7 +21,7 @@ from dagster import ConfigurableResource, get_dagster_logger
 from pydantic import PrivateAttr
 
 from cdp_assets.sql.dialects import Dialect, TableRef
-from cdp_assets.sql.engine_meta import connection_check_sql, may_drop_a_schema, row_count_sql
+from cdp_assets.sql.engine_meta import connection_check_sql, may_drop_a_schema, row_count_sql, row_counts_sql
 from cdp_assets.sql.pipeline import create_table_as, drop_table
 
 log = logging.getLogger("cdp_assets.engines")
@@ -332,6 +332,14 @@ class WarehouseResource(ConfigurableResource):
 
     def row_count(self, ref: TableRef) -> int:
         return self.scalar(row_count_sql(ref))
+
+    def row_counts(self, refs: list[TableRef]) -> dict[TableRef, int]:
+        """Each table's row count, in one round trip (``row_counts_sql``); engines whose API
+        knows a table's count without a query override it."""
+        if not refs:
+            return {}
+        counted = self.fetch(row_counts_sql(refs)).iloc[0]
+        return {ref: int(counted[f"t{i}"]) for i, ref in enumerate(refs)}
 
     def drop(self, ref: TableRef) -> None:
         self.run(drop_table(ref))

@@ -112,6 +112,8 @@ class TreasureDataWarehouse(WarehouseResource):
     max_concurrent_steps: int = 4  # steps of a run that may write at once, each with its own jobs
 
     _running_job: str | None = PrivateAttr(default=None)
+    # Scratch tables' row counts as Trino answered their CREATE TABLE AS (see create_scratch).
+    _scratch_rows: dict = PrivateAttr(default_factory=dict)
     # The last transport error or HTTP 5xx of this thread's requests (see _watch_transport).
     _transport: threading.local = PrivateAttr(default_factory=threading.local)
 
@@ -304,7 +306,7 @@ class TreasureDataWarehouse(WarehouseResource):
 
     def create_table_counted(self, ref: TableRef, select_sql: str) -> int:
         # Trino answers CREATE TABLE AS with one row, the rows written: no second job to count
-        # them. Hive answers nothing, and is counted.
+        # them. Hive answers nothing: its table's count comes from the table listing (no job).
         answer = self.fetch(create_table_as(ref, select_sql))
         if list(answer.columns) == ["rows"] and len(answer) == 1:
             return int(answer.iloc[0, 0])
@@ -326,6 +328,32 @@ class TreasureDataWarehouse(WarehouseResource):
 
     def table_exists(self, ref: TableRef) -> bool:
         return ref.name in self.list_tables(ref.schema)
+
+    def create_scratch(self, ref: TableRef, select_sql: str) -> None:
+        # A scratch table is written once, read, and dropped: the count its CREATE TABLE AS
+        # answered stays its count. The loop's decisions (edges left) use that answer, not the
+        # table listing's counter.
+        self._scratch_rows[ref] = self.create_table_counted(ref, select_sql)
+
+    def row_count(self, ref: TableRef) -> int:
+        known = self._scratch_rows.get(ref)
+        return known if known is not None else self.row_counts([ref])[ref]
+
+    def row_counts(self, refs: list[TableRef]) -> dict[TableRef, int]:
+        """From TD's table listing, which carries each table's record count (``count``,
+        ``GET /v3/table/list/:db``): one API call per database and no job, where a
+        ``COUNT(*)`` is a job with its queueing."""
+        out: dict[TableRef, int] = {}
+        by_schema: dict[str, dict] = {}
+        for ref in dict.fromkeys(refs):
+            if ref.schema not in by_schema:
+                tables = self._api(lambda c, s=ref.schema: c.api_client.tables(s), f"-- row counts in {ref.schema}")
+                by_schema[ref.schema] = {t.table_name: t for t in tables}
+            table = by_schema[ref.schema].get(ref.name)
+            if table is None:
+                raise WarehouseError(f"table {ref.display} does not exist, so it has no row count")
+            out[ref] = int(table.count or 0)
+        return out
 
     def columns(self, ref: TableRef) -> list[str]:
         tables = {
@@ -388,6 +416,7 @@ class TreasureDataWarehouse(WarehouseResource):
         self.drop(staging)
 
     def drop(self, ref: TableRef) -> None:
+        self._scratch_rows.pop(ref, None)
         if self.table_exists(ref):
             self._api(lambda c: c.api_client.delete_table(ref.schema, ref.name), f"-- delete table {ref.display}")
 

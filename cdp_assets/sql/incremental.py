@@ -34,6 +34,7 @@ STATE_COLUMNS = {
     "updated_at": "datetime64[us]",
 }
 UPSERT_MODES = ("delete_insert", "merge", "rebuild")
+TOTAL_ROWS_COLUMN, NEWEST_COLUMN = "_cdp_rows_total", "_cdp_newest"  # totals_beside_sql's columns
 
 
 def state_ref(target: TableRef) -> TableRef:
@@ -67,9 +68,27 @@ def input_progress_sql(ref: TableRef, state: TableRef, rank: int) -> str:
     )
 
 
-def input_totals_sql(ref: TableRef) -> str:
-    """One row: all rows and the newest load time (the watermark after a full build)."""
-    return f"SELECT COUNT(*) AS rows_total, MAX(i.{quote(LOADED_AT)}) AS newest FROM {ref.sql} AS i"
+def input_totals_sql(refs: list[TableRef]) -> str:
+    """One row per input, in order (``input_rank`` is its position in ``refs``): all rows and
+    the newest load time (the watermark after a full build). One query for every input: on
+    Treasure Data each query is a job."""
+    newest = f"MAX(i.{quote(LOADED_AT)}) AS newest"
+    per_input = [
+        f"SELECT {rank} AS input_rank, COUNT(*) AS rows_total, {newest} FROM {ref.sql} AS i"
+        for rank, ref in enumerate(refs)
+    ]
+    return " UNION ALL ".join(per_input) + " ORDER BY input_rank"
+
+
+def totals_beside_sql(ref: TableRef, measures_sql: str) -> str:
+    """``measures_sql``'s one row with ``ref``'s totals beside it (``_cdp_rows_total``,
+    ``_cdp_newest``): a full build's watermark measured in the query of the built table the
+    caller runs anyway (staging's rule counts), not in a query of its own."""
+    return (
+        f"SELECT m.*, t.rows_total AS {quote(TOTAL_ROWS_COLUMN)}, t.newest AS {quote(NEWEST_COLUMN)} "
+        f"FROM ({measures_sql.strip()}) AS m CROSS JOIN "
+        f"(SELECT COUNT(*) AS rows_total, MAX(i.{quote(LOADED_AT)}) AS newest FROM {ref.sql} AS i) AS t"
+    )
 
 
 def key_match(left: str, right: str, key_columns: list[str], null_safe: bool) -> str:

@@ -80,13 +80,16 @@ class Tables:
 @dataclass(frozen=True)
 class Step:
     """A named statement. ``output``: the canonical name of the table it creates (PUBLISH,
-    SCRATCH); ``counted``: the runner reads the new table's row count."""
+    SCRATCH); ``counted``: the runner reads the new table's row count. ``counts``: a SCALAR
+    that is the row count of this table (canonical name): the runner asks the engine's
+    ``row_count``, which an engine may answer without a query (TD's table listing)."""
 
     name: str
     kind: str
     build: Callable[[Tables], str]
     output: TableRef | None = None
     counted: bool = False
+    counts: TableRef | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

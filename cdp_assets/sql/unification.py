@@ -783,6 +783,16 @@ def coverage_sql(table: TableRef, cids: list[str]) -> str:
     return f"SELECT COUNT(*) AS total_rows{counts} FROM {table.sql}"
 
 
+def coverage_of_tables_sql(tables: list[tuple[TableRef, list[str]]]) -> str:
+    """Every table's rows (``t<i>_rows``) and rows holding each of its ids (``t<i>_with_<id>``),
+    in one row: one scan per table and one query for all of them (on Treasure Data one job)."""
+    parts = []
+    for i, (table, cids) in enumerate(tables):
+        counts = "".join(f", COUNT({quote(cid)}) AS {quote(f't{i}_with_{cid}')}" for cid in cids)
+        parts.append(f"(SELECT COUNT(*) AS {quote(f't{i}_rows')}{counts} FROM {table.sql}) AS c{i}")
+    return "SELECT * FROM " + " CROSS JOIN ".join(parts)
+
+
 def coverage_pct(with_id: int, total: int) -> float:
     """Percentage of rows with an id, to 2 decimals; a table without rows has 0%."""
     return round(100.0 * with_id / total, 2) if total else 0.0

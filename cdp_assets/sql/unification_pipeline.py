@@ -174,7 +174,7 @@ def round_steps(plan: u.IdPlan, keep_loop_tables: bool = False) -> RoundSteps:
         # Printed under round 1's name; the runner writes each round's under its own.
         keep = Step(f"{n}_keep_labels", PUBLISH, lambda t: u.copy_sql(t(labels)), kept_round_ref(plan, 1))
     return RoundSteps(
-        edges_left=Step(f"{n}_edges_left", SCALAR, lambda t: row_count_sql(t(edges))),
+        edges_left=Step(f"{n}_edges_left", SCALAR, lambda t: row_count_sql(t(edges)), counts=edges),
         hook=Step(f"{n}_hook", SCRATCH, lambda t: u.hook_sql(t(edges)), hooks),
         unresolved_pointers=Step(f"{n}_unresolved_pointers", SCALAR, lambda t: u.unresolved_pointers_sql(t(hooks))),
         jump=Step(f"{n}_jump", SCRATCH, lambda t: u.jump_sql(t(hooks)), hooks),
@@ -240,16 +240,25 @@ def id_steps(
 # ---------------------------------------------------------------------------- after the loops
 
 
-def enrich_steps(
-    plans: list[u.IdPlan], table: u.SourceTablePlan, schema: str, source_columns: list[str]
-) -> tuple[Step, Step]:
-    """The table with its id columns, then how many of its rows got each id (its coverage)."""
+def enrich_step(plans: list[u.IdPlan], table: u.SourceTablePlan, schema: str, source_columns: list[str]) -> Step:
+    """The table with its id columns."""
     target = enriched_ref(schema, table.alias)
-    ids = [p.name for p in plans if p.table(table.alias) is not None]
-    return (
-        Step(target.name, PUBLISH, lambda t: u.enriched_sql(plans, table, source_columns), target),
-        Step(f"{target.name}_coverage", ROWS, lambda t: u.coverage_sql(target, ids)),
-    )
+    return Step(target.name, PUBLISH, lambda t: u.enriched_sql(plans, table, source_columns), target)
+
+
+def coverage_tables(plans: list[u.IdPlan], schema: str) -> list[tuple[str, TableRef, list[str]]]:
+    """Each enriched table (alias, table, the ids it carries), in enrichment order."""
+    return [
+        (alias, enriched_ref(schema, alias), [p.name for p in plans if p.table(alias) is not None])
+        for alias in enrich_tables(plans)
+    ]
+
+
+def coverage_step(plans: list[u.IdPlan], schema: str) -> Step:
+    """How many rows of every enriched table got each id (their coverage), in one query after
+    the enrichments (``u.coverage_of_tables_sql``)."""
+    tables = [(ref, ids) for _, ref, ids in coverage_tables(plans, schema)]
+    return Step("enriched_coverage", ROWS, lambda t: u.coverage_of_tables_sql(tables))
 
 
 def key_stats_steps(plan: u.IdPlan) -> tuple[Step, Step]:
@@ -315,8 +324,10 @@ def unification_pipeline(
     keep = loaded.pipeline.unification_options.keep_loop_tables
     for plan in plans:
         pipeline.extend(id_steps(plan, incremental(plan), previous_lookup(plan), keep).items())
-    for table in enrich_tables(plans).values():
-        pipeline.extend(enrich_steps(plans, table, unify.schema, source_columns(table)))
+    tables = enrich_tables(plans)
+    pipeline.extend(enrich_step(plans, table, unify.schema, source_columns(table)) for table in tables.values())
+    if tables:
+        pipeline.extend([coverage_step(plans, unify.schema)])
     for plan in plans:
         pipeline.extend(key_stats_steps(plan))
     pipeline.extend(master_step(unify, plans, m) for m in unify.master_tables)

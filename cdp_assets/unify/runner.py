@@ -103,7 +103,7 @@ class StepRunner:
                     wh.drop(old)
                 return wh.row_count(ref) if step.counted else None
             if step.kind == SCALAR:
-                return wh.scalar(sql)
+                return wh.row_count(self.tables(step.counts)) if step.counts is not None else wh.scalar(sql)
             return wh.fetch(sql)
 
     def compact(self, step: Step) -> None:
@@ -255,25 +255,32 @@ def _run_rounds(
 
 
 @dataclass(frozen=True)
-class EnrichResult:
-    alias: str
+class Coverage:
     rows: int
     with_id: dict[str, int]  # id -> rows that got it
     coverage_pct: dict[str, float]  # id -> u.coverage_pct
 
 
-def enrich_table(wh: WarehouseResource, loaded: LoadedConfig, plans: list[u.IdPlan], alias: str) -> EnrichResult:
-    """The table with its id columns, and how many of its rows got each id."""
+def enrich_table(wh: WarehouseResource, loaded: LoadedConfig, plans: list[u.IdPlan], alias: str) -> int:
+    """The table with its id columns; its row count."""
     unify = loaded.unification
     assert unify is not None
     table = up.enrich_tables(plans)[alias]
-    runner = StepRunner(wh)
     with wh.session():
-        enriched, coverage = up.enrich_steps(plans, table, unify.schema, wh.columns(table.ref))
-        rows = runner.run(enriched)
-        counts = runner.run(coverage).iloc[0]
-    with_id = {p.name: int(counts[f"with_{p.name}"]) for p in plans if p.table(alias) is not None}
-    return EnrichResult(alias, rows, with_id, {cid: u.coverage_pct(n, rows) for cid, n in with_id.items()})
+        return StepRunner(wh).run(up.enrich_step(plans, table, unify.schema, wh.columns(table.ref)))
+
+
+def measure_coverage(wh: WarehouseResource, loaded: LoadedConfig, plans: list[u.IdPlan]) -> dict[str, Coverage]:
+    """Per enriched table (by alias): its rows and how many got each id, in one query for all."""
+    unify = loaded.unification
+    assert unify is not None
+    counts = StepRunner(wh).run(up.coverage_step(plans, unify.schema)).iloc[0]
+    out = {}
+    for i, (alias, _, ids) in enumerate(up.coverage_tables(plans, unify.schema)):
+        rows = int(counts[f"t{i}_rows"])
+        with_id = {cid: int(counts[f"t{i}_with_{cid}"]) for cid in ids}
+        out[alias] = Coverage(rows, with_id, {cid: u.coverage_pct(n, rows) for cid, n in with_id.items()})
+    return out
 
 
 def build_key_stats(wh: WarehouseResource, plan: u.IdPlan) -> dict[str, int]:
@@ -364,6 +371,8 @@ def run_unification(
         results = [run_id_loop(wh, loaded, plan, run_id, full_refresh=full_refresh) for plan in plans]
         for alias in up.enrich_tables(plans):
             enrich_table(wh, loaded, plans, alias)
+        if up.enrich_tables(plans):
+            measure_coverage(wh, loaded, plans)
         for plan in plans:
             build_key_stats(wh, plan)
         for master in unify.master_tables:

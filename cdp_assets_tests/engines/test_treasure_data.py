@@ -30,6 +30,10 @@ from cdp_assets_tests.engines.test_spark_unification import normalized
 from cdp_assets_tests.fakes.td_api import FakeTreasureData
 
 KEY = "4321/" + "9f3c" * 10
+# Jobs per run of the sample's shape: issue 12's target, and what this branch reached (149 before:
+# row counts from TD's table listing, measures taken from the builds; docs/benchmarks.md).
+TARGET_TD_JOBS = 80
+CEILING_TD_JOBS = 109  # reached 107 (docs/benchmarks.md, "Statements per run")
 
 
 @pytest.fixture
@@ -296,6 +300,9 @@ def test_the_whole_pipeline_on_the_fake_passes_every_check_and_equals_duckdbs_ta
         result = run_pipeline(loaded)
         checks = check_results(result)
         assert result.success and checks and all(checks.values()), {k: v for k, v in checks.items() if not v}
+    # One run of the sample's shape, every job the fake ran (query and bulk-import jobs): a count is
+    # deterministic. Issue 12's target of 80 is reported met or not in docs/benchmarks.md.
+    assert len(td.jobs) <= CEILING_TD_JOBS, f"{len(td.jobs)} TD jobs (target {TARGET_TD_JOBS})"
     assert len([j for j in td.jobs.values() if j.type == "presto"]) > 50  # every statement ran as a TD job
     duck, tdw = DuckDBWarehouse(path=str(duck_loaded.duckdb_path)), engine(td, database=td_loaded.pipeline.src_schema)
     schemas = [duck_loaded.pipeline.src_schema, duck_loaded.pipeline.stg_schema, duck_loaded.unification.schema]
@@ -345,8 +352,10 @@ def test_with_hive_the_pipeline_builds_the_lookup_and_stops_at_the_known_statist
     assert {j.type for j in td.jobs.values()} == {"hive", "bulkload"}
 
 
-def test_trinos_answer_to_create_table_as_is_the_row_count_and_hive_is_counted(td):
-    for query_engine, counts in (("presto", 0), ("hive", 1)):
+def test_trinos_answer_to_create_table_as_is_the_row_count_and_hive_is_counted_by_the_table_listing(td):
+    # Neither needs a second job: Trino answers CREATE TABLE AS with its rows, and TD's table
+    # listing carries every table's record count (Hive's answer is empty).
+    for query_engine in ("presto", "hive"):
         wh = engine(td, query_engine=query_engine)
         before = set(td.jobs)
         assert (
@@ -356,7 +365,29 @@ def test_trinos_answer_to_create_table_as_is_the_row_count_and_hive_is_counted(t
             == 3
         )
         issued = [td.jobs[j].query for j in td.jobs if j not in before]
-        assert sum("COUNT(*)" in q for q in issued) == counts, issued
+        assert len(issued) == 1 and "CREATE TABLE" in issued[0], issued
+
+
+def test_row_counts_come_from_the_table_listing_without_a_job(td):
+    wh = engine(td)
+    small, large = TableRef("cdp_src", "counted_small"), TableRef("cdp_src", "counted_large")
+    wh.build_table(small, "SELECT 1 AS v")
+    wh.build_table(large, "SELECT v FROM UNNEST(SEQUENCE(1, 250)) AS t(v)")
+    td.sql('INSERT INTO "cdp_src"."counted_small" (v) VALUES (2), (3)')  # written outside the engine
+    before = set(td.jobs)
+    assert wh.row_counts([small, large]) == {small: 3, large: 250}
+    assert wh.row_count(large) == 250
+    assert set(td.jobs) == before  # no job: API calls only
+    with pytest.raises(WarehouseError, match="counted_missing does not exist"):
+        wh.row_count(TableRef("cdp_src", "counted_missing"))
+    # A scratch table (the loop's edges) is counted by Trino's answer to its CREATE TABLE AS: one job.
+    scratch = wh.scratch_ref(small)
+    with wh.session():
+        wh.create_scratch(scratch, f"SELECT v FROM {large.sql} WHERE v > 200")
+        requests = len(td.requests)
+        assert wh.row_count(scratch) == 50 and len(td.requests) == requests  # no API call either
+        wh.drop(scratch)
+    assert len(td.jobs) == len(before) + 1 and not wh.table_exists(scratch)
 
 
 def test_api_calls_are_retried_but_a_failed_swap_is_not_repeated(td):

@@ -250,8 +250,17 @@ class FakeTreasureData:
         for t in self._tables(db):
             schema = [[c, _td_type(ty), c] for c, ty in by_table.get(t, []) if c != "time"]
             count = self._db.execute(f"SELECT COUNT(*) FROM {_q(db)}.{_q(t)}").fetchone()[0]
+            # `count` is the table's record count, as TD documents it (required, with the time
+            # the counter was updated): computed here, so it is exact after every write.
             out.append(
-                {"name": t, "type": "log", "count": count, "schema": json.dumps(schema), "estimated_storage_size": 0}
+                {
+                    "name": t,
+                    "type": "log",
+                    "count": count,
+                    "counter_updated_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "schema": json.dumps(schema),
+                    "estimated_storage_size": 0,
+                }
             )
         return {"tables": out, "database": db}
 
