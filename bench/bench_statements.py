@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_statements.py            # about 30 s; writes its section of docs/benchmarks.md
     .venv/bin/python bench/bench_statements.py --no-doc   # print only
+    .venv/bin/python bench/bench_statements.py --no-doc --log stmts.txt  # and every DuckDB statement, by step
 
 Runs the whole pipeline (4 objects, 1 id, 1 master table, 60 generated records) in process on
 DuckDB and on the Treasure Data fake (cdp_assets_tests/fakes/td_api.py, TD's REST API on
@@ -53,11 +54,12 @@ PHASES = [
 ]
 
 
-def run(root: Path, engine: dict | None = None) -> dict:
-    """One run of the sample: {phase: {kind: n}}, and whether every check passed."""
+def run(root: Path, engine: dict | None = None, log: list | None = None) -> dict:
+    """One run of the sample: {phase: {kind: n}}, and whether every check passed; ``log`` gets
+    every statement as (step, kind, SQL)."""
     mutate = (lambda c: c.update(engine=engine)) if engine else None
     loaded = load_config(write_project(root, records=RECORDS, generate=not (root / "data").exists(), mutate=mutate))
-    warehouse = counting(build_warehouse(loaded))
+    warehouse = counting(build_warehouse(loaded), log)
     defs = build_definitions(loaded, warehouse)
     result = defs.resolve_job_def(PIPELINE_JOB).execute_in_process(
         instance=DagsterInstance.ephemeral(), raise_on_error=False
@@ -73,10 +75,10 @@ def run(root: Path, engine: dict | None = None) -> dict:
     }
 
 
-def measure() -> dict:
+def measure(log: list | None = None) -> dict:
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
-        duck = run(root / "duckdb")
+        duck = run(root / "duckdb", log=log)
         fake = FakeTreasureData(TD_KEY)
         url = fake.start()
         os.environ["TD_API_KEY"] = TD_KEY
@@ -176,8 +178,12 @@ def main() -> None:
     parser.add_argument("--no-doc", action="store_true", help="print only, do not write docs/benchmarks.md")
     parser.add_argument("--json", type=Path, help="also write the raw counts to this file")
     parser.add_argument("--before", type=Path, default=HERE / "statements_before.json")
+    parser.add_argument("--log", type=Path, help="write every DuckDB statement of the run, one a line, by step")
     args = parser.parse_args()
-    now = measure()
+    log: list | None = [] if args.log else None
+    now = measure(log)
+    if args.log:
+        args.log.write_text("".join(f"{step} | {kind} | {what}\n" for step, kind, what in log or []))
     if args.json:
         args.json.write_text(json.dumps(now, indent=1, sort_keys=True))
     before = json.loads(args.before.read_text()) if args.before.exists() else None
