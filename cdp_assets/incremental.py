@@ -64,12 +64,18 @@ class _Scratch:
             self.wh._drop_quietly(ref)
 
 
+def _previous_states(wh: WarehouseResource, *targets: TableRef) -> list[pd.DataFrame | None]:
+    """Each target's state rows of its last build (None without a table or a state): every
+    existence in one look-up."""
+    described = wh.describe_tables([ref for t in targets for ref in (t, inc.state_ref(t))])
+    return [
+        None if described[t] is None or described[inc.state_ref(t)] is None else wh.fetch(inc.read_state_sql(t))
+        for t in targets
+    ]
+
+
 def _previous_state(wh: WarehouseResource, target: TableRef) -> pd.DataFrame | None:
-    state = inc.state_ref(target)
-    described = wh.describe_tables([target, state])  # both existences in one look-up
-    if described[target] is None or described[state] is None:
-        return None
-    return wh.fetch(inc.read_state_sql(target))
+    return _previous_states(wh, target)[0]
 
 
 def _write_state(wh: WarehouseResource, target: TableRef, rows: list[dict]) -> None:
@@ -101,8 +107,11 @@ def build_hist_union(
     incremental_field: str,
     primary_key: list[str],
     full_refresh: bool = False,
+    input_totals: list[tuple[int, object]] | None = None,
 ) -> BuildResult:
-    """Publish ``hist_union_sql`` of ``inputs`` as ``target``: incrementally when possible."""
+    """Publish ``hist_union_sql`` of ``inputs`` as ``target``: incrementally when possible.
+    ``input_totals``: each input's (rows, newest load time) when the caller measured them in this
+    step (``inputs_totals_sql``); otherwise measured here after a full build."""
     with wh.session():
         select_sql = hist_union_sql(inputs, incremental_field, primary_key)
         fingerprint = _fingerprint("hist_union", select_sql)
@@ -112,7 +121,12 @@ def build_hist_union(
             reason, progress = _hist_union_progress(wh, target, inputs, previous, fingerprint)
         if reason is not None:
             rows = wh.build_table(target, select_sql)
-            totals = [_totals(wh, ref) if inc.LOADED_AT in cols else (0, None) for ref, cols in inputs]
+            totals = [
+                (input_totals[i] if input_totals is not None else _totals(wh, ref))
+                if inc.LOADED_AT in cols
+                else (0, None)
+                for i, (ref, cols) in enumerate(inputs)
+            ]
             _write_state(
                 wh,
                 target,
@@ -208,9 +222,8 @@ def build_staging(
     with wh.session():
         select_sql = render(upstream, upstream_columns)
         fingerprint = _fingerprint("staging", select_sql, primary_key)
-        upstream_state = _previous_state(wh, upstream)
+        upstream_state, previous = _previous_states(wh, upstream, target)
         upstream_generation = None if upstream_state is None else str(upstream_state["generation"].iloc[0])
-        previous = _previous_state(wh, target)
         reason = _staging_blocker(
             full_refresh, row_by_row, upstream, upstream_columns, target, previous, upstream_generation, fingerprint
         )

@@ -12,7 +12,7 @@ from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.incremental import BuildResult, build_hist_union
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.engine_meta import row_counts_sql
+from cdp_assets.sql import incremental as inc
 
 GROUP = "hist_union"
 
@@ -40,18 +40,28 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
         context: AssetExecutionContext, warehouse: WarehouseResource, config: IncrementalConfig
     ) -> MaterializeResult:
         with warehouse.session():
-            # Which inputs exist, with their columns (one description), and their row counts (one query).
-            described = warehouse.describe_tables(list(inputs.values()))
+            # Which inputs exist, with their columns, and the table and its state (one description:
+            # an engine holding the run keeps it for the build), then the inputs' row counts and
+            # newest load times (one query: the state's watermarks after a full build).
+            described = warehouse.describe_tables([*inputs.values(), target, inc.state_ref(target)])
             present = [(ref, [c for c, _ in described[ref]]) for ref in inputs.values() if described[ref] is not None]
             if not present:
                 raise RuntimeError(
                     f"{target.display}: none of its inputs {[r.display for r in inputs.values()]} exists; "
                     "materialize the ingestion assets first"
                 )
-            counted = warehouse.fetch(row_counts_sql([ref for ref, _ in present])).iloc[0]
-            input_rows = {ref.display: int(counted[f"t{i}"]) for i, (ref, _) in enumerate(present)}
+            counted = warehouse.fetch(inc.inputs_totals_sql([(ref, inc.LOADED_AT in cols) for ref, cols in present]))
+            counted = counted.iloc[0]
+            input_rows = {ref.display: int(counted[f"rows_{i}"]) for i, (ref, _) in enumerate(present)}
+            totals = [(int(counted[f"rows_{i}"]), counted[f"newest_{i}"]) for i in range(len(present))]
             built = build_hist_union(
-                warehouse, target, present, source.incremental_field, list(obj.primary_key), config.full_refresh
+                warehouse,
+                target,
+                present,
+                source.incremental_field,
+                list(obj.primary_key),
+                config.full_refresh,
+                input_totals=totals,
             )
             table = table_metadata(warehouse, target)[target]
         context.log.info(f"{target.display}: {built.rows} row(s) from {input_rows}; {build_summary(built)}")

@@ -156,14 +156,17 @@ def render_report(
         ids, idents = int(prof["ids"]), int(prof["identifiers"])
         loop = wh.fetch(latest_loop_sql(plan.ref("loop_stats"))).iloc[0]
         coverage, rows_with_id, rows_total = {}, 0, 0
-        for t in plan.tables:
-            enriched = enriched_ref(plan.schema, t.alias)
-            if (enriched.schema, enriched.name) in row_count:
-                row = wh.fetch(u.coverage_sql(enriched, [plan.name])).iloc[0]
-                n, w = int(row["total_rows"]), int(row[f"with_{plan.name}"])
-                coverage[t.alias] = u.coverage_pct(w, n)
-                rows_with_id += w
-                rows_total += n
+        present = [
+            (t.alias, ref)
+            for t in plan.tables
+            if ((ref := enriched_ref(plan.schema, t.alias)).schema, ref.name) in row_count
+        ]
+        measured = wh.fetch(u.coverages_sql([ref for _, ref in present], [plan.name])) if present else None
+        for row in [] if measured is None else measured.sort_values("table_index").to_dict("records"):
+            n, w = int(row["total_rows"]), int(row[f"with_{plan.name}"])
+            coverage[present[int(row["table_index"])][0]] = u.coverage_pct(w, n)
+            rows_with_id += w
+            rows_total += n
         sizes = wh.fetch(component_sizes_sql(lookup, plan.name))
         overall = u.coverage_pct(rows_with_id, rows_total)
         changed = wh.fetch(latest_run_rows_changed_sql(plan.ref("loop_stats")))["rows_changed"].astype(int).tolist()

@@ -72,6 +72,17 @@ def input_totals_sql(ref: TableRef) -> str:
     return f"SELECT COUNT(*) AS rows_total, MAX(i.{quote(LOADED_AT)}) AS newest FROM {ref.sql} AS i"
 
 
+def inputs_totals_sql(inputs: list[tuple[TableRef, bool]]) -> str:
+    """Every input's totals in one row: ``rows_<i>`` all rows of input ``i`` and ``newest_<i>`` its
+    newest load time (NULL for an input without the column: ``inputs`` says which have it)."""
+    parts = []
+    for i, (ref, has_loaded_at) in enumerate(inputs):
+        parts.append(f"(SELECT COUNT(*) FROM {ref.sql}) AS rows_{i}")
+        newest = f"(SELECT MAX(i.{quote(LOADED_AT)}) FROM {ref.sql} AS i)" if has_loaded_at else "NULL"
+        parts.append(f"{newest} AS newest_{i}")
+    return "SELECT " + ", ".join(parts)
+
+
 def key_match(left: str, right: str, key_columns: list[str], null_safe: bool) -> str:
     """``left`` and ``right`` hold the same key. A primary key with a NULL part matches nothing
     (such rows are separate records); without a primary key the key is every business column

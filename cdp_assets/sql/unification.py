@@ -783,6 +783,13 @@ def coverage_sql(table: TableRef, cids: list[str]) -> str:
     return f"SELECT COUNT(*) AS total_rows{counts} FROM {table.sql}"
 
 
+def coverages_sql(tables: list[TableRef], cids: list[str]) -> str:
+    """``coverage_sql`` of every table in one query: one row per table, ``table_index`` its place in ``tables``."""
+    return "\nUNION ALL\n".join(
+        f"SELECT {i} AS table_index, * FROM ({coverage_sql(t, cids)}) AS c{i}" for i, t in enumerate(tables)
+    )
+
+
 def coverage_pct(with_id: int, total: int) -> float:
     """Percentage of rows with an id, to 2 decimals; a table without rows has 0%."""
     return round(100.0 * with_id / total, 2) if total else 0.0
