@@ -53,12 +53,12 @@ NAMED_KILLS = [
     "publish:20",
     "step:unify_loop:8",
     "step:unify_loop:30",  # in the middle of the loop's iterations
-    "step:unify_loop:60",
-    "step:enrich_table:3",
+    "step:unify_loop:42",  # graph and lookup published, the watermarks not yet (nightly run)
+    "step:enrich_table:2",  # an enriched table published, its coverage not yet measured
     "step:finish_unification:4",
     "step:customer_master:2",
     "step:cdp_report:1",
-    "step:cdp_report:8",
+    "step:cdp_report:5",
 ]
 SPREAD = 6  # plus this many kills at evenly spaced statement counts over the whole run
 
