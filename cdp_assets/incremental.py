@@ -65,12 +65,18 @@ class _Scratch:
             self.wh._drop_quietly(ref)
 
 
+def _previous_states(wh: WarehouseResource, *targets: TableRef) -> list[pd.DataFrame | None]:
+    """Each target's state rows of its last build (None without a table or a state): every
+    existence in one look-up."""
+    described = wh.describe_tables([ref for t in targets for ref in (t, inc.state_ref(t))])
+    return [
+        None if described[t] is None or described[inc.state_ref(t)] is None else wh.fetch(inc.read_state_sql(t))
+        for t in targets
+    ]
+
+
 def _previous_state(wh: WarehouseResource, target: TableRef) -> pd.DataFrame | None:
-    state = inc.state_ref(target)
-    described = wh.describe_tables([target, state])  # both existences in one look-up
-    if described[target] is None or described[state] is None:
-        return None
-    return wh.fetch(inc.read_state_sql(target))
+    return _previous_states(wh, target)[0]
 
 
 def _write_state(wh: WarehouseResource, target: TableRef, rows: list[dict]) -> None:
@@ -215,9 +221,8 @@ def build_staging(
     with wh.session():
         select_sql = render(upstream, upstream_columns)
         fingerprint = _fingerprint("staging", select_sql, primary_key)
-        upstream_state = _previous_state(wh, upstream)
+        upstream_state, previous = _previous_states(wh, upstream, target)
         upstream_generation = None if upstream_state is None else str(upstream_state["generation"].iloc[0])
-        previous = _previous_state(wh, target)
         reason = _staging_blocker(
             full_refresh, row_by_row, upstream, upstream_columns, target, previous, upstream_generation, fingerprint
         )

@@ -30,10 +30,11 @@ def _step_name() -> str:
     return context.op_execution_context.op.name
 
 
-def counting(engine: WarehouseResource) -> WarehouseResource:
+def counting(engine: WarehouseResource, log: list | None = None) -> WarehouseResource:
     """A copy of ``engine`` (same class and configuration) that counts what it sends in
     ``counts``: {(step, kind): n}. Nested calls count once (a DataFrame load's own statements
-    belong to the load)."""
+    belong to the load). ``log``, when given, gets one (step, kind, what) per counted call: the
+    SQL on one line, or the table a DataFrame load writes (bench_statements.py --log)."""
     base = type(engine)
     depth = {"n": 0}
     tally: Counter = Counter()
@@ -42,6 +43,8 @@ def counting(engine: WarehouseResource) -> WarehouseResource:
         def wrapper(self, *args, **kwargs):
             if depth["n"] == 0:
                 tally[(_step_name(), kind)] += 1
+                if log is not None:
+                    log.append((_step_name(), kind, _what(args[0] if args else kwargs)))
             depth["n"] += 1
             try:
                 return method(self, *args, **kwargs)
@@ -70,6 +73,15 @@ def counting(engine: WarehouseResource) -> WarehouseResource:
     # Dagster makes of the resource is of this class, and so shares the tally.
     cls.counts = property(lambda self: tally)  # type: ignore[attr-defined]
     return copy
+
+
+def _what(first: Any) -> str:
+    """A counted call on one line: its SQL, or the tables a DataFrame load writes."""
+    if isinstance(first, str):
+        return " ".join(first.split())
+    if isinstance(first, list):  # append_frames: [(ref, frame), ...]
+        return "append " + ", ".join(ref.display for ref, _ in first)
+    return f"write {getattr(first, 'display', first)}"
 
 
 def phase_of_steps(defs: Definitions) -> dict[str, str]:

@@ -12,6 +12,7 @@ from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.incremental import BuildResult, build_hist_union
 from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql import incremental as inc
 
 GROUP = "hist_union"
 
@@ -39,8 +40,10 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
         context: AssetExecutionContext, warehouse: WarehouseResource, config: IncrementalConfig
     ) -> MaterializeResult:
         with warehouse.session():
-            # Which inputs exist, with their columns (one description), and their row counts (one round trip).
-            described = warehouse.describe_tables(list(inputs.values()))
+            # Which inputs exist, with their columns, and the table and its state (one description:
+            # an engine holding the run keeps it for the build), then the inputs' row counts and
+            # newest load times (one query: the state's watermarks after a full build).
+            described = warehouse.describe_tables([*inputs.values(), target, inc.state_ref(target)])
             present = [(ref, [c for c, _ in described[ref]]) for ref in inputs.values() if described[ref] is not None]
             if not present:
                 raise RuntimeError(
@@ -50,7 +53,12 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
             counted = warehouse.row_counts([ref for ref, _ in present])
             input_rows = {ref.display: counted[ref] for ref, _ in present}
             built = build_hist_union(
-                warehouse, target, present, source.incremental_field, list(obj.primary_key), config.full_refresh
+                warehouse,
+                target,
+                present,
+                source.incremental_field,
+                list(obj.primary_key),
+                config.full_refresh,
             )
             table = table_metadata(warehouse, target)[target]
         context.log.info(f"{target.display}: {built.rows} row(s) from {input_rows}; {build_summary(built)}")

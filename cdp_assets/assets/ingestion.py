@@ -81,7 +81,9 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
                     raise
                 # One description gives the existence and the column schema (metadata below).
                 table_meta = table_metadata(warehouse, ref)[ref]
-                rows = warehouse.row_count(ref) if COLUMN_SCHEMA in table_meta else 0
+                rows = result.table_rows  # known from the load (its build's count, or rows before + appended)
+                if rows is None:
+                    rows = warehouse.row_count(ref) if COLUMN_SCHEMA in table_meta else 0
                 skipped = result.summary(source.start_date)
                 context.log.info(
                     f"{ref.display}: loaded {result.records_loaded} row(s) from {len(result.files)} file(s); "

@@ -32,6 +32,7 @@ from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.engine_meta import row_counts_sql
 from cdp_assets.config.references import external_tables
 
 # The names of the unification's tables live with its steps; imported from here by the checks.
@@ -171,11 +172,13 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                         **tables_meta[plan.ref("lookup")],
                     },
                 )
-                for s in ("keys", "tables", "loop_stats", "excluded_values"):
+                counted = ("keys", "tables", "loop_stats", "excluded_values")
+                counts = warehouse.fetch(row_counts_sql([plan.ref(s) for s in counted])).iloc[0]  # one query
+                for i, s in enumerate(counted):
                     yield Output(
                         plan.ref(s).display,
                         f"{plan.name}__{s}",
-                        metadata={"dagster/row_count": warehouse.row_count(plan.ref(s)), **tables_meta[plan.ref(s)]},
+                        metadata={"dagster/row_count": int(counts[f"t{i}"]), **tables_meta[plan.ref(s)]},
                     )
         for alias in tables:
             yield DynamicOutput(alias, mapping_key=alias, output_name="to_enrich")

@@ -43,6 +43,7 @@ from cdp_assets.sql.ingestion import (
     open_rejections_sql,
     rejection_keys_sql,
     rows_in_range_sql,
+    rows_summary_sql,
     source_table_rows_sql,
 )
 
@@ -63,6 +64,9 @@ class LoadResult:
     skipped_before_start_date: int = 0
     skipped_duplicate: int = 0
     unchanged_files: int = 0
+    # The table's rows after the load, when the load knows them (its build's count, or the rows
+    # before plus those appended in one unit); None: counted afterwards.
+    table_rows: int | None = None
 
     @property
     def records_skipped(self) -> int:
@@ -500,6 +504,16 @@ def current_watermark(
         return None
     df = wh.fetch(max_watermark_sql(ref, incremental_field))
     return _iso(df.iloc[0, 0])
+
+
+def current_rows_and_watermark(
+    wh: WarehouseResource, ref: TableRef, incremental_field: str, catalog: LoadCatalog = NO_CATALOG
+) -> tuple[int, str | None]:
+    """The table's row count and newest watermark in one query ((0, None) when it does not exist)."""
+    if not catalog.exists(wh, ref):
+        return 0, None
+    row = wh.fetch(rows_summary_sql(ref, incremental_field)).iloc[0]
+    return int(row["n"]), _iso(row["w"])
 
 
 def last_fingerprint(

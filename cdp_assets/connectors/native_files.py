@@ -83,6 +83,9 @@ class FileRows:
     before_start: int = 0  # rows older than start_date (when one was given)
     native: bool = True  # False: read by the Python reader (why_python says why)
     why_python: str = ""
+    # Other temporary tables of the read (DuckDB's CSV reject tables), dropped by the loader with
+    # the rows' table in one round trip.
+    scratch: list[TableRef] = field(default_factory=list)
 
 
 @dataclass
@@ -152,19 +155,22 @@ def _read_natively(
     try:
         wh.query(file_rows_sql(good, read.select, incremental_field), [path.name, loaded_at, *read.params])
         rejected = _csv_rejected_rows(wh, path, read) if read.rejects else []
-    finally:
-        drop_temps(wh, read.rejects)
-    sql = file_checks_sql(good, read.columns, incremental_field, read.inexact, read.null_checked, start is not None)
-    checks = wh.query(sql, [start] if start is not None else []).iloc[0]
-    if int(checks["bad_watermarks"]):
-        bad = int(checks["bad_watermarks"])
-        raise _UsePython(f"{bad} row(s) with a watermark that is not an ISO date/time in range")
-    if int(checks["unusable"]):
-        raise _UsePython(f"{int(checks['unusable'])} row(s) with a NUL character or a value DuckDB would rewrite")
-    if read.inexact:
-        wh.query(drop_column_sql(good, "_cdp_inexact"))
+        sql = file_checks_sql(good, read.columns, incremental_field, read.inexact, read.null_checked, start is not None)
+        checks = wh.query(sql, [start] if start is not None else []).iloc[0]
+        if int(checks["bad_watermarks"]):
+            bad = int(checks["bad_watermarks"])
+            raise _UsePython(f"{bad} row(s) with a watermark that is not an ISO date/time in range")
+        if int(checks["unusable"]):
+            raise _UsePython(f"{int(checks['unusable'])} row(s) with a NUL character or a value DuckDB would rewrite")
+        if read.inexact:
+            wh.query(drop_column_sql(good, "_cdp_inexact"))
+    except BaseException:
+        drop_temps(wh, read.rejects)  # read by the Python reader instead: nothing of this read is kept
+        raise
     newest = None if pd.isna(checks["w"]) else str(checks["w"])
-    return FileRows(good, read.columns, int(checks["n"]), rejected, newest, int(checks["before_start"]))
+    return FileRows(
+        good, read.columns, int(checks["n"]), rejected, newest, int(checks["before_start"]), scratch=read.rejects
+    )
 
 
 def _plan(wh: WarehouseResource, path: Path, incremental_field: str) -> _Read:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from dagster import get_dagster_logger
 
 from cdp_assets.config.models import SourceConfig, SourceObject
@@ -69,7 +70,9 @@ def load_incremental_native(
         catalog = ld.LoadCatalog.describe(wh, [ref, files_ref, ld.rejected_ref(ref)])
         table_columns = set(catalog.columns_of(wh, ref)) if catalog.exists(wh, ref) else set()
         table_exists = bool(table_columns)
-        watermark = ld.current_watermark(wh, ref, field_, catalog) if table_exists else None
+        # Its rows before the load and its watermark, in one query: the rows after it are these
+        # plus the ones appended in the load's unit.
+        rows_before, watermark = ld.current_rows_and_watermark(wh, ref, field_, catalog)
         loaded_at = ld._now()
         versions = ld.latest_versions(wh, files_ref, source.name, obj.name, catalog)
         known = {f: v for (m, f), v in versions.items() if m == "incremental"}
@@ -88,7 +91,7 @@ def load_incremental_native(
                     unchanged += 1  # this content of this file is loaded: nothing in it is new
                     continue
                 read = read_file_rows(wh, path, field_, loaded_at, source.date_order, source.name, start)
-                temps += [read.table] if read.table is not None else []
+                temps += ([read.table] if read.table is not None else []) + read.scratch
                 rejects.append(ld.rejected_frame(path, "incremental", read.rejected, run_id, version))
                 file_before = file_dupes = loaded = 0
                 if read.table is not None and read.rows:
@@ -99,9 +102,12 @@ def load_incremental_native(
                         fresh = temp_ref("fresh")
                         temps.append(fresh)
                         sql = fresh_rows_sql(fresh, read.table, read.columns, field_, start is not None, earlier)
-                        wh.query(sql, [start] if start is not None else [])
-                        summary = wh.query(rows_summary_sql(fresh, field_)).iloc[0]
-                        loaded, file_newest = int(summary["n"]), summary["w"]
+                        # DuckDB answers CREATE TABLE AS with its row count.
+                        loaded = int(wh.query(sql, [start] if start is not None else []).iloc[0, 0])
+                        if loaded != read.rows - file_before:
+                            # Copies were skipped, maybe the newest row: measured on what is kept. (With
+                            # none skipped, the file's newest row, not before start_date, is kept.)
+                            file_newest = wh.query(rows_summary_sql(fresh, field_)).iloc[0]["w"]
                     file_dupes = read.rows - file_before - loaded
                     if loaded:
                         kept.append((fresh, read.columns, loaded))
@@ -132,6 +138,7 @@ def load_incremental_native(
                 skipped_before_start_date=before_start,
                 skipped_duplicate=duplicate,
                 unchanged_files=unchanged,
+                table_rows=rows_before + new_rows,
             )
             statements = []
             if kept:
@@ -164,22 +171,28 @@ def load_historical_native(
     field_ = source.incremental_field
     files = object_files(folder, obj.name, historical=True, fmt=getattr(source.connector, "format", "auto"))
     fp = fingerprint(files)
+    # The object's incremental table is described in the same round trip, for its load (an engine
+    # holding the run keeps the description).
+    incremental = TableRef(schema, f"{source.name}_{obj.name}")
     with wh.session():
-        catalog = ld.LoadCatalog.describe(wh, [ref, log_ref, ld.rejected_ref(ref)])
-        previous = ld.current_watermark(wh, ref, field_, catalog)
+        catalog = ld.LoadCatalog.describe(wh, [ref, log_ref, ld.rejected_ref(ref), incremental])
+        previous_rows, previous = ld.current_rows_and_watermark(wh, ref, field_, catalog)
         if files and catalog.exists(wh, ref) and ld.last_fingerprint(wh, log_ref, source.name, obj.name, catalog) == fp:
-            result = ld.LoadResult(ref, "historical", 0, previous, previous, [])
+            result = ld.LoadResult(ref, "historical", 0, previous, previous, [], table_rows=previous_rows)
             log_row = ld.log_frame(source.name, obj.name, result, run_id, fp, "historical files unchanged")
             wh.append_dataframe(log_ref, log_row)
             return result
         loaded_at = ld._now()
-        temps: list[TableRef] = []
-        rejects, book = [], []
+        temps: list[TableRef] = []  # every temporary table of the load, dropped at its end
+        parts: list[TableRef] = []  # the files' rows
+        rejects, book, newest = [], [], []
         try:
             for n, path in enumerate(files, start=1):
                 version = file_version(path)
                 read = read_file_rows(wh, path, field_, loaded_at, source.date_order, source.name)
-                temps += [read.table] if read.table is not None else []
+                parts += [read.table] if read.table is not None else []
+                temps += ([read.table] if read.table is not None else []) + read.scratch
+                newest += [read.newest] if read.rows and read.newest is not None else []
                 rejects.append(ld.rejected_frame(path, "historical", read.rejected, run_id, version))
                 _progress(ref, n, len(files), path, read)
                 book.append(_book(path, version, read, read.rows, 0, 0))
@@ -188,23 +201,39 @@ def load_historical_native(
             unit += [(files_ref, ld.files_frame(source.name, obj.name, "historical", run_id, book))] if book else []
             rejected_count = 0 if bad is None else len(bad)
             if not files:
-                result = ld.LoadResult(ref, "historical", 0, previous, previous, [])
+                result = ld.LoadResult(ref, "historical", 0, previous, previous, [], table_rows=previous_rows)
                 log_row = ld.log_frame(source.name, obj.name, result, run_id, fp, "no historical files")
                 wh.append_dataframe(log_ref, log_row)
                 return result
             names = [p.name for p in files]
-            if not temps:  # only empty files: nothing to build a table from
-                result = ld.LoadResult(ref, "historical", 0, previous, previous, names, records_rejected=rejected_count)
+            if not parts:  # only empty files: nothing to build a table from
+                result = ld.LoadResult(
+                    ref,
+                    "historical",
+                    0,
+                    previous,
+                    previous,
+                    names,
+                    records_rejected=rejected_count,
+                    table_rows=previous_rows,
+                )
                 log_row = ld.log_frame(source.name, obj.name, result, run_id, fp, "historical files hold no rows")
                 wh.append_frames([*unit, (log_ref, log_row)])
             else:
                 # Replaced first, then logged: a run killed between the two reloads the files next
                 # time (the log has no load with this fingerprint) and records the rejected rows once.
-                rows = wh.build_table(ref, union_by_name_sql(temps))
-                newest = wh.query(rows_summary_sql(ref, field_)).iloc[0]["w"]
-                watermark = ld._iso(newest) if rows else previous
+                rows = wh.build_table(ref, union_by_name_sql(parts))
+                # The newest watermark of the files' rows, as each file's checks measured it.
+                watermark = ld._iso(max(pd.Timestamp(w) for w in newest)) if rows and newest else previous
                 result = ld.LoadResult(
-                    ref, "historical", rows, watermark, previous, names, records_rejected=rejected_count
+                    ref,
+                    "historical",
+                    rows,
+                    watermark,
+                    previous,
+                    names,
+                    records_rejected=rejected_count,
+                    table_rows=rows,
                 )
                 wh.append_frames([*unit, (log_ref, ld.log_frame(source.name, obj.name, result, run_id, fp))])
         finally:

@@ -21,7 +21,13 @@ from dagster import ConfigurableResource, get_dagster_logger
 from pydantic import PrivateAttr
 
 from cdp_assets.sql.dialects import Dialect, TableRef
-from cdp_assets.sql.engine_meta import connection_check_sql, may_drop_a_schema, row_count_sql, row_counts_sql
+from cdp_assets.sql.engine_meta import (
+    connection_check_sql,
+    may_drop_a_schema,
+    row_count_sql,
+    row_counts_sql,
+    tables_changed,
+)
 from cdp_assets.sql.pipeline import create_table_as, drop_table
 
 log = logging.getLogger("cdp_assets.engines")
@@ -85,11 +91,17 @@ class WarehouseResource(ConfigurableResource):
     _con: Any = PrivateAttr(default=None)  # the open connection of the current session
     _jobs: list = PrivateAttr(default_factory=list)
     _step: str | None = PrivateAttr(default=None)  # the pipeline step running now
-    # Schemas ensured in the current session: each is created (or found) once per session, not
-    # before every table. Forgotten when the session ends and on any DROP SCHEMA it runs.
+    # What the engine knows of the catalog, so that it is not asked again: kept for a session, or
+    # for a whole run while one holds the engine (``holds_run``), and forgotten at its end.
+    # Schemas ensured: each is created (or found) once, not before every table; forgotten on any
+    # DROP SCHEMA the engine runs.
     _schemas_ensured: set = PrivateAttr(default_factory=set)
-    # Half-built tables found in each schema when the session first looked (``drop_leftovers``).
+    # Half-built tables found in each schema when it was first looked at (``drop_leftovers``).
     _leftovers: dict = PrivateAttr(default_factory=dict)
+    # Table descriptions, {(schema, name): [(column, type)] or None}, kept only while a run holds
+    # the engine: a table's entry is forgotten on every statement or load of the engine that may
+    # create, drop or alter it (``tables_changed``), all of them on a statement it cannot read.
+    _described: dict = PrivateAttr(default_factory=dict)
 
     @property
     @abstractmethod
@@ -106,16 +118,76 @@ class WarehouseResource(ConfigurableResource):
     def execute(self, sql: str) -> None:
         """Run one statement (already in this engine's dialect)."""
         self.verify_connection()
-        if may_drop_a_schema(sql):
-            self._schemas_ensured.clear()
-            self._leftovers.clear()
-        self.with_retries(lambda: self._within_time_limit(lambda: self._execute(sql), sql), sql)
+        try:
+            self.with_retries(lambda: self._within_time_limit(lambda: self._execute(sql), sql), sql)
+        finally:  # a failed statement may have changed something too
+            self.forget_written(sql)
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         """Run one query and return its rows; ``?`` placeholders take ``params`` (values never
         become SQL text)."""
         self.verify_connection()
-        return self.with_retries(lambda: self._within_time_limit(lambda: self._query(sql, params), sql), sql)
+        try:
+            return self.with_retries(lambda: self._within_time_limit(lambda: self._query(sql, params), sql), sql)
+        finally:
+            self.forget_written(sql)
+
+    # ---------------------------------------------------------------- what the engine knows
+
+    @property
+    def holds_run(self) -> bool:
+        """Whether a run holds this engine from its first step to its last (DuckDB's anchor
+        connection, ``setup_for_execution`` to ``teardown_after_execution``): no other process can
+        write meanwhile, so what it knows of the catalog is kept for the run, not a session."""
+        return False
+
+    def _knows_catalog(self) -> bool:
+        """Whether schemas ensured and leftovers listed are kept now: in a session, or a run."""
+        return self._con is not None or self.holds_run
+
+    def forget_catalog(self) -> None:
+        """Forget every schema ensured, leftover listing and table description."""
+        self._schemas_ensured.clear()
+        self._leftovers.clear()
+        self._described.clear()
+
+    def forget_written(self, sql: str) -> None:
+        """Forget what ``sql`` (run by this engine) may have changed: the descriptions of the tables
+        it creates, drops or alters, every description when that cannot be told from its text,
+        and every schema and leftover when it may drop a schema."""
+        if may_drop_a_schema(sql):
+            self.forget_catalog()
+            return
+        if not self._described:
+            return
+        changed = tables_changed(sql)
+        if changed is None:
+            self._described.clear()
+        else:
+            self.forget_tables(changed)
+
+    def forget_tables(self, tables) -> None:
+        """Forget the descriptions of ``tables`` (TableRefs or (schema, name) pairs) after a write."""
+        for t in tables:
+            self._described.pop((t.schema, t.name) if isinstance(t, TableRef) else tuple(t), None)
+
+    def known_descriptions(self, refs: list[TableRef]) -> dict[TableRef, list[tuple[str, str]] | None]:
+        """The descriptions of ``refs`` kept from earlier in this run (none outside a run)."""
+        if not self.holds_run:
+            return {}
+        out = {}
+        for ref in refs:
+            key = (ref.schema, ref.name)
+            if key in self._described:
+                cols = self._described[key]
+                out[ref] = None if cols is None else list(cols)
+        return out
+
+    def remember_descriptions(self, described: dict[TableRef, list[tuple[str, str]] | None]) -> None:
+        """Keep descriptions just read for the rest of the run (nothing outside a run)."""
+        if self.holds_run:
+            for ref, cols in described.items():
+                self._described[(ref.schema, ref.name)] = None if cols is None else list(cols)
 
     def _cancel_running(self) -> None:
         """Cancel the statement running now (called from a timer thread)."""
@@ -269,11 +341,11 @@ class WarehouseResource(ConfigurableResource):
         return out
 
     def ensure_schema(self, schema: str) -> None:
-        """Create ``schema`` unless it exists; inside a session, once per schema (``session``)."""
-        if self._con is not None and schema in self._schemas_ensured:
+        """Create ``schema`` unless it exists; inside a session or a run, once per schema."""
+        if self._knows_catalog() and schema in self._schemas_ensured:
             return
         self._create_schema(schema)
-        if self._con is not None:
+        if self._knows_catalog():
             self._schemas_ensured.add(schema)
 
     @abstractmethod
@@ -302,8 +374,9 @@ class WarehouseResource(ConfigurableResource):
     @contextmanager
     def session(self) -> Iterator["WarehouseResource"]:
         """Keep one connection open for a block of statements (a loop, a step); nested
-        sessions share it. The schemas it ensured are forgotten when it ends: a schema dropped
-        between sessions (by a test, a user, another tool) is created again."""
+        sessions share it. The schemas it ensured and the leftovers it listed are forgotten when
+        it ends (unless a run holds the engine: then at the run's end): a schema dropped between
+        sessions (by a test, a user, another tool) is created again."""
         if self._con is not None:
             yield self
             return
@@ -312,8 +385,8 @@ class WarehouseResource(ConfigurableResource):
             yield self
         finally:
             con, self._con = self._con, None
-            self._schemas_ensured.clear()
-            self._leftovers.clear()
+            if not self.holds_run:
+                self.forget_catalog()
             con.close()
 
     # ---------------------------------------------------------------- shared mechanics
@@ -362,10 +435,12 @@ class WarehouseResource(ConfigurableResource):
                 self.execute(stmt)
 
     def build_table(self, final: TableRef, select_sql: str) -> int:
-        """Build ``final`` from a SELECT under a temporary name, then swap it in.
+        """Publish ``final`` from a SELECT atomically and return its new row count: in one
+        statement where the dialect replaces tables atomically (``replace_table``), otherwise
+        built under a temporary name, then swapped in.
 
-        A failure at any point leaves the previous ``final`` untouched and drops the
-        half-built table. Returns the new row count.
+        A failure at any point leaves the previous ``final`` untouched (and drops the half-built
+        table).
         """
         with self.session():
             return self._build_table(final, select_sql)
@@ -373,6 +448,12 @@ class WarehouseResource(ConfigurableResource):
     def _build_table(self, final: TableRef, select_sql: str) -> int:
         self.ensure_schema(final.schema)
         self.drop_leftovers(final.schema, f"{final.name}__cdp_new_")
+        if self.dialect.replaces_atomically:
+            started = time.monotonic()
+            rows = self.replace_table(final, select_sql)
+            self.optimize(final)
+            log.debug("built %s (%d rows) in %.2fs", final.display, rows, time.monotonic() - started)
+            return rows
         staging = self.staging_ref(final)
         try:
             started = time.monotonic()
@@ -416,8 +497,16 @@ class WarehouseResource(ConfigurableResource):
         self.run(create_table_as(ref, select_sql))
         return self.row_count(ref)
 
+    def replace_table(self, final: TableRef, select_sql: str) -> int:
+        """Replace (or create) ``final`` with a SELECT's rows in one statement, which commits whole
+        or not at all (dialects that ``replaces_atomically``), and return how many rows it holds.
+        Every publish of such an engine goes through here (the kill tests count them)."""
+        self.run(self.dialect.replace_table_sql(final, select_sql))
+        return self.row_count(final)
+
     def replace_with_dataframe(self, final: TableRef, df: pd.DataFrame) -> int:
-        """Publish a DataFrame as ``final`` through the same build-then-swap path."""
+        """Publish a DataFrame as ``final`` atomically, as ``build_table`` publishes a SELECT
+        (engines that replace tables in one statement override ``_replace_with_dataframe``)."""
         with self.session():
             return self._replace_with_dataframe(final, df)
 
@@ -438,12 +527,13 @@ class WarehouseResource(ConfigurableResource):
         starts with ``name_prefix``. Safe because one run at a time writes an engine's tables
         (the concurrency pool in dagster.yaml).
 
-        Inside a session a schema is listed once, at the first call: a killed run's tables are
-        there before the session starts, and a build of this session that fails drops its own."""
-        leftovers = self._leftovers.get(schema) if self._con is not None else None
+        Inside a session (or a run holding the engine) a schema is listed once, at the first call:
+        a killed run's tables are there before it starts, and a build of its own that fails drops
+        its own."""
+        leftovers = self._leftovers.get(schema) if self._knows_catalog() else None
         if leftovers is None:
             leftovers = [name for name in self.list_tables(schema) if "__cdp_new_" in name]
-            if self._con is not None:
+            if self._knows_catalog():
                 self._leftovers[schema] = leftovers
         dropped = [name for name in leftovers if name.startswith(name_prefix)]
         for name in dropped:

@@ -48,12 +48,19 @@ class DuckDBWarehouse(WarehouseResource):
     # ---------------------------------------------------------------- connections
 
     def setup_for_execution(self, context) -> None:  # noqa: ARG002 - Dagster's hook
+        self.forget_catalog()
         self._anchor = self._connect()
 
     def teardown_after_execution(self, context) -> None:  # noqa: ARG002 - Dagster's hook
         anchor, self._anchor = self._anchor, None
+        self.forget_catalog()
         if anchor is not None:
             anchor.close()
+
+    @property
+    def holds_run(self) -> bool:
+        # The anchor holds the file's lock for the run: no other process writes until it ends.
+        return self._anchor is not None
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         if self._anchor is not None:
@@ -120,9 +127,26 @@ class DuckDBWarehouse(WarehouseResource):
         answer = self.fetch(create_table_as(ref, select_sql))
         return int(answer.iloc[0, 0])
 
+    def replace_table(self, final: TableRef, select_sql: str) -> int:
+        # CREATE OR REPLACE TABLE AS answers its count too.
+        answer = self.fetch(self.dialect.replace_table_sql(final, select_sql))
+        return int(answer.iloc[0, 0])
+
+    def _replace_with_dataframe(self, final: TableRef, df: pd.DataFrame) -> int:
+        if not self.dialect.replaces_atomically:
+            return super()._replace_with_dataframe(final, df)
+        self.ensure_schema(final.schema)
+        self.drop_leftovers(final.schema, f"{final.name}__cdp_new_")
+        with self._cursor() as con:
+            con.register("_cdp_frame", df)
+            try:
+                self.replace_table(final, meta.select_frame_sql("_cdp_frame"))
+            finally:
+                con.unregister("_cdp_frame")
+        return len(df)
+
     def table_exists(self, ref: TableRef) -> bool:
-        df = self.query(meta.table_exists_sql(), [ref.schema, ref.name])
-        return int(df.iloc[0, 0]) > 0
+        return self.describe_tables([ref])[ref] is not None
 
     def columns(self, ref: TableRef) -> list[str]:
         names = self._columns_if_exists(ref)
@@ -132,19 +156,23 @@ class DuckDBWarehouse(WarehouseResource):
 
     def _columns_if_exists(self, ref: TableRef) -> list[str]:
         """The table's columns, or none when it does not exist."""
-        df = self.query(meta.columns_sql(), [ref.schema, ref.name])
-        return list(df["column_name"])
+        return [name for name, _ in self.describe_tables([ref])[ref] or []]
 
     def describe_tables(self, refs: list[TableRef]) -> dict[TableRef, list[tuple[str, str]] | None]:
         refs = list(dict.fromkeys(refs))
-        if not refs:
-            return {}
-        # One catalog query for every table (values bound, never pasted).
-        df = self.query(meta.describe_tables_sql(len(refs)), [v for ref in refs for v in (ref.schema, ref.name)])
-        found: dict[tuple[str, str], list[tuple[str, str]]] = {}
-        for row in df.itertuples(index=False):
-            found.setdefault((row.table_schema, row.table_name), []).append((row.column_name, row.data_type))
-        return {ref: found.get((ref.schema, ref.name)) for ref in refs}
+        known = self.known_descriptions(refs)  # kept from earlier in the run
+        ask = [ref for ref in refs if ref not in known]
+        if ask:
+            # One catalog query for every table (values bound, never pasted).
+            df = self.query(meta.describe_tables_sql(len(ask)), [v for ref in ask for v in (ref.schema, ref.name)])
+            found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+            for row in df.itertuples(index=False):
+                found.setdefault((row.table_schema, row.table_name), []).append((row.column_name, row.data_type))
+            read = {ref: found.get((ref.schema, ref.name)) for ref in ask}
+            # A temporary table dies with its session: never kept for the run.
+            self.remember_descriptions({ref: cols for ref, cols in read.items() if ref.catalog != "temp"})
+            known.update(read)
+        return {ref: known[ref] for ref in refs}
 
     def list_tables(self, schema: str) -> list[str]:
         df = self.query(meta.list_tables_sql(), [schema])
@@ -167,6 +195,7 @@ class DuckDBWarehouse(WarehouseResource):
                 raise WarehouseError(f"DuckDB: {exc}", meta.create_from_frame_sql(ref.sql, "<DataFrame>")) from exc
             finally:
                 con.unregister("_cdp_frame")
+                self.forget_tables([ref])
 
     @property
     def reads_files_natively(self) -> bool:
@@ -184,17 +213,25 @@ class DuckDBWarehouse(WarehouseResource):
                         con.execute(sql)
                     except duckdb.Error as exc:
                         raise WarehouseError(f"DuckDB: {exc}", sql) from exc
+                    finally:
+                        self.forget_written(sql)
                 for ref, df in frames:
                     self._append(con, ref, df)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
+                # What was described inside the unit may be undone: forget it all.
+                self.forget_tables([ref for ref, _ in frames])
+                for sql in statements:
+                    self.forget_written(sql)
                 raise
 
     def _append(self, con: duckdb.DuckDBPyConnection, ref: TableRef, df: pd.DataFrame) -> None:
         con.register("_cdp_frame", df)
         try:
-            have = set(self._columns_if_exists(ref))  # one round trip: existence and columns
+            have = set(self._columns_if_exists(ref))  # one round trip (or none in a run): existence and columns
+            if not have or any(col not in have for col in df.columns):
+                self.forget_tables([ref])  # created, or given columns (a rollback undoes both)
             if not have:
                 con.execute(meta.create_from_frame_sql(ref.sql, "_cdp_frame"))
                 return

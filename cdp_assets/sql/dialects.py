@@ -60,6 +60,11 @@ class Dialect:
     # Scratch tables of a step (the loop's labels, edges, pointers) can live in the session's
     # memory, spilling to disk, instead of being written into the database.
     session_temp_tables: bool = False
+    # Publishes a table in one statement, ``CREATE OR REPLACE TABLE final AS SELECT ...``, which
+    # commits whole or not at all (transactional DDL: a failure or a kill mid-statement leaves the
+    # old table), instead of building under a new name and swapping it in. DuckDB only: the other
+    # engines keep build-then-swap (local Spark's parquet tables have no REPLACE TABLE at all).
+    replaces_atomically: bool = False
 
     def scratch_ref(self, name: str, like: TableRef) -> TableRef:
         """Where a scratch table of ``like``'s step lives."""
@@ -88,6 +93,10 @@ class Dialect:
 
     def render_all(self, statements: list[str]) -> list[str]:
         return [self.render(s) for s in statements]
+
+    def replace_table_sql(self, final: TableRef, select_sql: str) -> str:
+        """One statement replacing (or creating) ``final`` with a SELECT's rows (``replaces_atomically``)."""
+        return f"CREATE OR REPLACE TABLE {final.sql} AS\n{select_sql.strip()}"
 
     def swap_statements(self, staging: TableRef, final: TableRef) -> list[str]:
         """Statements that replace ``final`` with the fully built ``staging`` table."""
@@ -269,7 +278,7 @@ def _transpile(sql: str, write: str) -> str:
 
 
 DIALECTS: dict[str, Dialect] = {
-    "duckdb": Dialect("duckdb", "duckdb", transactional_ddl=True, session_temp_tables=True),
+    "duckdb": Dialect("duckdb", "duckdb", transactional_ddl=True, session_temp_tables=True, replaces_atomically=True),
     "spark": Dialect("spark", "spark", transactional_ddl=False),
     "databricks": Dialect("databricks", "databricks", transactional_ddl=False),
     "trino": Dialect("trino", "trino", transactional_ddl=False),

@@ -7,6 +7,8 @@ are bound as ``?`` parameters, never pasted.
 
 from __future__ import annotations
 
+import re
+
 from cdp_assets.sql.dialects import TableRef
 
 # ---------------------------------------------------------------------------- any engine
@@ -33,6 +35,49 @@ def create_schema_sql(schema_sql: str) -> str:
 def may_drop_a_schema(sql: str) -> bool:
     """Whether a statement may drop a schema (the engine then forgets which schemas it ensured)."""
     return "DROP SCHEMA" in sql.upper()
+
+
+# A name as the engines' statements write it: quoted parts (``"s"."t"``, ``"temp"."main"."t"``) or bare ones.
+_NAME = r'((?:(?:"[^"]*"|[A-Za-z_][A-Za-z0-9_$]*)\s*\.\s*)*(?:"[^"]*"|[A-Za-z_][A-Za-z0-9_$]*))'
+_TABLE_DDL = re.compile(
+    r"(CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP\s+|TEMPORARY\s+)?|DROP\s+|ALTER\s+)(?:TABLE|VIEW)\s+"
+    r"(?:IF\s+(?:NOT\s+)?EXISTS\s+)?" + _NAME + r"(?:\s+RENAME\s+TO\s+" + _NAME + ")?",
+    re.IGNORECASE,
+)
+# Statements that change rows at most, never which tables exist or their columns (a ROLLBACK may
+# undo a CREATE: not one of them).
+_ROWS_ONLY = re.compile(
+    r"(SELECT|WITH|FROM|VALUES|INSERT|DELETE|UPDATE|MERGE|TRUNCATE|BEGIN|COMMIT|CHECKPOINT|"
+    r"DESCRIBE|EXPLAIN|SHOW|SUMMARIZE|CREATE\s+SCHEMA)\b",
+    re.IGNORECASE,
+)
+
+
+def _name_parts(name: str) -> list[str]:
+    return [p.strip().strip('"') for p in re.findall(r'"[^"]*"|[^."\s]+', name)]
+
+
+def tables_changed(sql: str) -> list[tuple[str, str]] | None:
+    """The (schema, table) pairs ``sql`` may create, drop, replace, alter or rename, read from its
+    text: an engine forgets their descriptions after running it. None when that cannot be told
+    (a statement of another kind, a name without its schema): the engine then forgets them all.
+    A ``;`` inside a literal only splits a statement into parts that cannot be read: None again."""
+    changed: list[tuple[str, str]] = []
+    for part in sql.split(";"):
+        text = re.sub(r"^(\s*--[^\n]*\n)*", "", part).strip()
+        if not text or _ROWS_ONLY.match(text):
+            continue
+        m = _TABLE_DDL.match(text)
+        if m is None:
+            return None
+        parts = _name_parts(m.group(2))
+        if len(parts) < 2:
+            return None  # the default schema: not known here
+        changed.append((parts[-2], parts[-1]))
+        if m.group(3):  # RENAME TO: the new name, in the same schema unless it says otherwise
+            new = _name_parts(m.group(3))
+            changed.append((new[-2] if len(new) >= 2 else parts[-2], new[-1]))
+    return changed
 
 
 def explain_sql(query_sql: str) -> str:
@@ -79,6 +124,11 @@ def create_from_frame_sql(table_sql: str, frame_name: str, temporary: bool = Fal
     """A table holding the DataFrame registered as ``frame_name`` (DuckDB); ``temporary`` for a
     connection-scoped table (the native readers' staging)."""
     return f"CREATE {'TEMP ' if temporary else ''}TABLE {table_sql} AS SELECT * FROM {frame_name}"
+
+
+def select_frame_sql(frame_name: str) -> str:
+    """Every row of the DataFrame registered as ``frame_name`` (DuckDB)."""
+    return f"SELECT * FROM {frame_name}"
 
 
 def insert_by_name_sql(table_sql: str, select_sql: str) -> str:

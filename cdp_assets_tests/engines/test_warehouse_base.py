@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
+import pandas as pd
 import pytest
 from pydantic import PrivateAttr
 
@@ -154,7 +156,7 @@ def test_a_schema_is_created_once_per_session_and_again_after_it_was_dropped(rec
     assert recording.list_tables("s1") == ["e"]
 
 
-def test_a_build_counts_from_the_create_answer_and_swaps_in_two_round_trips(recording):
+def test_a_build_on_duckdb_is_one_statement_that_answers_its_count(recording):
     final = TableRef("s", "t")
     with recording.session():
         recording.build_table(final, "SELECT 1 AS x")
@@ -162,14 +164,38 @@ def test_a_build_counts_from_the_create_answer_and_swaps_in_two_round_trips(reco
         assert recording.build_table(final, "SELECT range AS x FROM range(7)") == 7
         assert recording.build_table(final, "SELECT 1 AS x WHERE false") == 0
         sent = recording.take()
+    # CREATE OR REPLACE TABLE ... AS commits whole or not at all, and answers its row count: no
+    # table under a temporary name, no swap, no second query for the count.
+    assert len(sent) == 2 and all(s.startswith(f"CREATE OR REPLACE TABLE {final.sql} AS") for s in sent), sent
+    assert recording.row_count(final) == 0 and recording.list_tables("s") == ["t"]
+
+
+class SwappingDuckDB(RecordingDuckDB):
+    """DuckDB publishing as the engines without an atomic replace do: build, then swap."""
+
+    @property
+    def dialect(self):
+        return dataclasses.replace(super().dialect, replaces_atomically=False)
+
+
+def test_a_swapped_build_counts_from_the_create_answer_and_swaps_in_two_round_trips(tmp_path):
+    swapping = SwappingDuckDB(path=str(tmp_path / "sw.duckdb"))
+    final = TableRef("s", "t")
+    with swapping.session():
+        swapping.build_table(final, "SELECT 1 AS x")
+        swapping.take()
+        assert swapping.build_table(final, "SELECT range AS x FROM range(7)") == 7
+        assert swapping.build_table(final, "SELECT 1 AS x WHERE false") == 0
+        assert swapping.replace_with_dataframe(final, pd.DataFrame({"x": [1, 2]})) == 2
+        sent = swapping.take()
     assert not [s for s in sent if s.startswith("SELECT COUNT")]  # no second query for the count
     swaps = [s for s in sent if s.startswith(("BEGIN", "ALTER"))]
     # The old table is dropped in the transaction's first round trip and the new one renamed in
-    # its second, with the COMMIT: a kill between the two (the kill tests' "swap" points) keeps
-    # the old table, as a kill anywhere in a transaction does.
-    assert len(swaps) == 4 and all(s.startswith("BEGIN TRANSACTION;") and "DROP TABLE" in s for s in swaps[::2])
+    # its second, with the COMMIT: a kill between the two keeps the old table, as a kill anywhere
+    # in a transaction does.
+    assert len(swaps) == 6 and all(s.startswith("BEGIN TRANSACTION;") and "DROP TABLE" in s for s in swaps[::2])
     assert all(s.startswith("ALTER TABLE") and s.rstrip().endswith("COMMIT") for s in swaps[1::2])
-    assert recording.row_count(final) == 0 and recording.list_tables("s") == ["t"]
+    assert swapping.row_count(final) == 2 and swapping.list_tables("s") == ["t"]
 
 
 def test_a_swap_killed_between_its_two_round_trips_keeps_the_old_table(tmp_path):

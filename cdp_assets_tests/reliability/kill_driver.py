@@ -4,8 +4,9 @@
 
 - ``stmt:N``: before the Nth statement of the run;
 - ``step:NAME:N``: before the Nth statement of the first step whose key contains NAME;
-- ``swap:N``: inside the Nth swap, after the old table was dropped and before the new one is
-  renamed into its place (DuckDB: inside the swap's transaction);
+- ``publish:N``: inside the Nth publish of a finished table (DuckDB publishes in one statement,
+  ``CREATE OR REPLACE TABLE ... AS``, ``WarehouseResource.replace_table``): the statement has done
+  all its work in an open transaction, which the kill leaves uncommitted;
 - ``append:N``: inside the Nth append, after the rows and before the ingestion log row (DuckDB:
   inside the load's transaction).
 
@@ -31,7 +32,7 @@ class _Plan:
     kind, name, n = "", "", 0
     current_step = ""
     step_statements = 0
-    statements = swaps = appends = 0
+    statements = publishes = appends = 0
 
 
 PLAN = _Plan()
@@ -42,7 +43,7 @@ def _die() -> None:
 
 
 class KillingDuckDB(DuckDBWarehouse):
-    """The real DuckDB engine, counting statements, swaps and appends to die at the chosen one."""
+    """The real DuckDB engine, counting statements, publishes and appends to die at the chosen one."""
 
     _noop: int = PrivateAttr(default=0)
 
@@ -56,10 +57,18 @@ class KillingDuckDB(DuckDBWarehouse):
             _die()
         if PLAN.kind == "step" and PLAN.name in PLAN.current_step and PLAN.step_statements == PLAN.n:
             _die()
-        if sql.lstrip().upper().startswith("ALTER TABLE") and " RENAME TO " in sql.upper():
-            PLAN.swaps += 1
-            if PLAN.kind == "swap" and PLAN.swaps == PLAN.n:
+
+    def replace_table(self, final, select_sql: str) -> int:
+        PLAN.publishes += 1
+        if PLAN.kind == "publish" and PLAN.publishes == PLAN.n:
+            # The publish's whole work done in a transaction that never commits: what a kill at
+            # any moment of the one statement leaves (a DataFrame's rows are registered on this
+            # same connection).
+            with self.session():
+                self._con.execute("BEGIN TRANSACTION")
+                self._con.execute(self.dialect.replace_table_sql(final, select_sql))
                 _die()
+        return super().replace_table(final, select_sql)
 
     def _execute(self, sql: str) -> None:
         self._count(sql)
@@ -106,7 +115,12 @@ def main(argv: list[str]) -> int:
         )
     print(
         json.dumps(
-            {"success": result.success, "statements": PLAN.statements, "swaps": PLAN.swaps, "appends": PLAN.appends}
+            {
+                "success": result.success,
+                "statements": PLAN.statements,
+                "publishes": PLAN.publishes,
+                "appends": PLAN.appends,
+            }
         )
     )
     return 0 if result.success else 1

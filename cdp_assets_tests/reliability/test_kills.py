@@ -5,9 +5,9 @@ arrive and the next run is killed. After every kill the DuckDB file must open, h
 half-built table once the rerun finished, and the rerun must produce every table a clean run
 produces, row for row, with an ingestion log that accounts for every row loaded exactly once.
 
-The kill points are deterministic: counted in statements, swaps and appends of the run (see
-``kill_driver``), spread over ingestion, hist-union, staging, the unification loop, the swaps of
-finished tables and the report, plus evenly spaced statement counts over the whole run.
+The kill points are deterministic: counted in statements, publishes and appends of the run (see
+``kill_driver``), spread over ingestion, hist-union, staging, the unification loop, the publishes
+of finished tables and the report, plus evenly spaced statement counts over the whole run.
 """
 
 from __future__ import annotations
@@ -47,18 +47,18 @@ NAMED_KILLS = [
     "step:ingest_web_events:9",
     "step:hist_union:3",
     "step:_stg:2",
-    "swap:1",  # old table dropped, new one not yet renamed (one transaction)
-    "swap:8",
-    "swap:16",
-    "swap:20",
+    "publish:1",  # a finished table's CREATE OR REPLACE done, not committed
+    "publish:8",
+    "publish:16",
+    "publish:20",
     "step:unify_loop:8",
     "step:unify_loop:30",  # in the middle of the loop's iterations
-    "step:unify_loop:60",
-    "step:enrich_table:3",
+    "step:unify_loop:42",  # graph and lookup published, the watermarks not yet (nightly run)
+    "step:enrich_table:2",  # an enriched table published, its coverage not yet measured
     "step:finish_unification:4",
     "step:customer_master:2",
     "step:cdp_report:1",
-    "step:cdp_report:8",
+    "step:cdp_report:5",
 ]
 SPREAD = 6  # plus this many kills at evenly spaced statement counts over the whole run
 
