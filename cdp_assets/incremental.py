@@ -441,12 +441,16 @@ def build_enriched(
         return BuildResult(rows, mode, rows_read=int(progress["rows_new"]), changed_keys=n_changed)
 
 
-def _apply_by_key(wh, target: TableRef, changes: TableRef, changed: TableRef, keys, null_safe: bool) -> int:
+def _apply_by_key(
+    wh, target: TableRef, changes: TableRef, changed: TableRef, keys, null_safe: bool, columns: list[str] | None = None
+) -> int:
     """Replace the rows of the ``changed`` keys. MERGE replaces one row per key and deletes
     nothing, but a key's rows here may be several (NULLs equal) or vanish (an id merged
-    away): where the engine would MERGE, the table is rebuilt and swapped in instead."""
+    away): where the engine would MERGE, the table is rebuilt and swapped in instead.
+    ``columns``: the table's own (default: as the engine describes it)."""
     mode = "rebuild" if wh.upsert_mode == "merge" else wh.upsert_mode
-    statements = inc.upsert_statements(mode, target, changes, changed, wh.columns(target), keys, null_safe)
+    columns = columns or wh.columns(target)
+    statements = inc.upsert_statements(mode, target, changes, changed, columns, keys, null_safe)
     if mode == "rebuild":
         return wh.build_table(target, statements[0])
     return wh.apply_changes(target, statements)
@@ -460,11 +464,13 @@ def build_master(
     enriched: list[TableRef],
     render: Callable[[TableRef | None], str],
     config_fingerprint: str,
+    columns: list[str],
     full_refresh: bool = False,
 ) -> BuildResult:
     """Publish ``render(None)`` (one row per id) as ``target``. An incremental run recomputes
     only the ids touched since its last build (``render(ids)``): the old and new ids of the key
-    values that moved in the lookup and of the enriched rows replaced, applied by id."""
+    values that moved in the lookup and of the enriched rows replaced, applied by id.
+    ``columns``: the id's and the attributes' (Treasure Data describes its own ``time`` too)."""
     with wh.session():
         inputs = [lookup, *enriched]
         fingerprint = _fingerprint("master", render(None), config_fingerprint)
@@ -505,7 +511,7 @@ def build_master(
                 rows, mode = wh.row_count(target), "unchanged"
             else:
                 changes = scratch.make(render(touched))
-                rows, mode = _apply_by_key(wh, target, changes, touched, [id_name], null_safe=False), "incremental"
+                rows, mode = _apply_by_key(wh, target, changes, touched, [id_name], False, columns), "incremental"
         finally:
             scratch.drop()
         _write_state(wh, target, rows_state)

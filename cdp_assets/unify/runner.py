@@ -352,6 +352,7 @@ def build_master(
                 list(enriched.values()),
                 render,
                 repr(master.model_dump()),
+                [master.id_name, *(a.name for a in master.attributes)],
                 full_refresh=full_refresh,
             )
 
