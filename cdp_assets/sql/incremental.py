@@ -176,6 +176,10 @@ CHANGES_SUFFIX = "_cdp_changes"
 CHANGES_KEPT = 8  # builds whose changes are kept: a consumer further behind builds in full
 
 
+# Tables that say when and how a table was built, not what it holds (tests comparing runs skip them).
+BOOKKEEPING_SUFFIXES = (STATE_SUFFIX, CHANGES_SUFFIX)
+
+
 def changes_ref(target: TableRef) -> TableRef:
     return target.sibling(f"{target.name}{CHANGES_SUFFIX}")
 
@@ -242,6 +246,12 @@ def rows_of_keys_sql(ref: TableRef, changed: TableRef, key_columns: list[str]) -
     return f"SELECT t.* FROM {ref.sql} AS t WHERE EXISTS (SELECT 1 FROM {changed.sql} AS c WHERE " + (
         f"{key_match('c', 't', key_columns, True)})"
     )
+
+
+def rows_missing_sql(ref: TableRef, other: TableRef, columns: list[str]) -> str:
+    """The distinct rows of ``ref`` that ``other`` lacks, over ``columns``."""
+    cols = ", ".join(quote(c) for c in columns)
+    return f"SELECT {cols} FROM {ref.sql} EXCEPT SELECT {cols} FROM {other.sql}"
 
 
 def touched_ids_sql(old_rows: str, new_rows: TableRef, id_columns: list[str]) -> str:
