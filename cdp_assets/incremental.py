@@ -385,8 +385,12 @@ def build_enriched(
         lookup_states = [_previous_state(wh, lk) for lk, _ in lookups]
         seq, since, log_exists = _log_window(wh, target, previous)
         reason = _staging_blocker(
-            full_refresh, row_by_row, staged, staged_columns, target, previous, upstream_generation, fingerprint
+            full_refresh, True, staged, staged_columns, target, previous, upstream_generation, fingerprint
         )
+        if reason == "the staging rules or the columns changed since the last run":
+            reason = "the unification config or the columns changed since the last run"
+        if reason is None and not row_by_row:
+            reason = "an id merged from other ids is computed from their lookups for every row; built in full"
         if reason is None and _seqs(previous) is None:
             reason = "the previous state predates change logs"
         ranges = []
