@@ -22,6 +22,7 @@ from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql import incremental as inc
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.hist_union import LINEAGE_COLUMNS, hist_union_sql
+from cdp_assets.sql.unification import copy_sql
 
 
 @dataclass
@@ -351,8 +352,8 @@ def publish_lookup(
                 new = scratch.make(select_sql)
                 changes = scratch.make(inc.lookup_changes_sql(lookup, new, cid))
                 changed = wh.row_count(changes)
-                _write_log(wh, lookup, f"SELECT * FROM {changes.sql}", seq, since, log_exists)
-                rows = wh.build_table(lookup, f"SELECT * FROM {new.sql}")
+                _write_log(wh, lookup, copy_sql(changes), seq, since, log_exists)
+                rows = wh.build_table(lookup, copy_sql(new))
             finally:
                 scratch.drop()
         _write_state(wh, lookup, [_state_row(0, lookup, rows, None, "", None, "", mode, seq, since)])
@@ -465,10 +466,8 @@ def _build_logged(wh, target: TableRef, select_sql: str, id_columns: list[str], 
         cols = wh.columns(new)
         old_only = scratch.make(inc.rows_missing_sql(target, new, cols))
         new_only = scratch.make(inc.rows_missing_sql(new, target, cols))
-        _write_log(
-            wh, target, inc.touched_ids_sql(f"SELECT * FROM {old_only.sql}", new_only, id_columns), seq, since, exists
-        )
-        return wh.build_table(target, f"SELECT * FROM {new.sql}")
+        _write_log(wh, target, inc.touched_ids_sql(copy_sql(old_only), new_only, id_columns), seq, since, exists)
+        return wh.build_table(target, copy_sql(new))
     finally:
         scratch.drop()
 
