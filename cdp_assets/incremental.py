@@ -73,6 +73,28 @@ def _previous_state(wh: WarehouseResource, target: TableRef) -> pd.DataFrame | N
     return wh.fetch(inc.read_state_sql(target))
 
 
+class _Described:
+    """Tables and their states described in one look-up, and the states read in one query."""
+
+    def __init__(self, wh: WarehouseResource, targets: list[TableRef], others: list[TableRef] = ()):
+        states = [inc.state_ref(t) for t in targets]
+        described = wh.describe_tables([*targets, *states, *others])
+        self.exists = {ref: cols is not None for ref, cols in described.items()}
+        present = [
+            (t, s, [c for c, _ in described[s]])
+            for t, s in zip(targets, states)
+            if described[t] is not None and described[s] is not None
+        ]
+        frames = {}
+        if present:
+            rows = wh.fetch(inc.read_states_sql([(s, cols) for _, s, cols in present]))
+            for i, (t, _, cols) in enumerate(present):
+                frame = rows[rows["state_of"] == i].drop(columns="state_of").reset_index(drop=True)
+                # A state written before change logs lacks their columns: read as none.
+                frames[t] = frame if "seq" in cols else frame.drop(columns=["seq", "changes_since", "upstream_seq"])
+        self.states = {t: frames.get(t) for t in targets}
+
+
 def _write_state(wh: WarehouseResource, target: TableRef, rows: list[dict]) -> None:
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     frame = pd.DataFrame([{**r, "updated_at": now} for r in rows], columns=list(inc.STATE_COLUMNS))
@@ -302,12 +324,12 @@ def _seqs(previous: pd.DataFrame | None) -> tuple[int, int] | None:
     return int(previous["seq"].iloc[0]), int(previous["changes_since"].iloc[0])
 
 
-def _log_window(wh: WarehouseResource, target: TableRef, previous: pd.DataFrame | None) -> tuple[int, int, bool]:
+def _log_window(described: _Described, target: TableRef, previous: pd.DataFrame | None) -> tuple[int, int, bool]:
     """(this build's seq, the seq after which the log will be complete, whether the log exists)."""
     seqs = _seqs(previous)
     prev_seq, prev_since = seqs if seqs is not None else (0, 0)
     seq = prev_seq + 1
-    exists = wh.table_exists(inc.changes_ref(target))
+    exists = described.exists[inc.changes_ref(target)]
     since = max(prev_since, seq - inc.CHANGES_KEPT) if exists and seqs is not None else prev_seq
     return seq, since, exists
 
@@ -339,8 +361,9 @@ def publish_lookup(
     """Publish an id's lookup (``select_sql``, rebuilt by every loop run) and log which key
     values changed id against the lookup it replaces, for the enrichment that reads it."""
     with wh.session():
-        previous = _previous_state(wh, lookup)
-        seq, since, log_exists = _log_window(wh, lookup, previous)
+        described = _Described(wh, [lookup], [inc.changes_ref(lookup)])
+        previous = described.states[lookup]
+        seq, since, log_exists = _log_window(described, lookup, previous)
         if full_refresh or previous is None or _seqs(previous) is None:
             reason = "full refresh requested" if full_refresh else f"no change log of {lookup.display} yet"
             rows = wh.build_table(lookup, select_sql)
@@ -380,11 +403,12 @@ def build_enriched(
     with wh.session():
         select_sql = render(staged)
         fingerprint = _fingerprint("enriched", select_sql, primary_key, [lk.display for lk, _ in lookups])
-        upstream_state = _previous_state(wh, staged)
+        described = _Described(wh, [staged, target, *(lk for lk, _ in lookups)], [inc.changes_ref(target)])
+        upstream_state = described.states[staged]
         upstream_generation = None if upstream_state is None else str(upstream_state["generation"].iloc[0])
-        previous = _previous_state(wh, target)
-        lookup_states = [_previous_state(wh, lk) for lk, _ in lookups]
-        seq, since, log_exists = _log_window(wh, target, previous)
+        previous = described.states[target]
+        lookup_states = [described.states[lk] for lk, _ in lookups]
+        seq, since, log_exists = _log_window(described, target, previous)
         reason = _staging_blocker(
             full_refresh, True, staged, staged_columns, target, previous, upstream_generation, fingerprint
         )
@@ -419,7 +443,7 @@ def build_enriched(
                 not full_refresh
                 and _seqs(previous) is not None
                 and str(previous["fingerprint"].iloc[0]) == fingerprint
-                and wh.table_exists(target)
+                and described.exists[target]
             )
             if diffable:
                 rows = _build_logged(wh, target, select_sql, id_columns, seq, since, log_exists)
@@ -505,8 +529,9 @@ def build_master(
     with wh.session():
         inputs = [lookup, *enriched]
         fingerprint = _fingerprint("master", render(None), config_fingerprint)
-        previous = _previous_state(wh, target)
-        states = [_previous_state(wh, ref) for ref in inputs]
+        described = _Described(wh, [target, *inputs])
+        previous = described.states[target]
+        states = [described.states[ref] for ref in inputs]
         reason = "full refresh requested" if full_refresh else None
         if reason is None and previous is None:
             reason = f"no previous incremental state ({inc.state_ref(target).display})"

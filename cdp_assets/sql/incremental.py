@@ -50,6 +50,19 @@ def read_state_sql(target: TableRef) -> str:
     return f"SELECT * FROM {state_ref(target).sql} ORDER BY input_rank"
 
 
+def read_states_sql(states: list[tuple[TableRef, list[str]]]) -> str:
+    """The state rows of several tables in one query, each tagged ``state_of`` (its place in
+    ``states``: (state table, its columns)); a column an older state lacks reads NULL."""
+    selects = []
+    for i, (ref, have) in enumerate(states):
+        cols = ", ".join(
+            quote(c) if c in have else f"CAST(NULL AS {'BIGINT' if dtype == 'int64' else 'VARCHAR'}) AS {quote(c)}"
+            for c, dtype in STATE_COLUMNS.items()
+        )
+        selects.append(f"SELECT {int(i)} AS state_of, {cols} FROM {ref.sql}")
+    return "\nUNION ALL\n".join(selects) + "\nORDER BY state_of, input_rank"
+
+
 def _watermark(state: TableRef, rank: int) -> str:
     return f"(SELECT MAX(s.watermark) FROM {state.sql} AS s WHERE s.input_rank = {int(rank)})"
 
