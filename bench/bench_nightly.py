@@ -163,6 +163,9 @@ def run_phases(loaded, wh, instance, label: str) -> dict:
             entry["build_modes"] = {m: modes.count(m) for m in sorted(set(modes))}
         if phase == "unification":
             entry["loop_seconds"] = round(_step_seconds(result, "unify_loop_"), 3)
+            # The collecting step builds the key statistics (full aggregates over the lookup).
+            entry["finish_seconds"] = round(_step_seconds(result, "finish_unification_"), 3)
+            entry["enrich_seconds"] = round(_step_seconds(result, "enrich_table_"), 3)
             entry["loop_modes"] = sorted(
                 {
                     str(e.event_specific_data.materialization.metadata["mode"].value)
@@ -244,7 +247,7 @@ def write_doc(args, r: dict) -> None:
         f, n = full[phase], nightly[phase]
         modes = ", ".join(f"{k} {v}" for k, v in n.get("build_modes", {}).items())
         if "loop_modes" in n:
-            modes = "loop: " + ", ".join(n["loop_modes"]) + "; enrichment, statistics, masters: full"
+            modes = "loop: " + ", ".join(n["loop_modes"]) + f"; enriched, masters: {modes}; key statistics: full"
         L.append(
             f"| {phase} | {f['seconds']:.2f} | {n['seconds']:.2f} | {n['seconds'] / f['seconds']:.2f} | "
             f"{f['warehouse_seconds']:.2f} | {n['warehouse_seconds']:.2f} | {f['statements']} | {n['statements']} | "
@@ -267,11 +270,16 @@ def write_doc(args, r: dict) -> None:
     }
     L += [
         "",
-        "| unification | phase s | loop s (`unify_loop` step) | phase / loop |",
-        "|---|---:|---:|---:|",
+        "| unification | phase s | loop s (`unify_loop` step) | phase / loop | enrichment s (`enrich_table` steps) "
+        "| key statistics s (`finish_unification` step) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for k, (phase_s, loop_s) in uni.items():
-        L.append(f"| {k} | {phase_s:.2f} | {loop_s:.2f} | {phase_s / loop_s if loop_s else float('nan'):.1f}x |")
+        run = full if k == "full" else nightly
+        L.append(
+            f"| {k} | {phase_s:.2f} | {loop_s:.2f} | {phase_s / loop_s if loop_s else float('nan'):.1f}x | "
+            f"{run['unification'].get('enrich_seconds', 0):.2f} | {run['unification'].get('finish_seconds', 0):.2f} |"
+        )
     worst = max(p / lp for p, lp in uni.values() if lp)
     L += [
         "",
@@ -281,9 +289,10 @@ def write_doc(args, r: dict) -> None:
         f"**{'met' if ratio <= TARGET_RATIO else 'not met'}**.",
         f"- Unification phase at most {TARGET_UNIFICATION:.0f}x its loop: measured up to **{worst:.1f}x**: "
         f"**{'met' if worst <= TARGET_UNIFICATION else 'not met'}**.",
-        "- Hist-union and staging build incrementally (docs/incremental.md); enrichment, the key statistics and "
-        "the master tables are still rebuilt in full on every run, and ingestion rescans its folders: they are "
-        "what the nightly run still spends its time on.",
+        "- Hist-union, staging, the enriched and the master tables build incrementally (docs/incremental.md); a "
+        "table staged with a dedupe (web_events) is staged and enriched in full, its changed ids found by a diff. "
+        "The key statistics stay full aggregates over the key values and the lookup (their step's seconds "
+        "above); ingestion rescans its folders.",
         "- Why staging barely moves: a staging statement has a large fixed cost whatever its row count. Timed "
         "per statement at 2,000 records: orders / members / customers took 0.5 / 1.4 / 3.6 s in the full build "
         "and 0.6 / 1.7 / 4.3 s for the nightly rows (a few dozen), the compile and planning of the rules' "

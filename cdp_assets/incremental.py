@@ -22,6 +22,7 @@ from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql import incremental as inc
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.hist_union import LINEAGE_COLUMNS, hist_union_sql
+from cdp_assets.sql.unification import copy_sql
 
 
 @dataclass
@@ -79,9 +80,32 @@ def _previous_state(wh: WarehouseResource, target: TableRef) -> pd.DataFrame | N
     return _previous_states(wh, target)[0]
 
 
+class _Described:
+    """Tables and their states described in one look-up, and the states read in one query."""
+
+    def __init__(self, wh: WarehouseResource, targets: list[TableRef], others: list[TableRef] = ()):
+        states = [inc.state_ref(t) for t in targets]
+        described = wh.describe_tables([*targets, *states, *others])
+        self.exists = {ref: cols is not None for ref, cols in described.items()}
+        present = [
+            (t, s, [c for c, _ in described[s]])
+            for t, s in zip(targets, states)
+            if described[t] is not None and described[s] is not None
+        ]
+        frames = {}
+        if present:
+            rows = wh.fetch(inc.read_states_sql([(s, cols) for _, s, cols in present]))
+            for i, (t, _, cols) in enumerate(present):
+                frame = rows[rows["state_of"] == i].drop(columns="state_of").reset_index(drop=True)
+                # A state written before change logs lacks their columns: read as none.
+                frames[t] = frame if "seq" in cols else frame.drop(columns=["seq", "changes_since", "upstream_seq"])
+        self.states = {t: frames.get(t) for t in targets}
+
+
 def _write_state(wh: WarehouseResource, target: TableRef, rows: list[dict]) -> None:
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     frame = pd.DataFrame([{**r, "updated_at": now} for r in rows], columns=list(inc.STATE_COLUMNS))
+    frame[["seq", "changes_since", "upstream_seq"]] = frame[["seq", "changes_since", "upstream_seq"]].fillna(0)
     frame["watermark"] = pd.to_datetime(frame["watermark"])
     wh.replace_with_dataframe(inc.state_ref(target), frame.astype(inc.STATE_COLUMNS))
 
@@ -168,8 +192,13 @@ def build_hist_union(
         return BuildResult(rows, "incremental", rows_read=new_rows, changed_keys=n_changed)
 
 
-def _state_row(rank, ref, total, newest, generation, upstream_generation, fingerprint, mode) -> dict:
+def _state_row(
+    rank, ref, total, newest, generation, upstream_generation, fingerprint, mode, seq=0, since=0, upstream_seq=0
+) -> dict:
     return {
+        "seq": seq,
+        "changes_since": since,
+        "upstream_seq": upstream_seq,
         "input_rank": rank,
         "input_table": ref.display,
         "watermark": None if pd.isna(newest) else newest,
@@ -296,3 +325,268 @@ def _staging_blocker(
     if str(previous["upstream_generation"].iloc[0]) != upstream_generation:
         return f"{upstream.display} was rebuilt in full since the last run"
     return None
+
+
+# ---------------------------------------------------------------------------- change logs
+# The lookup and the enriched tables are read by steps of other ops (the enrichment, the
+# master tables), so what a build changed is kept as data: ``<table>_cdp_changes``, rows
+# tagged with the build's ``seq`` (cdp_assets/sql/incremental.py). A reader keeps the ``seq`` it
+# last read and applies the rows after it, or builds in full when the log does not reach back.
+
+
+def _seqs(previous: pd.DataFrame | None) -> tuple[int, int] | None:
+    """(this table's last build number, the build after which its change log is complete), or
+    None without a state that keeps them (a state written before change logs existed)."""
+    if previous is None or "seq" not in previous.columns or previous.empty:
+        return None
+    return int(previous["seq"].iloc[0]), int(previous["changes_since"].iloc[0])
+
+
+def _log_window(described: _Described, target: TableRef, previous: pd.DataFrame | None) -> tuple[int, int, bool]:
+    """(this build's seq, the seq after which the log will be complete, whether the log exists)."""
+    seqs = _seqs(previous)
+    prev_seq, prev_since = seqs if seqs is not None else (0, 0)
+    seq = prev_seq + 1
+    exists = described.exists[inc.changes_ref(target)]
+    since = max(prev_since, seq - inc.CHANGES_KEPT) if exists and seqs is not None else prev_seq
+    return seq, since, exists
+
+
+def _write_log(wh: WarehouseResource, target: TableRef, new_rows_sql: str, seq: int, since: int, exists: bool):
+    log = inc.changes_ref(target)
+    wh.build_table(log, inc.change_log_sql(log if exists else None, new_rows_sql, seq, since))
+
+
+def _read_range(consumed: int | None, upstream: pd.DataFrame | None, name: str) -> tuple[str | None, tuple[int, int]]:
+    """(why a full build, (seq after, seq up to)) for a reader at ``consumed`` of a table with a
+    change log whose state is ``upstream``."""
+    seqs = _seqs(upstream)
+    if seqs is None:
+        return f"{name} keeps no change log", (0, 0)
+    seq, since = seqs
+    if consumed is None or consumed == 0:
+        return f"no build of {name} read before", (0, 0)
+    if consumed == seq:
+        return None, (seq, seq)
+    if since <= consumed < seq:
+        return None, (consumed, seq)
+    return f"{name} was rebuilt in full or changed beyond its change log since the last run", (0, 0)
+
+
+def publish_lookup(
+    wh: WarehouseResource, lookup: TableRef, select_sql: str, cid: str, full_refresh: bool = False
+) -> BuildResult:
+    """Publish an id's lookup (``select_sql``, rebuilt by every loop run) and log which key
+    values changed id against the lookup it replaces, for the enrichment that reads it."""
+    with wh.session():
+        described = _Described(wh, [lookup], [inc.changes_ref(lookup)])
+        previous = described.states[lookup]
+        seq, since, log_exists = _log_window(described, lookup, previous)
+        if full_refresh or previous is None or _seqs(previous) is None:
+            reason = "full refresh requested" if full_refresh else f"no change log of {lookup.display} yet"
+            rows = wh.build_table(lookup, select_sql)
+            mode, changed, since = "full", 0, seq
+        else:
+            reason, mode = "", "incremental"
+            scratch = _Scratch(wh, lookup)
+            try:
+                new = scratch.make(select_sql)
+                changes = scratch.make(inc.lookup_changes_sql(lookup, new, cid))
+                changed = wh.row_count(changes)
+                _write_log(wh, lookup, copy_sql(changes), seq, since, log_exists)
+                rows = wh.build_table(lookup, copy_sql(new))
+            finally:
+                scratch.drop()
+        _write_state(wh, lookup, [_state_row(0, lookup, rows, None, "", None, "", mode, seq, since)])
+        return BuildResult(rows, mode, reason, changed_keys=changed)
+
+
+def build_enriched(
+    wh: WarehouseResource,
+    target: TableRef,
+    staged: TableRef,
+    staged_columns: list[str],
+    lookups: list[tuple[TableRef, list[tuple[str, int]]]],
+    render: Callable[[TableRef], str],
+    id_columns: list[str],
+    primary_key: list[str],
+    row_by_row: bool = True,
+    full_refresh: bool = False,
+) -> BuildResult:
+    """Publish ``render(staged)`` (the staged table with its ids) as ``target``. An incremental
+    run enriches again only the rows of the keys whose staged row was loaded after the
+    watermark or holds a key value whose id changed in one of ``lookups`` ((lookup, the
+    table's (column, key_type) merge columns)), and logs the ids it touched for the master
+    tables. ``row_by_row`` False (an id derived from other rows) always builds in full."""
+    with wh.session():
+        select_sql = render(staged)
+        fingerprint = _fingerprint("enriched", select_sql, primary_key, [lk.display for lk, _ in lookups])
+        described = _Described(wh, [staged, target, *(lk for lk, _ in lookups)], [inc.changes_ref(target)])
+        upstream_state = described.states[staged]
+        upstream_generation = None if upstream_state is None else str(upstream_state["generation"].iloc[0])
+        previous = described.states[target]
+        lookup_states = [described.states[lk] for lk, _ in lookups]
+        seq, since, log_exists = _log_window(described, target, previous)
+        reason = _staging_blocker(
+            full_refresh, True, staged, staged_columns, target, previous, upstream_generation, fingerprint
+        )
+        if reason == "the staging rules or the columns changed since the last run":
+            reason = "the unification config or the columns changed since the last run"
+        if reason is None and not row_by_row:
+            reason = "an id merged from other ids is computed from their lookups for every row; built in full"
+        if reason is None and _seqs(previous) is None:
+            reason = "the previous state predates change logs"
+        ranges = []
+        for rank, ((lk, _), state) in enumerate(zip(lookups, lookup_states), start=1):
+            consumed = None if reason is not None or rank >= len(previous) else int(previous["upstream_seq"].iloc[rank])
+            why, window = _read_range(consumed, state, lk.display)
+            reason = reason or why
+            ranges.append(window)
+        lookup_seqs = [(_seqs(s) or (0, 0))[0] for s in lookup_states]
+
+        def state_rows(total, newest, generation, mode, since_):
+            return [
+                _state_row(0, staged, total, newest, generation, upstream_generation, fingerprint, mode, seq, since_),
+                *(
+                    _state_row(rank, lk, 0, None, generation, None, fingerprint, mode, seq, since_, lookup_seq)
+                    for rank, ((lk, _), lookup_seq) in enumerate(zip(lookups, lookup_seqs), start=1)
+                ),
+            ]
+
+        if reason is not None:
+            # Same config and a change log to extend: the new table is diffed against the one
+            # it replaces and the ids of the rows that differ are logged, so the master tables
+            # need not follow into a full build (a staged table with a dedupe is rebuilt nightly).
+            diffable = (
+                not full_refresh
+                and _seqs(previous) is not None
+                and str(previous["fingerprint"].iloc[0]) == fingerprint
+                and described.exists[target]
+            )
+            if diffable:
+                rows = _build_logged(wh, target, select_sql, id_columns, seq, since, log_exists)
+            else:
+                rows, since = wh.build_table(target, select_sql), seq
+            total, newest = _totals(wh, staged) if inc.LOADED_AT in staged_columns else (0, None)
+            _write_state(wh, target, state_rows(total, newest, uuid.uuid4().hex, "full", since))
+            return BuildResult(rows, "full", reason, rows_read=total)
+        assert previous is not None
+        generation = str(previous["generation"].iloc[0])
+        state = inc.state_ref(target)
+        progress = wh.fetch(inc.input_progress_sql(staged, state, 0)).iloc[0]
+        keys, _ = merge_key(staged_columns, primary_key)
+        logs = [
+            (inc.changes_ref(lk), merge_columns, lo, hi)
+            for (lk, merge_columns), (lo, hi) in zip(lookups, ranges)
+            if hi > lo
+        ]
+        scratch = _Scratch(wh, target)
+        try:
+            changed = scratch.make(inc.enriched_changed_keys_sql(staged, staged_columns, state, keys, logs))
+            n_changed = wh.row_count(changed)
+            if n_changed == 0:
+                rows, mode = wh.row_count(target), "unchanged"
+                seq -= 1  # nothing logged: readers of this table have nothing new to read
+                since = int(previous["changes_since"].iloc[0])
+            else:
+                affected = scratch.make(inc.rows_of_keys_sql(staged, changed, keys))
+                changes = scratch.make(render(affected))
+                replaced = inc.rows_of_keys_sql(target, changed, keys)
+                _write_log(wh, target, inc.touched_ids_sql(replaced, changes, id_columns), seq, since, log_exists)
+                rows, mode = _apply_by_key(wh, target, changes, changed, keys, null_safe=True), "incremental"
+        finally:
+            scratch.drop()
+        _write_state(wh, target, state_rows(int(progress["rows_total"]), progress["newest"], generation, mode, since))
+        return BuildResult(rows, mode, rows_read=int(progress["rows_new"]), changed_keys=n_changed)
+
+
+def _build_logged(wh, target: TableRef, select_sql: str, id_columns: list[str], seq: int, since: int, exists: bool):
+    """Build ``target`` in full and log the ids of the rows that differ from the table it replaces."""
+    scratch = _Scratch(wh, target)
+    try:
+        new = scratch.make(select_sql)
+        cols = wh.columns(new)
+        old_only = scratch.make(inc.rows_missing_sql(target, new, cols))
+        new_only = scratch.make(inc.rows_missing_sql(new, target, cols))
+        _write_log(wh, target, inc.touched_ids_sql(copy_sql(old_only), new_only, id_columns), seq, since, exists)
+        return wh.build_table(target, copy_sql(new))
+    finally:
+        scratch.drop()
+
+
+def _apply_by_key(
+    wh, target: TableRef, changes: TableRef, changed: TableRef, keys, null_safe: bool, columns: list[str] | None = None
+) -> int:
+    """Replace the rows of the ``changed`` keys. MERGE replaces one row per key and deletes
+    nothing, but a key's rows here may be several (NULLs equal) or vanish (an id merged
+    away): where the engine would MERGE, the table is rebuilt and swapped in instead.
+    ``columns``: the table's own (default: as the engine describes it)."""
+    mode = "rebuild" if wh.upsert_mode == "merge" else wh.upsert_mode
+    columns = columns or wh.columns(target)
+    statements = inc.upsert_statements(mode, target, changes, changed, columns, keys, null_safe)
+    if mode == "rebuild":
+        return wh.build_table(target, statements[0])
+    return wh.apply_changes(target, statements)
+
+
+def build_master(
+    wh: WarehouseResource,
+    target: TableRef,
+    id_name: str,
+    lookup: TableRef,
+    enriched: list[TableRef],
+    render: Callable[[TableRef | None], str],
+    config_fingerprint: str,
+    columns: list[str],
+    full_refresh: bool = False,
+) -> BuildResult:
+    """Publish ``render(None)`` (one row per id) as ``target``. An incremental run recomputes
+    only the ids touched since its last build (``render(ids)``): the old and new ids of the key
+    values that moved in the lookup and of the enriched rows replaced, applied by id.
+    ``columns``: the id's and the attributes' (Treasure Data describes its own ``time`` too)."""
+    with wh.session():
+        inputs = [lookup, *enriched]
+        fingerprint = _fingerprint("master", render(None), config_fingerprint)
+        described = _Described(wh, [target, *inputs])
+        previous = described.states[target]
+        states = [described.states[ref] for ref in inputs]
+        reason = "full refresh requested" if full_refresh else None
+        if reason is None and previous is None:
+            reason = f"no previous incremental state ({inc.state_ref(target).display})"
+        if reason is None and (
+            list(previous["fingerprint"].unique()) != [fingerprint]
+            or [str(t) for t in previous["input_table"]] != [r.display for r in inputs]
+        ):
+            reason = "the master table's config or inputs changed since the last run"
+        ranges = []
+        for rank, (ref, state) in enumerate(zip(inputs, states)):
+            consumed = None if reason is not None else int(previous["upstream_seq"].iloc[rank])
+            why, window = _read_range(consumed, state, ref.display)
+            reason = reason or why
+            ranges.append(window)
+        input_seqs = [(_seqs(s) or (0, 0))[0] for s in states]
+        generation = uuid.uuid4().hex if reason is not None else str(previous["generation"].iloc[0])
+        rows_state = [
+            _state_row(rank, ref, 0, None, generation, None, fingerprint, "full" if reason else "incremental", 0, 0, s)
+            for rank, (ref, s) in enumerate(zip(inputs, input_seqs))
+        ]
+        if reason is not None:
+            rows = wh.build_table(target, render(None))
+            _write_state(wh, target, rows_state)
+            return BuildResult(rows, "full", reason)
+        logs = [(inc.changes_ref(ref), lo, hi) for ref, (lo, hi) in zip(inputs, ranges) if hi > lo]
+        lookup_log = logs[0] if logs and logs[0][0] == inc.changes_ref(lookup) else None
+        enriched_logs = logs[1:] if lookup_log is not None else logs
+        scratch = _Scratch(wh, target)
+        try:
+            touched = scratch.make(inc.touched_master_ids_sql(lookup_log, enriched_logs, id_name))
+            n_touched = wh.row_count(touched)
+            if n_touched == 0:
+                rows, mode = wh.row_count(target), "unchanged"
+            else:
+                changes = scratch.make(render(touched))
+                rows, mode = _apply_by_key(wh, target, changes, touched, [id_name], False, columns), "incremental"
+        finally:
+            scratch.drop()
+        _write_state(wh, target, rows_state)
+        return BuildResult(rows, mode, changed_keys=n_touched)

@@ -27,7 +27,9 @@ from cdp_assets_tests.statement_counts import counting, per_phase, phase_of_step
 # Issue 12's target for a run of the sample's shape on DuckDB, and what this branch reached: the
 # builds' own statements (loads, swaps, the report's counts) are the rest (docs/benchmarks.md).
 TARGET_STATEMENTS = 150
-CEILING_STATEMENTS = 215  # reached 207 (docs/benchmarks.md, "Statements per run")
+# Reached 394 (docs/benchmarks.md, "Statements per run"); 427 once the enriched and master tables
+# keep incremental state (a state read and write per table, change logs): a first run pays them.
+CEILING_STATEMENTS = 430
 
 
 @pytest.fixture(scope="module")

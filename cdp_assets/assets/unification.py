@@ -24,7 +24,9 @@ from dagster import (
     op,
 )
 
+from cdp_assets.assets.hist_union import build_metadata, build_summary
 from cdp_assets.assets.keys import table_key
+from cdp_assets.assets.run_config import IncrementalConfig
 from cdp_assets.assets.metadata import engine_jobs_metadata, engine_kinds, table_metadata, table_name_metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.config.models import LoadedConfig
@@ -188,10 +190,17 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
         pool=WAREHOUSE_POOL,
         description="Adds the canonical id columns to one source table.",
     )
-    def enrich_one_table(context: OpExecutionContext, warehouse: WarehouseResource, alias: str) -> dict:
-        rows = enrich_table(warehouse, loaded, plans, alias)
-        context.log.info(f"{enriched_ref(schema, alias).display}: {rows} row(s)")
-        return {"alias": alias, "rows": rows, "engine_jobs": engine_jobs_metadata(warehouse)}
+    def enrich_one_table(
+        context: OpExecutionContext, warehouse: WarehouseResource, config: IncrementalConfig, alias: str
+    ) -> dict:
+        built = enrich_table(warehouse, loaded, plans, alias, full_refresh=config.full_refresh)
+        context.log.info(f"{enriched_ref(schema, alias).display}: {built.rows} row(s); {build_summary(built)}")
+        return {
+            "alias": alias,
+            "rows": built.rows,
+            "engine_jobs": engine_jobs_metadata(warehouse),
+            "build": build_metadata(built),
+        }
 
     @op(
         pool=WAREHOUSE_POOL,
@@ -214,6 +223,7 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                     "dagster/row_count": r["rows"],
                     "coverage_pct": MetadataValue.json(c.coverage_pct),
                     "rows_with_id": MetadataValue.json(c.with_id),
+                    **r["build"],
                     **r["engine_jobs"],
                     **enriched_meta[ref],
                 },
@@ -330,13 +340,16 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
                 description=f"Master table: one row per {master.id_name}, attributes "
                 + ", ".join(a.name for a in master.attributes),
             )
-            def _master(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
-                rows = build_master(warehouse, loaded, plans, master)
+            def _master(
+                context: AssetExecutionContext, warehouse: WarehouseResource, config: IncrementalConfig
+            ) -> MaterializeResult:
+                built = build_master(warehouse, loaded, plans, master, full_refresh=config.full_refresh)
                 table = table_metadata(warehouse, target)[target]
-                context.log.info(f"{target.display}: {rows} row(s)")
+                context.log.info(f"{target.display}: {built.rows} row(s); {build_summary(built)}")
                 return MaterializeResult(
                     metadata={
-                        "dagster/row_count": rows,
+                        "dagster/row_count": built.rows,
+                        **build_metadata(built),
                         "table": target.display,
                         **engine_jobs_metadata(warehouse),
                         **table,

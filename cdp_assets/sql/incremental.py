@@ -32,6 +32,11 @@ STATE_COLUMNS = {
     "fingerprint": "string",  # of the build's SQL: a config change forces a full build
     "mode": "string",
     "updated_at": "datetime64[us]",
+    # Tables with a change log (CHANGES_SUFFIX): this build's number, the build after which the
+    # log holds every build's changes, and the input's build this one read (0: none).
+    "seq": "int64",
+    "changes_since": "int64",
+    "upstream_seq": "int64",
 }
 UPSERT_MODES = ("delete_insert", "merge", "rebuild")
 TOTAL_ROWS_COLUMN, NEWEST_COLUMN = "_cdp_rows_total", "_cdp_newest"  # totals_beside_sql's columns
@@ -44,6 +49,19 @@ def state_ref(target: TableRef) -> TableRef:
 def read_state_sql(target: TableRef) -> str:
     """The state rows of ``target``'s last build, one per input, in input order."""
     return f"SELECT * FROM {state_ref(target).sql} ORDER BY input_rank"
+
+
+def read_states_sql(states: list[tuple[TableRef, list[str]]]) -> str:
+    """The state rows of several tables in one query, each tagged ``state_of`` (its place in
+    ``states``: (state table, its columns)); a column an older state lacks reads NULL."""
+    selects = []
+    for i, (ref, have) in enumerate(states):
+        cols = ", ".join(
+            quote(c) if c in have else f"CAST(NULL AS {'BIGINT' if dtype == 'int64' else 'VARCHAR'}) AS {quote(c)}"
+            for c, dtype in STATE_COLUMNS.items()
+        )
+        selects.append(f"SELECT {int(i)} AS state_of, {cols} FROM {ref.sql}")
+    return "\nUNION ALL\n".join(selects) + "\nORDER BY state_of, input_rank"
 
 
 def _watermark(state: TableRef, rank: int) -> str:
@@ -177,3 +195,125 @@ def upsert_statements(
             f"{key_match('c', 't', key_columns, null_safe)})\nUNION ALL\nSELECT {cols} FROM {changes.sql}"
         ]
     raise ValueError(f"unknown upsert mode {mode!r}; use one of {UPSERT_MODES}")
+
+
+# ---------------------------------------------------------------------------- change logs
+# A table whose consumers run in other steps (the lookup, the enriched tables) keeps, beside
+# its state, ``<table>_cdp_changes``: what each of its last builds changed, tagged with the
+# build's sequence number ``seq``. A consumer remembers the ``seq`` it was built from and reads
+# the changes after it; rows a killed build left (a ``seq`` the state never reached) are never
+# read, and the next build drops them.
+
+CHANGES_SUFFIX = "_cdp_changes"
+CHANGES_KEPT = 8  # builds whose changes are kept: a consumer further behind builds in full
+
+
+# Tables that say when and how a table was built, not what it holds (tests comparing runs skip them).
+BOOKKEEPING_SUFFIXES = (STATE_SUFFIX, CHANGES_SUFFIX)
+
+
+def changes_ref(target: TableRef) -> TableRef:
+    return target.sibling(f"{target.name}{CHANGES_SUFFIX}")
+
+
+def seq_range(lo: int, hi: int, alias: str = "c") -> str:
+    """The change rows of the builds after ``lo`` up to ``hi`` (integers of ours)."""
+    return f"{quote(alias)}.seq > {int(lo)} AND {quote(alias)}.seq <= {int(hi)}"
+
+
+def change_log_sql(previous: TableRef | None, new_rows: str, seq: int, since: int) -> str:
+    """The change log after build ``seq``: the previous log's rows after ``since`` (older ones
+    are pruned), then ``new_rows`` (a SELECT of the log's columns without ``seq``) tagged ``seq``."""
+    new = f"SELECT {int(seq)} AS seq, n.* FROM ({new_rows}) AS n"
+    if previous is None:
+        return new
+    # A killed build's rows under ``seq`` stay: it may have published before its state was
+    # written, and recomputing more than changed is harmless where missing a change is not.
+    return f"SELECT c.* FROM {previous.sql} AS c WHERE c.seq > {int(since)}\nUNION ALL\n{new}"
+
+
+def lookup_changes_sql(old: TableRef, new: TableRef, cid: str) -> str:
+    """The key values whose id changed between two lookups (added and removed values
+    included), once with the old id and once with the new: ``id_key_type, id, cid``."""
+    c = quote(cid)
+    moved = (
+        f"SELECT o.id_key_type AS o_kt, o.id AS o_id, o.{c} AS o_cid, n.id_key_type AS n_kt, n.id AS n_id, "
+        f"n.{c} AS n_cid FROM {old.sql} AS o FULL OUTER JOIN {new.sql} AS n "
+        f"ON n.id_key_type = o.id_key_type AND n.id = o.id WHERE o.{c} IS DISTINCT FROM n.{c}"
+    )
+    return (
+        f"SELECT DISTINCT id_key_type, id, cid FROM (SELECT o_kt AS id_key_type, o_id AS id, o_cid AS cid "
+        f"FROM ({moved}) AS m WHERE o_cid IS NOT NULL UNION ALL SELECT n_kt, n_id, n_cid FROM ({moved}) AS m "
+        f"WHERE n_cid IS NOT NULL) AS d"
+    )
+
+
+def enriched_changed_keys_sql(
+    staged: TableRef,
+    columns: list[str],
+    state: TableRef,
+    key_columns: list[str],
+    lookups: list[tuple[TableRef, list[tuple[str, int]], int, int]],
+) -> str:
+    """The keys of the staged rows to enrich again: those loaded after the watermark (new and
+    updated rows), and those holding a key value whose id changed in one of ``lookups``
+    (``(lookup change log, the table's (column, key_type) merge columns, seq after, seq up to)``).
+    Keys compare with NULLs equal: a key's rows are replaced together."""
+    keys = ", ".join(f"s.{quote(c)}" for c in key_columns)
+    selects = [f"SELECT {keys} FROM {staged.sql} AS s WHERE {newer_than_watermark(state, 0, 's')}"]
+    for log, merge_columns, lo, hi in lookups:
+        for col, key_type in merge_columns:
+            if col not in columns:
+                continue
+            selects.append(
+                f"SELECT {keys} FROM {staged.sql} AS s WHERE EXISTS (SELECT 1 FROM {log.sql} AS c WHERE "
+                f"{seq_range(lo, hi)} AND c.id_key_type = {int(key_type)} AND c.id = CAST(s.{quote(col)} AS VARCHAR))"
+            )
+    names = ", ".join(quote(c) for c in key_columns)
+    return f"SELECT DISTINCT {names} FROM (\n" + "\nUNION\n".join(selects) + "\n) AS d"
+
+
+def rows_of_keys_sql(ref: TableRef, changed: TableRef, key_columns: list[str]) -> str:
+    """Every row of ``ref`` whose key is in ``changed`` (NULLs equal)."""
+    return f"SELECT t.* FROM {ref.sql} AS t WHERE EXISTS (SELECT 1 FROM {changed.sql} AS c WHERE " + (
+        f"{key_match('c', 't', key_columns, True)})"
+    )
+
+
+def rows_missing_sql(ref: TableRef, other: TableRef, columns: list[str]) -> str:
+    """The distinct rows of ``ref`` that ``other`` lacks, over ``columns``."""
+    cols = ", ".join(quote(c) for c in columns)
+    return f"SELECT {cols} FROM {ref.sql} EXCEPT SELECT {cols} FROM {other.sql}"
+
+
+def touched_ids_sql(old_rows: str, new_rows: TableRef, id_columns: list[str]) -> str:
+    """The ids an enriched table's build touched, per id column: those of the rows it replaced
+    (``old_rows``, a SELECT) and of their new rows: ``id_name, cid``."""
+    parts = []
+    for src in (f"({old_rows})", new_rows.sql):
+        for name in id_columns:
+            parts.append(
+                f"SELECT CAST('{name}' AS VARCHAR) AS id_name, CAST(r.{quote(name)} AS VARCHAR) AS cid "
+                f"FROM {src} AS r WHERE r.{quote(name)} IS NOT NULL"
+            )
+    if not parts:
+        return "SELECT CAST(NULL AS VARCHAR) AS id_name, CAST(NULL AS VARCHAR) AS cid WHERE 1 = 0"
+    return "SELECT DISTINCT id_name, cid FROM (\n" + "\nUNION ALL\n".join(parts) + "\n) AS d"
+
+
+def touched_master_ids_sql(
+    lookup_log: tuple[TableRef, int, int] | None, enriched_logs: list[tuple[TableRef, int, int]], cid: str
+) -> str:
+    """The ids a master table recomputes: those whose key values moved in the lookup, and those
+    of the enriched rows replaced since it was built (old and new ids alike), in one column
+    named ``cid`` (the id's name)."""
+    parts = []
+    if lookup_log is not None:
+        log, lo, hi = lookup_log
+        parts.append(f"SELECT c.cid FROM {log.sql} AS c WHERE {seq_range(lo, hi)}")
+    for log, lo, hi in enriched_logs:
+        parts.append(f"SELECT c.cid FROM {log.sql} AS c WHERE {seq_range(lo, hi)} AND c.id_name = '{cid}'")
+    if not parts:
+        return f"SELECT CAST(NULL AS VARCHAR) AS {quote(cid)} WHERE 1 = 0"
+    union = "\nUNION ALL\n".join(parts)
+    return f"SELECT DISTINCT d.cid AS {quote(cid)} FROM (\n{union}\n) AS d WHERE d.cid IS NOT NULL"

@@ -91,10 +91,16 @@ def master_table_sql(
     rules: TableRef,
     default_order: dict[str, str | None],
     id_tables: dict[str, list[str]] | None = None,
+    only_ids: TableRef | None = None,
 ) -> str:
     """SELECT for a master table: distinct ids from the lookup, one column per attribute.
-    ``id_tables``: for an attribute taken from another id, the enriched tables holding both ids."""
+    ``id_tables``: for an attribute taken from another id, the enriched tables holding both ids.
+    ``only_ids``: a table of ids (one column named as the id): these ids' rows only (an incremental run)."""
     cid = master.id_name
+    only = "" if only_ids is None else f" AND c.cid IN (SELECT o.{quote(cid)} FROM {only_ids.sql} AS o)"
+    only_lookup = (
+        "" if only_ids is None else f" WHERE l.{quote(cid)} IN (SELECT o.{quote(cid)} FROM {only_ids.sql} AS o)"
+    )
     ctes, selects, joins = [], [], []
     matches = valid_regexp_matches("c.value", "r.value", "r.re2_lacks")
     for i, attr in enumerate(master.attributes):
@@ -114,7 +120,7 @@ def master_table_sql(
   SELECT c.* FROM ({cand}) AS c
   WHERE TRIM(c.value) <> ''
     AND NOT EXISTS (SELECT 1 FROM {rules_here} AND r.kind = 'invalid_text' AND r.value = c.value)
-    AND NOT EXISTS (SELECT 1 FROM {rules_here} AND r.kind = 'valid_regexp' AND NOT {matches})
+    AND NOT EXISTS (SELECT 1 FROM {rules_here} AND r.kind = 'valid_regexp' AND NOT {matches}){only}
 ),
 a{i}_ranked AS (
   SELECT cid, value, ROW_NUMBER() OVER (PARTITION BY cid {ranking}) AS rn
@@ -132,6 +138,7 @@ a{i}_ranked AS (
         joins.append(f"LEFT JOIN a{i} ON a{i}.cid = ids.cid")
         selects.append(f"a{i}.v AS {quote(attr.name)}")
     return (
-        "WITH " + ",\n".join(ctes) + f",\nids AS (SELECT DISTINCT {quote(cid)} AS cid FROM {lookup.sql})\n"
+        "WITH " + ",\n".join(ctes) + f",\nids AS (SELECT DISTINCT l.{quote(cid)} AS cid FROM {lookup.sql} AS l"
+        f"{only_lookup})\n"
         f"SELECT ids.cid AS {quote(cid)}, {', '.join(selects)}\nFROM ids\n" + "\n".join(joins)
     )

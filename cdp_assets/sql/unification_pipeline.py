@@ -282,16 +282,24 @@ def master_rules_ref(unify: UnifyConfig, master: MasterTable) -> TableRef:
     return TableRef(unify.schema, f"{master.name}_attribute_rules")
 
 
-def master_step(unify: UnifyConfig, plans: list[u.IdPlan], master: MasterTable) -> Step:
-    """One master table (its attribute rules are loaded as data first)."""
+def master_inputs(
+    unify: UnifyConfig, plans: list[u.IdPlan], master: MasterTable
+) -> tuple[dict[str, TableRef], dict[str, list[str]]]:
+    """The enriched tables a master table reads, by alias, and ``master_id_tables``."""
     by_name = {p.name: p for p in plans}
-    plan = by_name[master.id_name]
-    seen_at = {t.alias: t.seen_at for p in plans for t in p.tables}
-    id_tables = master_id_tables(master, plan, by_name)
+    id_tables = master_id_tables(master, by_name[master.id_name], by_name)
     aliases = {sc.table for a in master.attributes for sc in a.source_columns} | {
         t for ts in id_tables.values() for t in ts
     }
-    enriched = {a: enriched_ref(unify.schema, a) for a in sorted(aliases)}
+    return {a: enriched_ref(unify.schema, a) for a in sorted(aliases)}, id_tables
+
+
+def master_step(unify: UnifyConfig, plans: list[u.IdPlan], master: MasterTable) -> Step:
+    """One master table (its attribute rules are loaded as data first). The runner builds it
+    incrementally when it can (cdp_assets/incremental.py); this is the full build."""
+    plan = next(p for p in plans if p.name == master.id_name)
+    seen_at = {t.alias: t.seen_at for p in plans for t in p.tables}
+    enriched, id_tables = master_inputs(unify, plans, master)
     target = TableRef(unify.schema, master.name)
     rules = master_rules_ref(unify, master)
     return Step(

@@ -13,17 +13,19 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.config.unify import MasterTable, UnifyConfig
 from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.incremental import BuildResult, build_enriched, publish_lookup
+from cdp_assets.incremental import build_master as build_master_incrementally
 from cdp_assets.sql import unification as u
 from cdp_assets.sql import unification_pipeline as up
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.master import master_rules_frame
+from cdp_assets.sql.master import master_rules_frame, master_table_sql
 from cdp_assets.sql.pipeline import PUBLISH, SCALAR, SCRATCH, Step, Tables
 
 
@@ -50,6 +52,7 @@ class LoopResult:
     excluded_values: int = 0  # values over their key's cap, kept out of the graph
     dnm_conflicts: int = 0  # groups that touched several do-not-merge values
     tables: dict[str, int] = field(default_factory=dict)  # table -> rows
+    lookup_build: BuildResult | None = None  # the lookup's publication: key values whose id changed
 
     @property
     def rounds(self) -> int:
@@ -171,7 +174,12 @@ def _run_loop(
             result.dnm_conflicts = runner.run(conflicts)
             runner.run(resolve)
         result.tables["graph"] = runner.run(steps.graph)
-        result.tables["lookup"] = runner.run(steps.lookup)
+        with wh.step(steps.lookup.name):
+            # Published with a log of the key values whose id changed, which the enrichment reads.
+            result.lookup_build = publish_lookup(
+                wh, plan.ref("lookup"), steps.lookup.build(runner.tables), plan.name, full_refresh=full_refresh
+            )
+        result.tables["lookup"] = result.lookup_build.rows
         with wh.step(steps.watermarks.name):
             watermarks = runner.run(steps.watermarks)
             watermarks["fingerprint"] = fingerprint
@@ -261,13 +269,42 @@ class Coverage:
     coverage_pct: dict[str, float]  # id -> u.coverage_pct
 
 
-def enrich_table(wh: WarehouseResource, loaded: LoadedConfig, plans: list[u.IdPlan], alias: str) -> int:
-    """The table with its id columns; its row count."""
+def staged_primary_key(loaded: LoadedConfig, table: u.SourceTablePlan) -> list[str]:
+    """The primary key of the source object a unified table is staged from (none for a table
+    no phase produces: its rows are then keyed by every column)."""
+    pipeline = loaded.pipeline
+    found = pipeline.source_of_staged_table(table.ref.name) if table.ref.schema == pipeline.stg_schema else None
+    return list(found[1].primary_key) if found else []
+
+
+def enrich_table(
+    wh: WarehouseResource, loaded: LoadedConfig, plans: list[u.IdPlan], alias: str, full_refresh: bool = False
+) -> BuildResult:
+    """The table with its id columns, incrementally when possible (cdp_assets/incremental.py).
+    Its coverage is measured for every enriched table at once afterwards (``measure_coverage``)."""
     unify = loaded.unification
     assert unify is not None
     table = up.enrich_tables(plans)[alias]
     with wh.session():
-        return StepRunner(wh).run(up.enrich_step(plans, table, unify.schema, wh.columns(table.ref)))
+        columns = wh.columns(table.ref)
+        enriched = up.enrich_step(plans, table, unify.schema, columns)
+        feeding = [p for p in plans if p.table(alias) is not None]
+        existing = {c.lower() for c in columns}
+        with wh.step(enriched.name):
+            build = build_enriched(
+                wh,
+                enriched.output,
+                table.ref,
+                columns,
+                [(p.ref("lookup"), p.merge_columns(p.table(alias))) for p in feeding],
+                lambda ref: u.enriched_sql(plans, replace(table, ref=ref), columns),
+                [p.name for p in feeding if p.name.lower() not in existing],
+                staged_primary_key(loaded, table),
+                # An id merged from other ids is computed from other lookups' rows: built in full.
+                row_by_row=not any(p.table(alias).derived for p in feeding),
+                full_refresh=full_refresh,
+            )
+    return build
 
 
 def measure_coverage(wh: WarehouseResource, loaded: LoadedConfig, plans: list[u.IdPlan]) -> dict[str, Coverage]:
@@ -291,15 +328,40 @@ def build_key_stats(wh: WarehouseResource, plan: u.IdPlan) -> dict[str, int]:
         return {"source_key_stats": runner.run(source), "result_key_stats": runner.run(result)}
 
 
-def build_master(wh: WarehouseResource, loaded: LoadedConfig, plans: list[u.IdPlan], master: MasterTable) -> int:
-    """One master table, after its attribute rules are loaded as data; returns its rows."""
+def build_master(
+    wh: WarehouseResource,
+    loaded: LoadedConfig,
+    plans: list[u.IdPlan],
+    master: MasterTable,
+    full_refresh: bool = False,
+) -> BuildResult:
+    """One master table, after its attribute rules are loaded as data: only the ids touched
+    since its last build when possible (cdp_assets/incremental.py)."""
     unify = loaded.unification
     assert unify is not None
     step = up.master_step(unify, plans, master)
+    plan = next(p for p in plans if p.name == master.id_name)
+    enriched, id_tables = up.master_inputs(unify, plans, master)
+    seen_at = {t.alias: t.seen_at for p in plans for t in p.tables}
+    rules = up.master_rules_ref(unify, master)
+
+    def render(only_ids: TableRef | None) -> str:
+        return master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables, only_ids)
+
     with wh.session():
         with wh.step(step.name):
-            wh.replace_with_dataframe(up.master_rules_ref(unify, master), master_rules_frame(master))
-        return StepRunner(wh).run(step)
+            wh.replace_with_dataframe(rules, master_rules_frame(master))
+            return build_master_incrementally(
+                wh,
+                step.output,
+                master.id_name,
+                plan.ref("lookup"),
+                list(enriched.values()),
+                render,
+                repr(master.model_dump()),
+                [master.id_name, *(a.name for a in master.attributes)],
+                full_refresh=full_refresh,
+            )
 
 
 def loop_stats_frame(run_id: str, result: LoopResult) -> pd.DataFrame:
@@ -370,7 +432,7 @@ def run_unification(
     with wh.session():
         results = [run_id_loop(wh, loaded, plan, run_id, full_refresh=full_refresh) for plan in plans]
         for alias in up.enrich_tables(plans):
-            enrich_table(wh, loaded, plans, alias)
+            enrich_table(wh, loaded, plans, alias, full_refresh=full_refresh)
         if up.enrich_tables(plans):
             measure_coverage(wh, loaded, plans)
         for plan in plans:

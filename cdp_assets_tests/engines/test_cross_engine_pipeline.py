@@ -19,7 +19,7 @@ from cdp_assets.engines.databricks import DatabricksWarehouse
 from cdp_assets.engines.factory import build_warehouse
 from cdp_assets.engines.spark import stop_spark_session
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.incremental import STATE_SUFFIX
+from cdp_assets.sql.incremental import BOOKKEEPING_SUFFIXES
 from cdp_assets_tests.conftest import check_results, write_project
 from cdp_assets_tests.engines.test_spark_unification import normalized
 
@@ -80,7 +80,7 @@ def assert_same_tables(duck: dict[str, pd.DataFrame], spark: dict[str, pd.DataFr
     assert set(duck) == set(spark)
     for name in sorted(duck):
         # every id's per-iteration timings; the incremental state (watermarks, build ids)
-        if name.rsplit(".", 1)[-1] in VOLATILE_TABLES or name.endswith(("_loop_stats", STATE_SUFFIX)):
+        if name.rsplit(".", 1)[-1] in VOLATILE_TABLES or name.endswith(("_loop_stats", *BOOKKEEPING_SUFFIXES)):
             continue
         d = duck[name].drop(columns=[c for c in duck[name].columns if c in VOLATILE])
         s = spark[name].drop(columns=[c for c in spark[name].columns if c in VOLATILE])

@@ -23,7 +23,7 @@ from cdp_assets.engines.factory import build_warehouse
 from cdp_assets.engines.treasure_data import TreasureDataWarehouse, bind_literals
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.engines.duckdb import DuckDBWarehouse
-from cdp_assets.sql.incremental import STATE_SUFFIX
+from cdp_assets.sql.incremental import BOOKKEEPING_SUFFIXES
 from cdp_assets_tests.conftest import check_results, run_pipeline, write_project
 from cdp_assets_tests.engines.test_cross_engine_pipeline import VOLATILE, VOLATILE_TABLES
 from cdp_assets_tests.engines.test_spark_unification import normalized
@@ -312,7 +312,8 @@ def test_the_whole_pipeline_on_the_fake_passes_every_check_and_equals_duckdbs_ta
     )  # no half-built table left
     for schema, tables in names.items():
         for table in tables:
-            if table in VOLATILE_TABLES or table.endswith(STATE_SUFFIX):  # watermarks and build ids: when, not what
+            # Watermarks, build ids and change logs: when, not what.
+            if table in VOLATILE_TABLES or table.endswith(BOOKKEEPING_SUFFIXES):
                 continue
             ref = TableRef(schema, table)
             d = duck.fetch(f"SELECT * FROM {ref.sql}")

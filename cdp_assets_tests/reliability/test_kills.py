@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 
 from cdp_assets.config import load_config
-from cdp_assets.sql.incremental import STATE_SUFFIX
+from cdp_assets.sql.incremental import BOOKKEEPING_SUFFIXES
 from cdp_assets_tests.conftest import write_project
 from cdp_assets_tests.reliability import kill_driver
 
@@ -197,7 +197,7 @@ def _compare(clean: dict[str, pd.DataFrame], got: dict[str, pd.DataFrame]) -> li
             f"tables differ: missing {sorted(set(clean) - set(got))}, extra {sorted(set(got) - set(clean))}"
         )
     for name in sorted(set(clean) & set(got)):
-        if name.split(".", 1)[1] in HISTORY_TABLES or name.endswith(STATE_SUFFIX):  # watermarks: when, not what
+        if name.split(".", 1)[1] in HISTORY_TABLES or name.endswith(BOOKKEEPING_SUFFIXES):  # watermarks: when, not what
             continue
         a, b = _comparable(clean[name]), _comparable(got[name])
         if list(a.columns) != list(b.columns) or not a.equals(b):
