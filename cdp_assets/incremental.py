@@ -467,7 +467,7 @@ def build_enriched(
                 rows = _build_logged(wh, target, select_sql, id_columns, seq, since, log_exists)
             else:
                 rows, since = wh.build_table(target, select_sql), seq
-            total, newest = _totals(wh, staged) if inc.LOADED_AT in staged_columns else (0, None)
+            ((total, newest),) = _totals(wh, [(staged, staged_columns)])
             _write_state(wh, target, state_rows(total, newest, uuid.uuid4().hex, "full", since))
             return BuildResult(rows, "full", reason, rows_read=total)
         assert previous is not None
