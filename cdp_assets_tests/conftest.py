@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ from cdp_assets.sample.generator import generate_sample
 EXAMPLE = REPO_ROOT / "examples" / "acme"
 
 # Tests that use these fixtures start a slow real part; they get its marker, so that
-# `pytest -m "not spark and not browser and not postgres and not kills"` is the fast suite.
+# `pytest -m "not spark and not browser and not postgres and not kills and not pipeline"` is the fast
+# suite. (`pipeline` is marked by hand on each test that runs the whole job itself; the tests reading
+# the session's shared `sample_run` are not marked: that one run is all they cost.)
 # (`spark`: the module fixture of unify/test_engine_semantics.py; a test that asks for a fixture
 # only at run time, with request.getfixturevalue, is marked by hand.)
 MARKER_OF_FIXTURE = {"spark_dir": "spark", "spark": "spark", "spark_wh": "spark", "postgres": "postgres"}
@@ -92,6 +95,38 @@ def project(tmp_path: Path) -> LoadedConfig:
 @pytest.fixture
 def instance() -> DagsterInstance:
     return DagsterInstance.ephemeral()
+
+
+@dataclass(frozen=True)
+class SampleRun:
+    """One successful whole-pipeline run of the default sample project (``write_project``'s 400
+    records), shared by every test that only reads what such a run leaves: its config, warehouse,
+    report and Dagster result. Read-only: a test that writes must build its own project."""
+
+    loaded: LoadedConfig
+    instance: DagsterInstance
+    result: object  # dagster's ExecuteInProcessResult
+
+    @property
+    def config_path(self) -> Path:
+        return self.loaded.config_path
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.loaded.duckdb_path
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory) -> SampleRun:
+    """The whole pipeline run once per session (about 30 assets and 80 checks, the slowest thing
+    the read-only tests need), instead of once per test."""
+    loaded = load_config(write_project(tmp_path_factory.mktemp("sample_run")))
+    instance = DagsterInstance.ephemeral()
+    result = run_pipeline(loaded, instance)
+    failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert result.success, f"the shared sample run (conftest.sample_run) failed at {failed}"
+    yield SampleRun(loaded=loaded, instance=instance, result=result)
+    instance.dispose()
 
 
 def local_spark_warehouse(folder: str | Path):

@@ -34,6 +34,8 @@ from cdp_assets_tests.conftest import check_results, run_pipeline, write_project
 from cdp_assets_tests.reliability.test_postgres_storage import postgres  # noqa: F401 - fixture
 from cdp_assets_tests.test_alerts import receiver  # noqa: F401 - fixture
 
+pytestmark = pytest.mark.pipeline  # the daemon in a subprocess, after whole-pipeline runs
+
 ALERT_SENSORS = ("cdp_failed_check_alert", "cdp_run_failure_alert")
 TICK_SECONDS = 5  # alerts.minimum_interval_seconds of the project below
 DAEMON_START_TIMEOUT = 180  # seconds to the first tick of both sensors; seen: about 15-30 s

@@ -54,6 +54,7 @@ def local_instance(tmp_path):
         yield instance
 
 
+@pytest.mark.pipeline
 def test_each_failed_blocking_check_gives_exactly_one_alert_with_value_and_threshold(
     tmp_path, local_instance, receiver
 ):
@@ -88,6 +89,7 @@ def test_each_failed_blocking_check_gives_exactly_one_alert_with_value_and_thres
     assert len(receiver) == len(failed) and "0 failed check(s) in 0 ended run(s)" in third.skip_message
 
 
+@pytest.mark.pipeline
 def test_a_run_that_fails_for_another_reason_is_alerted_with_its_error(tmp_path, instance, receiver):
     loaded = load_config(write_project(tmp_path))
     # A column that vanishes after the config loaded (a config naming it is refused at load):

@@ -34,6 +34,8 @@ from cdp_assets.sensors.alerts import check_alert_payload
 from cdp_assets.sql.dialects import quote
 from cdp_assets_tests.conftest import run_pipeline, write_project
 
+pytestmark = pytest.mark.pipeline  # its module fixture runs the whole pipeline on three projects
+
 # Dagster's schema change check (checks/monitoring.py) measures nothing: its description says what
 # changed, and its alert shows that description. Dagster's freshness check reports in Dagster's
 # metadata, which ``measurement`` reads under the convention.

@@ -157,6 +157,7 @@ def test_the_engine_describes_several_tables_in_one_query(tmp_path: Path):
     assert described == {a: [("x", "INTEGER"), ("y", "VARCHAR")], b: [("z", "TIMESTAMP")], missing: None}
 
 
+@pytest.mark.pipeline
 def test_a_failed_coverage_check_still_blocks_the_master_tables(tmp_path):
     """coverage is one check of its enriched table's step: its blocking spec still stops the
     master tables downstream, and the table's other checks still report."""

@@ -36,6 +36,7 @@ def _hold_duckdb(path: Path) -> subprocess.Popen:
     return holder
 
 
+@pytest.mark.pipeline
 def test_a_run_refused_by_a_busy_duckdb_prints_duckdbs_reason_not_dagsters_wrapper(tmp_path, monkeypatch, capsys):
     config = write_project(tmp_path / "p", records=20)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
@@ -57,6 +58,7 @@ def test_a_run_refused_by_a_busy_duckdb_prints_duckdbs_reason_not_dagsters_wrapp
     assert "resources: FAILED: DuckDB database" in err, err
 
 
+@pytest.mark.pipeline
 def test_a_failed_step_is_printed_with_its_own_message(tmp_path, monkeypatch, capsys):
     config = write_project(tmp_path / "p", records=20)
     # A file without the watermark column cannot be loaded: the ingestion step fails naming it.
@@ -70,6 +72,7 @@ def test_a_failed_step_is_printed_with_its_own_message(tmp_path, monkeypatch, ca
     assert "customers_2024-06-03.csv" in failed[0] and "Error occurred while executing" not in out, out
 
 
+@pytest.mark.pipeline
 def test_a_successful_run_with_a_failed_warn_check_exits_3_not_1(tmp_path, monkeypatch, capsys):
     config = write_project(tmp_path / "p", records=30)
     # A row with too many fields is rejected: the WARN check no_rejected_rows fails, the run succeeds.

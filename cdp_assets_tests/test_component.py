@@ -69,6 +69,7 @@ def load_project_defs(project: Path, package: str, monkeypatch) -> dg.Definition
     return dg.load_from_defs_folder(path_within_project=project / package)
 
 
+@pytest.mark.pipeline
 def test_component_loads_beside_the_teams_assets_and_materializes_the_sample(tmp_path, monkeypatch):
     config = write_project(tmp_path / "sample", records=200)
     project = scratch_dg_project(tmp_path / "team", "team_loaded")
@@ -173,6 +174,7 @@ def test_entry_point_is_declared_for_dg(installed_metadata):
     assert "[dagster_dg_cli.registry_modules]\ncdp_assets = cdp_assets.components" in text
 
 
+@pytest.mark.pipeline
 def test_dg_scaffolds_lists_and_checks_the_component_in_a_scratch_project(tmp_path, installed_metadata):
     write_project(tmp_path / "sample", records=60)
     project = scratch_dg_project(tmp_path / "team", "team_cli")
@@ -211,6 +213,7 @@ def test_dg_scaffolds_lists_and_checks_the_component_in_a_scratch_project(tmp_pa
     assert "Validation successful" in validated.stdout + validated.stderr
 
 
+@pytest.mark.pipeline
 def test_this_repositorys_code_location_passes_dg_check_defs_and_dagster_definitions_validate(tmp_path):
     """`dg check defs` supersedes `dagster definitions validate`; both pass on the repository."""
     path = [REPO_ROOT]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from dagster import Definitions
 
 from cdp_assets.cli import main
@@ -28,6 +29,7 @@ def test_definitions_validate_and_group_assets_by_phase(project):
     assert groups["report"] == {"cdp_report"}
 
 
+@pytest.mark.pipeline
 def test_cli_run_materializes_everything_and_says_where_things_are(tmp_path, monkeypatch, capsys):
     config = write_project(tmp_path / "p", records=300)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
@@ -57,6 +59,7 @@ def test_cli_run_reports_a_bad_config_without_a_traceback(tmp_path, capsys):
     assert "client" in err and "lowercase" in err and "Traceback" not in err
 
 
+@pytest.mark.pipeline
 def test_cli_run_prints_each_failed_check_with_its_value_threshold_and_severity(tmp_path, monkeypatch, capsys):
     config = write_project(tmp_path / "p", records=300, mutate=lambda cfg: cfg["checks"].update(coverage_min_pct=99.5))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))

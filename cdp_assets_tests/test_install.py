@@ -14,7 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cdp_assets.config.loader import REPO_ROOT
+
+pytestmark = pytest.mark.pipeline  # builds the wheel and runs the bundled example with the installed CLI
 
 
 def _sh(

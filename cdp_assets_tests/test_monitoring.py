@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cdp_assets.checks.monitoring import volume_anomaly
 from cdp_assets.config import load_config
 from cdp_assets_tests.conftest import check_results, run_pipeline, write_project
@@ -16,6 +18,7 @@ def test_volume_anomaly_against_trailing_loads():
     assert volume_anomaly([100, 0, 110, 90, 0, 105], 10)[0] is False  # empty reruns are not loads
 
 
+@pytest.mark.pipeline
 def test_coverage_trend_and_largest_share_warn_on_a_second_run(tmp_path, instance):
     config = write_project(tmp_path, records=3000)
     loaded = load_config(config)

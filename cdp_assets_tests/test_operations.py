@@ -105,6 +105,7 @@ def _materialized_by_run(instance) -> dict[str, set[AssetKey]]:
     }
 
 
+@pytest.mark.pipeline
 def test_a_day_with_new_data_gives_one_unification_run(project, tmp_path):
     """Day 1: the 02:00 ingestion, automation refreshing everything downstream, then the 04:00
     schedule, which finds the unification up to date and starts nothing. Day 2, automation off:
@@ -199,6 +200,7 @@ def test_the_bundled_sample_starts_no_run_on_its_own_and_a_deployment_can(tmp_pa
     assert {s.default_status for s in deployed.schedules} == {DefaultScheduleStatus.RUNNING}
 
 
+@pytest.mark.pipeline
 def test_late_completed_replaced_and_re_added_files_through_the_sensor_and_real_runs(tmp_path):
     """Issue 15, the way users meet it: files land in the folder, the file-drop sensor ticks, its
     run requests are executed in-process, and the table, ingestion_log and checks are read."""

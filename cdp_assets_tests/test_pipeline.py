@@ -36,8 +36,8 @@ def snapshot(loaded) -> dict[str, pd.DataFrame]:
     return out
 
 
-def test_full_pipeline_materializes_every_asset_and_passes_every_check(project, instance):
-    result = run_pipeline(project, instance)
+def test_full_pipeline_materializes_every_asset_and_passes_every_check(sample_run):
+    project, result = sample_run.loaded, sample_run.result
     assert result.success
     defs = build_definitions(project)
     expected_assets = {k.to_user_string() for a in defs.assets for k in a.keys}
@@ -72,8 +72,8 @@ def test_full_pipeline_materializes_every_asset_and_passes_every_check(project, 
             assert not [t for t in wh.list_tables(schema) if "__cdp_new_" in t]
 
 
-def test_loop_iterations_are_visible_as_observations_and_metadata(project, instance):
-    result = run_pipeline(project, instance)
+def test_loop_iterations_are_visible_as_observations_and_metadata(sample_run):
+    result = sample_run.result
     assert result.success
     observations = [
         e.event_specific_data.asset_observation for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"
@@ -90,6 +90,7 @@ def test_loop_iterations_are_visible_as_observations_and_metadata(project, insta
     assert len(graph_mat.metadata["rows_changed_per_iteration"].value) == len(iterations)
 
 
+@pytest.mark.pipeline
 def test_rerun_changes_nothing_and_keeps_the_watermark(project, instance):
     assert run_pipeline(project, instance).success
     first = snapshot(project)
@@ -110,6 +111,7 @@ def test_rerun_changes_nothing_and_keeps_the_watermark(project, instance):
         assert marks == sorted(marks) and marks[-1] == marks[0]
 
 
+@pytest.mark.pipeline
 def test_a_new_file_loads_only_its_newer_rows(project, instance):
     assert run_pipeline(project, instance).success
     folder = project.source_paths["shop"] / "customers"
@@ -132,6 +134,7 @@ def test_a_new_file_loads_only_its_newer_rows(project, instance):
     assert {"C900001", "C900002", "C900003"} <= set(ids)
 
 
+@pytest.mark.pipeline
 def test_a_nightly_run_builds_hist_union_and_staging_incrementally_and_equals_a_full_refresh(tmp_path, instance):
     """The incremental phases' tables equal a full refresh's (``--full-refresh``). The enriched
     and master tables equal their full builds over the lookup the nightly run published: on
@@ -192,6 +195,7 @@ def test_a_nightly_run_builds_hist_union_and_staging_incrementally_and_equals_a_
         pd.testing.assert_frame_equal(nightly_tables[name], full_tables[name], obj=name)
 
 
+@pytest.mark.pipeline
 def test_a_run_failing_midway_leaves_the_previous_tables_intact(tmp_path, instance):
     config = write_project(tmp_path)
     loaded = load_config(config)

@@ -126,6 +126,7 @@ def _translate(argv: list[str], tmp: Path) -> list[str]:
     return out
 
 
+@pytest.mark.pipeline
 def test_every_readme_command_runs_on_a_fresh_checkout_and_writes_what_the_readme_says(checkout, tmp_path):
     text = README.read_text()
     outputs = tmp_path / "out"

@@ -94,6 +94,7 @@ def _table(loaded, name: str) -> pd.DataFrame:
     )
 
 
+@pytest.mark.pipeline
 def test_an_s3_source_loads_exactly_like_the_same_files_on_disk(tmp_path, s3_server, s3):
     local, remote = _s3_project(tmp_path, s3_server, s3)
     for loaded in (local, remote):
@@ -103,6 +104,7 @@ def test_an_s3_source_loads_exactly_like_the_same_files_on_disk(tmp_path, s3_ser
         pd.testing.assert_frame_equal(_table(local, name), _table(remote, name), obj=name)
 
 
+@pytest.mark.pipeline
 def test_s3_objects_load_once_a_new_object_loads_only_its_rows_and_a_bad_one_is_named(tmp_path, s3_server, s3):
     from cdp_assets.connectors.loading import LOG_TABLE
 
@@ -147,6 +149,7 @@ def test_the_s3_prefix_sensor_requests_each_objects_ingestion_once(tmp_path, s3_
     assert third.run_requests[0].run_key not in {r.run_key for r in first.run_requests}
 
 
+@pytest.mark.pipeline
 def test_s3_objects_are_loaded_by_content_an_unchanged_re_upload_loads_nothing_a_changed_one_its_new_rows(
     tmp_path, s3_server, s3
 ):

@@ -3,6 +3,7 @@ and the watermark sensor requests a load only when max(incremental_field) moves 
 
 from __future__ import annotations
 
+import pytest
 from dagster import DagsterInstance, build_sensor_context
 
 from cdp_assets.config import load_config
@@ -10,6 +11,8 @@ from cdp_assets.definitions import build_definitions
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets_tests.conftest import check_results, run_pipeline, write_project
+
+pytestmark = pytest.mark.pipeline  # whole-pipeline runs over a warehouse table source
 
 CONTACTS = TableRef("crm", "contacts")
 LOADED = TableRef("acme_src", "crm_contacts")

@@ -6,9 +6,12 @@ from __future__ import annotations
 import re
 
 import pandas as pd
+import pytest
 
 from cdp_assets.config import load_config
 from cdp_assets_tests.conftest import run_pipeline, warehouse_for, write_project
+
+pytestmark = pytest.mark.pipeline  # the whole pipeline on 100k records
 
 
 class UnionFind:

@@ -205,13 +205,10 @@ def _tables_read(sql: str, schemas: set[str]) -> set[tuple[str, str]]:
     return {(s, t) for s, t in re.findall(r'"(\w+)"\."(\w+)"', body) if s in schemas}
 
 
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
-    """A project on DuckDB after one successful run."""
-    root = tmp_path_factory.mktemp("first_run")
-    config = write_project(root, records=60)
-    assert run_pipeline(load_config(config)).success
-    return config
+@pytest.fixture
+def first_run(sample_run):
+    """A project on DuckDB after one successful run (the session's shared run; validate only reads it)."""
+    return sample_run.config_path
 
 
 def test_after_a_first_run_duckdb_plans_every_statement_whose_inputs_it_holds(first_run, capsys):
@@ -305,6 +302,7 @@ def _td_tables(td) -> dict:
     return out
 
 
+@pytest.mark.pipeline
 def test_on_treasure_data_explain_jobs_are_sent_and_nothing_is_written(tmp_path, td, monkeypatch):
     monkeypatch.setenv("TD_API_KEY", KEY)
     config = write_project(

@@ -96,6 +96,7 @@ def test_rejected_rows_name_file_row_and_reason(tmp_path):
     assert wh.row_count(REJECTED) == 4
 
 
+@pytest.mark.pipeline
 def test_a_run_with_a_bad_row_succeeds_and_warns_with_the_count(tmp_path):
     from cdp_assets.config import load_config
     from cdp_assets_tests.conftest import check_results, run_pipeline, write_project

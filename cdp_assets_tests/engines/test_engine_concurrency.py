@@ -106,6 +106,7 @@ def _most_at_once(intervals: dict[str, tuple[float, float]]) -> int:
     return most
 
 
+@pytest.mark.pipeline
 def test_on_treasure_data_the_enrichment_fan_out_runs_concurrently_and_gives_the_sequential_tables(
     tmp_path, monkeypatch
 ):

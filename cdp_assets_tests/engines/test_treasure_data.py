@@ -281,6 +281,7 @@ def test_a_treasure_data_config_needs_no_key_to_load_and_names_the_missing_varia
     assert "TD_API_KEY" in err and "Traceback" not in err, err
 
 
+@pytest.mark.pipeline
 def test_the_whole_pipeline_on_the_fake_passes_every_check_and_equals_duckdbs_tables(td, tmp_path, monkeypatch):
     """Through pytd and TD's REST API, the Trino rendering of every phase gives DuckDB's tables:
     canonical ids, enriched rows, masters and statistics. What differs is what TD stores
@@ -328,6 +329,7 @@ def test_the_whole_pipeline_on_the_fake_passes_every_check_and_equals_duckdbs_ta
             )
 
 
+@pytest.mark.pipeline
 def test_with_hive_the_pipeline_builds_the_lookup_and_stops_at_the_known_statistics_gap(td, tmp_path, monkeypatch):
     """Hive is the option, not the default, for a reason this test pins: sqlglot renders the
     statistics' ordered STRING_AGG for Hive as GROUP_CONCAT, which Hive lacks (the strict xfail

@@ -60,6 +60,7 @@ def test_junk_values_become_invalid_texts(drafted):
     assert unify["canonical_ids"][0]["merge_by_keys"][0] == "email"
 
 
+@pytest.mark.pipeline
 def test_init_then_run_passes_every_check_and_matches_ground_truth(drafted):
     root, _ = drafted
     loaded = load_config(root / "project" / "cdp.yml")  # the drafted files, unedited

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from cdp_assets.assets.pools import WAREHOUSE_POOL
@@ -37,6 +38,7 @@ def test_every_step_that_writes_tables_is_in_the_warehouse_pool_limited_to_one_r
     assert config.pool_granularity.value == "run" and config.default_pool_limit == 1
 
 
+@pytest.mark.pipeline
 def test_a_second_process_is_refused_by_duckdb_with_a_clear_message_and_writes_nothing(tmp_path):
     loaded = load_config(write_project(tmp_path, records=80))
     assert run_pipeline(loaded).success

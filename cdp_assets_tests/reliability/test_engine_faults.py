@@ -78,6 +78,7 @@ def _materialized(result) -> set[str]:
     return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
 
+@pytest.mark.pipeline
 def test_transient_faults_are_retried_with_back_off_and_the_run_succeeds(tmp_path):
     # the builds: DuckDB publishes each in one CREATE OR REPLACE TABLE ... AS
     result, logs, wh = _run(tmp_path, {"target": "CREATE OR REPLACE TABLE", "fault": "transient"})
@@ -89,6 +90,7 @@ def test_transient_faults_are_retried_with_back_off_and_the_run_succeeds(tmp_pat
     assert any("connection reset by peer" in m for m in retried) and any("read timed out" in m for m in retried)
 
 
+@pytest.mark.pipeline
 def test_a_permanent_error_fails_the_step_at_once_with_the_engine_message_and_the_statement(tmp_path):
     result, logs, wh = _run(tmp_path, {"target": '"acme_src"."shop_customers_hist_union"', "fault": "broken"})
     assert not result.success
@@ -105,6 +107,7 @@ def test_a_permanent_error_fails_the_step_at_once_with_the_engine_message_and_th
     assert not any("enriched" in k or "customer_master" in k or k == "cdp_report" for k in done)
 
 
+@pytest.mark.pipeline
 def test_a_statement_over_its_time_limit_is_cancelled_and_fails_its_step(tmp_path):
     # The limit applies to every statement of the run: 5 s leaves the others (a staging query
     # compiles the phone table's patterns in about 0.3 s) room on a loaded machine.

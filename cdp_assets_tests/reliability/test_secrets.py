@@ -71,6 +71,7 @@ def engine_settings(request, tmp_path):
         yield {"kind": "duckdb", "duckdb": {"path": "cdp.duckdb"}}, None
 
 
+@pytest.mark.pipeline
 @pytest.mark.parametrize(
     "engine_settings", ["duckdb", "treasure_data", pytest.param("databricks", marks=pytest.mark.spark)], indirect=True
 )
@@ -110,6 +111,7 @@ def test_no_token_appears_in_any_output_of_a_run(engine_settings, tmp_path):
     assert leaks == [], leaks
 
 
+@pytest.mark.pipeline
 def test_a_rejected_treasure_data_key_is_named_by_its_variable_and_never_shown(tmp_path):
     """The error path: TD refuses the key; the failure says which variable to fix, and no
     output of the failed run holds the key."""

@@ -7,11 +7,11 @@ import pytest
 from cdp_assets.cli import main
 from cdp_assets.unify.explain import ExplainError, Identifier, component_rows, explain, shortest_chain
 from cdp_assets.sql import unification as u
-from cdp_assets_tests.conftest import run_pipeline, warehouse_for
+from cdp_assets_tests.conftest import warehouse_for
 
 
-def test_explain_prints_the_chain_of_rows_linking_two_identifiers(project, instance, capsys):
-    assert run_pipeline(project, instance).success
+def test_explain_prints_the_chain_of_rows_linking_two_identifiers(sample_run, capsys):
+    project = sample_run.loaded
     wh = warehouse_for(project)
     plan = u.build_id_plans(project)[0]
     with wh.session():
@@ -38,8 +38,8 @@ def test_explain_prints_the_chain_of_rows_linking_two_identifiers(project, insta
     assert f"{int(biggest['n'])} identifier(s)" in out
 
 
-def test_explain_names_unknown_identifiers(project, instance):
-    assert run_pipeline(project, instance).success
+def test_explain_names_unknown_identifiers(sample_run):
+    project = sample_run.loaded
     with pytest.raises(ExplainError, match="is not in cdp_unification_customer_360.unified_id_lookup"):
         explain(warehouse_for(project), project, ["email:nobody@example.invalid"])
     assert str(Identifier("email", "a@b.c")) == "email:a@b.c"

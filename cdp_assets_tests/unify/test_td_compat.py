@@ -103,6 +103,7 @@ def test_render_sql_works_on_the_resolved_config(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- TD forms at run time
 
 
+@pytest.mark.pipeline
 def test_unification_on_existing_tables_with_ids_from_ids(tmp_path: Path, instance) -> None:
     write_existing_tables(tmp_path / "cdp.duckdb")
     loaded = load_config(unification_only_project(tmp_path))
@@ -147,6 +148,7 @@ def test_unification_on_existing_tables_with_ids_from_ids(tmp_path: Path, instan
         assert seen.loc["a@x.com", "id_last_seen_at"] == pd.Timestamp("2023-11-14 22:16:40")
 
 
+@pytest.mark.pipeline
 def test_the_run_logs_where_it_differs_from_treasure_data(tmp_path: Path, instance) -> None:
     write_existing_tables(tmp_path / "cdp.duckdb")
     loaded = load_config(unification_only_project(tmp_path))
@@ -269,6 +271,7 @@ def write_incremental_tables(db: Path, events, signups, create: bool = True) -> 
     con.close()
 
 
+@pytest.mark.pipeline
 def test_epoch_time_and_several_incremental_columns_equal_a_full_refresh(tmp_path: Path, instance) -> None:
     first, second = tmp_path / "first", tmp_path / "fresh"
     first.mkdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pandas as pd
+import pytest
 import yaml
 
 from cdp_assets.config import load_config
@@ -32,6 +33,7 @@ def td_project(tmp_path, example=EXAMPLE):
     return load_config(tmp_path / "cdp.yml")
 
 
+@pytest.mark.pipeline
 def test_td_unify_yml_with_two_canonical_ids_a_persistent_id_and_masters(tmp_path, instance):
     loaded = td_project(tmp_path)
     assert (tmp_path / "unify.yml").read_bytes() == (EXAMPLE / "unify.yml").read_bytes()
@@ -65,6 +67,7 @@ def test_td_unify_yml_with_two_canonical_ids_a_persistent_id_and_masters(tmp_pat
         assert people["person_id"].is_unique and all(len(v) == 1 for v in people["customer_ids"].dropna())
 
 
+@pytest.mark.pipeline
 def test_new_data_keeps_persistent_ids_and_incremental_equals_full_refresh(tmp_path, instance, monkeypatch):
     loaded = td_project(tmp_path)
     assert run_pipeline(loaded, instance).success
@@ -114,6 +117,7 @@ def test_new_data_keeps_persistent_ids_and_incremental_equals_full_refresh(tmp_p
         pd.testing.assert_frame_equal(a, b, obj=table)
 
 
+@pytest.mark.pipeline
 def test_the_templated_example_runs_with_ids_merged_from_ids(tmp_path, instance):
     """examples/td_format/templated: workflow variables, ids from ids (one with merge_by_keys: []),
     attributes from ids, null invalid texts, source columns without `column`, several
