@@ -35,6 +35,11 @@ _LABEL = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 EMAIL_PATTERN = f"^[{_ATEXT}]+([.][{_ATEXT}]+)*@({_LABEL}[.])+([a-z]|[a-z0-9][a-z0-9-]{{0,61}}[a-z])$"
 SPECIAL_USE_DOMAINS = ("arpa", "invalid", "local", "localhost", "onion", "test")
 EMAIL_SPECIAL_USE_PATTERN = f"[.@]({'|'.join(SPECIAL_USE_DOMAINS)})$"
+# IDNA reserves hyphens in a label's third and fourth characters for Punycode (RFC 5891 4.2.3.1):
+# a domain label like `ab--c` is refused, `xn--...` is not (its Punycode is not decoded here). Matched
+# after the `@` only, so a local part like `ab.cd--x` stays valid; the labels are already known to be
+# letters, digits and hyphens.
+EMAIL_RESERVED_HYPHENS_PATTERN = "@([a-z0-9-]+[.])*([a-wyz0-9-][a-z0-9-]|x[a-mo-z0-9-])--"
 # RFC 5321's limit on the whole address, as email-validator applies it. (Its 64-character
 # limit before the @ is applied by email-validator only in strict mode, so not here either.)
 EMAIL_MAX_LENGTH = 254
@@ -198,6 +203,7 @@ def _email(x: str) -> str:
     return (
         f"CASE WHEN regexp_matches({v}, {_literal(EMAIL_PATTERN)}) "
         f"AND NOT regexp_matches({v}, {_literal(EMAIL_SPECIAL_USE_PATTERN)}) "
+        f"AND NOT regexp_matches({v}, {_literal(EMAIL_RESERVED_HYPHENS_PATTERN)}) "
         f"AND LENGTH({v}) <= {EMAIL_MAX_LENGTH} THEN {v} END"
     )
 
