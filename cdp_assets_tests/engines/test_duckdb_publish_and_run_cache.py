@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import PrivateAttr
 
 from cdp_assets.engines.base import WarehouseError
 from cdp_assets.engines.duckdb import DuckDBWarehouse
+from cdp_assets_tests.engines.recording import recording_duckdb
 from cdp_assets.sql import engine_meta as meta
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.engine_meta import tables_changed
@@ -23,30 +23,9 @@ from cdp_assets.sql.engine_meta import tables_changed
 CATALOG = "SELECT table_schema, table_name, column_name"
 
 
-class RecordingDuckDB(DuckDBWarehouse):
-    """A real DuckDB that keeps every statement and query it sends, in order."""
-
-    _sent: list = PrivateAttr(default_factory=list)
-
-    def _execute(self, sql: str) -> None:
-        self._sent.append(sql)
-        super()._execute(sql)
-
-    def _query(self, sql: str, params: list | None = None):
-        self._sent.append(sql)
-        return super()._query(sql, params)
-
-    def take(self, starting: str = "") -> list[str]:
-        sent, self._sent[:] = [s for s in self._sent if s.startswith(starting)], []
-        return sent
-
-
 @pytest.fixture
 def wh(tmp_path):
-    engine = RecordingDuckDB(path=str(tmp_path / "c.duckdb"))
-    engine.verify_connection()
-    engine.take()
-    return engine
+    return recording_duckdb(str(tmp_path / "c.duckdb"))
 
 
 # ---------------------------------------------------------------------------- publishing

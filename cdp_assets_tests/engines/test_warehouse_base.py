@@ -12,6 +12,7 @@ from pydantic import PrivateAttr
 from cdp_assets.assets.metadata import engine_jobs_metadata
 from cdp_assets.engines.base import TransientWarehouseError, WarehouseAuthError, WarehouseError, mask_secret
 from cdp_assets.engines.duckdb import DuckDBWarehouse
+from cdp_assets_tests.engines.recording import RecordingDuckDB, recording_duckdb
 from cdp_assets.sql.dialects import TableRef
 
 
@@ -115,30 +116,9 @@ def test_concurrency_and_cloud_reads_are_capabilities_each_engine_states(flaky):
     assert td.concurrent_steps == 3 and not td.reads_cloud_files
 
 
-class RecordingDuckDB(DuckDBWarehouse):
-    """A real DuckDB that keeps every statement and query it sends, in order."""
-
-    _sent: list = PrivateAttr(default_factory=list)
-
-    def _execute(self, sql: str) -> None:
-        self._sent.append(sql)
-        super()._execute(sql)
-
-    def _query(self, sql: str, params: list | None = None):
-        self._sent.append(sql)
-        return super()._query(sql, params)
-
-    def take(self, containing: str = "") -> list[str]:
-        sent, self._sent[:] = [s for s in self._sent if containing in s], []
-        return sent
-
-
 @pytest.fixture
 def recording(tmp_path):
-    wh = RecordingDuckDB(path=str(tmp_path / "r.duckdb"))
-    wh.verify_connection()
-    wh.take()
-    return wh
+    return recording_duckdb(str(tmp_path / "r.duckdb"))
 
 
 def test_a_schema_is_created_once_per_session_and_again_after_it_was_dropped(recording):
