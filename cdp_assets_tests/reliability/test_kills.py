@@ -58,7 +58,7 @@ NAMED_KILLS = [
     "step:finish_unification:4",
     "step:customer_master:2",
     "step:cdp_report:1",
-    "step:cdp_report:5",
+    "step:cdp_report:3",
 ]
 SPREAD = 6  # plus this many kills at evenly spaced statement counts over the whole run
 
