@@ -297,8 +297,10 @@ def _inc_exprs(table: SourceTablePlan, alias: str = "s") -> tuple[str, str]:
 
 
 def _covered(w: str, at: str, rest: str) -> str:
-    """The row at (at, rest) is at or before the watermark row ``w``."""
-    return f"({w}.watermark > {at} OR ({w}.watermark = {at} AND {w}.watermark_rest >= {rest}))"
+    """The row at (at, rest) is at or before the watermark row ``w``. The watermark is read through
+    ``time_expr`` as the rows are: a table without a timestamp type (Treasure Data's) keeps it as text."""
+    mark = time_expr(f"{w}.watermark")
+    return f"({mark} > {at} OR ({mark} = {at} AND {w}.watermark_rest >= {rest}))"
 
 
 def _new_rows_filter(table: SourceTablePlan, since: TableRef | None, alias: str = "s") -> str:

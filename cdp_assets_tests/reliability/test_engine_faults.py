@@ -109,21 +109,22 @@ def test_a_permanent_error_fails_the_step_at_once_with_the_engine_message_and_th
 
 @pytest.mark.pipeline
 def test_a_statement_over_its_time_limit_is_cancelled_and_fails_its_step(tmp_path):
-    # The limit applies to every statement of the run: 5 s leaves the others (a staging query
-    # compiles the phone table's patterns in about 0.3 s) room on a loaded machine.
+    # The limit applies to every statement of the run: 20 s leaves the others room on a loaded
+    # machine (at a load average of 6 the all-rules customers staging build took 5.6 s, over the
+    # 5 s this test used to set).
     started = time.monotonic()
     result, logs, wh = _run(
         tmp_path,
         {"target": 'CREATE OR REPLACE TABLE "acme_stg"."web_events_stg" ', "fault": "slow"},
-        statement_timeout=5.0,
+        statement_timeout=20.0,
     )
     assert not result.success
-    assert time.monotonic() - started < 60  # the query alone would run for many minutes
+    assert time.monotonic() - started < 180  # the query alone would run for many minutes
     failures = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
     assert [f.step_key for f in failures] == ["acme_stg__web_events_stg"]
     error = failures[0].event_specific_data.error
     text = error.message + "".join(c.message for c in [error.cause] if c)
-    assert "statement cancelled after 5s (engine.statement_timeout_seconds)" in text
+    assert "statement cancelled after 20s (engine.statement_timeout_seconds)" in text
 
 
 def test_the_time_limit_does_not_touch_statements_within_it(tmp_path):

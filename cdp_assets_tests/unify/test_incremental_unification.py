@@ -117,9 +117,11 @@ def load(wh: DuckDBWarehouse, n: int, obj: str, rows: list[tuple]) -> None:
     wh.append_frames([(TableRef(SRC, f"shop_{obj}"), df)])
 
 
-def run_phases(wh: DuckDBWarehouse, loaded: LoadedConfig, run_id: str, full_refresh: bool = False) -> dict:
+def run_phases(
+    wh: DuckDBWarehouse, loaded: LoadedConfig, run_id: str, full_refresh: bool = False, loops: list | None = None
+) -> dict:
     """Hist-union and staging of each object, then the unification as its ops run it; returns
-    each enriched and master table's build."""
+    each enriched and master table's build (and appends each loop's mode to ``loops``)."""
     for obj, (pk, _) in OBJECTS.items():
         raw, hu, stg = (
             TableRef(SRC, f"shop_{obj}"),
@@ -134,7 +136,9 @@ def run_phases(wh: DuckDBWarehouse, loaded: LoadedConfig, run_id: str, full_refr
     plans = u.build_id_plans(loaded)
     builds = {}
     for plan in plans:
-        run_id_loop(wh, loaded, plan, run_id, full_refresh=full_refresh)
+        loop = run_id_loop(wh, loaded, plan, run_id, full_refresh=full_refresh)
+        if loops is not None:
+            loops.append(loop.mode)
     for alias in up.enrich_tables(plans):
         builds[alias] = enrich_table(wh, loaded, plans, alias, full_refresh=full_refresh)
     for master in loaded.unification.master_tables:
@@ -246,13 +250,13 @@ FIXED_BUILDS = {
 }
 
 
-def replay_fixed(wh, loaded: LoadedConfig, loads=FIXED_LOADS) -> list[dict]:
+def replay_fixed(wh, loaded: LoadedConfig, loads=FIXED_LOADS, loops: list | None = None) -> list[dict]:
     """Each load, then every phase, compared with the full builds; each run's builds."""
     runs = []
     for n, (customers, orders) in enumerate(loads):
         load(wh, n, "customers", customers)
         load(wh, n, "orders", orders)
-        builds = run_phases(wh, loaded, f"run-{n}")
+        builds = run_phases(wh, loaded, f"run-{n}", loops=loops)
         assert_equal_to_full_builds(wh, loaded, builds)
         runs.append(builds)
     return runs
