@@ -68,12 +68,9 @@ class _Scratch:
 
 def _previous_states(wh: WarehouseResource, *targets: TableRef) -> list[pd.DataFrame | None]:
     """Each target's state rows of its last build (None without a table or a state): every
-    existence in one look-up."""
-    described = wh.describe_tables([ref for t in targets for ref in (t, inc.state_ref(t))])
-    return [
-        None if described[t] is None or described[inc.state_ref(t)] is None else wh.fetch(inc.read_state_sql(t))
-        for t in targets
-    ]
+    existence in one look-up, every state in one query (``_Described``)."""
+    states = _Described(wh, list(targets)).states
+    return [states[t] for t in targets]
 
 
 def _previous_state(wh: WarehouseResource, target: TableRef) -> pd.DataFrame | None:

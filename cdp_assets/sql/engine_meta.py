@@ -123,7 +123,7 @@ def describe_tables_sql(n_tables: int) -> str:
 def create_from_frame_sql(table_sql: str, frame_name: str, temporary: bool = False) -> str:
     """A table holding the DataFrame registered as ``frame_name`` (DuckDB); ``temporary`` for a
     connection-scoped table (the native readers' staging)."""
-    return f"CREATE {'TEMP ' if temporary else ''}TABLE {table_sql} AS SELECT * FROM {frame_name}"
+    return f"CREATE {'TEMP ' if temporary else ''}TABLE {table_sql} AS {select_frame_sql(frame_name)}"
 
 
 def select_frame_sql(frame_name: str) -> str:
