@@ -228,6 +228,18 @@ def _hist_union_progress(wh, target, inputs, previous, fingerprint) -> tuple[str
 # ---------------------------------------------------------------------------- staging
 
 
+@dataclass(frozen=True)
+class Dedupe:
+    """A staged table's dedupe as ``build_staging`` runs it: ``stage`` renders the staging rules
+    without the dedupe over hist-union rows (``render``'s signature), ``rank`` the dedupe over
+    pre-dedupe staged rows (a parenthesised SELECT, the hist-union's columns that break ties,
+    the staged rows' columns), keeping one row per ``partition_by``."""
+
+    stage: Callable[[TableRef, list[str]], str]
+    rank: Callable[[str, list[str], list[str]], str]
+    partition_by: list[str]
+
+
 def build_staging(
     wh: WarehouseResource,
     target: TableRef,
@@ -238,22 +250,39 @@ def build_staging(
     row_by_row: bool = True,
     full_refresh: bool = False,
     measures_sql: str | None = None,
+    dedupe: Dedupe | None = None,
 ) -> BuildResult:
     """Publish ``render(upstream, columns)`` as ``target``. Staging maps each hist-union row to
     one staged row, so an incremental run stages only the hist-union rows loaded since its
-    watermark and replaces the rows of their keys. ``row_by_row`` False (a dedupe across rows)
-    always builds in full. ``measures_sql``: the caller's one-row query of the built table; a
-    full build runs it with the upstream's totals, in one query (``BuildResult.measures``)."""
+    watermark and replaces the rows of their keys. With ``dedupe`` (one row kept per partition),
+    those staged rows replace their keys' rows in ``<target>_cdp_all`` (every staged row before
+    the dedupe) and only the partitions they touch are ranked again into ``target``.
+    ``row_by_row`` False (a dimension join) always builds in full. ``measures_sql``: the
+    caller's one-row query of the built table; a full build runs it with the upstream's totals,
+    in one query (``BuildResult.measures``)."""
     with wh.session():
         select_sql = render(upstream, upstream_columns)
-        fingerprint = _fingerprint("staging", select_sql, primary_key)
-        upstream_state, previous = _previous_states(wh, upstream, target)
+        all_rows = inc.all_rows_ref(target)
+        # A deduped table's state also covers its pre-dedupe rows: "dedupe" in the fingerprint
+        # makes a state written when such tables were built in full (no ``_cdp_all``) rebuild once.
+        fingerprint = _fingerprint("staging", select_sql, primary_key, *(("dedupe",) if dedupe else ()))
+        described = _Described(wh, [upstream, target], [all_rows] if dedupe else [])
+        upstream_state, previous = described.states[upstream], described.states[target]
         upstream_generation = None if upstream_state is None else str(upstream_state["generation"].iloc[0])
         reason = _staging_blocker(
             full_refresh, row_by_row, upstream, upstream_columns, target, previous, upstream_generation, fingerprint
         )
+        if reason is None and dedupe is not None and not described.exists[all_rows]:
+            reason = f"no staged rows before the dedupe ({all_rows.display})"
         if reason is not None:
-            rows = wh.build_table(target, select_sql)
+            if dedupe is None:
+                rows = wh.build_table(target, select_sql)
+            else:
+                # The rules run once, into the pre-dedupe rows; the table is their ranking.
+                wh.build_table(all_rows, dedupe.stage(upstream, upstream_columns))
+                rows = wh.build_table(
+                    target, dedupe.rank(f"({copy_sql(all_rows)})", upstream_columns, wh.columns(all_rows))
+                )
             measures = None
             if measures_sql is not None and inc.LOADED_AT in upstream_columns:
                 measures = wh.fetch(inc.totals_beside_sql(upstream, measures_sql)).iloc[0]
@@ -274,15 +303,22 @@ def build_staging(
         if new_rows == 0:
             return BuildResult(wh.row_count(target), "unchanged")
         keys, null_safe = merge_key(upstream_columns, primary_key)
+        generation = str(previous["generation"].iloc[0])
         scratch = _Scratch(wh, target)
         try:
             delta = scratch.make(inc.rows_since_sql(upstream, state))
             changed = scratch.make(inc.changed_keys_sql([(delta, upstream_columns, 0)], state, keys, null_safe))
-            changes = scratch.make(render(delta, upstream_columns))
             n_changed = wh.row_count(changed)
-            columns = wh.columns(target)
-            statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)
-            rows = wh.apply_changes(target, statements)
+            if dedupe is None:
+                changes = scratch.make(render(delta, upstream_columns))
+                columns = wh.columns(target)
+                statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)
+                rows = wh.apply_changes(target, statements)
+            else:
+                rows = _apply_deduped(wh, scratch, target, dedupe, delta, upstream_columns, changed, keys, null_safe)
+                # Rows loaded before the watermark may have left the table (a partition's winner
+                # changed): a new generation tells readers (the enrichment) to rebuild and diff.
+                generation = uuid.uuid4().hex
         finally:
             scratch.drop()
         _write_state(
@@ -294,7 +330,7 @@ def build_staging(
                     upstream,
                     int(progress["rows_total"]),
                     progress["newest"],
-                    str(previous["generation"].iloc[0]),
+                    generation,
                     upstream_generation,
                     fingerprint,
                     "incremental",
@@ -304,13 +340,35 @@ def build_staging(
         return BuildResult(rows, "incremental", rows_read=new_rows, changed_keys=n_changed)
 
 
+def _apply_deduped(
+    wh, scratch: _Scratch, target: TableRef, dedupe: Dedupe, delta: TableRef, upstream_columns, changed, keys, null_safe
+) -> int:
+    """Stage the ``delta`` rows, replace their keys' rows in the pre-dedupe rows, and rank again
+    the partitions they touch: those of the new rows and those of the published rows of the
+    changed keys (a winner that moved or lost must be replaced). The published rows, not the
+    pre-dedupe ones, name the old partitions: after a run killed between the two applies, the
+    pre-dedupe rows hold the new versions already, while the published table still holds the old."""
+    all_rows = inc.all_rows_ref(target)
+    changes = scratch.make(dedupe.stage(delta, upstream_columns))
+    old_winners = inc.rows_of_keys_sql(target, changed, keys)
+    touched = scratch.make(inc.touched_partitions_sql(changes, old_winners, dedupe.partition_by))
+    columns = wh.columns(all_rows)
+    wh.apply_changes(
+        all_rows, inc.upsert_statements(wh.upsert_mode, all_rows, changes, changed, columns, keys, null_safe)
+    )
+    # Partitions compare with NULLs equal, as PARTITION BY groups them.
+    candidates = inc.rows_of_keys_sql(all_rows, touched, dedupe.partition_by)
+    ranked = scratch.make(dedupe.rank(f"({candidates})", upstream_columns, columns))
+    return _apply_by_key(wh, target, ranked, touched, dedupe.partition_by, null_safe=True)
+
+
 def _staging_blocker(
     full_refresh, row_by_row, upstream, upstream_columns, target, previous, upstream_generation, fingerprint
 ) -> str | None:
     if full_refresh:
         return "full refresh requested"
     if not row_by_row:
-        return "a dedupe or a dimension join relates rows to other rows; built in full"
+        return "a dimension join relates rows to rows of another table; built in full"
     if inc.LOADED_AT not in upstream_columns:
         return f"{upstream.display} has no {inc.LOADED_AT} column to keep a watermark by"
     if previous is None:
@@ -429,6 +487,14 @@ def build_enriched(
         )
         if reason == "the staging rules or the columns changed since the last run":
             reason = "the unification config or the columns changed since the last run"
+        elif reason == f"{staged.display} was rebuilt in full since the last run" and (
+            str(upstream_state["mode"].iloc[0]) == "incremental"
+        ):
+            # build_staging renews a deduped table's generation at each incremental build.
+            reason = (
+                f"{staged.display} is deduped: its incremental build may drop rows loaded before the watermark "
+                "(a partition's winner changed), so it is enriched in full and diffed"
+            )
         if reason is None and not row_by_row:
             reason = "an id merged from other ids is computed from their lookups for every row; built in full"
         if reason is None and _seqs(previous) is None:

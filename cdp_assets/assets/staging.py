@@ -9,12 +9,13 @@ from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.assets.run_config import IncrementalConfig
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.incremental import build_staging
+from cdp_assets.incremental import Dedupe, build_staging
 from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.staging import (
     Dimension,
     TableExtras,
+    dedupe_sql,
     json_keys_sql,
     json_paths_from_profile,
     profiled_json_rules,
@@ -57,10 +58,12 @@ def staging_query(
     upstream: TableRef,
     columns: list[str],
     warehouse: WarehouseResource | None = None,
+    deduped: bool = True,
 ) -> str:
     """The staging statement of one source object, with its table-level options. With the
     warehouse, json rules without paths are profiled and the dimensions' columns checked;
-    without it (render-sql), a json rule without paths is an error naming it."""
+    without it (render-sql), a json rule without paths is an error naming it. ``deduped``
+    False: without the table's dedupe (its rows before the dedupe, ``dedupe_steps``)."""
     table = f"{source.name}_{obj.name}"
     options = loaded.pipeline.staging_tables.get(table)
     rules = staging_rules(loaded, source, obj)
@@ -80,8 +83,34 @@ def staging_query(
         source_system=source.name if options is not None and options.metadata_columns else None,
         json_paths=json_paths,
     )
-    dedupe = options.dedupe if options is not None else None
+    dedupe = options.dedupe if options is not None and deduped else None
     return staging_sql(upstream, columns, rules, dedupe, source.incremental_field, extras)
+
+
+def dedupe_steps(
+    loaded: LoadedConfig, source: SourceConfig, obj: SourceObject, warehouse: WarehouseResource
+) -> Dedupe | None:
+    """How the table's dedupe is built incrementally (None without a dedupe): the staging rules
+    alone, then the dedupe over their rows (cdp_assets/incremental.py ``build_staging``)."""
+    options = loaded.pipeline.staging_tables.get(f"{source.name}_{obj.name}")
+    if options is None or options.dedupe is None:
+        return None
+
+    def rank(staged_rows: str, source_columns: list[str], columns: list[str]) -> str:
+        return dedupe_sql(
+            staged_rows,
+            hist_union_ref(loaded, source, obj).display,
+            source_columns,
+            columns,
+            options.dedupe,
+            source.incremental_field,
+        )
+
+    return Dedupe(
+        stage=lambda ref, cols: staging_query(loaded, source, obj, ref, cols, warehouse, deduped=False),
+        rank=rank,
+        partition_by=list(options.dedupe.partition_by),
+    )
 
 
 def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
@@ -106,8 +135,9 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
         columns = staged_columns(rules)
         options = loaded.pipeline.staging_tables.get(f"{source.name}_{obj.name}")
         with warehouse.session():
-            # A dedupe or a dimension join relates a row to other rows: such a table is built in full.
-            row_by_row = options is None or (options.dedupe is None and not options.join)
+            # A dimension join relates a row to rows of another table: such a table is built in full.
+            # A dedupe is built incrementally, partition by partition (``dedupe_steps``).
+            row_by_row = options is None or not options.join
             built = build_staging(
                 warehouse,
                 target,
@@ -118,6 +148,7 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
                 row_by_row=row_by_row,
                 full_refresh=config.full_refresh,
                 measures_sql=rule_counts_sql(target, columns) if columns else None,
+                dedupe=dedupe_steps(loaded, source, obj, warehouse),
             )
             rows = built.rows
             # Each rule's parsed / no-input / unparseable counts, measured once (a full build takes

@@ -161,6 +161,28 @@ def rows_since_sql(ref: TableRef, state: TableRef, rank: int = 0) -> str:
     return f"SELECT i.* FROM {ref.sql} AS i WHERE {newer_than_watermark(state, rank)}"
 
 
+# ---------------------------------------------------------------------------- dedupe
+# A staged table with a dedupe keeps its staged rows before the dedupe beside it,
+# ``<table>_cdp_all``, maintained by key like any staged table; the published table is
+# re-ranked only in the partitions the new rows touch (cdp_assets/incremental.py).
+
+ALL_ROWS_SUFFIX = "_cdp_all"
+
+
+def all_rows_ref(target: TableRef) -> TableRef:
+    """The staged rows of a deduped ``target`` before the dedupe (the rules applied to every row)."""
+    return target.sibling(f"{target.name}{ALL_ROWS_SUFFIX}")
+
+
+def touched_partitions_sql(new_rows: TableRef, old_rows: str, partition_by: list[str]) -> str:
+    """The distinct ``partition_by`` values of ``new_rows`` (the changed keys' new staged rows)
+    and of ``old_rows`` (a SELECT of the published rows of those keys: the winners they may
+    stop being). A partition whose winner is not among them keeps it."""
+    cols = ", ".join(quote(c) for c in partition_by)
+    both = f"SELECT {cols} FROM {new_rows.sql} UNION ALL SELECT {cols} FROM ({old_rows}) AS o"
+    return f"SELECT DISTINCT {cols} FROM ({both}) AS p"
+
+
 def upsert_statements(
     mode: str,
     target: TableRef,

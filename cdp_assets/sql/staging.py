@@ -746,15 +746,30 @@ def _deduped(
 ) -> str:
     staged = staging_sql(source, source_columns, rules, extras=extras)
     outputs = [*source_columns, *(c.output for c in staged_columns(rules, extras.json_paths)), *extra_columns(extras)]
+    return dedupe_sql(f"({staged})", source.display, source_columns, outputs, dedupe, default_order_by)
+
+
+def dedupe_sql(
+    staged_rows: str,
+    display: str,
+    source_columns: list[str],
+    outputs: list[str],
+    dedupe: DedupeOptions,
+    default_order_by: str | None,
+) -> str:
+    """One row per ``partition_by`` of ``staged_rows`` (a parenthesised SELECT or a table of
+    staged rows with the columns ``outputs``), the newest (or oldest) by the order. The full
+    build ranks the whole staging query; an incremental build ranks the pre-dedupe staged rows
+    of the partitions it recomputes (cdp_assets/incremental.py): the same order keeps the same row."""
     order_by = dedupe.order_by or ([default_order_by] if default_order_by else [])
     unknown = sorted({*dedupe.partition_by, *order_by} - set(outputs))
     if unknown:
         raise ValueError(
-            f"dedupe of {source.display} uses column(s) {unknown} that the staged table does not have; "
+            f"dedupe of {display} uses column(s) {unknown} that the staged table does not have; "
             f"its columns are {outputs}"
         )
     if not order_by:
-        raise ValueError(f"dedupe of {source.display} needs order_by (the source has no incremental_field)")
+        raise ValueError(f"dedupe of {display} needs order_by (the source has no incremental_field)")
     direction = "DESC" if dedupe.keep == "newest" else "ASC"
     # Ties are broken by every column, so each engine keeps the same row.
     keys = [f"{quote(c)} {direction} NULLS LAST" for c in order_by] + [
@@ -765,7 +780,7 @@ def _deduped(
     return (
         f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY "
         f"{', '.join(quote(c) for c in dedupe.partition_by)} ORDER BY {', '.join(keys)}) AS {rn}\nFROM "
-        f"({staged}) AS {quote(INTERNAL_PREFIX + 'all')}) AS {quote(INTERNAL_PREFIX + 'ranked')} WHERE {rn} = 1"
+        f"{staged_rows} AS {quote(INTERNAL_PREFIX + 'all')}) AS {quote(INTERNAL_PREFIX + 'ranked')} WHERE {rn} = 1"
     )
 
 

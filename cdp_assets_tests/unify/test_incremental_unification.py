@@ -4,7 +4,9 @@ Sequences of loads (new rows, rows updated by primary key, late files with older
 an order that merges two existing persons) go through the builders of every phase on real
 in-memory DuckDB: hist-union, staging, each id's loop and lookup, the enrichment and the master
 table, as the Dagster ops call them (no Dagster run per example). The oracle of an enriched or a
-master table is its full SELECT over the lookup the run published.
+master table is its full SELECT over the lookup the run published; of a staged table, its full
+staging statement. With ``events``, a third object is staged with a dedupe (one event kept per
+cleaned email and kind), built incrementally partition by partition.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cdp_assets.assets.staging import dedupe_steps, staging_query
 from cdp_assets.config import load_config
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.duckdb import DuckDBWarehouse
@@ -25,13 +28,13 @@ from cdp_assets.sql import unification as u
 from cdp_assets.sql import unification_pipeline as up
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.master import master_table_sql
-from cdp_assets.sql.staging import staging_sql
 from cdp_assets.unify.runner import build_master, enrich_table, run_id_loop
 
 SRC, STG = "acme_src", "acme_stg"
 OBJECTS = {
     "customers": (["customer_id"], ["customer_id", "email", "updated_at"]),
     "orders": (["order_id"], ["order_id", "customer_id", "email", "amount", "updated_at"]),
+    "events": (["event_id"], ["event_id", "email", "kind", "updated_at"]),  # only in project(events=True)
 }
 CDP = {
     "client": "acme",
@@ -40,12 +43,12 @@ CDP = {
         {
             "name": "shop",
             "connector": {"kind": "local_files", "path": "data"},
-            "objects": [{"name": name, "primary_key": pk} for name, (pk, _) in OBJECTS.items()],
+            "objects": [{"name": name, "primary_key": pk} for name, (pk, _) in OBJECTS.items() if name != "events"],
             "mode": "incremental",
             "incremental_field": "updated_at",
         }
     ],
-    "staging": {f"shop_{name}": {"email": {"rule": "email", "columns": ["email"]}} for name in OBJECTS},
+    "staging": {f"shop_{name}": {"email": {"rule": "email", "columns": ["email"]}} for name in ("customers", "orders")},
     "report": {"path": "report.md"},
     "unification_file": "unify.yml",
 }
@@ -58,7 +61,7 @@ UNIFY = {
     ],
     "tables": [
         {"database": STG, "table": f"shop_{name}_stg", "incremental_columns": ["updated_at"], "key_columns": KEYS}
-        for name in OBJECTS
+        for name in ("customers", "orders")
     ],
     "canonical_ids": [{"name": "unified_id", "merge_by_keys": ["email", "customer_id"]}],
     "persistent_ids": [{"name": "person_id", "merge_by_keys": ["email", "customer_id"]}],
@@ -85,15 +88,48 @@ UNIFY = {
 }
 
 
-def project(tmp: Path, incremental_loop: bool = True) -> LoadedConfig:
+def with_events(cdp: dict, unify: dict, keep: str) -> tuple[dict, dict]:
+    """The project with a third object, events, staged with a dedupe: one event per cleaned
+    email and kind, the newest (or oldest) by updated_at; its email feeds the ids, its kind the master."""
+    source = {
+        **cdp["sources"][0],
+        "objects": [*cdp["sources"][0]["objects"], {"name": "events", "primary_key": ["event_id"]}],
+    }
+    cdp = {
+        **cdp,
+        "sources": [source],
+        "staging": {**cdp["staging"], "shop_events": {"email": {"rule": "email", "columns": ["email"]}}},
+        "staging_tables": {"shop_events": {"dedupe": {"partition_by": ["standardized_email", "kind"], "keep": keep}}},
+    }
+    events = {
+        "database": STG,
+        "table": "shop_events_stg",
+        "incremental_columns": ["updated_at"],
+        "key_columns": [KEYS[0]],
+    }
+    master = unify["master_tables"][0]
+    kinds = {
+        "name": "kind",
+        "source_columns": [{"table": "shop_events_stg", "column": "kind", "priority": 1, "order": "last"}],
+    }
+    unify = {
+        **unify,
+        "tables": [*unify["tables"], events],
+        "master_tables": [{**master, "attributes": [*master["attributes"], kinds]}],
+    }
+    return cdp, unify
+
+
+def project(tmp: Path, incremental_loop: bool = True, events: str | None = None) -> LoadedConfig:
     """The project; ``incremental_loop`` False drops unify.yml's incremental_columns (each
-    loop then runs in full; its lookup's changes are still logged and read)."""
+    loop then runs in full; its lookup's changes are still logged and read). ``events``
+    (``newest`` or ``oldest``): with the deduped events object (``with_events``)."""
     (tmp / "data").mkdir(exist_ok=True)
-    unify = (
-        UNIFY if incremental_loop else {**UNIFY, "tables": [{**t, "incremental_columns": []} for t in UNIFY["tables"]]}
-    )
+    cdp, unify = (CDP, UNIFY) if events is None else with_events(CDP, UNIFY, events)
+    if not incremental_loop:
+        unify = {**unify, "tables": [{**t, "incremental_columns": []} for t in unify["tables"]]}
     (tmp / "unify.yml").write_text(yaml.safe_dump(unify, sort_keys=False), encoding="utf-8")
-    (tmp / "cdp.yml").write_text(yaml.safe_dump(CDP, sort_keys=False), encoding="utf-8")
+    (tmp / "cdp.yml").write_text(yaml.safe_dump(cdp, sort_keys=False), encoding="utf-8")
     return load_config(tmp / "cdp.yml")
 
 
@@ -118,21 +154,36 @@ def load(wh: DuckDBWarehouse, n: int, obj: str, rows: list[tuple]) -> None:
 
 
 def run_phases(
-    wh: DuckDBWarehouse, loaded: LoadedConfig, run_id: str, full_refresh: bool = False, loops: list | None = None
+    wh: DuckDBWarehouse,
+    loaded: LoadedConfig,
+    run_id: str,
+    full_refresh: bool = False,
+    loops: list | None = None,
+    staged: dict | None = None,
 ) -> dict:
-    """Hist-union and staging of each object, then the unification as its ops run it; returns
-    each enriched and master table's build (and appends each loop's mode to ``loops``)."""
-    for obj, (pk, _) in OBJECTS.items():
+    """Hist-union and staging of each object (with the staging asset's statements and dedupe),
+    then the unification as its ops run it; returns each enriched and master table's build
+    (appends each loop's mode to ``loops``, and puts each staged table's build in ``staged``)."""
+    for source, obj in loaded.pipeline.source_objects():
+        pk = list(obj.primary_key)
         raw, hu, stg = (
-            TableRef(SRC, f"shop_{obj}"),
-            TableRef(SRC, f"shop_{obj}_hist_union"),
-            TableRef(STG, f"shop_{obj}_stg"),
+            TableRef(SRC, f"shop_{obj.name}"),
+            TableRef(SRC, f"shop_{obj.name}_hist_union"),
+            TableRef(STG, f"shop_{obj.name}_stg"),
         )
         build_hist_union(wh, hu, [(raw, wh.columns(raw))], "updated_at", pk, full_refresh=full_refresh)
-        rules = loaded.pipeline.staging[f"shop_{obj}"]
-        build_staging(
-            wh, stg, hu, wh.columns(hu), lambda ref, cols: staging_sql(ref, cols, rules), pk, full_refresh=full_refresh
+        built = build_staging(
+            wh,
+            stg,
+            hu,
+            wh.columns(hu),
+            lambda ref, cols, s=source, o=obj: staging_query(loaded, s, o, ref, cols, wh),
+            pk,
+            full_refresh=full_refresh,
+            dedupe=dedupe_steps(loaded, source, obj, wh),
         )
+        if staged is not None:
+            staged[stg.name] = built
     plans = u.build_id_plans(loaded)
     builds = {}
     for plan in plans:
@@ -144,6 +195,16 @@ def run_phases(
     for master in loaded.unification.master_tables:
         builds[master.name] = build_master(wh, loaded, plans, master, full_refresh=full_refresh)
     return builds
+
+
+def assert_staged_equal_full_builds(wh, loaded: LoadedConfig, staged: dict) -> None:
+    """Each staged table holds what its full staging statement gives over its hist-union table."""
+    for source, obj in loaded.pipeline.source_objects():
+        hu, stg = TableRef(SRC, f"shop_{obj.name}_hist_union"), TableRef(STG, f"shop_{obj.name}_stg")
+        oracle = wh.fetch(staging_query(loaded, source, obj, hu, wh.columns(hu), wh))
+        got = wh.fetch(f"SELECT * FROM {stg.sql}")
+        mode = staged[stg.name].mode
+        pd.testing.assert_frame_equal(sorted_frame(got), sorted_frame(oracle), obj=f"{stg.name} ({mode})")
 
 
 def sorted_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -209,6 +270,67 @@ def test_incremental_enriched_and_master_tables_equal_their_full_builds_after_ev
             assert {b.mode for b in builds.values()} <= expected, {k: (b.mode, b.reason) for k, b in builds.items()}
         builds = run_phases(wh, loaded, "refresh", full_refresh=True)
         assert {b.mode for b in builds.values()} == {"full"}
+        assert_equal_to_full_builds(wh, loaded, builds)
+    finally:
+        wh.teardown_after_execution(None)
+
+
+# Events of few ids, emails and kinds: partitions (cleaned email, kind) gain newer rows, an
+# event updated by id moves to another partition (its old partition loses its winner), and a
+# late file brings older rows (winners under keep: oldest, losers under keep: newest). "A@X.COM"
+# and "a@x.com" clean to one partition.
+EVENT = st.tuples(
+    st.sampled_from(["E1", "E2", "E3", "E4", "E5"]),
+    st.sampled_from(["a@x.com", "A@X.COM", "b@x.com", "bad", None]),
+    st.sampled_from(["view", "buy"]),
+    st.integers(0, 6),
+)
+EVENTS = st.lists(EVENT, max_size=4, unique_by=lambda r: (r[0], r[3]))
+
+
+def assert_modes(n: int, builds: dict, staged: dict) -> None:
+    """The first run builds everything in full; later ones build incrementally, but for the
+    enriched events: a deduped staged table may drop rows, so it is enriched in full and diffed."""
+    for kind, name, b in [
+        *(("staged", k, v) for k, v in staged.items()),
+        *(("built", k, v) for k, v in builds.items()),
+    ]:
+        if n == 0:
+            assert b.mode == "full", (kind, name, b.reason)
+        elif (kind, name) == ("built", "shop_events_stg") and b.mode == "full":
+            assert "is deduped" in b.reason, b.reason
+        else:
+            assert b.mode in ("incremental", "unchanged"), (kind, name, b.mode, b.reason)
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(
+    loads=st.lists(st.tuples(CUSTOMERS, ORDERS, EVENTS), min_size=2, max_size=4),
+    keep=st.sampled_from(["newest", "oldest"]),
+)
+def test_a_deduped_staged_table_built_incrementally_equals_a_full_refresh_downstream_too(tmp_path, loads, keep):
+    loaded = project(tmp_path, events=keep)
+    wh = memory_warehouse()
+    try:
+        for n, (customers, orders, events) in enumerate(loads):
+            for obj, rows in (("customers", customers), ("orders", orders), ("events", events)):
+                load(wh, n, obj, rows)
+            staged: dict = {}
+            builds = run_phases(wh, loaded, f"run-{n}", staged=staged)
+            assert_staged_equal_full_builds(wh, loaded, staged)
+            assert_equal_to_full_builds(wh, loaded, builds)
+            assert_modes(n, builds, staged)
+        staged = {}
+        before = {
+            t: wh.fetch(f"SELECT * FROM {TableRef(STG, t).sql}") for t in ("shop_events_stg", "shop_events_stg_cdp_all")
+        }
+        builds = run_phases(wh, loaded, "refresh", full_refresh=True, staged=staged)
+        assert {b.mode for b in [*builds.values(), *staged.values()]} == {"full"}
+        for t, frame in before.items():  # the incremental tables equal the full refresh's
+            got = wh.fetch(f"SELECT * FROM {TableRef(STG, t).sql}")
+            pd.testing.assert_frame_equal(sorted_frame(frame), sorted_frame(got), obj=t)
         assert_equal_to_full_builds(wh, loaded, builds)
     finally:
         wh.teardown_after_execution(None)
