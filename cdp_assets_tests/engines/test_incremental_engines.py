@@ -14,7 +14,15 @@ from cdp_assets_tests.engines.test_treasure_data import engine as td_engine
 from cdp_assets_tests.engines.test_treasure_data import td  # noqa: F401 - the fake's fixture
 from cdp_assets_tests.phases.test_incremental import SRC, STG, apply_load, run_and_compare
 from cdp_assets_tests.conftest import local_spark_warehouse
-from cdp_assets_tests.unify.test_incremental_unification import FIXED_BUILDS, FIXED_LOADS, project, replay_fixed
+from cdp_assets_tests.unify.test_incremental_unification import (
+    FIXED_BUILDS,
+    FIXED_EVENT_LOADS,
+    FIXED_EVENT_WINNERS,
+    FIXED_LOADS,
+    project,
+    replay_deduped,
+    replay_fixed,
+)
 
 LOADS = [
     ("historical", [("C1", "a@x.com", "ann", 1), ("C2", "b@x.com", "bob", 1), ("C3", "bad", None, 1)]),
@@ -94,3 +102,28 @@ def test_on_the_treasure_data_fake_incremental_enriched_and_master_tables_equal_
     assert [{b.mode for b in r.values()} for r in runs] == [{"full"}, {"incremental"}]
     assert loops[len(loops) // 2 :] == ["incremental"] * (len(loops) // 2)  # the second run's loops
     assert runs[1]["customer_master"].changed_keys <= 2
+
+
+# ---------------------------------------------------------------------------- dedupe
+
+
+@pytest.mark.spark
+def test_on_local_spark_a_deduped_staged_table_built_incrementally_equals_its_full_build(tmp_path):
+    with tempfile.TemporaryDirectory() as d:
+        wh = local_spark_warehouse(d)
+        try:
+            with wh.session():
+                runs = replay_deduped(wh, project(tmp_path, events="newest"))
+                assert [s["shop_events_stg"].mode for s, _ in runs] == ["full"] + ["incremental"] * 3
+        finally:
+            stop_spark_session()
+
+
+def test_on_the_treasure_data_fake_a_deduped_staged_table_built_incrementally_equals_its_full_build(td, tmp_path):  # noqa: F811
+    # Two loads (each statement is a TD job): the first two in one, then a partition's winner
+    # updated by id into another partition (the old partition falls back to its previous row).
+    wh = td_engine(td, database=SRC)
+    (customers, orders, first), (_, _, second) = FIXED_EVENT_LOADS[:2]
+    loads = [(customers, orders, first + second), FIXED_EVENT_LOADS[2]]
+    runs = replay_deduped(wh, project(tmp_path, events="newest"), loads, FIXED_EVENT_WINNERS[1:3])
+    assert [s["shop_events_stg"].mode for s, _ in runs] == ["full", "incremental"]
