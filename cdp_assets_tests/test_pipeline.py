@@ -153,6 +153,20 @@ def test_a_nightly_run_builds_hist_union_and_staging_incrementally_and_equals_a_
     nightly["email"] = ["changed1@example.com", "changed2@example.com", "", "changed4@example.com"]
     nightly.loc[nightly.index[:2], "customer_id"] = ["C900001", "C900002"]  # two new, two updated customers
     nightly.to_csv(folder / "customers_2024-07-01.csv", index=False)
+    # web_events is staged with a dedupe (keep the oldest per cookie, cleaned email, type and
+    # sent time): a re-sent copy of an event under a new id (a loser), an event updated by id
+    # into another partition (its partition falls back to another row or vanishes), a new event.
+    events = project.source_paths["web"] / "events"
+    sent = pd.read_json(events / "events_2024-06-02.jsonl", lines=True, dtype=False)
+    resent, moved, new = (sent.iloc[[i]].copy() for i in range(3))
+    resent["event_id"], resent["email"], resent["updated_at"] = (
+        "E900001",
+        resent["email"].str.upper(),
+        "2024-07-01 09:00:00",
+    )
+    moved["event_type"], moved["updated_at"] = "purchase", "2024-07-01 09:00:00"
+    new["event_id"], new["cookie_id"], new["updated_at"] = "E900002", "ck_new", "2024-07-01 09:00:00"
+    pd.concat([resent, moved, new]).to_json(events / "events_2024-07-01.jsonl", orient="records", lines=True)
 
     result = run_pipeline(project, instance)
     assert result.success
@@ -163,9 +177,10 @@ def test_a_nightly_run_builds_hist_union_and_staging_incrementally_and_equals_a_
     }
     assert modes["shop_customers_hist_union"] == "incremental" and modes["shop_customers_stg"] == "incremental"
     assert modes["shop_orders_hist_union"] == "unchanged" and modes["shop_orders_stg"] == "unchanged"
-    # The enrichment replaced the changed customers' rows. web_events is staged with a dedupe
-    # (rows ranked against each other): staged and enriched in full, its changed ids logged by a
-    # diff, so the master still recomputes only the ids touched.
+    # The enrichment replaced the changed customers' rows. web_events is staged with a dedupe,
+    # incrementally: its new rows staged, their partitions ranked again. A partition's winner may
+    # change to a row loaded before the watermark, so it is enriched in full, its changed ids logged
+    # by a diff, and the master still recomputes only the ids touched.
     reasons = {
         e.asset_key.path[-1]: e.event_specific_data.materialization.metadata["full_build_reason"].value
         for e in result.get_asset_materialization_events()
@@ -173,7 +188,8 @@ def test_a_nightly_run_builds_hist_union_and_staging_incrementally_and_equals_a_
     }
     assert modes["enriched_shop_customers_stg"] == "incremental"
     assert modes["enriched_shop_orders_stg"] in ("incremental", "unchanged")
-    assert modes["enriched_web_events_stg"] == "full" and "rebuilt in full" in reasons["enriched_web_events_stg"]
+    assert modes["web_events_hist_union"] == "incremental" and modes["web_events_stg"] == "incremental"
+    assert modes["enriched_web_events_stg"] == "full" and "is deduped" in reasons["enriched_web_events_stg"]
     assert modes["customer_master"] == "incremental"
     wh = warehouse_for(project)
     with wh.session():
