@@ -157,7 +157,7 @@ def test_a_nightly_run_builds_hist_union_and_staging_incrementally_and_equals_a_
     # sent time): a re-sent copy of an event under a new id (a loser), an event updated by id
     # into another partition (its partition falls back to another row or vanishes), a new event.
     events = project.source_paths["web"] / "events"
-    sent = pd.read_json(events / "events_2024-06-02.jsonl", lines=True, dtype=False)
+    sent = pd.read_json(events / "events_2024-06-02.jsonl", lines=True, dtype=False, convert_dates=False)
     resent, moved, new = (sent.iloc[[i]].copy() for i in range(3))
     resent["event_id"], resent["email"], resent["updated_at"] = (
         "E900001",
