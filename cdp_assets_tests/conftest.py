@@ -21,11 +21,18 @@ EXAMPLE = REPO_ROOT / "examples" / "acme"
 
 # Tests that use these fixtures start a slow real part; they get its marker, so that
 # `pytest -m "not spark and not browser and not postgres and not kills and not pipeline"` is the fast
-# suite. (`pipeline` is marked by hand on each test that runs the whole job itself; the tests reading
-# the session's shared `sample_run` are not marked: that one run is all they cost.)
+# suite. (`pipeline` is marked by hand on each test that runs the whole job itself, and here on the
+# tests that read a whole-pipeline run made for them: the session's shared `sample_run`, and
+# test_checks_native.py's module run of the same name, which counts its statements.)
 # (`spark`: the module fixture of unify/test_engine_semantics.py; a test that asks for a fixture
 # only at run time, with request.getfixturevalue, is marked by hand.)
-MARKER_OF_FIXTURE = {"spark_dir": "spark", "spark": "spark", "spark_wh": "spark", "postgres": "postgres"}
+MARKER_OF_FIXTURE = {
+    "spark_dir": "spark",
+    "spark": "spark",
+    "spark_wh": "spark",
+    "postgres": "postgres",
+    "sample_run": "pipeline",
+}
 
 
 def pytest_collection_modifyitems(items):
