@@ -96,16 +96,20 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _any_of(value: str, texts) -> str:
+    """``value IN (texts)``, written as comparisons joined by OR (the same on every engine, NULL
+    included): DuckDB plans an IN list of five or more constants as a join of its own (one MARK
+    join per list), which on a staging query cost more than the comparisons."""
+    return "(" + " OR ".join(f"{value} = {_literal(t)}" for t in texts) + ")"
+
+
 def _present(column_sql: str, tokens: tuple[str, ...] = ()) -> str:
     """The trimmed text of a column, NULL when empty or one of the null tokens (any case)."""
     trimmed = f"TRIM(CAST({column_sql} AS VARCHAR))"
     listed = sorted({t.strip().upper() for t in tokens} - {""})
     if not listed:
         return f"NULLIF({trimmed}, '')"
-    return (
-        f"CASE WHEN UPPER({trimmed}) IN ({', '.join(_literal(t) for t in listed)}) "
-        f"THEN NULL ELSE NULLIF({trimmed}, '') END"
-    )
+    return f"CASE WHEN {_any_of(f'UPPER({trimmed})', listed)} THEN NULL ELSE NULLIF({trimmed}, '') END"
 
 
 def _first_present(columns: tuple[str, ...], tokens: tuple[str, ...] = ()) -> str:
@@ -347,9 +351,7 @@ def _number(rule: StagingRule, x: str, q: _Query) -> str:
 
 def _boolean(x: str, q: _Query) -> str:
     u = q.column(f"UPPER({x})", "upper")
-    yes = ", ".join(_literal(t) for t in TRUE_TOKENS)
-    no = ", ".join(_literal(t) for t in FALSE_TOKENS)
-    return f"CASE WHEN {u} IN ({yes}) THEN TRUE WHEN {u} IN ({no}) THEN FALSE END"
+    return f"CASE WHEN {_any_of(u, TRUE_TOKENS)} THEN TRUE WHEN {_any_of(u, FALSE_TOKENS)} THEN FALSE END"
 
 
 def _hash(rule: StagingRule, column_sql: str, x: str, q: _Query) -> str:
