@@ -96,16 +96,20 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _any_of(value: str, texts) -> str:
+    """``value IN (texts)``, written as comparisons joined by OR (the same on every engine, NULL
+    included): DuckDB plans an IN list of five or more constants as a join of its own (one MARK
+    join per list), which on a staging query cost more than the comparisons."""
+    return "(" + " OR ".join(f"{value} = {_literal(t)}" for t in texts) + ")"
+
+
 def _present(column_sql: str, tokens: tuple[str, ...] = ()) -> str:
     """The trimmed text of a column, NULL when empty or one of the null tokens (any case)."""
     trimmed = f"TRIM(CAST({column_sql} AS VARCHAR))"
     listed = sorted({t.strip().upper() for t in tokens} - {""})
     if not listed:
         return f"NULLIF({trimmed}, '')"
-    return (
-        f"CASE WHEN UPPER({trimmed}) IN ({', '.join(_literal(t) for t in listed)}) "
-        f"THEN NULL ELSE NULLIF({trimmed}, '') END"
-    )
+    return f"CASE WHEN {_any_of(f'UPPER({trimmed})', listed)} THEN NULL ELSE NULLIF({trimmed}, '') END"
 
 
 def _first_present(columns: tuple[str, ...], tokens: tuple[str, ...] = ()) -> str:
@@ -113,11 +117,14 @@ def _first_present(columns: tuple[str, ...], tokens: tuple[str, ...] = ()) -> st
     return vals[0] if len(vals) == 1 else f"COALESCE({', '.join(vals)})"
 
 
-def _input_present(rule: StagingRule, in_query: bool = False) -> str:
+def _input_present(rule: StagingRule, q: _Query | None = None) -> str:
     """The rule's input as the rule sees it, NULL when absent: some input (``first``) or every
-    input (``concat``). Over the staged table, or over the staging query's row."""
-    cols = [f"{quote(_ROW)}.{quote(c)}" if in_query else quote(c) for c in rule.columns]
-    vals = [_present(c, rule.tokens) for c in cols]
+    input (``concat``). Over the staged table, or with ``q`` over the staging query's row (each
+    column's present value computed once in the query)."""
+    if q is None:
+        vals = [_present(quote(c), rule.tokens) for c in rule.columns]
+    else:
+        vals = [q.column(_present(f"{quote(_ROW)}.{quote(c)}", rule.tokens), "present") for c in rule.columns]
     if rule.combine == "concat" and len(vals) > 1:
         return f"CASE WHEN {' AND '.join(f'{v} IS NOT NULL' for v in vals)} THEN '1' END"
     return vals[0] if len(vals) == 1 else f"COALESCE({', '.join(vals)})"
@@ -154,57 +161,111 @@ def phone_valid_sql(e164: str) -> str:
     return f"COALESCE(CASE SUBSTRING({e164}, 1, 1) {whens} END, FALSE)"
 
 
+# A reference to a column the staging query computes (see _Query), and a reference to a joined
+# phone table's column: what decides which layer of the query an expression can be computed in.
+_COLUMN_REF = re.compile(r'"_cdp_in"\."(_cdp_stg_[^"]+)"')
+_JOINED_REF = re.compile(r'"(_cdp_stg_cc[0-9]+)"\.')
+
+
 class _Query:
-    """What one staging query needs besides its output expressions: helper columns computed
-    from the source row (stage 1), the phone table joined on them and columns computed from
-    the join (stage 2). Every expression reads the row as ``"_cdp_in"``."""
+    """The columns one staging query computes besides its outputs, in layers: each layer is one
+    CTE, ``SELECT "_cdp_in".*, <its columns> FROM <the layer before> AS "_cdp_in" [LEFT JOIN the phone
+    table ...]``, so every expression reads the row as ``"_cdp_in"``. Layer 0 reads the source row.
+
+    Each distinct expression is computed once (:meth:`column`): it gets one name, placed in the
+    first layer after the layers of the columns it reads, and asking for the same expression text
+    again gives the same name. Outputs and later columns refer to that name instead of repeating
+    the expression. Why: a rule inlined into every expression that reads it (a phone number's
+    validation into its value, its valid flag and its hash; a column's null-token test into every
+    date component) made the statement hundreds of KB long, and DuckDB's planning cost grows with
+    the expression trees, not the rows (bench/bench_staging_plan.py, docs/staging.md)."""
 
     def __init__(self) -> None:
-        self.helpers: list[str] = []  # stage 1: "expr AS name" over the source row
-        self.joined: list[str] = []  # stage 2: "expr AS name" over the row and the joins
-        self.derived: list[list[str]] = []  # stages 3, 4, ...: "expr AS name" over the previous stage
-        self.joins: list[str] = []
+        self.layers: list[list[str]] = []  # per layer: "expr AS name"
+        self.joins: dict[int, list[str]] = {}  # per layer: the LEFT JOINs of the phone table
+        self._layer: dict[str, int] = {}  # column or join alias -> its layer
+        self._names: dict[str, str] = {}  # expression -> the reference to its column
+        self._aliases: dict[tuple[str, int], str] = {}  # (country code, layer) -> the join's alias
         self._n = 0
 
     def name(self, kind: str) -> str:
         self._n += 1
         return f"{INTERNAL_PREFIX}{kind}{self._n}"
 
-    def helper(self, expression: str, kind: str) -> str:
-        name = self.name(kind)
-        self.helpers.append(f"{expression} AS {quote(name)}")
-        return f"{quote(_ROW)}.{quote(name)}"
+    def _reads(self, expression: str) -> int:
+        """The first layer ``expression`` can be computed in (columns of earlier layers only)."""
+        return max((self._layer[n] + 1 for n in _COLUMN_REF.findall(expression)), default=0)
 
-    def after_join(self, expression: str, kind: str) -> str:
-        name = self.name(kind)
-        self.joined.append(f"{expression} AS {quote(name)}")
-        return f"{quote(_ROW)}.{quote(name)}"
+    def column(self, expression: str, kind: str) -> str:
+        """A reference to ``expression`` computed once, as a column of the query."""
+        if _COLUMN_REF.fullmatch(expression):
+            return expression
+        joined = {self._layer[a] for a in _JOINED_REF.findall(expression)}
+        if len(joined) > 1:
+            raise AssertionError(f"an expression reads joins of different layers: {expression}")
+        layer = self._reads(expression)
+        if joined:
+            (join_layer,) = joined
+            if layer > join_layer:
+                raise AssertionError(f"an expression reads a join and a column of its layer or later: {expression}")
+            layer = join_layer
+        if expression not in self._names:
+            name = self.name(kind)
+            self._add(layer, f"{expression} AS {quote(name)}")
+            self._layer[name] = layer
+            self._names[expression] = f"{quote(_ROW)}.{quote(name)}"
+        return self._names[expression]
 
-    def derive(self, expression: str, kind: str, stage: int = 0) -> str:
-        """A column computed after the joins, in derived stage ``stage`` (0, 1, ...), which may
-        read the columns of every earlier stage."""
-        name = self.name(kind)
-        while len(self.derived) <= stage:
-            self.derived.append([])
-        self.derived[stage].append(f"{expression} AS {quote(name)}")
-        return f"{quote(_ROW)}.{quote(name)}"
+    def join_code(self, on_value: str, layer: int | None = None) -> str:
+        """LEFT JOIN the phone table on ``country_code = on_value``, in the first layer that can read
+        ``on_value`` (or ``layer``); returns the alias. The same join asked for again is shared: the
+        table has one row per country code, so a join never repeats a row."""
+        layer = self._reads(on_value) if layer is None else layer
+        key = (on_value, layer)
+        if key not in self._aliases:
+            alias = self.name("cc")
+            self._add(layer)
+            self.joins.setdefault(layer, []).append(
+                f"LEFT JOIN {quote(PHONE_CODES)} AS {quote(alias)} "
+                f"ON {quote(alias)}.{quote('country_code')} = {on_value}"
+            )
+            self._layer[alias] = layer
+            self._aliases[key] = alias
+        return self._aliases[key]
 
-    def join_code(self, on_value: str) -> str:
-        """LEFT JOIN the phone table on ``country_code = on_value``; returns the alias."""
-        alias = self.name("cc")
-        self.joins.append(
-            f"LEFT JOIN {quote(PHONE_CODES)} AS {quote(alias)} ON {quote(alias)}.{quote('country_code')} = {on_value}"
-        )
-        return alias
+    def layer_of(self, alias: str) -> int:
+        return self._layer[alias]
+
+    def _add(self, layer: int, column: str | None = None) -> None:
+        while len(self.layers) <= layer:
+            self.layers.append([])
+        if column is not None:
+            self.layers[layer].append(column)
+
+    def ctes(self, source: TableRef) -> tuple[list[str], str]:
+        """The layers as CTEs over ``source``, and what the outputs select from."""
+        row = quote(_ROW)
+        ctes = [f"{quote(PHONE_CODES)} AS ({phone_codes_relation()})"] if self.joins else []
+        base = f"{source.sql} AS {row}"
+        for n, columns in enumerate(self.layers):
+            if not columns and n not in self.joins:
+                continue
+            name = quote(f"_cdp_stage{n}")
+            select = ", ".join([f"{row}.*", *columns])
+            joins = "".join(f"\n{j}" for j in self.joins.get(n, []))
+            ctes.append(f"{name} AS (SELECT {select}\nFROM {base}{joins})")
+            base = f"{name} AS {row}"
+        return ctes, base
 
 
-def _email(x: str) -> str:
-    v = f"LOWER({x})"
-    return (
+def _email(x: str, q: _Query) -> str:
+    v = q.column(f"LOWER({x})", "lower")
+    return q.column(
         f"CASE WHEN regexp_matches({v}, {_literal(EMAIL_PATTERN)}) "
         f"AND NOT regexp_matches({v}, {_literal(EMAIL_SPECIAL_USE_PATTERN)}) "
         f"AND NOT regexp_matches({v}, {_literal(EMAIL_RESERVED_HYPHENS_PATTERN)}) "
-        f"AND LENGTH({v}) <= {EMAIL_MAX_LENGTH} THEN {v} END"
+        f"AND LENGTH({v}) <= {EMAIL_MAX_LENGTH} THEN {v} END",
+        "email",
     )
 
 
@@ -218,51 +279,55 @@ def _phone(rule: StagingRule, column_sql: str, q: _Query) -> str:
     National form: the region's trunk prefix is dropped; a number written with its country
     code but no '+' ('44 20 ...') is recognised when only that reading has a possible length.
     A trunk prefix is dropped when what remains has a possible length. The result is kept when
-    it matches its country's pattern (:func:`phone_valid_sql`).
+    it matches its country's pattern (:func:`phone_valid_sql`), which is computed once per value:
+    the standardised number, its valid flag and a hash of it read the same column.
     """
     region = phone_regions()[rule.default_region]
     home_cc = region.country_code
-    x = _present(column_sql)
-    digits = f"regexp_replace({x}, '[^0-9]', '', 'g')"
-    d = q.helper(digits, "digits")
-    intl_cases = [f"WHEN {x} LIKE '+%' THEN {digits}"]
+    x = q.column(_present(column_sql), "present")
+    d = q.column(f"regexp_replace({x}, '[^0-9]', '', 'g')", "digits")
+    intl_cases = [f"WHEN {x} LIKE '+%' THEN {d}"]
     if region.international_prefix:
         idd = _literal(f"^({region.international_prefix})")
-        after = f"regexp_replace({digits}, {idd}, '')"
+        after = f"regexp_replace({d}, {idd}, '')"
         # After an international prefix a country code never starts with 0.
-        intl_cases.append(f"WHEN regexp_matches({digits}, {idd}) AND {after} NOT LIKE '0%' THEN {after}")
-    intl = q.helper(f"CASE {' '.join(intl_cases)} END", "intl")
+        intl_cases.append(f"WHEN regexp_matches({d}, {idd}) AND {after} NOT LIKE '0%' THEN {after}")
+    intl = q.column(f"CASE {' '.join(intl_cases)} END", "intl")
 
     def possible(n: str, f) -> str:
         return f"POSITION('|' || CAST(LENGTH({n}) AS VARCHAR) || '|' IN {f('possible_lengths')}) > 0"
 
     def national(n: str, f) -> str:
         """``n`` without its trunk prefix when what remains has a possible length."""
+        n = q.column(n, "number")
         trunk = f("trunk_prefix")
         rest = f"SUBSTRING({n}, LENGTH({trunk}) + 1)"
         return f"CASE WHEN {trunk} <> '' AND {n} LIKE {trunk} || '%' AND {possible(rest, f)} THEN {rest} ELSE {n} END"
 
+    # The joins' columns are named in the joins' layer, so later layers read them.
     aliases = [q.join_code(f"SUBSTRING({intl}, 1, {k})") for k in (1, 2, 3)]
-    intl_f = lambda col: f"COALESCE({', '.join(f'{quote(a)}.{quote(col)}' for a in aliases)})"  # noqa: E731
-    home = q.join_code(_literal(home_cc))
-    home_f = lambda col: f"{quote(home)}.{quote(col)}"  # noqa: E731
+    intl_f = lambda col: q.column(  # noqa: E731
+        f"COALESCE({', '.join(f'{quote(a)}.{quote(col)}' for a in aliases)})", f"intl_{col}"
+    )
+    home = q.join_code(_literal(home_cc), q.layer_of(aliases[0]))
+    home_f = lambda col: q.column(f"{quote(home)}.{quote(col)}", f"home_{col}")  # noqa: E731
 
     cc = intl_f("country_code")
-    international = f"{cc} || {national(f'SUBSTRING({intl}, LENGTH({cc}) + 1)', intl_f)}"
-    international = q.after_join(international, "international")
-    plain_national = national(d, home_f)
-    plain = q.after_join(f"{_literal(home_cc)} || {plain_national}", "national")
-    with_code_national = national(f"SUBSTRING({d}, {len(home_cc) + 1})", home_f)
+    international = q.column(f"{cc} || {national(f'SUBSTRING({intl}, LENGTH({cc}) + 1)', intl_f)}", "international")
+    plain_national = q.column(national(d, home_f), "national")
+    plain = q.column(f"{_literal(home_cc)} || {plain_national}", "plain")
+    with_code_national = q.column(national(f"SUBSTRING({d}, {len(home_cc) + 1})", home_f), "national")
     # Read as "country code without '+'" only when the plain reading has an impossible length.
-    with_code = q.after_join(
+    with_code = q.column(
         f"CASE WHEN {d} LIKE {_literal(home_cc + '%')} AND NOT ({possible(plain_national, home_f)}) "
         f"AND {possible(with_code_national, home_f)} THEN {_literal(home_cc)} || {with_code_national} END",
         "withcode",
     )
-    e164 = q.derive(
+    e164 = q.column(
         f"CASE WHEN {intl} IS NOT NULL THEN {international} ELSE COALESCE({with_code}, {plain}) END", "e164"
     )
-    return f"CASE WHEN {phone_valid_sql(e164)} THEN {e164} END"
+    valid = q.column(phone_valid_sql(e164), "phonevalid")
+    return q.column(f"CASE WHEN {valid} THEN {e164} END", "phone")
 
 
 # Spellings of TRUE and FALSE the boolean rule reads (compared uppercased).
@@ -270,30 +335,29 @@ TRUE_TOKENS = ("TRUE", "T", "YES", "Y", "1", "ON")
 FALSE_TOKENS = ("FALSE", "F", "NO", "N", "0", "OFF")
 
 
-def _number(rule: StagingRule, x: str) -> str:
+def _number(rule: StagingRule, x: str, q: _Query) -> str:
     """A DOUBLE from text with currency symbols, spaces and thousands separators."""
     kept = f"regexp_replace({x}, '[^0-9,.-]', '', 'g')"
     if rule.decimal_comma:
         plain = f"REPLACE(REPLACE({kept}, '.', ''), ',', '.')"
     else:
         plain = f"REPLACE({kept}, ',', '')"
+    plain = q.column(plain, "numeral")
     value = f"CAST({plain} AS DOUBLE)"
     if rule.decimals is not None:
         value = f"ROUND({value}, {int(rule.decimals)})"
     return f"CASE WHEN regexp_matches({plain}, '^-?([0-9]+([.][0-9]*)?|[.][0-9]+)$') THEN {value} END"
 
 
-def _boolean(x: str) -> str:
-    u = f"UPPER({x})"
-    yes = ", ".join(_literal(t) for t in TRUE_TOKENS)
-    no = ", ".join(_literal(t) for t in FALSE_TOKENS)
-    return f"CASE WHEN {u} IN ({yes}) THEN TRUE WHEN {u} IN ({no}) THEN FALSE END"
+def _boolean(x: str, q: _Query) -> str:
+    u = q.column(f"UPPER({x})", "upper")
+    return f"CASE WHEN {_any_of(u, TRUE_TOKENS)} THEN TRUE WHEN {_any_of(u, FALSE_TOKENS)} THEN FALSE END"
 
 
 def _hash(rule: StagingRule, column_sql: str, x: str, q: _Query) -> str:
     """SHA-256 hex (lowercase) of the value normalised as ad platforms require it."""
     if rule.normalize == "email":
-        normalised = _email(x)
+        normalised = _email(x, q)
     elif rule.normalize == "phone":
         normalised = _phone(rule, column_sql, q)
     else:
@@ -344,10 +408,10 @@ def _date_column(rule: StagingRule, column: str, q: _Query) -> str:
     every engine gives the same seconds. The date is checked with TRY_CAST(... AS DATE)
     (30 February is refused).
     """
-    x = _present(f"{quote(_ROW)}.{quote(column)}", rule.tokens)
+    x = q.column(_present(f"{quote(_ROW)}.{quote(column)}", rule.tokens), "present")
     formats = rule.date_formats
     patterns = {f: (_date_pattern(f) if f in _DATE_FORMS else _EPOCHS[f][0]) for f in formats}
-    fmt = q.helper(
+    fmt = q.column(
         "CASE "
         + " ".join(f"WHEN regexp_matches({x}, {_literal(p)}) THEN {i}" for i, (f, p) in enumerate(patterns.items()))
         + " END",
@@ -377,14 +441,15 @@ def _date_column(rule: StagingRule, column: str, q: _Query) -> str:
         for i, f in enumerate(formats)
         if f in _EPOCHS
     ]
-    epoch = q.derive(f"CASE {' '.join(epoch_whens)} END" if epoch_whens else "CAST(NULL AS BIGINT)", "epoch", 0)
-    y, m, d = (q.derive(_int(group(c)), f"date{c}", 0) for c in "ymd")
-    hh, mi, ss = (q.derive(f"COALESCE({_int(group(c))}, 0)", f"time{c}", 0) for c in ("H", "M", "S"))
-    zone = q.derive(group("zone"), "zone", 0)
-    offset_minutes = (
+    epoch = q.column(f"CASE {' '.join(epoch_whens)} END" if epoch_whens else "CAST(NULL AS BIGINT)", "epoch")
+    y, m, d = (q.column(_int(group(c)), f"date{c}") for c in "ymd")
+    hh, mi, ss = (q.column(f"COALESCE({_int(group(c))}, 0)", f"time{c}") for c in ("H", "M", "S"))
+    zone = q.column(group("zone"), "zone")
+    offset_minutes = q.column(
         f"CASE WHEN {zone} IS NULL OR {zone} = 'Z' THEN 0 ELSE "
         f"(CASE WHEN {zone} LIKE '-%' THEN -1 ELSE 1 END) * (CAST(SUBSTRING({zone}, 2, 2) AS BIGINT) * 60 "
-        f"+ CASE WHEN LENGTH({zone}) > 3 THEN CAST(SUBSTRING({zone}, LENGTH({zone}) - 1, 2) AS BIGINT) ELSE 0 END) END"
+        f"+ CASE WHEN LENGTH({zone}) > 3 THEN CAST(SUBSTRING({zone}, LENGTH({zone}) - 1, 2) AS BIGINT) ELSE 0 END) END",
+        "offset",
     )
     iso_day = (
         f"CAST({y} AS VARCHAR) || '-' || LPAD(CAST({m} AS VARCHAR), "
@@ -392,41 +457,40 @@ def _date_column(rule: StagingRule, column: str, q: _Query) -> str:
     )
     real_day = f"TRY_CAST({iso_day} AS DATE) IS NOT NULL AND {hh} < 24 AND {mi} < 60 AND {ss} < 60"
     # Days since 1970-01-01 of (y, m, d), for the proleptic Gregorian calendar.
-    yy = f"({y} - CASE WHEN {m} <= 2 THEN 1 ELSE 0 END)"
-    era = _idiv(yy, 400)
-    yoe = f"({yy} - {era} * 400)"
+    yy = q.column(f"({y} - CASE WHEN {m} <= 2 THEN 1 ELSE 0 END)", "yy")
+    era = q.column(_idiv(yy, 400), "era")
+    yoe = q.column(f"({yy} - {era} * 400)", "yoe")
     doy = f"({_idiv(f'153 * (({m} + 9) % 12) + 2', 5)} + {d} - 1)"
-    doe = f"({yoe} * 365 + {_idiv(yoe, 4)} - {_idiv(yoe, 100)} + {doy})"
+    doe = q.column(f"({yoe} * 365 + {_idiv(yoe, 4)} - {_idiv(yoe, 100)} + {doy})", "doe")
     days = f"({era} * 146097 + {doe} - 719468)"
     seconds = f"{days} * 86400 + {hh} * 3600 + {mi} * 60 + {ss} - ({offset_minutes}) * 60"
-    return q.derive(
+    return q.column(
         f"CASE WHEN {epoch} IS NOT NULL THEN {epoch} WHEN {y} IS NOT NULL AND {real_day} THEN {seconds} END",
         "unixtime",
-        1,
     )
 
 
 def _date(rule: StagingRule, q: _Query) -> tuple[str, str, str]:
     """(timestamp in UTC, unix seconds, date) of a date rule, from its first readable column."""
     per_column = [_date_column(rule, c, q) for c in rule.columns]
-    unixtime = q.derive(per_column[0] if len(per_column) == 1 else f"COALESCE({', '.join(per_column)})", "unixtime", 2)
+    unixtime = q.column(per_column[0] if len(per_column) == 1 else f"COALESCE({', '.join(per_column)})", "unixtime")
     # Civil date of the day number (H. Hinnant's civil_from_days), then the time of day.
-    z = q.derive(f"{_idiv(unixtime, 86400)} + 719468", "z", 3)
-    era = q.derive(_idiv(z, 146097), "era", 4)
-    doe = q.derive(f"{z} - {era} * 146097", "doe", 5)
-    yoe = q.derive(_idiv(f"{doe} - {_idiv(doe, 1460)} + {_idiv(doe, 36524)} - {_idiv(doe, 146096)}", 365), "yoe", 6)
-    doy = q.derive(f"{doe} - (365 * {yoe} + {_idiv(yoe, 4)} - {_idiv(yoe, 100)})", "doy", 7)
-    mp = q.derive(_idiv(f"5 * {doy} + 2", 153), "mp", 8)
+    z = q.column(f"{_idiv(unixtime, 86400)} + 719468", "z")
+    era = q.column(_idiv(z, 146097), "era")
+    doe = q.column(f"{z} - {era} * 146097", "doe")
+    yoe = q.column(_idiv(f"{doe} - {_idiv(doe, 1460)} + {_idiv(doe, 36524)} - {_idiv(doe, 146096)}", 365), "yoe")
+    doy = q.column(f"{doe} - (365 * {yoe} + {_idiv(yoe, 4)} - {_idiv(yoe, 100)})", "doy")
+    mp = q.column(_idiv(f"5 * {doy} + 2", 153), "mp")
     day = f"{doy} - {_idiv(f'153 * {mp} + 2', 5)} + 1"
-    month = q.derive(f"CASE WHEN {mp} < 10 THEN {mp} + 3 ELSE {mp} - 9 END", "month", 9)
+    month = q.column(f"CASE WHEN {mp} < 10 THEN {mp} + 3 ELSE {mp} - 9 END", "month")
     year = f"{yoe} + {era} * 400 + CASE WHEN {month} <= 2 THEN 1 ELSE 0 END"
-    sod = f"({unixtime} - {_idiv(unixtime, 86400)} * 86400)"
+    sod = q.column(f"({unixtime} - {_idiv(unixtime, 86400)} * 86400)", "sod")
     pad = lambda e: f"LPAD(CAST({e} AS VARCHAR), 2, '0')"  # noqa: E731
     text = (
         f"LPAD(CAST({year} AS VARCHAR), 4, '0') || '-' || {pad(month)} || '-' || {pad(day)} || ' ' || "
         f"{pad(_idiv(sod, 3600))} || ':' || {pad(_idiv(f'{sod} % 3600', 60))} || ':' || {pad(f'{sod} % 60')}"
     )
-    std = q.derive(f"CASE WHEN {unixtime} IS NOT NULL THEN CAST({text} AS TIMESTAMP) END", "std", 10)
+    std = q.column(f"CASE WHEN {unixtime} IS NOT NULL THEN CAST({text} AS TIMESTAMP) END", "std")
     return std, unixtime, f"CAST({std} AS DATE)"
 
 
@@ -440,7 +504,7 @@ def json_path_literal(keys: list[str] | tuple[str, ...]) -> str:
     return _literal("$" + "".join(f'."{k}"' for k in keys))
 
 
-def _json(path: JsonPath, x: str) -> str:
+def _json(path: JsonPath, x: str, q: _Query) -> str:
     """One value of the JSON text ``x``: text for a scalar, an array of text for an array; NULL
     when the text is not JSON, the key is absent or the value is JSON null. ``json_valid`` is
     rendered per dialect (sqlglot has no translation; cdp_assets/sql/dialects.py)."""
@@ -449,7 +513,7 @@ def _json(path: JsonPath, x: str) -> str:
         value = f"TRY_CAST(json_extract({x}, {literal}) AS VARCHAR[])"
     else:
         value = f"json_extract_string({x}, {literal})"
-    return f"CASE WHEN json_valid({x}) THEN {value} END"
+    return f"CASE WHEN {q.column(f'json_valid({x})', 'json')} THEN {value} END"
 
 
 _JSON_PROFILE_COLUMNS = ("parent", "json_key", "full_path", "json_type")
@@ -503,19 +567,19 @@ _SAFE_JSON_KEY = re.compile(r"[^\\'\"\x00-\x1f]{1,128}")
 def _standardize(rule: StagingRule, column: str, q: _Query) -> str:
     """The rule applied to one input column of the source row."""
     column_sql = f"{quote(_ROW)}.{quote(column)}"
-    x = _present(column_sql, rule.tokens)
-    if rule.rule == "email":
-        return _email(x)
-    if rule.rule == "phone":
+    if rule.rule == "phone":  # reads the value without null tokens: a token is no valid number
         return _phone(rule, column_sql, q)
+    x = q.column(_present(column_sql, rule.tokens), "present")
+    if rule.rule == "email":
+        return _email(x, q)
     if rule.rule == "number":
-        return _number(rule, x)
+        return _number(rule, x, q)
     if rule.rule == "boolean":
-        return _boolean(x)
+        return _boolean(x, q)
     if rule.rule == "hash":
         return _hash(rule, column_sql, x, q)
     if rule.rule == "name":
-        clean = f"TRIM(regexp_replace({x}, '\\s+', ' ', 'g'))"
+        clean = q.column(f"TRIM(regexp_replace({x}, '\\s+', ' ', 'g'))", "clean")
         return f"NULLIF(UPPER(SUBSTRING({clean}, 1, 1)) || LOWER(SUBSTRING({clean}, 2)), '')"
     # text
     return f"NULLIF(LOWER(TRIM(regexp_replace({x}, '\\s+', ' ', 'g'))), '')"
@@ -560,22 +624,29 @@ def _plan(
             continue
         if r.rule == "json":
             paths = r.paths if r.paths is not None else (json_paths or {}).get(name, {})
-            x = _present(f"{quote(_ROW)}.{quote(r.columns[0])}", r.tokens)
             # Not counted: a key absent from a document is no parse failure.
             cols += [
                 StagedColumn(
-                    f"{name}_{out}", inputs, r.rule, _json(p, x), _input_present(r), False, JSON_OUTPUT_TYPES[p.type]
+                    f"{name}_{out}",
+                    inputs,
+                    r.rule,
+                    _json(p, q.column(_present(f"{quote(_ROW)}.{quote(r.columns[0])}", r.tokens), "present"), q),
+                    _input_present(r),
+                    False,
+                    JSON_OUTPUT_TYPES[p.type],
                 )
                 for out, p in paths.items()
             ]
             continue
         expression = rule_expression(r, inputs, q)
+        if r.valid_flag:  # computed once, read by the value and its flag
+            expression = q.column(expression, "value")
         output = output_column(name, r)
         cols.append(StagedColumn(output, inputs, r.rule, expression, _input_present(r), sql_type=OUTPUT_TYPES[r.rule]))
         if r.valid_flag:
             flag = (
-                f"CASE WHEN {_input_present(r, in_query=True)} IS NULL THEN NULL "
-                f"WHEN ({expression}) IS NOT NULL THEN TRUE ELSE FALSE END"
+                f"CASE WHEN {_input_present(r, q)} IS NULL THEN NULL "
+                f"WHEN {expression} IS NOT NULL THEN TRUE ELSE FALSE END"
             )
             cols.append(
                 StagedColumn(f"{output}_valid", inputs, f"{r.rule}_valid", flag, _input_present(r), False, "BOOLEAN")
@@ -656,20 +727,7 @@ def _rules_sql(source: TableRef, source_columns: list[str], rules: dict[str, Sta
         return f"SELECT *\nFROM {source.sql}"
     columns, q = _plan(rules, json_paths)
     row = quote(_ROW)
-    ctes = []
-    base = f"{source.sql} AS {row}"
-    if q.helpers:
-        ctes.append(f"{quote('_cdp_helpers')} AS (SELECT *, {', '.join(q.helpers)} FROM {base})")
-        base = f"{quote('_cdp_helpers')} AS {row}"
-    if q.joins:
-        ctes.insert(0, f"{quote(PHONE_CODES)} AS ({phone_codes_relation()})")
-        joins = "".join(f"\n{j}" for j in q.joins)
-        ctes.append(f"{quote('_cdp_joined')} AS (SELECT {row}.*, {', '.join(q.joined)}\nFROM {base}{joins})")
-        base = f"{quote('_cdp_joined')} AS {row}"
-    for n, stage in enumerate(q.derived):
-        name = quote(f"_cdp_derived{n}")
-        ctes.append(f"{name} AS (SELECT *, {', '.join(stage)} FROM {base})")
-        base = f"{name} AS {row}"
+    ctes, base = q.ctes(source)
     outputs = [f"{row}.{quote(c)}" for c in source_columns]
     # Every output is cast to its declared type, so every engine's table has the same types.
     outputs += [f"CAST({c.expression} AS {c.sql_type}) AS {quote(c.output)}" for c in columns]
