@@ -33,6 +33,9 @@ class BuildResult:
     rows_read: int = 0  # new input rows the run read (all input rows for a full build)
     changed_keys: int = 0  # keys whose rows were replaced (incremental)
     measures: pd.Series | None = None  # the caller's measures of the built table, when taken with the totals
+    # Each input's row count, in the order given, when the build measured them (hist-union: its
+    # state's totals or its progress query); None: not measured by the build.
+    input_rows: list[int] | None = None
 
 
 def _fingerprint(*parts: object) -> str:
@@ -153,12 +156,14 @@ def build_hist_union(
                     for rank, ((ref, _), (total, newest)) in enumerate(zip(inputs, totals))
                 ],
             )
-            return BuildResult(rows, "full", reason, rows_read=sum(t for t, _ in totals))
+            counted = None if _lacks_loaded_at(inputs) else [t for t, _ in totals]
+            return BuildResult(rows, "full", reason, rows_read=sum(t for t, _ in totals), input_rows=counted)
         assert previous is not None
         generation = str(previous["generation"].iloc[0])
         new_rows = sum(int(p["rows_new"]) for p in progress)
+        input_rows = [int(p["rows_total"]) for p in progress]
         if new_rows == 0:
-            return BuildResult(wh.row_count(target), "unchanged")
+            return BuildResult(wh.row_count(target), "unchanged", input_rows=input_rows)
         columns = wh.columns(target)
         keys, null_safe = merge_key(columns, primary_key)
         state = inc.state_ref(target)
@@ -186,7 +191,9 @@ def build_hist_union(
                 for rank, ((ref, _), p) in enumerate(zip(inputs, progress))
             ],
         )
-        return BuildResult(rows, "incremental", rows_read=new_rows, changed_keys=n_changed)
+        return BuildResult(
+            rows, "incremental", rows_read=new_rows, changed_keys=n_changed, input_rows=input_rows
+        )
 
 
 def _state_row(

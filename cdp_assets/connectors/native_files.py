@@ -154,9 +154,13 @@ def _read_natively(
     read = _plan(wh, path, incremental_field)
     try:
         wh.query(file_rows_sql(good, read.select, incremental_field), [path.name, loaded_at, *read.params])
-        rejected = _csv_rejected_rows(wh, path, read) if read.rejects else []
-        sql = file_checks_sql(good, read.columns, incremental_field, read.inexact, read.null_checked, start is not None)
+        refused_table = read.rejects[0] if read.rejects else None
+        sql = file_checks_sql(
+            good, read.columns, incremental_field, read.inexact, read.null_checked, start is not None, refused_table
+        )
         checks = wh.query(sql, [start] if start is not None else []).iloc[0]
+        # The refused lines are read only when the checks counted some (most files have none).
+        rejected = _csv_rejected_rows(wh, path, read) if int(checks["refused"]) else []
         if int(checks["bad_watermarks"]):
             bad = int(checks["bad_watermarks"])
             raise _UsePython(f"{bad} row(s) with a watermark that is not an ISO date/time in range")

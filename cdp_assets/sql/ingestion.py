@@ -163,20 +163,24 @@ def file_checks_sql(
     inexact: bool = False,
     null_checked: list[str] | None = None,
     since_start: bool = False,
+    rejects: TableRef | None = None,
 ) -> str:
     """What decides whether a natively read file can be loaded as read, and its counts: rows,
     rows whose watermark did not parse, rows with a NUL character (DuckDB keeps them; the Python
     reader rejects them by row number), a JSON value whose text DuckDB would change
-    (``inexact``) or a NULL in a ``null_checked`` column; the newest watermark; and
-    (``since_start``) the rows older than start_date (bound)."""
+    (``inexact``) or a NULL in a ``null_checked`` column; the newest watermark;
+    (``since_start``) the rows older than start_date (bound); and (``rejects``: a CSV read's
+    reject table) how many lines the reader refused, so that their rows are fetched only when
+    there are some."""
     wm = quote(incremental_field)
     unusable = [f"contains({quote(c)}, chr(0))" for c in columns if c != incremental_field]
     unusable += (["_cdp_inexact"] if inexact else []) + [f"{quote(c)} IS NULL" for c in null_checked or []]
     before = f"count(*) FILTER (WHERE {wm} < CAST(? AS TIMESTAMP))" if since_start else "0"
+    refused = f"(SELECT count(*) FROM {rejects.sql})" if rejects is not None else "0"
     return (
         f"SELECT count(*) AS n, count(*) FILTER (WHERE {wm} IS NULL) AS bad_watermarks, "
         f"count(*) FILTER (WHERE {' OR '.join(unusable) or 'false'}) AS unusable, "
-        f"CAST(max({wm}) AS VARCHAR) AS w, {before} AS before_start FROM {rows.sql}"
+        f"CAST(max({wm}) AS VARCHAR) AS w, {before} AS before_start, {refused} AS refused FROM {rows.sql}"
     )
 
 
