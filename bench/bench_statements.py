@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_statements.py            # about 30 s; writes its section of docs/benchmarks.md
     .venv/bin/python bench/bench_statements.py --no-doc   # print only
     .venv/bin/python bench/bench_statements.py --no-doc --log stmts.txt  # and every DuckDB statement, by step
+    .venv/bin/python bench/bench_statements.py --no-doc --td-log jobs.txt  # and every TD call, by step
 
 Runs the whole pipeline (4 objects, 1 id, 1 master table, 60 generated records) in process on
 DuckDB and on the Treasure Data fake (cdp_assets_tests/fakes/td_api.py, TD's REST API on
@@ -75,7 +76,7 @@ def run(root: Path, engine: dict | None = None, log: list | None = None) -> dict
     }
 
 
-def measure(log: list | None = None) -> dict:
+def measure(log: list | None = None, td_log: list | None = None) -> dict:
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         duck = run(root / "duckdb", log=log)
@@ -83,7 +84,8 @@ def measure(log: list | None = None) -> dict:
         url = fake.start()
         os.environ["TD_API_KEY"] = TD_KEY
         try:
-            td = run(root / "td", {"kind": "treasure_data", "treasure_data": {"endpoint": url, "poll_seconds": 0.01}})
+            engine = {"kind": "treasure_data", "treasure_data": {"endpoint": url, "poll_seconds": 0.01}}
+            td = run(root / "td", engine, log=td_log)
             td["fake_jobs"] = len(fake.jobs)
         finally:
             fake.stop()
@@ -218,11 +220,19 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the raw counts to this file")
     parser.add_argument("--before", type=Path, default=HERE / "statements_before.json")
     parser.add_argument("--log", type=Path, help="write every DuckDB statement of the run, one a line, by step")
+    parser.add_argument(
+        "--td-log",
+        type=Path,
+        help="write every query, statement and DataFrame load of the TD run (each a job, or a bulk import per "
+        "table), one a line, by step",
+    )
     args = parser.parse_args()
     log: list | None = [] if args.log else None
-    now = measure(log)
-    if args.log:
-        args.log.write_text("".join(f"{step} | {kind} | {what}\n" for step, kind, what in log or []))
+    td_log: list | None = [] if args.td_log else None
+    now = measure(log, td_log)
+    for path, lines in ((args.log, log), (args.td_log, td_log)):
+        if path:
+            path.write_text("".join(f"{step} | {kind} | {what}\n" for step, kind, what in lines or []))
     if args.json:
         args.json.write_text(json.dumps(now, indent=1, sort_keys=True))
     before = json.loads(args.before.read_text()) if args.before.exists() else None
