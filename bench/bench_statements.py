@@ -216,18 +216,17 @@ def markdown(now: dict, before: dict | None) -> str:
         "rows, TD taking one table per bulk-import session; 8 incremental state tables; unification's 3 "
         "rule tables, its watermarks and loop statistics), `CREATE TABLE AS` (the builds themselves), one "
         "query per checked asset (17), and the builds' own queries: the files already loaded (3), "
-        "hist-union's totals (4), staging's state read and its rule counts (8), the enrichment's coverage "
+        "staging's state read and its rule counts (8), the enrichment's coverage "
         "(1), the loop's pointer and relabel counts (2 per iteration) and its watermarks (1), the report's "
-        "2. The target of 80 needs the same design change as on DuckDB: checks evaluated inside their "
-        "asset's step, so that their measures ride in the build's own queries (17). Not done: a state table "
-        "written by a `CREATE TABLE AS` that measures its totals itself (hist-union's totals query and state "
-        "import in one job: 4 TD jobs, the inputs' counts then taken from TD's table listing; nothing on "
-        "DuckDB, where a `CREATE TABLE AS` answers only the rows it wrote, so the build's metadata would "
-        "read the counts back). It needs values bound in `build_table` on every "
-        "engine (DuckDB binds them; TD puts them into the parsed statement as typed literals, "
-        "`treasure_data.bind_literals`; the Databricks path and the local Spark shim do not take them in a "
-        "build yet) and the state's columns typed by the SQL instead of by the DataFrame writer, on each "
-        "engine as its bulk path types them today (TD stores the DataFrame's timestamps as text).",
+        "2. A full hist-union build on TD writes its state in the one job that measures it: a `CREATE TABLE "
+        "AS` of its inputs' totals (`sql/incremental.state_of_totals_sql`) with the table names, generation, "
+        "fingerprint and time bound as typed literals of the parsed statement (`treasure_data.bind_literals`, "
+        "as every TD query's values are), and the inputs' counts from TD's table listing "
+        "(`counts_rows_without_a_query`), instead of a totals query and a bulk import (4 jobs). DuckDB keeps "
+        "the totals query and the DataFrame write: a `CREATE TABLE AS` answers only the rows it wrote, so "
+        "the counts would be read back in a query, and it saves nothing there. The target of 80 needs the "
+        "same design change as on DuckDB: checks evaluated inside their asset's step, so that their "
+        "measures ride in the build's own queries (17).",
     ]
     return "\n".join(lines)
 

@@ -147,6 +147,14 @@ def build_hist_union(
             reason, progress = _hist_union_progress(wh, target, inputs, previous, fingerprint)
         if reason is not None:
             rows = wh.build_table(target, select_sql)
+            if wh.counts_rows_without_a_query and _lacks_loaded_at(inputs) is None:
+                # The state measures its inputs' totals in the statement that writes it (one job on
+                # Treasure Data instead of a totals query and a bulk import); the counts come from
+                # the engine's catalog, without a query.
+                _write_state_of_totals(wh, target, [ref for ref, _ in inputs], fingerprint)
+                counted = wh.row_counts([ref for ref, _ in inputs])
+                input_rows = [counted[ref] for ref, _ in inputs]
+                return BuildResult(rows, "full", reason, rows_read=sum(input_rows), input_rows=input_rows)
             totals = _totals(wh, inputs)
             _write_state(
                 wh,
@@ -191,9 +199,22 @@ def build_hist_union(
                 for rank, ((ref, _), p) in enumerate(zip(inputs, progress))
             ],
         )
-        return BuildResult(
-            rows, "incremental", rows_read=new_rows, changed_keys=n_changed, input_rows=input_rows
-        )
+        return BuildResult(rows, "incremental", rows_read=new_rows, changed_keys=n_changed, input_rows=input_rows)
+
+
+def _write_state_of_totals(wh: WarehouseResource, target: TableRef, inputs: list[TableRef], fingerprint: str) -> None:
+    """A full build's state, its inputs' totals measured by the statement that publishes it
+    (``inc.state_of_totals_sql``), the rest bound as values."""
+    bound = {
+        "generation": uuid.uuid4().hex,
+        "fingerprint": fingerprint,
+        "mode": "full",
+        "updated_at": pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime(),
+    }
+    params = [
+        ref.display if name == "input_table" else bound[name] for ref in inputs for name in inc.STATE_BOUND_PER_INPUT
+    ]
+    wh.build_table(inc.state_ref(target), inc.state_of_totals_sql(inputs), params)
 
 
 def _state_row(
