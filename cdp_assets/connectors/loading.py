@@ -360,8 +360,10 @@ class StepBooks:
         """Append ``frames`` (and run ``statements``, a native load's SQL) with every record kept
         so far, as one unit; on failure nothing of ``frames`` is kept (the earlier loads' records
         still are, for ``flush``)."""
-        unit = merge_frames([*self._pending, *frames])
-        wh.append_frames(unit, statements=statements) if statements else wh.append_frames(unit)
+        # This load's frames first: its rows land before any record (engines without transactions
+        # append in order), the records kept from earlier loads merged into its record tables.
+        unit = merge_frames([*frames, *self._pending])
+        _append(wh, unit, statements)
         self._pending = []
         if supersede is not None:
             self._supersede.setdefault(rejected_ref(supersede[0]), supersede)
@@ -379,6 +381,14 @@ class StepBooks:
         todo, self._supersede = list(self._supersede.values()), {}
         for ref, files_ref, source, obj in todo:
             supersede_rejections(wh, ref, files_ref, source, obj)
+
+
+def _append(wh: WarehouseResource, frames: list[tuple[TableRef, pd.DataFrame]], statements: list[str]) -> None:
+    # Only an engine that reads files natively takes statements in its unit (DuckDB's append_frames).
+    if statements:
+        wh.append_frames(frames, statements=statements)
+    else:
+        wh.append_frames(frames)
 
 
 def merge_frames(frames: list[tuple[TableRef, pd.DataFrame]]) -> list[tuple[TableRef, pd.DataFrame]]:
@@ -406,7 +416,7 @@ def _keep_books(
     ingestion step), kept for the step's unit (``defer``: a historical load), or in the step's
     unit with every record kept so far."""
     if books is None:
-        wh.append_frames(frames, statements=statements) if statements else wh.append_frames(frames)
+        _append(wh, frames, statements)
         if supersede is not None:
             supersede_rejections(wh, *supersede)
     elif defer:

@@ -76,6 +76,28 @@ def test_rows_the_step_is_about_to_record_count_as_recorded(tmp_path: Path):
     assert alone["row"].tolist() == [2, 5]
 
 
+def test_the_steps_unit_lands_the_loads_rows_before_any_record(tmp_path: Path):
+    """On an engine without transactions (Treasure Data) the frames land in order: the incremental
+    rows first, then the records of both loads, the log last."""
+    data, files = TableRef(SCHEMA, "t"), TableRef(SCHEMA, "ingestion_files")
+    landed: list[TableRef] = []
+
+    class Recording(DuckDBWarehouse):
+        def append_frames(self, frames, statements=()):
+            landed.extend(ref for ref, _ in frames)
+            super().append_frames(frames, statements)
+
+    wh = Recording(path=str(tmp_path / "wh.duckdb"))
+    books = StepBooks()
+    books.defer([(files, pd.DataFrame({"f": ["h"]})), (LOG, pd.DataFrame({"n": [1]}))])
+    with wh.session():
+        books.write(
+            wh, [(data, pd.DataFrame({"x": [1]})), (files, pd.DataFrame({"f": ["i"]})), (LOG, pd.DataFrame({"n": [2]}))]
+        )
+        assert wh.fetch(f"SELECT f FROM {files.sql} ORDER BY f")["f"].tolist() == ["h", "i"]
+    assert landed == [data, files, LOG]
+
+
 def test_merged_frames_are_one_per_table_with_the_log_last():
     log, files, data = TableRef(SCHEMA, LOG_TABLE), TableRef(SCHEMA, "ingestion_files"), TableRef(SCHEMA, "t")
     merged = merge_frames(
