@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_statements.py            # about 30 s; writes its section of docs/benchmarks.md
     .venv/bin/python bench/bench_statements.py --no-doc   # print only
     .venv/bin/python bench/bench_statements.py --no-doc --log stmts.txt  # and every DuckDB statement, by step
+    .venv/bin/python bench/bench_statements.py --no-doc --td-log jobs.txt  # and every TD call, by step
 
 Runs the whole pipeline (4 objects, 1 id, 1 master table, 60 generated records) in process on
 DuckDB and on the Treasure Data fake (cdp_assets_tests/fakes/td_api.py, TD's REST API on
@@ -75,7 +76,7 @@ def run(root: Path, engine: dict | None = None, log: list | None = None) -> dict
     }
 
 
-def measure(log: list | None = None) -> dict:
+def measure(log: list | None = None, td_log: list | None = None) -> dict:
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         duck = run(root / "duckdb", log=log)
@@ -83,7 +84,8 @@ def measure(log: list | None = None) -> dict:
         url = fake.start()
         os.environ["TD_API_KEY"] = TD_KEY
         try:
-            td = run(root / "td", {"kind": "treasure_data", "treasure_data": {"endpoint": url, "poll_seconds": 0.01}})
+            engine = {"kind": "treasure_data", "treasure_data": {"endpoint": url, "poll_seconds": 0.01}}
+            td = run(root / "td", engine, log=td_log)
             td["fake_jobs"] = len(fake.jobs)
         finally:
             fake.stop()
@@ -167,21 +169,31 @@ def markdown(now: dict, before: dict | None) -> str:
         "loads return their table's rows (the build's count, or the rows before plus those appended in the "
         "load's unit) and the historical watermark from their files' checks, drop a CSV's reject tables with "
         "their other temporary tables, and describe the object's incremental table with the historical "
-        "one; hist-union counts its inputs in one query (`row_counts`; on TD the table listing) and, after a "
-        "full build, their newest load times in one more (its state), staging reads both states after one "
+        "one. An ingestion step writes its bookkeeping once (`loading.StepBooks`: the historical load's "
+        "rejections, file records and log row ride in the incremental load's unit, one append per table; "
+        "a failed incremental load still leaves the historical one logged and logs nothing of its own) and "
+        "describes both its tables once, after both loads; a CSV's refused lines are counted in the file's "
+        "checks query and read only when there are some (6 statements before: one per CSV file); a JSON "
+        "read's exactness column stays in its temporary table and is never copied out (DuckDB's column "
+        "lambda) instead of an `ALTER TABLE ... DROP COLUMN` per file (3). Hist-union takes its inputs' row "
+        "counts from its build, which measures them for its state with their newest load times (a full "
+        "build's totals query, an incremental build's progress query; before: a count query of its own), "
+        "staging reads both states after one "
         "description, unification's side-table counts are one query, and the report takes coverage from the "
         "enrichment's metadata. On TD a description or a listing is an API call, not "
         "a job: the jobs saved there are the single queries that replaced several. What is left on DuckDB "
-        "(`--log FILE` writes the run's statements by step): about 65 in ingestion (per file: DuckDB's read "
-        "into a temporary table, its checks, the CSV rejects or the Parquet/JSON schema; per load: the "
-        "catalog, the file versions, the one-unit append, the drop of its temporary tables), 36 publishes, "
-        "34 descriptions (each built table's `dagster/column_schema`, which its checks then reuse), the "
-        "unification loop's 33 (scratch tables and convergence counts per iteration) and 21 check queries. "
-        "The target of 150 needs fewer steps' worth of bookkeeping (the state tables, a description per "
-        "built table) or the loop's scratch work batched, which is not done yet. Since the enriched and master "
+        "(`--log FILE` writes the run's statements by step; `--td-log FILE` the TD run's calls): 65 in "
+        "ingestion (per file: DuckDB's read into a temporary table and its checks, 24, the Parquet or JSON "
+        "schema, 6, and the incremental files' filtering, 4; per step: the catalog before and the tables' "
+        "description after the loads, the file versions, the one-unit append, the drops of the loads' "
+        "temporary tables), 42 publishes (incremental state tables among them), 37 descriptions (each built "
+        "table's `dagster/column_schema`, which its checks then reuse), the unification loop's scratch "
+        "tables and convergence counts per iteration, and 17 check queries. The target of 150 needs fewer "
+        "steps' worth of bookkeeping (the state tables, a description per built table) or the loop's "
+        "scratch work batched, which is not done yet. Since the enriched and master "
         "tables build incrementally (docs/incremental.md), a first run also pays their bookkeeping: a state "
         "read and write per table and the lookup's change log, 21 statements on DuckDB and 15 TD jobs of the "
-        "totals above (207 and 108 without them).",
+        "totals above (186 and 95 without them).",
         "",
         "On Treasure Data every query is a job with its queueing, so what TD's REST API answers is taken "
         "from it: a schema, a description or a listing is an API call, and so is a table's row count, the "
@@ -190,24 +202,33 @@ def markdown(now: dict, before: dict | None) -> str:
         "count of a scratch table for as long as it lives: the loop's edges left come from that answer, "
         "not from the listing. From a step-attributed log of the run's jobs, what went (149 to "
         f"{total(now, 'treasure_data')}): 8 ingestion `COUNT(*)`s and 8 in unification (the loop's nodes and "
-        "edges, 4 published tables), "
-        "hist-union's input counts (4) and its inputs' totals, now one query per step (4), the enriched "
+        "edges, 4 published tables), 9 in ingestion (one bookkeeping unit per step: the historical and "
+        "incremental loads' file records in one bulk import, their log rows in another, instead of one "
+        "import per table and load, 8; and the first object's file-version query, which now finds no file "
+        "records yet, the historical load's being written in the step's unit), "
+        "hist-union's input counts (4) and its inputs' totals, one query per step and now in the job "
+        "that writes its state (8: below), the enriched "
         "checks' coverage queries (4; the enrichment counted those rows as it built the table), the "
         "report's 7 (row counts from the listing, coverage from the enrichment's metadata while the row "
         "count still matches, the profile and the loop history one query each), staging's watermark "
         "query, which a full build now runs with its rule counts (4), and the enrichment's coverage, one "
-        "query for every enriched table after they are built (3). What is left: 37 bulk imports "
-        "(per object 6 in ingestion: the historical and "
-        "the incremental data, each load's files and log rows, TD taking one table per bulk-import "
-        "session; 8 incremental state tables; unification's 3 rule tables, its watermarks and loop "
-        "statistics), 29 `CREATE TABLE AS` (the builds themselves), one query per checked asset (17), and "
-        "the builds' own queries: the files already loaded (4), hist-union's totals (4), staging's state "
-        "read and its rule counts (8), the enrichment's coverage (1), the loop's pointer and relabel "
-        "counts (2 per iteration) and its watermarks (1), the report's 2. The target of 80 needs the same "
-        "design change as on DuckDB: checks evaluated inside their asset's step, so that their measures ride "
-        "in the build's own queries (17), and one bookkeeping write per load step instead of one per "
-        "load (8); the state tables written by a `CREATE TABLE AS` that measures their totals itself needs "
-        "bound parameters in `build_table` (4 more).",
+        "query for every enriched table after they are built (3). What is left: bulk imports (per object "
+        "4 in ingestion: the historical data, the incremental data, the step's file records and its log "
+        "rows, TD taking one table per bulk-import session; 10 incremental state tables: staging's, the "
+        "lookup's, the enriched and master tables'; unification's 3 rule tables, the master's attribute "
+        "rules, its watermarks and loop statistics), `CREATE TABLE AS` (the builds themselves), one "
+        "query per checked asset (17), and the builds' own queries: the files already loaded (3), "
+        "staging's state read and its rule counts (8), the enrichment's coverage "
+        "(1), the loop's pointer and relabel counts (2 per iteration) and its watermarks (1), the report's "
+        "2. A full hist-union build on TD writes its state in the one job that measures it: a `CREATE TABLE "
+        "AS` of its inputs' totals (`sql/incremental.state_of_totals_sql`) with the table names, generation, "
+        "fingerprint and time bound as typed literals of the parsed statement (`treasure_data.bind_literals`, "
+        "as every TD query's values are), and the inputs' counts from TD's table listing "
+        "(`counts_rows_without_a_query`), instead of a totals query and a bulk import (4 jobs). DuckDB keeps "
+        "the totals query and the DataFrame write: a `CREATE TABLE AS` answers only the rows it wrote, so "
+        "the counts would be read back in a query, and it saves nothing there. The target of 80 needs the "
+        "same design change as on DuckDB: checks evaluated inside their asset's step, so that their "
+        "measures ride in the build's own queries (17).",
     ]
     return "\n".join(lines)
 
@@ -218,11 +239,19 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the raw counts to this file")
     parser.add_argument("--before", type=Path, default=HERE / "statements_before.json")
     parser.add_argument("--log", type=Path, help="write every DuckDB statement of the run, one a line, by step")
+    parser.add_argument(
+        "--td-log",
+        type=Path,
+        help="write every query, statement and DataFrame load of the TD run (each a job, or a bulk import per "
+        "table), one a line, by step",
+    )
     args = parser.parse_args()
     log: list | None = [] if args.log else None
-    now = measure(log)
-    if args.log:
-        args.log.write_text("".join(f"{step} | {kind} | {what}\n" for step, kind, what in log or []))
+    td_log: list | None = [] if args.td_log else None
+    now = measure(log, td_log)
+    for path, lines in ((args.log, log), (args.td_log, td_log)):
+        if path:
+            path.write_text("".join(f"{step} | {kind} | {what}\n" for step, kind, what in lines or []))
     if args.json:
         args.json.write_text(json.dumps(now, indent=1, sort_keys=True))
     before = json.loads(args.before.read_text()) if args.before.exists() else None

@@ -33,6 +33,9 @@ class BuildResult:
     rows_read: int = 0  # new input rows the run read (all input rows for a full build)
     changed_keys: int = 0  # keys whose rows were replaced (incremental)
     measures: pd.Series | None = None  # the caller's measures of the built table, when taken with the totals
+    # Each input's row count, in the order given, when the build measured them (hist-union: its
+    # state's totals or its progress query); None: not measured by the build.
+    input_rows: list[int] | None = None
 
 
 def _fingerprint(*parts: object) -> str:
@@ -144,6 +147,14 @@ def build_hist_union(
             reason, progress = _hist_union_progress(wh, target, inputs, previous, fingerprint)
         if reason is not None:
             rows = wh.build_table(target, select_sql)
+            if wh.counts_rows_without_a_query and _lacks_loaded_at(inputs) is None:
+                # The state measures its inputs' totals in the statement that writes it (one job on
+                # Treasure Data instead of a totals query and a bulk import); the counts come from
+                # the engine's catalog, without a query.
+                _write_state_of_totals(wh, target, [ref for ref, _ in inputs], fingerprint)
+                counted = wh.row_counts([ref for ref, _ in inputs])
+                input_rows = [counted[ref] for ref, _ in inputs]
+                return BuildResult(rows, "full", reason, rows_read=sum(input_rows), input_rows=input_rows)
             totals = _totals(wh, inputs)
             _write_state(
                 wh,
@@ -153,12 +164,14 @@ def build_hist_union(
                     for rank, ((ref, _), (total, newest)) in enumerate(zip(inputs, totals))
                 ],
             )
-            return BuildResult(rows, "full", reason, rows_read=sum(t for t, _ in totals))
+            counted = None if _lacks_loaded_at(inputs) else [t for t, _ in totals]
+            return BuildResult(rows, "full", reason, rows_read=sum(t for t, _ in totals), input_rows=counted)
         assert previous is not None
         generation = str(previous["generation"].iloc[0])
         new_rows = sum(int(p["rows_new"]) for p in progress)
+        input_rows = [int(p["rows_total"]) for p in progress]
         if new_rows == 0:
-            return BuildResult(wh.row_count(target), "unchanged")
+            return BuildResult(wh.row_count(target), "unchanged", input_rows=input_rows)
         columns = wh.columns(target)
         keys, null_safe = merge_key(columns, primary_key)
         state = inc.state_ref(target)
@@ -186,7 +199,22 @@ def build_hist_union(
                 for rank, ((ref, _), p) in enumerate(zip(inputs, progress))
             ],
         )
-        return BuildResult(rows, "incremental", rows_read=new_rows, changed_keys=n_changed)
+        return BuildResult(rows, "incremental", rows_read=new_rows, changed_keys=n_changed, input_rows=input_rows)
+
+
+def _write_state_of_totals(wh: WarehouseResource, target: TableRef, inputs: list[TableRef], fingerprint: str) -> None:
+    """A full build's state, its inputs' totals measured by the statement that publishes it
+    (``inc.state_of_totals_sql``), the rest bound as values."""
+    bound = {
+        "generation": uuid.uuid4().hex,
+        "fingerprint": fingerprint,
+        "mode": "full",
+        "updated_at": pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime(),
+    }
+    params = [
+        ref.display if name == "input_table" else bound[name] for ref in inputs for name in inc.STATE_BOUND_PER_INPUT
+    ]
+    wh.build_table(inc.state_ref(target), inc.state_of_totals_sql(inputs), params)
 
 
 def _state_row(

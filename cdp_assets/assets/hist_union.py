@@ -41,8 +41,8 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
     ) -> MaterializeResult:
         with warehouse.session():
             # Which inputs exist, with their columns, and the table and its state (one description:
-            # an engine holding the run keeps it for the build), then the inputs' row counts and
-            # newest load times (one query: the state's watermarks after a full build).
+            # an engine holding the run keeps it for the build). The inputs' row counts come from
+            # the build, which measures them for its state (with their newest load times).
             described = warehouse.describe_tables([*inputs.values(), target, inc.state_ref(target)])
             present = [(ref, [c for c, _ in described[ref]]) for ref in inputs.values() if described[ref] is not None]
             if not present:
@@ -50,8 +50,6 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
                     f"{target.display}: none of its inputs {[r.display for r in inputs.values()]} exists; "
                     "materialize the ingestion assets first"
                 )
-            counted = warehouse.row_counts([ref for ref, _ in present])
-            input_rows = {ref.display: counted[ref] for ref, _ in present}
             built = build_hist_union(
                 warehouse,
                 target,
@@ -60,6 +58,11 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
                 list(obj.primary_key),
                 config.full_refresh,
             )
+            if built.input_rows is not None:
+                input_rows = {ref.display: n for (ref, _), n in zip(present, built.input_rows)}
+            else:  # an input without load times: counted here
+                counted = warehouse.row_counts([ref for ref, _ in present])
+                input_rows = {ref.display: counted[ref] for ref, _ in present}
             table = table_metadata(warehouse, target)[target]
         context.log.info(f"{target.display}: {built.rows} row(s) from {input_rows}; {build_summary(built)}")
         return MaterializeResult(

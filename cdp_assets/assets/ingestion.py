@@ -22,7 +22,7 @@ from cdp_assets.config.models import (
     SourceObject,
     TableConnector,
 )
-from cdp_assets.connectors.loading import load_historical, load_incremental, record_failure
+from cdp_assets.connectors.loading import StepBooks, load_historical, load_incremental, record_failure
 from cdp_assets.connectors.readers import SourceFileError
 from cdp_assets.connectors.s3 import s3_client, s3_uri, sync_source
 from cdp_assets.connectors.s3_in_warehouse import load_in_warehouse, reads_in_warehouse
@@ -61,53 +61,70 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
         in_warehouse = reads_in_warehouse(warehouse, source)
         folder = None if in_warehouse else source_folder(loaded, source)
         schema = loaded.pipeline.src_schema
+        run_id = context.run.run_id
+        # The loads' bookkeeping is written once, with the last load's data (loading.StepBooks).
+        books = StepBooks()
+        done: list = []  # (ref, result) of the loads that succeeded
         with warehouse.session():
             for mode, ref in refs.items():
                 loader = load_historical if mode == "historical" else load_incremental
                 try:
                     if in_warehouse:
-                        result = load_in_warehouse(warehouse, source, obj, mode, schema, context.run.run_id)
+                        result = load_in_warehouse(warehouse, source, obj, mode, schema, run_id)
                     else:
-                        result = loader(warehouse, source, obj, folder, schema, context.run.run_id)
-                except SourceFileError as exc:
-                    if (
-                        isinstance(source.connector, S3Connector) and folder is not None
-                    ):  # name the object, not the cache file
-                        exc = SourceFileError(s3_uri(source.connector, folder, str(exc)))
-                    record_failure(warehouse, schema, source.name, obj.name, mode, context.run.run_id, exc)
-                    raise exc from None
+                        result = loader(warehouse, source, obj, folder, schema, run_id, books)
                 except Exception as exc:
-                    record_failure(warehouse, schema, source.name, obj.name, mode, context.run.run_id, exc)
+                    s3 = isinstance(source.connector, S3Connector) and folder is not None
+                    if isinstance(exc, SourceFileError) and s3:
+                        exc = SourceFileError(s3_uri(source.connector, folder, str(exc)))  # the object, not the cache
+                    try:  # the loads before this one succeeded: logged and reported as they were
+                        books.flush(warehouse)
+                        yield from _materializations(context, warehouse, source, done)
+                    except Exception as earlier:  # noqa: BLE001 - never hide the load's own error
+                        context.log.warning(f"could not record the step's earlier loads: {earlier}")
+                    record_failure(warehouse, schema, source.name, obj.name, mode, run_id, exc)
+                    if isinstance(exc, SourceFileError):
+                        raise exc from None
                     raise
-                # One description gives the existence and the column schema (metadata below).
-                table_meta = table_metadata(warehouse, ref)[ref]
-                rows = result.table_rows  # known from the load (its build's count, or rows before + appended)
-                if rows is None:
-                    rows = warehouse.row_count(ref) if COLUMN_SCHEMA in table_meta else 0
-                skipped = result.summary(source.start_date)
-                context.log.info(
-                    f"{ref.display}: loaded {result.records_loaded} row(s) from {len(result.files)} file(s); "
-                    f"watermark {result.previous_watermark} -> {result.watermark}; table has {rows} row(s)"
-                    + (f"; {skipped}" if skipped else "")
-                )
-                yield MaterializeResult(
-                    asset_key=table_key(ref),
-                    metadata={
-                        "records_loaded": result.records_loaded,
-                        "dagster/row_count": rows,
-                        "watermark": result.watermark or "",
-                        "previous_watermark": result.previous_watermark or "",
-                        "files": MetadataValue.json(result.files),
-                        "table": ref.display,
-                        "records_rejected": result.records_rejected,
-                        "records_skipped_before_start_date": result.skipped_before_start_date,
-                        "records_skipped_duplicate": result.skipped_duplicate,
-                        **engine_jobs_metadata(warehouse),
-                        **table_meta,
-                    },
-                )
+                done.append((ref, result))
+            books.flush(warehouse)
+            yield from _materializations(context, warehouse, source, done)
 
     return _ingest
+
+
+def _materializations(context: AssetExecutionContext, warehouse: WarehouseResource, source: SourceConfig, done: list):
+    """The loads' materializations, their tables described in one look-up after every load."""
+    if not done:
+        return
+    metadata = table_metadata(warehouse, *(ref for ref, _ in done))
+    for ref, result in done:
+        table_meta = metadata[ref]
+        rows = result.table_rows  # known from the load (its build's count, or rows before + appended)
+        if rows is None:
+            rows = warehouse.row_count(ref) if COLUMN_SCHEMA in table_meta else 0
+        skipped = result.summary(source.start_date)
+        context.log.info(
+            f"{ref.display}: loaded {result.records_loaded} row(s) from {len(result.files)} file(s); "
+            f"watermark {result.previous_watermark} -> {result.watermark}; table has {rows} row(s)"
+            + (f"; {skipped}" if skipped else "")
+        )
+        yield MaterializeResult(
+            asset_key=table_key(ref),
+            metadata={
+                "records_loaded": result.records_loaded,
+                "dagster/row_count": rows,
+                "watermark": result.watermark or "",
+                "previous_watermark": result.previous_watermark or "",
+                "files": MetadataValue.json(result.files),
+                "table": ref.display,
+                "records_rejected": result.records_rejected,
+                "records_skipped_before_start_date": result.skipped_before_start_date,
+                "records_skipped_duplicate": result.skipped_duplicate,
+                **engine_jobs_metadata(warehouse),
+                **table_meta,
+            },
+        )
 
 
 def build_ingestion_assets(loaded: LoadedConfig) -> list:

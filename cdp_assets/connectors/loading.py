@@ -12,7 +12,10 @@ watermark.
 
 Every load appends one row to ``{client}_src.ingestion_log`` in the same unit as the data and
 the file records, so the log, the bookkeeping and the table never disagree (a failed load
-records no file as loaded). Rows that cannot be loaded go to
+records no file as loaded). An ingestion step's loads share one unit (``StepBooks``): the
+historical load's records wait for the incremental load's and are written with its data, so a
+step writes its bookkeeping once (on Treasure Data, one bulk import per table instead of one per
+table and load). Rows that cannot be loaded go to
 ``{client}_src.{source}_{object}_rejected`` (file, file version, row, reason, the row's text) in
 that same unit: loaded plus rejected plus skipped is every row of the input. When a later version
 of a file is loaded, the rejections of its earlier versions are marked superseded.
@@ -232,15 +235,21 @@ NO_CATALOG = LoadCatalog({})  # every question goes to the warehouse
 
 
 def new_rejections(
-    wh: WarehouseResource, ref: TableRef, frames: list[pd.DataFrame], catalog: LoadCatalog = NO_CATALOG
+    wh: WarehouseResource,
+    ref: TableRef,
+    frames: list[pd.DataFrame],
+    catalog: LoadCatalog = NO_CATALOG,
+    books: "StepBooks | None" = None,
 ) -> pd.DataFrame | None:
     """The rejected rows not recorded yet: a version of a file read again (a historical reload)
-    has its bad rows recorded once (by file, version, row and reason)."""
+    has its bad rows recorded once (by file, version, row and reason). Rows an earlier load of
+    the step is about to record (``books``) count as recorded."""
     frames = [f for f in frames if len(f)]
     if not frames:
         return None
     new = pd.concat(frames, ignore_index=True)
     target = rejected_ref(ref)
+    known: set = set()
     if catalog.exists(wh, target):
         with_version = "file_version" in catalog.columns_of(wh, target)
         seen = wh.fetch(rejection_keys_sql(target, with_version))
@@ -249,6 +258,12 @@ def new_rejections(
             (f, int(r), why, None if pd.isna(v) else v)
             for f, r, why, v in zip(seen["file"], seen["row"], seen["reason"], versions)
         }
+    for seen in books.pending_frames(target) if books is not None else []:
+        known |= {
+            (f, int(r), why, None if pd.isna(v) else v)
+            for f, r, why, v in zip(seen["file"], seen["row"], seen["reason"], seen["file_version"])
+        }
+    if known:
         keys = zip(new["file"], new["row"], new["reason"], new["file_version"])
         new = new[[(f, int(r), why, None if pd.isna(v) else v) not in known for f, r, why, v in keys]]
     return new if len(new) else None
@@ -303,6 +318,111 @@ def supersede_rejections(wh: WarehouseResource, ref: TableRef, files_log: TableR
         f"{target.display}: {int(marked.sum())} rejected row(s) superseded by a later version of their file"
     )
     return int(marked.sum())
+
+
+class StepBooks:
+    """The bookkeeping of one ingestion step's loads (rejected rows, file records, log rows),
+    written in one unit with the last load's data instead of one unit per load.
+
+    A historical load replaces its table, then hands its records here (``defer``); the
+    incremental load that follows writes them with its own rows and records (``write``), one
+    append per table: on Treasure Data, which takes one table per bulk-import session, that is
+    one import for the files and one for the log instead of one per load. What was true of a
+    load alone stays true: its rows are never logged unless they landed (the incremental rows
+    land in the same unit as every record; the historical table was replaced before), a failed
+    unit logs nothing of the load that failed, and a run killed between the historical build and
+    the unit finds no log of that build and reloads the files (as it did when killed between the
+    build and its own log). The step calls ``flush`` at its end (a step with one load, or a
+    later load that failed: the earlier loads are still logged)."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[TableRef, pd.DataFrame]] = []
+        self._supersede: dict[TableRef, tuple] = {}  # rejected table -> supersede_rejections' arguments
+
+    def pending_frames(self, ref: TableRef) -> list[pd.DataFrame]:
+        """The rows waiting to be appended to ``ref``."""
+        return [df for r, df in self._pending if r == ref]
+
+    def defer(self, frames: list[tuple[TableRef, pd.DataFrame]], supersede: tuple | None = None) -> None:
+        """Keep a load's records for the step's unit; ``supersede``: (ref, files log, source,
+        object), whose superseded rejections are marked after the unit."""
+        self._pending += frames
+        if supersede is not None:
+            self._supersede.setdefault(rejected_ref(supersede[0]), supersede)
+
+    def write(
+        self,
+        wh: WarehouseResource,
+        frames: list[tuple[TableRef, pd.DataFrame]],
+        statements: list[str] = (),
+        supersede: tuple | None = None,
+    ) -> None:
+        """Append ``frames`` (and run ``statements``, a native load's SQL) with every record kept
+        so far, as one unit; on failure nothing of ``frames`` is kept (the earlier loads' records
+        still are, for ``flush``)."""
+        # This load's frames first: its rows land before any record (engines without transactions
+        # append in order), the records kept from earlier loads merged into its record tables.
+        unit = merge_frames([*frames, *self._pending])
+        _append(wh, unit, statements)
+        self._pending = []
+        if supersede is not None:
+            self._supersede.setdefault(rejected_ref(supersede[0]), supersede)
+        self._mark_superseded(wh)
+
+    def flush(self, wh: WarehouseResource) -> None:
+        """Write the records kept so far, if any."""
+        if self._pending:
+            self.write(wh, [])
+        else:
+            self._mark_superseded(wh)
+
+    def _mark_superseded(self, wh: WarehouseResource) -> None:
+        # Loads of one object share their rejected table and file records: marked once.
+        todo, self._supersede = list(self._supersede.values()), {}
+        for ref, files_ref, source, obj in todo:
+            supersede_rejections(wh, ref, files_ref, source, obj)
+
+
+def _append(wh: WarehouseResource, frames: list[tuple[TableRef, pd.DataFrame]], statements: list[str]) -> None:
+    # Only an engine that reads files natively takes statements in its unit (DuckDB's append_frames).
+    if statements:
+        wh.append_frames(frames, statements=statements)
+    else:
+        wh.append_frames(frames)
+
+
+def merge_frames(frames: list[tuple[TableRef, pd.DataFrame]]) -> list[tuple[TableRef, pd.DataFrame]]:
+    """One DataFrame per table, in the order the tables first appear, the ingestion log last (a
+    failure part way leaves no log row for rows that did not land, on engines without
+    transactions)."""
+    by_ref: dict[TableRef, list[pd.DataFrame]] = {}
+    for ref, df in frames:
+        by_ref.setdefault(ref, []).append(df)
+    order = sorted(by_ref, key=lambda ref: ref.name == LOG_TABLE)  # stable: the log moves last
+    return [
+        (ref, by_ref[ref][0] if len(by_ref[ref]) == 1 else pd.concat(by_ref[ref], ignore_index=True)) for ref in order
+    ]
+
+
+def _keep_books(
+    wh: WarehouseResource,
+    books: StepBooks | None,
+    frames: list[tuple[TableRef, pd.DataFrame]],
+    supersede: tuple | None = None,
+    statements: list[str] = (),
+    defer: bool = False,
+) -> None:
+    """Write a load's records: alone (no ``books``: one unit of its own, as a load outside an
+    ingestion step), kept for the step's unit (``defer``: a historical load), or in the step's
+    unit with every record kept so far."""
+    if books is None:
+        _append(wh, frames, statements)
+        if supersede is not None:
+            supersede_rejections(wh, *supersede)
+    elif defer:
+        books.defer(frames, supersede)
+    else:
+        books.write(wh, frames, statements, supersede)
 
 
 def files_frame(source: str, obj: str, mode: str, run_id: str, rows: list[dict]) -> pd.DataFrame:
@@ -532,15 +652,21 @@ def last_fingerprint(
 
 
 def load_incremental(
-    wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path | None, schema: str, run_id: str
+    wh: WarehouseResource,
+    source: SourceConfig,
+    obj: SourceObject,
+    folder: Path | None,
+    schema: str,
+    run_id: str,
+    books: StepBooks | None = None,
 ) -> LoadResult:
     """Append the rows of new and changed files (a warehouse table: the rows newer than the
     watermark), except rows older than start_date and rows already in the table, which are
-    counted as skipped."""
+    counted as skipped. ``books``: the step's bookkeeping, written in this load's unit."""
     if reads_natively(wh, source, folder):
         from cdp_assets.connectors.native_loading import load_incremental_native
 
-        return load_incremental_native(wh, source, obj, folder, schema, run_id)
+        return load_incremental_native(wh, source, obj, folder, schema, run_id, books)
     ref = TableRef(schema, f"{source.name}_{obj.name}")
     log_ref, files_ref = TableRef(schema, LOG_TABLE), TableRef(schema, FILES_TABLE)
     field_ = source.incremental_field
@@ -609,7 +735,7 @@ def load_incremental(
     new_watermark = watermark
     if new is not None and len(new):
         new_watermark = max(filter(None, [watermark, _iso(new[field_].max())]))
-    bad = new_rejections(wh, ref, rejects)
+    bad = new_rejections(wh, ref, rejects, books=books)
     result = LoadResult(
         ref,
         "incremental",
@@ -625,21 +751,26 @@ def load_incremental(
     unit = [(ref, new)] if new is not None and len(new) else []
     unit += [(rejected_ref(ref), bad)] if bad is not None else []
     unit += [(files_ref, files_frame(source.name, obj.name, "incremental", run_id, book))] if book else []
-    wh.append_frames(
-        [*unit, (log_ref, log_frame(source.name, obj.name, result, run_id, None, result.summary(source.start_date)))]
-    )
-    supersede_rejections(wh, ref, files_ref, source.name, obj.name)
+    log_row = log_frame(source.name, obj.name, result, run_id, None, result.summary(source.start_date))
+    _keep_books(wh, books, [*unit, (log_ref, log_row)], (ref, files_ref, source.name, obj.name))
     return result
 
 
 def load_historical(
-    wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path | None, schema: str, run_id: str
+    wh: WarehouseResource,
+    source: SourceConfig,
+    obj: SourceObject,
+    folder: Path | None,
+    schema: str,
+    run_id: str,
+    books: StepBooks | None = None,
 ) -> LoadResult:
-    """Replace ``_hist`` with the historical files, unless they are unchanged since the last load."""
+    """Replace ``_hist`` with the historical files, unless they are unchanged since the last load.
+    ``books``: the step's bookkeeping, which keeps this load's records for the step's unit."""
     if reads_natively(wh, source, folder):
         from cdp_assets.connectors.native_loading import load_historical_native
 
-        return load_historical_native(wh, source, obj, folder, schema, run_id)
+        return load_historical_native(wh, source, obj, folder, schema, run_id, books)
     ref = TableRef(schema, f"{source.name}_{obj.name}_hist")
     log_ref, files_ref = TableRef(schema, LOG_TABLE), TableRef(schema, FILES_TABLE)
     inputs = source_inputs(wh, source, obj, folder, historical=True)
@@ -650,7 +781,8 @@ def load_historical(
     previous = current_watermark(wh, ref, source.incremental_field)
     if fp and files and wh.table_exists(ref) and last_fingerprint(wh, log_ref, source.name, obj.name) == fp:
         result = LoadResult(ref, "historical", 0, previous, previous, [])
-        wh.append_dataframe(log_ref, log_frame(source.name, obj.name, result, run_id, fp, "historical files unchanged"))
+        log_row = log_frame(source.name, obj.name, result, run_id, fp, "historical files unchanged")
+        _keep_books(wh, books, [(log_ref, log_row)], defer=True)
         return result
     loaded_at = _now()
     read, book = [], []
@@ -672,23 +804,22 @@ def load_historical(
                     "records_skipped_duplicate": 0,
                 }
             )
-    bad = new_rejections(wh, ref, [rejected for _, rejected in read])
+    bad = new_rejections(wh, ref, [rejected for _, rejected in read], books=books)
     unit = [(rejected_ref(ref), bad)] if bad is not None else []
     unit += [(files_ref, files_frame(source.name, obj.name, "historical", run_id, book))] if book else []
     rejected_count = 0 if bad is None else len(bad)
     if not files:
         result = LoadResult(ref, "historical", 0, previous, previous, [])
-        wh.append_dataframe(log_ref, log_frame(source.name, obj.name, result, run_id, fp, "no historical files"))
+        log_row = log_frame(source.name, obj.name, result, run_id, fp, "no historical files")
+        _keep_books(wh, books, [(log_ref, log_row)], defer=True)
         return result
     df = pd.concat([good for good, _ in read], ignore_index=True)
     if len(df.columns) == 0:  # only empty files: nothing to build a table from
         result = LoadResult(
             ref, "historical", 0, previous, previous, [p.name for p in files], records_rejected=rejected_count
         )
-        wh.append_frames(
-            [*unit, (log_ref, log_frame(source.name, obj.name, result, run_id, fp, "historical files hold no rows"))]
-        )
-        supersede_rejections(wh, ref, files_ref, source.name, obj.name)
+        log_row = log_frame(source.name, obj.name, result, run_id, fp, "historical files hold no rows")
+        _keep_books(wh, books, [*unit, (log_ref, log_row)], (ref, files_ref, source.name, obj.name), defer=True)
         return result
     # Replaced first, then logged: a run killed between the two reloads the files next time
     # (the log has no load with this fingerprint) and records the rejected rows once.
@@ -697,8 +828,8 @@ def load_historical(
     result = LoadResult(
         ref, "historical", len(df), watermark, previous, [p.name for p in files], records_rejected=rejected_count
     )
-    wh.append_frames([*unit, (log_ref, log_frame(source.name, obj.name, result, run_id, fp))])
-    supersede_rejections(wh, ref, files_ref, source.name, obj.name)
+    log_row = log_frame(source.name, obj.name, result, run_id, fp)
+    _keep_books(wh, books, [*unit, (log_ref, log_row)], (ref, files_ref, source.name, obj.name), defer=True)
     return result
 
 

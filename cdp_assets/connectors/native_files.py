@@ -47,7 +47,6 @@ from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.ingestion import (
     csv_rejects_sql,
     csv_select_sql,
-    drop_column_sql,
     drop_temp_sql,
     file_checks_sql,
     file_rows_sql,
@@ -73,7 +72,8 @@ class _UsePython(Exception):
 @dataclass
 class FileRows:
     """A file's good rows in a temporary table (data columns, then ``_cdp_file`` and
-    ``_cdp_loaded_at``), and its rejected rows."""
+    ``_cdp_loaded_at``; a JSON read also its ``INEXACT_COLUMN``, which the loads never copy
+    out), and its rejected rows."""
 
     table: TableRef | None  # None: the file has no columns at all (an empty file)
     columns: list[str]  # the data columns, in file order
@@ -154,16 +154,18 @@ def _read_natively(
     read = _plan(wh, path, incremental_field)
     try:
         wh.query(file_rows_sql(good, read.select, incremental_field), [path.name, loaded_at, *read.params])
-        rejected = _csv_rejected_rows(wh, path, read) if read.rejects else []
-        sql = file_checks_sql(good, read.columns, incremental_field, read.inexact, read.null_checked, start is not None)
+        refused_table = read.rejects[0] if read.rejects else None
+        sql = file_checks_sql(
+            good, read.columns, incremental_field, read.inexact, read.null_checked, start is not None, refused_table
+        )
         checks = wh.query(sql, [start] if start is not None else []).iloc[0]
+        # The refused lines are read only when the checks counted some (most files have none).
+        rejected = _csv_rejected_rows(wh, path, read) if int(checks["refused"]) else []
         if int(checks["bad_watermarks"]):
             bad = int(checks["bad_watermarks"])
             raise _UsePython(f"{bad} row(s) with a watermark that is not an ISO date/time in range")
         if int(checks["unusable"]):
             raise _UsePython(f"{int(checks['unusable'])} row(s) with a NUL character or a value DuckDB would rewrite")
-        if read.inexact:
-            wh.query(drop_column_sql(good, "_cdp_inexact"))
     except BaseException:
         drop_temps(wh, read.rejects)  # read by the Python reader instead: nothing of this read is kept
         raise

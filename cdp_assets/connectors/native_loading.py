@@ -57,10 +57,17 @@ def _book(path: Path, version: str, read: FileRows, loaded: int, before: int, du
 
 
 def load_incremental_native(
-    wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path, schema: str, run_id: str
+    wh: WarehouseResource,
+    source: SourceConfig,
+    obj: SourceObject,
+    folder: Path,
+    schema: str,
+    run_id: str,
+    books=None,
 ) -> tuple:
     """Append the rows of new and changed files, except rows older than start_date and exact
-    copies of rows already loaded (counted as skipped). Returns a ``loading.LoadResult``."""
+    copies of rows already loaded (counted as skipped). Returns a ``loading.LoadResult``.
+    ``books``: the step's ``loading.StepBooks``, written in this load's unit."""
     ld = _loading()
     ref = TableRef(schema, f"{source.name}_{obj.name}")
     log_ref, files_ref = TableRef(schema, ld.LOG_TABLE), TableRef(schema, ld.FILES_TABLE)
@@ -126,7 +133,7 @@ def load_incremental_native(
             new_watermark = watermark
             if newest:
                 new_watermark = max(filter(None, [watermark, ld._iso(max(newest))]))
-            bad = ld.new_rejections(wh, ref, rejects, catalog)
+            bad = ld.new_rejections(wh, ref, rejects, catalog, books)
             result = ld.LoadResult(
                 ref,
                 "incremental",
@@ -154,17 +161,24 @@ def load_incremental_native(
             unit = [(ld.rejected_ref(ref), bad)] if bad is not None else []
             unit += [(files_ref, ld.files_frame(source.name, obj.name, "incremental", run_id, book))] if book else []
             log_row = ld.log_frame(source.name, obj.name, result, run_id, None, result.summary(source.start_date))
-            wh.append_frames([*unit, (log_ref, log_row)], statements=statements)
+            supersede = (ref, files_ref, source.name, obj.name)
+            ld._keep_books(wh, books, [*unit, (log_ref, log_row)], supersede, statements)
         finally:
             drop_temps(wh, temps)
-        ld.supersede_rejections(wh, ref, files_ref, source.name, obj.name)
     return result
 
 
 def load_historical_native(
-    wh: WarehouseResource, source: SourceConfig, obj: SourceObject, folder: Path, schema: str, run_id: str
+    wh: WarehouseResource,
+    source: SourceConfig,
+    obj: SourceObject,
+    folder: Path,
+    schema: str,
+    run_id: str,
+    books=None,
 ):
-    """Replace ``_hist`` with the historical files, unless they are unchanged since the last load."""
+    """Replace ``_hist`` with the historical files, unless they are unchanged since the last load.
+    ``books``: the step's ``loading.StepBooks``, which keeps this load's records for its unit."""
     ld = _loading()
     ref = TableRef(schema, f"{source.name}_{obj.name}_hist")
     log_ref, files_ref = TableRef(schema, ld.LOG_TABLE), TableRef(schema, ld.FILES_TABLE)
@@ -180,9 +194,10 @@ def load_historical_native(
         if files and catalog.exists(wh, ref) and ld.last_fingerprint(wh, log_ref, source.name, obj.name, catalog) == fp:
             result = ld.LoadResult(ref, "historical", 0, previous, previous, [], table_rows=previous_rows)
             log_row = ld.log_frame(source.name, obj.name, result, run_id, fp, "historical files unchanged")
-            wh.append_dataframe(log_ref, log_row)
+            ld._keep_books(wh, books, [(log_ref, log_row)], defer=True)
             return result
         loaded_at = ld._now()
+        supersede = (ref, files_ref, source.name, obj.name)  # marked after the load's records are written
         temps: list[TableRef] = []  # every temporary table of the load, dropped at its end
         parts: list[TableRef] = []  # the files' rows
         rejects, book, newest = [], [], []
@@ -196,14 +211,14 @@ def load_historical_native(
                 rejects.append(ld.rejected_frame(path, "historical", read.rejected, run_id, version))
                 _progress(ref, n, len(files), path, read)
                 book.append(_book(path, version, read, read.rows, 0, 0))
-            bad = ld.new_rejections(wh, ref, rejects, catalog)
+            bad = ld.new_rejections(wh, ref, rejects, catalog, books)
             unit = [(ld.rejected_ref(ref), bad)] if bad is not None else []
             unit += [(files_ref, ld.files_frame(source.name, obj.name, "historical", run_id, book))] if book else []
             rejected_count = 0 if bad is None else len(bad)
             if not files:
                 result = ld.LoadResult(ref, "historical", 0, previous, previous, [], table_rows=previous_rows)
                 log_row = ld.log_frame(source.name, obj.name, result, run_id, fp, "no historical files")
-                wh.append_dataframe(log_ref, log_row)
+                ld._keep_books(wh, books, [(log_ref, log_row)], defer=True)
                 return result
             names = [p.name for p in files]
             if not parts:  # only empty files: nothing to build a table from
@@ -218,7 +233,7 @@ def load_historical_native(
                     table_rows=previous_rows,
                 )
                 log_row = ld.log_frame(source.name, obj.name, result, run_id, fp, "historical files hold no rows")
-                wh.append_frames([*unit, (log_ref, log_row)])
+                ld._keep_books(wh, books, [*unit, (log_ref, log_row)], supersede, defer=True)
             else:
                 # Replaced first, then logged: a run killed between the two reloads the files next
                 # time (the log has no load with this fingerprint) and records the rejected rows once.
@@ -235,8 +250,8 @@ def load_historical_native(
                     records_rejected=rejected_count,
                     table_rows=rows,
                 )
-                wh.append_frames([*unit, (log_ref, ld.log_frame(source.name, obj.name, result, run_id, fp))])
+                log_row = ld.log_frame(source.name, obj.name, result, run_id, fp)
+                ld._keep_books(wh, books, [*unit, (log_ref, log_row)], supersede, defer=True)
         finally:
             drop_temps(wh, temps)
-        ld.supersede_rejections(wh, ref, files_ref, source.name, obj.name)
     return result

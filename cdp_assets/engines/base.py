@@ -308,6 +308,13 @@ class WarehouseResource(ConfigurableResource):
         return False
 
     @property
+    def counts_rows_without_a_query(self) -> bool:
+        """Knows every table's row count without running a query (Treasure Data's table listing:
+        an API call, where a query is a job): a build may then take its inputs' counts from there
+        instead of measuring them in a query of its own."""
+        return False
+
+    @property
     def reads_cloud_files(self) -> bool:
         """Reads files in cloud storage (S3) itself (``read_files``), instead of having them
         fetched and loaded from Python (``connectors/s3_in_warehouse.py``)."""
@@ -434,30 +441,31 @@ class WarehouseResource(ConfigurableResource):
             for stmt in self.dialect.swap_statements(staging, final):
                 self.execute(stmt)
 
-    def build_table(self, final: TableRef, select_sql: str) -> int:
+    def build_table(self, final: TableRef, select_sql: str, params: list | None = None) -> int:
         """Publish ``final`` from a SELECT atomically and return its new row count: in one
         statement where the dialect replaces tables atomically (``replace_table``), otherwise
-        built under a temporary name, then swapped in.
+        built under a temporary name, then swapped in. ``params``: values for the SELECT's ``?``
+        placeholders, bound as a query's are (never SQL text).
 
         A failure at any point leaves the previous ``final`` untouched (and drops the half-built
         table).
         """
         with self.session():
-            return self._build_table(final, select_sql)
+            return self._build_table(final, select_sql, params)
 
-    def _build_table(self, final: TableRef, select_sql: str) -> int:
+    def _build_table(self, final: TableRef, select_sql: str, params: list | None = None) -> int:
         self.ensure_schema(final.schema)
         self.drop_leftovers(final.schema, f"{final.name}__cdp_new_")
         if self.dialect.replaces_atomically:
             started = time.monotonic()
-            rows = self.replace_table(final, select_sql)
+            rows = self.replace_table(final, select_sql, params) if params else self.replace_table(final, select_sql)
             self.optimize(final)
             log.debug("built %s (%d rows) in %.2fs", final.display, rows, time.monotonic() - started)
             return rows
         staging = self.staging_ref(final)
         try:
             started = time.monotonic()
-            rows = self.create_table_counted(staging, select_sql)
+            rows = self.create_table_counted(staging, select_sql, params)
             self.swap_in(staging, final)
             self.optimize(final)
             log.debug("built %s (%d rows) in %.2fs", final.display, rows, time.monotonic() - started)
@@ -492,16 +500,23 @@ class WarehouseResource(ConfigurableResource):
             self.optimize(final)
             return self.row_count(final)
 
-    def create_table_counted(self, ref: TableRef, select_sql: str) -> int:
-        """Create ``ref`` from a SELECT and return how many rows it holds."""
-        self.run(create_table_as(ref, select_sql))
+    def create_table_counted(self, ref: TableRef, select_sql: str, params: list | None = None) -> int:
+        """Create ``ref`` from a SELECT (``params`` bound to its placeholders) and return how many
+        rows it holds."""
+        if params:
+            self.fetch(create_table_as(ref, select_sql), params)
+        else:
+            self.run(create_table_as(ref, select_sql))
         return self.row_count(ref)
 
-    def replace_table(self, final: TableRef, select_sql: str) -> int:
+    def replace_table(self, final: TableRef, select_sql: str, params: list | None = None) -> int:
         """Replace (or create) ``final`` with a SELECT's rows in one statement, which commits whole
         or not at all (dialects that ``replaces_atomically``), and return how many rows it holds.
         Every publish of such an engine goes through here (the kill tests count them)."""
-        self.run(self.dialect.replace_table_sql(final, select_sql))
+        if params:
+            self.fetch(self.dialect.replace_table_sql(final, select_sql), params)
+        else:
+            self.run(self.dialect.replace_table_sql(final, select_sql))
         return self.row_count(final)
 
     def replace_with_dataframe(self, final: TableRef, df: pd.DataFrame) -> int:

@@ -121,15 +121,15 @@ class DuckDBWarehouse(WarehouseResource):
             except duckdb.Error as exc:
                 raise WarehouseError(f"DuckDB: {exc}", sql) from exc
 
-    def create_table_counted(self, ref: TableRef, select_sql: str) -> int:
+    def create_table_counted(self, ref: TableRef, select_sql: str, params: list | None = None) -> int:
         # DuckDB answers CREATE TABLE AS with one row, the rows written ("Count"): no second
         # query to count them.
-        answer = self.fetch(create_table_as(ref, select_sql))
+        answer = self.fetch(create_table_as(ref, select_sql), params)
         return int(answer.iloc[0, 0])
 
-    def replace_table(self, final: TableRef, select_sql: str) -> int:
+    def replace_table(self, final: TableRef, select_sql: str, params: list | None = None) -> int:
         # CREATE OR REPLACE TABLE AS answers its count too.
-        answer = self.fetch(self.dialect.replace_table_sql(final, select_sql))
+        answer = self.fetch(self.dialect.replace_table_sql(final, select_sql), params)
         return int(answer.iloc[0, 0])
 
     def _replace_with_dataframe(self, final: TableRef, df: pd.DataFrame) -> int:

@@ -304,10 +304,15 @@ class TreasureDataWarehouse(WarehouseResource):
         if job_id:
             self._api(lambda c: c.api_client.kill(job_id), f"-- kill job {job_id}")
 
-    def create_table_counted(self, ref: TableRef, select_sql: str) -> int:
+    @property
+    def counts_rows_without_a_query(self) -> bool:
+        return True  # the table listing's ``count`` (row_counts)
+
+    def create_table_counted(self, ref: TableRef, select_sql: str, params: list | None = None) -> int:
         # Trino answers CREATE TABLE AS with one row, the rows written: no second job to count
         # them. Hive answers nothing: its table's count comes from the table listing (no job).
-        answer = self.fetch(create_table_as(ref, select_sql))
+        # ``params`` become typed literals of the parsed statement (bind_literals).
+        answer = self.fetch(create_table_as(ref, select_sql), params)
         if list(answer.columns) == ["rows"] and len(answer) == 1:
             return int(answer.iloc[0, 0])
         return self.row_count(ref)

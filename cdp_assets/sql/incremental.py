@@ -339,3 +339,25 @@ def touched_master_ids_sql(
         return f"SELECT CAST(NULL AS VARCHAR) AS {quote(cid)} WHERE 1 = 0"
     union = "\nUNION ALL\n".join(parts)
     return f"SELECT DISTINCT d.cid AS {quote(cid)} FROM (\n{union}\n) AS d WHERE d.cid IS NOT NULL"
+
+
+# The state values a full build binds per input, in the order of their placeholders in
+# ``state_of_totals_sql``.
+STATE_BOUND_PER_INPUT = ("input_table", "generation", "fingerprint", "mode", "updated_at")
+
+
+def state_of_totals_sql(inputs: list[TableRef]) -> str:
+    """A full build's state rows measured in the statement that writes them: per input (its
+    rank is its place in ``inputs``), all rows and the newest load time, beside the values bound
+    for it (``STATE_BOUND_PER_INPUT``, in that order, input after input). The columns are
+    ``STATE_COLUMNS``; the watermark keeps the type of the input's ``_cdp_loaded_at``, which is
+    what it is compared with."""
+    selects = [
+        f"SELECT CAST({int(rank)} AS BIGINT) AS input_rank, CAST(? AS VARCHAR) AS input_table, "
+        f"MAX(i.{quote(LOADED_AT)}) AS watermark, COUNT(*) AS rows_through, CAST(? AS VARCHAR) AS generation, "
+        f"CAST(NULL AS VARCHAR) AS upstream_generation, CAST(? AS VARCHAR) AS fingerprint, "
+        f"CAST(? AS VARCHAR) AS mode, CAST(? AS TIMESTAMP) AS updated_at, CAST(0 AS BIGINT) AS seq, "
+        f"CAST(0 AS BIGINT) AS changes_since, CAST(0 AS BIGINT) AS upstream_seq FROM {ref.sql} AS i"
+        for rank, ref in enumerate(inputs)
+    ]
+    return "\nUNION ALL\n".join(selects)

@@ -116,13 +116,25 @@ def json_keys_sql() -> str:
 _JSON_EXACT_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN', 'NULL')"
 
 
+# A JSON read's column saying whether a row has a value whose text DuckDB would change: the
+# checks count it; it stays in the read's temporary table and is never copied out of it
+# (``read_rows_sql``), instead of being dropped by a statement of its own.
+INEXACT_COLUMN = "_cdp_inexact"
+
+
 def json_select_sql(columns: list[str]) -> str:
-    """A JSON-lines file's rows: one text column per key, and ``_cdp_inexact``, true for a row
+    """A JSON-lines file's rows: one text column per key, and ``INEXACT_COLUMN``, true for a row
     with a value whose text would not be the file's. Bound: each key twice (its text, then its
     type check), in ``columns`` order, then the path."""
     values = ", ".join(f"json_extract_string(j, ?) AS {quote(c)}" for c in columns)
     inexact = " OR ".join(f"coalesce(json_type(j, ?), 'NULL') NOT IN {_JSON_EXACT_TYPES}" for _ in columns) or "false"
-    return f"SELECT {values}, ({inexact}) AS _cdp_inexact FROM read_ndjson_objects(?) AS t(j)"
+    return f"SELECT {values}, ({inexact}) AS {INEXACT_COLUMN} FROM read_ndjson_objects(?) AS t(j)"
+
+
+def read_rows_sql(rows: TableRef) -> str:
+    """A read's temporary table as it is loaded: every column but ``INEXACT_COLUMN`` (which only
+    a JSON read has; DuckDB's column lambda selects by name, whether the table has it or not)."""
+    return f"SELECT COLUMNS(lambda c: c <> '{INEXACT_COLUMN}') FROM {rows.sql}"
 
 
 def parquet_schema_sql() -> str:
@@ -163,25 +175,25 @@ def file_checks_sql(
     inexact: bool = False,
     null_checked: list[str] | None = None,
     since_start: bool = False,
+    rejects: TableRef | None = None,
 ) -> str:
     """What decides whether a natively read file can be loaded as read, and its counts: rows,
     rows whose watermark did not parse, rows with a NUL character (DuckDB keeps them; the Python
     reader rejects them by row number), a JSON value whose text DuckDB would change
-    (``inexact``) or a NULL in a ``null_checked`` column; the newest watermark; and
-    (``since_start``) the rows older than start_date (bound)."""
+    (``inexact``) or a NULL in a ``null_checked`` column; the newest watermark;
+    (``since_start``) the rows older than start_date (bound); and (``rejects``: a CSV read's
+    reject table) how many lines the reader refused, so that their rows are fetched only when
+    there are some."""
     wm = quote(incremental_field)
     unusable = [f"contains({quote(c)}, chr(0))" for c in columns if c != incremental_field]
-    unusable += (["_cdp_inexact"] if inexact else []) + [f"{quote(c)} IS NULL" for c in null_checked or []]
+    unusable += ([INEXACT_COLUMN] if inexact else []) + [f"{quote(c)} IS NULL" for c in null_checked or []]
     before = f"count(*) FILTER (WHERE {wm} < CAST(? AS TIMESTAMP))" if since_start else "0"
+    refused = f"(SELECT count(*) FROM {rejects.sql})" if rejects is not None else "0"
     return (
         f"SELECT count(*) AS n, count(*) FILTER (WHERE {wm} IS NULL) AS bad_watermarks, "
         f"count(*) FILTER (WHERE {' OR '.join(unusable) or 'false'}) AS unusable, "
-        f"CAST(max({wm}) AS VARCHAR) AS w, {before} AS before_start FROM {rows.sql}"
+        f"CAST(max({wm}) AS VARCHAR) AS w, {before} AS before_start, {refused} AS refused FROM {rows.sql}"
     )
-
-
-def drop_column_sql(target: TableRef, column: str) -> str:
-    return f"ALTER TABLE {target.sql} DROP COLUMN {quote(column)}"
 
 
 def fresh_rows_sql(
@@ -202,7 +214,7 @@ def fresh_rows_sql(
     cols = [quote(c) for c in columns]
     start = f" WHERE {wm} >= CAST(? AS TIMESTAMP)" if since_start else ""
     if not earlier:
-        return f"CREATE TEMP TABLE {target.sql} AS SELECT * FROM {rows.sql}{start}"
+        return f"CREATE TEMP TABLE {target.sql} AS {read_rows_sql(rows)}{start}"
     bounds = f"{wm} >= (SELECT min({wm}) FROM f) AND {wm} <= (SELECT max({wm}) FROM f)"
     loaded = " UNION ALL ".join(
         "SELECT "
@@ -212,7 +224,7 @@ def fresh_rows_sql(
     )
     same = " AND ".join(f"n.{q} IS NOT DISTINCT FROM p.{q}" for q in cols)
     return (
-        f"CREATE TEMP TABLE {target.sql} AS WITH f AS (SELECT * FROM {rows.sql}{start}), "
+        f"CREATE TEMP TABLE {target.sql} AS WITH f AS ({read_rows_sql(rows)}{start}), "
         f"n AS (SELECT *, row_number() OVER (PARTITION BY {', '.join(cols)}) AS _cdp_copy FROM f), "
         f"p AS (SELECT {', '.join(cols)}, count(*) AS _cdp_copies FROM ({loaded}) GROUP BY ALL) "
         f"SELECT n.* EXCLUDE (_cdp_copy) FROM n LEFT JOIN p ON {same} WHERE n._cdp_copy > coalesce(p._cdp_copies, 0)"
@@ -227,7 +239,7 @@ def rows_summary_sql(rows: TableRef, incremental_field: str) -> str:
 
 def union_by_name_sql(parts: list[TableRef]) -> str:
     """Every row of the temporary tables, columns matched by name (a column one lacks is NULL)."""
-    return " UNION ALL BY NAME ".join(f"SELECT * FROM {p.sql}" for p in parts)
+    return " UNION ALL BY NAME ".join(read_rows_sql(p) for p in parts)
 
 
 def append_by_name_sql(target: TableRef, parts: list[TableRef]) -> str:

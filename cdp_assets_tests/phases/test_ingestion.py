@@ -99,12 +99,12 @@ def log_rows(wh: DuckDBWarehouse) -> pd.DataFrame:
     return wh.fetch(f"SELECT * FROM {LOG.sql} ORDER BY loaded_at")
 
 
-def inc(wh, source, folder, run_id="run"):
-    return load_incremental(wh, source, source.objects[0], folder, SCHEMA, run_id)
+def inc(wh, source, folder, run_id="run", books=None):
+    return load_incremental(wh, source, source.objects[0], folder, SCHEMA, run_id, books)
 
 
-def hst(wh, source, folder, run_id="run"):
-    return load_historical(wh, source, source.objects[0], folder, SCHEMA, run_id)
+def hst(wh, source, folder, run_id="run", books=None):
+    return load_historical(wh, source, source.objects[0], folder, SCHEMA, run_id, books)
 
 
 # ---------------------------------------------------------------------------- formats, names, types

@@ -1,0 +1,45 @@
+"""A full build's state written by the statement that measures it (``inc.state_of_totals_sql``,
+used where counts need no query: Treasure Data) holds what the DataFrame path writes, on real
+DuckDB: the same columns, types and values but the build's own generation and time."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cdp_assets.engines.duckdb import DuckDBWarehouse
+from cdp_assets.incremental import _state_row, _totals, _write_state, _write_state_of_totals
+from cdp_assets.sql import incremental as inc
+from cdp_assets.sql.dialects import TableRef
+
+SRC = "acme_src"
+HIST, INCR = TableRef(SRC, "c_hist"), TableRef(SRC, "c")
+
+
+def test_the_measured_state_equals_the_dataframe_state(tmp_path):
+    wh = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"))
+    measured, framed = TableRef(SRC, "measured"), TableRef(SRC, "framed")
+    with wh.session():
+        for ref, n, at in ((HIST, 3, "2024-06-01 10:00:00.123456"), (INCR, 2, "2024-06-02")):
+            select = "SELECT CAST(range AS VARCHAR) AS id, CAST(? AS TIMESTAMP) AS _cdp_loaded_at FROM range(?)"
+            assert wh.build_table(ref, select, [at, n]) == n  # values bound in a build
+        _write_state_of_totals(wh, measured, [HIST, INCR], "fp")
+        totals = _totals(wh, [(HIST, ["id", inc.LOADED_AT]), (INCR, ["id", inc.LOADED_AT])])
+        state = [
+            _state_row(rank, ref, t, w, "g", None, "fp", "full")
+            for rank, (ref, (t, w)) in enumerate(zip([HIST, INCR], totals))
+        ]
+        _write_state(wh, framed, state)
+        types = wh.describe_tables([inc.state_ref(measured), inc.state_ref(framed)])
+        rows = [
+            wh.fetch(f"SELECT * EXCLUDE (generation, updated_at) FROM {inc.state_ref(t).sql} ORDER BY input_rank")
+            for t in (measured, framed)
+        ]
+        generation = wh.fetch(f"SELECT DISTINCT generation, updated_at FROM {inc.state_ref(measured).sql}")
+    assert dict(types[inc.state_ref(measured)]) == dict(types[inc.state_ref(framed)])
+    pd.testing.assert_frame_equal(rows[0], rows[1], check_like=True)
+    assert rows[0]["rows_through"].tolist() == [3, 2] and rows[0]["input_table"].tolist() == [
+        "acme_src.c_hist",
+        "acme_src.c",
+    ]
+    assert str(rows[0]["watermark"].iloc[0]) == "2024-06-01 10:00:00.123456"
+    assert len(generation) == 1 and len(generation["generation"].iloc[0]) == 32  # one new generation for the build
