@@ -371,8 +371,11 @@ def test_incremental_run_reads_only_new_rows_and_falls_back_when_caps_change(wh)
     new = [{"email": "e1", "cookie": "k1", "ts": "2024-02-01"}]
     _, second = unify_rows(wh, old + new, incremental=True, caps=(5, 5, 5))
     assert second.mode == "incremental"
-    # the edges of an incremental run: previous stars (one per merged value) plus the new row
-    assert second.edges == 50 + 1
+    # Only the component the new row touches ({e1, p1}) takes part in the rounds, with the new
+    # value k1: its previous star (one edge) plus the new row's (one edge); the 49 others stay.
+    assert second.touched_components == 1
+    assert second.nodes_in_rounds == 3 and first.nodes_in_rounds == 100
+    assert second.edges == 1 + 1
     # six rows now share cookie k1: over the cap of 5, so the previous graph is not reusable
     flood = [{"email": f"e{i}", "cookie": "k1", "ts": "2024-03-01"} for i in range(2, 8)]
     _, third = unify_rows(wh, old + new + flood, incremental=True, caps=(5, 5, 5))
