@@ -392,7 +392,11 @@ def _row_nodes_sql(
     # Spark refuses LEAST of a single argument (a table with one key column).
     rmin = f"LEAST({', '.join(candidates)})" if len(candidates) > 1 else candidates[0]
     picks = ", ".join(f"n{i}.node AS n{i}" for i in range(len(cols)))
-    return f"SELECT {rmin} AS rmin, {picks}{extra} FROM {table.from_sql} AS s\n{joins}" + _new_rows_filter(table, since)
+    # New rows are picked before they are joined to the nodes: DuckDB joins every row first
+    # when the watermark's NOT EXISTS follows the joins (3x slower on 1M rows).
+    filtered = _new_rows_filter(table, since)
+    source = f"(SELECT * FROM {table.from_sql} AS s{filtered})" if filtered else table.from_sql
+    return f"SELECT {rmin} AS rmin, {picks}{extra} FROM {source} AS s\n{joins}"
 
 
 def touched_components_sql(previous_graph: TableRef, new_values: TableRef) -> str:
