@@ -155,6 +155,9 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                 graph_meta = {
                     **loop_meta,
                     "nodes": result.nodes,
+                    # The nodes the rounds worked on: all in a full run, the touched ones in an incremental run.
+                    "nodes_in_rounds": result.nodes_in_rounds,
+                    "touched_components": result.touched_components,
                     "edges": result.edges,
                     "dagster/row_count": result.tables["graph"],
                 }

@@ -54,6 +54,16 @@ def kept_round_ref(plan: u.IdPlan, iteration: int) -> TableRef:
     return plan.ref(f"graph_unify_loop_{iteration}")
 
 
+def touched_components_ref(plan: u.IdPlan) -> TableRef:
+    """An incremental run's previous components (by leader) that new rows touch."""
+    return plan.ref("touched_components")
+
+
+def touched_nodes_ref(plan: u.IdPlan) -> TableRef:
+    """An incremental run's nodes that take part in the rounds."""
+    return plan.ref("touched_nodes")
+
+
 def _at(plan: u.IdPlan, t: Tables) -> u.IdPlan:
     """The plan reading the nodes where this run keeps them."""
     return replace(plan, nodes_ref=t(plan.ref("nodes")))
@@ -75,7 +85,8 @@ class FullInputs(NamedTuple):
 class IncrementalInputs(NamedTuple):
     """The same inputs from the rows after the last run's watermarks and the previous graph. The
     runner falls back to ``FullInputs`` when the set of excluded values changed
-    (``excluded_changed`` is not 0)."""
+    (``excluded_changed`` is not 0). Only the previous components the new rows touch, and the
+    new values, take part in the rounds (``touched_nodes``); the others keep their graph rows."""
 
     new_key_values: Step
     key_values: Step
@@ -83,6 +94,8 @@ class IncrementalInputs(NamedTuple):
     new_excluded_values: Step
     excluded_changed: Step
     nodes: Step
+    touched_components: Step
+    touched_nodes: Step
     edges: Step
 
 
@@ -105,7 +118,7 @@ def full_inputs(plan: u.IdPlan) -> FullInputs:
 def incremental_inputs(plan: u.IdPlan) -> IncrementalInputs:
     n, stats, since = plan.name, plan.ref("value_stats"), plan.ref("watermarks")
     new_values, new_excluded = plan.ref("new_key_values"), plan.ref("new_excluded_values")
-    published = plan.ref("key_values")
+    published, graph, touched = plan.ref("key_values"), plan.ref("graph"), touched_components_ref(plan)
     return IncrementalInputs(
         Step(f"{n}_new_key_values", SCRATCH, lambda t: u.key_values_sql(plan, since=since), new_values),
         Step(
@@ -129,9 +142,22 @@ def incremental_inputs(plan: u.IdPlan) -> IncrementalInputs:
         ),
         Step(f"{n}_nodes", SCRATCH, lambda t: u.nodes_sql(plan, t(stats)), plan.ref("nodes"), counted=True),
         Step(
+            f"{n}_touched_components",
+            SCRATCH,
+            lambda t: u.touched_components_sql(graph, t(new_values)),
+            touched,
+            counted=True,
+        ),
+        Step(
+            f"{n}_touched_nodes",
+            SCRATCH,
+            lambda t: u.touched_nodes_sql(_at(plan, t), graph, t(new_values), t(touched)),
+            touched_nodes_ref(plan),
+        ),
+        Step(
             f"{n}_edges",
             SCRATCH,
-            lambda t: u.edges_sql(_at(plan, t), since=since, previous_graph=plan.ref("graph")),
+            lambda t: u.edges_sql(_at(plan, t), since=since, previous_graph=graph, touched=t(touched)),
             plan.ref("edges"),
         ),
     )
@@ -225,13 +251,32 @@ def id_steps(
             Step(f"{n}_dnm_resolve", SCRATCH, lambda t: u.dnm_resolve_sql(t(labels), t(groups)), labels),
         )
     previous = plan.ref("lookup") if plan.persistent and previous_lookup else None
+    graph = plan.ref("graph")
+    if incremental:
+        # The rounds re-solve the touched components only; the graph keeps the others' rows.
+        touched, touched_nodes = touched_components_ref(plan), touched_nodes_ref(plan)
+
+        def initial_labels(t: Tables) -> str:
+            return u.initial_labels_sql(_at(plan, t), t(touched_nodes))
+
+        def graph_rows(t: Tables) -> str:
+            return u.graph_sql(_at(plan, t), t(labels), previous_graph=graph, touched=t(touched))
+    else:
+
+        def initial_labels(t: Tables) -> str:
+            return u.initial_labels_sql(_at(plan, t))
+
+        def graph_rows(t: Tables) -> str:
+            return u.graph_sql(_at(plan, t), t(labels))
+
     return IdSteps(
         plan=plan,
         inputs=incremental_inputs(plan) if incremental else full_inputs(plan),
-        labels=Step(f"{n}_labels", SCRATCH, lambda t: u.initial_labels_sql(_at(plan, t)), labels),
+        # Counted: the nodes that take part in the rounds (all of them in a full run).
+        labels=Step(f"{n}_labels", SCRATCH, initial_labels, labels, counted=True),
         round=round_steps(plan, keep_loop_tables),
         do_not_merge=dnm,
-        graph=Step(f"{n}_graph", PUBLISH, lambda t: u.graph_sql(_at(plan, t), t(labels)), plan.ref("graph")),
+        graph=Step(f"{n}_graph", PUBLISH, graph_rows, graph),
         lookup=Step(f"{n}_lookup", PUBLISH, lambda t: u.lookup_sql(_at(plan, t), previous), plan.ref("lookup")),
         watermarks=Step(f"{n}_watermarks", ROWS, lambda t: u.watermarks_sql(plan)),
     )

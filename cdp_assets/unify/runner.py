@@ -46,6 +46,8 @@ class LoopResult:
     converged: bool = False
     cap: int = 0
     nodes: int = 0
+    nodes_in_rounds: int = 0  # nodes the rounds work on: all in a full run, the touched ones in an incremental run
+    touched_components: int = 0  # previous components the new rows of an incremental run touch
     edges: int = 0
     mode: str = "full"  # full | incremental
     full_refresh_reason: str = ""  # why an incremental run was not possible
@@ -164,8 +166,11 @@ def _run_loop(
                 result.cap = plan.cid.incremental_merge_iterations or plan.cid.iteration_cap
         if result.mode == "full":
             result.full_refresh_reason = reason or ""
-            _run_full_inputs(runner, up.full_inputs(plan), result)
-        runner.run(steps.labels)
+            # A fallback solves every node: the full run's labels and graph, not the incremental ones.
+            steps = up.id_steps(plan, False, previous_lookup, keep_loop_tables)
+            assert isinstance(steps.inputs, up.FullInputs)
+            _run_full_inputs(runner, steps.inputs, result)
+        result.nodes_in_rounds = runner.run(steps.labels)
         _run_rounds(runner, plan, steps.round, result, on_iteration)
         if steps.do_not_merge:
             links, groups, conflicts, resolve = steps.do_not_merge
@@ -217,6 +222,8 @@ def _run_incremental_inputs(runner: StepRunner, steps: up.IncrementalInputs, res
         return "the set of values over their cap changed"
     result.excluded_values = excluded
     result.nodes = runner.run(steps.nodes)
+    result.touched_components = runner.run(steps.touched_components)
+    runner.run(steps.touched_nodes)
     runner.run(steps.edges)
     return None
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import networkx as nx
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cdp_assets.config.unify import UnifyConfig
@@ -371,9 +371,83 @@ def test_incremental_run_reads_only_new_rows_and_falls_back_when_caps_change(wh)
     new = [{"email": "e1", "cookie": "k1", "ts": "2024-02-01"}]
     _, second = unify_rows(wh, old + new, incremental=True, caps=(5, 5, 5))
     assert second.mode == "incremental"
-    # the edges of an incremental run: previous stars (one per merged value) plus the new row
-    assert second.edges == 50 + 1
+    # Only the component the new row touches ({e1, p1}) takes part in the rounds, with the new
+    # value k1: its previous star (one edge) plus the new row's (one edge); the 49 others stay.
+    assert second.touched_components == 1
+    assert second.nodes_in_rounds == 3 and first.nodes_in_rounds == 100
+    assert second.edges == 1 + 1
     # six rows now share cookie k1: over the cap of 5, so the previous graph is not reusable
     flood = [{"email": f"e{i}", "cookie": "k1", "ts": "2024-03-01"} for i in range(2, 8)]
     _, third = unify_rows(wh, old + new + flood, incremental=True, caps=(5, 5, 5))
     assert third.mode == "full" and "cap" in third.full_refresh_reason
+
+
+def _graph(wh: DuckDBWarehouse) -> pd.DataFrame:
+    graph = TableRef(make_unify().schema, "unified_id_graph")
+    rows = wh.fetch(f"SELECT * FROM {graph.sql}")
+    return rows.sort_values(["follower_key_type", "follower_id"]).reset_index(drop=True)
+
+
+# New rows draw from the old values (e0..e15, p0..p15, c0..c15) and from values no old row has:
+# a new row may touch one old component, merge several, or form a new one.
+new_row = st.fixed_dictionaries(
+    {
+        "email": st.one_of(st.none(), st.just(INVALID), st.integers(0, 30).map(lambda i: f"e{i}")),
+        "phone": st.one_of(st.none(), st.integers(0, 30).map(lambda i: f"p{i}")),
+        "cookie": st.one_of(st.none(), st.integers(0, 30).map(lambda i: f"c{i}")),
+    }
+)
+
+
+def oracle_touched_nodes(old: list[dict], new: list[dict], cap: int | None) -> set:
+    """The nodes an incremental run must re-solve: the (non-excluded) values of new rows, and every
+    value of an old component one of them belongs to."""
+    _, all_comps = oracle_partition(old + new, cap)
+    nodes = set().union(*all_comps) if all_comps else set()
+    new_values = {(k, r.get(k)) for r in new for k in KEYS if (k, r.get(k)) in nodes}
+    _, old_comps = oracle_partition(old, cap)
+    touched = set(new_values)
+    for comp in old_comps:
+        if comp & new_values:
+            touched |= comp
+    return touched
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    day1=st.lists(random_row, min_size=1, max_size=30),
+    day2=st.lists(new_row, min_size=0, max_size=8),
+    cap=st.sampled_from([None, 4]),
+)
+@example(  # a new row merges two old components, another forms a new one; {e3, p3} is untouched
+    day1=[{"email": "e1", "phone": "p1"}, {"email": "e2", "cookie": "c2"}, {"email": "e3", "phone": "p3"}],
+    day2=[{"email": "e1", "cookie": "c2"}, {"email": "e20", "phone": "p20"}],
+    cap=None,
+)
+def test_an_incremental_run_solves_only_the_touched_components_and_equals_a_full_refresh(day1, day2, cap):
+    """Against networkx: the graph and lookup of an incremental run equal a full refresh's, and
+    only the nodes of the old components the new rows touch, plus the new values, were in the
+    rounds (``nodes_in_rounds``)."""
+    old = [dict(r, ts="2024-01-01") for r in day1]
+    new = [dict(r, ts="2024-02-01") for r in day2]
+    caps = (cap, cap, cap) if cap else ()
+    wh = DuckDBWarehouse(path=":memory:")
+    with wh.session():
+        unify_rows(wh, old, incremental=True, caps=caps)
+        incremental, second = unify_rows(wh, old + new, incremental=True, caps=caps)
+        incremental_graph = _graph(wh)
+    full_wh = DuckDBWarehouse(path=":memory:")
+    with full_wh.session():
+        full, third = unify_rows(full_wh, old + new, incremental=True, caps=caps)
+        full_graph = _graph(full_wh)
+    partition, comps = oracle_partition(old + new, cap)
+    assert lookup_partition(incremental) == partition
+    pd.testing.assert_frame_equal(_sorted(incremental), _sorted(full))
+    pd.testing.assert_frame_equal(incremental_graph, full_graph)
+    all_nodes = sum(len(c) for c in comps)
+    assert third.nodes_in_rounds == all_nodes
+    if second.mode == "full":  # new rows pushed a value over its cap: every node is solved again
+        assert cap is not None and "cap" in second.full_refresh_reason
+        assert second.nodes_in_rounds == all_nodes
+    else:
+        assert second.nodes_in_rounds == len(oracle_touched_nodes(old, new, cap))
