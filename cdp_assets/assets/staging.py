@@ -1,5 +1,7 @@
 """Staging: standardised identifiers and cleaned names, one table per source object."""
 
+from collections.abc import Callable
+
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from cdp_assets.assets.hist_union import build_metadata, build_summary, hist_union_ref
@@ -51,6 +53,18 @@ def dimension_refs(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject
     return refs
 
 
+def profiled_json_paths(rules: dict, table: TableRef, warehouse: WarehouseResource) -> dict:
+    """{rule: {output: path}} of the json rules without paths, from one profiling query each of
+    ``table``. An incremental build profiles the whole hist-union table once and stages its new
+    rows with those paths: profiled on the new rows alone, a key they lack would drop a column
+    the staged table has."""
+    paths = {}
+    for name, rule in profiled_json_rules(rules).items():
+        profile = warehouse.fetch(json_keys_sql(table, rule))
+        paths[name] = json_paths_from_profile(name, rule, list(profile.itertuples(index=False)))
+    return paths
+
+
 def staging_query(
     loaded: LoadedConfig,
     source: SourceConfig,
@@ -59,11 +73,13 @@ def staging_query(
     columns: list[str],
     warehouse: WarehouseResource | None = None,
     deduped: bool = True,
+    json_paths: dict | None = None,
 ) -> str:
     """The staging statement of one source object, with its table-level options. With the
-    warehouse, json rules without paths are profiled and the dimensions' columns checked;
-    without it (render-sql), a json rule without paths is an error naming it. ``deduped``
-    False: without the table's dedupe (its rows before the dedupe, ``dedupe_steps``)."""
+    warehouse, json rules without paths are profiled (on ``upstream``, unless ``json_paths``
+    gives what :func:`profiled_json_paths` found) and the dimensions' columns checked; without
+    it (render-sql), a json rule without paths is an error naming it. ``deduped`` False: without
+    the table's dedupe (its rows before the dedupe, ``dedupe_steps``)."""
     table = f"{source.name}_{obj.name}"
     options = loaded.pipeline.staging_tables.get(table)
     rules = staging_rules(loaded, source, obj)
@@ -72,12 +88,8 @@ def staging_query(
         # Without a warehouse the dimension's columns are taken to be the ones the join names.
         have = warehouse.columns(ref) if warehouse is not None else [*join.on.values(), *join.columns]
         dims.append(Dimension(join, ref, tuple(have), f"staging_tables.{table}.join[{i}]"))
-    json_paths = None
-    if warehouse is not None:
-        json_paths = {}
-        for name, rule in profiled_json_rules(rules).items():
-            profile = warehouse.fetch(json_keys_sql(upstream, rule))
-            json_paths[name] = json_paths_from_profile(name, rule, list(profile.itertuples(index=False)))
+    if warehouse is not None and json_paths is None:
+        json_paths = profiled_json_paths(rules, upstream, warehouse)
     extras = TableExtras(
         dimensions=tuple(dims),
         source_system=source.name if options is not None and options.metadata_columns else None,
@@ -88,7 +100,11 @@ def staging_query(
 
 
 def dedupe_steps(
-    loaded: LoadedConfig, source: SourceConfig, obj: SourceObject, warehouse: WarehouseResource
+    loaded: LoadedConfig,
+    source: SourceConfig,
+    obj: SourceObject,
+    warehouse: WarehouseResource,
+    json_paths: dict | None = None,
 ) -> Dedupe | None:
     """How the table's dedupe is built incrementally (None without a dedupe): the staging rules
     alone, then the dedupe over their rows (cdp_assets/incremental.py ``build_staging``)."""
@@ -107,10 +123,26 @@ def dedupe_steps(
         )
 
     return Dedupe(
-        stage=lambda ref, cols: staging_query(loaded, source, obj, ref, cols, warehouse, deduped=False),
+        stage=lambda ref, cols: staging_query(
+            loaded, source, obj, ref, cols, warehouse, deduped=False, json_paths=json_paths
+        ),
         rank=rank,
         partition_by=list(options.dedupe.partition_by),
     )
+
+
+def staging_builders(
+    loaded: LoadedConfig, source: SourceConfig, obj: SourceObject, warehouse: WarehouseResource
+) -> tuple[Callable[[TableRef, list[str]], str], Dedupe | None]:
+    """What ``build_staging`` stages one object with: its statement over a relation (the
+    hist-union table, or the rows loaded since the last run) and its dedupe's steps. The json
+    rules without paths are profiled once, on the whole hist-union table, and both use those paths."""
+    json_paths = profiled_json_paths(staging_rules(loaded, source, obj), hist_union_ref(loaded, source, obj), warehouse)
+
+    def render(ref: TableRef, columns: list[str]) -> str:
+        return staging_query(loaded, source, obj, ref, columns, warehouse, json_paths=json_paths)
+
+    return render, dedupe_steps(loaded, source, obj, warehouse, json_paths)
 
 
 def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
@@ -138,17 +170,18 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
             # A dimension join relates a row to rows of another table: such a table is built in full.
             # A dedupe is built incrementally, partition by partition (``dedupe_steps``).
             row_by_row = options is None or not options.join
+            render, dedupe = staging_builders(loaded, source, obj, warehouse)
             built = build_staging(
                 warehouse,
                 target,
                 upstream,
                 warehouse.columns(upstream),
-                lambda ref, cols: staging_query(loaded, source, obj, ref, cols, warehouse),
+                render,
                 list(obj.primary_key),
                 row_by_row=row_by_row,
                 full_refresh=config.full_refresh,
                 measures_sql=rule_counts_sql(target, columns) if columns else None,
-                dedupe=dedupe_steps(loaded, source, obj, warehouse),
+                dedupe=dedupe,
             )
             rows = built.rows
             # Each rule's parsed / no-input / unparseable counts, measured once (a full build takes

@@ -19,7 +19,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdp_assets.assets.staging import dedupe_steps, staging_query
+from cdp_assets.assets.staging import staging_builders, staging_query
 from cdp_assets.config import load_config
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.duckdb import DuckDBWarehouse
@@ -173,16 +173,8 @@ def run_phases(
             TableRef(STG, f"shop_{obj.name}_stg"),
         )
         build_hist_union(wh, hu, [(raw, wh.columns(raw))], "updated_at", pk, full_refresh=full_refresh)
-        built = build_staging(
-            wh,
-            stg,
-            hu,
-            wh.columns(hu),
-            lambda ref, cols, s=source, o=obj: staging_query(loaded, s, o, ref, cols, wh),
-            pk,
-            full_refresh=full_refresh,
-            dedupe=dedupe_steps(loaded, source, obj, wh),
-        )
+        render, dedupe = staging_builders(loaded, source, obj, wh)
+        built = build_staging(wh, stg, hu, wh.columns(hu), render, pk, full_refresh=full_refresh, dedupe=dedupe)
         if staged is not None:
             staged[stg.name] = built
     plans = u.build_id_plans(loaded)
@@ -485,5 +477,53 @@ def test_a_deduped_build_failing_between_its_two_tables_is_repaired_by_the_next_
         assert_equal_to_full_builds(wh, loaded, builds)
         got = wh.fetch(f"SELECT event_id, standardized_email, kind FROM {events.sql}")
         assert set(got.itertuples(index=False, name=None)) == FIXED_EVENT_WINNERS[2]
+    finally:
+        wh.teardown_after_execution(None)
+
+
+def test_json_keys_are_profiled_on_the_whole_table_so_new_rows_without_a_key_keep_its_column(tmp_path):
+    """A json rule without paths takes every key the hist-union table holds. An incremental run
+    stages only the new rows, with the keys found in the whole table: profiled on the new rows
+    alone, a key they lack would be a column their staged rows lack."""
+    source_ = {
+        **CDP["sources"][0],
+        "objects": [*CDP["sources"][0]["objects"], {"name": "profiles", "primary_key": ["profile_id"]}],
+    }
+    rules = {"attrs": {"rule": "json", "columns": ["attrs"]}}
+    cdp = {**CDP, "sources": [source_], "staging": {**CDP["staging"], "shop_profiles": rules}}
+    (tmp_path / "data").mkdir()
+    (tmp_path / "unify.yml").write_text(yaml.safe_dump(UNIFY, sort_keys=False), encoding="utf-8")
+    (tmp_path / "cdp.yml").write_text(yaml.safe_dump(cdp, sort_keys=False), encoding="utf-8")
+    loaded = load_config(tmp_path / "cdp.yml")
+    ((source, obj),) = [(s, o) for s, o in loaded.pipeline.source_objects() if o.name == "profiles"]
+    raw, hu, stg = (
+        TableRef(SRC, "shop_profiles"),
+        TableRef(SRC, "shop_profiles_hist_union"),
+        TableRef(STG, "shop_profiles_stg"),
+    )
+    loads = [[("P1", '{"tier": "gold", "points": 5}', 1)], [("P2", '{"tier": "silver"}', 2)]]
+    wh = memory_warehouse()
+    try:
+        modes = []
+        for n, rows in enumerate(loads):
+            df = pd.DataFrame(rows, columns=["profile_id", "attrs", "updated_at"]).astype({"updated_at": "int64"})
+            df = df.astype({"profile_id": "string", "attrs": "string"})
+            df["updated_at"] = (pd.Timestamp("2024-01-01") + pd.to_timedelta(df["updated_at"], unit="D")).astype(
+                "datetime64[us]"
+            )
+            df["_cdp_file"] = pd.array([f"profiles_{n}.csv"] * len(df), dtype="string")
+            df["_cdp_loaded_at"] = pd.Series([pd.Timestamp("2024-06-01") + pd.Timedelta(hours=n)] * len(df))
+            df["_cdp_loaded_at"] = df["_cdp_loaded_at"].astype("datetime64[us]")
+            wh.append_frames([(raw, df)])
+            build_hist_union(wh, hu, [(raw, wh.columns(raw))], "updated_at", ["profile_id"])
+            render, dedupe = staging_builders(loaded, source, obj, wh)
+            built = build_staging(wh, stg, hu, wh.columns(hu), render, ["profile_id"], dedupe=dedupe)
+            modes.append(built.mode)
+            oracle = wh.fetch(staging_query(loaded, source, obj, hu, wh.columns(hu), wh))
+            got = wh.fetch(f"SELECT * FROM {stg.sql}")
+            pd.testing.assert_frame_equal(sorted_frame(got), sorted_frame(oracle), obj=f"{stg.name} after load {n}")
+        assert modes == ["full", "incremental"]
+        got = wh.fetch(f"SELECT profile_id, attrs_tier, attrs_points FROM {stg.sql} ORDER BY profile_id")
+        assert got.astype("string").fillna("-").values.tolist() == [["P1", "gold", "5"], ["P2", "silver", "-"]]
     finally:
         wh.teardown_after_execution(None)
