@@ -291,6 +291,9 @@ def write_doc(args, r: dict) -> None:
             f"{modes or '-'} |"
         )
     wratio = _total(nightly, "warehouse_seconds") / _total(full, "warehouse_seconds")
+    # What a nightly run pays whatever its data: Dagster's steps and Python, outside the engine's statements.
+    total = _total(full, "seconds")
+    outside = _total(nightly, "seconds") - _total(nightly, "warehouse_seconds")
     L.append(
         f"| **all** | **{_total(full, 'seconds'):.2f}** | **{_total(nightly, 'seconds'):.2f}** | **{ratio:.2f}** | "
         f"**{_total(full, 'warehouse_seconds'):.2f}** | **{_total(nightly, 'warehouse_seconds'):.2f}** | "
@@ -299,7 +302,14 @@ def write_doc(args, r: dict) -> None:
     L += [
         "",
         "*In warehouse* is the time spent inside the engine's statements (the rest of a phase is Dagster's steps, "
-        f"the asset checks' steps, Python parsing in ingestion). Nightly / full in the warehouse: **{wratio:.2f}**.",
+        f"the asset checks' steps, Python parsing in ingestion). Nightly / full in the warehouse: **{wratio:.2f}**. "
+        f"Outside the warehouse the nightly run spends {outside:.2f} s, {outside / total:.3f} of the full run: "
+        + (
+            "on its own more than the target allows, so the target needs fewer Dagster steps per run, not only "
+            "less work in the warehouse."
+            if outside / total > TARGET_RATIO
+            else "within the target."
+        ),
     ]
     uni = {
         k: (run["unification"]["seconds"], run["unification"]["loop_seconds"])
