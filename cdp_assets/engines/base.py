@@ -458,7 +458,7 @@ class WarehouseResource(ConfigurableResource):
         self.drop_leftovers(final.schema, f"{final.name}__cdp_new_")
         if self.dialect.replaces_atomically:
             started = time.monotonic()
-            rows = self.replace_table(final, select_sql, params) if params else self.replace_table(final, select_sql)
+            rows = self.replace_table(final, select_sql, params)
             self.optimize(final)
             log.debug("built %s (%d rows) in %.2fs", final.display, rows, time.monotonic() - started)
             return rows

@@ -58,7 +58,7 @@ class KillingDuckDB(DuckDBWarehouse):
         if PLAN.kind == "step" and PLAN.name in PLAN.current_step and PLAN.step_statements == PLAN.n:
             _die()
 
-    def replace_table(self, final, select_sql: str) -> int:
+    def replace_table(self, final, select_sql: str, params: list | None = None) -> int:
         PLAN.publishes += 1
         if PLAN.kind == "publish" and PLAN.publishes == PLAN.n:
             # The publish's whole work done in a transaction that never commits: what a kill at
@@ -66,9 +66,9 @@ class KillingDuckDB(DuckDBWarehouse):
             # same connection).
             with self.session():
                 self._con.execute("BEGIN TRANSACTION")
-                self._con.execute(self.dialect.replace_table_sql(final, select_sql))
+                self._con.execute(self.dialect.replace_table_sql(final, select_sql), params)
                 _die()
-        return super().replace_table(final, select_sql)
+        return super().replace_table(final, select_sql, params)
 
     def _execute(self, sql: str) -> None:
         self._count(sql)
