@@ -20,7 +20,7 @@ from cdp_assets.sample.generator import generate_sample
 EXAMPLE = REPO_ROOT / "examples" / "acme"
 
 # Tests that use these fixtures start a slow real part; they get its marker, so that
-# `pytest -m "not spark and not browser and not postgres and not kills and not pipeline"` is the fast
+# `pytest -m "not spark and not browser and not postgres and not kills and not pipeline and not slow"` is the fast
 # suite. (`pipeline` is marked by hand on each test that runs the whole job itself, and here on the
 # tests that read a whole-pipeline run made for them: the session's shared `sample_run`, and
 # test_checks_native.py's module run of the same name, which counts its statements.)

@@ -59,6 +59,7 @@ def test_on_local_spark_incremental_runs_equal_a_full_refresh():
             stop_spark_session()
 
 
+@pytest.mark.slow
 def test_on_the_treasure_data_fake_incremental_runs_equal_a_full_refresh(td):  # noqa: F811
     wh = td_engine(td, database=SRC)
     assert wh.upsert_mode == "rebuild"
@@ -91,6 +92,7 @@ def test_on_local_spark_incremental_enriched_and_master_tables_equal_their_full_
             stop_spark_session()
 
 
+@pytest.mark.slow
 def test_on_the_treasure_data_fake_incremental_enriched_and_master_tables_equal_their_full_builds(td, tmp_path):  # noqa: F811
     # The loop runs incrementally too: TD has no timestamp type, so its watermark reads back as text
     # (`_covered` reads it through time_expr). Every statement is a TD job: two loads only, the first
@@ -119,6 +121,7 @@ def test_on_local_spark_a_deduped_staged_table_built_incrementally_equals_its_fu
             stop_spark_session()
 
 
+@pytest.mark.slow
 def test_on_the_treasure_data_fake_a_deduped_staged_table_built_incrementally_equals_its_full_build(td, tmp_path):  # noqa: F811
     # Two loads (each statement is a TD job): the first two in one, then a partition's winner
     # updated by id into another partition (the old partition falls back to its previous row).

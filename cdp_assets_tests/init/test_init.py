@@ -119,6 +119,7 @@ def test_no_identifier_anywhere_writes_only_the_report_and_fails(tmp_path):
     assert (tmp_path / "o" / "init_report.md").exists() and not (tmp_path / "o" / "cdp.yml").exists()
 
 
+@pytest.mark.slow
 def test_warehouse_tables_as_a_source(tmp_path):
     db = tmp_path / "wh.duckdb"
     wh = DuckDBWarehouse(path=str(db))
@@ -182,6 +183,7 @@ def s3_endpoint(monkeypatch):
     server.stop()
 
 
+@pytest.mark.slow
 def test_an_s3_prefix_as_a_source(tmp_path, s3_endpoint):
     generate_sample(tmp_path / "gen", 200, seed=2)
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
@@ -219,6 +221,7 @@ def test_an_s3_prefix_as_a_source(tmp_path, s3_endpoint):
     assert load_config(out / "cdp.yml").pipeline.sources[0].objects[0].name == "events"
 
 
+@pytest.mark.slow
 def test_loose_files_of_several_objects_are_linked_into_the_connector_layout(tmp_path):
     generate_sample(tmp_path / "gen", 300, seed=4)
     flat = tmp_path / "export"
@@ -234,6 +237,7 @@ def test_loose_files_of_several_objects_are_linked_into_the_connector_layout(tmp
     assert load_config(out / "cdp.yml").source_paths["export"] == (out / "sources" / "export").resolve()
 
 
+@pytest.mark.slow
 def test_integer_ids_of_different_names_stay_separate_keys_and_shared_codes_join(tmp_path):
     """Auto-increment ids of members and customers overlap by chance: merging them would merge
     different people. A code shared by two tables under one name is one key."""

@@ -99,6 +99,7 @@ FILE = st.lists(ROW, min_size=0, max_size=6, unique_by=lambda r: (r[0], r[3]) if
 LOAD = st.tuples(st.sampled_from(["incremental", "incremental", "incremental", "historical"]), FILE)
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(first=FILE, loads=st.lists(LOAD, min_size=1, max_size=4), with_key=st.booleans())
 def test_incremental_runs_equal_a_full_refresh_after_every_load(first, loads, with_key):

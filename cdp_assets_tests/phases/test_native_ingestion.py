@@ -122,6 +122,7 @@ def _load_both(
     return results[0], results[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["incremental", "historical"])
 def test_every_corpus_file_loads_the_same_through_duckdbs_readers_as_through_python(mode, tmp_path):
     load = load_incremental if mode == "incremental" else load_historical
@@ -219,6 +220,7 @@ def _csv_files(draw) -> list[bytes]:
 
 
 # DuckDB's copy of a non-UTF-8 line is lossy; a BOM counts in its byte positions; a lone CR ends a line
+@pytest.mark.slow
 @example(files=[b"id,email,updated_at\n\xe9,,2024-06-01 10:00:00\n"], start_date=None)
 @example(files=[b"\xef\xbb\xbfid,email,updated_at\n1,\"a\nb\",2024-06-01\n2,b,2024-06-01,x\n"], start_date=None)
 @example(files=[b'id,email,updated_at\n"a\rb",,2024-06-01\nkyl,fOU\n'], start_date=None)

@@ -164,6 +164,7 @@ def test_phone_table_covers_phonenumbers_metadata():
     assert phone_country_codes()["39"].trunk_prefix == ""  # Italy keeps its leading 0
 
 
+@pytest.mark.slow
 def test_phone_corpus_agrees_with_phonenumbers(wh):
     rows = phone_corpus()
     assert len({r for r, _ in rows}) >= 50

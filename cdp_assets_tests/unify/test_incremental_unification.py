@@ -246,6 +246,7 @@ CUSTOMERS = st.lists(CUSTOMER, max_size=4, unique_by=lambda r: (r[0], r[2]))
 ORDERS = st.lists(ORDER, max_size=4, unique_by=lambda r: (r[0], r[4]))
 
 
+@pytest.mark.slow
 @settings(
     max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
@@ -296,6 +297,7 @@ def assert_modes(n: int, builds: dict, staged: dict) -> None:
             assert b.mode in ("incremental", "unchanged"), (kind, name, b.mode, b.reason)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )

@@ -339,6 +339,7 @@ def _sorted(lookup: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["id_key_type", "id"]).reset_index(drop=True)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(
     day1=st.lists(random_row, min_size=1, max_size=25),

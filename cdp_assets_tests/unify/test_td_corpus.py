@@ -164,6 +164,7 @@ def cell_text(value) -> str | None:
     return None if value is None or pd.isna(value) else str(value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stem", ["06_ids_from_ids", "08_persistent_from_persistent"])
 def test_ids_merged_from_ids_on_the_treasure_data_fake_equal_duckdb(stem: str, tmp_path: Path) -> None:
     # merge_by_canonical_ids (06) and merge_by_persistent_ids with source_*_id attributes (08):
