@@ -172,6 +172,27 @@ def test_the_engine_describes_several_tables_in_one_query(tmp_path: Path):
     assert described == {a: [("x", "INTEGER"), ("y", "VARCHAR")], b: [("z", "TIMESTAMP")], missing: None}
 
 
+def test_duckdb_describes_a_built_table_and_measures_it_in_one_query(tmp_path: Path):
+    """An in-step check's measures ride in the step's description of what it built: the same
+    columns, in order, and the same measures as two separate round trips, in one; a table the run
+    already described is not asked again, and a missing one reads None beside the measures."""
+    wh = counting(DuckDBWarehouse(path=str(tmp_path / "merged.duckdb")))
+    a, missing = TableRef("s", "a"), TableRef("s", "nope")
+    measures = 'SELECT (SELECT COUNT(*) FROM "s"."a") AS n, ? AS tag'
+    with wh.session():
+        wh.run('CREATE SCHEMA "s"')
+        wh.run('CREATE TABLE "s"."a" (z INTEGER, y VARCHAR, x TIMESTAMP)')
+        wh.run("INSERT INTO \"s\".\"a\" VALUES (1, 'p', NULL), (2, 'q', NULL)")
+        before = sum(wh.counts.values())
+        described, measured = wh.describe_tables_and_fetch([a, missing], measures, ["t"])
+        assert sum(wh.counts.values()) == before + 1
+        separately = wh.describe_tables([a, missing])
+        assert described == separately == {a: [("z", "INTEGER"), ("y", "VARCHAR"), ("x", "TIMESTAMP")], missing: None}
+        assert measured.to_dict("records") == wh.fetch(measures, ["t"]).to_dict("records") == [{"n": 2, "tag": "t"}]
+        none, only = wh.describe_tables_and_fetch([missing], measures, ["u"])
+        assert none == {missing: None} and only.to_dict("records") == [{"n": 2, "tag": "u"}]
+
+
 @pytest.mark.pipeline
 def test_a_failed_coverage_check_still_blocks_the_master_tables(tmp_path):
     """coverage is one check of its enriched table's step: its blocking spec still stops the

@@ -5,8 +5,8 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.keys import table_key
-from cdp_assets.assets.metadata import engine_jobs_metadata, engine_kinds, table_metadata, table_name_metadata
-from cdp_assets.checks import check_results, check_specs, schema_columns
+from cdp_assets.assets.metadata import column_schema, engine_jobs_metadata, engine_kinds, table_name_metadata
+from cdp_assets.checks import check_results, check_specs
 from cdp_assets.checks.hist_union import CHECKS, hist_union_results
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.assets.run_config import IncrementalConfig
@@ -67,10 +67,9 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
             else:  # an input without load times: counted here
                 counted = warehouse.row_counts([ref for ref, _ in present])
                 input_rows = {ref.display: counted[ref] for ref, _ in present}
-            table = table_metadata(warehouse, target)[target]
-            checked = hist_union_results(
-                warehouse, target, built.rows, schema_columns(table) or [], present, list(obj.primary_key)
-            )
+            # The table's description (its dagster/column_schema) and its checks' measures.
+            columns, checked = hist_union_results(warehouse, target, built.rows, present, list(obj.primary_key))
+            table = {**table_name_metadata(target), **column_schema(columns)}
         context.log.info(f"{target.display}: {built.rows} row(s) from {input_rows}; {build_summary(built)}")
         return MaterializeResult(
             metadata={

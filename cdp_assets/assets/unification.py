@@ -27,7 +27,13 @@ from dagster import (
 from cdp_assets.assets.hist_union import build_metadata, build_summary
 from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.run_config import IncrementalConfig
-from cdp_assets.assets.metadata import engine_jobs_metadata, engine_kinds, table_metadata, table_name_metadata
+from cdp_assets.assets.metadata import (
+    column_schema,
+    engine_jobs_metadata,
+    engine_kinds,
+    table_metadata,
+    table_name_metadata,
+)
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.checks import check_results, check_specs
 from cdp_assets.checks.unification import MASTER_CHECKS, master_results
@@ -350,8 +356,9 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
                 context: AssetExecutionContext, warehouse: WarehouseResource, config: IncrementalConfig
             ) -> MaterializeResult:
                 built = build_master(warehouse, loaded, plans, master, full_refresh=config.full_refresh)
-                table = table_metadata(warehouse, target)[target]
-                checked = master_results(warehouse, target, built.rows, plan)
+                # The table's description (its dagster/column_schema) and its check's measures.
+                columns, checked = master_results(warehouse, target, built.rows, plan)
+                table = {**table_name_metadata(target), **column_schema(columns)}
                 context.log.info(f"{target.display}: {built.rows} row(s); {build_summary(built)}")
                 return MaterializeResult(
                     metadata={

@@ -1,6 +1,7 @@
 """Hist-union checks: it has at least the de-duplicated rows of each input, and no duplicate keys.
-Evaluated in the hist-union step after its build: the rows and the columns come from the build,
-and one query measures what it cannot know (duplicate keys, each input's distinct rows)."""
+Evaluated in the hist-union step after its build: the rows come from the build, and one query
+measures what it cannot know (duplicate keys, each input's distinct rows), on DuckDB together
+with the step's description of the table it built."""
 
 from __future__ import annotations
 
@@ -22,24 +23,32 @@ def hist_union_results(
     warehouse: WarehouseResource,
     target: TableRef,
     rows: int,
-    columns: list[tuple[str, str]],
     inputs: list[tuple[TableRef, list[str]]],
     pk: list[str],
-) -> dict[str, AssetCheckResult]:
-    """Every check of ``CHECKS`` for the table the step built, with ``rows`` rows and ``columns``,
-    from ``inputs`` (each existing input with its column names)."""
+) -> tuple[list[tuple[str, str]] | None, dict[str, AssetCheckResult]]:
+    """The step's description of the table it built with ``rows`` rows, and every check of
+    ``CHECKS``, from ``inputs`` (each existing input with its column names). With a primary key
+    the measures do not depend on the description: one round trip for both
+    (``describe_tables_and_fetch``); without one, the table's columns are its key, described first."""
 
     def key_of(names: list[str]) -> list[str]:  # without a primary key, a row is its key (lineage aside)
         return pk or [c for c in names if c not in LINEAGE_COLUMNS]
 
-    row = warehouse.fetch(
-        hist_union_measures_sql(target, key_of(column_names(columns)), [(ref, key_of(cols)) for ref, cols in inputs])
-    ).iloc[0]
+    def measures_sql(target_columns: list[str]) -> str:
+        return hist_union_measures_sql(target, key_of(target_columns), [(ref, key_of(cols)) for ref, cols in inputs])
+
+    if pk:
+        described, measured = warehouse.describe_tables_and_fetch([target], measures_sql([]))
+        columns = described[target]
+    else:
+        columns = warehouse.describe_tables([target])[target]
+        measured = warehouse.fetch(measures_sql(column_names(columns)))
+    row = measured.iloc[0]
     per_input = {ref.display: int(row[f"input_{i}"]) for i, (ref, _) in enumerate(inputs)}
     needed = max(per_input.values(), default=0)
     key_text = ", ".join(pk) if pk else "(all columns: no primary_key configured)"
     dupes = int(row["duplicate_keys"])
-    return {
+    return columns, {
         "covers_inputs": check_result(
             rows >= needed,
             measured=rows,

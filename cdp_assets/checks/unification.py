@@ -6,7 +6,7 @@ graph's ops cannot report check results of its assets): each measures its table 
 engine's description where a table may be missing, and one query); the coverage and its trend
 come from the enriched table's build metadata (the enrichment counted the rows with each id as
 it built the table). A master table is a plain asset: its step evaluates its check after the
-build, with the build's row count and one query."""
+build, with the build's row count and one query (on DuckDB, with the step's description of it)."""
 
 from __future__ import annotations
 
@@ -195,11 +195,17 @@ def _coverage_counts(context, warehouse, target: TableRef, ids: list[str]) -> tu
 MASTER_CHECKS = [Check("one_row_per_canonical_id", "One row per canonical id of the lookup.")]
 
 
-def master_results(warehouse: WarehouseResource, target: TableRef, rows: int, plan: u.IdPlan) -> dict:
-    """The check of ``MASTER_CHECKS`` of the master table its step built with ``rows`` rows."""
-    row = warehouse.fetch(master_uniqueness_sql(target, plan.ref("lookup"), plan.name)).iloc[0]
+def master_results(
+    warehouse: WarehouseResource, target: TableRef, rows: int, plan: u.IdPlan
+) -> tuple[list[tuple[str, str]] | None, dict]:
+    """The step's description of the master table it built with ``rows`` rows, and the check of
+    ``MASTER_CHECKS``: one round trip for both on DuckDB (``describe_tables_and_fetch``)."""
+    described, measured = warehouse.describe_tables_and_fetch(
+        [target], master_uniqueness_sql(target, plan.ref("lookup"), plan.name)
+    )
+    row = measured.iloc[0]
     distinct, lookup_ids = (int(row[c]) for c in ("distinct_ids", "lookup_ids"))
-    return {
+    return described[target], {
         "one_row_per_canonical_id": check_result(
             rows == distinct == lookup_ids,
             measured=rows,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cdp_assets.sql.dialects import TableRef, quote
+from cdp_assets.sql.engine_meta import describe_tables_sql
 from cdp_assets.sql.hist_union import distinct_count_sql, duplicate_keys_sql
 
 
@@ -133,4 +134,21 @@ def largest_component_sql(cid: str, enriched: list[TableRef]) -> str:
     return (
         f"SELECT MAX(n) AS largest, SUM(n) AS total "
         f"FROM (SELECT cid, COUNT(*) AS n FROM ({rows}) AS r GROUP BY cid) AS c"
+    )
+
+
+# What ``measures_with_description_sql`` adds beside the measures (DuckDB's catalog columns).
+DESCRIPTION_COLUMNS = ("table_schema", "table_name", "column_name", "data_type", "ordinal_position")
+
+
+def measures_with_description_sql(measures_sql: str, n_tables: int) -> str:
+    """A step's one row of measures and its description of ``n_tables`` tables in one DuckDB
+    query: one row per column (``DESCRIPTION_COLUMNS``, in each table's column order), each
+    carrying the measures; one row of measures with NULL columns when no table exists.
+
+    Parameters, in order: the measures', then (schema, name) per table."""
+    order = ", ".join(f"d.{c}" for c in ("table_schema", "table_name", "ordinal_position"))
+    return (
+        f"SELECT d.*, m.* FROM ({measures_sql}) AS m "
+        f"LEFT JOIN ({describe_tables_sql(n_tables)}) AS d ON TRUE ORDER BY {order}"
     )

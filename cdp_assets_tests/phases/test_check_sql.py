@@ -16,6 +16,7 @@ from cdp_assets.sql.checks import (
     ingestion_measures_sql,
     largest_component_sql,
     lookup_measures_sql,
+    measures_with_description_sql,
 )
 from cdp_assets.sql.dialects import DIALECTS, TableRef
 from cdp_assets.sql.engine_meta import row_counts_sql
@@ -76,3 +77,11 @@ def test_coverage_counts_every_id_in_one_scan():
     sql = coverage_measures_sql(ENRICHED[0], ["unified_id", "household_id"])
     assert sql.count("FROM") == 1
     assert 'COUNT("unified_id") AS with_id_0' in sql and 'COUNT("household_id") AS with_id_1' in sql
+
+
+def test_a_steps_measures_and_its_description_are_one_query_binding_the_measures_first():
+    measures = hist_union_measures_sql(HIST, ["customer_id"], INPUTS)
+    sql = measures_with_description_sql("SELECT ? AS tag, " + measures[len("SELECT ") :], 2)
+    assert sql.count("?") == 1 + 2 * 2 and sql.index("AS tag") < sql.index("information_schema.columns")
+    assert sql.endswith("ORDER BY d.table_schema, d.table_name, d.ordinal_position")
+    assert len(sqlglot.parse(sql, read="duckdb")) == 1
