@@ -15,10 +15,7 @@ from cdp_assets.assets.pools import executor_for
 from cdp_assets.assets.report import build_report_asset
 from cdp_assets.assets.staging import build_staging_assets
 from cdp_assets.assets.unification import IO_MANAGER, build_unification_assets
-from cdp_assets.checks.hist_union import build_hist_union_checks
-from cdp_assets.checks.ingestion import build_ingestion_checks
 from cdp_assets.checks.monitoring import build_freshness_sensor, build_monitoring_checks
-from cdp_assets.checks.staging import build_staging_checks
 from cdp_assets.checks.unification import build_unification_checks
 from cdp_assets.config import LoadedConfig, load_config
 from cdp_assets.engines.base import WarehouseResource
@@ -42,10 +39,9 @@ def build_definitions(loaded: LoadedConfig, warehouse: WarehouseResource | None 
     upstream = [key for a in assets for key in a.keys]
     assets.append(build_report_asset(loaded, upstream))
     groups = {key: a.group_names_by_key[key] for a in assets for key in a.keys}
+    # The checks of ingestion, hist-union, staging and the master tables are on their assets,
+    # evaluated in their steps; these are the ones with steps of their own (docs/checks.md).
     checks = [
-        *build_ingestion_checks(loaded),
-        *build_hist_union_checks(loaded),
-        *build_staging_checks(loaded),
         *build_unification_checks(loaded),
         *build_monitoring_checks(loaded),
     ]

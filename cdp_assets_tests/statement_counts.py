@@ -6,7 +6,10 @@ test_statement_count.py).
 (``write_dataframe`` / ``append_frames``), and every warehouse job it records (Treasure Data's
 jobs, Databricks' statement ids). Each is attributed to the Dagster step that sent it, read from
 Dagster's current execution context; ``phase_of_steps`` names a step's phase from the
-definitions: the group of the asset it builds, or "<group> checks" for a step of checks.
+definitions: the group of the asset it builds, or "<group> checks" for a step of checks. Checks
+evaluated in their asset's own step (ingestion, hist-union, staging, the master tables:
+docs/checks.md) count in that asset's phase; "<group> checks" are the checks with steps of their
+own (the unification graph's tables, Dagster's freshness and schema checks).
 """
 
 from __future__ import annotations
@@ -85,7 +88,8 @@ def _what(first: Any) -> str:
 
 
 def phase_of_steps(defs: Definitions) -> dict[str, str]:
-    """Step (op) name -> phase: the group of the assets it builds, or "<group> checks"."""
+    """Step (op) name -> phase: the group of the assets it builds (their in-step checks included),
+    or "<group> checks" for a step of checks of its own."""
     phases: dict[str, str] = {}
     groups: dict[Any, str] = {}
     for a in defs.assets or []:

@@ -439,7 +439,7 @@ def test_a_failed_coverage_check_shows_in_the_ui_and_blocks_the_master_table(tmp
         # In the run, the master table's step never ran: the blocking failure stopped it.
         steps = server.step_stats(run["runId"])
         assert steps.get(MASTER_STEP) in (None, "SKIPPED"), steps
-        # An asset's checks run as one step, `<asset>__checks` (docs/checks.md).
+        # An enriched table's checks run as one step of their own, `<asset>__checks` (docs/checks.md).
         assert {f"{k.replace('/', '__')}__checks" for k in failed} <= {k for k, v in steps.items() if v == "FAILURE"}
 
         # Its asset page says the latest materialization failed in that run.

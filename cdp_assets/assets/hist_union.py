@@ -1,10 +1,13 @@
-"""Hist-Union: historical + incremental loads as one table, one row per primary key."""
+"""Hist-Union: historical + incremental loads as one table, one row per primary key; its checks
+(checks/hist_union.py) are evaluated in the same step, after the build."""
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from cdp_assets.assets.ingestion import ingestion_refs
 from cdp_assets.assets.keys import table_key
-from cdp_assets.assets.metadata import engine_jobs_metadata, engine_kinds, table_metadata, table_name_metadata
+from cdp_assets.assets.metadata import column_schema, engine_jobs_metadata, engine_kinds, table_name_metadata
+from cdp_assets.checks import check_results, check_specs
+from cdp_assets.checks.hist_union import CHECKS, hist_union_results
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.assets.run_config import IncrementalConfig
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
@@ -35,6 +38,7 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
         metadata={"primary_key": ", ".join(obj.primary_key), **table_name_metadata(target)},
         kinds=engine_kinds(loaded),
         automation_condition=downstream_condition(),
+        check_specs=check_specs(table_key(target), CHECKS),
     )
     def _hist_union(
         context: AssetExecutionContext, warehouse: WarehouseResource, config: IncrementalConfig
@@ -63,7 +67,9 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
             else:  # an input without load times: counted here
                 counted = warehouse.row_counts([ref for ref, _ in present])
                 input_rows = {ref.display: counted[ref] for ref, _ in present}
-            table = table_metadata(warehouse, target)[target]
+            # The table's description (its dagster/column_schema) and its checks' measures.
+            columns, checked = hist_union_results(warehouse, target, built.rows, present, list(obj.primary_key))
+            table = {**table_name_metadata(target), **column_schema(columns)}
         context.log.info(f"{target.display}: {built.rows} row(s) from {input_rows}; {build_summary(built)}")
         return MaterializeResult(
             metadata={
@@ -73,7 +79,8 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
                 **build_metadata(built),
                 **engine_jobs_metadata(warehouse),
                 **table,
-            }
+            },
+            check_results=check_results(table_key(target), CHECKS, checked),
         )
 
     return _hist_union

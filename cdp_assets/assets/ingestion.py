@@ -1,15 +1,15 @@
-"""Ingestion: one multi-asset per source object, writing the incremental and historical tables."""
+"""Ingestion: one multi-asset per source object, writing the incremental and historical tables
+and evaluating their checks (checks/ingestion.py) in the same step, after the loads."""
 
 from pathlib import Path
 
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
 
-from cdp_assets.assets.keys import table_key
+from cdp_assets.assets.keys import ingestion_refs, table_key
 from cdp_assets.assets.metadata import (
-    COLUMN_SCHEMA,
+    column_schema,
     engine_jobs_metadata,
     source_kinds,
-    table_metadata,
     table_name_metadata,
 )
 from cdp_assets.assets.pools import WAREHOUSE_POOL
@@ -22,7 +22,16 @@ from cdp_assets.config.models import (
     SourceObject,
     TableConnector,
 )
-from cdp_assets.connectors.loading import StepBooks, load_historical, load_incremental, record_failure
+from cdp_assets.checks import check_results, check_specs
+from cdp_assets.checks.ingestion import object_measures, raw_table_checks, raw_table_results
+from cdp_assets.connectors.loading import (
+    LOG_TABLE,
+    StepBooks,
+    load_historical,
+    load_incremental,
+    record_failure,
+    rejected_ref,
+)
 from cdp_assets.connectors.readers import SourceFileError
 from cdp_assets.connectors.s3 import s3_client, s3_uri, sync_source
 from cdp_assets.connectors.s3_in_warehouse import load_in_warehouse, reads_in_warehouse
@@ -32,18 +41,9 @@ from cdp_assets.sql.dialects import TableRef
 GROUP = "ingestion"
 
 
-def ingestion_refs(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject) -> dict[str, TableRef]:
-    schema = loaded.pipeline.src_schema
-    refs = {}
-    if source.loads_historical:
-        refs["historical"] = TableRef(schema, f"{source.name}_{obj.name}_hist")
-    if source.loads_incremental:
-        refs["incremental"] = TableRef(schema, f"{source.name}_{obj.name}")
-    return refs
-
-
 def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
     refs = ingestion_refs(loaded, source, obj)
+    checks = {ref: raw_table_checks(rejected_ref(ref), loaded.pipeline.checks) for ref in refs.values()}
     specs = [
         AssetSpec(
             key=table_key(ref),
@@ -55,7 +55,13 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
         for mode, ref in refs.items()
     ]
 
-    @multi_asset(name=f"ingest_{source.name}_{obj.name}", specs=specs, can_subset=False, pool=WAREHOUSE_POOL)
+    @multi_asset(
+        name=f"ingest_{source.name}_{obj.name}",
+        specs=specs,
+        check_specs=[spec for ref, c in checks.items() for spec in check_specs(table_key(ref), c)],
+        can_subset=False,
+        pool=WAREHOUSE_POOL,
+    )
     def _ingest(context: AssetExecutionContext, warehouse: WarehouseResource):
         # An engine that reads cloud storage itself reads S3 objects in place: nothing is fetched.
         in_warehouse = reads_in_warehouse(warehouse, source)
@@ -79,7 +85,7 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
                         exc = SourceFileError(s3_uri(source.connector, folder, str(exc)))  # the object, not the cache
                     try:  # the loads before this one succeeded: logged and reported as they were
                         books.flush(warehouse)
-                        yield from _materializations(context, warehouse, source, done)
+                        yield from _materializations(context, warehouse, loaded, source, obj, done, checks)
                     except Exception as earlier:  # noqa: BLE001 - never hide the load's own error
                         context.log.warning(f"could not record the step's earlier loads: {earlier}")
                     record_failure(warehouse, schema, source.name, obj.name, mode, run_id, exc)
@@ -88,32 +94,50 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
                     raise
                 done.append((ref, result))
             books.flush(warehouse)
-            yield from _materializations(context, warehouse, source, done)
+            yield from _materializations(context, warehouse, loaded, source, obj, done, checks)
 
     return _ingest
 
 
-def _materializations(context: AssetExecutionContext, warehouse: WarehouseResource, source: SourceConfig, done: list):
-    """The loads' materializations, their tables described in one look-up after every load."""
+def _materializations(
+    context: AssetExecutionContext,
+    warehouse: WarehouseResource,
+    loaded: LoadedConfig,
+    source: SourceConfig,
+    obj: SourceObject,
+    done: list,
+    checks: dict,
+):
+    """The loads' materializations with their tables' checks: the tables, the log and the
+    rejected rows described in one look-up after every load, then one query for what the loads
+    cannot know (the log's history, outstanding rejections: checks/ingestion.py)."""
     if not done:
         return
-    metadata = table_metadata(warehouse, *(ref for ref, _ in done))
+    schema = loaded.pipeline.src_schema
+    log, rejected = TableRef(schema, LOG_TABLE), rejected_ref(done[0][0])
+    have = warehouse.describe_tables([*(ref for ref, _ in done), log, rejected])
+    rows = {}
     for ref, result in done:
-        table_meta = metadata[ref]
-        rows = result.table_rows  # known from the load (its build's count, or rows before + appended)
-        if rows is None:
-            rows = warehouse.row_count(ref) if COLUMN_SCHEMA in table_meta else 0
+        rows[ref] = result.table_rows  # known from the load (its build's count, or rows before + appended)
+        if rows[ref] is None:
+            rows[ref] = warehouse.row_count(ref) if have[ref] is not None else 0
+    modes = {ref: mode for mode, ref in ingestion_refs(loaded, source, obj).items()}
+    tables = {modes[ref]: (ref, rows[ref] if have[ref] is not None else None) for ref, _ in done}
+    measured = object_measures(warehouse, tables, have, log, rejected, source.name, obj.name)
+    for ref, result in done:
+        mode = modes[ref]
+        results = raw_table_results(warehouse, measured[mode], mode, loaded.pipeline.checks)
         skipped = result.summary(source.start_date)
         context.log.info(
             f"{ref.display}: loaded {result.records_loaded} row(s) from {len(result.files)} file(s); "
-            f"watermark {result.previous_watermark} -> {result.watermark}; table has {rows} row(s)"
+            f"watermark {result.previous_watermark} -> {result.watermark}; table has {rows[ref]} row(s)"
             + (f"; {skipped}" if skipped else "")
         )
         yield MaterializeResult(
             asset_key=table_key(ref),
             metadata={
                 "records_loaded": result.records_loaded,
-                "dagster/row_count": rows,
+                "dagster/row_count": rows[ref],
                 "watermark": result.watermark or "",
                 "previous_watermark": result.previous_watermark or "",
                 "files": MetadataValue.json(result.files),
@@ -122,8 +146,10 @@ def _materializations(context: AssetExecutionContext, warehouse: WarehouseResour
                 "records_skipped_before_start_date": result.skipped_before_start_date,
                 "records_skipped_duplicate": result.skipped_duplicate,
                 **engine_jobs_metadata(warehouse),
-                **table_meta,
+                **table_name_metadata(ref),
+                **column_schema(have[ref]),
             },
+            check_results=check_results(table_key(ref), checks[ref], results),
         )
 
 

@@ -1,4 +1,5 @@
-"""Staging: standardised identifiers and cleaned names, one table per source object."""
+"""Staging: standardised identifiers and cleaned names, one table per source object; its checks
+(checks/staging.py) are evaluated in the same step from what the build measured."""
 
 from collections.abc import Callable
 
@@ -9,6 +10,8 @@ from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.metadata import engine_jobs_metadata, engine_kinds, table_metadata, table_name_metadata
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.assets.run_config import IncrementalConfig
+from cdp_assets.checks import check_results, check_specs, schema_columns
+from cdp_assets.checks.staging import staging_checks, staging_results
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.incremental import Dedupe, build_staging
@@ -149,6 +152,8 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
     upstream = hist_union_ref(loaded, source, obj)
     target = staging_ref(loaded, source, obj)
     rules = staging_rules(loaded, source, obj)
+    threshold = loaded.pipeline.checks.unparseable_max_pct
+    checks = staging_checks(threshold)
 
     @asset(
         pool=WAREHOUSE_POOL,
@@ -160,6 +165,7 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
         metadata=table_name_metadata(target),
         description=f"{source.name}/{obj.name} standardised: "
         + (", ".join(c.output for c in staged_columns(rules)) or "no rules, columns pass through"),
+        check_specs=check_specs(table_key(target), checks),
     )
     def _staging(
         context: AssetExecutionContext, warehouse: WarehouseResource, config: IncrementalConfig
@@ -185,13 +191,14 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
             )
             rows = built.rows
             # Each rule's parsed / no-input / unparseable counts, measured once (a full build takes
-            # them in its watermark's query): the unparseable_share check and the report read them
-            # from this materialization.
+            # them in its watermark's query): the unparseable_share check takes them from here, the
+            # report from this materialization.
             measured = built.measures
             if columns and measured is None:
                 measured = warehouse.fetch(rule_counts_sql(target, columns)).iloc[0]
             counts = rule_counts(columns, measured) if columns else {}
             table = table_metadata(warehouse, target)[target]
+        checked = staging_results(target, columns, schema_columns(table), counts, threshold)
         unparseable = {out: c["unparseable"] for out, c in counts.items()}
         context.log.info(
             f"{target.display}: {rows} row(s); {build_summary(built)}; unparseable values per column: {unparseable}"
@@ -205,7 +212,8 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
                 **build_metadata(built),
                 **engine_jobs_metadata(warehouse),
                 **table,
-            }
+            },
+            check_results=check_results(table_key(target), checks, checked),
         )
 
     return _staging

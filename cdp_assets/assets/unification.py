@@ -1,5 +1,5 @@
 """Unification: a graph-backed multi-asset (loop op -> dynamic fan-out of enrichment -> collect),
-and one asset per master table."""
+and one asset per master table, which evaluates its check in its own step."""
 
 from dagster import (
     AssetExecutionContext,
@@ -27,8 +27,16 @@ from dagster import (
 from cdp_assets.assets.hist_union import build_metadata, build_summary
 from cdp_assets.assets.keys import table_key
 from cdp_assets.assets.run_config import IncrementalConfig
-from cdp_assets.assets.metadata import engine_jobs_metadata, engine_kinds, table_metadata, table_name_metadata
+from cdp_assets.assets.metadata import (
+    column_schema,
+    engine_jobs_metadata,
+    engine_kinds,
+    table_metadata,
+    table_name_metadata,
+)
 from cdp_assets.assets.pools import WAREHOUSE_POOL
+from cdp_assets.checks import check_results, check_specs
+from cdp_assets.checks.unification import MASTER_CHECKS, master_results
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
@@ -331,7 +339,7 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
         enriched = {a: enriched_ref(schema, a) for a in aliases}
         deps = [table_key(plan.ref("lookup")), *(table_key(r) for r in enriched.values())]
 
-        def _make(master=master, target=target, deps=deps):
+        def _make(master=master, target=target, deps=deps, plan=plan):
             @asset(
                 pool=WAREHOUSE_POOL,
                 key=table_key(target),
@@ -342,12 +350,15 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
                 metadata=table_name_metadata(target),
                 description=f"Master table: one row per {master.id_name}, attributes "
                 + ", ".join(a.name for a in master.attributes),
+                check_specs=check_specs(table_key(target), MASTER_CHECKS),
             )
             def _master(
                 context: AssetExecutionContext, warehouse: WarehouseResource, config: IncrementalConfig
             ) -> MaterializeResult:
                 built = build_master(warehouse, loaded, plans, master, full_refresh=config.full_refresh)
-                table = table_metadata(warehouse, target)[target]
+                # The table's description (its dagster/column_schema) and its check's measures.
+                columns, checked = master_results(warehouse, target, built.rows, plan)
+                table = {**table_name_metadata(target), **column_schema(columns)}
                 context.log.info(f"{target.display}: {built.rows} row(s); {build_summary(built)}")
                 return MaterializeResult(
                     metadata={
@@ -356,7 +367,8 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
                         "table": target.display,
                         **engine_jobs_metadata(warehouse),
                         **table,
-                    }
+                    },
+                    check_results=check_results(table_key(target), MASTER_CHECKS, checked),
                 )
 
             return _master

@@ -138,35 +138,58 @@ class Check:
     blocking: bool = False
 
 
+def check_specs(key: AssetKey, checks: list[Check]) -> list[AssetCheckSpec]:
+    """The Dagster specs of one asset's checks: on its ``@asset`` / ``@multi_asset`` (``check_specs``)
+    when its own step evaluates them, or on the ``multi_asset_check`` of ``asset_checks``."""
+    return [AssetCheckSpec(c.name, asset=key, description=c.description, blocking=c.blocking) for c in checks]
+
+
+def check_results(
+    key: AssetKey, checks: list[Check], results: Mapping[str, AssetCheckResult]
+) -> list[AssetCheckResult]:
+    """Each check's result, named by its asset and check (every check gets one: Dagster fails a
+    step that leaves a check of its specs without a result)."""
+    return [
+        AssetCheckResult(
+            asset_key=key,
+            check_name=check.name,
+            passed=results[check.name].passed,
+            severity=results[check.name].severity,
+            metadata=results[check.name].metadata,
+            description=results[check.name].description,
+        )
+        for check in checks
+    ]
+
+
 # evaluate(context, warehouse) -> {check name: result}, measuring the asset once for all its checks
 Evaluate = Callable[[AssetCheckExecutionContext, WarehouseResource], Mapping[str, AssetCheckResult]]
 
 
 def asset_checks(key: AssetKey, checks: list[Check], evaluate: Evaluate):
-    """Every check of one asset as one step: ``evaluate`` measures the asset once (one query,
-    or the build's metadata) and returns each check's result by name."""
-    specs = [AssetCheckSpec(c.name, asset=key, description=c.description, blocking=c.blocking) for c in checks]
+    """Every check of one asset as one step of its own, for the assets whose step cannot evaluate
+    them (the unification's graph-backed assets): ``evaluate`` measures the asset once (one query,
+    or the build's metadata) and returns each check's result by name. The other assets evaluate
+    their checks in their own step (docs/checks.md)."""
 
     @multi_asset_check(
-        specs=specs,
+        specs=check_specs(key, checks),
         name=f"{'__'.join(key.path)}__checks",
         description=f"The checks of {key.to_user_string()}, measured together.",
     )
     def _checks(context: AssetCheckExecutionContext, warehouse: WarehouseResource):
         with warehouse.session():
             results = evaluate(context, warehouse)
-        for check in checks:
-            r = results[check.name]
-            yield AssetCheckResult(
-                asset_key=key,
-                check_name=check.name,
-                passed=r.passed,
-                severity=r.severity,
-                metadata=r.metadata,
-                description=r.description,
-            )
+        yield from check_results(key, checks, results)
 
     return _checks
+
+
+def schema_columns(metadata: Mapping[str, Any]) -> list[tuple[str, str]] | None:
+    """The columns a build recorded in its ``dagster/column_schema`` (assets/metadata.py), as the
+    engine's description gives them, or None (no such table, or no schema recorded)."""
+    schema = metadata.get(COLUMN_SCHEMA)
+    return None if schema is None else [(c.name, c.type) for c in _plain(schema).columns]
 
 
 def described(warehouse: WarehouseResource, *refs, context: AssetCheckExecutionContext | None = None) -> dict:
@@ -184,8 +207,7 @@ def described(warehouse: WarehouseResource, *refs, context: AssetCheckExecutionC
 def built_this_run(context: AssetCheckExecutionContext, ref) -> list[tuple[str, str]] | None:
     """The columns a table had when this run built it, or None (not built in this run, or its
     build recorded no column schema)."""
-    schema = build_metadata_this_run(context, ref).get(COLUMN_SCHEMA)
-    return None if schema is None else [(c.name, c.type) for c in schema.value.columns]
+    return schema_columns(build_metadata_this_run(context, ref))
 
 
 def build_metadata_this_run(context: AssetCheckExecutionContext, ref) -> Mapping[str, Any]:

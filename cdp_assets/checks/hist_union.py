@@ -1,15 +1,16 @@
 """Hist-union checks: it has at least the de-duplicated rows of each input, and no duplicate keys.
-Both are one step, measured by one description and one query (rows, duplicate keys and each
-input's distinct rows side by side)."""
+Evaluated in the hist-union step after its build: the rows come from the build, and one query
+measures what it cannot know (duplicate keys, each input's distinct rows), on DuckDB together
+with the step's description of the table it built."""
 
 from __future__ import annotations
 
-from cdp_assets.assets.hist_union import hist_union_ref
-from cdp_assets.assets.ingestion import ingestion_refs
-from cdp_assets.assets.keys import table_key
-from cdp_assets.checks import Check, asset_checks, check_result, column_names, described
-from cdp_assets.config.models import LoadedConfig
+from dagster import AssetCheckResult
+
+from cdp_assets.checks import Check, check_result, column_names
+from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql.checks import hist_union_measures_sql
+from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.hist_union import LINEAGE_COLUMNS
 
 CHECKS = [
@@ -18,58 +19,45 @@ CHECKS = [
 ]
 
 
-def build_hist_union_checks(loaded: LoadedConfig) -> list:
-    checks = []
-    for source, obj in loaded.pipeline.source_objects():
-        target = hist_union_ref(loaded, source, obj)
-        inputs = list(ingestion_refs(loaded, source, obj).values())
+def hist_union_results(
+    warehouse: WarehouseResource,
+    target: TableRef,
+    rows: int,
+    inputs: list[tuple[TableRef, list[str]]],
+    pk: list[str],
+) -> tuple[list[tuple[str, str]] | None, dict[str, AssetCheckResult]]:
+    """The step's description of the table it built with ``rows`` rows, and every check of
+    ``CHECKS``, from ``inputs`` (each existing input with its column names). With a primary key
+    the measures do not depend on the description: one round trip for both
+    (``describe_tables_and_fetch``); without one, the table's columns are its key, described first."""
 
-        def evaluate(context, warehouse, target=target, inputs=inputs, pk=list(obj.primary_key)):
-            have = described(warehouse, target, *inputs, context=context)
+    def key_of(names: list[str]) -> list[str]:  # without a primary key, a row is its key (lineage aside)
+        return pk or [c for c in names if c not in LINEAGE_COLUMNS]
 
-            def key_of(ref):  # without a primary key, a row is its key (lineage columns aside)
-                return pk or [c for c in column_names(have[ref]) if c not in LINEAGE_COLUMNS]
+    def measures_sql(target_columns: list[str]) -> str:
+        return hist_union_measures_sql(target, key_of(target_columns), [(ref, key_of(cols)) for ref, cols in inputs])
 
-            present = [ref for ref in inputs if have[ref] is not None]
-            exists = have[target] is not None
-            row = warehouse.fetch(
-                hist_union_measures_sql(
-                    target if exists else None, key_of(target), [(ref, key_of(ref)) for ref in present]
-                )
-            ).iloc[0]
-            per_input = {ref.display: int(row[f"input_{i}"]) for i, ref in enumerate(present)}
-            needed = max(per_input.values(), default=0)
-            key_text = ", ".join(pk) if pk else "(all columns: no primary_key configured)"
-            if not exists:
-                missing = f"{target.display} does not exist"
-                return {
-                    "covers_inputs": check_result(
-                        False, measured=None, threshold=needed, unit="rows", comparison="at_least", reason=missing
-                    ),
-                    "unique_primary_key": check_result(
-                        False,
-                        measured=None,
-                        threshold=0,
-                        unit="duplicate key(s)",
-                        comparison="at_most",
-                        reason=missing,
-                        key=key_text,
-                    ),
-                }
-            rows, dupes = int(row["table_rows"]), int(row["duplicate_keys"])
-            return {
-                "covers_inputs": check_result(
-                    rows >= needed,
-                    measured=rows,
-                    threshold=needed,
-                    unit="rows",
-                    comparison="at_least",
-                    distinct_input_rows=per_input,
-                ),
-                "unique_primary_key": check_result(
-                    dupes == 0, measured=dupes, threshold=0, unit="duplicate key(s)", comparison="at_most", key=key_text
-                ),
-            }
-
-        checks.append(asset_checks(table_key(target), CHECKS, evaluate))
-    return checks
+    if pk:
+        described, measured = warehouse.describe_tables_and_fetch([target], measures_sql([]))
+        columns = described[target]
+    else:
+        columns = warehouse.describe_tables([target])[target]
+        measured = warehouse.fetch(measures_sql(column_names(columns)))
+    row = measured.iloc[0]
+    per_input = {ref.display: int(row[f"input_{i}"]) for i, (ref, _) in enumerate(inputs)}
+    needed = max(per_input.values(), default=0)
+    key_text = ", ".join(pk) if pk else "(all columns: no primary_key configured)"
+    dupes = int(row["duplicate_keys"])
+    return columns, {
+        "covers_inputs": check_result(
+            rows >= needed,
+            measured=rows,
+            threshold=needed,
+            unit="rows",
+            comparison="at_least",
+            distinct_input_rows=per_input,
+        ),
+        "unique_primary_key": check_result(
+            dupes == 0, measured=dupes, threshold=0, unit="duplicate key(s)", comparison="at_most", key=key_text
+        ),
+    }

@@ -1,8 +1,11 @@
 """Ingestion checks: the table exists and has rows, the latest load succeeded, the watermark
 never moves backwards, no rejected row is still outstanding (a warning), the latest load
 skipped no row (a warning: rows older than start_date or already loaded are counted, never
-dropped silently). With the monitoring check of the same table (volume_anomaly) they
-are one step per raw table, measured by one description and one query (``raw_table_measures``)."""
+dropped silently). With the monitoring check of the same table (volume_anomaly) they are
+evaluated in the ingestion step, after its loads: the rows come from the loads, the tables'
+existence and columns from the step's description of them, and one query (``object_measures``)
+reads what the loads cannot know for both raw tables of the object: the log's history of their
+loads and the rejected rows still outstanding, earlier runs' included."""
 
 from __future__ import annotations
 
@@ -11,12 +14,8 @@ from dataclasses import dataclass
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity
 
-from cdp_assets.assets.ingestion import ingestion_refs
-from cdp_assets.assets.keys import table_key
-from cdp_assets.checks import Check, asset_checks, check_result, column_names, described
+from cdp_assets.checks import Check, check_result, column_names
 from cdp_assets.checks import monitoring
-from cdp_assets.config.models import LoadedConfig
-from cdp_assets.connectors.loading import LOG_TABLE, rejected_ref
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql.checks import ingestion_measures_sql, outstanding_rejections_sql
 from cdp_assets.sql.dialects import TableRef
@@ -24,8 +23,8 @@ from cdp_assets.sql.dialects import TableRef
 
 @dataclass
 class RawTableMeasures:
-    """What one query measured of a raw table: its rows (None: no table), its outstanding
-    rejected rows, and the loads of its object and mode, oldest first."""
+    """What the step knows of a raw table after its load: its rows (None: no table), its
+    outstanding rejected rows, and the loads of its object and mode, oldest first."""
 
     table: TableRef
     rows: int | None
@@ -35,31 +34,44 @@ class RawTableMeasures:
     loads: pd.DataFrame
 
 
-def raw_table_measures(
-    context, wh: WarehouseResource, ref: TableRef, log: TableRef, source: str, obj: str, mode: str
-) -> RawTableMeasures:
-    rejected = rejected_ref(ref)
-    have = described(wh, ref, log, rejected, context=context)
+def object_measures(
+    wh: WarehouseResource,
+    tables: dict[str, tuple[TableRef, int | None]],
+    have: dict,
+    log: TableRef,
+    rejected: TableRef,
+    source: str,
+    obj: str,
+) -> dict[str, RawTableMeasures]:
+    """{mode: measures} of one object's raw tables, ``tables`` being {mode: (table, rows the load
+    left in it, None when it does not exist)} and ``have`` the step's description of the log
+    and the rejected table (None: not there). One query for every mode."""
+    modes = list(tables)
     rejected_cols = column_names(have[rejected])
+    superseded = "superseded_at" in rejected_cols
     sql = ingestion_measures_sql(
-        ref if have[ref] is not None else None,
+        modes,
         log if have[log] is not None else None,
         set(column_names(have[log])),
         rejected if have[rejected] is not None else None,
-        "superseded_at" in rejected_cols,
+        superseded,
     )
-    params = ([mode] if have[rejected] is not None else []) + ([source, obj, mode] if have[log] is not None else [])
+    params = (modes if have[rejected] is not None else []) + ([source, obj] if have[log] is not None else [])
     df = wh.fetch(sql, params)
     first = df.iloc[0]
     loads = df[df["status"].notna()] if "status" in df.columns else df.iloc[0:0]
-    return RawTableMeasures(
-        table=ref,
-        rows=None if pd.isna(first["table_rows"]) else int(first["table_rows"]),
-        rejected=0 if pd.isna(first["rejected_rows"]) else int(first["rejected_rows"]),
-        rejected_table=rejected,
-        rejected_superseded="superseded_at" in rejected_cols,
-        loads=loads.reset_index(drop=True),
-    )
+    measures = {}
+    for i, (mode, (ref, rows)) in enumerate(tables.items()):
+        rejected_rows = first[f"rejected_{i}"]
+        measures[mode] = RawTableMeasures(
+            table=ref,
+            rows=rows,
+            rejected=0 if pd.isna(rejected_rows) else int(rejected_rows),
+            rejected_table=rejected,
+            rejected_superseded=superseded,
+            loads=loads[loads["mode"] == mode].reset_index(drop=True),
+        )
+    return measures
 
 
 def _int(value) -> int:
@@ -161,43 +173,38 @@ def rejection_examples(wh: WarehouseResource, m: RawTableMeasures, mode: str) ->
     return [f"{r.file} row {r.row}: {r.reason}" for r in rows.head(3).itertuples()]
 
 
-def build_ingestion_checks(loaded: LoadedConfig) -> list:
-    cfg = loaded.pipeline.checks
-    checks = []
-    log = TableRef(loaded.pipeline.src_schema, LOG_TABLE)
-    for source, obj in loaded.pipeline.source_objects():
-        for mode, ref in ingestion_refs(loaded, source, obj).items():
-            specs = [
-                Check("has_rows", "The table exists (error) and has rows (warning when empty)."),
-                Check("latest_load_succeeded", "The latest load of this table is logged as success."),
-                Check("watermark_never_moves_backwards", "Successive successful loads never lower the watermark."),
-                Check(
-                    "no_rejected_rows",
-                    (
-                        f"No rejected row of this load mode is still outstanding (rejected rows are kept in "
-                        f"{rejected_ref(ref).display}; a later version of their file supersedes them)."
-                    ),
-                ),
-                Check(
-                    "no_skipped_rows",
-                    (
-                        "The latest load skipped no row: rows older than start_date and exact copies of rows already "
-                        "loaded are counted in ingestion_log (a warning, never silent)."
-                    ),
-                ),
-                *monitoring.raw_table_checks(cfg),
-            ]
+def raw_table_checks(rejected: TableRef, cfg) -> list[Check]:
+    """The checks of one raw table, evaluated by its ingestion step (``raw_table_results``)."""
+    return [
+        Check("has_rows", "The table exists (error) and has rows (warning when empty)."),
+        Check("latest_load_succeeded", "The latest load of this table is logged as success."),
+        Check("watermark_never_moves_backwards", "Successive successful loads never lower the watermark."),
+        Check(
+            "no_rejected_rows",
+            (
+                f"No rejected row of this load mode is still outstanding (rejected rows are kept in "
+                f"{rejected.display}; a later version of their file supersedes them)."
+            ),
+        ),
+        Check(
+            "no_skipped_rows",
+            (
+                "The latest load skipped no row: rows older than start_date and exact copies of rows already "
+                "loaded are counted in ingestion_log (a warning, never silent)."
+            ),
+        ),
+        *monitoring.raw_table_checks(cfg),
+    ]
 
-            def evaluate(context, warehouse, ref=ref, mode=mode, source=source.name, obj=obj.name):
-                m = raw_table_measures(context, warehouse, ref, log, source, obj, mode)
-                return {
-                    "has_rows": has_rows(m),
-                    "latest_load_succeeded": latest_load_succeeded(m),
-                    "watermark_never_moves_backwards": watermark_never_moves_backwards(m),
-                    "no_rejected_rows": no_rejected_rows(m, rejection_examples(warehouse, m, mode)),
-                    "no_skipped_rows": no_skipped_rows(m),
-                    **monitoring.raw_table_results(m.loads, cfg),
-                }
 
-            checks.append(asset_checks(table_key(ref), specs, evaluate))
-    return checks
+def raw_table_results(wh: WarehouseResource, m: RawTableMeasures, mode: str, cfg) -> dict[str, AssetCheckResult]:
+    """Every check of ``raw_table_checks`` from the table's measures (and, only when some rejected
+    rows are outstanding, a query for examples of them)."""
+    return {
+        "has_rows": has_rows(m),
+        "latest_load_succeeded": latest_load_succeeded(m),
+        "watermark_never_moves_backwards": watermark_never_moves_backwards(m),
+        "no_rejected_rows": no_rejected_rows(m, rejection_examples(wh, m, mode)),
+        "no_skipped_rows": no_skipped_rows(m),
+        **monitoring.raw_table_results(m.loads, cfg),
+    }

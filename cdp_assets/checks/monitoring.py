@@ -4,8 +4,8 @@ symptom of over-merging).
 
 Freshness and schema drift are Dagster's own checks (``build_last_update_freshness_checks``,
 ``build_column_schema_change_checks`` over the ``dagster/column_schema`` each build records): no
-warehouse statement. Volume is evaluated with the raw table's other checks (checks/ingestion.py)
-from the same measured loads, the coverage trend with the enriched table's
+warehouse statement. Volume is evaluated with the raw table's other checks in its ingestion step
+(checks/ingestion.py) from the same measured loads, the coverage trend with the enriched table's
 (checks/unification.py) from the build's metadata; the largest share is its own step on the
 result statistics."""
 
@@ -28,13 +28,12 @@ from dagster import (
     build_sensor_for_freshness_checks,
 )
 
-from cdp_assets.assets.ingestion import ingestion_refs
-from cdp_assets.assets.keys import table_key
-from cdp_assets.assets.unification import enriched_ref
+from cdp_assets.assets.keys import ingestion_refs, table_key
 from cdp_assets.checks import Check, asset_checks, check_result, described
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.checks import largest_component_sql
+from cdp_assets.sql.unification_pipeline import enriched_ref
 
 HISTORY = 7  # loads of trailing history the volume check compares against
 # Below this many rows with an id, one person's records are a large share by nature.
@@ -62,8 +61,8 @@ def raw_table_checks(cfg) -> list[Check]:
 
 
 def raw_table_results(loads: pd.DataFrame, cfg) -> dict[str, AssetCheckResult]:
-    """volume_anomaly of a raw table, from its loads (oldest first) as measured for its
-    ingestion checks."""
+    """volume_anomaly of a raw table, from its loads (oldest first) as its ingestion step
+    measured them for its checks."""
     ok = loads[loads["status"] == "success"]
     rows = [0 if pd.isna(n) else int(n) for n in ok["records_loaded"]]
     anomalous, measurement = volume_anomaly(rows, cfg.volume_anomaly_factor)

@@ -1,9 +1,12 @@
 """Unification checks: lookup present and consistent, loop converged, coverage (blocking the
 master tables), enriched tables carry the id, master tables have one row per id.
 
-One step per table: each measures its table once (the engine's description where a table may be
-missing, and one query); the coverage and its trend come from the enriched table's build metadata
-(the enrichment counted the rows with each id as it built the table)."""
+The tables of the unification's graph-backed multi-asset have one step of checks per table (a
+graph's ops cannot report check results of its assets): each measures its table once (the
+engine's description where a table may be missing, and one query); the coverage and its trend
+come from the enriched table's build metadata (the enrichment counted the rows with each id as
+it built the table). A master table is a plain asset: its step evaluates its check after the
+build, with the build's row count and one query (on DuckDB, with the step's description of it)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ import pandas as pd
 from dagster import AssetCheckSeverity, MetadataValue
 
 from cdp_assets.assets.keys import table_key
-from cdp_assets.assets.unification import enrich_tables, enriched_ref
 from cdp_assets.checks import (
     Check,
     asset_checks,
@@ -22,6 +24,7 @@ from cdp_assets.checks import (
 )
 from cdp_assets.checks import monitoring
 from cdp_assets.config.models import LoadedConfig
+from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.checks import (
     coverage_measures_sql,
@@ -31,6 +34,7 @@ from cdp_assets.sql.checks import (
     master_uniqueness_sql,
 )
 from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.unification_pipeline import enrich_tables, enriched_ref
 
 
 def _lookup_checks(plan: u.IdPlan):
@@ -188,25 +192,30 @@ def _coverage_counts(context, warehouse, target: TableRef, ids: list[str]) -> tu
     return int(row["total"]), counts
 
 
-def _master_checks(target: TableRef, plan: u.IdPlan):
-    spec = Check("one_row_per_canonical_id", "One row per canonical id of the lookup.")
+MASTER_CHECKS = [Check("one_row_per_canonical_id", "One row per canonical id of the lookup.")]
 
-    def evaluate(context, warehouse):  # noqa: ARG001
-        row = warehouse.fetch(master_uniqueness_sql(target, plan.ref("lookup"), plan.name)).iloc[0]
-        total, distinct, lookup_ids = (int(row[c]) for c in ("total_rows", "distinct_ids", "lookup_ids"))
-        return {
-            "one_row_per_canonical_id": check_result(
-                total == distinct == lookup_ids,
-                measured=total,
-                threshold=lookup_ids,
-                unit="rows",
-                comparison="equals",
-                reason="" if total == distinct else f"{total - distinct} row(s) repeat a canonical id",
-                distinct_ids=distinct,
-            )
-        }
 
-    return asset_checks(table_key(target), [spec], evaluate)
+def master_results(
+    warehouse: WarehouseResource, target: TableRef, rows: int, plan: u.IdPlan
+) -> tuple[list[tuple[str, str]] | None, dict]:
+    """The step's description of the master table it built with ``rows`` rows, and the check of
+    ``MASTER_CHECKS``: one round trip for both on DuckDB (``describe_tables_and_fetch``)."""
+    described, measured = warehouse.describe_tables_and_fetch(
+        [target], master_uniqueness_sql(target, plan.ref("lookup"), plan.name)
+    )
+    row = measured.iloc[0]
+    distinct, lookup_ids = (int(row[c]) for c in ("distinct_ids", "lookup_ids"))
+    return described[target], {
+        "one_row_per_canonical_id": check_result(
+            rows == distinct == lookup_ids,
+            measured=rows,
+            threshold=lookup_ids,
+            unit="rows",
+            comparison="equals",
+            reason="" if rows == distinct else f"{rows - distinct} row(s) repeat a canonical id",
+            distinct_ids=distinct,
+        )
+    }
 
 
 def build_unification_checks(loaded: LoadedConfig) -> list:
@@ -224,7 +233,4 @@ def build_unification_checks(loaded: LoadedConfig) -> list:
                 enriched_ref(unify.schema, alias), ids, loaded.pipeline.checks.coverage_min_pct, loaded.pipeline.checks
             )
         )
-    by_name = {p.name: p for p in plans}
-    for master in unify.master_tables:
-        checks.append(_master_checks(TableRef(unify.schema, master.name), by_name[master.id_name]))
     return checks

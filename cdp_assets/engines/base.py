@@ -347,6 +347,14 @@ class WarehouseResource(ConfigurableResource):
             out[ref] = [(c, "") for c in self.columns(ref)] if self.table_exists(ref) else None
         return out
 
+    def describe_tables_and_fetch(
+        self, refs: list[TableRef], canonical_sql: str, params: list | None = None
+    ) -> tuple[dict[TableRef, list[tuple[str, str]] | None], pd.DataFrame]:
+        """``describe_tables(refs)`` and the one row of a query that does not depend on them (a
+        step's check measures, after its build): two round trips here; DuckDB answers both in
+        one query when it must describe."""
+        return self.describe_tables(refs), self.fetch(canonical_sql, params)
+
     def ensure_schema(self, schema: str) -> None:
         """Create ``schema`` unless it exists; inside a session or a run, once per schema."""
         if self._knows_catalog() and schema in self._schemas_ensured:

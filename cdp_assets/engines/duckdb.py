@@ -13,6 +13,7 @@ from pydantic import PrivateAttr
 from cdp_assets.engines.base import WarehouseError, WarehouseResource
 from cdp_assets.engines.java_regex import register_java_regex
 from cdp_assets.sql import engine_meta as meta
+from cdp_assets.sql.checks import DESCRIPTION_COLUMNS, measures_with_description_sql
 from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef, quote
 from cdp_assets.sql.pipeline import create_table_as
 
@@ -173,6 +174,29 @@ class DuckDBWarehouse(WarehouseResource):
             self.remember_descriptions({ref: cols for ref, cols in read.items() if ref.catalog != "temp"})
             known.update(read)
         return {ref: known[ref] for ref in refs}
+
+    def describe_tables_and_fetch(
+        self, refs: list[TableRef], canonical_sql: str, params: list | None = None
+    ) -> tuple[dict[TableRef, list[tuple[str, str]] | None], pd.DataFrame]:
+        refs = list(dict.fromkeys(refs))
+        known = self.known_descriptions(refs)
+        ask = [ref for ref in refs if ref not in known]
+        if not ask or any(ref.catalog == "temp" for ref in ask):
+            return super().describe_tables_and_fetch(refs, canonical_sql, params)
+        # One query for the catalog and the measures (sql/checks.measures_with_description_sql).
+        pairs = [v for ref in ask for v in (ref.schema, ref.name)]
+        df = self.query(measures_with_description_sql(canonical_sql, len(ask)), [*(params or []), *pairs])
+        found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        described = df[df["column_name"].notna()]
+        for schema, name, column, type_ in zip(
+            described["table_schema"], described["table_name"], described["column_name"], described["data_type"]
+        ):
+            found.setdefault((schema, name), []).append((column, type_))
+        read = {ref: found.get((ref.schema, ref.name)) for ref in ask}
+        self.remember_descriptions(read)
+        known.update(read)
+        measures = df.drop(columns=list(DESCRIPTION_COLUMNS)).head(1).reset_index(drop=True)
+        return {ref: known[ref] for ref in refs}, measures
 
     def list_tables(self, schema: str) -> list[str]:
         df = self.query(meta.list_tables_sql(), [schema])

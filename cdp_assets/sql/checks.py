@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cdp_assets.sql.dialects import TableRef, quote
+from cdp_assets.sql.engine_meta import describe_tables_sql
 from cdp_assets.sql.hist_union import distinct_count_sql, duplicate_keys_sql
 
 
@@ -22,10 +23,10 @@ def latest_loop_sql(loop_stats: TableRef) -> str:
 
 
 def master_uniqueness_sql(master: TableRef, lookup: TableRef, cid: str) -> str:
+    """The master table's distinct canonical ids and the lookup's (its rows come from its build)."""
     c = quote(cid)
     return (
-        f"SELECT (SELECT COUNT(*) FROM {master.sql}) AS total_rows, "
-        f"(SELECT COUNT(DISTINCT {c}) FROM {master.sql}) AS distinct_ids, "
+        f"SELECT (SELECT COUNT(DISTINCT {c}) FROM {master.sql}) AS distinct_ids, "
         f"(SELECT COUNT(DISTINCT {c}) FROM {lookup.sql}) AS lookup_ids"
     )
 
@@ -54,32 +55,34 @@ LOAD_COLUMNS = (
 
 
 def ingestion_measures_sql(
-    table: TableRef | None,
+    modes: list[str],
     log: TableRef | None,
     log_columns: set[str],
     rejected: TableRef | None,
     rejected_superseded: bool,
 ) -> str:
-    """The raw table's row count, its load mode's outstanding rejected rows, and one row per load
-    of its object and mode in the log (oldest first; one row of NULLs without loads).
+    """What an ingestion step's loads cannot know of its object's raw tables, in one query: the
+    outstanding rejected rows of each of ``modes`` (``rejected_0``, ``rejected_1``, ... in their
+    order; earlier runs' included), and one row per load of the object in the log, any mode
+    (its ``mode`` column says which; oldest first; one row of NULLs without loads).
 
-    Parameters, in order: the mode (when ``rejected``), then source, object, mode (when ``log``).
-    A log column an older log lacks reads NULL."""
+    Parameters, in order: each mode (when ``rejected``), then source and object (when ``log``).
+    A log column an older log lacks reads NULL. The tables' rows come from the loads."""
     scalars = [
-        f"(SELECT COUNT(*) FROM {table.sql}) AS table_rows" if table else "CAST(NULL AS BIGINT) AS table_rows",
-        f"({outstanding_count_sql(rejected, rejected_superseded)}) AS rejected_rows"
+        f"({outstanding_count_sql(rejected, rejected_superseded)}) AS rejected_{i}"
         if rejected
-        else "CAST(0 AS BIGINT) AS rejected_rows",
+        else f"CAST(0 AS BIGINT) AS rejected_{i}"
+        for i in range(len(modes))
     ]
     if log is None:
         return "SELECT " + ", ".join(scalars)
     loads = [
         f"l.{quote(c)} AS {quote(c)}" if c in log_columns else f"CAST(NULL AS BIGINT) AS {quote(c)}"
-        for c in LOAD_COLUMNS
+        for c in ("mode", *LOAD_COLUMNS)
     ]
     return (
         f"SELECT {', '.join(scalars + loads)} FROM (SELECT 1 AS one) AS o "
-        f"LEFT JOIN {log.sql} AS l ON l.source = ? AND l.object = ? AND l.mode = ? "
+        f"LEFT JOIN {log.sql} AS l ON l.source = ? AND l.object = ? "
         f"ORDER BY l.loaded_at"
     )
 
@@ -91,20 +94,15 @@ def outstanding_count_sql(rejected: TableRef, has_superseded: bool) -> str:
 
 
 def hist_union_measures_sql(
-    target: TableRef | None,
+    target: TableRef,
     key_columns: list[str],
     inputs: list[tuple[TableRef, list[str]]],
 ) -> str:
-    """Rows and duplicate keys of the hist-union table (when it exists), and each input's
-    distinct rows by the same key (``input_0``, ``input_1``, ... in the order given)."""
-    parts = []
-    if target is not None:
-        parts += [
-            f"(SELECT COUNT(*) FROM {target.sql}) AS table_rows",
-            f"({duplicate_keys_sql(target, key_columns)}) AS duplicate_keys",
-        ]
+    """Duplicate keys of the hist-union table, and each input's distinct rows by the same key
+    (``input_0``, ``input_1``, ... in the order given). Its rows come from its build."""
+    parts = [f"({duplicate_keys_sql(target, key_columns)}) AS duplicate_keys"]
     parts += [f"({distinct_count_sql(ref, cols)}) AS input_{i}" for i, (ref, cols) in enumerate(inputs)]
-    return "SELECT " + (", ".join(parts) or "1 AS nothing")
+    return "SELECT " + ", ".join(parts)
 
 
 def lookup_measures_sql(lookup: TableRef, cid: str) -> str:
@@ -136,4 +134,21 @@ def largest_component_sql(cid: str, enriched: list[TableRef]) -> str:
     return (
         f"SELECT MAX(n) AS largest, SUM(n) AS total "
         f"FROM (SELECT cid, COUNT(*) AS n FROM ({rows}) AS r GROUP BY cid) AS c"
+    )
+
+
+# What ``measures_with_description_sql`` adds beside the measures (DuckDB's catalog columns).
+DESCRIPTION_COLUMNS = ("table_schema", "table_name", "column_name", "data_type", "ordinal_position")
+
+
+def measures_with_description_sql(measures_sql: str, n_tables: int) -> str:
+    """A step's one row of measures and its description of ``n_tables`` tables in one DuckDB
+    query: one row per column (``DESCRIPTION_COLUMNS``, in each table's column order), each
+    carrying the measures; one row of measures with NULL columns when no table exists.
+
+    Parameters, in order: the measures', then (schema, name) per table."""
+    order = ", ".join(f"d.{c}" for c in ("table_schema", "table_name", "ordinal_position"))
+    return (
+        f"SELECT d.*, m.* FROM ({measures_sql}) AS m "
+        f"LEFT JOIN ({describe_tables_sql(n_tables)}) AS d ON TRUE ORDER BY {order}"
     )

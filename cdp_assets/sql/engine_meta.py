@@ -115,7 +115,8 @@ def describe_tables_sql(n_tables: int) -> str:
     """Every column and type of ``n_tables`` tables in one catalog query; bind (schema, name) per table."""
     pairs = " OR ".join("(table_schema = ? AND table_name = ?)" for _ in range(n_tables))
     return (
-        f"SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns WHERE {pairs} "
+        f"SELECT table_schema, table_name, column_name, data_type, ordinal_position "
+        f"FROM information_schema.columns WHERE {pairs} "
         "ORDER BY table_schema, table_name, ordinal_position"
     )
 
