@@ -14,7 +14,7 @@ from cdp_assets.engines.base import WarehouseError, WarehouseResource
 from cdp_assets.engines.java_regex import register_java_regex
 from cdp_assets.sql import engine_meta as meta
 from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef, quote
-from cdp_assets.sql.pipeline import create_table_as
+from cdp_assets.sql.pipeline import create_table_as, drop_table
 
 
 class DuckDBWarehouse(WarehouseResource):
@@ -126,6 +126,18 @@ class DuckDBWarehouse(WarehouseResource):
         # query to count them.
         answer = self.fetch(create_table_as(ref, select_sql), params)
         return int(answer.iloc[0, 0])
+
+    def create_scratch(self, ref: TableRef, select_sql: str) -> int:
+        # CREATE TEMP TABLE AS answers its count too: a scratch table is written once, so that
+        # answer stays its row count for as long as it lives.
+        answer = self.fetch(self.dialect.create_scratch_sql(ref, select_sql))
+        return int(answer.iloc[0, 0])
+
+    def drop_tables(self, refs: list[TableRef]) -> None:
+        # DuckDB runs several statements in one call: one round trip for every drop. Each is
+        # DROP TABLE IF EXISTS, and an error carries the whole text, which names every table.
+        if refs:
+            self.query("; ".join(drop_table(ref) for ref in dict.fromkeys(refs)))
 
     def replace_table(self, final: TableRef, select_sql: str, params: list | None = None) -> int:
         # CREATE OR REPLACE TABLE AS answers its count too.

@@ -82,12 +82,18 @@ def prepare_inputs(wh: WarehouseResource, plan: u.IdPlan, unify: UnifyConfig) ->
 class StepRunner:
     """Executes named steps on a warehouse, each under its name (``WarehouseResource.step``).
     Working tables get unique scratch names, mapped from their canonical names for the steps
-    that read them; a step that makes a working table again replaces (and drops) the old one."""
+    that read them; a step that makes a working table again supersedes the old one, which is
+    dropped at the next ``drop_superseded`` (the end of a loop round): one call for all of them
+    where the engine runs several statements at once (``WarehouseResource.drop_tables``)."""
 
     def __init__(self, wh: WarehouseResource) -> None:
         self.wh = wh
         self.tables = Tables()
         self._scratch: list[TableRef] = []
+        self._superseded: list[TableRef] = []
+        # Scratch tables' row counts as their CREATE answered them (engines that answer it): a
+        # scratch table is written once, so the count holds for as long as it lives.
+        self._rows: dict[TableRef, int] = {}
 
     def run(self, step: Step, target: TableRef | None = None):
         """Run ``step``: a published table's row count, a scratch table's when ``counted``, a
@@ -101,25 +107,46 @@ class StepRunner:
                 old = self.tables(step.output)
                 ref = wh.scratch_ref(step.output)
                 self._scratch.append(ref)
-                wh.create_scratch(ref, sql)
+                rows = wh.create_scratch(ref, sql)
+                if rows is not None:
+                    self._rows[ref] = rows
                 self.tables.put(step.output, ref)
                 if old in self._scratch:
                     self._scratch.remove(old)
-                    wh.drop(old)
-                return wh.row_count(ref) if step.counted else None
+                    self._superseded.append(old)
+                return self.rows_of(ref) if step.counted else None
             if step.kind == SCALAR:
-                return wh.row_count(self.tables(step.counts)) if step.counts is not None else wh.scalar(sql)
+                return self.rows_of(self.tables(step.counts)) if step.counts is not None else wh.scalar(sql)
             return wh.fetch(sql)
+
+    def rows_of(self, ref: TableRef) -> int:
+        """A table's rows: a scratch table's as its create answered them, else the engine's count."""
+        known = self._rows.get(ref)
+        return known if known is not None else self.wh.row_count(ref)
 
     def compact(self, step: Step) -> None:
         """Compact the table ``step`` made, where the engine can (Delta's OPTIMIZE)."""
         with self.wh.step(step.name):
             self.wh.optimize(self.tables(step.output))
 
+    def drop_superseded(self) -> None:
+        """Drop the working tables that later steps made again (no step reads them any more)."""
+        refs, self._superseded = self._superseded, []
+        for ref in refs:
+            self._rows.pop(ref, None)
+        if refs:
+            self.wh.drop_tables(refs)
+
     def drop_scratch(self) -> None:
-        for ref in self._scratch:
-            self.wh._drop_quietly(ref)
-        self._scratch.clear()
+        """Drop every working table, quietly (called when the loop ends, failed or not)."""
+        refs = [*self._superseded, *self._scratch]
+        self._superseded, self._scratch = [], []
+        self._rows.clear()
+        try:
+            self.wh.drop_tables(refs)
+        except Exception:  # noqa: BLE001 - the original error matters more; each is tried on its own
+            for ref in refs:
+                self.wh._drop_quietly(ref)
 
 
 def run_loop(
@@ -240,12 +267,18 @@ def _run_rounds(
         started = time.monotonic()
         runner.run(r.hook)
         jumps = 0
-        while runner.run(r.unresolved_pointers) > 0:
+        # Both counts in one query: the nodes relabeled are those counted once no pointer is left
+        # unresolved (after the last jump), as a count of their own after the jumps would be.
+        counts = runner.run(r.pointer_counts).iloc[0]
+        while int(counts["unresolved_pointers"]) > 0:
             runner.run(r.jump)
             jumps += 1
-        changed = runner.run(r.relabeled_count)
+            counts = runner.run(r.pointer_counts).iloc[0]
+        changed = int(counts["relabeled"])
         runner.run(r.relabel)
         runner.run(r.contract)
+        with runner.wh.step(r.contract.name):
+            runner.drop_superseded()  # the round's old hooks, labels and edges, in one call
         # Delta engines compact the iteration's tables (a no-op where not supported).
         runner.compact(r.relabel)
         runner.compact(r.contract)
