@@ -498,6 +498,14 @@ def publish_lookup(
         return BuildResult(rows, mode, reason, changed_keys=changed)
 
 
+def enriched_build_reads(staged: TableRef, target: TableRef, lookups: list[TableRef]) -> list[TableRef]:
+    """What ``build_enriched`` describes before it builds: its tables, their states and the
+    target's change log (a caller may describe several builds' at once, on an engine that keeps
+    descriptions for the run)."""
+    tables = [staged, target, *lookups]
+    return [*tables, *(inc.state_ref(t) for t in tables), inc.changes_ref(target)]
+
+
 def build_enriched(
     wh: WarehouseResource,
     target: TableRef,

@@ -534,6 +534,11 @@ class WarehouseResource(ConfigurableResource):
         with self.session():
             return self._replace_with_dataframe(final, df)
 
+    def replace_with_dataframes(self, frames: list[tuple[TableRef, pd.DataFrame]]) -> list[int]:
+        """Publish several DataFrames, each atomically as ``replace_with_dataframe`` does, and
+        return their row counts; engines that can override it to publish them all in one call."""
+        return [self.replace_with_dataframe(ref, df) for ref, df in frames]
+
     def _replace_with_dataframe(self, final: TableRef, df: pd.DataFrame) -> int:
         self.ensure_schema(final.schema)
         self.drop_leftovers(final.schema, f"{final.name}__cdp_new_")

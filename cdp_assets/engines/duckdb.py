@@ -157,6 +157,34 @@ class DuckDBWarehouse(WarehouseResource):
                 con.unregister("_cdp_frame")
         return len(df)
 
+    def replace_with_dataframes(self, frames: list[tuple[TableRef, pd.DataFrame]]) -> list[int]:
+        # Every frame's CREATE OR REPLACE in one transaction and one call: all are published
+        # or none (a failure rolls back and the previous tables stay).
+        if len(frames) < 2 or not self.dialect.replaces_atomically:
+            return super().replace_with_dataframes(frames)
+        with self._cursor() as con:
+            for ref, _ in frames:
+                self.ensure_schema(ref.schema)
+                self.drop_leftovers(ref.schema, f"{ref.name}__cdp_new_")
+            names = [f"_cdp_frame_{i}" for i in range(len(frames))]
+            for name, (_, df) in zip(names, frames):
+                con.register(name, df)
+            publish = [
+                self.dialect.replace_table_sql(ref, meta.select_frame_sql(n)) for n, (ref, _) in zip(names, frames)
+            ]
+            try:
+                self.query("; ".join(["BEGIN TRANSACTION", *publish, "COMMIT"]))
+            except BaseException:
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass  # the failure came before the transaction began
+                raise
+            finally:
+                for name in names:
+                    con.unregister(name)
+        return [len(df) for _, df in frames]
+
     def table_exists(self, ref: TableRef) -> bool:
         return self.describe_tables([ref])[ref] is not None
 

@@ -68,8 +68,7 @@ def read_states_sql(states: list[tuple[TableRef, list[str]]], beside: str | None
         return "\nUNION ALL\n".join(selects) + "\nORDER BY state_of, input_rank"
     union = "\nUNION ALL\n".join(selects)
     return (
-        f"SELECT s.*, b.* FROM (\n{union}\n) AS s CROSS JOIN ({beside.strip()}) AS b\n"
-        "ORDER BY s.state_of, s.input_rank"
+        f"SELECT s.*, b.* FROM (\n{union}\n) AS s CROSS JOIN ({beside.strip()}) AS b\nORDER BY s.state_of, s.input_rank"
     )
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.config.unify import MasterTable, UnifyConfig
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.incremental import BuildResult, build_enriched, publish_lookup
+from cdp_assets.incremental import BuildResult, build_enriched, enriched_build_reads, publish_lookup
 from cdp_assets.incremental import build_master as build_master_incrementally
 from cdp_assets.sql import unification as u
 from cdp_assets.sql import unification_pipeline as up
@@ -51,7 +51,7 @@ class LoopResult:
     edges: int = 0
     mode: str = "full"  # full | incremental
     full_refresh_reason: str = ""  # why an incremental run was not possible
-    excluded_values: int = 0  # values over their key's cap, kept out of the graph
+    excluded_values: int = 0  # values over their key's cap, kept out of the graph: {id}_excluded_values' rows
     dnm_conflicts: int = 0  # groups that touched several do-not-merge values
     tables: dict[str, int] = field(default_factory=dict)  # table -> rows
     lookup_build: BuildResult | None = None  # the lookup's publication: key values whose id changed
@@ -71,12 +71,16 @@ def config_fingerprint(plan: u.IdPlan, unify: UnifyConfig) -> str:
     return hashlib.sha256(repr((plan, rules)).encode()).hexdigest()[:16]
 
 
-def prepare_inputs(wh: WarehouseResource, plan: u.IdPlan, unify: UnifyConfig) -> None:
-    """Load the rule tables ({cid}_keys, {cid}_invalid_texts, {cid}_tables) as data."""
+RULE_TABLES = ("keys", "invalid_texts", "tables")
+
+
+def prepare_inputs(wh: WarehouseResource, plan: u.IdPlan, unify: UnifyConfig) -> dict[str, int]:
+    """Load the rule tables ({cid}_keys, {cid}_invalid_texts, {cid}_tables) as data, in one call
+    where the engine can; their row counts by suffix."""
     wh.ensure_schema(plan.schema)
-    wh.replace_with_dataframe(plan.ref("keys"), u.keys_frame(plan, unify))
-    wh.replace_with_dataframe(plan.ref("invalid_texts"), u.invalid_texts_frame(plan, unify))
-    wh.replace_with_dataframe(plan.ref("tables"), u.tables_frame(plan))
+    frames = [u.keys_frame(plan, unify), u.invalid_texts_frame(plan, unify), u.tables_frame(plan)]
+    rows = wh.replace_with_dataframes([(plan.ref(s), f) for s, f in zip(RULE_TABLES, frames)])
+    return dict(zip(RULE_TABLES, rows))
 
 
 class StepRunner:
@@ -324,8 +328,19 @@ def enrich_table(
     Its coverage is measured for every enriched table at once afterwards (``measure_coverage``)."""
     unify = loaded.unification
     assert unify is not None
-    table = up.enrich_tables(plans)[alias]
+    tables = up.enrich_tables(plans)
+    table = tables[alias]
     with wh.session():
+        reads = {
+            a: enriched_build_reads(
+                t.ref, up.enriched_ref(unify.schema, a), [p.ref("lookup") for p in plans if p.table(a) is not None]
+            )
+            for a, t in tables.items()
+        }
+        if wh.holds_run and len(wh.known_descriptions(reads[alias])) < len(set(reads[alias])):
+            # The engine keeps descriptions for the run: the first enrichment describes what every
+            # enrichment reads in one look-up, the others find theirs known (each writes only its own).
+            wh.describe_tables([ref for refs in reads.values() for ref in refs])
         columns = wh.columns(table.ref)
         enriched = up.enrich_step(plans, table, unify.schema, columns)
         feeding = [p for p in plans if p.table(alias) is not None]
@@ -447,7 +462,7 @@ def run_id_loop(
     """What the loop op does for one id: load its rule tables, run the loop, record its rounds."""
     unify = loaded.unification
     assert unify is not None
-    prepare_inputs(wh, plan, unify)
+    rules = prepare_inputs(wh, plan, unify)
     result = run_loop(
         wh,
         plan,
@@ -456,6 +471,7 @@ def run_id_loop(
         fingerprint=config_fingerprint(plan, unify),
         full_refresh=full_refresh,
     )
+    result.tables.update(rules)
     wh.append_dataframe(plan.ref("loop_stats"), loop_stats_frame(run_id, result))
     return result
 
