@@ -22,6 +22,7 @@ from cdp_assets.config.unify import MasterTable, UnifyConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.incremental import BuildResult, build_enriched, enriched_build_reads, publish_lookup
 from cdp_assets.incremental import build_master as build_master_incrementally
+from cdp_assets.sql import incremental as inc
 from cdp_assets.sql import unification as u
 from cdp_assets.sql import unification_pipeline as up
 from cdp_assets.sql.dialects import TableRef
@@ -185,6 +186,12 @@ def _run_loop(
     # Scratch tables of a killed run (engines without session temp tables keep them).
     wh.drop_leftovers(plan.ref("graph").schema, f"{plan.name}_")
     runner = StepRunner(wh)
+    if wh.holds_run:
+        # The engine keeps descriptions for the run: what the incremental check and the lookup's
+        # publication look up, described in one look-up (a table written since is described again).
+        lookup = plan.ref("lookup")
+        previous = [plan.ref(s) for s in ("graph", "key_values", "excluded_values", "watermarks")]
+        wh.describe_tables([*previous, lookup, inc.state_ref(lookup), inc.changes_ref(lookup)])
     try:
         reason = "full refresh requested" if full_refresh else incremental_blocker(wh, plan, fingerprint)
         # A persistent id carries forward the ids the lookup being replaced published.
