@@ -278,8 +278,9 @@ def _run_rounds(
         started = time.monotonic()
         runner.run(r.hook)
         jumps = 0
-        # Both counts in one query: the nodes relabeled are those counted once no pointer is left
-        # unresolved (after the last jump), as a count of their own after the jumps would be.
+        # Both counts in one query. The nodes relabeled (those whose label has a pointer) are taken
+        # from the answer that finds no pointer unresolved, after the last jump, where a count of
+        # their own used to run (a jump moves where a pointer points, not which labels have one).
         counts = runner.run(r.pointer_counts).iloc[0]
         while int(counts["unresolved_pointers"]) > 0:
             runner.run(r.jump)
