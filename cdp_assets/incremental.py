@@ -81,12 +81,21 @@ def _previous_state(wh: WarehouseResource, target: TableRef) -> pd.DataFrame | N
 
 
 class _Described:
-    """Tables and their states described in one look-up, and the states read in one query."""
+    """Tables and their states described in one look-up, and the states read in one query.
+    ``beside``: given what exists, a one-row query of measures to take in that same query
+    (``inc.read_states_sql``), or None; its row is ``measured`` (None when no state was read)."""
 
-    def __init__(self, wh: WarehouseResource, targets: list[TableRef], others: list[TableRef] = ()):
+    def __init__(
+        self,
+        wh: WarehouseResource,
+        targets: list[TableRef],
+        others: list[TableRef] = (),
+        beside: Callable[[dict[TableRef, bool]], str | None] | None = None,
+    ):
         states = [inc.state_ref(t) for t in targets]
         described = wh.describe_tables([*targets, *states, *others])
         self.exists = {ref: cols is not None for ref, cols in described.items()}
+        self.measured: pd.Series | None = None
         present = [
             (t, s, [c for c, _ in described[s]])
             for t, s in zip(targets, states)
@@ -94,7 +103,12 @@ class _Described:
         ]
         frames = {}
         if present:
-            rows = wh.fetch(inc.read_states_sql([(s, cols) for _, s, cols in present]))
+            beside_sql = beside(self.exists) if beside is not None else None
+            rows = wh.fetch(inc.read_states_sql([(s, cols) for _, s, cols in present], beside_sql))
+            measures = [c for c in rows.columns if c != "state_of" and c not in inc.STATE_COLUMNS]
+            if beside_sql is not None and len(rows):
+                self.measured = rows.iloc[0][measures]
+            rows = rows.drop(columns=measures)
             for i, (t, _, cols) in enumerate(present):
                 frame = rows[rows["state_of"] == i].drop(columns="state_of").reset_index(drop=True)
                 # A state written before change logs lacks their columns: read as none.
@@ -484,6 +498,14 @@ def publish_lookup(
         return BuildResult(rows, mode, reason, changed_keys=changed)
 
 
+def enriched_build_reads(staged: TableRef, target: TableRef, lookups: list[TableRef]) -> list[TableRef]:
+    """What ``build_enriched`` describes before it builds: its tables, their states and the
+    target's change log (a caller may describe several builds' at once, on an engine that keeps
+    descriptions for the run)."""
+    tables = [staged, target, *lookups]
+    return [*tables, *(inc.state_ref(t) for t in tables), inc.changes_ref(target)]
+
+
 def build_enriched(
     wh: WarehouseResource,
     target: TableRef,
@@ -504,7 +526,19 @@ def build_enriched(
     with wh.session():
         select_sql = render(staged)
         fingerprint = _fingerprint("enriched", select_sql, primary_key, [lk.display for lk, _ in lookups])
-        described = _Described(wh, [staged, target, *(lk for lk, _ in lookups)], [inc.changes_ref(target)])
+        target_state = inc.state_ref(target)
+
+        def measures(exists: dict[TableRef, bool]) -> str | None:
+            # The staged input's totals (and rows after the watermark, with a state) in the query
+            # that reads the states: the input does not change during the step.
+            if inc.LOADED_AT not in staged_columns:
+                return None
+            return inc.input_measures_sql(staged, target_state if exists[target_state] else None)
+
+        described = _Described(
+            wh, [staged, target, *(lk for lk, _ in lookups)], [inc.changes_ref(target)], beside=measures
+        )
+        measured = described.measured
         upstream_state = described.states[staged]
         upstream_generation = None if upstream_state is None else str(upstream_state["generation"].iloc[0])
         previous = described.states[target]
@@ -558,13 +592,25 @@ def build_enriched(
                 rows = _build_logged(wh, target, select_sql, id_columns, seq, since, log_exists)
             else:
                 rows, since = wh.build_table(target, select_sql), seq
-            ((total, newest),) = _totals(wh, [(staged, staged_columns)])
+            if measured is not None:
+                total, newest = int(measured[inc.TOTAL_ROWS_COLUMN]), measured[inc.NEWEST_COLUMN]
+            else:
+                ((total, newest),) = _totals(wh, [(staged, staged_columns)])
             _write_state(wh, target, state_rows(total, newest, uuid.uuid4().hex, "full", since))
             return BuildResult(rows, "full", reason, rows_read=total)
         assert previous is not None
         generation = str(previous["generation"].iloc[0])
-        state = inc.state_ref(target)
-        progress = wh.fetch(inc.input_progress_sql(staged, state, 0)).iloc[0]
+        if measured is not None and not pd.isna(measured[inc.NEW_ROWS_COLUMN]):
+            progress = pd.Series(
+                {
+                    "rows_total": measured[inc.TOTAL_ROWS_COLUMN],
+                    "newest": measured[inc.NEWEST_COLUMN],
+                    "rows_new": measured[inc.NEW_ROWS_COLUMN],
+                }
+            )
+        else:
+            progress = wh.fetch(inc.input_progress_sql(staged, target_state, 0)).iloc[0]
+        state = target_state
         keys, _ = merge_key(staged_columns, primary_key)
         logs = [
             (inc.changes_ref(lk), merge_columns, lo, hi)

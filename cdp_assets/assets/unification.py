@@ -42,7 +42,6 @@ from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.engine_meta import row_counts_sql
 from cdp_assets.config.references import external_tables
 
 # The names of the unification's tables live with its steps; imported from here by the checks.
@@ -185,13 +184,19 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                         **tables_meta[plan.ref("lookup")],
                     },
                 )
-                counted = ("keys", "tables", "loop_stats", "excluded_values")
-                counts = warehouse.fetch(row_counts_sql([plan.ref(s) for s in counted])).iloc[0]  # one query
-                for i, s in enumerate(counted):
+                # The rule tables' and the excluded values' rows are those the loop published; the
+                # loop statistics' (every run's) are counted (TD: its table listing, no job).
+                counts = {
+                    "keys": result.tables["keys"],
+                    "tables": result.tables["tables"],
+                    "loop_stats": warehouse.row_counts([plan.ref("loop_stats")])[plan.ref("loop_stats")],
+                    "excluded_values": result.excluded_values,
+                }
+                for s, rows in counts.items():
                     yield Output(
                         plan.ref(s).display,
                         f"{plan.name}__{s}",
-                        metadata={"dagster/row_count": int(counts[f"t{i}"]), **tables_meta[plan.ref(s)]},
+                        metadata={"dagster/row_count": int(rows), **tables_meta[plan.ref(s)]},
                     )
         for alias in tables:
             yield DynamicOutput(alias, mapping_key=alias, output_name="to_enrich")

@@ -440,8 +440,17 @@ class WarehouseResource(ConfigurableResource):
         """A unique scratch table for work that is not published (dropped by the step)."""
         return self.dialect.scratch_ref(self.staging_ref(like).name, like)
 
-    def create_scratch(self, ref: TableRef, select_sql: str) -> None:
+    def create_scratch(self, ref: TableRef, select_sql: str) -> int | None:
+        """Create the scratch table ``ref`` from a SELECT; returns its rows where the engine
+        answers them with the create (DuckDB, Trino), None where it does not."""
         self.run(self.dialect.create_scratch_sql(ref, select_sql))
+        return None
+
+    def drop_tables(self, refs: list[TableRef]) -> None:
+        """Drop several tables (``IF EXISTS``): one statement each here; engines that run several
+        statements in one call override it to save the round trips."""
+        for ref in refs:
+            self.drop(ref)
 
     def swap_in(self, staging: TableRef, final: TableRef) -> None:
         # One connection for the whole swap: its transaction must not span connections.
@@ -532,6 +541,11 @@ class WarehouseResource(ConfigurableResource):
         (engines that replace tables in one statement override ``_replace_with_dataframe``)."""
         with self.session():
             return self._replace_with_dataframe(final, df)
+
+    def replace_with_dataframes(self, frames: list[tuple[TableRef, pd.DataFrame]]) -> list[int]:
+        """Publish several DataFrames, each atomically as ``replace_with_dataframe`` does, and
+        return their row counts; engines that can override it to publish them all in one call."""
+        return [self.replace_with_dataframe(ref, df) for ref, df in frames]
 
     def _replace_with_dataframe(self, final: TableRef, df: pd.DataFrame) -> int:
         self.ensure_schema(final.schema)

@@ -15,7 +15,7 @@ from cdp_assets.engines.java_regex import register_java_regex
 from cdp_assets.sql import engine_meta as meta
 from cdp_assets.sql.checks import DESCRIPTION_COLUMNS, measures_with_description_sql
 from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef, quote
-from cdp_assets.sql.pipeline import create_table_as
+from cdp_assets.sql.pipeline import create_table_as, drop_table
 
 
 class DuckDBWarehouse(WarehouseResource):
@@ -128,6 +128,18 @@ class DuckDBWarehouse(WarehouseResource):
         answer = self.fetch(create_table_as(ref, select_sql), params)
         return int(answer.iloc[0, 0])
 
+    def create_scratch(self, ref: TableRef, select_sql: str) -> int:
+        # CREATE TEMP TABLE AS answers its count too: a scratch table is written once, so that
+        # answer stays its row count for as long as it lives.
+        answer = self.fetch(self.dialect.create_scratch_sql(ref, select_sql))
+        return int(answer.iloc[0, 0])
+
+    def drop_tables(self, refs: list[TableRef]) -> None:
+        # DuckDB runs several statements in one call: one round trip for every drop. Each is
+        # DROP TABLE IF EXISTS, and an error carries the whole text, which names every table.
+        if refs:
+            self.query("; ".join(drop_table(ref) for ref in dict.fromkeys(refs)))
+
     def replace_table(self, final: TableRef, select_sql: str, params: list | None = None) -> int:
         # CREATE OR REPLACE TABLE AS answers its count too.
         answer = self.fetch(self.dialect.replace_table_sql(final, select_sql), params)
@@ -145,6 +157,34 @@ class DuckDBWarehouse(WarehouseResource):
             finally:
                 con.unregister("_cdp_frame")
         return len(df)
+
+    def replace_with_dataframes(self, frames: list[tuple[TableRef, pd.DataFrame]]) -> list[int]:
+        # Every frame's CREATE OR REPLACE in one transaction and one call: all are published
+        # or none (a failure rolls back and the previous tables stay).
+        if len(frames) < 2 or not self.dialect.replaces_atomically:
+            return super().replace_with_dataframes(frames)
+        with self._cursor() as con:
+            for ref, _ in frames:
+                self.ensure_schema(ref.schema)
+                self.drop_leftovers(ref.schema, f"{ref.name}__cdp_new_")
+            names = [f"_cdp_frame_{i}" for i in range(len(frames))]
+            for name, (_, df) in zip(names, frames):
+                con.register(name, df)
+            publish = [
+                self.dialect.replace_table_sql(ref, meta.select_frame_sql(n)) for n, (ref, _) in zip(names, frames)
+            ]
+            try:
+                self.query("; ".join(["BEGIN TRANSACTION", *publish, "COMMIT"]))
+            except BaseException:
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass  # the failure came before the transaction began
+                raise
+            finally:
+                for name in names:
+                    con.unregister(name)
+        return [len(df) for _, df in frames]
 
     def table_exists(self, ref: TableRef) -> bool:
         return self.describe_tables([ref])[ref] is not None

@@ -334,11 +334,12 @@ class TreasureDataWarehouse(WarehouseResource):
     def table_exists(self, ref: TableRef) -> bool:
         return ref.name in self.list_tables(ref.schema)
 
-    def create_scratch(self, ref: TableRef, select_sql: str) -> None:
+    def create_scratch(self, ref: TableRef, select_sql: str) -> int:
         # A scratch table is written once, read, and dropped: the count its CREATE TABLE AS
         # answered stays its count. The loop's decisions (edges left) use that answer, not the
         # table listing's counter.
-        self._scratch_rows[ref] = self.create_table_counted(ref, select_sql)
+        self._scratch_rows[ref] = rows = self.create_table_counted(ref, select_sql)
+        return rows
 
     def row_count(self, ref: TableRef) -> int:
         known = self._scratch_rows.get(ref)

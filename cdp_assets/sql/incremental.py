@@ -40,6 +40,7 @@ STATE_COLUMNS = {
 }
 UPSERT_MODES = ("delete_insert", "merge", "rebuild")
 TOTAL_ROWS_COLUMN, NEWEST_COLUMN = "_cdp_rows_total", "_cdp_newest"  # totals_beside_sql's columns
+NEW_ROWS_COLUMN = "_cdp_rows_new"  # input_measures_sql's rows after the watermark
 
 
 def state_ref(target: TableRef) -> TableRef:
@@ -51,9 +52,11 @@ def read_state_sql(target: TableRef) -> str:
     return f"SELECT * FROM {state_ref(target).sql} ORDER BY input_rank"
 
 
-def read_states_sql(states: list[tuple[TableRef, list[str]]]) -> str:
+def read_states_sql(states: list[tuple[TableRef, list[str]]], beside: str | None = None) -> str:
     """The state rows of several tables in one query, each tagged ``state_of`` (its place in
-    ``states``: (state table, its columns)); a column an older state lacks reads NULL."""
+    ``states``: (state table, its columns)); a column an older state lacks reads NULL.
+    ``beside``: a one-row query (its columns named apart from the state's, ``_cdp_...``) whose
+    row is added to every state row: a measure taken in the same query, not one of its own."""
     selects = []
     for i, (ref, have) in enumerate(states):
         cols = ", ".join(
@@ -61,7 +64,12 @@ def read_states_sql(states: list[tuple[TableRef, list[str]]]) -> str:
             for c, dtype in STATE_COLUMNS.items()
         )
         selects.append(f"SELECT {int(i)} AS state_of, {cols} FROM {ref.sql}")
-    return "\nUNION ALL\n".join(selects) + "\nORDER BY state_of, input_rank"
+    if beside is None:
+        return "\nUNION ALL\n".join(selects) + "\nORDER BY state_of, input_rank"
+    union = "\nUNION ALL\n".join(selects)
+    return (
+        f"SELECT s.*, b.* FROM (\n{union}\n) AS s CROSS JOIN ({beside.strip()}) AS b\nORDER BY s.state_of, s.input_rank"
+    )
 
 
 def _watermark(state: TableRef, rank: int) -> str:
@@ -83,6 +91,21 @@ def input_progress_sql(ref: TableRef, state: TableRef, rank: int) -> str:
         f"SELECT COUNT(*) FILTER (WHERE {loaded} <= {wm}) AS rows_through, "
         f"COUNT(*) FILTER (WHERE {newer_than_watermark(state, rank)}) AS rows_new, COUNT(*) AS rows_total, "
         f"MAX({loaded}) AS newest FROM {ref.sql} AS i"
+    )
+
+
+def input_measures_sql(ref: TableRef, state: TableRef | None, rank: int = 0) -> str:
+    """One row of input ``ref`` (input ``rank`` of the table whose state is ``state``): all rows
+    (``_cdp_rows_total``), the newest load time (``_cdp_newest``) and the rows loaded after the
+    state's watermark (``_cdp_rows_new``; NULL without a state). What ``input_progress_sql`` and
+    ``input_totals_sql`` measure, named to ride beside the states read (``read_states_sql``)."""
+    loaded = f"i.{quote(LOADED_AT)}"
+    new = (
+        f"COUNT(*) FILTER (WHERE {newer_than_watermark(state, rank)})" if state is not None else "CAST(NULL AS BIGINT)"
+    )
+    return (
+        f"SELECT COUNT(*) AS {quote(TOTAL_ROWS_COLUMN)}, MAX({loaded}) AS {quote(NEWEST_COLUMN)}, "
+        f"{new} AS {quote(NEW_ROWS_COLUMN)} FROM {ref.sql} AS i"
     )
 
 

@@ -588,6 +588,15 @@ def relabeled_count_sql(labels: TableRef, pointers: TableRef) -> str:
     return f"SELECT COUNT(*) AS n FROM {labels.sql} AS p JOIN {pointers.sql} AS h ON p.label = h.node"
 
 
+def pointer_counts_sql(labels: TableRef, pointers: TableRef) -> str:
+    """One row, two counts in one query: ``unresolved_pointers`` (0: the pointers are fully
+    compressed) and ``relabeled`` (the nodes whose label moves when they are applied)."""
+    return (
+        f"SELECT ({unresolved_pointers_sql(pointers)}) AS unresolved_pointers, "
+        f"({relabeled_count_sql(labels, pointers)}) AS relabeled"
+    )
+
+
 def relabel_sql(labels: TableRef, pointers: TableRef) -> str:
     return (
         f"SELECT p.node, COALESCE(h.parent, p.label) AS label FROM {labels.sql} AS p "

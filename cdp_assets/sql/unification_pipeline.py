@@ -166,14 +166,13 @@ def incremental_inputs(plan: u.IdPlan) -> IncrementalInputs:
 @dataclass(frozen=True)
 class RoundSteps:
     """One round of the loop. ``edges_left`` runs first: 0 ends the loop (converged), as does the
-    cap. ``compress`` repeats until ``unresolved_pointers`` is 0, jumping the pointers once
-    each time."""
+    cap. ``compress`` repeats until ``pointer_counts`` says no pointer is left unresolved,
+    jumping the pointers once each time; its last answer also counts the nodes relabeled."""
 
     edges_left: Step
     hook: Step
-    unresolved_pointers: Step
+    pointer_counts: Step
     jump: Step
-    relabeled_count: Step
     relabel: Step
     contract: Step
     keep: Step | None  # keep_loop_tables: the round's labels, published
@@ -181,10 +180,10 @@ class RoundSteps:
     def as_repeat(self, plan: u.IdPlan) -> Repeat:
         compress = Repeat(
             f"{plan.name}_loop_compress",
-            (self.unresolved_pointers, self.jump),
-            "repeated while a pointer points at a node that points elsewhere (the count is not 0)",
+            (self.pointer_counts, self.jump),
+            "repeated while a pointer points at a node that points elsewhere (unresolved_pointers is not 0)",
         )
-        steps = (self.edges_left, self.hook, compress, self.relabeled_count, self.relabel, self.contract)
+        steps = (self.edges_left, self.hook, compress, self.relabel, self.contract)
         return Repeat(
             f"{plan.name}_loop_round",
             (*steps, *((self.keep,) if self.keep else ())),
@@ -202,9 +201,8 @@ def round_steps(plan: u.IdPlan, keep_loop_tables: bool = False) -> RoundSteps:
     return RoundSteps(
         edges_left=Step(f"{n}_edges_left", SCALAR, lambda t: row_count_sql(t(edges)), counts=edges),
         hook=Step(f"{n}_hook", SCRATCH, lambda t: u.hook_sql(t(edges)), hooks),
-        unresolved_pointers=Step(f"{n}_unresolved_pointers", SCALAR, lambda t: u.unresolved_pointers_sql(t(hooks))),
+        pointer_counts=Step(f"{n}_pointer_counts", ROWS, lambda t: u.pointer_counts_sql(t(labels), t(hooks))),
         jump=Step(f"{n}_jump", SCRATCH, lambda t: u.jump_sql(t(hooks)), hooks),
-        relabeled_count=Step(f"{n}_relabeled_count", SCALAR, lambda t: u.relabeled_count_sql(t(labels), t(hooks))),
         relabel=Step(f"{n}_relabel", SCRATCH, lambda t: u.relabel_sql(t(labels), t(hooks)), labels),
         contract=Step(f"{n}_contract", SCRATCH, lambda t: u.contract_edges_sql(t(edges), t(hooks)), edges),
         keep=keep,

@@ -20,8 +20,9 @@ import pandas as pd
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.config.unify import MasterTable, UnifyConfig
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.incremental import BuildResult, build_enriched, publish_lookup
+from cdp_assets.incremental import BuildResult, build_enriched, enriched_build_reads, publish_lookup
 from cdp_assets.incremental import build_master as build_master_incrementally
+from cdp_assets.sql import incremental as inc
 from cdp_assets.sql import unification as u
 from cdp_assets.sql import unification_pipeline as up
 from cdp_assets.sql.dialects import TableRef
@@ -51,7 +52,7 @@ class LoopResult:
     edges: int = 0
     mode: str = "full"  # full | incremental
     full_refresh_reason: str = ""  # why an incremental run was not possible
-    excluded_values: int = 0  # values over their key's cap, kept out of the graph
+    excluded_values: int = 0  # values over their key's cap, kept out of the graph: {id}_excluded_values' rows
     dnm_conflicts: int = 0  # groups that touched several do-not-merge values
     tables: dict[str, int] = field(default_factory=dict)  # table -> rows
     lookup_build: BuildResult | None = None  # the lookup's publication: key values whose id changed
@@ -71,23 +72,33 @@ def config_fingerprint(plan: u.IdPlan, unify: UnifyConfig) -> str:
     return hashlib.sha256(repr((plan, rules)).encode()).hexdigest()[:16]
 
 
-def prepare_inputs(wh: WarehouseResource, plan: u.IdPlan, unify: UnifyConfig) -> None:
-    """Load the rule tables ({cid}_keys, {cid}_invalid_texts, {cid}_tables) as data."""
+RULE_TABLES = ("keys", "invalid_texts", "tables")
+
+
+def prepare_inputs(wh: WarehouseResource, plan: u.IdPlan, unify: UnifyConfig) -> dict[str, int]:
+    """Load the rule tables ({cid}_keys, {cid}_invalid_texts, {cid}_tables) as data, in one call
+    where the engine can; their row counts by suffix."""
     wh.ensure_schema(plan.schema)
-    wh.replace_with_dataframe(plan.ref("keys"), u.keys_frame(plan, unify))
-    wh.replace_with_dataframe(plan.ref("invalid_texts"), u.invalid_texts_frame(plan, unify))
-    wh.replace_with_dataframe(plan.ref("tables"), u.tables_frame(plan))
+    frames = [u.keys_frame(plan, unify), u.invalid_texts_frame(plan, unify), u.tables_frame(plan)]
+    rows = wh.replace_with_dataframes([(plan.ref(s), f) for s, f in zip(RULE_TABLES, frames)])
+    return dict(zip(RULE_TABLES, rows))
 
 
 class StepRunner:
     """Executes named steps on a warehouse, each under its name (``WarehouseResource.step``).
     Working tables get unique scratch names, mapped from their canonical names for the steps
-    that read them; a step that makes a working table again replaces (and drops) the old one."""
+    that read them; a step that makes a working table again supersedes the old one, which is
+    dropped at the next ``drop_superseded`` (the end of a loop round): one call for all of them
+    where the engine runs several statements at once (``WarehouseResource.drop_tables``)."""
 
     def __init__(self, wh: WarehouseResource) -> None:
         self.wh = wh
         self.tables = Tables()
         self._scratch: list[TableRef] = []
+        self._superseded: list[TableRef] = []
+        # Scratch tables' row counts as their CREATE answered them (engines that answer it): a
+        # scratch table is written once, so the count holds for as long as it lives.
+        self._rows: dict[TableRef, int] = {}
 
     def run(self, step: Step, target: TableRef | None = None):
         """Run ``step``: a published table's row count, a scratch table's when ``counted``, a
@@ -101,25 +112,46 @@ class StepRunner:
                 old = self.tables(step.output)
                 ref = wh.scratch_ref(step.output)
                 self._scratch.append(ref)
-                wh.create_scratch(ref, sql)
+                rows = wh.create_scratch(ref, sql)
+                if rows is not None:
+                    self._rows[ref] = rows
                 self.tables.put(step.output, ref)
                 if old in self._scratch:
                     self._scratch.remove(old)
-                    wh.drop(old)
-                return wh.row_count(ref) if step.counted else None
+                    self._superseded.append(old)
+                return self.rows_of(ref) if step.counted else None
             if step.kind == SCALAR:
-                return wh.row_count(self.tables(step.counts)) if step.counts is not None else wh.scalar(sql)
+                return self.rows_of(self.tables(step.counts)) if step.counts is not None else wh.scalar(sql)
             return wh.fetch(sql)
+
+    def rows_of(self, ref: TableRef) -> int:
+        """A table's rows: a scratch table's as its create answered them, else the engine's count."""
+        known = self._rows.get(ref)
+        return known if known is not None else self.wh.row_count(ref)
 
     def compact(self, step: Step) -> None:
         """Compact the table ``step`` made, where the engine can (Delta's OPTIMIZE)."""
         with self.wh.step(step.name):
             self.wh.optimize(self.tables(step.output))
 
+    def drop_superseded(self) -> None:
+        """Drop the working tables that later steps made again (no step reads them any more)."""
+        refs, self._superseded = self._superseded, []
+        for ref in refs:
+            self._rows.pop(ref, None)
+        if refs:
+            self.wh.drop_tables(refs)
+
     def drop_scratch(self) -> None:
-        for ref in self._scratch:
-            self.wh._drop_quietly(ref)
-        self._scratch.clear()
+        """Drop every working table, quietly (called when the loop ends, failed or not)."""
+        refs = [*self._superseded, *self._scratch]
+        self._superseded, self._scratch = [], []
+        self._rows.clear()
+        try:
+            self.wh.drop_tables(refs)
+        except Exception:  # noqa: BLE001 - the original error matters more; each is tried on its own
+            for ref in refs:
+                self.wh._drop_quietly(ref)
 
 
 def run_loop(
@@ -154,6 +186,12 @@ def _run_loop(
     # Scratch tables of a killed run (engines without session temp tables keep them).
     wh.drop_leftovers(plan.ref("graph").schema, f"{plan.name}_")
     runner = StepRunner(wh)
+    if wh.holds_run:
+        # The engine keeps descriptions for the run: what the incremental check and the lookup's
+        # publication look up, described in one look-up (a table written since is described again).
+        lookup = plan.ref("lookup")
+        previous = [plan.ref(s) for s in ("graph", "key_values", "excluded_values", "watermarks")]
+        wh.describe_tables([*previous, lookup, inc.state_ref(lookup), inc.changes_ref(lookup)])
     try:
         reason = "full refresh requested" if full_refresh else incremental_blocker(wh, plan, fingerprint)
         # A persistent id carries forward the ids the lookup being replaced published.
@@ -240,12 +278,19 @@ def _run_rounds(
         started = time.monotonic()
         runner.run(r.hook)
         jumps = 0
-        while runner.run(r.unresolved_pointers) > 0:
+        # Both counts in one query. The nodes relabeled (those whose label has a pointer) are taken
+        # from the answer that finds no pointer unresolved, after the last jump, where a count of
+        # their own used to run (a jump moves where a pointer points, not which labels have one).
+        counts = runner.run(r.pointer_counts).iloc[0]
+        while int(counts["unresolved_pointers"]) > 0:
             runner.run(r.jump)
             jumps += 1
-        changed = runner.run(r.relabeled_count)
+            counts = runner.run(r.pointer_counts).iloc[0]
+        changed = int(counts["relabeled"])
         runner.run(r.relabel)
         runner.run(r.contract)
+        with runner.wh.step(r.contract.name):
+            runner.drop_superseded()  # the round's old hooks, labels and edges, in one call
         # Delta engines compact the iteration's tables (a no-op where not supported).
         runner.compact(r.relabel)
         runner.compact(r.contract)
@@ -291,8 +336,19 @@ def enrich_table(
     Its coverage is measured for every enriched table at once afterwards (``measure_coverage``)."""
     unify = loaded.unification
     assert unify is not None
-    table = up.enrich_tables(plans)[alias]
+    tables = up.enrich_tables(plans)
+    table = tables[alias]
     with wh.session():
+        reads = {
+            a: enriched_build_reads(
+                t.ref, up.enriched_ref(unify.schema, a), [p.ref("lookup") for p in plans if p.table(a) is not None]
+            )
+            for a, t in tables.items()
+        }
+        if wh.holds_run and len(wh.known_descriptions(reads[alias])) < len(set(reads[alias])):
+            # The engine keeps descriptions for the run: the first enrichment describes what every
+            # enrichment reads in one look-up, the others find theirs known (each writes only its own).
+            wh.describe_tables([ref for refs in reads.values() for ref in refs])
         columns = wh.columns(table.ref)
         enriched = up.enrich_step(plans, table, unify.schema, columns)
         feeding = [p for p in plans if p.table(alias) is not None]
@@ -414,7 +470,7 @@ def run_id_loop(
     """What the loop op does for one id: load its rule tables, run the loop, record its rounds."""
     unify = loaded.unification
     assert unify is not None
-    prepare_inputs(wh, plan, unify)
+    rules = prepare_inputs(wh, plan, unify)
     result = run_loop(
         wh,
         plan,
@@ -423,6 +479,7 @@ def run_id_loop(
         fingerprint=config_fingerprint(plan, unify),
         full_refresh=full_refresh,
     )
+    result.tables.update(rules)
     wh.append_dataframe(plan.ref("loop_stats"), loop_stats_frame(run_id, result))
     return result
 

@@ -88,6 +88,7 @@ def build_all_sql() -> dict[str, str]:
                 f"unresolved_pointers:{n}": u.unresolved_pointers_sql(pointers),
                 f"jump:{n}": u.jump_sql(pointers),
                 f"relabeled_count:{n}": u.relabeled_count_sql(labels, pointers),
+                f"pointer_counts:{n}": u.pointer_counts_sql(labels, pointers),
                 f"relabel:{n}": u.relabel_sql(labels, pointers),
                 f"contract_edges:{n}": u.contract_edges_sql(edges, pointers),
                 f"count:{n}": row_count_sql(edges),

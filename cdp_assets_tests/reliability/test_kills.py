@@ -52,8 +52,8 @@ NAMED_KILLS = [
     "publish:16",
     "publish:20",
     "step:unify_loop:8",
-    "step:unify_loop:30",  # in the middle of the loop's iterations
-    "step:unify_loop:42",  # graph and lookup published, the watermarks not yet (nightly run)
+    "step:unify_loop:24",  # in the middle of the loop's iterations (the second round's hooks)
+    "step:unify_loop:40",  # graph, lookup and its state published, the watermarks not yet (nightly run)
     "step:enrich_table:2",  # an enriched table published, its coverage not yet measured
     "step:finish_unification:4",
     "step:customer_master:2",
