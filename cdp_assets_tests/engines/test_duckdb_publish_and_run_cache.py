@@ -182,6 +182,7 @@ def _apply(wh: DuckDBWarehouse, model: dict, op: str, table: str, arg) -> None:
         )
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(operation, max_size=12))
 def test_what_a_run_knows_of_its_tables_is_what_the_catalog_says_after_every_write(tmp_path, ops):

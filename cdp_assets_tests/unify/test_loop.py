@@ -169,6 +169,7 @@ shape = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(parts=st.lists(shape, min_size=1, max_size=3), cap=st.sampled_from([None, 3, 12]))
 def test_partition_equals_connected_components(wh, parts, cap):
@@ -268,6 +269,7 @@ def dnm_oracle(rows: list[dict], dnm: str) -> set[frozenset]:
     return set(result) | {frozenset(v) for v in groups.values()}
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(random_row, min_size=1, max_size=40), dnm=st.sampled_from(KEYS))
 def test_do_not_merge_key_never_joins_two_of_its_values(rows, dnm):
@@ -414,6 +416,7 @@ def oracle_touched_nodes(old: list[dict], new: list[dict], cap: int | None) -> s
     return touched
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None)
 @given(
     day1=st.lists(random_row, min_size=1, max_size=30),

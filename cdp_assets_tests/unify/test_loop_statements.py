@@ -73,6 +73,7 @@ shape = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(parts=st.lists(shape, min_size=1, max_size=2))
 def test_round_statistics_equal_those_of_separate_count_queries_and_the_kept_labels(parts):
