@@ -26,6 +26,20 @@ class RecordingDuckDB(DuckDBWarehouse):
         return sent
 
 
+class StepRecordingDuckDB(DuckDBWarehouse):
+    """A real DuckDB that keeps (step, SQL) for every call it sends (one statement or several), in order."""
+
+    _sent: list = PrivateAttr(default_factory=list)
+
+    def _execute(self, sql: str) -> None:
+        self._sent.append((self.current_step, sql))
+        super()._execute(sql)
+
+    def _query(self, sql: str, params: list | None = None):
+        self._sent.append((self.current_step, sql))
+        return super()._query(sql, params)
+
+
 def recording_duckdb(path: str) -> RecordingDuckDB:
     """A connected recording engine at ``path`` with nothing recorded yet."""
     engine = RecordingDuckDB(path=path)

@@ -59,6 +59,22 @@ def unify_rows(
     incremental: bool = False,
 ):
     """Run the real loop on ``rows`` (dicts of key -> value or None, optional ts); return (lookup, result)."""
+    unify, plan = prepare_rows(wh, rows, merge_iterations, do_not_merge_key, persistent, caps, incremental)
+    result = run_loop(wh, plan, fingerprint=config_fingerprint(plan, unify) if incremental else "")
+    lookup = wh.fetch(f"SELECT * FROM {plan.ref('lookup').sql}")
+    return lookup, result
+
+
+def prepare_rows(
+    wh: DuckDBWarehouse,
+    rows: list[dict],
+    merge_iterations: int | None = None,
+    do_not_merge_key: str | None = None,
+    persistent: bool = False,
+    caps: tuple[int, ...] = (),
+    incremental: bool = False,
+) -> tuple:
+    """``rows`` written as the source table ``src.rows`` and the loop's inputs prepared: (unify, plan)."""
     unify = make_unify(merge_iterations, do_not_merge_key, persistent)
     df = pd.DataFrame(rows, columns=list(KEYS)).astype("string")
     df["ts"] = pd.to_datetime([r.get("ts", "2024-01-01") for r in rows]) if rows else pd.Series(dtype="datetime64[ns]")
@@ -77,9 +93,7 @@ def unify_rows(
         caps=caps,
     )
     prepare_inputs(wh, plan, unify)
-    result = run_loop(wh, plan, fingerprint=config_fingerprint(plan, unify) if incremental else "")
-    lookup = wh.fetch(f"SELECT * FROM {plan.ref('lookup').sql}")
-    return lookup, result
+    return unify, plan
 
 
 def valid(key: str, value: str | None) -> bool:

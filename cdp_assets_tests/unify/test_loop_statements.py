@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import PrivateAttr
 
 from cdp_assets.engines.base import WarehouseError
 from cdp_assets.engines.duckdb import DuckDBWarehouse
@@ -20,26 +19,13 @@ from cdp_assets.sql import incremental as inc
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.unification_pipeline import enrich_tables, enriched_ref, kept_round_ref
-from cdp_assets.unify.runner import enrich_table, prepare_inputs, run_loop
+from cdp_assets.unify.runner import enrich_table, run_loop
+from cdp_assets_tests.engines.recording import StepRecordingDuckDB
 from cdp_assets_tests.unify.test_incremental_unification import FIXED_LOADS, load, project, run_phases
-from cdp_assets_tests.unify.test_loop import KEYS, chain_rows, make_unify, random_row, star_rows
+from cdp_assets_tests.unify.test_loop import chain_rows, prepare_rows, random_row, star_rows
 
 
-class SentDuckDB(DuckDBWarehouse):
-    """DuckDB that notes (step, call) for every call it sends (several statements or one)."""
-
-    _sent: list = PrivateAttr(default_factory=list)
-
-    def _execute(self, sql: str) -> None:
-        self._sent.append((self.current_step, sql))
-        super()._execute(sql)
-
-    def _query(self, sql, params=None):
-        self._sent.append((self.current_step, sql))
-        return super()._query(sql, params)
-
-
-class UncountedCreatesDuckDB(SentDuckDB):
+class UncountedCreatesDuckDB(StepRecordingDuckDB):
     """DuckDB as an engine that does not answer a create's rows: every count is a query."""
 
     def create_scratch(self, ref: TableRef, select_sql: str) -> None:
@@ -48,21 +34,7 @@ class UncountedCreatesDuckDB(SentDuckDB):
 
 
 def _loop(wh: DuckDBWarehouse, rows: list[dict]):
-    unify = make_unify()
-    df = pd.DataFrame(rows, columns=list(KEYS)).astype("string")
-    df["ts"] = pd.to_datetime(["2024-01-01"] * len(rows))
-    source = TableRef("src", "rows")
-    wh.drop(source)
-    wh.write_dataframe(source, df)
-    plan = u.IdPlan(
-        cid=unify.all_ids[0],
-        persistent=False,
-        schema=unify.schema,
-        catalog=None,
-        keys=KEYS,
-        tables=(u.SourceTablePlan(1, "rows", source, tuple((k, k) for k in KEYS), "ts", None),),
-    )
-    prepare_inputs(wh, plan, unify)
+    _, plan = prepare_rows(wh, rows)
     return plan, run_loop(wh, plan, keep_loop_tables=True)
 
 
@@ -81,7 +53,7 @@ def test_round_statistics_equal_those_of_separate_count_queries_and_the_kept_lab
     with a query of its own reports; the rows changed are the nodes whose kept label moved."""
     rows = [r for part in parts for r in part]
     with tempfile.TemporaryDirectory() as d:
-        answered = SentDuckDB(path=str(Path(d) / "a.duckdb"))
+        answered = StepRecordingDuckDB(path=str(Path(d) / "a.duckdb"))
         counted = UncountedCreatesDuckDB(path=str(Path(d) / "b.duckdb"))
         with answered.session(), counted.session():
             plan, got = _loop(answered, rows)
@@ -107,7 +79,7 @@ def test_round_statistics_equal_those_of_separate_count_queries_and_the_kept_lab
 
 
 def test_drop_tables_drops_several_in_one_call():
-    wh = SentDuckDB(path=":memory:")
+    wh = StepRecordingDuckDB(path=":memory:")
     with wh.session():
         refs = [TableRef("main", f"t{i}", "temp") for i in range(3)]
         for ref in refs:
@@ -119,7 +91,7 @@ def test_drop_tables_drops_several_in_one_call():
 
 
 def test_replace_with_dataframes_publishes_all_or_none_in_one_call(tmp_path):
-    wh = SentDuckDB(path=str(tmp_path / "w.duckdb"))
+    wh = StepRecordingDuckDB(path=str(tmp_path / "w.duckdb"))
     a, b = TableRef("s", "a"), TableRef("s", "b")
     with wh.session():
         wh._sent.clear()
@@ -141,7 +113,7 @@ def test_an_enrichment_writes_its_inputs_totals_read_with_its_states_and_describ
     query of its own. In a run holding the engine, the first enrichment describes every
     enrichment's tables and the others send no description."""
     loaded = project(tmp_path)
-    wh = SentDuckDB(path=":memory:")
+    wh = StepRecordingDuckDB(path=":memory:")
     wh.setup_for_execution(None)  # a run holds the engine: descriptions are kept
     plans = u.build_id_plans(loaded)
     schema = loaded.unification.schema

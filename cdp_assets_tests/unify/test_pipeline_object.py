@@ -12,33 +12,18 @@ import re
 from pathlib import Path
 
 import yaml
-from pydantic import PrivateAttr
 
 from cdp_assets.config import load_config
-from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.render import build_pipelines
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.pipeline import SCALAR, Repeat, StepPipeline
 from cdp_assets.sql.unification_pipeline import unification_pipeline
 from cdp_assets.unify.runner import run_unification
+from cdp_assets_tests.engines.recording import StepRecordingDuckDB
 from cdp_assets_tests.unify.test_td_compat import EXAMPLE, TEMPLATE_UNIFY, unification_only_project
 
 # A chain c0 - g0 - c1 - g1 - ... : its second round's pointers form a chain, so they jump.
 CHAIN = 12
-
-
-class RecordingDuckDB(DuckDBWarehouse):
-    """DuckDB that notes (step, statement) for every statement sent to it."""
-
-    _sent: list = PrivateAttr(default_factory=list)
-
-    def _execute(self, sql: str) -> None:
-        self._sent.append((self.current_step, sql))
-        super()._execute(sql)
-
-    def _query(self, sql, params=None):
-        self._sent.append((self.current_step, sql))
-        return super()._query(sql, params)
 
 
 def chained_project(tmp_path: Path, unify_text: str = TEMPLATE_UNIFY, keep_loop_tables: bool = False):
@@ -48,7 +33,7 @@ def chained_project(tmp_path: Path, unify_text: str = TEMPLATE_UNIFY, keep_loop_
         cfg = yaml.safe_load(config.read_text())
         cfg["unification_options"] = {"keep_loop_tables": True}
         config.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    wh = RecordingDuckDB(path=":memory:")
+    wh = StepRecordingDuckDB(path=":memory:")
     wh.setup_for_execution(None)  # one in-memory database for every session of the run
     wh._anchor.execute((EXAMPLE / "seed.sql").read_text(encoding="utf-8"))
     for i in range(CHAIN):
@@ -78,7 +63,7 @@ def trace_pattern(items) -> str:
     return "".join(parts)
 
 
-def run_and_record(loaded, wh: RecordingDuckDB, run_id: str):
+def run_and_record(loaded, wh: StepRecordingDuckDB, run_id: str):
     wh._sent.clear()
     results = run_unification(wh, loaded, run_id)
     return results, list(wh._sent)
