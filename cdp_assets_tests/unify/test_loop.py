@@ -49,17 +49,11 @@ def make_unify(
     )
 
 
-def unify_rows(
-    wh: DuckDBWarehouse,
-    rows: list[dict],
-    merge_iterations: int | None = None,
-    do_not_merge_key: str | None = None,
-    persistent: bool = False,
-    caps: tuple[int, ...] = (),
-    incremental: bool = False,
-):
-    """Run the real loop on ``rows`` (dicts of key -> value or None, optional ts); return (lookup, result)."""
-    unify, plan = prepare_rows(wh, rows, merge_iterations, do_not_merge_key, persistent, caps, incremental)
+def unify_rows(wh: DuckDBWarehouse, rows: list[dict], **options):
+    """Run the real loop on ``rows`` (dicts of key -> value or None, optional ts); return (lookup, result).
+    ``options`` are ``prepare_rows``'s (merge_iterations, do_not_merge_key, persistent, caps, incremental)."""
+    unify, plan = prepare_rows(wh, rows, **options)
+    incremental = options.get("incremental", False)
     result = run_loop(wh, plan, fingerprint=config_fingerprint(plan, unify) if incremental else "")
     lookup = wh.fetch(f"SELECT * FROM {plan.ref('lookup').sql}")
     return lookup, result
