@@ -59,13 +59,13 @@ def test_the_engine_capability_picks_how_many_steps_of_a_run_write_at_once(tmp_p
 
 
 def unification_only() -> Definitions:
-    """The code location of ``CDP_CONFIG`` with two more jobs, without the checks (this test is
-    about the tables): every table, and the unification graph alone (loaded again in every step's
-    process, as a deployment would)."""
+    """The code location of ``CDP_CONFIG`` with two more jobs, without the steps of checks (this test
+    is about the tables; the checks evaluated in an asset's own step come with it): every table, and
+    the unification graph alone (loaded again in every step's process, as a deployment would)."""
     defs = build_definitions(load_config(os.environ["CDP_CONFIG"]))
     (graph,) = [a for a in defs.assets if a.node_def.name.startswith("unification_")]
     jobs = [
-        define_asset_job(TABLES_JOB, selection=AssetSelection.all().without_checks()),
+        define_asset_job(TABLES_JOB, selection=AssetSelection.all() - AssetSelection.checks(*defs.asset_checks)),
         define_asset_job(UNIFICATION_JOB, selection=AssetSelection.assets(graph).without_checks()),
     ]
     return Definitions.merge(defs, Definitions(jobs=jobs))
