@@ -102,6 +102,19 @@ def _convention(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return meta
 
 
+def missing_columns_result(missing: list[str], **details: Any) -> AssetCheckResult:
+    """A check that every expected column is there: passes when ``missing`` is empty."""
+    return check_result(
+        not missing,
+        measured=len(missing),
+        threshold=0,
+        unit="missing column(s)",
+        comparison="at_most",
+        missing=", ".join(missing),
+        **details,
+    )
+
+
 def measurement_text(metadata: Mapping[str, Any], description: str | None = None) -> str:
     """``measured 95.2 % (threshold: at least 99.5 %)``, from a check's metadata.
 

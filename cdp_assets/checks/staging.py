@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dagster import AssetCheckResult
 
-from cdp_assets.checks import Check, check_result, column_names
+from cdp_assets.checks import Check, check_result, column_names, missing_columns_result
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.staging import StagedColumn
 
@@ -49,15 +49,7 @@ def _expected_columns(target: TableRef, columns: list[StagedColumn], have) -> As
         )
     names = set(column_names(have))
     missing = [c.output for c in columns if c.output not in names]
-    return check_result(
-        not missing,
-        measured=len(missing),
-        threshold=0,
-        unit="missing column(s)",
-        comparison="at_most",
-        missing=", ".join(missing),
-        expected=", ".join(c.output for c in columns),
-    )
+    return missing_columns_result(missing, expected=", ".join(c.output for c in columns))
 
 
 def _unparseable_share(target: TableRef, columns: list[StagedColumn], counts: dict, threshold: float):

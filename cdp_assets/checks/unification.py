@@ -21,6 +21,7 @@ from cdp_assets.checks import (
     check_result,
     column_names,
     described,
+    missing_columns_result,
 )
 from cdp_assets.checks import monitoring
 from cdp_assets.config.models import LoadedConfig
@@ -157,14 +158,7 @@ def _enriched_checks(target: TableRef, ids: list[str], threshold: float, cfg):
                 per_id[cid] = round(100.0 * with_id / rows, 3) if rows else 0.0
         worst = min(per_id.values(), default=0.0)
         return {
-            "has_canonical_id_columns": check_result(
-                not missing,
-                measured=len(missing),
-                threshold=0,
-                unit="missing column(s)",
-                comparison="at_most",
-                missing=", ".join(missing),
-            ),
+            "has_canonical_id_columns": missing_columns_result(missing),
             "coverage": check_result(
                 worst >= threshold,
                 measured=worst,
