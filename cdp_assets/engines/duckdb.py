@@ -206,14 +206,22 @@ class DuckDBWarehouse(WarehouseResource):
         if ask:
             # One catalog query for every table (values bound, never pasted).
             df = self.query(meta.describe_tables_sql(len(ask)), [v for ref in ask for v in (ref.schema, ref.name)])
-            found: dict[tuple[str, str], list[tuple[str, str]]] = {}
-            for row in df.itertuples(index=False):
-                found.setdefault((row.table_schema, row.table_name), []).append((row.column_name, row.data_type))
-            read = {ref: found.get((ref.schema, ref.name)) for ref in ask}
-            # A temporary table dies with its session: never kept for the run.
-            self.remember_descriptions({ref: cols for ref, cols in read.items() if ref.catalog != "temp"})
-            known.update(read)
+            known.update(self._read_descriptions(ask, df))
         return {ref: known[ref] for ref in refs}
+
+    def _read_descriptions(self, asked: list[TableRef], catalog: pd.DataFrame) -> dict:
+        """{ref: [(column, type)] or None} from catalog rows (table_schema, table_name, column_name,
+        data_type; a row without a column is skipped), kept for the run."""
+        found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        rows = catalog[catalog["column_name"].notna()]
+        for schema, name, column, type_ in zip(
+            rows["table_schema"], rows["table_name"], rows["column_name"], rows["data_type"]
+        ):
+            found.setdefault((schema, name), []).append((column, type_))
+        read = {ref: found.get((ref.schema, ref.name)) for ref in asked}
+        # A temporary table dies with its session: never kept for the run.
+        self.remember_descriptions({ref: cols for ref, cols in read.items() if ref.catalog != "temp"})
+        return read
 
     def describe_tables_and_fetch(
         self, refs: list[TableRef], canonical_sql: str, params: list | None = None
@@ -226,15 +234,7 @@ class DuckDBWarehouse(WarehouseResource):
         # One query for the catalog and the measures (sql/checks.measures_with_description_sql).
         pairs = [v for ref in ask for v in (ref.schema, ref.name)]
         df = self.query(measures_with_description_sql(canonical_sql, len(ask)), [*(params or []), *pairs])
-        found: dict[tuple[str, str], list[tuple[str, str]]] = {}
-        described = df[df["column_name"].notna()]
-        for schema, name, column, type_ in zip(
-            described["table_schema"], described["table_name"], described["column_name"], described["data_type"]
-        ):
-            found.setdefault((schema, name), []).append((column, type_))
-        read = {ref: found.get((ref.schema, ref.name)) for ref in ask}
-        self.remember_descriptions(read)
-        known.update(read)
+        known.update(self._read_descriptions(ask, df))
         measures = df.drop(columns=list(DESCRIPTION_COLUMNS)).head(1).reset_index(drop=True)
         return {ref: known[ref] for ref in refs}, measures
 
