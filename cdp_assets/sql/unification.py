@@ -792,8 +792,13 @@ FROM all_tables AS a
 
 
 def result_key_stats_sql(plan: IdPlan) -> str:
-    """Per table and '*': distinct ids, ids having each key, and a histogram of values per id."""
-    kv, lookup, tables = plan.ref("key_values").sql, plan.ref("lookup").sql, plan.ref("tables").sql
+    """Per table and '*': distinct ids, ids having each key, and a histogram of values per id.
+
+    Read from the lookup alone: it has one row per valid value under its cap (the values the
+    key values hold that got an id), with the tables holding it (``id_source_table_ids``, from
+    the same key values), so a value counts once for each of its tables and once for '*', as a
+    join of the key values with the lookup counted it, without reading the key values."""
+    lookup, tables = plan.ref("lookup").sql, plan.ref("tables").sql
     cid = quote(plan.name)
     merge_keys = [k for k in plan.keys if k in plan.merge_names]
     with_key = ", ".join(
@@ -805,16 +810,13 @@ def result_key_stats_sql(plan: IdPlan) -> str:
         for k in merge_keys
     )
     return f"""
-WITH tagged AS (
-  SELECT DISTINCT t.table_alias AS from_table, l.{cid} AS cid, v.key_type, v.value
-  FROM {kv} AS v
-  JOIN {lookup} AS l ON l.id_key_type = v.key_type AND l.id = v.value
-  JOIN {tables} AS t ON t.table_id = v.table_id
-),
-scoped AS (
-  SELECT from_table, cid, key_type, value FROM tagged
+WITH scoped AS (
+  SELECT t.table_alias AS from_table, l.{cid} AS cid, l.id_key_type AS key_type
+  FROM {lookup} AS l
+  CROSS JOIN UNNEST(l.id_source_table_ids) AS u(table_id)
+  JOIN {tables} AS t ON t.table_id = u.table_id
   UNION ALL
-  SELECT DISTINCT '*' AS from_table, cid, key_type, value FROM tagged
+  SELECT '*' AS from_table, l.{cid} AS cid, l.id_key_type AS key_type FROM {lookup} AS l
 ),
 per_id AS (
   SELECT from_table, cid, key_type, COUNT(*) AS n_values FROM scoped GROUP BY from_table, cid, key_type

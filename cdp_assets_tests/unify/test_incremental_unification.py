@@ -29,7 +29,7 @@ from cdp_assets.sql import unification as u
 from cdp_assets.sql import unification_pipeline as up
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.master import master_table_sql
-from cdp_assets.unify.runner import build_master, enrich_table, run_id_loop
+from cdp_assets.unify.runner import build_key_stats, build_master, enrich_table, run_id_loop
 
 SRC, STG = "acme_src", "acme_stg"
 OBJECTS = {
@@ -185,6 +185,8 @@ def run_phases(
             loops.append(loop.mode)
     for alias in up.enrich_tables(plans):
         builds[alias] = enrich_table(wh, loaded, plans, alias, full_refresh=full_refresh)
+    for plan in plans:
+        build_key_stats(wh, plan)
     for master in loaded.unification.master_tables:
         builds[master.name] = build_master(wh, loaded, plans, master, full_refresh=full_refresh)
     return builds
@@ -228,6 +230,39 @@ def assert_equal_to_full_builds(wh, loaded: LoadedConfig, builds: dict | None = 
         pd.testing.assert_frame_equal(sorted_frame(got), sorted_frame(oracle), obj=f"{master.name} ({mode})")
 
 
+def key_stats_oracle(wh, plan: u.IdPlan) -> pd.DataFrame:
+    """``result_key_stats`` by its definition, in pandas: the distinct (table, id, key, value) of
+    the key values that have an id in the lookup, counted per table and for '*'."""
+    kv = wh.fetch(f"SELECT table_id, key_type, value FROM {plan.ref('key_values').sql}")
+    lookup = wh.fetch(f"SELECT {plan.name} AS cid, id, id_key_type FROM {plan.ref('lookup').sql}")
+    tables = wh.fetch(f"SELECT table_id, table_alias AS from_table FROM {plan.ref('tables').sql}")
+    tagged = kv.merge(lookup, left_on=["key_type", "value"], right_on=["id_key_type", "id"]).merge(tables)
+    tagged = tagged[["from_table", "cid", "key_type", "value"]].drop_duplicates()
+    scoped = pd.concat([tagged, tagged.assign(from_table="*").drop_duplicates()])
+    per_id = scoped.groupby(["from_table", "cid", "key_type"]).size().rename("n").reset_index()
+    merge_keys = [k for k in plan.keys if k in plan.merge_names]
+    rows = []
+    for table, ids in per_id.groupby("from_table"):
+        row = {"from_table": table, "total_distinct": ids["cid"].nunique()}
+        for k in merge_keys:
+            of_key = ids[ids["key_type"] == plan.key_type(k)]
+            row[f"distinct_with_{k}"] = of_key["cid"].nunique()
+            buckets = of_key.groupby("n").size().sort_index()
+            row[f"histogram_{k}"] = ",".join(f"{n}:{c}" for n, c in buckets.items()) if len(buckets) else None
+        rows.append(row)
+    columns = ["from_table", "total_distinct", *(f"distinct_with_{k}" for k in merge_keys)]
+    return pd.DataFrame(rows, columns=[*columns, *(f"histogram_{k}" for k in merge_keys)])
+
+
+def assert_key_stats_equal_their_definition(wh, loaded: LoadedConfig) -> None:
+    """Each id's published ``result_key_stats`` (read from the lookup alone) equals the oracle."""
+    for plan in u.build_id_plans(loaded):
+        got = wh.fetch(f"SELECT * FROM {plan.ref('result_key_stats').sql}")
+        oracle = key_stats_oracle(wh, plan)
+        assert list(got.columns) == list(oracle.columns)
+        pd.testing.assert_frame_equal(sorted_frame(got), sorted_frame(oracle), obj=plan.ref("result_key_stats").name)
+
+
 CUSTOMER = st.tuples(
     st.sampled_from(["C1", "C2", "C3", "C4"]),
     st.sampled_from(["a@x.com", "B@X.COM", "c@x.com", "d@x.com", "bad", None]),
@@ -260,6 +295,7 @@ def test_incremental_enriched_and_master_tables_equal_their_full_builds_after_ev
             load(wh, n, "orders", orders)
             builds = run_phases(wh, loaded, f"run-{n}")
             assert_equal_to_full_builds(wh, loaded, builds)
+            assert_key_stats_equal_their_definition(wh, loaded)
             expected = {"full"} if n == 0 else {"incremental", "unchanged"}
             assert {b.mode for b in builds.values()} <= expected, {k: (b.mode, b.reason) for k, b in builds.items()}
         builds = run_phases(wh, loaded, "refresh", full_refresh=True)
