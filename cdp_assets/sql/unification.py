@@ -797,17 +797,25 @@ def result_key_stats_sql(plan: IdPlan) -> str:
     Read from the lookup alone: it has one row per valid value under its cap (the values the
     key values hold that got an id), with the tables holding it (``id_source_table_ids``, from
     the same key values), so a value counts once for each of its tables and once for '*', as a
-    join of the key values with the lookup counted it, without reading the key values."""
+    join of the key values with the lookup counted it, without reading the key values. One row
+    per (table, id) counts its values of each key (``n_<i>``): the ids are then counted rows,
+    with no distinct count of ids."""
     lookup, tables = plan.ref("lookup").sql, plan.ref("tables").sql
     cid = quote(plan.name)
     merge_keys = [k for k in plan.keys if k in plan.merge_names]
+    n_values = ", ".join(
+        f"COUNT(CASE WHEN key_type = {plan.key_type(k)} THEN 1 END) AS n_{i}" for i, k in enumerate(merge_keys)
+    )
     with_key = ", ".join(
-        f"COUNT(DISTINCT CASE WHEN key_type = {plan.key_type(k)} THEN cid END) AS {quote('distinct_with_' + k)}"
-        for k in merge_keys
+        f"COUNT(CASE WHEN n_{i} > 0 THEN 1 END) AS {quote('distinct_with_' + k)}" for i, k in enumerate(merge_keys)
+    )
+    buckets = "\n  UNION ALL\n  ".join(
+        f"SELECT from_table, {i} AS k, n_{i} AS n_values, COUNT(*) AS n_ids FROM per_id WHERE n_{i} > 0 "
+        f"GROUP BY from_table, n_{i}"
+        for i in range(len(merge_keys))
     )
     histograms = ", ".join(
-        f"MAX(CASE WHEN key_type = {plan.key_type(k)} THEN histogram END) AS {quote('histogram_' + k)}"
-        for k in merge_keys
+        f"MAX(CASE WHEN k = {i} THEN histogram END) AS {quote('histogram_' + k)}" for i, k in enumerate(merge_keys)
     )
     return f"""
 WITH scoped AS (
@@ -819,18 +827,18 @@ WITH scoped AS (
   SELECT '*' AS from_table, l.{cid} AS cid, l.id_key_type AS key_type FROM {lookup} AS l
 ),
 per_id AS (
-  SELECT from_table, cid, key_type, COUNT(*) AS n_values FROM scoped GROUP BY from_table, cid, key_type
+  SELECT from_table, cid, {n_values} FROM scoped GROUP BY from_table, cid
 ),
 buckets AS (
-  SELECT from_table, key_type, n_values, COUNT(*) AS n_ids FROM per_id GROUP BY from_table, key_type, n_values
+  {buckets}
 ),
 hist AS (
-  SELECT from_table, key_type,
+  SELECT from_table, k,
          STRING_AGG(CAST(n_values AS VARCHAR) || ':' || CAST(n_ids AS VARCHAR), ',' ORDER BY n_values) AS histogram
-  FROM buckets GROUP BY from_table, key_type
+  FROM buckets GROUP BY from_table, k
 ),
 counts AS (
-  SELECT from_table, COUNT(DISTINCT cid) AS total_distinct, {with_key}
+  SELECT from_table, COUNT(*) AS total_distinct, {with_key}
   FROM per_id GROUP BY from_table
 ),
 hists AS (
