@@ -55,7 +55,10 @@ def _candidates_sql(
     enriched: dict[str, TableRef],
     default_order: dict[str, str | None],
     id_tables: dict[str, list[str]] | None = None,
+    only: str = "",
 ) -> str:
+    """Each source row of ``attr``'s values for an id (``only``: a condition on ``e``, the ids
+    to compute, applied where the row is read)."""
     parts = []
     if attr.source_id is not None:
         # The entity's value of another id: read from every enriched table carrying both ids,
@@ -65,7 +68,7 @@ def _candidates_sql(
             parts.append(
                 f"SELECT e.{quote(cid)} AS cid, CAST(e.{quote(attr.source_id)} AS VARCHAR) AS value, 1 AS priority, "
                 f"{_order_columns(order_by)}, 1 AS newest_first FROM {enriched[table].sql} AS e "
-                f"WHERE e.{quote(cid)} IS NOT NULL AND e.{quote(attr.source_id)} IS NOT NULL"
+                f"WHERE e.{quote(cid)} IS NOT NULL AND e.{quote(attr.source_id)} IS NOT NULL{only}"
             )
         if not parts:
             return (
@@ -79,6 +82,7 @@ def _candidates_sql(
             f"SELECT e.{quote(cid)} AS cid, CAST(e.{quote(sc.column)} AS VARCHAR) AS value, "
             f"{sc.priority} AS priority, {_order_columns(order_by)}, {1 if sc.order == 'last' else 0} AS newest_first "
             f"FROM {enriched[sc.table].sql} AS e WHERE e.{quote(cid)} IS NOT NULL AND e.{quote(sc.column)} IS NOT NULL"
+            f"{only}"
         )
     return "\nUNION ALL\n".join(parts)
 
@@ -97,14 +101,16 @@ def master_table_sql(
     ``id_tables``: for an attribute taken from another id, the enriched tables holding both ids.
     ``only_ids``: a table of ids (one column named as the id): these ids' rows only (an incremental run)."""
     cid = master.id_name
-    only = "" if only_ids is None else f" AND c.cid IN (SELECT o.{quote(cid)} FROM {only_ids.sql} AS o)"
+    # The ids are picked where the enriched rows are read, before the rules check their values:
+    # DuckDB checks every row's rules first when the pick follows them (1M sample, 11,620 ids: 3.1 s, 0.95 s).
+    only = "" if only_ids is None else f" AND e.{quote(cid)} IN (SELECT o.{quote(cid)} FROM {only_ids.sql} AS o)"
     only_lookup = (
         "" if only_ids is None else f" WHERE l.{quote(cid)} IN (SELECT o.{quote(cid)} FROM {only_ids.sql} AS o)"
     )
     ctes, selects, joins = [], [], []
     matches = valid_regexp_matches("c.value", "r.value", "r.re2_lacks")
     for i, attr in enumerate(master.attributes):
-        cand = _candidates_sql(attr, cid, enriched, default_order, id_tables)
+        cand = _candidates_sql(attr, cid, enriched, default_order, id_tables, only)
         # Best first: lowest priority number, then newest (order: last) or oldest (order: first)
         # by order_by, then value for a deterministic tie-break on every engine.
         # Numbers compare as numbers (ord_num) before any text comparison (ord).
@@ -120,7 +126,7 @@ def master_table_sql(
   SELECT c.* FROM ({cand}) AS c
   WHERE TRIM(c.value) <> ''
     AND NOT EXISTS (SELECT 1 FROM {rules_here} AND r.kind = 'invalid_text' AND r.value = c.value)
-    AND NOT EXISTS (SELECT 1 FROM {rules_here} AND r.kind = 'valid_regexp' AND NOT {matches}){only}
+    AND NOT EXISTS (SELECT 1 FROM {rules_here} AND r.kind = 'valid_regexp' AND NOT {matches})
 ),
 a{i}_ranked AS (
   SELECT cid, value, ROW_NUMBER() OVER (PARTITION BY cid {ranking}) AS rn
