@@ -36,7 +36,7 @@ from cdp_assets.assets.metadata import (
 )
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.checks import check_results, check_specs
-from cdp_assets.checks.unification import MASTER_CHECKS, master_results
+from cdp_assets.checks.unification import LAST_ROUND_COLUMNS, MASTER_CHECKS, master_results
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
@@ -54,6 +54,7 @@ from cdp_assets.unify.runner import (
     build_master,
     enrich_table,
     measure_coverage,
+    recorded_iterations,
     run_id_loop,
 )
 
@@ -159,6 +160,7 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                     )
                 loop_meta["excluded_values"] = result.excluded_values
                 loop_meta["do_not_merge_conflicts"] = result.dnm_conflicts
+                last_round = recorded_iterations(result)[-1]
                 graph_meta = {
                     **loop_meta,
                     "nodes": result.nodes,
@@ -167,6 +169,8 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                     "touched_components": result.touched_components,
                     "edges": result.edges,
                     "dagster/row_count": result.tables["graph"],
+                    # The last row this run appended to the loop statistics (the graph's check reads it).
+                    **{f"last_round_{k}": getattr(last_round, k) for k in LAST_ROUND_COLUMNS},
                 }
                 tables_meta = table_metadata(warehouse, *(plan.ref(s) for s in LOOP_OUTPUTS))
                 yield Output(
@@ -185,11 +189,13 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                     },
                 )
                 # The rule tables' and the excluded values' rows are those the loop published; the
-                # loop statistics' (every run's) are counted (TD: its table listing, no job).
+                # loop statistics' (every run's) are this run's on a first run, else counted (TD: its
+                # table listing, no job).
+                stats = plan.ref("loop_stats")
                 counts = {
                     "keys": result.tables["keys"],
                     "tables": result.tables["tables"],
-                    "loop_stats": warehouse.row_counts([plan.ref("loop_stats")])[plan.ref("loop_stats")],
+                    "loop_stats": result.tables.get("loop_stats") or warehouse.row_counts([stats])[stats],
                     "excluded_values": result.excluded_values,
                 }
                 for s, rows in counts.items():
@@ -226,9 +232,12 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
     )
     def finish_unification(context: OpExecutionContext, warehouse: WarehouseResource, results: list):
         by_alias = {r["alias"]: r for r in results}
-        enriched_meta = table_metadata(warehouse, *(enriched_ref(schema, a) for a in tables))
         # Every enriched table's coverage in one query, after they are all built.
         coverage = measure_coverage(warehouse, loaded, plans)
+        stats_rows = {plan.name: build_key_stats(warehouse, plan) for plan in plans}
+        # The enriched and the statistics tables described together, once all are built.
+        stats_refs = [plan.ref(s) for plan in plans for s in STATS_OUTPUTS]
+        meta = table_metadata(warehouse, *(enriched_ref(schema, a) for a in tables), *stats_refs)
         for alias, ref in ((a, enriched_ref(schema, a)) for a in tables):
             r, c = by_alias[alias], coverage[alias]
             context.log.info(f"{ref.display}: coverage {c.coverage_pct}")
@@ -241,17 +250,16 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                     "rows_with_id": MetadataValue.json(c.with_id),
                     **r["build"],
                     **r["engine_jobs"],
-                    **enriched_meta[ref],
+                    **meta[ref],
                 },
             )
         for plan in plans:
-            rows = build_key_stats(warehouse, plan)
+            rows = stats_rows[plan.name]
             source, result = plan.ref("source_key_stats"), plan.ref("result_key_stats")
-            stats_meta = table_metadata(warehouse, source, result)
             yield Output(
                 source.display,
                 f"{plan.name}__source_key_stats",
-                metadata={"dagster/row_count": rows["source_key_stats"], **stats_meta[source]},
+                metadata={"dagster/row_count": rows["source_key_stats"], **meta[source]},
             )
             yield Output(
                 result.display,
@@ -259,7 +267,7 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                 metadata={
                     "dagster/row_count": rows["result_key_stats"],
                     **engine_jobs_metadata(warehouse),
-                    **stats_meta[result],
+                    **meta[result],
                 },
             )
 

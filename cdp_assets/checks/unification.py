@@ -16,6 +16,7 @@ from dagster import AssetCheckSeverity, MetadataValue
 from cdp_assets.assets.keys import table_key
 from cdp_assets.checks import (
     Check,
+    _plain,
     asset_checks,
     build_metadata_this_run,
     check_result,
@@ -74,13 +75,24 @@ def _lookup_checks(plan: u.IdPlan):
     return asset_checks(table_key(lookup), specs, evaluate)
 
 
+# The last round of a loop, as the loop statistics keep it and the graph's metadata repeats it.
+LAST_ROUND_COLUMNS = ("iteration", "rows_changed", "edges_left", "converged")
+LAST_ROUND = {f"last_round_{k}" for k in LAST_ROUND_COLUMNS}
+
+
 def _graph_checks(plan: u.IdPlan):
     stats = plan.ref("loop_stats")
     spec = Check("loop_converged", "The loop converged; a warning when it stopped at merge_iterations.")
 
     def evaluate(context, warehouse):
-        exists = described(warehouse, stats, context=context)[stats] is not None
-        last = warehouse.fetch(latest_loop_sql(stats)) if exists else None
+        # The loop of this run recorded its last round in the graph's metadata as it wrote it to
+        # the loop statistics: read there, the statistics are queried only for an earlier run's.
+        built = build_metadata_this_run(context, plan.ref("graph"))
+        if LAST_ROUND.issubset(built):
+            last = pd.DataFrame([{k: _plain(built[f"last_round_{k}"]) for k in LAST_ROUND_COLUMNS}])
+        else:
+            exists = described(warehouse, stats, context=context)[stats] is not None
+            last = warehouse.fetch(latest_loop_sql(stats)) if exists else None
         if last is None or last.empty:
             return {
                 "loop_converged": check_result(

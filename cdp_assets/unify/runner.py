@@ -56,6 +56,9 @@ class LoopResult:
     dnm_conflicts: int = 0  # groups that touched several do-not-merge values
     tables: dict[str, int] = field(default_factory=dict)  # table -> rows
     lookup_build: BuildResult | None = None  # the lookup's publication: key values whose id changed
+    # The rows {id}_loop_stats held before this run's, where the run's description of the catalog
+    # already said (0: it did not exist); None: not known without a count.
+    loop_stats_before: int | None = None
 
     @property
     def rounds(self) -> int:
@@ -190,8 +193,10 @@ def _run_loop(
         # The engine keeps descriptions for the run: what the incremental check and the lookup's
         # publication look up, described in one look-up (a table written since is described again).
         lookup = plan.ref("lookup")
-        previous = [plan.ref(s) for s in ("graph", "key_values", "excluded_values", "watermarks")]
-        wh.describe_tables([*previous, lookup, inc.state_ref(lookup), inc.changes_ref(lookup)])
+        previous = [plan.ref(s) for s in ("graph", "key_values", "excluded_values", "watermarks", "loop_stats")]
+        described = wh.describe_tables([*previous, lookup, inc.state_ref(lookup), inc.changes_ref(lookup)])
+        if described[plan.ref("loop_stats")] is None:
+            result.loop_stats_before = 0  # a first run: the loop statistics are this run's rows
     try:
         reason = "full refresh requested" if full_refresh else incremental_blocker(wh, plan, fingerprint)
         # A persistent id carries forward the ids the lookup being replaced published.
@@ -427,11 +432,15 @@ def build_master(
             )
 
 
+def recorded_iterations(result: LoopResult) -> list[IterationStats]:
+    """The iterations ``{id}_loop_stats`` records for this run. A run whose graph had no edges
+    converges at iteration 0; it still gets a row, so the history shows every run."""
+    return result.iterations or [IterationStats(0, 0, 0, 0, 0.0, True)]
+
+
 def loop_stats_frame(run_id: str, result: LoopResult) -> pd.DataFrame:
     """One row per iteration of this run, appended to ``{id}_loop_stats``."""
-    # A run whose graph had no edges converges at iteration 0; it still gets a row, so the
-    # history shows every run.
-    iterations = result.iterations or [IterationStats(0, 0, 0, 0, 0.0, True)]
+    iterations = recorded_iterations(result)
     columns = {
         "run_id": "string",
         "iteration": "int64",
@@ -480,7 +489,10 @@ def run_id_loop(
         full_refresh=full_refresh,
     )
     result.tables.update(rules)
-    wh.append_dataframe(plan.ref("loop_stats"), loop_stats_frame(run_id, result))
+    rounds = loop_stats_frame(run_id, result)
+    wh.append_dataframe(plan.ref("loop_stats"), rounds)
+    if result.loop_stats_before is not None:
+        result.tables["loop_stats"] = result.loop_stats_before + len(rounds)
     return result
 
 
