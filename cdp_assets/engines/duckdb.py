@@ -34,6 +34,8 @@ class DuckDBWarehouse(WarehouseResource):
     # Held open for a whole run: the database stays loaded between steps, so a session is a
     # cheap cursor instead of a full open and a checkpoint on close (about 20 ms each).
     _anchor: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+    # Scratch tables' row counts as their CREATE answered them (see create_scratch), as on TD.
+    _scratch_rows: dict = PrivateAttr(default_factory=dict)
 
     @property
     def dialect(self) -> Dialect:
@@ -130,13 +132,24 @@ class DuckDBWarehouse(WarehouseResource):
 
     def create_scratch(self, ref: TableRef, select_sql: str) -> int:
         # CREATE TEMP TABLE AS answers its count too: a scratch table is written once, so that
-        # answer stays its row count for as long as it lives.
+        # answer stays its row count for as long as it lives (``row_count`` answers it).
         answer = self.fetch(self.dialect.create_scratch_sql(ref, select_sql))
-        return int(answer.iloc[0, 0])
+        self._scratch_rows[ref] = rows = int(answer.iloc[0, 0])
+        return rows
+
+    def row_count(self, ref: TableRef) -> int:
+        known = self._scratch_rows.get(ref)
+        return known if known is not None else super().row_count(ref)
+
+    def drop(self, ref: TableRef) -> None:
+        self._scratch_rows.pop(ref, None)
+        super().drop(ref)
 
     def drop_tables(self, refs: list[TableRef]) -> None:
         # DuckDB runs several statements in one call: one round trip for every drop. Each is
         # DROP TABLE IF EXISTS, and an error carries the whole text, which names every table.
+        for ref in refs:
+            self._scratch_rows.pop(ref, None)
         if refs:
             self.query("; ".join(drop_table(ref) for ref in dict.fromkeys(refs)))
 
