@@ -230,8 +230,9 @@ def _loop_check(result):
 def test_the_loop_check_reads_its_runs_last_round_from_the_graphs_build_and_an_earlier_runs_from_the_table(
     sample_run,
 ):
-    """The run that built the graph: the check reads the last round from the graph's metadata and sends
-    no query; a run of the checks alone reads the loop statistics. Both give the table's last row."""
+    """The run that built the graph: the check (and the report) read the last round from the graph's
+    metadata and send no query; a run of the checks alone reads the loop statistics. Both give the
+    table's last row."""
     _, loaded, defs, instance, result, log, _ = sample_run
     stats = u.build_id_plans(loaded)[0].ref("loop_stats")
     with warehouse_for(loaded).session() as wh:
@@ -241,6 +242,10 @@ def test_the_loop_check_reads_its_runs_last_round_from_the_graphs_build_and_an_e
     assert measurement(built)["measured"] == int(last["edges_left"])
     assert (built["iterations"], built["rows_changed_last_iteration"]) == (last["iteration"], last["rows_changed"])
     assert not [sql for step, _, sql in FIRST_RUN_LOG if step.endswith("_graph__checks")]
+    # The report reads the same round from the graph's build (its rows unchanged since): no query either.
+    assert not [sql for step, _, sql in FIRST_RUN_LOG if step == "cdp_report" and "recorded_at" in sql]
+    report = loaded.report_path.read_text()
+    assert f"- loop iterations: {int(last['iteration'])} (converged)" in report
     asked = len(log)
     checks_alone = _only(defs, name="checks_alone").resolve_job_def("checks_alone")
     later = checks_alone.execute_in_process(instance=instance, raise_on_error=False)

@@ -152,9 +152,7 @@ def render_report(
             continue
         sizes = wh.fetch(component_sizes_sql(lookup, plan.name))
         ids, idents = int(sizes["ids"].sum()), int(sizes["identifiers"].sum())
-        iterations = wh.fetch(latest_run_loop_sql(plan.ref("loop_stats")))
-        loop = iterations.iloc[-1]
-        changed = iterations.loc[iterations["iteration"] > 0, "rows_changed"].astype(int).tolist()
+        loop, changed = _latest_loop(context, wh, plan, row_count)
         coverage, rows_with_id, rows_total = {}, 0, 0
         for t in plan.tables:
             enriched = enriched_ref(plan.schema, t.alias)
@@ -209,6 +207,23 @@ def render_report(
     lines.append("- Open the Dagster UI (`dagster dev`) to see the checks and the loop iterations of each run.")
     quality["charts"] = MetadataValue.json([str(c) for c in charts])
     return "\n".join(lines) + "\n", quality
+
+
+def _latest_loop(context: AssetExecutionContext, wh: WarehouseResource, plan: u.IdPlan, row_count: dict):
+    """(the latest loop run's last round: iteration and converged, its rows changed per iteration):
+    what the graph's latest build recorded (the rows it appended to the loop statistics) while the
+    graph still holds that build's rows, else one query of the loop statistics."""
+    graph = plan.ref("graph")
+    event = context.instance.get_latest_materialization_event(table_key(graph))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    built_rows = meta.get("dagster/row_count")
+    recorded = {"last_round_iteration", "last_round_converged", "rows_changed_per_iteration"} <= set(meta)
+    if recorded and built_rows is not None and built_rows.value == row_count.get((graph.schema, graph.name)):
+        loop = {"iteration": meta["last_round_iteration"].value, "converged": meta["last_round_converged"].value}
+        return loop, [int(n) for n in meta["rows_changed_per_iteration"].value]
+    iterations = wh.fetch(latest_run_loop_sql(plan.ref("loop_stats")))
+    changed = iterations.loc[iterations["iteration"] > 0, "rows_changed"].astype(int).tolist()
+    return iterations.iloc[-1], changed
 
 
 def _enriched_counts(
