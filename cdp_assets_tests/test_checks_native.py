@@ -33,9 +33,9 @@ TARGET_STATEMENTS = 150
 # steps and the loop's and enrichment's counts from their builds (docs/benchmarks.md, "Statements per run";
 # docs/unification.md), of which about 20 are the enriched and master tables' incremental state (a state
 # read and write per table, change logs): a first run pays them. 174 with the unification's own cuts (a
-# first run's loop statistics not counted, the graph's check reading its build's last round, the key
+# first run's loop statistics not counted, the graph's check and the report reading its build's last round, the key
 # statistics described with the enriched tables).
-CEILING_STATEMENTS = 174
+CEILING_STATEMENTS = 173
 
 
 FIRST_RUN_LOG: list = []  # (step, kind, SQL) of the sample run's own statements
