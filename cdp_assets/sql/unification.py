@@ -799,7 +799,8 @@ def result_key_stats_sql(plan: IdPlan) -> str:
     the same key values), so a value counts once for each of its tables and once for '*', as a
     join of the key values with the lookup counted it, without reading the key values. One row
     per (table, id) counts its values of each key (``n_<i>``): the ids are then counted rows,
-    with no distinct count of ids."""
+    with no distinct count of ids. The values are unnested in a subquery: Spark applies a LATERAL
+    VIEW (sqlglot's rendering of UNNEST) after the joins of its FROM."""
     lookup, tables = plan.ref("lookup").sql, plan.ref("tables").sql
     cid = quote(plan.name)
     merge_keys = [k for k in plan.keys if k in plan.merge_names]
@@ -819,10 +820,12 @@ def result_key_stats_sql(plan: IdPlan) -> str:
     )
     return f"""
 WITH scoped AS (
-  SELECT t.table_alias AS from_table, l.{cid} AS cid, l.id_key_type AS key_type
-  FROM {lookup} AS l
-  CROSS JOIN UNNEST(l.id_source_table_ids) AS u(table_id)
-  JOIN {tables} AS t ON t.table_id = u.table_id
+  SELECT t.table_alias AS from_table, v.cid, v.key_type
+  FROM (
+    SELECT l.{cid} AS cid, l.id_key_type AS key_type, u.table_id
+    FROM {lookup} AS l CROSS JOIN UNNEST(l.id_source_table_ids) AS u(table_id)
+  ) AS v
+  JOIN {tables} AS t ON t.table_id = v.table_id
   UNION ALL
   SELECT '*' AS from_table, l.{cid} AS cid, l.id_key_type AS key_type FROM {lookup} AS l
 ),
