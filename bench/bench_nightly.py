@@ -339,8 +339,8 @@ def write_doc(args, r: dict) -> None:
         "- Hist-union, staging, the enriched and the master tables build incrementally (docs/incremental.md); a "
         "table staged with a dedupe (web_events) is staged incrementally too (only the partitions its new rows "
         "touch are ranked again), and enriched in full, its changed ids found by a diff. "
-        "The key statistics stay full aggregates over the key values and the lookup (their step's seconds "
-        "above); ingestion rescans its folders.",
+        "The key statistics stay full aggregates (their step's seconds above): `result_key_stats` over the lookup "
+        "alone, `source_key_stats` over the key values; ingestion rescans its folders.",
         "- Where the nightly run still spends its time. The unification loop: an incremental run re-solves only the "
         "previous components the new rows touch, with the new values (docs/unification.md, \"Incremental runs\"): "
         f"{loop_nodes(nightly)}. Its other steps still read every row: merging the key values, their statistics, "
