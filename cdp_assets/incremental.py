@@ -30,7 +30,9 @@ class BuildResult:
     rows: int  # rows of the published table
     mode: str  # full | incremental | unchanged
     reason: str = ""  # why a full build (empty when incremental or unchanged)
-    rows_read: int = 0  # new input rows the run read (all input rows for a full build)
+    # New input rows the run read (all input rows for a full build); None: not measured by the
+    # build (a full hist-union build on an engine that counts rows only by a query).
+    rows_read: int | None = 0
     changed_keys: int = 0  # keys whose rows were replaced (incremental)
     measures: pd.Series | None = None  # the caller's measures of the built table, when taken with the totals
     # Each input's row count, in the order given, when the build measured them (hist-union: its
@@ -161,11 +163,15 @@ def build_hist_union(
             reason, progress = _hist_union_progress(wh, target, inputs, previous, fingerprint)
         if reason is not None:
             rows = wh.build_table(target, select_sql)
-            if wh.counts_rows_without_a_query and _lacks_loaded_at(inputs) is None:
-                # The state measures its inputs' totals in the statement that writes it (one job on
-                # Treasure Data instead of a totals query and a bulk import); the counts come from
-                # the engine's catalog, without a query.
+            if _lacks_loaded_at(inputs) is None:
+                # The state measures its inputs' totals in the statement that writes it (one
+                # statement instead of a totals query and a DataFrame write; on Treasure Data one
+                # job instead of a query and a bulk import). The inputs' counts come from the
+                # engine's catalog where it knows them without a query (TD); elsewhere the caller
+                # measures them with its checks (input_rows None).
                 _write_state_of_totals(wh, target, [ref for ref, _ in inputs], fingerprint)
+                if not wh.counts_rows_without_a_query:
+                    return BuildResult(rows, "full", reason, rows_read=None)
                 counted = wh.row_counts([ref for ref, _ in inputs])
                 input_rows = [counted[ref] for ref, _ in inputs]
                 return BuildResult(rows, "full", reason, rows_read=sum(input_rows), input_rows=input_rows)
