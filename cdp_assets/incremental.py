@@ -93,15 +93,19 @@ class _Described:
         targets: list[TableRef],
         others: list[TableRef] = (),
         beside: Callable[[dict[TableRef, bool]], str | None] | None = None,
+        read_if: Callable[[dict[TableRef, bool]], bool] | None = None,
     ):
         states = [inc.state_ref(t) for t in targets]
         described = wh.describe_tables([*targets, *states, *others])
         self.exists = {ref: cols is not None for ref, cols in described.items()}
         self.measured: pd.Series | None = None
+        # ``read_if``: given what exists, whether the states are needed at all (a build that is
+        # full whatever they hold reads none).
+        wanted = read_if is None or read_if(self.exists)
         present = [
             (t, s, [c for c, _ in described[s]])
             for t, s in zip(targets, states)
-            if described[t] is not None and described[s] is not None
+            if wanted and described[t] is not None and described[s] is not None
         ]
         frames = {}
         if present:
@@ -222,9 +226,15 @@ def build_hist_union(
         return BuildResult(rows, "incremental", rows_read=new_rows, changed_keys=n_changed, input_rows=input_rows)
 
 
-def _write_state_of_totals(wh: WarehouseResource, target: TableRef, inputs: list[TableRef], fingerprint: str) -> None:
-    """A full build's state, its inputs' totals measured by the statement that publishes it
-    (``inc.state_of_totals_sql``), the rest bound as values."""
+def _write_state_of_totals(
+    wh: WarehouseResource,
+    target: TableRef,
+    inputs: list[TableRef],
+    fingerprint: str,
+    upstream_state: TableRef | None = None,
+) -> None:
+    """A full build's state, its inputs' totals (and ``upstream_state``'s generation) measured
+    by the statement that publishes it (``inc.state_of_totals_sql``), the rest bound as values."""
     bound = {
         "generation": uuid.uuid4().hex,
         "fingerprint": fingerprint,
@@ -234,7 +244,7 @@ def _write_state_of_totals(wh: WarehouseResource, target: TableRef, inputs: list
     params = [
         ref.display if name == "input_table" else bound[name] for ref in inputs for name in inc.STATE_BOUND_PER_INPUT
     ]
-    wh.build_table(inc.state_ref(target), inc.state_of_totals_sql(inputs), params)
+    wh.build_table(inc.state_ref(target), inc.state_of_totals_sql(inputs, upstream_state), params)
 
 
 def _state_row(
@@ -314,7 +324,14 @@ def build_staging(
         # A deduped table's state also covers its pre-dedupe rows: "dedupe" in the fingerprint
         # makes a state written when such tables were built in full (no ``_cdp_all``) rebuild once.
         fingerprint = _fingerprint("staging", select_sql, primary_key, *(("dedupe",) if dedupe else ()))
-        described = _Described(wh, [upstream, target], [all_rows] if dedupe else [])
+        # Without the target's state the build is full whatever the upstream's state says: no
+        # states read (the new state takes the upstream's generation in its own statement).
+        described = _Described(
+            wh,
+            [upstream, target],
+            [all_rows] if dedupe else [],
+            read_if=lambda exists: exists[target] and exists[inc.state_ref(target)],
+        )
         upstream_state, previous = described.states[upstream], described.states[target]
         upstream_generation = None if upstream_state is None else str(upstream_state["generation"].iloc[0])
         reason = _staging_blocker(
@@ -331,19 +348,32 @@ def build_staging(
                 rows = wh.build_table(
                     target, dedupe.rank(f"({copy_sql(all_rows)})", upstream_columns, wh.columns(all_rows))
                 )
-            measures = None
-            if measures_sql is not None and inc.LOADED_AT in upstream_columns:
-                measures = wh.fetch(inc.totals_beside_sql(upstream, measures_sql)).iloc[0]
-                total, newest = int(measures[inc.TOTAL_ROWS_COLUMN]), measures[inc.NEWEST_COLUMN]
+            if inc.LOADED_AT in upstream_columns:
+                # The state measures the upstream's totals and reads its generation in the
+                # statement that writes it; then the caller's measures of the built table, with
+                # its description and the upstream's rows (one query on DuckDB).
+                upstream_state_ref = inc.state_ref(upstream)
+                _write_state_of_totals(
+                    wh,
+                    target,
+                    [upstream],
+                    fingerprint,
+                    upstream_state_ref if described.exists[upstream_state_ref] else None,
+                )
+                if measures_sql is None:
+                    return BuildResult(rows, "full", reason, rows_read=wh.row_count(upstream))
+                _, measured = wh.describe_tables_and_fetch([target], inc.totals_beside_sql(upstream, measures_sql))
+                measures = measured.iloc[0]
+                total = int(measures[inc.TOTAL_ROWS_COLUMN])
                 measures = measures.drop([inc.TOTAL_ROWS_COLUMN, inc.NEWEST_COLUMN])
-            else:
-                ((total, newest),) = _totals(wh, [(upstream, upstream_columns)])
+                return BuildResult(rows, "full", reason, rows_read=total, measures=measures)
+            ((total, newest),) = _totals(wh, [(upstream, upstream_columns)])
             _write_state(
                 wh,
                 target,
                 [_state_row(0, upstream, total, newest, uuid.uuid4().hex, upstream_generation, fingerprint, "full")],
             )
-            return BuildResult(rows, "full", reason, rows_read=total, measures=measures)
+            return BuildResult(rows, "full", reason, rows_read=total)
         assert previous is not None
         state = inc.state_ref(target)
         progress = wh.fetch(inc.input_progress_sql(upstream, state, 0)).iloc[0]

@@ -369,16 +369,22 @@ def touched_master_ids_sql(
 STATE_BOUND_PER_INPUT = ("input_table", "generation", "fingerprint", "mode", "updated_at")
 
 
-def state_of_totals_sql(inputs: list[TableRef]) -> str:
+def state_of_totals_sql(inputs: list[TableRef], upstream_state: TableRef | None = None) -> str:
     """A full build's state rows measured in the statement that writes them: per input (its
     rank is its place in ``inputs``), all rows and the newest load time, beside the values bound
     for it (``STATE_BOUND_PER_INPUT``, in that order, input after input). The columns are
     ``STATE_COLUMNS``; the watermark keeps the type of the input's ``_cdp_loaded_at``, which is
-    what it is compared with."""
+    what it is compared with. ``upstream_state``: the inputs' own state table, whose generation
+    the rows record as ``upstream_generation`` (read in the same statement; else NULL)."""
+    upstream = (
+        f"(SELECT CAST(MAX(u.generation) AS VARCHAR) FROM {upstream_state.sql} AS u)"
+        if upstream_state is not None
+        else "CAST(NULL AS VARCHAR)"
+    )
     selects = [
         f"SELECT CAST({int(rank)} AS BIGINT) AS input_rank, CAST(? AS VARCHAR) AS input_table, "
         f"MAX(i.{quote(LOADED_AT)}) AS watermark, COUNT(*) AS rows_through, CAST(? AS VARCHAR) AS generation, "
-        f"CAST(NULL AS VARCHAR) AS upstream_generation, CAST(? AS VARCHAR) AS fingerprint, "
+        f"{upstream} AS upstream_generation, CAST(? AS VARCHAR) AS fingerprint, "
         f"CAST(? AS VARCHAR) AS mode, CAST(? AS TIMESTAMP) AS updated_at, CAST(0 AS BIGINT) AS seq, "
         f"CAST(0 AS BIGINT) AS changes_since, CAST(0 AS BIGINT) AS upstream_seq FROM {ref.sql} AS i"
         for rank, ref in enumerate(inputs)
