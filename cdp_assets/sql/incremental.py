@@ -94,6 +94,33 @@ def input_progress_sql(ref: TableRef, state: TableRef, rank: int) -> str:
     )
 
 
+PROGRESS_COLUMNS = ("rows_through", "rows_new", "rows_total", "newest")  # input_progress_sql's row
+TARGET_ROWS_COLUMN = "_cdp_target_rows"  # progress_beside_sql's rows of the table before the run
+
+
+def progress_column(name: str, rank: int) -> str:
+    """The column of ``progress_beside_sql`` holding ``name`` of input ``rank``."""
+    return f"_cdp_{name}_{int(rank)}"
+
+
+def progress_beside_sql(inputs: list[TableRef], state: TableRef, target: TableRef) -> str:
+    """One row: ``input_progress_sql`` of every input (``progress_column(name, rank)``) and the
+    rows ``target`` holds (``_cdp_target_rows``): what an incremental build measures before it
+    applies its changes, named to ride beside its state read (``read_states_sql``)."""
+    cols = ", ".join(
+        f"p{rank}.{quote(name)} AS {quote(progress_column(name, rank))}"
+        for rank in range(len(inputs))
+        for name in PROGRESS_COLUMNS
+    )
+    joins = " CROSS JOIN ".join(
+        f"({input_progress_sql(ref, state, rank)}) AS p{rank}" for rank, ref in enumerate(inputs)
+    )
+    return (
+        f"SELECT {cols}, t.n AS {quote(TARGET_ROWS_COLUMN)} FROM {joins} "
+        f"CROSS JOIN (SELECT COUNT(*) AS n FROM {target.sql}) AS t"
+    )
+
+
 def input_measures_sql(ref: TableRef, state: TableRef | None, rank: int = 0) -> str:
     """One row of input ``ref`` (input ``rank`` of the table whose state is ``state``): all rows
     (``_cdp_rows_total``), the newest load time (``_cdp_newest``) and the rows loaded after the
