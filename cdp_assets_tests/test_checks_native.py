@@ -30,8 +30,10 @@ TARGET_STATEMENTS = 150
 # Reached 177 with the checks of ingestion, hist-union, staging and the master tables in their assets'
 # steps and the loop's and enrichment's counts from their builds (docs/benchmarks.md, "Statements per run";
 # docs/unification.md), of which about 20 are the enriched and master tables' incremental state (a state
-# read and write per table, change logs): a first run pays them.
-CEILING_STATEMENTS = 180
+# read and write per table, change logs): a first run pays them. Then 165: hist-union's and staging's
+# full builds write their state as one CREATE TABLE AS of their inputs' totals, staging reads no state
+# on its first build and takes its rule counts with its description.
+CEILING_STATEMENTS = 165
 
 
 @pytest.fixture(scope="module")

@@ -34,8 +34,9 @@ KEY = "4321/" + "9f3c" * 10
 # row counts from TD's table listing, measures taken from the builds; docs/benchmarks.md).
 TARGET_TD_JOBS = 80
 # Reached 100 with the checks in their assets' steps and the loop's and enrichment's counts from their
-# builds (docs/benchmarks.md, "Statements per run"; the loop and the enrichment: docs/unification.md).
-CEILING_TD_JOBS = 103
+# builds (docs/benchmarks.md, "Statements per run"; the loop and the enrichment: docs/unification.md);
+# then 96: staging's first build reads no state and writes it as one CREATE TABLE AS of its totals.
+CEILING_TD_JOBS = 96
 
 
 @pytest.fixture
