@@ -30,7 +30,9 @@ class BuildResult:
     rows: int  # rows of the published table
     mode: str  # full | incremental | unchanged
     reason: str = ""  # why a full build (empty when incremental or unchanged)
-    rows_read: int = 0  # new input rows the run read (all input rows for a full build)
+    # New input rows the run read (all input rows for a full build); None: not measured by the
+    # build (a full hist-union build on an engine that counts rows only by a query).
+    rows_read: int | None = 0
     changed_keys: int = 0  # keys whose rows were replaced (incremental)
     measures: pd.Series | None = None  # the caller's measures of the built table, when taken with the totals
     # Each input's row count, in the order given, when the build measured them (hist-union: its
@@ -56,28 +58,24 @@ class _Scratch:
     def __init__(self, wh: WarehouseResource, target: TableRef):
         # Not named like the target's half-built tables: publishing drops those before it builds.
         self.wh, self.like, self.refs = wh, target.sibling(f"{target.name}_inc"), []
+        # Each table's rows where its create answered them (a scratch table is written once).
+        self.rows: dict[TableRef, int | None] = {}
         wh.drop_leftovers(target.schema, f"{self.like.name}__cdp_new_")  # a killed run's scratch tables
 
     def make(self, select_sql: str) -> TableRef:
         ref = self.wh.scratch_ref(self.like)
         self.refs.append(ref)
-        self.wh.create_scratch(ref, select_sql)
+        self.rows[ref] = self.wh.create_scratch(ref, select_sql)
         return ref
+
+    def row_count(self, ref: TableRef) -> int:
+        """The rows of scratch table ``ref``: its create's answer, else a count."""
+        known = self.rows.get(ref)
+        return known if known is not None else self.wh.row_count(ref)
 
     def drop(self) -> None:
         for ref in self.refs:
             self.wh._drop_quietly(ref)
-
-
-def _previous_states(wh: WarehouseResource, *targets: TableRef) -> list[pd.DataFrame | None]:
-    """Each target's state rows of its last build (None without a table or a state): every
-    existence in one look-up, every state in one query (``_Described``)."""
-    states = _Described(wh, list(targets)).states
-    return [states[t] for t in targets]
-
-
-def _previous_state(wh: WarehouseResource, target: TableRef) -> pd.DataFrame | None:
-    return _previous_states(wh, target)[0]
 
 
 class _Described:
@@ -91,15 +89,19 @@ class _Described:
         targets: list[TableRef],
         others: list[TableRef] = (),
         beside: Callable[[dict[TableRef, bool]], str | None] | None = None,
+        read_if: Callable[[dict[TableRef, bool]], bool] | None = None,
     ):
         states = [inc.state_ref(t) for t in targets]
         described = wh.describe_tables([*targets, *states, *others])
         self.exists = {ref: cols is not None for ref, cols in described.items()}
         self.measured: pd.Series | None = None
+        # ``read_if``: given what exists, whether the states are needed at all (a build that is
+        # full whatever they hold reads none).
+        wanted = read_if is None or read_if(self.exists)
         present = [
             (t, s, [c for c, _ in described[s]])
             for t, s in zip(targets, states)
-            if described[t] is not None and described[s] is not None
+            if wanted and described[t] is not None and described[s] is not None
         ]
         frames = {}
         if present:
@@ -155,17 +157,26 @@ def build_hist_union(
     with wh.session():
         select_sql = hist_union_sql(inputs, incremental_field, primary_key)
         fingerprint = _fingerprint("hist_union", select_sql)
-        previous = _previous_state(wh, target)
         reason = "full refresh requested" if full_refresh else _lacks_loaded_at(inputs)
+        state = inc.state_ref(target)
+        # An incremental build's progress (each input's rows since the watermark, the table's rows)
+        # is measured in the query that reads the state.
+        beside = None if reason is not None else inc.progress_beside_sql([ref for ref, _ in inputs], state, target)
+        described = _Described(wh, [target], beside=None if beside is None else (lambda exists: beside))
+        previous = described.states[target]
         if reason is None:
-            reason, progress = _hist_union_progress(wh, target, inputs, previous, fingerprint)
+            reason, progress = _hist_union_progress(target, inputs, previous, fingerprint, described.measured)
         if reason is not None:
             rows = wh.build_table(target, select_sql)
-            if wh.counts_rows_without_a_query and _lacks_loaded_at(inputs) is None:
-                # The state measures its inputs' totals in the statement that writes it (one job on
-                # Treasure Data instead of a totals query and a bulk import); the counts come from
-                # the engine's catalog, without a query.
+            if _lacks_loaded_at(inputs) is None:
+                # The state measures its inputs' totals in the statement that writes it (one
+                # statement instead of a totals query and a DataFrame write; on Treasure Data one
+                # job instead of a query and a bulk import). The inputs' counts come from the
+                # engine's catalog where it knows them without a query (TD); elsewhere the caller
+                # measures them with its checks (input_rows None).
                 _write_state_of_totals(wh, target, [ref for ref, _ in inputs], fingerprint)
+                if not wh.counts_rows_without_a_query:
+                    return BuildResult(rows, "full", reason, rows_read=None)
                 counted = wh.row_counts([ref for ref, _ in inputs])
                 input_rows = [counted[ref] for ref, _ in inputs]
                 return BuildResult(rows, "full", reason, rows_read=sum(input_rows), input_rows=input_rows)
@@ -180,29 +191,30 @@ def build_hist_union(
             )
             counted = None if _lacks_loaded_at(inputs) else [t for t, _ in totals]
             return BuildResult(rows, "full", reason, rows_read=sum(t for t, _ in totals), input_rows=counted)
-        assert previous is not None
+        assert previous is not None and described.measured is not None
         generation = str(previous["generation"].iloc[0])
         new_rows = sum(int(p["rows_new"]) for p in progress)
         input_rows = [int(p["rows_total"]) for p in progress]
+        rows_before = int(described.measured[inc.TARGET_ROWS_COLUMN])
         if new_rows == 0:
-            return BuildResult(wh.row_count(target), "unchanged", input_rows=input_rows)
+            return BuildResult(rows_before, "unchanged", input_rows=input_rows)
         columns = wh.columns(target)
         keys, null_safe = merge_key(columns, primary_key)
-        state = inc.state_ref(target)
         scratch = _Scratch(wh, target)
         try:
             grown = [
                 (ref, cols, rank) for rank, ((ref, cols), p) in enumerate(zip(inputs, progress)) if int(p["rows_new"])
             ]
             changed = scratch.make(inc.changed_keys_sql(grown, state, keys, null_safe))
+            # Each input's rows to recompute, read as subqueries of the one statement that unions them.
             affected = [
-                (scratch.make(inc.affected_rows_sql(ref, cols, changed, state, rank, keys, null_safe)), cols)
+                inc.affected_rows_sql(ref, cols, changed, state, rank, keys, null_safe)
                 for rank, (ref, cols) in enumerate(inputs)
             ]
-            changes = scratch.make(hist_union_sql(affected, incremental_field, primary_key))
-            n_changed = wh.row_count(changed)
+            changes = scratch.make(hist_union_sql(inputs, incremental_field, primary_key, relations=affected))
+            n_changed = scratch.row_count(changed)
             statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)
-            rows = wh.apply_changes(target, statements)
+            rows = wh.apply_changes(target, statements, rows_before)
         finally:
             scratch.drop()
         _write_state(
@@ -216,9 +228,15 @@ def build_hist_union(
         return BuildResult(rows, "incremental", rows_read=new_rows, changed_keys=n_changed, input_rows=input_rows)
 
 
-def _write_state_of_totals(wh: WarehouseResource, target: TableRef, inputs: list[TableRef], fingerprint: str) -> None:
-    """A full build's state, its inputs' totals measured by the statement that publishes it
-    (``inc.state_of_totals_sql``), the rest bound as values."""
+def _write_state_of_totals(
+    wh: WarehouseResource,
+    target: TableRef,
+    inputs: list[TableRef],
+    fingerprint: str,
+    upstream_state: TableRef | None = None,
+) -> None:
+    """A full build's state, its inputs' totals (and ``upstream_state``'s generation) measured
+    by the statement that publishes it (``inc.state_of_totals_sql``), the rest bound as values."""
     bound = {
         "generation": uuid.uuid4().hex,
         "fingerprint": fingerprint,
@@ -228,7 +246,7 @@ def _write_state_of_totals(wh: WarehouseResource, target: TableRef, inputs: list
     params = [
         ref.display if name == "input_table" else bound[name] for ref in inputs for name in inc.STATE_BOUND_PER_INPUT
     ]
-    wh.build_table(inc.state_ref(target), inc.state_of_totals_sql(inputs), params)
+    wh.build_table(inc.state_ref(target), inc.state_of_totals_sql(inputs, upstream_state), params)
 
 
 def _state_row(
@@ -249,18 +267,23 @@ def _state_row(
     }
 
 
-def _hist_union_progress(wh, target, inputs, previous, fingerprint) -> tuple[str | None, list]:
-    """(why a full build is needed or None, each input's progress row)."""
+def _progress(measured: pd.Series, rank: int) -> pd.Series:
+    """Input ``rank``'s ``input_progress_sql`` row, out of ``progress_beside_sql``'s row."""
+    return pd.Series({name: measured[inc.progress_column(name, rank)] for name in inc.PROGRESS_COLUMNS})
+
+
+def _hist_union_progress(target, inputs, previous, fingerprint, measured) -> tuple[str | None, list]:
+    """(why a full build is needed or None, each input's progress row, out of ``measured``:
+    ``progress_beside_sql``'s row, read with the state)."""
     if previous is None:
         return f"no previous incremental state ({inc.state_ref(target).display})", []
     if list(previous["fingerprint"].unique()) != [fingerprint]:
         return "the inputs, their columns or the config changed since the last run", []
     if [str(t) for t in previous["input_table"]] != [ref.display for ref, _ in inputs]:
         return "the set of inputs changed since the last run", []
-    state = inc.state_ref(target)
     progress = []
     for rank, (ref, _) in enumerate(inputs):
-        p = wh.fetch(inc.input_progress_sql(ref, state, rank)).iloc[0]
+        p = _progress(measured, rank)
         if int(p["rows_through"]) != int(previous["rows_through"].iloc[rank]):
             return f"{ref.display} was replaced or lost rows since the last run (a historical reload)", []
         progress.append(p)
@@ -308,7 +331,21 @@ def build_staging(
         # A deduped table's state also covers its pre-dedupe rows: "dedupe" in the fingerprint
         # makes a state written when such tables were built in full (no ``_cdp_all``) rebuild once.
         fingerprint = _fingerprint("staging", select_sql, primary_key, *(("dedupe",) if dedupe else ()))
-        described = _Described(wh, [upstream, target], [all_rows] if dedupe else [])
+        # Without the target's state the build is full whatever the upstream's state says: no
+        # states read (the new state takes the upstream's generation in its own statement).
+        # An incremental build's progress (the upstream's rows since the watermark, the table's
+        # rows) is measured in the query that reads the states.
+        state = inc.state_ref(target)
+        progress_sql = None
+        if not full_refresh and row_by_row and inc.LOADED_AT in upstream_columns:
+            progress_sql = inc.progress_beside_sql([upstream], state, target)
+        described = _Described(
+            wh,
+            [upstream, target],
+            [all_rows] if dedupe else [],
+            beside=lambda exists: progress_sql if exists[state] else None,
+            read_if=lambda exists: exists[target] and exists[state],
+        )
         upstream_state, previous = described.states[upstream], described.states[target]
         upstream_generation = None if upstream_state is None else str(upstream_state["generation"].iloc[0])
         reason = _staging_blocker(
@@ -325,39 +362,54 @@ def build_staging(
                 rows = wh.build_table(
                     target, dedupe.rank(f"({copy_sql(all_rows)})", upstream_columns, wh.columns(all_rows))
                 )
-            measures = None
-            if measures_sql is not None and inc.LOADED_AT in upstream_columns:
-                measures = wh.fetch(inc.totals_beside_sql(upstream, measures_sql)).iloc[0]
-                total, newest = int(measures[inc.TOTAL_ROWS_COLUMN]), measures[inc.NEWEST_COLUMN]
+            if inc.LOADED_AT in upstream_columns:
+                # The state measures the upstream's totals and reads its generation in the
+                # statement that writes it; then the caller's measures of the built table, with
+                # its description and the upstream's rows (one query on DuckDB).
+                upstream_state_ref = inc.state_ref(upstream)
+                _write_state_of_totals(
+                    wh,
+                    target,
+                    [upstream],
+                    fingerprint,
+                    upstream_state_ref if described.exists[upstream_state_ref] else None,
+                )
+                if measures_sql is None:
+                    return BuildResult(rows, "full", reason, rows_read=wh.row_count(upstream))
+                _, measured = wh.describe_tables_and_fetch([target], inc.totals_beside_sql(upstream, measures_sql))
+                measures = measured.iloc[0]
+                total = int(measures[inc.TOTAL_ROWS_COLUMN])
                 measures = measures.drop([inc.TOTAL_ROWS_COLUMN, inc.NEWEST_COLUMN])
-            else:
-                ((total, newest),) = _totals(wh, [(upstream, upstream_columns)])
+                return BuildResult(rows, "full", reason, rows_read=total, measures=measures)
+            ((total, newest),) = _totals(wh, [(upstream, upstream_columns)])
             _write_state(
                 wh,
                 target,
                 [_state_row(0, upstream, total, newest, uuid.uuid4().hex, upstream_generation, fingerprint, "full")],
             )
-            return BuildResult(rows, "full", reason, rows_read=total, measures=measures)
-        assert previous is not None
-        state = inc.state_ref(target)
-        progress = wh.fetch(inc.input_progress_sql(upstream, state, 0)).iloc[0]
+            return BuildResult(rows, "full", reason, rows_read=total)
+        assert previous is not None and described.measured is not None
+        progress = _progress(described.measured, 0)
+        rows_before = int(described.measured[inc.TARGET_ROWS_COLUMN])
         new_rows = int(progress["rows_new"])
         if new_rows == 0:
-            return BuildResult(wh.row_count(target), "unchanged")
+            return BuildResult(rows_before, "unchanged")
         keys, null_safe = merge_key(upstream_columns, primary_key)
         generation = str(previous["generation"].iloc[0])
         scratch = _Scratch(wh, target)
         try:
             delta = scratch.make(inc.rows_since_sql(upstream, state))
             changed = scratch.make(inc.changed_keys_sql([(delta, upstream_columns, 0)], state, keys, null_safe))
-            n_changed = wh.row_count(changed)
+            n_changed = scratch.row_count(changed)
             if dedupe is None:
                 changes = scratch.make(render(delta, upstream_columns))
                 columns = wh.columns(target)
                 statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)
-                rows = wh.apply_changes(target, statements)
+                rows = wh.apply_changes(target, statements, rows_before)
             else:
-                rows = _apply_deduped(wh, scratch, target, dedupe, delta, upstream_columns, changed, keys, null_safe)
+                rows = _apply_deduped(
+                    wh, scratch, target, dedupe, delta, upstream_columns, changed, keys, null_safe, rows_before
+                )
                 # Rows loaded before the watermark may have left the table (a partition's winner
                 # changed): a new generation tells readers (the enrichment) to rebuild and diff.
                 generation = uuid.uuid4().hex
@@ -383,7 +435,16 @@ def build_staging(
 
 
 def _apply_deduped(
-    wh, scratch: _Scratch, target: TableRef, dedupe: Dedupe, delta: TableRef, upstream_columns, changed, keys, null_safe
+    wh,
+    scratch: _Scratch,
+    target: TableRef,
+    dedupe: Dedupe,
+    delta: TableRef,
+    upstream_columns,
+    changed,
+    keys,
+    null_safe,
+    rows_before: int | None = None,
 ) -> int:
     """Stage the ``delta`` rows, replace their keys' rows in the pre-dedupe rows, and rank again
     the partitions they touch: those of the new rows and those of the published rows of the
@@ -401,7 +462,7 @@ def _apply_deduped(
     # Partitions compare with NULLs equal, as PARTITION BY groups them.
     candidates = inc.rows_of_keys_sql(all_rows, touched, dedupe.partition_by)
     ranked = scratch.make(dedupe.rank(f"({candidates})", upstream_columns, columns))
-    return _apply_by_key(wh, target, ranked, touched, dedupe.partition_by, null_safe=True)
+    return _apply_by_key(wh, target, ranked, touched, dedupe.partition_by, null_safe=True, rows_before=rows_before)
 
 
 def _staging_blocker(
@@ -652,18 +713,26 @@ def _build_logged(wh, target: TableRef, select_sql: str, id_columns: list[str], 
 
 
 def _apply_by_key(
-    wh, target: TableRef, changes: TableRef, changed: TableRef, keys, null_safe: bool, columns: list[str] | None = None
+    wh,
+    target: TableRef,
+    changes: TableRef,
+    changed: TableRef,
+    keys,
+    null_safe: bool,
+    columns: list[str] | None = None,
+    rows_before: int | None = None,
 ) -> int:
     """Replace the rows of the ``changed`` keys. MERGE replaces one row per key and deletes
     nothing, but a key's rows here may be several (NULLs equal) or vanish (an id merged
     away): where the engine would MERGE, the table is rebuilt and swapped in instead.
-    ``columns``: the table's own (default: as the engine describes it)."""
+    ``columns``: the table's own (default: as the engine describes it); ``rows_before``: the
+    table's rows before, when measured (``apply_changes``)."""
     mode = "rebuild" if wh.upsert_mode == "merge" else wh.upsert_mode
     columns = columns or wh.columns(target)
     statements = inc.upsert_statements(mode, target, changes, changed, columns, keys, null_safe)
     if mode == "rebuild":
         return wh.build_table(target, statements[0])
-    return wh.apply_changes(target, statements)
+    return wh.apply_changes(target, statements, rows_before)
 
 
 def build_master(

@@ -34,8 +34,10 @@ TARGET_STATEMENTS = 150
 # docs/unification.md), of which about 20 are the enriched and master tables' incremental state (a state
 # read and write per table, change logs): a first run pays them. 174 with the unification's own cuts (a
 # first run's loop statistics not counted, the graph's check and the report reading its build's last round, the key
-# statistics described with the enriched tables).
-CEILING_STATEMENTS = 173
+# statistics described with the enriched tables). Then 161: hist-union's and staging's full builds write their
+# state as one CREATE TABLE AS of their inputs' totals, staging reads no state on its first build and takes its
+# rule counts with its description.
+CEILING_STATEMENTS = 161
 
 
 FIRST_RUN_LOG: list = []  # (step, kind, SQL) of the sample run's own statements

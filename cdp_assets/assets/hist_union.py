@@ -62,13 +62,15 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
                 list(obj.primary_key),
                 config.full_refresh,
             )
-            if built.input_rows is not None:
-                input_rows = {ref.display: n for (ref, _), n in zip(present, built.input_rows)}
-            else:  # an input without load times: counted here
-                counted = warehouse.row_counts([ref for ref, _ in present])
-                input_rows = {ref.display: counted[ref] for ref, _ in present}
-            # The table's description (its dagster/column_schema) and its checks' measures.
-            columns, checked = hist_union_results(warehouse, target, built.rows, present, list(obj.primary_key))
+            # The table's description (its dagster/column_schema) and its checks' measures, with
+            # the inputs' row counts when the build did not count them (one query).
+            columns, checked, counted = hist_union_results(
+                warehouse, target, built.rows, present, list(obj.primary_key), count_inputs=built.input_rows is None
+            )
+            counts = built.input_rows if built.input_rows is not None else counted
+            input_rows = {ref.display: n for (ref, _), n in zip(present, counts)}
+            if built.rows_read is None:  # a full build: it read every input row
+                built.rows_read = sum(counts)
             table = {**table_name_metadata(target), **column_schema(columns)}
         context.log.info(f"{target.display}: {built.rows} row(s) from {input_rows}; {build_summary(built)}")
         return MaterializeResult(

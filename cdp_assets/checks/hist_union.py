@@ -25,9 +25,11 @@ def hist_union_results(
     rows: int,
     inputs: list[tuple[TableRef, list[str]]],
     pk: list[str],
-) -> tuple[list[tuple[str, str]] | None, dict[str, AssetCheckResult]]:
-    """The step's description of the table it built with ``rows`` rows, and every check of
-    ``CHECKS``, from ``inputs`` (each existing input with its column names). With a primary key
+    count_inputs: bool = False,
+) -> tuple[list[tuple[str, str]] | None, dict[str, AssetCheckResult], list[int] | None]:
+    """The step's description of the table it built with ``rows`` rows, every check of
+    ``CHECKS``, from ``inputs`` (each existing input with its column names), and with
+    ``count_inputs`` each input's rows (measured in the same query; else None). With a primary key
     the measures do not depend on the description: one round trip for both
     (``describe_tables_and_fetch``); without one, the table's columns are its key, described first."""
 
@@ -35,7 +37,8 @@ def hist_union_results(
         return pk or [c for c in names if c not in LINEAGE_COLUMNS]
 
     def measures_sql(target_columns: list[str]) -> str:
-        return hist_union_measures_sql(target, key_of(target_columns), [(ref, key_of(cols)) for ref, cols in inputs])
+        keyed = [(ref, key_of(cols)) for ref, cols in inputs]
+        return hist_union_measures_sql(target, key_of(target_columns), keyed, count_inputs)
 
     if pk:
         described, measured = warehouse.describe_tables_and_fetch([target], measures_sql([]))
@@ -48,16 +51,21 @@ def hist_union_results(
     needed = max(per_input.values(), default=0)
     key_text = ", ".join(pk) if pk else "(all columns: no primary_key configured)"
     dupes = int(row["duplicate_keys"])
-    return columns, {
-        "covers_inputs": check_result(
-            rows >= needed,
-            measured=rows,
-            threshold=needed,
-            unit="rows",
-            comparison="at_least",
-            distinct_input_rows=per_input,
-        ),
-        "unique_primary_key": check_result(
-            dupes == 0, measured=dupes, threshold=0, unit="duplicate key(s)", comparison="at_most", key=key_text
-        ),
-    }
+    counted = [int(row[f"rows_{i}"]) for i in range(len(inputs))] if count_inputs else None
+    return (
+        columns,
+        {
+            "covers_inputs": check_result(
+                rows >= needed,
+                measured=rows,
+                threshold=needed,
+                unit="rows",
+                comparison="at_least",
+                distinct_input_rows=per_input,
+            ),
+            "unique_primary_key": check_result(
+                dupes == 0, measured=dupes, threshold=0, unit="duplicate key(s)", comparison="at_most", key=key_text
+            ),
+        },
+        counted,
+    )

@@ -491,14 +491,23 @@ class WarehouseResource(ConfigurableResource):
             self._drop_quietly(staging)
             raise
 
-    def apply_changes(self, final: TableRef, statements: list[str]) -> int:
+    @property
+    def answers_changed_rows(self) -> bool:
+        """Whether a DELETE or an INSERT answers the rows it changed, as one row (DuckDB)."""
+        return False
+
+    def apply_changes(self, final: TableRef, statements: list[str], rows_before: int | None = None) -> int:
         """Apply ``upsert_statements`` of this engine's ``upsert_mode`` to ``final`` atomically
         and return its row count: in one transaction (``delete_insert``; a failure rolls back),
-        as one statement (``merge``), or built under a new name and swapped in (``rebuild``)."""
+        as one statement (``merge``), or built under a new name and swapped in (``rebuild``).
+        ``rows_before``: the table's rows before, when the caller measured them: a DELETE and
+        INSERT whose engine answers their changed rows then need no count query after."""
         with self.session():
             if self.upsert_mode == "rebuild":
                 (select_sql,) = statements
                 return self._build_table(final, select_sql)
+            counted = rows_before is not None and self.upsert_mode == "delete_insert" and self.answers_changed_rows
+            changed = []
             if len(statements) > 1:
                 if not self.dialect.transactional_ddl:
                     raise WarehouseError(
@@ -507,14 +516,21 @@ class WarehouseResource(ConfigurableResource):
                 self.execute("BEGIN TRANSACTION")
                 try:
                     for stmt in statements:
-                        self.run(stmt)
+                        if counted:
+                            changed.append(self.scalar(stmt))
+                        else:
+                            self.run(stmt)
                     self.execute("COMMIT")
                 except BaseException:
                     self.execute("ROLLBACK")
                     raise
             else:
                 self.run(statements[0])
+                counted = False
             self.optimize(final)
+            if counted:  # [DELETE, INSERT] (inc.upsert_statements)
+                deleted, inserted = changed
+                return rows_before - deleted + inserted
             return self.row_count(final)
 
     def create_table_counted(self, ref: TableRef, select_sql: str, params: list | None = None) -> int:

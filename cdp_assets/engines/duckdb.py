@@ -145,6 +145,10 @@ class DuckDBWarehouse(WarehouseResource):
         self._scratch_rows.pop(ref, None)
         super().drop(ref)
 
+    @property
+    def answers_changed_rows(self) -> bool:
+        return True  # DELETE and INSERT answer one row: the rows they changed
+
     def drop_tables(self, refs: list[TableRef]) -> None:
         # DuckDB runs several statements in one call: one round trip for every drop. Each is
         # DROP TABLE IF EXISTS, and an error carries the whole text, which names every table.

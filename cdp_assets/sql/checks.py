@@ -97,11 +97,15 @@ def hist_union_measures_sql(
     target: TableRef,
     key_columns: list[str],
     inputs: list[tuple[TableRef, list[str]]],
+    count_inputs: bool = False,
 ) -> str:
     """Duplicate keys of the hist-union table, and each input's distinct rows by the same key
-    (``input_0``, ``input_1``, ... in the order given). Its rows come from its build."""
+    (``input_0``, ``input_1``, ... in the order given). Its rows come from its build.
+    ``count_inputs``: also each input's rows (``rows_0``, ...), when the build did not count them."""
     parts = [f"({duplicate_keys_sql(target, key_columns)}) AS duplicate_keys"]
     parts += [f"({distinct_count_sql(ref, cols)}) AS input_{i}" for i, (ref, cols) in enumerate(inputs)]
+    if count_inputs:
+        parts += [f"(SELECT COUNT(*) FROM {ref.sql}) AS rows_{i}" for i, (ref, _) in enumerate(inputs)]
     return "SELECT " + ", ".join(parts)
 
 

@@ -12,11 +12,14 @@ def hist_union_sql(
     inputs: list[tuple[TableRef, list[str]]],
     incremental_field: str,
     primary_key: list[str],
+    relations: list[str] | None = None,
 ) -> str:
     """Union the inputs by column name and keep one row per primary key (the newest).
 
     ``inputs`` is (table, its columns) in precedence order: on equal timestamps the later
     input (the incremental load) wins. Without a primary key, exact duplicate rows collapse.
+    ``relations``: per input, a SELECT of some of its rows to read instead of the whole table
+    (an incremental build's affected rows), inlined as a subquery.
     """
     all_columns: list[str] = []
     for _, cols in inputs:
@@ -24,7 +27,8 @@ def hist_union_sql(
     selects = []
     for rank, (ref, cols) in enumerate(inputs):
         exprs = [quote(c) if c in cols else f"CAST(NULL AS VARCHAR) AS {quote(c)}" for c in all_columns]
-        selects.append(f"SELECT {', '.join(exprs)}, {rank} AS _cdp_input_rank FROM {ref.sql}")
+        source = ref.sql if relations is None else f"({relations[rank]}) AS _cdp_in{rank}"
+        selects.append(f"SELECT {', '.join(exprs)}, {rank} AS _cdp_input_rank FROM {source}")
     union = "\nUNION ALL\n".join(selects)
     business = [c for c in all_columns if c not in LINEAGE_COLUMNS]
     partition = primary_key or business

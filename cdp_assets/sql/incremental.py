@@ -94,6 +94,33 @@ def input_progress_sql(ref: TableRef, state: TableRef, rank: int) -> str:
     )
 
 
+PROGRESS_COLUMNS = ("rows_through", "rows_new", "rows_total", "newest")  # input_progress_sql's row
+TARGET_ROWS_COLUMN = "_cdp_target_rows"  # progress_beside_sql's rows of the table before the run
+
+
+def progress_column(name: str, rank: int) -> str:
+    """The column of ``progress_beside_sql`` holding ``name`` of input ``rank``."""
+    return f"_cdp_{name}_{int(rank)}"
+
+
+def progress_beside_sql(inputs: list[TableRef], state: TableRef, target: TableRef) -> str:
+    """One row: ``input_progress_sql`` of every input (``progress_column(name, rank)``) and the
+    rows ``target`` holds (``_cdp_target_rows``): what an incremental build measures before it
+    applies its changes, named to ride beside its state read (``read_states_sql``)."""
+    cols = ", ".join(
+        f"p{rank}.{quote(name)} AS {quote(progress_column(name, rank))}"
+        for rank in range(len(inputs))
+        for name in PROGRESS_COLUMNS
+    )
+    joins = " CROSS JOIN ".join(
+        f"({input_progress_sql(ref, state, rank)}) AS p{rank}" for rank, ref in enumerate(inputs)
+    )
+    return (
+        f"SELECT {cols}, t.n AS {quote(TARGET_ROWS_COLUMN)} FROM {joins} "
+        f"CROSS JOIN (SELECT COUNT(*) AS n FROM {target.sql}) AS t"
+    )
+
+
 def input_measures_sql(ref: TableRef, state: TableRef | None, rank: int = 0) -> str:
     """One row of input ``ref`` (input ``rank`` of the table whose state is ``state``): all rows
     (``_cdp_rows_total``), the newest load time (``_cdp_newest``) and the rows loaded after the
@@ -369,16 +396,22 @@ def touched_master_ids_sql(
 STATE_BOUND_PER_INPUT = ("input_table", "generation", "fingerprint", "mode", "updated_at")
 
 
-def state_of_totals_sql(inputs: list[TableRef]) -> str:
+def state_of_totals_sql(inputs: list[TableRef], upstream_state: TableRef | None = None) -> str:
     """A full build's state rows measured in the statement that writes them: per input (its
     rank is its place in ``inputs``), all rows and the newest load time, beside the values bound
     for it (``STATE_BOUND_PER_INPUT``, in that order, input after input). The columns are
     ``STATE_COLUMNS``; the watermark keeps the type of the input's ``_cdp_loaded_at``, which is
-    what it is compared with."""
+    what it is compared with. ``upstream_state``: the inputs' own state table, whose generation
+    the rows record as ``upstream_generation`` (read in the same statement; else NULL)."""
+    upstream = (
+        f"(SELECT CAST(MAX(u.generation) AS VARCHAR) FROM {upstream_state.sql} AS u)"
+        if upstream_state is not None
+        else "CAST(NULL AS VARCHAR)"
+    )
     selects = [
         f"SELECT CAST({int(rank)} AS BIGINT) AS input_rank, CAST(? AS VARCHAR) AS input_table, "
         f"MAX(i.{quote(LOADED_AT)}) AS watermark, COUNT(*) AS rows_through, CAST(? AS VARCHAR) AS generation, "
-        f"CAST(NULL AS VARCHAR) AS upstream_generation, CAST(? AS VARCHAR) AS fingerprint, "
+        f"{upstream} AS upstream_generation, CAST(? AS VARCHAR) AS fingerprint, "
         f"CAST(? AS VARCHAR) AS mode, CAST(? AS TIMESTAMP) AS updated_at, CAST(0 AS BIGINT) AS seq, "
         f"CAST(0 AS BIGINT) AS changes_since, CAST(0 AS BIGINT) AS upstream_seq FROM {ref.sql} AS i"
         for rank, ref in enumerate(inputs)

@@ -170,17 +170,26 @@ def test_a_failed_incremental_apply_leaves_the_published_table_and_state_as_they
     before = sorted_frame(wh.fetch(f"SELECT * FROM {HU.sql}"))
     state_before = wh.fetch(f"SELECT * FROM {inc.state_ref(HU).sql}")
     apply_load(wh, 2, "incremental", [("C1", "new@x.com", "ann", 5)])
-    real_run = wh.run
+    real_execute, real_query = wh.execute, wh.query
 
-    def failing_insert(sql: str) -> None:  # the DELETE has run inside the transaction; the INSERT fails
+    # The DELETE has run inside the transaction; the INSERT fails, whichever way it is sent (a
+    # statement, or a query answering its rows: DuckDB's apply_changes counts them).
+    def failing_execute(sql: str) -> None:
         if sql.startswith("INSERT INTO"):
             raise WarehouseError("injected failure", sql)
-        real_run(sql)
+        real_execute(sql)
 
-    object.__setattr__(wh, "run", failing_insert)
+    def failing_query(sql: str, params=None):
+        if sql.startswith("INSERT INTO"):
+            raise WarehouseError("injected failure", sql)
+        return real_query(sql, params)
+
+    object.__setattr__(wh, "execute", failing_execute)
+    object.__setattr__(wh, "query", failing_query)
     with pytest.raises(WarehouseError, match="injected"):
         build_hist_union(wh, HU, inputs(wh), "updated_at", ["customer_id"])
-    object.__setattr__(wh, "run", real_run)
+    object.__setattr__(wh, "execute", real_execute)
+    object.__setattr__(wh, "query", real_query)
     pd.testing.assert_frame_equal(sorted_frame(wh.fetch(f"SELECT * FROM {HU.sql}")), before)
     pd.testing.assert_frame_equal(wh.fetch(f"SELECT * FROM {inc.state_ref(HU).sql}"), state_before)
     assert [t for t in wh.list_tables(SRC) if "__cdp_new_" in t] == []

@@ -1,6 +1,7 @@
 """A full build's state written by the statement that measures it (``inc.state_of_totals_sql``,
-used where counts need no query: Treasure Data) holds what the DataFrame path writes, on real
-DuckDB: the same columns, types and values but the build's own generation and time."""
+every full hist-union and staging build with load times) holds what the DataFrame path writes,
+on real DuckDB: the same columns, types and values but the build's own generation and time; a
+staged table's state reads its upstream's generation in that statement."""
 
 from __future__ import annotations
 
@@ -43,3 +44,24 @@ def test_the_measured_state_equals_the_dataframe_state(tmp_path):
     ]
     assert str(rows[0]["watermark"].iloc[0]) == "2024-06-01 10:00:00.123456"
     assert len(generation) == 1 and len(generation["generation"].iloc[0]) == 32  # one new generation for the build
+
+
+def test_a_staged_state_records_the_generation_its_upstream_state_holds(tmp_path):
+    wh = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"))
+    union, staged, orphan = TableRef(SRC, "u"), TableRef(SRC, "s"), TableRef(SRC, "o")
+    with wh.session():
+        for ref, n in ((HIST, 3), (INCR, 2)):
+            wh.build_table(
+                ref, "SELECT CAST(range AS VARCHAR) AS id, TIMESTAMP '2024-06-01' AS _cdp_loaded_at FROM range(?)", [n]
+            )
+        _write_state_of_totals(wh, union, [HIST, INCR], "fp")
+        wh.build_table(union, f"SELECT * FROM {HIST.sql} UNION ALL SELECT * FROM {INCR.sql}")
+        _write_state_of_totals(wh, staged, [union], "fp2", inc.state_ref(union))
+        _write_state_of_totals(wh, orphan, [union], "fp2")
+        generation = wh.fetch(f"SELECT DISTINCT generation FROM {inc.state_ref(union).sql}")["generation"].tolist()
+        state = wh.fetch(f"SELECT * FROM {inc.state_ref(staged).sql}")
+        without = wh.fetch(f"SELECT upstream_generation FROM {inc.state_ref(orphan).sql}")
+    assert len(generation) == 1
+    assert state["upstream_generation"].tolist() == generation and state["rows_through"].tolist() == [5]
+    assert state["generation"].iloc[0] != generation[0]  # its own build's, not the upstream's
+    assert without["upstream_generation"].isna().all()
