@@ -58,20 +58,13 @@ class _Scratch:
     def __init__(self, wh: WarehouseResource, target: TableRef):
         # Not named like the target's half-built tables: publishing drops those before it builds.
         self.wh, self.like, self.refs = wh, target.sibling(f"{target.name}_inc"), []
-        # Each table's rows where its create answered them (a scratch table is written once).
-        self.rows: dict[TableRef, int | None] = {}
         wh.drop_leftovers(target.schema, f"{self.like.name}__cdp_new_")  # a killed run's scratch tables
 
     def make(self, select_sql: str) -> TableRef:
         ref = self.wh.scratch_ref(self.like)
         self.refs.append(ref)
-        self.rows[ref] = self.wh.create_scratch(ref, select_sql)
+        self.wh.create_scratch(ref, select_sql)
         return ref
-
-    def row_count(self, ref: TableRef) -> int:
-        """The rows of scratch table ``ref``: its create's answer, else a count."""
-        known = self.rows.get(ref)
-        return known if known is not None else self.wh.row_count(ref)
 
     def drop(self) -> None:
         for ref in self.refs:
@@ -212,7 +205,7 @@ def build_hist_union(
                 for rank, (ref, cols) in enumerate(inputs)
             ]
             changes = scratch.make(hist_union_sql(inputs, incremental_field, primary_key, relations=affected))
-            n_changed = scratch.row_count(changed)
+            n_changed = wh.row_count(changed)
             statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)
             rows = wh.apply_changes(target, statements, rows_before)
         finally:
@@ -400,7 +393,7 @@ def build_staging(
         try:
             delta = scratch.make(inc.rows_since_sql(upstream, state))
             changed = scratch.make(inc.changed_keys_sql([(delta, upstream_columns, 0)], state, keys, null_safe))
-            n_changed = scratch.row_count(changed)
+            n_changed = wh.row_count(changed)
             if dedupe is None:
                 changes = scratch.make(render(delta, upstream_columns))
                 columns = wh.columns(target)

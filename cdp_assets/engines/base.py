@@ -102,6 +102,9 @@ class WarehouseResource(ConfigurableResource):
     # the engine: a table's entry is forgotten on every statement or load of the engine that may
     # create, drop or alter it (``tables_changed``), all of them on a statement it cannot read.
     _described: dict = PrivateAttr(default_factory=dict)
+    # Scratch tables' row counts as their create answered them (DuckDB, Trino): a scratch table is
+    # written once, so that answer stays its count for as long as it lives.
+    _scratch_rows: dict = PrivateAttr(default_factory=dict)
 
     @property
     @abstractmethod
@@ -419,6 +422,11 @@ class WarehouseResource(ConfigurableResource):
         return 0 if pd.isna(value) else int(value)
 
     def row_count(self, ref: TableRef) -> int:
+        """A scratch table's rows as its create answered them, else counted (``_counted_rows``)."""
+        known = self._scratch_rows.get(ref)
+        return known if known is not None else self._counted_rows(ref)
+
+    def _counted_rows(self, ref: TableRef) -> int:
         return self.scalar(row_count_sql(ref))
 
     def row_counts(self, refs: list[TableRef]) -> dict[TableRef, int]:
@@ -430,6 +438,7 @@ class WarehouseResource(ConfigurableResource):
         return {ref: int(counted[f"t{i}"]) for i, ref in enumerate(refs)}
 
     def drop(self, ref: TableRef) -> None:
+        self._scratch_rows.pop(ref, None)
         self.run(drop_table(ref))
 
     def staging_ref(self, final: TableRef) -> TableRef:

@@ -34,8 +34,6 @@ class DuckDBWarehouse(WarehouseResource):
     # Held open for a whole run: the database stays loaded between steps, so a session is a
     # cheap cursor instead of a full open and a checkpoint on close (about 20 ms each).
     _anchor: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
-    # Scratch tables' row counts as their CREATE answered them (see create_scratch), as on TD.
-    _scratch_rows: dict = PrivateAttr(default_factory=dict)
 
     @property
     def dialect(self) -> Dialect:
@@ -136,14 +134,6 @@ class DuckDBWarehouse(WarehouseResource):
         answer = self.fetch(self.dialect.create_scratch_sql(ref, select_sql))
         self._scratch_rows[ref] = rows = int(answer.iloc[0, 0])
         return rows
-
-    def row_count(self, ref: TableRef) -> int:
-        known = self._scratch_rows.get(ref)
-        return known if known is not None else super().row_count(ref)
-
-    def drop(self, ref: TableRef) -> None:
-        self._scratch_rows.pop(ref, None)
-        super().drop(ref)
 
     @property
     def answers_changed_rows(self) -> bool:

@@ -112,8 +112,6 @@ class TreasureDataWarehouse(WarehouseResource):
     max_concurrent_steps: int = 4  # steps of a run that may write at once, each with its own jobs
 
     _running_job: str | None = PrivateAttr(default=None)
-    # Scratch tables' row counts as Trino answered their CREATE TABLE AS (see create_scratch).
-    _scratch_rows: dict = PrivateAttr(default_factory=dict)
     # The last transport error or HTTP 5xx of this thread's requests (see _watch_transport).
     _transport: threading.local = PrivateAttr(default_factory=threading.local)
 
@@ -341,9 +339,8 @@ class TreasureDataWarehouse(WarehouseResource):
         self._scratch_rows[ref] = rows = self.create_table_counted(ref, select_sql)
         return rows
 
-    def row_count(self, ref: TableRef) -> int:
-        known = self._scratch_rows.get(ref)
-        return known if known is not None else self.row_counts([ref])[ref]
+    def _counted_rows(self, ref: TableRef) -> int:
+        return self.row_counts([ref])[ref]
 
     def row_counts(self, refs: list[TableRef]) -> dict[TableRef, int]:
         """From TD's table listing, which carries each table's record count (``count``,
