@@ -97,7 +97,7 @@ def _read(path: Path, fmt: str) -> pd.DataFrame:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     if fmt == "parquet":
         return pd.read_parquet(path)
-    return pd.read_json(path, lines=True, dtype=False)
+    return pd.read_json(path, lines=True, dtype=False, convert_dates=False)  # values as the file wrote them
 
 
 def _write(df: pd.DataFrame, path: Path, fmt: str) -> None:

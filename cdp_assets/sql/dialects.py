@@ -65,6 +65,10 @@ class Dialect:
     # old table), instead of building under a new name and swapping it in. DuckDB only: the other
     # engines keep build-then-swap (local Spark's parquet tables have no REPLACE TABLE at all).
     replaces_atomically: bool = False
+    # Has no timestamp column type: a DataFrame's timestamps are stored as text (Treasure Data's
+    # columns are int, long, double, string and array; the engine writes ``TD_TIMESTAMP`` text),
+    # so a stored timestamp is read back through a CAST before it is compared with a timestamp.
+    stores_timestamps_as_text: bool = False
 
     def scratch_ref(self, name: str, like: TableRef) -> TableRef:
         """Where a scratch table of ``like``'s step lives."""
@@ -73,6 +77,12 @@ class Dialect:
     def create_scratch_sql(self, ref: TableRef, select_sql: str) -> str:
         kind = "TEMP TABLE" if self.session_temp_tables else "TABLE"
         return f"CREATE {kind} {ref.sql} AS\n{select_sql.strip()}"
+
+    def stored_timestamp(self, column_sql: str) -> str:
+        """Canonical SQL of a loaded timestamp column as a TIMESTAMP: the column itself where the
+        engine stores TIMESTAMPs (DuckDB; Spark and Databricks, whose DataFrame loads write
+        TIMESTAMP columns), its text cast where it stores text (Treasure Data)."""
+        return f"CAST({column_sql} AS TIMESTAMP)" if self.stores_timestamps_as_text else column_sql
 
     def render(self, sql: str) -> str:
         """Render canonical SQL for this dialect (identity for DuckDB)."""
@@ -281,8 +291,9 @@ DIALECTS: dict[str, Dialect] = {
     "duckdb": Dialect("duckdb", "duckdb", transactional_ddl=True, session_temp_tables=True, replaces_atomically=True),
     "spark": Dialect("spark", "spark", transactional_ddl=False),
     "databricks": Dialect("databricks", "databricks", transactional_ddl=False),
-    "trino": Dialect("trino", "trino", transactional_ddl=False),
-    "hive": Dialect("hive", "hive", transactional_ddl=False),
+    # Trino and Hive are Treasure Data's query engines here: no timestamp column type.
+    "trino": Dialect("trino", "trino", transactional_ddl=False, stores_timestamps_as_text=True),
+    "hive": Dialect("hive", "hive", transactional_ddl=False, stores_timestamps_as_text=True),
 }
 
 

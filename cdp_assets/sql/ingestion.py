@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cdp_assets.sql.dialects import TableRef, quote
+from cdp_assets.sql.dialects import Dialect, TableRef, quote
 
 
 def source_table_rows_sql(table: TableRef, incremental_field: str, since: bool) -> str:
@@ -28,10 +28,12 @@ def file_versions_sql(files_log: TableRef) -> str:
     )
 
 
-def rows_in_range_sql(table: TableRef, incremental_field: str) -> str:
+def rows_in_range_sql(table: TableRef, incremental_field: str, dialect: Dialect) -> str:
     """The rows a raw table holds with a watermark between two bounds (bound as the two
-    parameters, inclusive): where an exact copy of a new file's row could be."""
-    col = quote(incremental_field)
+    parameters, inclusive): where an exact copy of a new file's row could be. The raw table's
+    watermark is compared as the engine stores it: a TIMESTAMP on DuckDB, Spark and Databricks,
+    text on Treasure Data (``Dialect.stored_timestamp``)."""
+    col = dialect.stored_timestamp(quote(incremental_field))
     return f"SELECT * FROM {table.sql} WHERE {col} >= CAST(? AS TIMESTAMP) AND {col} <= CAST(? AS TIMESTAMP)"
 
 

@@ -68,6 +68,45 @@ def test_on_the_treasure_data_fake_incremental_runs_equal_a_full_refresh(td):  #
     assert replay(wh, [LOADS[i] for i in picked]) == [EXPECTED_MODES[i] for i in picked]
 
 
+# ---------------------------------------------------------------------------- ingestion
+
+
+def load_copies(wh, folder) -> None:
+    """``phases/test_ingestion``'s copied files on another engine: the DataFrame loader reads the
+    rows already loaded in a new file's watermark range (a TIMESTAMP on Spark, text on TD) and
+    skips a file's exact copies of them; a changed row loads."""
+    from cdp_assets_tests.phases.test_ingestion import HEADER, TABLE, incr, inc, make_source, write_csv
+
+    source = make_source(folder)
+    data = [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:00:00.250000"]]
+    write_csv(incr(folder, "a.csv"), HEADER, data)
+    inc(wh, source, folder)
+    write_csv(incr(folder, "a_copy.csv"), HEADER, [*data, ["C2", "b-changed@x.com", "2024-06-01 09:00:00.25"]])
+    write_csv(incr(folder, "b.csv"), HEADER, [["C3", "c@x.com", "2024-05-01 00:00:00"]])
+    write_csv(incr(folder, "b_copy.csv"), HEADER, [["C3", "c@x.com", "2024-05-01 00:00:00"]])
+    result = inc(wh, source, folder)
+    assert (result.records_loaded, result.skipped_duplicate, result.files) == (2, 3, ["a_copy.csv", "b.csv"])
+    emails = wh.fetch(f"SELECT email FROM {TABLE.sql}")["email"]
+    assert sorted(emails) == ["a@x.com", "b-changed@x.com", "b@x.com", "c@x.com"]
+
+
+@pytest.mark.spark
+def test_on_local_spark_a_files_copies_of_loaded_rows_are_not_loaded_again(tmp_path):
+    with tempfile.TemporaryDirectory() as d:
+        wh = local_spark_warehouse(d)
+        try:
+            with wh.session():
+                load_copies(wh, tmp_path / "data")
+        finally:
+            stop_spark_session()
+
+
+def test_on_the_treasure_data_fake_a_files_copies_of_loaded_rows_are_not_loaded_again(td, tmp_path):  # noqa: F811
+    from cdp_assets_tests.phases.test_ingestion import SCHEMA
+
+    load_copies(td_engine(td, database=SCHEMA), tmp_path / "data")
+
+
 # ---------------------------------------------------------------------------- unification
 
 

@@ -17,6 +17,7 @@ from dagster import MaterializeResult, asset, materialize
 
 from cdp_assets.assets.metadata import engine_jobs_metadata
 from cdp_assets.config import load_config
+from cdp_assets.connectors.loading import LOG_TABLE
 from cdp_assets.definitions import PIPELINE_JOB, build_definitions
 from cdp_assets.engines.base import StatementTimeoutError, TransientWarehouseError, WarehouseAuthError, WarehouseError
 from cdp_assets.engines.factory import build_warehouse
@@ -479,3 +480,95 @@ def test_a_full_hist_union_writes_its_state_in_the_one_job_that_measures_it_and_
     refreshed = build_hist_union(wh, target.sibling("c_refreshed"), inputs(), "updated_at", ["customer_id"], True)
     want = wh.fetch('SELECT customer_id, email FROM "cdp_src"."c_refreshed" ORDER BY customer_id')
     assert refreshed.rows == 4 and got.equals(want) and got["email"].tolist()[2] == "3@2024-06-03.x"
+
+
+def _write_nightly_files(data, new_share: float, updated_share: float) -> dict:
+    """``bench/bench_nightly.write_nightly_files``: bench/ is a folder of scripts, not a package."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "bench"
+    sys.path.insert(0, str(bench))  # bench_nightly imports its sibling doc_sections
+    try:
+        spec = importlib.util.spec_from_file_location("bench_nightly", bench / "bench_nightly.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(bench))
+    return module.write_nightly_files(data, new_share, updated_share)
+
+
+def _td_tables(tdw: TreasureDataWarehouse, schemas: list[str]) -> dict[str, pd.DataFrame]:
+    """Every table's rows, sorted, without what says when rather than what (TD's ``time``, load
+    times, run ids) and without the tables that grow by a row per run (the load log) or keep
+    bookkeeping (watermarks, build ids, change logs)."""
+    out = {}
+    for schema in schemas:
+        for table in tdw.list_tables(schema):
+            if table in (*VOLATILE_TABLES, LOG_TABLE) or table.endswith(("_loop_stats", *BOOKKEEPING_SUFFIXES)):
+                continue
+            df = tdw.fetch(f"SELECT * FROM {TableRef(schema, table).sql}")
+            df = df.drop(columns=[c for c in df.columns if c in VOLATILE or c == "time"])
+            out[f"{schema}.{table}"] = normalized(df, sorted(df.columns))
+    return out
+
+
+@pytest.mark.pipeline
+def test_a_nightly_run_on_the_fake_with_new_and_updated_rows_equals_a_full_refresh(td, tmp_path, monkeypatch):
+    """A full run, then one new incremental file per object with new and updated rows (what
+    ``bench_nightly`` writes) and the nightly run: the DataFrame loader reads the rows already
+    loaded in each file's watermark range (stored as text on TD), and every phase's tables equal
+    a full refresh on the same data; the enriched and master tables equal their full builds over
+    the published lookup (an incremental loop keeps ids a full refresh may renumber)."""
+    from cdp_assets.assets.run_config import full_refresh_run_config
+    from cdp_assets_tests.unify.test_incremental_unification import assert_equal_to_full_builds
+
+    monkeypatch.setenv("TD_API_KEY", KEY)
+    loaded = load_config(
+        write_project(
+            tmp_path,
+            records=60,
+            mutate=lambda c: c.update(
+                engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}}
+            ),
+        )
+    )
+    first = run_pipeline(loaded)
+    assert first.success
+    tdw = engine(td, database=loaded.pipeline.src_schema)
+    src, stg = loaded.pipeline.src_schema, loaded.pipeline.stg_schema
+    customers = f'SELECT COUNT(*) AS n FROM {TableRef(src, "shop_customers").sql}'
+    before = tdw.fetch(customers).iloc[0, 0]
+    written = _write_nightly_files(tmp_path / "data", 0.01, 0.005)
+    assert all(w["new"] > 0 and w["updated"] > 0 for w in written.values()), written
+    # And a copy of a row loaded by the full run, re-sent: found among the loaded rows in the
+    # file's watermark range (text on TD) and not loaded twice.
+    folder = tmp_path / "data" / "shop" / "customers"
+    loaded_before = pd.read_csv(folder / "customers_2024-06-02.csv", dtype=str, keep_default_na=False)
+    (night,) = [p for p in folder.glob("customers_*.csv") if p.name > "customers_2024-06-02.csv"]
+    new_file = pd.read_csv(night, dtype=str, keep_default_na=False)
+    pd.concat([new_file, loaded_before.head(1)]).to_csv(night, index=False)
+    nightly = run_pipeline(loaded)
+    checks = check_results(nightly)
+    failed = {k for k, passed in checks.items() if not passed}
+    assert nightly.success and len(checks) > 50 and failed == {"acme_src/shop_customers:no_skipped_rows"}  # the copy
+    modes = {
+        e.asset_key.path[-1]: e.event_specific_data.materialization.metadata["build_mode"].value
+        for e in nightly.get_asset_materialization_events()
+        if "build_mode" in e.event_specific_data.materialization.metadata
+    }
+    assert modes["shop_customers_hist_union"] == "incremental" and modes["shop_customers_stg"] == "incremental"
+    # Every new file's row loaded once, none of the rows loaded before again.
+    shop = written["shop/customers"]
+    assert tdw.fetch(customers).iloc[0, 0] == before + shop["new"] + shop["updated"]
+    assert_equal_to_full_builds(tdw, loaded)
+    nightly_tables = _td_tables(tdw, [src, stg])
+
+    job = build_definitions(loaded).resolve_job_def(PIPELINE_JOB)
+    full = job.execute_in_process(run_config=full_refresh_run_config(job), raise_on_error=False)
+    assert full.success
+    full_tables = _td_tables(tdw, [src, stg])
+    assert nightly_tables.keys() == full_tables.keys() and len(full_tables) > 10
+    for name, table in nightly_tables.items():
+        pd.testing.assert_frame_equal(table, full_tables[name], check_dtype=False, obj=name)
