@@ -87,6 +87,7 @@ class _Described:
         states = [inc.state_ref(t) for t in targets]
         described = wh.describe_tables([*targets, *states, *others])
         self.exists = {ref: cols is not None for ref, cols in described.items()}
+        self.columns = {ref: None if cols is None else [c for c, _ in cols] for ref, cols in described.items()}
         self.measured: pd.Series | None = None
         # ``read_if``: given what exists, whether the states are needed at all (a build that is
         # full whatever they hold reads none).
@@ -230,16 +231,44 @@ def _write_state_of_totals(
 ) -> None:
     """A full build's state, its inputs' totals (and ``upstream_state``'s generation) measured
     by the statement that publishes it (``inc.state_of_totals_sql``), the rest bound as values."""
+    _write_state_of_inputs(
+        wh, target, [inc.StateInput(ref, generation_of=upstream_state) for ref in inputs], fingerprint
+    )
+
+
+def _write_state_of_inputs(
+    wh: WarehouseResource,
+    target: TableRef,
+    inputs: list[inc.StateInput],
+    fingerprint: str,
+    generation: str | None = None,
+    seq: int = 0,
+    since: int = 0,
+) -> None:
+    """A full build's state written by one ``CREATE TABLE AS`` that measures what the warehouse
+    holds (``inc.state_of_inputs_sql``: inputs' totals, their states' generations and build
+    numbers), the rest bound as values: no state read before, no DataFrame written after."""
     bound = {
-        "generation": uuid.uuid4().hex,
+        "generation": generation or uuid.uuid4().hex,
         "fingerprint": fingerprint,
         "mode": "full",
         "updated_at": pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime(),
+        "seq": seq,
+        "changes_since": since,
     }
     params = [
-        ref.display if name == "input_table" else bound[name] for ref in inputs for name in inc.STATE_BOUND_PER_INPUT
+        i.ref.display if name == "input_table" else bound[name] for i in inputs for name in inc.STATE_BOUND_PER_INPUT
     ]
-    wh.build_table(inc.state_ref(target), inc.state_of_totals_sql(inputs, upstream_state), params)
+    sql = inc.state_of_inputs_sql(inputs, wh.dialect.stored_timestamp_type)
+    wh.build_table(inc.state_ref(target), sql, params)
+
+
+def _state_if_kept(described: _Described, ref: TableRef, column: str = "generation") -> TableRef | None:
+    """``ref``'s state table when it exists and keeps ``column`` (a state written before change
+    logs has no ``seq``): what a state measured in its own statement reads it from."""
+    state = inc.state_ref(ref)
+    columns = described.columns.get(state)
+    return state if columns is not None and column in columns else None
 
 
 def _state_row(
@@ -589,8 +618,14 @@ def build_enriched(
                 return None
             return inc.input_measures_sql(staged, target_state if exists[target_state] else None)
 
+        # Without the target's state the build is full whatever the other states hold: none is
+        # read, and the new state is measured by the statement that writes it.
         described = _Described(
-            wh, [staged, target, *(lk for lk, _ in lookups)], [inc.changes_ref(target)], beside=measures
+            wh,
+            [staged, target, *(lk for lk, _ in lookups)],
+            [inc.changes_ref(target)],
+            beside=measures,
+            read_if=lambda exists: exists[target_state],
         )
         measured = described.measured
         upstream_state = described.states[staged]
@@ -646,6 +681,20 @@ def build_enriched(
                 rows = _build_logged(wh, target, select_sql, id_columns, seq, since, log_exists)
             else:
                 rows, since = wh.build_table(target, select_sql), seq
+            if previous is None:
+                # The staged table's totals and generation and the lookups' build numbers read
+                # by the statement that writes the state (no state was read: ``read_if``).
+                timed = inc.LOADED_AT in staged_columns
+                inputs = [
+                    inc.StateInput(staged, measured=timed, generation_of=_state_if_kept(described, staged)),
+                    *(
+                        inc.StateInput(lk, measured=False, seq_of=_state_if_kept(described, lk, "seq"))
+                        for lk, _ in lookups
+                    ),
+                ]
+                _write_state_of_inputs(wh, target, inputs, fingerprint, seq=seq, since=since)
+                total = wh.row_count(staged) if timed else 0
+                return BuildResult(rows, "full", reason, rows_read=total)
             if measured is not None:
                 total, newest = int(measured[inc.TOTAL_ROWS_COLUMN]), measured[inc.NEWEST_COLUMN]
             else:
@@ -746,7 +795,10 @@ def build_master(
     with wh.session():
         inputs = [lookup, *enriched]
         fingerprint = _fingerprint("master", render(None), config_fingerprint)
-        described = _Described(wh, [target, *inputs])
+        # Without the target's state the build is full: no state is read (``read_if``), and the
+        # new state reads its inputs' build numbers in the statement that writes it.
+        target_state = inc.state_ref(target)
+        described = _Described(wh, [target, *inputs], read_if=lambda exists: exists[target_state])
         previous = described.states[target]
         states = [described.states[ref] for ref in inputs]
         reason = "full refresh requested" if full_refresh else None
@@ -771,7 +823,13 @@ def build_master(
         ]
         if reason is not None:
             rows = wh.build_table(target, render(None))
-            _write_state(wh, target, rows_state)
+            if previous is None:
+                inputs_state = [
+                    inc.StateInput(ref, measured=False, seq_of=_state_if_kept(described, ref, "seq")) for ref in inputs
+                ]
+                _write_state_of_inputs(wh, target, inputs_state, fingerprint, generation=generation)
+            else:
+                _write_state(wh, target, rows_state)
             return BuildResult(rows, "full", reason)
         logs = [(inc.changes_ref(ref), lo, hi) for ref, (lo, hi) in zip(inputs, ranges) if hi > lo]
         lookup_log = logs[0] if logs and logs[0][0] == inc.changes_ref(lookup) else None

@@ -84,6 +84,11 @@ class Dialect:
         TIMESTAMP columns), its text cast where it stores text (Treasure Data)."""
         return f"CAST({column_sql} AS TIMESTAMP)" if self.stores_timestamps_as_text else column_sql
 
+    @property
+    def stored_timestamp_type(self) -> str:
+        """The canonical type a timestamp column of ours has in this engine's tables."""
+        return "VARCHAR" if self.stores_timestamps_as_text else "TIMESTAMP"
+
     def render(self, sql: str) -> str:
         """Render canonical SQL for this dialect (identity for DuckDB)."""
         if self.sqlglot_name == "duckdb":

@@ -18,6 +18,8 @@ by the engine's capability (``WarehouseResource.upsert_mode``), the way OPTIMIZE
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from cdp_assets.sql.dialects import TableRef, quote
 
 LOADED_AT = "_cdp_loaded_at"  # when ingestion wrote a row: the watermark column of raw tables
@@ -392,28 +394,58 @@ def touched_master_ids_sql(
 
 
 # The state values a full build binds per input, in the order of their placeholders in
-# ``state_of_totals_sql``.
-STATE_BOUND_PER_INPUT = ("input_table", "generation", "fingerprint", "mode", "updated_at")
+# ``state_of_inputs_sql``.
+STATE_BOUND_PER_INPUT = ("input_table", "generation", "fingerprint", "mode", "updated_at", "seq", "changes_since")
+
+
+@dataclass(frozen=True)
+class StateInput:
+    """One input's row of a state written by the statement that measures it."""
+
+    ref: TableRef
+    # Its rows and newest load time measured (an input read row by row); else 0 rows and no
+    # watermark (an input read through its change log: a lookup, an enriched table).
+    measured: bool = True
+    generation_of: TableRef | None = None  # a state whose generation it records as upstream_generation
+    seq_of: TableRef | None = None  # a state whose build number it records as upstream_seq (else 0)
+
+
+def state_of_inputs_sql(inputs: list[StateInput], watermark_type: str = "TIMESTAMP") -> str:
+    """A full build's state rows measured in the statement that writes them: per input (its
+    rank is its place in ``inputs``), all rows and the newest load time of a measured input,
+    the generation and build number of the states it names, beside the values bound for it
+    (``STATE_BOUND_PER_INPUT``, in that order, input after input). The columns are
+    ``STATE_COLUMNS``; a measured watermark keeps the type of the input's ``_cdp_loaded_at``,
+    which is what it is compared with; an unmeasured one is a NULL of ``watermark_type`` (the
+    type the engine stores a timestamp as: ``Dialect.stored_timestamp_type``)."""
+    selects = []
+    for rank, i in enumerate(inputs):
+        upstream = (
+            f"(SELECT CAST(MAX(u.generation) AS VARCHAR) FROM {i.generation_of.sql} AS u)"
+            if i.generation_of is not None
+            else "CAST(NULL AS VARCHAR)"
+        )
+        upstream_seq = (
+            f"COALESCE((SELECT CAST(MAX(u.seq) AS BIGINT) FROM {i.seq_of.sql} AS u), 0)"
+            if i.seq_of is not None
+            else "CAST(0 AS BIGINT)"
+        )
+        if i.measured:
+            watermark, rows, source = f"MAX(i.{quote(LOADED_AT)})", "COUNT(*)", f" FROM {i.ref.sql} AS i"
+        else:
+            watermark, rows, source = f"CAST(NULL AS {watermark_type})", "CAST(0 AS BIGINT)", ""
+        selects.append(
+            f"SELECT CAST({int(rank)} AS BIGINT) AS input_rank, CAST(? AS VARCHAR) AS input_table, "
+            f"{watermark} AS watermark, {rows} AS rows_through, CAST(? AS VARCHAR) AS generation, "
+            f"{upstream} AS upstream_generation, CAST(? AS VARCHAR) AS fingerprint, "
+            f"CAST(? AS VARCHAR) AS mode, CAST(? AS TIMESTAMP) AS updated_at, CAST(? AS BIGINT) AS seq, "
+            f"CAST(? AS BIGINT) AS changes_since, {upstream_seq} AS upstream_seq{source}"
+        )
+    return "\nUNION ALL\n".join(selects)
 
 
 def state_of_totals_sql(inputs: list[TableRef], upstream_state: TableRef | None = None) -> str:
-    """A full build's state rows measured in the statement that writes them: per input (its
-    rank is its place in ``inputs``), all rows and the newest load time, beside the values bound
-    for it (``STATE_BOUND_PER_INPUT``, in that order, input after input). The columns are
-    ``STATE_COLUMNS``; the watermark keeps the type of the input's ``_cdp_loaded_at``, which is
-    what it is compared with. ``upstream_state``: the inputs' own state table, whose generation
-    the rows record as ``upstream_generation`` (read in the same statement; else NULL)."""
-    upstream = (
-        f"(SELECT CAST(MAX(u.generation) AS VARCHAR) FROM {upstream_state.sql} AS u)"
-        if upstream_state is not None
-        else "CAST(NULL AS VARCHAR)"
-    )
-    selects = [
-        f"SELECT CAST({int(rank)} AS BIGINT) AS input_rank, CAST(? AS VARCHAR) AS input_table, "
-        f"MAX(i.{quote(LOADED_AT)}) AS watermark, COUNT(*) AS rows_through, CAST(? AS VARCHAR) AS generation, "
-        f"{upstream} AS upstream_generation, CAST(? AS VARCHAR) AS fingerprint, "
-        f"CAST(? AS VARCHAR) AS mode, CAST(? AS TIMESTAMP) AS updated_at, CAST(0 AS BIGINT) AS seq, "
-        f"CAST(0 AS BIGINT) AS changes_since, CAST(0 AS BIGINT) AS upstream_seq FROM {ref.sql} AS i"
-        for rank, ref in enumerate(inputs)
-    ]
-    return "\nUNION ALL\n".join(selects)
+    """A full hist-union or staging build's state (``state_of_inputs_sql``): every input
+    measured; ``upstream_state``: the inputs' own state table, whose generation the rows record
+    as ``upstream_generation`` (read in the same statement; else NULL)."""
+    return state_of_inputs_sql([StateInput(ref, generation_of=upstream_state) for ref in inputs])
