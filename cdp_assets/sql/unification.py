@@ -551,6 +551,16 @@ def watermarks_sql(plan: IdPlan) -> str:
     return "\nUNION ALL\n".join(parts)
 
 
+def watermarks_table_sql(plan: IdPlan) -> str:
+    """The watermarks table as ``watermarks_sql`` finds them, with the config's fingerprint (bound
+    as the one parameter): written by the query that finds them, in one statement."""
+    return (
+        "SELECT CAST(w.table_id AS BIGINT) AS table_id, CAST(w.watermark AS TIMESTAMP) AS watermark, "
+        "CAST(w.watermark_rest AS VARCHAR) AS watermark_rest, CAST(? AS VARCHAR) AS fingerprint "
+        f"FROM (\n{watermarks_sql(plan)}\n) AS w"
+    )
+
+
 def excluded_difference_sql(old: TableRef, new: TableRef) -> str:
     """How many values are excluded in one run but not the other."""
     return f"""

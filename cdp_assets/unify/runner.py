@@ -229,19 +229,9 @@ def _run_loop(
             )
         result.tables["lookup"] = result.lookup_build.rows
         with wh.step(steps.watermarks.name):
-            watermarks = runner.run(steps.watermarks)
-            watermarks["fingerprint"] = fingerprint
-            wh.replace_with_dataframe(
-                plan.ref("watermarks"),
-                watermarks.astype(
-                    {
-                        "table_id": "int64",
-                        "watermark": "datetime64[us]",
-                        "watermark_rest": "string",
-                        "fingerprint": "string",
-                    }
-                ),
-            )
+            # Written by the query that finds them (the fingerprint bound): no query, then a
+            # DataFrame written back.
+            wh.build_table(plan.ref("watermarks"), u.watermarks_table_sql(plan), [fingerprint])
         return result
     finally:
         runner.drop_scratch()
