@@ -572,3 +572,20 @@ def test_a_nightly_run_on_the_fake_with_new_and_updated_rows_equals_a_full_refre
     assert nightly_tables.keys() == full_tables.keys() and len(full_tables) > 10
     for name, table in nightly_tables.items():
         pd.testing.assert_frame_equal(table, full_tables[name], check_dtype=False, obj=name)
+
+
+def test_an_empty_excluded_values_table_is_measured_from_the_table_listing_without_a_job(td):
+    from cdp_assets.checks.unification import excluded_measures
+
+    wh = engine(td, database="cdp_unification_customer_360")
+    excluded = TableRef("cdp_unification_customer_360", "unified_id_excluded_values")
+    columns = "'email' AS key_name, CAST(v AS VARCHAR) AS value, n AS row_count, 2 AS max_rows_per_value"
+    over = f"SELECT {columns} FROM (VALUES ('a@x.com', 5), ('b@x.com', 3)) AS t(v, n)"
+    wh.build_table(excluded, f"SELECT * FROM ({over}) AS o WHERE 1 = 0")
+    jobs = len(td.jobs)
+    assert excluded_measures(wh, excluded).empty and len(td.jobs) == jobs  # nothing over its cap: no job
+    wh.build_table(excluded, over)
+    jobs = len(td.jobs)
+    top = excluded_measures(wh, excluded)
+    assert len(td.jobs) == jobs + 1 and top["value"].tolist() == ["a@x.com", "b@x.com"]
+    assert top["total"].tolist() == [2, 2]
