@@ -117,9 +117,11 @@ def section(result: dict) -> str:
             "table, its progress query, the changed keys' count and the count after the apply. A full build "
             "writes its state as one `CREATE TABLE AS` of its totals.",
             "",
-            "A TD nightly run fails in ingestion (not in what this section changed): the DataFrame loader's "
-            "query of the rows already loaded in a file's watermark range (`sql/ingestion.rows_in_range_sql`) "
-            "compares the raw table's `updated_at`, a VARCHAR on TD, with a TIMESTAMP.",
+            "On TD the nightly run's DataFrame loader reads the rows already loaded in a new file's watermark "
+            "range (`sql/ingestion.rows_in_range_sql`) with the raw table's `updated_at` cast from the text TD "
+            "stores it as (`Dialect.stored_timestamp`); it failed before (\"Cannot compare VARCHAR and "
+            "TIMESTAMP\"). `test_treasure_data.py::test_a_nightly_run_on_the_fake_with_new_and_updated_rows_"
+            "equals_a_full_refresh` runs this sequence on the fake.",
         ]
     )
 

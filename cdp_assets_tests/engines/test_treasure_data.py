@@ -37,8 +37,10 @@ TARGET_TD_JOBS = 80
 # Reached 100 with the checks in their assets' steps and the loop's and enrichment's counts from their
 # builds (docs/benchmarks.md, "Statements per run"; the loop and the enrichment: docs/unification.md);
 # 98 with the graph's check and the report reading its build's last round instead of the loop statistics;
-# then 94: staging's first build reads no state and writes it as one CREATE TABLE AS of its totals.
-CEILING_TD_JOBS = 94
+# then 94: staging's first build reads no state and writes it as one CREATE TABLE AS of its totals;
+# then 87: so do the enriched and master tables' first builds, the loop's watermarks are written by the
+# query that finds them, and an empty excluded-values table is counted from the table listing.
+CEILING_TD_JOBS = 87
 
 
 @pytest.fixture
