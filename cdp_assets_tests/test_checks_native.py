@@ -36,8 +36,10 @@ TARGET_STATEMENTS = 150
 # first run's loop statistics not counted, the graph's check and the report reading its build's last round, the key
 # statistics described with the enriched tables). Then 161: hist-union's and staging's full builds write their
 # state as one CREATE TABLE AS of their inputs' totals, staging reads no state on its first build and takes its
-# rule counts with its description.
-CEILING_STATEMENTS = 161
+# rule counts with its description. Counted honestly then (each statement of a call that carries several: DuckDB's
+# drops of several tables, its BEGIN/CREATE.../COMMIT of the rule tables; an append unit's BEGIN, INSERT and COMMIT
+# and one load per table), the same run is 210.
+CEILING_STATEMENTS = 210
 
 
 FIRST_RUN_LOG: list = []  # (step, kind, SQL) of the sample run's own statements

@@ -273,22 +273,18 @@ class DuckDBWarehouse(WarehouseResource):
         return self.native_file_reads
 
     def append_frames(self, frames: list[tuple[TableRef, pd.DataFrame]], statements: Sequence[str] = ()) -> None:
-        """Also runs ``statements`` (a native load's INSERT of its rows) first, in the same unit."""
+        """Also runs ``statements`` (a native load's INSERT of its rows) first, in the same unit.
+        The transaction and ``statements`` go through ``execute`` (each one a statement sent)."""
         with self._cursor() as con:
             for schema in dict.fromkeys(ref.schema for ref, _ in frames):
                 self.ensure_schema(schema)
-            con.execute("BEGIN TRANSACTION")
+            self.execute("BEGIN TRANSACTION")
             try:
                 for sql in statements:
-                    try:
-                        con.execute(sql)
-                    except duckdb.Error as exc:
-                        raise WarehouseError(f"DuckDB: {exc}", sql) from exc
-                    finally:
-                        self.forget_written(sql)
+                    self.execute(sql)
                 for ref, df in frames:
                     self._append(con, ref, df)
-                con.execute("COMMIT")
+                self.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 # What was described inside the unit may be undone: forget it all.
@@ -310,7 +306,7 @@ class DuckDBWarehouse(WarehouseResource):
                 if col not in have:
                     # New columns in a later file: add them; earlier rows read NULL.
                     sql_type = "TIMESTAMP" if pd.api.types.is_datetime64_any_dtype(df[col]) else "VARCHAR"
-                    con.execute(meta.add_column_sql(ref.sql, quote(col), sql_type))
+                    self.execute(meta.add_column_sql(ref.sql, quote(col), sql_type))  # a statement of its own
             con.execute(meta.insert_frame_by_name_sql(ref.sql, "_cdp_frame"))
         except duckdb.Error as exc:
             raise WarehouseError(f"DuckDB: {exc}", meta.insert_frame_by_name_sql(ref.sql, "<DataFrame>")) from exc

@@ -1,0 +1,80 @@
+"""The statement counter counts statements, not calls: a call of N SQL statements counts N
+(cdp_assets_tests/statement_counts.py; docs/benchmarks.md "Statements per run")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cdp_assets.engines.duckdb import DuckDBWarehouse
+from cdp_assets.sql.dialects import TableRef
+from cdp_assets_tests.statement_counts import OUTSIDE, counting, sql_statements
+
+
+def test_a_semicolon_in_a_literal_an_identifier_or_a_comment_splits_nothing():
+    sql = """SELECT 'a;b' AS "x;y" -- c;d
+    ; /* e;f */ SELECT 'it''s;' ;  ; -- only a comment;"""
+    assert sql_statements(sql) == [
+        """SELECT 'a;b' AS "x;y" -- c;d""",
+        "/* e;f */ SELECT 'it''s;'",
+    ]
+
+
+_PARTS = st.lists(
+    st.one_of(
+        st.text(alphabet="ab ;", min_size=1, max_size=4).map(lambda s: f"'{s}'"),
+        st.text(alphabet="ab ;", min_size=1, max_size=4).map(lambda s: f'"{s}"'),
+        st.sampled_from(["1", "2", "x"]),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_PARTS, min_size=1, max_size=5))
+def test_the_split_agrees_with_duckdbs_own_parser(statements):
+    """Any run of SELECTs of literals and quoted names: as many statements as DuckDB parses."""
+    sql = "; ".join("SELECT " + ", ".join(f"{v} AS c{i}" for i, v in enumerate(parts)) for parts in statements)
+    assert len(sql_statements(sql)) == len(duckdb.extract_statements(sql)) == len(statements)
+
+
+def _total(wh) -> int:
+    return sum(n for (_, kind), n in wh.counts.items() if kind != "jobs")
+
+
+def test_a_call_of_n_statements_counts_n(tmp_path: Path):
+    log: list = []
+    wh = counting(DuckDBWarehouse(path=str(tmp_path / "wh.duckdb")), log)
+    refs = [TableRef("s", f"t{i}") for i in range(3)]
+    with wh.session():
+        wh.run('CREATE SCHEMA "s"')
+        for ref in refs:
+            wh.run(f"CREATE TABLE {ref.sql} (x INTEGER)")
+        before = _total(wh)
+        wh.query("SELECT 1; SELECT 'a;b'; SELECT 2")
+        assert _total(wh) - before == 3
+        before = _total(wh)
+        wh.drop_tables(refs)  # DuckDB: several DROP TABLE in one call
+        assert _total(wh) - before == 3
+        assert not any(wh.table_exists(ref) for ref in refs)
+        # Published together: BEGIN, one CREATE OR REPLACE per frame, COMMIT (a second time: the
+        # first also ensures the schema and lists its leftovers).
+        frames = [(ref, pd.DataFrame({"x": [1, 2]})) for ref in refs[:2]]
+        wh.replace_with_dataframes(frames)
+        before = _total(wh)
+        assert wh.replace_with_dataframes(frames) == [2, 2]
+        assert _total(wh) - before == 4
+        # A unit of two frames and a statement: a load per frame, and BEGIN, the statement, COMMIT.
+        before = dict(wh.counts)
+        wh.append_frames(frames, statements=[f"INSERT INTO {refs[0].sql} VALUES (3)"])
+        added = {k: n - before.get((OUTSIDE, k), 0) for (s, k), n in wh.counts.items() if s == OUTSIDE}
+        assert added["dataframe_loads"] == 2 and added["statements"] == 3, added
+        assert wh.fetch(f"SELECT count(*) AS n FROM {refs[0].sql}")["n"][0] == 5
+    assert [what for _, _, what in log if what.startswith("DROP")] == [
+        f"DROP TABLE IF EXISTS {ref.sql}" for ref in refs
+    ]
