@@ -7,9 +7,11 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cdp_assets.engines.base import WarehouseError
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets_tests.statement_counts import OUTSIDE, counting, sql_statements
@@ -78,3 +80,23 @@ def test_a_call_of_n_statements_counts_n(tmp_path: Path):
     assert [what for _, _, what in log if what.startswith("DROP")] == [
         f"DROP TABLE IF EXISTS {ref.sql}" for ref in refs
     ]
+
+
+def test_the_sessions_temporary_tables_die_with_it_without_a_drop(tmp_path: Path):
+    """``drop_with_session``: DuckDB's temporary tables are left to the session's end (no statement),
+    and are gone when it ends; a table of the database is dropped at once."""
+    log: list = []
+    wh = counting(DuckDBWarehouse(path=str(tmp_path / "wh.duckdb")), log)
+    temp, kept = TableRef("main", "_cdp_rows_x", "temp"), TableRef("s", "t")
+    with wh.session():
+        wh.run('CREATE SCHEMA "s"')
+        wh.create_scratch(temp, "SELECT 1 AS x")
+        wh.run(f"CREATE TABLE {kept.sql} AS SELECT 1 AS x")
+        before = len(log)
+        wh.drop_with_session([temp, kept])
+        assert [what for _, _, what in log[before:]] == [f"DROP TABLE IF EXISTS {kept.sql}"]
+        assert wh.fetch(f"SELECT x FROM {temp.sql}")["x"].tolist() == [1]  # still there in the session
+        assert not wh.table_exists(kept)
+    with wh.session():
+        with pytest.raises(WarehouseError, match="_cdp_rows_x"):
+            wh.fetch(f"SELECT x FROM {temp.sql}")

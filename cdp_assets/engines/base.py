@@ -461,6 +461,18 @@ class WarehouseResource(ConfigurableResource):
         for ref in refs:
             self.drop(ref)
 
+    def drop_with_session(self, refs: list[TableRef]) -> None:
+        """Scratch tables a piece of work is done with, at its end: dropped now (``drop_tables``),
+        except the session's temporary tables (``Dialect.session_temp_tables``: DuckDB's), which
+        die with its connection when the outermost session ends: no statement is sent for them.
+        For small tables, or work that ends its step (a step holds one session): a large table
+        that later work in the same session would keep alive is dropped with ``drop_tables``."""
+        for ref in refs:
+            self._scratch_rows.pop(ref, None)
+        if self.dialect.session_temp_tables and self._con is not None:
+            refs = [ref for ref in refs if ref.catalog != "temp"]
+        self.drop_tables(refs)
+
     def swap_in(self, staging: TableRef, final: TableRef) -> None:
         # One connection for the whole swap: its transaction must not span connections.
         with self.session():
