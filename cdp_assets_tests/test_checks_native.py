@@ -39,8 +39,9 @@ TARGET_STATEMENTS = 150
 # rule counts with its description. Counted honestly then (each statement of a call that carries several: DuckDB's
 # drops of several tables, its BEGIN/CREATE.../COMMIT of the rule tables; an append unit's BEGIN, INSERT and COMMIT
 # and one load per table), the same run is 210. 186 with the loads' temporary tables left to die with the step's
-# session (DuckDB's temporary tables are its connection's), except the historical files' rows, dropped at once.
-CEILING_STATEMENTS = 186
+# session (DuckDB's temporary tables are its connection's), except the historical files' rows, dropped at once;
+# 184 with a one-table append (the loop statistics) sent as its one statement, without BEGIN and COMMIT.
+CEILING_STATEMENTS = 184
 
 
 FIRST_RUN_LOG: list = []  # (step, kind, SQL) of the sample run's own statements

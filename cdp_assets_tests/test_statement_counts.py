@@ -100,3 +100,25 @@ def test_the_sessions_temporary_tables_die_with_it_without_a_drop(tmp_path: Path
     with wh.session():
         with pytest.raises(WarehouseError, match="_cdp_rows_x"):
             wh.fetch(f"SELECT x FROM {temp.sql}")
+
+
+def test_a_one_table_append_is_one_statement_without_a_transaction_unless_it_adds_columns(tmp_path: Path):
+    log: list = []
+    wh = counting(DuckDBWarehouse(path=str(tmp_path / "wh.duckdb")), log)
+    ref = TableRef("s", "t")
+    with wh.session():
+        wh.append_frames([(ref, pd.DataFrame({"x": ["1"]}))])  # created
+        before = len(log)
+        wh.append_frames([(ref, pd.DataFrame({"x": ["2"]}))])
+        # (and the table's description: kept for a run, asked again outside one)
+        sent = [(kind, what) for _, kind, what in log[before:] if "information_schema" not in what]
+        assert sent == [("dataframe_loads", f"append {ref.display}")]
+        before = len(log)
+        wh.append_frames([(ref, pd.DataFrame({"x": ["3"], "y": ["new"]}))])  # ALTER and INSERT: one unit
+        assert [what for _, _, what in log[before:] if "information_schema" not in what][1:] == [
+            "BEGIN TRANSACTION",
+            'ALTER TABLE "s"."t" ADD COLUMN "y" VARCHAR',
+            "COMMIT",
+        ]
+        rows = wh.fetch(f"SELECT x, y FROM {ref.sql} ORDER BY x")
+    assert rows.values.tolist() == [["1", None], ["2", None], ["3", "new"]]

@@ -278,6 +278,14 @@ class DuckDBWarehouse(WarehouseResource):
         with self._cursor() as con:
             for schema in dict.fromkeys(ref.schema for ref, _ in frames):
                 self.ensure_schema(schema)
+            if not statements and len(frames) == 1:
+                ref, df = frames[0]
+                have = self._columns_if_exists(ref)
+                if not have or set(df.columns) <= set(have):
+                    # One statement (the table's CREATE or its INSERT): atomic on its own, no
+                    # transaction to open and commit around it.
+                    self._append(con, ref, df, have)
+                    return
             self.execute("BEGIN TRANSACTION")
             try:
                 for sql in statements:
@@ -293,10 +301,13 @@ class DuckDBWarehouse(WarehouseResource):
                     self.forget_written(sql)
                 raise
 
-    def _append(self, con: duckdb.DuckDBPyConnection, ref: TableRef, df: pd.DataFrame) -> None:
+    def _append(
+        self, con: duckdb.DuckDBPyConnection, ref: TableRef, df: pd.DataFrame, columns: list[str] | None = None
+    ) -> None:
         con.register("_cdp_frame", df)
         try:
-            have = set(self._columns_if_exists(ref))  # one round trip (or none in a run): existence and columns
+            # One round trip (or none in a run, or given): existence and columns.
+            have = set(self._columns_if_exists(ref) if columns is None else columns)
             if not have or any(col not in have for col in df.columns):
                 self.forget_tables([ref])  # created, or given columns (a rollback undoes both)
             if not have:
