@@ -122,3 +122,29 @@ def test_a_one_table_append_is_one_statement_without_a_transaction_unless_it_add
         ]
         rows = wh.fetch(f"SELECT x, y FROM {ref.sql} ORDER BY x")
     assert rows.values.tolist() == [["1", None], ["2", None], ["3", "new"]]
+
+
+def test_a_step_describes_the_next_steps_tables_ahead_in_its_own_look_up(tmp_path: Path):
+    """``describe_ahead``: while a run holds DuckDB, the first step of a phase describes every step's
+    tables in one query; a later step finds its own known, unless a write since forgot them."""
+    log: list = []
+    wh = counting(DuckDBWarehouse(path=str(tmp_path / "wh.duckdb")), log)
+    a, b, c = (TableRef("s", n) for n in "abc")
+    wh.setup_for_execution(None)  # as a run does: the engine holds the database for the run
+    try:
+        with wh.session():
+            wh.run('CREATE SCHEMA "s"')
+            for ref in (a, b):
+                wh.run(f"CREATE TABLE {ref.sql} (x INTEGER)")
+            before = len(log)
+            wh.describe_ahead([a], [a, b, c])
+            assert len(log) - before == 1
+            assert wh.describe_tables([b, c]) == {b: [("x", "INTEGER")], c: None}  # known: nothing sent
+            assert len(log) - before == 1
+            wh.describe_ahead([b], [a, b, c])  # all known: nothing sent
+            assert len(log) - before == 1
+            wh.run(f"CREATE TABLE {c.sql} (y VARCHAR)")  # forgets c
+            assert wh.describe_tables([c]) == {c: [("y", "VARCHAR")]}
+            assert len(log) - before == 3
+    finally:
+        wh.teardown_after_execution(None)

@@ -350,6 +350,15 @@ class WarehouseResource(ConfigurableResource):
             out[ref] = [(c, "") for c in self.columns(ref)] if self.table_exists(ref) else None
         return out
 
+    def describe_ahead(self, refs: list[TableRef], ahead: list[TableRef]) -> None:
+        """Before a step describes ``refs``: where the engine keeps descriptions for the run and
+        some of ``refs`` are not known, describe them with ``ahead`` (what the run's other steps
+        of the same kind will describe) in one look-up. Each step writes only its own tables, and
+        a write forgets what it changed, so a later step finds the rest known: one look-up for the
+        phase instead of one per step (the enrichments' ``enrich_table`` does the same)."""
+        if self.holds_run and len(self.known_descriptions(refs)) < len(set(refs)):
+            self.describe_tables([*refs, *ahead])
+
     def describe_tables_and_fetch(
         self, refs: list[TableRef], canonical_sql: str, params: list | None = None
     ) -> tuple[dict[TableRef, list[tuple[str, str]] | None], pd.DataFrame]:
