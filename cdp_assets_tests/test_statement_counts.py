@@ -88,6 +88,7 @@ def test_the_sessions_temporary_tables_die_with_it_without_a_drop(tmp_path: Path
     log: list = []
     wh = counting(DuckDBWarehouse(path=str(tmp_path / "wh.duckdb")), log)
     temp, kept = TableRef("main", "_cdp_rows_x", "temp"), TableRef("s", "t")
+    wh.setup_for_execution(None)  # as a run does: each session is a cursor of the run's database
     with wh.session():
         wh.run('CREATE SCHEMA "s"')
         wh.create_scratch(temp, "SELECT 1 AS x")
@@ -97,9 +98,23 @@ def test_the_sessions_temporary_tables_die_with_it_without_a_drop(tmp_path: Path
         assert [what for _, _, what in log[before:]] == [f"DROP TABLE IF EXISTS {kept.sql}"]
         assert wh.fetch(f"SELECT x FROM {temp.sql}")["x"].tolist() == [1]  # still there in the session
         assert not wh.table_exists(kept)
+        with wh.own_session():  # a cursor of its own: the outer session's temporary tables are not its
+            with pytest.raises(WarehouseError, match="_cdp_rows_x"):
+                wh.fetch(f"SELECT x FROM {temp.sql}")
+            wh.create_scratch(TableRef("main", "_cdp_own", "temp"), "SELECT 2 AS x")
+        with pytest.raises(WarehouseError, match="_cdp_own"):  # died with the own session
+            wh.fetch('SELECT x FROM "temp"."main"."_cdp_own"')
+        assert wh.fetch(f"SELECT x FROM {temp.sql}")["x"].tolist() == [1]  # the outer session's, still there
     with wh.session():
         with pytest.raises(WarehouseError, match="_cdp_rows_x"):
             wh.fetch(f"SELECT x FROM {temp.sql}")
+    wh.teardown_after_execution(None)
+    # Without a run holding the engine, the temporary tables are dropped as any other.
+    before = len(log)
+    with wh.session():
+        wh.create_scratch(temp, "SELECT 1 AS x")
+        wh.drop_with_session([temp])
+    assert [what for _, _, what in log[before + 1 :]] == [f"DROP TABLE IF EXISTS {temp.sql}"]
 
 
 def test_a_one_table_append_is_one_statement_without_a_transaction_unless_it_adds_columns(tmp_path: Path):

@@ -416,6 +416,24 @@ class WarehouseResource(ConfigurableResource):
                 self.forget_catalog()
             con.close()
 
+    @contextmanager
+    def own_session(self) -> Iterator["WarehouseResource"]:
+        """A session with a connection of its own even inside another session, where the engine
+        holds the run (DuckDB: a new cursor of the run's database, which sees everything
+        committed): its temporary tables die at its end, so work whose scratch tables are all
+        temporary need not drop them (``drop_with_session``). Elsewhere it is ``session()``.
+        Only for work that needs no open transaction of the outer session."""
+        if not self.holds_run or self._con is None:
+            with self.session():
+                yield self
+            return
+        outer, self._con = self._con, self._open()
+        try:
+            yield self
+        finally:
+            con, self._con = self._con, outer
+            con.close()
+
     # ---------------------------------------------------------------- shared mechanics
 
     def run(self, canonical_sql: str) -> None:
@@ -472,13 +490,15 @@ class WarehouseResource(ConfigurableResource):
 
     def drop_with_session(self, refs: list[TableRef]) -> None:
         """Scratch tables a piece of work is done with, at its end: dropped now (``drop_tables``),
-        except the session's temporary tables (``Dialect.session_temp_tables``: DuckDB's), which
-        die with its connection when the outermost session ends: no statement is sent for them.
+        except the session's temporary tables (``Dialect.session_temp_tables``: DuckDB's) while a
+        run holds the engine (each step's sessions are cursors of the run's database, closed at
+        the step's end, or at the end of an ``own_session``), which die with the session's
+        connection when its outermost session ends: no statement is sent for them.
         For small tables, or work that ends its step (a step holds one session): a large table
         that later work in the same session would keep alive is dropped with ``drop_tables``."""
         for ref in refs:
             self._scratch_rows.pop(ref, None)
-        if self.dialect.session_temp_tables and self._con is not None:
+        if self.dialect.session_temp_tables and self.holds_run and self._con is not None:
             refs = [ref for ref in refs if ref.catalog != "temp"]
         self.drop_tables(refs)
 
