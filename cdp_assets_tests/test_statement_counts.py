@@ -163,3 +163,33 @@ def test_a_step_describes_the_next_steps_tables_ahead_in_its_own_look_up(tmp_pat
             assert len(log) - before == 3
     finally:
         wh.teardown_after_execution(None)
+
+
+def test_the_run_learns_its_schemas_and_their_leftovers_in_one_look_up(tmp_path: Path):
+    """``know_schemas``: which schemas exist and their half-built tables, in one query; an existing
+    schema is then neither created nor listed again, its leftovers still dropped; a missing one is
+    created when written, with no leftovers."""
+    log: list = []
+    wh = counting(DuckDBWarehouse(path=str(tmp_path / "wh.duckdb")), log)
+    with wh.session():
+        wh.run('CREATE SCHEMA "s"')
+        wh.run('CREATE TABLE "s"."t__cdp_new_0123abcd" (x INTEGER)')  # a killed run's half-built table
+        wh.run('CREATE TABLE "s"."kept" (x INTEGER)')
+    wh.setup_for_execution(None)
+    try:
+        with wh.session():
+            before = len(log)
+            wh.know_schemas(["s", "new"])
+            assert len(log) - before == 1
+            wh.know_schemas(["s", "new"])  # known: nothing sent
+            assert len(log) - before == 1
+            wh.ensure_schema("s")
+            assert wh.drop_leftovers("s", "t__cdp_new_") == ["t__cdp_new_0123abcd"]
+            sent = [what for _, _, what in log[before + 1 :]]
+            assert sent == ['DROP TABLE IF EXISTS "s"."t__cdp_new_0123abcd"'], sent
+            assert wh.drop_leftovers("new") == []
+            wh.ensure_schema("new")
+            assert [what for _, _, what in log[before + 2 :]] == ['CREATE SCHEMA IF NOT EXISTS "new"']
+            assert wh.list_tables("s") == ["kept"]
+    finally:
+        wh.teardown_after_execution(None)

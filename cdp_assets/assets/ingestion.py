@@ -54,6 +54,9 @@ def ingestion_reads(loaded: LoadedConfig, source: SourceConfig, obj: SourceObjec
 def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
     refs = ingestion_refs(loaded, source, obj)
     every_step_reads = [ref for s, o in loaded.pipeline.source_objects() for ref in ingestion_reads(loaded, s, o)]
+    pipeline = loaded.pipeline
+    written_schemas = [pipeline.src_schema, pipeline.stg_schema]
+    written_schemas += [loaded.unification.schema] if loaded.unification is not None else []
     checks = {ref: raw_table_checks(rejected_ref(ref), loaded.pipeline.checks) for ref in refs.values()}
     specs = [
         AssetSpec(
@@ -88,6 +91,8 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
             # its appends to the log and file records keep their columns).
             if folder is not None:
                 warehouse.describe_ahead(ingestion_reads(loaded, source, obj), every_step_reads)
+            # And which of the schemas the run writes exist, with their leftovers (one look-up).
+            warehouse.know_schemas(written_schemas)
             for mode, ref in refs.items():
                 loader = load_historical if mode == "historical" else load_incremental
                 try:

@@ -367,6 +367,11 @@ class WarehouseResource(ConfigurableResource):
         one query when it must describe."""
         return self.describe_tables(refs), self.fetch(canonical_sql, params)
 
+    def know_schemas(self, schemas: list[str]) -> None:
+        """Where the engine keeps its catalog for the run: which of ``schemas`` (those the run
+        writes) exist, and their leftovers (``drop_leftovers``), in one look-up, so that none is
+        created or listed again. Engines without such a look-up ask per schema when they need to."""
+
     def ensure_schema(self, schema: str) -> None:
         """Create ``schema`` unless it exists; inside a session or a run, once per schema."""
         if self._knows_catalog() and schema in self._schemas_ensured:

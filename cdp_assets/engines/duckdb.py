@@ -245,6 +245,20 @@ class DuckDBWarehouse(WarehouseResource):
         measures = df.drop(columns=list(DESCRIPTION_COLUMNS)).head(1).reset_index(drop=True)
         return {ref: known[ref] for ref in refs}, measures
 
+    def know_schemas(self, schemas: list[str]) -> None:
+        if not self.holds_run:
+            return
+        ask = [schema for schema in dict.fromkeys(schemas) if schema not in self._leftovers]
+        if not ask:
+            return
+        found = self.query(meta.schemas_and_tables_sql(len(ask)), ask)
+        for schema in ask:
+            rows = found[found["schema_name"] == schema]
+            if not rows.empty:
+                self._schemas_ensured.add(schema)
+            # A schema that does not exist yet holds no leftovers: it is created when first written.
+            self._leftovers[schema] = [name for name in rows["table_name"].dropna() if "__cdp_new_" in name]
+
     def list_tables(self, schema: str) -> list[str]:
         df = self.query(meta.list_tables_sql(), [schema])
         return sorted(df["table_name"])
