@@ -193,3 +193,34 @@ def test_the_run_learns_its_schemas_and_their_leftovers_in_one_look_up(tmp_path:
             assert wh.list_tables("s") == ["kept"]
     finally:
         wh.teardown_after_execution(None)
+
+
+def test_an_incremental_builds_scratch_tables_die_with_its_steps_session(tmp_path: Path):
+    """Hist-union's and staging's incremental scratch tables (``_Scratch.drop(step_ends=True)``):
+    no DROP sent while a run holds DuckDB, gone when the step's session ends; dropped otherwise."""
+    from cdp_assets.incremental import _Scratch
+
+    log: list = []
+    wh = counting(DuckDBWarehouse(path=str(tmp_path / "wh.duckdb")), log)
+    target = TableRef("s", "t")
+    with wh.session():
+        wh.run('CREATE SCHEMA "s"')
+    wh.setup_for_execution(None)
+    try:
+        with wh.session():
+            scratch = _Scratch(wh, target)
+            made = scratch.make("SELECT 1 AS x")
+            before = len(log)
+            scratch.drop(step_ends=True)
+            assert log[before:] == []
+            assert wh.fetch(f"SELECT x FROM {made.sql}")["x"].tolist() == [1]
+        with wh.session(), pytest.raises(WarehouseError):
+            wh.fetch(f"SELECT x FROM {made.sql}")
+    finally:
+        wh.teardown_after_execution(None)
+    with wh.session():
+        scratch = _Scratch(wh, target)
+        made = scratch.make("SELECT 1 AS x")
+        before = len(log)
+        scratch.drop(step_ends=True)  # no run holds the engine: dropped
+        assert [what for _, _, what in log[before:]] == [f"DROP TABLE IF EXISTS {made.sql}"]
