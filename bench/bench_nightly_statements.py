@@ -106,7 +106,9 @@ def section(result: dict) -> str:
             "Written by `bench/bench_nightly_statements.py`: the sample's shape (as \"Statements per run\"), a "
             "full run, then one new incremental file per object (1% new, 0.5% updated rows: "
             "`bench_nightly.write_nightly_files`) and the pipeline again; DuckDB statements and TD jobs per phase "
-            "(`cdp_assets_tests/statement_counts.py`). Before: DuckDB at 5a43cc1.",
+            "(`cdp_assets_tests/statement_counts.py`). Before: DuckDB at 5a43cc1, counted per call; the DuckDB "
+            "columns since count every statement a call carries (docs/benchmarks.md, \"Statements per run\": "
+            "the same full run was 210 counted so, 161 per call).",
             "",
             table(result),
             "",
@@ -115,7 +117,13 @@ def section(result: dict) -> str:
             "scratch table's create answers it), the table's count after the apply (the DELETE and INSERT "
             "answer theirs), 2 scratch tables and their drops (the affected rows are subqueries); per staged "
             "table, its progress query, the changed keys' count and the count after the apply. A full build "
-            "writes its state as one `CREATE TABLE AS` of its totals.",
+            "writes its state as one `CREATE TABLE AS` of its totals. Then, counted honestly, what the first "
+            "run's cuts also save in a nightly run: the loads' temporary tables left to die with the step's "
+            "session, the first step of ingestion, hist-union and staging describing its phase's tables, the "
+            "loop's scratch tables dying with its own cursor, and the run's schemas known at its first step "
+            "(neither listed nor created again): 277 nightly; and hist-union's and staging's incremental "
+            "scratch tables (staging's delta, changed keys and changes per table) left to die with their "
+            "step's session, no `DROP` sent (`_Scratch.drop(step_ends=True)`; 277 to 255).",
             "",
             "On TD the nightly run's DataFrame loader reads the rows already loaded in a new file's watermark "
             "range (`sql/ingestion.rows_in_range_sql`) with the raw table's `updated_at` cast from the text TD "

@@ -66,8 +66,16 @@ class _Scratch:
         self.wh.create_scratch(ref, select_sql)
         return ref
 
-    def drop(self) -> None:
-        for ref in self.refs:
+    def drop(self, step_ends: bool = False) -> None:
+        """Drop the scratch tables, quietly. ``step_ends``: the build is its step's last work on
+        them (hist-union, staging), so the session's temporary tables are left to die with it where
+        the engine has them and a run holds it (``WarehouseResource.drop_with_session``)."""
+        refs = self.refs
+        if step_ends and self.wh.dialect.session_temp_tables and self.wh.holds_run:
+            for ref in refs:
+                self.wh._scratch_rows.pop(ref, None)
+            refs = [ref for ref in refs if ref.catalog != "temp"]
+        for ref in refs:
             self.wh._drop_quietly(ref)
 
 
@@ -210,7 +218,7 @@ def build_hist_union(
             statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)
             rows = wh.apply_changes(target, statements, rows_before)
         finally:
-            scratch.drop()
+            scratch.drop(step_ends=True)
         _write_state(
             wh,
             target,
@@ -436,7 +444,7 @@ def build_staging(
                 # changed): a new generation tells readers (the enrichment) to rebuild and diff.
                 generation = uuid.uuid4().hex
         finally:
-            scratch.drop()
+            scratch.drop(step_ends=True)
         _write_state(
             wh,
             target,

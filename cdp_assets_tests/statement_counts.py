@@ -3,8 +3,10 @@ test_statement_count.py).
 
 ``counting(engine)`` returns a copy of a real engine whose every statement is counted: a query
 (``query``: SELECTs, catalog look-ups), a statement (``execute``: DDL, DML) or a DataFrame load
-(``write_dataframe`` / ``append_frames``), and every warehouse job it records (Treasure Data's
-jobs, Databricks' statement ids). Each is attributed to the Dagster step that sent it, read from
+(``write_dataframe``; ``append_frames``: one per table it appends to), and every warehouse job it
+records (Treasure Data's jobs, Databricks' statement ids). A call that carries several SQL
+statements (DuckDB runs ``a; b; c`` in one call) counts each of them (``sql_statements``): a
+count is of statements, not of calls. Each is attributed to the Dagster step that sent it, read from
 Dagster's current execution context; ``phase_of_steps`` names a step's phase from the
 definitions: the group of the asset it builds, or "<group> checks" for a step of checks. Checks
 evaluated in their asset's own step (ingestion, hist-union, staging, the master tables:
@@ -14,6 +16,7 @@ own (the unification graph's tables, Dagster's freshness and schema checks).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -35,19 +38,27 @@ def _step_name() -> str:
 
 def counting(engine: WarehouseResource, log: list | None = None) -> WarehouseResource:
     """A copy of ``engine`` (same class and configuration) that counts what it sends in
-    ``counts``: {(step, kind): n}. Nested calls count once (a DataFrame load's own statements
-    belong to the load). ``log``, when given, gets one (step, kind, what) per counted call: the
-    SQL on one line, or the table a DataFrame load writes (bench_statements.py --log)."""
+    ``counts``: {(step, kind): n}. A query or statement counts each SQL statement its text
+    carries. Calls nested in a ``write_dataframe`` belong to its load; an ``append_frames``
+    counts one load per table and lets what it sends through ``query`` / ``execute`` (DuckDB's
+    transaction and a native load's INSERT in the same unit) count as themselves. ``log``, when
+    given, gets one (step, kind, what) per counted statement: its SQL on one line, or the tables
+    a DataFrame load writes (bench_statements.py --log)."""
     base = type(engine)
     depth = {"n": 0}
     tally: Counter = Counter()
 
+    def note(kind: str, what: str) -> None:
+        tally[(_step_name(), kind)] += 1
+        if log is not None:
+            log.append((_step_name(), kind, what))
+
     def counted(kind: str, method):
         def wrapper(self, *args, **kwargs):
             if depth["n"] == 0:
-                tally[(_step_name(), kind)] += 1
-                if log is not None:
-                    log.append((_step_name(), kind, _what(args[0] if args else kwargs)))
+                first = args[0] if args else next(iter(kwargs.values()), "")
+                for what in sql_statements(first) if isinstance(first, str) else [_what(first)]:
+                    note(kind, what)
             depth["n"] += 1
             try:
                 return method(self, *args, **kwargs)
@@ -55,6 +66,12 @@ def counting(engine: WarehouseResource, log: list | None = None) -> WarehouseRes
                 depth["n"] -= 1
 
         return wrapper
+
+    def append_frames(self, frames, *args, **kwargs):
+        if depth["n"] == 0:
+            for ref, _ in frames:
+                note("dataframe_loads", f"append {ref.display}")
+        return base.append_frames(self, frames, *args, **kwargs)
 
     def record_job(self, job_id: str, url: str | None = None) -> None:
         tally[(_step_name(), "jobs")] += 1
@@ -67,7 +84,7 @@ def counting(engine: WarehouseResource, log: list | None = None) -> WarehouseRes
             "query": counted("queries", base.query),
             "execute": counted("statements", base.execute),
             "write_dataframe": counted("dataframe_loads", base.write_dataframe),
-            "append_frames": counted("dataframe_loads", base.append_frames),
+            "append_frames": append_frames,
             "record_job": record_job,
         },
     )
@@ -79,12 +96,30 @@ def counting(engine: WarehouseResource, log: list | None = None) -> WarehouseRes
 
 
 def _what(first: Any) -> str:
-    """A counted call on one line: its SQL, or the tables a DataFrame load writes."""
-    if isinstance(first, str):
-        return " ".join(first.split())
-    if isinstance(first, list):  # append_frames: [(ref, frame), ...]
-        return "append " + ", ".join(ref.display for ref, _ in first)
+    """A DataFrame load on one line: the table it writes."""
     return f"write {getattr(first, 'display', first)}"
+
+
+# A statement's text, token by token: a quoted literal or identifier ('' and "" escape their
+# quote), a comment, a ";", or any other run of characters.
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|;|[^'\";/-]+|.", re.S)
+
+
+def sql_statements(sql: str) -> list[str]:
+    """The SQL statements one call carries, each on one line: ``sql`` split at every ``;`` outside
+    quotes and comments, empty parts (a trailing ``;``, a comment alone) left out."""
+    parts: list[list[str]] = [[]]
+    for token in _TOKENS.findall(sql):
+        if token == ";":
+            parts.append([])
+        else:
+            parts[-1].append(token)
+    out = []
+    for part in parts:
+        code = "".join(t for t in part if not t.startswith(("--", "/*")))
+        if code.strip():
+            out.append(" ".join("".join(part).split()))
+    return out
 
 
 def phase_of_steps(defs: Definitions) -> dict[str, str]:

@@ -24,9 +24,16 @@ def hist_union_ref(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject
     return TableRef(loaded.pipeline.src_schema, f"{source.name}_{obj.name}_hist_union")
 
 
+def hist_union_reads(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject) -> list[TableRef]:
+    """What a hist-union step describes before its build: its inputs, its table and its state."""
+    target = hist_union_ref(loaded, source, obj)
+    return [*ingestion_refs(loaded, source, obj).values(), target, inc.state_ref(target)]
+
+
 def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
     inputs = ingestion_refs(loaded, source, obj)  # historical first, so incremental wins ties
     target = hist_union_ref(loaded, source, obj)
+    every_step_reads = [ref for s, o in loaded.pipeline.source_objects() for ref in hist_union_reads(loaded, s, o)]
 
     @asset(
         pool=WAREHOUSE_POOL,
@@ -47,7 +54,9 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
             # Which inputs exist, with their columns, and the table and its state (one description:
             # an engine holding the run keeps it for the build). The inputs' row counts come from
             # the build, which measures them for its state (with their newest load times).
-            described = warehouse.describe_tables([*inputs.values(), target, inc.state_ref(target)])
+            reads = hist_union_reads(loaded, source, obj)
+            warehouse.describe_ahead(reads, every_step_reads)  # the first step describes every step's
+            described = warehouse.describe_tables(reads)
             present = [(ref, [c for c, _ in described[ref]]) for ref in inputs.values() if described[ref] is not None]
             if not present:
                 raise RuntimeError(

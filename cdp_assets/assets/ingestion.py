@@ -25,6 +25,7 @@ from cdp_assets.config.models import (
 from cdp_assets.checks import check_results, check_specs
 from cdp_assets.checks.ingestion import object_measures, raw_table_checks, raw_table_results
 from cdp_assets.connectors.loading import (
+    FILES_TABLE,
     LOG_TABLE,
     StepBooks,
     load_historical,
@@ -41,8 +42,21 @@ from cdp_assets.sql.dialects import TableRef
 GROUP = "ingestion"
 
 
+def ingestion_reads(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject) -> list[TableRef]:
+    """What an ingestion step's loads describe before they load: the object's raw tables, their
+    rejected rows, the log and the file records."""
+    schema = loaded.pipeline.src_schema
+    raw = list(ingestion_refs(loaded, source, obj).values())
+    books = [TableRef(schema, LOG_TABLE), TableRef(schema, FILES_TABLE)]
+    return [*raw, *dict.fromkeys(rejected_ref(ref) for ref in raw), *books]
+
+
 def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
     refs = ingestion_refs(loaded, source, obj)
+    every_step_reads = [ref for s, o in loaded.pipeline.source_objects() for ref in ingestion_reads(loaded, s, o)]
+    pipeline = loaded.pipeline
+    written_schemas = [pipeline.src_schema, pipeline.stg_schema]
+    written_schemas += [loaded.unification.schema] if loaded.unification is not None else []
     checks = {ref: raw_table_checks(rejected_ref(ref), loaded.pipeline.checks) for ref in refs.values()}
     specs = [
         AssetSpec(
@@ -72,6 +86,13 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
         books = StepBooks()
         done: list = []  # (ref, result) of the loads that succeeded
         with warehouse.session():
+            # The first ingestion step describes every step's tables in one look-up (an engine
+            # holding the run keeps them until it writes them; each step writes only its own, and
+            # its appends to the log and file records keep their columns).
+            if folder is not None:
+                warehouse.describe_ahead(ingestion_reads(loaded, source, obj), every_step_reads)
+            # And which of the schemas the run writes exist, with their leftovers (one look-up).
+            warehouse.know_schemas(written_schemas)
             for mode, ref in refs.items():
                 loader = load_historical if mode == "historical" else load_incremental
                 try:

@@ -16,6 +16,7 @@ from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.incremental import Dedupe, build_staging
 from cdp_assets.assets.automation import downstream_condition
+from cdp_assets.sql import incremental as inc
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.staging import (
     Dimension,
@@ -148,9 +149,17 @@ def staging_builders(
     return render, dedupe_steps(loaded, source, obj, warehouse, json_paths)
 
 
+def staging_reads(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject) -> list[TableRef]:
+    """What a staging step describes before its build (``build_staging``): the hist-union table,
+    the staged table, their states and the staged rows before a dedupe."""
+    upstream, target = hist_union_ref(loaded, source, obj), staging_ref(loaded, source, obj)
+    return [upstream, target, inc.state_ref(upstream), inc.state_ref(target), inc.all_rows_ref(target)]
+
+
 def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
     upstream = hist_union_ref(loaded, source, obj)
     target = staging_ref(loaded, source, obj)
+    every_step_reads = [ref for s, o in loaded.pipeline.source_objects() for ref in staging_reads(loaded, s, o)]
     rules = staging_rules(loaded, source, obj)
     threshold = loaded.pipeline.checks.unparseable_max_pct
     checks = staging_checks(threshold)
@@ -173,6 +182,8 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
         columns = staged_columns(rules)
         options = loaded.pipeline.staging_tables.get(f"{source.name}_{obj.name}")
         with warehouse.session():
+            # The first staging step describes every staging step's tables (one look-up).
+            warehouse.describe_ahead(staging_reads(loaded, source, obj), every_step_reads)
             # A dimension join relates a row to rows of another table: such a table is built in full.
             # A dedupe is built incrementally, partition by partition (``dedupe_steps``).
             row_by_row = options is None or not options.join

@@ -164,7 +164,9 @@ def load_incremental_native(
             supersede = (ref, files_ref, source.name, obj.name)
             ld._keep_books(wh, books, [*unit, (log_ref, log_row)], supersede, statements)
         finally:
-            drop_temps(wh, temps)
+            # The incremental load is its step's last: its temporary tables die with the step's
+            # session (DuckDB), no drop sent; an engine without session temporaries drops them.
+            wh.drop_with_session(temps)
     return result
 
 
@@ -253,5 +255,8 @@ def load_historical_native(
                 log_row = ld.log_frame(source.name, obj.name, result, run_id, fp)
                 ld._keep_books(wh, books, [*unit, (log_ref, log_row)], supersede, defer=True)
         finally:
-            drop_temps(wh, temps)
+            # The files' rows are dropped now (as large as the table, and the step's incremental load
+            # comes next); a CSV's reject tables (its refused lines only) die with the session.
+            drop_temps(wh, parts)
+            wh.drop_with_session([t for t in temps if t not in parts])
     return result

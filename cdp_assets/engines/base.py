@@ -350,6 +350,15 @@ class WarehouseResource(ConfigurableResource):
             out[ref] = [(c, "") for c in self.columns(ref)] if self.table_exists(ref) else None
         return out
 
+    def describe_ahead(self, refs: list[TableRef], ahead: list[TableRef]) -> None:
+        """Before a step describes ``refs``: where the engine keeps descriptions for the run and
+        some of ``refs`` are not known, describe them with ``ahead`` (what the run's other steps
+        of the same kind will describe) in one look-up. Each step writes only its own tables, and
+        a write forgets what it changed, so a later step finds the rest known: one look-up for the
+        phase instead of one per step (the enrichments' ``enrich_table`` does the same)."""
+        if self.holds_run and len(self.known_descriptions(refs)) < len(set(refs)):
+            self.describe_tables([*refs, *ahead])
+
     def describe_tables_and_fetch(
         self, refs: list[TableRef], canonical_sql: str, params: list | None = None
     ) -> tuple[dict[TableRef, list[tuple[str, str]] | None], pd.DataFrame]:
@@ -357,6 +366,11 @@ class WarehouseResource(ConfigurableResource):
         step's check measures, after its build): two round trips here; DuckDB answers both in
         one query when it must describe."""
         return self.describe_tables(refs), self.fetch(canonical_sql, params)
+
+    def know_schemas(self, schemas: list[str]) -> None:
+        """Where the engine keeps its catalog for the run: which of ``schemas`` (those the run
+        writes) exist, and their leftovers (``drop_leftovers``), in one look-up, so that none is
+        created or listed again. Engines without such a look-up ask per schema when they need to."""
 
     def ensure_schema(self, schema: str) -> None:
         """Create ``schema`` unless it exists; inside a session or a run, once per schema."""
@@ -405,6 +419,24 @@ class WarehouseResource(ConfigurableResource):
             con, self._con = self._con, None
             if not self.holds_run:
                 self.forget_catalog()
+            con.close()
+
+    @contextmanager
+    def own_session(self) -> Iterator["WarehouseResource"]:
+        """A session with a connection of its own even inside another session, where the engine
+        holds the run (DuckDB: a new cursor of the run's database, which sees everything
+        committed): its temporary tables die at its end, so work whose scratch tables are all
+        temporary need not drop them (``drop_with_session``). Elsewhere it is ``session()``.
+        Only for work that needs no open transaction of the outer session."""
+        if not self.holds_run or self._con is None:
+            with self.session():
+                yield self
+            return
+        outer, self._con = self._con, self._open()
+        try:
+            yield self
+        finally:
+            con, self._con = self._con, outer
             con.close()
 
     # ---------------------------------------------------------------- shared mechanics
@@ -460,6 +492,20 @@ class WarehouseResource(ConfigurableResource):
         statements in one call override it to save the round trips."""
         for ref in refs:
             self.drop(ref)
+
+    def drop_with_session(self, refs: list[TableRef]) -> None:
+        """Scratch tables a piece of work is done with, at its end: dropped now (``drop_tables``),
+        except the session's temporary tables (``Dialect.session_temp_tables``: DuckDB's) while a
+        run holds the engine (each step's sessions are cursors of the run's database, closed at
+        the step's end, or at the end of an ``own_session``), which die with the session's
+        connection when its outermost session ends: no statement is sent for them.
+        For small tables, or work that ends its step (a step holds one session): a large table
+        that later work in the same session would keep alive is dropped with ``drop_tables``."""
+        for ref in refs:
+            self._scratch_rows.pop(ref, None)
+        if self.dialect.session_temp_tables and self.holds_run and self._con is not None:
+            refs = [ref for ref in refs if ref.catalog != "temp"]
+        self.drop_tables(refs)
 
     def swap_in(self, staging: TableRef, final: TableRef) -> None:
         # One connection for the whole swap: its transaction must not span connections.

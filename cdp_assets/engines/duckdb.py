@@ -245,6 +245,20 @@ class DuckDBWarehouse(WarehouseResource):
         measures = df.drop(columns=list(DESCRIPTION_COLUMNS)).head(1).reset_index(drop=True)
         return {ref: known[ref] for ref in refs}, measures
 
+    def know_schemas(self, schemas: list[str]) -> None:
+        if not self.holds_run:
+            return
+        ask = [schema for schema in dict.fromkeys(schemas) if schema not in self._leftovers]
+        if not ask:
+            return
+        found = self.query(meta.schemas_and_tables_sql(len(ask)), ask)
+        for schema in ask:
+            rows = found[found["schema_name"] == schema]
+            if not rows.empty:
+                self._schemas_ensured.add(schema)
+            # A schema that does not exist yet holds no leftovers: it is created when first written.
+            self._leftovers[schema] = [name for name in rows["table_name"].dropna() if "__cdp_new_" in name]
+
     def list_tables(self, schema: str) -> list[str]:
         df = self.query(meta.list_tables_sql(), [schema])
         return sorted(df["table_name"])
@@ -273,22 +287,26 @@ class DuckDBWarehouse(WarehouseResource):
         return self.native_file_reads
 
     def append_frames(self, frames: list[tuple[TableRef, pd.DataFrame]], statements: Sequence[str] = ()) -> None:
-        """Also runs ``statements`` (a native load's INSERT of its rows) first, in the same unit."""
+        """Also runs ``statements`` (a native load's INSERT of its rows) first, in the same unit.
+        The transaction and ``statements`` go through ``execute`` (each one a statement sent)."""
         with self._cursor() as con:
             for schema in dict.fromkeys(ref.schema for ref, _ in frames):
                 self.ensure_schema(schema)
-            con.execute("BEGIN TRANSACTION")
+            if not statements and len(frames) == 1:
+                ref, df = frames[0]
+                have = self._columns_if_exists(ref)
+                if not have or set(df.columns) <= set(have):
+                    # One statement (the table's CREATE or its INSERT): atomic on its own, no
+                    # transaction to open and commit around it.
+                    self._append(con, ref, df, have)
+                    return
+            self.execute("BEGIN TRANSACTION")
             try:
                 for sql in statements:
-                    try:
-                        con.execute(sql)
-                    except duckdb.Error as exc:
-                        raise WarehouseError(f"DuckDB: {exc}", sql) from exc
-                    finally:
-                        self.forget_written(sql)
+                    self.execute(sql)
                 for ref, df in frames:
                     self._append(con, ref, df)
-                con.execute("COMMIT")
+                self.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 # What was described inside the unit may be undone: forget it all.
@@ -297,10 +315,13 @@ class DuckDBWarehouse(WarehouseResource):
                     self.forget_written(sql)
                 raise
 
-    def _append(self, con: duckdb.DuckDBPyConnection, ref: TableRef, df: pd.DataFrame) -> None:
+    def _append(
+        self, con: duckdb.DuckDBPyConnection, ref: TableRef, df: pd.DataFrame, columns: list[str] | None = None
+    ) -> None:
         con.register("_cdp_frame", df)
         try:
-            have = set(self._columns_if_exists(ref))  # one round trip (or none in a run): existence and columns
+            # One round trip (or none in a run, or given): existence and columns.
+            have = set(self._columns_if_exists(ref) if columns is None else columns)
             if not have or any(col not in have for col in df.columns):
                 self.forget_tables([ref])  # created, or given columns (a rollback undoes both)
             if not have:
@@ -310,7 +331,7 @@ class DuckDBWarehouse(WarehouseResource):
                 if col not in have:
                     # New columns in a later file: add them; earlier rows read NULL.
                     sql_type = "TIMESTAMP" if pd.api.types.is_datetime64_any_dtype(df[col]) else "VARCHAR"
-                    con.execute(meta.add_column_sql(ref.sql, quote(col), sql_type))
+                    self.execute(meta.add_column_sql(ref.sql, quote(col), sql_type))  # a statement of its own
             con.execute(meta.insert_frame_by_name_sql(ref.sql, "_cdp_frame"))
         except duckdb.Error as exc:
             raise WarehouseError(f"DuckDB: {exc}", meta.insert_frame_by_name_sql(ref.sql, "<DataFrame>")) from exc

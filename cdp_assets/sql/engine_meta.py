@@ -108,6 +108,19 @@ def list_tables_sql() -> str:
     return "SELECT table_name FROM information_schema.tables WHERE table_schema = ?"
 
 
+def schemas_and_tables_sql(n_schemas: int) -> str:
+    """Which of ``n_schemas`` schemas of the current database exist, with their tables: a row per
+    table, or one with a NULL table for an empty schema; none for a schema that does not exist.
+    Bind each schema's name."""
+    marks = ", ".join("?" for _ in range(n_schemas))
+    return (
+        "SELECT s.schema_name, t.table_name FROM information_schema.schemata AS s "
+        "LEFT JOIN information_schema.tables AS t "
+        "ON t.table_catalog = s.catalog_name AND t.table_schema = s.schema_name "
+        f"WHERE s.catalog_name = current_database() AND s.schema_name IN ({marks})"
+    )
+
+
 # ---------------------------------------------------------------------------- DataFrame loads
 
 

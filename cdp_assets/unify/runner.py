@@ -146,12 +146,14 @@ class StepRunner:
             self.wh.drop_tables(refs)
 
     def drop_scratch(self) -> None:
-        """Drop every working table, quietly (called when the loop ends, failed or not)."""
+        """Drop every working table, quietly (called when the loop ends, failed or not): the
+        loop's own session's temporary tables die with it instead (``run_loop``,
+        ``WarehouseResource.drop_with_session``)."""
         refs = [*self._superseded, *self._scratch]
         self._superseded, self._scratch = [], []
         self._rows.clear()
         try:
-            self.wh.drop_tables(refs)
+            self.wh.drop_with_session(refs)
         except Exception:  # noqa: BLE001 - the original error matters more; each is tried on its own
             for ref in refs:
                 self.wh._drop_quietly(ref)
@@ -172,8 +174,9 @@ def run_loop(
     fingerprint) and tables have incremental columns, only rows newer than the watermarks are
     read, against the previous graph; the result equals a full refresh on append-only data.
     """
-    # Scratch tables live in the session: keep one connection for the whole run.
-    with wh.session():
+    # Scratch tables live in the session: keep one connection for the whole run, of the loop's
+    # own where the engine holds the run (DuckDB), so that its temporary tables die with it.
+    with wh.own_session():
         return _run_loop(wh, plan, on_iteration, keep_loop_tables, fingerprint, full_refresh)
 
 

@@ -78,8 +78,8 @@ class KillingDuckDB(DuckDBWarehouse):
         self._count(sql)
         return super()._query(sql, params)
 
-    def _append(self, con, ref, df) -> None:
-        super()._append(con, ref, df)
+    def _append(self, con, ref, df, columns=None) -> None:
+        super()._append(con, ref, df, columns)
         if ref.name != "ingestion_log" and not ref.name.endswith("_rejected"):
             PLAN.appends += 1
             if PLAN.kind == "append" and PLAN.appends == PLAN.n:

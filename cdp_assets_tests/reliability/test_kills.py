@@ -53,7 +53,7 @@ NAMED_KILLS = [
     "publish:20",
     "step:unify_loop:8",
     "step:unify_loop:24",  # in the middle of the loop's iterations (the second round's hooks)
-    "step:unify_loop:39",  # graph, lookup and its state published, the watermarks not yet (nightly run)
+    "step:unify_loop:33",  # graph, lookup and its state published, the watermarks not yet (nightly run)
     "step:enrich_table:2",  # an enriched table published, its coverage not yet measured
     "step:finish_unification:4",
     "step:customer_master:2",
