@@ -393,6 +393,30 @@ def test_incremental_run_reads_only_new_rows_and_falls_back_when_caps_change(wh)
     assert third.mode == "full" and "cap" in third.full_refresh_reason
 
 
+def _key_values(wh: DuckDBWarehouse) -> pd.DataFrame:
+    ref = TableRef(make_unify().schema, "unified_id_key_values")
+    rows = wh.fetch(f"SELECT * FROM {ref.sql}")
+    return rows.sort_values(list(rows.columns)).reset_index(drop=True)
+
+
+def _last_lookup_changes(wh: DuckDBWarehouse) -> set:
+    """The (key type, value, id) rows the last lookup publication logged."""
+    log = TableRef(make_unify().schema, "unified_id_lookup_cdp_changes")
+    rows = wh.fetch(f"SELECT * FROM {log.sql} WHERE seq = (SELECT MAX(seq) FROM {log.sql})")
+    return {(int(r.id_key_type), r.id, r.cid) for r in rows.itertuples()}
+
+
+def _oracle_lookup_changes(old: pd.DataFrame, new: pd.DataFrame) -> set:
+    """Every key value whose id differs between two whole lookups, with each side's id."""
+    o = {(int(r.id_key_type), r.id): r.unified_id for r in old.itertuples()}
+    n = {(int(r.id_key_type), r.id): r.unified_id for r in new.itertuples()}
+    out = set()
+    for key in o.keys() | n.keys():
+        if o.get(key) != n.get(key):
+            out |= {(*key, cid) for cid in (o.get(key), n.get(key)) if cid is not None}
+    return out
+
+
 def _graph(wh: DuckDBWarehouse) -> pd.DataFrame:
     graph = TableRef(make_unify().schema, "unified_id_graph")
     rows = wh.fetch(f"SELECT * FROM {graph.sql}")
@@ -445,17 +469,28 @@ def test_an_incremental_run_solves_only_the_touched_components_and_equals_a_full
     caps = (cap, cap, cap) if cap else ()
     wh = DuckDBWarehouse(path=":memory:")
     with wh.session():
-        unify_rows(wh, old, incremental=True, caps=caps)
+        before, _ = unify_rows(wh, old, incremental=True, caps=caps)
         incremental, second = unify_rows(wh, old + new, incremental=True, caps=caps)
         incremental_graph = _graph(wh)
+        incremental_values = _key_values(wh)
+        logged = _last_lookup_changes(wh)
     full_wh = DuckDBWarehouse(path=":memory:")
     with full_wh.session():
         full, third = unify_rows(full_wh, old + new, incremental=True, caps=caps)
         full_graph = _graph(full_wh)
+        full_values = _key_values(full_wh)
     partition, comps = oracle_partition(old + new, cap)
     assert lookup_partition(incremental) == partition
     pd.testing.assert_frame_equal(_sorted(incremental), _sorted(full))
     pd.testing.assert_frame_equal(incremental_graph, full_graph)
+    # The key values (applied in place on DuckDB) hold the rows a full run reads.
+    pd.testing.assert_frame_equal(incremental_values, full_values)
+    if second.mode == "incremental":
+        # Only the affected key values' lookup rows were built and replaced, and the change log
+        # holds exactly what a diff of the whole lookups gives: every key value whose id moved,
+        # with its old and its new id.
+        assert second.lookup_build.mode == "incremental"
+        assert logged == _oracle_lookup_changes(before, full)
     all_nodes = sum(len(c) for c in comps)
     assert third.nodes_in_rounds == all_nodes
     if second.mode == "full":  # new rows pushed a value over its cap: every node is solved again
