@@ -301,7 +301,8 @@ def _covered(table_id: int, since: TableRef, at: str, rest: str) -> str:
     ``since`` (false when the table has none, or the row no position). The watermark is read
     through ``time_expr`` as the rows are: a table without a timestamp type (Treasure Data's) keeps
     it as text. A table has one watermark: it is read by uncorrelated scalar subqueries, computed
-    once per statement, not joined with every row (DuckDB, 4M key values: 3x faster than EXISTS)."""
+    once per statement, not joined with every row (DuckDB, 1M sample's 3.6M key values: 0.09 s
+    against 0.5-0.7 s for a correlated EXISTS)."""
     mark = f"(SELECT MAX({time_expr('w.watermark')}) FROM {since.sql} AS w WHERE w.table_id = {int(table_id)})"
     mark_rest = f"(SELECT MAX(w.watermark_rest) FROM {since.sql} AS w WHERE w.table_id = {int(table_id)})"
     return f"COALESCE({mark} > {at} OR ({mark} = {at} AND {mark_rest} >= {rest}), FALSE)"
@@ -313,7 +314,13 @@ def _new_rows_filter(table: SourceTablePlan, since: TableRef | None, alias: str 
     if since is None or not table.incremental_column:
         return ""
     at, rest = _inc_exprs(table, alias)
-    return f" WHERE NOT {_covered(table.table_id, since, at, rest)}"
+    # A correlated NOT EXISTS here, not ``_covered``'s scalar subqueries: DuckDB joins the one
+    # watermark of this table to the rows once (1M sample: 0.9 s against 1.6 s for all tables).
+    mark = time_expr("w.watermark")
+    return (
+        f" WHERE NOT EXISTS (SELECT 1 FROM {since.sql} AS w WHERE w.table_id = {table.table_id} "
+        f"AND ({mark} > {at} OR ({mark} = {at} AND w.watermark_rest >= {rest})))"
+    )
 
 
 def key_values_sql(plan: IdPlan, since: TableRef | None = None) -> str:

@@ -52,8 +52,10 @@ NAMED_KILLS = [
     "publish:16",
     "publish:20",
     "step:unify_loop:8",
-    "step:unify_loop:24",  # in the middle of the loop's iterations (the second round's hooks)
-    "step:unify_loop:39",  # graph, lookup and its state published, the watermarks not yet (nightly run)
+    "step:unify_loop:10",  # the key values' DELETE done in place, their INSERT not yet (one transaction)
+    "step:unify_loop:26",  # in the middle of the loop's iterations (the second round's hooks)
+    "step:unify_loop:39",  # the lookup's affected rows deleted, the new ones not yet inserted (one transaction)
+    "step:unify_loop:45",  # graph, lookup and its state published, the watermarks not yet (nightly run)
     "step:enrich_table:2",  # an enriched table published, its coverage not yet measured
     "step:finish_unification:4",
     "step:customer_master:2",
