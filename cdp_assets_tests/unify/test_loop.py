@@ -498,3 +498,51 @@ def test_an_incremental_run_solves_only_the_touched_components_and_equals_a_full
         assert second.nodes_in_rounds == all_nodes
     else:
         assert second.nodes_in_rounds == len(oracle_touched_nodes(old, new, cap))
+
+
+def _two_table_run(wh: DuckDBWarehouse, incremental_rows: list[dict], whole_rows: list[dict]):
+    """One loop run over two source tables: ``src.rows`` with an incremental column, ``src.whole``
+    without one (read whole by every run). Returns (lookup sorted, result)."""
+    unify = make_unify()
+    sources = []
+    for name, rows in (("rows", incremental_rows), ("whole", whole_rows)):
+        df = pd.DataFrame(rows, columns=list(KEYS)).astype("string")
+        df["ts"] = pd.to_datetime([r["ts"] for r in rows]) if rows else pd.Series(dtype="datetime64[ns]")
+        ref = TableRef("src", name)
+        wh.drop(ref)
+        wh.write_dataframe(ref, df)
+        sources.append(ref)
+    tables = tuple(
+        u.SourceTablePlan(i + 1, ref.name, ref, tuple((k, k) for k in KEYS), "ts", "ts" if i == 0 else None)
+        for i, ref in enumerate(sources)
+    )
+    plan = u.IdPlan(cid=unify.all_ids[0], persistent=False, schema=unify.schema, catalog=None, keys=KEYS, tables=tables)
+    prepare_inputs(wh, plan, unify)
+    result = run_loop(wh, plan, fingerprint=config_fingerprint(plan, unify))
+    return wh.fetch(f"SELECT * FROM {plan.ref('lookup').sql}"), result
+
+
+def test_an_incremental_lookup_rebuilds_the_values_whose_rows_went_from_a_table_read_whole():
+    """A table without incremental columns is read whole: its previous key values go and its rows
+    are read again. A value it no longer holds keeps its component (no touched node) but not its
+    statistics: the incremental lookup rebuilds its row (``_removed_key_values``) as a full run
+    writes it."""
+    day1_rows = [{"email": "e1", "phone": "p1", "cookie": None, "ts": "2024-01-01"}]
+    day1_whole = [
+        {"email": "e1", "phone": None, "cookie": None, "ts": "2024-03-01"},
+        {"email": None, "phone": "p2", "cookie": "c2", "ts": "2024-03-01"},
+    ]
+    day2_rows = [*day1_rows, {"email": "e9", "phone": None, "cookie": "c9", "ts": "2024-02-01"}]
+    day2_whole = day1_whole[1:]  # e1's row in the table read whole is gone
+    wh = DuckDBWarehouse(path=":memory:")
+    with wh.session():
+        _two_table_run(wh, day1_rows, day1_whole)
+        incremental, second = _two_table_run(wh, day2_rows, day2_whole)
+        assert second.mode == "incremental", second.full_refresh_reason
+        assert second.lookup_build.mode == "incremental"
+    full_wh = DuckDBWarehouse(path=":memory:")
+    with full_wh.session():
+        full, _ = _two_table_run(full_wh, day2_rows, day2_whole)
+    pd.testing.assert_frame_equal(_sorted(incremental), _sorted(full))
+    e1 = incremental[(incremental["id_key_type"] == 1) & (incremental["id"] == "e1")].iloc[0]
+    assert list(e1["id_source_table_ids"]) == [1] and e1["id_last_seen_at"] == pd.Timestamp("2024-01-01")
