@@ -561,11 +561,25 @@ def _read_range(consumed: int | None, upstream: pd.DataFrame | None, name: str) 
     return f"{name} was rebuilt in full or changed beyond its change log since the last run", (0, 0)
 
 
+LOOKUP_KEY = ["id_key_type", "id"]
+# A lookup's columns after the id's own (``cdp_assets/sql/unification.py``, ``lookup_sql``).
+LOOKUP_COLUMNS = ["id", "id_key_type", "id_key_name", "id_first_seen_at", "id_last_seen_at", "id_source_table_ids"]
+
+
 def publish_lookup(
-    wh: WarehouseResource, lookup: TableRef, select_sql: str, cid: str, full_refresh: bool = False
+    wh: WarehouseResource,
+    lookup: TableRef,
+    select_sql: str,
+    cid: str,
+    full_refresh: bool = False,
+    affected: tuple[TableRef, str] | None = None,
 ) -> BuildResult:
     """Publish an id's lookup (``select_sql``, rebuilt by every loop run) and log which key
-    values changed id against the lookup it replaces, for the enrichment that reads it."""
+    values changed id against the lookup it replaces, for the enrichment that reads it.
+    ``affected``: (the key values whose rows may change, the SELECT of those rows alone), from an
+    incremental loop: with a change log to extend, only their rows are built, diffed and
+    replaced (``_apply_by_key``: DELETE and INSERT in one transaction where the engine can);
+    every other row stays as it is, as a full build would have written it."""
     with wh.session():
         described = _Described(wh, [lookup], [inc.changes_ref(lookup)])
         previous = described.states[lookup]
@@ -578,11 +592,20 @@ def publish_lookup(
             reason, mode = "", "incremental"
             scratch = _Scratch(wh, lookup)
             try:
-                new = scratch.make(select_sql)
-                changes = scratch.make(inc.lookup_changes_sql(lookup, new, cid))
+                if affected is None:
+                    new = scratch.make(select_sql)
+                    changes = scratch.make(inc.lookup_changes_sql(lookup, new, cid))
+                else:
+                    keys, rows_sql = affected
+                    new = scratch.make(rows_sql)
+                    changes = scratch.make(inc.lookup_changes_sql(lookup, new, cid, only=keys))
                 changed = wh.row_count(changes)
                 _write_log(wh, lookup, copy_sql(changes), seq, since, log_exists)
-                rows = wh.build_table(lookup, copy_sql(new))
+                if affected is None:
+                    rows = wh.build_table(lookup, copy_sql(new))
+                else:
+                    columns = [cid, *LOOKUP_COLUMNS]
+                    rows = _apply_by_key(wh, lookup, new, affected[0], LOOKUP_KEY, False, columns)
             finally:
                 scratch.drop()
         _write_state(wh, lookup, [_state_row(0, lookup, rows, None, "", None, "", mode, seq, since)])

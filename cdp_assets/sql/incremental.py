@@ -306,13 +306,21 @@ def change_log_sql(previous: TableRef | None, new_rows: str, seq: int, since: in
     return f"SELECT c.* FROM {previous.sql} AS c WHERE c.seq > {int(since)}\nUNION ALL\n{new}"
 
 
-def lookup_changes_sql(old: TableRef, new: TableRef, cid: str) -> str:
+def lookup_changes_sql(old: TableRef, new: TableRef, cid: str, only: TableRef | None = None) -> str:
     """The key values whose id changed between two lookups (added and removed values
-    included), once with the old id and once with the new: ``id_key_type, id, cid``."""
+    included), once with the old id and once with the new: ``id_key_type, id, cid``.
+    ``only``: ``new`` holds the rows of these key values (``id_key_type``, ``id``) alone, the
+    others being unchanged: the old lookup's rows of them only are compared."""
     c = quote(cid)
+    old_rows = old.sql
+    if only is not None:
+        old_rows = (
+            f"(SELECT l.* FROM {old.sql} AS l WHERE EXISTS (SELECT 1 FROM {only.sql} AS a "
+            "WHERE a.id_key_type = l.id_key_type AND a.id = l.id))"
+        )
     moved = (
         f"SELECT o.id_key_type AS o_kt, o.id AS o_id, o.{c} AS o_cid, n.id_key_type AS n_kt, n.id AS n_id, "
-        f"n.{c} AS n_cid FROM {old.sql} AS o FULL OUTER JOIN {new.sql} AS n "
+        f"n.{c} AS n_cid FROM {old_rows} AS o FULL OUTER JOIN {new.sql} AS n "
         f"ON n.id_key_type = o.id_key_type AND n.id = o.id WHERE o.{c} IS DISTINCT FROM n.{c}"
     )
     return (

@@ -64,6 +64,16 @@ def touched_nodes_ref(plan: u.IdPlan) -> TableRef:
     return plan.ref("touched_nodes")
 
 
+def removed_key_values_ref(plan: u.IdPlan) -> TableRef:
+    """An incremental run's values whose previous key value rows go."""
+    return plan.ref("removed_key_values")
+
+
+def lookup_affected_ref(plan: u.IdPlan) -> TableRef:
+    """An incremental run's key values whose lookup row it builds again."""
+    return plan.ref("lookup_affected")
+
+
 def _at(plan: u.IdPlan, t: Tables) -> u.IdPlan:
     """The plan reading the nodes where this run keeps them."""
     return replace(plan, nodes_ref=t(plan.ref("nodes")))
@@ -89,6 +99,7 @@ class IncrementalInputs(NamedTuple):
     new values, take part in the rounds (``touched_nodes``); the others keep their graph rows."""
 
     new_key_values: Step
+    removed_key_values: Step
     key_values: Step
     value_stats: Step
     new_excluded_values: Step
@@ -121,6 +132,15 @@ def incremental_inputs(plan: u.IdPlan) -> IncrementalInputs:
     published, graph, touched = plan.ref("key_values"), plan.ref("graph"), touched_components_ref(plan)
     return IncrementalInputs(
         Step(f"{n}_new_key_values", SCRATCH, lambda t: u.key_values_sql(plan, since=since), new_values),
+        # Read before the key values are replaced: the values whose previous rows go.
+        Step(
+            f"{n}_removed_key_values",
+            SCRATCH,
+            lambda t: u.removed_key_values_sql(plan, published, since),
+            removed_key_values_ref(plan),
+        ),
+        # Printed as the merged table it publishes; an engine that deletes and inserts in one
+        # transaction applies it in place (``u.key_values_changes_sql``, the runner).
         Step(
             f"{n}_key_values",
             PUBLISH,
@@ -219,8 +239,13 @@ class IdSteps:
     round: RoundSteps
     do_not_merge: tuple[Step, ...]  # links, groups, conflicts, resolve (empty without the key)
     graph: Step
-    lookup: Step
+    # An incremental run of a canonical id: the key values whose lookup rows it builds again
+    # (``lookup`` then renders those rows alone; cdp_assets/incremental.py applies them).
+    lookup_affected: Step | None
+    lookup: Step  # the whole lookup (a first run, a fallback; what render-sql prints)
     watermarks: Step
+    # With ``lookup_affected``: the lookup rows of those key values alone, which replace theirs.
+    lookup_rows: Callable[[Tables], str] | None = None
 
     def items(self) -> list[Step | Repeat]:
         return [
@@ -229,6 +254,7 @@ class IdSteps:
             self.round.as_repeat(self.plan),
             *self.do_not_merge,
             self.graph,
+            *((self.lookup_affected,) if self.lookup_affected else ()),
             self.lookup,
             self.watermarks,
         ]
@@ -250,6 +276,17 @@ def id_steps(
         )
     previous = plan.ref("lookup") if plan.persistent and previous_lookup else None
     graph = plan.ref("graph")
+    lookup_affected, only = None, None
+    if incremental and not plan.persistent:
+        # A canonical id's lookup rows change only for the values of re-solved components and
+        # the values whose rows went: the others keep their leader and their statistics.
+        only = lookup_affected_ref(plan)
+        lookup_affected = Step(
+            f"{n}_lookup_affected",
+            SCRATCH,
+            lambda t: u.lookup_affected_sql(_at(plan, t), t(touched_nodes_ref(plan)), t(removed_key_values_ref(plan))),
+            only,
+        )
     if incremental:
         # The rounds re-solve the touched components only; the graph keeps the others' rows.
         touched, touched_nodes = touched_components_ref(plan), touched_nodes_ref(plan)
@@ -275,7 +312,9 @@ def id_steps(
         round=round_steps(plan, keep_loop_tables),
         do_not_merge=dnm,
         graph=Step(f"{n}_graph", PUBLISH, graph_rows, graph),
+        lookup_affected=lookup_affected,
         lookup=Step(f"{n}_lookup", PUBLISH, lambda t: u.lookup_sql(_at(plan, t), previous), plan.ref("lookup")),
+        lookup_rows=None if only is None else (lambda t: u.lookup_sql(_at(plan, t), None, t(only))),
         watermarks=Step(f"{n}_watermarks", ROWS, lambda t: u.watermarks_sql(plan)),
     )
 

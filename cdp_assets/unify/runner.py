@@ -206,7 +206,7 @@ def _run_loop(
         previous_lookup = plan.persistent and wh.table_exists(plan.ref("lookup"))
         steps = up.id_steps(plan, reason is None, previous_lookup, keep_loop_tables)
         if isinstance(steps.inputs, up.IncrementalInputs):
-            reason = _run_incremental_inputs(runner, steps.inputs, result)
+            reason = _run_incremental_inputs(runner, plan, steps.inputs, result)
             if reason is None:
                 result.mode = "incremental"
                 result.cap = plan.cid.incremental_merge_iterations or plan.cid.iteration_cap
@@ -225,10 +225,20 @@ def _run_loop(
             result.dnm_conflicts = runner.run(conflicts)
             runner.run(resolve)
         result.tables["graph"] = runner.run(steps.graph)
+        affected = None
+        if result.mode == "incremental" and steps.lookup_affected is not None and steps.lookup_rows is not None:
+            runner.run(steps.lookup_affected)
+            affected = (runner.tables(steps.lookup_affected.output), steps.lookup_rows(runner.tables))
         with wh.step(steps.lookup.name):
-            # Published with a log of the key values whose id changed, which the enrichment reads.
+            # Published with a log of the key values whose id changed, which the enrichment reads;
+            # an incremental run builds and replaces the rows of the affected key values only.
             result.lookup_build = publish_lookup(
-                wh, plan.ref("lookup"), steps.lookup.build(runner.tables), plan.name, full_refresh=full_refresh
+                wh,
+                plan.ref("lookup"),
+                steps.lookup.build(runner.tables),
+                plan.name,
+                full_refresh=full_refresh,
+                affected=affected,
             )
         result.tables["lookup"] = result.lookup_build.rows
         with wh.step(steps.watermarks.name):
@@ -248,10 +258,24 @@ def _run_full_inputs(runner: StepRunner, steps: up.FullInputs, result: LoopResul
     runner.run(steps.edges)
 
 
-def _run_incremental_inputs(runner: StepRunner, steps: up.IncrementalInputs, result: LoopResult) -> str | None:
+def _run_incremental_inputs(
+    runner: StepRunner, plan: u.IdPlan, steps: up.IncrementalInputs, result: LoopResult
+) -> str | None:
     """Run the incremental inputs; returns why the run must be a full refresh after all."""
     runner.run(steps.new_key_values)
-    result.tables["key_values"] = runner.run(steps.key_values)
+    runner.run(steps.removed_key_values)
+    wh = runner.wh
+    if wh.upsert_mode == "delete_insert":
+        # The merged key values in place: the rows not kept deleted, the new rows inserted, in
+        # one transaction (the kept rows, nearly all of them, are not written again).
+        with wh.step(steps.key_values.name):
+            published = plan.ref("key_values")
+            statements = u.key_values_changes_sql(
+                plan, published, runner.tables(plan.ref("new_key_values")), plan.ref("watermarks")
+            )
+            result.tables["key_values"] = wh.apply_changes(published, statements)
+    else:
+        result.tables["key_values"] = runner.run(steps.key_values)
     runner.run(steps.value_stats)
     excluded = runner.run(steps.new_excluded_values)
     if runner.run(steps.excluded_changed):

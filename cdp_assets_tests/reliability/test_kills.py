@@ -51,10 +51,13 @@ NAMED_KILLS = [
     "publish:8",
     "publish:16",
     "publish:20",
-    "step:unify_loop:8",
+    "step:unify_loop:4",  # the nightly loop's first scratch table (the new key values) being built
+    "step:unify_loop:8",  # the key values' DELETE done in place, their INSERT not yet (one transaction)
     "step:unify_loop:24",  # in the middle of the loop's iterations (the second round's hooks)
-    "step:unify_loop:33",  # graph, lookup and its state published, the watermarks not yet (nightly run)
-    "step:enrich_table:2",  # an enriched table published, its coverage not yet measured
+    "step:unify_loop:37",  # the lookup's affected rows deleted, the new ones not yet inserted (one transaction)
+    "step:unify_loop:43",  # graph, lookup and its state published, the watermarks not yet (nightly run)
+    "step:enrich_table:2",  # the enriched table's incremental build: its first scratch table
+    "step:enrich_table:8",  # its changed rows' DELETE done in place, their INSERT not yet (one transaction)
     "step:finish_unification:4",
     "step:customer_master:2",
     "step:cdp_report:1",

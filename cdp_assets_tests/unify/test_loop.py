@@ -393,6 +393,30 @@ def test_incremental_run_reads_only_new_rows_and_falls_back_when_caps_change(wh)
     assert third.mode == "full" and "cap" in third.full_refresh_reason
 
 
+def _key_values(wh: DuckDBWarehouse) -> pd.DataFrame:
+    ref = TableRef(make_unify().schema, "unified_id_key_values")
+    rows = wh.fetch(f"SELECT * FROM {ref.sql}")
+    return rows.sort_values(list(rows.columns)).reset_index(drop=True)
+
+
+def _last_lookup_changes(wh: DuckDBWarehouse) -> set:
+    """The (key type, value, id) rows the last lookup publication logged."""
+    log = TableRef(make_unify().schema, "unified_id_lookup_cdp_changes")
+    rows = wh.fetch(f"SELECT * FROM {log.sql} WHERE seq = (SELECT MAX(seq) FROM {log.sql})")
+    return {(int(r.id_key_type), r.id, r.cid) for r in rows.itertuples()}
+
+
+def _oracle_lookup_changes(old: pd.DataFrame, new: pd.DataFrame) -> set:
+    """Every key value whose id differs between two whole lookups, with each side's id."""
+    o = {(int(r.id_key_type), r.id): r.unified_id for r in old.itertuples()}
+    n = {(int(r.id_key_type), r.id): r.unified_id for r in new.itertuples()}
+    out = set()
+    for key in o.keys() | n.keys():
+        if o.get(key) != n.get(key):
+            out |= {(*key, cid) for cid in (o.get(key), n.get(key)) if cid is not None}
+    return out
+
+
 def _graph(wh: DuckDBWarehouse) -> pd.DataFrame:
     graph = TableRef(make_unify().schema, "unified_id_graph")
     rows = wh.fetch(f"SELECT * FROM {graph.sql}")
@@ -445,17 +469,28 @@ def test_an_incremental_run_solves_only_the_touched_components_and_equals_a_full
     caps = (cap, cap, cap) if cap else ()
     wh = DuckDBWarehouse(path=":memory:")
     with wh.session():
-        unify_rows(wh, old, incremental=True, caps=caps)
+        before, _ = unify_rows(wh, old, incremental=True, caps=caps)
         incremental, second = unify_rows(wh, old + new, incremental=True, caps=caps)
         incremental_graph = _graph(wh)
+        incremental_values = _key_values(wh)
+        logged = _last_lookup_changes(wh)
     full_wh = DuckDBWarehouse(path=":memory:")
     with full_wh.session():
         full, third = unify_rows(full_wh, old + new, incremental=True, caps=caps)
         full_graph = _graph(full_wh)
+        full_values = _key_values(full_wh)
     partition, comps = oracle_partition(old + new, cap)
     assert lookup_partition(incremental) == partition
     pd.testing.assert_frame_equal(_sorted(incremental), _sorted(full))
     pd.testing.assert_frame_equal(incremental_graph, full_graph)
+    # The key values (applied in place on DuckDB) hold the rows a full run reads.
+    pd.testing.assert_frame_equal(incremental_values, full_values)
+    if second.mode == "incremental":
+        # Only the affected key values' lookup rows were built and replaced, and the change log
+        # holds exactly what a diff of the whole lookups gives: every key value whose id moved,
+        # with its old and its new id.
+        assert second.lookup_build.mode == "incremental"
+        assert logged == _oracle_lookup_changes(before, full)
     all_nodes = sum(len(c) for c in comps)
     assert third.nodes_in_rounds == all_nodes
     if second.mode == "full":  # new rows pushed a value over its cap: every node is solved again
@@ -463,3 +498,51 @@ def test_an_incremental_run_solves_only_the_touched_components_and_equals_a_full
         assert second.nodes_in_rounds == all_nodes
     else:
         assert second.nodes_in_rounds == len(oracle_touched_nodes(old, new, cap))
+
+
+def _two_table_run(wh: DuckDBWarehouse, incremental_rows: list[dict], whole_rows: list[dict]):
+    """One loop run over two source tables: ``src.rows`` with an incremental column, ``src.whole``
+    without one (read whole by every run). Returns (lookup sorted, result)."""
+    unify = make_unify()
+    sources = []
+    for name, rows in (("rows", incremental_rows), ("whole", whole_rows)):
+        df = pd.DataFrame(rows, columns=list(KEYS)).astype("string")
+        df["ts"] = pd.to_datetime([r["ts"] for r in rows]) if rows else pd.Series(dtype="datetime64[ns]")
+        ref = TableRef("src", name)
+        wh.drop(ref)
+        wh.write_dataframe(ref, df)
+        sources.append(ref)
+    tables = tuple(
+        u.SourceTablePlan(i + 1, ref.name, ref, tuple((k, k) for k in KEYS), "ts", "ts" if i == 0 else None)
+        for i, ref in enumerate(sources)
+    )
+    plan = u.IdPlan(cid=unify.all_ids[0], persistent=False, schema=unify.schema, catalog=None, keys=KEYS, tables=tables)
+    prepare_inputs(wh, plan, unify)
+    result = run_loop(wh, plan, fingerprint=config_fingerprint(plan, unify))
+    return wh.fetch(f"SELECT * FROM {plan.ref('lookup').sql}"), result
+
+
+def test_an_incremental_lookup_rebuilds_the_values_whose_rows_went_from_a_table_read_whole():
+    """A table without incremental columns is read whole: its previous key values go and its rows
+    are read again. A value it no longer holds keeps its component (no touched node) but not its
+    statistics: the incremental lookup rebuilds its row (``_removed_key_values``) as a full run
+    writes it."""
+    day1_rows = [{"email": "e1", "phone": "p1", "cookie": None, "ts": "2024-01-01"}]
+    day1_whole = [
+        {"email": "e1", "phone": None, "cookie": None, "ts": "2024-03-01"},
+        {"email": None, "phone": "p2", "cookie": "c2", "ts": "2024-03-01"},
+    ]
+    day2_rows = [*day1_rows, {"email": "e9", "phone": None, "cookie": "c9", "ts": "2024-02-01"}]
+    day2_whole = day1_whole[1:]  # e1's row in the table read whole is gone
+    wh = DuckDBWarehouse(path=":memory:")
+    with wh.session():
+        _two_table_run(wh, day1_rows, day1_whole)
+        incremental, second = _two_table_run(wh, day2_rows, day2_whole)
+        assert second.mode == "incremental", second.full_refresh_reason
+        assert second.lookup_build.mode == "incremental"
+    full_wh = DuckDBWarehouse(path=":memory:")
+    with full_wh.session():
+        full, _ = _two_table_run(full_wh, day2_rows, day2_whole)
+    pd.testing.assert_frame_equal(_sorted(incremental), _sorted(full))
+    e1 = incremental[(incremental["id_key_type"] == 1) & (incremental["id"] == "e1")].iloc[0]
+    assert list(e1["id_source_table_ids"]) == [1] and e1["id_last_seen_at"] == pd.Timestamp("2024-01-01")
