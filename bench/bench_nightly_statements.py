@@ -123,7 +123,12 @@ def section(result: dict) -> str:
             "loop's scratch tables dying with its own cursor, and the run's schemas known at its first step "
             "(neither listed nor created again): 277 nightly; and hist-union's and staging's incremental "
             "scratch tables (staging's delta, changed keys and changes per table) left to die with their "
-            "step's session, no `DROP` sent (`_Scratch.drop(step_ends=True)`; 277 to 255).",
+            "step's session, no `DROP` sent (`_Scratch.drop(step_ends=True)`; 277 to 255). The nightly loop "
+            "then grew by a few statements that make its work proportional to the change (docs/unification.md, "
+            "\"Incremental runs\"): the key values applied in place and the lookup's affected rows replaced, "
+            "each a scratch table, a `BEGIN`, `DELETE`, `INSERT` and `COMMIT` and a row count, instead of a "
+            "rebuild of the whole table; and the enriched and master tables' first builds write their state "
+            "in one statement (the full column).",
             "",
             "On TD the nightly run's DataFrame loader reads the rows already loaded in a new file's watermark "
             "range (`sql/ingestion.rows_in_range_sql`) with the raw table's `updated_at` cast from the text TD "
