@@ -13,6 +13,7 @@ from cdp_assets.engines.spark import stop_spark_session
 from cdp_assets_tests.engines.test_treasure_data import engine as td_engine
 from cdp_assets_tests.engines.test_treasure_data import td  # noqa: F401 - the fake's fixture
 from cdp_assets_tests.phases.test_incremental import SRC, STG, apply_load, run_and_compare
+from cdp_assets_tests.phases.test_ingestion import load_copies
 from cdp_assets_tests.conftest import local_spark_warehouse
 from cdp_assets_tests.unify.test_incremental_unification import (
     FIXED_BUILDS,
@@ -69,25 +70,6 @@ def test_on_the_treasure_data_fake_incremental_runs_equal_a_full_refresh(td):  #
 
 
 # ---------------------------------------------------------------------------- ingestion
-
-
-def load_copies(wh, folder) -> None:
-    """``phases/test_ingestion``'s copied files on another engine: the DataFrame loader reads the
-    rows already loaded in a new file's watermark range (a TIMESTAMP on Spark, text on TD) and
-    skips a file's exact copies of them; a changed row loads."""
-    from cdp_assets_tests.phases.test_ingestion import HEADER, TABLE, incr, inc, make_source, write_csv
-
-    source = make_source(folder)
-    data = [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:00:00.250000"]]
-    write_csv(incr(folder, "a.csv"), HEADER, data)
-    inc(wh, source, folder)
-    write_csv(incr(folder, "a_copy.csv"), HEADER, [*data, ["C2", "b-changed@x.com", "2024-06-01 09:00:00.25"]])
-    write_csv(incr(folder, "b.csv"), HEADER, [["C3", "c@x.com", "2024-05-01 00:00:00"]])
-    write_csv(incr(folder, "b_copy.csv"), HEADER, [["C3", "c@x.com", "2024-05-01 00:00:00"]])
-    result = inc(wh, source, folder)
-    assert (result.records_loaded, result.skipped_duplicate, result.files) == (2, 3, ["a_copy.csv", "b.csv"])
-    emails = wh.fetch(f"SELECT email FROM {TABLE.sql}")["email"]
-    assert sorted(emails) == ["a@x.com", "b-changed@x.com", "b@x.com", "c@x.com"]
 
 
 @pytest.mark.spark

@@ -324,19 +324,27 @@ def test_a_historical_files_rejection_is_superseded_when_the_file_is_fixed(folde
     )
 
 
-def test_a_copy_under_another_name_loads_only_what_is_not_loaded_yet(folder, wh):
+def load_copies(wh, folder) -> None:
     """A file copied under another name (and two new files holding the same row) is a new file:
-    read, and its exact copies of loaded rows are skipped and counted; a changed row loads."""
+    read, and its exact copies of loaded rows are skipped and counted; a changed row loads. The
+    watermark is compared as the engine stores it (a TIMESTAMP on DuckDB and Spark, text on TD):
+    a fraction of a second written two ways is the same instant. The other engines run this in
+    ``engines/test_incremental_engines.py``."""
     source = make_source(folder)
-    data = [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:00:00"]]
+    data = [["C1", "a@x.com", "2024-06-01 08:00:00"], ["C2", "b@x.com", "2024-06-01 09:00:00.250000"]]
     write_csv(incr(folder, "a.csv"), HEADER, data)
     inc(wh, source, folder)
-    write_csv(incr(folder, "a_copy.csv"), HEADER, [*data, ["C2", "b-changed@x.com", "2024-06-01 09:00:00"]])
+    write_csv(incr(folder, "a_copy.csv"), HEADER, [*data, ["C2", "b-changed@x.com", "2024-06-01 09:00:00.25"]])
     write_csv(incr(folder, "b.csv"), HEADER, [["C3", "c@x.com", "2024-05-01 00:00:00"]])
     write_csv(incr(folder, "b_copy.csv"), HEADER, [["C3", "c@x.com", "2024-05-01 00:00:00"]])
     result = inc(wh, source, folder)
     assert (result.records_loaded, result.skipped_duplicate, result.files) == (2, 3, ["a_copy.csv", "b.csv"])
-    assert list(rows(wh, TABLE, "customer_id, email")["email"]) == ["a@x.com", "b-changed@x.com", "b@x.com", "c@x.com"]
+    emails = wh.fetch(f"SELECT email FROM {TABLE.sql}")["email"]
+    assert sorted(emails) == ["a@x.com", "b-changed@x.com", "b@x.com", "c@x.com"]
+
+
+def test_a_copy_under_another_name_loads_only_what_is_not_loaded_yet(folder, wh):
+    load_copies(wh, folder)
 
 
 def test_rows_loaded_before_the_bookkeeping_existed_are_not_loaded_again(folder, wh):
