@@ -10,6 +10,7 @@ table equal to DuckDB's."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -62,6 +63,17 @@ def engine(td, **kw) -> TreasureDataWarehouse:
         **kw,
     }
     return TreasureDataWarehouse(**kw)
+
+
+def td_project(tmp_path, td, records=60, generate=True, **treasure_data) -> Path:
+    """``write_project``'s sample project on the fake: its endpoint, no wait between polls."""
+    settings = {"endpoint": td.url, "poll_seconds": 0.01, **treasure_data}
+    return write_project(
+        tmp_path,
+        records=records,
+        generate=generate,
+        mutate=lambda c: c.update(engine={"kind": "treasure_data", "treasure_data": settings}),
+    )
 
 
 def test_a_query_returns_typed_rows_and_each_job_id_with_its_console_link(td):
@@ -295,15 +307,7 @@ def test_the_whole_pipeline_on_the_fake_passes_every_check_and_equals_duckdbs_ta
     differently: a `time` column on each table, timestamps as text."""
     monkeypatch.setenv("TD_API_KEY", KEY)
     duck_loaded = load_config(write_project(tmp_path, records=60))
-    td_loaded = load_config(
-        write_project(
-            tmp_path,
-            generate=False,
-            mutate=lambda c: c.update(
-                engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}}
-            ),
-        )
-    )
+    td_loaded = load_config(td_project(tmp_path, td, generate=False))
     for loaded in (duck_loaded, td_loaded):
         result = run_pipeline(loaded)
         checks = check_results(result)
@@ -342,18 +346,7 @@ def test_with_hive_the_pipeline_builds_the_lookup_and_stops_at_the_known_statist
     statistics' ordered STRING_AGG for Hive as GROUP_CONCAT, which Hive lacks (the strict xfail
     in phases/test_sql_render.py). Everything before it runs as Hive jobs."""
     monkeypatch.setenv("TD_API_KEY", KEY)
-    loaded = load_config(
-        write_project(
-            tmp_path,
-            records=60,
-            mutate=lambda c: c.update(
-                engine={
-                    "kind": "treasure_data",
-                    "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01, "query_engine": "hive"},
-                }
-            ),
-        )
-    )
+    loaded = load_config(td_project(tmp_path, td, query_engine="hive"))
     result = run_pipeline(loaded)
     failed = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert [e.step_key for e in failed] == ["unification_customer_360.finish_unification_customer_360"]
@@ -423,13 +416,7 @@ def test_explain_reads_the_key_from_its_variable_and_reaches_treasure_data(td, t
     from cdp_assets.cli import main
 
     monkeypatch.setenv("TD_API_KEY", KEY)
-    config = write_project(
-        tmp_path,
-        records=20,
-        mutate=lambda c: c.update(
-            engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}}
-        ),
-    )
+    config = td_project(tmp_path, td, records=20)
     capsys.readouterr()
     assert main(["explain", "--config", str(config), "email:a@example.com"]) == 1  # no run yet: no lookup table
     err = capsys.readouterr().err
@@ -527,15 +514,7 @@ def test_a_nightly_run_on_the_fake_with_new_and_updated_rows_equals_a_full_refre
     from cdp_assets_tests.unify.test_incremental_unification import assert_equal_to_full_builds
 
     monkeypatch.setenv("TD_API_KEY", KEY)
-    loaded = load_config(
-        write_project(
-            tmp_path,
-            records=60,
-            mutate=lambda c: c.update(
-                engine={"kind": "treasure_data", "treasure_data": {"endpoint": td.url, "poll_seconds": 0.01}}
-            ),
-        )
-    )
+    loaded = load_config(td_project(tmp_path, td))
     first = run_pipeline(loaded)
     assert first.success
     tdw = engine(td, database=loaded.pipeline.src_schema)
