@@ -271,7 +271,8 @@ def write_doc(args, r: dict) -> None:
         "",
         f"Written by `bench/bench_nightly.py` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC "
         f"(`--records {args.records} --threads {args.threads}{option}`), DuckDB, {os.cpu_count()} cores "
-        "(shared with other work while measured). One invocation: the whole pipeline on a fresh database "
+        f"(load average {os.getloadavg()[0]:.1f} when written: other work on the machine shows there). "
+        "One invocation: the whole pipeline on a fresh database "
         "(*full*), then one new "
         f"incremental file per object with {args.new_share:.1%} new and {args.updated_share:.1%} updated rows "
         f"({new:,} new, {upd:,} updated rows in all) and the pipeline again (*nightly*). Each phase is one "
