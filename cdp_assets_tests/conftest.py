@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,3 +151,18 @@ def local_spark_warehouse(folder: str | Path):
         use_catalog=False,
         catalog=None,
     )
+
+
+@contextmanager
+def local_spark_session() -> Iterator:
+    """``local_spark_warehouse`` in a temporary folder, inside one session of the engine; the
+    process's Spark session is stopped at the end (a module's Spark tests do not share it)."""
+    from cdp_assets.engines.spark import stop_spark_session
+
+    with tempfile.TemporaryDirectory() as d:
+        wh = local_spark_warehouse(d)
+        try:
+            with wh.session():
+                yield wh
+        finally:
+            stop_spark_session()

@@ -14,13 +14,12 @@ import pytest
 
 from cdp_assets.config.models import DedupeOptions, DimensionJoin, StagingRule
 from cdp_assets.engines.duckdb import DuckDBWarehouse
-from cdp_assets.engines.spark import stop_spark_session
 from cdp_assets.engines.treasure_data import TreasureDataWarehouse
 from cdp_assets.sql.dialects import TableRef, quote
 from cdp_assets.sql.staging import Dimension, TableExtras, staged_columns, staging_sql
 from cdp_assets_tests.engines.test_spark_unification import normalized
 from cdp_assets_tests.fakes.td_api import FakeTreasureData
-from cdp_assets_tests.conftest import local_spark_warehouse
+from cdp_assets_tests.conftest import local_spark_session
 
 KEY = "4321/" + "9f3c" * 10
 
@@ -291,10 +290,5 @@ def test_trino_on_the_treasure_data_fake_stages_the_same_table(duckdb_table):
 
 @pytest.mark.spark
 def test_local_spark_through_the_databricks_engine_stages_the_same_table(duckdb_table):
-    with tempfile.TemporaryDirectory() as d:
-        wh = local_spark_warehouse(d)
-        try:
-            with wh.session():
-                _same(duckdb_table, stage(wh))
-        finally:
-            stop_spark_session()
+    with local_spark_session() as wh:
+        _same(duckdb_table, stage(wh))

@@ -5,16 +5,14 @@ keys, updated keys, a late file with older timestamps, rows without a key, a his
 
 from __future__ import annotations
 
-import tempfile
 
 import pytest
 
-from cdp_assets.engines.spark import stop_spark_session
 from cdp_assets_tests.engines.test_treasure_data import engine as td_engine
 from cdp_assets_tests.engines.test_treasure_data import td  # noqa: F401 - the fake's fixture
 from cdp_assets_tests.phases.test_incremental import SRC, STG, apply_load, run_and_compare
 from cdp_assets_tests.phases.test_ingestion import load_copies
-from cdp_assets_tests.conftest import local_spark_warehouse
+from cdp_assets_tests.conftest import local_spark_session
 from cdp_assets_tests.unify.test_incremental_unification import (
     FIXED_BUILDS,
     FIXED_EVENT_LOADS,
@@ -49,15 +47,10 @@ def replay(wh, loads=LOADS) -> list[str]:
 
 @pytest.mark.spark
 def test_on_local_spark_incremental_runs_equal_a_full_refresh():
-    with tempfile.TemporaryDirectory() as d:
-        wh = local_spark_warehouse(d)
+    with local_spark_session() as wh:
         assert wh.upsert_mode == "rebuild"  # parquet: no MERGE, no DELETE
-        try:
-            with wh.session():
-                assert replay(wh) == EXPECTED_MODES
-                assert [t for s in (SRC, STG) for t in wh.list_tables(s) if "__cdp_new_" in t] == []
-        finally:
-            stop_spark_session()
+        assert replay(wh) == EXPECTED_MODES
+        assert [t for s in (SRC, STG) for t in wh.list_tables(s) if "__cdp_new_" in t] == []
 
 
 @pytest.mark.slow
@@ -74,13 +67,8 @@ def test_on_the_treasure_data_fake_incremental_runs_equal_a_full_refresh(td):  #
 
 @pytest.mark.spark
 def test_on_local_spark_a_files_copies_of_loaded_rows_are_not_loaded_again(tmp_path):
-    with tempfile.TemporaryDirectory() as d:
-        wh = local_spark_warehouse(d)
-        try:
-            with wh.session():
-                load_copies(wh, tmp_path / "data")
-        finally:
-            stop_spark_session()
+    with local_spark_session() as wh:
+        load_copies(wh, tmp_path / "data")
 
 
 def test_on_the_treasure_data_fake_a_files_copies_of_loaded_rows_are_not_loaded_again(td, tmp_path):  # noqa: F811
@@ -104,13 +92,8 @@ def replay_unification(wh, tmp_path, incremental_loop: bool = True) -> None:
 
 @pytest.mark.spark
 def test_on_local_spark_incremental_enriched_and_master_tables_equal_their_full_builds(tmp_path):
-    with tempfile.TemporaryDirectory() as d:
-        wh = local_spark_warehouse(d)
-        try:
-            with wh.session():
-                replay_unification(wh, tmp_path)
-        finally:
-            stop_spark_session()
+    with local_spark_session() as wh:
+        replay_unification(wh, tmp_path)
 
 
 @pytest.mark.slow
@@ -132,14 +115,9 @@ def test_on_the_treasure_data_fake_incremental_enriched_and_master_tables_equal_
 
 @pytest.mark.spark
 def test_on_local_spark_a_deduped_staged_table_built_incrementally_equals_its_full_build(tmp_path):
-    with tempfile.TemporaryDirectory() as d:
-        wh = local_spark_warehouse(d)
-        try:
-            with wh.session():
-                runs = replay_deduped(wh, project(tmp_path, events="newest"))
-                assert [s["shop_events_stg"].mode for s, _ in runs] == ["full"] + ["incremental"] * 3
-        finally:
-            stop_spark_session()
+    with local_spark_session() as wh:
+        runs = replay_deduped(wh, project(tmp_path, events="newest"))
+        assert [s["shop_events_stg"].mode for s, _ in runs] == ["full"] + ["incremental"] * 3
 
 
 @pytest.mark.slow
