@@ -70,11 +70,7 @@ class _Scratch:
         """Drop the scratch tables, quietly. ``step_ends``: the build is its step's last work on
         them (hist-union, staging), so the session's temporary tables are left to die with it where
         the engine has them and a run holds it (``WarehouseResource.drop_with_session``)."""
-        refs = self.refs
-        if step_ends and self.wh.dialect.session_temp_tables and self.wh.holds_run:
-            for ref in refs:
-                self.wh._scratch_rows.pop(ref, None)
-            refs = [ref for ref in refs if ref.catalog != "temp"]
+        refs = self.wh.outliving_the_session(self.refs) if step_ends else self.refs
         for ref in refs:
             self.wh._drop_quietly(ref)
 

@@ -501,11 +501,16 @@ class WarehouseResource(ConfigurableResource):
         connection when its outermost session ends: no statement is sent for them.
         For small tables, or work that ends its step (a step holds one session): a large table
         that later work in the same session would keep alive is dropped with ``drop_tables``."""
+        self.drop_tables(self.outliving_the_session(refs))
+
+    def outliving_the_session(self, refs: list[TableRef]) -> list[TableRef]:
+        """Of scratch tables a piece of work is done with, those its session's end will not drop
+        (``drop_with_session``): what must still be dropped. The row counts of all are forgotten."""
         for ref in refs:
             self._scratch_rows.pop(ref, None)
         if self.dialect.session_temp_tables and self.holds_run and self._con is not None:
-            refs = [ref for ref in refs if ref.catalog != "temp"]
-        self.drop_tables(refs)
+            return [ref for ref in refs if ref.catalog != "temp"]
+        return list(refs)
 
     def swap_in(self, staging: TableRef, final: TableRef) -> None:
         # One connection for the whole swap: its transaction must not span connections.
