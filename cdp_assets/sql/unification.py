@@ -534,9 +534,10 @@ def _kept_key_value(plan: IdPlan, since: TableRef, row: str = "p") -> str | None
     ids = [t.table_id for t in plan.incremental_tables if t.incremental_column]
     if not ids:
         return None
-    return " OR ".join(
-        f"({row}.table_id = {i} AND {_covered(i, since, f'{row}.inc_at', f'{row}.inc_rest')})" for i in ids
-    )
+    # The stored position is cast back: an engine without a timestamp column type (Treasure
+    # Data) keeps it as text; elsewhere the cast is of a TIMESTAMP to itself.
+    at = f"CAST({row}.inc_at AS TIMESTAMP)"
+    return " OR ".join(f"({row}.table_id = {i} AND {_covered(i, since, at, f'{row}.inc_rest')})" for i in ids)
 
 
 def merged_key_values_sql(plan: IdPlan, previous: TableRef, new: TableRef, since: TableRef) -> str:

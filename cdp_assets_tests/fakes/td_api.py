@@ -340,6 +340,8 @@ class FakeTreasureData:
             for stmt in statements:
                 cur = self._db.execute(stmt)
             created = _ctas_target(job.query, _JOB_DIALECT[job.type])
+            if created is not None:
+                self._store_times_as_text(created)
             if created is not None and job.type != "hive":
                 # Trino answers CREATE TABLE AS with the number of rows written; Hive with nothing.
                 job.schema = [["rows", "bigint"]]
@@ -352,6 +354,19 @@ class FakeTreasureData:
             job.status, job.stderr = "error", f"Query {job.job_id} failed: {str(exc).splitlines()[0]}"
         finally:
             self._db.execute("USE memory.main")
+
+    def _store_times_as_text(self, table: str) -> None:
+        """TD's storage has no timestamp or date type (int, long, double, float, string, array,
+        map): a table written by a query keeps such columns as the text Trino casts them to, as
+        a bulk import keeps them. Reads must cast them back (``Dialect.stored_timestamp``)."""
+        columns = self._db.execute(f"SELECT * FROM {table} LIMIT 0").description
+        for name, type_code, *_ in columns:
+            kind = str(type_code).upper()
+            if kind.startswith("TIMESTAMP") or kind == "DATE":
+                fmt = "%Y-%m-%d" if kind == "DATE" else "%Y-%m-%d %H:%M:%S.%g"
+                self._db.execute(
+                    f"ALTER TABLE {table} ALTER COLUMN {_q(name)} TYPE VARCHAR USING strftime({_q(name)}, '{fmt}')"
+                )
 
     def _explain_job(self, job: _Job, statements: list[str]) -> None:
         """EXPLAIN plans one statement without running it: DuckDB binds and plans it (a missing
