@@ -434,6 +434,7 @@ def _check_sql(
     from cdp_assets.sql import unification as u
     from cdp_assets.sql.master import master_rules_frame
     from cdp_assets.sql.pipeline import create_table_as
+    from cdp_assets.unify.runner import config_fingerprint
 
     cfg = loaded.config_path
     engine = loaded.pipeline.engine
@@ -469,7 +470,7 @@ def _check_sql(
         for plan in plans:  # what the unification op writes from the config before its SQL
             rehearsal.write_dataframe(plan.ref("keys"), u.keys_frame(plan, unify))
             rehearsal.write_dataframe(plan.ref("invalid_texts"), u.invalid_texts_frame(plan, unify))
-            rehearsal.write_dataframe(plan.ref("tables"), u.tables_frame(plan))
+            rehearsal.write_dataframe(plan.ref("tables"), u.tables_frame(plan, config_fingerprint(plan, unify)))
         for master in unify.master_tables if unify is not None else []:
             rehearsal.write_dataframe(
                 TableRef(unify.schema, f"{master.name}_attribute_rules"), master_rules_frame(master)

@@ -252,12 +252,12 @@ def invalid_texts_frame(plan: IdPlan, unify: UnifyConfig) -> pd.DataFrame:
     )
 
 
-def tables_frame(plan: IdPlan) -> pd.DataFrame:
-    rows = [
-        {"table_id": t.table_id, "table_alias": t.alias, "database_name": t.ref.schema, "table_name": t.ref.name}
-        for t in plan.tables
-    ]
-    return pd.DataFrame(rows, columns=["table_id", "table_alias", "database_name", "table_name"])
+def tables_frame(plan: IdPlan, fingerprint: str) -> pd.DataFrame:
+    """The id's source tables, each with the fingerprint of the config the run unifies with: the
+    watermarks copy it (``watermarks_table_sql``), so the next run can tell whether they still hold."""
+    columns = ["table_id", "table_alias", "database_name", "table_name", "config_fingerprint"]
+    rows = [(t.table_id, t.alias, t.ref.schema, t.ref.name, fingerprint) for t in plan.tables]
+    return pd.DataFrame(rows, columns=columns)
 
 
 # ---------------------------------------------------------------------------- graph build
@@ -604,12 +604,13 @@ def watermarks_sql(plan: IdPlan) -> str:
 
 
 def watermarks_table_sql(plan: IdPlan) -> str:
-    """The watermarks table as ``watermarks_sql`` finds them, with the config's fingerprint (bound
-    as the one parameter): written by the query that finds them, in one statement."""
+    """The watermarks table as ``watermarks_sql`` finds them, each with the fingerprint of the
+    config this run unified with (from ``{cid}_tables``, written at the run's start): written by
+    the query that finds them, in one statement."""
     return (
         "SELECT CAST(w.table_id AS BIGINT) AS table_id, CAST(w.watermark AS TIMESTAMP) AS watermark, "
-        "CAST(w.watermark_rest AS VARCHAR) AS watermark_rest, CAST(? AS VARCHAR) AS fingerprint "
-        f"FROM (\n{watermarks_sql(plan)}\n) AS w"
+        "CAST(w.watermark_rest AS VARCHAR) AS watermark_rest, CAST(t.config_fingerprint AS VARCHAR) AS fingerprint "
+        f"FROM (\n{watermarks_sql(plan)}\n) AS w\nJOIN {plan.ref('tables').sql} AS t ON t.table_id = w.table_id"
     )
 
 

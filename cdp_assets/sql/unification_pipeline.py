@@ -315,7 +315,7 @@ def id_steps(
         lookup_affected=lookup_affected,
         lookup=Step(f"{n}_lookup", PUBLISH, lambda t: u.lookup_sql(_at(plan, t), previous), plan.ref("lookup")),
         lookup_rows=None if only is None else (lambda t: u.lookup_sql(_at(plan, t), None, t(only))),
-        watermarks=Step(f"{n}_watermarks", ROWS, lambda t: u.watermarks_sql(plan)),
+        watermarks=Step(f"{n}_watermarks", PUBLISH, lambda t: u.watermarks_table_sql(plan), plan.ref("watermarks")),
     )
 
 

@@ -82,7 +82,11 @@ def prepare_inputs(wh: WarehouseResource, plan: u.IdPlan, unify: UnifyConfig) ->
     """Load the rule tables ({cid}_keys, {cid}_invalid_texts, {cid}_tables) as data, in one call
     where the engine can; their row counts by suffix."""
     wh.ensure_schema(plan.schema)
-    frames = [u.keys_frame(plan, unify), u.invalid_texts_frame(plan, unify), u.tables_frame(plan)]
+    frames = [
+        u.keys_frame(plan, unify),
+        u.invalid_texts_frame(plan, unify),
+        u.tables_frame(plan, config_fingerprint(plan, unify)),
+    ]
     rows = wh.replace_with_dataframes([(plan.ref(s), f) for s, f in zip(RULE_TABLES, frames)])
     return dict(zip(RULE_TABLES, rows))
 
@@ -241,10 +245,8 @@ def _run_loop(
                 affected=affected,
             )
         result.tables["lookup"] = result.lookup_build.rows
-        with wh.step(steps.watermarks.name):
-            # Written by the query that finds them (the fingerprint bound): no query, then a
-            # DataFrame written back.
-            wh.build_table(plan.ref("watermarks"), u.watermarks_table_sql(plan), [fingerprint])
+        # Written by the query that finds them, with the fingerprint from ``{cid}_tables``.
+        runner.run(steps.watermarks)
         return result
     finally:
         runner.drop_scratch()
