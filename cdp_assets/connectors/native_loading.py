@@ -81,7 +81,7 @@ def load_incremental_native(
         # plus the ones appended in the load's unit.
         rows_before, watermark = ld.current_rows_and_watermark(wh, ref, field_, catalog)
         loaded_at = ld._now()
-        versions = ld.latest_versions(wh, files_ref, source.name, obj.name, catalog)
+        versions = ld.step_versions(wh, books, files_ref, source.name, obj.name, catalog)
         known = {f: v for (m, f), v in versions.items() if m == "incremental"}
         start = ld._iso(ld.naive_utc(source.start_date)) if source.start_date is not None else None
         paths = object_files(folder, obj.name, historical=False, fmt=fmt)
