@@ -166,7 +166,9 @@ def _materializations(
     # not enough (then queried, as loads that keep their own books are).
     logged = 0 if books is None else sum(len(df) for ref, df in books.written if ref == log)
     derived = start is not None and books is not None and logged == len(done)
-    have = warehouse.describe_tables([*(ref for ref, _ in done), *(() if derived else (log, rejected))])
+    # The step's bookkeeping tables in the same look-up, though the checks may not need them: an
+    # engine holding the run keeps them for the next steps (the units may have created them).
+    have = warehouse.describe_tables([*(ref for ref, _ in done), log, rejected, TableRef(schema, FILES_TABLE)])
     rows = {}
     for ref, result in done:
         rows[ref] = result.table_rows  # known from the load (its build's count, or rows before + appended)
