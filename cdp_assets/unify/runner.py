@@ -27,6 +27,7 @@ from cdp_assets.sql import unification as u
 from cdp_assets.sql import unification_pipeline as up
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.master import master_rules_frame, master_table_sql
+from cdp_assets.sql.report import BUCKETS
 from cdp_assets.sql.pipeline import PUBLISH, SCALAR, SCRATCH, Step, Tables
 
 
@@ -345,11 +346,14 @@ class Coverage:
 
 
 @dataclass(frozen=True)
-class LargestComponent:
-    """One id's largest canonical id over the enriched tables: its rows, and all rows with an id."""
+class IdProfile:
+    """One id measured after the enrichments: its largest canonical id over the enriched tables
+    (its rows, and all rows with an id), and its ids by size as ``sql/report.component_sizes_sql``
+    gives them (bucket, ids, identifiers, smallest; non-empty buckets, smallest first)."""
 
     rows: int
     rows_with_id: int
+    sizes: list[dict]
 
 
 def staged_primary_key(loaded: LoadedConfig, table: u.SourceTablePlan) -> list[str]:
@@ -403,10 +407,11 @@ def enrich_table(
 
 def measure_coverage(
     wh: WarehouseResource, loaded: LoadedConfig, plans: list[u.IdPlan], count_inputs: Collection[str] = ()
-) -> tuple[dict[str, Coverage], dict[str, LargestComponent]]:
+) -> tuple[dict[str, Coverage], dict[str, IdProfile]]:
     """Per enriched table (by alias): its rows and how many got each id, and per id its largest
-    canonical id, in one query for all. ``count_inputs``: the aliases whose staged table's rows
-    are counted too (``Coverage.input_rows``: an enrichment that did not count what it read)."""
+    canonical id and its ids by size (``IdProfile``), in one query for all. ``count_inputs``: the
+    aliases whose staged table's rows are counted too (``Coverage.input_rows``: an enrichment that
+    did not count what it read)."""
     unify = loaded.unification
     assert unify is not None
     counts = StepRunner(wh).run(up.coverage_step(plans, unify.schema, count_inputs)).iloc[0]
@@ -416,11 +421,20 @@ def measure_coverage(
         with_id = {cid: int(counts[f"t{i}_with_{cid}"]) for cid in ids}
         read = int(counts[f"t{i}_input_rows"]) if alias in count_inputs else None
         out[alias] = Coverage(rows, with_id, {cid: u.coverage_pct(n, rows) for cid, n in with_id.items()}, read)
-    largest = {
-        p.name: LargestComponent(_count(counts[f"c{k}_largest"]), _count(counts[f"c{k}_total"]))
-        for k, p in enumerate(p for p in plans if p.tables)
-    }
-    return out, largest
+    profiles = {}
+    for k, p in enumerate(p for p in plans if p.tables):
+        sizes = [
+            {
+                "bucket": label,
+                "ids": _count(counts[f"p{k}_b{i}_ids"]),
+                "identifiers": _count(counts[f"p{k}_b{i}_identifiers"]),
+                "smallest": _count(counts[f"p{k}_b{i}_smallest"]),
+            }
+            for i, (label, _) in enumerate(BUCKETS)
+        ]
+        rows, with_id = _count(counts[f"c{k}_largest"]), _count(counts[f"c{k}_total"])
+        profiles[p.name] = IdProfile(rows, with_id, [b for b in sizes if b["ids"]])
+    return out, profiles
 
 
 def _count(value) -> int:
