@@ -44,8 +44,12 @@ TARGET_STATEMENTS = 150
 # the first hist-union and staging steps describing every step's tables of their phase (describe_ahead); 173 with
 # the loop in a session of its own, whose temporary tables die with it (no drops at its end); 169 with the first
 # ingestion step describing every step's tables; 167 with the schemas the run writes and their leftovers learnt in one
-# look-up (know_schemas) instead of a listing per schema.
-CEILING_STATEMENTS = 165
+# look-up (know_schemas) instead of a listing per schema; 165 with the enriched and master tables' first builds
+# writing their states in one statement. 150 (issue 12's target): the enrichments' coverage query also counts the
+# staged rows a first enrichment read, the largest-share check's measures and the report's profile (6); an
+# ingestion step reads its log history and rejections with its file versions before its loads, and its
+# bookkeeping tables with its description after them (5); a load's files checked in one query (4).
+CEILING_STATEMENTS = 150
 
 
 FIRST_RUN_LOG: list = []  # (step, kind, SQL) of the sample run's own statements
