@@ -100,9 +100,11 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
             warehouse.know_schemas(written_schemas)
             # What the checks need of earlier runs (the log's loads, outstanding rejections) and the
             # file records' versions, read before the loads in one query (none for an object
-            # without bookkeeping yet); loads read in the warehouse keep their own books and are
-            # measured after them instead.
-            start = None if in_warehouse else _step_start(warehouse, loaded, source, obj)
+            # without bookkeeping yet), where describing the bookkeeping tables first costs no
+            # statement (kept for the run, or an API call); loads read in the warehouse keep
+            # their own books, and are measured after them instead, as on other engines.
+            cheap = warehouse.holds_run or warehouse.describes_without_a_statement
+            start = _step_start(warehouse, loaded, source, obj) if cheap and not in_warehouse else None
             # The loads' bookkeeping is written once, with the last load's data (loading.StepBooks).
             books = StepBooks(None if start is None else start.versions)
             for mode, ref in refs.items():
@@ -166,9 +168,11 @@ def _materializations(
     # not enough (then queried, as loads that keep their own books are).
     logged = 0 if books is None else sum(len(df) for ref, df in books.written if ref == log)
     derived = start is not None and books is not None and logged == len(done)
-    # The step's bookkeeping tables in the same look-up, though the checks may not need them: an
-    # engine holding the run keeps them for the next steps (the units may have created them).
-    have = warehouse.describe_tables([*(ref for ref, _ in done), log, rejected, TableRef(schema, FILES_TABLE)])
+    # The step's bookkeeping tables in the same look-up, though the checks may not need them, on an
+    # engine that keeps them for the next steps (the units may have created them).
+    books_tables = [log, rejected, TableRef(schema, FILES_TABLE)] if warehouse.holds_run else []
+    books_tables += [] if derived else [log, rejected]
+    have = warehouse.describe_tables([*(ref for ref, _ in done), *books_tables])
     rows = {}
     for ref, result in done:
         rows[ref] = result.table_rows  # known from the load (its build's count, or rows before + appended)
