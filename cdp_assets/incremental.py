@@ -720,7 +720,10 @@ def build_enriched(
                     ),
                 ]
                 _write_state_of_inputs(wh, target, inputs, fingerprint, seq=seq, since=since)
-                total = wh.row_count(staged) if timed else 0
+                # What it read: every staged row. Where only a query counts them, they are counted
+                # with every enriched table's coverage after the enrichments (one query for all:
+                # runner.measure_coverage), not here (None: not measured by the build).
+                total = (wh.row_count(staged) if wh.counts_rows_without_a_query else None) if timed else 0
                 return BuildResult(rows, "full", reason, rows_read=total)
             if measured is not None:
                 total, newest = int(measured[inc.TOTAL_ROWS_COLUMN]), measured[inc.NEWEST_COLUMN]

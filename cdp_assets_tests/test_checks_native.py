@@ -44,8 +44,12 @@ TARGET_STATEMENTS = 150
 # the first hist-union and staging steps describing every step's tables of their phase (describe_ahead); 173 with
 # the loop in a session of its own, whose temporary tables die with it (no drops at its end); 169 with the first
 # ingestion step describing every step's tables; 167 with the schemas the run writes and their leftovers learnt in one
-# look-up (know_schemas) instead of a listing per schema.
-CEILING_STATEMENTS = 165
+# look-up (know_schemas) instead of a listing per schema; 165 with the enriched and master tables' first builds
+# writing their states in one statement. 150 (issue 12's target): the enrichments' coverage query also counts the
+# staged rows a first enrichment read, the largest-share check's measures and the report's profile (6); an
+# ingestion step reads its log history and rejections with its file versions before its loads, and its
+# bookkeeping tables with its description after them (5); a load's files checked in one query (4).
+CEILING_STATEMENTS = 150
 
 
 FIRST_RUN_LOG: list = []  # (step, kind, SQL) of the sample run's own statements
@@ -82,13 +86,21 @@ def test_checks_are_evaluated_in_their_assets_steps_with_at_most_one_query_each(
     # ingestion (both raw tables of an object in its step), hist-union, staging, the master table
     assert {steps[name] for name in in_step} == {"ingestion", "hist_union", "staging", "unification"}
     assert sum(len(a.check_keys) for a in in_step.values()) > len(checks) / 2
+    without = 0  # ingestion steps that sent no query for their checks
     for name, a in in_step.items():
         phase = steps[name]
         marker = IN_STEP_QUERIES.get(phase)
         queries = [sql for step, kind, sql in log if step == name and kind == "queries" and marker and marker in sql]
-        # staging's checks read the build's parse counts and description: no query; the others one
-        assert len(queries) == (0 if phase == "staging" else 1), (name, queries)
+        # staging's checks read the build's parse counts and description: no query; the others one.
+        # An ingestion step's is read before its loads, with its file records, and none while its
+        # object has no bookkeeping yet (the run's first ingestion step on a new database).
+        if phase == "ingestion":
+            assert len(queries) <= 1 and all("'file' AS part" in q for q in queries), (name, queries)
+            without += not queries
+        else:
+            assert len(queries) == (0 if phase == "staging" else 1), (name, queries)
         assert {f"{k.asset_key.to_user_string()}:{k.name}" for k in a.check_keys} <= set(checks), name
+    assert without == 1  # the first object's: no log, file records or rejections yet
     # Steps of checks are left for the unification graph's tables only (and Dagster's, which send nothing).
     per_step: dict[str, int] = {}
     for (step, kind), n in counts.items():

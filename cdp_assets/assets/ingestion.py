@@ -23,7 +23,14 @@ from cdp_assets.config.models import (
     TableConnector,
 )
 from cdp_assets.checks import check_results, check_specs
-from cdp_assets.checks.ingestion import object_measures, raw_table_checks, raw_table_results
+from cdp_assets.checks.ingestion import (
+    StepStart,
+    measures_after_step,
+    object_measures,
+    raw_table_checks,
+    raw_table_results,
+    step_start,
+)
 from cdp_assets.connectors.loading import (
     FILES_TABLE,
     LOG_TABLE,
@@ -82,8 +89,6 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
         folder = None if in_warehouse else source_folder(loaded, source)
         schema = loaded.pipeline.src_schema
         run_id = context.run.run_id
-        # The loads' bookkeeping is written once, with the last load's data (loading.StepBooks).
-        books = StepBooks()
         done: list = []  # (ref, result) of the loads that succeeded
         with warehouse.session():
             # The first ingestion step describes every step's tables in one look-up (an engine
@@ -93,6 +98,15 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
                 warehouse.describe_ahead(ingestion_reads(loaded, source, obj), every_step_reads)
             # And which of the schemas the run writes exist, with their leftovers (one look-up).
             warehouse.know_schemas(written_schemas)
+            # What the checks need of earlier runs (the log's loads, outstanding rejections) and the
+            # file records' versions, read before the loads in one query (none for an object
+            # without bookkeeping yet), where describing the bookkeeping tables first costs no
+            # statement (kept for the run, or an API call); loads read in the warehouse keep
+            # their own books, and are measured after them instead, as on other engines.
+            cheap = warehouse.holds_run or warehouse.describes_without_a_statement
+            start = _step_start(warehouse, loaded, source, obj) if cheap and not in_warehouse else None
+            # The loads' bookkeeping is written once, with the last load's data (loading.StepBooks).
+            books = StepBooks(None if start is None else start.versions)
             for mode, ref in refs.items():
                 loader = load_historical if mode == "historical" else load_incremental
                 try:
@@ -106,7 +120,9 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
                         exc = SourceFileError(s3_uri(source.connector, folder, str(exc)))  # the object, not the cache
                     try:  # the loads before this one succeeded: logged and reported as they were
                         books.flush(warehouse)
-                        yield from _materializations(context, warehouse, loaded, source, obj, done, checks)
+                        yield from _materializations(
+                            context, warehouse, loaded, source, obj, done, checks, start, books
+                        )
                     except Exception as earlier:  # noqa: BLE001 - never hide the load's own error
                         context.log.warning(f"could not record the step's earlier loads: {earlier}")
                     record_failure(warehouse, schema, source.name, obj.name, mode, run_id, exc)
@@ -115,9 +131,18 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
                     raise
                 done.append((ref, result))
             books.flush(warehouse)
-            yield from _materializations(context, warehouse, loaded, source, obj, done, checks)
+            yield from _materializations(context, warehouse, loaded, source, obj, done, checks, start, books)
 
     return _ingest
+
+
+def _step_start(warehouse: WarehouseResource, loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
+    schema = loaded.pipeline.src_schema
+    refs = ingestion_refs(loaded, source, obj)
+    log, files = TableRef(schema, LOG_TABLE), TableRef(schema, FILES_TABLE)
+    rejected = rejected_ref(next(iter(refs.values())))
+    have = warehouse.describe_tables([log, rejected, files])
+    return step_start(warehouse, list(refs), have, log, rejected, files, source.name, obj.name)
 
 
 def _materializations(
@@ -128,15 +153,26 @@ def _materializations(
     obj: SourceObject,
     done: list,
     checks: dict,
+    start: StepStart | None = None,
+    books: StepBooks | None = None,
 ):
-    """The loads' materializations with their tables' checks: the tables, the log and the
-    rejected rows described in one look-up after every load, then one query for what the loads
-    cannot know (the log's history, outstanding rejections: checks/ingestion.py)."""
+    """The loads' materializations with their tables' checks: the tables described in one
+    look-up after every load; what the loads cannot know (the log's history, outstanding
+    rejections: checks/ingestion.py) from what the step read at its start and what its loads
+    wrote, or, without a start, from one query of the log and the rejected rows."""
     if not done:
         return
     schema = loaded.pipeline.src_schema
     log, rejected = TableRef(schema, LOG_TABLE), rejected_ref(done[0][0])
-    have = warehouse.describe_tables([*(ref for ref, _ in done), log, rejected])
+    # Each load logs one row in the step's units: the books hold every load's, or the start is
+    # not enough (then queried, as loads that keep their own books are).
+    logged = 0 if books is None else sum(len(df) for ref, df in books.written if ref == log)
+    derived = start is not None and books is not None and logged == len(done)
+    # The step's bookkeeping tables in the same look-up, though the checks may not need them, on an
+    # engine that keeps them for the next steps (the units may have created them).
+    books_tables = [log, rejected, TableRef(schema, FILES_TABLE)] if warehouse.holds_run else []
+    books_tables += [] if derived else [log, rejected]
+    have = warehouse.describe_tables([*(ref for ref, _ in done), *books_tables])
     rows = {}
     for ref, result in done:
         rows[ref] = result.table_rows  # known from the load (its build's count, or rows before + appended)
@@ -144,7 +180,10 @@ def _materializations(
             rows[ref] = warehouse.row_count(ref) if have[ref] is not None else 0
     modes = {ref: mode for mode, ref in ingestion_refs(loaded, source, obj).items()}
     tables = {modes[ref]: (ref, rows[ref] if have[ref] is not None else None) for ref, _ in done}
-    measured = object_measures(warehouse, tables, have, log, rejected, source.name, obj.name)
+    if derived:
+        measured = measures_after_step(start, tables, rejected, books.written, books.superseded, LOG_TABLE)
+    else:
+        measured = object_measures(warehouse, tables, have, log, rejected, source.name, obj.name)
     for ref, result in done:
         mode = modes[ref]
         results = raw_table_results(warehouse, measured[mode], mode, loaded.pipeline.checks)

@@ -5,6 +5,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
 from cdp_assets.assets.keys import table_key
@@ -17,7 +18,7 @@ from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.report_charts import write_chart
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.report import component_sizes_sql, latest_run_loop_sql
+from cdp_assets.sql.report import COMPONENT_SIZES, component_sizes_sql, latest_run_loop_sql
 from cdp_assets.sql.unification_pipeline import enriched_ref
 
 GROUP = "report"
@@ -150,7 +151,7 @@ def render_report(
         lookup = plan.ref("lookup")
         if (lookup.schema, lookup.name) not in row_count:
             continue
-        sizes = wh.fetch(component_sizes_sql(lookup, plan.name))
+        sizes = _component_sizes(context, wh, plan, row_count)
         ids, idents = int(sizes["ids"].sum()), int(sizes["identifiers"].sum())
         loop, changed = _latest_loop(context, wh, plan, row_count)
         coverage, rows_with_id, rows_total = {}, 0, 0
@@ -224,6 +225,24 @@ def _latest_loop(context: AssetExecutionContext, wh: WarehouseResource, plan: u.
     iterations = wh.fetch(latest_run_loop_sql(plan.ref("loop_stats")))
     changed = iterations.loc[iterations["iteration"] > 0, "rows_changed"].astype(int).tolist()
     return iterations.iloc[-1], changed
+
+
+def _component_sizes(context: AssetExecutionContext, wh: WarehouseResource, plan: u.IdPlan, row_count: dict):
+    """The lookup's ids by size (``component_sizes_sql``'s rows): as the result statistics' build
+    measured them (with the enrichments' coverage) in the run that built the lookup, while the
+    lookup still holds that build's rows, else one query of the lookup."""
+    lookup, stats = plan.ref("lookup"), plan.ref("result_key_stats")
+    built = context.instance.get_latest_materialization_event(table_key(lookup))
+    measured = context.instance.get_latest_materialization_event(table_key(stats))
+    if built and measured and built.run_id == measured.run_id and built.asset_materialization:
+        meta, rows = (
+            measured.asset_materialization.metadata,
+            built.asset_materialization.metadata.get("dagster/row_count"),
+        )
+        if COMPONENT_SIZES in meta and rows is not None and rows.value == row_count.get((lookup.schema, lookup.name)):
+            columns = ["bucket", "ids", "identifiers", "smallest"]
+            return pd.DataFrame(meta[COMPONENT_SIZES].value, columns=columns)
+    return wh.fetch(component_sizes_sql(lookup, plan.name))
 
 
 def _enriched_counts(

@@ -36,6 +36,8 @@ from cdp_assets.assets.metadata import (
 )
 from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.checks import check_results, check_specs
+from cdp_assets.checks.monitoring import LARGEST_ROWS, WITH_ID_ROWS
+from cdp_assets.sql.report import COMPONENT_SIZES
 from cdp_assets.checks.unification import LAST_ROUND_COLUMNS, MASTER_CHECKS, master_results
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
@@ -232,8 +234,14 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
     )
     def finish_unification(context: OpExecutionContext, warehouse: WarehouseResource, results: list):
         by_alias = {r["alias"]: r for r in results}
-        # Every enriched table's coverage in one query, after they are all built.
-        coverage = measure_coverage(warehouse, loaded, plans)
+        # Every enriched table's coverage in one query, after they are all built, with each id's
+        # largest canonical id (its check's measures), its ids by size (the report's profile) and
+        # the staged rows an enrichment read
+        # without counting them (its build's rows_read).
+        unread = [a for a, r in by_alias.items() if r["build"].get("rows_read", 0) is None]
+        coverage, profiles = measure_coverage(warehouse, loaded, plans, unread)
+        for alias in unread:
+            by_alias[alias]["build"]["rows_read"] = coverage[alias].input_rows
         stats_rows = {plan.name: build_key_stats(warehouse, plan) for plan in plans}
         # The enriched and the statistics tables described together, once all are built.
         stats_refs = [plan.ref(s) for plan in plans for s in STATS_OUTPUTS]
@@ -256,6 +264,16 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
         for plan in plans:
             rows = stats_rows[plan.name]
             source, result = plan.ref("source_key_stats"), plan.ref("result_key_stats")
+            profile = profiles.get(plan.name)
+            # Read by the largest_component_share check of this table (checks/monitoring.py) and
+            # the report (the profile of the lookup this run built).
+            share_meta = {}
+            if profile is not None:
+                share_meta = {
+                    LARGEST_ROWS: profile.rows,
+                    WITH_ID_ROWS: profile.rows_with_id,
+                    COMPONENT_SIZES: MetadataValue.json(profile.sizes),
+                }
             yield Output(
                 source.display,
                 f"{plan.name}__source_key_stats",
@@ -266,6 +284,7 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                 f"{plan.name}__result_key_stats",
                 metadata={
                     "dagster/row_count": rows["result_key_stats"],
+                    **share_meta,
                     **engine_jobs_metadata(warehouse),
                     **meta[result],
                 },

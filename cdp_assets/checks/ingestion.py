@@ -3,9 +3,13 @@ never moves backwards, no rejected row is still outstanding (a warning), the lat
 skipped no row (a warning: rows older than start_date or already loaded are counted, never
 dropped silently). With the monitoring check of the same table (volume_anomaly) they are
 evaluated in the ingestion step, after its loads: the rows come from the loads, the tables'
-existence and columns from the step's description of them, and one query (``object_measures``)
-reads what the loads cannot know for both raw tables of the object: the log's history of their
-loads and the rejected rows still outstanding, earlier runs' included."""
+existence and columns from the step's description of them. What the loads cannot know for both
+raw tables of the object, the log's history of their loads and the rejected rows still
+outstanding (earlier runs' included), is read before the loads with the object's file records
+(``step_start``: one query, none while the object has no bookkeeping yet), and the step adds
+what its loads wrote (``measures_after_step``): no query after the loads. Loads that write their
+bookkeeping themselves (read in the warehouse: connectors/s3_in_warehouse.py) are measured after
+them by one query (``object_measures``)."""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity
 from cdp_assets.checks import Check, check_result, column_names
 from cdp_assets.checks import monitoring
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.sql.checks import ingestion_measures_sql, outstanding_rejections_sql
+from cdp_assets.sql.checks import LOAD_COLUMNS, ingestion_measures_sql, ingestion_start_sql, outstanding_rejections_sql
 from cdp_assets.sql.dialects import TableRef
 
 
@@ -32,6 +36,106 @@ class RawTableMeasures:
     rejected_table: TableRef
     rejected_superseded: bool
     loads: pd.DataFrame
+
+
+@dataclass
+class StepStart:
+    """What an ingestion step read of its object before its loads: the loads of its object in
+    the log (``mode`` and ``LOAD_COLUMNS``, oldest first), the outstanding rejected rows per mode,
+    whether the rejected table has ``superseded_at``, and the newest version of each (mode, file)
+    of its file records."""
+
+    loads: pd.DataFrame
+    rejected: dict[str, int]
+    rejected_superseded: bool
+    versions: dict[tuple[str, str], str]
+
+
+def step_start(
+    wh: WarehouseResource,
+    modes: list[str],
+    have: dict,
+    log: TableRef,
+    rejected: TableRef,
+    files: TableRef,
+    source: str,
+    obj: str,
+) -> StepStart:
+    """One query (``ingestion_start_sql``) of the tables of ``log``, ``rejected`` and ``files``
+    that exist (``have``: the step's description of them); none when none does (an object's
+    first load on a new warehouse)."""
+    exists = {ref: have[ref] is not None for ref in (log, rejected, files)}
+    superseded = "superseded_at" in column_names(have[rejected])
+    if not any(exists.values()):
+        return StepStart(_no_loads(), {mode: 0 for mode in modes}, superseded, {})
+    sql = ingestion_start_sql(
+        modes,
+        log if exists[log] else None,
+        set(column_names(have[log])),
+        rejected if exists[rejected] else None,
+        superseded,
+        files if exists[files] else None,
+    )
+    params = (modes if exists[rejected] else []) + [v for ref in (log, files) if exists[ref] for v in (source, obj)]
+    df = wh.fetch(sql, params)
+    head, records = df[df["part"] == "load"], df[df["part"] == "file"]
+    first = head.iloc[0]
+    return StepStart(
+        loads=head[head["status"].notna()][["mode", *LOAD_COLUMNS]].reset_index(drop=True),
+        rejected={mode: _int(first[f"rejected_{i}"]) for i, mode in enumerate(modes)},
+        rejected_superseded=superseded,
+        # ordered by loaded_at: the newest record of a file wins
+        versions={(m, f): v for m, f, v in zip(records["mode"], records["file"], records["file_version"])},
+    )
+
+
+def _no_loads() -> pd.DataFrame:
+    return pd.DataFrame(columns=["mode", *LOAD_COLUMNS])
+
+
+def measures_after_step(
+    start: StepStart,
+    tables: dict[str, tuple[TableRef, int | None]],
+    rejected: TableRef,
+    written: list[tuple[TableRef, pd.DataFrame]],
+    superseded: dict[str, int],
+    log_name: str,
+) -> dict[str, RawTableMeasures]:
+    """{mode: measures} of one object's raw tables after the step's loads, without a query: what
+    the step read at its start and what its loads wrote since (``written``: every frame its
+    units appended; ``superseded``: the outstanding rejections it marked, per mode). The log
+    then holds the start's loads and the step's own rows, written after them; an outstanding
+    rejection is one of the start's, or one the step wrote, unless the step superseded it."""
+    logged = [df for ref, df in written if ref.name == log_name]
+    new_rejections = [df for ref, df in written if ref == rejected]
+    ours = pd.concat(logged, ignore_index=True).sort_values("loaded_at", kind="stable") if logged else _no_loads()
+    parts = [df for df in (start.loads, ours[["mode", *LOAD_COLUMNS]]) if len(df)]
+    loads = pd.concat(parts, ignore_index=True) if parts else _no_loads()
+    added = pd.concat(new_rejections, ignore_index=True)["mode"].value_counts() if new_rejections else {}
+    counts = {mode: start.rejected.get(mode, 0) + int(added.get(mode, 0)) - superseded.get(mode, 0) for mode in tables}
+    # A rejection the step wrote carries superseded_at: the table has the column from then on.
+    has_superseded = start.rejected_superseded or bool(new_rejections)
+    return _measures(tables, loads, counts, rejected, has_superseded)
+
+
+def _measures(
+    tables: dict[str, tuple[TableRef, int | None]],
+    loads: pd.DataFrame,
+    rejected_rows: dict[str, int],
+    rejected: TableRef,
+    superseded: bool,
+) -> dict[str, RawTableMeasures]:
+    return {
+        mode: RawTableMeasures(
+            table=ref,
+            rows=rows,
+            rejected=rejected_rows[mode],
+            rejected_table=rejected,
+            rejected_superseded=superseded,
+            loads=loads[loads["mode"] == mode].reset_index(drop=True),
+        )
+        for mode, (ref, rows) in tables.items()
+    }
 
 
 def object_measures(
@@ -59,19 +163,9 @@ def object_measures(
     params = (modes if have[rejected] is not None else []) + ([source, obj] if have[log] is not None else [])
     df = wh.fetch(sql, params)
     first = df.iloc[0]
-    loads = df[df["status"].notna()] if "status" in df.columns else df.iloc[0:0]
-    measures = {}
-    for i, (mode, (ref, rows)) in enumerate(tables.items()):
-        rejected_rows = first[f"rejected_{i}"]
-        measures[mode] = RawTableMeasures(
-            table=ref,
-            rows=rows,
-            rejected=0 if pd.isna(rejected_rows) else int(rejected_rows),
-            rejected_table=rejected,
-            rejected_superseded=superseded,
-            loads=loads[loads["mode"] == mode].reset_index(drop=True),
-        )
-    return measures
+    loads = df[df["status"].notna()] if "status" in df.columns else _no_loads()
+    counts = {mode: _int(first[f"rejected_{i}"]) for i, mode in enumerate(tables)}
+    return _measures(tables, loads, counts, rejected, superseded)
 
 
 def _int(value) -> int:

@@ -29,7 +29,7 @@ from dagster import (
 )
 
 from cdp_assets.assets.keys import ingestion_refs, table_key
-from cdp_assets.checks import Check, asset_checks, check_result, described
+from cdp_assets.checks import Check, _plain, asset_checks, build_metadata_this_run, check_result, described
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.checks import largest_component_sql
@@ -38,6 +38,8 @@ from cdp_assets.sql.unification_pipeline import enriched_ref
 HISTORY = 7  # loads of trailing history the volume check compares against
 # Below this many rows with an id, one person's records are a large share by nature.
 MIN_ROWS_FOR_SHARE = 1000
+# The largest-share check's measures, as the build of the result statistics records them.
+LARGEST_ROWS, WITH_ID_ROWS = "largest_component_rows", "rows_with_an_id"
 
 
 def volume_anomaly(loaded_rows: list[int], factor: float) -> tuple[bool, dict]:
@@ -189,9 +191,15 @@ def build_monitoring_checks(loaded: LoadedConfig) -> list:
                         reason="no enriched table exists",
                     )
                 }
-            row = warehouse.fetch(largest_component_sql(plan.name, present)).iloc[0]
-            # No row with an id gives one row of NULLs (pandas NA, whose truth value raises).
-            largest, total = (0 if pd.isna(row[c]) else int(row[c]) for c in ("largest", "total"))
+            # Measured with the enriched tables' coverage by this run's build of the statistics
+            # (assets/unification.py, every enriched table then built), else one query.
+            built = build_metadata_this_run(context, plan.ref("result_key_stats"))
+            if LARGEST_ROWS in built and WITH_ID_ROWS in built:
+                largest, total = (int(_plain(built[k])) for k in (LARGEST_ROWS, WITH_ID_ROWS))
+            else:
+                row = warehouse.fetch(largest_component_sql(plan.name, present)).iloc[0]
+                # No row with an id gives one row of NULLs (pandas NA, whose truth value raises).
+                largest, total = (0 if pd.isna(row[c]) else int(row[c]) for c in ("largest", "total"))
             share = round(100.0 * largest / total, 3) if total else 0.0
             judged = total >= MIN_ROWS_FOR_SHARE
             return {

@@ -279,18 +279,41 @@ def latest_versions(
     return {(m, f): v for m, f, v in zip(df["mode"], df["file"], df["file_version"])}  # ordered by loaded_at: last wins
 
 
+def step_versions(
+    wh: WarehouseResource,
+    books: "StepBooks | None",
+    files_log: TableRef,
+    source: str,
+    obj: str,
+    catalog: LoadCatalog = NO_CATALOG,
+) -> dict[tuple[str, str], str]:
+    """``latest_versions``, as the step read them at its start when it did (``StepBooks.versions``)."""
+    if books is not None and books.versions is not None:
+        return books.versions
+    return latest_versions(wh, files_log, source, obj, catalog)
+
+
 def supersede_rejections(wh: WarehouseResource, ref: TableRef, files_log: TableRef, source: str, obj: str) -> int:
     """Mark the rejections of files whose newer version has been loaded since (a file caught
     half-written, then completed; a file replaced): what it said then is no longer what it
     says. The rejected table is rebuilt and swapped in (every engine; the old one stays on
-    failure). Runs after each load, so a load killed before it is caught up by the next."""
+    failure). Runs after each load, so a load killed before it is caught up by the next.
+    Returns how many rows it marked."""
+    return sum(superseded_by_mode(wh, ref, files_log, source, obj).values())
+
+
+def superseded_by_mode(wh: WarehouseResource, ref: TableRef, files_log: TableRef, source: str, obj: str) -> Counter:
+    """``supersede_rejections``, answering the rows it marked per load mode (outstanding rows
+    until then)."""
     target = rejected_ref(ref)
-    catalog = LoadCatalog.describe(wh, [target, files_log])  # after the load: described now
+    # After the load: described now. The file records only when there are rejections to mark
+    # (``latest_versions`` asks): most objects have none, and the load may have just created them.
+    catalog = LoadCatalog.describe(wh, [target])
     if not catalog.exists(wh, target) or "superseded_at" not in catalog.columns_of(wh, target):
-        return 0
+        return Counter()
     latest = latest_versions(wh, files_log, source, obj, catalog)
     if not latest:
-        return 0
+        return Counter()
 
     def superseded_by(mode: str, file: str, version) -> str | None:
         newest = latest.get((mode, file))
@@ -298,7 +321,7 @@ def supersede_rejections(wh: WarehouseResource, ref: TableRef, files_log: TableR
 
     open_ = wh.fetch(open_rejections_sql(target))
     if not any(superseded_by(m, f, v) for m, f, v in zip(open_["mode"], open_["file"], open_["file_version"])):
-        return 0
+        return Counter()
     df = wh.fetch(all_rows_sql(target))
     by = pd.Series(
         [
@@ -317,7 +340,7 @@ def supersede_rejections(wh: WarehouseResource, ref: TableRef, files_log: TableR
     get_dagster_logger("cdp_assets.loading").info(
         f"{target.display}: {int(marked.sum())} rejected row(s) superseded by a later version of their file"
     )
-    return int(marked.sum())
+    return Counter(str(m) for m in df["mode"][marked])
 
 
 class StepBooks:
@@ -333,11 +356,20 @@ class StepBooks:
     unit logs nothing of the load that failed, and a run killed between the historical build and
     the unit finds no log of that build and reloads the files (as it did when killed between the
     build and its own log). The step calls ``flush`` at its end (a step with one load, or a
-    later load that failed: the earlier loads are still logged)."""
+    later load that failed: the earlier loads are still logged).
 
-    def __init__(self) -> None:
+    What it wrote is kept (``written``, and the rejections it marked superseded per mode,
+    ``superseded``): with what the step read before its loads, that is what its checks measure
+    (checks/ingestion.py), no query after them. ``versions``: the newest version of each
+    (mode, file) of the object's file records, read at the step's start; they hold until the
+    step's unit writes its own, so the incremental load takes them from here instead of a query."""
+
+    def __init__(self, versions: dict[tuple[str, str], str] | None = None) -> None:
         self._pending: list[tuple[TableRef, pd.DataFrame]] = []
         self._supersede: dict[TableRef, tuple] = {}  # rejected table -> supersede_rejections' arguments
+        self.versions = versions
+        self.written: list[tuple[TableRef, pd.DataFrame]] = []
+        self.superseded: Counter = Counter()
 
     def pending_frames(self, ref: TableRef) -> list[pd.DataFrame]:
         """The rows waiting to be appended to ``ref``."""
@@ -364,6 +396,7 @@ class StepBooks:
         # append in order), the records kept from earlier loads merged into its record tables.
         unit = merge_frames([*frames, *self._pending])
         _append(wh, unit, statements)
+        self.written += unit
         self._pending = []
         if supersede is not None:
             self._supersede.setdefault(rejected_ref(supersede[0]), supersede)
@@ -380,7 +413,7 @@ class StepBooks:
         # Loads of one object share their rejected table and file records: marked once.
         todo, self._supersede = list(self._supersede.values()), {}
         for ref, files_ref, source, obj in todo:
-            supersede_rejections(wh, ref, files_ref, source, obj)
+            self.superseded += superseded_by_mode(wh, ref, files_ref, source, obj)
 
 
 def _append(wh: WarehouseResource, frames: list[tuple[TableRef, pd.DataFrame]], statements: list[str]) -> None:
@@ -687,11 +720,8 @@ def load_incremental(
     from_table = reads_by_cursor(source)
     watermark = current_watermark(wh, ref, field_)
     loaded_at = _now()
-    known = (
-        {}
-        if from_table
-        else {f: v for (m, f), v in latest_versions(wh, files_ref, source.name, obj.name).items() if m == "incremental"}
-    )
+    versions = {} if from_table else step_versions(wh, books, files_ref, source.name, obj.name)
+    known = {f: v for (m, f), v in versions.items() if m == "incremental"}
     table_exists = wh.table_exists(ref)
     start = naive_utc(source.start_date) if source.start_date is not None else None
     frames, used, rejects, book = [], [], [], []

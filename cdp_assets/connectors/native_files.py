@@ -50,6 +50,7 @@ from cdp_assets.sql.ingestion import (
     drop_temp_sql,
     file_checks_sql,
     file_rows_sql,
+    files_checks_sql,
     json_keys_sql,
     json_select_sql,
     parquet_schema_sql,
@@ -122,43 +123,115 @@ def read_file_rows(
 ) -> FileRows:
     """Read ``path`` into a new temporary table. Must run inside ``wh.session()`` (temporary tables
     live in one connection). Raises ``SourceFileError`` for a file that cannot be loaded at all."""
+    return read_files_rows(wh, [path], incremental_field, loaded_at, date_order, source, start)[0]
+
+
+@dataclass
+class _Started:
+    """A file DuckDB has read into its temporary table, its checks still to run."""
+
+    path: Path
+    good: TableRef
+    read: _Read
+
+
+def read_files_rows(
+    wh: WarehouseResource,
+    paths: list[Path],
+    incremental_field: str,
+    loaded_at: datetime,
+    date_order: str | None,
+    source: str,
+    start: str | None = None,
+) -> list[FileRows]:
+    """``read_file_rows`` of each of ``paths``, in order: DuckDB reads every file into its
+    temporary table, then one query checks them all (``files_checks_sql``; a file's checks decide
+    whether it is loaded as read or by the Python reader, as they do alone). Must run inside
+    ``wh.session()``. Raises ``SourceFileError`` for a file that cannot be loaded at all."""
+    out: dict[int, FileRows] = {}
+    started: dict[int, _Started] = {}
+    for i, path in enumerate(paths):
+        good = temp_ref("rows")
+        try:
+            read = _plan(wh, path, incremental_field)
+            try:
+                wh.query(file_rows_sql(good, read.select, incremental_field), [path.name, loaded_at, *read.params])
+            except BaseException:
+                drop_temps(wh, read.rejects)
+                raise
+            started[i] = _Started(path, good, read)
+        except (_UsePython, WarehouseError) as exc:
+            out[i] = _python_read(wh, path, good, exc, incremental_field, loaded_at, date_order, source, start)
+    checks = _checks_of(wh, started, incremental_field, start)
+    for i, s in started.items():
+        try:
+            out[i] = _checked(wh, s, checks.get(i), incremental_field, start)
+        except (_UsePython, WarehouseError) as exc:
+            out[i] = _python_read(wh, s.path, s.good, exc, incremental_field, loaded_at, date_order, source, start)
+    return [out[i] for i in range(len(paths))]
+
+
+def _checks_sql(s: _Started, incremental_field: str, start: str | None) -> str:
+    refused_table = s.read.rejects[0] if s.read.rejects else None
+    return file_checks_sql(
+        s.good, s.read.columns, incremental_field, s.read.inexact, s.read.null_checked, start is not None, refused_table
+    )
+
+
+def _checks_of(wh: WarehouseResource, started: dict[int, _Started], incremental_field: str, start: str | None) -> dict:
+    """{key of ``started``: its file's checks' row}, every file's in one query; {} when there is
+    at most one (checked alone) or the query failed (each file is then checked alone)."""
+    if len(started) < 2:
+        return {}
+    keys = list(started)
+    sql = files_checks_sql([_checks_sql(started[k], incremental_field, start) for k in keys])
+    try:
+        rows = wh.query(sql, [start] * len(keys) if start is not None else [])
+    except WarehouseError:
+        return {}
+    return {keys[int(r["_cdp_file"])]: r for _, r in rows.iterrows()}
+
+
+def _python_read(
+    wh: WarehouseResource,
+    path: Path,
+    good: TableRef,
+    exc: Exception,
+    incremental_field: str,
+    loaded_at: datetime,
+    date_order: str | None,
+    source: str,
+    start: str | None,
+) -> FileRows:
+    """The file read by the Python reader instead, for the reason ``exc`` gives."""
     from cdp_assets.connectors.loading import prepare_frame  # loading dispatches to this module
 
-    good = temp_ref("rows")
-    try:
-        return _read_natively(wh, path, good, incremental_field, loaded_at, start)
-    except (_UsePython, WarehouseError) as exc:
-        if isinstance(exc, WarehouseError):
-            why = f"DuckDB's reader failed: {exc.engine_message.splitlines()[0][:300]}"
-        else:
-            why = str(exc)
-        get_dagster_logger("cdp_assets.loading").info(f"{path}: read by the Python reader ({why})")
-        drop_temps(wh, [good])
-        frame, rejected = prepare_frame(read_source_file(path), path, incremental_field, loaded_at, date_order, source)
-        if len(frame.columns) == 0:
-            return FileRows(None, [], 0, rejected, native=False, why_python=why)
-        wh.write_dataframe(good, frame)
-        columns = [c for c in frame.columns if c not in ("_cdp_file", "_cdp_loaded_at")]
-        newest = _iso_text(frame[incremental_field].max()) if len(frame) else None
-        before = int((frame[incremental_field] < pd.Timestamp(start)).sum()) if start is not None and len(frame) else 0
-        return FileRows(good, columns, len(frame), rejected, newest, before, native=False, why_python=why)
+    if isinstance(exc, WarehouseError):
+        why = f"DuckDB's reader failed: {exc.engine_message.splitlines()[0][:300]}"
+    else:
+        why = str(exc)
+    get_dagster_logger("cdp_assets.loading").info(f"{path}: read by the Python reader ({why})")
+    drop_temps(wh, [good])
+    frame, rejected = prepare_frame(read_source_file(path), path, incremental_field, loaded_at, date_order, source)
+    if len(frame.columns) == 0:
+        return FileRows(None, [], 0, rejected, native=False, why_python=why)
+    wh.write_dataframe(good, frame)
+    columns = [c for c in frame.columns if c not in ("_cdp_file", "_cdp_loaded_at")]
+    newest = _iso_text(frame[incremental_field].max()) if len(frame) else None
+    before = int((frame[incremental_field] < pd.Timestamp(start)).sum()) if start is not None and len(frame) else 0
+    return FileRows(good, columns, len(frame), rejected, newest, before, native=False, why_python=why)
 
 
 def _iso_text(value) -> str | None:
     return None if pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _read_natively(
-    wh: WarehouseResource, path: Path, good: TableRef, incremental_field: str, loaded_at: datetime, start: str | None
-) -> FileRows:
-    read = _plan(wh, path, incremental_field)
+def _checked(wh: WarehouseResource, s: _Started, checks, incremental_field: str, start: str | None) -> FileRows:
+    """A file read by DuckDB, as its checks (``checks``: their row, or None: queried now) say."""
+    path, good, read = s.path, s.good, s.read
     try:
-        wh.query(file_rows_sql(good, read.select, incremental_field), [path.name, loaded_at, *read.params])
-        refused_table = read.rejects[0] if read.rejects else None
-        sql = file_checks_sql(
-            good, read.columns, incremental_field, read.inexact, read.null_checked, start is not None, refused_table
-        )
-        checks = wh.query(sql, [start] if start is not None else []).iloc[0]
+        if checks is None:
+            checks = wh.query(_checks_sql(s, incremental_field, start), [start] if start is not None else []).iloc[0]
         # The refused lines are read only when the checks counted some (most files have none).
         rejected = _csv_rejected_rows(wh, path, read) if int(checks["refused"]) else []
         if int(checks["bad_watermarks"]):

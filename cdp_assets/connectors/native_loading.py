@@ -4,7 +4,8 @@ The same contract as ``loading.load_incremental`` / ``load_historical`` (per-fil
 SHA-256, start_date and exact-copy skips counted, rejections with file, row and reason, one unit
 for data, rejections, file records and log, historical tables built then swapped), with the rows
 kept in the warehouse from the file to the table: each file is read into a temporary table
-(``native_files.read_file_rows``), filtered in SQL, and appended with ``INSERT ... BY NAME``.
+(``native_files.read_files_rows``: one checks query for a load's files), filtered in SQL, and
+appended with ``INSERT ... BY NAME``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dagster import get_dagster_logger
 
 from cdp_assets.config.models import SourceConfig, SourceObject
 from cdp_assets.connectors.local_files import file_version, fingerprint, object_files
-from cdp_assets.connectors.native_files import FileRows, drop_temps, read_file_rows, temp_ref
+from cdp_assets.connectors.native_files import FileRows, drop_temps, read_files_rows, temp_ref
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.ingestion import (
@@ -81,7 +82,7 @@ def load_incremental_native(
         # plus the ones appended in the load's unit.
         rows_before, watermark = ld.current_rows_and_watermark(wh, ref, field_, catalog)
         loaded_at = ld._now()
-        versions = ld.latest_versions(wh, files_ref, source.name, obj.name, catalog)
+        versions = ld.step_versions(wh, books, files_ref, source.name, obj.name, catalog)
         known = {f: v for (m, f), v in versions.items() if m == "incremental"}
         start = ld._iso(ld.naive_utc(source.start_date)) if source.start_date is not None else None
         paths = object_files(folder, obj.name, historical=False, fmt=fmt)
@@ -90,6 +91,7 @@ def load_incremental_native(
         rejects, book, used, newest = [], [], [], []
         before_start = duplicate = unchanged = 0
         try:
+            todo = []  # (n, path, version) of the files to read
             for n, path in enumerate(paths, start=1):
                 # Hashed before it is read: a file still growing in between is recorded with its
                 # older hash, so the next load reads it again and skips the rows it gave (no loss).
@@ -97,8 +99,14 @@ def load_incremental_native(
                 if known.get(path.name) == version:
                     unchanged += 1  # this content of this file is loaded: nothing in it is new
                     continue
-                read = read_file_rows(wh, path, field_, loaded_at, source.date_order, source.name, start)
+                todo.append((n, path, version))
+            # Every file read by DuckDB, then checked in one query.
+            reads = read_files_rows(
+                wh, [p for _, p, _ in todo], field_, loaded_at, source.date_order, source.name, start
+            )
+            for read in reads:
                 temps += ([read.table] if read.table is not None else []) + read.scratch
+            for (n, path, version), read in zip(todo, reads):
                 rejects.append(ld.rejected_frame(path, "incremental", read.rejected, run_id, version))
                 file_before = file_dupes = loaded = 0
                 if read.table is not None and read.rows:
@@ -204,9 +212,9 @@ def load_historical_native(
         parts: list[TableRef] = []  # the files' rows
         rejects, book, newest = [], [], []
         try:
-            for n, path in enumerate(files, start=1):
-                version = file_version(path)
-                read = read_file_rows(wh, path, field_, loaded_at, source.date_order, source.name)
+            versions = [file_version(path) for path in files]  # hashed before they are read
+            reads = read_files_rows(wh, files, field_, loaded_at, source.date_order, source.name)
+            for n, (path, version, read) in enumerate(zip(files, versions, reads), start=1):
                 parts += [read.table] if read.table is not None else []
                 temps += ([read.table] if read.table is not None else []) + read.scratch
                 newest += [read.newest] if read.rows and read.newest is not None else []

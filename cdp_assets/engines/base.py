@@ -311,6 +311,13 @@ class WarehouseResource(ConfigurableResource):
         return False
 
     @property
+    def describes_without_a_statement(self) -> bool:
+        """Describes a table without sending a statement (Treasure Data's REST API: a call, no
+        job), where other engines send one or more per table unless they keep descriptions for
+        the run (``holds_run``)."""
+        return False
+
+    @property
     def counts_rows_without_a_query(self) -> bool:
         """Knows every table's row count without running a query (Treasure Data's table listing:
         an API call, where a query is a job): a build may then take its inputs' counts from there

@@ -306,6 +306,10 @@ class TreasureDataWarehouse(WarehouseResource):
     def counts_rows_without_a_query(self) -> bool:
         return True  # the table listing's ``count`` (row_counts)
 
+    @property
+    def describes_without_a_statement(self) -> bool:
+        return True  # the table's schema from the REST API
+
     def create_table_counted(self, ref: TableRef, select_sql: str, params: list | None = None) -> int:
         # Trino answers CREATE TABLE AS with one row, the rows written: no second job to count
         # them. Hive answers nothing: its table's count comes from the table listing (no job).

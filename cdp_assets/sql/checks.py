@@ -87,6 +87,56 @@ def ingestion_measures_sql(
     )
 
 
+# The SQL types of the log's columns the checks read (a column an older log lacks reads NULL).
+_LOAD_TYPES = {"mode": "VARCHAR", "status": "VARCHAR", "watermark": "VARCHAR", "message": "VARCHAR"}
+_LOAD_TYPES["loaded_at"] = "TIMESTAMP"
+
+
+def ingestion_start_sql(
+    modes: list[str],
+    log: TableRef | None,
+    log_columns: set[str],
+    rejected: TableRef | None,
+    rejected_superseded: bool,
+    files: TableRef | None,
+) -> str:
+    """What an ingestion step reads of its object before its loads, in one query: the rows of
+    ``ingestion_measures_sql`` (``part`` 'load': the outstanding rejected rows of each mode on
+    every row, one row per load of the object in the log, one row of NULL load columns without
+    any) and, when ``files`` exists, the object's file records (``part`` 'file': ``mode``,
+    ``file``, ``file_version``, ``loaded_at``), all oldest first. The step's checks add what its
+    loads write to these (checks/ingestion.py); its incremental load takes the newest version of
+    each file from them.
+
+    Parameters, in order: each mode (when ``rejected``), source and object (when ``log``),
+    source and object (when ``files``)."""
+    columns = ("mode", *LOAD_COLUMNS)
+
+    def typed_null(column: str) -> str:
+        return f"CAST(NULL AS {_LOAD_TYPES.get(column, 'BIGINT')}) AS {quote(column)}"
+
+    scalars = [
+        f"({outstanding_count_sql(rejected, rejected_superseded)}) AS rejected_{i}"
+        if rejected
+        else f"CAST(0 AS BIGINT) AS rejected_{i}"
+        for i in range(len(modes))
+    ]
+    loads = [f"l.{quote(c)} AS {quote(c)}" if log and c in log_columns else typed_null(c) for c in columns]
+    no_file = ["CAST(NULL AS VARCHAR) AS file", "CAST(NULL AS VARCHAR) AS file_version"]
+    part = f"SELECT 'load' AS part, {', '.join(scalars + loads + no_file)}"
+    if log is not None:
+        part += f" FROM (SELECT 1 AS one) AS o LEFT JOIN {log.sql} AS l ON l.source = ? AND l.object = ?"
+    parts = [part]
+    if files is not None:
+        record = [f"f.{c} AS {quote(c)}" if c in ("mode", "loaded_at") else typed_null(c) for c in columns]
+        parts.append(
+            f"SELECT 'file' AS part, {', '.join(f'CAST(NULL AS BIGINT) AS rejected_{i}' for i in range(len(modes)))}, "
+            f"{', '.join(record)}, f.file AS file, f.file_version AS file_version "
+            f"FROM {files.sql} AS f WHERE f.source = ? AND f.object = ?"
+        )
+    return "\nUNION ALL\n".join(parts) + "\nORDER BY loaded_at"
+
+
 def outstanding_count_sql(rejected: TableRef, has_superseded: bool) -> str:
     """How many rejected rows of one mode (the parameter) are still outstanding."""
     still = " AND superseded_at IS NULL" if has_superseded else ""

@@ -198,6 +198,13 @@ def file_checks_sql(
     )
 
 
+def files_checks_sql(checks: list[str]) -> str:
+    """Several files' ``file_checks_sql`` in one query: one row per file, in the order given, its
+    position in ``_cdp_file`` (each part's parameters, in order)."""
+    parts = [f"SELECT {i} AS _cdp_file, c.* FROM ({sql}) AS c" for i, sql in enumerate(checks)]
+    return "\nUNION ALL\n".join(parts) + "\nORDER BY _cdp_file"
+
+
 def fresh_rows_sql(
     target: TableRef,
     rows: TableRef,

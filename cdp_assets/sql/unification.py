@@ -28,6 +28,8 @@ from cdp_assets.config.models import LoadedConfig, PipelineConfig
 from cdp_assets.config.references import is_produced
 from cdp_assets.config.unify import TD_TIME_COLUMN, CanonicalId, UnifyConfig, UnifyTable
 from cdp_assets.sql.dialects import TableRef, quote, valid_regexp_matches
+from cdp_assets.sql.checks import largest_component_sql
+from cdp_assets.sql.report import component_buckets_sql
 from cdp_assets.sql.regex import pattern_for, re2_lacks
 
 # A node id larger than any real one: LEAST() over optional nodes must ignore missing ones,
@@ -935,13 +937,36 @@ def coverage_sql(table: TableRef, cids: list[str]) -> str:
     return f"SELECT COUNT(*) AS total_rows{counts} FROM {table.sql}"
 
 
-def coverage_of_tables_sql(tables: list[tuple[TableRef, list[str]]]) -> str:
+def coverage_of_tables_sql(
+    tables: list[tuple[TableRef, list[str]]],
+    inputs: list[TableRef | None] | None = None,
+    components: list[tuple[str, list[TableRef]]] = (),
+    profiles: list[tuple[TableRef, str]] = (),
+) -> str:
     """Every table's rows (``t<i>_rows``) and rows holding each of its ids (``t<i>_with_<id>``),
-    in one row: one scan per table and one query for all of them (on Treasure Data one job)."""
+    in one row: one scan per table and one query for all of them (on Treasure Data one job).
+
+    ``inputs``: per table, the table it was enriched from, whose rows are counted too
+    (``t<i>_input_rows``; None: not counted), for a build that did not count what it read.
+    ``components``: per id, (its column, the enriched tables carrying it), whose largest canonical
+    id and rows with an id are measured too (``c<k>_largest``, ``c<k>_total``: the
+    ``largest_component_sql`` the largest-share check reads). ``profiles``: per id, (its lookup,
+    its column), whose ids are bucketed by size too (``p<k>_b<i>_...``: the report's profile,
+    ``sql/report.component_buckets_sql``)."""
     parts = []
     for i, (table, cids) in enumerate(tables):
         counts = "".join(f", COUNT({quote(cid)}) AS {quote(f't{i}_with_{cid}')}" for cid in cids)
         parts.append(f"(SELECT COUNT(*) AS {quote(f't{i}_rows')}{counts} FROM {table.sql}) AS c{i}")
+    for i, source in enumerate(inputs or []):
+        if source is not None:
+            parts.append(f"(SELECT COUNT(*) AS {quote(f't{i}_input_rows')} FROM {source.sql}) AS n{i}")
+    for k, (cid, enriched) in enumerate(components):
+        parts.append(
+            f"(SELECT s.largest AS {quote(f'c{k}_largest')}, s.total AS {quote(f'c{k}_total')} "
+            f"FROM ({largest_component_sql(cid, enriched)}) AS s) AS s{k}"
+        )
+    for k, (lookup, cid) in enumerate(profiles):
+        parts.append(f"({component_buckets_sql(lookup, cid, f'p{k}')}) AS p{k}")
     return "SELECT * FROM " + " CROSS JOIN ".join(parts)
 
 

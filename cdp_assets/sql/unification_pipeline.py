@@ -10,7 +10,7 @@ only named and put in order. ``cdp_assets/unify/runner.py`` executes these very 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -336,11 +336,19 @@ def coverage_tables(plans: list[u.IdPlan], schema: str) -> list[tuple[str, Table
     ]
 
 
-def coverage_step(plans: list[u.IdPlan], schema: str) -> Step:
+def coverage_step(plans: list[u.IdPlan], schema: str, count_inputs: Collection[str] = ()) -> Step:
     """How many rows of every enriched table got each id (their coverage), in one query after
-    the enrichments (``u.coverage_of_tables_sql``)."""
-    tables = [(ref, ids) for _, ref, ids in coverage_tables(plans, schema)]
-    return Step("enriched_coverage", ROWS, lambda t: u.coverage_of_tables_sql(tables))
+    the enrichments (``u.coverage_of_tables_sql``), with each id's largest canonical id (the
+    largest-share check's measures), its ids by size (the report's profile) and the rows of the
+    staged tables of ``count_inputs`` (the aliases whose enrichment did not count what it read)."""
+    listed = coverage_tables(plans, schema)
+    tables = [(ref, ids) for _, ref, ids in listed]
+    staged = enrich_tables(plans)
+    inputs = [staged[alias].ref if alias in count_inputs else None for alias, _, _ in listed]
+    measured = [p for p in plans if p.tables]
+    components = [(p.name, [enriched_ref(p.schema, t.alias) for t in p.tables]) for p in measured]
+    profiles = [(p.ref("lookup"), p.name) for p in measured]
+    return Step("enriched_coverage", ROWS, lambda t: u.coverage_of_tables_sql(tables, inputs, components, profiles))
 
 
 def key_stats_steps(plan: u.IdPlan) -> tuple[Step, Step]:

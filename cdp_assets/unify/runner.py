@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 
 import pandas as pd
@@ -27,6 +27,7 @@ from cdp_assets.sql import unification as u
 from cdp_assets.sql import unification_pipeline as up
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.master import master_rules_frame, master_table_sql
+from cdp_assets.sql.report import BUCKETS
 from cdp_assets.sql.pipeline import PUBLISH, SCALAR, SCRATCH, Step, Tables
 
 
@@ -343,6 +344,18 @@ class Coverage:
     rows: int
     with_id: dict[str, int]  # id -> rows that got it
     coverage_pct: dict[str, float]  # id -> u.coverage_pct
+    input_rows: int | None = None  # the staged table's rows, when asked for (``measure_coverage``)
+
+
+@dataclass(frozen=True)
+class IdProfile:
+    """One id measured after the enrichments: its largest canonical id over the enriched tables
+    (its rows, and all rows with an id), and its ids by size as ``sql/report.component_sizes_sql``
+    gives them (bucket, ids, identifiers, smallest; non-empty buckets, smallest first)."""
+
+    rows: int
+    rows_with_id: int
+    sizes: list[dict]
 
 
 def staged_primary_key(loaded: LoadedConfig, table: u.SourceTablePlan) -> list[str]:
@@ -394,17 +407,41 @@ def enrich_table(
     return build
 
 
-def measure_coverage(wh: WarehouseResource, loaded: LoadedConfig, plans: list[u.IdPlan]) -> dict[str, Coverage]:
-    """Per enriched table (by alias): its rows and how many got each id, in one query for all."""
+def measure_coverage(
+    wh: WarehouseResource, loaded: LoadedConfig, plans: list[u.IdPlan], count_inputs: Collection[str] = ()
+) -> tuple[dict[str, Coverage], dict[str, IdProfile]]:
+    """Per enriched table (by alias): its rows and how many got each id, and per id its largest
+    canonical id and its ids by size (``IdProfile``), in one query for all. ``count_inputs``: the
+    aliases whose staged table's rows are counted too (``Coverage.input_rows``: an enrichment that
+    did not count what it read)."""
     unify = loaded.unification
     assert unify is not None
-    counts = StepRunner(wh).run(up.coverage_step(plans, unify.schema)).iloc[0]
+    counts = StepRunner(wh).run(up.coverage_step(plans, unify.schema, count_inputs)).iloc[0]
     out = {}
     for i, (alias, _, ids) in enumerate(up.coverage_tables(plans, unify.schema)):
         rows = int(counts[f"t{i}_rows"])
         with_id = {cid: int(counts[f"t{i}_with_{cid}"]) for cid in ids}
-        out[alias] = Coverage(rows, with_id, {cid: u.coverage_pct(n, rows) for cid, n in with_id.items()})
-    return out
+        read = int(counts[f"t{i}_input_rows"]) if alias in count_inputs else None
+        out[alias] = Coverage(rows, with_id, {cid: u.coverage_pct(n, rows) for cid, n in with_id.items()}, read)
+    profiles = {}
+    for k, p in enumerate(p for p in plans if p.tables):
+        sizes = [
+            {
+                "bucket": label,
+                "ids": _count(counts[f"p{k}_b{i}_ids"]),
+                "identifiers": _count(counts[f"p{k}_b{i}_identifiers"]),
+                "smallest": _count(counts[f"p{k}_b{i}_smallest"]),
+            }
+            for i, (label, _) in enumerate(BUCKETS)
+        ]
+        rows, with_id = _count(counts[f"c{k}_largest"]), _count(counts[f"c{k}_total"])
+        profiles[p.name] = IdProfile(rows, with_id, [b for b in sizes if b["ids"]])
+    return out, profiles
+
+
+def _count(value) -> int:
+    """A count that is NULL when there was nothing to count (no row with an id): 0."""
+    return 0 if pd.isna(value) else int(value)
 
 
 def build_key_stats(wh: WarehouseResource, plan: u.IdPlan) -> dict[str, int]:
