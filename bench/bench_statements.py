@@ -287,7 +287,7 @@ def markdown(now: dict, before: dict | None) -> str:
         "measures the staged table's totals and reads its generation and the lookups' (or the master's "
         "inputs') build numbers from their state tables (`sql/incremental.state_of_inputs_sql`), instead of "
         "a state read and a bulk import (5: 4 enriched tables and the master); the loop's watermarks table "
-        "is written by the query that finds them, the config's fingerprint bound (1: the query and the bulk "
+        "is written by the query that finds them, its config fingerprint read from `{cid}_tables` (1: the query and the bulk "
         "import were two); the `no_values_over_cap` check takes an empty excluded-values table's count from "
         "the table listing and sends no query then (1). "
         "What is left: bulk imports (per object "
