@@ -476,27 +476,26 @@ def _touched_previous_rows_sql(previous_graph: TableRef, touched: TableRef, touc
     return f"SELECT g.* FROM {previous_graph.sql} AS g WHERE {'' if touched_only else 'NOT '}{exists}"
 
 
-def incremental_nodes_sql(
-    plan: IdPlan, previous_graph: TableRef, changed: TableRef, changed_stats: TableRef, touched: TableRef
-) -> str:
-    """The nodes an incremental run re-solves, numbered among themselves by (key priority, value):
-    the changed values that have rows under their cap (``changed_stats``), and every other value
-    of a touched previous component (unchanged, so still under its cap: the set of excluded values
-    did not change). A component's smallest node is its leader whatever the other components'
-    values: node numbers are internal, the graph and the ids hold values."""
+def incremental_nodes_sql(plan: IdPlan, previous_graph: TableRef, changed: TableRef, touched: TableRef) -> str:
+    """The nodes an incremental run re-solves, numbered among themselves by (key priority, value),
+    with their statistics from ``{id}_value_stats`` (already updated): the changed values, and
+    every value of a touched previous component, that have rows under their cap (a value whose
+    rows all went has none). A component's smallest node is its leader whatever the other
+    components' values: node numbers are internal, the graph and the ids hold values."""
     keys = plan.ref("keys").sql
     return f"""
-SELECT ROW_NUMBER() OVER (ORDER BY k.merge_priority, t.value) AS node, t.key_type, t.value
+SELECT ROW_NUMBER() OVER (ORDER BY k.merge_priority, s.value) AS node, s.key_type, s.value,
+       s.first_seen_at, s.last_seen_at, s.source_table_ids
 FROM (
-  SELECT s.key_type, s.value FROM {changed_stats.sql} AS s
-  JOIN {keys} AS ck ON ck.key_type = s.key_type
-  WHERE ck.max_rows_per_value IS NULL OR s.row_count <= ck.max_rows_per_value
+  SELECT c.key_type, c.value FROM {changed.sql} AS c
   UNION ALL
   SELECT g.follower_key_type AS key_type, g.follower_id AS value
   FROM ({_touched_previous_rows_sql(previous_graph, touched)}) AS g
   WHERE NOT EXISTS (SELECT 1 FROM {changed.sql} AS c WHERE c.key_type = g.follower_key_type AND c.value = g.follower_id)
 ) AS t
-JOIN {keys} AS k ON k.key_type = t.key_type
+JOIN {plan.ref('value_stats').sql} AS s ON s.key_type = t.key_type AND s.value = t.value
+JOIN {keys} AS k ON k.key_type = s.key_type
+WHERE k.max_rows_per_value IS NULL OR s.row_count <= k.max_rows_per_value
 """
 
 
@@ -789,69 +788,72 @@ def graph_changes_sql(
     return [f"{kept}\nUNION ALL\n{solved}"]
 
 
-def lookup_sql(plan: IdPlan, previous: TableRef | None = None, only: TableRef | None = None) -> str:
+def lookup_sql(plan: IdPlan, labels: TableRef | None = None, previous: TableRef | None = None) -> str:
     """Key value -> id. A canonical id is a function of the component's leader. A persistent id
     is the previously published id of the component's earliest-seen value when there is one
     (``previous`` is the lookup being replaced), else a function of its earliest-seen value.
-    ``only``: the rows of these key values alone (``id_key_type``, ``id``: an incremental run's
-    ``lookup_affected_sql``), for a canonical id."""
-    assert only is None or not plan.persistent, "a persistent id's lookup is built whole"
-    graph, keys, stats = plan.ref("graph").sql, plan.ref("keys").sql, plan.ref("value_stats").sql
+
+    ``labels``: the rows of the nodes the rounds solved, from their labels and the run's nodes
+    (which carry their statistics): the whole lookup in a full run, the re-solved components'
+    rows in an incremental one. Without: every row, from ``{id}_graph`` and ``{id}_value_stats``
+    (a persistent id's lookup in an incremental run, rebuilt whole)."""
+    keys = plan.ref("keys").sql
     cid = quote(plan.name)
-    ctes = [f"seen AS (SELECT key_type, value, first_seen_at, last_seen_at, source_table_ids FROM {stats})"]
-    leader = "g.leader_key_type, g.leader_id"
+    if labels is not None:
+        nodes = plan.nodes.sql
+        rows = f"""SELECT n.key_type AS follower_key_type, n.value AS follower_id, ln.key_type AS leader_key_type,
+         ln.value AS leader_id, p.label AS component, n.first_seen_at, n.last_seen_at, n.source_table_ids
+  FROM {labels.sql} AS p
+  JOIN {nodes} AS n ON n.node = p.node
+  JOIN {nodes} AS ln ON ln.node = p.label"""
+        component = "component"
+    else:
+        rows = f"""SELECT g.follower_key_type, g.follower_id, g.leader_key_type, g.leader_id,
+         s.first_seen_at, s.last_seen_at, s.source_table_ids
+  FROM {plan.ref('graph').sql} AS g
+  JOIN {plan.ref('value_stats').sql} AS s ON s.key_type = g.follower_key_type AND s.value = g.follower_id"""
+        component = "leader_key_type, leader_id"
+    ctes = [f"g AS (\n  {rows}\n)"]
+    on_component = " AND ".join(f"{{a}}.{c.strip()} = g.{c.strip()}" for c in component.split(","))
     if not plan.persistent:
         id_expr = canonical_id_expr("lk.key_name", "g.leader_id")
         id_joins = f"JOIN {keys} AS lk ON lk.key_type = g.leader_key_type"
     else:
-        earliest_first = "s.first_seen_at NULLS LAST, k.merge_priority, g.follower_id"
+        earliest_first = "g.first_seen_at NULLS LAST, k.merge_priority, g.follower_id"
         ctes.append(
             f"""earliest AS (
-  SELECT {leader}, k.key_name, g.follower_id,
-         ROW_NUMBER() OVER (PARTITION BY {leader} ORDER BY {earliest_first}) AS rn
-  FROM {graph} AS g
+  SELECT {', '.join('g.' + c.strip() for c in component.split(','))}, k.key_name, g.follower_id,
+         ROW_NUMBER() OVER (PARTITION BY {component} ORDER BY {earliest_first}) AS rn
+  FROM g
   JOIN {keys} AS k ON k.key_type = g.follower_key_type
-  JOIN seen AS s ON s.key_type = g.follower_key_type AND s.value = g.follower_id
 )"""
         )
         id_expr = canonical_id_expr("e.key_name", "e.follower_id")
-        id_joins = (
-            "JOIN earliest AS e ON e.leader_key_type = g.leader_key_type AND e.leader_id = g.leader_id AND e.rn = 1"
-        )
+        id_joins = f"JOIN earliest AS e ON {on_component.format(a='e')} AND e.rn = 1"
         if previous is not None:
             ctes.append(
                 f"""published AS (
-  SELECT {leader}, p.{cid} AS pid,
-         ROW_NUMBER() OVER (PARTITION BY {leader} ORDER BY p.id_first_seen_at NULLS LAST, p.{cid}) AS rn
-  FROM {graph} AS g
+  SELECT {', '.join('g.' + c.strip() for c in component.split(','))}, p.{cid} AS pid,
+         ROW_NUMBER() OVER (PARTITION BY {component} ORDER BY p.id_first_seen_at NULLS LAST, p.{cid}) AS rn
+  FROM g
   JOIN {previous.sql} AS p ON p.id_key_type = g.follower_key_type AND p.id = g.follower_id
 )"""
             )
             id_expr = f"COALESCE(pub.pid, {id_expr})"
-            id_joins += (
-                "\nLEFT JOIN published AS pub ON pub.leader_key_type = g.leader_key_type "
-                "AND pub.leader_id = g.leader_id AND pub.rn = 1"
-            )
+            id_joins += f"\nLEFT JOIN published AS pub ON {on_component.format(a='pub')} AND pub.rn = 1"
     with_clause = ",\n".join(ctes)
-    where = (
-        ""
-        if only is None
-        else f"\nWHERE EXISTS (SELECT 1 FROM {only.sql} AS a WHERE a.id_key_type = g.follower_key_type "
-        "AND a.id = g.follower_id)"
-    )
     return f"""
 WITH {with_clause}
 SELECT {id_expr} AS {cid},
        g.follower_id AS id,
        g.follower_key_type AS id_key_type,
        k.key_name AS id_key_name,
-       s.first_seen_at AS id_first_seen_at,
-       s.last_seen_at AS id_last_seen_at,
-       s.source_table_ids AS id_source_table_ids
-FROM {graph} AS g
+       g.first_seen_at AS id_first_seen_at,
+       g.last_seen_at AS id_last_seen_at,
+       g.source_table_ids AS id_source_table_ids
+FROM g
 JOIN {keys} AS k ON k.key_type = g.follower_key_type
-JOIN seen AS s ON s.key_type = g.follower_key_type AND s.value = g.follower_id
-{id_joins}{where}
+{id_joins}
 """
 
 

@@ -175,7 +175,7 @@ def incremental_inputs(plan: u.IdPlan) -> IncrementalInputs:
         Step(
             f"{n}_nodes",
             SCRATCH,
-            lambda t: u.incremental_nodes_sql(plan, graph, t(changed), t(changed_stats), t(touched)),
+            lambda t: u.incremental_nodes_sql(plan, graph, t(changed), t(touched)),
             plan.ref("nodes"),
             counted=True,
         ),
@@ -305,6 +305,11 @@ def id_steps(
         def graph_rows(t: Tables) -> str:
             return u.graph_sql(_at(plan, t), t(labels))
 
+    def whole_lookup(t: Tables) -> str:
+        # From the solved labels and the nodes when they cover every node (a full run), else
+        # from the graph and the value statistics.
+        return u.lookup_sql(_at(plan, t), None if incremental else t(labels), previous)
+
     return IdSteps(
         plan=plan,
         inputs=incremental_inputs(plan) if incremental else full_inputs(plan),
@@ -314,8 +319,9 @@ def id_steps(
         do_not_merge=dnm,
         graph=Step(f"{n}_graph", PUBLISH, graph_rows, graph),
         lookup_affected=lookup_affected,
-        lookup=Step(f"{n}_lookup", PUBLISH, lambda t: u.lookup_sql(_at(plan, t), previous), plan.ref("lookup")),
-        lookup_rows=None if only is None else (lambda t: u.lookup_sql(_at(plan, t), None, t(only))),
+        lookup=Step(f"{n}_lookup", PUBLISH, whole_lookup, plan.ref("lookup")),
+        # The re-solved components' rows: exactly the affected key values that still have a row.
+        lookup_rows=None if only is None else (lambda t: u.lookup_sql(_at(plan, t), t(labels))),
         watermarks=Step(f"{n}_watermarks", ROWS, lambda t: u.watermarks_sql(plan)),
     )
 

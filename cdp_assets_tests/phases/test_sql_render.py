@@ -91,7 +91,7 @@ def build_all_sql() -> dict[str, str]:
                 )[0],
                 f"touched_components:{n}": u.touched_components_sql(plan.ref("graph"), plan.ref("changed_values")),
                 f"incremental_nodes:{n}": u.incremental_nodes_sql(
-                    plan, plan.ref("graph"), plan.ref("changed_values"), plan.ref("changed_stats"), plan.ref("touched")
+                    plan, plan.ref("graph"), plan.ref("changed_values"), plan.ref("touched")
                 ),
                 f"touched_edges:{n}": u.edges_sql(
                     plan, since=plan.ref("watermarks"), previous_graph=plan.ref("graph"), touched=plan.ref("touched")
@@ -99,7 +99,10 @@ def build_all_sql() -> dict[str, str]:
                 f"graph_rebuild:{n}": u.graph_changes_sql(
                     plan, plan.ref("graph"), labels, plan.ref("touched"), in_place=False
                 )[0],
-                f"lookup_affected_rows:{n}": u.lookup_sql(plan, only=plan.ref("lookup_affected")),
+                f"solved_lookup:{n}": u.lookup_sql(plan, labels=labels),
+                f"solved_persistent_lookup:{n}": u.lookup_sql(
+                    replace(plan, persistent=True), labels=labels, previous=plan.ref("lookup")
+                ),
                 f"watermarks:{n}": u.watermarks_sql(plan),
                 f"persistent_lookup:{n}": u.lookup_sql(replace(plan, persistent=True), previous=plan.ref("lookup")),
                 f"edges:{n}": u.edges_sql(plan),
