@@ -304,6 +304,7 @@ def _run_incremental_inputs(
                     runner.tables(up.changed_stats_ref(plan)),
                     in_place=True,
                 ),
+                count=False,  # the statistics' rows are not reported
             )
     else:
         runner.run(steps.value_stats)
