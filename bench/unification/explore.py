@@ -104,9 +104,10 @@ def _time_candidates(con, plan: u.IdPlan, out: dict) -> None:
         [
             CTAS
             + f"""
-SELECT g.leader_node AS label, arg_min(n.node, (k.merge_priority, n.value)) AS leader
-FROM {graph} AS g JOIN {nodes} AS n ON n.node = g.follower_node JOIN {keys} AS k ON k.key_type = n.key_type
-GROUP BY g.leader_node"""
+SELECT g.leader_key_type, g.leader_id, arg_min(n.node, (k.merge_priority, n.value)) AS leader
+FROM {graph} AS g JOIN {nodes} AS n ON n.key_type = g.follower_key_type AND n.value = g.follower_id
+JOIN {keys} AS k ON k.key_type = n.key_type
+GROUP BY g.leader_key_type, g.leader_id"""
         ],
     )
 
@@ -128,7 +129,7 @@ GROUP BY g.leader_node"""
     # (d) relabel: rewrite every label each round vs update the labels that move
     try:
         con.execute("DROP TABLE IF EXISTS bench_labels")
-        con.execute(f"CREATE TABLE bench_labels AS SELECT follower_node AS node, follower_node AS label FROM {graph}")
+        con.execute(f"CREATE TABLE bench_labels AS SELECT node, node AS label FROM {nodes}")
         n_labels = con.execute("SELECT COUNT(*) FROM bench_labels").fetchone()[0]
         labels_ref, hooks_ref = TableRef("main", "bench_labels"), TableRef("main", "bench_hooks")
         for k in sorted({max(1, n_labels // 10), max(1, n_labels // 100), max(1, n_labels // 1000)}, reverse=True):

@@ -563,12 +563,15 @@ class WarehouseResource(ConfigurableResource):
         """Whether a DELETE or an INSERT answers the rows it changed, as one row (DuckDB)."""
         return False
 
-    def apply_changes(self, final: TableRef, statements: list[str], rows_before: int | None = None) -> int:
+    def apply_changes(
+        self, final: TableRef, statements: list[str], rows_before: int | None = None, count: bool = True
+    ) -> int | None:
         """Apply ``upsert_statements`` of this engine's ``upsert_mode`` to ``final`` atomically
         and return its row count: in one transaction (``delete_insert``; a failure rolls back),
         as one statement (``merge``), or built under a new name and swapped in (``rebuild``).
         ``rows_before``: the table's rows before, when the caller measured them: a DELETE and
-        INSERT whose engine answers their changed rows then need no count query after."""
+        INSERT whose engine answers their changed rows then need no count query after.
+        ``count`` False: the caller needs no row count (None), so none is asked for."""
         with self.session():
             if self.upsert_mode == "rebuild":
                 (select_sql,) = statements
@@ -595,6 +598,8 @@ class WarehouseResource(ConfigurableResource):
                 self.run(statements[0])
                 counted = False
             self.optimize(final)
+            if not count:
+                return None
             if counted:  # [DELETE, INSERT] (inc.upsert_statements)
                 deleted, inserted = changed
                 return rows_before - deleted + inserted

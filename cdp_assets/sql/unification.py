@@ -356,14 +356,63 @@ WHERE r.value IS NOT NULL
 """
 
 
-def value_stats_sql(plan: IdPlan) -> str:
+def value_stats_sql(plan: IdPlan, changed: TableRef | None = None) -> str:
     """One row per distinct valid value: how many rows hold it, when it was first and last
-    seen, and in which tables. One aggregation feeds the cap, the nodes and the lookup."""
+    seen, and in which tables. One aggregation feeds the cap, the nodes and the lookup; it is
+    kept as ``{id}_value_stats``. ``changed``: the statistics of these values alone (an
+    incremental run's new values and values whose rows went; a value without rows left has none)."""
+    where = (
+        ""
+        if changed is None
+        else f"WHERE EXISTS (SELECT 1 FROM {changed.sql} AS c WHERE c.key_type = kv.key_type AND c.value = kv.value)\n"
+    )
     return f"""
 SELECT key_type, value, COUNT(*) AS row_count, MIN(seen_at) AS first_seen_at, MAX(seen_at) AS last_seen_at,
        LIST_SORT(LIST_DISTINCT(LIST(table_id))) AS source_table_ids
-FROM {plan.ref('key_values').sql}
-GROUP BY key_type, value
+FROM {plan.ref('key_values').sql} AS kv
+{where}GROUP BY key_type, value
+"""
+
+
+def changed_values_sql(new_values: TableRef, removed: TableRef) -> str:
+    """An incremental run's changed values: those of the new rows and those whose previous rows
+    went (``removed_key_values_sql``). No other value's rows, hence statistics, change."""
+    return f"SELECT key_type, value FROM {new_values.sql} UNION SELECT key_type, value FROM {removed.sql}"
+
+
+def value_stats_changes_sql(
+    published: TableRef, changed: TableRef, changed_stats: TableRef, in_place: bool
+) -> list[str]:
+    """``{id}_value_stats`` with the changed values' statistics replaced: in place (``in_place``:
+    DELETE and INSERT, for an engine that runs them in one transaction), else one SELECT of the
+    whole table to rebuild and swap in."""
+    match = f"EXISTS (SELECT 1 FROM {changed.sql} AS c WHERE c.key_type = s.key_type AND c.value = s.value)"
+    if in_place:
+        return [
+            f"DELETE FROM {published.sql} AS s WHERE {match}",
+            f"INSERT INTO {published.sql} ({', '.join(VALUE_STATS_COLUMNS)}) "
+            f"SELECT {', '.join(VALUE_STATS_COLUMNS)} FROM {changed_stats.sql}",
+        ]
+    return [f"SELECT s.* FROM {published.sql} AS s WHERE NOT {match}\nUNION ALL\nSELECT * FROM {changed_stats.sql}"]
+
+
+VALUE_STATS_COLUMNS = ("key_type", "value", "row_count", "first_seen_at", "last_seen_at", "source_table_ids")
+
+
+def excluded_changes_sql(plan: IdPlan, excluded: TableRef, changed: TableRef, changed_stats: TableRef) -> str:
+    """One row: ``changed``, how many values enter or leave the set of values over their cap (only
+    the changed values can), and ``excluded``, the rows of ``{id}_excluded_values`` (the set is
+    kept when none changes)."""
+    over = f"""SELECT s.key_type, s.value FROM {changed_stats.sql} AS s
+    JOIN {plan.ref('keys').sql} AS k ON k.key_type = s.key_type WHERE s.row_count > k.max_rows_per_value"""
+    was = f"""SELECT e.key_type, e.value FROM {excluded.sql} AS e
+    WHERE EXISTS (SELECT 1 FROM {changed.sql} AS c WHERE c.key_type = e.key_type AND c.value = e.value)"""
+    return f"""
+SELECT (SELECT COUNT(*) FROM (
+  ({was} EXCEPT {over})
+  UNION ALL
+  ({over} EXCEPT {was})
+) AS d) AS changed, (SELECT COUNT(*) FROM {excluded.sql}) AS excluded
 """
 
 
@@ -409,13 +458,14 @@ def _row_nodes_sql(
     return f"SELECT {rmin} AS rmin, {picks}{extra} FROM {source} AS s\n{joins}"
 
 
-def touched_components_sql(previous_graph: TableRef, new_values: TableRef) -> str:
-    """The previous components (by leader) holding a value of a new row: only they, with the new
-    values, take part in an incremental run's rounds; every other component stays as it was."""
+def touched_components_sql(previous_graph: TableRef, changed: TableRef) -> str:
+    """The previous components (by leader) holding a changed value (a value of a new row, or one
+    whose previous rows went): only they, with the new values, take part in an incremental run's
+    rounds; every other component stays as it was."""
     return f"""
 SELECT DISTINCT g.leader_key_type, g.leader_id
 FROM {previous_graph.sql} AS g
-JOIN {new_values.sql} AS nv ON nv.key_type = g.follower_key_type AND nv.value = g.follower_id
+JOIN {changed.sql} AS c ON c.key_type = g.follower_key_type AND c.value = g.follower_id
 """
 
 
@@ -428,16 +478,26 @@ def _touched_previous_rows_sql(previous_graph: TableRef, touched: TableRef, touc
     return f"SELECT g.* FROM {previous_graph.sql} AS g WHERE {'' if touched_only else 'NOT '}{exists}"
 
 
-def touched_nodes_sql(plan: IdPlan, previous_graph: TableRef, new_values: TableRef, touched: TableRef) -> str:
-    """The nodes an incremental run re-solves: the values of new rows, and every node of a
-    previous component one of them touches."""
-    nodes = plan.nodes.sql
+def incremental_nodes_sql(plan: IdPlan, previous_graph: TableRef, changed: TableRef, touched: TableRef) -> str:
+    """The nodes an incremental run re-solves, numbered among themselves by (key priority, value),
+    with their statistics from ``{id}_value_stats`` (already updated): the changed values, and
+    every value of a touched previous component, that have rows under their cap (a value whose
+    rows all went has none). A component's smallest node is its leader whatever the other
+    components' values: node numbers are internal, the graph and the ids hold values."""
+    keys = plan.ref("keys").sql
     return f"""
-SELECT n.node FROM {nodes} AS n
-WHERE EXISTS (SELECT 1 FROM {new_values.sql} AS nv WHERE nv.key_type = n.key_type AND nv.value = n.value)
-UNION
-SELECT n.node FROM ({_touched_previous_rows_sql(previous_graph, touched)}) AS g
-JOIN {nodes} AS n ON n.key_type = g.follower_key_type AND n.value = g.follower_id
+SELECT ROW_NUMBER() OVER (ORDER BY k.merge_priority, s.value) AS node, s.key_type, s.value,
+       s.first_seen_at, s.last_seen_at, s.source_table_ids
+FROM (
+  SELECT c.key_type, c.value FROM {changed.sql} AS c
+  UNION ALL
+  SELECT g.follower_key_type AS key_type, g.follower_id AS value
+  FROM ({_touched_previous_rows_sql(previous_graph, touched)}) AS g
+  WHERE NOT EXISTS (SELECT 1 FROM {changed.sql} AS c WHERE c.key_type = g.follower_key_type AND c.value = g.follower_id)
+) AS t
+JOIN {plan.ref('value_stats').sql} AS s ON s.key_type = t.key_type AND s.value = t.value
+JOIN {keys} AS k ON k.key_type = s.key_type
+WHERE k.max_rows_per_value IS NULL OR s.row_count <= k.max_rows_per_value
 """
 
 
@@ -454,13 +514,15 @@ def edges_sql(
     parts: list[str] = []
     ctes: list[str] = []
     if previous_graph is not None:
+        # One star per touched previous component, around its smallest node still present: a
+        # value whose rows all went leaves the graph, its component stays together.
         nodes = plan.nodes.sql
         rows = previous_graph.sql if touched is None else f"({_touched_previous_rows_sql(previous_graph, touched)})"
         parts.append(
-            f"SELECT fn.node AS a, ln.node AS b FROM {rows} AS g "
-            f"JOIN {nodes} AS fn ON fn.key_type = g.follower_key_type AND fn.value = g.follower_id "
-            f"JOIN {nodes} AS ln ON ln.key_type = g.leader_key_type AND ln.value = g.leader_id "
-            f"WHERE fn.node <> ln.node"
+            f"SELECT a, b FROM (SELECT fn.node AS a, MIN(fn.node) OVER (PARTITION BY g.leader_key_type, g.leader_id) "
+            f"AS b FROM {rows} AS g "
+            f"JOIN {nodes} AS fn ON fn.key_type = g.follower_key_type AND fn.value = g.follower_id) AS st "
+            f"WHERE a <> b"
         )
     for t in plan.tables:
         cols = plan.linking_columns(t)
@@ -522,9 +584,9 @@ LEFT JOIN leaders AS lg ON lg.dnm_node = g.dnm_node
 """
 
 
-def initial_labels_sql(plan: IdPlan, nodes: TableRef | None = None) -> str:
-    """Every node its own label; an incremental run starts from the touched nodes only (``nodes``)."""
-    return f"SELECT node, node AS label FROM {(nodes or plan.nodes).sql}"
+def initial_labels_sql(plan: IdPlan) -> str:
+    """Every node its own label (an incremental run's nodes are the touched ones only)."""
+    return f"SELECT node, node AS label FROM {plan.nodes.sql}"
 
 
 KEY_VALUE_COLUMNS = ("table_id", "key_type", "value", "seen_at", "inc_at", "inc_rest")
@@ -573,14 +635,13 @@ def removed_key_values_sql(plan: IdPlan, previous: TableRef, since: TableRef) ->
     return f"SELECT DISTINCT p.key_type, p.value FROM {previous.sql} AS p{where}"
 
 
-def lookup_affected_sql(plan: IdPlan, touched_nodes: TableRef, removed: TableRef) -> str:
+def lookup_affected_sql(plan: IdPlan, removed: TableRef) -> str:
     """The key values whose lookup row an incremental run may change (``id_key_type``, ``id``):
-    every node of the re-solved components (the touched ones and the new values), and the values
-    whose previous rows went (``removed_key_values_sql``). Every other value keeps its
-    component, hence its leader and id, and its rows, hence its statistics."""
+    every node of the re-solved components (the touched ones and the new values: the run's
+    nodes), and the values whose previous rows went (``removed_key_values_sql``). Every other
+    value keeps its component, hence its leader and id, and its rows, hence its statistics."""
     return f"""
-SELECT n.key_type AS id_key_type, n.value AS id
-FROM {touched_nodes.sql} AS t JOIN {plan.nodes.sql} AS n ON n.node = t.node
+SELECT n.key_type AS id_key_type, n.value AS id FROM {plan.nodes.sql} AS n
 UNION
 SELECT r.key_type AS id_key_type, r.value AS id FROM {removed.sql} AS r
 """
@@ -614,17 +675,6 @@ def watermarks_table_sql(plan: IdPlan) -> str:
         "CAST(w.watermark_rest AS VARCHAR) AS watermark_rest, CAST(t.config_fingerprint AS VARCHAR) AS fingerprint "
         f"FROM (\n{watermarks_sql(plan)}\n) AS w\nJOIN {plan.ref('tables').sql} AS t ON t.table_id = w.table_id"
     )
-
-
-def excluded_difference_sql(old: TableRef, new: TableRef) -> str:
-    """How many values are excluded in one run but not the other."""
-    return f"""
-SELECT COUNT(*) AS n FROM (
-  (SELECT key_type, value FROM {old.sql} EXCEPT SELECT key_type, value FROM {new.sql})
-  UNION ALL
-  (SELECT key_type, value FROM {new.sql} EXCEPT SELECT key_type, value FROM {old.sql})
-) AS d
-"""
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -706,89 +756,108 @@ def canonical_id_expr(key_name_sql: str, value_sql: str) -> str:
     return f"MD5({key_name_sql} || ':' || {value_sql})"
 
 
-def graph_sql(
-    plan: IdPlan, labels: TableRef, previous_graph: TableRef | None = None, touched: TableRef | None = None
-) -> str:
-    """Follower -> leader of every node. An incremental run re-solved only the touched
-    components (``labels``); the previous graph's other components are kept as they were, their
-    nodes renumbered as this run numbers them (the same numbers a full refresh gives)."""
+GRAPH_COLUMNS = ("follower_key_type", "follower_id", "leader_key_type", "leader_id")
+
+
+def graph_sql(plan: IdPlan, labels: TableRef) -> str:
+    """Follower -> leader of every node the rounds solved, by value: (key type, value) of each
+    node and of its component's leader. Node numbers are internal to a run, not published."""
     nodes = plan.nodes.sql
-    solved = f"""
-SELECT p.node AS follower_node, n.key_type AS follower_key_type, n.value AS follower_id,
-       p.label AS leader_node, ln.key_type AS leader_key_type, ln.value AS leader_id
+    return f"""
+SELECT n.key_type AS follower_key_type, n.value AS follower_id,
+       ln.key_type AS leader_key_type, ln.value AS leader_id
 FROM {labels.sql} AS p
 JOIN {nodes} AS n ON n.node = p.node
 JOIN {nodes} AS ln ON ln.node = p.label
 """
-    if previous_graph is None or touched is None:
-        return solved
-    kept = f"""
-SELECT fn.node AS follower_node, g.follower_key_type, g.follower_id,
-       ln.node AS leader_node, g.leader_key_type, g.leader_id
-FROM ({_touched_previous_rows_sql(previous_graph, touched, touched_only=False)}) AS g
-JOIN {nodes} AS fn ON fn.key_type = g.follower_key_type AND fn.value = g.follower_id
-JOIN {nodes} AS ln ON ln.key_type = g.leader_key_type AND ln.value = g.leader_id
-"""
-    return solved + "UNION ALL" + kept
 
 
-def lookup_sql(plan: IdPlan, previous: TableRef | None = None, only: TableRef | None = None) -> str:
+def graph_changes_sql(
+    plan: IdPlan, published: TableRef, labels: TableRef, touched: TableRef, in_place: bool
+) -> list[str]:
+    """An incremental run's graph: the touched components' previous rows replaced by the
+    re-solved ones (every node of the run: the touched components' and the new values'); the
+    other components' rows stay as they are. In place (``in_place``: DELETE and INSERT, for an
+    engine that runs them in one transaction), else one SELECT of the whole graph to rebuild
+    and swap in."""
+    solved = graph_sql(plan, labels)
+    if in_place:
+        cols = ", ".join(GRAPH_COLUMNS)
+        return [
+            f"DELETE FROM {published.sql} AS g WHERE EXISTS (SELECT 1 FROM {touched.sql} AS tc "
+            "WHERE tc.leader_key_type = g.leader_key_type AND tc.leader_id = g.leader_id)",
+            f"INSERT INTO {published.sql} ({cols}) SELECT {cols} FROM ({solved}) AS s",
+        ]
+    kept = _touched_previous_rows_sql(published, touched, touched_only=False)
+    return [f"{kept}\nUNION ALL\n{solved}"]
+
+
+def lookup_sql(plan: IdPlan, labels: TableRef | None = None, previous: TableRef | None = None) -> str:
     """Key value -> id. A canonical id is a function of the component's leader. A persistent id
     is the previously published id of the component's earliest-seen value when there is one
     (``previous`` is the lookup being replaced), else a function of its earliest-seen value.
-    ``only``: the rows of these key values alone (``id_key_type``, ``id``: an incremental run's
-    ``lookup_affected_sql``), for a canonical id."""
-    assert only is None or not plan.persistent, "a persistent id's lookup is built whole"
-    graph, keys, nodes = plan.ref("graph").sql, plan.ref("keys").sql, plan.nodes.sql
+
+    ``labels``: the rows of the nodes the rounds solved, from their labels and the run's nodes
+    (which carry their statistics): the whole lookup in a full run, the re-solved components'
+    rows in an incremental one. Without: every row, from ``{id}_graph`` and ``{id}_value_stats``
+    (a persistent id's lookup in an incremental run, rebuilt whole)."""
+    keys = plan.ref("keys").sql
     cid = quote(plan.name)
-    ctes = [f"seen AS (SELECT node, first_seen_at, last_seen_at, source_table_ids FROM {nodes})"]
+    if labels is not None:
+        nodes = plan.nodes.sql
+        rows = f"""SELECT n.key_type AS follower_key_type, n.value AS follower_id, ln.key_type AS leader_key_type,
+         ln.value AS leader_id, p.label AS component, n.first_seen_at, n.last_seen_at, n.source_table_ids
+  FROM {labels.sql} AS p
+  JOIN {nodes} AS n ON n.node = p.node
+  JOIN {nodes} AS ln ON ln.node = p.label"""
+        component = "component"
+    else:
+        rows = f"""SELECT g.follower_key_type, g.follower_id, g.leader_key_type, g.leader_id,
+         s.first_seen_at, s.last_seen_at, s.source_table_ids
+  FROM {plan.ref('graph').sql} AS g
+  JOIN {plan.ref('value_stats').sql} AS s ON s.key_type = g.follower_key_type AND s.value = g.follower_id"""
+        component = "leader_key_type, leader_id"
+    ctes = [f"g AS (\n  {rows}\n)"]
+    on_component = " AND ".join(f"{{a}}.{c.strip()} = g.{c.strip()}" for c in component.split(","))
     if not plan.persistent:
         id_expr = canonical_id_expr("lk.key_name", "g.leader_id")
         id_joins = f"JOIN {keys} AS lk ON lk.key_type = g.leader_key_type"
     else:
-        earliest_first = "s.first_seen_at NULLS LAST, k.merge_priority, g.follower_id"
+        earliest_first = "g.first_seen_at NULLS LAST, k.merge_priority, g.follower_id"
         ctes.append(
             f"""earliest AS (
-  SELECT g.leader_node, k.key_name, g.follower_id,
-         ROW_NUMBER() OVER (PARTITION BY g.leader_node ORDER BY {earliest_first}) AS rn
-  FROM {graph} AS g
+  SELECT {', '.join('g.' + c.strip() for c in component.split(','))}, k.key_name, g.follower_id,
+         ROW_NUMBER() OVER (PARTITION BY {component} ORDER BY {earliest_first}) AS rn
+  FROM g
   JOIN {keys} AS k ON k.key_type = g.follower_key_type
-  JOIN seen AS s ON s.node = g.follower_node
 )"""
         )
         id_expr = canonical_id_expr("e.key_name", "e.follower_id")
-        id_joins = "JOIN earliest AS e ON e.leader_node = g.leader_node AND e.rn = 1"
+        id_joins = f"JOIN earliest AS e ON {on_component.format(a='e')} AND e.rn = 1"
         if previous is not None:
             ctes.append(
                 f"""published AS (
-  SELECT g.leader_node, p.{cid} AS pid,
-         ROW_NUMBER() OVER (PARTITION BY g.leader_node ORDER BY p.id_first_seen_at NULLS LAST, p.{cid}) AS rn
-  FROM {graph} AS g
+  SELECT {', '.join('g.' + c.strip() for c in component.split(','))}, p.{cid} AS pid,
+         ROW_NUMBER() OVER (PARTITION BY {component} ORDER BY p.id_first_seen_at NULLS LAST, p.{cid}) AS rn
+  FROM g
   JOIN {previous.sql} AS p ON p.id_key_type = g.follower_key_type AND p.id = g.follower_id
 )"""
             )
             id_expr = f"COALESCE(pub.pid, {id_expr})"
-            id_joins += "\nLEFT JOIN published AS pub ON pub.leader_node = g.leader_node AND pub.rn = 1"
+            id_joins += f"\nLEFT JOIN published AS pub ON {on_component.format(a='pub')} AND pub.rn = 1"
     with_clause = ",\n".join(ctes)
-    where = (
-        ""
-        if only is None
-        else f"\nWHERE EXISTS (SELECT 1 FROM {only.sql} AS a WHERE a.id_key_type = g.follower_key_type "
-        "AND a.id = g.follower_id)"
-    )
     return f"""
 WITH {with_clause}
 SELECT {id_expr} AS {cid},
        g.follower_id AS id,
        g.follower_key_type AS id_key_type,
        k.key_name AS id_key_name,
-       s.first_seen_at AS id_first_seen_at,
-       s.last_seen_at AS id_last_seen_at,
-       s.source_table_ids AS id_source_table_ids
-FROM {graph} AS g
+       g.first_seen_at AS id_first_seen_at,
+       g.last_seen_at AS id_last_seen_at,
+       g.source_table_ids AS id_source_table_ids
+FROM g
 JOIN {keys} AS k ON k.key_type = g.follower_key_type
-JOIN seen AS s ON s.node = g.follower_node
-{id_joins}{where}
+{id_joins}
 """
 
 

@@ -59,9 +59,14 @@ def touched_components_ref(plan: u.IdPlan) -> TableRef:
     return plan.ref("touched_components")
 
 
-def touched_nodes_ref(plan: u.IdPlan) -> TableRef:
-    """An incremental run's nodes that take part in the rounds."""
-    return plan.ref("touched_nodes")
+def changed_values_ref(plan: u.IdPlan) -> TableRef:
+    """An incremental run's values of new rows and values whose previous rows went."""
+    return plan.ref("changed_values")
+
+
+def changed_stats_ref(plan: u.IdPlan) -> TableRef:
+    """An incremental run's statistics of its changed values."""
+    return plan.ref("changed_stats")
 
 
 def removed_key_values_ref(plan: u.IdPlan) -> TableRef:
@@ -93,20 +98,22 @@ class FullInputs(NamedTuple):
 
 
 class IncrementalInputs(NamedTuple):
-    """The same inputs from the rows after the last run's watermarks and the previous graph. The
-    runner falls back to ``FullInputs`` when the set of excluded values changed
-    (``excluded_changed`` is not 0). Only the previous components the new rows touch, and the
-    new values, take part in the rounds (``touched_nodes``); the others keep their graph rows."""
+    """The same inputs from the rows after the last run's watermarks and the previous run's
+    state (its graph and value statistics). The runner falls back to ``FullInputs`` when the set
+    of excluded values changed (``excluded_changed`` says so). Only the changed values' statistics
+    are computed again; only the previous components holding a changed value, and the new values,
+    take part in the rounds (``nodes``, numbered among themselves); the others keep their graph
+    rows."""
 
     new_key_values: Step
     removed_key_values: Step
     key_values: Step
-    value_stats: Step
-    new_excluded_values: Step
+    changed_values: Step
+    changed_stats: Step
     excluded_changed: Step
-    nodes: Step
+    value_stats: Step
     touched_components: Step
-    touched_nodes: Step
+    nodes: Step
     edges: Step
 
 
@@ -114,7 +121,7 @@ def full_inputs(plan: u.IdPlan) -> FullInputs:
     n, stats = plan.name, plan.ref("value_stats")
     return FullInputs(
         Step(f"{n}_key_values", PUBLISH, lambda t: u.key_values_sql(plan), plan.ref("key_values")),
-        Step(f"{n}_value_stats", SCRATCH, lambda t: u.value_stats_sql(plan), stats),
+        Step(f"{n}_value_stats", PUBLISH, lambda t: u.value_stats_sql(plan), stats),
         Step(
             f"{n}_excluded_values",
             PUBLISH,
@@ -128,17 +135,13 @@ def full_inputs(plan: u.IdPlan) -> FullInputs:
 
 def incremental_inputs(plan: u.IdPlan) -> IncrementalInputs:
     n, stats, since = plan.name, plan.ref("value_stats"), plan.ref("watermarks")
-    new_values, new_excluded = plan.ref("new_key_values"), plan.ref("new_excluded_values")
+    new_values, removed = plan.ref("new_key_values"), removed_key_values_ref(plan)
+    changed, changed_stats = changed_values_ref(plan), changed_stats_ref(plan)
     published, graph, touched = plan.ref("key_values"), plan.ref("graph"), touched_components_ref(plan)
     return IncrementalInputs(
         Step(f"{n}_new_key_values", SCRATCH, lambda t: u.key_values_sql(plan, since=since), new_values),
         # Read before the key values are replaced: the values whose previous rows go.
-        Step(
-            f"{n}_removed_key_values",
-            SCRATCH,
-            lambda t: u.removed_key_values_sql(plan, published, since),
-            removed_key_values_ref(plan),
-        ),
+        Step(f"{n}_removed_key_values", SCRATCH, lambda t: u.removed_key_values_sql(plan, published, since), removed),
         # Printed as the merged table it publishes; an engine that deletes and inserts in one
         # transaction applies it in place (``u.key_values_changes_sql``, the runner).
         Step(
@@ -147,32 +150,34 @@ def incremental_inputs(plan: u.IdPlan) -> IncrementalInputs:
             lambda t: u.merged_key_values_sql(plan, published, t(new_values), since),
             published,
         ),
-        Step(f"{n}_value_stats", SCRATCH, lambda t: u.value_stats_sql(plan), stats),
-        Step(
-            f"{n}_new_excluded_values",
-            SCRATCH,
-            lambda t: u.excluded_values_sql(plan, t(stats)),
-            new_excluded,
-            counted=True,
-        ),
+        Step(f"{n}_changed_values", SCRATCH, lambda t: u.changed_values_sql(t(new_values), t(removed)), changed),
+        Step(f"{n}_changed_stats", SCRATCH, lambda t: u.value_stats_sql(plan, t(changed)), changed_stats),
         Step(
             f"{n}_excluded_changed",
-            SCALAR,
-            lambda t: u.excluded_difference_sql(plan.ref("excluded_values"), t(new_excluded)),
+            ROWS,
+            lambda t: u.excluded_changes_sql(plan, plan.ref("excluded_values"), t(changed), t(changed_stats)),
         ),
-        Step(f"{n}_nodes", SCRATCH, lambda t: u.nodes_sql(plan, t(stats)), plan.ref("nodes"), counted=True),
+        # Printed as the table it publishes; applied in place where the engine deletes and inserts
+        # in one transaction (the runner).
+        Step(
+            f"{n}_value_stats",
+            PUBLISH,
+            lambda t: u.value_stats_changes_sql(stats, t(changed), t(changed_stats), in_place=False)[0],
+            stats,
+        ),
         Step(
             f"{n}_touched_components",
             SCRATCH,
-            lambda t: u.touched_components_sql(graph, t(new_values)),
+            lambda t: u.touched_components_sql(graph, t(changed)),
             touched,
             counted=True,
         ),
         Step(
-            f"{n}_touched_nodes",
+            f"{n}_nodes",
             SCRATCH,
-            lambda t: u.touched_nodes_sql(_at(plan, t), graph, t(new_values), t(touched)),
-            touched_nodes_ref(plan),
+            lambda t: u.incremental_nodes_sql(plan, graph, t(changed), t(touched)),
+            plan.ref("nodes"),
+            counted=True,
         ),
         Step(
             f"{n}_edges",
@@ -284,37 +289,39 @@ def id_steps(
         lookup_affected = Step(
             f"{n}_lookup_affected",
             SCRATCH,
-            lambda t: u.lookup_affected_sql(_at(plan, t), t(touched_nodes_ref(plan)), t(removed_key_values_ref(plan))),
+            lambda t: u.lookup_affected_sql(_at(plan, t), t(removed_key_values_ref(plan))),
             only,
         )
     if incremental:
-        # The rounds re-solve the touched components only; the graph keeps the others' rows.
-        touched, touched_nodes = touched_components_ref(plan), touched_nodes_ref(plan)
-
-        def initial_labels(t: Tables) -> str:
-            return u.initial_labels_sql(_at(plan, t), t(touched_nodes))
+        # The rounds re-solve the touched components only (the run's nodes); the graph keeps the
+        # others' rows. Printed as the graph it publishes; applied in place where the engine
+        # deletes and inserts in one transaction (the runner).
+        touched = touched_components_ref(plan)
 
         def graph_rows(t: Tables) -> str:
-            return u.graph_sql(_at(plan, t), t(labels), previous_graph=graph, touched=t(touched))
+            return u.graph_changes_sql(_at(plan, t), graph, t(labels), t(touched), in_place=False)[0]
     else:
-
-        def initial_labels(t: Tables) -> str:
-            return u.initial_labels_sql(_at(plan, t))
 
         def graph_rows(t: Tables) -> str:
             return u.graph_sql(_at(plan, t), t(labels))
+
+    def whole_lookup(t: Tables) -> str:
+        # From the solved labels and the nodes when they cover every node (a full run), else
+        # from the graph and the value statistics.
+        return u.lookup_sql(_at(plan, t), None if incremental else t(labels), previous)
 
     return IdSteps(
         plan=plan,
         inputs=incremental_inputs(plan) if incremental else full_inputs(plan),
         # Counted: the nodes that take part in the rounds (all of them in a full run).
-        labels=Step(f"{n}_labels", SCRATCH, initial_labels, labels, counted=True),
+        labels=Step(f"{n}_labels", SCRATCH, lambda t: u.initial_labels_sql(_at(plan, t)), labels, counted=True),
         round=round_steps(plan, keep_loop_tables),
         do_not_merge=dnm,
         graph=Step(f"{n}_graph", PUBLISH, graph_rows, graph),
         lookup_affected=lookup_affected,
-        lookup=Step(f"{n}_lookup", PUBLISH, lambda t: u.lookup_sql(_at(plan, t), previous), plan.ref("lookup")),
-        lookup_rows=None if only is None else (lambda t: u.lookup_sql(_at(plan, t), None, t(only))),
+        lookup=Step(f"{n}_lookup", PUBLISH, whole_lookup, plan.ref("lookup")),
+        # The re-solved components' rows: exactly the affected key values that still have a row.
+        lookup_rows=None if only is None else (lambda t: u.lookup_sql(_at(plan, t), t(labels))),
         watermarks=Step(f"{n}_watermarks", PUBLISH, lambda t: u.watermarks_table_sql(plan), plan.ref("watermarks")),
     )
 

@@ -201,7 +201,9 @@ def _run_loop(
         # The engine keeps descriptions for the run: what the incremental check and the lookup's
         # publication look up, described in one look-up (a table written since is described again).
         lookup = plan.ref("lookup")
-        previous = [plan.ref(s) for s in ("graph", "key_values", "excluded_values", "watermarks", "loop_stats")]
+        previous = [
+            plan.ref(s) for s in ("graph", "key_values", "value_stats", "excluded_values", "watermarks", "loop_stats")
+        ]
         described = wh.describe_tables([*previous, lookup, inc.state_ref(lookup), inc.changes_ref(lookup)])
         if described[plan.ref("loop_stats")] is None:
             result.loop_stats_before = 0  # a first run: the loop statistics are this run's rows
@@ -229,7 +231,12 @@ def _run_loop(
             runner.run(groups)
             result.dnm_conflicts = runner.run(conflicts)
             runner.run(resolve)
-        result.tables["graph"] = runner.run(steps.graph)
+        if result.mode == "incremental":
+            # The graph holds one row per node: the nodes of the whole graph, where the rounds
+            # worked on the touched ones (the run's nodes).
+            result.tables["graph"] = result.nodes = _publish_incremental_graph(runner, plan, steps.graph)
+        else:
+            result.tables["graph"] = runner.run(steps.graph)
         affected = None
         if result.mode == "incremental" and steps.lookup_affected is not None and steps.lookup_rows is not None:
             runner.run(steps.lookup_affected)
@@ -279,16 +286,51 @@ def _run_incremental_inputs(
             result.tables["key_values"] = wh.apply_changes(published, statements)
     else:
         result.tables["key_values"] = runner.run(steps.key_values)
-    runner.run(steps.value_stats)
-    excluded = runner.run(steps.new_excluded_values)
-    if runner.run(steps.excluded_changed):
+    runner.run(steps.changed_values)
+    runner.run(steps.changed_stats)
+    # Only the changed values can enter or leave the set of values over their cap.
+    excluded = runner.run(steps.excluded_changed).iloc[0]
+    if int(excluded["changed"]):
         return "the set of values over their cap changed"
-    result.excluded_values = excluded
-    result.nodes = runner.run(steps.nodes)
+    result.excluded_values = int(excluded["excluded"])
+    in_place = wh.upsert_mode == "delete_insert"
+    if in_place:
+        # The changed values' statistics replaced in place, in one transaction (the others, nearly
+        # all of them, are not written again).
+        with wh.step(steps.value_stats.name):
+            stats = plan.ref("value_stats")
+            wh.apply_changes(
+                stats,
+                u.value_stats_changes_sql(
+                    stats,
+                    runner.tables(up.changed_values_ref(plan)),
+                    runner.tables(up.changed_stats_ref(plan)),
+                    in_place=True,
+                ),
+                count=False,  # the statistics' rows are not reported
+            )
+    else:
+        runner.run(steps.value_stats)
     result.touched_components = runner.run(steps.touched_components)
-    runner.run(steps.touched_nodes)
+    runner.run(steps.nodes)
     runner.run(steps.edges)
     return None
+
+
+def _publish_incremental_graph(runner: StepRunner, plan: u.IdPlan, step: Step) -> int:
+    """The touched components' graph rows replaced by the re-solved ones: in place where the
+    engine deletes and inserts in one transaction (the untouched rows are not written again),
+    else the whole graph rebuilt and swapped in. Returns the graph's rows (one per node)."""
+    wh = runner.wh
+    if wh.upsert_mode != "delete_insert":
+        return runner.run(step)
+    with wh.step(step.name):
+        graph = plan.ref("graph")
+        at = replace(plan, nodes_ref=runner.tables(plan.ref("nodes")))
+        statements = u.graph_changes_sql(
+            at, graph, runner.tables(plan.ref("labels")), runner.tables(up.touched_components_ref(plan)), in_place=True
+        )
+        return wh.apply_changes(graph, statements)
 
 
 def _run_rounds(
@@ -582,7 +624,7 @@ def incremental_blocker(wh: WarehouseResource, plan: u.IdPlan, fingerprint: str)
         return "do_not_merge_key is resolved on the whole graph"
     if plan.cid.merged_ids:
         return "it merges by other ids, whose lookups were rebuilt"
-    for suffix in ("graph", "key_values", "excluded_values", "watermarks"):
+    for suffix in ("graph", "key_values", "value_stats", "excluded_values", "watermarks"):
         if not wh.table_exists(plan.ref(suffix)):
             return f"no previous run ({plan.ref(suffix).display} is missing)"
     if "inc_rest" not in wh.columns(plan.ref("key_values")) or "watermark_rest" not in wh.columns(

@@ -80,6 +80,29 @@ def build_all_sql() -> dict[str, str]:
                 f"incremental_edges:{n}": u.edges_sql(
                     plan, since=plan.ref("watermarks"), previous_graph=plan.ref("graph")
                 ),
+                # An incremental run's state updates (the rebuild form: engines without DELETE).
+                f"changed_values:{n}": u.changed_values_sql(plan.ref("new_key_values"), plan.ref("removed")),
+                f"changed_stats:{n}": u.value_stats_sql(plan, changed=plan.ref("changed_values")),
+                f"excluded_changes:{n}": u.excluded_changes_sql(
+                    plan, plan.ref("excluded_values"), plan.ref("changed_values"), plan.ref("changed_stats")
+                ),
+                f"value_stats_rebuild:{n}": u.value_stats_changes_sql(
+                    plan.ref("value_stats"), plan.ref("changed_values"), plan.ref("changed_stats"), in_place=False
+                )[0],
+                f"touched_components:{n}": u.touched_components_sql(plan.ref("graph"), plan.ref("changed_values")),
+                f"incremental_nodes:{n}": u.incremental_nodes_sql(
+                    plan, plan.ref("graph"), plan.ref("changed_values"), plan.ref("touched")
+                ),
+                f"touched_edges:{n}": u.edges_sql(
+                    plan, since=plan.ref("watermarks"), previous_graph=plan.ref("graph"), touched=plan.ref("touched")
+                ),
+                f"graph_rebuild:{n}": u.graph_changes_sql(
+                    plan, plan.ref("graph"), labels, plan.ref("touched"), in_place=False
+                )[0],
+                f"solved_lookup:{n}": u.lookup_sql(plan, labels=labels),
+                f"solved_persistent_lookup:{n}": u.lookup_sql(
+                    replace(plan, persistent=True), labels=labels, previous=plan.ref("lookup")
+                ),
                 f"watermarks:{n}": u.watermarks_sql(plan),
                 f"persistent_lookup:{n}": u.lookup_sql(replace(plan, persistent=True), previous=plan.ref("lookup")),
                 f"edges:{n}": u.edges_sql(plan),

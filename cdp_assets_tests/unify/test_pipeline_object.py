@@ -138,7 +138,9 @@ def test_the_runner_executes_the_steps_render_sql_prints_full_then_incremental(t
     assert_trace_is_the_pipeline(pipeline, trace)
     assert "browser_id_new_key_values" in trace and "browser_id_excluded_changed" in trace
     # Only the components the new rows touch take part in its rounds.
-    assert "browser_id_touched_components" in trace and "browser_id_touched_nodes" in trace
+    assert "browser_id_touched_components" in trace and "browser_id_nodes" in trace
+    # Only the changed values' statistics are computed again, and replace theirs in place.
+    assert "browser_id_changed_stats" in trace and "browser_id_value_stats" in trace
 
 
 def test_do_not_merge_and_kept_rounds_are_steps_of_the_list(tmp_path):
