@@ -37,11 +37,81 @@ MARKER_OF_FIXTURE = {
 }
 
 
-def pytest_collection_modifyitems(items):
+# The README's command runs the suite on two workers with `--dist loadgroup` (pyproject's addopts):
+# xdist hands out units of work in collection order, one unit to whichever worker runs low.
+# - A unit is one test, or every test of a module sharing one of the module's module-scoped
+#   fixtures (a whole-pipeline run, a Spark session, a browser), or every test sharing a session
+#   fixture of ours (`sample_run`): split over two workers such a fixture was built twice, once in
+#   each (the Spark and DuckDB pipelines of test_cross_engine_pipeline.py ran twice so).
+# - Units are ordered longest first, so that the two workers start with the runs of minutes and end
+#   together on the short tests, instead of one worker starting a run of minutes when the other
+#   has nothing left: first the tests measured to take minutes (LONGEST_FIRST, in that order; a
+#   renamed test only falls back to its markers), then by their slow parts' markers.
+# Only the order and the grouping change: every test runs, on a worker of its own process.
+# Measured on 2026-12-04 (`-n 2 -m spark --durations=0`, load average 10 to 12, so about 3 times the
+# idle figures): a unit's seconds; an entry ending in `::` is a module's group.
+LONGEST_FIRST = (
+    "engines/test_cross_engine_td_examples.py::",  # 1,485 s: three whole pipelines on Spark
+    "engines/test_incremental_engines.py::test_on_local_spark_incremental_enriched_and_master_tables",  # 1,446 s
+    "engines/test_incremental_engines.py::test_on_local_spark_a_deduped_staged_table",  # 899 s
+    "engines/test_spark_unification.py::",  # 533 s
+    "reliability/test_secrets.py::test_no_token_appears_in_any_output_of_a_run[databricks]",  # 377 s
+    "engines/test_cross_engine_pipeline.py::",  # 328 s
+    "unify/test_engine_semantics.py::",  # 229 s
+    "test_validate.py::test_on_local_spark_explain_goes_to_spark",  # 162 s
+    "engines/test_incremental_engines.py::test_on_local_spark_incremental_runs_equal_a_full_refresh",  # 159 s
+)
+WEIGHT_OF_MARKER = {"spark": 10, "kills": 10, "browser": 5, "slow": 5, "pipeline": 3, "postgres": 3}
+
+
+def _unit_key(unit: list) -> tuple[int, int]:
+    ids = [item.nodeid for item in unit]
+    listed = [n for n, start in enumerate(LONGEST_FIRST) if any(i.startswith(f"cdp_assets_tests/{start}") for i in ids)]
+    weight = sum(max((w for m, w in WEIGHT_OF_MARKER.items() if i.get_closest_marker(m)), default=0) for i in unit)
+    return (min(listed, default=len(LONGEST_FIRST)), -weight)
+
+
+def _shared_fixture_group(item) -> str | None:
+    """The xdist group of a test sharing a fixture of ours wider than a test, or None."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    module_scoped = False
+    for name in item.fixturenames:
+        defs = info.name2fixturedefs.get(name)
+        if not defs or not defs[-1].baseid:  # a plugin's fixture (tmp_path_factory): not ours
+            continue
+        if defs[-1].scope == "session":
+            return f"session.{name}"
+        module_scoped = module_scoped or defs[-1].scope in ("module", "package", "class")
+    return f"module.{item.module.__name__}" if module_scoped and item.module else None
+
+
+def _join_group(item, group: str) -> None:
+    """What xdist's `--dist loadgroup` does with an `xdist_group` mark: the group's name after an
+    `@` at the end of the test's id, which its scheduler reads. xdist 3.8 sets `item._nodeid`, which
+    pytest 9 no longer reads (the id is `item._id`): there its marks group nothing, so it is done here."""
+    from _pytest.nodeid import NodeId
+
+    item._id = NodeId.parse(f"{item.nodeid}@{group}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
     for item in items:
         for fixture, marker in MARKER_OF_FIXTURE.items():
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(marker)
+    units: dict[str, list] = {}
+    for item in items:
+        group = _shared_fixture_group(item)
+        if group is not None and getattr(config.option, "loadgroup", False):  # set on xdist's workers
+            _join_group(item, group)
+        units.setdefault(group or item.nodeid, []).append(item)
+    # Stable: same-weight units keep collection order, and each unit's tests stay together in
+    # theirs (a module's fixture is set up once per worker only if its tests run one after another).
+    ordered = sorted(units.values(), key=_unit_key)
+    items[:] = [item for unit in ordered for item in unit]
 
 
 @pytest.fixture(autouse=True)
