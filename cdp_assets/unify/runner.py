@@ -132,6 +132,17 @@ class StepRunner:
                 return self.rows_of(self.tables(step.counts)) if step.counts is not None else wh.scalar(sql)
             return wh.fetch(sql)
 
+    def publish_changes(self, step: Step, in_place: Callable[[], list[str]], count: bool = True) -> int | None:
+        """Publish ``step``'s table (PUBLISH), whose printed SQL is the whole new table: where the
+        engine deletes and inserts in one transaction, the statements ``in_place`` gives apply
+        only what changed (the kept rows, nearly all of them, are not written again); elsewhere the
+        step rebuilds it and swaps it in. ``count`` False: no row count is asked for (None)."""
+        wh = self.wh
+        if wh.upsert_mode != "delete_insert":
+            return self.run(step)
+        with wh.step(step.name):
+            return wh.apply_changes(step.output, in_place(), count=count)
+
     def rows_of(self, ref: TableRef) -> int:
         """A table's rows: a scratch table's as its create answered them, else the engine's count."""
         known = self._rows.get(ref)
@@ -234,7 +245,18 @@ def _run_loop(
         if result.mode == "incremental":
             # The graph holds one row per node: the nodes of the whole graph, where the rounds
             # worked on the touched ones (the run's nodes).
-            result.tables["graph"] = result.nodes = _publish_incremental_graph(runner, plan, steps.graph)
+            # The touched components' rows replaced by the re-solved ones.
+            at = replace(plan, nodes_ref=runner.tables(plan.ref("nodes")))
+            result.tables["graph"] = result.nodes = runner.publish_changes(
+                steps.graph,
+                lambda: u.graph_changes_sql(
+                    at,
+                    plan.ref("graph"),
+                    runner.tables(plan.ref("labels")),
+                    runner.tables(up.touched_components_ref(plan)),
+                    in_place=True,
+                ),
+            )
         else:
             result.tables["graph"] = runner.run(steps.graph)
         affected = None
@@ -274,18 +296,13 @@ def _run_incremental_inputs(
     """Run the incremental inputs; returns why the run must be a full refresh after all."""
     runner.run(steps.new_key_values)
     runner.run(steps.removed_key_values)
-    wh = runner.wh
-    if wh.upsert_mode == "delete_insert":
-        # The merged key values in place: the rows not kept deleted, the new rows inserted, in
-        # one transaction (the kept rows, nearly all of them, are not written again).
-        with wh.step(steps.key_values.name):
-            published = plan.ref("key_values")
-            statements = u.key_values_changes_sql(
-                plan, published, runner.tables(plan.ref("new_key_values")), plan.ref("watermarks")
-            )
-            result.tables["key_values"] = wh.apply_changes(published, statements)
-    else:
-        result.tables["key_values"] = runner.run(steps.key_values)
+    # The merged key values: the rows not kept deleted, the new rows inserted.
+    result.tables["key_values"] = runner.publish_changes(
+        steps.key_values,
+        lambda: u.key_values_changes_sql(
+            plan, plan.ref("key_values"), runner.tables(plan.ref("new_key_values")), plan.ref("watermarks")
+        ),
+    )
     runner.run(steps.changed_values)
     runner.run(steps.changed_stats)
     # Only the changed values can enter or leave the set of values over their cap.
@@ -293,44 +310,21 @@ def _run_incremental_inputs(
     if int(excluded["changed"]):
         return "the set of values over their cap changed"
     result.excluded_values = int(excluded["excluded"])
-    in_place = wh.upsert_mode == "delete_insert"
-    if in_place:
-        # The changed values' statistics replaced in place, in one transaction (the others, nearly
-        # all of them, are not written again).
-        with wh.step(steps.value_stats.name):
-            stats = plan.ref("value_stats")
-            wh.apply_changes(
-                stats,
-                u.value_stats_changes_sql(
-                    stats,
-                    runner.tables(up.changed_values_ref(plan)),
-                    runner.tables(up.changed_stats_ref(plan)),
-                    in_place=True,
-                ),
-                count=False,  # the statistics' rows are not reported
-            )
-    else:
-        runner.run(steps.value_stats)
+    # The changed values' statistics replaced (the statistics' rows are not reported).
+    runner.publish_changes(
+        steps.value_stats,
+        lambda: u.value_stats_changes_sql(
+            plan.ref("value_stats"),
+            runner.tables(up.changed_values_ref(plan)),
+            runner.tables(up.changed_stats_ref(plan)),
+            in_place=True,
+        ),
+        count=False,
+    )
     result.touched_components = runner.run(steps.touched_components)
     runner.run(steps.nodes)
     runner.run(steps.edges)
     return None
-
-
-def _publish_incremental_graph(runner: StepRunner, plan: u.IdPlan, step: Step) -> int:
-    """The touched components' graph rows replaced by the re-solved ones: in place where the
-    engine deletes and inserts in one transaction (the untouched rows are not written again),
-    else the whole graph rebuilt and swapped in. Returns the graph's rows (one per node)."""
-    wh = runner.wh
-    if wh.upsert_mode != "delete_insert":
-        return runner.run(step)
-    with wh.step(step.name):
-        graph = plan.ref("graph")
-        at = replace(plan, nodes_ref=runner.tables(plan.ref("nodes")))
-        statements = u.graph_changes_sql(
-            at, graph, runner.tables(plan.ref("labels")), runner.tables(up.touched_components_ref(plan)), in_place=True
-        )
-        return wh.apply_changes(graph, statements)
 
 
 def _run_rounds(
