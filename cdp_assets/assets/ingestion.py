@@ -168,10 +168,13 @@ def _materializations(
     # not enough (then queried, as loads that keep their own books are).
     logged = 0 if books is None else sum(len(df) for ref, df in books.written if ref == log)
     derived = start is not None and books is not None and logged == len(done)
-    # The step's bookkeeping tables in the same look-up, though the checks may not need them, on an
-    # engine that keeps them for the next steps (the units may have created them).
-    books_tables = [log, rejected, TableRef(schema, FILES_TABLE)] if warehouse.holds_run else []
-    books_tables += [] if derived else [log, rejected]
+    # The step's bookkeeping tables in the same look-up: the log and the rejected rows when the
+    # checks query them, and all three on an engine that keeps them for the next steps (the units
+    # may have created them).
+    if warehouse.holds_run:
+        books_tables = [log, rejected, TableRef(schema, FILES_TABLE)]
+    else:
+        books_tables = [] if derived else [log, rejected]
     have = warehouse.describe_tables([*(ref for ref, _ in done), *books_tables])
     rows = {}
     for ref, result in done:
