@@ -89,7 +89,7 @@ def label_propagation(wh: DuckDBWarehouse, plan: u.IdPlan, jump: bool, cap: int 
     wh.run(
         f"CREATE OR REPLACE TABLE {edges.sql} AS SELECT a, b FROM {edges.sql} UNION ALL SELECT b, a FROM {edges.sql}"
     )
-    wh.run(f"CREATE OR REPLACE TABLE {labels.sql} AS {u.initial_labels_sql(plan)}")
+    wh.run(f"CREATE OR REPLACE TABLE {labels.sql} AS SELECT node, label FROM {nodes.sql}")  # own labels
     started, rounds = time.monotonic(), 0
     while rounds < cap:
         rounds += 1

@@ -48,8 +48,9 @@ TARGET_STATEMENTS = 150
 # writing their states in one statement. 150 (issue 12's target): the enrichments' coverage query also counts the
 # staged rows a first enrichment read, the largest-share check's measures and the report's profile (6); an
 # ingestion step reads its log history and rejections with its file versions before its loads, and its
-# bookkeeping tables with its description after them (5); a load's files checked in one query (4).
-CEILING_STATEMENTS = 150
+# bookkeeping tables with its description after them (5); a load's files checked in one query (4). 148: the
+# loop's rounds start from its nodes table (each node its own label) instead of a copy of it, and its drop.
+CEILING_STATEMENTS = 148
 
 
 FIRST_RUN_LOG: list = []  # (step, kind, SQL) of the sample run's own statements

@@ -46,7 +46,8 @@ def run(args) -> dict:
             )
         )
         labels = ref("lp_labels_0")
-        wh.run(create_table_as(labels, u.initial_labels_sql(plan)))
+        # The nodes start as their own label.
+        wh.run(create_table_as(labels, f"SELECT node, label FROM {plan.nodes.sql}"))
         iterations = []
         changed, rounds = 1, 0
         while changed and rounds < args.lp_cap:

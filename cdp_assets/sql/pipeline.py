@@ -23,7 +23,10 @@ PUBLISH = "publish"  # a published table: built under a temporary name, then swa
 SCRATCH = "scratch"  # a working table of the run, dropped when the run ends
 SCALAR = "scalar"  # a query whose one number decides what runs next
 ROWS = "rows"  # a query whose rows the runner reads
-KINDS = (PUBLISH, SCRATCH, SCALAR, ROWS)
+# No statement: a working table read under another name from here on (the loop's first labels
+# are its nodes table, which carries a label column: no copy of every node to start the rounds).
+ALIAS = "alias"
+KINDS = (PUBLISH, SCRATCH, SCALAR, ROWS, ALIAS)
 
 
 @dataclass(frozen=True)
@@ -76,13 +79,18 @@ class Tables:
     def put(self, canonical: TableRef, now: TableRef) -> None:
         self._now[canonical] = now
 
+    def names_table(self, now: TableRef) -> bool:
+        """Whether some canonical name still maps to ``now`` (an aliased table stays in use)."""
+        return now in self._now.values()
+
 
 @dataclass(frozen=True)
 class Step:
     """A named statement. ``output``: the canonical name of the table it creates (PUBLISH,
     SCRATCH); ``counted``: the runner reads the new table's row count. ``counts``: a SCALAR
     that is the row count of this table (canonical name): the runner asks the engine's
-    ``row_count``, which an engine may answer without a query (TD's table listing)."""
+    ``row_count``, which an engine may answer without a query (TD's table listing). ``names``:
+    the working table an ALIAS step makes ``output`` name (canonical names; it builds no SQL)."""
 
     name: str
     kind: str
@@ -90,14 +98,22 @@ class Step:
     output: TableRef | None = None
     counted: bool = False
     counts: TableRef | None = None
+    names: TableRef | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"step {self.name}: unknown kind {self.kind!r}; use one of {KINDS}")
-        if (self.output is not None) != (self.kind in (PUBLISH, SCRATCH)):
+        if (self.output is not None) != (self.kind in (PUBLISH, SCRATCH, ALIAS)):
             raise ValueError(
                 f"step {self.name}: a {self.kind} step {'needs' if self.output is None else 'has no'} output"
             )
+        if (self.names is not None) != (self.kind == ALIAS):
+            raise ValueError(f"step {self.name}: an alias step, and only one, names the table it aliases")
+
+    @classmethod
+    def alias(cls, name: str, output: TableRef, names: TableRef, counted: bool = False) -> "Step":
+        """``output`` read as the working table ``names`` from here on, with no statement."""
+        return cls(name, ALIAS, lambda t: "", output, counted=counted, names=names)
 
 
 @dataclass(frozen=True)
@@ -123,14 +139,17 @@ class StepPipeline:
         yield from _walk(self.items, ())
 
     def step_names(self) -> list[str]:
-        """The steps' names as printed: each repeat's steps once."""
-        return [step.name for step, _ in self.walk()]
+        """The steps' names as printed: each repeat's steps once (an alias prints no statement)."""
+        return [step.name for step, _ in self.walk() if step.kind != ALIAS]
 
     def bind(self) -> SqlPipeline:
         """The statements to print: every table under its canonical name. A working table that a
         later step makes again (a new version per round) is printed as ``<name>_2``, ``_3``..."""
         tables, versions, out = Tables(), {}, SqlPipeline(self.name)
         for step, repeats in self.walk():
+            if step.kind == ALIAS:
+                tables.put(step.output, tables(step.names))
+                continue
             query = step.build(tables)
             note = "; ".join(f"{r.name}: {r.note}" for r in repeats)
             creates = step.output

@@ -426,16 +426,23 @@ WHERE s.row_count > k.max_rows_per_value
 """
 
 
+def _with_labels(numbered_sql: str) -> str:
+    """The nodes with each its own label: the rounds' first labels are the nodes table itself
+    (``Step`` kind ALIAS), not a copy of its node numbers. Labelled in an outer query: the
+    node number is a window function, which another column of the same SELECT cannot name."""
+    return f"SELECT n.*, n.node AS label FROM ({numbered_sql}) AS n"
+
+
 def nodes_sql(plan: IdPlan, stats: TableRef) -> str:
     """Number the values under their cap by (key priority, value): the smallest node leads its
-    component. Nodes keep their value's statistics for the lookup."""
-    return f"""
+    component. Nodes keep their value's statistics for the lookup, and start as their own label."""
+    return _with_labels(f"""
 SELECT ROW_NUMBER() OVER (ORDER BY k.merge_priority, s.value) AS node, s.key_type, s.value,
        s.first_seen_at, s.last_seen_at, s.source_table_ids
 FROM {stats.sql} AS s
 JOIN {plan.ref('keys').sql} AS k ON k.key_type = s.key_type
 WHERE k.max_rows_per_value IS NULL OR s.row_count <= k.max_rows_per_value
-"""
+""")
 
 
 def _row_nodes_sql(
@@ -485,7 +492,7 @@ def incremental_nodes_sql(plan: IdPlan, previous_graph: TableRef, changed: Table
     rows all went has none). A component's smallest node is its leader whatever the other
     components' values: node numbers are internal, the graph and the ids hold values."""
     keys = plan.ref("keys").sql
-    return f"""
+    return _with_labels(f"""
 SELECT ROW_NUMBER() OVER (ORDER BY k.merge_priority, s.value) AS node, s.key_type, s.value,
        s.first_seen_at, s.last_seen_at, s.source_table_ids
 FROM (
@@ -498,7 +505,7 @@ FROM (
 JOIN {plan.ref('value_stats').sql} AS s ON s.key_type = t.key_type AND s.value = t.value
 JOIN {keys} AS k ON k.key_type = s.key_type
 WHERE k.max_rows_per_value IS NULL OR s.row_count <= k.max_rows_per_value
-"""
+""")
 
 
 def edges_sql(
@@ -582,11 +589,6 @@ LEFT JOIN leaders AS ld ON ld.dnm_node = p.node
 LEFT JOIN {groups.sql} AS g ON g.grp = p.label
 LEFT JOIN leaders AS lg ON lg.dnm_node = g.dnm_node
 """
-
-
-def initial_labels_sql(plan: IdPlan) -> str:
-    """Every node its own label (an incremental run's nodes are the touched ones only)."""
-    return f"SELECT node, node AS label FROM {plan.nodes.sql}"
 
 
 KEY_VALUE_COLUMNS = ("table_id", "key_type", "value", "seen_at", "inc_at", "inc_rest")

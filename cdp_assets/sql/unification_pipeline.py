@@ -313,8 +313,9 @@ def id_steps(
     return IdSteps(
         plan=plan,
         inputs=incremental_inputs(plan) if incremental else full_inputs(plan),
+        # The rounds start from the nodes table, each node its own label (its label column).
         # Counted: the nodes that take part in the rounds (all of them in a full run).
-        labels=Step(f"{n}_labels", SCRATCH, lambda t: u.initial_labels_sql(_at(plan, t)), labels, counted=True),
+        labels=Step.alias(f"{n}_labels", labels, plan.ref("nodes"), counted=True),
         round=round_steps(plan, keep_loop_tables),
         do_not_merge=dnm,
         graph=Step(f"{n}_graph", PUBLISH, graph_rows, graph),

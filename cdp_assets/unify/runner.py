@@ -28,7 +28,7 @@ from cdp_assets.sql import unification_pipeline as up
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.master import master_rules_frame, master_table_sql
 from cdp_assets.sql.report import BUCKETS
-from cdp_assets.sql.pipeline import PUBLISH, SCALAR, SCRATCH, Step, Tables
+from cdp_assets.sql.pipeline import ALIAS, PUBLISH, SCALAR, SCRATCH, Step, Tables
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,9 @@ class StepRunner:
         """Run ``step``: a published table's row count, a scratch table's when ``counted``, a
         scalar's number, or a query's rows. ``target`` publishes under another name."""
         wh = self.wh
+        if step.kind == ALIAS:  # no statement: a later step that makes ``output`` again supersedes nothing
+            self.tables.put(step.output, self.tables(step.names))
+            return self.rows_of(self.tables(step.names)) if step.counted else None
         with wh.step(step.name):
             sql = step.build(self.tables)
             if step.kind == PUBLISH:
@@ -124,7 +127,7 @@ class StepRunner:
                 if rows is not None:
                     self._rows[ref] = rows
                 self.tables.put(step.output, ref)
-                if old in self._scratch:
+                if old in self._scratch and not self.tables.names_table(old):
                     self._scratch.remove(old)
                     self._superseded.append(old)
                 return self.rows_of(ref) if step.counted else None

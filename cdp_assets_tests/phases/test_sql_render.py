@@ -106,7 +106,6 @@ def build_all_sql() -> dict[str, str]:
                 f"watermarks:{n}": u.watermarks_sql(plan),
                 f"persistent_lookup:{n}": u.lookup_sql(replace(plan, persistent=True), previous=plan.ref("lookup")),
                 f"edges:{n}": u.edges_sql(plan),
-                f"initial_labels:{n}": u.initial_labels_sql(plan),
                 f"hook:{n}": u.hook_sql(edges),
                 f"unresolved_pointers:{n}": u.unresolved_pointers_sql(pointers),
                 f"jump:{n}": u.jump_sql(pointers),

@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from cdp_assets.config import load_config
 from cdp_assets.render import build_pipelines
 from cdp_assets.sql import unification as u
-from cdp_assets.sql.pipeline import SCALAR, Repeat, StepPipeline
+from cdp_assets.sql.pipeline import ALIAS, SCALAR, Repeat, StepPipeline
 from cdp_assets.sql.unification_pipeline import unification_pipeline
 from cdp_assets.unify.runner import run_unification
 from cdp_assets_tests.engines.recording import StepRecordingDuckDB
@@ -58,6 +59,8 @@ def trace_pattern(items) -> str:
             parts.append(f"(?:{''.join(inner)})*{partial}")
         elif item.kind == SCALAR and item.counts is not None:
             parts.append(f"(?:{re.escape(item.name)};)?")
+        elif item.kind == ALIAS:  # a name for a table already made: no statement
+            continue
         else:
             parts.append(re.escape(item.name) + ";")
     return "".join(parts)
@@ -180,5 +183,41 @@ def test_render_sql_prints_the_round_once_with_a_note_and_its_tables_in_order(tm
     # A working table made again in the round is printed under a new name, read by what follows.
     assert 'CREATE TABLE "cdp_unification_customer_360"."unified_id_hooks_2" AS' in jump
     graph = next(text for name, text in files.items() if name.endswith("_unified_id_graph.sql"))
-    assert '"unified_id_labels_2" AS p' in graph
+    assert '"unified_id_labels" AS p' in graph
+    # The round starts from the nodes table, each node its own label: no copy of it is printed.
+    relabel = next(text for name, text in loop.items() if name.endswith("_unified_id_loop_relabel.sql"))
+    assert '"unified_id_nodes" AS p' in relabel and not any(n.endswith("_unified_id_labels.sql") for n in files)
     assert not any(text.splitlines()[1].startswith("-- ") for name, text in files.items() if name not in loop)
+
+
+def test_an_alias_step_names_a_working_table_that_a_later_step_supersedes_without_dropping_it():
+    """The loop's labels start as its nodes table (``Step.alias``): no statement, the table read
+    under the alias's name, and making the alias's table again leaves the aliased one in place."""
+    from cdp_assets.engines.duckdb import DuckDBWarehouse
+    from cdp_assets.sql.dialects import TableRef
+    from cdp_assets.sql.pipeline import SCRATCH, Step
+    from cdp_assets.unify.runner import StepRunner
+
+    nodes, labels = TableRef("main", "t_nodes"), TableRef("main", "t_labels")
+    steps = [
+        Step("nodes", SCRATCH, lambda t: "SELECT 1 AS node, 1 AS label UNION ALL SELECT 2, 2", nodes),
+        Step.alias("labels", labels, nodes, counted=True),
+        Step("relabel", SCRATCH, lambda t: f"SELECT node, 1 AS label FROM {t(labels).sql}", labels),
+    ]
+    printed = StepPipeline("p", list(steps)).bind()
+    assert [s.name for s in printed.steps] == ["nodes", "relabel"]
+    assert '"t_nodes"' in printed.steps[1].query  # the relabel reads the nodes under the alias
+
+    wh = DuckDBWarehouse(path=":memory:")
+    wh.setup_for_execution(None)
+    runner = StepRunner(wh)
+    with wh.session():
+        runner.run(steps[0])
+        assert runner.run(steps[1]) == 2  # the aliased table's rows, with no statement of its own
+        assert runner.tables(labels) == runner.tables(nodes)
+        runner.run(steps[2])
+        runner.drop_superseded()
+        assert wh.fetch(f"SELECT COUNT(*) AS n FROM {runner.tables(nodes).sql}")["n"].iloc[0] == 2
+        assert wh.fetch(f"SELECT SUM(label) AS s FROM {runner.tables(labels).sql}")["s"].iloc[0] == 2
+    with pytest.raises(ValueError, match="names the table it aliases"):
+        Step("bad", ALIAS, lambda t: "", labels)
