@@ -464,16 +464,6 @@ def _row_nodes_sql(
     return f"SELECT {rmin} AS rmin, {picks}{extra} FROM {source} AS s\n{joins}"
 
 
-def _gone_sql(changed: TableRef, changed_stats: TableRef, key_type: str, value: str) -> str:
-    """The value (``key_type``, ``value``: SQL) is a changed value left without rows (no
-    statistics): it leaves the graph."""
-    return (
-        f"EXISTS (SELECT 1 FROM {changed.sql} AS gc WHERE gc.key_type = {key_type} AND gc.value = {value} "
-        f"AND NOT EXISTS (SELECT 1 FROM {changed_stats.sql} AS gs WHERE gs.key_type = gc.key_type "
-        "AND gs.value = gc.value))"
-    )
-
-
 def touched_components_sql(plan: IdPlan, previous_graph: TableRef, changed: TableRef, changed_stats: TableRef) -> str:
     """The previous components (by leader) holding a changed value (a value of a new row, or one
     whose previous rows went), each with its representative in an incremental run's rounds
@@ -483,14 +473,17 @@ def touched_components_sql(plan: IdPlan, previous_graph: TableRef, changed: Tabl
     the graph and its component stays together, so the component takes part in the rounds as this
     one node; every other component stays as it was."""
     keys = plan.ref("keys").sql
-    gone_leader = _gone_sql(changed, changed_stats, "t.leader_key_type", "t.leader_id")
-    gone_member = _gone_sql(changed, changed_stats, "g.follower_key_type", "g.follower_id")
     return f"""
 WITH touched AS (
   SELECT DISTINCT c.leader_key_type, c.leader_id FROM {changed.sql} AS c WHERE c.leader_id IS NOT NULL
 ),
+gone AS (
+  SELECT c.key_type, c.value FROM {changed.sql} AS c
+  WHERE NOT EXISTS (SELECT 1 FROM {changed_stats.sql} AS s WHERE s.key_type = c.key_type AND s.value = c.value)
+),
 lost AS (
-  SELECT t.leader_key_type, t.leader_id FROM touched AS t WHERE {gone_leader}
+  SELECT t.leader_key_type, t.leader_id FROM touched AS t
+  WHERE EXISTS (SELECT 1 FROM gone AS x WHERE x.key_type = t.leader_key_type AND x.value = t.leader_id)
 ),
 successors AS (
   SELECT leader_key_type, leader_id, follower_key_type, follower_id FROM (
@@ -500,7 +493,7 @@ successors AS (
     FROM {previous_graph.sql} AS g
     JOIN lost AS l ON l.leader_key_type = g.leader_key_type AND l.leader_id = g.leader_id
     JOIN {keys} AS k ON k.key_type = g.follower_key_type
-    WHERE NOT {gone_member}
+    WHERE NOT EXISTS (SELECT 1 FROM gone AS x WHERE x.key_type = g.follower_key_type AND x.value = g.follower_id)
   ) AS m WHERE rn = 1
 )
 SELECT t.leader_key_type, t.leader_id,
