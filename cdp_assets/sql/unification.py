@@ -374,10 +374,16 @@ FROM {plan.ref('key_values').sql} AS kv
 """
 
 
-def changed_values_sql(new_values: TableRef, removed: TableRef) -> str:
+def changed_values_sql(new_values: TableRef, removed: TableRef, previous_graph: TableRef) -> str:
     """An incremental run's changed values: those of the new rows and those whose previous rows
-    went (``removed_key_values_sql``). No other value's rows, hence statistics, change."""
-    return f"SELECT key_type, value FROM {new_values.sql} UNION SELECT key_type, value FROM {removed.sql}"
+    went (``removed_key_values_sql``). No other value's rows, hence statistics, change. Each with
+    the leader of its previous component in ``previous_graph`` (``leader_key_type``,
+    ``leader_id``; NULL for a value new to the graph): the components the run touches."""
+    return f"""
+SELECT c.key_type, c.value, g.leader_key_type, g.leader_id
+FROM (SELECT key_type, value FROM {new_values.sql} UNION SELECT key_type, value FROM {removed.sql}) AS c
+LEFT JOIN {previous_graph.sql} AS g ON g.follower_key_type = c.key_type AND g.follower_id = c.value
+"""
 
 
 def value_stats_changes_sql(
@@ -465,71 +471,90 @@ def _row_nodes_sql(
     return f"SELECT {rmin} AS rmin, {picks}{extra} FROM {source} AS s\n{joins}"
 
 
-def touched_components_sql(previous_graph: TableRef, changed: TableRef) -> str:
+def touched_components_sql(plan: IdPlan, previous_graph: TableRef, changed: TableRef, changed_stats: TableRef) -> str:
     """The previous components (by leader) holding a changed value (a value of a new row, or one
-    whose previous rows went): only they, with the new values, take part in an incremental run's
-    rounds; every other component stays as it was."""
+    whose previous rows went), each with its representative in an incremental run's rounds
+    (``rep_key_type``, ``rep_id``): its smallest remaining member by (merge priority, value). That
+    is its leader, unless the leader's rows all went: then the smallest member left, found from
+    that component's graph rows only (NULL when none is left). A value whose rows all went leaves
+    the graph and its component stays together, so the component takes part in the rounds as this
+    one node; every other component stays as it was."""
+    keys = plan.ref("keys").sql
     return f"""
-SELECT DISTINCT g.leader_key_type, g.leader_id
-FROM {previous_graph.sql} AS g
-JOIN {changed.sql} AS c ON c.key_type = g.follower_key_type AND c.value = g.follower_id
+WITH touched AS (
+  SELECT DISTINCT c.leader_key_type, c.leader_id FROM {changed.sql} AS c WHERE c.leader_id IS NOT NULL
+),
+gone AS (
+  SELECT c.key_type, c.value FROM {changed.sql} AS c
+  WHERE NOT EXISTS (SELECT 1 FROM {changed_stats.sql} AS s WHERE s.key_type = c.key_type AND s.value = c.value)
+),
+lost AS (
+  SELECT t.leader_key_type, t.leader_id FROM touched AS t
+  WHERE EXISTS (SELECT 1 FROM gone AS x WHERE x.key_type = t.leader_key_type AND x.value = t.leader_id)
+),
+successors AS (
+  SELECT leader_key_type, leader_id, follower_key_type, follower_id FROM (
+    SELECT g.leader_key_type, g.leader_id, g.follower_key_type, g.follower_id,
+           ROW_NUMBER() OVER (PARTITION BY g.leader_key_type, g.leader_id
+                              ORDER BY k.merge_priority, g.follower_id) AS rn
+    FROM {previous_graph.sql} AS g
+    JOIN lost AS l ON l.leader_key_type = g.leader_key_type AND l.leader_id = g.leader_id
+    JOIN {keys} AS k ON k.key_type = g.follower_key_type
+    WHERE NOT EXISTS (SELECT 1 FROM gone AS x WHERE x.key_type = g.follower_key_type AND x.value = g.follower_id)
+  ) AS m WHERE rn = 1
+)
+SELECT t.leader_key_type, t.leader_id,
+       CASE WHEN l.leader_id IS NULL THEN t.leader_key_type ELSE s.follower_key_type END AS rep_key_type,
+       CASE WHEN l.leader_id IS NULL THEN t.leader_id ELSE s.follower_id END AS rep_id
+FROM touched AS t
+LEFT JOIN lost AS l ON l.leader_key_type = t.leader_key_type AND l.leader_id = t.leader_id
+LEFT JOIN successors AS s ON s.leader_key_type = t.leader_key_type AND s.leader_id = t.leader_id
 """
 
 
-def _touched_previous_rows_sql(previous_graph: TableRef, touched: TableRef, touched_only: bool = True) -> str:
-    """Rows of the previous graph in touched components (or, ``touched_only`` False, in the others)."""
-    exists = (
-        f"EXISTS (SELECT 1 FROM {touched.sql} AS tc "
-        f"WHERE tc.leader_key_type = g.leader_key_type AND tc.leader_id = g.leader_id)"
-    )
-    return f"SELECT g.* FROM {previous_graph.sql} AS g WHERE {'' if touched_only else 'NOT '}{exists}"
-
-
-def incremental_nodes_sql(plan: IdPlan, previous_graph: TableRef, changed: TableRef, touched: TableRef) -> str:
-    """The nodes an incremental run re-solves, numbered among themselves by (key priority, value),
-    with their statistics from ``{id}_value_stats`` (already updated): the changed values, and
-    every value of a touched previous component, that have rows under their cap (a value whose
-    rows all went has none). A component's smallest node is its leader whatever the other
-    components' values: node numbers are internal, the graph and the ids hold values."""
+def incremental_nodes_sql(plan: IdPlan, changed: TableRef, changed_stats: TableRef, touched: TableRef) -> str:
+    """The nodes of an incremental run's rounds: the contracted graph. One node per touched
+    component (its representative, ``touched_components_sql``) and the changed values that have
+    rows under their cap, each with its previous component's leader (NULL for a value new to the
+    graph), numbered among themselves by (key priority, value). The smallest node of a merged set
+    of representatives and values is the smallest value of the merged component, its leader:
+    node numbers are internal to a run, the graph and the ids hold values. Built from the run's
+    small tables alone (no read of the graph or of the value statistics)."""
     keys = plan.ref("keys").sql
     return _with_labels(f"""
-SELECT ROW_NUMBER() OVER (ORDER BY k.merge_priority, s.value) AS node, s.key_type, s.value,
-       s.first_seen_at, s.last_seen_at, s.source_table_ids
+SELECT ROW_NUMBER() OVER (ORDER BY k.merge_priority, t.value) AS node, t.key_type, t.value,
+       t.leader_key_type, t.leader_id
 FROM (
-  SELECT c.key_type, c.value FROM {changed.sql} AS c
-  UNION ALL
-  SELECT g.follower_key_type AS key_type, g.follower_id AS value
-  FROM ({_touched_previous_rows_sql(previous_graph, touched)}) AS g
-  WHERE NOT EXISTS (SELECT 1 FROM {changed.sql} AS c WHERE c.key_type = g.follower_key_type AND c.value = g.follower_id)
+  SELECT tc.rep_key_type AS key_type, tc.rep_id AS value, tc.leader_key_type, tc.leader_id
+  FROM {touched.sql} AS tc WHERE tc.rep_id IS NOT NULL
+  UNION
+  SELECT c.key_type, c.value, c.leader_key_type, c.leader_id
+  FROM {changed.sql} AS c
+  JOIN {changed_stats.sql} AS s ON s.key_type = c.key_type AND s.value = c.value
+  JOIN {keys} AS ck ON ck.key_type = c.key_type
+  WHERE ck.max_rows_per_value IS NULL OR s.row_count <= ck.max_rows_per_value
 ) AS t
-JOIN {plan.ref('value_stats').sql} AS s ON s.key_type = t.key_type AND s.value = t.value
-JOIN {keys} AS k ON k.key_type = s.key_type
-WHERE k.max_rows_per_value IS NULL OR s.row_count <= k.max_rows_per_value
+JOIN {keys} AS k ON k.key_type = t.key_type
 """)
 
 
-def edges_sql(
-    plan: IdPlan, since: TableRef | None = None, previous_graph: TableRef | None = None, touched: TableRef | None = None
-) -> str:
+def edges_sql(plan: IdPlan, since: TableRef | None = None, contracted: bool = False) -> str:
     """Link each key value of a row to the row's smallest node (a star per row), as (a > b).
 
-    In an incremental run only new rows make stars, and the previous graph adds one star per
-    previous component they touch (``touched``: follower -> leader): components of (touched
-    components + new rows) are the components of all rows that changed, so the loop starts
-    where the last run ended and works only on what the new rows reach.
+    In an incremental run (``contracted``) only new rows make stars, and each touched previous
+    component one more around its representative (the changed values in it -> the smallest of
+    its nodes, which is the representative): the nodes carry their previous component
+    (``incremental_nodes_sql``). The components of (touched components + new rows) are the
+    components of all rows that changed, so the loop starts where the last run ended and works
+    only on what the new rows reach, each previous component contracted to one node.
     """
     parts: list[str] = []
     ctes: list[str] = []
-    if previous_graph is not None:
-        # One star per touched previous component, around its smallest node still present: a
-        # value whose rows all went leaves the graph, its component stays together.
+    if contracted:
         nodes = plan.nodes.sql
-        rows = previous_graph.sql if touched is None else f"({_touched_previous_rows_sql(previous_graph, touched)})"
         parts.append(
-            f"SELECT a, b FROM (SELECT fn.node AS a, MIN(fn.node) OVER (PARTITION BY g.leader_key_type, g.leader_id) "
-            f"AS b FROM {rows} AS g "
-            f"JOIN {nodes} AS fn ON fn.key_type = g.follower_key_type AND fn.value = g.follower_id) AS st "
-            f"WHERE a <> b"
+            "SELECT a, b FROM (SELECT n.node AS a, MIN(n.node) OVER (PARTITION BY n.leader_key_type, n.leader_id) "
+            f"AS b FROM {nodes} AS n WHERE n.leader_id IS NOT NULL) AS st WHERE a <> b"
         )
     for t in plan.tables:
         cols = plan.linking_columns(t)
@@ -637,15 +662,45 @@ def removed_key_values_sql(plan: IdPlan, previous: TableRef, since: TableRef) ->
     return f"SELECT DISTINCT p.key_type, p.value FROM {previous.sql} AS p{where}"
 
 
-def lookup_affected_sql(plan: IdPlan, removed: TableRef) -> str:
-    """The key values whose lookup row an incremental run may change (``id_key_type``, ``id``):
-    every node of the re-solved components (the touched ones and the new values: the run's
-    nodes), and the values whose previous rows went (``removed_key_values_sql``). Every other
-    value keeps its component, hence its leader and id, and its rows, hence its statistics."""
+def affected_values_sql(
+    plan: IdPlan, previous_graph: TableRef, changed: TableRef, touched: TableRef, labels: TableRef
+) -> str:
+    """The key values whose graph row or lookup row an incremental run may change, each with its
+    leader before the run (``previous_leader_key_type``, ``previous_leader_id``, from
+    ``previous_graph``) and after it (``leader_key_type``, ``leader_id``; NULL: not in the graph):
+
+    - every member of a touched component whose leader moved (the label of its representative
+      is another value: it merged under a smaller one, or its leader's rows went), read from that
+      component's rows of ``previous_graph``;
+    - every changed value (``changed``: its rows, hence its statistics, changed; a value new to
+      the graph; a value whose rows all went), with its label's value, NULL when it is no node.
+
+    No other value changes its leader (its component kept its leader and no new row reaches it
+    but through a changed value) or its statistics (its rows are the same): its graph and lookup
+    rows stay as they are."""
+    nodes = plan.nodes.sql
     return f"""
-SELECT n.key_type AS id_key_type, n.value AS id FROM {plan.nodes.sql} AS n
-UNION
-SELECT r.key_type AS id_key_type, r.value AS id FROM {removed.sql} AS r
+WITH moved AS (
+  SELECT tc.leader_key_type, tc.leader_id, ln.key_type AS new_key_type, ln.value AS new_id
+  FROM {touched.sql} AS tc
+  JOIN {nodes} AS rn ON rn.key_type = tc.rep_key_type AND rn.value = tc.rep_id
+  JOIN {labels.sql} AS p ON p.node = rn.node
+  JOIN {nodes} AS ln ON ln.node = p.label
+  WHERE NOT (ln.key_type = tc.leader_key_type AND ln.value = tc.leader_id)
+)
+SELECT g.follower_key_type AS id_key_type, g.follower_id AS id,
+       g.leader_key_type AS previous_leader_key_type, g.leader_id AS previous_leader_id,
+       m.new_key_type AS leader_key_type, m.new_id AS leader_id
+FROM {previous_graph.sql} AS g
+JOIN moved AS m ON m.leader_key_type = g.leader_key_type AND m.leader_id = g.leader_id
+WHERE NOT EXISTS (SELECT 1 FROM {changed.sql} AS c WHERE c.key_type = g.follower_key_type AND c.value = g.follower_id)
+UNION ALL
+SELECT c.key_type AS id_key_type, c.value AS id, c.leader_key_type AS previous_leader_key_type,
+       c.leader_id AS previous_leader_id, ln.key_type AS leader_key_type, ln.value AS leader_id
+FROM {changed.sql} AS c
+LEFT JOIN {nodes} AS n ON n.key_type = c.key_type AND n.value = c.value
+LEFT JOIN {labels.sql} AS p ON p.node = n.node
+LEFT JOIN {nodes} AS ln ON ln.node = p.label
 """
 
 
@@ -774,35 +829,56 @@ JOIN {nodes} AS ln ON ln.node = p.label
 """
 
 
-def graph_changes_sql(
-    plan: IdPlan, published: TableRef, labels: TableRef, touched: TableRef, in_place: bool
-) -> list[str]:
-    """An incremental run's graph: the touched components' previous rows replaced by the
-    re-solved ones (every node of the run: the touched components' and the new values'); the
-    other components' rows stay as they are. In place (``in_place``: DELETE and INSERT, for an
-    engine that runs them in one transaction), else one SELECT of the whole graph to rebuild
-    and swap in."""
-    solved = graph_sql(plan, labels)
+def _leader_moves(row: str = "a") -> str:
+    """An affected value's leader after the run differs from its previous one (either may be
+    NULL: a value new to the graph, a value that left it)."""
+    return (
+        f"({row}.leader_key_type IS DISTINCT FROM {row}.previous_leader_key_type "
+        f"OR {row}.leader_id IS DISTINCT FROM {row}.previous_leader_id)"
+    )
+
+
+def graph_changes_sql(published: TableRef, affected: TableRef, in_place: bool) -> list[str]:
+    """An incremental run's graph: the rows of the affected values whose leader moved
+    (``affected_values_sql``) replaced, those of values that left the graph deleted, those of
+    values new to it inserted; every other row stays as it is. In place (``in_place``: DELETE and
+    INSERT, for an engine that runs them in one transaction), else one SELECT of the whole graph
+    to rebuild and swap in."""
+    moved = (
+        f"SELECT a.id_key_type, a.id, a.leader_key_type, a.leader_id FROM {affected.sql} AS a WHERE {_leader_moves()}"
+    )
+    match = f"EXISTS (SELECT 1 FROM ({moved}) AS m WHERE m.id_key_type = g.follower_key_type AND m.id = g.follower_id)"
+    new_rows = (
+        "SELECT n.id_key_type AS follower_key_type, n.id AS follower_id, n.leader_key_type, n.leader_id "
+        f"FROM ({moved}) AS n WHERE n.leader_id IS NOT NULL"
+    )
     if in_place:
         cols = ", ".join(GRAPH_COLUMNS)
         return [
-            f"DELETE FROM {published.sql} AS g WHERE EXISTS (SELECT 1 FROM {touched.sql} AS tc "
-            "WHERE tc.leader_key_type = g.leader_key_type AND tc.leader_id = g.leader_id)",
-            f"INSERT INTO {published.sql} ({cols}) SELECT {cols} FROM ({solved}) AS s",
+            f"DELETE FROM {published.sql} AS g WHERE {match}",
+            f"INSERT INTO {published.sql} ({cols}) SELECT {cols} FROM ({new_rows}) AS s",
         ]
-    kept = _touched_previous_rows_sql(published, touched, touched_only=False)
-    return [f"{kept}\nUNION ALL\n{solved}"]
+    return [f"SELECT g.* FROM {published.sql} AS g WHERE NOT {match}\nUNION ALL\n{new_rows}"]
 
 
-def lookup_sql(plan: IdPlan, labels: TableRef | None = None, previous: TableRef | None = None) -> str:
+def lookup_sql(
+    plan: IdPlan,
+    labels: TableRef | None = None,
+    previous: TableRef | None = None,
+    affected: TableRef | None = None,
+    graph: str | None = None,
+) -> str:
     """Key value -> id. A canonical id is a function of the component's leader. A persistent id
     is the previously published id of the component's earliest-seen value when there is one
     (``previous`` is the lookup being replaced), else a function of its earliest-seen value.
 
-    ``labels``: the rows of the nodes the rounds solved, from their labels and the run's nodes
-    (which carry their statistics): the whole lookup in a full run, the re-solved components'
-    rows in an incremental one. Without: every row, from ``{id}_graph`` and ``{id}_value_stats``
-    (a persistent id's lookup in an incremental run, rebuilt whole)."""
+    ``labels``: every row, from the labels the rounds solved and the nodes (which carry their
+    statistics): a full run. ``affected``: a canonical id's rows of the affected values of an
+    incremental run alone (``affected_values_sql``: each with its leader after the run), with
+    their statistics from ``{id}_value_stats``. Without either: every row, from ``{id}_graph``
+    and ``{id}_value_stats`` (a persistent id's lookup in an incremental run, rebuilt whole);
+    ``graph``: the graph read then (SQL of a table or of a parenthesised SELECT; default
+    ``{id}_graph``), an incremental run's graph as it publishes it (``graph_changes_sql``)."""
     keys = plan.ref("keys").sql
     cid = quote(plan.name)
     if labels is not None:
@@ -813,10 +889,18 @@ def lookup_sql(plan: IdPlan, labels: TableRef | None = None, previous: TableRef 
   JOIN {nodes} AS n ON n.node = p.node
   JOIN {nodes} AS ln ON ln.node = p.label"""
         component = "component"
+    elif affected is not None:
+        assert not plan.persistent, "a persistent id's lookup is rebuilt whole (its ids follow whole components)"
+        rows = f"""SELECT a.id_key_type AS follower_key_type, a.id AS follower_id, a.leader_key_type, a.leader_id,
+         s.first_seen_at, s.last_seen_at, s.source_table_ids
+  FROM {affected.sql} AS a
+  JOIN {plan.ref('value_stats').sql} AS s ON s.key_type = a.id_key_type AND s.value = a.id
+  WHERE a.leader_id IS NOT NULL"""
+        component = "leader_key_type, leader_id"
     else:
         rows = f"""SELECT g.follower_key_type, g.follower_id, g.leader_key_type, g.leader_id,
          s.first_seen_at, s.last_seen_at, s.source_table_ids
-  FROM {plan.ref('graph').sql} AS g
+  FROM {graph or plan.ref('graph').sql} AS g
   JOIN {plan.ref('value_stats').sql} AS s ON s.key_type = g.follower_key_type AND s.value = g.follower_id"""
         component = "leader_key_type, leader_id"
     ctes = [f"g AS (\n  {rows}\n)"]

@@ -74,9 +74,10 @@ def removed_key_values_ref(plan: u.IdPlan) -> TableRef:
     return plan.ref("removed_key_values")
 
 
-def lookup_affected_ref(plan: u.IdPlan) -> TableRef:
-    """An incremental run's key values whose lookup row it builds again."""
-    return plan.ref("lookup_affected")
+def affected_values_ref(plan: u.IdPlan) -> TableRef:
+    """An incremental run's key values whose graph or lookup row it may change, each with its
+    leader before and after the run."""
+    return plan.ref("affected_values")
 
 
 def _at(plan: u.IdPlan, t: Tables) -> u.IdPlan:
@@ -101,9 +102,9 @@ class IncrementalInputs(NamedTuple):
     """The same inputs from the rows after the last run's watermarks and the previous run's
     state (its graph and value statistics). The runner falls back to ``FullInputs`` when the set
     of excluded values changed (``excluded_changed`` says so). Only the changed values' statistics
-    are computed again; only the previous components holding a changed value, and the new values,
-    take part in the rounds (``nodes``, numbered among themselves); the others keep their graph
-    rows."""
+    are computed again; the rounds work on the contracted graph (``nodes``, numbered among
+    themselves): one node per previous component holding a changed value (its representative),
+    and the changed values; the other components keep their graph rows."""
 
     new_key_values: Step
     removed_key_values: Step
@@ -150,7 +151,13 @@ def incremental_inputs(plan: u.IdPlan) -> IncrementalInputs:
             lambda t: u.merged_key_values_sql(plan, published, t(new_values), since),
             published,
         ),
-        Step(f"{n}_changed_values", SCRATCH, lambda t: u.changed_values_sql(t(new_values), t(removed)), changed),
+        # Read before the graph is replaced: each changed value's previous component.
+        Step(
+            f"{n}_changed_values",
+            SCRATCH,
+            lambda t: u.changed_values_sql(t(new_values), t(removed), graph),
+            changed,
+        ),
         Step(f"{n}_changed_stats", SCRATCH, lambda t: u.value_stats_sql(plan, t(changed)), changed_stats),
         Step(
             f"{n}_excluded_changed",
@@ -168,21 +175,21 @@ def incremental_inputs(plan: u.IdPlan) -> IncrementalInputs:
         Step(
             f"{n}_touched_components",
             SCRATCH,
-            lambda t: u.touched_components_sql(graph, t(changed)),
+            lambda t: u.touched_components_sql(plan, graph, t(changed), t(changed_stats)),
             touched,
             counted=True,
         ),
         Step(
             f"{n}_nodes",
             SCRATCH,
-            lambda t: u.incremental_nodes_sql(plan, graph, t(changed), t(touched)),
+            lambda t: u.incremental_nodes_sql(plan, t(changed), t(changed_stats), t(touched)),
             plan.ref("nodes"),
             counted=True,
         ),
         Step(
             f"{n}_edges",
             SCRATCH,
-            lambda t: u.edges_sql(_at(plan, t), since=since, previous_graph=graph, touched=t(touched)),
+            lambda t: u.edges_sql(_at(plan, t), since=since, contracted=True),
             plan.ref("edges"),
         ),
     )
@@ -243,24 +250,34 @@ class IdSteps:
     labels: Step
     round: RoundSteps
     do_not_merge: tuple[Step, ...]  # links, groups, conflicts, resolve (empty without the key)
+    # An incremental run: the key values whose graph or lookup rows it may change, with their
+    # leaders before and after (the graph's changes; a canonical id's lookup rows).
+    affected_values: Step | None
     graph: Step
-    # An incremental run of a canonical id: the key values whose lookup rows it builds again
-    # (``lookup`` then renders those rows alone; cdp_assets/incremental.py applies them).
-    lookup_affected: Step | None
     lookup: Step  # the whole lookup (a first run, a fallback; what render-sql prints)
     watermarks: Step
-    # With ``lookup_affected``: the lookup rows of those key values alone, which replace theirs.
+    # An incremental run of a canonical id: the lookup rows of the affected values alone, which
+    # replace theirs (cdp_assets/incremental.py applies them), published before the graph.
     lookup_rows: Callable[[Tables], str] | None = None
 
+    @property
+    def lookup_first(self) -> bool:
+        """The lookup is published before the graph: a canonical id's incremental run, whose
+        affected values are found against the graph before it is replaced. A run killed between
+        the two then finds the same affected values again (the graph still the previous one);
+        the other order would leave the moved values' lookup rows stale, as the next run finds
+        their leaders already moved in the graph."""
+        return self.lookup_rows is not None
+
     def items(self) -> list[Step | Repeat]:
+        published = [self.lookup, self.graph] if self.lookup_first else [self.graph, self.lookup]
         return [
             *self.inputs,
             self.labels,
             self.round.as_repeat(self.plan),
             *self.do_not_merge,
-            self.graph,
-            *((self.lookup_affected,) if self.lookup_affected else ()),
-            self.lookup,
+            *((self.affected_values,) if self.affected_values else ()),
+            *published,
             self.watermarks,
         ]
 
@@ -281,25 +298,22 @@ def id_steps(
         )
     previous = plan.ref("lookup") if plan.persistent and previous_lookup else None
     graph = plan.ref("graph")
-    lookup_affected, only = None, None
-    if incremental and not plan.persistent:
-        # A canonical id's lookup rows change only for the values of re-solved components and
-        # the values whose rows went: the others keep their leader and their statistics.
-        only = lookup_affected_ref(plan)
-        lookup_affected = Step(
-            f"{n}_lookup_affected",
-            SCRATCH,
-            lambda t: u.lookup_affected_sql(_at(plan, t), t(removed_key_values_ref(plan))),
-            only,
-        )
+    affected_values, affected = None, affected_values_ref(plan)
     if incremental:
-        # The rounds re-solve the touched components only (the run's nodes); the graph keeps the
-        # others' rows. Printed as the graph it publishes; applied in place where the engine
-        # deletes and inserts in one transaction (the runner).
-        touched = touched_components_ref(plan)
+        # The rounds solve the contracted graph; the graph keeps every row but those of the
+        # values whose leader moves. Printed as the graph it publishes; applied in place where
+        # the engine deletes and inserts in one transaction (the runner).
+        affected_values = Step(
+            f"{n}_affected_values",
+            SCRATCH,
+            lambda t: u.affected_values_sql(
+                _at(plan, t), graph, t(changed_values_ref(plan)), t(touched_components_ref(plan)), t(labels)
+            ),
+            affected,
+        )
 
         def graph_rows(t: Tables) -> str:
-            return u.graph_changes_sql(_at(plan, t), graph, t(labels), t(touched), in_place=False)[0]
+            return u.graph_changes_sql(graph, t(affected), in_place=False)[0]
     else:
 
         def graph_rows(t: Tables) -> str:
@@ -307,8 +321,11 @@ def id_steps(
 
     def whole_lookup(t: Tables) -> str:
         # From the solved labels and the nodes when they cover every node (a full run), else
-        # from the graph and the value statistics.
-        return u.lookup_sql(_at(plan, t), None if incremental else t(labels), previous)
+        # from the graph as this run publishes it, whichever is published first, and the value
+        # statistics.
+        if not incremental:
+            return u.lookup_sql(_at(plan, t), t(labels), previous)
+        return u.lookup_sql(_at(plan, t), previous=previous, graph=f"({graph_rows(t)})")
 
     return IdSteps(
         plan=plan,
@@ -318,11 +335,16 @@ def id_steps(
         labels=Step.alias(f"{n}_labels", labels, plan.ref("nodes"), counted=True),
         round=round_steps(plan, keep_loop_tables),
         do_not_merge=dnm,
+        affected_values=affected_values,
         graph=Step(f"{n}_graph", PUBLISH, graph_rows, graph),
-        lookup_affected=lookup_affected,
         lookup=Step(f"{n}_lookup", PUBLISH, whole_lookup, plan.ref("lookup")),
-        # The re-solved components' rows: exactly the affected key values that still have a row.
-        lookup_rows=None if only is None else (lambda t: u.lookup_sql(_at(plan, t), t(labels))),
+        # A canonical id's lookup rows change only for the affected values: the others keep their
+        # leader and their statistics. Exactly the affected values still in the graph have a row.
+        lookup_rows=(
+            (lambda t: u.lookup_sql(_at(plan, t), affected=t(affected)))
+            if incremental and not plan.persistent
+            else None
+        ),
         watermarks=Step(f"{n}_watermarks", PUBLISH, lambda t: u.watermarks_table_sql(plan), plan.ref("watermarks")),
     )
 

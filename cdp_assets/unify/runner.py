@@ -48,7 +48,9 @@ class LoopResult:
     converged: bool = False
     cap: int = 0
     nodes: int = 0
-    nodes_in_rounds: int = 0  # nodes the rounds work on: all in a full run, the touched ones in an incremental run
+    # Nodes the rounds work on: all in a full run; in an incremental run the contracted graph's
+    # (one per touched component, plus the changed values with rows under their cap).
+    nodes_in_rounds: int = 0
     touched_components: int = 0  # previous components the new rows of an incremental run touch
     edges: int = 0
     mode: str = "full"  # full | incremental
@@ -245,39 +247,42 @@ def _run_loop(
             runner.run(groups)
             result.dnm_conflicts = runner.run(conflicts)
             runner.run(resolve)
-        if result.mode == "incremental":
-            # The graph holds one row per node: the nodes of the whole graph, where the rounds
-            # worked on the touched ones (the run's nodes).
-            # The touched components' rows replaced by the re-solved ones.
-            at = replace(plan, nodes_ref=runner.tables(plan.ref("nodes")))
-            result.tables["graph"] = result.nodes = runner.publish_changes(
-                steps.graph,
-                lambda: u.graph_changes_sql(
-                    at,
-                    plan.ref("graph"),
-                    runner.tables(plan.ref("labels")),
-                    runner.tables(up.touched_components_ref(plan)),
-                    in_place=True,
-                ),
-            )
-        else:
-            result.tables["graph"] = runner.run(steps.graph)
         affected = None
-        if result.mode == "incremental" and steps.lookup_affected is not None and steps.lookup_rows is not None:
-            runner.run(steps.lookup_affected)
-            affected = (runner.tables(steps.lookup_affected.output), steps.lookup_rows(runner.tables))
-        with wh.step(steps.lookup.name):
-            # Published with a log of the key values whose id changed, which the enrichment reads;
-            # an incremental run builds and replaces the rows of the affected key values only.
-            result.lookup_build = publish_lookup(
-                wh,
-                plan.ref("lookup"),
-                steps.lookup.build(runner.tables),
-                plan.name,
-                full_refresh=full_refresh,
-                affected=affected,
-            )
-        result.tables["lookup"] = result.lookup_build.rows
+        if result.mode == "incremental":
+            assert steps.affected_values is not None
+            runner.run(steps.affected_values)
+            affected = runner.tables(steps.affected_values.output)
+
+        def publish_graph() -> None:
+            if result.mode == "incremental":
+                # Only the rows of the values whose leader moved are replaced (in place where the
+                # engine deletes and inserts in one transaction); the graph holds one row per node
+                # of the whole graph.
+                result.tables["graph"] = result.nodes = runner.publish_changes(
+                    steps.graph, lambda: u.graph_changes_sql(plan.ref("graph"), affected, in_place=True)
+                )
+            else:
+                result.tables["graph"] = runner.run(steps.graph)
+
+        def publish() -> None:
+            with wh.step(steps.lookup.name):
+                # Published with a log of the key values whose id changed, which the enrichment
+                # reads; an incremental run of a canonical id builds and replaces the rows of the
+                # affected key values only.
+                result.lookup_build = publish_lookup(
+                    wh,
+                    plan.ref("lookup"),
+                    steps.lookup.build(runner.tables),
+                    plan.name,
+                    full_refresh=full_refresh,
+                    affected=None if steps.lookup_rows is None else (affected, steps.lookup_rows(runner.tables)),
+                )
+            result.tables["lookup"] = result.lookup_build.rows
+
+        # A canonical id's incremental lookup first: its affected values were found against the
+        # graph being replaced (``IdSteps.lookup_first``).
+        for publish_step in (publish, publish_graph) if steps.lookup_first else (publish_graph, publish):
+            publish_step()
         # Written by the query that finds them, with the fingerprint from ``{cid}_tables``.
         runner.run(steps.watermarks)
         return result

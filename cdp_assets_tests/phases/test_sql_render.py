@@ -77,11 +77,11 @@ def build_all_sql() -> dict[str, str]:
                 f"nodes:{n}": u.nodes_sql(plan, plan.ref("value_stats")),
                 f"dnm_links:{n}": u.dnm_links_sql(plan),
                 f"incremental_key_values:{n}": u.key_values_sql(plan, since=plan.ref("watermarks")),
-                f"incremental_edges:{n}": u.edges_sql(
-                    plan, since=plan.ref("watermarks"), previous_graph=plan.ref("graph")
-                ),
+                f"incremental_edges:{n}": u.edges_sql(plan, since=plan.ref("watermarks"), contracted=True),
                 # An incremental run's state updates (the rebuild form: engines without DELETE).
-                f"changed_values:{n}": u.changed_values_sql(plan.ref("new_key_values"), plan.ref("removed")),
+                f"changed_values:{n}": u.changed_values_sql(
+                    plan.ref("new_key_values"), plan.ref("removed"), plan.ref("graph")
+                ),
                 f"changed_stats:{n}": u.value_stats_sql(plan, changed=plan.ref("changed_values")),
                 f"excluded_changes:{n}": u.excluded_changes_sql(
                     plan, plan.ref("excluded_values"), plan.ref("changed_values"), plan.ref("changed_stats")
@@ -89,16 +89,17 @@ def build_all_sql() -> dict[str, str]:
                 f"value_stats_rebuild:{n}": u.value_stats_changes_sql(
                     plan.ref("value_stats"), plan.ref("changed_values"), plan.ref("changed_stats"), in_place=False
                 )[0],
-                f"touched_components:{n}": u.touched_components_sql(plan.ref("graph"), plan.ref("changed_values")),
+                f"touched_components:{n}": u.touched_components_sql(
+                    plan, plan.ref("graph"), plan.ref("changed_values"), plan.ref("changed_stats")
+                ),
                 f"incremental_nodes:{n}": u.incremental_nodes_sql(
-                    plan, plan.ref("graph"), plan.ref("changed_values"), plan.ref("touched")
+                    plan, plan.ref("changed_values"), plan.ref("changed_stats"), plan.ref("touched")
                 ),
-                f"touched_edges:{n}": u.edges_sql(
-                    plan, since=plan.ref("watermarks"), previous_graph=plan.ref("graph"), touched=plan.ref("touched")
+                f"affected_values:{n}": u.affected_values_sql(
+                    plan, plan.ref("graph"), plan.ref("changed_values"), plan.ref("touched"), labels
                 ),
-                f"graph_rebuild:{n}": u.graph_changes_sql(
-                    plan, plan.ref("graph"), labels, plan.ref("touched"), in_place=False
-                )[0],
+                f"graph_rebuild:{n}": u.graph_changes_sql(plan.ref("graph"), plan.ref("affected"), in_place=False)[0],
+                f"affected_lookup:{n}": u.lookup_sql(plan, affected=plan.ref("affected")),
                 f"solved_lookup:{n}": u.lookup_sql(plan, labels=labels),
                 f"solved_persistent_lookup:{n}": u.lookup_sql(
                     replace(plan, persistent=True), labels=labels, previous=plan.ref("lookup")

@@ -55,9 +55,10 @@ NAMED_KILLS = [
     "step:unify_loop:8",  # the key values' DELETE done in place, their INSERT not yet (one transaction)
     "step:unify_loop:16",  # the changed values' statistics deleted in place, their INSERT not yet (one transaction)
     "step:unify_loop:26",  # in the middle of the loop's iterations (the second round's hooks)
-    "step:unify_loop:33",  # the touched components' graph rows deleted, the re-solved ones not yet (one transaction)
-    "step:unify_loop:43",  # the lookup's affected rows deleted, the new ones not yet inserted (one transaction)
-    "step:unify_loop:49",  # graph, lookup and its state published, the watermarks not yet (nightly run)
+    "step:unify_loop:38",  # the lookup's affected rows deleted, the new ones not yet inserted (one transaction)
+    "step:unify_loop:44",  # the lookup and its state published, the graph not yet (its changes found before both)
+    "step:unify_loop:46",  # the moved values' graph rows deleted, their new rows not yet (one transaction)
+    "step:unify_loop:49",  # lookup, its state and graph published, the watermarks not yet (nightly run)
     "step:enrich_table:2",  # the enriched table's incremental build: its first scratch table
     "step:enrich_table:8",  # its changed rows' DELETE done in place, their INSERT not yet (one transaction)
     "step:finish_unification:4",
