@@ -944,5 +944,7 @@ def keep_key_stats_counts(
                 per_id, inc.per_id_apply_statements(per_id, changes, touched, id_name, columns), count=False
             )
         finally:
-            scratch.drop()
+            # The counts' update is the step's last work on them: on DuckDB, within a run, they
+            # die with the step's session.
+            scratch.drop(step_ends=True)
         return BuildResult(0, "incremental", changed_keys=n_touched)
