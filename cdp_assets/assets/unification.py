@@ -251,11 +251,11 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
         unread = [a for a, r in by_alias.items() if r["build"].get("rows_read", 0) is None]
         # The enriched and the statistics tables described together, once all are built.
         stats_refs = [plan.ref(s) for plan in plans for s in STATS_OUTPUTS]
-        described = [*(enriched_ref(schema, a) for a in tables), *stats_refs]
-        coverage, profiles = measure_coverage(warehouse, loaded, plans, unread, describe=described)
+        refs, described = [*(enriched_ref(schema, a) for a in tables), *stats_refs], {}
+        coverage, profiles = measure_coverage(warehouse, loaded, plans, unread, describe=refs, described=described)
         for alias in unread:
             by_alias[alias]["build"]["rows_read"] = coverage[alias].input_rows
-        meta = table_metadata(warehouse, *described)
+        meta = {ref: {**table_name_metadata(ref), **column_schema(described[ref])} for ref in refs}
         for alias, ref in ((a, enriched_ref(schema, a)) for a in tables):
             r, c = by_alias[alias], coverage[alias]
             context.log.info(f"{ref.display}: coverage {c.coverage_pct}")

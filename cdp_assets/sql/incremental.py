@@ -283,7 +283,9 @@ CHANGES_KEPT = 8  # builds whose changes are kept: a consumer further behind bui
 
 
 # Tables that say when and how a table was built, not what it holds (tests comparing runs skip them).
-BOOKKEEPING_SUFFIXES = (STATE_SUFFIX, CHANGES_SUFFIX, "_cdp_per_id")
+# The key statistics' kept per-id counts (below): working state of the engines that keep them.
+PER_ID_SUFFIX = "_cdp_per_id"
+BOOKKEEPING_SUFFIXES = (STATE_SUFFIX, CHANGES_SUFFIX, PER_ID_SUFFIX)
 
 
 def changes_ref(target: TableRef) -> TableRef:
@@ -410,7 +412,7 @@ def touched_master_ids_sql(
 
 
 def per_id_ref(result_key_stats: TableRef) -> TableRef:
-    return result_key_stats.sibling(f"{result_key_stats.name}_cdp_per_id")
+    return result_key_stats.sibling(f"{result_key_stats.name}{PER_ID_SUFFIX}")
 
 
 CONFIG_MARKER = "config:"

@@ -457,19 +457,21 @@ def measure_coverage(
     plans: list[u.IdPlan],
     count_inputs: Collection[str] = (),
     describe: list[TableRef] | None = None,
+    described: dict[TableRef, list[tuple[str, str]] | None] | None = None,
 ) -> tuple[dict[str, Coverage], dict[str, IdProfile]]:
     """Per enriched table (by alias): its rows and how many got each id, and per id its largest
     canonical id and its ids by size (``IdProfile``), in one query for all. ``count_inputs``: the
     aliases whose staged table's rows are counted too (``Coverage.input_rows``: an enrichment that
-    did not count what it read). ``describe``: tables the caller describes next, described with
-    the measures (``describe_tables_and_fetch``: one query on DuckDB, the description kept for
-    the run)."""
+    did not count what it read). ``describe``: tables described with the measures
+    (``describe_tables_and_fetch``: one query on DuckDB), their descriptions put in ``described``."""
     unify = loaded.unification
     assert unify is not None
     step = up.coverage_step(plans, unify.schema, count_inputs)
     if describe:
         with wh.step(step.name):
-            _, measured = wh.describe_tables_and_fetch(describe, step.build(Tables()))
+            descriptions, measured = wh.describe_tables_and_fetch(describe, step.build(Tables()))
+        if described is not None:
+            described.update(descriptions)
         counts = measured.iloc[0]
     else:
         counts = StepRunner(wh).run(step).iloc[0]
