@@ -517,7 +517,8 @@ def build_key_stats(wh: WarehouseResource, plan: u.IdPlan, fingerprint: str = ""
         if not keeps_key_stats_counts(wh, plan):
             return KeyStats({"source_key_stats": runner.run(source), "result_key_stats": runner.run(result)})
         per_id = inc.per_id_ref(plan.ref("result_key_stats"))
-        with wh.step(result.name):
+        # In the order render-sql prints the two steps: the counts go with the first.
+        with wh.step(source.name):
             kept = keep_key_stats_counts(
                 wh,
                 per_id,
@@ -529,9 +530,9 @@ def build_key_stats(wh: WarehouseResource, plan: u.IdPlan, fingerprint: str = ""
                 fingerprint,
                 incremental=lambda: by_row_ids(wh, plan),
             )
-            rows_result = wh.build_table(result.output, u.result_key_stats_of_per_id_sql(plan, per_id.sql))
-        with wh.step(source.name):
             rows_source = wh.build_table(source.output, u.source_key_stats_of_per_id_sql(plan, per_id))
+        with wh.step(result.name):
+            rows_result = wh.build_table(result.output, u.result_key_stats_of_per_id_sql(plan, per_id.sql))
         return KeyStats({"source_key_stats": rows_source, "result_key_stats": rows_result}, kept)
 
 
