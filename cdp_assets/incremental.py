@@ -877,3 +877,74 @@ def build_master(
             scratch.drop()
         _write_state(wh, target, rows_state)
         return BuildResult(rows, mode, changed_keys=n_touched)
+
+
+def keep_key_stats_counts(
+    wh: WarehouseResource,
+    per_id: TableRef,
+    lookup: TableRef,
+    enriched: list[TableRef],
+    id_name: str,
+    render: Callable[[TableRef | None], str],
+    n_columns: int,
+    fingerprint: str,
+    incremental: Callable[[], bool] = lambda: True,
+) -> BuildResult:
+    """Keep ``per_id`` (``inc.per_id_ref``: the key statistics' per-(table, id) value counts,
+    ``render(None)``) equal to a count over the whole lookup, recounting only the ids touched
+    since it was counted: those whose key values moved in the lookup and those of the enriched
+    rows replaced (``touched_master_ids_sql``, as a master table). A value's tables change only
+    with a row of that table loaded, replaced or gone, whose enriched row's old and new ids are
+    logged; and every value of a row has the row's id (its values are one component), so the
+    ids whose counts change are all logged. ``render(ids)``: the counts of those ids alone.
+    ``incremental()`` False (an id whose rows' ids are not each value's: do-not-merge, ids merged
+    from other ids): always counted in full. Falls back to a full count, with the reason, when the
+    counts were taken with another config or a log does not reach back to the build they read."""
+    inputs = [lookup, *enriched]
+    states = [inc.state_ref(ref) for ref in inputs]
+    config = inc.CONFIG_MARKER + _fingerprint("key_stats", render(None), fingerprint)
+
+    def full(reason: str) -> BuildResult:
+        markers = inc.per_id_markers_sql(states, n_columns, with_config=True)
+        rows = wh.build_table(per_id, f"{render(None)}\nUNION ALL\n{markers}", [config])
+        return BuildResult(rows, "full", reason)
+
+    with wh.session():
+        # Known for the run where the enrichments described it ahead (none on a first run).
+        if wh.describe_tables([per_id])[per_id] is None:
+            return full(f"no previous counts ({per_id.display})")
+        if not incremental():
+            return full("an id resolved with do-not-merge or merged from other ids is counted in full")
+        described = _Described(wh, inputs, beside=lambda _: inc.per_id_markers_read_sql(per_id, len(inputs)))
+        kept = described.measured
+        if kept is None or kept["_cdp_stats_config"] != config:
+            return full("the unification config changed since the counts were taken")
+        reason, ranges = None, []
+        for rank, ref in enumerate(inputs):
+            consumed = kept[f"_cdp_stats_seq_{rank}"]
+            why, window = _read_range(None if pd.isna(consumed) else int(consumed), described.states[ref], ref.display)
+            reason = reason or why
+            ranges.append(window)
+        if reason is not None:
+            return full(reason)
+        logs = [(inc.changes_ref(ref), lo, hi) for ref, (lo, hi) in zip(inputs, ranges)]
+        if all(hi == lo for _, lo, hi in logs):
+            return BuildResult(0, "unchanged")
+        lookup_log = logs[0] if logs[0][2] > logs[0][1] else None
+        scratch = _Scratch(wh, per_id)
+        try:
+            touched = scratch.make(
+                inc.touched_master_ids_sql(lookup_log, [log for log in logs[1:] if log[2] > log[1]], id_name)
+            )
+            n_touched = wh.row_count(touched)
+            markers = inc.per_id_markers_sql(states, n_columns, with_config=False)
+            changes = scratch.make(f"{render(touched)}\nUNION ALL\n{markers}")
+            columns = ["from_table", "cid", *(f"n_{i}" for i in range(n_columns))]
+            wh.apply_changes(
+                per_id, inc.per_id_apply_statements(per_id, changes, touched, id_name, columns), count=False
+            )
+        finally:
+            # The counts' update is the step's last work on them: on DuckDB, within a run, they
+            # die with the step's session.
+            scratch.drop(step_ends=True)
+        return BuildResult(0, "incremental", changed_keys=n_touched)

@@ -54,6 +54,7 @@ from cdp_assets.unify.runner import (
     LoopResult,
     build_key_stats,
     build_master,
+    config_fingerprint,
     enrich_table,
     measure_coverage,
     recorded_iterations,
@@ -238,14 +239,23 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
         # largest canonical id (its check's measures), its ids by size (the report's profile) and
         # the staged rows an enrichment read
         # without counting them (its build's rows_read).
+        # The key statistics first: the coverage query then describes them with the enriched
+        # tables (one query on DuckDB: describe_tables_and_fetch).
+        stats = {plan.name: build_key_stats(warehouse, plan, config_fingerprint(plan, unify)) for plan in plans}
+        for name, built in stats.items():
+            if built.counts is not None:
+                c = built.counts
+                how = f"full ({c.reason})" if c.mode == "full" else f"{c.mode}, {c.changed_keys} id(s) counted again"
+                context.log.info(f"{name}: the key statistics' per-id counts: {how}")
+        stats_rows = {name: built.rows for name, built in stats.items()}
         unread = [a for a, r in by_alias.items() if r["build"].get("rows_read", 0) is None]
-        coverage, profiles = measure_coverage(warehouse, loaded, plans, unread)
-        for alias in unread:
-            by_alias[alias]["build"]["rows_read"] = coverage[alias].input_rows
-        stats_rows = {plan.name: build_key_stats(warehouse, plan) for plan in plans}
         # The enriched and the statistics tables described together, once all are built.
         stats_refs = [plan.ref(s) for plan in plans for s in STATS_OUTPUTS]
-        meta = table_metadata(warehouse, *(enriched_ref(schema, a) for a in tables), *stats_refs)
+        refs, described = [*(enriched_ref(schema, a) for a in tables), *stats_refs], {}
+        coverage, profiles = measure_coverage(warehouse, loaded, plans, unread, describe=refs, described=described)
+        for alias in unread:
+            by_alias[alias]["build"]["rows_read"] = coverage[alias].input_rows
+        meta = {ref: {**table_name_metadata(ref), **column_schema(described[ref])} for ref in refs}
         for alias, ref in ((a, enriched_ref(schema, a)) for a in tables):
             r, c = by_alias[alias], coverage[alias]
             context.log.info(f"{ref.display}: coverage {c.coverage_pct}")

@@ -283,7 +283,9 @@ CHANGES_KEPT = 8  # builds whose changes are kept: a consumer further behind bui
 
 
 # Tables that say when and how a table was built, not what it holds (tests comparing runs skip them).
-BOOKKEEPING_SUFFIXES = (STATE_SUFFIX, CHANGES_SUFFIX)
+# The key statistics' kept per-id counts (below): working state of the engines that keep them.
+PER_ID_SUFFIX = "_cdp_per_id"
+BOOKKEEPING_SUFFIXES = (STATE_SUFFIX, CHANGES_SUFFIX, PER_ID_SUFFIX)
 
 
 def changes_ref(target: TableRef) -> TableRef:
@@ -399,6 +401,59 @@ def touched_master_ids_sql(
         return f"SELECT CAST(NULL AS VARCHAR) AS {quote(cid)} WHERE 1 = 0"
     union = "\nUNION ALL\n".join(parts)
     return f"SELECT DISTINCT d.cid AS {quote(cid)} FROM (\n{union}\n) AS d WHERE d.cid IS NOT NULL"
+
+
+# ---------------------------------------------------------------------------- kept key statistics
+# ``{id}_result_key_stats_cdp_per_id``: the key statistics' per-(table, id) value counts
+# (``unification.key_stats_per_id_sql``), kept from run to run where the engine deletes and
+# inserts in one transaction, with marker rows (``from_table`` NULL) saying what they were counted
+# from: ``seq:<rank>`` (``n_0``: the build number of input ``rank``, the lookup then each enriched
+# table, read) and the config they were counted with. Data and markers change in one transaction.
+
+
+def per_id_ref(result_key_stats: TableRef) -> TableRef:
+    return result_key_stats.sibling(f"{result_key_stats.name}{PER_ID_SUFFIX}")
+
+
+CONFIG_MARKER = "config:"
+
+
+def per_id_markers_sql(states: list[TableRef], n_columns: int, with_config: bool) -> str:
+    """The marker rows: per input (its state table, by rank) the build number it holds now, read
+    by this statement; ``with_config``: also the config's row, its text bound (one ``?``)."""
+    zeros = "".join(f", CAST(0 AS BIGINT) AS n_{i}" for i in range(1, n_columns))
+    rows = [
+        f"SELECT CAST(NULL AS VARCHAR) AS from_table, CAST('seq:{int(rank)}' AS VARCHAR) AS cid, "
+        f"CAST(COALESCE((SELECT MAX(s.seq) FROM {state.sql} AS s), 0) AS BIGINT) AS n_0{zeros}"
+        for rank, state in enumerate(states)
+    ]
+    if with_config:
+        rows.append(f"SELECT CAST(NULL AS VARCHAR), CAST(? AS VARCHAR), CAST(0 AS BIGINT){zeros}")
+    return "\nUNION ALL\n".join(rows)
+
+
+def per_id_markers_read_sql(per_id: TableRef, n_inputs: int) -> str:
+    """One row: the kept markers (``_cdp_stats_seq_<rank>``, ``_cdp_stats_config``), to read
+    beside the inputs' states (``read_states_sql``)."""
+    seqs = "".join(
+        f", MAX(CASE WHEN p.cid = 'seq:{int(rank)}' THEN p.n_0 END) AS _cdp_stats_seq_{int(rank)}"
+        for rank in range(n_inputs)
+    )
+    return (
+        f"SELECT MAX(CASE WHEN p.cid LIKE '{CONFIG_MARKER}%' THEN p.cid END) AS _cdp_stats_config{seqs} "
+        f"FROM {per_id.sql} AS p WHERE p.from_table IS NULL"
+    )
+
+
+def per_id_apply_statements(per_id: TableRef, changes: TableRef, touched: TableRef, id_name: str, columns) -> list[str]:
+    """Replace the touched ids' rows and the build numbers' markers (the config's row stays) of
+    the kept per-id counts by ``changes``: DELETE and INSERT, run in one transaction."""
+    cols = ", ".join(quote(c) for c in columns)
+    return [
+        f"DELETE FROM {per_id.sql} AS t WHERE (t.from_table IS NULL AND t.cid LIKE 'seq:%') OR (t.from_table IS NOT "
+        f"NULL AND EXISTS (SELECT 1 FROM {touched.sql} AS c WHERE c.{quote(id_name)} = t.cid))",
+        f"INSERT INTO {per_id.sql} ({cols}) SELECT {cols} FROM {changes.sql}",
+    ]
 
 
 # The state values a full build binds per input, in the order of their placeholders in

@@ -991,10 +991,7 @@ def enriched_sql(plans: list[IdPlan], table: SourceTablePlan, source_columns: li
 def source_key_stats_sql(plan: IdPlan) -> str:
     """Per source table and for all tables ('*'): rows, and distinct valid values of each key."""
     kv = plan.ref("key_values").sql
-    merge_keys = [k for k in plan.keys if k in plan.merge_names]
-    rows = "\nUNION ALL\n".join(
-        f"SELECT '{t.alias}' AS from_table, COUNT(*) AS total_rows FROM {t.ref.sql}" for t in plan.tables
-    )
+    merge_keys = _merge_keys(plan)
     per_key = ", ".join(
         f"COUNT(DISTINCT CASE WHEN v.key_type = {plan.key_type(k)} THEN v.value END) AS {quote('distinct_' + k)}"
         for k in merge_keys
@@ -1002,7 +999,7 @@ def source_key_stats_sql(plan: IdPlan) -> str:
     tables = plan.ref("tables").sql
     return f"""
 WITH row_counts AS (
-{rows}
+{_row_counts(plan)}
 ),
 per_table AS (
   SELECT t.table_alias AS from_table, {per_key}
@@ -1020,22 +1017,112 @@ FROM all_tables AS a
 """
 
 
+def _merge_keys(plan: IdPlan) -> list[str]:
+    return [k for k in plan.keys if k in plan.merge_names]
+
+
+def _row_counts(plan: IdPlan) -> str:
+    return "\nUNION ALL\n".join(
+        f"SELECT '{t.alias}' AS from_table, COUNT(*) AS total_rows FROM {t.ref.sql}" for t in plan.tables
+    )
+
+
+def source_key_stats_of_per_id_sql(plan: IdPlan, per_id: TableRef) -> str:
+    """``source_key_stats_sql``'s table from the kept per-id counts (``key_stats_per_id_sql``)
+    instead of a distinct count over every key value: a value under its cap is one lookup row,
+    counted once in each of its tables' rows of its id and once in '*' (``n_<i>``), and a value
+    over its cap (``{id}_excluded_values``, a few rows) is counted from its statistics' tables.
+    Every valid value of a merge key is one or the other (the nodes are the values under their
+    cap), so the sums are the distinct counts."""
+    merge_keys = _merge_keys(plan)
+    excluded, stats = plan.ref("excluded_values").sql, plan.ref("value_stats").sql
+    tables = plan.ref("tables").sql
+    n_cols = ", ".join(f"n_{i}" for i in range(len(merge_keys)))
+    over = ", ".join(
+        f"CASE WHEN e.key_type = {plan.key_type(k)} THEN 1 ELSE 0 END AS n_{i}" for i, k in enumerate(merge_keys)
+    )
+    sums = ", ".join(f"CAST(SUM(n_{i}) AS BIGINT) AS {quote('distinct_' + k)}" for i, k in enumerate(merge_keys))
+    every = ", ".join(
+        f"CAST(COALESCE(SUM(n_{i}), 0) AS BIGINT) AS {quote('distinct_' + k)}" for i, k in enumerate(merge_keys)
+    )
+    return f"""
+WITH row_counts AS (
+{_row_counts(plan)}
+),
+over_cap AS (
+  SELECT e.key_type, s.source_table_ids
+  FROM {excluded} AS e JOIN {stats} AS s ON s.key_type = e.key_type AND s.value = e.value
+),
+counted AS (
+  SELECT p.from_table, {', '.join(f'p.n_{i}' for i in range(len(merge_keys)))} FROM {per_id.sql} AS p
+  WHERE p.from_table IS NOT NULL
+  UNION ALL
+  SELECT t.table_alias AS from_table, {n_cols}
+  FROM (
+    SELECT u.table_id, {over} FROM over_cap AS e CROSS JOIN UNNEST(e.source_table_ids) AS u(table_id)
+  ) AS v
+  JOIN {tables} AS t ON t.table_id = v.table_id
+  UNION ALL
+  SELECT '*' AS from_table, {over} FROM over_cap AS e
+),
+per_table AS (
+  SELECT from_table, {sums} FROM counted WHERE from_table <> '*' GROUP BY from_table
+),
+all_tables AS (
+  SELECT {every} FROM counted WHERE from_table = '*'
+)
+SELECT r.from_table, r.total_rows, {', '.join(f'p.{quote("distinct_" + k)}' for k in merge_keys)}
+FROM row_counts AS r LEFT JOIN per_table AS p ON p.from_table = r.from_table
+UNION ALL
+SELECT '*', (SELECT SUM(total_rows) FROM row_counts), {', '.join(f'a.{quote("distinct_" + k)}' for k in merge_keys)}
+FROM all_tables AS a
+"""
+
+
+def key_stats_per_id_sql(plan: IdPlan, only: TableRef | None = None) -> str:
+    """One row per (table, id) and per ('*', id): its values of each key (``n_<i>``), from the
+    lookup alone. A lookup row is one value under its cap with the tables holding it
+    (``id_source_table_ids``, from the same key values), so a value counts once for each of its
+    tables and once for '*', as a join of the key values with the lookup counted it, without
+    reading the key values. The values are unnested in a subquery: Spark applies a LATERAL VIEW
+    (sqlglot's rendering of UNNEST) after the joins of its FROM. ``only``: the rows of these ids
+    alone (a table with one column named as the id)."""
+    lookup, tables = plan.ref("lookup").sql, plan.ref("tables").sql
+    cid = quote(plan.name)
+    n_values = ", ".join(
+        f"COUNT(CASE WHEN key_type = {plan.key_type(k)} THEN 1 END) AS n_{i}" for i, k in enumerate(_merge_keys(plan))
+    )
+    rows = lookup
+    if only is not None:
+        rows = f"(SELECT l.* FROM {lookup} AS l WHERE EXISTS (SELECT 1 FROM {only.sql} AS o WHERE o.{cid} = l.{cid}))"
+    return f"""
+SELECT from_table, cid, {n_values}
+FROM (
+  SELECT t.table_alias AS from_table, v.cid, v.key_type
+  FROM (
+    SELECT l.{cid} AS cid, l.id_key_type AS key_type, u.table_id
+    FROM {rows} AS l CROSS JOIN UNNEST(l.id_source_table_ids) AS u(table_id)
+  ) AS v
+  JOIN {tables} AS t ON t.table_id = v.table_id
+  UNION ALL
+  SELECT '*' AS from_table, l.{cid} AS cid, l.id_key_type AS key_type FROM {rows} AS l
+) AS scoped
+GROUP BY from_table, cid
+"""
+
+
 def result_key_stats_sql(plan: IdPlan) -> str:
     """Per table and '*': distinct ids, ids having each key, and a histogram of values per id.
 
-    Read from the lookup alone: it has one row per valid value under its cap (the values the
-    key values hold that got an id), with the tables holding it (``id_source_table_ids``, from
-    the same key values), so a value counts once for each of its tables and once for '*', as a
-    join of the key values with the lookup counted it, without reading the key values. One row
-    per (table, id) counts its values of each key (``n_<i>``): the ids are then counted rows,
-    with no distinct count of ids. The values are unnested in a subquery: Spark applies a LATERAL
-    VIEW (sqlglot's rendering of UNNEST) after the joins of its FROM."""
-    lookup, tables = plan.ref("lookup").sql, plan.ref("tables").sql
-    cid = quote(plan.name)
-    merge_keys = [k for k in plan.keys if k in plan.merge_names]
-    n_values = ", ".join(
-        f"COUNT(CASE WHEN key_type = {plan.key_type(k)} THEN 1 END) AS n_{i}" for i, k in enumerate(merge_keys)
-    )
+    Read from the lookup alone (``key_stats_per_id_sql``): one row per (table, id) counts its
+    values of each key (``n_<i>``): the ids are then counted rows, with no distinct count of ids."""
+    return result_key_stats_of_per_id_sql(plan, f"(\n{key_stats_per_id_sql(plan)}\n)")
+
+
+def result_key_stats_of_per_id_sql(plan: IdPlan, per_id: str) -> str:
+    """``result_key_stats_sql``'s table from ``per_id`` (a table or a parenthesised SELECT of
+    ``key_stats_per_id_sql``'s rows; rows without a table, a kept table's markers, are left out)."""
+    merge_keys = _merge_keys(plan)
     with_key = ", ".join(
         f"COUNT(CASE WHEN n_{i} > 0 THEN 1 END) AS {quote('distinct_with_' + k)}" for i, k in enumerate(merge_keys)
     )
@@ -1048,18 +1135,8 @@ def result_key_stats_sql(plan: IdPlan) -> str:
         f"MAX(CASE WHEN k = {i} THEN histogram END) AS {quote('histogram_' + k)}" for i, k in enumerate(merge_keys)
     )
     return f"""
-WITH scoped AS (
-  SELECT t.table_alias AS from_table, v.cid, v.key_type
-  FROM (
-    SELECT l.{cid} AS cid, l.id_key_type AS key_type, u.table_id
-    FROM {lookup} AS l CROSS JOIN UNNEST(l.id_source_table_ids) AS u(table_id)
-  ) AS v
-  JOIN {tables} AS t ON t.table_id = v.table_id
-  UNION ALL
-  SELECT '*' AS from_table, l.{cid} AS cid, l.id_key_type AS key_type FROM {lookup} AS l
-),
-per_id AS (
-  SELECT from_table, cid, {n_values} FROM scoped GROUP BY from_table, cid
+WITH per_id AS (
+  SELECT * FROM {per_id} AS p WHERE p.from_table IS NOT NULL
 ),
 buckets AS (
   {buckets}

@@ -20,7 +20,13 @@ import pandas as pd
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.config.unify import MasterTable, UnifyConfig
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.incremental import BuildResult, build_enriched, enriched_build_reads, publish_lookup
+from cdp_assets.incremental import (
+    BuildResult,
+    build_enriched,
+    enriched_build_reads,
+    keep_key_stats_counts,
+    publish_lookup,
+)
 from cdp_assets.incremental import build_master as build_master_incrementally
 from cdp_assets.sql import incremental as inc
 from cdp_assets.sql import unification as u
@@ -429,7 +435,9 @@ def enrich_table(
         if wh.holds_run and len(wh.known_descriptions(reads[alias])) < len(set(reads[alias])):
             # The engine keeps descriptions for the run: the first enrichment describes what every
             # enrichment reads in one look-up, the others find theirs known (each writes only its own).
-            wh.describe_tables([ref for refs in reads.values() for ref in refs])
+            # So does the key statistics' step (its kept counts: build_key_stats).
+            kept = [inc.per_id_ref(p.ref("result_key_stats")) for p in plans if keeps_key_stats_counts(wh, p)]
+            wh.describe_tables([*(ref for refs in reads.values() for ref in refs), *kept])
         columns = wh.columns(table.ref)
         enriched = up.enrich_step(plans, table, unify.schema, columns)
         feeding = [p for p in plans if p.table(alias) is not None]
@@ -452,15 +460,29 @@ def enrich_table(
 
 
 def measure_coverage(
-    wh: WarehouseResource, loaded: LoadedConfig, plans: list[u.IdPlan], count_inputs: Collection[str] = ()
+    wh: WarehouseResource,
+    loaded: LoadedConfig,
+    plans: list[u.IdPlan],
+    count_inputs: Collection[str] = (),
+    describe: list[TableRef] | None = None,
+    described: dict[TableRef, list[tuple[str, str]] | None] | None = None,
 ) -> tuple[dict[str, Coverage], dict[str, IdProfile]]:
     """Per enriched table (by alias): its rows and how many got each id, and per id its largest
     canonical id and its ids by size (``IdProfile``), in one query for all. ``count_inputs``: the
     aliases whose staged table's rows are counted too (``Coverage.input_rows``: an enrichment that
-    did not count what it read)."""
+    did not count what it read). ``describe``: tables described with the measures
+    (``describe_tables_and_fetch``: one query on DuckDB), their descriptions put in ``described``."""
     unify = loaded.unification
     assert unify is not None
-    counts = StepRunner(wh).run(up.coverage_step(plans, unify.schema, count_inputs)).iloc[0]
+    step = up.coverage_step(plans, unify.schema, count_inputs)
+    if describe:
+        with wh.step(step.name):
+            descriptions, measured = wh.describe_tables_and_fetch(describe, step.build(Tables()))
+        if described is not None:
+            described.update(descriptions)
+        counts = measured.iloc[0]
+    else:
+        counts = StepRunner(wh).run(step).iloc[0]
     out = {}
     for i, (alias, _, ids) in enumerate(up.coverage_tables(plans, unify.schema)):
         rows = int(counts[f"t{i}_rows"])
@@ -488,12 +510,59 @@ def _count(value) -> int:
     return 0 if pd.isna(value) else int(value)
 
 
-def build_key_stats(wh: WarehouseResource, plan: u.IdPlan) -> dict[str, int]:
-    """``{id}_source_key_stats`` and ``{id}_result_key_stats``; their row counts by suffix."""
+def build_key_stats(wh: WarehouseResource, plan: u.IdPlan, fingerprint: str = "") -> KeyStats:
+    """``{id}_source_key_stats`` and ``{id}_result_key_stats``: their row counts by suffix, and
+    how the kept counts were brought up to date.
+
+    Where the engine deletes and inserts in one transaction (DuckDB), both are computed from the
+    per-(table, id) value counts kept beside them (``incremental.keep_key_stats_counts``: only
+    the ids touched since are counted again) instead of every key value and lookup row; elsewhere
+    (a rebuild would copy the kept counts whole) they are computed in full, as ``render-sql``
+    prints them. ``fingerprint``: the unification config's (``config_fingerprint``)."""
     runner = StepRunner(wh)
     source, result = up.key_stats_steps(plan)
     with wh.session():
-        return {"source_key_stats": runner.run(source), "result_key_stats": runner.run(result)}
+        if not keeps_key_stats_counts(wh, plan):
+            return KeyStats({"source_key_stats": runner.run(source), "result_key_stats": runner.run(result)})
+        per_id = inc.per_id_ref(plan.ref("result_key_stats"))
+        # In the order render-sql prints the two steps: the counts go with the first.
+        with wh.step(source.name):
+            kept = keep_key_stats_counts(
+                wh,
+                per_id,
+                plan.ref("lookup"),
+                [up.enriched_ref(plan.schema, t.alias) for t in plan.tables],
+                plan.name,
+                lambda only: u.key_stats_per_id_sql(plan, only),
+                len([k for k in plan.keys if k in plan.merge_names]),
+                fingerprint,
+                incremental=lambda: by_row_ids(wh, plan),
+            )
+            rows_source = wh.build_table(source.output, u.source_key_stats_of_per_id_sql(plan, per_id))
+        with wh.step(result.name):
+            rows_result = wh.build_table(result.output, u.result_key_stats_of_per_id_sql(plan, per_id.sql))
+        return KeyStats({"source_key_stats": rows_source, "result_key_stats": rows_result}, kept)
+
+
+@dataclass
+class KeyStats:
+    rows: dict[str, int]  # by suffix: source_key_stats, result_key_stats
+    counts: BuildResult | None = None  # the kept per-id counts' update (None: not kept on this engine)
+
+
+def by_row_ids(wh: WarehouseResource, plan: u.IdPlan) -> bool:
+    """Whether every value of a source row has the id of the row's enriched row, which the
+    enriched tables' change logs then hold for each value whose tables change: not with a
+    do-not-merge key (a row's values may have several ids), ids merged from other ids, or a table
+    whose own column is named as the id (its enriched table has no such column)."""
+    if plan.dnm_key_type is not None or plan.cid.merged_ids:
+        return False
+    return all(plan.name.lower() not in {c.lower() for c in wh.columns(t.ref)} for t in plan.tables)
+
+
+def keeps_key_stats_counts(wh: WarehouseResource, plan: u.IdPlan) -> bool:
+    """Whether ``build_key_stats`` keeps the per-id counts beside the statistics on this engine."""
+    return wh.upsert_mode == "delete_insert" and bool(plan.tables)
 
 
 def build_master(
@@ -612,7 +681,7 @@ def run_unification(
         if up.enrich_tables(plans):
             measure_coverage(wh, loaded, plans)
         for plan in plans:
-            build_key_stats(wh, plan)
+            build_key_stats(wh, plan, config_fingerprint(plan, unify))
         for master in unify.master_tables:
             build_master(wh, loaded, plans, master)
     return results

@@ -29,7 +29,7 @@ from cdp_assets.sql import unification as u
 from cdp_assets.sql import unification_pipeline as up
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.master import master_table_sql
-from cdp_assets.unify.runner import build_key_stats, build_master, enrich_table, run_id_loop
+from cdp_assets.unify.runner import build_key_stats, build_master, config_fingerprint, enrich_table, run_id_loop
 
 SRC, STG = "acme_src", "acme_stg"
 OBJECTS = {
@@ -121,12 +121,17 @@ def with_events(cdp: dict, unify: dict, keep: str) -> tuple[dict, dict]:
     return cdp, unify
 
 
-def project(tmp: Path, incremental_loop: bool = True, events: str | None = None) -> LoadedConfig:
+def project(
+    tmp: Path, incremental_loop: bool = True, events: str | None = None, max_rows_per_value: int | None = None
+) -> LoadedConfig:
     """The project; ``incremental_loop`` False drops unify.yml's incremental_columns (each
     loop then runs in full; its lookup's changes are still logged and read). ``events``
-    (``newest`` or ``oldest``): with the deduped events object (``with_events``)."""
+    (``newest`` or ``oldest``): with the deduped events object (``with_events``).
+    ``max_rows_per_value``: every key's cap (values over it are kept out of the graph)."""
     (tmp / "data").mkdir(exist_ok=True)
     cdp, unify = (CDP, UNIFY) if events is None else with_events(CDP, UNIFY, events)
+    if max_rows_per_value is not None:
+        cdp = {**cdp, "unification_options": {"max_rows_per_value": max_rows_per_value}}
     if not incremental_loop:
         unify = {**unify, "tables": [{**t, "incremental_columns": []} for t in unify["tables"]]}
     (tmp / "unify.yml").write_text(yaml.safe_dump(unify, sort_keys=False), encoding="utf-8")
@@ -161,10 +166,12 @@ def run_phases(
     full_refresh: bool = False,
     loops: list | None = None,
     staged: dict | None = None,
+    stats: list | None = None,
 ) -> dict:
     """Hist-union and staging of each object (with the staging asset's statements and dedupe),
     then the unification as its ops run it; returns each enriched and master table's build
-    (appends each loop's mode to ``loops``, and puts each staged table's build in ``staged``)."""
+    (appends each loop's mode to ``loops``, puts each staged table's build in ``staged``, and
+    appends each id's kept key statistics counts' update to ``stats``)."""
     for source, obj in loaded.pipeline.source_objects():
         pk = list(obj.primary_key)
         raw, hu, stg = (
@@ -186,7 +193,9 @@ def run_phases(
     for alias in up.enrich_tables(plans):
         builds[alias] = enrich_table(wh, loaded, plans, alias, full_refresh=full_refresh)
     for plan in plans:
-        build_key_stats(wh, plan)
+        built = build_key_stats(wh, plan, config_fingerprint(plan, loaded.unification))
+        if stats is not None:
+            stats.append(built.counts)
     for master in loaded.unification.master_tables:
         builds[master.name] = build_master(wh, loaded, plans, master, full_refresh=full_refresh)
     return builds
@@ -255,12 +264,23 @@ def key_stats_oracle(wh, plan: u.IdPlan) -> pd.DataFrame:
 
 
 def assert_key_stats_equal_their_definition(wh, loaded: LoadedConfig) -> None:
-    """Each id's published ``result_key_stats`` (read from the lookup alone) equals the oracle."""
+    """Each id's published ``result_key_stats`` (from the kept per-id counts, recounted for the
+    touched ids only) equals the oracle, and both statistics tables equal their full builds
+    (``render-sql``'s: a distinct count over every key value, the whole lookup unnested), with
+    the same column types."""
     for plan in u.build_id_plans(loaded):
         got = wh.fetch(f"SELECT * FROM {plan.ref('result_key_stats').sql}")
         oracle = key_stats_oracle(wh, plan)
         assert list(got.columns) == list(oracle.columns)
         pd.testing.assert_frame_equal(sorted_frame(got), sorted_frame(oracle), obj=plan.ref("result_key_stats").name)
+        for suffix, full_sql in (
+            ("source_key_stats", u.source_key_stats_sql(plan)),
+            ("result_key_stats", u.result_key_stats_sql(plan)),
+        ):
+            got = wh.fetch(f"SELECT * FROM {plan.ref(suffix).sql}")
+            full = wh.fetch(full_sql)
+            assert dict(got.dtypes) == dict(full.dtypes), suffix
+            pd.testing.assert_frame_equal(sorted_frame(got), sorted_frame(full), obj=suffix)
 
 
 CUSTOMER = st.tuples(
@@ -285,22 +305,31 @@ ORDERS = st.lists(ORDER, max_size=4, unique_by=lambda r: (r[0], r[4]))
 @settings(
     max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
-@given(loads=st.lists(st.tuples(CUSTOMERS, ORDERS), min_size=2, max_size=4))
-def test_incremental_enriched_and_master_tables_equal_their_full_builds_after_every_load(tmp_path, loads):
-    loaded = project(tmp_path)
+@given(
+    loads=st.lists(st.tuples(CUSTOMERS, ORDERS), min_size=2, max_size=4),
+    # A cap of 2 rows: values cross it as rows arrive (the key statistics count them apart).
+    cap=st.sampled_from([None, 2]),
+)
+def test_incremental_enriched_and_master_tables_equal_their_full_builds_after_every_load(tmp_path, loads, cap):
+    loaded = project(tmp_path, max_rows_per_value=cap)
     wh = memory_warehouse()
     try:
         for n, (customers, orders) in enumerate(loads):
             load(wh, n, "customers", customers)
             load(wh, n, "orders", orders)
-            builds = run_phases(wh, loaded, f"run-{n}")
+            stats = []
+            builds = run_phases(wh, loaded, f"run-{n}", stats=stats)
             assert_equal_to_full_builds(wh, loaded, builds)
             assert_key_stats_equal_their_definition(wh, loaded)
             expected = {"full"} if n == 0 else {"incremental", "unchanged"}
             assert {b.mode for b in builds.values()} <= expected, {k: (b.mode, b.reason) for k, b in builds.items()}
-        builds = run_phases(wh, loaded, "refresh", full_refresh=True)
+            assert {b.mode for b in stats} <= expected, [(b.mode, b.reason) for b in stats]
+        stats = []
+        builds = run_phases(wh, loaded, "refresh", full_refresh=True, stats=stats)
         assert {b.mode for b in builds.values()} == {"full"}
+        assert {b.mode for b in stats} == {"full"}
         assert_equal_to_full_builds(wh, loaded, builds)
+        assert_key_stats_equal_their_definition(wh, loaded)
     finally:
         wh.teardown_after_execution(None)
 
