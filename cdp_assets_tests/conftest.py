@@ -255,10 +255,9 @@ def shared_spark_session() -> Iterator[None]:
         reset_spark_session()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _stop_the_shared_spark_session():
-    """The process's Spark session stopped and its warehouse dir removed at the end of the run."""
-    yield
+def pytest_sessionfinish(session, exitstatus):
+    """The process's Spark session stopped and its warehouse dir removed at the end of its tests (a
+    hook, not a session fixture: an autouse session fixture would put every test in its group)."""
     import shutil
     import sys
 
