@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_spark_session.py               # the variants alternating, 2 rounds
     .venv/bin/python bench/bench_spark_session.py --rounds 3    # about 4 minutes a run when idle
+    .venv/bin/python bench/bench_spark_session.py --start-vs-reset
 
 The workload is one Spark test's: the Treasure Data example (examples/td_format, loaded unchanged)
 as a whole pipeline on the Databricks engine over a local Spark session, on a 150-record sample,
@@ -110,12 +111,38 @@ def _one(variant: str, records: int) -> dict:
     return {"variant": variant, "statements": sent[0], "seconds": seconds, "jvm_cpu": jvm}
 
 
+def _start_vs_reset() -> None:
+    """What the tests' shared session saves a Spark module: a session's start and three statements,
+    against emptying the running session (``reset_spark_session``) and the same three."""
+    from cdp_assets.engines.spark import get_spark_session, reset_spark_session, stop_spark_session
+
+    def three(spark) -> None:
+        spark.sql("CREATE SCHEMA a")
+        spark.sql("CREATE TABLE a.t USING parquet AS SELECT 1 AS x")
+        spark.sql("SELECT * FROM a.t").collect()
+
+    with tempfile.TemporaryDirectory() as d:
+        load, start = os.getloadavg()[0], time.perf_counter()
+        three(get_spark_session(d + "/wh"))
+        started = time.perf_counter() - start
+        start = time.perf_counter()
+        reset_spark_session()
+        three(get_spark_session(d + "/wh"))
+        reset = time.perf_counter() - start
+        stop_spark_session()
+    print(f"start and three statements {started:.1f} s; reset and the same three {reset:.1f} s; load {load:.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--records", type=int, default=150)
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--start-vs-reset", action="store_true", help="a session's start against its reset")
     args = ap.parse_args()
+    if args.start_vs_reset:
+        _start_vs_reset()
+        return
     if args.one:
         print("RESULT " + json.dumps(_one(args.one, args.records)), flush=True)
         return
