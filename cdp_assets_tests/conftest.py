@@ -223,16 +223,56 @@ def local_spark_warehouse(folder: str | Path):
     )
 
 
+# One Spark session per test process (an xdist worker, or the whole run without -n), instead of one
+# per Spark module or test: about 13 JVM starts (6-12 s each on an idle 2-core machine) became one
+# per worker, and the later users run on a JVM whose classes are loaded and code compiled. The
+# session's warehouse dir is the process's own; each user gets the session empty
+# (reset_spark_session drops every database, table and view, uncaches, RESETs the settings).
+_WORKER_SPARK_DIR: str | None = None
+
+
+def _worker_spark_dir() -> str:
+    global _WORKER_SPARK_DIR
+    if _WORKER_SPARK_DIR is None:
+        _WORKER_SPARK_DIR = tempfile.mkdtemp(prefix="cdp-spark-worker-")
+    return str(Path(_WORKER_SPARK_DIR) / "warehouse")
+
+
+@contextmanager
+def shared_spark_session() -> Iterator[None]:
+    """The process's Spark session for a module's or a test's Spark work: started once per test
+    process with the process's warehouse dir (the engines' own ``local_spark_dir`` is then
+    ignored: one session per JVM), and emptied, not stopped, when the work is done. A test that
+    inspects its own warehouse dir stops the session first and starts its own
+    (``test_validate.py``)."""
+    from cdp_assets.engines.spark import get_spark_session, reset_spark_session
+
+    get_spark_session(_worker_spark_dir())
+    reset_spark_session()  # whatever a test left that did not come through here
+    try:
+        yield
+    finally:
+        reset_spark_session()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The process's Spark session stopped and its warehouse dir removed at the end of its tests (a
+    hook, not a session fixture: an autouse session fixture would put every test in its group)."""
+    import shutil
+    import sys
+
+    spark = sys.modules.get("cdp_assets.engines.spark")
+    if spark is not None:
+        spark.stop_spark_session()
+    if _WORKER_SPARK_DIR is not None:
+        shutil.rmtree(_WORKER_SPARK_DIR, ignore_errors=True)
+
+
 @contextmanager
 def local_spark_session() -> Iterator:
-    """``local_spark_warehouse`` in a temporary folder, inside one session of the engine; the
-    process's Spark session is stopped at the end (a module's Spark tests do not share it)."""
-    from cdp_assets.engines.spark import stop_spark_session
-
-    with tempfile.TemporaryDirectory() as d:
+    """``local_spark_warehouse`` inside one session of the engine, on the process's shared Spark
+    session (``shared_spark_session``), emptied at the end."""
+    with tempfile.TemporaryDirectory() as d, shared_spark_session():
         wh = local_spark_warehouse(d)
-        try:
-            with wh.session():
-                yield wh
-        finally:
-            stop_spark_session()
+        with wh.session():
+            yield wh

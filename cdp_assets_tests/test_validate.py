@@ -354,6 +354,9 @@ def test_on_local_spark_explain_goes_to_spark_and_nothing_is_written(tmp_path, m
         ),
     )
     loaded = load_config(config)
+    # This test reads its own warehouse dir: not the process's shared session (conftest), whose
+    # dir is the process's; a session of its own, started on this test's dir.
+    stop_spark_session()
     try:
         defs = build_definitions(loaded)
         job = defs.resolve_job_def(PIPELINE_JOB)
@@ -366,6 +369,7 @@ def test_on_local_spark_explain_goes_to_spark_and_nothing_is_written(tmp_path, m
             for f in spark_dir.rglob("*")
             if f.is_file()
         )
+        assert files_before, "the tables must be under this test's warehouse dir"
         sent: list[str] = []
         real_query = DatabricksWarehouse._query
 

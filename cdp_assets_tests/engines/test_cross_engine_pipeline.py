@@ -17,10 +17,9 @@ from cdp_assets.definitions import PIPELINE_JOB, build_definitions
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.engines.databricks import DatabricksWarehouse
 from cdp_assets.engines.factory import build_warehouse
-from cdp_assets.engines.spark import stop_spark_session
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.incremental import BOOKKEEPING_SUFFIXES, PER_ID_SUFFIX
-from cdp_assets_tests.conftest import check_results, write_project
+from cdp_assets_tests.conftest import check_results, shared_spark_session, write_project
 from cdp_assets_tests.engines.test_spark_unification import normalized
 
 pytestmark = pytest.mark.spark
@@ -32,7 +31,7 @@ VOLATILE_TABLES = {"unified_id_loop_stats"}  # per-iteration timings of each run
 
 @pytest.fixture(scope="module")
 def both_runs():
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, shared_spark_session():
         root = Path(d)
         loaded = load_config(write_project(root / "project", records=150))
         spark_config = load_config(
@@ -63,7 +62,6 @@ def both_runs():
                 for t in wh.list_tables(schema)
             }
         yield results, tables
-        stop_spark_session()
 
 
 def test_the_pipeline_succeeds_on_spark_with_every_check_passed(both_runs):

@@ -18,10 +18,9 @@ from cdp_assets.config.loader import REPO_ROOT
 from cdp_assets.definitions import PIPELINE_JOB, build_definitions
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.engines.factory import build_warehouse
-from cdp_assets.engines.spark import stop_spark_session
 from cdp_assets.sample.generator import generate_sample
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets_tests.conftest import check_results
+from cdp_assets_tests.conftest import check_results, shared_spark_session
 from cdp_assets_tests.engines.test_cross_engine_pipeline import assert_same_tables
 
 pytestmark = pytest.mark.spark
@@ -63,9 +62,8 @@ def _drop_spark_schemas(wh) -> None:
 
 @pytest.fixture(scope="module")
 def spark_dir():
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, shared_spark_session():
         yield d
-        stop_spark_session()
 
 
 @pytest.mark.parametrize(

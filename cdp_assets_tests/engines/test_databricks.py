@@ -19,19 +19,17 @@ from cdp_assets.definitions import PIPELINE_JOB, build_definitions
 from cdp_assets.engines.base import TransientWarehouseError, WarehouseAuthError, WarehouseError
 from cdp_assets.engines.databricks import DatabricksWarehouse
 from cdp_assets.engines.factory import build_warehouse
-from cdp_assets.engines.spark import stop_spark_session
 from cdp_assets.engines.spark_dbapi import WAREHOUSE_LIMITS
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets_tests.conftest import write_project
+from cdp_assets_tests.conftest import shared_spark_session, write_project
 
 TOKEN = "dapi" + "5a1b" * 8
 
 
 @pytest.fixture(scope="module")
 def spark_dir():
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, shared_spark_session():
         yield str(Path(d) / "warehouse")
-        stop_spark_session()
 
 
 def local(spark_dir: str, **kw) -> DatabricksWarehouse:

@@ -24,7 +24,6 @@ from cdp_assets.config import ConfigError, load_config
 from cdp_assets.engines.base import WarehouseAuthError, WarehouseError
 from cdp_assets.engines.databricks import DatabricksWarehouse
 from cdp_assets.engines.factory import build_warehouse
-from cdp_assets.engines.spark import stop_spark_session
 from cdp_assets.resources.databricks_workspace import (
     SDK_MULTIPART_MIN_BYTES,
     DatabricksVolumeStager,
@@ -33,7 +32,7 @@ from cdp_assets.resources.databricks_workspace import (
 )
 from cdp_assets.sql.dialects import DIALECTS, TableRef
 from cdp_assets.sql.volume_load import copy_into_from_volume
-from cdp_assets_tests.conftest import write_project
+from cdp_assets_tests.conftest import shared_spark_session, write_project
 from cdp_assets_tests.fakes.databricks_workspace import FakeDatabricksWorkspace
 
 TOKEN = "dapi0123456789abcdef-secret-7a7a"
@@ -224,9 +223,8 @@ def test_a_bad_staging_volume_is_a_config_error_naming_the_field(tmp_path, setti
 
 @pytest.fixture(scope="module")
 def spark_dir():
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, shared_spark_session():
         yield str(Path(d) / "warehouse")
-        stop_spark_session()
 
 
 def test_staged_parts_load_into_the_engines_table_types_and_a_failed_load_leaves_no_files(

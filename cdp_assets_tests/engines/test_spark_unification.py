@@ -17,11 +17,10 @@ import pytest
 from cdp_assets.config.unify import UnifyConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.engines.duckdb import DuckDBWarehouse
-from cdp_assets.engines.spark import stop_spark_session
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import DIALECTS, TableRef
 from cdp_assets.sql.master import master_rules_frame, master_table_sql
-from cdp_assets_tests.conftest import local_spark_warehouse
+from cdp_assets_tests.conftest import local_spark_warehouse, shared_spark_session
 from cdp_assets_tests.unify.test_loop import (
     INVALID,
     KEYS,
@@ -43,13 +42,12 @@ PLAN_SCHEMA = "cdp_unification_t"
 
 @pytest.fixture(scope="module")
 def spark_wh():
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, shared_spark_session():
         # The Databricks engine on a local Spark session, through the connector's cursor interface.
         wh = local_spark_warehouse(d)
         wh.verify_connection()  # start Spark once, here
         with wh.session():
             yield wh
-        stop_spark_session()
 
 
 @pytest.fixture

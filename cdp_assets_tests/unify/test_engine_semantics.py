@@ -23,7 +23,7 @@ from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql.dialects import TableRef, valid_regexp_matches
 from cdp_assets.sql.regex import check_syntax, pattern_for, re2_lacks, unsupported_constructs
 from cdp_assets.sql.unification import time_expr
-from cdp_assets_tests.conftest import local_spark_warehouse
+from cdp_assets_tests.conftest import local_spark_warehouse, shared_spark_session
 
 # (pattern, value, Java's answer). Rows marked portable mean the same in RE2 and Java as they are.
 REGEX_CASES: list[tuple[str, str, bool, bool]] = [
@@ -329,14 +329,11 @@ def test_epoch_time_bigint_and_text_on_duckdb(duck):
 
 @pytest.fixture(scope="module")
 def spark():
-    from cdp_assets.engines.spark import stop_spark_session
-
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, shared_spark_session():
         wh = local_spark_warehouse(d)
         wh.verify_connection()
         with wh.session():
             yield wh
-        stop_spark_session()
 
 
 @pytest.mark.spark
