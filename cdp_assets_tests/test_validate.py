@@ -29,10 +29,10 @@ def test_a_good_config_passes_and_nothing_is_written(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "engine:  engine=duckdb" in out and "unification customer_360" in out and "merge_by_keys email" in out
     assert (
-        "SQL:     31 statement(s) parsed and rehearsed on an in-memory DuckDB; 0 planned "
-        "by the engine (EXPLAIN); 31 only rehearsed, no warehouse to plan on" in out
+        "SQL:     30 statement(s) parsed and rehearsed on an in-memory DuckDB; 0 planned "
+        "by the engine (EXPLAIN); 30 only rehearsed, no warehouse to plan on" in out
     )
-    assert "31 statement(s) checked, 0 of them planned by the engine; nothing was written" in out
+    assert "30 statement(s) checked, 0 of them planned by the engine; nothing was written" in out
     assert not (tmp_path / "cdp.duckdb").exists()  # the warehouse was not even created
 
 
@@ -226,7 +226,7 @@ def test_after_a_first_run_duckdb_plans_every_statement_whose_inputs_it_holds(fi
         con.close()
     schemas = {loaded.pipeline.src_schema, loaded.pipeline.stg_schema, loaded.unification.schema}
     statements = _statements(loaded)
-    assert set(report.engine_plans) == set(statements) and report.statements == len(statements) == 31
+    assert set(report.engine_plans) == set(statements) and report.statements == len(statements) == 30
     for where, sql in statements.items():
         missing = _tables_read(sql, schemas) - existing
         # Planned exactly when every input is in the warehouse; otherwise the reason says so.
@@ -243,10 +243,10 @@ def test_after_a_first_run_duckdb_plans_every_statement_whose_inputs_it_holds(fi
         report.missing_inputs
     )
     assert (
-        f"; {len(planned)} planned by the engine (EXPLAIN); {31 - len(planned)} only rehearsed, inputs not yet built"
+        f"; {len(planned)} planned by the engine (EXPLAIN); {30 - len(planned)} only rehearsed, inputs not yet built"
         in out
     )
-    assert f"31 statement(s) checked, {len(planned)} of them planned by the engine; nothing was written" in out
+    assert f"30 statement(s) checked, {len(planned)} of them planned by the engine; nothing was written" in out
 
 
 def test_a_statement_the_engine_cannot_plan_is_named_by_its_asset(first_run, monkeypatch, capsys):
@@ -286,7 +286,7 @@ def test_tables_an_earlier_config_built_without_a_new_column_are_only_rehearsed(
         for w, why in report.engine_plans.items()
         if why is not None and why.startswith("inputs in the warehouse lack columns")
     }
-    assert "unification/17_enriched_shop_orders_stg" in differently
+    assert "unification/16_enriched_shop_orders_stg" in differently
     assert report.engine_plans["staging/02_shop_orders_stg"] is None  # its input is unchanged
     assert "only rehearsed, inputs in the warehouse lack columns this config adds" in report.plan_summary()
 
