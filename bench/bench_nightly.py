@@ -397,7 +397,7 @@ def write_doc(args, r: dict) -> None:
         f, n = full[phase], nightly[phase]
         modes = ", ".join(f"{k} {v}" for k, v in n.get("build_modes", {}).items())
         if "loop_modes" in n:
-            modes = "loop: " + ", ".join(n["loop_modes"]) + f"; enriched, masters: {modes}; key statistics: full"
+            modes = "loop: " + ", ".join(n["loop_modes"]) + f"; enriched, masters: {modes}; key statistics: kept counts"
         L.append(
             f"| {phase} | {f['seconds']:.2f} | {n['seconds']:.2f} | {n['seconds'] / f['seconds']:.2f} | "
             f"{f['warehouse_seconds']:.2f} | {n['warehouse_seconds']:.2f} | {f['statements']} | {n['statements']} | "
@@ -448,12 +448,20 @@ def write_doc(args, r: dict) -> None:
         f"- Nightly run at most {TARGET_RATIO:.2f} of the full run: measured **{ratio:.2f}**: "
         f"**{'met' if ratio <= TARGET_RATIO else 'not met'}**.",
         f"- Unification phase at most {TARGET_UNIFICATION:.0f}x its loop: measured up to **{worst:.1f}x**: "
-        f"**{'met' if worst <= TARGET_UNIFICATION else 'not met'}**.",
+        f"**{'met' if worst <= TARGET_UNIFICATION else 'not met'}**"
+        + (
+            " (the full run's phase is "
+            f"{uni['full'][0] / uni['full'][1]:.1f}x its loop; in the nightly run the loop now works on the "
+            "contracted graph, so the enrichments, the statistics and the master table weigh more beside it)."
+            if worst > TARGET_UNIFICATION and uni["full"][1] and uni["full"][0] / uni["full"][1] <= TARGET_UNIFICATION
+            else "."
+        ),
         "- Hist-union, staging, the enriched and the master tables build incrementally (docs/incremental.md); a "
         "table staged with a dedupe (web_events) is staged incrementally too (only the partitions its new rows "
         "touch are ranked again), and enriched in full, its changed ids found by a diff. "
-        "The key statistics stay full aggregates (their step's seconds above): `result_key_stats` over the lookup "
-        "alone, `source_key_stats` over the key values; ingestion rescans its folders.",
+        "The key statistics come from per-(table, id) value counts kept beside them on DuckDB, recounted for the "
+        "ids touched since their last count (docs/incremental.md, \"Key statistics\"; their step's seconds "
+        "above); ingestion rescans its folders.",
         "- Where the nightly run still spends its time. The unification loop: an incremental run's rounds work on "
         "the contracted graph, each previous component the new rows touch one node (its representative), with "
         "the changed values (docs/unification.md, \"Incremental runs\"): "
@@ -471,10 +479,11 @@ def write_doc(args, r: dict) -> None:
             else " (in the example only shop_customers_stg has them: run with `--all-tables-incremental`)"
         )
         + ". "
-        "The enrichment of the deduped table (rebuilt and diffed), the key statistics, and Dagster's own cost "
-        "per step, about a second per phase whatever the data (the report's phase above: its statements take a "
-        "tenth of it). Staging statements compute each distinct expression once, so their planning is no longer "
-        "a fixed cost of each run (docs/benchmarks.md, \"Staging statements: planning cost\").",
+        "The enrichments (the deduped table's rebuilt and diffed), the master table (its touched ids found by a "
+        "semi-join over every enriched row), the key statistics' aggregate of their kept counts, and Dagster's "
+        "own cost per step and per run (the report's phase above: its statements take a tenth of it; *run*: the "
+        "run's own time outside its steps). Staging statements compute each distinct expression once, so their "
+        "planning is no longer a fixed cost of each run (docs/benchmarks.md, \"Staging statements: planning cost\").",
     ]
     write_section(DOC, "nightly", "\n".join(L))
 
