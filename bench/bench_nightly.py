@@ -177,23 +177,29 @@ def run_phases(loaded, wh, instance, label: str) -> dict:
             "statements": STATEMENTS["n"] - before,
             "warehouse_seconds": round(STATEMENTS["seconds"] - before_s, 3),
         }
-        modes = [
-            e.event_specific_data.materialization.metadata["build_mode"].value
-            for e in result.get_asset_materialization_events()
-            if "build_mode" in e.event_specific_data.materialization.metadata
-        ]
-        if modes:
-            entry["build_modes"] = {m: modes.count(m) for m in sorted(set(modes))}
-        if phase == "unification":
-            entry.update(_unification_details(result))
-        # Where the phase's warehouse time went: its slowest named steps.
-        ranked = sorted(STEP_SECONDS.items(), key=lambda kv: -kv[1])
-        entry["slowest_steps"] = {name: round(sec, 3) for name, sec in ranked[:8]}
-        out[phase] = entry
-        print(f"  {label} {phase}: {entry}", flush=True)
-        # Every named step's warehouse seconds, for profiling (the JSON only; the doc shows the slowest).
-        entry["step_seconds"] = {name: round(sec, 3) for name, sec in ranked}
+        out[phase] = _described(entry, result, phase, label, dict(STEP_SECONDS))
     return out
+
+
+def _described(entry: dict, result, phase: str, label: str, named: dict, steps=None) -> dict:
+    """A phase's entry with its build modes (of the Dagster ``steps``; None: every step of the run),
+    the unification's details and where its warehouse time went (``named``: seconds per named
+    pipeline step), printed."""
+    modes = [
+        e.event_specific_data.materialization.metadata["build_mode"].value
+        for e in result.get_asset_materialization_events()
+        if (steps is None or e.step_key in steps) and "build_mode" in e.event_specific_data.materialization.metadata
+    ]
+    if modes:
+        entry["build_modes"] = {m: modes.count(m) for m in sorted(set(modes))}
+    if phase == "unification":
+        entry.update(_unification_details(result))
+    ranked = sorted(named.items(), key=lambda kv: -kv[1])
+    entry["slowest_steps"] = {name: round(sec, 3) for name, sec in ranked[:8]}
+    print(f"  {label} {phase}: {entry}", flush=True)
+    # Every named step's warehouse seconds, for profiling (the JSON only; the doc shows the slowest).
+    entry["step_seconds"] = {name: round(sec, 3) for name, sec in ranked}
+    return entry
 
 
 def run_job(loaded, wh, instance, label: str) -> dict:
@@ -249,20 +255,7 @@ def run_job(loaded, wh, instance, label: str) -> dict:
             "statements": sum(b[0] for b in books),
             "warehouse_seconds": round(sum(b[1] for b in books), 3),
         }
-        modes = [
-            e.event_specific_data.materialization.metadata["build_mode"].value
-            for e in result.get_asset_materialization_events()
-            if e.step_key in steps and "build_mode" in e.event_specific_data.materialization.metadata
-        ]
-        if modes:
-            entry["build_modes"] = {m: modes.count(m) for m in sorted(set(modes))}
-        if phase == "unification":
-            entry.update(_unification_details(result))
-        ranked = sorted(named.items(), key=lambda kv: -kv[1])
-        entry["slowest_steps"] = {name: round(sec, 3) for name, sec in ranked[:8]}
-        out[phase] = entry
-        print(f"  {label} {phase}: {entry}", flush=True)
-        entry["step_seconds"] = {name: round(sec, 3) for name, sec in ranked}
+        out[phase] = _described(entry, result, phase, label, named, set(steps))
     return out
 
 
