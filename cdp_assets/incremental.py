@@ -557,6 +557,28 @@ def _read_range(consumed: int | None, upstream: pd.DataFrame | None, name: str) 
     return f"{name} was rebuilt in full or changed beyond its change log since the last run", (0, 0)
 
 
+def _unread_windows(
+    inputs: list[TableRef], states: list[pd.DataFrame | None], consumed: list[int | None]
+) -> tuple[str | None, list[tuple[int, int]]]:
+    """Per input, the window of its change log a reader at ``consumed`` (a build number per
+    input) has not read (``_read_range``), and the first reason one cannot be read."""
+    reason, ranges = None, []
+    for ref, state, seq in zip(inputs, states, consumed):
+        why, window = _read_range(seq, state, ref.display)
+        reason = reason or why
+        ranges.append(window)
+    return reason, ranges
+
+
+def _touched_ids_sql(inputs: list[TableRef], ranges: list[tuple[int, int]], id_name: str) -> str:
+    """The ids touched in the unread ``ranges`` of the change logs of ``inputs``: the lookup
+    first (its moved key values' old and new ids), then the enriched tables (their replaced
+    rows' ids); a log with nothing unread is not read."""
+    logs = [(inc.changes_ref(ref), lo, hi) for ref, (lo, hi) in zip(inputs, ranges)]
+    lookup_log = logs[0] if logs[0][2] > logs[0][1] else None
+    return inc.touched_master_ids_sql(lookup_log, [log for log in logs[1:] if log[2] > log[1]], id_name)
+
+
 LOOKUP_KEY = ["id_key_type", "id"]
 # A lookup's columns after the id's own (``cdp_assets/sql/unification.py``, ``lookup_sql``).
 LOOKUP_COLUMNS = ["id", "id_key_type", "id_key_name", "id_first_seen_at", "id_last_seen_at", "id_source_table_ids"]
@@ -839,12 +861,10 @@ def build_master(
             or [str(t) for t in previous["input_table"]] != [r.display for r in inputs]
         ):
             reason = "the master table's config or inputs changed since the last run"
-        ranges = []
-        for rank, (ref, state) in enumerate(zip(inputs, states)):
-            consumed = None if reason is not None else int(previous["upstream_seq"].iloc[rank])
-            why, window = _read_range(consumed, state, ref.display)
-            reason = reason or why
-            ranges.append(window)
+        # Without a reason the previous state's inputs are these, in this order (checked above).
+        consumed = [None] * len(inputs) if reason is not None else [int(seq) for seq in previous["upstream_seq"]]
+        why, ranges = _unread_windows(inputs, states, consumed)
+        reason = reason or why
         input_seqs = [(_seqs(s) or (0, 0))[0] for s in states]
         generation = uuid.uuid4().hex if reason is not None else str(previous["generation"].iloc[0])
         rows_state = [
@@ -861,12 +881,9 @@ def build_master(
             else:
                 _write_state(wh, target, rows_state)
             return BuildResult(rows, "full", reason)
-        logs = [(inc.changes_ref(ref), lo, hi) for ref, (lo, hi) in zip(inputs, ranges) if hi > lo]
-        lookup_log = logs[0] if logs and logs[0][0] == inc.changes_ref(lookup) else None
-        enriched_logs = logs[1:] if lookup_log is not None else logs
         scratch = _Scratch(wh, target)
         try:
-            touched = scratch.make(inc.touched_master_ids_sql(lookup_log, enriched_logs, id_name))
+            touched = scratch.make(_touched_ids_sql(inputs, ranges, id_name))
             n_touched = wh.row_count(touched)
             if n_touched == 0:
                 rows, mode = wh.row_count(target), "unchanged"
@@ -919,23 +936,16 @@ def keep_key_stats_counts(
         kept = described.measured
         if kept is None or kept["_cdp_stats_config"] != config:
             return full("the unification config changed since the counts were taken")
-        reason, ranges = None, []
-        for rank, ref in enumerate(inputs):
-            consumed = kept[f"_cdp_stats_seq_{rank}"]
-            why, window = _read_range(None if pd.isna(consumed) else int(consumed), described.states[ref], ref.display)
-            reason = reason or why
-            ranges.append(window)
+        seqs = [kept[f"_cdp_stats_seq_{rank}"] for rank in range(len(inputs))]
+        consumed = [None if pd.isna(seq) else int(seq) for seq in seqs]
+        reason, ranges = _unread_windows(inputs, [described.states[ref] for ref in inputs], consumed)
         if reason is not None:
             return full(reason)
-        logs = [(inc.changes_ref(ref), lo, hi) for ref, (lo, hi) in zip(inputs, ranges)]
-        if all(hi == lo for _, lo, hi in logs):
+        if all(hi == lo for lo, hi in ranges):
             return BuildResult(0, "unchanged")
-        lookup_log = logs[0] if logs[0][2] > logs[0][1] else None
         scratch = _Scratch(wh, per_id)
         try:
-            touched = scratch.make(
-                inc.touched_master_ids_sql(lookup_log, [log for log in logs[1:] if log[2] > log[1]], id_name)
-            )
+            touched = scratch.make(_touched_ids_sql(inputs, ranges, id_name))
             n_touched = wh.row_count(touched)
             markers = inc.per_id_markers_sql(states, n_columns, with_config=False)
             changes = scratch.make(f"{render(touched)}\nUNION ALL\n{markers}")
