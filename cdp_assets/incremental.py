@@ -20,6 +20,7 @@ import pandas as pd
 
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql import incremental as inc
+from cdp_assets.sql.checks import hist_union_change_sql, hist_union_measure_names, hist_union_measures_over_sql
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.hist_union import LINEAGE_COLUMNS, hist_union_sql
 from cdp_assets.sql.unification import copy_sql
@@ -38,6 +39,64 @@ class BuildResult:
     # Each input's row count, in the order given, when the build measured them (hist-union: its
     # state's totals or its progress query); None: not measured by the build.
     input_rows: list[int] | None = None
+    # How ``measures`` were obtained: "full scan" (a query of the whole table), "change" (the
+    # kept measures, less the removed rows', plus the added rows') or "kept" (unchanged table).
+    measured_by: str = ""
+    # A query reading back the measures a full build kept in its state, for the caller to run
+    # with its description of the table (``read_kept_sql``'s row: the measures, each input's rows).
+    kept_read_sql: str | None = None
+
+
+@dataclass(frozen=True)
+class Measures:
+    """A built table's check measures that are counts, kept in its state from run to run
+    (``inc.kept_columns``): ``over(relation)`` renders their one-row query over a relation (a
+    table's SQL name, or a parenthesised SELECT with its alias), whose columns are ``names``."""
+
+    over: Callable[[str], str]
+    names: tuple[str, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        return _fingerprint("measures", self.over("<rows>"), self.names)
+
+    @property
+    def kept_columns(self) -> list[str]:
+        return inc.kept_columns(self.fingerprint, len(self.names))
+
+    def kept_sql(self, target: TableRef) -> str:
+        """The whole table's measures as its state keeps them (``inc.kept_measures_sql``)."""
+        return inc.kept_measures_sql(self.over(target.sql), list(self.names), self.fingerprint)
+
+    def kept_in(self, previous: pd.DataFrame | None, measured: pd.Series | None) -> pd.Series | None:
+        """The measures kept in ``previous`` (a state read with ``kept_columns``) when they still
+        describe the table: all present, and no row of it unaccounted for (``measured``'s
+        ``inc.UNACCOUNTED_COLUMN``: a run killed between the table and its state); else None."""
+        if previous is None or previous.empty or measured is None:
+            return None
+        unaccounted = measured.get(inc.UNACCOUNTED_COLUMN)
+        if unaccounted is None or pd.isna(unaccounted) or int(unaccounted) != 0:
+            return None
+        values = [previous[c].iloc[0] if c in previous.columns else None for c in self.kept_columns]
+        if any(v is None or pd.isna(v) for v in values):
+            return None
+        return pd.Series([int(v) for v in values], index=list(self.names), dtype="int64")
+
+    def change_sql(self, removed_sql: str, added: TableRef) -> str:
+        """The measures of the rows a build removes (``removed_sql``, a SELECT) and adds."""
+        return inc.measures_change_sql(self.over(f"({removed_sql}) AS r"), self.over(added.sql), list(self.names))
+
+    def applied(self, kept: pd.Series, change: pd.Series) -> pd.Series:
+        """``kept`` less the removed rows' measures, plus the added rows' (``change_sql``'s row)."""
+        values = [
+            int(kept[n]) - int(change[f"{inc.REMOVED_PREFIX}{i}"]) + int(change[f"{inc.ADDED_PREFIX}{i}"])
+            for i, n in enumerate(self.names)
+        ]
+        return pd.Series(values, index=list(self.names), dtype="int64")
+
+    def kept_values(self, values: pd.Series) -> dict[str, int]:
+        """``values`` (by name) as the state's kept columns."""
+        return {c: int(values[n]) for c, n in zip(self.kept_columns, self.names)}
 
 
 def _fingerprint(*parts: object) -> str:
@@ -87,7 +146,12 @@ class _Described:
         others: list[TableRef] = (),
         beside: Callable[[dict[TableRef, bool]], str | None] | None = None,
         read_if: Callable[[dict[TableRef, bool]], bool] | None = None,
+        kept: list[str] | tuple = (),
+        unaccounted: tuple[TableRef, list[TableRef]] | None = None,
     ):
+        """``kept``: kept measures' columns to read with the states; ``unaccounted``: (a state,
+        the tables built with it), whose rows loaded after its watermark are counted beside
+        (``inc.unaccounted_rows_sql``; NULL when one of them keeps no load times)."""
         states = [inc.state_ref(t) for t in targets]
         described = wh.describe_tables([*targets, *states, *others])
         self.exists = {ref: cols is not None for ref, cols in described.items()}
@@ -104,8 +168,13 @@ class _Described:
         frames = {}
         if present:
             beside_sql = beside(self.exists) if beside is not None else None
-            rows = wh.fetch(inc.read_states_sql([(s, cols) for _, s, cols in present], beside_sql))
-            measures = [c for c in rows.columns if c != "state_of" and c not in inc.STATE_COLUMNS]
+            if beside_sql is not None and unaccounted is not None:
+                built = [ref for ref in unaccounted[1] if self.exists.get(ref)]
+                timed = all(inc.LOADED_AT in self.columns[ref] for ref in built)
+                count = inc.unaccounted_rows_sql(unaccounted[0], built) if timed else "CAST(NULL AS BIGINT)"
+                beside_sql = f"SELECT b.*, {count} AS {inc.UNACCOUNTED_COLUMN} FROM ({beside_sql.strip()}) AS b"
+            rows = wh.fetch(inc.read_states_sql([(s, cols) for _, s, cols in present], beside_sql, kept))
+            measures = [c for c in rows.columns if c != "state_of" and c not in inc.STATE_COLUMNS and c not in kept]
             if beside_sql is not None and len(rows):
                 self.measured = rows.iloc[0][measures]
             rows = rows.drop(columns=measures)
@@ -116,12 +185,16 @@ class _Described:
         self.states = {t: frames.get(t) for t in targets}
 
 
-def _write_state(wh: WarehouseResource, target: TableRef, rows: list[dict]) -> None:
+def _write_state(wh: WarehouseResource, target: TableRef, rows: list[dict], kept: dict[str, int] | None = None) -> None:
+    """``rows`` (one per input) as ``target``'s state; ``kept``: the table's kept measures, by
+    column (``Measures.kept_values``), beside every row."""
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
-    frame = pd.DataFrame([{**r, "updated_at": now} for r in rows], columns=list(inc.STATE_COLUMNS))
+    kept = kept or {}
+    types = {**inc.STATE_COLUMNS, **{c: "int64" for c in kept}}
+    frame = pd.DataFrame([{**r, "updated_at": now, **kept} for r in rows], columns=list(types))
     frame[["seq", "changes_since", "upstream_seq"]] = frame[["seq", "changes_since", "upstream_seq"]].fillna(0)
     frame["watermark"] = pd.to_datetime(frame["watermark"])
-    wh.replace_with_dataframe(inc.state_ref(target), frame.astype(inc.STATE_COLUMNS))
+    wh.replace_with_dataframe(inc.state_ref(target), frame.astype(types))
 
 
 def _totals(wh: WarehouseResource, inputs: list[tuple[TableRef, list[str]]]) -> list[tuple[int, object]]:
@@ -150,17 +223,32 @@ def build_hist_union(
     incremental_field: str,
     primary_key: list[str],
     full_refresh: bool = False,
+    keep_measures: bool = False,
 ) -> BuildResult:
-    """Publish ``hist_union_sql`` of ``inputs`` as ``target``: incrementally when possible."""
+    """Publish ``hist_union_sql`` of ``inputs`` as ``target``: incrementally when possible.
+    ``keep_measures`` (with a primary key): its checks' measures (``hist_union_measures_sql``:
+    duplicate keys, each input's distinct keys) kept in its state, as staging keeps its rule
+    counts (``build_staging``): an incremental build returns them (``BuildResult.measures``); a
+    full build takes them in the statement that writes its state and returns the query that
+    reads them back with each input's rows (``BuildResult.kept_read_sql``)."""
     with wh.session():
         select_sql = hist_union_sql(inputs, incremental_field, primary_key)
         fingerprint = _fingerprint("hist_union", select_sql)
         reason = "full refresh requested" if full_refresh else _lacks_loaded_at(inputs)
         state = inc.state_ref(target)
+        # Without a primary key the key is the table's business columns, known once it is built:
+        # a full build does not describe it to keep them; the next build measures them in full.
+        measures = _hist_union_measures(inputs, primary_key) if keep_measures and primary_key else None
         # An incremental build's progress (each input's rows since the watermark, the table's rows)
         # is measured in the query that reads the state.
         beside = None if reason is not None else inc.progress_beside_sql([ref for ref, _ in inputs], state, target)
-        described = _Described(wh, [target], beside=None if beside is None else (lambda exists: beside))
+        described = _Described(
+            wh,
+            [target],
+            beside=None if beside is None else (lambda exists: beside),
+            kept=measures.kept_columns if measures is not None else (),
+            unaccounted=(state, [target]) if measures is not None else None,
+        )
         previous = described.states[target]
         if reason is None:
             reason, progress = _hist_union_progress(target, inputs, previous, fingerprint, described.measured)
@@ -172,7 +260,11 @@ def build_hist_union(
                 # job instead of a query and a bulk import). The inputs' counts come from the
                 # engine's catalog where it knows them without a query (TD); elsewhere the caller
                 # measures them with its checks (input_rows None).
-                _write_state_of_totals(wh, target, [ref for ref, _ in inputs], fingerprint)
+                kept = measures.kept_sql(target) if measures is not None else None
+                _write_state_of_totals(wh, target, [ref for ref, _ in inputs], fingerprint, kept=kept)
+                if measures is not None:
+                    read = inc.read_kept_sql(state, list(measures.names), measures.fingerprint, len(inputs))
+                    return BuildResult(rows, "full", reason, rows_read=None, kept_read_sql=read)
                 if not wh.counts_rows_without_a_query:
                     return BuildResult(rows, "full", reason, rows_read=None)
                 counted = wh.row_counts([ref for ref, _ in inputs])
@@ -194,11 +286,14 @@ def build_hist_union(
         new_rows = sum(int(p["rows_new"]) for p in progress)
         input_rows = [int(p["rows_total"]) for p in progress]
         rows_before = int(described.measured[inc.TARGET_ROWS_COLUMN])
+        kept = measures.kept_in(previous, described.measured) if measures is not None else None
         if new_rows == 0:
-            return BuildResult(rows_before, "unchanged", input_rows=input_rows)
+            by = "kept" if kept is not None else ""
+            return BuildResult(rows_before, "unchanged", input_rows=input_rows, measures=kept, measured_by=by)
         columns = wh.columns(target)
         keys, null_safe = merge_key(columns, primary_key)
         scratch = _Scratch(wh, target)
+        change = None
         try:
             grown = [
                 (ref, cols, rank) for rank, ((ref, cols), p) in enumerate(zip(inputs, progress)) if int(p["rows_new"])
@@ -211,10 +306,20 @@ def build_hist_union(
             ]
             changes = scratch.make(hist_union_sql(inputs, incremental_field, primary_key, relations=affected))
             n_changed = wh.row_count(changed)
+            if kept is not None:  # before the apply: the rows it removes are still in the table
+                keyed = [(ref, list(primary_key), bool(int(p["rows_new"]))) for (ref, _), p in zip(inputs, progress)]
+                removed, added = hist_union_change_sql(target, changed, changes, keys, keyed, state)
+                change = wh.fetch(inc.measures_change_sql(removed, added, list(measures.names))).iloc[0]
             statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)
             rows = wh.apply_changes(target, statements, rows_before)
         finally:
             scratch.drop(step_ends=True)
+        taken, measured_by = None, ""
+        if measures is not None:
+            if change is not None:
+                taken, measured_by = measures.applied(kept, change), "change"
+            else:  # none kept that describe the table: measured in full, and kept from now on
+                taken, measured_by = wh.fetch(measures.over(target.sql)).iloc[0][list(measures.names)], "full scan"
         _write_state(
             wh,
             target,
@@ -222,8 +327,26 @@ def build_hist_union(
                 _state_row(rank, ref, int(p["rows_total"]), p["newest"], generation, None, fingerprint, "incremental")
                 for rank, ((ref, _), p) in enumerate(zip(inputs, progress))
             ],
+            kept=measures.kept_values(taken) if taken is not None else None,
         )
-        return BuildResult(rows, "incremental", rows_read=new_rows, changed_keys=n_changed, input_rows=input_rows)
+        return BuildResult(
+            rows,
+            "incremental",
+            rows_read=new_rows,
+            changed_keys=n_changed,
+            input_rows=input_rows,
+            measures=taken,
+            measured_by=measured_by,
+        )
+
+
+def _hist_union_measures(inputs: list[tuple[TableRef, list[str]]], primary_key: list[str]) -> Measures:
+    """A hist-union table's check measures (``hist_union_measures_sql``) by its primary key."""
+    keyed = [(ref, list(primary_key)) for ref, _ in inputs]
+    return Measures(
+        lambda relation: hist_union_measures_over_sql(relation, list(primary_key), keyed),
+        tuple(hist_union_measure_names(len(inputs))),
+    )
 
 
 def _write_state_of_totals(
@@ -232,11 +355,13 @@ def _write_state_of_totals(
     inputs: list[TableRef],
     fingerprint: str,
     upstream_state: TableRef | None = None,
+    kept: str | None = None,
 ) -> None:
     """A full build's state, its inputs' totals (and ``upstream_state``'s generation) measured
-    by the statement that publishes it (``inc.state_of_totals_sql``), the rest bound as values."""
+    by the statement that publishes it (``inc.state_of_totals_sql``), the rest bound as values;
+    ``kept``: the built table's measures to keep (``Measures.kept_sql``), taken in it too."""
     _write_state_of_inputs(
-        wh, target, [inc.StateInput(ref, generation_of=upstream_state) for ref in inputs], fingerprint
+        wh, target, [inc.StateInput(ref, generation_of=upstream_state) for ref in inputs], fingerprint, kept=kept
     )
 
 
@@ -248,6 +373,7 @@ def _write_state_of_inputs(
     generation: str | None = None,
     seq: int = 0,
     since: int = 0,
+    kept: str | None = None,
 ) -> None:
     """A full build's state written by one ``CREATE TABLE AS`` that measures what the warehouse
     holds (``inc.state_of_inputs_sql``: inputs' totals, their states' generations and build
@@ -263,7 +389,7 @@ def _write_state_of_inputs(
     params = [
         i.ref.display if name == "input_table" else bound[name] for i in inputs for name in inc.STATE_BOUND_PER_INPUT
     ]
-    sql = inc.state_of_inputs_sql(inputs, wh.dialect.stored_timestamp_type)
+    sql = inc.state_of_inputs_sql(inputs, wh.dialect.stored_timestamp_type, kept)
     wh.build_table(inc.state_ref(target), sql, params)
 
 
@@ -340,7 +466,7 @@ def build_staging(
     primary_key: list[str],
     row_by_row: bool = True,
     full_refresh: bool = False,
-    measures_sql: str | None = None,
+    measures: Measures | None = None,
     dedupe: Dedupe | None = None,
 ) -> BuildResult:
     """Publish ``render(upstream, columns)`` as ``target``. Staging maps each hist-union row to
@@ -348,9 +474,11 @@ def build_staging(
     watermark and replaces the rows of their keys. With ``dedupe`` (one row kept per partition),
     those staged rows replace their keys' rows in ``<target>_cdp_all`` (every staged row before
     the dedupe) and only the partitions they touch are ranked again into ``target``.
-    ``row_by_row`` False (a dimension join) always builds in full. ``measures_sql``: the
-    caller's one-row query of the built table; a full build runs it with the upstream's totals,
-    in one query (``BuildResult.measures``)."""
+    ``row_by_row`` False (a dimension join) always builds in full. ``measures``: the caller's
+    counts of the built table (``BuildResult.measures``), kept in its state: a full build takes
+    them in the statement that writes its state, an incremental one from the kept ones and the
+    rows it removes and adds (measured in full where none are kept, or where the table holds rows
+    its state does not account for)."""
     with wh.session():
         select_sql = render(upstream, upstream_columns)
         all_rows = inc.all_rows_ref(target)
@@ -371,6 +499,8 @@ def build_staging(
             [all_rows] if dedupe else [],
             beside=lambda exists: progress_sql if exists[state] else None,
             read_if=lambda exists: exists[target] and exists[state],
+            kept=measures.kept_columns if measures is not None else (),
+            unaccounted=(state, [target, *([all_rows] if dedupe else [])]) if measures is not None else None,
         )
         upstream_state, previous = described.states[upstream], described.states[target]
         upstream_generation = None if upstream_state is None else str(upstream_state["generation"].iloc[0])
@@ -399,14 +529,17 @@ def build_staging(
                     [upstream],
                     fingerprint,
                     upstream_state_ref if described.exists[upstream_state_ref] else None,
+                    kept=measures.kept_sql(target) if measures is not None else None,
                 )
-                if measures_sql is None:
+                if measures is None:
                     return BuildResult(rows, "full", reason, rows_read=wh.row_count(upstream))
-                _, measured = wh.describe_tables_and_fetch([target], inc.totals_beside_sql(upstream, measures_sql))
-                measures = measured.iloc[0]
-                total = int(measures[inc.TOTAL_ROWS_COLUMN])
-                measures = measures.drop([inc.TOTAL_ROWS_COLUMN, inc.NEWEST_COLUMN])
-                return BuildResult(rows, "full", reason, rows_read=total, measures=measures)
+                names = list(measures.names)
+                read_sql = inc.read_kept_sql(state, names, measures.fingerprint, 1)
+                _, measured = wh.describe_tables_and_fetch([target], read_sql)
+                row = measured.iloc[0]
+                total = int(row["_cdp_rows_0"])
+                taken = row[names].astype("int64")
+                return BuildResult(rows, "full", reason, rows_read=total, measures=taken, measured_by="full scan")
             ((total, newest),) = _totals(wh, [(upstream, upstream_columns)])
             _write_state(
                 wh,
@@ -418,29 +551,54 @@ def build_staging(
         progress = _progress(described.measured, 0)
         rows_before = int(described.measured[inc.TARGET_ROWS_COLUMN])
         new_rows = int(progress["rows_new"])
+        kept = measures.kept_in(previous, described.measured) if measures is not None else None
         if new_rows == 0:
-            return BuildResult(rows_before, "unchanged")
+            return BuildResult(rows_before, "unchanged", measures=kept, measured_by="kept" if kept is not None else "")
         keys, null_safe = merge_key(upstream_columns, primary_key)
         generation = str(previous["generation"].iloc[0])
         scratch = _Scratch(wh, target)
+        change: list[pd.Series] = []
+
+        def measure_change(removed_sql: str, added: TableRef) -> None:
+            # Before the apply: the rows it removes are still in the table.
+            if kept is not None:
+                change.append(wh.fetch(measures.change_sql(removed_sql, added)).iloc[0])
+
         try:
             delta = scratch.make(inc.rows_since_sql(upstream, state))
             changed = scratch.make(inc.changed_keys_sql([(delta, upstream_columns, 0)], state, keys, null_safe))
             n_changed = wh.row_count(changed)
             if dedupe is None:
                 changes = scratch.make(render(delta, upstream_columns))
+                measure_change(inc.rows_of_keys_sql(target, changed, keys), changes)
                 columns = wh.columns(target)
                 statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)
                 rows = wh.apply_changes(target, statements, rows_before)
             else:
                 rows = _apply_deduped(
-                    wh, scratch, target, dedupe, delta, upstream_columns, changed, keys, null_safe, rows_before
+                    wh,
+                    scratch,
+                    target,
+                    dedupe,
+                    delta,
+                    upstream_columns,
+                    changed,
+                    keys,
+                    null_safe,
+                    rows_before,
+                    measure_change,
                 )
                 # Rows loaded before the watermark may have left the table (a partition's winner
                 # changed): a new generation tells readers (the enrichment) to rebuild and diff.
                 generation = uuid.uuid4().hex
         finally:
             scratch.drop(step_ends=True)
+        taken, measured_by = None, ""
+        if measures is not None:
+            if change:
+                taken, measured_by = measures.applied(kept, change[0]), "change"
+            else:  # none kept that describe the table: measured in full, and kept from now on
+                taken, measured_by = wh.fetch(measures.over(target.sql)).iloc[0][list(measures.names)], "full scan"
         _write_state(
             wh,
             target,
@@ -456,8 +614,11 @@ def build_staging(
                     "incremental",
                 )
             ],
+            kept=measures.kept_values(taken) if taken is not None else None,
         )
-        return BuildResult(rows, "incremental", rows_read=new_rows, changed_keys=n_changed)
+        return BuildResult(
+            rows, "incremental", rows_read=new_rows, changed_keys=n_changed, measures=taken, measured_by=measured_by
+        )
 
 
 def _apply_deduped(
@@ -471,12 +632,15 @@ def _apply_deduped(
     keys,
     null_safe,
     rows_before: int | None = None,
+    measure_change: Callable[[str, TableRef], None] | None = None,
 ) -> int:
     """Stage the ``delta`` rows, replace their keys' rows in the pre-dedupe rows, and rank again
     the partitions they touch: those of the new rows and those of the published rows of the
     changed keys (a winner that moved or lost must be replaced). The published rows, not the
     pre-dedupe ones, name the old partitions: after a run killed between the two applies, the
-    pre-dedupe rows hold the new versions already, while the published table still holds the old."""
+    pre-dedupe rows hold the new versions already, while the published table still holds the old.
+    ``measure_change(removed, added)``: called before the published table changes, with the
+    SELECT of its rows the apply removes and the table of those it adds."""
     all_rows = inc.all_rows_ref(target)
     changes = scratch.make(dedupe.stage(delta, upstream_columns))
     old_winners = inc.rows_of_keys_sql(target, changed, keys)
@@ -488,6 +652,8 @@ def _apply_deduped(
     # Partitions compare with NULLs equal, as PARTITION BY groups them.
     candidates = inc.rows_of_keys_sql(all_rows, touched, dedupe.partition_by)
     ranked = scratch.make(dedupe.rank(f"({candidates})", upstream_columns, columns))
+    if measure_change is not None:
+        measure_change(inc.rows_of_keys_sql(target, touched, dedupe.partition_by), ranked)
     return _apply_by_key(wh, target, ranked, touched, dedupe.partition_by, null_safe=True, rows_before=rows_before)
 
 

@@ -92,6 +92,9 @@ def test_checks_are_evaluated_in_their_assets_steps_with_at_most_one_query_each(
         phase = steps[name]
         marker = IN_STEP_QUERIES.get(phase)
         queries = [sql for step, kind, sql in log if step == name and kind == "queries" and marker and marker in sql]
+        # hist-union's measures are taken by the statement that writes its state (kept with it,
+        # docs/checks.md): its checks' query reads them back.
+        queries = [sql for sql in queries if not sql.startswith("CREATE")]
         # staging's checks read the build's parse counts and description: no query; the others one.
         # An ingestion step's is read before its loads, with its file records, and none while its
         # object has no bookkeeping yet (the run's first ingestion step on a new database).

@@ -70,11 +70,21 @@ def build_hist_union_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sour
                 source.incremental_field,
                 list(obj.primary_key),
                 config.full_refresh,
+                keep_measures=True,
             )
             # The table's description (its dagster/column_schema) and its checks' measures, with
-            # the inputs' row counts when the build did not count them (one query).
+            # the inputs' row counts when the build did not count them (one query): as the build
+            # kept them with its state where it did (read back from it after a full build).
             columns, checked, counted = hist_union_results(
-                warehouse, target, built.rows, present, list(obj.primary_key), count_inputs=built.input_rows is None
+                warehouse,
+                target,
+                built.rows,
+                present,
+                list(obj.primary_key),
+                count_inputs=built.input_rows is None,
+                kept=built.measures,
+                kept_read_sql=built.kept_read_sql,
+                measured_by=built.measured_by or "full scan",
             )
             counts = built.input_rows if built.input_rows is not None else counted
             input_rows = {ref.display: n for (ref, _), n in zip(present, counts)}

@@ -14,7 +14,7 @@ from cdp_assets.checks import check_results, check_specs, schema_columns
 from cdp_assets.checks.staging import staging_checks, staging_results
 from cdp_assets.config.models import LoadedConfig, SourceConfig, SourceObject
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.incremental import Dedupe, build_staging
+from cdp_assets.incremental import Dedupe, Measures, build_staging
 from cdp_assets.assets.automation import downstream_condition
 from cdp_assets.sql import incremental as inc
 from cdp_assets.sql.dialects import TableRef
@@ -25,7 +25,9 @@ from cdp_assets.sql.staging import (
     json_keys_sql,
     json_paths_from_profile,
     profiled_json_rules,
+    rule_count_names,
     rule_counts,
+    rule_counts_over_sql,
     rule_counts_sql,
     staged_columns,
     staging_sql,
@@ -197,19 +199,20 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
                 list(obj.primary_key),
                 row_by_row=row_by_row,
                 full_refresh=config.full_refresh,
-                measures_sql=rule_counts_sql(target, columns) if columns else None,
+                measures=rule_count_measures(columns) if columns else None,
                 dedupe=dedupe,
             )
             rows = built.rows
-            # Each rule's parsed / no-input / unparseable counts, measured once (a full build takes
-            # them in its watermark's query): the unparseable_share check takes them from here, the
-            # report from this materialization.
-            measured = built.measures
+            # Each rule's parsed / no-input / unparseable counts, kept with the table's state: a full
+            # build takes them in the statement that writes it, an incremental one from the kept
+            # counts and the rows it changed. The unparseable_share check takes them from here,
+            # the report from this materialization.
+            measured, measured_by = built.measures, built.measured_by
             if columns and measured is None:
-                measured = warehouse.fetch(rule_counts_sql(target, columns)).iloc[0]
+                measured, measured_by = warehouse.fetch(rule_counts_sql(target, columns)).iloc[0], "full scan"
             counts = rule_counts(columns, measured) if columns else {}
             table = table_metadata(warehouse, target)[target]
-        checked = staging_results(target, columns, schema_columns(table), counts, threshold)
+        checked = staging_results(target, columns, schema_columns(table), counts, threshold, measured_by)
         unparseable = {out: c["unparseable"] for out, c in counts.items()}
         context.log.info(
             f"{target.display}: {rows} row(s); {build_summary(built)}; unparseable values per column: {unparseable}"
@@ -219,6 +222,7 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
                 "dagster/row_count": rows,
                 "unparseable": MetadataValue.json(unparseable),
                 RULE_COUNTS: MetadataValue.json(counts),
+                **({"measured_by": measured_by} if columns else {}),
                 "table": target.display,
                 **build_metadata(built),
                 **engine_jobs_metadata(warehouse),
@@ -228,6 +232,11 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
         )
 
     return _staging
+
+
+def rule_count_measures(columns) -> Measures:
+    """The rule counts (``rule_counts_sql``) as measures a staged table keeps with its state."""
+    return Measures(lambda relation: rule_counts_over_sql(relation, columns), tuple(rule_count_names(columns)))
 
 
 def build_staging_assets(loaded: LoadedConfig) -> list:

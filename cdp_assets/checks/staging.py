@@ -27,13 +27,16 @@ def staging_results(
     have: list[tuple[str, str]] | None,
     counts: dict,
     threshold: float,
+    measured_by: str = "full scan",
 ) -> dict[str, AssetCheckResult]:
     """The checks of ``staging_checks`` of the table the step built: ``have`` its description
     (None: no table), ``counts`` each counted rule's figures as the build measured them
-    ({output: {..., unparseable_pct}})."""
+    ({output: {..., unparseable_pct}}), ``measured_by`` how ("full scan", "change": the counts
+    kept with the table's state updated by the rows the build removed and added, "kept": an
+    unchanged table's)."""
     return {
         "expected_columns": _expected_columns(target, columns, have),
-        "unparseable_share": _unparseable_share(target, columns, counts, threshold),
+        "unparseable_share": _unparseable_share(target, columns, counts, threshold, measured_by),
     }
 
 
@@ -52,7 +55,7 @@ def _expected_columns(target: TableRef, columns: list[StagedColumn], have) -> As
     return missing_columns_result(missing, expected=", ".join(c.output for c in columns))
 
 
-def _unparseable_share(target: TableRef, columns: list[StagedColumn], counts: dict, threshold: float):
+def _unparseable_share(target: TableRef, columns: list[StagedColumn], counts: dict, threshold: float, measured_by: str):
     stale = [c.output for c in columns if c.counted and c.output not in counts]
     if stale:
         return check_result(
@@ -72,4 +75,5 @@ def _unparseable_share(target: TableRef, columns: list[StagedColumn], counts: di
         unit="%",
         comparison="at_most",
         unparseable_pct=shares,
+        **({"measured_by": measured_by} if shares else {}),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cdp_assets.sql.dialects import TableRef, quote
 from cdp_assets.sql.engine_meta import describe_tables_sql
 from cdp_assets.sql.hist_union import distinct_count_sql, duplicate_keys_sql
+from cdp_assets.sql.incremental import LOADED_AT, newer_than_watermark
 
 
 def ids_with_many_canonical_ids_sql(lookup: TableRef, cid: str) -> str:
@@ -157,6 +158,77 @@ def hist_union_measures_sql(
     if count_inputs:
         parts += [f"(SELECT COUNT(*) FROM {ref.sql}) AS rows_{i}" for i, (ref, _) in enumerate(inputs)]
     return "SELECT " + ", ".join(parts)
+
+
+def hist_union_measures_over_sql(
+    relation: str, key_columns: list[str], inputs: list[tuple[TableRef, list[str]]]
+) -> str:
+    """``hist_union_measures_sql``'s figures with the table read as ``relation`` (its SQL name)."""
+    parts = [f"({duplicate_keys_over_sql(relation, key_columns)}) AS duplicate_keys"]
+    parts += [f"({distinct_count_sql(ref, cols)}) AS input_{i}" for i, (ref, cols) in enumerate(inputs)]
+    return "SELECT " + ", ".join(parts)
+
+
+def hist_union_measure_names(n_inputs: int) -> list[str]:
+    """The columns of ``hist_union_measures_sql``'s row (without the inputs' row counts)."""
+    return ["duplicate_keys", *(f"input_{i}" for i in range(n_inputs))]
+
+
+def hist_union_change_sql(
+    target: TableRef,
+    changed: TableRef,
+    changes: TableRef,
+    key_columns: list[str],
+    inputs: list[tuple[TableRef, list[str], bool]],
+    state: TableRef,
+) -> tuple[str, str]:
+    """What an incremental hist-union build changes of ``hist_union_measures_sql``'s figures, as
+    the one-row queries of the rows it removes and of those it adds (same columns:
+    ``hist_union_measure_names``), read before it applies them. It replaces the rows of the
+    ``changed`` keys by ``changes``, so the duplicate keys among those keys leave (the table's
+    rows of them) and arrive (``changes``); no other key's rows change. An input loses no row
+    without a full build, so its distinct keys only grow, by the keys of its rows loaded after
+    the watermark that none of its rows up to the watermark held (``inputs``: (input, its key
+    columns, whether it gained rows), in rank order; keys compare with NULLs equal, as DISTINCT
+    does)."""
+    of_changed = (
+        f"SELECT t.* FROM {target.sql} AS t WHERE EXISTS (SELECT 1 FROM {changed.sql} AS c WHERE "
+        + " AND ".join(f"c.{quote(k)} IS NOT DISTINCT FROM t.{quote(k)}" for k in key_columns)
+        + ")"
+    )
+    removed = [f"({duplicate_keys_over_sql(f'({of_changed}) AS r', key_columns)}) AS duplicate_keys"]
+    added = [f"({duplicate_keys_over_sql(changes.sql, key_columns)}) AS duplicate_keys"]
+    for rank, (ref, cols, grew) in enumerate(inputs):
+        removed.append(f"CAST(0 AS BIGINT) AS input_{int(rank)}")
+        added.append(
+            f"({new_distinct_keys_sql(ref, cols, state, rank)}) AS input_{int(rank)}"
+            if grew
+            else f"CAST(0 AS BIGINT) AS input_{int(rank)}"
+        )
+    return "SELECT " + ", ".join(removed), "SELECT " + ", ".join(added)
+
+
+def duplicate_keys_over_sql(relation: str, key_columns: list[str]) -> str:
+    """``duplicate_keys_sql`` over a relation (a table's SQL name, or a SELECT with its alias)."""
+    keys = ", ".join(quote(c) for c in key_columns)
+    present = " AND ".join(f"{quote(c)} IS NOT NULL" for c in key_columns)
+    return (
+        f"SELECT COUNT(*) AS n FROM (SELECT {keys} FROM {relation} WHERE {present} "
+        f"GROUP BY {keys} HAVING COUNT(*) > 1) AS d"
+    )
+
+
+def new_distinct_keys_sql(ref: TableRef, key_columns: list[str], state: TableRef, rank: int) -> str:
+    """The distinct keys of input ``rank``'s rows loaded after the watermark that none of its
+    rows up to the watermark holds (NULLs equal)."""
+    keys = ", ".join(f"i.{quote(c)} AS {quote(c)}" for c in key_columns)
+    match = " AND ".join(f"o.{quote(c)} IS NOT DISTINCT FROM n.{quote(c)}" for c in key_columns)
+    wm = f"(SELECT MAX(s.watermark) FROM {state.sql} AS s WHERE s.input_rank = {int(rank)})"
+    return (
+        f"SELECT COUNT(*) AS n FROM (SELECT DISTINCT {keys} FROM {ref.sql} AS i "
+        f"WHERE {newer_than_watermark(state, rank)}) AS n WHERE NOT EXISTS (SELECT 1 FROM {ref.sql} AS o "
+        f"WHERE o.{quote(LOADED_AT)} <= {wm} AND {match})"
+    )
 
 
 def lookup_measures_sql(lookup: TableRef, cid: str) -> str:

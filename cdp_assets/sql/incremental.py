@@ -54,16 +54,20 @@ def read_state_sql(target: TableRef) -> str:
     return f"SELECT * FROM {state_ref(target).sql} ORDER BY input_rank"
 
 
-def read_states_sql(states: list[tuple[TableRef, list[str]]], beside: str | None = None) -> str:
+def read_states_sql(
+    states: list[tuple[TableRef, list[str]]], beside: str | None = None, kept: list[str] | tuple = ()
+) -> str:
     """The state rows of several tables in one query, each tagged ``state_of`` (its place in
     ``states``: (state table, its columns)); a column an older state lacks reads NULL.
     ``beside``: a one-row query (its columns named apart from the state's, ``_cdp_...``) whose
-    row is added to every state row: a measure taken in the same query, not one of its own."""
+    row is added to every state row: a measure taken in the same query, not one of its own.
+    ``kept``: kept measures' columns (``kept_columns``) to read too, NULL where a state lacks them."""
     selects = []
+    typed = [*STATE_COLUMNS.items(), *((c, "int64") for c in kept)]
     for i, (ref, have) in enumerate(states):
         cols = ", ".join(
             quote(c) if c in have else f"CAST(NULL AS {'BIGINT' if dtype == 'int64' else 'VARCHAR'}) AS {quote(c)}"
-            for c, dtype in STATE_COLUMNS.items()
+            for c, dtype in typed
         )
         selects.append(f"SELECT {int(i)} AS state_of, {cols} FROM {ref.sql}")
     if beside is None:
@@ -121,6 +125,20 @@ def progress_beside_sql(inputs: list[TableRef], state: TableRef, target: TableRe
         f"SELECT {cols}, t.n AS {quote(TARGET_ROWS_COLUMN)} FROM {joins} "
         f"CROSS JOIN (SELECT COUNT(*) AS n FROM {target.sql}) AS t"
     )
+
+
+def unaccounted_rows_sql(state: TableRef, refs: list[TableRef]) -> str:
+    """A scalar: the rows of ``refs`` loaded after the newest watermark of ``state`` (every row
+    when it has none). The tables a build publishes hold none once their state is written (it
+    is written last, with the newest load time read); some means a run was killed after it
+    changed them and before its state: the measures kept in that state no longer describe them.
+    A load is stamped when it runs, after the build that read the loads before it, so a row
+    loaded since is newer than every input's watermark."""
+    wm = f"(SELECT MAX(s.watermark) FROM {state.sql} AS s)"
+    counts = [
+        f"(SELECT COUNT(*) FROM {ref.sql} AS t WHERE {wm} IS NULL OR t.{quote(LOADED_AT)} > {wm})" for ref in refs
+    ]
+    return " + ".join(counts) if counts else "CAST(0 AS BIGINT)"
 
 
 def input_measures_sql(ref: TableRef, state: TableRef | None, rank: int = 0) -> str:
@@ -473,14 +491,16 @@ class StateInput:
     seq_of: TableRef | None = None  # a state whose build number it records as upstream_seq (else 0)
 
 
-def state_of_inputs_sql(inputs: list[StateInput], watermark_type: str = "TIMESTAMP") -> str:
+def state_of_inputs_sql(inputs: list[StateInput], watermark_type: str = "TIMESTAMP", kept: str | None = None) -> str:
     """A full build's state rows measured in the statement that writes them: per input (its
     rank is its place in ``inputs``), all rows and the newest load time of a measured input,
     the generation and build number of the states it names, beside the values bound for it
     (``STATE_BOUND_PER_INPUT``, in that order, input after input). The columns are
     ``STATE_COLUMNS``; a measured watermark keeps the type of the input's ``_cdp_loaded_at``,
     which is what it is compared with; an unmeasured one is a NULL of ``watermark_type`` (the
-    type the engine stores a timestamp as: ``Dialect.stored_timestamp_type``)."""
+    type the engine stores a timestamp as: ``Dialect.stored_timestamp_type``). ``kept``: a one-row
+    query of the built table's measures (``kept_measures_sql``), written beside every row: taken in
+    the statement that writes the state, they describe the table the state does."""
     selects = []
     for rank, i in enumerate(inputs):
         upstream = (
@@ -504,7 +524,10 @@ def state_of_inputs_sql(inputs: list[StateInput], watermark_type: str = "TIMESTA
             f"CAST(? AS VARCHAR) AS mode, CAST(? AS TIMESTAMP) AS updated_at, CAST(? AS BIGINT) AS seq, "
             f"CAST(? AS BIGINT) AS changes_since, {upstream_seq} AS upstream_seq{source}"
         )
-    return "\nUNION ALL\n".join(selects)
+    union = "\nUNION ALL\n".join(selects)
+    if kept is None:
+        return union
+    return f"SELECT s.*, k.* FROM (\n{union}\n) AS s CROSS JOIN ({kept}) AS k"
 
 
 def state_of_totals_sql(inputs: list[TableRef], upstream_state: TableRef | None = None) -> str:
@@ -512,3 +535,50 @@ def state_of_totals_sql(inputs: list[TableRef], upstream_state: TableRef | None 
     measured; ``upstream_state``: the inputs' own state table, whose generation the rows record
     as ``upstream_generation`` (read in the same statement; else NULL)."""
     return state_of_inputs_sql([StateInput(ref, generation_of=upstream_state) for ref in inputs])
+
+
+# ---------------------------------------------------------------------------- kept measures
+# A hist-union or staging table's check measures that are counts (rule counts, duplicate keys,
+# each input's distinct keys) are kept in its state, one BIGINT column each, named by the
+# fingerprint of the SQL that measures them (``kept_columns``): a state written with other
+# measures has none of these columns, and they are measured in full again. A full build writes
+# them in the statement that writes the state; an incremental one adds what changed
+# (``measures_change_sql``: the measures of the rows it removes and of those it adds, read
+# before it applies them) to the kept ones and writes the sums with its state.
+
+KEPT_PREFIX = "_cdp_kept_"
+UNACCOUNTED_COLUMN = "_cdp_unaccounted"  # unaccounted_rows_sql's column beside a state read
+REMOVED_PREFIX, ADDED_PREFIX = "_cdp_removed_", "_cdp_added_"
+
+
+def kept_columns(fingerprint: str, n: int) -> list[str]:
+    """The state columns keeping ``n`` measures taken with SQL of ``fingerprint`` (hex of ours)."""
+    if not fingerprint.isalnum():
+        raise ValueError(f"a measures fingerprint is alphanumeric, not {fingerprint!r}")
+    return [f"{KEPT_PREFIX}{fingerprint}_{i}" for i in range(n)]
+
+
+def kept_measures_sql(measures_sql: str, names: list[str], fingerprint: str) -> str:
+    """``measures_sql``'s one row (columns ``names``) as the state's kept columns."""
+    cols = ", ".join(
+        f"CAST(m.{quote(n)} AS BIGINT) AS {quote(k)}" for n, k in zip(names, kept_columns(fingerprint, len(names)))
+    )
+    return f"SELECT {cols} FROM ({measures_sql.strip()}) AS m"
+
+
+def read_kept_sql(state: TableRef, names: list[str], fingerprint: str, n_inputs: int) -> str:
+    """One row: the measures kept in ``state`` (as ``names``) and each input's rows
+    (``_cdp_rows_<rank>``), as the full build that wrote it measured them."""
+    kept = [f"MAX({quote(k)}) AS {quote(n)}" for n, k in zip(names, kept_columns(fingerprint, len(names)))]
+    rows = [
+        f"MAX(CASE WHEN s.input_rank = {int(r)} THEN s.rows_through END) AS _cdp_rows_{int(r)}" for r in range(n_inputs)
+    ]
+    return f"SELECT {', '.join(kept + rows)} FROM {state.sql} AS s"
+
+
+def measures_change_sql(removed_sql: str, added_sql: str, names: list[str]) -> str:
+    """One row: per measure (``names``, the columns of both one-row queries), its value over the
+    rows a build removes (``_cdp_removed_<i>``) and over the rows it adds (``_cdp_added_<i>``)."""
+    cols = [f"r.{quote(n)} AS {REMOVED_PREFIX}{int(i)}" for i, n in enumerate(names)]
+    cols += [f"a.{quote(n)} AS {ADDED_PREFIX}{int(i)}" for i, n in enumerate(names)]
+    return f"SELECT {', '.join(cols)} FROM ({removed_sql.strip()}) AS r CROSS JOIN ({added_sql.strip()}) AS a"

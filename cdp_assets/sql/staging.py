@@ -855,6 +855,19 @@ def rule_counts_sql(table: TableRef, columns: list[StagedColumn]) -> str:
     """One scan of a staged table: per counted output column, the rows it parsed (a value),
     the rows without input (NULL, empty or a null token) and the rows whose input it could not
     read, as ``{output}__parsed``, ``{output}__null`` and ``{output}__unparseable``."""
+    return rule_counts_over_sql(table.sql, columns)
+
+
+def rule_count_names(columns: list[StagedColumn]) -> list[str]:
+    """The columns of :func:`rule_counts_sql`'s row, in order."""
+    names = [f"{c.output}__{k}" for c in columns if c.counted for k in ("parsed", "null", "unparseable")]
+    return names or ["rows_total"]
+
+
+def rule_counts_over_sql(relation: str, columns: list[StagedColumn]) -> str:
+    """:func:`rule_counts_sql` over ``relation`` (a table's SQL name or a parenthesised SELECT
+    with its alias): staged rows an incremental build removes or adds. Every figure is a count,
+    so a table's figures are those it had, less the removed rows', plus the added rows'."""
     parts = []
     for c in (c for c in columns if c.counted):
         present = c.present or _first_present(c.inputs)
@@ -864,7 +877,7 @@ def rule_counts_sql(table: TableRef, columns: list[StagedColumn]) -> str:
             f"COUNT(*) FILTER (WHERE {present} IS NULL) AS {quote(c.output + '__null')}",
             f"COUNT(*) FILTER (WHERE {present} IS NOT NULL AND {out} IS NULL) AS {quote(c.output + '__unparseable')}",
         ]
-    return f"SELECT {', '.join(parts) or 'COUNT(*) AS rows_total'} FROM {table.sql}"
+    return f"SELECT {', '.join(parts) or 'COUNT(*) AS rows_total'} FROM {relation}"
 
 
 def rule_counts(columns: list[StagedColumn], row) -> dict[str, dict]:
