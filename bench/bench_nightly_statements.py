@@ -132,7 +132,11 @@ def section(result: dict) -> str:
             "statistics' per-(table, id) counts kept on DuckDB and recounted for the touched ids only (their "
             "state read, 2 scratch tables and a DELETE and INSERT in one transaction, instead of reading every "
             "key value and lookup row: docs/incremental.md, \"Key statistics\"), and the loop's rounds started "
-            "from its nodes table instead of a copy of it (one statement or job fewer, and its drop).",
+            "from its nodes table instead of a copy of it (one statement or job fewer, and its drop). Then "
+            "hist-union's and staging's check measures kept with their state (docs/checks.md, \"Measures kept "
+            "with the table\"): the same counts, full and nightly, on both engines; a nightly build's one query "
+            "of the rows it removes and adds replaces its checks' query over every row, and a full build "
+            "measures its table in the statement that writes its state, read back with its description.",
             "",
             "On TD the nightly run's DataFrame loader reads the rows already loaded in a new file's watermark "
             "range (`sql/ingestion.rows_in_range_sql`) with the raw table's `updated_at` cast from the text TD "

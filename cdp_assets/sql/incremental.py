@@ -41,7 +41,7 @@ STATE_COLUMNS = {
     "upstream_seq": "int64",
 }
 UPSERT_MODES = ("delete_insert", "merge", "rebuild")
-TOTAL_ROWS_COLUMN, NEWEST_COLUMN = "_cdp_rows_total", "_cdp_newest"  # totals_beside_sql's columns
+TOTAL_ROWS_COLUMN, NEWEST_COLUMN = "_cdp_rows_total", "_cdp_newest"  # input_measures_sql's columns
 NEW_ROWS_COLUMN = "_cdp_rows_new"  # input_measures_sql's rows after the watermark
 
 
@@ -166,17 +166,6 @@ def input_totals_sql(refs: list[TableRef]) -> str:
         for rank, ref in enumerate(refs)
     ]
     return " UNION ALL ".join(per_input) + " ORDER BY input_rank"
-
-
-def totals_beside_sql(ref: TableRef, measures_sql: str) -> str:
-    """``measures_sql``'s one row with ``ref``'s totals beside it (``_cdp_rows_total``,
-    ``_cdp_newest``): a full build's watermark measured in the query of the built table the
-    caller runs anyway (staging's rule counts), not in a query of its own."""
-    return (
-        f"SELECT m.*, t.rows_total AS {quote(TOTAL_ROWS_COLUMN)}, t.newest AS {quote(NEWEST_COLUMN)} "
-        f"FROM ({measures_sql.strip()}) AS m CROSS JOIN "
-        f"(SELECT COUNT(*) AS rows_total, MAX(i.{quote(LOADED_AT)}) AS newest FROM {ref.sql} AS i) AS t"
-    )
 
 
 def key_match(left: str, right: str, key_columns: list[str], null_safe: bool) -> str:

@@ -129,3 +129,35 @@ def test_on_the_treasure_data_fake_a_deduped_staged_table_built_incrementally_eq
     loads = [(customers, orders, first + second), FIXED_EVENT_LOADS[2]]
     runs = replay_deduped(wh, project(tmp_path, events="newest"), loads, FIXED_EVENT_WINNERS[1:3])
     assert [s["shop_events_stg"].mode for s, _ in runs] == ["full", "incremental"]
+
+
+# ---------------------------------------------------------------------------- kept measures
+# The checks' measures kept with the states (docs/checks.md, "Measures kept with the table")
+# equal a full measurement of the table after every run: full builds measure in their state's
+# statement, incremental ones by the rows they remove and add (rebuild and swap here).
+KEPT_BY = ["full scan", "full scan", "change", "change", "kept", "full scan", "change"]
+
+
+def replay_kept(wh, loads=LOADS) -> list[str]:
+    """Apply ``loads`` one by one; each run's kept measures checked against the full query (``run``)."""
+    from cdp_assets_tests.phases.test_kept_measures import run
+
+    by = []
+    for n, (kind, rows) in enumerate(loads):
+        apply_load(wh, n, kind, rows)
+        _, stg = run(wh, ["customer_id"], deduped=False)
+        by.append(stg.measured_by)
+    return by
+
+
+@pytest.mark.spark
+def test_on_local_spark_kept_measures_equal_a_full_measurement_after_every_run():
+    with local_spark_session() as wh:
+        assert replay_kept(wh) == KEPT_BY
+
+
+@pytest.mark.slow
+def test_on_the_treasure_data_fake_kept_measures_equal_a_full_measurement_after_every_run(td):  # noqa: F811
+    wh = td_engine(td, database=SRC)
+    loads = [LOADS[0], LOADS[1], LOADS[2], LOADS[5], LOADS[6]]
+    assert replay_kept(wh, loads) == ["full scan", "full scan", "change", "full scan", "change"]
