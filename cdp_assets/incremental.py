@@ -236,8 +236,9 @@ def build_hist_union(
         fingerprint = _fingerprint("hist_union", select_sql)
         reason = "full refresh requested" if full_refresh else _lacks_loaded_at(inputs)
         state = inc.state_ref(target)
-        # Without a primary key the key is the table's business columns, known once it is built:
-        # a full build does not describe it to keep them; the next build measures them in full.
+        # Without a primary key the key is the table's business columns, known once it is built
+        # (a full build would describe it to measure them): none are kept, and the step's checks
+        # measure the table in full as before.
         measures = _hist_union_measures(inputs, primary_key) if keep_measures and primary_key else None
         # An incremental build's progress (each input's rows since the watermark, the table's rows)
         # is measured in the query that reads the state.
