@@ -171,8 +171,7 @@ class _Described:
             if beside_sql is not None and unaccounted is not None:
                 built = [ref for ref in unaccounted[1] if self.exists.get(ref)]
                 timed = all(inc.LOADED_AT in self.columns[ref] for ref in built)
-                count = inc.unaccounted_rows_sql(unaccounted[0], built) if timed else "CAST(NULL AS BIGINT)"
-                beside_sql = f"SELECT b.*, {count} AS {inc.UNACCOUNTED_COLUMN} FROM ({beside_sql.strip()}) AS b"
+                beside_sql = inc.unaccounted_beside_sql(beside_sql, unaccounted[0], built if timed else None)
             rows = wh.fetch(inc.read_states_sql([(s, cols) for _, s, cols in present], beside_sql, kept))
             measures = [c for c in rows.columns if c != "state_of" and c not in inc.STATE_COLUMNS and c not in kept]
             if beside_sql is not None and len(rows):

@@ -141,6 +141,13 @@ def unaccounted_rows_sql(state: TableRef, refs: list[TableRef]) -> str:
     return " + ".join(counts) if counts else "CAST(0 AS BIGINT)"
 
 
+def unaccounted_beside_sql(beside: str, state: TableRef, refs: list[TableRef] | None) -> str:
+    """``beside``'s one row with ``unaccounted_rows_sql`` of ``refs`` beside it
+    (``_cdp_unaccounted``); ``refs`` None: a NULL (a table without load times: unknown)."""
+    count = unaccounted_rows_sql(state, refs) if refs is not None else "CAST(NULL AS BIGINT)"
+    return f"SELECT b.*, {count} AS {UNACCOUNTED_COLUMN} FROM ({beside.strip()}) AS b"
+
+
 def input_measures_sql(ref: TableRef, state: TableRef | None, rank: int = 0) -> str:
     """One row of input ``ref`` (input ``rank`` of the table whose state is ``state``): all rows
     (``_cdp_rows_total``), the newest load time (``_cdp_newest``) and the rows loaded after the
