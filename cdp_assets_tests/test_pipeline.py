@@ -211,6 +211,35 @@ def test_a_nightly_run_builds_hist_union_and_staging_incrementally_and_equals_a_
     assert nightly_tables.keys() == full_tables.keys()
     for name in [n for n in nightly_tables if n.startswith(("acme_src.", "acme_stg."))]:
         pd.testing.assert_frame_equal(nightly_tables[name], full_tables[name], obj=name)
+    # The checks' measures the nightly run kept with the states and updated by the change equal
+    # the full refresh's full measurement of the same tables (docs/checks.md).
+    nightly_checks, full_checks = checks_metadata(result), checks_metadata(full)
+    assert nightly_checks["shop_customers_stg:unparseable_share"]["measured_by"] == "change"
+    assert nightly_checks["web_events_stg:unparseable_share"]["measured_by"] == "change"  # deduped
+    assert nightly_checks["shop_orders_stg:unparseable_share"]["measured_by"] == "kept"  # unchanged
+    assert nightly_checks["shop_customers_hist_union:unique_primary_key"]["measured_by"] == "change"
+    assert {m["measured_by"] for k, m in full_checks.items() if "measured_by" in m} == {"full scan"}
+    for key, meta in full_checks.items():
+        if "measured_by" in meta:
+            same = ("measured", "distinct_input_rows", "unparseable_pct")
+            assert {k: nightly_checks[key].get(k) for k in same} == {k: meta.get(k) for k in same}, key
+    assert rule_counts_of(result) == rule_counts_of(full)
+
+
+def checks_metadata(result) -> dict[str, dict]:
+    """Each check evaluation's metadata values, by ``<table>:<check>``."""
+    return {
+        f"{e.asset_key.path[-1]}:{e.check_name}": {k: v.value for k, v in e.metadata.items()}
+        for e in result.get_asset_check_evaluations()
+    }
+
+
+def rule_counts_of(result) -> dict[str, dict]:
+    return {
+        e.asset_key.path[-1]: e.event_specific_data.materialization.metadata["rule_counts"].value
+        for e in result.get_asset_materialization_events()
+        if "rule_counts" in e.event_specific_data.materialization.metadata
+    }
 
 
 @pytest.mark.pipeline
