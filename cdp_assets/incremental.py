@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.sql import checks as chk
 from cdp_assets.sql import incremental as inc
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.hist_union import LINEAGE_COLUMNS, hist_union_sql
@@ -591,21 +592,42 @@ def publish_lookup(
     cid: str,
     full_refresh: bool = False,
     affected: tuple[TableRef, str] | None = None,
+    keep_measures: bool = False,
 ) -> BuildResult:
     """Publish an id's lookup (``select_sql``, rebuilt by every loop run) and log which key
     values changed id against the lookup it replaces, for the enrichment that reads it.
     ``affected``: (the key values whose rows may change, the SELECT of those rows alone), from an
     incremental loop: with a change log to extend, only their rows are built, diffed and
     replaced (``_apply_by_key``: DELETE and INSERT in one transaction where the engine can);
-    every other row stays as it is, as a full build would have written it."""
+    every other row stays as it is, as a full build would have written it.
+
+    ``keep_measures`` (a canonical id's lookup, which later runs replace in part): where the
+    engine deletes and inserts in one transaction, the lookup's check measure (its ids with
+    several canonical ids, ``inc.measures_ref``) is kept beside it: counted over every row by a
+    full build, and by an incremental one from its change, in the apply's transaction
+    (``BuildResult.measures``: the check reads them from the lookup's materialization instead of
+    grouping every row again)."""
+    keeps_measures = keep_measures and wh.upsert_mode == "delete_insert" and wh.dialect.replaces_atomically
+    kept_ref = inc.measures_ref(lookup)
     with wh.session():
-        described = _Described(wh, [lookup], [inc.changes_ref(lookup)])
+        described = _Described(
+            wh,
+            [lookup],
+            [inc.changes_ref(lookup), kept_ref],
+            beside=lambda exists: (
+                chk.kept_lookup_measures_sql(kept_ref) if keeps_measures and exists[kept_ref] else None
+            ),
+        )
         previous = described.states[lookup]
         seq, since, log_exists = _log_window(described, lookup, previous)
+        measures = None
         if full_refresh or previous is None or _seqs(previous) is None:
             reason = "full refresh requested" if full_refresh else f"no change log of {lookup.display} yet"
             rows = wh.build_table(lookup, select_sql)
             mode, changed, since = "full", 0, seq
+            if keeps_measures:
+                wh.run(wh.dialect.replace_table_sql(kept_ref, chk.lookup_measures_sql_of(seq, None, lookup, cid)))
+                measures = _kept_lookup_measures(wh, kept_ref, rows)
         else:
             reason, mode = "", "incremental"
             scratch = _Scratch(wh, lookup)
@@ -621,13 +643,56 @@ def publish_lookup(
                 _write_log(wh, lookup, copy_sql(changes), seq, since, log_exists)
                 if affected is None:
                     rows = wh.build_table(lookup, copy_sql(new))
+                elif keeps_measures and affected is not None:
+                    rows, measures = _apply_lookup_keeping_measures(
+                        wh, lookup, new, affected[0], cid, seq, int(previous["rows_through"].iloc[0]), described
+                    )
                 else:
                     columns = [cid, *LOOKUP_COLUMNS]
                     rows = _apply_by_key(wh, lookup, new, affected[0], LOOKUP_KEY, False, columns)
             finally:
                 scratch.drop()
         _write_state(wh, lookup, [_state_row(0, lookup, rows, None, "", None, "", mode, seq, since)])
-        return BuildResult(rows, mode, reason, changed_keys=changed)
+        return BuildResult(rows, mode, reason, changed_keys=changed, measures=measures)
+
+
+def _apply_lookup_keeping_measures(
+    wh: WarehouseResource,
+    lookup: TableRef,
+    new: TableRef,
+    affected: TableRef,
+    cid: str,
+    seq: int,
+    rows_before: int,
+    described: _Described,
+) -> tuple[int, pd.Series]:
+    """Replace the ``affected`` key values' rows with ``new`` and, in the same transaction, the
+    lookup's kept measures with those after this build ``seq``: counted from the change when the
+    kept ones are the previous build's (their ``seq`` is the state's), else over the whole
+    lookup once (after a full build, or a build killed before its state was written)."""
+    kept, kept_ref = described.measured, inc.measures_ref(lookup)
+    previous_seq = (_seqs(described.states[lookup]) or (0, 0))[0]
+    measured_seq = None if kept is None or pd.isna(kept["_cdp_measured_seq"]) else int(kept["_cdp_measured_seq"])
+    current = measured_seq == previous_seq
+    many = None
+    if current:
+        change = wh.fetch(chk.lookup_change_measures_sql(lookup, new, affected, cid)).iloc[0]
+        many = int(kept["_cdp_ids_with_many"]) - int(change["before"]) + int(change["after"])
+    columns = [cid, *LOOKUP_COLUMNS]
+    statements = inc.upsert_statements("delete_insert", lookup, new, affected, columns, LOOKUP_KEY, False)
+    # After the rows: a measure counted over the whole lookup must see the new ones.
+    write = wh.dialect.replace_table_sql(kept_ref, chk.lookup_measures_sql_of(seq, many, lookup, cid))
+    # The state's rows are the lookup's only when nothing changed it after the state was written
+    # (a build killed between its commit and its state did): as the kept measures tell.
+    rows = wh.apply_changes(lookup, statements, rows_before if current else None, then=[write])
+    if many is None:
+        return rows, _kept_lookup_measures(wh, kept_ref, rows)
+    return rows, pd.Series({"table_rows": rows, "ids_with_many": many})
+
+
+def _kept_lookup_measures(wh: WarehouseResource, kept_ref: TableRef, rows: int) -> pd.Series:
+    many = int(wh.fetch(chk.kept_lookup_measures_sql(kept_ref)).iloc[0]["_cdp_ids_with_many"])
+    return pd.Series({"table_rows": rows, "ids_with_many": many})
 
 
 def enriched_build_reads(staged: TableRef, target: TableRef, lookups: list[TableRef]) -> list[TableRef]:

@@ -38,7 +38,7 @@ from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.checks import check_results, check_specs
 from cdp_assets.checks.monitoring import LARGEST_ROWS, WITH_ID_ROWS
 from cdp_assets.sql.report import COMPONENT_SIZES
-from cdp_assets.checks.unification import LAST_ROUND_COLUMNS, MASTER_CHECKS, master_results
+from cdp_assets.checks.unification import LAST_ROUND_COLUMNS, MASTER_CHECKS, lookup_measures_metadata, master_results
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
@@ -188,6 +188,7 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                         "dagster/row_count": result.tables["lookup"],
                         "iterations": result.rounds,
                         "converged": result.converged,
+                        **lookup_measures_metadata(result.lookup_build),
                         **tables_meta[plan.ref("lookup")],
                     },
                 )

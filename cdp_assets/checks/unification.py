@@ -39,6 +39,17 @@ from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.unification_pipeline import enrich_tables, enriched_ref
 
 
+# A lookup's ids with several canonical ids, in its materialization when its build counted them.
+LOOKUP_IDS_WITH_MANY = "ids_with_many_canonical_ids"
+
+
+def lookup_measures_metadata(build) -> dict:
+    """What a lookup's build (``incremental.BuildResult``) counted for its checks, as metadata."""
+    if build is None or build.measures is None:
+        return {}
+    return {LOOKUP_IDS_WITH_MANY: int(build.measures["ids_with_many"])}
+
+
 def _lookup_checks(plan: u.IdPlan):
     lookup = plan.ref("lookup")
     specs = [
@@ -47,7 +58,11 @@ def _lookup_checks(plan: u.IdPlan):
     ]
 
     def evaluate(context, warehouse):
-        if described(warehouse, lookup, context=context)[lookup] is None:
+        built = build_metadata_this_run(context, lookup)
+        if LOOKUP_IDS_WITH_MANY in built and "dagster/row_count" in built:
+            # Counted by this run's build from its change (incremental.publish_lookup).
+            rows, many = int(built["dagster/row_count"].value), int(built[LOOKUP_IDS_WITH_MANY].value)
+        elif described(warehouse, lookup, context=context)[lookup] is None:
             rows, many = 0, None
         else:
             row = warehouse.fetch(lookup_measures_sql(lookup, plan.name)).iloc[0]

@@ -14,6 +14,41 @@ def ids_with_many_canonical_ids_sql(lookup: TableRef, cid: str) -> str:
     )
 
 
+def _ids_with_many_of(rows_sql: str, cid: str) -> str:
+    return (
+        f"SELECT COUNT(*) FROM (SELECT r.id, r.id_key_type FROM {rows_sql} AS r "
+        f"GROUP BY r.id, r.id_key_type HAVING COUNT(DISTINCT r.{quote(cid)}) > 1) AS d"
+    )
+
+
+def lookup_change_measures_sql(lookup: TableRef, new_rows: TableRef, affected: TableRef, cid: str) -> str:
+    """The ids with more than one canonical id among the ``affected`` key values (``id_key_type``,
+    ``id``), in the lookup as it is (``before``) and in ``new_rows``, the rows that replace theirs
+    (``after``). A key value's rows are all replaced or all kept, so the lookup's count after the
+    replacement is its count before, minus ``before``, plus ``after``."""
+    old_rows = (
+        f"(SELECT l.* FROM {lookup.sql} AS l WHERE EXISTS (SELECT 1 FROM {affected.sql} AS a "
+        "WHERE a.id_key_type = l.id_key_type AND a.id = l.id))"
+    )
+    return f"SELECT ({_ids_with_many_of(old_rows, cid)}) AS before, ({_ids_with_many_of(new_rows.sql, cid)}) AS after"
+
+
+def kept_lookup_measures_sql(measures: TableRef) -> str:
+    """The lookup's kept measures as one row (NULLs when the table is empty), named apart from a
+    state's columns: read beside the lookup's state (``inc.read_states_sql``)."""
+    return (
+        f"SELECT (SELECT MAX(m.seq) FROM {measures.sql} AS m) AS _cdp_measured_seq, "
+        f"(SELECT MAX(m.ids_with_many) FROM {measures.sql} AS m) AS _cdp_ids_with_many"
+    )
+
+
+def lookup_measures_sql_of(seq: int, ids_with_many: int | None, lookup: TableRef | None = None, cid: str = "") -> str:
+    """The lookup's kept measures after its build number ``seq``: ``ids_with_many`` as counted
+    from the change, or (None) counted over the whole ``lookup``. Integers of ours, not values."""
+    many = str(int(ids_with_many)) if ids_with_many is not None else f"({_ids_with_many_of(lookup.sql, cid)})"
+    return f"SELECT CAST({int(seq)} AS BIGINT) AS seq, CAST({many} AS BIGINT) AS ids_with_many"
+
+
 def latest_loop_sql(loop_stats: TableRef) -> str:
     """The last iteration of the most recent run."""
     return (

@@ -285,11 +285,17 @@ CHANGES_KEPT = 8  # builds whose changes are kept: a consumer further behind bui
 # Tables that say when and how a table was built, not what it holds (tests comparing runs skip them).
 # The key statistics' kept per-id counts (below): working state of the engines that keep them.
 PER_ID_SUFFIX = "_cdp_per_id"
-BOOKKEEPING_SUFFIXES = (STATE_SUFFIX, CHANGES_SUFFIX, PER_ID_SUFFIX)
+# A table's check measures kept from build to build, brought up to date from each change (a lookup's).
+MEASURES_SUFFIX = "_cdp_measures"
+BOOKKEEPING_SUFFIXES = (STATE_SUFFIX, CHANGES_SUFFIX, PER_ID_SUFFIX, MEASURES_SUFFIX)
 
 
 def changes_ref(target: TableRef) -> TableRef:
     return target.sibling(f"{target.name}{CHANGES_SUFFIX}")
+
+
+def measures_ref(target: TableRef) -> TableRef:
+    return target.sibling(f"{target.name}{MEASURES_SUFFIX}")
 
 
 def seq_range(lo: int, hi: int, alias: str = "c") -> str:

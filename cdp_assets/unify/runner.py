@@ -226,7 +226,8 @@ def _run_loop(
         previous = [
             plan.ref(s) for s in ("graph", "key_values", "value_stats", "excluded_values", "watermarks", "loop_stats")
         ]
-        described = wh.describe_tables([*previous, lookup, inc.state_ref(lookup), inc.changes_ref(lookup)])
+        lookup_reads = [lookup, inc.state_ref(lookup), inc.changes_ref(lookup), inc.measures_ref(lookup)]
+        described = wh.describe_tables([*previous, *lookup_reads])
         if described[plan.ref("loop_stats")] is None:
             result.loop_stats_before = 0  # a first run: the loop statistics are this run's rows
     try:
@@ -282,6 +283,7 @@ def _run_loop(
                     plan.name,
                     full_refresh=full_refresh,
                     affected=None if steps.lookup_rows is None else (affected, steps.lookup_rows(runner.tables)),
+                    keep_measures=not plan.persistent,
                 )
             result.tables["lookup"] = result.lookup_build.rows
 
