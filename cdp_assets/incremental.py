@@ -674,25 +674,34 @@ def _apply_lookup_keeping_measures(
     previous_seq = (_seqs(described.states[lookup]) or (0, 0))[0]
     measured_seq = None if kept is None or pd.isna(kept["_cdp_measured_seq"]) else int(kept["_cdp_measured_seq"])
     current = measured_seq == previous_seq
-    many = None
+    counted = None
     if current:
         change = wh.fetch(chk.lookup_change_measures_sql(lookup, new, affected, cid)).iloc[0]
-        many = int(kept["_cdp_ids_with_many"]) - int(change["before"]) + int(change["after"])
+        counted = (
+            int(kept["_cdp_ids_with_many"]) - int(change["before"]) + int(change["after"]),
+            int(kept["_cdp_canonical_ids"]) - int(change["ids_before"]) + int(change["ids_after"]),
+        )
     columns = [cid, *LOOKUP_COLUMNS]
     statements = inc.upsert_statements("delete_insert", lookup, new, affected, columns, LOOKUP_KEY, False)
     # After the rows: a measure counted over the whole lookup must see the new ones.
-    write = wh.dialect.replace_table_sql(kept_ref, chk.lookup_measures_sql_of(seq, many, lookup, cid))
+    write = wh.dialect.replace_table_sql(kept_ref, chk.lookup_measures_sql_of(seq, counted, lookup, cid))
     # The state's rows are the lookup's only when nothing changed it after the state was written
     # (a build killed between its commit and its state did): as the kept measures tell.
     rows = wh.apply_changes(lookup, statements, rows_before if current else None, then=[write])
-    if many is None:
+    if counted is None:
         return rows, _kept_lookup_measures(wh, kept_ref, rows)
-    return rows, pd.Series({"table_rows": rows, "ids_with_many": many})
+    return rows, pd.Series({"table_rows": rows, "ids_with_many": counted[0], "canonical_ids": counted[1]})
 
 
 def _kept_lookup_measures(wh: WarehouseResource, kept_ref: TableRef, rows: int) -> pd.Series:
-    many = int(wh.fetch(chk.kept_lookup_measures_sql(kept_ref)).iloc[0]["_cdp_ids_with_many"])
-    return pd.Series({"table_rows": rows, "ids_with_many": many})
+    kept = wh.fetch(chk.kept_lookup_measures_sql(kept_ref)).iloc[0]
+    return pd.Series(
+        {
+            "table_rows": rows,
+            "ids_with_many": int(kept["_cdp_ids_with_many"]),
+            "canonical_ids": int(kept["_cdp_canonical_ids"]),
+        }
+    )
 
 
 def enriched_build_reads(staged: TableRef, target: TableRef, lookups: list[TableRef]) -> list[TableRef]:

@@ -400,7 +400,7 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
             ) -> MaterializeResult:
                 built = build_master(warehouse, loaded, plans, master, full_refresh=config.full_refresh)
                 # The table's description (its dagster/column_schema) and its check's measures.
-                columns, checked = master_results(warehouse, target, built.rows, plan)
+                columns, checked = master_results(warehouse, target, built.rows, plan, context)
                 table = {**table_name_metadata(target), **column_schema(columns)}
                 context.log.info(f"{target.display}: {built.rows} row(s); {build_summary(built)}")
                 return MaterializeResult(

@@ -53,9 +53,15 @@ def _publish(wh, pairs, affected_values=None):
     return publish_lookup(wh, LOOKUP, select, CID, affected=affected, keep_measures=True)
 
 
-def _counted(wh) -> tuple[int, int]:
+def _counted(wh) -> tuple[int, int, int]:
+    """(rows, ids with several canonical ids, distinct canonical ids) counted over every row."""
     row = wh.fetch(lookup_measures_sql(LOOKUP, CID)).iloc[0]
-    return int(row["table_rows"]), int(row["ids_with_many"])
+    ids = wh.fetch(f"SELECT COUNT(DISTINCT {CID}) AS n FROM {LOOKUP.sql}").iloc[0]["n"]
+    return int(row["table_rows"]), int(row["ids_with_many"]), int(ids)
+
+
+def _kept(build) -> tuple[int, int, int]:
+    return tuple(int(build.measures[k]) for k in ("table_rows", "ids_with_many", "canonical_ids"))
 
 
 def test_the_kept_count_follows_each_change_and_equals_a_count_of_every_row():
@@ -63,21 +69,25 @@ def test_the_kept_count_follows_each_change_and_equals_a_count_of_every_row():
     with wh.session():
         first = _publish(wh, [("a", "A"), ("b", "A"), ("c", "C")])
         assert first.mode == "full"  # counted over every row
-        assert (first.measures["table_rows"], first.measures["ids_with_many"]) == _counted(wh) == (3, 0)
+        assert _kept(first) == _counted(wh) == (3, 0, 2)
 
         # A change gives "b" two canonical ids: the count kept (0) loses its before (0) and gains
-        # its after (1).
+        # its after (1); canonical id B appears.
         second = _publish(wh, [("a", "A"), ("b", "A"), ("b", "B"), ("c", "C")], affected_values=["b"])
         assert second.mode == "incremental"
-        assert (second.measures["table_rows"], second.measures["ids_with_many"]) == _counted(wh) == (4, 1)
+        assert _kept(second) == _counted(wh) == (4, 1, 3)
 
-        # "b" is rebuilt with one id: 1 - 1 + 0.
+        # "b" is rebuilt with one id: 1 - 1 + 0; B vanishes, A stays (held by "a", not replaced).
         third = _publish(wh, [("a", "A"), ("b", "A"), ("c", "C")], affected_values=["b"])
-        assert (third.measures["table_rows"], third.measures["ids_with_many"]) == _counted(wh) == (3, 0)
+        assert _kept(third) == _counted(wh) == (3, 0, 2)
 
-        # A new value with two ids comes ("e"), and a value goes ("a").
+        # A new value with two ids comes ("e"), and a value goes ("a"): A is still held by "b".
         fourth = _publish(wh, [("b", "A"), ("c", "C"), ("e", "E"), ("e", "F")], affected_values=["a", "e"])
-        assert (fourth.measures["table_rows"], fourth.measures["ids_with_many"]) == _counted(wh) == (4, 1)
+        assert _kept(fourth) == _counted(wh) == (4, 1, 4)
+
+        # "b" moves to C: A's last row goes.
+        fifth = _publish(wh, [("b", "C"), ("c", "C"), ("e", "E"), ("e", "F")], affected_values=["b"])
+        assert _kept(fifth) == _counted(wh) == (4, 1, 3)
         assert wh.table_exists(inc.measures_ref(LOOKUP))
 
 
@@ -96,4 +106,4 @@ def test_a_full_build_between_makes_the_next_change_count_every_row_again():
         state["seq"] = state["seq"] + 1
         wh.replace_with_dataframe(inc.state_ref(LOOKUP), state)
         after = _publish(wh, [("a", "A"), ("b", "B")], affected_values=["b"])
-        assert (after.measures["table_rows"], after.measures["ids_with_many"]) == _counted(wh) == (3, 1)
+        assert _kept(after) == _counted(wh) == (3, 1, 3)

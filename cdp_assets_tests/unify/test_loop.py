@@ -477,7 +477,9 @@ def test_an_incremental_run_solves_only_the_touched_components_and_equals_a_full
         incremental_graph = _graph(wh)
         incremental_values = _key_values(wh)
         logged = _last_lookup_changes(wh)
-        counted = wh.fetch(lookup_measures_sql(TableRef(make_unify().schema, "unified_id_lookup"), "unified_id"))
+        lookup_ref = TableRef(make_unify().schema, "unified_id_lookup")
+        counted = wh.fetch(lookup_measures_sql(lookup_ref, "unified_id"))
+        counted_ids = int(wh.fetch(f"SELECT COUNT(DISTINCT unified_id) AS n FROM {lookup_ref.sql}").iloc[0]["n"])
     full_wh = DuckDBWarehouse(path=":memory:")
     with full_wh.session():
         full, third = unify_rows(full_wh, old + new, incremental=True, caps=caps)
@@ -498,6 +500,7 @@ def test_an_incremental_run_solves_only_the_touched_components_and_equals_a_full
         # The lookup check's measures, kept from the change, are a count of every row's.
         kept = second.lookup_build.measures
         assert (kept["table_rows"], kept["ids_with_many"]) == tuple(counted.iloc[0][["table_rows", "ids_with_many"]])
+        assert kept["canonical_ids"] == counted_ids
     all_nodes = sum(len(c) for c in comps)
     assert third.nodes_in_rounds == all_nodes
     if second.mode == "full":  # new rows pushed a value over its cap: every node is solved again
