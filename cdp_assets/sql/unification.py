@@ -406,6 +406,11 @@ def new_rows_sql(plan: IdPlan, since: TableRef) -> str:
             f"SELECT {t.table_id} AS table_id, {_seen_expr(t)} AS seen_at, {inc} AS inc_at, "
             f"CAST({rest} AS VARCHAR) AS inc_rest{''.join(keys)} FROM {t.from_sql} AS s" + _new_rows_filter(t, since)
         )
+    if not parts:  # no incremental table: no new row (an incremental run needs one)
+        return (
+            "SELECT CAST(NULL AS INTEGER) AS table_id, CAST(NULL AS TIMESTAMP) AS seen_at, "
+            "CAST(NULL AS TIMESTAMP) AS inc_at, CAST(NULL AS VARCHAR) AS inc_rest WHERE 1 = 0"
+        )
     return "\nUNION ALL\n".join(parts)
 
 
