@@ -132,7 +132,11 @@ def section(result: dict) -> str:
             "statistics' per-(table, id) counts kept on DuckDB and recounted for the touched ids only (their "
             "state read, 2 scratch tables and a DELETE and INSERT in one transaction, instead of reading every "
             "key value and lookup row: docs/incremental.md, \"Key statistics\"), and the loop's rounds started "
-            "from its nodes table instead of a copy of it (one statement or job fewer, and its drop).",
+            "from its nodes table instead of a copy of it (one statement or job fewer, and its drop). Then "
+            "(DuckDB 270 to 271, TD 153 to 154): the loop's `_new_rows`, one scratch table of the incremental "
+            "tables' rows after their watermarks, filtered once; the new key values, the new rows' stars and "
+            "the watermarks read it instead of each reading every row of every source table again "
+            "(docs/unification.md, \"Incremental runs\").",
             "",
             "On TD the nightly run's DataFrame loader reads the rows already loaded in a new file's watermark "
             "range (`sql/ingestion.rows_in_range_sql`) with the raw table's `updated_at` cast from the text TD "
