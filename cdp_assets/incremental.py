@@ -680,9 +680,10 @@ def build_enriched(
 ) -> BuildResult:
     """Publish ``render(staged)`` (the staged table with its ids) as ``target``. An incremental
     run enriches again only the rows of the keys whose staged row was loaded after the
-    watermark or holds a key value whose id changed in one of ``lookups`` ((lookup, the
-    table's (column, key_type) merge columns)), and logs the ids it touched for the master
-    tables. ``row_by_row`` False (an id derived from other rows) always builds in full."""
+    watermark, holds a key value whose id changed in one of ``lookups`` ((lookup, the
+    table's (column, key_type) merge columns)), or, for a staged table that logs its changes (a
+    dedupe), was replaced or removed since the build it read; and logs the ids it touched for
+    the master tables. ``row_by_row`` False (an id derived from other rows) always builds in full."""
     with wh.session():
         select_sql = render(staged)
         fingerprint = _fingerprint("enriched", select_sql, primary_key, [lk.display for lk, _ in lookups])
@@ -765,7 +766,8 @@ def build_enriched(
         if reason is not None:
             # Same config and a change log to extend: the new table is diffed against the one
             # it replaces and the ids of the rows that differ are logged, so the master tables
-            # need not follow into a full build (a staged table with a dedupe is rebuilt nightly).
+            # need not follow into a full build (the staged table was rebuilt in full, or a log
+            # did not reach back).
             diffable = (
                 not full_refresh
                 and _seqs(previous) is not None
