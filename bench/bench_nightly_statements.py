@@ -136,7 +136,15 @@ def section(result: dict) -> str:
             "(DuckDB 270 to 271, TD 153 to 154): the loop's `_new_rows`, one scratch table of the incremental "
             "tables' rows after their watermarks, filtered once; the new key values, the new rows' stars and "
             "the watermarks read it instead of each reading every row of every source table again "
-            "(docs/unification.md, \"Incremental runs\").",
+            "(docs/unification.md, \"Incremental runs\"). Then "
+            "(DuckDB 271 to 275 nightly, TD 154 to 155): the deduped staged table (web_events) logs the keys its "
+            "incremental build replaced or removed (one `CREATE TABLE AS`, one job), and its enrichment applies "
+            "those keys' rows instead of enriching the whole table and diffing it (docs/incremental.md, \"Staged "
+            "tables with a dedupe\"): on DuckDB its changed keys, their staged rows and their enriched rows as "
+            "scratch tables and a `BEGIN`, `DELETE`, `INSERT` and `COMMIT`, where the full build was the whole "
+            "table as a scratch table, two `EXCEPT` scratch tables and a `CREATE OR REPLACE` (3 statements more, "
+            "each over the changed rows, not the table's); on TD, where the apply rebuilds and swaps, as many "
+            "jobs as before.",
             "",
             "On TD the nightly run's DataFrame loader reads the rows already loaded in a new file's watermark "
             "range (`sql/ingestion.rows_in_range_sql`) with the raw table's `updated_at` cast from the text TD "

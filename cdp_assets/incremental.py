@@ -233,11 +233,18 @@ def _write_state_of_totals(
     inputs: list[TableRef],
     fingerprint: str,
     upstream_state: TableRef | None = None,
+    seq: int = 0,
+    since: int = 0,
 ) -> None:
     """A full build's state, its inputs' totals (and ``upstream_state``'s generation) measured
     by the statement that publishes it (``inc.state_of_totals_sql``), the rest bound as values."""
     _write_state_of_inputs(
-        wh, target, [inc.StateInput(ref, generation_of=upstream_state) for ref in inputs], fingerprint
+        wh,
+        target,
+        [inc.StateInput(ref, generation_of=upstream_state) for ref in inputs],
+        fingerprint,
+        seq=seq,
+        since=since,
     )
 
 
@@ -369,11 +376,15 @@ def build_staging(
         described = _Described(
             wh,
             [upstream, target],
-            [all_rows] if dedupe else [],
+            [all_rows, inc.changes_ref(target)] if dedupe else [],
             beside=lambda exists: progress_sql if exists[state] else None,
             read_if=lambda exists: exists[target] and exists[state],
         )
         upstream_state, previous = described.states[upstream], described.states[target]
+        # A deduped table logs the keys each incremental build replaced or removed (rows loaded
+        # before the watermark may leave it, which a reader by watermark cannot see): its builds
+        # are numbered; a full build starts the log afresh (its readers see a new generation).
+        seq, since, log_exists = _log_window(described, target, previous) if dedupe else (0, 0, False)
         upstream_generation = None if upstream_state is None else str(upstream_state["generation"].iloc[0])
         reason = _staging_blocker(
             full_refresh, row_by_row, upstream, upstream_columns, target, previous, upstream_generation, fingerprint
@@ -400,6 +411,8 @@ def build_staging(
                     [upstream],
                     fingerprint,
                     upstream_state_ref if described.exists[upstream_state_ref] else None,
+                    seq=seq,
+                    since=seq,
                 )
                 if measures_sql is None:
                     return BuildResult(rows, "full", reason, rows_read=wh.row_count(upstream))
@@ -412,7 +425,11 @@ def build_staging(
             _write_state(
                 wh,
                 target,
-                [_state_row(0, upstream, total, newest, uuid.uuid4().hex, upstream_generation, fingerprint, "full")],
+                [
+                    _state_row(
+                        0, upstream, total, newest, uuid.uuid4().hex, upstream_generation, fingerprint, "full", seq, seq
+                    )
+                ],
             )
             return BuildResult(rows, "full", reason, rows_read=total)
         assert previous is not None and described.measured is not None
@@ -434,12 +451,12 @@ def build_staging(
                 statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)
                 rows = wh.apply_changes(target, statements, rows_before)
             else:
+                # The log names the keys by the staged table's key, as its reader (the enrichment) does.
+                log_keys, _ = merge_key(described.columns[target], primary_key)
+                log = (log_keys, seq, since, log_exists)
                 rows = _apply_deduped(
-                    wh, scratch, target, dedupe, delta, upstream_columns, changed, keys, null_safe, rows_before
+                    wh, scratch, target, dedupe, delta, upstream_columns, changed, keys, null_safe, log, rows_before
                 )
-                # Rows loaded before the watermark may have left the table (a partition's winner
-                # changed): a new generation tells readers (the enrichment) to rebuild and diff.
-                generation = uuid.uuid4().hex
         finally:
             scratch.drop(step_ends=True)
         _write_state(
@@ -455,6 +472,8 @@ def build_staging(
                     upstream_generation,
                     fingerprint,
                     "incremental",
+                    seq,
+                    since,
                 )
             ],
         )
@@ -471,13 +490,18 @@ def _apply_deduped(
     changed,
     keys,
     null_safe,
+    log: tuple[list[str], int, int, bool],
     rows_before: int | None = None,
 ) -> int:
     """Stage the ``delta`` rows, replace their keys' rows in the pre-dedupe rows, and rank again
     the partitions they touch: those of the new rows and those of the published rows of the
     changed keys (a winner that moved or lost must be replaced). The published rows, not the
     pre-dedupe ones, name the old partitions: after a run killed between the two applies, the
-    pre-dedupe rows hold the new versions already, while the published table still holds the old."""
+    pre-dedupe rows hold the new versions already, while the published table still holds the old.
+    ``log``: (the staged table's key, this build's seq, the seq after which its log is complete,
+    whether the log exists): the keys of the touched partitions' rows that differ, old or new, are
+    logged before the published table changes (a run killed after it finds the old rows replaced, but
+    the log rows of a build its state never reached stay: ``change_log_sql``)."""
     all_rows = inc.all_rows_ref(target)
     changes = scratch.make(dedupe.stage(delta, upstream_columns))
     old_winners = inc.rows_of_keys_sql(target, changed, keys)
@@ -489,6 +513,10 @@ def _apply_deduped(
     # Partitions compare with NULLs equal, as PARTITION BY groups them.
     candidates = inc.rows_of_keys_sql(all_rows, touched, dedupe.partition_by)
     ranked = scratch.make(dedupe.rank(f"({candidates})", upstream_columns, columns))
+    log_keys, seq, since, log_exists = log
+    old_rows = inc.rows_of_keys_sql(target, touched, dedupe.partition_by)
+    # The published rows have the ranked rows' columns (the same ranking built them).
+    _write_log(wh, target, inc.dedupe_changed_keys_sql(old_rows, ranked, columns, log_keys), seq, since, log_exists)
     return _apply_by_key(wh, target, ranked, touched, dedupe.partition_by, null_safe=True, rows_before=rows_before)
 
 
@@ -709,7 +737,7 @@ def enriched_build_reads(staged: TableRef, target: TableRef, lookups: list[Table
     target's change log (a caller may describe several builds' at once, on an engine that keeps
     descriptions for the run)."""
     tables = [staged, target, *lookups]
-    return [*tables, *(inc.state_ref(t) for t in tables), inc.changes_ref(target)]
+    return [*tables, *(inc.state_ref(t) for t in tables), inc.changes_ref(target), inc.changes_ref(staged)]
 
 
 def build_enriched(
@@ -726,9 +754,10 @@ def build_enriched(
 ) -> BuildResult:
     """Publish ``render(staged)`` (the staged table with its ids) as ``target``. An incremental
     run enriches again only the rows of the keys whose staged row was loaded after the
-    watermark or holds a key value whose id changed in one of ``lookups`` ((lookup, the
-    table's (column, key_type) merge columns)), and logs the ids it touched for the master
-    tables. ``row_by_row`` False (an id derived from other rows) always builds in full."""
+    watermark, holds a key value whose id changed in one of ``lookups`` ((lookup, the
+    table's (column, key_type) merge columns)), or, for a staged table that logs its changes (a
+    dedupe), was replaced or removed since the build it read; and logs the ids it touched for
+    the master tables. ``row_by_row`` False (an id derived from other rows) always builds in full."""
     with wh.session():
         select_sql = render(staged)
         fingerprint = _fingerprint("enriched", select_sql, primary_key, [lk.display for lk, _ in lookups])
@@ -746,7 +775,7 @@ def build_enriched(
         described = _Described(
             wh,
             [staged, target, *(lk for lk, _ in lookups)],
-            [inc.changes_ref(target)],
+            [inc.changes_ref(target), inc.changes_ref(staged)],
             beside=measures,
             read_if=lambda exists: exists[target_state],
         )
@@ -761,29 +790,47 @@ def build_enriched(
         )
         if reason == "the staging rules or the columns changed since the last run":
             reason = "the unification config or the columns changed since the last run"
-        elif reason == f"{staged.display} was rebuilt in full since the last run" and (
-            str(upstream_state["mode"].iloc[0]) == "incremental"
-        ):
-            # build_staging renews a deduped table's generation at each incremental build.
-            reason = (
-                f"{staged.display} is deduped: its incremental build may drop rows loaded before the watermark "
-                "(a partition's winner changed), so it is enriched in full and diffed"
-            )
         if reason is None and not row_by_row:
             reason = "an id merged from other ids is computed from their lookups for every row; built in full"
         if reason is None and _seqs(previous) is None:
             reason = "the previous state predates change logs"
-        ranges = []
-        for rank, ((lk, _), state) in enumerate(zip(lookups, lookup_states), start=1):
-            consumed = None if reason is not None or rank >= len(previous) else int(previous["upstream_seq"].iloc[rank])
-            why, window = _read_range(consumed, state, lk.display)
-            reason = reason or why
-            ranges.append(window)
+        # A staged table that logs its changes (a dedupe: rows loaded before the watermark may
+        # leave it) is read through its log as well, as input 0; the lookups are inputs 1...
+        staged_seq = (_seqs(upstream_state) or (0, 0))[0]
+        logged = [(0, staged)] if staged_seq > 0 else []
+        logged += [(rank, lk) for rank, (lk, _) in enumerate(lookups, start=1)]
+        consumed = [
+            None if reason is not None or rank >= len(previous) else int(previous["upstream_seq"].iloc[rank])
+            for rank, _ in logged
+        ]
+        why, windows = _unread_windows(
+            [ref for _, ref in logged], [described.states[ref] for _, ref in logged], consumed
+        )
+        reason = reason or why
+        staged_window = windows.pop(0) if staged_seq > 0 else (0, 0)
+        ranges = windows
+        keys, _ = merge_key(staged_columns, primary_key)
+        staged_log = inc.changes_ref(staged)
+        log_columns = described.columns[staged_log] or []
+        if reason is None and staged_window[1] > staged_window[0] and not set(keys) <= set(log_columns):
+            reason = f"{staged_log.display} does not hold the keys of {staged.display}"
         lookup_seqs = [(_seqs(s) or (0, 0))[0] for s in lookup_states]
 
         def state_rows(total, newest, generation, mode, since_):
             return [
-                _state_row(0, staged, total, newest, generation, upstream_generation, fingerprint, mode, seq, since_),
+                _state_row(
+                    0,
+                    staged,
+                    total,
+                    newest,
+                    generation,
+                    upstream_generation,
+                    fingerprint,
+                    mode,
+                    seq,
+                    since_,
+                    staged_seq,
+                ),
                 *(
                     _state_row(rank, lk, 0, None, generation, None, fingerprint, mode, seq, since_, lookup_seq)
                     for rank, ((lk, _), lookup_seq) in enumerate(zip(lookups, lookup_seqs), start=1)
@@ -793,7 +840,8 @@ def build_enriched(
         if reason is not None:
             # Same config and a change log to extend: the new table is diffed against the one
             # it replaces and the ids of the rows that differ are logged, so the master tables
-            # need not follow into a full build (a staged table with a dedupe is rebuilt nightly).
+            # need not follow into a full build (the staged table was rebuilt in full, or a log
+            # did not reach back).
             diffable = (
                 not full_refresh
                 and _seqs(previous) is not None
@@ -809,7 +857,12 @@ def build_enriched(
                 # by the statement that writes the state (no state was read: ``read_if``).
                 timed = inc.LOADED_AT in staged_columns
                 inputs = [
-                    inc.StateInput(staged, measured=timed, generation_of=_state_if_kept(described, staged)),
+                    inc.StateInput(
+                        staged,
+                        measured=timed,
+                        generation_of=_state_if_kept(described, staged),
+                        seq_of=_state_if_kept(described, staged, "seq"),
+                    ),
                     *(
                         inc.StateInput(lk, measured=False, seq_of=_state_if_kept(described, lk, "seq"))
                         for lk, _ in lookups
@@ -840,15 +893,17 @@ def build_enriched(
         else:
             progress = wh.fetch(inc.input_progress_sql(staged, target_state, 0)).iloc[0]
         state = target_state
-        keys, _ = merge_key(staged_columns, primary_key)
         logs = [
             (inc.changes_ref(lk), merge_columns, lo, hi)
             for (lk, merge_columns), (lo, hi) in zip(lookups, ranges)
             if hi > lo
         ]
+        staged_read = (staged_log, *staged_window) if staged_window[1] > staged_window[0] else None
         scratch = _Scratch(wh, target)
         try:
-            changed = scratch.make(inc.enriched_changed_keys_sql(staged, staged_columns, state, keys, logs))
+            changed = scratch.make(
+                inc.enriched_changed_keys_sql(staged, staged_columns, state, keys, logs, staged_read)
+            )
             n_changed = wh.row_count(changed)
             if n_changed == 0:
                 rows, mode = wh.row_count(target), "unchanged"
