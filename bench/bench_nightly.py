@@ -472,7 +472,8 @@ def write_doc(args, r: dict) -> None:
             else " (in the example only shop_customers_stg has them: run with `--all-tables-incremental`)"
         )
         + ". "
-        "The enrichments (the deduped table's rebuilt and diffed), the master table (its touched ids found by a "
+        "The enrichments (the deduped table's too: its staging logs the keys it replaced or removed), "
+        "the master table (its touched ids found by a "
         "semi-join over every enriched row), the key statistics' aggregate of their kept counts, and Dagster's "
         "own cost per step and per run (the report's phase above: its statements take a tenth of it; *run*: the "
         "run's own time outside its steps). Staging statements compute each distinct expression once, so their "

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from cdp_assets.engines.base import WarehouseResource
+from cdp_assets.sql import checks as chk
 from cdp_assets.sql import incremental as inc
 from cdp_assets.sql.checks import hist_union_change_sql, hist_union_measure_names, hist_union_measures_over_sql
 from cdp_assets.sql.dialects import TableRef
@@ -356,12 +357,20 @@ def _write_state_of_totals(
     fingerprint: str,
     upstream_state: TableRef | None = None,
     kept: str | None = None,
+    seq: int = 0,
+    since: int = 0,
 ) -> None:
     """A full build's state, its inputs' totals (and ``upstream_state``'s generation) measured
     by the statement that publishes it (``inc.state_of_totals_sql``), the rest bound as values;
     ``kept``: the built table's measures to keep (``Measures.kept_sql``), taken in it too."""
     _write_state_of_inputs(
-        wh, target, [inc.StateInput(ref, generation_of=upstream_state) for ref in inputs], fingerprint, kept=kept
+        wh,
+        target,
+        [inc.StateInput(ref, generation_of=upstream_state) for ref in inputs],
+        fingerprint,
+        seq=seq,
+        since=since,
+        kept=kept,
     )
 
 
@@ -496,13 +505,17 @@ def build_staging(
         described = _Described(
             wh,
             [upstream, target],
-            [all_rows] if dedupe else [],
+            [all_rows, inc.changes_ref(target)] if dedupe else [],
             beside=lambda exists: progress_sql if exists[state] else None,
             read_if=lambda exists: exists[target] and exists[state],
             kept=measures.kept_columns if measures is not None else (),
             unaccounted=(state, [target, *([all_rows] if dedupe else [])]) if measures is not None else None,
         )
         upstream_state, previous = described.states[upstream], described.states[target]
+        # A deduped table logs the keys each incremental build replaced or removed (rows loaded
+        # before the watermark may leave it, which a reader by watermark cannot see): its builds
+        # are numbered; a full build starts the log afresh (its readers see a new generation).
+        seq, since, log_exists = _log_window(described, target, previous) if dedupe else (0, 0, False)
         upstream_generation = None if upstream_state is None else str(upstream_state["generation"].iloc[0])
         reason = _staging_blocker(
             full_refresh, row_by_row, upstream, upstream_columns, target, previous, upstream_generation, fingerprint
@@ -530,6 +543,8 @@ def build_staging(
                     fingerprint,
                     upstream_state_ref if described.exists[upstream_state_ref] else None,
                     kept=measures.kept_sql(target) if measures is not None else None,
+                    seq=seq,
+                    since=seq,
                 )
                 if measures is None:
                     return BuildResult(rows, "full", reason, rows_read=wh.row_count(upstream))
@@ -544,7 +559,11 @@ def build_staging(
             _write_state(
                 wh,
                 target,
-                [_state_row(0, upstream, total, newest, uuid.uuid4().hex, upstream_generation, fingerprint, "full")],
+                [
+                    _state_row(
+                        0, upstream, total, newest, uuid.uuid4().hex, upstream_generation, fingerprint, "full", seq, seq
+                    )
+                ],
             )
             return BuildResult(rows, "full", reason, rows_read=total)
         assert previous is not None and described.measured is not None
@@ -575,6 +594,9 @@ def build_staging(
                 statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)
                 rows = wh.apply_changes(target, statements, rows_before)
             else:
+                # The log names the keys by the staged table's key, as its reader (the enrichment) does.
+                log_keys, _ = merge_key(described.columns[target], primary_key)
+                log = (log_keys, seq, since, log_exists)
                 rows = _apply_deduped(
                     wh,
                     scratch,
@@ -585,12 +607,10 @@ def build_staging(
                     changed,
                     keys,
                     null_safe,
+                    log,
                     rows_before,
                     measure_change,
                 )
-                # Rows loaded before the watermark may have left the table (a partition's winner
-                # changed): a new generation tells readers (the enrichment) to rebuild and diff.
-                generation = uuid.uuid4().hex
         finally:
             scratch.drop(step_ends=True)
         taken, measured_by = None, ""
@@ -612,6 +632,8 @@ def build_staging(
                     upstream_generation,
                     fingerprint,
                     "incremental",
+                    seq,
+                    since,
                 )
             ],
             kept=measures.kept_values(taken) if taken is not None else None,
@@ -631,6 +653,7 @@ def _apply_deduped(
     changed,
     keys,
     null_safe,
+    log: tuple[list[str], int, int, bool],
     rows_before: int | None = None,
     measure_change: Callable[[str, TableRef], None] | None = None,
 ) -> int:
@@ -639,6 +662,10 @@ def _apply_deduped(
     changed keys (a winner that moved or lost must be replaced). The published rows, not the
     pre-dedupe ones, name the old partitions: after a run killed between the two applies, the
     pre-dedupe rows hold the new versions already, while the published table still holds the old.
+    ``log``: (the staged table's key, this build's seq, the seq after which its log is complete,
+    whether the log exists): the keys of the touched partitions' rows that differ, old or new, are
+    logged before the published table changes (a run killed after it finds the old rows replaced, but
+    the log rows of a build its state never reached stay: ``change_log_sql``).
     ``measure_change(removed, added)``: called before the published table changes, with the
     SELECT of its rows the apply removes and the table of those it adds."""
     all_rows = inc.all_rows_ref(target)
@@ -652,8 +679,12 @@ def _apply_deduped(
     # Partitions compare with NULLs equal, as PARTITION BY groups them.
     candidates = inc.rows_of_keys_sql(all_rows, touched, dedupe.partition_by)
     ranked = scratch.make(dedupe.rank(f"({candidates})", upstream_columns, columns))
+    log_keys, seq, since, log_exists = log
+    old_rows = inc.rows_of_keys_sql(target, touched, dedupe.partition_by)
+    # The published rows have the ranked rows' columns (the same ranking built them).
+    _write_log(wh, target, inc.dedupe_changed_keys_sql(old_rows, ranked, columns, log_keys), seq, since, log_exists)
     if measure_change is not None:
-        measure_change(inc.rows_of_keys_sql(target, touched, dedupe.partition_by), ranked)
+        measure_change(old_rows, ranked)
     return _apply_by_key(wh, target, ranked, touched, dedupe.partition_by, null_safe=True, rows_before=rows_before)
 
 
@@ -757,21 +788,42 @@ def publish_lookup(
     cid: str,
     full_refresh: bool = False,
     affected: tuple[TableRef, str] | None = None,
+    keep_measures: bool = False,
 ) -> BuildResult:
     """Publish an id's lookup (``select_sql``, rebuilt by every loop run) and log which key
     values changed id against the lookup it replaces, for the enrichment that reads it.
     ``affected``: (the key values whose rows may change, the SELECT of those rows alone), from an
     incremental loop: with a change log to extend, only their rows are built, diffed and
     replaced (``_apply_by_key``: DELETE and INSERT in one transaction where the engine can);
-    every other row stays as it is, as a full build would have written it."""
+    every other row stays as it is, as a full build would have written it.
+
+    ``keep_measures`` (a canonical id's lookup, which later runs replace in part): where the
+    engine deletes and inserts in one transaction, the lookup's check measure (its ids with
+    several canonical ids, ``inc.measures_ref``) is kept beside it: counted over every row by a
+    full build, and by an incremental one from its change, in the apply's transaction
+    (``BuildResult.measures``: the check reads them from the lookup's materialization instead of
+    grouping every row again)."""
+    keeps_measures = keep_measures and wh.upsert_mode == "delete_insert" and wh.dialect.replaces_atomically
+    kept_ref = inc.measures_ref(lookup)
     with wh.session():
-        described = _Described(wh, [lookup], [inc.changes_ref(lookup)])
+        described = _Described(
+            wh,
+            [lookup],
+            [inc.changes_ref(lookup), kept_ref],
+            beside=lambda exists: (
+                chk.kept_lookup_measures_sql(kept_ref) if keeps_measures and exists[kept_ref] else None
+            ),
+        )
         previous = described.states[lookup]
         seq, since, log_exists = _log_window(described, lookup, previous)
+        measures = None
         if full_refresh or previous is None or _seqs(previous) is None:
             reason = "full refresh requested" if full_refresh else f"no change log of {lookup.display} yet"
             rows = wh.build_table(lookup, select_sql)
             mode, changed, since = "full", 0, seq
+            if keeps_measures:
+                wh.run(wh.dialect.replace_table_sql(kept_ref, chk.lookup_measures_sql_of(seq, None, lookup, cid)))
+                measures = _kept_lookup_measures(wh, kept_ref, rows)
         else:
             reason, mode = "", "incremental"
             scratch = _Scratch(wh, lookup)
@@ -787,13 +839,65 @@ def publish_lookup(
                 _write_log(wh, lookup, copy_sql(changes), seq, since, log_exists)
                 if affected is None:
                     rows = wh.build_table(lookup, copy_sql(new))
+                elif keeps_measures and affected is not None:
+                    rows, measures = _apply_lookup_keeping_measures(
+                        wh, lookup, new, affected[0], cid, seq, int(previous["rows_through"].iloc[0]), described
+                    )
                 else:
                     columns = [cid, *LOOKUP_COLUMNS]
                     rows = _apply_by_key(wh, lookup, new, affected[0], LOOKUP_KEY, False, columns)
             finally:
                 scratch.drop()
         _write_state(wh, lookup, [_state_row(0, lookup, rows, None, "", None, "", mode, seq, since)])
-        return BuildResult(rows, mode, reason, changed_keys=changed)
+        return BuildResult(rows, mode, reason, changed_keys=changed, measures=measures)
+
+
+def _apply_lookup_keeping_measures(
+    wh: WarehouseResource,
+    lookup: TableRef,
+    new: TableRef,
+    affected: TableRef,
+    cid: str,
+    seq: int,
+    rows_before: int,
+    described: _Described,
+) -> tuple[int, pd.Series]:
+    """Replace the ``affected`` key values' rows with ``new`` and, in the same transaction, the
+    lookup's kept measures with those after this build ``seq``: counted from the change when the
+    kept ones are the previous build's (their ``seq`` is the state's), else over the whole
+    lookup once (after a full build, or a build killed before its state was written)."""
+    kept, kept_ref = described.measured, inc.measures_ref(lookup)
+    previous_seq = (_seqs(described.states[lookup]) or (0, 0))[0]
+    measured_seq = None if kept is None or pd.isna(kept["_cdp_measured_seq"]) else int(kept["_cdp_measured_seq"])
+    current = measured_seq == previous_seq
+    counted = None
+    if current:
+        change = wh.fetch(chk.lookup_change_measures_sql(lookup, new, affected, cid)).iloc[0]
+        counted = (
+            int(kept["_cdp_ids_with_many"]) - int(change["before"]) + int(change["after"]),
+            int(kept["_cdp_canonical_ids"]) - int(change["ids_before"]) + int(change["ids_after"]),
+        )
+    columns = [cid, *LOOKUP_COLUMNS]
+    statements = inc.upsert_statements("delete_insert", lookup, new, affected, columns, LOOKUP_KEY, False)
+    # After the rows: a measure counted over the whole lookup must see the new ones.
+    write = wh.dialect.replace_table_sql(kept_ref, chk.lookup_measures_sql_of(seq, counted, lookup, cid))
+    # The state's rows are the lookup's only when nothing changed it after the state was written
+    # (a build killed between its commit and its state did): as the kept measures tell.
+    rows = wh.apply_changes(lookup, statements, rows_before if current else None, then=[write])
+    if counted is None:
+        return rows, _kept_lookup_measures(wh, kept_ref, rows)
+    return rows, pd.Series({"table_rows": rows, "ids_with_many": counted[0], "canonical_ids": counted[1]})
+
+
+def _kept_lookup_measures(wh: WarehouseResource, kept_ref: TableRef, rows: int) -> pd.Series:
+    kept = wh.fetch(chk.kept_lookup_measures_sql(kept_ref)).iloc[0]
+    return pd.Series(
+        {
+            "table_rows": rows,
+            "ids_with_many": int(kept["_cdp_ids_with_many"]),
+            "canonical_ids": int(kept["_cdp_canonical_ids"]),
+        }
+    )
 
 
 def enriched_build_reads(staged: TableRef, target: TableRef, lookups: list[TableRef]) -> list[TableRef]:
@@ -801,7 +905,7 @@ def enriched_build_reads(staged: TableRef, target: TableRef, lookups: list[Table
     target's change log (a caller may describe several builds' at once, on an engine that keeps
     descriptions for the run)."""
     tables = [staged, target, *lookups]
-    return [*tables, *(inc.state_ref(t) for t in tables), inc.changes_ref(target)]
+    return [*tables, *(inc.state_ref(t) for t in tables), inc.changes_ref(target), inc.changes_ref(staged)]
 
 
 def build_enriched(
@@ -818,9 +922,10 @@ def build_enriched(
 ) -> BuildResult:
     """Publish ``render(staged)`` (the staged table with its ids) as ``target``. An incremental
     run enriches again only the rows of the keys whose staged row was loaded after the
-    watermark or holds a key value whose id changed in one of ``lookups`` ((lookup, the
-    table's (column, key_type) merge columns)), and logs the ids it touched for the master
-    tables. ``row_by_row`` False (an id derived from other rows) always builds in full."""
+    watermark, holds a key value whose id changed in one of ``lookups`` ((lookup, the
+    table's (column, key_type) merge columns)), or, for a staged table that logs its changes (a
+    dedupe), was replaced or removed since the build it read; and logs the ids it touched for
+    the master tables. ``row_by_row`` False (an id derived from other rows) always builds in full."""
     with wh.session():
         select_sql = render(staged)
         fingerprint = _fingerprint("enriched", select_sql, primary_key, [lk.display for lk, _ in lookups])
@@ -838,7 +943,7 @@ def build_enriched(
         described = _Described(
             wh,
             [staged, target, *(lk for lk, _ in lookups)],
-            [inc.changes_ref(target)],
+            [inc.changes_ref(target), inc.changes_ref(staged)],
             beside=measures,
             read_if=lambda exists: exists[target_state],
         )
@@ -853,29 +958,47 @@ def build_enriched(
         )
         if reason == "the staging rules or the columns changed since the last run":
             reason = "the unification config or the columns changed since the last run"
-        elif reason == f"{staged.display} was rebuilt in full since the last run" and (
-            str(upstream_state["mode"].iloc[0]) == "incremental"
-        ):
-            # build_staging renews a deduped table's generation at each incremental build.
-            reason = (
-                f"{staged.display} is deduped: its incremental build may drop rows loaded before the watermark "
-                "(a partition's winner changed), so it is enriched in full and diffed"
-            )
         if reason is None and not row_by_row:
             reason = "an id merged from other ids is computed from their lookups for every row; built in full"
         if reason is None and _seqs(previous) is None:
             reason = "the previous state predates change logs"
-        ranges = []
-        for rank, ((lk, _), state) in enumerate(zip(lookups, lookup_states), start=1):
-            consumed = None if reason is not None or rank >= len(previous) else int(previous["upstream_seq"].iloc[rank])
-            why, window = _read_range(consumed, state, lk.display)
-            reason = reason or why
-            ranges.append(window)
+        # A staged table that logs its changes (a dedupe: rows loaded before the watermark may
+        # leave it) is read through its log as well, as input 0; the lookups are inputs 1...
+        staged_seq = (_seqs(upstream_state) or (0, 0))[0]
+        logged = [(0, staged)] if staged_seq > 0 else []
+        logged += [(rank, lk) for rank, (lk, _) in enumerate(lookups, start=1)]
+        consumed = [
+            None if reason is not None or rank >= len(previous) else int(previous["upstream_seq"].iloc[rank])
+            for rank, _ in logged
+        ]
+        why, windows = _unread_windows(
+            [ref for _, ref in logged], [described.states[ref] for _, ref in logged], consumed
+        )
+        reason = reason or why
+        staged_window = windows.pop(0) if staged_seq > 0 else (0, 0)
+        ranges = windows
+        keys, _ = merge_key(staged_columns, primary_key)
+        staged_log = inc.changes_ref(staged)
+        log_columns = described.columns[staged_log] or []
+        if reason is None and staged_window[1] > staged_window[0] and not set(keys) <= set(log_columns):
+            reason = f"{staged_log.display} does not hold the keys of {staged.display}"
         lookup_seqs = [(_seqs(s) or (0, 0))[0] for s in lookup_states]
 
         def state_rows(total, newest, generation, mode, since_):
             return [
-                _state_row(0, staged, total, newest, generation, upstream_generation, fingerprint, mode, seq, since_),
+                _state_row(
+                    0,
+                    staged,
+                    total,
+                    newest,
+                    generation,
+                    upstream_generation,
+                    fingerprint,
+                    mode,
+                    seq,
+                    since_,
+                    staged_seq,
+                ),
                 *(
                     _state_row(rank, lk, 0, None, generation, None, fingerprint, mode, seq, since_, lookup_seq)
                     for rank, ((lk, _), lookup_seq) in enumerate(zip(lookups, lookup_seqs), start=1)
@@ -885,7 +1008,8 @@ def build_enriched(
         if reason is not None:
             # Same config and a change log to extend: the new table is diffed against the one
             # it replaces and the ids of the rows that differ are logged, so the master tables
-            # need not follow into a full build (a staged table with a dedupe is rebuilt nightly).
+            # need not follow into a full build (the staged table was rebuilt in full, or a log
+            # did not reach back).
             diffable = (
                 not full_refresh
                 and _seqs(previous) is not None
@@ -901,7 +1025,12 @@ def build_enriched(
                 # by the statement that writes the state (no state was read: ``read_if``).
                 timed = inc.LOADED_AT in staged_columns
                 inputs = [
-                    inc.StateInput(staged, measured=timed, generation_of=_state_if_kept(described, staged)),
+                    inc.StateInput(
+                        staged,
+                        measured=timed,
+                        generation_of=_state_if_kept(described, staged),
+                        seq_of=_state_if_kept(described, staged, "seq"),
+                    ),
                     *(
                         inc.StateInput(lk, measured=False, seq_of=_state_if_kept(described, lk, "seq"))
                         for lk, _ in lookups
@@ -932,15 +1061,17 @@ def build_enriched(
         else:
             progress = wh.fetch(inc.input_progress_sql(staged, target_state, 0)).iloc[0]
         state = target_state
-        keys, _ = merge_key(staged_columns, primary_key)
         logs = [
             (inc.changes_ref(lk), merge_columns, lo, hi)
             for (lk, merge_columns), (lo, hi) in zip(lookups, ranges)
             if hi > lo
         ]
+        staged_read = (staged_log, *staged_window) if staged_window[1] > staged_window[0] else None
         scratch = _Scratch(wh, target)
         try:
-            changed = scratch.make(inc.enriched_changed_keys_sql(staged, staged_columns, state, keys, logs))
+            changed = scratch.make(
+                inc.enriched_changed_keys_sql(staged, staged_columns, state, keys, logs, staged_read)
+            )
             n_changed = wh.row_count(changed)
             if n_changed == 0:
                 rows, mode = wh.row_count(target), "unchanged"

@@ -153,9 +153,10 @@ def staging_builders(
 
 def staging_reads(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject) -> list[TableRef]:
     """What a staging step describes before its build (``build_staging``): the hist-union table,
-    the staged table, their states and the staged rows before a dedupe."""
+    the staged table, their states, the staged rows before a dedupe and its change log."""
     upstream, target = hist_union_ref(loaded, source, obj), staging_ref(loaded, source, obj)
-    return [upstream, target, inc.state_ref(upstream), inc.state_ref(target), inc.all_rows_ref(target)]
+    states = [inc.state_ref(upstream), inc.state_ref(target)]
+    return [upstream, target, *states, inc.all_rows_ref(target), inc.changes_ref(target)]
 
 
 def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):

@@ -38,7 +38,7 @@ from cdp_assets.assets.pools import WAREHOUSE_POOL
 from cdp_assets.checks import check_results, check_specs
 from cdp_assets.checks.monitoring import LARGEST_ROWS, WITH_ID_ROWS
 from cdp_assets.sql.report import COMPONENT_SIZES
-from cdp_assets.checks.unification import LAST_ROUND_COLUMNS, MASTER_CHECKS, master_results
+from cdp_assets.checks.unification import LAST_ROUND_COLUMNS, MASTER_CHECKS, lookup_measures_metadata, master_results
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.assets.automation import downstream_condition
@@ -188,6 +188,7 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                         "dagster/row_count": result.tables["lookup"],
                         "iterations": result.rounds,
                         "converged": result.converged,
+                        **lookup_measures_metadata(result.lookup_build),
                         **tables_meta[plan.ref("lookup")],
                     },
                 )
@@ -399,7 +400,7 @@ def build_master_assets(loaded: LoadedConfig, plans: list[u.IdPlan]) -> list:
             ) -> MaterializeResult:
                 built = build_master(warehouse, loaded, plans, master, full_refresh=config.full_refresh)
                 # The table's description (its dagster/column_schema) and its check's measures.
-                columns, checked = master_results(warehouse, target, built.rows, plan)
+                columns, checked = master_results(warehouse, target, built.rows, plan, context)
                 table = {**table_name_metadata(target), **column_schema(columns)}
                 context.log.info(f"{target.display}: {built.rows} row(s); {build_summary(built)}")
                 return MaterializeResult(

@@ -39,6 +39,22 @@ from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.unification_pipeline import enrich_tables, enriched_ref
 
 
+# A lookup's ids with several canonical ids and its distinct canonical ids, in its materialization
+# when its build counted them (incremental.publish_lookup: docs/checks.md, "The lookup's kept measure").
+LOOKUP_IDS_WITH_MANY = "ids_with_many_canonical_ids"
+LOOKUP_CANONICAL_IDS = "canonical_ids"
+
+
+def lookup_measures_metadata(build) -> dict:
+    """What a lookup's build (``incremental.BuildResult``) counted for its checks, as metadata."""
+    if build is None or build.measures is None:
+        return {}
+    return {
+        LOOKUP_IDS_WITH_MANY: int(build.measures["ids_with_many"]),
+        LOOKUP_CANONICAL_IDS: int(build.measures["canonical_ids"]),
+    }
+
+
 def _lookup_checks(plan: u.IdPlan):
     lookup = plan.ref("lookup")
     specs = [
@@ -47,7 +63,11 @@ def _lookup_checks(plan: u.IdPlan):
     ]
 
     def evaluate(context, warehouse):
-        if described(warehouse, lookup, context=context)[lookup] is None:
+        built = build_metadata_this_run(context, lookup)
+        if LOOKUP_IDS_WITH_MANY in built and "dagster/row_count" in built:
+            # Counted by this run's build from its change (incremental.publish_lookup).
+            rows, many = int(built["dagster/row_count"].value), int(built[LOOKUP_IDS_WITH_MANY].value)
+        elif described(warehouse, lookup, context=context)[lookup] is None:
             rows, many = 0, None
         else:
             row = warehouse.fetch(lookup_measures_sql(lookup, plan.name)).iloc[0]
@@ -211,15 +231,20 @@ MASTER_CHECKS = [Check("one_row_per_canonical_id", "One row per canonical id of 
 
 
 def master_results(
-    warehouse: WarehouseResource, target: TableRef, rows: int, plan: u.IdPlan
+    warehouse: WarehouseResource, target: TableRef, rows: int, plan: u.IdPlan, context=None
 ) -> tuple[list[tuple[str, str]] | None, dict]:
     """The step's description of the master table it built with ``rows`` rows, and the check of
-    ``MASTER_CHECKS``: one round trip for both on DuckDB (``describe_tables_and_fetch``)."""
+    ``MASTER_CHECKS``: one round trip for both on DuckDB (``describe_tables_and_fetch``). The
+    lookup's distinct ids come from its build in this run when it counted them (``context``: the
+    step's), else from the same query."""
+    lookup = plan.ref("lookup")
+    counted = build_metadata_this_run(context, lookup).get(LOOKUP_CANONICAL_IDS) if context is not None else None
     described, measured = warehouse.describe_tables_and_fetch(
-        [target], master_uniqueness_sql(target, plan.ref("lookup"), plan.name)
+        [target], master_uniqueness_sql(target, None if counted is not None else lookup, plan.name)
     )
     row = measured.iloc[0]
-    distinct, lookup_ids = (int(row[c]) for c in ("distinct_ids", "lookup_ids"))
+    distinct = int(row["distinct_ids"])
+    lookup_ids = int(counted.value) if counted is not None else int(row["lookup_ids"])
     return described[target], {
         "one_row_per_canonical_id": check_result(
             rows == distinct == lookup_ids,

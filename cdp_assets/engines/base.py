@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -564,21 +564,32 @@ class WarehouseResource(ConfigurableResource):
         return False
 
     def apply_changes(
-        self, final: TableRef, statements: list[str], rows_before: int | None = None, count: bool = True
+        self,
+        final: TableRef,
+        statements: list[str],
+        rows_before: int | None = None,
+        count: bool = True,
+        then: Sequence[str] = (),
     ) -> int | None:
         """Apply ``upsert_statements`` of this engine's ``upsert_mode`` to ``final`` atomically
         and return its row count: in one transaction (``delete_insert``; a failure rolls back),
         as one statement (``merge``), or built under a new name and swapped in (``rebuild``).
         ``rows_before``: the table's rows before, when the caller measured them: a DELETE and
         INSERT whose engine answers their changed rows then need no count query after.
-        ``count`` False: the caller needs no row count (None), so none is asked for."""
+        ``count`` False: the caller needs no row count (None), so none is asked for. ``then``:
+        statements that must change with the table (its kept measures), run after ``statements``
+        in the same transaction (``delete_insert`` only)."""
         with self.session():
+            if then and self.upsert_mode != "delete_insert":
+                raise WarehouseError(
+                    f"{final.display}: statements with a change need delete_insert, not {self.upsert_mode}"
+                )
             if self.upsert_mode == "rebuild":
                 (select_sql,) = statements
                 return self._build_table(final, select_sql)
             counted = rows_before is not None and self.upsert_mode == "delete_insert" and self.answers_changed_rows
             changed = []
-            if len(statements) > 1:
+            if len(statements) + len(then) > 1:
                 if not self.dialect.transactional_ddl:
                     raise WarehouseError(
                         f"{self.upsert_mode} of {final.display} needs transactions, which this engine lacks"
@@ -590,6 +601,8 @@ class WarehouseResource(ConfigurableResource):
                             changed.append(self.scalar(stmt))
                         else:
                             self.run(stmt)
+                    for stmt in then:
+                        self.run(stmt)
                     self.execute("COMMIT")
                 except BaseException:
                     self.execute("ROLLBACK")

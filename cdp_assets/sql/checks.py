@@ -15,6 +15,68 @@ def ids_with_many_canonical_ids_sql(lookup: TableRef, cid: str) -> str:
     )
 
 
+def _ids_with_many_of(rows_sql: str, cid: str) -> str:
+    return (
+        f"SELECT COUNT(*) FROM (SELECT r.id, r.id_key_type FROM {rows_sql} AS r "
+        f"GROUP BY r.id, r.id_key_type HAVING COUNT(DISTINCT r.{quote(cid)}) > 1) AS d"
+    )
+
+
+def lookup_change_measures_sql(lookup: TableRef, new_rows: TableRef, affected: TableRef, cid: str) -> str:
+    """What replacing the ``affected`` key values' rows (``id_key_type``, ``id``) of the lookup with
+    ``new_rows`` changes in its check measures, measured before the replacement:
+
+    - its ids with more than one canonical id among those key values, in the lookup as it is
+      (``before``) and in ``new_rows`` (``after``): a key value's rows are all replaced or all
+      kept, so the count after is the count before, minus ``before``, plus ``after``;
+    - its distinct canonical ids among those the change can make appear or vanish (the ids of the
+      replaced rows and of the new ones): held now (``ids_before``) and after (``ids_after``: by a
+      row the change keeps, or by a new row). Any other id keeps all its rows."""
+    c = quote(cid)
+    is_affected = "EXISTS (SELECT 1 FROM {a} AS a WHERE a.id_key_type = l.id_key_type AND a.id = l.id)".format(
+        a=affected.sql
+    )
+    old_rows = f"(SELECT l.* FROM {lookup.sql} AS l WHERE {is_affected})"
+    candidates = (
+        f"SELECT o.{c} FROM {old_rows} AS o WHERE o.{c} IS NOT NULL "
+        f"UNION SELECT n.{c} FROM {new_rows.sql} AS n WHERE n.{c} IS NOT NULL"
+    )
+    held = f"SELECT l.{c} FROM {lookup.sql} AS l WHERE l.{c} IN (SELECT k.{c} FROM ({candidates}) AS k)"
+    return (
+        f"SELECT ({_ids_with_many_of(old_rows, cid)}) AS before, ({_ids_with_many_of(new_rows.sql, cid)}) AS after, "
+        f"(SELECT COUNT(DISTINCT h.{c}) FROM ({held}) AS h) AS ids_before, "
+        f"(SELECT COUNT(*) FROM ({held} AND NOT {is_affected} "
+        f"UNION SELECT n.{c} FROM {new_rows.sql} AS n WHERE n.{c} IS NOT NULL) AS h) AS ids_after"
+    )
+
+
+def kept_lookup_measures_sql(measures: TableRef) -> str:
+    """The lookup's kept measures as one row (NULLs when the table is empty), named apart from a
+    state's columns: read beside the lookup's state (``inc.read_states_sql``)."""
+    return (
+        f"SELECT (SELECT MAX(m.seq) FROM {measures.sql} AS m) AS _cdp_measured_seq, "
+        f"(SELECT MAX(m.ids_with_many) FROM {measures.sql} AS m) AS _cdp_ids_with_many, "
+        f"(SELECT MAX(m.canonical_ids) FROM {measures.sql} AS m) AS _cdp_canonical_ids"
+    )
+
+
+def lookup_measures_sql_of(
+    seq: int, counted: tuple[int, int] | None, lookup: TableRef | None = None, cid: str = ""
+) -> str:
+    """The lookup's kept measures after its build number ``seq``: (ids with several canonical
+    ids, distinct canonical ids) as counted from the change, or (None) counted over the whole
+    ``lookup``. Integers of ours, not values."""
+    if counted is not None:
+        many, ids = (str(int(n)) for n in counted)
+    else:
+        many = f"({_ids_with_many_of(lookup.sql, cid)})"
+        ids = f"(SELECT COUNT(DISTINCT l.{quote(cid)}) FROM {lookup.sql} AS l)"
+    return (
+        f"SELECT CAST({int(seq)} AS BIGINT) AS seq, CAST({many} AS BIGINT) AS ids_with_many, "
+        f"CAST({ids} AS BIGINT) AS canonical_ids"
+    )
+
+
 def latest_loop_sql(loop_stats: TableRef) -> str:
     """The last iteration of the most recent run."""
     return (
@@ -23,13 +85,12 @@ def latest_loop_sql(loop_stats: TableRef) -> str:
     )
 
 
-def master_uniqueness_sql(master: TableRef, lookup: TableRef, cid: str) -> str:
-    """The master table's distinct canonical ids and the lookup's (its rows come from its build)."""
+def master_uniqueness_sql(master: TableRef, lookup: TableRef | None, cid: str) -> str:
+    """The master table's distinct canonical ids and the lookup's (its rows come from its build;
+    ``lookup`` None: the lookup's are known, counted by its build)."""
     c = quote(cid)
-    return (
-        f"SELECT (SELECT COUNT(DISTINCT {c}) FROM {master.sql}) AS distinct_ids, "
-        f"(SELECT COUNT(DISTINCT {c}) FROM {lookup.sql}) AS lookup_ids"
-    )
+    lookup_ids = f"(SELECT COUNT(DISTINCT {c}) FROM {lookup.sql})" if lookup is not None else "CAST(NULL AS BIGINT)"
+    return f"SELECT (SELECT COUNT(DISTINCT {c}) FROM {master.sql}) AS distinct_ids, {lookup_ids} AS lookup_ids"
 
 
 def outstanding_rejections_sql(rejected: TableRef, has_superseded: bool) -> str:

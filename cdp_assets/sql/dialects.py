@@ -69,6 +69,28 @@ class Dialect:
     # columns are int, long, double, string and array; the engine writes ``TD_TIMESTAMP`` text),
     # so a stored timestamp is read back through a CAST before it is compared with a timestamp.
     stores_timestamps_as_text: bool = False
+    # Its engine describes a table's column types in its catalog look-up (DuckDB: one query for
+    # every table, none while it holds the run), so an incremental run can compare a typed
+    # incremental column with its watermark as it is (``incremental_kind``). Local Spark's engine
+    # describes names only (a statement per table), and Treasure Data stores text.
+    describes_column_types: bool = False
+
+    def incremental_kind(self, column_type: str) -> str | None:
+        """How an incremental column of the described type ``column_type`` is compared with its
+        watermark: ``timestamp`` (the column itself), ``date`` (at midnight) or ``integer`` (Unix
+        epoch seconds, as ``time_expr`` reads digits), each a plain range predicate on the column;
+        None: text or a type not listed (Treasure Data's columns; a timestamp with a time zone or
+        another precision), normalized per row by ``time_expr``. The one place that decides."""
+        if self.stores_timestamps_as_text or not self.describes_column_types:
+            return None
+        name = " ".join(column_type.strip().upper().split())
+        if name in ("TIMESTAMP", "TIMESTAMP WITHOUT TIME ZONE", "DATETIME"):
+            return "timestamp"
+        if name == "DATE":
+            return "date"
+        if name in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"):
+            return "integer"
+        return None
 
     def scratch_ref(self, name: str, like: TableRef) -> TableRef:
         """Where a scratch table of ``like``'s step lives."""
@@ -293,7 +315,14 @@ def _transpile(sql: str, write: str) -> str:
 
 
 DIALECTS: dict[str, Dialect] = {
-    "duckdb": Dialect("duckdb", "duckdb", transactional_ddl=True, session_temp_tables=True, replaces_atomically=True),
+    "duckdb": Dialect(
+        "duckdb",
+        "duckdb",
+        transactional_ddl=True,
+        session_temp_tables=True,
+        replaces_atomically=True,
+        describes_column_types=True,
+    ),
     "spark": Dialect("spark", "spark", transactional_ddl=False),
     "databricks": Dialect("databricks", "databricks", transactional_ddl=False),
     # Trino and Hive are Treasure Data's query engines here: no timestamp column type.

@@ -249,6 +249,19 @@ def touched_partitions_sql(new_rows: TableRef, old_rows: str, partition_by: list
     return f"SELECT DISTINCT {cols} FROM ({both}) AS p"
 
 
+def dedupe_changed_keys_sql(old_rows: str, new_rows: TableRef, columns: list[str], key_columns: list[str]) -> str:
+    """The keys a deduped table's incremental build replaces or removes, for its change log: those
+    of the rows, over ``columns``, that ``old_rows`` (a SELECT of the published rows of the touched
+    partitions, read before they are replaced) and ``new_rows`` (the partitions' ranked winners)
+    do not share. A partition that keeps its winner as it was logs nothing; a removed key's row
+    left the table, and its reader (the enrichment) finds no staged row for it and drops its own."""
+    cols = ", ".join(quote(c) for c in columns)
+    keys = ", ".join(quote(c) for c in key_columns)
+    old, new = f"SELECT {cols} FROM ({old_rows}) AS o", f"SELECT {cols} FROM {new_rows.sql}"
+    both = f"SELECT {keys} FROM ({old} EXCEPT {new}) AS g UNION ALL SELECT {keys} FROM ({new} EXCEPT {old}) AS w"
+    return f"SELECT DISTINCT {keys} FROM ({both}) AS k"
+
+
 def upsert_statements(
     mode: str,
     target: TableRef,
@@ -299,11 +312,17 @@ CHANGES_KEPT = 8  # builds whose changes are kept: a consumer further behind bui
 # Tables that say when and how a table was built, not what it holds (tests comparing runs skip them).
 # The key statistics' kept per-id counts (below): working state of the engines that keep them.
 PER_ID_SUFFIX = "_cdp_per_id"
-BOOKKEEPING_SUFFIXES = (STATE_SUFFIX, CHANGES_SUFFIX, PER_ID_SUFFIX)
+# A table's check measures kept from build to build, brought up to date from each change (a lookup's).
+MEASURES_SUFFIX = "_cdp_measures"
+BOOKKEEPING_SUFFIXES = (STATE_SUFFIX, CHANGES_SUFFIX, PER_ID_SUFFIX, MEASURES_SUFFIX)
 
 
 def changes_ref(target: TableRef) -> TableRef:
     return target.sibling(f"{target.name}{CHANGES_SUFFIX}")
+
+
+def measures_ref(target: TableRef) -> TableRef:
+    return target.sibling(f"{target.name}{MEASURES_SUFFIX}")
 
 
 def seq_range(lo: int, hi: int, alias: str = "c") -> str:
@@ -352,13 +371,20 @@ def enriched_changed_keys_sql(
     state: TableRef,
     key_columns: list[str],
     lookups: list[tuple[TableRef, list[tuple[str, int]], int, int]],
+    staged_log: tuple[TableRef, int, int] | None = None,
 ) -> str:
     """The keys of the staged rows to enrich again: those loaded after the watermark (new and
-    updated rows), and those holding a key value whose id changed in one of ``lookups``
-    (``(lookup change log, the table's (column, key_type) merge columns, seq after, seq up to)``).
+    updated rows), those holding a key value whose id changed in one of ``lookups``
+    (``(lookup change log, the table's (column, key_type) merge columns, seq after, seq up to)``),
+    and, for a staged table that logs its changes (a dedupe: ``(its change log, seq after, seq up
+    to)``), the keys it replaced or removed, whether a staged row holds them now or not.
     Keys compare with NULLs equal: a key's rows are replaced together."""
     keys = ", ".join(f"s.{quote(c)}" for c in key_columns)
     selects = [f"SELECT {keys} FROM {staged.sql} AS s WHERE {newer_than_watermark(state, 0, 's')}"]
+    if staged_log is not None:
+        log, lo, hi = staged_log
+        logged = ", ".join(f"c.{quote(c)}" for c in key_columns)
+        selects.append(f"SELECT {logged} FROM {log.sql} AS c WHERE {seq_range(lo, hi)}")
     for log, merge_columns, lo, hi in lookups:
         for col, key_type in merge_columns:
             if col not in columns:

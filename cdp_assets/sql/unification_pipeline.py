@@ -106,6 +106,7 @@ class IncrementalInputs(NamedTuple):
     themselves): one node per previous component holding a changed value (its representative),
     and the changed values; the other components keep their graph rows."""
 
+    new_rows: Step
     new_key_values: Step
     removed_key_values: Step
     key_values: Step
@@ -134,13 +135,22 @@ def full_inputs(plan: u.IdPlan) -> FullInputs:
     )
 
 
+def new_rows_ref(plan: u.IdPlan) -> TableRef:
+    """An incremental run's new rows of its incremental tables, filtered once (``u.new_rows_sql``)."""
+    return plan.ref("new_rows")
+
+
 def incremental_inputs(plan: u.IdPlan) -> IncrementalInputs:
     n, stats, since = plan.name, plan.ref("value_stats"), plan.ref("watermarks")
+    new_rows = new_rows_ref(plan)
     new_values, removed = plan.ref("new_key_values"), removed_key_values_ref(plan)
     changed, changed_stats = changed_values_ref(plan), changed_stats_ref(plan)
     published, graph, touched = plan.ref("key_values"), plan.ref("graph"), touched_components_ref(plan)
     return IncrementalInputs(
-        Step(f"{n}_new_key_values", SCRATCH, lambda t: u.key_values_sql(plan, since=since), new_values),
+        # The rows after the watermarks, read once: the new key values, the new rows' stars and
+        # the new watermarks read them from here.
+        Step(f"{n}_new_rows", SCRATCH, lambda t: u.new_rows_sql(plan, since), new_rows),
+        Step(f"{n}_new_key_values", SCRATCH, lambda t: u.key_values_sql(plan, new_rows=t(new_rows)), new_values),
         # Read before the key values are replaced: the values whose previous rows go.
         Step(f"{n}_removed_key_values", SCRATCH, lambda t: u.removed_key_values_sql(plan, published, since), removed),
         # Printed as the merged table it publishes; an engine that deletes and inserts in one
@@ -189,7 +199,7 @@ def incremental_inputs(plan: u.IdPlan) -> IncrementalInputs:
         Step(
             f"{n}_edges",
             SCRATCH,
-            lambda t: u.edges_sql(_at(plan, t), since=since, contracted=True),
+            lambda t: u.edges_sql(_at(plan, t), since=since, contracted=True, new_rows=t(new_rows)),
             plan.ref("edges"),
         ),
     )
@@ -345,7 +355,15 @@ def id_steps(
             if incremental and not plan.persistent
             else None
         ),
-        watermarks=Step(f"{n}_watermarks", PUBLISH, lambda t: u.watermarks_table_sql(plan), plan.ref("watermarks")),
+        # An incremental run's: the newest of the previous watermark and the new rows.
+        watermarks=Step(
+            f"{n}_watermarks",
+            PUBLISH,
+            (lambda t: u.watermarks_table_sql(plan, plan.ref("watermarks"), t(new_rows_ref(plan))))
+            if incremental
+            else (lambda t: u.watermarks_table_sql(plan)),
+            plan.ref("watermarks"),
+        ),
     )
 
 

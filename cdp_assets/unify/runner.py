@@ -226,11 +226,16 @@ def _run_loop(
         previous = [
             plan.ref(s) for s in ("graph", "key_values", "value_stats", "excluded_values", "watermarks", "loop_stats")
         ]
-        described = wh.describe_tables([*previous, lookup, inc.state_ref(lookup), inc.changes_ref(lookup)])
+        lookup_reads = [lookup, inc.state_ref(lookup), inc.changes_ref(lookup), inc.measures_ref(lookup)]
+        # With the incremental tables, whose column types an incremental run compares as they are.
+        sources = [t.ref for t in plan.incremental_tables] if wh.dialect.describes_column_types else []
+        described = wh.describe_tables([*previous, *lookup_reads, *sources])
         if described[plan.ref("loop_stats")] is None:
             result.loop_stats_before = 0  # a first run: the loop statistics are this run's rows
     try:
         reason = "full refresh requested" if full_refresh else incremental_blocker(wh, plan, fingerprint)
+        if reason is None:
+            plan = with_incremental_kinds(wh, plan)
         # A persistent id carries forward the ids the lookup being replaced published.
         previous_lookup = plan.persistent and wh.table_exists(plan.ref("lookup"))
         steps = up.id_steps(plan, reason is None, previous_lookup, keep_loop_tables)
@@ -282,6 +287,7 @@ def _run_loop(
                     plan.name,
                     full_refresh=full_refresh,
                     affected=None if steps.lookup_rows is None else (affected, steps.lookup_rows(runner.tables)),
+                    keep_measures=not plan.persistent,
                 )
             result.tables["lookup"] = result.lookup_build.rows
 
@@ -296,6 +302,26 @@ def _run_loop(
         runner.drop_scratch()
 
 
+def with_incremental_kinds(wh: WarehouseResource, plan: u.IdPlan) -> u.IdPlan:
+    """``plan`` with each incremental table's column kind (``Dialect.incremental_kind``) as the
+    warehouse describes the column, where the engine describes column types (DuckDB: one catalog
+    query, none while it holds the run and described them with the loop's tables); unchanged
+    elsewhere (Treasure Data's text, local Spark's untyped descriptions): the generic per-row
+    normalization. Only an incremental run uses them: a full run reads every row anyway, and
+    ``render-sql`` prints the full run."""
+    if not wh.dialect.describes_column_types or not plan.incremental_tables:
+        return plan
+    described = wh.describe_tables([t.ref for t in plan.incremental_tables])
+
+    def kind(table: u.SourceTablePlan) -> str | None:
+        types = {name.lower(): type_ for name, type_ in described.get(table.ref) or []}
+        type_ = types.get((table.incremental_column or "").lower())
+        return wh.dialect.incremental_kind(type_) if type_ else None
+
+    tables = tuple(replace(t, incremental_kind=kind(t)) if t.incremental_column else t for t in plan.tables)
+    return replace(plan, tables=tables)
+
+
 def _run_full_inputs(runner: StepRunner, steps: up.FullInputs, result: LoopResult) -> None:
     result.tables["key_values"] = runner.run(steps.key_values)
     runner.run(steps.value_stats)
@@ -308,6 +334,7 @@ def _run_incremental_inputs(
     runner: StepRunner, plan: u.IdPlan, steps: up.IncrementalInputs, result: LoopResult
 ) -> str | None:
     """Run the incremental inputs; returns why the run must be a full refresh after all."""
+    runner.run(steps.new_rows)
     runner.run(steps.new_key_values)
     runner.run(steps.removed_key_values)
     # The merged key values: the rows not kept deleted, the new rows inserted.

@@ -69,6 +69,15 @@ def build_all_sql() -> dict[str, str]:
     for plan in plans:
         edges, pointers, labels = plan.ref("edges"), plan.ref("hooks"), plan.ref("labels")
         n = plan.name
+        # Every incremental table's column typed in turn (timestamp, date, integer).
+        kinds = ("timestamp", "date", "integer")
+        typed = replace(
+            plan,
+            tables=tuple(
+                replace(t, incremental_kind=kinds[i % 3]) if t.incremental_column else t
+                for i, t in enumerate(plan.tables)
+            ),
+        )
         sqls.update(
             {
                 f"key_values:{n}": u.key_values_sql(plan),
@@ -78,6 +87,14 @@ def build_all_sql() -> dict[str, str]:
                 f"dnm_links:{n}": u.dnm_links_sql(plan),
                 f"incremental_key_values:{n}": u.key_values_sql(plan, since=plan.ref("watermarks")),
                 f"incremental_edges:{n}": u.edges_sql(plan, since=plan.ref("watermarks"), contracted=True),
+                # The new rows filtered once, and what reads them (generic and typed columns).
+                f"new_rows:{n}": u.new_rows_sql(plan, plan.ref("watermarks")),
+                f"new_rows_typed:{n}": u.new_rows_sql(typed, plan.ref("watermarks")),
+                f"new_key_values:{n}": u.key_values_sql(plan, new_rows=plan.ref("new_rows")),
+                f"new_rows_edges:{n}": u.edges_sql(plan, contracted=True, new_rows=plan.ref("new_rows")),
+                f"incremental_watermarks:{n}": u.watermarks_table_sql(
+                    plan, plan.ref("watermarks"), plan.ref("new_rows")
+                ),
                 # An incremental run's state updates (the rebuild form: engines without DELETE).
                 f"changed_values:{n}": u.changed_values_sql(
                     plan.ref("new_key_values"), plan.ref("removed"), plan.ref("graph")

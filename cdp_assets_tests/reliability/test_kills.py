@@ -51,14 +51,14 @@ NAMED_KILLS = [
     "publish:8",
     "publish:16",
     "publish:20",
-    "step:unify_loop:4",  # the nightly loop's first scratch table (the new key values) being built
-    "step:unify_loop:8",  # the key values' DELETE done in place, their INSERT not yet (one transaction)
-    "step:unify_loop:16",  # the changed values' statistics deleted in place, their INSERT not yet (one transaction)
-    "step:unify_loop:26",  # in the middle of the loop's iterations (the second round's hooks)
-    "step:unify_loop:38",  # the lookup's affected rows deleted, the new ones not yet inserted (one transaction)
-    "step:unify_loop:44",  # the lookup and its state published, the graph not yet (its changes found before both)
-    "step:unify_loop:46",  # the moved values' graph rows deleted, their new rows not yet (one transaction)
-    "step:unify_loop:49",  # lookup, its state and graph published, the watermarks not yet (nightly run)
+    "step:unify_loop:5",  # the nightly loop's new key values being built (after its new rows, the first scratch table)
+    "step:unify_loop:9",  # the key values' DELETE done in place, their INSERT not yet (one transaction)
+    "step:unify_loop:17",  # the changed values' statistics deleted in place, their INSERT not yet (one transaction)
+    "step:unify_loop:27",  # in the middle of the loop's iterations (the second round's hooks)
+    "step:unify_loop:39",  # the lookup's affected rows deleted, the new ones not yet inserted (one transaction)
+    "step:unify_loop:45",  # the lookup and its state published, the graph not yet (its changes found before both)
+    "step:unify_loop:47",  # the moved values' graph rows deleted, their new rows not yet (one transaction)
+    "step:unify_loop:50",  # lookup, its state and graph published, the watermarks not yet (nightly run)
     "step:enrich_table:2",  # the enriched table's incremental build: its first scratch table
     "step:enrich_table:8",  # its changed rows' DELETE done in place, their INSERT not yet (one transaction)
     # the key statistics' kept per-id counts: the touched ids' rows (and markers) deleted, the

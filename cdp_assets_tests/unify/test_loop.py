@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from cdp_assets.config.unify import UnifyConfig
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql import unification as u
+from cdp_assets.sql.checks import lookup_measures_sql
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.unify.runner import config_fingerprint, prepare_inputs, run_loop
 
@@ -476,6 +477,9 @@ def test_an_incremental_run_solves_only_the_touched_components_and_equals_a_full
         incremental_graph = _graph(wh)
         incremental_values = _key_values(wh)
         logged = _last_lookup_changes(wh)
+        lookup_ref = TableRef(make_unify().schema, "unified_id_lookup")
+        counted = wh.fetch(lookup_measures_sql(lookup_ref, "unified_id"))
+        counted_ids = int(wh.fetch(f"SELECT COUNT(DISTINCT unified_id) AS n FROM {lookup_ref.sql}").iloc[0]["n"])
     full_wh = DuckDBWarehouse(path=":memory:")
     with full_wh.session():
         full, third = unify_rows(full_wh, old + new, incremental=True, caps=caps)
@@ -493,6 +497,10 @@ def test_an_incremental_run_solves_only_the_touched_components_and_equals_a_full
         # with its old and its new id.
         assert second.lookup_build.mode == "incremental"
         assert logged == _oracle_lookup_changes(before, full)
+        # The lookup check's measures, kept from the change, are a count of every row's.
+        kept = second.lookup_build.measures
+        assert (kept["table_rows"], kept["ids_with_many"]) == tuple(counted.iloc[0][["table_rows", "ids_with_many"]])
+        assert kept["canonical_ids"] == counted_ids
     all_nodes = sum(len(c) for c in comps)
     assert third.nodes_in_rounds == all_nodes
     if second.mode == "full":  # new rows pushed a value over its cap: every node is solved again
@@ -589,12 +597,12 @@ class _SecondPublishFails(DuckDBWarehouse):
     """DuckDB whose apply of changes to the graph or the lookup fails at the second of them while
     ``PUBLISHES`` counts: a run that dies with one of the two published and not the other."""
 
-    def apply_changes(self, final, statements, rows_before=None, count=True):
+    def apply_changes(self, final, statements, rows_before=None, count=True, then=()):
         if PUBLISHES and final.name.endswith(("_graph", "_lookup")):
             PUBLISHES.append(final.name)
             if len(PUBLISHES) == 3:
                 raise RuntimeError(f"the apply to {final.name} failed")
-        return super().apply_changes(final, statements, rows_before, count)
+        return super().apply_changes(final, statements, rows_before, count, then)
 
 
 PUBLISHES: list[str] = []
