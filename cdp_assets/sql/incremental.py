@@ -315,6 +315,9 @@ PER_ID_SUFFIX = "_cdp_per_id"
 # A table's check measures kept from build to build, brought up to date from each change (a lookup's).
 MEASURES_SUFFIX = "_cdp_measures"
 BOOKKEEPING_SUFFIXES = (STATE_SUFFIX, CHANGES_SUFFIX, PER_ID_SUFFIX, MEASURES_SUFFIX)
+# Kept only where the engine deletes and inserts in one transaction (DuckDB): what TD and Spark,
+# which rebuild a table whole, compute again instead.
+IN_PLACE_ONLY_SUFFIXES = (PER_ID_SUFFIX, MEASURES_SUFFIX)
 
 
 def changes_ref(target: TableRef) -> TableRef:

@@ -18,7 +18,7 @@ from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.engines.databricks import DatabricksWarehouse
 from cdp_assets.engines.factory import build_warehouse
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.incremental import BOOKKEEPING_SUFFIXES, PER_ID_SUFFIX
+from cdp_assets.sql.incremental import BOOKKEEPING_SUFFIXES, IN_PLACE_ONLY_SUFFIXES
 from cdp_assets_tests.conftest import check_results, shared_spark_session, write_project
 from cdp_assets_tests.engines.test_spark_unification import normalized
 
@@ -76,7 +76,7 @@ def test_the_pipeline_succeeds_on_spark_with_every_check_passed(both_runs):
 def assert_same_tables(duck: dict[str, pd.DataFrame], spark: dict[str, pd.DataFrame]) -> None:
     """The same tables, row for row, but for what differs between any two runs (timings), and
     but for the key statistics' per-id counts DuckDB keeps beside them (Spark rebuilds them whole)."""
-    duck = {name: df for name, df in duck.items() if not name.endswith(PER_ID_SUFFIX)}
+    duck = {name: df for name, df in duck.items() if not name.endswith(IN_PLACE_ONLY_SUFFIXES)}
     assert set(duck) == set(spark)
     for name in sorted(duck):
         # every id's per-iteration timings; the incremental state (watermarks, build ids)

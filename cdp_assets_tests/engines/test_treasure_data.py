@@ -25,7 +25,7 @@ from cdp_assets.engines.factory import build_warehouse
 from cdp_assets.engines.treasure_data import TreasureDataWarehouse, bind_literals
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.engines.duckdb import DuckDBWarehouse
-from cdp_assets.sql.incremental import BOOKKEEPING_SUFFIXES, PER_ID_SUFFIX
+from cdp_assets.sql.incremental import BOOKKEEPING_SUFFIXES, IN_PLACE_ONLY_SUFFIXES
 from cdp_assets_tests.conftest import check_results, run_pipeline, write_project
 from cdp_assets_tests.engines.test_cross_engine_pipeline import VOLATILE, VOLATILE_TABLES
 from cdp_assets_tests.engines.test_spark_unification import normalized
@@ -323,8 +323,8 @@ def test_the_whole_pipeline_on_the_fake_passes_every_check_and_equals_duckdbs_ta
     assert len([j for j in td.jobs.values() if j.type == "presto"]) > 50  # every statement ran as a TD job
     duck, tdw = DuckDBWarehouse(path=str(duck_loaded.duckdb_path)), engine(td, database=td_loaded.pipeline.src_schema)
     schemas = [duck_loaded.pipeline.src_schema, duck_loaded.pipeline.stg_schema, duck_loaded.unification.schema]
-    # DuckDB keeps the key statistics' per-id counts beside them (TD rebuilds the statistics whole).
-    names = {s: [t for t in duck.list_tables(s) if not t.endswith(PER_ID_SUFFIX)] for s in schemas}
+    # DuckDB keeps the key statistics' per-id counts and the lookup's check measures (TD rebuilds whole).
+    names = {s: [t for t in duck.list_tables(s) if not t.endswith(IN_PLACE_ONLY_SUFFIXES)] for s in schemas}
     assert (
         names == {s: tdw.list_tables(s) for s in schemas} and sum(map(len, names.values())) > 30
     )  # no half-built table left
