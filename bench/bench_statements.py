@@ -261,9 +261,14 @@ def markdown(now: dict, before: dict | None) -> str:
         "rejections to mark: 5; a load's files are read into their temporary tables first and checked in one "
         "query (`native_files.read_files_rows`; a failed query falls back to each file's own): 4. Then to "
         "148: the loop's rounds start from its nodes table, which carries each node's own label "
-        "(`Step.alias`), instead of a copy of it and that copy's drop (2; docs/unification.md). "
-        "Since the enriched and master tables build incrementally (docs/incremental.md), a first run also "
-        "pays their bookkeeping: a state write per table and the lookup's change log.",
+        "(`Step.alias`), instead of a copy of it and that copy's drop (2; docs/unification.md). Then 149: "
+        "a canonical id's lookup keeps its check measures beside it (`{cid}_lookup_cdp_measures`: its ids "
+        "with several canonical ids and its distinct canonical ids), counted by its first build in one "
+        "statement and read back in place of the lookup check's own query, so that a nightly build counts "
+        "them from its change instead of grouping every lookup row again (docs/checks.md, \"The lookup's "
+        "kept measure\"; 1 more). Since the enriched and master tables build incrementally "
+        "(docs/incremental.md), a first run also pays their bookkeeping: a state write per table and the "
+        "lookup's change log.",
         "",
         "On Treasure Data every query is a job with its queueing, so what TD's REST API answers is taken "
         "from it: a schema, a description or a listing is an API call, and so is a table's row count, the "
