@@ -55,12 +55,13 @@ NAMED_KILLS = [
     "step:unify_loop:9",  # the key values' DELETE done in place, their INSERT not yet (one transaction)
     "step:unify_loop:17",  # the changed values' statistics deleted in place, their INSERT not yet (one transaction)
     "step:unify_loop:27",  # in the middle of the loop's iterations (the second round's hooks)
-    "step:unify_loop:39",  # the lookup's affected rows deleted, the new ones not yet inserted (one transaction)
-    "step:unify_loop:45",  # the lookup and its state published, the graph not yet (its changes found before both)
-    "step:unify_loop:47",  # the moved values' graph rows deleted, their new rows not yet (one transaction)
-    "step:unify_loop:50",  # lookup, its state and graph published, the watermarks not yet (nightly run)
-    "step:enrich_table:2",  # the enriched table's incremental build: its first scratch table
-    "step:enrich_table:8",  # its changed rows' DELETE done in place, their INSERT not yet (one transaction)
+    "step:unify_loop:40",  # the lookup's affected rows deleted, the new ones not yet inserted (one transaction)
+    "step:unify_loop:42",  # the lookup's new rows and its kept check measures written, not committed
+    "step:unify_loop:46",  # the lookup and its state published, the graph not yet (its changes found before both)
+    "step:unify_loop:48",  # the moved values' graph rows deleted, their new rows not yet (one transaction)
+    "step:unify_loop:51",  # lookup, its state and graph published, the watermarks not yet (nightly run)
+    "step:enrich_table:3",  # the enriched table's incremental build: its first scratch table
+    "step:enrich_table:9",  # its changed rows' DELETE done in place, their INSERT not yet (one transaction)
     # the key statistics' kept per-id counts: the touched ids' rows (and markers) deleted, the
     # recounted ones not yet inserted (one transaction); then the counts committed, the statistics
     # not yet built from them; then both built, the coverage query (which describes them) not yet sent
