@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cdp_assets.sql.dialects import TableRef, quote
 from cdp_assets.sql.engine_meta import describe_tables_sql
-from cdp_assets.sql.hist_union import distinct_count_sql, duplicate_keys_sql
+from cdp_assets.sql.hist_union import distinct_count_sql, duplicate_keys_over_sql, duplicate_keys_sql
 from cdp_assets.sql.incremental import LOADED_AT, newer_than_watermark
 
 
@@ -267,16 +267,6 @@ def hist_union_change_sql(
             else f"CAST(0 AS BIGINT) AS input_{int(rank)}"
         )
     return "SELECT " + ", ".join(removed), "SELECT " + ", ".join(added)
-
-
-def duplicate_keys_over_sql(relation: str, key_columns: list[str]) -> str:
-    """``duplicate_keys_sql`` over a relation (a table's SQL name, or a SELECT with its alias)."""
-    keys = ", ".join(quote(c) for c in key_columns)
-    present = " AND ".join(f"{quote(c)} IS NOT NULL" for c in key_columns)
-    return (
-        f"SELECT COUNT(*) AS n FROM (SELECT {keys} FROM {relation} WHERE {present} "
-        f"GROUP BY {keys} HAVING COUNT(*) > 1) AS d"
-    )
 
 
 def new_distinct_keys_sql(ref: TableRef, key_columns: list[str], state: TableRef, rank: int) -> str:

@@ -58,10 +58,15 @@ WHERE {keep}
 
 def duplicate_keys_sql(ref: TableRef, primary_key: list[str]) -> str:
     """Key values held by more than one row (rows with a NULL key part are not duplicates)."""
-    keys = ", ".join(quote(c) for c in primary_key)
-    present = " AND ".join(f"{quote(c)} IS NOT NULL" for c in primary_key)
+    return duplicate_keys_over_sql(ref.sql, primary_key)
+
+
+def duplicate_keys_over_sql(relation: str, key_columns: list[str]) -> str:
+    """``duplicate_keys_sql`` over a relation (a table's SQL name, or a SELECT with its alias)."""
+    keys = ", ".join(quote(c) for c in key_columns)
+    present = " AND ".join(f"{quote(c)} IS NOT NULL" for c in key_columns)
     return (
-        f"SELECT COUNT(*) AS n FROM (SELECT {keys} FROM {ref.sql} WHERE {present} "
+        f"SELECT COUNT(*) AS n FROM (SELECT {keys} FROM {relation} WHERE {present} "
         f"GROUP BY {keys} HAVING COUNT(*) > 1) AS d"
     )
 
