@@ -872,7 +872,7 @@ def _apply_lookup_keeping_measures(
     current = measured_seq == previous_seq
     counted = None
     if current:
-        change = wh.fetch(chk.lookup_change_measures_sql(lookup, new, affected, cid)).iloc[0]
+        change = wh.fetch(chk.lookup_change_measures_sql(lookup, new, affected, cid, wh.dialect)).iloc[0]
         counted = (
             int(kept["_cdp_ids_with_many"]) - int(change["before"]) + int(change["after"]),
             int(kept["_cdp_canonical_ids"]) - int(change["ids_before"]) + int(change["ids_after"]),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cdp_assets.sql.dialects import TableRef, quote
+from cdp_assets.sql.dialects import Dialect, TableRef, quote
 from cdp_assets.sql.engine_meta import describe_tables_sql
 from cdp_assets.sql.hist_union import distinct_count_sql, duplicate_keys_over_sql, duplicate_keys_sql
 from cdp_assets.sql.incremental import LOADED_AT, newer_than_watermark
@@ -22,7 +22,9 @@ def _ids_with_many_of(rows_sql: str, cid: str) -> str:
     )
 
 
-def lookup_change_measures_sql(lookup: TableRef, new_rows: TableRef, affected: TableRef, cid: str) -> str:
+def lookup_change_measures_sql(
+    lookup: TableRef, new_rows: TableRef, affected: TableRef, cid: str, dialect: Dialect
+) -> str:
     """What replacing the ``affected`` key values' rows (``id_key_type``, ``id``) of the lookup with
     ``new_rows`` changes in its check measures, measured before the replacement:
 
@@ -31,22 +33,30 @@ def lookup_change_measures_sql(lookup: TableRef, new_rows: TableRef, affected: T
       kept, so the count after is the count before, minus ``before``, plus ``after``;
     - its distinct canonical ids among those the change can make appear or vanish (the ids of the
       replaced rows and of the new ones): held now (``ids_before``) and after (``ids_after``: by a
-      row the change keeps, or by a new row). Any other id keeps all its rows."""
+      row the change keeps, or by a new row). Any other id keeps all its rows.
+
+    The lookup is read twice (its rows of the affected key values, its rows of the candidate ids),
+    each once where the dialect computes a CTE once (``Dialect.cte``)."""
     c = quote(cid)
-    is_affected = "EXISTS (SELECT 1 FROM {a} AS a WHERE a.id_key_type = l.id_key_type AND a.id = l.id)".format(
-        a=affected.sql
-    )
-    old_rows = f"(SELECT l.* FROM {lookup.sql} AS l WHERE {is_affected})"
+    is_affected = "EXISTS (SELECT 1 FROM {a} AS a WHERE a.id_key_type = {t}.id_key_type AND a.id = {t}.id)"
+    old_rows = f"SELECT l.* FROM {lookup.sql} AS l WHERE {is_affected.format(a=affected.sql, t='l')}"
     candidates = (
-        f"SELECT o.{c} FROM {old_rows} AS o WHERE o.{c} IS NOT NULL "
+        f"SELECT o.{c} FROM old_rows AS o WHERE o.{c} IS NOT NULL "
         f"UNION SELECT n.{c} FROM {new_rows.sql} AS n WHERE n.{c} IS NOT NULL"
     )
-    held = f"SELECT l.{c} FROM {lookup.sql} AS l WHERE l.{c} IN (SELECT k.{c} FROM ({candidates}) AS k)"
+    held = (
+        f"SELECT l.{c}, l.id_key_type, l.id FROM {lookup.sql} AS l WHERE l.{c} IN (SELECT k.{c} FROM candidates AS k)"
+    )
+    ctes = ",\n".join(
+        [dialect.cte("old_rows", old_rows), dialect.cte("candidates", candidates), dialect.cte("held", held)]
+    )
+    kept = f"SELECT h.{c} FROM held AS h WHERE NOT {is_affected.format(a=affected.sql, t='h')}"
     return (
-        f"SELECT ({_ids_with_many_of(old_rows, cid)}) AS before, ({_ids_with_many_of(new_rows.sql, cid)}) AS after, "
-        f"(SELECT COUNT(DISTINCT h.{c}) FROM ({held}) AS h) AS ids_before, "
-        f"(SELECT COUNT(*) FROM ({held} AND NOT {is_affected} "
-        f"UNION SELECT n.{c} FROM {new_rows.sql} AS n WHERE n.{c} IS NOT NULL) AS h) AS ids_after"
+        f"WITH {ctes}\n"
+        f"SELECT ({_ids_with_many_of('old_rows', cid)}) AS before, ({_ids_with_many_of(new_rows.sql, cid)}) AS after, "
+        f"(SELECT COUNT(DISTINCT h.{c}) FROM held AS h) AS ids_before, "
+        f"(SELECT COUNT(*) FROM ({kept} UNION SELECT n.{c} FROM {new_rows.sql} AS n WHERE n.{c} IS NOT NULL) AS k) "
+        "AS ids_after"
     )
 
 

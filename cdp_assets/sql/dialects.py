@@ -74,6 +74,13 @@ class Dialect:
     # incremental column with its watermark as it is (``incremental_kind``). Local Spark's engine
     # describes names only (a statement per table), and Treasure Data stores text.
     describes_column_types: bool = False
+    # Can be told to compute a CTE once (DuckDB's ``AS MATERIALIZED``): one read several times is
+    # otherwise inlined and computed again at each reference.
+    materializes_ctes: bool = False
+
+    def cte(self, name: str, select_sql: str) -> str:
+        """``name AS (select_sql)`` for a WITH clause, computed once where the dialect can say so."""
+        return f"{name} AS {'MATERIALIZED ' if self.materializes_ctes else ''}({select_sql})"
 
     def incremental_kind(self, column_type: str) -> str | None:
         """How an incremental column of the described type ``column_type`` is compared with its
@@ -322,6 +329,7 @@ DIALECTS: dict[str, Dialect] = {
         session_temp_tables=True,
         replaces_atomically=True,
         describes_column_types=True,
+        materializes_ctes=True,
     ),
     "spark": Dialect("spark", "spark", transactional_ddl=False),
     "databricks": Dialect("databricks", "databricks", transactional_ddl=False),
