@@ -877,13 +877,14 @@ def _apply_lookup_keeping_measures(
             int(kept["_cdp_ids_with_many"]) - int(change["before"]) + int(change["after"]),
             int(kept["_cdp_canonical_ids"]) - int(change["ids_before"]) + int(change["ids_after"]),
         )
-    columns = [cid, *LOOKUP_COLUMNS]
-    statements = inc.upsert_statements("delete_insert", lookup, new, affected, columns, LOOKUP_KEY, False)
     # After the rows: a measure counted over the whole lookup must see the new ones.
     write = wh.dialect.replace_table_sql(kept_ref, chk.lookup_measures_sql_of(seq, counted, lookup, cid))
     # The state's rows are the lookup's only when nothing changed it after the state was written
     # (a build killed between its commit and its state did): as the kept measures tell.
-    rows = wh.apply_changes(lookup, statements, rows_before if current else None, then=[write])
+    columns = [cid, *LOOKUP_COLUMNS]
+    rows = _apply_by_key(
+        wh, lookup, new, affected, LOOKUP_KEY, False, columns, rows_before if current else None, then=[write]
+    )
     if counted is None:
         return rows, _kept_lookup_measures(wh, kept_ref, rows)
     return rows, pd.Series({"table_rows": rows, "ids_with_many": counted[0], "canonical_ids": counted[1]})
@@ -1112,18 +1113,20 @@ def _apply_by_key(
     null_safe: bool,
     columns: list[str] | None = None,
     rows_before: int | None = None,
+    then: list[str] = (),
 ) -> int:
     """Replace the rows of the ``changed`` keys. MERGE replaces one row per key and deletes
     nothing, but a key's rows here may be several (NULLs equal) or vanish (an id merged
     away): where the engine would MERGE, the table is rebuilt and swapped in instead.
     ``columns``: the table's own (default: as the engine describes it); ``rows_before``: the
-    table's rows before, when measured (``apply_changes``)."""
+    table's rows before, when measured (``apply_changes``); ``then``: statements that change with
+    the table, in its transaction (``apply_changes``: delete_insert only)."""
     mode = "rebuild" if wh.upsert_mode == "merge" else wh.upsert_mode
     columns = columns or wh.columns(target)
     statements = inc.upsert_statements(mode, target, changes, changed, columns, keys, null_safe)
     if mode == "rebuild":
         return wh.build_table(target, statements[0])
-    return wh.apply_changes(target, statements, rows_before)
+    return wh.apply_changes(target, statements, rows_before, then=then)
 
 
 def build_master(
