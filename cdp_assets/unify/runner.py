@@ -610,7 +610,9 @@ def build_master(
     rules = up.master_rules_ref(unify, master)
 
     def render(only_ids: TableRef | None) -> str:
-        return master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables, only_ids)
+        return master_table_sql(
+            master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables, only_ids, wh.dialect
+        )
 
     with wh.session():
         with wh.step(step.name):

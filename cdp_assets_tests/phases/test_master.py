@@ -305,3 +305,27 @@ def test_a_numeric_order_by_compares_as_numbers_not_text(wh):
     df = wh.fetch(f"SELECT * FROM {out.sql}").set_index("unified_id")
     assert val(df, "U1", "latest") == "ten"
     assert val(df, "U1", "oldest") == "eleven"
+
+
+def test_an_incremental_build_reads_each_enriched_table_once_for_its_ids(wh):
+    """With ``only_ids``, every attribute reads the ids' rows of a table from one read of it (the
+    tables' CTEs), and the result equals the full build's rows of those ids."""
+    attributes = [
+        {"name": "email", "source_columns": [{"table": "crm", "column": "email"}, {"table": "pos", "column": "email"}]},
+        {"name": "tier", "source_columns": [{"table": "pos", "column": "tier", "order": "first"}]},
+        {"name": "tiers", "array_elements": 2, "source_columns": [{"table": "crm", "column": "tier"}]},
+    ]
+    unify = make_unify(attributes)
+    master = unify.master_tables[0]
+    crm = [("U1", "a@x", "gold", "2024-01-01", "2024-01-01"), ("U2", "b@x", "silver", "2024-01-02", "2024-01-02")]
+    pos = [("U1", "c@x", "bronze", "2024-01-03", "2024-01-03"), ("U3", "d@x", "gold", "2024-01-04", "2024-01-04")]
+    full = build_master(wh, attributes, crm, pos)
+    ids = TableRef(SCHEMA, "only_ids")
+    wh.write_dataframe(ids, pd.DataFrame({"unified_id": ["U1", "U3", "U9"]}).astype("string"))
+    sql = master_table_sql(master, unify, LOOKUP, ENRICHED, RULES, DEFAULT_ORDER, only_ids=ids)
+    for ref in ENRICHED.values():
+        assert sql.count(ref.sql) == 1, ref.sql
+    assert sql.count("AS MATERIALIZED") == 2
+    picked = wh.fetch(f"SELECT * FROM ({sql}) AS m ORDER BY unified_id").set_index("unified_id")
+    assert list(picked.index) == ["U1", "U3"]  # U9 has no lookup row: no master row
+    pd.testing.assert_frame_equal(picked, full.loc[["U1", "U3"]], check_dtype=False)
