@@ -133,6 +133,15 @@ def master_table_sql(
             "CASE WHEN newest_first = 0 THEN ord END ASC NULLS LAST, value"
         )
         rules_here = f"{rules.sql} AS r WHERE r.position = {i}"  # the rules of this attribute
+        # An array holds each value once, at its best place. One value needs no such pass: the
+        # best row of all is the best of its value (and a pass fewer lets DuckDB keep only each
+        # id's best row instead of sorting them all).
+        distinct = (
+            f"(SELECT *, ROW_NUMBER() OVER (PARTITION BY cid, value {ranking}) AS dup FROM a{i}_valid) AS d "
+            "WHERE dup = 1"
+            if attr.array_elements
+            else f"a{i}_valid"
+        )
         ctes.append(
             f"""a{i}_valid AS (
   SELECT c.* FROM ({cand}) AS c
@@ -142,8 +151,7 @@ def master_table_sql(
 ),
 a{i}_ranked AS (
   SELECT cid, value, ROW_NUMBER() OVER (PARTITION BY cid {ranking}) AS rn
-  FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY cid, value {ranking}) AS dup FROM a{i}_valid) AS d
-  WHERE dup = 1
+  FROM {distinct}
 )"""
         )
         if attr.array_elements:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import tempfile
+
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cdp_assets.config.unify import UnifyConfig
 from cdp_assets.engines.duckdb import DuckDBWarehouse
@@ -329,3 +333,92 @@ def test_an_incremental_build_reads_each_enriched_table_once_for_its_ids(wh):
     picked = wh.fetch(f"SELECT * FROM ({sql}) AS m ORDER BY unified_id").set_index("unified_id")
     assert list(picked.index) == ["U1", "U3"]  # U9 has no lookup row: no master row
     pd.testing.assert_frame_equal(picked, full.loc[["U1", "U3"]], check_dtype=False)
+
+
+# Rows of one enriched table: (unified_id, email, tier, updated_at); few values, so ties and repeats happen.
+_ROWS = st.lists(
+    st.tuples(
+        st.sampled_from(["U1", "U2", "U3", None]),
+        st.sampled_from(["a@x", "b@x", "c@x", " ", None]),
+        st.sampled_from(["gold", "silver", "bronze", None]),
+        st.sampled_from(["2024-01-01", "2024-01-02", "2024-01-03", None]),
+    ),
+    max_size=8,
+)
+_SOURCE = st.tuples(st.integers(1, 2), st.sampled_from(["last", "first"]))
+
+
+def _best_first(candidates: list[tuple]) -> list[str]:
+    """The oracle of a master attribute's ranking (``master_table_sql``'s ORDER BY): lowest
+    priority, then the newest by order_by among order: last rows that have one, then the oldest
+    among order: first rows that have one, then the value; each value at its best place.
+    ``candidates``: (priority, order, updated_at text or None, value)."""
+
+    def key(c):
+        priority, order, at, value = c
+        newest = (0, tuple(-ord(ch) for ch in at)) if order == "last" and at else (1,)
+        oldest = (0, at) if order == "first" and at else (1,)
+        return (priority, newest, oldest, value)
+
+    ranked = []
+    for c in sorted(candidates, key=key):
+        if c[3] not in ranked:
+            ranked.append(c[3])
+    return ranked
+
+
+def _cell(frame: pd.DataFrame, uid: str, column: str, array: bool):
+    value = frame.loc[uid, column]
+    if array:
+        return None if value is None or (not hasattr(value, "__len__") and pd.isna(value)) else list(value)
+    return None if pd.isna(value) else value
+
+
+@settings(max_examples=60, deadline=None)
+@given(crm=_ROWS, pos=_ROWS, email_crm=_SOURCE, email_pos=_SOURCE, tiers=st.integers(1, 3))
+def test_the_master_equals_an_oracle_of_its_ranking(crm, pos, email_crm, email_pos, tiers):
+    """Scalar and array attributes over two tables, any priorities and orders, ties, repeats and
+    blank values, full and for some ids only: equal to ranking the rows in Python."""
+    attributes = [
+        {
+            "name": "email",
+            "source_columns": [
+                {"table": "crm", "column": "email", "priority": email_crm[0], "order": email_crm[1]},
+                {"table": "pos", "column": "email", "priority": email_pos[0], "order": email_pos[1]},
+            ],
+        },
+        {
+            "name": "tiers",
+            "array_elements": tiers,
+            "source_columns": [
+                {"table": "crm", "column": "tier", "priority": email_crm[0], "order": email_crm[1]},
+                {"table": "pos", "column": "tier", "priority": email_pos[0], "order": email_pos[1]},
+            ],
+        },
+    ]
+    tables = {"crm": crm, "pos": pos}
+    sources = {"crm": email_crm, "pos": email_pos}
+    with tempfile.TemporaryDirectory() as tmp:
+        wh = DuckDBWarehouse(path=str(Path(tmp) / "wh.duckdb"))
+        with wh.session():
+            rows = {t: [(u, e, tier, at, None) for u, e, tier, at in r] for t, r in tables.items()}
+            got = build_master(wh, attributes, rows["crm"], rows["pos"])
+            unify = make_unify(attributes)
+            ids = TableRef(SCHEMA, "only_ids")
+            wh.write_dataframe(ids, pd.DataFrame({"unified_id": ["U2", "U3"]}).astype("string"))
+            sql = master_table_sql(unify.master_tables[0], unify, LOOKUP, ENRICHED, RULES, DEFAULT_ORDER, only_ids=ids)
+            some = wh.fetch(f"SELECT * FROM ({sql}) AS m ORDER BY unified_id").set_index("unified_id")
+    for column, field, n in (("email", 1, None), ("tiers", 2, tiers)):
+        for uid in ("U1", "U2", "U3"):
+            candidates = [
+                (*sources[t], at, row[field])
+                for t, r in tables.items()
+                for row in r
+                for at in [row[3] and f"{row[3]} 00:00:00"]
+                if row[0] == uid and row[field] is not None and row[field].strip()
+            ]
+            ranked = _best_first(candidates)
+            expected = (ranked[0] if ranked else None) if n is None else (ranked[:n] or None)
+            assert _cell(got, uid, column, n is not None) == expected, (uid, column, candidates)
+            if uid != "U1":  # the ids of the incremental form
+                assert _cell(some, uid, column, n is not None) == expected, (uid, column, candidates)
