@@ -830,11 +830,11 @@ def publish_lookup(
             try:
                 if affected is None:
                     new = scratch.make(select_sql)
-                    changes = scratch.make(inc.lookup_changes_sql(lookup, new, cid))
+                    changes = scratch.make(inc.lookup_changes_sql(lookup, new, cid, wh.dialect))
                 else:
                     keys, rows_sql = affected
                     new = scratch.make(rows_sql)
-                    changes = scratch.make(inc.lookup_changes_sql(lookup, new, cid, only=keys))
+                    changes = scratch.make(inc.lookup_changes_sql(lookup, new, cid, wh.dialect, only=keys))
                 changed = wh.row_count(changes)
                 _write_log(wh, lookup, copy_sql(changes), seq, since, log_exists)
                 if affected is None:

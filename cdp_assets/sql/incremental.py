@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdp_assets.sql.dialects import TableRef, quote
+from cdp_assets.sql.dialects import Dialect, TableRef, quote
 
 LOADED_AT = "_cdp_loaded_at"  # when ingestion wrote a row: the watermark column of raw tables
 STATE_SUFFIX = "_cdp_state"
@@ -344,11 +344,12 @@ def change_log_sql(previous: TableRef | None, new_rows: str, seq: int, since: in
     return f"SELECT c.* FROM {previous.sql} AS c WHERE c.seq > {int(since)}\nUNION ALL\n{new}"
 
 
-def lookup_changes_sql(old: TableRef, new: TableRef, cid: str, only: TableRef | None = None) -> str:
+def lookup_changes_sql(old: TableRef, new: TableRef, cid: str, dialect: Dialect, only: TableRef | None = None) -> str:
     """The key values whose id changed between two lookups (added and removed values
     included), once with the old id and once with the new: ``id_key_type, id, cid``.
     ``only``: ``new`` holds the rows of these key values (``id_key_type``, ``id``) alone, the
-    others being unchanged: the old lookup's rows of them only are compared."""
+    others being unchanged: the old lookup's rows of them only are compared. The comparison is
+    read twice, computed once where the dialect can say so (``Dialect.cte``)."""
     c = quote(cid)
     old_rows = old.sql
     if only is not None:
@@ -362,9 +363,10 @@ def lookup_changes_sql(old: TableRef, new: TableRef, cid: str, only: TableRef | 
         f"ON n.id_key_type = o.id_key_type AND n.id = o.id WHERE o.{c} IS DISTINCT FROM n.{c}"
     )
     return (
-        f"SELECT DISTINCT id_key_type, id, cid FROM (SELECT o_kt AS id_key_type, o_id AS id, o_cid AS cid "
-        f"FROM ({moved}) AS m WHERE o_cid IS NOT NULL UNION ALL SELECT n_kt, n_id, n_cid FROM ({moved}) AS m "
-        f"WHERE n_cid IS NOT NULL) AS d"
+        f"WITH {dialect.cte('moved', moved)} "
+        "SELECT DISTINCT id_key_type, id, cid FROM (SELECT o_kt AS id_key_type, o_id AS id, o_cid AS cid "
+        "FROM moved AS m WHERE o_cid IS NOT NULL UNION ALL SELECT n_kt, n_id, n_cid FROM moved AS m "
+        "WHERE n_cid IS NOT NULL) AS d"
     )
 
 
