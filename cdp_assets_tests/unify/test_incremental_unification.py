@@ -331,7 +331,6 @@ def assert_kept_sizes_equal_their_group_by(wh, loaded: LoadedConfig) -> None:
     coverage, profiles = measure_coverage(wh, loaded, plans)
     assert kept_profiles == profiles
     assert kept_coverage == coverage
-    assert all(p.rows_with_id > 0 for p in profiles.values())  # something measured
 
 
 CUSTOMER = st.tuples(
