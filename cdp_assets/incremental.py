@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -1206,6 +1206,7 @@ def keep_key_stats_counts(
     n_columns: int,
     fingerprint: str,
     incremental: Callable[[], bool] = lambda: True,
+    extra_columns: Sequence[str] = (),
 ) -> BuildResult:
     """Keep ``per_id`` (``inc.per_id_ref``: the key statistics' per-(table, id) value counts,
     ``render(None)``) equal to a count over the whole lookup, recounting only the ids touched
@@ -1216,13 +1217,17 @@ def keep_key_stats_counts(
     ids whose counts change are all logged. ``render(ids)``: the counts of those ids alone.
     ``incremental()`` False (an id whose rows' ids are not each value's: do-not-merge, ids merged
     from other ids): always counted in full. Falls back to a full count, with the reason, when the
-    counts were taken with another config or a log does not reach back to the build they read."""
+    counts were taken with another config or a log does not reach back to the build they read.
+    ``extra_columns``: ``render``'s columns after the ``n_<i>`` (the ids' sizes,
+    ``u.KEPT_SIZE_COLUMNS``): an id's lookup and enriched rows change only with a key value of
+    its moving in the lookup or an enriched row of its replaced, both logged, so they are
+    recounted with the touched ids as well."""
     inputs = [lookup, *enriched]
     states = [inc.state_ref(ref) for ref in inputs]
     config = inc.CONFIG_MARKER + _fingerprint("key_stats", render(None), fingerprint)
 
     def full(reason: str) -> BuildResult:
-        markers = inc.per_id_markers_sql(states, n_columns, with_config=True)
+        markers = inc.per_id_markers_sql(states, n_columns, with_config=True, extra=extra_columns)
         rows = wh.build_table(per_id, f"{render(None)}\nUNION ALL\n{markers}", [config])
         return BuildResult(rows, "full", reason)
 
@@ -1247,9 +1252,9 @@ def keep_key_stats_counts(
         try:
             touched = scratch.make(_touched_ids_sql(inputs, ranges, id_name))
             n_touched = wh.row_count(touched)
-            markers = inc.per_id_markers_sql(states, n_columns, with_config=False)
+            markers = inc.per_id_markers_sql(states, n_columns, with_config=False, extra=extra_columns)
             changes = scratch.make(f"{render(touched)}\nUNION ALL\n{markers}")
-            columns = ["from_table", "cid", *(f"n_{i}" for i in range(n_columns))]
+            columns = ["from_table", "cid", *(f"n_{i}" for i in range(n_columns)), *extra_columns]
             wh.apply_changes(
                 per_id, inc.per_id_apply_statements(per_id, changes, touched, id_name, columns), count=False
             )

@@ -11,7 +11,12 @@ from cdp_assets.config.unify import UnifyConfig
 from cdp_assets.config import ConfigError, load_config
 from cdp_assets.connectors.loading import LOG_TABLE
 from cdp_assets.definitions import build_definitions
+from cdp_assets.checks.monitoring import LARGEST_ROWS, WITH_ID_ROWS
+from cdp_assets.sql import unification as u
+from cdp_assets.sql.checks import largest_component_sql
 from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.report import COMPONENT_SIZES, component_sizes_sql
+from cdp_assets.sql.unification_pipeline import enriched_ref
 from cdp_assets.sql.incremental import BOOKKEEPING_SUFFIXES
 from cdp_assets_tests.conftest import check_results, run_pipeline, warehouse_for, write_project
 
@@ -192,6 +197,7 @@ def test_a_nightly_run_builds_hist_union_and_staging_incrementally_and_equals_a_
     wh = warehouse_for(project)
     with wh.session():
         assert_equal_to_full_builds(wh, project)
+        assert_profiles_equal_their_group_by(wh, project, result)
     nightly_tables = snapshot(project)
 
     job = build_definitions(project).resolve_job_def(PIPELINE_JOB)
@@ -220,6 +226,27 @@ def test_a_nightly_run_builds_hist_union_and_staging_incrementally_and_equals_a_
             same = ("measured", "distinct_input_rows", "unparseable_pct")
             assert {k: nightly_checks[key].get(k) for k in same} == {k: meta.get(k) for k in same}, key
     assert rule_counts_of(result) == rule_counts_of(full)
+
+
+def assert_profiles_equal_their_group_by(wh, project, result) -> None:
+    """What the run's coverage query measured for the largest-share check and the report's
+    profile (the result statistics' metadata; on DuckDB read from the kept per-id counts, which a
+    nightly run recounts for the ids it touched) equals the queries grouping every enriched and
+    lookup row."""
+    by_name = {
+        e.asset_key.path[-1]: e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    plans = [p for p in u.build_id_plans(project) if p.tables]
+    assert plans
+    for plan in plans:
+        meta = by_name[plan.ref("result_key_stats").name]
+        enriched = [enriched_ref(plan.schema, t.alias) for t in plan.tables]
+        row = wh.fetch(largest_component_sql(plan.name, enriched)).iloc[0]
+        assert (meta[LARGEST_ROWS].value, meta[WITH_ID_ROWS].value) == (int(row["largest"]), int(row["total"]))
+        sizes = wh.fetch(component_sizes_sql(plan.ref("lookup"), plan.name))
+        grouped = [{k: v if k == "bucket" else int(v) for k, v in r.items()} for r in sizes.to_dict("records")]
+        assert meta[COMPONENT_SIZES].value == grouped and grouped
 
 
 def checks_metadata(result) -> dict[str, dict]:

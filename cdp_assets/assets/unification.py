@@ -253,7 +253,11 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
         # The enriched and the statistics tables described together, once all are built.
         stats_refs = [plan.ref(s) for plan in plans for s in STATS_OUTPUTS]
         refs, described = [*(enriched_ref(schema, a) for a in tables), *stats_refs], {}
-        coverage, profiles = measure_coverage(warehouse, loaded, plans, unread, describe=refs, described=described)
+        # The ids whose per-id counts were kept read their largest canonical id and sizes from them.
+        kept = [name for name, built in stats.items() if built.counts is not None]
+        coverage, profiles = measure_coverage(
+            warehouse, loaded, plans, unread, describe=refs, described=described, kept=kept
+        )
         for alias in unread:
             by_alias[alias]["build"]["rows_read"] = coverage[alias].input_rows
         meta = {ref: {**table_name_metadata(ref), **column_schema(described[ref])} for ref in refs}

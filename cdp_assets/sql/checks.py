@@ -324,6 +324,18 @@ def largest_component_sql(cid: str, enriched: list[TableRef]) -> str:
     )
 
 
+def kept_largest_component_sql(per_id: TableRef) -> str:
+    """``largest_component_sql``'s row from the key statistics' kept per-id counts
+    (``unification.key_stats_per_id_sql`` with the enriched tables): each id's ``enriched_rows``
+    on its '*' row are its rows over the enriched tables, kept up to date by the ids a run
+    touches, so no enriched row is grouped again (ids without an enriched row are left out, as
+    the GROUP BY has none: no row gives NULLs, as there)."""
+    return (
+        f"SELECT MAX(p.enriched_rows) AS largest, SUM(p.enriched_rows) AS total FROM {per_id.sql} AS p "
+        f"WHERE p.from_table = '*' AND p.enriched_rows > 0"
+    )
+
+
 # What ``measures_with_description_sql`` adds beside the measures (DuckDB's catalog columns).
 DESCRIPTION_COLUMNS = ("table_schema", "table_name", "column_name", "data_type", "ordinal_position")
 

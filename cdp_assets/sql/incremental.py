@@ -18,6 +18,7 @@ by the engine's capability (``WarehouseResource.upsert_mode``), the way OPTIMIZE
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cdp_assets.sql.dialects import Dialect, TableRef, quote
@@ -463,10 +464,11 @@ def per_id_ref(result_key_stats: TableRef) -> TableRef:
 CONFIG_MARKER = "config:"
 
 
-def per_id_markers_sql(states: list[TableRef], n_columns: int, with_config: bool) -> str:
+def per_id_markers_sql(states: list[TableRef], n_columns: int, with_config: bool, extra: Sequence[str] = ()) -> str:
     """The marker rows: per input (its state table, by rank) the build number it holds now, read
-    by this statement; ``with_config``: also the config's row, its text bound (one ``?``)."""
-    zeros = "".join(f", CAST(0 AS BIGINT) AS n_{i}" for i in range(1, n_columns))
+    by this statement; ``with_config``: also the config's row, its text bound (one ``?``).
+    ``extra``: the counts' columns after the ``n_<i>`` (0 on a marker)."""
+    zeros = "".join(f", CAST(0 AS BIGINT) AS {c}" for c in [*(f"n_{i}" for i in range(1, n_columns)), *extra])
     rows = [
         f"SELECT CAST(NULL AS VARCHAR) AS from_table, CAST('seq:{int(rank)}' AS VARCHAR) AS cid, "
         f"CAST(COALESCE((SELECT MAX(s.seq) FROM {state.sql} AS s), 0) AS BIGINT) AS n_0{zeros}"

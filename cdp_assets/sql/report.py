@@ -44,7 +44,20 @@ def component_buckets_sql(lookup: TableRef, cid: str, prefix: str) -> str:
     """``component_sizes_sql``'s rows as one row, for a query of one row per measure (the
     enrichments' coverage): for the i-th of ``BUCKETS``, ``<prefix>_b<i>_ids``,
     ``<prefix>_b<i>_identifiers`` and ``<prefix>_b<i>_smallest`` (an empty bucket: 0 ids)."""
-    sizes = _SIZES.format(cid=quote(cid), lookup=lookup.sql)
+    return _buckets_of_sizes_sql(_SIZES.format(cid=quote(cid), lookup=lookup.sql), prefix)
+
+
+def kept_component_buckets_sql(per_id: TableRef, prefix: str) -> str:
+    """``component_buckets_sql``'s row from the key statistics' kept per-id counts
+    (``unification.key_stats_per_id_sql`` with the enriched tables): each id's ``lookup_rows``
+    on its '*' row is its size, kept up to date by the ids a run touches, so no lookup row is
+    grouped again. An id without a lookup row (only enriched rows) is not one of the lookup's."""
+    sizes = f"SELECT p.lookup_rows AS size FROM {per_id.sql} AS p WHERE p.from_table = '*' AND p.lookup_rows > 0"
+    return _buckets_of_sizes_sql(sizes, prefix)
+
+
+def _buckets_of_sizes_sql(sizes: str, prefix: str) -> str:
+    """The bucket columns (``component_buckets_sql``) over ``sizes``: a SELECT of one ``size`` per id."""
     cols = []
     for i in range(len(BUCKETS)):
         cols += [

@@ -28,8 +28,8 @@ from cdp_assets.config.models import LoadedConfig, PipelineConfig
 from cdp_assets.config.references import is_produced
 from cdp_assets.config.unify import TD_TIME_COLUMN, CanonicalId, UnifyConfig, UnifyTable
 from cdp_assets.sql.dialects import TableRef, quote, valid_regexp_matches
-from cdp_assets.sql.checks import largest_component_sql
-from cdp_assets.sql.report import component_buckets_sql
+from cdp_assets.sql.checks import kept_largest_component_sql, largest_component_sql
+from cdp_assets.sql.report import component_buckets_sql, kept_component_buckets_sql
 from cdp_assets.sql.regex import pattern_for, re2_lacks
 
 # A node id larger than any real one: LEAST() over optional nodes must ignore missing ones,
@@ -1210,14 +1210,21 @@ FROM all_tables AS a
 """
 
 
-def key_stats_per_id_sql(plan: IdPlan, only: TableRef | None = None) -> str:
+def key_stats_per_id_sql(plan: IdPlan, only: TableRef | None = None, enriched: list[TableRef] | None = None) -> str:
     """One row per (table, id) and per ('*', id): its values of each key (``n_<i>``), from the
     lookup alone. A lookup row is one value under its cap with the tables holding it
     (``id_source_table_ids``, from the same key values), so a value counts once for each of its
     tables and once for '*', as a join of the key values with the lookup counted it, without
     reading the key values. The values are unnested in a subquery: Spark applies a LATERAL VIEW
     (sqlglot's rendering of UNNEST) after the joins of its FROM. ``only``: the rows of these ids
-    alone (a table with one column named as the id)."""
+    alone (a table with one column named as the id).
+
+    ``enriched`` (the id's enriched tables, ``KEPT_SIZE_COLUMNS``): each '*' row also counts the
+    id's lookup rows (``lookup_rows``, its size in the report's profile) and its rows over the
+    enriched tables (``enriched_rows``, the largest-share check's), 0 on a table's row; an id
+    whose rows are all gone has no row. Counted with the per-id counts, and recounted with them
+    for the ids a run touches, so that the enrichments' coverage query reads them instead of
+    grouping every lookup and enriched row (``coverage_of_tables_sql(kept=...)``)."""
     lookup, tables = plan.ref("lookup").sql, plan.ref("tables").sql
     cid = quote(plan.name)
     n_values = ", ".join(
@@ -1226,7 +1233,8 @@ def key_stats_per_id_sql(plan: IdPlan, only: TableRef | None = None) -> str:
     rows = lookup
     if only is not None:
         rows = f"(SELECT l.* FROM {lookup} AS l WHERE EXISTS (SELECT 1 FROM {only.sql} AS o WHERE o.{cid} = l.{cid}))"
-    return f"""
+    if enriched is None:
+        return f"""
 SELECT from_table, cid, {n_values}
 FROM (
   SELECT t.table_alias AS from_table, v.cid, v.key_type
@@ -1240,6 +1248,32 @@ FROM (
 ) AS scoped
 GROUP BY from_table, cid
 """
+    # Each enriched row once, on its id's '*' row (kind 2; a lookup row on it is kind 1).
+    only_rows = "" if only is None else f" AND EXISTS (SELECT 1 FROM {only.sql} AS o WHERE o.{cid} = e.{cid})"
+    enriched_rows = "".join(
+        f"\n  UNION ALL\n  SELECT '*' AS from_table, e.{cid} AS cid, NULL AS key_type, 2 AS kind "
+        f"FROM {ref.sql} AS e WHERE e.{cid} IS NOT NULL{only_rows}"
+        for ref in enriched
+    )
+    return f"""
+SELECT from_table, cid, {n_values},
+       COUNT(CASE WHEN kind = 1 THEN 1 END) AS lookup_rows, COUNT(CASE WHEN kind = 2 THEN 1 END) AS enriched_rows
+FROM (
+  SELECT t.table_alias AS from_table, v.cid, v.key_type, 0 AS kind
+  FROM (
+    SELECT l.{cid} AS cid, l.id_key_type AS key_type, u.table_id
+    FROM {rows} AS l CROSS JOIN UNNEST(l.id_source_table_ids) AS u(table_id)
+  ) AS v
+  JOIN {tables} AS t ON t.table_id = v.table_id
+  UNION ALL
+  SELECT '*' AS from_table, l.{cid} AS cid, l.id_key_type AS key_type, 1 AS kind FROM {rows} AS l{enriched_rows}
+) AS scoped
+GROUP BY from_table, cid
+"""
+
+
+# The columns ``key_stats_per_id_sql`` adds with the enriched tables, after the ``n_<i>``.
+KEPT_SIZE_COLUMNS = ("lookup_rows", "enriched_rows")
 
 
 def result_key_stats_sql(plan: IdPlan) -> str:
@@ -1305,6 +1339,7 @@ def coverage_of_tables_sql(
     inputs: list[TableRef | None] | None = None,
     components: list[tuple[str, list[TableRef]]] = (),
     profiles: list[tuple[TableRef, str]] = (),
+    kept: list[TableRef | None] = (),
 ) -> str:
     """Every table's rows (``t<i>_rows``) and rows holding each of its ids (``t<i>_with_<id>``),
     in one row: one scan per table and one query for all of them (on Treasure Data one job).
@@ -1315,7 +1350,10 @@ def coverage_of_tables_sql(
     id and rows with an id are measured too (``c<k>_largest``, ``c<k>_total``: the
     ``largest_component_sql`` the largest-share check reads). ``profiles``: per id, (its lookup,
     its column), whose ids are bucketed by size too (``p<k>_b<i>_...``: the report's profile,
-    ``sql/report.component_buckets_sql``)."""
+    ``sql/report.component_buckets_sql``). ``kept``: per id, the key statistics' kept per-id
+    counts brought up to date by this run (``key_stats_per_id_sql`` with the enriched tables), from
+    which both are read instead of grouping every enriched and lookup row (None: grouped)."""
+    kept = list(kept) + [None] * (len(components) - len(kept))
     parts = []
     for i, (table, cids) in enumerate(tables):
         counts = "".join(f", COUNT({quote(cid)}) AS {quote(f't{i}_with_{cid}')}" for cid in cids)
@@ -1324,12 +1362,18 @@ def coverage_of_tables_sql(
         if source is not None:
             parts.append(f"(SELECT COUNT(*) AS {quote(f't{i}_input_rows')} FROM {source.sql}) AS n{i}")
     for k, (cid, enriched) in enumerate(components):
+        largest = largest_component_sql(cid, enriched) if kept[k] is None else kept_largest_component_sql(kept[k])
         parts.append(
             f"(SELECT s.largest AS {quote(f'c{k}_largest')}, s.total AS {quote(f'c{k}_total')} "
-            f"FROM ({largest_component_sql(cid, enriched)}) AS s) AS s{k}"
+            f"FROM ({largest}) AS s) AS s{k}"
         )
     for k, (lookup, cid) in enumerate(profiles):
-        parts.append(f"({component_buckets_sql(lookup, cid, f'p{k}')}) AS p{k}")
+        buckets = (
+            component_buckets_sql(lookup, cid, f"p{k}")
+            if kept[k] is None
+            else kept_component_buckets_sql(kept[k], f"p{k}")
+        )
+        parts.append(f"({buckets}) AS p{k}")
     return "SELECT * FROM " + " CROSS JOIN ".join(parts)
 
 

@@ -19,6 +19,7 @@ from cdp_assets.config.unify import MasterTable, UnifyConfig
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.engine_meta import row_count_sql
+from cdp_assets.sql.incremental import per_id_ref
 from cdp_assets.sql.master import master_table_sql
 from cdp_assets.sql.pipeline import PUBLISH, ROWS, SCALAR, SCRATCH, Repeat, Step, StepPipeline, Tables
 
@@ -384,11 +385,15 @@ def coverage_tables(plans: list[u.IdPlan], schema: str) -> list[tuple[str, Table
     ]
 
 
-def coverage_step(plans: list[u.IdPlan], schema: str, count_inputs: Collection[str] = ()) -> Step:
+def coverage_step(
+    plans: list[u.IdPlan], schema: str, count_inputs: Collection[str] = (), kept: Collection[str] = ()
+) -> Step:
     """How many rows of every enriched table got each id (their coverage), in one query after
     the enrichments (``u.coverage_of_tables_sql``), with each id's largest canonical id (the
     largest-share check's measures), its ids by size (the report's profile) and the rows of the
-    staged tables of ``count_inputs`` (the aliases whose enrichment did not count what it read)."""
+    staged tables of ``count_inputs`` (the aliases whose enrichment did not count what it read).
+    ``kept``: the ids whose largest canonical id and sizes are read from their key statistics'
+    per-id counts, brought up to date by this run (DuckDB: ``runner.build_key_stats``)."""
     listed = coverage_tables(plans, schema)
     tables = [(ref, ids) for _, ref, ids in listed]
     staged = enrich_tables(plans)
@@ -396,7 +401,10 @@ def coverage_step(plans: list[u.IdPlan], schema: str, count_inputs: Collection[s
     measured = [p for p in plans if p.tables]
     components = [(p.name, [enriched_ref(p.schema, t.alias) for t in p.tables]) for p in measured]
     profiles = [(p.ref("lookup"), p.name) for p in measured]
-    return Step("enriched_coverage", ROWS, lambda t: u.coverage_of_tables_sql(tables, inputs, components, profiles))
+    per_id = [per_id_ref(p.ref("result_key_stats")) if p.name in kept else None for p in measured]
+    return Step(
+        "enriched_coverage", ROWS, lambda t: u.coverage_of_tables_sql(tables, inputs, components, profiles, per_id)
+    )
 
 
 def key_stats_steps(plan: u.IdPlan) -> tuple[Step, Step]:
@@ -461,8 +469,9 @@ def unification_pipeline(
     previous_lookup: Callable[[u.IdPlan], bool] = lambda plan: True,
 ) -> StepPipeline:
     """Every step of the unification, in the order the runs execute them: each id's loop, each
-    table's enrichment, each id's key statistics, each master table. ``source_columns`` gives a
-    source table's columns (the warehouse's at run time; the files' headers when printing)."""
+    table's enrichment, each id's key statistics, the enrichments' coverage, each master table.
+    ``source_columns`` gives a source table's columns (the warehouse's at run time; the files'
+    headers when printing)."""
     unify = loaded.unification
     pipeline = StepPipeline("unification")
     if unify is None:
@@ -472,9 +481,12 @@ def unification_pipeline(
         pipeline.extend(id_steps(plan, incremental(plan), previous_lookup(plan), keep).items())
     tables = enrich_tables(plans)
     pipeline.extend(enrich_step(plans, table, unify.schema, source_columns(table)) for table in tables.values())
-    if tables:
-        pipeline.extend([coverage_step(plans, unify.schema)])
+    # The key statistics before the coverage query, as the collecting op runs them: on DuckDB the
+    # query reads their kept per-id counts (``coverage_step(kept=...)``; printed here as the
+    # query grouping every row, which the other engines run).
     for plan in plans:
         pipeline.extend(key_stats_steps(plan))
+    if tables:
+        pipeline.extend([coverage_step(plans, unify.schema)])
     pipeline.extend(master_step(unify, plans, m) for m in unify.master_tables)
     return pipeline

@@ -493,15 +493,19 @@ def measure_coverage(
     count_inputs: Collection[str] = (),
     describe: list[TableRef] | None = None,
     described: dict[TableRef, list[tuple[str, str]] | None] | None = None,
+    kept: Collection[str] = (),
 ) -> tuple[dict[str, Coverage], dict[str, IdProfile]]:
     """Per enriched table (by alias): its rows and how many got each id, and per id its largest
     canonical id and its ids by size (``IdProfile``), in one query for all. ``count_inputs``: the
     aliases whose staged table's rows are counted too (``Coverage.input_rows``: an enrichment that
     did not count what it read). ``describe``: tables described with the measures
-    (``describe_tables_and_fetch``: one query on DuckDB), their descriptions put in ``described``."""
+    (``describe_tables_and_fetch``: one query on DuckDB), their descriptions put in ``described``.
+    ``kept``: the ids whose key statistics' per-id counts this run just brought up to date
+    (``build_key_stats``, ``KeyStats.counts``: DuckDB), whose largest canonical id and ids by size
+    are read from those counts instead of grouping every enriched and lookup row."""
     unify = loaded.unification
     assert unify is not None
-    step = up.coverage_step(plans, unify.schema, count_inputs)
+    step = up.coverage_step(plans, unify.schema, count_inputs, kept)
     if describe:
         with wh.step(step.name):
             descriptions, measured = wh.describe_tables_and_fetch(describe, step.build(Tables()))
@@ -552,18 +556,22 @@ def build_key_stats(wh: WarehouseResource, plan: u.IdPlan, fingerprint: str = ""
         if not keeps_key_stats_counts(wh, plan):
             return KeyStats({"source_key_stats": runner.run(source), "result_key_stats": runner.run(result)})
         per_id = inc.per_id_ref(plan.ref("result_key_stats"))
-        # In the order render-sql prints the two steps: the counts go with the first.
+        enriched = [up.enriched_ref(plan.schema, t.alias) for t in plan.tables]
+        # In the order render-sql prints the two steps: the counts go with the first. With each
+        # id's lookup and enriched rows, which the enrichments' coverage query then reads
+        # (``measure_coverage(kept=...)``).
         with wh.step(source.name):
             kept = keep_key_stats_counts(
                 wh,
                 per_id,
                 plan.ref("lookup"),
-                [up.enriched_ref(plan.schema, t.alias) for t in plan.tables],
+                enriched,
                 plan.name,
-                lambda only: u.key_stats_per_id_sql(plan, only),
+                lambda only: u.key_stats_per_id_sql(plan, only, enriched),
                 len([k for k in plan.keys if k in plan.merge_names]),
                 fingerprint,
                 incremental=lambda: by_row_ids(wh, plan),
+                extra_columns=u.KEPT_SIZE_COLUMNS,
             )
             rows_source = wh.build_table(source.output, u.source_key_stats_of_per_id_sql(plan, per_id))
         with wh.step(result.name):
@@ -707,10 +715,11 @@ def run_unification(
         results = [run_id_loop(wh, loaded, plan, run_id, full_refresh=full_refresh) for plan in plans]
         for alias in up.enrich_tables(plans):
             enrich_table(wh, loaded, plans, alias, full_refresh=full_refresh)
+        # The key statistics first, as the collecting op builds them: the coverage query reads
+        # their kept per-id counts.
+        stats = {plan.name: build_key_stats(wh, plan, config_fingerprint(plan, unify)) for plan in plans}
         if up.enrich_tables(plans):
-            measure_coverage(wh, loaded, plans)
-        for plan in plans:
-            build_key_stats(wh, plan, config_fingerprint(plan, unify))
+            measure_coverage(wh, loaded, plans, kept=[n for n, s in stats.items() if s.counts is not None])
         for master in unify.master_tables:
             build_master(wh, loaded, plans, master)
     return results

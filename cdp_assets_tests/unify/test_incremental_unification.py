@@ -29,7 +29,15 @@ from cdp_assets.sql import unification as u
 from cdp_assets.sql import unification_pipeline as up
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.master import master_table_sql
-from cdp_assets.unify.runner import build_key_stats, build_master, config_fingerprint, enrich_table, run_id_loop
+from cdp_assets.unify.runner import (
+    build_key_stats,
+    build_master,
+    config_fingerprint,
+    enrich_table,
+    keeps_key_stats_counts,
+    measure_coverage,
+    run_id_loop,
+)
 
 SRC, STG = "acme_src", "acme_stg"
 OBJECTS = {
@@ -283,6 +291,48 @@ def assert_key_stats_equal_their_definition(wh, loaded: LoadedConfig) -> None:
             pd.testing.assert_frame_equal(sorted_frame(got), sorted_frame(full), obj=suffix)
 
 
+def assert_kept_sizes_equal_their_group_by(wh, loaded: LoadedConfig) -> None:
+    """The sizes kept on each id's '*' row of its key statistics' per-id counts (recounted for
+    the ids a run touched) equal a GROUP BY over every lookup and enriched row, and the coverage
+    query reading them (as the collecting op does: ``measure_coverage(kept=...)``) gives the
+    largest-share measures and the report's profile of the query grouping every row. Nothing is
+    kept on engines that rebuild tables whole (Treasure Data, Spark)."""
+    plans = [p for p in u.build_id_plans(loaded) if p.tables]
+    if not all(keeps_key_stats_counts(wh, p) for p in plans):
+        return
+    for plan in plans:
+        per_id = inc.per_id_ref(plan.ref("result_key_stats"))
+        got = wh.fetch(
+            f"SELECT cid, lookup_rows, enriched_rows FROM {per_id.sql} WHERE from_table = '*' "
+            "AND (lookup_rows > 0 OR enriched_rows > 0)"
+        )
+        lookup = wh.fetch(f"SELECT {plan.name} AS cid FROM {plan.ref('lookup').sql}")
+        enriched = pd.concat(
+            [
+                wh.fetch(f"SELECT {plan.name} AS cid FROM {up.enriched_ref(plan.schema, t.alias).sql}")
+                for t in plan.tables
+            ]
+        ).dropna()
+        oracle = (
+            pd.concat(
+                [
+                    lookup.groupby("cid").size().rename("lookup_rows"),
+                    enriched.groupby("cid").size().rename("enriched_rows"),
+                ],
+                axis=1,
+            )
+            .fillna(0)
+            .astype("int64")
+            .reset_index(names="cid")
+        )
+        assert len(got) == len(oracle), per_id.name  # one row per id
+        pd.testing.assert_frame_equal(sorted_frame(got), sorted_frame(oracle), obj=per_id.name)
+    kept_coverage, kept_profiles = measure_coverage(wh, loaded, plans, kept=[p.name for p in plans])
+    coverage, profiles = measure_coverage(wh, loaded, plans)
+    assert kept_profiles == profiles
+    assert kept_coverage == coverage
+
+
 CUSTOMER = st.tuples(
     st.sampled_from(["C1", "C2", "C3", "C4"]),
     st.sampled_from(["a@x.com", "B@X.COM", "c@x.com", "d@x.com", "bad", None]),
@@ -321,6 +371,7 @@ def test_incremental_enriched_and_master_tables_equal_their_full_builds_after_ev
             builds = run_phases(wh, loaded, f"run-{n}", stats=stats)
             assert_equal_to_full_builds(wh, loaded, builds)
             assert_key_stats_equal_their_definition(wh, loaded)
+            assert_kept_sizes_equal_their_group_by(wh, loaded)
             expected = {"full"} if n == 0 else {"incremental", "unchanged"}
             assert {b.mode for b in builds.values()} <= expected, {k: (b.mode, b.reason) for k, b in builds.items()}
             assert {b.mode for b in stats} <= expected, [(b.mode, b.reason) for b in stats]
@@ -330,6 +381,7 @@ def test_incremental_enriched_and_master_tables_equal_their_full_builds_after_ev
         assert {b.mode for b in stats} == {"full"}
         assert_equal_to_full_builds(wh, loaded, builds)
         assert_key_stats_equal_their_definition(wh, loaded)
+        assert_kept_sizes_equal_their_group_by(wh, loaded)
     finally:
         wh.teardown_after_execution(None)
 
@@ -431,6 +483,7 @@ def replay_fixed(wh, loaded: LoadedConfig, loads=FIXED_LOADS, loops: list | None
         load(wh, n, "orders", orders)
         builds = run_phases(wh, loaded, f"run-{n}", loops=loops)
         assert_equal_to_full_builds(wh, loaded, builds)
+        assert_kept_sizes_equal_their_group_by(wh, loaded)
         runs.append(builds)
     return runs
 
@@ -487,6 +540,7 @@ def replay_deduped(
         assert_staged_equal_full_builds(wh, loaded, staged)
         assert_equal_to_full_builds(wh, loaded, builds)
         assert_modes(n, builds, staged)
+        assert_kept_sizes_equal_their_group_by(wh, loaded)
         if winners is not None:
             got = wh.fetch(f"SELECT event_id, standardized_email, kind FROM {TableRef(STG, 'shop_events_stg').sql}")
             assert set(got.itertuples(index=False, name=None)) == winners[n]
