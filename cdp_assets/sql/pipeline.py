@@ -44,12 +44,18 @@ def as_query(built: "str | Query") -> Query:
     return built if isinstance(built, Query) else Query(built)
 
 
+def _sql_text_literal(value: object) -> str:
+    """``value`` as an SQL string expression on one line (a line break as ``chr(10)``/``chr(13)``)."""
+    text = "'" + str(value).replace("'", "''") + "'"
+    return text.replace("\n", "' || chr(10) || '").replace("\r", "' || chr(13) || '")
+
+
 def parameters_comment(params: tuple) -> str:
     """The values bound to a printed statement's ``?`` placeholders, as a comment line above it
-    (each as an SQL string literal, for a reader or to run it by hand); none: empty."""
+    (each as an SQL string expression, for a reader or to run it by hand); none: empty."""
     if not params:
         return ""
-    listed = ", ".join(f"{i}: '" + str(v).replace("'", "''").replace("\n", " ") + "'" for i, v in enumerate(params, 1))
+    listed = ", ".join(f"{i}: {_sql_text_literal(v)}" for i, v in enumerate(params, 1))
     return f"-- parameters, bound to the ? placeholders in order: {listed}\n"
 
 
