@@ -117,3 +117,20 @@ def test_key_values_and_master_attributes_bound_equal_the_rules_table_form(patte
             assert not m_rules.params and len(m_bound.params) == sum(p is not None for p in patterns)
             assert "'valid_regexp'" not in m_bound.sql
             assert _rows(wh.fetch(m_bound.sql, list(m_bound.params))) == _rows(wh.fetch(m_rules.sql))
+
+
+@given(st.lists(st.text(max_size=12), min_size=1, max_size=3))
+def test_render_sqls_parameter_comment_is_one_line_of_sql_expressions_of_the_values(values):
+    """What `render-sql` prints above a statement: one comment line whose expressions are the values."""
+    import duckdb
+
+    from cdp_assets.sql.pipeline import parameters_comment
+
+    line = parameters_comment(tuple(values))
+    assert line.endswith("\n") and "\n" not in line[:-1] and "\r" not in line
+    prefix = "-- parameters, bound to the ? placeholders in order: "
+    assert line.startswith(prefix + "1: ") and (len(values) < 2 or f", {len(values)}: " in line)
+    with duckdb.connect() as con:
+        for value in values:  # each value's expression, printed alone
+            expr = parameters_comment((value,)).removeprefix(prefix + "1: ").rstrip("\n")
+            assert con.execute(f"SELECT {expr}").fetchone()[0] == value
