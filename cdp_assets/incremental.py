@@ -24,6 +24,7 @@ from cdp_assets.sql import incremental as inc
 from cdp_assets.sql.checks import hist_union_change_sql, hist_union_measure_names, hist_union_measures_over_sql
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.hist_union import LINEAGE_COLUMNS, hist_union_sql
+from cdp_assets.sql.pipeline import Query
 from cdp_assets.sql.unification import copy_sql
 
 
@@ -120,10 +121,10 @@ class _Scratch:
         self.wh, self.like, self.refs = wh, target.sibling(f"{target.name}_inc"), []
         wh.drop_leftovers(target.schema, f"{self.like.name}__cdp_new_")  # a killed run's scratch tables
 
-    def make(self, select_sql: str) -> TableRef:
+    def make(self, select_sql: str, params: tuple = ()) -> TableRef:
         ref = self.wh.scratch_ref(self.like)
         self.refs.append(ref)
-        self.wh.create_scratch(ref, select_sql)
+        self.wh.create_scratch(ref, select_sql, list(params))
         return ref
 
     def drop(self, step_ends: bool = False) -> None:
@@ -1135,18 +1136,21 @@ def build_master(
     id_name: str,
     lookup: TableRef,
     enriched: list[TableRef],
-    render: Callable[[TableRef | None], str],
+    render: Callable[[TableRef | None], Query],
     config_fingerprint: str,
     columns: list[str],
     full_refresh: bool = False,
 ) -> BuildResult:
     """Publish ``render(None)`` (one row per id) as ``target``. An incremental run recomputes
     only the ids touched since its last build (``render(ids)``): the old and new ids of the key
-    values that moved in the lookup and of the enriched rows replaced, applied by id.
+    values that moved in the lookup and of the enriched rows replaced, applied by id. Each
+    ``render`` answers its SQL with the values bound to its placeholders (the valid_regexps).
     ``columns``: the id's and the attributes' (Treasure Data describes its own ``time`` too)."""
     with wh.session():
         inputs = [lookup, *enriched]
-        fingerprint = _fingerprint("master", render(None), config_fingerprint)
+        full = render(None)
+        # The bound values are in ``config_fingerprint`` (the master's config) already.
+        fingerprint = _fingerprint("master", full.sql, config_fingerprint)
         # Without the target's state the build is full: no state is read (``read_if``), and the
         # new state reads its inputs' build numbers in the statement that writes it.
         target_state = inc.state_ref(target)
@@ -1172,7 +1176,7 @@ def build_master(
             for rank, (ref, s) in enumerate(zip(inputs, input_seqs))
         ]
         if reason is not None:
-            rows = wh.build_table(target, render(None))
+            rows = wh.build_table(target, full.sql, list(full.params))
             if previous is None:
                 inputs_state = [
                     inc.StateInput(ref, measured=False, seq_of=_state_if_kept(described, ref, "seq")) for ref in inputs
@@ -1188,7 +1192,8 @@ def build_master(
             if n_touched == 0:
                 rows, mode = wh.row_count(target), "unchanged"
             else:
-                changes = scratch.make(render(touched))
+                part = render(touched)
+                changes = scratch.make(part.sql, part.params)
                 rows, mode = _apply_by_key(wh, target, changes, touched, [id_name], False, columns), "incremental"
         finally:
             scratch.drop()

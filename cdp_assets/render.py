@@ -19,7 +19,7 @@ from cdp_assets.connectors.readers import file_columns
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import Dialect
 from cdp_assets.sql.hist_union import LINEAGE_COLUMNS, hist_union_sql
-from cdp_assets.sql.pipeline import SqlPipeline
+from cdp_assets.sql.pipeline import SqlPipeline, parameters_comment
 from cdp_assets.sql.staging import staged_columns
 from cdp_assets.sql.unification_pipeline import unification_pipeline
 
@@ -30,6 +30,7 @@ class RenderedFile:
     name: str
     sql: str
     note: str = ""  # e.g. that the loop repeats this statement
+    params: tuple = ()  # the values bound to the statement's ? placeholders, in order
 
 
 def _raw_columns(loaded: LoadedConfig, source, obj, historical: bool) -> list[str]:
@@ -43,8 +44,9 @@ def _raw_columns(loaded: LoadedConfig, source, obj, historical: bool) -> list[st
     return [*cols, *(c for c in LINEAGE_COLUMNS if c not in cols)]
 
 
-def build_pipelines(loaded: LoadedConfig, raw_columns=None) -> dict[str, SqlPipeline]:
-    """The statements of each phase, in canonical SQL, named as the runs name them.
+def build_pipelines(loaded: LoadedConfig, raw_columns=None, dialect: Dialect | None = None) -> dict[str, SqlPipeline]:
+    """The statements of each phase, in canonical SQL, named as the runs name them, as a run on
+    ``dialect``'s engine sends them (its values bound where it binds them: ``u.for_dialect``).
     ``raw_columns(source, obj, historical)`` gives a raw table's columns (default: the local
     files' headers; validate passes what it read from every kind of source)."""
     raw_columns = raw_columns or (lambda source, obj, historical: _raw_columns(loaded, source, obj, historical))
@@ -69,26 +71,31 @@ def build_pipelines(loaded: LoadedConfig, raw_columns=None) -> dict[str, SqlPipe
 
     # The unification's steps are the list its runner executes (cdp_assets/sql/unification_pipeline.py):
     # the loop's round is printed once, with a note; an enriched table's columns are the staged ones.
-    steps = unification_pipeline(loaded, u.build_id_plans(loaded), lambda table: staged_cols.get(table.ref.name, []))
+    steps = unification_pipeline(
+        loaded, u.build_id_plans(loaded, dialect=dialect), lambda table: staged_cols.get(table.ref.name, [])
+    )
     phases["unification"] = steps.bind()
     return phases
 
 
 def render(loaded: LoadedConfig, dialect: Dialect) -> list[RenderedFile]:
     return [
-        RenderedFile(phase, f"{i:02d}_{step.name}.sql", step.sql, step.note)
-        for phase, pipeline in build_pipelines(loaded).items()
+        RenderedFile(phase, f"{i:02d}_{step.name}.sql", step.sql, step.note, step.params)
+        for phase, pipeline in build_pipelines(loaded, dialect=dialect).items()
         for i, step in enumerate(pipeline.render(dialect), start=1)
     ]
 
 
 def write_rendered(loaded: LoadedConfig, dialect: Dialect, out_dir: Path) -> list[Path]:
-    """One folder per phase, one ``NN_name.sql`` file per statement; returns the files written."""
+    """One folder per phase, one ``NN_name.sql`` file per statement; returns the files written.
+    A statement with bound values is printed as it is sent, its ``?`` placeholders kept, with a
+    comment above it listing the values in order (``parameters_comment``)."""
     written = []
     for f in render(loaded, dialect):
         path = out_dir / f.phase / f.name
         path.parent.mkdir(parents=True, exist_ok=True)
         note = f"-- {f.note}\n" if f.note else ""
-        path.write_text(f"-- {dialect.name}: {f.phase} / {f.name}\n{note}{f.sql};\n", encoding="utf-8")
+        params = parameters_comment(f.params)
+        path.write_text(f"-- {dialect.name}: {f.phase} / {f.name}\n{note}{params}{f.sql};\n", encoding="utf-8")
         written.append(path)
     return written

@@ -403,11 +403,12 @@ class _EnginePlanner:
                 return BUILT_DIFFERENTLY
         return None
 
-    def explain(self, query_sql: str) -> None:
-        """EXPLAIN the query on the engine; a refusal raises WarehouseError with its message."""
+    def explain(self, query_sql: str, params: tuple = ()) -> None:
+        """EXPLAIN the query on the engine, ``params`` bound to its placeholders as a run binds
+        them; a refusal raises WarehouseError with its message."""
         assert self.warehouse is not None
         rendered = self.warehouse.dialect.render(query_sql)
-        plan = self.warehouse.query(explain_sql(rendered))
+        plan = self.warehouse.query(explain_sql(rendered), list(params))
         text = "\n".join(str(v) for v in plan.to_numpy().ravel())
         refused = _SPARK_PLAN_ERROR.search(text) if self.warehouse.dialect.name in ("spark", "databricks") else None
         if refused:
@@ -415,7 +416,7 @@ class _EnginePlanner:
             # for no rows, raises it (Spark reads nothing for LIMIT 0).
             message = refused.group(0).strip()
             try:
-                self.warehouse.query(no_rows_sql(rendered))
+                self.warehouse.query(no_rows_sql(rendered), list(params))
             except WarehouseError as exc:
                 message = f"{message} {exc.engine_message.strip()}"
             raise WarehouseError(message)
@@ -449,7 +450,7 @@ def _check_sql(
         return columns.by_object.get((source.name, obj.name, historical), [source.incremental_field])
 
     try:
-        pipelines = build_pipelines(loaded, raw_columns=raw)
+        pipelines = build_pipelines(loaded, raw_columns=raw, dialect=dialect)
     except ValueError as exc:
         report.problems.append(Problem(cfg, "staging", f"the SQL cannot be built: {exc}"))
         return
@@ -503,7 +504,7 @@ def _check_sql(
                     try:
                         why = planner.why_not(step.query)
                         if why is None:
-                            planner.explain(step.query)
+                            planner.explain(step.query, step.params)
                         report.engine_plans[where] = why
                     except WarehouseError as exc:
                         report.problems.append(
@@ -521,8 +522,10 @@ def _check_sql(
                         # read the table it replaces: a persistent id's previous lookup).
                         rehearsal.ensure_schema(final.schema)
                         staging = rehearsal.staging_ref(final)
-                        rehearsal.run(create_table_as(staging, step.query))
+                        rehearsal.create_table_counted(staging, step.query, list(step.params))
                         rehearsal.swap_in(staging, final)
+                    elif step.params:
+                        rehearsal.fetch(step.sql, list(step.params))
                     else:
                         rehearsal.run(step.sql)
                 except WarehouseError as exc:

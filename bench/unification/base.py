@@ -49,5 +49,6 @@ def make_plan(source=None, seen_at: str | None = "ts"):
         catalog=None,
         keys=KEYS,
         tables=(u.SourceTablePlan(1, source.name, source, tuple((k, k) for k in KEYS), seen_at),),
+        valid_regexps=tuple(None for _ in KEYS),  # as build_id_plans gives them: none to bind
     )
     return unify, plan

@@ -455,8 +455,8 @@ class WarehouseResource(ConfigurableResource):
     def fetch(self, canonical_sql: str, params: list | None = None) -> pd.DataFrame:
         return self.query(self.dialect.render(canonical_sql), params)
 
-    def scalar(self, canonical_sql: str) -> int:
-        df = self.fetch(canonical_sql)
+    def scalar(self, canonical_sql: str, params: list | None = None) -> int:
+        df = self.fetch(canonical_sql, params)
         value = df.iloc[0, 0]
         return 0 if pd.isna(value) else int(value)
 
@@ -488,10 +488,14 @@ class WarehouseResource(ConfigurableResource):
         """A unique scratch table for work that is not published (dropped by the step)."""
         return self.dialect.scratch_ref(self.staging_ref(like).name, like)
 
-    def create_scratch(self, ref: TableRef, select_sql: str) -> int | None:
-        """Create the scratch table ``ref`` from a SELECT; returns its rows where the engine
-        answers them with the create (DuckDB, Trino), None where it does not."""
-        self.run(self.dialect.create_scratch_sql(ref, select_sql))
+    def create_scratch(self, ref: TableRef, select_sql: str, params: list | None = None) -> int | None:
+        """Create the scratch table ``ref`` from a SELECT (``params`` bound to its placeholders);
+        returns its rows where the engine answers them with the create (DuckDB, Trino), None where
+        it does not."""
+        if params:
+            self.fetch(self.dialect.create_scratch_sql(ref, select_sql), params)
+        else:
+            self.run(self.dialect.create_scratch_sql(ref, select_sql))
         return None
 
     def drop_tables(self, refs: list[TableRef]) -> None:

@@ -128,10 +128,10 @@ class DuckDBWarehouse(WarehouseResource):
         answer = self.fetch(create_table_as(ref, select_sql), params)
         return int(answer.iloc[0, 0])
 
-    def create_scratch(self, ref: TableRef, select_sql: str) -> int:
+    def create_scratch(self, ref: TableRef, select_sql: str, params: list | None = None) -> int:
         # CREATE TEMP TABLE AS answers its count too: a scratch table is written once, so that
         # answer stays its row count for as long as it lives (``row_count`` answers it).
-        answer = self.fetch(self.dialect.create_scratch_sql(ref, select_sql))
+        answer = self.fetch(self.dialect.create_scratch_sql(ref, select_sql), params)
         self._scratch_rows[ref] = rows = int(answer.iloc[0, 0])
         return rows
 

@@ -336,11 +336,11 @@ class TreasureDataWarehouse(WarehouseResource):
     def table_exists(self, ref: TableRef) -> bool:
         return ref.name in self.list_tables(ref.schema)
 
-    def create_scratch(self, ref: TableRef, select_sql: str) -> int:
+    def create_scratch(self, ref: TableRef, select_sql: str, params: list | None = None) -> int:
         # A scratch table is written once, read, and dropped: the count its CREATE TABLE AS
         # answered stays its count. The loop's decisions (edges left) use that answer, not the
         # table listing's counter.
-        self._scratch_rows[ref] = rows = self.create_table_counted(ref, select_sql)
+        self._scratch_rows[ref] = rows = self.create_table_counted(ref, select_sql, params)
         return rows
 
     def _counted_rows(self, ref: TableRef) -> int:

@@ -77,6 +77,12 @@ class Dialect:
     # Can be told to compute a CTE once (DuckDB's ``AS MATERIALIZED``): one read several times is
     # otherwise inlined and computed again at each reference.
     materializes_ctes: bool = False
+    # Binds a valid_regexp's pattern as a parameter of the statement (``?``), a constant its
+    # regular expression is compiled from once, instead of reading it from the rules table's
+    # column, which DuckDB compiles again for every row (3M values, '.+@.+': 8.9 s against 0.13 s).
+    # DuckDB only: Treasure Data's query API takes no parameters, and Spark's RLIKE compiles again
+    # only when a row's pattern differs from the last one's; they keep the rules table's column.
+    binds_regexp_parameters: bool = False
 
     def cte(self, name: str, select_sql: str) -> str:
         """``name AS (select_sql)`` for a WITH clause, computed once where the dialect can say so."""
@@ -245,6 +251,14 @@ def valid_regexp_matches(value: str, pattern: str, re2_lacks: str) -> str:
     )
 
 
+def valid_regexp_matches_bound(value: str, re2_lacks: bool) -> str:
+    """Canonical SQL for "``value`` matches the pattern bound to this ``?``" (a statement's
+    parameter: ``Dialect.binds_regexp_parameters``), with Java's meaning: the pattern's function is
+    chosen here, from ``re2_lacks`` (cdp_assets/sql/regex.py), as ``valid_regexp_matches`` chooses
+    it per row from the rules table."""
+    return f"{JAVA_REGEX_FUNCTION}({value}, ?)" if re2_lacks else f"regexp_matches({value}, ?)"
+
+
 def _java_regex_as_native(tree: exp.Expression, write: str) -> exp.Expression:  # noqa: ARG001 - a hook
     """``CASE WHEN lacks THEN java_regex_matches(v, p) ELSE regexp_matches(v, p) END`` ->
     ``regexp_matches(v, p)``: engines with Java-style regular expressions evaluate every pattern."""
@@ -330,6 +344,7 @@ DIALECTS: dict[str, Dialect] = {
         replaces_atomically=True,
         describes_column_types=True,
         materializes_ctes=True,
+        binds_regexp_parameters=True,
     ),
     "spark": Dialect("spark", "spark", transactional_ddl=False),
     "databricks": Dialect("databricks", "databricks", transactional_ddl=False),

@@ -7,7 +7,8 @@ from typing import Callable
 import pandas as pd
 
 from cdp_assets.config.unify import MasterAttribute, MasterTable, UnifyConfig
-from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef, quote, valid_regexp_matches
+from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef, quote, valid_regexp_matches, valid_regexp_matches_bound
+from cdp_assets.sql.pipeline import Query
 from cdp_assets.sql.regex import pattern_for, re2_lacks
 
 
@@ -103,7 +104,28 @@ def master_table_sql(
     """SELECT for a master table: distinct ids from the lookup, one column per attribute.
     ``id_tables``: for an attribute taken from another id, the enriched tables holding both ids.
     ``only_ids``: a table of ids (one column named as the id): these ids' rows only (an incremental
-    run), each enriched table's rows of them read once (``dialect.cte``) for every attribute."""
+    run), each enriched table's rows of them read once (``dialect.cte``) for every attribute.
+    Each valid_regexp is read from the rules table (``master_table_query``: bound instead)."""
+    return master_table_query(
+        master, unify, lookup, enriched, rules, default_order, id_tables, only_ids, dialect=dialect
+    ).sql
+
+
+def master_table_query(
+    master: MasterTable,
+    unify: UnifyConfig,
+    lookup: TableRef,
+    enriched: dict[str, TableRef],
+    rules: TableRef,
+    default_order: dict[str, str | None],
+    id_tables: dict[str, list[str]] | None = None,
+    only_ids: TableRef | None = None,
+    binds_regexps: bool = False,
+    dialect: Dialect = DIALECTS["duckdb"],
+) -> Query:
+    """``master_table_sql``; with ``binds_regexps`` (the dialect's ``binds_regexp_parameters``)
+    each attribute's valid_regexp is a parameter of the statement, compiled once by DuckDB, instead
+    of the rules table's column, compiled per candidate value. Invalid texts stay rules (equality)."""
     cid = master.id_name
     picked = "" if only_ids is None else f"{quote(cid)} IN (SELECT o.{quote(cid)} FROM {only_ids.sql} AS o)"
     # The ids are picked where the enriched rows are read, before the rules check their values:
@@ -119,7 +141,7 @@ def master_table_sql(
         wanted.extend(c for c in columns if c not in wanted)
         return f"m{list(enriched).index(table)}"
 
-    ctes, selects, joins = [], [], []
+    ctes, selects, joins, params = [], [], [], []
     matches = valid_regexp_matches("c.value", "r.value", "r.re2_lacks")
     for i, attr in enumerate(master.attributes):
         cand = _candidates_sql(attr, cid, read, default_order, id_tables)
@@ -133,6 +155,13 @@ def master_table_sql(
             "CASE WHEN newest_first = 0 THEN ord END ASC NULLS LAST, value"
         )
         rules_here = f"{rules.sql} AS r WHERE r.position = {i}"  # the rules of this attribute
+        if binds_regexps and attr.valid_regexp is not None:
+            params.append(pattern_for(attr.valid_regexp))
+            valid = f"\n    AND {valid_regexp_matches_bound('c.value', re2_lacks(attr.valid_regexp))}"
+        elif binds_regexps:
+            valid = ""
+        else:
+            valid = f"\n    AND NOT EXISTS (SELECT 1 FROM {rules_here} AND r.kind = 'valid_regexp' AND NOT {matches})"
         # An array holds each value once, at its best place. One value needs no such pass: the
         # best row of all is the best of its value (and a pass fewer lets DuckDB keep only each
         # id's best row instead of sorting them all).
@@ -146,8 +175,7 @@ def master_table_sql(
             f"""a{i}_valid AS (
   SELECT c.* FROM ({cand}) AS c
   WHERE TRIM(c.value) <> ''
-    AND NOT EXISTS (SELECT 1 FROM {rules_here} AND r.kind = 'invalid_text' AND r.value = c.value)
-    AND NOT EXISTS (SELECT 1 FROM {rules_here} AND r.kind = 'valid_regexp' AND NOT {matches})
+    AND NOT EXISTS (SELECT 1 FROM {rules_here} AND r.kind = 'invalid_text' AND r.value = c.value){valid}
 ),
 a{i}_ranked AS (
   SELECT cid, value, ROW_NUMBER() OVER (PARTITION BY cid {ranking}) AS rn
@@ -170,10 +198,11 @@ a{i}_ranked AS (
         )
         for table, columns in columns_read.items()
     ]
-    return (
+    sql = (
         "WITH "
         + ",\n".join(picked_rows + ctes)
         + f",\nids AS (SELECT DISTINCT l.{quote(cid)} AS cid FROM {lookup.sql} AS l"
         f"{'' if only_ids is None else f' WHERE l.{picked}'})\n"
         f"SELECT ids.cid AS {quote(cid)}, {', '.join(selects)}\nFROM ids\n" + "\n".join(joins)
     )
+    return Query(sql, tuple(params))

@@ -30,13 +30,45 @@ KINDS = (PUBLISH, SCRATCH, SCALAR, ROWS, ALIAS)
 
 
 @dataclass(frozen=True)
+class Query:
+    """A statement's canonical SQL and the values bound to its ``?`` placeholders, in order: config
+    values that never become SQL text (a valid_regexp's pattern where the dialect binds it,
+    ``Dialect.binds_regexp_parameters``). A builder returns one where it binds values, else text."""
+
+    sql: str
+    params: tuple = ()
+
+
+def as_query(built: "str | Query") -> Query:
+    """A builder's answer as a ``Query`` (text alone binds nothing)."""
+    return built if isinstance(built, Query) else Query(built)
+
+
+def _sql_text_literal(value: object) -> str:
+    """``value`` as an SQL string expression on one line (a line break as ``chr(10)``/``chr(13)``)."""
+    text = "'" + str(value).replace("'", "''") + "'"
+    return text.replace("\n", "' || chr(10) || '").replace("\r", "' || chr(13) || '")
+
+
+def parameters_comment(params: tuple) -> str:
+    """The values bound to a printed statement's ``?`` placeholders, as a comment line above it
+    (each as an SQL string expression, for a reader or to run it by hand); none: empty."""
+    if not params:
+        return ""
+    listed = ", ".join(f"{i}: {_sql_text_literal(v)}" for i, v in enumerate(params, 1))
+    return f"-- parameters, bound to the ? placeholders in order: {listed}\n"
+
+
+@dataclass(frozen=True)
 class SqlStep:
-    """One printed statement: ``query`` alone, or ``CREATE TABLE creates AS query``."""
+    """One printed statement: ``query`` alone, or ``CREATE TABLE creates AS query``; ``params``:
+    the values bound to its ``?`` placeholders, in order."""
 
     name: str
     query: str
     creates: TableRef | None = None
     note: str = ""  # printed above the statement (e.g. that a loop repeats it)
+    params: tuple = ()
 
     @property
     def sql(self) -> str:
@@ -50,8 +82,10 @@ class SqlPipeline:
     name: str
     steps: list[SqlStep] = field(default_factory=list)
 
-    def add(self, name: str, query: str, creates: TableRef | None = None, note: str = "") -> "SqlPipeline":
-        self.steps.append(SqlStep(name, query.strip(), creates, note))
+    def add(
+        self, name: str, query: str, creates: TableRef | None = None, note: str = "", params: tuple = ()
+    ) -> "SqlPipeline":
+        self.steps.append(SqlStep(name, query.strip(), creates, note, tuple(params)))
         return self
 
     def extend(self, other: "SqlPipeline") -> "SqlPipeline":
@@ -60,10 +94,12 @@ class SqlPipeline:
 
     def render(self, dialect: Dialect) -> list[SqlStep]:
         """Each statement whole in ``dialect`` (the CREATE included, so ``creates`` is cleared)."""
-        return [SqlStep(s.name, dialect.render(s.sql), None, s.note) for s in self.steps]
+        return [SqlStep(s.name, dialect.render(s.sql), None, s.note, s.params) for s in self.steps]
 
     def to_text(self, dialect: Dialect) -> str:
-        return "\n\n".join(f"-- {self.name}: {s.name}\n{s.sql};" for s in self.render(dialect))
+        return "\n\n".join(
+            f"-- {self.name}: {s.name}\n{parameters_comment(s.params)}{s.sql};" for s in self.render(dialect)
+        )
 
 
 class Tables:
@@ -94,7 +130,7 @@ class Step:
 
     name: str
     kind: str
-    build: Callable[[Tables], str]
+    build: Callable[[Tables], "str | Query"]
     output: TableRef | None = None
     counted: bool = False
     counts: TableRef | None = None
@@ -109,6 +145,10 @@ class Step:
             )
         if (self.names is not None) != (self.kind == ALIAS):
             raise ValueError(f"step {self.name}: an alias step, and only one, names the table it aliases")
+
+    def query(self, tables: Tables) -> Query:
+        """The step's statement for ``tables``, with the values bound to its placeholders."""
+        return as_query(self.build(tables))
 
     @classmethod
     def alias(cls, name: str, output: TableRef, names: TableRef, counted: bool = False) -> "Step":
@@ -150,7 +190,7 @@ class StepPipeline:
             if step.kind == ALIAS:
                 tables.put(step.output, tables(step.names))
                 continue
-            query = step.build(tables)
+            query = step.query(tables)
             note = "; ".join(f"{r.name}: {r.note}" for r in repeats)
             creates = step.output
             if step.kind == SCRATCH:
@@ -158,7 +198,7 @@ class StepPipeline:
                 if versions[creates] > 1:
                     creates = creates.sibling(f"{creates.name}_{versions[creates]}")
                 tables.put(step.output, creates)
-            out.add(step.name, query, creates, note)
+            out.add(step.name, query.sql, creates, note, query.params)
         return out
 
 

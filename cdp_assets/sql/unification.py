@@ -20,14 +20,15 @@ All functions here are pure: config in, SQL text (canonical DuckDB dialect) out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
 from cdp_assets.config.models import LoadedConfig, PipelineConfig
 from cdp_assets.config.references import is_produced
 from cdp_assets.config.unify import TD_TIME_COLUMN, CanonicalId, UnifyConfig, UnifyTable
-from cdp_assets.sql.dialects import TableRef, quote, valid_regexp_matches
+from cdp_assets.sql.dialects import Dialect, TableRef, quote, valid_regexp_matches, valid_regexp_matches_bound
+from cdp_assets.sql.pipeline import Query
 from cdp_assets.sql.checks import kept_largest_component_sql, largest_component_sql
 from cdp_assets.sql.report import component_buckets_sql, kept_component_buckets_sql
 from cdp_assets.sql.regex import pattern_for, re2_lacks
@@ -78,6 +79,13 @@ class IdPlan:
     tables: tuple[SourceTablePlan, ...]
     caps: tuple[int, ...] = ()  # max rows per value, per key (same order as keys); empty: no cap
     nodes_ref: TableRef | None = None  # where this run keeps its nodes (a scratch table)
+    # Each key's valid_regexp as written (same order as keys; None: none, or an id merged by),
+    # and whether the key values' statement binds them as its parameters (the dialect's
+    # ``binds_regexp_parameters``: ``for_dialect``) instead of reading them from the keys table.
+    # Left out of the repr, hence of the config fingerprint: the rules are in it already, and
+    # the engine is no config.
+    valid_regexps: tuple[str | None, ...] = field(default=(), repr=False)
+    binds_regexps: bool = field(default=False, repr=False)
 
     @property
     def nodes(self) -> TableRef:
@@ -136,8 +144,17 @@ def seen_at_column(pipeline: PipelineConfig, table: UnifyTable) -> str | None:
     return found[0].incremental_field if found else None
 
 
-def build_id_plans(loaded: LoadedConfig, catalog: str | None = None) -> list[IdPlan]:
-    """One plan per id, each after the ids it merges by (their lookups feed its graph)."""
+def for_dialect(plan: IdPlan, dialect: Dialect | None) -> IdPlan:
+    """``plan`` as its statements are built for ``dialect`` (None: the rules-table form, which
+    every dialect runs). A plan without its keys' valid_regexps (one built by hand, not by
+    ``build_id_plans``) keeps reading them from the keys table: it has nothing to bind."""
+    binds = dialect is not None and dialect.binds_regexp_parameters and len(plan.valid_regexps) == len(plan.keys)
+    return plan if plan.binds_regexps == binds else replace(plan, binds_regexps=binds)
+
+
+def build_id_plans(loaded: LoadedConfig, catalog: str | None = None, dialect: Dialect | None = None) -> list[IdPlan]:
+    """One plan per id, each after the ids it merges by (their lookups feed its graph); its
+    statements built for ``dialect`` (``for_dialect``)."""
     unify = loaded.unification
     if unify is None:
         return []
@@ -181,6 +198,8 @@ def build_id_plans(loaded: LoadedConfig, catalog: str | None = None) -> list[IdP
             keys=keys,
             tables=tuple(tables),
             caps=caps,
+            valid_regexps=tuple(unify.key(k).valid_regexp if k in real_keys else None for k in keys),
+            binds_regexps=dialect is not None and dialect.binds_regexp_parameters,
         )
     return list(plans.values())
 
@@ -414,14 +433,20 @@ def new_rows_sql(plan: IdPlan, since: TableRef) -> str:
     return "\nUNION ALL\n".join(parts)
 
 
-def key_values_sql(plan: IdPlan, since: TableRef | None = None, new_rows: TableRef | None = None) -> str:
+def key_values_sql(plan: IdPlan, since: TableRef | None = None, new_rows: TableRef | None = None) -> Query:
     """Every valid (table, key, value, time) of the merge keys: the input of the graph.
     With ``since`` (the watermarks of the last run), only new rows of incremental tables; with
     ``new_rows`` (``new_rows_sql``'s table), the incremental tables' rows are read from there.
     ``inc_at``/``inc_rest`` keep each row's incremental position, so that an incremental run can
-    tell the rows a previous run covered from those it must read again (``merged_key_values_sql``)."""
+    tell the rows a previous run covered from those it must read again (``merged_key_values_sql``).
+    A value is valid when it is not NULL, not one of its key's invalid texts (a join with the
+    invalid texts table) and matches its key's valid_regexp: each pattern bound as a parameter of
+    the statement where the plan says so (``IdPlan.binds_regexps``; DuckDB compiles it once),
+    else read from the keys table (compiled per row by DuckDB)."""
     parts = []
+    key_types: list[int] = []
     for t in plan.tables:
+        key_types.extend(kt for _, kt in plan.merge_columns(t) if kt not in key_types)
         if new_rows is not None and t.incremental_column:
             parts.extend(
                 f"SELECT table_id, {key_type} AS key_type, k{i} AS value, seen_at, inc_at, inc_rest "
@@ -438,9 +463,26 @@ def key_values_sql(plan: IdPlan, since: TableRef | None = None, new_rows: TableR
                 f"CAST({rest} AS VARCHAR) AS inc_rest FROM {t.from_sql} AS s" + _new_rows_filter(t, since)
             )
     raw = "\nUNION ALL\n".join(parts)
-    keys, invalid = plan.ref("keys").sql, plan.ref("invalid_texts").sql
+    invalid = plan.ref("invalid_texts").sql
+    if plan.binds_regexps:
+        regexps = [(kt, plan.valid_regexps[kt - 1]) for kt in sorted(key_types) if plan.valid_regexps[kt - 1]]
+        whens = "".join(f" WHEN {kt} THEN {valid_regexp_matches_bound('r.value', re2_lacks(rx))}" for kt, rx in regexps)
+        valid = f"\n  AND CASE r.key_type{whens} ELSE TRUE END" if regexps else ""
+        return Query(
+            f"""
+SELECT r.table_id, r.key_type, r.value, r.seen_at, r.inc_at, r.inc_rest
+FROM (
+{raw}
+) AS r
+LEFT JOIN {invalid} AS i ON i.key_type = r.key_type AND i.invalid_text = r.value
+WHERE r.value IS NOT NULL
+  AND i.key_type IS NULL{valid}
+""",
+            tuple(pattern_for(rx) for _, rx in regexps),
+        )
+    keys = plan.ref("keys").sql
     matches = valid_regexp_matches("r.value", "k.valid_regexp_evaluated", "k.valid_regexp_re2_lacks")
-    return f"""
+    return Query(f"""
 SELECT r.table_id, r.key_type, r.value, r.seen_at, r.inc_at, r.inc_rest
 FROM (
 {raw}
@@ -450,7 +492,7 @@ LEFT JOIN {invalid} AS i ON i.key_type = r.key_type AND i.invalid_text = r.value
 WHERE r.value IS NOT NULL
   AND i.key_type IS NULL
   AND (k.valid_regexp_evaluated IS NULL OR {matches})
-"""
+""")
 
 
 def value_stats_sql(plan: IdPlan, changed: TableRef | None = None) -> str:

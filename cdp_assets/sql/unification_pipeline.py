@@ -20,7 +20,7 @@ from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.engine_meta import row_count_sql
 from cdp_assets.sql.incremental import per_id_ref
-from cdp_assets.sql.master import master_table_sql
+from cdp_assets.sql.master import master_table_query
 from cdp_assets.sql.pipeline import PUBLISH, ROWS, SCALAR, SCRATCH, Repeat, Step, StepPipeline, Tables
 
 # ---------------------------------------------------------------------------- names
@@ -442,7 +442,8 @@ def master_inputs(
 
 def master_step(unify: UnifyConfig, plans: list[u.IdPlan], master: MasterTable) -> Step:
     """One master table (its attribute rules are loaded as data first). The runner builds it
-    incrementally when it can (cdp_assets/incremental.py); this is the full build."""
+    incrementally when it can (cdp_assets/incremental.py); this is the full build. Its
+    valid_regexps are bound as the id's plan says (``u.for_dialect``)."""
     plan = next(p for p in plans if p.name == master.id_name)
     seen_at = {t.alias: t.seen_at for p in plans for t in p.tables}
     enriched, id_tables = master_inputs(unify, plans, master)
@@ -451,7 +452,9 @@ def master_step(unify: UnifyConfig, plans: list[u.IdPlan], master: MasterTable) 
     return Step(
         master.name,
         PUBLISH,
-        lambda t: master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables),
+        lambda t: master_table_query(
+            master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables, binds_regexps=plan.binds_regexps
+        ),
         target,
     )
 

@@ -32,9 +32,9 @@ from cdp_assets.sql import incremental as inc
 from cdp_assets.sql import unification as u
 from cdp_assets.sql import unification_pipeline as up
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.master import master_rules_frame, master_table_sql
+from cdp_assets.sql.master import master_rules_frame, master_table_query
 from cdp_assets.sql.report import BUCKETS
-from cdp_assets.sql.pipeline import ALIAS, PUBLISH, SCALAR, SCRATCH, Step, Tables
+from cdp_assets.sql.pipeline import ALIAS, PUBLISH, SCALAR, SCRATCH, Query, Step, Tables
 
 
 @dataclass(frozen=True)
@@ -124,14 +124,15 @@ class StepRunner:
             self.tables.put(step.output, self.tables(step.names))
             return self.rows_of(self.tables(step.names)) if step.counted else None
         with wh.step(step.name):
-            sql = step.build(self.tables)
+            query = step.query(self.tables)
+            sql, params = query.sql, list(query.params)
             if step.kind == PUBLISH:
-                return wh.build_table(target or step.output, sql)
+                return wh.build_table(target or step.output, sql, params)
             if step.kind == SCRATCH:
                 old = self.tables(step.output)
                 ref = wh.scratch_ref(step.output)
                 self._scratch.append(ref)
-                rows = wh.create_scratch(ref, sql)
+                rows = wh.create_scratch(ref, sql, params)
                 if rows is not None:
                     self._rows[ref] = rows
                 self.tables.put(step.output, ref)
@@ -140,8 +141,8 @@ class StepRunner:
                     self._superseded.append(old)
                 return self.rows_of(ref) if step.counted else None
             if step.kind == SCALAR:
-                return self.rows_of(self.tables(step.counts)) if step.counts is not None else wh.scalar(sql)
-            return wh.fetch(sql)
+                return self.rows_of(self.tables(step.counts)) if step.counts is not None else wh.scalar(sql, params)
+            return wh.fetch(sql, params)
 
     def publish_changes(self, step: Step, in_place: Callable[[], list[str]], count: bool = True) -> int | None:
         """Publish ``step``'s table (PUBLISH), whose printed SQL is the whole new table: where the
@@ -216,6 +217,7 @@ def _run_loop(
     full_refresh: bool,
 ) -> LoopResult:
     result = LoopResult(cid=plan.name, cap=plan.cid.iteration_cap)
+    plan = u.for_dialect(plan, wh.dialect)  # the valid_regexps bound where the engine can
     # Scratch tables of a killed run (engines without session temp tables keep them).
     wh.drop_leftovers(plan.ref("graph").schema, f"{plan.name}_")
     runner = StepRunner(wh)
@@ -283,7 +285,7 @@ def _run_loop(
                 result.lookup_build = publish_lookup(
                     wh,
                     plan.ref("lookup"),
-                    steps.lookup.build(runner.tables),
+                    steps.lookup.query(runner.tables).sql,  # binds nothing
                     plan.name,
                     full_refresh=full_refresh,
                     affected=None if steps.lookup_rows is None else (affected, steps.lookup_rows(runner.tables)),
@@ -508,7 +510,8 @@ def measure_coverage(
     step = up.coverage_step(plans, unify.schema, count_inputs, kept)
     if describe:
         with wh.step(step.name):
-            descriptions, measured = wh.describe_tables_and_fetch(describe, step.build(Tables()))
+            query = step.query(Tables())
+            descriptions, measured = wh.describe_tables_and_fetch(describe, query.sql, list(query.params))
         if described is not None:
             described.update(descriptions)
         counts = measured.iloc[0]
@@ -617,9 +620,20 @@ def build_master(
     seen_at = {t.alias: t.seen_at for p in plans for t in p.tables}
     rules = up.master_rules_ref(unify, master)
 
-    def render(only_ids: TableRef | None) -> str:
-        return master_table_sql(
-            master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables, only_ids, wh.dialect
+    binds = wh.dialect.binds_regexp_parameters  # the valid_regexps as the statement's parameters
+
+    def render(only_ids: TableRef | None) -> Query:
+        return master_table_query(
+            master,
+            unify,
+            plan.ref("lookup"),
+            enriched,
+            rules,
+            seen_at,
+            id_tables,
+            only_ids,
+            binds_regexps=binds,
+            dialect=wh.dialect,
         )
 
     with wh.session():

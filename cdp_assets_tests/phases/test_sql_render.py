@@ -17,7 +17,7 @@ from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef, get_dialect
 from cdp_assets.sql.engine_meta import row_count_sql
 from cdp_assets.sql.hist_union import duplicate_keys_sql, hist_union_sql
-from cdp_assets.sql.master import master_table_sql
+from cdp_assets.sql.master import master_table_query, master_table_sql
 from cdp_assets.sql.staging import staged_columns, staging_sql, unparseable_sql
 
 DIALECTS = ["spark", "databricks", "trino", "hive"]
@@ -80,17 +80,19 @@ def build_all_sql() -> dict[str, str]:
         )
         sqls.update(
             {
-                f"key_values:{n}": u.key_values_sql(plan),
+                f"key_values:{n}": u.key_values_sql(plan).sql,
+                # The valid_regexps bound as parameters (DuckDB's form: u.for_dialect).
+                f"key_values_bound:{n}": u.key_values_sql(u.for_dialect(plan, get_dialect("duckdb"))).sql,
                 f"value_stats:{n}": u.value_stats_sql(plan),
                 f"excluded_values:{n}": u.excluded_values_sql(plan, plan.ref("value_stats")),
                 f"nodes:{n}": u.nodes_sql(plan, plan.ref("value_stats")),
                 f"dnm_links:{n}": u.dnm_links_sql(plan),
-                f"incremental_key_values:{n}": u.key_values_sql(plan, since=plan.ref("watermarks")),
+                f"incremental_key_values:{n}": u.key_values_sql(plan, since=plan.ref("watermarks")).sql,
                 f"incremental_edges:{n}": u.edges_sql(plan, since=plan.ref("watermarks"), contracted=True),
                 # The new rows filtered once, and what reads them (generic and typed columns).
                 f"new_rows:{n}": u.new_rows_sql(plan, plan.ref("watermarks")),
                 f"new_rows_typed:{n}": u.new_rows_sql(typed, plan.ref("watermarks")),
-                f"new_key_values:{n}": u.key_values_sql(plan, new_rows=plan.ref("new_rows")),
+                f"new_key_values:{n}": u.key_values_sql(plan, new_rows=plan.ref("new_rows")).sql,
                 f"new_rows_edges:{n}": u.edges_sql(plan, contracted=True, new_rows=plan.ref("new_rows")),
                 f"incremental_watermarks:{n}": u.watermarks_table_sql(
                     plan, plan.ref("watermarks"), plan.ref("new_rows")
@@ -150,6 +152,9 @@ def build_all_sql() -> dict[str, str]:
         enriched = {a: TableRef(unify.schema, f"enriched_{a}") for a in aliases}
         rules = TableRef(unify.schema, f"{master.name}_attribute_rules")
         sqls[f"master:{master.name}"] = master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at)
+        sqls[f"master_bound:{master.name}"] = master_table_query(
+            master, unify, plan.ref("lookup"), enriched, rules, seen_at, binds_regexps=True
+        ).sql
     return sqls
 
 

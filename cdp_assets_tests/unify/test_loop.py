@@ -86,6 +86,8 @@ def prepare_rows(
             u.SourceTablePlan(1, "rows", source, tuple((k, k) for k in KEYS), "ts", "ts" if incremental else None),
         ),
         caps=caps,
+        # As build_id_plans gives them: DuckDB's loop binds them (the phone key's "^p").
+        valid_regexps=tuple(unify.key(k).valid_regexp for k in KEYS),
     )
     prepare_inputs(wh, plan, unify)
     return unify, plan

@@ -28,8 +28,11 @@ from cdp_assets_tests.unify.test_loop import chain_rows, prepare_rows, random_ro
 class UncountedCreatesDuckDB(StepRecordingDuckDB):
     """DuckDB as an engine that does not answer a create's rows: every count is a query."""
 
-    def create_scratch(self, ref: TableRef, select_sql: str) -> None:
-        self.run(self.dialect.create_scratch_sql(ref, select_sql))
+    def create_scratch(self, ref: TableRef, select_sql: str, params: list | None = None) -> None:
+        if params:
+            self.fetch(self.dialect.create_scratch_sql(ref, select_sql), params)
+        else:
+            self.run(self.dialect.create_scratch_sql(ref, select_sql))
         return None
 
 

@@ -187,7 +187,22 @@ def test_render_sql_prints_the_round_once_with_a_note_and_its_tables_in_order(tm
     # The round starts from the nodes table, each node its own label: no copy of it is printed.
     relabel = next(text for name, text in loop.items() if name.endswith("_unified_id_loop_relabel.sql"))
     assert '"unified_id_nodes" AS p' in relabel and not any(n.endswith("_unified_id_labels.sql") for n in files)
-    assert not any(text.splitlines()[1].startswith("-- ") for name, text in files.items() if name not in loop)
+    bound = "-- parameters, bound to the ? placeholders in order: "
+    assert not any(
+        text.splitlines()[1].startswith("-- ") and not text.splitlines()[1].startswith(bound)
+        for name, text in files.items()
+        if name not in loop
+    )
+    # DuckDB binds the valid_regexps: printed as sent (placeholders), the values listed above, in order.
+    key_values = next(text for name, text in files.items() if name.endswith("_unified_id_key_values.sql"))
+    listed = key_values.splitlines()[1]
+    from cdp_assets.sql.regex import pattern_for  # the patterns as evaluated (Java's meaning)
+
+    assert listed == bound + f"1: '{pattern_for('.+@.+')}', 2: '{pattern_for('^C[0-9]+$')}'", listed
+    assert key_values.count("(r.value, ?)") == 2 and "_keys" not in key_values
+    rendered_td = write_rendered(loaded, get_dialect("trino"), tmp_path / "td")
+    td_key_values = next(p.read_text() for p in rendered_td if p.name.endswith("_unified_id_key_values.sql"))
+    assert "?" not in td_key_values and '"unified_id_keys"' in td_key_values  # Treasure Data reads the rules
 
 
 def test_an_alias_step_names_a_working_table_that_a_later_step_supersedes_without_dropping_it():
