@@ -56,8 +56,16 @@ def get_spark_session(warehouse_dir: str, master: str = "local[2]"):
             # This session runs tests and development runs: many small statements, each planned
             # and run once. The JIT's first tier alone warms up faster than the optimizing one and
             # the serial collector costs least on a small heap: 120 small statements took 25-45%
-            # less time than with the JVM's defaults on a 2-core machine.
-            .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+            # less time than with the JVM's defaults on a 2-core machine. With the first tier
+            # alone the JVM reserves 48 MB for compiled code, too little for Spark's classes and
+            # the classes it generates per statement: the code cache's sweeper kept evicting
+            # compiled methods that were then compiled again (in a whole pipeline of 1,119
+            # statements, 297 sweeps reclaiming 51,385 methods, 26 s of sweeping and 30 s of
+            # compiling of the JVM's 125 s of CPU). 256 MB holds them all (bench_spark_session.py).
+            .config(
+                "spark.driver.extraJavaOptions",
+                "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=256m",
+            )
             # Pandas conversion without Arrow: exact Python values both ways.
             .config("spark.sql.execution.arrow.pyspark.enabled", "false")
             # ANSI mode (the Spark 4 default) matches Databricks SQL; kept on.
