@@ -1275,40 +1275,31 @@ def key_stats_per_id_sql(plan: IdPlan, only: TableRef | None = None, enriched: l
     rows = lookup
     if only is not None:
         rows = f"(SELECT l.* FROM {lookup} AS l WHERE EXISTS (SELECT 1 FROM {only.sql} AS o WHERE o.{cid} = l.{cid}))"
-    if enriched is None:
-        return f"""
-SELECT from_table, cid, {n_values}
-FROM (
-  SELECT t.table_alias AS from_table, v.cid, v.key_type
-  FROM (
-    SELECT l.{cid} AS cid, l.id_key_type AS key_type, u.table_id
-    FROM {rows} AS l CROSS JOIN UNNEST(l.id_source_table_ids) AS u(table_id)
-  ) AS v
-  JOIN {tables} AS t ON t.table_id = v.table_id
-  UNION ALL
-  SELECT '*' AS from_table, l.{cid} AS cid, l.id_key_type AS key_type FROM {rows} AS l
-) AS scoped
-GROUP BY from_table, cid
-"""
-    # Each enriched row once, on its id's '*' row (kind 2; a lookup row on it is kind 1).
+    # With ``enriched``, each enriched row once, on its id's '*' row (kind 2; a lookup row on it is kind 1).
+    kind = (lambda k: "") if enriched is None else (lambda k: f", {k} AS kind")
     only_rows = "" if only is None else f" AND EXISTS (SELECT 1 FROM {only.sql} AS o WHERE o.{cid} = e.{cid})"
     enriched_rows = "".join(
         f"\n  UNION ALL\n  SELECT '*' AS from_table, e.{cid} AS cid, NULL AS key_type, 2 AS kind "
         f"FROM {ref.sql} AS e WHERE e.{cid} IS NOT NULL{only_rows}"
-        for ref in enriched
+        for ref in enriched or ()
+    )
+    sizes = (
+        ""
+        if enriched is None
+        else ",\n       COUNT(CASE WHEN kind = 1 THEN 1 END) AS lookup_rows, "
+        "COUNT(CASE WHEN kind = 2 THEN 1 END) AS enriched_rows"
     )
     return f"""
-SELECT from_table, cid, {n_values},
-       COUNT(CASE WHEN kind = 1 THEN 1 END) AS lookup_rows, COUNT(CASE WHEN kind = 2 THEN 1 END) AS enriched_rows
+SELECT from_table, cid, {n_values}{sizes}
 FROM (
-  SELECT t.table_alias AS from_table, v.cid, v.key_type, 0 AS kind
+  SELECT t.table_alias AS from_table, v.cid, v.key_type{kind(0)}
   FROM (
     SELECT l.{cid} AS cid, l.id_key_type AS key_type, u.table_id
     FROM {rows} AS l CROSS JOIN UNNEST(l.id_source_table_ids) AS u(table_id)
   ) AS v
   JOIN {tables} AS t ON t.table_id = v.table_id
   UNION ALL
-  SELECT '*' AS from_table, l.{cid} AS cid, l.id_key_type AS key_type, 1 AS kind FROM {rows} AS l{enriched_rows}
+  SELECT '*' AS from_table, l.{cid} AS cid, l.id_key_type AS key_type{kind(1)} FROM {rows} AS l{enriched_rows}
 ) AS scoped
 GROUP BY from_table, cid
 """
