@@ -199,9 +199,8 @@ def build_id_plans(loaded: LoadedConfig, catalog: str | None = None, dialect: Di
             tables=tuple(tables),
             caps=caps,
             valid_regexps=tuple(unify.key(k).valid_regexp if k in real_keys else None for k in keys),
-            binds_regexps=dialect is not None and dialect.binds_regexp_parameters,
         )
-    return list(plans.values())
+    return [for_dialect(plan, dialect) for plan in plans.values()]
 
 
 def id_of_row_expr(plan: IdPlan, alias: str, plans: dict[str, IdPlan], row: str = "s", depth: int = 0) -> str | None:
@@ -464,35 +463,25 @@ def key_values_sql(plan: IdPlan, since: TableRef | None = None, new_rows: TableR
             )
     raw = "\nUNION ALL\n".join(parts)
     invalid = plan.ref("invalid_texts").sql
-    if plan.binds_regexps:
+    if plan.binds_regexps:  # each pattern a parameter of the statement: no join with the keys table
         regexps = [(kt, plan.valid_regexps[kt - 1]) for kt in sorted(key_types) if plan.valid_regexps[kt - 1]]
         whens = "".join(f" WHEN {kt} THEN {valid_regexp_matches_bound('r.value', re2_lacks(rx))}" for kt, rx in regexps)
-        valid = f"\n  AND CASE r.key_type{whens} ELSE TRUE END" if regexps else ""
-        return Query(
-            f"""
+        keys_join, valid = "", f"\n  AND CASE r.key_type{whens} ELSE TRUE END" if regexps else ""
+        params = tuple(pattern_for(rx) for _, rx in regexps)
+    else:
+        matches = valid_regexp_matches("r.value", "k.valid_regexp_evaluated", "k.valid_regexp_re2_lacks")
+        keys_join = f"JOIN {plan.ref('keys').sql} AS k ON k.key_type = r.key_type\n"
+        valid, params = f"\n  AND (k.valid_regexp_evaluated IS NULL OR {matches})", ()
+    sql = f"""
 SELECT r.table_id, r.key_type, r.value, r.seen_at, r.inc_at, r.inc_rest
 FROM (
 {raw}
 ) AS r
-LEFT JOIN {invalid} AS i ON i.key_type = r.key_type AND i.invalid_text = r.value
+{keys_join}LEFT JOIN {invalid} AS i ON i.key_type = r.key_type AND i.invalid_text = r.value
 WHERE r.value IS NOT NULL
   AND i.key_type IS NULL{valid}
-""",
-            tuple(pattern_for(rx) for _, rx in regexps),
-        )
-    keys = plan.ref("keys").sql
-    matches = valid_regexp_matches("r.value", "k.valid_regexp_evaluated", "k.valid_regexp_re2_lacks")
-    return Query(f"""
-SELECT r.table_id, r.key_type, r.value, r.seen_at, r.inc_at, r.inc_rest
-FROM (
-{raw}
-) AS r
-JOIN {keys} AS k ON k.key_type = r.key_type
-LEFT JOIN {invalid} AS i ON i.key_type = r.key_type AND i.invalid_text = r.value
-WHERE r.value IS NOT NULL
-  AND i.key_type IS NULL
-  AND (k.valid_regexp_evaluated IS NULL OR {matches})
-""")
+"""
+    return Query(sql, params)
 
 
 def value_stats_sql(plan: IdPlan, changed: TableRef | None = None) -> str:
