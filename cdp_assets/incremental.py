@@ -1209,7 +1209,8 @@ def keep_key_stats_counts(
     id_name: str,
     render: Callable[[TableRef | None], str],
     n_columns: int,
-    fingerprint: str,
+    config: str,
+    count_all: Callable[[], int],
     incremental: Callable[[], bool] = lambda: True,
     extra_columns: Sequence[str] = (),
 ) -> BuildResult:
@@ -1226,15 +1227,14 @@ def keep_key_stats_counts(
     ``extra_columns``: ``render``'s columns after the ``n_<i>`` (the ids' sizes,
     ``u.KEPT_SIZE_COLUMNS``): an id's lookup and enriched rows change only with a key value of
     its moving in the lookup or an enriched row of its replaced, both logged, so they are
-    recounted with the touched ids as well."""
+    recounted with the touched ids as well. ``config``: the marker the counts are taken with
+    (``up.key_stats_counts_config``); ``count_all()``: every id's counts with that marker and the
+    inputs' build numbers, built (the counts' printed step), its rows."""
     inputs = [lookup, *enriched]
     states = [inc.state_ref(ref) for ref in inputs]
-    config = inc.CONFIG_MARKER + _fingerprint("key_stats", render(None), fingerprint)
 
     def full(reason: str) -> BuildResult:
-        markers = inc.per_id_markers_sql(states, n_columns, with_config=True, extra=extra_columns)
-        rows = wh.build_table(per_id, f"{render(None)}\nUNION ALL\n{markers}", [config])
-        return BuildResult(rows, "full", reason)
+        return BuildResult(count_all(), "full", reason)
 
     with wh.session():
         # Known for the run where the enrichments described it ahead (none on a first run).

@@ -7,6 +7,7 @@ the source files' headers instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from cdp_assets.sql.dialects import Dialect
 from cdp_assets.sql.hist_union import LINEAGE_COLUMNS, hist_union_sql
 from cdp_assets.sql.pipeline import SqlPipeline, parameters_comment
 from cdp_assets.sql.staging import staged_columns
-from cdp_assets.sql.unification_pipeline import unification_pipeline
+from cdp_assets.sql.unification_pipeline import key_stats_counts_config, unification_pipeline
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,26 @@ def build_pipelines(loaded: LoadedConfig, raw_columns=None, dialect: Dialect | N
     # The unification's steps are the list its runner executes (cdp_assets/sql/unification_pipeline.py):
     # the loop's round is printed once, with a note; an enriched table's columns are the staged ones.
     steps = unification_pipeline(
-        loaded, u.build_id_plans(loaded, dialect=dialect), lambda table: staged_cols.get(table.ref.name, [])
+        loaded,
+        u.build_id_plans(loaded, dialect=dialect),
+        lambda table: staged_cols.get(table.ref.name, []),
+        key_stats_config=key_stats_config_of(loaded, dialect),
     )
     phases["unification"] = steps.bind()
     return phases
+
+
+def key_stats_config_of(loaded: LoadedConfig, dialect: Dialect | None) -> Callable[[u.IdPlan], str | None]:
+    """Where ``dialect``'s engine keeps the key statistics' per-id counts, an id's counts' config
+    marker (``key_stats_steps``), else None: the engines of a dialect with transactional DDL
+    (DuckDB) delete and insert in one transaction (``upsert_mode`` ``delete_insert``), which is
+    what ``runner.keeps_key_stats_counts`` asks of the engine at run time."""
+    from cdp_assets.unify.runner import config_fingerprint
+
+    unify = loaded.unification
+    if dialect is None or not dialect.transactional_ddl or unify is None:
+        return lambda plan: None
+    return lambda plan: key_stats_counts_config(plan, config_fingerprint(plan, unify)) if plan.tables else None
 
 
 def render(loaded: LoadedConfig, dialect: Dialect) -> list[RenderedFile]:

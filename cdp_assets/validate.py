@@ -435,6 +435,8 @@ def _check_sql(
     from cdp_assets.sql import unification as u
     from cdp_assets.sql.master import master_rules_frame
     from cdp_assets.sql.pipeline import create_table_as
+    from cdp_assets.sql.incremental import no_builds_state_sql
+    from cdp_assets.sql.unification_pipeline import key_stats_counts_states
     from cdp_assets.unify.runner import config_fingerprint
 
     cfg = loaded.config_path
@@ -477,6 +479,7 @@ def _check_sql(
                 TableRef(unify.schema, f"{master.name}_attribute_rules"), master_rules_frame(master)
             )
         persistent = {p.name: p for p in plans if p.persistent}
+        by_name = {p.name: p for p in plans}
         for phase, pipeline in pipelines.items():
             for n, step in enumerate(pipeline.steps, start=1):
                 where = f"{phase}/{n:02d}_{step.name}"
@@ -500,6 +503,13 @@ def _check_sql(
                         # A persistent id reads its previous lookup: stand in the first run's.
                         rehearsal.ensure_schema(plan.ref("lookup").schema)
                         rehearsal.run(create_table_as(plan.ref("lookup"), u.lookup_sql(plan, None)))
+                    counted = by_name.get(step.name.removesuffix("_key_stats_counts"))
+                    if step.name.endswith("_key_stats_counts") and counted is not None:
+                        # The kept counts read the build numbers the lookup and the enrichments
+                        # keep beside them (written by runs, not printed): stand in empty ones.
+                        for state in key_stats_counts_states(counted):
+                            if not rehearsal.table_exists(state):
+                                rehearsal.run(create_table_as(state, no_builds_state_sql()))
                     final = step.creates
                     try:
                         why = planner.why_not(step.query)

@@ -16,6 +16,7 @@ from cdp_assets import exit_codes
 from cdp_assets.cli import main
 from cdp_assets.config import load_config
 from cdp_assets.render import build_pipelines
+from cdp_assets.sql.dialects import DIALECTS
 from cdp_assets.validate import validate
 from cdp_assets_tests.conftest import run_pipeline, write_project
 from cdp_assets_tests.fakes.td_api import FakeTreasureData
@@ -29,10 +30,10 @@ def test_a_good_config_passes_and_nothing_is_written(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "engine:  engine=duckdb" in out and "unification customer_360" in out and "merge_by_keys email" in out
     assert (
-        "SQL:     30 statement(s) parsed and rehearsed on an in-memory DuckDB; 0 planned "
-        "by the engine (EXPLAIN); 30 only rehearsed, no warehouse to plan on" in out
+        "SQL:     31 statement(s) parsed and rehearsed on an in-memory DuckDB; 0 planned "
+        "by the engine (EXPLAIN); 31 only rehearsed, no warehouse to plan on" in out
     )
-    assert "30 statement(s) checked, 0 of them planned by the engine; nothing was written" in out
+    assert "31 statement(s) checked, 0 of them planned by the engine; nothing was written" in out
     assert not (tmp_path / "cdp.duckdb").exists()  # the warehouse was not even created
 
 
@@ -189,10 +190,11 @@ def test_warehouse_table_sources_are_checked_on_the_engine(tmp_path):
 
 
 def _statements(loaded) -> dict[str, str]:
-    """Each statement as validate names it ("phase/NN_name") -> its canonical SQL."""
+    """Each statement as validate names it ("phase/NN_name") -> its canonical SQL, as printed for
+    DuckDB (with the key statistics' kept counts)."""
     return {
         f"{phase}/{n:02d}_{step.name}": step.sql
-        for phase, pipeline in build_pipelines(loaded).items()
+        for phase, pipeline in build_pipelines(loaded, dialect=DIALECTS["duckdb"]).items()
         for n, step in enumerate(pipeline.steps, start=1)
     }
 
@@ -226,7 +228,7 @@ def test_after_a_first_run_duckdb_plans_every_statement_whose_inputs_it_holds(fi
         con.close()
     schemas = {loaded.pipeline.src_schema, loaded.pipeline.stg_schema, loaded.unification.schema}
     statements = _statements(loaded)
-    assert set(report.engine_plans) == set(statements) and report.statements == len(statements) == 30
+    assert set(report.engine_plans) == set(statements) and report.statements == len(statements) == 31
     for where, sql in statements.items():
         missing = _tables_read(sql, schemas) - existing
         # Planned exactly when every input is in the warehouse; otherwise the reason says so.
@@ -243,10 +245,10 @@ def test_after_a_first_run_duckdb_plans_every_statement_whose_inputs_it_holds(fi
         report.missing_inputs
     )
     assert (
-        f"; {len(planned)} planned by the engine (EXPLAIN); {30 - len(planned)} only rehearsed, inputs not yet built"
+        f"; {len(planned)} planned by the engine (EXPLAIN); {31 - len(planned)} only rehearsed, inputs not yet built"
         in out
     )
-    assert f"30 statement(s) checked, {len(planned)} of them planned by the engine; nothing was written" in out
+    assert f"31 statement(s) checked, {len(planned)} of them planned by the engine; nothing was written" in out
 
 
 def test_a_statement_the_engine_cannot_plan_is_named_by_its_asset(first_run, monkeypatch, capsys):

@@ -464,6 +464,12 @@ def per_id_ref(result_key_stats: TableRef) -> TableRef:
 CONFIG_MARKER = "config:"
 
 
+def no_builds_state_sql() -> str:
+    """A build state holding no build yet, as the markers read it (``MAX(seq)``: NULL): what
+    ``validate`` rehearses the kept counts' step over, where no run wrote the states."""
+    return "SELECT CAST(NULL AS BIGINT) AS seq WHERE FALSE"
+
+
 def per_id_markers_sql(states: list[TableRef], n_columns: int, with_config: bool, extra: Sequence[str] = ()) -> str:
     """The marker rows: per input (its state table, by rank) the build number it holds now, read
     by this statement; ``with_config``: also the config's row, its text bound (one ``?``).

@@ -11,6 +11,7 @@ only named and put in order. ``cdp_assets/unify/runner.py`` executes these very 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+import hashlib
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -19,9 +20,10 @@ from cdp_assets.config.unify import MasterTable, UnifyConfig
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.engine_meta import row_count_sql
+from cdp_assets.sql import incremental as inc
 from cdp_assets.sql.incremental import per_id_ref
 from cdp_assets.sql.master import master_table_query
-from cdp_assets.sql.pipeline import PUBLISH, ROWS, SCALAR, SCRATCH, Repeat, Step, StepPipeline, Tables
+from cdp_assets.sql.pipeline import PUBLISH, ROWS, SCALAR, SCRATCH, Query, Repeat, Step, StepPipeline, Tables
 
 # ---------------------------------------------------------------------------- names
 
@@ -407,18 +409,77 @@ def coverage_step(
     )
 
 
-def key_stats_steps(plan: u.IdPlan) -> tuple[Step, Step]:
+def key_stats_counts_sql(plan: u.IdPlan, only: TableRef | None = None) -> str:
+    """The key statistics' per-(table, id) counts kept beside them (``per_id_ref``), with each
+    id's lookup and enriched rows (``u.KEPT_SIZE_COLUMNS``); ``only``: of those ids alone."""
+    return u.key_stats_per_id_sql(plan, only, [enriched_ref(plan.schema, t.alias) for t in plan.tables])
+
+
+def key_stats_counts_config(plan: u.IdPlan, fingerprint: str) -> str:
+    """The marker row's text of the config the kept counts were taken with: the id's
+    ``fingerprint`` (the runner's ``config_fingerprint``) and the counts' SQL. Counts taken with
+    another are counted again in full."""
+    parts = ("key_stats", key_stats_counts_sql(plan), fingerprint)
+    return inc.CONFIG_MARKER + hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def key_stats_counts_states(plan: u.IdPlan) -> list[TableRef]:
+    """The build states the kept counts' markers read: the lookup's, then each enriched table's
+    (written by the runs beside the tables they build, not printed steps)."""
+    inputs = [plan.ref("lookup"), *(enriched_ref(plan.schema, t.alias) for t in plan.tables)]
+    return [inc.state_ref(ref) for ref in inputs]
+
+
+def key_stats_counts_step(plan: u.IdPlan, config: str) -> Step:
+    """Every id's kept counts, as a first run (or a full recount) takes them: the counts, a
+    marker row per input with the build number it read (``key_stats_counts_states``) and the
+    config's marker (``config``, bound). A later run counts again only the ids touched since
+    (``incremental.keep_key_stats_counts``)."""
+    n_columns = len([k for k in plan.keys if k in plan.merge_names])
+    markers = inc.per_id_markers_sql(
+        key_stats_counts_states(plan), n_columns, with_config=True, extra=u.KEPT_SIZE_COLUMNS
+    )
+    return Step(
+        f"{plan.name}_key_stats_counts",
+        PUBLISH,
+        lambda t: Query(f"{key_stats_counts_sql(plan)}\nUNION ALL\n{markers}", (config,)),
+        per_id_ref(plan.ref("result_key_stats")),
+    )
+
+
+def key_stats_steps(plan: u.IdPlan, counts_config: str | None = None) -> tuple[Step, ...]:
+    """The id's key statistics. ``counts_config`` (``key_stats_counts_config``; engines that
+    delete and insert in one transaction, DuckDB: ``runner.keeps_key_stats_counts``): from the
+    per-(table, id) counts kept beside them, counted first by a step of their own; None: from
+    the lookup and the key values, every row (Treasure Data, Spark)."""
+    if counts_config is None:
+        return (
+            Step(
+                f"{plan.name}_source_key_stats",
+                PUBLISH,
+                lambda t: u.source_key_stats_sql(plan),
+                plan.ref("source_key_stats"),
+            ),
+            Step(
+                f"{plan.name}_result_key_stats",
+                PUBLISH,
+                lambda t: u.result_key_stats_sql(plan),
+                plan.ref("result_key_stats"),
+            ),
+        )
+    per_id = per_id_ref(plan.ref("result_key_stats"))
     return (
+        key_stats_counts_step(plan, counts_config),
         Step(
             f"{plan.name}_source_key_stats",
             PUBLISH,
-            lambda t: u.source_key_stats_sql(plan),
+            lambda t: u.source_key_stats_of_per_id_sql(plan, per_id),
             plan.ref("source_key_stats"),
         ),
         Step(
             f"{plan.name}_result_key_stats",
             PUBLISH,
-            lambda t: u.result_key_stats_sql(plan),
+            lambda t: u.result_key_stats_of_per_id_sql(plan, per_id.sql),
             plan.ref("result_key_stats"),
         ),
     )
@@ -470,11 +531,13 @@ def unification_pipeline(
     source_columns: SourceColumns,
     incremental: Callable[[u.IdPlan], bool] = lambda plan: False,
     previous_lookup: Callable[[u.IdPlan], bool] = lambda plan: True,
+    key_stats_config: Callable[[u.IdPlan], str | None] = lambda plan: None,
 ) -> StepPipeline:
     """Every step of the unification, in the order the runs execute them: each id's loop, each
     table's enrichment, each id's key statistics, the enrichments' coverage, each master table.
     ``source_columns`` gives a source table's columns (the warehouse's at run time; the files'
-    headers when printing)."""
+    headers when printing). ``key_stats_config``: an id's kept counts' config marker where the
+    engine keeps them (``key_stats_steps``), else None."""
     unify = loaded.unification
     pipeline = StepPipeline("unification")
     if unify is None:
@@ -484,12 +547,13 @@ def unification_pipeline(
         pipeline.extend(id_steps(plan, incremental(plan), previous_lookup(plan), keep).items())
     tables = enrich_tables(plans)
     pipeline.extend(enrich_step(plans, table, unify.schema, source_columns(table)) for table in tables.values())
-    # The key statistics before the coverage query, as the collecting op runs them: on DuckDB the
-    # query reads their kept per-id counts (``coverage_step(kept=...)``; printed here as the
-    # query grouping every row, which the other engines run).
+    # The key statistics before the coverage query, as the collecting op runs them: where their
+    # per-id counts are kept, the query reads each id's largest canonical id and sizes from them.
+    configs = {plan.name: key_stats_config(plan) for plan in plans}
     for plan in plans:
-        pipeline.extend(key_stats_steps(plan))
+        pipeline.extend(key_stats_steps(plan, configs[plan.name]))
     if tables:
-        pipeline.extend([coverage_step(plans, unify.schema)])
+        kept = [name for name, config in configs.items() if config is not None]
+        pipeline.extend([coverage_step(plans, unify.schema, kept=kept)])
     pipeline.extend(master_step(unify, plans, m) for m in unify.master_tables)
     return pipeline

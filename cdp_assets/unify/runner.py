@@ -551,35 +551,35 @@ def build_key_stats(wh: WarehouseResource, plan: u.IdPlan, fingerprint: str = ""
     Where the engine deletes and inserts in one transaction (DuckDB), both are computed from the
     per-(table, id) value counts kept beside them (``incremental.keep_key_stats_counts``: only
     the ids touched since are counted again) instead of every key value and lookup row; elsewhere
-    (a rebuild would copy the kept counts whole) they are computed in full, as ``render-sql``
-    prints them. ``fingerprint``: the unification config's (``config_fingerprint``)."""
+    (a rebuild would copy the kept counts whole) they are computed in full. Either way these are
+    the steps ``render-sql`` prints for the engine (``up.key_stats_steps``). ``fingerprint``: the
+    unification config's (``config_fingerprint``)."""
     runner = StepRunner(wh)
-    source, result = up.key_stats_steps(plan)
+    config = up.key_stats_counts_config(plan, fingerprint) if keeps_key_stats_counts(wh, plan) else None
+    steps = up.key_stats_steps(plan, config)
     with wh.session():
-        if not keeps_key_stats_counts(wh, plan):
+        if config is None:
+            source, result = steps
             return KeyStats({"source_key_stats": runner.run(source), "result_key_stats": runner.run(result)})
-        per_id = inc.per_id_ref(plan.ref("result_key_stats"))
+        counts, source, result = steps
         enriched = [up.enriched_ref(plan.schema, t.alias) for t in plan.tables]
-        # In the order render-sql prints the two steps: the counts go with the first. With each
-        # id's lookup and enriched rows, which the enrichments' coverage query then reads
-        # (``measure_coverage(kept=...)``).
-        with wh.step(source.name):
+        # With each id's lookup and enriched rows, which the enrichments' coverage query then
+        # reads (``measure_coverage(kept=...)``).
+        with wh.step(counts.name):
             kept = keep_key_stats_counts(
                 wh,
-                per_id,
+                counts.output,
                 plan.ref("lookup"),
                 enriched,
                 plan.name,
-                lambda only: u.key_stats_per_id_sql(plan, only, enriched),
+                lambda only: up.key_stats_counts_sql(plan, only),
                 len([k for k in plan.keys if k in plan.merge_names]),
-                fingerprint,
+                config,
+                lambda: runner.run(counts),
                 incremental=lambda: by_row_ids(wh, plan),
                 extra_columns=u.KEPT_SIZE_COLUMNS,
             )
-            rows_source = wh.build_table(source.output, u.source_key_stats_of_per_id_sql(plan, per_id))
-        with wh.step(result.name):
-            rows_result = wh.build_table(result.output, u.result_key_stats_of_per_id_sql(plan, per_id.sql))
-        return KeyStats({"source_key_stats": rows_source, "result_key_stats": rows_result}, kept)
+        return KeyStats({"source_key_stats": runner.run(source), "result_key_stats": runner.run(result)}, kept)
 
 
 @dataclass

@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from cdp_assets.config import load_config
-from cdp_assets.render import build_pipelines
+from cdp_assets.render import build_pipelines, key_stats_config_of
 from cdp_assets.sql import unification as u
+from cdp_assets.sql.dialects import DIALECTS
 from cdp_assets.sql.pipeline import ALIAS, SCALAR, Repeat, StepPipeline
 from cdp_assets.sql.unification_pipeline import unification_pipeline
 from cdp_assets.unify.runner import run_unification
@@ -93,11 +94,18 @@ def test_the_runner_executes_the_steps_render_sql_prints_full_then_incremental(t
     results, sent = run_and_record(loaded, wh, "run-1")
     trace = named_trace(sent)
 
-    printed = [s.name for s in build_pipelines(loaded)["unification"].steps]
-    # What render-sql prints is the runner's list, each repeated sub-pipeline once.
+    duckdb = DIALECTS["duckdb"]
+    printed = [s.name for s in build_pipelines(loaded, dialect=duckdb)["unification"].steps]
+    # What render-sql prints for DuckDB is the runner's list, each repeated sub-pipeline once: with
+    # the key statistics' kept counts, a step of their own before the two statistics.
     plans = u.build_id_plans(loaded)
-    pipeline = unification_pipeline(loaded, plans, lambda table: [], previous_lookup=lambda plan: False)
+    kept = key_stats_config_of(loaded, duckdb)
+    pipeline = unification_pipeline(
+        loaded, plans, lambda table: [], previous_lookup=lambda plan: False, key_stats_config=kept
+    )
     assert pipeline.step_names() == printed
+    assert "browser_id_key_stats_counts" in printed
+    assert "browser_id_key_stats_counts" not in [s.name for s in build_pipelines(loaded)["unification"].steps]
     assert_trace_is_the_pipeline(pipeline, trace)
 
     # Every printed step ran, except the rounds of an id whose graph has no edge (email_id).
@@ -125,6 +133,10 @@ def test_the_runner_executes_the_steps_render_sql_prints_full_then_incremental(t
     unnamed = [sql for step, sql in sent if step is None]
     assert not [sql for sql in unnamed if re.match(r"\s*CREATE (TEMP )?TABLE\b.*\bAS\b", sql, re.S)]
     assert "enriched_site_aaa" in {name for name in trace}
+    # The kept counts and the statistics built from them are sent as printed, word for word.
+    printed_sql = {s.name: s.query for s in build_pipelines(loaded, dialect=duckdb)["unification"].steps}
+    for name in ("browser_id_key_stats_counts", "browser_id_source_key_stats", "browser_id_result_key_stats"):
+        assert any(printed_sql[name] in sql for step, sql in sent if step == name), name
 
     # The next run is incremental where it can be: the incremental inputs take the full ones' place.
     results, sent = run_and_record(loaded, wh, "run-2")
@@ -136,6 +148,7 @@ def test_the_runner_executes_the_steps_render_sql_prints_full_then_incremental(t
         plans,
         lambda table: [],
         incremental=lambda plan: plan.name in incremental,
+        key_stats_config=kept,
     )
     trace = named_trace(sent)
     assert_trace_is_the_pipeline(pipeline, trace)
@@ -156,8 +169,16 @@ def test_do_not_merge_and_kept_rounds_are_steps_of_the_list(tmp_path):
     results, sent = run_and_record(loaded, wh, "run-1")
     trace = named_trace(sent)
     plans = u.build_id_plans(loaded)
-    pipeline = unification_pipeline(loaded, plans, lambda table: [], previous_lookup=lambda plan: False)
-    assert pipeline.step_names() == [s.name for s in build_pipelines(loaded)["unification"].steps]
+    duckdb = DIALECTS["duckdb"]
+    pipeline = unification_pipeline(
+        loaded,
+        plans,
+        lambda table: [],
+        previous_lookup=lambda plan: False,
+        key_stats_config=key_stats_config_of(loaded, duckdb),
+    )
+    printed = build_pipelines(loaded, dialect=duckdb)["unification"].steps
+    assert pipeline.step_names() == [s.name for s in printed]
     assert_trace_is_the_pipeline(pipeline, trace)
     for step in ("browser_id_dnm_links", "browser_id_dnm_groups", "browser_id_dnm_conflicts", "browser_id_dnm_resolve"):
         assert trace.count(step) == 1

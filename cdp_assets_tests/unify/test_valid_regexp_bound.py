@@ -119,6 +119,8 @@ def test_key_values_and_master_attributes_bound_equal_the_rules_table_form(patte
             assert _rows(wh.fetch(m_bound.sql, list(m_bound.params))) == _rows(wh.fetch(m_rules.sql))
 
 
+# Each example opens an in-memory DuckDB: no deadline (a loaded machine took 0.58 s for one).
+@settings(deadline=None)
 @given(st.lists(st.text(max_size=12), min_size=1, max_size=3))
 def test_render_sqls_parameter_comment_is_one_line_of_sql_expressions_of_the_values(values):
     """What `render-sql` prints above a statement: one comment line whose expressions are the values."""
