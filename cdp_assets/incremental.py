@@ -1192,7 +1192,7 @@ def build_master(
             if n_touched == 0:
                 rows, mode = wh.row_count(target), "unchanged"
             elif wh.upsert_mode == "delete_insert":
-                # Most touched ids' rows come out as they were (5M nightly: 52,000 of 58,124): only
+                # Most touched ids' rows come out as they were (5M nightly: 51,996 of 58,124): only
                 # the others are deleted and inserted, so the commit writes (and DuckDB checkpoints)
                 # a tenth of the rows. The flag reads the published rows of the touched ids.
                 part = render(touched)
