@@ -1191,6 +1191,14 @@ def build_master(
             n_touched = wh.row_count(touched)
             if n_touched == 0:
                 rows, mode = wh.row_count(target), "unchanged"
+            elif wh.upsert_mode == "delete_insert":
+                # Most touched ids' rows come out as they were (5M nightly: 51,996 of 58,124): only
+                # the others are deleted and inserted, so the commit writes (and DuckDB checkpoints)
+                # a tenth of the rows. The flag reads the published rows of the touched ids.
+                part = render(touched)
+                changes = scratch.make(inc.with_same_flag_sql(part.sql, target, touched, id_name, columns), part.params)
+                statements = inc.replace_changed_rows_statements(target, changes, touched, id_name, columns)
+                rows, mode = wh.apply_changes(target, statements), "incremental"
             else:
                 part = render(touched)
                 changes = scratch.make(part.sql, part.params)

@@ -299,6 +299,40 @@ def upsert_statements(
     raise ValueError(f"unknown upsert mode {mode!r}; use one of {UPSERT_MODES}")
 
 
+SAME_FLAG = "_cdp_same"  # a recomputed row the published table holds already, as its key's one row
+
+
+def with_same_flag_sql(select_sql: str, target: TableRef, keys: TableRef, key: str, columns: list[str]) -> str:
+    """``select_sql``'s rows (one per ``key`` value, each in ``keys``) with ``SAME_FLAG``: whether
+    ``target`` holds exactly that row, and no other, for its key (columns compared with NULLs
+    equal; lists and all). Reads only ``target``'s rows of ``keys``."""
+    rest = [c for c in columns if c != key]
+    row = lambda alias: f"ROW({', '.join(f'{alias}.{quote(c)}' for c in rest)})"  # noqa: E731
+    k = quote(key)
+    return (
+        f"SELECT n.*, COALESCE(o._cdp_rows = 1 AND o._cdp_row IS NOT DISTINCT FROM {row('n')}, FALSE) "
+        f"AS {SAME_FLAG}\nFROM ({select_sql}) AS n\nLEFT JOIN (SELECT t.{k}, COUNT(*) AS _cdp_rows, "
+        f"FIRST({row('t')}) AS _cdp_row FROM {target.sql} AS t "
+        f"WHERE EXISTS (SELECT 1 FROM {keys.sql} AS c WHERE c.{k} = t.{k}) GROUP BY t.{k}) AS o ON o.{k} = n.{k}"
+    )
+
+
+def replace_changed_rows_statements(
+    target: TableRef, changes: TableRef, keys: TableRef, key: str, columns: list[str]
+) -> list[str]:
+    """``delete_insert`` of the rows of ``keys`` whose recomputed row (``changes``, flagged by
+    ``with_same_flag_sql``) differs from the published one, or that have none (gone): a
+    recomputed row equal to the published one is neither deleted nor inserted again. The table
+    ends as replacing every key's rows would leave it, with fewer rows written."""
+    cols = ", ".join(quote(c) for c in columns)
+    k = quote(key)
+    return [
+        f"DELETE FROM {target.sql} AS t WHERE EXISTS (SELECT 1 FROM {keys.sql} AS c WHERE c.{k} = t.{k}) "
+        f"AND NOT EXISTS (SELECT 1 FROM {changes.sql} AS n WHERE n.{k} = t.{k} AND n.{SAME_FLAG})",
+        f"INSERT INTO {target.sql} ({cols}) SELECT {cols} FROM {changes.sql} WHERE NOT {SAME_FLAG}",
+    ]
+
+
 # ---------------------------------------------------------------------------- change logs
 # A table whose consumers run in other steps (the lookup, the enriched tables) keeps, beside
 # its state, ``<table>_cdp_changes``: what each of its last builds changed, tagged with the

@@ -90,6 +90,23 @@ def _candidates_sql(
     return "\nUNION ALL\n".join(parts)
 
 
+# Best first: lowest priority number, then newest (order: last) or oldest (order: first) by
+# order_by, then value for a deterministic tie-break on every engine. Numbers compare as numbers
+# (ord_num) before any text comparison (ord). ``_SORT_KEY``: the same order as one binary key
+# (DuckDB's CREATE_SORT_KEY, each part with its direction and NULL placement as in the ORDER BY;
+# ``priority`` and ``value`` are never NULL), for the aggregates of ``picks_by_aggregate``.
+_RANK_KEYS = (
+    ("priority", ""),
+    ("CASE WHEN newest_first = 1 THEN ord_num END", "DESC NULLS LAST"),
+    ("CASE WHEN newest_first = 1 THEN ord END", "DESC NULLS LAST"),
+    ("CASE WHEN newest_first = 0 THEN ord_num END", "ASC NULLS LAST"),
+    ("CASE WHEN newest_first = 0 THEN ord END", "ASC NULLS LAST"),
+    ("value", ""),
+)
+_RANKING = "ORDER BY " + ", ".join(f"{expr} {order}".strip() for expr, order in _RANK_KEYS)
+_SORT_KEY = "CREATE_SORT_KEY(" + ", ".join(f"{expr}, '{order or 'ASC NULLS LAST'}'" for expr, order in _RANK_KEYS) + ")"
+
+
 def master_table_sql(
     master: MasterTable,
     unify: UnifyConfig,
@@ -100,14 +117,25 @@ def master_table_sql(
     id_tables: dict[str, list[str]] | None = None,
     only_ids: TableRef | None = None,
     dialect: Dialect = DIALECTS["duckdb"],
+    picks_by_aggregate: bool = False,
 ) -> str:
     """SELECT for a master table: distinct ids from the lookup, one column per attribute.
     ``id_tables``: for an attribute taken from another id, the enriched tables holding both ids.
     ``only_ids``: a table of ids (one column named as the id): these ids' rows only (an incremental
     run), each enriched table's rows of them read once (``dialect.cte``) for every attribute.
-    Each valid_regexp is read from the rules table (``master_table_query``: bound instead)."""
+    Each valid_regexp is read from the rules table (``master_table_query``: bound instead).
+    ``picks_by_aggregate``: each id's best values by aggregates (``master_table_query``)."""
     return master_table_query(
-        master, unify, lookup, enriched, rules, default_order, id_tables, only_ids, dialect=dialect
+        master,
+        unify,
+        lookup,
+        enriched,
+        rules,
+        default_order,
+        id_tables,
+        only_ids,
+        dialect=dialect,
+        picks_by_aggregate=picks_by_aggregate,
     ).sql
 
 
@@ -122,10 +150,13 @@ def master_table_query(
     only_ids: TableRef | None = None,
     binds_regexps: bool = False,
     dialect: Dialect = DIALECTS["duckdb"],
+    picks_by_aggregate: bool = False,
 ) -> Query:
     """``master_table_sql``; with ``binds_regexps`` (the dialect's ``binds_regexp_parameters``)
     each attribute's valid_regexp is a parameter of the statement, compiled once by DuckDB, instead
-    of the rules table's column, compiled per candidate value. Invalid texts stay rules (equality)."""
+    of the rules table's column, compiled per candidate value. Invalid texts stay rules (equality).
+    With ``picks_by_aggregate`` (the dialect's ``picks_by_aggregate``) each id's best value is an
+    aggregate ordered as the ``ROW_NUMBER()`` ranking (``_SORT_KEY``) instead of that window."""
     cid = master.id_name
     picked = "" if only_ids is None else f"{quote(cid)} IN (SELECT o.{quote(cid)} FROM {only_ids.sql} AS o)"
     # The ids are picked where the enriched rows are read, before the rules check their values:
@@ -145,15 +176,7 @@ def master_table_query(
     matches = valid_regexp_matches("c.value", "r.value", "r.re2_lacks")
     for i, attr in enumerate(master.attributes):
         cand = _candidates_sql(attr, cid, read, default_order, id_tables)
-        # Best first: lowest priority number, then newest (order: last) or oldest (order: first)
-        # by order_by, then value for a deterministic tie-break on every engine.
-        # Numbers compare as numbers (ord_num) before any text comparison (ord).
-        ranking = (
-            "ORDER BY priority, CASE WHEN newest_first = 1 THEN ord_num END DESC NULLS LAST, "
-            "CASE WHEN newest_first = 1 THEN ord END DESC NULLS LAST, "
-            "CASE WHEN newest_first = 0 THEN ord_num END ASC NULLS LAST, "
-            "CASE WHEN newest_first = 0 THEN ord END ASC NULLS LAST, value"
-        )
+        ranking = _RANKING  # best first
         rules_here = f"{rules.sql} AS r WHERE r.position = {i}"  # the rules of this attribute
         if binds_regexps and attr.valid_regexp is not None:
             params.append(pattern_for(attr.valid_regexp))
@@ -171,24 +194,39 @@ def master_table_query(
             if attr.array_elements
             else f"a{i}_valid"
         )
-        ctes.append(
-            f"""a{i}_valid AS (
+        valid_cte = f"""a{i}_valid AS (
   SELECT c.* FROM ({cand}) AS c
   WHERE TRIM(c.value) <> ''
     AND NOT EXISTS (SELECT 1 FROM {rules_here} AND r.kind = 'invalid_text' AND r.value = c.value){valid}
-),
+)"""
+        if picks_by_aggregate and attr.array_elements:
+            # Each value once, at its best place (its best row's key: the key ends with the value,
+            # so no two values tie), then the first ``array_elements`` values by that key, in order.
+            ctes.append(
+                f"{valid_cte},\n"
+                f"a{i}_best AS (SELECT cid, value, MIN({_SORT_KEY}) AS k FROM a{i}_valid GROUP BY cid, value)"
+            )
+            ctes.append(
+                f"a{i} AS (SELECT cid, ARG_MIN(value, k, {attr.array_elements}) AS v FROM a{i}_best GROUP BY cid)"
+            )
+        elif picks_by_aggregate:
+            ctes.append(valid_cte)
+            ctes.append(f"a{i} AS (SELECT cid, FIRST(value {ranking}) AS v FROM a{i}_valid GROUP BY cid)")
+        else:
+            ctes.append(
+                f"""{valid_cte},
 a{i}_ranked AS (
   SELECT cid, value, ROW_NUMBER() OVER (PARTITION BY cid {ranking}) AS rn
   FROM {distinct}
 )"""
-        )
-        if attr.array_elements:
-            ctes.append(
-                f"a{i} AS (SELECT cid, LIST(value ORDER BY rn) AS v FROM a{i}_ranked "
-                f"WHERE rn <= {attr.array_elements} GROUP BY cid)"
             )
-        else:
-            ctes.append(f"a{i} AS (SELECT cid, value AS v FROM a{i}_ranked WHERE rn = 1)")
+            if attr.array_elements:
+                ctes.append(
+                    f"a{i} AS (SELECT cid, LIST(value ORDER BY rn) AS v FROM a{i}_ranked "
+                    f"WHERE rn <= {attr.array_elements} GROUP BY cid)"
+                )
+            else:
+                ctes.append(f"a{i} AS (SELECT cid, value AS v FROM a{i}_ranked WHERE rn = 1)")
         joins.append(f"LEFT JOIN a{i} ON a{i}.cid = ids.cid")
         selects.append(f"a{i}.v AS {quote(attr.name)}")
     picked_rows = [

@@ -86,6 +86,8 @@ class IdPlan:
     # the engine is no config.
     valid_regexps: tuple[str | None, ...] = field(default=(), repr=False)
     binds_regexps: bool = field(default=False, repr=False)
+    # Whether its master tables pick each id's values by aggregates (``Dialect.picks_by_aggregate``).
+    picks_by_aggregate: bool = field(default=False, repr=False)
 
     @property
     def nodes(self) -> TableRef:
@@ -149,7 +151,10 @@ def for_dialect(plan: IdPlan, dialect: Dialect | None) -> IdPlan:
     every dialect runs). A plan without its keys' valid_regexps (one built by hand, not by
     ``build_id_plans``) keeps reading them from the keys table: it has nothing to bind."""
     binds = dialect is not None and dialect.binds_regexp_parameters and len(plan.valid_regexps) == len(plan.keys)
-    return plan if plan.binds_regexps == binds else replace(plan, binds_regexps=binds)
+    picks = dialect is not None and dialect.picks_by_aggregate
+    if (plan.binds_regexps, plan.picks_by_aggregate) == (binds, picks):
+        return plan
+    return replace(plan, binds_regexps=binds, picks_by_aggregate=picks)
 
 
 def build_id_plans(loaded: LoadedConfig, catalog: str | None = None, dialect: Dialect | None = None) -> list[IdPlan]:

@@ -504,7 +504,8 @@ def master_inputs(
 def master_step(unify: UnifyConfig, plans: list[u.IdPlan], master: MasterTable) -> Step:
     """One master table (its attribute rules are loaded as data first). The runner builds it
     incrementally when it can (cdp_assets/incremental.py); this is the full build. Its
-    valid_regexps are bound as the id's plan says (``u.for_dialect``)."""
+    valid_regexps are bound, and its values picked by aggregates, as the id's plan says
+    (``u.for_dialect``)."""
     plan = next(p for p in plans if p.name == master.id_name)
     seen_at = {t.alias: t.seen_at for p in plans for t in p.tables}
     enriched, id_tables = master_inputs(unify, plans, master)
@@ -514,7 +515,15 @@ def master_step(unify: UnifyConfig, plans: list[u.IdPlan], master: MasterTable) 
         master.name,
         PUBLISH,
         lambda t: master_table_query(
-            master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables, binds_regexps=plan.binds_regexps
+            master,
+            unify,
+            plan.ref("lookup"),
+            enriched,
+            rules,
+            seen_at,
+            id_tables,
+            binds_regexps=plan.binds_regexps,
+            picks_by_aggregate=plan.picks_by_aggregate,
         ),
         target,
     )

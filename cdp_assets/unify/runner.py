@@ -634,6 +634,7 @@ def build_master(
             only_ids,
             binds_regexps=binds,
             dialect=wh.dialect,
+            picks_by_aggregate=wh.dialect.picks_by_aggregate,
         )
 
     with wh.session():

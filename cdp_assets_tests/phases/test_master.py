@@ -1,4 +1,6 @@
-"""master_table_sql on real DuckDB: small enriched tables, a lookup, rules loaded as data."""
+"""master_table_sql on real DuckDB: small enriched tables, a lookup, rules loaded as data. Each
+test that builds a master runs twice: each id's values ranked by a window (every engine) and
+picked by ordered aggregates (``picks_by_aggregate``: DuckDB's runs)."""
 
 from __future__ import annotations
 
@@ -50,11 +52,19 @@ def enriched_frame(rows: list[tuple]) -> pd.DataFrame:
     return df
 
 
-@pytest.fixture
-def wh(tmp_path: Path):
+# Whether the masters these tests build pick values by aggregates (the ``wh`` fixture's form).
+PICKS = {"by_aggregate": False}
+
+
+@pytest.fixture(params=[False, True], ids=["window", "aggregate"])
+def wh(tmp_path: Path, request):
+    PICKS["by_aggregate"] = request.param
     w = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"))
-    with w.session():
-        yield w
+    try:
+        with w.session():
+            yield w
+    finally:
+        PICKS["by_aggregate"] = False
 
 
 def build_master(
@@ -74,7 +84,9 @@ def build_master(
     )
     wh.write_dataframe(LOOKUP, lookup.astype("string"))
     wh.write_dataframe(RULES, master_rules_frame(master))
-    sql = master_table_sql(master, unify, LOOKUP, ENRICHED, RULES, DEFAULT_ORDER)
+    sql = master_table_sql(
+        master, unify, LOOKUP, ENRICHED, RULES, DEFAULT_ORDER, picks_by_aggregate=PICKS["by_aggregate"]
+    )
     out = TableRef(SCHEMA, master.name)
     wh.build_table(out, sql)
     df = wh.fetch(f"SELECT * FROM {out.sql} ORDER BY unified_id")
@@ -305,7 +317,10 @@ def test_a_numeric_order_by_compares_as_numbers_not_text(wh):
     wh.write_dataframe(LOOKUP, pd.DataFrame({"unified_id": ["U1"], "id": ["v0"]}).astype("string"))
     wh.write_dataframe(RULES, master_rules_frame(master))
     out = TableRef(SCHEMA, master.name)
-    wh.build_table(out, master_table_sql(master, unify, LOOKUP, ENRICHED, RULES, DEFAULT_ORDER))
+    sql = master_table_sql(
+        master, unify, LOOKUP, ENRICHED, RULES, DEFAULT_ORDER, picks_by_aggregate=PICKS["by_aggregate"]
+    )
+    wh.build_table(out, sql)
     df = wh.fetch(f"SELECT * FROM {out.sql}").set_index("unified_id")
     assert val(df, "U1", "latest") == "ten"
     assert val(df, "U1", "oldest") == "eleven"
@@ -326,7 +341,9 @@ def test_an_incremental_build_reads_each_enriched_table_once_for_its_ids(wh):
     full = build_master(wh, attributes, crm, pos)
     ids = TableRef(SCHEMA, "only_ids")
     wh.write_dataframe(ids, pd.DataFrame({"unified_id": ["U1", "U3", "U9"]}).astype("string"))
-    sql = master_table_sql(master, unify, LOOKUP, ENRICHED, RULES, DEFAULT_ORDER, only_ids=ids)
+    sql = master_table_sql(
+        master, unify, LOOKUP, ENRICHED, RULES, DEFAULT_ORDER, only_ids=ids, picks_by_aggregate=PICKS["by_aggregate"]
+    )
     for ref in ENRICHED.values():
         assert sql.count(ref.sql) == 1, ref.sql
     assert sql.count("AS MATERIALIZED") == 2
@@ -378,7 +395,8 @@ def _cell(frame: pd.DataFrame, uid: str, column: str, array: bool):
 @given(crm=_ROWS, pos=_ROWS, email_crm=_SOURCE, email_pos=_SOURCE, tiers=st.integers(1, 3))
 def test_the_master_equals_an_oracle_of_its_ranking(crm, pos, email_crm, email_pos, tiers):
     """Scalar and array attributes over two tables, any priorities and orders, ties, repeats and
-    blank values, full and for some ids only: equal to ranking the rows in Python."""
+    blank values, full and for some ids only, ranked by a window and picked by aggregates: equal
+    to ranking the rows in Python."""
     attributes = [
         {
             "name": "email",
@@ -402,12 +420,34 @@ def test_the_master_equals_an_oracle_of_its_ranking(crm, pos, email_crm, email_p
         wh = DuckDBWarehouse(path=str(Path(tmp) / "wh.duckdb"))
         with wh.session():
             rows = {t: [(u, e, tier, at, None) for u, e, tier, at in r] for t, r in tables.items()}
-            got = build_master(wh, attributes, rows["crm"], rows["pos"])
             unify = make_unify(attributes)
             ids = TableRef(SCHEMA, "only_ids")
+            got = build_master(wh, attributes, rows["crm"], rows["pos"])  # the tables, and the window's full build
             wh.write_dataframe(ids, pd.DataFrame({"unified_id": ["U2", "U3"]}).astype("string"))
-            sql = master_table_sql(unify.master_tables[0], unify, LOOKUP, ENRICHED, RULES, DEFAULT_ORDER, only_ids=ids)
-            some = wh.fetch(f"SELECT * FROM ({sql}) AS m ORDER BY unified_id").set_index("unified_id")
+            built = []
+            for by_aggregate in (False, True):
+                master = unify.master_tables[0]
+                full, some = (
+                    master_table_sql(
+                        master,
+                        unify,
+                        LOOKUP,
+                        ENRICHED,
+                        RULES,
+                        DEFAULT_ORDER,
+                        only_ids=only,
+                        picks_by_aggregate=by_aggregate,
+                    )
+                    for only in (None, ids)
+                )
+                if by_aggregate:
+                    got = wh.fetch(f"SELECT * FROM ({full}) AS m ORDER BY unified_id").set_index("unified_id")
+                built.append((got, wh.fetch(f"SELECT * FROM ({some}) AS m ORDER BY unified_id")))
+    for got, some in built:
+        _check_against_the_oracle(got, some.set_index("unified_id"), tables, sources, tiers)
+
+
+def _check_against_the_oracle(got, some, tables, sources, tiers):
     for column, field, n in (("email", 1, None), ("tiers", 2, tiers)):
         for uid in ("U1", "U2", "U3"):
             candidates = [
