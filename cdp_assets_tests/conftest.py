@@ -63,7 +63,8 @@ LONGEST_FIRST = (
     "engines/test_cross_engine_pipeline.py::",  # 119 s
     "unify/test_engine_semantics.py::",  # 69 s
     "engines/test_incremental_engines.py::test_on_local_spark_kept_measures_equal_a_full_measurement",  # 49 s
-    "test_validate.py::test_on_local_spark_explain_goes_to_spark",  # 48 s
+    # 48 s then, with a JVM start of its own; since 2026-12-05 on the shared session
+    "test_validate.py::test_on_local_spark_explain_goes_to_spark",
     "engines/test_incremental_engines.py::test_on_local_spark_incremental_runs_equal_a_full_refresh",  # 18 s
 )
 WEIGHT_OF_MARKER = {"spark": 10, "kills": 10, "browser": 5, "slow": 5, "pipeline": 3, "postgres": 3}
@@ -236,7 +237,8 @@ def local_spark_warehouse(folder: str | Path):
 _WORKER_SPARK_DIR: str | None = None
 
 
-def _worker_spark_dir() -> str:
+def worker_spark_dir() -> str:
+    """The warehouse dir of the process's shared Spark session (``shared_spark_session``)."""
     global _WORKER_SPARK_DIR
     if _WORKER_SPARK_DIR is None:
         _WORKER_SPARK_DIR = tempfile.mkdtemp(prefix="cdp-spark-worker-")
@@ -248,11 +250,11 @@ def shared_spark_session() -> Iterator[None]:
     """The process's Spark session for a module's or a test's Spark work: started once per test
     process with the process's warehouse dir (the engines' own ``local_spark_dir`` is then
     ignored: one session per JVM), and emptied, not stopped, when the work is done. A test that
-    inspects its own warehouse dir stops the session first and starts its own
-    (``test_validate.py``)."""
+    inspects the files of its tables reads them under ``worker_spark_dir()``, which holds only
+    its own while it has the session (``test_validate.py``)."""
     from cdp_assets.engines.spark import get_spark_session, reset_spark_session
 
-    get_spark_session(_worker_spark_dir())
+    get_spark_session(worker_spark_dir())
     reset_spark_session()  # whatever a test left that did not come through here
     try:
         yield
