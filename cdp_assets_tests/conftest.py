@@ -53,7 +53,9 @@ MARKER_OF_FIXTURE = {
 # a module's group. (The day's first measure, load 10 to 12, before the shared session and the code
 # cache: 1,485 s, 1,446 s, 899 s, 533 s, 377 s, 328 s, 229 s, 162 s, 159 s, in the order then.)
 LONGEST_FIRST = (
-    "engines/test_cross_engine_td_examples.py::",  # 582 s: three whole pipelines on Spark
+    # 582 s then: three whole pipelines on Spark; since 2026-12-05 their unification only (22% fewer
+    # Spark statements), still the longest unit
+    "engines/test_cross_engine_td_examples.py::",
     "engines/test_incremental_engines.py::test_on_local_spark_incremental_enriched_and_master_tables",  # 402 s
     "engines/test_spark_unification.py::",  # 267 s
     "engines/test_incremental_engines.py::test_on_local_spark_a_deduped_staged_table",  # 261 s
@@ -61,7 +63,8 @@ LONGEST_FIRST = (
     "engines/test_cross_engine_pipeline.py::",  # 119 s
     "unify/test_engine_semantics.py::",  # 69 s
     "engines/test_incremental_engines.py::test_on_local_spark_kept_measures_equal_a_full_measurement",  # 49 s
-    "test_validate.py::test_on_local_spark_explain_goes_to_spark",  # 48 s
+    # 48 s then, with a JVM start of its own; since 2026-12-05 on the shared session
+    "test_validate.py::test_on_local_spark_explain_goes_to_spark",
     "engines/test_incremental_engines.py::test_on_local_spark_incremental_runs_equal_a_full_refresh",  # 18 s
 )
 WEIGHT_OF_MARKER = {"spark": 10, "kills": 10, "browser": 5, "slow": 5, "pipeline": 3, "postgres": 3}
@@ -234,7 +237,8 @@ def local_spark_warehouse(folder: str | Path):
 _WORKER_SPARK_DIR: str | None = None
 
 
-def _worker_spark_dir() -> str:
+def worker_spark_dir() -> str:
+    """The warehouse dir of the process's shared Spark session (``shared_spark_session``)."""
     global _WORKER_SPARK_DIR
     if _WORKER_SPARK_DIR is None:
         _WORKER_SPARK_DIR = tempfile.mkdtemp(prefix="cdp-spark-worker-")
@@ -246,11 +250,11 @@ def shared_spark_session() -> Iterator[None]:
     """The process's Spark session for a module's or a test's Spark work: started once per test
     process with the process's warehouse dir (the engines' own ``local_spark_dir`` is then
     ignored: one session per JVM), and emptied, not stopped, when the work is done. A test that
-    inspects its own warehouse dir stops the session first and starts its own
-    (``test_validate.py``)."""
+    inspects the files of its tables reads them under ``worker_spark_dir()``, which holds only
+    its own while it has the session (``test_validate.py``)."""
     from cdp_assets.engines.spark import get_spark_session, reset_spark_session
 
-    get_spark_session(_worker_spark_dir())
+    get_spark_session(worker_spark_dir())
     reset_spark_session()  # whatever a test left that did not come through here
     try:
         yield

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -342,9 +343,13 @@ def test_on_local_spark_explain_goes_to_spark_and_nothing_is_written(tmp_path, m
     import cdp_assets.render as render
     from cdp_assets.definitions import PIPELINE_JOB, build_definitions
     from cdp_assets.engines.databricks import DatabricksWarehouse
-    from cdp_assets.engines.spark import stop_spark_session
+    from cdp_assets_tests.conftest import shared_spark_session, worker_spark_dir
 
-    spark_dir = tmp_path / "spark"
+    # The process's shared Spark session (conftest), on its own warehouse dir, emptied when the
+    # session is handed over: every file under it is this test's. (Before, the test stopped the
+    # shared session and started one on a dir of its own: two JVM starts, and a cold JVM for the
+    # next Spark test of the process.)
+    spark_dir = Path(worker_spark_dir())
     config = write_project(
         tmp_path,
         records=40,
@@ -356,10 +361,7 @@ def test_on_local_spark_explain_goes_to_spark_and_nothing_is_written(tmp_path, m
         ),
     )
     loaded = load_config(config)
-    # This test reads its own warehouse dir: not the process's shared session (conftest), whose
-    # dir is the process's; a session of its own, started on this test's dir.
-    stop_spark_session()
-    try:
+    with shared_spark_session():
         defs = build_definitions(loaded)
         job = defs.resolve_job_def(PIPELINE_JOB)
         selection = AssetSelection.groups("ingestion", "hist_union").resolve(defs.resolve_asset_graph())
@@ -404,5 +406,3 @@ def test_on_local_spark_explain_goes_to_spark_and_nothing_is_written(tmp_path, m
         assert [p.field for p in broken.problems] == ["SQL staging/01_shop_customers_stg"]
         assert "the databricks engine cannot plan this statement (EXPLAIN)" in broken.problems[0].message
         assert "loyalty_tier" in broken.problems[0].message
-    finally:
-        stop_spark_session()
