@@ -842,7 +842,15 @@ def publish_lookup(
                     rows = wh.build_table(lookup, copy_sql(new))
                 elif keeps_measures and affected is not None:
                     rows, measures = _apply_lookup_keeping_measures(
-                        wh, lookup, new, affected[0], cid, seq, int(previous["rows_through"].iloc[0]), described
+                        wh,
+                        lookup,
+                        new,
+                        affected[0],
+                        changes,
+                        cid,
+                        seq,
+                        int(previous["rows_through"].iloc[0]),
+                        described,
                     )
                 else:
                     columns = [cid, *LOOKUP_COLUMNS]
@@ -858,22 +866,24 @@ def _apply_lookup_keeping_measures(
     lookup: TableRef,
     new: TableRef,
     affected: TableRef,
+    changes: TableRef,
     cid: str,
     seq: int,
     rows_before: int,
     described: _Described,
 ) -> tuple[int, pd.Series]:
     """Replace the ``affected`` key values' rows with ``new`` and, in the same transaction, the
-    lookup's kept measures with those after this build ``seq``: counted from the change when the
-    kept ones are the previous build's (their ``seq`` is the state's), else over the whole
-    lookup once (after a full build, or a build killed before its state was written)."""
+    lookup's kept measures with those after this build ``seq``: counted from the change (its log
+    ``changes``) when the kept ones are the previous build's (their ``seq`` is the state's), else
+    over the whole lookup once (after a full build, or a build killed before its state was
+    written)."""
     kept, kept_ref = described.measured, inc.measures_ref(lookup)
     previous_seq = (_seqs(described.states[lookup]) or (0, 0))[0]
     measured_seq = None if kept is None or pd.isna(kept["_cdp_measured_seq"]) else int(kept["_cdp_measured_seq"])
     current = measured_seq == previous_seq
     counted = None
     if current:
-        change = wh.fetch(chk.lookup_change_measures_sql(lookup, new, affected, cid, wh.dialect)).iloc[0]
+        change = wh.fetch(chk.lookup_change_measures_sql(lookup, new, changes, cid, wh.dialect)).iloc[0]
         counted = (
             int(kept["_cdp_ids_with_many"]) - int(change["before"]) + int(change["after"]),
             int(kept["_cdp_canonical_ids"]) - int(change["ids_before"]) + int(change["ids_after"]),

@@ -23,40 +23,45 @@ def _ids_with_many_of(rows_sql: str, cid: str) -> str:
 
 
 def lookup_change_measures_sql(
-    lookup: TableRef, new_rows: TableRef, affected: TableRef, cid: str, dialect: Dialect
+    lookup: TableRef, new_rows: TableRef, changes: TableRef, cid: str, dialect: Dialect
 ) -> str:
-    """What replacing the ``affected`` key values' rows (``id_key_type``, ``id``) of the lookup with
-    ``new_rows`` changes in its check measures, measured before the replacement:
+    """What replacing some key values' rows (``id_key_type``, ``id``) of the lookup with
+    ``new_rows`` changes in its check measures, measured before the replacement from the change's
+    log ``changes`` (``inc.lookup_changes_sql`` of the same rows: ``id_key_type``, ``id``, ``cid``,
+    each key value whose id changed, once with its old id and once with its new one):
 
-    - its ids with more than one canonical id among those key values, in the lookup as it is
+    - its ids with more than one canonical id among the logged key values, in the lookup as it is
       (``before``) and in ``new_rows`` (``after``): a key value's rows are all replaced or all
       kept, so the count after is the count before, minus ``before``, plus ``after``;
-    - its distinct canonical ids among those the change can make appear or vanish (the ids of the
-      replaced rows and of the new ones): held now (``ids_before``) and after (``ids_after``: by a
-      row the change keeps, or by a new row). Any other id keeps all its rows.
+    - its distinct canonical ids among the logged ones, the only ids the change can make appear or
+      vanish: held now (``ids_before``) and after (``ids_after``: by a row the change keeps, or by
+      a new row).
 
-    The lookup is read twice (its rows of the affected key values, its rows of the candidate ids),
-    each once where the dialect computes a CTE once (``Dialect.cte``)."""
+    A replaced key value that the log leaves out has the same id before and after (one id at
+    most: two would pair apart in the log's comparison): it counts in neither ``before`` nor
+    ``after``, and its id is held before and after, in both counts or neither. So the log (a few
+    rows a night) stands for the replaced values (every value whose statistics changed, 100K a
+    night at 5M): the lookup is read twice with its few rows to match, not with every replaced
+    value and their tens of thousands of ids (5M sample, DuckDB: 0.32 s of CPU against 0.90 s).
+    Each read once where the dialect computes a CTE once (``Dialect.cte``)."""
     c = quote(cid)
-    is_affected = "EXISTS (SELECT 1 FROM {a} AS a WHERE a.id_key_type = {t}.id_key_type AND a.id = {t}.id)"
-    old_rows = f"SELECT l.* FROM {lookup.sql} AS l WHERE {is_affected.format(a=affected.sql, t='l')}"
-    candidates = (
-        f"SELECT o.{c} FROM old_rows AS o WHERE o.{c} IS NOT NULL "
-        f"UNION SELECT n.{c} FROM {new_rows.sql} AS n WHERE n.{c} IS NOT NULL"
-    )
+    is_logged = f"EXISTS (SELECT 1 FROM {changes.sql} AS g WHERE g.id_key_type = {{t}}.id_key_type AND g.id = {{t}}.id)"
+    old_rows = f"SELECT l.* FROM {lookup.sql} AS l WHERE {is_logged.format(t='l')}"
+    candidates = f"SELECT DISTINCT g.cid AS {c} FROM {changes.sql} AS g WHERE g.cid IS NOT NULL"
     held = (
         f"SELECT l.{c}, l.id_key_type, l.id FROM {lookup.sql} AS l WHERE l.{c} IN (SELECT k.{c} FROM candidates AS k)"
     )
     ctes = ",\n".join(
         [dialect.cte("old_rows", old_rows), dialect.cte("candidates", candidates), dialect.cte("held", held)]
     )
-    kept = f"SELECT h.{c} FROM held AS h WHERE NOT {is_affected.format(a=affected.sql, t='h')}"
+    logged_new = f"(SELECT n.* FROM {new_rows.sql} AS n WHERE {is_logged.format(t='n')})"
+    kept = f"SELECT h.{c} FROM held AS h WHERE NOT {is_logged.format(t='h')}"
+    new_ids = f"SELECT n.{c} FROM {new_rows.sql} AS n WHERE n.{c} IN (SELECT k.{c} FROM candidates AS k)"
     return (
         f"WITH {ctes}\n"
-        f"SELECT ({_ids_with_many_of('old_rows', cid)}) AS before, ({_ids_with_many_of(new_rows.sql, cid)}) AS after, "
+        f"SELECT ({_ids_with_many_of('old_rows', cid)}) AS before, ({_ids_with_many_of(logged_new, cid)}) AS after, "
         f"(SELECT COUNT(DISTINCT h.{c}) FROM held AS h) AS ids_before, "
-        f"(SELECT COUNT(*) FROM ({kept} UNION SELECT n.{c} FROM {new_rows.sql} AS n WHERE n.{c} IS NOT NULL) AS k) "
-        "AS ids_after"
+        f"(SELECT COUNT(*) FROM ({kept} UNION {new_ids}) AS k) AS ids_after"
     )
 
 

@@ -88,6 +88,11 @@ class IdPlan:
     binds_regexps: bool = field(default=False, repr=False)
     # Whether its master tables pick each id's values by aggregates (``Dialect.picks_by_aggregate``).
     picks_by_aggregate: bool = field(default=False, repr=False)
+    # The dialect's ``skips_row_groups``: an incremental run's filters "after the watermark" are
+    # written as UNION ALL branches of plain range and NULL tests (``_uncovered_branches``), which
+    # the engine answers from the row groups after the watermark alone. Left out of the repr, as
+    # the engine is no config.
+    skips_row_groups: bool = field(default=False, repr=False)
 
     @property
     def nodes(self) -> TableRef:
@@ -147,14 +152,16 @@ def seen_at_column(pipeline: PipelineConfig, table: UnifyTable) -> str | None:
 
 
 def for_dialect(plan: IdPlan, dialect: Dialect | None) -> IdPlan:
-    """``plan`` as its statements are built for ``dialect`` (None: the rules-table form, which
-    every dialect runs). A plan without its keys' valid_regexps (one built by hand, not by
-    ``build_id_plans``) keeps reading them from the keys table: it has nothing to bind."""
+    """``plan`` as its statements are built for ``dialect`` (None: the rules-table form, the
+    master's window picks and the single-read watermark filters, which every dialect runs). A plan without its keys'
+    valid_regexps (one built by hand, not by ``build_id_plans``) keeps reading them from the keys
+    table: it has nothing to bind."""
     binds = dialect is not None and dialect.binds_regexp_parameters and len(plan.valid_regexps) == len(plan.keys)
     picks = dialect is not None and dialect.picks_by_aggregate
-    if (plan.binds_regexps, plan.picks_by_aggregate) == (binds, picks):
+    skips = dialect is not None and dialect.skips_row_groups
+    if (plan.binds_regexps, plan.picks_by_aggregate, plan.skips_row_groups) == (binds, picks, skips):
         return plan
-    return replace(plan, binds_regexps=binds, picks_by_aggregate=picks)
+    return replace(plan, binds_regexps=binds, picks_by_aggregate=picks, skips_row_groups=skips)
 
 
 def build_id_plans(loaded: LoadedConfig, catalog: str | None = None, dialect: Dialect | None = None) -> list[IdPlan]:
@@ -347,9 +354,31 @@ def _covered(table_id: int, since: TableRef, at: str, rest: str) -> str:
     it as text. A table has one watermark: it is read by uncorrelated scalar subqueries, computed
     once per statement, not joined with every row (DuckDB, 1M sample's 3.6M key values: 0.09 s
     against 0.5-0.7 s for a correlated EXISTS)."""
-    mark = f"(SELECT MAX({time_expr('w.watermark')}) FROM {since.sql} AS w WHERE w.table_id = {int(table_id)})"
+    mark = _mark_of(table_id, since)
     mark_rest = f"(SELECT MAX(w.watermark_rest) FROM {since.sql} AS w WHERE w.table_id = {int(table_id)})"
     return f"COALESCE({mark} > {at} OR ({mark} = {at} AND {mark_rest} >= {rest}), FALSE)"
+
+
+def _mark_of(table_id: int, since: TableRef) -> str:
+    """The table's watermark in ``since`` as ``time_expr`` reads it, once per statement (an
+    uncorrelated scalar subquery); NULL when it has none."""
+    return f"(SELECT MAX({time_expr('w.watermark')}) FROM {since.sql} AS w WHERE w.table_id = {int(table_id)})"
+
+
+def _uncovered_branches(position: str, lower: str, mark: str, covered: str) -> list[str]:
+    """``NOT covered`` (a row that the watermark ``mark`` does not cover, ``_covered``) as three
+    disjoint conditions, each with a plain test of ``position`` (the row's position, or a column
+    that orders as it does) among its ANDed terms, which an engine that ``skips_row_groups``
+    answers from the row groups it can hold in: at or after ``lower`` (the smallest position the
+    watermark does not cover: NULL when the table has none); without a position; any position
+    while the table has no watermark. Together they are the one filter ``(position >= lower OR
+    position IS NULL OR mark IS NULL) AND NOT covered``, whose first term ``NOT covered``
+    implies (a row before its watermark is covered), split so that no OR hides the range."""
+    return [
+        f"{position} >= {lower} AND NOT {covered}",
+        f"{position} IS NULL AND NOT {covered}",
+        f"{mark} IS NULL AND {position} IS NOT NULL AND NOT {covered}",
+    ]
 
 
 def _watermark_of(table_id: int, since: TableRef) -> str:
@@ -396,6 +425,19 @@ def _new_rows_filter(table: SourceTablePlan, since: TableRef | None, alias: str 
     )
 
 
+def _new_rows_branches(table: SourceTablePlan, since: TableRef) -> list[str]:
+    """``_new_rows_filter`` of a typed incremental column as disjoint WHERE clauses, one read
+    each (``_uncovered_branches``): for an engine that ``skips_row_groups``, which then reads
+    the row groups after the watermark alone (5M sample, DuckDB: 3 of 11 row groups of a staged
+    table, against all of them through the filter's OR)."""
+    assert table.incremental_kind is not None
+    at, rest = _inc_exprs(table, "s")
+    mark = _watermark_of(table.table_id, since)
+    column = f"s.{quote(table.incremental_column or '')}"
+    covered = _covered(table.table_id, since, at, rest)
+    return [f" WHERE {b}" for b in _uncovered_branches(column, _typed_lower_bound(table, mark), mark, covered)]
+
+
 def _seen_expr(table: SourceTablePlan, alias: str = "s") -> str:
     """A row's time for first/last seen: its position where the seen column is the incremental
     column (typed or not, the same value), else ``time_expr`` of it."""
@@ -425,10 +467,14 @@ def new_rows_sql(plan: IdPlan, since: TableRef) -> str:
         inc, rest = _inc_exprs(t)
         keys = [f", CAST(s.{quote(col)} AS VARCHAR) AS k{i}" for i, (col, _) in enumerate(cols)]
         keys += [f", CAST(NULL AS VARCHAR) AS k{i}" for i in range(len(cols), width)]
-        parts.append(
+        select = (
             f"SELECT {t.table_id} AS table_id, {_seen_expr(t)} AS seen_at, {inc} AS inc_at, "
-            f"CAST({rest} AS VARCHAR) AS inc_rest{''.join(keys)} FROM {t.from_sql} AS s" + _new_rows_filter(t, since)
+            f"CAST({rest} AS VARCHAR) AS inc_rest{''.join(keys)} FROM {t.from_sql} AS s"
         )
+        if plan.skips_row_groups and t.incremental_kind is not None:
+            parts.extend(select + where for where in _new_rows_branches(t, since))
+        else:
+            parts.append(select + _new_rows_filter(t, since))
     if not parts:  # no incremental table: no new row (an incremental run needs one)
         return (
             "SELECT CAST(NULL AS INTEGER) AS table_id, CAST(NULL AS TIMESTAMP) AS seen_at, "
@@ -790,25 +836,46 @@ def merged_key_values_sql(plan: IdPlan, previous: TableRef, new: TableRef, since
     return "\nUNION ALL\n".join(p for p in (keep, f"SELECT * FROM {new.sql}") if p)
 
 
-def key_values_changes_sql(plan: IdPlan, published: TableRef, new: TableRef, since: TableRef) -> list[str]:
+def key_values_changes_sql(
+    plan: IdPlan, published: TableRef, new: TableRef, since: TableRef, removes: bool = True
+) -> list[str]:
     """``merged_key_values_sql`` applied in place, for an engine that deletes and inserts in one
     transaction: the previous rows it would not keep are deleted, the new rows inserted. The
-    same rows, without rewriting the ones kept."""
+    same rows, without rewriting the ones kept. ``removes`` False: the run found no previous row
+    it does not keep (``removed_key_values_sql`` holds no value, and every such row's value is
+    in it): the INSERT alone, no DELETE to read every row and find none."""
     kept = _kept_key_value(plan, since)
     cols = ", ".join(KEY_VALUE_COLUMNS)
-    return [
-        f"DELETE FROM {published.sql} AS p" + (f" WHERE NOT ({kept})" if kept else ""),
-        f"INSERT INTO {published.sql} ({cols}) SELECT {cols} FROM {new.sql}",
-    ]
+    insert = f"INSERT INTO {published.sql} ({cols}) SELECT {cols} FROM {new.sql}"
+    if not removes:
+        return [insert]
+    return [f"DELETE FROM {published.sql} AS p" + (f" WHERE NOT ({kept})" if kept else ""), insert]
 
 
 def removed_key_values_sql(plan: IdPlan, previous: TableRef, since: TableRef) -> str:
     """The (key type, value) of the previous key values an incremental run does not keep (rows of
     a table read whole, rows after a watermark that a killed run published): with the new rows'
-    values, the only values whose statistics (rows, first and last seen, tables) can change."""
+    values, the only values whose statistics (rows, first and last seen, tables) can change.
+
+    Where the engine ``skips_row_groups``: one branch per incremental table and condition of
+    ``_uncovered_branches``, and one for the rows of the other tables, each answered from the row
+    groups that can hold such rows (5M sample's nightly, DuckDB: 13 of 79 row groups read, 0.05 s
+    of CPU, against all 9M rows through the OR of the tables' conditions, 0.48 s). The same values."""
     kept = _kept_key_value(plan, since)
-    where = f" WHERE NOT ({kept})" if kept else ""
-    return f"SELECT DISTINCT p.key_type, p.value FROM {previous.sql} AS p{where}"
+    if kept is None:
+        return f"SELECT DISTINCT p.key_type, p.value FROM {previous.sql} AS p"
+    if not plan.skips_row_groups:
+        return f"SELECT DISTINCT p.key_type, p.value FROM {previous.sql} AS p WHERE NOT ({kept})"
+    at = "CAST(p.inc_at AS TIMESTAMP)"
+    ids = [t.table_id for t in plan.incremental_tables]
+    read = f"SELECT p.key_type, p.value FROM {previous.sql} AS p WHERE "
+    branches = []
+    for i in ids:
+        mark = _mark_of(i, since)
+        covered = _covered(i, since, at, "p.inc_rest")
+        branches.extend(f"{read}p.table_id = {i} AND {b}" for b in _uncovered_branches(at, mark, mark, covered))
+    branches.append(f"{read}p.table_id NOT IN ({', '.join(str(i) for i in ids)})")
+    return "SELECT DISTINCT r.key_type, r.value FROM (\n" + "\nUNION ALL\n".join(branches) + "\n) AS r"
 
 
 def affected_values_sql(

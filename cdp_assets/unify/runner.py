@@ -339,11 +339,16 @@ def _run_incremental_inputs(
     runner.run(steps.new_rows)
     runner.run(steps.new_key_values)
     runner.run(steps.removed_key_values)
-    # The merged key values: the rows not kept deleted, the new rows inserted.
+    # The merged key values: the rows not kept deleted, the new rows inserted. Every row not kept
+    # has its value among the removed ones: none removed (a night that only adds rows), no DELETE.
     result.tables["key_values"] = runner.publish_changes(
         steps.key_values,
         lambda: u.key_values_changes_sql(
-            plan, plan.ref("key_values"), runner.tables(plan.ref("new_key_values")), plan.ref("watermarks")
+            plan,
+            plan.ref("key_values"),
+            runner.tables(plan.ref("new_key_values")),
+            plan.ref("watermarks"),
+            removes=runner.rows_of(runner.tables(up.removed_key_values_ref(plan))) > 0,
         ),
     )
     runner.run(steps.changed_values)

@@ -119,6 +119,17 @@ def build_all_sql() -> dict[str, str]:
                 ),
                 f"graph_rebuild:{n}": u.graph_changes_sql(plan.ref("graph"), plan.ref("affected"), in_place=False)[0],
                 f"affected_lookup:{n}": u.lookup_sql(plan, affected=plan.ref("affected")),
+                # An incremental run's watermark filters as the single read and as branches
+                # (DuckDB's form: Dialect.skips_row_groups).
+                f"removed_key_values:{n}": u.removed_key_values_sql(
+                    plan, plan.ref("key_values"), plan.ref("watermarks")
+                ),
+                f"removed_key_values_branches:{n}": u.removed_key_values_sql(
+                    u.for_dialect(plan, get_dialect("duckdb")), plan.ref("key_values"), plan.ref("watermarks")
+                ),
+                f"new_rows_typed_branches:{n}": u.new_rows_sql(
+                    u.for_dialect(typed, get_dialect("duckdb")), plan.ref("watermarks")
+                ),
                 f"solved_lookup:{n}": u.lookup_sql(plan, labels=labels),
                 f"solved_persistent_lookup:{n}": u.lookup_sql(
                     replace(plan, persistent=True), labels=labels, previous=plan.ref("lookup")
