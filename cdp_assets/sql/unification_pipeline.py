@@ -18,7 +18,7 @@ from typing import NamedTuple
 from cdp_assets.config.models import LoadedConfig
 from cdp_assets.config.unify import MasterTable, UnifyConfig
 from cdp_assets.sql import unification as u
-from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.dialects import DIALECTS, Dialect, TableRef
 from cdp_assets.sql.engine_meta import row_count_sql
 from cdp_assets.sql import incremental as inc
 from cdp_assets.sql.incremental import per_id_ref
@@ -501,31 +501,44 @@ def master_inputs(
     return {a: enriched_ref(unify.schema, a) for a in sorted(aliases)}, id_tables
 
 
-def master_step(unify: UnifyConfig, plans: list[u.IdPlan], master: MasterTable) -> Step:
-    """One master table (its attribute rules are loaded as data first). The runner builds it
-    incrementally when it can (cdp_assets/incremental.py); this is the full build. Its
-    valid_regexps are bound, and its values picked by aggregates, as the id's plan says
-    (``u.for_dialect``)."""
+def master_query(
+    unify: UnifyConfig,
+    plans: list[u.IdPlan],
+    master: MasterTable,
+    only_ids: TableRef | None = None,
+    binds_regexps: bool = False,
+    picks_by_aggregate: bool = False,
+    dialect: Dialect = DIALECTS["duckdb"],
+) -> Query:
+    """A master table's statement (its attribute rules loaded as data first): the full build, or
+    ``only_ids``' rows (an incremental build: cdp_assets/incremental.py). ``binds_regexps``,
+    ``picks_by_aggregate``: the dialect's forms (``master_table_query``)."""
     plan = next(p for p in plans if p.name == master.id_name)
     seen_at = {t.alias: t.seen_at for p in plans for t in p.tables}
     enriched, id_tables = master_inputs(unify, plans, master)
-    target = TableRef(unify.schema, master.name)
-    rules = master_rules_ref(unify, master)
+    return master_table_query(
+        master,
+        unify,
+        plan.ref("lookup"),
+        enriched,
+        master_rules_ref(unify, master),
+        seen_at,
+        id_tables,
+        only_ids,
+        binds_regexps=binds_regexps,
+        dialect=dialect,
+        picks_by_aggregate=picks_by_aggregate,
+    )
+
+
+def master_step(unify: UnifyConfig, plans: list[u.IdPlan], master: MasterTable) -> Step:
+    """One master table, its full build. The runner builds it incrementally when it can
+    (cdp_assets/incremental.py). Its valid_regexps are bound, and its values picked by
+    aggregates, as the id's plan says (``u.for_dialect``)."""
+    plan = next(p for p in plans if p.name == master.id_name)
+    forms = {"binds_regexps": plan.binds_regexps, "picks_by_aggregate": plan.picks_by_aggregate}
     return Step(
-        master.name,
-        PUBLISH,
-        lambda t: master_table_query(
-            master,
-            unify,
-            plan.ref("lookup"),
-            enriched,
-            rules,
-            seen_at,
-            id_tables,
-            binds_regexps=plan.binds_regexps,
-            picks_by_aggregate=plan.picks_by_aggregate,
-        ),
-        target,
+        master.name, PUBLISH, lambda t: master_query(unify, plans, master, **forms), TableRef(unify.schema, master.name)
     )
 
 

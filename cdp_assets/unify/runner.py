@@ -32,7 +32,7 @@ from cdp_assets.sql import incremental as inc
 from cdp_assets.sql import unification as u
 from cdp_assets.sql import unification_pipeline as up
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.master import master_rules_frame, master_table_query
+from cdp_assets.sql.master import master_rules_frame
 from cdp_assets.sql.report import BUCKETS
 from cdp_assets.sql.pipeline import ALIAS, PUBLISH, SCALAR, SCRATCH, Query, Step, Tables
 
@@ -621,26 +621,16 @@ def build_master(
     assert unify is not None
     step = up.master_step(unify, plans, master)
     plan = next(p for p in plans if p.name == master.id_name)
-    enriched, id_tables = up.master_inputs(unify, plans, master)
-    seen_at = {t.alias: t.seen_at for p in plans for t in p.tables}
+    enriched, _ = up.master_inputs(unify, plans, master)
     rules = up.master_rules_ref(unify, master)
-
-    binds = wh.dialect.binds_regexp_parameters  # the valid_regexps as the statement's parameters
+    forms = {  # the valid_regexps as the statement's parameters, the values picked by aggregates
+        "binds_regexps": wh.dialect.binds_regexp_parameters,
+        "picks_by_aggregate": wh.dialect.picks_by_aggregate,
+        "dialect": wh.dialect,
+    }
 
     def render(only_ids: TableRef | None) -> Query:
-        return master_table_query(
-            master,
-            unify,
-            plan.ref("lookup"),
-            enriched,
-            rules,
-            seen_at,
-            id_tables,
-            only_ids,
-            binds_regexps=binds,
-            dialect=wh.dialect,
-            picks_by_aggregate=wh.dialect.picks_by_aggregate,
-        )
+        return up.master_query(unify, plans, master, only_ids, **forms)
 
     with wh.session():
         with wh.step(step.name):
