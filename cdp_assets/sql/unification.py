@@ -153,9 +153,9 @@ def seen_at_column(pipeline: PipelineConfig, table: UnifyTable) -> str | None:
 
 def for_dialect(plan: IdPlan, dialect: Dialect | None) -> IdPlan:
     """``plan`` as its statements are built for ``dialect`` (None: the rules-table form, the
-    master's window picks and the single-read watermark filters, which every dialect runs). A plan without its keys'
-    valid_regexps (one built by hand, not by ``build_id_plans``) keeps reading them from the keys
-    table: it has nothing to bind."""
+    master's window picks and the single-read watermark filters, which every dialect runs). A
+    plan without its keys' valid_regexps (one built by hand, not by ``build_id_plans``) keeps
+    reading them from the keys table: it has nothing to bind."""
     binds = dialect is not None and dialect.binds_regexp_parameters and len(plan.valid_regexps) == len(plan.keys)
     picks = dialect is not None and dialect.picks_by_aggregate
     skips = dialect is not None and dialect.skips_row_groups
