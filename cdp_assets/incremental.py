@@ -1199,18 +1199,17 @@ def build_master(
         try:
             touched = scratch.make(_touched_ids_sql(inputs, ranges, id_name))
             n_touched = wh.row_count(touched)
-            if n_touched == 0:
+            part = render(touched) if n_touched else None
+            if part is None:
                 rows, mode = wh.row_count(target), "unchanged"
             elif wh.upsert_mode == "delete_insert":
                 # Most touched ids' rows come out as they were (5M nightly: 51,996 of 58,124): only
                 # the others are deleted and inserted, so the commit writes (and DuckDB checkpoints)
                 # a tenth of the rows. The flag reads the published rows of the touched ids.
-                part = render(touched)
                 changes = scratch.make(inc.with_same_flag_sql(part.sql, target, touched, id_name, columns), part.params)
                 statements = inc.replace_changed_rows_statements(target, changes, touched, id_name, columns)
                 rows, mode = wh.apply_changes(target, statements), "incremental"
             else:
-                part = render(touched)
                 changes = scratch.make(part.sql, part.params)
                 rows, mode = _apply_by_key(wh, target, changes, touched, [id_name], False, columns), "incremental"
         finally:

@@ -107,38 +107,6 @@ _RANKING = "ORDER BY " + ", ".join(f"{expr} {order}".strip() for expr, order in 
 _SORT_KEY = "CREATE_SORT_KEY(" + ", ".join(f"{expr}, '{order or 'ASC NULLS LAST'}'" for expr, order in _RANK_KEYS) + ")"
 
 
-def master_table_sql(
-    master: MasterTable,
-    unify: UnifyConfig,
-    lookup: TableRef,
-    enriched: dict[str, TableRef],
-    rules: TableRef,
-    default_order: dict[str, str | None],
-    id_tables: dict[str, list[str]] | None = None,
-    only_ids: TableRef | None = None,
-    dialect: Dialect = DIALECTS["duckdb"],
-    picks_by_aggregate: bool = False,
-) -> str:
-    """SELECT for a master table: distinct ids from the lookup, one column per attribute.
-    ``id_tables``: for an attribute taken from another id, the enriched tables holding both ids.
-    ``only_ids``: a table of ids (one column named as the id): these ids' rows only (an incremental
-    run), each enriched table's rows of them read once (``dialect.cte``) for every attribute.
-    Each valid_regexp is read from the rules table (``master_table_query``: bound instead).
-    ``picks_by_aggregate``: each id's best values by aggregates (``master_table_query``)."""
-    return master_table_query(
-        master,
-        unify,
-        lookup,
-        enriched,
-        rules,
-        default_order,
-        id_tables,
-        only_ids,
-        dialect=dialect,
-        picks_by_aggregate=picks_by_aggregate,
-    ).sql
-
-
 def master_table_query(
     master: MasterTable,
     unify: UnifyConfig,
@@ -152,8 +120,12 @@ def master_table_query(
     dialect: Dialect = DIALECTS["duckdb"],
     picks_by_aggregate: bool = False,
 ) -> Query:
-    """``master_table_sql``; with ``binds_regexps`` (the dialect's ``binds_regexp_parameters``)
-    each attribute's valid_regexp is a parameter of the statement, compiled once by DuckDB, instead
+    """SELECT for a master table: distinct ids from the lookup, one column per attribute.
+    ``id_tables``: for an attribute taken from another id, the enriched tables holding both ids.
+    ``only_ids``: a table of ids (one column named as the id): these ids' rows only (an incremental
+    run), each enriched table's rows of them read once (``dialect.cte``) for every attribute.
+    Each valid_regexp is read from the rules table, or with ``binds_regexps`` (the dialect's
+    ``binds_regexp_parameters``) is a parameter of the statement, compiled once by DuckDB, instead
     of the rules table's column, compiled per candidate value. Invalid texts stay rules (equality).
     With ``picks_by_aggregate`` (the dialect's ``picks_by_aggregate``) each id's best value is an
     aggregate ordered as the ``ROW_NUMBER()`` ranking (``_SORT_KEY``) instead of that window."""
@@ -176,7 +148,6 @@ def master_table_query(
     matches = valid_regexp_matches("c.value", "r.value", "r.re2_lacks")
     for i, attr in enumerate(master.attributes):
         cand = _candidates_sql(attr, cid, read, default_order, id_tables)
-        ranking = _RANKING  # best first
         rules_here = f"{rules.sql} AS r WHERE r.position = {i}"  # the rules of this attribute
         if binds_regexps and attr.valid_regexp is not None:
             params.append(pattern_for(attr.valid_regexp))
@@ -189,7 +160,7 @@ def master_table_query(
         # best row of all is the best of its value (and a pass fewer lets DuckDB keep only each
         # id's best row instead of sorting them all).
         distinct = (
-            f"(SELECT *, ROW_NUMBER() OVER (PARTITION BY cid, value {ranking}) AS dup FROM a{i}_valid) AS d "
+            f"(SELECT *, ROW_NUMBER() OVER (PARTITION BY cid, value {_RANKING}) AS dup FROM a{i}_valid) AS d "
             "WHERE dup = 1"
             if attr.array_elements
             else f"a{i}_valid"
@@ -211,12 +182,12 @@ def master_table_query(
             )
         elif picks_by_aggregate:
             ctes.append(valid_cte)
-            ctes.append(f"a{i} AS (SELECT cid, FIRST(value {ranking}) AS v FROM a{i}_valid GROUP BY cid)")
+            ctes.append(f"a{i} AS (SELECT cid, FIRST(value {_RANKING}) AS v FROM a{i}_valid GROUP BY cid)")
         else:
             ctes.append(
                 f"""{valid_cte},
 a{i}_ranked AS (
-  SELECT cid, value, ROW_NUMBER() OVER (PARTITION BY cid {ranking}) AS rn
+  SELECT cid, value, ROW_NUMBER() OVER (PARTITION BY cid {_RANKING}) AS rn
   FROM {distinct}
 )"""
             )

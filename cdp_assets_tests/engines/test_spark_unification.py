@@ -19,7 +19,7 @@ from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import DIALECTS, TableRef
-from cdp_assets.sql.master import master_rules_frame, master_table_sql
+from cdp_assets.sql.master import master_rules_frame, master_table_query
 from cdp_assets_tests.conftest import local_spark_warehouse, shared_spark_session
 from cdp_assets_tests.unify.test_loop import (
     INVALID,
@@ -314,9 +314,9 @@ def test_master_array_attribute_keeps_rank_order(duck, spark):
         wh.replace_with_dataframe(refs["people"], people)
         wh.replace_with_dataframe(TableRef(schema, "unified_id_lookup"), lookup)
         wh.replace_with_dataframe(TableRef(schema, "master_rules"), rules)
-        sql = master_table_sql(
+        sql = master_table_query(
             master, unify, TableRef(schema, "unified_id_lookup"), refs, TableRef(schema, "master_rules"), {}
-        )
+        ).sql
         if wh is spark:  # the order must be in the SQL, not a lucky physical order of rows
             assert "ARRAY_SORT(COLLECT_LIST(STRUCT(rn AS" in spark.dialect.render(sql)
         wh.build_table(TableRef(schema, "master"), sql)

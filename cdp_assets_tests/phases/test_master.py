@@ -1,4 +1,4 @@
-"""master_table_sql on real DuckDB: small enriched tables, a lookup, rules loaded as data. Each
+"""master_table_query on real DuckDB: small enriched tables, a lookup, rules loaded as data. Each
 test that builds a master runs twice: each id's values ranked by a window (every engine) and
 picked by ordered aggregates (``picks_by_aggregate``: DuckDB's runs)."""
 
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from cdp_assets.config.unify import UnifyConfig
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.master import master_rules_frame, master_table_sql
+from cdp_assets.sql.master import master_rules_frame, master_table_query
 from cdp_assets.sql.regex import pattern_for
 
 SCHEMA = "cdp_unification_t"
@@ -84,9 +84,9 @@ def build_master(
     )
     wh.write_dataframe(LOOKUP, lookup.astype("string"))
     wh.write_dataframe(RULES, master_rules_frame(master))
-    sql = master_table_sql(
+    sql = master_table_query(
         master, unify, LOOKUP, ENRICHED, RULES, DEFAULT_ORDER, picks_by_aggregate=PICKS["by_aggregate"]
-    )
+    ).sql
     out = TableRef(SCHEMA, master.name)
     wh.build_table(out, sql)
     df = wh.fetch(f"SELECT * FROM {out.sql} ORDER BY unified_id")
@@ -317,9 +317,9 @@ def test_a_numeric_order_by_compares_as_numbers_not_text(wh):
     wh.write_dataframe(LOOKUP, pd.DataFrame({"unified_id": ["U1"], "id": ["v0"]}).astype("string"))
     wh.write_dataframe(RULES, master_rules_frame(master))
     out = TableRef(SCHEMA, master.name)
-    sql = master_table_sql(
+    sql = master_table_query(
         master, unify, LOOKUP, ENRICHED, RULES, DEFAULT_ORDER, picks_by_aggregate=PICKS["by_aggregate"]
-    )
+    ).sql
     wh.build_table(out, sql)
     df = wh.fetch(f"SELECT * FROM {out.sql}").set_index("unified_id")
     assert val(df, "U1", "latest") == "ten"
@@ -341,9 +341,9 @@ def test_an_incremental_build_reads_each_enriched_table_once_for_its_ids(wh):
     full = build_master(wh, attributes, crm, pos)
     ids = TableRef(SCHEMA, "only_ids")
     wh.write_dataframe(ids, pd.DataFrame({"unified_id": ["U1", "U3", "U9"]}).astype("string"))
-    sql = master_table_sql(
+    sql = master_table_query(
         master, unify, LOOKUP, ENRICHED, RULES, DEFAULT_ORDER, only_ids=ids, picks_by_aggregate=PICKS["by_aggregate"]
-    )
+    ).sql
     for ref in ENRICHED.values():
         assert sql.count(ref.sql) == 1, ref.sql
     assert sql.count("AS MATERIALIZED") == 2
@@ -366,7 +366,7 @@ _SOURCE = st.tuples(st.integers(1, 2), st.sampled_from(["last", "first"]))
 
 
 def _best_first(candidates: list[tuple]) -> list[str]:
-    """The oracle of a master attribute's ranking (``master_table_sql``'s ORDER BY): lowest
+    """The oracle of a master attribute's ranking (``master_table_query``'s ORDER BY): lowest
     priority, then the newest by order_by among order: last rows that have one, then the oldest
     among order: first rows that have one, then the value; each value at its best place.
     ``candidates``: (priority, order, updated_at text or None, value)."""
@@ -428,7 +428,7 @@ def test_the_master_equals_an_oracle_of_its_ranking(crm, pos, email_crm, email_p
             for by_aggregate in (False, True):
                 master = unify.master_tables[0]
                 full, some = (
-                    master_table_sql(
+                    master_table_query(
                         master,
                         unify,
                         LOOKUP,
@@ -437,7 +437,7 @@ def test_the_master_equals_an_oracle_of_its_ranking(crm, pos, email_crm, email_p
                         DEFAULT_ORDER,
                         only_ids=only,
                         picks_by_aggregate=by_aggregate,
-                    )
+                    ).sql
                     for only in (None, ids)
                 )
                 if by_aggregate:

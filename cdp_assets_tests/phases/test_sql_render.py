@@ -17,7 +17,7 @@ from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef, get_dialect
 from cdp_assets.sql.engine_meta import row_count_sql
 from cdp_assets.sql.hist_union import duplicate_keys_sql, hist_union_sql
-from cdp_assets.sql.master import master_table_query, master_table_sql
+from cdp_assets.sql.master import master_table_query
 from cdp_assets.sql.staging import staged_columns, staging_sql, unparseable_sql
 
 DIALECTS = ["spark", "databricks", "trino", "hive"]
@@ -162,7 +162,8 @@ def build_all_sql() -> dict[str, str]:
         aliases = {sc.table for a in master.attributes for sc in a.source_columns}
         enriched = {a: TableRef(unify.schema, f"enriched_{a}") for a in aliases}
         rules = TableRef(unify.schema, f"{master.name}_attribute_rules")
-        sqls[f"master:{master.name}"] = master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at)
+        master_sql = master_table_query(master, unify, plan.ref("lookup"), enriched, rules, seen_at).sql
+        sqls[f"master:{master.name}"] = master_sql
         sqls[f"master_bound:{master.name}"] = master_table_query(
             master, unify, plan.ref("lookup"), enriched, rules, seen_at, binds_regexps=True
         ).sql

@@ -28,7 +28,7 @@ from cdp_assets.sql import incremental as inc
 from cdp_assets.sql import unification as u
 from cdp_assets.sql import unification_pipeline as up
 from cdp_assets.sql.dialects import TableRef
-from cdp_assets.sql.master import master_table_sql
+from cdp_assets.sql.master import master_table_query
 from cdp_assets.unify.runner import (
     build_key_stats,
     build_master,
@@ -241,7 +241,8 @@ def assert_equal_to_full_builds(wh, loaded: LoadedConfig, builds: dict | None = 
         plan = next(p for p in plans if p.name == master.id_name)
         enriched, id_tables = up.master_inputs(unify, plans, master)
         rules = up.master_rules_ref(unify, master)
-        oracle = wh.fetch(master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables))
+        full = master_table_query(master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables)
+        oracle = wh.fetch(full.sql)
         got = wh.fetch(f"SELECT * FROM {TableRef(unify.schema, master.name).sql}")
         mode = builds and builds[master.name].mode
         pd.testing.assert_frame_equal(sorted_frame(got), sorted_frame(oracle), obj=f"{master.name} ({mode})")

@@ -85,7 +85,7 @@ def run_unification(wh: WarehouseResource, loaded) -> None:
     """Every id after the ids it merges by, the enriched tables, then the master tables."""
     from cdp_assets.assets.unification import enrich_tables, enriched_ref, master_id_tables
     from cdp_assets.sql import unification as u
-    from cdp_assets.sql.master import master_rules_frame, master_table_sql
+    from cdp_assets.sql.master import master_rules_frame, master_table_query
     from cdp_assets.unify.runner import config_fingerprint, prepare_inputs, run_loop
 
     unify = loaded.unification
@@ -105,7 +105,7 @@ def run_unification(wh: WarehouseResource, loaded) -> None:
         enriched = {a: enriched_ref(unify.schema, a) for a in aliases}
         rules = TableRef(unify.schema, f"{master.name}_attribute_rules")
         wh.replace_with_dataframe(rules, master_rules_frame(master))
-        sql = master_table_sql(master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables)
+        sql = master_table_query(master, unify, plan.ref("lookup"), enriched, rules, seen_at, id_tables).sql
         wh.build_table(TableRef(unify.schema, master.name), sql)
 
 
