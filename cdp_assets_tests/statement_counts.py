@@ -95,6 +95,29 @@ def counting(engine: WarehouseResource, log: list | None = None) -> WarehouseRes
     return copy
 
 
+def counting_round_trips(engine: WarehouseResource) -> WarehouseResource:
+    """A copy of a Databricks ``engine`` that counts every statement it sends to the warehouse in
+    ``counts``: {(step, kind): n}, kind being the statement's leading keywords (``SHOW TABLE``,
+    ``SELECT``, ``CREATE TABLE``...). Each is one call of the connector's cursor, one round trip to
+    a SQL warehouse, whichever engine method sent it: queries, statements, DataFrame batches and
+    the catalog look-ups (listings and descriptions), which ``counting`` does not see."""
+    base = type(engine)
+    tally: Counter = Counter()
+
+    def _run(self, sql: str, params: list | None = None):
+        words = sql.split()
+        tally[(_step_name(), " ".join(words[:2]) if words[0].upper() in _TWO_WORD_KINDS else words[0])] += 1
+        return base._run(self, sql, params)
+
+    cls = type(f"RoundTrips{base.__name__}", (base,), {"_run": _run})
+    copy = cls(**{name: getattr(engine, name) for name in type(engine).model_fields})
+    cls.counts = property(lambda self: tally)  # type: ignore[attr-defined]
+    return copy
+
+
+_TWO_WORD_KINDS = {"SHOW", "CREATE", "DROP", "ALTER", "INSERT"}
+
+
 def _what(first: Any) -> str:
     """A DataFrame load on one line: the table it writes."""
     return f"write {getattr(first, 'display', first)}"

@@ -208,7 +208,7 @@ class DatabricksWarehouse(WarehouseResource):
         try:
             rows, description = self._run(meta.show_tables_sql(f"`{schema}`"))
         except WarehouseError as exc:
-            if "SCHEMA_NOT_FOUND" in str(exc) or "not found" in str(exc).lower():
+            if _schema_not_found(exc):
                 return []
             raise
         names = [d[0] for d in description]
@@ -220,10 +220,49 @@ class DatabricksWarehouse(WarehouseResource):
         return ref.name in self.list_tables(ref.schema)
 
     def columns(self, ref: TableRef) -> list[str]:
-        if not self.table_exists(ref):
+        described = self.describe_tables([ref])[ref]
+        if described is None:
             raise WarehouseError(f"table {ref.display} does not exist")
-        _, description = self._run(meta.empty_select_sql(self.dialect.table_name(ref)))
-        return [d[0] for d in description]
+        return [name for name, _ in described]
+
+    def describe_tables(self, refs: list[TableRef]) -> dict[TableRef, list[tuple[str, str]] | None]:
+        """Each table's columns and Spark types, or None when it does not exist: one ``SHOW TABLE
+        EXTENDED`` per schema for all of them (a listing and a ``LIMIT 0`` per table before)."""
+        by_schema: dict[tuple[str | None, str], list[TableRef]] = {}
+        for ref in dict.fromkeys(refs):
+            by_schema.setdefault((ref.catalog, ref.schema), []).append(ref)
+        out: dict[TableRef, list[tuple[str, str]] | None] = {}
+        for (catalog, schema), group in by_schema.items():
+            found = self._tables_in(catalog, schema, [ref.name for ref in group])
+            for ref in group:
+                out[ref] = found.get(ref.name.lower())
+        return out
+
+    def _tables_in(self, catalog: str | None, schema: str, names: list[str]) -> dict[str, list[tuple[str, str]]]:
+        """{lowercased name: columns} of the tables among ``names`` that exist in the schema."""
+        schema_sql = ".".join(f"`{part}`" for part in (catalog, schema) if part is not None)
+        try:
+            rows, description = self._run(meta.show_tables_extended_sql(schema_sql, names))
+        except WarehouseError as exc:
+            if _schema_not_found(exc):
+                return {}
+            raise
+        fields = [d[0] for d in description]
+        name_at, info_at = fields.index("tableName"), fields.index("information")
+        temp_at = fields.index("isTemporary") if "isTemporary" in fields else None
+        wanted = {name.lower(): name for name in names}
+        found: dict[str, list[tuple[str, str]]] = {}
+        for row in rows:
+            key = str(row[name_at]).lower()
+            if key not in wanted or (temp_at is not None and row[temp_at]):
+                continue
+            columns = meta.columns_of_table_information(row[info_at])
+            if columns is None:  # no Schema tree in the details: ask the table itself
+                table_sql = self.dialect.table_name(TableRef(schema, wanted[key], catalog))
+                _, empty = self._run(meta.empty_select_sql(table_sql))
+                columns = [(d[0], "") for d in empty]
+            found[key] = columns
+        return found
 
     def _create_schema(self, schema: str) -> None:
         self.execute(meta.create_schema_sql(f"`{schema}`"))
@@ -246,11 +285,13 @@ class DatabricksWarehouse(WarehouseResource):
         # frames are appended in order, the log row last, so a failure leaves no log row for
         # rows that did not land.
         for ref, df in frames:
-            if not self.table_exists(ref):
+            described = self.describe_tables([ref])[ref]
+            if described is None:
                 # IF NOT EXISTS: a concurrent step may create a shared table (the ingestion log)
                 # first; then the rows are appended to it as to any existing table.
                 self._create_table(ref, df, if_not_exists=True)
-            have = set(self.columns(ref))
+                described = self.describe_tables([ref])[ref] or []
+            have = {name for name, _ in described}
             new = [c for c in df.columns if c not in have]
             if new:
                 # New columns in a later file: add them; earlier rows read NULL.
@@ -270,6 +311,10 @@ class DatabricksWarehouse(WarehouseResource):
 
 def _sql_type(s: pd.Series) -> str:
     return TABLE_TYPES[column_kind(s)]
+
+
+def _schema_not_found(exc: WarehouseError) -> bool:
+    return "SCHEMA_NOT_FOUND" in str(exc) or "not found" in str(exc).lower()
 
 
 def _refused_request(exc: BaseException) -> bool:

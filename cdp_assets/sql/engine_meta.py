@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from cdp_assets.config.identifiers import check_identifier
 from cdp_assets.sql.dialects import TableRef
 
 # ---------------------------------------------------------------------------- any engine
@@ -164,6 +165,39 @@ def add_column_sql(table_sql: str, column_sql: str, sql_type: str) -> str:
 
 def show_tables_sql(schema_sql: str) -> str:
     return f"SHOW TABLES IN {schema_sql}"
+
+
+def show_tables_extended_sql(schema_sql: str, names: list[str]) -> str:
+    """The details of the tables ``names`` in a schema, each table's columns included, in one
+    statement: Databricks SQL's and Spark's ``SHOW TABLE EXTENDED ... LIKE``, whose pattern takes
+    several names separated by ``|``, each matched whole and case-insensitively. The names are
+    checked identifiers (letters, digits and underscores), which the pattern and its string
+    literal read as themselves."""
+    for name in names:
+        check_identifier(name, "table")
+    return f"SHOW TABLE EXTENDED IN {schema_sql} LIKE '{'|'.join(names)}'"
+
+
+# A top-level column in the ``Schema:`` tree of SHOW TABLE EXTENDED's ``information`` (Spark's
+# notation, as Databricks documents it): `` |-- name: type (nullable = true)``. Nested fields are
+# indented further (`` |    |-- ``); a type never holds ``": "``, a checked column name no newline.
+_TOP_LEVEL_COLUMN = re.compile(r"^ \|-- (.+): (\S+) \((?:nullable|containsNull|valueContainsNull) = \w+\)$")
+
+
+def columns_of_table_information(information: str | None) -> list[tuple[str, str]] | None:
+    """The top-level columns, (name, Spark type) in order, of one row's ``information`` from
+    ``show_tables_extended_sql``; None when it holds no ``Schema:`` tree to read them from."""
+    lines = (information or "").splitlines()
+    if "Schema: root" not in lines:
+        return None
+    columns = []
+    for line in lines[lines.index("Schema: root") + 1 :]:
+        if not line.startswith(" |"):
+            break
+        match = _TOP_LEVEL_COLUMN.match(line)
+        if match:
+            columns.append((match.group(1), match.group(2)))
+    return columns
 
 
 def empty_select_sql(table_sql: str) -> str:

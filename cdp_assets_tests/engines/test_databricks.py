@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from dagster import asset, materialize
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cdp_assets.config import load_config
 from cdp_assets.definitions import PIPELINE_JOB, build_definitions
@@ -319,3 +321,85 @@ def test_the_engine_loads_a_wide_frame_within_the_parameter_limit(spark_dir, bat
     back = wh.query(f"SELECT * FROM `dbx_limits`.`wide_{batch_bytes}` ORDER BY `row`")
     assert list(back.columns) == list(frame.columns)
     assert _cells(back) == _cells(frame)
+
+
+# Spark's notation in SHOW TABLE EXTENDED's Schema tree for each SQL type (Databricks documents
+# the same: "renders the table column types using Apache Spark notation").
+SPARK_NOTATION = {
+    "INT": "integer",
+    "BIGINT": "long",
+    "STRING": "string",
+    "DOUBLE": "double",
+    "BOOLEAN": "boolean",
+    "TIMESTAMP": "timestamp",
+    "DATE": "date",
+    "DECIMAL(10,2)": "decimal(10,2)",
+    "ARRAY<STRING>": "array",
+    "STRUCT<a: INT, b: ARRAY<STRING>>": "struct",
+    "MAP<STRING, INT>": "map",
+}
+
+
+def test_table_information_is_read_for_its_top_level_columns_only():
+    from cdp_assets.sql.engine_meta import columns_of_table_information, show_tables_extended_sql
+
+    info = (
+        "Catalog: spark_catalog\nDatabase: s\nTable: t\nType: MANAGED\nProvider: parquet\nSchema: root\n"
+        " |-- x: integer (nullable = true)\n |-- st: struct (nullable = true)\n"
+        " |    |-- p: integer (nullable = true)\n |    |-- q: array (nullable = true)\n"
+        " |    |    |-- element: string (containsNull = true)\n |-- m: map (nullable = false)\n"
+        " |    |-- key: string\n |    |-- value: integer (valueContainsNull = true)\n"
+        " |-- d: decimal(10,2) (nullable = true)\n\n"
+    )
+    top_level = [("x", "integer"), ("st", "struct"), ("m", "map"), ("d", "decimal(10,2)")]
+    assert columns_of_table_information(info) == top_level
+    assert columns_of_table_information("Catalog: c\nType: VIEW\n") is None
+    assert columns_of_table_information(None) is None
+    assert show_tables_extended_sql("`s`", ["a", "b_2"]) == "SHOW TABLE EXTENDED IN `s` LIKE 'a|b_2'"
+    with pytest.raises(ValueError, match="letters, digits and underscores"):
+        show_tables_extended_sql("`s`", ["a' OR '1"])
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    tables=st.dictionaries(
+        st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True),
+        st.lists(st.sampled_from(sorted(SPARK_NOTATION)), min_size=1, max_size=5),
+        min_size=1,
+        max_size=4,
+    ),
+    missing=st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), max_size=3),
+    upper=st.booleans(),
+)
+def test_tables_are_described_in_one_statement_per_schema_as_the_tables_themselves_read(
+    spark_dir, tables, missing, upper
+):
+    """describe_tables on Databricks: one SHOW TABLE EXTENDED per schema for any number of tables;
+    each existing table's columns in order with their Spark types, as `SELECT * ... LIMIT 0`
+    names them; None for a table that does not exist, for a temporary view of a missing table's
+    name, and for every table of a schema that does not exist."""
+    SEEN.clear()
+    wh = Recording(local_spark_dir=spark_dir, **_local_kw())
+    wh.run('DROP SCHEMA IF EXISTS "dbx_describe" CASCADE')
+    wh.run('CREATE SCHEMA "dbx_describe"')
+    for name, types in tables.items():
+        cols = ", ".join(f"c{i}_{name} {t}" for i, t in enumerate(types))
+        wh.execute(f"CREATE TABLE `dbx_describe`.`{name}` ({cols}) USING parquet")
+    missing = [m for m in missing if m not in tables]
+    for name in missing[:1]:
+        wh.execute(f"CREATE OR REPLACE TEMPORARY VIEW `{name}` AS SELECT 1 AS x")
+    refs = [TableRef("dbx_describe", n.upper() if upper else n) for n in [*tables, *missing]]
+    refs += [TableRef("dbx_no_such_schema", "t")]
+    SEEN.clear()
+    described = wh.describe_tables(refs)
+    assert len(SEEN) == 2 and all(s.startswith("SHOW TABLE EXTENDED") for s in SEEN)  # one per schema
+    for ref in refs:
+        types = tables.get(ref.name.lower())
+        if types is None:
+            assert described[ref] is None, ref
+            continue
+        names = list(wh.query(f"SELECT * FROM `dbx_describe`.`{ref.name}` LIMIT 0").columns)
+        assert [c for c, _ in described[ref]] == names
+        assert [t for _, t in described[ref]] == [SPARK_NOTATION[t] for t in types]
+    for name in missing[:1]:
+        wh.execute(f"DROP VIEW IF EXISTS `{name}`")

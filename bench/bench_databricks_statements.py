@@ -1,0 +1,158 @@
+"""Round trips per run on Databricks: every statement the Databricks engine sends through the
+connector's cursor, for a full run of the sample's shape and a nightly run after it, per phase.
+
+    .venv/bin/python bench/bench_databricks_statements.py           # about 4 minutes; writes docs/benchmarks.md
+    .venv/bin/python bench/bench_databricks_statements.py --no-doc  # print only
+
+On a real SQL warehouse every statement is a round trip (network, queueing, the warehouse's
+planning), so their number is what carries over from the local Spark session the engine runs on
+here (``engine.databricks.connection: local_spark``), not their seconds. Counted by
+``cdp_assets_tests/statement_counts.counting_round_trips`` at the cursor: queries, statements,
+DataFrame batches and catalog look-ups alike. Two engines in the same invocation, each in an
+emptied Spark session: the engine as it is, and "before", the same engine describing tables as it
+did until 2026-12-05 (``PerTableDescriptions``: a ``SHOW TABLES`` listing per table, and for an
+existing one another listing and a ``SELECT * ... LIMIT 0``). Each runs the sample (4 objects, 1
+id, 1 master table, 60 generated records) once in full, then after ``write_nightly_files`` (1% new
+and 0.5% updated rows per object) once more, incremental. Counts are deterministic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from bench_nightly import write_nightly_files  # noqa: E402
+from bench_statements import PHASES, RECORDS  # noqa: E402
+from dagster import DagsterInstance  # noqa: E402
+from doc_sections import write_section  # noqa: E402
+
+from cdp_assets.config import load_config  # noqa: E402
+from cdp_assets.definitions import PIPELINE_JOB, build_definitions  # noqa: E402
+from cdp_assets.engines.base import WarehouseError, WarehouseResource  # noqa: E402
+from cdp_assets.engines.databricks import DatabricksWarehouse  # noqa: E402
+from cdp_assets.engines.factory import build_warehouse  # noqa: E402
+from cdp_assets.engines.spark import reset_spark_session  # noqa: E402
+from cdp_assets.sql import engine_meta as meta  # noqa: E402
+from cdp_assets.sql.dialects import TableRef  # noqa: E402
+from cdp_assets_tests.conftest import check_results, write_project  # noqa: E402
+from cdp_assets_tests.statement_counts import counting_round_trips, per_phase, phase_of_steps  # noqa: E402
+
+
+class PerTableDescriptions(DatabricksWarehouse):
+    """The Databricks engine describing tables as it did until 2026-12-05: per table a listing of
+    its schema, and for an existing table a second listing and an empty select of its columns."""
+
+    def describe_tables(self, refs: list[TableRef]) -> dict[TableRef, list[tuple[str, str]] | None]:
+        return WarehouseResource.describe_tables(self, refs)
+
+    def columns(self, ref: TableRef) -> list[str]:
+        if not self.table_exists(ref):
+            raise WarehouseError(f"table {ref.display} does not exist")
+        _, description = self._run(meta.empty_select_sql(self.dialect.table_name(ref)))
+        return [d[0] for d in description]
+
+
+ENGINES = {"before": PerTableDescriptions, "now": DatabricksWarehouse}
+
+
+def run_twice(root: Path, spark_dir: Path, engine_class: type[DatabricksWarehouse]) -> dict[str, dict[str, Counter]]:
+    """{"full" | "nightly": {phase: Counter(kind -> round trips)}} of one engine, its project under
+    ``root``, in the process's Spark session emptied first."""
+    reset_spark_session()
+    engine = {"kind": "databricks", "databricks": {"connection": "local_spark", "local_spark_dir": str(spark_dir)}}
+    loaded = load_config(write_project(root / "project", records=RECORDS, mutate=lambda c: c.update(engine=engine)))
+    built = build_warehouse(loaded)
+    warehouse = counting_round_trips(engine_class(**{n: getattr(built, n) for n in type(built).model_fields}))
+    defs = build_definitions(loaded, warehouse)
+    out = {}
+    for run in ("full", "nightly"):
+        if run == "nightly":
+            write_nightly_files(root / "project" / "data", 0.01, 0.005)
+        warehouse.counts.clear()
+        result = defs.resolve_job_def(PIPELINE_JOB).execute_in_process(
+            instance=DagsterInstance.ephemeral(), raise_on_error=False
+        )
+        checks = check_results(result)
+        if not result.success or not all(checks.values()):
+            failed = [k for k, ok in checks.items() if not ok]
+            raise SystemExit(f"the {run} run on {engine_class.__name__} failed: {failed}")
+        out[run] = per_phase(Counter(warehouse.counts), phase_of_steps(defs))
+    return out
+
+
+def measure() -> dict[str, dict[str, dict[str, Counter]]]:
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        for name, engine_class in ENGINES.items():
+            out[name] = run_twice(Path(d) / name, Path(d) / "spark", engine_class)
+        reset_spark_session()
+    return out
+
+
+def markdown(result: dict) -> str:
+    def n(engine: str, run: str, phase: str | None = None) -> int:
+        phases = result[engine][run]
+        return sum(sum(c.values()) for p, c in phases.items() if phase is None or p == phase)
+
+    phases = [p for p in PHASES if any(p in result[e][r] for e in result for r in result[e])]
+    phases += sorted({p for e in result for r in result[e] for p in result[e][r]} - set(phases))
+    lines = [
+        "## Round trips per run on Databricks",
+        "",
+        f"The sample's shape (4 objects, 1 id, 1 master table, {RECORDS} generated records) on the Databricks "
+        "engine over a local Spark session: every statement sent through the connector's cursor, each a round "
+        "trip to a SQL warehouse (queries, statements, DataFrame batches, catalog listings and descriptions). "
+        "A full run, then a nightly run after one new file per object (1% new and 0.5% updated rows). "
+        "Counted by `bench/bench_databricks_statements.py`; before = the same engine describing tables as it "
+        "did until 2026-12-05 (per table a `SHOW TABLES` listing, and for an existing table a second listing "
+        "and a `SELECT * ... LIMIT 0`), run in the same invocation.",
+        "",
+        "| phase | full, before | full, now | nightly, before | nightly, now |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for phase in phases:
+        lines.append(
+            f"| {phase} | {n('before', 'full', phase)} | {n('now', 'full', phase)} "
+            f"| {n('before', 'nightly', phase)} | {n('now', 'nightly', phase)} |"
+        )
+    lines.append(
+        f"| **total** | {n('before', 'full')} | **{n('now', 'full')}** | {n('before', 'nightly')} "
+        f"| **{n('now', 'nightly')}** |"
+    )
+    kinds: Counter = Counter()
+    for counts in result["now"]["full"].values():
+        kinds.update(counts)
+    lines += [
+        "",
+        "By kind, full run now: " + ", ".join(f"{k} {v}" for k, v in kinds.most_common()) + ".",
+        "",
+        "A table's description is one `SHOW TABLE EXTENDED IN schema LIKE 'a|b|...'` per schema for all the "
+        "tables a step describes (`DatabricksWarehouse.describe_tables`): its `information` column holds each "
+        "table's columns with their Spark types (Databricks documents the same output), and a table that does "
+        "not exist is simply not in its rows. What is left is mostly the builds themselves: build-then-swap "
+        "publishing on parquet (`CREATE TABLE ... AS`, `DROP TABLE`, `ALTER TABLE ... RENAME`), row counts "
+        "(`SELECT COUNT(*)`: Spark's `CREATE TABLE AS` answers no row count on parquet), the loads' JSON "
+        "batches (`INSERT`) and the `SHOW TABLES` listings of `table_exists` and the leftovers.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-doc", action="store_true", help="print only, do not write docs/benchmarks.md")
+    args = parser.parse_args()
+    text = markdown(measure())
+    print(text)
+    if not args.no_doc:
+        write_section(HERE.parent / "docs" / "benchmarks.md", "databricks-statements", text)
+
+
+if __name__ == "__main__":
+    main()
