@@ -14,7 +14,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
 from dagster import ConfigurableResource, get_dagster_logger
@@ -98,10 +98,15 @@ class WarehouseResource(ConfigurableResource):
     _schemas_ensured: set = PrivateAttr(default_factory=set)
     # Half-built tables found in each schema when it was first looked at (``drop_leftovers``).
     _leftovers: dict = PrivateAttr(default_factory=dict)
-    # Table descriptions, {(schema, name): [(column, type)] or None}, kept only while a run holds
-    # the engine: a table's entry is forgotten on every statement or load of the engine that may
-    # create, drop or alter it (``tables_changed``), all of them on a statement it cannot read.
+    # Table descriptions, {(schema, name): [(column, type)] or None}, kept while a run holds the
+    # engine, or for a session where ``keeps_descriptions_in_session``: a table's entry is forgotten
+    # on every statement or load of the engine that may create, drop or alter it
+    # (``tables_changed``), all of them on a statement it cannot read.
     _described: dict = PrivateAttr(default_factory=dict)
+    # Whether a session keeps the descriptions it read: where a step's session is the only writer
+    # of the tables it describes (Databricks: each step its own process and connection, writing its
+    # own tables; what it reads was written by steps that ended before it).
+    keeps_descriptions_in_session: ClassVar[bool] = False
     # Scratch tables' row counts as their create answered them (DuckDB, Trino): a scratch table is
     # written once, so that answer stays its count for as long as it lives.
     _scratch_rows: dict = PrivateAttr(default_factory=dict)
@@ -174,9 +179,13 @@ class WarehouseResource(ConfigurableResource):
         for t in tables:
             self._described.pop((t.schema, t.name) if isinstance(t, TableRef) else tuple(t), None)
 
+    def _keeps_descriptions(self) -> bool:
+        return self.holds_run or (self.keeps_descriptions_in_session and self._con is not None)
+
     def known_descriptions(self, refs: list[TableRef]) -> dict[TableRef, list[tuple[str, str]] | None]:
-        """The descriptions of ``refs`` kept from earlier in this run (none outside a run)."""
-        if not self.holds_run:
+        """The descriptions of ``refs`` kept from earlier in this run or session (see
+        ``keeps_descriptions_in_session``; none elsewhere)."""
+        if not self._keeps_descriptions():
             return {}
         out = {}
         for ref in refs:
@@ -187,8 +196,8 @@ class WarehouseResource(ConfigurableResource):
         return out
 
     def remember_descriptions(self, described: dict[TableRef, list[tuple[str, str]] | None]) -> None:
-        """Keep descriptions just read for the rest of the run (nothing outside a run)."""
-        if self.holds_run:
+        """Keep descriptions just read for the rest of the run or session (nothing elsewhere)."""
+        if self._keeps_descriptions():
             for ref, cols in described.items():
                 self._described[(ref.schema, ref.name)] = None if cols is None else list(cols)
 

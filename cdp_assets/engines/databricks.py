@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 from pydantic import PrivateAttr
@@ -68,6 +68,7 @@ class DatabricksWarehouse(WarehouseResource):
     read_cloud_files: bool = True
 
     _cur: Any = PrivateAttr(default=None)
+    keeps_descriptions_in_session: ClassVar[bool] = True
 
     @property
     def dialect(self) -> Dialect:
@@ -217,7 +218,7 @@ class DatabricksWarehouse(WarehouseResource):
         return sorted(r[col] for r in rows if temp is None or not r[temp])
 
     def table_exists(self, ref: TableRef) -> bool:
-        return ref.name in self.list_tables(ref.schema)
+        return self.describe_tables([ref])[ref] is not None
 
     def columns(self, ref: TableRef) -> list[str]:
         described = self.describe_tables([ref])[ref]
@@ -227,16 +228,20 @@ class DatabricksWarehouse(WarehouseResource):
 
     def describe_tables(self, refs: list[TableRef]) -> dict[TableRef, list[tuple[str, str]] | None]:
         """Each table's columns and Spark types, or None when it does not exist: one ``SHOW TABLE
-        EXTENDED`` per schema for all of them (a listing and a ``LIMIT 0`` per table before)."""
+        EXTENDED`` per schema for those the session does not know yet (a listing and a ``LIMIT 0``
+        per table, every time, before)."""
+        refs = list(dict.fromkeys(refs))
+        known = self.known_descriptions(refs)
         by_schema: dict[tuple[str | None, str], list[TableRef]] = {}
-        for ref in dict.fromkeys(refs):
-            by_schema.setdefault((ref.catalog, ref.schema), []).append(ref)
-        out: dict[TableRef, list[tuple[str, str]] | None] = {}
+        for ref in refs:
+            if ref not in known:
+                by_schema.setdefault((ref.catalog, ref.schema), []).append(ref)
         for (catalog, schema), group in by_schema.items():
             found = self._tables_in(catalog, schema, [ref.name for ref in group])
-            for ref in group:
-                out[ref] = found.get(ref.name.lower())
-        return out
+            read = {ref: found.get(ref.name.lower()) for ref in group}
+            self.remember_descriptions(read)
+            known.update(read)
+        return {ref: known[ref] for ref in refs}
 
     def _tables_in(self, catalog: str | None, schema: str, names: list[str]) -> dict[str, list[tuple[str, str]]]:
         """{lowercased name: columns} of the tables among ``names`` that exist in the schema."""

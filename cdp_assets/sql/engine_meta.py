@@ -38,8 +38,10 @@ def may_drop_a_schema(sql: str) -> bool:
     return "DROP SCHEMA" in sql.upper()
 
 
-# A name as the engines' statements write it: quoted parts (``"s"."t"``, ``"temp"."main"."t"``) or bare ones.
-_NAME = r'((?:(?:"[^"]*"|[A-Za-z_][A-Za-z0-9_$]*)\s*\.\s*)*(?:"[^"]*"|[A-Za-z_][A-Za-z0-9_$]*))'
+# A name as the engines' statements write it: quoted parts (``"s"."t"``, ``"temp"."main"."t"``, Spark's
+# and Databricks' ```s`.`t```) or bare ones.
+_PART = r'(?:"[^"]*"|`[^`]*`|[A-Za-z_][A-Za-z0-9_$]*)'
+_NAME = r"((?:" + _PART + r"\s*\.\s*)*" + _PART + ")"
 _TABLE_DDL = re.compile(
     r"(CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP\s+|TEMPORARY\s+)?|DROP\s+|ALTER\s+)(?:TABLE|VIEW)\s+"
     r"(?:IF\s+(?:NOT\s+)?EXISTS\s+)?" + _NAME + r"(?:\s+RENAME\s+TO\s+" + _NAME + ")?",
@@ -48,14 +50,14 @@ _TABLE_DDL = re.compile(
 # Statements that change rows at most, never which tables exist or their columns (a ROLLBACK may
 # undo a CREATE: not one of them).
 _ROWS_ONLY = re.compile(
-    r"(SELECT|WITH|FROM|VALUES|INSERT|DELETE|UPDATE|MERGE|TRUNCATE|BEGIN|COMMIT|CHECKPOINT|"
+    r"(SELECT|WITH|FROM|VALUES|INSERT|DELETE|UPDATE|MERGE|TRUNCATE|BEGIN|COMMIT|CHECKPOINT|OPTIMIZE|"
     r"DESCRIBE|EXPLAIN|SHOW|SUMMARIZE|CREATE\s+SCHEMA)\b",
     re.IGNORECASE,
 )
 
 
 def _name_parts(name: str) -> list[str]:
-    return [p.strip().strip('"') for p in re.findall(r'"[^"]*"|[^."\s]+', name)]
+    return [p.strip().strip('"`') for p in re.findall(r'"[^"]*"|`[^`]*`|[^."`\s]+', name)]
 
 
 def tables_changed(sql: str) -> list[tuple[str, str]] | None:

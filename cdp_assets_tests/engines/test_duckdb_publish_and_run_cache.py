@@ -231,6 +231,15 @@ def test_what_a_run_knows_of_its_tables_is_what_the_catalog_says_after_every_wri
         ("ATTACH 'x.db'", None),
         ("SET threads = 1", None),
         ("CREATE TABLE \"s\".\"t\" AS SELECT ';' AS v", None),  # a ; in a literal: cannot be read
+        # Spark's and Databricks' statements (the Databricks engine keeps descriptions per session)
+        ("CREATE TABLE IF NOT EXISTS `s`.`t` (`a` STRING) USING parquet", [("s", "t")]),
+        ("ALTER TABLE `s`.`t` ADD COLUMNS (`c` BIGINT)", [("s", "t")]),
+        ("ALTER TABLE `s`.`t__cdp_new_1` RENAME TO `s`.`t`", [("s", "t__cdp_new_1"), ("s", "t")]),
+        ("DROP TABLE IF EXISTS `s`.`t`", [("s", "t")]),
+        ("CREATE OR REPLACE TEMPORARY VIEW `v` AS SELECT 1", None),  # no schema: not known here
+        ("INSERT INTO `s`.`t` SELECT * FROM `s`.`u`", []),
+        ("OPTIMIZE `s`.`t`", []),
+        ("MERGE INTO `s`.`t` AS t USING `s`.`u` AS u ON t.a = u.a WHEN MATCHED THEN DELETE", []),
     ],
 )
 def test_the_tables_a_statement_changes_are_read_from_its_text_or_not_at_all(sql, changed):
