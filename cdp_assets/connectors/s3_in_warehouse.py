@@ -133,13 +133,14 @@ def load_historical_in_warehouse(
             f"{uri}: historical files in {len(formats)} formats ({', '.join(formats)}); the warehouse reads one format "
             "per table: keep one format in the folder or set the connector's format"
         )
-    # Built under a temporary name and swapped in: a failure leaves the previous table.
+    # Built under a temporary name, then published (Delta: one CREATE OR REPLACE; elsewhere
+    # swapped in): a failure leaves the previous table.
     with wh.session():
         wh.ensure_schema(ref.schema)
         staging = wh.staging_ref(ref)
         try:
             wh.execute(create_from_files_sql(wh.dialect.table_name(staging), uri, formats[0], field))
-            wh.swap_in(staging, ref)
+            wh.publish_staged(staging, ref)
         except BaseException:
             wh._drop_quietly(staging)
             raise

@@ -532,11 +532,30 @@ class WarehouseResource(ConfigurableResource):
             return [ref for ref in refs if ref.catalog != "temp"]
         return list(refs)
 
+    @property
+    def replaces_tables_atomically(self) -> bool:
+        """Whether the engine replaces a table with a SELECT's rows in one statement that commits
+        whole or not at all (``replace_table``): DuckDB's transactional DDL, Delta's ``CREATE OR
+        REPLACE TABLE`` (Databricks overrides it). Elsewhere a table is built under a temporary
+        name and swapped in (``swap_in``)."""
+        return self.dialect.replaces_atomically
+
     def swap_in(self, staging: TableRef, final: TableRef) -> None:
         # One connection for the whole swap: its transaction must not span connections.
         with self.session():
             for stmt in self.dialect.swap_statements(staging, final):
                 self.execute(stmt)
+
+    def publish_staged(self, staging: TableRef, final: TableRef) -> None:
+        """Make the fully built ``staging`` table ``final``: where the engine replaces tables
+        atomically, ``final`` replaced by a copy of it in one statement and ``staging`` dropped
+        (a failure before the replace commits leaves the old ``final``); elsewhere swapped in."""
+        if not self.replaces_tables_atomically:
+            self.swap_in(staging, final)
+            return
+        with self.session():
+            self.run(self.dialect.replace_table_sql(final, f"SELECT * FROM {staging.sql}"))
+            self.drop(staging)
 
     def build_table(self, final: TableRef, select_sql: str, params: list | None = None) -> int:
         """Publish ``final`` from a SELECT atomically and return its new row count: in one
@@ -553,7 +572,7 @@ class WarehouseResource(ConfigurableResource):
     def _build_table(self, final: TableRef, select_sql: str, params: list | None = None) -> int:
         self.ensure_schema(final.schema)
         self.drop_leftovers(final.schema, f"{final.name}__cdp_new_")
-        if self.dialect.replaces_atomically:
+        if self.replaces_tables_atomically:
             started = time.monotonic()
             rows = self.replace_table(final, select_sql, params)
             self.optimize(final)
@@ -642,7 +661,7 @@ class WarehouseResource(ConfigurableResource):
 
     def replace_table(self, final: TableRef, select_sql: str, params: list | None = None) -> int:
         """Replace (or create) ``final`` with a SELECT's rows in one statement, which commits whole
-        or not at all (dialects that ``replaces_atomically``), and return how many rows it holds.
+        or not at all (engines that ``replaces_tables_atomically``), and return how many rows it holds.
         Every publish of such an engine goes through here (the kill tests count them)."""
         if params:
             self.fetch(self.dialect.replace_table_sql(final, select_sql), params)
@@ -667,7 +686,7 @@ class WarehouseResource(ConfigurableResource):
         staging = self.staging_ref(final)
         try:
             self.write_dataframe(staging, df)
-            self.swap_in(staging, final)
+            self.publish_staged(staging, final)
             return len(df)
         except BaseException:
             self._drop_quietly(staging)

@@ -85,6 +85,13 @@ class DatabricksWarehouse(WarehouseResource):
         return "merge" if self.table_format in (None, "delta") else "rebuild"
 
     @property
+    def replaces_tables_atomically(self) -> bool:
+        # Delta's CREATE OR REPLACE TABLE ... AS commits the new version whole or not at all,
+        # readers seeing the old one until then (what Databricks recommends over dropping and
+        # creating again). Parquet tables (local Spark) have no REPLACE: built, then swapped in.
+        return self.table_format in (None, "delta")
+
+    @property
     def reads_cloud_files(self) -> bool:
         return self.read_cloud_files and not self.local_spark_dir
 

@@ -467,3 +467,64 @@ def test_what_a_session_knows_of_its_tables_is_what_spark_says_after_every_write
             assert known == truth == model, (op, table, arg)
             assert wh.table_exists(refs[0]) == (model["t1"] is not None)
     assert not wh.known_descriptions(refs)  # forgotten when the session ends
+
+
+class DeltaRecording(Recording):
+    """The Databricks engine on its default table format (Delta) over local Spark, whose parquet
+    tables refuse ``CREATE OR REPLACE TABLE``: that Delta-only statement is recorded, not run (as
+    OPTIMIZE is above), and the row count of a table it would have replaced is answered as 1."""
+
+    def _run(self, sql, params=None):
+        if sql.startswith("CREATE OR REPLACE TABLE"):
+            SEEN.append(sql)
+            return [], []
+        if sql.startswith("SELECT COUNT(*)") and "__cdp_new_" not in sql and "dbx_delta" in sql:
+            SEEN.append(sql)
+            return [(1,)], [("n", "bigint", None, None, None, None, None)]
+        return super()._run(sql, params)
+
+
+def test_a_delta_table_is_replaced_in_one_statement_where_parquet_is_built_and_swapped(spark_dir):
+    """Publishing by capability: a Delta table (the workspace's default) is replaced by one
+    ``CREATE OR REPLACE TABLE ... AS``, atomic on Delta, with no moment without the table; a
+    parquet one (local Spark), which refuses that statement as a warehouse does for a non-Delta
+    table, is built under a temporary name and swapped in (DROP + RENAME)."""
+    import sqlglot
+
+    from cdp_assets.sql.engine_meta import create_schema_sql
+
+    parquet = Recording(local_spark_dir=spark_dir, **_local_kw())
+    assert not parquet.replaces_tables_atomically
+    with pytest.raises(WarehouseError, match="REPLACE TABLE AS SELECT"):
+        parquet.execute(create_schema_sql("`dbx_delta`"))
+        parquet.execute("CREATE TABLE `dbx_delta`.`p` AS SELECT 1 AS x")
+        parquet.execute("CREATE OR REPLACE TABLE `dbx_delta`.`p` AS SELECT 2 AS x")
+    SEEN.clear()
+    assert parquet.build_table(TableRef("dbx_delta", "p"), "SELECT 3 AS x") == 1
+    kinds = [" ".join(s.split()[:2]) for s in SEEN]
+    assert "DROP TABLE" in kinds and "ALTER TABLE" in kinds and not any("OR REPLACE" in s for s in SEEN)
+    assert list(parquet.query("SELECT x FROM `dbx_delta`.`p`")["x"]) == [3]
+
+    delta = DeltaRecording(
+        local_spark_dir=spark_dir, sql_dialect="databricks", optimize_tables=False, use_catalog=False, catalog=None
+    )
+    assert delta.table_format is None and delta.replaces_tables_atomically
+    SEEN.clear()
+    assert delta.build_table(TableRef("dbx_delta", "t"), "SELECT 1 AS x") == 1
+    replaces = [s for s in SEEN if s.startswith("CREATE OR REPLACE TABLE")]
+    assert replaces == ["CREATE OR REPLACE TABLE `dbx_delta`.`t` AS SELECT 1 AS x"]
+    assert not [s for s in SEEN if s.startswith(("DROP TABLE", "ALTER TABLE", "CREATE TABLE"))]
+    tree = sqlglot.parse_one(replaces[0], read="databricks")
+    assert isinstance(tree, sqlglot.exp.Create) and tree.args.get("replace") and tree.kind == "TABLE"
+
+    SEEN.clear()
+    frame = pd.DataFrame({"x": [1, 2]})
+    assert delta.replace_with_dataframe(TableRef("dbx_delta", "f"), frame) == 2
+    sent = [s for s in SEEN if not s.startswith(("SHOW", "CREATE SCHEMA"))]
+    staged = sent[0].split()[2]
+    assert staged.startswith("`dbx_delta`.`f__cdp_new_") and sent[0].startswith(f"CREATE TABLE {staged} (")
+    assert sent[1].startswith(f"INSERT INTO {staged}")
+    assert sent[2:] == [
+        f"CREATE OR REPLACE TABLE `dbx_delta`.`f` AS SELECT * FROM {staged}",
+        f"DROP TABLE IF EXISTS {staged}",
+    ]
