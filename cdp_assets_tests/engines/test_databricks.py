@@ -24,6 +24,7 @@ from cdp_assets.engines.factory import build_warehouse
 from cdp_assets.engines.spark_dbapi import WAREHOUSE_LIMITS
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets_tests.conftest import shared_spark_session, write_project
+from cdp_assets_tests.engines.catalog_model import TABLES, apply_shared_write, shared_write
 
 TOKEN = "dapi" + "5a1b" * 8
 
@@ -405,41 +406,8 @@ def test_tables_are_described_in_one_statement_per_schema_as_the_tables_themselv
         wh.execute(f"DROP VIEW IF EXISTS `{name}`")
 
 
-SESSION_TABLES = ("t1", "t2")
-SESSION_COLUMNS = ("a", "b", "c")
-session_write = st.one_of(
-    st.tuples(
-        st.sampled_from(["build", "frame", "append"]),
-        st.sampled_from(SESSION_TABLES),
-        st.lists(st.sampled_from(SESSION_COLUMNS), min_size=1, unique=True),
-    ),
-    st.tuples(st.just("add_column"), st.sampled_from(SESSION_TABLES), st.sampled_from(SESSION_COLUMNS)),
-    st.tuples(st.just("drop"), st.sampled_from(SESSION_TABLES), st.none()),
-)
-
-
-def _write(wh: DatabricksWarehouse, model: dict, op: str, table: str, arg) -> None:
-    ref = TableRef("dbx_session", table)
-    cols = model[table]
-    if op == "build":
-        wh.build_table(ref, "SELECT " + ", ".join(f'1 AS "{c}"' for c in arg))
-        model[table] = list(arg)
-    elif op == "frame":
-        wh.replace_with_dataframe(ref, pd.DataFrame({c: [1] for c in arg}))
-        model[table] = list(arg)
-    elif op == "append":
-        wh.append_frames([(ref, pd.DataFrame({c: [1] for c in arg}))])
-        model[table] = (cols or []) + [c for c in arg if c not in (cols or [])]
-    elif op == "add_column" and cols is not None and arg not in cols:
-        wh.execute(f"ALTER TABLE `dbx_session`.`{table}` ADD COLUMNS (`{arg}` BIGINT)")
-        model[table] = cols + [arg]
-    elif op == "drop":
-        wh.drop(ref)
-        model[table] = None
-
-
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(writes=st.lists(session_write, min_size=1, max_size=6))
+@given(writes=st.lists(shared_write, min_size=1, max_size=6))
 def test_what_a_session_knows_of_its_tables_is_what_spark_says_after_every_write(spark_dir, writes):
     """The Databricks engine keeps the descriptions a session read until a write of its own may
     change them (``tables_changed`` reading Spark's backquoted names): after every write, within one
@@ -450,19 +418,19 @@ def test_what_a_session_knows_of_its_tables_is_what_spark_says_after_every_write
     wh = local(spark_dir)
     wh.run('DROP SCHEMA IF EXISTS "dbx_session" CASCADE')
     wh.run('CREATE SCHEMA "dbx_session"')
-    refs = [TableRef("dbx_session", t) for t in SESSION_TABLES]
-    model: dict = {t: None for t in SESSION_TABLES}
+    refs = [TableRef("dbx_session", t) for t in TABLES]
+    model: dict = {t: None for t in TABLES}
     with wh.session():
         for op, table, arg in writes:
             wh.describe_tables(refs)  # known before the write: must not survive it wrongly
-            _write(wh, model, op, table, arg)
+            apply_shared_write(wh, model, op, TableRef("dbx_session", table), arg)
             known = {
                 ref.name: None if cols is None else [c for c, _ in cols]
                 for ref, cols in wh.describe_tables(refs).items()
             }
             truth = {
                 t: spark.table(f"dbx_session.{t}").columns if spark.catalog.tableExists(f"dbx_session.{t}") else None
-                for t in SESSION_TABLES
+                for t in TABLES
             }
             assert known == truth == model, (op, table, arg)
             assert wh.table_exists(refs[0]) == (model["t1"] is not None)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from cdp_assets.engines.base import WarehouseError
 from cdp_assets.engines.duckdb import DuckDBWarehouse
+from cdp_assets_tests.engines.catalog_model import COLUMNS, TABLES, apply_shared_write, shared_write
 from cdp_assets_tests.engines.recording import recording_duckdb
 from cdp_assets.sql import engine_meta as meta
 from cdp_assets.sql.dialects import TableRef
@@ -136,45 +137,27 @@ def test_a_run_creates_each_schema_once_and_lists_leftovers_once(wh):
     assert len(wh.take("CREATE SCHEMA")) == 1
 
 
-# The model: table -> its columns (None: absent). Each operation is a call of the engine's own API.
-TABLES = ("t1", "t2")
-COLUMNS = ("a", "b", "c")
+# The model: table -> its columns (None: absent). Each operation is a call of the engine's own API:
+# catalog_model's writes, and two of DuckDB's units (a rolled-back append, an upsert).
 operation = st.one_of(
-    st.tuples(st.just("build"), st.sampled_from(TABLES), st.lists(st.sampled_from(COLUMNS), min_size=1, unique=True)),
-    st.tuples(st.just("frame"), st.sampled_from(TABLES), st.lists(st.sampled_from(COLUMNS), min_size=1, unique=True)),
-    st.tuples(st.just("append"), st.sampled_from(TABLES), st.lists(st.sampled_from(COLUMNS), min_size=1, unique=True)),
+    shared_write,
     st.tuples(st.just("failed_append"), st.sampled_from(TABLES), st.sampled_from(COLUMNS)),
-    st.tuples(st.just("add_column"), st.sampled_from(TABLES), st.sampled_from(COLUMNS)),
-    st.tuples(st.just("drop"), st.sampled_from(TABLES), st.none()),
     st.tuples(st.just("upsert"), st.sampled_from(TABLES), st.none()),
 )
 
 
 def _apply(wh: DuckDBWarehouse, model: dict, op: str, table: str, arg) -> None:
     ref = TableRef("s", table)
+    if apply_shared_write(wh, model, op, ref, arg):
+        return
     cols = model[table]
-    if op == "build":
-        wh.build_table(ref, "SELECT " + ", ".join(f'1 AS "{c}"' for c in arg))
-        model[table] = list(arg)
-    elif op == "frame":
-        wh.replace_with_dataframe(ref, pd.DataFrame({c: [1] for c in arg}))
-        model[table] = list(arg)
-    elif op == "append":
-        wh.append_frames([(ref, pd.DataFrame({c: [1] for c in arg}))])
-        model[table] = (cols or []) + [c for c in arg if c not in (cols or [])]
-    elif op == "failed_append":
+    if op == "failed_append":
         # a new table or column (described again inside the unit by the second frame), then a frame
         # DuckDB cannot read: the whole unit rolls back
         other = TableRef("s", "t2" if table == "t1" else "t1")
         unit = [(ref, pd.DataFrame({arg: [1], "z": [1]})), (ref, pd.DataFrame({"z": [2]}))]
         with pytest.raises(duckdb.Error):
             wh.append_frames([*unit, (other, pd.DataFrame({"z": [1j]}))])
-    elif op == "add_column" and cols is not None and arg not in cols:
-        wh.execute(f'ALTER TABLE {ref.sql} ADD COLUMN "{arg}" INTEGER')
-        model[table] = cols + [arg]
-    elif op == "drop":
-        wh.drop(ref)
-        model[table] = None
     elif op == "upsert" and cols is not None:
         first = cols[0]
         wh.apply_changes(
