@@ -534,11 +534,16 @@ def per_id_markers_read_sql(per_id: TableRef, n_inputs: int) -> str:
 
 def per_id_apply_statements(per_id: TableRef, changes: TableRef, touched: TableRef, id_name: str, columns) -> list[str]:
     """Replace the touched ids' rows and the build numbers' markers (the config's row stays) of
-    the kept per-id counts by ``changes``: DELETE and INSERT, run in one transaction."""
+    the kept per-id counts by ``changes``: two DELETEs and an INSERT, run in one transaction.
+    The markers and the counts are deleted apart: in one DELETE, the ``OR`` of the markers'
+    predicate and the touched ids' semi-join made DuckDB mark every row of the counts against
+    the touched ids (5M nightly: 5.1M rows, 0.31-0.43 s); apart, the semi-join's filter reaches
+    the scan of the counts and the markers' delete is a few rows (0.24 s both)."""
     cols = ", ".join(quote(c) for c in columns)
     return [
-        f"DELETE FROM {per_id.sql} AS t WHERE (t.from_table IS NULL AND t.cid LIKE 'seq:%') OR (t.from_table IS NOT "
-        f"NULL AND EXISTS (SELECT 1 FROM {touched.sql} AS c WHERE c.{quote(id_name)} = t.cid))",
+        f"DELETE FROM {per_id.sql} AS t WHERE t.from_table IS NULL AND t.cid LIKE 'seq:%'",
+        f"DELETE FROM {per_id.sql} AS t WHERE t.from_table IS NOT NULL "
+        f"AND EXISTS (SELECT 1 FROM {touched.sql} AS c WHERE c.{quote(id_name)} = t.cid)",
         f"INSERT INTO {per_id.sql} ({cols}) SELECT {cols} FROM {changes.sql}",
     ]
 

@@ -1181,8 +1181,14 @@ JOIN {keys} AS k ON k.key_type = g.follower_key_type
 """
 
 
-def enriched_sql(plans: list[IdPlan], table: SourceTablePlan, source_columns: list[str]) -> str:
-    """The source table with one column per canonical id whose graph the table feeds."""
+def enriched_sql(
+    plans: list[IdPlan], table: SourceTablePlan, source_columns: list[str], rows_sql: str | None = None
+) -> str:
+    """The source table with one column per canonical id whose graph the table feeds.
+    ``rows_sql``: a SELECT of some of the table's rows (all its columns) to enrich instead of
+    the whole table (an incremental enrichment's rows of the changed keys, read in the same
+    statement)."""
+    source = table.ref.sql if rows_sql is None else f"({rows_sql})"
     joins, id_cols = [], []
     existing = {c.lower() for c in source_columns}
     for p_i, plan in enumerate(plans):
@@ -1216,10 +1222,10 @@ def enriched_sql(plans: list[IdPlan], table: SourceTablePlan, source_columns: li
         derived.update(dict(own.derived) if own is not None else {})
     if not derived:
         select = ", ".join(["s.*", *id_cols])
-        return f"SELECT {select}\nFROM {table.ref.sql} AS s\n" + "\n".join(joins)
+        return f"SELECT {select}\nFROM {source} AS s\n" + "\n".join(joins)
     extra = ", ".join(f"{expr} AS {quote(col)}" for col, expr in derived.items())
     select = ", ".join([*(f"s.{quote(c)}" for c in source_columns), *id_cols])
-    return f"SELECT {select}\nFROM (SELECT s.*, {extra} FROM {table.ref.sql} AS s) AS s\n" + "\n".join(joins)
+    return f"SELECT {select}\nFROM (SELECT s.*, {extra} FROM {source} AS s) AS s\n" + "\n".join(joins)
 
 
 def source_key_stats_sql(plan: IdPlan) -> str:

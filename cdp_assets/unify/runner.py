@@ -483,7 +483,7 @@ def enrich_table(
                 table.ref,
                 columns,
                 [(p.ref("lookup"), p.merge_columns(p.table(alias))) for p in feeding],
-                lambda ref: u.enriched_sql(plans, replace(table, ref=ref), columns),
+                lambda rows: u.enriched_sql(plans, table, columns, rows),
                 [p.name for p in feeding if p.name.lower() not in existing],
                 staged_primary_key(loaded, table),
                 # An id merged from other ids is computed from other lookups' rows: built in full.

@@ -61,13 +61,14 @@ NAMED_KILLS = [
     "step:unify_loop:48",  # the moved values' graph rows deleted, their new rows not yet (one transaction)
     "step:unify_loop:51",  # lookup, its state and graph published, the watermarks not yet (nightly run)
     "step:enrich_table:3",  # the enriched table's incremental build: its first scratch table
-    "step:enrich_table:9",  # its changed rows' DELETE done in place, their INSERT not yet (one transaction)
-    # the key statistics' kept per-id counts: the touched ids' rows (and markers) deleted, the
-    # recounted ones not yet inserted (one transaction); then the counts committed, the statistics
-    # not yet built from them; then both built, the coverage query (which describes them) not yet sent
-    "step:finish_unification:7",
-    "step:finish_unification:9",
-    "step:finish_unification:11",
+    "step:enrich_table:8",  # its changed rows' DELETE done in place, their INSERT not yet (one transaction)
+    # the key statistics' kept per-id counts: the markers and the touched ids' rows deleted (two
+    # DELETEs), the recounted ones not yet inserted (one transaction); then the counts committed, the
+    # statistics not yet built from them; then both built, the coverage query (which describes them)
+    # not yet sent
+    "step:finish_unification:8",
+    "step:finish_unification:10",
+    "step:finish_unification:12",
     "step:customer_master:2",
     # its only statement: the row counts (the loop history comes from the graph's build, the profile
     # from the result statistics' build)
