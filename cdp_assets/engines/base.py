@@ -554,7 +554,7 @@ class WarehouseResource(ConfigurableResource):
             self.swap_in(staging, final)
             return
         with self.session():
-            self.run(self.dialect.replace_table_sql(final, f"SELECT * FROM {staging.sql}"))
+            self.run(self.dialect.replace_with_table_sql(final, staging))
             self.drop(staging)
 
     def build_table(self, final: TableRef, select_sql: str, params: list | None = None) -> int:

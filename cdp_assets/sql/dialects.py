@@ -163,6 +163,11 @@ class Dialect:
         """One statement replacing (or creating) ``final`` with a SELECT's rows (``replaces_atomically``)."""
         return f"CREATE OR REPLACE TABLE {final.sql} AS\n{select_sql.strip()}"
 
+    def replace_with_table_sql(self, final: TableRef, staging: TableRef) -> str:
+        """``final`` replaced by a copy of the fully built ``staging`` in one statement (engines
+        that replace tables atomically: ``publish_staged``)."""
+        return self.replace_table_sql(final, f"SELECT * FROM {staging.sql}")
+
     def swap_statements(self, staging: TableRef, final: TableRef) -> list[str]:
         """Statements that replace ``final`` with the fully built ``staging`` table."""
         rename = f"ALTER TABLE {staging.sql} RENAME TO {quote(final.name)}"
