@@ -69,20 +69,43 @@ def _dagster_step() -> str:
         return ""
 
 
-def counting_warehouse(**kwargs):
+def counting_warehouse(rows_scanned: bool = False, **kwargs):
+    """The DuckDB engine counting and timing what it is sent; with ``rows_scanned``, each of its
+    connections runs DuckDB's profiler (``enable_profiling = 'no_output'``, every statement), and
+    each statement's ``total_rows_scanned`` is read back after it and added to its step's books."""
     from cdp_assets.engines.duckdb import DuckDBWarehouse
 
     class CountingDuckDB(DuckDBWarehouse):
         """DuckDB, counting every statement and query it is sent (one attempt each)."""
 
+        def _open(self):
+            con = super()._open()
+            if rows_scanned:  # a connection's own settings: each cursor sets them
+                con.execute("SET enable_profiling = 'no_output'")
+                con.execute("SET profiling_coverage = 'ALL'")
+            return con
+
+        def _rows_scanned(self) -> int | None:
+            """The rows the last statement scanned, as DuckDB's profiler reports them (None: not
+            measured, or its connection already closed)."""
+            if not rows_scanned or self._con is None:
+                return None
+            profile = json.loads(self._con.get_profiling_information(format="json"))
+            return int(profile.get("query", {}).get("total_rows_scanned", 0))
+
         def _count(self, seconds: float) -> None:
             STATEMENTS["seconds"] += seconds
             step = self.current_step or "(no step)"
             STEP_SECONDS[step] = STEP_SECONDS.get(step, 0.0) + seconds
-            books = DAGSTER_STEPS.setdefault(_dagster_step(), [0, 0.0, {}])
+            books = DAGSTER_STEPS.setdefault(_dagster_step(), [0, 0.0, {}, 0, 0])
             books[0] += 1
             books[1] += seconds
             books[2][step] = books[2].get(step, 0.0) + seconds
+            scanned = self._rows_scanned()
+            if scanned is None:
+                books[4] += 1  # statements whose rows were not measured
+            else:
+                books[3] += scanned
 
         def _execute(self, sql: str) -> None:
             STATEMENTS["n"] += 1
@@ -244,7 +267,7 @@ def run_job(loaded, wh, instance, label: str) -> dict:
     out = {}
     for phase in (*PHASES, RUN):
         steps = [k for k, p in phase_of.items() if p == phase] if phase != RUN else [""]
-        books = [DAGSTER_STEPS.get(k, [0, 0.0, {}]) for k in steps]
+        books = [DAGSTER_STEPS.get(k, [0, 0.0, {}, 0, 0]) for k in steps]
         named: dict[str, float] = {}
         for b in books:
             for name, sec in b[2].items():
@@ -254,6 +277,8 @@ def run_job(loaded, wh, instance, label: str) -> dict:
             "seconds": round(seconds, 3),
             "statements": sum(b[0] for b in books),
             "warehouse_seconds": round(sum(b[1] for b in books), 3),
+            "rows_scanned": sum(b[3] for b in books),
+            "statements_not_scanned": sum(b[4] for b in books),
         }
         out[phase] = _described(entry, result, phase, label, named, set(steps))
     return out
@@ -329,7 +354,7 @@ def bench(args) -> dict:
     cfg.setdefault("checks", {})["freshness_hours"] = 1e6  # the sample's dates are fixed
     (work / "cdp.yml").write_text(yaml.safe_dump(cfg))
     loaded = load_config(work / "cdp.yml")
-    wh = counting_warehouse(path=str(loaded.duckdb_path), threads=args.threads)
+    wh = counting_warehouse(args.rows_scanned, path=str(loaded.duckdb_path), threads=args.threads)
     out = {"records": args.records, "threads": args.threads}
     with DagsterInstance.ephemeral() as instance:
         print(f"full run on {args.records:,} records ...", flush=True)
@@ -353,6 +378,37 @@ def loop_nodes(run: dict) -> str:
         return "the number of nodes in its rounds was not recorded"
     share = u["nodes_in_rounds"] / u["nodes"]
     return f"{u['nodes_in_rounds']:,} of {u['nodes']:,} nodes ({share:.1%}) were in its rounds"
+
+
+def rows_scanned_markdown(args, r: dict) -> str:
+    """The rows each phase scanned in the full and the nightly run, as DuckDB's profiler counts them."""
+    full, nightly = r["full"], r["nightly"]
+    option = " --all-tables-incremental" if args.all_tables_incremental else ""
+    lines = [
+        "## Rows scanned, nightly vs full",
+        "",
+        f"Written by `bench/bench_nightly.py --rows-scanned` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC "
+        f"(`--records {args.records} --threads {args.threads}{option}`): the same full and nightly runs as above, "
+        "with DuckDB's profiler on for every statement (`enable_profiling = 'no_output'`, `profiling_coverage = "
+        "'ALL'`), each statement's `total_rows_scanned` read back after it: the rows its table scans read, after "
+        "DuckDB's row-group pruning, summed per phase. Its seconds include the profiler's, so the timing section "
+        "is written by a run without it. Statements whose connection had closed before they could be read are "
+        "counted apart (not measured).",
+        "",
+        "| phase | full rows scanned | nightly rows scanned | nightly / full "
+        "| statements not measured (full, nightly) |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for phase in (*PHASES, RUN):
+        f, n = full[phase].get("rows_scanned", 0), nightly[phase].get("rows_scanned", 0)
+        share = f"{n / f:.2f}" if f else "-"
+        lines.append(
+            f"| {phase} | {f:,} | {n:,} | {share} "
+            f"| {full[phase].get('statements_not_scanned', '-')}, {nightly[phase].get('statements_not_scanned', '-')} |"
+        )
+    tf, tn = _total(full, "rows_scanned"), _total(nightly, "rows_scanned")
+    lines.append(f"| **all** | **{tf:,}** | **{tn:,}** | **{tn / tf:.2f}** | |")
+    return "\n".join(lines)
 
 
 def write_doc(args, r: dict) -> None:
@@ -504,12 +560,21 @@ def main() -> int:
         action="store_true",
         help="give every table of the example's unify.yml incremental_columns: [updated_at]",
     )
+    p.add_argument(
+        "--rows-scanned",
+        action="store_true",
+        help="run DuckDB's profiler on every statement and report the rows each phase scanned, in a section of its "
+        "own (its seconds include the profiler's: the timing section is written without it)",
+    )
     args = p.parse_args()
     result = bench(args)
     (DATA / str(args.records) / "nightly_results.json").write_text(json.dumps(result, indent=1, default=str))
     print(json.dumps(result, indent=1, default=str))
     if not args.no_doc:
-        write_doc(args, result)
+        if args.rows_scanned:
+            write_section(ROOT / "docs" / "benchmarks.md", "nightly-rows-scanned", rows_scanned_markdown(args, result))
+        else:
+            write_doc(args, result)
     return 0
 
 
