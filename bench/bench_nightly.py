@@ -31,6 +31,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -55,8 +56,20 @@ TARGET_UNIFICATION = 3.0  # unification phase / its loop
 
 STATEMENTS = {"n": 0, "seconds": 0.0}  # counted and timed by the engine below, read per phase
 STEP_SECONDS: dict[str, float] = {}  # warehouse seconds per named pipeline step, read per phase
-# Per Dagster step key (a run of the whole job): [statements, warehouse seconds, {pipeline step: seconds}].
-DAGSTER_STEPS: dict[str, list] = {}
+
+
+@dataclass
+class DagsterStepTally:
+    """What one Dagster step sent to the warehouse (a run of the whole job)."""
+
+    statements: int = 0
+    seconds: float = 0.0
+    by_pipeline_step: dict[str, float] = field(default_factory=dict)  # warehouse seconds
+    rows_scanned: int = 0  # with ``--rows-scanned``: DuckDB's profiler's count
+    not_scanned: int = 0  # with ``--rows-scanned``: statements whose rows could not be read
+
+
+DAGSTER_STEPS: dict[str, DagsterStepTally] = {}  # per Dagster step key
 RUN = "run"  # the pseudo-phase of a whole-job run: Dagster's own time outside its steps
 
 
@@ -87,9 +100,9 @@ def counting_warehouse(rows_scanned: bool = False, **kwargs):
             return con
 
         def _rows_scanned(self) -> int | None:
-            """The rows the last statement scanned, as DuckDB's profiler reports them (None: not
-            measured, or its connection already closed)."""
-            if not rows_scanned or self._con is None:
+            """The rows the last statement scanned, as DuckDB's profiler reports them (None: its
+            connection already closed)."""
+            if self._con is None:
                 return None
             profile = json.loads(self._con.get_profiling_information(format="json"))
             return int(profile.get("query", {}).get("total_rows_scanned", 0))
@@ -98,15 +111,16 @@ def counting_warehouse(rows_scanned: bool = False, **kwargs):
             STATEMENTS["seconds"] += seconds
             step = self.current_step or "(no step)"
             STEP_SECONDS[step] = STEP_SECONDS.get(step, 0.0) + seconds
-            books = DAGSTER_STEPS.setdefault(_dagster_step(), [0, 0.0, {}, 0, 0])
-            books[0] += 1
-            books[1] += seconds
-            books[2][step] = books[2].get(step, 0.0) + seconds
-            scanned = self._rows_scanned()
-            if scanned is None:
-                books[4] += 1  # statements whose rows were not measured
-            else:
-                books[3] += scanned
+            books = DAGSTER_STEPS.setdefault(_dagster_step(), DagsterStepTally())
+            books.statements += 1
+            books.seconds += seconds
+            books.by_pipeline_step[step] = books.by_pipeline_step.get(step, 0.0) + seconds
+            if rows_scanned:
+                scanned = self._rows_scanned()
+                if scanned is None:
+                    books.not_scanned += 1
+                else:
+                    books.rows_scanned += scanned
 
         def _execute(self, sql: str) -> None:
             STATEMENTS["n"] += 1
@@ -268,18 +282,18 @@ def run_job(loaded, wh, instance, label: str) -> dict:
     out = {}
     for phase in (*PHASES, RUN):
         steps = [k for k, p in phase_of.items() if p == phase] if phase != RUN else [""]
-        books = [DAGSTER_STEPS.get(k, [0, 0.0, {}, 0, 0]) for k in steps]
+        books = [DAGSTER_STEPS.get(k, DagsterStepTally()) for k in steps]
         named: dict[str, float] = {}
         for b in books:
-            for name, sec in b[2].items():
+            for name, sec in b.by_pipeline_step.items():
                 named[name] = named.get(name, 0.0) + sec
         seconds = sum(durations.get(k, 0.0) for k in steps) if phase != RUN else wall - sum(durations.values())
         entry = {
             "seconds": round(seconds, 3),
-            "statements": sum(b[0] for b in books),
-            "warehouse_seconds": round(sum(b[1] for b in books), 3),
-            "rows_scanned": sum(b[3] for b in books),
-            "statements_not_scanned": sum(b[4] for b in books),
+            "statements": sum(b.statements for b in books),
+            "warehouse_seconds": round(sum(b.seconds for b in books), 3),
+            "rows_scanned": sum(b.rows_scanned for b in books),
+            "statements_not_scanned": sum(b.not_scanned for b in books),
         }
         out[phase] = _described(entry, result, phase, label, named, set(steps))
     return out
