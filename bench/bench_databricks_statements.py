@@ -43,7 +43,7 @@ from cdp_assets.engines.spark import reset_spark_session  # noqa: E402
 from cdp_assets.sql import engine_meta as meta  # noqa: E402
 from cdp_assets.sql.dialects import TableRef  # noqa: E402
 from cdp_assets_tests.conftest import check_results, write_project  # noqa: E402
-from cdp_assets_tests.statement_counts import counting_round_trips, per_phase, phase_of_steps  # noqa: E402
+from cdp_assets_tests.statement_counts import as_class, counting_round_trips, per_phase, phase_of_steps  # noqa: E402
 
 
 class PerTableDescriptions(DatabricksWarehouse):
@@ -76,7 +76,7 @@ def run_twice(root: Path, spark_dir: Path, engine_class: type[DatabricksWarehous
     engine = {"kind": "databricks", "databricks": {"connection": "local_spark", "local_spark_dir": str(spark_dir)}}
     loaded = load_config(write_project(root / "project", records=RECORDS, mutate=lambda c: c.update(engine=engine)))
     built = build_warehouse(loaded)
-    warehouse = counting_round_trips(engine_class(**{n: getattr(built, n) for n in type(built).model_fields}))
+    warehouse = counting_round_trips(as_class(built, engine_class))
     defs = build_definitions(loaded, warehouse)
     out = {}
     for run in ("full", "nightly"):

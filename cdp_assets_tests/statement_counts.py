@@ -88,7 +88,7 @@ def counting(engine: WarehouseResource, log: list | None = None) -> WarehouseRes
             "record_job": record_job,
         },
     )
-    copy = cls(**{name: getattr(engine, name) for name in type(engine).model_fields})
+    copy = as_class(engine, cls)
     # Set after the class is made (pydantic takes class attributes for fields); every copy
     # Dagster makes of the resource is of this class, and so shares the tally.
     cls.counts = property(lambda self: tally)  # type: ignore[attr-defined]
@@ -113,9 +113,14 @@ def counting_round_trips(engine: WarehouseResource) -> WarehouseResource:
         return base._run(self, sql, params)
 
     cls = type(f"RoundTrips{base.__name__}", (base,), {"_run": _run})
-    copy = cls(**{name: getattr(engine, name) for name in type(engine).model_fields})
+    copy = as_class(engine, cls)
     cls.counts = property(lambda self: tally)  # type: ignore[attr-defined]
     return copy
+
+
+def as_class(engine: WarehouseResource, cls: type[WarehouseResource]) -> WarehouseResource:
+    """An engine of class ``cls`` (``engine``'s or a subclass) with ``engine``'s configuration."""
+    return cls(**{name: getattr(engine, name) for name in type(engine).model_fields})
 
 
 _TWO_WORD_KINDS = {"SHOW", "CREATE", "DROP", "ALTER", "INSERT"}
