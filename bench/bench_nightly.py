@@ -31,7 +31,6 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -58,15 +57,17 @@ STATEMENTS = {"n": 0, "seconds": 0.0}  # counted and timed by the engine below, 
 STEP_SECONDS: dict[str, float] = {}  # warehouse seconds per named pipeline step, read per phase
 
 
-@dataclass
 class DagsterStepTally:
-    """What one Dagster step sent to the warehouse (a run of the whole job)."""
+    """What one Dagster step sent to the warehouse (a run of the whole job). A plain class: tests
+    load this script from its file without registering it as a module, where a dataclass with
+    postponed annotations cannot be built."""
 
-    statements: int = 0
-    seconds: float = 0.0
-    by_pipeline_step: dict[str, float] = field(default_factory=dict)  # warehouse seconds
-    rows_scanned: int = 0  # with ``--rows-scanned``: DuckDB's profiler's count
-    not_scanned: int = 0  # with ``--rows-scanned``: statements whose rows could not be read
+    def __init__(self) -> None:
+        self.statements = 0
+        self.seconds = 0.0
+        self.by_pipeline_step: dict[str, float] = {}  # warehouse seconds
+        self.rows_scanned = 0  # with ``--rows-scanned``: DuckDB's profiler's count
+        self.not_scanned = 0  # with ``--rows-scanned``: statements whose rows could not be read
 
 
 DAGSTER_STEPS: dict[str, DagsterStepTally] = {}  # per Dagster step key
