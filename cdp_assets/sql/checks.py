@@ -5,7 +5,7 @@ from __future__ import annotations
 from cdp_assets.sql.dialects import Dialect, TableRef, quote
 from cdp_assets.sql.engine_meta import describe_tables_sql
 from cdp_assets.sql.hist_union import distinct_count_sql, duplicate_keys_over_sql, duplicate_keys_sql
-from cdp_assets.sql.incremental import LOADED_AT, newer_than_watermark
+from cdp_assets.sql.incremental import LOADED_AT, newer_than_watermark_branches
 
 
 def ids_with_many_canonical_ids_sql(lookup: TableRef, cid: str) -> str:
@@ -257,6 +257,7 @@ def hist_union_change_sql(
     key_columns: list[str],
     inputs: list[tuple[TableRef, list[str], bool]],
     state: TableRef,
+    split: bool = False,
 ) -> tuple[str, str]:
     """What an incremental hist-union build changes of ``hist_union_measures_sql``'s figures, as
     the one-row queries of the rows it removes and of those it adds (same columns:
@@ -266,7 +267,7 @@ def hist_union_change_sql(
     without a full build, so its distinct keys only grow, by the keys of its rows loaded after
     the watermark that none of its rows up to the watermark held (``inputs``: (input, its key
     columns, whether it gained rows), in rank order; keys compare with NULLs equal, as DISTINCT
-    does)."""
+    does). ``split``: ``newer_than_watermark_branches``."""
     of_changed = (
         f"SELECT t.* FROM {target.sql} AS t WHERE EXISTS (SELECT 1 FROM {changed.sql} AS c WHERE "
         + " AND ".join(f"c.{quote(k)} IS NOT DISTINCT FROM t.{quote(k)}" for k in key_columns)
@@ -277,23 +278,27 @@ def hist_union_change_sql(
     for rank, (ref, cols, grew) in enumerate(inputs):
         removed.append(f"CAST(0 AS BIGINT) AS input_{int(rank)}")
         added.append(
-            f"({new_distinct_keys_sql(ref, cols, state, rank)}) AS input_{int(rank)}"
+            f"({new_distinct_keys_sql(ref, cols, state, rank, split)}) AS input_{int(rank)}"
             if grew
             else f"CAST(0 AS BIGINT) AS input_{int(rank)}"
         )
     return "SELECT " + ", ".join(removed), "SELECT " + ", ".join(added)
 
 
-def new_distinct_keys_sql(ref: TableRef, key_columns: list[str], state: TableRef, rank: int) -> str:
+def new_distinct_keys_sql(
+    ref: TableRef, key_columns: list[str], state: TableRef, rank: int, split: bool = False
+) -> str:
     """The distinct keys of input ``rank``'s rows loaded after the watermark that none of its
-    rows up to the watermark holds (NULLs equal)."""
+    rows up to the watermark holds (NULLs equal). ``split``: ``newer_than_watermark_branches``."""
     keys = ", ".join(f"i.{quote(c)} AS {quote(c)}" for c in key_columns)
     match = " AND ".join(f"o.{quote(c)} IS NOT DISTINCT FROM n.{quote(c)}" for c in key_columns)
     wm = f"(SELECT MAX(s.watermark) FROM {state.sql} AS s WHERE s.input_rank = {int(rank)})"
+    newer = " UNION ALL ".join(
+        f"SELECT {keys} FROM {ref.sql} AS i WHERE {w}" for w in newer_than_watermark_branches(state, rank, split=split)
+    )
     return (
-        f"SELECT COUNT(*) AS n FROM (SELECT DISTINCT {keys} FROM {ref.sql} AS i "
-        f"WHERE {newer_than_watermark(state, rank)}) AS n WHERE NOT EXISTS (SELECT 1 FROM {ref.sql} AS o "
-        f"WHERE o.{quote(LOADED_AT)} <= {wm} AND {match})"
+        f"SELECT COUNT(*) AS n FROM (SELECT DISTINCT * FROM ({newer}) AS d) AS n WHERE NOT EXISTS (SELECT 1 FROM "
+        f"{ref.sql} AS o WHERE o.{quote(LOADED_AT)} <= {wm} AND {match})"
     )
 
 

@@ -89,6 +89,18 @@ def newer_than_watermark(state: TableRef, rank: int, alias: str = "i") -> str:
     return f"({wm} IS NULL OR {quote(alias)}.{quote(LOADED_AT)} > {wm})"
 
 
+def newer_than_watermark_branches(state: TableRef, rank: int, alias: str = "i", split: bool = False) -> list[str]:
+    """``newer_than_watermark`` as disjoint conditions whose rows, read as UNION ALL branches, are
+    its rows. ``split`` (an engine that ``skips_row_groups``): two, the input without a watermark
+    and its rows after it, so that no OR surrounds the range test, which DuckDB then answers from
+    the row groups after the watermark (5M sample's nightly staging: 0.013 s against 0.07 to 0.14 s
+    reading every row of a 1M-row table through the OR); otherwise the one condition."""
+    if not split:
+        return [newer_than_watermark(state, rank, alias)]
+    wm = _watermark(state, rank)
+    return [f"{wm} IS NULL", f"{quote(alias)}.{quote(LOADED_AT)} > {wm}"]
+
+
 def input_progress_sql(ref: TableRef, state: TableRef, rank: int) -> str:
     """One row: the rows up to the previous watermark, the rows after it, all rows and the
     newest load time of input ``rank``."""
@@ -185,16 +197,24 @@ def key_match(left: str, right: str, key_columns: list[str], null_safe: bool) ->
 
 
 def changed_keys_sql(
-    deltas: list[tuple[TableRef, list[str], int]], state: TableRef, key_columns: list[str], null_safe: bool
+    deltas: list[tuple[TableRef, list[str], int]],
+    state: TableRef,
+    key_columns: list[str],
+    null_safe: bool,
+    split: bool = False,
 ) -> str:
     """The distinct keys of the rows each input gained since the watermark. ``deltas``: (input,
-    its columns, rank); a key column an input lacks reads NULL there."""
+    its columns, rank); a key column an input lacks reads NULL there. ``split``:
+    ``newer_than_watermark_branches``."""
     selects = []
     for ref, cols, rank in deltas:
         exprs = ", ".join(
             f"i.{quote(c)} AS {quote(c)}" if c in cols else f"CAST(NULL AS VARCHAR) AS {quote(c)}" for c in key_columns
         )
-        selects.append(f"SELECT {exprs} FROM {ref.sql} AS i WHERE {newer_than_watermark(state, rank)}")
+        selects += [
+            f"SELECT {exprs} FROM {ref.sql} AS i WHERE {newer}"
+            for newer in newer_than_watermark_branches(state, rank, split=split)
+        ]
     keys = ", ".join(quote(c) for c in key_columns)
     present = "" if null_safe else " WHERE " + " AND ".join(f"{quote(c)} IS NOT NULL" for c in key_columns)
     return f"SELECT DISTINCT {keys} FROM (\n" + "\nUNION ALL\n".join(selects) + f"\n) AS d{present}"
@@ -208,24 +228,35 @@ def affected_rows_sql(
     rank: int,
     key_columns: list[str],
     null_safe: bool,
+    split: bool = False,
 ) -> str:
     """The rows of input ``rank`` to recompute: every row of a changed key, plus (with a primary
-    key) the new rows whose key has a NULL part, which are records of their own."""
+    key) the new rows whose key has a NULL part, which are records of their own. ``split`` (an
+    engine that ``skips_row_groups``): each as its own UNION ALL branch (disjoint: a key with a
+    NULL part equals no changed key), the changed keys' rows a semi-join that DuckDB filters the
+    scan with, the new rows ``newer_than_watermark_branches``; one OR of them makes DuckDB read
+    every row of every column (5M sample, loyalty members' two inputs: 0.09 s against 0.14 s)."""
 
     def col(c: str) -> str:
         return f"i.{quote(c)}" if c in cols else "CAST(NULL AS VARCHAR)"
 
     op = "IS NOT DISTINCT FROM" if null_safe else "="
     match = " AND ".join(f"c.{quote(c)} {op} {col(c)}" for c in key_columns)
-    where = f"EXISTS (SELECT 1 FROM {changed.sql} AS c WHERE {match})"
-    if not null_safe:
-        null_key = " OR ".join(f"{col(c)} IS NULL" for c in key_columns)
-        where += f" OR ({newer_than_watermark(state, rank)} AND ({null_key}))"
-    return f"SELECT i.* FROM {ref.sql} AS i WHERE {where}"
+    of_changed = f"EXISTS (SELECT 1 FROM {changed.sql} AS c WHERE {match})"
+    if null_safe:
+        return f"SELECT i.* FROM {ref.sql} AS i WHERE {of_changed}"
+    null_key = " OR ".join(f"{col(c)} IS NULL" for c in key_columns)
+    newer = newer_than_watermark_branches(state, rank, split=split)
+    if not split:
+        return f"SELECT i.* FROM {ref.sql} AS i WHERE {of_changed} OR ({newer[0]} AND ({null_key}))"
+    branches = [of_changed, *(f"{n} AND ({null_key})" for n in newer)]
+    return "\nUNION ALL\n".join(f"SELECT i.* FROM {ref.sql} AS i WHERE {b}" for b in branches)
 
 
-def rows_since_sql(ref: TableRef, state: TableRef, rank: int = 0) -> str:
-    return f"SELECT i.* FROM {ref.sql} AS i WHERE {newer_than_watermark(state, rank)}"
+def rows_since_sql(ref: TableRef, state: TableRef, rank: int = 0, split: bool = False) -> str:
+    """Input ``rank``'s rows loaded after the watermark (``split``: ``newer_than_watermark_branches``)."""
+    newer = newer_than_watermark_branches(state, rank, split=split)
+    return "\nUNION ALL\n".join(f"SELECT i.* FROM {ref.sql} AS i WHERE {n}" for n in newer)
 
 
 # ---------------------------------------------------------------------------- dedupe
@@ -412,15 +443,20 @@ def enriched_changed_keys_sql(
     key_columns: list[str],
     lookups: list[tuple[TableRef, list[tuple[str, int]], int, int]],
     staged_log: tuple[TableRef, int, int] | None = None,
+    split: bool = False,
 ) -> str:
     """The keys of the staged rows to enrich again: those loaded after the watermark (new and
     updated rows), those holding a key value whose id changed in one of ``lookups``
     (``(lookup change log, the table's (column, key_type) merge columns, seq after, seq up to)``),
     and, for a staged table that logs its changes (a dedupe: ``(its change log, seq after, seq up
     to)``), the keys it replaced or removed, whether a staged row holds them now or not.
-    Keys compare with NULLs equal: a key's rows are replaced together."""
+    Keys compare with NULLs equal: a key's rows are replaced together. ``split``:
+    ``newer_than_watermark_branches``."""
     keys = ", ".join(f"s.{quote(c)}" for c in key_columns)
-    selects = [f"SELECT {keys} FROM {staged.sql} AS s WHERE {newer_than_watermark(state, 0, 's')}"]
+    selects = [
+        f"SELECT {keys} FROM {staged.sql} AS s WHERE {newer}"
+        for newer in newer_than_watermark_branches(state, 0, "s", split=split)
+    ]
     if staged_log is not None:
         log, lo, hi = staged_log
         logged = ", ".join(f"c.{quote(c)}" for c in key_columns)
