@@ -12,7 +12,6 @@ order, as ingestion appends a raw table.
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 import pandas as pd
 from hypothesis import given, settings
@@ -22,6 +21,7 @@ from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql import incremental as inc
 from cdp_assets.sql.checks import new_distinct_keys_sql
 from cdp_assets.sql.dialects import TableRef
+from cdp_assets_tests.row_groups import row_groups_read
 
 BASE = dt.datetime(2024, 1, 1)
 RAW = TableRef("src", "raw")
@@ -103,14 +103,9 @@ def test_the_branches_read_only_the_row_groups_after_the_watermark():
         last = pd.Timestamp("2024-01-01") + pd.Timedelta(seconds=n - 10)
         wh.run(f"CREATE TABLE {STATE.sql} AS SELECT 0 AS input_rank, TIMESTAMP '{last}' AS watermark")
 
-        def groups_read(sql: str) -> list[tuple[int, int]]:
-            plan = wh.fetch(f"EXPLAIN ANALYZE {sql}").iloc[0, 1]
-            found = re.findall(r"Row Groups Scanned: (\d+) / (\d+)", plan)
-            return [(int(a), int(b)) for a, b in found if int(b) > 1]
-
         assert len(wh.fetch(inc.rows_since_sql(RAW, STATE, 0, split=True))) == 9
-        single_read = groups_read(inc.rows_since_sql(RAW, STATE, 0))
-        branch_reads = groups_read(inc.rows_since_sql(RAW, STATE, 0, split=True))
+        single_read = row_groups_read(wh, inc.rows_since_sql(RAW, STATE, 0))
+        branch_reads = row_groups_read(wh, inc.rows_since_sql(RAW, STATE, 0, split=True))
         assert single_read and all(a == b for a, b in single_read)  # every row group
         # The branch without a watermark reads nothing (its test is false); the range test reads
         # the table's last row group or two (written in parallel, unordered).

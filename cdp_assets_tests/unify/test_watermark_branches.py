@@ -11,7 +11,6 @@ on a table ordered as the pipeline appends it.
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 import pandas as pd
 from hypothesis import given, settings
@@ -20,6 +19,7 @@ from hypothesis import strategies as st
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql import unification as u
 from cdp_assets.sql.dialects import TableRef, get_dialect
+from cdp_assets_tests.row_groups import row_groups_read
 from cdp_assets_tests.unify.test_loop import KEYS, make_unify
 
 BASE = dt.datetime(2024, 1, 1)
@@ -154,14 +154,9 @@ def test_the_branches_read_only_the_row_groups_after_the_watermark():
         last = pd.Timestamp("2024-01-01") + pd.Timedelta(seconds=n - 10)
         wh.run(f"UPDATE {WATERMARKS.sql} SET watermark = TIMESTAMP '{last}'")
 
-        def groups_read(sql: str) -> list[tuple[int, int]]:
-            plan = wh.fetch(f"EXPLAIN ANALYZE {sql}").iloc[0, 1]
-            found = re.findall(r"Row Groups Scanned: (\d+) / (\d+)", plan)
-            return [(int(a), int(b)) for a, b in found if int(b) > 1]
-
         assert len(wh.fetch(u.removed_key_values_sql(branched, KEY_VALUES, WATERMARKS))) == 9
-        single_read = groups_read(u.removed_key_values_sql(single, KEY_VALUES, WATERMARKS))
-        branch_reads = groups_read(u.removed_key_values_sql(branched, KEY_VALUES, WATERMARKS))
+        single_read = row_groups_read(wh, u.removed_key_values_sql(single, KEY_VALUES, WATERMARKS))
+        branch_reads = row_groups_read(wh, u.removed_key_values_sql(branched, KEY_VALUES, WATERMARKS))
         assert single_read and all(a == b for a, b in single_read)  # every row group
         # (Written in parallel, unordered: a row group or two of the table's last rows per branch.)
         assert branch_reads and all(a <= 2 < b for a, b in branch_reads), branch_reads
