@@ -437,6 +437,29 @@ def test_what_a_session_knows_of_its_tables_is_what_spark_says_after_every_write
     assert not wh.known_descriptions(refs)  # forgotten when the session ends
 
 
+def test_a_schema_a_session_has_listed_is_not_created_again_and_a_missing_one_is(spark_dir):
+    """A step describes its tables before it builds them: a schema whose listing answered exists,
+    so the session's builds there send no CREATE SCHEMA; a schema the listing did not find is
+    created by the first build in it; after the session, a build asks again."""
+    wh = Recording(local_spark_dir=spark_dir, **_local_kw())
+    wh.run('DROP SCHEMA IF EXISTS "dbx_listed" CASCADE')
+    wh.run('DROP SCHEMA IF EXISTS "dbx_unlisted" CASCADE')
+    wh.run('CREATE SCHEMA "dbx_listed"')
+    listed, unlisted = TableRef("dbx_listed", "t"), TableRef("dbx_unlisted", "t")
+    SEEN.clear()
+    with wh.session():
+        assert wh.describe_tables([listed, unlisted]) == {listed: None, unlisted: None}
+        wh.build_table(listed, "SELECT 1 AS x")
+        wh.build_table(unlisted, "SELECT 2 AS x")
+    created = [s for s in SEEN if s.startswith("CREATE SCHEMA")]
+    assert created == ["CREATE SCHEMA IF NOT EXISTS `dbx_unlisted`"]
+    assert list(wh.query("SELECT x FROM `dbx_listed`.`t`")["x"]) == [1]
+    assert list(wh.query("SELECT x FROM `dbx_unlisted`.`t`")["x"]) == [2]
+    SEEN.clear()
+    wh.build_table(listed, "SELECT 3 AS x")  # outside a session nothing is kept
+    assert [s for s in SEEN if s.startswith("CREATE SCHEMA")] == ["CREATE SCHEMA IF NOT EXISTS `dbx_listed`"]
+
+
 class DeltaRecording(Recording):
     """The Databricks engine on its default table format (Delta) over local Spark, whose parquet
     tables refuse ``CREATE OR REPLACE TABLE``: that Delta-only statement is recorded, not run (as
