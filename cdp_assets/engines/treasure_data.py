@@ -310,6 +310,10 @@ class TreasureDataWarehouse(WarehouseResource):
     def describes_without_a_statement(self) -> bool:
         return True  # the table's schema from the REST API
 
+    @property
+    def inlines_scratch_tables(self) -> bool:
+        return True  # every CREATE TABLE AS is a job; Trino has no session temporary tables
+
     def create_table_counted(self, ref: TableRef, select_sql: str, params: list | None = None) -> int:
         # Trino answers CREATE TABLE AS with one row, the rows written: no second job to count
         # them. Hive answers nothing: its table's count comes from the table listing (no job).

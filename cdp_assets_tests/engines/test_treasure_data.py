@@ -10,6 +10,7 @@ table equal to DuckDB's."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -536,7 +537,17 @@ def test_a_nightly_run_on_the_fake_with_new_and_updated_rows_equals_a_full_refre
     (night,) = [p for p in folder.glob("customers_*.csv") if p.name > "customers_2024-06-02.csv"]
     new_file = pd.read_csv(night, dtype=str, keep_default_na=False)
     pd.concat([new_file, loaded_before.head(1)]).to_csv(night, index=False)
+    jobs_before = set(td.jobs)
     nightly = run_pipeline(loaded)
+    # Hist-union's changed keys and recomputed rows, and staging's new rows and changed keys, are
+    # subqueries on TD (``inlines_scratch_tables``): no job creates their scratch tables.
+    created = [td.jobs[j].query for j in set(td.jobs) - jobs_before if "CREATE TABLE" in td.jobs[j].query.upper()]
+    assert any("_hist_union__cdp_new_" in q for q in created)  # the hist-union rebuilds ran
+    scratch = [q for q in created if "_inc__cdp_new_" in q]
+    assert scratch and not [q for q in scratch if "_hist_union_inc__cdp_new_" in q]
+    # staging's new rows (``rows_since_sql``) and the changed keys of either (``changed_keys_sql``)
+    inlined = [q for q in scratch if re.search(r" AS SELECT (i\.\*|DISTINCT [^()]*? FROM \(\s*SELECT i\.)", q)]
+    assert not inlined, inlined
     checks = check_results(nightly)
     failed = {k for k, passed in checks.items() if not passed}
     assert nightly.success and len(checks) > 50 and failed == {"acme_src/shop_customers:no_skipped_rows"}  # the copy
