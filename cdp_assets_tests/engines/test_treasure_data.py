@@ -517,7 +517,10 @@ def test_a_nightly_run_on_the_fake_with_new_and_updated_rows_equals_a_full_refre
     loaded in each file's watermark range (stored as text on TD), and every phase's tables equal
     a full refresh on the same data; the enriched and master tables equal their full builds over
     the published lookup (an incremental loop keeps ids a full refresh may renumber)."""
+    from cdp_assets.assets.ingestion import _step_start
+    from cdp_assets.assets.keys import ingestion_refs
     from cdp_assets.assets.run_config import full_refresh_run_config
+    from cdp_assets.connectors.loading import _iso, current_watermark, last_fingerprint
     from cdp_assets_tests.unify.test_incremental_unification import assert_equal_to_full_builds
 
     monkeypatch.setenv("TD_API_KEY", KEY)
@@ -526,6 +529,15 @@ def test_a_nightly_run_on_the_fake_with_new_and_updated_rows_equals_a_full_refre
     assert first.success
     tdw = engine(td, database=loaded.pipeline.src_schema)
     src, stg = loaded.pipeline.src_schema, loaded.pipeline.stg_schema
+    # An ingestion step reads at its start what its loads would each query (a job each on TD):
+    # the last historical load's fingerprint and each raw table's newest incremental field.
+    for source, obj in loaded.pipeline.source_objects():
+        start = _step_start(tdw, loaded, source, obj, python_loads=True)
+        log = TableRef(src, LOG_TABLE)
+        assert start.fingerprint is not None and start.newest is not None
+        assert start.fingerprint == last_fingerprint(tdw, log, source.name, obj.name)
+        for ref in ingestion_refs(loaded, source, obj).values():
+            assert _iso(start.newest[ref]) == current_watermark(tdw, ref, source.incremental_field) is not None
     customers = f'SELECT COUNT(*) AS n FROM {TableRef(src, "shop_customers").sql}'
     before = tdw.fetch(customers).iloc[0, 0]
     written = _write_nightly_files(tmp_path / "data", 0.01, 0.005)
