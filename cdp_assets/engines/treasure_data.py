@@ -312,7 +312,9 @@ class TreasureDataWarehouse(WarehouseResource):
 
     @property
     def inlines_scratch_tables(self) -> bool:
-        return True  # every CREATE TABLE AS is a job; Trino has no session temporary tables
+        # Every CREATE TABLE AS is a job, and Trino has no session temporary tables. Hive keeps the
+        # scratch tables: it needs an alias on every subquery in FROM and limits correlated ones.
+        return self.query_engine != "hive"
 
     def create_table_counted(self, ref: TableRef, select_sql: str, params: list | None = None) -> int:
         # Trino answers CREATE TABLE AS with one row, the rows written: no second job to count
