@@ -84,9 +84,12 @@ class Measures:
             return None
         return pd.Series([int(v) for v in values], index=list(self.names), dtype="int64")
 
-    def change_sql(self, removed_sql: str, added: TableRef) -> str:
-        """The measures of the rows a build removes (``removed_sql``, a SELECT) and adds."""
-        return inc.measures_change_sql(self.over(f"({removed_sql}) AS r"), self.over(added.sql), list(self.names))
+    def change_sql(self, removed_sql: str, added: TableRef, counted: inc.Inlined | None = None) -> str:
+        """The measures of the rows a build removes (``removed_sql``, a SELECT) and adds;
+        ``counted``: an inlined relation counted beside (``inc.measures_change_sql``)."""
+        return inc.measures_change_sql(
+            self.over(f"({removed_sql}) AS r"), self.over(added.sql), list(self.names), counted
+        )
 
     def applied(self, kept: pd.Series, change: pd.Series) -> pd.Series:
         """``kept`` less the removed rows' measures, plus the added rows' (``change_sql``'s row)."""
@@ -99,6 +102,16 @@ class Measures:
     def kept_values(self, values: pd.Series) -> dict[str, int]:
         """``values`` (by name) as the state's kept columns."""
         return {c: int(values[n]) for c, n in zip(self.kept_columns, self.names)}
+
+
+def _rows_of(wh: WarehouseResource, ref: TableRef | inc.Inlined, change: pd.Series | None = None) -> int:
+    """A scratch relation's rows: a table's as its create answered them; an inlined one's as
+    ``change`` (a ``measures_change_sql`` row) counted them beside, else by a query of its own."""
+    if not isinstance(ref, inc.Inlined):
+        return wh.row_count(ref)
+    if change is not None and inc.COUNTED_COLUMN in change.index:
+        return int(change[inc.COUNTED_COLUMN])
+    return wh.scalar(inc.inlined_rows_sql(ref))
 
 
 def _fingerprint(*parts: object) -> str:
@@ -121,7 +134,13 @@ class _Scratch:
         self.wh, self.like, self.refs = wh, target.sibling(f"{target.name}_inc"), []
         wh.drop_leftovers(target.schema, f"{self.like.name}__cdp_new_")  # a killed run's scratch tables
 
-    def make(self, select_sql: str, params: tuple = ()) -> TableRef:
+    def make(self, select_sql: str, params: tuple = (), inline: bool = False) -> TableRef | inc.Inlined:
+        """A scratch table of ``select_sql``'s rows; ``inline``: the rows are read only by
+        statements that run before the build changes what they read, and keep the types the
+        warehouse stores (no timestamps that a table would store as text), so where the engine
+        ``inlines_scratch_tables`` they are a subquery of each reader instead (no statement)."""
+        if inline and not params and self.wh.inlines_scratch_tables:
+            return inc.Inlined(select_sql)
         ref = self.wh.scratch_ref(self.like)
         self.refs.append(ref)
         self.wh.create_scratch(ref, select_sql, list(params))
@@ -301,18 +320,23 @@ def build_hist_union(
             grown = [
                 (ref, cols, rank) for rank, ((ref, cols), p) in enumerate(zip(inputs, progress)) if int(p["rows_new"])
             ]
-            changed = scratch.make(inc.changed_keys_sql(grown, state, keys, null_safe, split))
+            # Both read the inputs and the state, which the build changes only after the apply,
+            # and the inputs' columns as stored: inlined where the engine would rather recompute.
+            changed = scratch.make(inc.changed_keys_sql(grown, state, keys, null_safe, split), inline=True)
             # Each input's rows to recompute, read as subqueries of the one statement that unions them.
             affected = [
                 inc.affected_rows_sql(ref, cols, changed, state, rank, keys, null_safe, split)
                 for rank, (ref, cols) in enumerate(inputs)
             ]
-            changes = scratch.make(hist_union_sql(inputs, incremental_field, primary_key, relations=affected))
-            n_changed = wh.row_count(changed)
+            changes = scratch.make(
+                hist_union_sql(inputs, incremental_field, primary_key, relations=affected), inline=True
+            )
+            counted = changed if isinstance(changed, inc.Inlined) else None
             if kept is not None:  # before the apply: the rows it removes are still in the table
                 keyed = [(ref, list(primary_key), bool(int(p["rows_new"]))) for (ref, _), p in zip(inputs, progress)]
                 removed, added = hist_union_change_sql(target, changed, changes, keys, keyed, state, split)
-                change = wh.fetch(inc.measures_change_sql(removed, added, list(measures.names))).iloc[0]
+                change = wh.fetch(inc.measures_change_sql(removed, added, list(measures.names), counted)).iloc[0]
+            n_changed = _rows_of(wh, changed, change)
             statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)
             rows = wh.apply_changes(target, statements, rows_before)
         finally:
@@ -583,12 +607,17 @@ def build_staging(
         def measure_change(removed_sql: str, added: TableRef) -> None:
             # Before the apply: the rows it removes are still in the table.
             if kept is not None:
-                change.append(wh.fetch(measures.change_sql(removed_sql, added)).iloc[0])
+                counted = changed if isinstance(changed, inc.Inlined) else None
+                change.append(wh.fetch(measures.change_sql(removed_sql, added, counted)).iloc[0])
 
         try:
-            delta = scratch.make(inc.rows_since_sql(upstream, state, split=wh.dialect.skips_row_groups))
-            changed = scratch.make(inc.changed_keys_sql([(delta, upstream_columns, 0)], state, keys, null_safe))
-            n_changed = wh.row_count(changed)
+            # The new rows and their keys read the upstream table and the state, which the build
+            # changes only after its applies, and keep the upstream's stored columns: inlined where
+            # the engine would rather recompute. The staged rows (typed columns) stay a table.
+            delta = scratch.make(inc.rows_since_sql(upstream, state, split=wh.dialect.skips_row_groups), inline=True)
+            changed = scratch.make(
+                inc.changed_keys_sql([(delta, upstream_columns, 0)], state, keys, null_safe), inline=True
+            )
             if dedupe is None:
                 changes = scratch.make(render(delta, upstream_columns))
                 measure_change(inc.rows_of_keys_sql(target, changed, keys), changes)
@@ -613,6 +642,7 @@ def build_staging(
                     rows_before,
                     measure_change,
                 )
+            n_changed = _rows_of(wh, changed, change[0] if change else None)
         finally:
             scratch.drop(step_ends=True)
         taken, measured_by = None, ""
@@ -1096,7 +1126,10 @@ def build_enriched(
             else:
                 # The changed keys' staged rows are enriched as they are read (no scratch table of
                 # them: one statement and, on Treasure Data, one table less per run).
-                changes = scratch.make(render(inc.rows_of_keys_sql(staged, changed, keys)))
+                # Read by the log and the apply, before the apply changes the table; the staged
+                # table's stored columns and the lookup's: inlined where the engine would rather
+                # recompute.
+                changes = scratch.make(render(inc.rows_of_keys_sql(staged, changed, keys)), inline=True)
                 replaced = inc.rows_of_keys_sql(target, changed, keys)
                 _write_log(wh, target, inc.touched_ids_sql(replaced, changes, id_columns), seq, since, log_exists)
                 rows, mode = _apply_by_key(wh, target, changes, changed, keys, null_safe=True), "incremental"

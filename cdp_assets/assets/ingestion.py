@@ -37,6 +37,8 @@ from cdp_assets.connectors.loading import (
     StepBooks,
     load_historical,
     load_incremental,
+    reads_by_cursor,
+    reads_natively,
     record_failure,
     rejected_ref,
 )
@@ -104,9 +106,16 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
             # statement (kept for the run, or an API call); loads read in the warehouse keep
             # their own books, and are measured after them instead, as on other engines.
             cheap = warehouse.holds_run or warehouse.describes_without_a_statement
-            start = _step_start(warehouse, loaded, source, obj) if cheap and not in_warehouse else None
+            # Where the loads parse files in Python (not read natively, not from a table by a
+            # cursor) the start also reads what they read before loading (``for_loads``).
+            python_loads = not reads_natively(warehouse, source, folder) and not reads_by_cursor(source)
+            start = _step_start(warehouse, loaded, source, obj, python_loads) if cheap and not in_warehouse else None
             # The loads' bookkeeping is written once, with the last load's data (loading.StepBooks).
-            books = StepBooks(None if start is None else start.versions)
+            books = (
+                StepBooks()
+                if start is None
+                else StepBooks(start.versions, fingerprint=start.fingerprint, newest=start.newest)
+            )
             for mode, ref in refs.items():
                 loader = load_historical if mode == "historical" else load_incremental
                 try:
@@ -136,13 +145,23 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
     return _ingest
 
 
-def _step_start(warehouse: WarehouseResource, loaded: LoadedConfig, source: SourceConfig, obj: SourceObject):
+def _step_start(
+    warehouse: WarehouseResource,
+    loaded: LoadedConfig,
+    source: SourceConfig,
+    obj: SourceObject,
+    python_loads: bool = False,
+):
+    """``python_loads``: also each existing raw table's newest incremental field and the last
+    historical load's fingerprint, which the loads would each query (``StepStart``)."""
     schema = loaded.pipeline.src_schema
     refs = ingestion_refs(loaded, source, obj)
     log, files = TableRef(schema, LOG_TABLE), TableRef(schema, FILES_TABLE)
     rejected = rejected_ref(next(iter(refs.values())))
-    have = warehouse.describe_tables([log, rejected, files])
-    return step_start(warehouse, list(refs), have, log, rejected, files, source.name, obj.name)
+    raw = list(refs.values()) if python_loads else []
+    have = warehouse.describe_tables([log, rejected, files, *raw])
+    for_loads = [(ref, source.incremental_field) for ref in raw if have[ref] is not None] if python_loads else None
+    return step_start(warehouse, list(refs), have, log, rejected, files, source.name, obj.name, for_loads)
 
 
 def _materializations(

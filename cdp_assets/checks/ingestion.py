@@ -21,7 +21,13 @@ from dagster import AssetCheckResult, AssetCheckSeverity
 from cdp_assets.checks import Check, check_result, column_names
 from cdp_assets.checks import monitoring
 from cdp_assets.engines.base import WarehouseResource
-from cdp_assets.sql.checks import LOAD_COLUMNS, ingestion_measures_sql, ingestion_start_sql, outstanding_rejections_sql
+from cdp_assets.sql.checks import (
+    LOAD_COLUMNS,
+    START_FINGERPRINT,
+    ingestion_measures_sql,
+    ingestion_start_sql,
+    outstanding_rejections_sql,
+)
 from cdp_assets.sql.dialects import TableRef
 
 
@@ -49,6 +55,11 @@ class StepStart:
     rejected: dict[str, int]
     rejected_superseded: bool
     versions: dict[tuple[str, str], str]
+    # What the loads read before they load, when the step read it (``for_loads``): the files
+    # fingerprint of the object's last successful historical load (``last_fingerprint``), and the
+    # newest incremental field of each existing table asked (``current_watermark``'s value).
+    fingerprint: str | None = None
+    newest: dict[TableRef, object] | None = None
 
 
 def step_start(
@@ -60,6 +71,7 @@ def step_start(
     files: TableRef,
     source: str,
     obj: str,
+    for_loads: list[tuple[TableRef, str]] | None = None,
 ) -> StepStart:
     """One query (``ingestion_start_sql``) of the tables of ``log``, ``rejected`` and ``files``
     that exist (``have``: the step's description of them); none when none does (an object's
@@ -75,6 +87,8 @@ def step_start(
         rejected if exists[rejected] else None,
         superseded,
         files if exists[files] else None,
+        # Read only where the log keeps fingerprints: otherwise the loads ask as before.
+        for_loads if for_loads is not None and START_FINGERPRINT in column_names(have[log]) else None,
     )
     params = (modes if exists[rejected] else []) + [v for ref in (log, files) if exists[ref] for v in (source, obj)]
     df = wh.fetch(sql, params)
@@ -86,7 +100,19 @@ def step_start(
         rejected_superseded=superseded,
         # ordered by loaded_at: the newest record of a file wins
         versions={(m, f): v for m, f, v in zip(records["mode"], records["file"], records["file_version"])},
+        **(_for_loads(head, for_loads) if START_FINGERPRINT in head.columns else {}),
     )
+
+
+def _for_loads(head: pd.DataFrame, for_loads: list[tuple[TableRef, str]]) -> dict:
+    """``StepStart``'s ``fingerprint`` and ``newest`` out of the start query's load rows (oldest
+    first), as ``last_fingerprint`` and ``current_watermark`` read them."""
+    done = head[(head["mode"] == "historical") & (head["status"] == "success")]
+    first = head.iloc[0]
+    return {
+        "fingerprint": done.iloc[-1][START_FINGERPRINT] if len(done) else None,
+        "newest": {ref: first[f"newest_{i}"] for i, (ref, _) in enumerate(for_loads)},
+    }
 
 
 def _no_loads() -> pd.DataFrame:

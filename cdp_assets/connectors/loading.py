@@ -364,7 +364,16 @@ class StepBooks:
     (mode, file) of the object's file records, read at the step's start; they hold until the
     step's unit writes its own, so the incremental load takes them from here instead of a query."""
 
-    def __init__(self, versions: dict[tuple[str, str], str] | None = None) -> None:
+    def __init__(
+        self,
+        versions: dict[tuple[str, str], str] | None = None,
+        fingerprint: str | None = None,
+        newest: dict[TableRef, object] | None = None,
+    ) -> None:
+        """``fingerprint``, ``newest``: what the step read at its start for its loads
+        (``StepStart``): the last historical load's files fingerprint, and each raw table's newest
+        incremental field (None: not read there, each load queries its own)."""
+        self.fingerprint, self.newest = fingerprint, newest
         self._pending: list[tuple[TableRef, pd.DataFrame]] = []
         self._supersede: dict[TableRef, tuple] = {}  # rejected table -> supersede_rejections' arguments
         self.versions = versions
@@ -665,10 +674,18 @@ def log_frame(
 
 
 def current_watermark(
-    wh: WarehouseResource, ref: TableRef, incremental_field: str, catalog: LoadCatalog = NO_CATALOG
+    wh: WarehouseResource,
+    ref: TableRef,
+    incremental_field: str,
+    catalog: LoadCatalog = NO_CATALOG,
+    books: "StepBooks | None" = None,
 ) -> str | None:
+    """The table's newest incremental field: as the step read it at its start (``books.newest``:
+    each load reads it before it writes its own table), else by a query."""
     if not catalog.exists(wh, ref):
         return None
+    if books is not None and books.newest is not None and ref in books.newest:
+        return _iso(books.newest[ref])
     df = wh.fetch(max_watermark_sql(ref, incremental_field))
     return _iso(df.iloc[0, 0])
 
@@ -718,7 +735,7 @@ def load_incremental(
     log_ref, files_ref = TableRef(schema, LOG_TABLE), TableRef(schema, FILES_TABLE)
     field_ = source.incremental_field
     from_table = reads_by_cursor(source)
-    watermark = current_watermark(wh, ref, field_)
+    watermark = current_watermark(wh, ref, field_, books=books)
     loaded_at = _now()
     versions = {} if from_table else step_versions(wh, books, files_ref, source.name, obj.name)
     known = {f: v for (m, f), v in versions.items() if m == "incremental"}
@@ -822,8 +839,11 @@ def load_historical(
     from_table = reads_by_cursor(source)
     # Files: reloaded only when they changed. A warehouse table: reloaded every time.
     fp = None if from_table else fingerprint(files)
-    previous = current_watermark(wh, ref, source.incremental_field)
-    if fp and files and wh.table_exists(ref) and last_fingerprint(wh, log_ref, source.name, obj.name) == fp:
+    previous = current_watermark(wh, ref, source.incremental_field, books=books)
+    # The last historical load's fingerprint as the step read it at its start, else queried.
+    known = books is not None and books.newest is not None
+    last = (lambda: books.fingerprint) if known else (lambda: last_fingerprint(wh, log_ref, source.name, obj.name))
+    if fp and files and wh.table_exists(ref) and last() == fp:
         result = LoadResult(ref, "historical", 0, previous, previous, [])
         log_row = log_frame(source.name, obj.name, result, run_id, fp, "historical files unchanged")
         _keep_books(wh, books, [(log_ref, log_row)], defer=True)

@@ -334,6 +334,14 @@ class WarehouseResource(ConfigurableResource):
         return False
 
     @property
+    def inlines_scratch_tables(self) -> bool:
+        """An incremental build's small intermediate relations (its changed keys, their new rows)
+        are subqueries of the statements that read them rather than scratch tables: where every
+        CREATE TABLE is a job with queueing overhead (Treasure Data), recomputing a few thousand
+        keys in each reader costs less than the job (``inc.Inlined``)."""
+        return False
+
+    @property
     def reads_cloud_files(self) -> bool:
         """Reads files in cloud storage (S3) itself (``read_files``), instead of having them
         fetched and loaded from Python (``connectors/s3_in_warehouse.py``)."""

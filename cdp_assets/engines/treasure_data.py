@@ -310,6 +310,12 @@ class TreasureDataWarehouse(WarehouseResource):
     def describes_without_a_statement(self) -> bool:
         return True  # the table's schema from the REST API
 
+    @property
+    def inlines_scratch_tables(self) -> bool:
+        # Every CREATE TABLE AS is a job, and Trino has no session temporary tables. Hive keeps the
+        # scratch tables: it needs an alias on every subquery in FROM and limits correlated ones.
+        return self.query_engine != "hive"
+
     def create_table_counted(self, ref: TableRef, select_sql: str, params: list | None = None) -> int:
         # Trino answers CREATE TABLE AS with one row, the rows written: no second job to count
         # them. Hive answers nothing: its table's count comes from the table listing (no job).

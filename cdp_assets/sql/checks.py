@@ -164,8 +164,11 @@ def ingestion_measures_sql(
     )
 
 
+START_FINGERPRINT = "files_fingerprint"  # ingestion_start_sql(for_loads=...)'s log column
+
 # The SQL types of the log's columns the checks read (a column an older log lacks reads NULL).
 _LOAD_TYPES = {"mode": "VARCHAR", "status": "VARCHAR", "watermark": "VARCHAR", "message": "VARCHAR"}
+_LOAD_TYPES[START_FINGERPRINT] = "VARCHAR"
 _LOAD_TYPES["loaded_at"] = "TIMESTAMP"
 
 
@@ -176,6 +179,7 @@ def ingestion_start_sql(
     rejected: TableRef | None,
     rejected_superseded: bool,
     files: TableRef | None,
+    for_loads: list[tuple[TableRef, str]] | None = None,
 ) -> str:
     """What an ingestion step reads of its object before its loads, in one query: the rows of
     ``ingestion_measures_sql`` (``part`` 'load': the outstanding rejected rows of each mode on
@@ -185,9 +189,21 @@ def ingestion_start_sql(
     loads write to these (checks/ingestion.py); its incremental load takes the newest version of
     each file from them.
 
+    ``for_loads``: what the step's loads (``connectors/loading.py``) read before they load, read
+    here instead of by a query each (on Treasure Data a job each): each load row's
+    ``files_fingerprint`` (a historical load's skip decision), and on every row the newest
+    incremental field of each existing (table, field) given, as text (``newest_<i>``:
+    ``max_watermark_sql``'s value).
+
     Parameters, in order: each mode (when ``rejected``), source and object (when ``log``),
     source and object (when ``files``)."""
     columns = ("mode", *LOAD_COLUMNS)
+    if for_loads is not None:
+        columns += (START_FINGERPRINT,)
+        newest = [
+            f"CAST((SELECT MAX({quote(field)}) FROM {ref.sql}) AS VARCHAR) AS newest_{i}"
+            for i, (ref, field) in enumerate(for_loads)
+        ]
 
     def typed_null(column: str) -> str:
         return f"CAST(NULL AS {_LOAD_TYPES.get(column, 'BIGINT')}) AS {quote(column)}"
@@ -200,14 +216,18 @@ def ingestion_start_sql(
     ]
     loads = [f"l.{quote(c)} AS {quote(c)}" if log and c in log_columns else typed_null(c) for c in columns]
     no_file = ["CAST(NULL AS VARCHAR) AS file", "CAST(NULL AS VARCHAR) AS file_version"]
+    if for_loads is not None:
+        scalars += newest
     part = f"SELECT 'load' AS part, {', '.join(scalars + loads + no_file)}"
     if log is not None:
         part += f" FROM (SELECT 1 AS one) AS o LEFT JOIN {log.sql} AS l ON l.source = ? AND l.object = ?"
     parts = [part]
     if files is not None:
         record = [f"f.{c} AS {quote(c)}" if c in ("mode", "loaded_at") else typed_null(c) for c in columns]
+        nulls = [f"CAST(NULL AS BIGINT) AS rejected_{i}" for i in range(len(modes))]
+        nulls += [f"CAST(NULL AS VARCHAR) AS newest_{i}" for i in range(len(for_loads or []))]
         parts.append(
-            f"SELECT 'file' AS part, {', '.join(f'CAST(NULL AS BIGINT) AS rejected_{i}' for i in range(len(modes)))}, "
+            f"SELECT 'file' AS part, {', '.join(nulls)}, "
             f"{', '.join(record)}, f.file AS file, f.file_version AS file_version "
             f"FROM {files.sql} AS f WHERE f.source = ? AND f.object = ?"
         )

@@ -253,6 +253,29 @@ def affected_rows_sql(
     return "\nUNION ALL\n".join(f"SELECT i.* FROM {ref.sql} AS i WHERE {b}" for b in branches)
 
 
+@dataclass(frozen=True)
+class Inlined:
+    """A build's intermediate rows read as a subquery where a scratch table would be read
+    (``WarehouseResource.inlines_scratch_tables``): ``sql`` is the parenthesised SELECT, so the
+    statements that take a scratch table's name (``FROM {ref.sql} AS c``) take it unchanged. Each
+    statement that reads it computes it again, over inputs the build has not changed yet."""
+
+    select_sql: str
+
+    @property
+    def sql(self) -> str:
+        return f"({self.select_sql.strip()})"
+
+    @property
+    def display(self) -> str:
+        return "(subquery)"
+
+
+def inlined_rows_sql(inlined: Inlined) -> str:
+    """The rows of an ``Inlined`` relation, counted (a scratch table's create answers its count)."""
+    return f"SELECT COUNT(*) AS n FROM {inlined.sql} AS r"
+
+
 def rows_since_sql(ref: TableRef, state: TableRef, rank: int = 0, split: bool = False) -> str:
     """Input ``rank``'s rows loaded after the watermark (``split``: ``newer_than_watermark_branches``)."""
     newer = newer_than_watermark_branches(state, rank, split=split)
@@ -686,9 +709,16 @@ def read_kept_sql(state: TableRef, names: list[str], fingerprint: str, n_inputs:
     return f"SELECT {', '.join(kept + rows)} FROM {state.sql} AS s"
 
 
-def measures_change_sql(removed_sql: str, added_sql: str, names: list[str]) -> str:
+COUNTED_COLUMN = "_cdp_counted"  # measures_change_sql's count of ``counted``'s rows
+
+
+def measures_change_sql(removed_sql: str, added_sql: str, names: list[str], counted: Inlined | None = None) -> str:
     """One row: per measure (``names``, the columns of both one-row queries), its value over the
-    rows a build removes (``_cdp_removed_<i>``) and over the rows it adds (``_cdp_added_<i>``)."""
+    rows a build removes (``_cdp_removed_<i>``) and over the rows it adds (``_cdp_added_<i>``);
+    ``counted``: an inlined relation whose rows are counted beside (``COUNTED_COLUMN``: the
+    changed keys, counted in this query instead of by a scratch table's create)."""
     cols = [f"r.{quote(n)} AS {REMOVED_PREFIX}{int(i)}" for i, n in enumerate(names)]
     cols += [f"a.{quote(n)} AS {ADDED_PREFIX}{int(i)}" for i, n in enumerate(names)]
+    if counted is not None:
+        cols.append(f"({inlined_rows_sql(counted)}) AS {COUNTED_COLUMN}")
     return f"SELECT {', '.join(cols)} FROM ({removed_sql.strip()}) AS r CROSS JOIN ({added_sql.strip()}) AS a"

@@ -10,6 +10,7 @@ table equal to DuckDB's."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -516,7 +517,10 @@ def test_a_nightly_run_on_the_fake_with_new_and_updated_rows_equals_a_full_refre
     loaded in each file's watermark range (stored as text on TD), and every phase's tables equal
     a full refresh on the same data; the enriched and master tables equal their full builds over
     the published lookup (an incremental loop keeps ids a full refresh may renumber)."""
+    from cdp_assets.assets.ingestion import _step_start
+    from cdp_assets.assets.keys import ingestion_refs
     from cdp_assets.assets.run_config import full_refresh_run_config
+    from cdp_assets.connectors.loading import _iso, current_watermark, last_fingerprint
     from cdp_assets_tests.unify.test_incremental_unification import assert_equal_to_full_builds
 
     monkeypatch.setenv("TD_API_KEY", KEY)
@@ -525,6 +529,15 @@ def test_a_nightly_run_on_the_fake_with_new_and_updated_rows_equals_a_full_refre
     assert first.success
     tdw = engine(td, database=loaded.pipeline.src_schema)
     src, stg = loaded.pipeline.src_schema, loaded.pipeline.stg_schema
+    # An ingestion step reads at its start what its loads would each query (a job each on TD):
+    # the last historical load's fingerprint and each raw table's newest incremental field.
+    for source, obj in loaded.pipeline.source_objects():
+        start = _step_start(tdw, loaded, source, obj, python_loads=True)
+        log = TableRef(src, LOG_TABLE)
+        assert start.fingerprint is not None and start.newest is not None
+        assert start.fingerprint == last_fingerprint(tdw, log, source.name, obj.name)
+        for ref in ingestion_refs(loaded, source, obj).values():
+            assert _iso(start.newest[ref]) == current_watermark(tdw, ref, source.incremental_field) is not None
     customers = f'SELECT COUNT(*) AS n FROM {TableRef(src, "shop_customers").sql}'
     before = tdw.fetch(customers).iloc[0, 0]
     written = _write_nightly_files(tmp_path / "data", 0.01, 0.005)
@@ -536,7 +549,17 @@ def test_a_nightly_run_on_the_fake_with_new_and_updated_rows_equals_a_full_refre
     (night,) = [p for p in folder.glob("customers_*.csv") if p.name > "customers_2024-06-02.csv"]
     new_file = pd.read_csv(night, dtype=str, keep_default_na=False)
     pd.concat([new_file, loaded_before.head(1)]).to_csv(night, index=False)
+    jobs_before = set(td.jobs)
     nightly = run_pipeline(loaded)
+    # Hist-union's changed keys and recomputed rows, and staging's new rows and changed keys, are
+    # subqueries on TD (``inlines_scratch_tables``): no job creates their scratch tables.
+    created = [td.jobs[j].query for j in set(td.jobs) - jobs_before if "CREATE TABLE" in td.jobs[j].query.upper()]
+    assert any("_hist_union__cdp_new_" in q for q in created)  # the hist-union rebuilds ran
+    scratch = [q for q in created if "_inc__cdp_new_" in q]
+    assert scratch and not [q for q in scratch if "_hist_union_inc__cdp_new_" in q]
+    # staging's new rows (``rows_since_sql``) and the changed keys of either (``changed_keys_sql``)
+    inlined = [q for q in scratch if re.search(r" AS SELECT (i\.\*|DISTINCT [^()]*? FROM \(\s*SELECT i\.)", q)]
+    assert not inlined, inlined
     checks = check_results(nightly)
     failed = {k for k, passed in checks.items() if not passed}
     assert nightly.success and len(checks) > 50 and failed == {"acme_src/shop_customers:no_skipped_rows"}  # the copy
