@@ -4,6 +4,7 @@ per phase, after a full run and one new incremental file per object.
     .venv/bin/python bench/bench_nightly_statements.py            # about 60 s; prints a table
     .venv/bin/python bench/bench_nightly_statements.py --doc      # and writes its section of docs/benchmarks.md
     .venv/bin/python bench/bench_nightly_statements.py --log stmts.txt  # and the nightly DuckDB statements, by step
+    .venv/bin/python bench/bench_nightly_statements.py --td-log jobs.txt  # and the nightly TD run's calls, by step
 
 The same counting as ``bench/bench_statements.py`` (``cdp_assets_tests/statement_counts.py``:
 every query, statement and DataFrame load on DuckDB, every job on the Treasure Data fake), run
@@ -54,7 +55,7 @@ def full_then_nightly(root: Path, engine: dict | None = None, log: list | None =
     return full, nightly
 
 
-def measure(log: list | None = None, td: bool = True) -> dict:
+def measure(log: list | None = None, td: bool = True, td_log: list | None = None) -> dict:
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         duck = full_then_nightly(root / "duckdb", log=log)
@@ -65,7 +66,7 @@ def measure(log: list | None = None, td: bool = True) -> dict:
         os.environ["TD_API_KEY"] = TD_KEY
         try:
             engine = {"kind": "treasure_data", "treasure_data": {"endpoint": url, "poll_seconds": 0.01}}
-            jobs = full_then_nightly(root / "td", engine)
+            jobs = full_then_nightly(root / "td", engine, log=td_log)
         finally:
             fake.stop()
     return {"duckdb": duck, "treasure_data": jobs}
@@ -179,16 +180,24 @@ def section(result: dict) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--log", type=Path, help="write the nightly DuckDB run's statements, by step")
+    p.add_argument(
+        "--td-log",
+        type=Path,
+        help="write the nightly TD run's queries, statements and DataFrame loads (each a job, or a bulk import "
+        "per table), one a line, by step: where its jobs go",
+    )
     p.add_argument("--no-td", action="store_true", help="DuckDB only")
     p.add_argument("--doc", action="store_true", help="write its section of docs/benchmarks.md")
     args = p.parse_args()
     log: list = []
-    result = measure(log if args.log else None, td=not args.no_td)
+    td_log: list = []
+    result = measure(log if args.log else None, td=not args.no_td, td_log=td_log if args.td_log else None)
     print(table(result))
     if args.doc:
         write_section(HERE.parent / "docs" / "benchmarks.md", "nightly-statements", section(result))
-    if args.log:
-        args.log.write_text("".join(f"{step} | {kind} | {what}\n" for step, kind, what in log))
+    for path, lines in ((args.log, log), (args.td_log, td_log)):
+        if path:
+            path.write_text("".join(f"{step} | {kind} | {what}\n" for step, kind, what in lines))
     return 0
 
 

@@ -135,6 +135,14 @@ class Dialect:
         return f"CAST({column_sql} AS TIMESTAMP)" if self.stores_timestamps_as_text else column_sql
 
     @property
+    def writes_stored_timestamp_text(self) -> bool:
+        """Whether a TIMESTAMP a query computes is written as the text a table of this engine
+        stores (``timestamp_as_stored_text``) where a subquery stands in for a scratch table
+        (``WarehouseResource.inlines_scratch_tables``): Treasure Data's Trino. Hive keeps its
+        scratch tables, so their CREATE TABLE AS stores the text."""
+        return self.stores_timestamps_as_text and self.sqlglot_name == "trino"
+
+    @property
     def stored_timestamp_type(self) -> str:
         """The canonical type a timestamp column of ours has in this engine's tables."""
         return "VARCHAR" if self.stores_timestamps_as_text else "TIMESTAMP"
@@ -374,6 +382,18 @@ DIALECTS: dict[str, Dialect] = {
     "trino": Dialect("trino", "trino", transactional_ddl=False, stores_timestamps_as_text=True),
     "hive": Dialect("hive", "hive", transactional_ddl=False, stores_timestamps_as_text=True),
 }
+
+
+# How Trino writes a timestamp(3) as text (its CAST to VARCHAR), which is what a Treasure Data table
+# written by a query holds for a TIMESTAMP column (its storage has no timestamp type).
+TRINO_STORED_TIMESTAMP = "yyyy-MM-dd HH:mm:ss.SSS"
+
+
+def timestamp_as_stored_text(column_sql: str) -> str:
+    """A TIMESTAMP expression as the text a Treasure Data table written by a Trino query stores
+    for it (``Dialect.writes_stored_timestamp_text``): a subquery read where that table would be
+    read then compares and unions text with text, as real Trino requires."""
+    return f"FORMAT_DATETIME({column_sql}, '{TRINO_STORED_TIMESTAMP}')"
 
 
 def get_dialect(name: str) -> Dialect:

@@ -126,7 +126,10 @@ class Step:
     SCRATCH); ``counted``: the runner reads the new table's row count. ``counts``: a SCALAR
     that is the row count of this table (canonical name): the runner asks the engine's
     ``row_count``, which an engine may answer without a query (TD's table listing). ``names``:
-    the working table an ALIAS step makes ``output`` name (canonical names; it builds no SQL)."""
+    the working table an ALIAS step makes ``output`` name (canonical names; it builds no SQL).
+    ``inlinable``: a SCRATCH table whose readers all run before anything it reads changes, and
+    whose columns have the types a table of them would store: where the engine
+    ``inlines_scratch_tables`` it is a subquery of each reader instead, with no statement."""
 
     name: str
     kind: str
@@ -135,6 +138,7 @@ class Step:
     counted: bool = False
     counts: TableRef | None = None
     names: TableRef | None = None
+    inlinable: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

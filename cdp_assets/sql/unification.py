@@ -27,7 +27,14 @@ import pandas as pd
 from cdp_assets.config.models import LoadedConfig, PipelineConfig
 from cdp_assets.config.references import is_produced
 from cdp_assets.config.unify import TD_TIME_COLUMN, CanonicalId, UnifyConfig, UnifyTable
-from cdp_assets.sql.dialects import Dialect, TableRef, quote, valid_regexp_matches, valid_regexp_matches_bound
+from cdp_assets.sql.dialects import (
+    Dialect,
+    TableRef,
+    quote,
+    timestamp_as_stored_text,
+    valid_regexp_matches,
+    valid_regexp_matches_bound,
+)
 from cdp_assets.sql.pipeline import Query
 from cdp_assets.sql.checks import kept_largest_component_sql, largest_component_sql
 from cdp_assets.sql.report import component_buckets_sql, kept_component_buckets_sql
@@ -93,6 +100,10 @@ class IdPlan:
     # the engine answers from the row groups after the watermark alone. Left out of the repr, as
     # the engine is no config.
     skips_row_groups: bool = field(default=False, repr=False)
+    # The dialect's ``writes_stored_timestamp_text`` (Treasure Data's Trino): an incremental run's
+    # new key values write the times they compute as the text the new rows' table holds, so that
+    # every branch has the stored types (``key_values_sql``). Left out of the repr likewise.
+    times_as_stored_text: bool = field(default=False, repr=False)
 
     @property
     def nodes(self) -> TableRef:
@@ -159,9 +170,17 @@ def for_dialect(plan: IdPlan, dialect: Dialect | None) -> IdPlan:
     binds = dialect is not None and dialect.binds_regexp_parameters and len(plan.valid_regexps) == len(plan.keys)
     picks = dialect is not None and dialect.picks_by_aggregate
     skips = dialect is not None and dialect.skips_row_groups
-    if (plan.binds_regexps, plan.picks_by_aggregate, plan.skips_row_groups) == (binds, picks, skips):
+    text = dialect is not None and dialect.writes_stored_timestamp_text
+    if (plan.binds_regexps, plan.picks_by_aggregate, plan.skips_row_groups, plan.times_as_stored_text) == (
+        binds,
+        picks,
+        skips,
+        text,
+    ):
         return plan
-    return replace(plan, binds_regexps=binds, picks_by_aggregate=picks, skips_row_groups=skips)
+    return replace(
+        plan, binds_regexps=binds, picks_by_aggregate=picks, skips_row_groups=skips, times_as_stored_text=text
+    )
 
 
 def build_id_plans(loaded: LoadedConfig, catalog: str | None = None, dialect: Dialect | None = None) -> list[IdPlan]:
@@ -506,6 +525,11 @@ def key_values_sql(plan: IdPlan, since: TableRef | None = None, new_rows: TableR
             continue
         seen = _seen_expr(t)
         inc, rest = _inc_exprs(t)
+        if new_rows is not None and plan.times_as_stored_text:
+            # Beside the new rows' stored text (a Treasure Data table has no timestamp type):
+            # real Trino unions no VARCHAR with a TIMESTAMP, and a subquery standing in for the
+            # new key values' scratch table has the columns that table would store.
+            seen, inc = timestamp_as_stored_text(seen), timestamp_as_stored_text(inc)
         for col, key_type in plan.merge_columns(t):
             parts.append(
                 f"SELECT {t.table_id} AS table_id, {key_type} AS key_type, "

@@ -153,7 +153,17 @@ def incremental_inputs(plan: u.IdPlan) -> IncrementalInputs:
         # The rows after the watermarks, read once: the new key values, the new rows' stars and
         # the new watermarks read them from here.
         Step(f"{n}_new_rows", SCRATCH, lambda t: u.new_rows_sql(plan, since), new_rows),
-        Step(f"{n}_new_key_values", SCRATCH, lambda t: u.key_values_sql(plan, new_rows=t(new_rows)), new_values),
+        # Read by the key values' publication and the changed values, neither of which changes
+        # the new rows or the tables it reads, and its columns have the stored types (the times
+        # it computes as stored text where a table has no timestamp type: ``key_values_sql``):
+        # a subquery of both where the engine would rather recompute it than create a table.
+        Step(
+            f"{n}_new_key_values",
+            SCRATCH,
+            lambda t: u.key_values_sql(plan, new_rows=t(new_rows)),
+            new_values,
+            inlinable=True,
+        ),
         # Read before the key values are replaced: the values whose previous rows go.
         Step(f"{n}_removed_key_values", SCRATCH, lambda t: u.removed_key_values_sql(plan, published, since), removed),
         # Printed as the merged table it publishes; an engine that deletes and inserts in one

@@ -128,6 +128,10 @@ class StepRunner:
             sql, params = query.sql, list(query.params)
             if step.kind == PUBLISH:
                 return wh.build_table(target or step.output, sql, params)
+            if step.kind == SCRATCH and step.inlinable and wh.inlines_scratch_tables and not (params or step.counted):
+                # No table: each reader computes the rows as a subquery (``Step.inlinable``).
+                self.tables.put(step.output, inc.Inlined(sql))
+                return None
             if step.kind == SCRATCH:
                 old = self.tables(step.output)
                 ref = wh.scratch_ref(step.output)

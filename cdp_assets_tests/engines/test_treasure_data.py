@@ -9,13 +9,17 @@ table equal to DuckDB's."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from dagster import MaterializeResult, asset, materialize
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cdp_assets.assets.metadata import engine_jobs_metadata
 from cdp_assets.config import load_config
@@ -24,7 +28,7 @@ from cdp_assets.definitions import PIPELINE_JOB, build_definitions
 from cdp_assets.engines.base import StatementTimeoutError, TransientWarehouseError, WarehouseAuthError, WarehouseError
 from cdp_assets.engines.factory import build_warehouse
 from cdp_assets.engines.treasure_data import TreasureDataWarehouse, bind_literals
-from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.dialects import TableRef, timestamp_as_stored_text
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql.incremental import BOOKKEEPING_SUFFIXES, IN_PLACE_ONLY_SUFFIXES
 from cdp_assets_tests.conftest import check_results, run_pipeline, write_project
@@ -378,6 +382,37 @@ def test_trinos_answer_to_create_table_as_is_the_row_count_and_hive_is_counted_b
         assert len(issued) == 1 and "CREATE TABLE" in issued[0], issued
 
 
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    times=st.lists(
+        st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 12, 31)).map(
+            lambda t: t.replace(microsecond=t.microsecond // 1000 * 1000)  # Trino's timestamp(3)
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_a_timestamp_written_as_stored_text_is_the_text_a_table_stores_for_it(td, times):
+    # A subquery that stands in for a scratch table (``inlines_scratch_tables``) writes the
+    # times it computes as the text that table would store (``timestamp_as_stored_text``): the
+    # same text, so that unions and comparisons with stored rows see equal values.
+    wh = engine(td)
+    ref = TableRef("cdp_src", f"stored_times_{next(_TABLES)}")
+    select = " UNION ALL ".join(f"SELECT {i} AS i, CAST(? AS TIMESTAMP) AS ts" for i in range(len(times)))
+    wh.build_table(ref, select, [t.isoformat(sep=" ") for t in times])
+    rows = wh.fetch(
+        f"SELECT t.i, t.ts AS stored, {timestamp_as_stored_text('CAST(t.ts AS TIMESTAMP)')} AS written, "
+        f"w.written AS computed FROM {ref.sql} AS t JOIN ({select.replace('AS ts', 'AS v')}) AS c ON c.i = t.i "
+        f"CROSS JOIN LATERAL (SELECT {timestamp_as_stored_text('c.v')} AS written) AS w ORDER BY t.i",
+        [t.isoformat(sep=" ") for t in times],
+    )
+    assert list(rows["stored"]) == list(rows["written"]) == list(rows["computed"])
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", v) for v in rows["stored"])
+
+
+_TABLES = itertools.count()
+
+
 def test_row_counts_come_from_the_table_listing_without_a_job(td):
     wh = engine(td)
     small, large = TableRef("cdp_src", "counted_small"), TableRef("cdp_src", "counted_large")
@@ -560,6 +595,12 @@ def test_a_nightly_run_on_the_fake_with_new_and_updated_rows_equals_a_full_refre
     # staging's new rows (``rows_since_sql``) and the changed keys of either (``changed_keys_sql``)
     inlined = [q for q in scratch if re.search(r" AS SELECT (i\.\*|DISTINCT [^()]*? FROM \(\s*SELECT i\.)", q)]
     assert not inlined, inlined
+    # The loop's new key values are a subquery of the key values' rebuild and of the changed
+    # values (``Step.inlinable``), with the times of the tables read whole written as the text
+    # the new rows' table stores: real Trino unions no VARCHAR with a TIMESTAMP.
+    assert not [q for q in created if "_new_key_values__cdp_new_" in q]
+    (rebuilt,) = [q for q in created if re.search(r'"unified_id_key_values__cdp_new_\w+" AS', q)]
+    assert "FORMAT_DATETIME(" in rebuilt.upper() and '"unified_id_new_rows__cdp_new_' in rebuilt
     checks = check_results(nightly)
     failed = {k for k, passed in checks.items() if not passed}
     assert nightly.success and len(checks) > 50 and failed == {"acme_src/shop_customers:no_skipped_rows"}  # the copy

@@ -94,6 +94,14 @@ class FakeTreasureData:
         self.apikey = apikey
         self._db = duckdb.connect(":memory:")
         register_java_regex(self._db)
+        # Trino's FORMAT_DATETIME, for the one pattern the engine writes (how a query's TIMESTAMP
+        # is stored as text: ``dialects.timestamp_as_stored_text``), giving the text a table
+        # stores (``_store_times_as_text``); any other pattern fails, as the fake cannot vouch for it.
+        self._db.execute(
+            "CREATE TEMP MACRO format_datetime(ts, pattern) AS CASE WHEN pattern = 'yyyy-MM-dd HH:mm:ss.SSS' "
+            "THEN strftime(CAST(ts AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%g') "
+            "ELSE error('format_datetime: the fake knows no pattern ' || pattern) END"
+        )
         self._lock = threading.RLock()
         self._ids = itertools.count(1000)
         self.jobs: dict[str, _Job] = {}
