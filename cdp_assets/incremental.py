@@ -503,6 +503,7 @@ def build_staging(
     full_refresh: bool = False,
     measures: Measures | None = None,
     dedupe: Dedupe | None = None,
+    stored_times: dict[str, str] | None = None,
 ) -> BuildResult:
     """Publish ``render(upstream, columns)`` as ``target``. Staging maps each hist-union row to
     one staged row, so an incremental run stages only the hist-union rows loaded since its
@@ -513,7 +514,11 @@ def build_staging(
     counts of the built table (``BuildResult.measures``), kept in its state: a full build takes
     them in the statement that writes its state, an incremental one from the kept ones and the
     rows it removes and adds (measured in full where none are kept, or where the table holds rows
-    its state does not account for)."""
+    its state does not account for). ``stored_times``: the staged columns ``render`` computes as
+    TIMESTAMP or DATE (name -> type), which a table stores as text where the engine has no such
+    types: given, and where the engine writes that text (``Dialect.writes_stored_timestamp_text``),
+    an incremental build's staged rows are a subquery of the statements that read them, with those
+    columns as the text (``inc.as_stored_sql``), instead of a scratch table (no deduped table)."""
     with wh.session():
         select_sql = render(upstream, upstream_columns)
         all_rows = inc.all_rows_ref(target)
@@ -613,13 +618,22 @@ def build_staging(
         try:
             # The new rows and their keys read the upstream table and the state, which the build
             # changes only after its applies, and keep the upstream's stored columns: inlined where
-            # the engine would rather recompute. The staged rows (typed columns) stay a table.
+            # the engine would rather recompute. The staged rows (typed columns) likewise where
+            # their times are written as the text a table stores (``stored_times``).
             delta = scratch.make(inc.rows_since_sql(upstream, state, split=wh.dialect.skips_row_groups), inline=True)
             changed = scratch.make(
                 inc.changed_keys_sql([(delta, upstream_columns, 0)], state, keys, null_safe), inline=True
             )
             if dedupe is None:
-                changes = scratch.make(render(delta, upstream_columns))
+                staged_sql = render(delta, upstream_columns)
+                if stored_times is not None and wh.dialect.writes_stored_timestamp_text:
+                    # Read by the measures and the apply, before the apply changes what they read;
+                    # written as the table they replace stores its rows: inlined where the engine
+                    # would rather recompute them.
+                    stored_sql = inc.as_stored_sql(staged_sql, wh.columns(target), stored_times)
+                    changes = scratch.make(stored_sql, inline=True)
+                else:
+                    changes = scratch.make(staged_sql)
                 measure_change(inc.rows_of_keys_sql(target, changed, keys), changes)
                 columns = wh.columns(target)
                 statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)

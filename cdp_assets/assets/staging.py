@@ -202,6 +202,7 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
                 full_refresh=config.full_refresh,
                 measures=rule_count_measures(columns) if columns else None,
                 dedupe=dedupe,
+                stored_times=stored_times(columns, options),
             )
             rows = built.rows
             # Each rule's parsed / no-input / unparseable counts, kept with the table's state: a full
@@ -233,6 +234,18 @@ def build_staging_asset(loaded: LoadedConfig, source: SourceConfig, obj: SourceO
         )
 
     return _staging
+
+
+def stored_times(columns, options) -> dict[str, str] | None:
+    """The staged columns computed as TIMESTAMP or DATE (``build_staging``'s ``stored_times``):
+    the rules' outputs and the metadata's load time; None with a dimension join (its columns'
+    types are the dimension's, and such a table is built in full anyway)."""
+    if options is not None and options.join:
+        return None
+    times = {c.output: c.sql_type for c in columns if c.sql_type in ("TIMESTAMP", "DATE")}
+    if options is not None and options.metadata_columns:
+        times["load_timestamp"] = "TIMESTAMP"
+    return times
 
 
 def rule_count_measures(columns) -> Measures:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cdp_assets.sql.dialects import Dialect, TableRef, quote
+from cdp_assets.sql.dialects import Dialect, TableRef, quote, timestamp_as_stored_text
 
 LOADED_AT = "_cdp_loaded_at"  # when ingestion wrote a row: the watermark column of raw tables
 STATE_SUFFIX = "_cdp_state"
@@ -269,6 +269,25 @@ class Inlined:
     @property
     def display(self) -> str:
         return "(subquery)"
+
+
+def as_stored_sql(select_sql: str, columns: list[str], times: dict[str, str]) -> str:
+    """``select_sql``'s rows with the columns a table of them would store (``columns``, in its
+    order), on an engine whose tables store timestamps and dates as text (Treasure Data's Trino):
+    each column of ``times`` (name -> ``TIMESTAMP`` or ``DATE``, the type the SELECT computes) as
+    that text. So a subquery standing in for a scratch table of the rows (``Inlined``) is read
+    as the table would be: real Trino unions and compares no VARCHAR with a TIMESTAMP."""
+
+    def stored(column: str) -> str:
+        col = f"r.{quote(column)}"
+        kind = times.get(column)
+        if kind == "TIMESTAMP":
+            return f"{timestamp_as_stored_text(col)} AS {quote(column)}"
+        if kind == "DATE":  # 'yyyy-MM-dd' on every engine
+            return f"CAST({col} AS VARCHAR) AS {quote(column)}"
+        return col
+
+    return f"SELECT {', '.join(stored(c) for c in columns)} FROM ({select_sql.strip()}) AS r"
 
 
 def inlined_rows_sql(inlined: Inlined) -> str:
