@@ -655,6 +655,7 @@ def build_staging(
                     log,
                     rows_before,
                     measure_change,
+                    stored_times,
                 )
             n_changed = _rows_of(wh, changed, change[0] if change else None)
         finally:
@@ -702,6 +703,7 @@ def _apply_deduped(
     log: tuple[list[str], int, int, bool],
     rows_before: int | None = None,
     measure_change: Callable[[str, TableRef], None] | None = None,
+    stored_times: dict[str, str] | None = None,
 ) -> int:
     """Stage the ``delta`` rows, replace their keys' rows in the pre-dedupe rows, and rank again
     the partitions they touch: those of the new rows and those of the published rows of the
@@ -713,18 +715,29 @@ def _apply_deduped(
     logged before the published table changes (a run killed after it finds the old rows replaced, but
     the log rows of a build its state never reached stay: ``change_log_sql``).
     ``measure_change(removed, added)``: called before the published table changes, with the
-    SELECT of its rows the apply removes and the table of those it adds."""
+    SELECT of its rows the apply removes and the table of those it adds. ``stored_times``: as
+    ``build_staging``'s (the staged rows inlined as the pre-dedupe table stores them).
+
+    Where the engine ``inlines_scratch_tables``, the touched partitions and their ranked rows are
+    subqueries: they read the staged rows, the pre-dedupe rows after their apply and the published
+    table, which changes only with the last apply, after its readers' statements."""
     all_rows = inc.all_rows_ref(target)
-    changes = scratch.make(dedupe.stage(delta, upstream_columns))
+    staged_sql = dedupe.stage(delta, upstream_columns)
+    if stored_times is not None and wh.dialect.writes_stored_timestamp_text:
+        # Read by the touched partitions and the pre-dedupe rows' apply, before either changes
+        # what they read; written as the pre-dedupe table stores its rows.
+        changes = scratch.make(inc.as_stored_sql(staged_sql, wh.columns(all_rows), stored_times), inline=True)
+    else:
+        changes = scratch.make(staged_sql)
     old_winners = inc.rows_of_keys_sql(target, changed, keys)
-    touched = scratch.make(inc.touched_partitions_sql(changes, old_winners, dedupe.partition_by))
+    touched = scratch.make(inc.touched_partitions_sql(changes, old_winners, dedupe.partition_by), inline=True)
     columns = wh.columns(all_rows)
     wh.apply_changes(
         all_rows, inc.upsert_statements(wh.upsert_mode, all_rows, changes, changed, columns, keys, null_safe)
     )
     # Partitions compare with NULLs equal, as PARTITION BY groups them.
     candidates = inc.rows_of_keys_sql(all_rows, touched, dedupe.partition_by)
-    ranked = scratch.make(dedupe.rank(f"({candidates})", upstream_columns, columns))
+    ranked = scratch.make(dedupe.rank(f"({candidates})", upstream_columns, columns), inline=True)
     log_keys, seq, since, log_exists = log
     old_rows = inc.rows_of_keys_sql(target, touched, dedupe.partition_by)
     # The published rows have the ranked rows' columns (the same ranking built them).

@@ -599,14 +599,18 @@ def test_a_nightly_run_on_the_fake_with_new_and_updated_rows_equals_a_full_refre
     # values (``Step.inlinable``), with the times of the tables read whole written as the text
     # the new rows' table stores: real Trino unions no VARCHAR with a TIMESTAMP.
     assert not [q for q in created if "_new_key_values__cdp_new_" in q]
-    # Staging's staged rows are a subquery of its measures and its rebuild where the table has no
-    # dedupe, their times written as the text the staged table stores (``inc.as_stored_sql``).
+    # Staging's staged rows are a subquery of its measures and its rebuild, their times written
+    # as the text the staged table stores (``inc.as_stored_sql``).
     for name in ("shop_customers_stg", "shop_orders_stg", "loyalty_members_stg"):
         assert not [q for q in created if f'"{name}_inc__cdp_new_' in q]
         (rebuilt,) = [q for q in created if f'"{name}__cdp_new_' in q]
         # the two with a date rule (born, ordered: TIMESTAMP and DATE columns)
         assert ("FORMAT_DATETIME(" in rebuilt.upper()) == (name != "loyalty_members_stg")
-    assert [q for q in created if '"web_events_stg_inc__cdp_new_' in q]  # its dedupe keeps them
+    # The deduped table's staged rows, touched partitions and their ranked rows likewise: its
+    # incremental build creates only the pre-dedupe rows, its change log and itself again.
+    assert not [q for q in created if '"web_events_stg_inc__cdp_new_' in q]
+    deduped = [q for q in created if re.search(r'CREATE TABLE "[^"]+"\."web_events_stg', q)]
+    assert len(deduped) == 3, deduped
     (rebuilt,) = [q for q in created if re.search(r'"unified_id_key_values__cdp_new_\w+" AS', q)]
     assert "FORMAT_DATETIME(" in rebuilt.upper() and '"unified_id_new_rows__cdp_new_' in rebuilt
     checks = check_results(nightly)
