@@ -134,11 +134,19 @@ class _Scratch:
         self.wh, self.like, self.refs = wh, target.sibling(f"{target.name}_inc"), []
         wh.drop_leftovers(target.schema, f"{self.like.name}__cdp_new_")  # a killed run's scratch tables
 
-    def make(self, select_sql: str, params: tuple = (), inline: bool = False) -> TableRef | inc.Inlined:
+    def make(
+        self, select_sql: str, params: tuple = (), inline: bool = False, typed: bool = False
+    ) -> TableRef | inc.Inlined:
         """A scratch table of ``select_sql``'s rows; ``inline``: the rows are read only by
-        statements that run before the build changes what they read, and keep the types the
-        warehouse stores (no timestamps that a table would store as text), so where the engine
-        ``inlines_scratch_tables`` they are a subquery of each reader instead (no statement)."""
+        statements that run before the build changes what they read, so where the engine
+        ``inlines_scratch_tables`` they are a subquery of each reader instead (no statement).
+        ``typed``: the rows' columns are typed by the build (the staging rules' timestamps), which a
+        table stores as they are only where the dialect has timestamp columns: where it
+        ``stores_timestamps_as_text`` (Treasure Data) a subquery would keep a timestamp that the
+        stored table holds as text, and a rebuild's ``UNION ALL`` of the two would not match, so
+        such rows stay a table there."""
+        if typed and self.wh.dialect.stores_timestamps_as_text:
+            inline = False
         if inline and not params and self.wh.inlines_scratch_tables:
             return inc.Inlined(select_sql)
         ref = self.wh.scratch_ref(self.like)
@@ -613,13 +621,14 @@ def build_staging(
         try:
             # The new rows and their keys read the upstream table and the state, which the build
             # changes only after its applies, and keep the upstream's stored columns: inlined where
-            # the engine would rather recompute. The staged rows (typed columns) stay a table.
+            # the engine would rather recompute. So do the staged rows, read by the measures and
+            # the apply, where tables keep their typed columns (``typed``; a table on TD).
             delta = scratch.make(inc.rows_since_sql(upstream, state, split=wh.dialect.skips_row_groups), inline=True)
             changed = scratch.make(
                 inc.changed_keys_sql([(delta, upstream_columns, 0)], state, keys, null_safe), inline=True
             )
             if dedupe is None:
-                changes = scratch.make(render(delta, upstream_columns))
+                changes = scratch.make(render(delta, upstream_columns), inline=True, typed=True)
                 measure_change(inc.rows_of_keys_sql(target, changed, keys), changes)
                 columns = wh.columns(target)
                 statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)
@@ -701,7 +710,10 @@ def _apply_deduped(
     ``measure_change(removed, added)``: called before the published table changes, with the
     SELECT of its rows the apply removes and the table of those it adds."""
     all_rows = inc.all_rows_ref(target)
-    changes = scratch.make(dedupe.stage(delta, upstream_columns))
+    # The staged rows read only the new rows (inputs unchanged until the published table's apply):
+    # read by the touched partitions and the pre-dedupe rows' apply. The touched partitions read
+    # the published table, which a later apply replaces: they stay a table.
+    changes = scratch.make(dedupe.stage(delta, upstream_columns), inline=True, typed=True)
     old_winners = inc.rows_of_keys_sql(target, changed, keys)
     touched = scratch.make(inc.touched_partitions_sql(changes, old_winners, dedupe.partition_by))
     columns = wh.columns(all_rows)
@@ -710,7 +722,9 @@ def _apply_deduped(
     )
     # Partitions compare with NULLs equal, as PARTITION BY groups them.
     candidates = inc.rows_of_keys_sql(all_rows, touched, dedupe.partition_by)
-    ranked = scratch.make(dedupe.rank(f"({candidates})", upstream_columns, columns))
+    # Read by the log, the measures and the apply: the pre-dedupe rows are applied already and
+    # the touched partitions are a table, so its inputs no longer change.
+    ranked = scratch.make(dedupe.rank(f"({candidates})", upstream_columns, columns), inline=True, typed=True)
     log_keys, seq, since, log_exists = log
     old_rows = inc.rows_of_keys_sql(target, touched, dedupe.partition_by)
     # The published rows have the ranked rows' columns (the same ranking built them).
