@@ -1,17 +1,19 @@
 """Round trips per run on Databricks: every statement the Databricks engine sends through the
 connector's cursor, for a full run of the sample's shape and a nightly run after it, per phase.
 
-    .venv/bin/python bench/bench_databricks_statements.py           # about 4 minutes; writes docs/benchmarks.md
+    .venv/bin/python bench/bench_databricks_statements.py           # about 6 minutes; writes docs/benchmarks.md
     .venv/bin/python bench/bench_databricks_statements.py --no-doc  # print only
 
 On a real SQL warehouse every statement is a round trip (network, queueing, the warehouse's
 planning), so their number is what carries over from the local Spark session the engine runs on
 here (``engine.databricks.connection: local_spark``), not their seconds. Counted by
 ``cdp_assets_tests/statement_counts.counting_round_trips`` at the cursor: queries, statements,
-DataFrame batches and catalog look-ups alike. Two engines in the same invocation, each in an
-emptied Spark session: the engine as it is, and "before", the same engine describing tables as it
-did until 2026-12-05 (``PerTableDescriptions``: a ``SHOW TABLES`` listing per table, and for an
-existing one another listing and a ``SELECT * ... LIMIT 0``). Each runs the sample (4 objects, 1
+DataFrame batches and catalog look-ups alike. Three engines in the same invocation, each in an
+emptied Spark session: the engine as it is; "tables", the engine writing an incremental build's
+small intermediates as scratch tables instead of subqueries (``ScratchTables``, until
+2026-12-05); and "before", that engine describing tables as it did until 2026-12-05 too
+(``PerTableDescriptions``: a ``SHOW TABLES`` listing per table, and for an existing one another
+listing and a ``SELECT * ... LIMIT 0``). Each runs the sample (4 objects, 1
 id, 1 master table, 60 generated records) once in full, then after ``write_nightly_files`` (1% new
 and 0.5% updated rows per object) once more, incremental. Counts are deterministic.
 """
@@ -46,10 +48,21 @@ from cdp_assets_tests.conftest import check_results, write_project  # noqa: E402
 from cdp_assets_tests.statement_counts import as_class, counting_round_trips, per_phase, phase_of_steps  # noqa: E402
 
 
-class PerTableDescriptions(DatabricksWarehouse):
+class ScratchTables(DatabricksWarehouse):
+    """The Databricks engine as it was until 2026-12-05 (after its descriptions' change): an
+    incremental build's small intermediates written as scratch tables (a ``CREATE TABLE AS`` and a
+    ``DROP`` each), not inlined as subqueries of their readers."""
+
+    @property
+    def inlines_scratch_tables(self) -> bool:
+        return False
+
+
+class PerTableDescriptions(ScratchTables):
     """The Databricks engine describing tables as it did until 2026-12-05: per table a listing of
     its schema, and for an existing table a second listing and an empty select of its columns,
-    nothing kept from one description to the next."""
+    nothing kept from one description to the next. Its intermediates are scratch tables, as they
+    were then (``ScratchTables``)."""
 
     keeps_descriptions_in_session: ClassVar[bool] = False
 
@@ -66,7 +79,7 @@ class PerTableDescriptions(DatabricksWarehouse):
         return [d[0] for d in description]
 
 
-ENGINES = {"before": PerTableDescriptions, "now": DatabricksWarehouse}
+ENGINES = {"before": PerTableDescriptions, "tables": ScratchTables, "now": DatabricksWarehouse}
 
 
 def run_twice(root: Path, spark_dir: Path, engine_class: type[DatabricksWarehouse]) -> dict[str, dict[str, Counter]]:
@@ -117,21 +130,25 @@ def markdown(result: dict) -> str:
         "engine over a local Spark session: every statement sent through the connector's cursor, each a round "
         "trip to a SQL warehouse (queries, statements, DataFrame batches, catalog listings and descriptions). "
         "A full run, then a nightly run after one new file per object (1% new and 0.5% updated rows). "
-        "Counted by `bench/bench_databricks_statements.py`; before = the same engine describing tables as it "
-        "did until 2026-12-05 (per table a `SHOW TABLES` listing, and for an existing table a second listing "
-        "and a `SELECT * ... LIMIT 0`), run in the same invocation.",
+        "Counted by `bench/bench_databricks_statements.py`, three engines run in the same invocation: before = "
+        "the same engine describing tables as it did until 2026-12-05 (per table a `SHOW TABLES` listing, and "
+        "for an existing table a second listing and a `SELECT * ... LIMIT 0`), its intermediates scratch tables "
+        "as then; tables = the engine writing an "
+        "incremental build's small intermediates as scratch tables (a `CREATE TABLE AS` and a `DROP` each), "
+        "as it did until 2026-12-05, where now they are subqueries of the statements that read them "
+        "(`inlines_scratch_tables`).",
         "",
-        "| phase | full, before | full, now | nightly, before | nightly, now |",
-        "|---|---:|---:|---:|---:|",
+        "| phase | full, before | full, tables | full, now | nightly, before | nightly, tables | nightly, now |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for phase in phases:
         lines.append(
-            f"| {phase} | {n('before', 'full', phase)} | {n('now', 'full', phase)} "
-            f"| {n('before', 'nightly', phase)} | {n('now', 'nightly', phase)} |"
+            f"| {phase} | {n('before', 'full', phase)} | {n('tables', 'full', phase)} | {n('now', 'full', phase)} "
+            f"| {n('before', 'nightly', phase)} | {n('tables', 'nightly', phase)} | {n('now', 'nightly', phase)} |"
         )
     lines.append(
-        f"| **total** | {n('before', 'full')} | **{n('now', 'full')}** | {n('before', 'nightly')} "
-        f"| **{n('now', 'nightly')}** |"
+        f"| **total** | {n('before', 'full')} | {n('tables', 'full')} | **{n('now', 'full')}** "
+        f"| {n('before', 'nightly')} | {n('tables', 'nightly')} | **{n('now', 'nightly')}** |"
     )
 
     def renames(run: str) -> int:
@@ -140,9 +157,20 @@ def markdown(result: dict) -> str:
     kinds: Counter = Counter()
     for counts in result["now"]["full"].values():
         kinds.update(counts)
+    nightly: dict[str, Counter] = {"tables": Counter(), "now": Counter()}
+    for engine, total in nightly.items():
+        for counts in result[engine]["nightly"].values():
+            total.update(counts)
+    moved = [
+        k for k in sorted(set(nightly["tables"]) | set(nightly["now"])) if nightly["tables"][k] != nightly["now"][k]
+    ]
     lines += [
         "",
         "By kind, full run now: " + ", ".join(f"{k} {v}" for k, v in kinds.most_common()) + ".",
+        "",
+        "Nightly run, by kind, tables to now (the kinds that changed): "
+        + (", ".join(f"{k} {nightly['tables'][k]} to {nightly['now'][k]}" for k in moved) or "none")
+        + ".",
         "",
         "A table's description is one `SHOW TABLE EXTENDED IN schema LIKE 'a|b|...'` per schema for all the "
         "tables a step describes (`DatabricksWarehouse.describe_tables`): its `information` column holds each "

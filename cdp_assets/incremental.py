@@ -136,9 +136,9 @@ class _Scratch:
 
     def make(self, select_sql: str, params: tuple = (), inline: bool = False) -> TableRef | inc.Inlined:
         """A scratch table of ``select_sql``'s rows; ``inline``: the rows are read only by
-        statements that run before the build changes what they read, and keep the types the
-        warehouse stores (no timestamps that a table would store as text), so where the engine
-        ``inlines_scratch_tables`` they are a subquery of each reader instead (no statement)."""
+        statements that run before the build changes what they read, and have the types the
+        warehouse stores, so where the engine ``inlines_scratch_tables`` they are a subquery of
+        each reader instead (no statement). Rows a build types itself: ``_staged_rows``."""
         if inline and not params and self.wh.inlines_scratch_tables:
             return inc.Inlined(select_sql)
         ref = self.wh.scratch_ref(self.like)
@@ -153,6 +153,26 @@ class _Scratch:
         refs = self.wh.outliving_the_session(self.refs) if step_ends else self.refs
         for ref in refs:
             self.wh._drop_quietly(ref)
+
+
+def _staged_rows(
+    wh: WarehouseResource,
+    scratch: _Scratch,
+    staged_sql: str,
+    stored_in: TableRef,
+    stored_times: dict[str, str] | None,
+) -> TableRef | inc.Inlined:
+    """An incremental staging build's staged rows (typed by the rules), read by statements that run
+    before the build changes what they read, as ``stored_in`` (the table they go into) stores its
+    rows: a subquery where the engine ``inlines_scratch_tables`` and its tables keep the rules'
+    types (Databricks); where it stores times as text (Treasure Data), a subquery writing those
+    columns as that text (``stored_times``, ``inc.as_stored_sql``) where the dialect writes it, so
+    that a rebuild's ``UNION ALL`` of them and the stored rows matches on real Trino; else a table."""
+    if not wh.dialect.stores_timestamps_as_text:
+        return scratch.make(staged_sql, inline=True)
+    if stored_times is not None and wh.dialect.writes_stored_timestamp_text:
+        return scratch.make(inc.as_stored_sql(staged_sql, wh.columns(stored_in), stored_times), inline=True)
+    return scratch.make(staged_sql)
 
 
 class _Described:
@@ -618,22 +638,15 @@ def build_staging(
         try:
             # The new rows and their keys read the upstream table and the state, which the build
             # changes only after its applies, and keep the upstream's stored columns: inlined where
-            # the engine would rather recompute. The staged rows (typed columns) likewise where
-            # their times are written as the text a table stores (``stored_times``).
+            # the engine would rather recompute. So do the staged rows, read by the measures and
+            # the apply, as the table they replace stores its rows (``_staged_rows``).
             delta = scratch.make(inc.rows_since_sql(upstream, state, split=wh.dialect.skips_row_groups), inline=True)
             changed = scratch.make(
                 inc.changed_keys_sql([(delta, upstream_columns, 0)], state, keys, null_safe), inline=True
             )
             if dedupe is None:
                 staged_sql = render(delta, upstream_columns)
-                if stored_times is not None and wh.dialect.writes_stored_timestamp_text:
-                    # Read by the measures and the apply, before the apply changes what they read;
-                    # written as the table they replace stores its rows: inlined where the engine
-                    # would rather recompute them.
-                    stored_sql = inc.as_stored_sql(staged_sql, wh.columns(target), stored_times)
-                    changes = scratch.make(stored_sql, inline=True)
-                else:
-                    changes = scratch.make(staged_sql)
+                changes = _staged_rows(wh, scratch, staged_sql, target, stored_times)
                 measure_change(inc.rows_of_keys_sql(target, changed, keys), changes)
                 columns = wh.columns(target)
                 statements = inc.upsert_statements(wh.upsert_mode, target, changes, changed, columns, keys, null_safe)
@@ -722,13 +735,9 @@ def _apply_deduped(
     subqueries: they read the staged rows, the pre-dedupe rows after their apply and the published
     table, which changes only with the last apply, after its readers' statements."""
     all_rows = inc.all_rows_ref(target)
-    staged_sql = dedupe.stage(delta, upstream_columns)
-    if stored_times is not None and wh.dialect.writes_stored_timestamp_text:
-        # Read by the touched partitions and the pre-dedupe rows' apply, before either changes
-        # what they read; written as the pre-dedupe table stores its rows.
-        changes = scratch.make(inc.as_stored_sql(staged_sql, wh.columns(all_rows), stored_times), inline=True)
-    else:
-        changes = scratch.make(staged_sql)
+    # Read by the touched partitions and the pre-dedupe rows' apply, before either changes what
+    # they read.
+    changes = _staged_rows(wh, scratch, dedupe.stage(delta, upstream_columns), all_rows, stored_times)
     old_winners = inc.rows_of_keys_sql(target, changed, keys)
     touched = scratch.make(inc.touched_partitions_sql(changes, old_winners, dedupe.partition_by), inline=True)
     columns = wh.columns(all_rows)
@@ -737,6 +746,8 @@ def _apply_deduped(
     )
     # Partitions compare with NULLs equal, as PARTITION BY groups them.
     candidates = inc.rows_of_keys_sql(all_rows, touched, dedupe.partition_by)
+    # Read by the log, the measures and the apply: the pre-dedupe rows are applied already, and
+    # the rows it ranks are stored ones (their times as the published table stores them).
     ranked = scratch.make(dedupe.rank(f"({candidates})", upstream_columns, columns), inline=True)
     log_keys, seq, since, log_exists = log
     old_rows = inc.rows_of_keys_sql(target, touched, dedupe.partition_by)

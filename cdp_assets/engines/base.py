@@ -337,8 +337,9 @@ class WarehouseResource(ConfigurableResource):
     def inlines_scratch_tables(self) -> bool:
         """An incremental build's small intermediate relations (its changed keys, their new rows)
         are subqueries of the statements that read them rather than scratch tables: where every
-        CREATE TABLE is a job with queueing overhead (Treasure Data), recomputing a few thousand
-        keys in each reader costs less than the job (``inc.Inlined``)."""
+        CREATE TABLE is a job with queueing overhead (Treasure Data) or a real table's files
+        written and dropped (Databricks), recomputing a few thousand keys in each reader costs
+        less than the table (``inc.Inlined``). DuckDB's scratch tables are in memory: it keeps them."""
         return False
 
     @property

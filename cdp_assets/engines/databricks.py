@@ -92,6 +92,14 @@ class DatabricksWarehouse(WarehouseResource):
         return self.table_format in (None, "delta")
 
     @property
+    def inlines_scratch_tables(self) -> bool:
+        # No session temporary tables: a scratch table is a real one, a CREATE TABLE AS that writes
+        # its files (about a second on a SQL warehouse) and a DROP, two round trips; recomputing a
+        # few thousand keys in each statement that reads them costs less. Spark 3 accepts the
+        # subqueries unaliased in FROM and under a correlated EXISTS (local Spark's tests run them).
+        return True
+
+    @property
     def reads_cloud_files(self) -> bool:
         return self.read_cloud_files and not self.local_spark_dir
 

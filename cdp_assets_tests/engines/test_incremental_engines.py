@@ -5,6 +5,7 @@ keys, updated keys, a late file with older timestamps, rows without a key, a his
 
 from __future__ import annotations
 
+import tempfile
 
 import pytest
 
@@ -12,7 +13,8 @@ from cdp_assets_tests.engines.test_treasure_data import engine as td_engine
 from cdp_assets_tests.engines.test_treasure_data import td  # noqa: F401 - the fake's fixture
 from cdp_assets_tests.phases.test_incremental import SRC, STG, apply_load, run_and_compare
 from cdp_assets_tests.phases.test_ingestion import load_copies
-from cdp_assets_tests.conftest import local_spark_session
+from cdp_assets_tests.conftest import local_spark_session, local_spark_warehouse, shared_spark_session
+from cdp_assets_tests.statement_counts import counting
 from cdp_assets_tests.unify.test_incremental_unification import (
     FIXED_BUILDS,
     FIXED_EVENT_LOADS,
@@ -51,6 +53,22 @@ def test_on_local_spark_incremental_runs_equal_a_full_refresh():
         assert wh.upsert_mode == "rebuild"  # parquet: no MERGE, no DELETE
         assert replay(wh) == EXPECTED_MODES
         assert [t for s in (SRC, STG) for t in wh.list_tables(s) if "__cdp_new_" in t] == []
+
+
+@pytest.mark.spark
+def test_on_local_spark_incremental_hist_union_and_staging_builds_create_no_scratch_table():
+    """The Databricks engine ``inlines_scratch_tables`` (each is a real table there, a CREATE TABLE
+    AS and a DROP): hist-union's changed keys and recomputed rows, and staging's new rows, changed
+    keys and staged rows, are subqueries of their readers, and the result still equals the full
+    build (``run_and_compare``). Fails with the flag off: each was a ``*_inc__cdp_new_*`` table."""
+    log: list = []
+    with tempfile.TemporaryDirectory() as d, shared_spark_session():
+        wh = counting(local_spark_warehouse(d), log)
+        with wh.session():
+            assert replay(wh, LOADS[:3]) == EXPECTED_MODES[:3]  # the third: incremental
+    created = [what for _, _, what in log if what.upper().startswith("CREATE TABLE")]
+    assert any("__cdp_new_" in q for q in created)  # the full builds' tables, built then swapped in
+    assert not [q for q in created if "_inc__cdp_new_" in q]
 
 
 @pytest.mark.slow
