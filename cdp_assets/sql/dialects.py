@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import exp, transforms
 
 from cdp_assets.config.identifiers import check_identifier
 
@@ -341,12 +341,36 @@ def _json_valid(tree: exp.Expression, write: str) -> exp.Expression:
     return tree.transform(rewrite)
 
 
+def _one_definition_per_cte(tree: exp.Expression, write: str) -> exp.Expression:  # noqa: ARG001 - a hook
+    """sqlglot writes a SELECT for Spark and Hive with its subqueries' CTEs moved up to its top
+    level (not a UNION's, not a CREATE TABLE AS's). A relation read twice in one query (``inc.Inlined``: a staged
+    table's layers under two of its readers) would then define its CTEs twice, which Spark refuses
+    (DUPLICATED_CTE_NAMES). Moved up here instead, a second definition equal to the first under the
+    same name is dropped (the same rows); a different one under that name is an error of ours."""
+    if not isinstance(tree, exp.Select):
+        return tree
+    top = transforms.move_ctes_to_top_level(tree).args.get("with_")
+    if top is None:
+        return tree
+    first: dict[str, exp.CTE] = {}
+    kept = []
+    for cte in top.expressions:
+        prior = first.get(cte.alias)
+        if prior is None:
+            first[cte.alias] = cte
+            kept.append(cte)
+        elif prior.this != cte.this:
+            raise ValueError(f"two different definitions of the CTE {cte.alias} in one statement")
+    top.set("expressions", kept)
+    return tree
+
+
 # Named per-dialect hooks applied after parsing, where sqlglot's translation alone is wrong.
 _HOOKS = {
     "trino": (_sha256_of_text, _json_valid),
-    "spark": (_json_valid,),
-    "databricks": (_json_valid,),
-    "hive": (_json_valid,),
+    "spark": (_json_valid, _one_definition_per_cte),
+    "databricks": (_json_valid, _one_definition_per_cte),
+    "hive": (_json_valid, _one_definition_per_cte),
 }
 
 

@@ -279,3 +279,21 @@ def test_regexp_match_is_translated(dialect):
         rendered = get_dialect(dialect).render(SQLS[name]).upper()
         assert "REGEXP_MATCHES" not in rendered, (name, dialect)
         assert "RLIKE" in rendered or "REGEXP_LIKE" in rendered, (name, dialect)
+
+
+@pytest.mark.parametrize("dialect", ["spark", "databricks", "hive"])
+def test_a_relation_inlined_twice_in_a_select_defines_its_ctes_once(dialect):
+    """sqlglot moves a SELECT's nested CTEs to its top for Spark and Hive; a subquery read twice in
+    one statement (an inlined staged table's layers under two readers) defined them twice there,
+    which Spark refuses (DUPLICATED_CTE_NAMES). Equal definitions are kept once; two different
+    definitions under one name are refused here, not sent."""
+    staged = "(WITH a AS (SELECT 1 AS x), b AS (SELECT x + 1 AS x FROM a) SELECT x FROM b)"
+    sql = f"SELECT * FROM {staged} AS s1 JOIN {staged} AS s2 ON s1.x = s2.x"
+    rendered = get_dialect(dialect).render(sql)
+    tree = sqlglot.parse_one(rendered, read=dialect)
+    names = [cte.alias for cte in tree.find_all(exp.CTE)]
+    assert sorted(names) == ["a", "b"], rendered
+    assert rendered.startswith("WITH a AS (SELECT 1 AS x), b AS (SELECT x + 1 AS x FROM a) SELECT")
+    other = "(WITH a AS (SELECT 2 AS x) SELECT x FROM a)"
+    with pytest.raises(ValueError, match="two different definitions of the CTE a"):
+        get_dialect(dialect).render(f"SELECT * FROM {staged} AS s1, {other} AS s2")
