@@ -21,6 +21,7 @@ from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.incremental import BOOKKEEPING_SUFFIXES, IN_PLACE_ONLY_SUFFIXES
 from cdp_assets_tests.conftest import check_results, shared_spark_session, write_project
 from cdp_assets_tests.engines.test_spark_unification import normalized
+from cdp_assets_tests.nightly_files import write_nightly_files
 
 pytestmark = pytest.mark.spark
 
@@ -46,26 +47,34 @@ def both_runs():
                 ),
             )
         )
-        results = {}
         duck = DuckDBWarehouse(path=str(loaded.duckdb_path))
         spark = build_warehouse(spark_config)
         assert isinstance(spark, DatabricksWarehouse) and not spark.supports_optimize
-        for name, wh in (("duckdb", duck), ("spark", spark)):
-            job = build_definitions(loaded, wh).resolve_job_def(PIPELINE_JOB)
-            results[name] = job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
-        tables = {}
         schemas = [loaded.pipeline.src_schema, loaded.pipeline.stg_schema, loaded.unification.schema]
-        for name, wh in (("duckdb", duck), ("spark", spark)):
-            tables[name] = {
-                f"{schema}.{t}": wh.fetch(f"SELECT * FROM {TableRef(schema, t).sql}")
-                for schema in schemas
-                for t in wh.list_tables(schema)
-            }
-        yield results, tables
+
+        def run_both() -> tuple[dict, dict]:
+            results, tables = {}, {}
+            for name, wh in (("duckdb", duck), ("spark", spark)):
+                job = build_definitions(loaded, wh).resolve_job_def(PIPELINE_JOB)
+                results[name] = job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+                tables[name] = {
+                    f"{schema}.{t}": wh.fetch(f"SELECT * FROM {TableRef(schema, t).sql}")
+                    for schema in schemas
+                    for t in wh.list_tables(schema)
+                }
+            return results, tables
+
+        full = run_both()
+        # Then a nightly run on both (the data folder is theirs alike): every incremental build,
+        # with its intermediates inlined on Spark, a dedupe's included.
+        written = write_nightly_files(root / "project" / "data", 0.02, 0.01)
+        assert all(w["new"] and w["updated"] for w in written.values()), written
+        yield {"full": full, "nightly": run_both()}
 
 
-def test_the_pipeline_succeeds_on_spark_with_every_check_passed(both_runs):
-    results, _ = both_runs
+@pytest.mark.parametrize("run", ["full", "nightly"])
+def test_the_pipeline_succeeds_on_spark_with_every_check_passed(both_runs, run):
+    results, _ = both_runs[run]
     for name, result in results.items():
         assert result.success, name
         checks = check_results(result)
@@ -90,7 +99,8 @@ def assert_same_tables(duck: dict[str, pd.DataFrame], spark: dict[str, pd.DataFr
         pd.testing.assert_frame_equal(normalized(d, order), normalized(s, order), check_dtype=False, obj=name)
 
 
-def test_every_table_equals_duckdbs_row_for_row(both_runs):
-    _, tables = both_runs
+@pytest.mark.parametrize("run", ["full", "nightly"])
+def test_every_table_equals_duckdbs_row_for_row(both_runs, run):
+    _, tables = both_runs[run]
     assert len(tables["duckdb"]) > 30
     assert_same_tables(tables["duckdb"], tables["spark"])

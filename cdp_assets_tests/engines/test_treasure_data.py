@@ -35,6 +35,7 @@ from cdp_assets_tests.conftest import check_results, run_pipeline, write_project
 from cdp_assets_tests.engines.test_cross_engine_pipeline import VOLATILE, VOLATILE_TABLES
 from cdp_assets_tests.engines.test_spark_unification import normalized
 from cdp_assets_tests.fakes.td_api import FakeTreasureData
+from cdp_assets_tests.nightly_files import write_nightly_files
 
 KEY = "4321/" + "9f3c" * 10
 # Jobs per run of the sample's shape: issue 12's target, and what this branch reached (149 before:
@@ -513,23 +514,6 @@ def test_a_full_hist_union_writes_its_state_in_the_one_job_that_measures_it_and_
     assert refreshed.rows == 4 and got.equals(want) and got["email"].tolist()[2] == "3@2024-06-03.x"
 
 
-def _write_nightly_files(data, new_share: float, updated_share: float) -> dict:
-    """``bench/bench_nightly.write_nightly_files``: bench/ is a folder of scripts, not a package."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    bench = Path(__file__).resolve().parents[2] / "bench"
-    sys.path.insert(0, str(bench))  # bench_nightly imports its sibling doc_sections
-    try:
-        spec = importlib.util.spec_from_file_location("bench_nightly", bench / "bench_nightly.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(bench))
-    return module.write_nightly_files(data, new_share, updated_share)
-
-
 def _td_tables(tdw: TreasureDataWarehouse, schemas: list[str]) -> dict[str, pd.DataFrame]:
     """Every table's rows, sorted, without what says when rather than what (TD's ``time``, load
     times, run ids) and without the tables that grow by a row per run (the load log) or keep
@@ -575,7 +559,7 @@ def test_a_nightly_run_on_the_fake_with_new_and_updated_rows_equals_a_full_refre
             assert _iso(start.newest[ref]) == current_watermark(tdw, ref, source.incremental_field) is not None
     customers = f'SELECT COUNT(*) AS n FROM {TableRef(src, "shop_customers").sql}'
     before = tdw.fetch(customers).iloc[0, 0]
-    written = _write_nightly_files(tmp_path / "data", 0.01, 0.005)
+    written = write_nightly_files(tmp_path / "data", 0.01, 0.005)
     assert all(w["new"] > 0 and w["updated"] > 0 for w in written.values()), written
     # And a copy of a row loaded by the full run, re-sent: found among the loaded rows in the
     # file's watermark range (text on TD) and not loaded twice.
