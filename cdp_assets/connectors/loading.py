@@ -701,9 +701,17 @@ def current_rows_and_watermark(
 
 
 def last_fingerprint(
-    wh: WarehouseResource, log_ref: TableRef, source: str, obj: str, catalog: LoadCatalog = NO_CATALOG
+    wh: WarehouseResource,
+    log_ref: TableRef,
+    source: str,
+    obj: str,
+    catalog: LoadCatalog = NO_CATALOG,
+    books: "StepBooks | None" = None,
 ) -> str | None:
-    """The files fingerprint of the last successful historical load of this object."""
+    """The files fingerprint of the last successful historical load of this object: as the step
+    read it at its start (``books``, as ``current_watermark``), else by a query."""
+    if books is not None and books.newest is not None:
+        return books.fingerprint
     if not catalog.exists(wh, log_ref):
         return None
     df = wh.fetch(load_log_fingerprints_sql(log_ref))
@@ -840,10 +848,8 @@ def load_historical(
     # Files: reloaded only when they changed. A warehouse table: reloaded every time.
     fp = None if from_table else fingerprint(files)
     previous = current_watermark(wh, ref, source.incremental_field, books=books)
-    # The last historical load's fingerprint as the step read it at its start, else queried.
-    known = books is not None and books.newest is not None
-    last = (lambda: books.fingerprint) if known else (lambda: last_fingerprint(wh, log_ref, source.name, obj.name))
-    if fp and files and wh.table_exists(ref) and last() == fp:
+    loaded_before = fp and files and wh.table_exists(ref)
+    if loaded_before and last_fingerprint(wh, log_ref, source.name, obj.name, books=books) == fp:
         result = LoadResult(ref, "historical", 0, previous, previous, [])
         log_row = log_frame(source.name, obj.name, result, run_id, fp, "historical files unchanged")
         _keep_books(wh, books, [(log_ref, log_row)], defer=True)
