@@ -71,6 +71,9 @@ class DagsterStepTally:
 
 
 DAGSTER_STEPS: dict[str, DagsterStepTally] = {}  # per Dagster step key
+# With ``--statement-log``: one JSON line per statement (run, Dagster step, pipeline step, seconds,
+# the SQL's head), for finding where a phase's warehouse seconds go.
+STATEMENT_LOG: dict = {"file": None, "run": ""}
 RUN = "run"  # the pseudo-phase of a whole-job run: Dagster's own time outside its steps
 
 
@@ -108,7 +111,7 @@ def counting_warehouse(rows_scanned: bool = False, **kwargs):
             profile = json.loads(self._con.get_profiling_information(format="json"))
             return int(profile.get("query", {}).get("total_rows_scanned", 0))
 
-        def _count(self, seconds: float) -> None:
+        def _count(self, seconds: float, sql: str) -> None:
             STATEMENTS["seconds"] += seconds
             step = self.current_step or "(no step)"
             STEP_SECONDS[step] = STEP_SECONDS.get(step, 0.0) + seconds
@@ -122,6 +125,10 @@ def counting_warehouse(rows_scanned: bool = False, **kwargs):
                     books.not_scanned += 1
                 else:
                     books.rows_scanned += scanned
+            if STATEMENT_LOG["file"] is not None:
+                line = {"run": STATEMENT_LOG["run"], "dagster_step": _dagster_step(), "step": step}
+                line.update(seconds=round(seconds, 4), sql=" ".join(sql.split())[:400])
+                STATEMENT_LOG["file"].write(json.dumps(line) + "\n")
 
         def _execute(self, sql: str) -> None:
             STATEMENTS["n"] += 1
@@ -129,7 +136,7 @@ def counting_warehouse(rows_scanned: bool = False, **kwargs):
             try:
                 super()._execute(sql)
             finally:
-                self._count(time.monotonic() - started)
+                self._count(time.monotonic() - started, sql)
 
         def _query(self, sql: str, params: list | None = None):
             STATEMENTS["n"] += 1
@@ -137,7 +144,7 @@ def counting_warehouse(rows_scanned: bool = False, **kwargs):
             try:
                 return super()._query(sql, params)
             finally:
-                self._count(time.monotonic() - started)
+                self._count(time.monotonic() - started, sql)
 
     return CountingDuckDB(**kwargs)
 
@@ -253,6 +260,7 @@ def run_job(loaded, wh, instance, label: str) -> dict:
     graph = defs.resolve_asset_graph()
     DAGSTER_STEPS.clear()
     STEP_SECONDS.clear()
+    STATEMENT_LOG["run"] = label
     started = time.monotonic()
     result = job.execute_in_process(instance=instance, raise_on_error=False)
     wall = time.monotonic() - started
@@ -598,7 +606,10 @@ def main() -> int:
         help="run DuckDB's profiler on every statement and report the rows each phase scanned, in a section of its "
         "own (its seconds include the profiler's: the timing section is written without it)",
     )
+    p.add_argument("--statement-log", type=Path, help="write one JSON line per statement to this file")
     args = p.parse_args()
+    if args.statement_log:
+        STATEMENT_LOG["file"] = args.statement_log.open("w")
     result = bench(args)
     (DATA / str(args.records) / "nightly_results.json").write_text(json.dumps(result, indent=1, default=str))
     print(json.dumps(result, indent=1, default=str))

@@ -351,7 +351,7 @@ def build_hist_union(
             changes = scratch.make(
                 hist_union_sql(inputs, incremental_field, primary_key, relations=affected), inline=True
             )
-            counted = changed if isinstance(changed, inc.Inlined) else None
+            counted = inc.counted_beside(changed)
             if kept is not None:  # before the apply: the rows it removes are still in the table
                 keyed = [(ref, list(primary_key), bool(int(p["rows_new"]))) for (ref, _), p in zip(inputs, progress)]
                 removed, added = hist_union_change_sql(target, changed, changes, keys, keyed, state, split)
@@ -632,7 +632,7 @@ def build_staging(
         def measure_change(removed_sql: str, added: TableRef) -> None:
             # Before the apply: the rows it removes are still in the table.
             if kept is not None:
-                counted = changed if isinstance(changed, inc.Inlined) else None
+                counted = inc.counted_beside(changed)
                 change.append(wh.fetch(measures.change_sql(removed_sql, added, counted)).iloc[0])
 
         try:
@@ -642,7 +642,8 @@ def build_staging(
             # the apply, as the table they replace stores its rows (``_staged_rows``).
             delta = scratch.make(inc.rows_since_sql(upstream, state, split=wh.dialect.skips_row_groups), inline=True)
             changed = scratch.make(
-                inc.changed_keys_sql([(delta, upstream_columns, 0)], state, keys, null_safe), inline=True
+                inc.changed_keys_sql([(delta, upstream_columns, 0)], state, keys, null_safe, since_watermark=False),
+                inline=True,
             )
             if dedupe is None:
                 staged_sql = render(delta, upstream_columns)

@@ -202,15 +202,20 @@ def changed_keys_sql(
     key_columns: list[str],
     null_safe: bool,
     split: bool = False,
+    since_watermark: bool = True,
 ) -> str:
     """The distinct keys of the rows each input gained since the watermark. ``deltas``: (input,
     its columns, rank); a key column an input lacks reads NULL there. ``split``:
-    ``newer_than_watermark_branches``."""
+    ``newer_than_watermark_branches``. ``since_watermark`` False: the deltas hold only such rows
+    already (``rows_since_sql``'s), so every row's key is read without testing it again."""
     selects = []
     for ref, cols, rank in deltas:
         exprs = ", ".join(
             f"i.{quote(c)} AS {quote(c)}" if c in cols else f"CAST(NULL AS VARCHAR) AS {quote(c)}" for c in key_columns
         )
+        if not since_watermark:
+            selects.append(f"SELECT {exprs} FROM {ref.sql} AS i")
+            continue
         selects += [
             f"SELECT {exprs} FROM {ref.sql} AS i WHERE {newer}"
             for newer in newer_than_watermark_branches(state, rank, split=split)
@@ -269,6 +274,13 @@ class Inlined:
     @property
     def display(self) -> str:
         return "(subquery)"
+
+
+def counted_beside(ref: TableRef | Inlined) -> Inlined | None:
+    """``ref`` where it is inlined, else None: an inlined relation's rows are counted beside the
+    query that reads it (``measures_change_sql``'s ``counted``), where a scratch table's create
+    answers its count."""
+    return ref if isinstance(ref, Inlined) else None
 
 
 def as_stored_sql(select_sql: str, columns: list[str], times: dict[str, str]) -> str:
