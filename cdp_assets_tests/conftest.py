@@ -48,24 +48,25 @@ MARKER_OF_FIXTURE = {
 #   has nothing left: first the tests measured to take minutes (LONGEST_FIRST, in that order; a
 #   renamed test only falls back to its markers), then by their slow parts' markers.
 # Only the order and the grouping change: every test runs, on a worker of its own process.
-# Measured on 2026-12-04 22:41-22:59 UTC (`-n 2 -m spark --durations=0`, load average 6 to 12, the
-# JVM with its 256 MB code cache; 33 passed in 1,097 s): a unit's seconds; an entry ending in `::` is
-# a module's group. (The day's first measure, load 10 to 12, before the shared session and the code
-# cache: 1,485 s, 1,446 s, 899 s, 533 s, 377 s, 328 s, 229 s, 162 s, 159 s, in the order then.)
+# Measured in the README command's run on a clean clone of main (1,594 tests, `--durations=150`,
+# 1,159 s wall): a unit's seconds; an entry ending in `::` is a module's group (its setup and its
+# tests). The two Spark sequences of test_incremental_engines.py replay fewer loads since
+# 2026-12-05 10:20 UTC: their seconds are from an A/B in one `-n 2` run (10:22-10:28 UTC, load 2 to
+# 3; each then the first unit of its worker, a JVM start included), the run before them in brackets.
+# The kill harness runs two kills at a time (two processes): listed so that it starts among the
+# long units, not after them.
 LONGEST_FIRST = (
-    # 582 s then: three whole pipelines on Spark; since 2026-12-05 their unification only (22% fewer
-    # Spark statements), still the longest unit
-    "engines/test_cross_engine_td_examples.py::",
-    "engines/test_incremental_engines.py::test_on_local_spark_incremental_enriched_and_master_tables",  # 402 s
-    "engines/test_spark_unification.py::",  # 267 s
-    "engines/test_incremental_engines.py::test_on_local_spark_a_deduped_staged_table",  # 261 s
-    "reliability/test_secrets.py::test_no_token_appears_in_any_output_of_a_run[databricks]",  # 208 s
-    "engines/test_cross_engine_pipeline.py::",  # 119 s
-    "unify/test_engine_semantics.py::",  # 69 s
-    "engines/test_incremental_engines.py::test_on_local_spark_kept_measures_equal_a_full_measurement",  # 49 s
-    # 48 s then, with a JVM start of its own; since 2026-12-05 on the shared session
-    "test_validate.py::test_on_local_spark_explain_goes_to_spark",
-    "engines/test_incremental_engines.py::test_on_local_spark_incremental_runs_equal_a_full_refresh",  # 18 s
+    "engines/test_cross_engine_td_examples.py::",  # 209 s: three unifications on Spark
+    "engines/test_incremental_engines.py::test_on_local_spark_incremental_enriched_and_master_tables",  # 167 s (229 s)
+    "engines/test_cross_engine_pipeline.py::",  # 160 s: full and nightly runs on Spark and DuckDB
+    "engines/test_incremental_engines.py::test_on_local_spark_a_deduped_staged_table",  # 137 s (157 s)
+    "reliability/test_kills.py::",  # 131 s
+    "engines/test_spark_unification.py::",  # 94 s
+    "reliability/test_secrets.py::test_no_token_appears_in_any_output_of_a_run[databricks]",  # 75 s
+    "unify/test_engine_semantics.py::",  # 34 s
+    "engines/test_incremental_engines.py::test_on_local_spark_kept_measures_equal_a_full_measurement",  # 30 s
+    "test_validate.py::test_on_local_spark_explain_goes_to_spark",  # 22 s, on the shared session
+    "engines/test_incremental_engines.py::test_on_local_spark_incremental_runs_equal_a_full_refresh",  # 19 s
 )
 WEIGHT_OF_MARKER = {"spark": 10, "kills": 10, "browser": 5, "slow": 5, "pipeline": 3, "postgres": 3}
 
