@@ -852,6 +852,46 @@ LOOKUP_KEY = ["id_key_type", "id"]
 LOOKUP_COLUMNS = ["id", "id_key_type", "id_key_name", "id_first_seen_at", "id_last_seen_at", "id_source_table_ids"]
 
 
+def _keeps_lookup_measures(wh: WarehouseResource, keep_measures: bool) -> bool:
+    """Whether the lookup's check measure is kept beside it (``publish_lookup``)."""
+    return keep_measures and wh.upsert_mode == "delete_insert" and wh.dialect.replaces_atomically
+
+
+def _described_lookup(wh: WarehouseResource, lookup: TableRef, keeps_measures: bool) -> _Described:
+    """The lookup, its state and log, and its kept measures (read beside its state where kept)."""
+    kept_ref = inc.measures_ref(lookup)
+    return _Described(
+        wh,
+        [lookup],
+        [inc.changes_ref(lookup), kept_ref],
+        beside=lambda exists: chk.kept_lookup_measures_sql(kept_ref) if keeps_measures and exists[kept_ref] else None,
+    )
+
+
+def lookup_as_published(wh: WarehouseResource, lookup: TableRef, keep_measures: bool = False) -> BuildResult | None:
+    """The published lookup as its last build left it, for a loop run that changes nothing (no new
+    row, no removed key value): its rows as its state counted them, and its kept check measures
+    where they are the last build's (``_kept_lookup_measures``'s, without a query of their own).
+    None where no state describes it (then the run publishes it as usual)."""
+    with wh.session():
+        described = _described_lookup(wh, lookup, _keeps_lookup_measures(wh, keep_measures))
+        previous = described.states[lookup]
+        if previous is None or not described.exists[lookup]:
+            return None
+        rows = int(previous["rows_through"].iloc[0])
+        kept, measures = described.measured, None
+        state_seq = (_seqs(previous) or (0, 0))[0]
+        if kept is not None and not pd.isna(kept["_cdp_measured_seq"]) and int(kept["_cdp_measured_seq"]) == state_seq:
+            measures = pd.Series(
+                {
+                    "table_rows": rows,
+                    "ids_with_many": int(kept["_cdp_ids_with_many"]),
+                    "canonical_ids": int(kept["_cdp_canonical_ids"]),
+                }
+            )
+        return BuildResult(rows, "unchanged", measures=measures, measured_by="kept" if measures is not None else "")
+
+
 def publish_lookup(
     wh: WarehouseResource,
     lookup: TableRef,
@@ -874,17 +914,10 @@ def publish_lookup(
     full build, and by an incremental one from its change, in the apply's transaction
     (``BuildResult.measures``: the check reads them from the lookup's materialization instead of
     grouping every row again)."""
-    keeps_measures = keep_measures and wh.upsert_mode == "delete_insert" and wh.dialect.replaces_atomically
+    keeps_measures = _keeps_lookup_measures(wh, keep_measures)
     kept_ref = inc.measures_ref(lookup)
     with wh.session():
-        described = _Described(
-            wh,
-            [lookup],
-            [inc.changes_ref(lookup), kept_ref],
-            beside=lambda exists: (
-                chk.kept_lookup_measures_sql(kept_ref) if keeps_measures and exists[kept_ref] else None
-            ),
-        )
+        described = _described_lookup(wh, lookup, keeps_measures)
         previous = described.states[lookup]
         seq, since, log_exists = _log_window(described, lookup, previous)
         measures = None

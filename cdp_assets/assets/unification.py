@@ -136,6 +136,7 @@ def build_unification_assets(loaded: LoadedConfig) -> list:
                 )
                 context.log.info(
                     f"{plan.name}: {result.mode} run"
+                    + (": nothing new, the published graph and lookup stand" if result.nothing_new else "")
                     + (
                         f" ({result.full_refresh_reason})"
                         if result.mode == "full" and result.full_refresh_reason

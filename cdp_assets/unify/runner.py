@@ -25,6 +25,7 @@ from cdp_assets.incremental import (
     build_enriched,
     enriched_build_reads,
     keep_key_stats_counts,
+    lookup_as_published,
     publish_lookup,
 )
 from cdp_assets.incremental import build_master as build_master_incrementally
@@ -65,6 +66,8 @@ class LoopResult:
     dnm_conflicts: int = 0  # groups that touched several do-not-merge values
     tables: dict[str, int] = field(default_factory=dict)  # table -> rows
     lookup_build: BuildResult | None = None  # the lookup's publication: key values whose id changed
+    # An incremental run that read no new row and no removed key value: the published tables stand.
+    nothing_new: bool = False
     # The rows {id}_loop_stats held before this run's, where the run's description of the catalog
     # already said (0: it did not exist); None: not known without a count.
     loop_stats_before: int | None = None
@@ -250,6 +253,9 @@ def _run_loop(
             if reason is None:
                 result.mode = "incremental"
                 result.cap = plan.cid.incremental_merge_iterations or plan.cid.iteration_cap
+            if result.nothing_new:
+                _keep_published(wh, plan, result)
+                return result
         if result.mode == "full":
             result.full_refresh_reason = reason or ""
             # A fallback solves every node: the full run's labels and graph, not the incremental ones.
@@ -328,6 +334,19 @@ def with_incremental_kinds(wh: WarehouseResource, plan: u.IdPlan) -> u.IdPlan:
     return replace(plan, tables=tables)
 
 
+def _keep_published(wh: WarehouseResource, plan: u.IdPlan, result: LoopResult) -> None:
+    """The counts a loop run reports, for one that changes nothing: its graph (a row per node),
+    key values and excluded values counted in one query, the lookup's from its state."""
+    graph, key_values, excluded = plan.ref("graph"), plan.ref("key_values"), plan.ref("excluded_values")
+    counts = wh.row_counts([graph, key_values, excluded])
+    result.tables["graph"] = result.nodes = counts[graph]
+    result.tables["key_values"] = counts[key_values]
+    result.excluded_values = counts[excluded]
+    assert result.lookup_build is not None
+    result.tables["lookup"] = result.lookup_build.rows
+    result.converged = True
+
+
 def _run_full_inputs(runner: StepRunner, steps: up.FullInputs, result: LoopResult) -> None:
     result.tables["key_values"] = runner.run(steps.key_values)
     runner.run(steps.value_stats)
@@ -339,10 +358,22 @@ def _run_full_inputs(runner: StepRunner, steps: up.FullInputs, result: LoopResul
 def _run_incremental_inputs(
     runner: StepRunner, plan: u.IdPlan, steps: up.IncrementalInputs, result: LoopResult
 ) -> str | None:
-    """Run the incremental inputs; returns why the run must be a full refresh after all."""
+    """Run the incremental inputs; returns why the run must be a full refresh after all. A run
+    that reads no new row and no removed key value stops here (``result.nothing_new``), where its
+    lookup's state says what the lookup holds (``lookup_as_published``)."""
     runner.run(steps.new_rows)
     runner.run(steps.new_key_values)
     runner.run(steps.removed_key_values)
+    # Nothing read: the key values, statistics, graph, lookup and watermarks would be written again
+    # as they are. The previous run wrote its watermarks last, after its lookup and that lookup's
+    # state, so the state describes the lookup (a run killed before its watermarks leaves its new
+    # rows to the next run, which then reads them).
+    removed = runner.rows_of(runner.tables(up.removed_key_values_ref(plan)))
+    if not removed and not runner.rows_of(runner.tables(up.new_rows_ref(plan))):
+        result.lookup_build = lookup_as_published(runner.wh, plan.ref("lookup"), keep_measures=not plan.persistent)
+        if result.lookup_build is not None:
+            result.nothing_new = True
+            return None
     # The merged key values: the rows not kept deleted, the new rows inserted. Every row not kept
     # has its value among the removed ones: none removed (a night that only adds rows), no DELETE.
     result.tables["key_values"] = runner.publish_changes(
@@ -352,7 +383,7 @@ def _run_incremental_inputs(
             plan.ref("key_values"),
             runner.tables(plan.ref("new_key_values")),
             plan.ref("watermarks"),
-            removes=runner.rows_of(runner.tables(up.removed_key_values_ref(plan))) > 0,
+            removes=removed > 0,
         ),
     )
     runner.run(steps.changed_values)

@@ -403,9 +403,11 @@ def _key_values(wh: DuckDBWarehouse) -> pd.DataFrame:
     return rows.sort_values(list(rows.columns)).reset_index(drop=True)
 
 
-def _last_lookup_changes(wh: DuckDBWarehouse) -> set:
-    """The (key type, value, id) rows the last lookup publication logged."""
+def _last_lookup_changes(wh: DuckDBWarehouse) -> set | None:
+    """The (key type, value, id) rows the last lookup publication logged (None: no log yet)."""
     log = TableRef(make_unify().schema, "unified_id_lookup_cdp_changes")
+    if not wh.table_exists(log):
+        return None
     rows = wh.fetch(f"SELECT * FROM {log.sql} WHERE seq = (SELECT MAX(seq) FROM {log.sql})")
     return {(int(r.id_key_type), r.id, r.cid) for r in rows.itertuples()}
 
@@ -460,6 +462,7 @@ def oracle_contracted_nodes(old: list[dict], new: list[dict], cap: int | None) -
     day2=st.lists(new_row, min_size=0, max_size=8),
     cap=st.sampled_from([None, 4]),
 )
+@example(day1=[{"email": "e1", "phone": "p1"}, {"email": "e2", "cookie": "c2"}], day2=[], cap=None)  # nothing new
 @example(  # a new row merges two old components, another forms a new one; {e3, p3} is untouched
     day1=[{"email": "e1", "phone": "p1"}, {"email": "e2", "cookie": "c2"}, {"email": "e3", "phone": "p3"}],
     day2=[{"email": "e1", "cookie": "c2"}, {"email": "e20", "phone": "p20"}],
@@ -475,6 +478,7 @@ def test_an_incremental_run_solves_only_the_touched_components_and_equals_a_full
     wh = DuckDBWarehouse(path=":memory:")
     with wh.session():
         before, _ = unify_rows(wh, old, incremental=True, caps=caps)
+        logged_before = _last_lookup_changes(wh)
         incremental, second = unify_rows(wh, old + new, incremental=True, caps=caps)
         incremental_graph = _graph(wh)
         incremental_values = _key_values(wh)
@@ -493,7 +497,17 @@ def test_an_incremental_run_solves_only_the_touched_components_and_equals_a_full
     pd.testing.assert_frame_equal(incremental_graph, full_graph)
     # The key values (applied in place on DuckDB) hold the rows a full run reads.
     pd.testing.assert_frame_equal(incremental_values, full_values)
-    if second.mode == "incremental":
+    # A run without new rows changes nothing, so it writes nothing: the lookup stands as its last
+    # build left it (no new log), and what its state and kept measures say of it is a count's.
+    assert second.nothing_new == (second.mode == "incremental" and not day2)
+    if second.nothing_new:
+        assert second.lookup_build.mode == "unchanged" and logged == logged_before
+        assert second.lookup_build.rows == int(counted.iloc[0]["table_rows"])
+        kept = second.lookup_build.measures
+        if kept is not None:
+            assert kept["ids_with_many"] == int(counted.iloc[0]["ids_with_many"])
+            assert kept["canonical_ids"] == counted_ids
+    elif second.mode == "incremental":
         # Only the affected key values' lookup rows were built and replaced, and the change log
         # holds exactly what a diff of the whole lookups gives: every key value whose id moved,
         # with its old and its new id.

@@ -9,6 +9,7 @@ jumps inside it) any number of times, its last time possibly cut short where the
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,21 @@ def trace_pattern(items) -> str:
         else:
             parts.append(re.escape(item.name) + ";")
     return "".join(parts)
+
+
+def without_skipped_loops(items, cids: set[str]) -> list:
+    """``items`` less what the loop of each id in ``cids`` skips when its run reads nothing new
+    (``LoopResult.nothing_new``): every step after ``<id>_removed_key_values`` through
+    ``<id>_watermarks``, the loop's last."""
+    out, skipping = [], None
+    for item in items:
+        name = None if isinstance(item, Repeat) else item.name
+        if skipping is None:
+            out.append(item)
+            skipping = next((c for c in cids if name == f"{c}_removed_key_values"), None)
+        elif name == f"{skipping}_watermarks":
+            skipping = None
+    return out
 
 
 def run_and_record(loaded, wh: StepRecordingDuckDB, run_id: str):
@@ -139,9 +155,13 @@ def test_the_runner_executes_the_steps_render_sql_prints_full_then_incremental(t
         assert any(printed_sql[name] in sql for step, sql in sent if step == name), name
 
     # The next run is incremental where it can be: the incremental inputs take the full ones' place.
+    # A new row joins the chain's first component (browser_id's); an id whose tables gained no
+    # row reads nothing new and stops after its removed key values (its tables stand).
+    wh._anchor.execute("INSERT INTO acme_crm.site_aaa VALUES ('cc_new', 'gg0', NULL, 'x', 1700009999)")
     results, sent = run_and_record(loaded, wh, "run-2")
     modes = {r.cid: r.mode for r in results}
     assert modes["browser_id"] == "incremental", {r.cid: r.full_refresh_reason for r in results}
+    assert not {r.cid: r for r in results}["browser_id"].nothing_new
     incremental = {r.cid for r in results if r.mode == "incremental"}
     pipeline = unification_pipeline(
         loaded,
@@ -151,12 +171,24 @@ def test_the_runner_executes_the_steps_render_sql_prints_full_then_incremental(t
         key_stats_config=kept,
     )
     trace = named_trace(sent)
-    assert_trace_is_the_pipeline(pipeline, trace)
+    skipped = {r.cid for r in results if r.nothing_new}
+    assert_trace_is_the_pipeline(replace(pipeline, items=without_skipped_loops(pipeline.items, skipped)), trace)
     assert "browser_id_new_key_values" in trace and "browser_id_excluded_changed" in trace
     # Only the components the new rows touch take part in its rounds.
     assert "browser_id_touched_components" in trace and "browser_id_nodes" in trace
     # Only the changed values' statistics are computed again, and replace theirs in place.
     assert "browser_id_changed_stats" in trace and "browser_id_value_stats" in trace
+
+    # A run that reads nothing new: every id's loop stops after its removed key values; what
+    # follows the loops runs as printed.
+    results, sent = run_and_record(loaded, wh, "run-3")
+    assert {r.cid: (r.mode, r.nothing_new) for r in results if r.cid in incremental} == {
+        c: ("incremental", True) for c in incremental
+    }
+    trace = named_trace(sent)
+    assert_trace_is_the_pipeline(replace(pipeline, items=without_skipped_loops(pipeline.items, incremental)), trace)
+    written = [n for n in trace if n.endswith(("_lookup", "_graph", "_watermarks"))]
+    assert "browser_id_new_rows" in trace and not [n for n in written if n.startswith(tuple(incremental))]
 
 
 def test_do_not_merge_and_kept_rounds_are_steps_of_the_list(tmp_path):
