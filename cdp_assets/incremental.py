@@ -875,21 +875,33 @@ def lookup_as_published(wh: WarehouseResource, lookup: TableRef, keep_measures: 
     None where no state describes it (then the run publishes it as usual)."""
     with wh.session():
         described = _described_lookup(wh, lookup, _keeps_lookup_measures(wh, keep_measures))
-        previous = described.states[lookup]
-        if previous is None or not described.exists[lookup]:
+        previous = described.states[lookup]  # None also where the lookup is missing
+        if previous is None:
             return None
         rows = int(previous["rows_through"].iloc[0])
-        kept, measures = described.measured, None
-        state_seq = (_seqs(previous) or (0, 0))[0]
-        if kept is not None and not pd.isna(kept["_cdp_measured_seq"]) and int(kept["_cdp_measured_seq"]) == state_seq:
-            measures = pd.Series(
-                {
-                    "table_rows": rows,
-                    "ids_with_many": int(kept["_cdp_ids_with_many"]),
-                    "canonical_ids": int(kept["_cdp_canonical_ids"]),
-                }
-            )
+        kept = _kept_if_current(described, lookup)
+        measures = None if kept is None else _lookup_measures(kept, rows)
         return BuildResult(rows, "unchanged", measures=measures, measured_by="kept" if measures is not None else "")
+
+
+def _kept_if_current(described: _Described, lookup: TableRef) -> pd.Series | None:
+    """The lookup's kept measures read beside its state, when they are its last build's (their
+    ``seq`` is the state's; not after a build killed between its commit and its state)."""
+    kept = described.measured
+    if kept is None or pd.isna(kept["_cdp_measured_seq"]):
+        return None
+    return kept if int(kept["_cdp_measured_seq"]) == (_seqs(described.states[lookup]) or (0, 0))[0] else None
+
+
+def _lookup_measures(kept: pd.Series, rows: int) -> pd.Series:
+    """The lookup check's measures (``BuildResult.measures``) from a kept measures row."""
+    return pd.Series(
+        {
+            "table_rows": rows,
+            "ids_with_many": int(kept["_cdp_ids_with_many"]),
+            "canonical_ids": int(kept["_cdp_canonical_ids"]),
+        }
+    )
 
 
 def publish_lookup(
@@ -980,10 +992,8 @@ def _apply_lookup_keeping_measures(
     ``changes``) when the kept ones are the previous build's (their ``seq`` is the state's), else
     over the whole lookup once (after a full build, or a build killed before its state was
     written)."""
-    kept, kept_ref = described.measured, inc.measures_ref(lookup)
-    previous_seq = (_seqs(described.states[lookup]) or (0, 0))[0]
-    measured_seq = None if kept is None or pd.isna(kept["_cdp_measured_seq"]) else int(kept["_cdp_measured_seq"])
-    current = measured_seq == previous_seq
+    kept, kept_ref = _kept_if_current(described, lookup), inc.measures_ref(lookup)
+    current = kept is not None
     counted = None
     if current:
         change = wh.fetch(chk.lookup_change_measures_sql(lookup, new, changes, cid, wh.dialect)).iloc[0]
@@ -1005,14 +1015,7 @@ def _apply_lookup_keeping_measures(
 
 
 def _kept_lookup_measures(wh: WarehouseResource, kept_ref: TableRef, rows: int) -> pd.Series:
-    kept = wh.fetch(chk.kept_lookup_measures_sql(kept_ref)).iloc[0]
-    return pd.Series(
-        {
-            "table_rows": rows,
-            "ids_with_many": int(kept["_cdp_ids_with_many"]),
-            "canonical_ids": int(kept["_cdp_canonical_ids"]),
-        }
-    )
+    return _lookup_measures(wh.fetch(chk.kept_lookup_measures_sql(kept_ref)).iloc[0], rows)
 
 
 def enriched_build_reads(staged: TableRef, target: TableRef, lookups: list[TableRef]) -> list[TableRef]:
