@@ -98,6 +98,8 @@ class WarehouseResource(ConfigurableResource):
     _schemas_ensured: set = PrivateAttr(default_factory=set)
     # Half-built tables found in each schema when it was first looked at (``drop_leftovers``).
     _leftovers: dict = PrivateAttr(default_factory=dict)
+    # Schemas a look-up found missing (``know_schemas``), until the engine creates them.
+    _schemas_absent: set = PrivateAttr(default_factory=set)
     # Table descriptions, {(schema, name): [(column, type)] or None}, kept while a run holds the
     # engine, or for a session where ``keeps_descriptions_in_session``: a table's entry is forgotten
     # on every statement or load of the engine that may create, drop or alter it
@@ -157,6 +159,7 @@ class WarehouseResource(ConfigurableResource):
         """Forget every schema ensured, leftover listing and table description."""
         self._schemas_ensured.clear()
         self._leftovers.clear()
+        self._schemas_absent.clear()
         self._described.clear()
 
     def forget_written(self, sql: str) -> None:
@@ -397,13 +400,17 @@ class WarehouseResource(ConfigurableResource):
         writes) exist, and their leftovers (``drop_leftovers``), in one look-up, so that none is
         created or listed again. Engines without such a look-up ask per schema when they need to."""
 
-    def ensure_schema(self, schema: str) -> None:
-        """Create ``schema`` unless it exists; inside a session or a run, once per schema."""
+    def ensure_schema(self, schema: str) -> bool:
+        """Create ``schema`` unless it exists; inside a session or a run, once per schema. True
+        when this call created a schema the run's look-up found missing: it holds no table."""
         if self._knows_catalog() and schema in self._schemas_ensured:
-            return
+            return False
+        created = self._knows_catalog() and schema in self._schemas_absent
         self._create_schema(schema)
         if self._knows_catalog():
             self._schemas_ensured.add(schema)
+            self._schemas_absent.discard(schema)
+        return created
 
     @abstractmethod
     def _create_schema(self, schema: str) -> None:
@@ -497,6 +504,12 @@ class WarehouseResource(ConfigurableResource):
     def drop(self, ref: TableRef) -> None:
         self._scratch_rows.pop(ref, None)
         self.run(drop_table(ref))
+
+    @property
+    def replaces_frames_together(self) -> bool:
+        """``replace_with_dataframes`` publishes all its frames or none (one transaction); here
+        each is published on its own, in order."""
+        return False
 
     def staging_ref(self, final: TableRef) -> TableRef:
         """A unique name to build ``final`` under before it is swapped in."""

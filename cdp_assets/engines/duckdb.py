@@ -165,6 +165,10 @@ class DuckDBWarehouse(WarehouseResource):
                 con.unregister("_cdp_frame")
         return len(df)
 
+    @property
+    def replaces_frames_together(self) -> bool:
+        return self.dialect.replaces_atomically
+
     def replace_with_dataframes(self, frames: list[tuple[TableRef, pd.DataFrame]]) -> list[int]:
         # Every frame's CREATE OR REPLACE in one transaction and one call: all are published
         # or none (a failure rolls back and the previous tables stay).
@@ -256,6 +260,8 @@ class DuckDBWarehouse(WarehouseResource):
             rows = found[found["schema_name"] == schema]
             if not rows.empty:
                 self._schemas_ensured.add(schema)
+            else:
+                self._schemas_absent.add(schema)
             # A schema that does not exist yet holds no leftovers: it is created when first written.
             self._leftovers[schema] = [name for name in rows["table_name"].dropna() if "__cdp_new_" in name]
 

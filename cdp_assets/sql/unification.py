@@ -316,6 +316,18 @@ def tables_frame(plan: IdPlan, fingerprint: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def rule_tables_written_sql(keys: TableRef, invalid_texts: TableRef, tables: TableRef) -> str:
+    """The rule tables' row counts, and the fewest and the most of the config fingerprints
+    ``{cid}_tables`` holds (``tables_frame``): one row."""
+    return (
+        f"SELECT (SELECT COUNT(*) FROM {keys.sql}) AS keys, "
+        f"(SELECT COUNT(*) FROM {invalid_texts.sql}) AS invalid_texts, "
+        f"(SELECT COUNT(*) FROM {tables.sql}) AS tables, "
+        f"(SELECT MIN(config_fingerprint) FROM {tables.sql}) AS first_fingerprint, "
+        f"(SELECT MAX(config_fingerprint) FROM {tables.sql}) AS last_fingerprint"
+    )
+
+
 # ---------------------------------------------------------------------------- graph build
 
 
