@@ -237,7 +237,7 @@ def _log_accounts_for_every_row(tables: dict[str, pd.DataFrame]) -> list[str]:
     return problems
 
 
-def test_kills_at_twenty_four_points_leave_output_identical_to_a_clean_run(scenario):
+def test_a_kill_at_each_named_or_spread_point_leaves_output_identical_to_a_clean_run(scenario):
     points = _kill_points(scenario["counts"])
     assert len(points) >= 20
     with ThreadPoolExecutor(max_workers=2) as pool:  # each kill is its own processes and files
