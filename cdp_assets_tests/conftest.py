@@ -53,6 +53,8 @@ MARKER_OF_FIXTURE = {
 # tests). The two Spark sequences of test_incremental_engines.py are one since 2026-12-05 13:00 UTC
 # (MIXED_LOADS: four runs where they had seven): its seconds from an A/B in one process without -n
 # (12:49-12:55 UTC, load 1 to 2.4, after a 10 s warm-up test), the two it replaced in brackets.
+# Likewise LOADS' three replays on Spark (full builds, kept measures, no scratch table) are one since
+# 13:15 UTC (A/B 13:11-13:13 UTC, load 0.8 to 1.3).
 # The kill harness runs two kills at a time (two processes): listed so that it starts among the
 # long units, not after them.
 LONGEST_FIRST = (
@@ -62,10 +64,9 @@ LONGEST_FIRST = (
     "reliability/test_kills.py::",  # 131 s
     "engines/test_spark_unification.py::",  # 94 s
     "reliability/test_secrets.py::test_no_token_appears_in_any_output_of_a_run[databricks]",  # 75 s
+    "engines/test_incremental_engines.py::test_on_local_spark_incremental_runs_equal_a_full_refresh",  # 37 s (19+30+8)
     "unify/test_engine_semantics.py::",  # 34 s
-    "engines/test_incremental_engines.py::test_on_local_spark_kept_measures_equal_a_full_measurement",  # 30 s
     "test_validate.py::test_on_local_spark_explain_goes_to_spark",  # 22 s, on the shared session
-    "engines/test_incremental_engines.py::test_on_local_spark_incremental_runs_equal_a_full_refresh",  # 19 s
 )
 WEIGHT_OF_MARKER = {"spark": 10, "kills": 10, "browser": 5, "slow": 5, "pipeline": 3, "postgres": 3}
 

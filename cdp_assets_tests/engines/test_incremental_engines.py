@@ -11,7 +11,13 @@ import pytest
 
 from cdp_assets_tests.engines.test_treasure_data import engine as td_engine
 from cdp_assets_tests.engines.test_treasure_data import td  # noqa: F401 - the fake's fixture
-from cdp_assets_tests.phases.test_incremental import SRC, STG, apply_load, run_and_compare
+from cdp_assets_tests.phases.test_incremental import (
+    SRC,
+    STG,
+    apply_load,
+    assert_built_equal_full_builds,
+    run_and_compare,
+)
 from cdp_assets_tests.phases.test_ingestion import load_copies
 from cdp_assets_tests.conftest import local_spark_session, local_spark_warehouse, shared_spark_session
 from cdp_assets_tests.statement_counts import counting
@@ -48,24 +54,31 @@ def replay(wh, loads=LOADS) -> list[str]:
 
 
 @pytest.mark.spark
-def test_on_local_spark_incremental_runs_equal_a_full_refresh():
-    with local_spark_session() as wh:
-        assert wh.upsert_mode == "rebuild"  # parquet: no MERGE, no DELETE
-        assert replay(wh) == EXPECTED_MODES
-        assert [t for s in (SRC, STG) for t in wh.list_tables(s) if "__cdp_new_" in t] == []
+def test_on_local_spark_incremental_runs_equal_a_full_refresh_keep_their_measures_and_create_no_scratch_table():
+    """``LOADS`` one by one through hist-union and staging built as the pipeline's assets build
+    them (their checks' measures kept with their states): after every load both tables equal their
+    full builds (``assert_built_equal_full_builds``) and their kept measures a full measurement
+    (``test_kept_measures.run``), with the modes and the measures' ways as on DuckDB. The
+    Databricks engine ``inlines_scratch_tables`` (each is a real table there, a CREATE TABLE AS
+    and a DROP): hist-union's changed keys and recomputed rows, and staging's new rows, changed
+    keys and staged rows, are subqueries of their readers. Fails with the flag off: each was a
+    ``*_inc__cdp_new_*`` table. One replay on Spark for the three (until 2026-12-05 three tests
+    replayed LOADS, its first three loads, and LOADS again with the measures: 19, 8 and 30 s)."""
+    from cdp_assets_tests.phases.test_kept_measures import run
 
-
-@pytest.mark.spark
-def test_on_local_spark_incremental_hist_union_and_staging_builds_create_no_scratch_table():
-    """The Databricks engine ``inlines_scratch_tables`` (each is a real table there, a CREATE TABLE
-    AS and a DROP): hist-union's changed keys and recomputed rows, and staging's new rows, changed
-    keys and staged rows, are subqueries of their readers, and the result still equals the full
-    build (``run_and_compare``). Fails with the flag off: each was a ``*_inc__cdp_new_*`` table."""
     log: list = []
     with tempfile.TemporaryDirectory() as d, shared_spark_session():
         wh = counting(local_spark_warehouse(d), log)
+        assert wh.upsert_mode == "rebuild"  # parquet: no MERGE, no DELETE
+        modes, kept_by = [], []
         with wh.session():
-            assert replay(wh, LOADS[:3]) == EXPECTED_MODES[:3]  # the third: incremental
+            for n, (kind, rows) in enumerate(LOADS):
+                apply_load(wh, n, kind, rows)
+                hu, stg = run(wh, ["customer_id"], deduped=False)
+                modes.append(assert_built_equal_full_builds(wh, ["customer_id"], hu, stg)[0])
+                kept_by.append(stg.measured_by)
+            assert [t for s in (SRC, STG) for t in wh.list_tables(s) if "__cdp_new_" in t] == []
+    assert modes == EXPECTED_MODES and kept_by == KEPT_BY
     created = [what for _, _, what in log if what.upper().startswith("CREATE TABLE")]
     assert any("__cdp_new_" in q for q in created)  # the full builds' tables, built then swapped in
     assert not [q for q in created if "_inc__cdp_new_" in q]
@@ -163,12 +176,6 @@ def replay_kept(wh, loads=LOADS) -> list[str]:
         _, stg = run(wh, ["customer_id"], deduped=False)
         by.append(stg.measured_by)
     return by
-
-
-@pytest.mark.spark
-def test_on_local_spark_kept_measures_equal_a_full_measurement_after_every_run():
-    with local_spark_session() as wh:
-        assert replay_kept(wh) == KEPT_BY
 
 
 @pytest.mark.slow
