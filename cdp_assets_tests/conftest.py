@@ -50,23 +50,23 @@ MARKER_OF_FIXTURE = {
 # Only the order and the grouping change: every test runs, on a worker of its own process.
 # Measured in the README command's run on a clean clone of main (1,594 tests, `--durations=150`,
 # 1,159 s wall): a unit's seconds; an entry ending in `::` is a module's group (its setup and its
-# tests). The two Spark sequences of test_incremental_engines.py replay fewer loads since
-# 2026-12-05 10:20 UTC: their seconds are from an A/B in one `-n 2` run (10:22-10:28 UTC, load 2 to
-# 3; each then the first unit of its worker, a JVM start included), the run before them in brackets.
+# tests). The two Spark sequences of test_incremental_engines.py are one since 2026-12-05 13:00 UTC
+# (MIXED_LOADS: four runs where they had seven): its seconds from an A/B in one process without -n
+# (12:49-12:55 UTC, load 1 to 2.4, after a 10 s warm-up test), the two it replaced in brackets.
+# Likewise LOADS' three replays on Spark (full builds, kept measures, no scratch table) are one since
+# 13:15 UTC (A/B 13:11-13:13 UTC, load 0.8 to 1.3).
 # The kill harness runs two kills at a time (two processes): listed so that it starts among the
 # long units, not after them.
 LONGEST_FIRST = (
     "engines/test_cross_engine_td_examples.py::",  # 209 s: three unifications on Spark
-    "engines/test_incremental_engines.py::test_on_local_spark_incremental_enriched_and_master_tables",  # 167 s (229 s)
     "engines/test_cross_engine_pipeline.py::",  # 160 s: full and nightly runs on Spark and DuckDB
-    "engines/test_incremental_engines.py::test_on_local_spark_a_deduped_staged_table",  # 137 s (157 s)
+    "engines/test_incremental_engines.py::test_on_local_spark_incremental_staged_enriched",  # 156 s (115 + 83 s)
     "reliability/test_kills.py::",  # 131 s
     "engines/test_spark_unification.py::",  # 94 s
     "reliability/test_secrets.py::test_no_token_appears_in_any_output_of_a_run[databricks]",  # 75 s
+    "engines/test_incremental_engines.py::test_on_local_spark_incremental_runs_equal_a_full_refresh",  # 37 s (19+30+8)
     "unify/test_engine_semantics.py::",  # 34 s
-    "engines/test_incremental_engines.py::test_on_local_spark_kept_measures_equal_a_full_measurement",  # 30 s
     "test_validate.py::test_on_local_spark_explain_goes_to_spark",  # 22 s, on the shared session
-    "engines/test_incremental_engines.py::test_on_local_spark_incremental_runs_equal_a_full_refresh",  # 19 s
 )
 WEIGHT_OF_MARKER = {"spark": 10, "kills": 10, "browser": 5, "slow": 5, "pipeline": 3, "postgres": 3}
 

@@ -11,18 +11,24 @@ import pytest
 
 from cdp_assets_tests.engines.test_treasure_data import engine as td_engine
 from cdp_assets_tests.engines.test_treasure_data import td  # noqa: F401 - the fake's fixture
-from cdp_assets_tests.phases.test_incremental import SRC, STG, apply_load, run_and_compare
+from cdp_assets_tests.phases.test_incremental import (
+    SRC,
+    STG,
+    apply_load,
+    assert_built_equal_full_builds,
+    run_and_compare,
+)
 from cdp_assets_tests.phases.test_ingestion import load_copies
 from cdp_assets_tests.conftest import local_spark_session, local_spark_warehouse, shared_spark_session
 from cdp_assets_tests.statement_counts import counting
 from cdp_assets_tests.unify.test_incremental_unification import (
-    FIXED_BUILDS,
     FIXED_EVENT_LOADS,
     FIXED_EVENT_WINNERS,
     FIXED_LOADS,
     project,
     replay_deduped,
     replay_fixed,
+    replay_mixed,
 )
 
 LOADS = [
@@ -48,24 +54,31 @@ def replay(wh, loads=LOADS) -> list[str]:
 
 
 @pytest.mark.spark
-def test_on_local_spark_incremental_runs_equal_a_full_refresh():
-    with local_spark_session() as wh:
-        assert wh.upsert_mode == "rebuild"  # parquet: no MERGE, no DELETE
-        assert replay(wh) == EXPECTED_MODES
-        assert [t for s in (SRC, STG) for t in wh.list_tables(s) if "__cdp_new_" in t] == []
+def test_on_local_spark_incremental_runs_equal_a_full_refresh_keep_their_measures_and_create_no_scratch_table():
+    """``LOADS`` one by one through hist-union and staging built as the pipeline's assets build
+    them (their checks' measures kept with their states): after every load both tables equal their
+    full builds (``assert_built_equal_full_builds``) and their kept measures a full measurement
+    (``test_kept_measures.run``), with the modes and the measures' ways as on DuckDB. The
+    Databricks engine ``inlines_scratch_tables`` (each is a real table there, a CREATE TABLE AS
+    and a DROP): hist-union's changed keys and recomputed rows, and staging's new rows, changed
+    keys and staged rows, are subqueries of their readers. Fails with the flag off: each was a
+    ``*_inc__cdp_new_*`` table. One replay on Spark for the three (until 2026-12-05 three tests
+    replayed LOADS, its first three loads, and LOADS again with the measures: 19, 8 and 30 s)."""
+    from cdp_assets_tests.phases.test_kept_measures import run
 
-
-@pytest.mark.spark
-def test_on_local_spark_incremental_hist_union_and_staging_builds_create_no_scratch_table():
-    """The Databricks engine ``inlines_scratch_tables`` (each is a real table there, a CREATE TABLE
-    AS and a DROP): hist-union's changed keys and recomputed rows, and staging's new rows, changed
-    keys and staged rows, are subqueries of their readers, and the result still equals the full
-    build (``run_and_compare``). Fails with the flag off: each was a ``*_inc__cdp_new_*`` table."""
     log: list = []
     with tempfile.TemporaryDirectory() as d, shared_spark_session():
         wh = counting(local_spark_warehouse(d), log)
+        assert wh.upsert_mode == "rebuild"  # parquet: no MERGE, no DELETE
+        modes, kept_by = [], []
         with wh.session():
-            assert replay(wh, LOADS[:3]) == EXPECTED_MODES[:3]  # the third: incremental
+            for n, (kind, rows) in enumerate(LOADS):
+                apply_load(wh, n, kind, rows)
+                hu, stg = run(wh, ["customer_id"], deduped=False)
+                modes.append(assert_built_equal_full_builds(wh, ["customer_id"], hu, stg)[0])
+                kept_by.append(stg.measured_by)
+            assert [t for s in (SRC, STG) for t in wh.list_tables(s) if "__cdp_new_" in t] == []
+    assert modes == EXPECTED_MODES and kept_by == KEPT_BY
     created = [what for _, _, what in log if what.upper().startswith("CREATE TABLE")]
     assert any("__cdp_new_" in q for q in created)  # the full builds' tables, built then swapped in
     assert not [q for q in created if "_inc__cdp_new_" in q]
@@ -98,34 +111,24 @@ def test_on_the_treasure_data_fake_a_files_copies_of_loaded_rows_are_not_loaded_
 # ---------------------------------------------------------------------------- unification
 
 
-# The fixed sequence's loads replayed on local Spark, where each load through every phase costs
-# 25-45 s (about 200 statements, a CREATE TABLE AS about 0.4 s): the first load (full), the update
-# by key (a key value leaves its id; orders unchanged beside customers incremental), the order
-# merging two persons, the late file (every table unchanged). Every build mode and each of these
-# branches. Left out here, and run on DuckDB in the full sequence
-# (unify/test_incremental_unification.py::test_a_fixed_sequence_replaces_only_the_changed_rows_and_ids):
-# the new person (new rows and new persons reach Spark's incremental builds in the nightly run of
-# test_cross_engine_pipeline.py) and the load with nothing new (every table unchanged, as after the
-# late file; hist-union's nothing-new branch runs on Spark in LOADS' empty load above). Without
-# the new person the other loads' expected builds are the same (FIXED_BUILDS at these indexes).
-SPARK_FIXED_LOADS = [0, 2, 3, 4]
-
-
-def replay_unification(wh, tmp_path, incremental_loop: bool = True, picked=range(len(FIXED_LOADS))) -> None:
-    """The fixed sequence of loads (those ``picked``) through every phase up to the master table:
-    each enriched and master table equals its full build after every load, built as on DuckDB."""
-    runs = replay_fixed(wh, project(tmp_path, incremental_loop), [FIXED_LOADS[i] for i in picked])
-    expected_builds = {k: [v[i] for i in picked] for k, v in FIXED_BUILDS.items()}
-    assert {k: [r[k].mode for r in runs] for k in runs[0]} == {k: [m for m, _ in v] for k, v in expected_builds.items()}
-    # A loop run in full may keep the merged id of one side (fewer rows change id), never more.
-    for table, expected in expected_builds.items():
-        assert all(r[table].changed_keys <= n for r, (_, n) in zip(runs, expected)), table
-
-
 @pytest.mark.spark
-def test_on_local_spark_incremental_enriched_and_master_tables_equal_their_full_builds(tmp_path):
+def test_on_local_spark_incremental_staged_enriched_and_master_tables_equal_their_full_builds(tmp_path):
+    """The fixed sequence and the deduped events' sequence in one (``MIXED_LOADS``): four runs
+    through every phase, each costing 25-45 s on local Spark (about 200 statements, a CREATE
+    TABLE AS about 0.4 s), where the two sequences apart took seven. After every run each
+    staged, enriched and master table equals its full build and the deduped events hold their
+    winners; every build mode and replaced key count as on DuckDB (``MIXED_BUILDS``, whose
+    comment derives them). The loads: the first (the events' first two in it: a partition's
+    newer row wins), an update by key beside a winner moved into another partition (its old
+    partition falls back to its previous row), the order merging two persons, the late customer
+    row beside the late event (both lose: every enriched and master table unchanged). Left out
+    here and run on DuckDB (unify/test_incremental_unification.py), each sequence in full: the
+    new person (new rows and persons reach Spark's incremental builds in the nightly run of
+    test_cross_engine_pipeline.py), the load with nothing new (as after the late file;
+    hist-union's nothing-new branch runs on Spark in LOADS' empty load above), and the events'
+    second load alone (the mixed sequence replaces its keys E2 and E4 in the next run instead)."""
     with local_spark_session() as wh:
-        replay_unification(wh, tmp_path, picked=SPARK_FIXED_LOADS)
+        replay_mixed(wh, tmp_path)
 
 
 @pytest.mark.slow
@@ -143,27 +146,6 @@ def test_on_the_treasure_data_fake_incremental_enriched_and_master_tables_equal_
 
 
 # ---------------------------------------------------------------------------- dedupe
-
-
-@pytest.mark.spark
-def test_on_local_spark_a_deduped_staged_table_built_incrementally_equals_its_full_build(tmp_path):
-    # Three loads (each through every phase costs about 40 s on local Spark): the first two in one
-    # (a@x.com/view's newer row wins in the full build), then its winner updated by id into another
-    # partition (the old partition falls back to its previous row), then the late row that loses
-    # (its partition ranked again, nothing changed: the enriched events unchanged). The four loads
-    # one by one run on DuckDB (unify/test_incremental_unification.py::
-    # test_a_fixed_sequence_stages_the_deduped_table_incrementally).
-    (customers, orders, first), (_, _, second) = FIXED_EVENT_LOADS[:2]
-    loads = [(customers, orders, first + second), *FIXED_EVENT_LOADS[2:]]
-    with local_spark_session() as wh:
-        runs = replay_deduped(wh, project(tmp_path, events="newest"), loads, FIXED_EVENT_WINNERS[1:])
-        assert [s["shop_events_stg"].mode for s, _ in runs] == ["full", "incremental", "incremental"]
-        # the enrichment reads the replaced keys from the staged table's log (E2, E4), then nothing
-        assert [(b["shop_events_stg"].mode, b["shop_events_stg"].changed_keys) for _, b in runs] == [
-            ("full", 0),
-            ("incremental", 2),
-            ("unchanged", 0),
-        ]
 
 
 @pytest.mark.slow
@@ -194,12 +176,6 @@ def replay_kept(wh, loads=LOADS) -> list[str]:
         _, stg = run(wh, ["customer_id"], deduped=False)
         by.append(stg.measured_by)
     return by
-
-
-@pytest.mark.spark
-def test_on_local_spark_kept_measures_equal_a_full_measurement_after_every_run():
-    with local_spark_session() as wh:
-        assert replay_kept(wh) == KEPT_BY
 
 
 @pytest.mark.slow

@@ -71,10 +71,16 @@ def sorted_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_and_compare(wh: DuckDBWarehouse, primary_key: list[str], full_refresh: bool = False) -> tuple[str, str]:
+    hu = build_hist_union(wh, HU, inputs(wh), "updated_at", primary_key, full_refresh=full_refresh)
+    stg = build_staging(wh, STAGED, HU, wh.columns(HU), render, primary_key, full_refresh=full_refresh)
+    return assert_built_equal_full_builds(wh, primary_key, hu, stg)
+
+
+def assert_built_equal_full_builds(wh, primary_key: list[str], hu, stg) -> tuple[str, str]:
+    """The hist-union and staged tables as ``hu`` and ``stg`` (their builds' results) left them
+    equal their full builds over the inputs as they stand; returns the builds' modes."""
     ins = inputs(wh)
-    hu = build_hist_union(wh, HU, ins, "updated_at", primary_key, full_refresh=full_refresh)
     hu_columns = wh.columns(HU)
-    stg = build_staging(wh, STAGED, HU, hu_columns, render, primary_key, full_refresh=full_refresh)
     oracle_hu = wh.fetch(hist_union_sql(ins, "updated_at", primary_key))
     got_hu = wh.fetch(f"SELECT * FROM {HU.sql}")
     assert list(got_hu.columns) == list(oracle_hu.columns)
