@@ -29,6 +29,7 @@ from cdp_assets_tests.unify.test_loop import (
     expected_id,
     lookup_partition,
     make_unify,
+    one_table_plan,
     oracle_partition,
     star_rows,
     unify_rows,
@@ -133,16 +134,7 @@ def fetch_both(duck: WarehouseResource, spark: WarehouseResource, suffix: str, s
 
 
 def _plan(persistent: bool = False) -> u.IdPlan:
-    unify = make_unify(persistent=persistent)
-    source = TableRef("src", "rows")
-    return u.IdPlan(
-        cid=unify.all_ids[0],
-        persistent=persistent,
-        schema=unify.schema,
-        catalog=None,
-        keys=KEYS,
-        tables=(u.SourceTablePlan(1, "rows", source, tuple((k, k) for k in KEYS), "ts", None),),
-    )
+    return one_table_plan(make_unify(persistent=persistent), persistent=persistent, time_column="ts")
 
 
 # ---------------------------------------------------------------------------- the tests

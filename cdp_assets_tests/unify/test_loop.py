@@ -26,7 +26,10 @@ INVALID = "N/A"
 
 
 def make_unify(
-    merge_iterations: int | None = None, do_not_merge_key: str | None = None, persistent: bool = False
+    merge_iterations: int | None = None,
+    do_not_merge_key: str | None = None,
+    persistent: bool = False,
+    email_invalid_texts: tuple[str, ...] = (INVALID,),
 ) -> UnifyConfig:
     cid: dict = {"name": "unified_id", "merge_by_keys": list(KEYS)}
     if merge_iterations:
@@ -40,13 +43,36 @@ def make_unify(
         {
             "name": "t",
             "keys": [
-                {"name": "email", "invalid_texts": [INVALID]},
+                {"name": "email", "invalid_texts": list(email_invalid_texts)},
                 {"name": "phone", "valid_regexp": "^p"},
                 {"name": "cookie"},
             ],
             "tables": [{"database": "src", "table": "rows", "key_columns": [{"column": k, "key": k} for k in KEYS]}],
             **ids,
         }
+    )
+
+
+def one_table_plan(
+    unify: UnifyConfig,
+    persistent: bool = False,
+    time_column: str | None = None,
+    incremental_column: str | None = None,
+    **options,
+) -> u.IdPlan:
+    """The plan of ``unify``'s first id over one source table, ``src.rows``, with a column per
+    key named as the key (``KEYS``); ``options``: the plan's other fields (caps, valid_regexps)."""
+    table = u.SourceTablePlan(
+        1, "rows", TableRef("src", "rows"), tuple((k, k) for k in KEYS), time_column, incremental_column
+    )
+    return u.IdPlan(
+        cid=unify.all_ids[0],
+        persistent=persistent,
+        schema=unify.schema,
+        catalog=None,
+        keys=KEYS,
+        tables=(table,),
+        **options,
     )
 
 
@@ -76,15 +102,11 @@ def prepare_rows(
     source = TableRef("src", "rows")
     wh.drop(source)
     wh.write_dataframe(source, df)
-    plan = u.IdPlan(
-        cid=unify.all_ids[0],
+    plan = one_table_plan(
+        unify,
         persistent=persistent,
-        schema=unify.schema,
-        catalog=None,
-        keys=KEYS,
-        tables=(
-            u.SourceTablePlan(1, "rows", source, tuple((k, k) for k in KEYS), "ts", "ts" if incremental else None),
-        ),
+        time_column="ts",
+        incremental_column="ts" if incremental else None,
         caps=caps,
         # As build_id_plans gives them: DuckDB's loop binds them (the phone key's "^p").
         valid_regexps=tuple(unify.key(k).valid_regexp for k in KEYS),

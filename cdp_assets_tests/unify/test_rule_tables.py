@@ -10,34 +10,17 @@ from pydantic import PrivateAttr
 
 from cdp_assets.config.unify import UnifyConfig
 from cdp_assets.sql import unification as u
-from cdp_assets.sql.dialects import TableRef
 from cdp_assets.unify.runner import RULE_TABLES, config_fingerprint, prepare_inputs
 from cdp_assets_tests.engines.recording import RecordingDuckDB
-
-KEYS = ("email", "phone")
-
-
-def _unify(invalid_texts: list[str]) -> UnifyConfig:
-    return UnifyConfig.model_validate(
-        {
-            "name": "t",
-            "keys": [{"name": "email", "invalid_texts": invalid_texts}, {"name": "phone"}],
-            "tables": [{"database": "src", "table": "rows", "key_columns": [{"column": k, "key": k} for k in KEYS]}],
-            "canonical_ids": [{"name": "unified_id", "merge_by_keys": list(KEYS)}],
-        }
-    )
+from cdp_assets_tests.unify.test_loop import make_unify, one_table_plan
 
 
-def _plan(unify: UnifyConfig) -> u.IdPlan:
-    source = TableRef("src", "rows")
-    return u.IdPlan(
-        cid=unify.all_ids[0],
-        persistent=False,
-        schema=unify.schema,
-        catalog=None,
-        keys=KEYS,
-        tables=(u.SourceTablePlan(1, "rows", source, tuple((k, k) for k in KEYS), None, None),),
-    )
+def _unify(invalid_texts: tuple[str, ...]):
+    return make_unify(email_invalid_texts=invalid_texts)
+
+
+def _plan(unify) -> u.IdPlan:
+    return one_table_plan(unify)
 
 
 def _frames(unify: UnifyConfig) -> list[pd.DataFrame]:
@@ -90,7 +73,7 @@ class OneByOneDuckDB(RecordingDuckDB):
 @pytest.mark.parametrize("engine", [RecordingDuckDB, OneByOneDuckDB])
 def test_rule_tables_are_written_when_the_config_changes_and_read_once_when_it_did_not(tmp_path, engine):
     wh = engine(path=str(tmp_path / "c.duckdb"))
-    first, second = _unify(["N/A"]), _unify(["N/A", "unknown"])
+    first, second = _unify(("N/A",)), _unify(("N/A", "unknown"))
     wh.setup_for_execution(None)  # a run: what it learns of the catalog is kept
     try:
         written = prepare_inputs(wh, _plan(first), first)
@@ -119,7 +102,7 @@ def test_a_run_stopped_between_the_rule_tables_leaves_the_next_run_to_write_them
     that says which config the rules are of) must not leave the old one claiming the others: the
     next run, back on the old config, finds its rules written by the stopped run and rewrites them."""
     wh = OneByOneDuckDB(path=str(tmp_path / "c.duckdb"))
-    old, new = _unify(["N/A"]), _unify(["N/A", "unknown"])
+    old, new = _unify(("N/A",)), _unify(("N/A", "unknown"))
     prepare_inputs(wh, _plan(old), old)
     wh._stop_at = "_tables"
     with pytest.raises(RuntimeError, match="stopped before"):
