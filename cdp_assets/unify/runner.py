@@ -97,13 +97,17 @@ def prepare_inputs(wh: WarehouseResource, plan: u.IdPlan, unify: UnifyConfig) ->
     where the engine can; their row counts by suffix. Tables that hold this config's rules
     already are kept (``_rules_as_written``): every run of an unchanged config after the first
     reads one row instead of writing three tables (on Treasure Data three bulk imports)."""
-    new_schema = wh.ensure_schema(plan.schema)  # then there is nothing to read: a first run
     fingerprint = config_fingerprint(plan, unify)
     refs = [plan.ref(s) for s in RULE_TABLES]
     frames = [u.keys_frame(plan, unify), u.invalid_texts_frame(plan, unify), u.tables_frame(plan, fingerprint)]
-    rows = None if new_schema else _rules_as_written(wh, plan, fingerprint, [len(f) for f in frames])
+    # A schema this run just created holds nothing to read (a first run). Otherwise one look-up
+    # describes the rule tables and the previous run's tables ``incremental_blocker`` reads next.
+    described = (
+        {} if wh.ensure_schema(plan.schema) else wh.describe_tables([*refs, *map(plan.ref, PREVIOUS_RUN_TABLES)])
+    )
+    rows = _rules_as_written(wh, refs, described, fingerprint, [len(f) for f in frames])
     if rows is None:
-        if not new_schema and wh.describe_tables(refs)[refs[-1]] is not None and not wh.replaces_frames_together:
+        if described.get(refs[-1]) is not None and not wh.replaces_frames_together:
             # Published one by one, {cid}_tables last: gone until the other two are this config's,
             # so a run stopped between them leaves nothing that claims they are.
             wh.drop(refs[-1])
@@ -111,17 +115,16 @@ def prepare_inputs(wh: WarehouseResource, plan: u.IdPlan, unify: UnifyConfig) ->
     return dict(zip(RULE_TABLES, rows))
 
 
-def _rules_as_written(wh: WarehouseResource, plan: u.IdPlan, fingerprint: str, rows: list[int]) -> list[int] | None:
-    """The rule tables' row counts when they hold the rules of the config ``fingerprint`` names:
-    ``{cid}_tables`` carries the fingerprint of the config it was written for, and is published
-    with or after the other two (``prepare_inputs``); their rows must also number ``rows``. None:
-    they are to be written. The previous run's tables that ``incremental_blocker`` reads are
-    described in the same look-up."""
-    refs = [plan.ref(s) for s in RULE_TABLES]
-    described = wh.describe_tables([*refs, *(plan.ref(s) for s in PREVIOUS_RUN_TABLES)])
-    if any(described[ref] is None for ref in refs):
+def _rules_as_written(
+    wh: WarehouseResource, refs: list[TableRef], described: dict, fingerprint: str, rows: list[int]
+) -> list[int] | None:
+    """The rule tables' (``refs``) row counts when they hold the rules of the config
+    ``fingerprint`` names: ``{cid}_tables`` carries the fingerprint of the config it was written
+    for, and is published with or after the other two (``prepare_inputs``); their rows must also
+    number ``rows``. None: they are to be written (also when ``described`` lacks one of them)."""
+    if any(described.get(ref) is None for ref in refs):
         return None
-    if "config_fingerprint" not in {column for column, _ in described[refs[-1]] or []}:
+    if "config_fingerprint" not in {column for column, _ in described[refs[-1]]}:
         return None
     found = wh.fetch(u.rule_tables_written_sql(*refs)).iloc[0]
     counts = [int(found[s]) for s in RULE_TABLES]

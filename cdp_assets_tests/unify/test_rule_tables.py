@@ -19,12 +19,8 @@ def _unify(invalid_texts: tuple[str, ...]):
     return make_unify(email_invalid_texts=invalid_texts)
 
 
-def _plan(unify) -> u.IdPlan:
-    return one_table_plan(unify)
-
-
 def _frames(unify: UnifyConfig) -> list[pd.DataFrame]:
-    plan = _plan(unify)
+    plan = one_table_plan(unify)
     return [
         u.keys_frame(plan, unify),
         u.invalid_texts_frame(plan, unify),
@@ -34,7 +30,7 @@ def _frames(unify: UnifyConfig) -> list[pd.DataFrame]:
 
 def _held(wh, unify: UnifyConfig) -> list[list[tuple]]:
     """Each rule table's rows, sorted, as the frames give them."""
-    plan = _plan(unify)
+    plan = one_table_plan(unify)
     out = []
     for suffix, frame in zip(RULE_TABLES, _frames(unify)):
         rows = wh.fetch(f"SELECT {', '.join(frame.columns)} FROM {plan.ref(suffix).sql}")
@@ -76,20 +72,20 @@ def test_rule_tables_are_written_when_the_config_changes_and_read_once_when_it_d
     first, second = _unify(("N/A",)), _unify(("N/A", "unknown"))
     wh.setup_for_execution(None)  # a run: what it learns of the catalog is kept
     try:
-        written = prepare_inputs(wh, _plan(first), first)
+        written = prepare_inputs(wh, one_table_plan(first), first)
         assert written == {s: len(f) for s, f in zip(RULE_TABLES, _frames(first))}
         assert _held(wh, first) == _expected(first)
         wh.take()
         # The same config: one query reads the counts and the fingerprint (after the look-up of
         # the tables, which the loop's incremental check then reads); nothing is written.
-        assert prepare_inputs(wh, _plan(first), first) == written
+        assert prepare_inputs(wh, one_table_plan(first), first) == written
         sent = wh.take()
         assert [s for s in sent if "information_schema" not in s] == [
-            u.rule_tables_written_sql(*(_plan(first).ref(s) for s in RULE_TABLES))
+            u.rule_tables_written_sql(*(one_table_plan(first).ref(s) for s in RULE_TABLES))
         ], sent
         assert _held(wh, first) == _expected(first)
         # Another config: written again.
-        changed = prepare_inputs(wh, _plan(second), second)
+        changed = prepare_inputs(wh, one_table_plan(second), second)
         assert changed["invalid_texts"] == 2
         assert any("CREATE OR REPLACE" in s or "CREATE TABLE" in s for s in wh.take())
         assert _held(wh, second) == _expected(second)
@@ -103,12 +99,12 @@ def test_a_run_stopped_between_the_rule_tables_leaves_the_next_run_to_write_them
     next run, back on the old config, finds its rules written by the stopped run and rewrites them."""
     wh = OneByOneDuckDB(path=str(tmp_path / "c.duckdb"))
     old, new = _unify(("N/A",)), _unify(("N/A", "unknown"))
-    prepare_inputs(wh, _plan(old), old)
+    prepare_inputs(wh, one_table_plan(old), old)
     wh._stop_at = "_tables"
     with pytest.raises(RuntimeError, match="stopped before"):
-        prepare_inputs(wh, _plan(new), new)
+        prepare_inputs(wh, one_table_plan(new), new)
     # {cid}_tables is gone: nothing claims that what the stopped run left is the old config's.
-    assert not wh.table_exists(_plan(old).ref("tables"))
+    assert not wh.table_exists(one_table_plan(old).ref("tables"))
     wh._stop_at = None
-    prepare_inputs(wh, _plan(old), old)
+    prepare_inputs(wh, one_table_plan(old), old)
     assert _held(wh, old) == _expected(old)
