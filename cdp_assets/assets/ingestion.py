@@ -114,7 +114,7 @@ def build_ingestion_asset(loaded: LoadedConfig, source: SourceConfig, obj: Sourc
             books = (
                 StepBooks()
                 if start is None
-                else StepBooks(start.versions, fingerprint=start.fingerprint, newest=start.newest)
+                else StepBooks(start.records, fingerprint=start.fingerprint, newest=start.newest)
             )
             for mode, ref in refs.items():
                 loader = load_historical if mode == "historical" else load_incremental

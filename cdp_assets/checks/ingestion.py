@@ -20,6 +20,8 @@ from dagster import AssetCheckResult, AssetCheckSeverity
 
 from cdp_assets.checks import Check, check_result, column_names
 from cdp_assets.checks import monitoring
+from cdp_assets.connectors.loading import file_records
+from cdp_assets.connectors.local_files import FileRecord
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql.checks import (
     LOAD_COLUMNS,
@@ -29,6 +31,7 @@ from cdp_assets.sql.checks import (
     outstanding_rejections_sql,
 )
 from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.ingestion import FILE_STATUS
 
 
 @dataclass
@@ -49,12 +52,12 @@ class StepStart:
     """What an ingestion step read of its object before its loads: the loads of its object in
     the log (``mode`` and ``LOAD_COLUMNS``, oldest first), the outstanding rejected rows per mode,
     whether the rejected table has ``superseded_at``, and the newest version of each (mode, file)
-    of its file records."""
+    of its file records, with the file's status when it was read."""
 
     loads: pd.DataFrame
     rejected: dict[str, int]
     rejected_superseded: bool
-    versions: dict[tuple[str, str], str]
+    records: dict[tuple[str, str], FileRecord]
     # What the loads read before they load, when the step read it (``for_loads``): the files
     # fingerprint of the object's last successful historical load (``last_fingerprint``), and the
     # newest incremental field of each existing table asked (``current_watermark``'s value).
@@ -89,6 +92,7 @@ def step_start(
         files if exists[files] else None,
         # Read only where the log keeps fingerprints: otherwise the loads ask as before.
         for_loads if for_loads is not None and START_FINGERPRINT in column_names(have[log]) else None,
+        files_status=FILE_STATUS in column_names(have[files]),
     )
     params = (modes if exists[rejected] else []) + [v for ref in (log, files) if exists[ref] for v in (source, obj)]
     df = wh.fetch(sql, params)
@@ -99,7 +103,7 @@ def step_start(
         rejected={mode: _int(first[f"rejected_{i}"]) for i, mode in enumerate(modes)},
         rejected_superseded=superseded,
         # ordered by loaded_at: the newest record of a file wins
-        versions={(m, f): v for m, f, v in zip(records["mode"], records["file"], records["file_version"])},
+        records=file_records(records),
         **(_for_loads(head, for_loads) if START_FINGERPRINT in head.columns else {}),
     )
 

@@ -34,12 +34,13 @@ import pandas as pd
 from dagster import get_dagster_logger
 
 from cdp_assets.config.models import DLT_CONNECTORS, SourceConfig, SourceObject, TableConnector
-from cdp_assets.connectors.local_files import file_version, fingerprint, object_files
+from cdp_assets.connectors.local_files import FileRecord, FileVersion, fingerprint, object_files, read_version
 from cdp_assets.connectors.readers import ROW_COLUMN, FileRead, RejectedRow, SourceFileError, excerpt, read_source_file
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql.dialects import TableRef
 from cdp_assets.sql.ingestion import (
     all_rows_sql,
+    FILE_STATUS,
     file_versions_sql,
     load_log_fingerprints_sql,
     max_watermark_sql,
@@ -269,28 +270,45 @@ def new_rejections(
     return new if len(new) else None
 
 
+def file_records(df: pd.DataFrame) -> dict[tuple[str, str], FileRecord]:
+    """(mode, file) -> its newest record, out of the file records' rows (``mode``, ``file``,
+    ``file_version``, ``file_status``) ordered by ``loaded_at``: the last one wins."""
+    statuses = df[FILE_STATUS] if FILE_STATUS in df.columns else [None] * len(df)
+    return {
+        (m, f): FileRecord(v, None if pd.isna(st) else str(st))
+        for m, f, v, st in zip(df["mode"], df["file"], df["file_version"], statuses)
+    }
+
+
+def latest_records(
+    wh: WarehouseResource, files_log: TableRef, source: str, obj: str, catalog: LoadCatalog = NO_CATALOG
+) -> dict[tuple[str, str], FileRecord]:
+    """(mode, file) -> the file's newest loaded version and its status then."""
+    if not catalog.exists(wh, files_log):
+        return {}
+    with_status = FILE_STATUS in (catalog.columns_of(wh, files_log) or [])
+    return file_records(wh.fetch(file_versions_sql(files_log, with_status), [source, obj]))
+
+
 def latest_versions(
     wh: WarehouseResource, files_log: TableRef, source: str, obj: str, catalog: LoadCatalog = NO_CATALOG
 ) -> dict[tuple[str, str], str]:
     """(mode, file) -> the content hash of the file's newest loaded version."""
-    if not catalog.exists(wh, files_log):
-        return {}
-    df = wh.fetch(file_versions_sql(files_log), [source, obj])
-    return {(m, f): v for m, f, v in zip(df["mode"], df["file"], df["file_version"])}  # ordered by loaded_at: last wins
+    return {key: record.version for key, record in latest_records(wh, files_log, source, obj, catalog).items()}
 
 
-def step_versions(
+def step_records(
     wh: WarehouseResource,
     books: "StepBooks | None",
     files_log: TableRef,
     source: str,
     obj: str,
     catalog: LoadCatalog = NO_CATALOG,
-) -> dict[tuple[str, str], str]:
-    """``latest_versions``, as the step read them at its start when it did (``StepBooks.versions``)."""
-    if books is not None and books.versions is not None:
-        return books.versions
-    return latest_versions(wh, files_log, source, obj, catalog)
+) -> dict[tuple[str, str], FileRecord]:
+    """``latest_records``, as the step read them at its start when it did (``StepBooks.records``)."""
+    if books is not None and books.records is not None:
+        return books.records
+    return latest_records(wh, files_log, source, obj, catalog)
 
 
 def supersede_rejections(wh: WarehouseResource, ref: TableRef, files_log: TableRef, source: str, obj: str) -> int:
@@ -360,13 +378,14 @@ class StepBooks:
 
     What it wrote is kept (``written``, and the rejections it marked superseded per mode,
     ``superseded``): with what the step read before its loads, that is what its checks measure
-    (checks/ingestion.py), no query after them. ``versions``: the newest version of each
-    (mode, file) of the object's file records, read at the step's start; they hold until the
-    step's unit writes its own, so the incremental load takes them from here instead of a query."""
+    (checks/ingestion.py), no query after them. ``records``: the newest version of each
+    (mode, file) of the object's file records with the file's status then, read at the step's
+    start; they hold until the step's unit writes its own, so the incremental load takes them
+    from here instead of a query."""
 
     def __init__(
         self,
-        versions: dict[tuple[str, str], str] | None = None,
+        records: dict[tuple[str, str], FileRecord] | None = None,
         fingerprint: str | None = None,
         newest: dict[TableRef, object] | None = None,
     ) -> None:
@@ -376,7 +395,7 @@ class StepBooks:
         self.fingerprint, self.newest = fingerprint, newest
         self._pending: list[tuple[TableRef, pd.DataFrame]] = []
         self._supersede: dict[TableRef, tuple] = {}  # rejected table -> supersede_rejections' arguments
-        self.versions = versions
+        self.records = records
         self.written: list[tuple[TableRef, pd.DataFrame]] = []
         self.superseded: Counter = Counter()
 
@@ -467,6 +486,24 @@ def _keep_books(
         books.write(wh, frames, statements, supersede)
 
 
+def file_book_row(
+    path: Path, read: FileVersion, rows_read: int, loaded: int, rejected: int, before: int = 0, dupes: int = 0
+) -> dict:
+    """A file's per-file bookkeeping row (``files_frame``): its version as the load read it
+    (``local_files.read_version``: the hash, the status before it and the size in it) and its rows."""
+    return {
+        "file": path.name,
+        "file_version": read.version,
+        FILE_STATUS: read.status,
+        "size_bytes": read.size,
+        "rows_read": rows_read,
+        "records_loaded": loaded,
+        "records_rejected": rejected,
+        "records_skipped_before_start_date": before,
+        "records_skipped_duplicate": dupes,
+    }
+
+
 def files_frame(source: str, obj: str, mode: str, run_id: str, rows: list[dict]) -> pd.DataFrame:
     """The per-file bookkeeping rows of one load (one per file read)."""
     now = _now()
@@ -475,6 +512,7 @@ def files_frame(source: str, obj: str, mode: str, run_id: str, rows: list[dict])
         columns=[
             "file",
             "file_version",
+            FILE_STATUS,
             "size_bytes",
             "rows_read",
             "records_loaded",
@@ -488,7 +526,7 @@ def files_frame(source: str, obj: str, mode: str, run_id: str, rows: list[dict])
     df.insert(0, "source", source)
     df["run_id"] = run_id
     df["loaded_at"] = pd.Series([now] * len(df), dtype="datetime64[us]")
-    text = ["source", "object", "mode", "file", "file_version", "run_id"]
+    text = ["source", "object", "mode", "file", "file_version", FILE_STATUS, "run_id"]
     counts = [
         "size_bytes",
         "rows_read",
@@ -745,8 +783,8 @@ def load_incremental(
     from_table = reads_by_cursor(source)
     watermark = current_watermark(wh, ref, field_, books=books)
     loaded_at = _now()
-    versions = {} if from_table else step_versions(wh, books, files_ref, source.name, obj.name)
-    known = {f: v for (m, f), v in versions.items() if m == "incremental"}
+    records = {} if from_table else step_records(wh, books, files_ref, source.name, obj.name)
+    known = {f: r for (m, f), r in records.items() if m == "incremental"}
     table_exists = wh.table_exists(ref)
     start = naive_utc(source.start_date) if source.start_date is not None else None
     frames, used, rejects, book = [], [], [], []
@@ -755,8 +793,10 @@ def load_incremental(
     for n, (path, reader) in enumerate(inputs, start=1):
         # Hashed before it is read: a file still growing in between is recorded with its older
         # hash, so the next load reads it again and skips the rows it already gave (no loss).
-        version = None if from_table else file_version(path)
-        if version is not None and known.get(path.name) == version:
+        # A file whose status is the one recorded with its hash is not read at all.
+        current = None if from_table else read_version(path, known.get(path.name))
+        version = None if current is None else current.version
+        if current is not None and path.name in known and known[path.name].version == version:
             unchanged += 1  # this content of this file is loaded: nothing in it is new
             continue
         df, rejected = _read(path, reader(), source, loaded_at, "incremental", run_id, version)
@@ -787,19 +827,9 @@ def load_incremental(
         if keep.any():
             frames.append(df[keep])
             used.append(path.name)
-        if version is not None:
-            book.append(
-                {
-                    "file": path.name,
-                    "file_version": version,
-                    "size_bytes": path.stat().st_size,
-                    "rows_read": len(df) + len(rejected),
-                    "records_loaded": int(keep.sum()),
-                    "records_rejected": len(rejected),
-                    "records_skipped_before_start_date": file_before,
-                    "records_skipped_duplicate": file_dupes,
-                }
-            )
+        if current is not None:
+            rows_read, loaded = len(df) + len(rejected), int(keep.sum())
+            book.append(file_book_row(path, current, rows_read, loaded, len(rejected), file_before, file_dupes))
     new = pd.concat(frames, ignore_index=True) if frames else None
     new_watermark = watermark
     if new is not None and len(new):
@@ -857,23 +887,13 @@ def load_historical(
     loaded_at = _now()
     read, book = [], []
     for n, (path, reader) in enumerate(inputs, start=1):
-        version = None if from_table else file_version(path)
+        current = None if from_table else read_version(path)
+        version = None if current is None else current.version
         read.append(_read(path, reader(), source, loaded_at, "historical", run_id, version))
         good, rejected = read[-1]
         _progress(ref, n, len(inputs), path, good, rejected)
-        if version is not None:
-            book.append(
-                {
-                    "file": path.name,
-                    "file_version": version,
-                    "size_bytes": path.stat().st_size,
-                    "rows_read": len(good) + len(rejected),
-                    "records_loaded": len(good),
-                    "records_rejected": len(rejected),
-                    "records_skipped_before_start_date": 0,
-                    "records_skipped_duplicate": 0,
-                }
-            )
+        if current is not None:
+            book.append(file_book_row(path, current, len(good) + len(rejected), len(good), len(rejected)))
     bad = new_rejections(wh, ref, [rejected for _, rejected in read], books=books)
     unit = [(rejected_ref(ref), bad)] if bad is not None else []
     unit += [(files_ref, files_frame(source.name, obj.name, "historical", run_id, book))] if book else []

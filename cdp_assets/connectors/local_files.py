@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 from cdp_assets.connectors.readers import FORMATS
 
@@ -41,3 +43,49 @@ def file_version(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# A file whose status changed this recently is hashed at its next load whatever its status then:
+# on a file system whose clock ticks coarsely (1-2 s on some network and FAT file systems), a
+# write in the same tick as the status taken before its hash would keep that status.
+RACY_SECONDS = 2.0
+
+
+class FileRecord(NamedTuple):
+    """What the per-file bookkeeping holds of a file's newest loaded version: its content hash
+    (``file_version``) and its status when that hash was taken (``file_status``; None: not kept,
+    the file is hashed to tell)."""
+
+    version: str
+    status: str | None
+
+
+class FileVersion(NamedTuple):
+    """A file's version as a load reads it: the content hash, the status taken before it
+    (``file_status``) and the size in that status."""
+
+    version: str
+    status: str | None
+    size: int
+
+
+def file_status(stat, now: float | None = None) -> str | None:
+    """Size, modification and change times (nanoseconds) and inode: what changes when a file is
+    written, replaced, renamed into place or has its times set (the change time cannot be set
+    back); None when it changed within ``RACY_SECONDS`` of ``now``."""
+    now = time.time() if now is None else now
+    if now - stat.st_ctime < RACY_SECONDS:
+        return None
+    return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"
+
+
+def read_version(path: Path, recorded: FileRecord | None = None) -> FileVersion:
+    """``path``'s version: ``recorded``'s hash when the file's status is still the one recorded
+    with it (no byte read, as git and rsync tell an unchanged file), else ``file_version``. The
+    status is taken before the hash: a file still being written meanwhile is recorded with the
+    older status, so the next load hashes it again."""
+    stat = path.stat()
+    status = file_status(stat)
+    if recorded is not None and status is not None and recorded.status == status:
+        return FileVersion(recorded.version, status, stat.st_size)
+    return FileVersion(file_version(path), status, stat.st_size)

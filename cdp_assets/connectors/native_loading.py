@@ -16,7 +16,7 @@ import pandas as pd
 from dagster import get_dagster_logger
 
 from cdp_assets.config.models import SourceConfig, SourceObject
-from cdp_assets.connectors.local_files import file_version, fingerprint, object_files
+from cdp_assets.connectors.local_files import FileVersion, fingerprint, object_files, read_version
 from cdp_assets.connectors.native_files import FileRows, drop_temps, read_files_rows, temp_ref
 from cdp_assets.engines.base import WarehouseResource
 from cdp_assets.sql.dialects import TableRef
@@ -44,17 +44,9 @@ def _progress(ref: TableRef, n: int, total: int, path: Path, read: FileRows) -> 
     )
 
 
-def _book(path: Path, version: str, read: FileRows, loaded: int, before: int, dupes: int) -> dict:
-    return {
-        "file": path.name,
-        "file_version": version,
-        "size_bytes": path.stat().st_size,
-        "rows_read": read.rows + len(read.rejected),
-        "records_loaded": loaded,
-        "records_rejected": len(read.rejected),
-        "records_skipped_before_start_date": before,
-        "records_skipped_duplicate": dupes,
-    }
+def _book(path: Path, version: FileVersion, read: FileRows, loaded: int, before: int, dupes: int) -> dict:
+    rows_read, rejected = read.rows + len(read.rejected), len(read.rejected)
+    return _loading().file_book_row(path, version, rows_read, loaded, rejected, before, dupes)
 
 
 def load_incremental_native(
@@ -82,8 +74,8 @@ def load_incremental_native(
         # plus the ones appended in the load's unit.
         rows_before, watermark = ld.current_rows_and_watermark(wh, ref, field_, catalog)
         loaded_at = ld._now()
-        versions = ld.step_versions(wh, books, files_ref, source.name, obj.name, catalog)
-        known = {f: v for (m, f), v in versions.items() if m == "incremental"}
+        records = ld.step_records(wh, books, files_ref, source.name, obj.name, catalog)
+        known = {f: r for (m, f), r in records.items() if m == "incremental"}
         start = ld._iso(ld.naive_utc(source.start_date)) if source.start_date is not None else None
         paths = object_files(folder, obj.name, historical=False, fmt=fmt)
         temps: list[TableRef] = []
@@ -95,8 +87,9 @@ def load_incremental_native(
             for n, path in enumerate(paths, start=1):
                 # Hashed before it is read: a file still growing in between is recorded with its
                 # older hash, so the next load reads it again and skips the rows it gave (no loss).
-                version = file_version(path)
-                if known.get(path.name) == version:
+                # (A file whose status is the one recorded with its hash is not read at all.)
+                version = read_version(path, known.get(path.name))
+                if path.name in known and known[path.name].version == version.version:
                     unchanged += 1  # this content of this file is loaded: nothing in it is new
                     continue
                 todo.append((n, path, version))
@@ -107,7 +100,7 @@ def load_incremental_native(
             for read in reads:
                 temps += ([read.table] if read.table is not None else []) + read.scratch
             for (n, path, version), read in zip(todo, reads):
-                rejects.append(ld.rejected_frame(path, "incremental", read.rejected, run_id, version))
+                rejects.append(ld.rejected_frame(path, "incremental", read.rejected, run_id, version.version))
                 file_before = file_dupes = loaded = 0
                 if read.table is not None and read.rows:
                     file_before = read.before_start
@@ -212,13 +205,13 @@ def load_historical_native(
         parts: list[TableRef] = []  # the files' rows
         rejects, book, newest = [], [], []
         try:
-            versions = [file_version(path) for path in files]  # hashed before they are read
+            versions = [read_version(path) for path in files]  # hashed before they are read
             reads = read_files_rows(wh, files, field_, loaded_at, source.date_order, source.name)
             for n, (path, version, read) in enumerate(zip(files, versions, reads), start=1):
                 parts += [read.table] if read.table is not None else []
                 temps += ([read.table] if read.table is not None else []) + read.scratch
                 newest += [read.newest] if read.rows and read.newest is not None else []
-                rejects.append(ld.rejected_frame(path, "historical", read.rejected, run_id, version))
+                rejects.append(ld.rejected_frame(path, "historical", read.rejected, run_id, version.version))
                 _progress(ref, n, len(files), path, read)
                 book.append(_book(path, version, read, read.rows, 0, 0))
             bad = ld.new_rejections(wh, ref, rejects, catalog, books)

@@ -6,6 +6,7 @@ from cdp_assets.sql.dialects import Dialect, TableRef, quote
 from cdp_assets.sql.engine_meta import describe_tables_sql
 from cdp_assets.sql.hist_union import distinct_count_sql, duplicate_keys_over_sql, duplicate_keys_sql
 from cdp_assets.sql.incremental import LOADED_AT, newer_than_watermark_branches
+from cdp_assets.sql.ingestion import FILE_STATUS
 
 
 def ids_with_many_canonical_ids_sql(lookup: TableRef, cid: str) -> str:
@@ -180,12 +181,14 @@ def ingestion_start_sql(
     rejected_superseded: bool,
     files: TableRef | None,
     for_loads: list[tuple[TableRef, str]] | None = None,
+    files_status: bool = False,
 ) -> str:
     """What an ingestion step reads of its object before its loads, in one query: the rows of
     ``ingestion_measures_sql`` (``part`` 'load': the outstanding rejected rows of each mode on
     every row, one row per load of the object in the log, one row of NULL load columns without
     any) and, when ``files`` exists, the object's file records (``part`` 'file': ``mode``,
-    ``file``, ``file_version``, ``loaded_at``), all oldest first. The step's checks add what its
+    ``file``, ``file_version``, ``file_status`` where ``files_status`` says the records keep it,
+    ``loaded_at``), all oldest first. The step's checks add what its
     loads write to these (checks/ingestion.py); its incremental load takes the newest version of
     each file from them.
 
@@ -215,7 +218,7 @@ def ingestion_start_sql(
         for i in range(len(modes))
     ]
     loads = [f"l.{quote(c)} AS {quote(c)}" if log and c in log_columns else typed_null(c) for c in columns]
-    no_file = ["CAST(NULL AS VARCHAR) AS file", "CAST(NULL AS VARCHAR) AS file_version"]
+    no_file = [f"CAST(NULL AS VARCHAR) AS {c}" for c in ("file", "file_version", FILE_STATUS)]
     if for_loads is not None:
         scalars += newest
     part = f"SELECT 'load' AS part, {', '.join(scalars + loads + no_file)}"
@@ -228,7 +231,8 @@ def ingestion_start_sql(
         nulls += [f"CAST(NULL AS VARCHAR) AS newest_{i}" for i in range(len(for_loads or []))]
         parts.append(
             f"SELECT 'file' AS part, {', '.join(nulls)}, "
-            f"{', '.join(record)}, f.file AS file, f.file_version AS file_version "
+            f"{', '.join(record)}, f.file AS file, f.file_version AS file_version, "
+            f"{f'f.{FILE_STATUS}' if files_status else 'CAST(NULL AS VARCHAR)'} AS {FILE_STATUS} "
             f"FROM {files.sql} AS f WHERE f.source = ? AND f.object = ?"
         )
     return "\nUNION ALL\n".join(parts) + "\nORDER BY loaded_at"

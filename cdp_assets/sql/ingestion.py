@@ -19,12 +19,17 @@ def source_table_watermark_sql(table: TableRef, incremental_field: str) -> str:
 # ---------------------------------------------------------------- per-file bookkeeping
 
 
-def file_versions_sql(files_log: TableRef) -> str:
+FILE_STATUS = "file_status"  # the per-file records' column of a file's status (local_files.file_status)
+
+
+def file_versions_sql(files_log: TableRef, with_status: bool = False) -> str:
     """Every recorded load of a file of one source object (source and object bound as the two
-    parameters); the loader keeps the newest version per mode and file."""
+    parameters); the loader keeps the newest version per mode and file. ``with_status``: the
+    records keep the file's status beside its version (a log written before they did: NULL)."""
+    status = f"f.{FILE_STATUS}" if with_status else "CAST(NULL AS VARCHAR)"
     return (
-        f"SELECT mode, file, file_version, loaded_at FROM {files_log.sql} "
-        f"WHERE source = ? AND object = ? ORDER BY loaded_at"
+        f"SELECT f.mode, f.file, f.file_version, {status} AS {FILE_STATUS}, f.loaded_at FROM {files_log.sql} AS f "
+        f"WHERE f.source = ? AND f.object = ? ORDER BY f.loaded_at"
     )
 
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from cdp_assets.config.models import SourceConfig
+from cdp_assets.connectors import local_files
 from cdp_assets.connectors.loading import FILES_TABLE, LOG_TABLE, load_historical, load_incremental
+from cdp_assets.connectors.local_files import RACY_SECONDS
 from cdp_assets.connectors.readers import SourceFileError
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql.dialects import TableRef
+from cdp_assets.sql.ingestion import FILE_STATUS
 
 SCHEMA = "acme_src"
 OBJ = "customers"
@@ -276,6 +280,62 @@ def test_a_file_replaced_with_different_content_loads_its_new_rows(folder, wh):
     result = inc(wh, source, folder)
     assert (result.records_loaded, result.skipped_duplicate) == (1, 1)
     assert list(rows(wh, TABLE, "customer_id, email")["email"]) == ["a@x.com", "b@x.com", "c@x.com"]
+
+
+def settle(*paths: Path) -> None:
+    """Wait until the files' last change is older than ``RACY_SECONDS``: their status is kept."""
+    newest = max(p.stat().st_ctime for p in paths)
+    time.sleep(max(0.0, newest + RACY_SECONDS + 0.1 - time.time()))
+
+
+@pytest.fixture(params=["native", "python"])
+def reader_wh(request, tmp_path: Path):
+    """DuckDB reading the files with its own readers, or parsing them in Python (the path the
+    other engines keep)."""
+    w = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"), native_file_reads=request.param == "native")
+    with w.session():
+        yield w
+
+
+def test_a_file_whose_status_is_unchanged_is_not_hashed_again_and_any_change_is_hashed(folder, reader_wh, monkeypatch):
+    """A load keeps each file's status (size, modification and change times, inode) with its
+    hash; a later load that finds the same status takes the hash without reading a byte. A file
+    rewritten at the same size with its modification time set back changes its change time
+    (which cannot be set back): it is hashed, and its new row loaded."""
+    wh = reader_wh
+    hashed: list[str] = []
+    real = local_files.file_version
+    monkeypatch.setattr(local_files, "file_version", lambda path: hashed.append(path.name) or real(path))
+    source = make_source(folder)
+    a = write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"]])
+    b = write_csv(incr(folder, "b.csv"), HEADER, [["C2", "b@x.com", "2024-06-01 09:00:00"]])
+    settle(a, b)
+    assert inc(wh, source, folder, "r1").records_loaded == 2
+    assert sorted(hashed) == ["a.csv", "b.csv"]
+    statuses = wh.fetch(f"SELECT file, {FILE_STATUS} FROM {FILES.sql} ORDER BY file")
+    assert statuses[FILE_STATUS].notna().all()
+    hashed.clear()
+    again = inc(wh, source, folder, "r2")
+    assert (again.records_loaded, again.unchanged_files, hashed) == (0, 2, [])
+    # b rewritten at its size, its modification time set back: hashed, its changed row loaded.
+    st = b.stat()
+    write_csv(b, HEADER, [["C3", "b@x.com", "2024-06-01 09:00:00"]])
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (b.stat().st_size, b.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    settle(b)  # told by its change time alone, not by having changed just now
+    changed = inc(wh, source, folder, "r3")
+    assert (changed.records_loaded, changed.unchanged_files, hashed) == (1, 1, ["b.csv"])
+    assert list(rows(wh, TABLE)["customer_id"]) == ["C1", "C2", "C3"]
+
+
+def test_a_file_changed_just_before_its_load_keeps_no_status_and_is_hashed_at_every_load(folder, reader_wh):
+    """Within ``RACY_SECONDS`` of its last change a file's status is not kept: on a file system
+    whose clock ticks coarsely, a write in the same tick would keep it."""
+    wh = reader_wh
+    source = make_source(folder)
+    write_csv(incr(folder, "a.csv"), HEADER, [["C1", "a@x.com", "2024-06-01 08:00:00"]])
+    inc(wh, source, folder)
+    assert wh.fetch(f"SELECT {FILE_STATUS} FROM {FILES.sql}")[FILE_STATUS].isna().all()
 
 
 def test_a_file_deleted_and_re_added_loads_nothing_twice(folder, wh):

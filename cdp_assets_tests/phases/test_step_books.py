@@ -12,6 +12,7 @@ from dagster import DagsterInstance, materialize
 
 from cdp_assets.assets.ingestion import build_ingestion_asset
 from cdp_assets.config import load_config
+from cdp_assets.connectors import local_files
 from cdp_assets.connectors.loading import LOG_TABLE, StepBooks, merge_frames, new_rejections
 from cdp_assets.engines.duckdb import DuckDBWarehouse
 from cdp_assets.sql.dialects import TableRef
@@ -24,6 +25,7 @@ from cdp_assets_tests.phases.test_ingestion import (
     REJECTED,
     SCHEMA,
     TABLE,
+    settle,
     hist,
     hst,
     incr,
@@ -142,3 +144,33 @@ def test_a_failed_incremental_load_leaves_the_historical_load_logged_and_nothing
     assert modes["mode"].tolist() == ["historical"]  # no file of the failed load is recorded as loaded
     assert wh.table_exists(TableRef("acme_src", "shop_customers_hist"))
     assert not wh.table_exists(TableRef("acme_src", "shop_customers"))
+
+
+def test_a_second_step_takes_the_unchanged_files_versions_from_its_start_without_hashing_them(
+    tmp_path: Path, monkeypatch
+):
+    """The step's start query reads each file's recorded status with its version
+    (``StepStart.records``): a file whose status is unchanged is neither hashed nor read again."""
+    loaded = load_config(write_project(tmp_path, records=20))
+    source = next(s for s in loaded.pipeline.sources if s.name == "shop")
+    obj = next(o for o in source.objects if o.name == "customers")
+    folder = loaded.source_paths["shop"] / "customers"
+    settle(*[p for p in folder.rglob("*") if p.is_file()])
+    hashed: list[str] = []
+    real = local_files.file_version
+    monkeypatch.setattr(local_files, "file_version", lambda path: hashed.append(path.name) or real(path))
+
+    def step():
+        return materialize(
+            [build_ingestion_asset(loaded, source, obj)],
+            resources={"warehouse": warehouse_for(loaded)},
+            instance=DagsterInstance.ephemeral(),
+        )
+
+    assert step().success
+    first = sorted(hashed)
+    incremental = sorted(p.name for p in folder.iterdir() if p.is_file())
+    assert set(incremental) <= set(first) and len(incremental) >= 2
+    hashed.clear()
+    assert step().success
+    assert hashed == []  # the historical files' fingerprint and the incremental files' statuses are unchanged
