@@ -109,10 +109,13 @@ def unchanged_loads(sample: Path, work: Path) -> tuple[float, float]:
     each file's status kept beside its hash (the hash taken from the books), and with the statuses
     cleared (as books written before they were kept: every file hashed again)."""
     from cdp_assets.connectors.loading import FILES_TABLE, load_incremental
+    from cdp_assets.connectors.local_files import RACY_SECONDS
     from cdp_assets.engines.duckdb import DuckDBWarehouse
     from cdp_assets.sql.ingestion import FILE_STATUS
 
-    time.sleep(2.1)  # a file hashed within 2 s of its last change keeps no status (local_files.RACY_SECONDS)
+    # A file hashed within RACY_SECONDS of its last change keeps no status: a sample just written waits.
+    newest = max(p.stat().st_ctime for p in sample_files(sample))
+    time.sleep(max(0.0, newest + RACY_SECONDS + 0.1 - time.time()))
     wh = DuckDBWarehouse(path=str(work / "unchanged.duckdb"))
     seconds = []
     with wh.session():
