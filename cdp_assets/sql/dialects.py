@@ -224,7 +224,7 @@ def _ordered_list_as_sorted_structs(tree: exp.Expression) -> exp.Expression:
         )
         return exp.Transform(this=exp.ArraySort(this=collected), expression=pick)
 
-    return tree.transform(rewrite)
+    return tree.transform(rewrite, copy=False)
 
 
 # Dialects whose REGEXP_REPLACE replaces every match and takes no flags.
@@ -256,7 +256,7 @@ def _regexp_replace_all(tree: exp.Expression, write: str) -> exp.Expression:
             "use the 'g' flag or a pattern anchored with ^"
         )
 
-    return tree.transform(rewrite)
+    return tree.transform(rewrite, copy=False)
 
 
 # DuckDB's function for the valid_regexp patterns its RE2 cannot evaluate (registered on every
@@ -303,7 +303,7 @@ def _java_regex_as_native(tree: exp.Expression, write: str) -> exp.Expression:  
             return exp.RegexpLike(this=value.copy(), expression=pattern.copy())
         return node
 
-    return tree.transform(rewrite)
+    return tree.transform(rewrite, copy=False)
 
 
 def _sha256_of_text(tree: exp.Expression, write: str) -> exp.Expression:
@@ -315,7 +315,7 @@ def _sha256_of_text(tree: exp.Expression, write: str) -> exp.Expression:
             node.set("this", exp.Encode(this=node.this, charset=exp.Literal.string("utf-8")))
         return node
 
-    return tree.transform(rewrite)
+    return tree.transform(rewrite, copy=False)
 
 
 def _json_valid_check(write: str, text: exp.Expression) -> exp.Expression:
@@ -338,7 +338,7 @@ def _json_valid(tree: exp.Expression, write: str) -> exp.Expression:
             return exp.paren(_json_valid_check(write, node.expressions[0].copy()), copy=False)
         return node
 
-    return tree.transform(rewrite)
+    return tree.transform(rewrite, copy=False)
 
 
 def _one_definition_per_cte(tree: exp.Expression, write: str) -> exp.Expression:  # noqa: ARG001 - a hook
@@ -384,7 +384,7 @@ def _transpile(sql: str, write: str) -> str:
     trees = [_java_regex_as_native(t, write) for t in trees]
     for hook in _HOOKS.get(write, ()):
         trees = [hook(t, write) for t in trees]
-    return ";\n".join(t.sql(dialect=write) for t in trees)
+    return ";\n".join(t.sql(dialect=write, copy=False) for t in trees)
 
 
 DIALECTS: dict[str, Dialect] = {
