@@ -331,7 +331,7 @@ class TreasureDataWarehouse(WarehouseResource):
         from tdclient import errors as td
 
         try:
-            return sorted(self._api(lambda c: _table_names(c.api_client.api, schema), f"-- list tables of {schema}"))
+            return sorted(self._api(lambda c: _table_listing(c.api_client.api, schema), f"-- list tables of {schema}"))
         except WarehouseError as exc:
             if isinstance(exc.__cause__, td.NotFoundError):
                 return []
@@ -358,23 +358,21 @@ class TreasureDataWarehouse(WarehouseResource):
         by_schema: dict[str, dict] = {}
         for ref in dict.fromkeys(refs):
             if ref.schema not in by_schema:
-                tables = self._api(lambda c, s=ref.schema: c.api_client.tables(s), f"-- row counts in {ref.schema}")
-                by_schema[ref.schema] = {t.table_name: t for t in tables}
+                by_schema[ref.schema] = self._api(
+                    lambda c, s=ref.schema: _table_listing(c.api_client.api, s), f"-- row counts in {ref.schema}"
+                )
             table = by_schema[ref.schema].get(ref.name)
             if table is None:
                 raise WarehouseError(f"table {ref.display} does not exist, so it has no row count")
-            out[ref] = int(table.count or 0)
+            out[ref] = int(table["count"] or 0)
         return out
 
     def columns(self, ref: TableRef) -> list[str]:
-        tables = {
-            t.table_name: t
-            for t in self._api(lambda c: c.api_client.tables(ref.schema), f"-- columns of {ref.display}")
-        }
+        tables = self._api(lambda c: _table_listing(c.api_client.api, ref.schema), f"-- columns of {ref.display}")
         if ref.name not in tables:
             raise WarehouseError(f"table {ref.display} does not exist")
         # TD's schema leaves out the `time` column every TD table has.
-        return [c[0] for c in tables[ref.name].schema] + ["time"]
+        return [c[0] for c in tables[ref.name]["schema"]] + ["time"]
 
     def describe_tables(self, refs: list[TableRef]) -> dict[TableRef, list[tuple[str, str]] | None]:
         from tdclient import errors as td
@@ -384,17 +382,17 @@ class TreasureDataWarehouse(WarehouseResource):
         for ref in dict.fromkeys(refs):
             if ref.schema not in by_schema:  # one API call per database, no job
                 try:
-                    tables = self._api(
-                        lambda c, s=ref.schema: c.api_client.tables(s), f"-- describe tables of {ref.schema}"
+                    by_schema[ref.schema] = self._api(
+                        lambda c, s=ref.schema: _table_listing(c.api_client.api, s),
+                        f"-- describe tables of {ref.schema}",
                     )
-                    by_schema[ref.schema] = {t.table_name: t for t in tables}
                 except WarehouseError as exc:
                     if not isinstance(exc.__cause__, td.NotFoundError):
                         raise
                     by_schema[ref.schema] = {}
             table = by_schema[ref.schema].get(ref.name)
             # TD's schema leaves out the `time` column every TD table has.
-            out[ref] = None if table is None else [(c[0], str(c[1])) for c in table.schema] + [("time", "bigint")]
+            out[ref] = None if table is None else [(c[0], str(c[1])) for c in table["schema"]] + [("time", "bigint")]
         return out
 
     def _create_schema(self, schema: str) -> None:
@@ -418,7 +416,7 @@ class TreasureDataWarehouse(WarehouseResource):
         the staging table, which holds the old data if the swap did happen, the new if not."""
 
         def create_final(client):
-            if not any(t.table_name == final.name for t in client.api_client.tables(final.schema)):
+            if final.name not in _table_listing(client.api_client.api, final.schema):
                 client.api_client.create_log_table(final.schema, final.name)
 
         what = f"-- swap {staging.display} into {final.display}"
@@ -450,13 +448,13 @@ class TreasureDataWarehouse(WarehouseResource):
                 from tdclient import errors as td_errors
 
                 api = client.api_client
-                tables = {t.table_name: t for t in api.tables(ref.schema)}
+                tables = _table_listing(api.api, ref.schema)
                 if ref.name not in tables:
                     try:
                         api.create_log_table(ref.schema, ref.name)
                     except td_errors.AlreadyExistsError:
                         pass  # a concurrent step created it first
-                current = [list(c) for c in (tables[ref.name].schema or [])] if ref.name in tables else []
+                current = [list(c) for c in (tables[ref.name]["schema"] or [])] if ref.name in tables else []
                 have = {c[0] for c in current} | {"time"}
                 new = [[c, _td_column_type(df[c]), c] for c in df.columns if c not in have]
                 if new:
@@ -473,7 +471,7 @@ class TreasureDataWarehouse(WarehouseResource):
             from tdclient import errors as td_errors
 
             api = client.api_client
-            exists = any(t.table_name == ref.name for t in api.tables(ref.schema))
+            exists = ref.name in _table_listing(api.api, ref.schema)
             if exists and if_exists == "error":
                 raise WarehouseError(f"table {ref.display} already exists", what)
             if not exists:
@@ -501,19 +499,25 @@ class TreasureDataWarehouse(WarehouseResource):
         self._api(load, what, retry=False)
 
 
-def _table_names(api: Any, schema: str) -> list[str]:
-    """The names in TD's table listing (``GET /v3/table/list/{db}``), read from its JSON. The same
+def _table_listing(api: Any, schema: str) -> dict[str, dict]:
+    """TD's table listing of ``schema`` (``GET /v3/table/list/{db}``): table name -> its entry, with
+    ``count`` (rows) and ``schema`` (``[[column, type, alias], ...]``) read from the JSON. The same
     request as tdclient's ``tables()``, which also parses four dates of every table with dateutil:
-    a step lists a schema's tables many times, and that parsing was a tenth of a whole run's
+    a run lists a schema's tables hundreds of times, and that parsing was a tenth of a whole run's
     client-side time on the fake (2026-12-05, docs/tests.md). Errors are raised as tdclient's
     (``NotFoundError`` for a missing database)."""
+    import json
+
     from tdclient.util import create_url
 
     with api.get(create_url("/v3/table/list/{db}", db=schema)) as res:
         code, body = res.status, res.read()
         if code != 200:
             api.raise_error("List tables failed", res, body)
-        return [t["name"] for t in api.checked_json(body, ["tables"])["tables"]]
+        tables = api.checked_json(body, ["tables"])["tables"]
+    return {
+        t["name"]: {"count": int(t.get("count") or 0), "schema": json.loads(t.get("schema") or "[]")} for t in tables
+    }
 
 
 # TD stores long, double, boolean and string columns; timestamps go in as text.
