@@ -38,7 +38,9 @@ MARKER_OF_FIXTURE = {
 
 
 # The README's command runs the suite on two workers with `--dist loadgroup` (pyproject's addopts):
-# xdist hands out units of work in collection order, one unit to whichever worker runs low.
+# xdist hands out units of work in collection order, one unit to whichever worker runs low (with
+# `--no-loadscope-reorder`, also in addopts: by default xdist 3.6+ sorts the units by their number
+# of tests, most first, which put every group of many short tests before the long units below).
 # - A unit is one test, or every test of a module sharing one of the module's module-scoped
 #   fixtures (a whole-pipeline run, a Spark session, a browser), or every test sharing a session
 #   fixture of ours (`sample_run`): split over two workers such a fixture was built twice, once in
