@@ -272,11 +272,11 @@ def new_rejections(
 
 def file_records(df: pd.DataFrame) -> dict[tuple[str, str], FileRecord]:
     """(mode, file) -> its newest record, out of the file records' rows (``mode``, ``file``,
-    ``file_version``, ``file_status``) ordered by ``loaded_at``: the last one wins."""
-    statuses = df[FILE_STATUS] if FILE_STATUS in df.columns else [None] * len(df)
+    ``file_version``, ``file_status``: NULL where the records keep none) ordered by ``loaded_at``:
+    the last one wins."""
     return {
         (m, f): FileRecord(v, None if pd.isna(st) else str(st))
-        for m, f, v, st in zip(df["mode"], df["file"], df["file_version"], statuses)
+        for m, f, v, st in zip(df["mode"], df["file"], df["file_version"], df[FILE_STATUS])
     }
 
 
@@ -794,9 +794,10 @@ def load_incremental(
         # Hashed before it is read: a file still growing in between is recorded with its older
         # hash, so the next load reads it again and skips the rows it already gave (no loss).
         # A file whose status is the one recorded with its hash is not read at all.
-        current = None if from_table else read_version(path, known.get(path.name))
+        recorded = known.get(path.name)
+        current = None if from_table else read_version(path, recorded)
         version = None if current is None else current.version
-        if current is not None and path.name in known and known[path.name].version == version:
+        if recorded is not None and recorded.version == version:
             unchanged += 1  # this content of this file is loaded: nothing in it is new
             continue
         df, rejected = _read(path, reader(), source, loaded_at, "incremental", run_id, version)

@@ -69,12 +69,11 @@ class FileVersion(NamedTuple):
     size: int
 
 
-def file_status(stat, now: float | None = None) -> str | None:
+def file_status(stat) -> str | None:
     """Size, modification and change times (nanoseconds) and inode: what changes when a file is
     written, replaced, renamed into place or has its times set (the change time cannot be set
-    back); None when it changed within ``RACY_SECONDS`` of ``now``."""
-    now = time.time() if now is None else now
-    if now - stat.st_ctime < RACY_SECONDS:
+    back); None when it changed within the last ``RACY_SECONDS``."""
+    if time.time() - stat.st_ctime < RACY_SECONDS:
         return None
     return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"
 

@@ -88,8 +88,9 @@ def load_incremental_native(
                 # Hashed before it is read: a file still growing in between is recorded with its
                 # older hash, so the next load reads it again and skips the rows it gave (no loss).
                 # (A file whose status is the one recorded with its hash is not read at all.)
-                version = read_version(path, known.get(path.name))
-                if path.name in known and known[path.name].version == version.version:
+                recorded = known.get(path.name)
+                version = read_version(path, recorded)
+                if recorded is not None and recorded.version == version.version:
                     unchanged += 1  # this content of this file is loaded: nothing in it is new
                     continue
                 todo.append((n, path, version))
